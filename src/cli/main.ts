@@ -1,0 +1,212 @@
+/**
+ * `vigil`: the gateway and the tools around its records.
+ *   vigil serve [--config FILE] [--listen HOST:PORT] [--upstream URL] [--data-dir DIR]
+ *   vigil sessions list [--config FILE | --data-dir DIR] [--json] [--limit N] [--connection NAME] [--caller SUBJECT]
+ *   vigil sessions show <session-id> [--config FILE | --data-dir DIR] [--json]
+ *   vigil verify [--config FILE | --data-dir DIR] [--json]
+ *   vigil sandbox [--listen HOST:PORT]      a fake Anthropic API for offline tries and tests
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { loadConfig } from '../config/load-config.js';
+import { ConfigError, VigilError } from '../errors.js';
+import { startGateway } from '../gateway.js';
+import { readSession } from '../recorder/exchange-reader.js';
+import type { AuditStore } from '../store/audit-store.js';
+import { openStore } from '../store/open-store.js';
+import { renderTranscript } from './transcript.js';
+
+const USAGE = `usage: vigil <command> [options]
+
+commands:
+  serve                      run the gateway (default: 127.0.0.1:8080 → https://api.anthropic.com, data in ./vigil-data)
+  sessions list              list recorded sessions, newest first
+  sessions show <id>         one session as a transcript (or --json)
+  verify                     check the store's hash chains; exit 1 naming any changed, removed or reordered record
+  sandbox                    run a fake Anthropic API (for trying Vigil offline)
+
+options:
+  --config FILE              YAML config (see README); default: the embedded default
+  --listen HOST:PORT         proxy listener (serve), or sandbox listener
+  --upstream URL             upstream of the default connection
+  --data-dir DIR             where the embedded store lives (default ./vigil-data)
+  --json                     machine-readable output
+  -h, --help                 this help
+`;
+
+const COMMON = {
+  config: { type: 'string' },
+  'data-dir': { type: 'string' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const satisfies ParseArgsConfig['options'];
+
+type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
+
+function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O) {
+  return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
+}
+
+async function withStore<T>(values: { config?: string; 'data-dir'?: string }, fn: (store: AuditStore) => Promise<T>): Promise<T> {
+  const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
+  const store = await openStore(config, { readonly: true }).catch((err: unknown) => {
+    throw new CliError(`cannot open the store (${(err as Error).message}); is --data-dir or --config right?`);
+  });
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode = 2,
+  ) {
+    super(message);
+  }
+}
+
+async function serve(args: string[], out: Out): Promise<number> {
+  const { values } = parse(args, { listen: { type: 'string' }, upstream: { type: 'string' } });
+  if (values.help) return (out.stdout.write(USAGE), 0);
+  const config = loadConfig({
+    configFile: values.config,
+    listen: values.listen,
+    upstream: values.upstream,
+    dataDir: values['data-dir'],
+  });
+  const gateway = await startGateway(config);
+  out.stdout.write(`vigil listening on ${gateway.url} (data: ${config.data_dir})\n`);
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) {
+        gateway.log.warn({ signal }, 'second signal: exiting now');
+        process.exit(1);
+      }
+      stopping = true;
+      gateway.log.info({ signal, graceMs: config.shutdown.grace }, 'shutting down');
+      gateway.close().then(
+        () => resolve(0),
+        (err: unknown) => {
+          gateway.log.error({ err }, 'shutdown failed');
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+async function sessions(args: string[], out: Out): Promise<number> {
+  const [verb, ...rest] = args;
+  if (verb === 'list') {
+    const { values } = parse(rest, {
+      limit: { type: 'string' },
+      connection: { type: 'string' },
+      caller: { type: 'string' },
+      cursor: { type: 'string' },
+    });
+    return withStore(values, async (store) => {
+      const page = await store.listSessions({
+        ...(values.limit !== undefined ? { limit: Number(values.limit) } : {}),
+        ...(values.connection !== undefined ? { connection: values.connection } : {}),
+        ...(values.caller !== undefined ? { caller: values.caller } : {}),
+        ...(values.cursor !== undefined ? { cursor: values.cursor } : {}),
+      });
+      if (values.json) {
+        out.stdout.write(`${JSON.stringify({ sessions: page.items, next_cursor: page.nextCursor }, null, 2)}\n`);
+        return 0;
+      }
+      if (page.items.length === 0) out.stdout.write('no sessions recorded\n');
+      for (const s of page.items) {
+        out.stdout.write(
+          `${s.id}  ${new Date(s.lastAt).toISOString()}  ${s.connection}  ${s.callerSubject}  ` +
+            `${s.exchanges} exchange${s.exchanges === 1 ? '' : 's'}  in ${s.inputTokens} out ${s.outputTokens}\n`,
+        );
+      }
+      if (page.nextCursor) out.stdout.write(`more: --cursor ${page.nextCursor}\n`);
+      return 0;
+    });
+  }
+  if (verb === 'show') {
+    const { values, positionals } = parse(rest, {});
+    const id = positionals[0];
+    if (!id) throw new CliError('usage: vigil sessions show <session-id> [--json]');
+    return withStore(values, async (store) => {
+      const exchanges = await readSession(store, id);
+      if (exchanges.length === 0) throw new CliError(`no session "${id}" in this store (see: vigil sessions list)`, 1);
+      if (values.json) out.stdout.write(`${JSON.stringify({ session_id: id, exchanges }, null, 2)}\n`);
+      else out.stdout.write(renderTranscript(exchanges));
+      return 0;
+    });
+  }
+  throw new CliError('usage: vigil sessions list|show …');
+}
+
+async function verify(args: string[], out: Out): Promise<number> {
+  const { values } = parse(args, {});
+  return withStore(values, async (store) => {
+    const report = await store.verify();
+    if (values.json) out.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+    else if (report.ok) out.stdout.write(`ok: ${report.records} records in ${report.chains} chains, all intact\n`);
+    else {
+      out.stdout.write(`FAILED: ${report.problems.length} problem(s) in ${report.records} records:\n`);
+      for (const p of report.problems) out.stdout.write(`  ${p.problem}: ${p.detail}\n`);
+    }
+    return report.ok ? 0 : 1;
+  });
+}
+
+async function sandbox(args: string[], out: Out): Promise<number> {
+  const { values } = parse(args, { listen: { type: 'string' } });
+  const [host, port] = (values.listen ?? '127.0.0.1:9090').split(/:(?=\d+$)/);
+  const { startFakeAnthropic } = await import('../sandbox/fake-anthropic.js');
+  const fake = await startFakeAnthropic({ host: host ?? '127.0.0.1', port: Number(port ?? 9090) });
+  out.stdout.write(`fake Anthropic API on ${fake.url} — point a connection's upstream at it\n`);
+  return new Promise((resolve) => {
+    const stop = (): void => void fake.close().then(() => resolve(0));
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}
+
+export async function run(argv: string[], out: Out = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const [command, ...args] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        return await serve(args, out);
+      case 'sessions':
+        return await sessions(args, out);
+      case 'verify':
+        return await verify(args, out);
+      case 'sandbox':
+        return await sandbox(args, out);
+      case undefined:
+      case 'help':
+      case '-h':
+      case '--help':
+        out.stdout.write(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new CliError(`unknown command "${command}"\n\n${USAGE}`);
+    }
+  } catch (err) {
+    if (err instanceof ConfigError || err instanceof CliError) {
+      out.stderr.write(`vigil: ${err.message}\n`);
+      return err instanceof CliError ? err.exitCode : 2;
+    }
+    if (err instanceof VigilError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      out.stderr.write(`vigil: ${(err as Error).message}\n`);
+      return 2;
+    }
+    if ((err as { code?: string }).code === 'EADDRINUSE') {
+      out.stderr.write(`vigil: ${(err as Error).message}: another process listens there; choose --listen HOST:PORT\n`);
+      return 2;
+    }
+    throw err;
+  }
+}

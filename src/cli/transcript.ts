@@ -1,0 +1,75 @@
+/** The human form of a session: a readable transcript, one block per exchange, showing what each turn added. */
+import type { ExchangeView } from '../recorder/exchange-reader.js';
+
+interface Block {
+  type?: string;
+  text?: string;
+  thinking?: string;
+  name?: string;
+  input?: unknown;
+  content?: unknown;
+  tool_use_id?: string;
+}
+
+function blocks(content: unknown): Block[] {
+  if (typeof content === 'string') return [{ type: 'text', text: content }];
+  return Array.isArray(content) ? (content as Block[]) : [];
+}
+
+function clip(s: string, max = 2000): string {
+  return s.length > max ? `${s.slice(0, max)}… (${s.length - max} more characters)` : s;
+}
+
+function renderBlock(b: Block): string {
+  switch (b.type) {
+    case 'text':
+      return clip(b.text ?? '');
+    case 'thinking':
+      return `(thinking) ${clip(b.thinking ?? '', 500)}`;
+    case 'redacted_thinking':
+      return '(redacted thinking)';
+    case 'tool_use':
+    case 'server_tool_use':
+      return `→ tool ${b.name ?? '?'} ${clip(JSON.stringify(b.input ?? {}), 500)}`;
+    case 'tool_result': {
+      const text = blocks(b.content)
+        .map((c) => c.text ?? '')
+        .join(' ');
+      return `← result ${clip(text, 500)}`;
+    }
+    default:
+      return `(${b.type ?? 'block'})`;
+  }
+}
+
+function indent(s: string): string {
+  return s
+    .split('\n')
+    .map((l) => `    ${l}`)
+    .join('\n');
+}
+
+export function renderTranscript(exchanges: readonly ExchangeView[]): string {
+  const out: string[] = [];
+  exchanges.forEach((x, i) => {
+    const usage = x.usage
+      ? ` · in ${x.usage.input_tokens ?? 0} out ${x.usage.output_tokens ?? 0}` +
+        (x.usage.cache_read_input_tokens ? ` cache-read ${x.usage.cache_read_input_tokens}` : '')
+      : '';
+    const dur = x.response.duration_ms !== null ? ` · ${x.response.duration_ms} ms` : '';
+    out.push(
+      `── #${i + 1} ${x.id} · ${x.started_at} · ${x.caller.subject} · ${x.request.method} ${x.request.path}` +
+        `${x.model ? ` · ${x.model}` : ''} → ${x.response.status ?? '-'} ${x.outcome}${usage}${dur}`,
+    );
+    const body = x.request.body as { messages?: Array<{ role?: string; content?: unknown }> } | null;
+    const last = body?.messages?.at(-1);
+    if (last) out.push(`  ${last.role ?? 'user'}:`, indent(blocks(last.content).map(renderBlock).join('\n')));
+    const message = (x.response.message ?? x.response.body) as { content?: unknown; type?: string } | null;
+    if (message && message.type !== 'error' && message.content !== undefined) {
+      out.push('  assistant:', indent(blocks(message.content).map(renderBlock).join('\n')));
+    }
+    if (x.response.error) out.push(`  ! ${x.response.error.type}: ${x.response.error.message}`);
+    out.push('');
+  });
+  return out.join('\n');
+}

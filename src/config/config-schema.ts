@@ -1,0 +1,161 @@
+/**
+ * The configuration schema: one zod schema that is both the validator and the TypeScript type.
+ * Every key is documented in the README's config reference; keep the two in step.
+ */
+import { z } from 'zod';
+
+const DURATION = /^(\d+)(ms|s|m|h|d)$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** `30s`, `5m`, `2h`, `30d`, `250ms`, or a number of milliseconds. */
+export const duration = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  const m = DURATION.exec(v.trim());
+  if (!m) {
+    ctx.addIssue({ code: 'custom', message: `must be a duration such as 500ms, 30s, 5m, 2h or 30d (got "${v}")` });
+    return z.NEVER;
+  }
+  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
+});
+
+/** `HOST:PORT` (IPv6 as `[::1]:8080`). */
+export const listenAddress = z.string().transform((v, ctx) => {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(v.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) {
+    ctx.addIssue({ code: 'custom', message: `must be HOST:PORT, e.g. 127.0.0.1:8080 (got "${v}")` });
+    return z.NEVER;
+  }
+  return { host: (m[1] ?? m[2])!, port };
+});
+export type ListenAddress = z.output<typeof listenAddress>;
+
+/** A secret is never written in the config itself: it is read from an environment variable or a file. */
+const secretRef = z.union([
+  z.object({ env: z.string().min(1) }).strict(),
+  z.object({ file: z.string().min(1) }).strict(),
+]);
+export type SecretRef = z.output<typeof secretRef>;
+
+const connectionName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit');
+
+const upstreamUrl = z.string().transform((v, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(v);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `must be an absolute http(s) URL (got "${v}")` });
+    return z.NEVER;
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+    ctx.addIssue({ code: 'custom', message: `must be an https URL (got protocol ${url.protocol})` });
+    return z.NEVER;
+  }
+  if (url.search || url.hash || url.username || url.password) {
+    ctx.addIssue({ code: 'custom', message: 'must not contain a query, fragment or credentials; use credential: for the key' });
+    return z.NEVER;
+  }
+  return url.origin + url.pathname.replace(/\/+$/, '');
+});
+
+export const connectionSchema = z
+  .object({
+    name: connectionName,
+    upstream: upstreamUrl.default('https://api.anthropic.com'),
+    /** The gateway's own credential for this upstream; callers never see it. Absent: nothing is sent upstream. */
+    credential: secretRef.optional(),
+    /** How the credential is sent: Anthropic API keys as x-api-key, OAuth-style tokens as Authorization: Bearer. */
+    credential_header: z.enum(['x-api-key', 'authorization']).default('x-api-key'),
+    /**
+     * `required` (default): a request that cannot be recorded is refused with 503 (fail closed).
+     * `best_effort`: forward anyway and report the recording failure.
+     */
+    recording: z.enum(['required', 'best_effort']).default('required'),
+    /** Allow plain http to a non-loopback upstream (never recommended). */
+    allow_insecure_upstream: z.boolean().default(false),
+    /** Time allowed for upstream to send response headers, and idle time between body chunks. */
+    upstream_timeout: duration.default(600_000),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const host = new URL(c.upstream).hostname;
+    const loopback = host === 'localhost' || host === '[::1]' || host.startsWith('127.');
+    if (c.upstream.startsWith('http:') && !loopback && !c.allow_insecure_upstream) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['upstream'],
+        message: 'must be an https URL (plain http is accepted for loopback only, or with allow_insecure_upstream: true)',
+      });
+    }
+  });
+export type ConnectionConfig = z.output<typeof connectionSchema>;
+
+export const configSchema = z
+  .object({
+    /** The proxy listener clients use as ANTHROPIC_BASE_URL. */
+    listen: listenAddress.default({ host: '127.0.0.1', port: 8080 }),
+    /** Where the embedded store and generated keys live. */
+    data_dir: z.string().default('./vigil-data'),
+    store: z
+      .object({
+        sqlite: z
+          .object({
+            /** Default: <data_dir>/vigil.db */
+            path: z.string().optional(),
+            /**
+             * `normal` (default): every commit survives a crash of the gateway process (WAL); a power loss may lose the
+             * last commits. `full`: fsync at every commit, surviving power loss, at a cost per request.
+             */
+            synchronous: z.enum(['normal', 'full']).default('normal'),
+          })
+          .strict()
+          .default({ synchronous: 'normal' }),
+      })
+      .strict()
+      .default({ sqlite: { synchronous: 'normal' } }),
+    /** Name of the connection served at `/`; default: the first connection. */
+    default_connection: connectionName.optional(),
+    connections: z.array(connectionSchema).min(1, 'declare at least one connection'),
+    limits: z
+      .object({
+        /** Largest request body accepted (413 request_too_large beyond). */
+        max_request_body: z.number().int().positive().default(32 * 1024 * 1024),
+        /** Largest response body kept in the record; the client still receives all of it. */
+        max_recorded_response_body: z.number().int().positive().default(64 * 1024 * 1024),
+      })
+      .strict()
+      .default({ max_request_body: 32 * 1024 * 1024, max_recorded_response_body: 64 * 1024 * 1024 }),
+    shutdown: z
+      .object({
+        /** How long in-flight streams may run after SIGTERM before they are cut (and recorded as interrupted). */
+        grace: duration.default(30_000),
+      })
+      .strict()
+      .default({ grace: 30_000 }),
+    log: z
+      .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
+      .strict()
+      .default({ level: 'info' }),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.connections.forEach((conn, i) => {
+      if (seen.has(conn.name)) {
+        ctx.addIssue({ code: 'custom', path: ['connections', i, 'name'], message: `duplicate connection name "${conn.name}"` });
+      }
+      seen.add(conn.name);
+    });
+    if (c.default_connection !== undefined && !seen.has(c.default_connection)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['default_connection'],
+        message: `names no declared connection (declared: ${[...seen].join(', ')})`,
+      });
+    }
+  });
+
+export type VigilConfigInput = z.input<typeof configSchema>;
+export type VigilConfig = z.output<typeof configSchema>;

@@ -1,0 +1,135 @@
+/**
+ * Reads the YAML config (or the embedded default), applies command-line overrides, validates once and freezes.
+ * Every problem is reported with the path of the key to fix.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import type { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { configSchema, type VigilConfig } from './config-schema.js';
+
+export interface ConfigOverrides {
+  readonly configFile?: string | undefined;
+  readonly listen?: string | undefined;
+  readonly upstream?: string | undefined;
+  readonly dataDir?: string | undefined;
+}
+
+/** Keys people write by habit, mapped to the key this schema uses. */
+const RENAMED: Record<string, string> = {
+  dataDir: 'data_dir',
+  datadir: 'data_dir',
+  upstream_url: 'upstream',
+  upstreamUrl: 'upstream',
+  url: 'upstream',
+  api_key: 'credential',
+  apiKey: 'credential',
+  key: 'credential',
+  defaultConnection: 'default_connection',
+  listener: 'listen',
+  port: 'listen',
+};
+
+/** The embedded default: one connection to Anthropic with the gateway's own ANTHROPIC_API_KEY. */
+export function defaultConfigInput(): Record<string, unknown> {
+  return {
+    connections: [
+      { name: 'anthropic', upstream: 'https://api.anthropic.com', credential: { env: 'ANTHROPIC_API_KEY' } },
+    ],
+  };
+}
+
+export function loadConfig(overrides: ConfigOverrides = {}): VigilConfig {
+  let input: Record<string, unknown>;
+  let baseDir = process.cwd();
+  if (overrides.configFile) {
+    const file = path.resolve(overrides.configFile);
+    baseDir = path.dirname(file);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`]);
+    }
+    try {
+      const parsed: unknown = parseYaml(text) ?? {};
+      if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError([`${file}: must be a YAML mapping`]);
+      input = parsed as Record<string, unknown>;
+    } catch (err) {
+      if (err instanceof YAMLParseError) throw new ConfigError([`${file}: ${err.message}`]);
+      throw err;
+    }
+  } else {
+    input = defaultConfigInput();
+  }
+
+  if (overrides.listen !== undefined) input.listen = overrides.listen;
+  if (overrides.dataDir !== undefined) input.data_dir = overrides.dataDir;
+  if (overrides.upstream !== undefined) {
+    const conns = Array.isArray(input.connections) ? (input.connections as Array<Record<string, unknown>>) : [];
+    if (conns.length === 0) {
+      input.connections = [{ name: 'anthropic', upstream: overrides.upstream, credential: { env: 'ANTHROPIC_API_KEY' } }];
+    } else {
+      const defName = input.default_connection;
+      const target = conns.find((c) => c.name === defName) ?? conns[0]!;
+      target.upstream = overrides.upstream;
+    }
+  }
+
+  return validateConfig(input, baseDir);
+}
+
+/** Validate a config object; relative paths resolve against `baseDir` (the config file's folder). */
+export function validateConfig(input: unknown, baseDir: string = process.cwd()): VigilConfig {
+  const result = configSchema.safeParse(input);
+  if (!result.success) throw new ConfigError(formatIssues(result.error.issues, input));
+  const config = result.data;
+  config.data_dir = path.resolve(baseDir, config.data_dir);
+  if (config.store.sqlite.path !== undefined) config.store.sqlite.path = path.resolve(baseDir, config.store.sqlite.path);
+  for (const c of config.connections) {
+    if (c.credential && 'file' in c.credential) c.credential.file = path.resolve(baseDir, c.credential.file);
+  }
+  return deepFreeze(config);
+}
+
+function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown): string[] {
+  return issues.map((issue) => {
+    const where = formatPath(issue.path, input);
+    if (issue.code === 'unrecognized_keys') {
+      return issue.keys
+        .map((k) => {
+          const hint = RENAMED[k] ? ` (did you mean "${RENAMED[k]}"?)` : '';
+          return `${where ? `${where}.` : ''}${k}: unknown key${hint}`;
+        })
+        .join('\n  - ');
+    }
+    return `${where || '(top level)'}: ${issue.message}`;
+  });
+}
+
+/** `connections[1].upstream`, naming the connection when it has a name: `connections[1] (prod).upstream`. */
+function formatPath(p: readonly PropertyKey[], input: unknown): string {
+  let out = '';
+  let node: unknown = input;
+  for (const key of p) {
+    if (typeof key === 'number') {
+      out += `[${key}]`;
+      node = Array.isArray(node) ? node[key] : undefined;
+      const name = (node as { name?: unknown } | undefined)?.name;
+      if (typeof name === 'string') out += ` (${name})`;
+    } else {
+      out += out ? `.${String(key)}` : String(key);
+      node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[String(key)] : undefined;
+    }
+  }
+  return out;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,79 @@
+/**
+ * One error type for everything Vigil itself refuses or fails at.
+ *
+ * Each code maps to the HTTP status and the Anthropic error `type` a client sees, so the official SDKs raise the
+ * right exception class and retry exactly when Anthropic's own API would make them retry.
+ * https://docs.anthropic.com/en/api/errors
+ */
+
+export type AnthropicErrorType =
+  | 'invalid_request_error'
+  | 'authentication_error'
+  | 'permission_error'
+  | 'not_found_error'
+  | 'request_too_large'
+  | 'rate_limit_error'
+  | 'api_error'
+  | 'overloaded_error'
+  | 'timeout_error';
+
+const REGISTRY = {
+  BAD_REQUEST: { status: 400, type: 'invalid_request_error' },
+  UNAUTHENTICATED: { status: 401, type: 'authentication_error' },
+  NOT_ALLOWED: { status: 403, type: 'permission_error' },
+  UNKNOWN_CONNECTION: { status: 404, type: 'not_found_error' },
+  NOT_FOUND: { status: 404, type: 'not_found_error' },
+  BODY_TOO_LARGE: { status: 413, type: 'request_too_large' },
+  NO_CREDENTIAL: { status: 500, type: 'api_error' },
+  UPSTREAM_UNREACHABLE: { status: 502, type: 'api_error' },
+  STORE_UNAVAILABLE: { status: 503, type: 'api_error' },
+  SHUTTING_DOWN: { status: 503, type: 'overloaded_error' },
+  UPSTREAM_TIMEOUT: { status: 504, type: 'timeout_error' },
+  INTERNAL: { status: 500, type: 'api_error' },
+} as const satisfies Record<string, { status: number; type: AnthropicErrorType }>;
+
+export type VigilErrorCode = keyof typeof REGISTRY;
+
+export class VigilError extends Error {
+  override readonly name = 'VigilError';
+  readonly code: VigilErrorCode;
+
+  constructor(code: VigilErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+
+  get status(): number {
+    return REGISTRY[this.code].status;
+  }
+
+  get type(): AnthropicErrorType {
+    return REGISTRY[this.code].type;
+  }
+
+  /** The body a client receives: Anthropic's error shape. */
+  toAnthropicBody(): string {
+    return anthropicErrorBody(this.type, this.message);
+  }
+}
+
+export function anthropicErrorBody(type: AnthropicErrorType, message: string): string {
+  return JSON.stringify({ type: 'error', error: { type, message } });
+}
+
+/** Coerce anything thrown into a VigilError without losing the original as `cause`. */
+export function asVigilError(err: unknown): VigilError {
+  if (err instanceof VigilError) return err;
+  return new VigilError('INTERNAL', 'internal gateway error', { cause: err });
+}
+
+/** An operator-facing configuration problem: names the path of the config key to fix. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.problems = problems;
+  }
+}

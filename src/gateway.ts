@@ -1,0 +1,87 @@
+/**
+ * Wires config → store → recorder → proxy listener, and shuts them down in the reverse order.
+ * Used by `vigil serve` and by tests that run a gateway in-process.
+ */
+import type { IncomingMessage } from 'node:http';
+import { pino, type Logger } from 'pino';
+import type { VigilConfig } from './config/config-schema.js';
+import { VigilError } from './errors.js';
+import { isLoopbackAddress, isLoopbackHost } from './identity/loopback.js';
+import { ANONYMOUS, type Principal } from './identity/principal.js';
+import { allowAll } from './policy/policy.js';
+import { Connections } from './proxy/connections.js';
+import { ProxyServer } from './proxy/proxy-server.js';
+import { Recorder } from './recorder/recorder.js';
+import type { AuditStore } from './store/audit-store.js';
+import { openStore } from './store/open-store.js';
+
+export interface Gateway {
+  readonly url: string;
+  readonly store: AuditStore;
+  readonly recorder: Recorder;
+  readonly log: Logger;
+  /** Stop accepting, let in-flight exchanges finish up to `graceMs`, cut the rest, flush and close the store. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  readonly log?: Logger;
+}
+
+export async function startGateway(config: VigilConfig, options: StartOptions = {}): Promise<Gateway> {
+  const log = options.log ?? pino({ level: config.log.level, base: { service: 'vigil' } }, pino.destination(2));
+  if (!isLoopbackHost(config.listen.host)) {
+    throw new VigilError(
+      'INTERNAL',
+      `refusing to listen on ${config.listen.host}: no identity is configured, so anyone who can reach the gateway ` +
+        'could use its credentials. Listen on 127.0.0.1, or configure identity (see README, "Identity").',
+    );
+  }
+  const store = await openStore(config);
+  const recorder = new Recorder(store, { log, maxRecordedResponseBody: config.limits.max_recorded_response_body });
+  const recovered = await recorder.recoverInterrupted();
+  if (recovered) log.warn({ recovered }, 'recorded exchanges cut by an earlier stop as interrupted');
+  const connections = new Connections(config);
+  for (const c of connections.all()) {
+    if (c.credentialProblem) log.warn({ connection: c.name }, c.credentialProblem);
+  }
+
+  const identify = async (req: IncomingMessage): Promise<Principal> => {
+    if (!isLoopbackAddress(req.socket.remoteAddress)) {
+      throw new VigilError('NOT_ALLOWED', 'this gateway has no identity configured and accepts callers on loopback only');
+    }
+    return ANONYMOUS;
+  };
+
+  const proxy = new ProxyServer({
+    connections,
+    recorder,
+    log,
+    maxRequestBody: config.limits.max_request_body,
+    identify,
+    decide: allowAll,
+  });
+  const address = await proxy.listen(config.listen.host, config.listen.port);
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+  log.info({ url, store: store.kind, connections: connections.all().map((c) => c.name) }, 'vigil gateway listening');
+
+  let closing: Promise<void> | null = null;
+  const close = (graceMs = config.shutdown.grace): Promise<void> => {
+    closing ??= (async () => {
+      const stopped = proxy.stopAccepting();
+      const deadline = Date.now() + graceMs;
+      while (recorder.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      if (recorder.inFlight > 0) log.warn({ inFlight: recorder.inFlight }, 'shutdown deadline passed: cutting open streams');
+      await recorder.close();
+      proxy.destroyAll();
+      await stopped;
+      await connections.close();
+      await store.close();
+      log.info('vigil gateway stopped');
+    })();
+    return closing;
+  };
+
+  return { url, store, recorder, log, close };
+}

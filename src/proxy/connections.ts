@@ -1,0 +1,91 @@
+/**
+ * Runtime connections: each named connection owns a pooled, kept-alive upstream client and the gateway's credential
+ * for that upstream. The upstream origin is fixed by config; nothing a caller sends can change it.
+ */
+import { readFileSync } from 'node:fs';
+import { Pool } from 'undici';
+import type { ConnectionConfig, VigilConfig } from '../config/config-schema.js';
+
+export interface Credential {
+  readonly header: 'x-api-key' | 'authorization';
+  readonly value: string;
+}
+
+export interface Connection {
+  readonly name: string;
+  readonly config: ConnectionConfig;
+  readonly pool: Pool;
+  /** Path prefix of the upstream URL (e.g. `/anthropic` for https://proxy.example.com/anthropic), or ''. */
+  readonly basePath: string;
+  /** null when the connection declares no credential. */
+  readonly credential: Credential | null;
+  /** Set when a credential is declared but could not be read: requests are refused with this message. */
+  readonly credentialProblem: string | null;
+}
+
+function readCredential(c: ConnectionConfig): { credential: Credential | null; problem: string | null } {
+  if (!c.credential) return { credential: null, problem: null };
+  if ('env' in c.credential) {
+    const value = process.env[c.credential.env]?.trim();
+    if (!value) {
+      return {
+        credential: null,
+        problem: `connection "${c.name}" has no credential: set ${c.credential.env} in the gateway's environment`,
+      };
+    }
+    return { credential: { header: c.credential_header, value }, problem: null };
+  }
+  try {
+    const value = readFileSync(c.credential.file, 'utf8').trim();
+    if (!value) throw new Error('empty file');
+    return { credential: { header: c.credential_header, value }, problem: null };
+  } catch (err) {
+    return {
+      credential: null,
+      problem: `connection "${c.name}" has no credential: cannot read ${c.credential.file} (${(err as Error).message})`,
+    };
+  }
+}
+
+export class Connections {
+  private readonly byName = new Map<string, Connection>();
+  readonly defaultName: string;
+
+  constructor(config: VigilConfig) {
+    for (const c of config.connections) {
+      const url = new URL(c.upstream);
+      const { credential, problem } = readCredential(c);
+      this.byName.set(c.name, {
+        name: c.name,
+        config: c,
+        pool: new Pool(url.origin, {
+          connections: 256,
+          keepAliveTimeout: 30_000,
+          headersTimeout: c.upstream_timeout,
+          bodyTimeout: c.upstream_timeout,
+          connectTimeout: 10_000,
+        }),
+        basePath: url.pathname === '/' ? '' : url.pathname,
+        credential,
+        credentialProblem: problem,
+      });
+    }
+    this.defaultName = config.default_connection ?? config.connections[0]!.name;
+  }
+
+  get(name: string): Connection | undefined {
+    return this.byName.get(name);
+  }
+
+  get default(): Connection {
+    return this.byName.get(this.defaultName)!;
+  }
+
+  all(): Connection[] {
+    return [...this.byName.values()];
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.all().map((c) => c.pool.close()));
+  }
+}

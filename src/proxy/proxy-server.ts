@@ -1,0 +1,280 @@
+/**
+ * THE HOT PATH. One request, top to bottom:
+ *   route → identify → policy → read body → record request (durable) → forward → stream back while recording → finalize
+ *
+ * The client is served first: each upstream chunk is written to the client before the recorder sees it, and the
+ * recorder never blocks a chunk. Only the request record is awaited before forwarding, because that is what
+ * "recorded before forwarded" means.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { Dispatcher } from 'undici';
+import { asVigilError, VigilError } from '../errors.js';
+import type { Principal } from '../identity/principal.js';
+import type { PolicyDecision } from '../policy/policy.js';
+import type { ExchangeRecording, Recorder } from '../recorder/recorder.js';
+import { newExchangeId } from '../recorder/ids.js';
+import type { Connection, Connections } from './connections.js';
+import { clientResponseHeaders, upstreamRequestHeaders } from './header-rules.js';
+import { readBody } from './request-body.js';
+
+export interface ProxyDeps {
+  readonly connections: Connections;
+  readonly recorder: Recorder;
+  readonly log: Logger;
+  readonly maxRequestBody: number;
+  /** Who is calling; throws a VigilError (401) when the credential is missing or bad. */
+  readonly identify: (req: IncomingMessage, connection: Connection) => Promise<Principal>;
+  /** What they may do. */
+  readonly decide: (principal: Principal, connection: Connection, req: IncomingMessage) => PolicyDecision;
+}
+
+export const EXCHANGE_ID_HEADER = 'x-vigil-exchange-id';
+
+interface Route {
+  readonly connection: Connection;
+  /** The API path under the connection, e.g. `/v1/messages`. */
+  readonly path: string;
+  readonly query: string;
+}
+
+export class ProxyServer {
+  readonly server: http.Server;
+  private draining = false;
+
+  constructor(private readonly deps: ProxyDeps) {
+    this.server = http.createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (req, res) => {
+      void this.handle(req, res);
+    });
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  /** Stop accepting; idle keep-alive connections are closed, in-flight requests continue. */
+  stopAccepting(): Promise<void> {
+    this.draining = true;
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeIdleConnections();
+    });
+  }
+
+  /** Cut whatever is still open (after the shutdown deadline). */
+  destroyAll(): void {
+    this.server.closeAllConnections();
+  }
+
+  private route(url: string): Route | VigilError {
+    const q = url.indexOf('?');
+    const rawPath = q < 0 ? url : url.slice(0, q);
+    const query = q < 0 ? '' : url.slice(q + 1);
+    let connection: Connection | undefined;
+    let path = rawPath;
+    if (rawPath.startsWith('/c/')) {
+      const end = rawPath.indexOf('/', 3);
+      const name = decodeURIComponent(rawPath.slice(3, end < 0 ? undefined : end));
+      connection = this.deps.connections.get(name);
+      if (!connection) {
+        return new VigilError(
+          'UNKNOWN_CONNECTION',
+          `no connection named "${name}" on this gateway (use /c/<name>/ with a configured connection, or / for the default)`,
+        );
+      }
+      path = end < 0 ? '/' : rawPath.slice(end);
+    } else {
+      connection = this.deps.connections.default;
+    }
+    if (!path.startsWith('/v1/') || path.includes('/../') || path.endsWith('/..')) {
+      return new VigilError('NOT_FOUND', `the gateway forwards Anthropic API paths under /v1/ only (got ${path})`);
+    }
+    return { connection, path, query };
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    if (url === '/healthz') return this.health(res);
+    const exchangeId = newExchangeId();
+    if (!url.startsWith('/')) {
+      // Absolute-form targets (`GET http://host/…`) would let a caller name a host: never.
+      return this.sendError(res, exchangeId, new VigilError('BAD_REQUEST', 'request target must be a path'));
+    }
+    if (this.draining) {
+      return this.sendError(res, exchangeId, new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry'));
+    }
+    const route = this.route(url);
+    if (route instanceof VigilError) {
+      req.resume();
+      return this.sendError(res, exchangeId, route);
+    }
+    const { connection } = route;
+
+    let principal: Principal;
+    try {
+      principal = await this.deps.identify(req, connection);
+      const decision = this.deps.decide(principal, connection, req);
+      if (decision.action === 'deny') throw new VigilError('NOT_ALLOWED', decision.message);
+    } catch (err) {
+      req.resume();
+      return this.sendError(res, exchangeId, asVigilError(err));
+    }
+
+    let body: Buffer;
+    try {
+      body = await readBody(req, this.deps.maxRequestBody);
+    } catch (err) {
+      return this.sendError(res, exchangeId, asVigilError(err), true);
+    }
+    let json: unknown;
+    if (body.length && (req.headers['content-type'] ?? '').includes('json')) {
+      try {
+        json = JSON.parse(body.toString('utf8'));
+      } catch {
+        json = undefined; // recorded as sent; upstream gives the client its own 400
+      }
+    }
+
+    let rec: ExchangeRecording;
+    try {
+      rec = await this.deps.recorder.begin({
+        exchangeId,
+        connection: connection.name,
+        principal,
+        clientAddress: req.socket.remoteAddress ?? null,
+        method: req.method ?? 'GET',
+        path: route.path,
+        query: route.query,
+        headers: req.headers,
+        body,
+        json,
+        bestEffort: connection.config.recording === 'best_effort',
+      });
+    } catch (err) {
+      this.deps.log.error({ err, exchangeId }, 'request refused: it could not be recorded');
+      return this.sendError(res, exchangeId, asVigilError(err));
+    }
+
+    if (connection.credentialProblem !== null) {
+      const err = new VigilError('NO_CREDENTIAL', connection.credentialProblem);
+      rec.fail('gateway_error', { type: err.type, message: err.message });
+      return this.sendError(res, exchangeId, err);
+    }
+    await this.forward(req, res, route, body, rec);
+  }
+
+  private async forward(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: Route,
+    body: Buffer,
+    rec: ExchangeRecording,
+  ): Promise<void> {
+    const { connection } = route;
+    const abort = new AbortController();
+    let finished = false;
+    res.once('close', () => {
+      if (finished) return;
+      finished = true;
+      abort.abort();
+      rec.fail('client_aborted', { type: 'client_aborted', message: 'the client closed the connection before the response ended' });
+    });
+
+    let upstream: Dispatcher.ResponseData;
+    try {
+      upstream = await connection.pool.request({
+        method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
+        path: connection.basePath + route.path + (route.query ? `?${route.query}` : ''),
+        headers: upstreamRequestHeaders(req.headers, connection.credential),
+        body: body.length ? body : null,
+        signal: abort.signal,
+      });
+    } catch (err) {
+      if (finished) return;
+      finished = true;
+      const e = upstreamError(err, connection.name);
+      rec.fail('gateway_error', { type: e.type, message: e.message });
+      this.deps.log.warn({ err, exchangeId: rec.id, connection: connection.name }, 'upstream request failed');
+      return this.sendError(res, rec.id, e);
+    }
+    if (finished) {
+      upstream.body.destroy();
+      return;
+    }
+
+    const headers = upstream.headers as Record<string, string | string[] | undefined>;
+    rec.responseStarted(upstream.statusCode, headers);
+    const out = clientResponseHeaders(headers);
+    out[EXCHANGE_ID_HEADER] = rec.id;
+    res.writeHead(upstream.statusCode, out);
+    if (typeof headers['content-type'] === 'string' && headers['content-type'].startsWith('text/event-stream')) {
+      res.flushHeaders();
+    }
+
+    const stream = upstream.body;
+    stream.on('data', (chunk: Buffer) => {
+      if (!res.write(chunk)) {
+        stream.pause();
+        res.once('drain', () => stream.resume());
+      }
+      rec.chunk(chunk);
+    });
+    stream.once('end', () => {
+      if (finished) return;
+      finished = true;
+      res.end();
+      void rec.finish();
+    });
+    stream.once('error', (err: Error) => {
+      if (finished) return;
+      finished = true;
+      // The client has the status and part of the body: all we can do is cut it, as upstream cut us.
+      res.destroy(err);
+      const message = isTimeout(err) ? 'upstream stopped sending before the response ended' : 'upstream closed the connection before the response ended';
+      rec.fail('upstream_aborted', { type: 'upstream_aborted', message });
+      this.deps.log.warn({ err, exchangeId: rec.id }, 'upstream response cut');
+    });
+  }
+
+  private health(res: ServerResponse): void {
+    const ok = !this.draining;
+    res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ status: ok ? 'ok' : 'draining', recording_failures: this.deps.recorder.failures }));
+  }
+
+  private sendError(res: ServerResponse, exchangeId: string, err: VigilError, close = false): void {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const headers: http.OutgoingHttpHeaders = {
+      'content-type': 'application/json',
+      'request-id': `vigil_${exchangeId}`,
+      [EXCHANGE_ID_HEADER]: exchangeId,
+    };
+    // 503s from the gateway itself are transient: the SDKs retry them, after this hint.
+    if (err.code === 'SHUTTING_DOWN' || err.code === 'STORE_UNAVAILABLE') headers['retry-after'] = '1';
+    if (close) headers.connection = 'close';
+    res.writeHead(err.status, headers);
+    res.end(err.toAnthropicBody());
+  }
+}
+
+function isTimeout(err: unknown): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT';
+}
+
+function upstreamError(err: unknown, connection: string): VigilError {
+  if (isTimeout(err)) {
+    return new VigilError('UPSTREAM_TIMEOUT', `upstream of connection "${connection}" did not answer in time`, { cause: err });
+  }
+  return new VigilError('UPSTREAM_UNREACHABLE', `upstream of connection "${connection}" is unreachable`, { cause: err });
+}

@@ -1,0 +1,91 @@
+/**
+ * Group commit for everything recorded after the request: stream events and final response records from all
+ * exchanges in flight are appended together, one transaction per flush, in the order they were enqueued.
+ *
+ * Events are flushed at most `intervalMs` after they arrived (so a crash loses at most that much of a stream);
+ * final records are flushed on the next turn of the event loop. Flushes never overlap, so a chain is appended in order
+ * even by an asynchronous store.
+ */
+import type { AuditStore, BlobWrite, NewRecord } from '../store/audit-store.js';
+
+export interface WriteQueueOptions {
+  readonly intervalMs: number;
+  readonly onError: (err: unknown, lost: number) => void;
+  readonly onWritten?: (blobs: readonly BlobWrite[]) => void;
+}
+
+export class WriteQueue {
+  private records: NewRecord[] = [];
+  private blobs: BlobWrite[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private immediate: NodeJS.Immediate | null = null;
+  private running: Promise<void> = Promise.resolve();
+  private readonly pullers = new Set<() => NewRecord | undefined>();
+
+  constructor(
+    private readonly store: AuditStore,
+    private readonly options: WriteQueueOptions,
+  ) {}
+
+  /**
+   * Register a source of periodic records (an exchange's buffered events): on every flush it is asked for one record
+   * to add, and may return undefined when it has nothing new.
+   */
+  addPuller(pull: () => NewRecord | undefined): () => void {
+    this.pullers.add(pull);
+    if (this.timer === null) {
+      this.timer = setInterval(() => void this.flush(), this.options.intervalMs);
+      this.timer.unref();
+    }
+    return () => {
+      this.pullers.delete(pull);
+      if (this.pullers.size === 0 && this.timer !== null) {
+        clearInterval(this.timer);
+        this.timer = null;
+      }
+    };
+  }
+
+  /** Append on the next turn of the event loop, after everything enqueued before. */
+  enqueue(records: readonly NewRecord[], blobs: readonly BlobWrite[] = []): void {
+    this.records.push(...records);
+    this.blobs.push(...blobs);
+    this.immediate ??= setImmediate(() => {
+      this.immediate = null;
+      void this.flush();
+    });
+  }
+
+  /** Write everything pending now; resolves when it is durable (or failed and was reported). */
+  flush(): Promise<void> {
+    this.running = this.running.then(() => this.writePending());
+    return this.running;
+  }
+
+  private async writePending(): Promise<void> {
+    for (const pull of this.pullers) {
+      const r = pull();
+      if (r) this.records.push(r);
+    }
+    if (this.records.length === 0 && this.blobs.length === 0) return;
+    const records = this.records;
+    const blobs = this.blobs;
+    this.records = [];
+    this.blobs = [];
+    try {
+      await this.store.append({ records, blobs });
+      if (blobs.length) this.options.onWritten?.(blobs);
+    } catch (err) {
+      this.options.onError(err, records.length);
+    }
+  }
+
+  /** Stop the timer and write what is pending. */
+  async close(): Promise<void> {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    if (this.immediate !== null) clearImmediate(this.immediate);
+    this.immediate = null;
+    await this.flush();
+  }
+}

@@ -1,0 +1,149 @@
+/**
+ * The one interface every store implements (SQLite embedded, PostgreSQL shared).
+ *
+ * The store is a ledger: an append-only list of records, each chained to the previous record of its *chain* by a
+ * SHA-256 hash. Every process that writes opens its own chain, whose first record (`chain.opened`) commits to the
+ * heads of all chains that existed at that moment, so that removing a record, a chain's tail or a whole older chain is
+ * detected by `verify()`. Large payloads (request bodies, split at message boundaries) live in a content-addressed
+ * blob table so a conversation that is resent every turn is stored once; records refer to blobs by hash, which puts
+ * them under the chain too.
+ *
+ * Query tables (exchanges, their results, sessions) are derived from records inside the same transaction; they are
+ * indexes, not the evidence. The evidence is the chain.
+ */
+
+export type RecordKind =
+  | 'chain.opened'
+  | 'exchange.request'
+  | 'exchange.events'
+  | 'exchange.response'
+  | 'key.created'
+  | 'key.revoked'
+  | (string & {});
+
+export interface NewRecord {
+  readonly kind: RecordKind;
+  readonly exchangeId?: string | undefined;
+  readonly sessionId?: string | undefined;
+  /** Epoch milliseconds. */
+  readonly at: number;
+  /** JSON-serialisable payload. Serialised once, by the store, and hashed as serialised. */
+  readonly data: unknown;
+}
+
+export interface StoredRecord {
+  readonly seq: number;
+  readonly chain: string;
+  readonly chainSeq: number;
+  readonly kind: RecordKind;
+  readonly exchangeId: string | null;
+  readonly sessionId: string | null;
+  readonly at: number;
+  /** The payload exactly as hashed (JSON text). */
+  readonly data: string;
+  readonly prevHash: string;
+  readonly hash: string;
+}
+
+export interface BlobWrite {
+  /** Hex SHA-256 of `data`. */
+  readonly hash: string;
+  readonly data: Buffer;
+}
+
+export interface WriteBatch {
+  readonly blobs?: readonly BlobWrite[];
+  readonly records: readonly NewRecord[];
+}
+
+export type Outcome = 'ok' | 'upstream_error' | 'client_aborted' | 'upstream_aborted' | 'gateway_error' | 'interrupted';
+
+/** One row of the exchange index: what lists and filters need, without bodies. */
+export interface ExchangeSummary {
+  readonly id: string;
+  readonly sessionId: string;
+  readonly connection: string;
+  readonly callerSubject: string;
+  readonly callerMethod: string;
+  readonly method: string;
+  readonly path: string;
+  readonly model: string | null;
+  readonly stream: boolean;
+  readonly startedAt: number;
+  readonly endedAt: number | null;
+  readonly status: number | null;
+  readonly outcome: Outcome | null;
+  readonly inputTokens: number | null;
+  readonly outputTokens: number | null;
+}
+
+export interface SessionSummary {
+  readonly id: string;
+  readonly connection: string;
+  readonly callerSubject: string;
+  readonly firstAt: number;
+  readonly lastAt: number;
+  readonly exchanges: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+}
+
+export interface SessionFilter {
+  readonly connection?: string;
+  readonly caller?: string;
+  readonly since?: number;
+  readonly until?: number;
+  readonly limit?: number;
+  /** Opaque cursor returned by the previous page. */
+  readonly cursor?: string;
+}
+
+export interface Page<T> {
+  readonly items: readonly T[];
+  readonly nextCursor: string | null;
+}
+
+export interface VerifyProblem {
+  readonly chain: string;
+  readonly chainSeq: number | null;
+  readonly seq: number | null;
+  readonly problem: 'changed' | 'missing' | 'reordered' | 'blob_changed' | 'blob_missing' | 'head_missing';
+  readonly detail: string;
+}
+
+export interface VerifyReport {
+  readonly ok: boolean;
+  readonly chains: number;
+  readonly records: number;
+  readonly problems: readonly VerifyProblem[];
+}
+
+export interface AuditStore {
+  readonly kind: 'sqlite' | 'postgres';
+  /** This process's chain id. */
+  readonly chainId: string;
+
+  /**
+   * Append records (and the blobs they refer to) in one durable transaction, chaining each record.
+   * Resolves once the data is durable; rejects if it is not, so a caller can fail closed. Concurrent calls are
+   * serialised by the store: each batch lands whole, in call order, on this process's chain.
+   */
+  append(batch: WriteBatch): Promise<readonly StoredRecord[]>;
+
+  /** Records of one exchange, in append order. */
+  exchangeRecords(exchangeId: string): Promise<readonly StoredRecord[]>;
+  /** Records of one session, in append order. */
+  sessionRecords(sessionId: string): Promise<readonly StoredRecord[]>;
+  /** Blob contents by hash; unknown hashes are absent from the map. */
+  blobs(hashes: readonly string[]): Promise<ReadonlyMap<string, Buffer>>;
+
+  listSessions(filter?: SessionFilter): Promise<Page<SessionSummary>>;
+  listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]>;
+  /** Exchanges that have a request record but no response record (a crash cut them). */
+  unfinishedExchanges(): Promise<readonly string[]>;
+
+  /** Walk every chain and every referenced blob; report what was changed, removed or reordered. */
+  verify(): Promise<VerifyReport>;
+
+  close(): Promise<void>;
+}

@@ -1,0 +1,77 @@
+/**
+ * Which index rows a record adds. Both stores insert these in the same transaction as the record, so the indexes
+ * never disagree with the ledger; they can always be rebuilt from it.
+ */
+import type { NewRecord } from './audit-store.js';
+import type { ExchangeRequestData, ExchangeResponseData } from './record-types.js';
+
+export interface ExchangeIndexRow {
+  readonly id: string;
+  readonly sessionId: string;
+  readonly connection: string;
+  readonly callerSubject: string;
+  readonly callerMethod: string;
+  readonly method: string;
+  readonly path: string;
+  readonly model: string | null;
+  readonly stream: boolean;
+  readonly startedAt: number;
+}
+
+export interface ResultIndexRow {
+  readonly exchangeId: string;
+  readonly endedAt: number;
+  readonly status: number | null;
+  readonly outcome: string;
+  readonly inputTokens: number | null;
+  readonly outputTokens: number | null;
+  readonly model: string | null;
+}
+
+export function exchangeIndexRow(r: NewRecord): ExchangeIndexRow | undefined {
+  if (r.kind !== 'exchange.request' || r.exchangeId === undefined) return undefined;
+  const d = r.data as ExchangeRequestData;
+  return {
+    id: r.exchangeId,
+    sessionId: d.session.id,
+    connection: d.connection,
+    callerSubject: d.caller.subject,
+    callerMethod: d.caller.method,
+    method: d.request.method,
+    path: d.request.path,
+    model: d.model,
+    stream: d.stream,
+    startedAt: d.startedAt,
+  };
+}
+
+export function resultIndexRow(r: NewRecord): ResultIndexRow | undefined {
+  if (r.kind !== 'exchange.response' || r.exchangeId === undefined) return undefined;
+  const d = r.data as ExchangeResponseData;
+  const input =
+    d.usage === null
+      ? null
+      : (d.usage.input_tokens ?? 0) + (d.usage.cache_creation_input_tokens ?? 0) + (d.usage.cache_read_input_tokens ?? 0);
+  return {
+    exchangeId: r.exchangeId,
+    endedAt: d.timing.endedAt,
+    status: d.status,
+    outcome: d.outcome,
+    inputTokens: input,
+    outputTokens: d.usage?.output_tokens ?? null,
+    model: d.model,
+  };
+}
+
+/** Session list cursors: opaque to callers, `<lastAt>:<sessionId>` inside. */
+export function encodeCursor(lastAt: number, id: string): string {
+  return Buffer.from(`${lastAt}:${id}`).toString('base64url');
+}
+
+export function decodeCursor(cursor: string): { lastAt: number; id: string } | undefined {
+  const text = Buffer.from(cursor, 'base64url').toString();
+  const i = text.indexOf(':');
+  const lastAt = Number(text.slice(0, i));
+  if (i < 0 || !Number.isFinite(lastAt)) return undefined;
+  return { lastAt, id: text.slice(i + 1) };
+}

@@ -1,0 +1,83 @@
+/**
+ * The payloads of the ledger's exchange records: the stored format, shared by the recorder that writes them, the
+ * stores that index them, and the readers (CLI, API, replay) that assemble them back.
+ */
+import type { Principal } from '../identity/principal.js';
+import type { Outcome } from './audit-store.js';
+
+/**
+ * A body stored by reference: the exact bytes are the concatenation of `parts`, where a string is inline text and
+ * `{ $blob }` is a content-addressed blob (SHA-256 of its bytes). Requests are split at message boundaries so a
+ * conversation resent every turn shares its blobs with the previous turn.
+ */
+export interface StoredBody {
+  readonly size: number;
+  readonly parts: ReadonlyArray<string | { readonly $blob: string }>;
+  /** Set when the recorded body is shorter than what passed (over the recording limit). */
+  readonly truncated?: true;
+  /** Set when the body is not UTF-8 text: blobs then hold raw bytes. */
+  readonly binary?: true;
+}
+
+export type HeaderMap = Readonly<Record<string, string | readonly string[]>>;
+
+export interface ExchangeRequestData {
+  readonly connection: string;
+  readonly caller: Principal;
+  readonly client: { readonly address: string | null; readonly userAgent: string | null };
+  readonly session: { readonly id: string; readonly source: 'header' | 'claude-code' | 'metadata' | 'generated' };
+  readonly agent?: { readonly id?: string; readonly parentId?: string };
+  readonly request: {
+    readonly method: string;
+    readonly path: string;
+    readonly query: string;
+    readonly headers: HeaderMap;
+    readonly body: StoredBody | null;
+  };
+  readonly model: string | null;
+  readonly stream: boolean;
+  readonly startedAt: number;
+}
+
+export interface RecordedEvent {
+  /** Index of the event in the stream, from 0. */
+  readonly i: number;
+  readonly type: string;
+  readonly data: string;
+  /** Milliseconds since the exchange started (fractional). */
+  readonly offset_ms: number;
+}
+
+export interface ExchangeEventsData {
+  readonly events: readonly RecordedEvent[];
+}
+
+export interface Usage {
+  readonly input_tokens?: number;
+  readonly output_tokens?: number;
+  readonly cache_creation_input_tokens?: number;
+  readonly cache_read_input_tokens?: number;
+  readonly [k: string]: unknown;
+}
+
+export interface ExchangeResponseData {
+  readonly status: number | null;
+  readonly headers: HeaderMap | null;
+  /** Non-streaming bodies, decoded (content-encoding removed). Streams are in `exchange.events` records. */
+  readonly body: StoredBody | null;
+  /** For streams: the message assembled from the events. */
+  readonly message: unknown;
+  readonly usage: Usage | null;
+  readonly model: string | null;
+  readonly stopReason: string | null;
+  readonly outcome: Outcome;
+  /** What went wrong, for any outcome but ok: upstream error type/message, abort reason, gateway error. */
+  readonly error: { readonly type: string; readonly message: string } | null;
+  readonly eventCount: number;
+  readonly timing: {
+    readonly startedAt: number;
+    readonly firstByteMs: number | null;
+    readonly endedAt: number;
+    readonly durationMs: number;
+  };
+}

@@ -1,0 +1,326 @@
+/**
+ * The embedded store: one SQLite file in WAL mode, written synchronously by better-sqlite3 so that a record is durable
+ * when `append` returns, with no thread hop on the hot path. Several processes may share the file (the gateway and a
+ * CLI command): each writes its own chain, and writes take SQLite's write lock with a busy timeout.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type {
+  AuditStore,
+  ExchangeSummary,
+  Outcome,
+  Page,
+  SessionFilter,
+  SessionSummary,
+  StoredRecord,
+  VerifyReport,
+  WriteBatch,
+} from '../audit-store.js';
+import { decodeCursor, encodeCursor, exchangeIndexRow, resultIndexRow } from '../exchange-index.js';
+import { GENESIS_HASH, newChainId, recordHash, verifyLedger, type ChainHead } from '../ledger.js';
+import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+
+export interface SqliteStoreOptions {
+  readonly file: string;
+  readonly synchronous?: 'normal' | 'full';
+  readonly readonly?: boolean;
+}
+
+interface RecordRow {
+  seq: number;
+  chain: string;
+  chain_seq: number;
+  kind: string;
+  exchange_id: string | null;
+  session_id: string | null;
+  at: number;
+  data: string;
+  prev_hash: string;
+  hash: string;
+}
+
+const toStored = (r: RecordRow): StoredRecord => ({
+  seq: r.seq,
+  chain: r.chain,
+  chainSeq: r.chain_seq,
+  kind: r.kind,
+  exchangeId: r.exchange_id,
+  sessionId: r.session_id,
+  at: r.at,
+  data: r.data,
+  prevHash: r.prev_hash,
+  hash: r.hash,
+});
+
+export class SqliteAuditStore implements AuditStore {
+  readonly kind = 'sqlite' as const;
+  readonly chainId = newChainId();
+  readonly file: string;
+  private readonly db: Database.Database;
+  private head: { seq: number; hash: string } | null = null;
+  private readonly stmts;
+  private readonly appendTx: Database.Transaction<(batch: WriteBatch) => StoredRecord[]>;
+
+  static open(options: SqliteStoreOptions): SqliteAuditStore {
+    return new SqliteAuditStore(options);
+  }
+
+  private constructor(options: SqliteStoreOptions) {
+    this.file = options.file;
+    if (!options.readonly) mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
+    this.db = new Database(options.file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+    this.db.pragma('busy_timeout = 10000');
+    if (!options.readonly) {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+      this.migrate();
+    }
+    const db = this.db;
+    this.stmts = {
+      insertRecord: db.prepare(
+        `INSERT INTO records (chain, chain_seq, kind, exchange_id, session_id, at, data, prev_hash, hash)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      insertBlob: db.prepare('INSERT OR IGNORE INTO blobs (hash, data) VALUES (?, ?)'),
+      insertExchange: db.prepare(
+        `INSERT INTO exchanges (id, session_id, connection, caller_subject, caller_method, method, path, model, stream, started_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      insertResult: db.prepare(
+        `INSERT OR IGNORE INTO exchange_results (exchange_id, ended_at, status, outcome, input_tokens, output_tokens, model)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      heads: db.prepare(
+        'SELECT chain, max(chain_seq) AS chain_seq, hash FROM records GROUP BY chain ORDER BY chain',
+      ),
+      byExchange: db.prepare('SELECT * FROM records WHERE exchange_id = ? ORDER BY seq'),
+      bySession: db.prepare('SELECT * FROM records WHERE session_id = ? ORDER BY seq'),
+      blob: db.prepare('SELECT data FROM blobs WHERE hash = ?').pluck(),
+      exchangesOfSession: db.prepare(
+        `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model
+         FROM exchanges e LEFT JOIN exchange_results r ON r.exchange_id = e.id
+         WHERE e.session_id = ? ORDER BY e.started_at, e.id`,
+      ),
+      unfinished: db
+        .prepare(
+          `SELECT e.id FROM exchanges e LEFT JOIN exchange_results r ON r.exchange_id = e.id
+           WHERE r.exchange_id IS NULL ORDER BY e.started_at`,
+        )
+        .pluck(),
+      recordsPage: db.prepare(
+        `SELECT * FROM records WHERE chain > ? OR (chain = ? AND chain_seq > ?) ORDER BY chain, chain_seq LIMIT 1000`,
+      ),
+    };
+    this.appendTx = db.transaction((batch: WriteBatch) => this.appendInTx(batch));
+  }
+
+  private migrate(): void {
+    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    const run = this.db.transaction(() => {
+      const current = (this.db.prepare('SELECT max(version) FROM schema_migrations').pluck().get() as number | null) ?? 0;
+      if (current > SQLITE_MIGRATIONS.length) {
+        throw new Error(
+          `store schema version ${current} is newer than this Vigil (${SQLITE_MIGRATIONS.length}): upgrade Vigil, or point data_dir at another store`,
+        );
+      }
+      for (let v = current + 1; v <= SQLITE_MIGRATIONS.length; v++) {
+        this.db.exec(SQLITE_MIGRATIONS[v - 1]!);
+        this.db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(v, Date.now());
+      }
+    });
+    run.immediate();
+  }
+
+  async append(batch: WriteBatch): Promise<readonly StoredRecord[]> {
+    // `immediate` takes the write lock at BEGIN, so two processes never deadlock upgrading a read lock.
+    const head = this.head;
+    try {
+      return this.appendTx.immediate(batch);
+    } catch (err) {
+      this.head = head; // the transaction rolled back: so does the chain head
+      throw err;
+    }
+  }
+
+  private appendInTx(batch: WriteBatch): StoredRecord[] {
+    const s = this.stmts;
+    if (batch.blobs) for (const b of batch.blobs) s.insertBlob.run(b.hash, b.data);
+    const out: StoredRecord[] = [];
+    if (this.head === null) out.push(this.writeRecord({ kind: 'chain.opened', at: Date.now(), data: this.openingData() }));
+    for (const r of batch.records) {
+      out.push(this.writeRecord(r));
+      const ex = exchangeIndexRow(r);
+      if (ex) {
+        s.insertExchange.run(
+          ex.id,
+          ex.sessionId,
+          ex.connection,
+          ex.callerSubject,
+          ex.callerMethod,
+          ex.method,
+          ex.path,
+          ex.model,
+          ex.stream ? 1 : 0,
+          ex.startedAt,
+        );
+      }
+      const res = resultIndexRow(r);
+      if (res) {
+        s.insertResult.run(res.exchangeId, res.endedAt, res.status, res.outcome, res.inputTokens, res.outputTokens, res.model);
+      }
+    }
+    return out;
+  }
+
+  private openingData(): { heads: ChainHead[]; store: string } {
+    const heads = (this.stmts.heads.all() as Array<{ chain: string; chain_seq: number; hash: string }>).map((h) => ({
+      chain: h.chain,
+      chainSeq: h.chain_seq,
+      hash: h.hash,
+    }));
+    return { heads, store: 'sqlite' };
+  }
+
+  private writeRecord(r: WriteBatch['records'][number]): StoredRecord {
+    const prevHash = this.head?.hash ?? GENESIS_HASH;
+    const chainSeq = (this.head?.seq ?? 0) + 1;
+    const input = {
+      chain: this.chainId,
+      chainSeq,
+      kind: r.kind,
+      exchangeId: r.exchangeId ?? null,
+      sessionId: r.sessionId ?? null,
+      at: r.at,
+      data: JSON.stringify(r.data),
+    };
+    const hash = recordHash(prevHash, input);
+    const info = this.stmts.insertRecord.run(
+      input.chain,
+      chainSeq,
+      input.kind,
+      input.exchangeId,
+      input.sessionId,
+      input.at,
+      input.data,
+      prevHash,
+      hash,
+    );
+    this.head = { seq: chainSeq, hash };
+    return { ...input, seq: Number(info.lastInsertRowid), prevHash, hash };
+  }
+
+  async exchangeRecords(exchangeId: string): Promise<readonly StoredRecord[]> {
+    return (this.stmts.byExchange.all(exchangeId) as RecordRow[]).map(toStored);
+  }
+
+  async sessionRecords(sessionId: string): Promise<readonly StoredRecord[]> {
+    return (this.stmts.bySession.all(sessionId) as RecordRow[]).map(toStored);
+  }
+
+  async blobs(hashes: readonly string[]): Promise<ReadonlyMap<string, Buffer>> {
+    const out = new Map<string, Buffer>();
+    for (const h of hashes) {
+      if (out.has(h)) continue;
+      const data = this.stmts.blob.get(h) as Buffer | undefined;
+      if (data !== undefined) out.set(h, data);
+    }
+    return out;
+  }
+
+  async listSessions(filter: SessionFilter = {}): Promise<Page<SessionSummary>> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.connection !== undefined) (where.push('e.connection = ?'), params.push(filter.connection));
+    if (filter.caller !== undefined) (where.push('e.caller_subject = ?'), params.push(filter.caller));
+    if (filter.since !== undefined) (where.push('e.started_at >= ?'), params.push(filter.since));
+    if (filter.until !== undefined) (where.push('e.started_at < ?'), params.push(filter.until));
+    const having: string[] = [];
+    const cursor = filter.cursor !== undefined ? decodeCursor(filter.cursor) : undefined;
+    if (cursor) {
+      having.push('(last_at < ? OR (last_at = ? AND id < ?))');
+      params.push(cursor.lastAt, cursor.lastAt, cursor.id);
+    }
+    const limit = Math.min(Math.max(filter.limit ?? 50, 1), 1000);
+    const rows = this.db
+      .prepare(
+        `SELECT e.session_id AS id, min(e.connection) AS connection, min(e.caller_subject) AS caller,
+                min(e.started_at) AS first_at, max(e.started_at) AS last_at, count(*) AS n,
+                coalesce(sum(r.input_tokens), 0) AS input_tokens, coalesce(sum(r.output_tokens), 0) AS output_tokens
+         FROM exchanges e LEFT JOIN exchange_results r ON r.exchange_id = e.id
+         ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+         GROUP BY e.session_id
+         ${having.length ? `HAVING ${having.join(' AND ')}` : ''}
+         ORDER BY last_at DESC, id DESC LIMIT ?`,
+      )
+      .all(...params, limit + 1) as Array<{
+      id: string;
+      connection: string;
+      caller: string;
+      first_at: number;
+      last_at: number;
+      n: number;
+      input_tokens: number;
+      output_tokens: number;
+    }>;
+    const items = rows.slice(0, limit).map((r) => ({
+      id: r.id,
+      connection: r.connection,
+      callerSubject: r.caller,
+      firstAt: r.first_at,
+      lastAt: r.last_at,
+      exchanges: r.n,
+      inputTokens: r.input_tokens,
+      outputTokens: r.output_tokens,
+    }));
+    const last = items.at(-1);
+    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.lastAt, last.id) : null };
+  }
+
+  async listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]> {
+    const rows = this.stmts.exchangesOfSession.all(sessionId) as Array<Record<string, unknown>>;
+    return rows.map((r) => ({
+      id: r.id as string,
+      sessionId: r.session_id as string,
+      connection: r.connection as string,
+      callerSubject: r.caller_subject as string,
+      callerMethod: r.caller_method as string,
+      method: r.method as string,
+      path: r.path as string,
+      model: ((r.result_model as string | null) ?? (r.model as string | null)) || null,
+      stream: r.stream === 1,
+      startedAt: r.started_at as number,
+      endedAt: (r.ended_at as number | null) ?? null,
+      status: (r.status as number | null) ?? null,
+      outcome: (r.outcome as Outcome | null) ?? null,
+      inputTokens: (r.input_tokens as number | null) ?? null,
+      outputTokens: (r.output_tokens as number | null) ?? null,
+    }));
+  }
+
+  async unfinishedExchanges(): Promise<readonly string[]> {
+    return this.stmts.unfinished.all() as string[];
+  }
+
+  async verify(): Promise<VerifyReport> {
+    const stmts = this.stmts;
+    return verifyLedger({
+      // Keyset pages rather than one iterator: an open iterator would keep the connection busy for blob reads.
+      async *records() {
+        let after = { chain: '', seq: 0 };
+        for (;;) {
+          const rows = stmts.recordsPage.all(after.chain, after.chain, after.seq) as RecordRow[];
+          for (const row of rows) yield toStored(row);
+          const last = rows.at(-1);
+          if (!last) return;
+          after = { chain: last.chain, seq: last.chain_seq };
+        }
+      },
+      blob: async (h) => (stmts.blob.get(h) as Buffer | undefined) ?? undefined,
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

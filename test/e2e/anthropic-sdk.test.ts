@@ -1,0 +1,281 @@
+/**
+ * The official Anthropic SDK through a running gateway: what the client receives, what upstream was sent, and what
+ * was recorded.
+ */
+import Anthropic, { APIError } from '@anthropic-ai/sdk';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLIENT_KEY, GATEWAY_KEY, filesContaining, startHarness, type Harness } from '../support/gateway-harness.js';
+
+let h: Harness;
+let client: Anthropic;
+
+beforeAll(async () => {
+  h = await startHarness((upstream) => ({
+    connections: [
+      { name: 'anthropic', upstream, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' }, upstream_timeout: '2s' },
+      { name: 'second', upstream, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' } },
+      { name: 'nowhere', upstream: 'http://127.0.0.1:1', credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' } },
+      { name: 'nokey', upstream, credential: { env: 'VIGIL_TEST_UNSET_VARIABLE' } },
+    ],
+  }));
+  client = new Anthropic({ baseURL: h.url, apiKey: CLIENT_KEY, maxRetries: 0 });
+});
+afterAll(() => h?.close());
+
+const user = (text: string) => [{ role: 'user' as const, content: text }];
+
+describe('non-streaming messages', () => {
+  it('returns upstream’s answer unchanged and records request and response', async () => {
+    const { data, response } = await client.messages
+      .create({ model: 'claude-sonnet-4-5', max_tokens: 100, messages: user('hello gateway') })
+      .withResponse();
+    expect(data.content[0]).toMatchObject({ type: 'text', text: 'Echo: hello gateway' });
+    const id = response.headers.get('x-vigil-exchange-id')!;
+    expect(response.headers.get('request-id')).toMatch(/^req_/); // upstream's own header reached the client
+
+    const sent = h.fake.requests.at(-1)!;
+    expect(sent.headers['x-api-key']).toBe(GATEWAY_KEY);
+    expect(sent.headers.authorization).toBeUndefined();
+    expect(sent.headers['anthropic-version']).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+
+    const x = await h.exchange(id);
+    expect(x.outcome).toBe('ok');
+    expect(x.caller.subject).toBe('anonymous');
+    expect(x.request.body).toEqual(JSON.parse(sent.body.toString()));
+    expect(x.request.headers['x-api-key']).toBeUndefined();
+    expect(x.request.headers['anthropic-version']).toBe(sent.headers['anthropic-version']);
+    expect(x.response.status).toBe(200);
+    expect(x.response.body).toEqual(JSON.parse(JSON.stringify(data)));
+    expect(x.model).toBe('claude-sonnet-4-5');
+    expect(x.usage?.output_tokens).toBe(data.usage.output_tokens);
+  });
+
+  it('records a gzip-compressed upstream body decoded, while the client gets it as sent', async () => {
+    const { data, response } = await client.messages
+      .create(
+        { model: 'claude-sonnet-4-5', max_tokens: 50, messages: user('zip it') },
+        { headers: { 'x-fake-scenario': 'gzip', 'accept-encoding': 'gzip' } },
+      )
+      .withResponse();
+    expect(data.content[0]).toMatchObject({ text: 'Echo: zip it' });
+    const x = await h.exchange(response.headers.get('x-vigil-exchange-id')!);
+    expect(x.response.headers?.['content-encoding']).toBe('gzip');
+    expect((x.response.body as { content: unknown[] }).content[0]).toMatchObject({ text: 'Echo: zip it' });
+  });
+});
+
+describe('streaming messages', () => {
+  it('records every SSE event in order with its offset, and the assembled message', async () => {
+    const stream = client.messages.stream(
+      { model: 'claude-sonnet-4-5', max_tokens: 200, messages: user('stream a fairly long answer back to me please') },
+      { headers: { 'x-vigil-session': 'stream-session-1' } },
+    );
+    const seen: string[] = [];
+    stream.on('streamEvent', (e) => seen.push(e.type));
+    const final = await stream.finalMessage();
+    const [x] = await h.session('stream-session-1', 1);
+    expect(x!.response.stream).toBe(true);
+    expect(x!.response.events.map((e) => e.type).filter((t) => t !== 'ping')).toEqual(seen);
+    const offsets = x!.response.events.map((e) => e.offset_ms);
+    expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
+    expect(x!.response.message).toMatchObject({ id: final.id, content: final.content, stop_reason: 'end_turn' });
+    expect(x!.usage?.output_tokens).toBe(final.usage.output_tokens);
+    expect(x!.response.first_byte_ms).toBeGreaterThan(0);
+  });
+
+  it('assembles tool_use input from input_json_delta fragments and keeps thinking with its signature', async () => {
+    const stream = client.messages.stream(
+      {
+        model: 'claude-sonnet-4-5',
+        max_tokens: 2000,
+        thinking: { type: 'enabled', budget_tokens: 1024 },
+        tools: [{ name: 'Bash', description: 'run', input_schema: { type: 'object', properties: { command: { type: 'string' } } } }],
+        messages: user('please [[tool:Bash {"command":"ls -la /tmp && echo done"}]]'),
+      },
+      { headers: { 'x-vigil-session': 'tool-session' } },
+    );
+    const final = await stream.finalMessage();
+    const [x] = await h.session('tool-session', 1);
+    const msg = x!.response.message as { content: Array<Record<string, unknown>> };
+    expect(msg.content).toEqual(JSON.parse(JSON.stringify(final.content)));
+    expect(msg.content.find((b) => b.type === 'tool_use')?.input).toEqual({ command: 'ls -la /tmp && echo done' });
+    expect(msg.content.find((b) => b.type === 'thinking')?.signature).toEqual(expect.any(String));
+    expect(x!.response.stop_reason).toBe('tool_use');
+  });
+
+  it('records an error event in the middle of a stream as upstream_error', async () => {
+    const stream = client.messages.stream(
+      { model: 'claude-sonnet-4-5', max_tokens: 100, messages: user('fail midway') },
+      { headers: { 'x-fake-scenario': 'error_mid_stream', 'x-vigil-session': 'mid-error' } },
+    );
+    await expect(stream.finalMessage()).rejects.toThrow(/Overloaded/);
+    const [x] = await h.session('mid-error', 1);
+    expect(x!.outcome).toBe('upstream_error');
+    expect(x!.response.error).toMatchObject({ type: 'overloaded_error' });
+    expect(x!.response.events.some((e) => e.type === 'error')).toBe(true);
+  });
+
+  it('records a stream cut by upstream up to the cut, as upstream_aborted', async () => {
+    const stream = client.messages.stream(
+      { model: 'claude-sonnet-4-5', max_tokens: 100, messages: user('cut me off') },
+      { headers: { 'x-fake-scenario': 'cut_stream', 'x-vigil-session': 'cut-up' } },
+    );
+    await expect(stream.finalMessage()).rejects.toThrow();
+    const [x] = await h.session('cut-up', 1);
+    expect(x!.outcome).toBe('upstream_aborted');
+    expect(x!.response.events[0]?.type).toBe('message_start');
+  });
+
+  it('records a stream the client gave up on as client_aborted', async () => {
+    const stream = client.messages.stream(
+      { model: 'claude-sonnet-4-5', max_tokens: 100, messages: user('a slow answer that the client abandons midway') },
+      { headers: { 'x-fake-scenario': 'slow:40', 'x-vigil-session': 'client-gone' } },
+    );
+    stream.on('error', () => {}); // the abort below rejects the stream; that is the point
+    stream.finalMessage().catch(() => {});
+    await new Promise<void>((resolve) => stream.on('text', () => resolve()));
+    stream.abort();
+    const [x] = await h.session('client-gone', 1);
+    expect(x!.outcome).toBe('client_aborted');
+    expect(x!.response.events.length).toBeGreaterThan(0);
+  });
+});
+
+describe('upstream errors and retries', () => {
+  it('passes a 429 through unchanged so the SDK raises RateLimitError', async () => {
+    const err = await client.messages
+      .create(
+        { model: 'claude-sonnet-4-5', max_tokens: 10, messages: user('x') },
+        { headers: { 'x-fake-scenario': 'rate_limit', 'x-vigil-session': 'limited' } },
+      )
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.RateLimitError);
+    expect((err as APIError).headers?.get('retry-after')).toBe('1');
+    const [x] = await h.session('limited', 1);
+    expect(x!.outcome).toBe('upstream_error');
+    expect(x!.response.status).toBe(429);
+    expect(x!.response.error).toMatchObject({ type: 'rate_limit_error' });
+  });
+
+  it('lets the SDK retry through the gateway, recording each attempt in one session', async () => {
+    const retrying = new Anthropic({ baseURL: h.url, apiKey: CLIENT_KEY, maxRetries: 2 });
+    const msg = await retrying.messages.create(
+      { model: 'claude-sonnet-4-5', max_tokens: 10, messages: user('retry me') },
+      { headers: { 'x-fake-scenario': 'rate_limit_once:retry-1', 'x-vigil-session': 'retried' } },
+    );
+    expect(msg.content[0]).toMatchObject({ text: 'Echo: retry me' });
+    const xs = await h.session('retried', 2);
+    expect(xs.map((x) => x.response.status)).toEqual([429, 200]);
+  });
+});
+
+describe('gateway errors in Anthropic’s shape', () => {
+  it('unknown connection → 404 not_found_error with a request-id', async () => {
+    const c = new Anthropic({ baseURL: `${h.url}/c/missing`, apiKey: CLIENT_KEY, maxRetries: 0 });
+    const err = (await c.models.list().catch((e: unknown) => e)) as APIError;
+    expect(err).toBeInstanceOf(Anthropic.NotFoundError);
+    expect(err.error).toMatchObject({ type: 'error', error: { type: 'not_found_error' } });
+    expect(err.requestID).toMatch(/^vigil_ex_/);
+  });
+
+  it('upstream unreachable → 502 api_error, recorded as gateway_error', async () => {
+    const c = new Anthropic({ baseURL: `${h.url}/c/nowhere`, apiKey: CLIENT_KEY, maxRetries: 0 });
+    const err = (await c.messages
+      .create({ model: 'm', max_tokens: 1, messages: user('x') }, { headers: { 'x-vigil-session': 'unreachable' } })
+      .catch((e: unknown) => e)) as APIError;
+    expect(err).toBeInstanceOf(Anthropic.InternalServerError);
+    expect(err.status).toBe(502);
+    const [x] = await h.session('unreachable', 1);
+    expect(x!.outcome).toBe('gateway_error');
+  });
+
+  it('upstream timeout → 504 timeout_error', async () => {
+    const err = (await client.messages
+      .create(
+        { model: 'm', max_tokens: 1, messages: user('x') },
+        { headers: { 'x-fake-scenario': 'hang', 'x-vigil-session': 'hung' } },
+      )
+      .catch((e: unknown) => e)) as APIError;
+    expect(err.status).toBe(504);
+    expect(err.error).toMatchObject({ error: { type: 'timeout_error' } });
+    const [x] = await h.session('hung', 1);
+    expect(x!.outcome).toBe('gateway_error');
+  });
+
+  it('a connection whose credential is not set → 500 naming the variable to set', async () => {
+    const c = new Anthropic({ baseURL: `${h.url}/c/nokey`, apiKey: CLIENT_KEY, maxRetries: 0 });
+    const err = (await c.models.list().catch((e: unknown) => e)) as APIError;
+    expect(err.status).toBe(500);
+    expect(err.message).toMatch(/VIGIL_TEST_UNSET_VARIABLE/);
+  });
+
+  it('a body over the limit → 413 request_too_large', async () => {
+    const res = await fetch(`${h.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: 'x'.repeat(33 * 1024 * 1024),
+    });
+    expect(res.status).toBe(413);
+    expect(await res.json()).toMatchObject({ type: 'error', error: { type: 'request_too_large' } });
+  });
+
+  it('a path outside the API → 404; /healthz → 200', async () => {
+    expect((await fetch(`${h.url}/etc/passwd`)).status).toBe(404);
+    const health = await fetch(`${h.url}/healthz`);
+    expect(health.status).toBe(200);
+  });
+});
+
+describe('other API paths pass through faithfully', () => {
+  it('routes /c/<name>/ to that connection and keeps query strings', async () => {
+    // As Claude Code calls it: POST /v1/messages?beta=true with an anthropic-beta list and an unknown header.
+    const res = await fetch(`${h.url}/c/second/v1/messages?beta=true`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'x-api-key': CLIENT_KEY,
+        'anthropic-version': '2023-06-01',
+        'anthropic-beta': 'x-beta-1,x-beta-2',
+        'x-custom-thing': 'kept',
+      },
+      body: JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 5, messages: user('beta') }),
+    });
+    expect(res.status).toBe(200);
+    const sent = h.fake.requests.at(-1)!;
+    expect(sent.query).toBe('beta=true');
+    expect(sent.headers['anthropic-beta']).toBe('x-beta-1,x-beta-2');
+    expect(sent.headers['x-custom-thing']).toBe('kept');
+    expect(sent.headers['x-api-key']).toBe(GATEWAY_KEY);
+    const x = await h.exchange(res.headers.get('x-vigil-exchange-id')!);
+    expect(x.connection).toBe('second');
+    expect(x.request.query).toBe('beta=true');
+  });
+
+  it('count_tokens, models, batches and files', async () => {
+    expect((await client.messages.countTokens({ model: 'm', messages: user('count these') })).input_tokens).toBeGreaterThan(0);
+    expect((await client.models.list()).data.length).toBeGreaterThan(0);
+    const batch = await client.messages.batches.create({
+      requests: [{ custom_id: 'a', params: { model: 'm', max_tokens: 5, messages: user('in a batch') } }],
+    });
+    expect((await client.messages.batches.retrieve(batch.id)).id).toBe(batch.id);
+    const file = await client.beta.files.upload({ file: await Anthropic.toFile(Buffer.from('file body'), 'a.txt') });
+    expect(file.filename).toBe('a.txt');
+    const paths = h.fake.requests.map((r) => `${r.method} ${r.path}`);
+    expect(paths).toEqual(expect.arrayContaining(['POST /v1/messages/count_tokens', 'GET /v1/models', 'POST /v1/messages/batches', 'POST /v1/files']));
+  });
+});
+
+describe('the data directory', () => {
+  it('holds no credential, the caller’s or the gateway’s', async () => {
+    await h.gateway.recorder.queue.flush();
+    expect(filesContaining(h.dataDir, CLIENT_KEY)).toEqual([]);
+    expect(filesContaining(h.dataDir, GATEWAY_KEY)).toEqual([]);
+  });
+
+  it('verifies as intact', async () => {
+    await h.gateway.recorder.queue.flush();
+    const report = await h.gateway.store.verify();
+    expect(report.problems).toEqual([]);
+    expect(report.records).toBeGreaterThan(10);
+  });
+});
