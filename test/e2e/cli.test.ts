@@ -1,0 +1,177 @@
+/**
+ * The `vigil` executable as an operator uses it: serve, read sessions back, verify, shut down gracefully, and
+ * recover after a crash.
+ */
+import Anthropic from '@anthropic-ai/sdk';
+import Database from 'better-sqlite3';
+import { rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeAnthropic, type FakeAnthropic } from '../../src/sandbox/fake-anthropic.js';
+import { serve, vigil } from '../support/cli.js';
+import { CLIENT_KEY, GATEWAY_KEY, tempDir } from '../support/gateway-harness.js';
+
+let fake: FakeAnthropic;
+const dirs: string[] = [];
+const env = { ANTHROPIC_API_KEY: GATEWAY_KEY };
+
+function dataDir(): string {
+  const d = tempDir();
+  dirs.push(d);
+  return d;
+}
+
+beforeAll(async () => {
+  fake = await startFakeAnthropic({ apiKey: GATEWAY_KEY });
+});
+afterAll(async () => {
+  await fake.close();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+const ask = (url: string, text: string, session: string, scenario?: string) =>
+  new Anthropic({ baseURL: url, apiKey: CLIENT_KEY, maxRetries: 0 }).messages
+    .stream(
+      { model: 'claude-sonnet-4-5', max_tokens: 300, messages: [{ role: 'user', content: text }] },
+      { headers: { 'x-vigil-session': session, ...(scenario ? { 'x-fake-scenario': scenario } : {}) } },
+    )
+    .finalMessage();
+
+describe('vigil serve, sessions, verify', () => {
+  it('records through a served gateway and reads it back as JSON and as a transcript', async () => {
+    const dir = dataDir();
+    const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
+    try {
+      await ask(gw.url, 'first question', 'cli-session');
+      await ask(gw.url, 'second question', 'cli-session');
+    } finally {
+      gw.child.kill('SIGTERM');
+      expect(await gw.exited).toBe(0);
+    }
+    const list = await vigil(['sessions', 'list', '--data-dir', dir, '--json']);
+    expect(list.code).toBe(0);
+    expect(JSON.parse(list.stdout).sessions).toEqual([
+      expect.objectContaining({ id: 'cli-session', exchanges: 2, connection: 'anthropic', callerSubject: 'anonymous' }),
+    ]);
+
+    const show = await vigil(['sessions', 'show', 'cli-session', '--data-dir', dir, '--json']);
+    expect(show.code).toBe(0);
+    const { exchanges } = JSON.parse(show.stdout) as { exchanges: Array<Record<string, any>> };
+    expect(exchanges).toHaveLength(2);
+    expect(exchanges[0]!.request.body.messages[0].content).toBe('first question');
+    expect(exchanges[0]!.response.status).toBe(200);
+    expect(exchanges[0]!.response.events[0]).toMatchObject({ type: 'message_start', data: { type: 'message_start' } });
+    expect(exchanges[0]!.response.events[0].offset_ms).toEqual(expect.any(Number));
+    expect(exchanges[1]!.response.message.content[0].text).toBe('Echo: second question');
+
+    const transcript = await vigil(['sessions', 'show', 'cli-session', '--data-dir', dir]);
+    expect(transcript.stdout).toContain('second question');
+    expect(transcript.stdout).toContain('assistant:');
+    expect(transcript.stdout).toContain('Echo: second question');
+
+    const verified = await vigil(['verify', '--data-dir', dir]);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toMatch(/^ok: \d+ records/);
+  });
+
+  it('verify fails, naming the record, when a record is changed or removed behind the gateway’s back', async () => {
+    const dir = dataDir();
+    const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
+    await ask(gw.url, 'evidence one', 'tamper');
+    await ask(gw.url, 'evidence two', 'tamper');
+    gw.child.kill('SIGTERM');
+    await gw.exited;
+
+    // An attacker with the file: disable the append-only triggers and edit history.
+    const db = new Database(path.join(dir, 'vigil.db'));
+    expect(() => db.prepare("UPDATE records SET at = at + 1 WHERE kind = 'exchange.request'").run()).toThrow(/append-only/);
+    db.exec('DROP TRIGGER records_append_only_u; DROP TRIGGER records_append_only_d;');
+    const target = db.prepare("SELECT chain, chain_seq FROM records WHERE kind = 'exchange.request' ORDER BY seq LIMIT 1").get() as {
+      chain: string;
+      chain_seq: number;
+    };
+    db.prepare("UPDATE records SET data = replace(data, 'evidence one', 'nothing here') WHERE chain = ? AND chain_seq = ?").run(
+      target.chain,
+      target.chain_seq,
+    );
+    db.close();
+    const changed = await vigil(['verify', '--data-dir', dir]);
+    expect(changed.code).toBe(1);
+    expect(changed.stdout).toContain(`changed: record ${target.chain}#${target.chain_seq}`);
+
+    const db2 = new Database(path.join(dir, 'vigil.db'));
+    db2.prepare('DELETE FROM records WHERE chain = ? AND chain_seq = ?').run(target.chain, target.chain_seq + 1);
+    db2.close();
+    const removed = await vigil(['verify', '--data-dir', dir, '--json']);
+    expect(removed.code).toBe(1);
+    expect(JSON.parse(removed.stdout).problems).toEqual(
+      expect.arrayContaining([expect.objectContaining({ problem: 'missing', chainSeq: target.chain_seq + 1 })]),
+    );
+  });
+
+  it('on SIGTERM lets an in-flight stream finish, then exits 0', async () => {
+    const dir = dataDir();
+    const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
+    const answer = ask(gw.url, 'a slow answer that takes a while to stream fully', 'graceful', 'slow:30');
+    await new Promise((r) => setTimeout(r, 150));
+    gw.child.kill('SIGTERM');
+    const msg = await answer;
+    expect(msg.stop_reason).toBe('end_turn');
+    expect(await gw.exited).toBe(0);
+    const show = JSON.parse((await vigil(['sessions', 'show', 'graceful', '--data-dir', dir, '--json'])).stdout);
+    expect(show.exchanges[0].outcome).toBe('ok');
+  });
+
+  it('after a crash, the cut exchange is recorded up to the cut and marked interrupted on the next start', async () => {
+    const dir = dataDir();
+    const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
+    const answer = ask(gw.url, 'one two three four five six seven eight nine ten eleven twelve', 'crashed', 'slow:40');
+    answer.catch(() => {});
+    await new Promise((r) => setTimeout(r, 250));
+    gw.child.kill('SIGKILL');
+    await expect(answer).rejects.toThrow();
+    await gw.exited;
+
+    const again = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
+    again.child.kill('SIGTERM');
+    await again.exited;
+    const show = JSON.parse((await vigil(['sessions', 'show', 'crashed', '--data-dir', dir, '--json'])).stdout);
+    const [x] = show.exchanges;
+    expect(x.outcome).toBe('interrupted');
+    expect(x.response.events.length).toBeGreaterThan(1);
+    expect(x.response.message.content[0].text).toMatch(/^Echo: one/);
+    expect((await vigil(['verify', '--data-dir', dir])).code).toBe(0);
+  });
+});
+
+describe('operator errors say what to fix', () => {
+  it('reports every config problem with its path', async () => {
+    const dir = dataDir();
+    const file = path.join(dir, 'vigil.yaml');
+    writeFileSync(
+      file,
+      ['listen: nowhere', 'connections:', '  - name: prod', '    upstream: ftp://x', '    upstream_url: https://y', ''].join('\n'),
+    );
+    const r = await vigil(['serve', '--config', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('listen: must be HOST:PORT');
+    expect(r.stderr).toContain('connections[0] (prod).upstream');
+    expect(r.stderr).toContain('upstream_url: unknown key (did you mean "upstream"?)');
+  });
+
+  it('refuses to listen beyond loopback with no identity configured', async () => {
+    const r = await vigil(['serve', '--listen', '0.0.0.0:0', '--data-dir', dataDir()]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/refusing to listen on 0\.0\.0\.0.*configure identity/s);
+  });
+
+  it('names a missing session', async () => {
+    const dir = dataDir();
+    const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
+    gw.child.kill('SIGTERM');
+    await gw.exited;
+    const r = await vigil(['sessions', 'show', 'nope', '--data-dir', dir]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('no session "nope"');
+  });
+});
