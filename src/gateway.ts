@@ -7,9 +7,11 @@ import { pino, type Logger } from 'pino';
 import type { VigilConfig } from './config/config-schema.js';
 import { VigilError } from './errors.js';
 import { isLoopbackAddress, isLoopbackHost } from './identity/loopback.js';
-import { ANONYMOUS, type Principal } from './identity/principal.js';
-import { allowAll } from './policy/policy.js';
-import { Connections } from './proxy/connections.js';
+import { Authenticator } from './identity/authenticator.js';
+import { OidcVerifier } from './identity/oidc-verifier.js';
+import type { Principal } from './identity/principal.js';
+import { decide } from './policy/policy.js';
+import { Connections, type Connection } from './proxy/connections.js';
 import { ProxyServer } from './proxy/proxy-server.js';
 import { Recorder } from './recorder/recorder.js';
 import type { AuditStore } from './store/audit-store.js';
@@ -30,11 +32,13 @@ export interface StartOptions {
 
 export async function startGateway(config: VigilConfig, options: StartOptions = {}): Promise<Gateway> {
   const log = options.log ?? pino({ level: config.log.level, base: { service: 'vigil' } }, pino.destination(2));
-  if (!isLoopbackHost(config.listen.host)) {
+  const anonymous = config.identity.anonymous ?? (config.identity.oidc.length ? 'never' : 'loopback');
+  if (!isLoopbackHost(config.listen.host) && anonymous !== 'never') {
     throw new VigilError(
       'INTERNAL',
       `refusing to listen on ${config.listen.host}: no identity is configured, so anyone who can reach the gateway ` +
-        'could use its credentials. Listen on 127.0.0.1, or configure identity (see README, "Identity").',
+        'could use its credentials. Listen on 127.0.0.1, or configure identity: identity.oidc issuers, or ' +
+        'identity.anonymous: never to admit gateway keys only (see README, "Identity").',
     );
   }
   const store = await openStore(config);
@@ -46,11 +50,22 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     if (c.credentialProblem) log.warn({ connection: c.name }, c.credentialProblem);
   }
 
-  const identify = async (req: IncomingMessage): Promise<Principal> => {
-    if (!isLoopbackAddress(req.socket.remoteAddress)) {
-      throw new VigilError('NOT_ALLOWED', 'this gateway has no identity configured and accepts callers on loopback only');
+  let oidc: OidcVerifier | undefined;
+  if (config.identity.oidc.length) {
+    oidc = new OidcVerifier(config.identity.oidc);
+    for (const warning of await oidc.start()) log.warn(warning);
+  }
+  const authenticator = new Authenticator({
+    oidc,
+    keyLookup: (hash) => store.findGatewayKey(hash),
+    anonymousAllowed: anonymous === 'loopback' ? isLoopbackAddress : false,
+  });
+  const identify = async (req: IncomingMessage, connection: Connection): Promise<Principal> => {
+    const { principal, keyConnections } = await authenticator.authenticate(req.headers, req.socket.remoteAddress);
+    if (keyConnections?.length && !keyConnections.includes(connection.name)) {
+      throw new VigilError('NOT_ALLOWED', `gateway key "${principal.keyName}" may not use connection "${connection.name}"`);
     }
-    return ANONYMOUS;
+    return principal;
   };
 
   const proxy = new ProxyServer({
@@ -59,7 +74,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     log,
     maxRequestBody: config.limits.max_request_body,
     identify,
-    decide: allowAll,
+    decide,
   });
   const address = await proxy.listen(config.listen.host, config.listen.port);
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;

@@ -10,6 +10,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadConfig } from '../config/load-config.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { startGateway } from '../gateway.js';
+import { createGatewayKey, revokeGatewayKey } from '../identity/key-admin.js';
 import { readSession } from '../recorder/exchange-reader.js';
 import type { AuditStore } from '../store/audit-store.js';
 import { openStore } from '../store/open-store.js';
@@ -22,6 +23,10 @@ commands:
   sessions list              list recorded sessions, newest first
   sessions show <id>         one session as a transcript (or --json)
   verify                     check the store's hash chains; exit 1 naming any changed, removed or reordered record
+  keys create --name NAME [--connection C]… [--owner WHO] [--expires 30d]
+                             issue a gateway key for a service (printed once; only its hash is stored)
+  keys list                  list gateway keys
+  keys revoke NAME           revoke a key (takes effect on the next request)
   sandbox                    run a fake Anthropic API (for trying Vigil offline)
 
 options:
@@ -160,6 +165,79 @@ async function verify(args: string[], out: Out): Promise<number> {
   });
 }
 
+async function keys(args: string[], out: Out): Promise<number> {
+  const [verb, ...rest] = args;
+  const { values, positionals } = parse(rest, {
+    name: { type: 'string' },
+    connection: { type: 'string', multiple: true },
+    owner: { type: 'string' },
+    expires: { type: 'string' },
+  });
+  const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
+  const store = await openStore(config);
+  const actor = `cli:${process.env.USER ?? process.env.LOGNAME ?? 'unknown'}`;
+  try {
+    if (verb === 'create') {
+      if (!values.name) throw new CliError('usage: vigil keys create --name NAME [--connection C]… [--owner WHO] [--expires 30d]');
+      const { key, record } = await createGatewayKey(
+        store,
+        {
+          name: values.name,
+          owner: values.owner ?? actor,
+          connections: values.connection ?? [],
+          expires: values.expires,
+          createdBy: actor,
+        },
+        config.connections.map((c) => c.name),
+      );
+      if (values.json) out.stdout.write(`${JSON.stringify({ key, ...withoutHash(record) }, null, 2)}\n`);
+      else {
+        out.stdout.write(`${key}\n`);
+        out.stderr.write(
+          `key "${record.name}" created for ${record.connections.length ? record.connections.join(', ') : 'every connection'}` +
+            `${record.expiresAt ? `, expires ${new Date(record.expiresAt).toISOString()}` : ', no expiry'}.\n` +
+            'It is shown once: store it now (e.g. as the service\'s ANTHROPIC_API_KEY).\n',
+        );
+      }
+      return 0;
+    }
+    if (verb === 'list') {
+      const all = (await store.listGatewayKeys()).map(withoutHash);
+      if (values.json) out.stdout.write(`${JSON.stringify({ keys: all }, null, 2)}\n`);
+      else if (all.length === 0) out.stdout.write('no gateway keys\n');
+      else {
+        const now = Date.now();
+        for (const k of all) {
+          const state = k.revokedAt ? 'revoked' : k.expiresAt !== null && k.expiresAt <= now ? 'expired' : 'live';
+          out.stdout.write(
+            `${k.name}  ${state}  owner ${k.owner}  connections ${k.connections.length ? k.connections.join(',') : '*'}  ` +
+              `created ${new Date(k.createdAt).toISOString()}  expires ${k.expiresAt ? new Date(k.expiresAt).toISOString() : 'never'}\n`,
+          );
+        }
+      }
+      return 0;
+    }
+    if (verb === 'revoke') {
+      const name = positionals[0] ?? values.name;
+      if (!name) throw new CliError('usage: vigil keys revoke NAME');
+      await revokeGatewayKey(store, name, actor);
+      out.stdout.write(`key "${name}" revoked\n`);
+      return 0;
+    }
+    throw new CliError('usage: vigil keys create|list|revoke …');
+  } catch (err) {
+    if (err instanceof VigilError) throw new CliError(err.message, 1);
+    throw err;
+  } finally {
+    await store.close();
+  }
+}
+
+function withoutHash<T extends { hash: string }>(k: T): Omit<T, 'hash'> {
+  const { hash: _hash, ...rest } = k;
+  return rest;
+}
+
 async function sandbox(args: string[], out: Out): Promise<number> {
   const { values } = parse(args, { listen: { type: 'string' } });
   const [host, port] = (values.listen ?? '127.0.0.1:9090').split(/:(?=\d+$)/);
@@ -183,6 +261,8 @@ export async function run(argv: string[], out: Out = { stdout: process.stdout, s
         return await sessions(args, out);
       case 'verify':
         return await verify(args, out);
+      case 'keys':
+        return await keys(args, out);
       case 'sandbox':
         return await sandbox(args, out);
       case undefined:

@@ -3,6 +3,7 @@
  * Every key is documented in the README's config reference; keep the two in step.
  */
 import { z } from 'zod';
+import { allowListSchema, identityConfigSchema } from '../identity/identity-config.js';
 
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -75,6 +76,11 @@ export const connectionSchema = z
     recording: z.enum(['required', 'best_effort']).default('required'),
     /** Allow plain http to a non-loopback upstream (never recommended). */
     allow_insecure_upstream: z.boolean().default(false),
+    /**
+     * Who may use this connection: `[{subject}, {group}, {email}, {key}]`; any match allows. Absent: every caller the
+     * gateway authenticates (including anonymous loopback callers when identity is not configured).
+     */
+    allow: allowListSchema.optional(),
     /** Time allowed for upstream to send response headers, and idle time between body chunks. */
     upstream_timeout: duration.default(600_000),
   })
@@ -115,6 +121,16 @@ export const configSchema = z
       })
       .strict()
       .default({ sqlite: { synchronous: 'normal' } }),
+    /** Who is calling: OIDC issuers trusted for bearer tokens. Gateway keys need no config. */
+    identity: identityConfigSchema
+      .extend({
+        /**
+         * Callers that present no identity: `loopback` lets callers on this machine in as `anonymous`; `never` refuses
+         * them (401). Default: `loopback` when no OIDC issuer is configured, else `never`.
+         */
+        anonymous: z.enum(['loopback', 'never']).optional(),
+      })
+      .default({ oidc: [] }),
     /** Name of the connection served at `/`; default: the first connection. */
     default_connection: connectionName.optional(),
     connections: z.array(connectionSchema).min(1, 'declare at least one connection'),

@@ -1,15 +1,27 @@
 /**
  * What a caller may do on a connection: a pure decision, so rules are testable without a server.
- * Access lists come with identity; approvals (hold) extend the decision later.
+ * Today: the connection's `allow` list. Approval rules (hold) extend the decision.
  */
 import type { IncomingMessage } from 'node:http';
+import { isAllowed } from '../identity/identity-config.js';
 import type { Principal } from '../identity/principal.js';
+import type { Connection } from '../proxy/connections.js';
 
 export type PolicyDecision = { readonly action: 'allow' } | { readonly action: 'deny'; readonly message: string };
 
 export const ALLOW: PolicyDecision = Object.freeze({ action: 'allow' });
 
-/** A policy that allows every identified caller: the default when no rules are configured. */
-export function allowAll(_principal: Principal, _connection: unknown, _req: IncomingMessage): PolicyDecision {
+function describe(p: Principal): string {
+  if (p.method === 'gateway_key') return `gateway key "${p.keyName ?? p.subject}"`;
+  if (p.method === 'anonymous') return 'an anonymous caller';
+  return `"${p.email ?? p.subject}"`;
+}
+
+/** Decide whether `principal` may call through `connection`. */
+export function decide(principal: Principal, connection: Connection, _req: IncomingMessage): PolicyDecision {
+  const allow = connection.config.allow;
+  if (allow !== undefined && !isAllowed(principal, allow)) {
+    return { action: 'deny', message: `${describe(principal)} is not allowed to use connection "${connection.name}"` };
+  }
   return ALLOW;
 }

@@ -118,6 +118,37 @@ export interface VerifyReport {
   readonly problems: readonly VerifyProblem[];
 }
 
+/** A gateway key as the store indexes it (from `key.created` / `key.revoked` records). Only the key's hash is kept. */
+export interface StoredGatewayKey {
+  readonly hash: string;
+  readonly name: string;
+  readonly owner: string;
+  /** Connections the key may use; empty means every connection. */
+  readonly connections: readonly string[];
+  readonly createdAt: number;
+  readonly expiresAt: number | null;
+  readonly revokedAt: number | null;
+}
+
+/** Payload of a `key.created` record. */
+export interface KeyCreatedData {
+  readonly hash: string;
+  readonly name: string;
+  readonly owner: string;
+  readonly connections: readonly string[];
+  readonly createdAt: number;
+  readonly expiresAt: number | null;
+  readonly createdBy: string;
+}
+
+/** Payload of a `key.revoked` record. */
+export interface KeyRevokedData {
+  readonly name: string;
+  readonly hash: string;
+  readonly revokedAt: number;
+  readonly revokedBy: string;
+}
+
 export interface AuditStore {
   readonly kind: 'sqlite' | 'postgres';
   /** This process's chain id. */
@@ -141,6 +172,11 @@ export interface AuditStore {
   listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]>;
   /** Exchanges that have a request record but no response record (a crash cut them). */
   unfinishedExchanges(): Promise<readonly string[]>;
+
+  /** A gateway key by the SHA-256 of the key, revoked and expired ones included. */
+  findGatewayKey(hash: string): Promise<StoredGatewayKey | undefined>;
+  /** All gateway keys, newest first. */
+  listGatewayKeys(): Promise<readonly StoredGatewayKey[]>;
 
   /** Walk every chain and every referenced blob; report what was changed, removed or reordered. */
   verify(): Promise<VerifyReport>;

@@ -3,7 +3,13 @@ import { query, type SDKMessage } from '@anthropic-ai/claude-agent-sdk';
 import { CLIENT_KEY } from './gateway-harness.js';
 
 /** Run one agent prompt through `baseUrl` and collect its messages. */
-export async function runAgent(baseUrl: string, prompt: string, cwd: string, token = CLIENT_KEY): Promise<SDKMessage[]> {
+export async function runAgent(
+  baseUrl: string,
+  prompt: string,
+  cwd: string,
+  token = CLIENT_KEY,
+  as: 'ANTHROPIC_API_KEY' | 'ANTHROPIC_AUTH_TOKEN' = 'ANTHROPIC_API_KEY',
+): Promise<SDKMessage[]> {
   const messages: SDKMessage[] = [];
   for await (const m of query({
     prompt,
@@ -17,7 +23,7 @@ export async function runAgent(baseUrl: string, prompt: string, cwd: string, tok
         PATH: process.env.PATH ?? '',
         HOME: cwd,
         ANTHROPIC_BASE_URL: baseUrl,
-        ANTHROPIC_API_KEY: token,
+        [as]: token,
         CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
         DISABLE_AUTOUPDATER: '1',
       },

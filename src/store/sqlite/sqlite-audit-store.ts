@@ -9,10 +9,13 @@ import Database from 'better-sqlite3';
 import type {
   AuditStore,
   ExchangeSummary,
+  KeyCreatedData,
+  KeyRevokedData,
   Outcome,
   Page,
   SessionFilter,
   SessionSummary,
+  StoredGatewayKey,
   StoredRecord,
   VerifyReport,
   WriteBatch,
@@ -53,6 +56,26 @@ const toStored = (r: RecordRow): StoredRecord => ({
   hash: r.hash,
 });
 
+interface KeyRow {
+  hash: string;
+  name: string;
+  owner: string;
+  connections: string;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+const toKey = (r: KeyRow): StoredGatewayKey => ({
+  hash: r.hash,
+  name: r.name,
+  owner: r.owner,
+  connections: JSON.parse(r.connections) as string[],
+  createdAt: r.created_at,
+  expiresAt: r.expires_at,
+  revokedAt: r.revoked_at,
+});
+
 export class SqliteAuditStore implements AuditStore {
   readonly kind = 'sqlite' as const;
   readonly chainId = newChainId();
@@ -91,6 +114,12 @@ export class SqliteAuditStore implements AuditStore {
         `INSERT OR IGNORE INTO exchange_results (exchange_id, ended_at, status, outcome, input_tokens, output_tokens, model)
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ),
+      insertKey: db.prepare(
+        `INSERT INTO gateway_keys (hash, name, owner, connections, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+      ),
+      revokeKey: db.prepare('UPDATE gateway_keys SET revoked_at = ? WHERE hash = ? AND revoked_at IS NULL'),
+      keyByHash: db.prepare('SELECT * FROM gateway_keys WHERE hash = ?'),
+      allKeys: db.prepare('SELECT * FROM gateway_keys ORDER BY created_at DESC, name'),
       heads: db.prepare(
         'SELECT chain, max(chain_seq) AS chain_seq, hash FROM records GROUP BY chain ORDER BY chain',
       ),
@@ -168,6 +197,13 @@ export class SqliteAuditStore implements AuditStore {
       const res = resultIndexRow(r);
       if (res) {
         s.insertResult.run(res.exchangeId, res.endedAt, res.status, res.outcome, res.inputTokens, res.outputTokens, res.model);
+      }
+      if (r.kind === 'key.created') {
+        const k = r.data as KeyCreatedData;
+        s.insertKey.run(k.hash, k.name, k.owner, JSON.stringify(k.connections), k.createdAt, k.expiresAt);
+      } else if (r.kind === 'key.revoked') {
+        const k = r.data as KeyRevokedData;
+        s.revokeKey.run(k.revokedAt, k.hash);
       }
     }
     return out;
@@ -300,6 +336,15 @@ export class SqliteAuditStore implements AuditStore {
 
   async unfinishedExchanges(): Promise<readonly string[]> {
     return this.stmts.unfinished.all() as string[];
+  }
+
+  async findGatewayKey(hash: string): Promise<StoredGatewayKey | undefined> {
+    const row = this.stmts.keyByHash.get(hash) as KeyRow | undefined;
+    return row && toKey(row);
+  }
+
+  async listGatewayKeys(): Promise<readonly StoredGatewayKey[]> {
+    return (this.stmts.allKeys.all() as KeyRow[]).map(toKey);
   }
 
   async verify(): Promise<VerifyReport> {

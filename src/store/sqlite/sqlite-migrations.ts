@@ -65,4 +65,17 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE TRIGGER results_append_only_u BEFORE UPDATE ON exchange_results BEGIN SELECT RAISE(ABORT, 'exchange results are append-only'); END;
   CREATE TRIGGER results_append_only_d BEFORE DELETE ON exchange_results BEGIN SELECT RAISE(ABORT, 'exchange results are append-only'); END;
   `,
+  // 2: gateway keys, indexed from key.created / key.revoked records. revoked_at is set once, by a key.revoked record.
+  `
+  CREATE TABLE gateway_keys (
+    hash        TEXT PRIMARY KEY,
+    name        TEXT    NOT NULL,
+    owner       TEXT    NOT NULL,
+    connections TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER,
+    revoked_at  INTEGER
+  );
+  CREATE UNIQUE INDEX gateway_keys_live_name ON gateway_keys (name) WHERE revoked_at IS NULL;
+  `,
 ];

@@ -1,0 +1,57 @@
+/**
+ * Creating and revoking gateway keys: both are ledger records (`key.created`, `key.revoked`), so every key's life is
+ * on the tamper-evident chain. The key itself is shown once and never stored; only its SHA-256 is.
+ */
+import { VigilError } from '../errors.js';
+import type { AuditStore, KeyCreatedData, KeyRevokedData, StoredGatewayKey } from '../store/audit-store.js';
+import { generateGatewayKey, parseKeyLifetime } from './gateway-keys.js';
+
+const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+export interface CreateKeyInput {
+  readonly name: string;
+  readonly owner: string;
+  readonly connections: readonly string[];
+  /** `30d`, `12h`, `90m`; absent: no expiry. */
+  readonly expires?: string | undefined;
+  /** Who ran the command, for the record. */
+  readonly createdBy: string;
+}
+
+export async function createGatewayKey(
+  store: AuditStore,
+  input: CreateKeyInput,
+  knownConnections: readonly string[],
+  now = Date.now(),
+): Promise<{ key: string; record: StoredGatewayKey }> {
+  if (!KEY_NAME.test(input.name)) {
+    throw new VigilError('BAD_REQUEST', `key name "${input.name}" must be 1-63 characters of letters, digits, ".", "_" or "-"`);
+  }
+  for (const c of input.connections) {
+    if (!knownConnections.includes(c)) {
+      throw new VigilError('BAD_REQUEST', `no connection named "${c}" (configured: ${knownConnections.join(', ')})`);
+    }
+  }
+  const live = (await store.listGatewayKeys()).find((k) => k.name === input.name && k.revokedAt === null);
+  if (live) throw new VigilError('BAD_REQUEST', `a live key named "${input.name}" exists: revoke it first (vigil keys revoke ${input.name})`);
+  const { key, hash } = generateGatewayKey();
+  const data: KeyCreatedData = {
+    hash,
+    name: input.name,
+    owner: input.owner,
+    connections: [...input.connections],
+    createdAt: now,
+    expiresAt: input.expires ? now + parseKeyLifetime(input.expires) : null,
+    createdBy: input.createdBy,
+  };
+  await store.append({ records: [{ kind: 'key.created', at: now, data }] });
+  return { key, record: { ...data, revokedAt: null } };
+}
+
+export async function revokeGatewayKey(store: AuditStore, name: string, revokedBy: string, now = Date.now()): Promise<StoredGatewayKey> {
+  const live = (await store.listGatewayKeys()).find((k) => k.name === name && k.revokedAt === null);
+  if (!live) throw new VigilError('NOT_FOUND', `no live key named "${name}" (see: vigil keys list)`);
+  const data: KeyRevokedData = { name, hash: live.hash, revokedAt: now, revokedBy };
+  await store.append({ records: [{ kind: 'key.revoked', at: now, data }] });
+  return { ...live, revokedAt: now };
+}

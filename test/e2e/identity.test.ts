@@ -1,0 +1,178 @@
+/**
+ * Who is calling, end to end: OIDC tokens from a real OpenID provider and gateway keys, through the official SDK
+ * and Claude Code, with per-connection access. The caller's token never reaches upstream or the store.
+ */
+import Anthropic, { APIError } from '@anthropic-ai/sdk';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createGatewayKey, revokeGatewayKey } from '../../src/identity/key-admin.js';
+import { runAgent } from '../support/agent.js';
+import { vigil } from '../support/cli.js';
+import { GATEWAY_KEY, filesContaining, startHarness, type Harness } from '../support/gateway-harness.js';
+import { TEST_CLIENT, startOidcProvider, type OidcTestProvider } from '../support/oidc-provider.js';
+
+let idp: OidcTestProvider;
+let h: Harness;
+const secrets: string[] = [];
+
+beforeAll(async () => {
+  idp = await startOidcProvider();
+  h = await startHarness((upstream) => ({
+    identity: { oidc: [{ issuer: idp.issuer, audience: 'vigil', groups_claim: 'groups' }] },
+    connections: [
+      { name: 'anthropic', upstream, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' } },
+      {
+        name: 'restricted',
+        upstream,
+        credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+        allow: [{ group: 'ml-team' }, { key: 'ci-nightly' }],
+      },
+    ],
+  }));
+});
+afterAll(async () => {
+  await h?.close();
+  await idp?.close();
+});
+
+const ask = (baseURL: string, auth: { apiKey?: string; authToken?: string }, session: string) =>
+  new Anthropic({ baseURL, maxRetries: 0, apiKey: null, authToken: null, ...auth }).messages
+    .create(
+      { model: 'claude-sonnet-4-5', max_tokens: 20, messages: [{ role: 'user', content: `hello from ${session}` }] },
+      { headers: { 'x-vigil-session': session } },
+    )
+    .withResponse();
+
+async function refusal(p: Promise<unknown>): Promise<APIError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(APIError);
+  return err as APIError;
+}
+
+describe('OIDC bearer tokens', () => {
+  it('a service’s client-credentials token is accepted, recorded as its identity, and never forwarded', async () => {
+    const token = await idp.clientCredentialsToken('vigil');
+    secrets.push(token);
+    await ask(h.url, { authToken: token }, 'svc');
+    const [x] = await h.session('svc', 1);
+    expect(x!.caller).toMatchObject({ method: 'oidc', issuer: idp.issuer, subject: TEST_CLIENT.id });
+    const sent = h.fake.requests.at(-1)!;
+    expect(sent.headers['x-api-key']).toBe(GATEWAY_KEY);
+    expect(JSON.stringify(sent.headers)).not.toContain(token);
+  });
+
+  it('a user token with groups opens a connection restricted to that group; without it, 403', async () => {
+    const member = await idp.mintToken({ sub: 'alice', name: 'Alice', email: 'alice@example.com', groups: ['ml-team'] });
+    const outsider = await idp.mintToken({ sub: 'bob', email: 'bob@example.com', groups: ['sales'] });
+    secrets.push(member, outsider);
+    await ask(`${h.url}/c/restricted`, { apiKey: member }, 'alice-restricted');
+    const [x] = await h.session('alice-restricted', 1);
+    expect(x!.caller).toMatchObject({ subject: 'alice', name: 'Alice', email: 'alice@example.com', groups: ['ml-team'] });
+
+    const denied = await refusal(ask(`${h.url}/c/restricted`, { authToken: outsider }, 'bob-restricted'));
+    expect(denied).toBeInstanceOf(Anthropic.PermissionDeniedError);
+    expect(denied.error).toMatchObject({ type: 'error', error: { type: 'permission_error' } });
+    expect(denied.message).toContain('bob@example.com');
+    // Bob may still use the unrestricted connection.
+    await ask(h.url, { authToken: outsider }, 'bob-open');
+  });
+
+  it('expired, forged, wrong-audience and missing credentials get 401 without the token echoed', async () => {
+    const expired = await idp.mintToken({ sub: 'carol' }, { expiresIn: -600 });
+    const forged = await idp.mintToken({ sub: 'mallory' }, { unpublishedKey: true });
+    const wrongAud = await idp.mintToken({ sub: 'dave' }, { audience: 'another-service' });
+    secrets.push(expired, forged, wrongAud);
+    for (const [token, why] of [
+      [expired, /expired/],
+      [forged, /signing key|signature/],
+      [wrongAud, /audience/],
+    ] as const) {
+      const err = await refusal(ask(h.url, { authToken: token }, 'refused'));
+      expect(err).toBeInstanceOf(Anthropic.AuthenticationError);
+      expect(err.error).toMatchObject({ error: { type: 'authentication_error' } });
+      expect(err.message).toMatch(why);
+      expect(err.message).not.toContain(token);
+    }
+    const none = await fetch(`${h.url}/v1/models`);
+    expect(none.status).toBe(401);
+    expect(await none.json()).toMatchObject({ error: { type: 'authentication_error', message: expect.stringMatching(/missing credential/) } });
+  });
+});
+
+describe('gateway keys', () => {
+  it('a key authenticates a service, is limited to its connections, and stops working when revoked', async () => {
+    const names = h.gateway.store;
+    const { key } = await createGatewayKey(
+      names,
+      { name: 'ci-nightly', owner: 'platform-team', connections: ['anthropic'], createdBy: 'test' },
+      ['anthropic', 'restricted'],
+    );
+    secrets.push(key);
+    await ask(h.url, { apiKey: key }, 'ci-run');
+    const [x] = await h.session('ci-run', 1);
+    expect(x!.caller).toMatchObject({ method: 'gateway_key', subject: 'ci-nightly', keyName: 'ci-nightly', owner: 'platform-team' });
+
+    const wrongConnection = await refusal(ask(`${h.url}/c/restricted`, { apiKey: key }, 'ci-elsewhere'));
+    expect(wrongConnection.status).toBe(403);
+    expect(wrongConnection.error).toMatchObject({ error: { message: 'gateway key "ci-nightly" may not use connection "restricted"' } });
+
+    await revokeGatewayKey(names, 'ci-nightly', 'test');
+    const revoked = await refusal(ask(h.url, { apiKey: key }, 'ci-revoked'));
+    expect(revoked.status).toBe(401);
+    expect(revoked.message).toMatch(/revoked/);
+  });
+
+  it('vigil keys create / list / revoke from the command line', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'vigil-keys-'));
+    try {
+      const created = await vigil(['keys', 'create', '--name', 'deploy-bot', '--connection', 'anthropic', '--expires', '30d', '--data-dir', dir]);
+      expect(created.code).toBe(0);
+      const key = created.stdout.trim();
+      expect(key).toMatch(/^vgk_[A-Za-z0-9_-]{43}$/);
+      expect(created.stderr).toContain('shown once');
+      const listed = JSON.parse((await vigil(['keys', 'list', '--json', '--data-dir', dir])).stdout);
+      expect(listed.keys).toEqual([expect.objectContaining({ name: 'deploy-bot', connections: ['anthropic'], revokedAt: null })]);
+      expect(JSON.stringify(listed)).not.toContain(key);
+      expect(filesContaining(dir, key)).toEqual([]);
+      const dup = await vigil(['keys', 'create', '--name', 'deploy-bot', '--data-dir', dir]);
+      expect(dup.code).toBe(1);
+      expect(dup.stderr).toContain('revoke it first');
+      expect((await vigil(['keys', 'revoke', 'deploy-bot', '--data-dir', dir])).code).toBe(0);
+      const after = JSON.parse((await vigil(['keys', 'list', '--json', '--data-dir', dir])).stdout);
+      expect(after.keys[0].revokedAt).toEqual(expect.any(Number));
+      expect((await vigil(['verify', '--data-dir', dir])).code).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('Claude Code with an OIDC token', () => {
+  it('authenticates with ANTHROPIC_AUTH_TOKEN and is recorded as that user', async () => {
+    const token = await idp.mintToken({ sub: 'erin', email: 'erin@example.com', groups: ['ml-team'] });
+    secrets.push(token);
+    const cwd = mkdtempSync(path.join(tmpdir(), 'vigil-agent-'));
+    try {
+      const messages = await runAgent(`${h.url}/c/restricted`, 'say hi', cwd, token, 'ANTHROPIC_AUTH_TOKEN');
+      expect(messages.find((m) => m.type === 'result')).toMatchObject({ subtype: 'success' });
+      const sessionId = (messages.find((m) => m.type === 'system') as { session_id: string }).session_id;
+      const xs = await h.session(sessionId, 1);
+      expect(xs.every((x) => x.caller.subject === 'erin' && x.connection === 'restricted')).toBe(true);
+    } finally {
+      rmSync(cwd, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
+
+describe('the data directory', () => {
+  it('holds none of the callers’ tokens or keys', async () => {
+    await h.gateway.recorder.queue.flush();
+    expect(secrets.length).toBeGreaterThanOrEqual(8);
+    for (const s of secrets) expect(filesContaining(h.dataDir, s)).toEqual([]);
+  });
+});
