@@ -14,6 +14,18 @@ import type { StoredBody } from '../store/record-types.js';
 
 /** Pieces shorter than this stay inline in the record: a blob row costs more than it saves. */
 const MIN_BLOB = 256;
+/** A message this large is a group of its own (a big tool result resent every turn). */
+const LARGE_MESSAGE = 4096;
+const MAX_GROUP = 64 * 1024;
+/** Message groups recur on every later turn, so even small ones are worth a blob. */
+const MIN_GROUP_BLOB = 64;
+
+/** On average one message in four ends a group: FNV-1a over the message's last 64 characters. */
+function endsGroup(s: string): boolean {
+  let h = 0x811c9dc5;
+  for (let i = Math.max(0, s.length - 64); i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return (h >>> 0) % 4 === 0;
+}
 
 export interface SplitBody {
   readonly body: StoredBody;
@@ -52,8 +64,8 @@ class PartsBuilder {
     this.inline += s;
   }
 
-  piece(s: string): void {
-    if (s.length < MIN_BLOB) {
+  piece(s: string, min = MIN_BLOB): void {
+    if (s.length < min) {
       this.inline += s;
       return;
     }
@@ -131,13 +143,25 @@ function serialiseInPieces(obj: Record<string, unknown>, b: PartsBuilder): strin
     if (key === 'messages' && Array.isArray(v)) {
       whole += '[';
       b.text('[');
+      // Messages are grouped by content-defined boundaries: whether a message ends a group depends on that message
+      // alone, so the groups of earlier turns come out identical on every later turn and are stored once, while a
+      // long conversation needs a few references per turn rather than one per message.
+      let group = '';
       v.forEach((m, i) => {
-        const s = JSON.stringify(m) ?? 'null';
+        const s = (JSON.stringify(m) as string | undefined) ?? 'null';
         const sep = i === 0 ? '' : ',';
         whole += sep + s;
-        b.text(sep);
-        b.piece(s);
+        if (s.length >= LARGE_MESSAGE && group) {
+          b.piece(group, MIN_GROUP_BLOB);
+          group = '';
+        }
+        group += sep + s;
+        if (s.length >= LARGE_MESSAGE || group.length >= MAX_GROUP || endsGroup(s)) {
+          b.piece(group, MIN_GROUP_BLOB);
+          group = '';
+        }
       });
+      if (group) b.piece(group, MIN_GROUP_BLOB);
       whole += ']';
       b.text(']');
     } else {

@@ -1,0 +1,70 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, validateConfig } from '../../../src/config/load-config.js';
+import { ConfigError } from '../../../src/errors.js';
+
+function problems(input: unknown): string[] {
+  try {
+    validateConfig(input);
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  }
+  return [];
+}
+
+describe('config', () => {
+  it('the embedded default: loopback 8080, ./vigil-data, one anthropic connection keyed by ANTHROPIC_API_KEY', () => {
+    const c = loadConfig();
+    expect(c.listen).toEqual({ host: '127.0.0.1', port: 8080 });
+    expect(c.data_dir).toBe(path.resolve('vigil-data'));
+    expect(c.connections).toEqual([
+      expect.objectContaining({ name: 'anthropic', upstream: 'https://api.anthropic.com', credential: { env: 'ANTHROPIC_API_KEY' }, recording: 'required' }),
+    ]);
+    expect(Object.isFrozen(c.connections[0])).toBe(true);
+  });
+
+  it('flags override the default connection and listener', () => {
+    const c = loadConfig({ listen: '127.0.0.1:9999', upstream: 'http://127.0.0.1:7000/', dataDir: '/tmp/x' });
+    expect(c.listen.port).toBe(9999);
+    expect(c.connections[0]!.upstream).toBe('http://127.0.0.1:7000');
+    expect(c.data_dir).toBe('/tmp/x');
+  });
+
+  it('reports every problem with its path, naming the connection, with hints for renamed keys', () => {
+    expect(
+      problems({
+        listen: 'bad',
+        connections: [
+          { name: 'ok', upstream: 'https://a.example' },
+          { name: 'ok', upstream: 'http://remote.example', recording: 'sometimes', apiKey: 'x' },
+        ],
+        default_connection: 'missing',
+      }),
+    ).toEqual(
+      expect.arrayContaining([
+        'listen: must be HOST:PORT, e.g. 127.0.0.1:8080 (got "bad")',
+        expect.stringMatching(/^connections\[1\] \(ok\)\.recording: /),
+        'connections[1] (ok).apiKey: unknown key (did you mean "credential"?)',
+      ]),
+    );
+    expect(problems({ connections: [{ name: 'a', upstream: 'http://remote.example' }] })).toEqual([
+      'connections[0] (a).upstream: must be an https URL (plain http is accepted for loopback only, or with allow_insecure_upstream: true)',
+    ]);
+    expect(problems({ connections: [{ name: 'a' }, { name: 'a' }] })).toEqual(['connections[1] (a).name: duplicate connection name "a"']);
+    expect(problems({ connections: [{ name: 'a', credential: 'sk-ant-inline' }] })[0]).toMatch(/^connections\[0\] \(a\)\.credential/);
+  });
+
+  it('reads YAML and resolves relative paths against the file', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'vigil-cfg-'));
+    const file = path.join(dir, 'vigil.yaml');
+    writeFileSync(file, 'data_dir: ./data\nconnections:\n  - name: prod\n    credential: { file: ./key.txt }\n');
+    const c = loadConfig({ configFile: file });
+    expect(c.data_dir).toBe(path.join(dir, 'data'));
+    expect(c.connections[0]!.credential).toEqual({ file: path.join(dir, 'key.txt') });
+    writeFileSync(file, 'connections: [\n');
+    expect(() => loadConfig({ configFile: file })).toThrow(ConfigError);
+  });
+});
