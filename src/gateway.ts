@@ -73,6 +73,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     recorder,
     log,
     maxRequestBody: config.limits.max_request_body,
+    publicUrl: config.public_url,
     identify,
     decide,
   });

@@ -102,6 +102,11 @@ export const configSchema = z
   .object({
     /** The proxy listener clients use as ANTHROPIC_BASE_URL. */
     listen: listenAddress.default({ host: '127.0.0.1', port: 8080 }),
+    /**
+     * The gateway's base URL as clients reach it (e.g. behind a TLS load balancer: https://claude-gw.example.com).
+     * Used where a response names the gateway's own address (batch results_url). Default: http:// + the Host header.
+     */
+    public_url: z.url({ protocol: /^https?$/ }).optional(),
     /** Where the embedded store and generated keys live. */
     data_dir: z.string().default('./vigil-data'),
     store: z

@@ -36,6 +36,7 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | u
 export function upstreamRequestHeaders(
   incoming: IncomingHttpHeaders,
   credential: { header: 'x-api-key' | 'authorization'; value: string } | null,
+  overrides?: Record<string, string>,
 ): Record<string, string | string[]> {
   const named = connectionTokens(incoming.connection);
   const out: Record<string, string | string[]> = {};
@@ -46,6 +47,7 @@ export function upstreamRequestHeaders(
     if (key.startsWith('x-vigil-') || named?.has(key)) continue;
     out[key] = v;
   }
+  if (overrides) Object.assign(out, overrides);
   if (credential) out[credential.header] = credential.header === 'authorization' ? `Bearer ${credential.value}` : credential.value;
   return out;
 }

@@ -16,6 +16,7 @@ import type { PolicyDecision } from '../policy/policy.js';
 import type { ExchangeRecording, Recorder } from '../recorder/recorder.js';
 import { newExchangeId } from '../recorder/ids.js';
 import type { Connection, Connections } from './connections.js';
+import { gatewayBaseUrl, isBatchPath, rewriteResultsUrls } from './batch-results-url.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './header-rules.js';
 import { readBody } from './request-body.js';
 
@@ -24,6 +25,8 @@ export interface ProxyDeps {
   readonly recorder: Recorder;
   readonly log: Logger;
   readonly maxRequestBody: number;
+  /** The gateway's address as clients reach it (config `public_url`); default: http:// + the request's Host. */
+  readonly publicUrl?: string | undefined;
   /** Who is calling; throws a VigilError (401) when the credential is missing or bad. */
   readonly identify: (req: IncomingMessage, connection: Connection) => Promise<Principal>;
   /** What they may do. */
@@ -34,6 +37,8 @@ export const EXCHANGE_ID_HEADER = 'x-vigil-exchange-id';
 
 interface Route {
   readonly connection: Connection;
+  /** `/c/<name>` when the caller named the connection, else ''. */
+  readonly prefix: string;
   /** The API path under the connection, e.g. `/v1/messages`. */
   readonly path: string;
   readonly query: string;
@@ -79,6 +84,7 @@ export class ProxyServer {
     const query = q < 0 ? '' : url.slice(q + 1);
     let connection: Connection | undefined;
     let path = rawPath;
+    let prefix = '';
     if (rawPath.startsWith('/c/')) {
       const end = rawPath.indexOf('/', 3);
       const name = decodeURIComponent(rawPath.slice(3, end < 0 ? undefined : end));
@@ -90,13 +96,14 @@ export class ProxyServer {
         );
       }
       path = end < 0 ? '/' : rawPath.slice(end);
+      prefix = rawPath.slice(0, end < 0 ? undefined : end);
     } else {
       connection = this.deps.connections.default;
     }
     if (!path.startsWith('/v1/') || path.includes('/../') || path.endsWith('/..')) {
       return new VigilError('NOT_FOUND', `the gateway forwards Anthropic API paths under /v1/ only (got ${path})`);
     }
-    return { connection, path, query };
+    return { connection, prefix, path, query };
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -178,6 +185,7 @@ export class ProxyServer {
     rec: ExchangeRecording,
   ): Promise<void> {
     const { connection } = route;
+    const batch = isBatchPath(route.path);
     const abort = new AbortController();
     let finished = false;
     res.once('close', () => {
@@ -192,7 +200,7 @@ export class ProxyServer {
       upstream = await connection.pool.request({
         method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
         path: connection.basePath + route.path + (route.query ? `?${route.query}` : ''),
-        headers: upstreamRequestHeaders(req.headers, connection.credential),
+        headers: upstreamRequestHeaders(req.headers, connection.credential, batch ? { 'accept-encoding': 'identity' } : undefined),
         body: body.length ? body : null,
         signal: abort.signal,
       });
@@ -210,6 +218,9 @@ export class ProxyServer {
     }
 
     const headers = upstream.headers as Record<string, string | string[] | undefined>;
+    if (batch && String(headers['content-type']).includes('json') && !headers['content-encoding']) {
+      return this.forwardBatch(req, res, route, upstream, rec, () => finished, () => (finished = true));
+    }
     rec.responseStarted(upstream.statusCode, headers);
     const out = clientResponseHeaders(headers);
     out[EXCHANGE_ID_HEADER] = rec.id;
@@ -241,6 +252,44 @@ export class ProxyServer {
       rec.fail('upstream_aborted', { type: 'upstream_aborted', message });
       this.deps.log.warn({ err, exchangeId: rec.id }, 'upstream response cut');
     });
+  }
+
+  /** Batch responses are small JSON: buffered whole so `results_url` can point back at the gateway. */
+  private async forwardBatch(
+    req: IncomingMessage,
+    res: ServerResponse,
+    route: Route,
+    upstream: Dispatcher.ResponseData,
+    rec: ExchangeRecording,
+    isFinished: () => boolean,
+    markFinished: () => void,
+  ): Promise<void> {
+    let body: Buffer;
+    try {
+      body = Buffer.from(await upstream.body.arrayBuffer());
+    } catch (err) {
+      if (isFinished()) return;
+      markFinished();
+      res.destroy();
+      rec.fail('upstream_aborted', { type: 'upstream_aborted', message: 'upstream closed the connection before the response ended' });
+      this.deps.log.warn({ err, exchangeId: rec.id }, 'upstream response cut');
+      return;
+    }
+    if (isFinished()) return;
+    markFinished();
+    const { connection } = route;
+    const upstreamBase = new URL(connection.config.upstream).origin + connection.basePath;
+    const gatewayBase = gatewayBaseUrl(this.deps.publicUrl, req.headers.host, route.prefix);
+    const out = rewriteResultsUrls(body, upstreamBase, gatewayBase);
+    const headers = upstream.headers as Record<string, string | string[] | undefined>;
+    rec.responseStarted(upstream.statusCode, headers);
+    const clientHeaders = clientResponseHeaders(headers);
+    clientHeaders['content-length'] = String(out.length);
+    clientHeaders[EXCHANGE_ID_HEADER] = rec.id;
+    res.writeHead(upstream.statusCode, clientHeaders);
+    res.end(out);
+    rec.chunk(body); // what upstream sent is what is recorded
+    await rec.finish();
   }
 
   private health(res: ServerResponse): void {

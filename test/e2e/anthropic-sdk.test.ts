@@ -258,6 +258,11 @@ describe('other API paths pass through faithfully', () => {
       requests: [{ custom_id: 'a', params: { model: 'm', max_tokens: 5, messages: user('in a batch') } }],
     });
     expect((await client.messages.batches.retrieve(batch.id)).id).toBe(batch.id);
+    // results_url points back at the gateway, so the results are fetched (and recorded) through it
+    expect(batch.results_url).toBe(`${h.url}/v1/messages/batches/${batch.id}/results`);
+    const results = [];
+    for await (const r of await client.messages.batches.results(batch.id)) results.push(r);
+    expect(results).toEqual([expect.objectContaining({ custom_id: 'a', result: expect.objectContaining({ type: 'succeeded' }) })]);
     const file = await client.beta.files.upload({ file: await Anthropic.toFile(Buffer.from('file body'), 'a.txt') });
     expect(file.filename).toBe('a.txt');
     const paths = h.fake.requests.map((r) => `${r.method} ${r.path}`);
