@@ -15,7 +15,7 @@ import { Connections, type Connection } from './proxy/connections.js';
 import { ProxyServer } from './proxy/proxy-server.js';
 import { Recorder } from './recorder/recorder.js';
 import type { AuditStore } from './store/audit-store.js';
-import { openStore } from './store/open-store.js';
+import { describeStore, openStore } from './store/open-store.js';
 
 export interface Gateway {
   readonly url: string;
@@ -80,7 +80,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const address = await proxy.listen(config.listen.host, config.listen.port);
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
-  log.info({ url, store: store.kind, connections: connections.all().map((c) => c.name) }, 'vigil gateway listening');
+  log.info({ url, store: describeStore(config), connections: connections.all().map((c) => c.name) }, 'vigil gateway listening');
 
   let closing: Promise<void> | null = null;
   const close = (graceMs = config.shutdown.grace): Promise<void> => {

@@ -13,7 +13,7 @@ import { startGateway } from '../gateway.js';
 import { createGatewayKey, revokeGatewayKey } from '../identity/key-admin.js';
 import { readSession } from '../recorder/exchange-reader.js';
 import type { AuditStore } from '../store/audit-store.js';
-import { openStore } from '../store/open-store.js';
+import { describeStore, openStore } from '../store/open-store.js';
 import { renderTranscript } from './transcript.js';
 
 const USAGE = `usage: vigil <command> [options]
@@ -82,7 +82,7 @@ async function serve(args: string[], out: Out): Promise<number> {
     dataDir: values['data-dir'],
   });
   const gateway = await startGateway(config);
-  out.stdout.write(`vigil listening on ${gateway.url} (data: ${config.data_dir})\n`);
+  out.stdout.write(`vigil listening on ${gateway.url} (store: ${describeStore(config)})\n`);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {

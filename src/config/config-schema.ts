@@ -111,6 +111,23 @@ export const configSchema = z
     data_dir: z.string().default('./vigil-data'),
     store: z
       .object({
+        /**
+         * PostgreSQL, for several gateways sharing one store. `url` is `{ env: NAME }`, `{ file: PATH }`, or a URL without
+         * a password. Without this section, the DATABASE_URL environment variable selects PostgreSQL when set.
+         */
+        postgres: z
+          .object({
+            url: z.union([secretRef, z.string().min(1)]).superRefine((v, ctx) => {
+              if (typeof v === 'string' && /^[a-z]+:\/\/[^/@:]*:[^/@]+@/i.test(v)) {
+                ctx.addIssue({ code: 'custom', message: 'must not contain a password: use { env: NAME } or { file: PATH }' });
+              }
+            }),
+            /** Schema holding Vigil's tables (created on first start). */
+            schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default('public'),
+            pool_size: z.number().int().min(1).max(200).default(10),
+          })
+          .strict()
+          .optional(),
         sqlite: z
           .object({
             /** Default: <data_dir>/vigil.db */

@@ -1,14 +1,55 @@
 /** Opens the store the config names. The rest of Vigil sees only the AuditStore interface. */
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { VigilConfig } from '../config/config-schema.js';
+import { ConfigError } from '../errors.js';
 import type { AuditStore } from './audit-store.js';
+import { PostgresAuditStore } from './postgres/postgres-audit-store.js';
 import { SqliteAuditStore } from './sqlite/sqlite-audit-store.js';
 
 export function sqlitePath(config: VigilConfig): string {
   return config.store.sqlite.path ?? path.join(config.data_dir, 'vigil.db');
 }
 
+/** The PostgreSQL URL the config selects, or undefined for the embedded SQLite store. */
+export function postgresUrl(config: VigilConfig, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const pg = config.store.postgres;
+  if (!pg) return env.DATABASE_URL?.trim() || undefined;
+  if (typeof pg.url === 'string') return pg.url;
+  if ('env' in pg.url) {
+    const v = env[pg.url.env]?.trim();
+    if (!v) throw new ConfigError([`store.postgres.url: environment variable ${pg.url.env} is not set`]);
+    return v;
+  }
+  try {
+    return readFileSync(pg.url.file, 'utf8').trim();
+  } catch (err) {
+    throw new ConfigError([`store.postgres.url: cannot read ${pg.url.file} (${(err as Error).message})`]);
+  }
+}
+
+export function describeStore(config: VigilConfig): string {
+  const url = postgresUrl(config);
+  if (url === undefined) return `sqlite ${sqlitePath(config)}`;
+  const u = new URL(url);
+  return `postgres ${u.host}${u.pathname} schema ${config.store.postgres?.schema ?? 'public'}`;
+}
+
 export async function openStore(config: VigilConfig, options: { readonly?: boolean } = {}): Promise<AuditStore> {
+  const url = postgresUrl(config);
+  if (url !== undefined) {
+    try {
+      return await PostgresAuditStore.open({
+        url,
+        schema: config.store.postgres?.schema ?? 'public',
+        poolSize: config.store.postgres?.pool_size ?? 10,
+      });
+    } catch (err) {
+      const reason = (err as { code?: string }).code ?? (err as Error).message;
+      const where = config.store.postgres ? 'store.postgres.url' : 'DATABASE_URL';
+      throw new ConfigError([`cannot open the PostgreSQL store at ${describeStore(config)} (${reason}): is it running, and is ${where} right?`]);
+    }
+  }
   return SqliteAuditStore.open({
     file: sqlitePath(config),
     synchronous: config.store.sqlite.synchronous,

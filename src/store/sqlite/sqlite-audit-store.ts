@@ -274,7 +274,7 @@ export class SqliteAuditStore implements AuditStore {
     const having: string[] = [];
     const cursor = filter.cursor !== undefined ? decodeCursor(filter.cursor) : undefined;
     if (cursor) {
-      having.push('(last_at < ? OR (last_at = ? AND id < ?))');
+      having.push('(last_at < ? OR (last_at = ? AND e.session_id < ?))');
       params.push(cursor.lastAt, cursor.lastAt, cursor.id);
     }
     const limit = Math.min(Math.max(filter.limit ?? 50, 1), 1000);

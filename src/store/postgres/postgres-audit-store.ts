@@ -1,0 +1,543 @@
+/**
+ * The shared store: one PostgreSQL database that several gateway replicas write to at once. Each process writes its
+ * own chain, so replicas never contend for a chain head; the database only serialises them on the unique
+ * (chain, chain_seq) index and the identity sequence. Records, blobs and index rows of one `append` go in one
+ * transaction, and `append` resolves after COMMIT, i.e. once PostgreSQL reports the data durable.
+ */
+import pg from 'pg';
+import type {
+  AuditStore,
+  BlobWrite,
+  ExchangeSummary,
+  KeyCreatedData,
+  KeyRevokedData,
+  NewRecord,
+  Outcome,
+  Page,
+  SessionFilter,
+  SessionSummary,
+  StoredGatewayKey,
+  StoredRecord,
+  VerifyReport,
+  WriteBatch,
+} from '../audit-store.js';
+import {
+  decodeCursor,
+  encodeCursor,
+  exchangeIndexRow,
+  resultIndexRow,
+  type ExchangeIndexRow,
+  type ResultIndexRow,
+} from '../exchange-index.js';
+import { GENESIS_HASH, newChainId, recordHash, verifyLedger, type ChainHead } from '../ledger.js';
+import { POSTGRES_MIGRATIONS, quoteIdentifier } from './postgres-migrations.js';
+
+export interface PostgresStoreOptions {
+  /** `postgres://user@host:port/database`. A `?options=` parameter in the URL would override the schema setting. */
+  readonly url: string;
+  /** Schema holding Vigil's tables; created on first open. Default `public`. */
+  readonly schema?: string;
+  /** Connections in the pool. Default 10. */
+  readonly poolSize?: number;
+}
+
+interface RecordRow {
+  seq: number;
+  chain: string;
+  chain_seq: number;
+  kind: string;
+  exchange_id: string | null;
+  session_id: string | null;
+  at: number;
+  data: string;
+  prev_hash: string;
+  hash: string;
+}
+
+interface KeyRow {
+  hash: string;
+  name: string;
+  owner: string;
+  connections: string[];
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+const toKey = (r: KeyRow): StoredGatewayKey => ({
+  hash: r.hash,
+  name: r.name,
+  owner: r.owner,
+  connections: r.connections,
+  createdAt: r.created_at,
+  expiresAt: r.expires_at,
+  revokedAt: r.revoked_at,
+});
+
+interface ChainTip {
+  readonly chainSeq: number;
+  readonly hash: string;
+}
+
+const INT8_OID = 20;
+
+/**
+ * pg returns bigint as a string because it can exceed 2^53. Every bigint here (seq, chain_seq, epoch milliseconds,
+ * token counts, counts) stays far below that, so the pool parses them to numbers. Set on this pool only: changing
+ * `pg.types` globally would alter every other pg user in the process.
+ */
+const POOL_TYPES: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID && format !== 'binary'
+      ? (value: string) => Number(value)
+      : pg.types.getTypeParser(oid, format ?? 'text')) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/** Rows per multi-row INSERT: PostgreSQL takes at most 65535 parameters per statement. */
+const ROWS_PER_INSERT = 1000;
+const VERIFY_PAGE = 1000;
+/** First key of the two-key advisory lock that serialises migrations ("VIGL"); the second is the schema's hash. */
+const MIGRATION_LOCK_CLASS = 0x5649474c;
+
+const RECORD_COLUMNS = '(chain, chain_seq, kind, exchange_id, session_id, at, data, prev_hash, hash)';
+
+const toStored = (r: RecordRow): StoredRecord => ({
+  seq: r.seq,
+  chain: r.chain,
+  chainSeq: r.chain_seq,
+  kind: r.kind,
+  exchangeId: r.exchange_id,
+  sessionId: r.session_id,
+  at: r.at,
+  data: r.data,
+  prevHash: r.prev_hash,
+  hash: r.hash,
+});
+
+/** `($1, $2, …), ($n+1, …)` for `rows` rows of `width` parameters, with optional casts per column. */
+function valuesList(rows: number, casts: readonly string[]): string {
+  const width = casts.length;
+  const out: string[] = [];
+  for (let i = 0; i < rows; i++) {
+    out.push(`(${casts.map((cast, c) => `$${i * width + c + 1}${cast}`).join(', ')})`);
+  }
+  return out.join(', ');
+}
+
+function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+export class PostgresAuditStore implements AuditStore {
+  readonly kind = 'postgres' as const;
+  readonly chainId = newChainId();
+  readonly schema: string;
+  private readonly pool: pg.Pool;
+  /**
+   * The last record of this process's chain: null before the first append (which then opens the chain), undefined
+   * after a failed append, when the outcome of COMMIT may be unknown (a lost connection), so the next append reads the
+   * tip back from the database instead of trusting memory.
+   */
+  private tip: ChainTip | null | undefined = null;
+  /** Appends run one after another so each starts from the tip the previous one committed. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  /** Connects, creates the schema if needed and applies pending migrations, then returns a store ready to append. */
+  static async open(options: PostgresStoreOptions): Promise<PostgresAuditStore> {
+    const store = new PostgresAuditStore(options);
+    try {
+      await store.migrate();
+    } catch (err) {
+      await store.pool.end();
+      throw err;
+    }
+    return store;
+  }
+
+  private constructor(options: PostgresStoreOptions) {
+    this.schema = options.schema ?? 'public';
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolSize ?? 10,
+      // Unqualified SQL everywhere, one schema per store: the startup packet sets it, so no connection ever runs a
+      // query with another search_path. `$user` and `public` are left out so nothing resolves outside the schema.
+      options: `-c search_path=${quoteIdentifier(this.schema)}`,
+      types: POOL_TYPES,
+    });
+    // An idle connection the server drops (restart, idle timeout) emits 'error' on the pool; unhandled, that would
+    // crash the process. The pool has already discarded the connection, and the next query either gets a fresh one
+    // or rejects to its caller, who decides; so there is nothing to do here.
+    this.pool.on('error', () => {});
+  }
+
+  private async migrate(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      // Replicas starting together queue here; the transaction-scoped lock is released by COMMIT (when the new schema
+      // is visible to the next in line) or by the connection dying, so a crashed replica never leaves it held.
+      await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK_CLASS, this.schema]);
+      // Checked before creating: CREATE … IF NOT EXISTS still demands CREATE privilege, which an append-only gateway
+      // role (appendOnlyGrantsSql) does not have once the schema exists.
+      const exists = await client.query<{ schema: boolean; table: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1) AS schema,
+                to_regclass(format('%I.schema_migrations', $1::text)) IS NOT NULL AS table`,
+        [this.schema],
+      );
+      if (!exists.rows[0]?.schema) await client.query(`CREATE SCHEMA ${quoteIdentifier(this.schema)}`);
+      if (!exists.rows[0]?.table) {
+        await client.query('CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)');
+      }
+      const res = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_migrations');
+      const current = res.rows[0]?.v ?? 0;
+      if (current > POSTGRES_MIGRATIONS.length) {
+        throw new Error(
+          `store schema version ${current} in schema "${this.schema}" is newer than this Vigil (${POSTGRES_MIGRATIONS.length}): upgrade Vigil, or point store.postgres at another schema`,
+        );
+      }
+      for (let v = current + 1; v <= POSTGRES_MIGRATIONS.length; v++) {
+        await client.query(POSTGRES_MIGRATIONS[v - 1]!);
+        await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [v, Date.now()]);
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {
+        // The connection is already broken; the original error is the one worth reporting.
+      });
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  append(batch: WriteBatch): Promise<readonly StoredRecord[]> {
+    if (this.closed) return Promise.reject(new Error('the audit store is closed'));
+    const run = this.queue.then(() => this.appendNow(batch));
+    this.queue = run.catch(() => {
+      // The caller of this append gets the rejection; the queue only keeps order.
+    });
+    return run;
+  }
+
+  private async appendNow(batch: WriteBatch): Promise<StoredRecord[]> {
+    // Serialise before touching the database, so a payload that cannot be serialised costs no round trip.
+    const payloads = batch.records.map((r) => ({ record: r, data: serialise(r) }));
+    const client = await this.pool.connect();
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      let tip = this.tip === undefined ? await this.readTip(client) : this.tip;
+      const pending: Array<Omit<StoredRecord, 'seq'>> = [];
+      const chain = (kind: string, exchangeId: string | null, sessionId: string | null, at: number, data: string): void => {
+        const prevHash = tip?.hash ?? GENESIS_HASH;
+        const input = { chain: this.chainId, chainSeq: (tip?.chainSeq ?? 0) + 1, kind, exchangeId, sessionId, at, data };
+        const hash = recordHash(prevHash, input);
+        pending.push({ ...input, prevHash, hash });
+        tip = { chainSeq: input.chainSeq, hash };
+      };
+      if (tip === null) chain('chain.opened', null, null, Date.now(), JSON.stringify(await this.openingData(client)));
+      for (const { record, data } of payloads) {
+        chain(record.kind, record.exchangeId ?? null, record.sessionId ?? null, record.at, data);
+      }
+
+      await this.insertBlobs(client, batch.blobs ?? []);
+      const stored = await this.insertRecords(client, pending);
+      await this.insertIndexRows(client, batch.records);
+      await client.query('COMMIT');
+      this.tip = tip;
+      return stored;
+    } catch (err) {
+      // Rolled back (or unknown, if the connection died mid-COMMIT): the tip in memory may no longer match the
+      // database, so the next append reads it back.
+      this.tip = undefined;
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /** This chain's last committed record, or null when the chain has none yet (then the next append opens it). */
+  private async readTip(client: pg.PoolClient): Promise<ChainTip | null> {
+    const res = await client.query<{ chain_seq: number; hash: string }>(
+      'SELECT chain_seq, hash FROM records WHERE chain = $1 ORDER BY chain_seq DESC LIMIT 1',
+      [this.chainId],
+    );
+    const row = res.rows[0];
+    return row ? { chainSeq: row.chain_seq, hash: row.hash } : null;
+  }
+
+  private async openingData(client: pg.PoolClient): Promise<{ heads: ChainHead[]; store: string }> {
+    const res = await client.query<{ chain: string; chain_seq: number; hash: string }>(
+      'SELECT DISTINCT ON (chain) chain, chain_seq, hash FROM records ORDER BY chain, chain_seq DESC',
+    );
+    const heads = res.rows.map((h) => ({ chain: h.chain, chainSeq: h.chain_seq, hash: h.hash }));
+    return { heads, store: 'postgres' };
+  }
+
+  private async insertBlobs(client: pg.PoolClient, blobs: readonly BlobWrite[]): Promise<void> {
+    // Deduplicated here as well as by ON CONFLICT: a request often carries the same message twice, and sending the
+    // bytes once is cheaper than having the server discard them.
+    const unique = [...new Map(blobs.map((b) => [b.hash, b])).values()];
+    for (const part of chunks(unique, ROWS_PER_INSERT)) {
+      await client.query(
+        `INSERT INTO blobs (hash, data) VALUES ${valuesList(part.length, ['', ''])} ON CONFLICT (hash) DO NOTHING`,
+        part.flatMap((b) => [b.hash, b.data]),
+      );
+    }
+  }
+
+  private async insertRecords(client: pg.PoolClient, pending: ReadonlyArray<Omit<StoredRecord, 'seq'>>): Promise<StoredRecord[]> {
+    const out: StoredRecord[] = [];
+    for (const part of chunks(pending, ROWS_PER_INSERT)) {
+      // One statement per chunk; identity values are drawn in VALUES order, so seq rises along the chain as
+      // verifyLedger requires. RETURNING order is not guaranteed, hence the match on chain_seq.
+      const res = await client.query<{ seq: number; chain_seq: number }>(
+        `INSERT INTO records ${RECORD_COLUMNS}
+         VALUES ${valuesList(part.length, ['', '::bigint', '', '', '', '::bigint', '', '', ''])}
+         RETURNING seq, chain_seq`,
+        part.flatMap((r) => [r.chain, r.chainSeq, r.kind, r.exchangeId, r.sessionId, r.at, r.data, r.prevHash, r.hash]),
+      );
+      const seqOf = new Map(res.rows.map((row) => [row.chain_seq, row.seq]));
+      for (const r of part) out.push({ seq: seqOf.get(r.chainSeq)!, ...r });
+    }
+    return out;
+  }
+
+  private async insertIndexRows(client: pg.PoolClient, records: readonly NewRecord[]): Promise<void> {
+    const exchanges: ExchangeIndexRow[] = [];
+    const results: ResultIndexRow[] = [];
+    for (const r of records) {
+      const ex = exchangeIndexRow(r);
+      if (ex) exchanges.push(ex);
+      const res = resultIndexRow(r);
+      if (res) results.push(res);
+    }
+    for (const part of chunks(exchanges, ROWS_PER_INSERT)) {
+      // A second request record for the same exchange id fails the append, as in SQLite: ids are unique per exchange.
+      await client.query(
+        `INSERT INTO exchanges (id, session_id, connection, caller_subject, caller_method, method, path, model, stream, started_at)
+         VALUES ${valuesList(part.length, ['', '', '', '', '', '', '', '', '::boolean', '::bigint'])}`,
+        part.flatMap((e) => [
+          e.id,
+          e.sessionId,
+          e.connection,
+          e.callerSubject,
+          e.callerMethod,
+          e.method,
+          e.path,
+          e.model,
+          e.stream,
+          e.startedAt,
+        ]),
+      );
+    }
+    for (const part of chunks(results, ROWS_PER_INSERT)) {
+      // The first result recorded for an exchange is the one indexed, as with SQLite's INSERT OR IGNORE.
+      await client.query(
+        `INSERT INTO exchange_results (exchange_id, ended_at, status, outcome, input_tokens, output_tokens, model)
+         VALUES ${valuesList(part.length, ['', '::bigint', '::integer', '', '::bigint', '::bigint', ''])}
+         ON CONFLICT (exchange_id) DO NOTHING`,
+        part.flatMap((r) => [r.exchangeId, r.endedAt, r.status, r.outcome, r.inputTokens, r.outputTokens, r.model]),
+      );
+    }
+    // Key records are rare (an administrator's action), so one statement each, in record order: a key created and
+    // revoked in the same batch must be inserted before it is revoked.
+    for (const r of records) {
+      if (r.kind === 'key.created') {
+        const k = r.data as KeyCreatedData;
+        await client.query(
+          `INSERT INTO gateway_keys (hash, name, owner, connections, created_at, expires_at) VALUES ($1, $2, $3, $4::text[], $5, $6)`,
+          [k.hash, k.name, k.owner, [...k.connections], k.createdAt, k.expiresAt],
+        );
+      } else if (r.kind === 'key.revoked') {
+        const k = r.data as KeyRevokedData;
+        await client.query('UPDATE gateway_keys SET revoked_at = $1 WHERE hash = $2 AND revoked_at IS NULL', [k.revokedAt, k.hash]);
+      }
+    }
+  }
+
+  async findGatewayKey(hash: string): Promise<StoredGatewayKey | undefined> {
+    const res = await this.pool.query<KeyRow>('SELECT * FROM gateway_keys WHERE hash = $1', [hash]);
+    const row = res.rows[0];
+    return row && toKey(row);
+  }
+
+  async listGatewayKeys(): Promise<readonly StoredGatewayKey[]> {
+    const res = await this.pool.query<KeyRow>('SELECT * FROM gateway_keys ORDER BY created_at DESC, name COLLATE "C"');
+    return res.rows.map(toKey);
+  }
+
+  async exchangeRecords(exchangeId: string): Promise<readonly StoredRecord[]> {
+    const res = await this.pool.query<RecordRow>('SELECT * FROM records WHERE exchange_id = $1 ORDER BY seq', [exchangeId]);
+    return res.rows.map(toStored);
+  }
+
+  async sessionRecords(sessionId: string): Promise<readonly StoredRecord[]> {
+    const res = await this.pool.query<RecordRow>('SELECT * FROM records WHERE session_id = $1 ORDER BY seq', [sessionId]);
+    return res.rows.map(toStored);
+  }
+
+  async blobs(hashes: readonly string[]): Promise<ReadonlyMap<string, Buffer>> {
+    const out = new Map<string, Buffer>();
+    if (hashes.length === 0) return out;
+    const res = await this.pool.query<{ hash: string; data: Buffer }>(
+      'SELECT hash, data FROM blobs WHERE hash = ANY($1::text[])',
+      [[...new Set(hashes)]],
+    );
+    for (const row of res.rows) out.set(row.hash, row.data);
+    return out;
+  }
+
+  async listSessions(filter: SessionFilter = {}): Promise<Page<SessionSummary>> {
+    const params: unknown[] = [];
+    const param = (v: unknown): string => `$${params.push(v)}`;
+    const where: string[] = [];
+    if (filter.connection !== undefined) where.push(`e.connection = ${param(filter.connection)}`);
+    if (filter.caller !== undefined) where.push(`e.caller_subject = ${param(filter.caller)}`);
+    if (filter.since !== undefined) where.push(`e.started_at >= ${param(filter.since)}::bigint`);
+    if (filter.until !== undefined) where.push(`e.started_at < ${param(filter.until)}::bigint`);
+    const having: string[] = [];
+    const cursor = filter.cursor !== undefined ? decodeCursor(filter.cursor) : undefined;
+    if (cursor) {
+      const at = param(cursor.lastAt);
+      const id = param(cursor.id);
+      having.push(`(max(e.started_at) < ${at}::bigint OR (max(e.started_at) = ${at}::bigint AND e.session_id COLLATE "C" < ${id}))`);
+    }
+    const limit = Math.min(Math.max(filter.limit ?? 50, 1), 1000);
+    // Session ids compare bytewise (COLLATE "C"), as in SQLite, so both stores page in the same order whatever the
+    // database's default collation.
+    const res = await this.pool.query<{
+      id: string;
+      connection: string;
+      caller: string;
+      first_at: number;
+      last_at: number;
+      n: number;
+      input_tokens: number;
+      output_tokens: number;
+    }>(
+      `SELECT e.session_id AS id, min(e.connection COLLATE "C") AS connection, min(e.caller_subject COLLATE "C") AS caller,
+              min(e.started_at) AS first_at, max(e.started_at) AS last_at, count(*)::bigint AS n,
+              coalesce(sum(r.input_tokens), 0)::bigint AS input_tokens,
+              coalesce(sum(r.output_tokens), 0)::bigint AS output_tokens
+       FROM exchanges e LEFT JOIN exchange_results r ON r.exchange_id = e.id
+       ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+       GROUP BY e.session_id
+       ${having.length ? `HAVING ${having.join(' AND ')}` : ''}
+       ORDER BY last_at DESC, e.session_id COLLATE "C" DESC LIMIT ${param(limit + 1)}`,
+      params,
+    );
+    const items = res.rows.slice(0, limit).map((r) => ({
+      id: r.id,
+      connection: r.connection,
+      callerSubject: r.caller,
+      firstAt: r.first_at,
+      lastAt: r.last_at,
+      exchanges: r.n,
+      inputTokens: r.input_tokens,
+      outputTokens: r.output_tokens,
+    }));
+    const last = items.at(-1);
+    return { items, nextCursor: res.rows.length > limit && last ? encodeCursor(last.lastAt, last.id) : null };
+  }
+
+  async listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]> {
+    const res = await this.pool.query<{
+      id: string;
+      session_id: string;
+      connection: string;
+      caller_subject: string;
+      caller_method: string;
+      method: string;
+      path: string;
+      model: string | null;
+      stream: boolean;
+      started_at: number;
+      ended_at: number | null;
+      status: number | null;
+      outcome: Outcome | null;
+      input_tokens: number | null;
+      output_tokens: number | null;
+      result_model: string | null;
+    }>(
+      `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model
+       FROM exchanges e LEFT JOIN exchange_results r ON r.exchange_id = e.id
+       WHERE e.session_id = $1 ORDER BY e.started_at, e.id COLLATE "C"`,
+      [sessionId],
+    );
+    return res.rows.map((r) => ({
+      id: r.id,
+      sessionId: r.session_id,
+      connection: r.connection,
+      callerSubject: r.caller_subject,
+      callerMethod: r.caller_method,
+      method: r.method,
+      path: r.path,
+      // The response names the model that answered; the request only the one asked for. Empty means unknown.
+      model: (r.result_model ?? r.model) || null,
+      stream: r.stream,
+      startedAt: r.started_at,
+      endedAt: r.ended_at,
+      status: r.status,
+      outcome: r.outcome,
+      inputTokens: r.input_tokens,
+      outputTokens: r.output_tokens,
+    }));
+  }
+
+  async unfinishedExchanges(): Promise<readonly string[]> {
+    const res = await this.pool.query<{ id: string }>(
+      `SELECT e.id FROM exchanges e LEFT JOIN exchange_results r ON r.exchange_id = e.id
+       WHERE r.exchange_id IS NULL ORDER BY e.started_at, e.id COLLATE "C"`,
+    );
+    return res.rows.map((r) => r.id);
+  }
+
+  async verify(): Promise<VerifyReport> {
+    const pool = this.pool;
+    return verifyLedger({
+      // Keyset pages over the (chain, chain_seq) unique index: memory stays at one page however large the ledger,
+      // and no cursor holds a connection (or a snapshot) open for the whole walk.
+      async *records() {
+        let after: { chain: string; chainSeq: number } | null = null;
+        for (;;) {
+          const res: pg.QueryResult<RecordRow> = after
+            ? await pool.query<RecordRow>(
+                'SELECT * FROM records WHERE (chain, chain_seq) > ($1, $2::bigint) ORDER BY chain, chain_seq LIMIT $3',
+                [after.chain, after.chainSeq, VERIFY_PAGE],
+              )
+            : await pool.query<RecordRow>('SELECT * FROM records ORDER BY chain, chain_seq LIMIT $1', [VERIFY_PAGE]);
+          for (const row of res.rows) yield toStored(row);
+          const last = res.rows.at(-1);
+          if (!last || res.rows.length < VERIFY_PAGE) return;
+          after = { chain: last.chain, chainSeq: last.chain_seq };
+        }
+      },
+      blob: async (hash) => {
+        const res = await pool.query<{ data: Buffer }>('SELECT data FROM blobs WHERE hash = $1', [hash]);
+        return res.rows[0]?.data;
+      },
+    });
+  }
+
+  /** Waits for appends already called to settle, then closes the pool. Safe to call twice. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.queue;
+    await this.pool.end();
+  }
+}
+
+/** The record's payload as the JSON text that gets hashed and stored; throws for data JSON cannot represent. */
+function serialise(r: NewRecord): string {
+  const text = JSON.stringify(r.data) as string | undefined;
+  if (text === undefined) throw new TypeError(`record ${r.kind} has no JSON representation (data is ${typeof r.data})`);
+  return text;
+}

@@ -1,0 +1,154 @@
+/**
+ * Forward-only schema migrations for the PostgreSQL store. Append a new entry; never edit a released one.
+ *
+ * Each migration runs unqualified inside the store's schema (the connection's `search_path`), in the one transaction
+ * that also holds the migration lock, so a migration either lands whole or not at all.
+ */
+export const POSTGRES_MIGRATIONS: readonly string[] = [
+  // 1: the ledger, blobs, and the exchange indexes; the same tables as SQLite's first migration.
+  //
+  // Ready for time partitioning, not partitioned yet: when one table grows past what a single heap serves well,
+  // recreate `records` as `PARTITION BY RANGE (at)` (monthly partitions) and `exchanges` by `started_at`. PostgreSQL
+  // requires the partition key in every unique constraint, so the keys then become PRIMARY KEY (seq, at) and
+  // UNIQUE (chain, chain_seq, at); nothing the store queries changes, because every lookup already goes through
+  // secondary indexes and verification pages by (chain, chain_seq). The append-only triggers below are row triggers
+  // and statement triggers, which PostgreSQL 13+ clones onto every partition. Old partitions can then be detached to
+  // cold storage as a whole, which is how retention works on an append-only ledger.
+  `
+  CREATE TABLE records (
+    seq         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    chain       text   NOT NULL,
+    chain_seq   bigint NOT NULL,
+    kind        text   NOT NULL,
+    exchange_id text,
+    session_id  text,
+    at          bigint NOT NULL,
+    -- The exact JSON text that was hashed. Not jsonb: jsonb normalises key order and whitespace, which would change
+    -- the bytes and break every hash.
+    data        text   NOT NULL,
+    prev_hash   text   NOT NULL,
+    hash        text   NOT NULL,
+    UNIQUE (chain, chain_seq)
+  );
+  CREATE INDEX records_exchange ON records (exchange_id) WHERE exchange_id IS NOT NULL;
+  CREATE INDEX records_session ON records (session_id) WHERE session_id IS NOT NULL;
+  CREATE INDEX records_kind ON records (kind, seq);
+  CREATE INDEX records_at ON records (at);
+
+  CREATE TABLE blobs (
+    hash text  PRIMARY KEY,
+    data bytea NOT NULL
+  );
+
+  CREATE TABLE exchanges (
+    id             text    PRIMARY KEY,
+    session_id     text    NOT NULL,
+    connection     text    NOT NULL,
+    caller_subject text    NOT NULL,
+    caller_method  text    NOT NULL,
+    method         text    NOT NULL,
+    path           text    NOT NULL,
+    model          text,
+    stream         boolean NOT NULL,
+    started_at     bigint  NOT NULL
+  );
+  CREATE INDEX exchanges_session ON exchanges (session_id, started_at);
+  CREATE INDEX exchanges_started ON exchanges (started_at);
+  CREATE INDEX exchanges_connection ON exchanges (connection, started_at);
+  CREATE INDEX exchanges_caller ON exchanges (caller_subject, started_at);
+  CREATE INDEX exchanges_model ON exchanges (model, started_at);
+
+  CREATE TABLE exchange_results (
+    exchange_id   text    PRIMARY KEY,
+    ended_at      bigint  NOT NULL,
+    status        integer,
+    outcome       text    NOT NULL,
+    input_tokens  bigint,
+    output_tokens bigint,
+    model         text
+  );
+  CREATE INDEX exchange_results_outcome ON exchange_results (outcome, ended_at);
+
+  -- Append-only, enforced by the database: recorded rows cannot be changed or removed through SQL. Row triggers do
+  -- not fire on TRUNCATE, hence the statement triggers. Whoever owns the tables can still disable triggers; the
+  -- gateway should therefore not connect as the owner (see appendOnlyGrantsSql) and verify() is the final word.
+  CREATE FUNCTION vigil_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    RAISE EXCEPTION '% are append-only', replace(TG_TABLE_NAME, '_', ' ')
+      USING ERRCODE = 'insufficient_privilege', HINT = 'the audit ledger can only be appended to';
+  END
+  $fn$;
+  CREATE TRIGGER records_append_only BEFORE UPDATE OR DELETE ON records
+    FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER records_no_truncate BEFORE TRUNCATE ON records
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER blobs_append_only BEFORE UPDATE OR DELETE ON blobs
+    FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER blobs_no_truncate BEFORE TRUNCATE ON blobs
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER exchanges_append_only BEFORE UPDATE OR DELETE ON exchanges
+    FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER exchanges_no_truncate BEFORE TRUNCATE ON exchanges
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER exchange_results_append_only BEFORE UPDATE OR DELETE ON exchange_results
+    FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER exchange_results_no_truncate BEFORE TRUNCATE ON exchange_results
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+  `,
+  // 2: gateway keys, indexed from key.created / key.revoked records (same number as SQLite's). Not append-only:
+  // revoked_at is set once, by a key.revoked record; the records are the evidence, this table only answers lookups.
+  `
+  CREATE TABLE gateway_keys (
+    hash        text   PRIMARY KEY,
+    name        text   NOT NULL,
+    owner       text   NOT NULL,
+    connections text[] NOT NULL,
+    created_at  bigint NOT NULL,
+    expires_at  bigint,
+    revoked_at  bigint
+  );
+  CREATE UNIQUE INDEX gateway_keys_live_name ON gateway_keys (name) WHERE revoked_at IS NULL;
+  `,
+];
+
+/** Tables the store appends to; the ones role-based enforcement covers. */
+export const LEDGER_TABLES = ['records', 'blobs', 'exchanges', 'exchange_results', 'schema_migrations'] as const;
+
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/** Quotes a schema or role name after checking it is a plain identifier (no quoting games in config values). */
+export function quoteIdentifier(name: string): string {
+  if (!IDENTIFIER.test(name)) {
+    throw new Error(`"${name}" is not a plain PostgreSQL identifier (letters, digits and _, at most 63, not starting with a digit)`);
+  }
+  return `"${name}"`;
+}
+
+/**
+ * The SQL an administrator runs once so that the gateway's own database role can only append: the triggers stop
+ * UPDATE/DELETE from any role, but a table owner can disable triggers, so the gateway should connect as a role that
+ * owns nothing and holds only these grants. Run it as the owner, after the store has migrated the schema once
+ * (for example by starting Vigil once as the owner, or `vigil` CLI with the owner's URL).
+ *
+ * @example
+ * ```sql
+ * CREATE ROLE vigil_gateway LOGIN PASSWORD '…';
+ * -- then the output of appendOnlyGrantsSql('vigil', 'vigil_gateway')
+ * ```
+ */
+export function appendOnlyGrantsSql(schema: string, gatewayRole: string): string {
+  const s = quoteIdentifier(schema);
+  const r = quoteIdentifier(gatewayRole);
+  const tables = LEDGER_TABLES.map((t) => `${s}.${t}`).join(', ');
+  return [
+    `GRANT USAGE ON SCHEMA ${s} TO ${r};`,
+    `REVOKE ALL ON ${tables} FROM ${r};`,
+    `GRANT SELECT, INSERT ON ${tables} TO ${r};`,
+    `REVOKE UPDATE, DELETE, TRUNCATE ON ${tables} FROM ${r};`,
+    `GRANT USAGE ON SEQUENCE ${s}.records_seq_seq TO ${r};`,
+    // Revoking a key sets revoked_at on the key index; nothing else in it may change.
+    `REVOKE ALL ON ${s}.gateway_keys FROM ${r};`,
+    `GRANT SELECT, INSERT, UPDATE (revoked_at) ON ${s}.gateway_keys TO ${r};`,
+    // The gateway still takes the migration lock on open; with nothing to migrate it only reads schema_migrations.
+  ].join('\n');
+}

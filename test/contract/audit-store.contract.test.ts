@@ -1,0 +1,548 @@
+/**
+ * The AuditStore contract, run against every implementation (`STORES=sqlite,postgres`, both by default). What is
+ * checked is what a user of the ledger observes: what append returns, what the lists show, what the database refuses,
+ * and what verify() reports after someone with database access changed history behind the store's back.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { AuditStore, NewRecord, StoredRecord, WriteBatch } from '../../src/store/audit-store.js';
+import { GENESIS_HASH, recordHash } from '../../src/store/ledger.js';
+import { PostgresAuditStore } from '../../src/store/postgres/postgres-audit-store.js';
+import { appendOnlyGrantsSql } from '../../src/store/postgres/postgres-migrations.js';
+import type { ExchangeEventsData, ExchangeRequestData, ExchangeResponseData } from '../../src/store/record-types.js';
+import { createStoreFixture, POSTGRES_TEST_URL, storeKinds, type StoreFixture } from '../support/stores.js';
+
+const T0 = Date.UTC(2025, 0, 15, 9, 0, 0);
+
+const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex');
+
+function blob(text: string): { hash: string; data: Buffer } {
+  const data = Buffer.from(text);
+  return { hash: sha256(data), data };
+}
+
+interface ExchangeSpec {
+  readonly id: string;
+  readonly session: string;
+  readonly at: number;
+  readonly connection?: string;
+  readonly caller?: string;
+  readonly model?: string;
+  readonly stream?: boolean;
+  readonly inputTokens?: number;
+  readonly outputTokens?: number;
+  readonly status?: number;
+  /** A blob holding the request's messages, referred to from the request body. */
+  readonly messages?: { hash: string; data: Buffer };
+}
+
+/** An `exchange.request` record shaped like the recorder's. */
+function requestRecord(x: ExchangeSpec): NewRecord {
+  const bodyHead = '{"model":"' + (x.model ?? 'claude-sonnet-4-5') + '","max_tokens":1024,"messages":';
+  const data: ExchangeRequestData = {
+    connection: x.connection ?? 'anthropic',
+    caller: { method: 'oidc', subject: x.caller ?? 'alice', issuer: 'https://idp.example', email: 'alice@example.com' },
+    client: { address: '127.0.0.1', userAgent: 'claude-cli/1.0.0' },
+    session: { id: x.session, source: 'header' },
+    request: {
+      method: 'POST',
+      path: '/v1/messages',
+      query: '',
+      headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+      body: x.messages
+        ? { size: bodyHead.length + x.messages.data.length + 1, parts: [bodyHead, { $blob: x.messages.hash }, '}'] }
+        : { size: bodyHead.length + 3, parts: [bodyHead + '[]}'] },
+    },
+    model: x.model ?? 'claude-sonnet-4-5',
+    stream: x.stream ?? true,
+    startedAt: x.at,
+  };
+  return { kind: 'exchange.request', exchangeId: x.id, sessionId: x.session, at: x.at, data };
+}
+
+/** An `exchange.events` record: the SSE events of a short streamed answer. */
+function eventsRecord(x: ExchangeSpec): NewRecord {
+  const data: ExchangeEventsData = {
+    events: [
+      { i: 0, type: 'message_start', data: '{"type":"message_start","message":{"id":"msg_1"}}', offset_ms: 120.5 },
+      { i: 1, type: 'content_block_delta', data: '{"type":"content_block_delta","delta":{"text":"Hi \\"there\\"\\n"}}', offset_ms: 130 },
+      { i: 2, type: 'message_stop', data: '{"type":"message_stop"}', offset_ms: 140.25 },
+    ],
+  };
+  return { kind: 'exchange.events', exchangeId: x.id, sessionId: x.session, at: x.at + 140, data };
+}
+
+/** An `exchange.response` record, ending the exchange 200 ms after it started. */
+function responseRecord(x: ExchangeSpec): NewRecord {
+  const data: ExchangeResponseData = {
+    status: x.status ?? 200,
+    headers: { 'content-type': 'text/event-stream', 'request-id': `req_${x.id}` },
+    body: null,
+    message: { role: 'assistant', content: [{ type: 'text', text: 'Hi "there"\n' }] },
+    usage: {
+      input_tokens: x.inputTokens ?? 10,
+      cache_read_input_tokens: 5,
+      output_tokens: x.outputTokens ?? 7,
+    },
+    model: `${x.model ?? 'claude-sonnet-4-5'}-20250929`,
+    stopReason: 'end_turn',
+    outcome: 'ok',
+    error: null,
+    eventCount: 3,
+    timing: { startedAt: x.at, firstByteMs: 120.5, endedAt: x.at + 200, durationMs: 200 },
+  };
+  return { kind: 'exchange.response', exchangeId: x.id, sessionId: x.session, at: x.at + 200, data };
+}
+
+/** A whole exchange as the recorder writes it: request (with its blob), events, response. */
+function exchangeBatch(x: ExchangeSpec): WriteBatch {
+  return {
+    blobs: x.messages ? [x.messages] : [],
+    records: [requestRecord(x), eventsRecord(x), responseRecord(x)],
+  };
+}
+
+function expectChained(records: readonly StoredRecord[]): void {
+  for (const [i, r] of records.entries()) {
+    expect(r.hash).toBe(recordHash(r.prevHash, r));
+    if (i > 0) {
+      expect(r.chainSeq).toBe(records[i - 1]!.chainSeq + 1);
+      expect(r.prevHash).toBe(records[i - 1]!.hash);
+      expect(r.seq).toBeGreaterThan(records[i - 1]!.seq);
+    }
+  }
+}
+
+describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
+  let fixture: StoreFixture;
+  let store: AuditStore;
+
+  beforeEach(async () => {
+    fixture = await createStoreFixture(kind);
+    store = await fixture.open();
+  });
+
+  afterEach(async () => {
+    await fixture?.dispose();
+  });
+
+  describe('append', () => {
+    it('opens the chain, then chains every record to the one before', async () => {
+      const x = { id: 'ex_1', session: 'ses_1', at: T0 };
+      const first = await store.append({ records: [requestRecord(x)] });
+      const second = await store.append({ records: [eventsRecord(x), responseRecord(x)] });
+
+      expect(first.map((r) => r.kind)).toEqual(['chain.opened', 'exchange.request']);
+      expect(second.map((r) => r.kind)).toEqual(['exchange.events', 'exchange.response']);
+      const all = [...first, ...second];
+      expect(all.map((r) => r.chainSeq)).toEqual([1, 2, 3, 4]);
+      expect(all.every((r) => r.chain === store.chainId)).toBe(true);
+      expect(all[0]!.prevHash).toBe(GENESIS_HASH);
+      expect(JSON.parse(all[0]!.data)).toEqual({ heads: [], store: kind });
+      expectChained(all);
+
+      // The data is kept exactly as hashed, and what is read back is what append returned.
+      expect(all[1]!.data).toBe(JSON.stringify(requestRecord(x).data));
+      expect(all[1]).toMatchObject({ exchangeId: 'ex_1', sessionId: 'ses_1', at: T0 });
+      expect(await store.exchangeRecords('ex_1')).toEqual(all.slice(1));
+      expect(await store.sessionRecords('ses_1')).toEqual(all.slice(1));
+      expect(await store.exchangeRecords('ex_unknown')).toEqual([]);
+    });
+
+    it("commits a new chain to the heads of the chains already there", async () => {
+      const mine = await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+      const other = await fixture.open();
+      const theirs = await other.append({ records: [requestRecord({ id: 'ex_2', session: 'ses_1', at: T0 + 1 })] });
+
+      expect(other.chainId).not.toBe(store.chainId);
+      expect(theirs[0]!.kind).toBe('chain.opened');
+      const tip = mine.at(-1)!;
+      expect(JSON.parse(theirs[0]!.data)).toEqual({
+        heads: [{ chain: store.chainId, chainSeq: tip.chainSeq, hash: tip.hash }],
+        store: kind,
+      });
+      expect(theirs[0]!.seq).toBeGreaterThan(tip.seq);
+    });
+
+    it('lands concurrent calls whole and in call order', async () => {
+      const batches = Array.from({ length: 20 }, (_, i) => exchangeBatch({ id: `ex_${i}`, session: 'ses_1', at: T0 + i }));
+      const results = await Promise.all(batches.map((b) => store.append(b)));
+
+      const all = results.flat();
+      expect(all).toHaveLength(1 + 20 * 3);
+      expectChained(all);
+      expect(results.slice(1).every((r) => r[0]!.kind === 'exchange.request')).toBe(true);
+      expect(results.map((r) => r.at(-1)!.exchangeId)).toEqual(batches.map((_, i) => `ex_${i}`));
+    });
+
+    it('leaves the chain appendable and intact after a failed append', async () => {
+      // The first append fails before anything is written: its payload has no JSON form.
+      await expect(
+        store.append({ records: [{ kind: 'note', at: T0, data: { tokens: 10n } }] }),
+      ).rejects.toThrow();
+      const x = { id: 'ex_1', session: 'ses_1', at: T0 };
+      const ok = await store.append({ records: [requestRecord(x)] });
+      expect(ok.map((r) => [r.kind, r.chainSeq])).toEqual([['chain.opened', 1], ['exchange.request', 2]]);
+
+      // This one fails inside the database: a second request for the same exchange breaks the index's key, after
+      // the blob and the records of the batch were already inserted. None of them may remain.
+      const lost = blob('messages that must not survive the rollback');
+      await expect(
+        store.append({
+          blobs: [lost],
+          records: [eventsRecord(x), requestRecord({ ...x, messages: lost })],
+        }),
+      ).rejects.toThrow();
+      expect((await store.blobs([lost.hash])).size).toBe(0);
+      expect((await store.exchangeRecords('ex_1')).map((r) => r.kind)).toEqual(['exchange.request']);
+
+      const after = await store.append({ records: [eventsRecord(x), responseRecord(x)] });
+      expect(after.map((r) => r.chainSeq)).toEqual([3, 4]);
+      expect(after[0]!.prevHash).toBe(ok.at(-1)!.hash);
+      expect(await store.verify()).toMatchObject({ ok: true, chains: 1, records: 4, problems: [] });
+      expect((await store.listExchanges('ses_1'))[0]).toMatchObject({ id: 'ex_1', outcome: 'ok' });
+    });
+  });
+
+  describe('indexes', () => {
+    it('summarises exchanges from their request, events and response records', async () => {
+      await store.append(exchangeBatch({ id: 'ex_a', session: 'ses_1', at: T0, inputTokens: 100, outputTokens: 20 }));
+      await store.append(
+        exchangeBatch({ id: 'ex_b', session: 'ses_1', at: T0 + 1000, stream: false, inputTokens: 200, outputTokens: 30 }),
+      );
+      // A request the gateway never answered (it crashed): listed without a result, and unfinished.
+      await store.append({ records: [requestRecord({ id: 'ex_c', session: 'ses_1', at: T0 + 2000, model: 'claude-haiku-4-5' })] });
+      await store.append(exchangeBatch({ id: 'ex_d', session: 'ses_2', at: T0 + 500, caller: 'bob' }));
+
+      const exchanges = await store.listExchanges('ses_1');
+      expect(exchanges).toEqual([
+        {
+          id: 'ex_a',
+          sessionId: 'ses_1',
+          connection: 'anthropic',
+          callerSubject: 'alice',
+          callerMethod: 'oidc',
+          method: 'POST',
+          path: '/v1/messages',
+          model: 'claude-sonnet-4-5-20250929',
+          stream: true,
+          startedAt: T0,
+          endedAt: T0 + 200,
+          status: 200,
+          outcome: 'ok',
+          inputTokens: 105,
+          outputTokens: 20,
+        },
+        expect.objectContaining({ id: 'ex_b', stream: false, inputTokens: 205, outputTokens: 30, outcome: 'ok' }),
+        expect.objectContaining({
+          id: 'ex_c',
+          model: 'claude-haiku-4-5',
+          endedAt: null,
+          status: null,
+          outcome: null,
+          inputTokens: null,
+          outputTokens: null,
+        }),
+      ]);
+      expect(await store.listExchanges('ses_unknown')).toEqual([]);
+      expect(await store.unfinishedExchanges()).toEqual(['ex_c']);
+
+      const sessions = await store.listSessions();
+      expect(sessions).toEqual({
+        items: [
+          {
+            id: 'ses_1',
+            connection: 'anthropic',
+            callerSubject: 'alice',
+            firstAt: T0,
+            lastAt: T0 + 2000,
+            exchanges: 3,
+            inputTokens: 310,
+            outputTokens: 50,
+          },
+          expect.objectContaining({ id: 'ses_2', callerSubject: 'bob', exchanges: 1, inputTokens: 15, outputTokens: 7 }),
+        ],
+        nextCursor: null,
+      });
+    });
+
+    it('filters sessions and pages through them with a cursor', async () => {
+      // Seven sessions; two share their last activity, so the id breaks the tie.
+      const spec = [
+        { session: 'ses_1', at: T0 + 1000, connection: 'anthropic', caller: 'alice' },
+        { session: 'ses_2', at: T0 + 2000, connection: 'bedrock', caller: 'alice' },
+        { session: 'ses_3', at: T0 + 3000, connection: 'anthropic', caller: 'bob' },
+        { session: 'ses_4', at: T0 + 4000, connection: 'anthropic', caller: 'alice' },
+        { session: 'ses_5', at: T0 + 4000, connection: 'bedrock', caller: 'bob' },
+        { session: 'ses_6', at: T0 + 6000, connection: 'anthropic', caller: 'alice' },
+        { session: 'ses_7', at: T0 + 7000, connection: 'anthropic', caller: 'carol' },
+      ];
+      for (const [i, s] of spec.entries()) {
+        await store.append(exchangeBatch({ id: `ex_${i}`, ...s }));
+        // An earlier exchange in the same session: firstAt differs from lastAt and counts add up.
+        await store.append(exchangeBatch({ id: `ex_${i}_early`, ...s, at: s.at - 500 }));
+      }
+
+      const pages: string[][] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await store.listSessions({ limit: 3, ...(cursor !== undefined ? { cursor } : {}) });
+        pages.push(page.items.map((s) => s.id));
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor !== undefined);
+      expect(pages).toEqual([['ses_7', 'ses_6', 'ses_5'], ['ses_4', 'ses_3', 'ses_2'], ['ses_1']]);
+
+      const first = (await store.listSessions({ limit: 3 })).items[0]!;
+      expect(first).toMatchObject({ id: 'ses_7', firstAt: T0 + 6500, lastAt: T0 + 7000, exchanges: 2 });
+
+      const ids = async (filter: Parameters<AuditStore['listSessions']>[0]): Promise<string[]> =>
+        (await store.listSessions(filter)).items.map((s) => s.id);
+      expect(await ids({ connection: 'bedrock' })).toEqual(['ses_5', 'ses_2']);
+      expect(await ids({ caller: 'alice' })).toEqual(['ses_6', 'ses_4', 'ses_2', 'ses_1']);
+      expect(await ids({ caller: 'alice', connection: 'anthropic' })).toEqual(['ses_6', 'ses_4', 'ses_1']);
+      // since/until bound when exchanges started (until is exclusive); sessions show only their matching exchanges.
+      expect(await ids({ since: T0 + 3000, until: T0 + 6000 })).toEqual(['ses_6', 'ses_5', 'ses_4', 'ses_3']);
+      expect(
+        (await store.listSessions({ since: T0 + 3800, until: T0 + 6000 })).items.map((s) => [s.id, s.exchanges, s.lastAt]),
+      ).toEqual([
+        ['ses_6', 1, T0 + 5500],
+        ['ses_5', 1, T0 + 4000],
+        ['ses_4', 1, T0 + 4000],
+      ]);
+      expect(await ids({ caller: 'nobody' })).toEqual([]);
+
+      const filtered = await store.listSessions({ caller: 'alice', limit: 2 });
+      expect(filtered.items.map((s) => s.id)).toEqual(['ses_6', 'ses_4']);
+      const rest = await store.listSessions({ caller: 'alice', limit: 2, cursor: filtered.nextCursor! });
+      expect(rest).toEqual({ items: [expect.objectContaining({ id: 'ses_2' }), expect.objectContaining({ id: 'ses_1' })], nextCursor: null });
+    });
+
+    it('indexes gateway keys from key.created and key.revoked records', async () => {
+      const created = (name: string, hash: string, at: number): NewRecord => ({
+        kind: 'key.created',
+        at,
+        data: { hash, name, owner: 'alice', connections: ['anthropic'], createdAt: at, expiresAt: null, createdBy: 'admin' },
+      });
+      await store.append({ records: [created('ci', 'a'.repeat(64), T0), created('laptop', 'b'.repeat(64), T0 + 1)] });
+      await store.append({
+        records: [{ kind: 'key.revoked', at: T0 + 2, data: { name: 'ci', hash: 'a'.repeat(64), revokedAt: T0 + 2, revokedBy: 'admin' } }],
+      });
+
+      expect(await store.findGatewayKey('a'.repeat(64))).toEqual({
+        hash: 'a'.repeat(64),
+        name: 'ci',
+        owner: 'alice',
+        connections: ['anthropic'],
+        createdAt: T0,
+        expiresAt: null,
+        revokedAt: T0 + 2,
+      });
+      expect(await store.findGatewayKey('c'.repeat(64))).toBeUndefined();
+      expect((await store.listGatewayKeys()).map((k) => [k.name, k.revokedAt])).toEqual([
+        ['laptop', null],
+        ['ci', T0 + 2],
+      ]);
+      // A revoked key's name can be reused; a live one cannot.
+      await store.append({ records: [created('ci', 'd'.repeat(64), T0 + 3)] });
+      await expect(store.append({ records: [created('laptop', 'e'.repeat(64), T0 + 4)] })).rejects.toThrow();
+      expect(await store.verify()).toMatchObject({ ok: true });
+    });
+  });
+
+  describe('blobs', () => {
+    it('stores each blob once and reads it back byte for byte', async () => {
+      const binary = Buffer.from([0, 1, 2, 0xff, 0xfe, 0x5c, 0x27, 0x22, 0, 0x80]);
+      const text = blob('[{"role":"user","content":"héllo \\u0000 \u{1f600}"}]');
+      const bin = { hash: sha256(binary), data: binary };
+      await store.append({
+        blobs: [text, bin, text],
+        records: [requestRecord({ id: 'ex_1', session: 'ses_1', at: T0, messages: text })],
+      });
+      // The next turn resends the same conversation: same blob, stored once, still readable.
+      await store.append({ blobs: [text], records: [requestRecord({ id: 'ex_2', session: 'ses_1', at: T0 + 1, messages: text })] });
+
+      const read = await store.blobs([text.hash, bin.hash, 'f'.repeat(64), text.hash]);
+      expect([...read.keys()].sort()).toEqual([text.hash, bin.hash].sort());
+      expect(read.get(text.hash)!.equals(text.data)).toBe(true);
+      expect(read.get(bin.hash)!.equals(binary)).toBe(true);
+      expect(Buffer.isBuffer(read.get(bin.hash))).toBe(true);
+      expect(Number((await fixture.sql('SELECT count(*) AS n FROM blobs'))[0]!.n)).toBe(2);
+      expect((await store.blobs([])).size).toBe(0);
+      expect(await store.verify()).toMatchObject({ ok: true });
+    });
+  });
+
+  describe('append-only', () => {
+    it.each(['records', 'blobs', 'exchanges', 'exchange_results'])('refuses UPDATE and DELETE on %s', async (table) => {
+      const messages = blob('[{"role":"user","content":"hi"}]');
+      await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0, messages }));
+      const column = { records: 'kind', blobs: 'hash', exchanges: 'path', exchange_results: 'outcome' }[table]!;
+      const before = await fixture.sql(`SELECT * FROM ${table}`);
+
+      await expect(fixture.sql(`UPDATE ${table} SET ${column} = 'x'`)).rejects.toThrow(/append-only/);
+      await expect(fixture.sql(`DELETE FROM ${table}`)).rejects.toThrow(/append-only/);
+
+      expect(await fixture.sql(`SELECT * FROM ${table}`)).toEqual(before);
+      expect(await store.verify()).toMatchObject({ ok: true });
+    });
+
+    // SQLite has no TRUNCATE; PostgreSQL's bypasses row triggers, so it needs its own.
+    if (kind === 'postgres') {
+      it('refuses TRUNCATE', async () => {
+        await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+        for (const table of ['records', 'blobs', 'exchanges', 'exchange_results']) {
+          await expect(fixture.sql(`TRUNCATE ${table}`)).rejects.toThrow(/append-only/);
+        }
+        expect(await store.verify()).toMatchObject({ ok: true, records: 4 });
+      });
+
+      it('lets a gateway role with the append-only grants append, and nothing more', async () => {
+        await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+        const [{ schema }] = (await fixture.sql('SELECT current_schema() AS schema')) as [{ schema: string }];
+        const role = `vigil_gw_${randomBytes(4).toString('hex')}`;
+        await fixture.sql(`CREATE ROLE ${role} LOGIN`);
+        const url = new URL(POSTGRES_TEST_URL);
+        url.username = role;
+        const gateway = new pg.Client({ connectionString: url.href });
+        try {
+          await fixture.sql(appendOnlyGrantsSql(schema, role));
+          // Opening checks migrations without needing CREATE on the database or schema.
+          const replica = await PostgresAuditStore.open({ url: url.href, schema, poolSize: 2 });
+          try {
+            await replica.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1, messages: blob('hi') }));
+            expect(await replica.verify()).toMatchObject({ ok: true, chains: 2 });
+          } finally {
+            await replica.close();
+          }
+          await gateway.connect();
+          await gateway.query(`SET search_path = ${schema}`);
+          for (const attempt of [
+            'UPDATE records SET kind = kind',
+            'DELETE FROM blobs',
+            'TRUNCATE exchanges',
+            'ALTER TABLE records DISABLE TRIGGER USER',
+          ]) {
+            await expect(gateway.query(attempt), attempt).rejects.toThrow(/permission denied|must be owner/);
+          }
+        } finally {
+          await gateway.end();
+          await fixture.sql(`DROP OWNED BY ${role}`);
+          await fixture.sql(`DROP ROLE ${role}`);
+        }
+      });
+    }
+  });
+
+  describe('verify', () => {
+    const messages = blob('[{"role":"user","content":"What is the capital of France?"}]');
+
+    async function fill(): Promise<StoredRecord[]> {
+      const out: StoredRecord[] = [];
+      for (let i = 0; i < 3; i++) {
+        out.push(...(await store.append(exchangeBatch({ id: `ex_${i}`, session: 'ses_1', at: T0 + i * 1000, messages }))));
+      }
+      return out; // chain.opened + 3 × (request, events, response): chainSeq 1..10
+    }
+
+    it('reports an intact store as ok', async () => {
+      await fill();
+      const other = await fixture.open();
+      await other.append(exchangeBatch({ id: 'ex_x', session: 'ses_2', at: T0 + 5000 }));
+      expect(await store.verify()).toEqual({ ok: true, chains: 2, records: 14, problems: [] });
+      expect(await other.verify()).toEqual({ ok: true, chains: 2, records: 14, problems: [] });
+    });
+
+    it('walks a ledger larger than one page', async () => {
+      const records = Array.from({ length: 2500 }, (_, i) => ({ kind: 'note', at: T0 + i, data: { i } }));
+      const stored = await store.append({ records });
+      expectChained(stored);
+      expect(await store.verify()).toEqual({ ok: true, chains: 1, records: 2501, problems: [] });
+    });
+
+    it('detects a changed record', async () => {
+      await fill();
+      await fixture.tamper(
+        `UPDATE records SET data = replace(data, '"outcome":"ok"', '"outcome":"upstream_error"') WHERE chain_seq = 7`,
+      );
+      const report = await store.verify();
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([expect.objectContaining({ problem: 'changed', chain: store.chainId, chainSeq: 7 })]);
+    });
+
+    it('detects a record removed from the middle of a chain', async () => {
+      await fill();
+      await fixture.tamper('DELETE FROM records WHERE chain_seq = 5');
+      const report = await store.verify();
+      expect(report).toMatchObject({ ok: false, records: 9 });
+      expect(report.problems).toEqual([expect.objectContaining({ problem: 'missing', chain: store.chainId, chainSeq: 5 })]);
+    });
+
+    it('detects a removed blob', async () => {
+      await fill();
+      await fixture.tamper(`DELETE FROM blobs WHERE hash = '${messages.hash}'`);
+      const report = await store.verify();
+      expect(report.ok).toBe(false);
+      // Reported once, at the first record that refers to it.
+      expect(report.problems).toEqual([expect.objectContaining({ problem: 'blob_missing', chainSeq: 2 })]);
+    });
+
+    it('detects a changed blob', async () => {
+      await fill();
+      const forged = Buffer.from('[{"role":"user","content":"What is the capital of Spain?"}]');
+      await fixture.tamper(`UPDATE blobs SET data = ${fixture.bytes(forged)} WHERE hash = '${messages.hash}'`);
+      expect((await store.blobs([messages.hash])).get(messages.hash)!.equals(forged)).toBe(true);
+      const report = await store.verify();
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([expect.objectContaining({ problem: 'blob_changed', chainSeq: 2 })]);
+    });
+
+    it("detects the removal of an older chain's tail", async () => {
+      const mine = await fill();
+      const other = await fixture.open();
+      await other.append(exchangeBatch({ id: 'ex_x', session: 'ses_2', at: T0 + 5000 }));
+      // Without the other chain's commitment this would look like a chain that simply ended earlier.
+      await fixture.tamper(`DELETE FROM records WHERE chain = '${store.chainId}' AND chain_seq = ${mine.at(-1)!.chainSeq}`);
+      const report = await other.verify();
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([
+        expect.objectContaining({ problem: 'head_missing', chain: store.chainId, chainSeq: mine.at(-1)!.chainSeq }),
+      ]);
+    });
+  });
+
+  describe('several writers', () => {
+    it('opens several stores on a new database at once', async () => {
+      const fresh = await createStoreFixture(kind);
+      try {
+        const stores = await Promise.all([fresh.open(), fresh.open(), fresh.open()]);
+        await Promise.all(stores.map((s, i) => s.append({ records: [{ kind: 'note', at: T0, data: { i } }] })));
+        expect(await stores[0]!.verify()).toMatchObject({ ok: true, chains: 3, records: 6 });
+      } finally {
+        await fresh.dispose();
+      }
+    });
+
+    it('interleaves two chains appending concurrently into a store that verifies', async () => {
+      const other = await fixture.open();
+      const writes: Array<Promise<readonly StoredRecord[]>> = [];
+      for (let i = 0; i < 25; i++) {
+        writes.push(store.append(exchangeBatch({ id: `ex_a${i}`, session: 'ses_a', at: T0 + i, messages: blob(`a${i % 3}`) })));
+        writes.push(other.append(exchangeBatch({ id: `ex_b${i}`, session: 'ses_b', at: T0 + i, messages: blob(`a${i % 4}`) })));
+      }
+      const results = await Promise.all(writes);
+
+      for (const s of [store, other]) {
+        const chain = results.flat().filter((r) => r.chain === s.chainId);
+        expect(chain).toHaveLength(1 + 25 * 3);
+        expectChained(chain);
+      }
+      expect(await store.verify()).toEqual({ ok: true, chains: 2, records: 152, problems: [] });
+      expect((await store.listSessions()).items.map((s) => [s.id, s.exchanges])).toEqual([
+        ['ses_b', 25],
+        ['ses_a', 25],
+      ]);
+      expect(await store.unfinishedExchanges()).toEqual([]);
+    });
+  });
+});

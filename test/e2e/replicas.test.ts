@@ -1,0 +1,122 @@
+/**
+ * Several `vigil serve` processes sharing one PostgreSQL: every exchange from every replica is recorded, a session
+ * whose calls land on different replicas is one session, and the chains verify — and stop verifying when a row is
+ * changed or removed behind the gateways' backs.
+ */
+import Anthropic from '@anthropic-ai/sdk';
+import { rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeAnthropic, type FakeAnthropic } from '../../src/sandbox/fake-anthropic.js';
+import { serve, vigil, type ServeProcess } from '../support/cli.js';
+import { CLIENT_KEY, GATEWAY_KEY, tempDir } from '../support/gateway-harness.js';
+import { POSTGRES_TEST_URL } from '../support/stores.js';
+
+const schema = `vigil_replicas_${process.pid}_${Date.now().toString(36)}`;
+let fake: FakeAnthropic;
+let dir: string;
+let config: string;
+let replicas: ServeProcess[] = [];
+let admin: pg.Client;
+
+beforeAll(async () => {
+  admin = new pg.Client({ connectionString: POSTGRES_TEST_URL });
+  await admin.connect().catch((err: unknown) => {
+    throw new Error(
+      `PostgreSQL is not reachable at ${POSTGRES_TEST_URL} (${String(err)}). Start it with: ` +
+        'pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start',
+    );
+  });
+  fake = await startFakeAnthropic({ apiKey: GATEWAY_KEY });
+  dir = tempDir();
+  config = path.join(dir, 'vigil.yaml');
+  writeFileSync(
+    config,
+    [
+      'store:',
+      '  postgres:',
+      '    url: { env: VIGIL_TEST_DATABASE_URL }',
+      `    schema: ${schema}`,
+      'connections:',
+      '  - name: anthropic',
+      `    upstream: ${fake.url}`,
+      '    credential: { env: ANTHROPIC_API_KEY }',
+      '',
+    ].join('\n'),
+  );
+  const env = { ANTHROPIC_API_KEY: GATEWAY_KEY, VIGIL_TEST_DATABASE_URL: POSTGRES_TEST_URL };
+  // Started together: migrations on first start must not collide.
+  replicas = await Promise.all([0, 1].map(() => serve(['--config', config, '--listen', '127.0.0.1:0'], env)));
+}, 30_000);
+
+afterAll(async () => {
+  for (const r of replicas) r.child.kill('SIGTERM');
+  await Promise.all(replicas.map((r) => r.exited));
+  await fake?.close();
+  await admin?.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  await admin?.end();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const cli = (...args: string[]) => vigil([...args, '--config', config], { VIGIL_TEST_DATABASE_URL: POSTGRES_TEST_URL });
+
+describe('two gateways on one PostgreSQL', () => {
+  it('records interleaved traffic from both replicas, one session across them, in verifiable chains', async () => {
+    const clients = replicas.map((r) => new Anthropic({ baseURL: r.url, apiKey: CLIENT_KEY, maxRetries: 0 }));
+    const calls: Array<Promise<unknown>> = [];
+    for (let i = 0; i < 24; i++) {
+      const client = clients[i % 2]!;
+      const session = i % 3 === 0 ? 'shared-session' : `solo-${i}`;
+      const params = { model: 'claude-sonnet-4-5', max_tokens: 50, messages: [{ role: 'user' as const, content: `call ${i}` }] };
+      const options = { headers: { 'x-vigil-session': session } };
+      calls.push(i % 4 < 2 ? client.messages.create(params, options) : client.messages.stream(params, options).finalMessage());
+    }
+    await Promise.all(calls);
+
+    const shared = await cli('sessions', 'show', 'shared-session', '--json');
+    expect(shared.code).toBe(0);
+    const { exchanges } = JSON.parse(shared.stdout) as { exchanges: Array<{ request: { body: { messages: Array<{ content: string }> } }; outcome: string }> };
+    expect(exchanges.map((x) => x.request.body.messages[0]!.content).sort()).toEqual(
+      ['call 0', 'call 3', 'call 6', 'call 9', 'call 12', 'call 15', 'call 18', 'call 21'].sort(),
+    );
+    // Both replicas served this session: each writes its own chain.
+    const chains = await admin.query(`SELECT DISTINCT chain FROM ${schema}.records WHERE session_id = 'shared-session'`);
+    expect(chains.rowCount).toBe(2);
+
+    const list = JSON.parse((await cli('sessions', 'list', '--json', '--limit', '100')).stdout) as { sessions: unknown[] };
+    expect(list.sessions).toHaveLength(1 + 16);
+
+    const verified = await cli('verify');
+    expect(verified.stdout).toMatch(/^ok: \d+ records in 2 chains/);
+    expect(verified.code).toBe(0);
+  });
+
+  it('the database refuses updates and deletes; verify catches them when the triggers are bypassed', async () => {
+    await expect(admin.query(`UPDATE ${schema}.records SET at = at + 1`)).rejects.toThrow(/append-only/);
+    await expect(admin.query(`DELETE FROM ${schema}.records`)).rejects.toThrow(/append-only/);
+
+    const { rows } = await admin.query(
+      `SELECT chain, chain_seq FROM ${schema}.records WHERE kind = 'exchange.request' ORDER BY seq LIMIT 1`,
+    );
+    const target = rows[0] as { chain: string; chain_seq: number };
+    await admin.query('BEGIN');
+    await admin.query(`SET LOCAL session_replication_role = replica`); // as an owner bypassing triggers would
+    await admin.query(`UPDATE ${schema}.records SET data = replace(data, 'call', 'c4ll') WHERE chain = $1 AND chain_seq = $2`, [
+      target.chain,
+      target.chain_seq,
+    ]);
+    await admin.query(`DELETE FROM ${schema}.records WHERE chain = $1 AND chain_seq = $2`, [target.chain, Number(target.chain_seq) + 1]);
+    await admin.query('COMMIT');
+
+    const report = await cli('verify', '--json');
+    expect(report.code).toBe(1);
+    const problems = (JSON.parse(report.stdout) as { problems: Array<{ problem: string; chainSeq: number }> }).problems;
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ problem: 'changed', chainSeq: Number(target.chain_seq) }),
+        expect.objectContaining({ problem: 'missing', chainSeq: Number(target.chain_seq) + 1 }),
+      ]),
+    );
+  });
+});

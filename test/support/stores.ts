@@ -1,0 +1,141 @@
+/**
+ * Fresh, real stores for tests: SQLite in a temporary directory, PostgreSQL in a fresh schema of the `test` database.
+ * Each fixture also gives the raw SQL access an operator (or an attacker) with database rights would have, so tests can
+ * check what the database itself refuses and what `verify()` detects after someone goes around the store.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import type { AuditStore } from '../../src/store/audit-store.js';
+import { PostgresAuditStore } from '../../src/store/postgres/postgres-audit-store.js';
+import { SqliteAuditStore } from '../../src/store/sqlite/sqlite-audit-store.js';
+
+export type StoreKind = 'sqlite' | 'postgres';
+
+/** Where PostgreSQL tests connect: `VIGIL_TEST_POSTGRES_URL`, or the local server's `test` database with trust auth. */
+export const POSTGRES_TEST_URL = process.env.VIGIL_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+/** The store kinds to run contract suites against: `STORES=sqlite,postgres` (the default is both). */
+export function storeKinds(): StoreKind[] {
+  const kinds = process.env.STORES?.split(',').map((k) => k.trim()).filter(Boolean) ?? ['sqlite', 'postgres'];
+  for (const k of kinds) {
+    if (k !== 'sqlite' && k !== 'postgres') throw new Error(`STORES: unknown store kind "${k}" (use sqlite, postgres)`);
+  }
+  return kinds as StoreKind[];
+}
+
+export interface StoreFixture {
+  readonly kind: StoreKind;
+  /** Opens a store on the fixture's database. Each call is another writer, hence another chain. */
+  open(): Promise<AuditStore>;
+  /** Runs SQL directly on the database, as someone with access would; returns the rows of a query. */
+  sql(text: string): Promise<Array<Record<string, unknown>>>;
+  /** Runs SQL with the append-only triggers out of the way, as an attacker who owns the tables would. */
+  tamper(text: string): Promise<void>;
+  /** A literal of these bytes in the fixture's SQL dialect. */
+  bytes(data: Buffer): string;
+  /** Closes every store this fixture opened and removes the database. */
+  dispose(): Promise<void>;
+}
+
+/** A fixture on an empty database of the given kind. */
+export function createStoreFixture(kind: StoreKind): Promise<StoreFixture> {
+  return kind === 'sqlite' ? sqliteFixture() : postgresFixture();
+}
+
+async function sqliteFixture(): Promise<StoreFixture> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'vigil-store-'));
+  const file = path.join(dir, 'vigil.db');
+  const stores: AuditStore[] = [];
+  let raw: Database.Database | undefined;
+  const db = (): Database.Database => (raw ??= new Database(file));
+  return {
+    kind: 'sqlite',
+    async open() {
+      const store = SqliteAuditStore.open({ file });
+      stores.push(store);
+      return store;
+    },
+    async sql(text) {
+      const stmt = db().prepare(text);
+      if (stmt.reader) return stmt.all() as Array<Record<string, unknown>>;
+      stmt.run();
+      return [];
+    },
+    async tamper(text) {
+      // SQLite cannot disable a trigger, so drop them all, do the deed, and put them back.
+      const conn = db();
+      const triggers = conn.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").all() as Array<{
+        name: string;
+        sql: string;
+      }>;
+      conn.transaction(() => {
+        for (const t of triggers) conn.exec(`DROP TRIGGER "${t.name}"`);
+        conn.exec(text);
+        for (const t of triggers) conn.exec(t.sql);
+      })();
+    },
+    bytes: (data) => `X'${data.toString('hex')}'`,
+    async dispose() {
+      for (const s of stores) await s.close();
+      raw?.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function postgresFixture(): Promise<StoreFixture> {
+  const schema = `vigil_test_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: POSTGRES_TEST_URL });
+  try {
+    await admin.connect();
+  } catch (err) {
+    await admin.end().catch(() => {});
+    throw new Error(
+      `PostgreSQL is not reachable at ${POSTGRES_TEST_URL} (${(err as Error).message}). ` +
+        'Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start ' +
+        '(or point VIGIL_TEST_POSTGRES_URL at a server; STORES=sqlite runs only the SQLite half, deliberately).',
+      { cause: err },
+    );
+  }
+  const stores: AuditStore[] = [];
+  // Every raw statement runs inside the schema, like the store's own connections.
+  await admin.query(`SET search_path = "${schema}"`);
+  return {
+    kind: 'postgres',
+    async open() {
+      const store = await PostgresAuditStore.open({ url: POSTGRES_TEST_URL, schema, poolSize: 4 });
+      stores.push(store);
+      return store;
+    },
+    async sql(text) {
+      return (await admin.query(text)).rows as Array<Record<string, unknown>>;
+    },
+    async tamper(text) {
+      // What a table owner can do: switch the append-only triggers off, change history, switch them on again.
+      const tables = ['records', 'blobs', 'exchanges', 'exchange_results'];
+      await admin.query('BEGIN');
+      try {
+        for (const t of tables) await admin.query(`ALTER TABLE ${t} DISABLE TRIGGER USER`);
+        await admin.query(text);
+        for (const t of tables) await admin.query(`ALTER TABLE ${t} ENABLE TRIGGER USER`);
+        await admin.query('COMMIT');
+      } catch (err) {
+        await admin.query('ROLLBACK');
+        throw err;
+      }
+    },
+    bytes: (data) => `'\\x${data.toString('hex')}'::bytea`,
+    async dispose() {
+      for (const s of stores) await s.close();
+      try {
+        await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      } finally {
+        await admin.end();
+      }
+    },
+  };
+}
