@@ -14,6 +14,7 @@ import { createGatewayKey, revokeGatewayKey } from '../identity/key-admin.js';
 import { readSession } from '../recorder/exchange-reader.js';
 import type { AuditStore } from '../store/audit-store.js';
 import { describeStore, openStore } from '../store/open-store.js';
+import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { renderTranscript } from './transcript.js';
 
 const USAGE = `usage: vigil <command> [options]
@@ -27,6 +28,7 @@ commands:
                              issue a gateway key for a service (printed once; only its hash is stored)
   keys list                  list gateway keys
   keys revoke NAME           revoke a key (takes effect on the next request)
+  store grants --role ROLE   print the SQL that lets a PostgreSQL role append and read, never change or delete
   sandbox                    run a fake Anthropic API (for trying Vigil offline)
 
 options:
@@ -238,6 +240,16 @@ function withoutHash<T extends { hash: string }>(k: T): Omit<T, 'hash'> {
   return rest;
 }
 
+async function storeCommand(args: string[], out: Out): Promise<number> {
+  const [verb, ...rest] = args;
+  const { values } = parse(rest, { role: { type: 'string' }, schema: { type: 'string' } });
+  if (verb !== 'grants' || !values.role) throw new CliError('usage: vigil store grants --role ROLE [--schema NAME | --config FILE]');
+  const config = values.config ? loadConfig({ configFile: values.config }) : undefined;
+  const schema = values.schema ?? config?.store.postgres?.schema ?? 'public';
+  out.stdout.write(`${appendOnlyGrantsSql(schema, values.role)}\n`);
+  return 0;
+}
+
 async function sandbox(args: string[], out: Out): Promise<number> {
   const { values } = parse(args, { listen: { type: 'string' } });
   const [host, port] = (values.listen ?? '127.0.0.1:9090').split(/:(?=\d+$)/);
@@ -263,6 +275,8 @@ export async function run(argv: string[], out: Out = { stdout: process.stdout, s
         return await verify(args, out);
       case 'keys':
         return await keys(args, out);
+      case 'store':
+        return await storeCommand(args, out);
       case 'sandbox':
         return await sandbox(args, out);
       case undefined:
