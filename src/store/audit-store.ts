@@ -51,9 +51,17 @@ export interface BlobWrite {
   readonly data: Buffer;
 }
 
+/** Masked text of an exchange for full-text search (the turn's new prompt, the response, tool calls). */
+export interface SearchText {
+  readonly exchangeId: string;
+  readonly text: string;
+}
+
 export interface WriteBatch {
   readonly blobs?: readonly BlobWrite[];
   readonly records: readonly NewRecord[];
+  /** Search index entries; an index, not evidence: not chained. */
+  readonly searchText?: readonly SearchText[];
 }
 
 export type Outcome = 'ok' | 'upstream_error' | 'client_aborted' | 'upstream_aborted' | 'gateway_error' | 'interrupted';

@@ -60,6 +60,13 @@ export interface Usage {
   readonly [k: string]: unknown;
 }
 
+export interface MaskingSummary {
+  /** Detector type → number of values replaced, over the whole exchange (request and response). */
+  readonly counts: Readonly<Record<string, number>>;
+  /** Where: `request.body$.messages[3].content[0].text`, `response.events`, `request.headers.x-foo`, … */
+  readonly findings: ReadonlyArray<{ readonly type: string; readonly path: string; readonly count: number }>;
+}
+
 export interface ExchangeResponseData {
   readonly status: number | null;
   readonly headers: HeaderMap | null;
@@ -74,6 +81,8 @@ export interface ExchangeResponseData {
   /** What went wrong, for any outcome but ok: upstream error type/message, abort reason, gateway error. */
   readonly error: { readonly type: string; readonly message: string } | null;
   readonly eventCount: number;
+  /** What masking replaced before anything was stored: counts per detector type, and where. Never the values. */
+  readonly masking?: MaskingSummary;
   readonly timing: {
     readonly startedAt: number;
     readonly firstByteMs: number | null;
