@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { allowListSchema, identityConfigSchema } from '../identity/identity-config.js';
+import { maskingConfigSchema } from '../recorder/masking/masking-config.js';
 
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
@@ -74,6 +75,18 @@ export const connectionSchema = z
      * `best_effort`: forward anyway and report the recording failure.
      */
     recording: z.enum(['required', 'best_effort']).default('required'),
+    /**
+     * How much is kept: `full` (default) everything; `metadata` identity, model, tokens, timings, outcome and masking
+     * counts, no bodies, headers or events; `off` nothing (the connection is unrecorded).
+     */
+    record: z.enum(['full', 'metadata', 'off']).default('full'),
+    /**
+     * Secrets and personal data are masked before anything is stored (on by default). `in_flight` also acts on the
+     * request before it goes upstream: `mask` sends the masked request, `block` refuses it (400) naming what was found.
+     */
+    masking: maskingConfigSchema
+      .extend({ in_flight: z.enum(['off', 'mask', 'block']).default('off') })
+      .prefault({}),
     /** Allow plain http to a non-loopback upstream (never recommended). */
     allow_insecure_upstream: z.boolean().default(false),
     /**

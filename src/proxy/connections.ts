@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Pool } from 'undici';
 import type { ConnectionConfig, VigilConfig } from '../config/config-schema.js';
+import { Redactor } from '../recorder/redactor.js';
 
 export interface Credential {
   readonly header: 'x-api-key' | 'authorization';
@@ -21,6 +22,8 @@ export interface Connection {
   readonly credential: Credential | null;
   /** Set when a credential is declared but could not be read: requests are refused with this message. */
   readonly credentialProblem: string | null;
+  /** This connection's masking stage (compiled once, with a memo per session). */
+  readonly redactor: Redactor;
 }
 
 function readCredential(c: ConnectionConfig): { credential: Credential | null; problem: string | null } {
@@ -68,6 +71,7 @@ export class Connections {
         basePath: url.pathname === '/' ? '' : url.pathname,
         credential,
         credentialProblem: problem,
+        redactor: new Redactor(c.masking),
       });
     }
     this.defaultName = config.default_connection ?? config.connections[0]!.name;

@@ -149,6 +149,22 @@ export class ProxyServer {
       }
     }
 
+    // Data-loss prevention, when the connection asks for it: the request itself is masked or refused.
+    let dlp: VigilError | null = null;
+    const inFlight = connection.config.masking.in_flight;
+    if (inFlight !== 'off' && json !== undefined) {
+      const r = connection.redactor.masker.maskJson(json);
+      if (r.changed) {
+        if (inFlight === 'block') {
+          const types = [...new Set(r.findings.map((f) => f.type))].sort().join(', ');
+          dlp = new VigilError('BAD_REQUEST', `request refused by data-loss prevention: it contains ${types}`);
+        } else {
+          json = r.value;
+          body = Buffer.from(JSON.stringify(r.value));
+        }
+      }
+    }
+
     let rec: ExchangeRecording;
     try {
       rec = await this.deps.recorder.begin({
@@ -163,12 +179,18 @@ export class ProxyServer {
         body,
         json,
         bestEffort: connection.config.recording === 'best_effort',
+        level: connection.config.record,
+        redactor: connection.redactor,
       });
     } catch (err) {
       this.deps.log.error({ err, exchangeId }, 'request refused: it could not be recorded');
       return this.sendError(res, exchangeId, asVigilError(err));
     }
 
+    if (dlp !== null) {
+      rec.fail('gateway_error', { type: 'dlp_blocked', message: dlp.message });
+      return this.sendError(res, rec.id, dlp);
+    }
     if (connection.credentialProblem !== null) {
       const err = new VigilError('NO_CREDENTIAL', connection.credentialProblem);
       rec.fail('gateway_error', { type: err.type, message: err.message });

@@ -150,15 +150,16 @@ export class MessageAssembler {
   }
 
   /** Feed one decoded event. Never throws on bad input: the problem is recorded in `problems` instead. */
-  push(event: SseEvent): void {
+  push(event: SseEvent, parsed?: unknown): void {
     const n = this.eventCount++;
     // `ping` keeps a connection alive; an event with no `event:` field is skipped by the SDK too.
     if (event.type === 'ping' || event.type === 'message') return;
     this.cached = null;
 
-    let body: unknown;
+    let body: unknown = parsed;
     try {
-      body = JSON.parse(event.data);
+      // The recorder may have parsed the data already (for masking): parse once per event.
+      if (body === undefined) body = JSON.parse(event.data);
     } catch (err) {
       this.problem(n, event.type, `malformed JSON: ${(err as Error).message}`);
       // An error event is kept as an error even unreadable: the stream failed either way.

@@ -14,7 +14,7 @@ import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { Logger } from 'pino';
 import { VigilError } from '../errors.js';
 import type { Principal } from '../identity/principal.js';
-import type { AuditStore, NewRecord, Outcome } from '../store/audit-store.js';
+import type { AuditStore, BlobWrite, NewRecord, Outcome, SearchText } from '../store/audit-store.js';
 import type {
   ExchangeRequestData,
   ExchangeResponseData,
@@ -22,8 +22,10 @@ import type {
   RecordedEvent,
   Usage,
 } from '../store/record-types.js';
-import { KnownBlobs, splitBody } from './body-splitter.js';
+import { KnownBlobs } from './body-splitter.js';
 import { MessageAssembler } from './message-assembler.js';
+import { parseEventData, type ExchangeRedaction, type Redactor } from './redactor.js';
+import { searchTextOf } from './search-text.js';
 import { resolveAgent, resolveSession } from './session-key.js';
 import { SseDecoder } from './sse-decoder.js';
 import { WriteQueue } from './write-queue.js';
@@ -45,7 +47,16 @@ export interface BeginInput {
   readonly json: unknown;
   /** `best_effort`: a failed write is reported, not fatal. */
   readonly bestEffort: boolean;
+  /**
+   * `full`: everything; `metadata`: identity, model, tokens, timings, outcome, masking counts — no bodies, headers or
+   * events; `off`: nothing is recorded.
+   */
+  readonly level: RecordingLevel;
+  /** The connection's masking stage: every stored byte of this exchange passes through it. */
+  readonly redactor: Redactor;
 }
+
+export type RecordingLevel = 'full' | 'metadata' | 'off';
 
 export interface RecorderOptions {
   readonly log: Logger;
@@ -91,9 +102,15 @@ export class Recorder {
     const startedAt = Date.now();
     const t0 = performance.now();
     const session = resolveSession(input.headers, input.json, `ses_${input.exchangeId.slice(3)}`);
-    const agent = resolveAgent(input.headers);
-    const { body, blobs } = splitBody(input.body, input.json, { known: this.known });
     const json = input.json as { model?: unknown; stream?: unknown } | undefined;
+    const model = typeof json?.model === 'string' ? json.model : null;
+    const redaction = input.redactor.begin(session.id);
+    if (input.level === 'off') {
+      return new ExchangeRecording(this, input.exchangeId, session.id, startedAt, t0, model, redaction, 'off', undefined);
+    }
+    const full = input.level === 'full';
+    const agent = resolveAgent(input.headers);
+    const stored = redaction.body(input.body, input.json, 'request.body', { known: this.known });
     const data: ExchangeRequestData = {
       connection: input.connection,
       caller: input.principal,
@@ -104,20 +121,15 @@ export class Recorder {
         method: input.method,
         path: input.path,
         query: input.query,
-        headers: recordableHeaders(input.headers),
-        body: input.body.length ? body : null,
+        headers: full ? redaction.headers(recordableHeaders(input.headers)) : {},
+        body: full && input.body.length ? stored.body : null,
       },
-      model: typeof json?.model === 'string' ? json.model : null,
+      model,
       stream: json?.stream === true,
       startedAt,
     };
-    const record: NewRecord = {
-      kind: 'exchange.request',
-      exchangeId: input.exchangeId,
-      sessionId: session.id,
-      at: startedAt,
-      data,
-    };
+    const record: NewRecord = { kind: 'exchange.request', exchangeId: input.exchangeId, sessionId: session.id, at: startedAt, data };
+    const blobs = full ? stored.blobs : [];
     try {
       await this.store.append({ records: [record], blobs });
       for (const b of blobs) this.known.add(b.hash);
@@ -130,7 +142,7 @@ export class Recorder {
       }
       this.options.log.error({ err, exchangeId: input.exchangeId }, 'recording failed; forwarding anyway (best_effort)');
     }
-    const rec = new ExchangeRecording(this, input.exchangeId, session.id, startedAt, t0, data.model);
+    const rec = new ExchangeRecording(this, input.exchangeId, session.id, startedAt, t0, model, redaction, input.level, stored.json);
     this.active.add(rec);
     return rec;
   }
@@ -217,7 +229,8 @@ export class ExchangeRecording {
   private sse: SseDecoder | null = null;
   private assembler: MessageAssembler | null = null;
   private decoder: Decoder | null = null;
-  private pending: RecordedEvent[] = [];
+  /** Decoded events not yet handed to the redaction stage and the store. */
+  private pending: Array<{ event: RecordedEvent; parsed: unknown }> = [];
   private eventCount = 0;
   private bodyChunks: Buffer[] = [];
   private bodyBytes = 0;
@@ -232,12 +245,17 @@ export class ExchangeRecording {
     private readonly startedAt: number,
     private readonly t0: number,
     private readonly model: string | null,
+    private readonly redaction: ExchangeRedaction,
+    readonly level: RecordingLevel,
+    /** The request body as stored (masked), for the search index. */
+    private readonly requestJson: unknown,
   ) {}
 
   responseStarted(status: number, headers: Record<string, string | string[] | undefined>): void {
     this.firstByteMs = performance.now() - this.t0;
     this.status = status;
-    this.headers = recordableHeaders(headers);
+    if (this.level === 'off') return;
+    this.headers = this.level === 'full' ? this.redaction.headers(recordableHeaders(headers)) : null;
     const type = headers['content-type'];
     const isSse = typeof type === 'string' && type.startsWith('text/event-stream');
     const encoding = headers['content-encoding'];
@@ -245,7 +263,7 @@ export class ExchangeRecording {
     if (isSse) {
       this.sse = new SseDecoder();
       this.assembler = new MessageAssembler();
-      this.detach = this.recorder.queue.addPuller(() => this.takeEvents());
+      if (this.level === 'full') this.detach = this.recorder.queue.addPuller(() => this.takeEvents());
     }
     if (this.decoder) {
       this.decoder.on('data', (c: Buffer) => this.decoded(c));
@@ -257,6 +275,7 @@ export class ExchangeRecording {
 
   /** A chunk of the response body exactly as it went to the client. */
   chunk(chunk: Buffer): void {
+    if (this.level === 'off') return;
     if (this.decoder) this.decoder.write(chunk);
     else this.decoded(chunk);
   }
@@ -264,10 +283,7 @@ export class ExchangeRecording {
   private decoded(chunk: Buffer): void {
     if (this.sse) {
       const now = performance.now() - this.t0;
-      for (const e of this.sse.push(chunk)) {
-        this.assembler!.push(e);
-        this.pending.push({ i: this.eventCount++, type: e.type, data: e.data, offset_ms: Math.round(now * 1000) / 1000 });
-      }
+      for (const e of this.sse.push(chunk)) this.event(e.type, e.data, now);
       return;
     }
     const room = this.recorder.options.maxRecordedResponseBody - this.bodyBytes;
@@ -281,10 +297,26 @@ export class ExchangeRecording {
     this.bodyBytes += kept.length;
   }
 
+  private event(type: string, data: string, offsetMs: number): void {
+    const e = { type, data };
+    const parsed = parseEventData(e);
+    this.assembler!.push(e, parsed);
+    if (this.level !== 'full') {
+      this.eventCount++;
+      return;
+    }
+    this.pending.push({ event: { i: this.eventCount++, type, data, offset_ms: Math.round(offsetMs * 1000) / 1000 }, parsed });
+  }
+
+  /** Buffered events, through the redaction stage, as one record (or nothing yet). */
   private takeEvents(): NewRecord | undefined {
-    if (this.pending.length === 0) return undefined;
-    const events = this.pending;
+    const ready = this.pending.length ? this.redaction.events(this.pending) : [];
     this.pending = [];
+    return this.eventsRecord(ready);
+  }
+
+  private eventsRecord(events: RecordedEvent[]): NewRecord | undefined {
+    if (events.length === 0) return undefined;
     return { kind: 'exchange.events', exchangeId: this.id, sessionId: this.sessionId, at: Date.now(), data: { events } };
   }
 
@@ -320,30 +352,35 @@ export class ExchangeRecording {
     });
   }
 
-  private end(outcome: Outcome, error: ExchangeResponseData['error']): void {
+  private end(outcome: Outcome, upstreamError: ExchangeResponseData['error']): void {
     if (this.done) return;
     this.done = true;
     this.detach?.();
     this.recorder.ended(this);
+    if (this.level === 'off') return;
+    const full = this.level === 'full';
     const endedAt = Date.now();
     const records: NewRecord[] = [];
     if (this.sse) {
-      for (const e of this.sse.end().events) {
-        this.assembler!.push(e);
-        this.pending.push({ i: this.eventCount++, type: e.type, data: e.data, offset_ms: performance.now() - this.t0 });
-      }
+      const now = performance.now() - this.t0;
+      for (const e of this.sse.end().events) this.event(e.type, e.data, now);
     }
-    const events = this.takeEvents();
-    if (events) records.push(events);
+    if (full) {
+      const ready = this.pending.length ? this.redaction.events(this.pending) : [];
+      this.pending = [];
+      const events = this.eventsRecord([...ready, ...this.redaction.flushEvents()]);
+      if (events) records.push(events);
+    }
 
     let body: ExchangeResponseData['body'] = null;
-    let blobs: ReturnType<typeof splitBody>['blobs'] = [];
+    let blobs: readonly BlobWrite[] = [];
     let usage: Usage | null = null;
     let message: unknown = null;
     let stopReason: string | null = null;
     let model = this.model;
+    let error = upstreamError;
     if (this.assembler) {
-      message = this.assembler.message();
+      message = this.redaction.json(this.assembler.message(), 'response.message');
       usage = (this.assembler.usage as Usage | null) ?? null;
       stopReason = this.assembler.stopReason;
       const m = message as { model?: unknown } | null;
@@ -358,8 +395,9 @@ export class ExchangeRecording {
           json = undefined;
         }
       }
-      ({ body, blobs } = splitBody(raw, json, { truncated: this.truncated }));
-      const j = json as { usage?: Usage; stop_reason?: string; model?: string; type?: string; error?: unknown } | undefined;
+      const stored = this.redaction.body(raw, json, 'response.body', { truncated: this.truncated });
+      if (full) ({ body, blobs } = stored);
+      const j = stored.json as { usage?: Usage; stop_reason?: string; model?: string; type?: string; error?: unknown } | undefined;
       if (j?.type === 'message') {
         usage = j.usage ?? null;
         stopReason = j.stop_reason ?? null;
@@ -371,17 +409,20 @@ export class ExchangeRecording {
         error = { type: e?.type ?? 'error', message: e?.message ?? '' };
       }
     }
+    if (error) error = { type: error.type, message: this.redaction.text(error.message, 'response.error') };
+    const masking = this.redaction.summary();
     const data: ExchangeResponseData = {
       status: this.status,
-      headers: this.headers,
+      headers: full ? this.headers : null,
       body,
-      message,
+      message: full ? message : null,
       usage,
       model,
       stopReason,
       outcome,
       error,
       eventCount: this.eventCount,
+      ...(masking ? { masking } : {}),
       timing: {
         startedAt: this.startedAt,
         firstByteMs: this.firstByteMs === null ? null : Math.round(this.firstByteMs * 1000) / 1000,
@@ -390,6 +431,11 @@ export class ExchangeRecording {
       },
     };
     records.push({ kind: 'exchange.response', exchangeId: this.id, sessionId: this.sessionId, at: endedAt, data });
-    this.recorder.queue.enqueue(records, blobs);
+    const searchText: SearchText[] = [];
+    if (full) {
+      const text = searchTextOf(this.requestJson, message);
+      if (text) searchText.push({ exchangeId: this.id, text });
+    }
+    this.recorder.queue.enqueue(records, blobs, searchText);
   }
 }

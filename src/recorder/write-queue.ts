@@ -6,7 +6,7 @@
  * final records are flushed on the next turn of the event loop. Flushes never overlap, so a chain is appended in order
  * even by an asynchronous store.
  */
-import type { AuditStore, BlobWrite, NewRecord } from '../store/audit-store.js';
+import type { AuditStore, BlobWrite, NewRecord, SearchText } from '../store/audit-store.js';
 
 export interface WriteQueueOptions {
   readonly intervalMs: number;
@@ -17,6 +17,7 @@ export interface WriteQueueOptions {
 export class WriteQueue {
   private records: NewRecord[] = [];
   private blobs: BlobWrite[] = [];
+  private searchText: SearchText[] = [];
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
   private running: Promise<void> = Promise.resolve();
@@ -47,9 +48,10 @@ export class WriteQueue {
   }
 
   /** Append on the next turn of the event loop, after everything enqueued before. */
-  enqueue(records: readonly NewRecord[], blobs: readonly BlobWrite[] = []): void {
+  enqueue(records: readonly NewRecord[], blobs: readonly BlobWrite[] = [], searchText: readonly SearchText[] = []): void {
     this.records.push(...records);
     this.blobs.push(...blobs);
+    this.searchText.push(...searchText);
     this.immediate ??= setImmediate(() => {
       this.immediate = null;
       void this.flush();
@@ -70,10 +72,12 @@ export class WriteQueue {
     if (this.records.length === 0 && this.blobs.length === 0) return;
     const records = this.records;
     const blobs = this.blobs;
+    const searchText = this.searchText;
     this.records = [];
     this.blobs = [];
+    this.searchText = [];
     try {
-      await this.store.append({ records, blobs });
+      await this.store.append({ records, blobs, ...(searchText.length ? { searchText } : {}) });
       if (blobs.length) this.options.onWritten?.(blobs);
     } catch (err) {
       this.options.onError(err, records.length);

@@ -139,7 +139,10 @@ describe('vigil serve, sessions, verify', () => {
     const [x] = show.exchanges;
     expect(x.outcome).toBe('interrupted');
     expect(x.response.events.length).toBeGreaterThan(1);
-    expect(x.response.message.content[0].text).toMatch(/^Echo: one/);
+    expect(x.response.events.map((e: { type: string }) => e.type)).toContain('content_block_start');
+    // The text itself may still have been held back by the masking stage when the gateway died (see README,
+    // "Masking"): what is stored is a prefix of the masked text, never unmasked text.
+    expect('Echo: one two three four five six seven eight nine ten eleven twelve'.startsWith(x.response.message.content[0].text)).toBe(true);
     expect((await vigil(['verify', '--data-dir', dir])).code).toBe(0);
   });
 });

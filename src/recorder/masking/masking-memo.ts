@@ -1,0 +1,104 @@
+/**
+ * Remembers what the masker made of strings it already scanned, so the conversation a client resends every turn is
+ * scanned once per session, not once per turn (Claude Code resends ~40 KB+ of history on each request).
+ *
+ * Keys: strings up to {@link HASH_THRESHOLD} characters are their own key (V8 hashes them once and the memo keeps a
+ * reference to a string the caller already holds); longer ones are keyed by SHA-256 of their text, so the memo does
+ * not pin large tool results in memory and a lookup costs one native hash instead of a scan. Entries are evicted
+ * least-recently-used, by count and by the characters of masked text they hold.
+ */
+import { createHash } from 'node:crypto';
+
+/** Strings longer than this are keyed by hash. */
+export const HASH_THRESHOLD = 2048;
+/** Strings shorter than this are scanned directly: a lookup costs about as much as the scan. */
+export const MIN_MEMO_LENGTH = 24;
+
+/** What the masker made of one string. */
+export interface MemoEntry {
+  readonly length: number;
+  /** The masked string (the input itself when nothing changed). */
+  readonly value: string;
+  /** Findings by type. */
+  readonly counts: readonly (readonly [string, number])[];
+}
+
+export class MaskingMemo {
+  private readonly entries = new Map<string, MemoEntry>();
+  private chars = 0;
+  /** The masker the entries belong to: a memo shared by two configurations would hand out the wrong masks. */
+  owner: object | undefined;
+  hits = 0;
+  misses = 0;
+
+  constructor(
+    readonly maxEntries: number,
+    readonly maxChars: number,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /** Bind to a masker; entries made by another one are dropped. */
+  bind(owner: object): void {
+    if (this.owner !== owner) {
+      this.entries.clear();
+      this.chars = 0;
+      this.owner = owner;
+    }
+  }
+
+  key(text: string): string {
+    return text.length <= HASH_THRESHOLD ? text : `\0sha256:${createHash('sha256').update(text).digest('base64')}`;
+  }
+
+  get(key: string, length: number): MemoEntry | undefined {
+    const e = this.entries.get(key);
+    // The length check keeps a short string that happens to spell a hash key from being taken for the long one.
+    if (e === undefined || e.length !== length) {
+      this.misses++;
+      return undefined;
+    }
+    this.entries.delete(key);
+    this.entries.set(key, e);
+    this.hits++;
+    return e;
+  }
+
+  set(key: string, entry: MemoEntry): void {
+    const old = this.entries.get(key);
+    if (old !== undefined) {
+      this.entries.delete(key);
+      this.chars -= this.weight(key, old);
+    }
+    this.entries.set(key, entry);
+    this.chars += this.weight(key, entry);
+    while (this.entries.size > this.maxEntries || (this.chars > this.maxChars && this.entries.size > 1)) {
+      const oldest = this.entries.keys().next();
+      if (oldest.done === true) break;
+      const e = this.entries.get(oldest.value)!;
+      this.entries.delete(oldest.value);
+      this.chars -= this.weight(oldest.value, e);
+    }
+  }
+
+  clear(): void {
+    this.entries.clear();
+    this.chars = 0;
+  }
+
+  /** Characters the entry keeps alive beyond what the caller holds: the masked copy when it differs, and the key. */
+  private weight(key: string, e: MemoEntry): number {
+    return key.length + (e.value.length !== e.length || e.counts.length > 0 ? e.value.length : 0);
+  }
+}
+
+/**
+ * A memo for one session. `maxEntries` bounds the number of strings remembered, `maxChars` the text held
+ * (default 16 Mi characters).
+ */
+export function createMaskingMemo(maxEntries: number, maxChars = 16 * 1024 * 1024): MaskingMemo {
+  if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError('maxEntries must be a positive integer');
+  return new MaskingMemo(maxEntries, maxChars);
+}

@@ -1,0 +1,314 @@
+/**
+ * THE redaction point. Everything the recorder stores about an exchange — request body and headers, every stream
+ * event, the assembled message, the response body and headers, error text, search text — is produced by an
+ * `ExchangeRedaction`, and the recorder builds its records only from what this returns: there is no other path from
+ * exchanged bytes to the store.
+ *
+ * Stream events are masked with a `StreamMasker` per content block, so a secret split across `text_delta` or
+ * `input_json_delta` fragments is masked in the stored fragments too. A delta event is stored once the masker has
+ * released all of its text: a fragment in unchanged text is stored exactly as received, and the masked text of a
+ * replaced span goes on the first fragment it touches (the others of that span store ''). The stored fragments, joined,
+ * are exactly the masked block; a stream in which nothing was masked is stored exactly as received; and the stored
+ * events remain a valid stream a replay can reproduce. Events behind a held delta wait with it, so the stored order is
+ * the received order.
+ */
+import type { MaskingConfig } from './masking/masking-config.js';
+import { compileMasker } from './masking/masker.js';
+import type { Masker, MaskFinding } from './masking/masker.js';
+import { createMaskingMemo, type MaskingMemo } from './masking/masking-memo.js';
+import { StreamMasker } from './masking/stream-masker.js';
+import type { BlobWrite } from '../store/audit-store.js';
+import type { HeaderMap, MaskingSummary, RecordedEvent, StoredBody } from '../store/record-types.js';
+import { splitBody, type KnownBlobs } from './body-splitter.js';
+import type { SseEvent } from './sse-decoder.js';
+
+/** Fields of a content_block_delta whose text is streamed in fragments. */
+const FRAGMENT_FIELD: Readonly<Record<string, string>> = {
+  text_delta: 'text',
+  thinking_delta: 'thinking',
+  input_json_delta: 'partial_json',
+};
+
+/** Events that never carry content worth scanning. */
+const CONTENT_FREE = new Set(['ping', 'message_stop', 'content_block_stop']);
+
+interface Queued {
+  event: RecordedEvent;
+  parsed: Record<string, unknown> | undefined;
+  /** For a delta: the field holding its fragment, the fragment as received, and what to store instead. */
+  field?: string;
+  fragment?: string;
+  out?: string;
+  final: boolean;
+}
+
+/** One streamed content block being masked. */
+interface BlockState {
+  readonly masker: StreamMasker;
+  /** Delta events of this block not yet assigned their stored text, in order. */
+  readonly held: Queued[];
+  /** Original text pushed but not yet released by the masker. */
+  pending: string;
+  /** Released original text not yet assigned to a fragment, and its masked form. */
+  orig: string;
+  out: string;
+  /** Characters at the start of `orig` whose masked form was already assigned. */
+  skip: number;
+}
+
+function commonPrefix(a: string, b: string, max: number): number {
+  let i = 0;
+  const n = Math.min(a.length, b.length, max);
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  return i;
+}
+
+function commonSuffix(a: string, b: string): number {
+  let i = 0;
+  const n = Math.min(a.length, b.length);
+  while (i < n && a.charCodeAt(a.length - 1 - i) === b.charCodeAt(b.length - 1 - i)) i++;
+  return i;
+}
+
+/** Per connection: the compiled masker, and a memo per session so resent history is not scanned again. */
+export class Redactor {
+  readonly masker: Masker;
+  private readonly memos = new Map<string, MaskingMemo>();
+
+  constructor(config: MaskingConfig) {
+    this.masker = compileMasker(config);
+  }
+
+  get enabled(): boolean {
+    return this.masker.enabled;
+  }
+
+  memo(sessionId: string): MaskingMemo {
+    let m = this.memos.get(sessionId);
+    if (m) {
+      // Most recently used last: the map's first entry is the one to evict.
+      this.memos.delete(sessionId);
+    } else {
+      m = createMaskingMemo(20_000, 8 * 1024 * 1024);
+      if (this.memos.size >= 256) this.memos.delete(this.memos.keys().next().value!);
+    }
+    this.memos.set(sessionId, m);
+    return m;
+  }
+
+  begin(sessionId: string): ExchangeRedaction {
+    return new ExchangeRedaction(this.masker, this.enabled ? this.memo(sessionId) : undefined);
+  }
+}
+
+export class ExchangeRedaction {
+  private readonly counts = new Map<string, number>();
+  private readonly findings = new Map<string, { type: string; path: string; count: number }>();
+  private readonly blocks = new Map<number, BlockState>();
+  private queue: Queued[] = [];
+
+  constructor(
+    private readonly masker: Masker,
+    private readonly memo: MaskingMemo | undefined,
+  ) {}
+
+  get enabled(): boolean {
+    return this.masker.enabled;
+  }
+
+  private note(found: readonly MaskFinding[], where: string): void {
+    for (const f of found) {
+      this.counts.set(f.type, (this.counts.get(f.type) ?? 0) + f.count);
+      const path = `${where}${f.path === '$' || f.path === 'text' ? '' : f.path.replace(/^\$/, '')}`;
+      const key = `${f.type}\0${path}`;
+      const prev = this.findings.get(key);
+      if (prev) prev.count += f.count;
+      else this.findings.set(key, { type: f.type, path, count: f.count });
+    }
+  }
+
+  /** Mask any JSON value (a message, a parsed body, an error) before it is stored. */
+  json<T>(value: T, where: string): T {
+    if (!this.enabled || value === null || value === undefined) return value;
+    const r = this.masker.maskJson(value, '$', this.memo);
+    this.note(r.findings, where);
+    return r.value as T;
+  }
+
+  text(value: string, where: string): string {
+    if (!this.enabled || value === '') return value;
+    const r = this.masker.maskText(value, where);
+    this.note(r.findings, where);
+    return r.value;
+  }
+
+  headers(headers: HeaderMap): HeaderMap {
+    return this.json(headers, 'headers.');
+  }
+
+  /**
+   * A body to store: masked (when it is JSON or text), then split into blobs. An unmasked body is split exactly as
+   * received; a masked one is stored as the masked serialisation.
+   */
+  body(raw: Buffer, json: unknown, where: string, options: { known?: KnownBlobs; truncated?: boolean } = {}): {
+    body: StoredBody;
+    blobs: readonly BlobWrite[];
+    /** The parsed body as stored (masked), when it is JSON. */
+    json: unknown;
+  } {
+    const split = { ...(options.known ? { known: options.known } : {}), ...(options.truncated ? { truncated: true } : {}) };
+    if (!this.enabled || raw.length === 0) return { ...splitBody(raw, json, split), json };
+    if (json !== undefined) {
+      const r = this.masker.maskJson(json, '$', this.memo);
+      this.note(r.findings, where);
+      const stored = r.changed
+        ? splitBody(Buffer.from(JSON.stringify(r.value)), r.value, { ...split, exact: false })
+        : splitBody(raw, json, split);
+      return { ...stored, json: r.value };
+    }
+    const text = raw.toString('utf8');
+    if (Buffer.byteLength(text) !== raw.length) return { ...splitBody(raw, undefined, split), json }; // not text: nothing to scan
+    const r = this.masker.maskText(text, where);
+    this.note(r.findings, where);
+    return { ...(r.changed ? splitBody(Buffer.from(r.value), undefined, split) : splitBody(raw, undefined, split)), json };
+  }
+
+  /**
+   * Take decoded stream events (with their parse, when the caller has it) and return the events ready to store, in
+   * order. Some may be held until later events arrive; `flushEvents()` releases everything.
+   */
+  events(events: ReadonlyArray<{ event: RecordedEvent; parsed: unknown }>): RecordedEvent[] {
+    if (!this.enabled) return events.map((e) => e.event);
+    for (const { event, parsed } of events) this.accept(event, parsed as Record<string, unknown> | undefined);
+    return this.release();
+  }
+
+  /** End of the exchange: whatever the stream maskers still hold goes onto the blocks' last deltas. */
+  flushEvents(): RecordedEvent[] {
+    if (!this.enabled) return [];
+    for (const index of [...this.blocks.keys()]) this.closeBlock(index);
+    for (const q of this.queue) q.final = true;
+    return this.release();
+  }
+
+  private accept(event: RecordedEvent, parsed: Record<string, unknown> | undefined): void {
+    if (CONTENT_FREE.has(event.type) || parsed === undefined) {
+      if (event.type === 'content_block_stop' && typeof parsed?.index === 'number') this.closeBlock(parsed.index);
+      this.queue.push({ event, parsed, final: true });
+      return;
+    }
+    const delta = parsed.delta as Record<string, unknown> | undefined;
+    const field = event.type === 'content_block_delta' && typeof delta?.type === 'string' ? FRAGMENT_FIELD[delta.type] : undefined;
+    const index = parsed.index;
+    if (field !== undefined && typeof index === 'number' && typeof delta?.[field] === 'string') {
+      let block = this.blocks.get(index);
+      if (!block) {
+        const masker = new StreamMasker(this.masker, `response.events[${index}]`);
+        this.blocks.set(index, (block = { masker, held: [], pending: '', orig: '', out: '', skip: 0 }));
+      }
+      const fragment = delta[field] as string;
+      const q: Queued = { event, parsed, field, fragment, final: false };
+      this.queue.push(q);
+      block.held.push(q);
+      const before = block.masker.releasedUpTo;
+      const out = block.masker.push(fragment);
+      this.released(block, out, block.masker.releasedUpTo - before, fragment);
+      return;
+    }
+    const r = this.masker.maskJson(parsed, '$', this.memo);
+    this.note(r.findings, `response.events.${event.type}`);
+    this.queue.push({
+      event: r.changed ? { ...event, data: JSON.stringify(r.value) } : event,
+      parsed: r.value as Record<string, unknown>,
+      final: true,
+    });
+  }
+
+  /** The masker released `n` more original characters as `out`: assign them to the held fragments they cover. */
+  private released(block: BlockState, out: string, n: number, pushed: string): void {
+    block.pending += pushed;
+    block.orig += block.pending.slice(0, n);
+    block.pending = block.pending.slice(n);
+    block.out += out;
+    while (block.held.length) {
+      const q = block.held[0]!;
+      const length = q.fragment!.length;
+      if (length > block.orig.length) return; // not all of it released yet
+      let stored = '';
+      for (let k = 0; k < length; ) {
+        if (block.skip > 0) {
+          // Original characters inside a span whose masked form an earlier fragment already stored.
+          const t = Math.min(length - k, block.skip);
+          block.skip -= t;
+          block.orig = block.orig.slice(t);
+          k += t;
+          continue;
+        }
+        const p = commonPrefix(block.orig, block.out, length - k);
+        if (p > 0) {
+          stored += block.out.slice(0, p);
+          block.orig = block.orig.slice(p);
+          block.out = block.out.slice(p);
+          k += p;
+          continue;
+        }
+        // A replaced span starts here: everything up to the unchanged tail of what was released is masked text.
+        const tail = commonSuffix(block.orig, block.out);
+        const changedOut = block.out.length - tail;
+        stored += block.out.slice(0, changedOut);
+        block.out = block.out.slice(changedOut);
+        block.skip = block.orig.length - tail;
+      }
+      q.out = stored;
+      q.final = true;
+      block.held.shift();
+    }
+  }
+
+  private closeBlock(index: number): void {
+    const block = this.blocks.get(index);
+    if (!block) return;
+    this.blocks.delete(index);
+    const before = block.masker.releasedUpTo;
+    const rest = block.masker.end();
+    this.released(block, rest, block.masker.releasedUpTo - before, '');
+    this.note(block.masker.findings, '');
+    // Whatever is left (only possible if the masker returned more than it was given) goes on the last fragment.
+    const last = block.held.at(-1);
+    for (const q of block.held) {
+      q.out = q === last ? block.out : '';
+      q.final = true;
+    }
+  }
+
+  private release(): RecordedEvent[] {
+    let n = 0;
+    while (n < this.queue.length && this.queue[n]!.final) n++;
+    if (n === 0) return [];
+    const ready = this.queue.slice(0, n);
+    this.queue = this.queue.slice(n);
+    return ready.map((q) => {
+      if (q.field === undefined) return q.event;
+      const delta = q.parsed!.delta as Record<string, unknown>;
+      if (q.fragment === q.out) return q.event;
+      return { ...q.event, data: JSON.stringify({ ...q.parsed, delta: { ...delta, [q.field]: q.out } }) };
+    });
+  }
+
+  /** What was masked in this exchange: counts per type and where. Never the values. */
+  summary(): MaskingSummary | undefined {
+    if (this.counts.size === 0) return undefined;
+    return { counts: Object.fromEntries(this.counts), findings: [...this.findings.values()] };
+  }
+}
+
+/** The decoded event as the redactor and the assembler both need it: parsed once. */
+export function parseEventData(e: SseEvent): unknown {
+  const c = e.data.charCodeAt(0);
+  if (c !== 0x7b) return undefined;
+  try {
+    return JSON.parse(e.data);
+  } catch {
+    return undefined;
+  }
+}

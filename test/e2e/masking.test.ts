@@ -1,0 +1,154 @@
+/**
+ * Secrets and personal data never reach the store, while the client still receives exactly what upstream sent.
+ * Planted values go in through every field a client or upstream can fill; afterwards the whole data directory is
+ * searched for each of them.
+ */
+import Anthropic, { APIError } from '@anthropic-ai/sdk';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLIENT_KEY, filesContaining, startHarness, type Harness } from '../support/gateway-harness.js';
+
+// Correctly shaped fakes: a valid-Luhn card, a mod-97-valid IBAN, AWS's documented example key, etc.
+const PLANTED = {
+  aws: 'AKIAIOSFODNN7EXAMPLE',
+  email: 'jane.doe@corp-example.com',
+  card: '4111 1111 1111 1111',
+  github: 'ghp_R4nd0mLooking1234567890abcdefGHIJKLM',
+  anthropic: 'sk-ant-api03-Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Jh1Gf0Ed-AbCdEfGhIjKlMnOp_QrStUvWxYz012345-6789AA',
+  iban: 'GB82 WEST 1234 5698 7654 32',
+} as const;
+
+let h: Harness;
+beforeAll(async () => {
+  h = await startHarness((upstream) => ({
+    connections: [
+      { name: 'anthropic', upstream, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' } },
+      { name: 'dlp-mask', upstream, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' }, masking: { in_flight: 'mask' } },
+      { name: 'dlp-block', upstream, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' }, masking: { in_flight: 'block' } },
+      {
+        name: 'custom',
+        upstream,
+        credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+        masking: { rules: [{ type: 'employee_id', pattern: 'EMP-\\d{6}' }], detectors: { email: false } },
+      },
+    ],
+  }));
+});
+afterAll(() => h?.close());
+
+const client = (path = '') => new Anthropic({ baseURL: `${h.url}${path}`, apiKey: CLIENT_KEY, maxRetries: 0 });
+
+describe('masking before storage', () => {
+  it('masks request, streamed response (secrets split across deltas), tool input and headers; the client gets the original', async () => {
+    const prompt = `deploy with ${PLANTED.aws} and mail ${PLANTED.email}, card ${PLANTED.card}`;
+    const stream = client().messages.stream(
+      {
+        model: 'claude-sonnet-4-5',
+        max_tokens: 500,
+        system: `internal token ${PLANTED.github}`,
+        messages: [{ role: 'user', content: prompt }],
+      },
+      { headers: { 'x-vigil-session': 'masked', 'x-debug-note': `iban ${PLANTED.iban}`, 'x-fake-scenario': 'slow:1' } },
+    );
+    const final = await stream.finalMessage();
+    // The client received upstream's answer untouched, secrets included (the fake echoes the prompt).
+    const text = final.content.find((b) => b.type === 'text');
+    expect(text && 'text' in text ? text.text : '').toContain(PLANTED.aws);
+
+    const toolCall = await client().messages.stream(
+      {
+        model: 'claude-sonnet-4-5',
+        max_tokens: 500,
+        tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
+        messages: [{ role: 'user', content: `run [[tool:Bash {"command":"curl -H 'x-api-key: ${PLANTED.anthropic}' https://example.com"}]]` }],
+      },
+      { headers: { 'x-vigil-session': 'masked' } },
+    ).finalMessage();
+    expect(JSON.stringify(toolCall.content)).toContain(PLANTED.anthropic);
+
+    const [x, t] = await h.session('masked', 2);
+    const stored = JSON.stringify([x, t]);
+    for (const v of Object.values(PLANTED)) expect(stored).not.toContain(v);
+    expect(stored).toContain('[REDACTED:aws_access_key_id]');
+    expect(stored).toContain('[REDACTED:email]');
+    expect(stored).toContain('[REDACTED:payment_card]');
+    expect(stored).toContain('[REDACTED:github_token]');
+    expect(stored).toContain('[REDACTED:anthropic_api_key]');
+    expect(x!.request.headers['x-debug-note']).toBe('iban [REDACTED:iban]');
+
+    // Stored events are still a valid stream: the text deltas, joined, give the stored (masked) message text.
+    const deltas = x!.response.events
+      .filter((e) => e.type === 'content_block_delta' && (e.data as { delta: { type: string } }).delta.type === 'text_delta')
+      .map((e) => (e.data as { delta: { text: string } }).delta.text)
+      .join('');
+    const message = x!.response.message as { content: Array<{ type: string; text?: string }> };
+    expect(x!.response.events.filter((e) => e.type === 'content_block_delta').length).toBeGreaterThan(3);
+    expect(deltas).toBe(message.content.find((b) => b.type === 'text')!.text);
+    expect(deltas).toContain('[REDACTED:aws_access_key_id]');
+    // The tool input was assembled from masked input_json_delta fragments and still parses.
+    const toolMessage = t!.response.message as { content: Array<{ type: string; input?: unknown }> };
+    const partial = t!.response.events
+      .filter((e) => e.type === 'content_block_delta' && (e.data as { delta: { type: string } }).delta.type === 'input_json_delta')
+      .map((e) => (e.data as { delta: { partial_json: string } }).delta.partial_json)
+      .join('');
+    expect(JSON.parse(partial)).toEqual(toolMessage.content.find((b) => b.type === 'tool_use')!.input);
+    expect(partial).toContain('[REDACTED:anthropic_api_key]');
+
+    // Where and how many: the masking summary (never the values).
+    const records = await h.gateway.store.exchangeRecords(x!.id);
+    const summary = JSON.parse(records.find((r) => r.kind === 'exchange.response')!.data).masking;
+    expect(summary.counts).toMatchObject({ aws_access_key_id: expect.any(Number), email: expect.any(Number), payment_card: expect.any(Number) });
+    expect(summary.findings.some((f: { path: string }) => f.path.startsWith('request.body'))).toBe(true);
+  });
+
+  it('masks a non-streamed JSON response and error bodies', async () => {
+    await client().messages.create(
+      { model: 'claude-sonnet-4-5', max_tokens: 100, messages: [{ role: 'user', content: `call me at ${PLANTED.email}` }] },
+      { headers: { 'x-vigil-session': 'masked-json' } },
+    );
+    const [x] = await h.session('masked-json', 1);
+    expect(JSON.stringify(x!.response.body)).toContain('[REDACTED:email]');
+    expect(JSON.stringify(x)).not.toContain(PLANTED.email);
+  });
+
+  it('custom rules and detector switches apply per connection', async () => {
+    await client('/c/custom').messages.create(
+      { model: 'm', max_tokens: 50, messages: [{ role: 'user', content: 'badge EMP-123456 for kept.on.purpose@example.org' }] },
+      { headers: { 'x-vigil-session': 'custom-rules' } },
+    );
+    const [x] = await h.session('custom-rules', 1);
+    const stored = JSON.stringify(x!.request.body);
+    expect(stored).toContain('[REDACTED:employee_id]');
+    expect(stored).toContain('kept.on.purpose@example.org'); // email detector switched off on this connection
+  });
+});
+
+describe('in-flight masking (data-loss prevention)', () => {
+  it('mask: upstream receives the masked request', async () => {
+    await client('/c/dlp-mask').messages.create({
+      model: 'm',
+      max_tokens: 50,
+      messages: [{ role: 'user', content: `key ${PLANTED.aws}` }],
+    });
+    const sent = h.fake.requests.at(-1)!.body.toString();
+    expect(sent).not.toContain(PLANTED.aws);
+    expect(sent).toContain('[REDACTED:aws_access_key_id]');
+  });
+
+  it('block: 400 invalid_request_error naming the types found, never the values', async () => {
+    const before = h.fake.requests.length;
+    const err = (await client('/c/dlp-block')
+      .messages.create({ model: 'm', max_tokens: 50, messages: [{ role: 'user', content: `key ${PLANTED.aws} ${PLANTED.email}` }] })
+      .catch((e: unknown) => e)) as APIError;
+    expect(err).toBeInstanceOf(Anthropic.BadRequestError);
+    expect(err.error).toMatchObject({ error: { type: 'invalid_request_error', message: expect.stringContaining('aws_access_key_id, email') } });
+    expect(err.message).not.toContain(PLANTED.aws);
+    expect(h.fake.requests.length).toBe(before); // never forwarded
+  });
+});
+
+describe('the data directory', () => {
+  it('contains none of the planted values, anywhere', async () => {
+    await h.gateway.recorder.queue.flush();
+    for (const v of Object.values(PLANTED)) expect({ v, files: filesContaining(h.dataDir, v) }).toEqual({ v, files: [] });
+  });
+});

@@ -1,0 +1,108 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { maskingConfigSchema } from '../../../src/recorder/masking/masking-config.js';
+import { Redactor } from '../../../src/recorder/redactor.js';
+import type { RecordedEvent } from '../../../src/store/record-types.js';
+
+const redactor = new Redactor(maskingConfigSchema.parse({}));
+const SECRET = 'AKIAIOSFODNN7EXAMPLE';
+
+function streamOf(fragments: string[], kind: 'text_delta' | 'input_json_delta' = 'text_delta'): Array<{ event: RecordedEvent; parsed: unknown }> {
+  const field = kind === 'text_delta' ? 'text' : 'partial_json';
+  const raw = [
+    { type: 'message_start', message: { id: 'msg_1', type: 'message', role: 'assistant', content: [], model: 'm', usage: { input_tokens: 1 } } },
+    { type: 'content_block_start', index: 0, content_block: kind === 'text_delta' ? { type: 'text', text: '' } : { type: 'tool_use', id: 't', name: 'Bash', input: {} } },
+    ...fragments.map((f) => ({ type: 'content_block_delta', index: 0, delta: { type: kind, [field]: f } })),
+    { type: 'ping' },
+    { type: 'content_block_stop', index: 0 },
+    { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 5 } },
+    { type: 'message_stop' },
+  ];
+  return raw.map((parsed, i) => ({ event: { i, type: parsed.type, data: JSON.stringify(parsed), offset_ms: i }, parsed }));
+}
+
+/** Feed events one at a time (as a stream arrives), then flush; return what would be stored. */
+function store(events: Array<{ event: RecordedEvent; parsed: unknown }>): RecordedEvent[] {
+  const r = redactor.begin(`s-${Math.random()}`);
+  const out: RecordedEvent[] = [];
+  for (const e of events) out.push(...r.events([e]));
+  out.push(...r.flushEvents());
+  return out;
+}
+
+const joined = (events: RecordedEvent[], field = 'text') =>
+  events
+    .filter((e) => e.type === 'content_block_delta')
+    .map((e) => (JSON.parse(e.data) as { delta: Record<string, string> }).delta[field])
+    .join('');
+
+describe('ExchangeRedaction.events', () => {
+  it('masks a secret split across two deltas at every offset, keeping every event, in order, as valid JSON', () => {
+    const text = `the key is ${SECRET} — keep it safe`;
+    for (let cut = 1; cut < text.length; cut++) {
+      const stored = store(streamOf([text.slice(0, cut), text.slice(cut)]));
+      expect(stored.map((e) => e.i)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+      expect(joined(stored)).toBe('the key is [REDACTED:aws_access_key_id] — keep it safe');
+      for (const e of stored) expect(() => JSON.parse(e.data)).not.toThrow();
+      // A fragment wholly before the secret is stored exactly as received.
+      if (cut <= 'the key is '.length) expect(JSON.parse(stored[2]!.data).delta.text).toBe(text.slice(0, cut));
+    }
+  });
+
+  it('stores exactly the masked text, however the stream is cut (property)', () => {
+    const secrets = [SECRET, 'jane.doe@example.com', 'ghp_R4nd0mLooking1234567890abcdefGHIJKLM', '4111 1111 1111 1111'];
+    fc.assert(
+      fc.property(
+        fc.string({ maxLength: 300 }).map((t) => t.replace(/[=:]/g, ' ')),
+        fc.constantFrom(...secrets),
+        fc.nat(),
+        fc.array(fc.integer({ min: 1, max: 40 }), { minLength: 1, maxLength: 60 }),
+        (prose, secret, at, sizes) => {
+          const i = at % (prose.length + 1);
+          const text = `${prose.slice(0, i)} ${secret} ${prose.slice(i)}`;
+          const fragments: string[] = [];
+          for (let p = 0, k = 0; p < text.length; k++) {
+            const n = sizes[k % sizes.length]!;
+            fragments.push(text.slice(p, p + n));
+            p += n;
+          }
+          const stored = store(streamOf(fragments));
+          // Equal to masking the whole text at once: nothing the detectors catch in the whole escapes in pieces.
+          expect(joined(stored)).toBe(redactor.masker.maskText(text).value);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('masks a secret spread over many small input_json_delta fragments; the joined JSON still parses', () => {
+    const json = JSON.stringify({ command: `aws configure set aws_access_key_id ${SECRET}` });
+    const fragments = json.match(/.{1,3}/gs)!;
+    const stored = store(streamOf(fragments, 'input_json_delta'));
+    const partial = joined(stored, 'partial_json');
+    expect(JSON.parse(partial)).toEqual({ command: 'aws configure set aws_access_key_id [REDACTED:aws_access_key_id]' });
+    expect(stored.filter((e) => e.type === 'content_block_delta')).toHaveLength(fragments.length);
+  });
+
+  it('stores everything unchanged when no detector fires (property)', () => {
+    const word = fc.constantFrom('alpha', 'beta', 'the', 'file', 'src/index.ts', 'function', '{', '}', 'return', '42', 'ok.', '\n');
+    fc.assert(
+      fc.property(fc.array(fc.array(word, { minLength: 1, maxLength: 12 }).map((w) => w.join(' ')), { minLength: 1, maxLength: 20 }), (fragments) => {
+        const events = streamOf(fragments);
+        expect(store(events)).toEqual(events.map((e) => e.event));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('summarises what was masked and where, never the values', () => {
+    const r = redactor.begin('summary');
+    r.events(streamOf([`mail jane@example.com key ${SECRET}`]));
+    r.flushEvents();
+    r.body(Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'jane@example.com' }] })), { messages: [{ role: 'user', content: 'jane@example.com' }] }, 'request.body');
+    const summary = r.summary()!;
+    expect(summary.counts).toEqual({ email: 2, aws_access_key_id: 1 });
+    expect(summary.findings).toEqual(expect.arrayContaining([expect.objectContaining({ type: 'email', path: 'request.body.messages[0].content' })]));
+    expect(JSON.stringify(summary)).not.toContain('jane@');
+  });
+});
