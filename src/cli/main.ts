@@ -11,7 +11,9 @@ import { loadConfig } from '../config/load-config.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { startGateway } from '../gateway.js';
 import { createGatewayKey, revokeGatewayKey } from '../identity/key-admin.js';
-import { readSession } from '../recorder/exchange-reader.js';
+import { readExchange, readSession } from '../recorder/exchange-reader.js';
+import { startReplayServer, type ReplayLog } from '../replay/replay-server.js';
+import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
 import type { AuditStore } from '../store/audit-store.js';
 import { describeStore, openStore } from '../store/open-store.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
@@ -29,6 +31,11 @@ commands:
   keys list                  list gateway keys
   keys revoke NAME           revoke a key (takes effect on the next request)
   store grants --role ROLE   print the SQL that lets a PostgreSQL role append and read, never change or delete
+  replay serve --session ID [--listen HOST:PORT] [--speed 1|0]
+                             answer a client from a recorded session, without calling Claude (default 127.0.0.1:8090)
+  replay resend EXCHANGE-ID --connection NAME
+                             send a recorded request again through this gateway's connection; diff the answers
+                             (exit 1 when the answer changed; VIGIL_GATEWAY_KEY is sent as x-api-key when set)
   sandbox                    run a fake Anthropic API (for trying Vigil offline)
 
 options:
@@ -250,6 +257,72 @@ async function storeCommand(args: string[], out: Out): Promise<number> {
   return 0;
 }
 
+/** Replay log lines for a person at a terminal: what was served, and why a request diverged. */
+function replayLog(out: Out): ReplayLog {
+  const line = (o: object, msg: string): void => {
+    const { reason, ...rest } = o as { reason?: string };
+    out.stderr.write(`${msg} ${JSON.stringify(rest)}${reason ? `\n  ${reason}` : ''}\n`);
+  };
+  return { info: line, warn: line };
+}
+
+async function replay(args: string[], out: Out): Promise<number> {
+  const [verb, ...rest] = args;
+  if (verb === 'serve') {
+    const { values } = parse(rest, { session: { type: 'string' }, listen: { type: 'string' }, speed: { type: 'string' } });
+    const session = values.session;
+    if (!session) throw new CliError('usage: vigil replay serve --session <id> [--listen HOST:PORT] [--speed 1|0]');
+    const speed = Number(values.speed ?? '1');
+    if (!Number.isFinite(speed) || speed < 0) {
+      throw new CliError(`--speed must be 1 (recorded timing), 0 (as fast as possible) or another factor (got "${values.speed}")`);
+    }
+    const [host, port] = (values.listen ?? '127.0.0.1:8090').split(/:(?=\d+$)/);
+    const exchanges = await withStore(values, (store) => readSession(store, session));
+    if (exchanges.length === 0) throw new CliError(`no session "${session}" in this store (see: vigil sessions list)`, 1);
+    const server = await startReplayServer({ exchanges, host: host ?? '127.0.0.1', port: Number(port ?? 8090), speed, log: replayLog(out) });
+    out.stdout.write(`replaying session ${session} (${exchanges.length} exchanges) on ${server.url}\n`);
+    out.stdout.write(`point the client at it: ANTHROPIC_BASE_URL=${server.url}\n`);
+    return new Promise<number>((resolve) => {
+      const stop = (): void =>
+        void server.close().then(() => {
+          out.stderr.write(`served ${server.served} of ${exchanges.length} recorded exchanges\n`);
+          resolve(0);
+        });
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
+  }
+  if (verb === 'resend') {
+    const { values, positionals } = parse(rest, { connection: { type: 'string' } });
+    const id = positionals[0];
+    if (!id || !values.connection) throw new CliError('usage: vigil replay resend <exchange-id> --connection <name> [--json]');
+    const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
+    let connectionUrl: string;
+    try {
+      connectionUrl = connectionBaseUrl(config, values.connection);
+    } catch (err) {
+      throw new CliError((err as Error).message);
+    }
+    const exchange = await withStore(values, (store) => readExchange(store, id));
+    if (!exchange) throw new CliError(`no exchange "${id}" in this store (see: vigil sessions show <session-id>)`, 1);
+    const key = process.env.VIGIL_GATEWAY_KEY;
+    const result = await resendExchange({ exchange, connectionUrl, ...(key ? { headers: { 'x-api-key': key } } : {}) }).catch(
+      (err: unknown) => {
+        throw new CliError(`cannot reach the gateway at ${connectionUrl} (${(err as Error).message}); is \`vigil serve\` running?`, 1);
+      },
+    );
+    if (values.json) {
+      const { status, exchangeId, message, error, diff } = result;
+      out.stdout.write(`${JSON.stringify({ status, exchange_id: exchangeId, message, error, same: diff.same, changes: diff.changes }, null, 2)}\n`);
+    } else {
+      out.stdout.write(`resent ${id} through ${values.connection}: ${result.status}, recorded as ${result.exchangeId ?? '(no id)'}\n`);
+      out.stdout.write(result.diff.same ? 'same answer as recorded\n' : result.diff.text);
+    }
+    return result.diff.same ? 0 : 1;
+  }
+  throw new CliError('usage: vigil replay serve|resend …');
+}
+
 async function sandbox(args: string[], out: Out): Promise<number> {
   const { values } = parse(args, { listen: { type: 'string' } });
   const [host, port] = (values.listen ?? '127.0.0.1:9090').split(/:(?=\d+$)/);
@@ -277,6 +350,8 @@ export async function run(argv: string[], out: Out = { stdout: process.stdout, s
         return await keys(args, out);
       case 'store':
         return await storeCommand(args, out);
+      case 'replay':
+        return await replay(args, out);
       case 'sandbox':
         return await sandbox(args, out);
       case undefined:
