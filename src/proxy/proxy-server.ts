@@ -15,6 +15,7 @@ import type { Principal } from '../identity/principal.js';
 import type { PolicyDecision } from '../policy/policy.js';
 import type { ExchangeRecording, Recorder } from '../recorder/recorder.js';
 import { newExchangeId } from '../recorder/ids.js';
+import { RequestBody } from '../recorder/request-body.js';
 import type { Connection, Connections } from './connections.js';
 import { gatewayBaseUrl, isBatchPath, rewriteResultsUrls } from './batch-results-url.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './header-rules.js';
@@ -140,27 +141,20 @@ export class ProxyServer {
     } catch (err) {
       return this.sendError(res, exchangeId, asVigilError(err), true);
     }
-    let json: unknown;
-    if (body.length && (req.headers['content-type'] ?? '').includes('json')) {
-      try {
-        json = JSON.parse(body.toString('utf8'));
-      } catch {
-        json = undefined; // recorded as sent; upstream gives the client its own 400
-      }
-    }
+    let request = new RequestBody(body, (req.headers['content-type'] ?? '').includes('json'));
 
     // Data-loss prevention, when the connection asks for it: the request itself is masked or refused.
     let dlp: VigilError | null = null;
     const inFlight = connection.config.masking.in_flight;
-    if (inFlight !== 'off' && json !== undefined) {
+    const json = inFlight !== 'off' ? request.json() : undefined;
+    if (json !== undefined) {
       const r = connection.redactor.masker.maskJson(json);
       if (r.changed) {
         if (inFlight === 'block') {
           const types = [...new Set(r.findings.map((f) => f.type))].sort().join(', ');
           dlp = new VigilError('BAD_REQUEST', `request refused by data-loss prevention: it contains ${types}`);
         } else {
-          json = r.value;
-          body = Buffer.from(JSON.stringify(r.value));
+          request = RequestBody.fromValue(r.value);
         }
       }
     }
@@ -176,8 +170,7 @@ export class ProxyServer {
         path: route.path,
         query: route.query,
         headers: req.headers,
-        body,
-        json,
+        body: request,
         bestEffort: connection.config.recording === 'best_effort',
         level: connection.config.record,
         redactor: connection.redactor,
@@ -196,7 +189,7 @@ export class ProxyServer {
       rec.fail('gateway_error', { type: err.type, message: err.message });
       return this.sendError(res, exchangeId, err);
     }
-    await this.forward(req, res, route, body, rec);
+    await this.forward(req, res, route, request.raw, rec);
   }
 
   private async forward(

@@ -13,15 +13,15 @@ import { sha256Hex } from '../store/ledger.js';
 import type { StoredBody } from '../store/record-types.js';
 
 /** Pieces shorter than this stay inline in the record: a blob row costs more than it saves. */
-const MIN_BLOB = 256;
+export const MIN_BLOB = 256;
 /** A message this large is a group of its own (a big tool result resent every turn). */
-const LARGE_MESSAGE = 4096;
-const MAX_GROUP = 64 * 1024;
+export const LARGE_MESSAGE = 4096;
+export const MAX_GROUP = 64 * 1024;
 /** Message groups recur on every later turn, so even small ones are worth a blob. */
-const MIN_GROUP_BLOB = 64;
+export const MIN_GROUP_BLOB = 64;
 
 /** On average one message in four ends a group: FNV-1a over the message's last 64 characters. */
-function endsGroup(s: string): boolean {
+export function endsGroup(s: string): boolean {
   let h = 0x811c9dc5;
   for (let i = Math.max(0, s.length - 64); i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
   return (h >>> 0) % 4 === 0;
@@ -53,7 +53,8 @@ export class KnownBlobs {
   }
 }
 
-class PartsBuilder {
+/** Builds a stored body: inline text and references to content-addressed blobs. */
+export class PartsBuilder {
   readonly parts: Array<string | { $blob: string }> = [];
   readonly blobs: BlobWrite[] = [];
   private inline = '';
@@ -73,14 +74,23 @@ class PartsBuilder {
   }
 
   blob(data: Buffer): void {
+    this.ref(sha256Hex(data), data);
+  }
+
+  /** A reference to the blob `hash`; `data` is written unless the blob is known to be stored already. */
+  ref(hash: string, data?: Buffer): void {
     if (this.inline) {
       this.parts.push(this.inline);
       this.inline = '';
     }
-    const hash = sha256Hex(data);
     this.parts.push({ $blob: hash });
     // Known blobs are skipped; the caller marks new ones known only once they are durably written.
-    if (!this.known?.has(hash)) this.blobs.push({ hash, data });
+    if (data !== undefined && !this.known?.has(hash)) this.blobs.push({ hash, data });
+  }
+
+  /** Whether the blob `hash` is known to be stored already (so its data need not be produced). */
+  isKnown(hash: string): boolean {
+    return this.known?.has(hash) ?? false;
   }
 
   done(size: number, extra: Partial<Pick<StoredBody, 'truncated' | 'binary'>> = {}): SplitBody {

@@ -26,6 +26,7 @@ import { KnownBlobs } from './body-splitter.js';
 import { MessageAssembler } from './message-assembler.js';
 import { parseEventData, type ExchangeRedaction, type Redactor } from './redactor.js';
 import { searchTextOf } from './search-text.js';
+import type { RequestBody } from './request-body.js';
 import { resolveAgent, resolveSession } from './session-key.js';
 import { SseDecoder } from './sse-decoder.js';
 import { WriteQueue } from './write-queue.js';
@@ -42,9 +43,7 @@ export interface BeginInput {
   readonly path: string;
   readonly query: string;
   readonly headers: IncomingHttpHeaders;
-  readonly body: Buffer;
-  /** The parsed JSON body, when it is JSON. */
-  readonly json: unknown;
+  readonly body: RequestBody;
   /** `best_effort`: a failed write is reported, not fatal. */
   readonly bestEffort: boolean;
   /**
@@ -101,16 +100,17 @@ export class Recorder {
   async begin(input: BeginInput): Promise<ExchangeRecording> {
     const startedAt = Date.now();
     const t0 = performance.now();
-    const session = resolveSession(input.headers, input.json, `ses_${input.exchangeId.slice(3)}`);
-    const json = input.json as { model?: unknown; stream?: unknown } | undefined;
-    const model = typeof json?.model === 'string' ? json.model : null;
+    const body = input.body;
+    const session = resolveSession(input.headers, { metadata: body.field('metadata') }, `ses_${input.exchangeId.slice(3)}`);
+    const modelField = body.field('model');
+    const model = typeof modelField === 'string' ? modelField : null;
     const redaction = input.redactor.begin(session.id);
     if (input.level === 'off') {
       return new ExchangeRecording(this, input.exchangeId, session.id, startedAt, t0, model, redaction, 'off', undefined);
     }
     const full = input.level === 'full';
     const agent = resolveAgent(input.headers);
-    const stored = redaction.body(input.body, input.json, 'request.body', { known: this.known });
+    const stored = full ? redaction.requestBody(body, this.known) : undefined;
     const data: ExchangeRequestData = {
       connection: input.connection,
       caller: input.principal,
@@ -122,19 +122,18 @@ export class Recorder {
         path: input.path,
         query: input.query,
         headers: full ? redaction.headers(recordableHeaders(input.headers)) : {},
-        body: full && input.body.length ? stored.body : null,
+        body: stored && body.raw.length ? stored.body : null,
       },
       model,
-      stream: json?.stream === true,
+      stream: body.field('stream') === true,
       startedAt,
     };
     const record: NewRecord = { kind: 'exchange.request', exchangeId: input.exchangeId, sessionId: session.id, at: startedAt, data };
-    const blobs = full ? stored.blobs : [];
+    const blobs = stored?.blobs ?? [];
     try {
-      await this.store.append({ records: [record], blobs });
-      for (const b of blobs) this.known.add(b.hash);
+      // Durable before forwarding; requests arriving together share one transaction.
+      await this.queue.appendDurably([record], blobs);
     } catch (err) {
-      this.failures++;
       if (!input.bestEffort) {
         throw new VigilError('STORE_UNAVAILABLE', 'the gateway cannot record this request, so it was not forwarded', {
           cause: err,
@@ -142,7 +141,7 @@ export class Recorder {
       }
       this.options.log.error({ err, exchangeId: input.exchangeId }, 'recording failed; forwarding anyway (best_effort)');
     }
-    const rec = new ExchangeRecording(this, input.exchangeId, session.id, startedAt, t0, model, redaction, input.level, stored.json);
+    const rec = new ExchangeRecording(this, input.exchangeId, session.id, startedAt, t0, model, redaction, input.level, stored?.lastMessage);
     this.active.add(rec);
     return rec;
   }
@@ -247,8 +246,8 @@ export class ExchangeRecording {
     private readonly model: string | null,
     private readonly redaction: ExchangeRedaction,
     readonly level: RecordingLevel,
-    /** The request body as stored (masked), for the search index. */
-    private readonly requestJson: unknown,
+    /** The request's last message as stored (masked), for the search index. */
+    private readonly lastRequestMessage: unknown,
   ) {}
 
   responseStarted(status: number, headers: Record<string, string | string[] | undefined>): void {
@@ -433,7 +432,7 @@ export class ExchangeRecording {
     records.push({ kind: 'exchange.response', exchangeId: this.id, sessionId: this.sessionId, at: endedAt, data });
     const searchText: SearchText[] = [];
     if (full) {
-      const text = searchTextOf(this.requestJson, message);
+      const text = searchTextOf(this.lastRequestMessage, message);
       if (text) searchText.push({ exchangeId: this.id, text });
     }
     this.recorder.queue.enqueue(records, blobs, searchText);

@@ -19,7 +19,18 @@ import { createMaskingMemo, type MaskingMemo } from './masking/masking-memo.js';
 import { StreamMasker } from './masking/stream-masker.js';
 import type { BlobWrite } from '../store/audit-store.js';
 import type { HeaderMap, MaskingSummary, RecordedEvent, StoredBody } from '../store/record-types.js';
-import { splitBody, type KnownBlobs } from './body-splitter.js';
+import {
+  endsGroup,
+  LARGE_MESSAGE,
+  MAX_GROUP,
+  MIN_BLOB,
+  MIN_GROUP_BLOB,
+  PartsBuilder,
+  splitBody,
+  type KnownBlobs,
+} from './body-splitter.js';
+import type { RequestBody } from './request-body.js';
+import { sha256Hex } from '../store/ledger.js';
 import type { SseEvent } from './sse-decoder.js';
 
 /** Fields of a content_block_delta whose text is streamed in fragments. */
@@ -71,9 +82,36 @@ function commonSuffix(a: string, b: string): number {
 }
 
 /** Per connection: the compiled masker, and a memo per session so resent history is not scanned again. */
+/** What masking made of a piece of a request seen before: the stored blob's hash and what was found in it. */
+interface PieceOutcome {
+  readonly hash: string;
+  readonly findings: readonly MaskFinding[];
+}
+
+/** A bounded map, least recently used first out. */
+class Lru<V> {
+  private readonly map = new Map<string, V>();
+  constructor(private readonly max: number) {}
+  get(k: string): V | undefined {
+    const v = this.map.get(k);
+    if (v !== undefined) {
+      this.map.delete(k);
+      this.map.set(k, v);
+    }
+    return v;
+  }
+  set(k: string, v: V): void {
+    this.map.delete(k);
+    if (this.map.size >= this.max) this.map.delete(this.map.keys().next().value!);
+    this.map.set(k, v);
+  }
+}
+
 export class Redactor {
   readonly masker: Masker;
   private readonly memos = new Map<string, MaskingMemo>();
+  /** Request pieces by the hash of their original text: resent history is hashed, never parsed or scanned again. */
+  readonly pieces = new Lru<PieceOutcome>(50_000);
 
   constructor(config: MaskingConfig) {
     this.masker = compileMasker(config);
@@ -97,7 +135,7 @@ export class Redactor {
   }
 
   begin(sessionId: string): ExchangeRedaction {
-    return new ExchangeRedaction(this.masker, this.enabled ? this.memo(sessionId) : undefined);
+    return new ExchangeRedaction(this.masker, this.enabled ? this.memo(sessionId) : undefined, this.pieces);
   }
 }
 
@@ -110,6 +148,7 @@ export class ExchangeRedaction {
   constructor(
     private readonly masker: Masker,
     private readonly memo: MaskingMemo | undefined,
+    private readonly pieces: Lru<PieceOutcome>,
   ) {}
 
   get enabled(): boolean {
@@ -144,6 +183,146 @@ export class ExchangeRedaction {
 
   headers(headers: HeaderMap): HeaderMap {
     return this.json(headers, 'headers.');
+  }
+
+  /**
+   * A request body to store. A JSON object is stored piece by piece — each top-level value, and the messages in
+   * content-defined groups — as exact slices of what the client sent, each masked on its own; a piece seen before
+   * (Claude Code resends the conversation every turn) costs one hash. Anything else goes through `body()`.
+   * Returns also the last message as stored (masked), for the search index.
+   */
+  requestBody(
+    req: RequestBody,
+    known: KnownBlobs,
+  ): { body: StoredBody; blobs: readonly BlobWrite[]; lastMessage: unknown } {
+    const members = req.members;
+    const text = req.text;
+    if (!members || text === undefined) {
+      const r = this.body(req.raw, req.json(), 'request.body', { known });
+      const messages = (r.json as { messages?: unknown[] } | undefined)?.messages;
+      return { body: r.body, blobs: r.blobs, lastMessage: Array.isArray(messages) ? messages.at(-1) : undefined };
+    }
+    const b = new PartsBuilder(known);
+    let lastMessage: unknown;
+    let cursor = 0;
+    const literal = (to: number): void => {
+      if (to > cursor) b.text(this.text(text.slice(cursor, to), 'request.body'));
+      cursor = to;
+    };
+    for (const m of members) {
+      literal(m.start);
+      if (m.elements) {
+        literal(m.elements[0]?.[0] ?? m.start + 1);
+        let groupStart = 0;
+        let groupChars = 0;
+        m.elements.forEach(([start, end], i) => {
+          const size = end - start;
+          groupChars += size;
+          const last = i === m.elements!.length - 1;
+          if (last || size >= LARGE_MESSAGE || groupChars >= MAX_GROUP || endsGroup(text.slice(start, end)) ||
+              m.elements![i + 1]![1] - m.elements![i + 1]![0] >= LARGE_MESSAGE) {
+            const els = m.elements!.slice(groupStart, i + 1);
+            literal(els[0]![0]);
+            this.piece(b, text, els[0]![0], end, MIN_GROUP_BLOB, els, groupStart);
+            cursor = end;
+            groupStart = i + 1;
+            groupChars = 0;
+          }
+        });
+        const lastEl = m.elements.at(-1);
+        if (lastEl) lastMessage = this.lastMessageOf(text.slice(lastEl[0], lastEl[1]));
+        literal(m.end);
+      } else {
+        this.piece(b, text, m.start, m.end, MIN_BLOB, undefined, 0, `$.${m.key}`);
+        cursor = m.end;
+      }
+    }
+    literal(text.length);
+    const out = b.done(req.raw.length);
+    return { body: out.body, blobs: out.blobs, lastMessage };
+  }
+
+  /** The last message as stored (masked), for the search index; its findings were noted with its piece. */
+  private lastMessageOf(elementText: string): unknown {
+    try {
+      const value = JSON.parse(elementText) as unknown;
+      return this.enabled ? this.masker.maskJson(value, '$', this.memo).value : value;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * One piece: [start, end) of `text`, either one value (`path`) or a group of messages (`elements`, the first being
+   * messages[firstIndex]). Stored inline when short, else as a blob of its masked text.
+   */
+  private piece(
+    b: PartsBuilder,
+    text: string,
+    start: number,
+    end: number,
+    minBlob: number,
+    elements: ReadonlyArray<readonly [number, number]> | undefined,
+    firstIndex: number,
+    path = '$',
+  ): void {
+    const original = text.slice(start, end);
+    if (original.length < minBlob) {
+      b.text(this.maskPiece(text, start, end, elements, firstIndex, path).text);
+      return;
+    }
+    const key = sha256Hex(original);
+    const seen = this.pieces.get(key);
+    if (seen && b.isKnown(seen.hash)) {
+      this.note(seen.findings, 'request.body');
+      b.ref(seen.hash);
+      return;
+    }
+    const { text: masked, findings } = this.maskPiece(text, start, end, elements, firstIndex, path);
+    const hash = masked === original ? key : sha256Hex(masked);
+    this.pieces.set(key, { hash, findings });
+    b.ref(hash, Buffer.from(masked));
+  }
+
+  /** The masked text of a piece (its findings noted), keeping the original bytes of everything unchanged. */
+  private maskPiece(
+    text: string,
+    start: number,
+    end: number,
+    elements: ReadonlyArray<readonly [number, number]> | undefined,
+    firstIndex: number,
+    path: string,
+  ): { text: string; findings: MaskFinding[] } {
+    if (!this.enabled) return { text: text.slice(start, end), findings: [] };
+    const findings: MaskFinding[] = [];
+    const one = (s: number, e: number, at: string): string => {
+      const slice = text.slice(s, e);
+      let value: unknown;
+      try {
+        value = JSON.parse(slice);
+      } catch {
+        const r = this.masker.maskText(slice, at);
+        findings.push(...r.findings);
+        return r.value;
+      }
+      const r = this.masker.maskJson(value, at, this.memo);
+      findings.push(...r.findings);
+      return r.changed ? JSON.stringify(r.value) : slice;
+    };
+    let out: string;
+    if (!elements) out = one(start, end, path);
+    else {
+      out = '';
+      let cursor = start;
+      elements.forEach(([s, e], i) => {
+        const between = text.slice(cursor, s);
+        out += between + one(s, e, `$.messages[${firstIndex + i}]`);
+        cursor = e;
+      });
+      out += text.slice(cursor, end);
+    }
+    this.note(findings, 'request.body');
+    return { text: out, findings };
   }
 
   /**

@@ -30,10 +30,11 @@ function contentText(content: unknown, out: string[]): void {
   else blockText(content, out);
 }
 
-export function searchTextOf(requestJson: unknown, responseMessage: unknown): string {
+/** `lastRequestMessage`: the request's last message (the turn's new input), as stored. */
+export function searchTextOf(lastRequestMessage: unknown, responseMessage: unknown): string {
   const out: string[] = [];
-  const messages = (requestJson as { messages?: unknown } | null | undefined)?.messages;
-  if (Array.isArray(messages) && messages.length) contentText((messages.at(-1) as { content?: unknown }).content, out);
+  const last = lastRequestMessage as { content?: unknown } | null | undefined;
+  if (last && typeof last === 'object') contentText(last.content, out);
   const content = (responseMessage as { content?: unknown } | null | undefined)?.content;
   if (content !== undefined) contentText(content, out);
   const text = out.join('\n');

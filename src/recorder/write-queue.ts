@@ -22,6 +22,7 @@ export class WriteQueue {
   private immediate: NodeJS.Immediate | null = null;
   private running: Promise<void> = Promise.resolve();
   private readonly pullers = new Set<() => NewRecord | undefined>();
+  private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
 
   constructor(
     private readonly store: AuditStore,
@@ -47,6 +48,17 @@ export class WriteQueue {
     };
   }
 
+  /**
+   * Append durably on the next turn of the event loop, together with everything else enqueued by then (group commit:
+   * requests that arrive together share one transaction). Resolves when written; rejects if the write failed.
+   */
+  appendDurably(records: readonly NewRecord[], blobs: readonly BlobWrite[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.waiters.push({ resolve, reject });
+      this.enqueue(records, blobs);
+    });
+  }
+
   /** Append on the next turn of the event loop, after everything enqueued before. */
   enqueue(records: readonly NewRecord[], blobs: readonly BlobWrite[] = [], searchText: readonly SearchText[] = []): void {
     this.records.push(...records);
@@ -69,7 +81,12 @@ export class WriteQueue {
       const r = pull();
       if (r) this.records.push(r);
     }
-    if (this.records.length === 0 && this.blobs.length === 0) return;
+    const waiters = this.waiters;
+    this.waiters = [];
+    if (this.records.length === 0 && this.blobs.length === 0) {
+      for (const w of waiters) w.resolve();
+      return;
+    }
     const records = this.records;
     const blobs = this.blobs;
     const searchText = this.searchText;
@@ -79,8 +96,11 @@ export class WriteQueue {
     try {
       await this.store.append({ records, blobs, ...(searchText.length ? { searchText } : {}) });
       if (blobs.length) this.options.onWritten?.(blobs);
+      for (const w of waiters) w.resolve();
     } catch (err) {
       this.options.onError(err, records.length);
+      // Those waiting decide what a failed write means for them (fail closed, or best effort).
+      for (const w of waiters) w.reject(err);
     }
   }
 

@@ -7,12 +7,21 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type {
+  AccessLogEntry,
   AuditStore,
+  ChainPosition,
+  ExchangeFilter,
+  ExchangeListFilter,
+  ExchangeListItem,
   ExchangeSummary,
   KeyCreatedData,
   KeyRevokedData,
   Outcome,
   Page,
+  PageRequest,
+  RecordingReadData,
+  SearchHit,
+  SearchOptions,
   SessionFilter,
   SessionSummary,
   StoredGatewayKey,
@@ -20,7 +29,16 @@ import type {
   VerifyReport,
   WriteBatch,
 } from '../audit-store.js';
-import { decodeCursor, encodeCursor, exchangeIndexRow, resultIndexRow } from '../exchange-index.js';
+import {
+  callerIndexRow,
+  decodeCursor,
+  encodeCursor,
+  exchangeIndexRow,
+  maskingIndexRows,
+  pageSize,
+  resultIndexRow,
+} from '../exchange-index.js';
+import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
 import { GENESIS_HASH, newChainId, recordHash, verifyLedger, type ChainHead } from '../ledger.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
@@ -76,6 +94,66 @@ const toKey = (r: KeyRow): StoredGatewayKey => ({
   revokedAt: r.revoked_at,
 });
 
+/** An exchange row joined with its result, as the list queries select it. */
+type ExchangeRow = Record<string, unknown>;
+
+const toSummary = (r: ExchangeRow): ExchangeSummary => ({
+  id: r.id as string,
+  sessionId: r.session_id as string,
+  connection: r.connection as string,
+  callerSubject: r.caller_subject as string,
+  callerMethod: r.caller_method as string,
+  method: r.method as string,
+  path: r.path as string,
+  // The response names the model that answered; the request only the one asked for. Empty means unknown.
+  model: ((r.result_model as string | null) ?? (r.model as string | null)) || null,
+  stream: r.stream === 1,
+  startedAt: r.started_at as number,
+  endedAt: (r.ended_at as number | null) ?? null,
+  status: (r.status as number | null) ?? null,
+  outcome: (r.outcome as Outcome | null) ?? null,
+  inputTokens: (r.input_tokens as number | null) ?? null,
+  outputTokens: (r.output_tokens as number | null) ?? null,
+});
+
+/**
+ * SQL conditions for an exchange filter over `exchanges e LEFT JOIN exchange_results r`, their values appended to
+ * `params` in order.
+ */
+function exchangeConditions(f: ExchangeFilter, params: unknown[]): string[] {
+  const where: string[] = [];
+  const add = (sql: string, ...values: unknown[]): void => {
+    where.push(sql);
+    params.push(...values);
+  };
+  if (f.session !== undefined) add('e.session_id = ?', f.session);
+  if (f.connection !== undefined) add('e.connection = ?', f.connection);
+  if (f.caller !== undefined) add('e.caller_subject = ?', f.caller);
+  if (f.callerIssuer !== undefined) {
+    add('EXISTS (SELECT 1 FROM exchange_callers c WHERE c.exchange_id = e.id AND c.issuer = ?)', f.callerIssuer);
+  }
+  if (f.group !== undefined) {
+    add('EXISTS (SELECT 1 FROM exchange_groups g WHERE g.group_name = ? AND g.exchange_id = e.id)', f.group);
+  }
+  if (f.model !== undefined) add('(e.model = ? OR r.model = ?)', f.model, f.model);
+  if (f.outcome === 'in_progress') add('r.exchange_id IS NULL');
+  else if (f.outcome !== undefined) add('r.outcome = ?', f.outcome);
+  if (f.masking !== undefined) {
+    add('EXISTS (SELECT 1 FROM exchange_masking m WHERE m.type = ? AND m.exchange_id = e.id)', f.masking);
+  }
+  if (f.since !== undefined) add('e.started_at >= ?', f.since);
+  if (f.until !== undefined) add('e.started_at < ?', f.until);
+  return where;
+}
+
+/** `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages. */
+function beforeCursor(cursor: string | undefined, params: unknown[]): string[] {
+  const c = cursor !== undefined ? decodeCursor(cursor) : undefined;
+  if (!c) return [];
+  params.push(c.lastAt, c.lastAt, c.id);
+  return ['(e.started_at < ? OR (e.started_at = ? AND e.id < ?))'];
+}
+
 export class SqliteAuditStore implements AuditStore {
   readonly kind = 'sqlite' as const;
   readonly chainId = newChainId();
@@ -97,6 +175,11 @@ export class SqliteAuditStore implements AuditStore {
     if (!options.readonly) {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+      // The hot path appends small transactions: keep the working set in memory, and checkpoint the WAL into the
+      // database file less often (each checkpoint syncs the file) — the WAL is bounded at ~64 MB.
+      this.db.pragma('cache_size = -65536');
+      this.db.pragma('wal_autocheckpoint = 16384');
+      this.db.pragma('temp_store = MEMORY');
       this.migrate();
     }
     const db = this.db;
@@ -114,6 +197,11 @@ export class SqliteAuditStore implements AuditStore {
         `INSERT OR IGNORE INTO exchange_results (exchange_id, ended_at, status, outcome, input_tokens, output_tokens, model)
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ),
+      insertCaller: db.prepare('INSERT OR IGNORE INTO exchange_callers (exchange_id, issuer, email) VALUES (?, ?, ?)'),
+      insertGroup: db.prepare('INSERT OR IGNORE INTO exchange_groups (group_name, exchange_id) VALUES (?, ?)'),
+      insertMasking: db.prepare('INSERT OR IGNORE INTO exchange_masking (type, exchange_id, count) VALUES (?, ?, ?)'),
+      insertText: db.prepare('INSERT INTO exchange_text (exchange_id, text) VALUES (?, ?)'),
+      recordAt: db.prepare('SELECT * FROM records WHERE chain = ? AND chain_seq = ?'),
       insertKey: db.prepare(
         `INSERT INTO gateway_keys (hash, name, owner, connections, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
       ),
@@ -194,10 +282,16 @@ export class SqliteAuditStore implements AuditStore {
           ex.startedAt,
         );
       }
+      const caller = callerIndexRow(r);
+      if (caller) {
+        s.insertCaller.run(caller.exchangeId, caller.issuer, caller.email);
+        for (const g of caller.groups) s.insertGroup.run(g, caller.exchangeId);
+      }
       const res = resultIndexRow(r);
       if (res) {
         s.insertResult.run(res.exchangeId, res.endedAt, res.status, res.outcome, res.inputTokens, res.outputTokens, res.model);
       }
+      for (const m of maskingIndexRows(r)) s.insertMasking.run(m.type, m.exchangeId, m.count);
       if (r.kind === 'key.created') {
         const k = r.data as KeyCreatedData;
         s.insertKey.run(k.hash, k.name, k.owner, JSON.stringify(k.connections), k.createdAt, k.expiresAt);
@@ -206,6 +300,7 @@ export class SqliteAuditStore implements AuditStore {
         s.revokeKey.run(k.revokedAt, k.hash);
       }
     }
+    if (batch.searchText) for (const t of batch.searchText) s.insertText.run(t.exchangeId, indexableText(t.text));
     return out;
   }
 
@@ -265,19 +360,15 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async listSessions(filter: SessionFilter = {}): Promise<Page<SessionSummary>> {
-    const where: string[] = [];
     const params: unknown[] = [];
-    if (filter.connection !== undefined) (where.push('e.connection = ?'), params.push(filter.connection));
-    if (filter.caller !== undefined) (where.push('e.caller_subject = ?'), params.push(filter.caller));
-    if (filter.since !== undefined) (where.push('e.started_at >= ?'), params.push(filter.since));
-    if (filter.until !== undefined) (where.push('e.started_at < ?'), params.push(filter.until));
+    const where = exchangeConditions(filter, params);
     const having: string[] = [];
     const cursor = filter.cursor !== undefined ? decodeCursor(filter.cursor) : undefined;
     if (cursor) {
       having.push('(last_at < ? OR (last_at = ? AND e.session_id < ?))');
       params.push(cursor.lastAt, cursor.lastAt, cursor.id);
     }
-    const limit = Math.min(Math.max(filter.limit ?? 50, 1), 1000);
+    const limit = pageSize(filter.limit);
     const rows = this.db
       .prepare(
         `SELECT e.session_id AS id, min(e.connection) AS connection, min(e.caller_subject) AS caller,
@@ -314,24 +405,95 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]> {
-    const rows = this.stmts.exchangesOfSession.all(sessionId) as Array<Record<string, unknown>>;
-    return rows.map((r) => ({
-      id: r.id as string,
-      sessionId: r.session_id as string,
-      connection: r.connection as string,
-      callerSubject: r.caller_subject as string,
-      callerMethod: r.caller_method as string,
-      method: r.method as string,
-      path: r.path as string,
-      model: ((r.result_model as string | null) ?? (r.model as string | null)) || null,
-      stream: r.stream === 1,
-      startedAt: r.started_at as number,
-      endedAt: (r.ended_at as number | null) ?? null,
-      status: (r.status as number | null) ?? null,
-      outcome: (r.outcome as Outcome | null) ?? null,
-      inputTokens: (r.input_tokens as number | null) ?? null,
-      outputTokens: (r.output_tokens as number | null) ?? null,
+    return (this.stmts.exchangesOfSession.all(sessionId) as ExchangeRow[]).map(toSummary);
+  }
+
+  async listExchangesFiltered(filter: ExchangeListFilter = {}): Promise<Page<ExchangeListItem>> {
+    const params: unknown[] = [];
+    const where = [...exchangeConditions(filter, params), ...beforeCursor(filter.cursor, params)];
+    const limit = pageSize(filter.limit);
+    const rows = this.db
+      .prepare(
+        `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model,
+                c.issuer AS caller_issuer,
+                (SELECT json_group_array(g.group_name) FROM exchange_groups g WHERE g.exchange_id = e.id) AS groups_json,
+                (SELECT json_group_object(m.type, m.count) FROM exchange_masking m WHERE m.exchange_id = e.id) AS masking_json
+         FROM exchanges e
+         LEFT JOIN exchange_results r ON r.exchange_id = e.id
+         LEFT JOIN exchange_callers c ON c.exchange_id = e.id
+         ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+         ORDER BY e.started_at DESC, e.id DESC LIMIT ?`,
+      )
+      .all(...params, limit + 1) as ExchangeRow[];
+    const items = rows.slice(0, limit).map(
+      (r): ExchangeListItem => ({
+        ...toSummary(r),
+        callerIssuer: (r.caller_issuer as string | null) ?? null,
+        callerGroups: (JSON.parse((r.groups_json as string | null) ?? '[]') as string[]).sort(),
+        masking: JSON.parse((r.masking_json as string | null) ?? '{}') as Record<string, number>,
+      }),
+    );
+    const last = items.at(-1);
+    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.startedAt, last.id) : null };
+  }
+
+  async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {
+    const terms = parseSearchQuery(query);
+    if (terms.length === 0) return { items: [], nextCursor: null };
+    const params: unknown[] = [fts5Match(terms)];
+    const where = [...exchangeConditions(options.filter ?? {}, params), ...beforeCursor(options.cursor, params)];
+    const limit = pageSize(options.limit);
+    const rows = this.db
+      .prepare(
+        `SELECT e.id, e.session_id, e.started_at, e.caller_subject,
+                snippet(exchange_text, 1, '«', '»', '…', 16) AS snippet
+         FROM exchange_text
+         JOIN exchanges e ON e.id = exchange_text.exchange_id
+         LEFT JOIN exchange_results r ON r.exchange_id = e.id
+         WHERE exchange_text MATCH ? ${where.length ? `AND ${where.join(' AND ')}` : ''}
+         ORDER BY e.started_at DESC, e.id DESC LIMIT ?`,
+      )
+      .all(...params, limit + 1) as Array<{
+      id: string;
+      session_id: string;
+      started_at: number;
+      caller_subject: string;
+      snippet: string;
+    }>;
+    const items = rows.slice(0, limit).map((r) => ({
+      exchangeId: r.id,
+      sessionId: r.session_id,
+      startedAt: r.started_at,
+      callerSubject: r.caller_subject,
+      snippet: r.snippet,
     }));
+    const last = items.at(-1);
+    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.startedAt, last.exchangeId) : null };
+  }
+
+  async listAccessLog(page: PageRequest = {}): Promise<Page<AccessLogEntry>> {
+    const limit = pageSize(page.limit);
+    const before = page.cursor !== undefined ? decodeCursor(page.cursor)?.lastAt : undefined;
+    const rows = this.db
+      .prepare(
+        `SELECT seq, at, data FROM records WHERE kind = 'recording.read' ${before !== undefined ? 'AND seq < ?' : ''}
+         ORDER BY seq DESC LIMIT ?`,
+      )
+      .all(...(before !== undefined ? [before] : []), limit + 1) as Array<{ seq: number; at: number; data: string }>;
+    const items = rows
+      .slice(0, limit)
+      .map((r) => ({ seq: r.seq, at: r.at, data: JSON.parse(r.data) as RecordingReadData }));
+    const last = items.at(-1);
+    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.seq, 'seq') : null };
+  }
+
+  async recordsAt(positions: readonly ChainPosition[]): Promise<readonly StoredRecord[]> {
+    const out: StoredRecord[] = [];
+    for (const p of positions) {
+      const row = this.stmts.recordAt.get(p.chain, p.chainSeq) as RecordRow | undefined;
+      if (row) out.push(toStored(row));
+    }
+    return out;
   }
 
   async unfinishedExchanges(): Promise<readonly string[]> {
