@@ -1,3 +1,5 @@
+import type { Principal } from '../identity/principal.js';
+
 /**
  * The one interface every store implements (SQLite embedded, PostgreSQL shared).
  *
@@ -19,6 +21,7 @@ export type RecordKind =
   | 'exchange.response'
   | 'key.created'
   | 'key.revoked'
+  | 'recording.read'
   | (string & {});
 
 export interface NewRecord {
@@ -29,6 +32,11 @@ export interface NewRecord {
   readonly at: number;
   /** JSON-serialisable payload. Serialised once, by the store, and hashed as serialised. */
   readonly data: unknown;
+  /**
+   * The payload already serialised (valid JSON text), used instead of `data` when given: lets the recorder embed
+   * stream events' JSON as received instead of escaping it inside strings.
+   */
+  readonly json?: string;
 }
 
 export interface StoredRecord {
@@ -96,14 +104,95 @@ export interface SessionSummary {
   readonly outputTokens: number;
 }
 
-export interface SessionFilter {
-  readonly connection?: string;
-  readonly caller?: string;
-  readonly since?: number;
-  readonly until?: number;
-  readonly limit?: number;
+/**
+ * What exchange lists, session lists, search and exports can be narrowed to. Every condition is on one exchange, and
+ * all given conditions must hold. Absent (or undefined) means "any".
+ */
+export interface ExchangeFilter {
+  readonly session?: string | undefined;
+  readonly connection?: string | undefined;
+  /** The caller's subject (OIDC `sub`, gateway key name, `anonymous`). */
+  readonly caller?: string | undefined;
+  /** The caller's OIDC issuer: with `caller`, one person (subjects are unique per issuer only). */
+  readonly callerIssuer?: string | undefined;
+  /** A group the caller belonged to when the exchange was recorded. */
+  readonly group?: string | undefined;
+  /** The model asked for or the one that answered (`claude-sonnet-4-5` or `claude-sonnet-4-5-20250929`). */
+  readonly model?: string | undefined;
+  /** How the exchange ended; `in_progress` for exchanges without a response record yet. */
+  readonly outcome?: Outcome | 'in_progress' | undefined;
+  /** A masking detector type that replaced at least one value in the exchange (`anthropic_api_key`, `email`, …). */
+  readonly masking?: string | undefined;
+  /** Started at or after, epoch milliseconds. */
+  readonly since?: number | undefined;
+  /** Started before (exclusive), epoch milliseconds. */
+  readonly until?: number | undefined;
+}
+
+export interface PageRequest {
+  /** Items per page, 1..1000; default 50. */
+  readonly limit?: number | undefined;
   /** Opaque cursor returned by the previous page. */
-  readonly cursor?: string;
+  readonly cursor?: string | undefined;
+}
+
+/**
+ * Sessions with at least one exchange matching the filter; a session's counts and times cover its matching
+ * exchanges only (as with since/until: a session filtered to one model shows that model's exchanges).
+ */
+export interface SessionFilter extends Omit<ExchangeFilter, 'session'>, PageRequest {}
+
+/** Exchanges matching the filter, newest first. */
+export interface ExchangeListFilter extends ExchangeFilter, PageRequest {}
+
+/** An exchange as lists show it: the summary plus who-and-what columns filters use. */
+export interface ExchangeListItem extends ExchangeSummary {
+  readonly callerIssuer: string | null;
+  readonly callerGroups: readonly string[];
+  /** Masking detector type → values replaced (from the response record's masking summary). */
+  readonly masking: Readonly<Record<string, number>>;
+}
+
+export interface SearchOptions extends PageRequest {
+  readonly filter?: ExchangeFilter | undefined;
+}
+
+/** One exchange whose search text matches, newest first. */
+export interface SearchHit {
+  readonly exchangeId: string;
+  readonly sessionId: string;
+  readonly startedAt: number;
+  readonly callerSubject: string;
+  /** A fragment of the matching text with each match between « and » (plain text: no markup to escape). */
+  readonly snippet: string;
+}
+
+/** Where a record sits on its chain. */
+export interface ChainPosition {
+  readonly chain: string;
+  readonly chainSeq: number;
+}
+
+/** Who read a recording: an authenticated person or service, or an admin API token. */
+export type RecordingReader = Principal | { readonly method: 'admin_token'; readonly subject: string };
+
+/** Payload of a `recording.read` record: every read of recorded content through the admin API is itself recorded. */
+export interface RecordingReadData {
+  readonly actor: RecordingReader;
+  readonly role: 'admin' | 'auditor' | 'user';
+  readonly what: 'session' | 'exchange' | 'events' | 'search' | 'export';
+  /** Session or exchange ids read (for search: the exchanges whose snippets were shown). */
+  readonly ids: readonly string[];
+  /** The search query, or the export's filter as a query string. */
+  readonly query?: string;
+  /** The reader's network address as the admin listener saw it. */
+  readonly address?: string | null;
+}
+
+export interface AccessLogEntry {
+  readonly seq: number;
+  readonly at: number;
+  readonly data: RecordingReadData;
 }
 
 export interface Page<T> {
@@ -178,6 +267,18 @@ export interface AuditStore {
 
   listSessions(filter?: SessionFilter): Promise<Page<SessionSummary>>;
   listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]>;
+  /** Exchanges matching `filter`, newest first (started_at, then id), with cursor pagination. */
+  listExchangesFiltered(filter?: ExchangeListFilter): Promise<Page<ExchangeListItem>>;
+  /**
+   * Full-text search over the search text written with each exchange (`WriteBatch.searchText`). The query is words
+   * and "quoted phrases", all of which must match (case-insensitive, whole words; `word*` matches a prefix); no other
+   * syntax is interpreted, so user input is always safe to pass. Newest first.
+   */
+  search(query: string, options?: SearchOptions): Promise<Page<SearchHit>>;
+  /** `recording.read` records, newest first. */
+  listAccessLog(page?: PageRequest): Promise<Page<AccessLogEntry>>;
+  /** The records at these chain positions (absent ones are left out), in no particular order. */
+  recordsAt(positions: readonly ChainPosition[]): Promise<readonly StoredRecord[]>;
   /** Exchanges that have a request record but no response record (a crash cut them). */
   unfinishedExchanges(): Promise<readonly string[]>;
 

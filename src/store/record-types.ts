@@ -43,9 +43,20 @@ export interface RecordedEvent {
   /** Index of the event in the stream, from 0. */
   readonly i: number;
   readonly type: string;
+  /**
+   * The event's `data:` text. In a stored `exchange.events` record, data that is JSON (all of Anthropic's) is embedded
+   * as the JSON value itself, as received; anything else is stored as a string. Use `eventDataText()` to get text.
+   */
   readonly data: string;
+  /** In memory only: `data` is known to be JSON text (it was parsed), so it can be embedded as is. */
+  readonly isJson?: true;
   /** Milliseconds since the exchange started (fractional). */
   readonly offset_ms: number;
+}
+
+/** A stored event's data as text, whichever way it was stored. */
+export function eventDataText(data: unknown): string {
+  return typeof data === 'string' ? data : JSON.stringify(data);
 }
 
 export interface ExchangeEventsData {
