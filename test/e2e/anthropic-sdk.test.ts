@@ -27,7 +27,7 @@ const user = (text: string) => [{ role: 'user' as const, content: text }];
 describe('non-streaming messages', () => {
   it('returns upstream’s answer unchanged and records request and response', async () => {
     const { data, response } = await client.messages
-      .create({ model: 'claude-sonnet-4-5', max_tokens: 100, messages: user('hello gateway') })
+      .create({ model: 'claude-haiku-4-5', max_tokens: 100, messages: user('hello gateway') })
       .withResponse();
     expect(data.content[0]).toMatchObject({ type: 'text', text: 'Echo: hello gateway' });
     const id = response.headers.get('x-vigil-exchange-id')!;
@@ -46,14 +46,14 @@ describe('non-streaming messages', () => {
     expect(x.request.headers['anthropic-version']).toBe(sent.headers['anthropic-version']);
     expect(x.response.status).toBe(200);
     expect(x.response.body).toEqual(JSON.parse(JSON.stringify(data)));
-    expect(x.model).toBe('claude-sonnet-4-5');
+    expect(x.model).toBe('claude-haiku-4-5');
     expect(x.usage?.output_tokens).toBe(data.usage.output_tokens);
   });
 
   it('records a gzip-compressed upstream body decoded, while the client gets it as sent', async () => {
     const { data, response } = await client.messages
       .create(
-        { model: 'claude-sonnet-4-5', max_tokens: 50, messages: user('zip it') },
+        { model: 'claude-haiku-4-5', max_tokens: 50, messages: user('zip it') },
         { headers: { 'x-fake-scenario': 'gzip', 'accept-encoding': 'gzip' } },
       )
       .withResponse();
@@ -67,7 +67,7 @@ describe('non-streaming messages', () => {
 describe('streaming messages', () => {
   it('records every SSE event in order with its offset, and the assembled message', async () => {
     const stream = client.messages.stream(
-      { model: 'claude-sonnet-4-5', max_tokens: 200, messages: user('stream a fairly long answer back to me please') },
+      { model: 'claude-haiku-4-5', max_tokens: 200, messages: user('stream a fairly long answer back to me please') },
       { headers: { 'x-vigil-session': 'stream-session-1' } },
     );
     const seen: string[] = [];
@@ -86,7 +86,7 @@ describe('streaming messages', () => {
   it('assembles tool_use input from input_json_delta fragments and keeps thinking with its signature', async () => {
     const stream = client.messages.stream(
       {
-        model: 'claude-sonnet-4-5',
+        model: 'claude-haiku-4-5',
         max_tokens: 2000,
         thinking: { type: 'enabled', budget_tokens: 1024 },
         tools: [{ name: 'Bash', description: 'run', input_schema: { type: 'object', properties: { command: { type: 'string' } } } }],
@@ -105,7 +105,7 @@ describe('streaming messages', () => {
 
   it('records an error event in the middle of a stream as upstream_error', async () => {
     const stream = client.messages.stream(
-      { model: 'claude-sonnet-4-5', max_tokens: 100, messages: user('fail midway') },
+      { model: 'claude-haiku-4-5', max_tokens: 100, messages: user('fail midway') },
       { headers: { 'x-fake-scenario': 'error_mid_stream', 'x-vigil-session': 'mid-error' } },
     );
     await expect(stream.finalMessage()).rejects.toThrow(/Overloaded/);
@@ -117,7 +117,7 @@ describe('streaming messages', () => {
 
   it('records a stream cut by upstream up to the cut, as upstream_aborted', async () => {
     const stream = client.messages.stream(
-      { model: 'claude-sonnet-4-5', max_tokens: 100, messages: user('cut me off') },
+      { model: 'claude-haiku-4-5', max_tokens: 100, messages: user('cut me off') },
       { headers: { 'x-fake-scenario': 'cut_stream', 'x-vigil-session': 'cut-up' } },
     );
     await expect(stream.finalMessage()).rejects.toThrow();
@@ -128,7 +128,7 @@ describe('streaming messages', () => {
 
   it('records a stream the client gave up on as client_aborted', async () => {
     const stream = client.messages.stream(
-      { model: 'claude-sonnet-4-5', max_tokens: 100, messages: user('a slow answer that the client abandons midway') },
+      { model: 'claude-haiku-4-5', max_tokens: 100, messages: user('a slow answer that the client abandons midway') },
       { headers: { 'x-fake-scenario': 'slow:40', 'x-vigil-session': 'client-gone' } },
     );
     stream.on('error', () => {}); // the abort below rejects the stream; that is the point
@@ -145,7 +145,7 @@ describe('upstream errors and retries', () => {
   it('passes a 429 through unchanged so the SDK raises RateLimitError', async () => {
     const err = await client.messages
       .create(
-        { model: 'claude-sonnet-4-5', max_tokens: 10, messages: user('x') },
+        { model: 'claude-haiku-4-5', max_tokens: 10, messages: user('x') },
         { headers: { 'x-fake-scenario': 'rate_limit', 'x-vigil-session': 'limited' } },
       )
       .catch((e: unknown) => e);
@@ -160,7 +160,7 @@ describe('upstream errors and retries', () => {
   it('lets the SDK retry through the gateway, recording each attempt in one session', async () => {
     const retrying = new Anthropic({ baseURL: h.url, apiKey: CLIENT_KEY, maxRetries: 2 });
     const msg = await retrying.messages.create(
-      { model: 'claude-sonnet-4-5', max_tokens: 10, messages: user('retry me') },
+      { model: 'claude-haiku-4-5', max_tokens: 10, messages: user('retry me') },
       { headers: { 'x-fake-scenario': 'rate_limit_once:retry-1', 'x-vigil-session': 'retried' } },
     );
     expect(msg.content[0]).toMatchObject({ text: 'Echo: retry me' });
@@ -238,7 +238,7 @@ describe('other API paths pass through faithfully', () => {
         'anthropic-beta': 'x-beta-1,x-beta-2',
         'x-custom-thing': 'kept',
       },
-      body: JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 5, messages: user('beta') }),
+      body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 5, messages: user('beta') }),
     });
     expect(res.status).toBe(200);
     const sent = h.fake.requests.at(-1)!;

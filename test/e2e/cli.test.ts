@@ -32,7 +32,7 @@ afterAll(async () => {
 const ask = (url: string, text: string, session: string, scenario?: string) =>
   new Anthropic({ baseURL: url, apiKey: CLIENT_KEY, maxRetries: 0 }).messages
     .stream(
-      { model: 'claude-sonnet-4-5', max_tokens: 300, messages: [{ role: 'user', content: text }] },
+      { model: 'claude-haiku-4-5', max_tokens: 300, messages: [{ role: 'user', content: text }] },
       { headers: { 'x-vigil-session': session, ...(scenario ? { 'x-fake-scenario': scenario } : {}) } },
     )
     .finalMessage();

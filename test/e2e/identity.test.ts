@@ -40,7 +40,7 @@ afterAll(async () => {
 const ask = (baseURL: string, auth: { apiKey?: string; authToken?: string }, session: string) =>
   new Anthropic({ baseURL, maxRetries: 0, apiKey: null, authToken: null, ...auth }).messages
     .create(
-      { model: 'claude-sonnet-4-5', max_tokens: 20, messages: [{ role: 'user', content: `hello from ${session}` }] },
+      { model: 'claude-haiku-4-5', max_tokens: 20, messages: [{ role: 'user', content: `hello from ${session}` }] },
       { headers: { 'x-vigil-session': session } },
     )
     .withResponse();

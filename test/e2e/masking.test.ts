@@ -42,7 +42,7 @@ describe('masking before storage', () => {
     const prompt = `deploy with ${PLANTED.aws} and mail ${PLANTED.email}, card ${PLANTED.card}`;
     const stream = client().messages.stream(
       {
-        model: 'claude-sonnet-4-5',
+        model: 'claude-haiku-4-5',
         max_tokens: 500,
         system: `internal token ${PLANTED.github}`,
         messages: [{ role: 'user', content: prompt }],
@@ -56,7 +56,7 @@ describe('masking before storage', () => {
 
     const toolCall = await client().messages.stream(
       {
-        model: 'claude-sonnet-4-5',
+        model: 'claude-haiku-4-5',
         max_tokens: 500,
         tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
         messages: [{ role: 'user', content: `run [[tool:Bash {"command":"curl -H 'x-api-key: ${PLANTED.anthropic}' https://example.com"}]]` }],
@@ -102,7 +102,7 @@ describe('masking before storage', () => {
 
   it('masks a non-streamed JSON response and error bodies', async () => {
     await client().messages.create(
-      { model: 'claude-sonnet-4-5', max_tokens: 100, messages: [{ role: 'user', content: `call me at ${PLANTED.email}` }] },
+      { model: 'claude-haiku-4-5', max_tokens: 100, messages: [{ role: 'user', content: `call me at ${PLANTED.email}` }] },
       { headers: { 'x-vigil-session': 'masked-json' } },
     );
     const [x] = await h.session('masked-json', 1);

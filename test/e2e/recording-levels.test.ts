@@ -20,7 +20,7 @@ afterAll(() => h?.close());
 
 const ask = (path: string, text: string, session: string, stream: boolean) => {
   const c = new Anthropic({ baseURL: `${h.url}${path}`, apiKey: CLIENT_KEY, maxRetries: 0 });
-  const params = { model: 'claude-sonnet-4-5', max_tokens: 100, messages: [{ role: 'user' as const, content: text }] };
+  const params = { model: 'claude-haiku-4-5', max_tokens: 100, messages: [{ role: 'user' as const, content: text }] };
   const options = { headers: { 'x-vigil-session': session } };
   return stream ? c.messages.stream(params, options).finalMessage() : c.messages.create(params, options);
 };
@@ -30,7 +30,7 @@ it('metadata: identity, model, tokens, timings and outcome, without a byte of an
   await ask('/c/meta', 'UNIQUE-METADATA-PROMPT-json', 'meta-session', false);
   const xs = await h.session('meta-session', 2);
   for (const x of xs) {
-    expect(x).toMatchObject({ connection: 'meta', outcome: 'ok', model: 'claude-sonnet-4-5', caller: { subject: 'anonymous' } });
+    expect(x).toMatchObject({ connection: 'meta', outcome: 'ok', model: 'claude-haiku-4-5', caller: { subject: 'anonymous' } });
     expect(x.usage?.output_tokens).toBeGreaterThan(0);
     expect(x.response.duration_ms).toEqual(expect.any(Number));
     expect(x.request.body).toBeNull();

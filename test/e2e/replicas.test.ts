@@ -68,7 +68,7 @@ describe('two gateways on one PostgreSQL', () => {
     for (let i = 0; i < 24; i++) {
       const client = clients[i % 2]!;
       const session = i % 3 === 0 ? 'shared-session' : `solo-${i}`;
-      const params = { model: 'claude-sonnet-4-5', max_tokens: 50, messages: [{ role: 'user' as const, content: `call ${i}` }] };
+      const params = { model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user' as const, content: `call ${i}` }] };
       const options = { headers: { 'x-vigil-session': session } };
       calls.push(i % 4 < 2 ? client.messages.create(params, options) : client.messages.stream(params, options).finalMessage());
     }

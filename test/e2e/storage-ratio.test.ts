@@ -26,7 +26,7 @@ it('stores a 30-turn session in a fraction of its raw bytes', async () => {
   for (let turn = 0; turn < 30; turn++) {
     messages.push({ role: 'user', content: `step ${turn}: please look at file src/module-${turn}.ts and explain it` });
     const body = JSON.stringify({
-      model: 'claude-sonnet-4-5',
+      model: 'claude-haiku-4-5',
       max_tokens: 32000,
       system,
       tools,

@@ -15,7 +15,7 @@ export async function runAgent(
     prompt,
     options: {
       cwd,
-      model: 'claude-sonnet-4-5',
+      model: 'claude-haiku-4-5',
       allowedTools: ['Bash'],
       permissionMode: 'dontAsk',
       maxTurns: 4,

@@ -1,0 +1,110 @@
+/**
+ * The syslog sink against a real rsyslogd: what the security team's collector receives and how it parses it, over
+ * UDP, TCP and TLS; and what happens when the collector goes away and comes back.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditEvent } from '../../src/export/audit-event.js';
+import { createSink, type Sink } from '../../src/export/sink.js';
+import { SinkDeliveryError } from '../../src/export/sink-delivery-error.js';
+import { sinkConfigSchema } from '../../src/export/sinks-config.js';
+import { VIGIL_SD_ID } from '../../src/export/syslog-message.js';
+import { parseStructuredData, RsyslogServer, type SyslogInput } from '../support/rsyslog.js';
+import { deniedEvent, exchangeEvent, verifyFailedEvent } from '../support/sample-audit-events.js';
+
+let rsyslog: RsyslogServer;
+const sinks: Sink[] = [];
+
+beforeAll(async () => {
+  rsyslog = await RsyslogServer.start();
+});
+
+afterAll(async () => {
+  await Promise.all(sinks.map((s) => s.close()));
+  await rsyslog?.dispose();
+});
+
+function syslogSink(transport: SyslogInput, name = `siem-${transport}`): Sink {
+  const config = sinkConfigSchema.parse({
+    type: 'syslog',
+    name,
+    transport,
+    host: '127.0.0.1',
+    port: rsyslog.ports[transport],
+    ...(transport === 'tls' ? { ca: { file: rsyslog.caFile } } : {}),
+  });
+  const sink = createSink(config, { hostname: 'vigil-test-host' });
+  sinks.push(sink);
+  return sink;
+}
+
+/** What a SIEM gets back out of MSG: the event, without `content` (no sink here opted in). */
+function withoutContent(e: AuditEvent): unknown {
+  const { content: _c, ...rest } = e;
+  return rest;
+}
+
+describe.each(['udp', 'tcp', 'tls'] as const)('syslog over %s to rsyslog', (transport) => {
+  it('delivers a batch intact and in order, parsed by rsyslog as RFC 5424', async () => {
+    const sink = syslogSink(transport);
+    const before = (await rsyslog.received(transport)).length;
+    const batch = [
+      exchangeEvent(1, { content: { request: { messages: [] } } }),
+      deniedEvent(2),
+      verifyFailedEvent(3),
+      exchangeEvent(4),
+    ];
+    await sink.deliver(batch);
+
+    const got = (await rsyslog.waitFor(transport, before + batch.length)).slice(before);
+    expect(got.map((r) => JSON.parse(r.msg))).toEqual(batch.map(withoutContent));
+    expect(got.map((r) => [r.facility, r.severity, r.msgid])).toEqual([
+      ['authpriv', 'info', 'exchange.completed'],
+      ['authpriv', 'warning', 'access.denied'],
+      ['authpriv', 'alert', 'verify.failed'],
+      ['authpriv', 'info', 'exchange.completed'],
+    ]);
+    for (const r of got) {
+      expect([r.hostname, r.app, r.procid]).toEqual(['vigil-test-host', 'vigil', String(process.pid)]);
+      expect(r.raw).toMatch(/^<\d+>1 2025-06-01T12:0\d:\d\d[.\dZ]* vigil-test-host vigil \d+ [a-z.]+ \[vigil@32473 /);
+    }
+    expect(parseStructuredData(got[0]!.sd)).toEqual({
+      [VIGIL_SD_ID]: {
+        id: 'evt-0001',
+        type: 'exchange.completed',
+        subject: 'alice@example.com',
+        connection: 'anthropic',
+        session: 'sess-42',
+        exchange: 'ex-1',
+      },
+    });
+    // `"`, `\` and `]` escaped in the SD param, non-ASCII passed as UTF-8: rsyslog reads the subject back exactly.
+    expect(parseStructuredData(got[1]!.sd)[VIGIL_SD_ID]).toEqual({
+      id: 'evt-0002',
+      type: 'access.denied',
+      subject: 'ci "bot" \\ [x] é✓',
+      connection: 'anthropic',
+    });
+    expect(parseStructuredData(got[2]!.sd)[VIGIL_SD_ID]).toEqual({ id: 'evt-0003', type: 'verify.failed' });
+    // MSG is plain ASCII JSON: non-ASCII text travels as \u escapes and comes back unchanged.
+    expect(got[1]!.msg).toMatch(/^[\x20-\x7e]+$/);
+    expect(got[1]!.msg).toContain(String.raw`\u00e9\u2713`);
+  });
+});
+
+describe.each(['tcp', 'tls'] as const)('syslog over %s when rsyslog restarts', (transport) => {
+  it('throws while rsyslog is down and delivers on a new connection once it is back', async () => {
+    const sink = syslogSink(transport, `restart-${transport}`);
+    const start = (await rsyslog.received(transport)).length;
+    await sink.deliver([exchangeEvent(10)]);
+    await rsyslog.waitFor(transport, start + 1);
+
+    await rsyslog.stop();
+    await expect(sink.deliver([exchangeEvent(11)])).rejects.toThrow(SinkDeliveryError);
+    await expect(sink.deliver([exchangeEvent(11)])).rejects.toThrow(/ECONNREFUSED/);
+
+    await rsyslog.restart();
+    await sink.deliver([exchangeEvent(11), exchangeEvent(12)]);
+    const got = (await rsyslog.waitFor(transport, start + 3)).slice(start);
+    expect(got.map((r) => (JSON.parse(r.msg) as AuditEvent).id)).toEqual(['evt-0010', 'evt-0011', 'evt-0012']);
+  });
+});
