@@ -83,6 +83,24 @@ describe('streaming messages', () => {
     expect(x!.response.first_byte_ms).toBeGreaterThan(0);
   });
 
+  it('passes each event through as upstream sends it, without buffering the stream', async () => {
+    const arrivals: number[] = [];
+    const t0 = performance.now();
+    const stream = client.messages.stream(
+      { model: 'claude-haiku-4-5', max_tokens: 200, messages: user('one two three four five six seven eight nine ten') },
+      { headers: { 'x-fake-scenario': 'slow:40', 'x-vigil-session': 'paced' } },
+    );
+    stream.on('streamEvent', () => arrivals.push(performance.now() - t0));
+    await stream.finalMessage();
+    // Upstream paces events 40 ms apart; the client sees them spread the same way, not all at the end.
+    expect(arrivals.length).toBeGreaterThan(6);
+    const gaps = arrivals.slice(1).map((t, i) => t - arrivals[i]!);
+    expect(gaps.filter((g) => g >= 25).length).toBeGreaterThanOrEqual(arrivals.length - 3);
+    const [x] = await h.session('paced', 1);
+    const offsets = x!.response.events.map((e) => e.offset_ms);
+    expect(offsets.at(-1)! - offsets[0]!).toBeGreaterThan(200); // and the record keeps that timing
+  });
+
   it('assembles tool_use input from input_json_delta fragments and keeps thinking with its signature', async () => {
     const stream = client.messages.stream(
       {
