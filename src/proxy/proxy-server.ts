@@ -125,14 +125,25 @@ export class ProxyServer {
     }
     const { connection } = route;
 
-    let principal: Principal;
+    let principal: Principal | undefined;
     try {
       principal = await this.deps.identify(req, connection);
       const decision = this.deps.decide(principal, connection, req);
       if (decision.action === 'deny') throw new VigilError('NOT_ALLOWED', decision.message);
     } catch (err) {
       req.resume();
-      return this.sendError(res, exchangeId, asVigilError(err));
+      const e = asVigilError(err);
+      if (e.code === 'UNAUTHENTICATED' || e.code === 'NOT_ALLOWED') {
+        this.deps.recorder.accessDenied({
+          connection: connection.name,
+          status: e.status,
+          reason: e.message,
+          path: route.path,
+          clientAddress: req.socket.remoteAddress ?? null,
+          caller: principal,
+        });
+      }
+      return this.sendError(res, exchangeId, e);
     }
 
     let body: Buffer;

@@ -147,6 +147,21 @@ export class Recorder {
     return rec;
   }
 
+  /**
+   * A caller was refused before anything was forwarded (401/403): an audit event on the chain. Not awaited: a flood of
+   * bad credentials must not slow the gateway down, and nothing was forwarded that needs a record first.
+   */
+  accessDenied(info: {
+    connection: string;
+    status: number;
+    reason: string;
+    path: string;
+    clientAddress: string | null;
+    caller?: Principal | undefined;
+  }): void {
+    this.queue.enqueue([{ kind: 'access.denied', at: Date.now(), data: info }]);
+  }
+
   /** @internal */
   ended(rec: ExchangeRecording): void {
     this.active.delete(rec);

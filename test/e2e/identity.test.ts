@@ -3,6 +3,7 @@
  * and Claude Code, with per-connection access. The caller's token never reaches upstream or the store.
  */
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
+import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -167,6 +168,24 @@ describe('Claude Code with an OIDC token', () => {
       rmSync(cwd, { recursive: true, force: true });
     }
   }, 120_000);
+});
+
+describe('the audit trail of refusals', () => {
+  it('records every 401 and 403 as an access.denied record, naming who and why, never the token', async () => {
+    await h.gateway.recorder.queue.flush();
+    const db = new Database(path.join(h.dataDir, 'vigil.db'), { readonly: true });
+    const denied = (db.prepare("SELECT data FROM records WHERE kind = 'access.denied'").pluck().all() as string[]).map(
+      (d) => JSON.parse(d) as { status: number; reason: string; connection: string; caller?: { subject: string } },
+    );
+    db.close();
+    expect(denied).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ status: 401, reason: expect.stringMatching(/expired/), connection: 'anthropic' }),
+        expect.objectContaining({ status: 403, connection: 'restricted', caller: expect.objectContaining({ subject: 'bob' }) }),
+      ]),
+    );
+    for (const s of secrets) expect(JSON.stringify(denied)).not.toContain(s);
+  });
 });
 
 describe('the data directory', () => {
