@@ -24,6 +24,7 @@ import type {
   Usage,
 } from '../store/record-types.js';
 import { KnownBlobs } from './body-splitter.js';
+import { accessDeniedChannel, exchangeCompletedChannel, type AccessDenied, type ExchangeCompleted } from './diagnostics.js';
 import { MessageAssembler } from './message-assembler.js';
 import { parseEventData, type ExchangeRedaction, type Redactor } from './redactor.js';
 import { searchTextOf } from './search-text.js';
@@ -107,7 +108,7 @@ export class Recorder {
     const model = typeof modelField === 'string' ? modelField : null;
     const redaction = input.redactor.begin(session.id);
     if (input.level === 'off') {
-      return new ExchangeRecording(this, input.exchangeId, session.id, startedAt, t0, model, redaction, 'off', undefined);
+      return new ExchangeRecording(this, input.exchangeId, session.id, startedAt, t0, model, input.connection, redaction, 'off', undefined);
     }
     const full = input.level === 'full';
     const agent = resolveAgent(input.headers);
@@ -142,7 +143,7 @@ export class Recorder {
       }
       this.options.log.error({ err, exchangeId: input.exchangeId }, 'recording failed; forwarding anyway (best_effort)');
     }
-    const rec = new ExchangeRecording(this, input.exchangeId, session.id, startedAt, t0, model, redaction, input.level, stored?.lastMessage);
+    const rec = new ExchangeRecording(this, input.exchangeId, session.id, startedAt, t0, model, input.connection, redaction, input.level, stored?.lastMessage);
     this.active.add(rec);
     return rec;
   }
@@ -160,6 +161,7 @@ export class Recorder {
     caller?: Principal | undefined;
   }): void {
     this.queue.enqueue([{ kind: 'access.denied', at: Date.now(), data: info }]);
+    if (accessDeniedChannel.hasSubscribers) accessDeniedChannel.publish({ connection: info.connection, status: info.status } satisfies AccessDenied);
   }
 
   /** @internal */
@@ -261,6 +263,7 @@ export class ExchangeRecording {
     private readonly startedAt: number,
     private readonly t0: number,
     private readonly model: string | null,
+    private readonly connection: string,
     private readonly redaction: ExchangeRedaction,
     readonly level: RecordingLevel,
     /** The request's last message as stored (masked), for the search index. */
@@ -384,7 +387,23 @@ export class ExchangeRecording {
     this.done = true;
     this.detach?.();
     this.recorder.ended(this);
-    if (this.level === 'off') return;
+    if (this.level === 'off') {
+      if (exchangeCompletedChannel.hasSubscribers) {
+        exchangeCompletedChannel.publish({
+          connection: this.connection,
+          outcome,
+          status: this.status,
+          model: this.model,
+          durationMs: Date.now() - this.startedAt,
+          firstByteMs: this.firstByteMs,
+          inputTokens: 0,
+          outputTokens: 0,
+          cacheReadTokens: 0,
+          cacheCreationTokens: 0,
+        } satisfies ExchangeCompleted);
+      }
+      return;
+    }
     const full = this.level === 'full';
     const endedAt = Date.now();
     const records: NewRecord[] = [];
@@ -458,6 +477,20 @@ export class ExchangeRecording {
       },
     };
     records.push({ kind: 'exchange.response', exchangeId: this.id, sessionId: this.sessionId, at: endedAt, data });
+    if (exchangeCompletedChannel.hasSubscribers) {
+      exchangeCompletedChannel.publish({
+        connection: this.connection,
+        outcome,
+        status: this.status,
+        model,
+        durationMs: data.timing.durationMs,
+        firstByteMs: data.timing.firstByteMs,
+        inputTokens: usage?.input_tokens ?? 0,
+        outputTokens: usage?.output_tokens ?? 0,
+        cacheReadTokens: usage?.cache_read_input_tokens ?? 0,
+        cacheCreationTokens: usage?.cache_creation_input_tokens ?? 0,
+      } satisfies ExchangeCompleted);
+    }
     const searchText: SearchText[] = [];
     if (full) {
       const text = searchTextOf(this.lastRequestMessage, message);

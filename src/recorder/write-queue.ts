@@ -70,6 +70,11 @@ export class WriteQueue {
     });
   }
 
+  /** Records waiting to be written. */
+  get backlog(): number {
+    return this.records.length;
+  }
+
   /** Write everything pending now; resolves when it is durable (or failed and was reported). */
   flush(): Promise<void> {
     this.running = this.running.then(() => this.writePending());

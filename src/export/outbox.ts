@@ -1,0 +1,159 @@
+/**
+ * Streams audit events to SIEM sinks without losing any: the ledger is the outbox. Each sink has a cursor per chain
+ * (chains are written in order by one process each, so `chain_seq` is a gap-free, commit-ordered position — unlike a
+ * global sequence, which concurrent writers can commit out of order). A batch is delivered, then the cursor moves; a
+ * sink that is down keeps its cursor, and everything is delivered, in order, when it returns. Delivery is
+ * at-least-once: event ids (`<chain>:<chain_seq>`) are stable, for de-duplication.
+ *
+ * With several gateways on one store, one of them delivers for each sink at a time (`tryLeadership`).
+ */
+import type { Logger } from 'pino';
+import type { StoredRecord } from '../store/audit-store.js';
+import type { ExchangeRequestData } from '../store/record-types.js';
+import type { AuditEvent } from './audit-event.js';
+import { auditEventOf } from './record-events.js';
+import type { Sink } from './sink.js';
+
+export interface OutboxStore {
+  /** Every chain and its last chain_seq. */
+  chainHeads(): Promise<ReadonlyArray<{ chain: string; chainSeq: number }>>;
+  /** Records of one chain after `afterChainSeq`, in chain order. */
+  chainRecords(chain: string, afterChainSeq: number, limit: number): Promise<readonly StoredRecord[]>;
+  exchangeRecords(exchangeId: string): Promise<readonly StoredRecord[]>;
+  sinkCursors(sink: string): Promise<ReadonlyMap<string, number>>;
+  setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void>;
+  /** Whether this process should deliver for `name` now (PostgreSQL: an advisory lock; SQLite: always). */
+  tryLeadership(name: string): Promise<boolean>;
+}
+
+export interface SinkStatus {
+  readonly sink: string;
+  /** Events not yet delivered (records behind the cursors, over all chains). */
+  lag: number;
+  delivered: number;
+  failures: number;
+  lastError: string | null;
+  lastDeliveryAt: number | null;
+}
+
+export interface OutboxOptions {
+  readonly gateway: string;
+  readonly log: Logger;
+  readonly batchSize?: number;
+  readonly pollMs?: number;
+  readonly maxBackoffMs?: number;
+}
+
+export class Outbox {
+  private readonly status = new Map<string, SinkStatus>();
+  private readonly requests = new Map<string, ExchangeRequestData>();
+  private timer: NodeJS.Timeout | null = null;
+  private running: Promise<void> | null = null;
+  private readonly backoffUntil = new Map<string, number>();
+  private readonly backoff = new Map<string, number>();
+  private stopped = false;
+
+  constructor(
+    private readonly store: OutboxStore,
+    private readonly sinks: readonly Sink[],
+    private readonly options: OutboxOptions,
+  ) {
+    for (const s of sinks) {
+      this.status.set(s.name, { sink: s.name, lag: 0, delivered: 0, failures: 0, lastError: null, lastDeliveryAt: null });
+    }
+  }
+
+  start(): void {
+    if (this.sinks.length === 0) return;
+    const tick = (): void => {
+      if (this.stopped) return;
+      this.running = this.runOnce().finally(() => {
+        this.running = null;
+        if (!this.stopped) this.timer = setTimeout(tick, this.options.pollMs ?? 500).unref();
+      });
+    };
+    tick();
+  }
+
+  statuses(): SinkStatus[] {
+    return [...this.status.values()].map((s) => ({ ...s }));
+  }
+
+  /** One pass: deliver what is pending to every sink that is not backing off. Resolves when done (for tests). */
+  async runOnce(now = Date.now()): Promise<void> {
+    const heads = await this.store.chainHeads();
+    for (const sink of this.sinks) {
+      if ((this.backoffUntil.get(sink.name) ?? 0) > now) continue;
+      if (!(await this.store.tryLeadership(`outbox:${sink.name}`))) continue;
+      await this.deliverTo(sink, heads);
+    }
+  }
+
+  private async deliverTo(sink: Sink, heads: ReadonlyArray<{ chain: string; chainSeq: number }>): Promise<void> {
+    const status = this.status.get(sink.name)!;
+    const cursors = new Map(await this.store.sinkCursors(sink.name));
+    const batchSize = this.options.batchSize ?? 200;
+    try {
+      for (const { chain, chainSeq: head } of heads) {
+        let cursor = cursors.get(chain) ?? 0;
+        while (cursor < head && !this.stopped) {
+          const records = await this.store.chainRecords(chain, cursor, batchSize);
+          if (records.length === 0) break;
+          const events = await this.eventsOf(records);
+          if (events.length) await sink.deliver(events);
+          cursor = records.at(-1)!.chainSeq;
+          await this.store.setSinkCursor(sink.name, chain, cursor);
+          cursors.set(chain, cursor);
+          status.delivered += events.length;
+          status.lastDeliveryAt = Date.now();
+        }
+      }
+      this.backoff.delete(sink.name);
+      status.lastError = null;
+    } catch (err) {
+      status.failures++;
+      status.lastError = (err as Error).message;
+      const wait = Math.min((this.backoff.get(sink.name) ?? 500) * 2, this.options.maxBackoffMs ?? 60_000);
+      this.backoff.set(sink.name, wait);
+      this.backoffUntil.set(sink.name, Date.now() + wait);
+      this.options.log.warn({ sink: sink.name, err, retryInMs: wait }, 'SIEM sink delivery failed; events wait in the outbox');
+    } finally {
+      status.lag = heads.reduce((n, h) => n + Math.max(0, h.chainSeq - (cursors.get(h.chain) ?? 0)), 0);
+    }
+  }
+
+  private async eventsOf(records: readonly StoredRecord[]): Promise<AuditEvent[]> {
+    const events: AuditEvent[] = [];
+    for (const r of records) {
+      if (r.kind === 'exchange.request' && r.exchangeId) {
+        this.remember(r.exchangeId, JSON.parse(r.data) as ExchangeRequestData);
+        continue;
+      }
+      let request: ExchangeRequestData | undefined;
+      if (r.kind === 'exchange.response' && r.exchangeId) {
+        request = this.requests.get(r.exchangeId);
+        if (!request) {
+          const req = (await this.store.exchangeRecords(r.exchangeId)).find((x) => x.kind === 'exchange.request');
+          if (req) request = JSON.parse(req.data) as ExchangeRequestData;
+        }
+        this.requests.delete(r.exchangeId);
+      }
+      const e = auditEventOf(r, this.options.gateway, request);
+      if (e) events.push(e);
+    }
+    return events;
+  }
+
+  private remember(id: string, req: ExchangeRequestData): void {
+    if (this.requests.size >= 10_000) this.requests.delete(this.requests.keys().next().value!);
+    this.requests.set(id, req);
+  }
+
+  /** Stop polling; a final pass delivers what it can (bounded by `deadlineMs`). */
+  async close(deadlineMs = 2000): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.running) await Promise.race([this.running, new Promise((r) => setTimeout(r, deadlineMs))]);
+    await Promise.all(this.sinks.map((s) => s.close().catch(() => undefined)));
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * Which ledger records are audit events, and what each says. The ledger is the outbox: an event's id is the record's
+ * place in its chain (`<chain>:<chain_seq>`), stable across retries and replicas, so a SIEM can de-duplicate on it.
+ * Bodies never leave here — only identities, counts and outcomes (records are already masked).
+ */
+import type { Principal } from '../identity/principal.js';
+import type { KeyCreatedData, KeyRevokedData, StoredRecord } from '../store/audit-store.js';
+import type { ExchangeRequestData, ExchangeResponseData } from '../store/record-types.js';
+import type { AuditActor, AuditEvent } from './audit-event.js';
+
+function actor(p: Principal | undefined): AuditActor | undefined {
+  if (!p) return undefined;
+  return {
+    method: p.method,
+    subject: p.subject,
+    ...(p.issuer !== undefined ? { issuer: p.issuer } : {}),
+    ...(p.email !== undefined ? { email: p.email } : {}),
+    ...(p.groups !== undefined ? { groups: p.groups } : {}),
+  };
+}
+
+export function eventId(r: Pick<StoredRecord, 'chain' | 'chainSeq'>): string {
+  return `${r.chain}:${r.chainSeq}`;
+}
+
+/**
+ * The audit event a record stands for, or null for records that are not events on their own (request and stream
+ * records: an exchange is reported once, when it completes — `request` is its request record, when at hand).
+ */
+export function auditEventOf(r: StoredRecord, gateway: string, request?: ExchangeRequestData): AuditEvent | null {
+  const base = { id: eventId(r), time: new Date(r.at).toISOString(), gateway: `${gateway}/${r.chain}` };
+  const data = JSON.parse(r.data) as Record<string, unknown>;
+  switch (r.kind) {
+    case 'exchange.response': {
+      const d = data as unknown as ExchangeResponseData;
+      const a = actor(request?.caller);
+      return {
+        ...base,
+        type: 'exchange.completed',
+        severity: d.outcome === 'ok' ? 'info' : 'warning',
+        ...(a ? { actor: a } : {}),
+        ...(request ? { connection: request.connection } : {}),
+        ...(r.sessionId ? { session: r.sessionId } : {}),
+        ...(r.exchangeId ? { exchange: r.exchangeId } : {}),
+        attributes: {
+          model: d.model,
+          outcome: d.outcome,
+          status: d.status,
+          stop_reason: d.stopReason,
+          input_tokens: d.usage?.input_tokens ?? null,
+          output_tokens: d.usage?.output_tokens ?? null,
+          cache_read_input_tokens: d.usage?.cache_read_input_tokens ?? null,
+          cache_creation_input_tokens: d.usage?.cache_creation_input_tokens ?? null,
+          latency_ms: d.timing.durationMs,
+          first_byte_ms: d.timing.firstByteMs,
+          ...(request ? { method: request.request.method, path: request.request.path } : {}),
+          ...(d.masking ? { masking: d.masking.counts } : {}),
+        },
+      };
+    }
+    case 'access.denied': {
+      const a = actor(data.caller as Principal | undefined);
+      return {
+        ...base,
+        type: 'access.denied',
+        severity: 'warning',
+        ...(a ? { actor: a } : {}),
+        ...(typeof data.connection === 'string' ? { connection: data.connection } : {}),
+        attributes: {
+          status: data.status as number,
+          reason: data.reason as string,
+          path: (data.path as string | undefined) ?? null,
+          client_address: (data.clientAddress as string | undefined) ?? null,
+        },
+      };
+    }
+    case 'key.created':
+    case 'key.revoked': {
+      const d = data as unknown as KeyCreatedData & KeyRevokedData;
+      return {
+        ...base,
+        type: r.kind === 'key.created' ? 'key.created' : 'key.revoked',
+        severity: 'info',
+        actor: { method: 'cli', subject: (r.kind === 'key.created' ? d.createdBy : d.revokedBy) ?? 'unknown' },
+        attributes: {
+          key_name: d.name,
+          ...(r.kind === 'key.created' ? { owner: d.owner, expires_at: d.expiresAt, connections: d.connections.join(',') } : {}),
+        },
+      };
+    }
+    case 'recording.read': {
+      const a = actor(data.actor as Principal | undefined);
+      return {
+        ...base,
+        type: 'recording.read',
+        severity: 'info',
+        ...(a ? { actor: a } : {}),
+        attributes: {
+          what: (data.what as string | undefined) ?? null,
+          ids: Array.isArray(data.ids) ? (data.ids as string[]).slice(0, 50).join(',') : null,
+        },
+      };
+    }
+    default:
+      if (r.kind.startsWith('approval.')) {
+        const a = actor((data.approver ?? data.caller) as Principal | undefined);
+        return {
+          ...base,
+          type: r.kind === 'approval.held' ? 'approval.held' : 'approval.decided',
+          severity: r.kind === 'approval.held' ? 'info' : 'warning',
+          ...(a ? { actor: a } : {}),
+          ...(typeof data.connection === 'string' ? { connection: data.connection } : {}),
+          ...(r.sessionId ? { session: r.sessionId } : {}),
+          ...(r.exchangeId ? { exchange: r.exchangeId } : {}),
+          attributes: {
+            record: r.kind,
+            approval_id: (data.approvalId as string | undefined) ?? (data.id as string | undefined) ?? null,
+            decision: (data.decision as string | undefined) ?? null,
+            rule: typeof data.rule === 'string' ? data.rule : ((data.rule as { name?: string } | undefined)?.name ?? null),
+            reason: (data.reason as string | undefined) ?? null,
+          },
+        };
+      }
+      return null;
+  }
+}

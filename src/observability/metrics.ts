@@ -1,0 +1,135 @@
+/**
+ * Prometheus metrics (`GET /metrics` on the admin listener): requests, latency and time to first byte, tokens,
+ * refusals, recording failures, and SIEM outbox lag and failures. Fed from the data path's diagnostics channels, so
+ * the proxy knows nothing about them.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { accessDeniedChannel, exchangeCompletedChannel, type AccessDenied, type ExchangeCompleted } from '../recorder/diagnostics.js';
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+
+export interface MetricsSources {
+  /** Recording failures since start. */
+  recordingFailures(): number;
+  /** Records waiting to be written. */
+  recordingBacklog(): number;
+  /** Per SIEM sink. */
+  sinks(): ReadonlyArray<{ sink: string; lag: number; failures: number; delivered: number }>;
+}
+
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly onExchange: (m: unknown) => void;
+  private readonly onDenied: (m: unknown) => void;
+
+  constructor(sources: MetricsSources) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r, prefix: 'vigil_process_' });
+    const requests = new Counter({
+      name: 'vigil_requests_total',
+      help: 'Exchanges completed, by connection, outcome and upstream status',
+      labelNames: ['connection', 'outcome', 'status'],
+      registers: [r],
+    });
+    const duration = new Histogram({
+      name: 'vigil_request_duration_seconds',
+      help: 'Time from request to the end of the response',
+      labelNames: ['connection'],
+      buckets: LATENCY_BUCKETS,
+      registers: [r],
+    });
+    const ttfb = new Histogram({
+      name: 'vigil_time_to_first_byte_seconds',
+      help: 'Time from request to upstream’s first response byte',
+      labelNames: ['connection'],
+      buckets: LATENCY_BUCKETS,
+      registers: [r],
+    });
+    const tokens = new Counter({
+      name: 'vigil_tokens_total',
+      help: 'Tokens reported by upstream, by kind (input, output, cache_read, cache_creation)',
+      labelNames: ['connection', 'model', 'kind'],
+      registers: [r],
+    });
+    const denied = new Counter({
+      name: 'vigil_access_denied_total',
+      help: 'Callers refused before forwarding (401, 403)',
+      labelNames: ['connection', 'status'],
+      registers: [r],
+    });
+    new Gauge({
+      name: 'vigil_recording_failures_total',
+      help: 'Records that could not be written to the store since start',
+      registers: [r],
+      collect() {
+        this.set(sources.recordingFailures());
+      },
+    });
+    new Gauge({
+      name: 'vigil_recording_backlog',
+      help: 'Records waiting to be written to the store',
+      registers: [r],
+      collect() {
+        this.set(sources.recordingBacklog());
+      },
+    });
+    new Gauge({
+      name: 'vigil_outbox_lag_events',
+      help: 'Audit records not yet delivered to a SIEM sink',
+      labelNames: ['sink'],
+      registers: [r],
+      collect() {
+        for (const s of sources.sinks()) this.set({ sink: s.sink }, s.lag);
+      },
+    });
+    new Gauge({
+      name: 'vigil_sink_failures_total',
+      help: 'Failed deliveries to a SIEM sink since start',
+      labelNames: ['sink'],
+      registers: [r],
+      collect() {
+        for (const s of sources.sinks()) this.set({ sink: s.sink }, s.failures);
+      },
+    });
+    new Gauge({
+      name: 'vigil_sink_delivered_total',
+      help: 'Audit events delivered to a SIEM sink since start',
+      labelNames: ['sink'],
+      registers: [r],
+      collect() {
+        for (const s of sources.sinks()) this.set({ sink: s.sink }, s.delivered);
+      },
+    });
+
+    this.onExchange = (m) => {
+      const e = m as ExchangeCompleted;
+      requests.inc({ connection: e.connection, outcome: e.outcome, status: String(e.status ?? 'none') });
+      duration.observe({ connection: e.connection }, e.durationMs / 1000);
+      if (e.firstByteMs !== null) ttfb.observe({ connection: e.connection }, e.firstByteMs / 1000);
+      const model = e.model ?? 'unknown';
+      if (e.inputTokens) tokens.inc({ connection: e.connection, model, kind: 'input' }, e.inputTokens);
+      if (e.outputTokens) tokens.inc({ connection: e.connection, model, kind: 'output' }, e.outputTokens);
+      if (e.cacheReadTokens) tokens.inc({ connection: e.connection, model, kind: 'cache_read' }, e.cacheReadTokens);
+      if (e.cacheCreationTokens) tokens.inc({ connection: e.connection, model, kind: 'cache_creation' }, e.cacheCreationTokens);
+    };
+    this.onDenied = (m) => {
+      const d = m as AccessDenied;
+      denied.inc({ connection: d.connection, status: String(d.status) });
+    };
+    exchangeCompletedChannel.subscribe(this.onExchange);
+    accessDeniedChannel.subscribe(this.onDenied);
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  close(): void {
+    exchangeCompletedChannel.unsubscribe(this.onExchange);
+    accessDeniedChannel.unsubscribe(this.onDenied);
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * What the data path announces, on `node:diagnostics_channel`: free when nobody subscribes (undici's pattern), and
+ * the only coupling between the hot path and metrics.
+ */
+import diagnostics from 'node:diagnostics_channel';
+
+export interface ExchangeCompleted {
+  readonly connection: string;
+  readonly outcome: string;
+  readonly status: number | null;
+  readonly model: string | null;
+  readonly durationMs: number;
+  readonly firstByteMs: number | null;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  readonly cacheReadTokens: number;
+  readonly cacheCreationTokens: number;
+}
+
+export interface AccessDenied {
+  readonly connection: string;
+  readonly status: number;
+}
+
+export const exchangeCompletedChannel = diagnostics.channel('vigil:exchange.completed');
+export const accessDeniedChannel = diagnostics.channel('vigil:access.denied');
