@@ -108,3 +108,20 @@ describe.each(['tcp', 'tls'] as const)('syslog over %s when rsyslog restarts', (
     expect(got.map((r) => (JSON.parse(r.msg) as AuditEvent).id)).toEqual(['evt-0010', 'evt-0011', 'evt-0012']);
   });
 });
+
+describe('syslog over tls certificate checks', () => {
+  it('refuses rsyslog\'s self-signed certificate when it is not the configured CA', async () => {
+    const config = sinkConfigSchema.parse({
+      type: 'syslog',
+      name: 'no-ca',
+      transport: 'tls',
+      host: '127.0.0.1',
+      port: rsyslog.ports.tls,
+    });
+    const sink = createSink(config);
+    sinks.push(sink);
+    const before = (await rsyslog.received('tls')).length;
+    await expect(sink.deliver([exchangeEvent(20)])).rejects.toThrow(/self-signed certificate/);
+    expect((await rsyslog.received('tls')).length).toBe(before);
+  });
+});

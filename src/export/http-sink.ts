@@ -1,0 +1,77 @@
+/**
+ * The generic webhook sink: POSTs `{ "events": [...] }` as JSON, optionally signed so the receiver can check the
+ * batch came from this gateway and is recent.
+ *
+ * Signature: `x-vigil-timestamp: <unix seconds>` and `x-vigil-signature: sha256=<hex>` where the hex is
+ * HMAC-SHA256(secret, `<timestamp>.<body>`). The timestamp is inside the MAC (as Stripe and Slack do) so a captured
+ * request cannot be replayed later under a fresh timestamp; receivers should reject timestamps older than a few
+ * minutes and de-duplicate events by `id`.
+ */
+import { createHmac } from 'node:crypto';
+import type { AuditEvent } from './audit-event.js';
+import { describeError } from './internal/describe-error.js';
+import { HttpTarget } from './internal/http-target.js';
+import { outgoingEvent } from './internal/outgoing-event.js';
+import { readConfigFile, readHeaders, readSecret } from './internal/read-secret.js';
+import type { Sink } from './sink.js';
+import { SinkDeliveryError } from './sink-delivery-error.js';
+import type { HttpSinkConfig } from './sinks-config.js';
+
+/** The MAC over one request: hex HMAC-SHA256 of `<timestamp>.<body>`. */
+export function vigilSignature(secret: string, timestamp: string, body: string): string {
+  return createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex');
+}
+
+export class HttpSink implements Sink {
+  readonly name: string;
+  readonly #config: HttpSinkConfig;
+  readonly #target: HttpTarget;
+  readonly #path: string;
+  readonly #secret: string | undefined;
+  readonly #headers: Record<string, string>;
+
+  /** Reads the secret and CA now: a missing one is a start-up error naming the config key. */
+  constructor(config: HttpSinkConfig) {
+    const where = `siem.sinks (${config.name})`;
+    this.name = config.name;
+    this.#config = config;
+    const url = new URL(config.url);
+    this.#path = url.pathname + url.search;
+    this.#secret = config.secret ? readSecret(config.secret, `${where}.secret`) : undefined;
+    this.#headers = readHeaders(config.headers, where);
+    this.#target = new HttpTarget(url.origin, {
+      timeoutMs: config.timeout,
+      ca: config.ca ? readConfigFile(config.ca, `${where}.ca`) : undefined,
+    });
+  }
+
+  /** POSTs the events in chunks of `batch_size`, in order; resolves once every chunk got a 2xx. */
+  async deliver(events: readonly AuditEvent[]): Promise<void> {
+    for (let i = 0; i < events.length; i += this.#config.batch_size) {
+      await this.#post(events.slice(i, i + this.#config.batch_size));
+    }
+  }
+
+  async #post(events: readonly AuditEvent[]): Promise<void> {
+    const body = JSON.stringify({ events: events.map((e) => outgoingEvent(e, this.#config.include_content)) });
+    const headers: Record<string, string> = { ...this.#headers, 'content-type': 'application/json' };
+    if (this.#secret !== undefined) {
+      const timestamp = String(Math.floor(Date.now() / 1000));
+      headers['x-vigil-timestamp'] = timestamp;
+      headers['x-vigil-signature'] = `sha256=${vigilSignature(this.#secret, timestamp, body)}`;
+    }
+    let res;
+    try {
+      res = await this.#target.post(this.#path, body, headers);
+    } catch (err) {
+      throw new SinkDeliveryError(this.name, `POST ${this.#config.url} failed: ${describeError(err)}`, { cause: err });
+    }
+    if (res.status < 200 || res.status > 299) {
+      throw new SinkDeliveryError(this.name, `POST ${this.#config.url} answered ${res.status}: ${res.text.slice(0, 300)}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#target.close();
+  }
+}

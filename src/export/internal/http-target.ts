@@ -1,0 +1,63 @@
+/**
+ * One HTTP receiver of audit events (a webhook, Splunk HEC, an OpenTelemetry collector): a keep-alive undici Pool to
+ * its origin and a POST with one deadline per attempt. Retrying is the outbox's job, not this one's.
+ */
+import { Pool } from 'undici';
+import type { Dispatcher } from 'undici';
+
+/** How much of a response body is kept: enough for an error message or a HEC status, never a runaway body. */
+const MAX_RESPONSE_BYTES = 64 * 1024;
+
+export interface HttpTargetResponse {
+  readonly status: number;
+  readonly contentType: string;
+  /** The first 64 KiB of the body, as text. */
+  readonly text: string;
+}
+
+export class HttpTarget {
+  readonly #pool: Pool;
+  readonly #timeoutMs: number;
+
+  /** `ca`: PEM bundle replacing Node's bundled CAs for this origin. */
+  constructor(origin: string, options: { timeoutMs: number; ca?: string | undefined }) {
+    this.#timeoutMs = options.timeoutMs;
+    this.#pool = new Pool(origin, {
+      // Deliveries to one receiver are sequential; a second connection only helps a close racing a new batch.
+      connections: 2,
+      connect: { timeout: options.timeoutMs, ...(options.ca !== undefined ? { ca: options.ca } : {}) },
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+    });
+  }
+
+  /**
+   * POSTs `body` to `path` (with its query, if any) and returns the response. Throws on connection failure and when
+   * the whole attempt, response body included, takes longer than the timeout.
+   */
+  async post(path: string, body: string, headers: Record<string, string>): Promise<HttpTargetResponse> {
+    const signal = AbortSignal.timeout(this.#timeoutMs);
+    const res = await this.#pool.request({ path, method: 'POST', headers, body, signal });
+    const text = await readBounded(res.body, MAX_RESPONSE_BYTES);
+    const type = res.headers['content-type'];
+    return { status: res.statusCode, contentType: (Array.isArray(type) ? type[0] : type) ?? '', text };
+  }
+
+  /** Closes idle connections and waits for in-flight requests. */
+  async close(): Promise<void> {
+    await this.#pool.close();
+  }
+}
+
+/** Reads at most `limit` bytes and discards the rest, so the connection can be reused without buffering it. */
+async function readBounded(body: Dispatcher.ResponseData['body'], limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    if (size < limit) {
+      chunks.push(chunk.subarray(0, limit - size));
+      size += Math.min(chunk.length, limit - size);
+    }
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

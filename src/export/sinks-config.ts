@@ -1,0 +1,216 @@
+/**
+ * The `siem` config section: where audit events are streamed, as a list of sinks under `siem.sinks`.
+ *
+ * Kept apart from config-schema.ts so that file can import it without a cycle; for the same reason it does not import
+ * `duration` or the secret reference from there but declares its own (same syntax, same shapes).
+ */
+import path from 'node:path';
+import { z } from 'zod';
+
+const DURATION = /^(\d+)(ms|s|m|h)$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+
+/** `10s`, `500ms`, `2m`, or a number of milliseconds; at least 1 ms. */
+const timeout = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
+  if (typeof v === 'number') return v;
+  const m = DURATION.exec(v.trim());
+  const ms = m ? Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS] : 0;
+  if (!m || ms <= 0) {
+    ctx.addIssue({ code: 'custom', message: `must be a duration such as 500ms, 10s or 2m (got "${v}")` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+/** A secret is never written in the config: it is read from an environment variable or a file. */
+const secretRef = z.union([
+  z.object({ env: z.string().min(1) }).strict(),
+  z.object({ file: z.string().min(1) }).strict(),
+]);
+export type SinkSecretRef = z.output<typeof secretRef>;
+
+/** Certificates are not secret but are long: only as a file. */
+const fileRef = z.object({ file: z.string().min(1) }).strict();
+
+/** The sink's name keys its delivery cursor in the outbox, so it must stay stable across restarts. */
+const sinkName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit');
+
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' });
+
+/** Extra request headers; values that carry credentials go by reference like any other secret. */
+const extraHeaders = z.record(
+  z.string().regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/, 'must be a valid HTTP header name'),
+  z.union([z.string(), secretRef]),
+);
+
+/** Masked request/response content leaves the gateway only where a sink asks for it. */
+const includeContent = z.boolean().default(false);
+
+/** RFC 5424 §6.2.1 facility codes a security team would route audit events by. */
+export const SYSLOG_FACILITIES = {
+  auth: 4,
+  authpriv: 10,
+  local0: 16,
+  local1: 17,
+  local2: 18,
+  local3: 19,
+  local4: 20,
+  local5: 21,
+  local6: 22,
+  local7: 23,
+} as const;
+export type SyslogFacility = keyof typeof SYSLOG_FACILITIES;
+
+/** The largest UDP payload over IPv4 (65535 - 8 UDP header - 20 IP header). */
+export const MAX_UDP_PAYLOAD = 65_507;
+
+export const syslogSinkSchema = z
+  .object({
+    type: z.literal('syslog'),
+    name: sinkName,
+    transport: z.enum(['udp', 'tcp', 'tls']),
+    host: z.string().min(1),
+    port: z.number().int().min(1).max(65535),
+    /** CA bundle to verify the server's certificate (TLS); default: Node's bundled CAs. */
+    ca: fileRef.optional(),
+    /** Client certificate and key for mutual TLS. */
+    cert: fileRef.optional(),
+    key: secretRef.optional(),
+    /** Verify the server's certificate and name (TLS). Turning this off lets anyone on the path read the events. */
+    reject_unauthorized: z.boolean().default(true),
+    /** RFC 5424 APP-NAME: printable US-ASCII, at most 48 characters. */
+    app_name: z
+      .string()
+      .regex(/^[!-~]{1,48}$/, 'must be 1-48 printable US-ASCII characters without spaces')
+      .default('vigil'),
+    facility: z.enum(Object.keys(SYSLOG_FACILITIES) as [SyslogFacility, ...SyslogFacility[]]).default('authpriv'),
+    /**
+     * Largest message sent, header included. A larger event is shortened so its JSON stays whole: first without
+     * `content`, then without `attributes` and `actor` (marked `"truncated": true`). The default matches rsyslog's
+     * default maxMessageSize; raise both together for TCP/TLS.
+     */
+    max_message_size: z.number().int().min(480).max(1024 * 1024).default(8192),
+    /** Time allowed to connect and to hand a batch to the kernel. */
+    timeout: timeout.default(10_000),
+    include_content: includeContent,
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    if (c.transport !== 'tls') {
+      for (const key of ['ca', 'cert', 'key'] as const) {
+        if (c[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'applies only to transport: tls' });
+      }
+    }
+    if ((c.cert === undefined) !== (c.key === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [c.cert ? 'key' : 'cert'], message: 'cert and key go together (mutual TLS)' });
+    }
+    if (c.transport === 'udp' && c.max_message_size > MAX_UDP_PAYLOAD) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['max_message_size'],
+        message: `must be at most ${MAX_UDP_PAYLOAD} for transport: udp (one datagram per message)`,
+      });
+    }
+  });
+export type SyslogSinkConfig = z.output<typeof syslogSinkSchema>;
+
+export const httpSinkSchema = z
+  .object({
+    type: z.literal('http'),
+    name: sinkName,
+    url: httpUrl,
+    /** Signs each body with HMAC-SHA256 (`x-vigil-signature`) so the receiver can tell it came from this gateway. */
+    secret: secretRef.optional(),
+    /** Most events in one POST; a larger batch is sent as several POSTs in order. */
+    batch_size: z.number().int().min(1).max(10_000).default(100),
+    /** Time allowed for one POST, from connecting to the end of the response. */
+    timeout: timeout.default(10_000),
+    headers: extraHeaders.optional(),
+    /** CA bundle to verify the receiver's certificate; default: Node's bundled CAs. */
+    ca: fileRef.optional(),
+    include_content: includeContent,
+  })
+  .strict();
+export type HttpSinkConfig = z.output<typeof httpSinkSchema>;
+
+export const splunkHecSinkSchema = z
+  .object({
+    type: z.literal('splunk_hec'),
+    name: sinkName,
+    /** The HEC base URL, e.g. https://splunk.example.com:8088 (the event path is appended). */
+    url: httpUrl,
+    token: secretRef,
+    index: z.string().min(1).optional(),
+    source: z.string().min(1).default('vigil'),
+    sourcetype: z.string().min(1).default('vigil:audit'),
+    timeout: timeout.default(10_000),
+    ca: fileRef.optional(),
+    include_content: includeContent,
+  })
+  .strict();
+export type SplunkHecSinkConfig = z.output<typeof splunkHecSinkSchema>;
+
+export const otlpSinkSchema = z
+  .object({
+    type: z.literal('otlp'),
+    name: sinkName,
+    /** The collector's OTLP/HTTP base URL, e.g. http://collector:4318 (`/v1/logs` is appended). */
+    endpoint: httpUrl,
+    headers: extraHeaders.optional(),
+    timeout: timeout.default(10_000),
+    ca: fileRef.optional(),
+    include_content: includeContent,
+  })
+  .strict();
+export type OtlpSinkConfig = z.output<typeof otlpSinkSchema>;
+
+export const sinkConfigSchema = z.discriminatedUnion('type', [
+  syslogSinkSchema,
+  httpSinkSchema,
+  splunkHecSinkSchema,
+  otlpSinkSchema,
+]);
+export type SinkConfig = z.output<typeof sinkConfigSchema>;
+export type SinkConfigInput = z.input<typeof sinkConfigSchema>;
+
+/** The `siem` section. */
+export const siemConfigSchema = z
+  .object({ sinks: z.array(sinkConfigSchema).default([]) })
+  .strict()
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.sinks.forEach((sink, i) => {
+      if (seen.has(sink.name)) {
+        ctx.addIssue({ code: 'custom', path: ['sinks', i, 'name'], message: `duplicate sink name "${sink.name}"` });
+      }
+      seen.add(sink.name);
+    });
+  });
+export type SiemConfig = z.output<typeof siemConfigSchema>;
+
+/**
+ * Resolves the sink's relative `{ file }` paths (secrets, certificates) against `baseDir`, the config file's folder,
+ * in place: call it before the config is frozen, as validateConfig does for connection credentials.
+ */
+export function resolveSinkPaths(sink: SinkConfig, baseDir: string): void {
+  const refs: Array<{ file: string } | { env: string } | undefined> = [];
+  switch (sink.type) {
+    case 'syslog':
+      refs.push(sink.ca, sink.cert, sink.key);
+      break;
+    case 'http':
+      refs.push(sink.secret, sink.ca, ...Object.values(sink.headers ?? {}).filter((h) => typeof h !== 'string'));
+      break;
+    case 'splunk_hec':
+      refs.push(sink.token, sink.ca);
+      break;
+    case 'otlp':
+      refs.push(sink.ca, ...Object.values(sink.headers ?? {}).filter((h) => typeof h !== 'string'));
+      break;
+  }
+  for (const ref of refs) {
+    if (ref && 'file' in ref) ref.file = path.resolve(baseDir, ref.file);
+  }
+}

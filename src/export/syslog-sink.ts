@@ -1,0 +1,82 @@
+/**
+ * The syslog sink: RFC 5424 messages over UDP (one datagram each), TCP or TLS (octet-counted frames on a persistent
+ * connection that is reopened after a failure). A batch is written as one buffer, so it reaches the receiver in order.
+ */
+import { hostname as osHostname } from 'node:os';
+import type { ConnectionOptions } from 'node:tls';
+import type { AuditEvent } from './audit-event.js';
+import { describeError } from './internal/describe-error.js';
+import { outgoingEvent } from './internal/outgoing-event.js';
+import { readConfigFile, readSecret } from './internal/read-secret.js';
+import type { Sink } from './sink.js';
+import { SinkDeliveryError } from './sink-delivery-error.js';
+import type { SyslogSinkConfig } from './sinks-config.js';
+import { formatSyslogMessage, octetCountedFrame, type SyslogMessageOptions } from './syslog-message.js';
+import { SyslogStreamTransport } from './syslog-stream-transport.js';
+import { SyslogUdpTransport } from './syslog-udp-transport.js';
+
+export class SyslogSink implements Sink {
+  readonly name: string;
+  readonly #config: SyslogSinkConfig;
+  readonly #format: SyslogMessageOptions;
+  readonly #udp: SyslogUdpTransport | undefined;
+  readonly #stream: SyslogStreamTransport | undefined;
+  /** Deliveries run one after another so batches cannot interleave on the connection. */
+  #queue: Promise<unknown> = Promise.resolve();
+  #closed = false;
+
+  /** Reads the TLS files now: a missing one is a start-up error naming the config key. */
+  constructor(config: SyslogSinkConfig, opts: { hostname?: string } = {}) {
+    const where = `siem.sinks (${config.name})`;
+    this.name = config.name;
+    this.#config = config;
+    this.#format = {
+      facility: config.facility,
+      appName: config.app_name,
+      hostname: opts.hostname ?? osHostname(),
+      procId: String(process.pid),
+      maxBytes: config.max_message_size,
+    };
+    if (config.transport === 'udp') {
+      this.#udp = new SyslogUdpTransport(config.host, config.port);
+    } else {
+      let tls: ConnectionOptions | undefined;
+      if (config.transport === 'tls') {
+        tls = {
+          rejectUnauthorized: config.reject_unauthorized,
+          ...(config.ca ? { ca: readConfigFile(config.ca, `${where}.ca`) } : {}),
+          ...(config.cert ? { cert: readConfigFile(config.cert, `${where}.cert`) } : {}),
+          ...(config.key ? { key: readSecret(config.key, `${where}.key`) } : {}),
+        };
+      }
+      this.#stream = new SyslogStreamTransport({ host: config.host, port: config.port, timeoutMs: config.timeout, tls });
+    }
+  }
+
+  /** Resolves once every message of the batch was handed to the kernel without error; otherwise throws. */
+  deliver(events: readonly AuditEvent[]): Promise<void> {
+    const run = this.#queue.then(() => this.#deliver(events));
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #deliver(events: readonly AuditEvent[]): Promise<void> {
+    if (this.#closed) throw new SinkDeliveryError(this.name, 'sink is closed');
+    if (events.length === 0) return;
+    const messages = events.map((e) => formatSyslogMessage(outgoingEvent(e, this.#config.include_content), this.#format));
+    const target = `${this.#config.transport}://${this.#config.host}:${this.#config.port}`;
+    try {
+      if (this.#udp) await this.#udp.send(messages);
+      else await this.#stream!.send(Buffer.concat(messages.map(octetCountedFrame)));
+    } catch (err) {
+      throw new SinkDeliveryError(this.name, `syslog to ${target} failed: ${describeError(err)}`, { cause: err });
+    }
+  }
+
+  /** Waits for the delivery in progress, then closes the connection. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#queue;
+    await (this.#udp ?? this.#stream)!.close();
+  }
+}

@@ -1,0 +1,112 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../../src/errors.js';
+import { createSink, type Sink } from '../../../src/export/sink.js';
+import { SinkDeliveryError } from '../../../src/export/sink-delivery-error.js';
+import { sinkConfigSchema, type SinkConfigInput } from '../../../src/export/sinks-config.js';
+import { closedPort, startRecordingHttpServer, type RecordingHttpServer } from '../../support/recording-http-server.js';
+import { deniedEvent, exchangeEvent, verifyFailedEvent } from '../../support/sample-audit-events.js';
+
+let server: RecordingHttpServer;
+const sinks: Sink[] = [];
+
+beforeAll(async () => {
+  server = await startRecordingHttpServer();
+  process.env.VIGIL_TEST_WEBHOOK_SECRET = 'whsec-test-1234';
+  process.env.VIGIL_TEST_WEBHOOK_TOKEN = 'Bearer abc';
+});
+afterEach(async () => {
+  await Promise.all(sinks.splice(0).map((s) => s.close()));
+  server.requests.length = 0;
+  server.reply = () => ({ status: 200 });
+});
+afterAll(async () => {
+  await server.close();
+});
+
+function httpSink(overrides: Partial<Extract<SinkConfigInput, { type: 'http' }>> = {}): Sink {
+  const sink = createSink(sinkConfigSchema.parse({ type: 'http', name: 'webhook', url: `${server.url}/hooks/vigil?src=gw`, ...overrides }));
+  sinks.push(sink);
+  return sink;
+}
+
+/** What a receiver does: recompute the MAC over `<timestamp>.<body>` and compare in constant time. */
+function signatureVerifies(secret: string, timestamp: string, body: string, header: string): boolean {
+  const expected = Buffer.from(`sha256=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`);
+  const got = Buffer.from(header);
+  return expected.length === got.length && timingSafeEqual(expected, got);
+}
+
+describe('http sink', () => {
+  it('POSTs {events:[…]} as JSON to the configured URL, without content unless opted in', async () => {
+    const batch = [exchangeEvent(1, { content: { request: { secret: 'masked' } } }), deniedEvent(2)];
+    await httpSink({ headers: { 'X-Team': 'sec', authorization: { env: 'VIGIL_TEST_WEBHOOK_TOKEN' } } }).deliver(batch);
+
+    expect(server.requests).toHaveLength(1);
+    const req = server.requests[0]!;
+    expect([req.method, req.url, req.headers['content-type']]).toEqual(['POST', '/hooks/vigil?src=gw', 'application/json']);
+    expect(req.headers['x-team']).toBe('sec');
+    expect(req.headers.authorization).toBe('Bearer abc');
+    expect(req.headers['x-vigil-signature']).toBeUndefined();
+    const { content: _c, ...first } = batch[0]!;
+    expect(JSON.parse(req.body)).toEqual({ events: [first, batch[1]] });
+  });
+
+  it('sends content when the sink has include_content: true', async () => {
+    const e = exchangeEvent(1, { content: { request: { messages: ['[masked]'] } } });
+    await httpSink({ include_content: true }).deliver([e]);
+    expect(JSON.parse(server.requests[0]!.body)).toEqual({ events: [e] });
+  });
+
+  it('signs the body with HMAC-SHA256 over "<timestamp>.<body>", which the receiver can verify', async () => {
+    await httpSink({ secret: { env: 'VIGIL_TEST_WEBHOOK_SECRET' } }).deliver([exchangeEvent(1)]);
+    const req = server.requests[0]!;
+    const timestamp = String(req.headers['x-vigil-timestamp']);
+    const signature = String(req.headers['x-vigil-signature']);
+    expect(timestamp).toMatch(/^\d+$/);
+    expect(Math.abs(Number(timestamp) - Date.now() / 1000)).toBeLessThan(5);
+    expect(signature).toMatch(/^sha256=[0-9a-f]{64}$/);
+    expect(signatureVerifies('whsec-test-1234', timestamp, req.body, signature)).toBe(true);
+    // A tampered body or a replayed signature under another timestamp does not verify.
+    expect(signatureVerifies('whsec-test-1234', timestamp, req.body.replace('alice', 'mallory'), signature)).toBe(false);
+    expect(signatureVerifies('whsec-test-1234', String(Number(timestamp) + 600), req.body, signature)).toBe(false);
+  });
+
+  it('splits a batch larger than batch_size into POSTs in order', async () => {
+    const batch = Array.from({ length: 5 }, (_, i) => exchangeEvent(i + 1));
+    await httpSink({ batch_size: 2 }).deliver(batch);
+    const ids = server.requests.map((r) => (JSON.parse(r.body) as { events: Array<{ id: string }> }).events.map((e) => e.id));
+    expect(ids).toEqual([['evt-0001', 'evt-0002'], ['evt-0003', 'evt-0004'], ['evt-0005']]);
+  });
+
+  it('throws on a non-2xx answer, naming the status', async () => {
+    server.reply = () => ({ status: 500, body: 'database is down' });
+    const err = await httpSink().deliver([verifyFailedEvent()]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SinkDeliveryError);
+    expect((err as Error).message).toMatch(/webhook.*answered 500: database is down/);
+  });
+
+  it('throws when a later chunk fails, so the outbox retries the batch', async () => {
+    server.reply = () => (server.requests.length === 2 ? { status: 503 } : { status: 204 });
+    await expect(httpSink({ batch_size: 1 }).deliver([exchangeEvent(1), exchangeEvent(2)])).rejects.toThrow(/503/);
+  });
+
+  it('throws when the receiver does not answer within the timeout', async () => {
+    server.reply = () => ({ status: 200, hang: true });
+    const started = Date.now();
+    await expect(httpSink({ timeout: '200ms' }).deliver([exchangeEvent(1)])).rejects.toThrow(/timed out/);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('throws when the connection is refused', async () => {
+    const port = await closedPort();
+    const sink = createSink(sinkConfigSchema.parse({ type: 'http', name: 'webhook', url: `http://127.0.0.1:${port}/` }));
+    sinks.push(sink);
+    await expect(sink.deliver([exchangeEvent(1)])).rejects.toThrow(/ECONNREFUSED/);
+  });
+
+  it('refuses to start when the secret is missing, naming the config key', () => {
+    expect(() => httpSink({ secret: { env: 'VIGIL_TEST_NOT_SET' } })).toThrow(ConfigError);
+    expect(() => httpSink({ secret: { env: 'VIGIL_TEST_NOT_SET' } })).toThrow(/siem.sinks \(webhook\).secret.*VIGIL_TEST_NOT_SET/);
+  });
+});

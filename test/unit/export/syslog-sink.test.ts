@@ -1,0 +1,151 @@
+/**
+ * The syslog sink's transports against plain Node servers, byte for byte (the real receiver is in
+ * test/e2e/rsyslog.test.ts): framing, ordering of concurrent deliveries, and the failures that must throw.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { AuditEvent } from '../../../src/export/audit-event.js';
+import { createSink, type Sink } from '../../../src/export/sink.js';
+import { SinkDeliveryError } from '../../../src/export/sink-delivery-error.js';
+import { sinkConfigSchema } from '../../../src/export/sinks-config.js';
+import { closedPort } from '../../support/recording-http-server.js';
+import { deniedEvent, exchangeEvent } from '../../support/sample-audit-events.js';
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function syslogSink(transport: 'udp' | 'tcp' | 'tls', port: number, extra: Record<string, unknown> = {}): Sink {
+  const sink = createSink(
+    sinkConfigSchema.parse({ type: 'syslog', name: 's', transport, host: '127.0.0.1', port, ...extra }),
+    { hostname: 'h' },
+  );
+  cleanups.push(() => sink.close());
+  return sink;
+}
+
+/** A TCP server that keeps every byte received, per connection. */
+async function tcpReceiver(onConnection?: (socket: net.Socket) => void): Promise<{ port: number; received: () => Buffer[] }> {
+  const conns: Buffer[][] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    const chunks: Buffer[] = [];
+    conns.push(chunks);
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    onConnection?.(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  );
+  return { port: (server.address() as net.AddressInfo).port, received: () => conns.map((c) => Buffer.concat(c)) };
+}
+
+/** Reads octet-counted frames; throws on a malformed stream. */
+function frames(stream: Buffer): string[] {
+  const out: string[] = [];
+  let i = 0;
+  while (i < stream.length) {
+    const sp = stream.indexOf(0x20, i);
+    const len = Number(stream.subarray(i, sp).toString('ascii'));
+    if (sp < 0 || !Number.isInteger(len) || len <= 0) throw new Error(`bad frame length at ${i}`);
+    out.push(stream.subarray(sp + 1, sp + 1 + len).toString('utf8'));
+    i = sp + 1 + len;
+  }
+  return out;
+}
+
+async function until(check: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const idOf = (message: string): string => (JSON.parse(message.slice(message.indexOf('] {') + 2)) as AuditEvent).id;
+
+describe('syslog sink over tcp', () => {
+  it('sends octet-counted frames on one connection, concurrent deliveries in call order', async () => {
+    const rx = await tcpReceiver();
+    const sink = syslogSink('tcp', rx.port);
+    await Promise.all([
+      sink.deliver([exchangeEvent(1), deniedEvent(2)]),
+      sink.deliver([exchangeEvent(3)]),
+      sink.deliver([exchangeEvent(4), exchangeEvent(5)]),
+    ]);
+    await until(() => rx.received().length === 1 && frames(rx.received()[0]!).length === 5);
+    expect(rx.received()).toHaveLength(1);
+    const got = frames(rx.received()[0]!);
+    expect(got.map(idOf)).toEqual(['evt-0001', 'evt-0002', 'evt-0003', 'evt-0004', 'evt-0005']);
+    // The subject's é is two bytes: the frame length counts bytes, and the frame still parses.
+    expect(got[1]).toContain('subject="ci \\"bot\\" \\\\ [x\\] é✓"');
+  });
+
+  it('reconnects after the receiver closed the connection', async () => {
+    const rx = await tcpReceiver((socket) => {
+      // The first connection is closed by the receiver after its first batch.
+      if (rx?.received().length === 1) socket.once('data', () => setTimeout(() => socket.end(), 5));
+    });
+    const sink = syslogSink('tcp', rx.port);
+    await sink.deliver([exchangeEvent(1)]);
+    await until(() => rx.received().length === 1 && rx.received()[0]!.length > 0);
+    await new Promise((r) => setTimeout(r, 50));
+    await sink.deliver([exchangeEvent(2)]);
+    await until(() => rx.received().length === 2 && rx.received()[1]!.length > 0);
+    expect(rx.received().map((b) => frames(b).map(idOf))).toEqual([['evt-0001'], ['evt-0002']]);
+  });
+
+  it('throws when the connection is refused', async () => {
+    const sink = syslogSink('tcp', await closedPort());
+    const err = await sink.deliver([exchangeEvent(1)]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SinkDeliveryError);
+    expect((err as Error).message).toMatch(/syslog to tcp:\/\/127\.0\.0\.1:\d+ failed: .*ECONNREFUSED/);
+  });
+});
+
+describe('syslog sink over tls', () => {
+  it('throws when the TLS handshake does not complete within the timeout', async () => {
+    const rx = await tcpReceiver(); // accepts TCP, never speaks TLS
+    const sink = syslogSink('tls', rx.port, { timeout: '200ms' });
+    const started = Date.now();
+    await expect(sink.deliver([exchangeEvent(1)])).rejects.toThrow(/connect timed out after 200 ms/);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('throws when the server does not speak TLS', async () => {
+    const rx = await tcpReceiver((socket) => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n'));
+    const sink = syslogSink('tls', rx.port);
+    await expect(sink.deliver([exchangeEvent(1)])).rejects.toThrow(SinkDeliveryError);
+  });
+});
+
+describe('syslog sink over udp', () => {
+  it('sends one datagram per message, within max_message_size', async () => {
+    const socket = dgram.createSocket('udp4');
+    const got: Buffer[] = [];
+    socket.on('message', (m) => got.push(m));
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise<void>((resolve) => socket.close(() => resolve())));
+    const sink = syslogSink('udp', socket.address().port, { max_message_size: 1024 });
+    const big = exchangeEvent(3, { attributes: { reason: 'z'.repeat(4000) } });
+    await sink.deliver([exchangeEvent(1), deniedEvent(2), big]);
+    await until(() => got.length === 3);
+    expect(got.map((m) => idOf(m.toString('utf8')))).toEqual(['evt-0001', 'evt-0002', 'evt-0003']);
+    expect(got[0]!.toString('utf8')).toMatch(/^<86>1 2025-06-01T12:00:01.123456Z h vigil \d+ exchange.completed \[vigil@32473 /);
+    expect(got[2]!.length).toBeLessThanOrEqual(1024);
+  });
+
+  it('rejects a udp max_message_size larger than a datagram can carry', () => {
+    expect(() =>
+      sinkConfigSchema.parse({ type: 'syslog', name: 's', transport: 'udp', host: 'h', port: 514, max_message_size: 70_000 }),
+    ).toThrow(/at most 65507/);
+  });
+});
