@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { allowListSchema, identityConfigSchema } from '../identity/identity-config.js';
+import { siemConfigSchema } from '../export/sinks-config.js';
 import { maskingConfigSchema } from '../recorder/masking/masking-config.js';
 
 const DURATION = /^(\d+)(ms|s|m|h|d)$/;
@@ -111,6 +112,44 @@ export const connectionSchema = z
   });
 export type ConnectionConfig = z.output<typeof connectionSchema>;
 
+/** Who may use the admin API beyond what `identity` proves: OIDC groups per role, and tokens for automation. */
+const adminConfigSchema = z
+  .object({
+    enabled: z.boolean().default(true),
+    /** Default: 127.0.0.1 on the proxy's port + 1 (127.0.0.1:8081 by default; a free port when listen's port is 0). */
+    listen: listenAddress.optional(),
+    /** OIDC groups whose members get a role; any other authenticated caller is a `user` (sees own sessions only). */
+    roles: z
+      .object({
+        admin: z.array(z.string().min(1)).default([]),
+        auditor: z.array(z.string().min(1)).default([]),
+      })
+      .strict()
+      .prefault({}),
+    /** API tokens for automation, sent as Authorization: Bearer …; compared in constant time. */
+    tokens: z
+      .array(
+        z
+          .object({
+            name: connectionName,
+            role: z.enum(['admin', 'auditor']),
+            token: secretRef,
+          })
+          .strict(),
+      )
+      .default([]),
+  })
+  .strict()
+  .superRefine((a, ctx) => {
+    const seen = new Set<string>();
+    a.tokens.forEach((t, i) => {
+      if (seen.has(t.name)) ctx.addIssue({ code: 'custom', path: ['tokens', i, 'name'], message: `duplicate token name "${t.name}"` });
+      seen.add(t.name);
+    });
+  })
+  .prefault({});
+export type AdminConfig = z.output<typeof adminConfigSchema>;
+
 export const configSchema = z
   .object({
     /** The proxy listener clients use as ANTHROPIC_BASE_URL. */
@@ -185,10 +224,14 @@ export const configSchema = z
       })
       .strict()
       .default({ grace: 30_000 }),
+    /** Audit events streamed to SIEMs (syslog, HTTP, Splunk HEC, OpenTelemetry), through a durable outbox. */
+    siem: siemConfigSchema.prefault({}),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()
       .default({ level: 'info' }),
+    /** The admin API (audit access: sessions, search, export, verify): a listener of its own. See README, "Admin API". */
+    admin: adminConfigSchema,
   })
   .strict()
   .superRefine((c, ctx) => {

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
+import { resolveSinkPaths } from '../export/sinks-config.js';
 import { configSchema, type VigilConfig } from './config-schema.js';
 
 export interface ConfigOverrides {
@@ -90,6 +91,7 @@ export function validateConfig(input: unknown, baseDir: string = process.cwd()):
   for (const c of config.connections) {
     if (c.credential && 'file' in c.credential) c.credential.file = path.resolve(baseDir, c.credential.file);
   }
+  for (const sink of config.siem.sinks) resolveSinkPaths(sink, baseDir);
   return deepFreeze(config);
 }
 
