@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { pino, type Logger } from 'pino';
+import { checkAdminExposure, startAdminServer } from './admin/admin-server.js';
 import type { VigilConfig } from './config/config-schema.js';
 import { VigilError } from './errors.js';
 import { isLoopbackAddress, isLoopbackHost } from './identity/loopback.js';
@@ -19,6 +20,8 @@ import { describeStore, openStore } from './store/open-store.js';
 
 export interface Gateway {
   readonly url: string;
+  /** The admin API's base URL (its routes are under `/api/v1`), or null when `admin.enabled` is false. */
+  readonly adminUrl: string | null;
   readonly store: AuditStore;
   readonly recorder: Recorder;
   readonly log: Logger;
@@ -41,6 +44,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         'identity.anonymous: never to admit gateway keys only (see README, "Identity").',
     );
   }
+  checkAdminExposure(config);
   const store = await openStore(config);
   const recorder = new Recorder(store, { log, maxRecordedResponseBody: config.limits.max_recorded_response_body });
   const recovered = await recorder.recoverInterrupted();
@@ -77,6 +81,14 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     identify,
     decide,
   });
+  const admin = config.admin.enabled
+    ? await startAdminServer({ config, store, oidc, log }).catch(async (err: unknown) => {
+        await recorder.close();
+        await connections.close();
+        await store.close();
+        throw err;
+      })
+    : undefined;
   const address = await proxy.listen(config.listen.host, config.listen.port);
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
@@ -92,6 +104,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
       await recorder.close();
       proxy.destroyAll();
       await stopped;
+      await admin?.close();
       await connections.close();
       await store.close();
       log.info('vigil gateway stopped');
@@ -99,5 +112,5 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     return closing;
   };
 
-  return { url, store, recorder, log, close };
+  return { url, adminUrl: admin?.url ?? null, store, recorder, log, close };
 }

@@ -3,10 +3,17 @@
  *   vigil serve [--config FILE] [--listen HOST:PORT] [--upstream URL] [--data-dir DIR]
  *   vigil sessions list [--config FILE | --data-dir DIR] [--json] [--limit N] [--connection NAME] [--caller SUBJECT]
  *   vigil sessions show <session-id> [--config FILE | --data-dir DIR] [--json]
+ *   vigil sessions export [<session-id>] [--format jsonl|markdown] [--out FILE] [filters…]
+ *   vigil search <query> [--json] [--limit N] [filters…]
  *   vigil verify [--config FILE | --data-dir DIR] [--json]
  *   vigil sandbox [--listen HOST:PORT]      a fake Anthropic API for offline tries and tests
  */
+import { createWriteStream } from 'node:fs';
+import type { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { filteredExchanges, sessionExchanges, writeExport, EXPORT_FORMATS, type ExportFormat } from '../admin/exchange-export.js';
+import { filterFrom, FILTER_PARAMS } from '../admin/query-params.js';
 import { loadConfig } from '../config/load-config.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { startGateway } from '../gateway.js';
@@ -25,6 +32,11 @@ commands:
   serve                      run the gateway (default: 127.0.0.1:8080 → https://api.anthropic.com, data in ./vigil-data)
   sessions list              list recorded sessions, newest first
   sessions show <id>         one session as a transcript (or --json)
+  sessions export [<id>] [--format jsonl|markdown] [--out FILE] [--caller S] [--group G] [--connection C]
+                  [--model M] [--outcome O] [--masking TYPE] [--since T] [--until T]
+                             export a session, or every exchange matching the filters (JSONL: one exchange a line)
+  search <query> [--limit N] [--cursor C] [filters as for export]
+                             full-text search of prompts, responses and tool calls ("phrases", prefix*)
   verify                     check the store's hash chains; exit 1 naming any changed, removed or reordered record
   keys create --name NAME [--connection C]… [--owner WHO] [--expires 30d]
                              issue a gateway key for a service (printed once; only its hash is stored)
@@ -92,6 +104,7 @@ async function serve(args: string[], out: Out): Promise<number> {
   });
   const gateway = await startGateway(config);
   out.stdout.write(`vigil listening on ${gateway.url} (store: ${describeStore(config)})\n`);
+  if (gateway.adminUrl) out.stdout.write(`admin API on ${gateway.adminUrl}/api/v1\n`);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
@@ -157,7 +170,79 @@ async function sessions(args: string[], out: Out): Promise<number> {
       return 0;
     });
   }
-  throw new CliError('usage: vigil sessions list|show …');
+  if (verb === 'export') return exportSessions(rest, out);
+  throw new CliError('usage: vigil sessions list|show|export …');
+}
+
+/** Options of the filters shared by `search` and `sessions export` (the admin API's query parameters). */
+const FILTER_OPTIONS = Object.fromEntries(FILTER_PARAMS.map((p) => [p, { type: 'string' }])) as Record<
+  (typeof FILTER_PARAMS)[number],
+  { type: 'string' }
+>;
+
+function cliFilter(values: Partial<Record<string, unknown>>): ReturnType<typeof filterFrom> {
+  try {
+    return filterFrom((n) => values[n] as string | undefined);
+  } catch (err) {
+    throw new CliError(`--${(err as Error).message}`);
+  }
+}
+
+async function exportSessions(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parse(args, { format: { type: 'string' }, out: { type: 'string' }, ...FILTER_OPTIONS });
+  const format = (values.format ?? 'jsonl') as ExportFormat;
+  if (!EXPORT_FORMATS.includes(format)) throw new CliError(`--format: expected ${EXPORT_FORMATS.join(' or ')}`);
+  const id = positionals[0];
+  const filter = cliFilter(values);
+  return withStore(values, async (store) => {
+    if (id !== undefined && (await store.listExchanges(id)).length === 0) {
+      throw new CliError(`no session "${id}" in this store (see: vigil sessions list)`, 1);
+    }
+    const file = values.out !== undefined ? createWriteStream(values.out) : undefined;
+    const dest = (file ?? out.stdout) as Writable;
+    const started = Date.now();
+    const n = await writeExport(id !== undefined ? sessionExchanges(store, id) : filteredExchanges(store, filter), dest, {
+      format,
+      title: id !== undefined ? `Session ${id}` : 'Vigil export',
+      // Long exports say how far they are, on stderr so that stdout stays the export.
+      onProgress: (written) => {
+        if (written % 100 === 0) out.stderr.write(`… ${written} exchanges\n`);
+      },
+    });
+    if (file) {
+      file.end();
+      await finished(file);
+    }
+    out.stderr.write(`${n} exchange${n === 1 ? '' : 's'} written${values.out ? ` to ${values.out}` : ''} in ${Date.now() - started} ms\n`);
+    return 0;
+  });
+}
+
+async function search(args: string[], out: Out): Promise<number> {
+  const { values, positionals } = parse(args, { limit: { type: 'string' }, cursor: { type: 'string' }, ...FILTER_OPTIONS });
+  const query = positionals.join(' ').trim();
+  if (!query) throw new CliError('usage: vigil search <query> [--json] [--limit N] [--cursor C] [filters…]');
+  const filter = cliFilter(values);
+  return withStore(values, async (store) => {
+    const page = await store.search(query, {
+      filter,
+      ...(values.limit !== undefined ? { limit: Number(values.limit) } : {}),
+      ...(values.cursor !== undefined ? { cursor: values.cursor } : {}),
+    });
+    if (values.json) {
+      out.stdout.write(`${JSON.stringify({ items: page.items, next_cursor: page.nextCursor }, null, 2)}\n`);
+      return 0;
+    }
+    if (page.items.length === 0) out.stdout.write('no matches\n');
+    for (const h of page.items) {
+      out.stdout.write(
+        `${new Date(h.startedAt).toISOString()}  ${h.exchangeId}  session ${h.sessionId}  ${h.callerSubject}\n` +
+          `    ${h.snippet.replace(/\s+/g, ' ')}\n`,
+      );
+    }
+    if (page.nextCursor) out.stdout.write(`more: --cursor ${page.nextCursor}\n`);
+    return 0;
+  });
 }
 
 async function verify(args: string[], out: Out): Promise<number> {
@@ -346,6 +431,8 @@ export async function run(argv: string[], out: Out = { stdout: process.stdout, s
         return await sessions(args, out);
       case 'verify':
         return await verify(args, out);
+      case 'search':
+        return await search(args, out);
       case 'keys':
         return await keys(args, out);
       case 'store':

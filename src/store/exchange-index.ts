@@ -63,7 +63,37 @@ export function resultIndexRow(r: NewRecord): ResultIndexRow | undefined {
   };
 }
 
-/** Session list cursors: opaque to callers, `<lastAt>:<sessionId>` inside. */
+/** Who called, beyond the subject: the columns that tell people with the same subject at two issuers apart. */
+export interface CallerIndexRow {
+  readonly exchangeId: string;
+  readonly issuer: string | null;
+  readonly email: string | null;
+  /** The caller's groups when the exchange was recorded (from the identity token), deduplicated. */
+  readonly groups: readonly string[];
+}
+
+export function callerIndexRow(r: NewRecord): CallerIndexRow | undefined {
+  if (r.kind !== 'exchange.request' || r.exchangeId === undefined) return undefined;
+  const { caller } = r.data as ExchangeRequestData;
+  return {
+    exchangeId: r.exchangeId,
+    issuer: caller.issuer ?? null,
+    email: caller.email ?? null,
+    groups: [...new Set(caller.groups ?? [])],
+  };
+}
+
+/** Masking detector types found in an exchange (from its response record's summary), with how many values each. */
+export function maskingIndexRows(r: NewRecord): Array<{ exchangeId: string; type: string; count: number }> {
+  if (r.kind !== 'exchange.response' || r.exchangeId === undefined) return [];
+  const counts = (r.data as ExchangeResponseData).masking?.counts ?? {};
+  const exchangeId = r.exchangeId;
+  return Object.entries(counts)
+    .filter(([, count]) => count > 0)
+    .map(([type, count]) => ({ exchangeId, type, count }));
+}
+
+/** List cursors (sessions, exchanges, search hits, access log): opaque to callers, `<time or seq>:<id>` inside. */
 export function encodeCursor(lastAt: number, id: string): string {
   return Buffer.from(`${lastAt}:${id}`).toString('base64url');
 }
@@ -74,4 +104,10 @@ export function decodeCursor(cursor: string): { lastAt: number; id: string } | u
   const lastAt = Number(text.slice(0, i));
   if (i < 0 || !Number.isFinite(lastAt)) return undefined;
   return { lastAt, id: text.slice(i + 1) };
+}
+
+/** A page size within 1..1000 (default 50), whatever a caller asked for. */
+export function pageSize(limit: number | undefined): number {
+  if (limit === undefined || !Number.isFinite(limit)) return 50;
+  return Math.min(Math.max(Math.trunc(limit), 1), 1000);
 }

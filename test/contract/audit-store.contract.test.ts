@@ -33,6 +33,11 @@ interface ExchangeSpec {
   readonly inputTokens?: number;
   readonly outputTokens?: number;
   readonly status?: number;
+  readonly issuer?: string;
+  readonly groups?: readonly string[];
+  readonly outcome?: ExchangeResponseData['outcome'];
+  /** Masking counts per detector type, as the recorder's masking summary. */
+  readonly masking?: Record<string, number>;
   /** A blob holding the request's messages, referred to from the request body. */
   readonly messages?: { hash: string; data: Buffer };
 }
@@ -42,7 +47,13 @@ function requestRecord(x: ExchangeSpec): NewRecord {
   const bodyHead = '{"model":"' + (x.model ?? 'claude-sonnet-4-5') + '","max_tokens":1024,"messages":';
   const data: ExchangeRequestData = {
     connection: x.connection ?? 'anthropic',
-    caller: { method: 'oidc', subject: x.caller ?? 'alice', issuer: 'https://idp.example', email: 'alice@example.com' },
+    caller: {
+      method: 'oidc',
+      subject: x.caller ?? 'alice',
+      issuer: x.issuer ?? 'https://idp.example',
+      email: 'alice@example.com',
+      ...(x.groups ? { groups: x.groups } : {}),
+    },
     client: { address: '127.0.0.1', userAgent: 'claude-cli/1.0.0' },
     session: { id: x.session, source: 'header' },
     request: {
@@ -87,9 +98,17 @@ function responseRecord(x: ExchangeSpec): NewRecord {
     },
     model: `${x.model ?? 'claude-sonnet-4-5'}-20250929`,
     stopReason: 'end_turn',
-    outcome: 'ok',
+    outcome: x.outcome ?? 'ok',
     error: null,
     eventCount: 3,
+    ...(x.masking
+      ? {
+          masking: {
+            counts: x.masking,
+            findings: Object.entries(x.masking).map(([type, count]) => ({ type, path: 'request.body$.messages[0].content', count })),
+          },
+        }
+      : {}),
     timing: { startedAt: x.at, firstByteMs: 120.5, endedAt: x.at + 200, durationMs: 200 },
   };
   return { kind: 'exchange.response', exchangeId: x.id, sessionId: x.session, at: x.at + 200, data };
@@ -347,6 +366,221 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       await store.append({ records: [created('ci', 'd'.repeat(64), T0 + 3)] });
       await expect(store.append({ records: [created('laptop', 'e'.repeat(64), T0 + 4)] })).rejects.toThrow();
       expect(await store.verify()).toMatchObject({ ok: true });
+    });
+  });
+
+  describe('audit access', () => {
+    /** Five exchanges over three sessions, callers at two issuers, groups, models, outcomes and masking. */
+    async function fillVaried(): Promise<void> {
+      const specs: ExchangeSpec[] = [
+        { id: 'ex_1', session: 'ses_a', at: T0 + 1000, caller: 'alice', groups: ['ml-team', 'eng'], masking: { email: 2 } },
+        { id: 'ex_2', session: 'ses_a', at: T0 + 2000, caller: 'alice', groups: ['ml-team', 'eng'], model: 'claude-haiku-4-5' },
+        { id: 'ex_3', session: 'ses_b', at: T0 + 3000, caller: 'bob', groups: ['sales'], outcome: 'upstream_error', status: 529 },
+        // Same subject, another issuer: another person.
+        { id: 'ex_4', session: 'ses_c', at: T0 + 4000, caller: 'alice', issuer: 'https://other-idp.example', connection: 'bedrock' },
+        { id: 'ex_5', session: 'ses_b', at: T0 + 5000, caller: 'bob', groups: ['sales'], masking: { anthropic_api_key: 1, email: 0 } },
+      ];
+      for (const x of specs) await store.append(exchangeBatch(x));
+      // Still running: a request without its response.
+      await store.append({ records: [requestRecord({ id: 'ex_6', session: 'ses_b', at: T0 + 6000, caller: 'bob' })] });
+    }
+
+    const ids = async (filter: Parameters<AuditStore['listExchangesFiltered']>[0]): Promise<string[]> =>
+      (await store.listExchangesFiltered(filter)).items.map((x) => x.id);
+
+    it('lists exchanges newest first with who, groups and masking, filtered by any combination', async () => {
+      await fillVaried();
+      const all = await store.listExchangesFiltered();
+      expect(all.nextCursor).toBeNull();
+      expect(all.items.map((x) => x.id)).toEqual(['ex_6', 'ex_5', 'ex_4', 'ex_3', 'ex_2', 'ex_1']);
+      expect(all.items.find((x) => x.id === 'ex_1')).toEqual({
+        id: 'ex_1',
+        sessionId: 'ses_a',
+        connection: 'anthropic',
+        callerSubject: 'alice',
+        callerMethod: 'oidc',
+        callerIssuer: 'https://idp.example',
+        callerGroups: ['eng', 'ml-team'],
+        method: 'POST',
+        path: '/v1/messages',
+        model: 'claude-sonnet-4-5-20250929',
+        stream: true,
+        startedAt: T0 + 1000,
+        endedAt: T0 + 1200,
+        status: 200,
+        outcome: 'ok',
+        inputTokens: 15,
+        outputTokens: 7,
+        masking: { email: 2 },
+      });
+      expect(all.items.find((x) => x.id === 'ex_5')!.masking).toEqual({ anthropic_api_key: 1 });
+      expect(all.items.find((x) => x.id === 'ex_6')).toMatchObject({ outcome: null, callerGroups: [], masking: {} });
+
+      expect(await ids({ caller: 'alice' })).toEqual(['ex_4', 'ex_2', 'ex_1']);
+      expect(await ids({ caller: 'alice', callerIssuer: 'https://idp.example' })).toEqual(['ex_2', 'ex_1']);
+      expect(await ids({ group: 'ml-team' })).toEqual(['ex_2', 'ex_1']);
+      expect(await ids({ group: 'sales' })).toEqual(['ex_5', 'ex_3']);
+      expect(await ids({ connection: 'bedrock' })).toEqual(['ex_4']);
+      // The model asked for, or the one that answered.
+      expect(await ids({ model: 'claude-haiku-4-5' })).toEqual(['ex_2']);
+      expect(await ids({ model: 'claude-haiku-4-5-20250929' })).toEqual(['ex_2']);
+      expect(await ids({ outcome: 'upstream_error' })).toEqual(['ex_3']);
+      expect(await ids({ outcome: 'in_progress' })).toEqual(['ex_6']);
+      expect(await ids({ masking: 'email' })).toEqual(['ex_1']);
+      expect(await ids({ masking: 'anthropic_api_key' })).toEqual(['ex_5']);
+      expect(await ids({ since: T0 + 2000, until: T0 + 5000 })).toEqual(['ex_4', 'ex_3', 'ex_2']);
+      expect(await ids({ session: 'ses_b', outcome: 'ok' })).toEqual(['ex_5']);
+      expect(await ids({ group: 'nobody' })).toEqual([]);
+    });
+
+    it('pages through exchanges with a cursor, ties broken by id', async () => {
+      for (let i = 0; i < 7; i++) {
+        await store.append(exchangeBatch({ id: `ex_${i}`, session: 'ses_1', at: T0 + Math.floor(i / 2) * 1000 }));
+      }
+      const pages: string[][] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await store.listExchangesFiltered({ limit: 3, cursor });
+        pages.push(page.items.map((x) => x.id));
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor !== undefined);
+      expect(pages).toEqual([['ex_6', 'ex_5', 'ex_4'], ['ex_3', 'ex_2', 'ex_1'], ['ex_0']]);
+    });
+
+    it('filters sessions by group, model, outcome, masking and issuer', async () => {
+      await fillVaried();
+      const sessions = async (filter: Parameters<AuditStore['listSessions']>[0]): Promise<Array<[string, number]>> =>
+        (await store.listSessions(filter)).items.map((x) => [x.id, x.exchanges]);
+      expect(await sessions({ group: 'ml-team' })).toEqual([['ses_a', 2]]);
+      expect(await sessions({ model: 'claude-haiku-4-5' })).toEqual([['ses_a', 1]]);
+      expect(await sessions({ outcome: 'ok' })).toEqual([['ses_b', 1], ['ses_c', 1], ['ses_a', 2]]);
+      expect(await sessions({ outcome: 'in_progress' })).toEqual([['ses_b', 1]]);
+      expect(await sessions({ masking: 'email' })).toEqual([['ses_a', 1]]);
+      expect(await sessions({ caller: 'alice', callerIssuer: 'https://other-idp.example' })).toEqual([['ses_c', 1]]);
+    });
+
+    it('searches the search text: words, phrases, prefixes, with highlighted snippets and filters', async () => {
+      await fillVaried();
+      await store.append({
+        records: [],
+        searchText: [
+          { exchangeId: 'ex_1', text: 'How do I rotate the Xylophone credentials in production?' },
+          { exchangeId: 'ex_2', text: 'The deployment of xylophone-service failed with exit code 137.' },
+          { exchangeId: 'ex_3', text: 'Résumé of the quarterly sales figures, with a \u0000 NUL in it.' },
+        ],
+      });
+      // The recorder writes the text with the response record, in the same append.
+      await store.append({
+        ...exchangeBatch({ id: 'ex_7', session: 'ses_d', at: T0 + 7000, caller: 'carol' }),
+        searchText: [{ exchangeId: 'ex_7', text: 'Rotate every credential: run `vault rotate --all`.' }],
+      });
+
+      const hits = await store.search('xylophone');
+      expect(hits.items.map((h) => h.exchangeId)).toEqual(['ex_2', 'ex_1']);
+      expect(hits.items[1]).toEqual({
+        exchangeId: 'ex_1',
+        sessionId: 'ses_a',
+        startedAt: T0 + 1000,
+        callerSubject: 'alice',
+        snippet: expect.stringContaining('«Xylophone»'),
+      });
+      expect(hits.items[0]!.snippet).toContain('«xylophone»');
+      const search = async (q: string, options?: Parameters<AuditStore['search']>[1]): Promise<string[]> =>
+        (await store.search(q, options)).items.map((h) => h.exchangeId);
+      // Every term must match; case does not matter; a phrase must match in order.
+      expect(await search('ROTATE credentials')).toEqual(['ex_1']);
+      expect(await search('"rotate the xylophone"')).toEqual(['ex_1']);
+      expect(await search('"xylophone rotate"')).toEqual([]);
+      expect(await search('rotat*')).toEqual(['ex_7', 'ex_1']);
+      expect(await search('quarterly')).toEqual(['ex_3']);
+      expect(await search('nothing-like-this')).toEqual([]);
+      // Filters apply as in exchange lists.
+      expect(await search('xylophone', { filter: { model: 'claude-haiku-4-5' } })).toEqual(['ex_2']);
+      expect(await search('rotate', { filter: { caller: 'carol' } })).toEqual(['ex_7']);
+      // Pages.
+      const first = await store.search('xylophone', { limit: 1 });
+      expect(first.items.map((h) => h.exchangeId)).toEqual(['ex_2']);
+      const rest = await store.search('xylophone', { limit: 1, cursor: first.nextCursor! });
+      expect(rest).toEqual({ items: [expect.objectContaining({ exchangeId: 'ex_1' })], nextCursor: null });
+    });
+
+    it('treats search input as text, never as query syntax', async () => {
+      await store.append({
+        ...exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }),
+        searchText: [{ exchangeId: 'ex_1', text: 'alpha OR beta NOT gamma NEAR delta: (epsilon) "quoted" zeta-eta' }],
+      });
+      for (const q of [
+        '"',
+        '""',
+        '*',
+        'alpha"',
+        'alpha OR',
+        'NOT gamma',
+        'NEAR(alpha beta)',
+        'delta:',
+        '(epsilon',
+        '-zeta',
+        "'; DROP TABLE records; --",
+        'alpha & !beta | gamma <-> delta',
+        '^alpha',
+        'text:alpha',
+        '{alpha}',
+        '\\',
+        'alpha*beta',
+      ]) {
+        await expect(store.search(q), q).resolves.toBeDefined();
+      }
+      expect((await store.search('alpha OR')).items).toHaveLength(1); // "OR" is a word of the text
+      expect((await store.search('alpha OR missing')).items).toHaveLength(0); // not an OR
+      expect((await store.search('NOT gamma')).items).toHaveLength(1);
+      expect((await store.search('"')).items).toHaveLength(0);
+      expect((await store.search('   ')).items).toHaveLength(0);
+      expect(await store.verify()).toMatchObject({ ok: true });
+    });
+
+    it('lists recording.read records newest first as the access log', async () => {
+      await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+      const read = (i: number): NewRecord => ({
+        kind: 'recording.read',
+        at: T0 + 10_000 + i,
+        data: {
+          actor: { method: 'oidc', subject: `auditor-${i}`, issuer: 'https://idp.example' },
+          role: 'auditor',
+          what: i % 2 ? 'exchange' : 'session',
+          ids: [i % 2 ? 'ex_1' : 'ses_1'],
+          address: '127.0.0.1',
+        },
+      });
+      for (let i = 0; i < 5; i++) await store.append({ records: [read(i)] });
+      const first = await store.listAccessLog({ limit: 3 });
+      expect(first.items.map((e) => e.data.actor.subject)).toEqual(['auditor-4', 'auditor-3', 'auditor-2']);
+      expect(first.items[0]).toEqual({ seq: expect.any(Number), at: T0 + 10_004, data: read(4).data });
+      const rest = await store.listAccessLog({ limit: 3, cursor: first.nextCursor! });
+      expect(rest.items.map((e) => e.data.actor.subject)).toEqual(['auditor-1', 'auditor-0']);
+      expect(rest.nextCursor).toBeNull();
+      // A read is not part of the session it read.
+      expect((await store.sessionRecords('ses_1')).map((r) => r.kind)).toEqual([
+        'exchange.request',
+        'exchange.events',
+        'exchange.response',
+      ]);
+    });
+
+    it('reads records by chain position', async () => {
+      const written = await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+      const found = await store.recordsAt([
+        { chain: store.chainId, chainSeq: 3 },
+        { chain: store.chainId, chainSeq: 99 },
+        { chain: 'ch_unknown', chainSeq: 1 },
+        { chain: store.chainId, chainSeq: 1 },
+      ]);
+      expect([...found].sort((a, b) => a.chainSeq - b.chainSeq)).toEqual([written[0], written[2]]);
+      expect(await store.recordsAt([])).toEqual([]);
+    });
+
+    it.each(['exchange_callers', 'exchange_groups', 'exchange_masking'])('refuses UPDATE and DELETE on %s', async (table) => {
+      await fillVaried();
+      await expect(fixture.sql(`DELETE FROM ${table}`)).rejects.toThrow(/append-only/);
     });
   });
 

@@ -6,14 +6,24 @@
  */
 import pg from 'pg';
 import type {
+  AccessLogEntry,
   AuditStore,
   BlobWrite,
+  ChainPosition,
+  ExchangeFilter,
+  ExchangeListFilter,
+  ExchangeListItem,
   ExchangeSummary,
   KeyCreatedData,
   KeyRevokedData,
   NewRecord,
   Outcome,
   Page,
+  PageRequest,
+  RecordingReadData,
+  SearchHit,
+  SearchOptions,
+  SearchText,
   SessionFilter,
   SessionSummary,
   StoredGatewayKey,
@@ -22,13 +32,18 @@ import type {
   WriteBatch,
 } from '../audit-store.js';
 import {
+  callerIndexRow,
   decodeCursor,
   encodeCursor,
   exchangeIndexRow,
+  maskingIndexRows,
+  pageSize,
   resultIndexRow,
+  type CallerIndexRow,
   type ExchangeIndexRow,
   type ResultIndexRow,
 } from '../exchange-index.js';
+import { indexableText, parseSearchQuery, tsQuery } from '../search-query.js';
 import { GENESIS_HASH, newChainId, recordHash, verifyLedger, type ChainHead } from '../ledger.js';
 import { POSTGRES_MIGRATIONS, quoteIdentifier } from './postgres-migrations.js';
 
@@ -128,6 +143,81 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
+}
+
+/** An exchange row joined with its result, as the list queries select it. */
+interface ExchangeRow {
+  id: string;
+  session_id: string;
+  connection: string;
+  caller_subject: string;
+  caller_method: string;
+  method: string;
+  path: string;
+  model: string | null;
+  stream: boolean;
+  started_at: number;
+  ended_at: number | null;
+  status: number | null;
+  outcome: Outcome | null;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  result_model: string | null;
+}
+
+const toSummary = (r: ExchangeRow): ExchangeSummary => ({
+  id: r.id,
+  sessionId: r.session_id,
+  connection: r.connection,
+  callerSubject: r.caller_subject,
+  callerMethod: r.caller_method,
+  method: r.method,
+  path: r.path,
+  // The response names the model that answered; the request only the one asked for. Empty means unknown.
+  model: (r.result_model ?? r.model) || null,
+  stream: r.stream,
+  startedAt: r.started_at,
+  endedAt: r.ended_at,
+  status: r.status,
+  outcome: r.outcome,
+  inputTokens: r.input_tokens,
+  outputTokens: r.output_tokens,
+});
+
+type Param = (value: unknown) => string;
+
+/** SQL conditions for an exchange filter over `exchanges e LEFT JOIN exchange_results r`. */
+function exchangeConditions(f: ExchangeFilter, param: Param): string[] {
+  const where: string[] = [];
+  if (f.session !== undefined) where.push(`e.session_id = ${param(f.session)}`);
+  if (f.connection !== undefined) where.push(`e.connection = ${param(f.connection)}`);
+  if (f.caller !== undefined) where.push(`e.caller_subject = ${param(f.caller)}`);
+  if (f.callerIssuer !== undefined) {
+    where.push(`EXISTS (SELECT 1 FROM exchange_callers c WHERE c.exchange_id = e.id AND c.issuer = ${param(f.callerIssuer)})`);
+  }
+  if (f.group !== undefined) {
+    where.push(`EXISTS (SELECT 1 FROM exchange_groups g WHERE g.group_name = ${param(f.group)} AND g.exchange_id = e.id)`);
+  }
+  if (f.model !== undefined) {
+    const m = param(f.model);
+    where.push(`(e.model = ${m} OR r.model = ${m})`);
+  }
+  if (f.outcome === 'in_progress') where.push('r.exchange_id IS NULL');
+  else if (f.outcome !== undefined) where.push(`r.outcome = ${param(f.outcome)}`);
+  if (f.masking !== undefined) {
+    where.push(`EXISTS (SELECT 1 FROM exchange_masking m WHERE m.type = ${param(f.masking)} AND m.exchange_id = e.id)`);
+  }
+  if (f.since !== undefined) where.push(`e.started_at >= ${param(f.since)}::bigint`);
+  if (f.until !== undefined) where.push(`e.started_at < ${param(f.until)}::bigint`);
+  return where;
+}
+
+/** `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages (ids bytewise). */
+function beforeCursor(cursor: string | undefined, param: Param): string[] {
+  const c = cursor !== undefined ? decodeCursor(cursor) : undefined;
+  if (!c) return [];
+  const at = param(c.lastAt);
+  return [`(e.started_at < ${at}::bigint OR (e.started_at = ${at}::bigint AND e.id COLLATE "C" < ${param(c.id)}))`];
 }
 
 export class PostgresAuditStore implements AuditStore {
@@ -246,6 +336,7 @@ export class PostgresAuditStore implements AuditStore {
       await this.insertBlobs(client, batch.blobs ?? []);
       const stored = await this.insertRecords(client, pending);
       await this.insertIndexRows(client, batch.records);
+      await this.insertSearchText(client, batch.searchText ?? []);
       await client.query('COMMIT');
       this.tip = tip;
       return stored;
@@ -312,11 +403,16 @@ export class PostgresAuditStore implements AuditStore {
   private async insertIndexRows(client: pg.PoolClient, records: readonly NewRecord[]): Promise<void> {
     const exchanges: ExchangeIndexRow[] = [];
     const results: ResultIndexRow[] = [];
+    const callers: CallerIndexRow[] = [];
+    const masking: Array<{ exchangeId: string; type: string; count: number }> = [];
     for (const r of records) {
       const ex = exchangeIndexRow(r);
       if (ex) exchanges.push(ex);
       const res = resultIndexRow(r);
       if (res) results.push(res);
+      const caller = callerIndexRow(r);
+      if (caller) callers.push(caller);
+      masking.push(...maskingIndexRows(r));
     }
     for (const part of chunks(exchanges, ROWS_PER_INSERT)) {
       // A second request record for the same exchange id fails the append, as in SQLite: ids are unique per exchange.
@@ -346,6 +442,27 @@ export class PostgresAuditStore implements AuditStore {
         part.flatMap((r) => [r.exchangeId, r.endedAt, r.status, r.outcome, r.inputTokens, r.outputTokens, r.model]),
       );
     }
+    for (const part of chunks(callers, ROWS_PER_INSERT)) {
+      await client.query(
+        `INSERT INTO exchange_callers (exchange_id, issuer, email) VALUES ${valuesList(part.length, ['', '', ''])}
+         ON CONFLICT (exchange_id) DO NOTHING`,
+        part.flatMap((c) => [c.exchangeId, c.issuer, c.email]),
+      );
+    }
+    const groups = callers.flatMap((c) => c.groups.map((g) => [g, c.exchangeId] as const));
+    for (const part of chunks(groups, ROWS_PER_INSERT)) {
+      await client.query(
+        `INSERT INTO exchange_groups (group_name, exchange_id) VALUES ${valuesList(part.length, ['', ''])} ON CONFLICT DO NOTHING`,
+        part.flat(),
+      );
+    }
+    for (const part of chunks(masking, ROWS_PER_INSERT)) {
+      await client.query(
+        `INSERT INTO exchange_masking (type, exchange_id, count) VALUES ${valuesList(part.length, ['', '', '::bigint'])}
+         ON CONFLICT DO NOTHING`,
+        part.flatMap((m) => [m.type, m.exchangeId, m.count]),
+      );
+    }
     // Key records are rare (an administrator's action), so one statement each, in record order: a key created and
     // revoked in the same batch must be inserted before it is revoked.
     for (const r of records) {
@@ -359,6 +476,16 @@ export class PostgresAuditStore implements AuditStore {
         const k = r.data as KeyRevokedData;
         await client.query('UPDATE gateway_keys SET revoked_at = $1 WHERE hash = $2 AND revoked_at IS NULL', [k.revokedAt, k.hash]);
       }
+    }
+  }
+
+  private async insertSearchText(client: pg.PoolClient, texts: readonly SearchText[]): Promise<void> {
+    // Fewer rows per statement than elsewhere: each text may be tens of kilobytes.
+    for (const part of chunks(texts, 100)) {
+      await client.query(
+        `INSERT INTO exchange_text (exchange_id, text) VALUES ${valuesList(part.length, ['', ''])} ON CONFLICT DO NOTHING`,
+        part.flatMap((t) => [t.exchangeId, indexableText(t.text)]),
+      );
     }
   }
 
@@ -397,11 +524,7 @@ export class PostgresAuditStore implements AuditStore {
   async listSessions(filter: SessionFilter = {}): Promise<Page<SessionSummary>> {
     const params: unknown[] = [];
     const param = (v: unknown): string => `$${params.push(v)}`;
-    const where: string[] = [];
-    if (filter.connection !== undefined) where.push(`e.connection = ${param(filter.connection)}`);
-    if (filter.caller !== undefined) where.push(`e.caller_subject = ${param(filter.caller)}`);
-    if (filter.since !== undefined) where.push(`e.started_at >= ${param(filter.since)}::bigint`);
-    if (filter.until !== undefined) where.push(`e.started_at < ${param(filter.until)}::bigint`);
+    const where = exchangeConditions(filter, param);
     const having: string[] = [];
     const cursor = filter.cursor !== undefined ? decodeCursor(filter.cursor) : undefined;
     if (cursor) {
@@ -409,7 +532,7 @@ export class PostgresAuditStore implements AuditStore {
       const id = param(cursor.id);
       having.push(`(max(e.started_at) < ${at}::bigint OR (max(e.started_at) = ${at}::bigint AND e.session_id COLLATE "C" < ${id}))`);
     }
-    const limit = Math.min(Math.max(filter.limit ?? 50, 1), 1000);
+    const limit = pageSize(filter.limit);
     // Session ids compare bytewise (COLLATE "C"), as in SQLite, so both stores page in the same order whatever the
     // database's default collation.
     const res = await this.pool.query<{
@@ -448,47 +571,112 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]> {
-    const res = await this.pool.query<{
-      id: string;
-      session_id: string;
-      connection: string;
-      caller_subject: string;
-      caller_method: string;
-      method: string;
-      path: string;
-      model: string | null;
-      stream: boolean;
-      started_at: number;
-      ended_at: number | null;
-      status: number | null;
-      outcome: Outcome | null;
-      input_tokens: number | null;
-      output_tokens: number | null;
-      result_model: string | null;
-    }>(
+    const res = await this.pool.query<ExchangeRow>(
       `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model
        FROM exchanges e LEFT JOIN exchange_results r ON r.exchange_id = e.id
        WHERE e.session_id = $1 ORDER BY e.started_at, e.id COLLATE "C"`,
       [sessionId],
     );
-    return res.rows.map((r) => ({
-      id: r.id,
+    return res.rows.map(toSummary);
+  }
+
+  async listExchangesFiltered(filter: ExchangeListFilter = {}): Promise<Page<ExchangeListItem>> {
+    const params: unknown[] = [];
+    const param: Param = (v) => `$${params.push(v)}`;
+    const where = [...exchangeConditions(filter, param), ...beforeCursor(filter.cursor, param)];
+    const limit = pageSize(filter.limit);
+    const res = await this.pool.query<
+      ExchangeRow & { caller_issuer: string | null; groups: string[]; masking: Record<string, number> }
+    >(
+      `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model,
+              c.issuer AS caller_issuer,
+              ARRAY(SELECT g.group_name FROM exchange_groups g WHERE g.exchange_id = e.id ORDER BY g.group_name COLLATE "C") AS groups,
+              (SELECT coalesce(json_object_agg(m.type, m.count), '{}'::json) FROM exchange_masking m WHERE m.exchange_id = e.id) AS masking
+       FROM exchanges e
+       LEFT JOIN exchange_results r ON r.exchange_id = e.id
+       LEFT JOIN exchange_callers c ON c.exchange_id = e.id
+       ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+       ORDER BY e.started_at DESC, e.id COLLATE "C" DESC LIMIT ${param(limit + 1)}`,
+      params,
+    );
+    const items = res.rows.slice(0, limit).map(
+      (r): ExchangeListItem => ({
+        ...toSummary(r),
+        callerIssuer: r.caller_issuer,
+        callerGroups: r.groups,
+        masking: r.masking,
+      }),
+    );
+    const last = items.at(-1);
+    return { items, nextCursor: res.rows.length > limit && last ? encodeCursor(last.startedAt, last.id) : null };
+  }
+
+  async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {
+    const terms = parseSearchQuery(query);
+    if (terms.length === 0) return { items: [], nextCursor: null };
+    const params: unknown[] = [];
+    const param: Param = (v) => `$${params.push(v)}`;
+    const q = tsQuery(terms, 'simple', param);
+    const where = [...exchangeConditions(options.filter ?? {}, param), ...beforeCursor(options.cursor, param)];
+    const limit = pageSize(options.limit);
+    // The headline is computed for the page's rows only (the outer query), not for every match.
+    const res = await this.pool.query<{
+      id: string;
+      session_id: string;
+      started_at: number;
+      caller_subject: string;
+      snippet: string;
+    }>(
+      `WITH q AS (SELECT ${q} AS query),
+       hits AS (
+         SELECT e.id, e.session_id, e.started_at, e.caller_subject, t.text
+         FROM exchange_text t
+         JOIN exchanges e ON e.id = t.exchange_id
+         LEFT JOIN exchange_results r ON r.exchange_id = e.id, q
+         WHERE t.tsv @@ q.query ${where.length ? `AND ${where.join(' AND ')}` : ''}
+         ORDER BY e.started_at DESC, e.id COLLATE "C" DESC LIMIT ${param(limit + 1)}
+       )
+       SELECT hits.id, hits.session_id, hits.started_at, hits.caller_subject,
+              ts_headline('simple', hits.text, q.query,
+                'StartSel=«, StopSel=», MaxWords=24, MinWords=8, ShortWord=0, MaxFragments=2, FragmentDelimiter=" … "') AS snippet
+       FROM hits, q
+       ORDER BY hits.started_at DESC, hits.id COLLATE "C" DESC`,
+      params,
+    );
+    const items = res.rows.slice(0, limit).map((r) => ({
+      exchangeId: r.id,
       sessionId: r.session_id,
-      connection: r.connection,
-      callerSubject: r.caller_subject,
-      callerMethod: r.caller_method,
-      method: r.method,
-      path: r.path,
-      // The response names the model that answered; the request only the one asked for. Empty means unknown.
-      model: (r.result_model ?? r.model) || null,
-      stream: r.stream,
       startedAt: r.started_at,
-      endedAt: r.ended_at,
-      status: r.status,
-      outcome: r.outcome,
-      inputTokens: r.input_tokens,
-      outputTokens: r.output_tokens,
+      callerSubject: r.caller_subject,
+      snippet: r.snippet,
     }));
+    const last = items.at(-1);
+    return { items, nextCursor: res.rows.length > limit && last ? encodeCursor(last.startedAt, last.exchangeId) : null };
+  }
+
+  async listAccessLog(page: PageRequest = {}): Promise<Page<AccessLogEntry>> {
+    const limit = pageSize(page.limit);
+    const before = page.cursor !== undefined ? decodeCursor(page.cursor)?.lastAt : undefined;
+    const res = await this.pool.query<{ seq: number; at: number; data: string }>(
+      `SELECT seq, at, data FROM records WHERE kind = 'recording.read' ${before !== undefined ? 'AND seq < $2::bigint' : ''}
+       ORDER BY seq DESC LIMIT $1`,
+      before !== undefined ? [limit + 1, before] : [limit + 1],
+    );
+    const items = res.rows
+      .slice(0, limit)
+      .map((r) => ({ seq: r.seq, at: r.at, data: JSON.parse(r.data) as RecordingReadData }));
+    const last = items.at(-1);
+    return { items, nextCursor: res.rows.length > limit && last ? encodeCursor(last.seq, 'seq') : null };
+  }
+
+  async recordsAt(positions: readonly ChainPosition[]): Promise<readonly StoredRecord[]> {
+    if (positions.length === 0) return [];
+    const res = await this.pool.query<RecordRow>(
+      `SELECT r.* FROM records r JOIN unnest($1::text[], $2::bigint[]) AS p(chain, chain_seq)
+         ON r.chain = p.chain AND r.chain_seq = p.chain_seq`,
+      [positions.map((p) => p.chain), positions.map((p) => p.chainSeq)],
+    );
+    return res.rows.map(toStored);
   }
 
   async unfinishedExchanges(): Promise<readonly string[]> {
@@ -537,7 +725,7 @@ export class PostgresAuditStore implements AuditStore {
 
 /** The record's payload as the JSON text that gets hashed and stored; throws for data JSON cannot represent. */
 function serialise(r: NewRecord): string {
-  const text = JSON.stringify(r.data) as string | undefined;
+  const text = r.json ?? (JSON.stringify(r.data) as string | undefined);
   if (text === undefined) throw new TypeError(`record ${r.kind} has no JSON representation (data is ${typeof r.data})`);
   return text;
 }

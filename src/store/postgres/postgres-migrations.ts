@@ -109,10 +109,98 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   );
   CREATE UNIQUE INDEX gateway_keys_live_name ON gateway_keys (name) WHERE revoked_at IS NULL;
   `,
+  // 3: what the audit API filters and searches on (same number as SQLite's). Callers' issuer and groups and the
+  // masking types found are filled in from the ledger for exchanges recorded before; the full-text index holds the
+  // masked search text the recorder writes from now on.
+  //
+  // Full-text configuration 'simple': lower-cased whole words, no stemming and no stop words, so a search finds the
+  // word that was used in any language (and matches SQLite's unicode61 tokenizer).
+  `
+  CREATE TABLE exchange_callers (
+    exchange_id text PRIMARY KEY,
+    issuer      text,
+    email       text
+  );
+  CREATE INDEX exchange_callers_issuer ON exchange_callers (issuer);
+
+  CREATE TABLE exchange_groups (
+    group_name  text NOT NULL,
+    exchange_id text NOT NULL,
+    PRIMARY KEY (group_name, exchange_id)
+  );
+  CREATE INDEX exchange_groups_exchange ON exchange_groups (exchange_id);
+
+  CREATE TABLE exchange_masking (
+    type        text   NOT NULL,
+    exchange_id text   NOT NULL,
+    count       bigint NOT NULL,
+    PRIMARY KEY (type, exchange_id)
+  );
+  CREATE INDEX exchange_masking_exchange ON exchange_masking (exchange_id);
+
+  CREATE TABLE exchange_text (
+    exchange_id text PRIMARY KEY,
+    text        text NOT NULL,
+    tsv         tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED
+  );
+  CREATE INDEX exchange_text_tsv ON exchange_text USING gin (tsv);
+
+  -- json operators refuse a \\u0000 escape anywhere in the value; one turned into a space keeps every other
+  -- escape intact (an escaped backslash followed by "u0000" stays an escaped backslash followed by "u0020").
+  CREATE FUNCTION pg_temp.vigil_json(data text) RETURNS json LANGUAGE sql IMMUTABLE
+    AS $fn$ SELECT replace(data, '\\u0000', '\\u0020')::json $fn$;
+
+  INSERT INTO exchange_callers (exchange_id, issuer, email)
+    SELECT exchange_id, pg_temp.vigil_json(data) #>> '{caller,issuer}', pg_temp.vigil_json(data) #>> '{caller,email}'
+    FROM records WHERE kind = 'exchange.request' AND exchange_id IS NOT NULL
+    ON CONFLICT DO NOTHING;
+  INSERT INTO exchange_groups (group_name, exchange_id)
+    SELECT DISTINCT g, r.exchange_id
+    FROM records r, json_array_elements_text(
+      CASE WHEN json_typeof(pg_temp.vigil_json(r.data) #> '{caller,groups}') = 'array' THEN pg_temp.vigil_json(r.data) #> '{caller,groups}' ELSE '[]'::json END
+    ) g
+    WHERE r.kind = 'exchange.request' AND r.exchange_id IS NOT NULL
+    ON CONFLICT DO NOTHING;
+  INSERT INTO exchange_masking (type, exchange_id, count)
+    SELECT m.key, r.exchange_id, (m.value #>> '{}')::bigint
+    FROM records r, json_each(
+      CASE WHEN json_typeof(pg_temp.vigil_json(r.data) #> '{masking,counts}') = 'object' THEN pg_temp.vigil_json(r.data) #> '{masking,counts}' ELSE '{}'::json END
+    ) m
+    WHERE r.kind = 'exchange.response' AND r.exchange_id IS NOT NULL AND json_typeof(m.value) = 'number'
+      AND (m.value #>> '{}')::numeric > 0
+    ON CONFLICT DO NOTHING;
+
+  CREATE TRIGGER exchange_callers_append_only BEFORE UPDATE OR DELETE ON exchange_callers
+    FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER exchange_callers_no_truncate BEFORE TRUNCATE ON exchange_callers
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER exchange_groups_append_only BEFORE UPDATE OR DELETE ON exchange_groups
+    FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER exchange_groups_no_truncate BEFORE TRUNCATE ON exchange_groups
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER exchange_masking_append_only BEFORE UPDATE OR DELETE ON exchange_masking
+    FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER exchange_masking_no_truncate BEFORE TRUNCATE ON exchange_masking
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER exchange_text_append_only BEFORE UPDATE OR DELETE ON exchange_text
+    FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER exchange_text_no_truncate BEFORE TRUNCATE ON exchange_text
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+  `,
 ];
 
 /** Tables the store appends to; the ones role-based enforcement covers. */
-export const LEDGER_TABLES = ['records', 'blobs', 'exchanges', 'exchange_results', 'schema_migrations'] as const;
+export const LEDGER_TABLES = [
+  'records',
+  'blobs',
+  'exchanges',
+  'exchange_results',
+  'exchange_callers',
+  'exchange_groups',
+  'exchange_masking',
+  'exchange_text',
+  'schema_migrations',
+] as const;
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 

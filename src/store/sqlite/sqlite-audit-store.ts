@@ -323,7 +323,7 @@ export class SqliteAuditStore implements AuditStore {
       exchangeId: r.exchangeId ?? null,
       sessionId: r.sessionId ?? null,
       at: r.at,
-      data: JSON.stringify(r.data),
+      data: r.json ?? JSON.stringify(r.data),
     };
     const hash = recordHash(prevHash, input);
     const info = this.stmts.insertRecord.run(

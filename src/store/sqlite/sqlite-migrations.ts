@@ -21,10 +21,13 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX records_session ON records (session_id) WHERE session_id IS NOT NULL;
   CREATE INDEX records_kind ON records (kind, seq);
 
+  -- A rowid table: blobs are appended in order, only the small hash index takes random inserts (a WITHOUT ROWID
+  -- table keyed by a random hash would split pages of kilobyte rows at random).
   CREATE TABLE blobs (
-    hash TEXT PRIMARY KEY,
+    id   INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
     data BLOB NOT NULL
-  ) WITHOUT ROWID;
+  );
 
   CREATE TABLE exchanges (
     id             TEXT PRIMARY KEY,
@@ -77,5 +80,52 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     revoked_at  INTEGER
   );
   CREATE UNIQUE INDEX gateway_keys_live_name ON gateway_keys (name) WHERE revoked_at IS NULL;
+  `,
+  // 3: what the audit API filters and searches on. Callers' issuer and groups (from exchange.request records) and the
+  // masking types found (from exchange.response records) are filled in from the ledger for exchanges recorded before
+  // this migration; the full-text index holds the masked search text the recorder writes from now on.
+  `
+  CREATE TABLE exchange_callers (
+    exchange_id TEXT PRIMARY KEY,
+    issuer      TEXT,
+    email       TEXT
+  ) WITHOUT ROWID;
+  CREATE INDEX exchange_callers_issuer ON exchange_callers (issuer);
+
+  CREATE TABLE exchange_groups (
+    group_name  TEXT NOT NULL,
+    exchange_id TEXT NOT NULL,
+    PRIMARY KEY (group_name, exchange_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX exchange_groups_exchange ON exchange_groups (exchange_id);
+
+  CREATE TABLE exchange_masking (
+    type        TEXT    NOT NULL,
+    exchange_id TEXT    NOT NULL,
+    count       INTEGER NOT NULL,
+    PRIMARY KEY (type, exchange_id)
+  ) WITHOUT ROWID;
+  CREATE INDEX exchange_masking_exchange ON exchange_masking (exchange_id);
+
+  -- unicode61: whole words, case and diacritics folded, no stemming, so a search finds the word that was used
+  -- (and matches what PostgreSQL's 'simple' configuration does).
+  CREATE VIRTUAL TABLE exchange_text USING fts5(exchange_id UNINDEXED, text, tokenize = 'unicode61');
+
+  INSERT OR IGNORE INTO exchange_callers (exchange_id, issuer, email)
+    SELECT exchange_id, json_extract(data, '$.caller.issuer'), json_extract(data, '$.caller.email')
+    FROM records WHERE kind = 'exchange.request' AND exchange_id IS NOT NULL;
+  INSERT OR IGNORE INTO exchange_groups (group_name, exchange_id)
+    SELECT g.value, r.exchange_id FROM records r, json_each(r.data, '$.caller.groups') g
+    WHERE r.kind = 'exchange.request' AND r.exchange_id IS NOT NULL AND g.type = 'text';
+  INSERT OR IGNORE INTO exchange_masking (type, exchange_id, count)
+    SELECT m.key, r.exchange_id, m.value FROM records r, json_each(r.data, '$.masking.counts') m
+    WHERE r.kind = 'exchange.response' AND r.exchange_id IS NOT NULL AND m.type = 'integer' AND m.value > 0;
+
+  CREATE TRIGGER exchange_callers_append_only_u BEFORE UPDATE ON exchange_callers BEGIN SELECT RAISE(ABORT, 'exchange callers are append-only'); END;
+  CREATE TRIGGER exchange_callers_append_only_d BEFORE DELETE ON exchange_callers BEGIN SELECT RAISE(ABORT, 'exchange callers are append-only'); END;
+  CREATE TRIGGER exchange_groups_append_only_u BEFORE UPDATE ON exchange_groups BEGIN SELECT RAISE(ABORT, 'exchange groups are append-only'); END;
+  CREATE TRIGGER exchange_groups_append_only_d BEFORE DELETE ON exchange_groups BEGIN SELECT RAISE(ABORT, 'exchange groups are append-only'); END;
+  CREATE TRIGGER exchange_masking_append_only_u BEFORE UPDATE ON exchange_masking BEGIN SELECT RAISE(ABORT, 'exchange masking is append-only'); END;
+  CREATE TRIGGER exchange_masking_append_only_d BEFORE DELETE ON exchange_masking BEGIN SELECT RAISE(ABORT, 'exchange masking is append-only'); END;
   `,
 ];

@@ -1,0 +1,114 @@
+/**
+ * Authenticates admin API callers: admin API tokens (automation), OIDC tokens verified by the proxy's own
+ * {@link OidcVerifier} (people, whose groups give their role), and, when neither is configured, callers on this
+ * machine as `admin` (the embedded default, where whoever can reach 127.0.0.1 can read the store file anyway).
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { AdminConfig } from '../config/config-schema.js';
+import { ConfigError, VigilError } from '../errors.js';
+import { extractCredential, type RequestHeaders } from '../identity/authenticator.js';
+import { isLoopbackAddress } from '../identity/loopback.js';
+import type { OidcVerifier } from '../identity/oidc-verifier.js';
+import { ANONYMOUS } from '../identity/principal.js';
+import { roleOf, type AdminCaller, type RoleGroups } from './admin-caller.js';
+
+/** An admin API token with its secret read; only the secret's digest is kept. */
+export interface AdminToken {
+  readonly name: string;
+  readonly role: 'admin' | 'auditor';
+  readonly digest: Buffer;
+}
+
+/** Shorter tokens are refused at start-up: an admin token reads every recording. */
+export const MIN_ADMIN_TOKEN_LENGTH = 24;
+
+const digest = (secret: string): Buffer => createHash('sha256').update(secret).digest();
+
+/**
+ * Read the configured tokens' secrets from their env variables or files.
+ *
+ * @throws ConfigError naming `admin.tokens[i].token` for a secret that is missing or too short.
+ */
+export function loadAdminTokens(tokens: AdminConfig['tokens'], env: NodeJS.ProcessEnv = process.env): AdminToken[] {
+  const problems: string[] = [];
+  const out: AdminToken[] = [];
+  tokens.forEach((t, i) => {
+    const where = `admin.tokens[${i}].token`;
+    let secret: string | undefined;
+    if ('env' in t.token) {
+      secret = env[t.token.env]?.trim();
+      if (!secret) problems.push(`${where}: environment variable ${t.token.env} is not set`);
+    } else {
+      try {
+        secret = readFileSync(t.token.file, 'utf8').trim();
+      } catch (err) {
+        problems.push(`${where}: cannot read ${t.token.file} (${(err as Error).message})`);
+      }
+    }
+    if (secret === undefined || secret === '') return;
+    if (secret.length < MIN_ADMIN_TOKEN_LENGTH) {
+      problems.push(`${where}: the token of "${t.name}" is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters; use e.g. openssl rand -hex 32`);
+      return;
+    }
+    out.push({ name: t.name, role: t.role, digest: digest(secret) });
+  });
+  if (problems.length) throw new ConfigError(problems);
+  return out;
+}
+
+export interface AdminAuthOptions {
+  readonly oidc?: OidcVerifier | undefined;
+  readonly tokens: readonly AdminToken[];
+  readonly roles: RoleGroups;
+}
+
+export class AdminAuthenticator {
+  private readonly oidc: OidcVerifier | undefined;
+  private readonly tokens: readonly AdminToken[];
+  private readonly roles: RoleGroups;
+
+  constructor(opts: AdminAuthOptions) {
+    this.oidc = opts.oidc;
+    this.tokens = opts.tokens;
+    this.roles = opts.roles;
+  }
+
+  /** Whether callers must prove who they are; without it, loopback callers are admins. */
+  get identityConfigured(): boolean {
+    return this.oidc !== undefined || this.tokens.length > 0;
+  }
+
+  /**
+   * @throws VigilError `UNAUTHENTICATED` for a missing, unknown or invalid credential.
+   */
+  async authenticate(headers: RequestHeaders, remoteAddress: string | undefined): Promise<AdminCaller> {
+    const address = remoteAddress ?? null;
+    if (!this.identityConfigured) {
+      if (isLoopbackAddress(remoteAddress)) return { reader: ANONYMOUS, role: 'admin', address };
+      throw new VigilError('UNAUTHENTICATED', 'no identity is configured: the admin API answers callers on this machine only');
+    }
+    const credential = extractCredential(headers);
+    if (!credential) {
+      throw new VigilError('UNAUTHENTICATED', 'missing credential: send an admin API token or an OIDC token as Authorization: Bearer …');
+    }
+    const token = this.matchToken(credential.token);
+    if (token) return { reader: { method: 'admin_token', subject: token.name }, role: token.role, address };
+    if (this.oidc && credential.token.split('.').length === 3) {
+      const principal = await this.oidc.verify(credential.token);
+      return { reader: principal, role: roleOf(principal, this.roles), address };
+    }
+    throw new VigilError(
+      'UNAUTHENTICATED',
+      this.oidc ? 'unknown admin token, and not an OIDC token' : 'unknown admin token (admin.tokens); OIDC tokens are not accepted: no identity.oidc issuer is configured',
+    );
+  }
+
+  /** Compares against every token, each in constant time, so timing tells neither which token nor how much matched. */
+  private matchToken(candidate: string): AdminToken | undefined {
+    const d = digest(candidate);
+    let found: AdminToken | undefined;
+    for (const t of this.tokens) if (timingSafeEqual(t.digest, d) && !found) found = t;
+    return found;
+  }
+}

@@ -1,0 +1,160 @@
+/**
+ * The admin listener: a node:http server of its own, apart from the proxy, serving the versioned REST API under
+ * `/api/v1/` (routes in admin-routes.ts). Errors are JSON `{ error: { type, message } }`.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import type { VigilConfig } from '../config/config-schema.js';
+import { VigilError } from '../errors.js';
+import { isLoopbackHost } from '../identity/loopback.js';
+import type { OidcVerifier } from '../identity/oidc-verifier.js';
+import { ANONYMOUS } from '../identity/principal.js';
+import type { AuditStore } from '../store/audit-store.js';
+import { AdminAuthenticator, loadAdminTokens } from './admin-auth.js';
+import { ADMIN_ROUTES, COMMON_HEADERS, sendJson, type AdminRoute } from './admin-routes.js';
+
+export const API_PREFIX = '/api/v1';
+
+/** Where the admin API listens: `admin.listen`, else 127.0.0.1 on the proxy's port + 1 (0 stays 0: a free port). */
+export function adminListenAddress(config: VigilConfig): { host: string; port: number } {
+  if (config.admin.listen) return config.admin.listen;
+  const port = config.listen.port === 0 ? 0 : config.listen.port + 1;
+  if (port > 65535) throw new VigilError('INTERNAL', `no default admin port after ${config.listen.port}: set admin.listen`);
+  return { host: '127.0.0.1', port };
+}
+
+/**
+ * Refuse an admin listener reachable from other machines when nobody would have to prove who they are.
+ *
+ * @throws VigilError naming the config keys that fix it.
+ */
+export function checkAdminExposure(config: VigilConfig): void {
+  if (!config.admin.enabled) return;
+  const { host } = adminListenAddress(config);
+  if (!isLoopbackHost(host) && config.identity.oidc.length === 0 && config.admin.tokens.length === 0) {
+    throw new VigilError(
+      'INTERNAL',
+      `refusing to serve the admin API on ${host}: no identity is configured, so anyone who can reach it could read ` +
+        'every recording. Set admin.listen to 127.0.0.1:PORT, or configure identity.oidc issuers (with admin.roles) ' +
+        'or admin.tokens (see README, "Admin API").',
+    );
+  }
+}
+
+interface CompiledRoute {
+  readonly route: AdminRoute;
+  readonly pattern: RegExp;
+  readonly names: readonly string[];
+}
+
+function compile(route: AdminRoute): CompiledRoute {
+  const names: string[] = [];
+  const source = route.path
+    .split('/')
+    .map((segment) => {
+      const m = /^\{(\w+)\}$/.exec(segment);
+      if (!m) return segment.replace(/[.*+?^$()|[\]\\{}]/g, '\\$&');
+      names.push(m[1]!);
+      return '([^/]+)';
+    })
+    .join('/');
+  return { route, pattern: new RegExp(`^${source}$`), names };
+}
+
+function sendError(res: ServerResponse, err: VigilError): void {
+  if (err.code === 'UNAUTHENTICATED') res.setHeader('www-authenticate', 'Bearer realm="vigil-admin"');
+  sendJson(res, err.status, { error: { type: err.type, message: err.message } });
+}
+
+export interface AdminServerOptions {
+  readonly config: VigilConfig;
+  readonly store: AuditStore;
+  /** The proxy's verifier, so both listeners trust the same issuers and share their key caches. */
+  readonly oidc?: OidcVerifier | undefined;
+  readonly log: Logger;
+}
+
+export interface AdminServer {
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
+  const { config, store, log } = options;
+  checkAdminExposure(config);
+  const auth = new AdminAuthenticator({
+    oidc: options.oidc,
+    tokens: loadAdminTokens(config.admin.tokens),
+    roles: config.admin.roles,
+  });
+  const routes = ADMIN_ROUTES.map(compile);
+
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://admin.invalid');
+    const path = url.pathname.startsWith(`${API_PREFIX}/`) ? url.pathname.slice(API_PREFIX.length) : undefined;
+    const matches = path === undefined ? [] : routes.map((r) => ({ r, m: r.pattern.exec(path) })).filter((x) => x.m);
+    if (matches.length === 0) throw new VigilError('NOT_FOUND', `no such route: ${url.pathname} (see ${API_PREFIX}/openapi.json)`);
+    const found = matches.find((x) => x.r.route.method === req.method);
+    if (!found) {
+      res.setHeader('allow', [...new Set(matches.map((x) => x.r.route.method))].join(', '));
+      res.writeHead(405, { ...COMMON_HEADERS, 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: { type: 'invalid_request_error', message: `${req.method} is not allowed here` } }));
+      return;
+    }
+    const { route, names } = found.r;
+    const params: Record<string, string> = {};
+    names.forEach((n, i) => (params[n] = decodeURIComponent(found.m![i + 1]!)));
+    const caller = route.authenticated
+      ? await auth.authenticate(req.headers, req.socket.remoteAddress)
+      : { reader: ANONYMOUS, role: 'user' as const, address: req.socket.remoteAddress ?? null };
+    await route.handle({ store, caller, params, query: url.searchParams, req, res, log });
+  };
+
+  const server: Server = createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (res.headersSent) {
+        // A stream (export, events) failed half-way: cutting the connection is the only honest signal left.
+        log.error({ err, url: req.url }, 'admin API response failed after it started');
+        res.destroy();
+        return;
+      }
+      if (err instanceof VigilError) {
+        if (err.status >= 500) log.error({ err, url: req.url }, 'admin API request failed');
+        sendError(res, err);
+        return;
+      }
+      if (err instanceof URIError) {
+        sendError(res, new VigilError('BAD_REQUEST', 'malformed percent-encoding in the path'));
+        return;
+      }
+      log.error({ err, url: req.url }, 'admin API request failed');
+      sendError(res, new VigilError('INTERNAL', 'internal error', { cause: err }));
+    });
+  });
+  const { host, port } = adminListenAddress(config);
+  server.listen(port, host);
+  await Promise.race([
+    once(server, 'listening'),
+    once(server, 'error').then(([err]) => {
+      throw err;
+    }),
+  ]);
+  const address = server.address() as AddressInfo;
+  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${shownHost}:${address.port}`;
+  if (!auth.identityConfigured) log.warn({ url }, 'admin API without identity: callers on this machine are admins');
+  log.info({ url: `${url}${API_PREFIX}` }, 'vigil admin API listening');
+
+  return {
+    url,
+    async close() {
+      const closed = once(server, 'close');
+      server.close();
+      // Exports in progress are cut: the store they read is about to close.
+      server.closeAllConnections();
+      await closed;
+    },
+  };
+}

@@ -1,0 +1,335 @@
+/**
+ * The admin API described as OpenAPI 3.1, served at `/api/v1/openapi.json`. Written by hand, next to the routes; a
+ * test checks that every route served is described here.
+ */
+
+const ref = (name: string): { $ref: string } => ({ $ref: `#/components/schemas/${name}` });
+const param = (name: string): { $ref: string } => ({ $ref: `#/components/parameters/${name}` });
+
+const FILTERS = ['caller', 'group', 'connection', 'model', 'outcome', 'masking', 'since', 'until'].map(param);
+const PAGING = [param('limit'), param('cursor')];
+
+const json = (schema: unknown, description: string): unknown => ({
+  description,
+  content: { 'application/json': { schema } },
+});
+
+const pageOf = (item: string): unknown => ({
+  type: 'object',
+  required: ['items', 'next_cursor'],
+  properties: {
+    items: { type: 'array', items: ref(item) },
+    next_cursor: { type: ['string', 'null'], description: 'Pass as `cursor` for the next page; null on the last page.' },
+  },
+});
+
+/** References to the shared error responses (components.responses.E<code>). */
+const errors = (...codes: number[]): Record<string, unknown> =>
+  Object.fromEntries(codes.map((c) => [String(c), { $ref: `#/components/responses/E${c}` }]));
+
+const readErrors = errors(400, 401, 404, 503);
+
+export const OPENAPI_DOCUMENT = {
+  openapi: '3.1.0',
+  info: {
+    title: 'Vigil admin API',
+    version: '1',
+    description:
+      'Audit access to what Vigil recorded: sessions and exchanges with filters, full-text search, exports, the raw ' +
+      'event stream of an exchange, verification, and the access log. Roles: `admin` (everything), `auditor` (every ' +
+      'recording), `user` (own exchanges only). Every read of recorded content appends a `recording.read` record.',
+  },
+  servers: [{ url: '/api/v1' }],
+  security: [{ bearer: [] }],
+  paths: {
+    '/healthz': {
+      get: {
+        summary: 'Liveness',
+        security: [],
+        responses: { '200': json({ type: 'object', properties: { status: { const: 'ok' } } }, 'The admin listener is up.') },
+      },
+    },
+    '/openapi.json': {
+      get: {
+        summary: 'This document',
+        security: [],
+        responses: { '200': json({ type: 'object' }, 'The OpenAPI 3.1 description of this API.') },
+      },
+    },
+    '/sessions': {
+      get: {
+        summary: 'List sessions, newest activity first',
+        description:
+          'Sessions with at least one exchange matching the filters; counts and times cover the matching exchanges. ' +
+          'Not recorded in the access log (summaries only).',
+        parameters: [...FILTERS, ...PAGING],
+        responses: { '200': json(pageOf('SessionSummary'), 'A page of sessions.'), ...errors(400, 401) },
+      },
+    },
+    '/sessions/{id}': {
+      get: {
+        summary: 'One session: summaries and full views of its exchanges, in order',
+        parameters: [param('id')],
+        responses: {
+          '200': json(
+            {
+              type: 'object',
+              required: ['id', 'summaries', 'exchanges'],
+              properties: {
+                id: { type: 'string' },
+                summaries: { type: 'array', items: ref('ExchangeListItem') },
+                exchanges: { type: 'array', items: ref('ExchangeView') },
+              },
+            },
+            'The session (recorded as a read).',
+          ),
+          ...readErrors,
+        },
+      },
+    },
+    '/sessions/{id}/export': {
+      get: {
+        summary: 'Export one session (streamed)',
+        parameters: [param('id'), param('format')],
+        responses: { '200': { $ref: '#/components/responses/Export' }, ...readErrors },
+      },
+    },
+    '/sessions/{id}/verify': {
+      get: {
+        summary: 'Verify one session’s records',
+        description:
+          'Rehashes every record of the session, checks its links to the neighbouring records of its chain and its ' +
+          'blobs, and that every indexed exchange still has its request record. `/verify` is the final word.',
+        parameters: [param('id')],
+        responses: { '200': json(ref('SessionVerifyReport'), 'The report.'), ...errors(401, 404) },
+      },
+    },
+    '/exchanges': {
+      get: {
+        summary: 'List exchanges, newest first',
+        parameters: [param('session'), ...FILTERS, ...PAGING],
+        responses: { '200': json(pageOf('ExchangeListItem'), 'A page of exchanges.'), ...errors(400, 401) },
+      },
+    },
+    '/exchanges/{id}': {
+      get: {
+        summary: 'One exchange in full',
+        parameters: [param('id')],
+        responses: { '200': json(ref('ExchangeView'), 'The exchange (recorded as a read).'), ...readErrors },
+      },
+    },
+    '/exchanges/{id}/events': {
+      get: {
+        summary: 'The raw server-sent event stream of one exchange',
+        description: 'Each recorded event as `event: <type>` and `data: <data>` lines, in stream order.',
+        parameters: [param('id')],
+        responses: {
+          '200': { description: 'The event stream (recorded as a read).', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+          ...readErrors,
+        },
+      },
+    },
+    '/search': {
+      get: {
+        summary: 'Full-text search over prompts, responses and tool calls',
+        description:
+          'Words and "quoted phrases", all of which must match (case-insensitive, whole words); `word*` matches a ' +
+          'prefix. Nothing else is syntax. Newest first. Matches in snippets are marked « ».',
+        parameters: [param('q'), param('session'), ...FILTERS, ...PAGING],
+        responses: { '200': json(pageOf('SearchHit'), 'A page of hits (recorded as a read).'), ...readErrors },
+      },
+    },
+    '/export': {
+      get: {
+        summary: 'Export every exchange matching the filters (streamed, newest first)',
+        parameters: [param('format'), param('session'), ...FILTERS],
+        responses: { '200': { $ref: '#/components/responses/Export' }, ...errors(400, 401, 503) },
+      },
+    },
+    '/verify': {
+      get: {
+        summary: 'Verify the whole store (admin, auditor)',
+        responses: { '200': json(ref('VerifyReport'), 'The report.'), ...errors(401, 403) },
+      },
+    },
+    '/access-log': {
+      get: {
+        summary: 'Who read which recording, newest first (admin)',
+        parameters: PAGING,
+        responses: { '200': json(pageOf('AccessLogEntry'), 'A page of reads.'), ...errors(400, 401, 403) },
+      },
+    },
+  },
+  components: {
+    securitySchemes: {
+      bearer: {
+        type: 'http',
+        scheme: 'bearer',
+        description:
+          'An admin API token (admin.tokens) or an OIDC token from a trusted issuer; its groups give the role ' +
+          '(admin.roles). Without any identity configured, callers on this machine are admins without a token.',
+      },
+    },
+    parameters: {
+      id: { name: 'id', in: 'path', required: true, schema: { type: 'string' } },
+      q: { name: 'q', in: 'query', required: true, schema: { type: 'string', minLength: 1 } },
+      session: { name: 'session', in: 'query', schema: { type: 'string' }, description: 'Only this session.' },
+      caller: { name: 'caller', in: 'query', schema: { type: 'string' }, description: 'Caller subject.' },
+      group: { name: 'group', in: 'query', schema: { type: 'string' }, description: 'A group the caller was in.' },
+      connection: { name: 'connection', in: 'query', schema: { type: 'string' } },
+      model: { name: 'model', in: 'query', schema: { type: 'string' }, description: 'Model asked for or that answered.' },
+      outcome: {
+        name: 'outcome',
+        in: 'query',
+        schema: {
+          enum: ['ok', 'upstream_error', 'client_aborted', 'upstream_aborted', 'gateway_error', 'interrupted', 'in_progress'],
+        },
+      },
+      masking: { name: 'masking', in: 'query', schema: { type: 'string' }, description: 'A masking detector type that was found.' },
+      since: { name: 'since', in: 'query', schema: { type: 'string' }, description: 'Started at or after: ISO 8601 or epoch ms.' },
+      until: { name: 'until', in: 'query', schema: { type: 'string' }, description: 'Started before: ISO 8601 or epoch ms.' },
+      limit: { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } },
+      cursor: { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'next_cursor of the previous page.' },
+      format: { name: 'format', in: 'query', schema: { enum: ['jsonl', 'markdown'], default: 'jsonl' } },
+    },
+    responses: {
+      Export: {
+        description: 'JSONL: one ExchangeView per line, exactly as GET /exchanges/{id} returns it. Markdown: a transcript.',
+        content: {
+          'application/x-ndjson': { schema: { type: 'string' } },
+          'text/markdown': { schema: { type: 'string' } },
+        },
+      },
+      E400: json(ref('Error'), 'A parameter is invalid (the message names it).'),
+      E401: json(ref('Error'), 'No credential, or one that is not valid.'),
+      E403: json(ref('Error'), 'The caller’s role does not allow this.'),
+      E404: json(ref('Error'), 'Not found, or not visible to the caller (users see their own exchanges only).'),
+      E503: json(ref('Error'), 'The read could not be recorded in the access log, so it was refused.'),
+    },
+    schemas: {
+      Error: {
+        type: 'object',
+        required: ['error'],
+        properties: {
+          error: {
+            type: 'object',
+            required: ['type', 'message'],
+            properties: { type: { type: 'string' }, message: { type: 'string' } },
+          },
+        },
+      },
+      SessionSummary: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' },
+          connection: { type: 'string' },
+          callerSubject: { type: 'string' },
+          firstAt: { type: 'integer', description: 'epoch ms' },
+          lastAt: { type: 'integer', description: 'epoch ms' },
+          exchanges: { type: 'integer' },
+          inputTokens: { type: 'integer' },
+          outputTokens: { type: 'integer' },
+        },
+      },
+      ExchangeListItem: {
+        type: 'object',
+        properties: {
+          id: { type: 'string' },
+          sessionId: { type: 'string' },
+          connection: { type: 'string' },
+          callerSubject: { type: 'string' },
+          callerMethod: { type: 'string' },
+          callerIssuer: { type: ['string', 'null'] },
+          callerGroups: { type: 'array', items: { type: 'string' } },
+          method: { type: 'string' },
+          path: { type: 'string' },
+          model: { type: ['string', 'null'] },
+          stream: { type: 'boolean' },
+          startedAt: { type: 'integer' },
+          endedAt: { type: ['integer', 'null'] },
+          status: { type: ['integer', 'null'] },
+          outcome: { type: ['string', 'null'] },
+          inputTokens: { type: ['integer', 'null'] },
+          outputTokens: { type: ['integer', 'null'] },
+          masking: { type: 'object', additionalProperties: { type: 'integer' } },
+        },
+      },
+      ExchangeView: {
+        type: 'object',
+        description: 'An exchange as recorded: request and response with bodies, events, usage and timing.',
+        properties: {
+          id: { type: 'string' },
+          session_id: { type: 'string' },
+          connection: { type: 'string' },
+          caller: { type: 'object' },
+          client: { type: 'object' },
+          agent: { type: ['object', 'null'] },
+          started_at: { type: 'string', format: 'date-time' },
+          ended_at: { type: ['string', 'null'], format: 'date-time' },
+          model: { type: ['string', 'null'] },
+          outcome: { type: 'string' },
+          usage: { type: ['object', 'null'] },
+          request: { type: 'object' },
+          response: { type: 'object' },
+        },
+      },
+      SearchHit: {
+        type: 'object',
+        properties: {
+          exchangeId: { type: 'string' },
+          sessionId: { type: 'string' },
+          startedAt: { type: 'integer' },
+          callerSubject: { type: 'string' },
+          snippet: { type: 'string', description: 'Matches between « and ».' },
+        },
+      },
+      VerifyProblem: {
+        type: 'object',
+        properties: {
+          chain: { type: 'string' },
+          chainSeq: { type: ['integer', 'null'] },
+          seq: { type: ['integer', 'null'] },
+          problem: { enum: ['changed', 'missing', 'reordered', 'blob_changed', 'blob_missing', 'head_missing'] },
+          detail: { type: 'string' },
+        },
+      },
+      VerifyReport: {
+        type: 'object',
+        properties: {
+          ok: { type: 'boolean' },
+          chains: { type: 'integer' },
+          records: { type: 'integer' },
+          problems: { type: 'array', items: ref('VerifyProblem') },
+        },
+      },
+      SessionVerifyReport: {
+        type: 'object',
+        properties: {
+          ok: { type: 'boolean' },
+          session: { type: 'string' },
+          records: { type: 'integer' },
+          exchanges: { type: 'integer' },
+          problems: { type: 'array', items: ref('VerifyProblem') },
+        },
+      },
+      AccessLogEntry: {
+        type: 'object',
+        properties: {
+          seq: { type: 'integer' },
+          at: { type: 'integer' },
+          data: {
+            type: 'object',
+            properties: {
+              actor: { type: 'object', description: 'Who read: the OIDC principal, an admin token, or anonymous (loopback).' },
+              role: { enum: ['admin', 'auditor', 'user'] },
+              what: { enum: ['session', 'exchange', 'events', 'search', 'export'] },
+              ids: { type: 'array', items: { type: 'string' } },
+              query: { type: 'string' },
+              address: { type: ['string', 'null'] },
+            },
+          },
+        },
+      },
+    },
+  },
+} as const;

@@ -1,0 +1,84 @@
+/**
+ * Verifies one session without walking the whole ledger: every record of the session is rehashed, linked to its
+ * neighbours on its chain (so a record rewritten with a recomputed hash is caught by the next record's `prevHash`),
+ * its blobs are rehashed, and every exchange the index lists for the session must still have its request record.
+ *
+ * What this cannot see is the removal of a whole exchange together with its index rows, or of a chain's tail: the
+ * store-wide `verify()` (which also checks what each chain committed to when it opened) is the final word.
+ */
+import type { AuditStore, ChainPosition, StoredRecord, VerifyProblem } from '../store/audit-store.js';
+import { blobRefs, recordHash, sha256Hex } from '../store/ledger.js';
+
+export interface SessionVerifyReport {
+  readonly ok: boolean;
+  readonly session: string;
+  readonly records: number;
+  readonly exchanges: number;
+  readonly problems: readonly VerifyProblem[];
+}
+
+const key = (p: ChainPosition): string => `${p.chain}#${p.chainSeq}`;
+
+export async function verifySession(store: AuditStore, sessionId: string): Promise<SessionVerifyReport> {
+  const records = await store.sessionRecords(sessionId);
+  const problems: VerifyProblem[] = [];
+  const problem = (r: StoredRecord | ChainPosition, kind: VerifyProblem['problem'], detail: string): void => {
+    problems.push({ chain: r.chain, chainSeq: r.chainSeq, seq: 'seq' in r ? r.seq : null, problem: kind, detail });
+  };
+
+  const neighbours: ChainPosition[] = [];
+  for (const r of records) {
+    if (r.chainSeq > 1) neighbours.push({ chain: r.chain, chainSeq: r.chainSeq - 1 });
+    neighbours.push({ chain: r.chain, chainSeq: r.chainSeq + 1 });
+  }
+  const byPosition = new Map((await store.recordsAt(neighbours)).map((r) => [key(r), r]));
+  for (const r of records) byPosition.set(key(r), r);
+  const inSession = new Set(records.map(key));
+
+  const blobHashes = new Set<string>();
+  for (const r of records) {
+    const where = `record ${r.chain}#${r.chainSeq} (seq ${r.seq}, ${r.kind})`;
+    if (recordHash(r.prevHash, r) !== r.hash) problem(r, 'changed', `${where} was changed after it was written`);
+    if (r.chainSeq > 1) {
+      const before = byPosition.get(key({ chain: r.chain, chainSeq: r.chainSeq - 1 }));
+      if (!before) problem({ chain: r.chain, chainSeq: r.chainSeq - 1 }, 'missing', `the record before ${where} is missing`);
+      else if (before.hash !== r.prevHash) {
+        problem(r, 'changed', `${where} does not link to the record before it: one of the two was replaced`);
+      }
+    }
+    // Each link is checked once: from the record after it when that record is the session's too.
+    const next = { chain: r.chain, chainSeq: r.chainSeq + 1 };
+    const after = inSession.has(key(next)) ? undefined : byPosition.get(key(next));
+    if (after && after.prevHash !== r.hash) {
+      problem(r, 'changed', `${where} is not the record its successor was chained to: it was replaced`);
+    }
+    try {
+      for (const h of blobRefs(r.data)) blobHashes.add(h);
+    } catch {
+      // Unparseable data: the hash check above has reported the record as changed.
+    }
+  }
+
+  const blobs = await store.blobs([...blobHashes]);
+  for (const h of blobHashes) {
+    const data = blobs.get(h);
+    const first = records.find((r) => r.data.includes(h))!;
+    if (!data) problem(first, 'blob_missing', `blob ${h} referred to by ${first.chain}#${first.chainSeq} is missing`);
+    else if (sha256Hex(data) !== h) problem(first, 'blob_changed', `blob ${h} referred to by ${first.chain}#${first.chainSeq} was changed`);
+  }
+
+  const exchanges = await store.listExchanges(sessionId);
+  const requested = new Set(records.filter((r) => r.kind === 'exchange.request').map((r) => r.exchangeId));
+  for (const x of exchanges) {
+    if (!requested.has(x.id)) {
+      problems.push({
+        chain: '',
+        chainSeq: null,
+        seq: null,
+        problem: 'missing',
+        detail: `exchange ${x.id} is indexed in session ${sessionId} but its request record is missing`,
+      });
+    }
+  }
+  return { ok: problems.length === 0, session: sessionId, records: records.length, exchanges: exchanges.length, problems };
+}

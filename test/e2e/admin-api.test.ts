@@ -1,0 +1,467 @@
+/**
+ * The admin API end to end: a gateway with a real OpenID provider records traffic from two people through the
+ * official SDK, then people with each role (and an automation token) read it back through the admin listener, and
+ * the CLI searches and exports the same store. What is checked is what each reader receives and what the access log
+ * says about them.
+ */
+import Anthropic from '@anthropic-ai/sdk';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_ROUTES } from '../../src/admin/admin-routes.js';
+import { run } from '../../src/cli/main.js';
+import { readExchange, type ExchangeView } from '../../src/recorder/exchange-reader.js';
+import type { AccessLogEntry, ExchangeListItem, NewRecord, SearchHit, SearchText, SessionSummary } from '../../src/store/audit-store.js';
+import type { ExchangeRequestData, ExchangeResponseData } from '../../src/store/record-types.js';
+import { startHarness, type Harness } from '../support/gateway-harness.js';
+import { startOidcProvider, type OidcTestProvider } from '../support/oidc-provider.js';
+
+const ADMIN_TOKEN = 'vigil-admin-token-for-automation-0123456789';
+const NEEDLE = 'quetzalcoatlus';
+
+let idp: OidcTestProvider;
+let h: Harness;
+let admin: string;
+const tokens: Record<'alice' | 'bob' | 'carol' | 'dave', string> = { alice: '', bob: '', carol: '', dave: '' };
+
+interface Answer<T = unknown> {
+  status: number;
+  headers: Headers;
+  text: string;
+  json: T;
+}
+
+async function api<T = unknown>(pathAndQuery: string, token?: string): Promise<Answer<T>> {
+  const res = await fetch(`${admin}/api/v1${pathAndQuery}`, {
+    headers: token ? { authorization: `Bearer ${token}` } : {},
+  });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json: json as T };
+}
+
+interface Paged<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+const client = (token: string): Anthropic =>
+  new Anthropic({ baseURL: h.url, apiKey: null, authToken: token, maxRetries: 0 });
+
+/** `n` exchanges written straight into the store, shaped as the recorder writes them, one containing the needle. */
+async function bulkRecord(n: number, needleAt: number): Promise<void> {
+  const t0 = Date.UTC(2024, 5, 1);
+  for (let start = 0; start < n; start += 100) {
+    const records: NewRecord[] = [];
+    const searchText: SearchText[] = [];
+    for (let i = start; i < Math.min(n, start + 100); i++) {
+      const id = `ex_bulk_${String(i).padStart(4, '0')}`;
+      const session = `bulk-${Math.floor(i / 10)}`;
+      const at = t0 + i * 1000;
+      const prompt = i === needleAt ? `Tell me about the ${NEEDLE} please` : `Routine question number ${i} about deployments`;
+      const request: ExchangeRequestData = {
+        connection: 'anthropic',
+        caller: { method: 'oidc', subject: 'batch-bot', issuer: idp.issuer, groups: ['robots'] },
+        client: { address: '127.0.0.1', userAgent: 'bulk' },
+        session: { id: session, source: 'header' },
+        request: {
+          method: 'POST',
+          path: '/v1/messages',
+          query: '',
+          headers: { 'content-type': 'application/json' },
+          body: { size: 0, parts: [JSON.stringify({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: prompt }] })] },
+        },
+        model: 'claude-haiku-4-5',
+        stream: false,
+        startedAt: at,
+      };
+      const response: ExchangeResponseData = {
+        status: 200,
+        headers: { 'content-type': 'application/json' },
+        body: null,
+        message: { role: 'assistant', content: [{ type: 'text', text: `Answer ${i}` }] },
+        usage: { input_tokens: 5, output_tokens: 2 },
+        model: 'claude-haiku-4-5-20251001',
+        stopReason: 'end_turn',
+        outcome: 'ok',
+        error: null,
+        eventCount: 0,
+        timing: { startedAt: at, firstByteMs: 10, endedAt: at + 20, durationMs: 20 },
+      };
+      records.push(
+        { kind: 'exchange.request', exchangeId: id, sessionId: session, at, data: request },
+        { kind: 'exchange.response', exchangeId: id, sessionId: session, at: at + 20, data: response },
+      );
+      searchText.push({ exchangeId: id, text: `${prompt}\nAnswer ${i}` });
+    }
+    await h.gateway.store.append({ records, searchText });
+  }
+}
+
+beforeAll(async () => {
+  idp = await startOidcProvider();
+  process.env.VIGIL_TEST_ADMIN_TOKEN = ADMIN_TOKEN;
+  h = await startHarness(() => ({
+    identity: { oidc: [{ issuer: idp.issuer, audience: 'vigil' }] },
+    admin: {
+      listen: '127.0.0.1:0',
+      roles: { admin: ['vigil-admins'], auditor: ['security'] },
+      tokens: [{ name: 'nightly-export', role: 'auditor', token: { env: 'VIGIL_TEST_ADMIN_TOKEN' } }],
+    },
+  }));
+  admin = h.gateway.adminUrl!;
+  tokens.alice = await idp.mintToken({ name: 'Alice', email: 'alice@example.com', groups: ['ml-team'] }, { subject: 'alice' });
+  tokens.bob = await idp.mintToken({ email: 'bob@example.com', groups: ['sales'] }, { subject: 'bob' });
+  tokens.carol = await idp.mintToken({ groups: ['security'] }, { subject: 'carol' });
+  tokens.dave = await idp.mintToken({ groups: ['vigil-admins', 'eng'] }, { subject: 'dave' });
+
+  const headers = (session: string) => ({ headers: { 'x-vigil-session': session } });
+  const alice = client(tokens.alice);
+  await alice.messages.create(
+    { model: 'claude-sonnet-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'Summarise the pelican migration report' }] },
+    headers('alice-1'),
+  );
+  const stream = alice.messages.stream(
+    {
+      model: 'claude-sonnet-4-5',
+      max_tokens: 50,
+      messages: [
+        { role: 'user', content: 'Summarise the pelican migration report' },
+        { role: 'assistant', content: 'Done.' },
+        { role: 'user', content: 'Now list the flamingo colonies' },
+      ],
+    },
+    headers('alice-1'),
+  );
+  await stream.finalMessage();
+  await client(tokens.bob).messages.create(
+    { model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'Draft the walrus quarterly pitch' }] },
+    headers('bob-1'),
+  );
+  await h.session('alice-1', 2);
+  await h.session('bob-1', 1);
+}, 20_000);
+
+afterAll(async () => {
+  await h?.close();
+  await idp?.close();
+  delete process.env.VIGIL_TEST_ADMIN_TOKEN;
+});
+
+describe('who may see what', () => {
+  it('refuses a caller without a credential, or with an unknown token, with 401 and a JSON error', async () => {
+    const none = await api('/sessions');
+    expect(none.status).toBe(401);
+    expect(none.json).toEqual({ error: { type: 'authentication_error', message: expect.stringContaining('missing credential') } });
+    expect(none.headers.get('www-authenticate')).toContain('Bearer');
+    expect((await api('/sessions', 'not-the-admin-token-but-long-enough')).status).toBe(401);
+    // Health and the API description need no credential.
+    expect((await api('/healthz')).json).toEqual({ status: 'ok' });
+  });
+
+  it('shows a user their own sessions only; anything else is 404, admin routes 403', async () => {
+    const sessions = await api<Paged<SessionSummary>>('/sessions', tokens.alice);
+    expect(sessions.status).toBe(200);
+    expect(sessions.json.items.map((s) => s.id)).toEqual(['alice-1']);
+    // Asking for someone else's does not widen what a user sees.
+    expect((await api<Paged<ExchangeListItem>>('/exchanges?caller=bob', tokens.alice)).json.items.map((x) => x.callerSubject)).toEqual(
+      ['alice', 'alice'],
+    );
+
+    const own = await api<{ id: string; summaries: ExchangeListItem[]; exchanges: ExchangeView[] }>('/sessions/alice-1', tokens.alice);
+    expect(own.status).toBe(200);
+    expect(own.json.exchanges).toHaveLength(2);
+    expect(own.json.summaries.map((s) => s.id)).toEqual(own.json.exchanges.map((x) => x.id));
+
+    const [bobs] = await h.session('bob-1', 1);
+    for (const p of ['/sessions/bob-1', `/exchanges/${bobs!.id}`, `/exchanges/${bobs!.id}/events`, '/sessions/bob-1/export', '/sessions/bob-1/verify']) {
+      const r = await api(p, tokens.alice);
+      expect(r.status, p).toBe(404);
+      expect(r.json).toMatchObject({ error: { type: 'not_found_error' } });
+    }
+    expect((await api('/access-log', tokens.alice)).status).toBe(403);
+    expect((await api('/verify', tokens.alice)).json).toMatchObject({ error: { type: 'permission_error' } });
+    expect((await api<Paged<SearchHit>>('/search?q=walrus', tokens.alice)).json.items).toEqual([]);
+  });
+
+  it('shows an auditor every recording, but not the access log', async () => {
+    const sessions = await api<Paged<SessionSummary>>('/sessions?limit=1000', tokens.carol);
+    expect(sessions.json.items.map((s) => s.id)).toEqual(expect.arrayContaining(['alice-1', 'bob-1']));
+    const bob = await api<{ exchanges: ExchangeView[] }>('/sessions/bob-1', tokens.carol);
+    expect(bob.status).toBe(200);
+    expect(bob.json.exchanges[0]!.caller).toMatchObject({ subject: 'bob', email: 'bob@example.com' });
+    expect((await api('/verify', tokens.carol)).json).toMatchObject({ ok: true, problems: [] });
+    expect((await api('/access-log', tokens.carol)).status).toBe(403);
+  });
+
+  it('accepts an admin API token for automation, with its role', async () => {
+    const r = await api<Paged<SessionSummary>>('/sessions?limit=1000', ADMIN_TOKEN);
+    expect(r.status).toBe(200);
+    expect(r.json.items.map((s) => s.id)).toContain('bob-1');
+    expect((await api('/access-log', ADMIN_TOKEN)).status).toBe(403); // an auditor token
+  });
+});
+
+describe('lists, filters and pages', () => {
+  it('filters exchanges by caller, group, model, outcome and time', async () => {
+    const ids = async (q: string): Promise<string[]> =>
+      (await api<Paged<ExchangeListItem>>(`/exchanges?${q}`, tokens.dave)).json.items.map((x) => x.callerSubject);
+    expect(await ids('group=sales')).toEqual(['bob']);
+    expect(await ids('caller=alice')).toEqual(['alice', 'alice']);
+    expect(await ids('model=claude-haiku-4-5&connection=anthropic&caller=bob')).toEqual(['bob']);
+    expect(await ids('outcome=ok&group=ml-team')).toEqual(['alice', 'alice']);
+    expect(await ids('outcome=upstream_error&group=ml-team')).toEqual([]);
+    expect(await ids(`group=ml-team&since=${new Date(Date.now() + 60_000).toISOString()}`)).toEqual([]);
+    const item = (await api<Paged<ExchangeListItem>>('/exchanges?group=sales', tokens.dave)).json.items[0]!;
+    expect(item).toMatchObject({ callerIssuer: idp.issuer, callerGroups: ['sales'], sessionId: 'bob-1', outcome: 'ok' });
+
+    const bad = await api('/exchanges?outcome=fine&limit=5', tokens.dave);
+    expect(bad.status).toBe(400);
+    expect(bad.json).toMatchObject({ error: { type: 'invalid_request_error', message: expect.stringContaining('outcome') } });
+    expect((await api('/exchanges?since=yesterday', tokens.dave)).status).toBe(400);
+  });
+
+  it('pages through sessions and exchanges with cursors', async () => {
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const r: Answer<Paged<SessionSummary>> = await api(`/sessions?limit=1${cursor ? `&cursor=${cursor}` : ''}&caller=alice`, tokens.dave);
+      seen.push(...r.json.items.map((s) => s.id));
+      cursor = r.json.next_cursor;
+    } while (cursor);
+    expect(seen).toEqual(['alice-1']);
+
+    const first = await api<Paged<ExchangeListItem>>('/exchanges?limit=1&session=alice-1', tokens.alice);
+    const second = await api<Paged<ExchangeListItem>>(`/exchanges?limit=1&session=alice-1&cursor=${first.json.next_cursor}`, tokens.alice);
+    expect(second.json.next_cursor).toBeNull();
+    const [x1, x2] = await h.session('alice-1', 2);
+    expect([first.json.items[0]!.id, second.json.items[0]!.id]).toEqual([x2!.id, x1!.id]);
+  });
+});
+
+describe('search', () => {
+  it('finds a word used once among a thousand recorded exchanges, with a highlighted snippet', async () => {
+    const started = Date.now();
+    await bulkRecord(1000, 637);
+    const hits = await api<Paged<SearchHit>>(`/search?q=${NEEDLE}`, tokens.carol);
+    expect(hits.status).toBe(200);
+    expect(hits.json.items).toEqual([
+      {
+        exchangeId: 'ex_bulk_0637',
+        sessionId: 'bulk-63',
+        startedAt: expect.any(Number),
+        callerSubject: 'batch-bot',
+        snippet: expect.stringContaining(`«${NEEDLE}»`),
+      },
+    ]);
+    // A common word pages.
+    const page = await api<Paged<SearchHit>>('/search?q=routine+deployments&limit=100', tokens.carol);
+    expect(page.json.items).toHaveLength(100);
+    expect(page.json.next_cursor).not.toBeNull();
+    expect(Date.now() - started).toBeLessThan(10_000);
+  }, 20_000);
+
+  it('searches what was recorded through the gateway, and only what the reader may see', async () => {
+    const all = await api<Paged<SearchHit>>('/search?q=flamingo', tokens.carol);
+    expect(all.json.items.map((h) => h.sessionId)).toEqual(['alice-1']);
+    expect((await api<Paged<SearchHit>>('/search?q=flamingo', tokens.alice)).json.items).toHaveLength(1);
+    expect((await api<Paged<SearchHit>>('/search?q=flamingo', tokens.bob)).json.items).toHaveLength(0);
+    // Input that looks like query syntax is searched as text.
+    expect((await api('/search?q=%22walrus%20OR%20*%22%20NEAR(', tokens.carol)).status).toBe(200);
+    expect((await api('/search', tokens.carol)).status).toBe(400);
+  });
+});
+
+describe('export', () => {
+  it('exports a session as JSONL that reads back equal to what was stored', async () => {
+    const r = await api('/sessions/alice-1/export?format=jsonl', tokens.alice);
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toContain('application/x-ndjson');
+    const lines = r.text.trimEnd().split('\n').map((l) => JSON.parse(l) as ExchangeView);
+    expect(lines).toHaveLength(2);
+    for (const x of lines) expect(x).toEqual(await readExchange(h.gateway.store, x.id));
+  });
+
+  it('exports a session as a Markdown transcript with its turns', async () => {
+    const r = await api('/sessions/alice-1/export?format=markdown', tokens.carol);
+    expect(r.headers.get('content-type')).toContain('text/markdown');
+    expect(r.text).toMatch(/^# Session alice-1\n/);
+    expect(r.text).toContain('## 1. ');
+    expect(r.text).toContain('Summarise the pelican migration report');
+    expect(r.text).toContain('## 2. ');
+    expect(r.text).toContain('Now list the flamingo colonies');
+    expect(r.text).toContain('**assistant:**');
+    expect((await api('/sessions/alice-1/export?format=pdf', tokens.carol)).status).toBe(400);
+  });
+
+  it('exports a filtered set, limited to what the reader may see', async () => {
+    const r = await api('/export?group=sales', tokens.carol);
+    const lines = r.text.trimEnd().split('\n').map((l) => JSON.parse(l) as ExchangeView);
+    expect(lines.map((x) => x.session_id)).toEqual(['bob-1']);
+    const own = await api('/export?group=sales', tokens.bob);
+    expect(own.text.trimEnd().split('\n')).toHaveLength(1);
+    expect((await api('/export?group=sales', tokens.alice)).text).toBe('');
+  });
+});
+
+describe('raw events', () => {
+  it('reproduces the SSE stream the client received, byte for byte', async () => {
+    const res = await fetch(`${h.url}/v1/messages`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${tokens.bob}`,
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+        'x-vigil-session': 'bob-stream',
+      },
+      body: JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 30, stream: true, messages: [{ role: 'user', content: 'stream me' }] }),
+    });
+    const received = await res.text();
+    const [x] = await h.session('bob-stream', 1);
+    const events = await api(`/exchanges/${x!.id}/events`, tokens.bob);
+    expect(events.status).toBe(200);
+    expect(events.headers.get('content-type')).toContain('text/event-stream');
+    expect(events.text).toBe(received);
+    expect(events.text).toContain('event: message_stop\n');
+
+    // A non-streamed exchange has no event stream.
+    const [plain] = await h.session('bob-1', 1);
+    expect((await api(`/exchanges/${plain!.id}/events`, tokens.bob)).status).toBe(404);
+  });
+});
+
+describe('verify', () => {
+  it('verifies one session', async () => {
+    expect((await api('/sessions/alice-1/verify', tokens.alice)).json).toMatchObject({
+      ok: true,
+      session: 'alice-1',
+      exchanges: 2,
+      problems: [],
+    });
+  });
+});
+
+describe('access log', () => {
+  it('shows admins who read which recording, and when', async () => {
+    const [bobs] = await h.session('bob-1', 1);
+    await api(`/exchanges/${bobs!.id}`, tokens.carol);
+    const log = await api<Paged<AccessLogEntry>>('/access-log?limit=1000', tokens.dave);
+    expect(log.status).toBe(200);
+    const entries = log.json.items;
+    expect(entries[0]).toMatchObject({
+      at: expect.any(Number),
+      data: { actor: { method: 'oidc', subject: 'carol', issuer: idp.issuer }, role: 'auditor', what: 'exchange', ids: [bobs!.id] },
+    });
+    const summary = entries.map((e) => `${e.data.actor.subject}:${e.data.role}:${e.data.what}:${e.data.ids.join(',')}`);
+    expect(summary).toEqual(
+      expect.arrayContaining([
+        'alice:user:session:alice-1',
+        'carol:auditor:session:bob-1',
+        'alice:user:export:alice-1',
+        'carol:auditor:search:ex_bulk_0637',
+      ]),
+    );
+    expect(entries.find((e) => e.data.what === 'search' && e.data.ids[0] === 'ex_bulk_0637')!.data.query).toBe(NEEDLE);
+    expect(entries.find((e) => e.data.what === 'events')!.data).toMatchObject({ actor: { subject: 'bob' }, role: 'user' });
+    // Lists are not reads of content: nothing was logged for them, and nothing for refused reads.
+    expect(entries.every((e) => ['session', 'exchange', 'events', 'search', 'export'].includes(e.data.what))).toBe(true);
+    expect(entries.some((e) => e.data.actor.subject === 'alice' && e.data.ids.includes('bob-1'))).toBe(false);
+  });
+});
+
+describe('openapi', () => {
+  it('describes every route served, and serves every route it describes', async () => {
+    const doc = (await api<{ openapi: string; paths: Record<string, Record<string, unknown>> }>('/openapi.json')).json;
+    expect(doc.openapi).toBe('3.1.0');
+    for (const route of ADMIN_ROUTES) {
+      expect(doc.paths[route.path], route.path).toBeDefined();
+      expect(doc.paths[route.path]![route.method.toLowerCase()], `${route.method} ${route.path}`).toBeDefined();
+    }
+    for (const [p, methods] of Object.entries(doc.paths)) {
+      for (const m of Object.keys(methods)) {
+        expect(ADMIN_ROUTES.some((r) => r.path === p && r.method.toLowerCase() === m), `${m} ${p}`).toBe(true);
+      }
+      // Served: a route that does not exist answers 404 "no such route"; these answer something else for an admin.
+      const r = await api(p.replace('{id}', 'alice-1'), tokens.dave);
+      expect(JSON.stringify(r.json ?? {}), p).not.toContain('no such route');
+    }
+    expect((await api('/nothing-here', tokens.dave)).json).toMatchObject({ error: { message: expect.stringContaining('no such route') } });
+    const post = await fetch(`${admin}/api/v1/sessions`, { method: 'POST', headers: { authorization: `Bearer ${tokens.dave}` } });
+    expect(post.status).toBe(405);
+    expect(post.headers.get('allow')).toBe('GET');
+  });
+});
+
+describe('CLI', () => {
+  class Capture extends Writable {
+    text = '';
+    override _write(chunk: Buffer, _enc: string, done: () => void): void {
+      this.text += chunk.toString();
+      done();
+    }
+  }
+  const cli = async (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => {
+    const stdout = new Capture();
+    const stderr = new Capture();
+    const code = await run(args, { stdout, stderr });
+    return { code, stdout: stdout.text, stderr: stderr.text };
+  };
+
+  it('vigil search finds the word and prints the hit', async () => {
+    const text = await cli('search', NEEDLE, '--data-dir', h.dataDir);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('ex_bulk_0637');
+    expect(text.stdout).toContain(`«${NEEDLE}»`);
+    const json = await cli('search', 'flamingo', '--json', '--data-dir', h.dataDir);
+    expect(JSON.parse(json.stdout)).toMatchObject({ items: [{ sessionId: 'alice-1' }], next_cursor: null });
+    expect((await cli('search', 'nothing-recorded-like-this', '--data-dir', h.dataDir)).stdout).toContain('no matches');
+  });
+
+  it('vigil sessions export writes a session, or a filtered set, with progress on long exports', async () => {
+    const session = await cli('sessions', 'export', 'alice-1', '--data-dir', h.dataDir);
+    expect(session.code).toBe(0);
+    const lines = session.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as ExchangeView);
+    for (const x of lines) expect(x).toEqual(await readExchange(h.gateway.store, x.id));
+
+    const dir = mkdtempSync(path.join(tmpdir(), 'vigil-export-'));
+    try {
+      const out = path.join(dir, 'bots.md');
+      const bulk = await cli('sessions', 'export', '--group', 'robots', '--format', 'markdown', '--out', out, '--data-dir', h.dataDir);
+      expect(bulk.code).toBe(0);
+      expect(bulk.stderr).toContain('100 exchanges');
+      expect(bulk.stderr).toMatch(/1000 exchanges written/);
+      const md = readFileSync(out, 'utf8');
+      expect(md.match(/^## \d+\. /gm)).toHaveLength(1000);
+      expect(md).toContain(NEEDLE);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect((await cli('sessions', 'export', 'no-such-session', '--data-dir', h.dataDir)).code).toBe(1);
+  });
+});
+
+describe('without identity', () => {
+  it('answers callers on this machine as admins, and logs their reads as anonymous', async () => {
+    const local = await startHarness(() => ({ admin: { listen: '127.0.0.1:0' } }));
+    try {
+      await new Anthropic({ baseURL: local.url, apiKey: 'unused', maxRetries: 0 }).messages.create(
+        { model: 'claude-sonnet-4-5', max_tokens: 20, messages: [{ role: 'user', content: 'hi' }] },
+        { headers: { 'x-vigil-session': 'local-1' } },
+      );
+      await local.session('local-1', 1);
+      const base = `${local.gateway.adminUrl}/api/v1`;
+      expect((await fetch(`${base}/sessions/local-1`)).status).toBe(200);
+      const log = (await (await fetch(`${base}/access-log`)).json()) as Paged<AccessLogEntry>;
+      expect(log.items[0]!.data).toMatchObject({ actor: { method: 'anonymous' }, role: 'admin', what: 'session', address: expect.stringMatching(/127\.0\.0\.1/) });
+    } finally {
+      await local.close();
+    }
+  });
+});

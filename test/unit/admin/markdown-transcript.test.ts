@@ -1,0 +1,64 @@
+/** The Markdown transcript: turns as a reader sees them, and recorded text that cannot break the layout. */
+import { describe, expect, it } from 'vitest';
+import { markdownExchange } from '../../../src/admin/markdown-transcript.js';
+import type { ExchangeView } from '../../../src/recorder/exchange-reader.js';
+
+const view = (request: unknown, message: unknown): ExchangeView => ({
+  id: 'ex_1',
+  session_id: 'ses_1',
+  connection: 'anthropic',
+  caller: { method: 'oidc', subject: 'u1', name: 'Alice', email: 'alice@example.com' },
+  client: { address: null, userAgent: null },
+  agent: null,
+  started_at: '2025-01-15T09:00:00.000Z',
+  ended_at: '2025-01-15T09:00:01.000Z',
+  model: 'claude-sonnet-4-5',
+  outcome: 'ok',
+  usage: { input_tokens: 10, output_tokens: 5 },
+  request: { method: 'POST', path: '/v1/messages', query: '', headers: {}, body: request, body_size: 0 },
+  response: {
+    status: 200,
+    headers: null,
+    body: null,
+    stream: true,
+    events: [],
+    message,
+    stop_reason: 'tool_use',
+    error: null,
+    first_byte_ms: 100,
+    duration_ms: 1000,
+  },
+});
+
+describe('markdownExchange', () => {
+  it('shows the new turn, the answer and its tool calls', () => {
+    const md = markdownExchange(
+      view(
+        { messages: [{ role: 'user', content: 'old turn' }, { role: 'user', content: [{ type: 'text', text: 'List the files' }] }] },
+        {
+          content: [
+            { type: 'thinking', thinking: 'I should use ls' },
+            { type: 'text', text: 'Listing them.' },
+            { type: 'tool_use', name: 'Bash', input: { command: 'ls' } },
+          ],
+        },
+      ),
+      3,
+    );
+    expect(md).toContain('## 3. 2025-01-15T09:00:00.000Z · Alice <alice@example.com>');
+    expect(md).toContain('**user:**\n\nList the files');
+    expect(md).not.toContain('old turn');
+    expect(md).toContain('> I should use ls');
+    expect(md).toContain('**assistant:**');
+    expect(md).toContain('*Tool call* `Bash`\n\n```json\n{\n  "command": "ls"\n}\n```');
+    expect(md).toContain('10 in / 5 out tokens');
+  });
+
+  it('fences tool results longer than any backtick run inside them', () => {
+    const md = markdownExchange(
+      view({ messages: [{ role: 'user', content: [{ type: 'tool_result', content: 'a ```` b' }] }] }, null),
+      1,
+    );
+    expect(md).toContain('`````\na ```` b\n`````');
+  });
+});

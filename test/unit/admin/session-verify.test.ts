@@ -1,0 +1,101 @@
+/**
+ * Verifying one session finds what was done to its records behind the store's back, on a real store, without
+ * walking the whole ledger.
+ */
+import { createHash } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { verifySession } from '../../../src/admin/session-verify.js';
+import type { AuditStore, NewRecord } from '../../../src/store/audit-store.js';
+import { recordHash } from '../../../src/store/ledger.js';
+import { createStoreFixture, storeKinds, type StoreFixture } from '../../support/stores.js';
+
+const T0 = Date.UTC(2025, 0, 15);
+const messages = Buffer.from('[{"role":"user","content":"the session under test"}]');
+const messagesHash = createHash('sha256').update(messages).digest('hex');
+
+function exchange(id: string, session: string, at: number): NewRecord[] {
+  const request = {
+    connection: 'anthropic',
+    caller: { method: 'oidc', subject: 'alice', issuer: 'https://idp.example' },
+    client: { address: null, userAgent: null },
+    session: { id: session, source: 'header' },
+    request: { method: 'POST', path: '/v1/messages', query: '', headers: {}, body: { size: messages.length, parts: [{ $blob: messagesHash }] } },
+    model: 'claude-sonnet-4-5',
+    stream: false,
+    startedAt: at,
+  };
+  const response = {
+    status: 200,
+    headers: {},
+    body: null,
+    message: null,
+    usage: null,
+    model: null,
+    stopReason: 'end_turn',
+    outcome: 'ok',
+    error: null,
+    eventCount: 0,
+    timing: { startedAt: at, firstByteMs: 1, endedAt: at + 5, durationMs: 5 },
+  };
+  return [
+    { kind: 'exchange.request', exchangeId: id, sessionId: session, at, data: request },
+    { kind: 'exchange.response', exchangeId: id, sessionId: session, at: at + 5, data: response },
+  ];
+}
+
+describe.each(storeKinds())('verifySession: %s', (kind) => {
+  let fixture: StoreFixture;
+  let store: AuditStore;
+
+  beforeEach(async () => {
+    fixture = await createStoreFixture(kind);
+    store = await fixture.open();
+    await store.append({ blobs: [{ hash: messagesHash, data: messages }], records: exchange('ex_1', 'ses_1', T0) });
+    await store.append({ records: exchange('ex_other', 'ses_2', T0 + 10) });
+    await store.append({ records: exchange('ex_2', 'ses_1', T0 + 20) });
+  });
+  afterEach(async () => {
+    await fixture?.dispose();
+  });
+
+  it('reports an intact session as ok', async () => {
+    expect(await verifySession(store, 'ses_1')).toEqual({ ok: true, session: 'ses_1', records: 4, exchanges: 2, problems: [] });
+  });
+
+  it('detects a changed record', async () => {
+    await fixture.tamper(`UPDATE records SET data = replace(data, '"outcome":"ok"', '"outcome":"gateway_error"') WHERE exchange_id = 'ex_2' AND kind = 'exchange.response'`);
+    const report = await verifySession(store, 'ses_1');
+    expect(report.ok).toBe(false);
+    expect(report.problems).toEqual([expect.objectContaining({ problem: 'changed', detail: expect.stringContaining('was changed') })]);
+  });
+
+  it('detects a record rewritten with a recomputed hash, by its successor', async () => {
+    // ex_1's response is followed on the chain by ex_other's request: its successor is not in the session.
+    const [request] = (await store.exchangeRecords('ex_1')).filter((r) => r.kind === 'exchange.response');
+    const data = request!.data.replace('"outcome":"ok"', '"outcome":"interrupted"');
+    const hash = recordHash(request!.prevHash, { ...request!, data });
+    await fixture.tamper(`UPDATE records SET data = '${data}', hash = '${hash}' WHERE seq = ${request!.seq}`);
+    const report = await verifySession(store, 'ses_1');
+    expect(report.problems).toEqual([
+      expect.objectContaining({ problem: 'changed', chainSeq: request!.chainSeq, detail: expect.stringContaining('replaced') }),
+    ]);
+  });
+
+  it('reports a replaced record inside the session once', async () => {
+    const [request] = (await store.exchangeRecords('ex_1')).filter((r) => r.kind === 'exchange.request');
+    const data = request!.data.replace('"subject":"alice"', '"subject":"mallory"');
+    const hash = recordHash(request!.prevHash, { ...request!, data });
+    await fixture.tamper(`UPDATE records SET data = '${data}', hash = '${hash}' WHERE seq = ${request!.seq}`);
+    expect((await verifySession(store, 'ses_1')).problems).toEqual([
+      expect.objectContaining({ problem: 'changed', chainSeq: request!.chainSeq + 1, detail: expect.stringContaining('one of the two was replaced') }),
+    ]);
+  });
+
+  it('detects a removed neighbour, a removed request record and a changed blob', async () => {
+    await fixture.tamper(`DELETE FROM records WHERE exchange_id = 'ex_other' AND kind = 'exchange.response'`);
+    await fixture.tamper(`DELETE FROM records WHERE exchange_id = 'ex_2' AND kind = 'exchange.request'`);
+    await fixture.tamper(`UPDATE blobs SET data = ${fixture.bytes(Buffer.from('forged'))} WHERE hash = '${messagesHash}'`);
+    const problems = (await verifySession(store, 'ses_1')).problems.map((p) => p.problem).sort();
+    expect(problems).toEqual(['blob_changed', 'missing', 'missing']);
+  });
+});
