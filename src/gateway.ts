@@ -17,6 +17,10 @@ import { ProxyServer } from './proxy/proxy-server.js';
 import { Recorder } from './recorder/recorder.js';
 import type { AuditStore } from './store/audit-store.js';
 import { describeStore, openStore } from './store/open-store.js';
+import { hostname } from 'node:os';
+import { Outbox } from './export/outbox.js';
+import { createSink } from './export/sink.js';
+import { Metrics } from './observability/metrics.js';
 
 export interface Gateway {
   readonly url: string;
@@ -81,8 +85,18 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     identify,
     decide,
   });
+  const sinks = config.siem.sinks.map((c) => createSink(c, { hostname: hostname() }));
+  const outbox = new Outbox(store, sinks, { gateway: hostname(), log });
+  outbox.start();
+  const metrics = new Metrics({
+    recordingFailures: () => recorder.failures,
+    recordingBacklog: () => recorder.queue.backlog,
+    sinks: () => outbox.statuses(),
+  });
   const admin = config.admin.enabled
-    ? await startAdminServer({ config, store, oidc, log }).catch(async (err: unknown) => {
+    ? await startAdminServer({ config, store, oidc, log, metrics }).catch(async (err: unknown) => {
+        await outbox.close(0);
+        metrics.close();
         await recorder.close();
         await connections.close();
         await store.close();
@@ -105,6 +119,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
       proxy.destroyAll();
       await stopped;
       await admin?.close();
+      await outbox.close();
+      metrics.close();
       await connections.close();
       await store.close();
       log.info('vigil gateway stopped');

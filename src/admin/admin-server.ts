@@ -74,6 +74,8 @@ export interface AdminServerOptions {
   /** The proxy's verifier, so both listeners trust the same issuers and share their key caches. */
   readonly oidc?: OidcVerifier | undefined;
   readonly log: Logger;
+  /** Prometheus metrics, served at `GET /metrics` to admins and auditors (and admin tokens). */
+  readonly metrics?: { text(): Promise<string>; readonly contentType: string } | undefined;
 }
 
 export interface AdminServer {
@@ -93,6 +95,15 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://admin.invalid');
+    if (url.pathname === '/metrics' && options.metrics && req.method === 'GET') {
+      // Counts and timings only, no recorded content; still not for every authenticated user.
+      const caller = await auth.authenticate(req.headers, req.socket.remoteAddress);
+      if (caller.role === 'user') throw new VigilError('NOT_ALLOWED', 'metrics are for admins and auditors');
+      const body = await options.metrics.text();
+      res.writeHead(200, { ...COMMON_HEADERS, 'content-type': options.metrics.contentType });
+      res.end(body);
+      return;
+    }
     const path = url.pathname.startsWith(`${API_PREFIX}/`) ? url.pathname.slice(API_PREFIX.length) : undefined;
     const matches = path === undefined ? [] : routes.map((r) => ({ r, m: r.pattern.exec(path) })).filter((x) => x.m);
     if (matches.length === 0) throw new VigilError('NOT_FOUND', `no such route: ${url.pathname} (see ${API_PREFIX}/openapi.json)`);

@@ -186,10 +186,17 @@ export class Recorder {
    */
   async recoverInterrupted(): Promise<number> {
     const ids = await this.store.unfinishedExchanges();
+    let recovered = 0;
+    const live = new Map<string, boolean>();
     for (const id of ids) {
       const records = await this.store.exchangeRecords(id);
       const request = records.find((r) => r.kind === 'exchange.request');
       if (!request) continue;
+      // Another gateway sharing the store may be serving this exchange right now: only a dead writer's are cut.
+      let alive = live.get(request.chain);
+      if (alive === undefined) live.set(request.chain, (alive = await this.store.chainIsLive(request.chain)));
+      if (alive) continue;
+      recovered++;
       const req = JSON.parse(request.data) as ExchangeRequestData;
       const assembler = new MessageAssembler();
       let eventCount = 0;
@@ -219,7 +226,7 @@ export class Recorder {
         records: [{ kind: 'exchange.response', exchangeId: id, sessionId: request.sessionId ?? undefined, at: Date.now(), data }],
       });
     }
-    return ids.length;
+    return recovered;
   }
 }
 

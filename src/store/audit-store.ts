@@ -287,6 +287,26 @@ export interface AuditStore {
   /** All gateway keys, newest first. */
   listGatewayKeys(): Promise<readonly StoredGatewayKey[]>;
 
+  /** Every chain and its last chain_seq. */
+  chainHeads(): Promise<ReadonlyArray<{ chain: string; chainSeq: number }>>;
+  /** Records of one chain after `afterChainSeq`, in chain order. */
+  chainRecords(chain: string, afterChainSeq: number, limit: number): Promise<readonly StoredRecord[]>;
+  /**
+   * Records of the given kinds appended at or after `since` (epoch ms), in append order. Used to follow decisions made
+   * by other processes (approvals); callers de-duplicate by position, since concurrent writers may commit out of order.
+   */
+  recordsOfKinds(kinds: readonly string[], since: number, limit: number): Promise<readonly StoredRecord[]>;
+  /** A SIEM sink's delivery cursor per chain (last delivered chain_seq). Not evidence: a mutable index. */
+  sinkCursors(sink: string): Promise<ReadonlyMap<string, number>>;
+  setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void>;
+  /**
+   * Whether this process should do a singleton job now (deliver to a sink). SQLite: always (one gateway per file).
+   * PostgreSQL: held by one process at a time through an advisory lock, taken over when that process goes away.
+   */
+  tryLeadership(name: string): Promise<boolean>;
+  /** Whether the process that writes `chain` is still running (so its open exchanges are not interrupted). */
+  chainIsLive(chain: string): Promise<boolean>;
+
   /** Walk every chain and every referenced blob; report what was changed, removed or reordered. */
   verify(): Promise<VerifyReport>;
 

@@ -745,6 +745,70 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
     });
   });
 
+  describe('following the ledger', () => {
+    it('lists chain heads and reads a chain after a position', async () => {
+      const other = await fixture.open();
+      await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+      await other.append({ records: [{ kind: 'note', at: T0, data: { n: 1 } }] });
+      const heads = new Map((await store.chainHeads()).map((h) => [h.chain, h.chainSeq]));
+      expect(heads).toEqual(new Map([[store.chainId, 4], [other.chainId, 2]]));
+      const tail = await store.chainRecords(store.chainId, 2, 10);
+      expect(tail.map((r) => [r.chainSeq, r.kind])).toEqual([
+        [3, 'exchange.events'],
+        [4, 'exchange.response'],
+      ]);
+      expect(await store.chainRecords(store.chainId, 1, 1)).toHaveLength(1);
+    });
+
+    it('finds records of given kinds since a time, in append order', async () => {
+      await store.append({ records: [{ kind: 'approval.held', at: T0, data: { id: 'a1' } }] });
+      await store.append({ records: [{ kind: 'note', at: T0 + 5, data: {} }] });
+      await store.append({ records: [{ kind: 'approval.decided', at: T0 + 10, data: { id: 'a1' } }] });
+      const found = await store.recordsOfKinds(['approval.held', 'approval.decided'], T0, 10);
+      expect(found.map((r) => r.kind)).toEqual(['approval.held', 'approval.decided']);
+      expect((await store.recordsOfKinds(['approval.decided'], T0 + 11, 10)).length).toBe(0);
+      expect(await store.recordsOfKinds([], T0, 10)).toEqual([]);
+    });
+
+    it('keeps a delivery cursor per sink and chain', async () => {
+      expect(await store.sinkCursors('siem')).toEqual(new Map());
+      await store.setSinkCursor('siem', 'ch_a', 3);
+      await store.setSinkCursor('siem', 'ch_a', 7);
+      await store.setSinkCursor('siem', 'ch_b', 1);
+      await store.setSinkCursor('other', 'ch_a', 2);
+      expect(await store.sinkCursors('siem')).toEqual(new Map([['ch_a', 7], ['ch_b', 1]]));
+    });
+
+    it('knows its own chain is live', async () => {
+      await store.append({ records: [{ kind: 'note', at: T0, data: {} }] });
+      expect(await store.chainIsLive(store.chainId)).toBe(true);
+      expect(await store.tryLeadership('outbox:siem')).toBe(true);
+      expect(await store.tryLeadership('outbox:siem')).toBe(true);
+    });
+
+    if (kind === 'postgres') {
+      it('sees another writer as live while it runs, and as gone once it stops; one leader at a time', async () => {
+        const other = await fixture.open();
+        await other.append({ records: [{ kind: 'note', at: T0, data: {} }] });
+        expect(await store.chainIsLive(other.chainId)).toBe(true);
+        expect(await store.tryLeadership('outbox:x')).toBe(true);
+        expect(await other.tryLeadership('outbox:x')).toBe(false);
+        await other.close();
+        expect(await store.chainIsLive(other.chainId)).toBe(false);
+        const third = await fixture.open();
+        expect(await third.tryLeadership('outbox:x')).toBe(false);
+        await store.close();
+        expect(await third.tryLeadership('outbox:x')).toBe(true);
+      });
+    } else {
+      it('treats every other chain as stopped (one gateway per SQLite file)', async () => {
+        const other = await fixture.open();
+        await other.append({ records: [{ kind: 'note', at: T0, data: {} }] });
+        expect(await store.chainIsLive(other.chainId)).toBe(false);
+      });
+    }
+  });
+
   describe('several writers', () => {
     it('opens several stores on a new database at once', async () => {
       const fresh = await createStoreFixture(kind);

@@ -234,13 +234,23 @@ export class PostgresAuditStore implements AuditStore {
   /** Appends run one after another so each starts from the tip the previous one committed. */
   private queue: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /**
+   * A connection held for the process's lifetime: it holds the advisory lock that says this chain's writer is alive,
+   * and the leadership locks this process takes. Session-level locks are released when the connection ends — by
+   * `close()`, or by the server when the process dies.
+   */
+  private locks: pg.PoolClient | null = null;
+  private readonly leaderships = new Set<string>();
 
   /** Connects, creates the schema if needed and applies pending migrations, then returns a store ready to append. */
   static async open(options: PostgresStoreOptions): Promise<PostgresAuditStore> {
     const store = new PostgresAuditStore(options);
     try {
       await store.migrate();
+      store.locks = await store.pool.connect();
+      await store.locks.query('SELECT pg_advisory_lock($1, hashtext($2))', [CHAIN_LOCK_CLASS, store.chainId]);
     } catch (err) {
+      store.locks?.release();
       await store.pool.end();
       throw err;
     }
@@ -687,6 +697,69 @@ export class PostgresAuditStore implements AuditStore {
     return res.rows.map((r) => r.id);
   }
 
+  async chainHeads(): Promise<ReadonlyArray<{ chain: string; chainSeq: number }>> {
+    const res = await this.pool.query<{ chain: string; chain_seq: number }>(
+      'SELECT chain, max(chain_seq) AS chain_seq FROM records GROUP BY chain',
+    );
+    return res.rows.map((r) => ({ chain: r.chain, chainSeq: Number(r.chain_seq) }));
+  }
+
+  async chainRecords(chain: string, afterChainSeq: number, limit: number): Promise<readonly StoredRecord[]> {
+    const res = await this.pool.query<RecordRow>(
+      'SELECT * FROM records WHERE chain = $1 AND chain_seq > $2 ORDER BY chain_seq LIMIT $3',
+      [chain, afterChainSeq, limit],
+    );
+    return res.rows.map(toStored);
+  }
+
+  async recordsOfKinds(kinds: readonly string[], since: number, limit: number): Promise<readonly StoredRecord[]> {
+    const res = await this.pool.query<RecordRow>(
+      'SELECT * FROM records WHERE kind = ANY($1::text[]) AND at >= $2 ORDER BY seq LIMIT $3',
+      [kinds, since, limit],
+    );
+    return res.rows.map(toStored);
+  }
+
+  async sinkCursors(sink: string): Promise<ReadonlyMap<string, number>> {
+    const res = await this.pool.query<{ chain: string; chain_seq: number }>(
+      'SELECT chain, chain_seq FROM sink_cursors WHERE sink = $1',
+      [sink],
+    );
+    return new Map(res.rows.map((r) => [r.chain, Number(r.chain_seq)]));
+  }
+
+  async setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO sink_cursors (sink, chain, chain_seq) VALUES ($1, $2, $3)
+       ON CONFLICT (sink, chain) DO UPDATE SET chain_seq = excluded.chain_seq`,
+      [sink, chain, chainSeq],
+    );
+  }
+
+  async tryLeadership(name: string): Promise<boolean> {
+    if (this.leaderships.has(name)) return true;
+    if (!this.locks) return false;
+    const res = await this.locks.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [
+      LEADER_LOCK_CLASS,
+      name,
+    ]);
+    if (res.rows[0]?.ok) this.leaderships.add(name);
+    return this.leaderships.has(name);
+  }
+
+  /** A chain's writer holds an advisory lock on it while it runs; if we can take the lock, the writer is gone. */
+  async chainIsLive(chain: string): Promise<boolean> {
+    if (chain === this.chainId) return true;
+    if (!this.locks) return true;
+    const res = await this.locks.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [
+      CHAIN_LOCK_CLASS,
+      chain,
+    ]);
+    if (!res.rows[0]?.ok) return true;
+    await this.locks.query('SELECT pg_advisory_unlock($1, hashtext($2))', [CHAIN_LOCK_CLASS, chain]);
+    return false;
+  }
+
   async verify(): Promise<VerifyReport> {
     const pool = this.pool;
     return verifyLedger({
@@ -719,9 +792,17 @@ export class PostgresAuditStore implements AuditStore {
     if (this.closed) return;
     this.closed = true;
     await this.queue;
+    // Say so at once rather than when the server notices the connection is gone.
+    await this.locks?.query('SELECT pg_advisory_unlock_all()').catch(() => undefined);
+    this.locks?.release();
+    this.locks = null;
     await this.pool.end();
   }
 }
+
+/** Advisory lock classes (the first key of the two-key form): one per kind of lock Vigil takes. */
+const CHAIN_LOCK_CLASS = 0x56474c31; // 'VGL1': "the writer of this chain is alive"
+const LEADER_LOCK_CLASS = 0x56474c32; // 'VGL2': "this process does that singleton job"
 
 /** The record's payload as the JSON text that gets hashed and stored; throws for data JSON cannot represent. */
 function serialise(r: NewRecord): string {

@@ -187,6 +187,15 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE TRIGGER exchange_text_no_truncate BEFORE TRUNCATE ON exchange_text
     FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
   `,
+  // 4: SIEM delivery cursors, one per sink and chain (same number as SQLite's). Positions, not evidence.
+  `
+  CREATE TABLE sink_cursors (
+    sink      text   NOT NULL,
+    chain     text   NOT NULL,
+    chain_seq bigint NOT NULL,
+    PRIMARY KEY (sink, chain)
+  );
+  `,
 ];
 
 /** Tables the store appends to; the ones role-based enforcement covers. */
@@ -237,6 +246,8 @@ export function appendOnlyGrantsSql(schema: string, gatewayRole: string): string
     // Revoking a key sets revoked_at on the key index; nothing else in it may change.
     `REVOKE ALL ON ${s}.gateway_keys FROM ${r};`,
     `GRANT SELECT, INSERT, UPDATE (revoked_at) ON ${s}.gateway_keys TO ${r};`,
+    // Delivery cursors move as events reach the SIEM.
+    `GRANT SELECT, INSERT, UPDATE ON ${s}.sink_cursors TO ${r};`,
     // The gateway still takes the migration lock on open; with nothing to migrate it only reads schema_migrations.
   ].join('\n');
 }

@@ -128,4 +128,13 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE TRIGGER exchange_masking_append_only_u BEFORE UPDATE ON exchange_masking BEGIN SELECT RAISE(ABORT, 'exchange masking is append-only'); END;
   CREATE TRIGGER exchange_masking_append_only_d BEFORE DELETE ON exchange_masking BEGIN SELECT RAISE(ABORT, 'exchange masking is append-only'); END;
   `,
+  // 4: SIEM delivery cursors, one per sink and chain. Positions, not evidence: updated in place.
+  `
+  CREATE TABLE sink_cursors (
+    sink      TEXT    NOT NULL,
+    chain     TEXT    NOT NULL,
+    chain_seq INTEGER NOT NULL,
+    PRIMARY KEY (sink, chain)
+  ) WITHOUT ROWID;
+  `,
 ];
