@@ -4,20 +4,7 @@
  * export can stream.
  */
 import type { ExchangeView } from '../recorder/exchange-reader.js';
-
-interface Block {
-  type?: string;
-  text?: string;
-  thinking?: string;
-  name?: string;
-  input?: unknown;
-  content?: unknown;
-}
-
-function blocks(content: unknown): Block[] {
-  if (typeof content === 'string') return [{ type: 'text', text: content }];
-  return Array.isArray(content) ? (content as Block[]) : [];
-}
+import { contentBlocks as blocks, exchangeTurn, type ContentBlock as Block } from '../recorder/exchange-turn.js';
 
 /** A fenced block whose fence is longer than any run of backticks inside, so recorded text cannot close it. */
 function fenced(text: string, lang = ''): string {
@@ -71,13 +58,9 @@ export function markdownExchange(x: ExchangeView, n: number): string {
     `\`${x.id}\` · session \`${x.session_id}\` · ${x.connection} · ${x.request.method} ${x.request.path}` +
       `${x.model ? ` · ${x.model}` : ''} → ${x.response.status ?? '–'} ${x.outcome}${usage}${duration}`,
   );
-  const body = x.request.body as { messages?: Array<{ role?: string; content?: unknown }>; system?: unknown } | null;
-  const last = body?.messages?.at(-1);
-  if (last) out.push(`**${last.role ?? 'user'}:**`, blocks(last.content).map(renderBlock).join('\n\n'));
-  const message = (x.response.message ?? x.response.body) as { content?: unknown; type?: string } | null;
-  if (message && message.type !== 'error' && message.content !== undefined) {
-    out.push('**assistant:**', blocks(message.content).map(renderBlock).join('\n\n'));
-  }
+  const turn = exchangeTurn(x);
+  if (turn.input) out.push(`**${turn.input.role}:**`, turn.input.blocks.map(renderBlock).join('\n\n'));
+  if (turn.output) out.push('**assistant:**', turn.output.map(renderBlock).join('\n\n'));
   if (x.response.error) out.push(`**Error** \`${x.response.error.type}\`: ${x.response.error.message}`);
   return `${out.join('\n\n')}\n\n`;
 }

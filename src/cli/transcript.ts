@@ -1,20 +1,6 @@
 /** The human form of a session: a readable transcript, one block per exchange, showing what each turn added. */
 import type { ExchangeView } from '../recorder/exchange-reader.js';
-
-interface Block {
-  type?: string;
-  text?: string;
-  thinking?: string;
-  name?: string;
-  input?: unknown;
-  content?: unknown;
-  tool_use_id?: string;
-}
-
-function blocks(content: unknown): Block[] {
-  if (typeof content === 'string') return [{ type: 'text', text: content }];
-  return Array.isArray(content) ? (content as Block[]) : [];
-}
+import { contentBlocks as blocks, exchangeTurn, type ContentBlock as Block } from '../recorder/exchange-turn.js';
 
 function clip(s: string, max = 2000): string {
   return s.length > max ? `${s.slice(0, max)}… (${s.length - max} more characters)` : s;
@@ -61,13 +47,9 @@ export function renderTranscript(exchanges: readonly ExchangeView[]): string {
       `── #${i + 1} ${x.id} · ${x.started_at} · ${x.caller.subject} · ${x.request.method} ${x.request.path}` +
         `${x.model ? ` · ${x.model}` : ''} → ${x.response.status ?? '-'} ${x.outcome}${usage}${dur}`,
     );
-    const body = x.request.body as { messages?: Array<{ role?: string; content?: unknown }> } | null;
-    const last = body?.messages?.at(-1);
-    if (last) out.push(`  ${last.role ?? 'user'}:`, indent(blocks(last.content).map(renderBlock).join('\n')));
-    const message = (x.response.message ?? x.response.body) as { content?: unknown; type?: string } | null;
-    if (message && message.type !== 'error' && message.content !== undefined) {
-      out.push('  assistant:', indent(blocks(message.content).map(renderBlock).join('\n')));
-    }
+    const turn = exchangeTurn(x);
+    if (turn.input) out.push(`  ${turn.input.role}:`, indent(turn.input.blocks.map(renderBlock).join('\n')));
+    if (turn.output) out.push('  assistant:', indent(turn.output.map(renderBlock).join('\n')));
     if (x.response.error) out.push(`  ! ${x.response.error.type}: ${x.response.error.message}`);
     out.push('');
   });
