@@ -3,23 +3,10 @@
  * Every key is documented in the README's config reference; keep the two in step.
  */
 import { z } from 'zod';
+import { duration, secretRef } from './common-schemas.js';
 import { allowListSchema, identityConfigSchema } from '../identity/identity-config.js';
 import { siemConfigSchema } from '../export/sinks-config.js';
 import { maskingConfigSchema } from '../recorder/masking/masking-config.js';
-
-const DURATION = /^(\d+)(ms|s|m|h|d)$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
-/** `30s`, `5m`, `2h`, `30d`, `250ms`, or a number of milliseconds. */
-export const duration = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
-  if (typeof v === 'number') return v;
-  const m = DURATION.exec(v.trim());
-  if (!m) {
-    ctx.addIssue({ code: 'custom', message: `must be a duration such as 500ms, 30s, 5m, 2h or 30d (got "${v}")` });
-    return z.NEVER;
-  }
-  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
-});
 
 /** `HOST:PORT` (IPv6 as `[::1]:8080`). */
 export const listenAddress = z.string().transform((v, ctx) => {
@@ -32,13 +19,6 @@ export const listenAddress = z.string().transform((v, ctx) => {
   return { host: (m[1] ?? m[2])!, port };
 });
 export type ListenAddress = z.output<typeof listenAddress>;
-
-/** A secret is never written in the config itself: it is read from an environment variable or a file. */
-const secretRef = z.union([
-  z.object({ env: z.string().min(1) }).strict(),
-  z.object({ file: z.string().min(1) }).strict(),
-]);
-export type SecretRef = z.output<typeof secretRef>;
 
 const connectionName = z
   .string()

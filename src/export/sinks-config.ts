@@ -1,32 +1,11 @@
 /**
  * The `siem` config section: where audit events are streamed, as a list of sinks under `siem.sinks`.
- *
- * Kept apart from config-schema.ts so that file can import it without a cycle; for the same reason it does not import
- * `duration` or the secret reference from there but declares its own (same syntax, same shapes).
  */
 import path from 'node:path';
 import { z } from 'zod';
+import { positiveDuration, secretRef } from '../config/common-schemas.js';
 
-const DURATION = /^(\d+)(ms|s|m|h)$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
-
-/** `10s`, `500ms`, `2m`, or a number of milliseconds; at least 1 ms. */
-const timeout = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => {
-  if (typeof v === 'number') return v;
-  const m = DURATION.exec(v.trim());
-  const ms = m ? Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS] : 0;
-  if (!m || ms <= 0) {
-    ctx.addIssue({ code: 'custom', message: `must be a duration such as 500ms, 10s or 2m (got "${v}")` });
-    return z.NEVER;
-  }
-  return ms;
-});
-
-/** A secret is never written in the config: it is read from an environment variable or a file. */
-const secretRef = z.union([
-  z.object({ env: z.string().min(1) }).strict(),
-  z.object({ file: z.string().min(1) }).strict(),
-]);
+const timeout = positiveDuration;
 export type SinkSecretRef = z.output<typeof secretRef>;
 
 /** Certificates are not secret but are long: only as a file. */

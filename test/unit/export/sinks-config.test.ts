@@ -47,7 +47,7 @@ describe('siem.sinks config', () => {
     };
     expect([parse('250ms'), parse('10s'), parse('2m'), parse(1500)]).toEqual([250, 10_000, 120_000, 1500]);
     expect(problems({ sinks: [{ type: 'otlp', name: 'o', endpoint: 'http://c:4318', timeout: 'soon' }] })).toEqual([
-      'sinks.0.timeout: must be a duration such as 500ms, 10s or 2m (got "soon")',
+      'sinks.0.timeout: must be a duration such as 500ms, 30s, 5m, 2h or 30d (got "soon")',
     ]);
   });
 

@@ -1,0 +1,32 @@
+/**
+ * Schema pieces every config section uses: durations and secret references. A module of its own so that any section
+ * (connections, SIEM sinks, …) can import them without import cycles through config-schema.ts.
+ */
+import { z } from 'zod';
+
+const DURATION = /^(\d+)(ms|s|m|h|d)$/;
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+function parseDuration(v: number | string, ctx: z.core.$RefinementCtx, positive: boolean): number {
+  if (typeof v === 'number') return v;
+  const m = DURATION.exec(v.trim());
+  const ms = m ? Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS] : Number.NaN;
+  if (!m || (positive && ms <= 0)) {
+    ctx.addIssue({ code: 'custom', message: `must be a duration such as 500ms, 30s, 5m, 2h or 30d (got "${v}")` });
+    return z.NEVER;
+  }
+  return ms;
+}
+
+/** `30s`, `5m`, `2h`, `30d`, `250ms`, or a number of milliseconds. */
+export const duration = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => parseDuration(v, ctx, false));
+
+/** A duration of at least 1 ms (timeouts). */
+export const positiveDuration = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => parseDuration(v, ctx, true));
+
+/** A secret is never written in the config itself: it is read from an environment variable or a file. */
+export const secretRef = z.union([
+  z.object({ env: z.string().min(1) }).strict(),
+  z.object({ file: z.string().min(1) }).strict(),
+]);
+export type SecretRef = z.output<typeof secretRef>;
