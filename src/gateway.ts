@@ -21,6 +21,7 @@ import { hostname } from 'node:os';
 import { Outbox } from './export/outbox.js';
 import { createSink } from './export/sink.js';
 import { Metrics } from './observability/metrics.js';
+import { startLedgerUpkeep } from './store/ledger-upkeep.js';
 
 export interface Gateway {
   readonly url: string;
@@ -53,6 +54,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const recorder = new Recorder(store, { log, maxRecordedResponseBody: config.limits.max_recorded_response_body });
   const recovered = await recorder.recoverInterrupted();
   if (recovered) log.warn({ recovered }, 'recorded exchanges cut by an earlier stop as interrupted');
+  // Signed digests of this chain, and retention purges on schedule (see README, "Retention and legal holds").
+  const upkeep = startLedgerUpkeep(config, store, log);
   const connections = new Connections(config);
   for (const c of connections.all()) {
     if (c.credentialProblem) log.warn({ connection: c.name }, c.credentialProblem);
@@ -99,6 +102,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         metrics.close();
         await recorder.close();
         await connections.close();
+        await upkeep.close();
         await store.close();
         throw err;
       })
@@ -122,6 +126,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
       await outbox.close();
       metrics.close();
       await connections.close();
+      await upkeep.close();
       await store.close();
       log.info('vigil gateway stopped');
     })();

@@ -25,6 +25,8 @@ import type { AuditStore } from '../store/audit-store.js';
 import { describeStore, openStore } from '../store/open-store.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { renderTranscript } from './transcript.js';
+import { holdsCommand, publicKeyCommand, retentionCommand } from './ledger-commands.js';
+import { readPublicKey } from '../store/signing-key.js';
 
 const USAGE = `usage: vigil <command> [options]
 
@@ -37,11 +39,20 @@ commands:
                              export a session, or every exchange matching the filters (JSONL: one exchange a line)
   search <query> [--limit N] [--cursor C] [filters as for export]
                              full-text search of prompts, responses and tool calls ("phrases", prefix*)
-  verify                     check the store's hash chains; exit 1 naming any changed, removed or reordered record
+  verify [--public-key FILE]…
+                             check the store's hash chains; exit 1 naming any changed, removed or reordered record;
+                             with the public key, also every signed digest and purge record
+  retention run [--dry-run]  purge exchanges past their connection's retention window (holds excepted)
+  holds add --session ID | --caller SUBJECT --reason "…"
+                             keep a session's or a caller's exchanges out of every purge
+  holds list [--active]      list legal holds
+  holds release HOLD-ID --reason "…"
+                             release a hold
   keys create --name NAME [--connection C]… [--owner WHO] [--expires 30d]
                              issue a gateway key for a service (printed once; only its hash is stored)
   keys list                  list gateway keys
   keys revoke NAME           revoke a key (takes effect on the next request)
+  keys public [--out FILE]   print the public half of the ledger signing key (for verify --public-key)
   store grants --role ROLE   print the SQL that lets a PostgreSQL role append and read, never change or delete
   replay serve --session ID [--listen HOST:PORT] [--speed 1|0]
                              answer a client from a recorded session, without calling Claude (default 127.0.0.1:8090)
@@ -246,12 +257,25 @@ async function search(args: string[], out: Out): Promise<number> {
 }
 
 async function verify(args: string[], out: Out): Promise<number> {
-  const { values } = parse(args, {});
+  const { values } = parse(args, { 'public-key': { type: 'string', multiple: true } });
+  const publicKeys = (values['public-key'] ?? []).map((file) => {
+    try {
+      return readPublicKey(file);
+    } catch (err) {
+      throw new CliError(`--public-key ${file}: ${(err as Error).message}`);
+    }
+  });
   return withStore(values, async (store) => {
-    const report = await store.verify();
+    const report = await store.verify(publicKeys.length ? { publicKeys } : {});
+    const s = report.signatures;
     if (values.json) out.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-    else if (report.ok) out.stdout.write(`ok: ${report.records} records in ${report.chains} chains, all intact\n`);
-    else {
+    else if (report.ok) {
+      out.stdout.write(`ok: ${report.records} records in ${report.chains} chains, all intact\n`);
+      if (s) {
+        out.stdout.write(`signatures: ${s.digests} digests and ${s.purges} purge records verified with key ${s.keys.join(', ')}\n`);
+        for (const t of s.unsignedTails) out.stdout.write(`  unsigned tail: ${t.chain} #${t.fromSeq}..#${t.toSeq} (after its last digest)\n`);
+      } else out.stdout.write('signatures not checked: pass --public-key FILE (from vigil keys public)\n');
+    } else {
       out.stdout.write(`FAILED: ${report.problems.length} problem(s) in ${report.records} records:\n`);
       for (const p of report.problems) out.stdout.write(`  ${p.problem}: ${p.detail}\n`);
     }
@@ -261,6 +285,7 @@ async function verify(args: string[], out: Out): Promise<number> {
 
 async function keys(args: string[], out: Out): Promise<number> {
   const [verb, ...rest] = args;
+  if (verb === 'public') return publicKeyCommand(rest, out);
   const { values, positionals } = parse(rest, {
     name: { type: 'string' },
     connection: { type: 'string', multiple: true },
@@ -433,6 +458,10 @@ export async function run(argv: string[], out: Out = { stdout: process.stdout, s
         return await verify(args, out);
       case 'search':
         return await search(args, out);
+      case 'retention':
+        return await retentionCommand(args, out);
+      case 'holds':
+        return await holdsCommand(args, out);
       case 'keys':
         return await keys(args, out);
       case 'store':

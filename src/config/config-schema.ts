@@ -8,6 +8,17 @@ import { allowListSchema, identityConfigSchema } from '../identity/identity-conf
 import { siemConfigSchema } from '../export/sinks-config.js';
 import { maskingConfigSchema } from '../recorder/masking/masking-config.js';
 
+/** How long recorded exchanges are kept: a duration (`30d`, `12h`) or `forever`. */
+export const retentionWindow = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx): 'forever' | number => {
+  if (v === 'forever') return v;
+  const ms = duration.safeParse(v);
+  if (!ms.success) {
+    ctx.addIssue({ code: 'custom', message: `must be a duration such as 30d or 12h, or forever (got "${v}")` });
+    return z.NEVER;
+  }
+  return ms.data;
+});
+
 /** `HOST:PORT` (IPv6 as `[::1]:8080`). */
 export const listenAddress = z.string().transform((v, ctx) => {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(v.trim());
@@ -77,6 +88,8 @@ export const connectionSchema = z
     allow: allowListSchema.optional(),
     /** Time allowed for upstream to send response headers, and idle time between body chunks. */
     upstream_timeout: duration.default(600_000),
+    /** How long this connection's exchanges are kept after they end (`30d`, `forever`); default: `retention.default`. */
+    retention: retentionWindow.optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -206,6 +219,28 @@ export const configSchema = z
       .default({ grace: 30_000 }),
     /** Audit events streamed to SIEMs (syslog, HTTP, Splunk HEC, OpenTelemetry), through a durable outbox. */
     siem: siemConfigSchema.prefault({}),
+    /** Purging exchanges past their connection's window (see README, "Retention and legal holds"). */
+    retention: z
+      .object({
+        /** Window for connections without their own `retention`; default `forever` (nothing is purged). */
+        default: retentionWindow.default('forever'),
+        /** How often the gateway purges; 0: never in the gateway (run `vigil retention run` from cron instead). */
+        schedule: duration.default(3_600_000),
+        /** Exchanges removed per transaction. */
+        batch: z.number().int().min(1).max(10_000).default(1000),
+      })
+      .strict()
+      .prefault({}),
+    /** The Ed25519 key that signs digests and purge records (see README, "Verifying with the public key"). */
+    signing: z
+      .object({
+        /** PEM private key; generated (mode 0600) when absent. Default <data_dir>/signing-key.pem; relative to data_dir. */
+        key: z.object({ file: z.string().min(1) }).strict().optional(),
+        /** How often each gateway signs what its chain gained (also at shutdown); 0: at shutdown only. */
+        interval: duration.default(60_000),
+      })
+      .strict()
+      .prefault({}),
     log: z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()

@@ -44,6 +44,11 @@ export class KnownBlobs {
     return this.seen.has(hash);
   }
 
+  /** Forget everything: blobs may have been removed (retention), so they are written again when next used. */
+  clear(): void {
+    this.seen.clear();
+  }
+
   add(hash: string): void {
     if (this.seen.size >= this.max) {
       const oldest = this.seen.values().next().value;

@@ -112,7 +112,7 @@ export class Recorder {
     }
     const full = input.level === 'full';
     const agent = resolveAgent(input.headers);
-    const stored = full ? redaction.requestBody(body, this.known) : undefined;
+    let stored = full ? redaction.requestBody(body, this.known) : undefined;
     const data: ExchangeRequestData = {
       connection: input.connection,
       caller: input.principal,
@@ -130,11 +130,20 @@ export class Recorder {
       stream: body.field('stream') === true,
       startedAt,
     };
-    const record: NewRecord = { kind: 'exchange.request', exchangeId: input.exchangeId, sessionId: session.id, at: startedAt, data };
-    const blobs = stored?.blobs ?? [];
+    let record: NewRecord = { kind: 'exchange.request', exchangeId: input.exchangeId, sessionId: session.id, at: startedAt, data };
     try {
       // Durable before forwarding; requests arriving together share one transaction.
-      await this.queue.appendDurably([record], blobs);
+      try {
+        await this.queue.appendDurably([record], stored?.blobs ?? []);
+      } catch (err) {
+        // A blob this process wrote earlier was removed by retention (here or by another process): forget what it
+        // knows of stored blobs and write this request's pieces again, once.
+        if (!stored || !/which the store does not hold/.test((err as Error).message)) throw err;
+        this.known.clear();
+        stored = redaction.requestBody(body, this.known);
+        record = { ...record, data: { ...data, request: { ...data.request, body: stored.body } } };
+        await this.queue.appendDurably([record], stored.blobs);
+      }
     } catch (err) {
       if (!input.bestEffort) {
         throw new VigilError('STORE_UNAVAILABLE', 'the gateway cannot record this request, so it was not forwarded', {

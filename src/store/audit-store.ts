@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { Principal } from '../identity/principal.js';
 
 /**
@@ -22,6 +23,10 @@ export type RecordKind =
   | 'key.created'
   | 'key.revoked'
   | 'recording.read'
+  | 'digest.signed'
+  | 'retention.purged'
+  | 'hold.added'
+  | 'hold.released'
   | (string & {});
 
 export interface NewRecord {
@@ -204,7 +209,17 @@ export interface VerifyProblem {
   readonly chain: string;
   readonly chainSeq: number | null;
   readonly seq: number | null;
-  readonly problem: 'changed' | 'missing' | 'reordered' | 'blob_changed' | 'blob_missing' | 'head_missing';
+  readonly problem:
+    | 'changed'
+    | 'missing'
+    | 'reordered'
+    | 'blob_changed'
+    | 'blob_missing'
+    | 'head_missing'
+    /** A signed digest or purge record whose signature does not verify with the public keys given. */
+    | 'signature_invalid'
+    /** A signed digest that does not follow its chain's previous digest, or names the wrong head. */
+    | 'digest_invalid';
   readonly detail: string;
 }
 
@@ -213,6 +228,109 @@ export interface VerifyReport {
   readonly chains: number;
   readonly records: number;
   readonly problems: readonly VerifyProblem[];
+  /** Present when verified with public keys: what the signatures cover. */
+  readonly signatures?: SignatureReport;
+}
+
+/** What signed digests and purge records vouched for, when a store is verified with public keys. */
+export interface SignatureReport {
+  /** Key ids (see `keyIdOf`) of the public keys given. */
+  readonly keys: readonly string[];
+  readonly digests: number;
+  readonly purges: number;
+  /** Records after the last digest of their chain: hash-chained, not yet signed (information, not a failure). */
+  readonly unsignedTails: ReadonlyArray<{ readonly chain: string; readonly fromSeq: number; readonly toSeq: number }>;
+}
+
+/** How `verify()` checks signatures: with these Ed25519 public keys (any of them may have signed). */
+export interface VerifyOptions {
+  readonly publicKeys?: readonly KeyObject[];
+}
+
+/** The last record of this process's chain, or null before the chain is opened. */
+export interface ChainTip {
+  readonly chainSeq: number;
+  readonly hash: string;
+}
+
+/** A legal hold (from `hold.added` / `hold.released` records): keeps a session's or a caller's exchanges from purges. */
+export interface StoredHold {
+  readonly id: string;
+  readonly session: string | null;
+  readonly caller: string | null;
+  readonly reason: string;
+  readonly createdBy: string;
+  readonly createdAt: number;
+  readonly releasedAt: number | null;
+  readonly releasedBy: string | null;
+  readonly releaseReason: string | null;
+}
+
+/** Payload of a `hold.added` record. Exactly one of `session` and `caller` is set. */
+export interface HoldAddedData {
+  readonly holdId: string;
+  readonly session: string | null;
+  readonly caller: string | null;
+  readonly reason: string;
+  readonly by: string;
+  readonly at: number;
+}
+
+/** Payload of a `hold.released` record. */
+export interface HoldReleasedData {
+  readonly holdId: string;
+  readonly reason: string;
+  readonly by: string;
+  readonly at: number;
+}
+
+/** Which finished exchanges are due for purging. */
+export interface RetentionQuery {
+  /** Connection name → cutoff (epoch ms): its exchanges that ended before the cutoff are due. */
+  readonly cutoffs: Readonly<Record<string, number>>;
+  /** Cutoff for connections not named in `cutoffs` (e.g. no longer configured); absent: keep them. */
+  readonly otherCutoff?: number | undefined;
+  readonly limit: number;
+  /** Continue after this candidate (pages in ended-at order; for dry runs, which delete nothing). */
+  readonly after?: { readonly endedAt: number; readonly id: string } | undefined;
+}
+
+/**
+ * An exchange a purge may take: finished, past its connection's window, not under a hold, and with no record at the
+ * head of its chain (heads stay, so chains stay anchored and writers keep appending after them).
+ */
+export interface PurgeCandidate {
+  readonly id: string;
+  readonly sessionId: string;
+  readonly connection: string;
+  readonly callerSubject: string;
+  readonly startedAt: number;
+  readonly endedAt: number;
+  /** Records the exchange has on the ledger. */
+  readonly records: number;
+}
+
+/** Consecutive chain positions a purge removed, with the hashes that let verification resume across the gap. */
+export interface PurgedRun {
+  readonly chain: string;
+  readonly from: number;
+  readonly to: number;
+  /** `prevHash` of record `from`: the hash the record before the gap must still have. */
+  readonly prevHash: string;
+  /** Hash of record `to`: the hash the record after the gap must link to. */
+  readonly hash: string;
+}
+
+/** What one purge transaction removed, handed to the caller to seal into the `retention.purged` record. */
+export interface PurgeRemoval {
+  readonly exchanges: readonly string[];
+  readonly records: number;
+  readonly blobs: number;
+  readonly runs: readonly PurgedRun[];
+  /** Earliest start and latest end of the purged exchanges. */
+  readonly timeRange: { readonly from: number; readonly to: number };
+  /** Every chain's head once the records were removed (before the purge record is appended). */
+  readonly heads: ReadonlyArray<{ readonly chain: string; readonly chainSeq: number; readonly hash: string }>;
 }
 
 /** A gateway key as the store indexes it (from `key.created` / `key.revoked` records). Only the key's hash is kept. */
@@ -307,8 +425,33 @@ export interface AuditStore {
   /** Whether the process that writes `chain` is still running (so its open exchanges are not interrupted). */
   chainIsLive(chain: string): Promise<boolean>;
 
-  /** Walk every chain and every referenced blob; report what was changed, removed or reordered. */
-  verify(): Promise<VerifyReport>;
+  /**
+   * Append one record built from this chain's tip at the moment of appending, in the same transaction (a signed
+   * digest must name the record right before it). `build` returns undefined to append nothing.
+   */
+  appendAtTip(build: (tip: ChainTip | null) => NewRecord | undefined): Promise<StoredRecord | undefined>;
+
+  /** Legal holds, newest first; released ones too unless `activeOnly`. */
+  listHolds(options?: { activeOnly?: boolean }): Promise<readonly StoredHold[]>;
+  /** Exchanges due for purging, oldest end first. */
+  retentionCandidates(query: RetentionQuery): Promise<readonly PurgeCandidate[]>;
+  /**
+   * Remove these exchanges in one transaction: their records, index rows and search text, and the blobs no remaining
+   * record refers to; exchanges that came under a hold meanwhile (or are not candidates) are skipped. `seal` then
+   * builds the `retention.purged` record describing the removal, which is appended to this chain in the same
+   * transaction. Resolves undefined when nothing was left to remove. The only way records ever leave the ledger.
+   */
+  purgeExchanges(
+    ids: readonly string[],
+    seal: (removal: PurgeRemoval) => NewRecord,
+  ): Promise<{ removal: PurgeRemoval; record: StoredRecord } | undefined>;
+
+  /**
+   * Walk every chain and every referenced blob; report what was changed, removed or reordered. Gaps left by
+   * retention pass when a purge record covers them exactly; with public keys, signed digests and purge records must
+   * verify, so a rewrite with recomputed hashes is caught too.
+   */
+  verify(options?: VerifyOptions): Promise<VerifyReport>;
 
   close(): Promise<void>;
 }

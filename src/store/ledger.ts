@@ -3,7 +3,10 @@
  * Both stores call these functions so a chain written by one verifies with the same rules as the other.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { StoredRecord, VerifyProblem, VerifyReport } from './audit-store.js';
+import type { PurgedRun, SignatureReport, StoredRecord, VerifyOptions, VerifyProblem, VerifyReport } from './audit-store.js';
+import type { DigestSignedData } from './digests.js';
+import type { RetentionPurgedData } from './retention.js';
+import { checkSignature, keyIdOf } from './signing-key.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
 
@@ -59,6 +62,26 @@ export function blobRefs(data: string): string[] {
   return found;
 }
 
+/**
+ * The blob hashes a record about to be appended refers to: found by walking its data (cheap: no parse), or, for a
+ * record given as JSON text, by parsing only when the text mentions a blob at all.
+ */
+export function newRecordBlobRefs(r: { readonly data: unknown; readonly json?: string }): string[] {
+  if (r.json !== undefined) return blobRefs(r.json);
+  const found: string[] = [];
+  const walk = (v: unknown): void => {
+    if (Array.isArray(v)) {
+      for (const x of v) walk(x);
+    } else if (v !== null && typeof v === 'object') {
+      const ref = (v as Record<string, unknown>)[BLOB_REF_KEY];
+      if (typeof ref === 'string') found.push(ref);
+      for (const x of Object.values(v)) walk(x);
+    }
+  };
+  walk(r.data);
+  return [...new Set(found)];
+}
+
 /** What `chain.opened` records: the heads of the chains that existed when this chain began. */
 export interface ChainHead {
   readonly chain: string;
@@ -73,81 +96,170 @@ export interface VerifySource {
   blob(hash: string): Promise<Buffer | undefined>;
 }
 
+/** Positions missing from a chain, with the hashes on either side, checked against purge records once all are read. */
+interface Gap {
+  readonly chain: string;
+  readonly from: number;
+  readonly to: number;
+  /** Hash of record `from - 1` as stored (GENESIS_HASH when the gap starts the chain). */
+  readonly before: string;
+  /** The prevHash of record `to + 1`: what the missing record `to` must have hashed to. */
+  readonly after: string;
+}
+
+/** The runs of valid purge records, per chain, sorted by position. */
+class PurgeCoverage {
+  private readonly byChain = new Map<string, PurgedRun[]>();
+
+  add(run: PurgedRun): void {
+    const runs = this.byChain.get(run.chain) ?? [];
+    runs.push(run);
+    this.byChain.set(run.chain, runs);
+  }
+
+  seal(): void {
+    for (const runs of this.byChain.values()) runs.sort((a, b) => a.from - b.from);
+  }
+
+  /** The run covering this position, if a valid purge removed it. */
+  at(chain: string, chainSeq: number): PurgedRun | undefined {
+    const runs = this.byChain.get(chain);
+    if (!runs) return undefined;
+    let lo = 0;
+    let hi = runs.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const r = runs[mid]!;
+      if (chainSeq < r.from) hi = mid - 1;
+      else if (chainSeq > r.to) lo = mid + 1;
+      else return r;
+    }
+    return undefined;
+  }
+}
+
 /**
  * Walk every chain: recompute each hash, require contiguous chain sequence numbers from 1, require that global append
  * order (seq) rises along the chain, check every referenced blob, and check that the heads each `chain.opened` record
  * committed to are still present with the same hash (this catches the removal of an older chain's tail or of a whole
- * chain). The newest tail of the newest chains can only be anchored externally: signed digests do that.
+ * chain).
+ *
+ * Retention leaves gaps: a gap passes only when valid `retention.purged` records name exactly those positions, the
+ * record before the gap still has the hash the purge stated for it and the record after still links to the hash it
+ * stated for the last removed one. Signed digests are checked for linkage always, and with `publicKeys` every digest
+ * and purge record must carry a valid signature: then even a rewrite that recomputes every later hash is caught, up
+ * to each chain's last digest (what follows it is reported as its unsigned tail).
  */
-export async function verifyLedger(source: VerifySource): Promise<VerifyReport> {
+export async function verifyLedger(source: VerifySource, options: VerifyOptions = {}): Promise<VerifyReport> {
   const problems: VerifyProblem[] = [];
+  const keys = options.publicKeys ? new Map(options.publicKeys.map((k) => [keyIdOf(k), k])) : undefined;
   const seen = new Map<string, Map<number, string>>(); // chain → chainSeq → hash
   const committedHeads: Array<{ by: string; head: ChainHead }> = [];
   const checkedBlobs = new Map<string, boolean>();
+  const gaps: Gap[] = [];
+  const coverage = new PurgeCoverage();
+  const unsignedTails: Array<{ chain: string; fromSeq: number; toSeq: number }> = [];
+  let digests = 0;
+  let purges = 0;
   let chains = 0;
   let records = 0;
   let current: string | null = null;
   let prevHash = GENESIS_HASH;
   let expectedSeq = 1;
   let lastGlobalSeq = -Infinity;
+  let lastDigest: { toSeq: number; signature: string; at: number } | null = null;
+
+  const problem = (r: StoredRecord, kind: VerifyProblem['problem'], detail: string): void => {
+    problems.push({ chain: r.chain, chainSeq: r.chainSeq, seq: r.seq, problem: kind, detail });
+  };
+  /** A signed record's signature, when keys were given; false (and a problem) when it does not verify. */
+  const signatureHolds = (r: StoredRecord, data: Record<string, unknown>, what: string): boolean => {
+    if (!keys) return true;
+    const verdict = checkSignature(data, keys);
+    if (verdict === 'ok') return true;
+    problem(
+      r,
+      'signature_invalid',
+      verdict === 'unknown_key'
+        ? `${what} ${r.chain}#${r.chainSeq} is signed with key ${String(data.keyId)}, not one of the public keys given`
+        : `${what} ${r.chain}#${r.chainSeq} has a signature that does not verify: it was forged or changed`,
+    );
+    return false;
+  };
+  const endChain = (): void => {
+    if (current === null) return;
+    const last = expectedSeq - 1;
+    const from = lastDigest ? lastDigest.at + 1 : 1;
+    if (keys && from <= last) unsignedTails.push({ chain: current, fromSeq: from, toSeq: last });
+  };
 
   for await (const r of source.records()) {
     records++;
     if (r.chain !== current) {
+      endChain();
       current = r.chain;
       chains++;
       prevHash = GENESIS_HASH;
       expectedSeq = 1;
       lastGlobalSeq = -Infinity;
+      lastDigest = null;
       seen.set(r.chain, new Map());
     }
     if (r.chainSeq !== expectedSeq) {
-      problems.push({
-        chain: r.chain,
-        chainSeq: expectedSeq,
-        seq: null,
-        problem: 'missing',
-        detail: `records ${expectedSeq}..${r.chainSeq - 1} of chain ${r.chain} are missing`,
-      });
-      // Resynchronise on the record we have so that one gap is one problem, not a cascade.
+      // Judged once every purge record has been read (they may sit on chains read later).
+      gaps.push({ chain: r.chain, from: expectedSeq, to: r.chainSeq - 1, before: prevHash, after: r.prevHash });
       prevHash = r.prevHash;
     }
     if (r.prevHash !== prevHash) {
-      problems.push({
-        chain: r.chain,
-        chainSeq: r.chainSeq,
-        seq: r.seq,
-        problem: 'changed',
-        detail: `record ${r.chain}#${r.chainSeq} does not link to the record before it`,
-      });
+      problem(r, 'changed', `record ${r.chain}#${r.chainSeq} does not link to the record before it`);
     }
-    const recomputed = recordHash(r.prevHash, r);
-    if (recomputed !== r.hash) {
-      problems.push({
-        chain: r.chain,
-        chainSeq: r.chainSeq,
-        seq: r.seq,
-        problem: 'changed',
-        detail: `record ${r.chain}#${r.chainSeq} (seq ${r.seq}, ${r.kind}) was changed after it was written`,
-      });
+    const intact = recordHash(r.prevHash, r) === r.hash;
+    if (!intact) {
+      problem(r, 'changed', `record ${r.chain}#${r.chainSeq} (seq ${r.seq}, ${r.kind}) was changed after it was written`);
     }
     if (r.seq <= lastGlobalSeq) {
-      problems.push({
-        chain: r.chain,
-        chainSeq: r.chainSeq,
-        seq: r.seq,
-        problem: 'reordered',
-        detail: `record ${r.chain}#${r.chainSeq} has global seq ${r.seq}, not after its predecessor's ${lastGlobalSeq}`,
-      });
+      problem(r, 'reordered', `record ${r.chain}#${r.chainSeq} has global seq ${r.seq}, not after its predecessor's ${lastGlobalSeq}`);
     }
     lastGlobalSeq = r.seq;
     seen.get(r.chain)!.set(r.chainSeq, r.hash);
-    if (r.kind === 'chain.opened') {
+    if (r.kind === 'chain.opened' || r.kind === 'retention.purged' || r.kind === 'digest.signed') {
+      let data: Record<string, unknown> | undefined;
       try {
-        const heads = (JSON.parse(r.data) as { heads?: ChainHead[] }).heads ?? [];
-        for (const head of heads) committedHeads.push({ by: r.chain, head });
+        data = JSON.parse(r.data) as Record<string, unknown>;
       } catch {
         // A changed record was already reported above.
+      }
+      if (data && r.kind === 'chain.opened') {
+        for (const head of (data.heads as ChainHead[] | undefined) ?? []) committedHeads.push({ by: r.chain, head });
+      } else if (data && r.kind === 'retention.purged') {
+        purges++;
+        const d = data as unknown as RetentionPurgedData;
+        // A purge record vouches for its gaps only while intact (and, with keys, validly signed).
+        if (signatureHolds(r, data, 'purge record') && intact) {
+          for (const run of d.removed ?? []) coverage.add(run);
+          for (const head of d.heads ?? []) committedHeads.push({ by: r.chain, head });
+        }
+      } else if (data && r.kind === 'digest.signed') {
+        digests++;
+        const d = data as unknown as DigestSignedData;
+        const wanted = { fromSeq: lastDigest ? lastDigest.toSeq + 1 : 1, previousSignature: lastDigest?.signature ?? null };
+        if (d.chain !== r.chain || d.toSeq !== r.chainSeq - 1 || d.headHash !== r.prevHash) {
+          problem(
+            r,
+            'digest_invalid',
+            `digest ${r.chain}#${r.chainSeq} signs ${d.chain}#${d.toSeq} with hash ${String(d.headHash).slice(0, 12)}…, ` +
+              `but the record before it is ${r.chain}#${r.chainSeq - 1} with hash ${r.prevHash.slice(0, 12)}…: the chain was rewritten`,
+          );
+        } else if (d.fromSeq !== wanted.fromSeq || d.previousSignature !== wanted.previousSignature) {
+          problem(
+            r,
+            'digest_invalid',
+            `digest ${r.chain}#${r.chainSeq} does not follow the chain's previous digest (covers from #${d.fromSeq}, ` +
+              `expected #${wanted.fromSeq}): a digest was removed or replaced`,
+          );
+        }
+        signatureHolds(r, data, 'digest');
+        lastDigest = { toSeq: d.toSeq, signature: d.signature, at: r.chainSeq };
       }
     }
     let refs: string[] = [];
@@ -161,22 +273,10 @@ export async function verifyLedger(source: VerifySource): Promise<VerifyReport> 
       if (ok === undefined) {
         const data = await source.blob(h);
         if (data === undefined) {
-          problems.push({
-            chain: r.chain,
-            chainSeq: r.chainSeq,
-            seq: r.seq,
-            problem: 'blob_missing',
-            detail: `blob ${h} referred to by ${r.chain}#${r.chainSeq} is missing`,
-          });
+          problem(r, 'blob_missing', `blob ${h} referred to by ${r.chain}#${r.chainSeq} is missing`);
           ok = false;
         } else if (sha256Hex(data) !== h) {
-          problems.push({
-            chain: r.chain,
-            chainSeq: r.chainSeq,
-            seq: r.seq,
-            problem: 'blob_changed',
-            detail: `blob ${h} referred to by ${r.chain}#${r.chainSeq} was changed`,
-          });
+          problem(r, 'blob_changed', `blob ${h} referred to by ${r.chain}#${r.chainSeq} was changed`);
           ok = false;
         } else {
           ok = true;
@@ -187,9 +287,14 @@ export async function verifyLedger(source: VerifySource): Promise<VerifyReport> 
     prevHash = r.hash;
     expectedSeq = r.chainSeq + 1;
   }
+  endChain();
+  coverage.seal();
+
+  for (const gap of gaps) problems.push(...judgeGap(gap, coverage));
 
   for (const { by, head } of committedHeads) {
     const hash = seen.get(head.chain)?.get(head.chainSeq);
+    if (hash === undefined && coverage.at(head.chain, head.chainSeq)) continue; // purged, and a valid purge says so
     if (hash !== head.hash) {
       problems.push({
         chain: head.chain,
@@ -204,5 +309,51 @@ export async function verifyLedger(source: VerifySource): Promise<VerifyReport> 
     }
   }
 
-  return { ok: problems.length === 0, chains, records, problems };
+  const signatures: SignatureReport | undefined = keys && { keys: [...keys.keys()], digests, purges, unsignedTails };
+  return { ok: problems.length === 0, chains, records, problems, ...(signatures ? { signatures } : {}) };
+}
+
+/** A gap passes when valid purge runs tile it exactly and the hashes they stated match the records on either side. */
+function judgeGap(gap: Gap, coverage: PurgeCoverage): VerifyProblem[] {
+  const missing: VerifyProblem = {
+    chain: gap.chain,
+    chainSeq: gap.from,
+    seq: null,
+    problem: 'missing',
+    detail: `records ${gap.from}..${gap.to} of chain ${gap.chain} are missing`,
+  };
+  let p = gap.from;
+  let first: PurgedRun | undefined;
+  let last: PurgedRun | undefined;
+  while (p <= gap.to) {
+    const run = coverage.at(gap.chain, p);
+    if (!run || run.from !== p) {
+      return [{ ...missing, chainSeq: p, detail: `${missing.detail}, and no valid purge record removed #${p}` }];
+    }
+    first ??= run;
+    last = run;
+    p = run.to + 1;
+  }
+  if (!first || !last) return [missing];
+  if (last.to !== gap.to) {
+    return [{ ...missing, problem: 'changed', chainSeq: gap.to + 1, detail: `record ${gap.chain}#${gap.to + 1} exists although a purge record says it removed it` }];
+  }
+  const out: VerifyProblem[] = [];
+  if (first.prevHash !== gap.before) {
+    out.push({
+      ...missing,
+      problem: 'changed',
+      chainSeq: gap.from - 1,
+      detail: `record ${gap.chain}#${gap.from - 1} is not the record the purge of #${gap.from}..${first.to} found before the gap: it was replaced`,
+    });
+  }
+  if (last.hash !== gap.after) {
+    out.push({
+      ...missing,
+      problem: 'changed',
+      chainSeq: gap.to + 1,
+      detail: `record ${gap.chain}#${gap.to + 1} does not link to the record the purge of #${last.from}..${gap.to} removed: it was replaced`,
+    });
+  }
+  return out;
 }

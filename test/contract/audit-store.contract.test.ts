@@ -5,6 +5,9 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AuditStore, NewRecord, StoredRecord, WriteBatch } from '../../src/store/audit-store.js';
 import { GENESIS_HASH, recordHash } from '../../src/store/ledger.js';
@@ -12,6 +15,17 @@ import { PostgresAuditStore } from '../../src/store/postgres/postgres-audit-stor
 import { appendOnlyGrantsSql } from '../../src/store/postgres/postgres-migrations.js';
 import type { ExchangeEventsData, ExchangeRequestData, ExchangeResponseData } from '../../src/store/record-types.js';
 import { createStoreFixture, POSTGRES_TEST_URL, storeKinds, type StoreFixture } from '../support/stores.js';
+import { Digester, type DigestSignedData } from '../../src/store/digests.js';
+import { addHold, releaseHold } from '../../src/store/holds.js';
+import { purgedRuns } from '../../src/store/purge-runs.js';
+import { runRetention, sealPurge, type RetentionPolicy, type RetentionPurgedData } from '../../src/store/retention.js';
+import { SigningKey } from '../../src/store/signing-key.js';
+
+const DAY = 86_400_000;
+const signingKey = (): SigningKey => SigningKey.load(path.join(mkdtempSync(path.join(tmpdir(), 'vigil-key-')), 'key.pem'), { create: true });
+/** The gateway's key, and one an attacker made for themselves. */
+const KEY = signingKey();
+const FORGER = signingKey();
 
 const T0 = Date.UTC(2025, 0, 15, 9, 0, 0);
 
@@ -841,6 +855,179 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         ['ses_a', 25],
       ]);
       expect(await store.unfinishedExchanges()).toEqual([]);
+    });
+  });
+
+  describe('retention, holds and signed digests', () => {
+    const NOW = T0 + 100 * DAY;
+    const keep30d: RetentionPolicy = { windows: { anthropic: 30 * DAY }, defaultWindow: null, batch: 2 };
+    const shared = blob('[{"role":"user","content":"a prefix every turn resends"}]');
+    const onlyOld = blob('[{"role":"user","content":"said once, long ago"}]');
+    const withKey = { publicKeys: [KEY.publicKey] };
+
+    /** chain.opened, then: ex_old1 #2-4, ex_old2 #5-7, ex_held #8-10, ex_carol #11-13, two holds #14-15, ex_new #16-18. */
+    async function history(): Promise<void> {
+      await store.append(exchangeBatch({ id: 'ex_old1', session: 'ses_old', at: T0, messages: shared }));
+      await store.append({
+        ...exchangeBatch({ id: 'ex_old2', session: 'ses_old', at: T0 + 1000, messages: onlyOld }),
+        searchText: [{ exchangeId: 'ex_old2', text: 'zanzibar itinerary' }],
+      });
+      await store.append(exchangeBatch({ id: 'ex_held', session: 'ses_held', at: T0 + 2000 }));
+      await store.append(exchangeBatch({ id: 'ex_carol', session: 'ses_c', caller: 'carol', at: T0 + 3000 }));
+      await addHold(store, { session: 'ses_held', reason: 'litigation 2025-17', by: 'cli:legal' }, T0 + 4000);
+      await addHold(store, { caller: 'carol', reason: 'investigation', by: 'cli:legal' }, T0 + 4000);
+      await store.append(exchangeBatch({ id: 'ex_new', session: 'ses_new', at: NOW - DAY, messages: shared }));
+    }
+
+    it('purges what is past the window, keeps held exchanges and blobs still referenced, and verifies', async () => {
+      await history();
+      const dry = await runRetention(store, keep30d, KEY, { now: NOW, dryRun: true });
+      expect(dry).toMatchObject({ dryRun: true, exchanges: 2, records: 6, byConnection: { anthropic: 2 } });
+      expect(await store.exchangeRecords('ex_old1')).toHaveLength(3);
+
+      const result = await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 });
+      expect(result).toMatchObject({ exchanges: 2, records: 6, blobs: 1, batches: 1, timeRange: { from: T0, to: T0 + 1200 } });
+
+      expect(await store.exchangeRecords('ex_old1')).toEqual([]);
+      expect(await store.listExchanges('ses_old')).toEqual([]);
+      expect((await store.search('zanzibar')).items).toEqual([]);
+      expect((await store.listExchanges('ses_held')).map((x) => x.id)).toEqual(['ex_held']);
+      expect((await store.listExchanges('ses_c')).map((x) => x.id)).toEqual(['ex_carol']);
+      const left = await store.blobs([shared.hash, onlyOld.hash]);
+      expect([...left.keys()]).toEqual([shared.hash]);
+
+      const [purge] = await store.recordsOfKinds(['retention.purged'], 0, 10);
+      const data = JSON.parse(purge!.data) as RetentionPurgedData;
+      expect(data).toMatchObject({
+        exchanges: 2,
+        records: 6,
+        blobs: 1,
+        removed: [{ chain: store.chainId, from: 2, to: 7 }],
+        keyId: KEY.keyId,
+      });
+      expect(data.heads).toContainEqual(expect.objectContaining({ chain: store.chainId, chainSeq: 18 }));
+
+      expect(await store.verify()).toEqual({ ok: true, chains: 1, records: 13, problems: [] });
+      expect(await store.verify(withKey)).toMatchObject({ ok: true, signatures: { purges: 1, digests: 0 } });
+      const other = await fixture.open();
+      expect(await other.verify(withKey)).toMatchObject({ ok: true });
+    });
+
+    it('takes held exchanges once the hold is released, and verifies across the joined gap', async () => {
+      await history();
+      await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 });
+      const [hold] = await store.listHolds({ activeOnly: true }).then((hs) => hs.filter((h) => h.session === 'ses_held'));
+      await releaseHold(store, hold!.id, { reason: 'case closed', by: 'cli:legal' });
+      expect((await store.listHolds({ activeOnly: true })).map((h) => h.caller)).toEqual(['carol']);
+
+      expect(await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({ exchanges: 1, records: 3 });
+      expect(await store.listExchanges('ses_held')).toEqual([]);
+      expect(await store.listExchanges('ses_c')).toHaveLength(1);
+      // Positions 2..10 are gone, removed by two purges: the gap passes because together they cover it exactly.
+      expect(await store.verify(withKey)).toMatchObject({ ok: true, problems: [], signatures: { purges: 2 } });
+    });
+
+    it('catches a manual deletion made after a purge, even next to the purged gap', async () => {
+      await history();
+      await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 });
+      await fixture.tamper(`DELETE FROM records WHERE chain = '${store.chainId}' AND chain_seq = 8`);
+      const report = await store.verify();
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([expect.objectContaining({ problem: 'missing', chain: store.chainId, chainSeq: 8 })]);
+    });
+
+    it('keeps the head of every chain, so chains stay anchored', async () => {
+      await store.append(exchangeBatch({ id: 'ex_last', session: 'ses_1', at: T0 }));
+      expect(await runRetention(store, keep30d, KEY, { now: NOW })).toMatchObject({ exchanges: 0 });
+      expect(await store.exchangeRecords('ex_last')).toHaveLength(3);
+    });
+
+    it('refuses a record that refers to a blob retention removed', async () => {
+      await history();
+      await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 });
+      const again = exchangeBatch({ id: 'ex_resumed', session: 'ses_old', at: NOW, messages: onlyOld });
+      await expect(store.append({ records: again.records })).rejects.toThrow(/does not hold/);
+      await store.append(again); // with the blob written again
+      expect(await store.verify()).toMatchObject({ ok: true });
+    });
+
+    it('fails verify with the public key when a purge record is forged', async () => {
+      await history();
+      const doomed = await store.exchangeRecords('ex_held');
+      await fixture.tamper(`DELETE FROM records WHERE exchange_id = 'ex_held'`);
+      const attacker = await fixture.open();
+      const removal = {
+        exchanges: ['ex_held'],
+        records: 3,
+        blobs: 0,
+        runs: purgedRuns(doomed),
+        timeRange: { from: T0 + 2000, to: T0 + 2200 },
+        heads: [],
+      };
+      await attacker.append({
+        records: [{ kind: 'retention.purged', at: NOW, data: sealPurge(FORGER, removal, { runId: 'r', signedAt: NOW, cutoffs: {} }) }],
+      });
+      // Hashes alone cannot tell a forged purge record from a real one…
+      expect(await store.verify()).toMatchObject({ ok: true });
+      // …the signature can.
+      const report = await store.verify(withKey);
+      expect(report.ok).toBe(false);
+      expect(report.problems.map((p) => p.problem).sort()).toEqual(['missing', 'signature_invalid']);
+    });
+
+    it('signs digests of each segment, linked to the previous one, with an unsigned tail after the last', async () => {
+      const digester = new Digester(store, KEY, { intervalMs: 0 });
+      expect(await digester.digestNow()).toBeUndefined(); // no chain yet
+      await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+      const first = await digester.digestNow();
+      expect(await digester.digestNow()).toBeUndefined(); // nothing new
+      await store.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1000 }));
+      const second = await digester.digestNow();
+      await store.append({ records: [{ kind: 'note', at: T0 + 2000, data: {} }] });
+
+      const d1 = JSON.parse(first!.data) as DigestSignedData;
+      const d2 = JSON.parse(second!.data) as DigestSignedData;
+      expect(first!.chainSeq).toBe(5);
+      expect(d1).toMatchObject({ chain: store.chainId, fromSeq: 1, toSeq: 4, headHash: first!.prevHash, previousSignature: null });
+      expect(d2).toMatchObject({ fromSeq: 5, toSeq: 8, previousSignature: d1.signature, keyId: KEY.keyId });
+      expect(await store.verify(withKey)).toEqual({
+        ok: true,
+        chains: 1,
+        records: 10,
+        problems: [],
+        signatures: { keys: [KEY.keyId], digests: 2, purges: 0, unsignedTails: [{ chain: store.chainId, fromSeq: 10, toSeq: 10 }] },
+      });
+      // The same store checked with someone else's public key: every digest is refused.
+      const foreign = await store.verify({ publicKeys: [FORGER.publicKey] });
+      expect(foreign.problems.map((p) => p.problem)).toEqual(['signature_invalid', 'signature_invalid']);
+    });
+
+    it('catches a rewrite that recomputes every later hash, with the public key', async () => {
+      await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+      await store.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1000 }));
+      await new Digester(store, KEY, { intervalMs: 0 }).digestNow();
+
+      // The attacker changes ex_1's outcome, then rehashes the chain from there on, digest included.
+      const chain = [...(await store.chainRecords(store.chainId, 0, 100))];
+      let prev = chain[2]!.prevHash;
+      const updates: string[] = [];
+      for (const r of chain.slice(2)) {
+        let data = r.data;
+        if (r.chainSeq === 4) data = data.replace('"outcome":"ok"', '"outcome":"upstream_error"');
+        if (r.kind === 'digest.signed') data = JSON.stringify({ ...(JSON.parse(data) as object), headHash: prev });
+        const hash = recordHash(prev, { ...r, data });
+        updates.push(
+          `UPDATE records SET data = '${data.replaceAll("'", "''")}', prev_hash = '${prev}', hash = '${hash}' ` +
+            `WHERE chain = '${r.chain}' AND chain_seq = ${r.chainSeq}`,
+        );
+        prev = hash;
+      }
+      await fixture.tamper(updates.join(';\n'));
+
+      expect(await store.verify()).toMatchObject({ ok: true }); // every hash checks out
+      const report = await store.verify(withKey);
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([expect.objectContaining({ problem: 'signature_invalid', chainSeq: 8 })]);
     });
   });
 });

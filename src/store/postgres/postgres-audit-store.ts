@@ -10,6 +10,14 @@ import type {
   AuditStore,
   BlobWrite,
   ChainPosition,
+  ChainTip,
+  HoldAddedData,
+  HoldReleasedData,
+  PurgeCandidate,
+  PurgeRemoval,
+  RetentionQuery,
+  StoredHold,
+  VerifyOptions,
   ExchangeFilter,
   ExchangeListFilter,
   ExchangeListItem,
@@ -44,7 +52,8 @@ import {
   type ResultIndexRow,
 } from '../exchange-index.js';
 import { indexableText, parseSearchQuery, tsQuery } from '../search-query.js';
-import { GENESIS_HASH, newChainId, recordHash, verifyLedger, type ChainHead } from '../ledger.js';
+import { GENESIS_HASH, blobRefs, newChainId, newRecordBlobRefs, recordHash, verifyLedger, type ChainHead } from '../ledger.js';
+import { purgedRuns } from '../purge-runs.js';
 import { POSTGRES_MIGRATIONS, quoteIdentifier } from './postgres-migrations.js';
 
 export interface PostgresStoreOptions {
@@ -88,11 +97,6 @@ const toKey = (r: KeyRow): StoredGatewayKey => ({
   expiresAt: r.expires_at,
   revokedAt: r.revoked_at,
 });
-
-interface ChainTip {
-  readonly chainSeq: number;
-  readonly hash: string;
-}
 
 const INT8_OID = 20;
 
@@ -314,42 +318,61 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   append(batch: WriteBatch): Promise<readonly StoredRecord[]> {
+    // Serialise before touching the database, so a payload that cannot be serialised costs no round trip.
+    let payloads: Payload[];
+    try {
+      payloads = batch.records.map((r) => ({ record: r, data: serialise(r) }));
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    return this.enqueue(() => this.transaction((tx) => tx.append(batch, payloads)));
+  }
+
+  /** Runs `work` after every append already called, so each starts from the tip the previous one committed. */
+  private enqueue<T>(work: () => Promise<T>): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the audit store is closed'));
-    const run = this.queue.then(() => this.appendNow(batch));
+    const run = this.queue.then(work);
     this.queue = run.catch(() => {
       // The caller of this append gets the rejection; the queue only keeps order.
     });
     return run;
   }
 
-  private async appendNow(batch: WriteBatch): Promise<StoredRecord[]> {
-    // Serialise before touching the database, so a payload that cannot be serialised costs no round trip.
-    const payloads = batch.records.map((r) => ({ record: r, data: serialise(r) }));
+  /** One transaction in which records may be appended to this chain; the tip moves only if it commits. */
+  private async transaction<T>(work: (tx: ChainTransaction) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken = false;
     try {
       await client.query('BEGIN');
       let tip = this.tip === undefined ? await this.readTip(client) : this.tip;
-      const pending: Array<Omit<StoredRecord, 'seq'>> = [];
-      const chain = (kind: string, exchangeId: string | null, sessionId: string | null, at: number, data: string): void => {
-        const prevHash = tip?.hash ?? GENESIS_HASH;
-        const input = { chain: this.chainId, chainSeq: (tip?.chainSeq ?? 0) + 1, kind, exchangeId, sessionId, at, data };
-        const hash = recordHash(prevHash, input);
-        pending.push({ ...input, prevHash, hash });
-        tip = { chainSeq: input.chainSeq, hash };
+      const tx: ChainTransaction = {
+        client,
+        tip: () => tip,
+        append: async (batch, payloads) => {
+          const pending: Array<Omit<StoredRecord, 'seq'>> = [];
+          const chain = (kind: string, exchangeId: string | null, sessionId: string | null, at: number, data: string): void => {
+            const prevHash = tip?.hash ?? GENESIS_HASH;
+            const input = { chain: this.chainId, chainSeq: (tip?.chainSeq ?? 0) + 1, kind, exchangeId, sessionId, at, data };
+            const hash = recordHash(prevHash, input);
+            pending.push({ ...input, prevHash, hash });
+            tip = { chainSeq: input.chainSeq, hash };
+          };
+          if (tip === null) chain('chain.opened', null, null, Date.now(), JSON.stringify(await this.openingData(client)));
+          for (const { record, data } of payloads) {
+            chain(record.kind, record.exchangeId ?? null, record.sessionId ?? null, record.at, data);
+          }
+          await this.insertBlobs(client, batch.blobs ?? []);
+          const stored = await this.insertRecords(client, pending);
+          await this.insertBlobRefs(client, payloads, stored);
+          await this.insertIndexRows(client, batch.records);
+          await this.insertSearchText(client, batch.searchText ?? []);
+          return stored;
+        },
       };
-      if (tip === null) chain('chain.opened', null, null, Date.now(), JSON.stringify(await this.openingData(client)));
-      for (const { record, data } of payloads) {
-        chain(record.kind, record.exchangeId ?? null, record.sessionId ?? null, record.at, data);
-      }
-
-      await this.insertBlobs(client, batch.blobs ?? []);
-      const stored = await this.insertRecords(client, pending);
-      await this.insertIndexRows(client, batch.records);
-      await this.insertSearchText(client, batch.searchText ?? []);
+      const result = await work(tx);
       await client.query('COMMIT');
       this.tip = tip;
-      return stored;
+      return result;
     } catch (err) {
       // Rolled back (or unknown, if the connection died mid-COMMIT): the tip in memory may no longer match the
       // database, so the next append reads it back.
@@ -360,6 +383,32 @@ export class PostgresAuditStore implements AuditStore {
       throw err;
     } finally {
       client.release(broken);
+    }
+  }
+
+  /**
+   * Which records refer to which blob, for retention. A record may only refer to a blob the store holds: one removed
+   * by retention (whose hash a writer still remembers as stored) must be written again, so the append fails.
+   */
+  private async insertBlobRefs(client: pg.PoolClient, payloads: readonly Payload[], stored: readonly StoredRecord[]): Promise<void> {
+    const rows: Array<readonly [string, number]> = [];
+    payloads.forEach((p, i) => {
+      const seq = stored[stored.length - payloads.length + i]!.seq;
+      for (const h of newRecordBlobRefs(p.record)) rows.push([h, seq]);
+    });
+    for (const part of chunks(rows, ROWS_PER_INSERT)) {
+      const res = await client.query<{ blob_hash: string }>(
+        `INSERT INTO blob_refs (blob_hash, record_seq)
+         SELECT v.h, v.s FROM (VALUES ${valuesList(part.length, ['', '::bigint'])}) AS v(h, s)
+         WHERE EXISTS (SELECT 1 FROM blobs b WHERE b.hash = v.h)
+         ON CONFLICT DO NOTHING RETURNING blob_hash`,
+        part.flat(),
+      );
+      if (res.rows.length < part.length) {
+        const found = new Set(res.rows.map((r) => r.blob_hash));
+        const missing = part.find(([h]) => !found.has(h));
+        throw new Error(`a record refers to blob ${missing?.[0]}, which the store does not hold (removed by retention?): write it again`);
+      }
     }
   }
 
@@ -485,6 +534,18 @@ export class PostgresAuditStore implements AuditStore {
       } else if (r.kind === 'key.revoked') {
         const k = r.data as KeyRevokedData;
         await client.query('UPDATE gateway_keys SET revoked_at = $1 WHERE hash = $2 AND revoked_at IS NULL', [k.revokedAt, k.hash]);
+      } else if (r.kind === 'hold.added') {
+        const h = r.data as HoldAddedData;
+        await client.query(
+          'INSERT INTO holds (id, session_id, caller_subject, reason, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)',
+          [h.holdId, h.session, h.caller, h.reason, h.by, h.at],
+        );
+      } else if (r.kind === 'hold.released') {
+        const h = r.data as HoldReleasedData;
+        await client.query(
+          'UPDATE holds SET released_at = $1, released_by = $2, release_reason = $3 WHERE id = $4 AND released_at IS NULL',
+          [h.at, h.by, h.reason, h.holdId],
+        );
       }
     }
   }
@@ -760,7 +821,126 @@ export class PostgresAuditStore implements AuditStore {
     return false;
   }
 
-  async verify(): Promise<VerifyReport> {
+  appendAtTip(build: (tip: ChainTip | null) => NewRecord | undefined): Promise<StoredRecord | undefined> {
+    return this.enqueue(() =>
+      this.transaction(async (tx) => {
+        const r = build(tx.tip());
+        if (!r) return undefined;
+        return (await tx.append({ records: [r] }, [{ record: r, data: serialise(r) }])).at(-1);
+      }),
+    );
+  }
+
+  async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly StoredHold[]> {
+    const res = await this.pool.query<HoldRow>(
+      `SELECT * FROM holds ${options.activeOnly ? 'WHERE released_at IS NULL' : ''} ORDER BY created_at DESC, id COLLATE "C" DESC`,
+    );
+    return res.rows.map(toHold);
+  }
+
+  async retentionCandidates(query: RetentionQuery): Promise<readonly PurgeCandidate[]> {
+    const params: unknown[] = [];
+    const param: Param = (v) => `$${params.push(v)}`;
+    const entries = Object.entries(query.cutoffs);
+    const other = query.otherCutoff ?? -1;
+    const maxCutoff = Math.max(other, ...entries.map(([, c]) => c));
+    const cutoff = entries.length
+      ? `CASE e.connection ${entries.map(([name, c]) => `WHEN ${param(name)} THEN ${param(c)}::bigint`).join(' ')} ELSE ${param(other)}::bigint END`
+      : `${param(other)}::bigint`;
+    const after = query.after
+      ? `AND (r.ended_at > ${param(query.after.endedAt)}::bigint OR (r.ended_at = ${param(query.after.endedAt)}::bigint AND e.id COLLATE "C" > ${param(query.after.id)}))`
+      : '';
+    const res = await this.pool.query<{
+      id: string;
+      session_id: string;
+      connection: string;
+      caller_subject: string;
+      started_at: number;
+      ended_at: number;
+      records: number;
+    }>(
+      `SELECT e.id, e.session_id, e.connection, e.caller_subject, e.started_at, r.ended_at,
+              (SELECT count(*) FROM records x WHERE x.exchange_id = e.id) AS records
+       FROM exchange_results r JOIN exchanges e ON e.id = r.exchange_id
+       WHERE r.ended_at < ${param(maxCutoff)}::bigint AND r.ended_at < ${cutoff}
+         AND NOT EXISTS (${HELD})
+         AND NOT EXISTS (${AT_HEAD})
+         ${after}
+       ORDER BY r.ended_at, e.id COLLATE "C" LIMIT ${param(query.limit)}`,
+      params,
+    );
+    return res.rows.map((r) => ({
+      id: r.id,
+      sessionId: r.session_id,
+      connection: r.connection,
+      callerSubject: r.caller_subject,
+      startedAt: r.started_at,
+      endedAt: r.ended_at,
+      records: Number(r.records),
+    }));
+  }
+
+  purgeExchanges(
+    ids: readonly string[],
+    seal: (removal: PurgeRemoval) => NewRecord,
+  ): Promise<{ removal: PurgeRemoval; record: StoredRecord } | undefined> {
+    return this.enqueue(() =>
+      this.transaction(async (tx) => {
+        const c = tx.client;
+        // Holds placed and blob references appended while the purge runs wait for it: otherwise a hold committed
+        // a moment after the purge looked, or a new reference to a blob it is removing, could be missed.
+        await c.query('LOCK TABLE holds, blob_refs IN SHARE MODE');
+        // The append-only triggers let deletions through in this transaction only (see migration 5).
+        await c.query(`SET LOCAL vigil.purge = 'on'`);
+        const due = await c.query<{ id: string; started_at: number; ended_at: number }>(
+          `SELECT e.id, e.started_at, r.ended_at FROM exchanges e JOIN exchange_results r ON r.exchange_id = e.id
+           WHERE e.id = ANY($1::text[]) AND NOT EXISTS (${HELD}) AND NOT EXISTS (${AT_HEAD})`,
+          [[...new Set(ids)]],
+        );
+        if (due.rows.length === 0) return undefined;
+        const dueIds = due.rows.map((d) => d.id);
+        const removed = await c.query<RecordRow>(
+          'DELETE FROM records WHERE exchange_id = ANY($1::text[]) RETURNING *',
+          [dueIds],
+        );
+        const records = removed.rows.map(toStored);
+        const refs: Array<readonly [string, number]> = [];
+        for (const r of records) for (const h of blobRefs(r.data)) refs.push([h, r.seq]);
+        for (const part of chunks(refs, ROWS_PER_INSERT)) {
+          await c.query(
+            `DELETE FROM blob_refs USING (VALUES ${valuesList(part.length, ['', '::bigint'])}) AS v(h, s)
+             WHERE blob_refs.blob_hash = v.h AND blob_refs.record_seq = v.s`,
+            part.flat(),
+          );
+        }
+        for (const table of ['exchange_groups', 'exchange_masking', 'exchange_callers', 'exchange_results', 'exchange_text']) {
+          await c.query(`DELETE FROM ${table} WHERE exchange_id = ANY($1::text[])`, [dueIds]);
+        }
+        await c.query('DELETE FROM exchanges WHERE id = ANY($1::text[])', [dueIds]);
+        const blobs = await c.query(
+          `DELETE FROM blobs WHERE hash = ANY($1::text[]) AND NOT EXISTS (SELECT 1 FROM blob_refs r WHERE r.blob_hash = blobs.hash)`,
+          [[...new Set(refs.map(([h]) => h))]],
+        );
+        await c.query(`SET LOCAL vigil.purge = 'off'`);
+        const removal: PurgeRemoval = {
+          exchanges: dueIds,
+          records: records.length,
+          blobs: blobs.rowCount ?? 0,
+          runs: purgedRuns(records),
+          timeRange: {
+            from: Math.min(...due.rows.map((d) => d.started_at)),
+            to: Math.max(...due.rows.map((d) => d.ended_at)),
+          },
+          heads: (await this.openingData(c)).heads,
+        };
+        const sealed = seal(removal);
+        const record = (await tx.append({ records: [sealed] }, [{ record: sealed, data: serialise(sealed) }])).at(-1)!;
+        return { removal, record };
+      }),
+    );
+  }
+
+  async verify(options: VerifyOptions = {}): Promise<VerifyReport> {
     const pool = this.pool;
     return verifyLedger({
       // Keyset pages over the (chain, chain_seq) unique index: memory stays at one page however large the ledger,
@@ -784,7 +964,7 @@ export class PostgresAuditStore implements AuditStore {
         const res = await pool.query<{ data: Buffer }>('SELECT data FROM blobs WHERE hash = $1', [hash]);
         return res.rows[0]?.data;
       },
-    });
+    }, options);
   }
 
   /** Waits for appends already called to settle, then closes the pool. Safe to call twice. */
@@ -803,6 +983,48 @@ export class PostgresAuditStore implements AuditStore {
 /** Advisory lock classes (the first key of the two-key form): one per kind of lock Vigil takes. */
 const CHAIN_LOCK_CLASS = 0x56474c31; // 'VGL1': "the writer of this chain is alive"
 const LEADER_LOCK_CLASS = 0x56474c32; // 'VGL2': "this process does that singleton job"
+
+interface Payload {
+  readonly record: NewRecord;
+  readonly data: string;
+}
+
+/** What a transaction on this chain can do: query, and append records after the tip. */
+interface ChainTransaction {
+  readonly client: pg.PoolClient;
+  tip(): ChainTip | null;
+  append(batch: WriteBatch, payloads: readonly Payload[]): Promise<StoredRecord[]>;
+}
+
+/** An active hold covers exchange `e` (by its session or its caller). */
+const HELD = `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND (h.session_id = e.session_id OR h.caller_subject = e.caller_subject)`;
+/** Exchange `e` has the last record of a chain: kept, so every chain keeps its head. */
+const AT_HEAD = `SELECT 1 FROM records x WHERE x.exchange_id = e.id
+  AND x.chain_seq = (SELECT max(y.chain_seq) FROM records y WHERE y.chain = x.chain)`;
+
+interface HoldRow {
+  id: string;
+  session_id: string | null;
+  caller_subject: string | null;
+  reason: string;
+  created_by: string;
+  created_at: number;
+  released_at: number | null;
+  released_by: string | null;
+  release_reason: string | null;
+}
+
+const toHold = (r: HoldRow): StoredHold => ({
+  id: r.id,
+  session: r.session_id,
+  caller: r.caller_subject,
+  reason: r.reason,
+  createdBy: r.created_by,
+  createdAt: r.created_at,
+  releasedAt: r.released_at,
+  releasedBy: r.released_by,
+  releaseReason: r.release_reason,
+});
 
 /** The record's payload as the JSON text that gets hashed and stored; throws for data JSON cannot represent. */
 function serialise(r: NewRecord): string {

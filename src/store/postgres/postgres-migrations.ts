@@ -196,6 +196,53 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (sink, chain)
   );
   `,
+  // 5: retention, legal holds and signed digests (same number as SQLite's).
+  //  - The append-only trigger function lets a DELETE through only inside a retention purge's transaction, which sets
+  //    vigil.purge (SET LOCAL). Any role can set that, so what keeps the gateway from deleting is its grants: the
+  //    append-only role has no DELETE (appendOnlyGrantsSql); purges run as the schema owner.
+  //  - blob_refs says which records refer to which blob (filled in from the ledger for records written before).
+  //  - holds indexes hold.added / hold.released records.
+  `
+  CREATE OR REPLACE FUNCTION vigil_append_only() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  BEGIN
+    IF TG_OP = 'DELETE' AND current_setting('vigil.purge', true) = 'on' THEN
+      RETURN OLD;
+    END IF;
+    RAISE EXCEPTION '% are append-only', replace(TG_TABLE_NAME, '_', ' ')
+      USING ERRCODE = 'insufficient_privilege', HINT = 'the audit ledger can only be appended to';
+  END
+  $fn$;
+
+  CREATE TABLE blob_refs (
+    blob_hash  text   NOT NULL,
+    record_seq bigint NOT NULL,
+    PRIMARY KEY (blob_hash, record_seq)
+  );
+  INSERT INTO blob_refs (blob_hash, record_seq)
+    SELECT DISTINCT m[1], r.seq FROM records r, regexp_matches(r.data, '"\\$blob":"([0-9a-f]{64})"', 'g') m
+    WHERE r.data LIKE '%"$blob"%'
+    ON CONFLICT DO NOTHING;
+  CREATE TRIGGER blob_refs_append_only BEFORE UPDATE OR DELETE ON blob_refs
+    FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER blob_refs_no_truncate BEFORE TRUNCATE ON blob_refs
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+
+  CREATE TABLE holds (
+    id             text   PRIMARY KEY,
+    session_id     text,
+    caller_subject text,
+    reason         text   NOT NULL,
+    created_by     text   NOT NULL,
+    created_at     bigint NOT NULL,
+    released_at    bigint,
+    released_by    text,
+    release_reason text
+  );
+  CREATE INDEX holds_session ON holds (session_id) WHERE released_at IS NULL;
+  CREATE INDEX holds_caller ON holds (caller_subject) WHERE released_at IS NULL;
+
+  CREATE INDEX exchange_results_ended ON exchange_results (ended_at);
+  `,
 ];
 
 /** Tables the store appends to; the ones role-based enforcement covers. */
@@ -208,6 +255,7 @@ export const LEDGER_TABLES = [
   'exchange_groups',
   'exchange_masking',
   'exchange_text',
+  'blob_refs',
   'schema_migrations',
 ] as const;
 
@@ -248,6 +296,10 @@ export function appendOnlyGrantsSql(schema: string, gatewayRole: string): string
     `GRANT SELECT, INSERT, UPDATE (revoked_at) ON ${s}.gateway_keys TO ${r};`,
     // Delivery cursors move as events reach the SIEM.
     `GRANT SELECT, INSERT, UPDATE ON ${s}.sink_cursors TO ${r};`,
+    // Releasing a legal hold sets its released_* columns; nothing else in the hold index may change. Retention
+    // purges need DELETE, which this role never gets: they run as the schema owner (vigil retention run --config …).
+    `REVOKE ALL ON ${s}.holds FROM ${r};`,
+    `GRANT SELECT, INSERT, UPDATE (released_at, released_by, release_reason) ON ${s}.holds TO ${r};`,
     // The gateway still takes the migration lock on open; with nothing to migrate it only reads schema_migrations.
   ].join('\n');
 }

@@ -3,6 +3,7 @@
  * when `append` returns, with no thread hop on the hot path. Several processes may share the file (the gateway and a
  * CLI command): each writes its own chain, and writes take SQLite's write lock with a busy timeout.
  */
+import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -10,6 +11,15 @@ import type {
   AccessLogEntry,
   AuditStore,
   ChainPosition,
+  ChainTip,
+  HoldAddedData,
+  HoldReleasedData,
+  NewRecord,
+  PurgeCandidate,
+  PurgeRemoval,
+  RetentionQuery,
+  StoredHold,
+  VerifyOptions,
   ExchangeFilter,
   ExchangeListFilter,
   ExchangeListItem,
@@ -39,7 +49,8 @@ import {
   resultIndexRow,
 } from '../exchange-index.js';
 import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
-import { GENESIS_HASH, newChainId, recordHash, verifyLedger, type ChainHead } from '../ledger.js';
+import { GENESIS_HASH, blobRefs, newChainId, newRecordBlobRefs, recordHash, verifyLedger, type ChainHead } from '../ledger.js';
+import { purgedRuns } from '../purge-runs.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
 export interface SqliteStoreOptions {
@@ -146,6 +157,36 @@ function exchangeConditions(f: ExchangeFilter, params: unknown[]): string[] {
   return where;
 }
 
+/** An active hold covers exchange `e` (by its session or its caller). */
+const HELD = `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND (h.session_id = e.session_id OR h.caller_subject = e.caller_subject)`;
+/** Exchange `e` has the last record of a chain: kept, so every chain keeps its head. */
+const AT_HEAD = `SELECT 1 FROM records x WHERE x.exchange_id = e.id
+  AND x.chain_seq = (SELECT max(y.chain_seq) FROM records y WHERE y.chain = x.chain)`;
+
+interface HoldRow {
+  id: string;
+  session_id: string | null;
+  caller_subject: string | null;
+  reason: string;
+  created_by: string;
+  created_at: number;
+  released_at: number | null;
+  released_by: string | null;
+  release_reason: string | null;
+}
+
+const toHold = (r: HoldRow): StoredHold => ({
+  id: r.id,
+  session: r.session_id,
+  caller: r.caller_subject,
+  reason: r.reason,
+  createdBy: r.created_by,
+  createdAt: r.created_at,
+  releasedAt: r.released_at,
+  releasedBy: r.released_by,
+  releaseReason: r.release_reason,
+});
+
 /** `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages. */
 function beforeCursor(cursor: string | undefined, params: unknown[]): string[] {
   const c = cursor !== undefined ? decodeCursor(cursor) : undefined;
@@ -180,6 +221,8 @@ export class SqliteAuditStore implements AuditStore {
       this.db.pragma('cache_size = -65536');
       this.db.pragma('wal_autocheckpoint = 16384');
       this.db.pragma('temp_store = MEMORY');
+      // Only retention deletes: what it removes is overwritten, not left readable in free pages.
+      this.db.pragma('secure_delete = ON');
       this.migrate();
     }
     const db = this.db;
@@ -201,6 +244,17 @@ export class SqliteAuditStore implements AuditStore {
       insertGroup: db.prepare('INSERT OR IGNORE INTO exchange_groups (group_name, exchange_id) VALUES (?, ?)'),
       insertMasking: db.prepare('INSERT OR IGNORE INTO exchange_masking (type, exchange_id, count) VALUES (?, ?, ?)'),
       insertText: db.prepare('INSERT INTO exchange_text (exchange_id, text) VALUES (?, ?)'),
+      // A record may only refer to a blob the store holds: one removed by retention must be written again.
+      insertBlobRef: db.prepare(
+        'INSERT OR IGNORE INTO blob_refs (blob_hash, record_seq) SELECT ?, ? WHERE EXISTS (SELECT 1 FROM blobs WHERE hash = ?)',
+      ),
+      blobExists: db.prepare('SELECT 1 FROM blobs WHERE hash = ?').pluck(),
+      insertHold: db.prepare(
+        'INSERT INTO holds (id, session_id, caller_subject, reason, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      releaseHold: db.prepare(
+        'UPDATE holds SET released_at = ?, released_by = ?, release_reason = ? WHERE id = ? AND released_at IS NULL',
+      ),
       recordAt: db.prepare('SELECT * FROM records WHERE chain = ? AND chain_seq = ?'),
       insertKey: db.prepare(
         `INSERT INTO gateway_keys (hash, name, owner, connections, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
@@ -266,7 +320,13 @@ export class SqliteAuditStore implements AuditStore {
     const out: StoredRecord[] = [];
     if (this.head === null) out.push(this.writeRecord({ kind: 'chain.opened', at: Date.now(), data: this.openingData() }));
     for (const r of batch.records) {
-      out.push(this.writeRecord(r));
+      const stored = this.writeRecord(r);
+      out.push(stored);
+      for (const h of newRecordBlobRefs(r)) {
+        if (s.insertBlobRef.run(h, stored.seq, h).changes === 0 && s.blobExists.get(h) === undefined) {
+          throw new Error(`record ${r.kind} refers to blob ${h}, which the store does not hold (removed by retention?): write it again`);
+        }
+      }
       const ex = exchangeIndexRow(r);
       if (ex) {
         s.insertExchange.run(
@@ -298,6 +358,12 @@ export class SqliteAuditStore implements AuditStore {
       } else if (r.kind === 'key.revoked') {
         const k = r.data as KeyRevokedData;
         s.revokeKey.run(k.revokedAt, k.hash);
+      } else if (r.kind === 'hold.added') {
+        const h = r.data as HoldAddedData;
+        s.insertHold.run(h.holdId, h.session, h.caller, h.reason, h.by, h.at);
+      } else if (r.kind === 'hold.released') {
+        const h = r.data as HoldReleasedData;
+        s.releaseHold.run(h.at, h.by, h.reason, h.holdId);
       }
     }
     if (batch.searchText) for (const t of batch.searchText) s.insertText.run(t.exchangeId, indexableText(t.text));
@@ -558,7 +624,146 @@ export class SqliteAuditStore implements AuditStore {
     return chain === this.chainId;
   }
 
-  async verify(): Promise<VerifyReport> {
+  async appendAtTip(build: (tip: ChainTip | null) => NewRecord | undefined): Promise<StoredRecord | undefined> {
+    const head = this.head;
+    try {
+      return this.db
+        .transaction(() => {
+          const r = build(this.head ? { chainSeq: this.head.seq, hash: this.head.hash } : null);
+          return r ? this.appendInTx({ records: [r] }).at(-1) : undefined;
+        })
+        .immediate();
+    } catch (err) {
+      this.head = head;
+      throw err;
+    }
+  }
+
+  async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly StoredHold[]> {
+    const rows = this.db
+      .prepare(`SELECT * FROM holds ${options.activeOnly ? 'WHERE released_at IS NULL' : ''} ORDER BY created_at DESC, id DESC`)
+      .all() as HoldRow[];
+    return rows.map(toHold);
+  }
+
+  async retentionCandidates(query: RetentionQuery): Promise<readonly PurgeCandidate[]> {
+    const params: unknown[] = [];
+    const entries = Object.entries(query.cutoffs);
+    const other = query.otherCutoff ?? -1;
+    const maxCutoff = Math.max(other, ...entries.map(([, c]) => c));
+    const cutoff = entries.length
+      ? `CASE e.connection ${entries.map(() => 'WHEN ? THEN ?').join(' ')} ELSE ? END`
+      : '?';
+    params.push(maxCutoff, ...entries.flat(), other);
+    let after = '';
+    if (query.after) {
+      after = 'AND (r.ended_at > ? OR (r.ended_at = ? AND e.id > ?))';
+      params.push(query.after.endedAt, query.after.endedAt, query.after.id);
+    }
+    params.push(query.limit);
+    const rows = this.db
+      .prepare(
+        `SELECT e.id, e.session_id, e.connection, e.caller_subject, e.started_at, r.ended_at,
+                (SELECT count(*) FROM records x WHERE x.exchange_id = e.id) AS records
+         FROM exchange_results r JOIN exchanges e ON e.id = r.exchange_id
+         WHERE r.ended_at < ? AND r.ended_at < ${cutoff}
+           AND NOT EXISTS (${HELD})
+           AND NOT EXISTS (${AT_HEAD})
+           ${after}
+         ORDER BY r.ended_at, e.id LIMIT ?`,
+      )
+      .all(...params) as Array<{
+      id: string;
+      session_id: string;
+      connection: string;
+      caller_subject: string;
+      started_at: number;
+      ended_at: number;
+      records: number;
+    }>;
+    return rows.map((r) => ({
+      id: r.id,
+      sessionId: r.session_id,
+      connection: r.connection,
+      callerSubject: r.caller_subject,
+      startedAt: r.started_at,
+      endedAt: r.ended_at,
+      records: r.records,
+    }));
+  }
+
+  async purgeExchanges(
+    ids: readonly string[],
+    seal: (removal: PurgeRemoval) => NewRecord,
+  ): Promise<{ removal: PurgeRemoval; record: StoredRecord } | undefined> {
+    const idList = JSON.stringify([...new Set(ids)]);
+    // Found outside the write transaction: the full-text table is searched by a scan (exchange_id is UNINDEXED), and
+    // its rows never change, so the write lock is held only for deletions by rowid.
+    const textRows = this.db
+      .prepare('SELECT rowid, exchange_id FROM exchange_text WHERE exchange_id IN (SELECT value FROM json_each(?))')
+      .all(idList) as Array<{ rowid: number; exchange_id: string }>;
+    const head = this.head;
+    const run = this.db.transaction(() => {
+      const db = this.db;
+      db.prepare('INSERT INTO purge_authorizations (purge_id, at) VALUES (?, ?)').run(randomUUID(), Date.now());
+      const due = db
+        .prepare(
+          `SELECT e.id, e.started_at, r.ended_at FROM exchanges e JOIN exchange_results r ON r.exchange_id = e.id
+           WHERE e.id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (${HELD}) AND NOT EXISTS (${AT_HEAD})`,
+        )
+        .all(idList) as Array<{ id: string; started_at: number; ended_at: number }>;
+      if (due.length === 0) {
+        db.prepare('DELETE FROM purge_authorizations').run();
+        return undefined;
+      }
+      const dueList = JSON.stringify(due.map((d) => d.id));
+      const records = db
+        .prepare('SELECT * FROM records WHERE exchange_id IN (SELECT value FROM json_each(?)) ORDER BY chain, chain_seq')
+        .all(dueList) as RecordRow[];
+      const candidates = new Set<string>();
+      const delRef = db.prepare('DELETE FROM blob_refs WHERE blob_hash = ? AND record_seq = ?');
+      for (const r of records) {
+        for (const h of blobRefs(r.data)) {
+          delRef.run(h, r.seq);
+          candidates.add(h);
+        }
+      }
+      for (const table of ['exchange_groups', 'exchange_masking', 'exchange_callers', 'exchange_results']) {
+        db.prepare(`DELETE FROM ${table} WHERE exchange_id IN (SELECT value FROM json_each(?))`).run(dueList);
+      }
+      db.prepare('DELETE FROM exchanges WHERE id IN (SELECT value FROM json_each(?))').run(dueList);
+      db.prepare('DELETE FROM records WHERE exchange_id IN (SELECT value FROM json_each(?))').run(dueList);
+      const dueSet = new Set(due.map((d) => d.id));
+      const delText = db.prepare('DELETE FROM exchange_text WHERE rowid = ?');
+      for (const t of textRows) if (dueSet.has(t.exchange_id)) delText.run(t.rowid);
+      const delBlob = db.prepare('DELETE FROM blobs WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM blob_refs WHERE blob_hash = ?)');
+      let blobs = 0;
+      for (const h of candidates) blobs += delBlob.run(h, h).changes;
+      db.prepare('DELETE FROM purge_authorizations').run();
+      const removal: PurgeRemoval = {
+        exchanges: due.map((d) => d.id),
+        records: records.length,
+        blobs,
+        runs: purgedRuns(records.map(toStored)),
+        timeRange: { from: Math.min(...due.map((d) => d.started_at)), to: Math.max(...due.map((d) => d.ended_at)) },
+        heads: this.openingData().heads,
+      };
+      const record = this.appendInTx({ records: [seal(removal)] }).at(-1)!;
+      return { removal, record };
+    });
+    let result: ReturnType<typeof run>;
+    try {
+      result = run.immediate();
+    } catch (err) {
+      this.head = head;
+      throw err;
+    }
+    // The WAL still holds the pages as they were before: copy them back and empty it, when no reader is in the way.
+    if (result) this.db.pragma('wal_checkpoint(TRUNCATE)');
+    return result;
+  }
+
+  async verify(options: VerifyOptions = {}): Promise<VerifyReport> {
     const stmts = this.stmts;
     return verifyLedger({
       // Keyset pages rather than one iterator: an open iterator would keep the connection busy for blob reads.
@@ -573,7 +778,7 @@ export class SqliteAuditStore implements AuditStore {
         }
       },
       blob: async (h) => (stmts.blob.get(h) as Buffer | undefined) ?? undefined,
-    });
+    }, options);
   }
 
   async close(): Promise<void> {

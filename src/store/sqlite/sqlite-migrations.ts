@@ -137,4 +137,69 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (sink, chain)
   ) WITHOUT ROWID;
   `,
+  // 5: retention, legal holds and signed digests.
+  //  - Deletes stay refused except inside a retention purge, which inserts a row in purge_authorizations and removes
+  //    it again in the same transaction (so no committed state ever holds one). Updates stay refused always. This
+  //    guards against mistakes, not against someone who can write the file: verify() is what catches deletions.
+  //  - blob_refs says which records refer to which blob, so a purge can remove the blobs nothing refers to any more;
+  //    filled in here from the ledger for records written before.
+  //  - holds indexes hold.added / hold.released records.
+  `
+  CREATE TABLE purge_authorizations (
+    purge_id TEXT PRIMARY KEY,
+    at       INTEGER NOT NULL
+  );
+
+  CREATE TABLE blob_refs (
+    blob_hash  TEXT    NOT NULL,
+    record_seq INTEGER NOT NULL,
+    PRIMARY KEY (blob_hash, record_seq)
+  ) WITHOUT ROWID;
+  INSERT OR IGNORE INTO blob_refs (blob_hash, record_seq)
+    SELECT j.value, r.seq FROM records r, json_tree(r.data) j
+    WHERE r.data LIKE '%"$blob"%' AND j.key = '$blob' AND j.type = 'text';
+
+  CREATE TABLE holds (
+    id             TEXT PRIMARY KEY,
+    session_id     TEXT,
+    caller_subject TEXT,
+    reason         TEXT    NOT NULL,
+    created_by     TEXT    NOT NULL,
+    created_at     INTEGER NOT NULL,
+    released_at    INTEGER,
+    released_by    TEXT,
+    release_reason TEXT
+  );
+  CREATE INDEX holds_session ON holds (session_id) WHERE released_at IS NULL;
+  CREATE INDEX holds_caller ON holds (caller_subject) WHERE released_at IS NULL;
+
+  CREATE INDEX exchange_results_ended ON exchange_results (ended_at);
+  -- A purged exchange's words leave the full-text index too, not only its rows (SQLite 3.44+).
+  INSERT INTO exchange_text (exchange_text, rank) VALUES ('secure-delete', 1);
+
+  DROP TRIGGER records_append_only_d;
+  CREATE TRIGGER records_append_only_d BEFORE DELETE ON records WHEN NOT EXISTS (SELECT 1 FROM purge_authorizations)
+    BEGIN SELECT RAISE(ABORT, 'records are append-only'); END;
+  DROP TRIGGER blobs_append_only_d;
+  CREATE TRIGGER blobs_append_only_d BEFORE DELETE ON blobs WHEN NOT EXISTS (SELECT 1 FROM purge_authorizations)
+    BEGIN SELECT RAISE(ABORT, 'blobs are append-only'); END;
+  DROP TRIGGER exchanges_append_only_d;
+  CREATE TRIGGER exchanges_append_only_d BEFORE DELETE ON exchanges WHEN NOT EXISTS (SELECT 1 FROM purge_authorizations)
+    BEGIN SELECT RAISE(ABORT, 'exchanges are append-only'); END;
+  DROP TRIGGER results_append_only_d;
+  CREATE TRIGGER results_append_only_d BEFORE DELETE ON exchange_results WHEN NOT EXISTS (SELECT 1 FROM purge_authorizations)
+    BEGIN SELECT RAISE(ABORT, 'exchange results are append-only'); END;
+  DROP TRIGGER exchange_callers_append_only_d;
+  CREATE TRIGGER exchange_callers_append_only_d BEFORE DELETE ON exchange_callers WHEN NOT EXISTS (SELECT 1 FROM purge_authorizations)
+    BEGIN SELECT RAISE(ABORT, 'exchange callers are append-only'); END;
+  DROP TRIGGER exchange_groups_append_only_d;
+  CREATE TRIGGER exchange_groups_append_only_d BEFORE DELETE ON exchange_groups WHEN NOT EXISTS (SELECT 1 FROM purge_authorizations)
+    BEGIN SELECT RAISE(ABORT, 'exchange groups are append-only'); END;
+  DROP TRIGGER exchange_masking_append_only_d;
+  CREATE TRIGGER exchange_masking_append_only_d BEFORE DELETE ON exchange_masking WHEN NOT EXISTS (SELECT 1 FROM purge_authorizations)
+    BEGIN SELECT RAISE(ABORT, 'exchange masking is append-only'); END;
+  CREATE TRIGGER blob_refs_append_only_u BEFORE UPDATE ON blob_refs BEGIN SELECT RAISE(ABORT, 'blob refs are append-only'); END;
+  CREATE TRIGGER blob_refs_append_only_d BEFORE DELETE ON blob_refs WHEN NOT EXISTS (SELECT 1 FROM purge_authorizations)
+    BEGIN SELECT RAISE(ABORT, 'blob refs are append-only'); END;
+  `,
 ];

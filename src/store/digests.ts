@@ -1,0 +1,87 @@
+/**
+ * Signed digests: every so often (and at shutdown) each writing process appends a `digest.signed` record to its own
+ * chain, signing the hash of the record right before it and linking to its previous digest's signature — CloudTrail's
+ * log-file validation applied to a hash chain. Someone who rewrites records and recomputes every hash after them
+ * cannot produce the signatures, so `vigil verify --public-key` catches what hashes alone cannot.
+ */
+import type { AuditStore, ChainTip, StoredRecord } from './audit-store.js';
+import type { SignedFields, SigningKey } from './signing-key.js';
+
+/** Payload of a `digest.signed` record. The digest at chain position N always covers records fromSeq..N-1. */
+export interface DigestSignedData extends SignedFields {
+  readonly chain: string;
+  readonly fromSeq: number;
+  readonly toSeq: number;
+  /** Hash of record `toSeq` (the digest record's own prevHash). */
+  readonly headHash: string;
+  /** Signature of this chain's previous digest; null for its first. */
+  readonly previousSignature: string | null;
+  readonly signedAt: number;
+}
+
+export interface DigesterOptions {
+  /** How often to sign what the chain gained since the last digest. 0: only when `digestNow()` is called. */
+  readonly intervalMs: number;
+  /** Told about a digest that could not be written (the next tick tries again). */
+  readonly onError?: (err: unknown) => void;
+}
+
+/** Appends signed digests to this process's chain. */
+export class Digester {
+  private last: { readonly toSeq: number; readonly signature: string; readonly at: number } | null = null;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly store: AuditStore,
+    private readonly key: SigningKey,
+    private readonly options: DigesterOptions,
+  ) {}
+
+  start(): void {
+    if (this.options.intervalMs <= 0 || this.timer) return;
+    this.timer = setInterval(() => {
+      this.digestNow().catch((err: unknown) => this.options.onError?.(err));
+    }, this.options.intervalMs);
+    // A pending digest must not keep a CLI process (or a test) alive.
+    this.timer.unref();
+  }
+
+  /**
+   * Signs the records appended since the previous digest, if any. Resolves with the digest record, or undefined when
+   * the chain has nothing new (or was never opened). Calls are serialised.
+   */
+  digestNow(now = Date.now()): Promise<StoredRecord | undefined> {
+    const run = this.running.then(async () => {
+      const record = await this.store.appendAtTip((tip) => this.build(tip, now));
+      if (record) {
+        const d = JSON.parse(record.data) as DigestSignedData;
+        this.last = { toSeq: d.toSeq, signature: d.signature, at: record.chainSeq };
+      }
+      return record;
+    });
+    this.running = run.catch(() => undefined);
+    return run;
+  }
+
+  private build(tip: ChainTip | null, now: number): { kind: string; at: number; data: DigestSignedData } | undefined {
+    // Nothing new since the last digest (the tip is that digest), or no chain yet: nothing to sign.
+    if (tip === null || (this.last !== null && tip.chainSeq === this.last.at)) return undefined;
+    const data = this.key.sign({
+      chain: this.store.chainId,
+      fromSeq: this.last ? this.last.toSeq + 1 : 1,
+      toSeq: tip.chainSeq,
+      headHash: tip.hash,
+      previousSignature: this.last?.signature ?? null,
+      signedAt: now,
+    });
+    return { kind: 'digest.signed', at: now, data };
+  }
+
+  /** Stops the timer and signs what is left (the final digest of this process's chain). */
+  async close(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.digestNow();
+  }
+}

@@ -1,0 +1,54 @@
+/**
+ * What a gateway does for its ledger besides appending: sign digests of its chain on an interval and at shutdown, and
+ * purge expired exchanges on the retention schedule. Both use the signing key from `signing.key.file`.
+ */
+import path from 'node:path';
+import type { VigilConfig } from '../config/config-schema.js';
+import { ConfigError } from '../errors.js';
+import type { AuditStore } from './audit-store.js';
+import { Digester } from './digests.js';
+import { RetentionScheduler, retentionPolicy } from './retention.js';
+import { SigningKey } from './signing-key.js';
+
+interface UpkeepLog {
+  info(o: object, msg: string): void;
+  warn(o: object, msg: string): void;
+}
+
+/** The signing key's file: `signing.key.file` (relative to data_dir), default `<data_dir>/signing-key.pem`. */
+export function signingKeyFile(config: VigilConfig): string {
+  return path.resolve(config.data_dir, config.signing.key?.file ?? 'signing-key.pem');
+}
+
+/** The ledger signing key; generated on first use when the file does not exist yet. */
+export function loadSigningKey(config: VigilConfig): SigningKey {
+  try {
+    return SigningKey.load(signingKeyFile(config), { create: true });
+  } catch (err) {
+    throw new ConfigError([`signing.key.file: ${(err as Error).message}`]);
+  }
+}
+
+export interface LedgerUpkeep {
+  readonly key: SigningKey;
+  /** Stops the schedules, waits for a running purge, and signs the chain's final digest. Call before closing the store. */
+  close(): Promise<void>;
+}
+
+export function startLedgerUpkeep(config: VigilConfig, store: AuditStore, log: UpkeepLog): LedgerUpkeep {
+  const key = loadSigningKey(config);
+  const digester = new Digester(store, key, {
+    intervalMs: config.signing.interval,
+    onError: (err) => log.warn({ err }, 'could not append a signed digest; retrying at the next interval'),
+  });
+  digester.start();
+  const retention = new RetentionScheduler(store, retentionPolicy(config), key, { everyMs: config.retention.schedule, log });
+  retention.start();
+  return {
+    key,
+    async close() {
+      await retention.close();
+      await digester.close();
+    },
+  };
+}

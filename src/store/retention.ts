@@ -1,0 +1,231 @@
+/**
+ * Retention: exchanges are kept for their connection's window after they end, then purged in bounded batches. Each
+ * batch is one transaction that also appends a signed `retention.purged` record saying exactly which chain positions
+ * went (with the hashes on either side of each gap) and what every chain's head was, so `verify` passes afterwards
+ * and still catches any other deletion. Legal holds keep a session's or a caller's exchanges out of every purge.
+ */
+import { randomUUID } from 'node:crypto';
+import type { VigilConfig } from '../config/config-schema.js';
+import type { AuditStore, PurgeCandidate, PurgedRun, PurgeRemoval, RetentionQuery, StoredRecord } from './audit-store.js';
+import type { SignedFields, SigningKey } from './signing-key.js';
+
+/** Payload of a `retention.purged` record. */
+export interface RetentionPurgedData extends SignedFields {
+  readonly purgeId: string;
+  /** One id per run of `vigil retention run` or scheduled pass; a run's batches share it. */
+  readonly runId: string;
+  readonly signedAt: number;
+  /** The cutoffs applied: connection → epoch ms (exchanges that ended before were due); `*` for other connections. */
+  readonly cutoffs: Readonly<Record<string, number>>;
+  readonly exchanges: number;
+  readonly records: number;
+  readonly blobs: number;
+  readonly timeRange: { readonly from: number; readonly to: number };
+  /** Every removed chain position, as runs of consecutive positions. */
+  readonly removed: readonly PurgedRun[];
+  /** Every chain's head right after the removal. */
+  readonly heads: ReadonlyArray<{ readonly chain: string; readonly chainSeq: number; readonly hash: string }>;
+}
+
+/** Retention windows in milliseconds; null keeps forever. */
+export interface RetentionPolicy {
+  readonly windows: Readonly<Record<string, number | null>>;
+  /** For exchanges of connections not (or no longer) configured. */
+  readonly defaultWindow: number | null;
+  readonly batch: number;
+}
+
+const windowMs = (w: 'forever' | number | undefined): number | null | undefined => (w === 'forever' ? null : w);
+
+/** The policy the config states: each connection's `retention`, else `retention.default`. */
+export function retentionPolicy(config: VigilConfig): RetentionPolicy {
+  const defaultWindow = windowMs(config.retention.default) ?? null;
+  const windows: Record<string, number | null> = {};
+  for (const c of config.connections) {
+    const w = windowMs(c.retention);
+    windows[c.name] = w === undefined ? defaultWindow : w;
+  }
+  return { windows, defaultWindow, batch: config.retention.batch };
+}
+
+/** The store query for exchanges due at `now`, or undefined when every window is `forever`. */
+export function retentionQuery(policy: RetentionPolicy, now: number, after?: RetentionQuery['after']): RetentionQuery | undefined {
+  const cutoffs: Record<string, number> = {};
+  for (const [name, w] of Object.entries(policy.windows)) if (w !== null) cutoffs[name] = now - w;
+  const otherCutoff = policy.defaultWindow === null ? undefined : now - policy.defaultWindow;
+  // A connection kept forever must not fall under otherCutoff: it is named, with a cutoff nothing ends before.
+  for (const [name, w] of Object.entries(policy.windows)) if (w === null && otherCutoff !== undefined) cutoffs[name] = -1;
+  if (Object.values(cutoffs).every((c) => c < 0) && otherCutoff === undefined) return undefined;
+  return { cutoffs, otherCutoff, limit: policy.batch, after };
+}
+
+export interface RetentionRunOptions {
+  readonly dryRun?: boolean;
+  readonly now?: number;
+  /** Told after each batch (what it removed, or for a dry run what it would). */
+  readonly onBatch?: (batch: { exchanges: number; records: number; blobs: number }) => void;
+  /** Pause between batches so appends on the data path get the write lock in between. Default 10 ms. */
+  readonly pauseMs?: number;
+}
+
+export interface RetentionRunResult {
+  readonly dryRun: boolean;
+  readonly exchanges: number;
+  readonly records: number;
+  /** Blobs removed (a dry run cannot tell which blobs other exchanges still share: 0). */
+  readonly blobs: number;
+  readonly batches: number;
+  readonly timeRange: { readonly from: number; readonly to: number } | null;
+  /** Exchanges per connection. */
+  readonly byConnection: Readonly<Record<string, number>>;
+  /** The `retention.purged` records written. */
+  readonly purgeRecords: readonly StoredRecord[];
+}
+
+/**
+ * Purges every exchange due under `policy` at `now`, batch by batch, each batch sealed by a signed record; or, with
+ * `dryRun`, only reports what would go.
+ */
+export async function runRetention(
+  store: AuditStore,
+  policy: RetentionPolicy,
+  key: SigningKey,
+  options: RetentionRunOptions = {},
+): Promise<RetentionRunResult> {
+  const now = options.now ?? Date.now();
+  const runId = randomUUID();
+  const totals = { exchanges: 0, records: 0, blobs: 0, batches: 0 };
+  const byConnection: Record<string, number> = {};
+  let timeRange: { from: number; to: number } | null = null;
+  const widen = (from: number, to: number): void => {
+    timeRange = timeRange ? { from: Math.min(timeRange.from, from), to: Math.max(timeRange.to, to) } : { from, to };
+  };
+  const purgeRecords: StoredRecord[] = [];
+  let after: RetentionQuery['after'];
+
+  for (;;) {
+    const query = retentionQuery(policy, now, options.dryRun ? after : undefined);
+    if (!query) break;
+    const candidates = await store.retentionCandidates(query);
+    if (candidates.length === 0) break;
+    const connectionOf = new Map(candidates.map((c) => [c.id, c.connection]));
+    if (options.dryRun) {
+      const records = candidates.reduce((n, c) => n + c.records, 0);
+      count(candidates, byConnection);
+      for (const c of candidates) widen(c.startedAt, c.endedAt);
+      totals.exchanges += candidates.length;
+      totals.records += records;
+      totals.batches++;
+      options.onBatch?.({ exchanges: candidates.length, records, blobs: 0 });
+      const last = candidates.at(-1)!;
+      after = { endedAt: last.endedAt, id: last.id };
+      continue;
+    }
+    const signedAt = Date.now();
+    const result = await store.purgeExchanges(
+      candidates.map((c) => c.id),
+      (removal) => ({ kind: 'retention.purged', at: signedAt, data: sealPurge(key, removal, { runId, signedAt, cutoffs: cutoffsOf(query) }) }),
+    );
+    // Everything in the batch came under a hold meanwhile: the next query no longer returns it, but stop rather than
+    // risk spinning on a store that keeps offering what it then refuses.
+    if (!result) break;
+    const { removal } = result;
+    purgeRecords.push(result.record);
+    for (const id of removal.exchanges) {
+      const c = connectionOf.get(id) ?? '?';
+      byConnection[c] = (byConnection[c] ?? 0) + 1;
+    }
+    widen(removal.timeRange.from, removal.timeRange.to);
+    totals.exchanges += removal.exchanges.length;
+    totals.records += removal.records;
+    totals.blobs += removal.blobs;
+    totals.batches++;
+    options.onBatch?.({ exchanges: removal.exchanges.length, records: removal.records, blobs: removal.blobs });
+    await new Promise((r) => setTimeout(r, options.pauseMs ?? 10));
+  }
+  return { dryRun: options.dryRun ?? false, ...totals, timeRange, byConnection, purgeRecords };
+}
+
+function count(candidates: readonly PurgeCandidate[], into: Record<string, number>): void {
+  for (const c of candidates) into[c.connection] = (into[c.connection] ?? 0) + 1;
+}
+
+function cutoffsOf(query: RetentionQuery): Record<string, number> {
+  return { ...query.cutoffs, ...(query.otherCutoff !== undefined ? { '*': query.otherCutoff } : {}) };
+}
+
+/** The signed payload of the `retention.purged` record for one removal. */
+export function sealPurge(
+  key: SigningKey,
+  removal: PurgeRemoval,
+  context: { runId: string; signedAt: number; cutoffs: Readonly<Record<string, number>> },
+): RetentionPurgedData {
+  return key.sign({
+    purgeId: randomUUID(),
+    runId: context.runId,
+    signedAt: context.signedAt,
+    cutoffs: context.cutoffs,
+    exchanges: removal.exchanges.length,
+    records: removal.records,
+    blobs: removal.blobs,
+    timeRange: removal.timeRange,
+    removed: removal.runs,
+    heads: removal.heads,
+  });
+}
+
+export interface RetentionSchedulerOptions {
+  readonly everyMs: number;
+  readonly log: { info(o: object, msg: string): void; warn(o: object, msg: string): void };
+}
+
+/**
+ * Runs retention in the gateway on a schedule. With several replicas on one PostgreSQL store, one of them at a time
+ * (the `retention` leader) does it.
+ */
+export class RetentionScheduler {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> = Promise.resolve();
+  private stopped = false;
+
+  constructor(
+    private readonly store: AuditStore,
+    private readonly policy: RetentionPolicy,
+    private readonly key: SigningKey,
+    private readonly options: RetentionSchedulerOptions,
+  ) {}
+
+  start(): void {
+    if (this.options.everyMs <= 0 || retentionQuery(this.policy, Date.now()) === undefined) return;
+    this.timer = setInterval(() => void this.tick(), this.options.everyMs);
+    this.timer.unref();
+  }
+
+  /** One scheduled pass (also callable directly); never rejects: failures are logged and retried next time. */
+  tick(): Promise<unknown> {
+    this.running = this.running.then(async () => {
+      if (this.stopped || !(await this.store.tryLeadership('retention'))) return;
+      try {
+        const r = await runRetention(this.store, this.policy, this.key);
+        if (r.exchanges > 0) {
+          this.options.log.info({ exchanges: r.exchanges, records: r.records, blobs: r.blobs, batches: r.batches }, 'retention purged expired exchanges');
+        }
+      } catch (err) {
+        const denied = (err as { code?: string }).code === '42501';
+        this.options.log.warn(
+          { err },
+          denied
+            ? 'retention: this database role may not delete (append-only grants); run `vigil retention run --config <owner config>` as the schema owner instead, and set retention.schedule: 0'
+            : 'retention run failed; retrying at the next scheduled run',
+        );
+      }
+    });
+    return this.running;
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    await this.running;
+  }
+}
