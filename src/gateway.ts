@@ -11,6 +11,8 @@ import { isLoopbackAddress, isLoopbackHost } from './identity/loopback.js';
 import { Authenticator } from './identity/authenticator.js';
 import { OidcVerifier } from './identity/oidc-verifier.js';
 import type { Principal } from './identity/principal.js';
+import { ApprovalNotifier } from './policy/approval-notifier.js';
+import { ApprovalCoordinator } from './policy/approvals.js';
 import { decide } from './policy/policy.js';
 import { Connections, type Connection } from './proxy/connections.js';
 import { ProxyServer } from './proxy/proxy-server.js';
@@ -29,6 +31,8 @@ export interface Gateway {
   readonly adminUrl: string | null;
   readonly store: AuditStore;
   readonly recorder: Recorder;
+  /** Held calls and their decisions (the admin API's approval routes use it). */
+  readonly approvals: ApprovalCoordinator;
   readonly log: Logger;
   /** Stop accepting, let in-flight exchanges finish up to `graceMs`, cut the rest, flush and close the store. */
   close(graceMs?: number): Promise<void>;
@@ -79,6 +83,10 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     return principal;
   };
 
+  const approvals = new ApprovalCoordinator(store, {
+    log,
+    notifier: config.approvals.webhooks.length ? new ApprovalNotifier(config.approvals, { log }) : undefined,
+  });
   const proxy = new ProxyServer({
     connections,
     recorder,
@@ -87,6 +95,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     publicUrl: config.public_url,
     identify,
     decide,
+    approvals,
   });
   const sinks = config.siem.sinks.map((c) => createSink(c, { hostname: hostname() }));
   const outbox = new Outbox(store, sinks, { gateway: hostname(), log });
@@ -116,6 +125,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const close = (graceMs = config.shutdown.grace): Promise<void> => {
     closing ??= (async () => {
       const stopped = proxy.stopAccepting();
+      // Calls still held are answered 503 now, so clients retry on a gateway that stays up.
+      await approvals.close();
       const deadline = Date.now() + graceMs;
       while (recorder.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
       if (recorder.inFlight > 0) log.warn({ inFlight: recorder.inFlight }, 'shutdown deadline passed: cutting open streams');
@@ -133,5 +144,5 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     return closing;
   };
 
-  return { url, adminUrl: admin?.url ?? null, store, recorder, log, close };
+  return { url, adminUrl: admin?.url ?? null, store, recorder, approvals, log, close };
 }

@@ -24,6 +24,7 @@ import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
 import type { AuditStore } from '../store/audit-store.js';
 import { describeStore, openStore } from '../store/open-store.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
+import { approvalsCommand } from './approvals-command.js';
 import { renderTranscript } from './transcript.js';
 import { holdsCommand, publicKeyCommand, retentionCommand } from './ledger-commands.js';
 import { readPublicKey } from '../store/signing-key.js';
@@ -52,6 +53,10 @@ commands:
                              issue a gateway key for a service (printed once; only its hash is stored)
   keys list                  list gateway keys
   keys revoke NAME           revoke a key (takes effect on the next request)
+  approvals list [--all]     calls held for approval (see README, "Approvals")
+  approvals approve ID [--reason TEXT] [--grant MINUTES]
+  approvals deny ID --reason TEXT
+                             decide a held call (--token or VIGIL_TOKEN: your OIDC token when identity is configured)
   keys public [--out FILE]   print the public half of the ledger signing key (for verify --public-key)
   store grants --role ROLE   print the SQL that lets a PostgreSQL role append and read, never change or delete
   replay serve --session ID [--listen HOST:PORT] [--speed 1|0]
@@ -466,6 +471,8 @@ export async function run(argv: string[], out: Out = { stdout: process.stdout, s
         return await keys(args, out);
       case 'store':
         return await storeCommand(args, out);
+      case 'approvals':
+        return await approvalsCommand(args, out);
       case 'replay':
         return await replay(args, out);
       case 'sandbox':

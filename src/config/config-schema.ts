@@ -7,6 +7,8 @@ import { duration, secretRef } from './common-schemas.js';
 import { allowListSchema, identityConfigSchema } from '../identity/identity-config.js';
 import { siemConfigSchema } from '../export/sinks-config.js';
 import { maskingConfigSchema } from '../recorder/masking/masking-config.js';
+import { approvalsConfigSchema } from '../policy/approval-notifier.js';
+import { approvalRulesSchema } from '../policy/approval-rules.js';
 
 /** How long recorded exchanges are kept: a duration (`30d`, `12h`) or `forever`. */
 export const retentionWindow = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx): 'forever' | number => {
@@ -88,6 +90,8 @@ export const connectionSchema = z
     allow: allowListSchema.optional(),
     /** Time allowed for upstream to send response headers, and idle time between body chunks. */
     upstream_timeout: duration.default(600_000),
+    /** Calls refused at once (`deny`) or held until people approve them (`hold`); see README, "Approvals". */
+    approvals: approvalRulesSchema.default([]),
     /** How long this connection's exchanges are kept after they end (`30d`, `forever`); default: `retention.default`. */
     retention: retentionWindow.optional(),
   })
@@ -219,6 +223,8 @@ export const configSchema = z
       .default({ grace: 30_000 }),
     /** Audit events streamed to SIEMs (syslog, HTTP, Splunk HEC, OpenTelemetry), through a durable outbox. */
     siem: siemConfigSchema.prefault({}),
+    /** Where held calls are announced (webhooks) and the admin URL approvers use; rules are per connection. */
+    approvals: approvalsConfigSchema,
     /** Purging exchanges past their connection's window (see README, "Retention and legal holds"). */
     retention: z
       .object({

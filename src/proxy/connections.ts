@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { Pool } from 'undici';
 import type { ConnectionConfig, VigilConfig } from '../config/config-schema.js';
+import { compileApprovalRules, type CompiledRules } from '../policy/approval-rules.js';
 import { Redactor } from '../recorder/redactor.js';
 
 export interface Credential {
@@ -24,6 +25,8 @@ export interface Connection {
   readonly credentialProblem: string | null;
   /** This connection's masking stage (compiled once, with a memo per session). */
   readonly redactor: Redactor;
+  /** The connection's approval rules, compiled once (empty: nothing is evaluated). */
+  readonly approvalRules: CompiledRules;
 }
 
 function readCredential(c: ConnectionConfig): { credential: Credential | null; problem: string | null } {
@@ -72,6 +75,7 @@ export class Connections {
         credential,
         credentialProblem: problem,
         redactor: new Redactor(c.masking),
+        approvalRules: compileApprovalRules(c.approvals),
       });
     }
     this.defaultName = config.default_connection ?? config.connections[0]!.name;

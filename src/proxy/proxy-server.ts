@@ -12,6 +12,9 @@ import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { asVigilError, VigilError } from '../errors.js';
 import type { Principal } from '../identity/principal.js';
+import { evaluate, type Evaluation } from '../policy/approval-rules.js';
+import { summarizeRequest } from '../policy/approval-summary.js';
+import type { ApprovalCoordinator, HoldOutcome } from '../policy/approvals.js';
 import type { PolicyDecision } from '../policy/policy.js';
 import type { ExchangeRecording, Recorder } from '../recorder/recorder.js';
 import { newExchangeId } from '../recorder/ids.js';
@@ -32,6 +35,8 @@ export interface ProxyDeps {
   readonly identify: (req: IncomingMessage, connection: Connection) => Promise<Principal>;
   /** What they may do. */
   readonly decide: (principal: Principal, connection: Connection, req: IncomingMessage) => PolicyDecision;
+  /** Holds calls that approval rules say need a person's yes; absent: such calls are refused (fail closed). */
+  readonly approvals?: Pick<ApprovalCoordinator, 'hold'> | undefined;
 }
 
 export const EXCHANGE_ID_HEADER = 'x-vigil-exchange-id';
@@ -170,6 +175,11 @@ export class ProxyServer {
       }
     }
 
+    // Approval rules, only when the connection has some: judged on what would be sent upstream.
+    const verdict: Evaluation | null = connection.approvalRules.rules.length
+      ? evaluate(connection.approvalRules, principal, request)
+      : null;
+
     let rec: ExchangeRecording;
     try {
       rec = await this.deps.recorder.begin({
@@ -200,7 +210,87 @@ export class ProxyServer {
       rec.fail('gateway_error', { type: err.type, message: err.message });
       return this.sendError(res, exchangeId, err);
     }
+    if (verdict?.action === 'deny') {
+      rec.fail('gateway_error', { type: 'approval_rule_denied', message: `rule "${verdict.rule.name}": ${verdict.message}` });
+      return this.sendError(res, rec.id, new VigilError('NOT_ALLOWED', verdict.message));
+    }
+    if (verdict?.action === 'hold' && !(await this.awaitApproval(res, connection, principal, request, rec, verdict))) return;
     await this.forward(req, res, route, request.raw, rec);
+  }
+
+  /**
+   * Hold the call until people decide (README, "Approvals"). The client is sent nothing meanwhile: its status is not
+   * known yet. Returns true when the call may go ahead; otherwise the client has been answered (or has left) and the
+   * exchange is recorded as refused.
+   */
+  private async awaitApproval(
+    res: ServerResponse,
+    connection: Connection,
+    principal: Principal,
+    request: RequestBody,
+    rec: ExchangeRecording,
+    verdict: Extract<Evaluation, { action: 'hold' }>,
+  ): Promise<boolean> {
+    const rule = verdict.rule.name;
+    const refuse = (type: string, err: VigilError): false => {
+      rec.fail('gateway_error', { type, message: err.message });
+      this.sendError(res, rec.id, err);
+      return false;
+    };
+    if (!this.deps.approvals) {
+      return refuse('approval_unavailable', new VigilError('NOT_ALLOWED', `rule "${rule}" needs an approval, and this gateway takes none`));
+    }
+    const clientGone = new AbortController();
+    const onClose = (): void => clientGone.abort();
+    res.once('close', onClose);
+    let outcome: HoldOutcome;
+    try {
+      outcome = await this.deps.approvals.hold({
+        exchangeId: rec.id,
+        sessionId: rec.sessionId,
+        connection: connection.name,
+        caller: principal,
+        rule: verdict.rule,
+        matched: verdict.matched,
+        request: summarizeRequest(request.json(), connection.redactor.masker, verdict.rule.patterns),
+        signal: clientGone.signal,
+      });
+    } catch (err) {
+      this.deps.log.error({ err, exchangeId: rec.id }, 'a call to hold for approval could not be recorded');
+      return refuse(
+        'approval_unrecorded',
+        new VigilError('STORE_UNAVAILABLE', 'this call needs an approval, which cannot be recorded now; it was not forwarded', { cause: err }),
+      );
+    } finally {
+      res.off('close', onClose);
+    }
+    switch (outcome.outcome) {
+      case 'approved':
+      case 'granted':
+        return true;
+      case 'denied': {
+        const by = 'email' in outcome.by && outcome.by.email ? outcome.by.email : outcome.by.subject;
+        const why = outcome.reason ? `: ${outcome.reason}` : '';
+        return refuse('approval_denied', new VigilError('NOT_ALLOWED', `denied by ${by} (approval ${outcome.approvalId}, rule "${rule}")${why}`));
+      }
+      case 'timed_out': {
+        const s = outcome.timeoutMs / 1000;
+        const wait = s >= 60 && s % 60 === 0 ? `${s / 60} min` : `${s} s`;
+        return refuse(
+          'approval_timed_out',
+          new VigilError('NOT_ALLOWED', `no approval within ${wait} (approval ${outcome.approvalId}, rule "${rule}"); the call was not sent to Claude`),
+        );
+      }
+      case 'cancelled':
+        if (clientGone.signal.aborted) {
+          rec.fail('client_aborted', { type: 'client_aborted', message: `the client gave up while the call was held for approval (${outcome.approvalId})` });
+          return false;
+        }
+        // The gateway is stopping: a retry (the SDKs retry 503) lands on a gateway that is not.
+        rec.fail('interrupted', { type: 'interrupted', message: 'the gateway shut down while the call was held for approval' });
+        this.sendError(res, rec.id, new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry'));
+        return false;
+    }
   }
 
   private async forward(

@@ -1,0 +1,241 @@
+/**
+ * Tells approvers a call is waiting: a POST to each configured webhook, as generic JSON signed with HMAC-SHA256 or as
+ * a Slack incoming-webhook message.
+ *
+ * Notifications never hold anything up: the coordinator starts them after the held call is recorded and does not
+ * wait; each webhook gets a few tries with backoff, and what happened is recorded (`approval.notified`) and logged.
+ *
+ * The generic signature is the one the SIEM HTTP sink uses, so a receiver verifies both the same way:
+ * `x-vigil-timestamp: <unix seconds>` and `x-vigil-signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
+ * The timestamp is inside the MAC so a captured notification cannot be replayed later as a fresh one.
+ */
+import { readFileSync } from 'node:fs';
+import { z } from 'zod';
+import { positiveDuration, secretRef, type SecretRef } from '../config/common-schemas.js';
+import { ConfigError } from '../errors.js';
+import { vigilSignature } from '../export/http-sink.js';
+import type { ApprovalView, HeldNotifier, NotifiedData } from './approvals.js';
+
+const webhookName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit');
+
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' });
+
+const webhookSchema = z
+  .object({
+    name: webhookName,
+    /** Where to POST. A Slack webhook URL is itself a credential: give it as `{ env }` or `{ file }`. */
+    url: z.union([httpUrl, secretRef]),
+    /** `json` (default): the generic payload, signed when `secret` is set. `slack`: `{ text, blocks }`. */
+    format: z.enum(['json', 'slack']).default('json'),
+    /** HMAC-SHA256 key for the `x-vigil-signature` header (json format). */
+    secret: secretRef.optional(),
+    /** Only calls held on these connections; absent: all. */
+    connections: z.array(z.string().min(1)).optional(),
+    /** Per attempt. */
+    timeout: positiveDuration.default(5000),
+    /** Attempts after the first, with backoff (0.5 s, 1 s, 2 s, …). */
+    retries: z.number().int().min(0).max(10).default(3),
+  })
+  .strict();
+
+/** The top-level `approvals:` section (the rules themselves are per connection). */
+export const approvalsConfigSchema = z
+  .object({
+    webhooks: z.array(webhookSchema).default([]),
+    /** The admin API's base URL as approvers reach it: notifications then carry approve and deny links. */
+    admin_url: httpUrl.optional(),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.webhooks.forEach((w, i) => {
+      if (seen.has(w.name)) ctx.addIssue({ code: 'custom', path: ['webhooks', i, 'name'], message: `duplicate webhook name "${w.name}"` });
+      seen.add(w.name);
+      if (w.format === 'slack' && w.secret) {
+        ctx.addIssue({ code: 'custom', path: ['webhooks', i, 'secret'], message: 'Slack webhooks are not signed: the URL is the secret' });
+      }
+    });
+  })
+  .prefault({});
+export type ApprovalsConfig = z.output<typeof approvalsConfigSchema>;
+type WebhookConfig = ApprovalsConfig['webhooks'][number];
+
+function readRef(ref: SecretRef, where: string): string {
+  if ('env' in ref) {
+    const v = process.env[ref.env]?.trim();
+    if (!v) throw new ConfigError([`${where}: environment variable ${ref.env} is not set or empty`]);
+    return v;
+  }
+  try {
+    const v = readFileSync(ref.file, 'utf8').trim();
+    if (!v) throw new Error('empty file');
+    return v;
+  } catch (err) {
+    throw new ConfigError([`${where}: cannot read ${ref.file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`]);
+  }
+}
+
+function who(a: { subject: string; email?: string | undefined; name?: string | undefined; keyName?: string | undefined; method: string }): string {
+  if (a.method === 'gateway_key') return `gateway key ${a.keyName ?? a.subject}`;
+  return a.email ?? a.name ?? a.subject;
+}
+
+/** The CLI commands that decide an approval. */
+export function cliCommands(id: string): { approve: string; deny: string } {
+  return { approve: `vigil approvals approve ${id}`, deny: `vigil approvals deny ${id} --reason "…"` };
+}
+
+function links(id: string, adminUrl: string | undefined): { approve_url?: string; deny_url?: string } {
+  if (!adminUrl) return {};
+  const base = `${adminUrl.replace(/\/+$/, '')}/api/v1/approvals/${encodeURIComponent(id)}`;
+  return { approve_url: `${base}/approve`, deny_url: `${base}/deny` };
+}
+
+/** The generic JSON notification. */
+export function genericPayload(a: ApprovalView, adminUrl?: string): object {
+  return {
+    type: 'approval.held',
+    approval: {
+      id: a.id,
+      connection: a.connection,
+      caller: a.caller,
+      rule: a.rule.name,
+      rule_message: a.rule.message,
+      matched: a.matched,
+      approvals_required: a.rule.approvalsRequired,
+      approver_groups: a.rule.approverGroups,
+      grant_max_minutes: a.rule.grantMaxMs / 60_000,
+      request: a.request,
+      held_at: new Date(a.heldAt).toISOString(),
+      expires_at: new Date(a.expiresAt).toISOString(),
+      exchange_id: a.exchangeId,
+      session_id: a.sessionId,
+    },
+    ...links(a.id, adminUrl),
+    cli: cliCommands(a.id),
+  };
+}
+
+/** Slack mrkdwn treats these three as control characters. */
+function slackEscape(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/** Text shown in a Slack code block: escaped, without fences that would close it, short. */
+function slackCode(s: string, max = 500): string {
+  const t = s.length > max ? `${s.slice(0, max)}…` : s;
+  return slackEscape(t.replace(/```/g, "'''"));
+}
+
+/** A Slack incoming-webhook message: `text` for notifications, `blocks` for the message itself. */
+export function slackPayload(a: ApprovalView, adminUrl?: string): { text: string; blocks: object[] } {
+  const caller = who(a.caller);
+  const cli = cliCommands(a.id);
+  const excerpt = a.request.excerpts[0] ?? a.request.lastTurn;
+  const minutes = Math.max(1, Math.round((a.expiresAt - a.heldAt) / 60_000));
+  const fields = [
+    `*Caller*\n${slackEscape(caller)}`,
+    `*Connection*\n${slackEscape(a.connection)}`,
+    `*Rule*\n${slackEscape(a.rule.name)}`,
+    `*Model*\n${slackEscape(a.request.model ?? 'n/a')}`,
+    `*Why*\n${slackEscape(a.matched.join('; ') || 'rule matched')}`,
+    `*Expires*\n<!date^${Math.floor(a.expiresAt / 1000)}^{time}|in ${minutes} min>`,
+  ];
+  const blocks: object[] = [
+    {
+      type: 'section',
+      text: { type: 'mrkdwn', text: `:raised_hand: *Call held for approval* \`${a.id}\`${a.rule.message ? `\n${slackEscape(a.rule.message)}` : ''}` },
+    },
+    { type: 'section', fields: fields.map((text) => ({ type: 'mrkdwn', text })) },
+  ];
+  if (excerpt) blocks.push({ type: 'section', text: { type: 'mrkdwn', text: `\`\`\`${slackCode(excerpt)}\`\`\`` } });
+  const approvers =
+    a.rule.approvalsRequired > 1 || a.rule.approverGroups.length
+      ? ` Needs ${a.rule.approvalsRequired} approval${a.rule.approvalsRequired > 1 ? 's' : ''}${a.rule.approverGroups.length ? ` from ${a.rule.approverGroups.join(', ')}` : ''}.`
+      : '';
+  const l = links(a.id, adminUrl);
+  blocks.push({
+    type: 'context',
+    elements: [
+      {
+        type: 'mrkdwn',
+        text: `Approve: \`${cli.approve}\`  Deny: \`${cli.deny}\`${l.approve_url ? `  API: POST ${l.approve_url}` : ''}.${approvers}`,
+      },
+    ],
+  });
+  return { text: `Call held for approval: ${caller} on ${a.connection} (rule "${a.rule.name}"): ${cli.approve}`, blocks };
+}
+
+interface Target {
+  readonly config: WebhookConfig;
+  readonly url: string;
+  readonly secret: string | undefined;
+}
+
+export interface ApprovalNotifierOptions {
+  readonly log?: { warn(obj: object, msg: string): void } | undefined;
+  /** Milliseconds before the first retry; doubled each time. Default 500. */
+  readonly backoffMs?: number;
+}
+
+/** Posts held calls to the configured webhooks. */
+export class ApprovalNotifier implements HeldNotifier {
+  private readonly targets: readonly Target[];
+  private readonly adminUrl: string | undefined;
+
+  /** Reads every URL and secret now: a missing one stops start-up naming the config key. */
+  constructor(
+    config: ApprovalsConfig,
+    private readonly options: ApprovalNotifierOptions = {},
+  ) {
+    this.adminUrl = config.admin_url;
+    this.targets = config.webhooks.map((w, i) => {
+      const where = `approvals.webhooks[${i}] (${w.name})`;
+      const url = typeof w.url === 'string' ? w.url : readRef(w.url, `${where}.url`);
+      if (!/^https?:\/\//.test(url)) throw new ConfigError([`${where}.url: must be an absolute http(s) URL`]);
+      return { config: w, url, secret: w.secret ? readRef(w.secret, `${where}.secret`) : undefined };
+    });
+  }
+
+  get size(): number {
+    return this.targets.length;
+  }
+
+  async notify(approval: ApprovalView): Promise<Array<Omit<NotifiedData, 'approvalId'>>> {
+    const targets = this.targets.filter((t) => !t.config.connections || t.config.connections.includes(approval.connection));
+    return Promise.all(targets.map((t) => this.send(t, approval)));
+  }
+
+  private async send(t: Target, approval: ApprovalView): Promise<Omit<NotifiedData, 'approvalId'>> {
+    const payload = t.config.format === 'slack' ? slackPayload(approval, this.adminUrl) : genericPayload(approval, this.adminUrl);
+    const body = JSON.stringify(payload);
+    let status: number | null = null;
+    let error: string | null = null;
+    const attempts = t.config.retries + 1;
+    for (let attempt = 1; attempt <= attempts; attempt++) {
+      const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'vigil-approvals' };
+      if (t.secret !== undefined) {
+        const timestamp = String(Math.floor(Date.now() / 1000));
+        headers['x-vigil-timestamp'] = timestamp;
+        headers['x-vigil-signature'] = `sha256=${vigilSignature(t.secret, timestamp, body)}`;
+      }
+      try {
+        const res = await fetch(t.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(t.config.timeout) });
+        status = res.status;
+        await res.arrayBuffer().catch(() => undefined);
+        if (res.ok) return { webhook: t.config.name, ok: true, attempts: attempt, status, error: null };
+        error = `answered ${res.status}`;
+        // A 4xx other than 408/429 will not get better by asking again.
+        if (res.status < 500 && res.status !== 408 && res.status !== 429) return { webhook: t.config.name, ok: false, attempts: attempt, status, error };
+      } catch (err) {
+        status = null;
+        error = (err as Error).name === 'TimeoutError' ? `no answer within ${t.config.timeout} ms` : ((err as { cause?: Error }).cause?.message ?? (err as Error).message);
+      }
+      if (attempt < attempts) await new Promise((r) => setTimeout(r, (this.options.backoffMs ?? 500) * 2 ** (attempt - 1)));
+    }
+    this.options.log?.warn({ webhook: t.config.name, approvalId: approval.id, error }, 'approval notification failed');
+    return { webhook: t.config.name, ok: false, attempts, status, error };
+  }
+}

@@ -1,0 +1,152 @@
+/**
+ * Just-in-time approval end to end: Claude Code (through the Claude Agent SDK) pauses on a held call and goes on once
+ * someone approves it with the `vigil` CLI, in another process, through the store; a denial reaches the agent as a
+ * clean error; a call nobody decides is refused as timed out; deny rules refuse at once. Needs `npm run build` (the CLI
+ * runs from dist/, as users run it).
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Anthropic from '@anthropic-ai/sdk';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SDKMessage } from '@anthropic-ai/claude-agent-sdk';
+import { runAgent } from '../support/agent.js';
+import { vigil } from '../support/cli.js';
+import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+
+let h: Harness;
+let workDir: string;
+const credential = { env: 'VIGIL_TEST_UPSTREAM_KEY' };
+
+beforeAll(async () => {
+  h = await startHarness((upstream) => ({
+    connections: [
+      {
+        name: 'anthropic',
+        upstream,
+        credential,
+        approvals: [
+          { name: 'shell access', action: 'hold', message: 'Claude may run shell commands', when: { tools_offered: ['Bash'] }, timeout: '60s', grant: '30m' },
+        ],
+      },
+      {
+        name: 'review',
+        upstream,
+        credential,
+        approvals: [{ name: 'shell access', action: 'hold', when: { tools_offered: ['Bash'] }, timeout: '60s' }],
+      },
+      {
+        name: 'night',
+        upstream,
+        credential,
+        approvals: [
+          { name: 'production credentials', action: 'deny', message: 'production credentials must not be sent to Claude', when: { prompt_matches: ['/prod-db\\.internal/i'] } },
+          { name: 'large answers', action: 'hold', when: { max_tokens_above: 4096 }, timeout: '1500ms' },
+        ],
+      },
+    ],
+  }));
+  workDir = mkdtempSync(path.join(tmpdir(), 'vigil-agent-'));
+});
+afterAll(async () => {
+  await h?.close();
+  rmSync(workDir, { recursive: true, force: true });
+});
+
+interface ListedApproval {
+  id: string;
+  status: string;
+  connection: string;
+  sessionId: string;
+  rule: { name: string };
+  matched: string[];
+  caller: { subject: string };
+}
+
+/** Polls `vigil approvals list --json` (another process, reading the store) until a call on `connection` is held. */
+async function waitForHeld(connection: string): Promise<ListedApproval> {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    const r = await vigil(['approvals', 'list', '--json', '--data-dir', h.dataDir]);
+    expect(r.stderr).toBe('');
+    const held = (JSON.parse(r.stdout) as { approvals: ListedApproval[] }).approvals.find((a) => a.connection === connection);
+    if (held) return held;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  throw new Error(`no call held on ${connection}`);
+}
+
+function resultOf(messages: SDKMessage[]): { subtype: string; result?: string; is_error?: boolean } {
+  return messages.find((m) => m.type === 'result') as { subtype: string; result?: string; is_error?: boolean };
+}
+
+describe('approvals through a running gateway', () => {
+  it('an agent pauses on a held call and goes on after approval through the CLI; a grant spares it the next turns', async () => {
+    const run = runAgent(h.url, 'Run this for me [[tool:Bash {"command":"echo hi-after-approval"}]]', workDir);
+    const held = await waitForHeld('anthropic');
+    expect(held).toMatchObject({ status: 'pending', rule: { name: 'shell access' }, matched: ['tool offered: Bash'], caller: { subject: 'anonymous' } });
+    expect(h.fake.requests.filter((r) => r.path === '/v1/messages' && JSON.stringify(r.body.toString()).includes('"Bash"'))).toEqual([]);
+
+    // Nobody approves their own call: with no identity configured, the CLI acts as the local user, not as the caller.
+    const approved = await vigil(['approvals', 'approve', held.id, '--grant', '10', '--reason', 'echo is harmless', '--data-dir', h.dataDir]);
+    expect(approved.stderr).toBe('');
+    expect(approved.code).toBe(0);
+    expect(approved.stdout).toContain(`approved ${held.id}: the call goes ahead`);
+
+    const messages = await run;
+    expect(resultOf(messages)).toMatchObject({ subtype: 'success' });
+    expect(resultOf(messages).result).toContain('Tool result received: hi-after-approval');
+
+    const kinds = (await h.gateway.store.sessionRecords(held.sessionId)).map((r) => r.kind).filter((k) => k.startsWith('approval.'));
+    expect(kinds.slice(0, 3)).toEqual(['approval.held', 'approval.decided', 'approval.granted']);
+    expect(kinds.slice(3).every((k) => k === 'approval.grant_used')).toBe(true);
+    expect(kinds.length).toBeGreaterThan(3); // the turn after the tool ran was not held
+    const again = await vigil(['approvals', 'approve', held.id, '--data-dir', h.dataDir]);
+    expect(again).toMatchObject({ code: 1, stderr: `vigil: ${held.id} is no longer pending: approved\n` });
+    expect((await h.gateway.store.verify()).ok).toBe(true);
+  }, 120_000);
+
+  it('a denial reaches the agent as a clean error carrying the reason', async () => {
+    const run = runAgent(`${h.url}/c/review`, 'Run this [[tool:Bash {"command":"rm -rf build"}]]', workDir);
+    const held = await waitForHeld('review');
+    const denied = await vigil(['approvals', 'deny', held.id, '--reason', 'no deletions during the release freeze', '--data-dir', h.dataDir]);
+    expect(denied).toMatchObject({ code: 0 });
+    // Claude Code stops with the gateway's message (its own wording around a 403 is "Failed to authenticate").
+    await expect(run).rejects.toThrow(
+      /API Error: 403 denied by cli:\S+ \(approval apr_\w+, rule "shell access"\): no deletions during the release freeze/,
+    );
+    expect(h.fake.requests.filter((r) => r.body.toString().includes('rm -rf build'))).toEqual([]);
+  }, 120_000);
+
+  it('a call nobody decides is refused as timed out; a streaming client waits on a quiet connection until then', async () => {
+    const client = new Anthropic({ baseURL: `${h.url}/c/night`, apiKey: CLIENT_KEY, maxRetries: 0 });
+    const started = Date.now();
+    const err = await client.messages
+      .create({ model: 'claude-haiku-4-5', max_tokens: 8192, stream: true, messages: [{ role: 'user', content: 'write a long essay' }] })
+      .then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.PermissionDeniedError);
+    expect((err as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({
+      error: { type: 'permission_error', message: expect.stringMatching(/^no approval within 1\.5 s \(approval apr_\w+, rule "large answers"\); the call was not sent to Claude$/) },
+    });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
+    const exchangeId = (err as InstanceType<typeof Anthropic.APIError>).headers?.get('x-vigil-exchange-id');
+    const x = await h.exchange(exchangeId!);
+    expect(x.response.error).toMatchObject({ type: 'approval_timed_out' });
+    const kinds = (await h.gateway.store.exchangeRecords(exchangeId!)).map((r) => r.kind);
+    expect(kinds).toEqual(['exchange.request', 'approval.held', 'approval.timed_out', 'exchange.response']);
+  }, 30_000);
+
+  it('a deny rule refuses at once with the rule\'s message, and nothing reaches upstream', async () => {
+    const client = new Anthropic({ baseURL: `${h.url}/c/night`, apiKey: CLIENT_KEY, maxRetries: 0 });
+    const before = h.fake.requests.length;
+    const err = await client.messages
+      .create({ model: 'claude-haiku-4-5', max_tokens: 100, messages: [{ role: 'user', content: 'connect to PROD-DB.internal:5432 with user admin' }] })
+      .then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.PermissionDeniedError);
+    expect((err as InstanceType<typeof Anthropic.APIError>).error).toEqual({
+      type: 'error',
+      error: { type: 'permission_error', message: 'production credentials must not be sent to Claude' },
+    });
+    expect(h.fake.requests.length).toBe(before);
+  });
+});

@@ -1,0 +1,178 @@
+import { describe, expect, it } from 'vitest';
+import type { Principal } from '../../../src/identity/principal.js';
+import { approvalRulesSchema, compileApprovalRules, evaluate, type ApprovalRulesInput } from '../../../src/policy/approval-rules.js';
+import { RequestBody } from '../../../src/recorder/request-body.js';
+
+const alice: Principal = { method: 'oidc', subject: 'alice', issuer: 'https://idp', email: 'alice@example.com', groups: ['dev'] };
+const ci: Principal = { method: 'gateway_key', subject: 'ci', keyName: 'ci', owner: 'bob@example.com' };
+const NOON = Date.UTC(2025, 0, 15, 12, 0);
+
+function body(value: object): RequestBody {
+  return new RequestBody(Buffer.from(JSON.stringify(value)), true);
+}
+
+const request = {
+  model: 'claude-opus-4-1',
+  max_tokens: 1024,
+  system: [{ type: 'text', text: 'You are a helpful agent.' }],
+  tools: [{ name: 'Bash', input_schema: {} }, { name: 'mcp__github__create_issue', input_schema: {} }],
+  messages: [
+    { role: 'user', content: 'deploy the service' },
+    { role: 'assistant', content: [{ type: 'tool_use', id: 't1', name: 'Read', input: { path: '.env' } }] },
+    {
+      role: 'user',
+      content: [{ type: 'tool_result', tool_use_id: 't1', content: [{ type: 'text', text: 'DATABASE_URL=postgres://prod-db.internal' }] }],
+    },
+  ],
+};
+
+function rules(input: ApprovalRulesInput) {
+  return compileApprovalRules(approvalRulesSchema.parse(input));
+}
+
+function holdsWith(when: ApprovalRulesInput[number]['when'], who: Principal = alice, at = NOON, req: object = request): boolean {
+  return evaluate(rules([{ name: 'r', action: 'hold', when }]), who, body(req), at).action === 'hold';
+}
+
+describe('approval rule conditions', () => {
+  it('prompt_matches searches the system prompt, message text and tool results', () => {
+    expect(holdsWith({ prompt_matches: ['helpful agent'] })).toBe(true);
+    expect(holdsWith({ prompt_matches: ['deploy the \\w+'] })).toBe(true);
+    expect(holdsWith({ prompt_matches: ['/PROD-DB/i'] })).toBe(true);
+    expect(holdsWith({ prompt_matches: ['PROD-DB'] })).toBe(false); // case-sensitive without /…/i
+    expect(holdsWith({ prompt_matches: ['nothing-like-this', 'postgres://'] })).toBe(true); // any pattern
+  });
+
+  it('tool_result_matches looks at tool results only', () => {
+    expect(holdsWith({ tool_result_matches: ['postgres://'] })).toBe(true);
+    expect(holdsWith({ tool_result_matches: ['deploy'] })).toBe(false);
+  });
+
+  it('tools_offered and tools_used match tool names, with globs', () => {
+    expect(holdsWith({ tools_offered: ['Bash'] })).toBe(true);
+    expect(holdsWith({ tools_offered: ['mcp__github__*'] })).toBe(true);
+    expect(holdsWith({ tools_offered: ['Write'] })).toBe(false);
+    expect(holdsWith({ tools_used: ['Read'] })).toBe(true);
+    expect(holdsWith({ tools_used: ['Bash'] })).toBe(false); // offered, never called
+  });
+
+  it('models match globs and max_tokens_above is strict', () => {
+    expect(holdsWith({ models: ['claude-opus-*'] })).toBe(true);
+    expect(holdsWith({ models: ['claude-sonnet-*', 'claude-haiku-?-5'] })).toBe(false);
+    expect(holdsWith({ max_tokens_above: 1023 })).toBe(true);
+    expect(holdsWith({ max_tokens_above: 1024 })).toBe(false);
+  });
+
+  it('callers match subject, email or key name; groups match OIDC groups', () => {
+    expect(holdsWith({ callers: ['alice@example.com'] })).toBe(true);
+    expect(holdsWith({ callers: ['alice'] })).toBe(true);
+    expect(holdsWith({ callers: ['ci'] }, ci)).toBe(true);
+    expect(holdsWith({ callers: ['ci'] })).toBe(false);
+    expect(holdsWith({ groups: ['ops', 'dev'] })).toBe(true);
+    expect(holdsWith({ groups: ['ops'] })).toBe(false);
+    expect(holdsWith({ groups: ['dev'] }, ci)).toBe(false);
+  });
+
+  it('time_of_day, within a day and across midnight, in a time zone', () => {
+    const at = (h: number, m = 0): number => Date.UTC(2025, 0, 15, h, m);
+    const office = { time_of_day: { from: '09:00', to: '17:30' } };
+    expect(holdsWith(office, alice, at(9))).toBe(true);
+    expect(holdsWith(office, alice, at(17, 29))).toBe(true);
+    expect(holdsWith(office, alice, at(17, 30))).toBe(false); // `to` is exclusive
+    expect(holdsWith(office, alice, at(8, 59))).toBe(false);
+
+    const night = { time_of_day: { from: '22:00', to: '06:00' } };
+    expect(holdsWith(night, alice, at(23, 15))).toBe(true);
+    expect(holdsWith(night, alice, at(0, 0))).toBe(true);
+    expect(holdsWith(night, alice, at(5, 59))).toBe(true);
+    expect(holdsWith(night, alice, at(6, 0))).toBe(false);
+    expect(holdsWith(night, alice, at(12))).toBe(false);
+    expect(holdsWith(night, alice, at(22))).toBe(true);
+
+    // 21:30 UTC in January is 06:30 in Tokyo (UTC+9): outside the Tokyo night; 14:00 UTC is 23:00 there.
+    const tokyoNight = { time_of_day: { from: '22:00', to: '06:00', tz: 'Asia/Tokyo' } };
+    expect(holdsWith(tokyoNight, alice, at(21, 30))).toBe(false);
+    expect(holdsWith(tokyoNight, alice, at(14))).toBe(true);
+  });
+
+  it('all given conditions must match; `when: {}` matches every call', () => {
+    expect(holdsWith({ tools_offered: ['Bash'], models: ['claude-opus-*'], groups: ['dev'] })).toBe(true);
+    expect(holdsWith({ tools_offered: ['Bash'], models: ['claude-haiku-*'] })).toBe(false);
+    expect(holdsWith({})).toBe(true);
+  });
+
+  it('explains why a rule matched', () => {
+    const r = evaluate(rules([{ name: 'r', action: 'hold', when: { tools_offered: ['Bash'], models: ['claude-opus-*'] } }]), alice, body(request), NOON);
+    expect(r).toMatchObject({ action: 'hold', matched: ['model claude-opus-4-1', 'tool offered: Bash'] });
+  });
+
+  it('does not parse the body when cheap conditions already fail', () => {
+    const b = body(request);
+    const r = evaluate(rules([{ name: 'r', action: 'hold', when: { groups: ['ops'], prompt_matches: ['deploy'] } }]), alice, b, NOON);
+    expect(r.action).toBe('allow');
+    expect((b as unknown as { json_: unknown }).json_).toBeUndefined();
+  });
+
+  it('ignores bodies that are not Messages API requests', () => {
+    expect(evaluate(rules([{ name: 'r', action: 'hold', when: { prompt_matches: ['x'] } }]), alice, new RequestBody(Buffer.from('x'), false), NOON)).toEqual({
+      action: 'allow',
+    });
+  });
+});
+
+describe('evaluate order', () => {
+  const set = rules([
+    { name: 'opus needs a yes', action: 'hold', when: { models: ['claude-opus-*'] } },
+    { name: 'no prod database', action: 'deny', message: 'production credentials must not be sent to Claude', when: { prompt_matches: ['prod-db'] } },
+    { name: 'big answers', action: 'hold', when: { max_tokens_above: 100 } },
+  ]);
+
+  it('a deny rule wins over a hold rule listed before it', () => {
+    expect(evaluate(set, alice, body(request), NOON)).toMatchObject({
+      action: 'deny',
+      rule: { name: 'no prod database' },
+      message: 'production credentials must not be sent to Claude',
+    });
+  });
+
+  it('otherwise the first matching hold rule in config order', () => {
+    const clean = { ...request, messages: [{ role: 'user', content: 'hi' }] };
+    expect(evaluate(set, alice, body(clean), NOON)).toMatchObject({ action: 'hold', rule: { name: 'opus needs a yes' } });
+    expect(evaluate(set, alice, body({ ...clean, model: 'claude-haiku-4-5' }), NOON)).toMatchObject({ action: 'hold', rule: { name: 'big answers' } });
+    expect(evaluate(set, alice, body({ ...clean, model: 'claude-haiku-4-5', max_tokens: 10 }), NOON)).toEqual({ action: 'allow' });
+  });
+
+  it('no rules: allow, without reading the body', () => {
+    const b = body(request);
+    expect(evaluate(compileApprovalRules(undefined), alice, b, NOON)).toEqual({ action: 'allow' });
+    expect((b as unknown as { members_: unknown }).members_).toBeUndefined();
+  });
+
+  it('a deny rule without a message names the rule', () => {
+    const r = evaluate(rules([{ name: 'nope', action: 'deny', when: {} }]), alice, body(request), NOON);
+    expect(r).toMatchObject({ action: 'deny', message: 'refused by approval rule "nope"' });
+  });
+});
+
+describe('approval rules schema', () => {
+  const problems = (input: unknown): string[] => {
+    const r = approvalRulesSchema.safeParse(input);
+    return r.success ? [] : r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+  };
+
+  it('applies hold defaults and parses durations', () => {
+    const [r] = compileApprovalRules(approvalRulesSchema.parse([{ name: 'h', action: 'hold', when: {}, grant: '30m' }])).rules;
+    expect(r).toMatchObject({ timeoutMs: 300_000, approvalsRequired: 1, approverGroups: [], grantMaxMs: 1_800_000 });
+  });
+
+  it('reports bad regexes, clocks, zones, unknown keys and misplaced options with their paths', () => {
+    expect(problems([{ name: 'a', action: 'hold', when: { prompt_matches: ['(unclosed'] } }])[0]).toMatch(/^0\.when\.prompt_matches\.0: not a valid regular expression/);
+    expect(problems([{ name: 'a', action: 'hold', when: { time_of_day: { from: '25:00', to: '06:00' } } }])[0]).toMatch(/^0\.when\.time_of_day\.from/);
+    expect(problems([{ name: 'a', action: 'hold', when: { time_of_day: { from: '22:00', to: '06:00', tz: 'Mars/Olympus' } } }])[0]).toMatch(/IANA/);
+    expect(problems([{ name: 'a', action: 'hold', when: { time_of_day: { from: '22:00', to: '22:00' } } }])[0]).toMatch(/must differ/);
+    expect(problems([{ name: 'a', action: 'hold', when: { prompt: ['x'] } }])[0]).toMatch(/^0\.when: /);
+    expect(problems([{ name: 'a', action: 'deny', when: {}, timeout: '1m' }])).toEqual(['0.timeout: only hold rules take timeout']);
+    expect(problems([{ name: 'a', action: 'hold', when: {}, timeout: '5 minutes' }])[0]).toMatch(/^0\.timeout: must be a duration/);
+    expect(problems([{ name: 'a', action: 'hold', when: {} }, { name: 'a', action: 'deny', when: {} }])).toEqual(['1.name: duplicate rule name "a"']);
+  });
+});

@@ -1,0 +1,285 @@
+/**
+ * The approval coordinator on real stores: SQLite files (a second store instance on the same file is another process)
+ * and PostgreSQL (two instances are two gateway replicas). Decisions only ever travel through the ledger.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Principal } from '../../../src/identity/principal.js';
+import { approvalRulesSchema, compileApprovalRules, type ApprovalRulesInput, type CompiledRule } from '../../../src/policy/approval-rules.js';
+import { summarizeRequest } from '../../../src/policy/approval-summary.js';
+import {
+  ApprovalCoordinator,
+  ApprovalRefused,
+  type Approver,
+  type HoldOutcome,
+  type HoldRequest,
+} from '../../../src/policy/approvals.js';
+import { compileMasker } from '../../../src/recorder/masking/masker.js';
+import { maskingConfigSchema } from '../../../src/recorder/masking/masking-config.js';
+import type { AuditStore } from '../../../src/store/audit-store.js';
+import { createStoreFixture, storeKinds, type StoreFixture } from '../../support/stores.js';
+
+const alice: Principal = { method: 'oidc', subject: 'alice', issuer: 'https://idp', email: 'alice@example.com', groups: ['dev'] };
+const bob: Approver = { method: 'oidc', subject: 'bob', issuer: 'https://idp', email: 'bob@example.com', groups: ['sre'] };
+const dave: Approver = { method: 'oidc', subject: 'dave', issuer: 'https://idp', groups: ['sre', 'dev'] };
+const carol: Approver = { method: 'oidc', subject: 'carol', issuer: 'https://idp', groups: ['dev'] };
+const cliUser: Approver = { method: 'local_user', subject: 'cli:ops' };
+
+const SECRET = 'AKIAIOSFODNN7EXAMPLE';
+const masker = compileMasker(maskingConfigSchema.parse({}));
+
+function rule(input: Partial<ApprovalRulesInput[number]> = {}): CompiledRule {
+  return compileApprovalRules(approvalRulesSchema.parse([{ name: 'risky', action: 'hold', when: {}, ...input }])).rules[0]!;
+}
+
+let n = 0;
+function call(r: CompiledRule, extra: Partial<HoldRequest> = {}): HoldRequest {
+  n++;
+  const json = {
+    model: 'claude-opus-4-1',
+    max_tokens: 100,
+    messages: [{ role: 'user', content: `deploy with key ${SECRET} please` }],
+    tools: [{ name: 'Bash' }],
+  };
+  return {
+    exchangeId: `ex_${n}`,
+    sessionId: 'ses_1',
+    connection: 'anthropic',
+    caller: alice,
+    rule: r,
+    matched: ['tool offered: Bash'],
+    request: summarizeRequest(json, masker, [/deploy/]),
+    ...extra,
+  };
+}
+
+/** Waits until the coordinator lists `count` pending approvals (the hold is recorded), returns the newest id. */
+async function pendingId(c: ApprovalCoordinator, count = 1): Promise<string> {
+  for (let i = 0; i < 200; i++) {
+    const list = await c.list({ pending: true });
+    if (list.length >= count) return list[0]!.id;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error('no pending approval');
+}
+
+function settled(p: Promise<HoldOutcome>): Promise<HoldOutcome | 'pending'> {
+  return Promise.race([p, new Promise<'pending'>((r) => setTimeout(() => r('pending'), 50))]);
+}
+
+describe.each(storeKinds())('approval coordinator on %s', (kind) => {
+  let fixture: StoreFixture;
+  let store: AuditStore;
+  let gateway: ApprovalCoordinator;
+
+  beforeEach(async () => {
+    fixture = await createStoreFixture(kind);
+    store = await fixture.open();
+    gateway = new ApprovalCoordinator(store, { pollMs: 50 });
+  });
+  afterEach(async () => {
+    await gateway.close();
+    await fixture.dispose();
+  });
+
+  it('holds a call until someone else approves it, and records it all on the session', async () => {
+    const held = gateway.hold(call(rule({ message: 'Bash needs a second pair of eyes' })));
+    const id = await pendingId(gateway);
+    expect(await settled(held)).toBe('pending');
+
+    const view = (await gateway.get(id))!;
+    expect(view).toMatchObject({
+      status: 'pending',
+      connection: 'anthropic',
+      caller: { subject: 'alice' },
+      rule: { name: 'risky', message: 'Bash needs a second pair of eyes', approvalsRequired: 1 },
+      matched: ['tool offered: Bash'],
+      request: { model: 'claude-opus-4-1', toolsOffered: ['Bash'], masked: ['aws_access_key_id'] },
+    });
+    expect(JSON.stringify(view)).not.toContain(SECRET);
+    expect(view.request.lastTurn).toContain('deploy with key');
+
+    await gateway.approve(id, bob, { reason: 'looks fine' });
+    expect(await held).toEqual({ outcome: 'approved', approvalId: id, by: [bob] });
+    expect((await gateway.get(id))!).toMatchObject({ status: 'approved', approvals: [{ by: bob, reason: 'looks fine' }] });
+
+    const records = await store.sessionRecords('ses_1');
+    expect(records.map((r) => r.kind)).toEqual(['approval.held', 'approval.decided']);
+    expect(records.every((r) => r.exchangeId === view.exchangeId)).toBe(true);
+    expect(records.map((r) => r.data).join('')).not.toContain(SECRET);
+  });
+
+  it('a denial ends the hold with the approver and reason', async () => {
+    const held = gateway.hold(call(rule()));
+    const id = await pendingId(gateway);
+    await gateway.deny(id, bob, 'not on a Friday');
+    expect(await held).toEqual({ outcome: 'denied', approvalId: id, by: bob, reason: 'not on a Friday' });
+    await expect(gateway.approve(id, dave)).rejects.toThrow(`${id} is no longer pending: denied`);
+  });
+
+  it('times out when nobody decides in time', async () => {
+    const started = Date.now();
+    const outcome = await gateway.hold(call(rule({ timeout: '300ms' })));
+    expect(outcome).toMatchObject({ outcome: 'timed_out', timeoutMs: 300 });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    const id = (outcome as { approvalId: string }).approvalId;
+    expect((await store.sessionRecords('ses_1')).map((r) => r.kind)).toEqual(['approval.held', 'approval.timed_out']);
+    expect((await gateway.get(id))!.status).toBe('timed_out');
+    await expect(gateway.approve(id, bob)).rejects.toMatchObject({ problem: 'not_pending' });
+  });
+
+  it('refuses self-approval (same subject and issuer; a gateway key by its owner), and lets the caller withdraw', async () => {
+    const held = gateway.hold(call(rule()));
+    const id = await pendingId(gateway);
+    const self: Approver = { method: 'oidc', subject: 'alice', issuer: 'https://idp', groups: ['sre'] };
+    const err = await gateway.approve(id, self).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApprovalRefused);
+    expect(err).toMatchObject({ problem: 'self_approval', status: 403, message: 'alice made this call and cannot approve it: someone else must' });
+    // The same subject from another issuer is someone else.
+    await gateway.approve(id, { ...self, issuer: 'https://other-idp' });
+    expect(await held).toMatchObject({ outcome: 'approved' });
+
+    const keyCall = gateway.hold(call(rule(), { caller: { method: 'gateway_key', subject: 'ci', keyName: 'ci', owner: 'bob@example.com' } }));
+    const keyId = await pendingId(gateway);
+    await expect(gateway.approve(keyId, bob)).rejects.toMatchObject({ problem: 'self_approval' });
+    await gateway.deny(keyId, bob, 'withdrawn by its owner');
+    expect(await keyCall).toMatchObject({ outcome: 'denied', reason: 'withdrawn by its owner' });
+  });
+
+  it('N of M: two distinct approvers from the approver groups', async () => {
+    const held = gateway.hold(call(rule({ approvals_required: 2, approver_groups: ['sre'] })));
+    const id = await pendingId(gateway);
+    await expect(gateway.approve(id, carol)).rejects.toMatchObject({
+      problem: 'not_an_approver',
+      message: 'rule "risky" needs an approver in sre; carol is not',
+    });
+    await expect(gateway.approve(id, cliUser)).rejects.toMatchObject({ problem: 'not_an_approver' });
+    const after1 = await gateway.approve(id, bob);
+    expect(after1).toMatchObject({ status: 'pending', approvals: [{ by: bob }] });
+    expect(await settled(held)).toBe('pending');
+    await expect(gateway.approve(id, bob)).rejects.toMatchObject({ problem: 'already_approved' });
+    await gateway.approve(id, dave);
+    expect(await held).toEqual({ outcome: 'approved', approvalId: id, by: [bob, dave] });
+  });
+
+  it('a decision written around the API (an ineligible approver) counts for nothing', async () => {
+    const held = gateway.hold(call(rule({ approver_groups: ['sre'] })));
+    const id = await pendingId(gateway);
+    const view = (await gateway.get(id))!;
+    await store.append({
+      records: [{ kind: 'approval.decided', exchangeId: view.exchangeId, sessionId: view.sessionId, at: Date.now(), data: { approvalId: id, decision: 'approve', approver: carol, reason: null, grantMs: null } }],
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await settled(held)).toBe('pending');
+    await gateway.approve(id, bob);
+    expect(await held).toMatchObject({ outcome: 'approved', by: [bob] });
+  });
+
+  it('a grant lets the same caller through on the same rule until it expires', async () => {
+    let now = Date.now();
+    const c = new ApprovalCoordinator(store, { pollMs: 20, clock: () => now });
+    try {
+      const r = rule({ grant: '10m' });
+      const first = c.hold(call(r));
+      const id = await pendingId(c);
+      await expect(c.approve(id, bob, { grantMinutes: 20 })).rejects.toMatchObject({
+        problem: 'bad_grant',
+        message: 'rule "risky" allows grants of at most 10 minutes',
+      });
+      await c.approve(id, bob, { grantMinutes: 5, reason: 'for this task' });
+      expect(await first).toMatchObject({ outcome: 'approved' });
+
+      now += 60_000;
+      const second = await c.hold(call(r));
+      expect(second).toMatchObject({ outcome: 'granted', grant: { approvalId: id, rule: 'risky', caller: { subject: 'alice' }, by: [bob] } });
+      expect((await store.sessionRecords('ses_1')).map((x) => x.kind)).toEqual([
+        'approval.held',
+        'approval.decided',
+        'approval.granted',
+        'approval.grant_used',
+      ]);
+
+      // Another caller, or another rule, is still held.
+      const abort = new AbortController();
+      const other = c.hold(call(r, { caller: { ...alice, subject: 'erin' }, signal: abort.signal }));
+      expect(await settled(other)).toBe('pending');
+      abort.abort();
+      expect(await other).toMatchObject({ outcome: 'cancelled' });
+
+      now += 5 * 60_000; // past the grant
+      const abort2 = new AbortController();
+      const third = c.hold(call(r, { signal: abort2.signal }));
+      expect(await settled(third)).toBe('pending');
+      abort2.abort();
+      expect(await third).toMatchObject({ outcome: 'cancelled' });
+    } finally {
+      await c.close();
+    }
+  });
+
+  it('a rule without grant: refuses to grant', async () => {
+    const held = gateway.hold(call(rule()));
+    const id = await pendingId(gateway);
+    await expect(gateway.approve(id, bob, { grantMinutes: 5 })).rejects.toThrow('rule "risky" allows no grants (set grant: on the rule)');
+    await gateway.approve(id, bob);
+    await held;
+  });
+
+  it('records a client that gives up as cancelled', async () => {
+    const abort = new AbortController();
+    const held = gateway.hold(call(rule(), { signal: abort.signal }));
+    const id = await pendingId(gateway);
+    abort.abort();
+    expect(await held).toEqual({ outcome: 'cancelled', approvalId: id, reason: 'the client closed the connection' });
+    expect((await store.sessionRecords('ses_1')).map((r) => r.kind)).toEqual(['approval.held', 'approval.cancelled']);
+    await expect(gateway.approve(id, bob)).rejects.toThrow(/no longer pending: cancelled \(the client closed the connection\)/);
+  });
+
+  it('sees decisions made by another process on the same store within a second', async () => {
+    const other = await fixture.open();
+    const elsewhere = new ApprovalCoordinator(other);
+    try {
+      const held = gateway.hold(call(rule({ approvals_required: 2 })));
+      await pendingId(gateway);
+      // The other process knows of the held call from the ledger alone.
+      const [pending] = await elsewhere.list({ pending: true });
+      expect(pending).toMatchObject({ caller: { subject: 'alice' }, status: 'pending' });
+      // Its first append also opens its chain: the view it returns still counts the decision.
+      expect(await elsewhere.approve(pending!.id, bob)).toMatchObject({ status: 'pending', approvals: [{ by: bob }] });
+      await gateway.approve(pending!.id, cliUser); // and one from this side
+      const t0 = Date.now();
+      expect(await held).toMatchObject({ outcome: 'approved', by: [bob, cliUser] });
+
+      const again = gateway.hold(call(rule()));
+      const id2 = await pendingId(gateway);
+      const t1 = Date.now();
+      await elsewhere.deny(id2, bob, 'decided on another replica');
+      expect(await again).toMatchObject({ outcome: 'denied', reason: 'decided on another replica' });
+      expect(Date.now() - t1).toBeLessThan(1000);
+      expect(Date.now() - t0).toBeLessThan(5000);
+      expect((await gateway.list()).map((v) => v.status).sort()).toEqual(['approved', 'denied']);
+    } finally {
+      await elsewhere.close();
+    }
+  });
+
+  it('a restarted gateway still knows pending approvals and active grants', async () => {
+    const r = rule({ grant: '1h' });
+    const held = gateway.hold(call(r));
+    const id = await pendingId(gateway);
+    await gateway.approve(id, bob, { grantMinutes: 30 });
+    await held;
+    const restarted = new ApprovalCoordinator(await fixture.open());
+    try {
+      expect(await restarted.hold(call(r))).toMatchObject({ outcome: 'granted' });
+    } finally {
+      await restarted.close();
+    }
+  });
+
+  it('calls still held when the gateway closes end as cancelled', async () => {
+    const held = gateway.hold(call(rule()));
+    await pendingId(gateway);
+    await gateway.close();
+    expect(await held).toMatchObject({ outcome: 'cancelled', reason: 'the gateway is shutting down' });
+  });
+});
