@@ -106,7 +106,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     sinks: () => outbox.statuses(),
   });
   const admin = config.admin.enabled
-    ? await startAdminServer({ config, store, oidc, log, metrics }).catch(async (err: unknown) => {
+    ? await startAdminServer({ config, store, oidc, log, metrics, approvals }).catch(async (err: unknown) => {
         await outbox.close(0);
         metrics.close();
         await recorder.close();

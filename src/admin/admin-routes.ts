@@ -13,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { VigilError } from '../errors.js';
 import { readExchange, readSession } from '../recorder/exchange-reader.js';
+import type { ApprovalCoordinator } from '../policy/approvals.js';
 import type { AuditStore, ExchangeFilter, ExchangeListItem, RecordingReadData } from '../store/audit-store.js';
 import type { ExchangeRequestData } from '../store/record-types.js';
 import { maySee, visibleTo, type AdminCaller } from './admin-caller.js';
@@ -31,10 +32,12 @@ export interface RouteContext {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly log: Logger;
+  /** Held calls, when the gateway has approval rules. */
+  readonly approvals?: ApprovalCoordinator | undefined;
 }
 
 export interface AdminRoute {
-  readonly method: 'GET';
+  readonly method: 'GET' | 'POST';
   /** OpenAPI path template relative to `/api/v1`, e.g. `/sessions/{id}`. */
   readonly path: string;
   /** false: answered without authentication (health, the API description). */

@@ -14,6 +14,8 @@ import { ANONYMOUS } from '../identity/principal.js';
 import type { AuditStore } from '../store/audit-store.js';
 import { AdminAuthenticator, loadAdminTokens } from './admin-auth.js';
 import { ADMIN_ROUTES, COMMON_HEADERS, sendJson, type AdminRoute } from './admin-routes.js';
+import { APPROVAL_ROUTES } from './approval-routes.js';
+import type { ApprovalCoordinator } from '../policy/approvals.js';
 
 export const API_PREFIX = '/api/v1';
 
@@ -74,6 +76,8 @@ export interface AdminServerOptions {
   /** The proxy's verifier, so both listeners trust the same issuers and share their key caches. */
   readonly oidc?: OidcVerifier | undefined;
   readonly log: Logger;
+  /** Held calls: the /approvals routes act on them. */
+  readonly approvals?: ApprovalCoordinator | undefined;
   /** Prometheus metrics, served at `GET /metrics` to admins and auditors (and admin tokens). */
   readonly metrics?: { text(): Promise<string>; readonly contentType: string } | undefined;
 }
@@ -91,7 +95,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     tokens: loadAdminTokens(config.admin.tokens),
     roles: config.admin.roles,
   });
-  const routes = ADMIN_ROUTES.map(compile);
+  const routes = [...ADMIN_ROUTES, ...APPROVAL_ROUTES].map(compile);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://admin.invalid');
@@ -120,7 +124,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     const caller = route.authenticated
       ? await auth.authenticate(req.headers, req.socket.remoteAddress)
       : { reader: ANONYMOUS, role: 'user' as const, address: req.socket.remoteAddress ?? null };
-    await route.handle({ store, caller, params, query: url.searchParams, req, res, log });
+    await route.handle({ store, caller, params, query: url.searchParams, req, res, log, approvals: options.approvals });
   };
 
   const server: Server = createServer((req, res) => {

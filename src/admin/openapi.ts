@@ -152,6 +152,44 @@ export const OPENAPI_DOCUMENT = {
         responses: { '200': json(ref('VerifyReport'), 'The report.'), ...errors(401, 403) },
       },
     },
+    '/approvals': {
+      get: {
+        summary: 'Calls held for approval (status=pending, the default, or all)',
+        parameters: [
+          { name: 'status', in: 'query', schema: { type: 'string', enum: ['pending', 'all'] } },
+          { name: 'connection', in: 'query', schema: { type: 'string' } },
+        ],
+        responses: { '200': json({ type: 'object', properties: { items: { type: 'array', items: ref('Approval') } } }, 'Held calls.'), ...errors(400, 401) },
+      },
+    },
+    '/approvals/{id}': {
+      get: {
+        summary: 'One held call: caller, connection, rule, masked request summary, decisions',
+        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+        responses: { '200': json(ref('Approval'), 'The approval.'), ...errors(401, 404) },
+      },
+    },
+    '/approvals/{id}/approve': {
+      post: {
+        summary: 'Approve a held call; optionally grant the caller this rule for N minutes',
+        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+        requestBody: {
+          content: { 'application/json': { schema: { type: 'object', properties: { reason: { type: 'string' }, grant_minutes: { type: 'number' } } } } },
+        },
+        responses: { '200': json(ref('Approval'), 'The approval after this decision.'), ...errors(400, 401, 403, 404) },
+      },
+    },
+    '/approvals/{id}/deny': {
+      post: {
+        summary: 'Deny a held call, with a reason the caller receives',
+        parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: { type: 'object', required: ['reason'], properties: { reason: { type: 'string' } } } } },
+        },
+        responses: { '200': json(ref('Approval'), 'The approval after this decision.'), ...errors(400, 401, 403, 404) },
+      },
+    },
     '/access-log': {
       get: {
         summary: 'Who read which recording, newest first (admin)',
@@ -207,6 +245,11 @@ export const OPENAPI_DOCUMENT = {
       E503: json(ref('Error'), 'The read could not be recorded in the access log, so it was refused.'),
     },
     schemas: {
+      Approval: {
+        type: 'object',
+        description: 'A held call: id, status, caller, connection, rule, masked request summary, decisions, expiry.',
+        additionalProperties: true,
+      },
       Error: {
         type: 'object',
         required: ['error'],

@@ -101,6 +101,17 @@ export function auditEventOf(r: StoredRecord, gateway: string, request?: Exchang
         },
       };
     }
+    case 'retention.purged':
+      return {
+        ...base,
+        type: 'retention.run',
+        severity: 'info',
+        attributes: {
+          exchanges: (data.exchanges as number | undefined) ?? null,
+          records: (data.records as number | undefined) ?? null,
+          blobs: (data.blobs as number | undefined) ?? null,
+        },
+      };
     default:
       if (r.kind.startsWith('approval.')) {
         const a = actor((data.approver ?? data.caller) as Principal | undefined);

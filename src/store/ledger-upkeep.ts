@@ -50,7 +50,7 @@ export function startLedgerUpkeep(config: VigilConfig, store: AuditStore, log: U
       await retention.close();
       // A final digest that cannot be written (the store already failed) is reported, not thrown: shutdown goes on,
       // and verify reports the chain's unsigned tail.
-      await digester.close().catch((err: unknown) => log.error({ err }, 'could not sign the final digest at shutdown'));
+      await digester.close().catch((err: unknown) => log.warn({ err }, 'could not sign the final digest at shutdown'));
     },
   };
 }

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_ROUTES } from '../../src/admin/admin-routes.js';
+import { APPROVAL_ROUTES } from '../../src/admin/approval-routes.js';
 import { run } from '../../src/cli/main.js';
 import { readExchange, type ExchangeView } from '../../src/recorder/exchange-reader.js';
 import type { AccessLogEntry, ExchangeListItem, NewRecord, SearchHit, SearchText, SessionSummary } from '../../src/store/audit-store.js';
@@ -380,13 +381,14 @@ describe('openapi', () => {
   it('describes every route served, and serves every route it describes', async () => {
     const doc = (await api<{ openapi: string; paths: Record<string, Record<string, unknown>> }>('/openapi.json')).json;
     expect(doc.openapi).toBe('3.1.0');
-    for (const route of ADMIN_ROUTES) {
+    const served = [...ADMIN_ROUTES, ...APPROVAL_ROUTES];
+    for (const route of served) {
       expect(doc.paths[route.path], route.path).toBeDefined();
       expect(doc.paths[route.path]![route.method.toLowerCase()], `${route.method} ${route.path}`).toBeDefined();
     }
     for (const [p, methods] of Object.entries(doc.paths)) {
       for (const m of Object.keys(methods)) {
-        expect(ADMIN_ROUTES.some((r) => r.path === p && r.method.toLowerCase() === m), `${m} ${p}`).toBe(true);
+        expect(served.some((r) => r.path === p && r.method.toLowerCase() === m), `${m} ${p}`).toBe(true);
       }
       // Served: a route that does not exist answers 404 "no such route"; these answer something else for an admin.
       const r = await api(p.replace('{id}', 'alice-1'), tokens.dave);

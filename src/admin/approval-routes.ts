@@ -1,0 +1,92 @@
+/**
+ * Approvers act on held calls through the admin API: list them, read one, approve (optionally granting the caller a
+ * window), deny with a reason. Eligibility (approver groups, no self-approval, N distinct approvers) is the
+ * coordinator's, checked again by the gateway that holds the call.
+ */
+import type { IncomingMessage } from 'node:http';
+import { VigilError } from '../errors.js';
+import type { ApprovalCoordinator, Approver } from '../policy/approvals.js';
+import { sendJson, type AdminRoute, type RouteContext } from './admin-routes.js';
+
+const MAX_BODY = 16 * 1024;
+
+async function jsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > MAX_BODY) throw new VigilError('BODY_TOO_LARGE', `request body over ${MAX_BODY} bytes`);
+    chunks.push(c);
+  }
+  if (size === 0) return {};
+  try {
+    const v = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
+    return v as Record<string, unknown>;
+  } catch {
+    throw new VigilError('BAD_REQUEST', 'the body must be a JSON object, e.g. {"reason": "…"}');
+  }
+}
+
+function coordinator(ctx: RouteContext): ApprovalCoordinator {
+  if (!ctx.approvals) throw new VigilError('NOT_FOUND', 'approvals are not enabled on this gateway');
+  return ctx.approvals;
+}
+
+function optionalString(body: Record<string, unknown>, key: string): string | undefined {
+  const v = body[key];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || v.length > 2000) throw new VigilError('BAD_REQUEST', `${key} must be a string of at most 2000 characters`);
+  return v;
+}
+
+export const APPROVAL_ROUTES: readonly AdminRoute[] = [
+  {
+    method: 'GET',
+    path: '/approvals',
+    authenticated: true,
+    async handle(ctx) {
+      const status = ctx.query.get('status') ?? 'pending';
+      if (status !== 'pending' && status !== 'all') throw new VigilError('BAD_REQUEST', 'status must be pending or all');
+      const connection = ctx.query.get('connection') ?? undefined;
+      const items = await coordinator(ctx).list({ pending: status === 'pending', ...(connection ? { connection } : {}) });
+      sendJson(ctx.res, 200, { items });
+    },
+  },
+  {
+    method: 'GET',
+    path: '/approvals/{id}',
+    authenticated: true,
+    async handle(ctx) {
+      const approval = await coordinator(ctx).get(ctx.params.id!);
+      if (!approval) throw new VigilError('NOT_FOUND', `no approval ${ctx.params.id}`);
+      sendJson(ctx.res, 200, approval);
+    },
+  },
+  {
+    method: 'POST',
+    path: '/approvals/{id}/approve',
+    authenticated: true,
+    async handle(ctx) {
+      const body = await jsonBody(ctx.req);
+      const grant = body.grant_minutes;
+      if (grant !== undefined && typeof grant !== 'number') throw new VigilError('BAD_REQUEST', 'grant_minutes must be a number');
+      const approval = await coordinator(ctx).approve(ctx.params.id!, ctx.caller.reader as Approver, {
+        reason: optionalString(body, 'reason'),
+        grantMinutes: grant,
+      });
+      sendJson(ctx.res, 200, approval);
+    },
+  },
+  {
+    method: 'POST',
+    path: '/approvals/{id}/deny',
+    authenticated: true,
+    async handle(ctx) {
+      const body = await jsonBody(ctx.req);
+      const reason = optionalString(body, 'reason');
+      if (!reason) throw new VigilError('BAD_REQUEST', 'a denial needs a reason: {"reason": "…"}');
+      sendJson(ctx.res, 200, await coordinator(ctx).deny(ctx.params.id!, ctx.caller.reader as Approver, reason));
+    },
+  },
+];

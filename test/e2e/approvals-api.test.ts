@@ -1,0 +1,73 @@
+/**
+ * Approvers acting through the admin REST API: a held call is listed, approved (and goes on to Claude) or denied
+ * (and the client gets 403 with the approver's reason).
+ */
+import Anthropic, { APIError } from '@anthropic-ai/sdk';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+
+const TOKEN = 'approver-token-0123456789abcdefghijklmnop';
+let h: Harness;
+
+beforeAll(async () => {
+  process.env.VIGIL_TEST_ADMIN_TOKEN = TOKEN;
+  h = await startHarness((upstream) => ({
+    connections: [
+      {
+        name: 'anthropic',
+        upstream,
+        credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+        approvals: [{ name: 'large answers', action: 'hold', when: { max_tokens_above: 4096 }, timeout: '30s' }],
+      },
+    ],
+    admin: { tokens: [{ name: 'oncall', role: 'admin', token: { env: 'VIGIL_TEST_ADMIN_TOKEN' } }] },
+  }));
+});
+afterAll(() => h?.close());
+
+const api = async (path: string, init: RequestInit = {}) => {
+  const res = await fetch(`${h.gateway.adminUrl}/api/v1${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', ...(init.headers ?? {}) },
+  });
+  return { status: res.status, json: (await res.json()) as Record<string, unknown> };
+};
+
+async function held(): Promise<{ id: string; rule: { name: string } }> {
+  for (let i = 0; i < 200; i++) {
+    const { json } = await api('/approvals');
+    const items = json.items as Array<{ id: string; rule: { name: string } }>;
+    if (items.length) return items[0]!;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('nothing held');
+}
+
+const bigAsk = (text: string) =>
+  new Anthropic({ baseURL: h.url, apiKey: CLIENT_KEY, maxRetries: 0 }).messages.create({
+    model: 'claude-haiku-4-5',
+    max_tokens: 8000,
+    messages: [{ role: 'user', content: text }],
+  });
+
+it('approve through the API: the held call goes on to Claude', async () => {
+  const call = bigAsk('please approve me');
+  const approval = await held();
+  expect(approval.rule.name).toBe('large answers');
+  const decided = await api(`/approvals/${approval.id}/approve`, { method: 'POST', body: JSON.stringify({ reason: 'budget ok' }) });
+  expect(decided.status).toBe(200);
+  const msg = await call;
+  expect(msg.content[0]).toMatchObject({ text: 'Echo: please approve me' });
+  expect((await api(`/approvals/${approval.id}`)).json).toMatchObject({ id: approval.id, status: 'approved' });
+});
+
+it('deny through the API: the client gets 403 with the reason; a denial needs one', async () => {
+  const call = bigAsk('please deny me').catch((e: unknown) => e);
+  const approval = await held();
+  expect((await api(`/approvals/${approval.id}/deny`, { method: 'POST', body: '{}' })).status).toBe(400);
+  expect((await api(`/approvals/${approval.id}/deny`, { method: 'POST', body: JSON.stringify({ reason: 'not today' }) })).status).toBe(200);
+  const err = (await call) as APIError;
+  expect(err).toBeInstanceOf(Anthropic.PermissionDeniedError);
+  expect(err.message).toContain('not today');
+  expect((await api(`/approvals/${approval.id}/approve`, { method: 'POST', body: '{}' })).status).toBe(400); // already decided
+});
