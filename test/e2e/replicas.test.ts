@@ -13,6 +13,7 @@ import { serve, vigil, type ServeProcess } from '../support/cli.js';
 import { CLIENT_KEY, GATEWAY_KEY, tempDir } from '../support/gateway-harness.js';
 import { POSTGRES_TEST_URL } from '../support/stores.js';
 
+const ADMIN_TOKEN = 'replica-admin-token-0123456789abcdefghij';
 const schema = `vigil_replicas_${process.pid}_${Date.now().toString(36)}`;
 let fake: FakeAnthropic;
 let dir: string;
@@ -38,14 +39,17 @@ beforeAll(async () => {
       '  postgres:',
       '    url: { env: VIGIL_TEST_DATABASE_URL }',
       `    schema: ${schema}`,
+      'admin:',
+      '  tokens: [{ name: oncall, role: admin, token: { env: VIGIL_TEST_ADMIN_TOKEN } }]',
       'connections:',
       '  - name: anthropic',
       `    upstream: ${fake.url}`,
       '    credential: { env: ANTHROPIC_API_KEY }',
+      '    approvals: [{ name: large answers, action: hold, when: { max_tokens_above: 4096 }, timeout: 30s }]',
       '',
     ].join('\n'),
   );
-  const env = { ANTHROPIC_API_KEY: GATEWAY_KEY, VIGIL_TEST_DATABASE_URL: POSTGRES_TEST_URL };
+  const env = { ANTHROPIC_API_KEY: GATEWAY_KEY, VIGIL_TEST_DATABASE_URL: POSTGRES_TEST_URL, VIGIL_TEST_ADMIN_TOKEN: ADMIN_TOKEN };
   // Started together: migrations on first start must not collide.
   replicas = await Promise.all([0, 1].map(() => serve(['--config', config, '--listen', '127.0.0.1:0'], env)));
 }, 30_000);
@@ -90,6 +94,27 @@ describe('two gateways on one PostgreSQL', () => {
     const verified = await cli('verify');
     expect(verified.stdout).toMatch(/^ok: \d+ records in 2 chains/);
     expect(verified.code).toBe(0);
+  });
+
+  it('a call held on one replica is approved through the other', async () => {
+    const [a, b] = replicas as [ServeProcess, ServeProcess];
+    const call = new Anthropic({ baseURL: a.url, apiKey: CLIENT_KEY, maxRetries: 0 }).messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 8000,
+      messages: [{ role: 'user', content: 'held on A, approved on B' }],
+    });
+    const headers = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
+    let id: string | undefined;
+    for (let i = 0; i < 200 && !id; i++) {
+      const list = (await (await fetch(`${b.adminUrl}/approvals`, { headers })).json()) as { items: Array<{ id: string }> };
+      id = list.items[0]?.id;
+      if (!id) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(id).toBeDefined();
+    const approved = await fetch(`${b.adminUrl}/approvals/${id}/approve`, { method: 'POST', headers, body: '{"reason":"ok from B"}' });
+    expect(approved.status).toBe(200);
+    const msg = await call;
+    expect(msg.content[0]).toMatchObject({ text: 'Echo: held on A, approved on B' });
   });
 
   it('the database refuses updates and deletes; verify catches them when the triggers are bypassed', async () => {

@@ -25,6 +25,8 @@ export function vigil(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliR
 export interface ServeProcess {
   readonly child: ChildProcess;
   readonly url: string;
+  /** The admin API's base URL (`…/api/v1`), when the admin listener runs. */
+  readonly adminUrl: string | null;
   stderr(): string;
   /** Resolves with the exit code. */
   exited: Promise<number | null>;
@@ -42,9 +44,11 @@ export function serve(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Serv
     child.stdout.on('data', (c: Buffer) => {
       out += c.toString();
       const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m) {
+      const admin = /admin API on (http:\/\/\S+)/.exec(out);
+      // serve prints the admin line right after the proxy's (or not at all when admin.enabled is false).
+      if (m && (admin || /admin API off/.test(out))) {
         clearTimeout(timer);
-        resolve({ child, url: m[1]!, stderr: () => err, exited });
+        resolve({ child, url: m[1]!, adminUrl: admin?.[1] ?? null, stderr: () => err, exited });
       }
     });
     void exited.then((code) => {
