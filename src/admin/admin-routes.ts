@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { VigilError } from '../errors.js';
 import { readExchange, readSession } from '../recorder/exchange-reader.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
+import { recordVerifyFailure } from '../store/verify-alert.js';
 import type { AuditStore, ExchangeFilter, ExchangeListItem, RecordingReadData } from '../store/audit-store.js';
 import type { ExchangeRequestData } from '../store/record-types.js';
 import { maySee, visibleTo, type AdminCaller } from './admin-caller.js';
@@ -268,7 +269,11 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       requireRole(ctx.caller, 'admin', 'auditor');
-      sendJson(ctx.res, 200, await ctx.store.verify());
+      const report = await ctx.store.verify();
+      await recordVerifyFailure(ctx.store, report, { method: ctx.caller.reader.method, subject: ctx.caller.reader.subject }).catch(
+        (err: unknown) => ctx.log.error({ err }, 'could not record the failed verification'),
+      );
+      sendJson(ctx.res, 200, report);
     },
   },
   {

@@ -101,6 +101,17 @@ export function auditEventOf(r: StoredRecord, gateway: string, request?: Exchang
         },
       };
     }
+    case 'verify.failed':
+      return {
+        ...base,
+        type: 'verify.failed',
+        severity: 'alert',
+        ...(data.by ? { actor: data.by as AuditActor } : {}),
+        attributes: {
+          problems: (data.problems as number | undefined) ?? null,
+          first_problem: ((data.first as Array<{ detail?: string }> | undefined)?.[0]?.detail as string | undefined) ?? null,
+        },
+      };
     case 'retention.purged':
       return {
         ...base,
