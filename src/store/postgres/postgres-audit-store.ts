@@ -53,6 +53,7 @@ import {
 } from '../exchange-index.js';
 import { indexableText, parseSearchQuery, tsQuery } from '../search-query.js';
 import { GENESIS_HASH, blobRefs, newChainId, newRecordBlobRefs, recordHash, verifyLedger, type ChainHead } from '../ledger.js';
+import { AT_HEAD, HELD, toHold, toStored, type HoldRow, type RecordRow } from '../store-rows.js';
 import { purgedRuns } from '../purge-runs.js';
 import { POSTGRES_MIGRATIONS, quoteIdentifier } from './postgres-migrations.js';
 
@@ -65,18 +66,6 @@ export interface PostgresStoreOptions {
   readonly poolSize?: number;
 }
 
-interface RecordRow {
-  seq: number;
-  chain: string;
-  chain_seq: number;
-  kind: string;
-  exchange_id: string | null;
-  session_id: string | null;
-  at: number;
-  data: string;
-  prev_hash: string;
-  hash: string;
-}
 
 interface KeyRow {
   hash: string;
@@ -120,18 +109,6 @@ const MIGRATION_LOCK_CLASS = 0x5649474c;
 
 const RECORD_COLUMNS = '(chain, chain_seq, kind, exchange_id, session_id, at, data, prev_hash, hash)';
 
-const toStored = (r: RecordRow): StoredRecord => ({
-  seq: r.seq,
-  chain: r.chain,
-  chainSeq: r.chain_seq,
-  kind: r.kind,
-  exchangeId: r.exchange_id,
-  sessionId: r.session_id,
-  at: r.at,
-  data: r.data,
-  prevHash: r.prev_hash,
-  hash: r.hash,
-});
 
 /** `($1, $2, …), ($n+1, …)` for `rows` rows of `width` parameters, with optional casts per column. */
 function valuesList(rows: number, casts: readonly string[]): string {
@@ -996,35 +973,8 @@ interface ChainTransaction {
   append(batch: WriteBatch, payloads: readonly Payload[]): Promise<StoredRecord[]>;
 }
 
-/** An active hold covers exchange `e` (by its session or its caller). */
-const HELD = `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND (h.session_id = e.session_id OR h.caller_subject = e.caller_subject)`;
-/** Exchange `e` has the last record of a chain: kept, so every chain keeps its head. */
-const AT_HEAD = `SELECT 1 FROM records x WHERE x.exchange_id = e.id
-  AND x.chain_seq = (SELECT max(y.chain_seq) FROM records y WHERE y.chain = x.chain)`;
 
-interface HoldRow {
-  id: string;
-  session_id: string | null;
-  caller_subject: string | null;
-  reason: string;
-  created_by: string;
-  created_at: number;
-  released_at: number | null;
-  released_by: string | null;
-  release_reason: string | null;
-}
 
-const toHold = (r: HoldRow): StoredHold => ({
-  id: r.id,
-  session: r.session_id,
-  caller: r.caller_subject,
-  reason: r.reason,
-  createdBy: r.created_by,
-  createdAt: r.created_at,
-  releasedAt: r.released_at,
-  releasedBy: r.released_by,
-  releaseReason: r.release_reason,
-});
 
 /** The record's payload as the JSON text that gets hashed and stored; throws for data JSON cannot represent. */
 function serialise(r: NewRecord): string {

@@ -50,6 +50,7 @@ import {
 } from '../exchange-index.js';
 import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
 import { GENESIS_HASH, blobRefs, newChainId, newRecordBlobRefs, recordHash, verifyLedger, type ChainHead } from '../ledger.js';
+import { AT_HEAD, HELD, toHold, toStored, type HoldRow, type RecordRow } from '../store-rows.js';
 import { purgedRuns } from '../purge-runs.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
@@ -59,31 +60,7 @@ export interface SqliteStoreOptions {
   readonly readonly?: boolean;
 }
 
-interface RecordRow {
-  seq: number;
-  chain: string;
-  chain_seq: number;
-  kind: string;
-  exchange_id: string | null;
-  session_id: string | null;
-  at: number;
-  data: string;
-  prev_hash: string;
-  hash: string;
-}
 
-const toStored = (r: RecordRow): StoredRecord => ({
-  seq: r.seq,
-  chain: r.chain,
-  chainSeq: r.chain_seq,
-  kind: r.kind,
-  exchangeId: r.exchange_id,
-  sessionId: r.session_id,
-  at: r.at,
-  data: r.data,
-  prevHash: r.prev_hash,
-  hash: r.hash,
-});
 
 interface KeyRow {
   hash: string;
@@ -157,35 +134,8 @@ function exchangeConditions(f: ExchangeFilter, params: unknown[]): string[] {
   return where;
 }
 
-/** An active hold covers exchange `e` (by its session or its caller). */
-const HELD = `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND (h.session_id = e.session_id OR h.caller_subject = e.caller_subject)`;
-/** Exchange `e` has the last record of a chain: kept, so every chain keeps its head. */
-const AT_HEAD = `SELECT 1 FROM records x WHERE x.exchange_id = e.id
-  AND x.chain_seq = (SELECT max(y.chain_seq) FROM records y WHERE y.chain = x.chain)`;
 
-interface HoldRow {
-  id: string;
-  session_id: string | null;
-  caller_subject: string | null;
-  reason: string;
-  created_by: string;
-  created_at: number;
-  released_at: number | null;
-  released_by: string | null;
-  release_reason: string | null;
-}
 
-const toHold = (r: HoldRow): StoredHold => ({
-  id: r.id,
-  session: r.session_id,
-  caller: r.caller_subject,
-  reason: r.reason,
-  createdBy: r.created_by,
-  createdAt: r.created_at,
-  releasedAt: r.released_at,
-  releasedBy: r.released_by,
-  releaseReason: r.release_reason,
-});
 
 /** `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages. */
 function beforeCursor(cursor: string | undefined, params: unknown[]): string[] {

@@ -1,0 +1,61 @@
+/**
+ * What both stores share below their SQL dialects: row shapes and their mapping to the interface's types, and the
+ * retention predicates (written in SQL both SQLite and PostgreSQL accept).
+ */
+import type { StoredHold, StoredRecord } from './audit-store.js';
+
+export interface RecordRow {
+  seq: number;
+  chain: string;
+  chain_seq: number;
+  kind: string;
+  exchange_id: string | null;
+  session_id: string | null;
+  at: number;
+  data: string;
+  prev_hash: string;
+  hash: string;
+}
+
+export const toStored = (r: RecordRow): StoredRecord => ({
+  seq: r.seq,
+  chain: r.chain,
+  chainSeq: r.chain_seq,
+  kind: r.kind,
+  exchangeId: r.exchange_id,
+  sessionId: r.session_id,
+  at: r.at,
+  data: r.data,
+  prevHash: r.prev_hash,
+  hash: r.hash,
+});
+
+export interface HoldRow {
+  id: string;
+  session_id: string | null;
+  caller_subject: string | null;
+  reason: string;
+  created_by: string;
+  created_at: number;
+  released_at: number | null;
+  released_by: string | null;
+  release_reason: string | null;
+}
+
+export const toHold = (r: HoldRow): StoredHold => ({
+  id: r.id,
+  session: r.session_id,
+  caller: r.caller_subject,
+  reason: r.reason,
+  createdBy: r.created_by,
+  createdAt: r.created_at,
+  releasedAt: r.released_at,
+  releasedBy: r.released_by,
+  releaseReason: r.release_reason,
+});
+
+/** An active hold covers exchange `e` (by its session or its caller). */
+export const HELD = `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND (h.session_id = e.session_id OR h.caller_subject = e.caller_subject)`;
+/** Exchange `e` has the last record of a chain: kept, so every chain keeps its head. */
+export const AT_HEAD = `SELECT 1 FROM records x WHERE x.exchange_id = e.id
+  AND x.chain_seq = (SELECT max(y.chain_seq) FROM records y WHERE y.chain = x.chain)`;
