@@ -6,7 +6,7 @@
  * What this cannot see is the removal of a whole exchange together with its index rows, or of a chain's tail: the
  * store-wide `verify()` (which also checks what each chain committed to when it opened) is the final word.
  */
-import type { AuditStore, ChainPosition, StoredRecord, VerifyProblem } from '../store/audit-store.js';
+import type { AuditStore, ChainPosition, StoredRecord, VerifyProblem, PurgedRun } from '../store/audit-store.js';
 import { blobRefs, recordHash, sha256Hex } from '../store/ledger.js';
 
 export interface SessionVerifyReport {
@@ -18,6 +18,18 @@ export interface SessionVerifyReport {
 }
 
 const key = (p: ChainPosition): string => `${p.chain}#${p.chainSeq}`;
+
+/** Every run of positions that `retention.purged` records say they removed. */
+async function purgedRuns(store: AuditStore): Promise<PurgedRun[]> {
+  const records = await store.recordsOfKinds(['retention.purged'], 0, 100_000);
+  return records.flatMap((r) => {
+    try {
+      return ((JSON.parse(r.data) as { removed?: PurgedRun[] }).removed ?? []) as PurgedRun[];
+    } catch {
+      return [];
+    }
+  });
+}
 
 export async function verifySession(store: AuditStore, sessionId: string): Promise<SessionVerifyReport> {
   const records = await store.sessionRecords(sessionId);
@@ -34,14 +46,22 @@ export async function verifySession(store: AuditStore, sessionId: string): Promi
   const byPosition = new Map((await store.recordsAt(neighbours)).map((r) => [key(r), r]));
   for (const r of records) byPosition.set(key(r), r);
   const inSession = new Set(records.map(key));
+  // Positions retention removed (the store-wide verify checks the purge records themselves, signatures included).
+  const purged = await purgedRuns(store);
+  const wasPurged = (p: ChainPosition): PurgedRun | undefined =>
+    purged.find((run) => run.chain === p.chain && run.from <= p.chainSeq && p.chainSeq <= run.to);
 
   const blobHashes = new Set<string>();
   for (const r of records) {
     const where = `record ${r.chain}#${r.chainSeq} (seq ${r.seq}, ${r.kind})`;
     if (recordHash(r.prevHash, r) !== r.hash) problem(r, 'changed', `${where} was changed after it was written`);
     if (r.chainSeq > 1) {
-      const before = byPosition.get(key({ chain: r.chain, chainSeq: r.chainSeq - 1 }));
-      if (!before) problem({ chain: r.chain, chainSeq: r.chainSeq - 1 }, 'missing', `the record before ${where} is missing`);
+      const position = { chain: r.chain, chainSeq: r.chainSeq - 1 };
+      const before = byPosition.get(key(position));
+      const run = before ? undefined : wasPurged(position);
+      if (run) {
+        if (run.hash !== r.prevHash) problem(r, 'changed', `${where} does not link to the hash the purge stated for the record before it`);
+      } else if (!before) problem(position, 'missing', `the record before ${where} is missing`);
       else if (before.hash !== r.prevHash) {
         problem(r, 'changed', `${where} does not link to the record before it: one of the two was replaced`);
       }

@@ -6,7 +6,9 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { retentionPolicy, runRetention } from '../../src/store/retention.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+import { verifySession } from '../../src/admin/session-verify.js';
 import { validateConfig } from '../../src/config/load-config.js';
+import { addHold } from '../../src/store/holds.js';
 import { signingKeyFile } from '../../src/store/ledger-upkeep.js';
 import { SigningKey } from '../../src/store/signing-key.js';
 
@@ -18,20 +20,21 @@ afterAll(() => h?.close());
 
 const system = 'You are a careful assistant. '.repeat(100); // large enough to be a blob of its own
 
-const ask = (messages: Array<{ role: string; content: string }>, session: string) =>
+const ask = (messages: Array<{ role: string; content: string }>, session: string, sys = system) =>
   fetch(`${h.url}/v1/messages`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'x-api-key': CLIENT_KEY, 'anthropic-version': '2023-06-01', 'x-vigil-session': session },
-    body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 50, system, messages }),
+    body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 50, system: sys, messages }),
   });
 
 it('records a conversation resumed after retention removed its earlier turns', async () => {
   const first = [{ role: 'user', content: 'first turn' }];
   expect((await ask(first, 'before-purge')).status).toBe(200);
   await h.session('before-purge', 1);
-  // A later exchange keeps the chain head (never purged), so the first one is what goes.
-  expect((await ask([{ role: 'user', content: 'unrelated' }], 'other')).status).toBe(200);
+  // A later exchange, held: it stays, right after the positions the purge removes.
+  expect((await ask([{ role: 'user', content: 'unrelated' }], 'other', 'Another prompt entirely. '.repeat(100))).status).toBe(200);
   await h.session('other', 1);
+  await addHold(h.gateway.store, { session: 'other', reason: 'kept for the test', by: 'test' });
   await h.gateway.recorder.queue.flush();
 
   const config = validateConfig({ data_dir: h.dataDir, retention: { default: '1ms' }, connections: [{ name: 'anthropic' }] });
@@ -41,6 +44,9 @@ it('records a conversation resumed after retention removed its earlier turns', a
   expect(result.exchanges).toBeGreaterThan(0);
   expect(result.blobs).toBeGreaterThan(0);
   expect(await h.gateway.store.sessionRecords('before-purge')).toEqual([]);
+  // The kept session's first record follows purged positions: its own verification vouches for the gap via the purge.
+  expect((await h.gateway.store.sessionRecords('other')).length).toBeGreaterThan(0);
+  expect(await verifySession(h.gateway.store, 'other')).toMatchObject({ ok: true });
 
   // The same system prompt again: its blob was purged, though this process wrote it before.
   const again = await ask([...first, { role: 'assistant', content: 'ok' }, { role: 'user', content: 'second turn' }], 'after-purge');
