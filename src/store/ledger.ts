@@ -45,21 +45,21 @@ export function recordHash(prevHash: string, r: HashInput): string {
     .digest('hex');
 }
 
+/** Every `{"$blob": "<hex>"}` reference in a JSON value, at any depth. */
+function collectBlobRefs(value: unknown, found: string[] = []): string[] {
+  if (Array.isArray(value)) {
+    for (const x of value) collectBlobRefs(x, found);
+  } else if (value !== null && typeof value === 'object') {
+    const ref = (value as Record<string, unknown>)[BLOB_REF_KEY];
+    if (typeof ref === 'string') found.push(ref);
+    for (const x of Object.values(value)) collectBlobRefs(x, found);
+  }
+  return found;
+}
+
 /** Every blob hash a record's data refers to (objects of the form `{"$blob": "<hex>"}`, at any depth). */
 export function blobRefs(data: string): string[] {
-  if (!data.includes(BLOB_REF_KEY)) return [];
-  const found: string[] = [];
-  const walk = (v: unknown): void => {
-    if (Array.isArray(v)) {
-      for (const x of v) walk(x);
-    } else if (v !== null && typeof v === 'object') {
-      const ref = (v as Record<string, unknown>)[BLOB_REF_KEY];
-      if (typeof ref === 'string') found.push(ref);
-      for (const x of Object.values(v)) walk(x);
-    }
-  };
-  walk(JSON.parse(data));
-  return found;
+  return data.includes(BLOB_REF_KEY) ? collectBlobRefs(JSON.parse(data)) : [];
 }
 
 /**
@@ -67,19 +67,8 @@ export function blobRefs(data: string): string[] {
  * record given as JSON text, by parsing only when the text mentions a blob at all.
  */
 export function newRecordBlobRefs(r: { readonly data: unknown; readonly json?: string }): string[] {
-  if (r.json !== undefined) return blobRefs(r.json);
-  const found: string[] = [];
-  const walk = (v: unknown): void => {
-    if (Array.isArray(v)) {
-      for (const x of v) walk(x);
-    } else if (v !== null && typeof v === 'object') {
-      const ref = (v as Record<string, unknown>)[BLOB_REF_KEY];
-      if (typeof ref === 'string') found.push(ref);
-      for (const x of Object.values(v)) walk(x);
-    }
-  };
-  walk(r.data);
-  return [...new Set(found)];
+  // Each blob once: a record may refer to the same blob twice (a message resent inside one request).
+  return [...new Set(r.json !== undefined ? blobRefs(r.json) : collectBlobRefs(r.data))];
 }
 
 /** What `chain.opened` records: the heads of the chains that existed when this chain began. */
