@@ -21,7 +21,7 @@ import { createGatewayKey, revokeGatewayKey } from '../identity/key-admin.js';
 import { readExchange, readSession } from '../recorder/exchange-reader.js';
 import { startReplayServer, type ReplayLog } from '../replay/replay-server.js';
 import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
-import type { AuditStore } from '../store/audit-store.js';
+import type { AuditStore, RecordingReadData } from '../store/audit-store.js';
 import { describeStore, openStore } from '../store/open-store.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { approvalsCommand } from './approvals-command.js';
@@ -97,6 +97,40 @@ async function withStore<T>(values: { config?: string; 'data-dir'?: string }, fn
     return await fn(store);
   } finally {
     await store.close();
+  }
+}
+
+/**
+ * A person reading recorded content from the command line is recorded too (`recording.read`), as the admin API does.
+ * The CLI reads the store directly, so this is best effort: when the store cannot be written (a read-only copy),
+ * the read goes on with a warning.
+ */
+async function recordCliRead(
+  values: { config?: string; 'data-dir'?: string },
+  what: RecordingReadData['what'],
+  ids: readonly string[],
+  out: Out,
+  query?: string,
+): Promise<void> {
+  const user = process.env.USER ?? process.env.LOGNAME ?? 'unknown';
+  const data: RecordingReadData = {
+    actor: { method: 'anonymous', subject: `cli:${user}` },
+    role: 'admin',
+    what,
+    ids,
+    ...(query !== undefined ? { query } : {}),
+    address: null,
+  };
+  try {
+    const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
+    const store = await openStore(config);
+    try {
+      await store.append({ records: [{ kind: 'recording.read', at: Date.now(), data }] });
+    } finally {
+      await store.close();
+    }
+  } catch (err) {
+    out.stderr.write(`vigil: warning: this read could not be recorded in the access log (${(err as Error).message})\n`);
   }
 }
 
@@ -181,6 +215,7 @@ async function sessions(args: string[], out: Out): Promise<number> {
     return withStore(values, async (store) => {
       const exchanges = await readSession(store, id);
       if (exchanges.length === 0) throw new CliError(`no session "${id}" in this store (see: vigil sessions list)`, 1);
+      await recordCliRead(values, 'session', [id], out);
       if (values.json) out.stdout.write(`${JSON.stringify({ session_id: id, exchanges }, null, 2)}\n`);
       else out.stdout.write(renderTranscript(exchanges));
       return 0;
@@ -214,6 +249,10 @@ async function exportSessions(args: string[], out: Out): Promise<number> {
     if (id !== undefined && (await store.listExchanges(id)).length === 0) {
       throw new CliError(`no session "${id}" in this store (see: vigil sessions list)`, 1);
     }
+    {
+      const described = Object.entries(values).filter(([k, v]) => (FILTER_PARAMS as readonly string[]).includes(k) && v !== undefined);
+      await recordCliRead(values, 'export', id !== undefined ? [id] : [], out, new URLSearchParams(described as Array<[string, string]>).toString());
+    }
     const file = values.out !== undefined ? createWriteStream(values.out) : undefined;
     const dest = (file ?? out.stdout) as Writable;
     const started = Date.now();
@@ -245,6 +284,7 @@ async function search(args: string[], out: Out): Promise<number> {
       ...(values.limit !== undefined ? { limit: Number(values.limit) } : {}),
       ...(values.cursor !== undefined ? { cursor: values.cursor } : {}),
     });
+    await recordCliRead(values, 'search', page.items.map((h) => h.exchangeId), out, query);
     if (values.json) {
       out.stdout.write(`${JSON.stringify({ items: page.items, next_cursor: page.nextCursor }, null, 2)}\n`);
       return 0;

@@ -64,6 +64,14 @@ describe('vigil serve, sessions, verify', () => {
     expect(exchanges[0]!.response.events[0].offset_ms).toEqual(expect.any(Number));
     expect(exchanges[1]!.response.message.content[0].text).toBe('Echo: second question');
 
+    // A person reading a recording from the command line is in the access log too.
+    const log = new Database(path.join(dir, 'vigil.db'), { readonly: true });
+    const reads = (log.prepare("SELECT data FROM records WHERE kind = 'recording.read'").pluck().all() as string[]).map(
+      (d) => JSON.parse(d) as { what: string; ids: string[]; actor: { subject: string } },
+    );
+    log.close();
+    expect(reads).toEqual([expect.objectContaining({ what: 'session', ids: ['cli-session'], actor: expect.objectContaining({ subject: expect.stringMatching(/^cli:/) }) })]);
+
     const transcript = await vigil(['sessions', 'show', 'cli-session', '--data-dir', dir]);
     expect(transcript.stdout).toContain('second question');
     expect(transcript.stdout).toContain('assistant:');
