@@ -7,7 +7,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { VigilConfig } from '../config/config-schema.js';
-import { VigilError } from '../errors.js';
+import { ConfigError, VigilError } from '../errors.js';
 import { isLoopbackHost } from '../identity/loopback.js';
 import type { OidcVerifier } from '../identity/oidc-verifier.js';
 import { ANONYMOUS } from '../identity/principal.js';
@@ -150,12 +150,16 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   });
   const { host, port } = adminListenAddress(config);
   server.listen(port, host);
-  await Promise.race([
-    once(server, 'listening'),
-    once(server, 'error').then(([err]) => {
-      throw err;
-    }),
-  ]);
+  // events.once rejects with the 'error' event's error while it waits for 'listening'.
+  await once(server, 'listening').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'EADDRINUSE') {
+      throw new ConfigError([
+        `admin.listen: ${host}:${port} is already in use (the admin API listens on the proxy's port + 1 unless ` +
+          'admin.listen says otherwise): set admin.listen to a free HOST:PORT, or admin.enabled: false',
+      ]);
+    }
+    throw err;
+  });
   const address = server.address() as AddressInfo;
   const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${shownHost}:${address.port}`;

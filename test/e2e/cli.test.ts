@@ -5,6 +5,8 @@
 import Anthropic from '@anthropic-ai/sdk';
 import Database from 'better-sqlite3';
 import { rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeAnthropic, type FakeAnthropic } from '../../src/sandbox/fake-anthropic.js';
@@ -168,6 +170,22 @@ describe('operator errors say what to fix', () => {
     expect(r.stderr).toContain('listen: must be HOST:PORT');
     expect(r.stderr).toContain('connections[0] (prod).upstream');
     expect(r.stderr).toContain('upstream_url: unknown key (did you mean "upstream"?)');
+  });
+
+  it('names admin.listen when the admin port is taken', async () => {
+    const dir = dataDir();
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+    const port = (busy.address() as AddressInfo).port;
+    const file = path.join(dir, 'vigil.yaml');
+    writeFileSync(file, `admin:\n  listen: 127.0.0.1:${port}\nconnections:\n  - name: anthropic\n    upstream: ${fake.url}\n`);
+    try {
+      const r = await vigil(['serve', '--config', file, '--listen', '127.0.0.1:0'], env);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`admin.listen: 127.0.0.1:${port} is already in use`);
+    } finally {
+      busy.close();
+    }
   });
 
   it('refuses to listen beyond loopback with no identity configured', async () => {
