@@ -35,7 +35,10 @@ export async function runScenario(opts) {
     headersTimeout: 30_000,
     bodyTimeout: 30_000,
   });
-  const agents = Array.from({ length: opts.concurrency }, (_, i) => new AgentSession({ stream: opts.stream, seed: opts.seed + i }));
+  const agents = Array.from(
+    { length: opts.concurrency },
+    (_, i) => new AgentSession({ stream: opts.stream, seed: opts.seed + i }),
+  );
   const sent = { requestBytes: 0, responseBytes: 0, requests: 0 };
 
   /** One request; returns its timings or the error text. */
@@ -57,7 +60,11 @@ export async function runScenario(opts) {
       if (res.statusCode !== 200) return { error: `HTTP ${res.statusCode}`, bytesIn: body.length, bytesOut: bytes };
       return { latency: end - t0, ttfb: first - t0, bytesIn: body.length, bytesOut: bytes };
     } catch (err) {
-      return { error: `${err?.code ?? ''} ${err?.message ?? String(err)}`.trim(), bytesIn: body.length, bytesOut: bytes };
+      return {
+        error: `${err?.code ?? ''} ${err?.message ?? String(err)}`.trim(),
+        bytesIn: body.length,
+        bytesOut: bytes,
+      };
     }
   };
 

@@ -15,7 +15,7 @@ const SENTENCES = [
   'If you cannot or will not help the user with something, do not say why or what it could lead to.',
   'Before you begin work, think about what the code you are editing is supposed to do based on the filenames and directory structure.',
   'Never introduce code that exposes or logs secrets and keys. Never commit secrets or keys to the repository.',
-  'When making changes to files, first understand the file\'s code conventions; mimic code style and use existing libraries.',
+  "When making changes to files, first understand the file's code conventions; mimic code style and use existing libraries.",
   'You MUST answer concisely with fewer than 4 lines of text, unless the user asks for detail.',
   'Run the lint and typecheck commands (eg. npm run lint, npm run typecheck, ruff) after completing a task, if they were provided.',
 ];
@@ -33,14 +33,40 @@ const tool = (name, description, props) => ({
   },
 });
 const tools = [
-  tool('Bash', prose(14), [['command', 'string', 'The command to execute'], ['timeout', 'number', 'Optional timeout in milliseconds (max 600000)'], ['description', 'string', 'Clear, concise description of what this command does in 5-10 words']]),
-  tool('Read', prose(10), [['file_path', 'string', 'The absolute path to the file to read'], ['offset', 'number', 'The line number to start reading from'], ['limit', 'number', 'The number of lines to read']]),
-  tool('Edit', prose(12), [['file_path', 'string', 'The absolute path to the file to modify'], ['old_string', 'string', 'The text to replace'], ['new_string', 'string', 'The text to replace it with'], ['replace_all', 'boolean', 'Replace all occurences of old_string (default false)']]),
-  tool('Write', prose(8), [['file_path', 'string', 'The absolute path to the file to write'], ['content', 'string', 'The content to write to the file']]),
-  tool('Grep', prose(12), [['pattern', 'string', 'The regular expression pattern to search for in file contents'], ['path', 'string', 'File or directory to search in'], ['glob', 'string', 'Glob pattern to filter files (e.g. "*.js", "*.{ts,tsx}")']]),
-  tool('Glob', prose(6), [['pattern', 'string', 'The glob pattern to match files against'], ['path', 'string', 'The directory to search in']]),
+  tool('Bash', prose(14), [
+    ['command', 'string', 'The command to execute'],
+    ['timeout', 'number', 'Optional timeout in milliseconds (max 600000)'],
+    ['description', 'string', 'Clear, concise description of what this command does in 5-10 words'],
+  ]),
+  tool('Read', prose(10), [
+    ['file_path', 'string', 'The absolute path to the file to read'],
+    ['offset', 'number', 'The line number to start reading from'],
+    ['limit', 'number', 'The number of lines to read'],
+  ]),
+  tool('Edit', prose(12), [
+    ['file_path', 'string', 'The absolute path to the file to modify'],
+    ['old_string', 'string', 'The text to replace'],
+    ['new_string', 'string', 'The text to replace it with'],
+    ['replace_all', 'boolean', 'Replace all occurences of old_string (default false)'],
+  ]),
+  tool('Write', prose(8), [
+    ['file_path', 'string', 'The absolute path to the file to write'],
+    ['content', 'string', 'The content to write to the file'],
+  ]),
+  tool('Grep', prose(12), [
+    ['pattern', 'string', 'The regular expression pattern to search for in file contents'],
+    ['path', 'string', 'File or directory to search in'],
+    ['glob', 'string', 'Glob pattern to filter files (e.g. "*.js", "*.{ts,tsx}")'],
+  ]),
+  tool('Glob', prose(6), [
+    ['pattern', 'string', 'The glob pattern to match files against'],
+    ['path', 'string', 'The directory to search in'],
+  ]),
   tool('TodoWrite', prose(16), [['todos', 'array', 'The updated todo list']]),
-  tool('WebFetch', prose(8), [['url', 'string', 'The URL to fetch content from'], ['prompt', 'string', 'The prompt to run on the fetched content']]),
+  tool('WebFetch', prose(8), [
+    ['url', 'string', 'The URL to fetch content from'],
+    ['prompt', 'string', 'The prompt to run on the fetched content'],
+  ]),
 ];
 
 const CODE = `import { createServer } from 'node:http';
@@ -62,12 +88,22 @@ export async function start(options: Options): Promise<AddressInfo> {
 function body(turns) {
   const messages = [];
   for (let t = 0; t < turns; t++) {
-    messages.push({ role: 'user', content: [{ type: 'text', text: `Turn ${t}: please fix the failing test in src/server.ts and explain. ${prose(2)}` }] });
+    messages.push({
+      role: 'user',
+      content: [
+        { type: 'text', text: `Turn ${t}: please fix the failing test in src/server.ts and explain. ${prose(2)}` },
+      ],
+    });
     messages.push({
       role: 'assistant',
       content: [
         { type: 'text', text: `I'll read the file first. ${prose(1)}` },
-        { type: 'tool_use', id: `toolu_01${t}abcdef`, name: 'Read', input: { file_path: '/home/dev/app/src/server.ts' } },
+        {
+          type: 'tool_use',
+          id: `toolu_01${t}abcdef`,
+          name: 'Read',
+          input: { file_path: '/home/dev/app/src/server.ts' },
+        },
       ],
     });
     messages.push({
@@ -98,7 +134,9 @@ function bench(label, bytes, fn, ms = 1500) {
   }
   const sec = (t - t0) / 1000;
   const mbps = (bytes * n) / sec / 1e6;
-  console.log(`${label.padEnd(58)} ${(sec * 1000 / n).toFixed(3).padStart(8)} ms/op  ${mbps.toFixed(1).padStart(8)} MB/s`);
+  console.log(
+    `${label.padEnd(58)} ${((sec * 1000) / n).toFixed(3).padStart(8)} ms/op  ${mbps.toFixed(1).padStart(8)} MB/s`,
+  );
 }
 
 const masker = compileMasker(maskingConfigSchema.parse({}));
@@ -115,7 +153,10 @@ bench('maskText on the serialised body (one 40 KB string)', bytes, () => masker.
 // Turn N of a session: the same history plus one new message, through a session memo.
 const memo = createMaskingMemo(20_000);
 masker.maskJson(req, '$', memo);
-const next = (i) => ({ ...req, messages: [...req.messages, { role: 'user', content: `follow-up question number ${i} about the server` }] });
+const next = (i) => ({
+  ...req,
+  messages: [...req.messages, { role: 'user', content: `follow-up question number ${i} about the server` }],
+});
 bench('maskJson, session memo, turn N (history seen at N-1)', bytes, (i) => masker.maskJson(next(i), '$', memo));
 
 // A streamed answer: 20 KB of assistant text in ~10-character text_delta fragments.

@@ -37,7 +37,8 @@ export function freePort() {
  */
 export function writeNginxConf({ dir, port, upstreamUrl }) {
   const upstream = new URL(upstreamUrl);
-  for (const sub of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi', 'logs']) mkdirSync(path.join(dir, sub), { recursive: true });
+  for (const sub of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi', 'logs'])
+    mkdirSync(path.join(dir, sub), { recursive: true });
   // As root nginx would switch its workers to `nobody`, which may not read the prefix; stay root in this sandbox.
   const user = process.getuid?.() === 0 ? 'user root;\n' : '';
   const conf = `${user}worker_processes 1;

@@ -9,7 +9,15 @@ import http from 'node:http';
 const upstream = new URL(process.argv[2] ?? 'http://127.0.0.1:9090');
 const agent = new http.Agent({ keepAlive: true, maxSockets: 256, keepAliveMsecs: 30_000 });
 // Per-connection headers must not be forwarded (RFC 9110 §7.6.1); Node frames the body itself.
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-connection']);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'te',
+  'trailer',
+  'upgrade',
+  'proxy-connection',
+]);
 
 const server = http.createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (req, res) => {
   const headers = {};

@@ -54,18 +54,26 @@ export async function startChild(command, args, opts) {
   child.once('exit', () => running.delete(child));
 
   const timeoutMs = opts.timeoutMs ?? 15_000;
-  const name = [command, ...args].map((a) => path.basename(a)).slice(0, 3).join(' ');
+  const name = [command, ...args]
+    .map((a) => path.basename(a))
+    .slice(0, 3)
+    .join(' ');
   const lines = createInterface({ input: child.stdout });
   try {
     const match = await new Promise((resolve, reject) => {
       const timer = setTimeout(
-        () => reject(new Error(`${name} did not report ready within ${timeoutMs} ms; its stderr ends:\n${tail(opts.logFile)}`)),
+        () =>
+          reject(
+            new Error(`${name} did not report ready within ${timeoutMs} ms; its stderr ends:\n${tail(opts.logFile)}`),
+          ),
         timeoutMs,
       );
       child.once('error', (err) => (clearTimeout(timer), reject(err)));
       child.once('exit', (code, signal) => {
         clearTimeout(timer);
-        reject(new Error(`${name} exited early (code ${code}, signal ${signal}); its stderr ends:\n${tail(opts.logFile)}`));
+        reject(
+          new Error(`${name} exited early (code ${code}, signal ${signal}); its stderr ends:\n${tail(opts.logFile)}`),
+        );
       });
       if (!opts.ready) {
         clearTimeout(timer);

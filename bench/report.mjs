@@ -47,7 +47,9 @@ export function evaluate(targets) {
     .filter((t) => t.role !== 'direct')
     .map((t) => {
       const addedTtfb = direct ? t.scenarios['sse c=1'].ttfbMs.p50 - direct.scenarios['sse c=1'].ttfbMs.p50 : null;
-      const addedJson = direct ? t.scenarios['json c=1'].latencyMs.p50 - direct.scenarios['json c=1'].latencyMs.p50 : null;
+      const addedJson = direct
+        ? t.scenarios['json c=1'].latencyMs.p50 - direct.scenarios['json c=1'].latencyMs.p50
+        : null;
       const cpu = cpuPerRequest(t);
       const cpuRatio = cpu !== null && pipeCpu ? cpu / pipeCpu : null;
       const tputJson = direct ? t.scenarios['json c=32'].rps / direct.scenarios['json c=32'].rps : null;
@@ -74,7 +76,9 @@ export function evaluate(targets) {
 
 function pad(rows) {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => String(r[i]).length)));
-  return rows.map((r) => r.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  '));
+  return rows.map((r) =>
+    r.map((c, i) => (i === 0 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  '),
+  );
 }
 
 function measurementRows(targets) {
@@ -140,7 +144,9 @@ export function textReport(run) {
           : `${mib(rec.storedBytes)} stored after stop (${fmt(rec.storedPerRaw * 100, 1)}% of raw, ` +
             `${fmt(rec.storedBytesPerExchange / 1024, 1)} KiB per exchange)`),
     );
-    lines.push(`  store files while running: ${files(rec.storeFilesWhileRunning)}; after stop: ${files(rec.storeFilesAfterStop)}`);
+    lines.push(
+      `  store files while running: ${files(rec.storeFilesWhileRunning)}; after stop: ${files(rec.storeFilesAfterStop)}`,
+    );
     lines.push(`  vigil verify (exit ${t.findings.verify.exitCode}): ${t.findings.verify.output}`);
     if (t.findings.peakRssMiB) lines.push(`  peak RSS: ${fmt(t.findings.peakRssMiB, 0)} MiB`);
   }
@@ -148,7 +154,10 @@ export function textReport(run) {
 }
 
 const mib = (bytes) => `${fmt(bytes / 1048576, 1)} MiB`;
-const files = (f) => Object.entries(f).map(([n, b]) => `${n} ${mib(b)}`).join(', ') || 'none';
+const files = (f) =>
+  Object.entries(f)
+    .map(([n, b]) => `${n} ${mib(b)}`)
+    .join(', ') || 'none';
 
 /** The Markdown block for the README. */
 export function markdownReport(run) {
@@ -158,8 +167,12 @@ export function markdownReport(run) {
   for (const r of measurementRows(run.targets)) out.push(`| ${r.join(' | ')} |`);
   out.push('', '| goal | target | measured | verdict |', '| --- | --- | ---: | --- |');
   for (const g of run.goals.filter((x) => x.role === 'vigil')) {
-    out.push(`| added TTFB vs direct (SSE, c=1, p50) < ${GOALS.addedTtfbMs} ms | ${g.target} | ${fmt(g.addedTtfbP50Ms, 3)} ms | ${g.verdicts.addedTtfb} |`);
-    out.push(`| CPU/request ≤ ${GOALS.cpuVsPipe}× Node pipe proxy | ${g.target} | ${times(g.cpuVsPipe)} | ${g.verdicts.cpuVsPipe} |`);
+    out.push(
+      `| added TTFB vs direct (SSE, c=1, p50) < ${GOALS.addedTtfbMs} ms | ${g.target} | ${fmt(g.addedTtfbP50Ms, 3)} ms | ${g.verdicts.addedTtfb} |`,
+    );
+    out.push(
+      `| CPU/request ≤ ${GOALS.cpuVsPipe}× Node pipe proxy | ${g.target} | ${times(g.cpuVsPipe)} | ${g.verdicts.cpuVsPipe} |`,
+    );
     out.push(
       `| throughput at c=32 ≥ ${GOALS.throughputVsDirect}× direct | ${g.target} | JSON ${times(g.throughputVsDirect.json)}, SSE ${times(g.throughputVsDirect.sse)} | ${g.verdicts.throughputVsDirect} |`,
     );

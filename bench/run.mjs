@@ -39,7 +39,8 @@ const { values: args } = parseArgs({
 const QUICK = process.env.BENCH_QUICK === '1';
 // A smoke run must not overwrite the committed figures the README quotes.
 const OUT =
-  args.out ?? (QUICK ? path.join(os.tmpdir(), 'vigil-bench-quick.json') : path.join(REPO_ROOT, 'bench', 'results', 'latest.json'));
+  args.out ??
+  (QUICK ? path.join(os.tmpdir(), 'vigil-bench-quick.json') : path.join(REPO_ROOT, 'bench', 'results', 'latest.json'));
 /** Measured rounds; each scenario's req/s is the median over them, latencies and CPU are pooled. */
 const ROUNDS = QUICK ? 2 : 4;
 /**

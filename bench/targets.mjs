@@ -57,10 +57,14 @@ export const pipeProxyTarget = {
   unavailable: () => null,
   async start(ctx) {
     const logFile = path.join(ctx.workDir, 'pipe-proxy.log');
-    const { child, match } = await startChild(process.execPath, [path.join(BENCH_DIR, 'pipe-proxy.mjs'), ctx.upstreamUrl], {
-      ready: /pipe-proxy listening on (\S+)/,
-      logFile,
-    });
+    const { child, match } = await startChild(
+      process.execPath,
+      [path.join(BENCH_DIR, 'pipe-proxy.mjs'), ctx.upstreamUrl],
+      {
+        ready: /pipe-proxy listening on (\S+)/,
+        logFile,
+      },
+    );
     return {
       url: match[1],
       pid: child.pid,
@@ -142,7 +146,17 @@ export function vigilTarget({ name, configFile, configText, unavailable, cleanup
       const logFile = path.join(ctx.workDir, 'vigil.log');
       const { child, match } = await startChild(
         process.execPath,
-        [VIGIL_BIN, 'serve', ...configArgs, '--listen', '127.0.0.1:0', '--upstream', ctx.upstreamUrl, '--data-dir', dataDir],
+        [
+          VIGIL_BIN,
+          'serve',
+          ...configArgs,
+          '--listen',
+          '127.0.0.1:0',
+          '--upstream',
+          ctx.upstreamUrl,
+          '--data-dir',
+          dataDir,
+        ],
         {
           ready: /vigil listening on (http:\/\/\S+)/,
           env: { ...process.env, ANTHROPIC_API_KEY: 'bench-key', ...BENCH_ENV },
@@ -206,7 +220,9 @@ function postgresTarget() {
     name: 'vigil (postgres)',
     unavailable: () => {
       const r = psql('select 1');
-      return r.status === 0 ? null : `PostgreSQL not reachable at ${BENCH_DATABASE_URL} (${(r.stderr || r.error || '').toString().trim()})`;
+      return r.status === 0
+        ? null
+        : `PostgreSQL not reachable at ${BENCH_DATABASE_URL} (${(r.stderr || r.error || '').toString().trim()})`;
     },
     configText: () =>
       [

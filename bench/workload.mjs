@@ -47,8 +47,21 @@ function prose(rand, bytes) {
 }
 
 const TOOL_NAMES = [
-  'Task', 'Bash', 'Glob', 'Grep', 'ExitPlanMode', 'Read', 'Edit', 'Write', 'NotebookEdit', 'WebFetch',
-  'TodoWrite', 'WebSearch', 'BashOutput', 'KillShell', 'SlashCommand',
+  'Task',
+  'Bash',
+  'Glob',
+  'Grep',
+  'ExitPlanMode',
+  'Read',
+  'Edit',
+  'Write',
+  'NotebookEdit',
+  'WebFetch',
+  'TodoWrite',
+  'WebSearch',
+  'BashOutput',
+  'KillShell',
+  'SlashCommand',
 ];
 
 /** The part every request of every session shares, up to the messages. Built once. */
@@ -70,7 +83,11 @@ function buildPrefix() {
         timeout: { type: 'number', description: 'Optional timeout in milliseconds (max 600000)' },
         options: {
           type: 'array',
-          items: { type: 'object', properties: { key: { type: 'string' }, value: { type: 'string' } }, required: ['key'] },
+          items: {
+            type: 'object',
+            properties: { key: { type: 'string' }, value: { type: 'string' } },
+            required: ['key'],
+          },
         },
       },
       required: [i % 2 ? 'file_path' : 'command'],
@@ -112,7 +129,9 @@ function claudeCodeHeaders(sessionId) {
 
 /** Claude Code's `metadata.user_id`: `user_<sha256>_account_<uuid>_session_<uuid>`. */
 function userId(sessionId) {
-  const hash = createHash('sha256').update(`bench-user:${sessionId.slice(0, 4)}`).digest('hex');
+  const hash = createHash('sha256')
+    .update(`bench-user:${sessionId.slice(0, 4)}`)
+    .digest('hex');
   return `user_${hash}_account_${'8c0d7f3e-2b4a-4c55-9e1f-5a6b7c8d9e0f'}_session_${sessionId}`;
 }
 
@@ -164,7 +183,10 @@ export class AgentSession {
     this.messages = [
       message('user', [
         { type: 'text', text: PREFIX.reminder },
-        { type: 'text', text: `Please fix the failing test in src/module-${Math.floor(this.rand() * 1e6)}.ts and explain.` },
+        {
+          type: 'text',
+          text: `Please fix the failing test in src/module-${Math.floor(this.rand() * 1e6)}.ts and explain.`,
+        },
       ]),
     ];
   }

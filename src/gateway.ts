@@ -78,7 +78,10 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const identify = async (req: IncomingMessage, connection: Connection): Promise<Principal> => {
     const { principal, keyConnections } = await authenticator.authenticate(req.headers, req.socket.remoteAddress);
     if (keyConnections?.length && !keyConnections.includes(connection.name)) {
-      throw new VigilError('NOT_ALLOWED', `gateway key "${principal.keyName}" may not use connection "${connection.name}"`);
+      throw new VigilError(
+        'NOT_ALLOWED',
+        `gateway key "${principal.keyName}" may not use connection "${connection.name}"`,
+      );
     }
     return principal;
   };
@@ -119,7 +122,10 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const address = await proxy.listen(config.listen.host, config.listen.port);
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
-  log.info({ url, store: describeStore(config), connections: connections.all().map((c) => c.name) }, 'vigil gateway listening');
+  log.info(
+    { url, store: describeStore(config), connections: connections.all().map((c) => c.name) },
+    'vigil gateway listening',
+  );
 
   let closing: Promise<void> | null = null;
   const close = (graceMs = config.shutdown.grace): Promise<void> => {
@@ -129,7 +135,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
       await approvals.close();
       const deadline = Date.now() + graceMs;
       while (recorder.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-      if (recorder.inFlight > 0) log.warn({ inFlight: recorder.inFlight }, 'shutdown deadline passed: cutting open streams');
+      if (recorder.inFlight > 0)
+        log.warn({ inFlight: recorder.inFlight }, 'shutdown deadline passed: cutting open streams');
       await recorder.close();
       proxy.destroyAll();
       await stopped;

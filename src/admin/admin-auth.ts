@@ -48,7 +48,9 @@ export function loadAdminTokens(tokens: AdminConfig['tokens'], env: NodeJS.Proce
     }
     if (secret === undefined || secret === '') return;
     if (secret.length < MIN_ADMIN_TOKEN_LENGTH) {
-      problems.push(`${where}: the token of "${t.name}" is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters; use e.g. openssl rand -hex 32`);
+      problems.push(
+        `${where}: the token of "${t.name}" is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters; use e.g. openssl rand -hex 32`,
+      );
       return;
     }
     out.push({ name: t.name, role: t.role, digest: digest(secret) });
@@ -86,11 +88,17 @@ export class AdminAuthenticator {
     const address = remoteAddress ?? null;
     if (!this.identityConfigured) {
       if (isLoopbackAddress(remoteAddress)) return { reader: ANONYMOUS, role: 'admin', address };
-      throw new VigilError('UNAUTHENTICATED', 'no identity is configured: the admin API answers callers on this machine only');
+      throw new VigilError(
+        'UNAUTHENTICATED',
+        'no identity is configured: the admin API answers callers on this machine only',
+      );
     }
     const credential = extractCredential(headers);
     if (!credential) {
-      throw new VigilError('UNAUTHENTICATED', 'missing credential: send an admin API token or an OIDC token as Authorization: Bearer …');
+      throw new VigilError(
+        'UNAUTHENTICATED',
+        'missing credential: send an admin API token or an OIDC token as Authorization: Bearer …',
+      );
     }
     const token = this.matchToken(credential.token);
     if (token) return { reader: { method: 'admin_token', subject: token.name }, role: token.role, address };
@@ -100,7 +108,9 @@ export class AdminAuthenticator {
     }
     throw new VigilError(
       'UNAUTHENTICATED',
-      this.oidc ? 'unknown admin token, and not an OIDC token' : 'unknown admin token (admin.tokens); OIDC tokens are not accepted: no identity.oidc issuer is configured',
+      this.oidc
+        ? 'unknown admin token, and not an OIDC token'
+        : 'unknown admin token (admin.tokens); OIDC tokens are not accepted: no identity.oidc issuer is configured',
     );
   }
 

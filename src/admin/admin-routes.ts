@@ -19,7 +19,14 @@ import type { AuditStore, ExchangeFilter, ExchangeListItem, RecordingReadData } 
 import type { ExchangeRequestData } from '../store/record-types.js';
 import { maySee, visibleTo, type AdminCaller } from './admin-caller.js';
 import { recordedEvents, sseEvent } from './event-stream.js';
-import { drained, EXPORT_FORMATS, filteredExchanges, sessionExchanges, writeExport, type ExportFormat } from './exchange-export.js';
+import {
+  drained,
+  EXPORT_FORMATS,
+  filteredExchanges,
+  sessionExchanges,
+  writeExport,
+  type ExportFormat,
+} from './exchange-export.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { describeFilter, filterFrom, pageFrom } from './query-params.js';
 import { verifySession } from './session-verify.js';
@@ -52,7 +59,11 @@ export const COMMON_HEADERS = { 'cache-control': 'no-store', 'x-content-type-opt
 /** Answer with a JSON body. */
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
-  res.writeHead(status, { ...COMMON_HEADERS, 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, {
+    ...COMMON_HEADERS,
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+  });
   res.end(text);
 }
 
@@ -60,12 +71,20 @@ const notFound = (what: string): VigilError => new VigilError('NOT_FOUND', what)
 
 function requireRole(caller: AdminCaller, ...roles: AdminCaller['role'][]): void {
   if (!roles.includes(caller.role)) {
-    throw new VigilError('NOT_ALLOWED', `this needs the ${roles.join(' or ')} role; you are ${caller.role} (see admin.roles)`);
+    throw new VigilError(
+      'NOT_ALLOWED',
+      `this needs the ${roles.join(' or ')} role; you are ${caller.role} (see admin.roles)`,
+    );
   }
 }
 
 /** Appends the `recording.read` record of this read; refuses the read if that fails. */
-async function recordRead(ctx: RouteContext, what: RecordingReadData['what'], ids: readonly string[], query?: string): Promise<void> {
+async function recordRead(
+  ctx: RouteContext,
+  what: RecordingReadData['what'],
+  ids: readonly string[],
+  query?: string,
+): Promise<void> {
   const data: RecordingReadData = {
     actor: ctx.caller.reader,
     role: ctx.caller.role,
@@ -77,7 +96,9 @@ async function recordRead(ctx: RouteContext, what: RecordingReadData['what'], id
   try {
     await ctx.store.append({ records: [{ kind: 'recording.read', at: Date.now(), data }] });
   } catch (err) {
-    throw new VigilError('STORE_UNAVAILABLE', 'the read could not be recorded in the access log, so it is refused', { cause: err });
+    throw new VigilError('STORE_UNAVAILABLE', 'the read could not be recorded in the access log, so it is refused', {
+      cause: err,
+    });
   }
 }
 
@@ -112,7 +133,10 @@ function startExport(res: ServerResponse, format: ExportFormat, name: string): v
   });
 }
 
-const page = <T>(p: { items: readonly T[]; nextCursor: string | null }): { items: readonly T[]; next_cursor: string | null } => ({
+const page = <T>(p: {
+  items: readonly T[];
+  nextCursor: string | null;
+}): { items: readonly T[]; next_cursor: string | null } => ({
   items: p.items,
   next_cursor: p.nextCursor,
 });
@@ -222,7 +246,9 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
       }
       const events = recordedEvents(records);
       if (events.length === 0) {
-        throw notFound(`exchange "${id}" has no recorded event stream (it was not streamed, or was recorded as metadata only)`);
+        throw notFound(
+          `exchange "${id}" has no recorded event stream (it was not streamed, or was recorded as metadata only)`,
+        );
       }
       await recordRead(ctx, 'events', [id]);
       ctx.res.writeHead(200, { ...COMMON_HEADERS, 'content-type': 'text/event-stream; charset=utf-8' });
@@ -240,7 +266,10 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     async handle(ctx) {
       const q = ctx.query.get('q')?.trim();
       if (!q) throw new VigilError('BAD_REQUEST', 'q: the search query is missing');
-      const result = await ctx.store.search(q, { ...pageFrom((n) => ctx.query.get(n)), filter: requestedFilter(ctx, true) });
+      const result = await ctx.store.search(q, {
+        ...pageFrom((n) => ctx.query.get(n)),
+        filter: requestedFilter(ctx, true),
+      });
       await recordRead(
         ctx,
         'search',
@@ -270,9 +299,10 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     async handle(ctx) {
       requireRole(ctx.caller, 'admin', 'auditor');
       const report = await ctx.store.verify();
-      await recordVerifyFailure(ctx.store, report, { method: ctx.caller.reader.method, subject: ctx.caller.reader.subject }).catch(
-        (err: unknown) => ctx.log.error({ err }, 'could not record the failed verification'),
-      );
+      await recordVerifyFailure(ctx.store, report, {
+        method: ctx.caller.reader.method,
+        subject: ctx.caller.reader.subject,
+      }).catch((err: unknown) => ctx.log.error({ err }, 'could not record the failed verification'));
       sendJson(ctx.res, 200, report);
     },
   },

@@ -23,7 +23,8 @@ export const API_PREFIX = '/api/v1';
 export function adminListenAddress(config: VigilConfig): { host: string; port: number } {
   if (config.admin.listen) return config.admin.listen;
   const port = config.listen.port === 0 ? 0 : config.listen.port + 1;
-  if (port > 65535) throw new VigilError('INTERNAL', `no default admin port after ${config.listen.port}: set admin.listen`);
+  if (port > 65535)
+    throw new VigilError('INTERNAL', `no default admin port after ${config.listen.port}: set admin.listen`);
   return { host: '127.0.0.1', port };
 }
 
@@ -110,12 +111,15 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     }
     const path = url.pathname.startsWith(`${API_PREFIX}/`) ? url.pathname.slice(API_PREFIX.length) : undefined;
     const matches = path === undefined ? [] : routes.map((r) => ({ r, m: r.pattern.exec(path) })).filter((x) => x.m);
-    if (matches.length === 0) throw new VigilError('NOT_FOUND', `no such route: ${url.pathname} (see ${API_PREFIX}/openapi.json)`);
+    if (matches.length === 0)
+      throw new VigilError('NOT_FOUND', `no such route: ${url.pathname} (see ${API_PREFIX}/openapi.json)`);
     const found = matches.find((x) => x.r.route.method === req.method);
     if (!found) {
       res.setHeader('allow', [...new Set(matches.map((x) => x.r.route.method))].join(', '));
       res.writeHead(405, { ...COMMON_HEADERS, 'content-type': 'application/json' });
-      res.end(JSON.stringify({ error: { type: 'invalid_request_error', message: `${req.method} is not allowed here` } }));
+      res.end(
+        JSON.stringify({ error: { type: 'invalid_request_error', message: `${req.method} is not allowed here` } }),
+      );
       return;
     }
     const { route, names } = found.r;

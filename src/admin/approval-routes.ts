@@ -36,7 +36,8 @@ function coordinator(ctx: RouteContext): ApprovalCoordinator {
 function optionalString(body: Record<string, unknown>, key: string): string | undefined {
   const v = body[key];
   if (v === undefined) return undefined;
-  if (typeof v !== 'string' || v.length > 2000) throw new VigilError('BAD_REQUEST', `${key} must be a string of at most 2000 characters`);
+  if (typeof v !== 'string' || v.length > 2000)
+    throw new VigilError('BAD_REQUEST', `${key} must be a string of at most 2000 characters`);
   return v;
 }
 
@@ -47,9 +48,13 @@ export const APPROVAL_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       const status = ctx.query.get('status') ?? 'pending';
-      if (status !== 'pending' && status !== 'all') throw new VigilError('BAD_REQUEST', 'status must be pending or all');
+      if (status !== 'pending' && status !== 'all')
+        throw new VigilError('BAD_REQUEST', 'status must be pending or all');
       const connection = ctx.query.get('connection') ?? undefined;
-      const items = await coordinator(ctx).list({ pending: status === 'pending', ...(connection ? { connection } : {}) });
+      const items = await coordinator(ctx).list({
+        pending: status === 'pending',
+        ...(connection ? { connection } : {}),
+      });
       sendJson(ctx.res, 200, { items });
     },
   },
@@ -70,7 +75,8 @@ export const APPROVAL_ROUTES: readonly AdminRoute[] = [
     async handle(ctx) {
       const body = await jsonBody(ctx.req);
       const grant = body.grant_minutes;
-      if (grant !== undefined && typeof grant !== 'number') throw new VigilError('BAD_REQUEST', 'grant_minutes must be a number');
+      if (grant !== undefined && typeof grant !== 'number')
+        throw new VigilError('BAD_REQUEST', 'grant_minutes must be a number');
       const approval = await coordinator(ctx).approve(ctx.params.id!, ctx.caller.reader as Approver, {
         reason: optionalString(body, 'reason'),
         grantMinutes: grant,

@@ -66,7 +66,11 @@ export interface ExportOptions {
  *
  * @returns how many exchanges were written.
  */
-export async function writeExport(exchanges: AsyncIterable<ExchangeView>, out: Writable, options: ExportOptions): Promise<number> {
+export async function writeExport(
+  exchanges: AsyncIterable<ExchangeView>,
+  out: Writable,
+  options: ExportOptions,
+): Promise<number> {
   const write = async (chunk: string): Promise<void> => {
     if (!out.write(chunk)) await drained(out);
     if (out.destroyed) throw new Error('the export was cut: its destination closed');

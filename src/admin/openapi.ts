@@ -19,7 +19,10 @@ const pageOf = (item: string): unknown => ({
   required: ['items', 'next_cursor'],
   properties: {
     items: { type: 'array', items: ref(item) },
-    next_cursor: { type: ['string', 'null'], description: 'Pass as `cursor` for the next page; null on the last page.' },
+    next_cursor: {
+      type: ['string', 'null'],
+      description: 'Pass as `cursor` for the next page; null on the last page.',
+    },
   },
 });
 
@@ -46,7 +49,9 @@ export const OPENAPI_DOCUMENT = {
       get: {
         summary: 'Liveness',
         security: [],
-        responses: { '200': json({ type: 'object', properties: { status: { const: 'ok' } } }, 'The admin listener is up.') },
+        responses: {
+          '200': json({ type: 'object', properties: { status: { const: 'ok' } } }, 'The admin listener is up.'),
+        },
       },
     },
     '/openapi.json': {
@@ -124,7 +129,10 @@ export const OPENAPI_DOCUMENT = {
         description: 'Each recorded event as `event: <type>` and `data: <data>` lines, in stream order.',
         parameters: [param('id')],
         responses: {
-          '200': { description: 'The event stream (recorded as a read).', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+          '200': {
+            description: 'The event stream (recorded as a read).',
+            content: { 'text/event-stream': { schema: { type: 'string' } } },
+          },
           ...readErrors,
         },
       },
@@ -159,7 +167,13 @@ export const OPENAPI_DOCUMENT = {
           { name: 'status', in: 'query', schema: { type: 'string', enum: ['pending', 'all'] } },
           { name: 'connection', in: 'query', schema: { type: 'string' } },
         ],
-        responses: { '200': json({ type: 'object', properties: { items: { type: 'array', items: ref('Approval') } } }, 'Held calls.'), ...errors(400, 401) },
+        responses: {
+          '200': json(
+            { type: 'object', properties: { items: { type: 'array', items: ref('Approval') } } },
+            'Held calls.',
+          ),
+          ...errors(400, 401),
+        },
       },
     },
     '/approvals/{id}': {
@@ -174,7 +188,11 @@ export const OPENAPI_DOCUMENT = {
         summary: 'Approve a held call; optionally grant the caller this rule for N minutes',
         parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
         requestBody: {
-          content: { 'application/json': { schema: { type: 'object', properties: { reason: { type: 'string' }, grant_minutes: { type: 'number' } } } } },
+          content: {
+            'application/json': {
+              schema: { type: 'object', properties: { reason: { type: 'string' }, grant_minutes: { type: 'number' } } },
+            },
+          },
         },
         responses: { '200': json(ref('Approval'), 'The approval after this decision.'), ...errors(400, 401, 403, 404) },
       },
@@ -185,7 +203,11 @@ export const OPENAPI_DOCUMENT = {
         parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }],
         requestBody: {
           required: true,
-          content: { 'application/json': { schema: { type: 'object', required: ['reason'], properties: { reason: { type: 'string' } } } } },
+          content: {
+            'application/json': {
+              schema: { type: 'object', required: ['reason'], properties: { reason: { type: 'string' } } },
+            },
+          },
         },
         responses: { '200': json(ref('Approval'), 'The approval after this decision.'), ...errors(400, 401, 403, 404) },
       },
@@ -215,24 +237,58 @@ export const OPENAPI_DOCUMENT = {
       caller: { name: 'caller', in: 'query', schema: { type: 'string' }, description: 'Caller subject.' },
       group: { name: 'group', in: 'query', schema: { type: 'string' }, description: 'A group the caller was in.' },
       connection: { name: 'connection', in: 'query', schema: { type: 'string' } },
-      model: { name: 'model', in: 'query', schema: { type: 'string' }, description: 'Model asked for or that answered.' },
+      model: {
+        name: 'model',
+        in: 'query',
+        schema: { type: 'string' },
+        description: 'Model asked for or that answered.',
+      },
       outcome: {
         name: 'outcome',
         in: 'query',
         schema: {
-          enum: ['ok', 'upstream_error', 'client_aborted', 'upstream_aborted', 'gateway_error', 'interrupted', 'in_progress'],
+          enum: [
+            'ok',
+            'upstream_error',
+            'client_aborted',
+            'upstream_aborted',
+            'gateway_error',
+            'interrupted',
+            'in_progress',
+          ],
         },
       },
-      masking: { name: 'masking', in: 'query', schema: { type: 'string' }, description: 'A masking detector type that was found.' },
-      since: { name: 'since', in: 'query', schema: { type: 'string' }, description: 'Started at or after: ISO 8601 or epoch ms.' },
-      until: { name: 'until', in: 'query', schema: { type: 'string' }, description: 'Started before: ISO 8601 or epoch ms.' },
+      masking: {
+        name: 'masking',
+        in: 'query',
+        schema: { type: 'string' },
+        description: 'A masking detector type that was found.',
+      },
+      since: {
+        name: 'since',
+        in: 'query',
+        schema: { type: 'string' },
+        description: 'Started at or after: ISO 8601 or epoch ms.',
+      },
+      until: {
+        name: 'until',
+        in: 'query',
+        schema: { type: 'string' },
+        description: 'Started before: ISO 8601 or epoch ms.',
+      },
       limit: { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000, default: 50 } },
-      cursor: { name: 'cursor', in: 'query', schema: { type: 'string' }, description: 'next_cursor of the previous page.' },
+      cursor: {
+        name: 'cursor',
+        in: 'query',
+        schema: { type: 'string' },
+        description: 'next_cursor of the previous page.',
+      },
       format: { name: 'format', in: 'query', schema: { enum: ['jsonl', 'markdown'], default: 'jsonl' } },
     },
     responses: {
       Export: {
-        description: 'JSONL: one ExchangeView per line, exactly as GET /exchanges/{id} returns it. Markdown: a transcript.',
+        description:
+          'JSONL: one ExchangeView per line, exactly as GET /exchanges/{id} returns it. Markdown: a transcript.',
         content: {
           'application/x-ndjson': { schema: { type: 'string' } },
           'text/markdown': { schema: { type: 'string' } },
@@ -363,7 +419,10 @@ export const OPENAPI_DOCUMENT = {
           data: {
             type: 'object',
             properties: {
-              actor: { type: 'object', description: 'Who read: the OIDC principal, an admin token, or anonymous (loopback).' },
+              actor: {
+                type: 'object',
+                description: 'Who read: the OIDC principal, an admin token, or anonymous (loopback).',
+              },
               role: { enum: ['admin', 'auditor', 'user'] },
               what: { enum: ['session', 'exchange', 'events', 'search', 'export'] },
               ids: { type: 'array', items: { type: 'string' } },

@@ -16,7 +16,16 @@ export const OUTCOMES: ReadonlyArray<Outcome | 'in_progress'> = [
 ];
 
 /** The filter parameters every list, search and export accepts. */
-export const FILTER_PARAMS = ['caller', 'group', 'connection', 'model', 'outcome', 'masking', 'since', 'until'] as const;
+export const FILTER_PARAMS = [
+  'caller',
+  'group',
+  'connection',
+  'model',
+  'outcome',
+  'masking',
+  'since',
+  'until',
+] as const;
 
 /** Parameter values by name: `URLSearchParams.get`, or the CLI's parsed options. */
 export type ParamSource = (name: string) => string | null | undefined;
@@ -28,7 +37,8 @@ function badRequest(message: string): VigilError {
 /** An instant as an ISO 8601 date or date-time, or epoch milliseconds. */
 export function parseInstant(name: string, value: string): number {
   const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
-  if (!Number.isFinite(ms)) throw badRequest(`${name}: expected an ISO 8601 time (2025-01-15T09:00:00Z) or epoch milliseconds, got "${value}"`);
+  if (!Number.isFinite(ms))
+    throw badRequest(`${name}: expected an ISO 8601 time (2025-01-15T09:00:00Z) or epoch milliseconds, got "${value}"`);
   return ms;
 }
 
@@ -63,7 +73,8 @@ export function pageFrom(get: ParamSource): PageRequest {
   let n: number | undefined;
   if (limit !== null && limit !== undefined && limit !== '') {
     n = Number(limit);
-    if (!Number.isInteger(n) || n < 1 || n > 1000) throw badRequest(`limit: expected an integer from 1 to 1000, got "${limit}"`);
+    if (!Number.isInteger(n) || n < 1 || n > 1000)
+      throw badRequest(`limit: expected an integer from 1 to 1000, got "${limit}"`);
   }
   return { limit: n, cursor: cursor === null || cursor === undefined || cursor === '' ? undefined : cursor };
 }

@@ -60,7 +60,8 @@ export async function verifySession(store: AuditStore, sessionId: string): Promi
       const before = byPosition.get(key(position));
       const run = before ? undefined : wasPurged(position);
       if (run) {
-        if (run.hash !== r.prevHash) problem(r, 'changed', `${where} does not link to the hash the purge stated for the record before it`);
+        if (run.hash !== r.prevHash)
+          problem(r, 'changed', `${where} does not link to the hash the purge stated for the record before it`);
       } else if (!before) problem(position, 'missing', `the record before ${where} is missing`);
       else if (before.hash !== r.prevHash) {
         problem(r, 'changed', `${where} does not link to the record before it: one of the two was replaced`);
@@ -84,7 +85,8 @@ export async function verifySession(store: AuditStore, sessionId: string): Promi
     const data = blobs.get(h);
     const first = records.find((r) => r.data.includes(h))!;
     if (!data) problem(first, 'blob_missing', `blob ${h} referred to by ${first.chain}#${first.chainSeq} is missing`);
-    else if (sha256Hex(data) !== h) problem(first, 'blob_changed', `blob ${h} referred to by ${first.chain}#${first.chainSeq} was changed`);
+    else if (sha256Hex(data) !== h)
+      problem(first, 'blob_changed', `blob ${h} referred to by ${first.chain}#${first.chainSeq} was changed`);
   }
 
   const exchanges = await store.listExchanges(sessionId);
@@ -100,5 +102,11 @@ export async function verifySession(store: AuditStore, sessionId: string): Promi
       });
     }
   }
-  return { ok: problems.length === 0, session: sessionId, records: records.length, exchanges: exchanges.length, problems };
+  return {
+    ok: problems.length === 0,
+    session: sessionId,
+    records: records.length,
+    exchanges: exchanges.length,
+    problems,
+  };
 }

@@ -53,7 +53,10 @@ function who(a: { subject: string; email?: string | undefined; method: string; k
 
 function describe(v: ApprovalView, now: number): string {
   const left = Math.max(0, Math.round((v.expiresAt - now) / 1000));
-  const when = v.status === 'pending' ? `expires in ${Math.floor(left / 60)}m${String(left % 60).padStart(2, '0')}s` : v.status.replace('_', ' ');
+  const when =
+    v.status === 'pending'
+      ? `expires in ${Math.floor(left / 60)}m${String(left % 60).padStart(2, '0')}s`
+      : v.status.replace('_', ' ');
   const lines = [
     `${v.id}  ${when}  ${who(v.caller)}  ${v.connection}  rule "${v.rule.name}"  ` +
       `${v.approvals.length}/${v.rule.approvalsRequired} approval${v.rule.approvalsRequired > 1 ? 's' : ''}` +
@@ -88,9 +91,11 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
   if (verb !== 'list' && verb !== 'show' && verb !== 'approve' && verb !== 'deny') usage();
   const id = positionals[0];
   if (verb !== 'list' && !id) usage();
-  if (verb === 'deny' && !values.reason?.trim()) throw new VigilError('BAD_REQUEST', 'vigil approvals deny: --reason is required (the caller is told it)');
+  if (verb === 'deny' && !values.reason?.trim())
+    throw new VigilError('BAD_REQUEST', 'vigil approvals deny: --reason is required (the caller is told it)');
   const grantMinutes = values.grant !== undefined ? Number(values.grant) : undefined;
-  if (grantMinutes !== undefined && !(grantMinutes > 0)) throw new VigilError('BAD_REQUEST', `--grant: a number of minutes (got "${values.grant}")`);
+  if (grantMinutes !== undefined && !(grantMinutes > 0))
+    throw new VigilError('BAD_REQUEST', `--grant: a number of minutes (got "${values.grant}")`);
 
   const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
   const deciding = verb === 'approve' || verb === 'deny';
@@ -103,7 +108,8 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
     if (verb === 'list') {
       const list = await approvals.list({ pending: !values.all });
       if (values.json) out.stdout.write(`${JSON.stringify({ approvals: list }, null, 2)}\n`);
-      else if (list.length === 0) out.stdout.write(values.all ? 'no held calls in the last 24 hours\n' : 'no calls waiting for approval\n');
+      else if (list.length === 0)
+        out.stdout.write(values.all ? 'no held calls in the last 24 hours\n' : 'no calls waiting for approval\n');
       else for (const v of list) out.stdout.write(describe(v, now));
       return 0;
     }
@@ -119,9 +125,14 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
         : await approvals.deny(id!, approver!, values.reason!);
     if (values.json) out.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
     else if (v.status === 'approved') {
-      out.stdout.write(`approved ${v.id}: the call goes ahead${grantMinutes ? `; ${who(v.caller)} is not held on rule "${v.rule.name}" for ${grantMinutes} min` : ''}\n`);
+      out.stdout.write(
+        `approved ${v.id}: the call goes ahead${grantMinutes ? `; ${who(v.caller)} is not held on rule "${v.rule.name}" for ${grantMinutes} min` : ''}\n`,
+      );
     } else if (v.status === 'denied') out.stdout.write(`denied ${v.id}: the caller is told "${values.reason}"\n`);
-    else out.stdout.write(`${v.id}: ${v.approvals.length} of ${v.rule.approvalsRequired} approvals; waiting for another approver\n`);
+    else
+      out.stdout.write(
+        `${v.id}: ${v.approvals.length} of ${v.rule.approvalsRequired} approvals; waiting for another approver\n`,
+      );
     return 0;
   } catch (err) {
     if (err instanceof ApprovalRefused) {

@@ -57,7 +57,8 @@ function fail(out: Out, message: string, code = 2): number {
 /** `vigil retention run [--dry-run]`. */
 export async function retentionCommand(args: string[], out: Out): Promise<number> {
   const [verb, ...rest] = args;
-  if (verb !== 'run') return fail(out, 'usage: vigil retention run [--dry-run] [--json] [--config FILE | --data-dir DIR]');
+  if (verb !== 'run')
+    return fail(out, 'usage: vigil retention run [--dry-run] [--json] [--config FILE | --data-dir DIR]');
   const { values } = parse(rest, { 'dry-run': { type: 'boolean', default: false } });
   const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
   const policy = retentionPolicy(config);
@@ -74,15 +75,20 @@ export async function retentionCommand(args: string[], out: Out): Promise<number
   const run = async (store: AuditStore): Promise<number> => {
     const result = await runRetention(store, policy, key, {
       dryRun,
-      onBatch: (b) => out.stderr.write(`… ${dryRun ? 'would remove' : 'removed'} ${b.exchanges} exchanges (${b.records} records)\n`),
+      onBatch: (b) =>
+        out.stderr.write(`… ${dryRun ? 'would remove' : 'removed'} ${b.exchanges} exchanges (${b.records} records)\n`),
     });
     if (values.json) {
       const { purgeRecords, ...rest } = result;
-      out.stdout.write(`${JSON.stringify({ ...rest, purgeRecords: purgeRecords.map((r) => `${r.chain}:${r.chainSeq}`) }, null, 2)}\n`);
+      out.stdout.write(
+        `${JSON.stringify({ ...rest, purgeRecords: purgeRecords.map((r) => `${r.chain}:${r.chainSeq}`) }, null, 2)}\n`,
+      );
       return 0;
     }
     if (result.exchanges === 0) {
-      out.stdout.write(`nothing ${dryRun ? 'would be' : 'was'} purged: no exchange is past its connection's window (holds excepted)\n`);
+      out.stdout.write(
+        `nothing ${dryRun ? 'would be' : 'was'} purged: no exchange is past its connection's window (holds excepted)\n`,
+      );
       return 0;
     }
     const range = result.timeRange ? ` from ${iso(result.timeRange.from)} to ${iso(result.timeRange.to)}` : '';
@@ -132,7 +138,8 @@ export async function holdsCommand(args: string[], out: Out): Promise<number> {
   const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
   try {
     if (verb === 'add') {
-      if (values.reason === undefined) return fail(out, 'usage: vigil holds add --session ID | --caller SUBJECT --reason "…"');
+      if (values.reason === undefined)
+        return fail(out, 'usage: vigil holds add --session ID | --caller SUBJECT --reason "…"');
       const hold = await withWritableStore(config, (store) =>
         addHold(store, { session: values.session, caller: values.caller, reason: values.reason!, by: actor() }),
       );

@@ -12,7 +12,13 @@ import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { filteredExchanges, sessionExchanges, writeExport, EXPORT_FORMATS, type ExportFormat } from '../admin/exchange-export.js';
+import {
+  filteredExchanges,
+  sessionExchanges,
+  writeExport,
+  EXPORT_FORMATS,
+  type ExportFormat,
+} from '../admin/exchange-export.js';
 import { filterFrom, FILTER_PARAMS } from '../admin/query-params.js';
 import { loadConfig } from '../config/load-config.js';
 import { ConfigError, VigilError } from '../errors.js';
@@ -88,7 +94,10 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[]
   return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
 }
 
-async function withStore<T>(values: { config?: string; 'data-dir'?: string }, fn: (store: AuditStore) => Promise<T>): Promise<T> {
+async function withStore<T>(
+  values: { config?: string; 'data-dir'?: string },
+  fn: (store: AuditStore) => Promise<T>,
+): Promise<T> {
   const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
   const store = await openStore(config, { readonly: true }).catch((err: unknown) => {
     throw new CliError(`cannot open the store (${(err as Error).message}); is --data-dir or --config right?`);
@@ -154,7 +163,9 @@ async function serve(args: string[], out: Out): Promise<number> {
   });
   const gateway = await startGateway(config);
   out.stdout.write(`vigil listening on ${gateway.url} (store: ${describeStore(config)})\n`);
-  out.stdout.write(gateway.adminUrl ? `admin API on ${gateway.adminUrl}/api/v1\n` : 'admin API off (admin.enabled: false)\n');
+  out.stdout.write(
+    gateway.adminUrl ? `admin API on ${gateway.adminUrl}/api/v1\n` : 'admin API off (admin.enabled: false)\n',
+  );
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
@@ -240,7 +251,11 @@ function cliFilter(values: Partial<Record<string, unknown>>): ReturnType<typeof 
 }
 
 async function exportSessions(args: string[], out: Out): Promise<number> {
-  const { values, positionals } = parse(args, { format: { type: 'string' }, out: { type: 'string' }, ...FILTER_OPTIONS });
+  const { values, positionals } = parse(args, {
+    format: { type: 'string' },
+    out: { type: 'string' },
+    ...FILTER_OPTIONS,
+  });
   const format = (values.format ?? 'jsonl') as ExportFormat;
   if (!EXPORT_FORMATS.includes(format)) throw new CliError(`--format: expected ${EXPORT_FORMATS.join(' or ')}`);
   const id = positionals[0];
@@ -250,31 +265,49 @@ async function exportSessions(args: string[], out: Out): Promise<number> {
       throw new CliError(`no session "${id}" in this store (see: vigil sessions list)`, 1);
     }
     {
-      const described = Object.entries(values).filter(([k, v]) => (FILTER_PARAMS as readonly string[]).includes(k) && v !== undefined);
-      await recordCliRead(values, 'export', id !== undefined ? [id] : [], out, new URLSearchParams(described as Array<[string, string]>).toString());
+      const described = Object.entries(values).filter(
+        ([k, v]) => (FILTER_PARAMS as readonly string[]).includes(k) && v !== undefined,
+      );
+      await recordCliRead(
+        values,
+        'export',
+        id !== undefined ? [id] : [],
+        out,
+        new URLSearchParams(described as Array<[string, string]>).toString(),
+      );
     }
     const file = values.out !== undefined ? createWriteStream(values.out) : undefined;
     const dest = (file ?? out.stdout) as Writable;
     const started = Date.now();
-    const n = await writeExport(id !== undefined ? sessionExchanges(store, id) : filteredExchanges(store, filter), dest, {
-      format,
-      title: id !== undefined ? `Session ${id}` : 'Vigil export',
-      // Long exports say how far they are, on stderr so that stdout stays the export.
-      onProgress: (written) => {
-        if (written % 100 === 0) out.stderr.write(`… ${written} exchanges\n`);
+    const n = await writeExport(
+      id !== undefined ? sessionExchanges(store, id) : filteredExchanges(store, filter),
+      dest,
+      {
+        format,
+        title: id !== undefined ? `Session ${id}` : 'Vigil export',
+        // Long exports say how far they are, on stderr so that stdout stays the export.
+        onProgress: (written) => {
+          if (written % 100 === 0) out.stderr.write(`… ${written} exchanges\n`);
+        },
       },
-    });
+    );
     if (file) {
       file.end();
       await finished(file);
     }
-    out.stderr.write(`${n} exchange${n === 1 ? '' : 's'} written${values.out ? ` to ${values.out}` : ''} in ${Date.now() - started} ms\n`);
+    out.stderr.write(
+      `${n} exchange${n === 1 ? '' : 's'} written${values.out ? ` to ${values.out}` : ''} in ${Date.now() - started} ms\n`,
+    );
     return 0;
   });
 }
 
 async function search(args: string[], out: Out): Promise<number> {
-  const { values, positionals } = parse(args, { limit: { type: 'string' }, cursor: { type: 'string' }, ...FILTER_OPTIONS });
+  const { values, positionals } = parse(args, {
+    limit: { type: 'string' },
+    cursor: { type: 'string' },
+    ...FILTER_OPTIONS,
+  });
   const query = positionals.join(' ').trim();
   if (!query) throw new CliError('usage: vigil search <query> [--json] [--limit N] [--cursor C] [filters…]');
   const filter = cliFilter(values);
@@ -284,7 +317,13 @@ async function search(args: string[], out: Out): Promise<number> {
       ...(values.limit !== undefined ? { limit: Number(values.limit) } : {}),
       ...(values.cursor !== undefined ? { cursor: values.cursor } : {}),
     });
-    await recordCliRead(values, 'search', page.items.map((h) => h.exchangeId), out, query);
+    await recordCliRead(
+      values,
+      'search',
+      page.items.map((h) => h.exchangeId),
+      out,
+      query,
+    );
     if (values.json) {
       out.stdout.write(`${JSON.stringify({ items: page.items, next_cursor: page.nextCursor }, null, 2)}\n`);
       return 0;
@@ -317,8 +356,11 @@ async function verify(args: string[], out: Out): Promise<number> {
     else if (report.ok) {
       out.stdout.write(`ok: ${report.records} records in ${report.chains} chains, all intact\n`);
       if (s) {
-        out.stdout.write(`signatures: ${s.digests} digests and ${s.purges} purge records verified with key ${s.keys.join(', ')}\n`);
-        for (const t of s.unsignedTails) out.stdout.write(`  unsigned tail: ${t.chain} #${t.fromSeq}..#${t.toSeq} (after its last digest)\n`);
+        out.stdout.write(
+          `signatures: ${s.digests} digests and ${s.purges} purge records verified with key ${s.keys.join(', ')}\n`,
+        );
+        for (const t of s.unsignedTails)
+          out.stdout.write(`  unsigned tail: ${t.chain} #${t.fromSeq}..#${t.toSeq} (after its last digest)\n`);
       } else out.stdout.write('signatures not checked: pass --public-key FILE (from vigil keys public)\n');
     } else {
       out.stdout.write(`FAILED: ${report.problems.length} problem(s) in ${report.records} records:\n`);
@@ -342,7 +384,8 @@ async function keys(args: string[], out: Out): Promise<number> {
   const actor = `cli:${process.env.USER ?? process.env.LOGNAME ?? 'unknown'}`;
   try {
     if (verb === 'create') {
-      if (!values.name) throw new CliError('usage: vigil keys create --name NAME [--connection C]… [--owner WHO] [--expires 30d]');
+      if (!values.name)
+        throw new CliError('usage: vigil keys create --name NAME [--connection C]… [--owner WHO] [--expires 30d]');
       const { key, record } = await createGatewayKey(
         store,
         {
@@ -360,7 +403,7 @@ async function keys(args: string[], out: Out): Promise<number> {
         out.stderr.write(
           `key "${record.name}" created for ${record.connections.length ? record.connections.join(', ') : 'every connection'}` +
             `${record.expiresAt ? `, expires ${new Date(record.expiresAt).toISOString()}` : ', no expiry'}.\n` +
-            'It is shown once: store it now (e.g. as the service\'s ANTHROPIC_API_KEY).\n',
+            "It is shown once: store it now (e.g. as the service's ANTHROPIC_API_KEY).\n",
         );
       }
       return 0;
@@ -405,7 +448,8 @@ function withoutHash<T extends { hash: string }>(k: T): Omit<T, 'hash'> {
 async function storeCommand(args: string[], out: Out): Promise<number> {
   const [verb, ...rest] = args;
   const { values } = parse(rest, { role: { type: 'string' }, schema: { type: 'string' } });
-  if (verb !== 'grants' || !values.role) throw new CliError('usage: vigil store grants --role ROLE [--schema NAME | --config FILE]');
+  if (verb !== 'grants' || !values.role)
+    throw new CliError('usage: vigil store grants --role ROLE [--schema NAME | --config FILE]');
   const config = values.config ? loadConfig({ configFile: values.config }) : undefined;
   const schema = values.schema ?? config?.store.postgres?.schema ?? 'public';
   out.stdout.write(`${appendOnlyGrantsSql(schema, values.role)}\n`);
@@ -424,17 +468,30 @@ function replayLog(out: Out): ReplayLog {
 async function replay(args: string[], out: Out): Promise<number> {
   const [verb, ...rest] = args;
   if (verb === 'serve') {
-    const { values } = parse(rest, { session: { type: 'string' }, listen: { type: 'string' }, speed: { type: 'string' } });
+    const { values } = parse(rest, {
+      session: { type: 'string' },
+      listen: { type: 'string' },
+      speed: { type: 'string' },
+    });
     const session = values.session;
     if (!session) throw new CliError('usage: vigil replay serve --session <id> [--listen HOST:PORT] [--speed 1|0]');
     const speed = Number(values.speed ?? '1');
     if (!Number.isFinite(speed) || speed < 0) {
-      throw new CliError(`--speed must be 1 (recorded timing), 0 (as fast as possible) or another factor (got "${values.speed}")`);
+      throw new CliError(
+        `--speed must be 1 (recorded timing), 0 (as fast as possible) or another factor (got "${values.speed}")`,
+      );
     }
     const [host, port] = (values.listen ?? '127.0.0.1:8090').split(/:(?=\d+$)/);
     const exchanges = await withStore(values, (store) => readSession(store, session));
-    if (exchanges.length === 0) throw new CliError(`no session "${session}" in this store (see: vigil sessions list)`, 1);
-    const server = await startReplayServer({ exchanges, host: host ?? '127.0.0.1', port: Number(port ?? 8090), speed, log: replayLog(out) });
+    if (exchanges.length === 0)
+      throw new CliError(`no session "${session}" in this store (see: vigil sessions list)`, 1);
+    const server = await startReplayServer({
+      exchanges,
+      host: host ?? '127.0.0.1',
+      port: Number(port ?? 8090),
+      speed,
+      log: replayLog(out),
+    });
     out.stdout.write(`replaying session ${session} (${exchanges.length} exchanges) on ${server.url}\n`);
     out.stdout.write(`point the client at it: ANTHROPIC_BASE_URL=${server.url}\n`);
     return new Promise<number>((resolve) => {
@@ -450,7 +507,8 @@ async function replay(args: string[], out: Out): Promise<number> {
   if (verb === 'resend') {
     const { values, positionals } = parse(rest, { connection: { type: 'string' } });
     const id = positionals[0];
-    if (!id || !values.connection) throw new CliError('usage: vigil replay resend <exchange-id> --connection <name> [--json]');
+    if (!id || !values.connection)
+      throw new CliError('usage: vigil replay resend <exchange-id> --connection <name> [--json]');
     const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
     let connectionUrl: string;
     try {
@@ -461,16 +519,25 @@ async function replay(args: string[], out: Out): Promise<number> {
     const exchange = await withStore(values, (store) => readExchange(store, id));
     if (!exchange) throw new CliError(`no exchange "${id}" in this store (see: vigil sessions show <session-id>)`, 1);
     const key = process.env.VIGIL_GATEWAY_KEY;
-    const result = await resendExchange({ exchange, connectionUrl, ...(key ? { headers: { 'x-api-key': key } } : {}) }).catch(
-      (err: unknown) => {
-        throw new CliError(`cannot reach the gateway at ${connectionUrl} (${(err as Error).message}); is \`vigil serve\` running?`, 1);
-      },
-    );
+    const result = await resendExchange({
+      exchange,
+      connectionUrl,
+      ...(key ? { headers: { 'x-api-key': key } } : {}),
+    }).catch((err: unknown) => {
+      throw new CliError(
+        `cannot reach the gateway at ${connectionUrl} (${(err as Error).message}); is \`vigil serve\` running?`,
+        1,
+      );
+    });
     if (values.json) {
       const { status, exchangeId, message, error, diff } = result;
-      out.stdout.write(`${JSON.stringify({ status, exchange_id: exchangeId, message, error, same: diff.same, changes: diff.changes }, null, 2)}\n`);
+      out.stdout.write(
+        `${JSON.stringify({ status, exchange_id: exchangeId, message, error, same: diff.same, changes: diff.changes }, null, 2)}\n`,
+      );
     } else {
-      out.stdout.write(`resent ${id} through ${values.connection}: ${result.status}, recorded as ${result.exchangeId ?? '(no id)'}\n`);
+      out.stdout.write(
+        `resent ${id} through ${values.connection}: ${result.status}, recorded as ${result.exchangeId ?? '(no id)'}\n`,
+      );
       out.stdout.write(result.diff.same ? 'same answer as recorded\n' : result.diff.text);
     }
     return result.diff.same ? 0 : 1;
@@ -491,7 +558,10 @@ async function sandbox(args: string[], out: Out): Promise<number> {
   });
 }
 
-export async function run(argv: string[], out: Out = { stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+export async function run(
+  argv: string[],
+  out: Out = { stdout: process.stdout, stderr: process.stderr },
+): Promise<number> {
   const [command, ...args] = argv;
   try {
     switch (command) {

@@ -19,10 +19,14 @@ function parseDuration(v: number | string, ctx: z.core.$RefinementCtx, positive:
 }
 
 /** `30s`, `5m`, `2h`, `30d`, `250ms`, or a number of milliseconds. */
-export const duration = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => parseDuration(v, ctx, false));
+export const duration = z
+  .union([z.number().int().nonnegative(), z.string()])
+  .transform((v, ctx) => parseDuration(v, ctx, false));
 
 /** A duration of at least 1 ms (timeouts). */
-export const positiveDuration = z.union([z.number().int().positive(), z.string()]).transform((v, ctx) => parseDuration(v, ctx, true));
+export const positiveDuration = z
+  .union([z.number().int().positive(), z.string()])
+  .transform((v, ctx) => parseDuration(v, ctx, true));
 
 /** A secret is never written in the config itself: it is read from an environment variable or a file. */
 export const secretRef = z.union([

@@ -11,15 +11,17 @@ import { approvalsConfigSchema } from '../policy/approval-notifier.js';
 import { approvalRulesSchema } from '../policy/approval-rules.js';
 
 /** How long recorded exchanges are kept: a duration (`30d`, `12h`) or `forever`. */
-export const retentionWindow = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx): 'forever' | number => {
-  if (v === 'forever') return v;
-  const ms = duration.safeParse(v);
-  if (!ms.success) {
-    ctx.addIssue({ code: 'custom', message: `must be a duration such as 30d or 12h, or forever (got "${v}")` });
-    return z.NEVER;
-  }
-  return ms.data;
-});
+export const retentionWindow = z
+  .union([z.number().int().nonnegative(), z.string()])
+  .transform((v, ctx): 'forever' | number => {
+    if (v === 'forever') return v;
+    const ms = duration.safeParse(v);
+    if (!ms.success) {
+      ctx.addIssue({ code: 'custom', message: `must be a duration such as 30d or 12h, or forever (got "${v}")` });
+      return z.NEVER;
+    }
+    return ms.data;
+  });
 
 /** `HOST:PORT` (IPv6 as `[::1]:8080`). */
 export const listenAddress = z.string().transform((v, ctx) => {
@@ -35,7 +37,10 @@ export type ListenAddress = z.output<typeof listenAddress>;
 
 const connectionName = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit');
+  .regex(
+    /^[a-z0-9][a-z0-9._-]{0,62}$/,
+    'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit',
+  );
 
 const upstreamUrl = z.string().transform((v, ctx) => {
   let url: URL;
@@ -50,7 +55,10 @@ const upstreamUrl = z.string().transform((v, ctx) => {
     return z.NEVER;
   }
   if (url.search || url.hash || url.username || url.password) {
-    ctx.addIssue({ code: 'custom', message: 'must not contain a query, fragment or credentials; use credential: for the key' });
+    ctx.addIssue({
+      code: 'custom',
+      message: 'must not contain a query, fragment or credentials; use credential: for the key',
+    });
     return z.NEVER;
   }
   return url.origin + url.pathname.replace(/\/+$/, '');
@@ -78,9 +86,7 @@ export const connectionSchema = z
      * Secrets and personal data are masked before anything is stored (on by default). `in_flight` also acts on the
      * request before it goes upstream: `mask` sends the masked request, `block` refuses it (400) naming what was found.
      */
-    masking: maskingConfigSchema
-      .extend({ in_flight: z.enum(['off', 'mask', 'block']).default('off') })
-      .prefault({}),
+    masking: maskingConfigSchema.extend({ in_flight: z.enum(['off', 'mask', 'block']).default('off') }).prefault({}),
     /** Allow plain http to a non-loopback upstream (never recommended). */
     allow_insecure_upstream: z.boolean().default(false),
     /**
@@ -103,7 +109,8 @@ export const connectionSchema = z
       ctx.addIssue({
         code: 'custom',
         path: ['upstream'],
-        message: 'must be an https URL (plain http is accepted for loopback only, or with allow_insecure_upstream: true)',
+        message:
+          'must be an https URL (plain http is accepted for loopback only, or with allow_insecure_upstream: true)',
       });
     }
   });
@@ -140,7 +147,8 @@ const adminConfigSchema = z
   .superRefine((a, ctx) => {
     const seen = new Set<string>();
     a.tokens.forEach((t, i) => {
-      if (seen.has(t.name)) ctx.addIssue({ code: 'custom', path: ['tokens', i, 'name'], message: `duplicate token name "${t.name}"` });
+      if (seen.has(t.name))
+        ctx.addIssue({ code: 'custom', path: ['tokens', i, 'name'], message: `duplicate token name "${t.name}"` });
       seen.add(t.name);
     });
   })
@@ -168,11 +176,17 @@ export const configSchema = z
           .object({
             url: z.union([secretRef, z.string().min(1)]).superRefine((v, ctx) => {
               if (typeof v === 'string' && /^[a-z]+:\/\/[^/@:]*:[^/@]+@/i.test(v)) {
-                ctx.addIssue({ code: 'custom', message: 'must not contain a password: use { env: NAME } or { file: PATH }' });
+                ctx.addIssue({
+                  code: 'custom',
+                  message: 'must not contain a password: use { env: NAME } or { file: PATH }',
+                });
               }
             }),
             /** Schema holding Vigil's tables (created on first start). */
-            schema: z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/).default('public'),
+            schema: z
+              .string()
+              .regex(/^[a-z_][a-z0-9_]{0,62}$/)
+              .default('public'),
             pool_size: z.number().int().min(1).max(200).default(10),
           })
           .strict()
@@ -208,9 +222,17 @@ export const configSchema = z
     limits: z
       .object({
         /** Largest request body accepted (413 request_too_large beyond). */
-        max_request_body: z.number().int().positive().default(32 * 1024 * 1024),
+        max_request_body: z
+          .number()
+          .int()
+          .positive()
+          .default(32 * 1024 * 1024),
         /** Largest response body kept in the record; the client still receives all of it. */
-        max_recorded_response_body: z.number().int().positive().default(64 * 1024 * 1024),
+        max_recorded_response_body: z
+          .number()
+          .int()
+          .positive()
+          .default(64 * 1024 * 1024),
       })
       .strict()
       .default({ max_request_body: 32 * 1024 * 1024, max_recorded_response_body: 64 * 1024 * 1024 }),
@@ -241,7 +263,10 @@ export const configSchema = z
     signing: z
       .object({
         /** PEM private key; generated (mode 0600) when absent. Default <data_dir>/signing-key.pem; relative to data_dir. */
-        key: z.object({ file: z.string().min(1) }).strict().optional(),
+        key: z
+          .object({ file: z.string().min(1) })
+          .strict()
+          .optional(),
         /** How often each gateway signs what its chain gained (also at shutdown); 0: at shutdown only. */
         interval: duration.default(60_000),
       })
@@ -259,7 +284,11 @@ export const configSchema = z
     const seen = new Set<string>();
     c.connections.forEach((conn, i) => {
       if (seen.has(conn.name)) {
-        ctx.addIssue({ code: 'custom', path: ['connections', i, 'name'], message: `duplicate connection name "${conn.name}"` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['connections', i, 'name'],
+          message: `duplicate connection name "${conn.name}"`,
+        });
       }
       seen.add(conn.name);
     });

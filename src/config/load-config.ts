@@ -55,7 +55,8 @@ export function loadConfig(overrides: ConfigOverrides = {}): VigilConfig {
     }
     try {
       const parsed: unknown = parseYaml(text) ?? {};
-      if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new ConfigError([`${file}: must be a YAML mapping`]);
+      if (typeof parsed !== 'object' || Array.isArray(parsed))
+        throw new ConfigError([`${file}: must be a YAML mapping`]);
       input = parsed as Record<string, unknown>;
     } catch (err) {
       if (err instanceof YAMLParseError) throw new ConfigError([`${file}: ${err.message}`]);
@@ -70,7 +71,9 @@ export function loadConfig(overrides: ConfigOverrides = {}): VigilConfig {
   if (overrides.upstream !== undefined) {
     const conns = Array.isArray(input.connections) ? (input.connections as Array<Record<string, unknown>>) : [];
     if (conns.length === 0) {
-      input.connections = [{ name: 'anthropic', upstream: overrides.upstream, credential: { env: 'ANTHROPIC_API_KEY' } }];
+      input.connections = [
+        { name: 'anthropic', upstream: overrides.upstream, credential: { env: 'ANTHROPIC_API_KEY' } },
+      ];
     } else {
       const defName = input.default_connection;
       const target = conns.find((c) => c.name === defName) ?? conns[0]!;
@@ -87,7 +90,8 @@ export function validateConfig(input: unknown, baseDir: string = process.cwd()):
   if (!result.success) throw new ConfigError(formatIssues(result.error.issues, input));
   const config = result.data;
   config.data_dir = path.resolve(baseDir, config.data_dir);
-  if (config.store.sqlite.path !== undefined) config.store.sqlite.path = path.resolve(baseDir, config.store.sqlite.path);
+  if (config.store.sqlite.path !== undefined)
+    config.store.sqlite.path = path.resolve(baseDir, config.store.sqlite.path);
   for (const c of config.connections) {
     if (c.credential && 'file' in c.credential) c.credential.file = path.resolve(baseDir, c.credential.file);
   }

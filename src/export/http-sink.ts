@@ -67,7 +67,10 @@ export class HttpSink implements Sink {
       throw new SinkDeliveryError(this.name, `POST ${this.#config.url} failed: ${describeError(err)}`, { cause: err });
     }
     if (res.status < 200 || res.status > 299) {
-      throw new SinkDeliveryError(this.name, `POST ${this.#config.url} answered ${res.status}: ${res.text.slice(0, 300)}`);
+      throw new SinkDeliveryError(
+        this.name,
+        `POST ${this.#config.url} answered ${res.status}: ${res.text.slice(0, 300)}`,
+      );
     }
   }
 

@@ -59,7 +59,14 @@ export class Outbox {
     private readonly options: OutboxOptions,
   ) {
     for (const s of sinks) {
-      this.status.set(s.name, { sink: s.name, lag: 0, delivered: 0, failures: 0, lastError: null, lastDeliveryAt: null });
+      this.status.set(s.name, {
+        sink: s.name,
+        lag: 0,
+        delivered: 0,
+        failures: 0,
+        lastError: null,
+        lastDeliveryAt: null,
+      });
     }
   }
 
@@ -116,7 +123,10 @@ export class Outbox {
       const wait = Math.min((this.backoff.get(sink.name) ?? 500) * 2, this.options.maxBackoffMs ?? 60_000);
       this.backoff.set(sink.name, wait);
       this.backoffUntil.set(sink.name, Date.now() + wait);
-      this.options.log.warn({ sink: sink.name, err, retryInMs: wait }, 'SIEM sink delivery failed; events wait in the outbox');
+      this.options.log.warn(
+        { sink: sink.name, err, retryInMs: wait },
+        'SIEM sink delivery failed; events wait in the outbox',
+      );
     } finally {
       status.lag = heads.reduce((n, h) => n + Math.max(0, h.chainSeq - (cursors.get(h.chain) ?? 0)), 0);
     }

@@ -84,7 +84,9 @@ export function auditEventOf(r: StoredRecord, gateway: string, request?: Exchang
         actor: { method: 'cli', subject: (r.kind === 'key.created' ? d.createdBy : d.revokedBy) ?? 'unknown' },
         attributes: {
           key_name: d.name,
-          ...(r.kind === 'key.created' ? { owner: d.owner, expires_at: d.expiresAt, connections: d.connections.join(',') } : {}),
+          ...(r.kind === 'key.created'
+            ? { owner: d.owner, expires_at: d.expiresAt, connections: d.connections.join(',') }
+            : {}),
         },
       };
     }
@@ -109,7 +111,8 @@ export function auditEventOf(r: StoredRecord, gateway: string, request?: Exchang
         ...(data.by ? { actor: data.by as AuditActor } : {}),
         attributes: {
           problems: (data.problems as number | undefined) ?? null,
-          first_problem: ((data.first as Array<{ detail?: string }> | undefined)?.[0]?.detail as string | undefined) ?? null,
+          first_problem:
+            ((data.first as Array<{ detail?: string }> | undefined)?.[0]?.detail as string | undefined) ?? null,
         },
       };
     case 'retention.purged':
@@ -138,7 +141,8 @@ export function auditEventOf(r: StoredRecord, gateway: string, request?: Exchang
             record: r.kind,
             approval_id: (data.approvalId as string | undefined) ?? (data.id as string | undefined) ?? null,
             decision: (data.decision as string | undefined) ?? null,
-            rule: typeof data.rule === 'string' ? data.rule : ((data.rule as { name?: string } | undefined)?.name ?? null),
+            rule:
+              typeof data.rule === 'string' ? data.rule : ((data.rule as { name?: string } | undefined)?.name ?? null),
             reason: (data.reason as string | undefined) ?? null,
           },
         };

@@ -14,7 +14,10 @@ const fileRef = z.object({ file: z.string().min(1) }).strict();
 /** The sink's name keys its delivery cursor in the outbox, so it must stay stable across restarts. */
 const sinkName = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit');
+  .regex(
+    /^[a-z0-9][a-z0-9._-]{0,62}$/,
+    'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit',
+  );
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' });
 
@@ -70,7 +73,12 @@ export const syslogSinkSchema = z
      * `content`, then without `attributes` and `actor` (marked `"truncated": true`). The default matches rsyslog's
      * default maxMessageSize; raise both together for TCP/TLS.
      */
-    max_message_size: z.number().int().min(480).max(1024 * 1024).default(8192),
+    max_message_size: z
+      .number()
+      .int()
+      .min(480)
+      .max(1024 * 1024)
+      .default(8192),
     /** Time allowed to connect and to hand a batch to the kernel. */
     timeout: timeout.default(10_000),
     include_content: includeContent,
@@ -79,11 +87,16 @@ export const syslogSinkSchema = z
   .superRefine((c, ctx) => {
     if (c.transport !== 'tls') {
       for (const key of ['ca', 'cert', 'key'] as const) {
-        if (c[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: 'applies only to transport: tls' });
+        if (c[key] !== undefined)
+          ctx.addIssue({ code: 'custom', path: [key], message: 'applies only to transport: tls' });
       }
     }
     if ((c.cert === undefined) !== (c.key === undefined)) {
-      ctx.addIssue({ code: 'custom', path: [c.cert ? 'key' : 'cert'], message: 'cert and key go together (mutual TLS)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: [c.cert ? 'key' : 'cert'],
+        message: 'cert and key go together (mutual TLS)',
+      });
     }
     if (c.transport === 'udp' && c.max_message_size > MAX_UDP_PAYLOAD) {
       ctx.addIssue({

@@ -47,7 +47,10 @@ function timestamp(time: string): string {
 
 /** JSON with every character above U+007E escaped, so MSG is plain ASCII. */
 function asciiJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value).replace(
+    /[\u007f-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 function structuredData(event: AuditEvent, full: boolean): string {

@@ -49,7 +49,12 @@ export class SyslogSink implements Sink {
           ...(config.key ? { key: readSecret(config.key, `${where}.key`) } : {}),
         };
       }
-      this.#stream = new SyslogStreamTransport({ host: config.host, port: config.port, timeoutMs: config.timeout, tls });
+      this.#stream = new SyslogStreamTransport({
+        host: config.host,
+        port: config.port,
+        timeoutMs: config.timeout,
+        tls,
+      });
     }
   }
 
@@ -63,7 +68,9 @@ export class SyslogSink implements Sink {
   async #deliver(events: readonly AuditEvent[]): Promise<void> {
     if (this.#closed) throw new SinkDeliveryError(this.name, 'sink is closed');
     if (events.length === 0) return;
-    const messages = events.map((e) => formatSyslogMessage(outgoingEvent(e, this.#config.include_content), this.#format));
+    const messages = events.map((e) =>
+      formatSyslogMessage(outgoingEvent(e, this.#config.include_content), this.#format),
+    );
     const target = `${this.#config.transport}://${this.#config.host}:${this.#config.port}`;
     try {
       if (this.#udp) await this.#udp.send(messages);

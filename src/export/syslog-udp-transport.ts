@@ -47,7 +47,12 @@ export class SyslogUdpTransport {
 
   #drop(pending: Promise<dgram.Socket>): void {
     if (this.#socket === pending) this.#socket = undefined;
-    pending.then((s) => s.close(), () => undefined).catch(() => undefined);
+    pending
+      .then(
+        (s) => s.close(),
+        () => undefined,
+      )
+      .catch(() => undefined);
   }
 
   async close(): Promise<void> {

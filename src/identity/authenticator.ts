@@ -103,7 +103,10 @@ export class Authenticator {
     const anonymousAllowed = this.anonymousAllowed(remoteAddress);
     if (!this.identityConfigured) {
       if (anonymousAllowed) return { principal: ANONYMOUS };
-      throw new VigilError('UNAUTHENTICATED', 'no identity is configured and anonymous access is not allowed from this address');
+      throw new VigilError(
+        'UNAUTHENTICATED',
+        'no identity is configured and anonymous access is not allowed from this address',
+      );
     }
 
     const credential = extractCredential(headers);
@@ -121,7 +124,10 @@ export class Authenticator {
 
     if (JWT_SHAPE.test(token)) {
       if (!this.oidc) {
-        throw new VigilError('UNAUTHENTICATED', 'OIDC tokens are not accepted by this gateway: no identity.oidc issuer is configured');
+        throw new VigilError(
+          'UNAUTHENTICATED',
+          'OIDC tokens are not accepted by this gateway: no identity.oidc issuer is configured',
+        );
       }
       return { principal: await this.oidc.verify(token) };
     }

@@ -64,7 +64,10 @@ export function parseKeyLifetime(text: string): number {
   const m = LIFETIME.exec(text.trim());
   const ms = m ? Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS] : NaN;
   if (!Number.isSafeInteger(ms) || ms <= 0) {
-    throw new VigilError('BAD_REQUEST', `invalid key lifetime "${text}": use a positive number of minutes, hours or days, e.g. 90m, 12h or 30d`);
+    throw new VigilError(
+      'BAD_REQUEST',
+      `invalid key lifetime "${text}": use a positive number of minutes, hours or days, e.g. 90m, 12h or 30d`,
+    );
   }
   return ms;
 }
@@ -83,15 +86,24 @@ export async function authenticateGatewayKey(
   now: number = Date.now(),
 ): Promise<{ principal: Principal; connections: readonly string[] }> {
   if (!looksLikeGatewayKey(key)) {
-    throw new VigilError('UNAUTHENTICATED', `malformed gateway key: expected ${GATEWAY_KEY_PREFIX} followed by 43 base64url characters`);
+    throw new VigilError(
+      'UNAUTHENTICATED',
+      `malformed gateway key: expected ${GATEWAY_KEY_PREFIX} followed by 43 base64url characters`,
+    );
   }
   const row = await lookup(hashGatewayKey(key));
   if (!row) throw new VigilError('UNAUTHENTICATED', 'unknown gateway key');
   if (row.revokedAt !== null) {
-    throw new VigilError('UNAUTHENTICATED', `gateway key "${row.name}" was revoked at ${new Date(row.revokedAt).toISOString()}`);
+    throw new VigilError(
+      'UNAUTHENTICATED',
+      `gateway key "${row.name}" was revoked at ${new Date(row.revokedAt).toISOString()}`,
+    );
   }
   if (row.expiresAt !== null && row.expiresAt <= now) {
-    throw new VigilError('UNAUTHENTICATED', `gateway key "${row.name}" expired at ${new Date(row.expiresAt).toISOString()}`);
+    throw new VigilError(
+      'UNAUTHENTICATED',
+      `gateway key "${row.name}" expired at ${new Date(row.expiresAt).toISOString()}`,
+    );
   }
   return {
     principal: { method: 'gateway_key', subject: row.name, keyName: row.name, owner: row.owner },

@@ -49,7 +49,10 @@ export const secondsDuration = z.union([z.number().nonnegative(), z.string()]).t
   if (typeof v === 'number') return v;
   const m = SECONDS_DURATION.exec(v.trim());
   if (!m) {
-    ctx.addIssue({ code: 'custom', message: `must be a number of seconds or a duration such as 30s, 2m or 1h (got "${v}")` });
+    ctx.addIssue({
+      code: 'custom',
+      message: `must be a number of seconds or a duration such as 30s, 2m or 1h (got "${v}")`,
+    });
     return z.NEVER;
   }
   return Number(m[1]) * UNIT_SECONDS[m[2] as keyof typeof UNIT_SECONDS];
@@ -64,7 +67,10 @@ const issuerUrl = z.string().refine(
       return false;
     }
   },
-  { message: 'must be the issuer URL exactly as it appears in the tokens\' "iss" claim, e.g. https://idp.example.com/realms/main' },
+  {
+    message:
+      'must be the issuer URL exactly as it appears in the tokens\' "iss" claim, e.g. https://idp.example.com/realms/main',
+  },
 );
 
 /** One trusted OpenID provider. */
@@ -108,7 +114,8 @@ export const identityConfigSchema = z
       .superRefine((list, ctx) => {
         const seen = new Set<string>();
         list.forEach((c, i) => {
-          if (seen.has(c.issuer)) ctx.addIssue({ code: 'custom', path: [i, 'issuer'], message: `duplicate issuer "${c.issuer}"` });
+          if (seen.has(c.issuer))
+            ctx.addIssue({ code: 'custom', path: [i, 'issuer'], message: `duplicate issuer "${c.issuer}"` });
           seen.add(c.issuer);
         });
       }),
@@ -129,9 +136,7 @@ export const allowRuleSchema = z.union([
   z.object({ group: z.string().min(1) }).strict(),
   z
     .object({
-      email: z
-        .string()
-        .regex(/^(\*|[^@\s*]+)@[^@\s*]+$/, 'must be an email address or *@domain'),
+      email: z.string().regex(/^(\*|[^@\s*]+)@[^@\s*]+$/, 'must be an email address or *@domain'),
     })
     .strict(),
   z.object({ key: z.string().min(1) }).strict(),

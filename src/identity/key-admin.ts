@@ -25,7 +25,10 @@ export async function createGatewayKey(
   now = Date.now(),
 ): Promise<{ key: string; record: StoredGatewayKey }> {
   if (!KEY_NAME.test(input.name)) {
-    throw new VigilError('BAD_REQUEST', `key name "${input.name}" must be 1-63 characters of letters, digits, ".", "_" or "-"`);
+    throw new VigilError(
+      'BAD_REQUEST',
+      `key name "${input.name}" must be 1-63 characters of letters, digits, ".", "_" or "-"`,
+    );
   }
   for (const c of input.connections) {
     if (!knownConnections.includes(c)) {
@@ -33,7 +36,11 @@ export async function createGatewayKey(
     }
   }
   const live = (await store.listGatewayKeys()).find((k) => k.name === input.name && k.revokedAt === null);
-  if (live) throw new VigilError('BAD_REQUEST', `a live key named "${input.name}" exists: revoke it first (vigil keys revoke ${input.name})`);
+  if (live)
+    throw new VigilError(
+      'BAD_REQUEST',
+      `a live key named "${input.name}" exists: revoke it first (vigil keys revoke ${input.name})`,
+    );
   const { key, hash } = generateGatewayKey();
   const data: KeyCreatedData = {
     hash,
@@ -48,7 +55,12 @@ export async function createGatewayKey(
   return { key, record: { ...data, revokedAt: null } };
 }
 
-export async function revokeGatewayKey(store: AuditStore, name: string, revokedBy: string, now = Date.now()): Promise<StoredGatewayKey> {
+export async function revokeGatewayKey(
+  store: AuditStore,
+  name: string,
+  revokedBy: string,
+  now = Date.now(),
+): Promise<StoredGatewayKey> {
   const live = (await store.listGatewayKeys()).find((k) => k.name === name && k.revokedAt === null);
   if (!live) throw new VigilError('NOT_FOUND', `no live key named "${name}" (see: vigil keys list)`);
   const data: KeyRevokedData = { name, hash: live.hash, revokedAt: now, revokedBy };

@@ -124,11 +124,15 @@ export class OidcVerifier {
     const { alg, kid, iss } = this.inspect(token);
     const state = this.issuers.get(iss);
     if (!state) {
-      throw unauthenticated(`token from unknown issuer ${echo(iss)}; trusted issuers: ${this.issuerUrls.join(', ') || 'none'}`);
+      throw unauthenticated(
+        `token from unknown issuer ${echo(iss)}; trusted issuers: ${this.issuerUrls.join(', ') || 'none'}`,
+      );
     }
     const { config } = state;
     if (!config.algorithms.includes(alg as (typeof config.algorithms)[number])) {
-      throw unauthenticated(`unsupported algorithm ${echo(alg)} for issuer ${config.issuer}: accepted are ${config.algorithms.join(', ')}`);
+      throw unauthenticated(
+        `unsupported algorithm ${echo(alg)} for issuer ${config.issuer}: accepted are ${config.algorithms.join(', ')}`,
+      );
     }
 
     const jwks = await this.jwksFor(state);
@@ -172,7 +176,8 @@ export class OidcVerifier {
     if (!(ASYMMETRIC_ALGORITHMS as readonly string[]).includes(alg)) {
       throw unauthenticated(`unsupported algorithm ${echo(alg)}`);
     }
-    if (typeof payload.iss !== 'string' || payload.iss === '') throw unauthenticated('token has no "iss" (issuer) claim');
+    if (typeof payload.iss !== 'string' || payload.iss === '')
+      throw unauthenticated('token has no "iss" (issuer) claim');
     return { alg, kid: typeof header.kid === 'string' ? header.kid : undefined, iss: payload.iss };
   }
 
@@ -189,7 +194,10 @@ export class OidcVerifier {
     } catch (err) {
       state.failedAt = Date.now();
       state.failure = describe(err);
-      throw unauthenticated(`cannot verify token: identity provider ${state.config.issuer} is unreachable (${state.failure})`, err);
+      throw unauthenticated(
+        `cannot verify token: identity provider ${state.config.issuer} is unreachable (${state.failure})`,
+        err,
+      );
     }
   }
 
@@ -212,7 +220,9 @@ export class OidcVerifier {
       // §4.3: the issuer in the metadata must be identical to the one it was fetched for, or tokens could be
       // verified with keys of a provider that merely hosts the document.
       if (meta.issuer !== issuer) {
-        throw new Error(`discovery at ${url} names issuer ${echo(meta.issuer)}, not ${issuer}: fix identity.oidc[].issuer`);
+        throw new Error(
+          `discovery at ${url} names issuer ${echo(meta.issuer)}, not ${issuer}: fix identity.oidc[].issuer`,
+        );
       }
       if (typeof meta.jwks_uri !== 'string' || !/^https?:\/\//.test(meta.jwks_uri)) {
         throw new Error(`discovery at ${url} has no usable jwks_uri`);
@@ -271,13 +281,15 @@ export class OidcVerifier {
   private explain(err: unknown, config: OidcVerifierIssuer, kid: string | undefined): VigilError {
     if (err instanceof KeyUnavailable) return unauthenticated(err.message, err.cause);
     if (err instanceof errors.JWTExpired) {
-      const exp = typeof err.payload['exp'] === 'number' ? ` at ${new Date(err.payload['exp'] * 1000).toISOString()}` : '';
+      const exp =
+        typeof err.payload['exp'] === 'number' ? ` at ${new Date(err.payload['exp'] * 1000).toISOString()}` : '';
       return unauthenticated(`token expired${exp}`, err);
     }
     if (err instanceof errors.JWTClaimValidationFailed) {
       const { claim, reason, payload } = err;
       if (claim === 'nbf') {
-        const nbf = typeof payload['nbf'] === 'number' ? ` before ${new Date(payload['nbf'] * 1000).toISOString()}` : '';
+        const nbf =
+          typeof payload['nbf'] === 'number' ? ` before ${new Date(payload['nbf'] * 1000).toISOString()}` : '';
         return unauthenticated(`token not yet valid${nbf}`, err);
       }
       if (claim === 'aud') {
@@ -290,7 +302,10 @@ export class OidcVerifier {
     }
     if (err instanceof errors.JWSSignatureVerificationFailed) return unauthenticated('bad signature', err);
     if (err instanceof errors.JWKSNoMatchingKey) {
-      return unauthenticated(`unknown signing key: issuer ${config.issuer} publishes no key with kid ${echo(kid ?? null)}`, err);
+      return unauthenticated(
+        `unknown signing key: issuer ${config.issuer} publishes no key with kid ${echo(kid ?? null)}`,
+        err,
+      );
     }
     if (err instanceof errors.JOSEAlgNotAllowed) return unauthenticated('unsupported algorithm', err);
     if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) {

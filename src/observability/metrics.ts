@@ -4,7 +4,12 @@
  * the proxy knows nothing about them.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { accessDeniedChannel, exchangeCompletedChannel, type AccessDenied, type ExchangeCompleted } from '../recorder/diagnostics.js';
+import {
+  accessDeniedChannel,
+  exchangeCompletedChannel,
+  type AccessDenied,
+  type ExchangeCompleted,
+} from '../recorder/diagnostics.js';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
 
@@ -110,7 +115,8 @@ export class Metrics {
       if (e.inputTokens) tokens.inc({ connection: e.connection, model, kind: 'input' }, e.inputTokens);
       if (e.outputTokens) tokens.inc({ connection: e.connection, model, kind: 'output' }, e.outputTokens);
       if (e.cacheReadTokens) tokens.inc({ connection: e.connection, model, kind: 'cache_read' }, e.cacheReadTokens);
-      if (e.cacheCreationTokens) tokens.inc({ connection: e.connection, model, kind: 'cache_creation' }, e.cacheCreationTokens);
+      if (e.cacheCreationTokens)
+        tokens.inc({ connection: e.connection, model, kind: 'cache_creation' }, e.cacheCreationTokens);
     };
     this.onDenied = (m) => {
       const d = m as AccessDenied;

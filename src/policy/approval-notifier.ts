@@ -18,7 +18,10 @@ import type { ApprovalView, HeldNotifier, NotifiedData } from './approvals.js';
 
 const webhookName = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit');
+  .regex(
+    /^[a-z0-9][a-z0-9._-]{0,62}$/,
+    'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit',
+  );
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' });
 
@@ -51,10 +54,15 @@ export const approvalsConfigSchema = z
   .superRefine((c, ctx) => {
     const seen = new Set<string>();
     c.webhooks.forEach((w, i) => {
-      if (seen.has(w.name)) ctx.addIssue({ code: 'custom', path: ['webhooks', i, 'name'], message: `duplicate webhook name "${w.name}"` });
+      if (seen.has(w.name))
+        ctx.addIssue({ code: 'custom', path: ['webhooks', i, 'name'], message: `duplicate webhook name "${w.name}"` });
       seen.add(w.name);
       if (w.format === 'slack' && w.secret) {
-        ctx.addIssue({ code: 'custom', path: ['webhooks', i, 'secret'], message: 'Slack webhooks are not signed: the URL is the secret' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['webhooks', i, 'secret'],
+          message: 'Slack webhooks are not signed: the URL is the secret',
+        });
       }
     });
   })
@@ -73,11 +81,19 @@ function readRef(ref: SecretRef, where: string): string {
     if (!v) throw new Error('empty file');
     return v;
   } catch (err) {
-    throw new ConfigError([`${where}: cannot read ${ref.file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`]);
+    throw new ConfigError([
+      `${where}: cannot read ${ref.file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    ]);
   }
 }
 
-function who(a: { subject: string; email?: string | undefined; name?: string | undefined; keyName?: string | undefined; method: string }): string {
+function who(a: {
+  subject: string;
+  email?: string | undefined;
+  name?: string | undefined;
+  keyName?: string | undefined;
+  method: string;
+}): string {
   if (a.method === 'gateway_key') return `gateway key ${a.keyName ?? a.subject}`;
   return a.email ?? a.name ?? a.subject;
 }
@@ -146,7 +162,10 @@ export function slackPayload(a: ApprovalView, adminUrl?: string): { text: string
   const blocks: object[] = [
     {
       type: 'section',
-      text: { type: 'mrkdwn', text: `:raised_hand: *Call held for approval* \`${a.id}\`${a.rule.message ? `\n${slackEscape(a.rule.message)}` : ''}` },
+      text: {
+        type: 'mrkdwn',
+        text: `:raised_hand: *Call held for approval* \`${a.id}\`${a.rule.message ? `\n${slackEscape(a.rule.message)}` : ''}`,
+      },
     },
     { type: 'section', fields: fields.map((text) => ({ type: 'mrkdwn', text })) },
   ];
@@ -165,7 +184,10 @@ export function slackPayload(a: ApprovalView, adminUrl?: string): { text: string
       },
     ],
   });
-  return { text: `Call held for approval: ${caller} on ${a.connection} (rule "${a.rule.name}"): ${cli.approve}`, blocks };
+  return {
+    text: `Call held for approval: ${caller} on ${a.connection} (rule "${a.rule.name}"): ${cli.approve}`,
+    blocks,
+  };
 }
 
 interface Target {
@@ -204,12 +226,15 @@ export class ApprovalNotifier implements HeldNotifier {
   }
 
   async notify(approval: ApprovalView): Promise<Array<Omit<NotifiedData, 'approvalId'>>> {
-    const targets = this.targets.filter((t) => !t.config.connections || t.config.connections.includes(approval.connection));
+    const targets = this.targets.filter(
+      (t) => !t.config.connections || t.config.connections.includes(approval.connection),
+    );
     return Promise.all(targets.map((t) => this.send(t, approval)));
   }
 
   private async send(t: Target, approval: ApprovalView): Promise<Omit<NotifiedData, 'approvalId'>> {
-    const payload = t.config.format === 'slack' ? slackPayload(approval, this.adminUrl) : genericPayload(approval, this.adminUrl);
+    const payload =
+      t.config.format === 'slack' ? slackPayload(approval, this.adminUrl) : genericPayload(approval, this.adminUrl);
     const body = JSON.stringify(payload);
     let status: number | null = null;
     let error: string | null = null;
@@ -222,18 +247,28 @@ export class ApprovalNotifier implements HeldNotifier {
         headers['x-vigil-signature'] = `sha256=${vigilSignature(t.secret, timestamp, body)}`;
       }
       try {
-        const res = await fetch(t.url, { method: 'POST', headers, body, signal: AbortSignal.timeout(t.config.timeout) });
+        const res = await fetch(t.url, {
+          method: 'POST',
+          headers,
+          body,
+          signal: AbortSignal.timeout(t.config.timeout),
+        });
         status = res.status;
         await res.arrayBuffer().catch(() => undefined);
         if (res.ok) return { webhook: t.config.name, ok: true, attempts: attempt, status, error: null };
         error = `answered ${res.status}`;
         // A 4xx other than 408/429 will not get better by asking again.
-        if (res.status < 500 && res.status !== 408 && res.status !== 429) return { webhook: t.config.name, ok: false, attempts: attempt, status, error };
+        if (res.status < 500 && res.status !== 408 && res.status !== 429)
+          return { webhook: t.config.name, ok: false, attempts: attempt, status, error };
       } catch (err) {
         status = null;
-        error = (err as Error).name === 'TimeoutError' ? `no answer within ${t.config.timeout} ms` : ((err as { cause?: Error }).cause?.message ?? (err as Error).message);
+        error =
+          (err as Error).name === 'TimeoutError'
+            ? `no answer within ${t.config.timeout} ms`
+            : ((err as { cause?: Error }).cause?.message ?? (err as Error).message);
       }
-      if (attempt < attempts) await new Promise((r) => setTimeout(r, (this.options.backoffMs ?? 500) * 2 ** (attempt - 1)));
+      if (attempt < attempts)
+        await new Promise((r) => setTimeout(r, (this.options.backoffMs ?? 500) * 2 ** (attempt - 1)));
     }
     this.options.log?.warn({ webhook: t.config.name, approvalId: approval.id, error }, 'approval notification failed');
     return { webhook: t.config.name, ok: false, attempts, status, error };

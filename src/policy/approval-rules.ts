@@ -15,13 +15,16 @@ import type { Principal } from '../identity/principal.js';
 import type { RequestBody } from '../recorder/request-body.js';
 
 /** `pattern` or `/pattern/flags`; checked by compiling it, so a bad pattern is a config error, not a runtime one. */
-const regexSource = z.string().min(1).superRefine((v, ctx) => {
-  try {
-    toRegExp(v);
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${(err as Error).message}` });
-  }
-});
+const regexSource = z
+  .string()
+  .min(1)
+  .superRefine((v, ctx) => {
+    try {
+      toRegExp(v);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${(err as Error).message}` });
+    }
+  });
 
 const CLOCK = /^([01]\d|2[0-3]):([0-5]\d)$/;
 
@@ -45,7 +48,9 @@ const timeOfDaySchema = z
       }, 'must be an IANA time zone such as UTC or Europe/Paris'),
   })
   .strict()
-  .refine((t) => t.from !== t.to, { message: 'from and to must differ (a window of no time, or all day, is ambiguous)' });
+  .refine((t) => t.from !== t.to, {
+    message: 'from and to must differ (a window of no time, or all day, is ambiguous)',
+  });
 
 const names = z.array(z.string().min(1)).min(1);
 
@@ -74,7 +79,9 @@ const whenSchema = z
 const ruleSchema = z
   .object({
     /** Shown to approvers and recorded; unique per connection. */
-    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}$/, 'must be 1-63 letters, digits, spaces, ".", "_" or "-"'),
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}$/, 'must be 1-63 letters, digits, spaces, ".", "_" or "-"'),
     action: z.enum(['hold', 'deny']),
     /** `deny`: what the client is told. `hold`: shown to approvers. */
     message: z.string().min(1).max(1000).optional(),
@@ -102,7 +109,8 @@ const ruleSchema = z
 export const approvalRulesSchema = z.array(ruleSchema).superRefine((rules, ctx) => {
   const seen = new Set<string>();
   rules.forEach((r, i) => {
-    if (seen.has(r.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate rule name "${r.name}"` });
+    if (seen.has(r.name))
+      ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate rule name "${r.name}"` });
     seen.add(r.name);
   });
 });
@@ -170,7 +178,10 @@ export function toRegExp(source: string): RegExp {
 
 /** `*` any run of characters, `?` one character; everything else literal. */
 export function globToRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const body = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${body}$`);
 }
 
@@ -298,7 +309,12 @@ export function compileApprovalRules(rules: readonly ApprovalRuleConfig[] | unde
 
 export type Evaluation =
   | { readonly action: 'allow' }
-  | { readonly action: 'deny'; readonly rule: CompiledRule; readonly message: string; readonly matched: readonly string[] }
+  | {
+      readonly action: 'deny';
+      readonly rule: CompiledRule;
+      readonly message: string;
+      readonly matched: readonly string[];
+    }
   | { readonly action: 'hold'; readonly rule: CompiledRule; readonly matched: readonly string[] };
 
 const ALLOW: Evaluation = Object.freeze({ action: 'allow' });
@@ -307,7 +323,12 @@ const ALLOW: Evaluation = Object.freeze({ action: 'allow' });
  * What the rules say about one call: the first matching deny rule, else the first matching hold rule, else allow.
  * `matched` describes why, for the record and for approvers (`model claude-opus-4-1`, `prompt matches /AKIA/`).
  */
-export function evaluate(rules: CompiledRules, principal: Principal, body: RequestBody, now: number = Date.now()): Evaluation {
+export function evaluate(
+  rules: CompiledRules,
+  principal: Principal,
+  body: RequestBody,
+  now: number = Date.now(),
+): Evaluation {
   if (rules.rules.length === 0) return ALLOW;
   const ctx = new MatchContext(principal, body, now);
   for (const rule of rules.rules) {

@@ -49,7 +49,11 @@ function lastUserTurn(json: unknown): string {
  * after masking, the text around the match is shown (a pattern that matched a secret no longer matches once the secret
  * is masked, which is the point).
  */
-export function summarizeRequest(json: unknown, masker: Masker, patterns: readonly RegExp[] = []): ApprovalRequestSummary {
+export function summarizeRequest(
+  json: unknown,
+  masker: Masker,
+  patterns: readonly RegExp[] = [],
+): ApprovalRequestSummary {
   const { value, findings } = masker.maskJson(json);
   const req = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
   const content = requestContent(value);

@@ -173,10 +173,18 @@ export interface ApprovalCoordinatorOptions {
 /** Why a decision was refused; `problem` lets an API map it to a status (404, 403, 409). */
 export class ApprovalRefused extends VigilError {
   constructor(
-    readonly problem: 'not_found' | 'self_approval' | 'not_an_approver' | 'already_approved' | 'not_pending' | 'bad_grant',
+    readonly problem:
+      'not_found' | 'self_approval' | 'not_an_approver' | 'already_approved' | 'not_pending' | 'bad_grant',
     message: string,
   ) {
-    super(problem === 'not_found' ? 'NOT_FOUND' : problem === 'not_pending' || problem === 'bad_grant' ? 'BAD_REQUEST' : 'NOT_ALLOWED', message);
+    super(
+      problem === 'not_found'
+        ? 'NOT_FOUND'
+        : problem === 'not_pending' || problem === 'bad_grant'
+          ? 'BAD_REQUEST'
+          : 'NOT_ALLOWED',
+      message,
+    );
   }
 }
 
@@ -339,10 +347,13 @@ export class ApprovalCoordinator {
       heldAt: now,
       expiresAt: now + req.rule.timeoutMs,
     };
-    if (req.signal?.aborted) return { outcome: 'cancelled', approvalId: held.id, reason: 'the client closed the connection' };
+    if (req.signal?.aborted)
+      return { outcome: 'cancelled', approvalId: held.id, reason: 'the client closed the connection' };
     const stored = ownRecord(
       await this.ledger.append({
-        records: [{ kind: APPROVAL_KINDS.held, exchangeId: held.exchangeId, sessionId: held.sessionId, at: now, data: held }],
+        records: [
+          { kind: APPROVAL_KINDS.held, exchangeId: held.exchangeId, sessionId: held.sessionId, at: now, data: held },
+        ],
       }),
       APPROVAL_KINDS.held,
     );
@@ -377,7 +388,11 @@ export class ApprovalCoordinator {
     const now = this.clock();
     const views = [...this.approvals.values()]
       .map((s) => this.viewOf(s, now))
-      .filter((v) => (!filter.pending || v.status === 'pending') && (filter.connection === undefined || v.connection === filter.connection));
+      .filter(
+        (v) =>
+          (!filter.pending || v.status === 'pending') &&
+          (filter.connection === undefined || v.connection === filter.connection),
+      );
     return views.sort((a, b) => b.heldAt - a.heldAt);
   }
 
@@ -394,11 +409,18 @@ export class ApprovalCoordinator {
    *
    * @throws ApprovalRefused
    */
-  async approve(id: string, approver: Approver, opts: { reason?: string | undefined; grantMinutes?: number | undefined } = {}): Promise<ApprovalView> {
+  async approve(
+    id: string,
+    approver: Approver,
+    opts: { reason?: string | undefined; grantMinutes?: number | undefined } = {},
+  ): Promise<ApprovalView> {
     const s = await this.pending(id);
     const { held } = s;
     if (isSameActor(held.caller, approver)) {
-      throw new ApprovalRefused('self_approval', `${describeActor(approver)} made this call and cannot approve it: someone else must`);
+      throw new ApprovalRefused(
+        'self_approval',
+        `${describeActor(approver)} made this call and cannot approve it: someone else must`,
+      );
     }
     if (!inGroups(approver, held.rule.approverGroups)) {
       throw new ApprovalRefused(
@@ -407,15 +429,23 @@ export class ApprovalCoordinator {
       );
     }
     if (tally(s, this.clock()).approvals.some((a) => actorKey(a.by) === actorKey(approver))) {
-      throw new ApprovalRefused('already_approved', `${describeActor(approver)} has already approved ${id}; another approver is needed`);
+      throw new ApprovalRefused(
+        'already_approved',
+        `${describeActor(approver)} has already approved ${id}; another approver is needed`,
+      );
     }
     let grantMs: number | null = null;
     if (opts.grantMinutes !== undefined) {
-      if (!Number.isFinite(opts.grantMinutes) || opts.grantMinutes <= 0) throw new ApprovalRefused('bad_grant', 'a grant is a positive number of minutes');
-      if (held.rule.grantMaxMs === 0) throw new ApprovalRefused('bad_grant', `rule "${held.rule.name}" allows no grants (set grant: on the rule)`);
+      if (!Number.isFinite(opts.grantMinutes) || opts.grantMinutes <= 0)
+        throw new ApprovalRefused('bad_grant', 'a grant is a positive number of minutes');
+      if (held.rule.grantMaxMs === 0)
+        throw new ApprovalRefused('bad_grant', `rule "${held.rule.name}" allows no grants (set grant: on the rule)`);
       grantMs = Math.round(opts.grantMinutes * 60_000);
       if (grantMs > held.rule.grantMaxMs) {
-        throw new ApprovalRefused('bad_grant', `rule "${held.rule.name}" allows grants of at most ${held.rule.grantMaxMs / 60_000} minutes`);
+        throw new ApprovalRefused(
+          'bad_grant',
+          `rule "${held.rule.name}" allows grants of at most ${held.rule.grantMaxMs / 60_000} minutes`,
+        );
       }
     }
     await this.decide(s, { approvalId: id, decision: 'approve', approver, reason: opts.reason ?? null, grantMs });
@@ -423,7 +453,10 @@ export class ApprovalCoordinator {
     const after = tally(s, now);
     if (after.status === 'approved' && !s.ended) {
       const asked = s.decisions
-        .filter((d) => d.data.decision === 'approve' && after.approvals.some((a) => actorKey(a.by) === actorKey(d.data.approver)))
+        .filter(
+          (d) =>
+            d.data.decision === 'approve' && after.approvals.some((a) => actorKey(a.by) === actorKey(d.data.approver)),
+        )
         .map((d) => d.data.grantMs);
       if (asked.length > 0 && asked.every((g) => g !== null)) {
         const grant: GrantedData = {
@@ -471,7 +504,10 @@ export class ApprovalCoordinator {
     if (!s) throw new ApprovalRefused('not_found', `no held call "${id}" (see: vigil approvals list)`);
     const { status, endReason } = tally(s, this.clock());
     if (status !== 'pending') {
-      throw new ApprovalRefused('not_pending', `${id} is no longer pending: ${status.replace('_', ' ')}${endReason ? ` (${endReason})` : ''}`);
+      throw new ApprovalRefused(
+        'not_pending',
+        `${id} is no longer pending: ${status.replace('_', ' ')}${endReason ? ` (${endReason})` : ''}`,
+      );
     }
     return s;
   }
@@ -479,7 +515,15 @@ export class ApprovalCoordinator {
   private async decide(s: State, data: DecidedData): Promise<void> {
     const stored = ownRecord(
       await this.ledger.append({
-        records: [{ kind: APPROVAL_KINDS.decided, exchangeId: s.held.exchangeId, sessionId: s.held.sessionId, at: this.clock(), data }],
+        records: [
+          {
+            kind: APPROVAL_KINDS.decided,
+            exchangeId: s.held.exchangeId,
+            sessionId: s.held.sessionId,
+            at: this.clock(),
+            data,
+          },
+        ],
       }),
       APPROVAL_KINDS.decided,
     );
@@ -497,7 +541,12 @@ export class ApprovalCoordinator {
         this.grants.delete(g.grantId);
         continue;
       }
-      if (g.connection !== connection || g.rule !== rule || g.caller.subject !== caller.subject || g.caller.issuer !== (caller.issuer ?? null)) {
+      if (
+        g.connection !== connection ||
+        g.rule !== rule ||
+        g.caller.subject !== caller.subject ||
+        g.caller.issuer !== (caller.issuer ?? null)
+      ) {
         continue;
       }
       // A grant counts only as the approval it came with allowed: that approval was approved, and the grant is no
@@ -514,7 +563,10 @@ export class ApprovalCoordinator {
   }
 
   private async append(kind: string, exchangeId: string, sessionId: string, data: unknown): Promise<void> {
-    const stored = ownRecord(await this.ledger.append({ records: [{ kind, exchangeId, sessionId, at: this.clock(), data }] }), kind);
+    const stored = ownRecord(
+      await this.ledger.append({ records: [{ kind, exchangeId, sessionId, at: this.clock(), data }] }),
+      kind,
+    );
     if (stored && FOLLOWED.includes(kind as (typeof FOLLOWED)[number])) this.ingest(stored);
   }
 
@@ -571,7 +623,8 @@ export class ApprovalCoordinator {
       case APPROVAL_KINDS.cancelled: {
         const d = parse<EndedData>(r);
         const s = d && this.approvals.get(d.approvalId);
-        if (s && !s.ended) s.ended = { status: r.kind === APPROVAL_KINDS.timedOut ? 'timed_out' : 'cancelled', reason: d.reason };
+        if (s && !s.ended)
+          s.ended = { status: r.kind === APPROVAL_KINDS.timedOut ? 'timed_out' : 'cancelled', reason: d.reason };
         break;
       }
     }
@@ -581,10 +634,12 @@ export class ApprovalCoordinator {
     if (this.timer || this.closed || this.waiters.size === 0) return;
     this.timer = setTimeout(() => {
       this.timer = null;
-      this.refresh().then(
-        () => this.settleAll(),
-        (err: unknown) => this.options.log?.warn({ err }, 'approvals: reading the ledger failed; retrying'),
-      ).finally(() => this.schedulePoll());
+      this.refresh()
+        .then(
+          () => this.settleAll(),
+          (err: unknown) => this.options.log?.warn({ err }, 'approvals: reading the ledger failed; retrying'),
+        )
+        .finally(() => this.schedulePoll());
     }, this.pollMs);
     this.timer.unref();
   }
@@ -596,8 +651,10 @@ export class ApprovalCoordinator {
       const s = this.approvals.get(id);
       if (!s || w.settling) continue;
       const t = tally(s, now);
-      if (t.status === 'approved') this.settle(w, { outcome: 'approved', approvalId: id, by: t.approvals.map((a) => a.by) });
-      else if (t.status === 'denied' && t.denial) this.settle(w, { outcome: 'denied', approvalId: id, by: t.denial.by, reason: t.denial.reason });
+      if (t.status === 'approved')
+        this.settle(w, { outcome: 'approved', approvalId: id, by: t.approvals.map((a) => a.by) });
+      else if (t.status === 'denied' && t.denial)
+        this.settle(w, { outcome: 'denied', approvalId: id, by: t.denial.by, reason: t.denial.reason });
     }
   }
 
@@ -629,12 +686,20 @@ export class ApprovalCoordinator {
     const s = this.approvals.get(id);
     if (s && !s.ended) s.ended = { status, reason };
     try {
-      await this.append(status === 'timed_out' ? APPROVAL_KINDS.timedOut : APPROVAL_KINDS.cancelled, w.held.exchangeId, w.held.sessionId, {
-        approvalId: id,
-        reason,
-      } satisfies EndedData);
+      await this.append(
+        status === 'timed_out' ? APPROVAL_KINDS.timedOut : APPROVAL_KINDS.cancelled,
+        w.held.exchangeId,
+        w.held.sessionId,
+        {
+          approvalId: id,
+          reason,
+        } satisfies EndedData,
+      );
     } catch (err) {
-      this.options.log?.error({ err, approvalId: id }, `approvals: could not record that ${id} ${status.replace('_', ' ')}`);
+      this.options.log?.error(
+        { err, approvalId: id },
+        `approvals: could not record that ${id} ${status.replace('_', ' ')}`,
+      );
     }
     w.cleanup();
     this.waiters.delete(id);

@@ -16,11 +16,19 @@ export function rewriteResultsUrls(body: Buffer, upstreamBase: string, gatewayBa
   const text = body.toString('utf8');
   if (!text.includes('"results_url"') || !text.includes(needle)) return body;
   const replacement = JSON.stringify(gatewayBase).slice(1, -1);
-  return Buffer.from(text.replaceAll(`"results_url":"${needle}`, `"results_url":"${replacement}`).replaceAll(`"results_url": "${needle}`, `"results_url": "${replacement}`));
+  return Buffer.from(
+    text
+      .replaceAll(`"results_url":"${needle}`, `"results_url":"${replacement}`)
+      .replaceAll(`"results_url": "${needle}`, `"results_url": "${replacement}`),
+  );
 }
 
 /** The gateway's base URL for a connection, as the client reached it. */
-export function gatewayBaseUrl(publicUrl: string | undefined, host: string | undefined, connectionPrefix: string): string {
+export function gatewayBaseUrl(
+  publicUrl: string | undefined,
+  host: string | undefined,
+  connectionPrefix: string,
+): string {
   const base = publicUrl ?? `http://${host ?? 'localhost'}`;
   return base.replace(/\/+$/, '') + connectionPrefix;
 }

@@ -48,7 +48,8 @@ export function upstreamRequestHeaders(
     out[key] = v;
   }
   if (overrides) Object.assign(out, overrides);
-  if (credential) out[credential.header] = credential.header === 'authorization' ? `Bearer ${credential.value}` : credential.value;
+  if (credential)
+    out[credential.header] = credential.header === 'authorization' ? `Bearer ${credential.value}` : credential.value;
   return out;
 }
 

@@ -211,10 +211,14 @@ export class ProxyServer {
       return this.sendError(res, exchangeId, err);
     }
     if (verdict?.action === 'deny') {
-      rec.fail('gateway_error', { type: 'approval_rule_denied', message: `rule "${verdict.rule.name}": ${verdict.message}` });
+      rec.fail('gateway_error', {
+        type: 'approval_rule_denied',
+        message: `rule "${verdict.rule.name}": ${verdict.message}`,
+      });
       return this.sendError(res, rec.id, new VigilError('NOT_ALLOWED', verdict.message));
     }
-    if (verdict?.action === 'hold' && !(await this.awaitApproval(res, connection, principal, request, rec, verdict))) return;
+    if (verdict?.action === 'hold' && !(await this.awaitApproval(res, connection, principal, request, rec, verdict)))
+      return;
     await this.forward(req, res, route, request.raw, rec);
   }
 
@@ -238,7 +242,10 @@ export class ProxyServer {
       return false;
     };
     if (!this.deps.approvals) {
-      return refuse('approval_unavailable', new VigilError('NOT_ALLOWED', `rule "${rule}" needs an approval, and this gateway takes none`));
+      return refuse(
+        'approval_unavailable',
+        new VigilError('NOT_ALLOWED', `rule "${rule}" needs an approval, and this gateway takes none`),
+      );
     }
     const clientGone = new AbortController();
     const onClose = (): void => clientGone.abort();
@@ -259,7 +266,11 @@ export class ProxyServer {
       this.deps.log.error({ err, exchangeId: rec.id }, 'a call to hold for approval could not be recorded');
       return refuse(
         'approval_unrecorded',
-        new VigilError('STORE_UNAVAILABLE', 'this call needs an approval, which cannot be recorded now; it was not forwarded', { cause: err }),
+        new VigilError(
+          'STORE_UNAVAILABLE',
+          'this call needs an approval, which cannot be recorded now; it was not forwarded',
+          { cause: err },
+        ),
       );
     } finally {
       res.off('close', onClose);
@@ -271,23 +282,35 @@ export class ProxyServer {
       case 'denied': {
         const by = 'email' in outcome.by && outcome.by.email ? outcome.by.email : outcome.by.subject;
         const why = outcome.reason ? `: ${outcome.reason}` : '';
-        return refuse('approval_denied', new VigilError('NOT_ALLOWED', `denied by ${by} (approval ${outcome.approvalId}, rule "${rule}")${why}`));
+        return refuse(
+          'approval_denied',
+          new VigilError('NOT_ALLOWED', `denied by ${by} (approval ${outcome.approvalId}, rule "${rule}")${why}`),
+        );
       }
       case 'timed_out': {
         const s = outcome.timeoutMs / 1000;
         const wait = s >= 60 && s % 60 === 0 ? `${s / 60} min` : `${s} s`;
         return refuse(
           'approval_timed_out',
-          new VigilError('NOT_ALLOWED', `no approval within ${wait} (approval ${outcome.approvalId}, rule "${rule}"); the call was not sent to Claude`),
+          new VigilError(
+            'NOT_ALLOWED',
+            `no approval within ${wait} (approval ${outcome.approvalId}, rule "${rule}"); the call was not sent to Claude`,
+          ),
         );
       }
       case 'cancelled':
         if (clientGone.signal.aborted) {
-          rec.fail('client_aborted', { type: 'client_aborted', message: `the client gave up while the call was held for approval (${outcome.approvalId})` });
+          rec.fail('client_aborted', {
+            type: 'client_aborted',
+            message: `the client gave up while the call was held for approval (${outcome.approvalId})`,
+          });
           return false;
         }
         // The gateway is stopping: a retry (the SDKs retry 503) lands on a gateway that is not.
-        rec.fail('interrupted', { type: 'interrupted', message: 'the gateway shut down while the call was held for approval' });
+        rec.fail('interrupted', {
+          type: 'interrupted',
+          message: 'the gateway shut down while the call was held for approval',
+        });
         this.sendError(res, rec.id, new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry'));
         return false;
     }
@@ -308,7 +331,10 @@ export class ProxyServer {
       if (finished) return;
       finished = true;
       abort.abort();
-      rec.fail('client_aborted', { type: 'client_aborted', message: 'the client closed the connection before the response ended' });
+      rec.fail('client_aborted', {
+        type: 'client_aborted',
+        message: 'the client closed the connection before the response ended',
+      });
     });
 
     let upstream: Dispatcher.ResponseData;
@@ -316,7 +342,11 @@ export class ProxyServer {
       upstream = await connection.pool.request({
         method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
         path: connection.basePath + route.path + (route.query ? `?${route.query}` : ''),
-        headers: upstreamRequestHeaders(req.headers, connection.credential, batch ? { 'accept-encoding': 'identity' } : undefined),
+        headers: upstreamRequestHeaders(
+          req.headers,
+          connection.credential,
+          batch ? { 'accept-encoding': 'identity' } : undefined,
+        ),
         body: body.length ? body : null,
         signal: abort.signal,
       });
@@ -335,7 +365,15 @@ export class ProxyServer {
 
     const headers = upstream.headers as Record<string, string | string[] | undefined>;
     if (batch && String(headers['content-type']).includes('json') && !headers['content-encoding']) {
-      return this.forwardBatch(req, res, route, upstream, rec, () => finished, () => (finished = true));
+      return this.forwardBatch(
+        req,
+        res,
+        route,
+        upstream,
+        rec,
+        () => finished,
+        () => (finished = true),
+      );
     }
     rec.responseStarted(upstream.statusCode, headers);
     const out = clientResponseHeaders(headers);
@@ -364,7 +402,9 @@ export class ProxyServer {
       finished = true;
       // The client has the status and part of the body: all we can do is cut it, as upstream cut us.
       res.destroy(err);
-      const message = isTimeout(err) ? 'upstream stopped sending before the response ended' : 'upstream closed the connection before the response ended';
+      const message = isTimeout(err)
+        ? 'upstream stopped sending before the response ended'
+        : 'upstream closed the connection before the response ended';
       rec.fail('upstream_aborted', { type: 'upstream_aborted', message });
       this.deps.log.warn({ err, exchangeId: rec.id }, 'upstream response cut');
     });
@@ -387,7 +427,10 @@ export class ProxyServer {
       if (isFinished()) return;
       markFinished();
       res.destroy();
-      rec.fail('upstream_aborted', { type: 'upstream_aborted', message: 'upstream closed the connection before the response ended' });
+      rec.fail('upstream_aborted', {
+        type: 'upstream_aborted',
+        message: 'upstream closed the connection before the response ended',
+      });
       this.deps.log.warn({ err, exchangeId: rec.id }, 'upstream response cut');
       return;
     }
@@ -439,7 +482,11 @@ function isTimeout(err: unknown): boolean {
 
 function upstreamError(err: unknown, connection: string): VigilError {
   if (isTimeout(err)) {
-    return new VigilError('UPSTREAM_TIMEOUT', `upstream of connection "${connection}" did not answer in time`, { cause: err });
+    return new VigilError('UPSTREAM_TIMEOUT', `upstream of connection "${connection}" did not answer in time`, {
+      cause: err,
+    });
   }
-  return new VigilError('UPSTREAM_UNREACHABLE', `upstream of connection "${connection}" is unreachable`, { cause: err });
+  return new VigilError('UPSTREAM_UNREACHABLE', `upstream of connection "${connection}" is unreachable`, {
+    cause: err,
+  });
 }

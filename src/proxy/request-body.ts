@@ -22,7 +22,9 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     };
     req.on('data', onData);
     req.once('end', () => resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
-    req.once('error', (err) => reject(new VigilError('BAD_REQUEST', 'the request body could not be read', { cause: err })));
+    req.once('error', (err) =>
+      reject(new VigilError('BAD_REQUEST', 'the request body could not be read', { cause: err })),
+    );
   });
 }
 

@@ -84,11 +84,18 @@ export async function viewExchanges(store: AuditStore, records: readonly StoredR
     else if (r.kind === 'exchange.response') e.res = JSON.parse(r.data) as ExchangeResponseData;
     else if (r.kind === 'exchange.events') {
       for (const ev of (JSON.parse(r.data) as ExchangeEventsData).events) {
-        e.events.push({ type: ev.type, data: typeof ev.data === 'string' ? parseMaybe(ev.data) : ev.data, offset_ms: ev.offset_ms });
+        e.events.push({
+          type: ev.type,
+          data: typeof ev.data === 'string' ? parseMaybe(ev.data) : ev.data,
+          offset_ms: ev.offset_ms,
+        });
       }
     }
   }
-  const hashes = [...byExchange.values()].flatMap((e) => [...blobHashes(e.req?.request.body), ...blobHashes(e.res?.body)]);
+  const hashes = [...byExchange.values()].flatMap((e) => [
+    ...blobHashes(e.req?.request.body),
+    ...blobHashes(e.res?.body),
+  ]);
   const blobs = await store.blobs(hashes);
   const views: ExchangeView[] = [];
   for (const [id, { req, res, events }] of byExchange) {

@@ -32,6 +32,7 @@ export function exchangeTurn(x: ExchangeView): ExchangeTurn {
   const message = (x.response.message ?? x.response.body) as { content?: unknown; type?: string } | null;
   return {
     input: last ? { role: last.role ?? 'user', blocks: contentBlocks(last.content) } : null,
-    output: message && message.type !== 'error' && message.content !== undefined ? contentBlocks(message.content) : null,
+    output:
+      message && message.type !== 'error' && message.content !== undefined ? contentBlocks(message.content) : null,
   };
 }

@@ -26,7 +26,7 @@ function skipWs(s: string, i: number): number {
 
 /** End (exclusive) of the string starting at the quote at `i`. */
 function stringEnd(s: string, i: number): number {
-  for (let j = i + 1; j < s.length; ) {
+  for (let j = i + 1; j < s.length;) {
     const q = s.indexOf('"', j);
     if (q < 0) return -1;
     let backslashes = 0;

@@ -24,7 +24,12 @@ import type {
   Usage,
 } from '../store/record-types.js';
 import { KnownBlobs } from './body-splitter.js';
-import { accessDeniedChannel, exchangeCompletedChannel, type AccessDenied, type ExchangeCompleted } from './diagnostics.js';
+import {
+  accessDeniedChannel,
+  exchangeCompletedChannel,
+  type AccessDenied,
+  type ExchangeCompleted,
+} from './diagnostics.js';
 import { MessageAssembler } from './message-assembler.js';
 import { parseEventData, type ExchangeRedaction, type Redactor } from './redactor.js';
 import { searchTextOf } from './search-text.js';
@@ -66,7 +71,9 @@ export interface RecorderOptions {
   readonly eventFlushMs?: number;
 }
 
-export function recordableHeaders(headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>): HeaderMap {
+export function recordableHeaders(
+  headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
+): HeaderMap {
   const out: Record<string, string | string[]> = {};
   for (const [k, v] of Object.entries(headers)) {
     if (v === undefined || CREDENTIAL_HEADERS.has(k)) continue;
@@ -103,12 +110,27 @@ export class Recorder {
     const startedAt = Date.now();
     const t0 = performance.now();
     const body = input.body;
-    const session = resolveSession(input.headers, { metadata: body.field('metadata') }, `ses_${input.exchangeId.slice(3)}`);
+    const session = resolveSession(
+      input.headers,
+      { metadata: body.field('metadata') },
+      `ses_${input.exchangeId.slice(3)}`,
+    );
     const modelField = body.field('model');
     const model = typeof modelField === 'string' ? modelField : null;
     const redaction = input.redactor.begin(session.id);
     if (input.level === 'off') {
-      return new ExchangeRecording(this, input.exchangeId, session.id, startedAt, t0, model, input.connection, redaction, 'off', undefined);
+      return new ExchangeRecording(
+        this,
+        input.exchangeId,
+        session.id,
+        startedAt,
+        t0,
+        model,
+        input.connection,
+        redaction,
+        'off',
+        undefined,
+      );
     }
     const full = input.level === 'full';
     const agent = resolveAgent(input.headers);
@@ -130,7 +152,13 @@ export class Recorder {
       stream: body.field('stream') === true,
       startedAt,
     };
-    let record: NewRecord = { kind: 'exchange.request', exchangeId: input.exchangeId, sessionId: session.id, at: startedAt, data };
+    let record: NewRecord = {
+      kind: 'exchange.request',
+      exchangeId: input.exchangeId,
+      sessionId: session.id,
+      at: startedAt,
+      data,
+    };
     try {
       // Durable before forwarding; requests arriving together share one transaction.
       try {
@@ -150,9 +178,23 @@ export class Recorder {
           cause: err,
         });
       }
-      this.options.log.error({ err, exchangeId: input.exchangeId }, 'recording failed; forwarding anyway (best_effort)');
+      this.options.log.error(
+        { err, exchangeId: input.exchangeId },
+        'recording failed; forwarding anyway (best_effort)',
+      );
     }
-    const rec = new ExchangeRecording(this, input.exchangeId, session.id, startedAt, t0, model, input.connection, redaction, input.level, stored?.lastMessage);
+    const rec = new ExchangeRecording(
+      this,
+      input.exchangeId,
+      session.id,
+      startedAt,
+      t0,
+      model,
+      input.connection,
+      redaction,
+      input.level,
+      stored?.lastMessage,
+    );
     this.active.add(rec);
     return rec;
   }
@@ -170,7 +212,8 @@ export class Recorder {
     caller?: Principal | undefined;
   }): void {
     this.queue.enqueue([{ kind: 'access.denied', at: Date.now(), data: info }]);
-    if (accessDeniedChannel.hasSubscribers) accessDeniedChannel.publish({ connection: info.connection, status: info.status } satisfies AccessDenied);
+    if (accessDeniedChannel.hasSubscribers)
+      accessDeniedChannel.publish({ connection: info.connection, status: info.status } satisfies AccessDenied);
   }
 
   /** @internal */
@@ -232,7 +275,15 @@ export class Recorder {
         timing: { startedAt: req.startedAt, firstByteMs: null, endedAt: lastAt, durationMs: lastAt - req.startedAt },
       };
       await this.store.append({
-        records: [{ kind: 'exchange.response', exchangeId: id, sessionId: request.sessionId ?? undefined, at: Date.now(), data }],
+        records: [
+          {
+            kind: 'exchange.response',
+            exchangeId: id,
+            sessionId: request.sessionId ?? undefined,
+            at: Date.now(),
+            data,
+          },
+        ],
       });
     }
     return recovered;
@@ -240,7 +291,6 @@ export class Recorder {
 }
 
 type Decoder = Transform;
-
 
 function decoderFor(encoding: string | undefined): Decoder | null {
   switch (encoding?.trim().toLowerCase()) {
@@ -303,7 +353,10 @@ export class ExchangeRecording {
     if (this.decoder) {
       this.decoder.on('data', (c: Buffer) => this.decoded(c));
       this.decoder.on('error', (err: Error) => {
-        this.recorder.options.log.warn({ err, exchangeId: this.id }, 'could not decode the response body for the record');
+        this.recorder.options.log.warn(
+          { err, exchangeId: this.id },
+          'could not decode the response body for the record',
+        );
       });
     }
   }
@@ -363,7 +416,14 @@ export class ExchangeRecording {
       json += `${n ? ',' : ''}{"i":${e.i},"type":${JSON.stringify(e.type)},"data":${data},"offset_ms":${e.offset_ms}}`;
     });
     json += ']}';
-    return { kind: 'exchange.events', exchangeId: this.id, sessionId: this.sessionId, at: Date.now(), data: null, json };
+    return {
+      kind: 'exchange.events',
+      exchangeId: this.id,
+      sessionId: this.sessionId,
+      at: Date.now(),
+      data: null,
+      json,
+    };
   }
 
   /** Upstream finished the body. */
@@ -459,7 +519,8 @@ export class ExchangeRecording {
       }
       const stored = this.redaction.body(raw, json, 'response.body', { truncated: this.truncated });
       if (full) ({ body, blobs } = stored);
-      const j = stored.json as { usage?: Usage; stop_reason?: string; model?: string; type?: string; error?: unknown } | undefined;
+      const j = stored.json as
+        { usage?: Usage; stop_reason?: string; model?: string; type?: string; error?: unknown } | undefined;
       if (j?.type === 'message') {
         usage = j.usage ?? null;
         stopReason = j.stop_reason ?? null;

@@ -219,8 +219,13 @@ export class ExchangeRedaction {
           const size = end - start;
           groupChars += size;
           const last = i === m.elements!.length - 1;
-          if (last || size >= LARGE_MESSAGE || groupChars >= MAX_GROUP || endsGroup(text.slice(start, end)) ||
-              m.elements![i + 1]![1] - m.elements![i + 1]![0] >= LARGE_MESSAGE) {
+          if (
+            last ||
+            size >= LARGE_MESSAGE ||
+            groupChars >= MAX_GROUP ||
+            endsGroup(text.slice(start, end)) ||
+            m.elements![i + 1]![1] - m.elements![i + 1]![0] >= LARGE_MESSAGE
+          ) {
             const els = m.elements!.slice(groupStart, i + 1);
             literal(els[0]![0]);
             this.piece(b, text, els[0]![0], end, MIN_GROUP_BLOB, els, groupStart);
@@ -329,13 +334,21 @@ export class ExchangeRedaction {
    * A body to store: masked (when it is JSON or text), then split into blobs. An unmasked body is split exactly as
    * received; a masked one is stored as the masked serialisation.
    */
-  body(raw: Buffer, json: unknown, where: string, options: { known?: KnownBlobs; truncated?: boolean } = {}): {
+  body(
+    raw: Buffer,
+    json: unknown,
+    where: string,
+    options: { known?: KnownBlobs; truncated?: boolean } = {},
+  ): {
     body: StoredBody;
     blobs: readonly BlobWrite[];
     /** The parsed body as stored (masked), when it is JSON. */
     json: unknown;
   } {
-    const split = { ...(options.known ? { known: options.known } : {}), ...(options.truncated ? { truncated: true } : {}) };
+    const split = {
+      ...(options.known ? { known: options.known } : {}),
+      ...(options.truncated ? { truncated: true } : {}),
+    };
     if (!this.enabled || raw.length === 0) return { ...splitBody(raw, json, split), json };
     if (json !== undefined) {
       const r = this.masker.maskJson(json, '$', this.memo);
@@ -349,7 +362,10 @@ export class ExchangeRedaction {
     if (Buffer.byteLength(text) !== raw.length) return { ...splitBody(raw, undefined, split), json }; // not text: nothing to scan
     const r = this.masker.maskText(text, where);
     this.note(r.findings, where);
-    return { ...(r.changed ? splitBody(Buffer.from(r.value), undefined, split) : splitBody(raw, undefined, split)), json };
+    return {
+      ...(r.changed ? splitBody(Buffer.from(r.value), undefined, split) : splitBody(raw, undefined, split)),
+      json,
+    };
   }
 
   /**
@@ -377,7 +393,8 @@ export class ExchangeRedaction {
       return;
     }
     const delta = parsed.delta as Record<string, unknown> | undefined;
-    const field = event.type === 'content_block_delta' && typeof delta?.type === 'string' ? FRAGMENT_FIELD[delta.type] : undefined;
+    const field =
+      event.type === 'content_block_delta' && typeof delta?.type === 'string' ? FRAGMENT_FIELD[delta.type] : undefined;
     const index = parsed.index;
     if (field !== undefined && typeof index === 'number' && typeof delta?.[field] === 'string') {
       let block = this.blocks.get(index);
@@ -414,7 +431,7 @@ export class ExchangeRedaction {
       const length = q.fragment!.length;
       if (length > block.orig.length) return; // not all of it released yet
       let stored = '';
-      for (let k = 0; k < length; ) {
+      for (let k = 0; k < length;) {
         if (block.skip > 0) {
           // Original characters inside a span whose masked form an earlier fragment already stored.
           const t = Math.min(length - k, block.skip);

@@ -60,7 +60,11 @@ export class WriteQueue {
   }
 
   /** Append on the next turn of the event loop, after everything enqueued before. */
-  enqueue(records: readonly NewRecord[], blobs: readonly BlobWrite[] = [], searchText: readonly SearchText[] = []): void {
+  enqueue(
+    records: readonly NewRecord[],
+    blobs: readonly BlobWrite[] = [],
+    searchText: readonly SearchText[] = [],
+  ): void {
     this.records.push(...records);
     this.blobs.push(...blobs);
     this.searchText.push(...searchText);

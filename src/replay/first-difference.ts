@@ -21,7 +21,11 @@ const absent = Symbol('absent');
  * The first place, walking `recorded` in its own member order (array items by index, then extra members of `got`),
  * where `got` differs; `null` when they are equal as JSON.
  */
-export function firstDifference(recorded: unknown, got: unknown, equal: StringEquality = (a, b) => a === b): Difference | null {
+export function firstDifference(
+  recorded: unknown,
+  got: unknown,
+  equal: StringEquality = (a, b) => a === b,
+): Difference | null {
   return walk(recorded, got, '', equal);
 }
 
@@ -33,7 +37,10 @@ function walk(r: unknown, g: unknown, path: string, equal: StringEquality): Diff
     const n = Math.max(r.length, g.length);
     for (let i = 0; i < n; i++) {
       const d = walk(i < r.length ? r[i] : absent, i < g.length ? g[i] : absent, `${path}[${i}]`, equal);
-      if (d) return r.length === g.length ? d : { path: d.path, detail: `${d.detail} (recorded ${r.length} items, got ${g.length})` };
+      if (d)
+        return r.length === g.length
+          ? d
+          : { path: d.path, detail: `${d.detail} (recorded ${r.length} items, got ${g.length})` };
     }
     return null;
   }

@@ -90,7 +90,8 @@ const ERROR_STATUS: Record<string, number> = {
  */
 export async function startReplayServer(opts: ReplayServerOptions): Promise<ReplayServer> {
   const speed = opts.speed;
-  if (!(speed >= 0) || !Number.isFinite(speed)) throw new RangeError(`speed must be 0 or a positive number (got ${speed})`);
+  if (!(speed >= 0) || !Number.isFinite(speed))
+    throw new RangeError(`speed must be 0 or a positive number (got ${speed})`);
   const matcher = new RequestMatcher(opts.exchanges);
   const closing = new AbortController();
   const models = [...new Set(opts.exchanges.map((x) => x.model).filter((m): m is string => m !== null))];
@@ -182,7 +183,13 @@ function parseBody(raw: Buffer): unknown {
   return text;
 }
 
-async function sendRecorded(res: ServerResponse, x: ExchangeView, t0: number, speed: number, closing: AbortSignal): Promise<void> {
+async function sendRecorded(
+  res: ServerResponse,
+  x: ExchangeView,
+  t0: number,
+  speed: number,
+  closing: AbortSignal,
+): Promise<void> {
   const headers: OutgoingHttpHeaders = { 'x-vigil-replay-of': x.id };
   for (const [k, v] of Object.entries(x.response.headers ?? {})) {
     if (!DROPPED_HEADERS.has(k)) headers[k] = v as string | string[];
@@ -281,5 +288,8 @@ function sideCall(
   if (!m) return undefined;
   const id = decodeURIComponent(m[1]!);
   if (models.includes(id)) return { status: 200, body: JSON.stringify(model(id)) };
-  return { status: 404, body: anthropicErrorBody('not_found_error', `model: ${id} (not used in the recorded session)`) };
+  return {
+    status: 404,
+    body: anthropicErrorBody('not_found_error', `model: ${id} (not used in the recorded session)`),
+  };
 }

@@ -112,7 +112,8 @@ export class RequestMatcher {
     const normalised = normaliseBody(req.body);
     const normalisedJson = canonicalJson(normalised);
     const isNormalisedMatch = (e: Entry): boolean =>
-      e.normalisedJson === normalisedJson || (e.masked && firstDifference(e.normalised, normalised, this.equal) === null);
+      e.normalisedJson === normalisedJson ||
+      (e.masked && firstDifference(e.normalised, normalised, this.equal) === null);
 
     const unserved = same.filter((e) => e.served === 0);
     const again = same.filter((e) => e.reusable);
@@ -124,7 +125,9 @@ export class RequestMatcher {
     }
     const repeated = same.find((e) => e.exact === exact) ?? same.find(isNormalisedMatch);
     if (repeated) {
-      const copies = same.filter((e) => e.exact === repeated.exact || e.normalisedJson === repeated.normalisedJson).length;
+      const copies = same.filter(
+        (e) => e.exact === repeated.exact || e.normalisedJson === repeated.normalisedJson,
+      ).length;
       return {
         kind: 'diverged',
         message:

@@ -131,7 +131,9 @@ function requestBytes(body: unknown): string | Buffer | undefined {
 }
 
 function messageBody(body: unknown): unknown {
-  return body !== null && typeof body === 'object' && Array.isArray((body as { content?: unknown }).content) ? body : null;
+  return body !== null && typeof body === 'object' && Array.isArray((body as { content?: unknown }).content)
+    ? body
+    : null;
 }
 
 function errorOf(e: unknown): StreamError | null {

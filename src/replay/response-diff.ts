@@ -76,7 +76,9 @@ export function diffResponses(recorded: ResponseSide, resent: ResponseSide): Res
     if (la && lb && la.length === lb.length && la.every((l, k) => l === lb[k])) continue;
     const change = la === null ? 'added' : lb === null ? 'removed' : 'changed';
     changes.push({ kind: 'content', index: i, change, recorded: la, resent: lb });
-    hunks.push(`@@ content[${i}] ${blockTitle(i < blocksA.length ? blocksA[i]! : undefined, i < blocksB.length ? blocksB[i]! : undefined)} @@`);
+    hunks.push(
+      `@@ content[${i}] ${blockTitle(i < blocksA.length ? blocksA[i]! : undefined, i < blocksB.length ? blocksB[i]! : undefined)} @@`,
+    );
     hunks.push(...renderDiff(diffLines(la ?? [], lb ?? [])));
   }
 
@@ -109,7 +111,10 @@ function blockLines(block: Block): string[] {
       return ['(redacted thinking)'];
     case 'tool_use':
     case 'server_tool_use':
-      return [`${String(block.type)} ${String(block['name'])}`, ...JSON.stringify(block['input'] ?? {}, null, 2).split('\n')];
+      return [
+        `${String(block.type)} ${String(block['name'])}`,
+        ...JSON.stringify(block['input'] ?? {}, null, 2).split('\n'),
+      ];
     default: {
       const { id: _id, tool_use_id: _toolUseId, ...rest } = block;
       return [`(${String(block.type)})`, ...JSON.stringify(rest, null, 2).split('\n')];

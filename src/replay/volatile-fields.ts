@@ -72,7 +72,12 @@ function normaliseText(s: string, cwds: readonly string[], inSystem: boolean): s
 }
 
 /** `top` is the body member the value sits under (`system`, `messages` …); `depth` its object nesting. */
-function walk(value: unknown, top: string | undefined, depth: number, text: (s: string, inSystem: boolean) => string): unknown {
+function walk(
+  value: unknown,
+  top: string | undefined,
+  depth: number,
+  text: (s: string, inSystem: boolean) => string,
+): unknown {
   if (typeof value === 'string') return text(value, top === 'system');
   if (Array.isArray(value)) return value.map((v) => walk(v, top, depth, text));
   if (value === null || typeof value !== 'object') return value;

@@ -51,7 +51,9 @@ export function resultIndexRow(r: NewRecord): ResultIndexRow | undefined {
   const input =
     d.usage === null
       ? null
-      : (d.usage.input_tokens ?? 0) + (d.usage.cache_creation_input_tokens ?? 0) + (d.usage.cache_read_input_tokens ?? 0);
+      : (d.usage.input_tokens ?? 0) +
+        (d.usage.cache_creation_input_tokens ?? 0) +
+        (d.usage.cache_read_input_tokens ?? 0);
   return {
     exchangeId: r.exchangeId,
     endedAt: d.timing.endedAt,

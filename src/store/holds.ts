@@ -20,11 +20,22 @@ export async function addHold(store: AuditStore, input: AddHoldInput, now = Date
   const session = input.session?.trim() || null;
   const caller = input.caller?.trim() || null;
   if ((session === null) === (caller === null)) {
-    throw new VigilError('BAD_REQUEST', 'a hold names either a session (--session ID) or a caller (--caller SUBJECT), not both');
+    throw new VigilError(
+      'BAD_REQUEST',
+      'a hold names either a session (--session ID) or a caller (--caller SUBJECT), not both',
+    );
   }
   const reason = input.reason.trim();
-  if (!reason) throw new VigilError('BAD_REQUEST', 'a hold needs a reason (--reason "…"): it is recorded with the hold');
-  const data: HoldAddedData = { holdId: `hold_${randomBytes(6).toString('hex')}`, session, caller, reason, by: input.by, at: now };
+  if (!reason)
+    throw new VigilError('BAD_REQUEST', 'a hold needs a reason (--reason "…"): it is recorded with the hold');
+  const data: HoldAddedData = {
+    holdId: `hold_${randomBytes(6).toString('hex')}`,
+    session,
+    caller,
+    reason,
+    by: input.by,
+    at: now,
+  };
   await store.append({ records: [{ kind: 'hold.added', at: now, data }] });
   return data;
 }
@@ -39,7 +50,10 @@ export async function releaseHold(
   const hold = (await store.listHolds()).find((h) => h.id === holdId);
   if (!hold) throw new VigilError('NOT_FOUND', `no hold "${holdId}" (see: vigil holds list)`);
   if (hold.releasedAt !== null) {
-    throw new VigilError('BAD_REQUEST', `hold "${holdId}" was released on ${new Date(hold.releasedAt).toISOString()} by ${hold.releasedBy}`);
+    throw new VigilError(
+      'BAD_REQUEST',
+      `hold "${holdId}" was released on ${new Date(hold.releasedAt).toISOString()} by ${hold.releasedBy}`,
+    );
   }
   const reason = input.reason.trim();
   if (!reason) throw new VigilError('BAD_REQUEST', 'releasing a hold needs a reason (--reason "…")');

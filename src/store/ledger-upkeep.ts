@@ -42,7 +42,10 @@ export function startLedgerUpkeep(config: VigilConfig, store: AuditStore, log: U
     onError: (err) => log.warn({ err }, 'could not append a signed digest; retrying at the next interval'),
   });
   digester.start();
-  const retention = new RetentionScheduler(store, retentionPolicy(config), key, { everyMs: config.retention.schedule, log });
+  const retention = new RetentionScheduler(store, retentionPolicy(config), key, {
+    everyMs: config.retention.schedule,
+    log,
+  });
   retention.start();
   return {
     key,

@@ -3,7 +3,14 @@
  * Both stores call these functions so a chain written by one verifies with the same rules as the other.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import type { PurgedRun, SignatureReport, StoredRecord, VerifyOptions, VerifyProblem, VerifyReport } from './audit-store.js';
+import type {
+  PurgedRun,
+  SignatureReport,
+  StoredRecord,
+  VerifyOptions,
+  VerifyProblem,
+  VerifyReport,
+} from './audit-store.js';
 import type { DigestSignedData } from './digests.js';
 import type { RetentionPurgedData } from './retention.js';
 import { checkSignature, keyIdOf } from './signing-key.js';
@@ -38,9 +45,7 @@ export interface HashInput {
  */
 export function recordHash(prevHash: string, r: HashInput): string {
   return createHash('sha256')
-    .update(
-      `${prevHash}\n${r.chain}\n${r.chainSeq}\n${r.kind}\n${r.exchangeId ?? ''}\n${r.sessionId ?? ''}\n${r.at}\n`,
-    )
+    .update(`${prevHash}\n${r.chain}\n${r.chainSeq}\n${r.kind}\n${r.exchangeId ?? ''}\n${r.sessionId ?? ''}\n${r.at}\n`)
     .update(r.data)
     .digest('hex');
 }
@@ -204,10 +209,18 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
     }
     const intact = recordHash(r.prevHash, r) === r.hash;
     if (!intact) {
-      problem(r, 'changed', `record ${r.chain}#${r.chainSeq} (seq ${r.seq}, ${r.kind}) was changed after it was written`);
+      problem(
+        r,
+        'changed',
+        `record ${r.chain}#${r.chainSeq} (seq ${r.seq}, ${r.kind}) was changed after it was written`,
+      );
     }
     if (r.seq <= lastGlobalSeq) {
-      problem(r, 'reordered', `record ${r.chain}#${r.chainSeq} has global seq ${r.seq}, not after its predecessor's ${lastGlobalSeq}`);
+      problem(
+        r,
+        'reordered',
+        `record ${r.chain}#${r.chainSeq} has global seq ${r.seq}, not after its predecessor's ${lastGlobalSeq}`,
+      );
     }
     lastGlobalSeq = r.seq;
     seen.get(r.chain)!.set(r.chainSeq, r.hash);
@@ -231,7 +244,10 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
       } else if (data && r.kind === 'digest.signed') {
         digests++;
         const d = data as unknown as DigestSignedData;
-        const wanted = { fromSeq: lastDigest ? lastDigest.toSeq + 1 : 1, previousSignature: lastDigest?.signature ?? null };
+        const wanted = {
+          fromSeq: lastDigest ? lastDigest.toSeq + 1 : 1,
+          previousSignature: lastDigest?.signature ?? null,
+        };
         if (d.chain !== r.chain || d.toSeq !== r.chainSeq - 1 || d.headHash !== r.prevHash) {
           problem(
             r,
@@ -325,7 +341,14 @@ function judgeGap(gap: Gap, coverage: PurgeCoverage): VerifyProblem[] {
   }
   if (!first || !last) return [missing];
   if (last.to !== gap.to) {
-    return [{ ...missing, problem: 'changed', chainSeq: gap.to + 1, detail: `record ${gap.chain}#${gap.to + 1} exists although a purge record says it removed it` }];
+    return [
+      {
+        ...missing,
+        problem: 'changed',
+        chainSeq: gap.to + 1,
+        detail: `record ${gap.chain}#${gap.to + 1} exists although a purge record says it removed it`,
+      },
+    ];
   }
   const out: VerifyProblem[] = [];
   if (first.prevHash !== gap.before) {

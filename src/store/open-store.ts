@@ -47,7 +47,9 @@ export async function openStore(config: VigilConfig, options: { readonly?: boole
     } catch (err) {
       const reason = (err as { code?: string }).code ?? (err as Error).message;
       const where = config.store.postgres ? 'store.postgres.url' : 'DATABASE_URL';
-      throw new ConfigError([`cannot open the PostgreSQL store at ${describeStore(config)} (${reason}): is it running, and is ${where} right?`]);
+      throw new ConfigError([
+        `cannot open the PostgreSQL store at ${describeStore(config)} (${reason}): is it running, and is ${where} right?`,
+      ]);
     }
   }
   return SqliteAuditStore.open({

@@ -6,7 +6,9 @@ import type { PurgedRun, StoredRecord } from './audit-store.js';
  * first record and the hash of its last, which is what verification needs to step across the gap.
  */
 export function purgedRuns(records: readonly StoredRecord[]): PurgedRun[] {
-  const sorted = [...records].sort((a, b) => (a.chain < b.chain ? -1 : a.chain > b.chain ? 1 : a.chainSeq - b.chainSeq));
+  const sorted = [...records].sort((a, b) =>
+    a.chain < b.chain ? -1 : a.chain > b.chain ? 1 : a.chainSeq - b.chainSeq,
+  );
   const runs: PurgedRun[] = [];
   let open: { chain: string; from: number; to: number; prevHash: string; hash: string } | undefined;
   for (const r of sorted) {

@@ -6,7 +6,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { VigilConfig } from '../config/config-schema.js';
-import type { AuditStore, PurgeCandidate, PurgedRun, PurgeRemoval, RetentionQuery, StoredRecord } from './audit-store.js';
+import type {
+  AuditStore,
+  PurgeCandidate,
+  PurgedRun,
+  PurgeRemoval,
+  RetentionQuery,
+  StoredRecord,
+} from './audit-store.js';
 import type { SignedFields, SigningKey } from './signing-key.js';
 
 /** Payload of a `retention.purged` record. */
@@ -49,12 +56,17 @@ export function retentionPolicy(config: VigilConfig): RetentionPolicy {
 }
 
 /** The store query for exchanges due at `now`, or undefined when every window is `forever`. */
-export function retentionQuery(policy: RetentionPolicy, now: number, after?: RetentionQuery['after']): RetentionQuery | undefined {
+export function retentionQuery(
+  policy: RetentionPolicy,
+  now: number,
+  after?: RetentionQuery['after'],
+): RetentionQuery | undefined {
   const cutoffs: Record<string, number> = {};
   for (const [name, w] of Object.entries(policy.windows)) if (w !== null) cutoffs[name] = now - w;
   const otherCutoff = policy.defaultWindow === null ? undefined : now - policy.defaultWindow;
   // A connection kept forever must not fall under otherCutoff: it is named, with a cutoff nothing ends before.
-  for (const [name, w] of Object.entries(policy.windows)) if (w === null && otherCutoff !== undefined) cutoffs[name] = -1;
+  for (const [name, w] of Object.entries(policy.windows))
+    if (w === null && otherCutoff !== undefined) cutoffs[name] = -1;
   if (Object.values(cutoffs).every((c) => c < 0) && otherCutoff === undefined) return undefined;
   return { cutoffs, otherCutoff, limit: policy.batch, after };
 }
@@ -124,7 +136,11 @@ export async function runRetention(
     const signedAt = Date.now();
     const result = await store.purgeExchanges(
       candidates.map((c) => c.id),
-      (removal) => ({ kind: 'retention.purged', at: signedAt, data: sealPurge(key, removal, { runId, signedAt, cutoffs: cutoffsOf(query) }) }),
+      (removal) => ({
+        kind: 'retention.purged',
+        at: signedAt,
+        data: sealPurge(key, removal, { runId, signedAt, cutoffs: cutoffsOf(query) }),
+      }),
     );
     // Everything in the batch came under a hold meanwhile: the next query no longer returns it, but stop rather than
     // risk spinning on a store that keeps offering what it then refuses.
@@ -208,7 +224,10 @@ export class RetentionScheduler {
       try {
         const r = await runRetention(this.store, this.policy, this.key);
         if (r.exchanges > 0) {
-          this.options.log.info({ exchanges: r.exchanges, records: r.records, blobs: r.blobs, batches: r.batches }, 'retention purged expired exchanges');
+          this.options.log.info(
+            { exchanges: r.exchanges, records: r.records, blobs: r.blobs, batches: r.batches },
+            'retention purged expired exchanges',
+          );
         }
       } catch (err) {
         const denied = (err as { code?: string }).code === '42501';

@@ -6,7 +6,15 @@
  * text of the record looks like. This is the scheme of CloudTrail's log-file validation, with Ed25519 instead of RSA:
  * https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-log-file-validation-intro.html
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import {
+  createHash,
+  createPrivateKey,
+  createPublicKey,
+  generateKeyPairSync,
+  sign,
+  verify,
+  type KeyObject,
+} from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
@@ -24,7 +32,10 @@ export function canonicalJson(value: unknown): string {
 
 /** A public key's id: the first 16 hex digits of the SHA-256 of its SubjectPublicKeyInfo (DER). */
 export function keyIdOf(publicKey: KeyObject): string {
-  return createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** The two fields every signed record's data ends with. */
@@ -54,7 +65,9 @@ export class SigningKey {
       pem = readFileSync(file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !options.create) {
-        throw new Error(`cannot read the signing key ${file} (${(err as Error).message}): check signing.key.file`, { cause: err });
+        throw new Error(`cannot read the signing key ${file} (${(err as Error).message}): check signing.key.file`, {
+          cause: err,
+        });
       }
       pem = SigningKey.generate(file);
     }
@@ -110,7 +123,9 @@ export function checkSignature(
   if (!key) return 'unknown_key';
   if (typeof signature !== 'string') return 'bad_signature';
   try {
-    return verify(null, Buffer.from(canonicalJson(unsigned)), key, Buffer.from(signature, 'base64')) ? 'ok' : 'bad_signature';
+    return verify(null, Buffer.from(canonicalJson(unsigned)), key, Buffer.from(signature, 'base64'))
+      ? 'ok'
+      : 'bad_signature';
   } catch {
     return 'bad_signature';
   }
@@ -120,6 +135,7 @@ export function checkSignature(
 export function readPublicKey(file: string): KeyObject {
   const pem = readFileSync(file, 'utf8');
   const key = pem.includes('PRIVATE KEY') ? createPublicKey(createPrivateKey(pem)) : createPublicKey(pem);
-  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${file} holds an ${key.asymmetricKeyType} key, not Ed25519`);
+  if (key.asymmetricKeyType !== 'ed25519')
+    throw new Error(`${file} holds an ${key.asymmetricKeyType} key, not Ed25519`);
   return key;
 }

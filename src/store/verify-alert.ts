@@ -4,7 +4,11 @@
  */
 import type { AuditStore, VerifyReport } from './audit-store.js';
 
-export async function recordVerifyFailure(store: AuditStore, report: VerifyReport, by: { method: string; subject: string }): Promise<void> {
+export async function recordVerifyFailure(
+  store: AuditStore,
+  report: VerifyReport,
+  by: { method: string; subject: string },
+): Promise<void> {
   if (report.ok) return;
   await store.append({
     records: [
@@ -15,7 +19,9 @@ export async function recordVerifyFailure(store: AuditStore, report: VerifyRepor
           by,
           problems: report.problems.length,
           records: report.records,
-          first: report.problems.slice(0, 5).map((p) => ({ problem: p.problem, chain: p.chain, chainSeq: p.chainSeq, detail: p.detail })),
+          first: report.problems
+            .slice(0, 5)
+            .map((p) => ({ problem: p.problem, chain: p.chain, chainSeq: p.chainSeq, detail: p.detail })),
         },
       },
     ],

@@ -22,7 +22,8 @@ import { runRetention, sealPurge, type RetentionPolicy, type RetentionPurgedData
 import { SigningKey } from '../../src/store/signing-key.js';
 
 const DAY = 86_400_000;
-const signingKey = (): SigningKey => SigningKey.load(path.join(mkdtempSync(path.join(tmpdir(), 'vigil-key-')), 'key.pem'), { create: true });
+const signingKey = (): SigningKey =>
+  SigningKey.load(path.join(mkdtempSync(path.join(tmpdir(), 'vigil-key-')), 'key.pem'), { create: true });
 /** The gateway's key, and one an attacker made for themselves. */
 const KEY = signingKey();
 const FORGER = signingKey();
@@ -91,7 +92,12 @@ function eventsRecord(x: ExchangeSpec): NewRecord {
   const data: ExchangeEventsData = {
     events: [
       { i: 0, type: 'message_start', data: '{"type":"message_start","message":{"id":"msg_1"}}', offset_ms: 120.5 },
-      { i: 1, type: 'content_block_delta', data: '{"type":"content_block_delta","delta":{"text":"Hi \\"there\\"\\n"}}', offset_ms: 130 },
+      {
+        i: 1,
+        type: 'content_block_delta',
+        data: '{"type":"content_block_delta","delta":{"text":"Hi \\"there\\"\\n"}}',
+        offset_ms: 130,
+      },
       { i: 2, type: 'message_stop', data: '{"type":"message_stop"}', offset_ms: 140.25 },
     ],
   };
@@ -119,7 +125,11 @@ function responseRecord(x: ExchangeSpec): NewRecord {
       ? {
           masking: {
             counts: x.masking,
-            findings: Object.entries(x.masking).map(([type, count]) => ({ type, path: 'request.body$.messages[0].content', count })),
+            findings: Object.entries(x.masking).map(([type, count]) => ({
+              type,
+              path: 'request.body$.messages[0].content',
+              count,
+            })),
           },
         }
       : {}),
@@ -183,7 +193,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.exchangeRecords('ex_unknown')).toEqual([]);
     });
 
-    it("commits a new chain to the heads of the chains already there", async () => {
+    it('commits a new chain to the heads of the chains already there', async () => {
       const mine = await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
       const other = await fixture.open();
       const theirs = await other.append({ records: [requestRecord({ id: 'ex_2', session: 'ses_1', at: T0 + 1 })] });
@@ -199,7 +209,9 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
     });
 
     it('lands concurrent calls whole and in call order', async () => {
-      const batches = Array.from({ length: 20 }, (_, i) => exchangeBatch({ id: `ex_${i}`, session: 'ses_1', at: T0 + i }));
+      const batches = Array.from({ length: 20 }, (_, i) =>
+        exchangeBatch({ id: `ex_${i}`, session: 'ses_1', at: T0 + i }),
+      );
       const results = await Promise.all(batches.map((b) => store.append(b)));
 
       const all = results.flat();
@@ -211,12 +223,13 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
 
     it('leaves the chain appendable and intact after a failed append', async () => {
       // The first append fails before anything is written: its payload has no JSON form.
-      await expect(
-        store.append({ records: [{ kind: 'note', at: T0, data: { tokens: 10n } }] }),
-      ).rejects.toThrow();
+      await expect(store.append({ records: [{ kind: 'note', at: T0, data: { tokens: 10n } }] })).rejects.toThrow();
       const x = { id: 'ex_1', session: 'ses_1', at: T0 };
       const ok = await store.append({ records: [requestRecord(x)] });
-      expect(ok.map((r) => [r.kind, r.chainSeq])).toEqual([['chain.opened', 1], ['exchange.request', 2]]);
+      expect(ok.map((r) => [r.kind, r.chainSeq])).toEqual([
+        ['chain.opened', 1],
+        ['exchange.request', 2],
+      ]);
 
       // This one fails inside the database: a second request for the same exchange breaks the index's key, after
       // the blob and the records of the batch were already inserted. None of them may remain.
@@ -242,10 +255,19 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
     it('summarises exchanges from their request, events and response records', async () => {
       await store.append(exchangeBatch({ id: 'ex_a', session: 'ses_1', at: T0, inputTokens: 100, outputTokens: 20 }));
       await store.append(
-        exchangeBatch({ id: 'ex_b', session: 'ses_1', at: T0 + 1000, stream: false, inputTokens: 200, outputTokens: 30 }),
+        exchangeBatch({
+          id: 'ex_b',
+          session: 'ses_1',
+          at: T0 + 1000,
+          stream: false,
+          inputTokens: 200,
+          outputTokens: 30,
+        }),
       );
       // A request the gateway never answered (it crashed): listed without a result, and unfinished.
-      await store.append({ records: [requestRecord({ id: 'ex_c', session: 'ses_1', at: T0 + 2000, model: 'claude-haiku-4-5' })] });
+      await store.append({
+        records: [requestRecord({ id: 'ex_c', session: 'ses_1', at: T0 + 2000, model: 'claude-haiku-4-5' })],
+      });
       await store.append(exchangeBatch({ id: 'ex_d', session: 'ses_2', at: T0 + 500, caller: 'bob' }));
 
       const exchanges = await store.listExchanges('ses_1');
@@ -294,7 +316,13 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
             inputTokens: 310,
             outputTokens: 50,
           },
-          expect.objectContaining({ id: 'ses_2', callerSubject: 'bob', exchanges: 1, inputTokens: 15, outputTokens: 7 }),
+          expect.objectContaining({
+            id: 'ses_2',
+            callerSubject: 'bob',
+            exchanges: 1,
+            inputTokens: 15,
+            outputTokens: 7,
+          }),
         ],
         nextCursor: null,
       });
@@ -337,7 +365,11 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       // since/until bound when exchanges started (until is exclusive); sessions show only their matching exchanges.
       expect(await ids({ since: T0 + 3000, until: T0 + 6000 })).toEqual(['ses_6', 'ses_5', 'ses_4', 'ses_3']);
       expect(
-        (await store.listSessions({ since: T0 + 3800, until: T0 + 6000 })).items.map((s) => [s.id, s.exchanges, s.lastAt]),
+        (await store.listSessions({ since: T0 + 3800, until: T0 + 6000 })).items.map((s) => [
+          s.id,
+          s.exchanges,
+          s.lastAt,
+        ]),
       ).toEqual([
         ['ses_6', 1, T0 + 5500],
         ['ses_5', 1, T0 + 4000],
@@ -348,18 +380,35 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       const filtered = await store.listSessions({ caller: 'alice', limit: 2 });
       expect(filtered.items.map((s) => s.id)).toEqual(['ses_6', 'ses_4']);
       const rest = await store.listSessions({ caller: 'alice', limit: 2, cursor: filtered.nextCursor! });
-      expect(rest).toEqual({ items: [expect.objectContaining({ id: 'ses_2' }), expect.objectContaining({ id: 'ses_1' })], nextCursor: null });
+      expect(rest).toEqual({
+        items: [expect.objectContaining({ id: 'ses_2' }), expect.objectContaining({ id: 'ses_1' })],
+        nextCursor: null,
+      });
     });
 
     it('indexes gateway keys from key.created and key.revoked records', async () => {
       const created = (name: string, hash: string, at: number): NewRecord => ({
         kind: 'key.created',
         at,
-        data: { hash, name, owner: 'alice', connections: ['anthropic'], createdAt: at, expiresAt: null, createdBy: 'admin' },
+        data: {
+          hash,
+          name,
+          owner: 'alice',
+          connections: ['anthropic'],
+          createdAt: at,
+          expiresAt: null,
+          createdBy: 'admin',
+        },
       });
       await store.append({ records: [created('ci', 'a'.repeat(64), T0), created('laptop', 'b'.repeat(64), T0 + 1)] });
       await store.append({
-        records: [{ kind: 'key.revoked', at: T0 + 2, data: { name: 'ci', hash: 'a'.repeat(64), revokedAt: T0 + 2, revokedBy: 'admin' } }],
+        records: [
+          {
+            kind: 'key.revoked',
+            at: T0 + 2,
+            data: { name: 'ci', hash: 'a'.repeat(64), revokedAt: T0 + 2, revokedBy: 'admin' },
+          },
+        ],
       });
 
       expect(await store.findGatewayKey('a'.repeat(64))).toEqual({
@@ -387,12 +436,48 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
     /** Five exchanges over three sessions, callers at two issuers, groups, models, outcomes and masking. */
     async function fillVaried(): Promise<void> {
       const specs: ExchangeSpec[] = [
-        { id: 'ex_1', session: 'ses_a', at: T0 + 1000, caller: 'alice', groups: ['ml-team', 'eng'], masking: { email: 2 } },
-        { id: 'ex_2', session: 'ses_a', at: T0 + 2000, caller: 'alice', groups: ['ml-team', 'eng'], model: 'claude-haiku-4-5' },
-        { id: 'ex_3', session: 'ses_b', at: T0 + 3000, caller: 'bob', groups: ['sales'], outcome: 'upstream_error', status: 529 },
+        {
+          id: 'ex_1',
+          session: 'ses_a',
+          at: T0 + 1000,
+          caller: 'alice',
+          groups: ['ml-team', 'eng'],
+          masking: { email: 2 },
+        },
+        {
+          id: 'ex_2',
+          session: 'ses_a',
+          at: T0 + 2000,
+          caller: 'alice',
+          groups: ['ml-team', 'eng'],
+          model: 'claude-haiku-4-5',
+        },
+        {
+          id: 'ex_3',
+          session: 'ses_b',
+          at: T0 + 3000,
+          caller: 'bob',
+          groups: ['sales'],
+          outcome: 'upstream_error',
+          status: 529,
+        },
         // Same subject, another issuer: another person.
-        { id: 'ex_4', session: 'ses_c', at: T0 + 4000, caller: 'alice', issuer: 'https://other-idp.example', connection: 'bedrock' },
-        { id: 'ex_5', session: 'ses_b', at: T0 + 5000, caller: 'bob', groups: ['sales'], masking: { anthropic_api_key: 1, email: 0 } },
+        {
+          id: 'ex_4',
+          session: 'ses_c',
+          at: T0 + 4000,
+          caller: 'alice',
+          issuer: 'https://other-idp.example',
+          connection: 'bedrock',
+        },
+        {
+          id: 'ex_5',
+          session: 'ses_b',
+          at: T0 + 5000,
+          caller: 'bob',
+          groups: ['sales'],
+          masking: { anthropic_api_key: 1, email: 0 },
+        },
       ];
       for (const x of specs) await store.append(exchangeBatch(x));
       // Still running: a request without its response.
@@ -467,7 +552,11 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         (await store.listSessions(filter)).items.map((x) => [x.id, x.exchanges]);
       expect(await sessions({ group: 'ml-team' })).toEqual([['ses_a', 2]]);
       expect(await sessions({ model: 'claude-haiku-4-5' })).toEqual([['ses_a', 1]]);
-      expect(await sessions({ outcome: 'ok' })).toEqual([['ses_b', 1], ['ses_c', 1], ['ses_a', 2]]);
+      expect(await sessions({ outcome: 'ok' })).toEqual([
+        ['ses_b', 1],
+        ['ses_c', 1],
+        ['ses_a', 2],
+      ]);
       expect(await sessions({ outcome: 'in_progress' })).toEqual([['ses_b', 1]]);
       expect(await sessions({ masking: 'email' })).toEqual([['ses_a', 1]]);
       expect(await sessions({ caller: 'alice', callerIssuer: 'https://other-idp.example' })).toEqual([['ses_c', 1]]);
@@ -592,10 +681,13 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.recordsAt([])).toEqual([]);
     });
 
-    it.each(['exchange_callers', 'exchange_groups', 'exchange_masking'])('refuses UPDATE and DELETE on %s', async (table) => {
-      await fillVaried();
-      await expect(fixture.sql(`DELETE FROM ${table}`)).rejects.toThrow(/append-only/);
-    });
+    it.each(['exchange_callers', 'exchange_groups', 'exchange_masking'])(
+      'refuses UPDATE and DELETE on %s',
+      async (table) => {
+        await fillVaried();
+        await expect(fixture.sql(`DELETE FROM ${table}`)).rejects.toThrow(/append-only/);
+      },
+    );
   });
 
   describe('blobs', () => {
@@ -608,7 +700,10 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         records: [requestRecord({ id: 'ex_1', session: 'ses_1', at: T0, messages: text })],
       });
       // The next turn resends the same conversation: same blob, stored once, still readable.
-      await store.append({ blobs: [text], records: [requestRecord({ id: 'ex_2', session: 'ses_1', at: T0 + 1, messages: text })] });
+      await store.append({
+        blobs: [text],
+        records: [requestRecord({ id: 'ex_2', session: 'ses_1', at: T0 + 1, messages: text })],
+      });
 
       const read = await store.blobs([text.hash, bin.hash, 'f'.repeat(64), text.hash]);
       expect([...read.keys()].sort()).toEqual([text.hash, bin.hash].sort());
@@ -688,7 +783,9 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
     async function fill(): Promise<StoredRecord[]> {
       const out: StoredRecord[] = [];
       for (let i = 0; i < 3; i++) {
-        out.push(...(await store.append(exchangeBatch({ id: `ex_${i}`, session: 'ses_1', at: T0 + i * 1000, messages }))));
+        out.push(
+          ...(await store.append(exchangeBatch({ id: `ex_${i}`, session: 'ses_1', at: T0 + i * 1000, messages }))),
+        );
       }
       return out; // chain.opened + 3 × (request, events, response): chainSeq 1..10
     }
@@ -715,7 +812,9 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       );
       const report = await store.verify();
       expect(report.ok).toBe(false);
-      expect(report.problems).toEqual([expect.objectContaining({ problem: 'changed', chain: store.chainId, chainSeq: 7 })]);
+      expect(report.problems).toEqual([
+        expect.objectContaining({ problem: 'changed', chain: store.chainId, chainSeq: 7 }),
+      ]);
     });
 
     it('detects a record removed from the middle of a chain', async () => {
@@ -723,7 +822,9 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       await fixture.tamper('DELETE FROM records WHERE chain_seq = 5');
       const report = await store.verify();
       expect(report).toMatchObject({ ok: false, records: 9 });
-      expect(report.problems).toEqual([expect.objectContaining({ problem: 'missing', chain: store.chainId, chainSeq: 5 })]);
+      expect(report.problems).toEqual([
+        expect.objectContaining({ problem: 'missing', chain: store.chainId, chainSeq: 5 }),
+      ]);
     });
 
     it('detects a removed blob', async () => {
@@ -750,7 +851,9 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       const other = await fixture.open();
       await other.append(exchangeBatch({ id: 'ex_x', session: 'ses_2', at: T0 + 5000 }));
       // Without the other chain's commitment this would look like a chain that simply ended earlier.
-      await fixture.tamper(`DELETE FROM records WHERE chain = '${store.chainId}' AND chain_seq = ${mine.at(-1)!.chainSeq}`);
+      await fixture.tamper(
+        `DELETE FROM records WHERE chain = '${store.chainId}' AND chain_seq = ${mine.at(-1)!.chainSeq}`,
+      );
       const report = await other.verify();
       expect(report.ok).toBe(false);
       expect(report.problems).toEqual([
@@ -765,7 +868,12 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
       await other.append({ records: [{ kind: 'note', at: T0, data: { n: 1 } }] });
       const heads = new Map((await store.chainHeads()).map((h) => [h.chain, h.chainSeq]));
-      expect(heads).toEqual(new Map([[store.chainId, 4], [other.chainId, 2]]));
+      expect(heads).toEqual(
+        new Map([
+          [store.chainId, 4],
+          [other.chainId, 2],
+        ]),
+      );
       const tail = await store.chainRecords(store.chainId, 2, 10);
       expect(tail.map((r) => [r.chainSeq, r.kind])).toEqual([
         [3, 'exchange.events'],
@@ -790,7 +898,12 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       await store.setSinkCursor('siem', 'ch_a', 7);
       await store.setSinkCursor('siem', 'ch_b', 1);
       await store.setSinkCursor('other', 'ch_a', 2);
-      expect(await store.sinkCursors('siem')).toEqual(new Map([['ch_a', 7], ['ch_b', 1]]));
+      expect(await store.sinkCursors('siem')).toEqual(
+        new Map([
+          ['ch_a', 7],
+          ['ch_b', 1],
+        ]),
+      );
     });
 
     it('knows its own chain is live', async () => {
@@ -839,8 +952,12 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       const other = await fixture.open();
       const writes: Array<Promise<readonly StoredRecord[]>> = [];
       for (let i = 0; i < 25; i++) {
-        writes.push(store.append(exchangeBatch({ id: `ex_a${i}`, session: 'ses_a', at: T0 + i, messages: blob(`a${i % 3}`) })));
-        writes.push(other.append(exchangeBatch({ id: `ex_b${i}`, session: 'ses_b', at: T0 + i, messages: blob(`a${i % 4}`) })));
+        writes.push(
+          store.append(exchangeBatch({ id: `ex_a${i}`, session: 'ses_a', at: T0 + i, messages: blob(`a${i % 3}`) })),
+        );
+        writes.push(
+          other.append(exchangeBatch({ id: `ex_b${i}`, session: 'ses_b', at: T0 + i, messages: blob(`a${i % 4}`) })),
+        );
       }
       const results = await Promise.all(writes);
 
@@ -886,7 +1003,13 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.exchangeRecords('ex_old1')).toHaveLength(3);
 
       const result = await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 });
-      expect(result).toMatchObject({ exchanges: 2, records: 6, blobs: 1, batches: 1, timeRange: { from: T0, to: T0 + 1200 } });
+      expect(result).toMatchObject({
+        exchanges: 2,
+        records: 6,
+        blobs: 1,
+        batches: 1,
+        timeRange: { from: T0, to: T0 + 1200 },
+      });
 
       expect(await store.exchangeRecords('ex_old1')).toEqual([]);
       expect(await store.listExchanges('ses_old')).toEqual([]);
@@ -916,11 +1039,16 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
     it('takes held exchanges once the hold is released, and verifies across the joined gap', async () => {
       await history();
       await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 });
-      const [hold] = await store.listHolds({ activeOnly: true }).then((hs) => hs.filter((h) => h.session === 'ses_held'));
+      const [hold] = await store
+        .listHolds({ activeOnly: true })
+        .then((hs) => hs.filter((h) => h.session === 'ses_held'));
       await releaseHold(store, hold!.id, { reason: 'case closed', by: 'cli:legal' });
       expect((await store.listHolds({ activeOnly: true })).map((h) => h.caller)).toEqual(['carol']);
 
-      expect(await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({ exchanges: 1, records: 3 });
+      expect(await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({
+        exchanges: 1,
+        records: 3,
+      });
       expect(await store.listExchanges('ses_held')).toEqual([]);
       expect(await store.listExchanges('ses_c')).toHaveLength(1);
       // Positions 2..10 are gone, removed by two purges: the gap passes because together they cover it exactly.
@@ -933,7 +1061,9 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       await fixture.tamper(`DELETE FROM records WHERE chain = '${store.chainId}' AND chain_seq = 8`);
       const report = await store.verify();
       expect(report.ok).toBe(false);
-      expect(report.problems).toEqual([expect.objectContaining({ problem: 'missing', chain: store.chainId, chainSeq: 8 })]);
+      expect(report.problems).toEqual([
+        expect.objectContaining({ problem: 'missing', chain: store.chainId, chainSeq: 8 }),
+      ]);
     });
 
     it('keeps the head of every chain, so chains stay anchored', async () => {
@@ -965,7 +1095,13 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         heads: [],
       };
       await attacker.append({
-        records: [{ kind: 'retention.purged', at: NOW, data: sealPurge(FORGER, removal, { runId: 'r', signedAt: NOW, cutoffs: {} }) }],
+        records: [
+          {
+            kind: 'retention.purged',
+            at: NOW,
+            data: sealPurge(FORGER, removal, { runId: 'r', signedAt: NOW, cutoffs: {} }),
+          },
+        ],
       });
       // Hashes alone cannot tell a forged purge record from a real one…
       expect(await store.verify()).toMatchObject({ ok: true });
@@ -988,14 +1124,25 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       const d1 = JSON.parse(first!.data) as DigestSignedData;
       const d2 = JSON.parse(second!.data) as DigestSignedData;
       expect(first!.chainSeq).toBe(5);
-      expect(d1).toMatchObject({ chain: store.chainId, fromSeq: 1, toSeq: 4, headHash: first!.prevHash, previousSignature: null });
+      expect(d1).toMatchObject({
+        chain: store.chainId,
+        fromSeq: 1,
+        toSeq: 4,
+        headHash: first!.prevHash,
+        previousSignature: null,
+      });
       expect(d2).toMatchObject({ fromSeq: 5, toSeq: 8, previousSignature: d1.signature, keyId: KEY.keyId });
       expect(await store.verify(withKey)).toEqual({
         ok: true,
         chains: 1,
         records: 10,
         problems: [],
-        signatures: { keys: [KEY.keyId], digests: 2, purges: 0, unsignedTails: [{ chain: store.chainId, fromSeq: 10, toSeq: 10 }] },
+        signatures: {
+          keys: [KEY.keyId],
+          digests: 2,
+          purges: 0,
+          unsignedTails: [{ chain: store.chainId, fromSeq: 10, toSeq: 10 }],
+        },
       });
       // The same store checked with someone else's public key: every digest is refused.
       const foreign = await store.verify({ publicKeys: [FORGER.publicKey] });

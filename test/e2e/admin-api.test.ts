@@ -14,7 +14,14 @@ import { ADMIN_ROUTES } from '../../src/admin/admin-routes.js';
 import { APPROVAL_ROUTES } from '../../src/admin/approval-routes.js';
 import { run } from '../../src/cli/main.js';
 import { readExchange, type ExchangeView } from '../../src/recorder/exchange-reader.js';
-import type { AccessLogEntry, ExchangeListItem, NewRecord, SearchHit, SearchText, SessionSummary } from '../../src/store/audit-store.js';
+import type {
+  AccessLogEntry,
+  ExchangeListItem,
+  NewRecord,
+  SearchHit,
+  SearchText,
+  SessionSummary,
+} from '../../src/store/audit-store.js';
 import type { ExchangeRequestData, ExchangeResponseData } from '../../src/store/record-types.js';
 import { startHarness, type Harness } from '../support/gateway-harness.js';
 import { startOidcProvider, type OidcTestProvider } from '../support/oidc-provider.js';
@@ -66,7 +73,8 @@ async function bulkRecord(n: number, needleAt: number): Promise<void> {
       const id = `ex_bulk_${String(i).padStart(4, '0')}`;
       const session = `bulk-${Math.floor(i / 10)}`;
       const at = t0 + i * 1000;
-      const prompt = i === needleAt ? `Tell me about the ${NEEDLE} please` : `Routine question number ${i} about deployments`;
+      const prompt =
+        i === needleAt ? `Tell me about the ${NEEDLE} please` : `Routine question number ${i} about deployments`;
       const request: ExchangeRequestData = {
         connection: 'anthropic',
         caller: { method: 'oidc', subject: 'batch-bot', issuer: idp.issuer, groups: ['robots'] },
@@ -77,7 +85,10 @@ async function bulkRecord(n: number, needleAt: number): Promise<void> {
           path: '/v1/messages',
           query: '',
           headers: { 'content-type': 'application/json' },
-          body: { size: 0, parts: [JSON.stringify({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: prompt }] })] },
+          body: {
+            size: 0,
+            parts: [JSON.stringify({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: prompt }] })],
+          },
         },
         model: 'claude-haiku-4-5',
         stream: false,
@@ -118,7 +129,10 @@ beforeAll(async () => {
     },
   }));
   admin = h.gateway.adminUrl!;
-  tokens.alice = await idp.mintToken({ name: 'Alice', email: 'alice@example.com', groups: ['ml-team'] }, { subject: 'alice' });
+  tokens.alice = await idp.mintToken(
+    { name: 'Alice', email: 'alice@example.com', groups: ['ml-team'] },
+    { subject: 'alice' },
+  );
   tokens.bob = await idp.mintToken({ email: 'bob@example.com', groups: ['sales'] }, { subject: 'bob' });
   tokens.carol = await idp.mintToken({ groups: ['security'] }, { subject: 'carol' });
   tokens.dave = await idp.mintToken({ groups: ['vigil-admins', 'eng'] }, { subject: 'dave' });
@@ -126,7 +140,11 @@ beforeAll(async () => {
   const headers = (session: string) => ({ headers: { 'x-vigil-session': session } });
   const alice = client(tokens.alice);
   await alice.messages.create(
-    { model: 'claude-sonnet-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'Summarise the pelican migration report' }] },
+    {
+      model: 'claude-sonnet-4-5',
+      max_tokens: 50,
+      messages: [{ role: 'user', content: 'Summarise the pelican migration report' }],
+    },
     headers('alice-1'),
   );
   const stream = alice.messages.stream(
@@ -143,7 +161,11 @@ beforeAll(async () => {
   );
   await stream.finalMessage();
   await client(tokens.bob).messages.create(
-    { model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'Draft the walrus quarterly pitch' }] },
+    {
+      model: 'claude-haiku-4-5',
+      max_tokens: 50,
+      messages: [{ role: 'user', content: 'Draft the walrus quarterly pitch' }],
+    },
     headers('bob-1'),
   );
   await h.session('alice-1', 2);
@@ -160,7 +182,9 @@ describe('who may see what', () => {
   it('refuses a caller without a credential, or with an unknown token, with 401 and a JSON error', async () => {
     const none = await api('/sessions');
     expect(none.status).toBe(401);
-    expect(none.json).toEqual({ error: { type: 'authentication_error', message: expect.stringContaining('missing credential') } });
+    expect(none.json).toEqual({
+      error: { type: 'authentication_error', message: expect.stringContaining('missing credential') },
+    });
     expect(none.headers.get('www-authenticate')).toContain('Bearer');
     expect((await api('/sessions', 'not-the-admin-token-but-long-enough')).status).toBe(401);
     // Health and the API description need no credential.
@@ -172,17 +196,28 @@ describe('who may see what', () => {
     expect(sessions.status).toBe(200);
     expect(sessions.json.items.map((s) => s.id)).toEqual(['alice-1']);
     // Asking for someone else's does not widen what a user sees.
-    expect((await api<Paged<ExchangeListItem>>('/exchanges?caller=bob', tokens.alice)).json.items.map((x) => x.callerSubject)).toEqual(
-      ['alice', 'alice'],
-    );
+    expect(
+      (await api<Paged<ExchangeListItem>>('/exchanges?caller=bob', tokens.alice)).json.items.map(
+        (x) => x.callerSubject,
+      ),
+    ).toEqual(['alice', 'alice']);
 
-    const own = await api<{ id: string; summaries: ExchangeListItem[]; exchanges: ExchangeView[] }>('/sessions/alice-1', tokens.alice);
+    const own = await api<{ id: string; summaries: ExchangeListItem[]; exchanges: ExchangeView[] }>(
+      '/sessions/alice-1',
+      tokens.alice,
+    );
     expect(own.status).toBe(200);
     expect(own.json.exchanges).toHaveLength(2);
     expect(own.json.summaries.map((s) => s.id)).toEqual(own.json.exchanges.map((x) => x.id));
 
     const [bobs] = await h.session('bob-1', 1);
-    for (const p of ['/sessions/bob-1', `/exchanges/${bobs!.id}`, `/exchanges/${bobs!.id}/events`, '/sessions/bob-1/export', '/sessions/bob-1/verify']) {
+    for (const p of [
+      '/sessions/bob-1',
+      `/exchanges/${bobs!.id}`,
+      `/exchanges/${bobs!.id}/events`,
+      '/sessions/bob-1/export',
+      '/sessions/bob-1/verify',
+    ]) {
       const r = await api(p, tokens.alice);
       expect(r.status, p).toBe(404);
       expect(r.json).toMatchObject({ error: { type: 'not_found_error' } });
@@ -221,11 +256,18 @@ describe('lists, filters and pages', () => {
     expect(await ids('outcome=upstream_error&group=ml-team')).toEqual([]);
     expect(await ids(`group=ml-team&since=${new Date(Date.now() + 60_000).toISOString()}`)).toEqual([]);
     const item = (await api<Paged<ExchangeListItem>>('/exchanges?group=sales', tokens.dave)).json.items[0]!;
-    expect(item).toMatchObject({ callerIssuer: idp.issuer, callerGroups: ['sales'], sessionId: 'bob-1', outcome: 'ok' });
+    expect(item).toMatchObject({
+      callerIssuer: idp.issuer,
+      callerGroups: ['sales'],
+      sessionId: 'bob-1',
+      outcome: 'ok',
+    });
 
     const bad = await api('/exchanges?outcome=fine&limit=5', tokens.dave);
     expect(bad.status).toBe(400);
-    expect(bad.json).toMatchObject({ error: { type: 'invalid_request_error', message: expect.stringContaining('outcome') } });
+    expect(bad.json).toMatchObject({
+      error: { type: 'invalid_request_error', message: expect.stringContaining('outcome') },
+    });
     expect((await api('/exchanges?since=yesterday', tokens.dave)).status).toBe(400);
   });
 
@@ -233,14 +275,20 @@ describe('lists, filters and pages', () => {
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const r: Answer<Paged<SessionSummary>> = await api(`/sessions?limit=1${cursor ? `&cursor=${cursor}` : ''}&caller=alice`, tokens.dave);
+      const r: Answer<Paged<SessionSummary>> = await api(
+        `/sessions?limit=1${cursor ? `&cursor=${cursor}` : ''}&caller=alice`,
+        tokens.dave,
+      );
       seen.push(...r.json.items.map((s) => s.id));
       cursor = r.json.next_cursor;
     } while (cursor);
     expect(seen).toEqual(['alice-1']);
 
     const first = await api<Paged<ExchangeListItem>>('/exchanges?limit=1&session=alice-1', tokens.alice);
-    const second = await api<Paged<ExchangeListItem>>(`/exchanges?limit=1&session=alice-1&cursor=${first.json.next_cursor}`, tokens.alice);
+    const second = await api<Paged<ExchangeListItem>>(
+      `/exchanges?limit=1&session=alice-1&cursor=${first.json.next_cursor}`,
+      tokens.alice,
+    );
     expect(second.json.next_cursor).toBeNull();
     const [x1, x2] = await h.session('alice-1', 2);
     expect([first.json.items[0]!.id, second.json.items[0]!.id]).toEqual([x2!.id, x1!.id]);
@@ -285,7 +333,10 @@ describe('export', () => {
     const r = await api('/sessions/alice-1/export?format=jsonl', tokens.alice);
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toContain('application/x-ndjson');
-    const lines = r.text.trimEnd().split('\n').map((l) => JSON.parse(l) as ExchangeView);
+    const lines = r.text
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as ExchangeView);
     expect(lines).toHaveLength(2);
     for (const x of lines) expect(x).toEqual(await readExchange(h.gateway.store, x.id));
   });
@@ -304,7 +355,10 @@ describe('export', () => {
 
   it('exports a filtered set, limited to what the reader may see', async () => {
     const r = await api('/export?group=sales', tokens.carol);
-    const lines = r.text.trimEnd().split('\n').map((l) => JSON.parse(l) as ExchangeView);
+    const lines = r.text
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as ExchangeView);
     expect(lines.map((x) => x.session_id)).toEqual(['bob-1']);
     const own = await api('/export?group=sales', tokens.bob);
     expect(own.text.trimEnd().split('\n')).toHaveLength(1);
@@ -322,7 +376,12 @@ describe('raw events', () => {
         'anthropic-version': '2023-06-01',
         'x-vigil-session': 'bob-stream',
       },
-      body: JSON.stringify({ model: 'claude-sonnet-4-5', max_tokens: 30, stream: true, messages: [{ role: 'user', content: 'stream me' }] }),
+      body: JSON.stringify({
+        model: 'claude-sonnet-4-5',
+        max_tokens: 30,
+        stream: true,
+        messages: [{ role: 'user', content: 'stream me' }],
+      }),
     });
     const received = await res.text();
     const [x] = await h.session('bob-stream', 1);
@@ -358,7 +417,12 @@ describe('access log', () => {
     const entries = log.json.items;
     expect(entries[0]).toMatchObject({
       at: expect.any(Number),
-      data: { actor: { method: 'oidc', subject: 'carol', issuer: idp.issuer }, role: 'auditor', what: 'exchange', ids: [bobs!.id] },
+      data: {
+        actor: { method: 'oidc', subject: 'carol', issuer: idp.issuer },
+        role: 'auditor',
+        what: 'exchange',
+        ids: [bobs!.id],
+      },
     });
     const summary = entries.map((e) => `${e.data.actor.subject}:${e.data.role}:${e.data.what}:${e.data.ids.join(',')}`);
     expect(summary).toEqual(
@@ -370,9 +434,14 @@ describe('access log', () => {
       ]),
     );
     expect(entries.find((e) => e.data.what === 'search' && e.data.ids[0] === 'ex_bulk_0637')!.data.query).toBe(NEEDLE);
-    expect(entries.find((e) => e.data.what === 'events')!.data).toMatchObject({ actor: { subject: 'bob' }, role: 'user' });
+    expect(entries.find((e) => e.data.what === 'events')!.data).toMatchObject({
+      actor: { subject: 'bob' },
+      role: 'user',
+    });
     // Lists are not reads of content: nothing was logged for them, and nothing for refused reads.
-    expect(entries.every((e) => ['session', 'exchange', 'events', 'search', 'export'].includes(e.data.what))).toBe(true);
+    expect(entries.every((e) => ['session', 'exchange', 'events', 'search', 'export'].includes(e.data.what))).toBe(
+      true,
+    );
     expect(entries.some((e) => e.data.actor.subject === 'alice' && e.data.ids.includes('bob-1'))).toBe(false);
   });
 });
@@ -388,14 +457,22 @@ describe('openapi', () => {
     }
     for (const [p, methods] of Object.entries(doc.paths)) {
       for (const m of Object.keys(methods)) {
-        expect(served.some((r) => r.path === p && r.method.toLowerCase() === m), `${m} ${p}`).toBe(true);
+        expect(
+          served.some((r) => r.path === p && r.method.toLowerCase() === m),
+          `${m} ${p}`,
+        ).toBe(true);
       }
       // Served: a route that does not exist answers 404 "no such route"; these answer something else for an admin.
       const r = await api(p.replace('{id}', 'alice-1'), tokens.dave);
       expect(JSON.stringify(r.json ?? {}), p).not.toContain('no such route');
     }
-    expect((await api('/nothing-here', tokens.dave)).json).toMatchObject({ error: { message: expect.stringContaining('no such route') } });
-    const post = await fetch(`${admin}/api/v1/sessions`, { method: 'POST', headers: { authorization: `Bearer ${tokens.dave}` } });
+    expect((await api('/nothing-here', tokens.dave)).json).toMatchObject({
+      error: { message: expect.stringContaining('no such route') },
+    });
+    const post = await fetch(`${admin}/api/v1/sessions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${tokens.dave}` },
+    });
     expect(post.status).toBe(405);
     expect(post.headers.get('allow')).toBe('GET');
   });
@@ -429,13 +506,27 @@ describe('CLI', () => {
   it('vigil sessions export writes a session, or a filtered set, with progress on long exports', async () => {
     const session = await cli('sessions', 'export', 'alice-1', '--data-dir', h.dataDir);
     expect(session.code).toBe(0);
-    const lines = session.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as ExchangeView);
+    const lines = session.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as ExchangeView);
     for (const x of lines) expect(x).toEqual(await readExchange(h.gateway.store, x.id));
 
     const dir = mkdtempSync(path.join(tmpdir(), 'vigil-export-'));
     try {
       const out = path.join(dir, 'bots.md');
-      const bulk = await cli('sessions', 'export', '--group', 'robots', '--format', 'markdown', '--out', out, '--data-dir', h.dataDir);
+      const bulk = await cli(
+        'sessions',
+        'export',
+        '--group',
+        'robots',
+        '--format',
+        'markdown',
+        '--out',
+        out,
+        '--data-dir',
+        h.dataDir,
+      );
       expect(bulk.code).toBe(0);
       expect(bulk.stderr).toContain('100 exchanges');
       expect(bulk.stderr).toMatch(/1000 exchanges written/);
@@ -461,7 +552,12 @@ describe('without identity', () => {
       const base = `${local.gateway.adminUrl}/api/v1`;
       expect((await fetch(`${base}/sessions/local-1`)).status).toBe(200);
       const log = (await (await fetch(`${base}/access-log`)).json()) as Paged<AccessLogEntry>;
-      expect(log.items[0]!.data).toMatchObject({ actor: { method: 'anonymous' }, role: 'admin', what: 'session', address: expect.stringMatching(/127\.0\.0\.1/) });
+      expect(log.items[0]!.data).toMatchObject({
+        actor: { method: 'anonymous' },
+        role: 'admin',
+        what: 'session',
+        address: expect.stringMatching(/127\.0\.0\.1/),
+      });
     } finally {
       await local.close();
     }

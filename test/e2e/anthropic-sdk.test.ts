@@ -87,7 +87,11 @@ describe('streaming messages', () => {
     const arrivals: number[] = [];
     const t0 = performance.now();
     const stream = client.messages.stream(
-      { model: 'claude-haiku-4-5', max_tokens: 200, messages: user('one two three four five six seven eight nine ten') },
+      {
+        model: 'claude-haiku-4-5',
+        max_tokens: 200,
+        messages: user('one two three four five six seven eight nine ten'),
+      },
       { headers: { 'x-fake-scenario': 'slow:40', 'x-vigil-session': 'paced' } },
     );
     stream.on('streamEvent', () => arrivals.push(performance.now() - t0));
@@ -107,7 +111,13 @@ describe('streaming messages', () => {
         model: 'claude-haiku-4-5',
         max_tokens: 2000,
         thinking: { type: 'enabled', budget_tokens: 1024 },
-        tools: [{ name: 'Bash', description: 'run', input_schema: { type: 'object', properties: { command: { type: 'string' } } } }],
+        tools: [
+          {
+            name: 'Bash',
+            description: 'run',
+            input_schema: { type: 'object', properties: { command: { type: 'string' } } },
+          },
+        ],
         messages: user('please [[tool:Bash {"command":"ls -la /tmp && echo done"}]]'),
       },
       { headers: { 'x-vigil-session': 'tool-session' } },
@@ -270,7 +280,9 @@ describe('other API paths pass through faithfully', () => {
   });
 
   it('count_tokens, models, batches and files', async () => {
-    expect((await client.messages.countTokens({ model: 'm', messages: user('count these') })).input_tokens).toBeGreaterThan(0);
+    expect(
+      (await client.messages.countTokens({ model: 'm', messages: user('count these') })).input_tokens,
+    ).toBeGreaterThan(0);
     expect((await client.models.list()).data.length).toBeGreaterThan(0);
     const batch = await client.messages.batches.create({
       requests: [{ custom_id: 'a', params: { model: 'm', max_tokens: 5, messages: user('in a batch') } }],
@@ -280,11 +292,20 @@ describe('other API paths pass through faithfully', () => {
     expect(batch.results_url).toBe(`${h.url}/v1/messages/batches/${batch.id}/results`);
     const results = [];
     for await (const r of await client.messages.batches.results(batch.id)) results.push(r);
-    expect(results).toEqual([expect.objectContaining({ custom_id: 'a', result: expect.objectContaining({ type: 'succeeded' }) })]);
+    expect(results).toEqual([
+      expect.objectContaining({ custom_id: 'a', result: expect.objectContaining({ type: 'succeeded' }) }),
+    ]);
     const file = await client.beta.files.upload({ file: await Anthropic.toFile(Buffer.from('file body'), 'a.txt') });
     expect(file.filename).toBe('a.txt');
     const paths = h.fake.requests.map((r) => `${r.method} ${r.path}`);
-    expect(paths).toEqual(expect.arrayContaining(['POST /v1/messages/count_tokens', 'GET /v1/models', 'POST /v1/messages/batches', 'POST /v1/files']));
+    expect(paths).toEqual(
+      expect.arrayContaining([
+        'POST /v1/messages/count_tokens',
+        'GET /v1/models',
+        'POST /v1/messages/batches',
+        'POST /v1/files',
+      ]),
+    );
   });
 });
 

@@ -54,7 +54,10 @@ it('approve through the API: the held call goes on to Claude', async () => {
   const call = bigAsk('please approve me');
   const approval = await held();
   expect(approval.rule.name).toBe('large answers');
-  const decided = await api(`/approvals/${approval.id}/approve`, { method: 'POST', body: JSON.stringify({ reason: 'budget ok' }) });
+  const decided = await api(`/approvals/${approval.id}/approve`, {
+    method: 'POST',
+    body: JSON.stringify({ reason: 'budget ok' }),
+  });
   expect(decided.status).toBe(200);
   const msg = await call;
   expect(msg.content[0]).toMatchObject({ text: 'Echo: please approve me' });
@@ -65,7 +68,10 @@ it('deny through the API: the client gets 403 with the reason; a denial needs on
   const call = bigAsk('please deny me').catch((e: unknown) => e);
   const approval = await held();
   expect((await api(`/approvals/${approval.id}/deny`, { method: 'POST', body: '{}' })).status).toBe(400);
-  expect((await api(`/approvals/${approval.id}/deny`, { method: 'POST', body: JSON.stringify({ reason: 'not today' }) })).status).toBe(200);
+  expect(
+    (await api(`/approvals/${approval.id}/deny`, { method: 'POST', body: JSON.stringify({ reason: 'not today' }) }))
+      .status,
+  ).toBe(200);
   const err = (await call) as APIError;
   expect(err).toBeInstanceOf(Anthropic.PermissionDeniedError);
   expect(err.message).toContain('not today');

@@ -26,7 +26,14 @@ beforeAll(async () => {
         upstream,
         credential,
         approvals: [
-          { name: 'shell access', action: 'hold', message: 'Claude may run shell commands', when: { tools_offered: ['Bash'] }, timeout: '60s', grant: '30m' },
+          {
+            name: 'shell access',
+            action: 'hold',
+            message: 'Claude may run shell commands',
+            when: { tools_offered: ['Bash'] },
+            timeout: '60s',
+            grant: '30m',
+          },
         ],
       },
       {
@@ -40,7 +47,12 @@ beforeAll(async () => {
         upstream,
         credential,
         approvals: [
-          { name: 'production credentials', action: 'deny', message: 'production credentials must not be sent to Claude', when: { prompt_matches: ['/prod-db\\.internal/i'] } },
+          {
+            name: 'production credentials',
+            action: 'deny',
+            message: 'production credentials must not be sent to Claude',
+            when: { prompt_matches: ['/prod-db\\.internal/i'] },
+          },
           { name: 'large answers', action: 'hold', when: { max_tokens_above: 4096 }, timeout: '1500ms' },
         ],
       },
@@ -69,7 +81,9 @@ async function waitForHeld(connection: string): Promise<ListedApproval> {
   while (Date.now() < deadline) {
     const r = await vigil(['approvals', 'list', '--json', '--data-dir', h.dataDir]);
     expect(r.stderr).toBe('');
-    const held = (JSON.parse(r.stdout) as { approvals: ListedApproval[] }).approvals.find((a) => a.connection === connection);
+    const held = (JSON.parse(r.stdout) as { approvals: ListedApproval[] }).approvals.find(
+      (a) => a.connection === connection,
+    );
     if (held) return held;
     await new Promise((res) => setTimeout(res, 200));
   }
@@ -84,11 +98,28 @@ describe('approvals through a running gateway', () => {
   it('an agent pauses on a held call and goes on after approval through the CLI; a grant spares it the next turns', async () => {
     const run = runAgent(h.url, 'Run this for me [[tool:Bash {"command":"echo hi-after-approval"}]]', workDir);
     const held = await waitForHeld('anthropic');
-    expect(held).toMatchObject({ status: 'pending', rule: { name: 'shell access' }, matched: ['tool offered: Bash'], caller: { subject: 'anonymous' } });
-    expect(h.fake.requests.filter((r) => r.path === '/v1/messages' && JSON.stringify(r.body.toString()).includes('"Bash"'))).toEqual([]);
+    expect(held).toMatchObject({
+      status: 'pending',
+      rule: { name: 'shell access' },
+      matched: ['tool offered: Bash'],
+      caller: { subject: 'anonymous' },
+    });
+    expect(
+      h.fake.requests.filter((r) => r.path === '/v1/messages' && JSON.stringify(r.body.toString()).includes('"Bash"')),
+    ).toEqual([]);
 
     // Nobody approves their own call: with no identity configured, the CLI acts as the local user, not as the caller.
-    const approved = await vigil(['approvals', 'approve', held.id, '--grant', '10', '--reason', 'echo is harmless', '--data-dir', h.dataDir]);
+    const approved = await vigil([
+      'approvals',
+      'approve',
+      held.id,
+      '--grant',
+      '10',
+      '--reason',
+      'echo is harmless',
+      '--data-dir',
+      h.dataDir,
+    ]);
     expect(approved.stderr).toBe('');
     expect(approved.code).toBe(0);
     expect(approved.stdout).toContain(`approved ${held.id}: the call goes ahead`);
@@ -97,7 +128,9 @@ describe('approvals through a running gateway', () => {
     expect(resultOf(messages)).toMatchObject({ subtype: 'success' });
     expect(resultOf(messages).result).toContain('Tool result received: hi-after-approval');
 
-    const kinds = (await h.gateway.store.sessionRecords(held.sessionId)).map((r) => r.kind).filter((k) => k.startsWith('approval.'));
+    const kinds = (await h.gateway.store.sessionRecords(held.sessionId))
+      .map((r) => r.kind)
+      .filter((k) => k.startsWith('approval.'));
     expect(kinds.slice(0, 3)).toEqual(['approval.held', 'approval.decided', 'approval.granted']);
     expect(kinds.slice(3).every((k) => k === 'approval.grant_used')).toBe(true);
     expect(kinds.length).toBeGreaterThan(3); // the turn after the tool ran was not held
@@ -109,7 +142,15 @@ describe('approvals through a running gateway', () => {
   it('a denial reaches the agent as a clean error carrying the reason', async () => {
     const run = runAgent(`${h.url}/c/review`, 'Run this [[tool:Bash {"command":"rm -rf build"}]]', workDir);
     const held = await waitForHeld('review');
-    const denied = await vigil(['approvals', 'deny', held.id, '--reason', 'no deletions during the release freeze', '--data-dir', h.dataDir]);
+    const denied = await vigil([
+      'approvals',
+      'deny',
+      held.id,
+      '--reason',
+      'no deletions during the release freeze',
+      '--data-dir',
+      h.dataDir,
+    ]);
     expect(denied).toMatchObject({ code: 0 });
     // Claude Code stops with the gateway's message (its own wording around a 403 is "Failed to authenticate").
     await expect(run).rejects.toThrow(
@@ -122,11 +163,24 @@ describe('approvals through a running gateway', () => {
     const client = new Anthropic({ baseURL: `${h.url}/c/night`, apiKey: CLIENT_KEY, maxRetries: 0 });
     const started = Date.now();
     const err = await client.messages
-      .create({ model: 'claude-haiku-4-5', max_tokens: 8192, stream: true, messages: [{ role: 'user', content: 'write a long essay' }] })
-      .then(() => null, (e: unknown) => e);
+      .create({
+        model: 'claude-haiku-4-5',
+        max_tokens: 8192,
+        stream: true,
+        messages: [{ role: 'user', content: 'write a long essay' }],
+      })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
     expect(err).toBeInstanceOf(Anthropic.PermissionDeniedError);
     expect((err as InstanceType<typeof Anthropic.APIError>).error).toMatchObject({
-      error: { type: 'permission_error', message: expect.stringMatching(/^no approval within 1\.5 s \(approval apr_\w+, rule "large answers"\); the call was not sent to Claude$/) },
+      error: {
+        type: 'permission_error',
+        message: expect.stringMatching(
+          /^no approval within 1\.5 s \(approval apr_\w+, rule "large answers"\); the call was not sent to Claude$/,
+        ),
+      },
     });
     expect(Date.now() - started).toBeGreaterThanOrEqual(1400);
     const exchangeId = (err as InstanceType<typeof Anthropic.APIError>).headers?.get('x-vigil-exchange-id');
@@ -136,12 +190,19 @@ describe('approvals through a running gateway', () => {
     expect(kinds).toEqual(['exchange.request', 'approval.held', 'approval.timed_out', 'exchange.response']);
   }, 30_000);
 
-  it('a deny rule refuses at once with the rule\'s message, and nothing reaches upstream', async () => {
+  it("a deny rule refuses at once with the rule's message, and nothing reaches upstream", async () => {
     const client = new Anthropic({ baseURL: `${h.url}/c/night`, apiKey: CLIENT_KEY, maxRetries: 0 });
     const before = h.fake.requests.length;
     const err = await client.messages
-      .create({ model: 'claude-haiku-4-5', max_tokens: 100, messages: [{ role: 'user', content: 'connect to PROD-DB.internal:5432 with user admin' }] })
-      .then(() => null, (e: unknown) => e);
+      .create({
+        model: 'claude-haiku-4-5',
+        max_tokens: 100,
+        messages: [{ role: 'user', content: 'connect to PROD-DB.internal:5432 with user admin' }],
+      })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
     expect(err).toBeInstanceOf(Anthropic.PermissionDeniedError);
     expect((err as InstanceType<typeof Anthropic.APIError>).error).toEqual({
       type: 'error',

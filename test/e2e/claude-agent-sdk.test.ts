@@ -41,11 +41,13 @@ describe('Claude Agent SDK through the gateway', () => {
     expect(xs.every((x) => x.outcome === 'ok' && x.request.query === 'beta=true')).toBe(true);
 
     // Turn 1: the model asked for Bash; the stream's events and the assembled tool call are both kept.
-    const toolTurn = xs.find((x) => (x.response.message as { stop_reason?: string } | null)?.stop_reason === 'tool_use')!;
+    const toolTurn = xs.find(
+      (x) => (x.response.message as { stop_reason?: string } | null)?.stop_reason === 'tool_use',
+    )!;
     expect(toolTurn).toBeDefined();
-    const toolUse = (toolTurn.response.message as { content: Array<{ type: string; name?: string; input?: unknown }> }).content.find(
-      (b) => b.type === 'tool_use',
-    );
+    const toolUse = (
+      toolTurn.response.message as { content: Array<{ type: string; name?: string; input?: unknown }> }
+    ).content.find((b) => b.type === 'tool_use');
     expect(toolUse).toMatchObject({ name: 'Bash', input: { command: 'echo hi-from-bash' } });
     expect(toolTurn.response.events.filter((e) => e.type === 'content_block_delta').length).toBeGreaterThan(1);
 

@@ -72,7 +72,13 @@ describe('vigil serve, sessions, verify', () => {
       (d) => JSON.parse(d) as { what: string; ids: string[]; actor: { subject: string } },
     );
     log.close();
-    expect(reads).toEqual([expect.objectContaining({ what: 'session', ids: ['cli-session'], actor: expect.objectContaining({ subject: expect.stringMatching(/^cli:/) }) })]);
+    expect(reads).toEqual([
+      expect.objectContaining({
+        what: 'session',
+        ids: ['cli-session'],
+        actor: expect.objectContaining({ subject: expect.stringMatching(/^cli:/) }),
+      }),
+    ]);
 
     const transcript = await vigil(['sessions', 'show', 'cli-session', '--data-dir', dir]);
     expect(transcript.stdout).toContain('second question');
@@ -94,16 +100,19 @@ describe('vigil serve, sessions, verify', () => {
 
     // An attacker with the file: disable the append-only triggers and edit history.
     const db = new Database(path.join(dir, 'vigil.db'));
-    expect(() => db.prepare("UPDATE records SET at = at + 1 WHERE kind = 'exchange.request'").run()).toThrow(/append-only/);
+    expect(() => db.prepare("UPDATE records SET at = at + 1 WHERE kind = 'exchange.request'").run()).toThrow(
+      /append-only/,
+    );
     db.exec('DROP TRIGGER records_append_only_u; DROP TRIGGER records_append_only_d;');
-    const target = db.prepare("SELECT chain, chain_seq FROM records WHERE kind = 'exchange.request' ORDER BY seq LIMIT 1").get() as {
+    const target = db
+      .prepare("SELECT chain, chain_seq FROM records WHERE kind = 'exchange.request' ORDER BY seq LIMIT 1")
+      .get() as {
       chain: string;
       chain_seq: number;
     };
-    db.prepare("UPDATE records SET data = replace(data, 'evidence one', 'nothing here') WHERE chain = ? AND chain_seq = ?").run(
-      target.chain,
-      target.chain_seq,
-    );
+    db.prepare(
+      "UPDATE records SET data = replace(data, 'evidence one', 'nothing here') WHERE chain = ? AND chain_seq = ?",
+    ).run(target.chain, target.chain_seq);
     db.close();
     const changed = await vigil(['verify', '--data-dir', dir]);
     expect(changed.code).toBe(1);
@@ -152,7 +161,11 @@ describe('vigil serve, sessions, verify', () => {
     expect(x.response.events.map((e: { type: string }) => e.type)).toContain('content_block_start');
     // The text itself may still have been held back by the masking stage when the gateway died (see README,
     // "Masking"): what is stored is a prefix of the masked text, never unmasked text.
-    expect('Echo: one two three four five six seven eight nine ten eleven twelve'.startsWith(x.response.message.content[0].text)).toBe(true);
+    expect(
+      'Echo: one two three four five six seven eight nine ten eleven twelve'.startsWith(
+        x.response.message.content[0].text,
+      ),
+    ).toBe(true);
     expect((await vigil(['verify', '--data-dir', dir])).code).toBe(0);
   });
 });
@@ -163,7 +176,14 @@ describe('operator errors say what to fix', () => {
     const file = path.join(dir, 'vigil.yaml');
     writeFileSync(
       file,
-      ['listen: nowhere', 'connections:', '  - name: prod', '    upstream: ftp://x', '    upstream_url: https://y', ''].join('\n'),
+      [
+        'listen: nowhere',
+        'connections:',
+        '  - name: prod',
+        '    upstream: ftp://x',
+        '    upstream_url: https://y',
+        '',
+      ].join('\n'),
     );
     const r = await vigil(['serve', '--config', file]);
     expect(r.code).toBe(2);
@@ -178,7 +198,10 @@ describe('operator errors say what to fix', () => {
     await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
     const port = (busy.address() as AddressInfo).port;
     const file = path.join(dir, 'vigil.yaml');
-    writeFileSync(file, `admin:\n  listen: 127.0.0.1:${port}\nconnections:\n  - name: anthropic\n    upstream: ${fake.url}\n`);
+    writeFileSync(
+      file,
+      `admin:\n  listen: 127.0.0.1:${port}\nconnections:\n  - name: anthropic\n    upstream: ${fake.url}\n`,
+    );
     try {
       const r = await vigil(['serve', '--config', file, '--listen', '127.0.0.1:0'], env);
       expect(r.code).toBe(2);

@@ -30,7 +30,10 @@ it('refuses with 503 api_error and forwards nothing when the request cannot be r
   const err = (await ask('').catch((e: unknown) => e)) as APIError;
   expect(err).toBeInstanceOf(Anthropic.InternalServerError);
   expect(err.status).toBe(503);
-  expect(err.error).toMatchObject({ type: 'error', error: { type: 'api_error', message: expect.stringMatching(/cannot record/) } });
+  expect(err.error).toMatchObject({
+    type: 'error',
+    error: { type: 'api_error', message: expect.stringMatching(/cannot record/) },
+  });
   expect(err.headers?.get('retry-after')).toBe('1');
   expect(h.fake.requests.length).toBe(before);
 });

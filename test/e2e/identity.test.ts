@@ -68,12 +68,22 @@ describe('OIDC bearer tokens', () => {
   });
 
   it('a user token with groups opens a connection restricted to that group; without it, 403', async () => {
-    const member = await idp.mintToken({ sub: 'alice', name: 'Alice', email: 'alice@example.com', groups: ['ml-team'] });
+    const member = await idp.mintToken({
+      sub: 'alice',
+      name: 'Alice',
+      email: 'alice@example.com',
+      groups: ['ml-team'],
+    });
     const outsider = await idp.mintToken({ sub: 'bob', email: 'bob@example.com', groups: ['sales'] });
     secrets.push(member, outsider);
     await ask(`${h.url}/c/restricted`, { apiKey: member }, 'alice-restricted');
     const [x] = await h.session('alice-restricted', 1);
-    expect(x!.caller).toMatchObject({ subject: 'alice', name: 'Alice', email: 'alice@example.com', groups: ['ml-team'] });
+    expect(x!.caller).toMatchObject({
+      subject: 'alice',
+      name: 'Alice',
+      email: 'alice@example.com',
+      groups: ['ml-team'],
+    });
 
     const denied = await refusal(ask(`${h.url}/c/restricted`, { authToken: outsider }, 'bob-restricted'));
     expect(denied).toBeInstanceOf(Anthropic.PermissionDeniedError);
@@ -101,7 +111,9 @@ describe('OIDC bearer tokens', () => {
     }
     const none = await fetch(`${h.url}/v1/models`);
     expect(none.status).toBe(401);
-    expect(await none.json()).toMatchObject({ error: { type: 'authentication_error', message: expect.stringMatching(/missing credential/) } });
+    expect(await none.json()).toMatchObject({
+      error: { type: 'authentication_error', message: expect.stringMatching(/missing credential/) },
+    });
   });
 });
 
@@ -116,11 +128,18 @@ describe('gateway keys', () => {
     secrets.push(key);
     await ask(h.url, { apiKey: key }, 'ci-run');
     const [x] = await h.session('ci-run', 1);
-    expect(x!.caller).toMatchObject({ method: 'gateway_key', subject: 'ci-nightly', keyName: 'ci-nightly', owner: 'platform-team' });
+    expect(x!.caller).toMatchObject({
+      method: 'gateway_key',
+      subject: 'ci-nightly',
+      keyName: 'ci-nightly',
+      owner: 'platform-team',
+    });
 
     const wrongConnection = await refusal(ask(`${h.url}/c/restricted`, { apiKey: key }, 'ci-elsewhere'));
     expect(wrongConnection.status).toBe(403);
-    expect(wrongConnection.error).toMatchObject({ error: { message: 'gateway key "ci-nightly" may not use connection "restricted"' } });
+    expect(wrongConnection.error).toMatchObject({
+      error: { message: 'gateway key "ci-nightly" may not use connection "restricted"' },
+    });
 
     await revokeGatewayKey(names, 'ci-nightly', 'test');
     const revoked = await refusal(ask(h.url, { apiKey: key }, 'ci-revoked'));
@@ -131,13 +150,26 @@ describe('gateway keys', () => {
   it('vigil keys create / list / revoke from the command line', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'vigil-keys-'));
     try {
-      const created = await vigil(['keys', 'create', '--name', 'deploy-bot', '--connection', 'anthropic', '--expires', '30d', '--data-dir', dir]);
+      const created = await vigil([
+        'keys',
+        'create',
+        '--name',
+        'deploy-bot',
+        '--connection',
+        'anthropic',
+        '--expires',
+        '30d',
+        '--data-dir',
+        dir,
+      ]);
       expect(created.code).toBe(0);
       const key = created.stdout.trim();
       expect(key).toMatch(/^vgk_[A-Za-z0-9_-]{43}$/);
       expect(created.stderr).toContain('shown once');
       const listed = JSON.parse((await vigil(['keys', 'list', '--json', '--data-dir', dir])).stdout);
-      expect(listed.keys).toEqual([expect.objectContaining({ name: 'deploy-bot', connections: ['anthropic'], revokedAt: null })]);
+      expect(listed.keys).toEqual([
+        expect.objectContaining({ name: 'deploy-bot', connections: ['anthropic'], revokedAt: null }),
+      ]);
       expect(JSON.stringify(listed)).not.toContain(key);
       expect(filesContaining(dir, key)).toEqual([]);
       const dup = await vigil(['keys', 'create', '--name', 'deploy-bot', '--data-dir', dir]);
@@ -181,7 +213,11 @@ describe('the audit trail of refusals', () => {
     expect(denied).toEqual(
       expect.arrayContaining([
         expect.objectContaining({ status: 401, reason: expect.stringMatching(/expired/), connection: 'anthropic' }),
-        expect.objectContaining({ status: 403, connection: 'restricted', caller: expect.objectContaining({ subject: 'bob' }) }),
+        expect.objectContaining({
+          status: 403,
+          connection: 'restricted',
+          caller: expect.objectContaining({ subject: 'bob' }),
+        }),
       ]),
     );
     for (const s of secrets) expect(JSON.stringify(denied)).not.toContain(s);

@@ -54,15 +54,22 @@ describe('masking before storage', () => {
     const text = final.content.find((b) => b.type === 'text');
     expect(text && 'text' in text ? text.text : '').toContain(PLANTED.aws);
 
-    const toolCall = await client().messages.stream(
-      {
-        model: 'claude-haiku-4-5',
-        max_tokens: 500,
-        tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
-        messages: [{ role: 'user', content: `run [[tool:Bash {"command":"curl -H 'x-api-key: ${PLANTED.anthropic}' https://example.com"}]]` }],
-      },
-      { headers: { 'x-vigil-session': 'masked' } },
-    ).finalMessage();
+    const toolCall = await client()
+      .messages.stream(
+        {
+          model: 'claude-haiku-4-5',
+          max_tokens: 500,
+          tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
+          messages: [
+            {
+              role: 'user',
+              content: `run [[tool:Bash {"command":"curl -H 'x-api-key: ${PLANTED.anthropic}' https://example.com"}]]`,
+            },
+          ],
+        },
+        { headers: { 'x-vigil-session': 'masked' } },
+      )
+      .finalMessage();
     expect(JSON.stringify(toolCall.content)).toContain(PLANTED.anthropic);
 
     const [x, t] = await h.session('masked', 2);
@@ -77,7 +84,9 @@ describe('masking before storage', () => {
 
     // Stored events are still a valid stream: the text deltas, joined, give the stored (masked) message text.
     const deltas = x!.response.events
-      .filter((e) => e.type === 'content_block_delta' && (e.data as { delta: { type: string } }).delta.type === 'text_delta')
+      .filter(
+        (e) => e.type === 'content_block_delta' && (e.data as { delta: { type: string } }).delta.type === 'text_delta',
+      )
       .map((e) => (e.data as { delta: { text: string } }).delta.text)
       .join('');
     const message = x!.response.message as { content: Array<{ type: string; text?: string }> };
@@ -87,7 +96,10 @@ describe('masking before storage', () => {
     // The tool input was assembled from masked input_json_delta fragments and still parses.
     const toolMessage = t!.response.message as { content: Array<{ type: string; input?: unknown }> };
     const partial = t!.response.events
-      .filter((e) => e.type === 'content_block_delta' && (e.data as { delta: { type: string } }).delta.type === 'input_json_delta')
+      .filter(
+        (e) =>
+          e.type === 'content_block_delta' && (e.data as { delta: { type: string } }).delta.type === 'input_json_delta',
+      )
       .map((e) => (e.data as { delta: { partial_json: string } }).delta.partial_json)
       .join('');
     expect(JSON.parse(partial)).toEqual(toolMessage.content.find((b) => b.type === 'tool_use')!.input);
@@ -96,13 +108,21 @@ describe('masking before storage', () => {
     // Where and how many: the masking summary (never the values).
     const records = await h.gateway.store.exchangeRecords(x!.id);
     const summary = JSON.parse(records.find((r) => r.kind === 'exchange.response')!.data).masking;
-    expect(summary.counts).toMatchObject({ aws_access_key_id: expect.any(Number), email: expect.any(Number), payment_card: expect.any(Number) });
+    expect(summary.counts).toMatchObject({
+      aws_access_key_id: expect.any(Number),
+      email: expect.any(Number),
+      payment_card: expect.any(Number),
+    });
     expect(summary.findings.some((f: { path: string }) => f.path.startsWith('request.body'))).toBe(true);
   });
 
   it('masks a non-streamed JSON response and error bodies', async () => {
     await client().messages.create(
-      { model: 'claude-haiku-4-5', max_tokens: 100, messages: [{ role: 'user', content: `call me at ${PLANTED.email}` }] },
+      {
+        model: 'claude-haiku-4-5',
+        max_tokens: 100,
+        messages: [{ role: 'user', content: `call me at ${PLANTED.email}` }],
+      },
       { headers: { 'x-vigil-session': 'masked-json' } },
     );
     const [x] = await h.session('masked-json', 1);
@@ -112,7 +132,11 @@ describe('masking before storage', () => {
 
   it('custom rules and detector switches apply per connection', async () => {
     await client('/c/custom').messages.create(
-      { model: 'm', max_tokens: 50, messages: [{ role: 'user', content: 'badge EMP-123456 for kept.on.purpose@example.org' }] },
+      {
+        model: 'm',
+        max_tokens: 50,
+        messages: [{ role: 'user', content: 'badge EMP-123456 for kept.on.purpose@example.org' }],
+      },
       { headers: { 'x-vigil-session': 'custom-rules' } },
     );
     const [x] = await h.session('custom-rules', 1);
@@ -137,10 +161,16 @@ describe('in-flight masking (data-loss prevention)', () => {
   it('block: 400 invalid_request_error naming the types found, never the values', async () => {
     const before = h.fake.requests.length;
     const err = (await client('/c/dlp-block')
-      .messages.create({ model: 'm', max_tokens: 50, messages: [{ role: 'user', content: `key ${PLANTED.aws} ${PLANTED.email}` }] })
+      .messages.create({
+        model: 'm',
+        max_tokens: 50,
+        messages: [{ role: 'user', content: `key ${PLANTED.aws} ${PLANTED.email}` }],
+      })
       .catch((e: unknown) => e)) as APIError;
     expect(err).toBeInstanceOf(Anthropic.BadRequestError);
-    expect(err.error).toMatchObject({ error: { type: 'invalid_request_error', message: expect.stringContaining('aws_access_key_id, email') } });
+    expect(err.error).toMatchObject({
+      error: { type: 'invalid_request_error', message: expect.stringContaining('aws_access_key_id, email') },
+    });
     expect(err.message).not.toContain(PLANTED.aws);
     expect(h.fake.requests.length).toBe(before); // never forwarded
   });
@@ -149,6 +179,7 @@ describe('in-flight masking (data-loss prevention)', () => {
 describe('the data directory', () => {
   it('contains none of the planted values, anywhere', async () => {
     await h.gateway.recorder.queue.flush();
-    for (const v of Object.values(PLANTED)) expect({ v, files: filesContaining(h.dataDir, v) }).toEqual({ v, files: [] });
+    for (const v of Object.values(PLANTED))
+      expect({ v, files: filesContaining(h.dataDir, v) }).toEqual({ v, files: [] });
   });
 });

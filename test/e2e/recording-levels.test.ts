@@ -30,7 +30,12 @@ it('metadata: identity, model, tokens, timings and outcome, without a byte of an
   await ask('/c/meta', 'UNIQUE-METADATA-PROMPT-json', 'meta-session', false);
   const xs = await h.session('meta-session', 2);
   for (const x of xs) {
-    expect(x).toMatchObject({ connection: 'meta', outcome: 'ok', model: 'claude-haiku-4-5', caller: { subject: 'anonymous' } });
+    expect(x).toMatchObject({
+      connection: 'meta',
+      outcome: 'ok',
+      model: 'claude-haiku-4-5',
+      caller: { subject: 'anonymous' },
+    });
     expect(x.usage?.output_tokens).toBeGreaterThan(0);
     expect(x.response.duration_ms).toEqual(expect.any(Number));
     expect(x.request.body).toBeNull();

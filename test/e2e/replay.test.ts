@@ -29,14 +29,19 @@ interface Prompts {
 const RECORDED: Prompts = { first: 'hello replay', toolResult: '18°C and sunny' };
 
 /** One client session: plain and streamed turns, a tool call and its result, a token count, and a slow stream. */
-async function converse(client: Anthropic, prompts: Prompts = RECORDED): Promise<{ messages: Message[]; tokens: number }> {
+async function converse(
+  client: Anthropic,
+  prompts: Prompts = RECORDED,
+): Promise<{ messages: Message[]; tokens: number }> {
   const messages: Message[] = [];
   const history: MessageParam[] = [{ role: 'user', content: prompts.first }];
   const first = await client.messages.create({ model: MODEL, max_tokens: 200, messages: history });
   messages.push(first);
   history.push({ role: 'assistant', content: first.content });
   history.push({ role: 'user', content: 'What is the weather? [[tool:get_weather {"city":"Paris"}]]' });
-  const toolTurn = await client.messages.stream({ model: MODEL, max_tokens: 200, messages: history, tools: [weather] }).finalMessage();
+  const toolTurn = await client.messages
+    .stream({ model: MODEL, max_tokens: 200, messages: history, tools: [weather] })
+    .finalMessage();
   messages.push(toolTurn);
   const call = toolTurn.content.find((b) => b.type === 'tool_use')!;
   history.push({ role: 'assistant', content: toolTurn.content });
@@ -51,7 +56,11 @@ async function converse(client: Anthropic, prompts: Prompts = RECORDED): Promise
 /** A streamed answer the fake sends with 30 ms between events. */
 function slowTurn(client: Anthropic): Promise<Message> {
   return client.messages
-    .stream({ model: MODEL, max_tokens: 200, messages: [{ role: 'user', content: 'take your time [[scenario:slow:30]]' }] })
+    .stream({
+      model: MODEL,
+      max_tokens: 200,
+      messages: [{ role: 'user', content: 'take your time [[scenario:slow:30]]' }],
+    })
     .finalMessage();
 }
 
@@ -67,7 +76,11 @@ let h: Harness;
 let recorded: { messages: Message[]; tokens: number };
 let xs: ExchangeView[];
 const servers: ReplayServer[] = [];
-const replay = async (speed: number, exchanges: readonly ExchangeView[] = xs, log?: ReplayLog): Promise<ReplayServer> => {
+const replay = async (
+  speed: number,
+  exchanges: readonly ExchangeView[] = xs,
+  log?: ReplayLog,
+): Promise<ReplayServer> => {
   const s = await startReplayServer({ exchanges, speed, ...(log ? { log } : {}) });
   servers.push(s);
   return s;
@@ -132,7 +145,9 @@ describe('replay serve', () => {
 
   it('answers a changed prompt with an error naming the turn and the JSON path that diverged', async () => {
     const server = await replay(0);
-    const err = (await converse(sdk(server.url), { ...RECORDED, first: 'hello replay!' }).catch((e: unknown) => e)) as APIError;
+    const err = (await converse(sdk(server.url), { ...RECORDED, first: 'hello replay!' }).catch(
+      (e: unknown) => e,
+    )) as APIError;
     expect(err).toBeInstanceOf(APIError);
     expect(err.status).toBe(412);
     expect(err.error).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
@@ -144,9 +159,13 @@ describe('replay serve', () => {
 
   it('names a later turn when the conversation diverges there', async () => {
     const server = await replay(0);
-    const err = (await converse(sdk(server.url), { ...RECORDED, toolResult: '3°C and raining' }).catch((e: unknown) => e)) as APIError;
+    const err = (await converse(sdk(server.url), { ...RECORDED, toolResult: '3°C and raining' }).catch(
+      (e: unknown) => e,
+    )) as APIError;
     expect(err.status).toBe(412);
-    expect(err.message).toContain(`replay diverged at turn 3 of 5 (${xs[2]!.id}): the request's messages[4].content[0].content differs`);
+    expect(err.message).toContain(
+      `replay diverged at turn 3 of 5 (${xs[2]!.id}): the request's messages[4].content[0].content differs`,
+    );
     expect(err.message).toContain("recorded text '18°C and sunny', got '3°C and raining'");
     expect(server.served).toBe(2);
   });
@@ -154,7 +173,8 @@ describe('replay serve', () => {
   it('answers a request it holds no more copies of as diverged, and an unrecorded models call with a default', async () => {
     const server = await replay(0);
     const client = sdk(server.url);
-    const again = () => client.messages.create({ model: MODEL, max_tokens: 200, messages: [{ role: 'user', content: RECORDED.first }] });
+    const again = () =>
+      client.messages.create({ model: MODEL, max_tokens: 200, messages: [{ role: 'user', content: RECORDED.first }] });
     expect(await again()).toEqual(recorded.messages[0]);
     const err = (await again().catch((e: unknown) => e)) as APIError;
     expect(err.status).toBe(412);
@@ -250,7 +270,13 @@ describe('replay resend', () => {
     // The text block arrived whole; the tool call, the stop reason and most output did not.
     expect(result.diff.changes).toEqual([
       { kind: 'error', recorded: null, resent: 'overloaded_error: Overloaded' },
-      { kind: 'content', index: 1, change: 'removed', recorded: ['tool_use get_weather', '{', '  "city": "Paris"', '}'], resent: null },
+      {
+        kind: 'content',
+        index: 1,
+        change: 'removed',
+        recorded: ['tool_use get_weather', '{', '  "city": "Paris"', '}'],
+        resent: null,
+      },
       { kind: 'stop_reason', recorded: 'tool_use', resent: null },
       { kind: 'usage', field: 'output_tokens', recorded: 15, resent: 1 },
     ]);

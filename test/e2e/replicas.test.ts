@@ -49,7 +49,11 @@ beforeAll(async () => {
       '',
     ].join('\n'),
   );
-  const env = { ANTHROPIC_API_KEY: GATEWAY_KEY, VIGIL_TEST_DATABASE_URL: POSTGRES_TEST_URL, VIGIL_TEST_ADMIN_TOKEN: ADMIN_TOKEN };
+  const env = {
+    ANTHROPIC_API_KEY: GATEWAY_KEY,
+    VIGIL_TEST_DATABASE_URL: POSTGRES_TEST_URL,
+    VIGIL_TEST_ADMIN_TOKEN: ADMIN_TOKEN,
+  };
   // Started together: migrations on first start must not collide.
   replicas = await Promise.all([0, 1].map(() => serve(['--config', config, '--listen', '127.0.0.1:0'], env)));
 }, 30_000);
@@ -72,23 +76,35 @@ describe('two gateways on one PostgreSQL', () => {
     for (let i = 0; i < 24; i++) {
       const client = clients[i % 2]!;
       const session = i % 3 === 0 ? 'shared-session' : `solo-${i}`;
-      const params = { model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user' as const, content: `call ${i}` }] };
+      const params = {
+        model: 'claude-haiku-4-5',
+        max_tokens: 50,
+        messages: [{ role: 'user' as const, content: `call ${i}` }],
+      };
       const options = { headers: { 'x-vigil-session': session } };
-      calls.push(i % 4 < 2 ? client.messages.create(params, options) : client.messages.stream(params, options).finalMessage());
+      calls.push(
+        i % 4 < 2 ? client.messages.create(params, options) : client.messages.stream(params, options).finalMessage(),
+      );
     }
     await Promise.all(calls);
 
     const shared = await cli('sessions', 'show', 'shared-session', '--json');
     expect(shared.code).toBe(0);
-    const { exchanges } = JSON.parse(shared.stdout) as { exchanges: Array<{ request: { body: { messages: Array<{ content: string }> } }; outcome: string }> };
+    const { exchanges } = JSON.parse(shared.stdout) as {
+      exchanges: Array<{ request: { body: { messages: Array<{ content: string }> } }; outcome: string }>;
+    };
     expect(exchanges.map((x) => x.request.body.messages[0]!.content).sort()).toEqual(
       ['call 0', 'call 3', 'call 6', 'call 9', 'call 12', 'call 15', 'call 18', 'call 21'].sort(),
     );
     // Both replicas served this session: each writes its own chain.
-    const chains = await admin.query(`SELECT DISTINCT chain FROM ${schema}.records WHERE session_id = 'shared-session'`);
+    const chains = await admin.query(
+      `SELECT DISTINCT chain FROM ${schema}.records WHERE session_id = 'shared-session'`,
+    );
     expect(chains.rowCount).toBe(2);
 
-    const list = JSON.parse((await cli('sessions', 'list', '--json', '--limit', '100')).stdout) as { sessions: unknown[] };
+    const list = JSON.parse((await cli('sessions', 'list', '--json', '--limit', '100')).stdout) as {
+      sessions: unknown[];
+    };
     expect(list.sessions).toHaveLength(1 + 16);
 
     const verified = await cli('verify');
@@ -107,12 +123,18 @@ describe('two gateways on one PostgreSQL', () => {
     const headers = { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' };
     let id: string | undefined;
     for (let i = 0; i < 200 && !id; i++) {
-      const list = (await (await fetch(`${b.adminUrl}/approvals`, { headers })).json()) as { items: Array<{ id: string }> };
+      const list = (await (await fetch(`${b.adminUrl}/approvals`, { headers })).json()) as {
+        items: Array<{ id: string }>;
+      };
       id = list.items[0]?.id;
       if (!id) await new Promise((r) => setTimeout(r, 50));
     }
     expect(id).toBeDefined();
-    const approved = await fetch(`${b.adminUrl}/approvals/${id}/approve`, { method: 'POST', headers, body: '{"reason":"ok from B"}' });
+    const approved = await fetch(`${b.adminUrl}/approvals/${id}/approve`, {
+      method: 'POST',
+      headers,
+      body: '{"reason":"ok from B"}',
+    });
     expect(approved.status).toBe(200);
     const msg = await call;
     expect(msg.content[0]).toMatchObject({ text: 'Echo: held on A, approved on B' });
@@ -128,11 +150,14 @@ describe('two gateways on one PostgreSQL', () => {
     const target = rows[0] as { chain: string; chain_seq: number };
     await admin.query('BEGIN');
     await admin.query(`SET LOCAL session_replication_role = replica`); // as an owner bypassing triggers would
-    await admin.query(`UPDATE ${schema}.records SET data = replace(data, 'call', 'c4ll') WHERE chain = $1 AND chain_seq = $2`, [
+    await admin.query(
+      `UPDATE ${schema}.records SET data = replace(data, 'call', 'c4ll') WHERE chain = $1 AND chain_seq = $2`,
+      [target.chain, target.chain_seq],
+    );
+    await admin.query(`DELETE FROM ${schema}.records WHERE chain = $1 AND chain_seq = $2`, [
       target.chain,
-      target.chain_seq,
+      Number(target.chain_seq) + 1,
     ]);
-    await admin.query(`DELETE FROM ${schema}.records WHERE chain = $1 AND chain_seq = $2`, [target.chain, Number(target.chain_seq) + 1]);
     await admin.query('COMMIT');
 
     const report = await cli('verify', '--json');

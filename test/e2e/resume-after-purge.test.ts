@@ -23,7 +23,12 @@ const system = 'You are a careful assistant. '.repeat(100); // large enough to b
 const ask = (messages: Array<{ role: string; content: string }>, session: string, sys = system) =>
   fetch(`${h.url}/v1/messages`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', 'x-api-key': CLIENT_KEY, 'anthropic-version': '2023-06-01', 'x-vigil-session': session },
+    headers: {
+      'content-type': 'application/json',
+      'x-api-key': CLIENT_KEY,
+      'anthropic-version': '2023-06-01',
+      'x-vigil-session': session,
+    },
     body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 50, system: sys, messages }),
   });
 
@@ -32,12 +37,18 @@ it('records a conversation resumed after retention removed its earlier turns', a
   expect((await ask(first, 'before-purge')).status).toBe(200);
   await h.session('before-purge', 1);
   // A later exchange, held: it stays, right after the positions the purge removes.
-  expect((await ask([{ role: 'user', content: 'unrelated' }], 'other', 'Another prompt entirely. '.repeat(100))).status).toBe(200);
+  expect(
+    (await ask([{ role: 'user', content: 'unrelated' }], 'other', 'Another prompt entirely. '.repeat(100))).status,
+  ).toBe(200);
   await h.session('other', 1);
   await addHold(h.gateway.store, { session: 'other', reason: 'kept for the test', by: 'test' });
   await h.gateway.recorder.queue.flush();
 
-  const config = validateConfig({ data_dir: h.dataDir, retention: { default: '1ms' }, connections: [{ name: 'anthropic' }] });
+  const config = validateConfig({
+    data_dir: h.dataDir,
+    retention: { default: '1ms' },
+    connections: [{ name: 'anthropic' }],
+  });
   await new Promise((r) => setTimeout(r, 5));
   const key = SigningKey.load(signingKeyFile(config), { create: true });
   const result = await runRetention(h.gateway.store, retentionPolicy(config), key);
@@ -49,7 +60,10 @@ it('records a conversation resumed after retention removed its earlier turns', a
   expect(await verifySession(h.gateway.store, 'other')).toMatchObject({ ok: true });
 
   // The same system prompt again: its blob was purged, though this process wrote it before.
-  const again = await ask([...first, { role: 'assistant', content: 'ok' }, { role: 'user', content: 'second turn' }], 'after-purge');
+  const again = await ask(
+    [...first, { role: 'assistant', content: 'ok' }, { role: 'user', content: 'second turn' }],
+    'after-purge',
+  );
   expect(again.status).toBe(200);
   const [x] = await h.session('after-purge', 1);
   expect((x!.request.body as { system: string }).system).toBe(system);

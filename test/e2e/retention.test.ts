@@ -42,7 +42,16 @@ describe('vigil retention run, holds and verify --public-key', () => {
     await ask('Last question of the day', 'ses_tail');
     await h.session('ses_tail', 1);
 
-    const held = await vigil(['holds', 'add', '--session', 'ses_keep', '--reason', 'litigation hold 2025-17', '--config', config]);
+    const held = await vigil([
+      'holds',
+      'add',
+      '--session',
+      'ses_keep',
+      '--reason',
+      'litigation hold 2025-17',
+      '--config',
+      config,
+    ]);
     expect(held).toMatchObject({ code: 0 });
     const holdId = held.stdout.trim();
     expect(holdId).toMatch(/^hold_/);
@@ -87,6 +96,8 @@ describe('vigil retention run, holds and verify --public-key', () => {
     db.close();
     const caught = await vigil(['verify', '--public-key', pub, '--config', config]);
     expect(caught.code).toBe(1);
-    expect(caught.stdout).toMatch(/missing: records \d+\.\.\d+ of chain \S+ are missing, and no valid purge record removed/);
+    expect(caught.stdout).toMatch(
+      /missing: records \d+\.\.\d+ of chain \S+ are missing, and no valid purge record removed/,
+    );
   });
 });

@@ -110,7 +110,7 @@ describe.each(['tcp', 'tls'] as const)('syslog over %s when rsyslog restarts', (
 });
 
 describe('syslog over tls certificate checks', () => {
-  it('refuses rsyslog\'s self-signed certificate when it is not the configured CA', async () => {
+  it("refuses rsyslog's self-signed certificate when it is not the configured CA", async () => {
     const config = sinkConfigSchema.parse({
       type: 'syslog',
       name: 'no-ca',

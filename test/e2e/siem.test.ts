@@ -68,7 +68,9 @@ describe('SIEM streaming', () => {
 
     // rsyslog over TCP: twelve exchange.completed events, each with identity, model and tokens, and no body.
     const syslog = await rsyslog.waitFor('tcp', 12, 15_000);
-    const completed = syslog.filter((m) => m.msgid === 'exchange.completed').map((m) => JSON.parse(m.msg) as AuditEvent);
+    const completed = syslog
+      .filter((m) => m.msgid === 'exchange.completed')
+      .map((m) => JSON.parse(m.msg) as AuditEvent);
     expect(completed).toHaveLength(12);
     expect(completed[0]).toMatchObject({
       type: 'exchange.completed',
@@ -88,10 +90,14 @@ describe('SIEM streaming', () => {
     expect(metrics).toMatch(/vigil_requests_total\{connection="anthropic",outcome="ok",status="200"\} 12/);
 
     receiverUp = true;
-    const events = await until('all events at the receiver', () => {
-      const got = received().filter((e) => e.type === 'exchange.completed');
-      return got.length >= 12 ? received() : undefined;
-    }, 90_000);
+    const events = await until(
+      'all events at the receiver',
+      () => {
+        const got = received().filter((e) => e.type === 'exchange.completed');
+        return got.length >= 12 ? received() : undefined;
+      },
+      90_000,
+    );
     const unique = [...new Map(events.map((e) => [e.id, e])).values()];
     expect(unique.filter((e) => e.type === 'exchange.completed')).toHaveLength(12);
     // In order: ids are chain positions, which rise.

@@ -13,11 +13,21 @@ beforeAll(async () => {
 });
 afterAll(() => h?.close());
 
-const system = [{ type: 'text', text: 'You are Claude Code, an interactive CLI tool. '.repeat(500), cache_control: { type: 'ephemeral' } }];
+const system = [
+  {
+    type: 'text',
+    text: 'You are Claude Code, an interactive CLI tool. '.repeat(500),
+    cache_control: { type: 'ephemeral' },
+  },
+];
 const tools = Array.from({ length: 16 }, (_, i) => ({
   name: `Tool${i}`,
   description: `Tool ${i} reads and writes files in the workspace. `.repeat(20),
-  input_schema: { type: 'object', properties: { path: { type: 'string' }, content: { type: 'string' } }, required: ['path'] },
+  input_schema: {
+    type: 'object',
+    properties: { path: { type: 'string' }, content: { type: 'string' } },
+    required: ['path'],
+  },
 }));
 
 it('stores a 30-turn session in a fraction of its raw bytes', async () => {
@@ -55,7 +65,9 @@ it('stores a 30-turn session in a fraction of its raw bytes', async () => {
     (db.prepare('SELECT coalesce(sum(length(data)), 0) FROM records').pluck().get() as number);
   db.close();
   const ratio = stored / rawBytes;
-  console.log(`storage ratio over 30 turns: ${(rawBytes / 1e6).toFixed(2)} MB raw → ${(stored / 1e6).toFixed(3)} MB stored (${ratio.toFixed(3)})`);
+  console.log(
+    `storage ratio over 30 turns: ${(rawBytes / 1e6).toFixed(2)} MB raw → ${(stored / 1e6).toFixed(3)} MB stored (${ratio.toFixed(3)})`,
+  );
   expect(rawBytes).toBeGreaterThan(30 * 40_000);
   // Measured 0.157 (requests dedup to ~1 KB each; what remains is each turn's new response, events and headers).
   expect(ratio).toBeLessThan(0.2);

@@ -27,7 +27,11 @@ it('records verify.failed and streams it to the SIEM as an alert', async () => {
   const res = await fetch(`${h.url}/v1/messages`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', 'x-api-key': CLIENT_KEY, 'x-vigil-session': 'tampered' },
-    body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'original words' }] }),
+    body: JSON.stringify({
+      model: 'claude-haiku-4-5',
+      max_tokens: 10,
+      messages: [{ role: 'user', content: 'original words' }],
+    }),
   });
   expect(res.status).toBe(200);
   await h.session('tampered', 1);
@@ -50,5 +54,9 @@ it('records verify.failed and streams it to the SIEM as an alert', async () => {
       .find((e) => e.type === 'verify.failed');
     if (!alert) await new Promise((r) => setTimeout(r, 50));
   }
-  expect(alert).toMatchObject({ type: 'verify.failed', severity: 'alert', attributes: { problems: expect.any(Number) } });
+  expect(alert).toMatchObject({
+    type: 'verify.failed',
+    severity: 'alert',
+    attributes: { problems: expect.any(Number) },
+  });
 });

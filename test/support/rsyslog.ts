@@ -76,11 +76,29 @@ export class RsyslogServer {
       throw new Error(`${RSYSLOGD} not found: install the Debian packages rsyslog and rsyslog-gnutls`);
     }
     const dir = await mkdtemp(path.join(tmpdir(), 'vigil-rsyslog-'));
-    const server = new RsyslogServer(dir, { udp: await freeUdpPort(), tcp: await freeTcpPort(), tls: await freeTcpPort() });
+    const server = new RsyslogServer(dir, {
+      udp: await freeUdpPort(),
+      tcp: await freeTcpPort(),
+      tls: await freeTcpPort(),
+    });
     await promisify(execFile)('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', path.join(dir, 'key.pem'), '-out', server.caFile, '-days', '2',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      path.join(dir, 'key.pem'),
+      '-out',
+      server.caFile,
+      '-days',
+      '2',
+      '-subj',
+      '/CN=localhost',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1,DNS:localhost',
     ]);
     await writeFile(path.join(dir, 'rsyslog.conf'), server.#config());
     await server.restart();
@@ -97,7 +115,9 @@ export class RsyslogServer {
       'module(load="imudp")',
       'module(load="imtcp")',
       template(),
-      ...INPUTS.map((i) => `ruleset(name="${i}") { action(type="omfile" file="${file(`${i}.log`)}" template="received") }`),
+      ...INPUTS.map(
+        (i) => `ruleset(name="${i}") { action(type="omfile" file="${file(`${i}.log`)}" template="received") }`,
+      ),
       `input(type="imudp" address="127.0.0.1" port="${this.ports.udp}" ruleset="udp")`,
       `input(type="imtcp" address="127.0.0.1" port="${this.ports.tcp}" ruleset="tcp")`,
       `input(type="imtcp" address="127.0.0.1" port="${this.ports.tls}" ruleset="tls"`,
@@ -167,7 +187,9 @@ export class RsyslogServer {
       const got = await this.received(input);
       if (got.length >= count) return got;
       if (Date.now() > deadline) {
-        throw new Error(`${input}: received ${got.length} of ${count} messages within ${timeoutMs} ms\n${this.#output}`);
+        throw new Error(
+          `${input}: received ${got.length} of ${count} messages within ${timeoutMs} ms\n${this.#output}`,
+        );
       }
       await sleep(25);
     }

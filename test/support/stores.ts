@@ -20,7 +20,9 @@ export const POSTGRES_TEST_URL = process.env.VIGIL_TEST_POSTGRES_URL ?? 'postgre
 
 /** The store kinds to run contract suites against: `STORES=sqlite,postgres` (the default is both). */
 export function storeKinds(): StoreKind[] {
-  const kinds = process.env.STORES?.split(',').map((k) => k.trim()).filter(Boolean) ?? ['sqlite', 'postgres'];
+  const kinds = process.env.STORES?.split(',')
+    .map((k) => k.trim())
+    .filter(Boolean) ?? ['sqlite', 'postgres'];
   for (const k of kinds) {
     if (k !== 'sqlite' && k !== 'postgres') throw new Error(`STORES: unknown store kind "${k}" (use sqlite, postgres)`);
   }

@@ -17,7 +17,9 @@ export function readSecret(ref: SinkSecretRef, where: string): string {
   try {
     value = readFileSync(ref.file, 'utf8').trim();
   } catch (err) {
-    throw new ConfigError([`${where}: cannot read ${ref.file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`]);
+    throw new ConfigError([
+      `${where}: cannot read ${ref.file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    ]);
   }
   if (!value) throw new ConfigError([`${where}: ${ref.file} is empty`]);
   return value;
@@ -28,7 +30,9 @@ export function readConfigFile(ref: { file: string }, where: string): string {
   try {
     return readFileSync(ref.file, 'utf8');
   } catch (err) {
-    throw new ConfigError([`${where}: cannot read ${ref.file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`]);
+    throw new ConfigError([
+      `${where}: cannot read ${ref.file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`,
+    ]);
   }
 }
 

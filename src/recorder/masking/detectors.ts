@@ -87,7 +87,8 @@ export interface DetectorOptions {
 }
 
 /** A prefilter that looks for any of some literal strings. */
-const needles = (...ns: string[]): RegExp => new RegExp(ns.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'));
+const needles = (...ns: string[]): RegExp =>
+  new RegExp(ns.map((n) => n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|'));
 
 const has = (re: RegExp): RegExp => re;
 
@@ -198,7 +199,8 @@ export function builtinDetectors(options: DetectorOptions): Detector[] {
     needles('sk-'),
     /sk-(?!ant-)(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,256}/g,
     280,
-    (m, t) => clearBefore(t, m.index, TOKEN_CHAR) && /\d/.test(m[0]) && /[A-Z]/.test(m[0]) && /[a-z]/.test(m[0].slice(3)),
+    (m, t) =>
+      clearBefore(t, m.index, TOKEN_CHAR) && /\d/.test(m[0]) && /[A-Z]/.test(m[0]) && /[a-z]/.test(m[0].slice(3)),
   );
   token(
     'aws_access_key_id',
@@ -215,7 +217,12 @@ export function builtinDetectors(options: DetectorOptions): Detector[] {
     42,
     (m, t) => clearBefore(t, m.index, /[A-Za-z0-9_~.-]/),
   );
-  token('github_token', needles('ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_', 'github_pat_'), /(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})/g, 270);
+  token(
+    'github_token',
+    needles('ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_', 'github_pat_'),
+    /(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})/g,
+    270,
+  );
   token('gitlab_token', needles('glpat-'), /glpat-[A-Za-z0-9_-]{20,255}/g, 262);
   token('slack_token', needles('xox'), /xox[baprs]-[A-Za-z0-9-]{10,255}/g, 262, (m) => /\d/.test(m[0]));
   token(
@@ -225,9 +232,17 @@ export function builtinDetectors(options: DetectorOptions): Detector[] {
     300,
   );
   token('stripe_key', needles('_live_', '_test_'), /(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{10,255}/g, 265);
-  token('twilio', needles('AC', 'SK'), /(?:AC|SK)[0-9a-f]{32}(?![0-9A-Za-z])/g, 35, (m, t) => clearBefore(t, m.index, ALNUM));
+  token('twilio', needles('AC', 'SK'), /(?:AC|SK)[0-9a-f]{32}(?![0-9A-Za-z])/g, 35, (m, t) =>
+    clearBefore(t, m.index, ALNUM),
+  );
   token('sendgrid_api_key', needles('SG.'), /SG\.[A-Za-z0-9_-]{16,64}\.[A-Za-z0-9_-]{16,128}/g, 200);
-  token('npm_token', needles('npm_'), /npm_[A-Za-z0-9]{36,64}(?![A-Za-z0-9])/g, 70, (m, t) => clearBefore(t, m.index, ALNUM) && mixedCase(m[0].slice(4)));
+  token(
+    'npm_token',
+    needles('npm_'),
+    /npm_[A-Za-z0-9]{36,64}(?![A-Za-z0-9])/g,
+    70,
+    (m, t) => clearBefore(t, m.index, ALNUM) && mixedCase(m[0].slice(4)),
+  );
   token(
     'huggingface_token',
     needles('hf_'),
@@ -277,7 +292,10 @@ export function builtinDetectors(options: DetectorOptions): Detector[] {
     type: 'azure_client_secret',
     priority: 3,
     prefilter: has(/azure/i),
-    regex: new RegExp(String.raw`azure[\w.-]{0,30}?(?:secret|password|key)${ASSIGN}(?<v>[A-Za-z0-9_~.\-]{32,64})`, 'dgi'),
+    regex: new RegExp(
+      String.raw`azure[\w.-]{0,30}?(?:secret|password|key)${ASSIGN}(?<v>[A-Za-z0-9_~.\-]{32,64})`,
+      'dgi',
+    ),
     range: groupRange('v'),
     maxSpan: 150,
   });
@@ -285,7 +303,10 @@ export function builtinDetectors(options: DetectorOptions): Detector[] {
     type: 'twilio',
     priority: 3,
     prefilter: has(/twilio/i),
-    regex: new RegExp(String.raw`twilio[\w.-]{0,30}?(?:token|secret|key)${ASSIGN}(?<v>[0-9a-f]{32})(?![0-9a-f])`, 'dgi'),
+    regex: new RegExp(
+      String.raw`twilio[\w.-]{0,30}?(?:token|secret|key)${ASSIGN}(?<v>[0-9a-f]{32})(?![0-9a-f])`,
+      'dgi',
+    ),
     range: groupRange('v'),
     maxSpan: 120,
   });
@@ -300,7 +321,8 @@ export function builtinDetectors(options: DetectorOptions): Detector[] {
     maxSpan: 400,
   });
   // Quoted values keep their quotes (so JSON text stays JSON); a backslash ends a value for the same reason.
-  const connValue = (g: string): string => String.raw`(?:\\?"(?<${g}1>[^"\\\n]{1,256})\\?"|'(?<${g}2>[^'\\\n]{1,256})'|(?<${g}3>[^;&\s"'<>\\]{1,256}))`;
+  const connValue = (g: string): string =>
+    String.raw`(?:\\?"(?<${g}1>[^"\\\n]{1,256})\\?"|'(?<${g}2>[^'\\\n]{1,256})'|(?<${g}3>[^;&\s"'<>\\]{1,256}))`;
   d.push({
     type: 'connection_string',
     priority: 3,
@@ -335,7 +357,11 @@ export function builtinDetectors(options: DetectorOptions): Detector[] {
     range: groupRange('v1', 'v2', 'v3'),
     validate: (m) => {
       const unquoted = m.groups?.['v3'];
-      return isSecretValue(groupText(m, 'v1', 'v2', 'v3'), isPasswordName(m.groups?.['n'] ?? ''), unquoted === undefined);
+      return isSecretValue(
+        groupText(m, 'v1', 'v2', 'v3'),
+        isPasswordName(m.groups?.['n'] ?? ''),
+        unquoted === undefined,
+      );
     },
     maxSpan: 300,
   });
@@ -412,7 +438,8 @@ export function builtinDetectors(options: DetectorOptions): Detector[] {
     priority: 6,
     prefilter: has(/\d{3}[-. )]/),
     // North American numbers: (415) 555-0132, 415-555-0132, 415.555.0132; area code and exchange start with 2–9.
-    regex: /(?<![\w.+-])(?:\((?<a1>\d{3})\) ?(?<e1>\d{3})[-. ]\d{4}|(?<a2>\d{3})(?<s>[-.])(?<e2>\d{3})\k<s>\d{4})(?![\w-]|\.\d)/g,
+    regex:
+      /(?<![\w.+-])(?:\((?<a1>\d{3})\) ?(?<e1>\d{3})[-. ]\d{4}|(?<a2>\d{3})(?<s>[-.])(?<e2>\d{3})\k<s>\d{4})(?![\w-]|\.\d)/g,
     validate: (m) => {
       const area = m.groups?.['a1'] ?? m.groups?.['a2'] ?? '';
       const exchange = m.groups?.['e1'] ?? m.groups?.['e2'] ?? '';
@@ -451,7 +478,8 @@ export function builtinDetectors(options: DetectorOptions): Detector[] {
     type: 'ipv6',
     priority: 6,
     prefilter: has(/[0-9A-Fa-f]:[0-9A-Fa-f]{0,4}:/),
-    regex: /(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:|::)[0-9A-Fa-f:]{1,38}(?:\.\d{1,3}){0,3}(?:%[A-Za-z0-9_.]{1,16})?(?![\w:]|\.\d)/g,
+    regex:
+      /(?<![\w:.])(?:[0-9A-Fa-f]{1,4}:|::)[0-9A-Fa-f:]{1,38}(?:\.\d{1,3}){0,3}(?:%[A-Za-z0-9_.]{1,16})?(?![\w:]|\.\d)/g,
     validate: (m) => {
       const addr = m[0].replace(/%.*/, '');
       // Three or more groups: `a::b`, `Foo::bar` and `dead::beef` are code far more often than addresses.

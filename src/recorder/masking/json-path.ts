@@ -4,7 +4,10 @@
  * unless a finding needs one).
  */
 
-type Selector = { readonly kind: 'key'; readonly name: string } | { readonly kind: 'index'; readonly n: number } | { readonly kind: 'any' };
+type Selector =
+  | { readonly kind: 'key'; readonly name: string }
+  | { readonly kind: 'index'; readonly n: number }
+  | { readonly kind: 'any' };
 
 /** One step: a selector, applied to a child (or, with `descend`, to any descendant). */
 export interface PathStep {
@@ -36,7 +39,8 @@ export function parseJsonPath(path: string): PathStep[] {
       i = close + 1;
       if (inner === '*') steps.push({ descend, sel: { kind: 'any' } });
       else if (/^\d+$/.test(inner)) steps.push({ descend, sel: { kind: 'index', n: Number(inner) } });
-      else if (/^'[^']*'$|^"[^"]*"$/.test(inner)) steps.push({ descend, sel: { kind: 'key', name: inner.slice(1, -1) } });
+      else if (/^'[^']*'$|^"[^"]*"$/.test(inner))
+        steps.push({ descend, sel: { kind: 'key', name: inner.slice(1, -1) } });
       else throw new Error(`JSON path "${path}": [${inner}] must be an index, * or a quoted name`);
       continue;
     }

@@ -239,7 +239,12 @@ export function compileMasker(config: MaskingConfig): Masker {
     (d) => switches[d.type] !== false,
   );
   for (const rule of config.rules) {
-    detectors.push({ type: rule.type, priority: 1, regex: new RegExp(rule.pattern, `g${rule.flags}`), maxSpan: CUSTOM_RULE_MAX_SPAN });
+    detectors.push({
+      type: rule.type,
+      priority: 1,
+      regex: new RegExp(rule.pattern, `g${rule.flags}`),
+      maxSpan: CUSTOM_RULE_MAX_SPAN,
+    });
   }
   const exact = new Set<string>();
   const patterns: RegExp[] = [];

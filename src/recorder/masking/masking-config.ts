@@ -23,7 +23,12 @@ function regexError(source: string, flags: string): string | undefined {
 }
 
 const detectorSwitches = z
-  .object(Object.fromEntries(DETECTOR_TYPES.map((t) => [t, z.boolean().optional()])) as Record<DetectorType, z.ZodOptional<z.ZodBoolean>>)
+  .object(
+    Object.fromEntries(DETECTOR_TYPES.map((t) => [t, z.boolean().optional()])) as Record<
+      DetectorType,
+      z.ZodOptional<z.ZodBoolean>
+    >,
+  )
   .strict();
 
 const customRule = z
@@ -33,12 +38,16 @@ const customRule = z
     /** A JavaScript regular expression (without slashes); matches should stay under 256 characters. */
     pattern: z.string().min(1),
     /** Any of `i`, `m`, `s`, `u`. */
-    flags: z.string().regex(/^[imsu]*$/, 'may only contain the flags i, m, s, u').default(''),
+    flags: z
+      .string()
+      .regex(/^[imsu]*$/, 'may only contain the flags i, m, s, u')
+      .default(''),
   })
   .strict()
   .superRefine((r, ctx) => {
     const err = regexError(r.pattern, r.flags);
-    if (err !== undefined) ctx.addIssue({ code: 'custom', path: ['pattern'], message: `invalid regular expression /${r.pattern}/: ${err}` });
+    if (err !== undefined)
+      ctx.addIssue({ code: 'custom', path: ['pattern'], message: `invalid regular expression /${r.pattern}/: ${err}` });
   });
 
 export const maskingConfigSchema = z

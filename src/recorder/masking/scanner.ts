@@ -64,7 +64,13 @@ export class Scanner {
       }
       const [ms, me] = det.range ? det.range(m) : [m.index, m.index + len];
       if (me > ms) {
-        out.push({ start: Math.min(m.index, ms), end: Math.max(m.index + len, me), maskStart: ms, maskEnd: me, detector: det });
+        out.push({
+          start: Math.min(m.index, ms),
+          end: Math.max(m.index + len, me),
+          maskStart: ms,
+          maskEnd: me,
+          detector: det,
+        });
       }
     }
   }
@@ -80,7 +86,8 @@ export class Scanner {
       raw.length === 1
         ? raw
         : [...raw].sort(
-            (a, b) => a.detector.priority - b.detector.priority || a.start - b.start || b.end - b.start - (a.end - a.start),
+            (a, b) =>
+              a.detector.priority - b.detector.priority || a.start - b.start || b.end - b.start - (a.end - a.start),
           );
     const kept: RawMatch[] = []; // ordered by start, non-overlapping
     for (const m of sorted) {
@@ -118,7 +125,13 @@ export type TypeCounts = Map<string, number>;
 /**
  * Replace each kept match's mask range in `text[from, to)` with `[REDACTED:<type>]`, counting by type into `counts`.
  */
-export function applyMasks(text: string, kept: readonly RawMatch[], from: number, to: number, counts: TypeCounts): string {
+export function applyMasks(
+  text: string,
+  kept: readonly RawMatch[],
+  from: number,
+  to: number,
+  counts: TypeCounts,
+): string {
   if (kept.length === 0) return from === 0 && to === text.length ? text : text.slice(from, to);
   let out = '';
   let pos = from;

@@ -120,7 +120,7 @@ export class StreamMasker {
         }
       }
       this.nextScanAt = resumeAt;
-      for (let moved = true; moved; ) {
+      for (let moved = true; moved;) {
         moved = false;
         for (const m of raw) {
           if (m.start < cut && m.end > cut) {

@@ -80,7 +80,10 @@ export class BatchStore {
         };
         succeeded++;
       } else {
-        result = { type: 'errored', error: { type: 'error', error: { type: 'invalid_request_error', message: parsed.message } } };
+        result = {
+          type: 'errored',
+          error: { type: 'error', error: { type: 'invalid_request_error', message: parsed.message } },
+        };
         errored++;
       }
       lines.push(JSON.stringify({ custom_id: customId, result }));
@@ -119,7 +122,10 @@ export class BatchStore {
   }
 }
 
-function batchAction(method: string, sub: string | undefined): 'retrieve' | 'delete' | 'cancel' | 'results' | undefined {
+function batchAction(
+  method: string,
+  sub: string | undefined,
+): 'retrieve' | 'delete' | 'cancel' | 'results' | undefined {
   if (sub === undefined) return method === 'GET' ? 'retrieve' : method === 'DELETE' ? 'delete' : undefined;
   if (sub === 'cancel' && method === 'POST') return 'cancel';
   if (sub === 'results' && method === 'GET') return 'results';

@@ -44,7 +44,9 @@ export function messageEvents(reply: Reply): SseEvent[] {
     }),
   ];
   reply.content.forEach((block, index) => {
-    events.push(sseEvent('content_block_start', { type: 'content_block_start', index, content_block: emptyBlock(block) }));
+    events.push(
+      sseEvent('content_block_start', { type: 'content_block_start', index, content_block: emptyBlock(block) }),
+    );
     if (index === 0) events.push(sseEvent('ping', { type: 'ping' }));
     for (const delta of blockDeltas(block)) {
       events.push(sseEvent('content_block_delta', { type: 'content_block_delta', index, delta }));

@@ -83,7 +83,11 @@ async function stream(ex: Exchange, all: SseEvent[], scenario: Scenario, delayMs
   }
   const cut = scenario.earlyEnd === 'cut_stream';
 
-  res.writeHead(200, { ...ex.headers, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache' });
+  res.writeHead(200, {
+    ...ex.headers,
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+  });
   if (delayMs <= 0) {
     // One write for the whole stream: the fake is the upstream in benchmarks and must cost next to nothing.
     const chunk = events.map((e) => e.frame).join('');

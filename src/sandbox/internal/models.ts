@@ -45,7 +45,11 @@ export function listModels(ex: Exchange): void {
   let start = 0;
   let end = MODELS.length;
   if (after !== null) start = MODELS.findIndex((m) => m.id === after) + 1;
-  if (before !== null) end = Math.max(0, MODELS.findIndex((m) => m.id === before));
+  if (before !== null)
+    end = Math.max(
+      0,
+      MODELS.findIndex((m) => m.id === before),
+    );
   // Paging backwards takes the page just before `before_id`.
   const page = before !== null ? MODELS.slice(Math.max(start, end - limit), end) : MODELS.slice(start, start + limit);
   const hasMore = before !== null ? end - limit > start : start + limit < end;

@@ -64,7 +64,8 @@ export function parseScenario(names: string): { ok: true; value: Scenario } | { 
         break;
       case 'slow': {
         const ms = arg === undefined ? SLOW_DEFAULT_MS : Number(arg);
-        if (!Number.isFinite(ms) || ms < 0) return { ok: false, message: `scenario slow needs milliseconds, got '${arg}'` };
+        if (!Number.isFinite(ms) || ms < 0)
+          return { ok: false, message: `scenario slow needs milliseconds, got '${arg}'` };
         scenario.delayMs = ms;
         break;
       }

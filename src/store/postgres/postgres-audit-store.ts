@@ -52,7 +52,15 @@ import {
   type ResultIndexRow,
 } from '../exchange-index.js';
 import { indexableText, parseSearchQuery, tsQuery } from '../search-query.js';
-import { GENESIS_HASH, blobRefs, newChainId, newRecordBlobRefs, recordHash, verifyLedger, type ChainHead } from '../ledger.js';
+import {
+  GENESIS_HASH,
+  blobRefs,
+  newChainId,
+  newRecordBlobRefs,
+  recordHash,
+  verifyLedger,
+  type ChainHead,
+} from '../ledger.js';
 import { AT_HEAD, HELD, toHold, toStored, type HoldRow, type RecordRow } from '../store-rows.js';
 import { purgedRuns } from '../purge-runs.js';
 import { POSTGRES_MIGRATIONS, quoteIdentifier } from './postgres-migrations.js';
@@ -65,7 +73,6 @@ export interface PostgresStoreOptions {
   /** Connections in the pool. Default 10. */
   readonly poolSize?: number;
 }
-
 
 interface KeyRow {
   hash: string;
@@ -108,7 +115,6 @@ const VERIFY_PAGE = 1000;
 const MIGRATION_LOCK_CLASS = 0x5649474c;
 
 const RECORD_COLUMNS = '(chain, chain_seq, kind, exchange_id, session_id, at, data, prev_hash, hash)';
-
 
 /** `($1, $2, …), ($n+1, …)` for `rows` rows of `width` parameters, with optional casts per column. */
 function valuesList(rows: number, casts: readonly string[]): string {
@@ -174,10 +180,14 @@ function exchangeConditions(f: ExchangeFilter, param: Param): string[] {
   if (f.connection !== undefined) where.push(`e.connection = ${param(f.connection)}`);
   if (f.caller !== undefined) where.push(`e.caller_subject = ${param(f.caller)}`);
   if (f.callerIssuer !== undefined) {
-    where.push(`EXISTS (SELECT 1 FROM exchange_callers c WHERE c.exchange_id = e.id AND c.issuer = ${param(f.callerIssuer)})`);
+    where.push(
+      `EXISTS (SELECT 1 FROM exchange_callers c WHERE c.exchange_id = e.id AND c.issuer = ${param(f.callerIssuer)})`,
+    );
   }
   if (f.group !== undefined) {
-    where.push(`EXISTS (SELECT 1 FROM exchange_groups g WHERE g.group_name = ${param(f.group)} AND g.exchange_id = e.id)`);
+    where.push(
+      `EXISTS (SELECT 1 FROM exchange_groups g WHERE g.group_name = ${param(f.group)} AND g.exchange_id = e.id)`,
+    );
   }
   if (f.model !== undefined) {
     const m = param(f.model);
@@ -327,14 +337,29 @@ export class PostgresAuditStore implements AuditStore {
         tip: () => tip,
         append: async (batch, payloads) => {
           const pending: Array<Omit<StoredRecord, 'seq'>> = [];
-          const chain = (kind: string, exchangeId: string | null, sessionId: string | null, at: number, data: string): void => {
+          const chain = (
+            kind: string,
+            exchangeId: string | null,
+            sessionId: string | null,
+            at: number,
+            data: string,
+          ): void => {
             const prevHash = tip?.hash ?? GENESIS_HASH;
-            const input = { chain: this.chainId, chainSeq: (tip?.chainSeq ?? 0) + 1, kind, exchangeId, sessionId, at, data };
+            const input = {
+              chain: this.chainId,
+              chainSeq: (tip?.chainSeq ?? 0) + 1,
+              kind,
+              exchangeId,
+              sessionId,
+              at,
+              data,
+            };
             const hash = recordHash(prevHash, input);
             pending.push({ ...input, prevHash, hash });
             tip = { chainSeq: input.chainSeq, hash };
           };
-          if (tip === null) chain('chain.opened', null, null, Date.now(), JSON.stringify(await this.openingData(client)));
+          if (tip === null)
+            chain('chain.opened', null, null, Date.now(), JSON.stringify(await this.openingData(client)));
           for (const { record, data } of payloads) {
             chain(record.kind, record.exchangeId ?? null, record.sessionId ?? null, record.at, data);
           }
@@ -367,7 +392,11 @@ export class PostgresAuditStore implements AuditStore {
    * Which records refer to which blob, for retention. A record may only refer to a blob the store holds: one removed
    * by retention (whose hash a writer still remembers as stored) must be written again, so the append fails.
    */
-  private async insertBlobRefs(client: pg.PoolClient, payloads: readonly Payload[], stored: readonly StoredRecord[]): Promise<void> {
+  private async insertBlobRefs(
+    client: pg.PoolClient,
+    payloads: readonly Payload[],
+    stored: readonly StoredRecord[],
+  ): Promise<void> {
     const rows: Array<readonly [string, number]> = [];
     payloads.forEach((p, i) => {
       const seq = stored[stored.length - payloads.length + i]!.seq;
@@ -384,7 +413,9 @@ export class PostgresAuditStore implements AuditStore {
       if (res.rows.length < part.length) {
         const found = new Set(res.rows.map((r) => r.blob_hash));
         const missing = part.find(([h]) => !found.has(h));
-        throw new Error(`a record refers to blob ${missing?.[0]}, which the store does not hold (removed by retention?): write it again`);
+        throw new Error(
+          `a record refers to blob ${missing?.[0]}, which the store does not hold (removed by retention?): write it again`,
+        );
       }
     }
   }
@@ -419,7 +450,10 @@ export class PostgresAuditStore implements AuditStore {
     }
   }
 
-  private async insertRecords(client: pg.PoolClient, pending: ReadonlyArray<Omit<StoredRecord, 'seq'>>): Promise<StoredRecord[]> {
+  private async insertRecords(
+    client: pg.PoolClient,
+    pending: ReadonlyArray<Omit<StoredRecord, 'seq'>>,
+  ): Promise<StoredRecord[]> {
     const out: StoredRecord[] = [];
     for (const part of chunks(pending, ROWS_PER_INSERT)) {
       // One statement per chunk; identity values are drawn in VALUES order, so seq rises along the chain as
@@ -510,7 +544,10 @@ export class PostgresAuditStore implements AuditStore {
         );
       } else if (r.kind === 'key.revoked') {
         const k = r.data as KeyRevokedData;
-        await client.query('UPDATE gateway_keys SET revoked_at = $1 WHERE hash = $2 AND revoked_at IS NULL', [k.revokedAt, k.hash]);
+        await client.query('UPDATE gateway_keys SET revoked_at = $1 WHERE hash = $2 AND revoked_at IS NULL', [
+          k.revokedAt,
+          k.hash,
+        ]);
       } else if (r.kind === 'hold.added') {
         const h = r.data as HoldAddedData;
         await client.query(
@@ -549,12 +586,16 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async exchangeRecords(exchangeId: string): Promise<readonly StoredRecord[]> {
-    const res = await this.pool.query<RecordRow>('SELECT * FROM records WHERE exchange_id = $1 ORDER BY seq', [exchangeId]);
+    const res = await this.pool.query<RecordRow>('SELECT * FROM records WHERE exchange_id = $1 ORDER BY seq', [
+      exchangeId,
+    ]);
     return res.rows.map(toStored);
   }
 
   async sessionRecords(sessionId: string): Promise<readonly StoredRecord[]> {
-    const res = await this.pool.query<RecordRow>('SELECT * FROM records WHERE session_id = $1 ORDER BY seq', [sessionId]);
+    const res = await this.pool.query<RecordRow>('SELECT * FROM records WHERE session_id = $1 ORDER BY seq', [
+      sessionId,
+    ]);
     return res.rows.map(toStored);
   }
 
@@ -578,7 +619,9 @@ export class PostgresAuditStore implements AuditStore {
     if (cursor) {
       const at = param(cursor.lastAt);
       const id = param(cursor.id);
-      having.push(`(max(e.started_at) < ${at}::bigint OR (max(e.started_at) = ${at}::bigint AND e.session_id COLLATE "C" < ${id}))`);
+      having.push(
+        `(max(e.started_at) < ${at}::bigint OR (max(e.started_at) = ${at}::bigint AND e.session_id COLLATE "C" < ${id}))`,
+      );
     }
     const limit = pageSize(filter.limit);
     // Session ids compare bytewise (COLLATE "C"), as in SQLite, so both stores page in the same order whatever the
@@ -647,14 +690,12 @@ export class PostgresAuditStore implements AuditStore {
        ORDER BY e.started_at DESC, e.id COLLATE "C" DESC LIMIT ${param(limit + 1)}`,
       params,
     );
-    const items = res.rows.slice(0, limit).map(
-      (r): ExchangeListItem => ({
-        ...toSummary(r),
-        callerIssuer: r.caller_issuer,
-        callerGroups: r.groups,
-        masking: r.masking,
-      }),
-    );
+    const items = res.rows.slice(0, limit).map((r): ExchangeListItem => ({
+      ...toSummary(r),
+      callerIssuer: r.caller_issuer,
+      callerGroups: r.groups,
+      masking: r.masking,
+    }));
     const last = items.at(-1);
     return { items, nextCursor: res.rows.length > limit && last ? encodeCursor(last.startedAt, last.id) : null };
   }
@@ -699,7 +740,10 @@ export class PostgresAuditStore implements AuditStore {
       snippet: r.snippet,
     }));
     const last = items.at(-1);
-    return { items, nextCursor: res.rows.length > limit && last ? encodeCursor(last.startedAt, last.exchangeId) : null };
+    return {
+      items,
+      nextCursor: res.rows.length > limit && last ? encodeCursor(last.startedAt, last.exchangeId) : null,
+    };
   }
 
   async listAccessLog(page: PageRequest = {}): Promise<Page<AccessLogEntry>> {
@@ -890,7 +934,13 @@ export class PostgresAuditStore implements AuditStore {
             part.flat(),
           );
         }
-        for (const table of ['exchange_groups', 'exchange_masking', 'exchange_callers', 'exchange_results', 'exchange_text']) {
+        for (const table of [
+          'exchange_groups',
+          'exchange_masking',
+          'exchange_callers',
+          'exchange_results',
+          'exchange_text',
+        ]) {
           await c.query(`DELETE FROM ${table} WHERE exchange_id = ANY($1::text[])`, [dueIds]);
         }
         await c.query('DELETE FROM exchanges WHERE id = ANY($1::text[])', [dueIds]);
@@ -919,29 +969,32 @@ export class PostgresAuditStore implements AuditStore {
 
   async verify(options: VerifyOptions = {}): Promise<VerifyReport> {
     const pool = this.pool;
-    return verifyLedger({
-      // Keyset pages over the (chain, chain_seq) unique index: memory stays at one page however large the ledger,
-      // and no cursor holds a connection (or a snapshot) open for the whole walk.
-      async *records() {
-        let after: { chain: string; chainSeq: number } | null = null;
-        for (;;) {
-          const res: pg.QueryResult<RecordRow> = after
-            ? await pool.query<RecordRow>(
-                'SELECT * FROM records WHERE (chain, chain_seq) > ($1, $2::bigint) ORDER BY chain, chain_seq LIMIT $3',
-                [after.chain, after.chainSeq, VERIFY_PAGE],
-              )
-            : await pool.query<RecordRow>('SELECT * FROM records ORDER BY chain, chain_seq LIMIT $1', [VERIFY_PAGE]);
-          for (const row of res.rows) yield toStored(row);
-          const last = res.rows.at(-1);
-          if (!last || res.rows.length < VERIFY_PAGE) return;
-          after = { chain: last.chain, chainSeq: last.chain_seq };
-        }
+    return verifyLedger(
+      {
+        // Keyset pages over the (chain, chain_seq) unique index: memory stays at one page however large the ledger,
+        // and no cursor holds a connection (or a snapshot) open for the whole walk.
+        async *records() {
+          let after: { chain: string; chainSeq: number } | null = null;
+          for (;;) {
+            const res: pg.QueryResult<RecordRow> = after
+              ? await pool.query<RecordRow>(
+                  'SELECT * FROM records WHERE (chain, chain_seq) > ($1, $2::bigint) ORDER BY chain, chain_seq LIMIT $3',
+                  [after.chain, after.chainSeq, VERIFY_PAGE],
+                )
+              : await pool.query<RecordRow>('SELECT * FROM records ORDER BY chain, chain_seq LIMIT $1', [VERIFY_PAGE]);
+            for (const row of res.rows) yield toStored(row);
+            const last = res.rows.at(-1);
+            if (!last || res.rows.length < VERIFY_PAGE) return;
+            after = { chain: last.chain, chainSeq: last.chain_seq };
+          }
+        },
+        blob: async (hash) => {
+          const res = await pool.query<{ data: Buffer }>('SELECT data FROM blobs WHERE hash = $1', [hash]);
+          return res.rows[0]?.data;
+        },
       },
-      blob: async (hash) => {
-        const res = await pool.query<{ data: Buffer }>('SELECT data FROM blobs WHERE hash = $1', [hash]);
-        return res.rows[0]?.data;
-      },
-    }, options);
+      options,
+    );
   }
 
   /** Waits for appends already called to settle, then closes the pool. Safe to call twice. */
@@ -972,9 +1025,6 @@ interface ChainTransaction {
   tip(): ChainTip | null;
   append(batch: WriteBatch, payloads: readonly Payload[]): Promise<StoredRecord[]>;
 }
-
-
-
 
 /** The record's payload as the JSON text that gets hashed and stored; throws for data JSON cannot represent. */
 function serialise(r: NewRecord): string {

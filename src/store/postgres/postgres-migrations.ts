@@ -264,7 +264,9 @@ const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 /** Quotes a schema or role name after checking it is a plain identifier (no quoting games in config values). */
 export function quoteIdentifier(name: string): string {
   if (!IDENTIFIER.test(name)) {
-    throw new Error(`"${name}" is not a plain PostgreSQL identifier (letters, digits and _, at most 63, not starting with a digit)`);
+    throw new Error(
+      `"${name}" is not a plain PostgreSQL identifier (letters, digits and _, at most 63, not starting with a digit)`,
+    );
   }
   return `"${name}"`;
 }

@@ -49,7 +49,15 @@ import {
   resultIndexRow,
 } from '../exchange-index.js';
 import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
-import { GENESIS_HASH, blobRefs, newChainId, newRecordBlobRefs, recordHash, verifyLedger, type ChainHead } from '../ledger.js';
+import {
+  GENESIS_HASH,
+  blobRefs,
+  newChainId,
+  newRecordBlobRefs,
+  recordHash,
+  verifyLedger,
+  type ChainHead,
+} from '../ledger.js';
 import { AT_HEAD, HELD, toHold, toStored, type HoldRow, type RecordRow } from '../store-rows.js';
 import { purgedRuns } from '../purge-runs.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
@@ -59,8 +67,6 @@ export interface SqliteStoreOptions {
   readonly synchronous?: 'normal' | 'full';
   readonly readonly?: boolean;
 }
-
-
 
 interface KeyRow {
   hash: string;
@@ -134,9 +140,6 @@ function exchangeConditions(f: ExchangeFilter, params: unknown[]): string[] {
   return where;
 }
 
-
-
-
 /** `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages. */
 function beforeCursor(cursor: string | undefined, params: unknown[]): string[] {
   const c = cursor !== undefined ? decodeCursor(cursor) : undefined;
@@ -161,7 +164,10 @@ export class SqliteAuditStore implements AuditStore {
   private constructor(options: SqliteStoreOptions) {
     this.file = options.file;
     if (!options.readonly) mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
-    this.db = new Database(options.file, { readonly: options.readonly ?? false, fileMustExist: options.readonly ?? false });
+    this.db = new Database(options.file, {
+      readonly: options.readonly ?? false,
+      fileMustExist: options.readonly ?? false,
+    });
     this.db.pragma('busy_timeout = 10000');
     if (!options.readonly) {
       this.db.pragma('journal_mode = WAL');
@@ -212,9 +218,7 @@ export class SqliteAuditStore implements AuditStore {
       revokeKey: db.prepare('UPDATE gateway_keys SET revoked_at = ? WHERE hash = ? AND revoked_at IS NULL'),
       keyByHash: db.prepare('SELECT * FROM gateway_keys WHERE hash = ?'),
       allKeys: db.prepare('SELECT * FROM gateway_keys ORDER BY created_at DESC, name'),
-      heads: db.prepare(
-        'SELECT chain, max(chain_seq) AS chain_seq, hash FROM records GROUP BY chain ORDER BY chain',
-      ),
+      heads: db.prepare('SELECT chain, max(chain_seq) AS chain_seq, hash FROM records GROUP BY chain ORDER BY chain'),
       byExchange: db.prepare('SELECT * FROM records WHERE exchange_id = ? ORDER BY seq'),
       bySession: db.prepare('SELECT * FROM records WHERE session_id = ? ORDER BY seq'),
       blob: db.prepare('SELECT data FROM blobs WHERE hash = ?').pluck(),
@@ -237,9 +241,12 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   private migrate(): void {
-    this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    this.db.exec(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)',
+    );
     const run = this.db.transaction(() => {
-      const current = (this.db.prepare('SELECT max(version) FROM schema_migrations').pluck().get() as number | null) ?? 0;
+      const current =
+        (this.db.prepare('SELECT max(version) FROM schema_migrations').pluck().get() as number | null) ?? 0;
       if (current > SQLITE_MIGRATIONS.length) {
         throw new Error(
           `store schema version ${current} is newer than this Vigil (${SQLITE_MIGRATIONS.length}): upgrade Vigil, or point data_dir at another store`,
@@ -268,13 +275,16 @@ export class SqliteAuditStore implements AuditStore {
     const s = this.stmts;
     if (batch.blobs) for (const b of batch.blobs) s.insertBlob.run(b.hash, b.data);
     const out: StoredRecord[] = [];
-    if (this.head === null) out.push(this.writeRecord({ kind: 'chain.opened', at: Date.now(), data: this.openingData() }));
+    if (this.head === null)
+      out.push(this.writeRecord({ kind: 'chain.opened', at: Date.now(), data: this.openingData() }));
     for (const r of batch.records) {
       const stored = this.writeRecord(r);
       out.push(stored);
       for (const h of newRecordBlobRefs(r)) {
         if (s.insertBlobRef.run(h, stored.seq, h).changes === 0 && s.blobExists.get(h) === undefined) {
-          throw new Error(`record ${r.kind} refers to blob ${h}, which the store does not hold (removed by retention?): write it again`);
+          throw new Error(
+            `record ${r.kind} refers to blob ${h}, which the store does not hold (removed by retention?): write it again`,
+          );
         }
       }
       const ex = exchangeIndexRow(r);
@@ -299,7 +309,15 @@ export class SqliteAuditStore implements AuditStore {
       }
       const res = resultIndexRow(r);
       if (res) {
-        s.insertResult.run(res.exchangeId, res.endedAt, res.status, res.outcome, res.inputTokens, res.outputTokens, res.model);
+        s.insertResult.run(
+          res.exchangeId,
+          res.endedAt,
+          res.status,
+          res.outcome,
+          res.inputTokens,
+          res.outputTokens,
+          res.model,
+        );
       }
       for (const m of maskingIndexRows(r)) s.insertMasking.run(m.type, m.exchangeId, m.count);
       if (r.kind === 'key.created') {
@@ -441,14 +459,12 @@ export class SqliteAuditStore implements AuditStore {
          ORDER BY e.started_at DESC, e.id DESC LIMIT ?`,
       )
       .all(...params, limit + 1) as ExchangeRow[];
-    const items = rows.slice(0, limit).map(
-      (r): ExchangeListItem => ({
-        ...toSummary(r),
-        callerIssuer: (r.caller_issuer as string | null) ?? null,
-        callerGroups: (JSON.parse((r.groups_json as string | null) ?? '[]') as string[]).sort(),
-        masking: JSON.parse((r.masking_json as string | null) ?? '{}') as Record<string, number>,
-      }),
-    );
+    const items = rows.slice(0, limit).map((r): ExchangeListItem => ({
+      ...toSummary(r),
+      callerIssuer: (r.caller_issuer as string | null) ?? null,
+      callerGroups: (JSON.parse((r.groups_json as string | null) ?? '[]') as string[]).sort(),
+      masking: JSON.parse((r.masking_json as string | null) ?? '{}') as Record<string, number>,
+    }));
     const last = items.at(-1);
     return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.startedAt, last.id) : null };
   }
@@ -526,7 +542,9 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async chainHeads(): Promise<ReadonlyArray<{ chain: string; chainSeq: number }>> {
-    const rows = this.db.prepare('SELECT chain, max(chain_seq) AS chain_seq FROM records GROUP BY chain').all() as Array<{
+    const rows = this.db
+      .prepare('SELECT chain, max(chain_seq) AS chain_seq FROM records GROUP BY chain')
+      .all() as Array<{
       chain: string;
       chain_seq: number;
     }>;
@@ -543,7 +561,9 @@ export class SqliteAuditStore implements AuditStore {
   async recordsOfKinds(kinds: readonly string[], since: number, limit: number): Promise<readonly StoredRecord[]> {
     if (kinds.length === 0) return [];
     const rows = this.db
-      .prepare(`SELECT * FROM records WHERE kind IN (${kinds.map(() => '?').join(',')}) AND at >= ? ORDER BY seq LIMIT ?`)
+      .prepare(
+        `SELECT * FROM records WHERE kind IN (${kinds.map(() => '?').join(',')}) AND at >= ? ORDER BY seq LIMIT ?`,
+      )
       .all(...kinds, since, limit) as RecordRow[];
     return rows.map(toStored);
   }
@@ -591,7 +611,9 @@ export class SqliteAuditStore implements AuditStore {
 
   async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly StoredHold[]> {
     const rows = this.db
-      .prepare(`SELECT * FROM holds ${options.activeOnly ? 'WHERE released_at IS NULL' : ''} ORDER BY created_at DESC, id DESC`)
+      .prepare(
+        `SELECT * FROM holds ${options.activeOnly ? 'WHERE released_at IS NULL' : ''} ORDER BY created_at DESC, id DESC`,
+      )
       .all() as HoldRow[];
     return rows.map(toHold);
   }
@@ -668,7 +690,9 @@ export class SqliteAuditStore implements AuditStore {
       }
       const dueList = JSON.stringify(due.map((d) => d.id));
       const records = db
-        .prepare('SELECT * FROM records WHERE exchange_id IN (SELECT value FROM json_each(?)) ORDER BY chain, chain_seq')
+        .prepare(
+          'SELECT * FROM records WHERE exchange_id IN (SELECT value FROM json_each(?)) ORDER BY chain, chain_seq',
+        )
         .all(dueList) as RecordRow[];
       const candidates = new Set<string>();
       const delRef = db.prepare('DELETE FROM blob_refs WHERE blob_hash = ? AND record_seq = ?');
@@ -686,7 +710,9 @@ export class SqliteAuditStore implements AuditStore {
       const dueSet = new Set(due.map((d) => d.id));
       const delText = db.prepare('DELETE FROM exchange_text WHERE rowid = ?');
       for (const t of textRows) if (dueSet.has(t.exchange_id)) delText.run(t.rowid);
-      const delBlob = db.prepare('DELETE FROM blobs WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM blob_refs WHERE blob_hash = ?)');
+      const delBlob = db.prepare(
+        'DELETE FROM blobs WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM blob_refs WHERE blob_hash = ?)',
+      );
       let blobs = 0;
       for (const h of candidates) blobs += delBlob.run(h, h).changes;
       db.prepare('DELETE FROM purge_authorizations').run();
@@ -715,20 +741,23 @@ export class SqliteAuditStore implements AuditStore {
 
   async verify(options: VerifyOptions = {}): Promise<VerifyReport> {
     const stmts = this.stmts;
-    return verifyLedger({
-      // Keyset pages rather than one iterator: an open iterator would keep the connection busy for blob reads.
-      async *records() {
-        let after = { chain: '', seq: 0 };
-        for (;;) {
-          const rows = stmts.recordsPage.all(after.chain, after.chain, after.seq) as RecordRow[];
-          for (const row of rows) yield toStored(row);
-          const last = rows.at(-1);
-          if (!last) return;
-          after = { chain: last.chain, seq: last.chain_seq };
-        }
+    return verifyLedger(
+      {
+        // Keyset pages rather than one iterator: an open iterator would keep the connection busy for blob reads.
+        async *records() {
+          let after = { chain: '', seq: 0 };
+          for (;;) {
+            const rows = stmts.recordsPage.all(after.chain, after.chain, after.seq) as RecordRow[];
+            for (const row of rows) yield toStored(row);
+            const last = rows.at(-1);
+            if (!last) return;
+            after = { chain: last.chain, seq: last.chain_seq };
+          }
+        },
+        blob: async (h) => (stmts.blob.get(h) as Buffer | undefined) ?? undefined,
       },
-      blob: async (h) => (stmts.blob.get(h) as Buffer | undefined) ?? undefined,
-    }, options);
+      options,
+    );
   }
 
   async close(): Promise<void> {

@@ -74,7 +74,16 @@ describe('admin tokens', () => {
 
 describe('OIDC roles', () => {
   it('maps groups to admin, auditor, or user', async () => {
-    const oidc = new OidcVerifier([{ issuer: idp.issuer, audience: 'vigil', groups_claim: 'groups', algorithms: ['RS256'], clock_skew: 30, jwks_cooldown: 30 }]);
+    const oidc = new OidcVerifier([
+      {
+        issuer: idp.issuer,
+        audience: 'vigil',
+        groups_claim: 'groups',
+        algorithms: ['RS256'],
+        clock_skew: 30,
+        jwks_cooldown: 30,
+      },
+    ]);
     const auth = new AdminAuthenticator({ oidc, tokens: [], roles });
     const as = async (groups: string[]) =>
       (await auth.authenticate(bearer(await idp.mintToken({ groups }, { subject: 'someone' })), '127.0.0.1')).role;
@@ -96,8 +105,7 @@ describe('without identity', () => {
 });
 
 describe('where it listens', () => {
-  const config = (extra: Record<string, unknown>) =>
-    validateConfig({ connections: [{ name: 'anthropic' }], ...extra });
+  const config = (extra: Record<string, unknown>) => validateConfig({ connections: [{ name: 'anthropic' }], ...extra });
 
   it('defaults to 127.0.0.1 on the proxy port + 1', () => {
     expect(adminListenAddress(config({}))).toEqual({ host: '127.0.0.1', port: 8081 });
@@ -107,9 +115,13 @@ describe('where it listens', () => {
   });
 
   it('refuses a non-loopback address without identity', () => {
-    expect(() => checkAdminExposure(config({ admin: { listen: '0.0.0.0:8081' } }))).toThrow(/refusing to serve the admin API on 0\.0\.0\.0/);
+    expect(() => checkAdminExposure(config({ admin: { listen: '0.0.0.0:8081' } }))).toThrow(
+      /refusing to serve the admin API on 0\.0\.0\.0/,
+    );
     expect(() =>
-      checkAdminExposure(config({ admin: { listen: '0.0.0.0:8081', tokens: [{ name: 'ci', role: 'admin', token: { env: 'X' } }] } })),
+      checkAdminExposure(
+        config({ admin: { listen: '0.0.0.0:8081', tokens: [{ name: 'ci', role: 'admin', token: { env: 'X' } }] } }),
+      ),
     ).not.toThrow();
     expect(() => checkAdminExposure(config({ admin: { enabled: false, listen: '0.0.0.0:8081' } }))).not.toThrow();
   });

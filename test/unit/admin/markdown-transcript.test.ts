@@ -34,7 +34,12 @@ describe('markdownExchange', () => {
   it('shows the new turn, the answer and its tool calls', () => {
     const md = markdownExchange(
       view(
-        { messages: [{ role: 'user', content: 'old turn' }, { role: 'user', content: [{ type: 'text', text: 'List the files' }] }] },
+        {
+          messages: [
+            { role: 'user', content: 'old turn' },
+            { role: 'user', content: [{ type: 'text', text: 'List the files' }] },
+          ],
+        },
         {
           content: [
             { type: 'thinking', thinking: 'I should use ls' },

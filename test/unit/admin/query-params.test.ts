@@ -10,7 +10,11 @@ const from = (q: string) => {
 describe('filters', () => {
   it('reads every filter, times as ISO 8601 or epoch milliseconds', () => {
     expect(
-      filterFrom(from('caller=alice&group=ml&connection=c&model=m&outcome=in_progress&masking=email&since=2025-01-15T09:00:00Z&until=1736935200000')),
+      filterFrom(
+        from(
+          'caller=alice&group=ml&connection=c&model=m&outcome=in_progress&masking=email&since=2025-01-15T09:00:00Z&until=1736935200000',
+        ),
+      ),
     ).toEqual({
       caller: 'alice',
       group: 'ml',

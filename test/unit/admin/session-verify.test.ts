@@ -19,7 +19,13 @@ function exchange(id: string, session: string, at: number): NewRecord[] {
     caller: { method: 'oidc', subject: 'alice', issuer: 'https://idp.example' },
     client: { address: null, userAgent: null },
     session: { id: session, source: 'header' },
-    request: { method: 'POST', path: '/v1/messages', query: '', headers: {}, body: { size: messages.length, parts: [{ $blob: messagesHash }] } },
+    request: {
+      method: 'POST',
+      path: '/v1/messages',
+      query: '',
+      headers: {},
+      body: { size: messages.length, parts: [{ $blob: messagesHash }] },
+    },
     model: 'claude-sonnet-4-5',
     stream: false,
     startedAt: at,
@@ -59,14 +65,24 @@ describe.each(storeKinds())('verifySession: %s', (kind) => {
   });
 
   it('reports an intact session as ok', async () => {
-    expect(await verifySession(store, 'ses_1')).toEqual({ ok: true, session: 'ses_1', records: 4, exchanges: 2, problems: [] });
+    expect(await verifySession(store, 'ses_1')).toEqual({
+      ok: true,
+      session: 'ses_1',
+      records: 4,
+      exchanges: 2,
+      problems: [],
+    });
   });
 
   it('detects a changed record', async () => {
-    await fixture.tamper(`UPDATE records SET data = replace(data, '"outcome":"ok"', '"outcome":"gateway_error"') WHERE exchange_id = 'ex_2' AND kind = 'exchange.response'`);
+    await fixture.tamper(
+      `UPDATE records SET data = replace(data, '"outcome":"ok"', '"outcome":"gateway_error"') WHERE exchange_id = 'ex_2' AND kind = 'exchange.response'`,
+    );
     const report = await verifySession(store, 'ses_1');
     expect(report.ok).toBe(false);
-    expect(report.problems).toEqual([expect.objectContaining({ problem: 'changed', detail: expect.stringContaining('was changed') })]);
+    expect(report.problems).toEqual([
+      expect.objectContaining({ problem: 'changed', detail: expect.stringContaining('was changed') }),
+    ]);
   });
 
   it('detects a record rewritten with a recomputed hash, by its successor', async () => {
@@ -77,7 +93,11 @@ describe.each(storeKinds())('verifySession: %s', (kind) => {
     await fixture.tamper(`UPDATE records SET data = '${data}', hash = '${hash}' WHERE seq = ${request!.seq}`);
     const report = await verifySession(store, 'ses_1');
     expect(report.problems).toEqual([
-      expect.objectContaining({ problem: 'changed', chainSeq: request!.chainSeq, detail: expect.stringContaining('replaced') }),
+      expect.objectContaining({
+        problem: 'changed',
+        chainSeq: request!.chainSeq,
+        detail: expect.stringContaining('replaced'),
+      }),
     ]);
   });
 
@@ -87,14 +107,20 @@ describe.each(storeKinds())('verifySession: %s', (kind) => {
     const hash = recordHash(request!.prevHash, { ...request!, data });
     await fixture.tamper(`UPDATE records SET data = '${data}', hash = '${hash}' WHERE seq = ${request!.seq}`);
     expect((await verifySession(store, 'ses_1')).problems).toEqual([
-      expect.objectContaining({ problem: 'changed', chainSeq: request!.chainSeq + 1, detail: expect.stringContaining('one of the two was replaced') }),
+      expect.objectContaining({
+        problem: 'changed',
+        chainSeq: request!.chainSeq + 1,
+        detail: expect.stringContaining('one of the two was replaced'),
+      }),
     ]);
   });
 
   it('detects a removed neighbour, a removed request record and a changed blob', async () => {
     await fixture.tamper(`DELETE FROM records WHERE exchange_id = 'ex_other' AND kind = 'exchange.response'`);
     await fixture.tamper(`DELETE FROM records WHERE exchange_id = 'ex_2' AND kind = 'exchange.request'`);
-    await fixture.tamper(`UPDATE blobs SET data = ${fixture.bytes(Buffer.from('forged'))} WHERE hash = '${messagesHash}'`);
+    await fixture.tamper(
+      `UPDATE blobs SET data = ${fixture.bytes(Buffer.from('forged'))} WHERE hash = '${messagesHash}'`,
+    );
     const problems = (await verifySession(store, 'ses_1')).problems.map((p) => p.problem).sort();
     expect(problems).toEqual(['blob_changed', 'missing', 'missing']);
   });

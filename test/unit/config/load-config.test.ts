@@ -21,7 +21,12 @@ describe('config', () => {
     expect(c.listen).toEqual({ host: '127.0.0.1', port: 8080 });
     expect(c.data_dir).toBe(path.resolve('vigil-data'));
     expect(c.connections).toEqual([
-      expect.objectContaining({ name: 'anthropic', upstream: 'https://api.anthropic.com', credential: { env: 'ANTHROPIC_API_KEY' }, recording: 'required' }),
+      expect.objectContaining({
+        name: 'anthropic',
+        upstream: 'https://api.anthropic.com',
+        credential: { env: 'ANTHROPIC_API_KEY' },
+        recording: 'required',
+      }),
     ]);
     expect(Object.isFrozen(c.connections[0])).toBe(true);
   });
@@ -53,8 +58,12 @@ describe('config', () => {
     expect(problems({ connections: [{ name: 'a', upstream: 'http://remote.example' }] })).toEqual([
       'connections[0] (a).upstream: must be an https URL (plain http is accepted for loopback only, or with allow_insecure_upstream: true)',
     ]);
-    expect(problems({ connections: [{ name: 'a' }, { name: 'a' }] })).toEqual(['connections[1] (a).name: duplicate connection name "a"']);
-    expect(problems({ connections: [{ name: 'a', credential: 'sk-ant-inline' }] })[0]).toMatch(/^connections\[0\] \(a\)\.credential/);
+    expect(problems({ connections: [{ name: 'a' }, { name: 'a' }] })).toEqual([
+      'connections[1] (a).name: duplicate connection name "a"',
+    ]);
+    expect(problems({ connections: [{ name: 'a', credential: 'sk-ant-inline' }] })[0]).toMatch(
+      /^connections\[0\] \(a\)\.credential/,
+    );
   });
 
   it('reads YAML and resolves relative paths against the file', () => {

@@ -25,7 +25,9 @@ afterAll(async () => {
 });
 
 function httpSink(overrides: Partial<Extract<SinkConfigInput, { type: 'http' }>> = {}): Sink {
-  const sink = createSink(sinkConfigSchema.parse({ type: 'http', name: 'webhook', url: `${server.url}/hooks/vigil?src=gw`, ...overrides }));
+  const sink = createSink(
+    sinkConfigSchema.parse({ type: 'http', name: 'webhook', url: `${server.url}/hooks/vigil?src=gw`, ...overrides }),
+  );
   sinks.push(sink);
   return sink;
 }
@@ -44,7 +46,11 @@ describe('http sink', () => {
 
     expect(server.requests).toHaveLength(1);
     const req = server.requests[0]!;
-    expect([req.method, req.url, req.headers['content-type']]).toEqual(['POST', '/hooks/vigil?src=gw', 'application/json']);
+    expect([req.method, req.url, req.headers['content-type']]).toEqual([
+      'POST',
+      '/hooks/vigil?src=gw',
+      'application/json',
+    ]);
     expect(req.headers['x-team']).toBe('sec');
     expect(req.headers.authorization).toBe('Bearer abc');
     expect(req.headers['x-vigil-signature']).toBeUndefined();
@@ -68,20 +74,26 @@ describe('http sink', () => {
     expect(signature).toMatch(/^sha256=[0-9a-f]{64}$/);
     expect(signatureVerifies('whsec-test-1234', timestamp, req.body, signature)).toBe(true);
     // A tampered body or a replayed signature under another timestamp does not verify.
-    expect(signatureVerifies('whsec-test-1234', timestamp, req.body.replace('alice', 'mallory'), signature)).toBe(false);
+    expect(signatureVerifies('whsec-test-1234', timestamp, req.body.replace('alice', 'mallory'), signature)).toBe(
+      false,
+    );
     expect(signatureVerifies('whsec-test-1234', String(Number(timestamp) + 600), req.body, signature)).toBe(false);
   });
 
   it('splits a batch larger than batch_size into POSTs in order', async () => {
     const batch = Array.from({ length: 5 }, (_, i) => exchangeEvent(i + 1));
     await httpSink({ batch_size: 2 }).deliver(batch);
-    const ids = server.requests.map((r) => (JSON.parse(r.body) as { events: Array<{ id: string }> }).events.map((e) => e.id));
+    const ids = server.requests.map((r) =>
+      (JSON.parse(r.body) as { events: Array<{ id: string }> }).events.map((e) => e.id),
+    );
     expect(ids).toEqual([['evt-0001', 'evt-0002'], ['evt-0003', 'evt-0004'], ['evt-0005']]);
   });
 
   it('throws on a non-2xx answer, naming the status', async () => {
     server.reply = () => ({ status: 500, body: 'database is down' });
-    const err = await httpSink().deliver([verifyFailedEvent()]).catch((e: unknown) => e);
+    const err = await httpSink()
+      .deliver([verifyFailedEvent()])
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SinkDeliveryError);
     expect((err as Error).message).toMatch(/webhook.*answered 500: database is down/);
   });
@@ -100,13 +112,17 @@ describe('http sink', () => {
 
   it('throws when the connection is refused', async () => {
     const port = await closedPort();
-    const sink = createSink(sinkConfigSchema.parse({ type: 'http', name: 'webhook', url: `http://127.0.0.1:${port}/` }));
+    const sink = createSink(
+      sinkConfigSchema.parse({ type: 'http', name: 'webhook', url: `http://127.0.0.1:${port}/` }),
+    );
     sinks.push(sink);
     await expect(sink.deliver([exchangeEvent(1)])).rejects.toThrow(/ECONNREFUSED/);
   });
 
   it('refuses to start when the secret is missing, naming the config key', () => {
     expect(() => httpSink({ secret: { env: 'VIGIL_TEST_NOT_SET' } })).toThrow(ConfigError);
-    expect(() => httpSink({ secret: { env: 'VIGIL_TEST_NOT_SET' } })).toThrow(/siem.sinks \(webhook\).secret.*VIGIL_TEST_NOT_SET/);
+    expect(() => httpSink({ secret: { env: 'VIGIL_TEST_NOT_SET' } })).toThrow(
+      /siem.sinks \(webhook\).secret.*VIGIL_TEST_NOT_SET/,
+    );
   });
 });

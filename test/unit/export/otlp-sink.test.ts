@@ -97,7 +97,8 @@ describe('otlp sink', () => {
 
   it('puts the GenAI semantic conventions on exchange events, and every fact under vigil.*', async () => {
     await otlpSink().deliver([exchangeEvent(1)]);
-    const record = (JSON.parse(server.requests[0]!.body) as ExportLogsRequest).resourceLogs[0]!.scopeLogs[0]!.logRecords[0]!;
+    const record = (JSON.parse(server.requests[0]!.body) as ExportLogsRequest).resourceLogs[0]!.scopeLogs[0]!
+      .logRecords[0]!;
     expect(attrs(record.attributes)).toEqual({
       'event.name': { stringValue: 'exchange.completed' },
       'vigil.event.id': { stringValue: 'evt-0001' },
@@ -142,7 +143,8 @@ describe('otlp sink', () => {
 
   it('leaves gen_ai.* off other events and null attributes out', async () => {
     await otlpSink().deliver([deniedEvent(2)]);
-    const record = (JSON.parse(server.requests[0]!.body) as ExportLogsRequest).resourceLogs[0]!.scopeLogs[0]!.logRecords[0]!;
+    const record = (JSON.parse(server.requests[0]!.body) as ExportLogsRequest).resourceLogs[0]!.scopeLogs[0]!
+      .logRecords[0]!;
     const a = attrs(record.attributes);
     expect(Object.keys(a).filter((k) => k.startsWith('gen_ai.'))).toEqual([]);
     expect(a['vigil.retry']).toEqual({ boolValue: false });
@@ -152,7 +154,9 @@ describe('otlp sink', () => {
 
   it('throws on a non-2xx answer, a timeout and a refused connection', async () => {
     server.reply = () => ({ status: 503, body: '{"code":14,"message":"unavailable"}' });
-    const err = await otlpSink().deliver([deniedEvent()]).catch((e: unknown) => e);
+    const err = await otlpSink()
+      .deliver([deniedEvent()])
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SinkDeliveryError);
     expect((err as Error).message).toMatch(/\/v1\/logs answered 503/);
 
@@ -160,7 +164,9 @@ describe('otlp sink', () => {
     await expect(otlpSink({ timeout: 150 }).deliver([deniedEvent()])).rejects.toThrow(/timed out/);
 
     const port = await closedPort();
-    await expect(otlpSink({ endpoint: `http://127.0.0.1:${port}` }).deliver([deniedEvent()])).rejects.toThrow(/ECONNREFUSED/);
+    await expect(otlpSink({ endpoint: `http://127.0.0.1:${port}` }).deliver([deniedEvent()])).rejects.toThrow(
+      /ECONNREFUSED/,
+    );
   });
 
   it('accepts a partial success without retrying, and reports it on the diagnostics channel', async () => {

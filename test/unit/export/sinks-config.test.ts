@@ -55,8 +55,12 @@ describe('siem.sinks config', () => {
     expect(problems({ sinks: [{ type: 'http', name: 'h', url: 'https://x', batchSize: 5 }] })).toEqual([
       'sinks.0: Unrecognized key: "batchSize" batchSize',
     ]);
-    expect(problems({ sinks: [{ type: 'splunk_hec', name: 's', url: 'https://x', token: 'abc-123' }] })).toHaveLength(1);
-    expect(problems({ sinks: [{ type: 'http', name: 'h', url: 'https://x', secret: { value: 'x' } }] })).toHaveLength(1);
+    expect(problems({ sinks: [{ type: 'splunk_hec', name: 's', url: 'https://x', token: 'abc-123' }] })).toHaveLength(
+      1,
+    );
+    expect(problems({ sinks: [{ type: 'http', name: 'h', url: 'https://x', secret: { value: 'x' } }] })).toHaveLength(
+      1,
+    );
     expect(problems({ sinks: [{ type: 'kafka', name: 'k' }] })[0]).toMatch(/^sinks.0.type: /);
   });
 
@@ -69,7 +73,9 @@ describe('siem.sinks config', () => {
       'sinks.0.key: cert and key go together (mutual TLS)',
     ]);
     expect(problems({ sinks: [{ ...base, transport: 'udp', facility: 'kern' }] })[0]).toMatch(/^sinks.0.facility: /);
-    expect(problems({ sinks: [{ ...base, transport: 'tcp', app_name: 'has space' }] })[0]).toMatch(/^sinks.0.app_name: /);
+    expect(problems({ sinks: [{ ...base, transport: 'tcp', app_name: 'has space' }] })[0]).toMatch(
+      /^sinks.0.app_name: /,
+    );
   });
 
   it('rejects duplicate sink names, which would share an outbox cursor', () => {
@@ -79,7 +85,9 @@ describe('siem.sinks config', () => {
 
   it('rejects URLs that are not http(s)', () => {
     expect(problems({ sinks: [{ type: 'http', name: 'h', url: 'ftp://x/' }] })[0]).toMatch(/^sinks.0.url: /);
-    expect(problems({ sinks: [{ type: 'otlp', name: 'o', endpoint: 'collector:4318' }] })[0]).toMatch(/^sinks.0.endpoint: /);
+    expect(problems({ sinks: [{ type: 'otlp', name: 'o', endpoint: 'collector:4318' }] })[0]).toMatch(
+      /^sinks.0.endpoint: /,
+    );
   });
 
   it('resolves relative file references against the config folder', () => {

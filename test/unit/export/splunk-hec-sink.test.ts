@@ -31,7 +31,13 @@ afterAll(async () => {
 });
 
 function hecSink(overrides: Partial<Extract<SinkConfigInput, { type: 'splunk_hec' }>> = {}): Sink {
-  const config = sinkConfigSchema.parse({ type: 'splunk_hec', name: 'splunk', url: server.url, token: { file: tokenFile }, ...overrides });
+  const config = sinkConfigSchema.parse({
+    type: 'splunk_hec',
+    name: 'splunk',
+    url: server.url,
+    token: { file: tokenFile },
+    ...overrides,
+  });
   const sink = createSink(config, { hostname: 'gw-host-1' });
   sinks.push(sink);
   return sink;
@@ -56,8 +62,22 @@ describe('splunk_hec sink', () => {
     expect(req.headers['x-splunk-request-channel']).toMatch(/^[0-9a-f-]{36}$/);
     const { content: _c, ...first } = batch[0]!;
     expect(hecObjects(req.body)).toEqual([
-      { time: 1748779201.123, host: 'gw-host-1', source: 'vigil', sourcetype: 'vigil:audit', index: 'security', event: first },
-      { time: 1748779260, host: 'gw-host-1', source: 'vigil', sourcetype: 'vigil:audit', index: 'security', event: batch[1] },
+      {
+        time: 1748779201.123,
+        host: 'gw-host-1',
+        source: 'vigil',
+        sourcetype: 'vigil:audit',
+        index: 'security',
+        event: first,
+      },
+      {
+        time: 1748779260,
+        host: 'gw-host-1',
+        source: 'vigil',
+        sourcetype: 'vigil:audit',
+        index: 'security',
+        event: batch[1],
+      },
     ]);
   });
 
@@ -71,7 +91,9 @@ describe('splunk_hec sink', () => {
 
   it('throws with HEC text and code when HEC refuses the token', async () => {
     server.reply = () => ({ status: 403, body: JSON.stringify({ text: 'Invalid token', code: 4 }) });
-    const err = await hecSink().deliver([deniedEvent()]).catch((e: unknown) => e);
+    const err = await hecSink()
+      .deliver([deniedEvent()])
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SinkDeliveryError);
     expect((err as Error).message).toMatch(/answered 403 \(HEC code 4: Invalid token\)/);
   });

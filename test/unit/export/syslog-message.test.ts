@@ -1,10 +1,21 @@
 import { describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../../src/export/audit-event.js';
-import { escapeParamValue, formatSyslogMessage, octetCountedFrame, type SyslogMessageOptions } from '../../../src/export/syslog-message.js';
+import {
+  escapeParamValue,
+  formatSyslogMessage,
+  octetCountedFrame,
+  type SyslogMessageOptions,
+} from '../../../src/export/syslog-message.js';
 import { parseStructuredData } from '../../support/rsyslog.js';
 import { deniedEvent, exchangeEvent, verifyFailedEvent } from '../../support/sample-audit-events.js';
 
-const OPTS: SyslogMessageOptions = { facility: 'authpriv', appName: 'vigil', hostname: 'gw-host-1', procId: '4242', maxBytes: 8192 };
+const OPTS: SyslogMessageOptions = {
+  facility: 'authpriv',
+  appName: 'vigil',
+  hostname: 'gw-host-1',
+  procId: '4242',
+  maxBytes: 8192,
+};
 
 /** Splits `<PRI>1 TS HOST APP PROCID MSGID SD MSG` where SD is one element (as Vigil sends). */
 function parts(message: Buffer): { header: string; sd: string; msg: string } {
@@ -38,7 +49,9 @@ describe('formatSyslogMessage', () => {
     const e = deniedEvent();
     const { header, sd, msg } = parts(formatSyslogMessage(e, OPTS));
     expect(header).toBe('<84>1 2025-06-01T12:01:00.000Z gw-host-1 vigil 4242 access.denied');
-    expect(sd).toBe(String.raw`[vigil@32473 id="evt-0002" type="access.denied" subject="ci \"bot\" \\ [x\] é✓" connection="anthropic"]`);
+    expect(sd).toBe(
+      String.raw`[vigil@32473 id="evt-0002" type="access.denied" subject="ci \"bot\" \\ [x\] é✓" connection="anthropic"]`,
+    );
     expect(parseStructuredData(sd)['vigil@32473']!.subject).toBe(e.actor!.subject);
     expect(msg).toMatch(/^[\x20-\x7e]+$/);
     expect(JSON.parse(msg)).toEqual(e);
@@ -46,8 +59,13 @@ describe('formatSyslogMessage', () => {
 
   it('uses NILVALUE and printable characters where the header would otherwise break', () => {
     const e = verifyFailedEvent();
-    const text = formatSyslogMessage({ ...e, time: 'not a time' }, { ...OPTS, hostname: 'my host', procId: '' }).toString();
-    expect(text.startsWith('<81>1 - my_host vigil - verify.failed [vigil@32473 id="evt-0003" type="verify.failed"] {')).toBe(true);
+    const text = formatSyslogMessage(
+      { ...e, time: 'not a time' },
+      { ...OPTS, hostname: 'my host', procId: '' },
+    ).toString();
+    expect(
+      text.startsWith('<81>1 - my_host vigil - verify.failed [vigil@32473 id="evt-0003" type="verify.failed"] {'),
+    ).toBe(true);
   });
 
   it('shortens an oversized event so the JSON stays whole: content first, then attributes and actor', () => {

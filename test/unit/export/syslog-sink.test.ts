@@ -27,7 +27,9 @@ function syslogSink(transport: 'udp' | 'tcp' | 'tls', port: number, extra: Recor
 }
 
 /** A TCP server that keeps every byte received, per connection. */
-async function tcpReceiver(onConnection?: (socket: net.Socket) => void): Promise<{ port: number; received: () => Buffer[] }> {
+async function tcpReceiver(
+  onConnection?: (socket: net.Socket) => void,
+): Promise<{ port: number; received: () => Buffer[] }> {
   const conns: Buffer[][] = [];
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
@@ -139,13 +141,22 @@ describe('syslog sink over udp', () => {
     await sink.deliver([exchangeEvent(1), deniedEvent(2), big]);
     await until(() => got.length === 3);
     expect(got.map((m) => idOf(m.toString('utf8')))).toEqual(['evt-0001', 'evt-0002', 'evt-0003']);
-    expect(got[0]!.toString('utf8')).toMatch(/^<86>1 2025-06-01T12:00:01.123456Z h vigil \d+ exchange.completed \[vigil@32473 /);
+    expect(got[0]!.toString('utf8')).toMatch(
+      /^<86>1 2025-06-01T12:00:01.123456Z h vigil \d+ exchange.completed \[vigil@32473 /,
+    );
     expect(got[2]!.length).toBeLessThanOrEqual(1024);
   });
 
   it('rejects a udp max_message_size larger than a datagram can carry', () => {
     expect(() =>
-      sinkConfigSchema.parse({ type: 'syslog', name: 's', transport: 'udp', host: 'h', port: 514, max_message_size: 70_000 }),
+      sinkConfigSchema.parse({
+        type: 'syslog',
+        name: 's',
+        transport: 'udp',
+        host: 'h',
+        port: 514,
+        max_message_size: 70_000,
+      }),
     ).toThrow(/at most 65507/);
   });
 });

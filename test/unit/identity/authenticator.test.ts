@@ -19,7 +19,10 @@ async function rejection(p: Promise<unknown>): Promise<VigilError> {
 
 describe('extractCredential', () => {
   it('takes a bearer token from Authorization', () => {
-    expect(extractCredential({ authorization: 'Bearer abc.def.ghi' })).toEqual({ kind: 'bearer', token: 'abc.def.ghi' });
+    expect(extractCredential({ authorization: 'Bearer abc.def.ghi' })).toEqual({
+      kind: 'bearer',
+      token: 'abc.def.ghi',
+    });
     expect(extractCredential({ authorization: 'bearer   tok ' })).toEqual({ kind: 'bearer', token: 'tok' });
   });
 
@@ -28,7 +31,10 @@ describe('extractCredential', () => {
   });
 
   it('prefers Authorization when both are sent', () => {
-    expect(extractCredential({ authorization: 'Bearer a.b.c', 'x-api-key': 'sk-ant-placeholder' })).toEqual({ kind: 'bearer', token: 'a.b.c' });
+    expect(extractCredential({ authorization: 'Bearer a.b.c', 'x-api-key': 'sk-ant-placeholder' })).toEqual({
+      kind: 'bearer',
+      token: 'a.b.c',
+    });
   });
 
   it('returns null when no credential is sent', () => {
@@ -44,7 +50,9 @@ describe('extractCredential', () => {
 
   it('refuses more than one x-api-key', () => {
     expect(() => extractCredential({ 'x-api-key': 'a, b' })).toThrow(/malformed x-api-key header/);
-    expect(() => extractCredential({ 'x-api-key': ['a', 'b'] as unknown as string })).toThrow(/malformed x-api-key header/);
+    expect(() => extractCredential({ 'x-api-key': ['a', 'b'] as unknown as string })).toThrow(
+      /malformed x-api-key header/,
+    );
   });
 });
 
@@ -78,7 +86,9 @@ describe('Authenticator', () => {
   it('can allow anonymous callers by their address only', async () => {
     const auth = new Authenticator({ anonymousAllowed: (address) => address === '127.0.0.1' });
     expect((await auth.authenticate({}, '127.0.0.1')).principal).toBe(ANONYMOUS);
-    expect((await rejection(auth.authenticate({}, '192.0.2.7'))).message).toMatch(/anonymous access is not allowed from this address/);
+    expect((await rejection(auth.authenticate({}, '192.0.2.7'))).message).toMatch(
+      /anonymous access is not allowed from this address/,
+    );
   });
 
   it('routes a JWT to OIDC, from either header', async () => {
@@ -113,9 +123,13 @@ describe('Authenticator', () => {
   it('refuses a credential of a kind that is not enabled', async () => {
     const keysOnly = new Authenticator({ keyLookup, anonymousAllowed: false });
     const token = await idp.mintToken();
-    expect((await rejection(keysOnly.authenticate({ authorization: `Bearer ${token}` }))).message).toMatch(/^OIDC tokens are not accepted/);
+    expect((await rejection(keysOnly.authenticate({ authorization: `Bearer ${token}` }))).message).toMatch(
+      /^OIDC tokens are not accepted/,
+    );
     const oidcOnly = new Authenticator({ oidc, anonymousAllowed: false });
-    expect((await rejection(oidcOnly.authenticate({ 'x-api-key': live.key }))).message).toMatch(/^gateway keys are not accepted/);
+    expect((await rejection(oidcOnly.authenticate({ 'x-api-key': live.key }))).message).toMatch(
+      /^gateway keys are not accepted/,
+    );
   });
 
   it('refuses an unrecognised credential, with a hint for an Anthropic key, and never echoes it', async () => {

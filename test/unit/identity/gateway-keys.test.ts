@@ -55,7 +55,12 @@ describe('gateway keys', () => {
     const { key, hash } = generateGatewayKey();
     const lookup = storeWith({ [hash]: row({ connections: ['prod'], expiresAt: NOW + 60_000 }) });
     const { principal, connections } = await authenticateGatewayKey(key, lookup, NOW);
-    expect(principal).toEqual({ method: 'gateway_key', subject: 'nightly-ci', keyName: 'nightly-ci', owner: 'platform-team' });
+    expect(principal).toEqual({
+      method: 'gateway_key',
+      subject: 'nightly-ci',
+      keyName: 'nightly-ci',
+      owner: 'platform-team',
+    });
     expect(connections).toEqual(['prod']);
   });
 
@@ -78,7 +83,9 @@ describe('gateway keys', () => {
     const lookup = storeWith({ [hash]: row({ expiresAt: NOW }) });
     const err = await rejection(authenticateGatewayKey(key, lookup, NOW));
     expect(err.message).toBe('gateway key "nightly-ci" expired at 2025-06-01T12:00:00.000Z');
-    await expect(authenticateGatewayKey(key, lookup, NOW - 1)).resolves.toMatchObject({ principal: { subject: 'nightly-ci' } });
+    await expect(authenticateGatewayKey(key, lookup, NOW - 1)).resolves.toMatchObject({
+      principal: { subject: 'nightly-ci' },
+    });
   });
 
   it('refuses a malformed key without asking the store', async () => {

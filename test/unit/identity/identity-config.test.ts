@@ -9,7 +9,9 @@ function problems(input: unknown): string[] {
 
 describe('identity config', () => {
   it('fills in the defaults', () => {
-    const c = identityConfigSchema.parse({ oidc: [{ issuer: 'https://idp.example.com/realms/main', audience: 'vigil' }] });
+    const c = identityConfigSchema.parse({
+      oidc: [{ issuer: 'https://idp.example.com/realms/main', audience: 'vigil' }],
+    });
     expect(c.oidc[0]).toEqual({
       issuer: 'https://idp.example.com/realms/main',
       audience: 'vigil',
@@ -24,16 +26,28 @@ describe('identity config', () => {
 
   it('reads durations as seconds or with a unit', () => {
     const c = identityConfigSchema.parse({
-      oidc: [{ issuer: 'https://idp.example.com', audience: ['a', 'b'], clock_skew: '2m', jwks_cooldown: 5, jwks_max_age: '1h' }],
+      oidc: [
+        {
+          issuer: 'https://idp.example.com',
+          audience: ['a', 'b'],
+          clock_skew: '2m',
+          jwks_cooldown: 5,
+          jwks_max_age: '1h',
+        },
+      ],
     });
     expect(c.oidc[0]).toMatchObject({ audience: ['a', 'b'], clock_skew: 120, jwks_cooldown: 5, jwks_max_age: 3600 });
   });
 
   it('never accepts none or HMAC algorithms', () => {
-    expect(problems({ oidc: [{ issuer: 'https://idp.example.com', audience: 'v', algorithms: ['RS256', 'HS256'] }] })).toEqual([
+    expect(
+      problems({ oidc: [{ issuer: 'https://idp.example.com', audience: 'v', algorithms: ['RS256', 'HS256'] }] }),
+    ).toEqual([
       expect.stringMatching(/^oidc\.0\.algorithms\.1: unsupported algorithm "HS256": only asymmetric algorithms/),
     ]);
-    expect(problems({ oidc: [{ issuer: 'https://idp.example.com', audience: 'v', algorithms: ['none'] }] })).toHaveLength(1);
+    expect(
+      problems({ oidc: [{ issuer: 'https://idp.example.com', audience: 'v', algorithms: ['none'] }] }),
+    ).toHaveLength(1);
   });
 
   it('reports unknown keys, bad issuers, bad durations and duplicates with their path', () => {
@@ -50,9 +64,14 @@ describe('identity config', () => {
       expect.stringMatching(/^oidc\.1\.issuer: must be the issuer URL/),
       expect.stringMatching(/^oidc\.2\.clock_skew: must be a number of seconds or a duration/),
     ]);
-    expect(problems({ oidc: [{ issuer: 'https://a.example', audience: 'v' }, { issuer: 'https://a.example', audience: 'v' }] })).toEqual([
-      'oidc.1.issuer: duplicate issuer "https://a.example"',
-    ]);
+    expect(
+      problems({
+        oidc: [
+          { issuer: 'https://a.example', audience: 'v' },
+          { issuer: 'https://a.example', audience: 'v' },
+        ],
+      }),
+    ).toEqual(['oidc.1.issuer: duplicate issuer "https://a.example"']);
   });
 });
 

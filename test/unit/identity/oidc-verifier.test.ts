@@ -116,7 +116,11 @@ describe('OidcVerifier against a real OpenID provider', () => {
   });
 
   it('refuses a token for another audience', async () => {
-    await expectRejected(verifier, await idp.mintToken({}, { audience: 'billing' }), /^wrong audience: token is for "billing", expected vigil/);
+    await expectRejected(
+      verifier,
+      await idp.mintToken({}, { audience: 'billing' }),
+      /^wrong audience: token is for "billing", expected vigil/,
+    );
     await expectRejected(verifier, await idp.clientCredentialsToken('billing'), /^wrong audience/);
   });
 
@@ -134,7 +138,11 @@ describe('OidcVerifier against a real OpenID provider', () => {
   });
 
   it('refuses a token signed by a key the provider never published', async () => {
-    const err = await expectRejected(verifier, await idp.mintToken({}, { unpublishedKey: true }), /^unknown signing key/);
+    const err = await expectRejected(
+      verifier,
+      await idp.mintToken({}, { unpublishedKey: true }),
+      /^unknown signing key/,
+    );
     expect(err.message).toContain(idp.issuer);
   });
 
@@ -159,30 +167,46 @@ describe('OidcVerifier against a real OpenID provider', () => {
     await expectRejected(verifier, `${header}.${payload}.c2ln`, /^unsigned token/);
   });
 
-  it('refuses HS256 signed with the provider\'s public key as the HMAC secret (algorithm confusion)', async () => {
+  it("refuses HS256 signed with the provider's public key as the HMAC secret (algorithm confusion)", async () => {
     const publicJwk = idp.jwks.keys[0]!;
-    const pem = createPublicKey({ key: publicJwk as JsonWebKey, format: 'jwk' }).export({ type: 'spki', format: 'pem' }).toString();
+    const pem = createPublicKey({ key: publicJwk as JsonWebKey, format: 'jwk' })
+      .export({ type: 'spki', format: 'pem' })
+      .toString();
     const forged = await new SignJWT({ sub: 'root', groups: ['admin'] })
       .setProtectedHeader({ alg: 'HS256', kid: publicJwk.kid! })
       .setIssuer(idp.issuer)
       .setAudience('vigil')
       .setExpirationTime('5m')
       .sign(new TextEncoder().encode(pem));
-    await expectRejected(verifier, forged, /^unsupported algorithm "HS256": symmetric \(HMAC\) signatures are never accepted$/);
+    await expectRejected(
+      verifier,
+      forged,
+      /^unsupported algorithm "HS256": symmetric \(HMAC\) signatures are never accepted$/,
+    );
 
     // Second line of defence, below the verifier's own check: jose will not use an RSA key for HMAC either.
-    await expect(jwtVerify(forged, createLocalJWKSet(idp.jwks as JSONWebKeySet), { algorithms: ['HS256'] })).rejects.toThrow();
+    await expect(
+      jwtVerify(forged, createLocalJWKSet(idp.jwks as JSONWebKeySet), { algorithms: ['HS256'] }),
+    ).rejects.toThrow();
   });
 
   it('refuses an algorithm outside the configured allow-list', async () => {
     const strict = new OidcVerifier([issuerConfig(idp.issuer, { algorithms: ['ES256'] })]);
-    await expectRejected(strict, await idp.mintToken(), /^unsupported algorithm "RS256" for issuer .*: accepted are ES256$/);
+    await expectRejected(
+      strict,
+      await idp.mintToken(),
+      /^unsupported algorithm "RS256" for issuer .*: accepted are ES256$/,
+    );
   });
 
   it('refuses things that are not JWTs as malformed', async () => {
     await expectRejected(verifier, 'not-a-token', /^malformed token/);
     await expectRejected(verifier, 'aaaa.bbbb.cccc', /^malformed token/);
-    await expectRejected(verifier, `${b64url({ alg: 'RS256' })}.${Buffer.from('not json').toString('base64url')}.sig`, /^malformed token/);
+    await expectRejected(
+      verifier,
+      `${b64url({ alg: 'RS256' })}.${Buffer.from('not json').toString('base64url')}.sig`,
+      /^malformed token/,
+    );
   });
 });
 
@@ -245,7 +269,11 @@ describe('OidcVerifier key rotation and provider outages', () => {
     expect(warnings[0]).toMatch(/unreachable/);
 
     const token = await idp.mintToken();
-    await expectRejected(verifier, token, /^cannot verify token: identity provider http:\/\/127\.0\.0\.1:\d+ is unreachable/);
+    await expectRejected(
+      verifier,
+      token,
+      /^cannot verify token: identity provider http:\/\/127\.0\.0\.1:\d+ is unreachable/,
+    );
 
     await idp.start();
     expect((await verifier.verify(token)).subject).toBe('user-1');
@@ -271,7 +299,11 @@ describe('OidcVerifier key rotation and provider outages', () => {
 
     expect((await verifier.verify(token)).subject).toBe('user-1');
     expect((await verifier.verify(await idp.mintToken({}, { subject: 'second' }))).subject).toBe('second');
-    const err = await expectRejected(verifier, await idp.mintToken({}, { unpublishedKey: true }), /^unknown signing key: kid ".+" is not among the cached keys/);
+    const err = await expectRejected(
+      verifier,
+      await idp.mintToken({}, { unpublishedKey: true }),
+      /^unknown signing key: kid ".+" is not among the cached keys/,
+    );
     expect(err.message).toMatch(/cannot be reached/);
 
     await idp.start();
@@ -282,7 +314,9 @@ describe('OidcVerifier key rotation and provider outages', () => {
   it('does not try a provider that is down again on every request within the cool-down', async () => {
     const idp = await provider();
     const seen = countingFetch();
-    const verifier = new OidcVerifier([issuerConfig(idp.issuer, { jwks_cooldown: '1m', jwks_max_age: 0 })], { fetch: seen.fetch });
+    const verifier = new OidcVerifier([issuerConfig(idp.issuer, { jwks_cooldown: '1m', jwks_max_age: 0 })], {
+      fetch: seen.fetch,
+    });
     await verifier.start();
     await idp.stop();
     for (let i = 0; i < 3; i++) expect((await verifier.verify(await idp.mintToken())).subject).toBe('user-1');
@@ -296,18 +330,30 @@ describe('OidcVerifier key rotation and provider outages', () => {
     const verifier = new OidcVerifier([issuerConfig(a.issuer), issuerConfig(b.issuer, { audience: ['vigil-b'] })]);
     expect(await verifier.start()).toEqual([]);
 
-    expect(await verifier.verify(await a.mintToken({}, { subject: 'alice' }))).toMatchObject({ issuer: a.issuer, subject: 'alice' });
-    expect(await verifier.verify(await b.clientCredentialsToken('vigil-b'))).toMatchObject({ issuer: b.issuer, subject: TEST_CLIENT.id });
+    expect(await verifier.verify(await a.mintToken({}, { subject: 'alice' }))).toMatchObject({
+      issuer: a.issuer,
+      subject: 'alice',
+    });
+    expect(await verifier.verify(await b.clientCredentialsToken('vigil-b'))).toMatchObject({
+      issuer: b.issuer,
+      subject: TEST_CLIENT.id,
+    });
     // Each issuer's own audience applies.
     await expectRejected(verifier, await b.mintToken({}, { audience: 'vigil' }), /^wrong audience/);
     // A token signed by A that claims to come from B is checked against B's keys, and fails.
-    await expectRejected(verifier, await a.mintToken({}, { issuer: b.issuer, audience: 'vigil-b' }), /^unknown signing key/);
+    await expectRejected(
+      verifier,
+      await a.mintToken({}, { issuer: b.issuer, audience: 'vigil-b' }),
+      /^unknown signing key/,
+    );
   });
 
   it('warns at start about a provider whose discovery names another issuer', async () => {
     const idp = await provider();
     const verifier = new OidcVerifier([issuerConfig(`${idp.issuer}/`)]);
     const warnings = await verifier.start();
-    expect(warnings[0]).toMatch(/names issuer "http:\/\/127\.0\.0\.1:\d+", not http:\/\/127\.0\.0\.1:\d+\/: fix identity\.oidc\[\]\.issuer/);
+    expect(warnings[0]).toMatch(
+      /names issuer "http:\/\/127\.0\.0\.1:\d+", not http:\/\/127\.0\.0\.1:\d+\/: fix identity\.oidc\[\]\.issuer/,
+    );
   });
 });

@@ -4,7 +4,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ApprovalNotifier, approvalsConfigSchema, type ApprovalsConfig } from '../../../src/policy/approval-notifier.js';
+import {
+  ApprovalNotifier,
+  approvalsConfigSchema,
+  type ApprovalsConfig,
+} from '../../../src/policy/approval-notifier.js';
 import { approvalRulesSchema, compileApprovalRules } from '../../../src/policy/approval-rules.js';
 import { summarizeRequest } from '../../../src/policy/approval-summary.js';
 import { ApprovalCoordinator, type ApprovalView } from '../../../src/policy/approvals.js';
@@ -22,10 +26,20 @@ const approval: ApprovalView = {
   sessionId: 'ses_1',
   connection: 'prod',
   caller: { method: 'oidc', subject: 'u-1', issuer: 'https://idp', email: 'alice@example.com' },
-  rule: { name: 'production credentials', message: 'Credentials in a prompt <need> a look & a yes', approvalsRequired: 2, approverGroups: ['sre'], grantMaxMs: 1_800_000 },
+  rule: {
+    name: 'production credentials',
+    message: 'Credentials in a prompt <need> a look & a yes',
+    approvalsRequired: 2,
+    approverGroups: ['sre'],
+    grantMaxMs: 1_800_000,
+  },
   matched: ['prompt matches /AKIA[0-9A-Z]{16}/'],
   request: summarizeRequest(
-    { model: 'claude-opus-4-1', max_tokens: 2000, messages: [{ role: 'user', content: `use ${SECRET} to run \`\`\`aws s3 ls\`\`\`` }] },
+    {
+      model: 'claude-opus-4-1',
+      max_tokens: 2000,
+      messages: [{ role: 'user', content: `use ${SECRET} to run \`\`\`aws s3 ls\`\`\`` }],
+    },
     masker,
     [/aws s3/],
   ),
@@ -58,16 +72,23 @@ function config(input: unknown): ApprovalsConfig {
 describe('approval webhooks', () => {
   it('posts the generic JSON signed with HMAC-SHA256 over the timestamp and body', async () => {
     const notifier = new ApprovalNotifier(
-      config({ admin_url: 'https://vigil-admin.example.com/', webhooks: [{ name: 'ops', url: `${server.url}/hook`, secret: { env: 'TEST_APPROVAL_HMAC' } }] }),
+      config({
+        admin_url: 'https://vigil-admin.example.com/',
+        webhooks: [{ name: 'ops', url: `${server.url}/hook`, secret: { env: 'TEST_APPROVAL_HMAC' } }],
+      }),
     );
-    expect(await notifier.notify(approval)).toEqual([{ webhook: 'ops', ok: true, attempts: 1, status: 200, error: null }]);
+    expect(await notifier.notify(approval)).toEqual([
+      { webhook: 'ops', ok: true, attempts: 1, status: 200, error: null },
+    ]);
     const [req] = server.requests;
     expect(req).toMatchObject({ method: 'POST', url: '/hook' });
 
     // What a receiver does: recompute the MAC over `<timestamp>.<body>` and compare in constant time.
     const timestamp = req!.headers['x-vigil-timestamp'] as string;
     expect(Math.abs(Number(timestamp) - Date.now() / 1000)).toBeLessThan(5);
-    const expected = Buffer.from(`sha256=${createHmac('sha256', 'hmac-secret-for-tests').update(`${timestamp}.${req!.body}`).digest('hex')}`);
+    const expected = Buffer.from(
+      `sha256=${createHmac('sha256', 'hmac-secret-for-tests').update(`${timestamp}.${req!.body}`).digest('hex')}`,
+    );
     const got = Buffer.from(req!.headers['x-vigil-signature'] as string);
     expect(got.length === expected.length && timingSafeEqual(got, expected)).toBe(true);
 
@@ -94,16 +115,35 @@ describe('approval webhooks', () => {
   });
 
   it('posts a Slack incoming-webhook message: text, and blocks with the caller, rule, a masked excerpt and the command', async () => {
-    const notifier = new ApprovalNotifier(config({ webhooks: [{ name: 'slack', format: 'slack', url: { env: 'TEST_SLACK_URL' } }] }));
+    const notifier = new ApprovalNotifier(
+      config({ webhooks: [{ name: 'slack', format: 'slack', url: { env: 'TEST_SLACK_URL' } }] }),
+    );
     await notifier.notify(approval);
     const [req] = server.requests;
     expect(req!.url).toBe('/services/T000/B000/XXXX');
     expect(req!.headers['x-vigil-signature']).toBeUndefined();
-    const msg = JSON.parse(req!.body) as { text: string; blocks: Array<{ type: string; text?: { type: string; text: string }; fields?: Array<{ type: string; text: string }>; elements?: Array<{ type: string; text: string }> }> };
-    expect(msg.text).toBe('Call held for approval: alice@example.com on prod (rule "production credentials"): vigil approvals approve apr_0123456789abcdef');
+    const msg = JSON.parse(req!.body) as {
+      text: string;
+      blocks: Array<{
+        type: string;
+        text?: { type: string; text: string };
+        fields?: Array<{ type: string; text: string }>;
+        elements?: Array<{ type: string; text: string }>;
+      }>;
+    };
+    expect(msg.text).toBe(
+      'Call held for approval: alice@example.com on prod (rule "production credentials"): vigil approvals approve apr_0123456789abcdef',
+    );
     expect(msg.blocks.map((b) => b.type)).toEqual(['section', 'section', 'section', 'context']);
     expect(msg.blocks[0]!.text!.text).toContain('Credentials in a prompt &lt;need&gt; a look &amp; a yes');
-    expect(msg.blocks[1]!.fields!.map((f) => f.text.split('\n')[0])).toEqual(['*Caller*', '*Connection*', '*Rule*', '*Model*', '*Why*', '*Expires*']);
+    expect(msg.blocks[1]!.fields!.map((f) => f.text.split('\n')[0])).toEqual([
+      '*Caller*',
+      '*Connection*',
+      '*Rule*',
+      '*Model*',
+      '*Why*',
+      '*Expires*',
+    ]);
     expect(msg.blocks[1]!.fields![0]!.text).toBe('*Caller*\nalice@example.com');
     const excerpt = msg.blocks[2]!.text!.text;
     expect(excerpt.startsWith('```') && excerpt.endsWith('```')).toBe(true);
@@ -116,8 +156,12 @@ describe('approval webhooks', () => {
   it('retries a failing webhook, gives up after the retries, and does not retry a 4xx', async () => {
     let calls = 0;
     server.reply = () => (++calls < 3 ? { status: 503 } : { status: 204 });
-    const notifier = new ApprovalNotifier(config({ webhooks: [{ name: 'flaky', url: server.url, retries: 3 }] }), { backoffMs: 5 });
-    expect(await notifier.notify(approval)).toEqual([{ webhook: 'flaky', ok: true, attempts: 3, status: 204, error: null }]);
+    const notifier = new ApprovalNotifier(config({ webhooks: [{ name: 'flaky', url: server.url, retries: 3 }] }), {
+      backoffMs: 5,
+    });
+    expect(await notifier.notify(approval)).toEqual([
+      { webhook: 'flaky', ok: true, attempts: 3, status: 204, error: null },
+    ]);
 
     server.reply = () => ({ status: 500 });
     const warnings: object[] = [];
@@ -125,7 +169,9 @@ describe('approval webhooks', () => {
       backoffMs: 5,
       log: { warn: (o) => warnings.push(o) },
     });
-    expect(await failing.notify(approval)).toEqual([{ webhook: 'down', ok: false, attempts: 3, status: 500, error: 'answered 500' }]);
+    expect(await failing.notify(approval)).toEqual([
+      { webhook: 'down', ok: false, attempts: 3, status: 500, error: 'answered 500' },
+    ]);
     expect(warnings).toHaveLength(1);
 
     server.requests.length = 0;
@@ -134,16 +180,30 @@ describe('approval webhooks', () => {
     expect(server.requests).toHaveLength(1);
   });
 
-  it('only notifies webhooks for the held call\'s connection', async () => {
-    const notifier = new ApprovalNotifier(config({ webhooks: [{ name: 'other', url: server.url, connections: ['staging'] }, { name: 'all', url: server.url }] }));
+  it("only notifies webhooks for the held call's connection", async () => {
+    const notifier = new ApprovalNotifier(
+      config({
+        webhooks: [
+          { name: 'other', url: server.url, connections: ['staging'] },
+          { name: 'all', url: server.url },
+        ],
+      }),
+    );
     expect((await notifier.notify(approval)).map((r) => r.webhook)).toEqual(['all']);
   });
 
   it('refuses a missing secret at start-up, naming the config key', () => {
-    expect(() => new ApprovalNotifier(config({ webhooks: [{ name: 'ops', url: server.url, secret: { env: 'NOT_SET_ANYWHERE' } }] }))).toThrow(
-      'approvals.webhooks[0] (ops).secret: environment variable NOT_SET_ANYWHERE is not set or empty',
-    );
-    expect(approvalsConfigSchema.safeParse({ webhooks: [{ name: 's', format: 'slack', url: server.url, secret: { env: 'X' } }] }).success).toBe(false);
+    expect(
+      () =>
+        new ApprovalNotifier(
+          config({ webhooks: [{ name: 'ops', url: server.url, secret: { env: 'NOT_SET_ANYWHERE' } }] }),
+        ),
+    ).toThrow('approvals.webhooks[0] (ops).secret: environment variable NOT_SET_ANYWHERE is not set or empty');
+    expect(
+      approvalsConfigSchema.safeParse({
+        webhooks: [{ name: 's', format: 'slack', url: server.url, secret: { env: 'X' } }],
+      }).success,
+    ).toBe(false);
   });
 
   it('a held call is notified without waiting, and the outcome is recorded on its session', async () => {
@@ -165,8 +225,17 @@ describe('approval webhooks', () => {
       await coordinator.approve(pending!.id, { method: 'local_user', subject: 'cli:ops' });
       expect(await held).toMatchObject({ outcome: 'approved' });
       release();
-      const records = await waitFor(async () => (await store.sessionRecords('ses_1')).filter((r) => r.kind === 'approval.notified'));
-      expect(JSON.parse(records[0]!.data)).toEqual({ approvalId: pending!.id, webhook: 'ops', ok: true, attempts: 1, status: 200, error: null });
+      const records = await waitFor(async () =>
+        (await store.sessionRecords('ses_1')).filter((r) => r.kind === 'approval.notified'),
+      );
+      expect(JSON.parse(records[0]!.data)).toEqual({
+        approvalId: pending!.id,
+        webhook: 'ops',
+        ok: true,
+        attempts: 1,
+        status: 200,
+        error: null,
+      });
       expect(records[0]!.exchangeId).toBe('ex_1');
     } finally {
       await coordinator.close();

@@ -1,9 +1,20 @@
 import { describe, expect, it } from 'vitest';
 import type { Principal } from '../../../src/identity/principal.js';
-import { approvalRulesSchema, compileApprovalRules, evaluate, type ApprovalRulesInput } from '../../../src/policy/approval-rules.js';
+import {
+  approvalRulesSchema,
+  compileApprovalRules,
+  evaluate,
+  type ApprovalRulesInput,
+} from '../../../src/policy/approval-rules.js';
 import { RequestBody } from '../../../src/recorder/request-body.js';
 
-const alice: Principal = { method: 'oidc', subject: 'alice', issuer: 'https://idp', email: 'alice@example.com', groups: ['dev'] };
+const alice: Principal = {
+  method: 'oidc',
+  subject: 'alice',
+  issuer: 'https://idp',
+  email: 'alice@example.com',
+  groups: ['dev'],
+};
 const ci: Principal = { method: 'gateway_key', subject: 'ci', keyName: 'ci', owner: 'bob@example.com' };
 const NOON = Date.UTC(2025, 0, 15, 12, 0);
 
@@ -15,13 +26,22 @@ const request = {
   model: 'claude-opus-4-1',
   max_tokens: 1024,
   system: [{ type: 'text', text: 'You are a helpful agent.' }],
-  tools: [{ name: 'Bash', input_schema: {} }, { name: 'mcp__github__create_issue', input_schema: {} }],
+  tools: [
+    { name: 'Bash', input_schema: {} },
+    { name: 'mcp__github__create_issue', input_schema: {} },
+  ],
   messages: [
     { role: 'user', content: 'deploy the service' },
     { role: 'assistant', content: [{ type: 'tool_use', id: 't1', name: 'Read', input: { path: '.env' } }] },
     {
       role: 'user',
-      content: [{ type: 'tool_result', tool_use_id: 't1', content: [{ type: 'text', text: 'DATABASE_URL=postgres://prod-db.internal' }] }],
+      content: [
+        {
+          type: 'tool_result',
+          tool_use_id: 't1',
+          content: [{ type: 'text', text: 'DATABASE_URL=postgres://prod-db.internal' }],
+        },
+      ],
     },
   ],
 };
@@ -30,7 +50,12 @@ function rules(input: ApprovalRulesInput) {
   return compileApprovalRules(approvalRulesSchema.parse(input));
 }
 
-function holdsWith(when: ApprovalRulesInput[number]['when'], who: Principal = alice, at = NOON, req: object = request): boolean {
+function holdsWith(
+  when: ApprovalRulesInput[number]['when'],
+  who: Principal = alice,
+  at = NOON,
+  req: object = request,
+): boolean {
   return evaluate(rules([{ name: 'r', action: 'hold', when }]), who, body(req), at).action === 'hold';
 }
 
@@ -102,19 +127,36 @@ describe('approval rule conditions', () => {
   });
 
   it('explains why a rule matched', () => {
-    const r = evaluate(rules([{ name: 'r', action: 'hold', when: { tools_offered: ['Bash'], models: ['claude-opus-*'] } }]), alice, body(request), NOON);
+    const r = evaluate(
+      rules([{ name: 'r', action: 'hold', when: { tools_offered: ['Bash'], models: ['claude-opus-*'] } }]),
+      alice,
+      body(request),
+      NOON,
+    );
     expect(r).toMatchObject({ action: 'hold', matched: ['model claude-opus-4-1', 'tool offered: Bash'] });
   });
 
   it('does not parse the body when cheap conditions already fail', () => {
     const b = body(request);
-    const r = evaluate(rules([{ name: 'r', action: 'hold', when: { groups: ['ops'], prompt_matches: ['deploy'] } }]), alice, b, NOON);
+    const r = evaluate(
+      rules([{ name: 'r', action: 'hold', when: { groups: ['ops'], prompt_matches: ['deploy'] } }]),
+      alice,
+      b,
+      NOON,
+    );
     expect(r.action).toBe('allow');
     expect((b as unknown as { json_: unknown }).json_).toBeUndefined();
   });
 
   it('ignores bodies that are not Messages API requests', () => {
-    expect(evaluate(rules([{ name: 'r', action: 'hold', when: { prompt_matches: ['x'] } }]), alice, new RequestBody(Buffer.from('x'), false), NOON)).toEqual({
+    expect(
+      evaluate(
+        rules([{ name: 'r', action: 'hold', when: { prompt_matches: ['x'] } }]),
+        alice,
+        new RequestBody(Buffer.from('x'), false),
+        NOON,
+      ),
+    ).toEqual({
       action: 'allow',
     });
   });
@@ -123,7 +165,12 @@ describe('approval rule conditions', () => {
 describe('evaluate order', () => {
   const set = rules([
     { name: 'opus needs a yes', action: 'hold', when: { models: ['claude-opus-*'] } },
-    { name: 'no prod database', action: 'deny', message: 'production credentials must not be sent to Claude', when: { prompt_matches: ['prod-db'] } },
+    {
+      name: 'no prod database',
+      action: 'deny',
+      message: 'production credentials must not be sent to Claude',
+      when: { prompt_matches: ['prod-db'] },
+    },
     { name: 'big answers', action: 'hold', when: { max_tokens_above: 100 } },
   ]);
 
@@ -137,9 +184,17 @@ describe('evaluate order', () => {
 
   it('otherwise the first matching hold rule in config order', () => {
     const clean = { ...request, messages: [{ role: 'user', content: 'hi' }] };
-    expect(evaluate(set, alice, body(clean), NOON)).toMatchObject({ action: 'hold', rule: { name: 'opus needs a yes' } });
-    expect(evaluate(set, alice, body({ ...clean, model: 'claude-haiku-4-5' }), NOON)).toMatchObject({ action: 'hold', rule: { name: 'big answers' } });
-    expect(evaluate(set, alice, body({ ...clean, model: 'claude-haiku-4-5', max_tokens: 10 }), NOON)).toEqual({ action: 'allow' });
+    expect(evaluate(set, alice, body(clean), NOON)).toMatchObject({
+      action: 'hold',
+      rule: { name: 'opus needs a yes' },
+    });
+    expect(evaluate(set, alice, body({ ...clean, model: 'claude-haiku-4-5' }), NOON)).toMatchObject({
+      action: 'hold',
+      rule: { name: 'big answers' },
+    });
+    expect(evaluate(set, alice, body({ ...clean, model: 'claude-haiku-4-5', max_tokens: 10 }), NOON)).toEqual({
+      action: 'allow',
+    });
   });
 
   it('no rules: allow, without reading the body', () => {
@@ -161,18 +216,39 @@ describe('approval rules schema', () => {
   };
 
   it('applies hold defaults and parses durations', () => {
-    const [r] = compileApprovalRules(approvalRulesSchema.parse([{ name: 'h', action: 'hold', when: {}, grant: '30m' }])).rules;
+    const [r] = compileApprovalRules(
+      approvalRulesSchema.parse([{ name: 'h', action: 'hold', when: {}, grant: '30m' }]),
+    ).rules;
     expect(r).toMatchObject({ timeoutMs: 300_000, approvalsRequired: 1, approverGroups: [], grantMaxMs: 1_800_000 });
   });
 
   it('reports bad regexes, clocks, zones, unknown keys and misplaced options with their paths', () => {
-    expect(problems([{ name: 'a', action: 'hold', when: { prompt_matches: ['(unclosed'] } }])[0]).toMatch(/^0\.when\.prompt_matches\.0: not a valid regular expression/);
-    expect(problems([{ name: 'a', action: 'hold', when: { time_of_day: { from: '25:00', to: '06:00' } } }])[0]).toMatch(/^0\.when\.time_of_day\.from/);
-    expect(problems([{ name: 'a', action: 'hold', when: { time_of_day: { from: '22:00', to: '06:00', tz: 'Mars/Olympus' } } }])[0]).toMatch(/IANA/);
-    expect(problems([{ name: 'a', action: 'hold', when: { time_of_day: { from: '22:00', to: '22:00' } } }])[0]).toMatch(/must differ/);
+    expect(problems([{ name: 'a', action: 'hold', when: { prompt_matches: ['(unclosed'] } }])[0]).toMatch(
+      /^0\.when\.prompt_matches\.0: not a valid regular expression/,
+    );
+    expect(problems([{ name: 'a', action: 'hold', when: { time_of_day: { from: '25:00', to: '06:00' } } }])[0]).toMatch(
+      /^0\.when\.time_of_day\.from/,
+    );
+    expect(
+      problems([
+        { name: 'a', action: 'hold', when: { time_of_day: { from: '22:00', to: '06:00', tz: 'Mars/Olympus' } } },
+      ])[0],
+    ).toMatch(/IANA/);
+    expect(problems([{ name: 'a', action: 'hold', when: { time_of_day: { from: '22:00', to: '22:00' } } }])[0]).toMatch(
+      /must differ/,
+    );
     expect(problems([{ name: 'a', action: 'hold', when: { prompt: ['x'] } }])[0]).toMatch(/^0\.when: /);
-    expect(problems([{ name: 'a', action: 'deny', when: {}, timeout: '1m' }])).toEqual(['0.timeout: only hold rules take timeout']);
-    expect(problems([{ name: 'a', action: 'hold', when: {}, timeout: '5 minutes' }])[0]).toMatch(/^0\.timeout: must be a duration/);
-    expect(problems([{ name: 'a', action: 'hold', when: {} }, { name: 'a', action: 'deny', when: {} }])).toEqual(['1.name: duplicate rule name "a"']);
+    expect(problems([{ name: 'a', action: 'deny', when: {}, timeout: '1m' }])).toEqual([
+      '0.timeout: only hold rules take timeout',
+    ]);
+    expect(problems([{ name: 'a', action: 'hold', when: {}, timeout: '5 minutes' }])[0]).toMatch(
+      /^0\.timeout: must be a duration/,
+    );
+    expect(
+      problems([
+        { name: 'a', action: 'hold', when: {} },
+        { name: 'a', action: 'deny', when: {} },
+      ]),
+    ).toEqual(['1.name: duplicate rule name "a"']);
   });
 });

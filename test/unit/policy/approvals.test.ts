@@ -4,7 +4,12 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Principal } from '../../../src/identity/principal.js';
-import { approvalRulesSchema, compileApprovalRules, type ApprovalRulesInput, type CompiledRule } from '../../../src/policy/approval-rules.js';
+import {
+  approvalRulesSchema,
+  compileApprovalRules,
+  type ApprovalRulesInput,
+  type CompiledRule,
+} from '../../../src/policy/approval-rules.js';
 import { summarizeRequest } from '../../../src/policy/approval-summary.js';
 import {
   ApprovalCoordinator,
@@ -18,8 +23,20 @@ import { maskingConfigSchema } from '../../../src/recorder/masking/masking-confi
 import type { AuditStore } from '../../../src/store/audit-store.js';
 import { createStoreFixture, storeKinds, type StoreFixture } from '../../support/stores.js';
 
-const alice: Principal = { method: 'oidc', subject: 'alice', issuer: 'https://idp', email: 'alice@example.com', groups: ['dev'] };
-const bob: Approver = { method: 'oidc', subject: 'bob', issuer: 'https://idp', email: 'bob@example.com', groups: ['sre'] };
+const alice: Principal = {
+  method: 'oidc',
+  subject: 'alice',
+  issuer: 'https://idp',
+  email: 'alice@example.com',
+  groups: ['dev'],
+};
+const bob: Approver = {
+  method: 'oidc',
+  subject: 'bob',
+  issuer: 'https://idp',
+  email: 'bob@example.com',
+  groups: ['sre'],
+};
 const dave: Approver = { method: 'oidc', subject: 'dave', issuer: 'https://idp', groups: ['sre', 'dev'] };
 const carol: Approver = { method: 'oidc', subject: 'carol', issuer: 'https://idp', groups: ['dev'] };
 const cliUser: Approver = { method: 'local_user', subject: 'cli:ops' };
@@ -28,7 +45,8 @@ const SECRET = 'AKIAIOSFODNN7EXAMPLE';
 const masker = compileMasker(maskingConfigSchema.parse({}));
 
 function rule(input: Partial<ApprovalRulesInput[number]> = {}): CompiledRule {
-  return compileApprovalRules(approvalRulesSchema.parse([{ name: 'risky', action: 'hold', when: {}, ...input }])).rules[0]!;
+  return compileApprovalRules(approvalRulesSchema.parse([{ name: 'risky', action: 'hold', when: {}, ...input }]))
+    .rules[0]!;
 }
 
 let n = 0;
@@ -100,7 +118,10 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
 
     await gateway.approve(id, bob, { reason: 'looks fine' });
     expect(await held).toEqual({ outcome: 'approved', approvalId: id, by: [bob] });
-    expect((await gateway.get(id))!).toMatchObject({ status: 'approved', approvals: [{ by: bob, reason: 'looks fine' }] });
+    expect((await gateway.get(id))!).toMatchObject({
+      status: 'approved',
+      approvals: [{ by: bob, reason: 'looks fine' }],
+    });
 
     const records = await store.sessionRecords('ses_1');
     expect(records.map((r) => r.kind)).toEqual(['approval.held', 'approval.decided']);
@@ -133,12 +154,18 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
     const self: Approver = { method: 'oidc', subject: 'alice', issuer: 'https://idp', groups: ['sre'] };
     const err = await gateway.approve(id, self).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApprovalRefused);
-    expect(err).toMatchObject({ problem: 'self_approval', status: 403, message: 'alice made this call and cannot approve it: someone else must' });
+    expect(err).toMatchObject({
+      problem: 'self_approval',
+      status: 403,
+      message: 'alice made this call and cannot approve it: someone else must',
+    });
     // The same subject from another issuer is someone else.
     await gateway.approve(id, { ...self, issuer: 'https://other-idp' });
     expect(await held).toMatchObject({ outcome: 'approved' });
 
-    const keyCall = gateway.hold(call(rule(), { caller: { method: 'gateway_key', subject: 'ci', keyName: 'ci', owner: 'bob@example.com' } }));
+    const keyCall = gateway.hold(
+      call(rule(), { caller: { method: 'gateway_key', subject: 'ci', keyName: 'ci', owner: 'bob@example.com' } }),
+    );
     const keyId = await pendingId(gateway);
     await expect(gateway.approve(keyId, bob)).rejects.toMatchObject({ problem: 'self_approval' });
     await gateway.deny(keyId, bob, 'withdrawn by its owner');
@@ -166,7 +193,15 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
     const id = await pendingId(gateway);
     const view = (await gateway.get(id))!;
     await store.append({
-      records: [{ kind: 'approval.decided', exchangeId: view.exchangeId, sessionId: view.sessionId, at: Date.now(), data: { approvalId: id, decision: 'approve', approver: carol, reason: null, grantMs: null } }],
+      records: [
+        {
+          kind: 'approval.decided',
+          exchangeId: view.exchangeId,
+          sessionId: view.sessionId,
+          at: Date.now(),
+          data: { approvalId: id, decision: 'approve', approver: carol, reason: null, grantMs: null },
+        },
+      ],
     });
     await new Promise((r) => setTimeout(r, 200));
     expect(await settled(held)).toBe('pending');
@@ -190,7 +225,10 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
 
       now += 60_000;
       const second = await c.hold(call(r));
-      expect(second).toMatchObject({ outcome: 'granted', grant: { approvalId: id, rule: 'risky', caller: { subject: 'alice' }, by: [bob] } });
+      expect(second).toMatchObject({
+        outcome: 'granted',
+        grant: { approvalId: id, rule: 'risky', caller: { subject: 'alice' }, by: [bob] },
+      });
       expect((await store.sessionRecords('ses_1')).map((x) => x.kind)).toEqual([
         'approval.held',
         'approval.decided',
@@ -219,7 +257,9 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
   it('a rule without grant: refuses to grant', async () => {
     const held = gateway.hold(call(rule()));
     const id = await pendingId(gateway);
-    await expect(gateway.approve(id, bob, { grantMinutes: 5 })).rejects.toThrow('rule "risky" allows no grants (set grant: on the rule)');
+    await expect(gateway.approve(id, bob, { grantMinutes: 5 })).rejects.toThrow(
+      'rule "risky" allows no grants (set grant: on the rule)',
+    );
     await gateway.approve(id, bob);
     await held;
   });
@@ -231,7 +271,9 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
     abort.abort();
     expect(await held).toEqual({ outcome: 'cancelled', approvalId: id, reason: 'the client closed the connection' });
     expect((await store.sessionRecords('ses_1')).map((r) => r.kind)).toEqual(['approval.held', 'approval.cancelled']);
-    await expect(gateway.approve(id, bob)).rejects.toThrow(/no longer pending: cancelled \(the client closed the connection\)/);
+    await expect(gateway.approve(id, bob)).rejects.toThrow(
+      /no longer pending: cancelled \(the client closed the connection\)/,
+    );
   });
 
   it('sees decisions made by another process on the same store within a second', async () => {

@@ -20,7 +20,12 @@ describe('upstreamRequestHeaders', () => {
       },
       { header: 'x-api-key', value: 'gateway-key' },
     );
-    expect(out).toEqual({ 'anthropic-version': '2023-06-01', 'anthropic-beta': 'a,b', 'x-unknown': 'kept', 'x-api-key': 'gateway-key' });
+    expect(out).toEqual({
+      'anthropic-version': '2023-06-01',
+      'anthropic-beta': 'a,b',
+      'x-unknown': 'kept',
+      'x-api-key': 'gateway-key',
+    });
   });
 
   it('sends an authorization-style credential as a bearer token', () => {
@@ -33,7 +38,12 @@ describe('upstreamRequestHeaders', () => {
 describe('clientResponseHeaders', () => {
   it('passes upstream headers except hop-by-hop ones', () => {
     expect(
-      clientResponseHeaders({ 'content-type': 'text/event-stream', 'transfer-encoding': 'chunked', connection: 'keep-alive', 'request-id': 'req_1' }),
+      clientResponseHeaders({
+        'content-type': 'text/event-stream',
+        'transfer-encoding': 'chunked',
+        connection: 'keep-alive',
+        'request-id': 'req_1',
+      }),
     ).toEqual({ 'content-type': 'text/event-stream', 'request-id': 'req_1' });
   });
 });

@@ -6,7 +6,11 @@ const conversation = (turns: number) => ({
   model: 'claude-sonnet-4-5',
   max_tokens: 32000,
   system: [{ type: 'text', text: 'You are Claude Code. '.repeat(400), cache_control: { type: 'ephemeral' } }],
-  tools: Array.from({ length: 12 }, (_, i) => ({ name: `Tool${i}`, description: 'does things '.repeat(30), input_schema: { type: 'object' } })),
+  tools: Array.from({ length: 12 }, (_, i) => ({
+    name: `Tool${i}`,
+    description: 'does things '.repeat(30),
+    input_schema: { type: 'object' },
+  })),
   messages: Array.from({ length: turns }, (_, i) => ({
     role: i % 2 ? 'assistant' : 'user',
     content: [{ type: 'text', text: `turn ${i}: ${'words and more words '.repeat(20)}` }],
@@ -59,18 +63,24 @@ describe('splitBody', () => {
     const second = splitBody(r2, t2, { known });
     const newBytes = second.blobs.reduce((n, b) => n + b.data.length, 0);
     // Only the group left open at the end of turn 1 and the new messages are written: never system or tools.
-    expect(second.blobs.some((b) => b.data.includes('You are Claude Code') || b.data.includes('does things'))).toBe(false);
+    expect(second.blobs.some((b) => b.data.includes('You are Claude Code') || b.data.includes('does things'))).toBe(
+      false,
+    );
     expect(second.blobs.every((b) => b.data.includes('"role"'))).toBe(true);
     expect(newBytes).toBeLessThan(r2.length / 4);
   });
 
   it('round-trips any JSON object exactly (property)', () => {
     fc.assert(
-      fc.property(fc.dictionary(fc.string(), fc.jsonValue()), fc.array(fc.jsonValue(), { maxLength: 8 }), (obj, messages) => {
-        const value = { ...obj, messages };
-        const raw = Buffer.from(JSON.stringify(value));
-        expect(roundTrip(raw, JSON.parse(raw.toString())).joined.equals(raw)).toBe(true);
-      }),
+      fc.property(
+        fc.dictionary(fc.string(), fc.jsonValue()),
+        fc.array(fc.jsonValue(), { maxLength: 8 }),
+        (obj, messages) => {
+          const value = { ...obj, messages };
+          const raw = Buffer.from(JSON.stringify(value));
+          expect(roundTrip(raw, JSON.parse(raw.toString())).joined.equals(raw)).toBe(true);
+        },
+      ),
     );
   });
 });

@@ -170,7 +170,10 @@ describe('MessageAssembler', () => {
   it('gives the same events and message whole, byte by byte, and cut in two at every offset', () => {
     const bytes = Buffer.from(CAPTURED);
     const whole = record(bytes);
-    const byByte = record(bytes, Array.from({ length: bytes.length - 1 }, (_, i) => i + 1));
+    const byByte = record(
+      bytes,
+      Array.from({ length: bytes.length - 1 }, (_, i) => i + 1),
+    );
     expect(byByte.events).toEqual(whole.events);
     expect(byByte.message).toEqual(EXPECTED);
     for (let cut = 0; cut <= bytes.length; cut++) {

@@ -7,18 +7,32 @@ import type { RecordedEvent } from '../../../src/store/record-types.js';
 const redactor = new Redactor(maskingConfigSchema.parse({}));
 const SECRET = 'AKIAIOSFODNN7EXAMPLE';
 
-function streamOf(fragments: string[], kind: 'text_delta' | 'input_json_delta' = 'text_delta'): Array<{ event: RecordedEvent; parsed: unknown }> {
+function streamOf(
+  fragments: string[],
+  kind: 'text_delta' | 'input_json_delta' = 'text_delta',
+): Array<{ event: RecordedEvent; parsed: unknown }> {
   const field = kind === 'text_delta' ? 'text' : 'partial_json';
   const raw = [
-    { type: 'message_start', message: { id: 'msg_1', type: 'message', role: 'assistant', content: [], model: 'm', usage: { input_tokens: 1 } } },
-    { type: 'content_block_start', index: 0, content_block: kind === 'text_delta' ? { type: 'text', text: '' } : { type: 'tool_use', id: 't', name: 'Bash', input: {} } },
+    {
+      type: 'message_start',
+      message: { id: 'msg_1', type: 'message', role: 'assistant', content: [], model: 'm', usage: { input_tokens: 1 } },
+    },
+    {
+      type: 'content_block_start',
+      index: 0,
+      content_block:
+        kind === 'text_delta' ? { type: 'text', text: '' } : { type: 'tool_use', id: 't', name: 'Bash', input: {} },
+    },
     ...fragments.map((f) => ({ type: 'content_block_delta', index: 0, delta: { type: kind, [field]: f } })),
     { type: 'ping' },
     { type: 'content_block_stop', index: 0 },
     { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 5 } },
     { type: 'message_stop' },
   ];
-  return raw.map((parsed, i) => ({ event: { i, type: parsed.type, data: JSON.stringify(parsed), offset_ms: i }, parsed }));
+  return raw.map((parsed, i) => ({
+    event: { i, type: parsed.type, data: JSON.stringify(parsed), offset_ms: i },
+    parsed,
+  }));
 }
 
 /** Feed events one at a time (as a stream arrives), then flush; return what would be stored. */
@@ -80,17 +94,38 @@ describe('ExchangeRedaction.events', () => {
     const fragments = json.match(/.{1,3}/gs)!;
     const stored = store(streamOf(fragments, 'input_json_delta'));
     const partial = joined(stored, 'partial_json');
-    expect(JSON.parse(partial)).toEqual({ command: 'aws configure set aws_access_key_id [REDACTED:aws_access_key_id]' });
+    expect(JSON.parse(partial)).toEqual({
+      command: 'aws configure set aws_access_key_id [REDACTED:aws_access_key_id]',
+    });
     expect(stored.filter((e) => e.type === 'content_block_delta')).toHaveLength(fragments.length);
   });
 
   it('stores everything unchanged when no detector fires (property)', () => {
-    const word = fc.constantFrom('alpha', 'beta', 'the', 'file', 'src/index.ts', 'function', '{', '}', 'return', '42', 'ok.', '\n');
+    const word = fc.constantFrom(
+      'alpha',
+      'beta',
+      'the',
+      'file',
+      'src/index.ts',
+      'function',
+      '{',
+      '}',
+      'return',
+      '42',
+      'ok.',
+      '\n',
+    );
     fc.assert(
-      fc.property(fc.array(fc.array(word, { minLength: 1, maxLength: 12 }).map((w) => w.join(' ')), { minLength: 1, maxLength: 20 }), (fragments) => {
-        const events = streamOf(fragments);
-        expect(store(events)).toEqual(events.map((e) => e.event));
-      }),
+      fc.property(
+        fc.array(
+          fc.array(word, { minLength: 1, maxLength: 12 }).map((w) => w.join(' ')),
+          { minLength: 1, maxLength: 20 },
+        ),
+        (fragments) => {
+          const events = streamOf(fragments);
+          expect(store(events)).toEqual(events.map((e) => e.event));
+        },
+      ),
       { numRuns: 200 },
     );
   });
@@ -99,10 +134,16 @@ describe('ExchangeRedaction.events', () => {
     const r = redactor.begin('summary');
     r.events(streamOf([`mail jane@example.com key ${SECRET}`]));
     r.flushEvents();
-    r.body(Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'jane@example.com' }] })), { messages: [{ role: 'user', content: 'jane@example.com' }] }, 'request.body');
+    r.body(
+      Buffer.from(JSON.stringify({ messages: [{ role: 'user', content: 'jane@example.com' }] })),
+      { messages: [{ role: 'user', content: 'jane@example.com' }] },
+      'request.body',
+    );
     const summary = r.summary()!;
     expect(summary.counts).toEqual({ email: 2, aws_access_key_id: 1 });
-    expect(summary.findings).toEqual(expect.arrayContaining([expect.objectContaining({ type: 'email', path: 'request.body.messages[0].content' })]));
+    expect(summary.findings).toEqual(
+      expect.arrayContaining([expect.objectContaining({ type: 'email', path: 'request.body.messages[0].content' })]),
+    );
     expect(JSON.stringify(summary)).not.toContain('jane@');
   });
 });

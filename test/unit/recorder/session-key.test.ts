@@ -5,8 +5,14 @@ describe('resolveSession', () => {
   const body = { metadata: { user_id: 'user_0f3a_account_11111111-2222_session_aaaa-bbbb' } };
 
   it('prefers x-vigil-session, then Claude Code’s header, then metadata.user_id, then a new session', () => {
-    expect(resolveSession({ 'x-vigil-session': 'mine', 'x-claude-code-session-id': 'cc' }, body, 'gen')).toEqual({ id: 'mine', source: 'header' });
-    expect(resolveSession({ 'x-claude-code-session-id': 'cc' }, body, 'gen')).toEqual({ id: 'cc', source: 'claude-code' });
+    expect(resolveSession({ 'x-vigil-session': 'mine', 'x-claude-code-session-id': 'cc' }, body, 'gen')).toEqual({
+      id: 'mine',
+      source: 'header',
+    });
+    expect(resolveSession({ 'x-claude-code-session-id': 'cc' }, body, 'gen')).toEqual({
+      id: 'cc',
+      source: 'claude-code',
+    });
     expect(resolveSession({}, body, 'gen')).toEqual({ id: 'aaaa-bbbb', source: 'metadata' });
     expect(resolveSession({}, {}, 'gen')).toEqual({ id: 'gen', source: 'generated' });
   });
@@ -23,7 +29,10 @@ describe('resolveSession', () => {
   });
 
   it('records subagent ids when present', () => {
-    expect(resolveAgent({ 'x-claude-code-agent-id': 'a1', 'x-claude-code-parent-agent-id': 'p1' })).toEqual({ id: 'a1', parentId: 'p1' });
+    expect(resolveAgent({ 'x-claude-code-agent-id': 'a1', 'x-claude-code-parent-agent-id': 'p1' })).toEqual({
+      id: 'a1',
+      parentId: 'p1',
+    });
     expect(resolveAgent({})).toBeUndefined();
   });
 });

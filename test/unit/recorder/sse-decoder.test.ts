@@ -228,10 +228,16 @@ describe('SseDecoder', () => {
       .oneof(fc.string({ unit: 'binary' }), fc.string(), fc.constantFrom('🌤️', '巴黎', ' lead', 'é', ':colon'))
       .map((s) => s.replace(/[\r\n]/g, ''));
     const frame = fc.record({
-      type: fc.option(lineText.filter((s) => s !== ''), { nil: undefined }),
+      type: fc.option(
+        lineText.filter((s) => s !== ''),
+        { nil: undefined },
+      ),
       // `null` is a frame without data: not dispatched, but its id still counts.
       data: fc.option(fc.array(lineText, { minLength: 1, maxLength: 3 }), { nil: null }),
-      id: fc.option(lineText.map((s) => s.replaceAll('\0', '')), { nil: undefined }),
+      id: fc.option(
+        lineText.map((s) => s.replaceAll('\0', '')),
+        { nil: undefined },
+      ),
       noise: fc.array(fc.constantFrom(': keep-alive', ':', 'retry: 1000', 'other: x', 'other'), { maxLength: 2 }),
       spaceAfterColon: fc.boolean(),
     });

@@ -9,12 +9,23 @@ describe('firstDifference', () => {
   it('names the path of the first differing string, with excerpts around the first differing character', () => {
     const long = 'The quick brown fox jumps over the lazy dog, then naps for a while in the afternoon sun.';
     const d = firstDifference(
-      { messages: [{ role: 'user', content: 'hi' }, { role: 'user', content: [{ type: 'text', text: long }] }] },
-      { messages: [{ role: 'user', content: 'hi' }, { role: 'user', content: [{ type: 'text', text: long.replace('naps', 'runs') }] }] },
+      {
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'user', content: [{ type: 'text', text: long }] },
+        ],
+      },
+      {
+        messages: [
+          { role: 'user', content: 'hi' },
+          { role: 'user', content: [{ type: 'text', text: long.replace('naps', 'runs') }] },
+        ],
+      },
     );
     expect(d).toEqual({
       path: 'messages[1].content[0].text',
-      detail: "recorded text '… the lazy dog, then naps for a while in …', got '… the lazy dog, then runs for a while in …'",
+      detail:
+        "recorded text '… the lazy dog, then naps for a while in …', got '… the lazy dog, then runs for a while in …'",
     });
   });
 
@@ -24,7 +35,10 @@ describe('firstDifference', () => {
       detail: 'recorded nothing, got object {"role":"user"} (recorded 1 items, got 2)',
     });
     expect(firstDifference({ tools: [] }, {})).toEqual({ path: 'tools', detail: 'recorded array [], got nothing' });
-    expect(firstDifference({ a: 1 }, { a: 1, 'odd key': true })).toEqual({ path: '["odd key"]', detail: 'recorded nothing, got true' });
+    expect(firstDifference({ a: 1 }, { a: 1, 'odd key': true })).toEqual({
+      path: '["odd key"]',
+      detail: 'recorded nothing, got true',
+    });
   });
 
   it('shows newlines escaped, so the message stays on one line', () => {
@@ -34,6 +48,9 @@ describe('firstDifference', () => {
   it('uses the string comparison it is given', () => {
     const loose = (r: string, g: string) => r.toLowerCase() === g.toLowerCase();
     expect(firstDifference({ t: 'Hello' }, { t: 'hello' }, loose)).toBeNull();
-    expect(firstDifference({ max_tokens: 100 }, { max_tokens: 200 })).toEqual({ path: 'max_tokens', detail: 'recorded 100, got 200' });
+    expect(firstDifference({ max_tokens: 100 }, { max_tokens: 200 })).toEqual({
+      path: 'max_tokens',
+      detail: 'recorded 100, got 200',
+    });
   });
 });

@@ -14,9 +14,17 @@ async function serve(...xs: Parameters<typeof recorded>[0][]): Promise<ReplaySer
   return s;
 }
 /** A Messages API request with one user turn, typed as the SDK takes it; recorded bodies use the same shape. */
-const messages = (text: string) => ({ model: 'claude-test', max_tokens: 100, messages: [{ role: 'user' as const, content: text }] });
+const messages = (text: string) => ({
+  model: 'claude-test',
+  max_tokens: 100,
+  messages: [{ role: 'user' as const, content: text }],
+});
 const post = (url: string, body: unknown, path = '/v1/messages') =>
-  fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
 
 const reply = {
   id: 'msg_1',
@@ -32,7 +40,10 @@ const reply = {
 /** The events of a streamed `Hello!`, with offsets; `upTo` keeps only the first events (a cut stream). */
 function helloEvents(upTo?: number): EventView[] {
   const data = [
-    { type: 'message_start', message: { ...reply, content: [], stop_reason: null, usage: { input_tokens: 3, output_tokens: 0 } } },
+    {
+      type: 'message_start',
+      message: { ...reply, content: [], stop_reason: null, usage: { input_tokens: 3, output_tokens: 0 } },
+    },
     { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
     { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Hel' } },
     { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'lo!' } },
@@ -52,7 +63,11 @@ describe('replay server', () => {
         headers: { 'content-type': 'application/json', 'retry-after-ms': '1', 'request-id': 'req_a' },
         responseBody: { type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } },
       },
-      { body: messages('hi'), responseBody: reply, headers: { 'content-type': 'application/json', 'request-id': 'req_b' } },
+      {
+        body: messages('hi'),
+        responseBody: reply,
+        headers: { 'content-type': 'application/json', 'request-id': 'req_b' },
+      },
     );
     const client = new Anthropic({ baseURL: s.url, apiKey: 'unused', maxRetries: 2 });
     const { data, response } = await client.messages.create(messages('hi')).withResponse();
@@ -75,7 +90,11 @@ describe('replay server', () => {
   });
 
   it('cuts a stream again where the recording was cut', async () => {
-    const s = await serve({ body: { ...messages('hi'), stream: true }, events: helloEvents(3), outcome: 'upstream_aborted' });
+    const s = await serve({
+      body: { ...messages('hi'), stream: true },
+      events: helloEvents(3),
+      outcome: 'upstream_aborted',
+    });
     const client = new Anthropic({ baseURL: s.url, apiKey: 'unused', maxRetries: 0 });
     const stream = client.messages.stream(messages('hi'));
     const texts: string[] = [];
@@ -93,7 +112,10 @@ describe('replay server', () => {
     });
     const res = await post(s.url, messages('hi'));
     expect(res.status).toBe(502);
-    expect(await res.json()).toEqual({ type: 'error', error: { type: 'api_error', message: 'upstream unreachable: connect ECONNREFUSED' } });
+    expect(await res.json()).toEqual({
+      type: 'error',
+      error: { type: 'api_error', message: 'upstream unreachable: connect ECONNREFUSED' },
+    });
   });
 
   it('answers count_tokens and models with defaults when the session did not record them, and diverges otherwise', async () => {

@@ -24,13 +24,18 @@ describe('RequestMatcher', () => {
 
   it('prefers an exact match to an earlier normalised one', () => {
     const body = (user: string) => ({ ...messages('hi'), metadata: { user_id: user } });
-    const m = new RequestMatcher([recorded({ id: 'ex_a', body: body('run-a') }), recorded({ id: 'ex_b', body: body('run-b') })]);
+    const m = new RequestMatcher([
+      recorded({ id: 'ex_a', body: body('run-a') }),
+      recorded({ id: 'ex_b', body: body('run-b') }),
+    ]);
     expect(served(m.match(post(body('run-b'))))).toBe('ex_b exact');
     expect(served(m.match(post(body('run-c'))))).toBe('ex_a normalised');
   });
 
   it('lets text the recorder masked stand for any text', () => {
-    const m = new RequestMatcher([recorded({ id: 'ex_m', body: messages('my key is [REDACTED:anthropic_api_key], keep it') })]);
+    const m = new RequestMatcher([
+      recorded({ id: 'ex_m', body: messages('my key is [REDACTED:anthropic_api_key], keep it') }),
+    ]);
     expect(served(m.match(post(messages('my key is sk-ant-api03-abc, drop it'))))).toContain(
       "messages[0].content differs from the recording: recorded text 'my key is [REDACTED:anthropic_api_key], …', got 'my key is sk-ant-api03-abc, drop it'",
     );
@@ -50,7 +55,9 @@ describe('RequestMatcher', () => {
 
   it('ignores exchanges that never got their response', () => {
     const m = new RequestMatcher([recorded({ id: 'ex_p', body: messages('hi'), outcome: 'in_progress' })]);
-    expect(served(m.match(post(messages('hi'))))).toBe('replay diverged: the recording holds no POST /v1/messages request (it holds nothing)');
+    expect(served(m.match(post(messages('hi'))))).toBe(
+      'replay diverged: the recording holds no POST /v1/messages request (it holds nothing)',
+    );
   });
 
   describe('when a request diverges', () => {

@@ -16,9 +16,22 @@ const message = (content: unknown[], extra: Record<string, unknown> = {}) => ({
 
 describe('diffResponses', () => {
   it('finds nothing when only the ids the API mints afresh differ', () => {
-    const a = message([{ type: 'text', text: 'hi' }, { type: 'tool_use', id: 'toolu_a', name: 'Bash', input: { command: 'ls' } }]);
-    const b = { ...message([{ type: 'text', text: 'hi' }, { type: 'tool_use', id: 'toolu_b', name: 'Bash', input: { command: 'ls' } }]), id: 'msg_new' };
-    expect(diffResponses({ status: 200, message: a }, { status: 200, message: b })).toEqual({ same: true, changes: [], text: '' });
+    const a = message([
+      { type: 'text', text: 'hi' },
+      { type: 'tool_use', id: 'toolu_a', name: 'Bash', input: { command: 'ls' } },
+    ]);
+    const b = {
+      ...message([
+        { type: 'text', text: 'hi' },
+        { type: 'tool_use', id: 'toolu_b', name: 'Bash', input: { command: 'ls' } },
+      ]),
+      id: 'msg_new',
+    };
+    expect(diffResponses({ status: 200, message: a }, { status: 200, message: b })).toEqual({
+      same: true,
+      changes: [],
+      text: '',
+    });
   });
 
   it('diffs text line by line, with context, and lists each change', () => {
@@ -86,14 +99,29 @@ describe('diffResponses', () => {
       { status: 200, message: message([{ type: 'text', text: 'hi' }]) },
       { status: 529, message: null, error: { type: 'overloaded_error', message: 'Overloaded' } },
     );
-    expect(diff.changes.map((c) => c.kind)).toEqual(['status', 'error', 'model', 'content', 'stop_reason', 'usage', 'usage']);
+    expect(diff.changes.map((c) => c.kind)).toEqual([
+      'status',
+      'error',
+      'model',
+      'content',
+      'stop_reason',
+      'usage',
+      'usage',
+    ]);
     expect(diff.text).toContain('@@ status @@\n-200\n+529\n@@ error @@\n-(none)\n+overloaded_error: Overloaded\n');
   });
 });
 
 describe('diffLines', () => {
   it('keeps common lines and marks the rest', () => {
-    expect(renderDiff(diffLines(['a', 'b', 'c', 'd'], ['a', 'x', 'c', 'd', 'e']))).toEqual([' a', '-b', '+x', ' c', ' d', '+e']);
+    expect(renderDiff(diffLines(['a', 'b', 'c', 'd'], ['a', 'x', 'c', 'd', 'e']))).toEqual([
+      ' a',
+      '-b',
+      '+x',
+      ' c',
+      ' d',
+      '+e',
+    ]);
     expect(renderDiff(diffLines([], ['new']))).toEqual(['+new']);
     expect(renderDiff(diffLines(['same'], ['same']))).toEqual([' same']);
   });

@@ -51,10 +51,14 @@ describe('normaliseBody', () => {
   it('shows what it masked, and leaves the input as it was', () => {
     const body = claudeCodeBody('/tmp/run-1', '655c75f8-b5f7-4687-a6c9-5bd8d2df57de', '2026-11-23');
     const before = JSON.stringify(body);
-    const n = normaliseBody(body) as ReturnType<typeof claudeCodeBody> & { messages: Array<{ content: Array<Record<string, unknown>> }> };
+    const n = normaliseBody(body) as ReturnType<typeof claudeCodeBody> & {
+      messages: Array<{ content: Array<Record<string, unknown>> }>;
+    };
     expect(JSON.stringify(body)).toBe(before);
     expect(n.metadata).toEqual({ other: 'kept' });
-    expect(n.messages[0]!.content[0]!.text).toContain(' - Primary working directory: <volatile>\n - Is a git repository: <volatile>');
+    expect(n.messages[0]!.content[0]!.text).toContain(
+      ' - Primary working directory: <volatile>\n - Is a git repository: <volatile>',
+    );
     expect(n.messages[0]!.content[0]!.text).toContain(' - OS Version: <volatile>');
     expect(n.messages[0]!.content[1]!.text).toBe("<system-reminder>\nToday's date is <date>.\n</system-reminder>");
     expect(n.messages[0]!.content[2]).toEqual({ type: 'text', text: 'Run pwd for me' });
@@ -67,7 +71,10 @@ describe('normaliseBody', () => {
 
   it('keeps a date the user typed, and the tool_use ids a replayed run echoes back', () => {
     const body = { messages: [{ role: 'user', content: 'What happened on 2024-01-01?' }], metadata: { user_id: 'u' } };
-    expect(normaliseBody(body)).toEqual({ messages: [{ role: 'user', content: 'What happened on 2024-01-01?' }], metadata: {} });
+    expect(normaliseBody(body)).toEqual({
+      messages: [{ role: 'user', content: 'What happened on 2024-01-01?' }],
+      metadata: {},
+    });
     const a = normaliseBody(claudeCodeBody('/tmp/a1', 'x', '2026-01-01'));
     const b = claudeCodeBody('/tmp/a1', 'x', '2026-01-01');
     (b.messages as Array<{ content: Array<Record<string, unknown>> }>)[1]!.content[0]!.id = 'toolu_2';
@@ -86,7 +93,9 @@ describe('normaliseBody', () => {
 describe('workingDirectory', () => {
   it('reads the directory from the environment block, old (<env>) or new (system-reminder) style', () => {
     expect(workingDirectory(claudeCodeBody('/tmp/x-1', 'y', '2026-01-01'))).toBe('/tmp/x-1');
-    expect(workingDirectory({ system: '<env>\nWorking directory: /home/me/repo\nIs directory a git repo: Yes\n</env>' })).toBe('/home/me/repo');
+    expect(
+      workingDirectory({ system: '<env>\nWorking directory: /home/me/repo\nIs directory a git repo: Yes\n</env>' }),
+    ).toBe('/home/me/repo');
     expect(workingDirectory({ messages: [{ role: 'user', content: 'hi' }] })).toBeUndefined();
   });
 });

@@ -186,7 +186,9 @@ describe('messages', () => {
 
 describe('scenarios', () => {
   it('rate_limit answers 429 with retry-after, which the SDK raises as RateLimitError', async () => {
-    const err = await clientWithScenario('rate_limit').messages.create(ask('hi')).catch((e: unknown) => e);
+    const err = await clientWithScenario('rate_limit')
+      .messages.create(ask('hi'))
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Anthropic.RateLimitError);
     expect((err as InstanceType<typeof Anthropic.RateLimitError>).headers.get('retry-after')).toBe('1');
   });
@@ -315,7 +317,10 @@ describe('other endpoints', () => {
     const results: Anthropic.Messages.MessageBatchIndividualResponse[] = [];
     for await (const r of await client.messages.batches.results(batch.id)) results.push(r);
     expect(results.map((r) => r.custom_id)).toEqual(['first', 'second']);
-    expect(results[1]?.result).toMatchObject({ type: 'succeeded', message: { content: [{ text: 'Echo: batch two' }] } });
+    expect(results[1]?.result).toMatchObject({
+      type: 'succeeded',
+      message: { content: [{ text: 'Echo: batch two' }] },
+    });
     const listed = await client.messages.batches.list();
     expect(listed.data.map((b) => b.id)).toContain(batch.id);
   });

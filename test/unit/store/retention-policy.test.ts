@@ -15,7 +15,11 @@ describe('retention policy from config', () => {
       ],
     });
     const policy = retentionPolicy(config);
-    expect(policy).toEqual({ windows: { chat: 30 * DAY, legal: null, other: 90 * DAY }, defaultWindow: 90 * DAY, batch: 1000 });
+    expect(policy).toEqual({
+      windows: { chat: 30 * DAY, legal: null, other: 90 * DAY },
+      defaultWindow: 90 * DAY,
+      batch: 1000,
+    });
     const now = 1_000 * DAY;
     expect(retentionQuery(policy, now)).toEqual({
       cutoffs: { chat: now - 30 * DAY, other: now - 90 * DAY, legal: -1 },
@@ -33,7 +37,9 @@ describe('retention policy from config', () => {
   });
 
   it('reports a bad window with its path', () => {
-    expect(() => validateConfig({ connections: [{ name: 'chat', upstream: 'http://127.0.0.1:1', retention: 'a while' }] })).toThrow(
+    expect(() =>
+      validateConfig({ connections: [{ name: 'chat', upstream: 'http://127.0.0.1:1', retention: 'a while' }] }),
+    ).toThrow(
       /connections\[0\] \(chat\)\.retention: must be a duration such as 30d or 12h, or forever \(got "a while"\)/,
     );
   });

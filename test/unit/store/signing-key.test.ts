@@ -36,7 +36,9 @@ describe('SigningKey', () => {
     expect(checkSignature({ ...signed }, keys)).toBe('ok');
     // Key order in the stored JSON does not matter: the signature is over canonical JSON.
     const { signature, ...fields } = signed;
-    const reordered = JSON.parse(JSON.stringify({ signature, ...Object.fromEntries(Object.entries(fields).reverse()) })) as Record<string, unknown>;
+    const reordered = JSON.parse(
+      JSON.stringify({ signature, ...Object.fromEntries(Object.entries(fields).reverse()) }),
+    ) as Record<string, unknown>;
     expect(checkSignature(reordered, keys)).toBe('ok');
     expect(checkSignature({ ...signed, toSeq: 8 }, keys)).toBe('bad_signature');
     expect(checkSignature({ ...signed, keyId: 'feedfacefeedface' }, keys)).toBe('unknown_key');

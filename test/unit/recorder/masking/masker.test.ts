@@ -81,7 +81,10 @@ describe('maskJson', () => {
   });
 
   it('returns the very same object when nothing needs masking', () => {
-    const clean = { model: 'm', messages: [{ role: 'user', content: [{ type: 'text', text: 'hello there, how are you?' }] }] };
+    const clean = {
+      model: 'm',
+      messages: [{ role: 'user', content: [{ type: 'text', text: 'hello there, how are you?' }] }],
+    };
     const r = build().maskJson(clean);
     expect(r.value).toBe(clean);
     expect(r.changed).toBe(false);
@@ -89,7 +92,9 @@ describe('maskJson', () => {
   });
 
   it('masks the value of a secret-named key even without an = or : in the text', () => {
-    const v = { env: { DB_PASSWORD: 'hunter2-Horse', API_TOKEN: rand(ALNUM, 32), PATH: '/usr/bin', password: 'changeme' } };
+    const v = {
+      env: { DB_PASSWORD: 'hunter2-Horse', API_TOKEN: rand(ALNUM, 32), PATH: '/usr/bin', password: 'changeme' },
+    };
     const out = build().maskJson(v).value as typeof v;
     expect(out.env.DB_PASSWORD).toBe('[REDACTED:generic_secret]');
     expect(out.env.API_TOKEN).toBe('[REDACTED:generic_secret]');
@@ -158,7 +163,9 @@ describe('configuration', () => {
 
   it('switches detectors off by type', () => {
     const m = build({ detectors: { email: false, phone: false } });
-    expect(m.maskText(`${email} +44 20 7946 0958 ${ghToken}`).value).toBe(`${email} +44 20 7946 0958 [REDACTED:github_token]`);
+    expect(m.maskText(`${email} +44 20 7946 0958 ${ghToken}`).value).toBe(
+      `${email} +44 20 7946 0958 [REDACTED:github_token]`,
+    );
   });
 
   it('allow-list entries, exact or /regex/, are not masked', () => {
@@ -182,7 +189,9 @@ describe('configuration', () => {
       expect(r.success).toBe(false);
       return r.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('\n');
     };
-    expect(bad({ rules: [{ type: 'emp', pattern: 'EMP-(\\d' }] })).toMatch(/^rules\.0\.pattern: invalid regular expression/);
+    expect(bad({ rules: [{ type: 'emp', pattern: 'EMP-(\\d' }] })).toMatch(
+      /^rules\.0\.pattern: invalid regular expression/,
+    );
     expect(bad({ rules: [{ type: 'emp', pattern: 'x*' }] })).toMatch(/rules\.0\.pattern: .*empty string/);
     expect(bad({ rules: [{ type: 'Bad Type', pattern: 'x' }] })).toMatch(/^rules\.0\.type:/);
     expect(bad({ detectors: { emial: false } })).toMatch(/emial/);
@@ -199,7 +208,10 @@ describe('session memo', () => {
     const turn1 = request();
     const first = m.maskJson(turn1, '$', memo);
     const missesAfterFirst = memo.misses;
-    const turn2 = { ...request(), messages: [...request().messages, { role: 'user', content: 'one more long question here please' }] };
+    const turn2 = {
+      ...request(),
+      messages: [...request().messages, { role: 'user', content: 'one more long question here please' }],
+    };
     const second = m.maskJson(turn2, '$', memo);
     expect((second.value as typeof turn2).messages.slice(0, 3)).toEqual((first.value as typeof turn1).messages);
     expect(second.findings).toEqual(expect.arrayContaining(first.findings));

@@ -45,7 +45,12 @@ describe('StreamMasker', () => {
   });
 
   it('gives maskText(whole) for many random fragments of long mixed text', () => {
-    const pieces = [...POSITIVES.map((p) => p.text), ...NEGATIVES.map((n) => n.text.slice(0, 400)), PROSE, 'EMP-123456'];
+    const pieces = [
+      ...POSITIVES.map((p) => p.text),
+      ...NEGATIVES.map((n) => n.text.slice(0, 400)),
+      PROSE,
+      'EMP-123456',
+    ];
     fc.assert(
       fc.property(
         fc.array(fc.integer({ min: 0, max: pieces.length - 1 }), { minLength: 1, maxLength: 40 }),
@@ -53,7 +58,12 @@ describe('StreamMasker', () => {
         fc.constantFrom(' ', '\n', '', ', '),
         (idx, cuts, sep) => {
           const whole = idx.map((i) => pieces[i]!).join(sep);
-          const stored = stream(splitAt(whole, cuts.map((c) => c % (whole.length + 1))));
+          const stored = stream(
+            splitAt(
+              whole,
+              cuts.map((c) => c % (whole.length + 1)),
+            ),
+          );
           expect(stored.join('')).toBe(masker.maskText(whole).value);
         },
       ),
@@ -100,7 +110,10 @@ describe('StreamMasker', () => {
   });
 
   it('keeps partial JSON fragments valid when concatenated', () => {
-    const input = JSON.stringify({ command: `curl -H "Authorization: Bearer Xy9${'k'.repeat(10)}Qz81LmN0pR" https://x` , path: '/tmp/a' });
+    const input = JSON.stringify({
+      command: `curl -H "Authorization: Bearer Xy9${'k'.repeat(10)}Qz81LmN0pR" https://x`,
+      path: '/tmp/a',
+    });
     const stored = stream(input.match(/[\s\S]{1,5}/g)!);
     const parsed = JSON.parse(stored.join('')) as { command: string; path: string };
     expect(parsed.command).toContain('[REDACTED:bearer_token]');
