@@ -1,0 +1,45 @@
+// The layering the house style asks for, held by the linter: the hot path never reaches a store implementation, and
+// only the store factory picks one. Formatting is prettier's; type checking is tsc's.
+import tseslint from 'typescript-eslint';
+
+const storeImplementations = {
+  group: ['**/store/sqlite/*', '**/store/postgres/*'],
+  message: 'Use the AuditStore interface; only src/store/open-store.ts chooses an implementation.',
+};
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'node_modules/**', 'bench/**', 'vigil-data/**'] },
+  {
+    files: ['src/**/*.ts'],
+    languageOptions: { parser: tseslint.parser },
+    plugins: { '@typescript-eslint': tseslint.plugin },
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [storeImplementations] }],
+      '@typescript-eslint/no-floating-promises': 'off',
+      'no-debugger': 'error',
+      eqeqeq: ['error', 'always', { null: 'ignore' }],
+    },
+  },
+  {
+    // The store itself, and the factory and the CLI's grants verb, may name implementations.
+    files: ['src/store/**/*.ts', 'src/cli/main.ts'],
+    rules: { 'no-restricted-imports': 'off' },
+  },
+  {
+    files: ['src/proxy/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            storeImplementations,
+            {
+              group: ['**/admin/*', '**/cli/*', '**/export/*'],
+              message: 'The hot path does not depend on the control plane.',
+            },
+          ],
+        },
+      ],
+    },
+  },
+);
