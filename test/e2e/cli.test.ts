@@ -10,7 +10,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeAnthropic, type FakeAnthropic } from '../../src/sandbox/fake-anthropic.js';
-import { serve, vigil } from '../support/cli.js';
+import { spawn } from 'node:child_process';
+import { serve, vigil, VIGIL_BIN } from '../support/cli.js';
 import { CLIENT_KEY, GATEWAY_KEY, tempDir } from '../support/gateway-harness.js';
 
 let fake: FakeAnthropic;
@@ -167,6 +168,39 @@ describe('vigil serve, sessions, verify', () => {
       ),
     ).toBe(true);
     expect((await vigil(['verify', '--data-dir', dir])).code).toBe(0);
+  });
+});
+
+describe('helper verbs', () => {
+  it('vigil sandbox serves the fake Anthropic API until stopped', async () => {
+    const child = spawn(process.execPath, [VIGIL_BIN, 'sandbox', '--listen', '127.0.0.1:0']);
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (c: Buffer) => {
+          out += c.toString();
+          const m = /on (http:\/\/\S+)/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        child.once('exit', (code) => reject(new Error(`sandbox exited ${code}`)));
+      });
+      const msg = await new Anthropic({ baseURL: url, apiKey: 'any', maxRetries: 0 }).messages.create({
+        model: 'claude-haiku-4-5',
+        max_tokens: 20,
+        messages: [{ role: 'user', content: 'sandbox?' }],
+      });
+      expect(msg.content[0]).toMatchObject({ text: 'Echo: sandbox?' });
+    } finally {
+      child.kill('SIGTERM');
+    }
+    expect(await new Promise((r) => child.once('exit', r))).toBe(0);
+  });
+
+  it('vigil store grants prints SQL for an append-only role', async () => {
+    const r = await vigil(['store', 'grants', '--role', 'vigil_gateway', '--schema', 'vigil']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('GRANT SELECT, INSERT ON "vigil".records');
+    expect(r.stdout).toContain('REVOKE UPDATE, DELETE, TRUNCATE');
   });
 });
 
