@@ -22,7 +22,7 @@ import type { CompiledRule } from './approval-rules.js';
 import type { ApprovalRequestSummary } from './approval-summary.js';
 
 /** What the coordinator needs of the store: append, and follow records of some kinds. */
-export type ApprovalLedger = Pick<AuditStore, 'append' | 'recordsOfKinds'>;
+export type ApprovalLedger = Pick<AuditStore, 'append' | 'recordsOfKinds'> & Partial<Pick<AuditStore, 'onAppended'>>;
 
 /** Who decides: a person or service with an OIDC token, an admin API token, or the local OS user of the CLI. */
 export type Approver =
@@ -295,6 +295,7 @@ export class ApprovalCoordinator {
   private readonly historyMs: number;
   private readonly overlapMs: number;
   private readonly clock: () => number;
+  private readonly unsubscribe: (() => void) | undefined;
 
   constructor(
     private readonly ledger: ApprovalLedger,
@@ -304,6 +305,17 @@ export class ApprovalCoordinator {
     this.historyMs = options.historyMs ?? 24 * 3_600_000;
     this.overlapMs = options.overlapMs ?? 30_000;
     this.clock = options.clock ?? Date.now;
+    // Where the store can signal (PostgreSQL LISTEN/NOTIFY), a decision made anywhere is read at once; polling stays
+    // the fallback for stores without a signal and for lost notifications.
+    this.unsubscribe = ledger.onAppended?.('approval.', () => this.pollSoon());
+  }
+
+  /** Read the ledger now instead of at the next poll (a signal said something was appended). */
+  private pollSoon(): void {
+    if (this.closed || this.waiters.size === 0 || this.timer === null) return;
+    clearTimeout(this.timer);
+    this.timer = null;
+    this.schedulePoll(0);
   }
 
   /** Calls held by this process right now. */
@@ -492,6 +504,7 @@ export class ApprovalCoordinator {
   /** Stop following the ledger; calls still held end as cancelled (the gateway is going away). */
   async close(): Promise<void> {
     this.closed = true;
+    this.unsubscribe?.();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     await Promise.all([...this.waiters.keys()].map((id) => this.end(id, 'cancelled', 'the gateway is shutting down')));
@@ -630,7 +643,7 @@ export class ApprovalCoordinator {
     }
   }
 
-  private schedulePoll(): void {
+  private schedulePoll(delayMs = this.pollMs): void {
     if (this.timer || this.closed || this.waiters.size === 0) return;
     this.timer = setTimeout(() => {
       this.timer = null;
@@ -640,7 +653,7 @@ export class ApprovalCoordinator {
           (err: unknown) => this.options.log?.warn({ err }, 'approvals: reading the ledger failed; retrying'),
         )
         .finally(() => this.schedulePoll());
-    }, this.pollMs);
+    }, delayMs);
     this.timer.unref();
   }
 

@@ -422,6 +422,12 @@ export interface AuditStore {
    * PostgreSQL: held by one process at a time through an advisory lock, taken over when that process goes away.
    */
   tryLeadership(name: string): Promise<boolean>;
+  /**
+   * A fast signal, where the store has one (PostgreSQL: LISTEN/NOTIFY): `listener` is called soon after any process
+   * appends a record whose kind starts with `kindPrefix`. Absent or silent, callers poll (`recordsOfKinds`); the
+   * signal only shortens the wait. Returns the unsubscribe function.
+   */
+  onAppended?(kindPrefix: string, listener: () => void): () => void;
   /** Whether the process that writes `chain` is still running (so its open exchanges are not interrupted). */
   chainIsLive(chain: string): Promise<boolean>;
 

@@ -232,6 +232,7 @@ export class PostgresAuditStore implements AuditStore {
    */
   private locks: pg.PoolClient | null = null;
   private readonly leaderships = new Set<string>();
+  private readonly appendListeners = new Set<{ prefix: string; listener: () => void }>();
 
   /** Connects, creates the schema if needed and applies pending migrations, then returns a store ready to append. */
   static async open(options: PostgresStoreOptions): Promise<PostgresAuditStore> {
@@ -240,6 +241,11 @@ export class PostgresAuditStore implements AuditStore {
       await store.migrate();
       store.locks = await store.pool.connect();
       await store.locks.query('SELECT pg_advisory_lock($1, hashtext($2))', [CHAIN_LOCK_CLASS, store.chainId]);
+      // The same long-lived connection hears NOTIFYs: other processes' appends of kinds someone waits for.
+      store.locks.on('notification', (msg) => {
+        for (const l of store.appendListeners) if (msg.payload?.startsWith(l.prefix)) l.listener();
+      });
+      await store.locks.query(`LISTEN ${NOTIFY_CHANNEL}`);
     } catch (err) {
       store.locks?.release();
       await store.pool.end();
@@ -368,6 +374,10 @@ export class PostgresAuditStore implements AuditStore {
           await this.insertBlobRefs(client, payloads, stored);
           await this.insertIndexRows(client, batch.records);
           await this.insertSearchText(client, batch.searchText ?? []);
+          // Delivered at COMMIT, only if it commits.
+          for (const kind of new Set(batch.records.map((r) => r.kind).filter((k) => NOTIFIED_KINDS.test(k)))) {
+            await client.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, kind]);
+          }
           return stored;
         },
       };
@@ -818,6 +828,12 @@ export class PostgresAuditStore implements AuditStore {
     );
   }
 
+  onAppended(kindPrefix: string, listener: () => void): () => void {
+    const entry = { prefix: kindPrefix, listener };
+    this.appendListeners.add(entry);
+    return () => this.appendListeners.delete(entry);
+  }
+
   async tryLeadership(name: string): Promise<boolean> {
     if (this.leaderships.has(name)) return true;
     if (!this.locks) return false;
@@ -1011,6 +1027,10 @@ export class PostgresAuditStore implements AuditStore {
 }
 
 /** Advisory lock classes (the first key of the two-key form): one per kind of lock Vigil takes. */
+/** NOTIFY channel for appends others may be waiting for (approval decisions); payload: the record kind. */
+const NOTIFY_CHANNEL = 'vigil_ledger';
+/** Kinds worth a NOTIFY: someone may be holding a call for them. Exchange records never are (the hot path). */
+const NOTIFIED_KINDS = /^approval\./;
 const CHAIN_LOCK_CLASS = 0x56474c31; // 'VGL1': "the writer of this chain is alive"
 const LEADER_LOCK_CLASS = 0x56474c32; // 'VGL2': "this process does that singleton job"
 

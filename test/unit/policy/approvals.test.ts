@@ -304,6 +304,25 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
     }
   });
 
+  if (kind === 'postgres') {
+    it('hears a decision made by another process through LISTEN/NOTIFY, long before its next poll', async () => {
+      const slow = new ApprovalCoordinator(store, { pollMs: 60_000 });
+      const other = await fixture.open();
+      const elsewhere = new ApprovalCoordinator(other);
+      try {
+        const held = slow.hold(call(rule()));
+        const id = await pendingId(slow);
+        const t0 = Date.now();
+        await elsewhere.approve(id, bob);
+        expect(await held).toMatchObject({ outcome: 'approved', approvalId: id });
+        expect(Date.now() - t0).toBeLessThan(2000); // the poll alone would take a minute
+      } finally {
+        await elsewhere.close();
+        await slow.close();
+      }
+    });
+  }
+
   it('a restarted gateway still knows pending approvals and active grants', async () => {
     const r = rule({ grant: '1h' });
     const held = gateway.hold(call(r));
