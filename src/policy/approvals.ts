@@ -70,6 +70,11 @@ export interface GrantedData {
   readonly grantId: string;
   readonly approvalId: string;
   readonly caller: { readonly subject: string; readonly issuer: string | null };
+  /**
+   * Set for anonymous callers: everyone on the machine is `anonymous`, so their grant covers only the session it was
+   * given in (Claude Code's session), not every local caller.
+   */
+  readonly session?: string;
   readonly connection: string;
   readonly rule: string;
   readonly expiresAt: number;
@@ -331,7 +336,7 @@ export class ApprovalCoordinator {
     if (this.closed) return { outcome: 'cancelled', approvalId: '', reason: 'the gateway is shutting down' };
     await this.refresh();
     const now = this.clock();
-    const grant = this.activeGrant(req.caller, req.connection, req.rule.name, now);
+    const grant = this.activeGrant(req.caller, req.connection, req.rule.name, now, req.sessionId);
     if (grant) {
       await this.append(APPROVAL_KINDS.grantUsed, req.exchangeId, req.sessionId, {
         grantId: grant.grantId,
@@ -475,6 +480,7 @@ export class ApprovalCoordinator {
           grantId: `grt_${randomBytes(8).toString('hex')}`,
           approvalId: id,
           caller: { subject: held.caller.subject, issuer: held.caller.issuer ?? null },
+          ...(held.caller.method === 'anonymous' ? { session: held.sessionId } : {}),
           connection: held.connection,
           rule: held.rule.name,
           expiresAt: now + Math.min(...(asked as number[])),
@@ -548,7 +554,13 @@ export class ApprovalCoordinator {
     return { ...s.held, ...tally(s, now) };
   }
 
-  private activeGrant(caller: Principal, connection: string, rule: string, now: number): GrantedData | undefined {
+  private activeGrant(
+    caller: Principal,
+    connection: string,
+    rule: string,
+    now: number,
+    sessionId: string,
+  ): GrantedData | undefined {
     for (const g of this.grants.values()) {
       if (g.expiresAt <= now) {
         this.grants.delete(g.grantId);
@@ -558,7 +570,8 @@ export class ApprovalCoordinator {
         g.connection !== connection ||
         g.rule !== rule ||
         g.caller.subject !== caller.subject ||
-        g.caller.issuer !== (caller.issuer ?? null)
+        g.caller.issuer !== (caller.issuer ?? null) ||
+        (g.session !== undefined && g.session !== sessionId)
       ) {
         continue;
       }

@@ -209,6 +209,26 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
     expect(await held).toMatchObject({ outcome: 'approved', by: [bob] });
   });
 
+  it('a grant to an anonymous (loopback) caller covers only the session it was given in', async () => {
+    const anonymous = { method: 'anonymous' as const, subject: 'anonymous' };
+    const r = rule({ grant: '10m' });
+    const first = gateway.hold(call(r, { caller: anonymous, sessionId: 'ses_agent' }));
+    const id = await pendingId(gateway);
+    await gateway.approve(id, bob, { grantMinutes: 5 });
+    expect(await first).toMatchObject({ outcome: 'approved' });
+    // The same agent session goes through on the grant…
+    expect(await gateway.hold(call(r, { caller: anonymous, sessionId: 'ses_agent' }))).toMatchObject({
+      outcome: 'granted',
+      grant: { session: 'ses_agent' },
+    });
+    // …another local process, also `anonymous`, does not.
+    const abort = new AbortController();
+    const other = gateway.hold(call(r, { caller: anonymous, sessionId: 'ses_someone_else', signal: abort.signal }));
+    expect(await settled(other)).toBe('pending');
+    abort.abort();
+    expect(await other).toMatchObject({ outcome: 'cancelled' });
+  });
+
   it('a grant lets the same caller through on the same rule until it expires', async () => {
     let now = Date.now();
     const c = new ApprovalCoordinator(store, { pollMs: 20, clock: () => now });
