@@ -169,10 +169,10 @@ export class RsyslogServer {
     } catch {
       return [];
     }
-    return text
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => JSON.parse(line) as ReceivedSyslog);
+    // rsyslog may be half-way through writing the last line: only complete lines count (read again later).
+    const lines = text.split('\n');
+    lines.pop(); // what follows the last newline: empty, or a line still being written
+    return lines.filter(Boolean).map((line) => JSON.parse(line) as ReceivedSyslog);
   }
 
   /** Everything the input received so far, in arrival order, minus the start-up probes. */
