@@ -119,9 +119,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         throw err;
       })
     : undefined;
-  const address = await proxy.listen(config.listen.host, config.listen.port);
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const url = `http://${host}:${address.port}`;
+  const { url } = await proxy.listen(config.listen.host, config.listen.port);
   log.info(
     { url, store: describeStore(config), connections: connections.all().map((c) => c.name) },
     'vigil gateway listening',

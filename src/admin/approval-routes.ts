@@ -5,22 +5,17 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { VigilError } from '../errors.js';
+import { readBody } from '../proxy/request-body.js';
 import type { ApprovalCoordinator, Approver } from '../policy/approvals.js';
 import { sendJson, type AdminRoute, type RouteContext } from './admin-routes.js';
 
 const MAX_BODY = 16 * 1024;
 
 async function jsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > MAX_BODY) throw new VigilError('BODY_TOO_LARGE', `request body over ${MAX_BODY} bytes`);
-    chunks.push(c);
-  }
-  if (size === 0) return {};
+  const raw = await readBody(req, MAX_BODY);
+  if (raw.length === 0) return {};
   try {
-    const v = JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
+    const v = JSON.parse(raw.toString('utf8')) as unknown;
     if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
     return v as Record<string, unknown>;
   } catch {

@@ -17,6 +17,7 @@ import { summarizeRequest } from '../policy/approval-summary.js';
 import type { ApprovalCoordinator, HoldOutcome } from '../policy/approvals.js';
 import type { PolicyDecision } from '../policy/policy.js';
 import type { ExchangeRecording, Recorder } from '../recorder/recorder.js';
+import { listenOn } from '../net/listen.js';
 import { newExchangeId } from '../recorder/ids.js';
 import { RequestBody } from '../recorder/request-body.js';
 import type { Connection, Connections } from './connections.js';
@@ -60,14 +61,8 @@ export class ProxyServer {
     });
   }
 
-  listen(host: string, port: number): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(port, host, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+  listen(host: string, port: number): Promise<{ url: string; address: AddressInfo }> {
+    return listenOn(this.server, host, port);
   }
 
   /** Stop accepting; idle keep-alive connections are closed, in-flight requests continue. */

@@ -458,26 +458,30 @@ export class ExchangeRecording {
     });
   }
 
+  /** Tell metrics (and any other subscriber) that the exchange completed; free when nobody listens. */
+  private announce(outcome: Outcome, model: string | null, durationMs: number, usage: Usage | null): void {
+    if (!exchangeCompletedChannel.hasSubscribers) return;
+    exchangeCompletedChannel.publish({
+      connection: this.connection,
+      outcome,
+      status: this.status,
+      model,
+      durationMs,
+      firstByteMs: this.firstByteMs,
+      inputTokens: usage?.input_tokens ?? 0,
+      outputTokens: usage?.output_tokens ?? 0,
+      cacheReadTokens: usage?.cache_read_input_tokens ?? 0,
+      cacheCreationTokens: usage?.cache_creation_input_tokens ?? 0,
+    } satisfies ExchangeCompleted);
+  }
+
   private end(outcome: Outcome, upstreamError: ExchangeResponseData['error']): void {
     if (this.done) return;
     this.done = true;
     this.detach?.();
     this.recorder.ended(this);
     if (this.level === 'off') {
-      if (exchangeCompletedChannel.hasSubscribers) {
-        exchangeCompletedChannel.publish({
-          connection: this.connection,
-          outcome,
-          status: this.status,
-          model: this.model,
-          durationMs: Date.now() - this.startedAt,
-          firstByteMs: this.firstByteMs,
-          inputTokens: 0,
-          outputTokens: 0,
-          cacheReadTokens: 0,
-          cacheCreationTokens: 0,
-        } satisfies ExchangeCompleted);
-      }
+      this.announce(outcome, this.model, Date.now() - this.startedAt, null);
       return;
     }
     const full = this.level === 'full';
@@ -554,20 +558,7 @@ export class ExchangeRecording {
       },
     };
     records.push({ kind: 'exchange.response', exchangeId: this.id, sessionId: this.sessionId, at: endedAt, data });
-    if (exchangeCompletedChannel.hasSubscribers) {
-      exchangeCompletedChannel.publish({
-        connection: this.connection,
-        outcome,
-        status: this.status,
-        model,
-        durationMs: data.timing.durationMs,
-        firstByteMs: data.timing.firstByteMs,
-        inputTokens: usage?.input_tokens ?? 0,
-        outputTokens: usage?.output_tokens ?? 0,
-        cacheReadTokens: usage?.cache_read_input_tokens ?? 0,
-        cacheCreationTokens: usage?.cache_creation_input_tokens ?? 0,
-      } satisfies ExchangeCompleted);
-    }
+    this.announce(outcome, model, data.timing.durationMs, usage);
     const searchText: SearchText[] = [];
     if (full) {
       const text = searchTextOf(this.lastRequestMessage, message);

@@ -13,9 +13,9 @@
  * answered even when not recorded: `GET /v1/models[/id]` lists the models the session used, and `count_tokens`
  * answers with a rough estimate (about four bytes per token), so a client's bookkeeping does not end a replay.
  */
+import { listenOn } from '../net/listen.js';
 import { isUtf8 } from 'node:buffer';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { anthropicErrorBody, type AnthropicErrorType } from '../errors.js';
 import type { EventView, ExchangeView } from '../recorder/exchange-reader.js';
@@ -143,18 +143,10 @@ export async function startReplayServer(opts: ReplayServerOptions): Promise<Repl
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const { url: listenedUrl } = await listenOn(server, opts.host ?? '127.0.0.1', opts.port ?? 0);
 
   return {
-    url: `http://${host}:${address.port}`,
+    url: listenedUrl,
     get served() {
       return matcher.served;
     },

@@ -11,8 +11,8 @@
  *
  * Every request is recorded in {@link FakeAnthropic.requests}, so a test can check what a gateway forwarded.
  */
+import { listenOn } from '../net/listen.js';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { BatchStore } from './internal/batches.js';
 import { type Exchange, responseHeaders, sendError } from './internal/exchange.js';
 import { FileStore } from './internal/files.js';
@@ -137,16 +137,8 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
   });
   server.keepAliveTimeout = KEEP_ALIVE_MS;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
-    });
-  });
-  const address = server.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  url = `http://${host}:${address.port}`;
+  const { url: listenedUrl } = await listenOn(server, opts.host ?? '127.0.0.1', opts.port ?? 0);
+  url = listenedUrl;
 
   return {
     url,
