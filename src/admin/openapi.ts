@@ -2,6 +2,7 @@
  * The admin API described as OpenAPI 3.1, served at `/api/v1/openapi.json`. Written by hand, next to the routes; a
  * test checks that every route served is described here.
  */
+import { OUTCOMES } from './query-params.js';
 
 const ref = (name: string): { $ref: string } => ({ $ref: `#/components/schemas/${name}` });
 const param = (name: string): { $ref: string } => ({ $ref: `#/components/parameters/${name}` });
@@ -246,17 +247,7 @@ export const OPENAPI_DOCUMENT = {
       outcome: {
         name: 'outcome',
         in: 'query',
-        schema: {
-          enum: [
-            'ok',
-            'upstream_error',
-            'client_aborted',
-            'upstream_aborted',
-            'gateway_error',
-            'interrupted',
-            'in_progress',
-          ],
-        },
+        schema: { enum: OUTCOMES },
       },
       masking: {
         name: 'masking',
