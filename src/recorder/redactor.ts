@@ -112,6 +112,12 @@ export class Redactor {
   private readonly memos = new Map<string, MaskingMemo>();
   /** Request pieces by the hash of their original text: resent history is hashed, never parsed or scanned again. */
   readonly pieces = new Lru<PieceOutcome>(50_000);
+  /**
+   * Header names and values, whatever their length: nearly all of them repeat on every request of every session
+   * (user agent, beta flags, SDK versions), and short ones like dates and version numbers pass the detectors' cheap
+   * prefilters, so scanning them each time cost more than masking the body.
+   */
+  readonly headerMemo = createMaskingMemo(4096, 1024 * 1024, 1);
 
   constructor(config: MaskingConfig) {
     this.masker = compileMasker(config);
@@ -135,7 +141,12 @@ export class Redactor {
   }
 
   begin(sessionId: string): ExchangeRedaction {
-    return new ExchangeRedaction(this.masker, this.enabled ? this.memo(sessionId) : undefined, this.pieces);
+    return new ExchangeRedaction(
+      this.masker,
+      this.enabled ? this.memo(sessionId) : undefined,
+      this.pieces,
+      this.headerMemo,
+    );
   }
 }
 
@@ -149,6 +160,7 @@ export class ExchangeRedaction {
     private readonly masker: Masker,
     private readonly memo: MaskingMemo | undefined,
     private readonly pieces: Lru<PieceOutcome>,
+    private readonly headerMemo?: MaskingMemo,
   ) {}
 
   get enabled(): boolean {
@@ -182,7 +194,10 @@ export class ExchangeRedaction {
   }
 
   headers(headers: HeaderMap): HeaderMap {
-    return this.json(headers, 'headers.');
+    if (!this.enabled) return headers;
+    const r = this.masker.maskJson(headers, '$', this.headerMemo ?? this.memo);
+    this.note(r.findings, 'headers');
+    return r.value as HeaderMap;
   }
 
   /**

@@ -416,7 +416,7 @@ export function builtinDetectors(options: DetectorOptions): Detector[] {
   d.push({
     type: 'us_ssn',
     priority: 5,
-    prefilter: needles('-'),
+    prefilter: has(/\d-\d\d-\d/),
     regex: /(?<![\w-])(?<a>\d{3})-(?<g>\d{2})-(?<s>\d{4})(?![\w-])/g,
     validate: (m) => ssnValid(m.groups!['a']!, m.groups!['g']!, m.groups!['s']!),
     maxSpan: 13,
@@ -424,7 +424,7 @@ export function builtinDetectors(options: DetectorOptions): Detector[] {
   d.push({
     type: 'phone',
     priority: 6,
-    prefilter: needles('+'),
+    prefilter: has(/\+[1-9]/),
     // E.164 and its written forms: +1 (415) 555-0132, +44 20 7946 0958, +4915112345678.
     regex: /(?<![\w+])\+[1-9]\d{0,2}(?:[ .-]?(?:\(\d{1,4}\)|\d{1,5})){1,6}(?![\d\w])/g,
     validate: (m) => {

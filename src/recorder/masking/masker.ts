@@ -13,7 +13,7 @@ import { builtinDetectors, type Detector } from './detectors.js';
 import { registerScanner } from './internal/engine-registry.js';
 import { formatJsonPath, parseJsonPath, PathMatcher } from './json-path.js';
 import { compileAllowEntry, type MaskingConfig } from './masking-config.js';
-import { type MaskingMemo, type MemoEntry, MIN_MEMO_LENGTH } from './masking-memo.js';
+import type { MaskingMemo, MemoEntry } from './masking-memo.js';
 import { applyMasks, Scanner, type TypeCounts } from './scanner.js';
 import { isPasswordName, isSecretValue, SECRET_KEY } from './secret-value.js';
 
@@ -107,7 +107,7 @@ class CompiledMasker implements Masker {
 
   /** Scan through the memo: strings seen before are not scanned again. */
   scanMemo(text: string, memo: MaskingMemo | undefined): MemoEntry {
-    if (memo === undefined || text.length < MIN_MEMO_LENGTH) return this.entry(text);
+    if (memo === undefined || text.length < memo.minLength) return this.entry(text);
     const key = memo.key(text);
     const hit = memo.get(key, text.length);
     if (hit !== undefined) return hit;

@@ -34,6 +34,8 @@ export class MaskingMemo {
   constructor(
     readonly maxEntries: number,
     readonly maxChars: number,
+    /** Shorter strings are scanned every time, not remembered. */
+    readonly minLength: number = MIN_MEMO_LENGTH,
   ) {}
 
   get size(): number {
@@ -98,7 +100,11 @@ export class MaskingMemo {
  * A memo for one session. `maxEntries` bounds the number of strings remembered, `maxChars` the text held
  * (default 16 Mi characters).
  */
-export function createMaskingMemo(maxEntries: number, maxChars = 16 * 1024 * 1024): MaskingMemo {
+export function createMaskingMemo(
+  maxEntries: number,
+  maxChars = 16 * 1024 * 1024,
+  minLength = MIN_MEMO_LENGTH,
+): MaskingMemo {
   if (!Number.isInteger(maxEntries) || maxEntries < 1) throw new RangeError('maxEntries must be a positive integer');
-  return new MaskingMemo(maxEntries, maxChars);
+  return new MaskingMemo(maxEntries, maxChars, minLength);
 }

@@ -147,3 +147,25 @@ describe('ExchangeRedaction.events', () => {
     expect(JSON.stringify(summary)).not.toContain('jane@');
   });
 });
+
+describe('ExchangeRedaction.headers', () => {
+  it('masks and counts a secret header on every exchange, in every session, though the value is remembered', () => {
+    const r = new Redactor(maskingConfigSchema.parse({}));
+    const headers = { 'x-debug-token': `token ${SECRET}`, 'user-agent': 'claude-cli/2.1.14', date: '2026-11-23' };
+    for (const session of ['a', 'a', 'b']) {
+      const x = r.begin(session);
+      const stored = x.headers(headers);
+      expect(stored).toEqual({
+        'x-debug-token': 'token [REDACTED:aws_access_key_id]',
+        'user-agent': 'claude-cli/2.1.14',
+        date: '2026-11-23',
+      });
+      expect(x.summary()!.findings).toEqual([
+        { type: 'aws_access_key_id', path: 'headers["x-debug-token"]', count: 1 },
+      ]);
+    }
+    expect(r.headerMemo.hits).toBeGreaterThan(0);
+    // Unchanged headers come back as the very object passed in: nothing is copied for the common case.
+    expect(r.begin('c').headers({ 'user-agent': 'claude-cli/2.1.14' })).toEqual({ 'user-agent': 'claude-cli/2.1.14' });
+  });
+});
