@@ -2,9 +2,12 @@
  * Group commit for everything recorded after the request: stream events and final response records from all
  * exchanges in flight are appended together, one transaction per flush, in the order they were enqueued.
  *
- * Events are flushed at most `intervalMs` after they arrived (so a crash loses at most that much of a stream);
- * final records are flushed on the next turn of the event loop. Flushes never overlap, so a chain is appended in order
- * even by an asynchronous store.
+ * A request that must be durable before it is forwarded is written on the next turn of the event loop, with
+ * everything pending. Everything else (stream events, final response records, refusals) lingers at most
+ * `intervalMs` (so a crash loses at most that much) and usually rides along with the next request's transaction:
+ * an agent sends its next request as soon as it has read a response, so one transaction per exchange carries the
+ * previous response and the next request, and no commit runs between a response and the next request. Flushes never
+ * overlap, so a chain is appended in order even by an asynchronous store.
  */
 import type { AuditStore, BlobWrite, NewRecord, SearchText } from '../store/audit-store.js';
 
@@ -20,6 +23,7 @@ export class WriteQueue {
   private searchText: SearchText[] = [];
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
+  private linger: NodeJS.Timeout | null = null;
   private running: Promise<void> = Promise.resolve();
   private readonly pullers = new Set<() => NewRecord | undefined>();
   private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
@@ -55,23 +59,38 @@ export class WriteQueue {
   appendDurably(records: readonly NewRecord[], blobs: readonly BlobWrite[]): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.waiters.push({ resolve, reject });
-      this.enqueue(records, blobs);
+      this.add(records, blobs);
+      this.immediate ??= setImmediate(() => {
+        this.immediate = null;
+        void this.flush();
+      });
     });
   }
 
-  /** Append on the next turn of the event loop, after everything enqueued before. */
+  /** Append within `intervalMs` (sooner if a durable append comes first), after everything enqueued before. */
   enqueue(
     records: readonly NewRecord[],
     blobs: readonly BlobWrite[] = [],
     searchText: readonly SearchText[] = [],
   ): void {
+    this.add(records, blobs, searchText);
+    if (this.immediate === null) {
+      // Not unref'd: a process must not exit with records it has accepted still unwritten.
+      this.linger ??= setTimeout(() => {
+        this.linger = null;
+        void this.flush();
+      }, this.options.intervalMs);
+    }
+  }
+
+  private add(
+    records: readonly NewRecord[],
+    blobs: readonly BlobWrite[],
+    searchText: readonly SearchText[] = [],
+  ): void {
     this.records.push(...records);
     this.blobs.push(...blobs);
     this.searchText.push(...searchText);
-    this.immediate ??= setImmediate(() => {
-      this.immediate = null;
-      void this.flush();
-    });
   }
 
   /** Records waiting to be written. */
@@ -86,6 +105,10 @@ export class WriteQueue {
   }
 
   private async writePending(): Promise<void> {
+    if (this.linger !== null) {
+      clearTimeout(this.linger);
+      this.linger = null;
+    }
     for (const pull of this.pullers) {
       const r = pull();
       if (r) this.records.push(r);
@@ -119,6 +142,8 @@ export class WriteQueue {
     this.timer = null;
     if (this.immediate !== null) clearImmediate(this.immediate);
     this.immediate = null;
+    if (this.linger !== null) clearTimeout(this.linger);
+    this.linger = null;
     await this.flush();
   }
 }

@@ -1,0 +1,68 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { WriteQueue } from '../../../src/recorder/write-queue.js';
+import type { AuditStore, WriteBatch } from '../../../src/store/audit-store.js';
+import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
+
+/** A real SQLite store whose appends are also listed, to see how records were grouped into transactions. */
+async function countingStore(dir: string): Promise<{ store: AuditStore; batches: string[][] }> {
+  const store = SqliteAuditStore.open({ file: path.join(dir, 'vigil.db') });
+  const batches: string[][] = [];
+  const append = store.append.bind(store);
+  store.append = (batch: WriteBatch) => {
+    batches.push(batch.records.map((r) => r.kind));
+    return append(batch);
+  };
+  return { store, batches };
+}
+
+const record = (kind: string) => ({ kind, at: Date.now(), data: { kind } });
+
+describe('WriteQueue', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'vigil-queue-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('writes lingering records with the next durable append, in the order they were enqueued', async () => {
+    const { store, batches } = await countingStore(dir);
+    const queue = new WriteQueue(store, { intervalMs: 1_000, onError: (err) => expect.fail(String(err)) });
+    queue.enqueue([record('exchange.response')]);
+    queue.enqueue([record('access.denied')]);
+    await queue.appendDurably([record('exchange.request')], []);
+    expect(batches).toEqual([['exchange.response', 'access.denied', 'exchange.request']]);
+    const kinds = (await store.recordsOfKinds(['exchange.response', 'access.denied', 'exchange.request'], 0, 10)).map(
+      (r) => r.kind,
+    );
+    expect(kinds).toEqual(['exchange.response', 'access.denied', 'exchange.request']);
+    await queue.close();
+    await store.close();
+  });
+
+  it('writes lingering records on its own within intervalMs when no request comes', async () => {
+    const { store, batches } = await countingStore(dir);
+    const queue = new WriteQueue(store, { intervalMs: 30, onError: (err) => expect.fail(String(err)) });
+    queue.enqueue([record('exchange.response')]);
+    expect(batches).toEqual([]);
+    const deadline = Date.now() + 2_000;
+    while (batches.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(batches).toEqual([['exchange.response']]);
+    expect(await store.recordsOfKinds(['exchange.response'], 0, 10)).toHaveLength(1);
+    await queue.close();
+    await store.close();
+  });
+
+  it('writes what lingers when closed', async () => {
+    const { store, batches } = await countingStore(dir);
+    const queue = new WriteQueue(store, { intervalMs: 60_000, onError: (err) => expect.fail(String(err)) });
+    queue.enqueue([record('exchange.response')]);
+    await queue.close();
+    expect(batches).toEqual([['exchange.response']]);
+    await store.close();
+  });
+});
