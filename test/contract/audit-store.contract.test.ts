@@ -607,6 +607,25 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(rest).toEqual({ items: [expect.objectContaining({ exchangeId: 'ex_1' })], nextCursor: null });
     });
 
+    it("finds a writer's search text at once from another store, exactly once, and after the writer stopped", async () => {
+      await store.append({
+        ...exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }),
+        searchText: [{ exchangeId: 'ex_1', text: 'the marmalade incident' }],
+      });
+      const reader = await fixture.open();
+      expect((await reader.search('marmalade')).items.map((h) => h.exchangeId)).toEqual(['ex_1']);
+      expect((await store.search('marmalade')).items.map((h) => h.exchangeId)).toEqual(['ex_1']);
+      await store.append({
+        ...exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1000 }),
+        searchText: [{ exchangeId: 'ex_2', text: 'marmalade, again' }],
+      });
+      // The writer goes away with that text maybe still waiting to be indexed (SQLite indexes in batches).
+      await store.close();
+      const later = await fixture.open();
+      expect((await later.search('marmalade')).items.map((h) => h.exchangeId)).toEqual(['ex_2', 'ex_1']);
+      expect((await reader.search('incident')).items.map((h) => h.exchangeId)).toEqual(['ex_1']);
+    });
+
     it('treats search input as text, never as query syntax', async () => {
       await store.append({
         ...exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }),

@@ -148,6 +148,11 @@ function beforeCursor(cursor: string | undefined, params: unknown[]): string[] {
   return ['(e.started_at < ? OR (e.started_at = ? AND e.id < ?))'];
 }
 
+/** Search text entries that are indexed at once rather than after {@link TEXT_LAG_MS}. */
+const TEXT_BATCH = 256;
+/** The longest a search text entry waits for the full-text index (a search in this process never waits). */
+const TEXT_LAG_MS = 1_000;
+
 export class SqliteAuditStore implements AuditStore {
   readonly kind = 'sqlite' as const;
   readonly chainId = newChainId();
@@ -156,6 +161,11 @@ export class SqliteAuditStore implements AuditStore {
   private head: { seq: number; hash: string } | null = null;
   private readonly stmts;
   private readonly appendTx: Database.Transaction<(batch: WriteBatch) => StoredRecord[]>;
+  private readonly readonly: boolean;
+  /** Search text entries written since the last indexing (by this process). */
+  private pendingText = 0;
+  private textTimer: NodeJS.Timeout | null = null;
+  private textImmediate: NodeJS.Immediate | null = null;
 
   static open(options: SqliteStoreOptions): SqliteAuditStore {
     return new SqliteAuditStore(options);
@@ -163,6 +173,7 @@ export class SqliteAuditStore implements AuditStore {
 
   private constructor(options: SqliteStoreOptions) {
     this.file = options.file;
+    this.readonly = options.readonly ?? false;
     if (!options.readonly) mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
     this.db = new Database(options.file, {
       readonly: options.readonly ?? false,
@@ -199,7 +210,11 @@ export class SqliteAuditStore implements AuditStore {
       insertCaller: db.prepare('INSERT OR IGNORE INTO exchange_callers (exchange_id, issuer, email) VALUES (?, ?, ?)'),
       insertGroup: db.prepare('INSERT OR IGNORE INTO exchange_groups (group_name, exchange_id) VALUES (?, ?)'),
       insertMasking: db.prepare('INSERT OR IGNORE INTO exchange_masking (type, exchange_id, count) VALUES (?, ?, ?)'),
-      insertText: db.prepare('INSERT INTO exchange_text (exchange_id, text) VALUES (?, ?)'),
+      insertText: db.prepare('INSERT INTO exchange_text_pending (exchange_id, text) VALUES (?, ?)'),
+      indexPending: db.prepare(
+        'INSERT INTO exchange_text (exchange_id, text) SELECT exchange_id, text FROM exchange_text_pending ORDER BY id',
+      ),
+      clearPending: db.prepare('DELETE FROM exchange_text_pending'),
       // A record may only refer to a blob the store holds: one removed by retention must be written again.
       insertBlobRef: db.prepare(
         'INSERT OR IGNORE INTO blob_refs (blob_hash, record_seq) SELECT ?, ? WHERE EXISTS (SELECT 1 FROM blobs WHERE hash = ?)',
@@ -238,6 +253,8 @@ export class SqliteAuditStore implements AuditStore {
       ),
     };
     this.appendTx = db.transaction((batch: WriteBatch) => this.appendInTx(batch));
+    // What a crash left waiting for the full-text index.
+    if (!this.readonly) this.indexPendingText();
   }
 
   private migrate(): void {
@@ -263,12 +280,60 @@ export class SqliteAuditStore implements AuditStore {
   async append(batch: WriteBatch): Promise<readonly StoredRecord[]> {
     // `immediate` takes the write lock at BEGIN, so two processes never deadlock upgrading a read lock.
     const head = this.head;
+    const pending = this.pendingText;
+    let stored: StoredRecord[];
     try {
-      return this.appendTx.immediate(batch);
+      stored = this.appendTx.immediate(batch);
     } catch (err) {
       this.head = head; // the transaction rolled back: so does the chain head
+      this.pendingText = pending;
       throw err;
     }
+    if (this.pendingText > 0) this.scheduleTextIndexing();
+    return stored;
+  }
+
+  /**
+   * Search text enters the full-text index in batches, off the commit that records the exchange: at once when
+   * {@link TEXT_BATCH} entries wait, else within {@link TEXT_LAG_MS}; a search, a purge and close() index what waits
+   * first, and opening the store indexes what a crash left waiting.
+   */
+  private scheduleTextIndexing(): void {
+    if (this.pendingText >= TEXT_BATCH) {
+      if (this.textTimer !== null) clearTimeout(this.textTimer);
+      this.textTimer = null;
+      this.textImmediate ??= setImmediate(() => {
+        this.textImmediate = null;
+        this.indexPendingTextQuietly();
+      });
+    } else if (this.textTimer === null && this.textImmediate === null) {
+      this.textTimer = setTimeout(() => {
+        this.textTimer = null;
+        this.indexPendingTextQuietly();
+      }, TEXT_LAG_MS);
+      this.textTimer.unref();
+    }
+  }
+
+  private indexPendingTextQuietly(): void {
+    try {
+      this.indexPendingText();
+    } catch {
+      // Left waiting: the next batch, search, purge, close or start indexes it. The store stays usable.
+      if (this.db.open) this.scheduleTextIndexing();
+    }
+  }
+
+  /** Move waiting search text into the full-text index (one transaction). */
+  indexPendingText(): void {
+    if (this.readonly || !this.db.open) return;
+    this.db
+      .transaction(() => {
+        this.stmts.indexPending.run();
+        this.stmts.clearPending.run();
+      })
+      .immediate();
+    this.pendingText = 0;
   }
 
   private appendInTx(batch: WriteBatch): StoredRecord[] {
@@ -334,7 +399,10 @@ export class SqliteAuditStore implements AuditStore {
         s.releaseHold.run(h.at, h.by, h.reason, h.holdId);
       }
     }
-    if (batch.searchText) for (const t of batch.searchText) s.insertText.run(t.exchangeId, indexableText(t.text));
+    if (batch.searchText) {
+      for (const t of batch.searchText) s.insertText.run(t.exchangeId, indexableText(t.text));
+      this.pendingText += batch.searchText.length;
+    }
     return out;
   }
 
@@ -472,6 +540,7 @@ export class SqliteAuditStore implements AuditStore {
   async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {
     const terms = parseSearchQuery(query);
     if (terms.length === 0) return { items: [], nextCursor: null };
+    this.indexPendingText();
     const params: unknown[] = [fts5Match(terms)];
     const where = [...exchangeConditions(options.filter ?? {}, params), ...beforeCursor(options.cursor, params)];
     const limit = pageSize(options.limit);
@@ -669,6 +738,7 @@ export class SqliteAuditStore implements AuditStore {
     seal: (removal: PurgeRemoval) => NewRecord,
   ): Promise<{ removal: PurgeRemoval; record: StoredRecord } | undefined> {
     const idList = JSON.stringify([...new Set(ids)]);
+    this.indexPendingText();
     // Found outside the write transaction: the full-text table is searched by a scan (exchange_id is UNINDEXED), and
     // its rows never change, so the write lock is held only for deletions by rowid.
     const textRows = this.db
@@ -761,6 +831,13 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    if (this.textTimer !== null) clearTimeout(this.textTimer);
+    if (this.textImmediate !== null) clearImmediate(this.textImmediate);
+    this.textTimer = null;
+    this.textImmediate = null;
+    if (this.db.open) {
+      this.indexPendingText();
+      this.db.close();
+    }
   }
 }

@@ -202,4 +202,9 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE TRIGGER blob_refs_append_only_d BEFORE DELETE ON blob_refs WHEN NOT EXISTS (SELECT 1 FROM purge_authorizations)
     BEGIN SELECT RAISE(ABORT, 'blob refs are append-only'); END;
   `,
+  // 6: search text waits in a plain table and enters the full-text index in batches (an FTS5 insert per commit writes
+  // a segment of its own: a few pages per exchange), see SqliteAuditStore.indexPendingText. A queue, not evidence.
+  `
+  CREATE TABLE exchange_text_pending (id INTEGER PRIMARY KEY, exchange_id TEXT NOT NULL, text TEXT NOT NULL);
+  `,
 ];

@@ -1,0 +1,56 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
+
+/** The SQLite store writes search text to a waiting table and indexes it in batches, off the exchange's commit. */
+describe('SQLite search index batching', () => {
+  let dir: string;
+  let file: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'vigil-fts-'));
+    file = path.join(dir, 'vigil.db');
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const count = (table: string): number => {
+    const db = new Database(file, { readonly: true });
+    try {
+      return (db.prepare(`SELECT count(*) FROM ${table}`).pluck().get() as number) ?? 0;
+    } finally {
+      db.close();
+    }
+  };
+
+  it('keeps text out of the full-text index at commit, and indexes a full batch on the next turn', async () => {
+    const store = SqliteAuditStore.open({ file });
+    await store.append({ records: [], searchText: [{ exchangeId: 'ex_1', text: 'waiting quietly' }] });
+    expect(count('exchange_text_pending')).toBe(1);
+    expect(count('exchange_text')).toBe(0);
+    await store.append({
+      records: [],
+      searchText: Array.from({ length: 300 }, (_, i) => ({ exchangeId: `ex_b${i}`, text: `batch entry ${i}` })),
+    });
+    await new Promise((r) => setImmediate(r));
+    expect(count('exchange_text_pending')).toBe(0);
+    expect(count('exchange_text')).toBe(301);
+    expect((await store.search('quietly')).items).toHaveLength(0); // no exchange row: search joins exchanges
+    await store.close();
+  });
+
+  it('indexes at start what a crashed gateway left waiting', async () => {
+    const crashed = SqliteAuditStore.open({ file });
+    await crashed.append({ records: [], searchText: [{ exchangeId: 'ex_1', text: 'left behind' }] });
+    // No close(): the process died. Its connection is dropped as the OS would.
+    expect(count('exchange_text_pending')).toBe(1);
+    const next = SqliteAuditStore.open({ file });
+    expect(count('exchange_text_pending')).toBe(0);
+    expect(count('exchange_text')).toBe(1);
+    await next.close();
+    await crashed.close();
+  });
+});
