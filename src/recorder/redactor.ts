@@ -218,6 +218,7 @@ export class ExchangeRedaction {
       return { body: r.body, blobs: r.blobs, lastMessage: Array.isArray(messages) ? messages.at(-1) : undefined };
     }
     const b = new PartsBuilder(known);
+    const bytes = req.asciiBytes;
     let lastMessage: unknown;
     let cursor = 0;
     const literal = (to: number): void => {
@@ -243,7 +244,7 @@ export class ExchangeRedaction {
           ) {
             const els = m.elements!.slice(groupStart, i + 1);
             literal(els[0]![0]);
-            this.piece(b, text, els[0]![0], end, MIN_GROUP_BLOB, els, groupStart);
+            this.piece(b, text, bytes, els[0]![0], end, MIN_GROUP_BLOB, els, groupStart);
             cursor = end;
             groupStart = i + 1;
             groupChars = 0;
@@ -253,7 +254,7 @@ export class ExchangeRedaction {
         if (lastEl) lastMessage = this.lastMessageOf(text.slice(lastEl[0], lastEl[1]));
         literal(m.end);
       } else {
-        this.piece(b, text, m.start, m.end, MIN_BLOB, undefined, 0, `$.${m.key}`);
+        this.piece(b, text, bytes, m.start, m.end, MIN_BLOB, undefined, 0, `$.${m.key}`);
         cursor = m.end;
       }
     }
@@ -274,11 +275,13 @@ export class ExchangeRedaction {
 
   /**
    * One piece: [start, end) of `text`, either one value (`path`) or a group of messages (`elements`, the first being
-   * messages[firstIndex]). Stored inline when short, else as a blob of its masked text.
+   * messages[firstIndex]). Stored inline when short, else as a blob of its masked text. `bytes`: the body's bytes
+   * when they are all ASCII (offsets in `text` are then offsets in `bytes`), hashed as they are.
    */
   private piece(
     b: PartsBuilder,
     text: string,
+    bytes: Buffer | undefined,
     start: number,
     end: number,
     minBlob: number,
@@ -291,7 +294,7 @@ export class ExchangeRedaction {
       b.text(this.maskPiece(text, start, end, elements, firstIndex, path).text);
       return;
     }
-    const key = sha256Hex(original);
+    const key = sha256Hex(bytes ? bytes.subarray(start, end) : original);
     const seen = this.pieces.get(key);
     if (seen && b.isKnown(seen.hash)) {
       this.note(seen.findings, 'request.body');

@@ -1,3 +1,5 @@
+import { isAscii, isUtf8 } from 'node:buffer';
+
 /**
  * A request body as the gateway sees it: the exact bytes, and — only when someone asks — its structure, single
  * top-level fields, or the whole parsed value. The hot path asks for `model`, `stream` and `metadata`, which costs a
@@ -7,6 +9,7 @@ import { scanObject, type Member } from './json-scan.js';
 
 export class RequestBody {
   private text_: string | undefined;
+  private ascii_: boolean | undefined;
   private members_: Member[] | null | undefined;
   private json_: { value: unknown } | undefined;
 
@@ -18,11 +21,17 @@ export class RequestBody {
 
   /** The body as UTF-8 text, or undefined when it is not valid UTF-8 (a binary upload). */
   get text(): string | undefined {
-    if (this.text_ === undefined) {
-      const t = this.raw.toString('utf8');
-      this.text_ = Buffer.byteLength(t) === this.raw.length ? t : '';
-    }
+    this.text_ ??= isUtf8(this.raw) ? this.raw.toString('utf8') : '';
     return this.text_ === '' && this.raw.length ? undefined : this.text_;
+  }
+
+  /**
+   * The raw bytes when every one is ASCII: then an offset into `text` is the same offset into the bytes, and a slice
+   * can be hashed without encoding it again. Undefined otherwise.
+   */
+  get asciiBytes(): Buffer | undefined {
+    this.ascii_ ??= isAscii(this.raw);
+    return this.ascii_ ? this.raw : undefined;
   }
 
   /** The top-level members of a JSON object body, as slices of `text`; null when it is not one. */

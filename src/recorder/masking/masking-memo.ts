@@ -5,7 +5,7 @@
  * Keys: strings up to {@link HASH_THRESHOLD} characters are their own key (V8 hashes them once and the memo keeps a
  * reference to a string the caller already holds); longer ones are keyed by SHA-256 of their text, so the memo does
  * not pin large tool results in memory and a lookup costs one native hash instead of a scan. Entries are evicted
- * least-recently-used, by count and by the characters of masked text they hold.
+ * oldest first, by count and by the characters of masked text they hold.
  */
 import { createHash } from 'node:crypto';
 
@@ -62,8 +62,9 @@ export class MaskingMemo {
       this.misses++;
       return undefined;
     }
-    this.entries.delete(key);
-    this.entries.set(key, e);
+    // Not moved to the back: a hit costs one lookup. Eviction is oldest first; for a conversation, where what was
+    // seen on turn 1 is resent on every turn, that keeps what least-recently-used would while there is room, and
+    // once full it may evict a string still in use, which is then scanned once more.
     this.hits++;
     return e;
   }

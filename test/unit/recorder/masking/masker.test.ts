@@ -219,7 +219,7 @@ describe('session memo', () => {
     expect(memo.misses - missesAfterFirst).toBe(1); // only the new message was scanned
   });
 
-  it('keys long strings by hash and evicts least recently used entries', () => {
+  it('keys long strings by hash and evicts the oldest entries', () => {
     const m = build();
     const memo = createMaskingMemo(2);
     const long = `${'lorem ipsum '.repeat(1000)} ${email}`;
