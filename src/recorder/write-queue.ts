@@ -1,13 +1,15 @@
 /**
- * Group commit for everything recorded after the request: stream events and final response records from all
- * exchanges in flight are appended together, one transaction per flush, in the order they were enqueued.
+ * Group commit for everything the recorder writes: requests that must be durable before they are forwarded, and what
+ * follows them (stream events, final response records, refusals), from every exchange in flight.
  *
- * A request that must be durable before it is forwarded is written on the next turn of the event loop, with
- * everything pending. Everything else (stream events, final response records, refusals) lingers at most
- * `intervalMs` (so a crash loses at most that much) and usually rides along with the next request's transaction:
- * an agent sends its next request as soon as it has read a response, so one transaction per exchange carries the
- * previous response and the next request, and no commit runs between a response and the next request. Flushes never
- * overlap, so a chain is appended in order even by an asynchronous store.
+ * A request waiting to be forwarded is written on the next turn of the event loop. Everything else lingers at most
+ * `intervalMs` (so a crash loses at most that much of a stream) or until a request is written:
+ * - several requests waiting together (concurrency) share one transaction with everything that lingers;
+ * - a request waiting alone (an agent that sends its next request as soon as it has read the last response) is
+ *   written alone, and what lingers follows on the next turn, while upstream works on that request. Its forwarding
+ *   never waits for the previous response's records, and that commit never runs as the next request arrives.
+ * Records are appended in the order they were enqueued, except that a request waiting alone goes ahead of lingering
+ * records. Flushes never overlap, so a chain is appended in order even by an asynchronous store.
  */
 import type { AuditStore, BlobWrite, NewRecord, SearchText } from '../store/audit-store.js';
 
@@ -18,6 +20,9 @@ export interface WriteQueueOptions {
 }
 
 export class WriteQueue {
+  /** Requests waited on (appendDurably). */
+  private durable: { records: NewRecord[]; blobs: BlobWrite[] } = { records: [], blobs: [] };
+  /** Everything else (enqueue). */
   private records: NewRecord[] = [];
   private blobs: BlobWrite[] = [];
   private searchText: SearchText[] = [];
@@ -59,43 +64,38 @@ export class WriteQueue {
   appendDurably(records: readonly NewRecord[], blobs: readonly BlobWrite[]): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.waiters.push({ resolve, reject });
-      this.add(records, blobs);
-      this.immediate ??= setImmediate(() => {
-        this.immediate = null;
-        void this.flush();
-      });
+      this.durable.records.push(...records);
+      this.durable.blobs.push(...blobs);
+      this.flushSoon();
     });
   }
 
-  /** Append within `intervalMs` (sooner if a durable append comes first), after everything enqueued before. */
+  private flushSoon(): void {
+    this.immediate ??= setImmediate(() => {
+      this.immediate = null;
+      void this.flush();
+    });
+  }
+
+  /** Append within `intervalMs` (sooner when a request is written), after everything enqueued before. */
   enqueue(
     records: readonly NewRecord[],
     blobs: readonly BlobWrite[] = [],
     searchText: readonly SearchText[] = [],
   ): void {
-    this.add(records, blobs, searchText);
-    if (this.immediate === null) {
-      // Not unref'd: a process must not exit with records it has accepted still unwritten.
-      this.linger ??= setTimeout(() => {
-        this.linger = null;
-        void this.flush();
-      }, this.options.intervalMs);
-    }
-  }
-
-  private add(
-    records: readonly NewRecord[],
-    blobs: readonly BlobWrite[],
-    searchText: readonly SearchText[] = [],
-  ): void {
     this.records.push(...records);
     this.blobs.push(...blobs);
     this.searchText.push(...searchText);
+    // Not unref'd: a process must not exit with records it has accepted still unwritten.
+    this.linger ??= setTimeout(() => {
+      this.linger = null;
+      void this.flush();
+    }, this.options.intervalMs);
   }
 
   /** Records waiting to be written. */
   get backlog(): number {
-    return this.records.length;
+    return this.records.length + this.durable.records.length;
   }
 
   /** Write everything pending now; resolves when it is durable (or failed and was reported). */
@@ -105,26 +105,44 @@ export class WriteQueue {
   }
 
   private async writePending(): Promise<void> {
-    if (this.linger !== null) {
-      clearTimeout(this.linger);
-      this.linger = null;
-    }
-    for (const pull of this.pullers) {
-      const r = pull();
-      if (r) this.records.push(r);
-    }
+    const durable = this.durable;
+    this.durable = { records: [], blobs: [] };
     const waiters = this.waiters;
     this.waiters = [];
-    if (this.records.length === 0 && this.blobs.length === 0) {
+    // A request waiting alone goes first, by itself; what lingers follows on the next turn.
+    const alone = durable.records.length === 1 && this.records.length + this.pullers.size > 0;
+    let records: NewRecord[];
+    let blobs: BlobWrite[];
+    let searchText: SearchText[] = [];
+    if (alone) {
+      ({ records, blobs } = durable);
+      // Two turns later: the forwarding this write unblocks is sent upstream first (undici writes on a later turn).
+      this.immediate ??= setImmediate(() => {
+        this.immediate = setImmediate(() => {
+          this.immediate = null;
+          void this.flush();
+        });
+      });
+    } else {
+      if (this.linger !== null) {
+        clearTimeout(this.linger);
+        this.linger = null;
+      }
+      for (const pull of this.pullers) {
+        const r = pull();
+        if (r) this.records.push(r);
+      }
+      records = this.records.concat(durable.records);
+      blobs = this.blobs.concat(durable.blobs);
+      searchText = this.searchText;
+      this.records = [];
+      this.blobs = [];
+      this.searchText = [];
+    }
+    if (records.length === 0 && blobs.length === 0) {
       for (const w of waiters) w.resolve();
       return;
     }
-    const records = this.records;
-    const blobs = this.blobs;
-    const searchText = this.searchText;
-    this.records = [];
-    this.blobs = [];
-    this.searchText = [];
     try {
       await this.store.append({ records, blobs, ...(searchText.length ? { searchText } : {}) });
       if (blobs.length) this.options.onWritten?.(blobs);
@@ -145,5 +163,9 @@ export class WriteQueue {
     if (this.linger !== null) clearTimeout(this.linger);
     this.linger = null;
     await this.flush();
+    // A request written alone leaves what lingers for one more flush.
+    if (this.backlog > 0) await this.flush();
+    if (this.immediate !== null) clearImmediate(this.immediate);
+    this.immediate = null;
   }
 }

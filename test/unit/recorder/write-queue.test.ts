@@ -29,17 +29,36 @@ describe('WriteQueue', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('writes lingering records with the next durable append, in the order they were enqueued', async () => {
+  it('writes a request waiting alone by itself, then what lingers, in the order it was enqueued', async () => {
     const { store, batches } = await countingStore(dir);
     const queue = new WriteQueue(store, { intervalMs: 1_000, onError: (err) => expect.fail(String(err)) });
     queue.enqueue([record('exchange.response')]);
     queue.enqueue([record('access.denied')]);
     await queue.appendDurably([record('exchange.request')], []);
-    expect(batches).toEqual([['exchange.response', 'access.denied', 'exchange.request']]);
+    // The request is durable without waiting for the previous exchange's records…
+    expect(batches).toEqual([['exchange.request']]);
+    // …which follow a couple of turns later, not after the linger interval.
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(batches).toEqual([['exchange.request'], ['exchange.response', 'access.denied']]);
     const kinds = (await store.recordsOfKinds(['exchange.response', 'access.denied', 'exchange.request'], 0, 10)).map(
       (r) => r.kind,
     );
-    expect(kinds).toEqual(['exchange.response', 'access.denied', 'exchange.request']);
+    expect(kinds).toEqual(['exchange.request', 'exchange.response', 'access.denied']);
+    await queue.close();
+    await store.close();
+  });
+
+  it('writes requests waiting together in one transaction with everything that lingers', async () => {
+    const { store, batches } = await countingStore(dir);
+    const queue = new WriteQueue(store, { intervalMs: 1_000, onError: (err) => expect.fail(String(err)) });
+    queue.enqueue([record('exchange.response')]);
+    await Promise.all([
+      queue.appendDurably([record('exchange.request')], []),
+      queue.appendDurably([record('exchange.request')], []),
+    ]);
+    expect(batches).toEqual([['exchange.response', 'exchange.request', 'exchange.request']]);
     await queue.close();
     await store.close();
   });
