@@ -20,6 +20,17 @@ async function countingStore(dir: string): Promise<{ store: AuditStore; batches:
 
 const record = (kind: string) => ({ kind, at: Date.now(), data: { kind } });
 
+/** A queue on a counting store; `done()` closes both. */
+async function setup(dir: string, intervalMs: number) {
+  const { store, batches } = await countingStore(dir);
+  const queue = new WriteQueue(store, { intervalMs, onError: (err) => expect.fail(String(err)) });
+  const done = async (): Promise<void> => {
+    await queue.close();
+    await store.close();
+  };
+  return { store, batches, queue, done };
+}
+
 describe('WriteQueue', () => {
   let dir: string;
   beforeEach(async () => {
@@ -30,8 +41,7 @@ describe('WriteQueue', () => {
   });
 
   it('writes a request waiting alone by itself, then what lingers, in the order it was enqueued', async () => {
-    const { store, batches } = await countingStore(dir);
-    const queue = new WriteQueue(store, { intervalMs: 1_000, onError: (err) => expect.fail(String(err)) });
+    const { store, batches, queue, done } = await setup(dir, 1_000);
     queue.enqueue([record('exchange.response')]);
     queue.enqueue([record('access.denied')]);
     await queue.appendDurably([record('exchange.request')], []);
@@ -46,39 +56,33 @@ describe('WriteQueue', () => {
       (r) => r.kind,
     );
     expect(kinds).toEqual(['exchange.request', 'exchange.response', 'access.denied']);
-    await queue.close();
-    await store.close();
+    await done();
   });
 
   it('writes requests waiting together in one transaction with everything that lingers', async () => {
-    const { store, batches } = await countingStore(dir);
-    const queue = new WriteQueue(store, { intervalMs: 1_000, onError: (err) => expect.fail(String(err)) });
+    const { store, batches, queue, done } = await setup(dir, 1_000);
     queue.enqueue([record('exchange.response')]);
     await Promise.all([
       queue.appendDurably([record('exchange.request')], []),
       queue.appendDurably([record('exchange.request')], []),
     ]);
     expect(batches).toEqual([['exchange.response', 'exchange.request', 'exchange.request']]);
-    await queue.close();
-    await store.close();
+    await done();
   });
 
   it('writes lingering records on its own within intervalMs when no request comes', async () => {
-    const { store, batches } = await countingStore(dir);
-    const queue = new WriteQueue(store, { intervalMs: 30, onError: (err) => expect.fail(String(err)) });
+    const { store, batches, queue, done } = await setup(dir, 30);
     queue.enqueue([record('exchange.response')]);
     expect(batches).toEqual([]);
     const deadline = Date.now() + 2_000;
     while (batches.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     expect(batches).toEqual([['exchange.response']]);
     expect(await store.recordsOfKinds(['exchange.response'], 0, 10)).toHaveLength(1);
-    await queue.close();
-    await store.close();
+    await done();
   });
 
   it('writes what lingers when closed', async () => {
-    const { store, batches } = await countingStore(dir);
-    const queue = new WriteQueue(store, { intervalMs: 60_000, onError: (err) => expect.fail(String(err)) });
+    const { store, batches, queue, done } = await setup(dir, 60_000);
     queue.enqueue([record('exchange.response')]);
     await queue.close();
     expect(batches).toEqual([['exchange.response']]);
