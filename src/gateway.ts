@@ -54,7 +54,9 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     );
   }
   checkAdminExposure(config);
-  const store = await openStore(config);
+  const store = await openStore(config, {
+    gateway: { onCheckpointError: (message) => log.warn({ message }, 'background WAL checkpoint failed; retrying') },
+  });
   const recorder = new Recorder(store, { log, maxRecordedResponseBody: config.limits.max_recorded_response_body });
   const recovered = await recorder.recoverInterrupted();
   if (recovered) log.warn({ recovered }, 'recorded exchanges cut by an earlier stop as interrupted');

@@ -35,7 +35,13 @@ export function describeStore(config: VigilConfig): string {
   return `postgres ${u.host}${u.pathname} schema ${config.store.postgres?.schema ?? 'public'}`;
 }
 
-export async function openStore(config: VigilConfig, options: { readonly?: boolean } = {}): Promise<AuditStore> {
+export interface OpenStoreOptions {
+  readonly readonly?: boolean;
+  /** The gateway's long-lived store: SQLite checkpoints its WAL from a worker thread, errors go here. */
+  readonly gateway?: { readonly onCheckpointError: (message: string) => void };
+}
+
+export async function openStore(config: VigilConfig, options: OpenStoreOptions = {}): Promise<AuditStore> {
   const url = postgresUrl(config);
   if (url !== undefined) {
     try {
@@ -56,5 +62,6 @@ export async function openStore(config: VigilConfig, options: { readonly?: boole
     file: sqlitePath(config),
     synchronous: config.store.sqlite.synchronous,
     readonly: options.readonly ?? false,
+    ...(options.gateway ? { backgroundCheckpoints: true, onCheckpointError: options.gateway.onCheckpointError } : {}),
   });
 }

@@ -60,12 +60,20 @@ import {
 } from '../ledger.js';
 import { AT_HEAD, HELD, toHold, toStored, type HoldRow, type RecordRow } from '../store-rows.js';
 import { purgedRuns } from '../purge-runs.js';
+import { WalCheckpointer } from './wal-checkpointer.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
 export interface SqliteStoreOptions {
   readonly file: string;
   readonly synchronous?: 'normal' | 'full';
   readonly readonly?: boolean;
+  /**
+   * Checkpoint the WAL from a worker thread (see WalCheckpointer) instead of in the commit that fills it: for the
+   * gateway's long-lived writer; short-lived CLI processes leave it to SQLite.
+   */
+  readonly backgroundCheckpoints?: boolean;
+  /** Told when a background checkpoint fails (the store goes on; SQLite's own checkpoint is the backstop). */
+  readonly onCheckpointError?: (message: string) => void;
 }
 
 interface KeyRow {
@@ -166,6 +174,7 @@ export class SqliteAuditStore implements AuditStore {
   private pendingText = 0;
   private textTimer: NodeJS.Timeout | null = null;
   private textImmediate: NodeJS.Immediate | null = null;
+  private checkpointer: WalCheckpointer | null = null;
 
   static open(options: SqliteStoreOptions): SqliteAuditStore {
     return new SqliteAuditStore(options);
@@ -183,10 +192,11 @@ export class SqliteAuditStore implements AuditStore {
     if (!options.readonly) {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
-      // The hot path appends small transactions: keep the working set in memory, and checkpoint the WAL into the
-      // database file less often (each checkpoint syncs the file) — the WAL is bounded at ~64 MB.
+      // The hot path appends small transactions: keep the working set in memory. The WAL is copied into the database
+      // file by a worker thread (backgroundCheckpoints); a commit does it only past ~64 MB (each checkpoint syncs
+      // the file), or ~256 MB as a backstop when the worker does it.
       this.db.pragma('cache_size = -65536');
-      this.db.pragma('wal_autocheckpoint = 16384');
+      this.db.pragma(`wal_autocheckpoint = ${options.backgroundCheckpoints ? 65536 : 16384}`);
       this.db.pragma('temp_store = MEMORY');
       // Only retention deletes: what it removes is overwritten, not left readable in free pages.
       this.db.pragma('secure_delete = ON');
@@ -255,6 +265,11 @@ export class SqliteAuditStore implements AuditStore {
     this.appendTx = db.transaction((batch: WriteBatch) => this.appendInTx(batch));
     // What a crash left waiting for the full-text index.
     if (!this.readonly) this.indexPendingText();
+    if (!this.readonly && options.backgroundCheckpoints) {
+      this.checkpointer = WalCheckpointer.start(this.file, {
+        ...(options.onCheckpointError ? { onError: options.onCheckpointError } : {}),
+      });
+    }
   }
 
   private migrate(): void {
@@ -835,6 +850,8 @@ export class SqliteAuditStore implements AuditStore {
     if (this.textImmediate !== null) clearImmediate(this.textImmediate);
     this.textTimer = null;
     this.textImmediate = null;
+    await this.checkpointer?.stop();
+    this.checkpointer = null;
     if (this.db.open) {
       this.indexPendingText();
       this.db.close();

@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -52,5 +54,37 @@ describe('SQLite search index batching', () => {
     expect(count('exchange_text')).toBe(1);
     await next.close();
     await crashed.close();
+  });
+});
+
+describe('SQLite background WAL checkpoints', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'vigil-wal-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('copies committed pages into the database file from a worker thread, and stops on close', async () => {
+    const file = path.join(dir, 'vigil.db');
+    const errors: string[] = [];
+    const store = SqliteAuditStore.open({
+      file,
+      backgroundCheckpoints: true,
+      onCheckpointError: (m) => errors.push(m),
+    });
+    const before = statSync(file).size;
+    // ~2 MB: far below the connection's own auto-checkpoint threshold (256 MB with a background checkpointer).
+    const blobs = Array.from({ length: 8 }, (_, i) => ({ hash: `h${i}`, data: randomBytes(256 * 1024) }));
+    await store.append({ records: [{ kind: 'test.blobs', at: Date.now(), data: {} }], blobs });
+    expect(statSync(`${file}-wal`).size).toBeGreaterThan(2 * 1024 * 1024);
+    const deadline = Date.now() + 5_000;
+    while (statSync(file).size < before + 2 * 1024 * 1024 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(statSync(file).size).toBeGreaterThanOrEqual(before + 2 * 1024 * 1024);
+    expect(errors).toEqual([]);
+    await store.close();
   });
 });
