@@ -1,10 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { WriteQueue } from '../../../src/recorder/write-queue.js';
 import type { AuditStore, WriteBatch } from '../../../src/store/audit-store.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
+import { useTempDir } from '../../support/temp-dir.js';
 
 /** A real SQLite store whose appends are also listed, to see how records were grouped into transactions. */
 async function countingStore(dir: string): Promise<{ store: AuditStore; batches: string[][] }> {
@@ -32,16 +31,10 @@ async function setup(dir: string, intervalMs: number) {
 }
 
 describe('WriteQueue', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'vigil-queue-'));
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const tempDir = useTempDir('vigil-queue');
 
   it('writes a request waiting alone by itself, then what lingers, in the order it was enqueued', async () => {
-    const { store, batches, queue, done } = await setup(dir, 1_000);
+    const { store, batches, queue, done } = await setup(tempDir(), 1_000);
     queue.enqueue([record('exchange.response')]);
     queue.enqueue([record('access.denied')]);
     await queue.appendDurably([record('exchange.request')], []);
@@ -60,7 +53,7 @@ describe('WriteQueue', () => {
   });
 
   it('writes requests waiting together in one transaction with everything that lingers', async () => {
-    const { store, batches, queue, done } = await setup(dir, 1_000);
+    const { store, batches, queue, done } = await setup(tempDir(), 1_000);
     queue.enqueue([record('exchange.response')]);
     await Promise.all([
       queue.appendDurably([record('exchange.request')], []),
@@ -71,7 +64,7 @@ describe('WriteQueue', () => {
   });
 
   it('writes lingering records on its own within intervalMs when no request comes', async () => {
-    const { store, batches, queue, done } = await setup(dir, 30);
+    const { store, batches, queue, done } = await setup(tempDir(), 30);
     queue.enqueue([record('exchange.response')]);
     expect(batches).toEqual([]);
     const deadline = Date.now() + 2_000;
@@ -82,7 +75,7 @@ describe('WriteQueue', () => {
   });
 
   it('writes what lingers when closed', async () => {
-    const { store, batches, queue, done } = await setup(dir, 60_000);
+    const { store, batches, queue, done } = await setup(tempDir(), 60_000);
     queue.enqueue([record('exchange.response')]);
     await queue.close();
     expect(batches).toEqual([['exchange.response']]);

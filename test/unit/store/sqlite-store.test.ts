@@ -1,22 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
+import { useTempDir } from '../../support/temp-dir.js';
 
 /** The SQLite store writes search text to a waiting table and indexes it in batches, off the exchange's commit. */
 describe('SQLite search index batching', () => {
-  let dir: string;
+  const tempDir = useTempDir('vigil-fts');
   let file: string;
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'vigil-fts-'));
-    file = path.join(dir, 'vigil.db');
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
+  beforeEach(() => {
+    file = path.join(tempDir(), 'vigil.db');
   });
 
   const count = (table: string): number => {
@@ -58,16 +53,10 @@ describe('SQLite search index batching', () => {
 });
 
 describe('SQLite background WAL checkpoints', () => {
-  let dir: string;
-  beforeEach(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'vigil-wal-'));
-  });
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
+  const tempDir = useTempDir('vigil-wal');
 
   it('copies committed pages into the database file from a worker thread, and stops on close', async () => {
-    const file = path.join(dir, 'vigil.db');
+    const file = path.join(tempDir(), 'vigil.db');
     const errors: string[] = [];
     const store = SqliteAuditStore.open({
       file,
