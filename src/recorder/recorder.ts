@@ -97,7 +97,12 @@ export class Recorder {
       intervalMs: options.eventFlushMs ?? 20,
       onError: (err, lost) => {
         this.failures++;
-        options.log.error({ err, lost }, 'recording failed: records could not be written to the store');
+        options.log.error(
+          { err, lost },
+          lost > 0
+            ? 'recording failed: records could not be written to the store'
+            : 'a write to the store failed; its records are kept and written again',
+        );
       },
       onWritten: (blobs) => {
         for (const b of blobs) this.known.add(b.hash);

@@ -15,9 +15,13 @@ import type { AuditStore, BlobWrite, NewRecord, SearchText } from '../store/audi
 
 export interface WriteQueueOptions {
   readonly intervalMs: number;
+  /** A write failed; `lost`: records given up on (0 when they are kept for another attempt). */
   readonly onError: (err: unknown, lost: number) => void;
   readonly onWritten?: (blobs: readonly BlobWrite[]) => void;
 }
+
+/** Attempts at writing records nobody waits on (events, responses, refusals) before they are reported lost. */
+const MAX_ATTEMPTS = 3;
 
 export class WriteQueue {
   /** Requests waited on (appendDurably). */
@@ -31,6 +35,8 @@ export class WriteQueue {
   private linger: NodeJS.Timeout | null = null;
   private running: Promise<void> = Promise.resolve();
   private readonly pullers = new Set<() => NewRecord | undefined>();
+  /** Failed writes in a row of records nobody waits on (see MAX_ATTEMPTS). */
+  private failedAttempts = 0;
   private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
 
   constructor(
@@ -86,6 +92,10 @@ export class WriteQueue {
     this.records.push(...records);
     this.blobs.push(...blobs);
     this.searchText.push(...searchText);
+    this.scheduleLinger();
+  }
+
+  private scheduleLinger(): void {
     // Not unref'd: a process must not exit with records it has accepted still unwritten.
     this.linger ??= setTimeout(() => {
       this.linger = null;
@@ -114,6 +124,8 @@ export class WriteQueue {
     let records: NewRecord[];
     let blobs: BlobWrite[];
     let searchText: SearchText[] = [];
+    /** What lingered (nobody waits on it): kept for another attempt if this write fails. */
+    let lingering: { records: NewRecord[]; blobs: BlobWrite[]; searchText: SearchText[] } | null = null;
     if (alone) {
       ({ records, blobs } = durable);
       // Two turns later: the forwarding this write unblocks is sent upstream first (undici writes on a later turn).
@@ -132,6 +144,7 @@ export class WriteQueue {
         const r = pull();
         if (r) this.records.push(r);
       }
+      lingering = { records: this.records, blobs: this.blobs, searchText: this.searchText };
       records = this.records.concat(durable.records);
       blobs = this.blobs.concat(durable.blobs);
       searchText = this.searchText;
@@ -146,11 +159,28 @@ export class WriteQueue {
     try {
       await this.store.append({ records, blobs, ...(searchText.length ? { searchText } : {}) });
       if (blobs.length) this.options.onWritten?.(blobs);
+      this.failedAttempts = 0;
       for (const w of waiters) w.resolve();
     } catch (err) {
-      this.options.onError(err, records.length);
-      // Those waiting decide what a failed write means for them (fail closed, or best effort).
+      // Those waiting decide what a failed write means for them (fail closed, or best effort; a request that
+      // refers to a blob retention removed is written again with its pieces).
       for (const w of waiters) w.reject(err);
+      if (lingering && lingering.records.length > 0) {
+        // Nobody waits on these: try again rather than lose them. Alone at once when a request shared (and may
+        // have failed) the transaction; after `intervalMs` otherwise, a few times.
+        const retry = durable.records.length > 0 || ++this.failedAttempts < MAX_ATTEMPTS;
+        if (retry) {
+          this.options.onError(err, durable.records.length);
+          this.records = lingering.records.concat(this.records);
+          this.blobs = lingering.blobs.concat(this.blobs);
+          this.searchText = lingering.searchText.concat(this.searchText);
+          if (durable.records.length > 0) this.flushSoon();
+          else this.scheduleLinger();
+          return;
+        }
+        this.failedAttempts = 0;
+      }
+      this.options.onError(err, records.length);
     }
   }
 

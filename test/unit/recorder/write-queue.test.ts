@@ -20,9 +20,13 @@ async function countingStore(dir: string): Promise<{ store: AuditStore; batches:
 const record = (kind: string) => ({ kind, at: Date.now(), data: { kind } });
 
 /** A queue on a counting store; `done()` closes both. */
-async function setup(dir: string, intervalMs: number) {
+async function setup(
+  dir: string,
+  intervalMs: number,
+  onError: (err: unknown, lost: number) => void = (err) => expect.fail(String(err)),
+) {
   const { store, batches } = await countingStore(dir);
-  const queue = new WriteQueue(store, { intervalMs, onError: (err) => expect.fail(String(err)) });
+  const queue = new WriteQueue(store, { intervalMs, onError });
   const done = async (): Promise<void> => {
     await queue.close();
     await store.close();
@@ -79,6 +83,51 @@ describe('WriteQueue', () => {
     queue.enqueue([record('exchange.response')]);
     await queue.close();
     expect(batches).toEqual([['exchange.response']]);
+    await store.close();
+  });
+});
+
+describe('WriteQueue when a write fails', () => {
+  const tempDir = useTempDir('vigil-queue-fail');
+
+  it('writes the records nobody waits on again, when a request in the same transaction refers to a missing blob', async () => {
+    const lost: number[] = [];
+    const { store, batches, queue, done } = await setup(tempDir(), 1_000, (_err, n) => lost.push(n));
+    queue.enqueue([record('exchange.response')]);
+    const missing = 'f'.repeat(64);
+    const bad = { kind: 'exchange.request', at: Date.now(), data: { body: { parts: [{ $blob: missing }] } } };
+    // Two requests waiting together share the transaction with what lingers; one refers to a blob nobody holds.
+    const results = await Promise.allSettled([
+      queue.appendDurably([bad], []),
+      queue.appendDurably([record('exchange.request')], []),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+    expect(String((results[0] as PromiseRejectedResult).reason)).toMatch(/which the store does not hold/);
+    const deadline = Date.now() + 2_000;
+    while (batches.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(batches.at(-1)).toEqual(['exchange.response']);
+    expect(await store.recordsOfKinds(['exchange.response'], 0, 10)).toHaveLength(1);
+    expect(await store.recordsOfKinds(['exchange.request'], 0, 10)).toHaveLength(0);
+    expect(lost).toEqual([2]); // the two requests: their callers were told (and write again, or refuse)
+    await done();
+  });
+
+  it('gives records nobody waits on a few attempts, then reports them lost', async () => {
+    const dir = tempDir();
+    const { store, batches } = await countingStore(dir);
+    const failing = new Error('disk on fire');
+    const append = store.append.bind(store);
+    let fail = true;
+    store.append = (batch) => (fail ? (batches.push(['failed']), Promise.reject(failing)) : append(batch));
+    const lost: number[] = [];
+    const queue = new WriteQueue(store, { intervalMs: 5, onError: (_err, n) => lost.push(n) });
+    queue.enqueue([record('exchange.response')]);
+    const deadline = Date.now() + 2_000;
+    while (lost.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(lost).toEqual([0, 0, 1]);
+    fail = false;
+    await queue.close();
+    expect(await store.recordsOfKinds(['exchange.response'], 0, 10)).toHaveLength(0);
     await store.close();
   });
 });
