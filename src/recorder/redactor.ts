@@ -107,6 +107,18 @@ class Lru<V> {
   }
 }
 
+interface MaskedHeader {
+  readonly original: string | readonly string[];
+  readonly name: string;
+  readonly value: string | readonly string[];
+  readonly findings: readonly MaskFinding[];
+}
+
+function sameHeaderValue(a: string | readonly string[], b: string | readonly string[]): boolean {
+  if (typeof a === 'string' || typeof b === 'string') return a === b;
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
 export class Redactor {
   readonly masker: Masker;
   private readonly memos = new Map<string, MaskingMemo>();
@@ -118,6 +130,11 @@ export class Redactor {
    * prefilters, so scanning them each time cost more than masking the body.
    */
   readonly headerMemo = createMaskingMemo(4096, 1024 * 1024, 1);
+  /**
+   * Each header name's last value and what masking made of it: most headers carry the same value on every request,
+   * and comparing it with the last one costs less than any lookup.
+   */
+  readonly lastHeaders = new Map<string, MaskedHeader>();
 
   constructor(config: MaskingConfig) {
     this.masker = compileMasker(config);
@@ -146,6 +163,7 @@ export class Redactor {
       this.enabled ? this.memo(sessionId) : undefined,
       this.pieces,
       this.headerMemo,
+      this.lastHeaders,
     );
   }
 }
@@ -161,6 +179,7 @@ export class ExchangeRedaction {
     private readonly memo: MaskingMemo | undefined,
     private readonly pieces: Lru<PieceOutcome>,
     private readonly headerMemo?: MaskingMemo,
+    private readonly lastHeaders?: Map<string, MaskedHeader>,
   ) {}
 
   get enabled(): boolean {
@@ -195,9 +214,38 @@ export class ExchangeRedaction {
 
   headers(headers: HeaderMap): HeaderMap {
     if (!this.enabled) return headers;
-    const r = this.masker.maskJson(headers, '$', this.headerMemo ?? this.memo);
-    this.note(r.findings, 'headers');
-    return r.value as HeaderMap;
+    let out: Record<string, string | readonly string[]> | undefined;
+    const names = Object.keys(headers);
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
+      const value = headers[name]!;
+      const m = this.maskedHeader(name, value);
+      if (m.findings.length) this.note(m.findings, 'headers');
+      if ((m.name !== name || m.value !== value) && out === undefined) {
+        out = {};
+        for (let j = 0; j < i; j++) out[names[j]!] = headers[names[j]!]!;
+      }
+      if (out !== undefined) {
+        let key = m.name;
+        for (let n = 2; key !== name && Object.hasOwn(out, key); n++) key = `${m.name}#${n}`;
+        out[key] = m.value;
+      }
+    }
+    return out ?? headers;
+  }
+
+  /** One header through the masker, as part of a header object (same paths and findings), remembered by name. */
+  private maskedHeader(name: string, value: string | readonly string[]): MaskedHeader {
+    const last = this.lastHeaders?.get(name);
+    if (last !== undefined && sameHeaderValue(last.original, value)) return last;
+    const r = this.masker.maskJson({ [name]: value }, '$', this.headerMemo ?? this.memo);
+    const [maskedName, maskedValue] = Object.entries(r.value as HeaderMap)[0]!;
+    const m: MaskedHeader = { original: value, name: maskedName, value: maskedValue, findings: r.findings };
+    if (this.lastHeaders) {
+      if (this.lastHeaders.size >= 1024 && last === undefined) this.lastHeaders.clear();
+      this.lastHeaders.set(name, m);
+    }
+    return m;
   }
 
   /**

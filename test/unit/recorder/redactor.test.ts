@@ -164,7 +164,15 @@ describe('ExchangeRedaction.headers', () => {
         { type: 'aws_access_key_id', path: 'headers["x-debug-token"]', count: 1 },
       ]);
     }
-    expect(r.headerMemo.hits).toBeGreaterThan(0);
+    // Remembered: the last value of each header name, with what masking made of it.
+    expect(r.lastHeaders.get('x-debug-token')?.value).toBe('token [REDACTED:aws_access_key_id]');
+    // A new value for a name is masked afresh.
+    expect(r.begin('a').headers({ 'x-debug-token': 'nothing to hide here' })).toEqual({
+      'x-debug-token': 'nothing to hide here',
+    });
+    const again = r.begin('d');
+    expect(again.headers({ 'x-debug-token': `bearer ${SECRET}` })['x-debug-token']).toContain('[REDACTED:');
+    expect(again.summary()!.findings.length).toBeGreaterThan(0);
     // Unchanged headers come back as the very object passed in: nothing is copied for the common case.
     expect(r.begin('c').headers({ 'user-agent': 'claude-cli/2.1.14' })).toEqual({ 'user-agent': 'claude-cli/2.1.14' });
   });
