@@ -193,10 +193,11 @@ export class SqliteAuditStore implements AuditStore {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
       // The hot path appends small transactions: keep the working set in memory. The WAL is copied into the database
-      // file by a worker thread (backgroundCheckpoints); a commit does it only past ~64 MB (each checkpoint syncs
-      // the file), or ~256 MB as a backstop when the worker does it.
+      // file by a worker thread (backgroundCheckpoints) as it grows, which keeps the writer's own checkpoint, past
+      // ~64 MB, down to the last few frames and a sync; that checkpoint is also what lets the next commit start the
+      // log over (a background one rarely catches up between two commits under load), so it stays.
       this.db.pragma('cache_size = -65536');
-      this.db.pragma(`wal_autocheckpoint = ${options.backgroundCheckpoints ? 65536 : 16384}`);
+      this.db.pragma('wal_autocheckpoint = 16384');
       this.db.pragma('temp_store = MEMORY');
       // Only retention deletes: what it removes is overwritten, not left readable in free pages.
       this.db.pragma('secure_delete = ON');

@@ -3,10 +3,10 @@
  * never does. Left to SQLite, the commit that crosses `wal_autocheckpoint` pages copies the whole log and syncs the
  * file before it returns: on the bench workload a tenth of the store's CPU, spent in stalls of tens of milliseconds
  * on the request that happened to cross the line (p99). Here a second connection, on its own thread, runs a PASSIVE
- * checkpoint every `intervalMs`: it copies what is committed without waiting for, or blocking, the writer, and the
- * log is reused from its start once a checkpoint has caught up, so it stays small.
- *
- * The gateway's connection keeps a large `wal_autocheckpoint` as a backstop, should this thread stop.
+ * checkpoint every `intervalMs`: it copies what is committed without waiting for, or blocking, the writer. The
+ * writer's own checkpoint still runs when the log passes `wal_autocheckpoint`, but finds little left to copy; it is
+ * what lets the next commit start the log over (under load a background checkpoint rarely catches up exactly between
+ * two commits), which keeps the log bounded.
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
