@@ -12,7 +12,7 @@
 import { z } from 'zod';
 import { positiveDuration } from '../config/common-schemas.js';
 import type { Principal } from '../identity/principal.js';
-import type { RequestBody } from '../recorder/request-body.js';
+import { RequestBody } from '../recorder/request-body.js';
 
 /** `pattern` or `/pattern/flags`; checked by compiling it, so a bad pattern is a config error, not a runtime one. */
 const regexSource = z
@@ -322,6 +322,10 @@ const ALLOW: Evaluation = Object.freeze({ action: 'allow' });
 /**
  * What the rules say about one call: the first matching deny rule, else the first matching hold rule, else allow.
  * `matched` describes why, for the record and for approvers (`model claude-opus-4-1`, `prompt matches /AKIA/`).
+ *
+ * A Message Batch (`{"requests": [{"custom_id", "params"}, …]}`) is judged request by request, as if each had been
+ * sent on its own — a batch must not be a way around a rule: one denied request refuses the batch, else one held
+ * request holds it; `matched` names the requests (`requests[3] (custom_id job-7): tool offered: Bash`).
  */
 export function evaluate(
   rules: CompiledRules,
@@ -330,6 +334,36 @@ export function evaluate(
   now: number = Date.now(),
 ): Evaluation {
   if (rules.rules.length === 0) return ALLOW;
+  const batch = batchRequests(body);
+  if (batch === null) return evaluateOne(rules, principal, body, now);
+  let hold: { rule: CompiledRule; matched: string[] } | null = null;
+  for (const [i, item] of batch.entries()) {
+    const e = evaluateOne(rules, principal, RequestBody.fromValue(item.params), now);
+    if (e.action === 'allow') continue;
+    const where = `requests[${i}]${item.customId !== null ? ` (custom_id ${item.customId})` : ''}`;
+    const matched = e.matched.map((m) => `${where}: ${m}`);
+    if (e.action === 'deny') return { ...e, matched };
+    if (hold === null) hold = { rule: e.rule, matched };
+    else if (hold.rule === e.rule) hold.matched.push(...matched);
+  }
+  return hold === null ? ALLOW : { action: 'hold', rule: hold.rule, matched: hold.matched };
+}
+
+/** The requests of a Message Batch body, or null when the body is not one. */
+function batchRequests(body: RequestBody): Array<{ customId: string | null; params: unknown }> | null {
+  const requests = body.field('requests');
+  if (!Array.isArray(requests) || requests.length === 0) return null;
+  const out: Array<{ customId: string | null; params: unknown }> = [];
+  for (const r of requests as unknown[]) {
+    if (typeof r !== 'object' || r === null) return null;
+    const { custom_id: customId, params } = r as { custom_id?: unknown; params?: unknown };
+    if (typeof params !== 'object' || params === null) return null;
+    out.push({ customId: typeof customId === 'string' ? customId : null, params });
+  }
+  return out;
+}
+
+function evaluateOne(rules: CompiledRules, principal: Principal, body: RequestBody, now: number): Evaluation {
   const ctx = new MatchContext(principal, body, now);
   for (const rule of rules.rules) {
     const matched: string[] = [];

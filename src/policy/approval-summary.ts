@@ -54,6 +54,14 @@ export function summarizeRequest(
   masker: Masker,
   patterns: readonly RegExp[] = [],
 ): ApprovalRequestSummary {
+  // A Message Batch: its first request stands for it (the approval's `matched` names every request that matched).
+  const requests = (json as { requests?: unknown } | null)?.requests;
+  const first = Array.isArray(requests) ? (requests[0] as { params?: unknown } | undefined)?.params : undefined;
+  if (typeof first === 'object' && first !== null) {
+    const s = summarizeRequest(first, masker, patterns);
+    const n = (requests as unknown[]).length;
+    return { ...s, lastTurn: `[Message Batch of ${n} request${n === 1 ? '' : 's'}; the first:] ${s.lastTurn}` };
+  }
   const { value, findings } = masker.maskJson(json);
   const req = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
   const content = requestContent(value);

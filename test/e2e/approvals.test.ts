@@ -210,4 +210,35 @@ describe('approvals through a running gateway', () => {
     });
     expect(h.fake.requests.length).toBe(before);
   });
+
+  it('a Message Batch is judged request by request: one request a rule refuses refuses the batch', async () => {
+    const client = new Anthropic({ baseURL: `${h.url}/c/night`, apiKey: CLIENT_KEY, maxRetries: 0 });
+    const before = h.fake.requests.length;
+    const params = (content: string) => ({
+      model: 'claude-haiku-4-5',
+      max_tokens: 100,
+      messages: [{ role: 'user' as const, content }],
+    });
+    const err = await client.messages.batches
+      .create({
+        requests: [
+          { custom_id: 'fine', params: params('summarise the changelog') },
+          { custom_id: 'leaky', params: params('connect to PROD-DB.internal:5432 with user admin') },
+        ],
+      })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    expect(err).toBeInstanceOf(Anthropic.PermissionDeniedError);
+    expect((err as InstanceType<typeof Anthropic.APIError>).message).toContain(
+      'production credentials must not be sent to Claude',
+    );
+    expect(h.fake.requests.length).toBe(before);
+    // A batch no rule objects to goes through.
+    const ok = await client.messages.batches.create({
+      requests: [{ custom_id: 'fine', params: params('summarise the changelog') }],
+    });
+    expect(ok.id).toMatch(/^msgbatch_/);
+  });
 });

@@ -6,6 +6,9 @@ import {
   evaluate,
   type ApprovalRulesInput,
 } from '../../../src/policy/approval-rules.js';
+import { summarizeRequest } from '../../../src/policy/approval-summary.js';
+import { compileMasker } from '../../../src/recorder/masking/masker.js';
+import { maskingConfigSchema } from '../../../src/recorder/masking/masking-config.js';
 import { RequestBody } from '../../../src/recorder/request-body.js';
 
 const alice: Principal = {
@@ -250,5 +253,60 @@ describe('approval rules schema', () => {
         { name: 'a', action: 'deny', when: {} },
       ]),
     ).toEqual(['1.name: duplicate rule name "a"']);
+  });
+});
+
+describe('Message Batches', () => {
+  const set = rules([
+    { name: 'no prod database', action: 'deny', when: { prompt_matches: ['prod-db'] } },
+    { name: 'bash needs a yes', action: 'hold', when: { tools_offered: ['Bash'] } },
+  ]);
+  const clean = {
+    model: 'claude-haiku-4-5',
+    max_tokens: 10,
+    messages: [{ role: 'user', content: 'summarise the changelog' }],
+  };
+  const batch = (...params: object[]) => ({
+    requests: params.map((p, i) => ({ custom_id: `job-${i}`, params: p })),
+  });
+
+  it('judges each request of a batch as if it were sent alone: a batch is no way around a rule', () => {
+    expect(evaluate(set, alice, body(batch(clean, clean)), NOON)).toEqual({ action: 'allow' });
+    const held = evaluate(set, alice, body(batch(clean, { ...clean, tools: request.tools })), NOON);
+    expect(held).toMatchObject({ action: 'hold', rule: { name: 'bash needs a yes' } });
+    expect(held.action === 'hold' && held.matched).toEqual(['requests[1] (custom_id job-1): tool offered: Bash']);
+    // One denied request refuses the whole batch, even after held ones.
+    const denied = evaluate(set, alice, body(batch({ ...clean, tools: request.tools }, clean, request)), NOON);
+    expect(denied).toMatchObject({ action: 'deny', rule: { name: 'no prod database' } });
+    expect(denied.action === 'deny' && denied.matched[0]).toMatch(/^requests\[2\] \(custom_id job-2\): /);
+  });
+
+  it('lists every request that matched the same hold rule', () => {
+    const held = evaluate(
+      set,
+      alice,
+      body(batch({ ...clean, tools: request.tools }, clean, { ...clean, tools: request.tools })),
+      NOON,
+    );
+    expect(held.action === 'hold' && held.matched).toEqual([
+      'requests[0] (custom_id job-0): tool offered: Bash',
+      'requests[2] (custom_id job-2): tool offered: Bash',
+    ]);
+  });
+
+  it('shows approvers the first request of a held batch, masked, and says it is a batch', () => {
+    const masker = compileMasker(maskingConfigSchema.parse({}));
+    const key = 'AKIAIOSFODNN7EXAMPLE';
+    const summary = summarizeRequest(
+      batch({ ...clean, tools: request.tools, messages: [{ role: 'user', content: `use ${key}` }] }, clean),
+      masker,
+    );
+    expect(summary).toMatchObject({ model: 'claude-haiku-4-5', toolsOffered: ['Bash', 'mcp__github__create_issue'] });
+    expect(summary.lastTurn).toBe('[Message Batch of 2 requests; the first:] use [REDACTED:aws_access_key_id]');
+    expect(summary.masked).toEqual(['aws_access_key_id']);
+  });
+
+  it('judges a body that only looks like a batch as a Messages request', () => {
+    expect(evaluate(set, alice, body({ requests: 'not a list', ...clean }), NOON)).toEqual({ action: 'allow' });
   });
 });
