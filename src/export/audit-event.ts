@@ -12,7 +12,8 @@ export type AuditEventType =
   | 'key.revoked'
   | 'recording.read'
   | 'retention.run'
-  | 'verify.failed';
+  | 'verify.failed'
+  | 'siem.undeliverable';
 
 export interface AuditActor {
   readonly method: string;

@@ -14,7 +14,7 @@ import { HttpTarget } from './internal/http-target.js';
 import { outgoingEvent } from './internal/outgoing-event.js';
 import { readConfigFile, readHeaders, readSecret } from './internal/read-secret.js';
 import type { Sink } from './sink.js';
-import { SinkDeliveryError } from './sink-delivery-error.js';
+import { rejectsContent, SinkDeliveryError } from './sink-delivery-error.js';
 import type { HttpSinkConfig } from './sinks-config.js';
 
 /** The MAC over one request: hex HMAC-SHA256 of `<timestamp>.<body>`. */
@@ -70,6 +70,7 @@ export class HttpSink implements Sink {
       throw new SinkDeliveryError(
         this.name,
         `POST ${this.#config.url} answered ${res.status}: ${res.text.slice(0, 300)}`,
+        { rejected: rejectsContent(res.status) },
       );
     }
   }

@@ -15,7 +15,7 @@ import { outgoingEvent } from './internal/outgoing-event.js';
 import { readConfigFile, readHeaders } from './internal/read-secret.js';
 import { otlpLogRecord } from './otlp-log-record.js';
 import type { Sink } from './sink.js';
-import { SinkDeliveryError } from './sink-delivery-error.js';
+import { rejectsContent, SinkDeliveryError } from './sink-delivery-error.js';
 import type { OtlpSinkConfig } from './sinks-config.js';
 
 /** Published when a collector accepted a batch but rejected some records: `{ sink, rejected, message }`. */
@@ -75,7 +75,9 @@ export class OtlpSink implements Sink {
       throw new SinkDeliveryError(this.name, `${where} failed: ${describeError(err)}`, { cause: err });
     }
     if (res.status < 200 || res.status > 299) {
-      throw new SinkDeliveryError(this.name, `${where} answered ${res.status}: ${res.text.slice(0, 300)}`);
+      throw new SinkDeliveryError(this.name, `${where} answered ${res.status}: ${res.text.slice(0, 300)}`, {
+        rejected: rejectsContent(res.status),
+      });
     }
     this.#reportPartialSuccess(res.text);
   }

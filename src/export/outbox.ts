@@ -6,13 +6,23 @@
  * at-least-once: event ids (`<chain>:<chain_seq>`) are stable, for de-duplication.
  *
  * With several gateways on one store, one of them delivers for each sink at a time (`tryLeadership`).
+ *
+ * A receiver that is down, overloaded or misconfigured is waited for, however long. A receiver that refuses the
+ * content of a batch (SinkDeliveryError.rejected: HTTP 400/413/422) gets its events one at a time, so the rest
+ * still flows; an event refused {@link MAX_REJECTIONS} times in a row is set aside only if the next event is then
+ * accepted (so a receiver that refuses everything — a wrong index, say — is waited for, not drained): a
+ * `siem.undeliverable` record on the ledger names the sink, the event and the error, and is itself an audit event.
  */
 import type { Logger } from 'pino';
-import type { StoredRecord } from '../store/audit-store.js';
+import type { StoredRecord, WriteBatch } from '../store/audit-store.js';
 import type { ExchangeRequestData } from '../store/record-types.js';
 import type { AuditEvent } from './audit-event.js';
 import { auditEventOf } from './record-events.js';
 import type { Sink } from './sink.js';
+import { SinkDeliveryError } from './sink-delivery-error.js';
+
+/** Refusals in a row of one event before it may be set aside. */
+export const MAX_REJECTIONS = 3;
 
 export interface OutboxStore {
   /** Every chain and its last chain_seq. */
@@ -24,6 +34,8 @@ export interface OutboxStore {
   setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void>;
   /** Whether this process should deliver for `name` now (PostgreSQL: an advisory lock; SQLite: always). */
   tryLeadership(name: string): Promise<boolean>;
+  /** Where an event set aside is recorded (`siem.undeliverable`). */
+  append(batch: WriteBatch): Promise<readonly StoredRecord[]>;
 }
 
 export interface SinkStatus {
@@ -32,6 +44,8 @@ export interface SinkStatus {
   lag: number;
   delivered: number;
   failures: number;
+  /** Events the receiver refused and that were set aside (recorded as `siem.undeliverable`). */
+  undeliverable: number;
   lastError: string | null;
   lastDeliveryAt: number | null;
 }
@@ -51,6 +65,8 @@ export class Outbox {
   private running: Promise<void> | null = null;
   private readonly backoffUntil = new Map<string, number>();
   private readonly backoff = new Map<string, number>();
+  /** Per sink: the event it keeps refusing, and how many times in a row. */
+  private readonly refused = new Map<string, { id: string; count: number }>();
   private stopped = false;
 
   constructor(
@@ -64,6 +80,7 @@ export class Outbox {
         lag: 0,
         delivered: 0,
         failures: 0,
+        undeliverable: 0,
         lastError: null,
         lastDeliveryAt: null,
       });
@@ -107,11 +124,21 @@ export class Outbox {
           const records = await this.store.chainRecords(chain, cursor, batchSize);
           if (records.length === 0) break;
           const events = await this.eventsOf(records);
-          if (events.length) await sink.deliver(events);
+          try {
+            if (events.length) await sink.deliver(events);
+            status.delivered += events.length;
+          } catch (err) {
+            if (!(err instanceof SinkDeliveryError && err.rejected)) throw err;
+            // The receiver refuses something in this batch: find what, one event at a time.
+            await this.deliverOneByOne(sink, chain, events, (seq) => {
+              cursor = seq;
+              cursors.set(chain, seq);
+              return this.store.setSinkCursor(sink.name, chain, seq);
+            });
+          }
           cursor = records.at(-1)!.chainSeq;
           await this.store.setSinkCursor(sink.name, chain, cursor);
           cursors.set(chain, cursor);
-          status.delivered += events.length;
           status.lastDeliveryAt = Date.now();
         }
       }
@@ -129,6 +156,57 @@ export class Outbox {
       );
     } finally {
       status.lag = heads.reduce((n, h) => n + Math.max(0, h.chainSeq - (cursors.get(h.chain) ?? 0)), 0);
+    }
+  }
+
+  /**
+   * Deliver `events` one by one, moving the cursor after each; throws (the batch is retried later, from the cursor)
+   * on the first event refused fewer than MAX_REJECTIONS times in a row, or when the event after it is refused too.
+   */
+  private async deliverOneByOne(
+    sink: Sink,
+    chain: string,
+    events: readonly AuditEvent[],
+    moveCursor: (chainSeq: number) => Promise<void>,
+  ): Promise<void> {
+    const status = this.status.get(sink.name)!;
+    const seqOf = (e: AuditEvent): number => Number(e.id.slice(e.id.lastIndexOf(':') + 1));
+    for (let i = 0; i < events.length; i++) {
+      const e = events[i]!;
+      try {
+        await sink.deliver([e]);
+        status.delivered++;
+        this.refused.delete(sink.name);
+        await moveCursor(seqOf(e));
+        continue;
+      } catch (err) {
+        if (!(err instanceof SinkDeliveryError && err.rejected)) throw err;
+        const prev = this.refused.get(sink.name);
+        const count = prev?.id === e.id ? prev.count + 1 : 1;
+        this.refused.set(sink.name, { id: e.id, count });
+        const next = events[i + 1];
+        if (count < MAX_REJECTIONS || next === undefined) throw err;
+        // Set aside only if the receiver takes the next event: otherwise it refuses everything, and is waited for.
+        await sink.deliver([next]);
+        await this.store.append({
+          records: [
+            {
+              kind: 'siem.undeliverable',
+              at: Date.now(),
+              data: { sink: sink.name, event: e.id, eventType: e.type, attempts: count, error: err.message },
+            },
+          ],
+        });
+        this.options.log.error(
+          { sink: sink.name, event: e.id, eventType: e.type, err },
+          'SIEM sink refuses an audit event; set aside (siem.undeliverable on the ledger)',
+        );
+        status.undeliverable++;
+        status.delivered++;
+        this.refused.delete(sink.name);
+        await moveCursor(seqOf(next));
+        i++;
+      }
     }
   }
 

@@ -115,6 +115,19 @@ export function auditEventOf(r: StoredRecord, gateway: string, request?: Exchang
             ((data.first as Array<{ detail?: string }> | undefined)?.[0]?.detail as string | undefined) ?? null,
         },
       };
+    case 'siem.undeliverable':
+      return {
+        ...base,
+        type: 'siem.undeliverable',
+        severity: 'alert',
+        attributes: {
+          sink: data.sink as string,
+          event: data.event as string,
+          event_type: data.eventType as string,
+          attempts: data.attempts as number,
+          error: data.error as string,
+        },
+      };
     case 'retention.purged':
       return {
         ...base,

@@ -7,8 +7,20 @@ export class SinkDeliveryError extends Error {
   /** The configured sink name (`siem.sinks[].name`). */
   readonly sink: string;
 
-  constructor(sink: string, message: string, options?: { cause?: unknown }) {
-    super(`siem sink "${sink}": ${message}`, options);
+  /**
+   * The receiver was reached and refused the content (HTTP 400, 413, 422): sending the same events again will not
+   * help, unlike a receiver that is down, overloaded or misconfigured (connection errors, 401/403/404, 429, 5xx).
+   */
+  readonly rejected: boolean;
+
+  constructor(sink: string, message: string, options?: { cause?: unknown; rejected?: boolean }) {
+    super(`siem sink "${sink}": ${message}`, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.sink = sink;
+    this.rejected = options?.rejected ?? false;
   }
+}
+
+/** Statuses by which a receiver says the content itself is unacceptable (see SinkDeliveryError.rejected). */
+export function rejectsContent(status: number): boolean {
+  return status === 400 || status === 413 || status === 422;
 }

@@ -14,7 +14,7 @@ import { HttpTarget } from './internal/http-target.js';
 import { outgoingEvent } from './internal/outgoing-event.js';
 import { readConfigFile, readSecret } from './internal/read-secret.js';
 import type { Sink } from './sink.js';
-import { SinkDeliveryError } from './sink-delivery-error.js';
+import { rejectsContent, SinkDeliveryError } from './sink-delivery-error.js';
 import type { SplunkHecSinkConfig } from './sinks-config.js';
 
 export class SplunkHecSink implements Sink {
@@ -67,7 +67,9 @@ export class SplunkHecSink implements Sink {
     const detail = answer
       ? `HEC code ${String(answer.code)}: ${String(answer.text)}`
       : `not a HEC answer: ${res.text.slice(0, 200)}`;
-    throw new SinkDeliveryError(this.name, `${where} answered ${res.status} (${detail})`);
+    throw new SinkDeliveryError(this.name, `${where} answered ${res.status} (${detail})`, {
+      rejected: rejectsContent(res.status),
+    });
   }
 
   #hecEvent(event: AuditEvent): Record<string, unknown> {

@@ -19,7 +19,7 @@ export interface MetricsSources {
   /** Records waiting to be written. */
   recordingBacklog(): number;
   /** Per SIEM sink. */
-  sinks(): ReadonlyArray<{ sink: string; lag: number; failures: number; delivered: number }>;
+  sinks(): ReadonlyArray<{ sink: string; lag: number; failures: number; delivered: number; undeliverable: number }>;
 }
 
 export class Metrics {
@@ -103,6 +103,15 @@ export class Metrics {
       registers: [r],
       collect() {
         for (const s of sources.sinks()) this.set({ sink: s.sink }, s.delivered);
+      },
+    });
+    new Gauge({
+      name: 'vigil_sink_undeliverable_total',
+      help: 'Audit events a SIEM sink kept refusing, set aside as siem.undeliverable records, since start',
+      labelNames: ['sink'],
+      registers: [r],
+      collect() {
+        for (const s of sources.sinks()) this.set({ sink: s.sink }, s.undeliverable);
       },
     });
 
