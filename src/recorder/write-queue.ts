@@ -156,32 +156,57 @@ export class WriteQueue {
       for (const w of waiters) w.resolve();
       return;
     }
-    try {
-      await this.store.append({ records, blobs, ...(searchText.length ? { searchText } : {}) });
-      if (blobs.length) this.options.onWritten?.(blobs);
+    const err = await this.tryAppend(records, blobs, searchText);
+    if (err === null) {
       this.failedAttempts = 0;
       for (const w of waiters) w.resolve();
-    } catch (err) {
+      return;
+    }
+    if (lingering === null || lingering.records.length === 0) {
+      this.options.onError(err, records.length);
       // Those waiting decide what a failed write means for them (fail closed, or best effort; a request that
       // refers to a blob retention removed is written again with its pieces).
       for (const w of waiters) w.reject(err);
-      if (lingering && lingering.records.length > 0) {
-        // Nobody waits on these: try again rather than lose them. Alone at once when a request shared (and may
-        // have failed) the transaction; after `intervalMs` otherwise, a few times.
-        const retry = durable.records.length > 0 || ++this.failedAttempts < MAX_ATTEMPTS;
-        if (retry) {
-          this.options.onError(err, durable.records.length);
-          this.records = lingering.records.concat(this.records);
-          this.blobs = lingering.blobs.concat(this.blobs);
-          this.searchText = lingering.searchText.concat(this.searchText);
-          if (durable.records.length > 0) this.flushSoon();
-          else this.scheduleLinger();
-          return;
-        }
-        this.failedAttempts = 0;
-      }
-      this.options.onError(err, records.length);
+      return;
     }
+    // When what lingered and requests shared the failed transaction, each part is tried alone now, so that neither
+    // takes the other down (a record that cannot be written must not refuse requests, nor a request lose others).
+    if (durable.records.length > 0) {
+      const again = await this.tryAppend(durable.records, durable.blobs, []);
+      if (again === null) for (const w of waiters) w.resolve();
+      else {
+        this.options.onError(again, durable.records.length);
+        for (const w of waiters) w.reject(again);
+      }
+    }
+    const failed =
+      durable.records.length > 0 ? await this.tryAppend(lingering.records, lingering.blobs, lingering.searchText) : err;
+    if (failed === null) {
+      this.failedAttempts = 0;
+      return;
+    }
+    // Nobody waits on these: tried again after `intervalMs`, a few times, before they are reported lost.
+    if (++this.failedAttempts < MAX_ATTEMPTS) {
+      this.options.onError(failed, 0);
+      this.records = lingering.records.concat(this.records);
+      this.blobs = lingering.blobs.concat(this.blobs);
+      this.searchText = lingering.searchText.concat(this.searchText);
+      this.scheduleLinger();
+      return;
+    }
+    this.failedAttempts = 0;
+    this.options.onError(failed, lingering.records.length);
+  }
+
+  /** One append; the error when it failed, else null (blobs written are reported to `onWritten`). */
+  private async tryAppend(records: NewRecord[], blobs: BlobWrite[], searchText: SearchText[]): Promise<unknown> {
+    try {
+      await this.store.append({ records, blobs, ...(searchText.length ? { searchText } : {}) });
+    } catch (err) {
+      return err ?? new Error('append failed');
+    }
+    if (blobs.length) this.options.onWritten?.(blobs);
+    return null;
   }
 
   /** Stop the timer and write what is pending. */

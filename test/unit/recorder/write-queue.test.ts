@@ -112,6 +112,29 @@ describe('WriteQueue when a write fails', () => {
     await done();
   });
 
+  it('does not refuse requests that shared a transaction with a record that cannot be written', async () => {
+    const lost: number[] = [];
+    const { store, queue, done } = await setup(tempDir(), 5, (_err, n) => lost.push(n));
+    // A response that refers to a blob nobody holds can never be written.
+    const poison = {
+      kind: 'exchange.response',
+      at: Date.now(),
+      data: { body: { parts: [{ $blob: 'e'.repeat(64) }] } },
+    };
+    queue.enqueue([poison]);
+    await Promise.all([
+      queue.appendDurably([record('exchange.request')], []),
+      queue.appendDurably([record('exchange.request')], []),
+    ]);
+    expect(await store.recordsOfKinds(['exchange.request'], 0, 10)).toHaveLength(2);
+    // The poison is tried a few times on its own, then reported lost (1 record).
+    const deadline = Date.now() + 2_000;
+    while (!lost.includes(1) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(lost).toEqual([0, 0, 1]);
+    expect(await store.recordsOfKinds(['exchange.response'], 0, 10)).toHaveLength(0);
+    await done();
+  });
+
   it('gives records nobody waits on a few attempts, then reports them lost', async () => {
     const dir = tempDir();
     const { store, batches } = await countingStore(dir);
