@@ -174,6 +174,8 @@ export class SqliteAuditStore implements AuditStore {
   private pendingText = 0;
   private textTimer: NodeJS.Timeout | null = null;
   private textImmediate: NodeJS.Immediate | null = null;
+  /** Indexing failed; it is tried again on a timer. */
+  private textRetrying = false;
   private checkpointer: WalCheckpointer | null = null;
 
   static open(options: SqliteStoreOptions): SqliteAuditStore {
@@ -315,6 +317,7 @@ export class SqliteAuditStore implements AuditStore {
    * first, and opening the store indexes what a crash left waiting.
    */
   private scheduleTextIndexing(): void {
+    if (this.textRetrying) return; // a failed indexing is tried again on its timer, not on every append
     if (this.pendingText >= TEXT_BATCH) {
       if (this.textTimer !== null) clearTimeout(this.textTimer);
       this.textTimer = null;
@@ -331,12 +334,27 @@ export class SqliteAuditStore implements AuditStore {
     }
   }
 
-  private indexPendingTextQuietly(): void {
+  /**
+   * Index what waits; when that fails (the database busy past its timeout, the disk full), the text stays waiting and
+   * is tried again after TEXT_LAG_MS. Returns whether it was indexed: a search goes on either way.
+   */
+  private indexPendingTextQuietly(): boolean {
     try {
       this.indexPendingText();
+      this.textRetrying = false;
+      return true;
     } catch {
-      // Left waiting: the next batch, search, purge, close or start indexes it. The store stays usable.
-      if (this.db.open) this.scheduleTextIndexing();
+      if (this.db.open && !this.textRetrying) {
+        this.textRetrying = true;
+        if (this.textTimer !== null) clearTimeout(this.textTimer);
+        this.textTimer = setTimeout(() => {
+          this.textTimer = null;
+          this.textRetrying = false;
+          this.indexPendingTextQuietly();
+        }, TEXT_LAG_MS);
+        this.textTimer.unref();
+      }
+      return false;
     }
   }
 
@@ -556,7 +574,8 @@ export class SqliteAuditStore implements AuditStore {
   async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {
     const terms = parseSearchQuery(query);
     if (terms.length === 0) return { items: [], nextCursor: null };
-    this.indexPendingText();
+    // Search text still waiting is indexed first; if that cannot be done now, the search runs on what is indexed.
+    this.indexPendingTextQuietly();
     const params: unknown[] = [fts5Match(terms)];
     const where = [...exchangeConditions(options.filter ?? {}, params), ...beforeCursor(options.cursor, params)];
     const limit = pageSize(options.limit);

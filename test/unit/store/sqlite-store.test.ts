@@ -39,6 +39,24 @@ describe('SQLite search index batching', () => {
     await store.close();
   });
 
+  it('keeps text waiting when indexing fails, searches anyway, and indexes it on the next try', async () => {
+    const store = SqliteAuditStore.open({ file });
+    const raw = new Database(file);
+    raw.exec(
+      "CREATE TRIGGER stuck BEFORE DELETE ON exchange_text_pending BEGIN SELECT RAISE(ABORT, 'disk trouble'); END",
+    );
+    await store.append({ records: [], searchText: [{ exchangeId: 'ex_1', text: 'patience pays' }] });
+    await expect(store.search('patience')).resolves.toEqual({ items: [], nextCursor: null });
+    expect(count('exchange_text_pending')).toBe(1);
+    expect(count('exchange_text')).toBe(0);
+    raw.exec('DROP TRIGGER stuck');
+    raw.close();
+    const deadline = Date.now() + 5_000;
+    while (count('exchange_text') === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    expect([count('exchange_text'), count('exchange_text_pending')]).toEqual([1, 0]);
+    await store.close();
+  });
+
   it('indexes at start what a crashed gateway left waiting', async () => {
     const crashed = SqliteAuditStore.open({ file });
     await crashed.append({ records: [], searchText: [{ exchangeId: 'ex_1', text: 'left behind' }] });
