@@ -20,6 +20,7 @@ import { Recorder } from './recorder/recorder.js';
 import type { AuditStore } from './store/audit-store.js';
 import { describeStore, openStore } from './store/open-store.js';
 import { hostname } from 'node:os';
+import { otlpRejectedChannel } from './export/otlp-sink.js';
 import { Outbox } from './export/outbox.js';
 import { createSink } from './export/sink.js';
 import { Metrics } from './observability/metrics.js';
@@ -104,6 +105,12 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   });
   const sinks = config.siem.sinks.map((c) => createSink(c, { hostname: hostname() }));
   const outbox = new Outbox(store, sinks, { gateway: hostname(), log });
+  // OTLP partial success: the collector took the batch but dropped some records, which the spec says not to resend.
+  const onOtlpRejected = (m: unknown): void => {
+    const d = m as { sink: string; rejected: number; message: string };
+    log.warn({ sink: d.sink, rejected: d.rejected, reason: d.message }, 'OTLP collector rejected audit events');
+  };
+  otlpRejectedChannel.subscribe(onOtlpRejected);
   outbox.start();
   const metrics = new Metrics({
     recordingFailures: () => recorder.failures,
@@ -114,6 +121,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     ? await startAdminServer({ config, store, oidc, log, metrics, approvals }).catch(async (err: unknown) => {
         await outbox.close(0);
         metrics.close();
+        otlpRejectedChannel.unsubscribe(onOtlpRejected);
         await recorder.close();
         await connections.close();
         await upkeep.close();
@@ -143,6 +151,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
       await admin?.close();
       await outbox.close();
       metrics.close();
+      otlpRejectedChannel.unsubscribe(onOtlpRejected);
       await connections.close();
       await upkeep.close();
       await store.close();

@@ -4,6 +4,7 @@
  * the proxy knows nothing about them.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { otlpRejectedChannel } from '../export/otlp-sink.js';
 import {
   accessDeniedChannel,
   exchangeCompletedChannel,
@@ -26,6 +27,7 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly onExchange: (m: unknown) => void;
   private readonly onDenied: (m: unknown) => void;
+  private readonly onRejected: (m: unknown) => void;
 
   constructor(sources: MetricsSources) {
     const r = this.registry;
@@ -56,6 +58,16 @@ export class Metrics {
       labelNames: ['connection', 'model', 'kind'],
       registers: [r],
     });
+    const rejectedRecords = new Counter({
+      name: 'vigil_sink_rejected_records_total',
+      help: 'Audit events a SIEM accepted a batch of but rejected one by one (OTLP partial success), since start',
+      labelNames: ['sink'],
+      registers: [r],
+    });
+    this.onRejected = (m) => {
+      const d = m as { sink: string; rejected: number };
+      if (d.rejected > 0) rejectedRecords.inc({ sink: d.sink }, d.rejected);
+    };
     const denied = new Counter({
       name: 'vigil_access_denied_total',
       help: 'Callers refused before forwarding (401, 403)',
@@ -133,6 +145,7 @@ export class Metrics {
     };
     exchangeCompletedChannel.subscribe(this.onExchange);
     accessDeniedChannel.subscribe(this.onDenied);
+    otlpRejectedChannel.subscribe(this.onRejected);
   }
 
   text(): Promise<string> {
@@ -146,5 +159,6 @@ export class Metrics {
   close(): void {
     exchangeCompletedChannel.unsubscribe(this.onExchange);
     accessDeniedChannel.unsubscribe(this.onDenied);
+    otlpRejectedChannel.unsubscribe(this.onRejected);
   }
 }

@@ -1,6 +1,7 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OTLP_SCOPE_NAME } from '../../../src/export/otlp-sink.js';
+import { Metrics } from '../../../src/observability/metrics.js';
 import { createSink, type Sink } from '../../../src/export/sink.js';
 import { SinkDeliveryError } from '../../../src/export/sink-delivery-error.js';
 import { sinkConfigSchema, type SinkConfigInput } from '../../../src/export/sinks-config.js';
@@ -183,5 +184,19 @@ describe('otlp sink', () => {
       unsubscribe('vigil:export:otlp-rejected', listener);
     }
     expect(seen).toEqual([{ sink: 'otel', rejected: 1, message: 'attribute too long' }]);
+  });
+
+  it('counts records a collector rejected in /metrics, so the drop is visible', async () => {
+    server.reply = () => ({
+      status: 200,
+      body: JSON.stringify({ partialSuccess: { rejectedLogRecords: '2', errorMessage: 'attribute too long' } }),
+    });
+    const metrics = new Metrics({ recordingFailures: () => 0, recordingBacklog: () => 0, sinks: () => [] });
+    try {
+      await otlpSink().deliver([deniedEvent(), deniedEvent(2)]);
+      expect(await metrics.text()).toMatch(/vigil_sink_rejected_records_total\{sink="otel"\} 2/);
+    } finally {
+      metrics.close();
+    }
   });
 });
