@@ -119,7 +119,11 @@ class CompiledMasker implements Masker {
   private entry(text: string): MemoEntry {
     const counts: TypeCounts = new Map();
     const value = this.scan(text, counts);
-    return { length: text.length, value, counts: counts.size === 0 ? UNCHANGED_TEXT : [...counts] };
+    return {
+      length: text.length,
+      value: value === text ? null : value,
+      counts: counts.size === 0 ? UNCHANGED_TEXT : [...counts],
+    };
   }
 
   get pathMatcher(): PathMatcher {
@@ -161,14 +165,14 @@ class Walk {
     for (const [type, n] of e.counts) this.record(type, n);
     // A value under a secret-sounding key (`"password": "hunter2"`) has no `=` or `:` of its own for the text
     // detectors to see; the key supplies the context.
-    if (e.value === s && key !== undefined && SECRET_KEY.test(key) && isSecretValue(s, isPasswordName(key), true)) {
+    if (e.value === null && key !== undefined && SECRET_KEY.test(key) && isSecretValue(s, isPasswordName(key), true)) {
       const type = AWS_SECRET_KEY.test(key) && AWS_SECRET_VALUE.test(s) ? 'aws_secret_access_key' : 'generic_secret';
       if (this.m.detectorEnabled(type) && !this.m.scanner.allowedValue(s)) {
         this.record(type, 1);
         return `[REDACTED:${type}]`;
       }
     }
-    return e.value;
+    return e.value ?? s;
   }
 
   private array(a: readonly unknown[], states: number[] | null): unknown {
@@ -217,7 +221,7 @@ class Walk {
     if (k.length < 6) return k;
     const e = this.m.scanMemo(k, this.memo);
     for (const [type, n] of e.counts) this.record(type, n);
-    return e.value;
+    return e.value ?? k;
   }
 }
 

@@ -17,8 +17,11 @@ export const MIN_MEMO_LENGTH = 24;
 /** What the masker made of one string. */
 export interface MemoEntry {
   readonly length: number;
-  /** The masked string (the input itself when nothing changed). */
-  readonly value: string;
+  /**
+   * The masked string, or null when masking changed nothing: the memo then holds no copy of the text (a long tool
+   * result, keyed by its hash, is not kept alive by the memo).
+   */
+  readonly value: string | null;
   /** Findings by type. */
   readonly counts: readonly (readonly [string, number])[];
 }
@@ -93,7 +96,7 @@ export class MaskingMemo {
 
   /** Characters the entry keeps alive beyond what the caller holds: the masked copy when it differs, and the key. */
   private weight(key: string, e: MemoEntry): number {
-    return key.length + (e.value.length !== e.length || e.counts.length > 0 ? e.value.length : 0);
+    return key.length + (e.value !== null ? e.value.length : 0);
   }
 }
 

@@ -1,3 +1,5 @@
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { compileMasker } from '../../../../src/recorder/masking/masker.js';
 import { maskingConfigSchema, type MaskingConfigInput } from '../../../../src/recorder/masking/masking-config.js';
@@ -217,6 +219,27 @@ describe('session memo', () => {
     expect(second.findings).toEqual(expect.arrayContaining(first.findings));
     expect(memo.hits).toBeGreaterThan(0);
     expect(memo.misses - missesAfterFirst).toBe(1); // only the new message was scanned
+  });
+
+  it('keeps no copy of a long string it left unchanged (tool results are keyed by hash, not pinned in memory)', () => {
+    v8.setFlagsFromString('--expose_gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    const m = build();
+    const memo = createMaskingMemo(100_000, 1_000_000);
+    const used = (): number => {
+      gc();
+      return v8.getHeapStatistics().used_heap_size;
+    };
+    const before = used();
+    // 200 distinct tool results of 100 KB: 20 MB of text the memo must not keep alive once the caller drops it.
+    for (let i = 0; i < 200; i++)
+      m.maskJson([`${i} ${'plain tool output '.repeat(5_500)}`.slice(0, 100_000)], '$', memo);
+    expect(memo.size).toBe(200);
+    expect(used() - before).toBeLessThan(5_000_000);
+    // And they are still remembered: seen again, they are not scanned.
+    const misses = memo.misses;
+    m.maskJson([`7 ${'plain tool output '.repeat(5_500)}`.slice(0, 100_000)], '$', memo);
+    expect(memo.misses).toBe(misses);
   });
 
   it('keys long strings by hash and evicts the oldest entries', () => {
