@@ -119,6 +119,13 @@ function sameHeaderValue(a: string | readonly string[], b: string | readonly str
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
+/** Sessions whose strings are remembered, most recently used kept. */
+const MAX_SESSION_MEMOS = 256;
+/** Characters one session's memo may keep alive. */
+const SESSION_MEMO_CHARS = 8 * 1024 * 1024;
+/** Characters all sessions' memos together may keep alive (per connection). */
+const MEMO_BUDGET_CHARS = 32 * 1024 * 1024;
+
 export class Redactor {
   readonly masker: Masker;
   private readonly memos = new Map<string, MaskingMemo>();
@@ -150,11 +157,28 @@ export class Redactor {
       // Most recently used last: the map's first entry is the one to evict.
       this.memos.delete(sessionId);
     } else {
-      m = createMaskingMemo(20_000, 8 * 1024 * 1024);
-      if (this.memos.size >= 256) this.memos.delete(this.memos.keys().next().value!);
+      m = createMaskingMemo(20_000, SESSION_MEMO_CHARS);
+      if (this.memos.size >= MAX_SESSION_MEMOS) this.memos.delete(this.memos.keys().next().value!);
     }
     this.memos.set(sessionId, m);
+    // One budget over all sessions: a gateway serving many long sessions at once would otherwise hold up to
+    // MAX_SESSION_MEMOS × SESSION_MEMO_CHARS. The least recently used sessions go first (their next turn is scanned
+    // once more).
+    let held = 0;
+    for (const memo of this.memos.values()) held += memo.heldChars;
+    for (const [id, memo] of this.memos) {
+      if (held <= MEMO_BUDGET_CHARS || memo === m) break;
+      held -= memo.heldChars;
+      this.memos.delete(id);
+    }
     return m;
+  }
+
+  /** Characters the session memos keep alive together (at most MEMO_BUDGET_CHARS plus the session in use). */
+  get memoHeldChars(): number {
+    let held = 0;
+    for (const memo of this.memos.values()) held += memo.heldChars;
+    return held;
   }
 
   begin(sessionId: string): ExchangeRedaction {

@@ -41,6 +41,11 @@ export class MaskingMemo {
     readonly minLength: number = MIN_MEMO_LENGTH,
   ) {}
 
+  /** Characters this memo keeps alive (keys, and masked copies where they differ). */
+  get heldChars(): number {
+    return this.chars;
+  }
+
   get size(): number {
     return this.entries.size;
   }

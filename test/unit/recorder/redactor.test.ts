@@ -177,3 +177,24 @@ describe('ExchangeRedaction.headers', () => {
     expect(r.begin('c').headers({ 'user-agent': 'claude-cli/2.1.14' })).toEqual({ 'user-agent': 'claude-cli/2.1.14' });
   });
 });
+
+describe('Redactor session memos', () => {
+  it('keep one budget over all sessions: the least recently used sessions are forgotten first', () => {
+    const r = new Redactor(maskingConfigSchema.parse({}));
+    // 40 sessions, each with ~1 M characters of distinct messages (short strings are their own memo keys).
+    for (let s = 0; s < 40; s++) {
+      const messages = Array.from({ length: 500 }, (_, i) => ({
+        role: 'user',
+        content: `${s}/${i} ${'x'.repeat(1990)}`,
+      }));
+      r.begin(`session-${s}`).json({ messages }, 'request.body');
+    }
+    expect(r.memoHeldChars).toBeGreaterThan(30 * 1024 * 1024);
+    expect(r.memoHeldChars).toBeLessThanOrEqual(32 * 1024 * 1024 + 1_100_000);
+    // The newest session is still remembered: its strings are not scanned again.
+    const memo = r.memo('session-39');
+    const misses = memo.misses;
+    r.begin('session-39').json({ messages: [{ role: 'user', content: `39/0 ${'x'.repeat(1990)}` }] }, 'request.body');
+    expect(memo.misses).toBe(misses);
+  });
+});
