@@ -90,42 +90,25 @@ export class Metrics {
         this.set(sources.recordingBacklog());
       },
     });
-    new Gauge({
-      name: 'vigil_outbox_lag_events',
-      help: 'Audit records not yet delivered to a SIEM sink',
-      labelNames: ['sink'],
-      registers: [r],
-      collect() {
-        for (const s of sources.sinks()) this.set({ sink: s.sink }, s.lag);
-      },
-    });
-    new Gauge({
-      name: 'vigil_sink_failures_total',
-      help: 'Failed deliveries to a SIEM sink since start',
-      labelNames: ['sink'],
-      registers: [r],
-      collect() {
-        for (const s of sources.sinks()) this.set({ sink: s.sink }, s.failures);
-      },
-    });
-    new Gauge({
-      name: 'vigil_sink_delivered_total',
-      help: 'Audit events delivered to a SIEM sink since start',
-      labelNames: ['sink'],
-      registers: [r],
-      collect() {
-        for (const s of sources.sinks()) this.set({ sink: s.sink }, s.delivered);
-      },
-    });
-    new Gauge({
-      name: 'vigil_sink_undeliverable_total',
-      help: 'Audit events a SIEM sink kept refusing, set aside as siem.undeliverable records, since start',
-      labelNames: ['sink'],
-      registers: [r],
-      collect() {
-        for (const s of sources.sinks()) this.set({ sink: s.sink }, s.undeliverable);
-      },
-    });
+    // One gauge per figure of the SIEM outbox, each labelled by sink, read when scraped.
+    const sinkGauge = (name: string, help: string, figure: 'lag' | 'failures' | 'delivered' | 'undeliverable') =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['sink'],
+        registers: [r],
+        collect() {
+          for (const s of sources.sinks()) this.set({ sink: s.sink }, s[figure]);
+        },
+      });
+    sinkGauge('vigil_outbox_lag_events', 'Audit records not yet delivered to a SIEM sink', 'lag');
+    sinkGauge('vigil_sink_failures_total', 'Failed deliveries to a SIEM sink since start', 'failures');
+    sinkGauge('vigil_sink_delivered_total', 'Audit events delivered to a SIEM sink since start', 'delivered');
+    sinkGauge(
+      'vigil_sink_undeliverable_total',
+      'Audit events a SIEM sink kept refusing, set aside as siem.undeliverable records, since start',
+      'undeliverable',
+    );
 
     this.onExchange = (m) => {
       const e = m as ExchangeCompleted;
