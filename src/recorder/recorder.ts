@@ -123,8 +123,8 @@ export class Recorder {
     const modelField = body.field('model');
     const model = typeof modelField === 'string' ? modelField : null;
     const redaction = input.redactor.begin(session.id);
-    if (input.level === 'off') {
-      return new ExchangeRecording(
+    const recording = (lastRequestMessage: unknown): ExchangeRecording =>
+      new ExchangeRecording(
         this,
         input.exchangeId,
         session.id,
@@ -133,10 +133,10 @@ export class Recorder {
         model,
         input.connection,
         redaction,
-        'off',
-        undefined,
+        input.level,
+        lastRequestMessage,
       );
-    }
+    if (input.level === 'off') return recording(undefined);
     const full = input.level === 'full';
     const agent = resolveAgent(input.headers);
     let stored = full ? redaction.requestBody(body, this.known) : undefined;
@@ -188,18 +188,7 @@ export class Recorder {
         'recording failed; forwarding anyway (best_effort)',
       );
     }
-    const rec = new ExchangeRecording(
-      this,
-      input.exchangeId,
-      session.id,
-      startedAt,
-      t0,
-      model,
-      input.connection,
-      redaction,
-      input.level,
-      stored?.lastMessage,
-    );
+    const rec = recording(stored?.lastMessage);
     this.active.add(rec);
     return rec;
   }
