@@ -105,7 +105,7 @@ export interface NotifiedData {
   readonly error: string | null;
 }
 
-export const APPROVAL_KINDS = {
+const APPROVAL_KINDS = {
   held: 'approval.held',
   decided: 'approval.decided',
   granted: 'approval.granted',
@@ -216,7 +216,7 @@ function actorKey(a: Approver): string {
 }
 
 /** Whether `approver` is the caller: same OIDC subject and issuer, the same key or token, or the key's owner. */
-export function isSameActor(caller: Principal, approver: Approver): boolean {
+function isSameActor(caller: Principal, approver: Approver): boolean {
   if (actorKey(caller) === actorKey(approver)) return true;
   if (caller.method === 'gateway_key' && caller.owner !== undefined && approver.method === 'oidc') {
     return caller.owner === approver.subject || caller.owner === approver.email;
@@ -278,7 +278,7 @@ function ownRecord(stored: readonly StoredRecord[], kind: string): StoredRecord 
   return stored.find((r) => r.kind === kind);
 }
 
-export function newApprovalId(): string {
+function newApprovalId(): string {
   return `apr_${randomBytes(8).toString('hex')}`;
 }
 
@@ -532,21 +532,7 @@ export class ApprovalCoordinator {
   }
 
   private async decide(s: State, data: DecidedData): Promise<void> {
-    const stored = ownRecord(
-      await this.ledger.append({
-        records: [
-          {
-            kind: APPROVAL_KINDS.decided,
-            exchangeId: s.held.exchangeId,
-            sessionId: s.held.sessionId,
-            at: this.clock(),
-            data,
-          },
-        ],
-      }),
-      APPROVAL_KINDS.decided,
-    );
-    if (stored) this.ingest(stored);
+    await this.append(APPROVAL_KINDS.decided, s.held.exchangeId, s.held.sessionId, data);
     this.settleAll();
   }
 
