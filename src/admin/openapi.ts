@@ -2,12 +2,13 @@
  * The admin API described as OpenAPI 3.1, served at `/api/v1/openapi.json`. Written by hand, next to the routes; a
  * test checks that every route served is described here.
  */
-import { OUTCOMES } from './query-params.js';
+import { EXPORT_FORMATS } from './exchange-export.js';
+import { FILTER_PARAMS, OUTCOMES } from './query-params.js';
 
 const ref = (name: string): { $ref: string } => ({ $ref: `#/components/schemas/${name}` });
 const param = (name: string): { $ref: string } => ({ $ref: `#/components/parameters/${name}` });
 
-const FILTERS = ['caller', 'group', 'connection', 'model', 'outcome', 'masking', 'since', 'until'].map(param);
+const FILTERS = FILTER_PARAMS.map(param);
 const PAGING = [param('limit'), param('cursor')];
 
 const json = (schema: unknown, description: string): unknown => ({
@@ -274,7 +275,7 @@ export const OPENAPI_DOCUMENT = {
         schema: { type: 'string' },
         description: 'next_cursor of the previous page.',
       },
-      format: { name: 'format', in: 'query', schema: { enum: ['jsonl', 'markdown'], default: 'jsonl' } },
+      format: { name: 'format', in: 'query', schema: { enum: EXPORT_FORMATS, default: 'jsonl' } },
     },
     responses: {
       Export: {
