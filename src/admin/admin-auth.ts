@@ -21,7 +21,7 @@ export interface AdminToken {
 }
 
 /** Shorter tokens are refused at start-up: an admin token reads every recording. */
-export const MIN_ADMIN_TOKEN_LENGTH = 24;
+const MIN_ADMIN_TOKEN_LENGTH = 24;
 
 const digest = (secret: string): Buffer => createHash('sha256').update(secret).digest();
 

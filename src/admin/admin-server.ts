@@ -17,7 +17,7 @@ import { ADMIN_ROUTES, COMMON_HEADERS, sendJson, type AdminRoute } from './admin
 import { APPROVAL_ROUTES } from './approval-routes.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
 
-export const API_PREFIX = '/api/v1';
+const API_PREFIX = '/api/v1';
 
 /** Where the admin API listens: `admin.listen`, else 127.0.0.1 on the proxy's port + 1 (0 stays 0: a free port). */
 export function adminListenAddress(config: VigilConfig): { host: string; port: number } {

@@ -35,7 +35,7 @@ function badRequest(message: string): VigilError {
 }
 
 /** An instant as an ISO 8601 date or date-time, or epoch milliseconds. */
-export function parseInstant(name: string, value: string): number {
+function parseInstant(name: string, value: string): number {
   const ms = /^\d+$/.test(value) ? Number(value) : Date.parse(value);
   if (!Number.isFinite(ms))
     throw badRequest(`${name}: expected an ISO 8601 time (2025-01-15T09:00:00Z) or epoch milliseconds, got "${value}"`);

@@ -99,7 +99,7 @@ function who(a: {
 }
 
 /** The CLI commands that decide an approval. */
-export function cliCommands(id: string): { approve: string; deny: string } {
+function cliCommands(id: string): { approve: string; deny: string } {
   return { approve: `vigil approvals approve ${id}`, deny: `vigil approvals deny ${id} --reason "…"` };
 }
 
@@ -110,7 +110,7 @@ function links(id: string, adminUrl: string | undefined): { approve_url?: string
 }
 
 /** The generic JSON notification. */
-export function genericPayload(a: ApprovalView, adminUrl?: string): object {
+function genericPayload(a: ApprovalView, adminUrl?: string): object {
   return {
     type: 'approval.held',
     approval: {
@@ -146,7 +146,7 @@ function slackCode(s: string, max = 500): string {
 }
 
 /** A Slack incoming-webhook message: `text` for notifications, `blocks` for the message itself. */
-export function slackPayload(a: ApprovalView, adminUrl?: string): { text: string; blocks: object[] } {
+function slackPayload(a: ApprovalView, adminUrl?: string): { text: string; blocks: object[] } {
   const caller = who(a.caller);
   const cli = cliCommands(a.id);
   const excerpt = a.request.excerpts[0] ?? a.request.lastTurn;

@@ -117,7 +117,7 @@ export const approvalRulesSchema = z.array(ruleSchema).superRefine((rules, ctx) 
 export type ApprovalRuleConfig = z.output<typeof ruleSchema>;
 export type ApprovalRulesInput = z.input<typeof approvalRulesSchema>;
 
-export const DEFAULT_HOLD_TIMEOUT_MS = 5 * 60_000;
+const DEFAULT_HOLD_TIMEOUT_MS = 5 * 60_000;
 
 /** A rule ready for the hot path. */
 export interface CompiledRule {
@@ -170,14 +170,14 @@ export interface RequestContent {
 }
 
 /** `/pattern/flags` or a bare pattern. */
-export function toRegExp(source: string): RegExp {
+function toRegExp(source: string): RegExp {
   const m = /^\/(.+)\/([dimsuv]*)$/s.exec(source);
   // `g` and `y` are left out on purpose: they make test() stateful between calls.
   return m ? new RegExp(m[1]!, m[2]) : new RegExp(source);
 }
 
 /** `*` any run of characters, `?` one character; everything else literal. */
-export function globToRegExp(glob: string): RegExp {
+function globToRegExp(glob: string): RegExp {
   const body = glob
     .replace(/[.+^${}()|[\]\\]/g, '\\$&')
     .replace(/\*/g, '.*')

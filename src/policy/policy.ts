@@ -9,7 +9,7 @@ import type { Connection } from '../proxy/connections.js';
 
 export type PolicyDecision = { readonly action: 'allow' } | { readonly action: 'deny'; readonly message: string };
 
-export const ALLOW: PolicyDecision = Object.freeze({ action: 'allow' });
+const ALLOW: PolicyDecision = Object.freeze({ action: 'allow' });
 
 function describe(p: Principal): string {
   if (p.method === 'gateway_key') return `gateway key "${p.keyName ?? p.subject}"`;

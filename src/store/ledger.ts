@@ -18,7 +18,7 @@ import { checkSignature, keyIdOf } from './signing-key.js';
 export const GENESIS_HASH = '0'.repeat(64);
 
 /** A key in record data whose string value is the SHA-256 of a blob the record depends on. */
-export const BLOB_REF_KEY = '$blob';
+const BLOB_REF_KEY = '$blob';
 
 export function sha256Hex(data: string | Buffer): string {
   return createHash('sha256').update(data).digest('hex');

@@ -7,12 +7,12 @@ import type { AuditStore } from './audit-store.js';
 import { PostgresAuditStore } from './postgres/postgres-audit-store.js';
 import { SqliteAuditStore } from './sqlite/sqlite-audit-store.js';
 
-export function sqlitePath(config: VigilConfig): string {
+function sqlitePath(config: VigilConfig): string {
   return config.store.sqlite.path ?? path.join(config.data_dir, 'vigil.db');
 }
 
 /** The PostgreSQL URL the config selects, or undefined for the embedded SQLite store. */
-export function postgresUrl(config: VigilConfig, env: NodeJS.ProcessEnv = process.env): string | undefined {
+function postgresUrl(config: VigilConfig, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const pg = config.store.postgres;
   if (!pg) return env.DATABASE_URL?.trim() || undefined;
   if (typeof pg.url === 'string') return pg.url;

@@ -246,7 +246,7 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
 ];
 
 /** Tables the store appends to; the ones role-based enforcement covers. */
-export const LEDGER_TABLES = [
+const LEDGER_TABLES = [
   'records',
   'blobs',
   'exchanges',
