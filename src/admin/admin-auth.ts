@@ -4,8 +4,8 @@
  * machine as `admin` (the embedded default, where whoever can reach 127.0.0.1 can read the store file anyway).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import type { AdminConfig } from '../config/config-schema.js';
+import { readSecret } from '../config/read-secret.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { extractCredential, type RequestHeaders } from '../identity/authenticator.js';
 import { isLoopbackAddress } from '../identity/loopback.js';
@@ -35,18 +35,14 @@ export function loadAdminTokens(tokens: AdminConfig['tokens'], env: NodeJS.Proce
   const out: AdminToken[] = [];
   tokens.forEach((t, i) => {
     const where = `admin.tokens[${i}].token`;
-    let secret: string | undefined;
-    if ('env' in t.token) {
-      secret = env[t.token.env]?.trim();
-      if (!secret) problems.push(`${where}: environment variable ${t.token.env} is not set`);
-    } else {
-      try {
-        secret = readFileSync(t.token.file, 'utf8').trim();
-      } catch (err) {
-        problems.push(`${where}: cannot read ${t.token.file} (${(err as Error).message})`);
-      }
+    let secret: string;
+    try {
+      secret = readSecret(t.token, where, env);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(...err.problems);
+      return;
     }
-    if (secret === undefined || secret === '') return;
     if (secret.length < MIN_ADMIN_TOKEN_LENGTH) {
       problems.push(
         `${where}: the token of "${t.name}" is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters; use e.g. openssl rand -hex 32`,

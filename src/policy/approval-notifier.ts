@@ -9,10 +9,10 @@
  * `x-vigil-timestamp: <unix seconds>` and `x-vigil-signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
  * The timestamp is inside the MAC so a captured notification cannot be replayed later as a fresh one.
  */
-import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { positiveDuration, secretRef, type SecretRef } from '../config/common-schemas.js';
 import { ConfigError } from '../errors.js';
+import { readSecret } from '../config/read-secret.js';
 import { vigilSignature } from '../export/http-sink.js';
 import type { ApprovalView, HeldNotifier, NotifiedData } from './approvals.js';
 
@@ -69,23 +69,6 @@ export const approvalsConfigSchema = z
   .prefault({});
 export type ApprovalsConfig = z.output<typeof approvalsConfigSchema>;
 type WebhookConfig = ApprovalsConfig['webhooks'][number];
-
-function readRef(ref: SecretRef, where: string): string {
-  if ('env' in ref) {
-    const v = process.env[ref.env]?.trim();
-    if (!v) throw new ConfigError([`${where}: environment variable ${ref.env} is not set or empty`]);
-    return v;
-  }
-  try {
-    const v = readFileSync(ref.file, 'utf8').trim();
-    if (!v) throw new Error('empty file');
-    return v;
-  } catch (err) {
-    throw new ConfigError([
-      `${where}: cannot read ${ref.file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
-    ]);
-  }
-}
 
 function who(a: {
   subject: string;
@@ -215,9 +198,9 @@ export class ApprovalNotifier implements HeldNotifier {
     this.adminUrl = config.admin_url;
     this.targets = config.webhooks.map((w, i) => {
       const where = `approvals.webhooks[${i}] (${w.name})`;
-      const url = typeof w.url === 'string' ? w.url : readRef(w.url, `${where}.url`);
+      const url = typeof w.url === 'string' ? w.url : readSecret(w.url, `${where}.url`);
       if (!/^https?:\/\//.test(url)) throw new ConfigError([`${where}.url: must be an absolute http(s) URL`]);
-      return { config: w, url, secret: w.secret ? readRef(w.secret, `${where}.secret`) : undefined };
+      return { config: w, url, secret: w.secret ? readSecret(w.secret, `${where}.secret`) : undefined };
     });
   }
 
