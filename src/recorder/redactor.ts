@@ -15,6 +15,7 @@
 import type { MaskingConfig } from './masking/masking-config.js';
 import { compileMasker } from './masking/masker.js';
 import type { Masker, MaskFinding } from './masking/masker.js';
+import { formatJsonPath } from './masking/json-path.js';
 import { createMaskingMemo, type MaskingMemo } from './masking/masking-memo.js';
 import { StreamMasker } from './masking/stream-masker.js';
 import type { BlobWrite } from '../store/audit-store.js';
@@ -323,10 +324,10 @@ export class ExchangeRedaction {
           }
         });
         const lastEl = m.elements.at(-1);
-        if (lastEl) lastMessage = this.lastMessageOf(text.slice(lastEl[0], lastEl[1]));
+        if (lastEl) lastMessage = this.lastMessageOf(text.slice(lastEl[0], lastEl[1]), m.elements.length - 1);
         literal(m.end);
       } else {
-        this.piece(b, text, bytes, m.start, m.end, MIN_BLOB, undefined, 0, `$.${m.key}`);
+        this.piece(b, text, bytes, m.start, m.end, MIN_BLOB, undefined, 0, [m.key]);
         cursor = m.end;
       }
     }
@@ -336,10 +337,10 @@ export class ExchangeRedaction {
   }
 
   /** The last message as stored (masked), for the search index; its findings were noted with its piece. */
-  private lastMessageOf(elementText: string): unknown {
+  private lastMessageOf(elementText: string, index: number): unknown {
     try {
       const value = JSON.parse(elementText) as unknown;
-      return this.enabled ? this.masker.maskJson(value, '$', this.memo).value : value;
+      return this.enabled ? this.masker.maskJson(value, ['messages', index], this.memo).value : value;
     } catch {
       return undefined;
     }
@@ -359,7 +360,7 @@ export class ExchangeRedaction {
     minBlob: number,
     elements: ReadonlyArray<readonly [number, number]> | undefined,
     firstIndex: number,
-    path = '$',
+    path: readonly (string | number)[] = [],
   ): void {
     const original = text.slice(start, end);
     if (original.length < minBlob) {
@@ -386,17 +387,18 @@ export class ExchangeRedaction {
     end: number,
     elements: ReadonlyArray<readonly [number, number]> | undefined,
     firstIndex: number,
-    path: string,
+    path: readonly (string | number)[],
   ): { text: string; findings: MaskFinding[] } {
     if (!this.enabled) return { text: text.slice(start, end), findings: [] };
     const findings: MaskFinding[] = [];
-    const one = (s: number, e: number, at: string): string => {
+    // Each piece is masked at its place in the whole body, so `paths` rules and secret-sounding keys apply to it.
+    const one = (s: number, e: number, at: readonly (string | number)[]): string => {
       const slice = text.slice(s, e);
       let value: unknown;
       try {
         value = JSON.parse(slice);
       } catch {
-        const r = this.masker.maskText(slice, at);
+        const r = this.masker.maskText(slice, formatJsonPath('$', at));
         findings.push(...r.findings);
         return r.value;
       }
@@ -411,7 +413,7 @@ export class ExchangeRedaction {
       let cursor = start;
       elements.forEach(([s, e], i) => {
         const between = text.slice(cursor, s);
-        out += between + one(s, e, `$.messages[${firstIndex + i}]`);
+        out += between + one(s, e, ['messages', firstIndex + i]);
         cursor = e;
       });
       out += text.slice(cursor, end);

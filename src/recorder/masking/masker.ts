@@ -31,6 +31,13 @@ export interface MaskResult<T> {
   changed: boolean;
 }
 
+/**
+ * Where a value sits: a label for its findings (`'$'`, `'headers'`), or its path from the document's root as
+ * segments (`['messages', 3]`) when it is a piece of a larger document — then the config's `paths` rules and
+ * secret-sounding keys apply as they would to the whole document.
+ */
+export type JsonRoot = string | readonly (string | number)[];
+
 export interface Masker {
   readonly enabled: boolean;
   /** Mask one string (a header value, error text, a non-JSON body); `path` labels its findings (default `text`). */
@@ -43,7 +50,7 @@ export interface Masker {
    * (binary, not text). Returns the very same object when nothing changed; otherwise changed parts are copied.
    * With a memo, strings seen before (earlier turns of the session) are not scanned again.
    */
-  maskJson(value: unknown, path?: string, memo?: MaskingMemo): MaskResult<unknown>;
+  maskJson(value: unknown, path?: JsonRoot, memo?: MaskingMemo): MaskResult<unknown>;
 }
 
 /** Longest match a custom rule is expected to make; the stream masker holds back at least this much. */
@@ -90,11 +97,19 @@ class CompiledMasker implements Masker {
     return { value, findings: toFindings(new Map([[path, counts]])), changed: true };
   }
 
-  maskJson(value: unknown, path = '$', memo?: MaskingMemo): MaskResult<unknown> {
+  maskJson(value: unknown, at: JsonRoot = '$', memo?: MaskingMemo): MaskResult<unknown> {
     memo?.bind(this);
     const byPath = new Map<string, TypeCounts>();
-    const walker = new Walk(this, path, byPath, memo);
-    const out = walker.value(value, this.paths.empty ? null : this.paths.initial(), undefined);
+    let states = this.paths.empty ? null : this.paths.initial();
+    let key: string | undefined;
+    if (typeof at !== 'string') {
+      if (states !== null) for (const seg of at) states = this.paths.next(states, seg);
+      if (states?.length === 0) states = null; // no rule reaches into this piece
+      const last = at.at(-1);
+      key = typeof last === 'string' ? last : undefined;
+    }
+    const walker = new Walk(this, typeof at === 'string' ? at : formatJsonPath('$', at), byPath, memo);
+    const out = walker.value(value, states, key);
     return { value: out, findings: toFindings(byPath), changed: out !== value };
   }
 

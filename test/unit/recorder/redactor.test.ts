@@ -1,7 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { maskingConfigSchema } from '../../../src/recorder/masking/masking-config.js';
+import { KnownBlobs } from '../../../src/recorder/body-splitter.js';
 import { Redactor } from '../../../src/recorder/redactor.js';
+import { RequestBody } from '../../../src/recorder/request-body.js';
 import type { RecordedEvent } from '../../../src/store/record-types.js';
 
 const redactor = new Redactor(maskingConfigSchema.parse({}));
@@ -196,5 +198,42 @@ describe('Redactor session memos', () => {
     const misses = memo.misses;
     r.begin('session-39').json({ messages: [{ role: 'user', content: `39/0 ${'x'.repeat(1990)}` }] }, 'request.body');
     expect(memo.misses).toBe(misses);
+  });
+});
+
+describe('ExchangeRedaction.requestBody', () => {
+  /** The body as stored: inline parts and blobs put back together. */
+  function stored(config: object, body: object): { text: string; findings: string[] } {
+    const r = new Redactor(maskingConfigSchema.parse(config)).begin('s');
+    const out = r.requestBody(new RequestBody(Buffer.from(JSON.stringify(body)), true), new KnownBlobs());
+    const blobs = new Map(out.blobs.map((b) => [b.hash, b.data.toString()]));
+    const text = out.body.parts.map((p) => (typeof p === 'string' ? p : blobs.get(p.$blob)!)).join('');
+    return { text, findings: (r.summary()?.findings ?? []).map((f) => `${f.type} ${f.path}`) };
+  }
+
+  it("applies the config's path rules and secret-sounding keys to each piece at its place in the body", () => {
+    // A regression: pieces were masked as if each were the whole document, so `$.metadata.user_id` never matched.
+    const body = {
+      model: 'claude-haiku-4-5',
+      metadata: { user_id: 'alice-123' },
+      api_key: 'k8Jd93hf0Qw2Lx7Zp4Rt6Vb1',
+      messages: [
+        { role: 'user', name: 'bob', content: 'hello' },
+        { role: 'assistant', content: 'hi' },
+      ],
+    };
+    const { text, findings } = stored({ paths: ['$.metadata.user_id', '$.messages[*].name'] }, body);
+    const json = JSON.parse(text) as typeof body;
+    expect(json.metadata.user_id).toBe('[REDACTED:path]');
+    expect(json.messages[0]!.name).toBe('[REDACTED:path]');
+    expect(json.api_key).toBe('[REDACTED:generic_secret]');
+    expect(json.messages[1]).toEqual(body.messages[1]);
+    expect(findings).toEqual(
+      expect.arrayContaining([
+        'path request.body.metadata.user_id',
+        'path request.body.messages[0].name',
+        'generic_secret request.body.api_key',
+      ]),
+    );
   });
 });
