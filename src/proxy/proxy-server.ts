@@ -57,7 +57,12 @@ export class ProxyServer {
 
   constructor(private readonly deps: ProxyDeps) {
     this.server = http.createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (req, res) => {
-      void this.handle(req, res);
+      // handle() answers every failure it expects; anything else still gets an answer, never an unhandled rejection
+      // (which would stop the process).
+      this.handle(req, res).catch((err: unknown) => {
+        this.deps.log.error({ err }, 'request failed unexpectedly');
+        this.sendError(res, newExchangeId(), asVigilError(err));
+      });
     });
   }
 
@@ -88,7 +93,12 @@ export class ProxyServer {
     let prefix = '';
     if (rawPath.startsWith('/c/')) {
       const end = rawPath.indexOf('/', 3);
-      const name = decodeURIComponent(rawPath.slice(3, end < 0 ? undefined : end));
+      let name: string;
+      try {
+        name = decodeURIComponent(rawPath.slice(3, end < 0 ? undefined : end));
+      } catch {
+        return new VigilError('BAD_REQUEST', 'malformed percent-encoding in the connection name');
+      }
       connection = this.deps.connections.get(name);
       if (!connection) {
         return new VigilError(

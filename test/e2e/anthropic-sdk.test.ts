@@ -206,6 +206,14 @@ describe('gateway errors in Anthropic’s shape', () => {
     expect(err.requestID).toMatch(/^vigil_ex_/);
   });
 
+  it('a malformed percent-encoding in the path → 400, and the gateway keeps serving', async () => {
+    // A regression: decodeURIComponent threw outside any handler, an unhandled rejection that stopped the process.
+    const res = await fetch(`${h.url}/c/%zz/v1/models`);
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+    expect((await fetch(`${h.url}/healthz`)).status).toBe(200);
+  });
+
   it('upstream unreachable → 502 api_error, recorded as gateway_error', async () => {
     const c = new Anthropic({ baseURL: `${h.url}/c/nowhere`, apiKey: CLIENT_KEY, maxRetries: 0 });
     const err = (await c.messages
