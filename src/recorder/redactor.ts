@@ -232,7 +232,8 @@ export class ExchangeRedaction {
 
   text(value: string, where: string): string {
     if (!this.enabled || value === '') return value;
-    const r = this.masker.maskText(value, where);
+    // Unlabelled: note() puts `where` in front of the findings' paths (a label would come out twice).
+    const r = this.masker.maskText(value);
     this.note(r.findings, where);
     return r.value;
   }
@@ -452,7 +453,7 @@ export class ExchangeRedaction {
     }
     const text = raw.toString('utf8');
     if (Buffer.byteLength(text) !== raw.length) return { ...splitBody(raw, undefined, split), json }; // not text: nothing to scan
-    const r = this.masker.maskText(text, where);
+    const r = this.masker.maskText(text);
     this.note(r.findings, where);
     return {
       ...(r.changed ? splitBody(Buffer.from(r.value), undefined, split) : splitBody(raw, undefined, split)),

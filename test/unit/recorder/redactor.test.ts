@@ -201,6 +201,15 @@ describe('Redactor session memos', () => {
   });
 });
 
+describe('ExchangeRedaction.text', () => {
+  it('names a finding by where the text was, once', () => {
+    // A regression: the label was given to the masker and put in front again (`response.errorresponse.error`).
+    const r = new Redactor(maskingConfigSchema.parse({})).begin('s');
+    expect(r.text('write to jane@example.com', 'response.error')).toBe('write to [REDACTED:email]');
+    expect(r.summary()!.findings).toEqual([{ type: 'email', path: 'response.error', count: 1 }]);
+  });
+});
+
 describe('ExchangeRedaction.requestBody', () => {
   /** The body as stored: inline parts and blobs put back together. */
   function stored(config: object, body: object): { text: string; findings: string[] } {
