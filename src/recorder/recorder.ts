@@ -122,7 +122,7 @@ export class Recorder {
     );
     const modelField = body.field('model');
     const model = typeof modelField === 'string' ? modelField : null;
-    const redaction = input.redactor.begin(session.id);
+    let redaction = input.redactor.begin(session.id);
     const recording = (lastRequestMessage: unknown): ExchangeRecording =>
       new ExchangeRecording(
         this,
@@ -173,8 +173,11 @@ export class Recorder {
         // knows of stored blobs and write this request's pieces again, once.
         if (!stored || !/which the store does not hold/.test((err as Error).message)) throw err;
         this.known.clear();
+        // A fresh redaction, so the request's findings are counted once.
+        redaction = input.redactor.begin(session.id);
         stored = redaction.requestBody(body, this.known);
-        record = { ...record, data: { ...data, request: { ...data.request, body: stored.body } } };
+        const headers = redaction.headers(recordableHeaders(input.headers));
+        record = { ...record, data: { ...data, request: { ...data.request, headers, body: stored.body } } };
         await this.queue.appendDurably([record], stored.blobs);
       }
     } catch (err) {
