@@ -4,13 +4,13 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { VigilConfig } from '../config/config-schema.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { isLoopbackHost } from '../identity/loopback.js';
 import type { OidcVerifier } from '../identity/oidc-verifier.js';
 import { ANONYMOUS } from '../identity/principal.js';
+import { listenOn } from '../net/listen.js';
 import type { AuditStore } from '../store/audit-store.js';
 import { AdminAuthenticator, loadAdminTokens } from './admin-auth.js';
 import { ADMIN_ROUTES, COMMON_HEADERS, sendJson, type AdminRoute } from './admin-routes.js';
@@ -153,9 +153,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     });
   });
   const { host, port } = adminListenAddress(config);
-  server.listen(port, host);
-  // events.once rejects with the 'error' event's error while it waits for 'listening'.
-  await once(server, 'listening').catch((err: NodeJS.ErrnoException) => {
+  const { url } = await listenOn(server, host, port).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'EADDRINUSE') {
       throw new ConfigError([
         `admin.listen: ${host}:${port} is already in use (the admin API listens on the proxy's port + 1 unless ` +
@@ -164,9 +162,6 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     }
     throw err;
   });
-  const address = server.address() as AddressInfo;
-  const shownHost = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const url = `http://${shownHost}:${address.port}`;
   if (!auth.identityConfigured) log.warn({ url }, 'admin API without identity: callers on this machine are admins');
   log.info({ url: `${url}${API_PREFIX}` }, 'vigil admin API listening');
 
