@@ -261,6 +261,15 @@ export class SqliteAuditStore implements AuditStore {
            WHERE r.exchange_id IS NULL ORDER BY e.started_at`,
         )
         .pluck(),
+      chainRecords: db.prepare('SELECT * FROM records WHERE chain = ? AND chain_seq > ? ORDER BY chain_seq LIMIT ?'),
+      recordsOfKinds: db.prepare(
+        'SELECT * FROM records WHERE kind IN (SELECT value FROM json_each(?)) AND at >= ? ORDER BY seq LIMIT ?',
+      ),
+      sinkCursors: db.prepare('SELECT chain, chain_seq FROM sink_cursors WHERE sink = ?'),
+      setSinkCursor: db.prepare(
+        `INSERT INTO sink_cursors (sink, chain, chain_seq) VALUES (?, ?, ?)
+         ON CONFLICT (sink, chain) DO UPDATE SET chain_seq = excluded.chain_seq`,
+      ),
       recordsPage: db.prepare(
         `SELECT * FROM records WHERE chain > ? OR (chain = ? AND chain_seq > ?) ORDER BY chain, chain_seq LIMIT 1000`,
       ),
@@ -645,48 +654,28 @@ export class SqliteAuditStore implements AuditStore {
     return (this.stmts.allKeys.all() as KeyRow[]).map(toKey);
   }
 
+  // The outbox and the approvals poll these several times a second: statements prepared once.
   async chainHeads(): Promise<ReadonlyArray<{ chain: string; chainSeq: number }>> {
-    const rows = this.db
-      .prepare('SELECT chain, max(chain_seq) AS chain_seq FROM records GROUP BY chain')
-      .all() as Array<{
-      chain: string;
-      chain_seq: number;
-    }>;
+    const rows = this.stmts.heads.all() as Array<{ chain: string; chain_seq: number }>;
     return rows.map((r) => ({ chain: r.chain, chainSeq: r.chain_seq }));
   }
 
   async chainRecords(chain: string, afterChainSeq: number, limit: number): Promise<readonly StoredRecord[]> {
-    const rows = this.db
-      .prepare('SELECT * FROM records WHERE chain = ? AND chain_seq > ? ORDER BY chain_seq LIMIT ?')
-      .all(chain, afterChainSeq, limit) as RecordRow[];
-    return rows.map(toStored);
+    return (this.stmts.chainRecords.all(chain, afterChainSeq, limit) as RecordRow[]).map(toStored);
   }
 
   async recordsOfKinds(kinds: readonly string[], since: number, limit: number): Promise<readonly StoredRecord[]> {
     if (kinds.length === 0) return [];
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM records WHERE kind IN (${kinds.map(() => '?').join(',')}) AND at >= ? ORDER BY seq LIMIT ?`,
-      )
-      .all(...kinds, since, limit) as RecordRow[];
-    return rows.map(toStored);
+    return (this.stmts.recordsOfKinds.all(JSON.stringify(kinds), since, limit) as RecordRow[]).map(toStored);
   }
 
   async sinkCursors(sink: string): Promise<ReadonlyMap<string, number>> {
-    const rows = this.db.prepare('SELECT chain, chain_seq FROM sink_cursors WHERE sink = ?').all(sink) as Array<{
-      chain: string;
-      chain_seq: number;
-    }>;
+    const rows = this.stmts.sinkCursors.all(sink) as Array<{ chain: string; chain_seq: number }>;
     return new Map(rows.map((r) => [r.chain, r.chain_seq]));
   }
 
   async setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void> {
-    this.db
-      .prepare(
-        `INSERT INTO sink_cursors (sink, chain, chain_seq) VALUES (?, ?, ?)
-         ON CONFLICT (sink, chain) DO UPDATE SET chain_seq = excluded.chain_seq`,
-      )
-      .run(sink, chain, chainSeq);
+    this.stmts.setSinkCursor.run(sink, chain, chainSeq);
   }
 
   async tryLeadership(_name: string): Promise<boolean> {
