@@ -15,7 +15,8 @@
  */
 import type { ExchangeView } from '../recorder/exchange-reader.js';
 import { firstDifference, type StringEquality } from './first-difference.js';
-import { canonicalJson, normaliseBody } from './volatile-fields.js';
+import { canonicalJson } from '../canonical-json.js';
+import { normaliseBody } from './volatile-fields.js';
 
 /** A request as the replay server received it; `body` parsed the way the recorder reads bodies back. */
 export interface IncomingRequest {

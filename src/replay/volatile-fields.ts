@@ -95,17 +95,3 @@ function visitStrings(value: unknown, fn: (s: string) => void): void {
   else if (Array.isArray(value)) for (const v of value) visitStrings(v, fn);
   else if (value !== null && typeof value === 'object') for (const v of Object.values(value)) visitStrings(v, fn);
 }
-
-/**
- * JSON with object keys sorted, so two values that are equal as JSON have equal text whatever their key order.
- */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const keys = Object.keys(value).sort();
-  const obj = value as Record<string, unknown>;
-  return `{${keys
-    .filter((k) => obj[k] !== undefined)
-    .map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`)
-    .join(',')}}`;
-}

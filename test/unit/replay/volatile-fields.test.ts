@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, normaliseBody, workingDirectory } from '../../../src/replay/volatile-fields.js';
+import { canonicalJson } from '../../../src/canonical-json.js';
+import { normaliseBody, workingDirectory } from '../../../src/replay/volatile-fields.js';
 
 /** The first user turn of a Claude Code request, shaped as two recorded runs sent it (trimmed). */
 function claudeCodeBody(cwd: string, sessionId: string, date: string): Record<string, unknown> {

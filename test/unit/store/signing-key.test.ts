@@ -3,7 +3,8 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, checkSignature, keyIdOf, readPublicKey, SigningKey } from '../../../src/store/signing-key.js';
+import { canonicalJson } from '../../../src/canonical-json.js';
+import { checkSignature, keyIdOf, readPublicKey, SigningKey } from '../../../src/store/signing-key.js';
 
 const dir = (): string => mkdtempSync(path.join(tmpdir(), 'vigil-signing-'));
 
