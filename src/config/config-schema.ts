@@ -11,7 +11,7 @@ import { approvalsConfigSchema } from '../policy/approval-notifier.js';
 import { approvalRulesSchema } from '../policy/approval-rules.js';
 
 /** How long recorded exchanges are kept: a duration (`30d`, `12h`) or `forever`. */
-export const retentionWindow = z
+const retentionWindow = z
   .union([z.number().int().nonnegative(), z.string()])
   .transform((v, ctx): 'forever' | number => {
     if (v === 'forever') return v;
@@ -64,7 +64,7 @@ const upstreamUrl = z.string().transform((v, ctx) => {
   return url.origin + url.pathname.replace(/\/+$/, '');
 });
 
-export const connectionSchema = z
+const connectionSchema = z
   .object({
     name: connectionName,
     upstream: upstreamUrl.default('https://api.anthropic.com'),

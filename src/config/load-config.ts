@@ -33,7 +33,7 @@ const RENAMED: Record<string, string> = {
 };
 
 /** The embedded default: one connection to Anthropic with the gateway's own ANTHROPIC_API_KEY. */
-export function defaultConfigInput(): Record<string, unknown> {
+function defaultConfigInput(): Record<string, unknown> {
   return {
     connections: [
       { name: 'anthropic', upstream: 'https://api.anthropic.com', credential: { env: 'ANTHROPIC_API_KEY' } },

@@ -40,7 +40,7 @@ export interface OtlpLogRecord {
 const SEVERITY_NUMBER = { info: 9, warning: 13, alert: 19 } as const;
 
 /** An OTLP attribute value for a JSON value; null has no OTLP value and yields undefined (the key is left out). */
-export function otlpValue(v: unknown): OtlpAnyValue | undefined {
+function otlpValue(v: unknown): OtlpAnyValue | undefined {
   if (v === null || v === undefined) return undefined;
   if (typeof v === 'string') return { stringValue: v };
   if (typeof v === 'boolean') return { boolValue: v };
@@ -66,7 +66,7 @@ function keyValues(obj: Readonly<Record<string, unknown>>, prefix: string): Otlp
 }
 
 /** Nanoseconds since the epoch as a decimal string, keeping sub-millisecond digits that `Date` would drop. */
-export function unixNanos(iso: string): string | undefined {
+function unixNanos(iso: string): string | undefined {
   const m = /^(.*T\d{2}:\d{2}:\d{2})(?:[.,](\d+))?(.*)$/.exec(iso);
   const seconds = Date.parse(m ? `${m[1]}${m[3]}` : iso);
   if (!Number.isFinite(seconds)) return undefined;

@@ -19,7 +19,7 @@ function actor(p: Principal | undefined): AuditActor | undefined {
   };
 }
 
-export function eventId(r: Pick<StoredRecord, 'chain' | 'chainSeq'>): string {
+function eventId(r: Pick<StoredRecord, 'chain' | 'chainSeq'>): string {
   return `${r.chain}:${r.chainSeq}`;
 }
 

@@ -46,9 +46,9 @@ export const SYSLOG_FACILITIES = {
 export type SyslogFacility = keyof typeof SYSLOG_FACILITIES;
 
 /** The largest UDP payload over IPv4 (65535 - 8 UDP header - 20 IP header). */
-export const MAX_UDP_PAYLOAD = 65_507;
+const MAX_UDP_PAYLOAD = 65_507;
 
-export const syslogSinkSchema = z
+const syslogSinkSchema = z
   .object({
     type: z.literal('syslog'),
     name: sinkName,
@@ -108,7 +108,7 @@ export const syslogSinkSchema = z
   });
 export type SyslogSinkConfig = z.output<typeof syslogSinkSchema>;
 
-export const httpSinkSchema = z
+const httpSinkSchema = z
   .object({
     type: z.literal('http'),
     name: sinkName,
@@ -127,7 +127,7 @@ export const httpSinkSchema = z
   .strict();
 export type HttpSinkConfig = z.output<typeof httpSinkSchema>;
 
-export const splunkHecSinkSchema = z
+const splunkHecSinkSchema = z
   .object({
     type: z.literal('splunk_hec'),
     name: sinkName,
@@ -144,7 +144,7 @@ export const splunkHecSinkSchema = z
   .strict();
 export type SplunkHecSinkConfig = z.output<typeof splunkHecSinkSchema>;
 
-export const otlpSinkSchema = z
+const otlpSinkSchema = z
   .object({
     type: z.literal('otlp'),
     name: sinkName,

@@ -55,7 +55,7 @@ export interface ReplayServer {
  * request was recorded") is retried by no SDK (they retry 408, 409, 429 and 5xx) nor by Claude Code, which shows
  * "API Error: 412 replay diverged at …". `x-should-retry: false` says the same to SDKs that read it.
  */
-export const DIVERGED_STATUS = 412;
+const DIVERGED_STATUS = 412;
 
 /** Same limit as the gateway's default `limits.max_request_body`. */
 const MAX_BODY = 32 * 1024 * 1024;

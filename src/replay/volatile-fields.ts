@@ -25,7 +25,7 @@
  */
 
 /** Replaced for a volatile value in normalised bodies; shown as is in divergence messages. */
-export const CWD = '<cwd>';
+const CWD = '<cwd>';
 
 const ENV_LINE =
   /^([ \t]*(?:- )?)(Primary working directory|Working directory|Additional working directories|Is a git repository|Is directory a git repo|Platform|Shell|OS Version)(:[ \t]*)(.*)$/gm;

@@ -100,7 +100,7 @@ function blockDeltas(block: ReplyBlock): Record<string, string>[] {
 }
 
 /** `text` in pieces of a few words each, whitespace kept, so joining the pieces gives `text` back. */
-export function wordGroups(text: string): string[] {
+function wordGroups(text: string): string[] {
   const words = text.match(/\S+\s*|\s+/g) ?? [];
   const groups: string[] = [];
   for (let i = 0; i < words.length; i += WORDS_PER_DELTA) groups.push(words.slice(i, i + WORDS_PER_DELTA).join(''));
@@ -108,7 +108,7 @@ export function wordGroups(text: string): string[] {
 }
 
 /** `json` cut at the irregular points of JSON_FRAGMENT_SIZES. */
-export function jsonFragments(json: string): string[] {
+function jsonFragments(json: string): string[] {
   const fragments: string[] = [];
   for (let i = 0, k = 0; i < json.length; k++) {
     const size = JSON_FRAGMENT_SIZES[k % JSON_FRAGMENT_SIZES.length]!;
