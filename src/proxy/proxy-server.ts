@@ -169,7 +169,7 @@ export class ProxyServer {
     const inFlight = connection.config.masking.in_flight;
     const json = inFlight !== 'off' ? request.json() : undefined;
     if (json !== undefined) {
-      const r = connection.redactor.masker.maskJson(json);
+      const r = connection.redactor.masker.maskJson(json, '$', connection.redactor.inFlightMemo);
       if (r.changed) {
         if (inFlight === 'block') {
           const types = [...new Set(r.findings.map((f) => f.type))].sort().join(', ');

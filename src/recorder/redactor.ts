@@ -143,6 +143,11 @@ export class Redactor {
    * and comparing it with the last one costs less than any lookup.
    */
   readonly lastHeaders = new Map<string, MaskedHeader>();
+  /**
+   * For masking requests in flight (`masking.in_flight`): the conversation a client resends every turn is scanned once,
+   * not on every request before it is forwarded. Shared by all sessions: an entry depends only on the text.
+   */
+  readonly inFlightMemo = createMaskingMemo(20_000, SESSION_MEMO_CHARS);
 
   constructor(config: MaskingConfig) {
     this.masker = compileMasker(config);
