@@ -117,19 +117,28 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     recordingBacklog: () => recorder.queue.backlog,
     sinks: () => outbox.statuses(),
   });
-  const admin = config.admin.enabled
-    ? await startAdminServer({ config, store, oidc, log, metrics, approvals }).catch(async (err: unknown) => {
-        await outbox.close(0);
-        metrics.close();
-        otlpRejectedChannel.unsubscribe(onOtlpRejected);
-        await recorder.close();
-        await connections.close();
-        await upkeep.close();
-        await store.close();
-        throw err;
-      })
-    : undefined;
-  const { url } = await proxy.listen(config.listen.host, config.listen.port);
+  // What close() and a failed start both release, in this order.
+  let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
+  const release = async (outboxGraceMs?: number): Promise<void> => {
+    await admin?.close();
+    await outbox.close(outboxGraceMs);
+    metrics.close();
+    otlpRejectedChannel.unsubscribe(onOtlpRejected);
+    await connections.close();
+    await upkeep.close();
+    await store.close();
+  };
+  let url: string;
+  try {
+    if (config.admin.enabled) admin = await startAdminServer({ config, store, oidc, log, metrics, approvals });
+    ({ url } = await proxy.listen(config.listen.host, config.listen.port));
+  } catch (err) {
+    // Nothing may outlive a start that failed (a port in use, say): the process must be free to exit.
+    await approvals.close();
+    await recorder.close();
+    await release(0);
+    throw err;
+  }
   log.info(
     { url, store: describeStore(config), connections: connections.all().map((c) => c.name) },
     'vigil gateway listening',
@@ -148,13 +157,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
       await recorder.close();
       proxy.destroyAll();
       await stopped;
-      await admin?.close();
-      await outbox.close();
-      metrics.close();
-      otlpRejectedChannel.unsubscribe(onOtlpRejected);
-      await connections.close();
-      await upkeep.close();
-      await store.close();
+      await release();
       log.info('vigil gateway stopped');
     })();
     return closing;

@@ -245,6 +245,21 @@ describe('operator errors say what to fix', () => {
     }
   });
 
+  it('exits when the proxy port is taken, its admin API and store released', async () => {
+    // A regression: only a failed admin start released what start-up had opened, so with the proxy port taken the
+    // process stayed up with its admin API listening.
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const r = await vigil(['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir()], env);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain('another process listens there');
+    } finally {
+      busy.close();
+    }
+  });
+
   it('refuses to listen beyond loopback with no identity configured', async () => {
     const r = await vigil(['serve', '--listen', '0.0.0.0:0', '--data-dir', dataDir()]);
     expect(r.code).toBe(2);
