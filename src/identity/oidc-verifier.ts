@@ -48,6 +48,8 @@ interface IssuerState {
   /** When discovery or a JWKS fetch last failed; within the cool-down after it nothing is fetched. */
   failedAt?: number | undefined;
   failure?: string | undefined;
+  /** The last key set fetched, ready to verify with, while the provider cannot be reached (stale-if-error). */
+  fallback?: JWTVerifyGetKey | undefined;
 }
 
 /** Thrown by the key resolver when the answer is known to be "no": passed through jose untouched. */
@@ -236,6 +238,7 @@ export class OidcVerifier {
       state.jwks = jwks;
       state.failedAt = undefined;
       state.failure = undefined;
+      state.fallback = undefined;
       return jwks;
     })().finally(() => {
       state.discovering = undefined;
@@ -251,11 +254,15 @@ export class OidcVerifier {
    */
   private keyResolver(state: IssuerState, remote: RemoteJwks): JWTVerifyGetKey {
     return async (header, token) => {
-      const cached = remote.jwks();
-      if (cached && this.coolingDown(state)) return fromCache(state, cached, header, token);
+      // remote.jwks() copies the key set: only asked for when the provider cannot be.
+      if (this.coolingDown(state)) {
+        const cached = remote.jwks();
+        if (cached) return fromCache(state, cached, header, token);
+      }
       try {
         const key = await remote(header, token);
         state.failedAt = undefined;
+        state.fallback = undefined;
         return key;
       } catch (err) {
         if (
@@ -268,6 +275,7 @@ export class OidcVerifier {
         }
         state.failedAt = Date.now();
         state.failure = describe(err);
+        const cached = remote.jwks();
         if (cached) return fromCache(state, cached, header, token);
         throw new KeyUnavailable(
           `cannot verify token: identity provider ${state.config.issuer} is unreachable (${state.failure})`,
@@ -324,7 +332,9 @@ async function fromCache(
   token: Parameters<JWTVerifyGetKey>[1],
 ): Promise<Awaited<ReturnType<JWTVerifyGetKey>>> {
   try {
-    return await createLocalJWKSet(cached)(header, token);
+    // Built once per outage, so keys are imported once rather than for every token.
+    state.fallback ??= createLocalJWKSet(cached);
+    return await state.fallback(header, token);
   } catch (err) {
     if (err instanceof errors.JWKSNoMatchingKey) {
       throw new KeyUnavailable(
