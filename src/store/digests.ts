@@ -28,7 +28,7 @@ export interface DigesterOptions {
 
 /** Appends signed digests to this process's chain. */
 export class Digester {
-  private last: { readonly toSeq: number; readonly signature: string; readonly at: number } | null = null;
+  private last: { readonly toSeq: number; readonly signature: string } | null = null;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> = Promise.resolve();
 
@@ -53,11 +53,13 @@ export class Digester {
    */
   digestNow(now = Date.now()): Promise<StoredRecord | undefined> {
     const run = this.running.then(async () => {
-      const record = await this.store.appendAtTip((tip) => this.build(tip, now));
-      if (record) {
-        const d = JSON.parse(record.data) as DigestSignedData;
-        this.last = { toSeq: d.toSeq, signature: d.signature, at: record.chainSeq };
-      }
+      let signed: DigestSignedData | undefined;
+      const record = await this.store.appendAtTip((tip) => {
+        const built = this.build(tip, now);
+        signed = built?.data;
+        return built;
+      });
+      if (record && signed) this.last = { toSeq: signed.toSeq, signature: signed.signature };
       return record;
     });
     this.running = run.catch(() => undefined);
@@ -66,7 +68,8 @@ export class Digester {
 
   private build(tip: ChainTip | null, now: number): { kind: string; at: number; data: DigestSignedData } | undefined {
     // Nothing new since the last digest (the tip is that digest), or no chain yet: nothing to sign.
-    if (tip === null || (this.last !== null && tip.chainSeq === this.last.at)) return undefined;
+    // (A digest lands right after what it signs: at toSeq + 1.)
+    if (tip === null || (this.last !== null && tip.chainSeq === this.last.toSeq + 1)) return undefined;
     const data = this.key.sign({
       chain: this.store.chainId,
       fromSeq: this.last ? this.last.toSeq + 1 : 1,
