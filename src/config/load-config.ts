@@ -7,7 +7,7 @@ import path from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { resolveSinkPaths } from '../export/sinks-config.js';
+import { resolveFileRefs } from './file-refs.js';
 import { configSchema, type VigilConfig } from './config-schema.js';
 
 export interface ConfigOverrides {
@@ -92,10 +92,9 @@ export function validateConfig(input: unknown, baseDir: string = process.cwd()):
   config.data_dir = path.resolve(baseDir, config.data_dir);
   if (config.store.sqlite.path !== undefined)
     config.store.sqlite.path = path.resolve(baseDir, config.store.sqlite.path);
-  for (const c of config.connections) {
-    if (c.credential && 'file' in c.credential) c.credential.file = path.resolve(baseDir, c.credential.file);
-  }
-  for (const sink of config.siem.sinks) resolveSinkPaths(sink, baseDir);
+  // Every `{ file }` reference (credentials, sink secrets and certificates, admin tokens, approval webhooks, the
+  // PostgreSQL URL) is relative to the config file; the signing key alone is relative to data_dir (see signing).
+  for (const [section, value] of Object.entries(config)) if (section !== 'signing') resolveFileRefs(value, baseDir);
   return deepFreeze(config);
 }
 

@@ -1,7 +1,6 @@
 /**
  * The `siem` config section: where audit events are streamed, as a list of sinks under `siem.sinks`.
  */
-import path from 'node:path';
 import { z } from 'zod';
 import { positiveDuration, secretRef } from '../config/common-schemas.js';
 
@@ -181,28 +180,3 @@ export const siemConfigSchema = z
     });
   });
 export type SiemConfig = z.output<typeof siemConfigSchema>;
-
-/**
- * Resolves the sink's relative `{ file }` paths (secrets, certificates) against `baseDir`, the config file's folder,
- * in place: call it before the config is frozen, as validateConfig does for connection credentials.
- */
-export function resolveSinkPaths(sink: SinkConfig, baseDir: string): void {
-  const refs: Array<{ file: string } | { env: string } | undefined> = [];
-  switch (sink.type) {
-    case 'syslog':
-      refs.push(sink.ca, sink.cert, sink.key);
-      break;
-    case 'http':
-      refs.push(sink.secret, sink.ca, ...Object.values(sink.headers ?? {}).filter((h) => typeof h !== 'string'));
-      break;
-    case 'splunk_hec':
-      refs.push(sink.token, sink.ca);
-      break;
-    case 'otlp':
-      refs.push(sink.ca, ...Object.values(sink.headers ?? {}).filter((h) => typeof h !== 'string'));
-      break;
-  }
-  for (const ref of refs) {
-    if (ref && 'file' in ref) ref.file = path.resolve(baseDir, ref.file);
-  }
-}

@@ -76,4 +76,33 @@ describe('config', () => {
     writeFileSync(file, 'connections: [\n');
     expect(() => loadConfig({ configFile: file })).toThrow(ConfigError);
   });
+
+  it('resolves every { file } reference against the file, except the signing key (data_dir)', () => {
+    // A regression: only connection credentials and sink files were resolved; admin tokens, approval webhooks and the
+    // PostgreSQL URL were read relative to the working directory, unlike the README says.
+    const dir = mkdtempSync(path.join(tmpdir(), 'vigil-cfg-'));
+    const file = path.join(dir, 'vigil.yaml');
+    writeFileSync(
+      file,
+      [
+        'store:',
+        '  postgres: { url: { file: pg.url } }',
+        'admin:',
+        '  tokens: [{ name: ci, role: auditor, token: { file: secrets/ci.token } }]',
+        'approvals:',
+        '  webhooks: [{ name: hook, url: { file: hook.url }, secret: { file: hook.secret } }]',
+        'signing:',
+        '  key: { file: keys/signing.pem }',
+        'connections: [{ name: anthropic }]',
+      ].join('\n'),
+    );
+    const c = loadConfig({ configFile: file });
+    expect(c.store.postgres?.url).toEqual({ file: path.join(dir, 'pg.url') });
+    expect(c.admin.tokens[0]!.token).toEqual({ file: path.join(dir, 'secrets/ci.token') });
+    expect(c.approvals.webhooks[0]).toMatchObject({
+      url: { file: path.join(dir, 'hook.url') },
+      secret: { file: path.join(dir, 'hook.secret') },
+    });
+    expect(c.signing.key).toEqual({ file: 'keys/signing.pem' });
+  });
 });

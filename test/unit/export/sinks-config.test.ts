@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { resolveSinkPaths, siemConfigSchema, sinkConfigSchema } from '../../../src/export/sinks-config.js';
+import { resolveFileRefs } from '../../../src/config/file-refs.js';
+import { siemConfigSchema, sinkConfigSchema } from '../../../src/export/sinks-config.js';
 
 /** The messages an operator would see, as `path: message`. */
 function problems(input: unknown): string[] {
@@ -101,7 +102,7 @@ describe('siem.sinks config', () => {
       cert: { file: '/etc/vigil/client.pem' },
       key: { file: 'client.key' },
     });
-    resolveSinkPaths(sink, '/etc/vigil');
+    resolveFileRefs(sink, '/etc/vigil');
     expect(sink.type === 'syslog' && [sink.ca, sink.cert, sink.key]).toEqual([
       { file: '/etc/vigil/certs/ca.pem' },
       { file: '/etc/vigil/client.pem' },
@@ -114,7 +115,7 @@ describe('siem.sinks config', () => {
       secret: { file: 'hook.secret' },
       headers: { authorization: { file: 'auth' }, 'x-a': 'b' },
     });
-    resolveSinkPaths(hook, '/cfg');
+    resolveFileRefs(hook, '/cfg');
     expect(hook.type === 'http' && [hook.secret, hook.headers]).toEqual([
       { file: '/cfg/hook.secret' },
       { authorization: { file: '/cfg/auth' }, 'x-a': 'b' },
