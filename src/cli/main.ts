@@ -20,6 +20,7 @@ import {
   type ExportFormat,
 } from '../admin/exchange-export.js';
 import { filterFrom, FILTER_PARAMS } from '../admin/query-params.js';
+import { listenAddress, type ListenAddress } from '../config/config-schema.js';
 import { loadConfig } from '../config/load-config.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { startGateway } from '../gateway.js';
@@ -481,14 +482,14 @@ async function replay(args: string[], out: Out): Promise<number> {
         `--speed must be 1 (recorded timing), 0 (as fast as possible) or another factor (got "${values.speed}")`,
       );
     }
-    const [host, port] = (values.listen ?? '127.0.0.1:8090').split(/:(?=\d+$)/);
+    const { host, port } = listenOption(values.listen, '127.0.0.1:8090');
     const exchanges = await withStore(values, (store) => readSession(store, session));
     if (exchanges.length === 0)
       throw new CliError(`no session "${session}" in this store (see: vigil sessions list)`, 1);
     const server = await startReplayServer({
       exchanges,
-      host: host ?? '127.0.0.1',
-      port: Number(port ?? 8090),
+      host,
+      port,
       speed,
       log: replayLog(out),
     });
@@ -545,11 +546,18 @@ async function replay(args: string[], out: Out): Promise<number> {
   throw new CliError('usage: vigil replay serve|resend …');
 }
 
+/** `--listen HOST:PORT` (IPv6 as [::1]:PORT), parsed as the config's `listen` is. */
+function listenOption(value: string | undefined, fallback: string): ListenAddress {
+  const r = listenAddress.safeParse(value ?? fallback);
+  if (!r.success) throw new CliError(`--listen ${r.error.issues[0]?.message ?? 'must be HOST:PORT'}`, 2);
+  return r.data;
+}
+
 async function sandbox(args: string[], out: Out): Promise<number> {
   const { values } = parse(args, { listen: { type: 'string' } });
-  const [host, port] = (values.listen ?? '127.0.0.1:9090').split(/:(?=\d+$)/);
+  const { host, port } = listenOption(values.listen, '127.0.0.1:9090');
   const { startFakeAnthropic } = await import('../sandbox/fake-anthropic.js');
-  const fake = await startFakeAnthropic({ host: host ?? '127.0.0.1', port: Number(port ?? 9090) });
+  const fake = await startFakeAnthropic({ host, port });
   out.stdout.write(`fake Anthropic API on ${fake.url} — point a connection's upstream at it\n`);
   return new Promise((resolve) => {
     const stop = (): void => void fake.close().then(() => resolve(0));

@@ -260,6 +260,13 @@ describe('operator errors say what to fix', () => {
     }
   });
 
+  it('parses --listen of sandbox and replay serve as the config does (a bad one is refused)', async () => {
+    // A regression: they split HOST:PORT by hand, which broke on [::1]:PORT and fell back silently on nonsense.
+    const r = await vigil(['sandbox', '--listen', 'nonsense']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('--listen must be HOST:PORT');
+  });
+
   it('refuses to listen beyond loopback with no identity configured', async () => {
     const r = await vigil(['serve', '--listen', '0.0.0.0:0', '--data-dir', dataDir()]);
     expect(r.code).toBe(2);
