@@ -2,7 +2,47 @@
  * What both stores share below their SQL dialects: row shapes and their mapping to the interface's types, and the
  * retention predicates (written in SQL both SQLite and PostgreSQL accept).
  */
-import type { StoredHold, StoredRecord } from './audit-store.js';
+import type { ExchangeSummary, Outcome, StoredHold, StoredRecord } from './audit-store.js';
+
+/** An exchange row joined with its result, as the list queries select it. */
+export interface ExchangeRow {
+  id: string;
+  session_id: string;
+  connection: string;
+  caller_subject: string;
+  caller_method: string;
+  method: string;
+  path: string;
+  model: string | null;
+  /** PostgreSQL: boolean; SQLite: 0 or 1. */
+  stream: boolean | number;
+  started_at: number;
+  ended_at: number | null;
+  status: number | null;
+  outcome: Outcome | null;
+  input_tokens: number | null;
+  output_tokens: number | null;
+  result_model: string | null;
+}
+
+export const toSummary = (r: ExchangeRow): ExchangeSummary => ({
+  id: r.id,
+  sessionId: r.session_id,
+  connection: r.connection,
+  callerSubject: r.caller_subject,
+  callerMethod: r.caller_method,
+  method: r.method,
+  path: r.path,
+  // The response names the model that answered; the request only the one asked for. Empty means unknown.
+  model: (r.result_model ?? r.model) || null,
+  stream: r.stream === true || r.stream === 1,
+  startedAt: r.started_at,
+  endedAt: r.ended_at ?? null,
+  status: r.status ?? null,
+  outcome: r.outcome ?? null,
+  inputTokens: r.input_tokens ?? null,
+  outputTokens: r.output_tokens ?? null,
+});
 
 export interface RecordRow {
   seq: number;

@@ -25,7 +25,6 @@ import type {
   KeyCreatedData,
   KeyRevokedData,
   NewRecord,
-  Outcome,
   Page,
   PageRequest,
   RecordingReadData,
@@ -61,7 +60,16 @@ import {
   verifyLedger,
   type ChainHead,
 } from '../ledger.js';
-import { AT_HEAD, HELD, toHold, toStored, type HoldRow, type RecordRow } from '../store-rows.js';
+import {
+  AT_HEAD,
+  HELD,
+  toHold,
+  toStored,
+  toSummary,
+  type ExchangeRow,
+  type HoldRow,
+  type RecordRow,
+} from '../store-rows.js';
 import { purgedRuns } from '../purge-runs.js';
 import { POSTGRES_MIGRATIONS, quoteIdentifier } from './postgres-migrations.js';
 
@@ -131,45 +139,6 @@ function chunks<T>(items: readonly T[], size: number): T[][] {
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
 }
-
-/** An exchange row joined with its result, as the list queries select it. */
-interface ExchangeRow {
-  id: string;
-  session_id: string;
-  connection: string;
-  caller_subject: string;
-  caller_method: string;
-  method: string;
-  path: string;
-  model: string | null;
-  stream: boolean;
-  started_at: number;
-  ended_at: number | null;
-  status: number | null;
-  outcome: Outcome | null;
-  input_tokens: number | null;
-  output_tokens: number | null;
-  result_model: string | null;
-}
-
-const toSummary = (r: ExchangeRow): ExchangeSummary => ({
-  id: r.id,
-  sessionId: r.session_id,
-  connection: r.connection,
-  callerSubject: r.caller_subject,
-  callerMethod: r.caller_method,
-  method: r.method,
-  path: r.path,
-  // The response names the model that answered; the request only the one asked for. Empty means unknown.
-  model: (r.result_model ?? r.model) || null,
-  stream: r.stream,
-  startedAt: r.started_at,
-  endedAt: r.ended_at,
-  status: r.status,
-  outcome: r.outcome,
-  inputTokens: r.input_tokens,
-  outputTokens: r.output_tokens,
-});
 
 type Param = (value: unknown) => string;
 

@@ -26,7 +26,6 @@ import type {
   ExchangeSummary,
   KeyCreatedData,
   KeyRevokedData,
-  Outcome,
   Page,
   PageRequest,
   RecordingReadData,
@@ -58,7 +57,16 @@ import {
   verifyLedger,
   type ChainHead,
 } from '../ledger.js';
-import { AT_HEAD, HELD, toHold, toStored, type HoldRow, type RecordRow } from '../store-rows.js';
+import {
+  AT_HEAD,
+  HELD,
+  toHold,
+  toStored,
+  toSummary,
+  type ExchangeRow,
+  type HoldRow,
+  type RecordRow,
+} from '../store-rows.js';
 import { purgedRuns } from '../purge-runs.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
@@ -94,28 +102,6 @@ const toKey = (r: KeyRow): StoredGatewayKey => ({
   createdAt: r.created_at,
   expiresAt: r.expires_at,
   revokedAt: r.revoked_at,
-});
-
-/** An exchange row joined with its result, as the list queries select it. */
-type ExchangeRow = Record<string, unknown>;
-
-const toSummary = (r: ExchangeRow): ExchangeSummary => ({
-  id: r.id as string,
-  sessionId: r.session_id as string,
-  connection: r.connection as string,
-  callerSubject: r.caller_subject as string,
-  callerMethod: r.caller_method as string,
-  method: r.method as string,
-  path: r.path as string,
-  // The response names the model that answered; the request only the one asked for. Empty means unknown.
-  model: ((r.result_model as string | null) ?? (r.model as string | null)) || null,
-  stream: r.stream === 1,
-  startedAt: r.started_at as number,
-  endedAt: (r.ended_at as number | null) ?? null,
-  status: (r.status as number | null) ?? null,
-  outcome: (r.outcome as Outcome | null) ?? null,
-  inputTokens: (r.input_tokens as number | null) ?? null,
-  outputTokens: (r.output_tokens as number | null) ?? null,
 });
 
 /**
@@ -569,12 +555,14 @@ export class SqliteAuditStore implements AuditStore {
          ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
          ORDER BY e.started_at DESC, e.id DESC LIMIT ?`,
       )
-      .all(...params, limit + 1) as ExchangeRow[];
+      .all(...params, limit + 1) as Array<
+      ExchangeRow & { caller_issuer: string | null; groups_json: string | null; masking_json: string | null }
+    >;
     const items = rows.slice(0, limit).map((r): ExchangeListItem => ({
       ...toSummary(r),
-      callerIssuer: (r.caller_issuer as string | null) ?? null,
-      callerGroups: (JSON.parse((r.groups_json as string | null) ?? '[]') as string[]).sort(),
-      masking: JSON.parse((r.masking_json as string | null) ?? '{}') as Record<string, number>,
+      callerIssuer: r.caller_issuer ?? null,
+      callerGroups: (JSON.parse(r.groups_json ?? '[]') as string[]).sort(),
+      masking: JSON.parse(r.masking_json ?? '{}') as Record<string, number>,
     }));
     const last = items.at(-1);
     return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.startedAt, last.id) : null };
