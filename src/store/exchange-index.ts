@@ -2,7 +2,7 @@
  * Which index rows a record adds. Both stores insert these in the same transaction as the record, so the indexes
  * never disagree with the ledger; they can always be rebuilt from it.
  */
-import type { NewRecord } from './audit-store.js';
+import type { NewRecord, Page } from './audit-store.js';
 import type { ExchangeRequestData, ExchangeResponseData } from './record-types.js';
 
 export interface ExchangeIndexRow {
@@ -109,6 +109,21 @@ export function decodeCursor(cursor: string): { lastAt: number; id: string } | u
 }
 
 /** A page size within 1..1000 (default 50), whatever a caller asked for. */
+/**
+ * One page from rows queried with `LIMIT limit + 1`: the extra row, when there, says a next page exists, and the
+ * cursor is the last item's position (`at`, then a tie-breaking id).
+ */
+export function pageOf<R, T>(
+  rows: readonly R[],
+  limit: number,
+  map: (row: R) => T,
+  position: (item: T) => readonly [at: number, id: string],
+): Page<T> {
+  const items = rows.slice(0, limit).map(map);
+  const last = items.at(-1);
+  return { items, nextCursor: rows.length > limit && last ? encodeCursor(...position(last)) : null };
+}
+
 export function pageSize(limit: number | undefined): number {
   if (limit === undefined || !Number.isFinite(limit)) return 50;
   return Math.min(Math.max(Math.trunc(limit), 1), 1000);

@@ -41,7 +41,7 @@ import type {
 import {
   callerIndexRow,
   decodeCursor,
-  encodeCursor,
+  pageOf,
   exchangeIndexRow,
   maskingIndexRows,
   pageSize,
@@ -626,18 +626,21 @@ export class PostgresAuditStore implements AuditStore {
        ORDER BY last_at DESC, e.session_id COLLATE "C" DESC LIMIT ${param(limit + 1)}`,
       params,
     );
-    const items = res.rows.slice(0, limit).map((r) => ({
-      id: r.id,
-      connection: r.connection,
-      callerSubject: r.caller,
-      firstAt: r.first_at,
-      lastAt: r.last_at,
-      exchanges: r.n,
-      inputTokens: r.input_tokens,
-      outputTokens: r.output_tokens,
-    }));
-    const last = items.at(-1);
-    return { items, nextCursor: res.rows.length > limit && last ? encodeCursor(last.lastAt, last.id) : null };
+    return pageOf(
+      res.rows,
+      limit,
+      (r) => ({
+        id: r.id,
+        connection: r.connection,
+        callerSubject: r.caller,
+        firstAt: r.first_at,
+        lastAt: r.last_at,
+        exchanges: r.n,
+        inputTokens: r.input_tokens,
+        outputTokens: r.output_tokens,
+      }),
+      (i) => [i.lastAt, i.id],
+    );
   }
 
   async listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]> {
@@ -669,14 +672,17 @@ export class PostgresAuditStore implements AuditStore {
        ORDER BY e.started_at DESC, e.id COLLATE "C" DESC LIMIT ${param(limit + 1)}`,
       params,
     );
-    const items = res.rows.slice(0, limit).map((r): ExchangeListItem => ({
-      ...toSummary(r),
-      callerIssuer: r.caller_issuer,
-      callerGroups: r.groups,
-      masking: r.masking,
-    }));
-    const last = items.at(-1);
-    return { items, nextCursor: res.rows.length > limit && last ? encodeCursor(last.startedAt, last.id) : null };
+    return pageOf(
+      res.rows,
+      limit,
+      (r): ExchangeListItem => ({
+        ...toSummary(r),
+        callerIssuer: r.caller_issuer,
+        callerGroups: r.groups,
+        masking: r.masking,
+      }),
+      (i) => [i.startedAt, i.id],
+    );
   }
 
   async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {
@@ -711,18 +717,18 @@ export class PostgresAuditStore implements AuditStore {
        ORDER BY hits.started_at DESC, hits.id COLLATE "C" DESC`,
       params,
     );
-    const items = res.rows.slice(0, limit).map((r) => ({
-      exchangeId: r.id,
-      sessionId: r.session_id,
-      startedAt: r.started_at,
-      callerSubject: r.caller_subject,
-      snippet: r.snippet,
-    }));
-    const last = items.at(-1);
-    return {
-      items,
-      nextCursor: res.rows.length > limit && last ? encodeCursor(last.startedAt, last.exchangeId) : null,
-    };
+    return pageOf(
+      res.rows,
+      limit,
+      (r) => ({
+        exchangeId: r.id,
+        sessionId: r.session_id,
+        startedAt: r.started_at,
+        callerSubject: r.caller_subject,
+        snippet: r.snippet,
+      }),
+      (i) => [i.startedAt, i.exchangeId],
+    );
   }
 
   async listAccessLog(page: PageRequest = {}): Promise<Page<AccessLogEntry>> {
@@ -733,11 +739,12 @@ export class PostgresAuditStore implements AuditStore {
        ORDER BY seq DESC LIMIT $1`,
       before !== undefined ? [limit + 1, before] : [limit + 1],
     );
-    const items = res.rows
-      .slice(0, limit)
-      .map((r) => ({ seq: r.seq, at: r.at, data: JSON.parse(r.data) as RecordingReadData }));
-    const last = items.at(-1);
-    return { items, nextCursor: res.rows.length > limit && last ? encodeCursor(last.seq, 'seq') : null };
+    return pageOf(
+      res.rows,
+      limit,
+      (r) => ({ seq: r.seq, at: r.at, data: JSON.parse(r.data) as RecordingReadData }),
+      (i) => [i.seq, 'seq'],
+    );
   }
 
   async recordsAt(positions: readonly ChainPosition[]): Promise<readonly StoredRecord[]> {

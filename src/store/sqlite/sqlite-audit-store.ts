@@ -41,7 +41,7 @@ import type {
 import {
   callerIndexRow,
   decodeCursor,
-  encodeCursor,
+  pageOf,
   exchangeIndexRow,
   maskingIndexRows,
   pageSize,
@@ -521,18 +521,21 @@ export class SqliteAuditStore implements AuditStore {
       input_tokens: number;
       output_tokens: number;
     }>;
-    const items = rows.slice(0, limit).map((r) => ({
-      id: r.id,
-      connection: r.connection,
-      callerSubject: r.caller,
-      firstAt: r.first_at,
-      lastAt: r.last_at,
-      exchanges: r.n,
-      inputTokens: r.input_tokens,
-      outputTokens: r.output_tokens,
-    }));
-    const last = items.at(-1);
-    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.lastAt, last.id) : null };
+    return pageOf(
+      rows,
+      limit,
+      (r) => ({
+        id: r.id,
+        connection: r.connection,
+        callerSubject: r.caller,
+        firstAt: r.first_at,
+        lastAt: r.last_at,
+        exchanges: r.n,
+        inputTokens: r.input_tokens,
+        outputTokens: r.output_tokens,
+      }),
+      (i) => [i.lastAt, i.id],
+    );
   }
 
   async listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]> {
@@ -558,14 +561,17 @@ export class SqliteAuditStore implements AuditStore {
       .all(...params, limit + 1) as Array<
       ExchangeRow & { caller_issuer: string | null; groups_json: string | null; masking_json: string | null }
     >;
-    const items = rows.slice(0, limit).map((r): ExchangeListItem => ({
-      ...toSummary(r),
-      callerIssuer: r.caller_issuer ?? null,
-      callerGroups: (JSON.parse(r.groups_json ?? '[]') as string[]).sort(),
-      masking: JSON.parse(r.masking_json ?? '{}') as Record<string, number>,
-    }));
-    const last = items.at(-1);
-    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.startedAt, last.id) : null };
+    return pageOf(
+      rows,
+      limit,
+      (r): ExchangeListItem => ({
+        ...toSummary(r),
+        callerIssuer: r.caller_issuer ?? null,
+        callerGroups: (JSON.parse(r.groups_json ?? '[]') as string[]).sort(),
+        masking: JSON.parse(r.masking_json ?? '{}') as Record<string, number>,
+      }),
+      (i) => [i.startedAt, i.id],
+    );
   }
 
   async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {
@@ -593,15 +599,18 @@ export class SqliteAuditStore implements AuditStore {
       caller_subject: string;
       snippet: string;
     }>;
-    const items = rows.slice(0, limit).map((r) => ({
-      exchangeId: r.id,
-      sessionId: r.session_id,
-      startedAt: r.started_at,
-      callerSubject: r.caller_subject,
-      snippet: r.snippet,
-    }));
-    const last = items.at(-1);
-    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.startedAt, last.exchangeId) : null };
+    return pageOf(
+      rows,
+      limit,
+      (r) => ({
+        exchangeId: r.id,
+        sessionId: r.session_id,
+        startedAt: r.started_at,
+        callerSubject: r.caller_subject,
+        snippet: r.snippet,
+      }),
+      (i) => [i.startedAt, i.exchangeId],
+    );
   }
 
   async listAccessLog(page: PageRequest = {}): Promise<Page<AccessLogEntry>> {
@@ -613,11 +622,12 @@ export class SqliteAuditStore implements AuditStore {
          ORDER BY seq DESC LIMIT ?`,
       )
       .all(...(before !== undefined ? [before] : []), limit + 1) as Array<{ seq: number; at: number; data: string }>;
-    const items = rows
-      .slice(0, limit)
-      .map((r) => ({ seq: r.seq, at: r.at, data: JSON.parse(r.data) as RecordingReadData }));
-    const last = items.at(-1);
-    return { items, nextCursor: rows.length > limit && last ? encodeCursor(last.seq, 'seq') : null };
+    return pageOf(
+      rows,
+      limit,
+      (r) => ({ seq: r.seq, at: r.at, data: JSON.parse(r.data) as RecordingReadData }),
+      (i) => [i.seq, 'seq'],
+    );
   }
 
   async recordsAt(positions: readonly ChainPosition[]): Promise<readonly StoredRecord[]> {
