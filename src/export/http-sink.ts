@@ -24,6 +24,9 @@ export function vigilSignature(secret: string, timestamp: string, body: string):
 
 export class HttpSink implements Sink {
   readonly name: string;
+  get includeContent(): boolean {
+    return this.#config.include_content;
+  }
   readonly #config: HttpSinkConfig;
   readonly #target: HttpTarget;
   readonly #path: string;

@@ -26,6 +26,9 @@ export const OTLP_SCOPE_NAME = 'vigil.audit';
 
 export class OtlpSink implements Sink {
   readonly name: string;
+  get includeContent(): boolean {
+    return this.#config.include_content;
+  }
   readonly #config: OtlpSinkConfig;
   readonly #target: HttpTarget;
   readonly #path: string;

@@ -15,9 +15,9 @@
  */
 import type { Logger } from 'pino';
 import type { StoredRecord, WriteBatch } from '../store/audit-store.js';
-import type { ExchangeRequestData } from '../store/record-types.js';
+import type { ExchangeRequestData, ExchangeResponseData } from '../store/record-types.js';
 import type { AuditEvent } from './audit-event.js';
-import { auditEventOf } from './record-events.js';
+import { auditEventOf, contentBlobHashes, exchangeContent } from './record-events.js';
 import type { Sink } from './sink.js';
 import { SinkDeliveryError } from './sink-delivery-error.js';
 
@@ -30,6 +30,8 @@ export interface OutboxStore {
   /** Records of one chain after `afterChainSeq`, in chain order. */
   chainRecords(chain: string, afterChainSeq: number, limit: number): Promise<readonly StoredRecord[]>;
   exchangeRecords(exchangeId: string): Promise<readonly StoredRecord[]>;
+  /** For sinks that want content: the blobs of recorded bodies. */
+  blobs(hashes: readonly string[]): Promise<ReadonlyMap<string, Buffer>>;
   sinkCursors(sink: string): Promise<ReadonlyMap<string, number>>;
   setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void>;
   /** Whether this process should deliver for `name` now (PostgreSQL: an advisory lock; SQLite: always). */
@@ -123,7 +125,7 @@ export class Outbox {
         while (cursor < head && !this.stopped) {
           const records = await this.store.chainRecords(chain, cursor, batchSize);
           if (records.length === 0) break;
-          const events = await this.eventsOf(records);
+          const events = await this.eventsOf(records, sink.includeContent === true);
           try {
             if (events.length) await sink.deliver(events);
             status.delivered += events.length;
@@ -210,7 +212,8 @@ export class Outbox {
     }
   }
 
-  private async eventsOf(records: readonly StoredRecord[]): Promise<AuditEvent[]> {
+  /** The audit events `records` stand for; with `withContent`, exchange events carry their masked content. */
+  private async eventsOf(records: readonly StoredRecord[], withContent: boolean): Promise<AuditEvent[]> {
     const events: AuditEvent[] = [];
     for (const r of records) {
       if (r.kind === 'exchange.request' && r.exchangeId) {
@@ -226,7 +229,12 @@ export class Outbox {
         }
         this.requests.delete(r.exchangeId);
       }
-      const e = auditEventOf(r, this.options.gateway, request);
+      let content: AuditEvent['content'];
+      if (withContent && r.kind === 'exchange.response') {
+        const response = JSON.parse(r.data) as ExchangeResponseData;
+        content = exchangeContent(request, response, await this.store.blobs(contentBlobHashes(request, response)));
+      }
+      const e = auditEventOf(r, this.options.gateway, request, content);
       if (e) events.push(e);
     }
     return events;

@@ -1,10 +1,12 @@
 /**
  * Which ledger records are audit events, and what each says. The ledger is the outbox: an event's id is the record's
  * place in its chain (`<chain>:<chain_seq>`), stable across retries and replicas, so a SIEM can de-duplicate on it.
- * Bodies never leave here — only identities, counts and outcomes (records are already masked).
+ * Bodies leave here only for sinks that opt in (`include_content`), and only as recorded: masked.
  */
 import type { Principal } from '../identity/principal.js';
 import type { KeyCreatedData, KeyRevokedData, StoredRecord } from '../store/audit-store.js';
+import { bodyValue } from '../recorder/exchange-reader.js';
+import { blobHashes } from '../recorder/body-splitter.js';
 import type { ExchangeRequestData, ExchangeResponseData } from '../store/record-types.js';
 import type { AuditActor, AuditEvent } from './audit-event.js';
 
@@ -27,7 +29,12 @@ function eventId(r: Pick<StoredRecord, 'chain' | 'chainSeq'>): string {
  * The audit event a record stands for, or null for records that are not events on their own (request and stream
  * records: an exchange is reported once, when it completes — `request` is its request record, when at hand).
  */
-export function auditEventOf(r: StoredRecord, gateway: string, request?: ExchangeRequestData): AuditEvent | null {
+export function auditEventOf(
+  r: StoredRecord,
+  gateway: string,
+  request?: ExchangeRequestData,
+  content?: AuditEvent['content'],
+): AuditEvent | null {
   const base = { id: eventId(r), time: new Date(r.at).toISOString(), gateway: `${gateway}/${r.chain}` };
   const data = JSON.parse(r.data) as Record<string, unknown>;
   switch (r.kind) {
@@ -56,6 +63,7 @@ export function auditEventOf(r: StoredRecord, gateway: string, request?: Exchang
           ...(request ? { method: request.request.method, path: request.request.path } : {}),
           ...(d.masking ? { masking: d.masking.counts } : {}),
         },
+        ...(content ? { content } : {}),
       };
     }
     case 'access.denied': {
@@ -162,4 +170,25 @@ export function auditEventOf(r: StoredRecord, gateway: string, request?: Exchang
       }
       return null;
   }
+}
+
+/** The blobs {@link exchangeContent} needs. */
+export function contentBlobHashes(request: ExchangeRequestData | undefined, response: ExchangeResponseData): string[] {
+  return [...blobHashes(request?.request.body), ...blobHashes(response.body)];
+}
+
+/**
+ * An exchange's content as recorded (so masked), for sinks with `include_content: true`: the request body, and the
+ * response's assembled message for a stream, else its body. JSON is embedded parsed; a body recorded truncated
+ * (over `max_body_bytes`) is its recorded text.
+ */
+export function exchangeContent(
+  request: ExchangeRequestData | undefined,
+  response: ExchangeResponseData,
+  blobs: ReadonlyMap<string, Buffer>,
+): NonNullable<AuditEvent['content']> {
+  return {
+    ...(request ? { request: bodyValue(request.request.body, blobs) } : {}),
+    response: response.message ?? bodyValue(response.body, blobs),
+  };
 }

@@ -13,6 +13,8 @@ import { SyslogSink } from './syslog-sink.js';
 export interface Sink {
   /** The configured name (`siem.sinks[].name`), which keys this sink's cursor in the outbox. */
   readonly name: string;
+  /** Whether events carry masked request/response content (`include_content: true`); default false. */
+  readonly includeContent?: boolean;
   /**
    * Sends the events, in order. Resolves only when all were delivered (a 2xx or HEC success; for syslog, written to
    * the connection or socket without error); otherwise rejects with a SinkDeliveryError and the batch is retried whole.

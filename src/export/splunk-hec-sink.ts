@@ -19,6 +19,9 @@ import type { SplunkHecSinkConfig } from './sinks-config.js';
 
 export class SplunkHecSink implements Sink {
   readonly name: string;
+  get includeContent(): boolean {
+    return this.#config.include_content;
+  }
   readonly #config: SplunkHecSinkConfig;
   readonly #target: HttpTarget;
   readonly #path: string;

@@ -17,6 +17,9 @@ import { SyslogUdpTransport } from './syslog-udp-transport.js';
 
 export class SyslogSink implements Sink {
   readonly name: string;
+  get includeContent(): boolean {
+    return this.#config.include_content;
+  }
   readonly #config: SyslogSinkConfig;
   readonly #format: SyslogMessageOptions;
   readonly #udp: SyslogUdpTransport | undefined;

@@ -66,7 +66,8 @@ function parseMaybe(text: string): unknown {
   return text;
 }
 
-function bodyValue(body: StoredBody | null, blobs: ReadonlyMap<string, Buffer>): unknown {
+/** A stored body as a reader wants it: parsed JSON, text, or `{ base64 }` for binary bodies. */
+export function bodyValue(body: StoredBody | null, blobs: ReadonlyMap<string, Buffer>): unknown {
   if (!body) return null;
   const bytes = joinBody(body, blobs);
   if (body.binary) return { base64: bytes.toString('base64') };

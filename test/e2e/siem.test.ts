@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/export/audit-event.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
 import { startRecordingHttpServer, type RecordingHttpServer } from '../support/recording-http-server.js';
+import { until } from '../support/until.js';
 import { RsyslogServer } from '../support/rsyslog.js';
 
 let h: Harness;
@@ -43,16 +44,6 @@ afterAll(async () => {
 });
 
 const received = (): AuditEvent[] => accepted.flatMap((body) => (JSON.parse(body) as { events: AuditEvent[] }).events);
-
-async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('SIEM streaming', () => {
   it('delivers every audit event, in order, once the receiver comes back; syslog gets them as they happen', async () => {
