@@ -8,7 +8,7 @@ import { checkAdminExposure, startAdminServer } from './admin/admin-server.js';
 import type { VigilConfig } from './config/config-schema.js';
 import { VigilError } from './errors.js';
 import { isLoopbackAddress, isLoopbackHost } from './identity/loopback.js';
-import { Authenticator } from './identity/authenticator.js';
+import { Authenticator, type Authentication } from './identity/authenticator.js';
 import { OidcVerifier } from './identity/oidc-verifier.js';
 import type { Principal } from './identity/principal.js';
 import { ApprovalNotifier } from './policy/approval-notifier.js';
@@ -78,16 +78,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     keyLookup: (hash) => store.findGatewayKey(hash),
     anonymousAllowed: anonymous === 'loopback' ? isLoopbackAddress : false,
   });
-  const identify = async (req: IncomingMessage, connection: Connection): Promise<Principal> => {
-    const { principal, keyConnections } = await authenticator.authenticate(req.headers, req.socket.remoteAddress);
-    if (keyConnections?.length && !keyConnections.includes(connection.name)) {
-      throw new VigilError(
-        'NOT_ALLOWED',
-        `gateway key "${principal.keyName}" may not use connection "${connection.name}"`,
-      );
-    }
-    return principal;
-  };
+  const identify = (req: IncomingMessage): Promise<Authentication> =>
+    authenticator.authenticate(req.headers, req.socket.remoteAddress);
 
   const approvals = new ApprovalCoordinator(store, {
     log,

@@ -1,8 +1,10 @@
 /**
  * What a caller may do on a connection: a pure decision, so rules are testable without a server.
- * Today: the connection's `allow` list. Approval rules (hold) extend the decision.
+ * Today: the connections a gateway key is restricted to, then the connection's `allow` list. Approval rules (hold)
+ * extend the decision.
  */
 import type { IncomingMessage } from 'node:http';
+import type { Authentication } from '../identity/authenticator.js';
 import { isAllowed } from '../identity/identity-config.js';
 import type { Principal } from '../identity/principal.js';
 import type { Connection } from '../proxy/connections.js';
@@ -17,8 +19,12 @@ function describe(p: Principal): string {
   return `"${p.email ?? p.subject}"`;
 }
 
-/** Decide whether `principal` may call through `connection`. */
-export function decide(principal: Principal, connection: Connection, _req: IncomingMessage): PolicyDecision {
+/** Decide whether the authenticated caller may call through `connection`. */
+export function decide(auth: Authentication, connection: Connection, _req: IncomingMessage): PolicyDecision {
+  const { principal, keyConnections } = auth;
+  if (keyConnections?.length && !keyConnections.includes(connection.name)) {
+    return { action: 'deny', message: `${describe(principal)} may not use connection "${connection.name}"` };
+  }
   const allow = connection.config.allow;
   if (allow !== undefined && !isAllowed(principal, allow)) {
     return { action: 'deny', message: `${describe(principal)} is not allowed to use connection "${connection.name}"` };

@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { asVigilError, VigilError } from '../errors.js';
+import type { Authentication } from '../identity/authenticator.js';
 import type { Principal } from '../identity/principal.js';
 import { evaluate, type Evaluation } from '../policy/approval-rules.js';
 import { summarizeRequest } from '../policy/approval-summary.js';
@@ -33,9 +34,9 @@ export interface ProxyDeps {
   /** The gateway's address as clients reach it (config `public_url`); default: http:// + the request's Host. */
   readonly publicUrl?: string | undefined;
   /** Who is calling; throws a VigilError (401) when the credential is missing or bad. */
-  readonly identify: (req: IncomingMessage, connection: Connection) => Promise<Principal>;
-  /** What they may do. */
-  readonly decide: (principal: Principal, connection: Connection, req: IncomingMessage) => PolicyDecision;
+  readonly identify: (req: IncomingMessage) => Promise<Authentication>;
+  /** What they may do (a refusal is recorded with the caller, as `access.denied`). */
+  readonly decide: (auth: Authentication, connection: Connection, req: IncomingMessage) => PolicyDecision;
   /** Holds calls that approval rules say need a person's yes; absent: such calls are refused (fail closed). */
   readonly approvals?: Pick<ApprovalCoordinator, 'hold'> | undefined;
 }
@@ -137,8 +138,9 @@ export class ProxyServer {
 
     let principal: Principal | undefined;
     try {
-      principal = await this.deps.identify(req, connection);
-      const decision = this.deps.decide(principal, connection, req);
+      const auth = await this.deps.identify(req);
+      principal = auth.principal;
+      const decision = this.deps.decide(auth, connection, req);
       if (decision.action === 'deny') throw new VigilError('NOT_ALLOWED', decision.message);
     } catch (err) {
       req.resume();

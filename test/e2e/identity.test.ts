@@ -218,6 +218,13 @@ describe('the audit trail of refusals', () => {
           connection: 'restricted',
           caller: expect.objectContaining({ subject: 'bob' }),
         }),
+        // A gateway key used outside its connections: refused with the key named as the caller.
+        expect.objectContaining({
+          status: 403,
+          connection: 'restricted',
+          reason: 'gateway key "ci-nightly" may not use connection "restricted"',
+          caller: expect.objectContaining({ method: 'gateway_key', subject: 'ci-nightly', owner: 'platform-team' }),
+        }),
       ]),
     );
     for (const s of secrets) expect(JSON.stringify(denied)).not.toContain(s);
