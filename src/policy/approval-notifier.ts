@@ -10,7 +10,7 @@
  * The timestamp is inside the MAC so a captured notification cannot be replayed later as a fresh one.
  */
 import { z } from 'zod';
-import { positiveDuration, secretRef, type SecretRef } from '../config/common-schemas.js';
+import { positiveDuration, secretRef } from '../config/common-schemas.js';
 import { ConfigError } from '../errors.js';
 import { readSecret } from '../config/read-secret.js';
 import { vigilSignature } from '../export/http-sink.js';

@@ -2,7 +2,18 @@
  * What both stores share below their SQL dialects: row shapes and their mapping to the interface's types, and the
  * retention predicates (written in SQL both SQLite and PostgreSQL accept).
  */
-import type { ExchangeSummary, Outcome, StoredHold, StoredRecord } from './audit-store.js';
+import type {
+  AccessLogEntry,
+  ExchangeSummary,
+  Outcome,
+  PurgeCandidate,
+  RecordingReadData,
+  SearchHit,
+  SessionSummary,
+  StoredGatewayKey,
+  StoredHold,
+  StoredRecord,
+} from './audit-store.js';
 
 /** An exchange row joined with its result, as the list queries select it. */
 export interface ExchangeRow {
@@ -92,6 +103,100 @@ export const toHold = (r: HoldRow): StoredHold => ({
   releasedAt: r.released_at,
   releasedBy: r.released_by,
   releaseReason: r.release_reason,
+});
+
+/** One session of the session list, as both stores' GROUP BY selects it. */
+export interface SessionRow {
+  id: string;
+  connection: string;
+  caller: string;
+  first_at: number;
+  last_at: number;
+  n: number;
+  input_tokens: number;
+  output_tokens: number;
+}
+
+export const toSessionSummary = (r: SessionRow): SessionSummary => ({
+  id: r.id,
+  connection: r.connection,
+  callerSubject: r.caller,
+  firstAt: r.first_at,
+  lastAt: r.last_at,
+  exchanges: r.n,
+  inputTokens: r.input_tokens,
+  outputTokens: r.output_tokens,
+});
+
+export interface SearchHitRow {
+  id: string;
+  session_id: string;
+  started_at: number;
+  caller_subject: string;
+  snippet: string;
+}
+
+export const toSearchHit = (r: SearchHitRow): SearchHit => ({
+  exchangeId: r.id,
+  sessionId: r.session_id,
+  startedAt: r.started_at,
+  callerSubject: r.caller_subject,
+  snippet: r.snippet,
+});
+
+export interface AccessLogRow {
+  seq: number;
+  at: number;
+  data: string;
+}
+
+export const toAccessLogEntry = (r: AccessLogRow): AccessLogEntry => ({
+  seq: r.seq,
+  at: r.at,
+  data: JSON.parse(r.data) as RecordingReadData,
+});
+
+/** An exchange retention may remove, with how many records it has. */
+export interface CandidateRow {
+  id: string;
+  session_id: string;
+  connection: string;
+  caller_subject: string;
+  started_at: number;
+  ended_at: number;
+  /** PostgreSQL's count(*) is a bigint. */
+  records: number | string;
+}
+
+export const toCandidate = (r: CandidateRow): PurgeCandidate => ({
+  id: r.id,
+  sessionId: r.session_id,
+  connection: r.connection,
+  callerSubject: r.caller_subject,
+  startedAt: r.started_at,
+  endedAt: r.ended_at,
+  records: Number(r.records),
+});
+
+/** A gateway key row; `connections` is JSON text in SQLite and a text[] in PostgreSQL. */
+export interface KeyRow {
+  hash: string;
+  name: string;
+  owner: string;
+  connections: string | string[];
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+export const toKey = (r: KeyRow): StoredGatewayKey => ({
+  hash: r.hash,
+  name: r.name,
+  owner: r.owner,
+  connections: typeof r.connections === 'string' ? (JSON.parse(r.connections) as string[]) : r.connections,
+  createdAt: r.created_at,
+  expiresAt: r.expires_at,
+  revokedAt: r.revoked_at,
 });
 
 /** An active hold covers exchange `e` (by its session or its caller). */

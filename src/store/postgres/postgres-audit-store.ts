@@ -27,7 +27,6 @@ import type {
   NewRecord,
   Page,
   PageRequest,
-  RecordingReadData,
   SearchHit,
   SearchOptions,
   SearchText,
@@ -64,11 +63,21 @@ import {
   AT_HEAD,
   HELD,
   toHold,
+  toAccessLogEntry,
+  toCandidate,
+  toKey,
+  toSearchHit,
+  toSessionSummary,
   toStored,
   toSummary,
+  type AccessLogRow,
+  type CandidateRow,
   type ExchangeRow,
   type HoldRow,
+  type KeyRow,
   type RecordRow,
+  type SearchHitRow,
+  type SessionRow,
 } from '../store-rows.js';
 import { purgedRuns } from '../purge-runs.js';
 import { POSTGRES_MIGRATIONS, quoteIdentifier } from './postgres-migrations.js';
@@ -81,26 +90,6 @@ export interface PostgresStoreOptions {
   /** Connections in the pool. Default 10. */
   readonly poolSize?: number;
 }
-
-interface KeyRow {
-  hash: string;
-  name: string;
-  owner: string;
-  connections: string[];
-  created_at: number;
-  expires_at: number | null;
-  revoked_at: number | null;
-}
-
-const toKey = (r: KeyRow): StoredGatewayKey => ({
-  hash: r.hash,
-  name: r.name,
-  owner: r.owner,
-  connections: r.connections,
-  createdAt: r.created_at,
-  expiresAt: r.expires_at,
-  revokedAt: r.revoked_at,
-});
 
 const INT8_OID = 20;
 
@@ -605,16 +594,7 @@ export class PostgresAuditStore implements AuditStore {
     const limit = pageSize(filter.limit);
     // Session ids compare bytewise (COLLATE "C"), as in SQLite, so both stores page in the same order whatever the
     // database's default collation.
-    const res = await this.pool.query<{
-      id: string;
-      connection: string;
-      caller: string;
-      first_at: number;
-      last_at: number;
-      n: number;
-      input_tokens: number;
-      output_tokens: number;
-    }>(
+    const res = await this.pool.query<SessionRow>(
       `SELECT e.session_id AS id, min(e.connection COLLATE "C") AS connection, min(e.caller_subject COLLATE "C") AS caller,
               min(e.started_at) AS first_at, max(e.started_at) AS last_at, count(*)::bigint AS n,
               coalesce(sum(r.input_tokens), 0)::bigint AS input_tokens,
@@ -626,21 +606,7 @@ export class PostgresAuditStore implements AuditStore {
        ORDER BY last_at DESC, e.session_id COLLATE "C" DESC LIMIT ${param(limit + 1)}`,
       params,
     );
-    return pageOf(
-      res.rows,
-      limit,
-      (r) => ({
-        id: r.id,
-        connection: r.connection,
-        callerSubject: r.caller,
-        firstAt: r.first_at,
-        lastAt: r.last_at,
-        exchanges: r.n,
-        inputTokens: r.input_tokens,
-        outputTokens: r.output_tokens,
-      }),
-      (i) => [i.lastAt, i.id],
-    );
+    return pageOf(res.rows, limit, toSessionSummary, (i) => [i.lastAt, i.id]);
   }
 
   async listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]> {
@@ -694,13 +660,7 @@ export class PostgresAuditStore implements AuditStore {
     const where = [...exchangeConditions(options.filter ?? {}, param), ...beforeCursor(options.cursor, param)];
     const limit = pageSize(options.limit);
     // The headline is computed for the page's rows only (the outer query), not for every match.
-    const res = await this.pool.query<{
-      id: string;
-      session_id: string;
-      started_at: number;
-      caller_subject: string;
-      snippet: string;
-    }>(
+    const res = await this.pool.query<SearchHitRow>(
       `WITH q AS (SELECT ${q} AS query),
        hits AS (
          SELECT e.id, e.session_id, e.started_at, e.caller_subject, t.text
@@ -717,34 +677,18 @@ export class PostgresAuditStore implements AuditStore {
        ORDER BY hits.started_at DESC, hits.id COLLATE "C" DESC`,
       params,
     );
-    return pageOf(
-      res.rows,
-      limit,
-      (r) => ({
-        exchangeId: r.id,
-        sessionId: r.session_id,
-        startedAt: r.started_at,
-        callerSubject: r.caller_subject,
-        snippet: r.snippet,
-      }),
-      (i) => [i.startedAt, i.exchangeId],
-    );
+    return pageOf(res.rows, limit, toSearchHit, (i) => [i.startedAt, i.exchangeId]);
   }
 
   async listAccessLog(page: PageRequest = {}): Promise<Page<AccessLogEntry>> {
     const limit = pageSize(page.limit);
     const before = page.cursor !== undefined ? decodeCursor(page.cursor)?.lastAt : undefined;
-    const res = await this.pool.query<{ seq: number; at: number; data: string }>(
+    const res = await this.pool.query<AccessLogRow>(
       `SELECT seq, at, data FROM records WHERE kind = 'recording.read' ${before !== undefined ? 'AND seq < $2::bigint' : ''}
        ORDER BY seq DESC LIMIT $1`,
       before !== undefined ? [limit + 1, before] : [limit + 1],
     );
-    return pageOf(
-      res.rows,
-      limit,
-      (r) => ({ seq: r.seq, at: r.at, data: JSON.parse(r.data) as RecordingReadData }),
-      (i) => [i.seq, 'seq'],
-    );
+    return pageOf(res.rows, limit, toAccessLogEntry, (i) => [i.seq, 'seq']);
   }
 
   async recordsAt(positions: readonly ChainPosition[]): Promise<readonly StoredRecord[]> {
@@ -863,15 +807,7 @@ export class PostgresAuditStore implements AuditStore {
     const after = query.after
       ? `AND (r.ended_at > ${param(query.after.endedAt)}::bigint OR (r.ended_at = ${param(query.after.endedAt)}::bigint AND e.id COLLATE "C" > ${param(query.after.id)}))`
       : '';
-    const res = await this.pool.query<{
-      id: string;
-      session_id: string;
-      connection: string;
-      caller_subject: string;
-      started_at: number;
-      ended_at: number;
-      records: number;
-    }>(
+    const res = await this.pool.query<CandidateRow>(
       `SELECT e.id, e.session_id, e.connection, e.caller_subject, e.started_at, r.ended_at,
               (SELECT count(*) FROM records x WHERE x.exchange_id = e.id) AS records
        FROM exchange_results r JOIN exchanges e ON e.id = r.exchange_id
@@ -882,15 +818,7 @@ export class PostgresAuditStore implements AuditStore {
        ORDER BY r.ended_at, e.id COLLATE "C" LIMIT ${param(query.limit)}`,
       params,
     );
-    return res.rows.map((r) => ({
-      id: r.id,
-      sessionId: r.session_id,
-      connection: r.connection,
-      callerSubject: r.caller_subject,
-      startedAt: r.started_at,
-      endedAt: r.ended_at,
-      records: Number(r.records),
-    }));
+    return res.rows.map(toCandidate);
   }
 
   purgeExchanges(

@@ -28,7 +28,6 @@ import type {
   KeyRevokedData,
   Page,
   PageRequest,
-  RecordingReadData,
   SearchHit,
   SearchOptions,
   SessionFilter,
@@ -61,11 +60,21 @@ import {
   AT_HEAD,
   HELD,
   toHold,
+  toAccessLogEntry,
+  toCandidate,
+  toKey,
+  toSearchHit,
+  toSessionSummary,
   toStored,
   toSummary,
+  type AccessLogRow,
+  type CandidateRow,
   type ExchangeRow,
   type HoldRow,
+  type KeyRow,
   type RecordRow,
+  type SearchHitRow,
+  type SessionRow,
 } from '../store-rows.js';
 import { purgedRuns } from '../purge-runs.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
@@ -83,26 +92,6 @@ export interface SqliteStoreOptions {
   /** Told when a background checkpoint fails (the store goes on; SQLite's own checkpoint is the backstop). */
   readonly onCheckpointError?: (message: string) => void;
 }
-
-interface KeyRow {
-  hash: string;
-  name: string;
-  owner: string;
-  connections: string;
-  created_at: number;
-  expires_at: number | null;
-  revoked_at: number | null;
-}
-
-const toKey = (r: KeyRow): StoredGatewayKey => ({
-  hash: r.hash,
-  name: r.name,
-  owner: r.owner,
-  connections: JSON.parse(r.connections) as string[],
-  createdAt: r.created_at,
-  expiresAt: r.expires_at,
-  revokedAt: r.revoked_at,
-});
 
 /**
  * SQL conditions for an exchange filter over `exchanges e LEFT JOIN exchange_results r`, their values appended to
@@ -511,31 +500,8 @@ export class SqliteAuditStore implements AuditStore {
          ${having.length ? `HAVING ${having.join(' AND ')}` : ''}
          ORDER BY last_at DESC, id DESC LIMIT ?`,
       )
-      .all(...params, limit + 1) as Array<{
-      id: string;
-      connection: string;
-      caller: string;
-      first_at: number;
-      last_at: number;
-      n: number;
-      input_tokens: number;
-      output_tokens: number;
-    }>;
-    return pageOf(
-      rows,
-      limit,
-      (r) => ({
-        id: r.id,
-        connection: r.connection,
-        callerSubject: r.caller,
-        firstAt: r.first_at,
-        lastAt: r.last_at,
-        exchanges: r.n,
-        inputTokens: r.input_tokens,
-        outputTokens: r.output_tokens,
-      }),
-      (i) => [i.lastAt, i.id],
-    );
+      .all(...params, limit + 1) as SessionRow[];
+    return pageOf(rows, limit, toSessionSummary, (i) => [i.lastAt, i.id]);
   }
 
   async listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]> {
@@ -592,25 +558,8 @@ export class SqliteAuditStore implements AuditStore {
          WHERE exchange_text MATCH ? ${where.length ? `AND ${where.join(' AND ')}` : ''}
          ORDER BY e.started_at DESC, e.id DESC LIMIT ?`,
       )
-      .all(...params, limit + 1) as Array<{
-      id: string;
-      session_id: string;
-      started_at: number;
-      caller_subject: string;
-      snippet: string;
-    }>;
-    return pageOf(
-      rows,
-      limit,
-      (r) => ({
-        exchangeId: r.id,
-        sessionId: r.session_id,
-        startedAt: r.started_at,
-        callerSubject: r.caller_subject,
-        snippet: r.snippet,
-      }),
-      (i) => [i.startedAt, i.exchangeId],
-    );
+      .all(...params, limit + 1) as SearchHitRow[];
+    return pageOf(rows, limit, toSearchHit, (i) => [i.startedAt, i.exchangeId]);
   }
 
   async listAccessLog(page: PageRequest = {}): Promise<Page<AccessLogEntry>> {
@@ -621,13 +570,8 @@ export class SqliteAuditStore implements AuditStore {
         `SELECT seq, at, data FROM records WHERE kind = 'recording.read' ${before !== undefined ? 'AND seq < ?' : ''}
          ORDER BY seq DESC LIMIT ?`,
       )
-      .all(...(before !== undefined ? [before] : []), limit + 1) as Array<{ seq: number; at: number; data: string }>;
-    return pageOf(
-      rows,
-      limit,
-      (r) => ({ seq: r.seq, at: r.at, data: JSON.parse(r.data) as RecordingReadData }),
-      (i) => [i.seq, 'seq'],
-    );
+      .all(...(before !== undefined ? [before] : []), limit + 1) as AccessLogRow[];
+    return pageOf(rows, limit, toAccessLogEntry, (i) => [i.seq, 'seq']);
   }
 
   async recordsAt(positions: readonly ChainPosition[]): Promise<readonly StoredRecord[]> {
@@ -735,24 +679,8 @@ export class SqliteAuditStore implements AuditStore {
            ${after}
          ORDER BY r.ended_at, e.id LIMIT ?`,
       )
-      .all(...params) as Array<{
-      id: string;
-      session_id: string;
-      connection: string;
-      caller_subject: string;
-      started_at: number;
-      ended_at: number;
-      records: number;
-    }>;
-    return rows.map((r) => ({
-      id: r.id,
-      sessionId: r.session_id,
-      connection: r.connection,
-      callerSubject: r.caller_subject,
-      startedAt: r.started_at,
-      endedAt: r.ended_at,
-      records: r.records,
-    }));
+      .all(...params) as CandidateRow[];
+    return rows.map(toCandidate);
   }
 
   async purgeExchanges(

@@ -57,7 +57,7 @@ describe('WriteQueue', () => {
   });
 
   it('writes requests waiting together in one transaction with everything that lingers', async () => {
-    const { store, batches, queue, done } = await setup(tempDir(), 1_000);
+    const { batches, queue, done } = await setup(tempDir(), 1_000);
     queue.enqueue([record('exchange.response')]);
     await Promise.all([
       queue.appendDurably([record('exchange.request')], []),
@@ -79,7 +79,7 @@ describe('WriteQueue', () => {
   });
 
   it('writes what lingers when closed', async () => {
-    const { store, batches, queue, done } = await setup(tempDir(), 60_000);
+    const { store, batches, queue } = await setup(tempDir(), 60_000);
     queue.enqueue([record('exchange.response')]);
     await queue.close();
     expect(batches).toEqual([['exchange.response']]);
