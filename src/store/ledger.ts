@@ -4,6 +4,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type {
+  ChainTip,
   PurgedRun,
   SignatureReport,
   StoredRecord,
@@ -48,6 +49,28 @@ export function recordHash(prevHash: string, r: HashInput): string {
     .update(`${prevHash}\n${r.chain}\n${r.chainSeq}\n${r.kind}\n${r.exchangeId ?? ''}\n${r.sessionId ?? ''}\n${r.at}\n`)
     .update(r.data)
     .digest('hex');
+}
+
+/** A record linked after `tip` (null: the chain's first): its position, its predecessor's hash and its own. */
+export type LinkedRecord = HashInput & { readonly prevHash: string; readonly hash: string };
+
+/** Link a record into `chain` after `tip`; the caller stores it and makes it the new tip. */
+export function linkRecord(
+  chain: string,
+  tip: ChainTip | null,
+  r: Omit<HashInput, 'chain' | 'chainSeq'>,
+): LinkedRecord {
+  const prevHash = tip?.hash ?? GENESIS_HASH;
+  const input: HashInput = {
+    chain,
+    chainSeq: (tip?.chainSeq ?? 0) + 1,
+    kind: r.kind,
+    exchangeId: r.exchangeId,
+    sessionId: r.sessionId,
+    at: r.at,
+    data: r.data,
+  };
+  return { ...input, prevHash, hash: recordHash(prevHash, input) };
 }
 
 /** Every `{"$blob": "<hex>"}` reference in a JSON value, at any depth. */

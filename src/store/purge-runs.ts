@@ -1,5 +1,5 @@
 /** How a purge describes what it removed: runs of consecutive chain positions, with the hashes around each run. */
-import type { PurgedRun, StoredRecord } from './audit-store.js';
+import type { PurgedRun, PurgeRemoval, StoredRecord } from './audit-store.js';
 
 /**
  * The runs of consecutive positions among `records` (the removed records, any order): each with the prevHash of its
@@ -22,4 +22,28 @@ export function purgedRuns(records: readonly StoredRecord[]): PurgedRun[] {
   }
   if (open) runs.push(open);
   return runs;
+}
+
+/** The exchanges a purge removes, as both stores select them. */
+export interface DueExchange {
+  readonly id: string;
+  readonly started_at: number;
+  readonly ended_at: number;
+}
+
+/** What a purge removed, for its sealing record: `heads` are every chain's head once the records are gone. */
+export function purgeRemoval(
+  due: readonly DueExchange[],
+  records: readonly StoredRecord[],
+  blobs: number,
+  heads: PurgeRemoval['heads'],
+): PurgeRemoval {
+  return {
+    exchanges: due.map((d) => d.id),
+    records: records.length,
+    blobs,
+    runs: purgedRuns(records),
+    timeRange: { from: Math.min(...due.map((d) => d.started_at)), to: Math.max(...due.map((d) => d.ended_at)) },
+    heads,
+  };
 }

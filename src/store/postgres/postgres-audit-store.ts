@@ -50,15 +50,7 @@ import {
   type ResultIndexRow,
 } from '../exchange-index.js';
 import { indexableText, parseSearchQuery, tsQuery } from '../search-query.js';
-import {
-  GENESIS_HASH,
-  blobRefs,
-  newChainId,
-  newRecordBlobRefs,
-  recordHash,
-  verifyLedger,
-  type ChainHead,
-} from '../ledger.js';
+import { blobRefs, newChainId, newRecordBlobRefs, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
   HELD,
@@ -79,7 +71,7 @@ import {
   type SearchHitRow,
   type SessionRow,
 } from '../store-rows.js';
-import { purgedRuns } from '../purge-runs.js';
+import { purgeRemoval, type DueExchange } from '../purge-runs.js';
 import { POSTGRES_MIGRATIONS, quoteIdentifier } from './postgres-migrations.js';
 
 export interface PostgresStoreOptions {
@@ -308,19 +300,9 @@ export class PostgresAuditStore implements AuditStore {
             at: number,
             data: string,
           ): void => {
-            const prevHash = tip?.hash ?? GENESIS_HASH;
-            const input = {
-              chain: this.chainId,
-              chainSeq: (tip?.chainSeq ?? 0) + 1,
-              kind,
-              exchangeId,
-              sessionId,
-              at,
-              data,
-            };
-            const hash = recordHash(prevHash, input);
-            pending.push({ ...input, prevHash, hash });
-            tip = { chainSeq: input.chainSeq, hash };
+            const linked = linkRecord(this.chainId, tip, { kind, exchangeId, sessionId, at, data });
+            pending.push(linked);
+            tip = { chainSeq: linked.chainSeq, hash: linked.hash };
           };
           if (tip === null)
             chain('chain.opened', null, null, Date.now(), JSON.stringify(await this.openingData(client)));
@@ -833,7 +815,7 @@ export class PostgresAuditStore implements AuditStore {
         await c.query('LOCK TABLE holds, blob_refs IN SHARE MODE');
         // The append-only triggers let deletions through in this transaction only (see migration 5).
         await c.query(`SET LOCAL vigil.purge = 'on'`);
-        const due = await c.query<{ id: string; started_at: number; ended_at: number }>(
+        const due = await c.query<DueExchange>(
           `SELECT e.id, e.started_at, r.ended_at FROM exchanges e JOIN exchange_results r ON r.exchange_id = e.id
            WHERE e.id = ANY($1::text[]) AND NOT EXISTS (${HELD}) AND NOT EXISTS (${AT_HEAD})`,
           [[...new Set(ids)]],
@@ -869,17 +851,7 @@ export class PostgresAuditStore implements AuditStore {
           [[...new Set(refs.map(([h]) => h))]],
         );
         await c.query(`SET LOCAL vigil.purge = 'off'`);
-        const removal: PurgeRemoval = {
-          exchanges: dueIds,
-          records: records.length,
-          blobs: blobs.rowCount ?? 0,
-          runs: purgedRuns(records),
-          timeRange: {
-            from: Math.min(...due.rows.map((d) => d.started_at)),
-            to: Math.max(...due.rows.map((d) => d.ended_at)),
-          },
-          heads: (await this.openingData(c)).heads,
-        };
+        const removal = purgeRemoval(due.rows, records, blobs.rowCount ?? 0, (await this.openingData(c)).heads);
         const sealed = seal(removal);
         const record = (await tx.append({ records: [sealed] }, [{ record: sealed, data: serialise(sealed) }])).at(-1)!;
         return { removal, record };

@@ -47,15 +47,7 @@ import {
   resultIndexRow,
 } from '../exchange-index.js';
 import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
-import {
-  GENESIS_HASH,
-  blobRefs,
-  newChainId,
-  newRecordBlobRefs,
-  recordHash,
-  verifyLedger,
-  type ChainHead,
-} from '../ledger.js';
+import { blobRefs, newChainId, newRecordBlobRefs, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
   HELD,
@@ -76,7 +68,7 @@ import {
   type SearchHitRow,
   type SessionRow,
 } from '../store-rows.js';
-import { purgedRuns } from '../purge-runs.js';
+import { purgeRemoval, type DueExchange } from '../purge-runs.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
@@ -141,7 +133,7 @@ export class SqliteAuditStore implements AuditStore {
   readonly chainId = newChainId();
   readonly file: string;
   private readonly db: Database.Database;
-  private head: { seq: number; hash: string } | null = null;
+  private head: ChainTip | null = null;
   private readonly stmts;
   private readonly appendTx: Database.Transaction<(batch: WriteBatch) => StoredRecord[]>;
   private readonly readonly: boolean;
@@ -434,31 +426,26 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   private writeRecord(r: WriteBatch['records'][number]): StoredRecord {
-    const prevHash = this.head?.hash ?? GENESIS_HASH;
-    const chainSeq = (this.head?.seq ?? 0) + 1;
-    const input = {
-      chain: this.chainId,
-      chainSeq,
+    const linked = linkRecord(this.chainId, this.head, {
       kind: r.kind,
       exchangeId: r.exchangeId ?? null,
       sessionId: r.sessionId ?? null,
       at: r.at,
       data: r.json ?? JSON.stringify(r.data),
-    };
-    const hash = recordHash(prevHash, input);
+    });
     const info = this.stmts.insertRecord.run(
-      input.chain,
-      chainSeq,
-      input.kind,
-      input.exchangeId,
-      input.sessionId,
-      input.at,
-      input.data,
-      prevHash,
-      hash,
+      linked.chain,
+      linked.chainSeq,
+      linked.kind,
+      linked.exchangeId,
+      linked.sessionId,
+      linked.at,
+      linked.data,
+      linked.prevHash,
+      linked.hash,
     );
-    this.head = { seq: chainSeq, hash };
-    return { ...input, seq: Number(info.lastInsertRowid), prevHash, hash };
+    this.head = { chainSeq: linked.chainSeq, hash: linked.hash };
+    return { ...linked, seq: Number(info.lastInsertRowid) };
   }
 
   async exchangeRecords(exchangeId: string): Promise<readonly StoredRecord[]> {
@@ -634,7 +621,7 @@ export class SqliteAuditStore implements AuditStore {
     try {
       return this.db
         .transaction(() => {
-          const r = build(this.head ? { chainSeq: this.head.seq, hash: this.head.hash } : null);
+          const r = build(this.head);
           return r ? this.appendInTx({ records: [r] }).at(-1) : undefined;
         })
         .immediate();
@@ -703,7 +690,7 @@ export class SqliteAuditStore implements AuditStore {
           `SELECT e.id, e.started_at, r.ended_at FROM exchanges e JOIN exchange_results r ON r.exchange_id = e.id
            WHERE e.id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (${HELD}) AND NOT EXISTS (${AT_HEAD})`,
         )
-        .all(idList) as Array<{ id: string; started_at: number; ended_at: number }>;
+        .all(idList) as DueExchange[];
       if (due.length === 0) {
         db.prepare('DELETE FROM purge_authorizations').run();
         return undefined;
@@ -736,14 +723,7 @@ export class SqliteAuditStore implements AuditStore {
       let blobs = 0;
       for (const h of candidates) blobs += delBlob.run(h, h).changes;
       db.prepare('DELETE FROM purge_authorizations').run();
-      const removal: PurgeRemoval = {
-        exchanges: due.map((d) => d.id),
-        records: records.length,
-        blobs,
-        runs: purgedRuns(records.map(toStored)),
-        timeRange: { from: Math.min(...due.map((d) => d.started_at)), to: Math.max(...due.map((d) => d.ended_at)) },
-        heads: this.openingData().heads,
-      };
+      const removal = purgeRemoval(due, records.map(toStored), blobs, this.openingData().heads);
       const record = this.appendInTx({ records: [seal(removal)] }).at(-1)!;
       return { removal, record };
     });
