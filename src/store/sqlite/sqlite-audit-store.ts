@@ -6,6 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import type {
   AccessLogEntry,
@@ -127,6 +128,8 @@ function beforeCursor(cursor: string | undefined, params: unknown[]): string[] {
 const TEXT_BATCH = 256;
 /** The longest a search text entry waits for the full-text index (a search in this process never waits). */
 const TEXT_LAG_MS = 1_000;
+/** How long a purge keeps trying to empty the WAL while other connections are in the way. */
+const WAL_TRUNCATE_WAIT_MS = 10_000;
 
 export class SqliteAuditStore implements AuditStore {
   readonly kind = 'sqlite' as const;
@@ -734,9 +737,24 @@ export class SqliteAuditStore implements AuditStore {
       this.head = head;
       throw err;
     }
-    // The WAL still holds the pages as they were before: copy them back and empty it, when no reader is in the way.
-    if (result) this.db.pragma('wal_checkpoint(TRUNCATE)');
+    // The WAL still holds the pages as they were before: copy them back and empty it.
+    if (result) await this.truncateWal();
     return result;
+  }
+
+  /**
+   * Checkpoint the WAL and truncate it to nothing, so no copy of purged pages stays in it. Another connection's
+   * checkpoint (a gateway's background checkpointer, when the CLI purges) or a reader still on old pages makes SQLite
+   * give up at once (busy): tried again for up to {@link WAL_TRUNCATE_WAIT_MS}. Returns whether the WAL was emptied.
+   */
+  private async truncateWal(): Promise<boolean> {
+    const deadline = Date.now() + WAL_TRUNCATE_WAIT_MS;
+    for (;;) {
+      const [r] = this.db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number }>;
+      if (r?.busy === 0) return true;
+      if (Date.now() >= deadline) return false;
+      await sleep(25);
+    }
   }
 
   async verify(options: VerifyOptions = {}): Promise<VerifyReport> {

@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { beforeEach, describe, expect, it } from 'vitest';
+import type { NewRecord } from '../../../src/store/audit-store.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
 import { useTempDir } from '../../support/temp-dir.js';
 
@@ -92,6 +95,89 @@ describe('SQLite background WAL checkpoints', () => {
     }
     expect(statSync(file).size).toBeGreaterThanOrEqual(before + 2 * 1024 * 1024);
     expect(errors).toEqual([]);
+    await store.close();
+  });
+});
+
+/**
+ * A purge empties the WAL, so no copy of purged pages stays on disk. When the CLI purges, the gateway's background
+ * checkpointer holds the checkpoint lock now and then, and SQLite then refuses a TRUNCATE checkpoint at once (busy).
+ */
+const require = createRequire(import.meta.url);
+
+describe('SQLite purge and the write-ahead log', () => {
+  const tempDir = useTempDir('vigil-purge-wal');
+
+  const exchange = (id: string, at: number, text: string): NewRecord[] => [
+    {
+      kind: 'exchange.request',
+      exchangeId: id,
+      sessionId: `ses_${id}`,
+      at,
+      data: {
+        connection: 'anthropic',
+        caller: { method: 'anonymous', subject: 'anonymous' },
+        client: { address: null, userAgent: null },
+        session: { id: `ses_${id}`, source: 'header' },
+        request: { method: 'POST', path: '/v1/messages', query: '', headers: {}, body: { size: 1, parts: [text] } },
+        model: 'claude-haiku-4-5',
+        stream: false,
+        startedAt: at,
+      },
+    },
+    {
+      kind: 'exchange.response',
+      exchangeId: id,
+      sessionId: `ses_${id}`,
+      at: at + 1,
+      data: {
+        status: 200,
+        headers: {},
+        body: null,
+        message: null,
+        usage: null,
+        model: 'claude-haiku-4-5',
+        stopReason: 'end_turn',
+        outcome: 'ok',
+        error: null,
+        eventCount: 0,
+        timing: { startedAt: at, firstByteMs: 1, endedAt: at + 1, durationMs: 1 },
+      },
+    },
+  ];
+
+  it('truncates the WAL to nothing even while another connection keeps checkpointing', async () => {
+    const file = path.join(tempDir(), 'vigil.db');
+    const store = SqliteAuditStore.open({ file });
+    await store.append({ records: exchange('ex_old', 1_000, 'Zanzibar itinerary') });
+    await store.append({ records: exchange('ex_new', 2_000, 'kept') }); // holds the chain's head: never purged
+
+    // Another connection checkpointing in a loop, as a gateway's background checkpointer does every 250 ms.
+    const checkpointer = new Worker(
+      `const Database = require(${JSON.stringify(require.resolve('better-sqlite3'))});
+       const { parentPort } = require('node:worker_threads');
+       const db = new Database(${JSON.stringify(file)});
+       let stop = false;
+       parentPort.on('message', () => { stop = true; });
+       (function loop() {
+         for (let i = 0; i < 100; i++) db.pragma('wal_checkpoint(PASSIVE)');
+         if (stop) { db.close(); parentPort.close(); } else setImmediate(loop);
+       })();`,
+      { eval: true },
+    );
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const purged = await store.purgeExchanges(['ex_old'], (removal) => ({
+        kind: 'retention.purged',
+        at: 3_000,
+        data: { removal },
+      }));
+      expect(purged?.removal.exchanges).toEqual(['ex_old']);
+      expect(statSync(`${file}-wal`).size).toBe(0);
+    } finally {
+      checkpointer.postMessage('stop');
+      await new Promise((r) => checkpointer.once('exit', r));
+    }
     await store.close();
   });
 });
