@@ -78,10 +78,11 @@ export interface SqliteStoreOptions {
   readonly synchronous?: 'normal' | 'full';
   readonly readonly?: boolean;
   /**
-   * Checkpoint the WAL from a worker thread (see WalCheckpointer) instead of in the commit that fills it: for the
-   * gateway's long-lived writer; short-lived CLI processes leave it to SQLite.
+   * Checkpoint the WAL from a worker thread, and start it over there (see WalCheckpointer), instead of in the commit
+   * that fills it: for the gateway's long-lived writer; short-lived CLI processes leave it to SQLite. An object tunes
+   * the thread (tests): how often it checkpoints, and past how many frames it starts the log over.
    */
-  readonly backgroundCheckpoints?: boolean;
+  readonly backgroundCheckpoints?: boolean | { readonly intervalMs?: number; readonly restartFrames?: number };
   /** Told when a background checkpoint fails (the store goes on; SQLite's own checkpoint is the backstop). */
   readonly onCheckpointError?: (message: string) => void;
 }
@@ -130,6 +131,10 @@ const TEXT_BATCH = 256;
 const TEXT_LAG_MS = 1_000;
 /** How long a purge keeps trying to empty the WAL while other connections are in the way. */
 const WAL_TRUNCATE_WAIT_MS = 10_000;
+/** WAL size, in frames (4 KiB pages), past which the background checkpointer starts the log over: ~32 MB. */
+const WAL_RESTART_FRAMES = 8192;
+/** The longest appends wait for the checkpointer to start the log over, whatever becomes of it. */
+const WAL_RESTART_WINDOW_MAX_MS = 2_000;
 
 export class SqliteAuditStore implements AuditStore {
   readonly kind = 'sqlite' as const;
@@ -147,6 +152,12 @@ export class SqliteAuditStore implements AuditStore {
   /** Indexing failed; it is tried again on a timer. */
   private textRetrying = false;
   private checkpointer: WalCheckpointer | null = null;
+  /** Closed while the checkpointer starts the WAL over: this process's writes wait (asynchronously) for it. */
+  private writeGate: {
+    readonly opened: Promise<void>;
+    readonly open: () => void;
+    readonly timer: NodeJS.Timeout;
+  } | null = null;
 
   static open(options: SqliteStoreOptions): SqliteAuditStore {
     return new SqliteAuditStore(options);
@@ -155,6 +166,8 @@ export class SqliteAuditStore implements AuditStore {
   private constructor(options: SqliteStoreOptions) {
     this.file = options.file;
     this.readonly = options.readonly ?? false;
+    const tuning = typeof options.backgroundCheckpoints === 'object' ? options.backgroundCheckpoints : {};
+    const restartFrames = tuning.restartFrames ?? WAL_RESTART_FRAMES;
     if (!options.readonly) mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
     this.db = new Database(options.file, {
       readonly: options.readonly ?? false,
@@ -164,12 +177,12 @@ export class SqliteAuditStore implements AuditStore {
     if (!options.readonly) {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
-      // The hot path appends small transactions: keep the working set in memory. The WAL is copied into the database
-      // file by a worker thread (backgroundCheckpoints) as it grows, which keeps the writer's own checkpoint, past
-      // ~64 MB, down to the last few frames and a sync; that checkpoint is also what lets the next commit start the
-      // log over (a background one rarely catches up between two commits under load), so it stays.
+      // The hot path appends small transactions: keep the working set in memory. With backgroundCheckpoints a worker
+      // thread copies the WAL into the database file and starts it over (see WalCheckpointer); the writer's own
+      // checkpoint, which syncs the file on the event loop, is then only a safety valve, far past where the thread
+      // starts the log over.
       this.db.pragma('cache_size = -65536');
-      this.db.pragma('wal_autocheckpoint = 16384');
+      this.db.pragma(`wal_autocheckpoint = ${options.backgroundCheckpoints ? 4 * restartFrames : 16384}`);
       this.db.pragma('temp_store = MEMORY');
       // Only retention deletes: what it removes is overwritten, not left readable in free pages.
       this.db.pragma('secure_delete = ON');
@@ -249,7 +262,11 @@ export class SqliteAuditStore implements AuditStore {
     if (!this.readonly) this.indexPendingText();
     if (!this.readonly && options.backgroundCheckpoints) {
       this.checkpointer = WalCheckpointer.start(this.file, {
+        restartFrames,
+        ...(tuning.intervalMs !== undefined ? { intervalMs: tuning.intervalMs } : {}),
         ...(options.onCheckpointError ? { onError: options.onCheckpointError } : {}),
+        onRestartWanted: () => this.closeWriteGate(),
+        onRestarted: () => this.openWriteGate(),
       });
     }
   }
@@ -274,7 +291,31 @@ export class SqliteAuditStore implements AuditStore {
     run.immediate();
   }
 
+  /** Let the checkpointer start the WAL over: nothing is being written now (writes are synchronous), and none starts. */
+  private closeWriteGate(): void {
+    if (this.writeGate !== null || this.checkpointer === null) return;
+    let open!: () => void;
+    const opened = new Promise<void>((resolve) => (open = resolve));
+    const timer = setTimeout(() => this.openWriteGate(), WAL_RESTART_WINDOW_MAX_MS);
+    this.writeGate = { opened, open, timer };
+    this.checkpointer.restart();
+  }
+
+  private openWriteGate(): void {
+    const gate = this.writeGate;
+    if (gate === null) return;
+    this.writeGate = null;
+    clearTimeout(gate.timer);
+    gate.open();
+  }
+
+  /** Resolves once this process may write: at once, unless the checkpointer is starting the WAL over. */
+  private async writable(): Promise<void> {
+    while (this.writeGate !== null) await this.writeGate.opened;
+  }
+
   async append(batch: WriteBatch): Promise<readonly StoredRecord[]> {
+    await this.writable();
     // `immediate` takes the write lock at BEGIN, so two processes never deadlock upgrading a read lock.
     const head = this.head;
     const pending = this.pendingText;
@@ -318,6 +359,11 @@ export class SqliteAuditStore implements AuditStore {
    * is tried again after TEXT_LAG_MS. Returns whether it was indexed: a search goes on either way.
    */
   private indexPendingTextQuietly(): boolean {
+    if (this.writeGate !== null) {
+      // The checkpointer is starting the WAL over: index once it is done, rather than wait for it here.
+      void this.writeGate.opened.then(() => this.scheduleTextIndexing());
+      return false;
+    }
     try {
       this.indexPendingText();
       this.textRetrying = false;
@@ -607,6 +653,7 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void> {
+    await this.writable();
     this.stmts.setSinkCursor.run(sink, chain, chainSeq);
   }
 
@@ -620,6 +667,7 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async appendAtTip(build: (tip: ChainTip | null) => NewRecord | undefined): Promise<StoredRecord | undefined> {
+    await this.writable();
     const head = this.head;
     try {
       return this.db
@@ -677,6 +725,7 @@ export class SqliteAuditStore implements AuditStore {
     ids: readonly string[],
     seal: (removal: PurgeRemoval) => NewRecord,
   ): Promise<{ removal: PurgeRemoval; record: StoredRecord } | undefined> {
+    await this.writable();
     const idList = JSON.stringify([...new Set(ids)]);
     this.indexPendingText();
     // Found outside the write transaction: the full-text table is searched by a scan (exchange_id is UNINDEXED), and
@@ -783,8 +832,10 @@ export class SqliteAuditStore implements AuditStore {
     if (this.textImmediate !== null) clearImmediate(this.textImmediate);
     this.textTimer = null;
     this.textImmediate = null;
-    await this.checkpointer?.stop();
+    const checkpointer = this.checkpointer;
     this.checkpointer = null;
+    await checkpointer?.stop();
+    this.openWriteGate();
     if (this.db.open) {
       this.indexPendingText();
       this.db.close();

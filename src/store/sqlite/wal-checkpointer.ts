@@ -1,12 +1,19 @@
 /**
- * Copies the SQLite write-ahead log back into the database file from a worker thread, so the gateway's own thread
- * never does. Left to SQLite, the commit that crosses `wal_autocheckpoint` pages copies the whole log and syncs the
- * file before it returns: on the bench workload a tenth of the store's CPU, spent in stalls of tens of milliseconds
- * on the request that happened to cross the line (p99). Here a second connection, on its own thread, runs a PASSIVE
- * checkpoint every `intervalMs`: it copies what is committed without waiting for, or blocking, the writer. The
- * writer's own checkpoint still runs when the log passes `wal_autocheckpoint`, but finds little left to copy; it is
- * what lets the next commit start the log over (under load a background checkpoint rarely catches up exactly between
- * two commits), which keeps the log bounded.
+ * Copies the SQLite write-ahead log back into the database file from a worker thread, and starts the log over, so
+ * the gateway's own thread never checkpoints.
+ *
+ * Left to SQLite, the commit that crosses `wal_autocheckpoint` pages checkpoints in the writer: it copies what is
+ * left of the log and syncs the database file before it returns — an fsync, 50–90 ms on a virtual disk, during which
+ * the gateway's event loop stands still and every stream in flight with it (p99). A background PASSIVE checkpoint
+ * does not end that on its own: under load, commits made during its own sync keep it from ever catching up exactly,
+ * so the log is never started over and grows until the writer's checkpoint fires.
+ *
+ * Here a second connection, on its own thread, runs a PASSIVE checkpoint every `intervalMs`: it copies what is
+ * committed and syncs without waiting for, or blocking, the writer. When the log passes `restartFrames`, it asks the
+ * store for a window (`onRestartWanted`): the store holds its appends — they wait asynchronously, while the event loop
+ * goes on serving — and calls `restart()`; the thread then runs a RESTART checkpoint (the few frames since its last
+ * pass, a sync, and the log starts over) and reports back (`onRestarted`), and the store lets its appends go. The
+ * writer keeps a far higher `wal_autocheckpoint` as a safety valve should this thread stop.
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
@@ -17,15 +24,33 @@ const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
 const db = new Database(workerData.file, { fileMustExist: true });
 db.pragma('busy_timeout = 1000');
+const fail = (err) => parentPort.postMessage({ error: String((err && err.message) || err) });
+let waitingForWindow = false;
 const checkpoint = () => {
+  if (waitingForWindow) return;
   try {
-    db.pragma('wal_checkpoint(PASSIVE)');
+    const [r] = db.pragma('wal_checkpoint(PASSIVE)');
+    if (r.log > workerData.restartFrames) {
+      waitingForWindow = true;
+      parentPort.postMessage({ restartWanted: true });
+    }
   } catch (err) {
-    parentPort.postMessage({ error: String(err && err.message || err) });
+    fail(err);
   }
 };
 const timer = setInterval(checkpoint, workerData.intervalMs);
 parentPort.on('message', (m) => {
+  if (m === 'restart') {
+    let result = null;
+    try {
+      result = db.pragma('wal_checkpoint(RESTART)')[0];
+    } catch (err) {
+      fail(err);
+    }
+    waitingForWindow = false;
+    parentPort.postMessage({ restarted: result });
+    return;
+  }
   if (m !== 'stop') return;
   clearInterval(timer);
   db.close();
@@ -33,25 +58,60 @@ parentPort.on('message', (m) => {
 });
 `;
 
+export interface WalCheckpointerOptions {
+  /** How often the background PASSIVE checkpoint runs. Default 250 ms. */
+  readonly intervalMs?: number;
+  /** Log size, in frames (pages), past which the thread asks for a window to start the log over. Default 8192. */
+  readonly restartFrames?: number;
+  /** Told when a checkpoint fails (the store goes on; SQLite's own checkpoint is the backstop). */
+  readonly onError?: (message: string) => void;
+  /** The thread wants the writer to pause: call `restart()` once nothing is being written. */
+  readonly onRestartWanted?: () => void;
+  /** The window is over (the log was started over, or the attempt failed, or the thread stopped): write again. */
+  readonly onRestarted?: () => void;
+}
+
 export class WalCheckpointer {
   private readonly worker: Worker;
   private readonly exited: Promise<void>;
 
-  private constructor(file: string, intervalMs: number, onError: (message: string) => void) {
+  private constructor(file: string, options: WalCheckpointerOptions) {
     const driver = createRequire(import.meta.url).resolve('better-sqlite3');
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { file, intervalMs, driver } });
-    this.worker.on('message', (m: { error?: string }) => {
+    const onError = options.onError ?? (() => {});
+    this.worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: {
+        file,
+        driver,
+        intervalMs: options.intervalMs ?? 250,
+        restartFrames: options.restartFrames ?? 8192,
+      },
+    });
+    this.worker.on('message', (m: { error?: string; restartWanted?: true; restarted?: unknown }) => {
       if (m.error) onError(m.error);
+      if (m.restartWanted) options.onRestartWanted?.();
+      if ('restarted' in m) options.onRestarted?.();
     });
     this.worker.on('error', (err) => onError(err.message));
-    this.exited = new Promise((resolve) => this.worker.once('exit', () => resolve()));
+    // A thread that is gone answers nothing: whoever waits for a window must not wait forever.
+    this.exited = new Promise((resolve) =>
+      this.worker.once('exit', () => {
+        options.onRestarted?.();
+        resolve();
+      }),
+    );
     // A gateway that is otherwise done must not be kept alive by its checkpointer.
     this.worker.unref();
   }
 
-  /** Start checkpointing `file` (an existing SQLite database in WAL mode) every `intervalMs`. */
-  static start(file: string, options: { intervalMs?: number; onError?: (message: string) => void } = {}) {
-    return new WalCheckpointer(file, options.intervalMs ?? 250, options.onError ?? (() => {}));
+  /** Start checkpointing `file` (an existing SQLite database in WAL mode). */
+  static start(file: string, options: WalCheckpointerOptions = {}): WalCheckpointer {
+    return new WalCheckpointer(file, options);
+  }
+
+  /** Run the RESTART checkpoint now (after `onRestartWanted`, once the writer holds its appends). */
+  restart(): void {
+    this.worker.postMessage('restart');
   }
 
   /** Stop the thread and close its connection. */

@@ -85,7 +85,7 @@ describe('SQLite background WAL checkpoints', () => {
       onCheckpointError: (m) => errors.push(m),
     });
     const before = statSync(file).size;
-    // ~2 MB: far below the connection's own auto-checkpoint threshold (256 MB with a background checkpointer).
+    // ~2 MB: far below where the thread starts the log over (32 MB) and the connection's own checkpoint (128 MB).
     const blobs = Array.from({ length: 8 }, (_, i) => ({ hash: `h${i}`, data: randomBytes(256 * 1024) }));
     await store.append({ records: [{ kind: 'test.blobs', at: Date.now(), data: {} }], blobs });
     expect(statSync(`${file}-wal`).size).toBeGreaterThan(2 * 1024 * 1024);
@@ -95,6 +95,71 @@ describe('SQLite background WAL checkpoints', () => {
     }
     expect(statSync(file).size).toBeGreaterThanOrEqual(before + 2 * 1024 * 1024);
     expect(errors).toEqual([]);
+    await store.close();
+  });
+
+  it('starts the log over from the thread while appends wait, so the writer never checkpoints itself', async () => {
+    const file = path.join(tempDir(), 'vigil.db');
+    const errors: string[] = [];
+    await SqliteAuditStore.open({ file }).close(); // the schema's pages, written at creation, out of the way
+    // The thread starts the log over past 50 frames; the writer's own checkpoint would only run past 200.
+    const store = SqliteAuditStore.open({
+      file,
+      backgroundCheckpoints: { intervalMs: 20, restartFrames: 50 },
+      onCheckpointError: (m) => errors.push(m),
+    });
+    const frames = (): number => Math.max(0, statSync(`${file}-wal`).size - 32) / (4096 + 24);
+    await new Promise((r) => setTimeout(r, 500)); // the thread starts (it loads its own SQLite driver)
+    let largest = 0;
+    let appended = 0;
+    // ~1,500 frames in all, a few per append, one append per turn of the event loop as a gateway's requests come.
+    for (let i = 0; i < 250; i++) {
+      const blob = { hash: `b${i}`, data: randomBytes(12 * 1024) };
+      await store.append({ records: [{ kind: 'test.blob', at: Date.now(), data: { i } }], blobs: [blob] });
+      appended++;
+      largest = Math.max(largest, frames());
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    expect(appended).toBe(250);
+    // Started over by the thread each time it passed 50 frames (plus what came before its next pass), never
+    // reaching the 200 at which the writer would have checkpointed on the event loop.
+    expect(largest).toBeGreaterThan(50);
+    expect(largest).toBeLessThan(200);
+    expect(errors).toEqual([]);
+    expect(await store.verify()).toMatchObject({ ok: true });
+    await store.close();
+  });
+
+  /** A store whose checkpointer asks for a window at once, and is never told to go; resolves once it asked. */
+  async function storeAskingForAWindow(file: string) {
+    const store = SqliteAuditStore.open({ file, backgroundCheckpoints: { intervalMs: 10, restartFrames: 1 } });
+    const checkpointer = (store as unknown as { checkpointer: { restart: () => void; worker: Worker } }).checkpointer;
+    const append = (i: number) => store.append({ records: [{ kind: 'test.blob', at: Date.now(), data: { i } }] });
+    await new Promise((r) => setTimeout(r, 500)); // the thread starts
+    const asked = new Promise<void>((resolve) => (checkpointer.restart = resolve));
+    await append(0);
+    await asked;
+    return { store, checkpointer, append };
+  }
+
+  it('lets appends go after at most 2 s when the checkpointer asked for a window and never took it', async () => {
+    const { store, append } = await storeAskingForAWindow(path.join(tempDir(), 'vigil.db'));
+    const t0 = Date.now();
+    await append(1);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1_500);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect((await store.verify()).ok).toBe(true);
+    await store.close();
+  });
+
+  it('lets appends go at once when the checkpointer dies while they wait for it', async () => {
+    const { store, checkpointer, append } = await storeAskingForAWindow(path.join(tempDir(), 'vigil.db'));
+    const t0 = Date.now();
+    const waiting = append(1);
+    await checkpointer.worker.terminate();
+    await waiting;
+    expect(Date.now() - t0).toBeLessThan(1_500);
+    expect((await store.verify()).ok).toBe(true);
     await store.close();
   });
 });
