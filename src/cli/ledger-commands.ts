@@ -17,7 +17,7 @@ import { Digester } from '../store/digests.js';
 import { addHold, releaseHold } from '../store/holds.js';
 import { loadSigningKey, signingKeyFile } from '../store/ledger-upkeep.js';
 import { openStore } from '../store/open-store.js';
-import { retentionPolicy, retentionQuery, runRetention } from '../store/retention.js';
+import { retentionPolicy, retentionQuery, runRetention, WAL_KEPT_WARNING } from '../store/retention.js';
 
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -78,6 +78,7 @@ export async function retentionCommand(args: string[], out: Out): Promise<number
       onBatch: (b) =>
         out.stderr.write(`… ${dryRun ? 'would remove' : 'removed'} ${b.exchanges} exchanges (${b.records} records)\n`),
     });
+    if (result.walKept) out.stderr.write(`vigil: warning: ${WAL_KEPT_WARNING}\n`);
     if (values.json) {
       const { purgeRecords, ...rest } = result;
       out.stdout.write(

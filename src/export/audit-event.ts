@@ -42,6 +42,9 @@ export interface AuditEvent {
    * cache_creation_input_tokens, outcome, status, latency_ms, first_byte_ms, stop_reason, masking (counts per type).
    */
   readonly attributes: Readonly<Record<string, string | number | boolean | null | Readonly<Record<string, number>>>>;
-  /** Masked request/response content, only for sinks that opt in (`include_content: true`). */
-  readonly content?: { readonly request?: unknown; readonly response?: unknown };
+  /**
+   * Masked request/response content, only for sinks that opt in (`include_content: true`). `omitted` says why there
+   * is none: the recorded bodies are gone (purged by retention), or the receiver refused the event with them.
+   */
+  readonly content?: { readonly request?: unknown; readonly response?: unknown; readonly omitted?: string };
 }

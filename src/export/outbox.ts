@@ -173,8 +173,9 @@ export class Outbox {
   ): Promise<void> {
     const status = this.status.get(sink.name)!;
     const seqOf = (e: AuditEvent): number => Number(e.id.slice(e.id.lastIndexOf(':') + 1));
-    for (let i = 0; i < events.length; i++) {
-      const e = events[i]!;
+    const queue = [...events];
+    for (let i = 0; i < queue.length; i++) {
+      const e = queue[i]!;
       try {
         await sink.deliver([e]);
         status.delivered++;
@@ -183,10 +184,16 @@ export class Outbox {
         continue;
       } catch (err) {
         if (!(err instanceof SinkDeliveryError && err.rejected)) throw err;
+        if (e.content && !e.content.omitted) {
+          // Refused with its content (too large for the receiver, say): the event itself is sent again without it.
+          queue[i] = { ...e, content: { omitted: `refused by the receiver with its content (${err.message})` } };
+          i--;
+          continue;
+        }
         const prev = this.refused.get(sink.name);
         const count = prev?.id === e.id ? prev.count + 1 : 1;
         this.refused.set(sink.name, { id: e.id, count });
-        const next = events[i + 1];
+        const next = queue[i + 1];
         if (count < MAX_REJECTIONS || next === undefined) throw err;
         // Set aside only if the receiver takes the next event: otherwise it refuses everything, and is waited for.
         await sink.deliver([next]);
@@ -232,7 +239,12 @@ export class Outbox {
       let content: AuditEvent['content'];
       if (withContent && r.kind === 'exchange.response') {
         const response = JSON.parse(r.data) as ExchangeResponseData;
-        content = exchangeContent(request, response, await this.store.blobs(contentBlobHashes(request, response)));
+        try {
+          content = exchangeContent(request, response, await this.store.blobs(contentBlobHashes(request, response)));
+        } catch (err) {
+          // A body's blobs gone (retention purged the exchange since it was read): the event goes without it.
+          content = { omitted: `the recorded content could not be read: ${(err as Error).message}` };
+        }
       }
       const e = auditEventOf(r, this.options.gateway, request, content);
       if (e) events.push(e);

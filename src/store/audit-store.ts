@@ -446,11 +446,13 @@ export interface AuditStore {
    * record refers to; exchanges that came under a hold meanwhile (or are not candidates) are skipped. `seal` then
    * builds the `retention.purged` record describing the removal, which is appended to this chain in the same
    * transaction. Resolves undefined when nothing was left to remove. The only way records ever leave the ledger.
+   * `walKept` (SQLite): the write-ahead log could not be emptied afterwards, so it may still hold removed pages until
+   * they are overwritten — another connection kept reading old pages too long.
    */
   purgeExchanges(
     ids: readonly string[],
     seal: (removal: PurgeRemoval) => NewRecord,
-  ): Promise<{ removal: PurgeRemoval; record: StoredRecord } | undefined>;
+  ): Promise<{ removal: PurgeRemoval; record: StoredRecord; walKept?: true } | undefined>;
 
   /**
    * Walk every chain and every referenced blob; report what was changed, removed or reordered. Gaps left by

@@ -71,6 +71,11 @@ export function retentionQuery(
   return { cutoffs, otherCutoff, limit: policy.batch, after };
 }
 
+/** What to tell an operator when a purge could not empty SQLite's write-ahead log. */
+export const WAL_KEPT_WARNING =
+  'the write-ahead log (vigil.db-wal) could not be emptied after the purge: another process kept reading the store; ' +
+  'purged pages may stay in it until overwritten — run `vigil retention run` again when it is idle';
+
 export interface RetentionRunOptions {
   readonly dryRun?: boolean;
   readonly now?: number;
@@ -92,6 +97,8 @@ export interface RetentionRunResult {
   readonly byConnection: Readonly<Record<string, number>>;
   /** The `retention.purged` records written. */
   readonly purgeRecords: readonly StoredRecord[];
+  /** SQLite: after some batch the write-ahead log could not be emptied (see AuditStore.purgeExchanges). */
+  readonly walKept: boolean;
 }
 
 /**
@@ -107,6 +114,7 @@ export async function runRetention(
   const now = options.now ?? Date.now();
   const runId = randomUUID();
   const totals = { exchanges: 0, records: 0, blobs: 0, batches: 0 };
+  let walKept = false;
   const byConnection: Record<string, number> = {};
   let timeRange: { from: number; to: number } | null = null;
   const widen = (from: number, to: number): void => {
@@ -147,6 +155,7 @@ export async function runRetention(
     if (!result) break;
     const { removal } = result;
     purgeRecords.push(result.record);
+    if (result.walKept) walKept = true;
     for (const id of removal.exchanges) {
       const c = connectionOf.get(id) ?? '?';
       byConnection[c] = (byConnection[c] ?? 0) + 1;
@@ -159,7 +168,7 @@ export async function runRetention(
     options.onBatch?.({ exchanges: removal.exchanges.length, records: removal.records, blobs: removal.blobs });
     await new Promise((r) => setTimeout(r, options.pauseMs ?? 10));
   }
-  return { dryRun: options.dryRun ?? false, ...totals, timeRange, byConnection, purgeRecords };
+  return { dryRun: options.dryRun ?? false, ...totals, timeRange, byConnection, purgeRecords, walKept };
 }
 
 function count(candidates: readonly PurgeCandidate[], into: Record<string, number>): void {
@@ -229,6 +238,7 @@ export class RetentionScheduler {
             'retention purged expired exchanges',
           );
         }
+        if (r.walKept) this.options.log.warn({}, WAL_KEPT_WARNING);
       } catch (err) {
         const denied = (err as { code?: string }).code === '42501';
         this.options.log.warn(

@@ -66,7 +66,9 @@ describe('SIEM sinks with include_content', () => {
 
     // The stream: the request as recorded (the key masked), and the message assembled from its events (the fake
     // upstream echoes the prompt: the echoed key is masked too, though the client received it).
-    const [first, second] = withContent;
+    const byResponse = (id: string) => withContent.find((e) => (e.content?.response as { id?: string })?.id === id);
+    const first = byResponse(streamed.id);
+    const second = byResponse(plain.id);
     const request = first!.content?.request as { messages: Array<{ content: string }>; model: string };
     expect(request.model).toBe('claude-haiku-4-5');
     expect(request.messages[0]!.content).toBe('deploy with [REDACTED:aws_access_key_id] now');

@@ -70,7 +70,7 @@ import {
   type SessionRow,
 } from '../store-rows.js';
 import { purgeRemoval, type DueExchange } from '../purge-runs.js';
-import { WalCheckpointer } from './wal-checkpointer.js';
+import { RESTART_WINDOW_MAX_MS, WalCheckpointer } from './wal-checkpointer.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
 export interface SqliteStoreOptions {
@@ -85,6 +85,8 @@ export interface SqliteStoreOptions {
   readonly backgroundCheckpoints?: boolean | { readonly intervalMs?: number; readonly restartFrames?: number };
   /** Told when a background checkpoint fails (the store goes on; SQLite's own checkpoint is the backstop). */
   readonly onCheckpointError?: (message: string) => void;
+  /** How long a purge keeps trying to empty the WAL while other connections are in the way. Default 10 s. */
+  readonly purgeWalWaitMs?: number;
 }
 
 /**
@@ -129,12 +131,10 @@ function beforeCursor(cursor: string | undefined, params: unknown[]): string[] {
 const TEXT_BATCH = 256;
 /** The longest a search text entry waits for the full-text index (a search in this process never waits). */
 const TEXT_LAG_MS = 1_000;
-/** How long a purge keeps trying to empty the WAL while other connections are in the way. */
-const WAL_TRUNCATE_WAIT_MS = 10_000;
+/** How long one attempt may block this thread waiting for readers. */
+const WAL_TRUNCATE_ATTEMPT_MS = 50;
 /** WAL size, in frames (4 KiB pages), past which the background checkpointer starts the log over: ~32 MB. */
 const WAL_RESTART_FRAMES = 8192;
-/** The longest appends wait for the checkpointer to start the log over, whatever becomes of it. */
-const WAL_RESTART_WINDOW_MAX_MS = 2_000;
 
 export class SqliteAuditStore implements AuditStore {
   readonly kind = 'sqlite' as const;
@@ -152,6 +152,7 @@ export class SqliteAuditStore implements AuditStore {
   /** Indexing failed; it is tried again on a timer. */
   private textRetrying = false;
   private checkpointer: WalCheckpointer | null = null;
+  private readonly purgeWalWaitMs: number;
   /** Closed while the checkpointer starts the WAL over: this process's writes wait (asynchronously) for it. */
   private writeGate: {
     readonly opened: Promise<void>;
@@ -166,6 +167,7 @@ export class SqliteAuditStore implements AuditStore {
   private constructor(options: SqliteStoreOptions) {
     this.file = options.file;
     this.readonly = options.readonly ?? false;
+    this.purgeWalWaitMs = options.purgeWalWaitMs ?? 10_000;
     const tuning = typeof options.backgroundCheckpoints === 'object' ? options.backgroundCheckpoints : {};
     const restartFrames = tuning.restartFrames ?? WAL_RESTART_FRAMES;
     if (!options.readonly) mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
@@ -296,7 +298,7 @@ export class SqliteAuditStore implements AuditStore {
     if (this.writeGate !== null || this.checkpointer === null) return;
     let open!: () => void;
     const opened = new Promise<void>((resolve) => (open = resolve));
-    const timer = setTimeout(() => this.openWriteGate(), WAL_RESTART_WINDOW_MAX_MS);
+    const timer = setTimeout(() => this.openWriteGate(), RESTART_WINDOW_MAX_MS);
     this.writeGate = { opened, open, timer };
     this.checkpointer.restart();
   }
@@ -724,7 +726,7 @@ export class SqliteAuditStore implements AuditStore {
   async purgeExchanges(
     ids: readonly string[],
     seal: (removal: PurgeRemoval) => NewRecord,
-  ): Promise<{ removal: PurgeRemoval; record: StoredRecord } | undefined> {
+  ): Promise<{ removal: PurgeRemoval; record: StoredRecord; walKept?: true } | undefined> {
     await this.writable();
     const idList = JSON.stringify([...new Set(ids)]);
     this.indexPendingText();
@@ -787,22 +789,30 @@ export class SqliteAuditStore implements AuditStore {
       throw err;
     }
     // The WAL still holds the pages as they were before: copy them back and empty it.
-    if (result) await this.truncateWal();
+    if (result && !(await this.truncateWal())) return { ...result, walKept: true };
     return result;
   }
 
   /**
-   * Checkpoint the WAL and truncate it to nothing, so no copy of purged pages stays in it. Another connection's
-   * checkpoint (a gateway's background checkpointer, when the CLI purges) or a reader still on old pages makes SQLite
-   * give up at once (busy): tried again for up to {@link WAL_TRUNCATE_WAIT_MS}. Returns whether the WAL was emptied.
+   * Checkpoint the WAL and truncate it to nothing, so no copy of purged pages stays in it. Another connection in the
+   * way — checkpointing (a gateway's background checkpointer, when the CLI purges: SQLite then gives up at once) or
+   * still reading old pages (SQLite waits on its busy handler, which blocks this thread) — is waited out in short
+   * attempts with pauses between them, for up to `purgeWalWaitMs`. Returns whether the WAL was emptied.
    */
   private async truncateWal(): Promise<boolean> {
-    const deadline = Date.now() + WAL_TRUNCATE_WAIT_MS;
-    for (;;) {
-      const [r] = this.db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number }>;
-      if (r?.busy === 0) return true;
-      if (Date.now() >= deadline) return false;
-      await sleep(25);
+    const deadline = Date.now() + this.purgeWalWaitMs;
+    const busyTimeout = this.db.pragma('busy_timeout', { simple: true }) as number;
+    this.db.pragma(`busy_timeout = ${WAL_TRUNCATE_ATTEMPT_MS}`);
+    try {
+      for (;;) {
+        await this.writable();
+        const [r] = this.db.pragma('wal_checkpoint(TRUNCATE)') as Array<{ busy: number }>;
+        if (r?.busy === 0) return true;
+        if (Date.now() >= deadline) return false;
+        await sleep(25);
+      }
+    } finally {
+      if (this.db.open) this.db.pragma(`busy_timeout = ${busyTimeout}`);
     }
   }
 

@@ -18,19 +18,31 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 
+/** The longest a writer holds its appends for a window, whatever becomes of the thread. */
+export const RESTART_WINDOW_MAX_MS = 2_000;
+
 /** Runs in the worker (CommonJS, evaluated from a string: the same code whether Vigil runs from dist/ or src/). */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
 const db = new Database(workerData.file, { fileMustExist: true });
-db.pragma('busy_timeout = 1000');
+// Short waits: during a window the writer holds its appends for at most RESTART_WINDOW_MAX_MS, and a RESTART can wait
+// twice (for another process's writer, then for readers), so each wait stays well under half of that.
+db.pragma('busy_timeout = ' + workerData.busyTimeoutMs);
 const fail = (err) => parentPort.postMessage({ error: String((err && err.message) || err) });
 let waitingForWindow = false;
+// After a RESTART the log keeps its size until the writer's next commit starts it over (which that commit may also
+// fail to do, when it meets this connection reading): while the log is exactly as the RESTART left it, the writer has
+// not written since, and another window would only churn.
+let restartedAt = -1;
+// A RESTART that found a reader in the way (busy): no new window before this time, backing off while it lasts.
+let retryAt = 0;
+let backoffMs = 0;
 const checkpoint = () => {
   if (waitingForWindow) return;
   try {
     const [r] = db.pragma('wal_checkpoint(PASSIVE)');
-    if (r.log > workerData.restartFrames) {
+    if (r.log > workerData.restartFrames && r.log !== restartedAt && Date.now() >= retryAt) {
       waitingForWindow = true;
       parentPort.postMessage({ restartWanted: true });
     }
@@ -46,6 +58,13 @@ parentPort.on('message', (m) => {
       result = db.pragma('wal_checkpoint(RESTART)')[0];
     } catch (err) {
       fail(err);
+    }
+    if (result && result.busy === 0) {
+      restartedAt = result.log;
+      backoffMs = 0;
+    } else {
+      backoffMs = Math.min(Math.max(backoffMs * 2, 1000), 60000);
+      retryAt = Date.now() + backoffMs;
     }
     waitingForWindow = false;
     parentPort.postMessage({ restarted: result });
@@ -85,6 +104,7 @@ export class WalCheckpointer {
         driver,
         intervalMs: options.intervalMs ?? 250,
         restartFrames: options.restartFrames ?? 8192,
+        busyTimeoutMs: Math.floor(RESTART_WINDOW_MAX_MS / 4),
       },
     });
     this.worker.on('message', (m: { error?: string; restartWanted?: true; restarted?: unknown }) => {

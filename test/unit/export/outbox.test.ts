@@ -2,6 +2,7 @@
  * The outbox against a receiver that refuses some content: a SIEM that answers 400 to one event used to stall its
  * whole feed forever, every later event waiting behind the one it would never take.
  */
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -118,6 +119,124 @@ describe('outbox and a receiver that refuses content', () => {
     for (let i = 0; i < MAX_REJECTIONS * 2; i++) await pass();
     expect(await store.recordsOfKinds(['siem.undeliverable'], 0, 10)).toEqual([]);
     expect(outbox.statuses()[0]).toMatchObject({ undeliverable: 0, lag: 3 });
+    await outbox.close();
+    await store.close();
+  });
+});
+
+describe('outbox and sinks that take content', () => {
+  const tempDir = useTempDir('vigil-outbox-content');
+
+  /** One exchange as the recorder writes it: the request body in a blob, the response message assembled. */
+  async function recordExchange(store: SqliteAuditStore, id: string, prompt: string): Promise<void> {
+    const body = Buffer.from(
+      JSON.stringify({ model: 'claude-haiku-4-5', messages: [{ role: 'user', content: prompt }] }),
+    );
+    const hash = createHash('sha256').update(body).digest('hex');
+    const at = Date.now();
+    await store.append({
+      blobs: [{ hash, data: body }],
+      records: [
+        {
+          kind: 'exchange.request',
+          exchangeId: id,
+          sessionId: 'ses_1',
+          at,
+          data: {
+            connection: 'anthropic',
+            caller: { method: 'anonymous', subject: 'anonymous' },
+            client: { address: null, userAgent: null },
+            session: { id: 'ses_1', source: 'header' },
+            request: {
+              method: 'POST',
+              path: '/v1/messages',
+              query: '',
+              headers: {},
+              body: { size: body.length, parts: [{ $blob: hash }] },
+            },
+            model: 'claude-haiku-4-5',
+            stream: true,
+            startedAt: at,
+          },
+        },
+        {
+          kind: 'exchange.response',
+          exchangeId: id,
+          sessionId: 'ses_1',
+          at: at + 1,
+          data: {
+            status: 200,
+            headers: {},
+            body: null,
+            message: { role: 'assistant', content: [{ type: 'text', text: `re: ${prompt.slice(0, 20)}` }] },
+            usage: null,
+            model: 'claude-haiku-4-5',
+            stopReason: 'end_turn',
+            outcome: 'ok',
+            error: null,
+            eventCount: 3,
+            timing: { startedAt: at, firstByteMs: 1, endedAt: at + 1, durationMs: 1 },
+          },
+        },
+      ],
+    });
+  }
+
+  const completed = (): AuditEvent[] =>
+    server.requests
+      .filter((r) => r.url === '/dlp' && acceptedIndexes.has(server.requests.indexOf(r)))
+      .flatMap((r) => (JSON.parse(r.body) as { events: AuditEvent[] }).events)
+      .filter((e) => e.type === 'exchange.completed');
+
+  it('sends an event the receiver refuses with its content again without it, and the others with theirs', async () => {
+    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
+    await recordExchange(store, 'ex_small', 'a short question');
+    await recordExchange(store, 'ex_huge', `a long paste: ${'x'.repeat(20_000)}`);
+    // A receiver that takes requests of at most 8 KB (413 beyond).
+    acceptedIndexes.clear();
+    server.reply = (req) => {
+      if (req.body.length > 8_000) return { status: 413, body: 'payload too large' };
+      acceptedIndexes.add(server.requests.length - 1);
+      return { status: 200 };
+    };
+    const sink = createSink(
+      sinkConfigSchema.parse({ type: 'http', name: 'dlp', url: `${server.url}/dlp`, include_content: true }),
+    );
+    const outbox = new Outbox(store, [sink], { gateway: 'test', log: pino({ level: 'silent' }) });
+    await outbox.runOnce();
+
+    const [small, huge] = completed();
+    expect(small).toMatchObject({
+      exchange: 'ex_small',
+      content: { request: { messages: [{ content: 'a short question' }] } },
+    });
+    expect(huge).toMatchObject({ exchange: 'ex_huge', content: { omitted: expect.stringContaining('answered 413') } });
+    expect(huge!.content).not.toHaveProperty('request');
+    expect(outbox.statuses()[0]).toMatchObject({ undeliverable: 0, lag: 0 });
+    await outbox.close();
+    await store.close();
+  });
+
+  it('sends the event without content when the recorded bodies can no longer be read', async () => {
+    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
+    await recordExchange(store, 'ex_gone', 'purged meanwhile');
+    receiverRefusing(() => false);
+    const sink = createSink(
+      sinkConfigSchema.parse({ type: 'http', name: 'dlp', url: `${server.url}/dlp`, include_content: true }),
+    );
+    // As if retention removed the exchange's blobs between reading its records and reading its bodies.
+    const withoutBlobs = Object.assign(Object.create(store) as SqliteAuditStore, {
+      blobs: async () => new Map<string, Buffer>(),
+    });
+    const outbox = new Outbox(withoutBlobs, [sink], { gateway: 'test', log: pino({ level: 'silent' }) });
+    await outbox.runOnce();
+
+    expect(completed()).toEqual([
+      expect.objectContaining({
+        exchange: 'ex_gone',
+        content: { omitted: expect.stringContaining('could not be read') },
+      }),
+    ]);
     await outbox.close();
     await store.close();
   });

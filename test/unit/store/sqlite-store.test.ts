@@ -98,35 +98,76 @@ describe('SQLite background WAL checkpoints', () => {
     await store.close();
   });
 
-  it('starts the log over from the thread while appends wait, so the writer never checkpoints itself', async () => {
-    const file = path.join(tempDir(), 'vigil.db');
-    const errors: string[] = [];
+  /** A store whose checkpointer starts the log over past 100 frames (its writer's own checkpoint: past 400). */
+  async function storeWithWindows(file: string) {
     await SqliteAuditStore.open({ file }).close(); // the schema's pages, written at creation, out of the way
-    // The thread starts the log over past 50 frames; the writer's own checkpoint would only run past 200.
+    const errors: string[] = [];
     const store = SqliteAuditStore.open({
       file,
-      backgroundCheckpoints: { intervalMs: 20, restartFrames: 50 },
+      backgroundCheckpoints: { intervalMs: 20, restartFrames: 100 },
       onCheckpointError: (m) => errors.push(m),
     });
-    const frames = (): number => Math.max(0, statSync(`${file}-wal`).size - 32) / (4096 + 24);
+    const checkpointer = (store as unknown as { checkpointer: { restart: () => void } }).checkpointer;
+    const restart = checkpointer.restart.bind(checkpointer);
+    let windows = 0;
+    checkpointer.restart = () => {
+      windows++;
+      restart();
+    };
     await new Promise((r) => setTimeout(r, 500)); // the thread starts (it loads its own SQLite driver)
+    return { store, errors, windows: () => windows };
+  }
+
+  it('starts the log over from the thread while appends wait, so the writer never checkpoints itself', async () => {
+    const file = path.join(tempDir(), 'vigil.db');
+    const { store, errors, windows } = await storeWithWindows(file);
+    const frames = (): number => Math.max(0, statSync(`${file}-wal`).size - 32) / (4096 + 24);
     let largest = 0;
-    let appended = 0;
-    // ~1,500 frames in all, a few per append, one append per turn of the event loop as a gateway's requests come.
-    for (let i = 0; i < 250; i++) {
-      const blob = { hash: `b${i}`, data: randomBytes(12 * 1024) };
+    // ~1,000 frames in all, a few per append, one append per turn of the event loop as a gateway's requests come.
+    for (let i = 0; i < 200; i++) {
+      const blob = { hash: `b${i}`, data: randomBytes(8 * 1024) };
       await store.append({ records: [{ kind: 'test.blob', at: Date.now(), data: { i } }], blobs: [blob] });
-      appended++;
       largest = Math.max(largest, frames());
-      await new Promise((r) => setTimeout(r, 2));
+      await new Promise((r) => setTimeout(r, 3));
     }
-    expect(appended).toBe(250);
-    // Started over by the thread each time it passed 50 frames (plus what came before its next pass), never
-    // reaching the 200 at which the writer would have checkpointed on the event loop.
-    expect(largest).toBeGreaterThan(50);
-    expect(largest).toBeLessThan(200);
+    // Started over by the thread, again and again, each time it passed 100 frames (plus what came before its next
+    // pass), never reaching the 400 at which the writer would have checkpointed on the event loop.
+    expect(windows()).toBeGreaterThanOrEqual(3);
+    expect(largest).toBeGreaterThan(100);
+    expect(largest).toBeLessThan(400);
+
+    // Then idle with the log past the threshold: one window starts it over, and no other follows while nothing is
+    // written (the log keeps its size until the next commit).
+    for (let i = 0; i < 40; i++) {
+      const blob = { hash: `c${i}`, data: randomBytes(8 * 1024) };
+      await store.append({ records: [{ kind: 'test.blob', at: Date.now(), data: { i } }], blobs: [blob] });
+    }
+    const before = windows();
+    await new Promise((r) => setTimeout(r, 400));
+    expect(windows() - before).toBeLessThanOrEqual(1);
     expect(errors).toEqual([]);
     expect(await store.verify()).toMatchObject({ ok: true });
+    await store.close();
+  });
+
+  it('backs off while a reader keeps the log from being started over', async () => {
+    const file = path.join(tempDir(), 'vigil.db');
+    const { store, windows } = await storeWithWindows(file);
+    const reader = new Database(file, { readonly: true });
+    reader.prepare('BEGIN').run();
+    reader.prepare('SELECT count(*) FROM records').get(); // a snapshot of old pages, held
+    for (let i = 0; i < 40; i++) {
+      await store.append({
+        records: [{ kind: 'test.blob', at: Date.now(), data: { i } }],
+        blobs: [{ hash: `r${i}`, data: randomBytes(8 * 1024) }],
+      });
+    }
+    // Each window waits up to 500 ms for the reader, then the thread waits 1 s, 2 s, … before the next one.
+    await new Promise((r) => setTimeout(r, 2_500));
+    expect(windows()).toBeGreaterThanOrEqual(1);
+    expect(windows()).toBeLessThanOrEqual(3);
+    reader.prepare('COMMIT').run();
+    reader.close();
     await store.close();
   });
 
@@ -238,11 +279,55 @@ describe('SQLite purge and the write-ahead log', () => {
         data: { removal },
       }));
       expect(purged?.removal.exchanges).toEqual(['ex_old']);
+      expect(purged?.walKept).toBeUndefined();
       expect(statSync(`${file}-wal`).size).toBe(0);
     } finally {
       checkpointer.postMessage('stop');
       await new Promise((r) => checkpointer.once('exit', r));
     }
+    await store.close();
+  });
+
+  it('waits out a reader on old pages without blocking the event loop, and says so when it cannot', async () => {
+    const file = path.join(tempDir(), 'vigil.db');
+    const store = SqliteAuditStore.open({ file, purgeWalWaitMs: 1_000 });
+    const seal = (removal: unknown): NewRecord => ({ kind: 'retention.purged', at: 3_000, data: { removal } });
+    for (const [id, at] of [
+      ['ex_a', 1_000],
+      ['ex_b', 1_100],
+      ['ex_c', 1_200],
+    ] as const) {
+      await store.append({ records: exchange(id, at, `text of ${id}`) });
+    }
+    // A reader that holds a snapshot of the old pages (a CLI export, say) while the purge runs.
+    const reader = new Database(file, { readonly: true });
+    const holdSnapshot = (): void => {
+      reader.prepare('BEGIN').run();
+      reader.prepare('SELECT count(*) FROM records').get();
+    };
+
+    // Released after 300 ms: the WAL is emptied, and no timer was kept waiting for long meanwhile.
+    holdSnapshot();
+    setTimeout(() => reader.prepare('COMMIT').run(), 300);
+    let worstLag = 0;
+    let last = Date.now();
+    const ticker = setInterval(() => {
+      worstLag = Math.max(worstLag, Date.now() - last);
+      last = Date.now();
+    }, 10);
+    const first = await store.purgeExchanges(['ex_a'], seal);
+    clearInterval(ticker);
+    expect(first?.walKept).toBeUndefined();
+    expect(statSync(`${file}-wal`).size).toBe(0);
+    expect(worstLag).toBeLessThan(250);
+
+    // Never released: the purge is done, and says the WAL was kept.
+    holdSnapshot();
+    const second = await store.purgeExchanges(['ex_b'], seal);
+    expect(second?.removal.exchanges).toEqual(['ex_b']);
+    expect(second?.walKept).toBe(true);
+    reader.prepare('COMMIT').run();
+    reader.close();
     await store.close();
   });
 });
