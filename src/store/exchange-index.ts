@@ -2,21 +2,23 @@
  * Which index rows a record adds. Both stores insert these in the same transaction as the record, so the indexes
  * never disagree with the ledger; they can always be rebuilt from it.
  */
-import type { NewRecord, Page } from './audit-store.js';
+import type { ExchangeSummary, NewRecord, Page } from './audit-store.js';
 import type { ExchangeRequestData, ExchangeResponseData } from './record-types.js';
 
-export interface ExchangeIndexRow {
-  readonly id: string;
-  readonly sessionId: string;
-  readonly connection: string;
-  readonly callerSubject: string;
-  readonly callerMethod: string;
-  readonly method: string;
-  readonly path: string;
-  readonly model: string | null;
-  readonly stream: boolean;
-  readonly startedAt: number;
-}
+/** What the exchange index holds from the request record; the result columns come with the response. */
+export type ExchangeIndexRow = Pick<
+  ExchangeSummary,
+  | 'id'
+  | 'sessionId'
+  | 'connection'
+  | 'callerSubject'
+  | 'callerMethod'
+  | 'method'
+  | 'path'
+  | 'model'
+  | 'stream'
+  | 'startedAt'
+>;
 
 export interface ResultIndexRow {
   readonly exchangeId: string;
