@@ -254,8 +254,12 @@ export const configSchema = z
         default: retentionWindow.default('forever'),
         /** How often the gateway purges; 0: never in the gateway (run `vigil retention run` from cron instead). */
         schedule: duration.default(3_600_000),
-        /** Exchanges removed per transaction. */
-        batch: z.number().int().min(1).max(10_000).default(1000),
+        /**
+         * Exchanges removed per transaction. Each batch holds the store's write lock while it runs (~2 ms per exchange
+         * on a slow disk), and a request is recorded before it is forwarded: a batch is the longest a new request
+         * waits on a purge.
+         */
+        batch: z.number().int().min(1).max(10_000).default(200),
       })
       .strict()
       .prefault({}),

@@ -133,6 +133,10 @@ const TEXT_BATCH = 256;
 const TEXT_LAG_MS = 1_000;
 /** How long one attempt may block this thread waiting for readers. */
 const WAL_TRUNCATE_ATTEMPT_MS = 50;
+/** How long a write waits for another connection's write lock before it fails (SQLITE_BUSY). */
+const BUSY_WAIT_MS = 10_000;
+/** The gateway's writer: the most SQLite's busy handler may block its event loop at a time. */
+const GATEWAY_BUSY_TIMEOUT_MS = 20;
 /** WAL size, in frames (4 KiB pages), past which the background checkpointer starts the log over: ~32 MB. */
 const WAL_RESTART_FRAMES = 8192;
 
@@ -153,6 +157,8 @@ export class SqliteAuditStore implements AuditStore {
   private textRetrying = false;
   private checkpointer: WalCheckpointer | null = null;
   private readonly purgeWalWaitMs: number;
+  /** Waits for another connection's write lock asynchronously (the gateway's writer), not in SQLite's busy handler. */
+  private readonly busyWaitsAsync: boolean;
   /** Closed while the checkpointer starts the WAL over: this process's writes wait (asynchronously) for it. */
   private writeGate: {
     readonly opened: Promise<void>;
@@ -168,6 +174,8 @@ export class SqliteAuditStore implements AuditStore {
     this.file = options.file;
     this.readonly = options.readonly ?? false;
     this.purgeWalWaitMs = options.purgeWalWaitMs ?? 10_000;
+    this.busyWaitsAsync =
+      !this.readonly && options.backgroundCheckpoints !== undefined && options.backgroundCheckpoints !== false;
     const tuning = typeof options.backgroundCheckpoints === 'object' ? options.backgroundCheckpoints : {};
     const restartFrames = tuning.restartFrames ?? WAL_RESTART_FRAMES;
     if (!options.readonly) mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
@@ -189,6 +197,8 @@ export class SqliteAuditStore implements AuditStore {
       // Only retention deletes: what it removes is overwritten, not left readable in free pages.
       this.db.pragma('secure_delete = ON');
       this.migrate();
+      // Migrations may wait for another process; from here on the gateway's writer waits asynchronously (see write).
+      if (this.busyWaitsAsync) this.db.pragma(`busy_timeout = ${GATEWAY_BUSY_TIMEOUT_MS}`);
     }
     const db = this.db;
     this.stmts = {
@@ -261,7 +271,7 @@ export class SqliteAuditStore implements AuditStore {
     };
     this.appendTx = db.transaction((batch: WriteBatch) => this.appendInTx(batch));
     // What a crash left waiting for the full-text index.
-    if (!this.readonly) this.indexPendingText();
+    if (!this.readonly) this.indexPendingTextQuietly();
     if (!this.readonly && options.backgroundCheckpoints) {
       this.checkpointer = WalCheckpointer.start(this.file, {
         restartFrames,
@@ -316,19 +326,39 @@ export class SqliteAuditStore implements AuditStore {
     while (this.writeGate !== null) await this.writeGate.opened;
   }
 
-  async append(batch: WriteBatch): Promise<readonly StoredRecord[]> {
-    await this.writable();
-    // `immediate` takes the write lock at BEGIN, so two processes never deadlock upgrading a read lock.
-    const head = this.head;
-    const pending = this.pendingText;
-    let stored: StoredRecord[];
-    try {
-      stored = this.appendTx.immediate(batch);
-    } catch (err) {
-      this.head = head; // the transaction rolled back: so does the chain head
-      this.pendingText = pending;
-      throw err;
+  /**
+   * Run a write once this process may write (see writable). When another connection holds the write lock (a CLI
+   * purge, another process), the gateway's writer does not wait on SQLite's busy handler, which would stop its event
+   * loop — and every stream in flight — for as long: it waits asynchronously and tries again, for up to 10 s like
+   * the busy timeout it replaces. `write` must leave no trace when it throws (a transaction rolls back).
+   */
+  private async write<T>(write: () => T): Promise<T> {
+    const deadline = Date.now() + BUSY_WAIT_MS;
+    for (let pause = 2; ; pause = Math.min(pause * 2, 50)) {
+      await this.writable();
+      try {
+        return write();
+      } catch (err) {
+        const busy = String((err as { code?: unknown }).code).startsWith('SQLITE_BUSY');
+        if (!busy || !this.busyWaitsAsync || Date.now() >= deadline) throw err;
+      }
+      await sleep(pause);
     }
+  }
+
+  async append(batch: WriteBatch): Promise<readonly StoredRecord[]> {
+    const stored = await this.write(() => {
+      // `immediate` takes the write lock at BEGIN, so two processes never deadlock upgrading a read lock.
+      const head = this.head;
+      const pending = this.pendingText;
+      try {
+        return this.appendTx.immediate(batch);
+      } catch (err) {
+        this.head = head; // the transaction rolled back: so does the chain head
+        this.pendingText = pending;
+        throw err;
+      }
+    });
     if (this.pendingText > 0) this.scheduleTextIndexing();
     return stored;
   }
@@ -655,8 +685,7 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void> {
-    await this.writable();
-    this.stmts.setSinkCursor.run(sink, chain, chainSeq);
+    await this.write(() => this.stmts.setSinkCursor.run(sink, chain, chainSeq));
   }
 
   async tryLeadership(_name: string): Promise<boolean> {
@@ -669,19 +698,20 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async appendAtTip(build: (tip: ChainTip | null) => NewRecord | undefined): Promise<StoredRecord | undefined> {
-    await this.writable();
-    const head = this.head;
-    try {
-      return this.db
-        .transaction(() => {
-          const r = build(this.head);
-          return r ? this.appendInTx({ records: [r] }).at(-1) : undefined;
-        })
-        .immediate();
-    } catch (err) {
-      this.head = head;
-      throw err;
-    }
+    return this.write(() => {
+      const head = this.head;
+      try {
+        return this.db
+          .transaction(() => {
+            const r = build(this.head);
+            return r ? this.appendInTx({ records: [r] }).at(-1) : undefined;
+          })
+          .immediate();
+      } catch (err) {
+        this.head = head;
+        throw err;
+      }
+    });
   }
 
   async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly StoredHold[]> {
@@ -727,9 +757,8 @@ export class SqliteAuditStore implements AuditStore {
     ids: readonly string[],
     seal: (removal: PurgeRemoval) => NewRecord,
   ): Promise<{ removal: PurgeRemoval; record: StoredRecord; walKept?: true } | undefined> {
-    await this.writable();
     const idList = JSON.stringify([...new Set(ids)]);
-    this.indexPendingText();
+    await this.write(() => this.indexPendingText());
     // Found outside the write transaction: the full-text table is searched by a scan (exchange_id is UNINDEXED), and
     // its rows never change, so the write lock is held only for deletions by rowid.
     const textRows = this.db
@@ -781,13 +810,14 @@ export class SqliteAuditStore implements AuditStore {
       const record = this.appendInTx({ records: [seal(removal)] }).at(-1)!;
       return { removal, record };
     });
-    let result: ReturnType<typeof run>;
-    try {
-      result = run.immediate();
-    } catch (err) {
-      this.head = head;
-      throw err;
-    }
+    const result = await this.write(() => {
+      try {
+        return run.immediate();
+      } catch (err) {
+        this.head = head;
+        throw err;
+      }
+    });
     // The WAL still holds the pages as they were before: copy them back and empty it.
     if (result && !(await this.truncateWal())) return { ...result, walKept: true };
     return result;
@@ -847,7 +877,8 @@ export class SqliteAuditStore implements AuditStore {
     await checkpointer?.stop();
     this.openWriteGate();
     if (this.db.open) {
-      this.indexPendingText();
+      // What waits is indexed at the next open if another process holds the write lock now.
+      this.indexPendingTextQuietly();
       this.db.close();
     }
   }
