@@ -18,20 +18,20 @@ describe('retention policy from config', () => {
     expect(policy).toEqual({
       windows: { chat: 30 * DAY, legal: null, other: 90 * DAY },
       defaultWindow: 90 * DAY,
-      batch: 200,
+      batch: 1000,
     });
     const now = 1_000 * DAY;
     expect(retentionQuery(policy, now)).toEqual({
       cutoffs: { chat: now - 30 * DAY, other: now - 90 * DAY, legal: -1 },
       otherCutoff: now - 90 * DAY,
-      limit: 200,
+      limit: 1000,
       after: undefined,
     });
   });
 
   it('keeps everything by default: there is nothing to query', () => {
     const config = validateConfig({ connections: [{ name: 'chat', upstream: 'http://127.0.0.1:1' }] });
-    expect(config.retention).toEqual({ default: 'forever', schedule: 3_600_000, batch: 200 });
+    expect(config.retention).toEqual({ default: 'forever', schedule: 3_600_000, batch: 1000 });
     expect(config.signing).toEqual({ interval: 60_000 });
     expect(retentionQuery(retentionPolicy(config), Date.now())).toBeUndefined();
   });
