@@ -199,6 +199,21 @@ export const toKey = (r: KeyRow): StoredGatewayKey => ({
   revokedAt: r.revoked_at,
 });
 
+/**
+ * Every chain's last record (chain, chain_seq, hash), in chain order. The (chain, chain_seq) index is sought once
+ * per chain — the next chain after the last, then its highest position — instead of read whole: `GROUP BY chain`
+ * read every index entry (0.36 s for 1.5 M records), and the SIEM outbox asks every 500 ms, a purge once per batch
+ * while it holds the write lock.
+ */
+export const CHAIN_HEADS = `WITH RECURSIVE chains(chain) AS (
+    SELECT (SELECT min(chain) FROM records)
+    UNION ALL
+    SELECT (SELECT min(chain) FROM records WHERE chain > chains.chain) FROM chains WHERE chains.chain IS NOT NULL
+  )
+  SELECT r.chain, r.chain_seq, r.hash FROM chains
+  JOIN records r ON r.chain = chains.chain AND r.chain_seq = (SELECT max(chain_seq) FROM records WHERE chain = chains.chain)
+  ORDER BY r.chain`;
+
 /** An active hold covers exchange `e` (by its session or its caller). */
 export const HELD = `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND (h.session_id = e.session_id OR h.caller_subject = e.caller_subject)`;
 /** Exchange `e` has the last record of a chain: kept, so every chain keeps its head. */

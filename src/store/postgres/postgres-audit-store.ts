@@ -53,6 +53,7 @@ import { indexableText, parseSearchQuery, tsQuery } from '../search-query.js';
 import { blobRefs, newChainId, newRecordBlobRefs, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
+  CHAIN_HEADS,
   HELD,
   toHold,
   toAccessLogEntry,
@@ -381,9 +382,7 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   private async openingData(client: pg.PoolClient): Promise<{ heads: ChainHead[]; store: string }> {
-    const res = await client.query<{ chain: string; chain_seq: number; hash: string }>(
-      'SELECT DISTINCT ON (chain) chain, chain_seq, hash FROM records ORDER BY chain, chain_seq DESC',
-    );
+    const res = await client.query<{ chain: string; chain_seq: number; hash: string }>(CHAIN_HEADS);
     const heads = res.rows.map((h) => ({ chain: h.chain, chainSeq: h.chain_seq, hash: h.hash }));
     return { heads, store: 'postgres' };
   }
@@ -692,9 +691,7 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async chainHeads(): Promise<ReadonlyArray<{ chain: string; chainSeq: number }>> {
-    const res = await this.pool.query<{ chain: string; chain_seq: number }>(
-      'SELECT chain, max(chain_seq) AS chain_seq FROM records GROUP BY chain',
-    );
+    const res = await this.pool.query<{ chain: string; chain_seq: number }>(CHAIN_HEADS);
     return res.rows.map((r) => ({ chain: r.chain, chainSeq: Number(r.chain_seq) }));
   }
 

@@ -51,6 +51,7 @@ import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
 import { blobRefs, newChainId, newRecordBlobRefs, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
+  CHAIN_HEADS,
   HELD,
   toHold,
   toAccessLogEntry,
@@ -241,7 +242,7 @@ export class SqliteAuditStore implements AuditStore {
       revokeKey: db.prepare('UPDATE gateway_keys SET revoked_at = ? WHERE hash = ? AND revoked_at IS NULL'),
       keyByHash: db.prepare('SELECT * FROM gateway_keys WHERE hash = ?'),
       allKeys: db.prepare('SELECT * FROM gateway_keys ORDER BY created_at DESC, name'),
-      heads: db.prepare('SELECT chain, max(chain_seq) AS chain_seq, hash FROM records GROUP BY chain ORDER BY chain'),
+      heads: db.prepare(CHAIN_HEADS),
       byExchange: db.prepare('SELECT * FROM records WHERE exchange_id = ? ORDER BY seq'),
       bySession: db.prepare('SELECT * FROM records WHERE session_id = ? ORDER BY seq'),
       blob: db.prepare('SELECT data FROM blobs WHERE hash = ?').pluck(),
