@@ -220,8 +220,19 @@ export class SqliteAuditStore implements AuditStore {
       insertGroup: db.prepare('INSERT OR IGNORE INTO exchange_groups (group_name, exchange_id) VALUES (?, ?)'),
       insertMasking: db.prepare('INSERT OR IGNORE INTO exchange_masking (type, exchange_id, count) VALUES (?, ?, ?)'),
       insertText: db.prepare('INSERT INTO exchange_text_pending (exchange_id, text) VALUES (?, ?)'),
+      // Full-text rows get explicit rowids, numbered on from the last mapped one, so exchange_text_rows can say whose
+      // they are (the same numbering in both statements: the mapping is written after the text).
       indexPending: db.prepare(
-        'INSERT INTO exchange_text (exchange_id, text) SELECT exchange_id, text FROM exchange_text_pending ORDER BY id',
+        `INSERT INTO exchange_text (rowid, exchange_id, text)
+         SELECT (SELECT coalesce(max(text_rowid), 0) FROM exchange_text_rows) + row_number() OVER (ORDER BY id),
+                exchange_id, text
+         FROM exchange_text_pending`,
+      ),
+      mapPending: db.prepare(
+        `INSERT INTO exchange_text_rows (text_rowid, exchange_id)
+         SELECT (SELECT coalesce(max(text_rowid), 0) FROM exchange_text_rows) + row_number() OVER (ORDER BY id),
+                exchange_id
+         FROM exchange_text_pending`,
       ),
       clearPending: db.prepare('DELETE FROM exchange_text_pending'),
       // A record may only refer to a blob the store holds: one removed by retention must be written again.
@@ -422,6 +433,7 @@ export class SqliteAuditStore implements AuditStore {
     this.db
       .transaction(() => {
         this.stmts.indexPending.run();
+        this.stmts.mapPending.run();
         this.stmts.clearPending.run();
       })
       .immediate();
@@ -760,11 +772,6 @@ export class SqliteAuditStore implements AuditStore {
   ): Promise<{ removal: PurgeRemoval; record: StoredRecord; walKept?: true } | undefined> {
     const idList = JSON.stringify([...new Set(ids)]);
     await this.write(() => this.indexPendingText());
-    // Found outside the write transaction: the full-text table is searched by a scan (exchange_id is UNINDEXED), and
-    // its rows never change, so the write lock is held only for deletions by rowid.
-    const textRows = this.db
-      .prepare('SELECT rowid, exchange_id FROM exchange_text WHERE exchange_id IN (SELECT value FROM json_each(?))')
-      .all(idList) as Array<{ rowid: number; exchange_id: string }>;
     const head = this.head;
     const run = this.db.transaction(() => {
       const db = this.db;
@@ -799,8 +806,20 @@ export class SqliteAuditStore implements AuditStore {
       db.prepare('DELETE FROM exchanges WHERE id IN (SELECT value FROM json_each(?))').run(dueList);
       db.prepare('DELETE FROM records WHERE exchange_id IN (SELECT value FROM json_each(?))').run(dueList);
       const dueSet = new Set(due.map((d) => d.id));
+      // The full-text rows of these exchanges, by the rowids exchange_text_rows keeps (the table itself cannot be
+      // searched by exchange: its exchange_id is UNINDEXED).
+      const textRows = db
+        .prepare(
+          'SELECT text_rowid, exchange_id FROM exchange_text_rows WHERE exchange_id IN (SELECT value FROM json_each(?))',
+        )
+        .all(dueList) as Array<{ text_rowid: number; exchange_id: string }>;
       const delText = db.prepare('DELETE FROM exchange_text WHERE rowid = ?');
-      for (const t of textRows) if (dueSet.has(t.exchange_id)) delText.run(t.rowid);
+      const delTextRow = db.prepare('DELETE FROM exchange_text_rows WHERE text_rowid = ?');
+      for (const t of textRows) {
+        if (!dueSet.has(t.exchange_id)) continue;
+        delText.run(t.text_rowid);
+        delTextRow.run(t.text_rowid);
+      }
       const delBlob = db.prepare(
         'DELETE FROM blobs WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM blob_refs WHERE blob_hash = ?)',
       );

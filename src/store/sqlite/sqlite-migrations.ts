@@ -207,4 +207,11 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   CREATE TABLE exchange_text_pending (id INTEGER PRIMARY KEY, exchange_id TEXT NOT NULL, text TEXT NOT NULL);
   `,
+  // 7: which full-text rows are an exchange's. exchange_id is UNINDEXED in the full-text table, so a purge found an
+  // exchange's rows by reading the whole table (all the text) once per batch. An index, not evidence.
+  `
+  CREATE TABLE exchange_text_rows (text_rowid INTEGER PRIMARY KEY, exchange_id TEXT NOT NULL);
+  CREATE INDEX exchange_text_rows_exchange ON exchange_text_rows (exchange_id);
+  INSERT INTO exchange_text_rows (text_rowid, exchange_id) SELECT rowid, exchange_id FROM exchange_text;
+  `,
 ];

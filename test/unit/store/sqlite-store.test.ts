@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { NewRecord } from '../../../src/store/audit-store.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
+import { SQLITE_MIGRATIONS } from '../../../src/store/sqlite/sqlite-migrations.js';
 import { useTempDir } from '../../support/temp-dir.js';
 
 /** Measures how late a 10 ms timer runs until `stop()`, which returns the worst delay between two ticks (ms). */
@@ -359,5 +360,43 @@ describe('SQLite purge and the write-ahead log', () => {
     reader.prepare('COMMIT').run();
     reader.close();
     await store.close();
+  });
+});
+
+describe('SQLite migration 7: which full-text rows are whose', () => {
+  const tempDir = useTempDir('vigil-migrate-7');
+
+  it('maps the full-text rows a store already had, and numbers new ones after them', async () => {
+    const file = path.join(tempDir(), 'vigil.db');
+    // A store as version 6 left it, with search text already indexed.
+    const old = new Database(file);
+    old.pragma('journal_mode = WAL');
+    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    SQLITE_MIGRATIONS.slice(0, 6).forEach((sql, i) => {
+      old.exec(sql);
+      old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(i + 1, Date.now());
+    });
+    old.prepare('INSERT INTO exchange_text (exchange_id, text) VALUES (?, ?)').run('ex_a', 'alpha words');
+    old.prepare('INSERT INTO exchange_text (exchange_id, text) VALUES (?, ?)').run('ex_b', 'beta words');
+    old.close();
+
+    const store = SqliteAuditStore.open({ file });
+    await store.append({ records: [], searchText: [{ exchangeId: 'ex_c', text: 'gamma words' }] });
+    store.indexPendingText();
+    await store.close();
+
+    const db = new Database(file, { readonly: true });
+    const rows = db
+      .prepare(
+        `SELECT m.text_rowid, m.exchange_id, t.text FROM exchange_text_rows m
+         JOIN exchange_text t ON t.rowid = m.text_rowid ORDER BY m.text_rowid`,
+      )
+      .all();
+    db.close();
+    expect(rows).toEqual([
+      { text_rowid: 1, exchange_id: 'ex_a', text: 'alpha words' },
+      { text_rowid: 2, exchange_id: 'ex_b', text: 'beta words' },
+      { text_rowid: 3, exchange_id: 'ex_c', text: 'gamma words' },
+    ]);
   });
 });
