@@ -220,19 +220,16 @@ export class SqliteAuditStore implements AuditStore {
       insertGroup: db.prepare('INSERT OR IGNORE INTO exchange_groups (group_name, exchange_id) VALUES (?, ?)'),
       insertMasking: db.prepare('INSERT OR IGNORE INTO exchange_masking (type, exchange_id, count) VALUES (?, ?, ?)'),
       insertText: db.prepare('INSERT INTO exchange_text_pending (exchange_id, text) VALUES (?, ?)'),
-      // Full-text rows get explicit rowids, numbered on from the last mapped one, so exchange_text_rows can say whose
-      // they are (the same numbering in both statements: the mapping is written after the text).
+      // Full-text rows get explicit rowids, numbered on from the last mapped one (`?`), so exchange_text_rows can say
+      // whose they are.
+      lastTextRow: db.prepare('SELECT coalesce(max(text_rowid), 0) FROM exchange_text_rows').pluck(),
       indexPending: db.prepare(
         `INSERT INTO exchange_text (rowid, exchange_id, text)
-         SELECT (SELECT coalesce(max(text_rowid), 0) FROM exchange_text_rows) + row_number() OVER (ORDER BY id),
-                exchange_id, text
-         FROM exchange_text_pending`,
+         SELECT ? + row_number() OVER (ORDER BY id), exchange_id, text FROM exchange_text_pending`,
       ),
       mapPending: db.prepare(
         `INSERT INTO exchange_text_rows (text_rowid, exchange_id)
-         SELECT (SELECT coalesce(max(text_rowid), 0) FROM exchange_text_rows) + row_number() OVER (ORDER BY id),
-                exchange_id
-         FROM exchange_text_pending`,
+         SELECT ? + row_number() OVER (ORDER BY id), exchange_id FROM exchange_text_pending`,
       ),
       clearPending: db.prepare('DELETE FROM exchange_text_pending'),
       // A record may only refer to a blob the store holds: one removed by retention must be written again.
@@ -342,15 +339,20 @@ export class SqliteAuditStore implements AuditStore {
    * Run a write once this process may write (see writable). When another connection holds the write lock (a CLI
    * purge, another process), the gateway's writer does not wait on SQLite's busy handler, which would stop its event
    * loop — and every stream in flight — for as long: it waits asynchronously and tries again, for up to 10 s like
-   * the busy timeout it replaces. `write` must leave no trace when it throws (a transaction rolls back).
+   * the busy timeout it replaces. A write that throws has rolled back (one transaction): so do the chain head and the
+   * count of waiting search text, saved here right before it runs.
    */
   private async write<T>(write: () => T): Promise<T> {
     const deadline = Date.now() + BUSY_WAIT_MS;
     for (let pause = 2; ; pause = Math.min(pause * 2, 50)) {
       await this.writable();
+      const head = this.head;
+      const pending = this.pendingText;
       try {
         return write();
       } catch (err) {
+        this.head = head;
+        this.pendingText = pending;
         const busy = String((err as { code?: unknown }).code).startsWith('SQLITE_BUSY');
         if (!busy || !this.busyWaitsAsync || Date.now() >= deadline) throw err;
       }
@@ -359,18 +361,8 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async append(batch: WriteBatch): Promise<readonly StoredRecord[]> {
-    const stored = await this.write(() => {
-      // `immediate` takes the write lock at BEGIN, so two processes never deadlock upgrading a read lock.
-      const head = this.head;
-      const pending = this.pendingText;
-      try {
-        return this.appendTx.immediate(batch);
-      } catch (err) {
-        this.head = head; // the transaction rolled back: so does the chain head
-        this.pendingText = pending;
-        throw err;
-      }
-    });
+    // `immediate` takes the write lock at BEGIN, so two processes never deadlock upgrading a read lock.
+    const stored = await this.write(() => this.appendTx.immediate(batch));
     if (this.pendingText > 0) this.scheduleTextIndexing();
     return stored;
   }
@@ -430,13 +422,21 @@ export class SqliteAuditStore implements AuditStore {
   /** Move waiting search text into the full-text index (one transaction). */
   indexPendingText(): void {
     if (this.readonly || !this.db.open) return;
-    this.db
-      .transaction(() => {
-        this.stmts.indexPending.run();
-        this.stmts.mapPending.run();
-        this.stmts.clearPending.run();
-      })
-      .immediate();
+    const pending = this.pendingText;
+    try {
+      this.db.transaction(() => this.movePendingText()).immediate();
+    } catch (err) {
+      this.pendingText = pending; // rolled back: the text still waits
+      throw err;
+    }
+  }
+
+  /** Inside a write transaction: waiting search text into the full-text index, each row mapped to its exchange. */
+  private movePendingText(): void {
+    const last = this.stmts.lastTextRow.get() as number;
+    this.stmts.indexPending.run(last);
+    this.stmts.mapPending.run(last);
+    this.stmts.clearPending.run();
     this.pendingText = 0;
   }
 
@@ -711,20 +711,14 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async appendAtTip(build: (tip: ChainTip | null) => NewRecord | undefined): Promise<StoredRecord | undefined> {
-    return this.write(() => {
-      const head = this.head;
-      try {
-        return this.db
-          .transaction(() => {
-            const r = build(this.head);
-            return r ? this.appendInTx({ records: [r] }).at(-1) : undefined;
-          })
-          .immediate();
-      } catch (err) {
-        this.head = head;
-        throw err;
-      }
-    });
+    return this.write(() =>
+      this.db
+        .transaction(() => {
+          const r = build(this.head);
+          return r ? this.appendInTx({ records: [r] }).at(-1) : undefined;
+        })
+        .immediate(),
+    );
   }
 
   async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly StoredHold[]> {
@@ -771,10 +765,10 @@ export class SqliteAuditStore implements AuditStore {
     seal: (removal: PurgeRemoval) => NewRecord,
   ): Promise<{ removal: PurgeRemoval; record: StoredRecord; walKept?: true } | undefined> {
     const idList = JSON.stringify([...new Set(ids)]);
-    await this.write(() => this.indexPendingText());
-    const head = this.head;
     const run = this.db.transaction(() => {
       const db = this.db;
+      // Search text still waiting joins the index first, so the purge removes it with the rest.
+      this.movePendingText();
       db.prepare('INSERT INTO purge_authorizations (purge_id, at) VALUES (?, ?)').run(randomUUID(), Date.now());
       const due = db
         .prepare(
@@ -800,26 +794,22 @@ export class SqliteAuditStore implements AuditStore {
           candidates.add(h);
         }
       }
-      for (const table of ['exchange_groups', 'exchange_masking', 'exchange_callers', 'exchange_results']) {
+      // The full-text rows go by the rowids exchange_text_rows keeps (exchange_id is UNINDEXED in the index itself).
+      db.prepare(
+        `DELETE FROM exchange_text WHERE rowid IN
+           (SELECT text_rowid FROM exchange_text_rows WHERE exchange_id IN (SELECT value FROM json_each(?)))`,
+      ).run(dueList);
+      for (const table of [
+        'exchange_text_rows',
+        'exchange_groups',
+        'exchange_masking',
+        'exchange_callers',
+        'exchange_results',
+      ]) {
         db.prepare(`DELETE FROM ${table} WHERE exchange_id IN (SELECT value FROM json_each(?))`).run(dueList);
       }
       db.prepare('DELETE FROM exchanges WHERE id IN (SELECT value FROM json_each(?))').run(dueList);
       db.prepare('DELETE FROM records WHERE exchange_id IN (SELECT value FROM json_each(?))').run(dueList);
-      const dueSet = new Set(due.map((d) => d.id));
-      // The full-text rows of these exchanges, by the rowids exchange_text_rows keeps (the table itself cannot be
-      // searched by exchange: its exchange_id is UNINDEXED).
-      const textRows = db
-        .prepare(
-          'SELECT text_rowid, exchange_id FROM exchange_text_rows WHERE exchange_id IN (SELECT value FROM json_each(?))',
-        )
-        .all(dueList) as Array<{ text_rowid: number; exchange_id: string }>;
-      const delText = db.prepare('DELETE FROM exchange_text WHERE rowid = ?');
-      const delTextRow = db.prepare('DELETE FROM exchange_text_rows WHERE text_rowid = ?');
-      for (const t of textRows) {
-        if (!dueSet.has(t.exchange_id)) continue;
-        delText.run(t.text_rowid);
-        delTextRow.run(t.text_rowid);
-      }
       const delBlob = db.prepare(
         'DELETE FROM blobs WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM blob_refs WHERE blob_hash = ?)',
       );
@@ -830,14 +820,7 @@ export class SqliteAuditStore implements AuditStore {
       const record = this.appendInTx({ records: [seal(removal)] }).at(-1)!;
       return { removal, record };
     });
-    const result = await this.write(() => {
-      try {
-        return run.immediate();
-      } catch (err) {
-        this.head = head;
-        throw err;
-      }
-    });
+    const result = await this.write(() => run.immediate());
     // The WAL still holds the pages as they were before: copy them back and empty it.
     if (result && !(await this.truncateWal())) return { ...result, walKept: true };
     return result;
