@@ -104,7 +104,7 @@ export function maskingIndexRows(r: NewRecord): Array<{ exchangeId: string; type
 }
 
 /** List cursors (sessions, exchanges, search hits, access log): opaque to callers, `<time or seq>:<id>` inside. */
-export function encodeCursor(lastAt: number, id: string): string {
+function encodeCursor(lastAt: number, id: string): string {
   return Buffer.from(`${lastAt}:${id}`).toString('base64url');
 }
 
@@ -116,7 +116,6 @@ export function decodeCursor(cursor: string): { lastAt: number; id: string } | u
   return { lastAt, id: text.slice(i + 1) };
 }
 
-/** A page size within 1..1000 (default 50), whatever a caller asked for. */
 /**
  * One page from rows queried with `LIMIT limit + 1`: the extra row, when there, says a next page exists, and the
  * cursor is the last item's position (`at`, then a tie-breaking id).
@@ -132,6 +131,7 @@ export function pageOf<R, T>(
   return { items, nextCursor: rows.length > limit && last ? encodeCursor(...position(last)) : null };
 }
 
+/** A page size within 1..1000 (default 50), whatever a caller asked for. */
 export function pageSize(limit: number | undefined): number {
   if (limit === undefined || !Number.isFinite(limit)) return 50;
   return Math.min(Math.max(Math.trunc(limit), 1), 1000);

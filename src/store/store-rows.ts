@@ -14,6 +14,7 @@ import type {
   StoredHold,
   StoredRecord,
 } from './audit-store.js';
+import type { ChainHead } from './ledger.js';
 
 /** An exchange row joined with its result, as the list queries select it. */
 export interface ExchangeRow {
@@ -164,8 +165,7 @@ export interface CandidateRow {
   caller_subject: string;
   started_at: number;
   ended_at: number;
-  /** PostgreSQL's count(*) is a bigint. */
-  records: number | string;
+  records: number;
 }
 
 export const toCandidate = (r: CandidateRow): PurgeCandidate => ({
@@ -175,7 +175,7 @@ export const toCandidate = (r: CandidateRow): PurgeCandidate => ({
   callerSubject: r.caller_subject,
   startedAt: r.started_at,
   endedAt: r.ended_at,
-  records: Number(r.records),
+  records: r.records,
 });
 
 /** A gateway key row; `connections` is JSON text in SQLite and a text[] in PostgreSQL. */
@@ -213,6 +213,15 @@ export const CHAIN_HEADS = `WITH RECURSIVE chains(chain) AS (
   SELECT r.chain, r.chain_seq, r.hash FROM chains
   JOIN records r ON r.chain = chains.chain AND r.chain_seq = (SELECT max(chain_seq) FROM records WHERE chain = chains.chain)
   ORDER BY r.chain`;
+
+/** A row of {@link CHAIN_HEADS}. */
+export interface ChainHeadRow {
+  chain: string;
+  chain_seq: number;
+  hash: string;
+}
+
+export const toChainHead = (r: ChainHeadRow): ChainHead => ({ chain: r.chain, chainSeq: r.chain_seq, hash: r.hash });
 
 /** An active hold covers exchange `e` (by its session or its caller). */
 export const HELD = `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND (h.session_id = e.session_id OR h.caller_subject = e.caller_subject)`;

@@ -55,6 +55,8 @@ import {
   AT_HEAD,
   CHAIN_HEADS,
   HELD,
+  toChainHead,
+  type ChainHeadRow,
   toHold,
   toAccessLogEntry,
   toCandidate,
@@ -294,21 +296,27 @@ export class PostgresAuditStore implements AuditStore {
         tip: () => tip,
         append: async (batch, payloads) => {
           const pending: Array<Omit<StoredRecord, 'seq'>> = [];
-          const chain = (
-            kind: string,
-            exchangeId: string | null,
-            sessionId: string | null,
-            at: number,
-            data: string,
-          ): void => {
-            const linked = linkRecord(this.chainId, tip, { kind, exchangeId, sessionId, at, data });
+          const chain = (r: Parameters<typeof linkRecord>[2]): void => {
+            const linked = linkRecord(this.chainId, tip, r);
             pending.push(linked);
             tip = { chainSeq: linked.chainSeq, hash: linked.hash };
           };
           if (tip === null)
-            chain('chain.opened', null, null, Date.now(), JSON.stringify(await this.openingData(client)));
+            chain({
+              kind: 'chain.opened',
+              exchangeId: null,
+              sessionId: null,
+              at: Date.now(),
+              data: JSON.stringify(await this.openingData(client)),
+            });
           for (const { record, data } of payloads) {
-            chain(record.kind, record.exchangeId ?? null, record.sessionId ?? null, record.at, data);
+            chain({
+              kind: record.kind,
+              exchangeId: record.exchangeId ?? null,
+              sessionId: record.sessionId ?? null,
+              at: record.at,
+              data,
+            });
           }
           await this.insertBlobs(client, batch.blobs ?? []);
           const stored = await this.insertRecords(client, pending);
@@ -382,8 +390,7 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   private async openingData(client: pg.PoolClient): Promise<{ heads: ChainHead[]; store: string }> {
-    const res = await client.query<{ chain: string; chain_seq: number; hash: string }>(CHAIN_HEADS);
-    const heads = res.rows.map((h) => ({ chain: h.chain, chainSeq: h.chain_seq, hash: h.hash }));
+    const heads = (await client.query<ChainHeadRow>(CHAIN_HEADS)).rows.map(toChainHead);
     return { heads, store: 'postgres' };
   }
 
@@ -691,8 +698,7 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async chainHeads(): Promise<ReadonlyArray<{ chain: string; chainSeq: number }>> {
-    const res = await this.pool.query<{ chain: string; chain_seq: number }>(CHAIN_HEADS);
-    return res.rows.map((r) => ({ chain: r.chain, chainSeq: Number(r.chain_seq) }));
+    return (await this.pool.query<ChainHeadRow>(CHAIN_HEADS)).rows.map(toChainHead);
   }
 
   async chainRecords(chain: string, afterChainSeq: number, limit: number): Promise<readonly StoredRecord[]> {

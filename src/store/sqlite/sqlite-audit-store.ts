@@ -53,6 +53,8 @@ import {
   AT_HEAD,
   CHAIN_HEADS,
   HELD,
+  toChainHead,
+  type ChainHeadRow,
   toHold,
   toAccessLogEntry,
   toCandidate,
@@ -282,7 +284,7 @@ export class SqliteAuditStore implements AuditStore {
     // What a crash left waiting for the full-text index.
     if (!this.readonly) this.indexPendingTextQuietly();
     if (!this.readonly && options.backgroundCheckpoints) {
-      this.checkpointer = WalCheckpointer.start(this.file, {
+      this.checkpointer = new WalCheckpointer(this.file, {
         restartFrames,
         ...(tuning.intervalMs !== undefined ? { intervalMs: tuning.intervalMs } : {}),
         ...(options.onCheckpointError ? { onError: options.onCheckpointError } : {}),
@@ -511,11 +513,7 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   private openingData(): { heads: ChainHead[]; store: string } {
-    const heads = (this.stmts.heads.all() as Array<{ chain: string; chain_seq: number; hash: string }>).map((h) => ({
-      chain: h.chain,
-      chainSeq: h.chain_seq,
-      hash: h.hash,
-    }));
+    const heads = (this.stmts.heads.all() as ChainHeadRow[]).map(toChainHead);
     return { heads, store: 'sqlite' };
   }
 
@@ -679,8 +677,7 @@ export class SqliteAuditStore implements AuditStore {
 
   // The outbox and the approvals poll these several times a second: statements prepared once.
   async chainHeads(): Promise<ReadonlyArray<{ chain: string; chainSeq: number }>> {
-    const rows = this.stmts.heads.all() as Array<{ chain: string; chain_seq: number }>;
-    return rows.map((r) => ({ chain: r.chain, chainSeq: r.chain_seq }));
+    return (this.stmts.heads.all() as ChainHeadRow[]).map(toChainHead);
   }
 
   async chainRecords(chain: string, afterChainSeq: number, limit: number): Promise<readonly StoredRecord[]> {

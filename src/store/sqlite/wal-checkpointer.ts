@@ -67,7 +67,7 @@ parentPort.on('message', (m) => {
       retryAt = Date.now() + backoffMs;
     }
     waitingForWindow = false;
-    parentPort.postMessage({ restarted: result });
+    parentPort.postMessage({ restarted: true });
     return;
   }
   if (m !== 'stop') return;
@@ -80,21 +80,22 @@ parentPort.on('message', (m) => {
 export interface WalCheckpointerOptions {
   /** How often the background PASSIVE checkpoint runs. Default 250 ms. */
   readonly intervalMs?: number;
-  /** Log size, in frames (pages), past which the thread asks for a window to start the log over. Default 8192. */
-  readonly restartFrames?: number;
+  /** Log size, in frames (pages), past which the thread asks for a window to start the log over. */
+  readonly restartFrames: number;
   /** Told when a checkpoint fails (the store goes on; SQLite's own checkpoint is the backstop). */
   readonly onError?: (message: string) => void;
   /** The thread wants the writer to pause: call `restart()` once nothing is being written. */
-  readonly onRestartWanted?: () => void;
+  readonly onRestartWanted: () => void;
   /** The window is over (the log was started over, or the attempt failed, or the thread stopped): write again. */
-  readonly onRestarted?: () => void;
+  readonly onRestarted: () => void;
 }
 
 export class WalCheckpointer {
   private readonly worker: Worker;
   private readonly exited: Promise<void>;
 
-  private constructor(file: string, options: WalCheckpointerOptions) {
+  /** Start checkpointing `file` (an existing SQLite database in WAL mode). */
+  constructor(file: string, options: WalCheckpointerOptions) {
     const driver = createRequire(import.meta.url).resolve('better-sqlite3');
     const onError = options.onError ?? (() => {});
     this.worker = new Worker(WORKER_SOURCE, {
@@ -103,30 +104,25 @@ export class WalCheckpointer {
         file,
         driver,
         intervalMs: options.intervalMs ?? 250,
-        restartFrames: options.restartFrames ?? 8192,
+        restartFrames: options.restartFrames,
         busyTimeoutMs: Math.floor(RESTART_WINDOW_MAX_MS / 4),
       },
     });
-    this.worker.on('message', (m: { error?: string; restartWanted?: true; restarted?: unknown }) => {
+    this.worker.on('message', (m: { error?: string; restartWanted?: true; restarted?: true }) => {
       if (m.error) onError(m.error);
-      if (m.restartWanted) options.onRestartWanted?.();
-      if ('restarted' in m) options.onRestarted?.();
+      if (m.restartWanted) options.onRestartWanted();
+      if (m.restarted) options.onRestarted();
     });
     this.worker.on('error', (err) => onError(err.message));
     // A thread that is gone answers nothing: whoever waits for a window must not wait forever.
     this.exited = new Promise((resolve) =>
       this.worker.once('exit', () => {
-        options.onRestarted?.();
+        options.onRestarted();
         resolve();
       }),
     );
     // A gateway that is otherwise done must not be kept alive by its checkpointer.
     this.worker.unref();
-  }
-
-  /** Start checkpointing `file` (an existing SQLite database in WAL mode). */
-  static start(file: string, options: WalCheckpointerOptions = {}): WalCheckpointer {
-    return new WalCheckpointer(file, options);
   }
 
   /** Run the RESTART checkpoint now (after `onRestartWanted`, once the writer holds its appends). */
