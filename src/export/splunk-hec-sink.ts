@@ -12,7 +12,7 @@ import type { AuditEvent } from './audit-event.js';
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
 import { outgoingEvent } from './internal/outgoing-event.js';
-import { readConfigFile, readSecret } from './internal/read-secret.js';
+import { readConfigFile, readSecret } from '../config/read-secret.js';
 import type { Sink } from './sink.js';
 import { rejectsContent, SinkDeliveryError } from './sink-delivery-error.js';
 import type { SplunkHecSinkConfig } from './sinks-config.js';

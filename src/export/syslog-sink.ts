@@ -7,7 +7,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { AuditEvent } from './audit-event.js';
 import { describeError } from './internal/describe-error.js';
 import { outgoingEvent } from './internal/outgoing-event.js';
-import { readConfigFile, readSecret } from './internal/read-secret.js';
+import { readConfigFile, readSecret } from '../config/read-secret.js';
 import type { Sink } from './sink.js';
 import { SinkDeliveryError } from './sink-delivery-error.js';
 import type { SyslogSinkConfig } from './sinks-config.js';

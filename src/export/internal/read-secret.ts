@@ -2,8 +2,6 @@
 import { readSecret } from '../../config/read-secret.js';
 import type { SecretRef } from '../../config/common-schemas.js';
 
-export { readConfigFile, readSecret } from '../../config/read-secret.js';
-
 /** Header values from config, secrets resolved. */
 export function readHeaders(
   headers: Readonly<Record<string, string | SecretRef>> | undefined,
