@@ -221,26 +221,38 @@ export class Outbox {
 
   /** The audit events `records` stand for; with `withContent`, exchange events carry their masked content. */
   private async eventsOf(records: readonly StoredRecord[], withContent: boolean): Promise<AuditEvent[]> {
-    const events: AuditEvent[] = [];
+    // First each exchange's request, then (for sinks that want content) the bodies of the whole batch in one read.
+    const items: Array<{ r: StoredRecord; request?: ExchangeRequestData; response?: ExchangeResponseData }> = [];
     for (const r of records) {
       if (r.kind === 'exchange.request' && r.exchangeId) {
         this.remember(r.exchangeId, JSON.parse(r.data) as ExchangeRequestData);
         continue;
       }
-      let request: ExchangeRequestData | undefined;
-      if (r.kind === 'exchange.response' && r.exchangeId) {
-        request = this.requests.get(r.exchangeId);
-        if (!request) {
-          const req = (await this.store.exchangeRecords(r.exchangeId)).find((x) => x.kind === 'exchange.request');
-          if (req) request = JSON.parse(req.data) as ExchangeRequestData;
-        }
-        this.requests.delete(r.exchangeId);
+      if (r.kind !== 'exchange.response' || !r.exchangeId) {
+        items.push({ r });
+        continue;
       }
+      let request = this.requests.get(r.exchangeId);
+      if (!request) {
+        const req = (await this.store.exchangeRecords(r.exchangeId)).find((x) => x.kind === 'exchange.request');
+        if (req) request = JSON.parse(req.data) as ExchangeRequestData;
+      }
+      this.requests.delete(r.exchangeId);
+      items.push({
+        r,
+        ...(request ? { request } : {}),
+        ...(withContent ? { response: JSON.parse(r.data) as ExchangeResponseData } : {}),
+      });
+    }
+    const blobs = withContent
+      ? await this.store.blobs(items.flatMap((i) => (i.response ? contentBlobHashes(i.request, i.response) : [])))
+      : new Map<string, Buffer>();
+    const events: AuditEvent[] = [];
+    for (const { r, request, response } of items) {
       let content: AuditEvent['content'];
-      if (withContent && r.kind === 'exchange.response') {
-        const response = JSON.parse(r.data) as ExchangeResponseData;
+      if (response) {
         try {
-          content = exchangeContent(request, response, await this.store.blobs(contentBlobHashes(request, response)));
+          content = exchangeContent(request, response, blobs);
         } catch (err) {
           // A body's blobs gone (retention purged the exchange since it was read): the event goes without it.
           content = { omitted: `the recorded content could not be read: ${(err as Error).message}` };
