@@ -1,9 +1,9 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, validateConfig } from '../../../src/config/load-config.js';
 import { ConfigError } from '../../../src/errors.js';
+import { useTempDir } from '../../support/temp-dir.js';
 
 function problems(input: unknown): string[] {
   try {
@@ -16,6 +16,7 @@ function problems(input: unknown): string[] {
 }
 
 describe('config', () => {
+  const tempDir = useTempDir('vigil-cfg');
   it('the embedded default: loopback 8080, ./vigil-data, one anthropic connection keyed by ANTHROPIC_API_KEY', () => {
     const c = loadConfig();
     expect(c.listen).toEqual({ host: '127.0.0.1', port: 8080 });
@@ -67,7 +68,7 @@ describe('config', () => {
   });
 
   it('reads YAML and resolves relative paths against the file', () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'vigil-cfg-'));
+    const dir = tempDir();
     const file = path.join(dir, 'vigil.yaml');
     writeFileSync(file, 'data_dir: ./data\nconnections:\n  - name: prod\n    credential: { file: ./key.txt }\n');
     const c = loadConfig({ configFile: file });
@@ -80,7 +81,7 @@ describe('config', () => {
   it('resolves every { file } reference against the file, except the signing key (data_dir)', () => {
     // A regression: only connection credentials and sink files were resolved; admin tokens, approval webhooks and the
     // PostgreSQL URL were read relative to the working directory, unlike the README says.
-    const dir = mkdtempSync(path.join(tmpdir(), 'vigil-cfg-'));
+    const dir = tempDir();
     const file = path.join(dir, 'vigil.yaml');
     writeFileSync(
       file,

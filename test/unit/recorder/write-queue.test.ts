@@ -4,6 +4,7 @@ import { WriteQueue } from '../../../src/recorder/write-queue.js';
 import type { AuditStore, WriteBatch } from '../../../src/store/audit-store.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
 import { useTempDir } from '../../support/temp-dir.js';
+import { until } from '../../support/until.js';
 
 /** A real SQLite store whose appends are also listed, to see how records were grouped into transactions. */
 async function countingStore(dir: string): Promise<{ store: AuditStore; batches: string[][] }> {
@@ -71,8 +72,7 @@ describe('WriteQueue', () => {
     const { store, batches, queue, done } = await setup(tempDir(), 30);
     queue.enqueue([record('exchange.response')]);
     expect(batches).toEqual([]);
-    const deadline = Date.now() + 2_000;
-    while (batches.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await until('the lingering write', () => (batches.length > 0 ? true : undefined), 2_000);
     expect(batches).toEqual([['exchange.response']]);
     expect(await store.recordsOfKinds(['exchange.response'], 0, 10)).toHaveLength(1);
     await done();
@@ -103,8 +103,7 @@ describe('WriteQueue when a write fails', () => {
     ]);
     expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
     expect(String((results[0] as PromiseRejectedResult).reason)).toMatch(/which the store does not hold/);
-    const deadline = Date.now() + 2_000;
-    while (batches.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await until('two writes', () => (batches.length >= 2 ? true : undefined), 2_000);
     expect(batches.at(-1)).toEqual(['exchange.response']);
     expect(await store.recordsOfKinds(['exchange.response'], 0, 10)).toHaveLength(1);
     expect(await store.recordsOfKinds(['exchange.request'], 0, 10)).toHaveLength(0);
@@ -128,8 +127,7 @@ describe('WriteQueue when a write fails', () => {
     ]);
     expect(await store.recordsOfKinds(['exchange.request'], 0, 10)).toHaveLength(2);
     // The poison is tried a few times on its own, then reported lost (1 record).
-    const deadline = Date.now() + 2_000;
-    while (!lost.includes(1) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await until('a record reported lost', () => (lost.includes(1) ? true : undefined), 2_000);
     expect(lost).toEqual([0, 0, 1]);
     expect(await store.recordsOfKinds(['exchange.response'], 0, 10)).toHaveLength(0);
     await done();
@@ -145,8 +143,7 @@ describe('WriteQueue when a write fails', () => {
     const lost: number[] = [];
     const queue = new WriteQueue(store, { intervalMs: 5, onError: (_err, n) => lost.push(n) });
     queue.enqueue([record('exchange.response')]);
-    const deadline = Date.now() + 2_000;
-    while (lost.length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    await until('three losses reported', () => (lost.length >= 3 ? true : undefined), 2_000);
     expect(lost).toEqual([0, 0, 1]);
     fail = false;
     await queue.close();

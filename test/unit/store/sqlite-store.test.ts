@@ -9,6 +9,7 @@ import type { NewRecord } from '../../../src/store/audit-store.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
 import { SQLITE_MIGRATIONS } from '../../../src/store/sqlite/sqlite-migrations.js';
 import { useTempDir } from '../../support/temp-dir.js';
+import { until } from '../../support/until.js';
 
 /** Measures how late a 10 ms timer runs until `stop()`, which returns the worst delay between two ticks (ms). */
 function eventLoopLag(): { stop: () => number } {
@@ -71,8 +72,7 @@ describe('SQLite search index batching', () => {
     expect(count('exchange_text')).toBe(0);
     raw.exec('DROP TRIGGER stuck');
     raw.close();
-    const deadline = Date.now() + 5_000;
-    while (count('exchange_text') === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    await until('the text indexed on retry', () => (count('exchange_text') > 0 ? true : undefined), 5_000);
     expect([count('exchange_text'), count('exchange_text_pending')]).toEqual([1, 0]);
     await store.close();
   });
