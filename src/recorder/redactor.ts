@@ -12,6 +12,7 @@
  * events remain a valid stream a replay can reproduce. Events behind a held delta wait with it, so the stored order is
  * the received order.
  */
+import { isUtf8 } from 'node:buffer';
 import type { MaskingConfig } from './masking/masking-config.js';
 import { compileMasker } from './masking/masker.js';
 import type { Masker, MaskFinding } from './masking/masker.js';
@@ -170,8 +171,7 @@ export class Redactor {
     // One budget over all sessions: a gateway serving many long sessions at once would otherwise hold up to
     // MAX_SESSION_MEMOS × SESSION_MEMO_CHARS. The least recently used sessions go first (their next turn is scanned
     // once more).
-    let held = 0;
-    for (const memo of this.memos.values()) held += memo.heldChars;
+    let held = this.memoHeldChars;
     for (const [id, memo] of this.memos) {
       if (held <= MEMO_BUDGET_CHARS || memo === m) break;
       held -= memo.heldChars;
@@ -208,8 +208,8 @@ export class ExchangeRedaction {
     private readonly masker: Masker,
     private readonly memo: MaskingMemo | undefined,
     private readonly pieces: Lru<PieceOutcome>,
-    private readonly headerMemo?: MaskingMemo,
-    private readonly lastHeaders?: Map<string, MaskedHeader>,
+    private readonly headerMemo: MaskingMemo,
+    private readonly lastHeaders: Map<string, MaskedHeader>,
   ) {}
 
   get enabled(): boolean {
@@ -267,15 +267,13 @@ export class ExchangeRedaction {
 
   /** One header through the masker, as part of a header object (same paths and findings), remembered by name. */
   private maskedHeader(name: string, value: string | readonly string[]): MaskedHeader {
-    const last = this.lastHeaders?.get(name);
+    const last = this.lastHeaders.get(name);
     if (last !== undefined && sameHeaderValue(last.original, value)) return last;
-    const r = this.masker.maskJson({ [name]: value }, '$', this.headerMemo ?? this.memo);
+    const r = this.masker.maskJson({ [name]: value }, '$', this.headerMemo);
     const [maskedName, maskedValue] = Object.entries(r.value as HeaderMap)[0]!;
     const m: MaskedHeader = { original: value, name: maskedName, value: maskedValue, findings: r.findings };
-    if (this.lastHeaders) {
-      if (this.lastHeaders.size >= 1024 && last === undefined) this.lastHeaders.clear();
-      this.lastHeaders.set(name, m);
-    }
+    if (this.lastHeaders.size >= 1024 && last === undefined) this.lastHeaders.clear();
+    this.lastHeaders.set(name, m);
     return m;
   }
 
@@ -456,8 +454,8 @@ export class ExchangeRedaction {
         : splitBody(raw, json, split);
       return { ...stored, json: r.value };
     }
+    if (!isUtf8(raw)) return { ...splitBody(raw, undefined, split), json }; // not text: nothing to scan
     const text = raw.toString('utf8');
-    if (Buffer.byteLength(text) !== raw.length) return { ...splitBody(raw, undefined, split), json }; // not text: nothing to scan
     const r = this.masker.maskText(text);
     this.note(r.findings, where);
     return {
