@@ -386,12 +386,18 @@ export class ProxyServer {
     const out = clientResponseHeaders(headers);
     out[EXCHANGE_ID_HEADER] = rec.id;
     res.writeHead(upstream.statusCode, out);
+    let wrote = false;
     if (typeof headers['content-type'] === 'string' && headers['content-type'].startsWith('text/event-stream')) {
-      res.flushHeaders();
+      // A stream's headers reach the client at once, but in the same write as the first events when those came with
+      // them (they usually do: one write, and one wake-up of the client, instead of two).
+      setImmediate(() => {
+        if (!wrote && !finished) res.flushHeaders();
+      });
     }
 
     const stream = upstream.body;
     stream.on('data', (chunk: Buffer) => {
+      wrote = true;
       if (!res.write(chunk)) {
         stream.pause();
         res.once('drain', () => stream.resume());

@@ -105,6 +105,29 @@ describe('streaming messages', () => {
     expect(offsets.at(-1)! - offsets[0]!).toBeGreaterThan(200); // and the record keeps that timing
   });
 
+  it('sends a stream’s headers at once when its first event is slow to come', async () => {
+    // The gateway holds a stream's headers for a moment, to send them with the first events in one write: a model
+    // slow to start must not hold them back for as long.
+    const t0 = performance.now();
+    const res = await fetch(`${h.url}/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': CLIENT_KEY,
+        'anthropic-version': '2023-06-01',
+        'content-type': 'application/json',
+        'x-fake-scenario': 'slow_start:400',
+      },
+      body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 50, stream: true, messages: user('hello') }),
+    });
+    const headersAt = performance.now() - t0;
+    const text = await res.text();
+    const endedAt = performance.now() - t0;
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    expect(text).toContain('event: message_stop');
+    expect(endedAt - headersAt).toBeGreaterThan(300);
+  });
+
   it('assembles tool_use input from input_json_delta fragments and keeps thinking with its signature', async () => {
     const stream = client.messages.stream(
       {

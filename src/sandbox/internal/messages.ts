@@ -88,6 +88,11 @@ async function stream(ex: Exchange, all: SseEvent[], scenario: Scenario, delayMs
     'content-type': 'text/event-stream; charset=utf-8',
     'cache-control': 'no-cache',
   });
+  if (scenario.startDelayMs !== undefined) {
+    res.flushHeaders();
+    await sleep(scenario.startDelayMs);
+    if (res.destroyed) return;
+  }
   if (delayMs <= 0) {
     // One write for the whole stream: the fake is the upstream in benchmarks and must cost next to nothing.
     const chunk = events.map((e) => e.frame).join('');

@@ -15,6 +15,8 @@ export interface Scenario {
   earlyEnd?: 'error_mid_stream' | 'cut_stream';
   /** Milliseconds between stream events. */
   delayMs?: number;
+  /** Milliseconds between a stream's headers (sent at once) and its first event, as a model slow to start does. */
+  startDelayMs?: number;
   gzip?: boolean;
 }
 
@@ -30,6 +32,7 @@ const NAMES = [
   'error_mid_stream',
   'cut_stream',
   'slow[:<ms>]',
+  'slow_start[:<ms>]',
   'gzip',
   'hang',
 ].join(', ');
@@ -62,11 +65,13 @@ export function parseScenario(names: string): { ok: true; value: Scenario } | { 
       case 'cut_stream':
         scenario.earlyEnd = head;
         break;
-      case 'slow': {
+      case 'slow':
+      case 'slow_start': {
         const ms = arg === undefined ? SLOW_DEFAULT_MS : Number(arg);
         if (!Number.isFinite(ms) || ms < 0)
-          return { ok: false, message: `scenario slow needs milliseconds, got '${arg}'` };
-        scenario.delayMs = ms;
+          return { ok: false, message: `scenario ${head} needs milliseconds, got '${arg}'` };
+        if (head === 'slow') scenario.delayMs = ms;
+        else scenario.startDelayMs = ms;
         break;
       }
       case 'gzip':

@@ -244,6 +244,19 @@ describe('scenarios', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(5 * 6);
   });
 
+  it('slow_start sends the headers at once and the first event later', async () => {
+    const started = Date.now();
+    const { data: stream, response } = await clientWithScenario('slow_start:150')
+      .messages.create({ ...ask('late start'), stream: true })
+      .withResponse();
+    const headersAfter = Date.now() - started;
+    const types: string[] = [];
+    for await (const event of stream) types.push(event.type);
+    expect(response.headers.get('content-type')).toMatch(/^text\/event-stream/);
+    expect(types.at(-1)).toBe('message_stop');
+    expect(Date.now() - started - headersAfter).toBeGreaterThanOrEqual(100);
+  });
+
   it('gzip compresses a JSON reply, which the SDK decodes', async () => {
     const { data, response } = await clientWithScenario('gzip').messages.create(ask('zip it')).withResponse();
     expect(response.headers.get('content-encoding')).toBe('gzip');
