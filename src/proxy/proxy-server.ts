@@ -135,6 +135,14 @@ export class ProxyServer {
       return this.sendError(res, exchangeId, route);
     }
     const { connection } = route;
+    // A client may hang up while its call is authenticated, read or recorded: it must then not be forwarded (nobody
+    // would read the answer, and a paused, unread upstream stream would never end). Until forward() takes over, a
+    // `close` means exactly that: nothing has been answered yet.
+    let clientGone = false;
+    const onEarlyClose = (): void => {
+      clientGone = true;
+    };
+    res.once('close', onEarlyClose);
 
     let principal: Principal | undefined;
     try {
@@ -208,6 +216,13 @@ export class ProxyServer {
       return this.sendError(res, exchangeId, asVigilError(err));
     }
 
+    if (clientGone) {
+      rec.fail('client_aborted', {
+        type: 'client_aborted',
+        message: 'the client closed the connection before the request was forwarded',
+      });
+      return;
+    }
     if (dlp !== null) {
       rec.fail('gateway_error', { type: 'dlp_blocked', message: dlp.message });
       return this.sendError(res, rec.id, dlp);
@@ -224,6 +239,7 @@ export class ProxyServer {
       });
       return this.sendError(res, rec.id, new VigilError('NOT_ALLOWED', verdict.message));
     }
+    res.off('close', onEarlyClose);
     if (verdict?.action === 'hold' && !(await this.awaitApproval(res, connection, principal, request, rec, verdict)))
       return;
     await this.forward(req, res, route, request.raw, rec);

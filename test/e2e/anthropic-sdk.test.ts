@@ -2,9 +2,13 @@
  * The official Anthropic SDK through a running gateway: what the client receives, what upstream was sent, and what
  * was recorded.
  */
+import http from 'node:http';
+import path from 'node:path';
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_KEY, GATEWAY_KEY, filesContaining, startHarness, type Harness } from '../support/gateway-harness.js';
+import { until } from '../support/until.js';
 
 let h: Harness;
 let client: Anthropic;
@@ -189,6 +193,32 @@ describe('streaming messages', () => {
     const [x] = await h.session('client-gone', 1);
     expect(x!.outcome).toBe('client_aborted');
     expect(x!.response.events.length).toBeGreaterThan(0);
+  });
+
+  it('does not forward a call whose client hung up while it was being recorded', async () => {
+    // Went wrong: the close went unnoticed until forwarding, so the call was sent (and billed) anyway, and its
+    // answer, written to a closed socket, paused upstream's stream for good — the exchange never ended and shutdown
+    // waited on it. Here another connection holds the store's write lock, as a CLI purge would, so recording waits.
+    const blocker = new Database(path.join(h.dataDir, 'vigil.db'));
+    blocker.exec('BEGIN IMMEDIATE');
+    const sent = h.fake.requests.length;
+    const inFlight = h.gateway.recorder.inFlight;
+    const req = http.request(`${h.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': CLIENT_KEY, 'x-vigil-session': 'gone-early' },
+    });
+    req.on('error', () => {}); // the abort below is the point
+    req.end(JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 10, stream: true, messages: user('hello?') }));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    req.destroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    blocker.exec('ROLLBACK');
+    blocker.close();
+    const [x] = await h.session('gone-early', 1);
+    expect(x!.outcome).toBe('client_aborted');
+    expect(x!.response.error).toMatchObject({ message: expect.stringMatching(/before the request was forwarded/) });
+    expect(h.fake.requests.length).toBe(sent);
+    await until('the exchange to end', () => (h.gateway.recorder.inFlight === inFlight ? true : undefined));
   });
 });
 
