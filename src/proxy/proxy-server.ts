@@ -112,9 +112,11 @@ export class ProxyServer {
     } else {
       connection = this.deps.connections.default;
     }
-    if (!path.startsWith('/v1/') || path.includes('/../') || path.endsWith('/..')) {
+    if (!path.startsWith('/v1/')) {
       return new VigilError('NOT_FOUND', `the gateway forwards Anthropic API paths under /v1/ only (got ${path})`);
     }
+    const problem = pathProblem(path);
+    if (problem !== null) return new VigilError('BAD_REQUEST', `request path ${problem} (got ${path})`);
     return { connection, prefix, path, query };
   }
 
@@ -502,6 +504,28 @@ export class ProxyServer {
     res.writeHead(err.status, headers);
     res.end(err.toAnthropicBody());
   }
+}
+
+/**
+ * Why a path could leave `/v1/` once an upstream, or a proxy in front of it, normalises it, or null. Dot segments are
+ * refused in every spelling (`..`, `%2e%2e`, `.%2E`, …), and so are backslashes and encoded slashes, which some
+ * servers treat as separators: the caller chooses a path under the connection's upstream, never one above it
+ * (RFC 3986 §5.2.4; WHATWG URL also decodes `%2e` in dot segments). Anthropic API paths contain none of these.
+ */
+export function pathProblem(path: string): string | null {
+  if (path.includes('\\')) return 'must not contain a backslash';
+  if (!path.includes('%') && !path.includes('/.')) return null; // the usual path: nothing to look at
+  for (const segment of path.split('/')) {
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(segment);
+    } catch {
+      return 'has a malformed percent-encoding';
+    }
+    if (decoded === '.' || decoded === '..') return "must not contain '.' or '..' segments, in any encoding";
+    if (decoded.includes('/') || decoded.includes('\\')) return 'must not contain an encoded slash or backslash';
+  }
+  return null;
 }
 
 function isTimeout(err: unknown): boolean {

@@ -308,6 +308,40 @@ describe('gateway errors in Anthropic’s shape', () => {
     expect(await res.json()).toMatchObject({ type: 'error', error: { type: 'request_too_large' } });
   });
 
+  it('a path that would climb out of /v1/ once normalised → 400, and nothing reaches upstream', async () => {
+    // Went wrong: only a literal `/../` was refused; `%2e%2e` (which WHATWG URL parsers and many proxies decode as
+    // a dot segment), backslashes and encoded slashes were forwarded with the gateway's credential.
+    const raw = (target: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request(`${h.url}/`, { method: 'GET', path: target, headers: { 'x-api-key': CLIENT_KEY } });
+        req.on('response', (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const sent = h.fake.requests.length;
+    for (const target of [
+      '/v1/%2e%2e/%2e%2e/admin/secret',
+      '/v1/.%2E/x',
+      '/v1/%2E%2e/models',
+      '/v1/models/..',
+      '/v1/../models',
+      '/v1/models/..%2f..%2fadmin',
+      '/v1/models%5c..%5cadmin',
+      '/v1/models\\..\\..\\admin',
+      '/c/second/v1/%2e%2e/x',
+    ]) {
+      const res = await raw(target);
+      expect([target, res.status]).toEqual([target, 400]);
+      expect(JSON.parse(res.body)).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+    }
+    expect(h.fake.requests.length).toBe(sent);
+    expect((await raw('/v1/models?after=%2e%2e')).status).toBe(200); // a query string is not a path
+  });
+
   it('a path outside the API → 404; /healthz → 200', async () => {
     expect((await fetch(`${h.url}/etc/passwd`)).status).toBe(404);
     const health = await fetch(`${h.url}/healthz`);
