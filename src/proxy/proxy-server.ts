@@ -20,11 +20,11 @@ import type { PolicyDecision } from '../policy/policy.js';
 import type { ExchangeRecording, Recorder } from '../recorder/recorder.js';
 import { listenOn } from '../net/listen.js';
 import { newExchangeId } from '../recorder/ids.js';
-import { RequestBody } from '../recorder/request-body.js';
+import { looksLikeJson, RequestBody } from '../recorder/request-body.js';
 import type { Connection, Connections } from './connections.js';
 import { gatewayBaseUrl, isBatchPath, rewriteResultsUrls } from './batch-results-url.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './header-rules.js';
-import { readBody } from './request-body.js';
+import { decodeBody, readBody } from './request-body.js';
 
 export interface ProxyDeps {
   readonly connections: Connections;
@@ -169,12 +169,16 @@ export class ProxyServer {
     }
 
     let body: Buffer;
+    let decoded: Buffer | null;
     try {
       body = await readBody(req, this.deps.maxRequestBody);
+      decoded = decodeBody(body, req.headers['content-encoding'], this.deps.maxRequestBody);
     } catch (err) {
       return this.sendError(res, exchangeId, asVigilError(err), true);
     }
-    let request = new RequestBody(body, (req.headers['content-type'] ?? '').includes('json'));
+    if (decoded !== null) body = decoded;
+    // JSON by its label or by its look: a caller must not slip a prompt past policy and masking by mislabelling it.
+    let request = new RequestBody(body, (req.headers['content-type'] ?? '').includes('json') || looksLikeJson(body));
 
     // Data-loss prevention, when the connection asks for it: the request itself is masked or refused.
     let dlp: VigilError | null = null;
@@ -244,7 +248,7 @@ export class ProxyServer {
     res.off('close', onEarlyClose);
     if (verdict?.action === 'hold' && !(await this.awaitApproval(res, connection, principal, request, rec, verdict)))
       return;
-    await this.forward(req, res, route, request.raw, rec);
+    await this.forward(req, res, route, request.raw, rec, decoded !== null);
   }
 
   /**
@@ -347,6 +351,8 @@ export class ProxyServer {
     route: Route,
     body: Buffer,
     rec: ExchangeRecording,
+    /** The body is sent decoded: the caller's `content-encoding` no longer describes it. */
+    decoded = false,
   ): Promise<void> {
     const { connection } = route;
     const batch = isBatchPath(route.path);
@@ -368,7 +374,7 @@ export class ProxyServer {
         method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
         path: connection.basePath + route.path + (route.query ? `?${route.query}` : ''),
         headers: upstreamRequestHeaders(
-          req.headers,
+          decoded ? { ...req.headers, 'content-encoding': undefined } : req.headers,
           connection.credential,
           batch ? { 'accept-encoding': 'identity' } : undefined,
         ),

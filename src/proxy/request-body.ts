@@ -1,5 +1,9 @@
-/** Reads a request body into memory, refusing (413) beyond the limit without reading the rest. */
+/**
+ * Reads a request body into memory, refusing (413) beyond the limit without reading the rest, and decodes a
+ * compressed one: masking, policy and the record must see what the caller actually sent.
+ */
 import type { IncomingMessage } from 'node:http';
+import { brotliDecompressSync, gunzipSync, inflateSync, type ZlibOptions } from 'node:zlib';
 import { VigilError } from '../errors.js';
 
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -26,6 +30,46 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       reject(new VigilError('BAD_REQUEST', 'the request body could not be read', { cause: err })),
     );
   });
+}
+
+const DECODERS: Record<string, (buf: Buffer, options: ZlibOptions) => Buffer> = {
+  gzip: gunzipSync,
+  'x-gzip': gunzipSync,
+  deflate: inflateSync,
+  br: brotliDecompressSync,
+};
+
+/**
+ * The body with its `content-encoding` undone, or null when it has none (`identity` or absent). The decoded body is
+ * what is judged, recorded and forwarded (without the header): a gzip body would otherwise reach the store as an
+ * opaque blob that no masking saw. Decoded, it is held to the same limit as any body (no decompression bombs).
+ *
+ * @throws VigilError 400 for an encoding the gateway cannot undo or bytes that do not decode; 413 past `limit`.
+ */
+export function decodeBody(body: Buffer, encoding: string | undefined, limit: number): Buffer | null {
+  const codings = (encoding ?? '')
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '' && c !== 'identity');
+  if (codings.length === 0) return null;
+  let out = body;
+  // Listed in the order they were applied: undone last first (RFC 9110 §8.4).
+  for (const coding of codings.reverse()) {
+    const decode = DECODERS[coding];
+    if (!decode) {
+      throw new VigilError(
+        'BAD_REQUEST',
+        `request content-encoding "${coding}" is not supported by this gateway (send gzip, deflate, br, or none)`,
+      );
+    }
+    try {
+      out = decode(out, { maxOutputLength: limit });
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(limit);
+      throw new VigilError('BAD_REQUEST', `request body could not be decoded as ${coding}`, { cause: err });
+    }
+  }
+  return out;
 }
 
 function tooLarge(limit: number): VigilError {

@@ -7,6 +7,16 @@ import { isAscii, isUtf8 } from 'node:buffer';
  */
 import { scanObject, type Member } from './json-scan.js';
 
+/** Whether `body` starts like a JSON object or array (after whitespace): worth a structural scan whatever its label. */
+export function looksLikeJson(body: Buffer): boolean {
+  for (let i = 0; i < body.length; i++) {
+    const b = body[i]!;
+    if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d) continue;
+    return b === 0x7b || b === 0x5b;
+  }
+  return false;
+}
+
 export class RequestBody {
   private text_: string | undefined;
   private ascii_: boolean | undefined;
@@ -15,7 +25,7 @@ export class RequestBody {
 
   constructor(
     readonly raw: Buffer,
-    /** Whether the content type says JSON. */
+    /** Whether it is to be read as JSON (its content type says so, or it looks like it). */
     readonly isJson: boolean,
   ) {}
 

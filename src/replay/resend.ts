@@ -31,7 +31,8 @@ export interface ResendResult {
 
 /**
  * Recorded request headers not sent again: per-connection ones, the encoding negotiation (the answer is read
- * decoded), and the gateway's own `x-vigil-*`, which this function sets.
+ * decoded), the request's own `content-encoding` (its body was recorded decoded), and the gateway's own `x-vigil-*`,
+ * which this function sets.
  */
 const NOT_RESENT = new Set([
   'host',
@@ -43,6 +44,7 @@ const NOT_RESENT = new Set([
   'upgrade',
   'expect',
   'accept-encoding',
+  'content-encoding',
 ]);
 
 /**

@@ -3,6 +3,7 @@
  * Planted values go in through every field a client or upstream can fill; afterwards the whole data directory is
  * searched for each of them.
  */
+import { gzipSync } from 'node:zlib';
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_KEY, filesContaining, startHarness, type Harness } from '../support/gateway-harness.js';
@@ -173,6 +174,61 @@ describe('in-flight masking (data-loss prevention)', () => {
     });
     expect(err.message).not.toContain(PLANTED.aws);
     expect(h.fake.requests.length).toBe(before); // never forwarded
+  });
+});
+
+describe('whatever the body is labelled or encoded as', () => {
+  const post = (path: string, body: Buffer | string, headers: Record<string, string>) =>
+    fetch(`${h.url}${path}/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': CLIENT_KEY, 'anthropic-version': '2023-06-01', ...headers },
+      body,
+    });
+  const ask = (text: string) =>
+    JSON.stringify({ model: 'm', max_tokens: 20, messages: [{ role: 'user', content: text }] });
+
+  it('a gzip-compressed request is masked before it is stored, and forwarded decoded', async () => {
+    // Went wrong: a compressed body was not valid UTF-8, so it was stored as an opaque blob no masking had seen.
+    const res = await post('', gzipSync(ask(`key ${PLANTED.aws}`)), {
+      'content-type': 'application/json',
+      'content-encoding': 'gzip',
+      'x-vigil-session': 'gzip-request',
+    });
+    expect(res.status).toBe(200);
+    const sent = h.fake.requests.at(-1)!;
+    expect(sent.headers['content-encoding']).toBeUndefined();
+    expect(JSON.parse(sent.body.toString())).toMatchObject({ messages: [{ content: `key ${PLANTED.aws}` }] });
+    const [x] = await h.session('gzip-request', 1);
+    expect(JSON.stringify(x!.request.body)).toContain('key [REDACTED:aws_access_key_id]');
+    expect(JSON.stringify(x)).not.toContain(PLANTED.aws);
+  });
+
+  it('a JSON body labelled text/plain, or not at all, is still judged as JSON (in-flight block)', async () => {
+    // Went wrong: JSON-ness came from the caller's content-type alone, so a mislabelled body skipped DLP and rules.
+    const before = h.fake.requests.length;
+    for (const headers of [{ 'content-type': 'text/plain' }, {}]) {
+      const res = await post('/c/dlp-block', ask(`key ${PLANTED.aws}`), headers);
+      expect(res.status).toBe(400);
+      expect(await res.json()).toMatchObject({ error: { message: expect.stringContaining('aws_access_key_id') } });
+    }
+    expect(h.fake.requests.length).toBe(before);
+  });
+
+  it('an encoding the gateway cannot undo → 400 naming it; a body that inflates past the limit → 413', async () => {
+    const before = h.fake.requests.length;
+    const zstd = await post('', ask('hello'), { 'content-type': 'application/json', 'content-encoding': 'zstd' });
+    expect(zstd.status).toBe(400);
+    expect(await zstd.json()).toMatchObject({
+      type: 'error',
+      error: { type: 'invalid_request_error', message: expect.stringContaining('"zstd" is not supported') },
+    });
+    const garbled = await post('', Buffer.from('not gzip at all'), { 'content-encoding': 'gzip' });
+    expect(garbled.status).toBe(400);
+    // 33 MiB of zeros is ~33 KB gzipped: past the 32 MiB limit once decoded.
+    const bomb = await post('', gzipSync(Buffer.alloc(33 * 1024 * 1024)), { 'content-encoding': 'gzip' });
+    expect(bomb.status).toBe(413);
+    expect(await bomb.json()).toMatchObject({ error: { type: 'request_too_large' } });
+    expect(h.fake.requests.length).toBe(before);
   });
 });
 
