@@ -10,6 +10,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Transform } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { Logger } from 'pino';
 import { VigilError } from '../errors.js';
@@ -445,14 +446,15 @@ export class ExchangeRecording {
     this.end(outcome, error);
   }
 
+  /**
+   * Let the decoder give out what it holds. `finished` also settles for a decoder that already failed (upstream's
+   * bytes were not what its content-encoding said): waiting for an `end` that never comes left the exchange open.
+   */
   private async drainDecoder(): Promise<void> {
     const d = this.decoder;
     if (!d) return;
-    await new Promise<void>((resolve) => {
-      d.once('end', resolve);
-      d.once('error', () => resolve());
-      d.end();
-    });
+    if (!d.destroyed) d.end();
+    await finished(d).catch(() => undefined);
   }
 
   /** Tell metrics (and any other subscriber) that the exchange completed; free when nobody listens. */
