@@ -1,7 +1,7 @@
 /**
  * CLI verbs for the ledger's life over time:
  *   vigil retention run [--dry-run] [--json]                  purge what is past its connection's window
- *   vigil holds add --session ID | --caller SUBJECT --reason "…"
+ *   vigil holds add --session ID | --caller SUBJECT|EMAIL --reason "…"
  *   vigil holds list [--active] [--json]
  *   vigil holds release HOLD-ID --reason "…"
  *   vigil keys public [--out FILE]                           the public half of the ledger signing key
@@ -140,7 +140,7 @@ export async function holdsCommand(args: string[], out: Out): Promise<number> {
   try {
     if (verb === 'add') {
       if (values.reason === undefined)
-        return fail(out, 'usage: vigil holds add --session ID | --caller SUBJECT --reason "…"');
+        return fail(out, 'usage: vigil holds add --session ID | --caller SUBJECT|EMAIL --reason "…"');
       const hold = await withWritableStore(config, (store) =>
         addHold(store, { session: values.session, caller: values.caller, reason: values.reason!, by: actor() }),
       );

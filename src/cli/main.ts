@@ -51,7 +51,7 @@ commands:
                              check the store's hash chains; exit 1 naming any changed, removed or reordered record;
                              with the public key, also every signed digest and purge record
   retention run [--dry-run]  purge exchanges past their connection's retention window (holds excepted)
-  holds add --session ID | --caller SUBJECT --reason "…"
+  holds add --session ID | --caller SUBJECT|EMAIL --reason "…"
                              keep a session's or a caller's exchanges out of every purge
   holds list [--active]      list legal holds
   holds release HOLD-ID --reason "…"

@@ -8,7 +8,10 @@ import type { AuditStore, HoldAddedData, HoldReleasedData, StoredHold } from './
 
 export interface AddHoldInput {
   readonly session?: string | undefined;
-  /** A caller's subject (OIDC `sub`, gateway key name): every exchange of that subject, at any issuer. */
+  /**
+   * A caller: every exchange whose caller has this subject (OIDC `sub`, gateway key name), at any issuer, or this
+   * e-mail (OIDC `email` claim, compared case-insensitively).
+   */
   readonly caller?: string | undefined;
   readonly reason: string;
   /** Who placed it, e.g. `cli:alice`. */
@@ -22,7 +25,7 @@ export async function addHold(store: AuditStore, input: AddHoldInput, now = Date
   if ((session === null) === (caller === null)) {
     throw new VigilError(
       'BAD_REQUEST',
-      'a hold names either a session (--session ID) or a caller (--caller SUBJECT), not both',
+      'a hold names either a session (--session ID) or a caller (--caller SUBJECT-OR-EMAIL), not both',
     );
   }
   const reason = input.reason.trim();

@@ -223,8 +223,10 @@ export interface ChainHeadRow {
 
 export const toChainHead = (r: ChainHeadRow): ChainHead => ({ chain: r.chain, chainSeq: r.chain_seq, hash: r.hash });
 
-/** An active hold covers exchange `e` (by its session or its caller). */
-export const HELD = `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND (h.session_id = e.session_id OR h.caller_subject = e.caller_subject)`;
+/** An active hold covers exchange `e`: by its session, or its caller — the subject, or the e-mail (any case). */
+export const HELD = `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND (h.session_id = e.session_id
+  OR h.caller_subject = e.caller_subject
+  OR lower(h.caller_subject) = (SELECT lower(c.email) FROM exchange_callers c WHERE c.exchange_id = e.id))`;
 /** Exchange `e` has the last record of a chain: kept, so every chain keeps its head. */
 export const AT_HEAD = `SELECT 1 FROM records x WHERE x.exchange_id = e.id
   AND x.chain_seq = (SELECT max(y.chain_seq) FROM records y WHERE y.chain = x.chain)`;

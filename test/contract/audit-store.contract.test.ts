@@ -43,6 +43,8 @@ interface ExchangeSpec {
   readonly at: number;
   readonly connection?: string;
   readonly caller?: string;
+  /** The caller's e-mail (default alice@example.com). */
+  readonly email?: string;
   readonly model?: string;
   readonly stream?: boolean;
   readonly inputTokens?: number;
@@ -66,7 +68,7 @@ function requestRecord(x: ExchangeSpec): NewRecord {
       method: 'oidc',
       subject: x.caller ?? 'alice',
       issuer: x.issuer ?? 'https://idp.example',
-      email: 'alice@example.com',
+      email: x.email ?? 'alice@example.com',
       ...(x.groups ? { groups: x.groups } : {}),
     },
     client: { address: '127.0.0.1', userAgent: 'claude-cli/1.0.0' },
@@ -1053,6 +1055,21 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.verify(withKey)).toMatchObject({ ok: true, signatures: { purges: 1, digests: 0 } });
       const other = await fixture.open();
       expect(await other.verify(withKey)).toMatchObject({ ok: true });
+    });
+
+    it('a caller hold by e-mail keeps that caller’s exchanges, whatever their subject and the e-mail’s case', async () => {
+      // Went wrong: holds matched the subject only, which for OIDC callers is an opaque id (Okta, Entra, Google), so
+      // the README's `holds add --caller alice@example.com` protected nothing and retention purged the evidence.
+      await store.append(
+        exchangeBatch({ id: 'ex_dave', session: 'ses_d', caller: '0oa1b2c3d4', email: 'Dave@Example.com', at: T0 }),
+      );
+      await store.append(
+        exchangeBatch({ id: 'ex_erin', session: 'ses_e', caller: 'erin', email: 'erin@x.io', at: T0 }),
+      );
+      await addHold(store, { caller: 'dave@example.com', reason: 'HR investigation', by: 'cli:legal' }, T0 + 1);
+      expect(await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({ exchanges: 1 });
+      expect((await store.listExchanges('ses_d')).map((x) => x.id)).toEqual(['ex_dave']);
+      expect(await store.listExchanges('ses_e')).toEqual([]);
     });
 
     it('takes held exchanges once the hold is released, and verifies across the joined gap', async () => {
