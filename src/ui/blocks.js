@@ -113,7 +113,7 @@ export function usageText(usage) {
 
 /** Timing as one line: time to first byte and total duration. */
 export function timingText(response) {
-  const ms = (v) => (v == null ? '—' : `${v} ms`);
+  const ms = (v) => (v == null ? '—' : `${Math.round(v)} ms`);
   return `first byte ${ms(response.first_byte_ms)} · total ${ms(response.duration_ms)}`;
 }
 

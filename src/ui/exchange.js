@@ -90,7 +90,7 @@ export async function renderExchange({ root, params, signal }) {
       ['Connection', x.connection],
       [
         'Caller',
-        `${who(x.caller)} via ${x.caller.method}${x.caller.groups && x.caller.groups.length ? ` · groups ${x.caller.groups.join(', ')}` : ''}`,
+        `${who(x.caller)}${x.caller.method === 'anonymous' ? '' : ` via ${x.caller.method}`}${x.caller.groups && x.caller.groups.length ? ` · groups ${x.caller.groups.join(', ')}` : ''}`,
       ],
       ['Client', [x.client && x.client.address, x.client && x.client.userAgent].filter(Boolean).join(' · ')],
       ['Agent', x.agent ? JSON.stringify(x.agent) : null],
