@@ -402,6 +402,11 @@ describe('with identity configured', () => {
     expect(await card.textContent()).toContain('8000');
     expect(settled).toBe(false);
 
+    // A refused decision shows the API's reason and leaves the call held.
+    await card.getByRole('button', { name: 'Deny' }).click();
+    await expect.poll(() => card.getByRole('alert').textContent()).toContain('a denial needs a reason');
+    expect(settled).toBe(false);
+
     await card.getByLabel('Reason').fill('budget ok');
     await card.getByRole('button', { name: 'Approve' }).click();
     const msg = await call;
