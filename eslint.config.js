@@ -21,6 +21,27 @@ export default tseslint.config(
     },
   },
   {
+    // The web UI: plain browser modules. Recorded prompts and responses are attacker-controlled text, so nothing may
+    // turn a string into markup: the DOM is built with createElement and textContent only.
+    files: ['src/ui/**/*.js'],
+    languageOptions: { ecmaVersion: 2022, sourceType: 'module' },
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        ...['innerHTML', 'outerHTML', 'insertAdjacentHTML', 'srcdoc'].map((property) => ({
+          property,
+          message: 'Build DOM nodes with textContent/createElement (src/ui/dom.js): recorded text is untrusted.',
+        })),
+        { object: 'document', property: 'write', message: 'No markup from strings.' },
+        { object: 'localStorage', message: 'Tokens live in sessionStorage only (gone when the tab closes).' },
+      ],
+      'no-eval': 'error',
+      'no-implied-eval': 'error',
+      'no-new-func': 'error',
+      eqeqeq: ['error', 'always', { null: 'ignore' }],
+    },
+  },
+  {
     // The store itself, and the factory and the CLI's grants verb, may name implementations.
     files: ['src/store/**/*.ts', 'src/cli/main.ts'],
     rules: { 'no-restricted-imports': 'off' },

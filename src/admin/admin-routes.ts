@@ -160,6 +160,15 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     },
   },
   {
+    // Who the caller is and what role they have: the web UI shows it, and a sign-in form checks a pasted token with it.
+    method: 'GET',
+    path: '/whoami',
+    authenticated: true,
+    async handle({ res, caller }) {
+      sendJson(res, 200, { role: caller.role, reader: caller.reader });
+    },
+  },
+  {
     method: 'GET',
     path: '/sessions',
     authenticated: true,

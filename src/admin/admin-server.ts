@@ -1,6 +1,7 @@
 /**
  * The admin listener: a node:http server of its own, apart from the proxy, serving the versioned REST API under
- * `/api/v1/` (routes in admin-routes.ts). Errors are JSON `{ error: { type, message } }`.
+ * `/api/v1/` (routes in admin-routes.ts) and the web UI's static files under `/ui/` (ui-assets.ts; `/` redirects there).
+ * Errors are JSON `{ error: { type, message } }`.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { once } from 'node:events';
@@ -16,6 +17,7 @@ import { AdminAuthenticator, loadAdminTokens } from './admin-auth.js';
 import { ADMIN_ROUTES, COMMON_HEADERS, sendJson, type AdminRoute } from './admin-routes.js';
 import { APPROVAL_ROUTES } from './approval-routes.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
+import { loadUiAssets, sendUiFile, UI_PREFIX, UI_SECURITY_HEADERS, uiFileFor } from './ui-assets.js';
 
 const API_PREFIX = '/api/v1';
 
@@ -97,9 +99,28 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     roles: config.admin.roles,
   });
   const routes = [...ADMIN_ROUTES, ...APPROVAL_ROUTES].map(compile);
+  const ui = loadUiAssets();
+  if (!ui.ok) log.warn({ problem: ui.problem }, 'the web UI is not available');
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://admin.invalid');
+    if ((url.pathname === '/' || url.pathname === '/ui') && (req.method === 'GET' || req.method === 'HEAD')) {
+      res.writeHead(302, { ...COMMON_HEADERS, location: UI_PREFIX });
+      res.end();
+      return;
+    }
+    if (url.pathname.startsWith(UI_PREFIX)) {
+      // Static files only; the data behind them is the API's, with its own authentication.
+      for (const [name, value] of Object.entries(UI_SECURITY_HEADERS)) res.setHeader(name, value);
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        res.setHeader('allow', 'GET, HEAD');
+        sendJson(res, 405, { error: { type: 'invalid_request_error', message: `${req.method} is not allowed here` } });
+        return;
+      }
+      const name = uiFileFor(url.pathname);
+      if (name !== undefined && sendUiFile(ui, name, req, res)) return;
+      throw new VigilError('NOT_FOUND', ui.ok ? `no such file: ${url.pathname}` : ui.problem);
+    }
     if (url.pathname === '/metrics' && options.metrics && req.method === 'GET') {
       // Counts and timings only, no recorded content; still not for every authenticated user.
       const caller = await auth.authenticate(req.headers, req.socket.remoteAddress);

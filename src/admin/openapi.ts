@@ -63,6 +63,31 @@ export const OPENAPI_DOCUMENT = {
         responses: { '200': json({ type: 'object' }, 'The OpenAPI 3.1 description of this API.') },
       },
     },
+    '/whoami': {
+      get: {
+        summary: 'The caller: their role and identity as the API sees them',
+        description:
+          'Without identity configured, callers on this machine are `{"method": "anonymous"}` admins. Not recorded in ' +
+          'the access log (no recorded content).',
+        responses: {
+          '200': json(
+            {
+              type: 'object',
+              required: ['role', 'reader'],
+              properties: {
+                role: { enum: ['admin', 'auditor', 'user'] },
+                reader: {
+                  type: 'object',
+                  description: 'The OIDC principal (subject, issuer, email, groups), an admin token, or anonymous.',
+                },
+              },
+            },
+            'The caller.',
+          ),
+          ...errors(401),
+        },
+      },
+    },
     '/sessions': {
       get: {
         summary: 'List sessions, newest activity first',

@@ -165,7 +165,9 @@ async function serve(args: string[], out: Out): Promise<number> {
   const gateway = await startGateway(config);
   out.stdout.write(`vigil listening on ${gateway.url} (store: ${describeStore(config)})\n`);
   out.stdout.write(
-    gateway.adminUrl ? `admin API on ${gateway.adminUrl}/api/v1\n` : 'admin API off (admin.enabled: false)\n',
+    gateway.adminUrl
+      ? `admin API on ${gateway.adminUrl}/api/v1\nweb UI on ${gateway.adminUrl}/ui/\n`
+      : 'admin API off (admin.enabled: false)\n',
   );
   return new Promise<number>((resolve) => {
     let stopping = false;

@@ -1,0 +1,114 @@
+/**
+ * The web UI's static files (`src/ui/`), served by the admin listener under `/ui/`. The UI holds no data of its own:
+ * it is a browser client of the admin REST API, which does all authentication, authorisation and access logging.
+ *
+ * Only a fixed list of files is served, read into memory once, so no request path ever reaches the file system (no
+ * traversal, no directory listing). Every answer carries a strict Content-Security-Policy: the pages run only their
+ * own scripts and styles, and recorded text (attacker-controlled) that ever slipped into markup still could not run.
+ *
+ * Where the files are: next to this module's folder, `../ui/`. From the sources (vitest) that is `src/ui/`; after
+ * `npm run build` it is `dist/ui/`, which the build script copies from `src/ui/` (tsc copies no non-TypeScript files).
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** Every file the UI consists of, by name under `/ui/`; anything else under `/ui/` is 404. */
+export const UI_FILES = [
+  'index.html',
+  'style.css',
+  'app.js',
+  'api.js',
+  'dom.js',
+  'blocks.js',
+  'sign-in.js',
+  'sessions.js',
+  'session.js',
+  'exchange.js',
+  'search.js',
+  'approvals.js',
+  'access-log.js',
+] as const;
+
+/** Where the UI's files are at run time: `src/ui/` from the sources, `dist/ui/` once built. */
+export const UI_DIR = fileURLToPath(new URL('../ui/', import.meta.url));
+
+/** The prefix the UI is served under; the admin listener redirects `/` here. */
+export const UI_PREFIX = '/ui/';
+
+const CONTENT_TYPES: Readonly<Record<string, string>> = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+};
+
+/**
+ * Headers on every UI response. The CSP allows only this origin's scripts, styles and API (no inline code, no
+ * framing, no `<base>` games); `no-referrer` keeps session ids in URLs from leaking to anything a page links to.
+ */
+export const UI_SECURITY_HEADERS = {
+  'content-security-policy':
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'cross-origin-opener-policy': 'same-origin',
+} as const;
+
+interface Asset {
+  readonly body: Buffer;
+  readonly type: string;
+  readonly etag: string;
+}
+
+/** The UI's files in memory, or why they could not be read (the listener then answers `/ui/` with that reason). */
+export type UiAssets =
+  { readonly ok: true; readonly files: ReadonlyMap<string, Asset> } | { ok: false; problem: string };
+
+/** Read the UI's files from `dir` once, at start-up. */
+export function loadUiAssets(dir: string = UI_DIR): UiAssets {
+  const files = new Map<string, Asset>();
+  for (const name of UI_FILES) {
+    let body: Buffer;
+    try {
+      body = readFileSync(path.join(dir, name));
+    } catch (err) {
+      const reason = err instanceof Error ? err.message : String(err);
+      return { ok: false, problem: `the web UI's files are missing from ${dir} (${reason}): run npm run build` };
+    }
+    const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
+    files.set(name, { body, type: CONTENT_TYPES[path.extname(name)] ?? 'application/octet-stream', etag });
+  }
+  return { ok: true, files };
+}
+
+/** The file a path under `/ui/` names: `/ui/` is the index; only exact names from {@link UI_FILES} match. */
+export function uiFileFor(pathname: string): string | undefined {
+  if (!pathname.startsWith(UI_PREFIX)) return undefined;
+  const name = pathname.slice(UI_PREFIX.length) || 'index.html';
+  return (UI_FILES as readonly string[]).includes(name) ? name : undefined;
+}
+
+/**
+ * Answer a GET or HEAD for a UI file: 200 with the file, or 304 when the browser's copy is current. `no-cache` makes
+ * the browser revalidate every time, so an upgraded gateway never runs yesterday's script against today's API.
+ *
+ * @returns false when `name` is not a loaded file (the caller answers 404).
+ */
+export function sendUiFile(assets: UiAssets, name: string, req: IncomingMessage, res: ServerResponse): boolean {
+  if (!assets.ok) return false;
+  const asset = assets.files.get(name);
+  if (!asset) return false;
+  const headers = { ...UI_SECURITY_HEADERS, 'cache-control': 'no-cache', etag: asset.etag };
+  if (req.headers['if-none-match'] === asset.etag) {
+    res.writeHead(304, headers);
+    res.end();
+    return true;
+  }
+  res.writeHead(200, { ...headers, 'content-type': asset.type, 'content-length': asset.body.length });
+  res.end(req.method === 'HEAD' ? undefined : asset.body);
+  return true;
+}

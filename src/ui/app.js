@@ -1,0 +1,190 @@
+// The Vigil web UI: a hash router over a handful of views, each a client of the admin REST API (/api/v1). The hash
+// holds the whole state of a view (`#/sessions?model=…`, `#/sessions/<id>`), so reload, back and links work.
+
+import { api, clearToken, getToken, isAbort, setUnauthenticatedHandler } from './api.js';
+import { clear, errorBox, h, who } from './dom.js';
+import { renderAccessLog } from './access-log.js';
+import { renderApprovals } from './approvals.js';
+import { renderExchange } from './exchange.js';
+import { renderSearch } from './search.js';
+import { renderSession } from './session.js';
+import { renderSessions } from './sessions.js';
+import { renderSignIn } from './sign-in.js';
+
+const ROUTES = [
+  { pattern: /^\/sessions$/, view: renderSessions, nav: 'sessions' },
+  { pattern: /^\/sessions\/([^/]+)$/, view: renderSession, nav: 'sessions' },
+  { pattern: /^\/exchanges\/([^/]+)$/, view: renderExchange, nav: 'sessions' },
+  { pattern: /^\/search$/, view: renderSearch, nav: 'search' },
+  { pattern: /^\/approvals$/, view: renderApprovals, nav: 'approvals' },
+  { pattern: /^\/access-log$/, view: renderAccessLog, nav: 'access-log' },
+];
+
+const NAV = [
+  ['sessions', 'Sessions'],
+  ['search', 'Search'],
+  ['approvals', 'Approvals'],
+  ['access-log', 'Access log'],
+];
+
+const root = document.getElementById('view');
+const navEl = document.getElementById('nav');
+const whoEl = document.getElementById('who');
+const verifyEl = document.getElementById('verify');
+
+/** The view on screen: aborting it cancels its requests and timers. */
+let current = null;
+let signedIn = false;
+
+function parseHash() {
+  const raw = location.hash.replace(/^#/, '') || '/sessions';
+  const [path, q = ''] = raw.split('?');
+  return { path, query: new URLSearchParams(q) };
+}
+
+function renderNav(active) {
+  clear(navEl);
+  for (const [id, label] of NAV) {
+    navEl.append(
+      h(
+        'a',
+        { href: `#/${id}`, class: id === active ? 'active' : null, 'aria-current': id === active ? 'page' : null },
+        label,
+      ),
+    );
+  }
+}
+
+function startView() {
+  if (current) current.abort();
+  current = new AbortController();
+  clear(root);
+  return current;
+}
+
+function route() {
+  const { path, query } = parseHash();
+  const controller = startView();
+  const match = ROUTES.map((r) => ({ r, m: r.pattern.exec(path) })).find((x) => x.m);
+  if (!match) {
+    renderNav(null);
+    root.append(errorBox(new Error(`No such page: #${path}`)));
+    return;
+  }
+  renderNav(match.r.nav);
+  const view = {
+    root,
+    params: match.m.slice(1).map(decodeURIComponent),
+    query,
+    signal: controller.signal,
+    /** Run `fn` when the view is left (timers). */
+    cleanup: (fn) => controller.signal.addEventListener('abort', fn, { once: true }),
+  };
+  Promise.resolve(match.r.view(view)).catch((err) => {
+    if (isAbort(err) || controller.signal.aborted) return;
+    root.append(errorBox(err));
+  });
+}
+
+function showSignIn(err) {
+  signedIn = false;
+  const controller = startView();
+  renderNav(null);
+  renderWho(null);
+  clear(verifyEl);
+  renderSignIn({
+    root,
+    signal: controller.signal,
+    error: err,
+    onSignedIn: (me) => {
+      signedIn = true;
+      renderWho(me);
+      refreshVerify();
+      route();
+    },
+  });
+}
+
+function renderWho(me) {
+  clear(whoEl);
+  if (!me) return;
+  const anonymous = me.reader.method === 'anonymous';
+  whoEl.append(
+    h(
+      'span',
+      { class: 'who-name', title: JSON.stringify(me.reader) },
+      anonymous ? 'local admin (no identity configured)' : who(me.reader),
+    ),
+    ' ',
+    h('span', { class: `badge role-${me.role}` }, me.role),
+  );
+  if (getToken()) {
+    whoEl.append(
+      ' ',
+      h(
+        'button',
+        {
+          type: 'button',
+          class: 'link',
+          onclick: () => {
+            clearToken();
+            boot();
+          },
+        },
+        'Sign out',
+      ),
+    );
+  }
+}
+
+/** The store's verify status in the header: OK or BROKEN with the first problem. */
+async function refreshVerify() {
+  clear(verifyEl);
+  verifyEl.append(h('span', { class: 'muted' }, 'Store: verifying…'));
+  try {
+    const report = await api('/verify');
+    clear(verifyEl);
+    const first = report.problems && report.problems[0];
+    verifyEl.append(
+      h(
+        'button',
+        { type: 'button', class: `badge ${report.ok ? 'ok' : 'bad'}`, title: 'Verify again', onclick: refreshVerify },
+        report.ok ? `Store OK · ${report.records} records` : `Store BROKEN · ${report.problems.length} problem(s)`,
+      ),
+    );
+    if (first)
+      verifyEl.append(
+        ' ',
+        h('span', { class: 'verify-message' }, `${first.problem} in ${first.chain}: ${first.detail}`),
+      );
+  } catch (err) {
+    clear(verifyEl);
+    if (err.status === 401) return;
+    verifyEl.append(
+      h(
+        'span',
+        { class: 'muted', title: err.message },
+        err.status === 403 ? 'Store: verify needs admin or auditor' : `Store: ${err.message}`,
+      ),
+    );
+  }
+}
+
+async function boot() {
+  try {
+    const me = await api('/whoami');
+    signedIn = true;
+    renderWho(me);
+    refreshVerify();
+    route();
+  } catch (err) {
+    if (err.status === 401) return; // the sign-in view is up
+    root.append(errorBox(err));
+  }
+}
+
+setUnauthenticatedHandler((err) => showSignIn(err));
+window.addEventListener('hashchange', () => {
+  if (signedIn) route();
+});
+boot();

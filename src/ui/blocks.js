@@ -1,0 +1,125 @@
+// Rendering Messages API content (user turns, assistant messages) as readable, inert DOM.
+
+import { details, h, jsonBlock } from './dom.js';
+
+function textOf(content) {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content)) {
+    return content.map((b) => (b && b.type === 'text' ? b.text : `[${b && b.type ? b.type : 'block'}]`)).join('\n');
+  }
+  return content == null ? '' : JSON.stringify(content, null, 2);
+}
+
+/** One content block of a message. */
+export function contentBlock(block) {
+  if (block == null || typeof block !== 'object') return h('div', { class: 'block text' }, String(block));
+  switch (block.type) {
+    case 'text':
+      return h('div', { class: 'block text' }, block.text);
+    case 'tool_use':
+    case 'server_tool_use':
+    case 'mcp_tool_use':
+      return h(
+        'div',
+        { class: 'block tool-use' },
+        h(
+          'div',
+          { class: 'block-title' },
+          'Tool call: ',
+          h('code', { class: 'tool-name' }, block.name),
+          ` (${block.id ?? ''})`,
+        ),
+        jsonBlock(block.input ?? {}),
+      );
+    case 'tool_result':
+      return h(
+        'div',
+        { class: `block tool-result${block.is_error ? ' is-error' : ''}` },
+        h(
+          'div',
+          { class: 'block-title' },
+          block.is_error ? 'Tool result (error) for ' : 'Tool result for ',
+          h('code', {}, block.tool_use_id ?? ''),
+        ),
+        h('div', { class: 'text' }, textOf(block.content)),
+      );
+    case 'thinking':
+      return h(
+        'div',
+        { class: 'block thinking' },
+        details('Thinking', false, h('div', { class: 'text' }, block.thinking)),
+      );
+    case 'redacted_thinking':
+      return h('div', { class: 'block thinking muted' }, '[redacted thinking]');
+    case 'image':
+    case 'document':
+      return h(
+        'div',
+        { class: 'block muted' },
+        `[${block.type}${block.source && block.source.media_type ? `: ${block.source.media_type}` : ''}]`,
+      );
+    default:
+      return h('div', { class: 'block other' }, details(`[${block.type ?? 'block'}]`, false, jsonBlock(block)));
+  }
+}
+
+/** A message's content: a string or a list of blocks. */
+export function content(value) {
+  if (typeof value === 'string') return h('div', { class: 'block text' }, value);
+  if (Array.isArray(value)) return value.map(contentBlock);
+  return value == null ? h('p', { class: 'muted' }, 'No content.') : jsonBlock(value);
+}
+
+/** The turn a request added to the conversation: its last message (a user prompt or tool results). */
+export function lastTurn(requestBody) {
+  const messages = requestBody && typeof requestBody === 'object' ? requestBody.messages : undefined;
+  if (!Array.isArray(messages) || messages.length === 0) {
+    return h('p', { class: 'muted' }, 'This request carries no messages (see the exchange for its body).');
+  }
+  const last = messages[messages.length - 1];
+  return h(
+    'div',
+    { class: `turn ${last.role === 'assistant' ? 'assistant' : 'user'}` },
+    h('div', { class: 'role' }, `${last.role ?? 'user'} (message ${messages.length})`),
+    content(last.content),
+  );
+}
+
+/** The assistant's answer of an exchange: the assembled message, or the error when there is none. */
+export function answer(exchange) {
+  const { response } = exchange;
+  const parts = [];
+  if (response.message && typeof response.message === 'object') {
+    parts.push(h('div', { class: 'role' }, 'assistant'), content(response.message.content));
+  } else if (exchange.outcome === 'in_progress') {
+    parts.push(h('p', { class: 'muted' }, 'No answer yet: the exchange is in progress.'));
+  } else if (!response.error) {
+    parts.push(h('p', { class: 'muted' }, 'No assembled message was recorded.'));
+  }
+  if (response.error) {
+    parts.push(h('div', { class: 'error', role: 'note' }, `${response.error.type}: ${response.error.message}`));
+  }
+  return h('div', { class: 'turn assistant' }, parts);
+}
+
+/** Token usage as one line: input, output, cache reads and writes. */
+export function usageText(usage) {
+  if (!usage) return '—';
+  const parts = [`in ${usage.input_tokens ?? 0}`, `out ${usage.output_tokens ?? 0}`];
+  if (usage.cache_read_input_tokens) parts.push(`cache read ${usage.cache_read_input_tokens}`);
+  if (usage.cache_creation_input_tokens) parts.push(`cache write ${usage.cache_creation_input_tokens}`);
+  return parts.join(' · ');
+}
+
+/** Timing as one line: time to first byte and total duration. */
+export function timingText(response) {
+  const ms = (v) => (v == null ? '—' : `${Math.round(v)} ms`);
+  return `first byte ${ms(response.first_byte_ms)} · total ${ms(response.duration_ms)}`;
+}
+
+/** Masking findings ({type: count}) as one line, or null when none. */
+export function maskingText(masking) {
+  const entries = Object.entries(masking ?? {});
+  if (entries.length === 0) return null;
+  return entries.map(([type, n]) => `${type} ×${n}`).join(', ');
+}

@@ -1,0 +1,136 @@
+// Building DOM without markup strings. Everything Vigil shows comes from recorded traffic that an attacker may have
+// written (prompts, model output, tool input, headers), so text only ever enters the page as text nodes. The lint
+// configuration forbids innerHTML and friends in src/ui.
+
+/**
+ * Create an element. `attrs`: `class`, `on<event>` listeners, boolean `true` attributes, anything else with
+ * setAttribute (never an event-handler attribute). Children: nodes, strings (as text), arrays, null/false (skipped).
+ */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value == null || value === false) continue;
+    if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value);
+    else if (key === 'class') el.className = value;
+    else if (key === 'value') el.value = value;
+    else el.setAttribute(key, value === true ? '' : String(value));
+  }
+  append(el, children);
+  return el;
+}
+
+/** Append children (nodes, strings as text, nested arrays; null/false skipped). */
+export function append(parent, children) {
+  for (const child of children.flat(Infinity)) {
+    if (child == null || child === false) continue;
+    parent.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return parent;
+}
+
+/** Remove every child of `el`. */
+export function clear(el) {
+  el.replaceChildren();
+  return el;
+}
+
+/** A link to a route of the UI (`#/…`). */
+export function link(route, ...children) {
+  return h('a', { href: `#${route}` }, ...children);
+}
+
+/**
+ * A search snippet with its matches (between « and », as the API marks them) wrapped in <mark>: split as text,
+ * so a snippet holding markup stays text.
+ */
+export function highlighted(snippet) {
+  const out = document.createDocumentFragment();
+  const parts = String(snippet).split(/«|»/);
+  // Odd positions are inside « »; an unbalanced marker just ends the last part as text.
+  parts.forEach((part, i) => {
+    if (part === '') return;
+    out.append(i % 2 === 1 ? h('mark', {}, part) : document.createTextNode(part));
+  });
+  return out;
+}
+
+/** A time (epoch ms or ISO string) as local date and time, with the ISO value as a tooltip. */
+export function time(value) {
+  if (value == null) return h('span', { class: 'muted' }, '—');
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) return h('span', {}, String(value));
+  return h('time', { datetime: d.toISOString(), title: d.toISOString() }, d.toLocaleString());
+}
+
+/** "12 s ago"-style age of an epoch-ms instant. */
+export function age(ms) {
+  const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+  if (s < 60) return `${s} s`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;
+}
+
+/** Pretty JSON (or the string itself) in a <pre>. */
+export function jsonBlock(value) {
+  return h('pre', { class: 'json' }, typeof value === 'string' ? value : JSON.stringify(value, null, 2));
+}
+
+/** A collapsible section; open by default when `open`. */
+export function details(summary, open, ...children) {
+  return h('details', { open }, h('summary', {}, summary), ...children);
+}
+
+/** A definition list from [label, value] pairs; values that are null/undefined are skipped. */
+export function facts(pairs) {
+  const dl = h('dl', { class: 'facts' });
+  for (const [label, value] of pairs) {
+    if (value == null || value === '') continue;
+    dl.append(h('dt', {}, label), h('dd', {}, value));
+  }
+  return dl;
+}
+
+/** A table of header name → value. */
+export function headerTable(headers) {
+  if (!headers || Object.keys(headers).length === 0) return h('p', { class: 'muted' }, 'No headers recorded.');
+  return h(
+    'table',
+    { class: 'headers' },
+    h(
+      'tbody',
+      {},
+      Object.entries(headers).map(([name, value]) =>
+        h('tr', {}, h('th', {}, name), h('td', {}, Array.isArray(value) ? value.join(', ') : String(value))),
+      ),
+    ),
+  );
+}
+
+/** An error panel with the API's own message. */
+export function errorBox(err) {
+  const status = err && typeof err.status === 'number' ? `${err.status}: ` : '';
+  return h('div', { class: 'error', role: 'alert' }, `${status}${err && err.message ? err.message : String(err)}`);
+}
+
+/** A loading placeholder. */
+export function loading(what = 'Loading…') {
+  return h('p', { class: 'loading', 'aria-busy': 'true' }, what);
+}
+
+/** An outcome as a badge; anything but ok is highlighted. */
+export function outcomeBadge(outcome) {
+  if (!outcome) return h('span', { class: 'muted' }, '—');
+  return h(
+    'span',
+    { class: `badge ${outcome === 'ok' ? 'ok' : outcome === 'in_progress' ? 'pending' : 'bad'}` },
+    outcome,
+  );
+}
+
+/** Who someone is, from a recorded principal or reader: name/email when known, then the subject. */
+export function who(p) {
+  if (!p) return '—';
+  const extra = [p.email, p.name].filter(Boolean).join(', ');
+  const subject = p.method === 'admin_token' ? `token ${p.subject}` : p.subject;
+  return extra ? `${subject} (${extra})` : subject;
+}

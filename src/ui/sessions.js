@@ -1,0 +1,171 @@
+// Sessions, newest activity first, with the API's filters (kept in the hash, so a filtered list can be bookmarked)
+// and cursor paging.
+
+import { api, query } from './api.js';
+import { clear, errorBox, h, link, loading, outcomeBadge, time } from './dom.js';
+
+const FILTERS = [
+  ['caller', 'Caller', 'subject'],
+  ['connection', 'Connection', 'anthropic'],
+  ['model', 'Model', 'claude-sonnet-4-5'],
+  ['masking', 'Masking type', 'aws_access_key'],
+  ['since', 'Since', '2025-01-15T09:00:00Z'],
+  ['until', 'Until', 'ISO time or epoch ms'],
+];
+
+const OUTCOMES = [
+  '',
+  'ok',
+  'upstream_error',
+  'client_aborted',
+  'upstream_aborted',
+  'gateway_error',
+  'interrupted',
+  'in_progress',
+];
+
+/** At most this many exchanges are read per session to summarise its models and outcomes. */
+const SUMMARY_LIMIT = 100;
+
+function filterForm(values) {
+  const inputs = FILTERS.map(([name, label, placeholder]) =>
+    h('label', {}, label, h('input', { name, value: values.get(name) ?? '', placeholder, autocomplete: 'off' })),
+  );
+  const outcome = h(
+    'select',
+    { name: 'outcome' },
+    OUTCOMES.map((o) => h('option', { value: o, selected: (values.get('outcome') ?? '') === o }, o || 'any')),
+  );
+  return h(
+    'form',
+    {
+      class: 'filters',
+      onsubmit: (event) => {
+        event.preventDefault();
+        const data = new FormData(event.target);
+        const params = {};
+        for (const [k, v] of data) params[k] = String(v).trim();
+        location.hash = `#/sessions${query(params)}`;
+      },
+    },
+    inputs,
+    h('label', {}, 'Outcome', outcome),
+    h('div', { class: 'filter-actions' }, h('button', { type: 'submit' }, 'Filter'), ' ', link('/sessions', 'Clear')),
+  );
+}
+
+/** Fill a row's model and outcome cells from the session's exchanges (the session list carries neither). */
+async function summarise(session, filters, modelCell, outcomeCell, signal) {
+  try {
+    const page = await api(`/exchanges${query({ ...filters, session: session.id, limit: SUMMARY_LIMIT })}`, { signal });
+    const models = [...new Set(page.items.map((x) => x.model).filter(Boolean))];
+    const outcomes = new Map();
+    for (const x of page.items)
+      outcomes.set(x.outcome ?? 'in_progress', (outcomes.get(x.outcome ?? 'in_progress') ?? 0) + 1);
+    const more = page.next_cursor ? ` (first ${SUMMARY_LIMIT})` : '';
+    modelCell.replaceChildren(models.join(', ') || '—');
+    outcomeCell.replaceChildren(...[...outcomes].flatMap(([o, n]) => [outcomeBadge(o), ` ${n} `]), more);
+  } catch (err) {
+    if (signal.aborted) return;
+    outcomeCell.replaceChildren(h('span', { class: 'error-inline', title: err.message }, 'could not summarise'));
+  }
+}
+
+/** Run `tasks` (functions returning promises) at most `n` at a time. */
+async function limited(tasks, n) {
+  const queue = [...tasks];
+  const workers = Array.from({ length: n }, async () => {
+    while (queue.length) await queue.shift()();
+  });
+  await Promise.all(workers);
+}
+
+export async function renderSessions({ root, query: q, signal }) {
+  const filters = {};
+  for (const [name] of FILTERS) filters[name] = q.get(name) ?? '';
+  filters.outcome = q.get('outcome') ?? '';
+  const filtered = Object.values(filters).some(Boolean);
+
+  const tbody = h('tbody');
+  const table = h(
+    'table',
+    { class: 'list sessions' },
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        ['Session', 'Caller', 'Connection', 'Model', 'Exchanges', 'Tokens in / out', 'Last activity', 'Outcomes'].map(
+          (t) => h('th', {}, t),
+        ),
+      ),
+    ),
+    tbody,
+  );
+  const status = h('div', { class: 'status' }, loading());
+  const more = h('div', { class: 'more' });
+  root.append(h('h1', {}, 'Sessions'), filterForm(q), status, table, more);
+
+  let cursor = null;
+  let shown = 0;
+  const loadPage = async () => {
+    const page = await api(`/sessions${query({ ...filters, cursor, limit: 50 })}`, { signal });
+    clear(status);
+    const tasks = [];
+    for (const s of page.items) {
+      const modelCell = h('td', { class: 'muted' }, '…');
+      const outcomeCell = h('td', { class: 'muted' }, '…');
+      tbody.append(
+        h(
+          'tr',
+          { 'data-session': s.id },
+          h('td', {}, link(`/sessions/${encodeURIComponent(s.id)}`, h('code', {}, s.id))),
+          h('td', {}, s.callerSubject),
+          h('td', {}, s.connection),
+          modelCell,
+          h('td', { class: 'num' }, String(s.exchanges)),
+          h('td', { class: 'num' }, `${s.inputTokens} / ${s.outputTokens}`),
+          h('td', {}, time(s.lastAt)),
+          outcomeCell,
+        ),
+      );
+      tasks.push(() => summarise(s, filters, modelCell, outcomeCell, signal));
+    }
+    shown += page.items.length;
+    cursor = page.next_cursor;
+    clear(more);
+    if (cursor) more.append(h('button', { type: 'button', onclick: onMore }, 'Load more'));
+    if (shown === 0) {
+      table.hidden = true;
+      const proxy = `${location.protocol}//${location.hostname}:${Number(location.port || 80) - 1}`;
+      status.append(
+        h(
+          'p',
+          { class: 'empty' },
+          filtered
+            ? 'No sessions match these filters.'
+            : `No sessions recorded yet — point ANTHROPIC_BASE_URL at the gateway (by default ${proxy}, the port below this one) and make a call.`,
+        ),
+      );
+    }
+    limited(tasks, 4);
+  };
+  async function onMore(event) {
+    event.target.disabled = true;
+    event.target.textContent = 'Loading…';
+    try {
+      await loadPage();
+    } catch (err) {
+      if (signal.aborted) return;
+      clear(more);
+      more.append(errorBox(err), h('button', { type: 'button', onclick: onMore }, 'Retry'));
+    }
+  }
+  try {
+    await loadPage();
+  } catch (err) {
+    clear(status);
+    throw err;
+  }
+}

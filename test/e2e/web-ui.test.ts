@@ -1,0 +1,430 @@
+/**
+ * The web UI end to end: real gateways record traffic from the official SDK (a streamed tool call, plain calls, a
+ * prompt full of markup), then Debian's headless chromium, driven by playwright-core, reads it back through `/ui/`
+ * the way a person would. One gateway has no identity (loopback callers are admins, no sign-in); the other has an
+ * admin token and an approval rule (sign-in first, then a held call approved from the page).
+ */
+import Anthropic from '@anthropic-ai/sdk';
+import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UI_SECURITY_HEADERS } from '../../src/admin/ui-assets.js';
+import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ADMIN_TOKEN = 'web-ui-admin-token-0123456789abcdefghij';
+const XSS = '<img src=x onerror="window.__xss=1"> and <script>window.__xss=2</script> please';
+
+let browser: Browser;
+let open: Harness; // no identity: loopback callers are admins
+let guarded: Harness; // an admin token and an approval rule
+const contexts: BrowserContext[] = [];
+/** Uncaught errors and CSP violations in any page: there must be none. */
+const pageProblems: string[] = [];
+
+const sdk = (h: Harness): Anthropic => new Anthropic({ baseURL: h.url, apiKey: CLIENT_KEY, maxRetries: 0 });
+const inSession = (id: string) => ({ headers: { 'x-vigil-session': id } });
+
+async function newPage(): Promise<Page> {
+  const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 900 } });
+  contexts.push(context);
+  const page = await context.newPage();
+  page.on('pageerror', (err) => pageProblems.push(`pageerror: ${err.message}`));
+  page.on('console', (msg) => {
+    if (/Content Security Policy/i.test(msg.text())) pageProblems.push(`csp: ${msg.text()}`);
+  });
+  return page;
+}
+
+/** A raw GET, the path sent exactly as given (fetch would normalise `..` away before sending). */
+function rawGet(base: string, path: string): Promise<{ status: number; headers: Record<string, unknown> }> {
+  const { hostname, port } = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: hostname, port, path, method: 'GET' }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+beforeAll(async () => {
+  process.env.VIGIL_TEST_UI_ADMIN_TOKEN = ADMIN_TOKEN;
+  [browser, open, guarded] = await Promise.all([
+    chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      // No internet here: without these chromium stalls on its own background fetches. playwright-core gives each
+      // launch a fresh temporary profile (user-data-dir).
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    }),
+    startHarness(() => ({ admin: { listen: '127.0.0.1:0' } })),
+    startHarness((upstream) => ({
+      connections: [
+        {
+          name: 'anthropic',
+          upstream,
+          credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+          approvals: [{ name: 'large answers', action: 'hold', when: { max_tokens_above: 4096 }, timeout: '30s' }],
+        },
+      ],
+      admin: {
+        listen: '127.0.0.1:0',
+        tokens: [{ name: 'oncall', role: 'admin', token: { env: 'VIGIL_TEST_UI_ADMIN_TOKEN' } }],
+      },
+    })),
+  ]);
+
+  const client = sdk(open);
+  const tools = [
+    {
+      name: 'get_weather',
+      description: 'Weather for a city',
+      input_schema: { type: 'object' as const, properties: { city: { type: 'string' } } },
+    },
+  ];
+  const ask = 'What is the weather in Reykjavik? [[tool:get_weather {"city":"Reykjavik"}]]';
+  const first = await client.messages
+    .stream(
+      { model: 'claude-opus-4-5', max_tokens: 300, tools, messages: [{ role: 'user', content: ask }] },
+      inSession('ui-tools'),
+    )
+    .finalMessage();
+  const toolUse = first.content.find((b) => b.type === 'tool_use');
+  await client.messages.create(
+    {
+      model: 'claude-opus-4-5',
+      max_tokens: 300,
+      tools,
+      messages: [
+        { role: 'user', content: ask },
+        { role: 'assistant', content: first.content },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: toolUse!.id, content: 'Sleet, 2 °C' }] },
+      ],
+    },
+    inSession('ui-tools'),
+  );
+  await client.messages.create(
+    {
+      model: 'claude-haiku-4-5',
+      max_tokens: 50,
+      messages: [{ role: 'user', content: 'Describe the axolotl habitat' }],
+    },
+    inSession('ui-plain'),
+  );
+  await client.messages.create(
+    { model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: XSS }] },
+    inSession('ui-xss'),
+  );
+  await sdk(guarded).messages.create(
+    { model: 'claude-haiku-4-5', max_tokens: 50, messages: [{ role: 'user', content: 'hello from the guarded side' }] },
+    inSession('guarded-1'),
+  );
+  await Promise.all([
+    open.session('ui-tools', 2),
+    open.session('ui-plain', 1),
+    open.session('ui-xss', 1),
+    guarded.session('guarded-1', 1),
+  ]);
+}, 30_000);
+
+afterAll(async () => {
+  for (const c of contexts) await c.close().catch(() => {});
+  await browser?.close();
+  await Promise.all([open?.close(), guarded?.close()]);
+  delete process.env.VIGIL_TEST_UI_ADMIN_TOKEN;
+});
+
+describe('serving /ui/', () => {
+  it('serves the UI with strict security headers, redirects / to it, and revalidates with ETags', async () => {
+    const admin = open.gateway.adminUrl!;
+    const root = await fetch(`${admin}/`, { redirect: 'manual' });
+    expect(root.status).toBe(302);
+    expect(root.headers.get('location')).toBe('/ui/');
+
+    const index = await fetch(`${admin}/ui/`);
+    expect(index.status).toBe(200);
+    expect(index.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(index.headers.get('content-security-policy')).toBe(
+      "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    );
+    expect(index.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(index.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(index.headers.get('cache-control')).toBe('no-cache');
+    const html = await index.text();
+    // No inline code: the only script is a module from this origin.
+    expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
+    expect(html).not.toMatch(/\sstyle=|<style|\son\w+=/i);
+
+    const js = await fetch(`${admin}/ui/app.js`);
+    expect(js.headers.get('content-type')).toBe('text/javascript; charset=utf-8');
+    const etag = js.headers.get('etag')!;
+    const again = await fetch(`${admin}/ui/app.js`, { headers: { 'if-none-match': etag } });
+    expect(again.status).toBe(304);
+    expect((await fetch(`${admin}/ui/style.css`)).headers.get('content-type')).toBe('text/css; charset=utf-8');
+  });
+
+  it('answers 404 for anything but its own files, however the path is spelled', async () => {
+    const admin = open.gateway.adminUrl!;
+    for (const path of [
+      '/ui/../package.json',
+      '/ui/%2e%2e/package.json',
+      '/ui/..%2fpackage.json',
+      '/ui/..%2F..%2Fpackage.json',
+      '/ui/../src/admin/ui-assets.ts',
+      '/ui/nope.js',
+      '/ui/ui-assets.ts',
+      '/ui//etc/passwd',
+      '/ui/index.html/',
+    ]) {
+      const res = await rawGet(admin, path);
+      expect({ path, status: res.status }).toEqual({ path, status: 404 });
+    }
+    const missing = await rawGet(admin, '/ui/nope.js');
+    expect(missing.headers['content-security-policy']).toBe(UI_SECURITY_HEADERS['content-security-policy']);
+    expect((await fetch(`${admin}/ui/app.js`, { method: 'POST' })).status).toBe(405);
+  });
+
+  it('GET /api/v1/whoami names the caller and their role', async () => {
+    const admin = guarded.gateway.adminUrl!;
+    expect((await fetch(`${admin}/api/v1/whoami`)).status).toBe(401);
+    const me = await fetch(`${admin}/api/v1/whoami`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    expect(await me.json()).toEqual({ role: 'admin', reader: { method: 'admin_token', subject: 'oncall' } });
+    const local = await fetch(`${open.gateway.adminUrl}/api/v1/whoami`);
+    expect(await local.json()).toEqual({ role: 'admin', reader: { method: 'anonymous', subject: 'anonymous' } });
+  });
+});
+
+describe('reading recordings (no identity configured: this machine is admin)', () => {
+  let page: Page;
+  beforeAll(async () => {
+    page = await newPage();
+  });
+
+  it('lists sessions newest first and opens a transcript with the answer and the tool call', async () => {
+    await page.goto(`${open.gateway.adminUrl}/`);
+    await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+    const rows = page.locator('table.sessions tbody tr');
+    await expect.poll(() => rows.count()).toBe(3);
+    expect(await rows.locator('td:first-child').allTextContents()).toEqual(['ui-xss', 'ui-plain', 'ui-tools']);
+    const tools = page.locator('tr[data-session="ui-tools"]');
+    await expect.poll(() => tools.locator('td').nth(3).textContent()).toBe('claude-opus-4-5');
+    expect(await tools.locator('td').nth(4).textContent()).toBe('2');
+    await expect.poll(() => page.locator('header .badge.ok').textContent()).toMatch(/^Store OK/);
+    expect(await page.locator('#who').textContent()).toContain('local admin');
+
+    await tools.getByRole('link', { name: 'ui-tools' }).click();
+    await page.waitForURL(/#\/sessions\/ui-tools$/);
+    const cards = page.locator('article.exchange-card');
+    await expect.poll(() => cards.count()).toBe(2);
+    const first = cards.nth(0);
+    expect(await first.locator('.turn.user').textContent()).toContain('What is the weather in Reykjavik?');
+    expect(await first.locator('.tool-name').textContent()).toBe('get_weather');
+    expect(await first.locator('.tool-use pre').textContent()).toContain('"city": "Reykjavik"');
+    expect(await first.textContent()).toContain('(stream)');
+    const second = cards.nth(1);
+    expect(await second.locator('.tool-result').textContent()).toContain('Sleet, 2 °C');
+    expect(await second.locator('.turn.assistant').textContent()).toContain('Tool result received');
+    expect(await second.textContent()).toMatch(/in \d+ · out \d+/);
+
+    // Reload keeps the view; back returns to the list.
+    await page.reload();
+    await expect.poll(() => cards.count()).toBe(2);
+    await page.goBack();
+    await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+  });
+
+  it('filters the session list through the API', async () => {
+    await page.goto(`${open.gateway.adminUrl}/ui/#/sessions`);
+    await page.locator('input[name="model"]').fill('claude-haiku-4-5');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/model=claude-haiku-4-5/);
+    const rows = page.locator('table.sessions tbody tr');
+    await expect.poll(() => rows.locator('td:first-child').allTextContents()).toEqual(['ui-xss', 'ui-plain']);
+    await page.locator('input[name="caller"]').fill('nobody-at-all');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.getByText('No sessions match these filters.').waitFor();
+  });
+
+  it('shows an exchange with its request, response and the recorded stream events', async () => {
+    const [streamed] = await open.session('ui-tools', 2);
+    await page.goto(`${open.gateway.adminUrl}/ui/#/sessions/ui-tools`);
+    await page.locator('article.exchange-card').first().getByRole('link', { name: 'Exchange details' }).click();
+    await page.waitForURL(new RegExp(`#/exchanges/${streamed!.id}$`));
+    await page.getByRole('heading', { name: `Stream events (${streamed!.response.events.length})` }).waitFor();
+    const types = await page.locator('table.events tbody tr td:nth-child(2)').allTextContents();
+    expect(types).toEqual(streamed!.response.events.map((e) => e.type));
+    expect(types).toContain('message_start');
+    expect(types).toContain('content_block_delta');
+    expect(types.at(-1)).toBe('message_stop');
+    expect(await page.locator('section.request').textContent()).toContain('POST /v1/messages');
+    expect(await page.locator('section.response .tool-name').textContent()).toBe('get_weather');
+  });
+
+  it('searches, highlights the match and opens the exchange it came from', async () => {
+    const [plain] = await open.session('ui-plain', 1);
+    await page.goto(`${open.gateway.adminUrl}/ui/#/search`);
+    await page.getByRole('searchbox', { name: 'Search query' }).fill('axolotl');
+    await page.getByRole('button', { name: 'Search' }).click();
+    await page.waitForURL(/#\/search\?q=axolotl$/);
+    const hit = page.locator('li.hit');
+    await expect.poll(() => hit.count()).toBe(1);
+    expect(await hit.locator('mark').first().textContent()).toBe('axolotl');
+    expect(await hit.locator('.snippet').textContent()).not.toContain('«');
+    await hit.locator('.snippet').click();
+    await page.waitForURL(new RegExp(`#/exchanges/${plain!.id}$`));
+    await page.getByRole('heading', { name: `Exchange ${plain!.id}` }).waitFor();
+  });
+
+  it('exports a session as JSONL: the download holds what the API exports', async () => {
+    await page.goto(`${open.gateway.adminUrl}/ui/#/sessions/ui-tools`);
+    await page.locator('article.exchange-card').first().waitFor();
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      page.getByRole('button', { name: 'Export JSONL' }).click(),
+    ]);
+    expect(download.suggestedFilename()).toBe('session-ui-tools.jsonl');
+    const text = readFileSync((await download.path())!, 'utf8');
+    const lines = text
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { id: string });
+    expect(lines).toHaveLength(2);
+    const fromApi = await (await fetch(`${open.gateway.adminUrl}/api/v1/sessions/ui-tools/export?format=jsonl`)).text();
+    expect(lines).toEqual(
+      fromApi
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as unknown),
+    );
+  });
+
+  it('verifies a session on request', async () => {
+    await page.goto(`${open.gateway.adminUrl}/ui/#/sessions/ui-plain`);
+    await page.getByRole('button', { name: 'Verify session' }).click();
+    await expect
+      .poll(() => page.locator('.verify-result').textContent())
+      .toMatch(/^Verified: \d+ records of 1 exchanges/);
+  });
+
+  it('renders recorded markup as literal text: nothing runs', async () => {
+    await page.goto(`${open.gateway.adminUrl}/ui/#/sessions/ui-xss`);
+    const card = page.locator('article.exchange-card');
+    await card.waitFor();
+    expect(await card.locator('.turn.user').textContent()).toContain(XSS);
+    expect(await card.locator('.turn.assistant').textContent()).toContain(XSS); // the fake echoes it back
+    expect(await page.locator('main img, main script').count()).toBe(0);
+    // And the search snippet of it, and the exchange view.
+    await page.goto(`${open.gateway.adminUrl}/ui/#/search?q=onerror`);
+    await page.locator('li.hit mark').first().waitFor();
+    expect(await page.locator('main img, main script').count()).toBe(0);
+    await page.locator('li.hit .snippet').click();
+    await page.locator('section.request').waitFor();
+    expect(await page.locator('main img, main script').count()).toBe(0);
+    expect(await page.evaluate(() => (globalThis as { __xss?: unknown }).__xss)).toBeUndefined();
+  });
+
+  it('shows the access log of those reads', async () => {
+    await page.goto(`${open.gateway.adminUrl}/ui/#/access-log`);
+    const rows = page.locator('table.access-log tbody tr');
+    await expect.poll(() => rows.count()).toBeGreaterThan(3);
+    const whats = await rows.locator('td:nth-child(4)').allTextContents();
+    expect(whats).toEqual(expect.arrayContaining(['session', 'exchange', 'search', 'export']));
+    expect(await rows.first().locator('td:nth-child(2)').textContent()).toBe('anonymous');
+  });
+
+  it('shows the API’s message when something is not there, and empty states', async () => {
+    await page.goto(`${open.gateway.adminUrl}/ui/#/sessions/no-such-session`);
+    await expect.poll(() => page.getByRole('alert').textContent()).toBe('404: no session "no-such-session"');
+    await page.goto(`${open.gateway.adminUrl}/ui/#/approvals`);
+    await page.getByText('Nothing is waiting for approval.').waitFor();
+    await page.goto(`${open.gateway.adminUrl}/ui/#/search?q=zzyzzxnotthere`);
+    await page.getByText('Nothing recorded matches zzyzzxnotthere.').waitFor();
+  });
+});
+
+describe('with identity configured', () => {
+  let page: Page;
+  beforeAll(async () => {
+    page = await newPage();
+  });
+
+  it('asks for a token first, refuses a bad one with the API’s message, and accepts an admin token', async () => {
+    await page.goto(`${guarded.gateway.adminUrl}/ui/`);
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+    expect(await page.getByRole('alert').textContent()).toContain('missing credential');
+    const token = page.getByLabel('Token');
+    await token.fill('not-a-real-token-but-long-enough-to-try');
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => page.getByRole('alert').textContent()).toContain('unknown admin token');
+    expect(await page.evaluate(() => sessionStorage.getItem('vigil.token'))).toBeNull();
+
+    await token.fill(ADMIN_TOKEN);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+    await page.locator('tr[data-session="guarded-1"]').waitFor();
+    expect(await page.locator('#who').textContent()).toMatch(/token oncall\s*admin/);
+    // The token is this tab's only: in sessionStorage, never localStorage.
+    expect(await page.evaluate(() => sessionStorage.getItem('vigil.token'))).toBe(ADMIN_TOKEN);
+    expect(await page.evaluate(() => localStorage.length)).toBe(0);
+  });
+
+  it('shows a held call on the approvals page; Approve lets the client’s call complete', async () => {
+    const call = sdk(guarded).messages.create(
+      {
+        model: 'claude-haiku-4-5',
+        max_tokens: 8000,
+        messages: [{ role: 'user', content: 'a very long essay please' }],
+      },
+      inSession('guarded-held'),
+    );
+    let settled = false;
+    void call.then(
+      () => (settled = true),
+      () => (settled = true),
+    );
+    await page.getByRole('link', { name: 'Approvals' }).click();
+    const card = page.locator('article.approval');
+    await card.waitFor({ timeout: 10_000 });
+    expect(await card.locator('header').textContent()).toContain('large answers');
+    expect(await card.textContent()).toContain('a very long essay please');
+    expect(await card.textContent()).toContain('8000');
+    expect(settled).toBe(false);
+
+    // A refused decision shows the API's reason and leaves the call held.
+    await card.getByRole('button', { name: 'Deny' }).click();
+    await expect.poll(() => card.getByRole('alert').textContent()).toContain('a denial needs a reason');
+    expect(settled).toBe(false);
+
+    await card.getByLabel('Reason').fill('budget ok');
+    await card.getByRole('button', { name: 'Approve' }).click();
+    const msg = await call;
+    expect(msg.content[0]).toMatchObject({ type: 'text', text: 'Echo: a very long essay please' });
+    await expect.poll(() => card.locator('.decision').textContent()).toContain('Approved');
+    // The next refresh finds nothing pending.
+    await page.getByText('Nothing is waiting for approval.').waitFor({ timeout: 5000 });
+  });
+
+  it('signs out: the token is gone and sign-in is asked again', async () => {
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+    expect(await page.evaluate(() => sessionStorage.getItem('vigil.token'))).toBeNull();
+  });
+});
+
+describe('the pages', () => {
+  it('raised no script errors and no CSP violations', () => {
+    expect(pageProblems).toEqual([]);
+  });
+});
