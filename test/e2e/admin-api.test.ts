@@ -4,6 +4,7 @@
  * the CLI searches and exports the same store. What is checked is what each reader receives and what the access log
  * says about them.
  */
+import http from 'node:http';
 import Anthropic from '@anthropic-ai/sdk';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -558,6 +559,36 @@ describe('without identity', () => {
         what: 'session',
         address: expect.stringMatching(/127\.0\.0\.1/),
       });
+    } finally {
+      await local.close();
+    }
+  });
+
+  it('refuses pages from elsewhere acting through a browser on this machine (DNS rebinding, cross-site requests)', async () => {
+    const local = await startHarness(() => ({ admin: { listen: '127.0.0.1:0' } }));
+    try {
+      const admin = new URL(local.gateway.adminUrl!);
+      const get = (path: string, headers: Record<string, string>, method = 'GET') =>
+        new Promise<number>((resolve, reject) => {
+          const req = http.request({ host: '127.0.0.1', port: admin.port, path, method, headers }, (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          });
+          req.on('error', reject);
+          req.end();
+        });
+      const port = admin.port;
+      expect(await get('/api/v1/sessions', { host: `127.0.0.1:${port}` })).toBe(200);
+      expect(await get('/api/v1/sessions', { host: `localhost:${port}`, origin: `http://localhost:${port}` })).toBe(
+        200,
+      );
+      expect(await get('/api/v1/sessions', { host: `[::1]:${port}` })).toBe(200);
+      // A rebinding attacker's page: its own name, resolved to 127.0.0.1.
+      expect(await get('/api/v1/sessions', { host: `attacker.example:${port}` })).toBe(403);
+      // A cross-site request from a page elsewhere, here trying to decide an approval.
+      const crossSite = { host: `127.0.0.1:${port}`, origin: 'https://attacker.example' };
+      expect(await get('/api/v1/approvals/apr_0123456789abcdef/approve', crossSite, 'POST')).toBe(403);
+      expect(await get('/api/v1/sessions', { host: `127.0.0.1:${port}`, origin: 'null' })).toBe(403);
     } finally {
       await local.close();
     }
