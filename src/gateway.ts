@@ -7,7 +7,7 @@ import { pino, type Logger } from 'pino';
 import { checkAdminExposure, startAdminServer } from './admin/admin-server.js';
 import type { VigilConfig } from './config/config-schema.js';
 import { VigilError } from './errors.js';
-import { isLoopbackAddress, isLoopbackHost } from './identity/loopback.js';
+import { isLocalRequest, isLoopbackAddress, isLoopbackHost } from './identity/loopback.js';
 import { Authenticator, type Authentication } from './identity/authenticator.js';
 import { OidcVerifier } from './identity/oidc-verifier.js';
 import { ApprovalNotifier } from './policy/approval-notifier.js';
@@ -75,7 +75,9 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const authenticator = new Authenticator({
     oidc,
     keyLookup: (hash) => store.findGatewayKey(hash),
-    anonymousAllowed: anonymous === 'loopback' ? isLoopbackAddress : false,
+    // From this machine, and not a page from elsewhere acting through a browser here (see isLocalRequest).
+    anonymousAllowed:
+      anonymous === 'loopback' ? (address, headers) => isLoopbackAddress(address) && isLocalRequest(headers) : false,
   });
   const identify = (req: IncomingMessage): Promise<Authentication> =>
     authenticator.authenticate(req.headers, req.socket.remoteAddress);

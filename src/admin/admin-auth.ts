@@ -8,7 +8,7 @@ import type { AdminConfig } from '../config/config-schema.js';
 import { readSecret } from '../config/read-secret.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { extractCredential, type RequestHeaders } from '../identity/authenticator.js';
-import { isLoopbackAddress, isLoopbackHost } from '../identity/loopback.js';
+import { isLocalRequest, isLoopbackAddress } from '../identity/loopback.js';
 import type { OidcVerifier } from '../identity/oidc-verifier.js';
 import { ANONYMOUS } from '../identity/principal.js';
 import { roleOf, type AdminCaller, type RoleGroups } from './admin-caller.js';
@@ -92,7 +92,7 @@ export class AdminAuthenticator {
       // A loopback caller may still be a web page from elsewhere, acting through a browser on this machine: by DNS
       // rebinding (its own host name resolving to 127.0.0.1: the Host header gives it away) or by a cross-site request
       // (the Origin header). Neither may read recordings or decide approvals as this machine's admin.
-      if (!isLoopbackHostHeader(headers.host) || (headers.origin !== undefined && !isLoopbackOrigin(headers.origin))) {
+      if (!isLocalRequest(headers)) {
         throw new VigilError(
           'NOT_ALLOWED',
           'no identity is configured: the admin API answers requests addressed to this machine (Host localhost, ' +
@@ -129,21 +129,5 @@ export class AdminAuthenticator {
     let found: AdminToken | undefined;
     for (const t of this.tokens) if (timingSafeEqual(t.digest, d) && !found) found = t;
     return found;
-  }
-}
-
-/** A Host header naming this machine (`127.0.0.1:8081`, `localhost`, `[::1]:8081`); absent (HTTP/1.0) counts as such. */
-function isLoopbackHostHeader(host: string | undefined): boolean {
-  if (host === undefined) return true;
-  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0]!;
-  return isLoopbackHost(name.toLowerCase());
-}
-
-/** An Origin header of a page served from this machine; `null` (a sandboxed or file page) is not one. */
-function isLoopbackOrigin(origin: string): boolean {
-  try {
-    return isLoopbackHost(new URL(origin).hostname.toLowerCase());
-  } catch {
-    return false;
   }
 }

@@ -66,9 +66,9 @@ export interface AuthenticatorOptions {
    * With neither `oidc` nor `keyLookup`: every caller is {@link ANONYMOUS} whatever it sends. With either: a caller
    * that sends no credential, or one that is neither a JWT nor a gateway key (such as the placeholder API key an SDK
    * insists on sending), is anonymous instead of refused; a credential that is a JWT or a gateway key must verify.
-   * A function decides per request from the caller's address (e.g. anonymous from loopback only).
+   * A function decides per request from the caller's address and headers (e.g. anonymous from loopback only).
    */
-  readonly anonymousAllowed: boolean | ((remoteAddress: string | undefined) => boolean);
+  readonly anonymousAllowed: boolean | ((remoteAddress: string | undefined, headers: RequestHeaders) => boolean);
   /** Clock for gateway-key expiry, epoch milliseconds. */
   readonly now?: () => number;
 }
@@ -77,7 +77,7 @@ export interface AuthenticatorOptions {
 export class Authenticator {
   private readonly oidc: OidcVerifier | undefined;
   private readonly keyLookup: GatewayKeyLookup | undefined;
-  private readonly anonymousAllowed: (remoteAddress: string | undefined) => boolean;
+  private readonly anonymousAllowed: (remoteAddress: string | undefined, headers: RequestHeaders) => boolean;
   private readonly now: () => number;
 
   constructor(opts: AuthenticatorOptions) {
@@ -100,12 +100,13 @@ export class Authenticator {
    * @throws VigilError `UNAUTHENTICATED` naming what is missing or wrong; never containing the credential.
    */
   async authenticate(headers: RequestHeaders, remoteAddress?: string): Promise<Authentication> {
-    const anonymousAllowed = this.anonymousAllowed(remoteAddress);
+    const anonymousAllowed = this.anonymousAllowed(remoteAddress, headers);
     if (!this.identityConfigured) {
       if (anonymousAllowed) return { principal: ANONYMOUS };
       throw new VigilError(
         'UNAUTHENTICATED',
-        'no identity is configured and anonymous access is not allowed from this address',
+        'no identity is configured: anonymous calls are taken from this machine only, addressed to it (Host ' +
+          'localhost, 127.0.0.1 or [::1]) and not from web pages served elsewhere',
       );
     }
 

@@ -9,3 +9,31 @@ export function isLoopbackAddress(address: string | undefined | null): boolean {
 export function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || host.startsWith('127.');
 }
+
+/**
+ * Whether a request from this machine is also addressed to it by a page of its own. A loopback caller may be a web
+ * page from elsewhere acting through a browser here: by DNS rebinding (its own host name resolving to 127.0.0.1 —
+ * the Host header gives it away) or by a cross-site request (the Origin header). Neither is trusted as this machine.
+ */
+export function isLocalRequest(headers: {
+  readonly host?: string | undefined;
+  readonly origin?: string | undefined;
+}): boolean {
+  return isLoopbackHostHeader(headers.host) && (headers.origin === undefined || isLoopbackOrigin(headers.origin));
+}
+
+/** A Host header naming this machine (`127.0.0.1:8081`, `localhost`, `[::1]:8081`); absent (HTTP/1.0) counts as such. */
+function isLoopbackHostHeader(host: string | undefined): boolean {
+  if (host === undefined) return true;
+  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0]!;
+  return isLoopbackHost(name.toLowerCase());
+}
+
+/** An Origin header of a page served from this machine; `null` (a sandboxed or file page) is not one. */
+function isLoopbackOrigin(origin: string): boolean {
+  try {
+    return isLoopbackHost(new URL(origin).hostname.toLowerCase());
+  } catch {
+    return false;
+  }
+}

@@ -342,6 +342,36 @@ describe('gateway errors in Anthropic’s shape', () => {
     expect((await raw('/v1/models?after=%2e%2e')).status).toBe(200); // a query string is not a path
   });
 
+  it('without identity, a call addressed to another host name or sent by a page elsewhere → 401', async () => {
+    // Loopback callers are trusted as this machine: a web page open in a local browser must not spend the
+    // gateway's credential by DNS rebinding (Host) or a cross-site request (Origin).
+    const call = (headers: Record<string, string>) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const { port } = new URL(h.url);
+        const req = http.request({ host: '127.0.0.1', port, path: '/v1/messages', method: 'POST', headers });
+        req.on('response', (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode!, body }));
+        });
+        req.on('error', reject);
+        req.end(JSON.stringify({ model: 'm', max_tokens: 5, messages: user('spend it') }));
+      });
+    const { port } = new URL(h.url);
+    const json = { 'content-type': 'application/json' };
+    const sent = h.fake.requests.length;
+    for (const headers of [
+      { ...json, host: `attacker.example:${port}` },
+      { ...json, host: `127.0.0.1:${port}`, origin: 'https://attacker.example' },
+    ]) {
+      const res = await call(headers);
+      expect(res.status).toBe(401);
+      expect(JSON.parse(res.body)).toMatchObject({ error: { type: 'authentication_error' } });
+    }
+    expect(h.fake.requests.length).toBe(sent);
+    expect((await call({ ...json, host: `localhost:${port}` })).status).toBe(200);
+  });
+
   it('a path outside the API → 404; /healthz → 200', async () => {
     expect((await fetch(`${h.url}/etc/passwd`)).status).toBe(404);
     const health = await fetch(`${h.url}/healthz`);

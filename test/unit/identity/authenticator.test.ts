@@ -4,6 +4,7 @@ import { Authenticator, extractCredential, MISSING_CREDENTIAL } from '../../../s
 import { generateGatewayKey, type GatewayKeyRow } from '../../../src/identity/gateway-keys.js';
 import { oidcIssuerSchema } from '../../../src/identity/identity-config.js';
 import { OidcVerifier } from '../../../src/identity/oidc-verifier.js';
+import { isLocalRequest } from '../../../src/identity/loopback.js';
 import { ANONYMOUS } from '../../../src/identity/principal.js';
 import { startOidcProvider, type OidcTestProvider } from '../../support/oidc-provider.js';
 
@@ -87,8 +88,25 @@ describe('Authenticator', () => {
     const auth = new Authenticator({ anonymousAllowed: (address) => address === '127.0.0.1' });
     expect((await auth.authenticate({}, '127.0.0.1')).principal).toBe(ANONYMOUS);
     expect((await rejection(auth.authenticate({}, '192.0.2.7'))).message).toMatch(
-      /anonymous access is not allowed from this address/,
+      /anonymous calls are taken from this machine only/,
     );
+  });
+
+  it('can allow anonymous callers by their headers too (a request addressed to this machine)', async () => {
+    const auth = new Authenticator({
+      anonymousAllowed: (address, headers) => address === '127.0.0.1' && isLocalRequest(headers),
+    });
+    expect((await auth.authenticate({ host: 'localhost:8080' }, '127.0.0.1')).principal).toBe(ANONYMOUS);
+    expect(
+      (await auth.authenticate({ host: '[::1]:8080', origin: 'http://127.0.0.1:8081' }, '127.0.0.1')).principal,
+    ).toBe(ANONYMOUS);
+    for (const headers of [
+      { host: 'rebound.attacker.example:8080' },
+      { host: '127.0.0.1:8080', origin: 'https://attacker.example' },
+      { host: '127.0.0.1:8080', origin: 'null' },
+    ]) {
+      await expect(auth.authenticate(headers, '127.0.0.1')).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
+    }
   });
 
   it('routes a JWT to OIDC, from either header', async () => {
