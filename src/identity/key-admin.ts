@@ -3,6 +3,7 @@
  * on the tamper-evident chain. The key itself is shown once and never stored; only its SHA-256 is.
  */
 import { VigilError } from '../errors.js';
+import { ANONYMOUS } from './principal.js';
 import type { AuditStore, KeyCreatedData, KeyRevokedData, StoredGatewayKey } from '../store/audit-store.js';
 import { generateGatewayKey, parseKeyLifetime } from './gateway-keys.js';
 
@@ -29,6 +30,10 @@ export async function createGatewayKey(
       'BAD_REQUEST',
       `key name "${input.name}" must be 1-63 characters of letters, digits, ".", "_" or "-"`,
     );
+  }
+  if (input.name === ANONYMOUS.subject) {
+    // Records, grants and holds name callers by subject: a key must not pass for the callers without identity.
+    throw new VigilError('BAD_REQUEST', `key name "${input.name}" is reserved for callers without identity`);
   }
   for (const c of input.connections) {
     if (!knownConnections.includes(c)) {

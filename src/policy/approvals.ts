@@ -69,7 +69,12 @@ export interface DecidedData {
 export interface GrantedData {
   readonly grantId: string;
   readonly approvalId: string;
-  readonly caller: { readonly subject: string; readonly issuer: string | null };
+  readonly caller: {
+    readonly subject: string;
+    readonly issuer: string | null;
+    /** How the caller authenticated; absent in grants recorded before it was kept (see {@link grantMethod}). */
+    readonly method?: Principal['method'];
+  };
   /**
    * Set for anonymous callers: everyone on the machine is `anonymous`, so their grant covers only the session it was
    * given in (Claude Code's session), not every local caller.
@@ -209,6 +214,16 @@ interface Waiter {
 const PAGE = 2000;
 /** Allowance for the clocks of the process that approved and the one that granted (usually the same). */
 const GRANT_CLOCK_SLACK_MS = 60_000;
+
+/**
+ * How a grant's caller authenticated. Grants recorded before the method was kept tell it apart all the same: OIDC
+ * callers have an issuer, and only anonymous callers' grants are limited to a session.
+ */
+function grantMethod(g: GrantedData): Principal['method'] {
+  if (g.caller.method !== undefined) return g.caller.method;
+  if (g.caller.issuer !== null) return 'oidc';
+  return g.session !== undefined ? 'anonymous' : 'gateway_key';
+}
 
 /** `method|issuer|subject`: one identity, for distinct-approver counting. */
 function actorKey(a: Approver): string {
@@ -479,7 +494,7 @@ export class ApprovalCoordinator {
         const grant: GrantedData = {
           grantId: `grt_${randomBytes(8).toString('hex')}`,
           approvalId: id,
-          caller: { subject: held.caller.subject, issuer: held.caller.issuer ?? null },
+          caller: { subject: held.caller.subject, issuer: held.caller.issuer ?? null, method: held.caller.method },
           ...(held.caller.method === 'anonymous' ? { session: held.sessionId } : {}),
           connection: held.connection,
           rule: held.rule.name,
@@ -557,6 +572,7 @@ export class ApprovalCoordinator {
         g.rule !== rule ||
         g.caller.subject !== caller.subject ||
         g.caller.issuer !== (caller.issuer ?? null) ||
+        grantMethod(g) !== caller.method ||
         (g.session !== undefined && g.session !== sessionId)
       ) {
         continue;

@@ -141,6 +141,11 @@ describe('gateway keys', () => {
       error: { message: 'gateway key "ci-nightly" may not use connection "restricted"' },
     });
 
+    // A key may not pass for the callers without identity (records and grants name callers by subject).
+    await expect(
+      createGatewayKey(names, { name: 'anonymous', owner: 'x', connections: [], createdBy: 'test' }, ['anthropic']),
+    ).rejects.toThrow('key name "anonymous" is reserved for callers without identity');
+
     await revokeGatewayKey(names, 'ci-nightly', 'test');
     const revoked = await refusal(ask(h.url, { apiKey: key }, 'ci-revoked'));
     expect(revoked.status).toBe(401);

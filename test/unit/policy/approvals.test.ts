@@ -229,6 +229,27 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
     expect(await other).toMatchObject({ outcome: 'cancelled' });
   });
 
+  it('a grant covers only callers who authenticated the same way', async () => {
+    // Went wrong: grants matched subject and issuer only, and gateway keys and anonymous callers both have no
+    // issuer: a grant to a key named like another caller covered that caller too.
+    const key = { method: 'gateway_key' as const, subject: 'anonymous', keyName: 'anonymous' };
+    const anonymous = { method: 'anonymous' as const, subject: 'anonymous' };
+    const r = rule({ grant: '10m' });
+    const first = gateway.hold(call(r, { caller: key, sessionId: 'ses_1' }));
+    const id = await pendingId(gateway);
+    await gateway.approve(id, bob, { grantMinutes: 5 });
+    expect(await first).toMatchObject({ outcome: 'approved' });
+    expect(await gateway.hold(call(r, { caller: key, sessionId: 'ses_2' }))).toMatchObject({
+      outcome: 'granted',
+      grant: { caller: { method: 'gateway_key' } },
+    });
+    const abort = new AbortController();
+    const other = gateway.hold(call(r, { caller: anonymous, sessionId: 'ses_1', signal: abort.signal }));
+    expect(await settled(other)).toBe('pending');
+    abort.abort();
+    expect(await other).toMatchObject({ outcome: 'cancelled' });
+  });
+
   it('a grant lets the same caller through on the same rule until it expires', async () => {
     let now = Date.now();
     const c = new ApprovalCoordinator(store, { pollMs: 20, clock: () => now });
