@@ -99,7 +99,7 @@ function showSignIn(err) {
     onSignedIn: (me) => {
       signedIn = true;
       renderWho(me);
-      refreshVerify();
+      offerVerify();
       route();
     },
   });
@@ -137,7 +137,21 @@ function renderWho(me) {
   }
 }
 
-/** The store's verify status in the header: OK or BROKEN with the first problem. */
+/**
+ * The store's verify status in the header, on demand: verifying rehashes every record, which on a large store is
+ * minutes of the gateway's CPU, so opening a page must not start it. OK or BROKEN with the first problem.
+ */
+function offerVerify() {
+  clear(verifyEl);
+  verifyEl.append(
+    h(
+      'button',
+      { type: 'button', class: 'badge', title: 'Recheck the whole store’s hash chains', onclick: refreshVerify },
+      'Verify store',
+    ),
+  );
+}
+
 async function refreshVerify() {
   clear(verifyEl);
   verifyEl.append(h('span', { class: 'muted' }, 'Store: verifying…'));
@@ -175,7 +189,7 @@ async function boot() {
     const me = await api('/whoami');
     signedIn = true;
     renderWho(me);
-    refreshVerify();
+    offerVerify();
     route();
   } catch (err) {
     if (err.status === 401) return; // the sign-in view is up

@@ -221,6 +221,9 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     const tools = page.locator('tr[data-session="ui-tools"]');
     await expect.poll(() => tools.locator('td').nth(3).textContent()).toBe('claude-opus-4-5');
     expect(await tools.locator('td').nth(4).textContent()).toBe('2');
+    // Verifying the whole store is on demand, never on page load (it rehashes every record).
+    expect(await page.locator('header .badge.ok').count()).toBe(0);
+    await page.getByRole('button', { name: 'Verify store' }).click();
     await expect.poll(() => page.locator('header .badge.ok').textContent()).toMatch(/^Store OK/);
     expect(await page.locator('#who').textContent()).toContain('local admin');
 

@@ -859,6 +859,9 @@ export class SqliteAuditStore implements AuditStore {
             const last = rows.at(-1);
             if (!last) return;
             after = { chain: last.chain, seq: last.chain_seq };
+            // Between pages, back to the event loop: a gateway verifying on an admin's request keeps serving calls
+            // (an async generator alone never leaves the microtask queue, so a large store would stall the proxy).
+            await new Promise((resolve) => setImmediate(resolve));
           }
         },
         blob: async (h) => (stmts.blob.get(h) as Buffer | undefined) ?? undefined,
