@@ -1,7 +1,7 @@
 // Who read which recording, when, from where (admins only; the API says so when the caller is not one).
 
 import { api, query } from './api.js';
-import { clear, errorBox, h, link, loading, time, who } from './dom.js';
+import { clear, h, link, loadMoreButton, loading, time, who } from './dom.js';
 
 function target(what, id) {
   if (what === 'session' || what === 'export') return link(`/sessions/${encodeURIComponent(id)}`, h('code', {}, id));
@@ -62,25 +62,7 @@ export async function renderAccessLog({ root, signal }) {
     shown += page.items.length;
     cursor = page.next_cursor;
     clear(more);
-    if (cursor) {
-      more.append(
-        h(
-          'button',
-          {
-            type: 'button',
-            onclick: async (event) => {
-              event.target.disabled = true;
-              try {
-                await loadPage();
-              } catch (err) {
-                if (!signal.aborted) more.replaceChildren(errorBox(err));
-              }
-            },
-          },
-          'Load more',
-        ),
-      );
-    }
+    if (cursor) loadMoreButton(more, loadPage, signal);
     if (shown === 0) {
       table.hidden = true;
       status.append(h('p', { class: 'empty' }, 'Nobody has read a recording yet.'));

@@ -112,6 +112,30 @@ export function errorBox(err) {
   return h('div', { class: 'error', role: 'alert' }, `${status}${err && err.message ? err.message : String(err)}`);
 }
 
+/**
+ * A "Load more" button in `container` that runs `loadPage` once (disabled while it runs); a failure replaces it with
+ * the error, unless the view was left (`signal` aborted).
+ */
+export function loadMoreButton(container, loadPage, signal) {
+  container.append(
+    h(
+      'button',
+      {
+        type: 'button',
+        onclick: async (event) => {
+          event.target.disabled = true;
+          try {
+            await loadPage();
+          } catch (err) {
+            if (!signal.aborted) container.replaceChildren(errorBox(err));
+          }
+        },
+      },
+      'Load more',
+    ),
+  );
+}
+
 /** A loading placeholder. */
 export function loading(what = 'Loading…') {
   return h('p', { class: 'loading', 'aria-busy': 'true' }, what);

@@ -1,7 +1,7 @@
 // Full-text search over prompts, responses and tool calls. Snippets mark matches with « », which become <mark>.
 
 import { api, query } from './api.js';
-import { clear, errorBox, h, highlighted, link, loading, time } from './dom.js';
+import { clear, h, highlighted, link, loadMoreButton, loading, time } from './dom.js';
 
 export async function renderSearch({ root, query: q, signal }) {
   const text = q.get('q') ?? '';
@@ -72,25 +72,7 @@ export async function renderSearch({ root, query: q, signal }) {
     shown += page.items.length;
     cursor = page.next_cursor;
     clear(more);
-    if (cursor) {
-      more.append(
-        h(
-          'button',
-          {
-            type: 'button',
-            onclick: async (event) => {
-              event.target.disabled = true;
-              try {
-                await loadPage();
-              } catch (err) {
-                if (!signal.aborted) more.replaceChildren(errorBox(err));
-              }
-            },
-          },
-          'Load more',
-        ),
-      );
-    }
+    if (cursor) loadMoreButton(more, loadPage, signal);
     if (shown === 0) status.append(h('p', { class: 'empty' }, `Nothing recorded matches ${text}.`));
   };
   try {
