@@ -12,7 +12,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { VigilError } from '../errors.js';
-import { readExchange, readSession } from '../recorder/exchange-reader.js';
+import { readExchange, readSession, type ExchangeView } from '../recorder/exchange-reader.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
 import { recordVerifyFailure } from '../store/verify-alert.js';
 import type { AuditStore, ExchangeFilter, ExchangeListItem, RecordingReadData } from '../store/audit-store.js';
@@ -68,6 +68,9 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 }
 
 const notFound = (what: string): VigilError => new VigilError('NOT_FOUND', what);
+const badRequest = (what: string): VigilError => new VigilError('BAD_REQUEST', what);
+/** Exchanges per page of `GET /sessions/{id}` when a cursor is given without a limit. */
+const SESSION_PAGE = 20;
 
 function requireRole(caller: AdminCaller, ...roles: AdminCaller['role'][]): void {
   if (!roles.includes(caller.role)) {
@@ -183,8 +186,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       const id = ctx.params.id!;
-      const exchanges = (await readSession(ctx.store, id)).filter((x) => maySee(ctx.caller, x.caller));
-      if (exchanges.length === 0) throw notFound(`no session "${id}"`);
+      const paging = pageFrom((n) => ctx.query.get(n));
       const summaries: ExchangeListItem[] = [];
       let cursor: string | undefined;
       do {
@@ -192,8 +194,30 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
         summaries.push(...p.items);
         cursor = p.nextCursor ?? undefined;
       } while (cursor !== undefined);
+      summaries.reverse(); // oldest first, as the exchanges
+      if (paging.limit === undefined && paging.cursor === undefined) {
+        // Every exchange in full: for a long agent session (each turn resends the conversation) that is a large
+        // answer, built in one go; the web UI asks for pages (limit, cursor) instead.
+        const exchanges = (await readSession(ctx.store, id)).filter((x) => maySee(ctx.caller, x.caller));
+        if (exchanges.length === 0) throw notFound(`no session "${id}"`);
+        await recordRead(ctx, 'session', [id]);
+        sendJson(ctx.res, 200, { id, summaries, exchanges });
+        return;
+      }
+      if (summaries.length === 0) throw notFound(`no session "${id}"`);
+      // A page: the exchanges after the one the cursor names (the last of the previous page).
+      const start = paging.cursor === undefined ? 0 : summaries.findIndex((x) => x.id === paging.cursor) + 1;
+      if (start === 0 && paging.cursor !== undefined)
+        throw badRequest(`cursor: "${paging.cursor}" is not an exchange of session "${id}"`);
+      const slice = summaries.slice(start, start + (paging.limit ?? SESSION_PAGE));
+      const exchanges: ExchangeView[] = [];
+      for (const s of slice) {
+        const view = await readExchange(ctx.store, s.id);
+        if (view && maySee(ctx.caller, view.caller)) exchanges.push(view);
+      }
       await recordRead(ctx, 'session', [id]);
-      sendJson(ctx.res, 200, { id, summaries: summaries.reverse(), exchanges });
+      const next = start + slice.length < summaries.length ? slice.at(-1)!.id : null;
+      sendJson(ctx.res, 200, { id, summaries, exchanges, next_cursor: next });
     },
   },
   {

@@ -100,8 +100,10 @@ export const OPENAPI_DOCUMENT = {
     },
     '/sessions/{id}': {
       get: {
-        summary: 'One session: summaries and full views of its exchanges, in order',
-        parameters: [param('id')],
+        summary:
+          'One session: summaries of all its exchanges and full views of them, in order; with limit or cursor, full ' +
+          'views a page at a time (next_cursor names the next page; null after the last)',
+        parameters: [param('id'), param('limit'), param('cursor')],
         responses: {
           '200': json(
             {
@@ -111,6 +113,7 @@ export const OPENAPI_DOCUMENT = {
                 id: { type: 'string' },
                 summaries: { type: 'array', items: ref('ExchangeListItem') },
                 exchanges: { type: 'array', items: ref('ExchangeView') },
+                next_cursor: { type: ['string', 'null'] },
               },
             },
             'The session (recorded as a read).',

@@ -238,6 +238,25 @@ describe('who may see what', () => {
     expect((await api('/access-log', tokens.carol)).status).toBe(403);
   });
 
+  it('pages a session’s full exchanges on request (limit, cursor), with every summary each time', async () => {
+    // A long agent session in full is a very large answer, built in one go; the web UI asks for pages.
+    type SessionPage = { summaries: Array<{ id: string }>; exchanges: ExchangeView[]; next_cursor: string | null };
+    const all = await api<SessionPage>('/sessions/alice-1', tokens.carol);
+    expect(all.json.exchanges).toHaveLength(2);
+    expect(all.json).not.toHaveProperty('next_cursor');
+    const first = await api<SessionPage>('/sessions/alice-1?limit=1', tokens.carol);
+    expect(first.json.summaries.map((x) => x.id)).toEqual(all.json.exchanges.map((x) => x.id));
+    expect(first.json.exchanges.map((x) => x.id)).toEqual([all.json.exchanges[0]!.id]);
+    expect(first.json.exchanges[0]).toEqual(all.json.exchanges[0]);
+    const second = await api<SessionPage>(`/sessions/alice-1?limit=1&cursor=${first.json.next_cursor}`, tokens.carol);
+    expect(second.json.exchanges.map((x) => x.id)).toEqual([all.json.exchanges[1]!.id]);
+    expect(second.json.next_cursor).toBeNull();
+    const wrong = await api<{ error: { message: string } }>('/sessions/alice-1?cursor=ex_not_here', tokens.carol);
+    expect(wrong.status).toBe(400);
+    expect(wrong.json.error.message).toContain('is not an exchange of session "alice-1"');
+    expect((await api('/sessions/alice-1?limit=1', tokens.bob)).status).toBe(404); // still only one's own
+  });
+
   it('accepts an admin API token for automation, with its role', async () => {
     const r = await api<Paged<SessionSummary>>('/sessions?limit=1000', ADMIN_TOKEN);
     expect(r.status).toBe(200);
