@@ -7,6 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import { VigilError } from '../errors.js';
 import { readBody } from '../proxy/request-body.js';
 import type { ApprovalCoordinator, Approver } from '../policy/approvals.js';
+import type { AdminCaller } from './admin-caller.js';
 import { sendJson, type AdminRoute, type RouteContext } from './admin-routes.js';
 
 const MAX_BODY = 16 * 1024;
@@ -26,6 +27,16 @@ async function jsonBody(req: IncomingMessage): Promise<Record<string, unknown>> 
 function coordinator(ctx: RouteContext): ApprovalCoordinator {
   if (!ctx.approvals) throw new VigilError('NOT_FOUND', 'approvals are not enabled on this gateway');
   return ctx.approvals;
+}
+
+/**
+ * Who decides. Without identity the admin API's caller is the anonymous loopback admin — and so is every local caller
+ * of the proxy, so as `anonymous` an approver would be taken for the caller and refused (no self-approval). Like the
+ * CLI's local user, the API's local admin decides as a person of its own.
+ */
+export function approverOf(caller: AdminCaller): Approver {
+  if (caller.reader.method === 'anonymous') return { method: 'local_user', subject: 'admin-api:localhost' };
+  return caller.reader as Approver;
 }
 
 function optionalString(body: Record<string, unknown>, key: string): string | undefined {
@@ -72,7 +83,7 @@ export const APPROVAL_ROUTES: readonly AdminRoute[] = [
       const grant = body.grant_minutes;
       if (grant !== undefined && typeof grant !== 'number')
         throw new VigilError('BAD_REQUEST', 'grant_minutes must be a number');
-      const approval = await coordinator(ctx).approve(ctx.params.id!, ctx.caller.reader as Approver, {
+      const approval = await coordinator(ctx).approve(ctx.params.id!, approverOf(ctx.caller), {
         reason: optionalString(body, 'reason'),
         grantMinutes: grant,
       });
@@ -87,7 +98,7 @@ export const APPROVAL_ROUTES: readonly AdminRoute[] = [
       const body = await jsonBody(ctx.req);
       const reason = optionalString(body, 'reason');
       if (!reason) throw new VigilError('BAD_REQUEST', 'a denial needs a reason: {"reason": "…"}');
-      sendJson(ctx.res, 200, await coordinator(ctx).deny(ctx.params.id!, ctx.caller.reader as Approver, reason));
+      sendJson(ctx.res, 200, await coordinator(ctx).deny(ctx.params.id!, approverOf(ctx.caller), reason));
     },
   },
 ];

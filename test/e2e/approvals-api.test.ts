@@ -5,6 +5,7 @@
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+import { until } from '../support/until.js';
 
 const TOKEN = 'approver-token-0123456789abcdefghijklmnop';
 let h: Harness;
@@ -76,4 +77,40 @@ it('deny through the API: the client gets 403 with the reason; a denial needs on
   expect(err).toBeInstanceOf(Anthropic.PermissionDeniedError);
   expect(err.message).toContain('not today');
   expect((await api(`/approvals/${approval.id}/approve`, { method: 'POST', body: '{}' })).status).toBe(400); // already decided
+});
+
+it('without identity, the local admin approves through the API (it is not taken for the anonymous caller)', async () => {
+  // Went wrong: the API's caller and every local proxy caller were both `anonymous`, so an approval through the
+  // API (and the web UI) was refused as self-approval; only the CLI could approve.
+  const local = await startHarness((upstream) => ({
+    connections: [
+      {
+        name: 'anthropic',
+        upstream,
+        credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+        approvals: [{ name: 'large answers', action: 'hold', when: { max_tokens_above: 4096 }, timeout: '30s' }],
+      },
+    ],
+  }));
+  try {
+    const adminApi = `${local.gateway.adminUrl}/api/v1`;
+    const call = new Anthropic({ baseURL: local.url, apiKey: 'unused', maxRetries: 0 }).messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 8000,
+      messages: [{ role: 'user', content: 'approve me locally' }],
+    });
+    const id = await until('a held call', async () => {
+      const { items } = (await (await fetch(`${adminApi}/approvals`)).json()) as { items: Array<{ id: string }> };
+      return items[0]?.id;
+    });
+    const res = await fetch(`${adminApi}/approvals/${id}/approve`, { method: 'POST', body: '{}' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({
+      status: 'approved',
+      approvals: [{ by: { method: 'local_user', subject: 'admin-api:localhost' } }],
+    });
+    expect((await call).content[0]).toMatchObject({ text: 'Echo: approve me locally' });
+  } finally {
+    await local.close();
+  }
 });
