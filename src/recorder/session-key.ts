@@ -8,8 +8,9 @@ import type { ExchangeRequestData } from '../store/record-types.js';
 export type SessionSource = ExchangeRequestData['session']['source'];
 
 const MAX_ID = 200;
-// Printable ASCII without spaces: ids end up in URLs, file names and log lines.
-const SAFE_ID = /^[\x21-\x7e]{1,200}$/;
+// Printable ASCII without spaces: ids end up in URLs, file names and log lines. Not `.` or `..`, which a URL path
+// resolves away (`/sessions/..` is `/`): such a session could not be opened, exported or verified by id.
+const SAFE_ID = /^(?!\.\.?$)[\x21-\x7e]{1,200}$/;
 
 function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
   const v = headers[name];

@@ -20,6 +20,10 @@ describe('resolveSession', () => {
   it('ignores header values that are not safe ids', () => {
     expect(resolveSession({ 'x-vigil-session': 'has space' }, undefined, 'gen').source).toBe('generated');
     expect(resolveSession({ 'x-vigil-session': 'x'.repeat(300) }, undefined, 'gen').source).toBe('generated');
+    // Dot segments: `/sessions/..` resolves to `/`, so such a session could never be opened by id.
+    expect(resolveSession({ 'x-vigil-session': '..' }, undefined, 'gen').source).toBe('generated');
+    expect(resolveSession({ 'x-vigil-session': '.' }, undefined, 'gen').source).toBe('generated');
+    expect(resolveSession({ 'x-vigil-session': '...' }, undefined, 'gen').id).toBe('...');
   });
 
   it('reads the JSON form of metadata.user_id', () => {
