@@ -2,6 +2,7 @@
  * Which index rows a record adds. Both stores insert these in the same transaction as the record, so the indexes
  * never disagree with the ledger; they can always be rebuilt from it.
  */
+import { VigilError } from '../errors.js';
 import type { ExchangeSummary, NewRecord, Page } from './audit-store.js';
 import type { ExchangeRequestData, ExchangeResponseData } from './record-types.js';
 
@@ -108,11 +109,19 @@ function encodeCursor(lastAt: number, id: string): string {
   return Buffer.from(`${lastAt}:${id}`).toString('base64url');
 }
 
-export function decodeCursor(cursor: string): { lastAt: number; id: string } | undefined {
+/**
+ * The position a cursor names.
+ *
+ * @throws VigilError 400 for anything that is not a cursor this store handed out: read as "from the top", a
+ *   tampered or truncated cursor would send a paginating client back to page 1, to loop or read duplicates.
+ */
+export function decodeCursor(cursor: string): { lastAt: number; id: string } {
   const text = Buffer.from(cursor, 'base64url').toString();
   const i = text.indexOf(':');
   const lastAt = Number(text.slice(0, i));
-  if (i < 0 || !Number.isFinite(lastAt)) return undefined;
+  if (i <= 0 || !Number.isFinite(lastAt) || encodeCursor(lastAt, text.slice(i + 1)) !== cursor) {
+    throw new VigilError('BAD_REQUEST', 'cursor: not a cursor from this list (pass next_cursor as it was given)');
+  }
   return { lastAt, id: text.slice(i + 1) };
 }
 

@@ -386,6 +386,15 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         items: [expect.objectContaining({ id: 'ses_2' }), expect.objectContaining({ id: 'ses_1' })],
         nextCursor: null,
       });
+      // Went wrong: a cursor that did not decode was read as "from the top", so a client sending a mangled one got
+      // page 1 again (and looped) instead of an error.
+      for (const cursor of ['garbage', `${filtered.nextCursor!}x`, 'OnNlc18x']) {
+        await expect(store.listSessions({ caller: 'alice', limit: 2, cursor })).rejects.toMatchObject({
+          code: 'BAD_REQUEST',
+          message: expect.stringContaining('cursor: not a cursor from this list'),
+        });
+        await expect(store.listExchangesFiltered({ limit: 2, cursor })).rejects.toMatchObject({ code: 'BAD_REQUEST' });
+      }
     });
 
     it('indexes gateway keys from key.created and key.revoked records', async () => {

@@ -670,7 +670,7 @@ export class PostgresAuditStore implements AuditStore {
 
   async listAccessLog(page: PageRequest = {}): Promise<Page<AccessLogEntry>> {
     const limit = pageSize(page.limit);
-    const before = page.cursor !== undefined ? decodeCursor(page.cursor)?.lastAt : undefined;
+    const before = page.cursor !== undefined ? decodeCursor(page.cursor).lastAt : undefined;
     const res = await this.pool.query<AccessLogRow>(
       `SELECT seq, at, data FROM records WHERE kind = 'recording.read' ${before !== undefined ? 'AND seq < $2::bigint' : ''}
        ORDER BY seq DESC LIMIT $1`,

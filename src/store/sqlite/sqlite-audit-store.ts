@@ -643,7 +643,7 @@ export class SqliteAuditStore implements AuditStore {
 
   async listAccessLog(page: PageRequest = {}): Promise<Page<AccessLogEntry>> {
     const limit = pageSize(page.limit);
-    const before = page.cursor !== undefined ? decodeCursor(page.cursor)?.lastAt : undefined;
+    const before = page.cursor !== undefined ? decodeCursor(page.cursor).lastAt : undefined;
     const rows = this.db
       .prepare(
         `SELECT seq, at, data FROM records WHERE kind = 'recording.read' ${before !== undefined ? 'AND seq < ?' : ''}
