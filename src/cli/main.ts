@@ -19,7 +19,7 @@ import {
   EXPORT_FORMATS,
   type ExportFormat,
 } from '../admin/exchange-export.js';
-import { filterFrom, FILTER_PARAMS } from '../admin/query-params.js';
+import { filterFrom, FILTER_PARAMS, pageFrom } from '../admin/query-params.js';
 import { listenAddress, type ListenAddress } from '../config/config-schema.js';
 import { loadConfig } from '../config/load-config.js';
 import { ConfigError, VigilError } from '../errors.js';
@@ -201,11 +201,12 @@ async function sessions(args: string[], out: Out): Promise<number> {
       cursor: { type: 'string' },
     });
     return withStore(values, async (store) => {
+      const { limit, cursor } = pageFrom((n) => (n === 'limit' ? values.limit : n === 'cursor' ? values.cursor : null));
       const page = await store.listSessions({
-        ...(values.limit !== undefined ? { limit: Number(values.limit) } : {}),
+        ...(limit !== undefined ? { limit } : {}),
         ...(values.connection !== undefined ? { connection: values.connection } : {}),
         ...(values.caller !== undefined ? { caller: values.caller } : {}),
-        ...(values.cursor !== undefined ? { cursor: values.cursor } : {}),
+        ...(cursor !== undefined ? { cursor } : {}),
       });
       if (values.json) {
         out.stdout.write(`${JSON.stringify({ sessions: page.items, next_cursor: page.nextCursor }, null, 2)}\n`);
@@ -315,10 +316,11 @@ async function search(args: string[], out: Out): Promise<number> {
   if (!query) throw new CliError('usage: vigil search <query> [--json] [--limit N] [--cursor C] [filters…]');
   const filter = cliFilter(values);
   return withStore(values, async (store) => {
+    const { limit, cursor } = pageFrom((n) => (n === 'limit' ? values.limit : n === 'cursor' ? values.cursor : null));
     const page = await store.search(query, {
       filter,
-      ...(values.limit !== undefined ? { limit: Number(values.limit) } : {}),
-      ...(values.cursor !== undefined ? { cursor: values.cursor } : {}),
+      ...(limit !== undefined ? { limit } : {}),
+      ...(cursor !== undefined ? { cursor } : {}),
     });
     await recordCliRead(
       values,

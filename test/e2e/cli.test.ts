@@ -57,6 +57,14 @@ describe('vigil serve, sessions, verify', () => {
       expect.objectContaining({ id: 'cli-session', exchanges: 2, connection: 'anthropic', callerSubject: 'anonymous' }),
     ]);
 
+    // A bad --limit or --cursor is an error saying what to fix, not silently ignored (or read as "from the top").
+    const badLimit = await vigil(['sessions', 'list', '--data-dir', dir, '--limit', 'abc']);
+    expect(badLimit.code).not.toBe(0);
+    expect(badLimit.stderr).toContain('limit: expected an integer from 1 to 1000, got "abc"');
+    const badCursor = await vigil(['search', 'question', '--data-dir', dir, '--cursor', 'garbage']);
+    expect(badCursor.code).not.toBe(0);
+    expect(badCursor.stderr).toContain('cursor: not a cursor from this list');
+
     const show = await vigil(['sessions', 'show', 'cli-session', '--data-dir', dir, '--json']);
     expect(show.code).toBe(0);
     const { exchanges } = JSON.parse(show.stdout) as { exchanges: Array<Record<string, any>> };
