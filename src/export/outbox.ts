@@ -70,6 +70,8 @@ export class Outbox {
   /** Per sink: the event it keeps refusing, and how many times in a row. */
   private readonly refused = new Map<string, { id: string; count: number }>();
   private stopped = false;
+  /** close() was called: no pass is scheduled any more, but the final one still runs. */
+  private closing = false;
 
   constructor(
     private readonly store: OutboxStore,
@@ -92,10 +94,10 @@ export class Outbox {
   start(): void {
     if (this.sinks.length === 0) return;
     const tick = (): void => {
-      if (this.stopped) return;
+      if (this.stopped || this.closing) return;
       this.running = this.runOnce().finally(() => {
         this.running = null;
-        if (!this.stopped) this.timer = setTimeout(tick, this.options.pollMs ?? 500).unref();
+        if (!this.stopped && !this.closing) this.timer = setTimeout(tick, this.options.pollMs ?? 500).unref();
       });
     };
     tick();
@@ -269,11 +271,21 @@ export class Outbox {
     this.requests.set(id, req);
   }
 
-  /** Stop polling; a final pass delivers what it can (bounded by `deadlineMs`). */
+  /**
+   * Stop polling; a final pass delivers what was recorded since the last one — the streams drained at shutdown, say
+   * — as far as `deadlineMs` allows (what it cannot deliver waits in the store for the next start).
+   */
   async close(deadlineMs = 2000): Promise<void> {
-    this.stopped = true;
+    this.closing = true;
     if (this.timer) clearTimeout(this.timer);
-    if (this.running) await Promise.race([this.running, new Promise((r) => setTimeout(r, deadlineMs))]);
+    const finalPass = (async () => {
+      if (this.running) await this.running;
+      if (deadlineMs > 0 && this.sinks.length > 0 && !this.stopped) await this.runOnce();
+    })().catch((err: unknown) => this.options.log.warn({ err }, 'the final delivery to SIEM sinks failed'));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([finalPass, new Promise((r) => (timer = setTimeout(r, deadlineMs)))]);
+    clearTimeout(timer);
+    this.stopped = true; // a pass still delivering stops after its batch
     await Promise.all(this.sinks.map((s) => s.close().catch(() => undefined)));
   }
 }
