@@ -8,7 +8,7 @@ import type { KeyCreatedData, KeyRevokedData, StoredRecord } from '../store/audi
 import { bodyValue } from '../recorder/exchange-reader.js';
 import { blobHashes } from '../recorder/body-splitter.js';
 import type { ExchangeRequestData, ExchangeResponseData } from '../store/record-types.js';
-import type { AuditActor, AuditEvent } from './audit-event.js';
+import type { AuditActor, AuditEvent, AuditEventType } from './audit-event.js';
 
 function actor(p: Principal | undefined): AuditActor | undefined {
   if (!p) return undefined;
@@ -148,12 +148,13 @@ export function auditEventOf(
         },
       };
     default:
-      if (r.kind.startsWith('approval.')) {
+      const approval = APPROVAL_EVENTS[r.kind];
+      if (approval) {
         const a = actor((data.approver ?? data.caller) as Principal | undefined);
         return {
           ...base,
-          type: r.kind === 'approval.held' ? 'approval.held' : 'approval.decided',
-          severity: r.kind === 'approval.held' ? 'info' : 'warning',
+          type: approval.type,
+          severity: approval.severity,
           ...(a ? { actor: a } : {}),
           ...(typeof data.connection === 'string' ? { connection: data.connection } : {}),
           ...(r.sessionId ? { session: r.sessionId } : {}),
@@ -171,6 +172,20 @@ export function auditEventOf(
       return null;
   }
 }
+
+/**
+ * Each approval record as an event of its own type: a SIEM rule on decisions must not fire on notifications, or on
+ * every call a grant lets through. Warnings: what a person decided, a grant (later calls skip approval), a timeout.
+ */
+const APPROVAL_EVENTS: Readonly<Record<string, { type: AuditEventType; severity: AuditEvent['severity'] }>> = {
+  'approval.held': { type: 'approval.held', severity: 'info' },
+  'approval.notified': { type: 'approval.notified', severity: 'info' },
+  'approval.decided': { type: 'approval.decided', severity: 'warning' },
+  'approval.granted': { type: 'approval.granted', severity: 'warning' },
+  'approval.grant_used': { type: 'approval.grant_used', severity: 'info' },
+  'approval.timed_out': { type: 'approval.timed_out', severity: 'warning' },
+  'approval.cancelled': { type: 'approval.cancelled', severity: 'info' },
+};
 
 /** The blobs {@link exchangeContent} needs. */
 export function contentBlobHashes(request: ExchangeRequestData | undefined, response: ExchangeResponseData): string[] {

@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { auditEventOf } from '../../../src/export/record-events.js';
+import type { StoredRecord } from '../../../src/store/audit-store.js';
+
+const record = (kind: string, data: Record<string, unknown>): StoredRecord => ({
+  seq: 7,
+  chain: 'ch_1',
+  chainSeq: 7,
+  kind: kind as StoredRecord['kind'],
+  exchangeId: 'ex_1',
+  sessionId: 'ses_1',
+  at: 1_700_000_000_000,
+  data: JSON.stringify(data),
+  prevHash: '0'.repeat(64),
+  hash: '1'.repeat(64),
+});
+
+describe('approval records as audit events', () => {
+  it('each kind is an event type of its own, so a rule on decisions fires on decisions only', () => {
+    // Went wrong: every approval record but `held` went out as `approval.decided` (warning) — notifications and
+    // each call a grant let through included.
+    const base = { approvalId: 'apr_1', connection: 'anthropic', rule: { name: 'risky' } };
+    const cases: Array<[string, Record<string, unknown>, string, string]> = [
+      ['approval.held', { ...base, caller: { method: 'oidc', subject: 'alice' } }, 'approval.held', 'info'],
+      ['approval.notified', base, 'approval.notified', 'info'],
+      [
+        'approval.decided',
+        { ...base, decision: 'approve', approver: { method: 'oidc', subject: 'bob' } },
+        'approval.decided',
+        'warning',
+      ],
+      [
+        'approval.granted',
+        { ...base, rule: 'risky', caller: { subject: 'alice', issuer: null } },
+        'approval.granted',
+        'warning',
+      ],
+      ['approval.grant_used', base, 'approval.grant_used', 'info'],
+      ['approval.timed_out', base, 'approval.timed_out', 'warning'],
+      ['approval.cancelled', base, 'approval.cancelled', 'info'],
+    ];
+    for (const [kind, data, type, severity] of cases) {
+      const e = auditEventOf(record(kind, data), 'gw-1');
+      expect({ kind, type: e?.type, severity: e?.severity }).toEqual({ kind, type, severity });
+      expect(e?.attributes).toMatchObject({ record: kind, approval_id: 'apr_1', rule: 'risky' });
+    }
+    expect(auditEventOf(record('approval.decided', { ...base, decision: 'deny' }), 'gw-1')?.attributes).toMatchObject({
+      decision: 'deny',
+    });
+  });
+});
