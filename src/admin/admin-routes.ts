@@ -82,7 +82,7 @@ function requireRole(caller: AdminCaller, ...roles: AdminCaller['role'][]): void
 }
 
 /** Appends the `recording.read` record of this read; refuses the read if that fails. */
-async function recordRead(
+export async function recordRead(
   ctx: RouteContext,
   what: RecordingReadData['what'],
   ids: readonly string[],

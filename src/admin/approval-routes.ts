@@ -6,9 +6,9 @@
 import type { IncomingMessage } from 'node:http';
 import { VigilError } from '../errors.js';
 import { readBody } from '../proxy/request-body.js';
-import type { ApprovalCoordinator, Approver } from '../policy/approvals.js';
+import { inGroups, type ApprovalCoordinator, type ApprovalView, type Approver } from '../policy/approvals.js';
 import type { AdminCaller } from './admin-caller.js';
-import { sendJson, type AdminRoute, type RouteContext } from './admin-routes.js';
+import { recordRead, sendJson, type AdminRoute, type RouteContext } from './admin-routes.js';
 
 const MAX_BODY = 16 * 1024;
 
@@ -39,6 +39,34 @@ export function approverOf(caller: AdminCaller): Approver {
   return caller.reader as Approver;
 }
 
+/**
+ * Whether `caller` may see a held call (its prompt excerpts are recorded content): admins and auditors all of them,
+ * a user only their own calls and the ones they may decide.
+ */
+function mayView(caller: AdminCaller, a: ApprovalView): boolean {
+  if (caller.role !== 'user') return true;
+  const r = caller.reader as Approver;
+  const own =
+    a.caller.subject === r.subject && (a.caller.issuer ?? null) === ('issuer' in r ? (r.issuer ?? null) : null);
+  return own || inGroups(r, a.rule.approverGroups);
+}
+
+/**
+ * The access log gets a `recording.read` for the held calls a person sees — once per new set of them, not on every
+ * poll of a page that refreshes itself (the web UI's does every 2 s).
+ */
+const lastSeen = new Map<string, string>();
+async function recordApprovalRead(ctx: RouteContext, ids: readonly string[]): Promise<void> {
+  if (ids.length === 0) return;
+  const reader = ctx.caller.reader;
+  const key = `${reader.method}|${'issuer' in reader ? (reader.issuer ?? '') : ''}|${reader.subject}`;
+  const seen = ids.join(',');
+  if (lastSeen.get(key) === seen) return;
+  await recordRead(ctx, 'approval', ids);
+  if (lastSeen.size >= 1000) lastSeen.clear();
+  lastSeen.set(key, seen);
+}
+
 function optionalString(body: Record<string, unknown>, key: string): string | undefined {
   const v = body[key];
   if (v === undefined) return undefined;
@@ -57,10 +85,16 @@ export const APPROVAL_ROUTES: readonly AdminRoute[] = [
       if (status !== 'pending' && status !== 'all')
         throw new VigilError('BAD_REQUEST', 'status must be pending or all');
       const connection = ctx.query.get('connection') ?? undefined;
-      const items = await coordinator(ctx).list({
-        pending: status === 'pending',
-        ...(connection ? { connection } : {}),
-      });
+      const items = (
+        await coordinator(ctx).list({
+          pending: status === 'pending',
+          ...(connection ? { connection } : {}),
+        })
+      ).filter((a) => mayView(ctx.caller, a));
+      await recordApprovalRead(
+        ctx,
+        items.map((a) => a.id),
+      );
       sendJson(ctx.res, 200, { items });
     },
   },
@@ -70,7 +104,9 @@ export const APPROVAL_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       const approval = await coordinator(ctx).get(ctx.params.id!);
-      if (!approval) throw new VigilError('NOT_FOUND', `no approval ${ctx.params.id}`);
+      if (!approval || !mayView(ctx.caller, approval))
+        throw new VigilError('NOT_FOUND', `no approval ${ctx.params.id}`);
+      await recordApprovalRead(ctx, [approval.id]);
       sendJson(ctx.res, 200, approval);
     },
   },

@@ -243,7 +243,8 @@ function groupsOf(a: Approver): readonly string[] {
   return 'groups' in a ? (a.groups ?? []) : [];
 }
 
-function inGroups(a: Approver, groups: readonly string[]): boolean {
+/** Whether `a` is among the approvers `groups` name (none named: anyone). */
+export function inGroups(a: Approver, groups: readonly string[]): boolean {
   return groups.length === 0 || groupsOf(a).some((g) => groups.includes(g));
 }
 

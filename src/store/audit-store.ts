@@ -185,7 +185,7 @@ export type RecordingReader = Principal | { readonly method: 'admin_token'; read
 export interface RecordingReadData {
   readonly actor: RecordingReader;
   readonly role: 'admin' | 'auditor' | 'user';
-  readonly what: 'session' | 'exchange' | 'events' | 'search' | 'export';
+  readonly what: 'session' | 'exchange' | 'events' | 'search' | 'export' | 'approval';
   /** Session or exchange ids read (for search: the exchanges whose snippets were shown). */
   readonly ids: readonly string[];
   /** The search query, or the export's filter as a query string. */

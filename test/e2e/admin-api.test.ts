@@ -24,6 +24,7 @@ import type {
   SessionSummary,
 } from '../../src/store/audit-store.js';
 import type { ExchangeRequestData, ExchangeResponseData } from '../../src/store/record-types.js';
+import { until } from '../support/until.js';
 import { startHarness, type Harness } from '../support/gateway-harness.js';
 import { startOidcProvider, type OidcTestProvider } from '../support/oidc-provider.js';
 
@@ -121,7 +122,23 @@ async function bulkRecord(n: number, needleAt: number): Promise<void> {
 beforeAll(async () => {
   idp = await startOidcProvider();
   process.env.VIGIL_TEST_ADMIN_TOKEN = ADMIN_TOKEN;
-  h = await startHarness(() => ({
+  h = await startHarness((upstream) => ({
+    connections: [
+      {
+        name: 'anthropic',
+        upstream,
+        credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+        approvals: [
+          {
+            name: 'large answers',
+            action: 'hold',
+            when: { max_tokens_above: 4096 },
+            timeout: '30s',
+            approver_groups: ['security'],
+          },
+        ],
+      },
+    ],
     identity: { oidc: [{ issuer: idp.issuer, audience: 'vigil' }] },
     admin: {
       listen: '127.0.0.1:0',
@@ -611,5 +628,37 @@ describe('without identity', () => {
     } finally {
       await local.close();
     }
+  });
+});
+
+// Last: the held call it makes would show up in the lists the tests above count.
+describe('held calls', () => {
+  it('shows a held call only to its caller and to those who may decide it, and logs who saw it', async () => {
+    // Went wrong: any authenticated person could list every held call, prompt excerpts included, unlogged.
+    const call = client(tokens.alice)
+      .messages.create(
+        { model: 'claude-haiku-4-5', max_tokens: 8000, messages: [{ role: 'user', content: 'the okapi budget plan' }] },
+        { headers: { 'x-vigil-session': 'alice-held' } },
+      )
+      .catch((e: unknown) => e);
+    type Listed = { items: Array<{ id: string; caller: { subject: string } }> };
+    const id = await until(
+      'a held call',
+      async () => (await api<Listed>('/approvals', tokens.carol)).json.items[0]?.id,
+    );
+    expect((await api<Listed>('/approvals', tokens.bob)).json.items).toEqual([]); // neither his nor his to decide
+    expect((await api(`/approvals/${id}`, tokens.bob)).status).toBe(404);
+    expect((await api<Listed>('/approvals', tokens.alice)).json.items.map((a) => a.id)).toEqual([id]); // her own
+    await api('/approvals', tokens.carol); // the same set again: not logged twice
+    const log = await api<Paged<AccessLogEntry>>('/access-log?limit=1000', tokens.dave);
+    const seen = log.json.items.filter((e) => e.data.what === 'approval' && e.data.ids.includes(id));
+    expect(seen.map((e) => e.data.actor.subject).sort()).toEqual(['alice', 'carol']);
+    const denied = await fetch(`${admin}/api/v1/approvals/${id}/deny`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${tokens.carol}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ reason: 'not this quarter' }),
+    });
+    expect(denied.status).toBe(200);
+    expect(await call).toMatchObject({ status: 403 });
   });
 });
