@@ -275,6 +275,15 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     expect(await page.locator('section.response .tool-name').textContent()).toBe('get_weather');
   });
 
+  it('ends a plain exchange’s page with its response body, not a stray "null"', async () => {
+    // The exchange view handed a null (no stream events) to replaceChildren, which printed it as text.
+    const [plain] = await open.session('ui-plain', 1);
+    await page.goto(`${open.gateway.adminUrl}/ui/#/exchanges/${plain!.id}`);
+    await page.locator('section.response').waitFor();
+    expect(await page.locator('#view').textContent()).not.toMatch(/null\s*$/);
+    expect(await page.locator('#view > *').last().getAttribute('class')).toBe('response');
+  });
+
   it('searches, highlights the match and opens the exchange it came from', async () => {
     const [plain] = await open.session('ui-plain', 1);
     await page.goto(`${open.gateway.adminUrl}/ui/#/search`);
