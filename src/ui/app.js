@@ -72,9 +72,17 @@ function route() {
     return;
   }
   renderNav(match.r.nav);
+  let params;
+  try {
+    params = match.m.slice(1).map(decodeURIComponent);
+  } catch {
+    // A hand-edited or truncated link (`#/sessions/%E0`): decodeURIComponent throws URIError.
+    root.append(errorBox(new Error(`Not a valid address: #${path}`)));
+    return;
+  }
   const view = {
     root,
-    params: match.m.slice(1).map(decodeURIComponent),
+    params,
     query,
     signal: controller.signal,
     /** Run `fn` when the view is left (timers). */

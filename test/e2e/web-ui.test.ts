@@ -364,6 +364,15 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     await page.goto(`${open.gateway.adminUrl}/ui/#/search?q=zzyzzxnotthere`);
     await page.getByText('Nothing recorded matches zzyzzxnotthere.').waitFor();
   });
+
+  it('shows an error, not a blank page, for an address that does not decode', async () => {
+    // The router decoded the hash outside any try: decodeURIComponent('%E0') threw a URIError and left the page empty.
+    await page.goto(`${open.gateway.adminUrl}/ui/#/sessions/%E0`);
+    await expect.poll(() => page.getByRole('alert').textContent()).toBe('Not a valid address: #/sessions/%E0');
+    // And the next link works again.
+    await page.getByRole('link', { name: 'Sessions' }).first().click();
+    await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+  });
 });
 
 describe('with identity configured', () => {
