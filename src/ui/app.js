@@ -136,7 +136,7 @@ function renderWho(me) {
           class: 'link',
           onclick: () => {
             clearToken();
-            boot();
+            boot({ signedOut: true });
           },
         },
         'Sign out',
@@ -192,16 +192,18 @@ async function refreshVerify() {
   }
 }
 
-async function boot() {
+/** Find out who is here: the views when the API knows (or needs no credential), else sign-in. */
+async function boot({ signedOut = false } = {}) {
   try {
-    const me = await api('/whoami');
+    const me = await api('/whoami', { signIn: false });
     signedIn = true;
     renderWho(me);
     offerVerify();
     route();
   } catch (err) {
-    if (err.status === 401) return; // the sign-in view is up
-    root.append(errorBox(err));
+    // After a deliberate sign-out, "missing credential" is no news: the form alone.
+    if (err.status === 401) showSignIn(signedOut ? null : err);
+    else root.append(errorBox(err));
   }
 }
 

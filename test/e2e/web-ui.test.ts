@@ -14,6 +14,7 @@ import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harne
 
 const CHROMIUM = '/usr/bin/chromium';
 const ADMIN_TOKEN = 'web-ui-admin-token-0123456789abcdefghij';
+const AUDITOR_TOKEN = 'web-ui-auditor-token-0123456789abcdefgh';
 const XSS = '<img src=x onerror="window.__xss=1"> and <script>window.__xss=2</script> please';
 
 let browser: Browser;
@@ -52,6 +53,7 @@ function rawGet(base: string, path: string): Promise<{ status: number; headers: 
 
 beforeAll(async () => {
   process.env.VIGIL_TEST_UI_ADMIN_TOKEN = ADMIN_TOKEN;
+  process.env.VIGIL_TEST_UI_AUDITOR_TOKEN = AUDITOR_TOKEN;
   [browser, open, guarded] = await Promise.all([
     chromium.launch({
       executablePath: CHROMIUM,
@@ -80,7 +82,10 @@ beforeAll(async () => {
       ],
       admin: {
         listen: '127.0.0.1:0',
-        tokens: [{ name: 'oncall', role: 'admin', token: { env: 'VIGIL_TEST_UI_ADMIN_TOKEN' } }],
+        tokens: [
+          { name: 'oncall', role: 'admin', token: { env: 'VIGIL_TEST_UI_ADMIN_TOKEN' } },
+          { name: 'review', role: 'auditor', token: { env: 'VIGIL_TEST_UI_AUDITOR_TOKEN' } },
+        ],
       },
     })),
   ]);
@@ -143,6 +148,7 @@ afterAll(async () => {
   await browser?.close();
   await Promise.all([open?.close(), guarded?.close()]);
   delete process.env.VIGIL_TEST_UI_ADMIN_TOKEN;
+  delete process.env.VIGIL_TEST_UI_AUDITOR_TOKEN;
 });
 
 describe('serving /ui/', () => {
@@ -437,10 +443,22 @@ describe('with identity configured', () => {
     await page.getByText('Nothing is waiting for approval.').waitFor({ timeout: 5000 });
   });
 
-  it('signs out: the token is gone and sign-in is asked again', async () => {
+  it('signs out: the token is gone and sign-in is asked again, without an error', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     expect(await page.evaluate(() => sessionStorage.getItem('vigil.token'))).toBeNull();
+    // Signing out used to greet the person with "401: missing credential", as if something had gone wrong.
+    expect(await page.getByRole('alert').count()).toBe(0);
+  });
+
+  it('shows an auditor only the access log’s refusal, no empty table', async () => {
+    // The 403 used to sit under the header of an empty table.
+    const auditor = await newPage();
+    await auditor.goto(`${guarded.gateway.adminUrl}/ui/#/access-log`);
+    await auditor.getByLabel('Token').fill(AUDITOR_TOKEN);
+    await auditor.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => auditor.getByRole('alert').textContent()).toMatch(/^403: /);
+    expect(await auditor.locator('table.access-log').isVisible()).toBe(false);
   });
 });
 
