@@ -10,6 +10,7 @@ import { request as httpRequest } from 'node:http';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UI_SECURITY_HEADERS } from '../../src/admin/ui-assets.js';
+import { createGatewayKey } from '../../src/identity/key-admin.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -459,6 +460,91 @@ describe('with identity configured', () => {
     await auditor.getByRole('button', { name: 'Sign in' }).click();
     await expect.poll(() => auditor.getByRole('alert').textContent()).toMatch(/^403: /);
     expect(await auditor.locator('table.access-log').isVisible()).toBe(false);
+  });
+});
+
+describe('long, shared and malformed sessions', () => {
+  let busy: Harness; // no identity, but gateway keys name their callers
+  let page: Page;
+  const ask = (client: Anthropic, text: string, session: string) =>
+    client.messages.create(
+      { model: 'claude-haiku-4-5', max_tokens: 20, messages: [{ role: 'user', content: text }] },
+      inSession(session),
+    );
+  /** A body sent as is: the SDK would not send these. */
+  const raw = (body: string, session: string) =>
+    fetch(`${busy.url}/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+        'x-api-key': CLIENT_KEY,
+        'x-vigil-session': session,
+      },
+      body,
+    });
+
+  beforeAll(async () => {
+    busy = await startHarness(() => ({ admin: { listen: '127.0.0.1:0' } }));
+    const client = sdk(busy);
+    for (let i = 1; i <= 22; i++) await ask(client, `turn ${i} of a long session`, 'ui-long');
+    // Two callers choose the same session id.
+    for (const name of ['build-bot', 'review-bot']) {
+      const { key } = await createGatewayKey(
+        busy.gateway.store,
+        { name, owner: 'platform', connections: [], createdBy: 'web-ui test' },
+        ['anthropic'],
+      );
+      await ask(new Anthropic({ baseURL: busy.url, apiKey: key, maxRetries: 0 }), `hello from ${name}`, 'ui-shared');
+    }
+    // A session with a normal exchange between recordings the transcript cannot draw as usual.
+    await raw('{"model":"x","max_tokens":10,"messages":[null]}', 'ui-malformed');
+    await ask(client, 'a perfectly normal question', 'ui-malformed');
+    await raw(
+      '{"model":"x","max_tokens":10,"messages":[{"role":"user","content":[{"type":"text","text":{"toString":1}}]}]}',
+      'ui-malformed',
+    );
+    await Promise.all([busy.session('ui-long', 22), busy.session('ui-shared', 2), busy.session('ui-malformed', 3)]);
+    page = await newPage();
+  });
+  afterAll(async () => {
+    await busy?.close();
+  });
+
+  it('pages a long session 20 exchanges at a time, with Load more', async () => {
+    // The session page asked for every exchange in full at once: tens of MB for a long agent session.
+    const asked: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().includes('/api/v1/sessions/ui-long')) asked.push(new URL(r.url()).search);
+    });
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-long`);
+    const cards = page.locator('article.exchange-card');
+    await expect.poll(() => cards.count()).toBe(20);
+    expect(await page.locator('dl.facts').first().textContent()).toContain('Exchanges22');
+    expect(await cards.nth(19).locator('.turn.user').textContent()).toContain('turn 20 of a long session');
+    expect(await cards.nth(19).locator('.index').textContent()).toBe('#20');
+    await page.getByRole('button', { name: 'Load more' }).click();
+    await expect.poll(() => cards.count()).toBe(22);
+    expect(await cards.nth(21).locator('.turn.user').textContent()).toContain('turn 22 of a long session');
+    expect(await cards.nth(21).locator('.index').textContent()).toBe('#22');
+    expect(await page.getByRole('button', { name: 'Load more' }).count()).toBe(0);
+    expect(asked).toHaveLength(2);
+    expect(asked[0]).toBe('?limit=20');
+    expect(asked[1]).toMatch(/^\?limit=20&cursor=ex_/);
+  });
+
+  it('draws the rest of a session when one recorded request is malformed', async () => {
+    // A recorded `messages: [null]` made the transcript throw, and the page showed nothing of the session.
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-malformed`);
+    const cards = page.locator('article.exchange-card');
+    await expect.poll(() => cards.count()).toBe(3);
+    expect(await cards.nth(0).locator('.turn.user').textContent()).toContain('Not a message object');
+    expect(await cards.nth(0).locator('.turn.user pre').textContent()).toBe('null');
+    expect(await cards.nth(1).locator('.turn.user').textContent()).toContain('a perfectly normal question');
+    expect(await cards.nth(1).locator('.turn.assistant').textContent()).toContain('a perfectly normal question');
+    // A card that cannot be drawn at all says so in its place, with the way to the exchange itself.
+    expect(await cards.nth(2).getByRole('alert').textContent()).toMatch(/^This exchange could not be shown: /);
+    expect(await cards.nth(2).getByRole('link', { name: 'Exchange details' }).count()).toBe(1);
   });
 });
 
