@@ -2,7 +2,20 @@
 // export (JSONL, Markdown) and verification of the session's records.
 
 import { api, download, query } from './api.js';
-import { clear, errorBox, facts, h, link, loadMoreButton, loading, outcomeBadge, time, who } from './dom.js';
+import {
+  callersText,
+  clear,
+  distinctCallers,
+  errorBox,
+  facts,
+  h,
+  link,
+  loadMoreButton,
+  loading,
+  outcomeBadge,
+  time,
+  who,
+} from './dom.js';
 import { answer, lastTurn, maskingText, timingText, usageText } from './blocks.js';
 
 /** Exchanges per page: a long agent session has thousands, each resending the conversation so far. */
@@ -19,6 +32,8 @@ function exchangeCard(x, summary, index) {
       h('span', { class: 'index' }, `#${index + 1}`),
       ' ',
       time(x.started_at),
+      ' ',
+      h('span', { class: 'caller', title: 'Caller' }, who(x.caller)),
       ' ',
       h('span', { class: 'model' }, x.model ?? 'no model'),
       ' ',
@@ -59,11 +74,12 @@ function safeCard(x, summary, index) {
   }
 }
 
-/** The session's facts, from its first page: connections and count from the summaries of all its exchanges. */
+/** The session's facts, from its first page: callers and connections from the summaries of all its exchanges. */
 function sessionFacts(page) {
   const first = page.exchanges[0];
+  const callers = distinctCallers(page.summaries);
   return facts([
-    ['Caller', first && who(first.caller)],
+    [callers.length > 1 ? 'Callers' : 'Caller', callersText(callers)],
     ['Connection', [...new Set(page.summaries.map((s) => s.connection))].join(', ')],
     [
       'Client',

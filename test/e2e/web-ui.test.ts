@@ -533,6 +533,23 @@ describe('long, shared and malformed sessions', () => {
     expect(asked[1]).toMatch(/^\?limit=20&cursor=ex_/);
   });
 
+  it('names every caller of a shared session: in the list, the header and each exchange', async () => {
+    // The session page showed the first exchange's caller for all; the list showed one caller too.
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions`);
+    const row = page.locator('tr[data-session="ui-shared"]');
+    await expect.poll(() => row.locator('td').nth(1).textContent()).toBe('2 callers: build-bot, review-bot');
+    expect(await page.locator('tr[data-session="ui-long"] td').nth(1).textContent()).toBe('anonymous');
+
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-shared`);
+    const cards = page.locator('article.exchange-card');
+    await expect.poll(() => cards.count()).toBe(2);
+    expect(await page.locator('dl.facts').first().textContent()).toContain('Callers2 callers: build-bot, review-bot');
+    expect(await cards.nth(0).locator('header .caller').textContent()).toBe('build-bot');
+    expect(await cards.nth(0).locator('.turn.user').textContent()).toContain('hello from build-bot');
+    expect(await cards.nth(1).locator('header .caller').textContent()).toBe('review-bot');
+    expect(await cards.nth(1).locator('.turn.user').textContent()).toContain('hello from review-bot');
+  });
+
   it('draws the rest of a session when one recorded request is malformed', async () => {
     // A recorded `messages: [null]` made the transcript throw, and the page showed nothing of the session.
     await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-malformed`);
