@@ -71,7 +71,9 @@ export async function renderAccessLog({ root, signal }) {
   try {
     await loadPage();
   } catch (err) {
+    // Only the error (a 403 for non-admins), not an empty table under it.
     clear(status);
+    table.hidden = true;
     throw err;
   }
 }

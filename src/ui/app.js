@@ -72,9 +72,17 @@ function route() {
     return;
   }
   renderNav(match.r.nav);
+  let params;
+  try {
+    params = match.m.slice(1).map(decodeURIComponent);
+  } catch {
+    // A hand-edited or truncated link (`#/sessions/%E0`): decodeURIComponent throws URIError.
+    root.append(errorBox(new Error(`Not a valid address: #${path}`)));
+    return;
+  }
   const view = {
     root,
-    params: match.m.slice(1).map(decodeURIComponent),
+    params,
     query,
     signal: controller.signal,
     /** Run `fn` when the view is left (timers). */
@@ -128,7 +136,7 @@ function renderWho(me) {
           class: 'link',
           onclick: () => {
             clearToken();
-            boot();
+            boot({ signedOut: true });
           },
         },
         'Sign out',
@@ -184,16 +192,18 @@ async function refreshVerify() {
   }
 }
 
-async function boot() {
+/** Find out who is here: the views when the API knows (or needs no credential), else sign-in. */
+async function boot({ signedOut = false } = {}) {
   try {
-    const me = await api('/whoami');
+    const me = await api('/whoami', { signIn: false });
     signedIn = true;
     renderWho(me);
     offerVerify();
     route();
   } catch (err) {
-    if (err.status === 401) return; // the sign-in view is up
-    root.append(errorBox(err));
+    // After a deliberate sign-out, "missing credential" is no news: the form alone.
+    if (err.status === 401) showSignIn(signedOut ? null : err);
+    else root.append(errorBox(err));
   }
 }
 

@@ -77,10 +77,21 @@ export function lastTurn(requestBody) {
     return h('p', { class: 'muted' }, 'This request carries no messages (see the exchange for its body).');
   }
   const last = messages[messages.length - 1];
+  // The body is what the client sent, recorded as is: the last "message" may be null, a string, a list.
+  if (last == null || typeof last !== 'object' || Array.isArray(last)) {
+    return h(
+      'div',
+      { class: 'turn user' },
+      h('div', { class: 'role' }, `message ${messages.length}`),
+      h('p', { class: 'muted' }, 'Not a message object: '),
+      jsonBlock(JSON.stringify(last) ?? String(last)),
+    );
+  }
+  const role = typeof last.role === 'string' ? last.role : 'user';
   return h(
     'div',
-    { class: `turn ${last.role === 'assistant' ? 'assistant' : 'user'}` },
-    h('div', { class: 'role' }, `${last.role ?? 'user'} (message ${messages.length})`),
+    { class: `turn ${role === 'assistant' ? 'assistant' : 'user'}` },
+    h('div', { class: 'role' }, `${role} (message ${messages.length})`),
     content(last.content),
   );
 }

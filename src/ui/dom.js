@@ -158,3 +158,31 @@ export function who(p) {
   const subject = p.method === 'admin_token' ? `token ${p.subject}` : p.subject;
   return extra ? `${subject} (${extra})` : subject;
 }
+
+/**
+ * The distinct callers of some exchanges (list items: callerSubject, callerMethod, callerIssuer), sorted. Session ids
+ * are chosen by the clients, so callers can share one.
+ */
+export function distinctCallers(items) {
+  const callers = new Map();
+  for (const x of items) {
+    const key = JSON.stringify([x.callerMethod ?? null, x.callerIssuer ?? null, x.callerSubject]);
+    if (!callers.has(key)) callers.set(key, x);
+  }
+  const list = [...callers.values()];
+  // Subjects are unique per method (and issuer) only: say how a repeated subject came in.
+  const subjects = list.map((x) => x.callerSubject);
+  return list
+    .map((x) =>
+      subjects.indexOf(x.callerSubject) !== subjects.lastIndexOf(x.callerSubject)
+        ? `${x.callerSubject} (${[x.callerMethod, x.callerIssuer].filter(Boolean).join(' ')})`
+        : String(x.callerSubject),
+    )
+    .sort();
+}
+
+/** Callers as one line: the caller, or "2 callers: a, b" when they differ. */
+export function callersText(callers) {
+  if (callers.length === 0) return '—';
+  return callers.length === 1 ? callers[0] : `${callers.length} callers: ${callers.join(', ')}`;
+}

@@ -2,7 +2,7 @@
 // streams the recorded server-sent events with their timing.
 
 import { api } from './api.js';
-import { details, facts, h, headerTable, jsonBlock, link, outcomeBadge, time, who } from './dom.js';
+import { append, clear, details, facts, h, headerTable, jsonBlock, link, outcomeBadge, time, who } from './dom.js';
 import { content, timingText, usageText } from './blocks.js';
 
 /** Events shown before "Show all": long streams have thousands. */
@@ -74,7 +74,9 @@ export async function renderExchange({ root, params, signal }) {
   root.append(h('p', { class: 'crumbs' }, link('/sessions', 'Sessions'), ' / …'));
   const x = await api(`/exchanges/${encodeURIComponent(id)}`, { signal });
   const { request: req, response: res } = x;
-  root.replaceChildren(
+  // Through append (not replaceChildren): it skips the null of a section that is not there, where replaceChildren
+  // would print "null".
+  append(clear(root), [
     h(
       'p',
       { class: 'crumbs' },
@@ -131,5 +133,5 @@ export async function renderExchange({ root, params, signal }) {
       res.stream ? null : body('Response body', res.body),
     ),
     res.events.length ? eventsSection(res.events) : null,
-  );
+  ]);
 }

@@ -1,9 +1,25 @@
 // One session as a transcript: for each exchange, the turn it added, the assistant's answer, and what it cost; with
 // export (JSONL, Markdown) and verification of the session's records.
 
-import { api, download } from './api.js';
-import { errorBox, facts, h, link, loading, outcomeBadge, time, who } from './dom.js';
+import { api, download, query } from './api.js';
+import {
+  callersText,
+  clear,
+  distinctCallers,
+  errorBox,
+  facts,
+  h,
+  link,
+  loadMoreButton,
+  loading,
+  outcomeBadge,
+  time,
+  who,
+} from './dom.js';
 import { answer, lastTurn, maskingText, timingText, usageText } from './blocks.js';
+
+/** Exchanges per page: a long agent session has thousands, each resending the conversation so far. */
+const PAGE = 20;
 
 function exchangeCard(x, summary, index) {
   const masking = maskingText(summary && summary.masking);
@@ -16,6 +32,8 @@ function exchangeCard(x, summary, index) {
       h('span', { class: 'index' }, `#${index + 1}`),
       ' ',
       time(x.started_at),
+      ' ',
+      h('span', { class: 'caller', title: 'Caller' }, who(x.caller)),
       ' ',
       h('span', { class: 'model' }, x.model ?? 'no model'),
       ' ',
@@ -34,6 +52,43 @@ function exchangeCard(x, summary, index) {
       ['Masked', masking],
     ]),
   );
+}
+
+/** An exchange's card, or in its place the reason it could not be drawn: one odd recording must not hide the rest. */
+function safeCard(x, summary, index) {
+  try {
+    return exchangeCard(x, summary, index);
+  } catch (err) {
+    return h(
+      'article',
+      { class: 'exchange-card not-ok', 'data-exchange': x.id },
+      h(
+        'header',
+        {},
+        h('span', { class: 'index' }, `#${index + 1}`),
+        ' ',
+        link(`/exchanges/${encodeURIComponent(x.id)}`, 'Exchange details'),
+      ),
+      h('div', { class: 'error', role: 'alert' }, `This exchange could not be shown: ${err.message}`),
+    );
+  }
+}
+
+/** The session's facts, from its first page: callers and connections from the summaries of all its exchanges. */
+function sessionFacts(page) {
+  const first = page.exchanges[0];
+  const callers = distinctCallers(page.summaries);
+  return facts([
+    [callers.length > 1 ? 'Callers' : 'Caller', callersText(callers)],
+    ['Connection', [...new Set(page.summaries.map((s) => s.connection))].join(', ')],
+    [
+      'Client',
+      first &&
+        [first.client && first.client.address, first.client && first.client.userAgent].filter(Boolean).join(' · '),
+    ],
+    ['Agent', first && first.agent ? JSON.stringify(first.agent) : null],
+    ['Exchanges', String(page.summaries.length)],
+  ]);
 }
 
 export async function renderSession({ root, params, signal }) {
@@ -93,6 +148,8 @@ export async function renderSession({ root, params, signal }) {
   );
 
   const status = h('div', {}, loading());
+  const transcript = h('div', { class: 'transcript' });
+  const more = h('div', { class: 'more' });
   root.append(
     h('p', { class: 'crumbs' }, link('/sessions', 'Sessions'), ' / ', h('code', {}, id)),
     h('h1', {}, 'Session ', h('code', {}, id)),
@@ -108,31 +165,31 @@ export async function renderSession({ root, params, signal }) {
     exportOut,
     verifyOut,
     status,
+    transcript,
+    more,
   );
 
-  const session = await api(`/sessions/${encodeURIComponent(id)}`, { signal });
-  status.replaceChildren();
-  const summaries = new Map(session.summaries.map((s) => [s.id, s]));
-  const first = session.exchanges[0];
-  if (first) {
-    status.append(
-      facts([
-        ['Caller', who(first.caller)],
-        ['Connection', first.connection],
-        [
-          'Client',
-          [first.client && first.client.address, first.client && first.client.userAgent].filter(Boolean).join(' · '),
-        ],
-        ['Agent', first.agent ? JSON.stringify(first.agent) : null],
-        ['Exchanges', String(session.exchanges.length)],
-      ]),
-    );
+  // A page of full exchanges at a time (the whole session at once can be tens of MB); every page also carries the
+  // summaries of all the session's exchanges, oldest first.
+  let cursor = null;
+  let firstPage = true;
+  const loadPage = async () => {
+    const page = await api(`/sessions/${encodeURIComponent(id)}${query({ limit: PAGE, cursor })}`, { signal });
+    const summaries = new Map(page.summaries.map((s, i) => [s.id, { summary: s, index: i }]));
+    if (firstPage) status.replaceChildren(sessionFacts(page));
+    firstPage = false;
+    for (const x of page.exchanges) {
+      const at = summaries.get(x.id);
+      transcript.append(safeCard(x, at && at.summary, at ? at.index : transcript.childElementCount));
+    }
+    cursor = page.next_cursor;
+    clear(more);
+    if (cursor) loadMoreButton(more, loadPage, signal);
+  };
+  try {
+    await loadPage();
+  } catch (err) {
+    clear(status);
+    throw err;
   }
-  root.append(
-    h(
-      'div',
-      { class: 'transcript' },
-      session.exchanges.map((x, i) => exchangeCard(x, summaries.get(x.id), i)),
-    ),
-  );
 }

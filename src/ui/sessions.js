@@ -2,7 +2,7 @@
 // and cursor paging.
 
 import { api, query } from './api.js';
-import { clear, errorBox, h, link, loading, outcomeBadge, time } from './dom.js';
+import { callersText, clear, distinctCallers, errorBox, h, link, loading, outcomeBadge, time } from './dom.js';
 
 const FILTERS = [
   ['caller', 'Caller', 'subject'],
@@ -54,8 +54,11 @@ function filterForm(values) {
   );
 }
 
-/** Fill a row's model and outcome cells from the session's exchanges (the session list carries neither). */
-async function summarise(session, filters, modelCell, outcomeCell, signal) {
+/**
+ * Fill a row's caller, model and outcome cells from the session's exchanges: the session list carries no model or
+ * outcome, and one caller only, where callers may share a session (its id is the client's choice).
+ */
+async function summarise(session, filters, callerCell, modelCell, outcomeCell, signal) {
   try {
     const page = await api(`/exchanges${query({ ...filters, session: session.id, limit: SUMMARY_LIMIT })}`, { signal });
     const models = [...new Set(page.items.map((x) => x.model).filter(Boolean))];
@@ -63,6 +66,7 @@ async function summarise(session, filters, modelCell, outcomeCell, signal) {
     for (const x of page.items)
       outcomes.set(x.outcome ?? 'in_progress', (outcomes.get(x.outcome ?? 'in_progress') ?? 0) + 1);
     const more = page.next_cursor ? ` (first ${SUMMARY_LIMIT})` : '';
+    if (page.items.length) callerCell.replaceChildren(`${callersText(distinctCallers(page.items))}${more}`);
     modelCell.replaceChildren(models.join(', ') || '—');
     outcomeCell.replaceChildren(...[...outcomes].flatMap(([o, n]) => [outcomeBadge(o), ` ${n} `]), more);
   } catch (err) {
@@ -116,12 +120,13 @@ export async function renderSessions({ root, query: q, signal }) {
     for (const s of page.items) {
       const modelCell = h('td', { class: 'muted' }, '…');
       const outcomeCell = h('td', { class: 'muted' }, '…');
+      const callerCell = h('td', {}, s.callerSubject);
       tbody.append(
         h(
           'tr',
           { 'data-session': s.id },
           h('td', {}, link(`/sessions/${encodeURIComponent(s.id)}`, h('code', {}, s.id))),
-          h('td', {}, s.callerSubject),
+          callerCell,
           h('td', {}, s.connection),
           modelCell,
           h('td', { class: 'num' }, String(s.exchanges)),
@@ -130,7 +135,7 @@ export async function renderSessions({ root, query: q, signal }) {
           outcomeCell,
         ),
       );
-      tasks.push(() => summarise(s, filters, modelCell, outcomeCell, signal));
+      tasks.push(() => summarise(s, filters, callerCell, modelCell, outcomeCell, signal));
     }
     shown += page.items.length;
     cursor = page.next_cursor;

@@ -10,10 +10,12 @@ import { request as httpRequest } from 'node:http';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UI_SECURITY_HEADERS } from '../../src/admin/ui-assets.js';
+import { createGatewayKey } from '../../src/identity/key-admin.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ADMIN_TOKEN = 'web-ui-admin-token-0123456789abcdefghij';
+const AUDITOR_TOKEN = 'web-ui-auditor-token-0123456789abcdefgh';
 const XSS = '<img src=x onerror="window.__xss=1"> and <script>window.__xss=2</script> please';
 
 let browser: Browser;
@@ -52,6 +54,7 @@ function rawGet(base: string, path: string): Promise<{ status: number; headers: 
 
 beforeAll(async () => {
   process.env.VIGIL_TEST_UI_ADMIN_TOKEN = ADMIN_TOKEN;
+  process.env.VIGIL_TEST_UI_AUDITOR_TOKEN = AUDITOR_TOKEN;
   [browser, open, guarded] = await Promise.all([
     chromium.launch({
       executablePath: CHROMIUM,
@@ -80,7 +83,10 @@ beforeAll(async () => {
       ],
       admin: {
         listen: '127.0.0.1:0',
-        tokens: [{ name: 'oncall', role: 'admin', token: { env: 'VIGIL_TEST_UI_ADMIN_TOKEN' } }],
+        tokens: [
+          { name: 'oncall', role: 'admin', token: { env: 'VIGIL_TEST_UI_ADMIN_TOKEN' } },
+          { name: 'review', role: 'auditor', token: { env: 'VIGIL_TEST_UI_AUDITOR_TOKEN' } },
+        ],
       },
     })),
   ]);
@@ -143,6 +149,7 @@ afterAll(async () => {
   await browser?.close();
   await Promise.all([open?.close(), guarded?.close()]);
   delete process.env.VIGIL_TEST_UI_ADMIN_TOKEN;
+  delete process.env.VIGIL_TEST_UI_AUDITOR_TOKEN;
 });
 
 describe('serving /ui/', () => {
@@ -275,6 +282,15 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     expect(await page.locator('section.response .tool-name').textContent()).toBe('get_weather');
   });
 
+  it('ends a plain exchange’s page with its response body, not a stray "null"', async () => {
+    // The exchange view handed a null (no stream events) to replaceChildren, which printed it as text.
+    const [plain] = await open.session('ui-plain', 1);
+    await page.goto(`${open.gateway.adminUrl}/ui/#/exchanges/${plain!.id}`);
+    await page.locator('section.response').waitFor();
+    expect(await page.locator('#view').textContent()).not.toMatch(/null\s*$/);
+    expect(await page.locator('#view > *').last().getAttribute('class')).toBe('response');
+  });
+
   it('searches, highlights the match and opens the exchange it came from', async () => {
     const [plain] = await open.session('ui-plain', 1);
     await page.goto(`${open.gateway.adminUrl}/ui/#/search`);
@@ -355,6 +371,15 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     await page.goto(`${open.gateway.adminUrl}/ui/#/search?q=zzyzzxnotthere`);
     await page.getByText('Nothing recorded matches zzyzzxnotthere.').waitFor();
   });
+
+  it('shows an error, not a blank page, for an address that does not decode', async () => {
+    // The router decoded the hash outside any try: decodeURIComponent('%E0') threw a URIError and left the page empty.
+    await page.goto(`${open.gateway.adminUrl}/ui/#/sessions/%E0`);
+    await expect.poll(() => page.getByRole('alert').textContent()).toBe('Not a valid address: #/sessions/%E0');
+    // And the next link works again.
+    await page.getByRole('link', { name: 'Sessions' }).first().click();
+    await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+  });
 });
 
 describe('with identity configured', () => {
@@ -419,10 +444,124 @@ describe('with identity configured', () => {
     await page.getByText('Nothing is waiting for approval.').waitFor({ timeout: 5000 });
   });
 
-  it('signs out: the token is gone and sign-in is asked again', async () => {
+  it('signs out: the token is gone and sign-in is asked again, without an error', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
     expect(await page.evaluate(() => sessionStorage.getItem('vigil.token'))).toBeNull();
+    // Signing out used to greet the person with "401: missing credential", as if something had gone wrong.
+    expect(await page.getByRole('alert').count()).toBe(0);
+  });
+
+  it('shows an auditor only the access log’s refusal, no empty table', async () => {
+    // The 403 used to sit under the header of an empty table.
+    const auditor = await newPage();
+    await auditor.goto(`${guarded.gateway.adminUrl}/ui/#/access-log`);
+    await auditor.getByLabel('Token').fill(AUDITOR_TOKEN);
+    await auditor.getByRole('button', { name: 'Sign in' }).click();
+    await expect.poll(() => auditor.getByRole('alert').textContent()).toMatch(/^403: /);
+    expect(await auditor.locator('table.access-log').isVisible()).toBe(false);
+  });
+});
+
+describe('long, shared and malformed sessions', () => {
+  let busy: Harness; // no identity, but gateway keys name their callers
+  let page: Page;
+  const ask = (client: Anthropic, text: string, session: string) =>
+    client.messages.create(
+      { model: 'claude-haiku-4-5', max_tokens: 20, messages: [{ role: 'user', content: text }] },
+      inSession(session),
+    );
+  /** A body sent as is: the SDK would not send these. */
+  const raw = (body: string, session: string) =>
+    fetch(`${busy.url}/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+        'x-api-key': CLIENT_KEY,
+        'x-vigil-session': session,
+      },
+      body,
+    });
+
+  beforeAll(async () => {
+    busy = await startHarness(() => ({ admin: { listen: '127.0.0.1:0' } }));
+    const client = sdk(busy);
+    for (let i = 1; i <= 22; i++) await ask(client, `turn ${i} of a long session`, 'ui-long');
+    // Two callers choose the same session id.
+    for (const name of ['build-bot', 'review-bot']) {
+      const { key } = await createGatewayKey(
+        busy.gateway.store,
+        { name, owner: 'platform', connections: [], createdBy: 'web-ui test' },
+        ['anthropic'],
+      );
+      await ask(new Anthropic({ baseURL: busy.url, apiKey: key, maxRetries: 0 }), `hello from ${name}`, 'ui-shared');
+    }
+    // A session with a normal exchange between recordings the transcript cannot draw as usual.
+    await raw('{"model":"x","max_tokens":10,"messages":[null]}', 'ui-malformed');
+    await ask(client, 'a perfectly normal question', 'ui-malformed');
+    await raw(
+      '{"model":"x","max_tokens":10,"messages":[{"role":"user","content":[{"type":"text","text":{"toString":1}}]}]}',
+      'ui-malformed',
+    );
+    await Promise.all([busy.session('ui-long', 22), busy.session('ui-shared', 2), busy.session('ui-malformed', 3)]);
+    page = await newPage();
+  });
+  afterAll(async () => {
+    await busy?.close();
+  });
+
+  it('pages a long session 20 exchanges at a time, with Load more', async () => {
+    // The session page asked for every exchange in full at once: tens of MB for a long agent session.
+    const asked: string[] = [];
+    page.on('request', (r) => {
+      if (r.url().includes('/api/v1/sessions/ui-long')) asked.push(new URL(r.url()).search);
+    });
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-long`);
+    const cards = page.locator('article.exchange-card');
+    await expect.poll(() => cards.count()).toBe(20);
+    expect(await page.locator('dl.facts').first().textContent()).toContain('Exchanges22');
+    expect(await cards.nth(19).locator('.turn.user').textContent()).toContain('turn 20 of a long session');
+    expect(await cards.nth(19).locator('.index').textContent()).toBe('#20');
+    await page.getByRole('button', { name: 'Load more' }).click();
+    await expect.poll(() => cards.count()).toBe(22);
+    expect(await cards.nth(21).locator('.turn.user').textContent()).toContain('turn 22 of a long session');
+    expect(await cards.nth(21).locator('.index').textContent()).toBe('#22');
+    expect(await page.getByRole('button', { name: 'Load more' }).count()).toBe(0);
+    expect(asked).toHaveLength(2);
+    expect(asked[0]).toBe('?limit=20');
+    expect(asked[1]).toMatch(/^\?limit=20&cursor=ex_/);
+  });
+
+  it('names every caller of a shared session: in the list, the header and each exchange', async () => {
+    // The session page showed the first exchange's caller for all; the list showed one caller too.
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions`);
+    const row = page.locator('tr[data-session="ui-shared"]');
+    await expect.poll(() => row.locator('td').nth(1).textContent()).toBe('2 callers: build-bot, review-bot');
+    expect(await page.locator('tr[data-session="ui-long"] td').nth(1).textContent()).toBe('anonymous');
+
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-shared`);
+    const cards = page.locator('article.exchange-card');
+    await expect.poll(() => cards.count()).toBe(2);
+    expect(await page.locator('dl.facts').first().textContent()).toContain('Callers2 callers: build-bot, review-bot');
+    expect(await cards.nth(0).locator('header .caller').textContent()).toBe('build-bot');
+    expect(await cards.nth(0).locator('.turn.user').textContent()).toContain('hello from build-bot');
+    expect(await cards.nth(1).locator('header .caller').textContent()).toBe('review-bot');
+    expect(await cards.nth(1).locator('.turn.user').textContent()).toContain('hello from review-bot');
+  });
+
+  it('draws the rest of a session when one recorded request is malformed', async () => {
+    // A recorded `messages: [null]` made the transcript throw, and the page showed nothing of the session.
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-malformed`);
+    const cards = page.locator('article.exchange-card');
+    await expect.poll(() => cards.count()).toBe(3);
+    expect(await cards.nth(0).locator('.turn.user').textContent()).toContain('Not a message object');
+    expect(await cards.nth(0).locator('.turn.user pre').textContent()).toBe('null');
+    expect(await cards.nth(1).locator('.turn.user').textContent()).toContain('a perfectly normal question');
+    expect(await cards.nth(1).locator('.turn.assistant').textContent()).toContain('a perfectly normal question');
+    // A card that cannot be drawn at all says so in its place, with the way to the exchange itself.
+    expect(await cards.nth(2).getByRole('alert').textContent()).toMatch(/^This exchange could not be shown: /);
+    expect(await cards.nth(2).getByRole('link', { name: 'Exchange details' }).count()).toBe(1);
   });
 });
 
