@@ -198,7 +198,16 @@ export class Outbox {
         const next = queue[i + 1];
         if (count < MAX_REJECTIONS || next === undefined) throw err;
         // Set aside only if the receiver takes the next event: otherwise it refuses everything, and is waited for.
-        await sink.deliver([next]);
+        // The next one, too, may be refused only for its content (too large): then it goes without.
+        let probe = next;
+        try {
+          await sink.deliver([probe]);
+        } catch (probeErr) {
+          const withContent = probe.content !== undefined && !probe.content.omitted;
+          if (!(probeErr instanceof SinkDeliveryError && probeErr.rejected) || !withContent) throw err;
+          probe = { ...probe, content: { omitted: `refused by the receiver with its content (${probeErr.message})` } };
+          await sink.deliver([probe]);
+        }
         await this.store.append({
           records: [
             {

@@ -217,6 +217,35 @@ describe('outbox and sinks that take content', () => {
     await store.close();
   });
 
+  it('sets aside an event it refuses even when the next one is refused for its content', async () => {
+    // Went wrong: the next event, sent as a probe with its content, was refused for its size; the probe failed on
+    // every pass and the sink stalled for good.
+    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
+    await recordExchange(store, 'ex_bad', 'the receiver refuses this one, whatever it carries');
+    await recordExchange(store, 'ex_huge', `a long paste: ${'x'.repeat(20_000)}`);
+    acceptedIndexes.clear();
+    server.reply = (req) => {
+      if (req.body.includes('ex_bad')) return { status: 400, body: 'schema violation' };
+      if (req.body.length > 8_000) return { status: 413, body: 'payload too large' };
+      acceptedIndexes.add(server.requests.length - 1);
+      return { status: 200 };
+    };
+    const sink = createSink(
+      sinkConfigSchema.parse({ type: 'http', name: 'dlp', url: `${server.url}/dlp`, include_content: true }),
+    );
+    const outbox = new Outbox(store, [sink], { gateway: 'test', log: pino({ level: 'silent' }) });
+    // Each pass as if the backoff after the last had passed.
+    let clock = Date.now();
+    for (let i = 0; i < MAX_REJECTIONS; i++) await outbox.runOnce((clock += 3_600_000));
+
+    expect(completed().map((e) => e.exchange)).toEqual(['ex_huge']);
+    expect(completed()[0]!.content).toMatchObject({ omitted: expect.stringContaining('answered 413') });
+    const [aside] = await store.recordsOfKinds(['siem.undeliverable'], 0, 10);
+    expect(JSON.parse(aside!.data)).toMatchObject({ sink: 'dlp', eventType: 'exchange.completed' });
+    await outbox.close();
+    await store.close();
+  });
+
   it('sends the event without content when the recorded bodies can no longer be read', async () => {
     const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
     await recordExchange(store, 'ex_gone', 'purged meanwhile');
