@@ -182,6 +182,18 @@ describe('outbox and sinks that take content', () => {
     });
   }
 
+  /** An outbox with one HTTP sink that takes content, at the test receiver's `/dlp`. */
+  const contentOutbox = (store: SqliteAuditStore): Outbox =>
+    new Outbox(
+      store,
+      [
+        createSink(
+          sinkConfigSchema.parse({ type: 'http', name: 'dlp', url: `${server.url}/dlp`, include_content: true }),
+        ),
+      ],
+      { gateway: 'test', log: pino({ level: 'silent' }) },
+    );
+
   const completed = (): AuditEvent[] =>
     server.requests
       .filter((r) => r.url === '/dlp' && acceptedIndexes.has(server.requests.indexOf(r)))
@@ -199,10 +211,7 @@ describe('outbox and sinks that take content', () => {
       acceptedIndexes.add(server.requests.length - 1);
       return { status: 200 };
     };
-    const sink = createSink(
-      sinkConfigSchema.parse({ type: 'http', name: 'dlp', url: `${server.url}/dlp`, include_content: true }),
-    );
-    const outbox = new Outbox(store, [sink], { gateway: 'test', log: pino({ level: 'silent' }) });
+    const outbox = contentOutbox(store);
     await outbox.runOnce();
 
     const [small, huge] = completed();
@@ -230,10 +239,7 @@ describe('outbox and sinks that take content', () => {
       acceptedIndexes.add(server.requests.length - 1);
       return { status: 200 };
     };
-    const sink = createSink(
-      sinkConfigSchema.parse({ type: 'http', name: 'dlp', url: `${server.url}/dlp`, include_content: true }),
-    );
-    const outbox = new Outbox(store, [sink], { gateway: 'test', log: pino({ level: 'silent' }) });
+    const outbox = contentOutbox(store);
     // Each pass as if the backoff after the last had passed.
     let clock = Date.now();
     for (let i = 0; i < MAX_REJECTIONS; i++) await outbox.runOnce((clock += 3_600_000));
