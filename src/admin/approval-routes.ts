@@ -6,7 +6,14 @@
 import type { IncomingMessage } from 'node:http';
 import { VigilError } from '../errors.js';
 import { readBody } from '../proxy/request-body.js';
-import { inGroups, type ApprovalCoordinator, type ApprovalView, type Approver } from '../policy/approvals.js';
+import {
+  actorKey,
+  inGroups,
+  isSameActor,
+  type ApprovalCoordinator,
+  type ApprovalView,
+  type Approver,
+} from '../policy/approvals.js';
 import type { AdminCaller } from './admin-caller.js';
 import { recordRead, sendJson, type AdminRoute, type RouteContext } from './admin-routes.js';
 
@@ -46,9 +53,7 @@ export function approverOf(caller: AdminCaller): Approver {
 function mayView(caller: AdminCaller, a: ApprovalView): boolean {
   if (caller.role !== 'user') return true;
   const r = caller.reader as Approver;
-  const own =
-    a.caller.subject === r.subject && (a.caller.issuer ?? null) === ('issuer' in r ? (r.issuer ?? null) : null);
-  return own || inGroups(r, a.rule.approverGroups);
+  return isSameActor(a.caller, r) || inGroups(r, a.rule.approverGroups);
 }
 
 /**
@@ -58,8 +63,7 @@ function mayView(caller: AdminCaller, a: ApprovalView): boolean {
 const lastSeen = new Map<string, string>();
 async function recordApprovalRead(ctx: RouteContext, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
-  const reader = ctx.caller.reader;
-  const key = `${reader.method}|${'issuer' in reader ? (reader.issuer ?? '') : ''}|${reader.subject}`;
+  const key = actorKey(ctx.caller.reader as Approver);
   const seen = ids.join(',');
   if (lastSeen.get(key) === seen) return;
   await recordRead(ctx, 'approval', ids);

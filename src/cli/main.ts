@@ -201,7 +201,7 @@ async function sessions(args: string[], out: Out): Promise<number> {
       cursor: { type: 'string' },
     });
     return withStore(values, async (store) => {
-      const { limit, cursor } = pageFrom((n) => (n === 'limit' ? values.limit : n === 'cursor' ? values.cursor : null));
+      const { limit, cursor } = cliPage(values);
       const page = await store.listSessions({
         ...(limit !== undefined ? { limit } : {}),
         ...(values.connection !== undefined ? { connection: values.connection } : {}),
@@ -249,6 +249,15 @@ const FILTER_OPTIONS = Object.fromEntries(FILTER_PARAMS.map((p) => [p, { type: '
 function cliFilter(values: Partial<Record<string, unknown>>): ReturnType<typeof filterFrom> {
   try {
     return filterFrom((n) => values[n] as string | undefined);
+  } catch (err) {
+    throw new CliError(`--${(err as Error).message}`);
+  }
+}
+
+/** `--limit` and `--cursor`, checked as the admin API checks them. */
+function cliPage(values: Partial<Record<string, unknown>>): ReturnType<typeof pageFrom> {
+  try {
+    return pageFrom((n) => values[n] as string | undefined);
   } catch (err) {
     throw new CliError(`--${(err as Error).message}`);
   }
@@ -316,7 +325,7 @@ async function search(args: string[], out: Out): Promise<number> {
   if (!query) throw new CliError('usage: vigil search <query> [--json] [--limit N] [--cursor C] [filters…]');
   const filter = cliFilter(values);
   return withStore(values, async (store) => {
-    const { limit, cursor } = pageFrom((n) => (n === 'limit' ? values.limit : n === 'cursor' ? values.cursor : null));
+    const { limit, cursor } = cliPage(values);
     const page = await store.search(query, {
       filter,
       ...(limit !== undefined ? { limit } : {}),

@@ -226,12 +226,12 @@ function grantMethod(g: GrantedData): Principal['method'] {
 }
 
 /** `method|issuer|subject`: one identity, for distinct-approver counting. */
-function actorKey(a: Approver): string {
+export function actorKey(a: Approver): string {
   return `${a.method}|${'issuer' in a ? (a.issuer ?? '') : ''}|${a.subject}`;
 }
 
 /** Whether `approver` is the caller: same OIDC subject and issuer, the same key or token, or the key's owner. */
-function isSameActor(caller: Principal, approver: Approver): boolean {
+export function isSameActor(caller: Principal, approver: Approver): boolean {
   if (actorKey(caller) === actorKey(approver)) return true;
   if (caller.method === 'gateway_key' && caller.owner !== undefined && approver.method === 'oidc') {
     return caller.owner === approver.subject || caller.owner === approver.email;

@@ -20,7 +20,7 @@ import type { PolicyDecision } from '../policy/policy.js';
 import type { ExchangeRecording, Recorder } from '../recorder/recorder.js';
 import { listenOn } from '../net/listen.js';
 import { newExchangeId } from '../recorder/ids.js';
-import { looksLikeJson, RequestBody } from '../recorder/request-body.js';
+import { RequestBody } from '../recorder/request-body.js';
 import type { Connection, Connections } from './connections.js';
 import { gatewayBaseUrl, isBatchPath, rewriteResultsUrls } from './batch-results-url.js';
 import { clientResponseHeaders, upstreamRequestHeaders } from './header-rules.js';
@@ -177,8 +177,7 @@ export class ProxyServer {
       return this.sendError(res, exchangeId, asVigilError(err), true);
     }
     if (decoded !== null) body = decoded;
-    // JSON by its label or by its look: a caller must not slip a prompt past policy and masking by mislabelling it.
-    let request = new RequestBody(body, (req.headers['content-type'] ?? '').includes('json') || looksLikeJson(body));
+    let request = RequestBody.received(body, req.headers['content-type']);
 
     // Data-loss prevention, when the connection asks for it: the request itself is masked or refused.
     let dlp: VigilError | null = null;

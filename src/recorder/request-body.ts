@@ -8,7 +8,7 @@ import { isAscii, isUtf8 } from 'node:buffer';
 import { scanObject, type Member } from './json-scan.js';
 
 /** Whether `body` starts like a JSON object or array (after whitespace): worth a structural scan whatever its label. */
-export function looksLikeJson(body: Buffer): boolean {
+function looksLikeJson(body: Buffer): boolean {
   for (let i = 0; i < body.length; i++) {
     const b = body[i]!;
     if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d) continue;
@@ -85,6 +85,14 @@ export class RequestBody {
       this.json_ = { value };
     }
     return this.json_.value;
+  }
+
+  /**
+   * A body as a client sent it: JSON by its label or by its look, so that a prompt cannot slip past masking and
+   * approval rules under another content type.
+   */
+  static received(raw: Buffer, contentType: string | undefined): RequestBody {
+    return new RequestBody(raw, (contentType ?? '').includes('json') || looksLikeJson(raw));
   }
 
   /** Replace the body (in-flight masking): the new bytes are what is forwarded and recorded. */
