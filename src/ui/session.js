@@ -69,7 +69,7 @@ function safeCard(x, summary, index) {
         ' ',
         link(`/exchanges/${encodeURIComponent(x.id)}`, 'Exchange details'),
       ),
-      h('div', { class: 'error', role: 'alert' }, `This exchange could not be shown: ${err.message}`),
+      errorBox(new Error(`This exchange could not be shown: ${err.message}`)),
     );
   }
 }
