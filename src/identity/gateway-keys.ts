@@ -4,7 +4,7 @@
  * A key is `vgk_` followed by 32 random bytes in base64url. It carries no name or other data, so a leaked key says
  * nothing about whose it is, and the store keeps only its SHA-256: whoever reads the store cannot use the keys.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import { VigilError } from '../errors.js';
 import type { Principal } from './principal.js';
 
@@ -44,7 +44,7 @@ export function generateGatewayKey(): { key: string; hash: string } {
  * on every request and rule out finding the row by an indexed equality lookup.
  */
 export function hashGatewayKey(key: string): string {
-  return createHash('sha256').update(key, 'utf8').digest('hex');
+  return hash('sha256', key, 'hex');
 }
 
 /** Whether `s` has the exact shape of a gateway key (prefix and 43 base64url characters). */

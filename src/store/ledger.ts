@@ -2,7 +2,7 @@
  * The hash chain shared by every store implementation: how a record is hashed and how chains are verified.
  * Both stores call these functions so a chain written by one verifies with the same rules as the other.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, hash, randomBytes } from 'node:crypto';
 import type {
   ChainTip,
   PurgedRun,
@@ -21,8 +21,9 @@ export const GENESIS_HASH = '0'.repeat(64);
 /** A key in record data whose string value is the SHA-256 of a blob the record depends on. */
 const BLOB_REF_KEY = '$blob';
 
+/** One-shot `hash()`: a fraction of `createHash()`'s cost on the small pieces every request is cut into. */
 export function sha256Hex(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
+  return hash('sha256', data, 'hex');
 }
 
 /** A new chain id: one per writing process, sortable by creation time. */

@@ -7,7 +7,7 @@
  * not pin large tool results in memory and a lookup costs one native hash instead of a scan. Entries are evicted
  * oldest first, by count and by the characters of masked text they hold.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /** Strings longer than this are keyed by hash. */
 export const HASH_THRESHOLD = 2048;
@@ -60,7 +60,7 @@ export class MaskingMemo {
   }
 
   key(text: string): string {
-    return text.length <= HASH_THRESHOLD ? text : `\0sha256:${createHash('sha256').update(text).digest('base64')}`;
+    return text.length <= HASH_THRESHOLD ? text : `\0sha256:${hash('sha256', text, 'base64')}`;
   }
 
   get(key: string, length: number): MemoEntry | undefined {
