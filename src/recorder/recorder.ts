@@ -564,5 +564,9 @@ export class ExchangeRecording {
       if (text) searchText.push({ exchangeId: this.id, text });
     }
     this.recorder.queue.enqueue(records, blobs, searchText);
+    // The last exchange in flight ended: nothing will join its records in a group commit, so write them now, while
+    // the client reads the answer, rather than after the linger — when the client's next call would be waiting on
+    // upstream, and its answer on this write.
+    if (this.recorder.inFlight === 0) this.recorder.queue.flushSoon();
   }
 }

@@ -76,7 +76,8 @@ export class WriteQueue {
     });
   }
 
-  private flushSoon(): void {
+  /** Write what is pending on the next turn of the event loop, without waiting for the linger. */
+  flushSoon(): void {
     this.immediate ??= setImmediate(() => {
       this.immediate = null;
       void this.flush();
