@@ -3,8 +3,8 @@
  * compressed one: masking, policy and the record must see what the caller actually sent.
  */
 import type { IncomingMessage } from 'node:http';
-import { brotliDecompressSync, gunzipSync, inflateSync, type ZlibOptions } from 'node:zlib';
 import { VigilError } from '../errors.js';
+import { canDecode, contentCodings, decodeWhole, SUPPORTED_CODINGS } from '../net/content-coding.js';
 
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
@@ -32,13 +32,6 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
-const DECODERS: Record<string, (buf: Buffer, options: ZlibOptions) => Buffer> = {
-  gzip: gunzipSync,
-  'x-gzip': gunzipSync,
-  deflate: inflateSync,
-  br: brotliDecompressSync,
-};
-
 /**
  * The body with its `content-encoding` undone, or null when it has none (`identity` or absent). The decoded body is
  * what is judged, recorded and forwarded (without the header): a gzip body would otherwise reach the store as an
@@ -48,23 +41,20 @@ const DECODERS: Record<string, (buf: Buffer, options: ZlibOptions) => Buffer> = 
  */
 export function decodeBody(body: Buffer, encoding: string | undefined, limit: number): Buffer | null {
   if (encoding === undefined) return null; // the usual request: no allocation on the hot path
-  const codings = encoding
-    .split(',')
-    .map((c) => c.trim().toLowerCase())
-    .filter((c) => c !== '' && c !== 'identity');
+  const codings = contentCodings(encoding);
   if (codings.length === 0) return null;
+  const unknown = codings.find((c) => !canDecode([c]));
+  if (unknown !== undefined) {
+    throw new VigilError(
+      'BAD_REQUEST',
+      `request content-encoding "${unknown}" is not supported by this gateway (send ${SUPPORTED_CODINGS}, or none)`,
+    );
+  }
   let out = body;
   // Listed in the order they were applied: undone last first (RFC 9110 §8.4).
   for (const coding of codings.reverse()) {
-    const decode = DECODERS[coding];
-    if (!decode) {
-      throw new VigilError(
-        'BAD_REQUEST',
-        `request content-encoding "${coding}" is not supported by this gateway (send gzip, deflate, br, or none)`,
-      );
-    }
     try {
-      out = decode(out, { maxOutputLength: limit });
+      out = decodeWhole(coding, out, { maxOutputLength: limit });
     } catch (err) {
       if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') throw tooLarge(limit);
       throw new VigilError('BAD_REQUEST', `request body could not be decoded as ${coding}`, { cause: err });

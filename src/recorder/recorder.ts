@@ -9,12 +9,11 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { Transform } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { Logger } from 'pino';
 import { VigilError } from '../errors.js';
 import type { Principal } from '../identity/principal.js';
+import { contentCodings, streamDecoder, type StreamDecoder } from '../net/content-coding.js';
 import type { AuditStore, BlobWrite, NewRecord, Outcome, SearchText } from '../store/audit-store.js';
 import { eventDataText } from '../store/record-types.js';
 import type {
@@ -288,29 +287,13 @@ export class Recorder {
   }
 }
 
-type Decoder = Transform;
-
-function decoderFor(encoding: string | undefined): Decoder | null {
-  switch (encoding?.trim().toLowerCase()) {
-    case 'gzip':
-    case 'x-gzip':
-      return createGunzip();
-    case 'deflate':
-      return createInflate();
-    case 'br':
-      return createBrotliDecompress();
-    default:
-      return null;
-  }
-}
-
 export class ExchangeRecording {
   private status: number | null = null;
   private headers: HeaderMap | null = null;
   private firstByteMs: number | null = null;
   private sse: SseDecoder | null = null;
   private assembler: MessageAssembler | null = null;
-  private decoder: Decoder | null = null;
+  private decoder: StreamDecoder | null = null;
   /** Decoded events not yet handed to the redaction stage and the store. */
   private pending: Array<{ event: RecordedEvent; parsed: unknown }> = [];
   private eventCount = 0;
@@ -342,15 +325,15 @@ export class ExchangeRecording {
     const type = headers['content-type'];
     const isSse = typeof type === 'string' && type.startsWith('text/event-stream');
     const encoding = headers['content-encoding'];
-    this.decoder = decoderFor(typeof encoding === 'string' ? encoding : undefined);
+    this.decoder = streamDecoder(contentCodings(typeof encoding === 'string' ? encoding : undefined));
     if (isSse) {
       this.sse = new SseDecoder();
       this.assembler = new MessageAssembler();
       if (this.level === 'full') this.detach = this.recorder.queue.addPuller(() => this.takeEvents());
     }
     if (this.decoder) {
-      this.decoder.on('data', (c: Buffer) => this.decoded(c));
-      this.decoder.on('error', (err: Error) => {
+      this.decoder.output.on('data', (c: Buffer) => this.decoded(c));
+      this.decoder.output.on('error', (err: Error) => {
         this.recorder.options.log.warn(
           { err, exchangeId: this.id },
           'could not decode the response body for the record',
@@ -362,7 +345,7 @@ export class ExchangeRecording {
   /** A chunk of the response body exactly as it went to the client. */
   chunk(chunk: Buffer): void {
     if (this.level === 'off') return;
-    if (this.decoder) this.decoder.write(chunk);
+    if (this.decoder) this.decoder.input.write(chunk);
     else this.decoded(chunk);
   }
 
@@ -453,8 +436,8 @@ export class ExchangeRecording {
   private async drainDecoder(): Promise<void> {
     const d = this.decoder;
     if (!d) return;
-    if (!d.destroyed) d.end();
-    await finished(d).catch(() => undefined);
+    if (!d.input.destroyed) d.input.end();
+    await finished(d.output).catch(() => undefined);
   }
 
   /** Tell metrics (and any other subscriber) that the exchange completed; free when nobody listens. */
