@@ -56,6 +56,8 @@ export interface ReplayServer {
  * "API Error: 412 replay diverged at …". `x-should-retry: false` says the same to SDKs that read it.
  */
 const DIVERGED_STATUS = 412;
+/** How long a cut stream's events have to reach the client's reader before the cut. */
+const CUT_GRACE_MS = 50;
 
 /** Same limit as the gateway's default `limits.max_request_body`. */
 const MAX_BODY = 32 * 1024 * 1024;
@@ -198,18 +200,28 @@ async function sendRecorded(
     if (!(await wait(x.response.first_byte_ms))) return;
     res.writeHead(x.response.status, headers);
     const events = x.response.events;
-    if (speed === 0) res.write(events.map(frame).join(''));
+    const write = (text: string): Promise<void> => new Promise((resolve) => res.write(text, () => resolve()));
+    let written: Promise<void> = Promise.resolve();
+    if (speed === 0) written = write(events.map(frame).join(''));
     else {
       for (const e of events) {
         if (!(await wait(e.offset_ms))) return;
-        res.write(frame(e));
+        written = write(frame(e));
       }
     }
     // A recorded stream that ended without message_stop (or an error event) was cut: cut it again.
     const whole = events.some((e) => e.type === 'message_stop' || e.type === 'error');
-    // Ending the socket (not destroying it) lets the events written so far reach the client first.
-    if (!whole && x.outcome !== 'ok') res.socket?.end();
-    else res.end();
+    if (whole || x.outcome === 'ok') {
+      res.end();
+      return;
+    }
+    // The client must read the events before it sees the cut: a fetch body that fails while chunks still wait in its
+    // queue drops them (WHATWG streams), and a client that got headers, events and the cut in one read had not begun
+    // reading the body yet. So: the events leave, a moment passes, then the socket ends (not destroyed: what was
+    // written still arrives).
+    await written;
+    await sleep(CUT_GRACE_MS, undefined, { signal: closing }).catch(() => undefined);
+    res.socket?.end();
     return;
   }
 
