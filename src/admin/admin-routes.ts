@@ -114,6 +114,18 @@ function requestedFilter(ctx: RouteContext, withSession: boolean): ExchangeFilte
   });
 }
 
+/** Summaries of the session's exchanges the caller may see, oldest first. */
+async function visibleSummaries(ctx: RouteContext, id: string): Promise<ExchangeListItem[]> {
+  const summaries: ExchangeListItem[] = [];
+  let cursor: string | undefined;
+  do {
+    const p = await ctx.store.listExchangesFiltered(visibleTo(ctx.caller, { session: id, limit: 1000, cursor }));
+    summaries.push(...p.items);
+    cursor = p.nextCursor ?? undefined;
+  } while (cursor !== undefined);
+  return summaries.reverse();
+}
+
 /** Whether the session has an exchange the caller may see (used before anything about it is answered). */
 async function visibleSession(ctx: RouteContext, id: string): Promise<void> {
   const page = await ctx.store.listExchangesFiltered(visibleTo(ctx.caller, { session: id, limit: 1 }));
@@ -187,14 +199,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     async handle(ctx) {
       const id = ctx.params.id!;
       const paging = pageFrom((n) => ctx.query.get(n));
-      const summaries: ExchangeListItem[] = [];
-      let cursor: string | undefined;
-      do {
-        const p = await ctx.store.listExchangesFiltered(visibleTo(ctx.caller, { session: id, limit: 1000, cursor }));
-        summaries.push(...p.items);
-        cursor = p.nextCursor ?? undefined;
-      } while (cursor !== undefined);
-      summaries.reverse(); // oldest first, as the exchanges
+      const summaries = await visibleSummaries(ctx, id);
       if (paging.limit === undefined && paging.cursor === undefined) {
         // Every exchange in full: for a long agent session (each turn resends the conversation) that is a large
         // answer, built in one go; the web UI asks for pages (limit, cursor) instead.
@@ -241,8 +246,16 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       const id = ctx.params.id!;
-      await visibleSession(ctx, id);
-      sendJson(ctx.res, 200, await verifySession(ctx.store, id));
+      if (ctx.caller.role !== 'user') {
+        await visibleSession(ctx, id);
+        sendJson(ctx.res, 200, await verifySession(ctx.store, id));
+        return;
+      }
+      // A user may share the session with other callers: their own exchanges are verified, and nothing is said of
+      // the others' records (not even how many there are).
+      const own = await visibleSummaries(ctx, id);
+      if (own.length === 0) throw notFound(`no session "${id}"`);
+      sendJson(ctx.res, 200, await verifySession(ctx.store, id, new Set(own.map((x) => x.id))));
     },
   },
   {

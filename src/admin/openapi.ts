@@ -134,7 +134,9 @@ export const OPENAPI_DOCUMENT = {
         summary: 'Verify one session’s records',
         description:
           'Rehashes every record of the session, checks its links to the neighbouring records of its chain and its ' +
-          'blobs, and that every indexed exchange still has its request record. `/verify` is the final word.',
+          'blobs, and that every indexed exchange still has its request record. `/verify` is the final word. A `user` ' +
+          'gets the same checks of their own exchanges only (`scope: "caller"`): callers can share a session, and ' +
+          'nothing is said of the others’ records.',
         parameters: [param('id')],
         responses: { '200': json(ref('SessionVerifyReport'), 'The report.'), ...errors(401, 404) },
       },
@@ -426,6 +428,10 @@ export const OPENAPI_DOCUMENT = {
         properties: {
           ok: { type: 'boolean' },
           session: { type: 'string' },
+          scope: {
+            enum: ['session', 'caller'],
+            description: '`caller`: only the records of the reader’s own exchanges were checked and counted.',
+          },
           records: { type: 'integer' },
           exchanges: { type: 'integer' },
           problems: { type: 'array', items: ref('VerifyProblem') },

@@ -439,9 +439,44 @@ describe('verify', () => {
     expect((await api('/sessions/alice-1/verify', tokens.alice)).json).toMatchObject({
       ok: true,
       session: 'alice-1',
+      scope: 'caller',
       exchanges: 2,
       problems: [],
     });
+    expect((await api('/sessions/alice-1/verify', tokens.carol)).json).toMatchObject({
+      scope: 'session',
+      exchanges: 2,
+    });
+  });
+
+  it('tells a user sharing a session about their own exchanges only', async () => {
+    // Went wrong: clients choose session ids, so callers can share one; a user who may see only their own exchanges
+    // was told how many records and exchanges the others had in it, and any problem found in theirs.
+    const ask = (token: string, text: string) =>
+      client(token).messages.create(
+        { model: 'claude-haiku-4-5', max_tokens: 20, messages: [{ role: 'user', content: text }] },
+        { headers: { 'x-vigil-session': 'shared-1' } },
+      );
+    await ask(tokens.alice, 'my part of the shared session');
+    await ask(tokens.bob, 'his part');
+    await ask(tokens.bob, 'and some more');
+    const [mine] = (await h.session('shared-1', 3)).filter((x) => x.caller.subject === 'alice');
+    const ownRecords = (await h.gateway.store.sessionRecords('shared-1')).filter((r) => r.exchangeId === mine!.id);
+
+    const alices = await api<{ records: number; exchanges: number }>('/sessions/shared-1/verify', tokens.alice);
+    expect(alices.json).toEqual({
+      ok: true,
+      session: 'shared-1',
+      scope: 'caller',
+      records: ownRecords.length,
+      exchanges: 1,
+      problems: [],
+    });
+    expect((await api('/sessions/shared-1/verify', tokens.carol)).json).toMatchObject({
+      scope: 'session',
+      exchanges: 3,
+    });
+    expect((await api('/sessions/shared-1/verify', tokens.dave)).json).toMatchObject({ exchanges: 3 });
   });
 });
 
