@@ -12,7 +12,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { VigilError } from '../errors.js';
-import { readExchange, readSession, type ExchangeView } from '../recorder/exchange-reader.js';
+import { readExchange, type ExchangeView } from '../recorder/exchange-reader.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
 import { recordVerifyFailure } from '../store/verify-alert.js';
 import type { AuditStore, ExchangeFilter, ExchangeListItem, RecordingReadData } from '../store/audit-store.js';
@@ -28,7 +28,7 @@ import {
   type ExportFormat,
 } from './exchange-export.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
-import { describeFilter, filterFrom, pageFrom } from './query-params.js';
+import { describeFilter, filterFrom, pageFrom, SESSION_PAGE } from './query-params.js';
 import { verifySession } from './session-verify.js';
 
 export interface RouteContext {
@@ -69,8 +69,6 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 
 const notFound = (what: string): VigilError => new VigilError('NOT_FOUND', what);
 const badRequest = (what: string): VigilError => new VigilError('BAD_REQUEST', what);
-/** Exchanges per page of `GET /sessions/{id}` when a cursor is given without a limit. */
-const SESSION_PAGE = 20;
 
 function requireRole(caller: AdminCaller, ...roles: AdminCaller['role'][]): void {
   if (!roles.includes(caller.role)) {
@@ -112,6 +110,18 @@ function requestedFilter(ctx: RouteContext, withSession: boolean): ExchangeFilte
     ...filterFrom((n) => ctx.query.get(n)),
     ...(withSession && session ? { session } : {}),
   });
+}
+
+/** Summaries of the session's exchanges the caller may see, oldest first. */
+async function visibleSummaries(ctx: RouteContext, id: string): Promise<ExchangeListItem[]> {
+  const summaries: ExchangeListItem[] = [];
+  let cursor: string | undefined;
+  do {
+    const p = await ctx.store.listExchangesFiltered(visibleTo(ctx.caller, { session: id, limit: 1000, cursor }));
+    summaries.push(...p.items);
+    cursor = p.nextCursor ?? undefined;
+  } while (cursor !== undefined);
+  return summaries.reverse();
 }
 
 /** Whether the session has an exchange the caller may see (used before anything about it is answered). */
@@ -186,30 +196,16 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       const id = ctx.params.id!;
-      const paging = pageFrom((n) => ctx.query.get(n));
-      const summaries: ExchangeListItem[] = [];
-      let cursor: string | undefined;
-      do {
-        const p = await ctx.store.listExchangesFiltered(visibleTo(ctx.caller, { session: id, limit: 1000, cursor }));
-        summaries.push(...p.items);
-        cursor = p.nextCursor ?? undefined;
-      } while (cursor !== undefined);
-      summaries.reverse(); // oldest first, as the exchanges
-      if (paging.limit === undefined && paging.cursor === undefined) {
-        // Every exchange in full: for a long agent session (each turn resends the conversation) that is a large
-        // answer, built in one go; the web UI asks for pages (limit, cursor) instead.
-        const exchanges = (await readSession(ctx.store, id)).filter((x) => maySee(ctx.caller, x.caller));
-        if (exchanges.length === 0) throw notFound(`no session "${id}"`);
-        await recordRead(ctx, 'session', [id]);
-        sendJson(ctx.res, 200, { id, summaries, exchanges });
-        return;
-      }
+      // Always a page of exchanges in full (never the whole of a long session in one answer); the summaries of all of
+      // them come with every page.
+      const paging = pageFrom((n) => ctx.query.get(n), SESSION_PAGE.max);
+      const summaries = await visibleSummaries(ctx, id);
       if (summaries.length === 0) throw notFound(`no session "${id}"`);
-      // A page: the exchanges after the one the cursor names (the last of the previous page).
+      // The exchanges after the one the cursor names (the last of the previous page).
       const start = paging.cursor === undefined ? 0 : summaries.findIndex((x) => x.id === paging.cursor) + 1;
       if (start === 0 && paging.cursor !== undefined)
         throw badRequest(`cursor: "${paging.cursor}" is not an exchange of session "${id}"`);
-      const slice = summaries.slice(start, start + (paging.limit ?? SESSION_PAGE));
+      const slice = summaries.slice(start, start + (paging.limit ?? SESSION_PAGE.default));
       const exchanges: ExchangeView[] = [];
       for (const s of slice) {
         const view = await readExchange(ctx.store, s.id);
@@ -241,8 +237,16 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       const id = ctx.params.id!;
-      await visibleSession(ctx, id);
-      sendJson(ctx.res, 200, await verifySession(ctx.store, id));
+      if (ctx.caller.role !== 'user') {
+        await visibleSession(ctx, id);
+        sendJson(ctx.res, 200, await verifySession(ctx.store, id));
+        return;
+      }
+      // A user may share the session with other callers: their own exchanges are verified, and nothing is said of
+      // the others' records (not even how many there are).
+      const own = await visibleSummaries(ctx, id);
+      if (own.length === 0) throw notFound(`no session "${id}"`);
+      sendJson(ctx.res, 200, await verifySession(ctx.store, id, new Set(own.map((x) => x.id))));
     },
   },
   {

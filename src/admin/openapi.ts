@@ -3,7 +3,7 @@
  * test checks that every route served is described here.
  */
 import { EXPORT_FORMATS } from './exchange-export.js';
-import { FILTER_PARAMS, OUTCOMES } from './query-params.js';
+import { FILTER_PARAMS, OUTCOMES, SESSION_PAGE } from './query-params.js';
 
 const ref = (name: string): { $ref: string } => ({ $ref: `#/components/schemas/${name}` });
 const param = (name: string): { $ref: string } => ({ $ref: `#/components/parameters/${name}` });
@@ -101,14 +101,22 @@ export const OPENAPI_DOCUMENT = {
     '/sessions/{id}': {
       get: {
         summary:
-          'One session: summaries of all its exchanges and full views of them, in order; with limit or cursor, full ' +
-          'views a page at a time (next_cursor names the next page; null after the last)',
-        parameters: [param('id'), param('limit'), param('cursor')],
+          'One session: summaries of all its exchanges, in order, and full views of them a page at a time ' +
+          `(${SESSION_PAGE.default} by default, at most ${SESSION_PAGE.max}; next_cursor names the next page, null after the last)`,
+        parameters: [
+          param('id'),
+          {
+            name: 'limit',
+            in: 'query',
+            schema: { type: 'integer', minimum: 1, maximum: SESSION_PAGE.max, default: SESSION_PAGE.default },
+          },
+          param('cursor'),
+        ],
         responses: {
           '200': json(
             {
               type: 'object',
-              required: ['id', 'summaries', 'exchanges'],
+              required: ['id', 'summaries', 'exchanges', 'next_cursor'],
               properties: {
                 id: { type: 'string' },
                 summaries: { type: 'array', items: ref('ExchangeListItem') },
@@ -134,7 +142,9 @@ export const OPENAPI_DOCUMENT = {
         summary: 'Verify one session’s records',
         description:
           'Rehashes every record of the session, checks its links to the neighbouring records of its chain and its ' +
-          'blobs, and that every indexed exchange still has its request record. `/verify` is the final word.',
+          'blobs, and that every indexed exchange still has its request record. `/verify` is the final word. A `user` ' +
+          'gets the same checks of their own exchanges only (`scope: "caller"`): callers can share a session, and ' +
+          'nothing is said of the others’ records.',
         parameters: [param('id')],
         responses: { '200': json(ref('SessionVerifyReport'), 'The report.'), ...errors(401, 404) },
       },
@@ -426,6 +436,10 @@ export const OPENAPI_DOCUMENT = {
         properties: {
           ok: { type: 'boolean' },
           session: { type: 'string' },
+          scope: {
+            enum: ['session', 'caller'],
+            description: '`caller`: only the records of the reader’s own exchanges were checked and counted.',
+          },
           records: { type: 'integer' },
           exchanges: { type: 'integer' },
           problems: { type: 'array', items: ref('VerifyProblem') },

@@ -66,15 +66,21 @@ export function filterFrom(get: ParamSource): ExchangeFilter {
   };
 }
 
-/** `limit` (1..1000) and `cursor`. */
-export function pageFrom(get: ParamSource): PageRequest {
+/**
+ * Exchanges in full per page of `GET /sessions/{id}`: by default, and at most. Each carries its whole request, and an
+ * agent's requests resend the conversation: a long session in one answer was tens of MB, built on the event loop.
+ */
+export const SESSION_PAGE = { default: 20, max: 100 } as const;
+
+/** `limit` (1..`max`, default 1000) and `cursor`. */
+export function pageFrom(get: ParamSource, max = 1000): PageRequest {
   const limit = get('limit');
   const cursor = get('cursor');
   let n: number | undefined;
   if (limit !== null && limit !== undefined && limit !== '') {
     n = Number(limit);
-    if (!Number.isInteger(n) || n < 1 || n > 1000)
-      throw badRequest(`limit: expected an integer from 1 to 1000, got "${limit}"`);
+    if (!Number.isInteger(n) || n < 1 || n > max)
+      throw badRequest(`limit: expected an integer from 1 to ${max}, got "${limit}"`);
   }
   return { limit: n, cursor: cursor === null || cursor === undefined || cursor === '' ? undefined : cursor };
 }

@@ -5,6 +5,9 @@
  *
  * What this cannot see is the removal of a whole exchange together with its index rows, or of a chain's tail: the
  * store-wide `verify()` (which also checks what each chain committed to when it opened) is the final word.
+ *
+ * Clients choose session ids, so callers can share a session: a reader who may see only their own exchanges gets a
+ * verification of those alone (their records, blobs and links), and learns nothing of the other callers' records.
  */
 import type { AuditStore, ChainPosition, StoredRecord, VerifyProblem, PurgedRun } from '../store/audit-store.js';
 import { blobRefs, recordHash, sha256Hex } from '../store/ledger.js';
@@ -12,6 +15,8 @@ import { blobRefs, recordHash, sha256Hex } from '../store/ledger.js';
 export interface SessionVerifyReport {
   readonly ok: boolean;
   readonly session: string;
+  /** `session`: every record of the session was checked; `caller`: only the records of the reader's own exchanges. */
+  readonly scope: 'session' | 'caller';
   readonly records: number;
   readonly exchanges: number;
   readonly problems: readonly VerifyProblem[];
@@ -31,8 +36,19 @@ async function purgedRuns(store: AuditStore): Promise<PurgedRun[]> {
   });
 }
 
-export async function verifySession(store: AuditStore, sessionId: string): Promise<SessionVerifyReport> {
-  const records = await store.sessionRecords(sessionId);
+/**
+ * Verify the records of one session.
+ *
+ * @param only - the exchanges to verify (the reader's own), when the reader may not see the whole session.
+ */
+export async function verifySession(
+  store: AuditStore,
+  sessionId: string,
+  only?: ReadonlySet<string>,
+): Promise<SessionVerifyReport> {
+  const inScope = (exchangeId: string | null): boolean =>
+    only === undefined || (exchangeId !== null && only.has(exchangeId));
+  const records = (await store.sessionRecords(sessionId)).filter((r) => inScope(r.exchangeId));
   const problems: VerifyProblem[] = [];
   const problem = (r: StoredRecord | ChainPosition, kind: VerifyProblem['problem'], detail: string): void => {
     problems.push({ chain: r.chain, chainSeq: r.chainSeq, seq: 'seq' in r ? r.seq : null, problem: kind, detail });
@@ -89,7 +105,7 @@ export async function verifySession(store: AuditStore, sessionId: string): Promi
       problem(first, 'blob_changed', `blob ${h} referred to by ${first.chain}#${first.chainSeq} was changed`);
   }
 
-  const exchanges = await store.listExchanges(sessionId);
+  const exchanges = (await store.listExchanges(sessionId)).filter((x) => inScope(x.id));
   const requested = new Set(records.filter((r) => r.kind === 'exchange.request').map((r) => r.exchangeId));
   for (const x of exchanges) {
     if (!requested.has(x.id)) {
@@ -105,6 +121,7 @@ export async function verifySession(store: AuditStore, sessionId: string): Promi
   return {
     ok: problems.length === 0,
     session: sessionId,
+    scope: only === undefined ? 'session' : 'caller',
     records: records.length,
     exchanges: exchanges.length,
     problems,

@@ -24,6 +24,7 @@ import { listenAddress, type ListenAddress } from '../config/config-schema.js';
 import { loadConfig } from '../config/load-config.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { startGateway } from '../gateway.js';
+import { gatewayKeyId } from '../identity/gateway-keys.js';
 import { createGatewayKey, revokeGatewayKey } from '../identity/key-admin.js';
 import { readExchange, readSession } from '../recorder/exchange-reader.js';
 import { startReplayServer, type ReplayLog } from '../replay/replay-server.js';
@@ -411,7 +412,7 @@ async function keys(args: string[], out: Out): Promise<number> {
         },
         config.connections.map((c) => c.name),
       );
-      if (values.json) out.stdout.write(`${JSON.stringify({ key, ...withoutHash(record) }, null, 2)}\n`);
+      if (values.json) out.stdout.write(`${JSON.stringify({ key, ...shownKey(record) }, null, 2)}\n`);
       else {
         out.stdout.write(`${key}\n`);
         out.stderr.write(
@@ -423,7 +424,7 @@ async function keys(args: string[], out: Out): Promise<number> {
       return 0;
     }
     if (verb === 'list') {
-      const all = (await store.listGatewayKeys()).map(withoutHash);
+      const all = (await store.listGatewayKeys()).map(shownKey);
       if (values.json) out.stdout.write(`${JSON.stringify({ keys: all }, null, 2)}\n`);
       else if (all.length === 0) out.stdout.write('no gateway keys\n');
       else {
@@ -432,7 +433,8 @@ async function keys(args: string[], out: Out): Promise<number> {
           const state = k.revokedAt ? 'revoked' : k.expiresAt !== null && k.expiresAt <= now ? 'expired' : 'live';
           out.stdout.write(
             `${k.name}  ${state}  owner ${k.owner}  connections ${k.connections.length ? k.connections.join(',') : '*'}  ` +
-              `created ${new Date(k.createdAt).toISOString()}  expires ${k.expiresAt ? new Date(k.expiresAt).toISOString() : 'never'}\n`,
+              `created ${new Date(k.createdAt).toISOString()}  expires ${k.expiresAt ? new Date(k.expiresAt).toISOString() : 'never'}  ` +
+              `id ${k.id}\n`,
           );
         }
       }
@@ -454,9 +456,10 @@ async function keys(args: string[], out: Out): Promise<number> {
   }
 }
 
-function withoutHash<T extends { hash: string }>(k: T): Omit<T, 'hash'> {
-  const { hash: _hash, ...rest } = k;
-  return rest;
+/** A key as the CLI shows it: its id (as callers are recorded with it) in place of its hash. */
+function shownKey<T extends { hash: string }>(k: T): Omit<T, 'hash'> & { id: string } {
+  const { hash, ...rest } = k;
+  return { id: gatewayKeyId(hash), ...rest };
 }
 
 async function storeCommand(args: string[], out: Out): Promise<number> {

@@ -47,6 +47,15 @@ export function hashGatewayKey(key: string): string {
   return hash('sha256', key, 'hex');
 }
 
+/**
+ * A key's id: `key_` and the first 16 hex digits of its hash. It names one key for good, where the name may pass to a
+ * new key once the old one is revoked; recorded with the caller, it says which key made a call. It is no secret (the
+ * hash of a 256-bit random key says nothing of the key), and 64 bits keep the keys of one store apart.
+ */
+export function gatewayKeyId(hash: string): string {
+  return `key_${hash.slice(0, 16)}`;
+}
+
 /** Whether `s` has the exact shape of a gateway key (prefix and 43 base64url characters). */
 export function looksLikeGatewayKey(s: string): boolean {
   return KEY_PATTERN.test(s);
@@ -91,7 +100,8 @@ export async function authenticateGatewayKey(
       `malformed gateway key: expected ${GATEWAY_KEY_PREFIX} followed by 43 base64url characters`,
     );
   }
-  const row = await lookup(hashGatewayKey(key));
+  const hash = hashGatewayKey(key);
+  const row = await lookup(hash);
   if (!row) throw new VigilError('UNAUTHENTICATED', 'unknown gateway key');
   if (row.revokedAt !== null) {
     throw new VigilError(
@@ -106,7 +116,13 @@ export async function authenticateGatewayKey(
     );
   }
   return {
-    principal: { method: 'gateway_key', subject: row.name, keyName: row.name, owner: row.owner },
+    principal: {
+      method: 'gateway_key',
+      subject: row.name,
+      keyName: row.name,
+      owner: row.owner,
+      keyId: gatewayKeyId(hash),
+    },
     connections: row.connections,
   };
 }

@@ -11,6 +11,12 @@ export interface Principal {
   /** For gateway keys: the key's name and owner. */
   readonly keyName?: string;
   readonly owner?: string;
+  /**
+   * For gateway keys: which key (`gatewayKeyId` of its hash). A name is unique among live keys only, so a key created after
+   * another of the same name was revoked has the same subject and name, and only this tells the two apart. Absent in
+   * records made before it was kept.
+   */
+  readonly keyId?: string;
 }
 
 export const ANONYMOUS: Principal = Object.freeze({ method: 'anonymous', subject: 'anonymous' });

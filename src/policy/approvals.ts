@@ -16,8 +16,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { VigilError } from '../errors.js';
+import { gatewayKeyId } from '../identity/gateway-keys.js';
 import type { Principal } from '../identity/principal.js';
-import type { AuditStore, StoredRecord } from '../store/audit-store.js';
+import type { AuditStore, KeyRevokedData, StoredRecord } from '../store/audit-store.js';
 import type { CompiledRule } from './approval-rules.js';
 import type { ApprovalRequestSummary } from './approval-summary.js';
 
@@ -74,6 +75,8 @@ export interface GrantedData {
     readonly issuer: string | null;
     /** How the caller authenticated; absent in grants recorded before it was kept (see {@link grantMethod}). */
     readonly method?: Principal['method'];
+    /** A gateway key's id: the grant covers that key only. Absent in grants recorded before it was kept. */
+    readonly keyId?: string;
   };
   /**
    * Set for anonymous callers: everyone on the machine is `anonymous`, so their grant covers only the session it was
@@ -120,12 +123,16 @@ const APPROVAL_KINDS = {
   notified: 'approval.notified',
 } as const;
 
+/** A gateway key's grant ends when the key is revoked (see {@link ApprovalCoordinator.covers}). */
+const KEY_REVOKED = 'key.revoked';
+
 const FOLLOWED = [
   APPROVAL_KINDS.held,
   APPROVAL_KINDS.decided,
   APPROVAL_KINDS.granted,
   APPROVAL_KINDS.timedOut,
   APPROVAL_KINDS.cancelled,
+  KEY_REVOKED,
 ];
 
 export type ApprovalStatus = 'pending' | 'approved' | 'denied' | 'timed_out' | 'cancelled';
@@ -225,13 +232,22 @@ function grantMethod(g: GrantedData): Principal['method'] {
   return g.session !== undefined ? 'anonymous' : 'gateway_key';
 }
 
-/** `method|issuer|subject`: one identity, for distinct-approver counting. */
+/** `method|issuer|subject`, and a gateway key's id: one identity, for distinct-approver counting. */
 export function actorKey(a: Approver): string {
-  return `${a.method}|${'issuer' in a ? (a.issuer ?? '') : ''}|${a.subject}`;
+  const keyId = 'keyId' in a && a.keyId !== undefined ? `|${a.keyId}` : '';
+  return `${a.method}|${'issuer' in a ? (a.issuer ?? '') : ''}|${a.subject}${keyId}`;
 }
 
 /** Whether `approver` is the caller: same OIDC subject and issuer, the same key or token, or the key's owner. */
 export function isSameActor(caller: Principal, approver: Approver): boolean {
+  if (caller.method === 'gateway_key' && approver.method === 'gateway_key') {
+    // A key's name passes to a new key once it is revoked: the id tells the two apart. A record from before ids were
+    // kept has the name only, and is taken for the same key (no self-approval slips through).
+    return (
+      caller.subject === approver.subject &&
+      (caller.keyId === undefined || approver.keyId === undefined || caller.keyId === approver.keyId)
+    );
+  }
   if (actorKey(caller) === actorKey(approver)) return true;
   if (caller.method === 'gateway_key' && caller.owner !== undefined && approver.method === 'oidc') {
     return caller.owner === approver.subject || caller.owner === approver.email;
@@ -305,6 +321,8 @@ function newApprovalId(): string {
 export class ApprovalCoordinator {
   private readonly approvals = new Map<string, State>();
   private readonly grants = new Map<string, GrantedData>();
+  /** Revoked gateway keys seen in the ledger: key id → name and when. Few, and kept: see {@link covers}. */
+  private readonly revokedKeys = new Map<string, { readonly name: string; readonly at: number }>();
   /** Records already read (chain:chainSeq → at), so that overlapping reads count each once. */
   private readonly seen = new Map<string, number>();
   private readonly waiters = new Map<string, Waiter>();
@@ -495,7 +513,12 @@ export class ApprovalCoordinator {
         const grant: GrantedData = {
           grantId: `grt_${randomBytes(8).toString('hex')}`,
           approvalId: id,
-          caller: { subject: held.caller.subject, issuer: held.caller.issuer ?? null, method: held.caller.method },
+          caller: {
+            subject: held.caller.subject,
+            issuer: held.caller.issuer ?? null,
+            method: held.caller.method,
+            ...(held.caller.keyId !== undefined ? { keyId: held.caller.keyId } : {}),
+          },
           ...(held.caller.method === 'anonymous' ? { session: held.sessionId } : {}),
           connection: held.connection,
           rule: held.rule.name,
@@ -568,20 +591,11 @@ export class ApprovalCoordinator {
         this.grants.delete(g.grantId);
         continue;
       }
-      if (
-        g.connection !== connection ||
-        g.rule !== rule ||
-        g.caller.subject !== caller.subject ||
-        g.caller.issuer !== (caller.issuer ?? null) ||
-        grantMethod(g) !== caller.method ||
-        (g.session !== undefined && g.session !== sessionId)
-      ) {
-        continue;
-      }
+      if (g.connection !== connection || g.rule !== rule) continue;
       // A grant counts only as the approval it came with allowed: that approval was approved, and the grant is no
       // longer than its rule lets approvers give (a record written around the API gets nothing).
       const s = this.approvals.get(g.approvalId);
-      if (!s) continue;
+      if (!s || !this.covers(g, s.held.heldAt, caller, sessionId)) continue;
       const t = tally(s, now);
       const approvedAt = t.approvals.at(-1)?.at;
       if (t.status !== 'approved' || approvedAt === undefined) continue;
@@ -589,6 +603,31 @@ export class ApprovalCoordinator {
       return g;
     }
     return undefined;
+  }
+
+  /**
+   * Whether grant `g`, given for a call held at `heldAt`, covers this caller: the same subject, issuer and way of
+   * authenticating, the same session for anonymous callers, and for a gateway key the same key, not revoked.
+   */
+  private covers(g: GrantedData, heldAt: number, caller: Principal, sessionId: string): boolean {
+    if (
+      g.caller.subject !== caller.subject ||
+      g.caller.issuer !== (caller.issuer ?? null) ||
+      grantMethod(g) !== caller.method ||
+      (g.session !== undefined && g.session !== sessionId)
+    ) {
+      return false;
+    }
+    if (caller.method !== 'gateway_key') return true;
+    const { keyId } = g.caller;
+    if (keyId !== undefined) return keyId === caller.keyId && !this.revokedKeys.has(keyId);
+    // A grant recorded before key ids were kept names the key only: it stands for the key of that name when the call
+    // was held, until a key of that name is revoked (the name may then pass to a new key, another caller). Clock
+    // slack errs towards holding the call again.
+    for (const r of this.revokedKeys.values()) {
+      if (r.name === g.caller.subject && r.at >= heldAt - GRANT_CLOCK_SLACK_MS) return false;
+    }
+    return true;
   }
 
   private async append(kind: string, exchangeId: string, sessionId: string, data: unknown): Promise<void> {
@@ -646,6 +685,11 @@ export class ApprovalCoordinator {
       case APPROVAL_KINDS.granted: {
         const d = parse<GrantedData>(r);
         if (d) this.grants.set(d.grantId, d);
+        break;
+      }
+      case KEY_REVOKED: {
+        const d = parse<KeyRevokedData>(r);
+        if (d) this.revokedKeys.set(gatewayKeyId(d.hash), { name: d.name, at: d.revokedAt });
         break;
       }
       case APPROVAL_KINDS.timedOut:

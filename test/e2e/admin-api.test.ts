@@ -62,6 +62,13 @@ interface Paged<T> {
   next_cursor: string | null;
 }
 
+/** `GET /sessions/{id}`: every summary, and a page of exchanges in full. */
+interface SessionPage {
+  summaries: Array<{ id: string }>;
+  exchanges: ExchangeView[];
+  next_cursor: string | null;
+}
+
 const client = (token: string): Anthropic =>
   new Anthropic({ baseURL: h.url, apiKey: null, authToken: token, maxRetries: 0 });
 
@@ -257,10 +264,9 @@ describe('who may see what', () => {
 
   it('pages a session’s full exchanges on request (limit, cursor), with every summary each time', async () => {
     // A long agent session in full is a very large answer, built in one go; the web UI asks for pages.
-    type SessionPage = { summaries: Array<{ id: string }>; exchanges: ExchangeView[]; next_cursor: string | null };
     const all = await api<SessionPage>('/sessions/alice-1', tokens.carol);
     expect(all.json.exchanges).toHaveLength(2);
-    expect(all.json).not.toHaveProperty('next_cursor');
+    expect(all.json.next_cursor).toBeNull();
     const first = await api<SessionPage>('/sessions/alice-1?limit=1', tokens.carol);
     expect(first.json.summaries.map((x) => x.id)).toEqual(all.json.exchanges.map((x) => x.id));
     expect(first.json.exchanges.map((x) => x.id)).toEqual([all.json.exchanges[0]!.id]);
@@ -272,6 +278,32 @@ describe('who may see what', () => {
     expect(wrong.status).toBe(400);
     expect(wrong.json.error.message).toContain('is not an exchange of session "alice-1"');
     expect((await api('/sessions/alice-1?limit=1', tokens.bob)).status).toBe(404); // still only one's own
+  });
+
+  it('answers a long session a page at a time without limit too (20 by default, at most 100)', async () => {
+    // Went wrong: without limit, every exchange of the session came back in full in one answer; a long agent
+    // session (each request resends the conversation) built a ~64 MB answer on the gateway's event loop.
+    const erin = client(await idp.mintToken({ email: 'erin@example.com' }, { subject: 'erin' }));
+    for (let i = 0; i < 23; i++) {
+      await erin.messages.create(
+        { model: 'claude-haiku-4-5', max_tokens: 20, messages: [{ role: 'user', content: `turn ${i}` }] },
+        { headers: { 'x-vigil-session': 'erin-long' } },
+      );
+    }
+    const recorded = (await h.session('erin-long', 23)).map((x) => x.id);
+
+    const first = await api<SessionPage>('/sessions/erin-long', tokens.carol);
+    expect(first.json.summaries.map((x) => x.id)).toEqual(recorded);
+    expect(first.json.exchanges.map((x) => x.id)).toEqual(recorded.slice(0, 20));
+    expect(first.json.next_cursor).toBe(recorded[19]);
+    const rest = await api<SessionPage>(`/sessions/erin-long?cursor=${first.json.next_cursor}`, tokens.carol);
+    expect(rest.json.exchanges.map((x) => x.id)).toEqual(recorded.slice(20));
+    expect(rest.json.next_cursor).toBeNull();
+
+    expect((await api<SessionPage>('/sessions/erin-long?limit=100', tokens.carol)).json.exchanges).toHaveLength(23);
+    const tooMany = await api<{ error: { message: string } }>('/sessions/erin-long?limit=101', tokens.carol);
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.json.error.message).toBe('limit: expected an integer from 1 to 100, got "101"');
   });
 
   it('accepts an admin API token for automation, with its role', async () => {
@@ -439,9 +471,44 @@ describe('verify', () => {
     expect((await api('/sessions/alice-1/verify', tokens.alice)).json).toMatchObject({
       ok: true,
       session: 'alice-1',
+      scope: 'caller',
       exchanges: 2,
       problems: [],
     });
+    expect((await api('/sessions/alice-1/verify', tokens.carol)).json).toMatchObject({
+      scope: 'session',
+      exchanges: 2,
+    });
+  });
+
+  it('tells a user sharing a session about their own exchanges only', async () => {
+    // Went wrong: clients choose session ids, so callers can share one; a user who may see only their own exchanges
+    // was told how many records and exchanges the others had in it, and any problem found in theirs.
+    const ask = (token: string, text: string) =>
+      client(token).messages.create(
+        { model: 'claude-haiku-4-5', max_tokens: 20, messages: [{ role: 'user', content: text }] },
+        { headers: { 'x-vigil-session': 'shared-1' } },
+      );
+    await ask(tokens.alice, 'my part of the shared session');
+    await ask(tokens.bob, 'his part');
+    await ask(tokens.bob, 'and some more');
+    const [mine] = (await h.session('shared-1', 3)).filter((x) => x.caller.subject === 'alice');
+    const ownRecords = (await h.gateway.store.sessionRecords('shared-1')).filter((r) => r.exchangeId === mine!.id);
+
+    const alices = await api<{ records: number; exchanges: number }>('/sessions/shared-1/verify', tokens.alice);
+    expect(alices.json).toEqual({
+      ok: true,
+      session: 'shared-1',
+      scope: 'caller',
+      records: ownRecords.length,
+      exchanges: 1,
+      problems: [],
+    });
+    expect((await api('/sessions/shared-1/verify', tokens.carol)).json).toMatchObject({
+      scope: 'session',
+      exchanges: 3,
+    });
+    expect((await api('/sessions/shared-1/verify', tokens.dave)).json).toMatchObject({ exchanges: 3 });
   });
 });
 
@@ -538,6 +605,17 @@ describe('CLI', () => {
     const json = await cli('search', 'flamingo', '--json', '--data-dir', h.dataDir);
     expect(JSON.parse(json.stdout)).toMatchObject({ items: [{ sessionId: 'alice-1' }], next_cursor: null });
     expect((await cli('search', 'nothing-recorded-like-this', '--data-dir', h.dataDir)).stdout).toContain('no matches');
+  });
+
+  it('vigil sessions show gives a long session whole (it reads the store, not a page of the API)', async () => {
+    const recorded = (await h.session('erin-long', 23)).map((x) => x.id);
+    const json = await cli('sessions', 'show', 'erin-long', '--json', '--data-dir', h.dataDir);
+    expect(json.code).toBe(0);
+    const shown = JSON.parse(json.stdout) as { session_id: string; exchanges: ExchangeView[] };
+    expect(shown.exchanges.map((x) => x.id)).toEqual(recorded);
+    const transcript = await cli('sessions', 'show', 'erin-long', '--data-dir', h.dataDir);
+    expect(transcript.stdout).toContain('turn 0');
+    expect(transcript.stdout).toContain('turn 22');
   });
 
   it('vigil sessions export writes a session, or a filtered set, with progress on long exports', async () => {

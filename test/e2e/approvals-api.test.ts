@@ -4,6 +4,7 @@
  */
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createGatewayKey, revokeGatewayKey } from '../../src/identity/key-admin.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
 import { until } from '../support/until.js';
 
@@ -18,7 +19,9 @@ beforeAll(async () => {
         name: 'anthropic',
         upstream,
         credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
-        approvals: [{ name: 'large answers', action: 'hold', when: { max_tokens_above: 4096 }, timeout: '30s' }],
+        approvals: [
+          { name: 'large answers', action: 'hold', when: { max_tokens_above: 4096 }, timeout: '30s', grant: '1h' },
+        ],
       },
     ],
     admin: { tokens: [{ name: 'oncall', role: 'admin', token: { env: 'VIGIL_TEST_ADMIN_TOKEN' } }] },
@@ -44,8 +47,8 @@ async function held(): Promise<{ id: string; rule: { name: string } }> {
   throw new Error('nothing held');
 }
 
-const bigAsk = (text: string) =>
-  new Anthropic({ baseURL: h.url, apiKey: CLIENT_KEY, maxRetries: 0 }).messages.create({
+const bigAsk = (text: string, apiKey = CLIENT_KEY) =>
+  new Anthropic({ baseURL: h.url, apiKey, maxRetries: 0 }).messages.create({
     model: 'claude-haiku-4-5',
     max_tokens: 8000,
     messages: [{ role: 'user', content: text }],
@@ -77,6 +80,41 @@ it('deny through the API: the client gets 403 with the reason; a denial needs on
   expect(err).toBeInstanceOf(Anthropic.PermissionDeniedError);
   expect(err.message).toContain('not today');
   expect((await api(`/approvals/${approval.id}/approve`, { method: 'POST', body: '{}' })).status).toBe(400); // already decided
+});
+
+it('a grant to a gateway key does not carry over to a new key given its name after it was revoked', async () => {
+  // Went wrong: grants named a key's caller by name only, and a name is free again once its key is revoked: the new
+  // key went through on the old key's grant, without anyone approving it.
+  const keyFor = async () =>
+    (
+      await createGatewayKey(
+        h.gateway.store,
+        { name: 'deploy-bot', owner: 'platform', connections: [], createdBy: 'test' },
+        ['anthropic'],
+      )
+    ).key;
+  const first = await keyFor();
+  const call = bigAsk('first key, first call', first);
+  const approval = await held();
+  const approved = await api(`/approvals/${approval.id}/approve`, {
+    method: 'POST',
+    body: JSON.stringify({ reason: 'for this deploy', grant_minutes: 30 }),
+  });
+  expect(approved.status).toBe(200);
+  await call;
+  // The grant spares the same key the next hold.
+  expect((await bigAsk('first key, second call', first)).content[0]).toMatchObject({
+    text: 'Echo: first key, second call',
+  });
+
+  await revokeGatewayKey(h.gateway.store, 'deploy-bot', 'test');
+  const second = await keyFor();
+  const refused = bigAsk('second key, same name', second).catch((e: unknown) => e);
+  const again = await held();
+  expect(again).toMatchObject({ caller: { subject: 'deploy-bot', keyId: expect.stringMatching(/^key_/) } });
+  expect(again.id).not.toBe(approval.id);
+  await api(`/approvals/${again.id}/deny`, { method: 'POST', body: JSON.stringify({ reason: 'a new key' }) });
+  expect(await refused).toBeInstanceOf(Anthropic.PermissionDeniedError);
 });
 
 it('without identity, the local admin approves through the API (it is not taken for the anonymous caller)', async () => {

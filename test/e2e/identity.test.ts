@@ -133,6 +133,7 @@ describe('gateway keys', () => {
       subject: 'ci-nightly',
       keyName: 'ci-nightly',
       owner: 'platform-team',
+      keyId: expect.stringMatching(/^key_[0-9a-f]{16}$/),
     });
 
     const wrongConnection = await refusal(ask(`${h.url}/c/restricted`, { apiKey: key }, 'ci-elsewhere'));
@@ -173,7 +174,12 @@ describe('gateway keys', () => {
       expect(created.stderr).toContain('shown once');
       const listed = JSON.parse((await vigil(['keys', 'list', '--json', '--data-dir', dir])).stdout);
       expect(listed.keys).toEqual([
-        expect.objectContaining({ name: 'deploy-bot', connections: ['anthropic'], revokedAt: null }),
+        expect.objectContaining({
+          id: expect.stringMatching(/^key_[0-9a-f]{16}$/),
+          name: 'deploy-bot',
+          connections: ['anthropic'],
+          revokedAt: null,
+        }),
       ]);
       expect(JSON.stringify(listed)).not.toContain(key);
       expect(filesContaining(dir, key)).toEqual([]);

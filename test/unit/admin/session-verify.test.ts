@@ -68,9 +68,39 @@ describe.each(storeKinds())('verifySession: %s', (kind) => {
     expect(await verifySession(store, 'ses_1')).toEqual({
       ok: true,
       session: 'ses_1',
+      scope: 'session',
       records: 4,
       exchanges: 2,
       problems: [],
+    });
+  });
+
+  it('verifies only the exchanges given, and says nothing of the rest of the session', async () => {
+    // A user sharing a session with other callers may see their own exchanges only, and used to be told how many
+    // records the others had, and which of them were broken.
+    await store.append({ records: exchange('ex_someone_else', 'ses_1', T0 + 30) });
+    await fixture.tamper(
+      `UPDATE records SET data = replace(data, '"outcome":"ok"', '"outcome":"gateway_error"') WHERE exchange_id = 'ex_someone_else' AND kind = 'exchange.response'`,
+    );
+    expect((await verifySession(store, 'ses_1')).problems).toHaveLength(1);
+    expect(await verifySession(store, 'ses_1', new Set(['ex_1', 'ex_2']))).toEqual({
+      ok: true,
+      session: 'ses_1',
+      scope: 'caller',
+      records: 4,
+      exchanges: 2,
+      problems: [],
+    });
+    // Their own records are checked as ever, links to the others' neighbouring records included.
+    await fixture.tamper(`DELETE FROM records WHERE exchange_id = 'ex_2' AND kind = 'exchange.request'`);
+    expect(await verifySession(store, 'ses_1', new Set(['ex_2']))).toMatchObject({
+      ok: false,
+      records: 1,
+      exchanges: 1,
+      problems: [
+        expect.objectContaining({ problem: 'missing', detail: expect.stringContaining('the record before') }),
+        expect.objectContaining({ problem: 'missing', detail: expect.stringContaining('exchange ex_2 is indexed') }),
+      ],
     });
   });
 

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VigilError } from '../../../src/errors.js';
 import { Authenticator, extractCredential, MISSING_CREDENTIAL } from '../../../src/identity/authenticator.js';
-import { generateGatewayKey, type GatewayKeyRow } from '../../../src/identity/gateway-keys.js';
+import { gatewayKeyId, generateGatewayKey, type GatewayKeyRow } from '../../../src/identity/gateway-keys.js';
 import { oidcIssuerSchema } from '../../../src/identity/identity-config.js';
 import { OidcVerifier } from '../../../src/identity/oidc-verifier.js';
 import { isLocalRequest } from '../../../src/identity/loopback.js';
@@ -123,7 +123,13 @@ describe('Authenticator', () => {
     const auth = new Authenticator({ oidc, keyLookup, anonymousAllowed: false });
     for (const headers of [{ 'x-api-key': live.key }, { authorization: `Bearer ${live.key}` }]) {
       expect(await auth.authenticate(headers)).toEqual({
-        principal: { method: 'gateway_key', subject: 'nightly-ci', keyName: 'nightly-ci', owner: 'platform' },
+        principal: {
+          method: 'gateway_key',
+          subject: 'nightly-ci',
+          keyName: 'nightly-ci',
+          owner: 'platform',
+          keyId: gatewayKeyId(live.hash),
+        },
         keyConnections: ['prod'],
       });
     }

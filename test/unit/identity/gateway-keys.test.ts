@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { VigilError } from '../../../src/errors.js';
 import {
   authenticateGatewayKey,
+  gatewayKeyId,
   generateGatewayKey,
   hashGatewayKey,
   looksLikeGatewayKey,
@@ -51,7 +52,7 @@ describe('gateway keys', () => {
     expect(looksLikeGatewayKey(`vgk_${'a'.repeat(42)}+`)).toBe(false);
   });
 
-  it('authenticates a live key as its name and owner, with its connection restriction', async () => {
+  it('authenticates a live key as its name, owner and id, with its connection restriction', async () => {
     const { key, hash } = generateGatewayKey();
     const lookup = storeWith({ [hash]: row({ connections: ['prod'], expiresAt: NOW + 60_000 }) });
     const { principal, connections } = await authenticateGatewayKey(key, lookup, NOW);
@@ -60,7 +61,9 @@ describe('gateway keys', () => {
       subject: 'nightly-ci',
       keyName: 'nightly-ci',
       owner: 'platform-team',
+      keyId: gatewayKeyId(hash),
     });
+    expect(gatewayKeyId(hash)).toBe(`key_${hash.slice(0, 16)}`);
     expect(connections).toEqual(['prod']);
   });
 

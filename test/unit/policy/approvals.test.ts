@@ -3,6 +3,8 @@
  * and PostgreSQL (two instances are two gateway replicas). Decisions only ever travel through the ledger.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { authenticateGatewayKey } from '../../../src/identity/gateway-keys.js';
+import { createGatewayKey, revokeGatewayKey } from '../../../src/identity/key-admin.js';
 import type { Principal } from '../../../src/identity/principal.js';
 import {
   approvalRulesSchema,
@@ -82,6 +84,23 @@ async function pendingId(c: ApprovalCoordinator, count = 1): Promise<string> {
 
 function settled(p: Promise<HoldOutcome>): Promise<HoldOutcome | 'pending'> {
   return Promise.race([p, new Promise<'pending'>((r) => setTimeout(() => r('pending'), 50))]);
+}
+
+/** A new gateway key in the store, and the caller it authenticates as (as the proxy records it). */
+async function keyCaller(store: AuditStore, name: string): Promise<Principal> {
+  const { key } = await createGatewayKey(store, { name, owner: 'platform', connections: [], createdBy: 'test' }, [
+    'anthropic',
+  ]);
+  return (await authenticateGatewayKey(key, (hash) => store.findGatewayKey(hash))).principal;
+}
+
+/** Expects `c` to hold this call (no grant lets it through), then lets the client give up. */
+async function expectHeld(c: ApprovalCoordinator, req: HoldRequest): Promise<void> {
+  const abort = new AbortController();
+  const held = c.hold({ ...req, signal: abort.signal });
+  expect(await settled(held)).toBe('pending');
+  abort.abort();
+  expect(await held).toMatchObject({ outcome: 'cancelled' });
 }
 
 describe.each(storeKinds())('approval coordinator on %s', (kind) => {
@@ -248,6 +267,68 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
     expect(await settled(other)).toBe('pending');
     abort.abort();
     expect(await other).toMatchObject({ outcome: 'cancelled' });
+  });
+
+  it('a grant to a gateway key covers that key only: not a new key given its name, nor the key once revoked', async () => {
+    // Went wrong: a grant named a key's caller by name, and a name passes to a new key once the old one is revoked,
+    // so the new key (another service, maybe another team's) went through on the old key's grant.
+    const r = rule({ grant: '10m' });
+    const first = await keyCaller(store, 'ci-nightly');
+    const held = gateway.hold(call(r, { caller: first }));
+    await gateway.approve(await pendingId(gateway), bob, { grantMinutes: 5 });
+    expect(await held).toMatchObject({ outcome: 'approved' });
+    expect(await gateway.hold(call(r, { caller: first }))).toMatchObject({
+      outcome: 'granted',
+      grant: { caller: { subject: 'ci-nightly', keyId: first.keyId } },
+    });
+
+    await revokeGatewayKey(store, 'ci-nightly', 'test');
+    const second = await keyCaller(store, 'ci-nightly');
+    expect(second).toMatchObject({ subject: 'ci-nightly', keyName: 'ci-nightly' });
+    expect(second.keyId).not.toBe(first.keyId);
+    await expectHeld(gateway, call(r, { caller: second }));
+    // A call the revoked key made just before its revocation is held too: its grant ended with it.
+    await expectHeld(gateway, call(r, { caller: first }));
+  });
+
+  it('a grant recorded before key ids were kept stands for its key until a key of that name is revoked', async () => {
+    // Such a grant names the key only. Taken for every key of that name, it would cover the next key given the name;
+    // refused outright, it would hold the key it was given to. It covers the key that had the name when the call was
+    // held, until a key of that name is revoked.
+    const r = rule({ grant: '10m' });
+    const current = await keyCaller(store, 'ci-nightly');
+    const { keyId, ...asRecordedBefore } = current;
+    expect(keyId).toBeDefined();
+    const held = gateway.hold(call(r, { caller: asRecordedBefore }));
+    await gateway.approve(await pendingId(gateway), bob, { grantMinutes: 5 });
+    await held;
+    const [granted] = (await store.sessionRecords('ses_1')).filter((x) => x.kind === 'approval.granted');
+    expect(JSON.parse(granted!.data).caller).toEqual({ subject: 'ci-nightly', issuer: null, method: 'gateway_key' });
+    expect(await gateway.hold(call(r, { caller: current }))).toMatchObject({ outcome: 'granted' });
+
+    await revokeGatewayKey(store, 'ci-nightly', 'test');
+    await expectHeld(gateway, call(r, { caller: await keyCaller(store, 'ci-nightly') }));
+    await expectHeld(gateway, call(r, { caller: current }));
+  });
+
+  it('a new key given the name of the caller’s revoked key is someone else: it may not withdraw the call, and may approve it', async () => {
+    // Went wrong: self-approval was judged by name, so the new key passed for the caller.
+    const first = await keyCaller(store, 'ci-nightly');
+    const toDeny = gateway.hold(call(rule({ approver_groups: ['sre'] }), { caller: first }));
+    const denyId = await pendingId(gateway);
+    const toApprove = gateway.hold(call(rule(), { caller: first }));
+    const approveId = await pendingId(gateway, 2);
+    await revokeGatewayKey(store, 'ci-nightly', 'test');
+    const second = await keyCaller(store, 'ci-nightly');
+
+    await expect(gateway.deny(denyId, second, 'not mine to withdraw')).rejects.toMatchObject({
+      problem: 'not_an_approver',
+    });
+    await expect(gateway.approve(approveId, first)).rejects.toMatchObject({ problem: 'self_approval' });
+    await gateway.approve(approveId, second);
+    expect(await toApprove).toMatchObject({ outcome: 'approved', by: [second] });
+    await gateway.deny(denyId, first, 'withdrawn');
+    expect(await toDeny).toMatchObject({ outcome: 'denied', reason: 'withdrawn' });
   });
 
   it('a grant lets the same caller through on the same rule until it expires', async () => {
