@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { duration, secretRef } from './common-schemas.js';
 import { allowListSchema, identityConfigSchema } from '../identity/identity-config.js';
+import { isLoopbackHost } from '../identity/loopback.js';
 import { siemConfigSchema } from '../export/sinks-config.js';
 import { maskingConfigSchema } from '../recorder/masking/masking-config.js';
 import { approvalsConfigSchema } from '../policy/approval-notifier.js';
@@ -104,7 +105,7 @@ const connectionSchema = z
   .strict()
   .superRefine((c, ctx) => {
     const host = new URL(c.upstream).hostname;
-    const loopback = host === 'localhost' || host === '[::1]' || host.startsWith('127.');
+    const loopback = isLoopbackHost(host);
     if (c.upstream.startsWith('http:') && !loopback && !c.allow_insecure_upstream) {
       ctx.addIssue({
         code: 'custom',

@@ -1,13 +1,20 @@
+import { isIPv4 } from 'node:net';
+
+/** An IPv4 address literal in 127.0.0.0/8 — not a host name that starts like one (`127.0.0.1.attacker.example`). */
+function isLoopbackV4(s: string): boolean {
+  return isIPv4(s) && s.startsWith('127.');
+}
+
 /** Loopback addresses: with no identity configured, only callers on this machine may use the gateway. */
 export function isLoopbackAddress(address: string | undefined | null): boolean {
   if (!address) return false;
   if (address === '::1' || address === 'localhost') return true;
-  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
-  return v4.startsWith('127.');
+  return isLoopbackV4(address.startsWith('::ffff:') ? address.slice(7) : address);
 }
 
+/** A host (as in a URL or a listen address) that names this machine: `localhost`, `::1`, or an address in 127/8. */
 export function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || host.startsWith('127.');
+  return host === 'localhost' || host === '::1' || host === '[::1]' || isLoopbackV4(host);
 }
 
 /**

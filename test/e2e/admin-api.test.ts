@@ -699,6 +699,12 @@ describe('without identity', () => {
       expect(await get('/api/v1/sessions', { host: `[::1]:${port}` })).toBe(200);
       // A rebinding attacker's page: its own name, resolved to 127.0.0.1.
       expect(await get('/api/v1/sessions', { host: `attacker.example:${port}` })).toBe(403);
+      // …or a name of its own that merely starts like a loopback address.
+      const lookalike = `127.0.0.1.attacker.example:${port}`;
+      expect(await get('/api/v1/whoami', { host: lookalike, origin: `http://${lookalike}` })).toBe(403);
+      expect(await get('/api/v1/whoami', { host: `127.0.0.1:${port}`, origin: 'http://127.x.attacker.example' })).toBe(
+        403,
+      );
       // A cross-site request from a page elsewhere, here trying to decide an approval.
       const crossSite = { host: `127.0.0.1:${port}`, origin: 'https://attacker.example' };
       expect(await get('/api/v1/approvals/apr_0123456789abcdef/approve', crossSite, 'POST')).toBe(403);

@@ -363,6 +363,9 @@ describe('gateway errors in Anthropic’s shape', () => {
     for (const headers of [
       { ...json, host: `attacker.example:${port}` },
       { ...json, host: `127.0.0.1:${port}`, origin: 'https://attacker.example' },
+      // Names of its own that merely start like a loopback address.
+      { ...json, host: `127.0.0.1.attacker.example:${port}`, origin: `http://127.0.0.1.attacker.example:${port}` },
+      { ...json, host: `127.0.0.1:${port}`, origin: 'http://127.x.attacker.example' },
     ]) {
       const res = await call(headers);
       expect(res.status).toBe(401);

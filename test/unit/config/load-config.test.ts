@@ -59,6 +59,11 @@ describe('config', () => {
     expect(problems({ connections: [{ name: 'a', upstream: 'http://remote.example' }] })).toEqual([
       'connections[0] (a).upstream: must be an https URL (plain http is accepted for loopback only, or with allow_insecure_upstream: true)',
     ]);
+    // A name of its own that merely starts like a loopback address is not loopback.
+    expect(problems({ connections: [{ name: 'a', upstream: 'http://127.0.0.1.attacker.example' }] })).toEqual([
+      'connections[0] (a).upstream: must be an https URL (plain http is accepted for loopback only, or with allow_insecure_upstream: true)',
+    ]);
+    expect(problems({ connections: [{ name: 'a', upstream: 'http://127.0.0.1:9' }] })).toEqual([]);
     expect(problems({ connections: [{ name: 'a' }, { name: 'a' }] })).toEqual([
       'connections[1] (a).name: duplicate connection name "a"',
     ]);
