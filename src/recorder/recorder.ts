@@ -136,7 +136,12 @@ export class Recorder {
         input.level,
         lastRequestMessage,
       );
-    if (input.level === 'off') return recording(undefined);
+    if (input.level === 'off') {
+      // Nothing is kept, but it is in flight all the same: shutdown waits for it.
+      const rec = recording(undefined);
+      this.active.add(rec);
+      return rec;
+    }
     const full = input.level === 'full';
     const agent = resolveAgent(input.headers);
     let stored = full ? redaction.requestBody(body, this.known) : undefined;

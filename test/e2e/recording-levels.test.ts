@@ -64,3 +64,19 @@ it('full (the default) next to them still records everything', async () => {
   await h.gateway.recorder.queue.flush();
   expect(filesContaining(h.dataDir, 'UNIQUE-FULL-PROMPT').length).toBeGreaterThan(0);
 });
+
+// Last: it shuts the gateway down.
+it('off: a stream in flight at shutdown still finishes within the grace period', async () => {
+  // Went wrong: unrecorded exchanges were not counted as in flight, so shutdown cut them at once.
+  const c = new Anthropic({ baseURL: `${h.url}/c/unrecorded`, apiKey: CLIENT_KEY, maxRetries: 0 });
+  const stream = c.messages.stream(
+    { model: 'claude-haiku-4-5', max_tokens: 100, messages: [{ role: 'user', content: 'a slow answer, unrecorded' }] },
+    { headers: { 'x-fake-scenario': 'slow:40' } },
+  );
+  await new Promise<void>((resolve) => stream.once('text', () => resolve()));
+  const closed = h.gateway.close(10_000);
+  const msg = await stream.finalMessage();
+  expect(msg.stop_reason).toBe('end_turn');
+  expect(msg.content[0]).toMatchObject({ text: 'Echo: a slow answer, unrecorded' });
+  await closed;
+});
