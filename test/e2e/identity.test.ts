@@ -242,6 +242,22 @@ describe('the audit trail of refusals', () => {
   });
 });
 
+describe('refusals cannot flood the store', () => {
+  it('keeps at most the first 256 characters of a refused path', async () => {
+    // Went wrong: every refusal stored the whole caller-chosen path (~15 KB each), unauthenticated, in the ledger.
+    const long = `/v1/messages/${'x'.repeat(15_000)}`;
+    expect((await fetch(`${h.url}${long}`, { method: 'POST' })).status).toBe(401);
+    await h.gateway.recorder.queue.flush();
+    const db = new Database(path.join(h.dataDir, 'vigil.db'), { readonly: true });
+    const paths = (db.prepare("SELECT data FROM records WHERE kind = 'access.denied'").pluck().all() as string[]).map(
+      (d) => (JSON.parse(d) as { path: string }).path,
+    );
+    db.close();
+    const clipped = paths.find((p) => p.startsWith('/v1/messages/xxx'));
+    expect(clipped).toBe(`${long.slice(0, 256)}…`);
+  });
+});
+
 describe('the data directory', () => {
   it('holds none of the callers’ tokens or keys', async () => {
     await h.gateway.recorder.queue.flush();
