@@ -236,7 +236,7 @@ export class SqliteAuditStore implements AuditStore {
       clearPending: db.prepare('DELETE FROM exchange_text_pending'),
       // A record may only refer to a blob the store holds: one removed by retention must be written again.
       insertBlobRef: db.prepare(
-        'INSERT OR IGNORE INTO blob_refs (blob_hash, record_seq) SELECT ?, ? WHERE EXISTS (SELECT 1 FROM blobs WHERE hash = ?)',
+        'INSERT OR IGNORE INTO blob_refs (blob_id, record_seq) SELECT id, ? FROM blobs WHERE hash = ?',
       ),
       blobExists: db.prepare('SELECT 1 FROM blobs WHERE hash = ?').pluck(),
       insertHold: db.prepare(
@@ -452,7 +452,7 @@ export class SqliteAuditStore implements AuditStore {
       const stored = this.writeRecord(r);
       out.push(stored);
       for (const h of newRecordBlobRefs(r)) {
-        if (s.insertBlobRef.run(h, stored.seq, h).changes === 0 && s.blobExists.get(h) === undefined) {
+        if (s.insertBlobRef.run(stored.seq, h).changes === 0 && s.blobExists.get(h) === undefined) {
           throw new Error(
             `record ${r.kind} refers to blob ${h}, which the store does not hold (removed by retention?): write it again`,
           );
@@ -784,7 +784,9 @@ export class SqliteAuditStore implements AuditStore {
         )
         .all(dueList) as RecordRow[];
       const candidates = new Set<string>();
-      const delRef = db.prepare('DELETE FROM blob_refs WHERE blob_hash = ? AND record_seq = ?');
+      const delRef = db.prepare(
+        'DELETE FROM blob_refs WHERE blob_id = (SELECT id FROM blobs WHERE hash = ?) AND record_seq = ?',
+      );
       for (const r of records) {
         for (const h of blobRefs(r.data)) {
           delRef.run(h, r.seq);
@@ -808,10 +810,10 @@ export class SqliteAuditStore implements AuditStore {
       db.prepare('DELETE FROM exchanges WHERE id IN (SELECT value FROM json_each(?))').run(dueList);
       db.prepare('DELETE FROM records WHERE exchange_id IN (SELECT value FROM json_each(?))').run(dueList);
       const delBlob = db.prepare(
-        'DELETE FROM blobs WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM blob_refs WHERE blob_hash = ?)',
+        'DELETE FROM blobs WHERE hash = ? AND NOT EXISTS (SELECT 1 FROM blob_refs WHERE blob_id = blobs.id)',
       );
       let blobs = 0;
-      for (const h of candidates) blobs += delBlob.run(h, h).changes;
+      for (const h of candidates) blobs += delBlob.run(h).changes;
       db.prepare('DELETE FROM purge_authorizations').run();
       const removal = purgeRemoval(due, records.map(toStored), blobs, this.openingData().heads);
       const record = this.appendInTx({ records: [seal(removal)] }).at(-1)!;

@@ -214,4 +214,22 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX exchange_text_rows_exchange ON exchange_text_rows (exchange_id);
   INSERT INTO exchange_text_rows (text_rowid, exchange_id) SELECT rowid, exchange_id FROM exchange_text;
   `,
+  // 8: blob_refs keyed by the blob's row id, not its hash. Keyed by a hash, each piece a request refers to (a dozen
+  // for an agent's turn) landed on a leaf of its own at random: a third of the pages the request's commit wrote, before
+  // it could be forwarded. Row ids are handed out in order, so the pieces of one conversation are neighbours, and the
+  // pieces every request shares (system prompt, tools) keep appending to the same few leaves.
+  `
+  CREATE TABLE blob_refs_by_id (
+    blob_id    INTEGER NOT NULL,
+    record_seq INTEGER NOT NULL,
+    PRIMARY KEY (blob_id, record_seq)
+  ) WITHOUT ROWID;
+  INSERT INTO blob_refs_by_id (blob_id, record_seq)
+    SELECT b.id, r.record_seq FROM blob_refs r JOIN blobs b ON b.hash = r.blob_hash;
+  DROP TABLE blob_refs;
+  ALTER TABLE blob_refs_by_id RENAME TO blob_refs;
+  CREATE TRIGGER blob_refs_append_only_u BEFORE UPDATE ON blob_refs BEGIN SELECT RAISE(ABORT, 'blob refs are append-only'); END;
+  CREATE TRIGGER blob_refs_append_only_d BEFORE DELETE ON blob_refs WHEN NOT EXISTS (SELECT 1 FROM purge_authorizations)
+    BEGIN SELECT RAISE(ABORT, 'blob refs are append-only'); END;
+  `,
 ];

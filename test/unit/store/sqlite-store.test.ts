@@ -400,3 +400,41 @@ describe('SQLite migration 7: which full-text rows are whose', () => {
     ]);
   });
 });
+
+describe('SQLite migration 8: blob refs by row id', () => {
+  const tempDir = useTempDir('vigil-migrate-8');
+
+  it('carries every ref over to the blob’s row id, and refers new records the same way', async () => {
+    const file = path.join(tempDir(), 'vigil.db');
+    // A store as version 7 left it: two blobs, refs by hash from two records.
+    const old = new Database(file);
+    old.pragma('journal_mode = WAL');
+    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+    SQLITE_MIGRATIONS.slice(0, 7).forEach((sql, i) => {
+      old.exec(sql);
+      old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(i + 1, Date.now());
+    });
+    const [h1, h2] = ['a'.repeat(64), 'b'.repeat(64)];
+    old.prepare('INSERT INTO blobs (id, hash, data) VALUES (?, ?, ?)').run(7, h1, Buffer.from('one'));
+    old.prepare('INSERT INTO blobs (id, hash, data) VALUES (?, ?, ?)').run(9, h2, Buffer.from('two'));
+    const ref = old.prepare('INSERT INTO blob_refs (blob_hash, record_seq) VALUES (?, ?)');
+    ref.run(h1, 1001);
+    ref.run(h2, 1001);
+    ref.run(h2, 1002);
+    old.close();
+
+    const store = SqliteAuditStore.open({ file });
+    const stored = (await store.append({ records: [{ kind: 'note', at: 1, data: { body: { $blob: h2 } } }] })).at(-1);
+    await store.close();
+
+    const db = new Database(file, { readonly: true });
+    const refs = db.prepare('SELECT blob_id, record_seq FROM blob_refs ORDER BY blob_id, record_seq').all();
+    db.close();
+    expect(refs).toEqual([
+      { blob_id: 7, record_seq: 1001 },
+      { blob_id: 9, record_seq: stored!.seq },
+      { blob_id: 9, record_seq: 1001 },
+      { blob_id: 9, record_seq: 1002 },
+    ]);
+  });
+});
