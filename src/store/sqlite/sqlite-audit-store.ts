@@ -74,7 +74,7 @@ import {
 } from '../store-rows.js';
 import { purgeRemoval, type DueExchange } from '../purge-runs.js';
 import { RESTART_WINDOW_MAX_MS, WalCheckpointer } from './wal-checkpointer.js';
-import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import { EXCHANGE_KINDS, NOT_EXCHANGE_KIND_SQL, SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
 export interface SqliteStoreOptions {
   readonly file: string;
@@ -254,7 +254,14 @@ export class SqliteAuditStore implements AuditStore {
       allKeys: db.prepare('SELECT * FROM gateway_keys ORDER BY created_at DESC, name'),
       heads: db.prepare(CHAIN_HEADS),
       byExchange: db.prepare('SELECT * FROM records WHERE exchange_id = ? ORDER BY seq'),
-      bySession: db.prepare('SELECT * FROM records WHERE session_id = ? ORDER BY seq'),
+      // An exchange's own records through its index row (written with its request); the rest by records_session.
+      bySession: db.prepare(
+        `SELECT * FROM records WHERE exchange_id IN (SELECT id FROM exchanges WHERE session_id = ?)
+           AND session_id IS NOT NULL AND NOT (${NOT_EXCHANGE_KIND_SQL})
+         UNION ALL
+         SELECT * FROM records WHERE session_id = ? AND session_id IS NOT NULL AND ${NOT_EXCHANGE_KIND_SQL}
+         ORDER BY seq`,
+      ),
       blob: db.prepare('SELECT data FROM blobs WHERE hash = ?').pluck(),
       exchangesOfSession: db.prepare(
         `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model
@@ -269,6 +276,11 @@ export class SqliteAuditStore implements AuditStore {
         .pluck(),
       chainRecords: db.prepare('SELECT * FROM records WHERE chain = ? AND chain_seq > ? ORDER BY chain_seq LIMIT ?'),
       recordsOfKinds: db.prepare(
+        `SELECT * FROM records WHERE kind IN (SELECT value FROM json_each(?)) AND ${NOT_EXCHANGE_KIND_SQL}
+         AND at >= ? ORDER BY seq LIMIT ?`,
+      ),
+      // Exchange kinds are not in records_kind: read in order (nothing asks for them but tests and tools).
+      recordsOfAnyKinds: db.prepare(
         'SELECT * FROM records WHERE kind IN (SELECT value FROM json_each(?)) AND at >= ? ORDER BY seq LIMIT ?',
       ),
       sinkCursors: db.prepare('SELECT chain, chain_seq FROM sink_cursors WHERE sink = ?'),
@@ -545,7 +557,7 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async sessionRecords(sessionId: string): Promise<readonly StoredRecord[]> {
-    return (this.stmts.bySession.all(sessionId) as RecordRow[]).map(toStored);
+    return (this.stmts.bySession.all(sessionId, sessionId) as RecordRow[]).map(toStored);
   }
 
   async blobs(hashes: readonly string[]): Promise<ReadonlyMap<string, Buffer>> {
@@ -646,7 +658,8 @@ export class SqliteAuditStore implements AuditStore {
     const before = page.cursor !== undefined ? decodeCursor(page.cursor).lastAt : undefined;
     const rows = this.db
       .prepare(
-        `SELECT seq, at, data FROM records WHERE kind = 'recording.read' ${before !== undefined ? 'AND seq < ?' : ''}
+        `SELECT seq, at, data FROM records WHERE kind = 'recording.read' AND ${NOT_EXCHANGE_KIND_SQL}
+         ${before !== undefined ? 'AND seq < ?' : ''}
          ORDER BY seq DESC LIMIT ?`,
       )
       .all(...(before !== undefined ? [before] : []), limit + 1) as AccessLogRow[];
@@ -686,7 +699,10 @@ export class SqliteAuditStore implements AuditStore {
 
   async recordsOfKinds(kinds: readonly string[], since: number, limit: number): Promise<readonly StoredRecord[]> {
     if (kinds.length === 0) return [];
-    return (this.stmts.recordsOfKinds.all(JSON.stringify(kinds), since, limit) as RecordRow[]).map(toStored);
+    const stmt = kinds.some((k) => (EXCHANGE_KINDS as readonly string[]).includes(k))
+      ? this.stmts.recordsOfAnyKinds
+      : this.stmts.recordsOfKinds;
+    return (stmt.all(JSON.stringify(kinds), since, limit) as RecordRow[]).map(toStored);
   }
 
   async sinkCursors(sink: string): Promise<ReadonlyMap<string, number>> {
