@@ -29,6 +29,7 @@ import {
 } from './exchange-export.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { describeFilter, filterFrom, pageFrom, SESSION_PAGE } from './query-params.js';
+import { withRecentExchanges } from './session-list.js';
 import { verifySession } from './session-verify.js';
 
 export interface RouteContext {
@@ -186,8 +187,9 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     path: '/sessions',
     authenticated: true,
     async handle(ctx) {
-      const filter = { ...requestedFilter(ctx, false), ...pageFrom((n) => ctx.query.get(n)) };
-      sendJson(ctx.res, 200, page(await ctx.store.listSessions(filter)));
+      const filter = requestedFilter(ctx, false);
+      const sessions = await ctx.store.listSessions({ ...filter, ...pageFrom((n) => ctx.query.get(n)) });
+      sendJson(ctx.res, 200, page(await withRecentExchanges(ctx.store, filter, sessions)));
     },
   },
   {

@@ -24,9 +24,6 @@ const OUTCOMES = [
   'in_progress',
 ];
 
-/** At most this many exchanges are read per session to summarise its models and outcomes. */
-const SUMMARY_LIMIT = 100;
-
 function filterForm(values) {
   const inputs = FILTERS.map(([name, label, placeholder]) =>
     h('label', {}, label, h('input', { name, value: values.get(name) ?? '', placeholder, autocomplete: 'off' })),
@@ -55,33 +52,22 @@ function filterForm(values) {
 }
 
 /**
- * Fill a row's caller, model and outcome cells from the session's exchanges: the session list carries no model or
- * outcome, and one caller only, where callers may share a session (its id is the client's choice).
+ * A row's caller, model and outcome cells, from the session's `recent` exchanges as the API summarises them: callers
+ * may share a session (its id is the client's choice), and the summary covers the newest ones only.
  */
-async function summarise(session, filters, callerCell, modelCell, outcomeCell, signal) {
-  try {
-    const page = await api(`/exchanges${query({ ...filters, session: session.id, limit: SUMMARY_LIMIT })}`, { signal });
-    const models = [...new Set(page.items.map((x) => x.model).filter(Boolean))];
-    const outcomes = new Map();
-    for (const x of page.items)
-      outcomes.set(x.outcome ?? 'in_progress', (outcomes.get(x.outcome ?? 'in_progress') ?? 0) + 1);
-    const more = page.next_cursor ? ` (first ${SUMMARY_LIMIT})` : '';
-    if (page.items.length) callerCell.replaceChildren(`${callersText(distinctCallers(page.items))}${more}`);
-    modelCell.replaceChildren(models.join(', ') || '—');
-    outcomeCell.replaceChildren(...[...outcomes].flatMap(([o, n]) => [outcomeBadge(o), ` ${n} `]), more);
-  } catch (err) {
-    if (signal.aborted) return;
-    outcomeCell.replaceChildren(h('span', { class: 'error-inline', title: err.message }, 'could not summarise'));
-  }
-}
-
-/** Run `tasks` (functions returning promises) at most `n` at a time. */
-async function limited(tasks, n) {
-  const queue = [...tasks];
-  const workers = Array.from({ length: n }, async () => {
-    while (queue.length) await queue.shift()();
-  });
-  await Promise.all(workers);
+function recentCells(s) {
+  const { recent } = s;
+  const more = recent.exchanges < s.exchanges ? ` (newest ${recent.exchanges})` : '';
+  return [
+    h('td', {}, `${callersText(distinctCallers(recent.callers))}${more}`),
+    h('td', {}, recent.models.join(', ') || '—'),
+    h(
+      'td',
+      {},
+      Object.entries(recent.outcomes).flatMap(([o, n]) => [outcomeBadge(o), ` ${n} `]),
+      more,
+    ),
+  ];
 }
 
 export async function renderSessions({ root, query: q, signal }) {
@@ -116,11 +102,8 @@ export async function renderSessions({ root, query: q, signal }) {
   const loadPage = async () => {
     const page = await api(`/sessions${query({ ...filters, cursor, limit: 50 })}`, { signal });
     clear(status);
-    const tasks = [];
     for (const s of page.items) {
-      const modelCell = h('td', { class: 'muted' }, '…');
-      const outcomeCell = h('td', { class: 'muted' }, '…');
-      const callerCell = h('td', {}, s.callerSubject);
+      const [callerCell, modelCell, outcomeCell] = recentCells(s);
       tbody.append(
         h(
           'tr',
@@ -135,7 +118,6 @@ export async function renderSessions({ root, query: q, signal }) {
           outcomeCell,
         ),
       );
-      tasks.push(() => summarise(s, filters, callerCell, modelCell, outcomeCell, signal));
     }
     shown += page.items.length;
     cursor = page.next_cursor;
@@ -154,7 +136,6 @@ export async function renderSessions({ root, query: q, signal }) {
         ),
       );
     }
-    limited(tasks, 4);
   };
   async function onMore(event) {
     event.target.disabled = true;

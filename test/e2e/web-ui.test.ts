@@ -255,6 +255,23 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     await page.getByRole('heading', { name: 'Sessions' }).waitFor();
   });
 
+  it('lists sessions with one request per page, not one more per row', async () => {
+    // Each row asked /exchanges for its callers, models and outcomes: a page of 50 sessions cost 51 requests.
+    const fresh = await newPage();
+    const asked: string[] = [];
+    fresh.on('request', (r) => {
+      const { pathname } = new URL(r.url());
+      if (pathname.startsWith('/api/v1/')) asked.push(pathname);
+    });
+    await fresh.goto(`${open.gateway.adminUrl}/ui/#/sessions`);
+    const tools = fresh.locator('tr[data-session="ui-tools"]');
+    await expect.poll(() => tools.locator('td').nth(7).textContent()).toBe('ok 2 ');
+    expect(await tools.locator('td').nth(1).textContent()).toBe('anonymous');
+    expect(await tools.locator('td').nth(3).textContent()).toBe('claude-opus-4-5');
+    expect(asked.filter((p) => p === '/api/v1/sessions')).toHaveLength(1);
+    expect(asked.filter((p) => p.startsWith('/api/v1/exchanges'))).toEqual([]);
+  });
+
   it('filters the session list through the API', async () => {
     await page.goto(`${open.gateway.adminUrl}/ui/#/sessions`);
     await page.locator('input[name="model"]').fill('claude-haiku-4-5');
