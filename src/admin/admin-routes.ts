@@ -28,7 +28,7 @@ import {
   type ExportFormat,
 } from './exchange-export.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
-import { describeFilter, filterFrom, pageFrom, SESSION_PAGE } from './query-params.js';
+import { describeFilter, filterFrom, OUTCOMES, pageFrom, SESSION_PAGE } from './query-params.js';
 import { withRecentExchanges } from './session-list.js';
 import { verifySession } from './session-verify.js';
 
@@ -171,6 +171,15 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     authenticated: false,
     async handle({ res }) {
       sendJson(res, 200, OPENAPI_DOCUMENT);
+    },
+  },
+  {
+    // What the web UI needs before anyone signs in, so it keeps no copy of the server's own lists.
+    method: 'GET',
+    path: '/ui-config',
+    authenticated: false,
+    async handle({ res }) {
+      sendJson(res, 200, { outcomes: OUTCOMES });
     },
   },
   {

@@ -64,6 +64,22 @@ export const OPENAPI_DOCUMENT = {
         responses: { '200': json({ type: 'object' }, 'The OpenAPI 3.1 description of this API.') },
       },
     },
+    '/ui-config': {
+      get: {
+        summary: 'What the web UI needs before sign-in',
+        security: [],
+        responses: {
+          '200': json(
+            {
+              type: 'object',
+              required: ['outcomes'],
+              properties: { outcomes: { type: 'array', items: { enum: OUTCOMES }, description: 'Every outcome.' } },
+            },
+            'The values the UI offers.',
+          ),
+        },
+      },
+    },
     '/whoami': {
       get: {
         summary: 'The caller: their role and identity as the API sees them',

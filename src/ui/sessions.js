@@ -1,7 +1,7 @@
 // Sessions, newest activity first, with the API's filters (kept in the hash, so a filtered list can be bookmarked)
 // and cursor paging.
 
-import { api, query } from './api.js';
+import { api, query, uiConfig } from './api.js';
 import { callersText, clear, distinctCallers, errorBox, h, link, loading, outcomeBadge, time } from './dom.js';
 
 const FILTERS = [
@@ -13,25 +13,15 @@ const FILTERS = [
   ['until', 'Until', 'ISO time or epoch ms'],
 ];
 
-const OUTCOMES = [
-  '',
-  'ok',
-  'upstream_error',
-  'client_aborted',
-  'upstream_aborted',
-  'gateway_error',
-  'interrupted',
-  'in_progress',
-];
-
-function filterForm(values) {
+/** The filter form; `outcomes` are the server's (`/ui-config`), so the choice never differs from what it accepts. */
+function filterForm(values, outcomes) {
   const inputs = FILTERS.map(([name, label, placeholder]) =>
     h('label', {}, label, h('input', { name, value: values.get(name) ?? '', placeholder, autocomplete: 'off' })),
   );
   const outcome = h(
     'select',
     { name: 'outcome' },
-    OUTCOMES.map((o) => h('option', { value: o, selected: (values.get('outcome') ?? '') === o }, o || 'any')),
+    ['', ...outcomes].map((o) => h('option', { value: o, selected: (values.get('outcome') ?? '') === o }, o || 'any')),
   );
   return h(
     'form',
@@ -95,7 +85,8 @@ export async function renderSessions({ root, query: q, signal }) {
   );
   const status = h('div', { class: 'status' }, loading());
   const more = h('div', { class: 'more' });
-  root.append(h('h1', {}, 'Sessions'), filterForm(q), status, table, more);
+  const { outcomes } = await uiConfig();
+  root.append(h('h1', {}, 'Sessions'), filterForm(q, outcomes), status, table, more);
 
   let cursor = null;
   let shown = 0;

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OUTCOMES } from '../../src/admin/query-params.js';
 import { UI_SECURITY_HEADERS } from '../../src/admin/ui-assets.js';
 import { createGatewayKey } from '../../src/identity/key-admin.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
@@ -270,6 +271,21 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     expect(await tools.locator('td').nth(3).textContent()).toBe('claude-opus-4-5');
     expect(asked.filter((p) => p === '/api/v1/sessions')).toHaveLength(1);
     expect(asked.filter((p) => p.startsWith('/api/v1/exchanges'))).toEqual([]);
+  });
+
+  it('offers the outcomes the server accepts, as the server lists them', async () => {
+    // The UI kept its own copy of the server's outcome list, bound to fall behind it.
+    const served = (await (await fetch(`${open.gateway.adminUrl}/api/v1/ui-config`)).json()) as { outcomes: string[] };
+    expect(served.outcomes).toEqual(OUTCOMES);
+    const fresh = await newPage();
+    await fresh.route('**/api/v1/ui-config', async (route) => {
+      const response = await route.fetch();
+      const json = (await response.json()) as { outcomes: string[] };
+      await route.fulfill({ response, json: { ...json, outcomes: [...json.outcomes, 'a_new_outcome'] } });
+    });
+    await fresh.goto(`${open.gateway.adminUrl}/ui/#/sessions`);
+    const options = fresh.locator('select[name="outcome"] option');
+    await expect.poll(() => options.allTextContents()).toEqual(['any', ...OUTCOMES, 'a_new_outcome']);
   });
 
   it('filters the session list through the API', async () => {
