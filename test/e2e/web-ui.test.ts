@@ -6,7 +6,9 @@
  */
 import Anthropic from '@anthropic-ai/sdk';
 import { readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { once } from 'node:events';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OUTCOMES } from '../../src/admin/query-params.js';
@@ -51,6 +53,38 @@ function rawGet(base: string, path: string): Promise<{ status: number; headers: 
     req.on('error', reject);
     req.end();
   });
+}
+
+/** An object where recorded text belongs, with keys every JavaScript object has (a `toString` that is no function). */
+const ODD = '{"toString":"t","valueOf":"v","__proto__":{"p":1},"constructor":"c"}';
+/** How the page shows {@link ODD}: its JSON (JSON.parse makes `__proto__` an own key, so it stays). */
+const ODD_TEXT = JSON.stringify(JSON.parse(ODD));
+
+/**
+ * An upstream answering what no real API sends but a recording may hold anyway: {@link ODD} as a block's text, a
+ * tool's name and id and input, a block's type; with `x-odd: error`, an error whose type is {@link ODD}.
+ */
+async function startOddUpstream(): Promise<{ url: string; close(): Promise<void> }> {
+  const message =
+    `{"id":"msg_odd","type":"message","role":"assistant","model":"odd-model","content":[` +
+    `{"type":"text","text":${ODD}},{"type":"tool_use","id":${ODD},"name":${ODD},"input":${ODD}},` +
+    `{"type":"image","source":{"media_type":${ODD}}},{"type":${ODD}}],` +
+    `"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":2}}`;
+  const error = `{"type":"error","error":{"type":${ODD},"message":"refused"}}`;
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const failing = req.headers['x-odd'] === 'error';
+      res.writeHead(failing ? 400 : 200, { 'content-type': 'application/json' });
+      res.end(failing ? error : message);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 beforeAll(async () => {
@@ -497,7 +531,8 @@ describe('with identity configured', () => {
 });
 
 describe('long, shared and malformed sessions', () => {
-  let busy: Harness; // no identity, but gateway keys name their callers
+  let busy: Harness; // no identity, but gateway keys name their callers; a second connection to an odd upstream
+  let odd: Awaited<ReturnType<typeof startOddUpstream>>;
   let page: Page;
   const ask = (client: Anthropic, text: string, session: string) =>
     client.messages.create(
@@ -505,20 +540,28 @@ describe('long, shared and malformed sessions', () => {
       inSession(session),
     );
   /** A body sent as is: the SDK would not send these. */
-  const raw = (body: string, session: string) =>
-    fetch(`${busy.url}/v1/messages`, {
+  const raw = (body: string, session: string, { path = '/v1/messages', headers = {} } = {}) =>
+    fetch(`${busy.url}${path}`, {
       method: 'POST',
       headers: {
         'content-type': 'application/json',
         'anthropic-version': '2023-06-01',
         'x-api-key': CLIENT_KEY,
         'x-vigil-session': session,
+        ...headers,
       },
       body,
     });
 
   beforeAll(async () => {
-    busy = await startHarness(() => ({ admin: { listen: '127.0.0.1:0' } }));
+    odd = await startOddUpstream();
+    busy = await startHarness((upstream) => ({
+      connections: [
+        { name: 'anthropic', upstream, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' } },
+        { name: 'odd', upstream: odd.url },
+      ],
+      admin: { listen: '127.0.0.1:0' },
+    }));
     const client = sdk(busy);
     for (let i = 1; i <= 22; i++) await ask(client, `turn ${i} of a long session`, 'ui-long');
     // Two callers choose the same session id.
@@ -537,11 +580,24 @@ describe('long, shared and malformed sessions', () => {
       '{"model":"x","max_tokens":10,"messages":[{"role":"user","content":[{"type":"text","text":{"toString":1}}]}]}',
       'ui-malformed',
     );
-    await Promise.all([busy.session('ui-long', 22), busy.session('ui-shared', 2), busy.session('ui-malformed', 3)]);
+    // Objects where text belongs, in the request's last turn and in the answer; and an error typed with one.
+    const oddTurn =
+      `{"model":"odd-model","max_tokens":10,"messages":[{"role":"user","content":[{"type":"text","text":${ODD}},` +
+      `{"type":"tool_result","tool_use_id":${ODD},"content":[{"type":"text","text":${ODD}},{"type":${ODD}}]},` +
+      `{"type":"thinking","thinking":${ODD}}]}]}`;
+    await raw(oddTurn, 'ui-odd-keys', { path: '/c/odd/v1/messages' });
+    await raw(oddTurn, 'ui-odd-keys', { path: '/c/odd/v1/messages', headers: { 'x-odd': 'error' } });
+    await Promise.all([
+      busy.session('ui-long', 22),
+      busy.session('ui-shared', 2),
+      busy.session('ui-malformed', 3),
+      busy.session('ui-odd-keys', 2),
+    ]);
     page = await newPage();
   });
   afterAll(async () => {
     await busy?.close();
+    await odd?.close();
   });
 
   it('pages a long session 20 exchanges at a time, with Load more', async () => {
@@ -592,9 +648,61 @@ describe('long, shared and malformed sessions', () => {
     expect(await cards.nth(0).locator('.turn.user pre').textContent()).toBe('null');
     expect(await cards.nth(1).locator('.turn.user').textContent()).toContain('a perfectly normal question');
     expect(await cards.nth(1).locator('.turn.assistant').textContent()).toContain('a perfectly normal question');
-    // A card that cannot be drawn at all says so in its place, with the way to the exchange itself.
-    expect(await cards.nth(2).getByRole('alert').textContent()).toMatch(/^This exchange could not be shown: /);
+    // An object where the text belongs is shown as its JSON (it used to take the whole card down).
+    expect(await cards.nth(2).textContent()).toContain('{"toString":1}');
+    expect(await cards.nth(2).getByRole('alert').count()).toBe(0);
+
+    // A card that cannot be drawn at all (here an answer without the request every exchange has) says so in its
+    // place, with the way to the exchange itself.
+    const isPage = (url: URL) => url.pathname === '/api/v1/sessions/ui-malformed';
+    await page.route(isPage, async (route) => {
+      const response = await route.fetch();
+      const json = (await response.json()) as { exchanges: Array<Record<string, unknown>> };
+      delete json.exchanges[2]!.request;
+      await route.fulfill({ response, json });
+    });
+    await page.reload();
+    await expect
+      .poll(() => cards.nth(2).getByRole('alert').textContent())
+      .toMatch(/^This exchange could not be shown: /);
     expect(await cards.nth(2).getByRole('link', { name: 'Exchange details' }).count()).toBe(1);
+    expect(await cards.nth(1).locator('.turn.user').textContent()).toContain('a perfectly normal question');
+    await page.unroute(isPage);
+  });
+
+  it('draws recorded JSON whatever its keys: toString, valueOf, __proto__, constructor', async () => {
+    // An object with a `toString` that is no function, where the UI expected text (a block's text, a tool's name, an
+    // error's type), threw "Cannot convert object to primitive value": the exchange page showed only that error.
+    const [answered, refused] = await busy.session('ui-odd-keys', 2);
+    // The page's heading, or the error shown in its place.
+    const shown = page.locator('#view h1, #view [role="alert"]').first();
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/exchanges/${answered!.id}`);
+    await expect.poll(() => shown.textContent(), { timeout: 5000 }).toBe(`Exchange ${answered!.id} ok`);
+    const response = page.locator('section.response');
+    expect(await response.locator('.block.text').first().textContent()).toBe(ODD_TEXT);
+    expect(await response.locator('.tool-name').textContent()).toBe(ODD_TEXT);
+    expect(await response.locator('.tool-use .block-title').textContent()).toBe(`Tool call: ${ODD_TEXT} (${ODD_TEXT})`);
+    expect(JSON.parse((await response.locator('.tool-use pre').textContent())!)).toEqual(JSON.parse(ODD));
+    expect(await response.textContent()).toContain(`[image: ${ODD_TEXT}]`);
+    expect(await response.textContent()).toContain(`[${ODD_TEXT}]`);
+    expect(await page.locator('section.request pre').textContent()).toContain('"constructor": "c"');
+
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/exchanges/${refused!.id}`);
+    await expect.poll(() => shown.textContent(), { timeout: 5000 }).toBe(`Exchange ${refused!.id} upstream_error`);
+    expect(await page.locator('section.response .error').textContent()).toBe(`${ODD_TEXT}: refused`);
+
+    // And the session's transcript: both cards drawn in full.
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-odd-keys`);
+    const cards = page.locator('article.exchange-card');
+    await expect.poll(() => cards.count()).toBe(2);
+    expect(await page.locator('main [role="alert"]').count()).toBe(0);
+    const turn = cards.nth(0).locator('.turn.user');
+    expect(await turn.locator('.block.text').first().textContent()).toBe(ODD_TEXT);
+    expect(await turn.locator('.tool-result').textContent()).toBe(
+      `Tool result for ${ODD_TEXT}${ODD_TEXT}\n[${ODD_TEXT}]`,
+    );
+    expect(await turn.locator('.thinking').textContent()).toBe(`Thinking${ODD_TEXT}`);
+    expect(await cards.nth(1).locator('.turn.assistant .error').textContent()).toBe(`${ODD_TEXT}: refused`);
   });
 });
 
