@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OUTCOMES } from '../../src/admin/query-params.js';
 import { UI_SECURITY_HEADERS } from '../../src/admin/ui-assets.js';
 import { createGatewayKey } from '../../src/identity/key-admin.js';
+import type { AccessLogEntry } from '../../src/store/audit-store.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -580,6 +581,8 @@ describe('long, shared and malformed sessions', () => {
       '{"model":"x","max_tokens":10,"messages":[{"role":"user","content":[{"type":"text","text":{"toString":1}}]}]}',
       'ui-malformed',
     );
+    // More hits than a page of search results (25).
+    for (let i = 1; i <= 30; i++) await ask(client, `pangolin report ${i}`, 'ui-pangolin');
     // Objects where text belongs, in the request's last turn and in the answer; and an error typed with one.
     const oddTurn =
       `{"model":"odd-model","max_tokens":10,"messages":[{"role":"user","content":[{"type":"text","text":${ODD}},` +
@@ -592,6 +595,7 @@ describe('long, shared and malformed sessions', () => {
       busy.session('ui-shared', 2),
       busy.session('ui-malformed', 3),
       busy.session('ui-odd-keys', 2),
+      busy.session('ui-pangolin', 30),
     ]);
     page = await newPage();
   });
@@ -668,6 +672,49 @@ describe('long, shared and malformed sessions', () => {
     expect(await cards.nth(2).getByRole('link', { name: 'Exchange details' }).count()).toBe(1);
     expect(await cards.nth(1).locator('.turn.user').textContent()).toContain('a perfectly normal question');
     await page.unroute(isPage);
+  });
+
+  it('pages search results with Load more: every hit once, newest first', async () => {
+    const pangolins = (await busy.session('ui-pangolin', 30)).reverse(); // newest first, as search answers
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/search?q=pangolin`);
+    const hits = page.locator('li.hit');
+    await expect.poll(() => hits.count()).toBe(25);
+    await page.getByRole('button', { name: 'Load more' }).click();
+    await expect.poll(() => hits.count()).toBe(30);
+    const opened = await hits.locator('a.snippet').evaluateAll((links) => links.map((a) => a.getAttribute('href')));
+    expect(opened).toEqual(pangolins.map((x) => `#/exchanges/${x.id}`));
+    expect(await page.getByRole('button', { name: 'Load more' }).count()).toBe(0);
+  });
+
+  it('pages the access log with Load more: every read once, newest first', async () => {
+    // Reads of recordings, more than a page of the log (100).
+    for (const x of await busy.session('ui-pangolin', 30)) {
+      for (let i = 0; i < 4; i++)
+        expect((await fetch(`${busy.gateway.adminUrl}/api/v1/exchanges/${x.id}`)).ok).toBe(true);
+    }
+    const entries: AccessLogEntry[] = [];
+    let cursor: string | null = '';
+    while (cursor !== null) {
+      const r = await fetch(`${busy.gateway.adminUrl}/api/v1/access-log?limit=1000&cursor=${cursor}`);
+      const p = (await r.json()) as { items: AccessLogEntry[]; next_cursor: string | null };
+      entries.push(...p.items);
+      cursor = p.next_cursor;
+    }
+    expect(entries.length).toBeGreaterThan(120);
+    expect(entries.length).toBeLessThanOrEqual(200);
+    const which = (ids: readonly string[]) =>
+      ids
+        .slice(0, 5)
+        .map((id) => `${id} `)
+        .join('') + (ids.length > 5 ? `+${ids.length - 5} more` : '');
+
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/access-log`);
+    const rows = page.locator('table.access-log tbody tr');
+    await expect.poll(() => rows.count()).toBe(100);
+    await page.getByRole('button', { name: 'Load more' }).click();
+    await expect.poll(() => rows.count()).toBe(entries.length);
+    expect(await rows.locator('td:nth-child(5)').allTextContents()).toEqual(entries.map((e) => which(e.data.ids)));
+    expect(await page.getByRole('button', { name: 'Load more' }).count()).toBe(0);
   });
 
   it('draws recorded JSON whatever its keys: toString, valueOf, __proto__, constructor', async () => {
