@@ -512,6 +512,19 @@ describe('with identity configured', () => {
     await page.getByText('Nothing is waiting for approval.').waitFor({ timeout: 5000 });
   });
 
+  it('lists reads of approvals in the access log without a link to an exchange that does not exist', async () => {
+    // An approval's id was linked as an exchange's (#/exchanges/<approval id>), a page that answers 404.
+    await page.getByRole('link', { name: 'Access log' }).click();
+    const row = page.locator('table.access-log tbody tr', {
+      has: page.locator('td:nth-child(4)', { hasText: /^approval$/ }),
+    });
+    await expect.poll(() => row.count()).toBeGreaterThan(0);
+    const which = row.first().locator('td:nth-child(5)');
+    expect(await which.textContent()).toMatch(/^apr_\S+ $/);
+    expect(await which.locator('a').count()).toBe(0);
+    await page.getByRole('link', { name: 'Approvals' }).click();
+  });
+
   it('signs out: the token is gone and sign-in is asked again, without an error', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
