@@ -31,6 +31,7 @@ import { OPENAPI_DOCUMENT } from './openapi.js';
 import { describeFilter, filterFrom, OUTCOMES, pageFrom, SESSION_PAGE } from './query-params.js';
 import { withRecentExchanges } from './session-list.js';
 import { verifySession } from './session-verify.js';
+import type { PublicSignIn } from './ui-sign-in.js';
 
 export interface RouteContext {
   readonly store: AuditStore;
@@ -43,6 +44,8 @@ export interface RouteContext {
   readonly log: Logger;
   /** Held calls, when the gateway has approval rules. */
   readonly approvals?: ApprovalCoordinator | undefined;
+  /** The web UI's OIDC sign-in (`admin.ui.oidc`), as the UI is told it. */
+  readonly signIn?: PublicSignIn | undefined;
 }
 
 export interface AdminRoute {
@@ -174,12 +177,12 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     },
   },
   {
-    // What the web UI needs before anyone signs in, so it keeps no copy of the server's own lists.
+    // What the web UI needs before anyone signs in: the server's own lists (no copy in the UI) and how to sign in.
     method: 'GET',
     path: '/ui-config',
     authenticated: false,
-    async handle({ res }) {
-      sendJson(res, 200, { outcomes: OUTCOMES });
+    async handle({ res, signIn }) {
+      sendJson(res, 200, { outcomes: OUTCOMES, sign_in: signIn ?? null });
     },
   },
   {

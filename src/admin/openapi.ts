@@ -72,10 +72,25 @@ export const OPENAPI_DOCUMENT = {
           '200': json(
             {
               type: 'object',
-              required: ['outcomes'],
-              properties: { outcomes: { type: 'array', items: { enum: OUTCOMES }, description: 'Every outcome.' } },
+              required: ['outcomes', 'sign_in'],
+              properties: {
+                outcomes: { type: 'array', items: { enum: OUTCOMES }, description: 'Every outcome.' },
+                sign_in: {
+                  type: ['object', 'null'],
+                  description:
+                    'The OIDC provider the UI signs in with (authorization code + PKCE, public client), from ' +
+                    'admin.ui.oidc; null without one.',
+                  properties: {
+                    name: { type: 'string' },
+                    issuer: { type: 'string' },
+                    client_id: { type: 'string' },
+                    scope: { type: 'string' },
+                    token: { enum: ['id_token', 'access_token'] },
+                  },
+                },
+              },
             },
-            'The values the UI offers.',
+            'The values the UI offers, and how it signs in.',
           ),
         },
       },
