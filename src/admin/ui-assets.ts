@@ -24,6 +24,7 @@ export const UI_FILES = [
   'dom.js',
   'blocks.js',
   'sign-in.js',
+  'oidc-sign-in.js',
   'sessions.js',
   'session.js',
   'exchange.js',

@@ -16,6 +16,7 @@ import { UI_SECURITY_HEADERS } from '../../src/admin/ui-assets.js';
 import { createGatewayKey } from '../../src/identity/key-admin.js';
 import type { AccessLogEntry } from '../../src/store/audit-store.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+import { startOidcProvider, type OidcTestProvider } from '../support/oidc-provider.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ADMIN_TOKEN = 'web-ui-admin-token-0123456789abcdefghij';
@@ -541,6 +542,189 @@ describe('with identity configured', () => {
     await auditor.getByRole('button', { name: 'Sign in' }).click();
     await expect.poll(() => auditor.getByRole('alert').textContent()).toMatch(/^403: /);
     expect(await auditor.locator('table.access-log').isVisible()).toBe(false);
+  });
+});
+
+describe('signing in with the OpenID provider (authorization code + PKCE)', () => {
+  let idp: OidcTestProvider;
+  let sso: Harness; // admin.ui.oidc names the provider and the UI's public client
+  let admin: string;
+  const alice = { subject: 'alice', name: 'Alice', email: 'alice@example.com', groups: ['vigil-admins'] };
+  /** What the browser asked of the provider, by path: /auth (the login), /token (the code traded). */
+  const atProvider = (page: Page): Array<{ path: string; params: URLSearchParams }> => {
+    const seen: Array<{ path: string; params: URLSearchParams }> = [];
+    page.on('request', (r) => {
+      const url = new URL(r.url());
+      if (url.origin !== idp.issuer) return;
+      seen.push({ path: url.pathname, params: new URLSearchParams(r.postData() ?? url.search) });
+    });
+    return seen;
+  };
+  const storage = (page: Page) =>
+    page.evaluate(() => ({
+      token: sessionStorage.getItem('vigil.token'),
+      pending: sessionStorage.getItem('vigil.sign-in'),
+      local: localStorage.length,
+    }));
+
+  beforeAll(async () => {
+    idp = await startOidcProvider();
+    sso = await startHarness(() => ({
+      identity: { oidc: [{ issuer: idp.issuer, audience: ['vigil', 'vigil-ui'] }] },
+      admin: {
+        listen: '127.0.0.1:0',
+        roles: { admin: ['vigil-admins'] },
+        ui: {
+          oidc: {
+            issuer: idp.issuer,
+            client_id: 'vigil-ui',
+            name: 'Example SSO',
+            scopes: ['openid', 'profile', 'email', 'groups'],
+          },
+        },
+      },
+    }));
+    admin = sso.gateway.adminUrl!;
+    idp.registerPublicClient('vigil-ui', [`${admin}/ui/`]);
+  });
+  afterAll(async () => {
+    await sso?.close();
+    await idp?.close();
+  });
+
+  it('lets the page reach the provider’s origin and no other, and tells the UI how to sign in', async () => {
+    const index = await fetch(`${admin}/ui/`);
+    expect(index.headers.get('content-security-policy')).toContain(`connect-src 'self' ${idp.issuer};`);
+    expect(await (await fetch(`${admin}/api/v1/ui-config`)).json()).toMatchObject({
+      sign_in: {
+        name: 'Example SSO',
+        issuer: idp.issuer,
+        client_id: 'vigil-ui',
+        scope: 'openid profile email groups',
+        token: 'id_token',
+      },
+    });
+  });
+
+  it('signs in at the provider and comes back to the page it left, the token used like a pasted one', async () => {
+    idp.signInAs(alice);
+    const page = await newPage();
+    const asked = atProvider(page);
+    await page.goto(`${admin}/ui/#/access-log`);
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).click();
+    await page.getByRole('heading', { name: 'Access log' }).waitFor();
+    // Back where the person was, with the provider's answer gone from the address.
+    expect(new URL(page.url()).search).toBe('');
+    expect(new URL(page.url()).hash).toBe('#/access-log');
+    expect(await page.locator('#who').textContent()).toMatch(/^alice \(alice@example\.com, Alice\)\s*admin/);
+
+    // The flow: discovery, then the login with state, nonce and an S256 challenge, then the code traded with the
+    // verifier by the page itself, as a public client.
+    const auth = asked.find((r) => r.path === '/auth')!.params;
+    expect(Object.fromEntries(auth)).toMatchObject({
+      response_type: 'code',
+      client_id: 'vigil-ui',
+      redirect_uri: `${admin}/ui/`,
+      scope: 'openid profile email groups',
+      code_challenge_method: 'S256',
+    });
+    expect(auth.get('state')).toMatch(/^[\w-]{20,}$/);
+    expect(auth.get('nonce')).toMatch(/^[\w-]{20,}$/);
+    const token = asked.find((r) => r.path === '/token')!.params;
+    expect(token.get('grant_type')).toBe('authorization_code');
+    expect(token.get('code_verifier')).toMatch(/^[\w-]{43}$/);
+    expect(token.has('client_secret')).toBe(false);
+
+    // The ID token, for this client, kept for this tab only; the sign-in in progress is forgotten.
+    const kept = await storage(page);
+    expect(kept.pending).toBeNull();
+    expect(kept.local).toBe(0);
+    const claims = JSON.parse(Buffer.from(kept.token!.split('.')[1]!, 'base64url').toString()) as Record<
+      string,
+      unknown
+    >;
+    expect(claims).toMatchObject({ iss: idp.issuer, aud: 'vigil-ui', sub: 'alice', nonce: auth.get('nonce') });
+    const me = await fetch(`${admin}/api/v1/whoami`, { headers: { authorization: `Bearer ${kept.token}` } });
+    expect(await me.json()).toMatchObject({ role: 'admin', reader: { method: 'oidc', subject: 'alice' } });
+
+    // Signing out forgets the token; the provider's button is there again.
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).waitFor();
+    expect((await storage(page)).token).toBeNull();
+    expect(await page.getByRole('alert').count()).toBe(0);
+  });
+
+  it('says so when the person cancels at the provider, and keeps no token', async () => {
+    idp.signInAs('deny');
+    const page = await newPage();
+    await page.goto(`${admin}/ui/`);
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).click();
+    await expect
+      .poll(() => page.getByRole('alert').textContent(), { timeout: 5000 })
+      .toBe('Sign-in with Example SSO was cancelled or refused (access_denied: End-User aborted interaction).');
+    expect(new URL(page.url()).search).toBe('');
+    expect(await storage(page)).toEqual({ token: null, pending: null, local: 0 });
+    // And it can be tried again.
+    idp.signInAs(alice);
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).click();
+    await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+  });
+
+  it('ignores an answer that belongs to no sign-in of this tab (state), and never trades its code', async () => {
+    // Someone else's code, slipped into a link: without the state check the page would sign in as them.
+    const page = await newPage();
+    const asked = atProvider(page);
+    await page.goto(`${admin}/ui/?code=someone-elses-code&state=forged#/sessions`);
+    await expect
+      .poll(() => page.getByRole('alert').textContent(), { timeout: 5000 })
+      .toMatch(/^This answer from the identity provider does not belong to a sign-in started in this tab/);
+    expect(new URL(page.url()).search).toBe('');
+    expect(new URL(page.url()).hash).toBe('#/sessions');
+    expect(asked.filter((r) => r.path === '/token')).toEqual([]);
+    expect((await storage(page)).token).toBeNull();
+
+    // A sign-in started here, answered with another state (the login asked for with it changed on the way): the same.
+    idp.signInAs(alice);
+    await page.route(
+      (url) => url.origin === idp.issuer && url.pathname === '/auth' && url.searchParams.has('state'),
+      async (route) => {
+        const url = new URL(route.request().url());
+        url.searchParams.set('state', 'not-the-one-sent');
+        await route.continue({ url: url.href });
+      },
+    );
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).click();
+    await expect
+      .poll(() => page.getByRole('alert').textContent(), { timeout: 5000 })
+      .toMatch(/does not belong to a sign-in started in this tab/);
+    expect(asked.filter((r) => r.path === '/token')).toEqual([]);
+    expect((await storage(page)).token).toBeNull();
+  });
+
+  it('drops a kept token the API refuses (expired) and asks again', async () => {
+    // An ID token lives minutes to an hour; the UI kept an expired one and sent it with every request.
+    const page = await newPage();
+    await page.goto(`${admin}/ui/`);
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).waitFor();
+    const expired = await idp.mintToken(
+      { groups: ['vigil-admins'] },
+      { subject: 'alice', audience: 'vigil-ui', expiresIn: -600 },
+    );
+    await page.evaluate((t) => sessionStorage.setItem('vigil.token', t), expired);
+    await page.reload();
+    await expect.poll(() => page.getByRole('alert').textContent(), { timeout: 5000 }).toMatch(/^401: .*expired/);
+    expect((await storage(page)).token).toBeNull();
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).waitFor();
+  });
+
+  it('still takes a pasted token', async () => {
+    const page = await newPage();
+    await page.goto(`${admin}/ui/`);
+    await page.getByLabel('Token').fill(await idp.mintToken({ groups: ['vigil-admins'] }, { subject: 'bob' }));
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+    expect(await page.locator('#who').textContent()).toMatch(/^bob\s*admin/);
   });
 });
 
