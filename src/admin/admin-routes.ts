@@ -28,8 +28,10 @@ import {
   type ExportFormat,
 } from './exchange-export.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
-import { describeFilter, filterFrom, pageFrom, SESSION_PAGE } from './query-params.js';
+import { describeFilter, filterFrom, OUTCOMES, pageFrom, SESSION_PAGE } from './query-params.js';
+import { withRecentExchanges } from './session-list.js';
 import { verifySession } from './session-verify.js';
+import type { PublicSignIn } from './ui-sign-in.js';
 
 export interface RouteContext {
   readonly store: AuditStore;
@@ -42,6 +44,8 @@ export interface RouteContext {
   readonly log: Logger;
   /** Held calls, when the gateway has approval rules. */
   readonly approvals?: ApprovalCoordinator | undefined;
+  /** The web UI's OIDC sign-in (`admin.ui.oidc`), as the UI is told it. */
+  readonly signIn?: PublicSignIn | undefined;
 }
 
 export interface AdminRoute {
@@ -173,6 +177,15 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     },
   },
   {
+    // What the web UI needs before anyone signs in: the server's own lists (no copy in the UI) and how to sign in.
+    method: 'GET',
+    path: '/ui-config',
+    authenticated: false,
+    async handle({ res, signIn }) {
+      sendJson(res, 200, { outcomes: OUTCOMES, sign_in: signIn ?? null });
+    },
+  },
+  {
     // Who the caller is and what role they have: the web UI shows it, and a sign-in form checks a pasted token with it.
     method: 'GET',
     path: '/whoami',
@@ -186,8 +199,9 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     path: '/sessions',
     authenticated: true,
     async handle(ctx) {
-      const filter = { ...requestedFilter(ctx, false), ...pageFrom((n) => ctx.query.get(n)) };
-      sendJson(ctx.res, 200, page(await ctx.store.listSessions(filter)));
+      const filter = requestedFilter(ctx, false);
+      const sessions = await ctx.store.listSessions({ ...filter, ...pageFrom((n) => ctx.query.get(n)) });
+      sendJson(ctx.res, 200, page(await withRecentExchanges(ctx.store, filter, sessions)));
     },
   },
   {

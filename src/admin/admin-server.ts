@@ -17,7 +17,8 @@ import { AdminAuthenticator, loadAdminTokens } from './admin-auth.js';
 import { ADMIN_ROUTES, COMMON_HEADERS, sendJson, type AdminRoute } from './admin-routes.js';
 import { APPROVAL_ROUTES } from './approval-routes.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
-import { loadUiAssets, sendUiFile, UI_PREFIX, UI_SECURITY_HEADERS, uiFileFor } from './ui-assets.js';
+import { loadUiAssets, sendUiFile, UI_PREFIX, uiFileFor, uiSecurityHeaders } from './ui-assets.js';
+import { publicSignIn, signInConnectSources } from './ui-sign-in.js';
 
 const API_PREFIX = '/api/v1';
 
@@ -101,6 +102,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const routes = [...ADMIN_ROUTES, ...APPROVAL_ROUTES].map(compile);
   const ui = loadUiAssets();
   if (!ui.ok) log.warn({ problem: ui.problem }, 'the web UI is not available');
+  const uiHeaders = uiSecurityHeaders(signInConnectSources(config.admin.ui.oidc));
+  const signIn = config.admin.ui.oidc ? publicSignIn(config.admin.ui.oidc) : undefined;
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://admin.invalid');
@@ -111,14 +114,14 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     }
     if (url.pathname.startsWith(UI_PREFIX)) {
       // Static files only; the data behind them is the API's, with its own authentication.
-      for (const [name, value] of Object.entries(UI_SECURITY_HEADERS)) res.setHeader(name, value);
+      for (const [name, value] of Object.entries(uiHeaders)) res.setHeader(name, value);
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.setHeader('allow', 'GET, HEAD');
         sendJson(res, 405, { error: { type: 'invalid_request_error', message: `${req.method} is not allowed here` } });
         return;
       }
       const name = uiFileFor(url.pathname);
-      if (name !== undefined && sendUiFile(ui, name, req, res)) return;
+      if (name !== undefined && sendUiFile(ui, name, req, res, uiHeaders)) return;
       throw new VigilError('NOT_FOUND', ui.ok ? `no such file: ${url.pathname}` : ui.problem);
     }
     if (url.pathname === '/metrics' && options.metrics && req.method === 'GET') {
@@ -149,7 +152,17 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     const caller = route.authenticated
       ? await auth.authenticate(req.headers, req.socket.remoteAddress)
       : { reader: ANONYMOUS, role: 'user' as const, address: req.socket.remoteAddress ?? null };
-    await route.handle({ store, caller, params, query: url.searchParams, req, res, log, approvals: options.approvals });
+    await route.handle({
+      store,
+      caller,
+      params,
+      query: url.searchParams,
+      req,
+      res,
+      log,
+      approvals: options.approvals,
+      signIn,
+    });
   };
 
   const server: Server = createServer((req, res) => {

@@ -4,6 +4,7 @@
  */
 import { EXPORT_FORMATS } from './exchange-export.js';
 import { FILTER_PARAMS, OUTCOMES, SESSION_PAGE } from './query-params.js';
+import { RECENT_LIMIT } from './session-list.js';
 
 const ref = (name: string): { $ref: string } => ({ $ref: `#/components/schemas/${name}` });
 const param = (name: string): { $ref: string } => ({ $ref: `#/components/parameters/${name}` });
@@ -63,6 +64,37 @@ export const OPENAPI_DOCUMENT = {
         responses: { '200': json({ type: 'object' }, 'The OpenAPI 3.1 description of this API.') },
       },
     },
+    '/ui-config': {
+      get: {
+        summary: 'What the web UI needs before sign-in',
+        security: [],
+        responses: {
+          '200': json(
+            {
+              type: 'object',
+              required: ['outcomes', 'sign_in'],
+              properties: {
+                outcomes: { type: 'array', items: { enum: OUTCOMES }, description: 'Every outcome.' },
+                sign_in: {
+                  type: ['object', 'null'],
+                  description:
+                    'The OIDC provider the UI signs in with (authorization code + PKCE, public client), from ' +
+                    'admin.ui.oidc; null without one.',
+                  properties: {
+                    name: { type: 'string' },
+                    issuer: { type: 'string' },
+                    client_id: { type: 'string' },
+                    scope: { type: 'string' },
+                    token: { enum: ['id_token', 'access_token'] },
+                  },
+                },
+              },
+            },
+            'The values the UI offers, and how it signs in.',
+          ),
+        },
+      },
+    },
     '/whoami': {
       get: {
         summary: 'The caller: their role and identity as the API sees them',
@@ -93,6 +125,7 @@ export const OPENAPI_DOCUMENT = {
         summary: 'List sessions, newest activity first',
         description:
           'Sessions with at least one exchange matching the filters; counts and times cover the matching exchanges. ' +
+          `\`recent\` summarises the newest (up to ${RECENT_LIMIT}) matching exchanges of each: callers, models, outcomes. ` +
           'Not recorded in the access log (summaries only).',
         parameters: [...FILTERS, ...PAGING],
         responses: { '200': json(pageOf('SessionSummary'), 'A page of sessions.'), ...errors(400, 401) },
@@ -358,6 +391,31 @@ export const OPENAPI_DOCUMENT = {
           exchanges: { type: 'integer' },
           inputTokens: { type: 'integer' },
           outputTokens: { type: 'integer' },
+          recent: {
+            type: 'object',
+            description: `The newest (up to ${RECENT_LIMIT}) matching exchanges of the session, summarised.`,
+            properties: {
+              exchanges: { type: 'integer', description: 'How many exchanges this covers.' },
+              callers: {
+                type: 'array',
+                description: 'Distinct callers (clients choose session ids, so callers can share one).',
+                items: {
+                  type: 'object',
+                  properties: {
+                    callerSubject: { type: 'string' },
+                    callerMethod: { type: 'string' },
+                    callerIssuer: { type: ['string', 'null'] },
+                  },
+                },
+              },
+              models: { type: 'array', items: { type: 'string' } },
+              outcomes: {
+                type: 'object',
+                description: 'Outcome → count; `in_progress` for exchanges without a response yet.',
+                additionalProperties: { type: 'integer' },
+              },
+            },
+          },
         },
       },
       ExchangeListItem: {

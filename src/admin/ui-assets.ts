@@ -24,6 +24,7 @@ export const UI_FILES = [
   'dom.js',
   'blocks.js',
   'sign-in.js',
+  'oidc-sign-in.js',
   'sessions.js',
   'session.js',
   'exchange.js',
@@ -46,17 +47,23 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = {
 
 /**
  * Headers on every UI response. The CSP allows only this origin's scripts, styles and API (no inline code, no
- * framing, no `<base>` games); `no-referrer` keeps session ids in URLs from leaking to anything a page links to.
+ * framing, no `<base>` games), and connections to `connectSources` besides (the sign-in issuer's origin, for
+ * discovery and the token request); `no-referrer` keeps session ids in URLs from leaking to anything a page links to.
  */
-export const UI_SECURITY_HEADERS = {
-  'content-security-policy':
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
-    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-  'x-content-type-options': 'nosniff',
-  'referrer-policy': 'no-referrer',
-  'x-frame-options': 'DENY',
-  'cross-origin-opener-policy': 'same-origin',
-} as const;
+export function uiSecurityHeaders(connectSources: readonly string[] = []): Readonly<Record<string, string>> {
+  return {
+    'content-security-policy':
+      "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+      `connect-src ${["'self'", ...connectSources].join(' ')}; frame-ancestors 'none'; base-uri 'none'; form-action 'self'`,
+    'x-content-type-options': 'nosniff',
+    'referrer-policy': 'no-referrer',
+    'x-frame-options': 'DENY',
+    'cross-origin-opener-policy': 'same-origin',
+  };
+}
+
+/** The UI's headers without sign-in. */
+export const UI_SECURITY_HEADERS = uiSecurityHeaders();
 
 interface Asset {
   readonly body: Buffer;
@@ -98,11 +105,17 @@ export function uiFileFor(pathname: string): string | undefined {
  *
  * @returns false when `name` is not a loaded file (the caller answers 404).
  */
-export function sendUiFile(assets: UiAssets, name: string, req: IncomingMessage, res: ServerResponse): boolean {
+export function sendUiFile(
+  assets: UiAssets,
+  name: string,
+  req: IncomingMessage,
+  res: ServerResponse,
+  securityHeaders: Readonly<Record<string, string>> = UI_SECURITY_HEADERS,
+): boolean {
   if (!assets.ok) return false;
   const asset = assets.files.get(name);
   if (!asset) return false;
-  const headers = { ...UI_SECURITY_HEADERS, 'cache-control': 'no-cache', etag: asset.etag };
+  const headers = { ...securityHeaders, 'cache-control': 'no-cache', etag: asset.etag };
   if (req.headers['if-none-match'] === asset.etag) {
     res.writeHead(304, headers);
     res.end();

@@ -10,6 +10,7 @@ import { siemConfigSchema } from '../export/sinks-config.js';
 import { maskingConfigSchema } from '../recorder/masking/masking-config.js';
 import { approvalsConfigSchema } from '../policy/approval-notifier.js';
 import { approvalRulesSchema } from '../policy/approval-rules.js';
+import { uiSignInProblems, uiSignInSchema } from '../admin/ui-sign-in.js';
 
 /** How long recorded exchanges are kept: a duration (`30d`, `12h`) or `forever`. */
 const retentionWindow = z
@@ -143,6 +144,8 @@ const adminConfigSchema = z
           .strict(),
       )
       .default([]),
+    /** The web UI: `oidc` adds "Sign in with <IdP>" (authorization code + PKCE; see README, "Web UI"). */
+    ui: z.object({ oidc: uiSignInSchema.optional() }).strict().prefault({}),
   })
   .strict()
   .superRefine((a, ctx) => {
@@ -297,6 +300,8 @@ export const configSchema = z
       }
       seen.add(conn.name);
     });
+    for (const problem of uiSignInProblems(c.admin.ui.oidc, c.identity.oidc))
+      ctx.addIssue({ code: 'custom', ...problem });
     if (c.default_connection !== undefined && !seen.has(c.default_connection)) {
       ctx.addIssue({
         code: 'custom',

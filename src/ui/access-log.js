@@ -3,8 +3,10 @@
 import { api, query } from './api.js';
 import { clear, h, link, loadMoreButton, loading, time, who } from './dom.js';
 
+/** What a read was of, linked to its page; an approval's id as it is (the UI has no page for one approval). */
 function target(what, id) {
   if (what === 'session' || what === 'export') return link(`/sessions/${encodeURIComponent(id)}`, h('code', {}, id));
+  if (what === 'approval') return h('code', {}, id);
   return link(`/exchanges/${encodeURIComponent(id)}`, h('code', {}, id));
 }
 

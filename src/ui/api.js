@@ -78,6 +78,17 @@ export async function api(path, options) {
   return res.json();
 }
 
+let config = null;
+
+/** What the gateway tells its UI before sign-in (`/ui-config`): outcomes; asked once per page load. */
+export function uiConfig() {
+  config ??= api('/ui-config', { signIn: false }).catch((err) => {
+    config = null; // asked again next time: a gateway that was restarting may answer then
+    throw err;
+  });
+  return config;
+}
+
 /** Fetch an export with the auth header and hand it to the browser as a download (Blob + object URL). */
 export async function download(path, filename, options) {
   const res = await request(path, options);

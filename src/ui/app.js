@@ -1,7 +1,7 @@
 // The Vigil web UI: a hash router over a handful of views, each a client of the admin REST API (/api/v1). The hash
 // holds the whole state of a view (`#/sessions?model=…`, `#/sessions/<id>`), so reload, back and links work.
 
-import { api, clearToken, getToken, isAbort, setUnauthenticatedHandler } from './api.js';
+import { api, clearToken, getToken, isAbort, setToken, setUnauthenticatedHandler, uiConfig } from './api.js';
 import { clear, errorBox, h, who } from './dom.js';
 import { renderAccessLog } from './access-log.js';
 import { renderApprovals } from './approvals.js';
@@ -9,6 +9,7 @@ import { renderExchange } from './exchange.js';
 import { renderSearch } from './search.js';
 import { renderSession } from './session.js';
 import { renderSessions } from './sessions.js';
+import { finishSignIn, takeSignInAnswer } from './oidc-sign-in.js';
 import { renderSignIn } from './sign-in.js';
 
 const ROUTES = [
@@ -94,16 +95,20 @@ function route() {
   });
 }
 
-function showSignIn(err) {
+async function showSignIn(err) {
   signedIn = false;
   const controller = startView();
   renderNav(null);
   renderWho(null);
   clear(verifyEl);
+  // Without /ui-config (a gateway being restarted, say) the paste form still works: no provider button, that is all.
+  const config = await uiConfig().catch(() => null);
+  if (controller.signal.aborted) return;
   renderSignIn({
     root,
     signal: controller.signal,
     error: err,
+    signIn: config && config.sign_in,
     onSignedIn: (me) => {
       signedIn = true;
       renderWho(me);
@@ -192,8 +197,28 @@ async function refreshVerify() {
   }
 }
 
+/**
+ * Finish a sign-in with the identity provider when the address carries its answer: the answer leaves the address (and
+ * the history) at once, the view the person was on comes back, and the token is kept like a pasted one.
+ *
+ * @returns false when the sign-in failed (the sign-in view then says why).
+ */
+async function finishProviderSignIn() {
+  const taken = takeSignInAnswer();
+  if (!taken) return true;
+  history.replaceState(null, '', `${location.pathname}${taken.returnTo}`);
+  try {
+    setToken(await finishSignIn(taken));
+    return true;
+  } catch (err) {
+    showSignIn(err);
+    return false;
+  }
+}
+
 /** Find out who is here: the views when the API knows (or needs no credential), else sign-in. */
 async function boot({ signedOut = false } = {}) {
+  if (!(await finishProviderSignIn())) return;
   try {
     const me = await api('/whoami', { signIn: false });
     signedIn = true;
@@ -201,9 +226,12 @@ async function boot({ signedOut = false } = {}) {
     offerVerify();
     route();
   } catch (err) {
-    // After a deliberate sign-out, "missing credential" is no news: the form alone.
-    if (err.status === 401) showSignIn(signedOut ? null : err);
-    else root.append(errorBox(err));
+    // A token the API refuses (expired, say) is of no more use. After a deliberate sign-out, "missing credential" is
+    // no news: the form alone.
+    if (err.status === 401) {
+      clearToken();
+      showSignIn(signedOut ? null : err);
+    } else root.append(errorBox(err));
   }
 }
 

@@ -1,11 +1,13 @@
 // Rendering Messages API content (user turns, assistant messages) as readable, inert DOM.
 
-import { details, h, jsonBlock } from './dom.js';
+import { details, h, jsonBlock, text } from './dom.js';
 
 function textOf(content) {
   if (typeof content === 'string') return content;
   if (Array.isArray(content)) {
-    return content.map((b) => (b && b.type === 'text' ? b.text : `[${b && b.type ? b.type : 'block'}]`)).join('\n');
+    return content
+      .map((b) => (b && b.type === 'text' ? text(b.text) : `[${b && b.type ? text(b.type) : 'block'}]`))
+      .join('\n');
   }
   return content == null ? '' : JSON.stringify(content, null, 2);
 }
@@ -27,7 +29,7 @@ export function contentBlock(block) {
           { class: 'block-title' },
           'Tool call: ',
           h('code', { class: 'tool-name' }, block.name),
-          ` (${block.id ?? ''})`,
+          ` (${text(block.id)})`,
         ),
         jsonBlock(block.input ?? {}),
       );
@@ -56,10 +58,10 @@ export function contentBlock(block) {
       return h(
         'div',
         { class: 'block muted' },
-        `[${block.type}${block.source && block.source.media_type ? `: ${block.source.media_type}` : ''}]`,
+        `[${block.type}${block.source && block.source.media_type ? `: ${text(block.source.media_type)}` : ''}]`,
       );
     default:
-      return h('div', { class: 'block other' }, details(`[${block.type ?? 'block'}]`, false, jsonBlock(block)));
+      return h('div', { class: 'block other' }, details(`[${text(block.type) || 'block'}]`, false, jsonBlock(block)));
   }
 }
 
@@ -96,6 +98,11 @@ export function lastTurn(requestBody) {
   );
 }
 
+/** A recorded error (upstream's `type` and `message`, whatever their JSON) as a note. */
+export function errorNote(error) {
+  return h('div', { class: 'error', role: 'note' }, `${text(error.type)}: ${text(error.message)}`);
+}
+
 /** The assistant's answer of an exchange: the assembled message, or the error when there is none. */
 export function answer(exchange) {
   const { response } = exchange;
@@ -108,7 +115,7 @@ export function answer(exchange) {
     parts.push(h('p', { class: 'muted' }, 'No assembled message was recorded.'));
   }
   if (response.error) {
-    parts.push(h('div', { class: 'error', role: 'note' }, `${response.error.type}: ${response.error.message}`));
+    parts.push(errorNote(response.error));
   }
   return h('div', { class: 'turn assistant' }, parts);
 }
@@ -116,9 +123,9 @@ export function answer(exchange) {
 /** Token usage as one line: input, output, cache reads and writes. */
 export function usageText(usage) {
   if (!usage) return '—';
-  const parts = [`in ${usage.input_tokens ?? 0}`, `out ${usage.output_tokens ?? 0}`];
-  if (usage.cache_read_input_tokens) parts.push(`cache read ${usage.cache_read_input_tokens}`);
-  if (usage.cache_creation_input_tokens) parts.push(`cache write ${usage.cache_creation_input_tokens}`);
+  const parts = [`in ${text(usage.input_tokens ?? 0)}`, `out ${text(usage.output_tokens ?? 0)}`];
+  if (usage.cache_read_input_tokens) parts.push(`cache read ${text(usage.cache_read_input_tokens)}`);
+  if (usage.cache_creation_input_tokens) parts.push(`cache write ${text(usage.cache_creation_input_tokens)}`);
   return parts.join(' · ');
 }
 

@@ -4,7 +4,8 @@
 
 /**
  * Create an element. `attrs`: `class`, `on<event>` listeners, boolean `true` attributes, anything else with
- * setAttribute (never an event-handler attribute). Children: nodes, strings (as text), arrays, null/false (skipped).
+ * setAttribute (never an event-handler attribute). Children: nodes, other values as {@link text}, arrays, null/false
+ * (skipped).
  */
 export function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -13,17 +14,29 @@ export function h(tag, attrs = {}, ...children) {
     if (key.startsWith('on') && typeof value === 'function') el.addEventListener(key.slice(2), value);
     else if (key === 'class') el.className = value;
     else if (key === 'value') el.value = value;
-    else el.setAttribute(key, value === true ? '' : String(value));
+    else el.setAttribute(key, value === true ? '' : text(value));
   }
   append(el, children);
   return el;
 }
 
-/** Append children (nodes, strings as text, nested arrays; null/false skipped). */
+/**
+ * Any recorded value as text: strings as they are, objects and arrays as their JSON. Recorded JSON is whatever a
+ * client or an upstream sent, and an object where text was expected may have a `toString` or `valueOf` key that is
+ * no function: String() and template literals then throw ("Cannot convert object to primitive value"). So a value is
+ * never asked to convert itself; interpolate recorded values through this.
+ */
+export function text(value) {
+  if (value == null) return '';
+  if (typeof value === 'object') return JSON.stringify(value) ?? '';
+  return String(value);
+}
+
+/** Append children (nodes, other values as text, nested arrays; null/false skipped). */
 export function append(parent, children) {
   for (const child of children.flat(Infinity)) {
     if (child == null || child === false) continue;
-    parent.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    parent.append(child instanceof Node ? child : document.createTextNode(text(child)));
   }
   return parent;
 }

@@ -3,7 +3,7 @@
 
 import { api } from './api.js';
 import { append, clear, details, facts, h, headerTable, jsonBlock, link, outcomeBadge, time, who } from './dom.js';
-import { content, timingText, usageText } from './blocks.js';
+import { content, errorNote, timingText, usageText } from './blocks.js';
 
 /** Events shown before "Show all": long streams have thousands. */
 const EVENTS_SHOWN = 100;
@@ -119,7 +119,7 @@ export async function renderExchange({ root, params, signal }) {
         ['Streamed', res.stream ? 'yes' : 'no'],
         ['Stop reason', res.stop_reason],
       ]),
-      res.error ? h('div', { class: 'error', role: 'note' }, `${res.error.type}: ${res.error.message}`) : null,
+      res.error ? errorNote(res.error) : null,
       details('Response headers', false, headerTable(res.headers)),
       res.message
         ? h(

@@ -1,7 +1,7 @@
 // Sessions, newest activity first, with the API's filters (kept in the hash, so a filtered list can be bookmarked)
 // and cursor paging.
 
-import { api, query } from './api.js';
+import { api, query, uiConfig } from './api.js';
 import { callersText, clear, distinctCallers, errorBox, h, link, loading, outcomeBadge, time } from './dom.js';
 
 const FILTERS = [
@@ -13,28 +13,15 @@ const FILTERS = [
   ['until', 'Until', 'ISO time or epoch ms'],
 ];
 
-const OUTCOMES = [
-  '',
-  'ok',
-  'upstream_error',
-  'client_aborted',
-  'upstream_aborted',
-  'gateway_error',
-  'interrupted',
-  'in_progress',
-];
-
-/** At most this many exchanges are read per session to summarise its models and outcomes. */
-const SUMMARY_LIMIT = 100;
-
-function filterForm(values) {
+/** The filter form; `outcomes` are the server's (`/ui-config`), so the choice never differs from what it accepts. */
+function filterForm(values, outcomes) {
   const inputs = FILTERS.map(([name, label, placeholder]) =>
     h('label', {}, label, h('input', { name, value: values.get(name) ?? '', placeholder, autocomplete: 'off' })),
   );
   const outcome = h(
     'select',
     { name: 'outcome' },
-    OUTCOMES.map((o) => h('option', { value: o, selected: (values.get('outcome') ?? '') === o }, o || 'any')),
+    ['', ...outcomes].map((o) => h('option', { value: o, selected: (values.get('outcome') ?? '') === o }, o || 'any')),
   );
   return h(
     'form',
@@ -55,33 +42,22 @@ function filterForm(values) {
 }
 
 /**
- * Fill a row's caller, model and outcome cells from the session's exchanges: the session list carries no model or
- * outcome, and one caller only, where callers may share a session (its id is the client's choice).
+ * A row's caller, model and outcome cells, from the session's `recent` exchanges as the API summarises them: callers
+ * may share a session (its id is the client's choice), and the summary covers the newest ones only.
  */
-async function summarise(session, filters, callerCell, modelCell, outcomeCell, signal) {
-  try {
-    const page = await api(`/exchanges${query({ ...filters, session: session.id, limit: SUMMARY_LIMIT })}`, { signal });
-    const models = [...new Set(page.items.map((x) => x.model).filter(Boolean))];
-    const outcomes = new Map();
-    for (const x of page.items)
-      outcomes.set(x.outcome ?? 'in_progress', (outcomes.get(x.outcome ?? 'in_progress') ?? 0) + 1);
-    const more = page.next_cursor ? ` (first ${SUMMARY_LIMIT})` : '';
-    if (page.items.length) callerCell.replaceChildren(`${callersText(distinctCallers(page.items))}${more}`);
-    modelCell.replaceChildren(models.join(', ') || '—');
-    outcomeCell.replaceChildren(...[...outcomes].flatMap(([o, n]) => [outcomeBadge(o), ` ${n} `]), more);
-  } catch (err) {
-    if (signal.aborted) return;
-    outcomeCell.replaceChildren(h('span', { class: 'error-inline', title: err.message }, 'could not summarise'));
-  }
-}
-
-/** Run `tasks` (functions returning promises) at most `n` at a time. */
-async function limited(tasks, n) {
-  const queue = [...tasks];
-  const workers = Array.from({ length: n }, async () => {
-    while (queue.length) await queue.shift()();
-  });
-  await Promise.all(workers);
+function recentCells(s) {
+  const { recent } = s;
+  const more = recent.exchanges < s.exchanges ? ` (newest ${recent.exchanges})` : '';
+  return [
+    h('td', {}, `${callersText(distinctCallers(recent.callers))}${more}`),
+    h('td', {}, recent.models.join(', ') || '—'),
+    h(
+      'td',
+      {},
+      Object.entries(recent.outcomes).flatMap(([o, n]) => [outcomeBadge(o), ` ${n} `]),
+      more,
+    ),
+  ];
 }
 
 export async function renderSessions({ root, query: q, signal }) {
@@ -109,18 +85,16 @@ export async function renderSessions({ root, query: q, signal }) {
   );
   const status = h('div', { class: 'status' }, loading());
   const more = h('div', { class: 'more' });
-  root.append(h('h1', {}, 'Sessions'), filterForm(q), status, table, more);
+  const { outcomes } = await uiConfig();
+  root.append(h('h1', {}, 'Sessions'), filterForm(q, outcomes), status, table, more);
 
   let cursor = null;
   let shown = 0;
   const loadPage = async () => {
     const page = await api(`/sessions${query({ ...filters, cursor, limit: 50 })}`, { signal });
     clear(status);
-    const tasks = [];
     for (const s of page.items) {
-      const modelCell = h('td', { class: 'muted' }, '…');
-      const outcomeCell = h('td', { class: 'muted' }, '…');
-      const callerCell = h('td', {}, s.callerSubject);
+      const [callerCell, modelCell, outcomeCell] = recentCells(s);
       tbody.append(
         h(
           'tr',
@@ -135,7 +109,6 @@ export async function renderSessions({ root, query: q, signal }) {
           outcomeCell,
         ),
       );
-      tasks.push(() => summarise(s, filters, callerCell, modelCell, outcomeCell, signal));
     }
     shown += page.items.length;
     cursor = page.next_cursor;
@@ -154,7 +127,6 @@ export async function renderSessions({ root, query: q, signal }) {
         ),
       );
     }
-    limited(tasks, 4);
   };
   async function onMore(event) {
     event.target.disabled = true;

@@ -1,11 +1,39 @@
-// Sign-in: the API wants a credential. The person pastes an OIDC access/ID token from their identity provider, or an
-// admin API token; it is checked with /whoami and kept in sessionStorage for this tab only.
+// Sign-in: the API wants a credential. With admin.ui.oidc, a button signs in with the company's identity provider
+// (oidc-sign-in.js); and always, the person can paste an OIDC access/ID token from their identity provider, or an
+// admin API token. Either token is checked with /whoami and kept in sessionStorage for this tab only.
 
 import { api, clearToken, setToken } from './api.js';
 import { errorBox, h } from './dom.js';
+import { startSignIn } from './oidc-sign-in.js';
 
-/** Show the sign-in form; `onSignedIn(me)` once a token is accepted. */
-export function renderSignIn({ root, error, onSignedIn }) {
+/** "Sign in with <IdP>", for `/ui-config`'s `sign_in`; errors go to `message`. */
+function providerButton(signIn, message) {
+  const button = h(
+    'button',
+    {
+      type: 'button',
+      class: 'provider',
+      onclick: async () => {
+        button.disabled = true;
+        message.replaceChildren();
+        try {
+          await startSignIn(signIn);
+        } catch (err) {
+          message.append(errorBox(err));
+          button.disabled = false;
+        }
+      },
+    },
+    `Sign in with ${signIn.name}`,
+  );
+  return button;
+}
+
+/**
+ * Show the sign-in form; `onSignedIn(me)` once a token is accepted. `signIn`: `/ui-config`'s `sign_in` (null without
+ * a provider to sign in with).
+ */
+export function renderSignIn({ root, error, signIn, onSignedIn }) {
   const input = h('textarea', {
     id: 'token',
     name: 'token',
@@ -41,12 +69,23 @@ export function renderSignIn({ root, error, onSignedIn }) {
       },
     },
     h('h1', {}, 'Sign in'),
-    h(
-      'p',
-      {},
-      'This gateway asks who you are. Paste an access or ID token from your identity provider (its groups give your role), ' +
-        'or an admin API token. It is kept for this browser tab only and sent only to this gateway’s API.',
-    ),
+    signIn
+      ? [
+          h(
+            'p',
+            {},
+            `This gateway asks who you are. Sign in with ${signIn.name} (your groups there give your role), or ` +
+              'paste an admin API token or a token from your identity provider below.',
+          ),
+          h('p', {}, providerButton(signIn, message)),
+        ]
+      : h(
+          'p',
+          {},
+          'This gateway asks who you are. Paste an access or ID token from your identity provider (its groups give ' +
+            'your role), or an admin API token.',
+        ),
+    h('p', { class: 'muted' }, 'A token is kept for this browser tab only and sent only to this gateway’s API.'),
     h('label', { for: 'token' }, 'Token'),
     input,
     message,

@@ -340,6 +340,26 @@ describe('lists, filters and pages', () => {
     expect((await api('/exchanges?since=yesterday', tokens.dave)).status).toBe(400);
   });
 
+  it('summarises each listed session’s recent exchanges: callers, models and outcomes', async () => {
+    // The web UI asked /exchanges once per listed session for these; the list now carries them.
+    const r = await api<Paged<SessionSummary & { recent: unknown }>>('/sessions?limit=1000', tokens.dave);
+    const alice = r.json.items.find((s) => s.id === 'alice-1')!;
+    const exchanges = (await api<Paged<ExchangeListItem>>('/exchanges?session=alice-1', tokens.dave)).json.items;
+    expect(alice.recent).toEqual({
+      exchanges: 2,
+      callers: [{ callerSubject: 'alice', callerMethod: 'oidc', callerIssuer: idp.issuer }],
+      models: [...new Set(exchanges.map((x) => x.model))],
+      outcomes: { ok: 2 },
+    });
+    // Filtered like the list itself: a user's rows summarise their own exchanges only.
+    const own = await api<Paged<SessionSummary & { recent: { callers: unknown[] } }>>('/sessions', tokens.bob);
+    expect(own.json.items.map((s) => [s.id, s.recent.callers])).toEqual([
+      ['bob-1', [{ callerSubject: 'bob', callerMethod: 'oidc', callerIssuer: idp.issuer }]],
+    ]);
+    const none = await api<Paged<SessionSummary & { recent: unknown }>>('/sessions?outcome=interrupted', tokens.dave);
+    expect(none.json.items).toEqual([]);
+  });
+
   it('pages through sessions and exchanges with cursors', async () => {
     const seen: string[] = [];
     let cursor: string | null = null;

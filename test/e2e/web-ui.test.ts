@@ -6,12 +6,17 @@
  */
 import Anthropic from '@anthropic-ai/sdk';
 import { readFileSync } from 'node:fs';
-import { request as httpRequest } from 'node:http';
+import { once } from 'node:events';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OUTCOMES } from '../../src/admin/query-params.js';
 import { UI_SECURITY_HEADERS } from '../../src/admin/ui-assets.js';
 import { createGatewayKey } from '../../src/identity/key-admin.js';
+import type { AccessLogEntry } from '../../src/store/audit-store.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+import { startOidcProvider, type OidcTestProvider } from '../support/oidc-provider.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ADMIN_TOKEN = 'web-ui-admin-token-0123456789abcdefghij';
@@ -50,6 +55,38 @@ function rawGet(base: string, path: string): Promise<{ status: number; headers: 
     req.on('error', reject);
     req.end();
   });
+}
+
+/** An object where recorded text belongs, with keys every JavaScript object has (a `toString` that is no function). */
+const ODD = '{"toString":"t","valueOf":"v","__proto__":{"p":1},"constructor":"c"}';
+/** How the page shows {@link ODD}: its JSON (JSON.parse makes `__proto__` an own key, so it stays). */
+const ODD_TEXT = JSON.stringify(JSON.parse(ODD));
+
+/**
+ * An upstream answering what no real API sends but a recording may hold anyway: {@link ODD} as a block's text, a
+ * tool's name and id and input, a block's type; with `x-odd: error`, an error whose type is {@link ODD}.
+ */
+async function startOddUpstream(): Promise<{ url: string; close(): Promise<void> }> {
+  const message =
+    `{"id":"msg_odd","type":"message","role":"assistant","model":"odd-model","content":[` +
+    `{"type":"text","text":${ODD}},{"type":"tool_use","id":${ODD},"name":${ODD},"input":${ODD}},` +
+    `{"type":"image","source":{"media_type":${ODD}}},{"type":${ODD}}],` +
+    `"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":2}}`;
+  const error = `{"type":"error","error":{"type":${ODD},"message":"refused"}}`;
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      const failing = req.headers['x-odd'] === 'error';
+      res.writeHead(failing ? 400 : 200, { 'content-type': 'application/json' });
+      res.end(failing ? error : message);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 beforeAll(async () => {
@@ -255,6 +292,38 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     await page.getByRole('heading', { name: 'Sessions' }).waitFor();
   });
 
+  it('lists sessions with one request per page, not one more per row', async () => {
+    // Each row asked /exchanges for its callers, models and outcomes: a page of 50 sessions cost 51 requests.
+    const fresh = await newPage();
+    const asked: string[] = [];
+    fresh.on('request', (r) => {
+      const { pathname } = new URL(r.url());
+      if (pathname.startsWith('/api/v1/')) asked.push(pathname);
+    });
+    await fresh.goto(`${open.gateway.adminUrl}/ui/#/sessions`);
+    const tools = fresh.locator('tr[data-session="ui-tools"]');
+    await expect.poll(() => tools.locator('td').nth(7).textContent()).toBe('ok 2 ');
+    expect(await tools.locator('td').nth(1).textContent()).toBe('anonymous');
+    expect(await tools.locator('td').nth(3).textContent()).toBe('claude-opus-4-5');
+    expect(asked.filter((p) => p === '/api/v1/sessions')).toHaveLength(1);
+    expect(asked.filter((p) => p.startsWith('/api/v1/exchanges'))).toEqual([]);
+  });
+
+  it('offers the outcomes the server accepts, as the server lists them', async () => {
+    // The UI kept its own copy of the server's outcome list, bound to fall behind it.
+    const served = (await (await fetch(`${open.gateway.adminUrl}/api/v1/ui-config`)).json()) as { outcomes: string[] };
+    expect(served.outcomes).toEqual(OUTCOMES);
+    const fresh = await newPage();
+    await fresh.route('**/api/v1/ui-config', async (route) => {
+      const response = await route.fetch();
+      const json = (await response.json()) as { outcomes: string[] };
+      await route.fulfill({ response, json: { ...json, outcomes: [...json.outcomes, 'a_new_outcome'] } });
+    });
+    await fresh.goto(`${open.gateway.adminUrl}/ui/#/sessions`);
+    const options = fresh.locator('select[name="outcome"] option');
+    await expect.poll(() => options.allTextContents()).toEqual(['any', ...OUTCOMES, 'a_new_outcome']);
+  });
+
   it('filters the session list through the API', async () => {
     await page.goto(`${open.gateway.adminUrl}/ui/#/sessions`);
     await page.locator('input[name="model"]').fill('claude-haiku-4-5');
@@ -444,6 +513,19 @@ describe('with identity configured', () => {
     await page.getByText('Nothing is waiting for approval.').waitFor({ timeout: 5000 });
   });
 
+  it('lists reads of approvals in the access log without a link to an exchange that does not exist', async () => {
+    // An approval's id was linked as an exchange's (#/exchanges/<approval id>), a page that answers 404.
+    await page.getByRole('link', { name: 'Access log' }).click();
+    const row = page.locator('table.access-log tbody tr', {
+      has: page.locator('td:nth-child(4)', { hasText: /^approval$/ }),
+    });
+    await expect.poll(() => row.count()).toBeGreaterThan(0);
+    const which = row.first().locator('td:nth-child(5)');
+    expect(await which.textContent()).toMatch(/^apr_\S+ $/);
+    expect(await which.locator('a').count()).toBe(0);
+    await page.getByRole('link', { name: 'Approvals' }).click();
+  });
+
   it('signs out: the token is gone and sign-in is asked again, without an error', async () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
@@ -463,8 +545,192 @@ describe('with identity configured', () => {
   });
 });
 
+describe('signing in with the OpenID provider (authorization code + PKCE)', () => {
+  let idp: OidcTestProvider;
+  let sso: Harness; // admin.ui.oidc names the provider and the UI's public client
+  let admin: string;
+  const alice = { subject: 'alice', name: 'Alice', email: 'alice@example.com', groups: ['vigil-admins'] };
+  /** What the browser asked of the provider, by path: /auth (the login), /token (the code traded). */
+  const atProvider = (page: Page): Array<{ path: string; params: URLSearchParams }> => {
+    const seen: Array<{ path: string; params: URLSearchParams }> = [];
+    page.on('request', (r) => {
+      const url = new URL(r.url());
+      if (url.origin !== idp.issuer) return;
+      seen.push({ path: url.pathname, params: new URLSearchParams(r.postData() ?? url.search) });
+    });
+    return seen;
+  };
+  const storage = (page: Page) =>
+    page.evaluate(() => ({
+      token: sessionStorage.getItem('vigil.token'),
+      pending: sessionStorage.getItem('vigil.sign-in'),
+      local: localStorage.length,
+    }));
+
+  beforeAll(async () => {
+    idp = await startOidcProvider();
+    sso = await startHarness(() => ({
+      identity: { oidc: [{ issuer: idp.issuer, audience: ['vigil', 'vigil-ui'] }] },
+      admin: {
+        listen: '127.0.0.1:0',
+        roles: { admin: ['vigil-admins'] },
+        ui: {
+          oidc: {
+            issuer: idp.issuer,
+            client_id: 'vigil-ui',
+            name: 'Example SSO',
+            scopes: ['openid', 'profile', 'email', 'groups'],
+          },
+        },
+      },
+    }));
+    admin = sso.gateway.adminUrl!;
+    idp.registerPublicClient('vigil-ui', [`${admin}/ui/`]);
+  });
+  afterAll(async () => {
+    await sso?.close();
+    await idp?.close();
+  });
+
+  it('lets the page reach the provider’s origin and no other, and tells the UI how to sign in', async () => {
+    const index = await fetch(`${admin}/ui/`);
+    expect(index.headers.get('content-security-policy')).toContain(`connect-src 'self' ${idp.issuer};`);
+    expect(await (await fetch(`${admin}/api/v1/ui-config`)).json()).toMatchObject({
+      sign_in: {
+        name: 'Example SSO',
+        issuer: idp.issuer,
+        client_id: 'vigil-ui',
+        scope: 'openid profile email groups',
+        token: 'id_token',
+      },
+    });
+  });
+
+  it('signs in at the provider and comes back to the page it left, the token used like a pasted one', async () => {
+    idp.signInAs(alice);
+    const page = await newPage();
+    const asked = atProvider(page);
+    await page.goto(`${admin}/ui/#/access-log`);
+    await page.getByRole('heading', { name: 'Sign in' }).waitFor();
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).click();
+    await page.getByRole('heading', { name: 'Access log' }).waitFor();
+    // Back where the person was, with the provider's answer gone from the address.
+    expect(new URL(page.url()).search).toBe('');
+    expect(new URL(page.url()).hash).toBe('#/access-log');
+    expect(await page.locator('#who').textContent()).toMatch(/^alice \(alice@example\.com, Alice\)\s*admin/);
+
+    // The flow: discovery, then the login with state, nonce and an S256 challenge, then the code traded with the
+    // verifier by the page itself, as a public client.
+    const auth = asked.find((r) => r.path === '/auth')!.params;
+    expect(Object.fromEntries(auth)).toMatchObject({
+      response_type: 'code',
+      client_id: 'vigil-ui',
+      redirect_uri: `${admin}/ui/`,
+      scope: 'openid profile email groups',
+      code_challenge_method: 'S256',
+    });
+    expect(auth.get('state')).toMatch(/^[\w-]{20,}$/);
+    expect(auth.get('nonce')).toMatch(/^[\w-]{20,}$/);
+    const token = asked.find((r) => r.path === '/token')!.params;
+    expect(token.get('grant_type')).toBe('authorization_code');
+    expect(token.get('code_verifier')).toMatch(/^[\w-]{43}$/);
+    expect(token.has('client_secret')).toBe(false);
+
+    // The ID token, for this client, kept for this tab only; the sign-in in progress is forgotten.
+    const kept = await storage(page);
+    expect(kept.pending).toBeNull();
+    expect(kept.local).toBe(0);
+    const claims = JSON.parse(Buffer.from(kept.token!.split('.')[1]!, 'base64url').toString()) as Record<
+      string,
+      unknown
+    >;
+    expect(claims).toMatchObject({ iss: idp.issuer, aud: 'vigil-ui', sub: 'alice', nonce: auth.get('nonce') });
+    const me = await fetch(`${admin}/api/v1/whoami`, { headers: { authorization: `Bearer ${kept.token}` } });
+    expect(await me.json()).toMatchObject({ role: 'admin', reader: { method: 'oidc', subject: 'alice' } });
+
+    // Signing out forgets the token; the provider's button is there again.
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).waitFor();
+    expect((await storage(page)).token).toBeNull();
+    expect(await page.getByRole('alert').count()).toBe(0);
+  });
+
+  it('says so when the person cancels at the provider, and keeps no token', async () => {
+    idp.signInAs('deny');
+    const page = await newPage();
+    await page.goto(`${admin}/ui/`);
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).click();
+    await expect
+      .poll(() => page.getByRole('alert').textContent(), { timeout: 5000 })
+      .toBe('Sign-in with Example SSO was cancelled or refused (access_denied: End-User aborted interaction).');
+    expect(new URL(page.url()).search).toBe('');
+    expect(await storage(page)).toEqual({ token: null, pending: null, local: 0 });
+    // And it can be tried again.
+    idp.signInAs(alice);
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).click();
+    await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+  });
+
+  it('ignores an answer that belongs to no sign-in of this tab (state), and never trades its code', async () => {
+    // Someone else's code, slipped into a link: without the state check the page would sign in as them.
+    const page = await newPage();
+    const asked = atProvider(page);
+    await page.goto(`${admin}/ui/?code=someone-elses-code&state=forged#/sessions`);
+    await expect
+      .poll(() => page.getByRole('alert').textContent(), { timeout: 5000 })
+      .toMatch(/^This answer from the identity provider does not belong to a sign-in started in this tab/);
+    expect(new URL(page.url()).search).toBe('');
+    expect(new URL(page.url()).hash).toBe('#/sessions');
+    expect(asked.filter((r) => r.path === '/token')).toEqual([]);
+    expect((await storage(page)).token).toBeNull();
+
+    // A sign-in started here, answered with another state (the login asked for with it changed on the way): the same.
+    idp.signInAs(alice);
+    await page.route(
+      (url) => url.origin === idp.issuer && url.pathname === '/auth' && url.searchParams.has('state'),
+      async (route) => {
+        const url = new URL(route.request().url());
+        url.searchParams.set('state', 'not-the-one-sent');
+        await route.continue({ url: url.href });
+      },
+    );
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).click();
+    await expect
+      .poll(() => page.getByRole('alert').textContent(), { timeout: 5000 })
+      .toMatch(/does not belong to a sign-in started in this tab/);
+    expect(asked.filter((r) => r.path === '/token')).toEqual([]);
+    expect((await storage(page)).token).toBeNull();
+  });
+
+  it('drops a kept token the API refuses (expired) and asks again', async () => {
+    // An ID token lives minutes to an hour; the UI kept an expired one and sent it with every request.
+    const page = await newPage();
+    await page.goto(`${admin}/ui/`);
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).waitFor();
+    const expired = await idp.mintToken(
+      { groups: ['vigil-admins'] },
+      { subject: 'alice', audience: 'vigil-ui', expiresIn: -600 },
+    );
+    await page.evaluate((t) => sessionStorage.setItem('vigil.token', t), expired);
+    await page.reload();
+    await expect.poll(() => page.getByRole('alert').textContent(), { timeout: 5000 }).toMatch(/^401: .*expired/);
+    expect((await storage(page)).token).toBeNull();
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).waitFor();
+  });
+
+  it('still takes a pasted token', async () => {
+    const page = await newPage();
+    await page.goto(`${admin}/ui/`);
+    await page.getByLabel('Token').fill(await idp.mintToken({ groups: ['vigil-admins'] }, { subject: 'bob' }));
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+    expect(await page.locator('#who').textContent()).toMatch(/^bob\s*admin/);
+  });
+});
+
 describe('long, shared and malformed sessions', () => {
-  let busy: Harness; // no identity, but gateway keys name their callers
+  let busy: Harness; // no identity, but gateway keys name their callers; a second connection to an odd upstream
+  let odd: Awaited<ReturnType<typeof startOddUpstream>>;
   let page: Page;
   const ask = (client: Anthropic, text: string, session: string) =>
     client.messages.create(
@@ -472,20 +738,28 @@ describe('long, shared and malformed sessions', () => {
       inSession(session),
     );
   /** A body sent as is: the SDK would not send these. */
-  const raw = (body: string, session: string) =>
-    fetch(`${busy.url}/v1/messages`, {
+  const raw = (body: string, session: string, { path = '/v1/messages', headers = {} } = {}) =>
+    fetch(`${busy.url}${path}`, {
       method: 'POST',
       headers: {
         'content-type': 'application/json',
         'anthropic-version': '2023-06-01',
         'x-api-key': CLIENT_KEY,
         'x-vigil-session': session,
+        ...headers,
       },
       body,
     });
 
   beforeAll(async () => {
-    busy = await startHarness(() => ({ admin: { listen: '127.0.0.1:0' } }));
+    odd = await startOddUpstream();
+    busy = await startHarness((upstream) => ({
+      connections: [
+        { name: 'anthropic', upstream, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' } },
+        { name: 'odd', upstream: odd.url },
+      ],
+      admin: { listen: '127.0.0.1:0' },
+    }));
     const client = sdk(busy);
     for (let i = 1; i <= 22; i++) await ask(client, `turn ${i} of a long session`, 'ui-long');
     // Two callers choose the same session id.
@@ -504,11 +778,27 @@ describe('long, shared and malformed sessions', () => {
       '{"model":"x","max_tokens":10,"messages":[{"role":"user","content":[{"type":"text","text":{"toString":1}}]}]}',
       'ui-malformed',
     );
-    await Promise.all([busy.session('ui-long', 22), busy.session('ui-shared', 2), busy.session('ui-malformed', 3)]);
+    // More hits than a page of search results (25).
+    for (let i = 1; i <= 30; i++) await ask(client, `pangolin report ${i}`, 'ui-pangolin');
+    // Objects where text belongs, in the request's last turn and in the answer; and an error typed with one.
+    const oddTurn =
+      `{"model":"odd-model","max_tokens":10,"messages":[{"role":"user","content":[{"type":"text","text":${ODD}},` +
+      `{"type":"tool_result","tool_use_id":${ODD},"content":[{"type":"text","text":${ODD}},{"type":${ODD}}]},` +
+      `{"type":"thinking","thinking":${ODD}}]}]}`;
+    await raw(oddTurn, 'ui-odd-keys', { path: '/c/odd/v1/messages' });
+    await raw(oddTurn, 'ui-odd-keys', { path: '/c/odd/v1/messages', headers: { 'x-odd': 'error' } });
+    await Promise.all([
+      busy.session('ui-long', 22),
+      busy.session('ui-shared', 2),
+      busy.session('ui-malformed', 3),
+      busy.session('ui-odd-keys', 2),
+      busy.session('ui-pangolin', 30),
+    ]);
     page = await newPage();
   });
   afterAll(async () => {
     await busy?.close();
+    await odd?.close();
   });
 
   it('pages a long session 20 exchanges at a time, with Load more', async () => {
@@ -559,9 +849,104 @@ describe('long, shared and malformed sessions', () => {
     expect(await cards.nth(0).locator('.turn.user pre').textContent()).toBe('null');
     expect(await cards.nth(1).locator('.turn.user').textContent()).toContain('a perfectly normal question');
     expect(await cards.nth(1).locator('.turn.assistant').textContent()).toContain('a perfectly normal question');
-    // A card that cannot be drawn at all says so in its place, with the way to the exchange itself.
-    expect(await cards.nth(2).getByRole('alert').textContent()).toMatch(/^This exchange could not be shown: /);
+    // An object where the text belongs is shown as its JSON (it used to take the whole card down).
+    expect(await cards.nth(2).textContent()).toContain('{"toString":1}');
+    expect(await cards.nth(2).getByRole('alert').count()).toBe(0);
+
+    // A card that cannot be drawn at all (here an answer without the request every exchange has) says so in its
+    // place, with the way to the exchange itself.
+    const isPage = (url: URL) => url.pathname === '/api/v1/sessions/ui-malformed';
+    await page.route(isPage, async (route) => {
+      const response = await route.fetch();
+      const json = (await response.json()) as { exchanges: Array<Record<string, unknown>> };
+      delete json.exchanges[2]!.request;
+      await route.fulfill({ response, json });
+    });
+    await page.reload();
+    await expect
+      .poll(() => cards.nth(2).getByRole('alert').textContent())
+      .toMatch(/^This exchange could not be shown: /);
     expect(await cards.nth(2).getByRole('link', { name: 'Exchange details' }).count()).toBe(1);
+    expect(await cards.nth(1).locator('.turn.user').textContent()).toContain('a perfectly normal question');
+    await page.unroute(isPage);
+  });
+
+  it('pages search results with Load more: every hit once, newest first', async () => {
+    const pangolins = (await busy.session('ui-pangolin', 30)).reverse(); // newest first, as search answers
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/search?q=pangolin`);
+    const hits = page.locator('li.hit');
+    await expect.poll(() => hits.count()).toBe(25);
+    await page.getByRole('button', { name: 'Load more' }).click();
+    await expect.poll(() => hits.count()).toBe(30);
+    const opened = await hits.locator('a.snippet').evaluateAll((links) => links.map((a) => a.getAttribute('href')));
+    expect(opened).toEqual(pangolins.map((x) => `#/exchanges/${x.id}`));
+    expect(await page.getByRole('button', { name: 'Load more' }).count()).toBe(0);
+  });
+
+  it('pages the access log with Load more: every read once, newest first', async () => {
+    // Reads of recordings, more than a page of the log (100).
+    for (const x of await busy.session('ui-pangolin', 30)) {
+      for (let i = 0; i < 4; i++)
+        expect((await fetch(`${busy.gateway.adminUrl}/api/v1/exchanges/${x.id}`)).ok).toBe(true);
+    }
+    const entries: AccessLogEntry[] = [];
+    let cursor: string | null = '';
+    while (cursor !== null) {
+      const r = await fetch(`${busy.gateway.adminUrl}/api/v1/access-log?limit=1000&cursor=${cursor}`);
+      const p = (await r.json()) as { items: AccessLogEntry[]; next_cursor: string | null };
+      entries.push(...p.items);
+      cursor = p.next_cursor;
+    }
+    expect(entries.length).toBeGreaterThan(120);
+    expect(entries.length).toBeLessThanOrEqual(200);
+    const which = (ids: readonly string[]) =>
+      ids
+        .slice(0, 5)
+        .map((id) => `${id} `)
+        .join('') + (ids.length > 5 ? `+${ids.length - 5} more` : '');
+
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/access-log`);
+    const rows = page.locator('table.access-log tbody tr');
+    await expect.poll(() => rows.count()).toBe(100);
+    await page.getByRole('button', { name: 'Load more' }).click();
+    await expect.poll(() => rows.count()).toBe(entries.length);
+    expect(await rows.locator('td:nth-child(5)').allTextContents()).toEqual(entries.map((e) => which(e.data.ids)));
+    expect(await page.getByRole('button', { name: 'Load more' }).count()).toBe(0);
+  });
+
+  it('draws recorded JSON whatever its keys: toString, valueOf, __proto__, constructor', async () => {
+    // An object with a `toString` that is no function, where the UI expected text (a block's text, a tool's name, an
+    // error's type), threw "Cannot convert object to primitive value": the exchange page showed only that error.
+    const [answered, refused] = await busy.session('ui-odd-keys', 2);
+    // The page's heading, or the error shown in its place.
+    const shown = page.locator('#view h1, #view [role="alert"]').first();
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/exchanges/${answered!.id}`);
+    await expect.poll(() => shown.textContent(), { timeout: 5000 }).toBe(`Exchange ${answered!.id} ok`);
+    const response = page.locator('section.response');
+    expect(await response.locator('.block.text').first().textContent()).toBe(ODD_TEXT);
+    expect(await response.locator('.tool-name').textContent()).toBe(ODD_TEXT);
+    expect(await response.locator('.tool-use .block-title').textContent()).toBe(`Tool call: ${ODD_TEXT} (${ODD_TEXT})`);
+    expect(JSON.parse((await response.locator('.tool-use pre').textContent())!)).toEqual(JSON.parse(ODD));
+    expect(await response.textContent()).toContain(`[image: ${ODD_TEXT}]`);
+    expect(await response.textContent()).toContain(`[${ODD_TEXT}]`);
+    expect(await page.locator('section.request pre').textContent()).toContain('"constructor": "c"');
+
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/exchanges/${refused!.id}`);
+    await expect.poll(() => shown.textContent(), { timeout: 5000 }).toBe(`Exchange ${refused!.id} upstream_error`);
+    expect(await page.locator('section.response .error').textContent()).toBe(`${ODD_TEXT}: refused`);
+
+    // And the session's transcript: both cards drawn in full.
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-odd-keys`);
+    const cards = page.locator('article.exchange-card');
+    await expect.poll(() => cards.count()).toBe(2);
+    expect(await page.locator('main [role="alert"]').count()).toBe(0);
+    const turn = cards.nth(0).locator('.turn.user');
+    expect(await turn.locator('.block.text').first().textContent()).toBe(ODD_TEXT);
+    expect(await turn.locator('.tool-result').textContent()).toBe(
+      `Tool result for ${ODD_TEXT}${ODD_TEXT}\n[${ODD_TEXT}]`,
+    );
+    expect(await turn.locator('.thinking').textContent()).toBe(`Thinking${ODD_TEXT}`);
+    expect(await cards.nth(1).locator('.turn.assistant .error').textContent()).toBe(`${ODD_TEXT}: refused`);
   });
 });
 

@@ -7,6 +7,10 @@
  * deliberately broken tokens (expired, wrong audience, tampered, …) are minted by {@link OidcTestProvider.mintToken}
  * with the very private key the provider publishes, because driving a browser login flow in a unit test buys nothing
  * a verifier can tell apart.
+ *
+ * For tests that do drive a browser (the web UI's sign-in), public clients can be registered for the authorization-code
+ * flow with PKCE, and the provider's login and consent pages complete at once as the person chosen with
+ * {@link OidcTestProvider.signInAs} (or refuse, as someone pressing Cancel would).
  */
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -19,12 +23,39 @@ import ProviderModule from 'oidc-provider';
 /** The slice of oidc-provider's `Provider` this helper uses. */
 interface OidcProviderInstance {
   callback(): (req: IncomingMessage, res: ServerResponse) => void;
+  interactionDetails(
+    req: IncomingMessage,
+    res: ServerResponse,
+  ): Promise<{
+    prompt: { name: string; details: Record<string, unknown> };
+    params: Record<string, unknown>;
+    session?: { accountId: string };
+  }>;
+  interactionFinished(
+    req: IncomingMessage,
+    res: ServerResponse,
+    result: Record<string, unknown>,
+    opts?: { mergeWithLastSubmission?: boolean },
+  ): Promise<void>;
+  readonly Grant: new (props: { accountId: string; clientId: string }) => {
+    addOIDCScope(scope: string): void;
+    addOIDCClaims(claims: readonly string[]): void;
+    save(): Promise<string>;
+  };
 }
 type ProviderConstructor = new (issuer: string, configuration: Record<string, unknown>) => OidcProviderInstance;
 const Provider = ProviderModule as ProviderConstructor;
 
 /** The client registered for the client-credentials grant. */
 export const TEST_CLIENT = { id: 'ci-runner', secret: 'ci-runner-secret-that-is-long-enough' } as const;
+
+/** Someone who signs in through the browser: the claims of their ID token besides `sub`. */
+export interface BrowserUser {
+  readonly subject: string;
+  readonly name?: string;
+  readonly email?: string;
+  readonly groups?: readonly string[];
+}
 
 /** A signing key: the private JWK (with `kid` and `alg`) and its public half as published. */
 interface SigningKey {
@@ -64,6 +95,13 @@ export interface OidcTestProvider {
    * and `jti` are set from `opts`; `sub` defaults to `opts.subject` and can be removed with `{ sub: undefined }`.
    */
   mintToken(claims?: Record<string, unknown>, opts?: MintOptions): Promise<string>;
+  /**
+   * Register a public client (no secret; PKCE required) for the authorization-code flow, redirecting only to
+   * `redirectUris`. Its ID tokens carry `aud` = `clientId`; the provider answers its token requests with CORS.
+   */
+  registerPublicClient(clientId: string, redirectUris: readonly string[]): void;
+  /** Who the login page signs in from now on, or `'deny'`: the person cancels (`error=access_denied`). */
+  signInAs(who: BrowserUser | 'deny'): void;
   /** Publish a new signing key with a new `kid` and sign with it from now on; the old key stays published if asked. */
   rotateKeys(opts?: { keepOld?: boolean }): Promise<void>;
   /** Stop listening: the issuer becomes unreachable (connection refused). */
@@ -126,8 +164,55 @@ function resourceFor(audience: string): string {
 export async function startOidcProvider(opts: { listening?: boolean } = {}): Promise<OidcTestProvider> {
   let keys: SigningKey[] = [await newSigningKey()];
   let handler: (req: IncomingMessage, res: ServerResponse) => void = () => {};
+  let provider: OidcProviderInstance | undefined;
+  const publicClients: Array<Record<string, unknown>> = [];
+  const people = new Map<string, BrowserUser>();
+  let signingIn: BrowserUser | 'deny' = { subject: 'user-1' };
 
-  const server: Server = createServer((req, res) => handler(req, res));
+  /**
+   * The provider's login and consent pages, without a page: the login is whoever {@link signingIn} names, consent is
+   * granted for what the client asked.
+   */
+  const interact = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const p = provider!;
+    const { prompt, params, session } = await p.interactionDetails(req, res);
+    if (signingIn === 'deny') {
+      await p.interactionFinished(
+        req,
+        res,
+        { error: 'access_denied', error_description: 'End-User aborted interaction' },
+        { mergeWithLastSubmission: false },
+      );
+      return;
+    }
+    if (prompt.name === 'login') {
+      people.set(signingIn.subject, signingIn);
+      await p.interactionFinished(req, res, { login: { accountId: signingIn.subject } });
+      return;
+    }
+    const grant = new p.Grant({ accountId: session!.accountId, clientId: String(params['client_id']) });
+    const missingScope = prompt.details['missingOIDCScope'] as string[] | undefined;
+    const missingClaims = prompt.details['missingOIDCClaims'] as string[] | undefined;
+    if (missingScope) grant.addOIDCScope(missingScope.join(' '));
+    if (missingClaims) grant.addOIDCClaims(missingClaims);
+    await p.interactionFinished(
+      req,
+      res,
+      { consent: { grantId: await grant.save() } },
+      { mergeWithLastSubmission: true },
+    );
+  };
+
+  const server: Server = createServer((req, res) => {
+    if (req.url?.startsWith('/interaction/')) {
+      interact(req, res).catch((err: unknown) => {
+        res.writeHead(500, { 'content-type': 'text/plain' });
+        res.end(`interaction failed: ${err instanceof Error ? err.message : String(err)}`);
+      });
+      return;
+    }
+    handler(req, res);
+  });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address() as AddressInfo;
@@ -136,9 +221,21 @@ export async function startOidcProvider(opts: { listening?: boolean } = {}): Pro
   // oidc-provider builds its keystore once, so a rotation builds a new provider for the same issuer and swaps the
   // request handler; clients of the issuer observe what they would at a real provider: a new kid in the JWKS.
   const build = (): void => {
-    const provider = new Provider(issuer, {
+    provider = new Provider(issuer, {
       adapter: MemoryAdapter,
-      ttl: { ClientCredentials: 300 },
+      // Set rather than defaulted: the provider prints a notice for each default it is left with, in every test run.
+      ttl: {
+        ClientCredentials: 300,
+        AccessToken: 300,
+        AuthorizationCode: 60,
+        IdToken: 300,
+        Interaction: 600,
+        Session: 3600,
+        Grant: 3600,
+      },
+      // The default's rule: a public client's token requests are allowed from the origins it redirects to.
+      clientBasedCORS: (_ctx: unknown, origin: string, client: { redirectUris: readonly string[] }) =>
+        client.redirectUris.some((uri) => new URL(uri).origin === origin),
       jwks: { keys: keys.map((k) => k.privateJwk) },
       clients: [
         {
@@ -148,7 +245,26 @@ export async function startOidcProvider(opts: { listening?: boolean } = {}): Pro
           redirect_uris: [],
           response_types: [],
         },
+        ...publicClients,
       ],
+      // People who signed in through the browser, with the claims their ID tokens carry.
+      findAccount: (_ctx: unknown, sub: string) => {
+        const person = people.get(sub);
+        if (!person) return undefined;
+        return {
+          accountId: sub,
+          claims: () => ({
+            sub,
+            ...(person.name !== undefined ? { name: person.name } : {}),
+            ...(person.email !== undefined ? { email: person.email, email_verified: true } : {}),
+            ...(person.groups !== undefined ? { groups: person.groups } : {}),
+          }),
+        };
+      },
+      claims: { openid: ['sub'], profile: ['name'], email: ['email', 'email_verified'], groups: ['groups'] },
+      // As Keycloak, Entra ID and Okta do: the ID token of the code flow carries the claims its scopes ask for (the
+      // spec's default puts them at the userinfo endpoint only).
+      conformIdTokenClaims: false,
       features: {
         devInteractions: { enabled: false },
         clientCredentials: { enabled: true },
@@ -237,6 +353,22 @@ export async function startOidcProvider(opts: { listening?: boolean } = {}): Pro
       if (expiresIn !== null) jwt.setExpirationTime(now + expiresIn);
       if (o.notBefore !== undefined) jwt.setNotBefore(now + o.notBefore);
       return jwt.sign(key);
+    },
+
+    registerPublicClient(clientId, redirectUris) {
+      publicClients.push({
+        client_id: clientId,
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        redirect_uris: [...redirectUris],
+      });
+      // oidc-provider reads static clients once: a provider with the new client takes over, as rotateKeys does.
+      build();
+    },
+
+    signInAs(who) {
+      signingIn = who;
     },
 
     async rotateKeys(o = {}) {
