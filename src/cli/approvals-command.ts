@@ -16,6 +16,7 @@ import { VigilError } from '../errors.js';
 import { OidcVerifier } from '../identity/oidc-verifier.js';
 import { ApprovalCoordinator, ApprovalRefused, type Approver, type ApprovalView } from '../policy/approvals.js';
 import { openStore } from '../store/open-store.js';
+import { recordCliRead } from './cli-reads.js';
 
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -107,6 +108,14 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
     const now = Date.now();
     if (verb === 'list') {
       const list = await approvals.list({ pending: !values.all });
+      // Held calls carry excerpts of their prompts: reading them is logged, as through the admin API.
+      if (list.length > 0)
+        await recordCliRead(
+          values,
+          'approval',
+          list.map((v) => v.id),
+          out,
+        );
       if (values.json) out.stdout.write(`${JSON.stringify({ approvals: list }, null, 2)}\n`);
       else if (list.length === 0)
         out.stdout.write(values.all ? 'no held calls in the last 24 hours\n' : 'no calls waiting for approval\n');
@@ -116,6 +125,7 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
     if (verb === 'show') {
       const v = await approvals.get(id!);
       if (!v) throw new ApprovalRefused('not_found', `no held call "${id}" (see: vigil approvals list)`);
+      await recordCliRead(values, 'approval', [v.id], out);
       out.stdout.write(values.json ? `${JSON.stringify(v, null, 2)}\n` : describe(v, now));
       return 0;
     }

@@ -26,10 +26,12 @@ import { ConfigError, VigilError } from '../errors.js';
 import { startGateway } from '../gateway.js';
 import { gatewayKeyId } from '../identity/gateway-keys.js';
 import { createGatewayKey, revokeGatewayKey } from '../identity/key-admin.js';
+import { isLoopbackHost } from '../identity/loopback.js';
+import { recordCliRead } from './cli-reads.js';
 import { readExchange, readSession } from '../recorder/exchange-reader.js';
 import { startReplayServer, type ReplayLog } from '../replay/replay-server.js';
 import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
-import type { AuditStore, RecordingReadData } from '../store/audit-store.js';
+import type { AuditStore } from '../store/audit-store.js';
 import { describeStore, openStore } from '../store/open-store.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { approvalsCommand } from './approvals-command.js';
@@ -108,40 +110,6 @@ async function withStore<T>(
     return await fn(store);
   } finally {
     await store.close();
-  }
-}
-
-/**
- * A person reading recorded content from the command line is recorded too (`recording.read`), as the admin API does.
- * The CLI reads the store directly, so this is best effort: when the store cannot be written (a read-only copy),
- * the read goes on with a warning.
- */
-async function recordCliRead(
-  values: { config?: string; 'data-dir'?: string },
-  what: RecordingReadData['what'],
-  ids: readonly string[],
-  out: Out,
-  query?: string,
-): Promise<void> {
-  const user = process.env.USER ?? process.env.LOGNAME ?? 'unknown';
-  const data: RecordingReadData = {
-    actor: { method: 'anonymous', subject: `cli:${user}` },
-    role: 'admin',
-    what,
-    ids,
-    ...(query !== undefined ? { query } : {}),
-    address: null,
-  };
-  try {
-    const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
-    const store = await openStore(config);
-    try {
-      await store.append({ records: [{ kind: 'recording.read', at: Date.now(), data }] });
-    } finally {
-      await store.close();
-    }
-  } catch (err) {
-    out.stderr.write(`vigil: warning: this read could not be recorded in the access log (${(err as Error).message})\n`);
   }
 }
 
@@ -499,9 +467,16 @@ async function replay(args: string[], out: Out): Promise<number> {
       );
     }
     const { host, port } = listenOption(values.listen, '127.0.0.1:8090');
+    // It answers anyone who reaches it with what was recorded, and asks nobody who they are.
+    if (!isLoopbackHost(host))
+      throw new CliError(
+        `--listen ${host}: the replay server has no authentication and serves recorded conversations, so it listens on this machine only (127.0.0.1, localhost or ::1)`,
+        2,
+      );
     const exchanges = await withStore(values, (store) => readSession(store, session));
     if (exchanges.length === 0)
       throw new CliError(`no session "${session}" in this store (see: vigil sessions list)`, 1);
+    await recordCliRead(values, 'session', [session], out);
     const server = await startReplayServer({
       exchanges,
       host,
@@ -535,6 +510,7 @@ async function replay(args: string[], out: Out): Promise<number> {
     }
     const exchange = await withStore(values, (store) => readExchange(store, id));
     if (!exchange) throw new CliError(`no exchange "${id}" in this store (see: vigil sessions show <session-id>)`, 1);
+    await recordCliRead(values, 'exchange', [id], out);
     const key = process.env.VIGIL_GATEWAY_KEY;
     const result = await resendExchange({
       exchange,

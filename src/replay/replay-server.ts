@@ -18,6 +18,7 @@ import { isUtf8 } from 'node:buffer';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { anthropicErrorBody, type AnthropicErrorType } from '../errors.js';
+import { isLocalRequest } from '../identity/loopback.js';
 import type { EventView, ExchangeView } from '../recorder/exchange-reader.js';
 import { RequestMatcher } from './request-matcher.js';
 
@@ -126,6 +127,18 @@ export async function startReplayServer(opts: ReplayServerOptions): Promise<Repl
   };
 
   const server = createServer({ noDelay: true }, (req, res) => {
+    // Recorded conversations, to nobody in particular: not to a web page acting through a browser on this machine
+    // (DNS rebinding gives itself away in Host, a cross-site request in Origin).
+    if (!isLocalRequest(req.headers)) {
+      req.resume();
+      sendJson(
+        res,
+        403,
+        anthropicErrorBody('permission_error', 'the replay server answers requests addressed to this machine only'),
+        {},
+      );
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {

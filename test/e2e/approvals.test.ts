@@ -98,6 +98,11 @@ describe('approvals through a running gateway', () => {
   it('an agent pauses on a held call and goes on after approval through the CLI; a grant spares it the next turns', async () => {
     const run = runAgent(h.url, 'Run this for me [[tool:Bash {"command":"echo hi-after-approval"}]]', workDir);
     const held = await waitForHeld('anthropic');
+    // Listing held calls shows excerpts of their prompts: logged as a read, as through the admin API.
+    await h.gateway.recorder.queue.flush();
+    expect((await h.gateway.store.recordsOfKinds(['recording.read'], 0, 1000)).map((r) => r.data)).toContainEqual(
+      expect.stringContaining(`"what":"approval","ids":["${held.id}"]`),
+    );
     expect(held).toMatchObject({
       status: 'pending',
       rule: { name: 'shell access' },

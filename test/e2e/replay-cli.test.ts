@@ -4,8 +4,10 @@
  * again and reports whether the answer changed.
  */
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
+import Database from 'better-sqlite3';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
 import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -17,6 +19,18 @@ let fake: FakeAnthropic;
 let gw: ServeProcess;
 let dir: string;
 let replay: ChildProcess | undefined;
+
+/** The access log, read from the store file. */
+function recordingReads(): Array<{ what: string; ids: string[] }> {
+  const db = new Database(path.join(dir, 'vigil.db'), { readonly: true });
+  try {
+    return (db.prepare("SELECT data FROM records WHERE kind = 'recording.read'").pluck().all() as string[]).map(
+      (d) => JSON.parse(d) as { what: string; ids: string[] },
+    );
+  } finally {
+    db.close();
+  }
+}
 
 async function freePort(): Promise<number> {
   const s = createServer();
@@ -86,6 +100,20 @@ it('replay serve answers from the recording; resend reports an unchanged answer'
   expect(diverged.status).toBe(412);
   expect(diverged.message).toMatch(/replay diverged at turn/);
 
+  // Not for a web page acting through a browser here (DNS rebinding: its own name in Host).
+  const rebound = await new Promise<number>((resolve, reject) => {
+    const req = request(`${url}/v1/messages`, { method: 'POST', headers: { host: `attacker.example:${port}` } });
+    req.on('response', (res) => {
+      res.resume();
+      resolve(res.statusCode!);
+    });
+    req.on('error', reject);
+    req.end('{}');
+  });
+  expect(rebound).toBe(403);
+  // Serving a session is reading it: in the access log, as any read.
+  expect(recordingReads()).toContainEqual(expect.objectContaining({ what: 'session', ids: ['to-replay'] }));
+
   const cliConfig = path.join(dir, 'cli.yaml');
   writeFileSync(
     cliConfig,
@@ -94,4 +122,11 @@ it('replay serve answers from the recording; resend reports an unchanged answer'
   const resent = await vigil(['replay', 'resend', exchangeId, '--connection', 'anthropic', '--config', cliConfig]);
   expect(resent.stdout).toContain('same answer as recorded');
   expect(resent.code).toBe(0);
+  expect(recordingReads()).toContainEqual(expect.objectContaining({ what: 'exchange', ids: [exchangeId] }));
+});
+
+it('replay serve listens on this machine only: it asks nobody who they are', async () => {
+  const r = await vigil(['replay', 'serve', '--session', 'to-replay', '--listen', '0.0.0.0:0', '--data-dir', dir]);
+  expect(r.code).toBe(2);
+  expect(r.stderr).toMatch(/listens on this machine only/);
 });
