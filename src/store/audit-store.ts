@@ -446,13 +446,18 @@ export interface AuditStore {
    * record refers to; exchanges that came under a hold meanwhile (or are not candidates) are skipped. `seal` then
    * builds the `retention.purged` record describing the removal, which is appended to this chain in the same
    * transaction. Resolves undefined when nothing was left to remove. The only way records ever leave the ledger.
-   * `walKept` (SQLite): the write-ahead log could not be emptied afterwards, so it may still hold removed pages until
-   * they are overwritten — another connection kept reading old pages too long.
+   * The transaction holds the write lock (SQLite: on this thread) for as long as it runs: callers keep `ids` few.
    */
   purgeExchanges(
     ids: readonly string[],
     seal: (removal: PurgeRemoval) => NewRecord,
-  ): Promise<{ removal: PurgeRemoval; record: StoredRecord; walKept?: true } | undefined>;
+  ): Promise<{ removal: PurgeRemoval; record: StoredRecord } | undefined>;
+  /**
+   * After a run of purges: SQLite checkpoints its write-ahead log and truncates it, so no copy of removed pages stays
+   * in it; `walKept` when that could not be done (another connection kept reading old pages too long), and the log
+   * may hold them until they are overwritten. PostgreSQL: nothing to do.
+   */
+  finishPurges(): Promise<{ walKept?: true }>;
 
   /**
    * Walk every chain and every referenced blob; report what was changed, removed or reordered. Gaps left by

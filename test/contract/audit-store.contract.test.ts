@@ -1119,6 +1119,37 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.verify(withKey)).toMatchObject({ ok: true, problems: [], signatures: { purges: 2 } });
     });
 
+    it('purges in batches of at most retention.batch, each sealed; a run cut between two verifies, the next ends it', async () => {
+      for (let i = 0; i < 30; i++) {
+        await store.append(exchangeBatch({ id: `ex_${i}`, session: `ses_${i % 4}`, at: T0 + i, messages: shared }));
+      }
+      await store.append(exchangeBatch({ id: 'ex_new', session: 'ses_new', at: NOW - DAY }));
+      const policy = { ...keep30d, batch: 4 };
+      // A gateway shutting down stops its run after the batch in progress, as a crash between two batches would.
+      const stop = new AbortController();
+      let batches = 0;
+      const cut = await runRetention(store, policy, KEY, {
+        now: NOW,
+        pauseMs: 0,
+        signal: stop.signal,
+        onBatch: () => ++batches === 3 && stop.abort(),
+      });
+      expect(cut.batches).toBe(3);
+      expect(cut.exchanges).toBeGreaterThanOrEqual(3);
+      expect(cut.exchanges).toBeLessThanOrEqual(12); // batches are sized by time, at most 4 here
+      expect(await store.verify(withKey)).toMatchObject({ ok: true, problems: [], signatures: { purges: 3 } });
+
+      const rest = await runRetention(store, policy, KEY, { now: NOW, pauseMs: 0 });
+      expect(rest.exchanges).toBe(30 - cut.exchanges);
+      expect(rest.batches).toBeGreaterThanOrEqual(rest.exchanges / 4);
+      expect((await store.listSessions()).items.map((x) => x.id)).toEqual(['ses_new']);
+      expect(await store.verify(withKey)).toMatchObject({
+        ok: true,
+        problems: [],
+        signatures: { purges: 3 + rest.batches },
+      });
+    });
+
     it('catches a manual deletion made after a purge, even next to the purged gap', async () => {
       await history();
       await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 });

@@ -760,7 +760,7 @@ export class SqliteAuditStore implements AuditStore {
   async purgeExchanges(
     ids: readonly string[],
     seal: (removal: PurgeRemoval) => NewRecord,
-  ): Promise<{ removal: PurgeRemoval; record: StoredRecord; walKept?: true } | undefined> {
+  ): Promise<{ removal: PurgeRemoval; record: StoredRecord } | undefined> {
     const idList = JSON.stringify([...new Set(ids)]);
     const run = this.db.transaction(() => {
       const db = this.db;
@@ -817,10 +817,12 @@ export class SqliteAuditStore implements AuditStore {
       const record = this.appendInTx({ records: [seal(removal)] }).at(-1)!;
       return { removal, record };
     });
-    const result = await this.write(() => run.immediate());
-    // The WAL still holds the pages as they were before: copy them back and empty it.
-    if (result && !(await this.truncateWal())) return { ...result, walKept: true };
-    return result;
+    return this.write(() => run.immediate());
+  }
+
+  /** The WAL still holds the pages as they were before the purges: copy them back and empty it. */
+  async finishPurges(): Promise<{ walKept?: true }> {
+    return (await this.truncateWal()) ? {} : { walKept: true };
   }
 
   /**
