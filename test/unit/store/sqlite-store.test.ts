@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -323,6 +323,27 @@ describe('SQLite purge and the write-ahead log', () => {
       checkpointer.postMessage('stop');
       await new Promise((r) => checkpointer.once('exit', r));
     }
+    await store.close();
+  });
+
+  it('in the gateway, has the checkpointer thread empty the WAL (its sync off the event loop) while appends wait', async () => {
+    const file = path.join(tempDir(), 'vigil.db');
+    const store = SqliteAuditStore.open({ file, backgroundCheckpoints: true });
+    await store.append({ records: exchange('ex_old', 1_000, 'Zanzibar itinerary') });
+    await store.append({ records: exchange('ex_new', 2_000, 'kept') });
+    await store.purgeExchanges(['ex_old'], (removal) => ({ kind: 'retention.purged', at: 3_000, data: { removal } }));
+    expect(statSync(`${file}-wal`).size).toBeGreaterThan(0);
+
+    const finishing = store.finishPurges();
+    const appended = store.append({ records: [{ kind: 'note', at: 4_000, data: { during: 'the window' } }] });
+    expect(await finishing).toEqual({});
+    expect((await appended).at(-1)).toMatchObject({ kind: 'note' });
+    // Only the append made after the log was emptied is in it.
+    const db = new Database(file, { readonly: true });
+    expect(db.prepare("SELECT count(*) FROM records WHERE data LIKE '%Zanzibar%'").pluck().get()).toBe(0);
+    db.close();
+    expect(readFileSync(`${file}-wal`).includes('Zanzibar')).toBe(false);
+    expect(readFileSync(file).includes('Zanzibar')).toBe(false);
     await store.close();
   });
 
