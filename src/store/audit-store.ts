@@ -418,10 +418,18 @@ export interface AuditStore {
   sinkCursors(sink: string): Promise<ReadonlyMap<string, number>>;
   setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void>;
   /**
-   * Whether this process should do a singleton job now (deliver to a sink). SQLite: always (one gateway per file).
-   * PostgreSQL: held by one process at a time through an advisory lock, taken over when that process goes away.
+   * Whether this process should do a singleton job now (deliver to a sink): takes the leadership, or confirms it is
+   * still held. SQLite: always (one gateway per file). PostgreSQL: held by one process at a time through an advisory
+   * lock, taken over when that process goes away — or loses its lock session (a terminated backend, a dropped
+   * connection), when it steps down at once.
    */
   tryLeadership(name: string): Promise<boolean>;
+  /**
+   * Whether this process still holds a leadership `tryLeadership` gave it, asked of the database rather than
+   * remembered: a singleton job checks before each step with effects outside the store (a delivery), and stops when
+   * it no longer holds it, since another process may have taken over. Never takes a leadership.
+   */
+  holdsLeadership(name: string): Promise<boolean>;
   /**
    * A fast signal, where the store has one (PostgreSQL: LISTEN/NOTIFY): `listener` is called soon after any process
    * appends a record whose kind starts with `kindPrefix`. Absent or silent, callers poll (`recordsOfKinds`); the

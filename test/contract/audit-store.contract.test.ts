@@ -15,6 +15,7 @@ import { PostgresAuditStore } from '../../src/store/postgres/postgres-audit-stor
 import { appendOnlyGrantsSql } from '../../src/store/postgres/postgres-migrations.js';
 import type { ExchangeEventsData, ExchangeRequestData, ExchangeResponseData } from '../../src/store/record-types.js';
 import { createStoreFixture, POSTGRES_TEST_URL, storeKinds, type StoreFixture } from '../support/stores.js';
+import { until } from '../support/until.js';
 import { Digester, type DigestSignedData } from '../../src/store/digests.js';
 import { addHold, releaseHold } from '../../src/store/holds.js';
 import { purgedRuns } from '../../src/store/purge-runs.js';
@@ -960,6 +961,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.chainIsLive(store.chainId)).toBe(true);
       expect(await store.tryLeadership('outbox:siem')).toBe(true);
       expect(await store.tryLeadership('outbox:siem')).toBe(true);
+      expect(await store.holdsLeadership('outbox:siem')).toBe(true);
     });
 
     if (kind === 'postgres') {
@@ -969,12 +971,49 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         expect(await store.chainIsLive(other.chainId)).toBe(true);
         expect(await store.tryLeadership('outbox:x')).toBe(true);
         expect(await other.tryLeadership('outbox:x')).toBe(false);
+        expect(await store.holdsLeadership('outbox:x')).toBe(true);
+        expect(await other.holdsLeadership('outbox:x')).toBe(false);
+        expect(await store.holdsLeadership('outbox:never-taken')).toBe(false);
         await other.close();
         expect(await store.chainIsLive(other.chainId)).toBe(false);
         const third = await fixture.open();
         expect(await third.tryLeadership('outbox:x')).toBe(false);
         await store.close();
         expect(await third.tryLeadership('outbox:x')).toBe(true);
+      });
+
+      it('steps down when its lock session ends, lets another take over, and takes its chain lock again', async () => {
+        // Went wrong: the leadership was remembered, not checked: a leader whose session was gone went on leading
+        // alongside the one that took the lock over (and the lost connection's 'error' went unhandled).
+        const other = await fixture.open();
+        expect(await store.tryLeadership('outbox:x')).toBe(true);
+        const [lock] = await fixture.sql(
+          `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND classid = ${0x56474c32}::int4::oid AND objid = hashtext('outbox:x')::oid AND objsubid = 2`,
+        );
+        await fixture.sql(`SELECT pg_terminate_backend(${lock!.pid as number})`);
+        await until('the lock session to end', async () =>
+          (await fixture.sql(`SELECT 1 FROM pg_stat_activity WHERE pid = ${lock!.pid as number}`)).length === 0
+            ? true
+            : undefined,
+        );
+        expect(await store.holdsLeadership('outbox:x')).toBe(false);
+        expect(await other.tryLeadership('outbox:x')).toBe(true);
+        expect(await store.tryLeadership('outbox:x')).toBe(false);
+        // It connects again and retakes its chain's lock, so other processes still see it as running.
+        await until('the chain lock taken again', async () =>
+          (
+            await fixture.sql(
+              `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = ${0x56474c31}::int4::oid
+               AND objid = hashtext('${store.chainId}')::oid`,
+            )
+          ).length === 1
+            ? true
+            : undefined,
+        );
+        expect(await other.chainIsLive(store.chainId)).toBe(true);
+        await store.append({ records: [{ kind: 'note', at: T0, data: {} }] });
+        expect((await store.verify()).ok).toBe(true);
       });
     } else {
       it('treats every other chain as stopped (one gateway per SQLite file)', async () => {

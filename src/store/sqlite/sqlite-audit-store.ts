@@ -704,6 +704,10 @@ export class SqliteAuditStore implements AuditStore {
     return true;
   }
 
+  async holdsLeadership(_name: string): Promise<boolean> {
+    return true;
+  }
+
   /** One gateway per SQLite file: only this process's chain is live (CLI commands record no exchanges). */
   async chainIsLive(chain: string): Promise<boolean> {
     return chain === this.chainId;
