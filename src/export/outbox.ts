@@ -103,7 +103,11 @@ export class Outbox {
     if (this.sinks.length === 0) return;
     const tick = (): void => {
       if (this.stopped || this.closing) return;
-      this.running = this.runOnce().finally(() => {
+      // A pass that fails before delivering (the store unreachable) is tried again at the next poll.
+      const pass = this.runOnce().catch((err: unknown) =>
+        this.options.log.warn({ err }, 'SIEM outbox pass failed; events wait in the outbox'),
+      );
+      this.running = pass.finally(() => {
         this.running = null;
         if (!this.stopped && !this.closing) this.timer = setTimeout(tick, this.options.pollMs ?? 500).unref();
       });
