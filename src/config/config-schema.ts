@@ -259,9 +259,9 @@ export const configSchema = z
         /** How often the gateway purges; 0: never in the gateway (run `vigil retention run` from cron instead). */
         schedule: duration.default(3_600_000),
         /**
-         * Exchanges removed per transaction. Each batch holds the store's write lock while it runs, and a request is
-         * recorded before it is forwarded: a new request waits for the batch in progress. Smaller batches wait less
-         * each but more often (a batch has a fixed cost), so the default stays at 1000.
+         * The most exchanges removed in one transaction. Each batch holds the store's write lock while it runs (on
+         * SQLite, on the gateway's thread), and a request is recorded before it is forwarded: so batches are sized to
+         * take about 20 ms (see BATCH_TARGET_MS in store/retention.ts), and this only caps them.
          */
         batch: z.number().int().min(1).max(10_000).default(1000),
       })

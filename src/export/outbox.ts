@@ -5,7 +5,10 @@
  * sink that is down keeps its cursor, and everything is delivered, in order, when it returns. Delivery is
  * at-least-once: event ids (`<chain>:<chain_seq>`) are stable, for de-duplication.
  *
- * With several gateways on one store, one of them delivers for each sink at a time (`tryLeadership`).
+ * With several gateways on one store, one of them delivers for each sink at a time (`tryLeadership`), and checks
+ * that it still does before each batch it sends (`holdsLeadership`): a leader that lost its lock (PostgreSQL: its
+ * lock session ended) stops after the batch in flight, so another gateway that took over does not receive the same
+ * events twice from both — and the new leader starts from the cursors the old one left.
  *
  * A receiver that is down, overloaded or misconfigured is waited for, however long. A receiver that refuses the
  * content of a batch (SinkDeliveryError.rejected: HTTP 400/413/422) gets its events one at a time, so the rest
@@ -36,6 +39,8 @@ export interface OutboxStore {
   setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void>;
   /** Whether this process should deliver for `name` now (PostgreSQL: an advisory lock; SQLite: always). */
   tryLeadership(name: string): Promise<boolean>;
+  /** Whether this process still holds the leadership `tryLeadership` gave it (asked of the store, not remembered). */
+  holdsLeadership(name: string): Promise<boolean>;
   /** Where an event set aside is recorded (`siem.undeliverable`). */
   append(batch: WriteBatch): Promise<readonly StoredRecord[]>;
 }
@@ -59,6 +64,9 @@ export interface OutboxOptions {
   readonly pollMs?: number;
   readonly maxBackoffMs?: number;
 }
+
+/** Thrown inside a pass when this gateway no longer delivers for the sink: another one took over. */
+class LeadershipLost extends Error {}
 
 export class Outbox {
   private readonly status = new Map<string, SinkStatus>();
@@ -95,7 +103,11 @@ export class Outbox {
     if (this.sinks.length === 0) return;
     const tick = (): void => {
       if (this.stopped || this.closing) return;
-      this.running = this.runOnce().finally(() => {
+      // A pass that fails before delivering (the store unreachable) is tried again at the next poll.
+      const pass = this.runOnce().catch((err: unknown) =>
+        this.options.log.warn({ err }, 'SIEM outbox pass failed; events wait in the outbox'),
+      );
+      this.running = pass.finally(() => {
         this.running = null;
         if (!this.stopped && !this.closing) this.timer = setTimeout(tick, this.options.pollMs ?? 500).unref();
       });
@@ -112,13 +124,19 @@ export class Outbox {
     const heads = await this.store.chainHeads();
     for (const sink of this.sinks) {
       if ((this.backoffUntil.get(sink.name) ?? 0) > now) continue;
-      if (!(await this.store.tryLeadership(`outbox:${sink.name}`))) continue;
+      if (!(await this.store.tryLeadership(leadership(sink)))) continue;
       await this.deliverTo(sink, heads);
     }
   }
 
+  /** Before each send: stop the pass if another gateway delivers for `sink` now. */
+  private async stillLeader(sink: Sink): Promise<void> {
+    if (!(await this.store.holdsLeadership(leadership(sink)))) throw new LeadershipLost();
+  }
+
   private async deliverTo(sink: Sink, heads: ReadonlyArray<{ chain: string; chainSeq: number }>): Promise<void> {
     const status = this.status.get(sink.name)!;
+    // Read after taking (or confirming) the leadership: a previous leader may have moved them.
     const cursors = new Map(await this.store.sinkCursors(sink.name));
     const batchSize = this.options.batchSize ?? 200;
     try {
@@ -129,7 +147,10 @@ export class Outbox {
           if (records.length === 0) break;
           const events = await this.eventsOf(records, sink.includeContent === true);
           try {
-            if (events.length) await sink.deliver(events);
+            if (events.length) {
+              await this.stillLeader(sink);
+              await sink.deliver(events);
+            }
             status.delivered += events.length;
           } catch (err) {
             if (!(err instanceof SinkDeliveryError && err.rejected)) throw err;
@@ -149,6 +170,13 @@ export class Outbox {
       this.backoff.delete(sink.name);
       status.lastError = null;
     } catch (err) {
+      if (err instanceof LeadershipLost) {
+        this.options.log.info(
+          { sink: sink.name },
+          'no longer the SIEM outbox leader for this sink; another gateway delivers',
+        );
+        return;
+      }
       status.failures++;
       status.lastError = (err as Error).message;
       const wait = Math.min((this.backoff.get(sink.name) ?? 500) * 2, this.options.maxBackoffMs ?? 60_000);
@@ -178,6 +206,7 @@ export class Outbox {
     const queue = [...events];
     for (let i = 0; i < queue.length; i++) {
       const e = queue[i]!;
+      await this.stillLeader(sink);
       try {
         await sink.deliver([e]);
         status.delivered++;
@@ -298,3 +327,6 @@ export class Outbox {
     await Promise.all(this.sinks.map((s) => s.close().catch(() => undefined)));
   }
 }
+
+/** The leadership a gateway holds while it delivers to `sink`. */
+const leadership = (sink: Sink): string => `outbox:${sink.name}`;

@@ -418,10 +418,18 @@ export interface AuditStore {
   sinkCursors(sink: string): Promise<ReadonlyMap<string, number>>;
   setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void>;
   /**
-   * Whether this process should do a singleton job now (deliver to a sink). SQLite: always (one gateway per file).
-   * PostgreSQL: held by one process at a time through an advisory lock, taken over when that process goes away.
+   * Whether this process should do a singleton job now (deliver to a sink): takes the leadership, or confirms it is
+   * still held. SQLite: always (one gateway per file). PostgreSQL: held by one process at a time through an advisory
+   * lock, taken over when that process goes away — or loses its lock session (a terminated backend, a dropped
+   * connection), when it steps down at once.
    */
   tryLeadership(name: string): Promise<boolean>;
+  /**
+   * Whether this process still holds a leadership `tryLeadership` gave it, asked of the database rather than
+   * remembered: a singleton job checks before each step with effects outside the store (a delivery), and stops when
+   * it no longer holds it, since another process may have taken over. Never takes a leadership.
+   */
+  holdsLeadership(name: string): Promise<boolean>;
   /**
    * A fast signal, where the store has one (PostgreSQL: LISTEN/NOTIFY): `listener` is called soon after any process
    * appends a record whose kind starts with `kindPrefix`. Absent or silent, callers poll (`recordsOfKinds`); the
@@ -446,13 +454,18 @@ export interface AuditStore {
    * record refers to; exchanges that came under a hold meanwhile (or are not candidates) are skipped. `seal` then
    * builds the `retention.purged` record describing the removal, which is appended to this chain in the same
    * transaction. Resolves undefined when nothing was left to remove. The only way records ever leave the ledger.
-   * `walKept` (SQLite): the write-ahead log could not be emptied afterwards, so it may still hold removed pages until
-   * they are overwritten — another connection kept reading old pages too long.
+   * The transaction holds the write lock (SQLite: on this thread) for as long as it runs: callers keep `ids` few.
    */
   purgeExchanges(
     ids: readonly string[],
     seal: (removal: PurgeRemoval) => NewRecord,
-  ): Promise<{ removal: PurgeRemoval; record: StoredRecord; walKept?: true } | undefined>;
+  ): Promise<{ removal: PurgeRemoval; record: StoredRecord } | undefined>;
+  /**
+   * After a run of purges: SQLite checkpoints its write-ahead log and truncates it, so no copy of removed pages stays
+   * in it; `walKept` when that could not be done (another connection kept reading old pages too long), and the log
+   * may hold them until they are overwritten. PostgreSQL: nothing to do.
+   */
+  finishPurges(): Promise<{ walKept?: true }>;
 
   /**
    * Walk every chain and every referenced blob; report what was changed, removed or reordered. Gaps left by

@@ -1,10 +1,16 @@
 /**
- * Retention: exchanges are kept for their connection's window after they end, then purged in bounded batches. Each
+ * Retention: exchanges are kept for their connection's window after they end, then purged in small batches. Each
  * batch is one transaction that also appends a signed `retention.purged` record saying exactly which chain positions
  * went (with the hashes on either side of each gap) and what every chain's head was, so `verify` passes afterwards
- * and still catches any other deletion. Legal holds keep a session's or a caller's exchanges out of every purge.
+ * and still catches any other deletion — and a run cut between two batches (a crash, a shutdown) leaves a store that
+ * verifies, whose rest the next run purges. Legal holds keep a session's or a caller's exchanges out of every purge.
+ *
+ * A batch holds the store's write lock while it runs — on SQLite synchronously, on the gateway's own thread — and a
+ * request is recorded before it is forwarded: so batches are sized by time ({@link BATCH_TARGET_MS}), not by count,
+ * and the run pauses between them, so that streams in flight and new requests go on while a large purge runs.
  */
 import { randomUUID } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
 import type { VigilConfig } from '../config/config-schema.js';
 import type {
   AuditStore,
@@ -55,11 +61,12 @@ export function retentionPolicy(config: VigilConfig): RetentionPolicy {
   return { windows, defaultWindow, batch: config.retention.batch };
 }
 
-/** The store query for exchanges due at `now`, or undefined when every window is `forever`. */
+/** The store query for exchanges due at `now` (at most `limit`), or undefined when every window is `forever`. */
 export function retentionQuery(
   policy: RetentionPolicy,
   now: number,
   after?: RetentionQuery['after'],
+  limit = policy.batch,
 ): RetentionQuery | undefined {
   const cutoffs: Record<string, number> = {};
   for (const [name, w] of Object.entries(policy.windows)) if (w !== null) cutoffs[name] = now - w;
@@ -68,7 +75,7 @@ export function retentionQuery(
   for (const [name, w] of Object.entries(policy.windows))
     if (w === null && otherCutoff !== undefined) cutoffs[name] = -1;
   if (Object.values(cutoffs).every((c) => c < 0) && otherCutoff === undefined) return undefined;
-  return { cutoffs, otherCutoff, limit: policy.batch, after };
+  return { cutoffs, otherCutoff, limit, after };
 }
 
 /** What to tell an operator when a purge could not empty SQLite's write-ahead log. */
@@ -76,13 +83,29 @@ export const WAL_KEPT_WARNING =
   'the write-ahead log (vigil.db-wal) could not be emptied after the purge: another process kept reading the store; ' +
   'purged pages may stay in it until overwritten — run `vigil retention run` again when it is idle';
 
+/** How long one purge transaction should hold the write lock: about one group commit of a busy gateway. */
+export const BATCH_TARGET_MS = 20;
+/** Exchanges in a run's first batch, before it knows how long one takes to remove. */
+const FIRST_BATCH = 8;
+
+/**
+ * How many exchanges the next batch takes, after `size` took `tookMs`: as many as fit {@link BATCH_TARGET_MS} at
+ * that pace, growing at most twofold (one batch of small exchanges says little about the next), from 1 to `max`.
+ */
+export function nextBatchSize(size: number, tookMs: number, max: number): number {
+  const fit = Math.floor((size * BATCH_TARGET_MS) / Math.max(tookMs, 0.1));
+  return Math.max(1, Math.min(fit, size * 2, max));
+}
+
 export interface RetentionRunOptions {
   readonly dryRun?: boolean;
   readonly now?: number;
   /** Told after each batch (what it removed, or for a dry run what it would). */
   readonly onBatch?: (batch: { exchanges: number; records: number; blobs: number }) => void;
-  /** Pause between batches so appends on the data path get the write lock in between. Default 10 ms. */
+  /** Pause between batches so the data path runs and appends get the write lock in between. Default 10 ms. */
   readonly pauseMs?: number;
+  /** Stop after the batch in progress (a gateway shutting down); what is left waits for the next run. */
+  readonly signal?: AbortSignal;
 }
 
 export interface RetentionRunResult {
@@ -97,13 +120,14 @@ export interface RetentionRunResult {
   readonly byConnection: Readonly<Record<string, number>>;
   /** The `retention.purged` records written. */
   readonly purgeRecords: readonly StoredRecord[];
-  /** SQLite: after some batch the write-ahead log could not be emptied (see AuditStore.purgeExchanges). */
+  /** SQLite: after the run the write-ahead log could not be emptied (see AuditStore.finishPurges). */
   readonly walKept: boolean;
 }
 
 /**
  * Purges every exchange due under `policy` at `now`, batch by batch, each batch sealed by a signed record; or, with
- * `dryRun`, only reports what would go.
+ * `dryRun`, only reports what would go (in batches of `policy.batch`). Batches are sized to take about
+ * {@link BATCH_TARGET_MS} each, at most `policy.batch` exchanges, with `pauseMs` between them.
  */
 export async function runRetention(
   store: AuditStore,
@@ -114,21 +138,24 @@ export async function runRetention(
   const now = options.now ?? Date.now();
   const runId = randomUUID();
   const totals = { exchanges: 0, records: 0, blobs: 0, batches: 0 };
-  let walKept = false;
   const byConnection: Record<string, number> = {};
   let timeRange: { from: number; to: number } | null = null;
   const widen = (from: number, to: number): void => {
     timeRange = timeRange ? { from: Math.min(timeRange.from, from), to: Math.max(timeRange.to, to) } : { from, to };
   };
   const purgeRecords: StoredRecord[] = [];
+  // Each query goes on after the last candidate seen, so exchanges a batch skipped (held meanwhile) are not read
+  // again by every later query. Nothing new falls due during a run: the cutoffs are fixed at `now`.
   let after: RetentionQuery['after'];
+  let size = Math.min(FIRST_BATCH, policy.batch);
 
-  for (;;) {
-    const query = retentionQuery(policy, now, options.dryRun ? after : undefined);
+  while (!options.signal?.aborted) {
+    const query = retentionQuery(policy, now, after, options.dryRun ? policy.batch : size);
     if (!query) break;
     const candidates = await store.retentionCandidates(query);
     if (candidates.length === 0) break;
-    const connectionOf = new Map(candidates.map((c) => [c.id, c.connection]));
+    const last = candidates.at(-1)!;
+    after = { endedAt: last.endedAt, id: last.id };
     if (options.dryRun) {
       const records = candidates.reduce((n, c) => n + c.records, 0);
       count(candidates, byConnection);
@@ -137,11 +164,11 @@ export async function runRetention(
       totals.records += records;
       totals.batches++;
       options.onBatch?.({ exchanges: candidates.length, records, blobs: 0 });
-      const last = candidates.at(-1)!;
-      after = { endedAt: last.endedAt, id: last.id };
       continue;
     }
+    const connectionOf = new Map(candidates.map((c) => [c.id, c.connection]));
     const signedAt = Date.now();
+    const started = performance.now();
     const result = await store.purgeExchanges(
       candidates.map((c) => c.id),
       (removal) => ({
@@ -150,24 +177,25 @@ export async function runRetention(
         data: sealPurge(key, removal, { runId, signedAt, cutoffs: cutoffsOf(query) }),
       }),
     );
-    // Everything in the batch came under a hold meanwhile: the next query no longer returns it, but stop rather than
-    // risk spinning on a store that keeps offering what it then refuses.
-    if (!result) break;
-    const { removal } = result;
-    purgeRecords.push(result.record);
-    if (result.walKept) walKept = true;
-    for (const id of removal.exchanges) {
-      const c = connectionOf.get(id) ?? '?';
-      byConnection[c] = (byConnection[c] ?? 0) + 1;
+    size = nextBatchSize(candidates.length, performance.now() - started, policy.batch);
+    // Undefined: everything in the batch came under a hold meanwhile; the next query starts after it.
+    if (result) {
+      const { removal } = result;
+      purgeRecords.push(result.record);
+      for (const id of removal.exchanges) {
+        const c = connectionOf.get(id) ?? '?';
+        byConnection[c] = (byConnection[c] ?? 0) + 1;
+      }
+      widen(removal.timeRange.from, removal.timeRange.to);
+      totals.exchanges += removal.exchanges.length;
+      totals.records += removal.records;
+      totals.blobs += removal.blobs;
+      totals.batches++;
+      options.onBatch?.({ exchanges: removal.exchanges.length, records: removal.records, blobs: removal.blobs });
     }
-    widen(removal.timeRange.from, removal.timeRange.to);
-    totals.exchanges += removal.exchanges.length;
-    totals.records += removal.records;
-    totals.blobs += removal.blobs;
-    totals.batches++;
-    options.onBatch?.({ exchanges: removal.exchanges.length, records: removal.records, blobs: removal.blobs });
     await new Promise((r) => setTimeout(r, options.pauseMs ?? 10));
   }
+  const walKept = purgeRecords.length > 0 && (await store.finishPurges()).walKept === true;
   return { dryRun: options.dryRun ?? false, ...totals, timeRange, byConnection, purgeRecords, walKept };
 }
 
@@ -211,7 +239,8 @@ export interface RetentionSchedulerOptions {
 export class RetentionScheduler {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> = Promise.resolve();
-  private stopped = false;
+  /** Aborted by close(): a run in progress stops after its batch, so a long purge does not hold up shutdown. */
+  private readonly stopping = new AbortController();
 
   constructor(
     private readonly store: AuditStore,
@@ -229,9 +258,10 @@ export class RetentionScheduler {
   /** One scheduled pass (also callable directly); never rejects: failures are logged and retried next time. */
   tick(): Promise<unknown> {
     this.running = this.running.then(async () => {
-      if (this.stopped || !(await this.store.tryLeadership('retention'))) return;
+      const signal = this.stopping.signal;
+      if (signal.aborted || !(await this.store.tryLeadership('retention'))) return;
       try {
-        const r = await runRetention(this.store, this.policy, this.key);
+        const r = await runRetention(this.store, this.policy, this.key, { signal });
         if (r.exchanges > 0) {
           this.options.log.info(
             { exchanges: r.exchanges, records: r.records, blobs: r.blobs, batches: r.batches },
@@ -253,7 +283,7 @@ export class RetentionScheduler {
   }
 
   async close(): Promise<void> {
-    this.stopped = true;
+    this.stopping.abort();
     clearInterval(this.timer);
     await this.running;
   }

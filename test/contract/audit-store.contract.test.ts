@@ -15,6 +15,7 @@ import { PostgresAuditStore } from '../../src/store/postgres/postgres-audit-stor
 import { appendOnlyGrantsSql } from '../../src/store/postgres/postgres-migrations.js';
 import type { ExchangeEventsData, ExchangeRequestData, ExchangeResponseData } from '../../src/store/record-types.js';
 import { createStoreFixture, POSTGRES_TEST_URL, storeKinds, type StoreFixture } from '../support/stores.js';
+import { until } from '../support/until.js';
 import { Digester, type DigestSignedData } from '../../src/store/digests.js';
 import { addHold, releaseHold } from '../../src/store/holds.js';
 import { purgedRuns } from '../../src/store/purge-runs.js';
@@ -960,6 +961,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.chainIsLive(store.chainId)).toBe(true);
       expect(await store.tryLeadership('outbox:siem')).toBe(true);
       expect(await store.tryLeadership('outbox:siem')).toBe(true);
+      expect(await store.holdsLeadership('outbox:siem')).toBe(true);
     });
 
     if (kind === 'postgres') {
@@ -969,12 +971,49 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         expect(await store.chainIsLive(other.chainId)).toBe(true);
         expect(await store.tryLeadership('outbox:x')).toBe(true);
         expect(await other.tryLeadership('outbox:x')).toBe(false);
+        expect(await store.holdsLeadership('outbox:x')).toBe(true);
+        expect(await other.holdsLeadership('outbox:x')).toBe(false);
+        expect(await store.holdsLeadership('outbox:never-taken')).toBe(false);
         await other.close();
         expect(await store.chainIsLive(other.chainId)).toBe(false);
         const third = await fixture.open();
         expect(await third.tryLeadership('outbox:x')).toBe(false);
         await store.close();
         expect(await third.tryLeadership('outbox:x')).toBe(true);
+      });
+
+      it('steps down when its lock session ends, lets another take over, and takes its chain lock again', async () => {
+        // Went wrong: the leadership was remembered, not checked: a leader whose session was gone went on leading
+        // alongside the one that took the lock over (and the lost connection's 'error' went unhandled).
+        const other = await fixture.open();
+        expect(await store.tryLeadership('outbox:x')).toBe(true);
+        const [lock] = await fixture.sql(
+          `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+             AND classid = ${0x56474c32}::int4::oid AND objid = hashtext('outbox:x')::oid AND objsubid = 2`,
+        );
+        await fixture.sql(`SELECT pg_terminate_backend(${lock!.pid as number})`);
+        await until('the lock session to end', async () =>
+          (await fixture.sql(`SELECT 1 FROM pg_stat_activity WHERE pid = ${lock!.pid as number}`)).length === 0
+            ? true
+            : undefined,
+        );
+        expect(await store.holdsLeadership('outbox:x')).toBe(false);
+        expect(await other.tryLeadership('outbox:x')).toBe(true);
+        expect(await store.tryLeadership('outbox:x')).toBe(false);
+        // It connects again and retakes its chain's lock, so other processes still see it as running.
+        await until('the chain lock taken again', async () =>
+          (
+            await fixture.sql(
+              `SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = ${0x56474c31}::int4::oid
+               AND objid = hashtext('${store.chainId}')::oid`,
+            )
+          ).length === 1
+            ? true
+            : undefined,
+        );
+        expect(await other.chainIsLive(store.chainId)).toBe(true);
+        await store.append({ records: [{ kind: 'note', at: T0, data: {} }] });
+        expect((await store.verify()).ok).toBe(true);
       });
     } else {
       it('treats every other chain as stopped (one gateway per SQLite file)', async () => {
@@ -1117,6 +1156,37 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.listExchanges('ses_c')).toHaveLength(1);
       // Positions 2..10 are gone, removed by two purges: the gap passes because together they cover it exactly.
       expect(await store.verify(withKey)).toMatchObject({ ok: true, problems: [], signatures: { purges: 2 } });
+    });
+
+    it('purges in batches of at most retention.batch, each sealed; a run cut between two verifies, the next ends it', async () => {
+      for (let i = 0; i < 30; i++) {
+        await store.append(exchangeBatch({ id: `ex_${i}`, session: `ses_${i % 4}`, at: T0 + i, messages: shared }));
+      }
+      await store.append(exchangeBatch({ id: 'ex_new', session: 'ses_new', at: NOW - DAY }));
+      const policy = { ...keep30d, batch: 4 };
+      // A gateway shutting down stops its run after the batch in progress, as a crash between two batches would.
+      const stop = new AbortController();
+      let batches = 0;
+      const cut = await runRetention(store, policy, KEY, {
+        now: NOW,
+        pauseMs: 0,
+        signal: stop.signal,
+        onBatch: () => ++batches === 3 && stop.abort(),
+      });
+      expect(cut.batches).toBe(3);
+      expect(cut.exchanges).toBeGreaterThanOrEqual(3);
+      expect(cut.exchanges).toBeLessThanOrEqual(12); // batches are sized by time, at most 4 here
+      expect(await store.verify(withKey)).toMatchObject({ ok: true, problems: [], signatures: { purges: 3 } });
+
+      const rest = await runRetention(store, policy, KEY, { now: NOW, pauseMs: 0 });
+      expect(rest.exchanges).toBe(30 - cut.exchanges);
+      expect(rest.batches).toBeGreaterThanOrEqual(rest.exchanges / 4);
+      expect((await store.listSessions()).items.map((x) => x.id)).toEqual(['ses_new']);
+      expect(await store.verify(withKey)).toMatchObject({
+        ok: true,
+        problems: [],
+        signatures: { purges: 3 + rest.batches },
+      });
     });
 
     it('catches a manual deletion made after a purge, even next to the purged gap', async () => {

@@ -23,8 +23,8 @@ export interface Reply {
 export interface RecordingHttpServer {
   readonly url: string;
   readonly requests: RecordedRequest[];
-  /** What the next requests get; default 200 with an empty body. */
-  reply: (req: RecordedRequest) => Reply;
+  /** What the next requests get; default 200 with an empty body. A promise: the answer waits for it. */
+  reply: (req: RecordedRequest) => Reply | Promise<Reply>;
   close(): Promise<void>;
 }
 
@@ -39,7 +39,7 @@ export async function startRecordingHttpServer(): Promise<RecordingHttpServer> {
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+    req.on('end', async () => {
       const recorded = {
         method: req.method ?? '',
         url: req.url ?? '',
@@ -47,7 +47,7 @@ export async function startRecordingHttpServer(): Promise<RecordingHttpServer> {
         body: Buffer.concat(chunks).toString('utf8'),
       };
       requests.push(recorded);
-      const reply = state.reply(recorded);
+      const reply = await state.reply(recorded);
       if (reply.hang) return;
       res.writeHead(reply.status, { 'content-type': reply.contentType ?? 'application/json' });
       res.end(reply.body ?? '');

@@ -4,6 +4,7 @@
  * (chain, chain_seq) index and the identity sequence. Records, blobs and index rows of one `append` go in one
  * transaction, and `append` resolves after COMMIT, i.e. once PostgreSQL reports the data durable.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type {
   AccessLogEntry,
@@ -118,6 +119,19 @@ function valuesList(rows: number, casts: readonly string[]): string {
   return out.join(', ');
 }
 
+/** What `query` resolves to, or a rejection once `ms` pass without an answer (a connection that went silent). */
+async function answerWithin<T>(ms: number, query: Promise<T>): Promise<T> {
+  const timer = new AbortController();
+  const silence = sleep(ms, undefined, { ref: false, signal: timer.signal }).then(() => {
+    throw new Error(`the database did not answer within ${ms} ms`);
+  });
+  try {
+    return await Promise.race([query, silence]);
+  } finally {
+    timer.abort();
+  }
+}
+
 function chunks<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
@@ -181,9 +195,14 @@ export class PostgresAuditStore implements AuditStore {
   /**
    * A connection held for the process's lifetime: it holds the advisory lock that says this chain's writer is alive,
    * and the leadership locks this process takes. Session-level locks are released when the connection ends — by
-   * `close()`, or by the server when the process dies.
+   * `close()`, or by the server when the process dies or the session is lost (a terminated backend, a dropped
+   * connection): then this process steps down from every leadership at once and connects again (see locksLost).
    */
   private locks: pg.PoolClient | null = null;
+  /** Connecting a new lock connection after the last one was lost. */
+  private reconnecting: Promise<void> | null = null;
+  /** Aborted by close(): a reconnection stops waiting between attempts. */
+  private readonly closing = new AbortController();
   private readonly leaderships = new Set<string>();
   private readonly appendListeners = new Set<{ prefix: string; listener: () => void }>();
 
@@ -192,19 +211,88 @@ export class PostgresAuditStore implements AuditStore {
     const store = new PostgresAuditStore(options);
     try {
       await store.migrate();
-      store.locks = await store.pool.connect();
-      await store.locks.query('SELECT pg_advisory_lock($1, hashtext($2))', [CHAIN_LOCK_CLASS, store.chainId]);
-      // The same long-lived connection hears NOTIFYs: other processes' appends of kinds someone waits for.
-      store.locks.on('notification', (msg) => {
-        for (const l of store.appendListeners) if (msg.payload?.startsWith(l.prefix)) l.listener();
-      });
-      await store.locks.query(`LISTEN ${NOTIFY_CHANNEL}`);
+      // A new chain's lock is free: wait for it rather than fail on a race with nothing.
+      if (!(await store.connectLocks('SELECT pg_advisory_lock($1, hashtext($2)) IS NOT NULL AS ok'))) {
+        throw new Error(`could not take the lock of chain ${store.chainId}`);
+      }
     } catch (err) {
-      store.locks?.release();
       await store.pool.end();
       throw err;
     }
     return store;
+  }
+
+  /**
+   * Takes a connection for the locks, takes this chain's lock on it with `takeChainLock` (a query answering `ok`),
+   * and listens there for NOTIFYs. Resolves whether the lock was taken (the connection is then `this.locks`).
+   */
+  private async connectLocks(takeChainLock: string): Promise<boolean> {
+    const client = await this.pool.connect();
+    // A connection checked out of the pool has no 'error' listener: unhandled, a lost connection would crash the
+    // process. Its session's locks are lost with it.
+    client.on('error', (err) => this.locksLost(client, err));
+    try {
+      const taken = await client.query<{ ok: boolean }>(takeChainLock, [CHAIN_LOCK_CLASS, this.chainId]);
+      if (!taken.rows[0]?.ok || this.closed) {
+        client.release();
+        return false;
+      }
+      // The same long-lived connection hears NOTIFYs: other processes' appends of kinds someone waits for.
+      client.on('notification', (msg) => {
+        for (const l of this.appendListeners) if (msg.payload?.startsWith(l.prefix)) l.listener();
+      });
+      await client.query(`LISTEN ${NOTIFY_CHANNEL}`);
+    } catch (err) {
+      client.release(err as Error);
+      throw err;
+    }
+    this.locks = client;
+    return true;
+  }
+
+  /**
+   * The lock connection is lost (or stopped answering), and with it every lock its session held: another gateway
+   * may already have taken over a leadership. Step down from all of them at once — a job that checks
+   * `holdsLeadership` stops before its next step — and connect again, retaking this chain's lock (the next
+   * `tryLeadership` competes for leaderships anew).
+   */
+  private locksLost(client: pg.PoolClient, err: Error): void {
+    if (this.locks !== client) return;
+    this.locks = null;
+    this.leaderships.clear();
+    client.release(err); // closes it rather than returning it to the pool
+    this.reconnecting ??= this.reconnectLocks().finally(() => (this.reconnecting = null));
+  }
+
+  private async reconnectLocks(): Promise<void> {
+    for (let pause = 100; !this.closed; pause = Math.min(pause * 2, 5_000)) {
+      // Not waiting for the chain's lock: if the lost session lingers on the server, it still holds it.
+      const ok = await this.connectLocks('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok').catch(() => false);
+      if (ok) return;
+      await sleep(pause, undefined, { ref: false, signal: this.closing.signal }).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Whether this connection's session holds the leadership lock `name`, asked of the server (pg_locks) within
+   * {@link LOCK_CHECK_TIMEOUT_MS}. A failed or unanswered check means the connection is lost: see locksLost.
+   */
+  private async holdsLock(locks: pg.PoolClient, name: string): Promise<boolean> {
+    try {
+      const res = await answerWithin(
+        LOCK_CHECK_TIMEOUT_MS,
+        locks.query<{ held: boolean }>(
+          // Two-key advisory locks show their keys as classid and objid (int4 read as oid), objsubid 2.
+          `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted
+             AND classid = $1::int4::oid AND objid = hashtext($2)::oid AND objsubid = 2) AS held`,
+          [LEADER_LOCK_CLASS, name],
+        ),
+      );
+      return res.rows[0]?.held === true;
+    } catch (err) {
+      this.locksLost(locks, err as Error);
+      return false;
+    }
   }
 
   private constructor(options: PostgresStoreOptions) {
@@ -740,14 +828,27 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async tryLeadership(name: string): Promise<boolean> {
-    if (this.leaderships.has(name)) return true;
-    if (!this.locks) return false;
-    const res = await this.locks.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [
-      LEADER_LOCK_CLASS,
-      name,
-    ]);
-    if (res.rows[0]?.ok) this.leaderships.add(name);
+    if (await this.holdsLeadership(name)) return true;
+    const locks = this.locks;
+    if (!locks) return false;
+    try {
+      const res = await locks.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [
+        LEADER_LOCK_CLASS,
+        name,
+      ]);
+      if (res.rows[0]?.ok && this.locks === locks) this.leaderships.add(name);
+    } catch (err) {
+      this.locksLost(locks, err as Error);
+    }
     return this.leaderships.has(name);
+  }
+
+  async holdsLeadership(name: string): Promise<boolean> {
+    const locks = this.locks;
+    if (!locks || !this.leaderships.has(name)) return false;
+    if (await this.holdsLock(locks, name)) return true;
+    this.leaderships.delete(name);
+    return false;
   }
 
   /** A chain's writer holds an advisory lock on it while it runs; if we can take the lock, the writer is gone. */
@@ -862,6 +963,10 @@ export class PostgresAuditStore implements AuditStore {
     );
   }
 
+  async finishPurges(): Promise<{ walKept?: true }> {
+    return {};
+  }
+
   async verify(options: VerifyOptions = {}): Promise<VerifyReport> {
     const pool = this.pool;
     return verifyLedger(
@@ -896,7 +1001,9 @@ export class PostgresAuditStore implements AuditStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.closing.abort();
     await this.queue;
+    await this.reconnecting;
     // Say so at once rather than when the server notices the connection is gone.
     await this.locks?.query('SELECT pg_advisory_unlock_all()').catch(() => undefined);
     this.locks?.release();
@@ -912,6 +1019,8 @@ const NOTIFY_CHANNEL = 'vigil_ledger';
 const NOTIFIED_KINDS = /^approval\./;
 const CHAIN_LOCK_CLASS = 0x56474c31; // 'VGL1': "the writer of this chain is alive"
 const LEADER_LOCK_CLASS = 0x56474c32; // 'VGL2': "this process does that singleton job"
+/** A lock connection that does not answer a check within this long is taken for lost. */
+const LOCK_CHECK_TIMEOUT_MS = 5_000;
 
 interface Payload {
   readonly record: NewRecord;

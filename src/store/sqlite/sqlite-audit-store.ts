@@ -136,6 +136,8 @@ const TEXT_BATCH = 256;
 const TEXT_LAG_MS = 1_000;
 /** How long one attempt may block this thread waiting for readers. */
 const WAL_TRUNCATE_ATTEMPT_MS = 50;
+/** Between the checkpointer thread's attempts: its window holds the gateway's appends. */
+const WAL_TRUNCATE_PAUSE_MS = 200;
 /** How long a write waits for another connection's write lock before it fails (SQLITE_BUSY). */
 const BUSY_WAIT_MS = 10_000;
 /** The gateway's writer: the most SQLite's busy handler may block its event loop at a time. */
@@ -718,6 +720,10 @@ export class SqliteAuditStore implements AuditStore {
     return true;
   }
 
+  async holdsLeadership(_name: string): Promise<boolean> {
+    return true;
+  }
+
   /** One gateway per SQLite file: only this process's chain is live (CLI commands record no exchanges). */
   async chainIsLive(chain: string): Promise<boolean> {
     return chain === this.chainId;
@@ -776,7 +782,7 @@ export class SqliteAuditStore implements AuditStore {
   async purgeExchanges(
     ids: readonly string[],
     seal: (removal: PurgeRemoval) => NewRecord,
-  ): Promise<{ removal: PurgeRemoval; record: StoredRecord; walKept?: true } | undefined> {
+  ): Promise<{ removal: PurgeRemoval; record: StoredRecord } | undefined> {
     const idList = JSON.stringify([...new Set(ids)]);
     const run = this.db.transaction(() => {
       const db = this.db;
@@ -835,10 +841,12 @@ export class SqliteAuditStore implements AuditStore {
       const record = this.appendInTx({ records: [seal(removal)] }).at(-1)!;
       return { removal, record };
     });
-    const result = await this.write(() => run.immediate());
-    // The WAL still holds the pages as they were before: copy them back and empty it.
-    if (result && !(await this.truncateWal())) return { ...result, walKept: true };
-    return result;
+    return this.write(() => run.immediate());
+  }
+
+  /** The WAL still holds the pages as they were before the purges: copy them back and empty it. */
+  async finishPurges(): Promise<{ walKept?: true }> {
+    return (await this.truncateWal()) ? {} : { walKept: true };
   }
 
   /**
@@ -846,9 +854,20 @@ export class SqliteAuditStore implements AuditStore {
    * way — checkpointing (a gateway's background checkpointer, when the CLI purges: SQLite then gives up at once) or
    * still reading old pages (SQLite waits on its busy handler, which blocks this thread) — is waited out in short
    * attempts with pauses between them, for up to `purgeWalWaitMs`. Returns whether the WAL was emptied.
+   *
+   * The gateway's store has the checkpointer thread do it, in a window like the ones it starts the WAL over in: the
+   * checkpoint's sync (tens of milliseconds, more on a slow disk) then stops no stream, and appends wait for it
+   * asynchronously; longer pauses between attempts leave them most of the time while a reader is in the way.
    */
   private async truncateWal(): Promise<boolean> {
     const deadline = Date.now() + this.purgeWalWaitMs;
+    if (this.checkpointer !== null) {
+      for (;;) {
+        if (await this.checkpointer.truncate(WAL_TRUNCATE_ATTEMPT_MS)) return true;
+        if (this.checkpointer === null || Date.now() >= deadline) return false;
+        await sleep(WAL_TRUNCATE_PAUSE_MS);
+      }
+    }
     const busyTimeout = this.db.pragma('busy_timeout', { simple: true }) as number;
     this.db.pragma(`busy_timeout = ${WAL_TRUNCATE_ATTEMPT_MS}`);
     try {

@@ -14,6 +14,9 @@
  * goes on serving — and calls `restart()`; the thread then runs a RESTART checkpoint (the few frames since its last
  * pass, a sync, and the log starts over) and reports back (`onRestarted`), and the store lets its appends go. The
  * writer keeps a far higher `wal_autocheckpoint` as a safety valve should this thread stop.
+ *
+ * After a purge the store asks for the log to be emptied (`truncate()`): the thread asks for a window the same way,
+ * and runs a TRUNCATE checkpoint in it instead — its sync, too, off the gateway's thread.
  */
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
@@ -38,36 +41,50 @@ let restartedAt = -1;
 // A RESTART that found a reader in the way (busy): no new window before this time, backing off while it lasts.
 let retryAt = 0;
 let backoffMs = 0;
+// The store asked for the log to be emptied (after a purge): the next window truncates it, waiting this long at most.
+let truncateBusyMs = null;
+const askForWindow = () => {
+  waitingForWindow = true;
+  parentPort.postMessage({ restartWanted: true });
+};
 const checkpoint = () => {
   if (waitingForWindow) return;
   try {
     const [r] = db.pragma('wal_checkpoint(PASSIVE)');
-    if (r.log > workerData.restartFrames && r.log !== restartedAt && Date.now() >= retryAt) {
-      waitingForWindow = true;
-      parentPort.postMessage({ restartWanted: true });
-    }
+    if (r.log > workerData.restartFrames && r.log !== restartedAt && Date.now() >= retryAt) askForWindow();
   } catch (err) {
     fail(err);
   }
 };
 const timer = setInterval(checkpoint, workerData.intervalMs);
 parentPort.on('message', (m) => {
+  if (m && m.truncate !== undefined) {
+    truncateBusyMs = m.truncate;
+    if (!waitingForWindow) askForWindow();
+    return;
+  }
   if (m === 'restart') {
+    const truncating = truncateBusyMs !== null;
     let result = null;
     try {
-      result = db.pragma('wal_checkpoint(RESTART)')[0];
+      if (truncating) db.pragma('busy_timeout = ' + truncateBusyMs);
+      result = db.pragma(truncating ? 'wal_checkpoint(TRUNCATE)' : 'wal_checkpoint(RESTART)')[0];
     } catch (err) {
       fail(err);
+    } finally {
+      if (truncating) db.pragma('busy_timeout = ' + workerData.busyTimeoutMs);
     }
+    truncateBusyMs = null;
     if (result && result.busy === 0) {
       restartedAt = result.log;
       backoffMs = 0;
-    } else {
+    } else if (!truncating) {
       backoffMs = Math.min(Math.max(backoffMs * 2, 1000), 60000);
       retryAt = Date.now() + backoffMs;
     }
     waitingForWindow = false;
-    parentPort.postMessage({ restarted: true });
+    const emptied = truncating ? { truncated: !!result && result.busy === 0 } : {};
+    parentPort.postMessage({ restarted: true, ...emptied });
     return;
   }
   if (m !== 'stop') return;
@@ -93,6 +110,9 @@ export interface WalCheckpointerOptions {
 export class WalCheckpointer {
   private readonly worker: Worker;
   private readonly exited: Promise<void>;
+  /** Told whether the log was emptied, once the window a `truncate()` asked for is over. */
+  private truncated: ((emptied: boolean) => void) | null = null;
+  private gone = false;
 
   /** Start checkpointing `file` (an existing SQLite database in WAL mode). */
   constructor(file: string, options: WalCheckpointerOptions) {
@@ -108,16 +128,19 @@ export class WalCheckpointer {
         busyTimeoutMs: Math.floor(RESTART_WINDOW_MAX_MS / 4),
       },
     });
-    this.worker.on('message', (m: { error?: string; restartWanted?: true; restarted?: true }) => {
+    this.worker.on('message', (m: { error?: string; restartWanted?: true; restarted?: true; truncated?: boolean }) => {
       if (m.error) onError(m.error);
       if (m.restartWanted) options.onRestartWanted();
       if (m.restarted) options.onRestarted();
+      if (m.truncated !== undefined) this.settleTruncation(m.truncated);
     });
     this.worker.on('error', (err) => onError(err.message));
     // A thread that is gone answers nothing: whoever waits for a window must not wait forever.
     this.exited = new Promise((resolve) =>
       this.worker.once('exit', () => {
+        this.gone = true;
         options.onRestarted();
+        this.settleTruncation(false);
         resolve();
       }),
     );
@@ -128,6 +151,27 @@ export class WalCheckpointer {
   /** Run the RESTART checkpoint now (after `onRestartWanted`, once the writer holds its appends). */
   restart(): void {
     this.worker.postMessage('restart');
+  }
+
+  /**
+   * Empty the log: in a window asked for at once (see `onRestartWanted`), checkpoint all of it and truncate it to
+   * nothing, waiting at most `busyMs` for another connection in the way. Resolves whether the log was emptied.
+   */
+  truncate(busyMs: number): Promise<boolean> {
+    if (this.gone) return Promise.resolve(false);
+    if (this.truncated !== null) throw new Error('a truncation of the write-ahead log is already under way');
+    const done = new Promise<boolean>((resolve) => (this.truncated = resolve));
+    // Someone waits for the answer: until it comes, the thread keeps the process alive.
+    this.worker.ref();
+    this.worker.postMessage({ truncate: busyMs });
+    return done;
+  }
+
+  private settleTruncation(emptied: boolean): void {
+    const settle = this.truncated;
+    this.truncated = null;
+    if (!this.gone) this.worker.unref();
+    settle?.(emptied);
   }
 
   /** Stop the thread and close its connection. */

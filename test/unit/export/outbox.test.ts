@@ -13,6 +13,7 @@ import { sinkConfigSchema } from '../../../src/export/sinks-config.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
 import { startRecordingHttpServer, type RecordingHttpServer } from '../../support/recording-http-server.js';
 import { useTempDir } from '../../support/temp-dir.js';
+import { until } from '../../support/until.js';
 
 let server: RecordingHttpServer;
 beforeAll(async () => {
@@ -272,6 +273,35 @@ describe('outbox and sinks that take content', () => {
         content: { omitted: expect.stringContaining('could not be read') },
       }),
     ]);
+    await outbox.close();
+    await store.close();
+  });
+});
+
+describe('outbox and a store that fails', () => {
+  const tempDir = useTempDir('vigil-outbox-store');
+
+  it('logs a pass that fails before delivering and delivers at the next poll', async () => {
+    // Went wrong: a pass whose first read failed (PostgreSQL unreachable for a moment) rejected with nobody to handle
+    // it — an unhandled rejection, which ends the gateway's process.
+    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
+    await store.append({ records: [denied('while the store hiccups')] });
+    let failures = 1;
+    const flaky = Object.assign(Object.create(store) as SqliteAuditStore, {
+      chainHeads: async () => {
+        if (failures-- > 0) throw new Error('Connection terminated unexpectedly');
+        return store.chainHeads();
+      },
+    });
+    receiverRefusing(() => false);
+    const warnings: string[] = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) });
+    const sink = createSink(sinkConfigSchema.parse({ type: 'http', name: 'webhook', url: `${server.url}/events` }));
+    const outbox = new Outbox(flaky, [sink], { gateway: 'test', log, pollMs: 20 });
+    outbox.start();
+    await until('the event delivered', () => (acceptedEvents().length > 0 ? true : undefined));
+    expect(acceptedEvents()).toEqual([expect.objectContaining({ type: 'access.denied' })]);
+    expect(warnings.join('')).toContain('SIEM outbox pass failed');
     await outbox.close();
     await store.close();
   });

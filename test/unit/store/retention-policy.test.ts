@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../../src/config/load-config.js';
-import { retentionPolicy, retentionQuery } from '../../../src/store/retention.js';
+import { BATCH_TARGET_MS, nextBatchSize, retentionPolicy, retentionQuery } from '../../../src/store/retention.js';
 
 const DAY = 86_400_000;
 
@@ -42,5 +42,20 @@ describe('retention policy from config', () => {
     ).toThrow(
       /connections\[0\] \(chat\)\.retention: must be a duration such as 30d or 12h, or forever \(got "a while"\)/,
     );
+  });
+});
+
+describe('purge batch sizes', () => {
+  it('takes as many exchanges as fit the time target at the last batch’s pace, growing at most twofold', () => {
+    expect(nextBatchSize(40, BATCH_TARGET_MS * 4, 1000)).toBe(10);
+    expect(nextBatchSize(40, BATCH_TARGET_MS, 1000)).toBe(40);
+    expect(nextBatchSize(8, 1, 1000)).toBe(16);
+    expect(nextBatchSize(8, 0, 1000)).toBe(16);
+  });
+
+  it('never takes fewer than one, nor more than retention.batch', () => {
+    expect(nextBatchSize(1, 10_000, 1000)).toBe(1);
+    expect(nextBatchSize(600, 1, 1000)).toBe(1000);
+    expect(nextBatchSize(2, 1, 2)).toBe(2);
   });
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -243,8 +243,9 @@ describe('SQLite background WAL checkpoints', () => {
 });
 
 /**
- * A purge empties the WAL, so no copy of purged pages stays on disk. When the CLI purges, the gateway's background
- * checkpointer holds the checkpoint lock now and then, and SQLite then refuses a TRUNCATE checkpoint at once (busy).
+ * A purge run ends by emptying the WAL (finishPurges), so no copy of purged pages stays on disk. When the CLI purges,
+ * the gateway's background checkpointer holds the checkpoint lock now and then, and SQLite then refuses a TRUNCATE
+ * checkpoint at once (busy).
  */
 const require = createRequire(import.meta.url);
 
@@ -316,12 +317,33 @@ describe('SQLite purge and the write-ahead log', () => {
         data: { removal },
       }));
       expect(purged?.removal.exchanges).toEqual(['ex_old']);
-      expect(purged?.walKept).toBeUndefined();
+      expect(await store.finishPurges()).toEqual({});
       expect(statSync(`${file}-wal`).size).toBe(0);
     } finally {
       checkpointer.postMessage('stop');
       await new Promise((r) => checkpointer.once('exit', r));
     }
+    await store.close();
+  });
+
+  it('in the gateway, has the checkpointer thread empty the WAL (its sync off the event loop) while appends wait', async () => {
+    const file = path.join(tempDir(), 'vigil.db');
+    const store = SqliteAuditStore.open({ file, backgroundCheckpoints: true });
+    await store.append({ records: exchange('ex_old', 1_000, 'Zanzibar itinerary') });
+    await store.append({ records: exchange('ex_new', 2_000, 'kept') });
+    await store.purgeExchanges(['ex_old'], (removal) => ({ kind: 'retention.purged', at: 3_000, data: { removal } }));
+    expect(statSync(`${file}-wal`).size).toBeGreaterThan(0);
+
+    const finishing = store.finishPurges();
+    const appended = store.append({ records: [{ kind: 'note', at: 4_000, data: { during: 'the window' } }] });
+    expect(await finishing).toEqual({});
+    expect((await appended).at(-1)).toMatchObject({ kind: 'note' });
+    // Only the append made after the log was emptied is in it.
+    const db = new Database(file, { readonly: true });
+    expect(db.prepare("SELECT count(*) FROM records WHERE data LIKE '%Zanzibar%'").pluck().get()).toBe(0);
+    db.close();
+    expect(readFileSync(`${file}-wal`).includes('Zanzibar')).toBe(false);
+    expect(readFileSync(file).includes('Zanzibar')).toBe(false);
     await store.close();
   });
 
@@ -347,16 +369,17 @@ describe('SQLite purge and the write-ahead log', () => {
     holdSnapshot();
     setTimeout(() => reader.prepare('COMMIT').run(), 300);
     const lag = eventLoopLag();
-    const first = await store.purgeExchanges(['ex_a'], seal);
+    await store.purgeExchanges(['ex_a'], seal);
+    const first = await store.finishPurges();
     expect(lag.stop()).toBeLessThan(250);
-    expect(first?.walKept).toBeUndefined();
+    expect(first).toEqual({});
     expect(statSync(`${file}-wal`).size).toBe(0);
 
     // Never released: the purge is done, and says the WAL was kept.
     holdSnapshot();
     const second = await store.purgeExchanges(['ex_b'], seal);
     expect(second?.removal.exchanges).toEqual(['ex_b']);
-    expect(second?.walKept).toBe(true);
+    expect(await store.finishPurges()).toEqual({ walKept: true });
     reader.prepare('COMMIT').run();
     reader.close();
     await store.close();
