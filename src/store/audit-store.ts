@@ -291,6 +291,11 @@ export interface RetentionQuery {
   /** Cutoff for connections not named in `cutoffs` (e.g. no longer configured); absent: keep them. */
   readonly otherCutoff?: number | undefined;
   readonly limit: number;
+  /**
+   * SIEM sinks that must have received an exchange's records before it is due: an exchange with a record past a
+   * sink's delivery cursor on its chain (or on a chain the sink has no cursor for) waits.
+   */
+  readonly deliveredTo?: readonly string[] | undefined;
   /** Continue after this candidate (pages in ended-at order; for dry runs, which delete nothing). */
   readonly after?: { readonly endedAt: number; readonly id: string } | undefined;
 }

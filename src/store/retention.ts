@@ -46,6 +46,8 @@ export interface RetentionPolicy {
   /** For exchanges of connections not (or no longer) configured. */
   readonly defaultWindow: number | null;
   readonly batch: number;
+  /** SIEM sinks every due exchange must have been delivered to first: what a SIEM has not received is not purged. */
+  readonly sinks: readonly string[];
 }
 
 const windowMs = (w: 'forever' | number | undefined): number | null | undefined => (w === 'forever' ? null : w);
@@ -58,7 +60,7 @@ export function retentionPolicy(config: VigilConfig): RetentionPolicy {
     const w = windowMs(c.retention);
     windows[c.name] = w === undefined ? defaultWindow : w;
   }
-  return { windows, defaultWindow, batch: config.retention.batch };
+  return { windows, defaultWindow, batch: config.retention.batch, sinks: config.siem.sinks.map((k) => k.name) };
 }
 
 /** The store query for exchanges due at `now` (at most `limit`), or undefined when every window is `forever`. */
@@ -75,7 +77,7 @@ export function retentionQuery(
   for (const [name, w] of Object.entries(policy.windows))
     if (w === null && otherCutoff !== undefined) cutoffs[name] = -1;
   if (Object.values(cutoffs).every((c) => c < 0) && otherCutoff === undefined) return undefined;
-  return { cutoffs, otherCutoff, limit, after };
+  return { cutoffs, otherCutoff, limit, after, ...(policy.sinks.length ? { deliveredTo: policy.sinks } : {}) };
 }
 
 /** What to tell an operator when a purge could not empty SQLite's write-ahead log. */

@@ -1065,7 +1065,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
 
   describe('retention, holds and signed digests', () => {
     const NOW = T0 + 100 * DAY;
-    const keep30d: RetentionPolicy = { windows: { anthropic: 30 * DAY }, defaultWindow: null, batch: 2 };
+    const keep30d: RetentionPolicy = { windows: { anthropic: 30 * DAY }, defaultWindow: null, batch: 2, sinks: [] };
     const shared = blob('[{"role":"user","content":"a prefix every turn resends"}]');
     const onlyOld = blob('[{"role":"user","content":"said once, long ago"}]');
     const withKey = { publicKeys: [KEY.publicKey] };
@@ -1122,6 +1122,23 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.verify(withKey)).toMatchObject({ ok: true, signatures: { purges: 1, digests: 0 } });
       const other = await fixture.open();
       expect(await other.verify(withKey)).toMatchObject({ ok: true });
+    });
+
+    it('waits until every SIEM sink has received an exchange’s records before purging it', async () => {
+      // Went wrong: a SIEM down for longer than a retention window lost those exchanges' events for good.
+      await history();
+      const withSinks: RetentionPolicy = { ...keep30d, sinks: ['siem-a', 'siem-b'] };
+      // siem-a has everything up to ex_old1 (#2-4); siem-b has nothing yet.
+      await store.setSinkCursor('siem-a', store.chainId, 4);
+      expect(await runRetention(store, withSinks, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({ exchanges: 0 });
+      await store.setSinkCursor('siem-b', store.chainId, 7);
+      expect(await runRetention(store, withSinks, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({ exchanges: 1 });
+      expect(await store.exchangeRecords('ex_old1')).toEqual([]);
+      expect(await store.exchangeRecords('ex_old2')).toHaveLength(3); // siem-a has not received it yet
+      await store.setSinkCursor('siem-a', store.chainId, 7);
+      expect(await runRetention(store, withSinks, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({ exchanges: 1 });
+      expect(await store.exchangeRecords('ex_old2')).toEqual([]);
+      expect(await store.verify()).toMatchObject({ ok: true });
     });
 
     it('a caller hold by e-mail keeps that caller’s exchanges, whatever their subject and the e-mail’s case', async () => {

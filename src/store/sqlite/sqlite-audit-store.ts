@@ -763,6 +763,13 @@ export class SqliteAuditStore implements AuditStore {
       after = 'AND (r.ended_at > ? OR (r.ended_at = ? AND e.id > ?))';
       params.push(query.after.endedAt, query.after.endedAt, query.after.id);
     }
+    let undelivered = '';
+    if (query.deliveredTo?.length) {
+      // A record past a sink's cursor on its chain (none yet: 0) is one that sink has not received.
+      undelivered = `AND NOT EXISTS (SELECT 1 FROM records x, json_each(?) s WHERE x.exchange_id = e.id
+        AND x.chain_seq > coalesce((SELECT c.chain_seq FROM sink_cursors c WHERE c.sink = s.value AND c.chain = x.chain), 0))`;
+      params.push(JSON.stringify(query.deliveredTo));
+    }
     params.push(query.limit);
     const rows = this.db
       .prepare(
@@ -773,6 +780,7 @@ export class SqliteAuditStore implements AuditStore {
            AND NOT EXISTS (${HELD})
            AND NOT EXISTS (${AT_HEAD})
            ${after}
+           ${undelivered}
          ORDER BY r.ended_at, e.id LIMIT ?`,
       )
       .all(...params) as CandidateRow[];

@@ -19,6 +19,7 @@ describe('retention policy from config', () => {
       windows: { chat: 30 * DAY, legal: null, other: 90 * DAY },
       defaultWindow: 90 * DAY,
       batch: 1000,
+      sinks: [],
     });
     const now = 1_000 * DAY;
     expect(retentionQuery(policy, now)).toEqual({
@@ -34,6 +35,15 @@ describe('retention policy from config', () => {
     expect(config.retention).toEqual({ default: 'forever', schedule: 3_600_000, batch: 1000 });
     expect(config.signing).toEqual({ interval: 60_000 });
     expect(retentionQuery(retentionPolicy(config), Date.now())).toBeUndefined();
+  });
+
+  it('holds every purge back for the configured SIEM sinks, so that none misses an event', () => {
+    const config = validateConfig({
+      retention: { default: '30d' },
+      connections: [{ name: 'chat', upstream: 'http://127.0.0.1:1' }],
+      siem: { sinks: [{ type: 'http', name: 'soc', url: 'https://siem.example/events' }] },
+    });
+    expect(retentionQuery(retentionPolicy(config), 1_000 * DAY)).toMatchObject({ deliveredTo: ['soc'] });
   });
 
   it('reports a bad window with its path', () => {
