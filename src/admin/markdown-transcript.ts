@@ -13,24 +13,46 @@ function fenced(text: string, lang = ''): string {
   return `${fence}${lang}\n${text}\n${fence}`;
 }
 
+/** Recorded text keeps its Markdown, but no raw HTML: a transcript must not load or run what a prompt carried. */
+function noHtml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/**
+ * Recorded text as a block quote, every line of it: what a prompt or an answer says stays inside the quote, so a
+ * line like `## 2. … · Alice` cannot pass for a section of the transcript.
+ */
 function quoted(text: string): string {
-  return text
-    .split('\n')
+  return noHtml(text)
+    .split(/\r\n|\r|\n/)
     .map((l) => (l ? `> ${l}` : '>'))
     .join('\n');
+}
+
+/** Recorded text on one line (headings, error messages): line breaks become spaces. */
+function oneLine(text: string): string {
+  return noHtml(text.replace(/\s*[\r\n]+\s*/g, ' '));
+}
+
+/** Inline code whose delimiter is longer than any backtick run inside, on one line. */
+function code(text: string): string {
+  const t = text.replace(/[\r\n]+/g, ' ');
+  const tick = '`'.repeat(Math.max(0, ...[...t.matchAll(/`+/g)].map((m) => m[0].length)) + 1);
+  const pad = t.startsWith('`') || t.endsWith('`') ? ' ' : '';
+  return `${tick}${pad}${t}${pad}${tick}`;
 }
 
 function renderBlock(b: Block): string {
   switch (b.type) {
     case 'text':
-      return b.text ?? '';
+      return quoted(b.text ?? '');
     case 'thinking':
       return `*Thinking:*\n\n${quoted(b.thinking ?? '')}`;
     case 'redacted_thinking':
       return '*(redacted thinking)*';
     case 'tool_use':
     case 'server_tool_use':
-      return `*Tool call* \`${b.name ?? '?'}\`\n\n${fenced(JSON.stringify(b.input ?? {}, null, 2), 'json')}`;
+      return `*Tool call* ${code(b.name ?? '?')}\n\n${fenced(JSON.stringify(b.input ?? {}, null, 2), 'json')}`;
     case 'tool_result': {
       const text = blocks(b.content)
         .map((c) => c.text ?? (c.type ? `(${c.type})` : ''))
@@ -38,7 +60,7 @@ function renderBlock(b: Block): string {
       return `*Tool result*\n\n${fenced(text)}`;
     }
     default:
-      return `*(${b.type ?? 'block'})*`;
+      return `*(${oneLine(b.type ?? 'block')})*`;
   }
 }
 
@@ -51,7 +73,7 @@ export function markdownTitle(title: string): string {
 export function markdownExchange(x: ExchangeView, n: number): string {
   const out: string[] = [];
   const who = [x.caller.name ?? x.caller.subject, x.caller.email && `<${x.caller.email}>`].filter(Boolean).join(' ');
-  out.push(`## ${n}. ${x.started_at} · ${who}`);
+  out.push(`## ${n}. ${x.started_at} · ${oneLine(who)}`);
   const usage = x.usage ? ` · ${x.usage.input_tokens ?? 0} in / ${x.usage.output_tokens ?? 0} out tokens` : '';
   const duration = x.response.duration_ms !== null ? ` · ${x.response.duration_ms} ms` : '';
   out.push(
@@ -61,6 +83,6 @@ export function markdownExchange(x: ExchangeView, n: number): string {
   const turn = exchangeTurn(x);
   if (turn.input) out.push(`**${turn.input.role}:**`, turn.input.blocks.map(renderBlock).join('\n\n'));
   if (turn.output) out.push('**assistant:**', turn.output.map(renderBlock).join('\n\n'));
-  if (x.response.error) out.push(`**Error** \`${x.response.error.type}\`: ${x.response.error.message}`);
+  if (x.response.error) out.push(`**Error** ${code(x.response.error.type)}: ${oneLine(x.response.error.message)}`);
   return `${out.join('\n\n')}\n\n`;
 }
