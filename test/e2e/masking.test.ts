@@ -147,6 +147,52 @@ describe('masking before storage', () => {
   });
 });
 
+describe('field names the API uses for opaque values', () => {
+  it('are masked inside tool inputs: in the request history and in the assembled message of a stream', async () => {
+    // Went wrong: values under `id`, `signature`, `file_id`… were never masked, at any depth, so a tool input
+    // `{"signature": "Jane <jane@…>", "id": "ghp_…"}` was stored raw — in the history, and in the message assembled
+    // from a stream whose (text-masked) events did not show it.
+    const input = { to: 'x', signature: `Jane <${PLANTED.email}>`, id: PLANTED.github };
+    const tools = [{ name: 'send_email', input_schema: { type: 'object' as const } }];
+    await client().messages.create(
+      {
+        model: 'm',
+        max_tokens: 50,
+        tools,
+        messages: [
+          { role: 'user', content: 'mail her' },
+          { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_01', name: 'send_email', input }] },
+          { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_01', content: 'sent' }] },
+        ],
+      },
+      { headers: { 'x-vigil-session': 'opaque-names' } },
+    );
+    const streamed = await client()
+      .messages.stream(
+        {
+          model: 'm',
+          max_tokens: 50,
+          tools,
+          messages: [{ role: 'user', content: `[[tool:send_email ${JSON.stringify(input)}]]` }],
+        },
+        { headers: { 'x-vigil-session': 'opaque-names' } },
+      )
+      .finalMessage();
+    expect(streamed.content.find((b) => b.type === 'tool_use')).toMatchObject({ input }); // the client got it all
+
+    const [history, stream] = await h.session('opaque-names', 2);
+    const stored = JSON.stringify([history, stream]);
+    expect(stored).not.toContain(PLANTED.email);
+    expect(stored).not.toContain(PLANTED.github);
+    const masked = { to: 'x', signature: 'Jane <[REDACTED:email]>', id: '[REDACTED:github_token]' };
+    const message = stream!.response.message as { content: Array<{ type: string; id?: string; input?: unknown }> };
+    const toolUse = message.content.find((b) => b.type === 'tool_use')!;
+    expect(toolUse.input).toEqual(masked);
+    expect(toolUse.id).toBe(streamed.content.find((b) => b.type === 'tool_use')!.id); // the API's own id: kept
+    expect(JSON.stringify(history!.request.body)).toContain('"toolu_01"');
+  });
+});
+
 describe('in-flight masking (data-loss prevention)', () => {
   it('mask: upstream receives the masked request', async () => {
     await client('/c/dlp-mask').messages.create({
