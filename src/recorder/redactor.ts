@@ -427,8 +427,8 @@ export class ExchangeRedaction {
   }
 
   /**
-   * A body to store: masked (when it is JSON or text), then split into blobs. An unmasked body is split exactly as
-   * received; a masked one is stored as the masked serialisation.
+   * A body to store: masked, then split into blobs. An unmasked body is split exactly as received; a masked one is
+   * stored as the masked serialisation (JSON), or with each found span replaced (anything else).
    */
   body(
     raw: Buffer,
@@ -454,12 +454,13 @@ export class ExchangeRedaction {
         : splitBody(raw, json, split);
       return { ...stored, json: r.value };
     }
-    if (!isUtf8(raw)) return { ...splitBody(raw, undefined, split), json }; // not text: nothing to scan
-    const text = raw.toString('utf8');
-    const r = this.masker.maskText(text);
+    // Not UTF-8 (a Latin-1 CSV, a binary upload): scanned as Latin-1, where each byte is one character, and the masks
+    // written back the same way, so every byte outside a masked span is stored as received.
+    const encoding = isUtf8(raw) ? 'utf8' : 'latin1';
+    const r = this.masker.maskText(raw.toString(encoding));
     this.note(r.findings, where);
     return {
-      ...(r.changed ? splitBody(Buffer.from(r.value), undefined, split) : splitBody(raw, undefined, split)),
+      ...(r.changed ? splitBody(Buffer.from(r.value, encoding), undefined, split) : splitBody(raw, undefined, split)),
       json,
     };
   }

@@ -249,6 +249,35 @@ describe('whatever the body is labelled or encoded as', () => {
     expect(JSON.stringify(x)).not.toContain(PLANTED.aws);
   });
 
+  it('a body that is not UTF-8 (a Latin-1 CSV upload) is masked too, every other byte stored as sent', async () => {
+    // Went wrong: a body that was not valid UTF-8 was taken for binary and stored whole, without a scan.
+    const csv = (token: string, email: string) =>
+      Buffer.concat([Buffer.from('name,email,token\nRen'), Buffer.from([0xe9]), Buffer.from(`,${email},${token}\n`)]);
+    const part = (file: Buffer) =>
+      Buffer.concat([
+        Buffer.from('--XyZ\r\nContent-Disposition: form-data; name="file"; filename="users.csv"\r\n'),
+        Buffer.from('Content-Type: text/csv\r\n\r\n'),
+        file,
+        Buffer.from('\r\n--XyZ--\r\n'),
+      ]);
+    const res = await fetch(`${h.url}/v1/files`, {
+      method: 'POST',
+      headers: {
+        'x-api-key': CLIENT_KEY,
+        'anthropic-version': '2023-06-01',
+        'anthropic-beta': 'files-api-2025-04-14',
+        'content-type': 'multipart/form-data; boundary=XyZ',
+        'x-vigil-session': 'latin1-upload',
+      },
+      body: part(csv(PLANTED.github, PLANTED.email)),
+    });
+    expect(res.status).toBe(200);
+    expect(h.fake.requests.at(-1)!.body).toEqual(part(csv(PLANTED.github, PLANTED.email))); // forwarded as sent
+    const [x] = await h.session('latin1-upload', 1);
+    const stored = Buffer.from((x!.request.body as { base64: string }).base64, 'base64');
+    expect(stored).toEqual(part(csv('[REDACTED:github_token]', '[REDACTED:email]')));
+  });
+
   it('a JSON body labelled text/plain, or not at all, is still judged as JSON (in-flight block)', async () => {
     // Went wrong: JSON-ness came from the caller's content-type alone, so a mislabelled body skipped DLP and rules.
     const before = h.fake.requests.length;
