@@ -7,6 +7,7 @@
  *
  * Every write goes through `write()` / the write queue: the single point where a redaction stage sits.
  */
+import { isUtf8 } from 'node:buffer';
 import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { finished } from 'node:stream/promises';
@@ -69,6 +70,23 @@ export interface RecorderOptions {
   readonly maxRecordedResponseBody: number;
   /** How often buffered stream events are written. */
   readonly eventFlushMs?: number;
+}
+
+/**
+ * A body cut at a byte limit may end inside a UTF-8 character: then it is not valid UTF-8, and would be stored and
+ * masked as bytes rather than as text. Returns it without that partial character when the rest is UTF-8 text, else
+ * unchanged.
+ */
+function withoutCutCharacter(raw: Buffer): Buffer {
+  for (let i = raw.length - 1; i >= 0 && i >= raw.length - 3; i--) {
+    const b = raw[i]!;
+    if ((b & 0xc0) === 0x80) continue; // a continuation byte: the character starts further back
+    const length = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    if (i + length <= raw.length) return raw;
+    const kept = raw.subarray(0, i);
+    return isUtf8(kept) ? kept : raw;
+  }
+  return raw;
 }
 
 export function recordableHeaders(
@@ -499,7 +517,8 @@ export class ExchangeRecording {
       const m = message as { model?: unknown } | null;
       if (typeof m?.model === 'string') model = m.model;
     } else if (this.bodyChunks.length || this.truncated) {
-      const raw = Buffer.concat(this.bodyChunks);
+      let raw: Buffer = Buffer.concat(this.bodyChunks);
+      if (this.truncated) raw = withoutCutCharacter(raw);
       let json: unknown;
       if (!this.truncated && raw.length && (raw[0] === 0x7b || raw[0] === 0x5b)) {
         try {

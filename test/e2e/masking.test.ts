@@ -3,6 +3,8 @@
  * Planted values go in through every field a client or upstream can fill; afterwards the whole data directory is
  * searched for each of them.
  */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -304,6 +306,67 @@ describe('whatever the body is labelled or encoded as', () => {
     expect(bomb.status).toBe(413);
     expect(await bomb.json()).toMatchObject({ error: { type: 'request_too_large' } });
     expect(h.fake.requests.length).toBe(before);
+  });
+});
+
+describe('what upstream sends, however it is cut or framed', () => {
+  const LIMIT = 1000;
+  /** A message whose text holds the planted values, then CJK text (3 bytes a character) past byte LIMIT. */
+  function longMessage(pad: number): Buffer {
+    const text = `${'x'.repeat(pad)}token ${PLANTED.github}, mail ${PLANTED.email}. ${'漢'.repeat(400)}`;
+    return Buffer.from(
+      JSON.stringify({ type: 'message', role: 'assistant', model: 'm', content: [{ type: 'text', text }] }),
+    );
+  }
+  let up: Server;
+  let g: Harness;
+  beforeAll(async () => {
+    up = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const body = longMessage(Number(req.headers['x-pad']));
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }).end(body);
+      });
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    const { port } = up.address() as AddressInfo;
+    g = await startHarness(() => ({
+      limits: { max_recorded_response_body: LIMIT },
+      connections: [
+        { name: 'anthropic', upstream: `http://127.0.0.1:${port}`, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' } },
+      ],
+    }));
+  });
+  afterAll(async () => {
+    await g?.close();
+    up?.close();
+  });
+  const ask = (headers: Record<string, string>) =>
+    fetch(`${g.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': CLIENT_KEY, ...headers },
+      body: '{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}',
+    });
+
+  it('a response cut at the recording limit inside a UTF-8 character is still masked, and stored as text', async () => {
+    // Went wrong: the kept part ended inside a character, so it was not valid UTF-8 and was stored without a scan.
+    for (const pad of [0, 1, 2]) {
+      const res = await ask({ 'x-pad': String(pad), 'x-vigil-session': `cut-${pad}` });
+      expect(Buffer.from(await res.arrayBuffer())).toEqual(longMessage(pad)); // the client gets all of it
+      const [x] = await g.session(`cut-${pad}`, 1);
+      expect(typeof x!.response.body).toBe('string');
+      // Stored: the masked message, up to the last whole character before the limit.
+      const stored = x!.response.body as string;
+      const masked = longMessage(pad)
+        .toString()
+        .replace(PLANTED.github, '[REDACTED:github_token]')
+        .replace(PLANTED.email, '[REDACTED:email]');
+      expect(masked.startsWith(stored)).toBe(true);
+      expect(stored).toContain('token [REDACTED:github_token], mail [REDACTED:email]. 漢漢');
+      expect(JSON.stringify(x)).not.toContain(PLANTED.github);
+    }
+    await g.gateway.recorder.queue.flush();
+    for (const v of [PLANTED.github, PLANTED.email]) expect(filesContaining(g.dataDir, v)).toEqual([]);
   });
 });
 
