@@ -484,8 +484,14 @@ export class ExchangeRedaction {
   }
 
   private accept(event: RecordedEvent, parsed: Record<string, unknown> | undefined): void {
-    if (CONTENT_FREE.has(event.type) || parsed === undefined) {
-      if (event.type === 'content_block_stop' && typeof parsed?.index === 'number') this.closeBlock(parsed.index);
+    if (parsed === undefined) {
+      // Not a JSON object (an intermediary's notice, a malformed event): its text is masked like any other.
+      const data = this.text(event.data, `response.events.${event.type}`);
+      this.queue.push({ event: data === event.data ? event : { ...event, data }, parsed, final: true });
+      return;
+    }
+    if (CONTENT_FREE.has(event.type)) {
+      if (event.type === 'content_block_stop' && typeof parsed.index === 'number') this.closeBlock(parsed.index);
       this.queue.push({ event, parsed, final: true });
       return;
     }
@@ -597,7 +603,11 @@ export class ExchangeRedaction {
 
 /** The decoded event as the redactor and the assembler both need it: parsed once. */
 export function parseEventData(e: SseEvent): unknown {
-  const c = e.data.charCodeAt(0);
+  // Only a JSON object is parsed; whitespace may come first (`data:  {…}`: the SSE decoder drops one space only).
+  const d = e.data;
+  let i = 0;
+  let c = d.charCodeAt(0);
+  while (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) c = d.charCodeAt(++i);
   if (c !== 0x7b) return undefined;
   try {
     return JSON.parse(e.data);

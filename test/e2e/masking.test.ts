@@ -318,12 +318,27 @@ describe('what upstream sends, however it is cut or framed', () => {
       JSON.stringify({ type: 'message', role: 'assistant', model: 'm', content: [{ type: 'text', text }] }),
     );
   }
+  const START = { type: 'message_start', message: { id: 'msg_2', type: 'message', role: 'assistant', content: [] } };
+  const BLOCK = { type: 'content_block_start', index: 0, content_block: { type: 'text', text: PLANTED.email } };
+  const SSE = [
+    `event: message_start\ndata: ${JSON.stringify(START)}\n\n`,
+    // Data that is not a JSON object (an intermediary's notice), and a JSON object after two spaces.
+    `event: notice\ndata: upstream note: key ${PLANTED.github} for ${PLANTED.email}\n\n`,
+    `event: content_block_start\ndata:  ${JSON.stringify(BLOCK)}\n\n`,
+    'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n',
+    'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":1}}\n\n',
+    'event: message_stop\ndata: {"type":"message_stop"}\n\n',
+  ].join('');
   let up: Server;
   let g: Harness;
   beforeAll(async () => {
     up = createServer((req, res) => {
       req.resume();
       req.on('end', () => {
+        if (req.headers['x-sse'] !== undefined) {
+          res.writeHead(200, { 'content-type': 'text/event-stream' }).end(SSE);
+          return;
+        }
         const body = longMessage(Number(req.headers['x-pad']));
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length }).end(body);
       });
@@ -365,6 +380,24 @@ describe('what upstream sends, however it is cut or framed', () => {
       expect(stored).toContain('token [REDACTED:github_token], mail [REDACTED:email]. 漢漢');
       expect(JSON.stringify(x)).not.toContain(PLANTED.github);
     }
+    await g.gateway.recorder.queue.flush();
+    for (const v of [PLANTED.github, PLANTED.email]) expect(filesContaining(g.dataDir, v)).toEqual([]);
+  });
+
+  it('stream events whose data is not a JSON object, or starts with whitespace, are masked', async () => {
+    // Went wrong: only data starting with `{` was parsed, and data that was not parsed was stored without a scan.
+    const res = await ask({ 'x-sse': '1', 'x-vigil-session': 'sse-framing' });
+    expect(await res.text()).toBe(SSE);
+    const [x] = await g.session('sse-framing', 1);
+    expect(x!.response.events.map((e) => e.data)).toEqual([
+      START,
+      'upstream note: key [REDACTED:github_token] for [REDACTED:email]',
+      { ...BLOCK, content_block: { type: 'text', text: '[REDACTED:email]' } },
+      { type: 'content_block_stop', index: 0 },
+      expect.objectContaining({ type: 'message_delta' }),
+      { type: 'message_stop' },
+    ]);
+    expect(x!.response.message).toMatchObject({ content: [{ type: 'text', text: '[REDACTED:email]' }] });
     await g.gateway.recorder.queue.flush();
     for (const v of [PLANTED.github, PLANTED.email]) expect(filesContaining(g.dataDir, v)).toEqual([]);
   });
