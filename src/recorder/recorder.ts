@@ -163,29 +163,34 @@ export class Recorder {
     const full = input.level === 'full';
     const agent = resolveAgent(input.headers);
     let stored = full ? redaction.requestBody(body, this.known) : undefined;
-    const data: ExchangeRequestData = {
+    const userAgent = input.headers['user-agent'];
+    // Session and agent ids are kept as the client chose them: they are the keys a session is found by (README).
+    const requestData = (): ExchangeRequestData => ({
       connection: input.connection,
       caller: input.principal,
-      client: { address: input.clientAddress, userAgent: (input.headers['user-agent'] as string | undefined) ?? null },
+      client: {
+        address: input.clientAddress,
+        userAgent: userAgent === undefined ? null : redaction.requestPart('userAgent', userAgent, 'client.userAgent'),
+      },
       session,
       ...(agent ? { agent } : {}),
       request: {
         method: input.method,
-        path: input.path,
-        query: input.query,
+        path: redaction.requestPart('path', input.path, 'request.path'),
+        query: redaction.requestPart('query', input.query, 'request.query'),
         headers: full ? redaction.headers(recordableHeaders(input.headers)) : {},
         body: stored && body.raw.length ? stored.body : null,
       },
       model,
       stream: body.field('stream') === true,
       startedAt,
-    };
+    });
     let record: NewRecord = {
       kind: 'exchange.request',
       exchangeId: input.exchangeId,
       sessionId: session.id,
       at: startedAt,
-      data,
+      data: requestData(),
     };
     try {
       // Durable before forwarding; requests arriving together share one transaction.
@@ -199,8 +204,7 @@ export class Recorder {
         // A fresh redaction, so the request's findings are counted once.
         redaction = input.redactor.begin(session.id);
         stored = redaction.requestBody(body, this.known);
-        const headers = redaction.headers(recordableHeaders(input.headers));
-        record = { ...record, data: { ...data, request: { ...data.request, headers, body: stored.body } } };
+        record = { ...record, data: requestData() };
         await this.queue.appendDurably([record], stored.blobs);
       }
     } catch (err) {
@@ -230,8 +234,16 @@ export class Recorder {
     path: string;
     clientAddress: string | null;
     caller?: Principal | undefined;
+    /**
+     * The connection's masking stage: the path is the caller's and may hold a secret like any request's; the reason
+     * may quote what the caller sent (a token's audience).
+     */
+    redactor: Redactor;
   }): void {
-    this.queue.enqueue([{ kind: 'access.denied', at: Date.now(), data: info }]);
+    const { redactor, ...data } = info;
+    data.path = redactor.requestPart('path', data.path).value;
+    data.reason = redactor.masker.maskText(data.reason).value;
+    this.queue.enqueue([{ kind: 'access.denied', at: Date.now(), data }]);
     if (accessDeniedChannel.hasSubscribers)
       accessDeniedChannel.publish({ connection: info.connection, status: info.status } satisfies AccessDenied);
   }

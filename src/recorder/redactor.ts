@@ -15,10 +15,11 @@
 import { isUtf8 } from 'node:buffer';
 import type { MaskingConfig } from './masking/masking-config.js';
 import { compileMasker } from './masking/masker.js';
-import type { Masker, MaskFinding } from './masking/masker.js';
+import type { Masker, MaskFinding, MaskResult } from './masking/masker.js';
 import { formatJsonPath } from './masking/json-path.js';
 import { createMaskingMemo, type MaskingMemo } from './masking/masking-memo.js';
 import { StreamMasker } from './masking/stream-masker.js';
+import { maskPath, maskQuery } from './masking/url-masking.js';
 import type { BlobWrite } from '../store/audit-store.js';
 import type { HeaderMap, MaskingSummary, RecordedEvent, StoredBody } from '../store/record-types.js';
 import {
@@ -121,6 +122,9 @@ function sameHeaderValue(a: string | readonly string[], b: string | readonly str
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
+/** Parts of a request recorded even at `record: metadata`. */
+export type RequestPart = 'path' | 'query' | 'userAgent';
+
 /** Sessions whose strings are remembered, most recently used kept. */
 const MAX_SESSION_MEMOS = 256;
 /** Characters one session's memo may keep alive. */
@@ -149,6 +153,11 @@ export class Redactor {
    * not on every request before it is forwarded. Shared by all sessions: an entry depends only on the text.
    */
   readonly inFlightMemo = createMaskingMemo(20_000, SESSION_MEMO_CHARS);
+  /**
+   * Paths, query strings and user agents, and what masking made of them: nearly all repeat on every request
+   * (`/v1/messages`, `beta=true`, the client's user agent), so a lookup replaces the parse and the scan.
+   */
+  private readonly requestParts = new Lru<MaskResult<string>>(1024);
 
   constructor(config: MaskingConfig) {
     this.masker = compileMasker(config);
@@ -194,7 +203,22 @@ export class Redactor {
       this.pieces,
       this.headerMemo,
       this.lastHeaders,
+      (part, value) => this.requestPart(part, value),
     );
+  }
+
+  /** A request's path, query string (parameter by parameter) or user agent, masked. */
+  requestPart(part: RequestPart, value: string): MaskResult<string> {
+    if (!this.enabled || value === '') return { value, findings: [], changed: false };
+    const key = `${part}\0${value}`;
+    let r = this.requestParts.get(key);
+    if (r === undefined) {
+      if (part === 'query') r = maskQuery(this.masker, value, this.headerMemo);
+      else if (part === 'path') r = maskPath(this.masker, value, this.headerMemo);
+      else r = this.masker.maskJson(value, '$', this.headerMemo) as MaskResult<string>;
+      this.requestParts.set(key, r);
+    }
+    return r;
   }
 }
 
@@ -210,6 +234,7 @@ export class ExchangeRedaction {
     private readonly pieces: Lru<PieceOutcome>,
     private readonly headerMemo: MaskingMemo,
     private readonly lastHeaders: Map<string, MaskedHeader>,
+    private readonly maskRequestPart: (part: RequestPart, value: string) => MaskResult<string>,
   ) {}
 
   get enabled(): boolean {
@@ -240,6 +265,13 @@ export class ExchangeRedaction {
     // Unlabelled: note() puts `where` in front of the findings' paths (a label would come out twice).
     const r = this.masker.maskText(value);
     this.note(r.findings, where);
+    return r.value;
+  }
+
+  /** The request's path, query string or user agent as it is recorded; `where` names its findings. */
+  requestPart(part: RequestPart, value: string, where: string): string {
+    const r = this.maskRequestPart(part, value);
+    if (r.changed) this.note(r.findings, where);
     return r.value;
   }
 

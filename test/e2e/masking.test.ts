@@ -33,6 +33,8 @@ beforeAll(async () => {
         credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
         masking: { rules: [{ type: 'employee_id', pattern: 'EMP-\\d{6}' }], detectors: { email: false } },
       },
+      { name: 'meta', upstream, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' }, record: 'metadata' },
+      { name: 'closed', upstream, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' }, allow: [{ group: 'nobody' }] },
     ],
   }));
 });
@@ -192,6 +194,54 @@ describe('field names the API uses for opaque values', () => {
     expect(toolUse.input).toEqual(masked);
     expect(toolUse.id).toBe(streamed.content.find((b) => b.type === 'tool_use')!.id); // the API's own id: kept
     expect(JSON.stringify(history!.request.body)).toContain('"toolu_01"');
+  });
+});
+
+describe('the request target and the client', () => {
+  it('the path, each query parameter and the user agent are masked, at every recording level', async () => {
+    // Went wrong: `?token=ghp_…`, a path segment and the User-Agent were recorded as sent, even at record: metadata.
+    const email = encodeURIComponent(PLANTED.email);
+    for (const [base, session] of [
+      ['', 'target-full'],
+      ['/c/meta', 'target-metadata'],
+    ] as const) {
+      const query = `beta=true&token=${PLANTED.github}&to=${email}&password=hunter2-Horse`;
+      const res = await fetch(`${h.url}${base}/v1/files/${email}/content?${query}`, {
+        headers: {
+          'x-api-key': CLIENT_KEY,
+          'user-agent': `mytool/1.0 (${PLANTED.aws}; ${PLANTED.email})`,
+          'x-vigil-session': session,
+        },
+      });
+      await res.arrayBuffer();
+      expect(h.fake.requests.at(-1)!.query).toBe(query); // forwarded as sent
+      const [x] = await h.session(session, 1);
+      expect(x!.request.path).toBe('/v1/files/[REDACTED:email]/content');
+      expect(x!.request.query).toBe(
+        'beta=true&token=[REDACTED:github_token]&to=[REDACTED:email]&password=[REDACTED:generic_secret]',
+      );
+      expect(x!.client.userAgent).toBe('mytool/1.0 ([REDACTED:aws_access_key_id]; [REDACTED:email])');
+      const records = await h.gateway.store.exchangeRecords(x!.id);
+      const summary = JSON.parse(records.find((r) => r.kind === 'exchange.response')!.data).masking;
+      expect(summary.findings).toEqual(
+        expect.arrayContaining([
+          { type: 'email', path: 'request.path', count: 1 },
+          { type: 'github_token', path: 'request.query.token', count: 1 },
+          { type: 'generic_secret', path: 'request.query.password', count: 1 },
+          { type: 'aws_access_key_id', path: 'client.userAgent', count: 1 },
+        ]),
+      );
+    }
+  });
+
+  it('the path of a refused call is masked in its access.denied record', async () => {
+    const res = await fetch(`${h.url}/c/closed/v1/files/${PLANTED.github}`, { headers: { 'x-api-key': CLIENT_KEY } });
+    expect(res.status).toBe(403);
+    await h.gateway.recorder.queue.flush();
+    const denied = (await h.gateway.store.recordsOfKinds(['access.denied'], 0, 100)).map(
+      (r) => JSON.parse(r.data) as { path: string },
+    );
+    expect(denied.map((d) => d.path)).toContain('/v1/files/[REDACTED:github_token]');
   });
 });
 
