@@ -164,6 +164,7 @@ export class ProxyServer {
           path: clip(route.path, 256),
           clientAddress: req.socket.remoteAddress ?? null,
           caller: principal,
+          redactor: connection.redactor,
         });
       }
       return this.sendError(res, exchangeId, e);

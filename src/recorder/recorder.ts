@@ -7,6 +7,7 @@
  *
  * Every write goes through `write()` / the write queue: the single point where a redaction stage sits.
  */
+import { isUtf8 } from 'node:buffer';
 import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { finished } from 'node:stream/promises';
@@ -69,6 +70,23 @@ export interface RecorderOptions {
   readonly maxRecordedResponseBody: number;
   /** How often buffered stream events are written. */
   readonly eventFlushMs?: number;
+}
+
+/**
+ * A body cut at a byte limit may end inside a UTF-8 character: then it is not valid UTF-8, and would be stored and
+ * masked as bytes rather than as text. Returns it without that partial character when the rest is UTF-8 text, else
+ * unchanged.
+ */
+function withoutCutCharacter(raw: Buffer): Buffer {
+  for (let i = raw.length - 1; i >= 0 && i >= raw.length - 3; i--) {
+    const b = raw[i]!;
+    if ((b & 0xc0) === 0x80) continue; // a continuation byte: the character starts further back
+    const length = b >= 0xf0 ? 4 : b >= 0xe0 ? 3 : b >= 0xc0 ? 2 : 1;
+    if (i + length <= raw.length) return raw;
+    const kept = raw.subarray(0, i);
+    return isUtf8(kept) ? kept : raw;
+  }
+  return raw;
 }
 
 export function recordableHeaders(
@@ -145,29 +163,34 @@ export class Recorder {
     const full = input.level === 'full';
     const agent = resolveAgent(input.headers);
     let stored = full ? redaction.requestBody(body, this.known) : undefined;
-    const data: ExchangeRequestData = {
+    const userAgent = input.headers['user-agent'];
+    // Session and agent ids are kept as the client chose them: they are the keys a session is found by (README).
+    const requestData = (): ExchangeRequestData => ({
       connection: input.connection,
       caller: input.principal,
-      client: { address: input.clientAddress, userAgent: (input.headers['user-agent'] as string | undefined) ?? null },
+      client: {
+        address: input.clientAddress,
+        userAgent: userAgent === undefined ? null : redaction.requestPart('userAgent', userAgent, 'client.userAgent'),
+      },
       session,
       ...(agent ? { agent } : {}),
       request: {
         method: input.method,
-        path: input.path,
-        query: input.query,
+        path: redaction.requestPart('path', input.path, 'request.path'),
+        query: redaction.requestPart('query', input.query, 'request.query'),
         headers: full ? redaction.headers(recordableHeaders(input.headers)) : {},
         body: stored && body.raw.length ? stored.body : null,
       },
       model,
       stream: body.field('stream') === true,
       startedAt,
-    };
+    });
     let record: NewRecord = {
       kind: 'exchange.request',
       exchangeId: input.exchangeId,
       sessionId: session.id,
       at: startedAt,
-      data,
+      data: requestData(),
     };
     try {
       // Durable before forwarding; requests arriving together share one transaction.
@@ -181,8 +204,7 @@ export class Recorder {
         // A fresh redaction, so the request's findings are counted once.
         redaction = input.redactor.begin(session.id);
         stored = redaction.requestBody(body, this.known);
-        const headers = redaction.headers(recordableHeaders(input.headers));
-        record = { ...record, data: { ...data, request: { ...data.request, headers, body: stored.body } } };
+        record = { ...record, data: requestData() };
         await this.queue.appendDurably([record], stored.blobs);
       }
     } catch (err) {
@@ -212,8 +234,16 @@ export class Recorder {
     path: string;
     clientAddress: string | null;
     caller?: Principal | undefined;
+    /**
+     * The connection's masking stage: the path is the caller's and may hold a secret like any request's; the reason
+     * may quote what the caller sent (a token's audience).
+     */
+    redactor: Redactor;
   }): void {
-    this.queue.enqueue([{ kind: 'access.denied', at: Date.now(), data: info }]);
+    const { redactor, ...data } = info;
+    data.path = redactor.requestPart('path', data.path).value;
+    data.reason = redactor.masker.maskText(data.reason).value;
+    this.queue.enqueue([{ kind: 'access.denied', at: Date.now(), data }]);
     if (accessDeniedChannel.hasSubscribers)
       accessDeniedChannel.publish({ connection: info.connection, status: info.status } satisfies AccessDenied);
   }
@@ -499,7 +529,8 @@ export class ExchangeRecording {
       const m = message as { model?: unknown } | null;
       if (typeof m?.model === 'string') model = m.model;
     } else if (this.bodyChunks.length || this.truncated) {
-      const raw = Buffer.concat(this.bodyChunks);
+      let raw: Buffer = Buffer.concat(this.bodyChunks);
+      if (this.truncated) raw = withoutCutCharacter(raw);
       let json: unknown;
       if (!this.truncated && raw.length && (raw[0] === 0x7b || raw[0] === 0x5b)) {
         try {

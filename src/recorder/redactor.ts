@@ -15,10 +15,11 @@
 import { isUtf8 } from 'node:buffer';
 import type { MaskingConfig } from './masking/masking-config.js';
 import { compileMasker } from './masking/masker.js';
-import type { Masker, MaskFinding } from './masking/masker.js';
+import type { Masker, MaskFinding, MaskResult } from './masking/masker.js';
 import { formatJsonPath } from './masking/json-path.js';
 import { createMaskingMemo, type MaskingMemo } from './masking/masking-memo.js';
 import { StreamMasker } from './masking/stream-masker.js';
+import { maskPath, maskQuery } from './masking/url-masking.js';
 import type { BlobWrite } from '../store/audit-store.js';
 import type { HeaderMap, MaskingSummary, RecordedEvent, StoredBody } from '../store/record-types.js';
 import {
@@ -121,6 +122,9 @@ function sameHeaderValue(a: string | readonly string[], b: string | readonly str
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
+/** Parts of a request recorded even at `record: metadata`. */
+export type RequestPart = 'path' | 'query' | 'userAgent';
+
 /** Sessions whose strings are remembered, most recently used kept. */
 const MAX_SESSION_MEMOS = 256;
 /** Characters one session's memo may keep alive. */
@@ -149,6 +153,11 @@ export class Redactor {
    * not on every request before it is forwarded. Shared by all sessions: an entry depends only on the text.
    */
   readonly inFlightMemo = createMaskingMemo(20_000, SESSION_MEMO_CHARS);
+  /**
+   * Paths, query strings and user agents, and what masking made of them: nearly all repeat on every request
+   * (`/v1/messages`, `beta=true`, the client's user agent), so a lookup replaces the parse and the scan.
+   */
+  private readonly requestParts = new Lru<MaskResult<string>>(1024);
 
   constructor(config: MaskingConfig) {
     this.masker = compileMasker(config);
@@ -194,7 +203,22 @@ export class Redactor {
       this.pieces,
       this.headerMemo,
       this.lastHeaders,
+      (part, value) => this.requestPart(part, value),
     );
+  }
+
+  /** A request's path, query string (parameter by parameter) or user agent, masked. */
+  requestPart(part: RequestPart, value: string): MaskResult<string> {
+    if (!this.enabled || value === '') return { value, findings: [], changed: false };
+    const key = `${part}\0${value}`;
+    let r = this.requestParts.get(key);
+    if (r === undefined) {
+      if (part === 'query') r = maskQuery(this.masker, value, this.headerMemo);
+      else if (part === 'path') r = maskPath(this.masker, value, this.headerMemo);
+      else r = this.masker.maskJson(value, '$', this.headerMemo) as MaskResult<string>;
+      this.requestParts.set(key, r);
+    }
+    return r;
   }
 }
 
@@ -210,6 +234,7 @@ export class ExchangeRedaction {
     private readonly pieces: Lru<PieceOutcome>,
     private readonly headerMemo: MaskingMemo,
     private readonly lastHeaders: Map<string, MaskedHeader>,
+    private readonly maskRequestPart: (part: RequestPart, value: string) => MaskResult<string>,
   ) {}
 
   get enabled(): boolean {
@@ -240,6 +265,13 @@ export class ExchangeRedaction {
     // Unlabelled: note() puts `where` in front of the findings' paths (a label would come out twice).
     const r = this.masker.maskText(value);
     this.note(r.findings, where);
+    return r.value;
+  }
+
+  /** The request's path, query string or user agent as it is recorded; `where` names its findings. */
+  requestPart(part: RequestPart, value: string, where: string): string {
+    const r = this.maskRequestPart(part, value);
+    if (r.changed) this.note(r.findings, where);
     return r.value;
   }
 
@@ -427,8 +459,8 @@ export class ExchangeRedaction {
   }
 
   /**
-   * A body to store: masked (when it is JSON or text), then split into blobs. An unmasked body is split exactly as
-   * received; a masked one is stored as the masked serialisation.
+   * A body to store: masked, then split into blobs. An unmasked body is split exactly as received; a masked one is
+   * stored as the masked serialisation (JSON), or with each found span replaced (anything else).
    */
   body(
     raw: Buffer,
@@ -454,12 +486,13 @@ export class ExchangeRedaction {
         : splitBody(raw, json, split);
       return { ...stored, json: r.value };
     }
-    if (!isUtf8(raw)) return { ...splitBody(raw, undefined, split), json }; // not text: nothing to scan
-    const text = raw.toString('utf8');
-    const r = this.masker.maskText(text);
+    // Not UTF-8 (a Latin-1 CSV, a binary upload): scanned as Latin-1, where each byte is one character, and the masks
+    // written back the same way, so every byte outside a masked span is stored as received.
+    const encoding = isUtf8(raw) ? 'utf8' : 'latin1';
+    const r = this.masker.maskText(raw.toString(encoding));
     this.note(r.findings, where);
     return {
-      ...(r.changed ? splitBody(Buffer.from(r.value), undefined, split) : splitBody(raw, undefined, split)),
+      ...(r.changed ? splitBody(Buffer.from(r.value, encoding), undefined, split) : splitBody(raw, undefined, split)),
       json,
     };
   }
@@ -483,8 +516,14 @@ export class ExchangeRedaction {
   }
 
   private accept(event: RecordedEvent, parsed: Record<string, unknown> | undefined): void {
-    if (CONTENT_FREE.has(event.type) || parsed === undefined) {
-      if (event.type === 'content_block_stop' && typeof parsed?.index === 'number') this.closeBlock(parsed.index);
+    if (parsed === undefined) {
+      // Not a JSON object (an intermediary's notice, a malformed event): its text is masked like any other.
+      const data = this.text(event.data, `response.events.${event.type}`);
+      this.queue.push({ event: data === event.data ? event : { ...event, data }, parsed, final: true });
+      return;
+    }
+    if (CONTENT_FREE.has(event.type)) {
+      if (event.type === 'content_block_stop' && typeof parsed.index === 'number') this.closeBlock(parsed.index);
       this.queue.push({ event, parsed, final: true });
       return;
     }
@@ -596,7 +635,11 @@ export class ExchangeRedaction {
 
 /** The decoded event as the redactor and the assembler both need it: parsed once. */
 export function parseEventData(e: SseEvent): unknown {
-  const c = e.data.charCodeAt(0);
+  // Only a JSON object is parsed; whitespace may come first (`data:  {…}`: the SSE decoder drops one space only).
+  const d = e.data;
+  let i = 0;
+  let c = d.charCodeAt(0);
+  while (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) c = d.charCodeAt(++i);
   if (c !== 0x7b) return undefined;
   try {
     return JSON.parse(e.data);

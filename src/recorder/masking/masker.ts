@@ -45,9 +45,11 @@ export interface Masker {
   /**
    * Walk any JSON value and mask its strings and object keys (keys of 6+ characters are scanned: tool inputs can be
    * keyed by e-mail address; colliding masked keys get `#2`, `#3`); paths named in the config are masked whole.
-   * Values the API needs back byte-for-byte are never altered: string `signature`, `id`, `tool_use_id`, `file_id`,
-   * `encrypted_content`, `encrypted_index`, and `data` of `redacted_thinking` blocks and of base64 media sources
-   * (binary, not text). Returns the very same object when nothing changed; otherwise changed parts are copied.
+   * Values the API needs back byte-for-byte are never altered — `id` of a message or tool_use, `tool_use_id` of a
+   * tool result, `signature` of thinking, `data` of `redacted_thinking` blocks and of base64 media sources (binary,
+   * not text), `file_id` of a file source, `encrypted_*` of search results… — each only in an object of the `type`
+   * that defines it, and never inside free-form JSON (a tool's `input`, `metadata`), where these are ordinary field
+   * names. Returns the very same object when nothing changed; otherwise changed parts are copied.
    * With a memo, strings seen before (earlier turns of the session) are not scanned again.
    */
   maskJson(value: unknown, path?: JsonRoot, memo?: MaskingMemo): MaskResult<unknown>;
@@ -56,14 +58,79 @@ export interface Masker {
 /** Longest match a custom rule is expected to make; the stream masker holds back at least this much. */
 export const CUSTOM_RULE_MAX_SPAN = 256;
 
-const OPAQUE_KEYS = new Set(['signature', 'id', 'tool_use_id', 'file_id', 'encrypted_content', 'encrypted_index']);
 const AWS_SECRET_KEY = /secret[_.-]?access[_.-]?key$/i;
 const AWS_SECRET_VALUE = /^[A-Za-z0-9/+]{40}$/;
 
+const OPAQUE_ID_TYPES = new Set(['message', 'message_batch', 'file', 'model', 'skill', 'skill_version']);
+const FILE_ID_TYPES = new Set([
+  'file', // a document or image source
+  'container_upload',
+  'code_execution_output',
+  'bash_code_execution_output',
+  'char_location',
+  'page_location',
+  'content_block_location',
+]);
+const ENCRYPTED_CONTENT_TYPES = new Set([
+  'web_search_result',
+  'compaction',
+  'compaction_delta',
+  'advisor_redacted_result',
+]);
+
+/**
+ * Values the API needs back byte for byte, by field name and the `type` of the object holding them (see the
+ * Messages, Files, Models and Batches API references). Anywhere else these names are ordinary field names — a tool's
+ * input may well have a `signature` or an `id` — and are masked like any other. (A switch, not a map of predicates:
+ * this runs for every string in a body, and a map lookup plus a call cost ~5% of a memoised turn.)
+ */
 function isOpaque(key: string, obj: Record<string, unknown>, v: unknown): boolean {
   if (typeof v !== 'string') return false;
-  if (OPAQUE_KEYS.has(key)) return true;
-  return key === 'data' && (obj['type'] === 'redacted_thinking' || obj['type'] === 'base64');
+  switch (key) {
+    case 'id':
+    case 'tool_use_id':
+    case 'signature':
+    case 'data':
+    case 'file_id':
+    case 'encrypted_content':
+    case 'encrypted_index':
+    case 'encrypted_stdout':
+      break;
+    default:
+      return false;
+  }
+  const t = obj['type'];
+  if (typeof t !== 'string') return false;
+  switch (key) {
+    case 'id': // msg_…, toolu_… (a tool_result names it again), srvtoolu_…, mcptoolu_…; and API resources' ids
+      return t.endsWith('tool_use') || OPAQUE_ID_TYPES.has(t);
+    case 'tool_use_id':
+      return t === 'tool_result' || t.endsWith('_tool_result');
+    case 'signature':
+      return t === 'thinking' || t === 'signature_delta' || t === 'compaction';
+    case 'data': // redacted_thinking is encrypted; a base64 source is binary media. (A `text` source's data is text.)
+      return t === 'redacted_thinking' || t === 'base64';
+    case 'file_id':
+      return FILE_ID_TYPES.has(t);
+    case 'encrypted_content':
+      return ENCRYPTED_CONTENT_TYPES.has(t);
+    case 'encrypted_index':
+      return t === 'web_search_result_location';
+    default: // encrypted_stdout
+      return t === 'encrypted_code_execution_result';
+  }
+}
+
+/**
+ * Where JSON is written by the model or the caller, not shaped by the API: a tool's `input`, `metadata`, a tool's
+ * `input_schema`. Nothing in it is exempt, whatever its field names or `type` say.
+ */
+function opensFreeForm(key: string, obj: Record<string, unknown>): boolean {
+  if (key === 'input') {
+    const type = obj['type'];
+    return typeof type === 'string' && type.endsWith('tool_use');
+  }
+  return key === 'metadata' || key === 'input_schema';
 }
 
 function toFindings(byPath: Map<string, TypeCounts>): MaskFinding[] {
@@ -109,6 +176,8 @@ class CompiledMasker implements Masker {
       key = typeof last === 'string' ? last : undefined;
     }
     const walker = new Walk(this, typeof at === 'string' ? at : formatJsonPath('$', at), byPath, memo);
+    // A piece of a request (`['metadata']`) may itself be free-form.
+    if (typeof at !== 'string' && at.some((seg) => seg === 'metadata' || seg === 'input_schema')) walker.freeForm = 1;
     const out = walker.value(value, states, key);
     return { value: out, findings: toFindings(byPath), changed: out !== value };
   }
@@ -149,6 +218,8 @@ class CompiledMasker implements Masker {
 /** One maskJson call: the path being visited (as segments) and the findings so far. */
 class Walk {
   private readonly segs: (string | number)[] = [];
+  /** Depth of free-form JSON (a tool's input, metadata) the walk is in: no value there is exempt. */
+  freeForm = 0;
 
   constructor(
     private readonly m: CompiledMasker,
@@ -213,11 +284,14 @@ class Walk {
       // Keys are scanned too: a tool's JSON input can be keyed by e-mail address. Findings name the masked key.
       const mk = this.key(k);
       let masked = item;
-      if (!isOpaque(k, o, item)) {
+      if (this.freeForm > 0 || !isOpaque(k, o, item)) {
+        const free = typeof item === 'object' && item !== null && opensFreeForm(k, o);
+        if (free) this.freeForm++;
         this.segs.push(mk);
         const next = states === null ? null : this.m.pathMatcher.next(states, k);
         masked = this.value(item, next, k);
         this.segs.pop();
+        if (free) this.freeForm--;
       }
       if ((masked !== item || mk !== k) && out === undefined) {
         out = {};

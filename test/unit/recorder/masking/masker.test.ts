@@ -68,6 +68,78 @@ describe('maskJson', () => {
     expect(out.metadata).toBe(input.metadata);
   });
 
+  it('masks opaque-sounding field names where the API does not define them: tool inputs, metadata, untyped objects', () => {
+    // Went wrong: `id`, `signature`, `file_id`, `tool_use_id` and `encrypted_*` were exempt at any depth, so a tool
+    // input `{"signature": "Dana <dana@…>", "id": "ghp_…"}` was stored as it was.
+    const sig = `Dana Roe <${email}>`;
+    const loose = { signature: sig, id: ghToken, file_id: ghToken, tool_use_id: email, encrypted_content: email };
+    const input = {
+      metadata: { user_id: email, id: ghToken },
+      messages: [
+        {
+          role: 'assistant',
+          content: [
+            // A typed object inside a tool's input is still the model's JSON, not an API block.
+            {
+              type: 'tool_use',
+              id: 'toolu_01',
+              name: 'mail',
+              input: { ...loose, quoted: { type: 'thinking', ...loose } },
+            },
+            { type: 'thinking', thinking: 'hm', signature: `sig-${email}` },
+          ],
+        },
+        { role: 'user', content: [{ type: 'text', text: 'hi', ...loose }] },
+      ],
+      ...loose,
+    };
+    const out = build().maskJson(input).value as typeof input;
+    const masked = {
+      signature: 'Dana Roe <[REDACTED:email]>',
+      id: '[REDACTED:github_token]',
+      file_id: '[REDACTED:github_token]',
+      tool_use_id: '[REDACTED:email]',
+      encrypted_content: '[REDACTED:email]',
+    };
+    expect(out.metadata).toEqual({ user_id: '[REDACTED:email]', id: '[REDACTED:github_token]' });
+    expect(out.messages[0]!.content[0]).toEqual({
+      type: 'tool_use',
+      id: 'toolu_01',
+      name: 'mail',
+      input: { ...masked, quoted: { type: 'thinking', ...masked } },
+    });
+    expect(out.messages[0]!.content[1]!.signature).toBe(`sig-${email}`); // the API's own signature: kept
+    expect(out.messages[1]!.content[0]).toEqual({ type: 'text', text: 'hi', ...masked });
+    expect(out).toMatchObject(masked);
+    // A piece of a request masked at its place: `metadata` is free-form there too.
+    expect(build().maskJson({ id: ghToken }, ['metadata']).value).toEqual({ id: '[REDACTED:github_token]' });
+    // A header is `{ name: value }`: a header named `signature` is no API block either.
+    expect(build().maskJson({ signature: sig }).value).toEqual({ signature: 'Dana Roe <[REDACTED:email]>' });
+  });
+
+  it('keeps the opaque values of API blocks in requests, responses and stream events', () => {
+    const keep = (v: unknown) => expect(build().maskJson(v).value).toBe(v);
+    keep({ type: 'message', id: `msg_${email}`, content: [{ type: 'server_tool_use', id: `srvtoolu_${email}` }] });
+    keep({ type: 'content_block_delta', index: 0, delta: { type: 'signature_delta', signature: `s${email}` } });
+    keep({
+      type: 'web_search_tool_result',
+      tool_use_id: email,
+      content: [{ type: 'web_search_result', encrypted_content: email }],
+    });
+    keep({ type: 'text', text: 'x', citations: [{ type: 'web_search_result_location', encrypted_index: email }] });
+    keep({ type: 'document', source: { type: 'file', file_id: `file_${email}` } });
+    keep({ type: 'code_execution_output', file_id: email });
+    keep({ type: 'encrypted_code_execution_result', encrypted_stdout: email });
+    keep({ type: 'compaction', content: 'summary', encrypted_content: email, signature: email });
+    keep({ type: 'file', id: `file_${email}`, filename: 'notes.txt' });
+    // A text source's data is text: masked.
+    expect(build().maskJson({ type: 'text', media_type: 'text/plain', data: email }).value).toEqual({
+      type: 'text',
+      media_type: 'text/plain',
+      data: '[REDACTED:email]',
+    });
+  });
+
   it('reports findings by JSON path and type', () => {
     const r = build().maskJson(request(), '$');
     expect(r.findings).toEqual(
