@@ -159,9 +159,8 @@ export class ProxyServer {
         this.deps.recorder.accessDenied({
           connection: connection.name,
           status: e.status,
-          // Clipped: refusals are recorded for anyone who knocks, and what they send must not fill the ledger.
-          reason: clip(e.message, 512),
-          path: clip(route.path, 256),
+          reason: e.message,
+          path: route.path,
           clientAddress: req.socket.remoteAddress ?? null,
           caller: principal,
           redactor: connection.redactor,
@@ -549,9 +548,4 @@ function upstreamError(err: unknown, connection: string): VigilError {
   return new VigilError('UPSTREAM_UNREACHABLE', `upstream of connection "${connection}" is unreachable`, {
     cause: err,
   });
-}
-
-/** At most `max` characters of `s`, marked when cut. */
-function clip(s: string, max: number): string {
-  return s.length <= max ? s : `${s.slice(0, max)}…`;
 }

@@ -39,6 +39,15 @@ import { resolveAgent, resolveSession } from './session-key.js';
 import { SseDecoder } from './sse-decoder.js';
 import { WriteQueue } from './write-queue.js';
 
+/** Characters of a refused call's path and of the reason it was refused kept in its `access.denied` record. */
+const DENIED_PATH_KEPT = 256;
+const DENIED_REASON_KEPT = 512;
+
+/** At most `max` characters of `s`, marked when cut. */
+function clip(s: string, max: number): string {
+  return s.length <= max ? s : `${s.slice(0, max)}…`;
+}
+
 /** Headers that carry the caller's credentials: never recorded. */
 const CREDENTIAL_HEADERS = new Set(['authorization', 'x-api-key', 'proxy-authorization', 'cookie']);
 
@@ -241,8 +250,10 @@ export class Recorder {
     redactor: Redactor;
   }): void {
     const { redactor, ...data } = info;
-    data.path = redactor.requestPart('path', data.path).value;
-    data.reason = redactor.masker.maskText(data.reason).value;
+    // Masked, then clipped: refusals are recorded for anyone who knocks, and what they send must not fill the ledger
+    // (nor cost a scan of more than it keeps — the first clip bounds the masking, the second what is kept).
+    data.path = clip(redactor.requestPart('path', clip(data.path, 4 * DENIED_PATH_KEPT)).value, DENIED_PATH_KEPT);
+    data.reason = clip(redactor.masker.maskText(clip(data.reason, 4 * DENIED_REASON_KEPT)).value, DENIED_REASON_KEPT);
     this.queue.enqueue([{ kind: 'access.denied', at: Date.now(), data }]);
     if (accessDeniedChannel.hasSubscribers)
       accessDeniedChannel.publish({ connection: info.connection, status: info.status } satisfies AccessDenied);

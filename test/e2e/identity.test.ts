@@ -256,6 +256,20 @@ describe('refusals cannot flood the store', () => {
     const clipped = paths.find((p) => p.startsWith('/v1/messages/xxx'));
     expect(clipped).toBe(`${long.slice(0, 256)}…`);
   });
+
+  it('masks the path before it clips it: a secret across the cut leaves nothing of itself', async () => {
+    const token = `ghp_${'A1b2C3d4E5'.repeat(3)}abcdef`;
+    const across = `/v1/files/${'y'.repeat(236)}/${token}`; // the token starts 10 characters before the cut
+    expect((await fetch(`${h.url}${across}`)).status).toBe(401);
+    await h.gateway.recorder.queue.flush();
+    const db = new Database(path.join(h.dataDir, 'vigil.db'), { readonly: true });
+    const stored = (db.prepare("SELECT data FROM records WHERE kind = 'access.denied'").pluck().all() as string[]).find(
+      (d) => d.includes('yyyy'),
+    );
+    db.close();
+    expect(stored).toBeDefined();
+    expect(stored).not.toContain('ghp_');
+  });
 });
 
 describe('the data directory', () => {
