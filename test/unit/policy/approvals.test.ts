@@ -73,10 +73,11 @@ function call(r: CompiledRule, extra: Partial<HoldRequest> = {}): HoldRequest {
 }
 
 /** Waits until the coordinator lists `count` pending approvals (the hold is recorded), returns the newest id. */
-async function pendingId(c: ApprovalCoordinator, count = 1): Promise<string> {
+/** The id of a pending approval other than those in `known` (two held in the same millisecond list in any order). */
+async function pendingId(c: ApprovalCoordinator, known: readonly string[] = []): Promise<string> {
   for (let i = 0; i < 200; i++) {
-    const list = await c.list({ pending: true });
-    if (list.length >= count) return list[0]!.id;
+    const fresh = (await c.list({ pending: true })).find((a) => !known.includes(a.id));
+    if (fresh) return fresh.id;
     await new Promise((r) => setTimeout(r, 5));
   }
   throw new Error('no pending approval');
@@ -317,7 +318,7 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
     const toDeny = gateway.hold(call(rule({ approver_groups: ['sre'] }), { caller: first }));
     const denyId = await pendingId(gateway);
     const toApprove = gateway.hold(call(rule(), { caller: first }));
-    const approveId = await pendingId(gateway, 2);
+    const approveId = await pendingId(gateway, [denyId]);
     await revokeGatewayKey(store, 'ci-nightly', 'test');
     const second = await keyCaller(store, 'ci-nightly');
 
