@@ -256,10 +256,11 @@ export class SqliteAuditStore implements AuditStore {
       allKeys: db.prepare('SELECT * FROM gateway_keys ORDER BY created_at DESC, name'),
       heads: db.prepare(CHAIN_HEADS),
       byExchange: db.prepare('SELECT * FROM records WHERE exchange_id = ? ORDER BY seq'),
-      // An exchange's own records through its index row (written with its request); the rest by records_session.
+      // An exchange's own records through its index row (written with its request); the rest by records_session. The
+      // session is the record's own (hashed), not only the index row's (which nothing hashes).
       bySession: db.prepare(
         `SELECT * FROM records WHERE exchange_id IN (SELECT id FROM exchanges WHERE session_id = ?)
-           AND session_id IS NOT NULL AND NOT (${NOT_EXCHANGE_KIND_SQL})
+           AND session_id = ? AND NOT (${NOT_EXCHANGE_KIND_SQL})
          UNION ALL
          SELECT * FROM records WHERE session_id = ? AND session_id IS NOT NULL AND ${NOT_EXCHANGE_KIND_SQL}
          ORDER BY seq`,
@@ -559,7 +560,7 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async sessionRecords(sessionId: string): Promise<readonly StoredRecord[]> {
-    return (this.stmts.bySession.all(sessionId, sessionId) as RecordRow[]).map(toStored);
+    return (this.stmts.bySession.all(sessionId, sessionId, sessionId) as RecordRow[]).map(toStored);
   }
 
   async blobs(hashes: readonly string[]): Promise<ReadonlyMap<string, Buffer>> {

@@ -104,6 +104,20 @@ describe.each(storeKinds())('verifySession: %s', (kind) => {
     });
   });
 
+  it('detects an exchange moved to another session in the index, and shows none of its records there', async () => {
+    // Went wrong (SQLite, reading a session through the exchanges index): re-pointing the index rows showed one
+    // caller's conversation as another session's, and both verifies said ok.
+    await fixture.tamper(
+      `UPDATE exchanges SET session_id = CASE id WHEN 'ex_other' THEN 'ses_1' WHEN 'ex_2' THEN 'ses_2' ELSE session_id END`,
+    );
+    expect((await store.sessionRecords('ses_1')).map((r) => r.exchangeId)).not.toContain('ex_other');
+    const report = await verifySession(store, 'ses_1');
+    expect(report.ok).toBe(false);
+    expect(report.problems).toContainEqual(
+      expect.objectContaining({ problem: 'missing', detail: expect.stringContaining('exchange ex_other is indexed') }),
+    );
+  });
+
   it('detects a changed record', async () => {
     await fixture.tamper(
       `UPDATE records SET data = replace(data, '"outcome":"ok"', '"outcome":"gateway_error"') WHERE exchange_id = 'ex_2' AND kind = 'exchange.response'`,
