@@ -16,6 +16,7 @@ import type { AuditEvent } from './audit-event.js';
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
 import { outgoingEvent } from './internal/outgoing-event.js';
+import { serialiseBatch } from './internal/serialise-batch.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
 import { readHeaders } from './internal/read-secret.js';
 import type { Sink } from './sink.js';
@@ -118,20 +119,12 @@ export class HttpSink implements Sink {
 
   async #post(chunk: readonly Serialised[]): Promise<void> {
     const headers: Record<string, string> = { ...this.#headers, 'content-type': 'application/json' };
-    let body: string;
-    try {
-      body = BODY_HEAD + chunk.map((s) => s.json).join(',') + BODY_TAIL;
-      if (this.#secret !== undefined) {
-        const timestamp = String(Math.floor(Date.now() / 1000));
-        headers['x-vigil-timestamp'] = timestamp;
-        headers['x-vigil-signature'] = `sha256=${vigilSignature(this.#secret, timestamp, body)}`;
-      }
-    } catch (err) {
-      // Not expected within max_body_size; but a body that cannot be built now never will be: not worth waiting for.
-      throw new SinkDeliveryError(this.name, `the POST body could not be built: ${describeError(err)}`, {
-        cause: err,
-        rejected: true,
-      });
+    // Not expected to fail within max_body_size; if it does, it is a rejected delivery (see serialiseBatch).
+    const body = serialiseBatch(this.name, () => BODY_HEAD + chunk.map((s) => s.json).join(',') + BODY_TAIL);
+    if (this.#secret !== undefined) {
+      const timestamp = String(Math.floor(Date.now() / 1000));
+      headers['x-vigil-timestamp'] = timestamp;
+      headers['x-vigil-signature'] = `sha256=${vigilSignature(this.#secret, timestamp, body)}`;
     }
     let res;
     try {

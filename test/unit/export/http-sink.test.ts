@@ -8,7 +8,7 @@ import { createSink, type Sink } from '../../../src/export/sink.js';
 import { SinkDeliveryError } from '../../../src/export/sink-delivery-error.js';
 import { sinkConfigSchema, type SinkConfigInput } from '../../../src/export/sinks-config.js';
 import { closedPort, startRecordingHttpServer, type RecordingHttpServer } from '../../support/recording-http-server.js';
-import { deniedEvent, exchangeEvent, verifyFailedEvent } from '../../support/sample-audit-events.js';
+import { deniedEvent, exchangeEvent, unserialisable, verifyFailedEvent } from '../../support/sample-audit-events.js';
 
 let server: RecordingHttpServer;
 const sinks: Sink[] = [];
@@ -196,12 +196,6 @@ describe('http sink with large content', () => {
   });
 
   it('sends an event whose content cannot be serialised without it, and the rest of the batch with theirs', async () => {
-    // As V8 does for a string past its limit.
-    const unserialisable = {
-      toJSON() {
-        throw new RangeError('Invalid string length');
-      },
-    };
     const batch = [
       exchangeEvent(1, { content: { request: unserialisable } }),
       exchangeEvent(2, { content: { request: { text: 'fine' } } }),
@@ -216,13 +210,7 @@ describe('http sink with large content', () => {
 
   it('throws a refused delivery when an event cannot be serialised even without content', async () => {
     // Sending it again would fail the same way: the outbox must go one event at a time, not retry the batch forever.
-    const broken = exchangeEvent(1, {
-      attributes: {
-        toJSON() {
-          throw new RangeError('Invalid string length');
-        },
-      } as unknown as AuditEvent['attributes'],
-    });
+    const broken = exchangeEvent(1, { attributes: unserialisable as AuditEvent['attributes'] });
     const err = await httpSink()
       .deliver([broken])
       .catch((e: unknown) => e);
