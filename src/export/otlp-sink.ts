@@ -12,6 +12,7 @@ import type { AuditEvent } from './audit-event.js';
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
 import { outgoingEvent } from './internal/outgoing-event.js';
+import { serialiseBatch } from './internal/serialise-batch.js';
 import { readConfigFile } from '../config/read-secret.js';
 import { readHeaders } from './internal/read-secret.js';
 import { otlpLogRecord } from './otlp-log-record.js';
@@ -53,24 +54,28 @@ export class OtlpSink implements Sink {
   async deliver(events: readonly AuditEvent[]): Promise<void> {
     if (events.length === 0) return;
     const observedAt = new Date();
-    const body = JSON.stringify({
-      resourceLogs: [
-        {
-          resource: {
-            attributes: [
-              { key: 'service.name', value: { stringValue: 'vigil' } },
-              { key: 'host.name', value: { stringValue: this.#host } },
+    const body = serialiseBatch(this.name, () =>
+      JSON.stringify({
+        resourceLogs: [
+          {
+            resource: {
+              attributes: [
+                { key: 'service.name', value: { stringValue: 'vigil' } },
+                { key: 'host.name', value: { stringValue: this.#host } },
+              ],
+            },
+            scopeLogs: [
+              {
+                scope: { name: OTLP_SCOPE_NAME },
+                logRecords: events.map((e) =>
+                  otlpLogRecord(outgoingEvent(e, this.#config.include_content), observedAt),
+                ),
+              },
             ],
           },
-          scopeLogs: [
-            {
-              scope: { name: OTLP_SCOPE_NAME },
-              logRecords: events.map((e) => otlpLogRecord(outgoingEvent(e, this.#config.include_content), observedAt)),
-            },
-          ],
-        },
-      ],
-    });
+        ],
+      }),
+    );
     const where = `POST ${new URL(this.#path, this.#config.endpoint).href}`;
     let res;
     try {

@@ -116,6 +116,16 @@ const httpSinkSchema = z
     secret: secretRef.optional(),
     /** Most events in one POST; a larger batch is sent as several POSTs in order. */
     batch_size: z.number().int().min(1).max(10_000).default(100),
+    /**
+     * Largest POST body, in bytes: a batch is cut into POSTs that stay under it, and an event too large alone is sent
+     * without its content. At most 256 MiB, so a body stays well within what a JavaScript string can hold.
+     */
+    max_body_size: z
+      .number()
+      .int()
+      .min(16 * 1024)
+      .max(256 * 1024 * 1024)
+      .default(64 * 1024 * 1024),
     /** Time allowed for one POST, from connecting to the end of the response. */
     timeout: timeout.default(10_000),
     headers: extraHeaders.optional(),

@@ -12,6 +12,7 @@ import type { AuditEvent } from './audit-event.js';
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
 import { outgoingEvent } from './internal/outgoing-event.js';
+import { serialiseBatch } from './internal/serialise-batch.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
 import type { Sink } from './sink.js';
 import { rejectsContent, SinkDeliveryError } from './sink-delivery-error.js';
@@ -52,7 +53,7 @@ export class SplunkHecSink implements Sink {
 
   async deliver(events: readonly AuditEvent[]): Promise<void> {
     if (events.length === 0) return;
-    const body = events.map((e) => JSON.stringify(this.#hecEvent(e))).join('\n');
+    const body = serialiseBatch(this.name, () => events.map((e) => JSON.stringify(this.#hecEvent(e))).join('\n'));
     const where = `POST ${this.#eventUrl}`;
     let res;
     try {

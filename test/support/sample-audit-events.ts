@@ -58,3 +58,13 @@ export function verifyFailedEvent(i = 3): AuditEvent {
     attributes: { chain: 'chain-b', seq: 1234, problem: 'hash mismatch' },
   };
 }
+
+/**
+ * Content that throws as JSON.stringify does past V8's string limit (~512 MiB), without allocating it: what a batch of
+ * exchanges with very large recorded bodies does to a sink building one request body.
+ */
+export const unserialisable: unknown = {
+  toJSON(): never {
+    throw new RangeError('Invalid string length');
+  },
+};

@@ -1,11 +1,14 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../src/errors.js';
+import type { AuditEvent } from '../../../src/export/audit-event.js';
 import { createSink, type Sink } from '../../../src/export/sink.js';
 import { SinkDeliveryError } from '../../../src/export/sink-delivery-error.js';
 import { sinkConfigSchema, type SinkConfigInput } from '../../../src/export/sinks-config.js';
 import { closedPort, startRecordingHttpServer, type RecordingHttpServer } from '../../support/recording-http-server.js';
-import { deniedEvent, exchangeEvent, verifyFailedEvent } from '../../support/sample-audit-events.js';
+import { deniedEvent, exchangeEvent, unserialisable, verifyFailedEvent } from '../../support/sample-audit-events.js';
 
 let server: RecordingHttpServer;
 const sinks: Sink[] = [];
@@ -124,5 +127,96 @@ describe('http sink', () => {
     expect(() => httpSink({ secret: { env: 'VIGIL_TEST_NOT_SET' } })).toThrow(
       /siem.sinks \(webhook\).secret.*VIGIL_TEST_NOT_SET/,
     );
+  });
+});
+
+describe('http sink with large content', () => {
+  it('sends a batch larger than a JavaScript string can hold, in POSTs within max_body_size', async () => {
+    // What went wrong: 20 exchanges that each carried a 27 MiB PDF made one body past V8's string limit; the RangeError
+    // was not a refused delivery, so the outbox retried the same batch forever and everything behind it waited.
+    const sizes: number[] = [];
+    const ids: string[][] = [];
+    let omitted = 0;
+    const receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        sizes.push(body.length);
+        // Not parsed (hundreds of MiB): the ids and that every event kept its content are enough.
+        ids.push([...body.toString('latin1').matchAll(/"id":"(c:\d+)"/g)].map((m) => m[1]!));
+        if (body.includes('"omitted"')) omitted++;
+        res.end();
+      });
+    });
+    await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = receiver.address() as AddressInfo;
+      const sink = httpSink({ url: `http://127.0.0.1:${port}/dlp`, include_content: true, timeout: '20s' });
+      const pdf = 'A'.repeat(27 * 1024 * 1024);
+      const events = Array.from({ length: 20 }, (_, i) =>
+        exchangeEvent(i + 1, {
+          id: `c:${i + 1}`,
+          content: { request: { messages: [{ role: 'user', content: [{ type: 'document', data: pdf }] }] } },
+        }),
+      );
+      await sink.deliver(events);
+      expect(ids.flat()).toEqual(events.map((e) => e.id));
+      expect(omitted).toBe(0);
+      expect(sizes.length).toBeGreaterThan(1);
+      for (const size of sizes) expect(size).toBeLessThanOrEqual(64 * 1024 * 1024);
+    } finally {
+      await new Promise<void>((resolve) => receiver.close(() => resolve()));
+    }
+  }, 60_000);
+
+  it('cuts a batch into POSTs of at most max_body_size bytes, and sends an event too large alone without content', async () => {
+    const withContent = (i: number, size: number) =>
+      exchangeEvent(i, { content: { request: { messages: [{ role: 'user', content: 'é'.repeat(size / 2) }] } } });
+    const batch = [withContent(1, 6000), withContent(2, 6000), withContent(3, 6000), withContent(4, 40_000)];
+    batch.push(exchangeEvent(5, { content: { request: { text: 'after' } } }));
+    await httpSink({ include_content: true, max_body_size: 16 * 1024 }).deliver(batch);
+
+    const bodies = server.requests.map((r) => r.body);
+    for (const b of bodies) expect(Buffer.byteLength(b)).toBeLessThanOrEqual(16 * 1024);
+    const posted = bodies.map((b) => (JSON.parse(b) as { events: AuditEvent[] }).events);
+    // Two events of 7 KB fit; a third would not. The 40 KB one goes without its content, so it fits after the third.
+    expect(posted.map((events) => events.map((e) => e.id))).toEqual([
+      ['evt-0001', 'evt-0002'],
+      ['evt-0003', 'evt-0004', 'evt-0005'],
+    ]);
+    expect(posted[0]![0]).toEqual(batch[0]); // content intact, UTF-8 counted in bytes
+    expect(posted[1]![1]).toEqual({
+      ...batch[3],
+      content: {
+        omitted: expect.stringMatching(/^the event with its content is \d+ bytes, over max_body_size \(16384\)$/),
+      },
+    });
+    expect(posted[1]![2]).toEqual(batch[4]);
+  });
+
+  it('sends an event whose content cannot be serialised without it, and the rest of the batch with theirs', async () => {
+    const batch = [
+      exchangeEvent(1, { content: { request: unserialisable } }),
+      exchangeEvent(2, { content: { request: { text: 'fine' } } }),
+    ];
+    await httpSink({ include_content: true }).deliver(batch);
+    const [events] = server.requests.map((r) => (JSON.parse(r.body) as { events: AuditEvent[] }).events);
+    expect(events![0]!.content).toEqual({
+      omitted: 'the event with its content could not be serialised: Invalid string length',
+    });
+    expect(events![1]).toEqual(batch[1]);
+  });
+
+  it('throws a refused delivery when an event cannot be serialised even without content', async () => {
+    // Sending it again would fail the same way: the outbox must go one event at a time, not retry the batch forever.
+    const broken = exchangeEvent(1, { attributes: unserialisable as AuditEvent['attributes'] });
+    const err = await httpSink()
+      .deliver([broken])
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(SinkDeliveryError);
+    expect(err).toMatchObject({ rejected: true });
+    expect((err as Error).message).toMatch(/event evt-0001 could not be serialised: Invalid string length/);
+    expect(server.requests).toHaveLength(0);
   });
 });

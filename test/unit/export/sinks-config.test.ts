@@ -35,7 +35,12 @@ describe('siem.sinks config', () => {
       timeout: 10_000,
       include_content: false,
     });
-    expect(sinks[1]).toMatchObject({ batch_size: 100, timeout: 10_000, include_content: false });
+    expect(sinks[1]).toMatchObject({
+      batch_size: 100,
+      max_body_size: 64 * 1024 * 1024,
+      timeout: 10_000,
+      include_content: false,
+    });
     expect(sinks[2]).toMatchObject({ source: 'vigil', sourcetype: 'vigil:audit', timeout: 10_000 });
     expect(sinks[3]).toMatchObject({ endpoint: 'http://collector:4318', timeout: 10_000 });
     expect(siemConfigSchema.parse({})).toEqual({ sinks: [] });

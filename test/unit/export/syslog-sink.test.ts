@@ -9,6 +9,7 @@ import type { AuditEvent } from '../../../src/export/audit-event.js';
 import { createSink, type Sink } from '../../../src/export/sink.js';
 import { SinkDeliveryError } from '../../../src/export/sink-delivery-error.js';
 import { sinkConfigSchema } from '../../../src/export/sinks-config.js';
+import { SyslogUdpTransport } from '../../../src/export/syslog-udp-transport.js';
 import { closedPort } from '../../support/recording-http-server.js';
 import { deniedEvent, exchangeEvent } from '../../support/sample-audit-events.js';
 
@@ -129,14 +130,31 @@ describe('syslog sink over tls', () => {
   });
 });
 
+/** A UDP socket on 127.0.0.1 (`port`, or a free one) that keeps every datagram received. */
+async function udpReceiver(port = 0): Promise<{ port: number; got: Buffer[] }> {
+  const socket = dgram.createSocket('udp4');
+  const got: Buffer[] = [];
+  socket.on('message', (m) => got.push(m));
+  await new Promise<void>((resolve) => socket.bind(port, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise<void>((resolve) => socket.close(() => resolve())));
+  return { port: socket.address().port, got };
+}
+
+/** A loopback UDP port nothing listens on (bound, then released). */
+async function closedUdpPort(): Promise<number> {
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+  const { port } = socket.address();
+  await new Promise<void>((resolve) => socket.close(() => resolve()));
+  return port;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
 describe('syslog sink over udp', () => {
   it('sends one datagram per message, within max_message_size', async () => {
-    const socket = dgram.createSocket('udp4');
-    const got: Buffer[] = [];
-    socket.on('message', (m) => got.push(m));
-    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => socket.close(() => resolve())));
-    const sink = syslogSink('udp', socket.address().port, { max_message_size: 1024 });
+    const { port, got } = await udpReceiver();
+    const sink = syslogSink('udp', port, { max_message_size: 1024 });
     const big = exchangeEvent(3, { attributes: { reason: 'z'.repeat(4000) } });
     await sink.deliver([exchangeEvent(1), deniedEvent(2), big]);
     await until(() => got.length === 3);
@@ -145,6 +163,32 @@ describe('syslog sink over udp', () => {
       /^<86>1 2025-06-01T12:00:01.123456Z h vigil \d+ exchange.completed \[vigil@32473 /,
     );
     expect(got[2]!.length).toBeLessThanOrEqual(1024);
+  });
+
+  it('throws on every delivery while nothing listens on the port, and delivers once a receiver is back', async () => {
+    // What went wrong: the receiver's ICMP "port unreachable" closed the socket without forgetting it, so every other
+    // one-event batch went out on a fresh socket, was reported delivered, and was lost — the outbox moved on.
+    const port = await closedUdpPort();
+    const sink = syslogSink('udp', port);
+    for (let i = 1; i <= 4; i++) {
+      const err = await sink.deliver([exchangeEvent(i)]).catch((e: unknown) => e);
+      expect(err, `delivery ${i}`).toBeInstanceOf(SinkDeliveryError);
+      expect((err as Error).message).toMatch(/syslog to udp:\/\/127\.0\.0\.1:\d+ failed: ECONNREFUSED/);
+      await sleep(20); // like the outbox's passes: the refusal has long arrived when the next batch goes
+    }
+    const rx = await udpReceiver(port);
+    await sink.deliver([exchangeEvent(1), exchangeEvent(2)]);
+    await until(() => rx.got.length === 2);
+    expect(rx.got.map((m) => idOf(m.toString('utf8')))).toEqual(['evt-0001', 'evt-0002']);
+  });
+
+  it('fails the next batch when a refusal comes back after its own batch was reported', async () => {
+    // A refusal slower than the wait cannot be pinned on its batch; it still must not pass unseen.
+    const transport = new SyslogUdpTransport('127.0.0.1', await closedUdpPort(), { refusalWaitMs: 0 });
+    cleanups.push(() => transport.close());
+    await transport.send([Buffer.from('<14>1 - - - - - - one')]);
+    await sleep(50);
+    await expect(transport.send([Buffer.from('<14>1 - - - - - - two')])).rejects.toThrow(/ECONNREFUSED/);
   });
 
   it('rejects a udp max_message_size larger than a datagram can carry', () => {
