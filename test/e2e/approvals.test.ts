@@ -211,6 +211,37 @@ describe('approvals through a running gateway', () => {
     expect(h.fake.requests.length).toBe(before);
   });
 
+  it('a deny rule sees its text in documents and search results too, and nothing reaches upstream', async () => {
+    // Went wrong: rules read only text blocks, plain strings, the system prompt and tool results, so the README's own
+    // deny example let the same text through in a plain-text document or a search result.
+    const secret = 'connect to PROD-DB.internal:5432 with user admin';
+    const send = (content: unknown[]) =>
+      fetch(`${h.url}/c/night/v1/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': CLIENT_KEY },
+        body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 100, messages: [{ role: 'user', content }] }),
+      });
+    const before = h.fake.requests.length;
+    for (const block of [
+      { type: 'document', source: { type: 'text', media_type: 'text/plain', data: secret } },
+      { type: 'document', source: { type: 'content', content: [{ type: 'text', text: secret }] } },
+      { type: 'search_result', source: 'wiki', title: 'runbook', content: [{ type: 'text', text: secret }] },
+    ]) {
+      const res = await send([block, { type: 'text', text: 'summarise this' }]);
+      expect(res.status, block.type).toBe(403);
+      expect(await res.json()).toMatchObject({
+        error: { type: 'permission_error', message: 'production credentials must not be sent to Claude' },
+      });
+    }
+    expect(h.fake.requests.length).toBe(before);
+    // The rest of the conversation goes through.
+    const ok = await send([
+      { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'release notes' } },
+    ]);
+    expect(ok.status).toBe(200);
+    await ok.arrayBuffer();
+  });
+
   it('a Message Batch is judged request by request: one request a rule refuses refuses the batch', async () => {
     const client = new Anthropic({ baseURL: `${h.url}/c/night`, apiKey: CLIENT_KEY, maxRetries: 0 });
     const before = h.fake.requests.length;
