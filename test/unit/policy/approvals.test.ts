@@ -82,6 +82,16 @@ async function pendingId(c: ApprovalCoordinator, count = 1): Promise<string> {
   throw new Error('no pending approval');
 }
 
+/** Waits until the coordinator lists `count` pending approvals, returns their ids. */
+async function pendingIds(c: ApprovalCoordinator, count: number): Promise<string[]> {
+  for (let i = 0; i < 200; i++) {
+    const list = await c.list({ pending: true });
+    if (list.length >= count) return list.map((a) => a.id);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`fewer than ${count} pending approvals`);
+}
+
 function settled(p: Promise<HoldOutcome>): Promise<HoldOutcome | 'pending'> {
   return Promise.race([p, new Promise<'pending'>((r) => setTimeout(() => r('pending'), 50))]);
 }
@@ -317,7 +327,8 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
     const toDeny = gateway.hold(call(rule({ approver_groups: ['sre'] }), { caller: first }));
     const denyId = await pendingId(gateway);
     const toApprove = gateway.hold(call(rule(), { caller: first }));
-    const approveId = await pendingId(gateway, 2);
+    // Not pendingId(gateway, 2): two calls held in the same millisecond are listed in either order.
+    const approveId = (await pendingIds(gateway, 2)).find((id) => id !== denyId)!;
     await revokeGatewayKey(store, 'ci-nightly', 'test');
     const second = await keyCaller(store, 'ci-nightly');
 
