@@ -84,7 +84,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const identify = (req: IncomingMessage): Promise<Authentication> =>
     authenticator.authenticate(req.headers, req.socket.remoteAddress);
 
-  const approvals = new ApprovalCoordinator(store, { log, notifier });
+  const approvals = new ApprovalCoordinator(store, { log, notifier, oidcApprovers: config.identity.oidc.length > 0 });
   const proxy = new ProxyServer({
     connections,
     recorder,
