@@ -54,6 +54,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     );
   }
   checkAdminExposure(config);
+  // Webhook URLs and secrets are read now: one that is missing or refused stops start-up before anything is opened.
+  const notifier = config.approvals.webhooks.length ? new ApprovalNotifier(config.approvals, { log }) : undefined;
   const store = await openStore(config, {
     gateway: { onCheckpointError: (message) => log.warn({ message }, 'background WAL checkpoint failed; retrying') },
   });
@@ -82,10 +84,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const identify = (req: IncomingMessage): Promise<Authentication> =>
     authenticator.authenticate(req.headers, req.socket.remoteAddress);
 
-  const approvals = new ApprovalCoordinator(store, {
-    log,
-    notifier: config.approvals.webhooks.length ? new ApprovalNotifier(config.approvals, { log }) : undefined,
-  });
+  const approvals = new ApprovalCoordinator(store, { log, notifier, oidcApprovers: config.identity.oidc.length > 0 });
   const proxy = new ProxyServer({
     connections,
     recorder,

@@ -25,11 +25,50 @@ const webhookName = z
 
 const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' });
 
+/**
+ * Why a URL with `user:password@` is refused: fetch will not send it (and its error quotes the URL), and whatever the
+ * gateway logs or records about the webhook would carry the password. The message never repeats the URL.
+ */
+const CREDENTIALS_IN_URL =
+  'must not carry credentials (user:password@): send them in a header instead, e.g. headers: { authorization: ' +
+  '{ env: HOOK_AUTH } } with HOOK_AUTH set to "Basic <base64 of user:password>" or "Bearer <token>"';
+
+/** Whether `url` has a user name or password in it. */
+function hasCredentials(url: URL): boolean {
+  return url.username !== '' || url.password !== '';
+}
+
+/** An http(s) URL without credentials in it (the refinement runs even when the URL check failed: `canParse`). */
+function httpUrlWithout(message: string) {
+  return httpUrl.refine((v) => !URL.canParse(v) || !hasCredentials(new URL(v)), message);
+}
+
+/** Headers Vigil sets itself on every notification. */
+const OWN_HEADERS = new Set(['content-type', 'content-length', 'host', 'x-vigil-timestamp', 'x-vigil-signature']);
+
+/**
+ * Extra request headers; values that carry credentials go by reference like any other secret. Names are checked here
+ * rather than by a key schema, whose failures zod reports only as "Invalid key in record".
+ */
+const extraHeaders = z.record(z.string(), z.union([z.string(), secretRef])).superRefine((headers, ctx) => {
+  for (const name of Object.keys(headers)) {
+    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(name))
+      ctx.addIssue({ code: 'custom', path: [name], message: 'must be a valid HTTP header name' });
+    else if (OWN_HEADERS.has(name.toLowerCase()))
+      ctx.addIssue({ code: 'custom', path: [name], message: 'is set by Vigil itself and cannot be replaced' });
+  }
+});
+
 const webhookSchema = z
   .object({
     name: webhookName,
-    /** Where to POST. A Slack webhook URL is itself a credential: give it as `{ env }` or `{ file }`. */
-    url: z.union([httpUrl, secretRef]),
+    /**
+     * Where to POST. A Slack webhook URL is itself a credential: give it as `{ env }` or `{ file }`. Never with
+     * `user:password@` in it (see `headers`).
+     */
+    url: z.union([httpUrlWithout(CREDENTIALS_IN_URL), secretRef]),
+    /** Extra headers, e.g. `authorization: { env: HOOK_AUTH }` for a receiver behind basic or bearer auth. */
+    headers: extraHeaders.optional(),
     /** `json` (default): the generic payload, signed when `secret` is set. `slack`: `{ text, blocks }`. */
     format: z.enum(['json', 'slack']).default('json'),
     /** HMAC-SHA256 key for the `x-vigil-signature` header (json format). */
@@ -48,7 +87,9 @@ export const approvalsConfigSchema = z
   .object({
     webhooks: z.array(webhookSchema).default([]),
     /** The admin API's base URL as approvers reach it: notifications then carry approve and deny links. */
-    admin_url: httpUrl.optional(),
+    admin_url: httpUrlWithout(
+      'must not carry credentials (user:password@): its approve and deny links are sent to every webhook',
+    ).optional(),
   })
   .strict()
   .superRefine((c, ctx) => {
@@ -176,7 +217,47 @@ function slackPayload(a: ApprovalView, adminUrl?: string): { text: string; block
 interface Target {
   readonly config: WebhookConfig;
   readonly url: string;
+  readonly headers: Readonly<Record<string, string>>;
   readonly secret: string | undefined;
+}
+
+/**
+ * An error's text with `url` taken out, and any other `scheme://user:password@` credentials: what fetch or a
+ * receiver says about a webhook is logged and recorded on the ledger for good, and a webhook's URL can be a
+ * credential of its own (Slack's is).
+ */
+export function redactUrl(message: string, url: string, name: string): string {
+  let out = message;
+  const forms = new Set([url]);
+  try {
+    forms.add(new URL(url).href);
+  } catch {
+    // Not a URL: only its raw form can appear.
+  }
+  for (const form of forms) out = out.split(form).join(`<webhook ${name} URL>`);
+  return out.replace(/\b([a-z][a-z0-9+.-]*:\/\/)[^\s/?#@]*@/gi, '$1<credentials>@');
+}
+
+/**
+ * The webhook's URL, from the config or its secret, checked like a URL written in the config (the schema has checked
+ * a written one already; this also holds for a config built in code). Errors name the key, never the value.
+ */
+function targetUrl(w: WebhookConfig, where: string): string {
+  const url = typeof w.url === 'string' ? w.url : readSecret(w.url, `${where}.url`);
+  const what = typeof w.url === 'string' ? 'the URL' : `the URL in ${'env' in w.url ? w.url.env : w.url.file}`;
+  const parsed = URL.canParse(url) ? new URL(url) : null;
+  if (parsed === null || (parsed.protocol !== 'https:' && parsed.protocol !== 'http:'))
+    throw new ConfigError([`${where}.url: ${what} is not an absolute http(s) URL`]);
+  if (hasCredentials(parsed)) throw new ConfigError([`${where}.url: ${what} ${CREDENTIALS_IN_URL}`]);
+  return url;
+}
+
+function targetHeaders(w: WebhookConfig, where: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(w.headers ?? {})) {
+    out[name.toLowerCase()] = typeof value === 'string' ? value : readSecret(value, `${where}.headers.${name}`);
+  }
+  return out;
 }
 
 export interface ApprovalNotifierOptions {
@@ -198,9 +279,12 @@ export class ApprovalNotifier implements HeldNotifier {
     this.adminUrl = config.admin_url;
     this.targets = config.webhooks.map((w, i) => {
       const where = `approvals.webhooks[${i}] (${w.name})`;
-      const url = typeof w.url === 'string' ? w.url : readSecret(w.url, `${where}.url`);
-      if (!/^https?:\/\//.test(url)) throw new ConfigError([`${where}.url: must be an absolute http(s) URL`]);
-      return { config: w, url, secret: w.secret ? readSecret(w.secret, `${where}.secret`) : undefined };
+      return {
+        config: w,
+        url: targetUrl(w, where),
+        headers: targetHeaders(w, where),
+        secret: w.secret ? readSecret(w.secret, `${where}.secret`) : undefined,
+      };
     });
   }
 
@@ -223,7 +307,11 @@ export class ApprovalNotifier implements HeldNotifier {
     let error: string | null = null;
     const attempts = t.config.retries + 1;
     for (let attempt = 1; attempt <= attempts; attempt++) {
-      const headers: Record<string, string> = { 'content-type': 'application/json', 'user-agent': 'vigil-approvals' };
+      const headers: Record<string, string> = {
+        'user-agent': 'vigil-approvals',
+        ...t.headers,
+        'content-type': 'application/json',
+      };
       if (t.secret !== undefined) {
         const timestamp = String(Math.floor(Date.now() / 1000));
         headers['x-vigil-timestamp'] = timestamp;
@@ -248,7 +336,7 @@ export class ApprovalNotifier implements HeldNotifier {
         error =
           (err as Error).name === 'TimeoutError'
             ? `no answer within ${t.config.timeout} ms`
-            : ((err as { cause?: Error }).cause?.message ?? (err as Error).message);
+            : redactUrl((err as { cause?: Error }).cause?.message ?? (err as Error).message, t.url, t.config.name);
       }
       if (attempt < attempts)
         await new Promise((r) => setTimeout(r, (this.options.backoffMs ?? 500) * 2 ** (attempt - 1)));

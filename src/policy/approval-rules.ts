@@ -56,9 +56,15 @@ const names = z.array(z.string().min(1)).min(1);
 
 const whenSchema = z
   .object({
-    /** Regexes over the request's text: system prompt, messages' text and tool results. */
+    /**
+     * Regexes over all the request's text: the system prompt and every message, whatever block holds the text
+     * (text, documents, search results, thinking, tool calls' input, tool results). Not tool definitions.
+     */
     prompt_matches: z.array(regexSource).min(1).optional(),
-    /** Regexes over tool results only (what a tool brought back into the conversation). */
+    /**
+     * Regexes over tool results only (what a tool brought back into the conversation: `tool_result` blocks and server
+     * tools' results, with everything in them): for content to catch when a tool fetched it, not when a person wrote it.
+     */
     tool_result_matches: z.array(regexSource).min(1).optional(),
     /** Tool names (globs) in the request's `tools`. */
     tools_offered: names.optional(),
@@ -161,9 +167,9 @@ class MatchContext {
 
 /** Text and names pulled out of a Messages API request, once per request. */
 export interface RequestContent {
-  /** System prompt, messages' text and tool results, joined by newlines. */
+  /** Every piece of text in the system prompt and messages (see {@link collectText}), joined by newlines. */
   readonly text: string;
-  /** Tool results' text only. */
+  /** The text inside tool results only (`tool_result` and server tools' `*_tool_result` blocks). */
   readonly toolResults: string;
   readonly toolsOffered: readonly string[];
   readonly toolsUsed: readonly string[];
@@ -385,25 +391,93 @@ function evaluateOne(rules: CompiledRules, principal: Principal, body: RequestBo
   return ALLOW;
 }
 
-function blockText(block: unknown, out: string[], toolResults: string[], used: string[]): void {
-  if (typeof block === 'string') {
-    out.push(block);
-    return;
-  }
-  if (typeof block !== 'object' || block === null) return;
-  const b = block as { type?: unknown; text?: unknown; name?: unknown; content?: unknown };
-  if (b.type === 'text' && typeof b.text === 'string') out.push(b.text);
-  else if ((b.type === 'tool_use' || b.type === 'server_tool_use') && typeof b.name === 'string') used.push(b.name);
-  else if (b.type === 'tool_result' || (typeof b.type === 'string' && b.type.endsWith('_tool_result'))) {
-    const parts: string[] = [];
-    if (typeof b.content === 'string') parts.push(b.content);
-    else if (Array.isArray(b.content)) for (const c of b.content) blockText(c, parts, toolResults, used);
-    out.push(...parts);
-    toolResults.push(...parts);
+/**
+ * Block fields whose strings are identifiers, not text anyone wrote or read (the masker leaves the same ones alone,
+ * see `maskJson`), or labels: `type` (`text`, `document`) and `media_type`, which would make `prompt_matches: [text]`
+ * hit every request.
+ */
+const NOT_TEXT = new Set([
+  'type',
+  'media_type',
+  'id',
+  'tool_use_id',
+  'signature',
+  'file_id',
+  'encrypted_content',
+  'encrypted_index',
+]);
+
+function isToolResult(type: unknown): boolean {
+  return type === 'tool_result' || (typeof type === 'string' && type.endsWith('_tool_result'));
+}
+
+/** How a value still to read is read: `DATA` free-form (a tool call's `input`), `IN_RESULT` inside a tool result. */
+const DATA = 1;
+const IN_RESULT = 2;
+
+/**
+ * Collects every piece of text in `system` or a message's `content`, at any depth: `text` blocks, plain-text and
+ * content `document` sources, `search_result` blocks, thinking, citations, tool results (also into `toolResults`)
+ * and tool calls' `input` — every string and object key there, and numbers, since a tool's input is whatever the
+ * model wrote. Left out: block types and labels, identifiers and signatures, and binary data (`base64` sources,
+ * `redacted_thinking`). A deny rule must see what goes upstream, whichever block it was put in.
+ *
+ * Iterative, so that a body nested thousands of levels deep cannot overflow the stack; two parallel stacks rather than
+ * an object per value, since this reads every string of megabyte-sized conversations on the hot path. Children are
+ * pushed last-first so that text comes out in document order (the excerpts shown to approvers read naturally).
+ */
+function collectText(root: unknown, text: string[], toolResults: string[], used: string[]): void {
+  const values: unknown[] = [root];
+  const modes: number[] = [0];
+  for (;;) {
+    const mode = modes.pop();
+    if (mode === undefined) return;
+    const value = values.pop();
+    if (typeof value === 'string') {
+      text.push(value);
+      if (mode & IN_RESULT) toolResults.push(value);
+    } else if (Array.isArray(value)) {
+      for (let i = value.length - 1; i >= 0; i--) {
+        values.push(value[i]);
+        modes.push(mode);
+      }
+    } else if (typeof value === 'object' && value !== null) {
+      const obj = value as Record<string, unknown>;
+      const keys = Object.keys(obj);
+      if (mode & DATA) {
+        for (let i = keys.length - 1; i >= 0; i--) {
+          const k = keys[i]!;
+          values.push(obj[k], k);
+          modes.push(mode, mode);
+        }
+        continue;
+      }
+      const type = obj['type'];
+      const name = obj['name'];
+      if ((type === 'tool_use' || type === 'server_tool_use') && typeof name === 'string') used.push(name);
+      const inner = mode | (isToolResult(type) ? IN_RESULT : 0);
+      // Base64 media and redacted thinking carry `data` that is not text (the masker skips it too).
+      const binary = type === 'base64' || type === 'redacted_thinking';
+      for (let i = keys.length - 1; i >= 0; i--) {
+        const k = keys[i]!;
+        const v = obj[k];
+        if (k === 'cache_control' || (typeof v === 'string' && (NOT_TEXT.has(k) || (k === 'data' && binary)))) continue;
+        values.push(v);
+        modes.push(k === 'input' ? inner | DATA : inner);
+      }
+    } else if (mode & DATA && (typeof value === 'number' || typeof value === 'boolean')) {
+      const s = String(value);
+      text.push(s);
+      if (mode & IN_RESULT) toolResults.push(s);
+    }
   }
 }
 
-/** The text and tool names of a Messages API request body (anything else yields empty content). */
+/**
+ * The text and tool names of a Messages API request body (anything else yields empty content). `text` is every
+ * piece of text in `system` and `messages` (see {@link collectText}); `toolResults` the part of it inside tool results
+ * (`tool_result` and server tools' `*_tool_result` blocks). Tool definitions (`tools`) give their names only.
+ */
 export function requestContent(json: unknown): RequestContent {
   const text: string[] = [];
   const toolResults: string[] = [];
@@ -411,13 +485,11 @@ export function requestContent(json: unknown): RequestContent {
   const offered: string[] = [];
   if (typeof json === 'object' && json !== null) {
     const req = json as { system?: unknown; messages?: unknown; tools?: unknown };
-    if (typeof req.system === 'string') text.push(req.system);
-    else if (Array.isArray(req.system)) for (const b of req.system) blockText(b, text, toolResults, used);
+    collectText(req.system, text, toolResults, used);
     if (Array.isArray(req.messages)) {
-      for (const m of req.messages as Array<{ content?: unknown }>) {
-        const c = m?.content;
-        if (typeof c === 'string') text.push(c);
-        else if (Array.isArray(c)) for (const b of c) blockText(b, text, toolResults, used);
+      for (const m of req.messages as unknown[]) {
+        if (typeof m === 'object' && m !== null)
+          collectText((m as { content?: unknown }).content, text, toolResults, used);
       }
     }
     if (Array.isArray(req.tools)) {

@@ -185,6 +185,12 @@ export interface ApprovalCoordinatorOptions {
    */
   readonly overlapMs?: number;
   readonly clock?: () => number;
+  /**
+   * Approvers prove who they are with OIDC tokens (`identity.oidc` is configured), so none decides as a local user:
+   * a held gateway key whose owner is a local user (`cli:<user>`, the default of `vigil keys create`) is warned about,
+   * since its owner approving its calls cannot be recognised.
+   */
+  readonly oidcApprovers?: boolean;
 }
 
 /** Why a decision was refused; `problem` lets an API map it to a status (404, 403, 409). */
@@ -238,7 +244,38 @@ export function actorKey(a: Approver): string {
   return `${a.method}|${'issuer' in a ? (a.issuer ?? '') : ''}|${a.subject}${keyId}`;
 }
 
-/** Whether `approver` is the caller: same OIDC subject and issuer, the same key or token, or the key's owner. */
+/**
+ * The names an approver goes by, as a gateway key's owner may be written (lower case): an OIDC subject and e-mail, an
+ * admin token's name, the CLI's local user both as `cli:<user>` (what `vigil keys create` records by default) and as
+ * `<user>`, the admin API's local admin as `admin-api:localhost`.
+ */
+function namesOf(a: Approver): string[] {
+  switch (a.method) {
+    case 'oidc':
+      return a.email !== undefined ? [a.subject, a.email] : [a.subject];
+    case 'local_user':
+      return a.subject.startsWith('cli:') ? [a.subject, a.subject.slice('cli:'.length)] : [a.subject];
+    case 'admin_token':
+      return [a.subject];
+    default:
+      // Gateway keys are compared key to key; an anonymous caller is nobody in particular.
+      return [];
+  }
+}
+
+/**
+ * Whether a gateway key's `owner` names `approver`. Case-insensitive: an owner typed as `Alice@Example.com` is still
+ * Alice, and erring this way only ever asks for another approver.
+ */
+function ownedBy(owner: string, approver: Approver): boolean {
+  const o = owner.trim().toLowerCase();
+  return o !== '' && namesOf(approver).some((n) => n.toLowerCase() === o);
+}
+
+/**
+ * Whether `approver` is the caller: same OIDC subject and issuer, the same key or token, or the key's owner under any
+ * name the owner can decide as (OIDC, the CLI's local user, an admin token: see {@link namesOf}).
+ */
 export function isSameActor(caller: Principal, approver: Approver): boolean {
   if (caller.method === 'gateway_key' && approver.method === 'gateway_key') {
     // A key's name passes to a new key once it is revoked: the id tells the two apart. A record from before ids were
@@ -249,10 +286,9 @@ export function isSameActor(caller: Principal, approver: Approver): boolean {
     );
   }
   if (actorKey(caller) === actorKey(approver)) return true;
-  if (caller.method === 'gateway_key' && caller.owner !== undefined && approver.method === 'oidc') {
-    return caller.owner === approver.subject || caller.owner === approver.email;
-  }
-  return false;
+  // Without OIDC, `vigil keys create` records its user as the owner (`cli:alice`) and `vigil approvals approve` decides
+  // as that same user: comparing the owner with OIDC approvers only let the owner approve her own key's calls.
+  return caller.method === 'gateway_key' && caller.owner !== undefined && ownedBy(caller.owner, approver);
 }
 
 function groupsOf(a: Approver): readonly string[] {
@@ -326,6 +362,8 @@ export class ApprovalCoordinator {
   /** Records already read (chain:chainSeq → at), so that overlapping reads count each once. */
   private readonly seen = new Map<string, number>();
   private readonly waiters = new Map<string, Waiter>();
+  /** Gateway keys already warned about (see {@link ApprovalCoordinatorOptions.oidcApprovers}), once per process. */
+  private readonly warnedOwners = new Set<string>();
   private lastReadStart: number | null = null;
   private reading: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
@@ -400,6 +438,7 @@ export class ApprovalCoordinator {
     };
     if (req.signal?.aborted)
       return { outcome: 'cancelled', approvalId: held.id, reason: 'the client closed the connection' };
+    this.warnOfUnmatchableOwner(req.caller);
     const stored = ownRecord(
       await this.ledger.append({
         records: [
@@ -431,6 +470,23 @@ export class ApprovalCoordinator {
     this.schedulePoll();
     if (this.options.notifier) void this.notify(state);
     return outcome;
+  }
+
+  /**
+   * With OIDC approvers, a key owned by a local user (`cli:alice`) can be approved by that very person under her OIDC
+   * identity, and nothing ties the two names together: say so, once per key, naming the fix.
+   */
+  private warnOfUnmatchableOwner(caller: Principal): void {
+    if (!this.options.oidcApprovers || caller.method !== 'gateway_key' || !caller.owner?.startsWith('cli:')) return;
+    const key = caller.keyId ?? caller.subject;
+    if (this.warnedOwners.has(key)) return;
+    this.warnedOwners.add(key);
+    this.options.log?.warn(
+      { key: caller.keyName ?? caller.subject, keyId: caller.keyId, owner: caller.owner },
+      `approvals: gateway key "${caller.keyName ?? caller.subject}" is owned by the local user "${caller.owner}", but ` +
+        'approvers sign in with OIDC: Vigil cannot tell if its owner approves its calls. Create the key again with ' +
+        '--owner <the owner’s OIDC e-mail or subject> (vigil keys create), then revoke this one',
+    );
   }
 
   /** Approvals seen in the ledger (the last `historyMs`), newest first; only pending ones with `pending`. */

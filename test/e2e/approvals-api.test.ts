@@ -4,8 +4,12 @@
  */
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { rmSync } from 'node:fs';
+import { pino } from 'pino';
+import { validateConfig } from '../../src/config/load-config.js';
+import { startGateway } from '../../src/gateway.js';
 import { createGatewayKey, revokeGatewayKey } from '../../src/identity/key-admin.js';
-import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+import { CLIENT_KEY, filesContaining, startHarness, tempDir, type Harness } from '../support/gateway-harness.js';
 import { until } from '../support/until.js';
 
 const TOKEN = 'approver-token-0123456789abcdefghijklmnop';
@@ -150,5 +154,37 @@ it('without identity, the local admin approves through the API (it is not taken 
     expect((await call).content[0]).toMatchObject({ text: 'Echo: approve me locally' });
   } finally {
     await local.close();
+  }
+});
+
+it('a webhook URL carrying user:password@ stops start-up, and its password is neither shown, logged nor recorded', async () => {
+  // Went wrong: fetch refused the URL with an error quoting it whole, password and all, which was logged and recorded
+  // for good on the held call's session (approval.notified).
+  process.env.VIGIL_TEST_HOOK_URL = 'https://hookuser:HOOK-PASSWORD-123@127.0.0.1:1/vigil';
+  const dataDir = tempDir();
+  const logged: string[] = [];
+  const config = validateConfig({
+    listen: '127.0.0.1:0',
+    data_dir: dataDir,
+    connections: [{ name: 'prod', upstream: h.fake.url, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' } }],
+    approvals: { webhooks: [{ name: 'oncall', url: { env: 'VIGIL_TEST_HOOK_URL' }, retries: 0 }] },
+  });
+  try {
+    const started = startGateway(config, {
+      log: pino({ level: 'debug' }, { write: (line: string) => void logged.push(line) }),
+    });
+    const err = (await started.then(
+      async (g) => (await g.close(), null),
+      (e: unknown) => e,
+    )) as Error | null;
+    expect(err?.message).toContain(
+      'approvals.webhooks[0] (oncall).url: the URL in VIGIL_TEST_HOOK_URL must not carry credentials (user:password@): ' +
+        'send them in a header instead',
+    );
+    expect(err?.message).not.toContain('HOOK-PASSWORD-123');
+    expect(logged.filter((l) => l.includes('HOOK-PASSWORD-123'))).toEqual([]);
+    expect(filesContaining(dataDir, 'HOOK-PASSWORD-123')).toEqual([]);
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
   }
 });

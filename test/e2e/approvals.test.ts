@@ -164,6 +164,45 @@ describe('approvals through a running gateway', () => {
     expect(h.fake.requests.filter((r) => r.body.toString().includes('rm -rf build'))).toEqual([]);
   }, 120_000);
 
+  it('the owner of a gateway key made with the CLI cannot approve its calls with the CLI; someone else can', async () => {
+    // Went wrong: `vigil keys create` recorded the owner as cli:<USER>, `vigil approvals approve` decided as
+    // cli:<USER>, and the owner was compared with OIDC approvers only: alice approved the calls of her own key.
+    const created = await vigil(['keys', 'create', '--name', 'alice-agent', '--data-dir', h.dataDir], {
+      USER: 'alice',
+    });
+    expect(created.code).toBe(0);
+    const call = fetch(`${h.url}/c/review/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+        'x-api-key': created.stdout.trim(),
+      },
+      body: JSON.stringify({
+        model: 'claude-haiku-4-5',
+        max_tokens: 50,
+        tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
+        messages: [{ role: 'user', content: 'clean up the release branch' }],
+      }),
+    });
+    let held: ListedApproval | undefined;
+    while (!held) {
+      const r = await vigil(['approvals', 'list', '--json', '--data-dir', h.dataDir]);
+      held = (JSON.parse(r.stdout) as { approvals: ListedApproval[] }).approvals.find(
+        (a) => a.caller.subject === 'alice-agent',
+      );
+      if (!held) await new Promise((res) => setTimeout(res, 100));
+    }
+    const byAlice = await vigil(['approvals', 'approve', held.id, '--data-dir', h.dataDir], { USER: 'alice' });
+    expect(byAlice).toMatchObject({
+      code: 1,
+      stderr: 'vigil: cli:alice made this call and cannot approve it: someone else must\n',
+    });
+    const byBob = await vigil(['approvals', 'approve', held.id, '--data-dir', h.dataDir], { USER: 'bob' });
+    expect(byBob).toMatchObject({ code: 0 });
+    expect((await call).status).toBe(200);
+  }, 60_000);
+
   it('a call nobody decides is refused as timed out; a streaming client waits on a quiet connection until then', async () => {
     const client = new Anthropic({ baseURL: `${h.url}/c/night`, apiKey: CLIENT_KEY, maxRetries: 0 });
     const started = Date.now();
@@ -214,6 +253,37 @@ describe('approvals through a running gateway', () => {
       error: { type: 'permission_error', message: 'production credentials must not be sent to Claude' },
     });
     expect(h.fake.requests.length).toBe(before);
+  });
+
+  it('a deny rule sees its text in documents and search results too, and nothing reaches upstream', async () => {
+    // Went wrong: rules read only text blocks, plain strings, the system prompt and tool results, so the README's own
+    // deny example let the same text through in a plain-text document or a search result.
+    const secret = 'connect to PROD-DB.internal:5432 with user admin';
+    const send = (content: unknown[]) =>
+      fetch(`${h.url}/c/night/v1/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': CLIENT_KEY },
+        body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 100, messages: [{ role: 'user', content }] }),
+      });
+    const before = h.fake.requests.length;
+    for (const block of [
+      { type: 'document', source: { type: 'text', media_type: 'text/plain', data: secret } },
+      { type: 'document', source: { type: 'content', content: [{ type: 'text', text: secret }] } },
+      { type: 'search_result', source: 'wiki', title: 'runbook', content: [{ type: 'text', text: secret }] },
+    ]) {
+      const res = await send([block, { type: 'text', text: 'summarise this' }]);
+      expect(res.status, block.type).toBe(403);
+      expect(await res.json()).toMatchObject({
+        error: { type: 'permission_error', message: 'production credentials must not be sent to Claude' },
+      });
+    }
+    expect(h.fake.requests.length).toBe(before);
+    // The rest of the conversation goes through.
+    const ok = await send([
+      { type: 'document', source: { type: 'text', media_type: 'text/plain', data: 'release notes' } },
+    ]);
+    expect(ok.status).toBe(200);
+    await ok.arrayBuffer();
   });
 
   it('a Message Batch is judged request by request: one request a rule refuses refuses the batch', async () => {

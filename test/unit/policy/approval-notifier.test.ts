@@ -7,6 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   ApprovalNotifier,
   approvalsConfigSchema,
+  redactUrl,
   type ApprovalsConfig,
 } from '../../../src/policy/approval-notifier.js';
 import { approvalRulesSchema, compileApprovalRules } from '../../../src/policy/approval-rules.js';
@@ -204,6 +205,81 @@ describe('approval webhooks', () => {
         webhooks: [{ name: 's', format: 'slack', url: server.url, secret: { env: 'X' } }],
       }).success,
     ).toBe(false);
+  });
+
+  it('refuses a webhook URL with user:password@ in it, saying to use a header, and never repeats the password', () => {
+    // Went wrong: fetch refused such a URL with an error quoting it whole, which was logged and recorded on the ledger
+    // (approval.notified) for good.
+    const written = approvalsConfigSchema.safeParse({
+      webhooks: [{ name: 'ops', url: 'https://hookuser:HOOK-PASSWORD-123@hooks.example.com/vigil' }],
+    });
+    expect(written.success).toBe(false);
+    const message = JSON.stringify(written.error!.issues);
+    expect(message).toContain('must not carry credentials (user:password@): send them in a header instead');
+    expect(message).not.toContain('HOOK-PASSWORD-123');
+
+    process.env.TEST_HOOK_URL = 'https://hookuser:HOOK-PASSWORD-123@hooks.example.com/vigil';
+    const fromSecret = (): ApprovalNotifier =>
+      new ApprovalNotifier(config({ webhooks: [{ name: 'ops', url: { env: 'TEST_HOOK_URL' } }] }));
+    expect(fromSecret).toThrow(
+      'approvals.webhooks[0] (ops).url: the URL in TEST_HOOK_URL must not carry credentials (user:password@)',
+    );
+    expect(fromSecret).not.toThrow('HOOK-PASSWORD-123');
+    process.env.TEST_HOOK_URL = 'not a URL, and secret';
+    expect(fromSecret).toThrow(
+      'approvals.webhooks[0] (ops).url: the URL in TEST_HOOK_URL is not an absolute http(s) URL',
+    );
+    expect(fromSecret).not.toThrow('and secret');
+
+    // The admin URL's approve and deny links go to every webhook.
+    expect(approvalsConfigSchema.safeParse({ admin_url: 'https://admin:pw@vigil.example.com' }).success).toBe(false);
+  });
+
+  it('sends extra headers, secrets read at start-up: credentials for a receiver behind basic or bearer auth', async () => {
+    process.env.TEST_HOOK_AUTH = 'Basic aG9va3VzZXI6SE9PSy1QQVNTV09SRC0xMjM=';
+    const notifier = new ApprovalNotifier(
+      config({
+        webhooks: [
+          {
+            name: 'ops',
+            url: `${server.url}/hook`,
+            headers: { Authorization: { env: 'TEST_HOOK_AUTH' }, 'x-team': 'sre' },
+            secret: { env: 'TEST_APPROVAL_HMAC' },
+          },
+        ],
+      }),
+    );
+    expect(await notifier.notify(approval)).toMatchObject([{ ok: true }]);
+    expect(server.requests[0]!.headers).toMatchObject({
+      authorization: 'Basic aG9va3VzZXI6SE9PSy1QQVNTV09SRC0xMjM=',
+      'x-team': 'sre',
+      'content-type': 'application/json',
+    });
+    expect(server.requests[0]!.headers['x-vigil-signature']).toMatch(/^sha256=/);
+    const refused = approvalsConfigSchema.safeParse({
+      webhooks: [{ name: 'ops', url: server.url, headers: { 'X-Vigil-Signature': 'forged', 'bad name': 'x' } }],
+    });
+    expect(refused.error?.issues.map((i) => `${i.path.join('.')}: ${i.message}`)).toEqual([
+      'webhooks.0.headers.X-Vigil-Signature: is set by Vigil itself and cannot be replaced',
+      'webhooks.0.headers.bad name: must be a valid HTTP header name',
+    ]);
+  });
+
+  it('takes a webhook URL and any user:password@ out of error texts before they are logged or recorded', () => {
+    const slack = 'https://hooks.slack.com/services/T000/B000/XXXX';
+    expect(redactUrl(`Failed to parse URL from ${slack}`, slack, 'slack')).toBe(
+      'Failed to parse URL from <webhook slack URL>',
+    );
+    expect(
+      redactUrl(
+        'Request cannot be constructed from a URL that includes credentials: https://hookuser:HOOK-PASSWORD-123@127.0.0.1:1/vigil',
+        'https://127.0.0.1:1/vigil',
+        'ops',
+      ),
+    ).toBe(
+      'Request cannot be constructed from a URL that includes credentials: https://<credentials>@127.0.0.1:1/vigil',
+    );
+    expect(redactUrl('connect ECONNREFUSED 127.0.0.1:1', slack, 'slack')).toBe('connect ECONNREFUSED 127.0.0.1:1');
   });
 
   it('a held call is notified without waiting, and the outcome is recorded on its session', async () => {

@@ -165,6 +165,133 @@ describe('approval rule conditions', () => {
   });
 });
 
+describe('what prompt_matches and tool_result_matches read', () => {
+  // Went wrong: only `text` blocks, plain strings, `system` and `tool_result` were read, so a deny rule's text sent in
+  // a document, a search result or a tool call's input went upstream unchecked.
+  const SECRET = 'connect to prod-db.internal with AKIAABCDEFGHIJKLMNOP';
+  const deny = rules([
+    { name: 'production credentials', action: 'deny', when: { prompt_matches: ['/prod-db\\.internal/i'] } },
+  ]);
+  const fromTool = rules([{ name: 'r', action: 'hold', when: { tool_result_matches: ['AKIA[0-9A-Z]{16}'] } }]);
+  const asked = (content: unknown, extra: object = {}) => ({
+    model: 'claude-sonnet-4-5',
+    max_tokens: 10,
+    messages: [{ role: 'user', content }],
+    ...extra,
+  });
+  const places: Record<string, object> = {
+    'a plain-text document': asked([
+      { type: 'document', source: { type: 'text', media_type: 'text/plain', data: SECRET } },
+      { type: 'text', text: 'summarise the document' },
+    ]),
+    'a content document': asked([
+      { type: 'document', source: { type: 'content', content: [{ type: 'text', text: SECRET }] } },
+    ]),
+    'a document’s title and context': asked([
+      { type: 'document', title: SECRET, context: 'x', source: { type: 'url', url: 'https://example.com/a.pdf' } },
+    ]),
+    'a search result': asked([
+      { type: 'search_result', source: 'wiki', title: 't', content: [{ type: 'text', text: SECRET }] },
+    ]),
+    'a search result’s source': asked([{ type: 'search_result', source: SECRET, title: 't', content: [] }]),
+    'an earlier tool call’s input': {
+      ...asked('go on'),
+      messages: [
+        { role: 'user', content: 'check the database' },
+        {
+          role: 'assistant',
+          content: [{ type: 'tool_use', id: 't1', name: 'Bash', input: { command: `psql -h ${SECRET}` } }],
+        },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 't1', content: 'ok' }] },
+      ],
+    },
+    'a key of a tool call’s input': asked([{ type: 'tool_use', id: 't1', name: 'Write', input: { [SECRET]: 1 } }]),
+    'a document inside a tool result': asked([
+      {
+        type: 'tool_result',
+        tool_use_id: 't1',
+        content: [{ type: 'document', source: { type: 'text', media_type: 'text/plain', data: SECRET } }],
+      },
+    ]),
+    'a search result inside a tool result': asked([
+      {
+        type: 'tool_result',
+        tool_use_id: 't1',
+        content: [{ type: 'search_result', source: 's', title: 't', content: [{ type: 'text', text: SECRET }] }],
+      },
+    ]),
+    'thinking sent back': asked([{ type: 'thinking', thinking: SECRET, signature: 'sig' }]),
+    'the system prompt’s second block': {
+      ...asked('hi'),
+      system: [
+        { type: 'text', text: 'be brief' },
+        { type: 'text', text: SECRET },
+      ],
+    },
+  };
+
+  it.each(Object.keys(places))('a deny rule sees its text in %s', (where) => {
+    expect(evaluate(deny, alice, body(places[where]!), NOON)).toMatchObject({ action: 'deny' });
+  });
+
+  it('reads no identifiers, block types, labels or binary data', () => {
+    const only = (pattern: string, content: unknown): string =>
+      evaluate(
+        rules([{ name: 'r', action: 'deny', when: { prompt_matches: [pattern] } }]),
+        alice,
+        body(asked(content)),
+        NOON,
+      ).action;
+    const blocks = [
+      { type: 'image', source: { type: 'base64', media_type: 'image/png', data: 'iVBORw0KGgoAAAANSUhEUgAA' } },
+      { type: 'document', source: { type: 'file', file_id: 'file_011CNha8iCJcU1wXNR6q4V8w' } },
+      { type: 'redacted_thinking', data: 'EmwKAhgBEgy3va3pzix' },
+      { type: 'text', text: 'hello', cache_control: { type: 'ephemeral', ttl: '5m' } },
+      { type: 'tool_result', tool_use_id: 'toolu_01A09q90qw90lq917835lq9', content: 'ok' },
+    ];
+    for (const p of ['iVBORw0KGgo', 'file_011', 'EmwKAhgB', 'ephemeral', 'toolu_01', 'image/png', '^text$', 'base64'])
+      expect(only(p, blocks), p).toBe('allow');
+    expect(only('hello', blocks)).toBe('deny');
+  });
+
+  it('tool_result_matches reads what tools brought back, whatever block holds it, and nothing else', () => {
+    for (const where of ['a document inside a tool result', 'a search result inside a tool result'])
+      expect(evaluate(fromTool, alice, body(places[where]!), NOON), where).toMatchObject({ action: 'hold' });
+    const serverTool = asked([
+      {
+        type: 'web_fetch_tool_result',
+        tool_use_id: 'srvtoolu_1',
+        content: {
+          type: 'web_fetch_result',
+          url: 'https://example.com',
+          content: { type: 'document', source: { type: 'text', media_type: 'text/plain', data: SECRET } },
+        },
+      },
+    ]);
+    expect(evaluate(fromTool, alice, body(serverTool), NOON)).toMatchObject({ action: 'hold' });
+    // Written by a person or by the model, not brought back by a tool: prompt_matches, not tool_result_matches.
+    for (const where of ['a plain-text document', 'a search result', 'an earlier tool call’s input'])
+      expect(evaluate(fromTool, alice, body(places[where]!), NOON), where).toEqual({ action: 'allow' });
+  });
+
+  it('a body nested deeper than the stack reaches is read, not a crash', () => {
+    const deep = `${'['.repeat(50_000)}${JSON.stringify(SECRET)}${']'.repeat(50_000)}`;
+    const json = JSON.stringify(asked([{ type: 'tool_use', id: 't', name: 'x', input: { v: 'HERE' } }])).replace(
+      '"HERE"',
+      deep,
+    );
+    expect(evaluate(deny, alice, new RequestBody(Buffer.from(json), true), NOON)).toMatchObject({ action: 'deny' });
+  });
+
+  it('shows approvers where the pattern matched, wherever it was', () => {
+    const masker = compileMasker(maskingConfigSchema.parse({}));
+    const summary = summarizeRequest(places['a plain-text document'], masker, [/prod-db\.internal/i]);
+    expect(summary.excerpts).toEqual([
+      'connect to prod-db.internal with [REDACTED:aws_access_key_id]\nsummarise the document',
+    ]);
+  });
+});
+
 describe('evaluate order', () => {
   const set = rules([
     { name: 'opus needs a yes', action: 'hold', when: { models: ['claude-opus-*'] } },

@@ -83,6 +83,16 @@ async function pendingId(c: ApprovalCoordinator, known: readonly string[] = []):
   throw new Error('no pending approval');
 }
 
+/** Waits until the coordinator lists `count` pending approvals, returns their ids. */
+async function pendingIds(c: ApprovalCoordinator, count: number): Promise<string[]> {
+  for (let i = 0; i < 200; i++) {
+    const list = await c.list({ pending: true });
+    if (list.length >= count) return list.map((a) => a.id);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  throw new Error(`fewer than ${count} pending approvals`);
+}
+
 function settled(p: Promise<HoldOutcome>): Promise<HoldOutcome | 'pending'> {
   return Promise.race([p, new Promise<'pending'>((r) => setTimeout(() => r('pending'), 50))]);
 }
@@ -190,6 +200,62 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
     await expect(gateway.approve(keyId, bob)).rejects.toMatchObject({ problem: 'self_approval' });
     await gateway.deny(keyId, bob, 'withdrawn by its owner');
     expect(await keyCall).toMatchObject({ outcome: 'denied', reason: 'withdrawn by its owner' });
+  });
+
+  it('a gateway key’s owner cannot approve its calls as the CLI’s local user or an admin token either', async () => {
+    // Went wrong: the owner was compared with OIDC approvers only, but without OIDC `vigil keys create` records its user
+    // as the owner (`cli:alice`) and `vigil approvals approve` decides as that same `cli:alice`.
+    const byKey = (owner: string) =>
+      call(rule(), { caller: { method: 'gateway_key', subject: 'agent', keyName: 'agent', owner, keyId: 'key_1' } });
+    const refusedTo = async (owner: string, approver: Approver): Promise<void> => {
+      const held = gateway.hold(byKey(owner));
+      const id = await pendingId(gateway);
+      await expect(gateway.approve(id, approver), `${owner} / ${approver.subject}`).rejects.toMatchObject({
+        problem: 'self_approval',
+      });
+      await gateway.deny(id, approver, 'withdrawn by its owner');
+      expect(await held).toMatchObject({ outcome: 'denied' });
+    };
+    await refusedTo('cli:alice', { method: 'local_user', subject: 'cli:alice' });
+    await refusedTo('alice', { method: 'local_user', subject: 'cli:alice' }); // --owner alice
+    await refusedTo('oncall', { method: 'admin_token', subject: 'oncall' });
+    await refusedTo('Alice@Example.com', alice);
+
+    const held = gateway.hold(byKey('cli:alice'));
+    const id = await pendingId(gateway);
+    await gateway.approve(id, { method: 'local_user', subject: 'cli:bob' });
+    expect(await held).toMatchObject({ outcome: 'approved' });
+  });
+
+  it('warns once per key when approvers sign in with OIDC but the key’s owner is a local user', async () => {
+    const warnings: Array<{ obj: object; msg: string }> = [];
+    const log = { warn: (obj: object, msg: string) => warnings.push({ obj, msg }), error: () => undefined };
+    const oidc = new ApprovalCoordinator(store, { pollMs: 20, log, oidcApprovers: true });
+    const local = new ApprovalCoordinator(store, { pollMs: 20, log });
+    const byKey = (owner: string, keyId: string) =>
+      call(rule(), { caller: { method: 'gateway_key', subject: 'agent', keyName: 'agent', owner, keyId } });
+    try {
+      const calls = [
+        oidc.hold(byKey('cli:alice', 'key_1')),
+        oidc.hold(byKey('cli:alice', 'key_1')),
+        oidc.hold(byKey('alice@example.com', 'key_2')),
+        local.hold(byKey('cli:alice', 'key_3')),
+      ];
+      const ids = await pendingIds(oidc, 4);
+      expect(warnings).toEqual([
+        {
+          obj: { key: 'agent', keyId: 'key_1', owner: 'cli:alice' },
+          msg: expect.stringContaining(
+            'gateway key "agent" is owned by the local user "cli:alice", but approvers sign in with OIDC',
+          ) as string,
+        },
+      ]);
+      for (const id of ids) await oidc.deny(id, bob, 'done');
+      await Promise.all(calls);
+    } finally {
+      await oidc.close();
+      await local.close();
+    }
   });
 
   it('N of M: two distinct approvers from the approver groups', async () => {
