@@ -1,5 +1,5 @@
 /**
- * Schema pieces every config section uses: durations and secret references. A module of its own so that any section
+ * Schema pieces every config section uses: durations, secret references and URLs. A module of its own so that any section
  * (connections, SIEM sinks, …) can import them without import cycles through config-schema.ts.
  */
 import { z } from 'zod';
@@ -34,3 +34,19 @@ export const secretRef = z.union([
   z.object({ file: z.string().min(1) }).strict(),
 ]);
 export type SecretRef = z.output<typeof secretRef>;
+
+/** Whether `url` has a user name or password in it. */
+export function hasCredentials(url: URL): boolean {
+  return url.username !== '' || url.password !== '';
+}
+
+const absoluteHttpUrl = z.url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' });
+
+/**
+ * An absolute http(s) URL without `user:password@` in it, refused with `message`: fetch will not send such a URL (its
+ * error quotes it), and whatever the gateway logs or records about the URL would carry the password. The refinement
+ * runs even when the URL check failed, hence `canParse`.
+ */
+export function httpUrlWithout(message: string) {
+  return absoluteHttpUrl.refine((v) => !URL.canParse(v) || !hasCredentials(new URL(v)), message);
+}

@@ -2,7 +2,7 @@
  * The `siem` config section: where audit events are streamed, as a list of sinks under `siem.sinks`.
  */
 import { z } from 'zod';
-import { positiveDuration, secretRef } from '../config/common-schemas.js';
+import { httpUrlWithout, positiveDuration, secretRef } from '../config/common-schemas.js';
 
 const timeout = positiveDuration;
 export type SinkSecretRef = z.output<typeof secretRef>;
@@ -18,7 +18,10 @@ const sinkName = z
     'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit',
   );
 
-const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' });
+/** Credentials go in `token`, `secret` or `headers` (by reference), never in a URL the gateway may log or report. */
+const httpUrl = httpUrlWithout(
+  "must not carry credentials (user:password@): put them in headers (e.g. authorization: { env: SIEM_AUTH }) or the sink's token/secret",
+);
 
 /** Extra request headers; values that carry credentials go by reference like any other secret. */
 const extraHeaders = z.record(

@@ -10,7 +10,7 @@
  * The timestamp is inside the MAC so a captured notification cannot be replayed later as a fresh one.
  */
 import { z } from 'zod';
-import { positiveDuration, secretRef } from '../config/common-schemas.js';
+import { hasCredentials, httpUrlWithout, positiveDuration, secretRef } from '../config/common-schemas.js';
 import { ConfigError } from '../errors.js';
 import { readSecret } from '../config/read-secret.js';
 import { vigilSignature } from '../export/http-sink.js';
@@ -23,8 +23,6 @@ const webhookName = z
     'must be 1-63 characters of a-z, 0-9, ".", "_" or "-", starting with a letter or digit',
   );
 
-const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an absolute http(s) URL' });
-
 /**
  * Why a URL with `user:password@` is refused: fetch will not send it (and its error quotes the URL), and whatever the
  * gateway logs or records about the webhook would carry the password. The message never repeats the URL.
@@ -32,16 +30,6 @@ const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an absolute http(s
 const CREDENTIALS_IN_URL =
   'must not carry credentials (user:password@): send them in a header instead, e.g. headers: { authorization: ' +
   '{ env: HOOK_AUTH } } with HOOK_AUTH set to "Basic <base64 of user:password>" or "Bearer <token>"';
-
-/** Whether `url` has a user name or password in it. */
-function hasCredentials(url: URL): boolean {
-  return url.username !== '' || url.password !== '';
-}
-
-/** An http(s) URL without credentials in it (the refinement runs even when the URL check failed: `canParse`). */
-function httpUrlWithout(message: string) {
-  return httpUrl.refine((v) => !URL.canParse(v) || !hasCredentials(new URL(v)), message);
-}
 
 /** Headers Vigil sets itself on every notification. */
 const OWN_HEADERS = new Set(['content-type', 'content-length', 'host', 'x-vigil-timestamp', 'x-vigil-signature']);

@@ -13,6 +13,20 @@ function problems(input: unknown): string[] {
 }
 
 describe('siem.sinks config', () => {
+  it('refuses credentials in a URL, which would reach logs and error texts, and says where to put them', () => {
+    const found = problems({
+      sinks: [
+        { type: 'http', name: 'hook', url: 'https://user:s3cret@hooks.example.com/vigil' },
+        { type: 'otlp', name: 'otel', endpoint: 'https://user:s3cret@collector:4318' },
+      ],
+    });
+    expect(found).toEqual([
+      expect.stringMatching(/^sinks\.0\.url: must not carry credentials \(user:password@\): put them in headers/),
+      expect.stringMatching(/^sinks\.1\.endpoint: must not carry credentials/),
+    ]);
+    expect(found.join('\n')).not.toContain('s3cret');
+  });
+
   it('fills the documented defaults', () => {
     const { sinks } = siemConfigSchema.parse({
       sinks: [
