@@ -77,3 +77,12 @@ export class ConfigError extends Error {
     this.problems = problems;
   }
 }
+
+/** Whether `err` is V8 running out of stack: what walking a JSON value nested tens of thousands deep comes to. */
+export function isStackOverflow(err: unknown): boolean {
+  return err instanceof RangeError && /call stack/i.test(err.message);
+}
+
+/** The caller's error for a body nested too deeply to walk (mask, judge, record). */
+export const tooDeeplyNested = (): VigilError =>
+  new VigilError('BAD_REQUEST', 'request body is nested too deeply to be masked and recorded');

@@ -460,3 +460,28 @@ describe('the data directory', () => {
       expect({ v, files: filesContaining(h.dataDir, v) }).toEqual({ v, files: [] });
   });
 });
+
+describe('a body nested deeper than anything can be masked', () => {
+  it('is refused with 400 invalid_request_error, and nothing is forwarded', async () => {
+    // Went wrong: masking walks a body recursively and ran out of stack: a 500 "could not be recorded".
+    const depth = 50_000;
+    const body = `{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"hi"}],"metadata":{"x":${'['.repeat(depth)}${']'.repeat(depth)}}}`;
+    const before = h.fake.requests.length;
+    const res = await fetch(`${h.url}/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': CLIENT_KEY, 'content-type': 'application/json' },
+      body,
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ type: 'error', error: { type: 'invalid_request_error' } });
+    expect(h.fake.requests.length).toBe(before);
+    // …also where the request is masked in flight, before anything else.
+    const inFlight = await fetch(`${h.url}/c/dlp-block/v1/messages`, {
+      method: 'POST',
+      headers: { 'x-api-key': CLIENT_KEY, 'content-type': 'application/json' },
+      body,
+    });
+    expect(inFlight.status).toBe(400);
+    expect(h.fake.requests.length).toBe(before);
+  });
+});
