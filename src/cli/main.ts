@@ -380,6 +380,12 @@ async function keys(args: string[], out: Out): Promise<number> {
         },
         config.connections.map((c) => c.name),
       );
+      // Approvals tell a key's calls from its owner's by the owner: with OIDC, cli:<user> is nobody an approver can be.
+      if (values.owner === undefined && config.identity.oidc.length > 0)
+        out.stderr.write(
+          `vigil: warning: no --owner: the key's owner is "${actor}", which matches no OIDC identity, so its owner could ` +
+            'approve its held calls; give --owner <e-mail> (revoke and create again)\n',
+        );
       if (values.json) out.stdout.write(`${JSON.stringify({ key, ...shownKey(record) }, null, 2)}\n`);
       else {
         out.stdout.write(`${key}\n`);

@@ -4,7 +4,7 @@
  */
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
 import Database from 'better-sqlite3';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -151,6 +151,36 @@ describe('gateway keys', () => {
     const revoked = await refusal(ask(h.url, { apiKey: key }, 'ci-revoked'));
     expect(revoked.status).toBe(401);
     expect(revoked.message).toMatch(/revoked/);
+  });
+
+  it('vigil keys create warns when, with OIDC, no --owner names who the key is for', async () => {
+    // Approvals tell a key's calls from its owner's by the owner; cli:<user> matches no OIDC approver.
+    const dir = mkdtempSync(path.join(tmpdir(), 'vigil-keys-owner-'));
+    try {
+      const config = path.join(dir, 'vigil.yaml');
+      writeFileSync(
+        config,
+        `data_dir: ${dir}\nidentity:\n  oidc:\n    - { issuer: "${idp.issuer}", audience: vigil }\n` +
+          'connections:\n  - name: anthropic\n',
+      );
+      const bare = await vigil(['keys', 'create', '--name', 'ci', '--config', config]);
+      expect(bare.code).toBe(0);
+      expect(bare.stderr).toMatch(/warning: no --owner/);
+      const owned = await vigil([
+        'keys',
+        'create',
+        '--name',
+        'ci2',
+        '--owner',
+        'alice@example.com',
+        '--config',
+        config,
+      ]);
+      expect(owned.code).toBe(0);
+      expect(owned.stderr).not.toMatch(/warning/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('vigil keys create / list / revoke from the command line', async () => {
