@@ -10,7 +10,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
-import { asVigilError, VigilError } from '../errors.js';
+import { asVigilError, isStackOverflow, tooDeeplyNested, VigilError } from '../errors.js';
 import type { Authentication } from '../identity/authenticator.js';
 import type { Principal } from '../identity/principal.js';
 import { evaluate, type Evaluation } from '../policy/approval-rules.js';
@@ -185,7 +185,13 @@ export class ProxyServer {
     const inFlight = connection.config.masking.in_flight;
     const json = inFlight !== 'off' ? request.json() : undefined;
     if (json !== undefined) {
-      const r = connection.redactor.masker.maskJson(json, '$', connection.redactor.inFlightMemo);
+      let r: ReturnType<typeof connection.redactor.masker.maskJson>;
+      try {
+        r = connection.redactor.masker.maskJson(json, '$', connection.redactor.inFlightMemo);
+      } catch (err) {
+        if (!isStackOverflow(err)) throw err;
+        return this.sendError(res, exchangeId, tooDeeplyNested());
+      }
       if (r.changed) {
         if (inFlight === 'block') {
           const types = [...new Set(r.findings.map((f) => f.type))].sort().join(', ');

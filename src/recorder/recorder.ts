@@ -12,7 +12,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import { VigilError } from '../errors.js';
+import { isStackOverflow, tooDeeplyNested, VigilError } from '../errors.js';
 import type { Principal } from '../identity/principal.js';
 import { contentCodings, streamDecoder, type StreamDecoder } from '../net/content-coding.js';
 import type { AuditStore, BlobWrite, NewRecord, Outcome, SearchText } from '../store/audit-store.js';
@@ -109,6 +109,22 @@ export function recordableHeaders(
   return out;
 }
 
+/**
+ * The request as it is stored: masked, in pieces. A body nested so deep that walking it runs out of stack cannot be
+ * masked, so it cannot be recorded: refused as the caller's error (400), not the gateway's.
+ */
+function storedRequest(
+  redaction: ExchangeRedaction,
+  body: RequestBody,
+  known: KnownBlobs,
+): ReturnType<ExchangeRedaction['requestBody']> {
+  try {
+    return redaction.requestBody(body, known);
+  } catch (err) {
+    throw isStackOverflow(err) ? tooDeeplyNested() : err;
+  }
+}
+
 export class Recorder {
   readonly queue: WriteQueue;
   private readonly known = new KnownBlobs();
@@ -171,7 +187,7 @@ export class Recorder {
     }
     const full = input.level === 'full';
     const agent = resolveAgent(input.headers);
-    let stored = full ? redaction.requestBody(body, this.known) : undefined;
+    let stored = full ? storedRequest(redaction, body, this.known) : undefined;
     const userAgent = input.headers['user-agent'];
     // Session and agent ids are kept as the client chose them: they are the keys a session is found by (README).
     const requestData = (): ExchangeRequestData => ({
@@ -212,7 +228,7 @@ export class Recorder {
         this.known.clear();
         // A fresh redaction, so the request's findings are counted once.
         redaction = input.redactor.begin(session.id);
-        stored = redaction.requestBody(body, this.known);
+        stored = storedRequest(redaction, body, this.known);
         record = { ...record, data: requestData() };
         await this.queue.appendDurably([record], stored.blobs);
       }
