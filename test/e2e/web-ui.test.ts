@@ -570,7 +570,8 @@ describe('signing in with the OpenID provider (authorization code + PKCE)', () =
   beforeAll(async () => {
     idp = await startOidcProvider();
     sso = await startHarness(() => ({
-      identity: { oidc: [{ issuer: idp.issuer, audience: ['vigil', 'vigil-ui'] }] },
+      // The UI's client id is no audience of the issuer: the admin listener accepts its ID tokens on its own.
+      identity: { oidc: [{ issuer: idp.issuer, audience: 'vigil' }] },
       admin: {
         listen: '127.0.0.1:0',
         roles: { admin: ['vigil-admins'] },
@@ -653,6 +654,40 @@ describe('signing in with the OpenID provider (authorization code + PKCE)', () =
     await page.getByRole('button', { name: 'Sign in with Example SSO' }).waitFor();
     expect((await storage(page)).token).toBeNull();
     expect(await page.getByRole('alert').count()).toBe(0);
+  });
+
+  it('opens the admin API with the UI’s ID token, never the Claude API', async () => {
+    // The UI's client id had to be an audience of identity.oidc, which the proxy's listener shares too: every ID token
+    // the UI signed in with spent the connections' upstream keys.
+    idp.signInAs(alice);
+    const page = await newPage();
+    await page.goto(`${admin}/ui/`);
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).click();
+    await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+    const { token } = await storage(page);
+    const me = await fetch(`${admin}/api/v1/whoami`, { headers: { authorization: `Bearer ${token}` } });
+    expect(await me.json()).toMatchObject({ role: 'admin', reader: { method: 'oidc', subject: 'alice' } });
+
+    const upstreamCalls = sso.fake.requests.length;
+    const claude = new Anthropic({ baseURL: sso.url, authToken: token!, apiKey: null, maxRetries: 0 });
+    const err = await claude.messages
+      .create(
+        { model: 'claude-haiku-4-5', max_tokens: 20, messages: [{ role: 'user', content: 'spent with a UI token' }] },
+        inSession('ui-id-token-at-proxy'),
+      )
+      .then(
+        () => expect.fail('the proxy accepted the UI’s ID token'),
+        (e: unknown) => e,
+      );
+    expect(err).toBeInstanceOf(Anthropic.AuthenticationError);
+    expect((err as InstanceType<typeof Anthropic.AuthenticationError>).error).toMatchObject({
+      type: 'error',
+      error: {
+        type: 'authentication_error',
+        message: expect.stringMatching(/^wrong audience: token is for "vigil-ui", expected vigil$/),
+      },
+    });
+    expect(sso.fake.requests.length).toBe(upstreamCalls);
   });
 
   it('says so when the person cancels at the provider, and keeps no token', async () => {
