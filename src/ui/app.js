@@ -32,6 +32,7 @@ const root = document.getElementById('view');
 const navEl = document.getElementById('nav');
 const whoEl = document.getElementById('who');
 const verifyEl = document.getElementById('verify');
+const noticeEl = document.getElementById('notice');
 
 /** The view on screen: aborting it cancels its requests and timers. */
 let current = null;
@@ -60,7 +61,14 @@ function startView() {
   if (current) current.abort();
   current = new AbortController();
   clear(root);
+  clear(noticeEl);
   return current;
+}
+
+/** A message above the view, about the page it is shown on: the next view (or sign-in) drops it. */
+function showNotice(err) {
+  clear(noticeEl);
+  if (err) noticeEl.append(errorBox(err));
 }
 
 function route() {
@@ -201,37 +209,44 @@ async function refreshVerify() {
  * Finish a sign-in with the identity provider when the address carries its answer: the answer leaves the address (and
  * the history) at once, the view the person was on comes back, and the token is kept like a pasted one.
  *
- * @returns false when the sign-in failed (the sign-in view then says why).
+ * @returns why the answer was refused (not this tab's, cancelled, the code not traded), or null.
  */
 async function finishProviderSignIn() {
   const taken = takeSignInAnswer();
-  if (!taken) return true;
+  if (!taken) return null;
   history.replaceState(null, '', `${location.pathname}${taken.returnTo}`);
   try {
     setToken(await finishSignIn(taken));
-    return true;
+    return null;
   } catch (err) {
-    showSignIn(err);
-    return false;
+    return err;
   }
 }
 
 /** Find out who is here: the views when the API knows (or needs no credential), else sign-in. */
 async function boot({ signedOut = false } = {}) {
-  if (!(await finishProviderSignIn())) return;
+  // A refused answer changes nothing, so a token this tab already keeps stays, and so does its session: the person
+  // is told the answer was ignored, above the view. (It used to show the sign-in page over a token that was still
+  // kept: the person thought they were signed out, and a reload signed them back in.) Such answers come from Back
+  // into the provider's pages, a bookmarked address, or someone else's link: none of them should sign anyone out.
+  const refused = await finishProviderSignIn();
   try {
     const me = await api('/whoami', { signIn: false });
     signedIn = true;
     renderWho(me);
     offerVerify();
     route();
+    showNotice(refused);
   } catch (err) {
+    if (err.status !== 401) {
+      showNotice(refused);
+      root.append(errorBox(err));
+      return;
+    }
     // A token the API refuses (expired, say) is of no more use. After a deliberate sign-out, "missing credential" is
-    // no news: the form alone.
-    if (err.status === 401) {
-      clearToken();
-      showSignIn(signedOut ? null : err);
-    } else root.append(errorBox(err));
+    // no news: the form alone. A refused answer from the provider says more than either.
+    clearToken();
+    showSignIn(refused ?? (signedOut ? null : err));
   }
 }
 

@@ -737,6 +737,48 @@ describe('signing in with the OpenID provider (authorization code + PKCE)', () =
     expect((await storage(page)).token).toBeNull();
   });
 
+  it('keeps a signed-in tab signed in when an old answer comes back (a bookmark, Back), and says it was ignored', async () => {
+    // The sign-in page was shown while the token stayed kept: the person believed they were signed out, and a reload
+    // signed them back in.
+    idp.signInAs(alice);
+    const page = await newPage();
+    const asked = atProvider(page);
+    let answer = '';
+    page.on('request', (r) => {
+      const url = new URL(r.url());
+      if (url.origin === new URL(admin).origin && url.searchParams.has('code')) answer = r.url();
+    });
+    await page.goto(`${admin}/ui/#/access-log`);
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).click();
+    await page.getByRole('heading', { name: 'Access log' }).waitFor();
+    const { token } = await storage(page);
+    expect(answer).toMatch(/[?&]code=/);
+    const traded = asked.filter((r) => r.path === '/token').length;
+
+    await page.goto(answer);
+    await expect
+      .poll(() => page.locator('#notice').getByRole('alert').textContent(), { timeout: 5000 })
+      .toBe(
+        'This answer from the identity provider does not belong to a sign-in started in this tab (its state does ' +
+          'not match), so it was ignored.',
+      );
+    // The answer's own address holds no view: the default one.
+    await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+    expect(await page.locator('#who').textContent()).toMatch(/^alice .*admin\s*Sign out$/);
+    expect((await storage(page)).token).toBe(token);
+    expect(new URL(page.url()).search).toBe('');
+    expect(asked.filter((r) => r.path === '/token').length).toBe(traded);
+    expect(await page.getByRole('heading', { name: 'Sign in' }).count()).toBe(0);
+
+    // The notice is about that page: the next one drops it. Signed in still, as a reload shows.
+    await page.getByRole('link', { name: 'Access log' }).click();
+    await page.getByRole('heading', { name: 'Access log' }).waitFor();
+    expect(await page.locator('#notice').textContent()).toBe('');
+    await page.reload();
+    await page.getByRole('heading', { name: 'Access log' }).waitFor();
+    expect(await page.locator('#who').textContent()).toMatch(/^alice /);
+  });
+
   it('drops a kept token the API refuses (expired) and asks again', async () => {
     // An ID token lives minutes to an hour; the UI kept an expired one and sent it with every request.
     const page = await newPage();
