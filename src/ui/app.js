@@ -36,6 +36,8 @@ const noticeEl = document.getElementById('notice');
 
 /** The view on screen: aborting it cancels its requests and timers. */
 let current = null;
+/** The "Verify store" request in flight, if any: it belongs to the person signed in when it was asked. */
+let verifying = null;
 let signedIn = false;
 
 function parseHash() {
@@ -103,12 +105,19 @@ function route() {
   });
 }
 
+/** Forget the store's verify status, cancelling a verify still running: its answer is for nobody now. */
+function dropVerify() {
+  if (verifying) verifying.abort();
+  verifying = null;
+  clear(verifyEl);
+}
+
 async function showSignIn(err) {
   signedIn = false;
   const controller = startView();
   renderNav(null);
   renderWho(null);
-  clear(verifyEl);
+  dropVerify();
   // Without /ui-config (a gateway being restarted, say) the paste form still works: no provider button, that is all.
   const config = await uiConfig().catch(() => null);
   if (controller.signal.aborted) return;
@@ -149,6 +158,7 @@ function renderWho(me) {
           class: 'link',
           onclick: () => {
             clearToken();
+            dropVerify();
             boot({ signedOut: true });
           },
         },
@@ -163,7 +173,7 @@ function renderWho(me) {
  * minutes of the gateway's CPU, so opening a page must not start it. OK or BROKEN with the first problem.
  */
 function offerVerify() {
-  clear(verifyEl);
+  dropVerify();
   verifyEl.append(
     h(
       'button',
@@ -174,10 +184,16 @@ function offerVerify() {
 }
 
 async function refreshVerify() {
-  clear(verifyEl);
+  dropVerify();
+  const controller = new AbortController();
+  verifying = controller;
   verifyEl.append(h('span', { class: 'muted' }, 'Store: verifying…'));
   try {
-    const report = await api('/verify');
+    const report = await api('/verify', { signal: controller.signal });
+    // Signed out (or in as someone else) meanwhile: the answer was for that session, which is gone. An abort that
+    // comes after the response arrived cancels no fetch, so this is checked, not only the fetch's AbortError.
+    if (controller.signal.aborted) return;
+    verifying = null;
     clear(verifyEl);
     const first = report.problems && report.problems[0];
     verifyEl.append(
@@ -193,6 +209,8 @@ async function refreshVerify() {
         h('span', { class: 'verify-message' }, `${first.problem} in ${first.chain}: ${first.detail}`),
       );
   } catch (err) {
+    if (controller.signal.aborted) return;
+    verifying = null;
     clear(verifyEl);
     if (err.status === 401) return;
     verifyEl.append(

@@ -534,6 +534,53 @@ describe('with identity configured', () => {
     expect(await page.getByRole('alert').count()).toBe(0);
   });
 
+  it('drops a store verify still running when the person signs out: its answer is not drawn after', async () => {
+    // The answer came after sign-out and was drawn in the header of the signed-out page.
+    const own = await newPage();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let answered!: Promise<unknown>;
+    const asked = new Promise<void>((resolve) => {
+      void own.route(
+        (url) => url.pathname === '/api/v1/verify',
+        (route) => {
+          resolve();
+          answered = (async () => {
+            const response = await route.fetch();
+            await held;
+            // The page cancelled the request: fulfilling it fails, which is the point.
+            await route.fulfill({ response }).catch((err: unknown) => err);
+          })();
+        },
+      );
+    });
+    await own.goto(`${guarded.gateway.adminUrl}/ui/`);
+    await own.getByLabel('Token').fill(ADMIN_TOKEN);
+    await own.getByRole('button', { name: 'Sign in' }).click();
+    await own.getByRole('button', { name: 'Verify store' }).click();
+    await asked;
+    expect(await own.locator('#verify').textContent()).toBe('Store: verifying…');
+    await own.getByRole('button', { name: 'Sign out' }).click();
+    await own.getByRole('heading', { name: 'Sign in' }).waitFor();
+    expect(await own.locator('#verify').textContent()).toBe('');
+
+    release();
+    await answered;
+    // Time for a stale answer to be drawn, had it been let through (it took a few milliseconds).
+    await own.waitForTimeout(300);
+    expect(await own.locator('#verify').textContent()).toBe('');
+    expect(await own.getByRole('heading', { name: 'Sign in' }).count()).toBe(1);
+
+    // Signed in again, verifying works as before.
+    await own.unroute((url) => url.pathname === '/api/v1/verify');
+    await own.getByLabel('Token').fill(ADMIN_TOKEN);
+    await own.getByRole('button', { name: 'Sign in' }).click();
+    await own.getByRole('button', { name: 'Verify store' }).click();
+    await expect
+      .poll(() => own.locator('#verify').textContent(), { timeout: 10_000 })
+      .toMatch(/^Store OK · \d+ records$/);
+  });
+
   it('shows an auditor only the access log’s refusal, no empty table', async () => {
     // The 403 used to sit under the header of an empty table.
     const auditor = await newPage();
