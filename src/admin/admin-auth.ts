@@ -1,7 +1,8 @@
 /**
  * Authenticates admin API callers: admin API tokens (automation), OIDC tokens verified by the proxy's own
- * {@link OidcVerifier} (people, whose groups give their role), and, when neither is configured, callers on this
- * machine as `admin` (the embedded default, where whoever can reach 127.0.0.1 can read the store file anyway).
+ * {@link OidcVerifier} (people, whose groups give their role) plus the ID tokens of the web UI's sign-in, and, when
+ * neither is configured, callers on this machine as `admin` (the embedded default, where whoever can reach 127.0.0.1
+ * can read the store file anyway).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AdminConfig } from '../config/config-schema.js';
@@ -9,7 +10,7 @@ import { readSecret } from '../config/read-secret.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { extractCredential, type RequestHeaders } from '../identity/authenticator.js';
 import { isLocalRequest, isLoopbackAddress } from '../identity/loopback.js';
-import type { OidcVerifier } from '../identity/oidc-verifier.js';
+import type { ClientAudience, OidcVerifier } from '../identity/oidc-verifier.js';
 import { ANONYMOUS } from '../identity/principal.js';
 import { roleOf, type AdminCaller, type RoleGroups } from './admin-caller.js';
 
@@ -57,17 +58,24 @@ export function loadAdminTokens(tokens: AdminConfig['tokens'], env: NodeJS.Proce
 
 export interface AdminAuthOptions {
   readonly oidc?: OidcVerifier | undefined;
+  /**
+   * The web UI's client (`admin.ui.oidc` with `token: id_token`): its ID tokens are accepted here, and here only, besides
+   * the issuer's own audience; the proxy's listener refuses them.
+   */
+  readonly uiClient?: ClientAudience | undefined;
   readonly tokens: readonly AdminToken[];
   readonly roles: RoleGroups;
 }
 
 export class AdminAuthenticator {
   private readonly oidc: OidcVerifier | undefined;
+  private readonly uiClient: ClientAudience | undefined;
   private readonly tokens: readonly AdminToken[];
   private readonly roles: RoleGroups;
 
   constructor(opts: AdminAuthOptions) {
     this.oidc = opts.oidc;
+    this.uiClient = opts.uiClient;
     this.tokens = opts.tokens;
     this.roles = opts.roles;
   }
@@ -112,7 +120,7 @@ export class AdminAuthenticator {
     const token = this.matchToken(credential.token);
     if (token) return { reader: { method: 'admin_token', subject: token.name }, role: token.role, address };
     if (this.oidc && credential.token.split('.').length === 3) {
-      const principal = await this.oidc.verify(credential.token);
+      const principal = await this.oidc.verify(credential.token, { client: this.uiClient });
       return { reader: principal, role: roleOf(principal, this.roles), address };
     }
     throw new VigilError(

@@ -18,7 +18,7 @@ import { ADMIN_ROUTES, COMMON_HEADERS, sendJson, type AdminRoute } from './admin
 import { APPROVAL_ROUTES } from './approval-routes.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
 import { loadUiAssets, sendUiFile, UI_PREFIX, uiFileFor, uiSecurityHeaders } from './ui-assets.js';
-import { publicSignIn, signInConnectSources } from './ui-sign-in.js';
+import { publicSignIn, signInConnectSources, uiClientAudience, uiSignInWarnings } from './ui-sign-in.js';
 
 const API_PREFIX = '/api/v1';
 
@@ -77,7 +77,10 @@ function sendError(res: ServerResponse, err: VigilError): void {
 export interface AdminServerOptions {
   readonly config: VigilConfig;
   readonly store: AuditStore;
-  /** The proxy's verifier, so both listeners trust the same issuers and share their key caches. */
+  /**
+   * The proxy's verifier, so both listeners trust the same issuers and share their key caches; this listener also
+   * accepts the web UI's ID tokens with it (`admin.ui.oidc`), which the proxy does not.
+   */
   readonly oidc?: OidcVerifier | undefined;
   readonly log: Logger;
   /** Held calls: the /approvals routes act on them. */
@@ -96,9 +99,12 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   checkAdminExposure(config);
   const auth = new AdminAuthenticator({
     oidc: options.oidc,
+    // The UI's ID tokens are for its client id: accepted on this listener only, never by the proxy's.
+    uiClient: uiClientAudience(config.admin.ui.oidc),
     tokens: loadAdminTokens(config.admin.tokens),
     roles: config.admin.roles,
   });
+  for (const warning of uiSignInWarnings(config.admin.ui.oidc, config.identity.oidc)) log.warn(warning);
   const routes = [...ADMIN_ROUTES, ...APPROVAL_ROUTES].map(compile);
   const ui = loadUiAssets();
   if (!ui.ok) log.warn({ problem: ui.problem }, 'the web UI is not available');

@@ -3,13 +3,15 @@
  * client (no secret) against one of the OIDC issuers the gateway trusts (`admin.ui.oidc`). The gateway's part is
  * small: it tells the UI which issuer and client to use (`GET /api/v1/ui-config`) and lets the page's
  * Content-Security-Policy reach that issuer (discovery, token endpoint). The token the browser obtains is then sent
- * like a pasted one and verified by the admin API like any other OIDC token.
+ * like a pasted one and verified by the admin API like any other OIDC token, except that an ID token's audience is
+ * the UI's client id, which the admin listener alone accepts (see {@link uiClientAudience}).
  *
  * RFC 6749 §4.1 (authorization code), RFC 7636 (PKCE), OAuth 2.0 for Browser-Based Apps (public clients, CORS token
  * requests), OpenID Connect Core §3.1 (nonce) and Discovery §4.
  */
 import { z } from 'zod';
 import type { OidcIssuerConfig } from '../identity/identity-config.js';
+import type { ClientAudience } from '../identity/oidc-verifier.js';
 
 /** `admin.ui.oidc`. */
 export const uiSignInSchema = z
@@ -26,8 +28,9 @@ export const uiSignInSchema = z
       .default(['openid', 'profile', 'email'])
       .refine((s) => s.includes('openid'), { message: 'must include openid' }),
     /**
-     * The token the UI sends to the API: `id_token` (default; its audience is `client_id`, so that must be one of the
-     * issuer's `audience` values) or `access_token` (for providers that issue JWT access tokens for an API audience).
+     * The token the UI sends to the API: `id_token` (default; its audience is `client_id`, which the admin listener
+     * accepts on its own, the proxy never) or `access_token` (for providers that issue JWT access tokens for an API
+     * audience, one of the issuer's `audience` values).
      */
     token: z.enum(['id_token', 'access_token']).default('id_token'),
   })
@@ -62,35 +65,50 @@ export function signInConnectSources(signIn: UiSignInConfig | undefined): string
 }
 
 /**
- * Problems of `admin.ui.oidc` against `identity.oidc`, with the path of the key to fix: the issuer must be trusted,
- * and an ID token (whose audience is the client id) must be an audience the API accepts.
+ * The UI's client, whose ID tokens the admin listener accepts besides the issuer's `audience`; none with
+ * `token: access_token`, whose tokens are for an audience of the issuer's own. Not added to `identity.oidc[].audience`:
+ * that list is also the proxy's, and every person who can sign in to the UI would hold a credential for the Claude API.
+ */
+export function uiClientAudience(signIn: UiSignInConfig | undefined): ClientAudience | undefined {
+  return signIn?.token === 'id_token' ? { issuer: signIn.issuer, clientId: signIn.client_id } : undefined;
+}
+
+/**
+ * Problems of `admin.ui.oidc` against `identity.oidc`, with the path of the key to fix: the issuer must be trusted.
  */
 export function uiSignInProblems(
   signIn: UiSignInConfig | undefined,
-  issuers: readonly Pick<OidcIssuerConfig, 'issuer' | 'audience'>[],
+  issuers: readonly Pick<OidcIssuerConfig, 'issuer'>[],
 ): Array<{ path: (string | number)[]; message: string }> {
-  if (!signIn) return [];
-  const issuer = issuers.find((i) => i.issuer === signIn.issuer);
-  if (!issuer) {
-    return [
-      {
-        path: ['admin', 'ui', 'oidc', 'issuer'],
-        message:
-          `must be one of identity.oidc[].issuer (the admin API verifies the UI's tokens with it); ` +
-          `configured: ${issuers.map((i) => i.issuer).join(', ') || 'none'}`,
-      },
-    ];
-  }
-  const audiences = typeof issuer.audience === 'string' ? [issuer.audience] : issuer.audience;
-  if (signIn.token === 'id_token' && !audiences.includes(signIn.client_id)) {
-    return [
-      {
-        path: ['admin', 'ui', 'oidc', 'client_id'],
-        message:
-          `an ID token's audience is the client id: add "${signIn.client_id}" to the audience of identity.oidc ` +
-          `issuer ${issuer.issuer} (now ${audiences.join(', ')}), or set admin.ui.oidc.token: access_token`,
-      },
-    ];
-  }
-  return [];
+  if (!signIn || issuers.some((i) => i.issuer === signIn.issuer)) return [];
+  return [
+    {
+      path: ['admin', 'ui', 'oidc', 'issuer'],
+      message:
+        `must be one of identity.oidc[].issuer (the admin API verifies the UI's tokens with it); ` +
+        `configured: ${issuers.map((i) => i.issuer).join(', ') || 'none'}`,
+    },
+  ];
+}
+
+/**
+ * What start-up should warn about: the UI's client id among the audiences of its issuer in `identity.oidc`, as
+ * earlier versions required. It is legal (a provider may use one client id for an API and its single-page app), but
+ * then every ID token issued to the UI is a credential on the proxy too, spending the connections' keys.
+ */
+export function uiSignInWarnings(
+  signIn: UiSignInConfig | undefined,
+  issuers: readonly Pick<OidcIssuerConfig, 'issuer' | 'audience'>[],
+): string[] {
+  const client = uiClientAudience(signIn);
+  if (!client) return [];
+  const index = issuers.findIndex((i) => i.issuer === client.issuer);
+  const audience = issuers[index]?.audience;
+  const audiences = typeof audience === 'string' ? [audience] : (audience ?? []);
+  if (!audiences.includes(client.clientId)) return [];
+  return [
+    `identity.oidc[${index}].audience includes admin.ui.oidc.client_id "${client.clientId}": every ID token the web ` +
+      `UI signs in with is then also accepted by the Claude API proxy. Remove it from identity.oidc[${index}].audience ` +
+      '(the admin listener accepts the UI’s ID tokens on its own) unless that is intended',
+  ];
 }

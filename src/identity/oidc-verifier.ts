@@ -37,6 +37,22 @@ export type OidcVerifierIssuer = Pick<
 > &
   Partial<Pick<OidcIssuerConfig, 'jwks_max_age'>>;
 
+/**
+ * A client of one issuer whose ID tokens a caller of {@link OidcVerifier.verify} accepts besides the issuer's own
+ * audience: the web UI's (`admin.ui.oidc.client_id`), on the admin listener only. An ID token's audience is the client
+ * it was issued to (OpenID Connect Core §2), so accepting that client id everywhere would make every sign-in to the UI
+ * a credential for the Claude API too.
+ */
+export interface ClientAudience {
+  readonly issuer: string;
+  readonly clientId: string;
+}
+
+export interface VerifyOptions {
+  /** Also accept tokens issued to this client (see {@link ClientAudience}). */
+  readonly client?: ClientAudience | undefined;
+}
+
 type RemoteJwks = ReturnType<typeof createRemoteJWKSet>;
 
 /** What Vigil knows about one trusted issuer. */
@@ -120,9 +136,9 @@ export class OidcVerifier {
    *
    * @throws VigilError `UNAUTHENTICATED` with a message naming what is wrong (malformed, unsupported algorithm,
    *   unknown issuer, bad signature, unknown signing key, expired, not yet valid, wrong audience, provider
-   *   unreachable). The message never contains the token.
+   *   unreachable, issued to another client). The message never contains the token.
    */
-  async verify(token: string): Promise<Principal> {
+  async verify(token: string, options: VerifyOptions = {}): Promise<Principal> {
     const { alg, kid, iss } = this.inspect(token);
     const state = this.issuers.get(iss);
     if (!state) {
@@ -137,20 +153,25 @@ export class OidcVerifier {
       );
     }
 
+    const own = typeof config.audience === 'string' ? [config.audience] : [...config.audience];
+    const client = options.client?.issuer === config.issuer ? options.client.clientId : undefined;
+    const audience = client === undefined || own.includes(client) ? own : [...own, client];
+
     const jwks = await this.jwksFor(state);
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, this.keyResolver(state, jwks), {
         issuer: config.issuer,
-        audience: config.audience,
+        audience,
         algorithms: [...config.algorithms],
         clockTolerance: config.clock_skew,
         // A token without an expiry would be good forever; one without a subject names nobody.
         requiredClaims: ['exp', 'sub'],
       }));
     } catch (err) {
-      throw this.explain(err, config, kid);
+      throw this.explain(err, config, audience, kid);
     }
+    if (client !== undefined) checkAuthorizedParty(payload, own, client);
     return toPrincipal(payload, config);
   }
 
@@ -286,7 +307,12 @@ export class OidcVerifier {
   }
 
   /** Turn whatever verification threw into an UNAUTHENTICATED error that says why, without the token. */
-  private explain(err: unknown, config: OidcVerifierIssuer, kid: string | undefined): VigilError {
+  private explain(
+    err: unknown,
+    config: OidcVerifierIssuer,
+    audience: readonly string[],
+    kid: string | undefined,
+  ): VigilError {
     if (err instanceof KeyUnavailable) return unauthenticated(err.message, err.cause);
     if (err instanceof errors.JWTExpired) {
       const exp =
@@ -301,8 +327,10 @@ export class OidcVerifier {
         return unauthenticated(`token not yet valid${nbf}`, err);
       }
       if (claim === 'aud') {
-        const expected = typeof config.audience === 'string' ? config.audience : config.audience.join(' or ');
-        return unauthenticated(`wrong audience: token is for ${echo(payload.aud ?? null)}, expected ${expected}`, err);
+        return unauthenticated(
+          `wrong audience: token is for ${echo(payload.aud ?? null)}, expected ${audience.join(' or ')}`,
+          err,
+        );
       }
       if (claim === 'iss') return unauthenticated(`wrong issuer: expected ${config.issuer}`, err);
       if (reason === 'missing') return unauthenticated(`token has no "${claim}" claim`, err);
@@ -344,6 +372,25 @@ async function fromCache(
       );
     }
     throw err;
+  }
+}
+
+/**
+ * A token let in only because its audience includes `client` must have been issued to that client: with more
+ * audiences than that one, or with an `azp` (authorized party) at all, `azp` must be the client id (OpenID Connect Core
+ * §2 and §3.1.3.7, items 3 to 5). Otherwise it is another client's token that merely names this one among its
+ * audiences. A token for one of the issuer's own audiences is accepted as it would be anywhere.
+ *
+ * @throws VigilError `UNAUTHENTICATED` naming the audiences and the authorized party.
+ */
+function checkAuthorizedParty(payload: JWTPayload, own: readonly string[], client: string): void {
+  const aud = typeof payload.aud === 'string' ? [payload.aud] : (payload.aud ?? []);
+  if (aud.some((a) => own.includes(a))) return;
+  const azp = payload['azp'];
+  if ((aud.length > 1 || azp !== undefined) && azp !== client) {
+    throw unauthenticated(
+      `token for ${echo(aud)} was not issued to client ${client}: its "azp" (authorized party) is ${echo(azp ?? null)}`,
+    );
   }
 }
 

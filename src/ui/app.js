@@ -32,9 +32,12 @@ const root = document.getElementById('view');
 const navEl = document.getElementById('nav');
 const whoEl = document.getElementById('who');
 const verifyEl = document.getElementById('verify');
+const noticeEl = document.getElementById('notice');
 
 /** The view on screen: aborting it cancels its requests and timers. */
 let current = null;
+/** The "Verify store" request in flight, if any: it belongs to the person signed in when it was asked. */
+let verifying = null;
 let signedIn = false;
 
 function parseHash() {
@@ -60,7 +63,14 @@ function startView() {
   if (current) current.abort();
   current = new AbortController();
   clear(root);
+  clear(noticeEl);
   return current;
+}
+
+/** A message above the view, about the page it is shown on: the next view (or sign-in) drops it. */
+function showNotice(err) {
+  clear(noticeEl);
+  if (err) noticeEl.append(errorBox(err));
 }
 
 function route() {
@@ -95,12 +105,19 @@ function route() {
   });
 }
 
+/** Forget the store's verify status, cancelling a verify still running: its answer is for nobody now. */
+function dropVerify() {
+  if (verifying) verifying.abort();
+  verifying = null;
+  clear(verifyEl);
+}
+
 async function showSignIn(err) {
   signedIn = false;
   const controller = startView();
   renderNav(null);
   renderWho(null);
-  clear(verifyEl);
+  dropVerify();
   // Without /ui-config (a gateway being restarted, say) the paste form still works: no provider button, that is all.
   const config = await uiConfig().catch(() => null);
   if (controller.signal.aborted) return;
@@ -141,6 +158,7 @@ function renderWho(me) {
           class: 'link',
           onclick: () => {
             clearToken();
+            dropVerify();
             boot({ signedOut: true });
           },
         },
@@ -155,7 +173,7 @@ function renderWho(me) {
  * minutes of the gateway's CPU, so opening a page must not start it. OK or BROKEN with the first problem.
  */
 function offerVerify() {
-  clear(verifyEl);
+  dropVerify();
   verifyEl.append(
     h(
       'button',
@@ -166,10 +184,16 @@ function offerVerify() {
 }
 
 async function refreshVerify() {
-  clear(verifyEl);
+  dropVerify();
+  const controller = new AbortController();
+  verifying = controller;
   verifyEl.append(h('span', { class: 'muted' }, 'Store: verifying…'));
   try {
-    const report = await api('/verify');
+    const report = await api('/verify', { signal: controller.signal });
+    // Signed out (or in as someone else) meanwhile: the answer was for that session, which is gone. An abort that
+    // comes after the response arrived cancels no fetch, so this is checked, not only the fetch's AbortError.
+    if (controller.signal.aborted) return;
+    verifying = null;
     clear(verifyEl);
     const first = report.problems && report.problems[0];
     verifyEl.append(
@@ -185,6 +209,8 @@ async function refreshVerify() {
         h('span', { class: 'verify-message' }, `${first.problem} in ${first.chain}: ${first.detail}`),
       );
   } catch (err) {
+    if (controller.signal.aborted) return;
+    verifying = null;
     clear(verifyEl);
     if (err.status === 401) return;
     verifyEl.append(
@@ -201,37 +227,44 @@ async function refreshVerify() {
  * Finish a sign-in with the identity provider when the address carries its answer: the answer leaves the address (and
  * the history) at once, the view the person was on comes back, and the token is kept like a pasted one.
  *
- * @returns false when the sign-in failed (the sign-in view then says why).
+ * @returns why the answer was refused (not this tab's, cancelled, the code not traded), or null.
  */
 async function finishProviderSignIn() {
   const taken = takeSignInAnswer();
-  if (!taken) return true;
+  if (!taken) return null;
   history.replaceState(null, '', `${location.pathname}${taken.returnTo}`);
   try {
     setToken(await finishSignIn(taken));
-    return true;
+    return null;
   } catch (err) {
-    showSignIn(err);
-    return false;
+    return err;
   }
 }
 
 /** Find out who is here: the views when the API knows (or needs no credential), else sign-in. */
 async function boot({ signedOut = false } = {}) {
-  if (!(await finishProviderSignIn())) return;
+  // A refused answer changes nothing, so a token this tab already keeps stays, and so does its session: the person
+  // is told the answer was ignored, above the view. (It used to show the sign-in page over a token that was still
+  // kept: the person thought they were signed out, and a reload signed them back in.) Such answers come from Back
+  // into the provider's pages, a bookmarked address, or someone else's link: none of them should sign anyone out.
+  const refused = await finishProviderSignIn();
   try {
     const me = await api('/whoami', { signIn: false });
     signedIn = true;
     renderWho(me);
     offerVerify();
     route();
+    showNotice(refused);
   } catch (err) {
+    if (err.status !== 401) {
+      showNotice(refused);
+      root.append(errorBox(err));
+      return;
+    }
     // A token the API refuses (expired, say) is of no more use. After a deliberate sign-out, "missing credential" is
-    // no news: the form alone.
-    if (err.status === 401) {
-      clearToken();
-      showSignIn(signedOut ? null : err);
-    } else root.append(errorBox(err));
+    // no news: the form alone. A refused answer from the provider says more than either.
+    clearToken();
+    showSignIn(refused ?? (signedOut ? null : err));
   }
 }
 

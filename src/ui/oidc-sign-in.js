@@ -140,7 +140,7 @@ export async function finishSignIn({ answer, pending }) {
   if (!pending || !pending.state || answer.get('state') !== pending.state) {
     throw new Error(
       'This answer from the identity provider does not belong to a sign-in started in this tab (its state does not ' +
-        'match), so it was ignored. Sign in again.',
+        'match), so it was ignored.',
     );
   }
   const name = pending.name;

@@ -534,6 +534,53 @@ describe('with identity configured', () => {
     expect(await page.getByRole('alert').count()).toBe(0);
   });
 
+  it('drops a store verify still running when the person signs out: its answer is not drawn after', async () => {
+    // The answer came after sign-out and was drawn in the header of the signed-out page.
+    const own = await newPage();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let answered!: Promise<unknown>;
+    const asked = new Promise<void>((resolve) => {
+      void own.route(
+        (url) => url.pathname === '/api/v1/verify',
+        (route) => {
+          resolve();
+          answered = (async () => {
+            const response = await route.fetch();
+            await held;
+            // The page cancelled the request: fulfilling it fails, which is the point.
+            await route.fulfill({ response }).catch((err: unknown) => err);
+          })();
+        },
+      );
+    });
+    await own.goto(`${guarded.gateway.adminUrl}/ui/`);
+    await own.getByLabel('Token').fill(ADMIN_TOKEN);
+    await own.getByRole('button', { name: 'Sign in' }).click();
+    await own.getByRole('button', { name: 'Verify store' }).click();
+    await asked;
+    expect(await own.locator('#verify').textContent()).toBe('Store: verifying…');
+    await own.getByRole('button', { name: 'Sign out' }).click();
+    await own.getByRole('heading', { name: 'Sign in' }).waitFor();
+    expect(await own.locator('#verify').textContent()).toBe('');
+
+    release();
+    await answered;
+    // Time for a stale answer to be drawn, had it been let through (it took a few milliseconds).
+    await own.waitForTimeout(300);
+    expect(await own.locator('#verify').textContent()).toBe('');
+    expect(await own.getByRole('heading', { name: 'Sign in' }).count()).toBe(1);
+
+    // Signed in again, verifying works as before.
+    await own.unroute((url) => url.pathname === '/api/v1/verify');
+    await own.getByLabel('Token').fill(ADMIN_TOKEN);
+    await own.getByRole('button', { name: 'Sign in' }).click();
+    await own.getByRole('button', { name: 'Verify store' }).click();
+    await expect
+      .poll(() => own.locator('#verify').textContent(), { timeout: 10_000 })
+      .toMatch(/^Store OK · \d+ records$/);
+  });
+
   it('shows an auditor only the access log’s refusal, no empty table', async () => {
     // The 403 used to sit under the header of an empty table.
     const auditor = await newPage();
@@ -570,7 +617,8 @@ describe('signing in with the OpenID provider (authorization code + PKCE)', () =
   beforeAll(async () => {
     idp = await startOidcProvider();
     sso = await startHarness(() => ({
-      identity: { oidc: [{ issuer: idp.issuer, audience: ['vigil', 'vigil-ui'] }] },
+      // The UI's client id is no audience of the issuer: the admin listener accepts its ID tokens on its own.
+      identity: { oidc: [{ issuer: idp.issuer, audience: 'vigil' }] },
       admin: {
         listen: '127.0.0.1:0',
         roles: { admin: ['vigil-admins'] },
@@ -655,6 +703,40 @@ describe('signing in with the OpenID provider (authorization code + PKCE)', () =
     expect(await page.getByRole('alert').count()).toBe(0);
   });
 
+  it('opens the admin API with the UI’s ID token, never the Claude API', async () => {
+    // The UI's client id had to be an audience of identity.oidc, which the proxy's listener shares too: every ID token
+    // the UI signed in with spent the connections' upstream keys.
+    idp.signInAs(alice);
+    const page = await newPage();
+    await page.goto(`${admin}/ui/`);
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).click();
+    await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+    const { token } = await storage(page);
+    const me = await fetch(`${admin}/api/v1/whoami`, { headers: { authorization: `Bearer ${token}` } });
+    expect(await me.json()).toMatchObject({ role: 'admin', reader: { method: 'oidc', subject: 'alice' } });
+
+    const upstreamCalls = sso.fake.requests.length;
+    const claude = new Anthropic({ baseURL: sso.url, authToken: token!, apiKey: null, maxRetries: 0 });
+    const err = await claude.messages
+      .create(
+        { model: 'claude-haiku-4-5', max_tokens: 20, messages: [{ role: 'user', content: 'spent with a UI token' }] },
+        inSession('ui-id-token-at-proxy'),
+      )
+      .then(
+        () => expect.fail('the proxy accepted the UI’s ID token'),
+        (e: unknown) => e,
+      );
+    expect(err).toBeInstanceOf(Anthropic.AuthenticationError);
+    expect((err as InstanceType<typeof Anthropic.AuthenticationError>).error).toMatchObject({
+      type: 'error',
+      error: {
+        type: 'authentication_error',
+        message: expect.stringMatching(/^wrong audience: token is for "vigil-ui", expected vigil$/),
+      },
+    });
+    expect(sso.fake.requests.length).toBe(upstreamCalls);
+  });
+
   it('says so when the person cancels at the provider, and keeps no token', async () => {
     idp.signInAs('deny');
     const page = await newPage();
@@ -700,6 +782,48 @@ describe('signing in with the OpenID provider (authorization code + PKCE)', () =
       .toMatch(/does not belong to a sign-in started in this tab/);
     expect(asked.filter((r) => r.path === '/token')).toEqual([]);
     expect((await storage(page)).token).toBeNull();
+  });
+
+  it('keeps a signed-in tab signed in when an old answer comes back (a bookmark, Back), and says it was ignored', async () => {
+    // The sign-in page was shown while the token stayed kept: the person believed they were signed out, and a reload
+    // signed them back in.
+    idp.signInAs(alice);
+    const page = await newPage();
+    const asked = atProvider(page);
+    let answer = '';
+    page.on('request', (r) => {
+      const url = new URL(r.url());
+      if (url.origin === new URL(admin).origin && url.searchParams.has('code')) answer = r.url();
+    });
+    await page.goto(`${admin}/ui/#/access-log`);
+    await page.getByRole('button', { name: 'Sign in with Example SSO' }).click();
+    await page.getByRole('heading', { name: 'Access log' }).waitFor();
+    const { token } = await storage(page);
+    expect(answer).toMatch(/[?&]code=/);
+    const traded = asked.filter((r) => r.path === '/token').length;
+
+    await page.goto(answer);
+    await expect
+      .poll(() => page.locator('#notice').getByRole('alert').textContent(), { timeout: 5000 })
+      .toBe(
+        'This answer from the identity provider does not belong to a sign-in started in this tab (its state does ' +
+          'not match), so it was ignored.',
+      );
+    // The answer's own address holds no view: the default one.
+    await page.getByRole('heading', { name: 'Sessions' }).waitFor();
+    expect(await page.locator('#who').textContent()).toMatch(/^alice .*admin\s*Sign out$/);
+    expect((await storage(page)).token).toBe(token);
+    expect(new URL(page.url()).search).toBe('');
+    expect(asked.filter((r) => r.path === '/token').length).toBe(traded);
+    expect(await page.getByRole('heading', { name: 'Sign in' }).count()).toBe(0);
+
+    // The notice is about that page: the next one drops it. Signed in still, as a reload shows.
+    await page.getByRole('link', { name: 'Access log' }).click();
+    await page.getByRole('heading', { name: 'Access log' }).waitFor();
+    expect(await page.locator('#notice').textContent()).toBe('');
+    await page.reload();
+    await page.getByRole('heading', { name: 'Access log' }).waitFor();
+    expect(await page.locator('#who').textContent()).toMatch(/^alice /);
   });
 
   it('drops a kept token the API refuses (expired) and asks again', async () => {

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AdminAuthenticator, loadAdminTokens } from '../../../src/admin/admin-auth.js';
 import { adminListenAddress, checkAdminExposure } from '../../../src/admin/admin-server.js';
+import { uiClientAudience, uiSignInWarnings } from '../../../src/admin/ui-sign-in.js';
 import { validateConfig } from '../../../src/config/load-config.js';
 import { ConfigError, VigilError } from '../../../src/errors.js';
 import { OidcVerifier } from '../../../src/identity/oidc-verifier.js';
@@ -92,6 +93,60 @@ describe('OIDC roles', () => {
     expect(await as(['eng'])).toBe('user');
     const expired = await idp.mintToken({ groups: ['vigil-admins'] }, { expiresIn: -600 });
     expect((await refusal(auth.authenticate(bearer(expired), '127.0.0.1'))).message).toContain('expired');
+  });
+});
+
+describe('the web UI’s sign-in (admin.ui.oidc)', () => {
+  const issuerEntry = (audience: string | string[]) => ({
+    issuer: idp.issuer,
+    audience,
+    groups_claim: 'groups',
+    algorithms: ['RS256' as const],
+    clock_skew: 30,
+    jwks_cooldown: 30,
+  });
+  const signIn = (token: 'id_token' | 'access_token') => ({
+    issuer: idp.issuer,
+    client_id: 'vigil-ui',
+    scopes: ['openid'],
+    token,
+  });
+
+  it('accepts the UI’s ID tokens here, with the issuer’s audience left to the proxy’s callers', async () => {
+    // The UI's client id had to be added to identity.oidc's audience, which the proxy shares: its ID tokens then spent
+    // the connections' keys. The admin listener now accepts them by itself.
+    const oidc = new OidcVerifier([issuerEntry('vigil')]);
+    const auth = new AdminAuthenticator({ oidc, uiClient: uiClientAudience(signIn('id_token')), tokens: [], roles });
+    const idToken = await idp.mintToken({ groups: ['vigil-admins'] }, { subject: 'alice', audience: 'vigil-ui' });
+    expect(await auth.authenticate(bearer(idToken), '10.0.0.5')).toMatchObject({
+      reader: { method: 'oidc', subject: 'alice' },
+      role: 'admin',
+    });
+    const apiToken = await idp.mintToken({ groups: ['security'] }, { subject: 'svc' });
+    expect((await auth.authenticate(bearer(apiToken), '10.0.0.5')).role).toBe('auditor');
+    // What the proxy checks, the same verifier without the client: refused.
+    expect((await refusal(oidc.verify(idToken))).message).toMatch(/^wrong audience: token is for "vigil-ui"/);
+
+    // With token: access_token the UI sends a token for the issuer's audience; its client id is no audience here.
+    expect(uiClientAudience(signIn('access_token'))).toBeUndefined();
+    const accessOnly = new AdminAuthenticator({
+      oidc,
+      uiClient: uiClientAudience(signIn('access_token')),
+      tokens: [],
+      roles,
+    });
+    expect((await refusal(accessOnly.authenticate(bearer(idToken), '10.0.0.5'))).message).toMatch(/^wrong audience/);
+  });
+
+  it('warns when the UI’s client id is still an audience of the issuer, which the proxy accepts', () => {
+    expect(uiSignInWarnings(signIn('id_token'), [issuerEntry('vigil')])).toEqual([]);
+    expect(uiSignInWarnings(signIn('id_token'), [issuerEntry(['vigil', 'vigil-ui'])])).toEqual([
+      'identity.oidc[0].audience includes admin.ui.oidc.client_id "vigil-ui": every ID token the web UI signs in ' +
+        'with is then also accepted by the Claude API proxy. Remove it from identity.oidc[0].audience (the admin ' +
+        'listener accepts the UI’s ID tokens on its own) unless that is intended',
+    ]);
+    expect(uiSignInWarnings(signIn('access_token'), [issuerEntry(['vigil', 'vigil-ui'])])).toEqual([]);
+    expect(uiSignInWarnings(undefined, [issuerEntry('vigil-ui')])).toEqual([]);
   });
 });
 

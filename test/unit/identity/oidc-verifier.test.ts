@@ -3,7 +3,7 @@ import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import { createLocalJWKSet, jwtVerify, SignJWT, type JSONWebKeySet } from 'jose';
 import { VigilError } from '../../../src/errors.js';
 import { oidcIssuerSchema } from '../../../src/identity/identity-config.js';
-import { OidcVerifier } from '../../../src/identity/oidc-verifier.js';
+import { OidcVerifier, type VerifyOptions } from '../../../src/identity/oidc-verifier.js';
 import { startOidcProvider, TEST_CLIENT, type OidcTestProvider } from '../../support/oidc-provider.js';
 
 /** An issuer entry as the config loader would hand it over. */
@@ -29,8 +29,13 @@ function b64url(value: unknown): string {
 }
 
 /** Assert the verifier refuses `token` as UNAUTHENTICATED with a message matching `why`, and does not echo it. */
-async function expectRejected(verifier: OidcVerifier, token: string, why: RegExp): Promise<VigilError> {
-  const err = await verifier.verify(token).then(
+async function expectRejected(
+  verifier: OidcVerifier,
+  token: string,
+  why: RegExp,
+  options?: VerifyOptions,
+): Promise<VigilError> {
+  const err = await verifier.verify(token, options).then(
     () => expect.fail('token was accepted'),
     (e: unknown) => e,
   );
@@ -122,6 +127,43 @@ describe('OidcVerifier against a real OpenID provider', () => {
       /^wrong audience: token is for "billing", expected vigil/,
     );
     await expectRejected(verifier, await idp.clientCredentialsToken('billing'), /^wrong audience/);
+  });
+
+  it('accepts a client’s ID tokens only where asked to, and only those issued to that client (azp)', async () => {
+    // The web UI's ID tokens (aud: its client id) were accepted by the one verifier both listeners share, so every
+    // sign-in to the UI was also a credential for the Claude API. Only the admin listener asks for the client now.
+    const ui = { client: { issuer: idp.issuer, clientId: 'vigil-ui' } };
+    const idToken = await idp.mintToken({}, { subject: 'alice', audience: 'vigil-ui' });
+    await expectRejected(verifier, idToken, /^wrong audience: token is for "vigil-ui", expected vigil$/);
+    expect((await verifier.verify(idToken, ui)).subject).toBe('alice');
+    // A client of another issuer widens nothing for this one.
+    const elsewhere = { client: { issuer: 'https://other.example.com', clientId: 'vigil-ui' } };
+    await expectRejected(verifier, idToken, /^wrong audience/, elsewhere);
+    // Still only tokens for the issuer's audience or the client, with the client named in the refusal.
+    await expectRejected(
+      verifier,
+      await idp.mintToken({}, { audience: 'billing' }),
+      /^wrong audience: token is for "billing", expected vigil or vigil-ui$/,
+      ui,
+    );
+
+    // Issued to another client that merely lists the UI among its audiences: refused unless azp names the UI.
+    const listed = (azp?: string) =>
+      idp.mintToken(azp === undefined ? {} : { azp }, { subject: 'alice', audience: ['vigil-ui', 'billing'] });
+    await expectRejected(
+      verifier,
+      await listed(),
+      /^token for \["vigil-ui","billing"\] was not issued to client vigil-ui: its "azp" \(authorized party\) is null$/,
+      ui,
+    );
+    await expectRejected(verifier, await listed('billing-app'), /not issued to client vigil-ui.*"billing-app"$/, ui);
+    expect((await verifier.verify(await listed('vigil-ui'), ui)).subject).toBe('alice');
+    // With the client as its only audience, an azp (when present) must name it too.
+    const foreign = await idp.mintToken({ azp: 'billing-app' }, { audience: 'vigil-ui' });
+    await expectRejected(verifier, foreign, /not issued to client vigil-ui/, ui);
+    // A token for the issuer's own audience is accepted as anywhere else, whatever client it was issued to.
+    const own = await idp.mintToken({ azp: 'billing-app' }, { subject: 'svc', audience: ['vigil', 'vigil-ui'] });
+    expect((await verifier.verify(own, ui)).subject).toBe('svc');
   });
 
   it('refuses a token without an expiry or without a subject', async () => {
