@@ -95,7 +95,11 @@ describe('WriteQueue when a write fails', () => {
     const { store, batches, queue, done } = await setup(tempDir(), 1_000, (_err, n) => lost.push(n));
     queue.enqueue([record('exchange.response')]);
     const missing = 'f'.repeat(64);
-    const bad = { kind: 'exchange.request', at: Date.now(), data: { body: { parts: [{ $blob: missing }] } } };
+    const bad = {
+      kind: 'exchange.request',
+      at: Date.now(),
+      data: { request: { body: { size: 1, parts: [{ $blob: missing }] } } },
+    };
     // Two requests waiting together share the transaction with what lingers; one refers to a blob nobody holds.
     const results = await Promise.allSettled([
       queue.appendDurably([bad], []),
@@ -118,7 +122,7 @@ describe('WriteQueue when a write fails', () => {
     const poison = {
       kind: 'exchange.response',
       at: Date.now(),
-      data: { body: { parts: [{ $blob: 'e'.repeat(64) }] } },
+      data: { body: { size: 1, parts: [{ $blob: 'e'.repeat(64) }] } },
     };
     queue.enqueue([poison]);
     await Promise.all([
