@@ -10,7 +10,8 @@
  * verification of those alone (their records, blobs and links), and learns nothing of the other callers' records.
  */
 import type { AuditStore, ChainPosition, StoredRecord, VerifyProblem, PurgedRun } from '../store/audit-store.js';
-import { blobRefs, recordHash, sha256Hex } from '../store/ledger.js';
+import { blobRefs } from '../store/blob-refs.js';
+import { recordHash, sha256Hex } from '../store/ledger.js';
 
 export interface SessionVerifyReport {
   readonly ok: boolean;
@@ -67,7 +68,8 @@ export async function verifySession(
   const wasPurged = (p: ChainPosition): PurgedRun | undefined =>
     purged.find((run) => run.chain === p.chain && run.from <= p.chainSeq && p.chainSeq <= run.to);
 
-  const blobHashes = new Set<string>();
+  /** Each blob referred to, with the first record that refers to it. */
+  const referrers = new Map<string, StoredRecord>();
   for (const r of records) {
     const where = `record ${r.chain}#${r.chainSeq} (seq ${r.seq}, ${r.kind})`;
     if (recordHash(r.prevHash, r) !== r.hash) problem(r, 'changed', `${where} was changed after it was written`);
@@ -90,16 +92,15 @@ export async function verifySession(
       problem(r, 'changed', `${where} is not the record its successor was chained to: it was replaced`);
     }
     try {
-      for (const h of blobRefs(r.data)) blobHashes.add(h);
+      for (const h of blobRefs(r)) if (!referrers.has(h)) referrers.set(h, r);
     } catch {
       // Unparseable data: the hash check above has reported the record as changed.
     }
   }
 
-  const blobs = await store.blobs([...blobHashes]);
-  for (const h of blobHashes) {
+  const blobs = await store.blobs([...referrers.keys()]);
+  for (const [h, first] of referrers) {
     const data = blobs.get(h);
-    const first = records.find((r) => r.data.includes(h))!;
     if (!data) problem(first, 'blob_missing', `blob ${h} referred to by ${first.chain}#${first.chainSeq} is missing`);
     else if (sha256Hex(data) !== h)
       problem(first, 'blob_changed', `blob ${h} referred to by ${first.chain}#${first.chainSeq} was changed`);

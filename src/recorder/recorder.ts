@@ -140,11 +140,16 @@ export class Recorder {
       intervalMs: options.eventFlushMs ?? 20,
       onError: (err, lost) => {
         this.failures++;
+        if (lost.length === 0) {
+          options.log.error(
+            { err },
+            'a write to the store failed; its records are written apart or kept for another try',
+          );
+          return;
+        }
         options.log.error(
-          { err, lost },
-          lost > 0
-            ? 'recording failed: records could not be written to the store'
-            : 'a write to the store failed; its records are kept and written again',
+          { err, lost: lost.length, records: lost.map((r) => ({ kind: r.kind, exchangeId: r.exchangeId ?? null })) },
+          'recording failed: records could not be written to the store',
         );
       },
       onWritten: (blobs) => {

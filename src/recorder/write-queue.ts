@@ -9,19 +9,40 @@
  *   written alone, and what lingers follows on the next turn, while upstream works on that request. Its forwarding
  *   never waits for the previous response's records, and that commit never runs as the next request arrives.
  * Records are appended in the order they were enqueued, except that a request waiting alone goes ahead of lingering
- * records. Flushes never overlap, so a chain is appended in order even by an asynchronous store.
+ * records, and a record whose write failed is written after those that followed it. Flushes never overlap, so a chain
+ * is appended in order even by an asynchronous store.
+ *
+ * When records nobody waits on fail to be written together, they are written in ever smaller parts, so that one
+ * record that cannot be written (whatever the reason) takes no other down: only those that fail on their own are tried
+ * again, then reported lost by name. While writes succeed this costs nothing: group commit is unchanged.
  */
 import type { AuditStore, BlobWrite, NewRecord, SearchText } from '../store/audit-store.js';
+import { newRecordBlobRefs } from '../store/blob-refs.js';
 
 export interface WriteQueueOptions {
   readonly intervalMs: number;
-  /** A write failed; `lost`: records given up on (0 when they are kept for another attempt). */
-  readonly onError: (err: unknown, lost: number) => void;
+  /** A write failed; `lost`: the records given up on (none when they were written apart or are kept for another try). */
+  readonly onError: (err: unknown, lost: readonly NewRecord[]) => void;
   readonly onWritten?: (blobs: readonly BlobWrite[]) => void;
 }
 
-/** Attempts at writing records nobody waits on (events, responses, refusals) before they are reported lost. */
+/** Records, with the blobs and search text written with them. */
+interface Pending {
+  readonly records: NewRecord[];
+  readonly blobs: BlobWrite[];
+  readonly searchText: SearchText[];
+}
+
+/** Attempts at writing a record nobody waits on (events, responses, refusals) before it is reported lost. */
 const MAX_ATTEMPTS = 3;
+
+/**
+ * Failed writes in a row, while records are written apart, after which the store itself is taken to be failing and
+ * the rest is not tried this time: an outage must not cost a failed write per record. One bad record among n costs at
+ * most log2(n) + 1 failures in a row (the parts holding it, down to itself), so this leaves room for a few bad records
+ * among tens of thousands.
+ */
+const MAX_FAILURES_IN_A_ROW = 16;
 
 export class WriteQueue {
   /** Requests waited on (appendDurably). */
@@ -35,8 +56,8 @@ export class WriteQueue {
   private linger: NodeJS.Timeout | null = null;
   private running: Promise<void> = Promise.resolve();
   private readonly pullers = new Set<() => NewRecord | undefined>();
-  /** Failed writes in a row of records nobody waits on (see MAX_ATTEMPTS). */
-  private failedAttempts = 0;
+  /** Failed attempts at writing a record nobody waits on, for those that failed on their own (see MAX_ATTEMPTS). */
+  private readonly attempts = new WeakMap<NewRecord, number>();
   private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
 
   constructor(
@@ -126,7 +147,7 @@ export class WriteQueue {
     let blobs: BlobWrite[];
     let searchText: SearchText[] = [];
     /** What lingered (nobody waits on it): kept for another attempt if this write fails. */
-    let lingering: { records: NewRecord[]; blobs: BlobWrite[]; searchText: SearchText[] } | null = null;
+    let lingering: Pending | null = null;
     if (alone) {
       ({ records, blobs } = durable);
       // Two turns later: the forwarding this write unblocks is sent upstream first (undici writes on a later turn).
@@ -159,12 +180,11 @@ export class WriteQueue {
     }
     const err = await this.tryAppend(records, blobs, searchText);
     if (err === null) {
-      this.failedAttempts = 0;
       for (const w of waiters) w.resolve();
       return;
     }
     if (lingering === null || lingering.records.length === 0) {
-      this.options.onError(err, records.length);
+      this.options.onError(err, records);
       // Those waiting decide what a failed write means for them (fail closed, or best effort; a request that
       // refers to a blob retention removed is written again with its pieces).
       for (const w of waiters) w.reject(err);
@@ -176,27 +196,63 @@ export class WriteQueue {
       const again = await this.tryAppend(durable.records, durable.blobs, []);
       if (again === null) for (const w of waiters) w.resolve();
       else {
-        this.options.onError(again, durable.records.length);
+        this.options.onError(again, durable.records);
         for (const w of waiters) w.reject(again);
       }
     }
     const failed =
       durable.records.length > 0 ? await this.tryAppend(lingering.records, lingering.blobs, lingering.searchText) : err;
-    if (failed === null) {
-      this.failedAttempts = 0;
-      return;
+    if (failed !== null) await this.writeApart(lingering, failed);
+  }
+
+  /**
+   * Records nobody waits on failed to be written together (with `err`): they are written in halves, in order, and a
+   * half that fails in halves again, down to single records. Those that fail on their own (or that were not tried,
+   * when the store itself fails) are tried again after `intervalMs`, a few times, before they are reported lost.
+   */
+  private async writeApart(batch: Pending, err: unknown): Promise<void> {
+    const run = { err, failuresInARow: 1 };
+    const failed = batch.records.length > 1 ? await this.bisect(batch, run) : [batch];
+    const lost: NewRecord[] = [];
+    const kept: Pending[] = [];
+    for (const part of failed) {
+      const [again, given] = split(part, (r) => {
+        const attempts = (this.attempts.get(r) ?? 0) + 1;
+        this.attempts.set(r, attempts);
+        return attempts < MAX_ATTEMPTS;
+      });
+      lost.push(...given.records);
+      if (again.records.length > 0) kept.push(again);
     }
-    // Nobody waits on these: tried again after `intervalMs`, a few times, before they are reported lost.
-    if (++this.failedAttempts < MAX_ATTEMPTS) {
-      this.options.onError(failed, 0);
-      this.records = lingering.records.concat(this.records);
-      this.blobs = lingering.blobs.concat(this.blobs);
-      this.searchText = lingering.searchText.concat(this.searchText);
-      this.scheduleLinger();
-      return;
+    for (const r of lost) this.attempts.delete(r);
+    this.options.onError(run.err, lost);
+    if (kept.length === 0) return;
+    this.records = kept.flatMap((p) => p.records).concat(this.records);
+    this.blobs = kept.flatMap((p) => p.blobs).concat(this.blobs);
+    this.searchText = kept.flatMap((p) => p.searchText).concat(this.searchText);
+    this.scheduleLinger();
+  }
+
+  /** Write `batch`, which failed as a whole, half by half; returns the parts that could not be written. */
+  private async bisect(batch: Pending, run: { err: unknown; failuresInARow: number }): Promise<Pending[]> {
+    const failed: Pending[] = [];
+    const mid = Math.ceil(batch.records.length / 2);
+    for (const half of split(batch, (_r, i) => i < mid)) {
+      if (run.failuresInARow >= MAX_FAILURES_IN_A_ROW) {
+        failed.push(half);
+        continue;
+      }
+      const err = await this.tryAppend(half.records, half.blobs, half.searchText);
+      if (err === null) {
+        run.failuresInARow = 0;
+        continue;
+      }
+      run.err = err;
+      run.failuresInARow++;
+      if (half.records.length > 1) failed.push(...(await this.bisect(half, run)));
+      else failed.push(half);
     }
-    this.failedAttempts = 0;
-    this.options.onError(failed, lingering.records.length);
+    return failed;
   }
 
   /** One append; the error when it failed, else null (blobs written are reported to `onWritten`). */
@@ -224,4 +280,31 @@ export class WriteQueue {
     if (this.immediate !== null) clearImmediate(this.immediate);
     this.immediate = null;
   }
+}
+
+/**
+ * Records in two parts, in order: those `first` picks, then the others. A blob goes with the records that refer to it
+ * (both parts when both do), search text with the later part holding records of its exchange (its response comes
+ * last); anything that belongs to no record goes with the first part.
+ */
+function split(p: Pending, first: (r: NewRecord, i: number) => boolean): [Pending, Pending] {
+  const parts: [Pending, Pending] = [
+    { records: [], blobs: [], searchText: [] },
+    { records: [], blobs: [], searchText: [] },
+  ];
+  const refs = [new Set<string>(), new Set<string>()] as const;
+  const exchanges = [new Set<string>(), new Set<string>()] as const;
+  p.records.forEach((r, i) => {
+    const k = first(r, i) ? 0 : 1;
+    parts[k].records.push(r);
+    for (const h of newRecordBlobRefs(r)) refs[k].add(h);
+    if (r.exchangeId !== undefined) exchanges[k].add(r.exchangeId);
+  });
+  for (const b of p.blobs) {
+    const second = refs[1].has(b.hash);
+    if (refs[0].has(b.hash) || !second) parts[0].blobs.push(b);
+    if (second) parts[1].blobs.push(b);
+  }
+  for (const t of p.searchText) parts[exchanges[1].has(t.exchangeId) ? 1 : 0].searchText.push(t);
+  return parts;
 }

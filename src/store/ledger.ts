@@ -12,14 +12,12 @@ import type {
   VerifyProblem,
   VerifyReport,
 } from './audit-store.js';
+import { blobRefs } from './blob-refs.js';
 import type { DigestSignedData } from './digests.js';
 import type { RetentionPurgedData } from './retention.js';
 import { checkSignature, keyIdOf } from './signing-key.js';
 
 export const GENESIS_HASH = '0'.repeat(64);
-
-/** A key in record data whose string value is the SHA-256 of a blob the record depends on. */
-const BLOB_REF_KEY = '$blob';
 
 /** One-shot `hash()`: a fraction of `createHash()`'s cost on the small pieces every request is cut into. */
 export function sha256Hex(data: string | Buffer): string {
@@ -72,32 +70,6 @@ export function linkRecord(
     data: r.data,
   };
   return { ...input, prevHash, hash: recordHash(prevHash, input) };
-}
-
-/** Every `{"$blob": "<hex>"}` reference in a JSON value, at any depth. */
-function collectBlobRefs(value: unknown, found: string[] = []): string[] {
-  if (Array.isArray(value)) {
-    for (const x of value) collectBlobRefs(x, found);
-  } else if (value !== null && typeof value === 'object') {
-    const ref = (value as Record<string, unknown>)[BLOB_REF_KEY];
-    if (typeof ref === 'string') found.push(ref);
-    for (const x of Object.values(value)) collectBlobRefs(x, found);
-  }
-  return found;
-}
-
-/** Every blob hash a record's data refers to (objects of the form `{"$blob": "<hex>"}`, at any depth). */
-export function blobRefs(data: string): string[] {
-  return data.includes(BLOB_REF_KEY) ? collectBlobRefs(JSON.parse(data)) : [];
-}
-
-/**
- * The blob hashes a record about to be appended refers to: found by walking its data (cheap: no parse), or, for a
- * record given as JSON text, by parsing only when the text mentions a blob at all.
- */
-export function newRecordBlobRefs(r: { readonly data: unknown; readonly json?: string }): string[] {
-  // Each blob once: a record may refer to the same blob twice (a message resent inside one request).
-  return [...new Set(r.json !== undefined ? blobRefs(r.json) : collectBlobRefs(r.data))];
 }
 
 /** What `chain.opened` records: the heads of the chains that existed when this chain began. */
@@ -293,7 +265,7 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
     }
     let refs: string[] = [];
     try {
-      refs = blobRefs(r.data);
+      refs = blobRefs(r);
     } catch {
       // Unparseable data means the record was changed; its hash check reported it.
     }

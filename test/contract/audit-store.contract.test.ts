@@ -149,6 +149,28 @@ function exchangeBatch(x: ExchangeSpec): WriteBatch {
   };
 }
 
+/**
+ * `x` as the recorder writes it when the model called a tool with `input` (a caller can make it choose any input): the
+ * events embed the tool call as received (as JSON text, the way the recorder writes them), the response the message.
+ */
+function toolCallBatch(x: ExchangeSpec, input: unknown): WriteBatch {
+  const toolUse = { type: 'tool_use', id: 'toolu_1', name: 'T', input };
+  const batch = exchangeBatch(x);
+  return {
+    ...batch,
+    records: batch.records.map((r): NewRecord => {
+      if (r.kind === 'exchange.events') {
+        const start = { type: 'content_block_start', index: 0, content_block: toolUse };
+        const json = `{"events":[{"i":0,"type":"content_block_start","data":${JSON.stringify(start)},"offset_ms":1}]}`;
+        return { ...r, data: null, json };
+      }
+      if (r.kind !== 'exchange.response') return r;
+      const data = r.data as ExchangeResponseData;
+      return { ...r, data: { ...data, message: { role: 'assistant', content: [toolUse] }, stopReason: 'tool_use' } };
+    }),
+  };
+}
+
 function expectChained(records: readonly StoredRecord[]): void {
   for (const [i, r] of records.entries()) {
     expect(r.hash).toBe(recordHash(r.prevHash, r));
@@ -745,6 +767,32 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect((await store.blobs([])).size).toBe(0);
       expect(await store.verify()).toMatchObject({ ok: true });
     });
+
+    it('takes only the parts of stored bodies for blob references, not JSON a record holds', async () => {
+      // Went wrong: a caller made the model call a tool with input {"$blob": "<hash>"}; the store took the response
+      // record's message (and the events) for a reference to a blob it does not hold, and refused the write — and
+      // with it every record of other callers sharing the group commit.
+      const messages = blob('[{"role":"user","content":"call T"}]');
+      const decoy = '1'.repeat(64);
+      const stored = await store.append(
+        toolCallBatch({ id: 'ex_1', session: 'ses_1', at: T0, messages }, { $blob: decoy, nested: [{ $blob: decoy }] }),
+      );
+      await store.append({ records: [{ kind: 'note', at: T0 + 1, data: { $blob: decoy } }] });
+      expect(stored.map((r) => r.kind)).toEqual([
+        'chain.opened',
+        'exchange.request',
+        'exchange.events',
+        'exchange.response',
+      ]);
+      expect(JSON.parse(stored[3]!.data)).toMatchObject({ message: { content: [{ input: { $blob: decoy } }] } });
+      expect(await store.verify()).toEqual({ ok: true, chains: 1, records: 5, problems: [] });
+      // A stored body's parts still are references: one to a blob the store does not hold is refused.
+      const response = responseRecord({ id: 'ex_2', session: 'ses_1', at: T0 + 2 });
+      const body = { size: 3, parts: [{ $blob: decoy }] };
+      await expect(
+        store.append({ records: [{ ...response, data: { ...(response.data as ExchangeResponseData), body } }] }),
+      ).rejects.toThrow(/does not hold/);
+    });
   });
 
   describe('append-only', () => {
@@ -1221,6 +1269,45 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       await store.append(exchangeBatch({ id: 'ex_last', session: 'ses_1', at: T0 }));
       expect(await runRetention(store, keep30d, KEY, { now: NOW })).toMatchObject({ exchanges: 0 });
       expect(await store.exchangeRecords('ex_last')).toHaveLength(3);
+    });
+
+    it('removes a blob that only JSON in a kept record names, and verifies', async () => {
+      // Went wrong: JSON a record held (a tool's input a caller chose) was taken for a reference to the blob it named,
+      // which then outlived retention, and was reported missing by verify if removed.
+      const named = blob('[{"role":"user","content":"said once, long ago"}]');
+      await store.append(exchangeBatch({ id: 'ex_old', session: 'ses_old', at: T0, messages: named }));
+      await store.append(toolCallBatch({ id: 'ex_new', session: 'ses_new', at: NOW - DAY }, { $blob: named.hash }));
+      expect(await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({
+        exchanges: 1,
+        blobs: 1,
+      });
+      expect((await store.blobs([named.hash])).size).toBe(0);
+      expect(await store.exchangeRecords('ex_new')).toHaveLength(3);
+      expect(await store.verify(withKey)).toMatchObject({ ok: true, problems: [] });
+    });
+
+    it('removes the index rows an earlier version made of JSON that looked like a blob reference', async () => {
+      // Earlier versions (and the migrations that filled blob_refs in) indexed any {"$blob": …} in a record. A purge
+      // removes those rows too: left behind by a removed record, one would keep its blob for ever.
+      const named = blob('[{"role":"user","content":"said once, long ago"}]');
+      await store.append(exchangeBatch({ id: 'ex_a', session: 'ses_old', at: T0, messages: named }));
+      const b = await store.append(
+        toolCallBatch({ id: 'ex_b', session: 'ses_old', at: T0 + 1000 }, { $blob: named.hash }),
+      );
+      const seq = b.find((r) => r.kind === 'exchange.response')!.seq;
+      await fixture.sql(
+        fixture.kind === 'sqlite'
+          ? `INSERT INTO blob_refs (blob_id, record_seq) SELECT id, ${seq} FROM blobs WHERE hash = '${named.hash}'`
+          : `INSERT INTO blob_refs (blob_hash, record_seq) VALUES ('${named.hash}', ${seq})`,
+      );
+      await store.append(exchangeBatch({ id: 'ex_new', session: 'ses_new', at: NOW - DAY }));
+      expect(await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({
+        exchanges: 2,
+        blobs: 1,
+      });
+      expect((await store.blobs([named.hash])).size).toBe(0);
+      expect(await fixture.sql('SELECT * FROM blob_refs')).toEqual([]);
+      expect(await store.verify(withKey)).toMatchObject({ ok: true, problems: [] });
     });
 
     it('refuses a record that refers to a blob retention removed', async () => {

@@ -51,7 +51,8 @@ import {
   type ResultIndexRow,
 } from '../exchange-index.js';
 import { indexableText, parseSearchQuery, tsQuery } from '../search-query.js';
-import { blobRefs, newChainId, newRecordBlobRefs, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
+import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
+import { newChainId, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
   CHAIN_HEADS,
@@ -939,7 +940,7 @@ export class PostgresAuditStore implements AuditStore {
         );
         const records = removed.rows.map(toStored);
         const refs: Array<readonly [string, number]> = [];
-        for (const r of records) for (const h of blobRefs(r.data)) refs.push([h, r.seq]);
+        for (const r of records) for (const h of indexedBlobRefs(r.data)) refs.push([h, r.seq]);
         for (const part of chunks(refs, ROWS_PER_INSERT)) {
           await c.query(
             `DELETE FROM blob_refs USING (VALUES ${valuesList(part.length, ['', '::bigint'])}) AS v(h, s)

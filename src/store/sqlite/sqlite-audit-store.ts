@@ -48,7 +48,8 @@ import {
   resultIndexRow,
 } from '../exchange-index.js';
 import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
-import { blobRefs, newChainId, newRecordBlobRefs, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
+import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
+import { newChainId, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
   CHAIN_HEADS,
@@ -819,7 +820,7 @@ export class SqliteAuditStore implements AuditStore {
         'DELETE FROM blob_refs WHERE blob_id = (SELECT id FROM blobs WHERE hash = ?) AND record_seq = ?',
       );
       for (const r of records) {
-        for (const h of blobRefs(r.data)) {
+        for (const h of indexedBlobRefs(r.data)) {
           delRef.run(h, r.seq);
           candidates.add(h);
         }

@@ -13,7 +13,13 @@ const T0 = Date.UTC(2025, 0, 15);
 const messages = Buffer.from('[{"role":"user","content":"the session under test"}]');
 const messagesHash = createHash('sha256').update(messages).digest('hex');
 
-function exchange(id: string, session: string, at: number): NewRecord[] {
+/** An exchange whose request refers to the blob `body` (messages, by default) and whose response's message is `message`. */
+function exchange(
+  id: string,
+  session: string,
+  at: number,
+  { body = messagesHash, message = null as unknown } = {},
+): NewRecord[] {
   const request = {
     connection: 'anthropic',
     caller: { method: 'oidc', subject: 'alice', issuer: 'https://idp.example' },
@@ -24,7 +30,7 @@ function exchange(id: string, session: string, at: number): NewRecord[] {
       path: '/v1/messages',
       query: '',
       headers: {},
-      body: { size: messages.length, parts: [{ $blob: messagesHash }] },
+      body: { size: messages.length, parts: [{ $blob: body }] },
     },
     model: 'claude-sonnet-4-5',
     stream: false,
@@ -34,7 +40,7 @@ function exchange(id: string, session: string, at: number): NewRecord[] {
     status: 200,
     headers: {},
     body: null,
-    message: null,
+    message,
     usage: null,
     model: null,
     stopReason: 'end_turn',
@@ -156,6 +162,28 @@ describe.each(storeKinds())('verifySession: %s', (kind) => {
         chainSeq: request!.chainSeq + 1,
         detail: expect.stringContaining('one of the two was replaced'),
       }),
+    ]);
+  });
+
+  it('takes no JSON a record holds for a blob reference, and names the record that refers to a missing one', async () => {
+    // Went wrong: a tool's input {"$blob": "<hash>"} (a caller can make the model choose it) in a response's message
+    // was taken for a blob reference: the record could not be written, and would have been reported as missing a blob.
+    const named = Buffer.from('[{"role":"user","content":"a turn of its own"}]');
+    const namedHash = createHash('sha256').update(named).digest('hex');
+    const toolCall = (input: unknown) => ({ role: 'assistant', content: [{ type: 'tool_use', name: 'T', input }] });
+    await store.append({
+      blobs: [{ hash: namedHash, data: named }],
+      records: exchange('ex_t1', 'ses_t', T0 + 40, { message: toolCall({ $blob: namedHash }) }),
+    });
+    await store.append({
+      records: exchange('ex_t2', 'ses_t', T0 + 50, { body: namedHash, message: toolCall({ $blob: 'f'.repeat(64) }) }),
+    });
+    expect(await verifySession(store, 'ses_t')).toMatchObject({ ok: true, records: 4, problems: [] });
+
+    await fixture.tamper(`DELETE FROM blobs WHERE hash = '${namedHash}'`);
+    const [request] = (await store.exchangeRecords('ex_t2')).filter((r) => r.kind === 'exchange.request');
+    expect((await verifySession(store, 'ses_t')).problems).toEqual([
+      expect.objectContaining({ problem: 'blob_missing', chainSeq: request!.chainSeq }),
     ]);
   });
 

@@ -1,7 +1,8 @@
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { WriteQueue } from '../../../src/recorder/write-queue.js';
-import type { AuditStore, WriteBatch } from '../../../src/store/audit-store.js';
+import type { AuditStore, NewRecord, WriteBatch } from '../../../src/store/audit-store.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
 import { useTempDir } from '../../support/temp-dir.js';
 import { until } from '../../support/until.js';
@@ -24,7 +25,7 @@ const record = (kind: string) => ({ kind, at: Date.now(), data: { kind } });
 async function setup(
   dir: string,
   intervalMs: number,
-  onError: (err: unknown, lost: number) => void = (err) => expect.fail(String(err)),
+  onError: (err: unknown, lost: readonly NewRecord[]) => void = (err) => expect.fail(String(err)),
 ) {
   const { store, batches } = await countingStore(dir);
   const queue = new WriteQueue(store, { intervalMs, onError });
@@ -92,10 +93,14 @@ describe('WriteQueue when a write fails', () => {
 
   it('writes the records nobody waits on again, when a request in the same transaction refers to a missing blob', async () => {
     const lost: number[] = [];
-    const { store, batches, queue, done } = await setup(tempDir(), 1_000, (_err, n) => lost.push(n));
+    const { store, batches, queue, done } = await setup(tempDir(), 1_000, (_err, n) => lost.push(n.length));
     queue.enqueue([record('exchange.response')]);
     const missing = 'f'.repeat(64);
-    const bad = { kind: 'exchange.request', at: Date.now(), data: { body: { parts: [{ $blob: missing }] } } };
+    const bad = {
+      kind: 'exchange.request',
+      at: Date.now(),
+      data: { request: { body: { size: 1, parts: [{ $blob: missing }] } } },
+    };
     // Two requests waiting together share the transaction with what lingers; one refers to a blob nobody holds.
     const results = await Promise.allSettled([
       queue.appendDurably([bad], []),
@@ -113,12 +118,12 @@ describe('WriteQueue when a write fails', () => {
 
   it('does not refuse requests that shared a transaction with a record that cannot be written', async () => {
     const lost: number[] = [];
-    const { store, queue, done } = await setup(tempDir(), 5, (_err, n) => lost.push(n));
+    const { store, queue, done } = await setup(tempDir(), 5, (_err, n) => lost.push(n.length));
     // A response that refers to a blob nobody holds can never be written.
     const poison = {
       kind: 'exchange.response',
       at: Date.now(),
-      data: { body: { parts: [{ $blob: 'e'.repeat(64) }] } },
+      data: { body: { size: 1, parts: [{ $blob: 'e'.repeat(64) }] } },
     };
     queue.enqueue([poison]);
     await Promise.all([
@@ -133,6 +138,111 @@ describe('WriteQueue when a write fails', () => {
     await done();
   });
 
+  it('writes the records that shared a failed write apart, and reports lost only the one that cannot be written', async () => {
+    // Went wrong: a response record the store refused failed the group commit it lingered in; each retry folded newer
+    // records in, and after three attempts all of them were dropped — other callers' events and responses with it.
+    const lost: NewRecord[][] = [];
+    const { store, batches, queue, done } = await setup(tempDir(), 5, (_err, n) => lost.push([...n]));
+    const answer = Buffer.from('{"type":"message","content":[{"type":"text","text":"' + 'x'.repeat(300) + '"}]}');
+    const answerHash = createHash('sha256').update(answer).digest('hex');
+    const exchangeRecord = (kind: string, exchangeId: string, data: unknown): NewRecord => ({
+      kind,
+      exchangeId,
+      sessionId: 'ses_1',
+      at: Date.now(),
+      data,
+    });
+    /** A response record as the recorder writes it, its body stored as one blob. */
+    const responseData = (hash: string, size: number) => ({
+      status: 200,
+      headers: {},
+      body: { size, parts: [{ $blob: hash }] },
+      message: null,
+      usage: null,
+      model: null,
+      stopReason: 'end_turn',
+      outcome: 'ok',
+      error: null,
+      eventCount: 0,
+      timing: { startedAt: 1, firstByteMs: 1, endedAt: 2, durationMs: 1 },
+    });
+    const events = exchangeRecord('exchange.events', 'ex_a', { events: [] });
+    // It refers to a blob nobody holds: the store refuses it, always.
+    const poison = exchangeRecord('exchange.response', 'ex_p', responseData('e'.repeat(64), 1));
+    const response = exchangeRecord('exchange.response', 'ex_b', responseData(answerHash, answer.length));
+    // ex_b's request, so that its search text can be found.
+    await store.append({
+      records: [
+        exchangeRecord('exchange.request', 'ex_b', {
+          connection: 'anthropic',
+          caller: { method: 'anonymous', subject: 'alice' },
+          session: { id: 'ses_1', source: 'header' },
+          request: { method: 'POST', path: '/v1/messages', query: '', headers: {}, body: null },
+          model: null,
+          stream: false,
+          startedAt: 1,
+        }),
+      ],
+    });
+    batches.length = 0;
+    queue.enqueue([events]);
+    queue.enqueue([poison]);
+    queue.enqueue(
+      [response],
+      [{ hash: answerHash, data: answer }],
+      [{ exchangeId: 'ex_b', text: 'zanzibar itinerary' }],
+    );
+    queue.enqueue([record('access.denied')]);
+    await queue.flush();
+    // Refused together, then written in halves, in order: the others at once, each with its blob and search text.
+    expect(batches).toEqual([
+      ['exchange.events', 'exchange.response', 'exchange.response', 'access.denied'],
+      ['exchange.events', 'exchange.response'],
+      ['exchange.events'],
+      ['exchange.response'], // the bad one, refused on its own
+      ['exchange.response', 'access.denied'],
+    ]);
+    const written = async (): Promise<string[]> =>
+      (await store.recordsOfKinds(['exchange.events', 'exchange.response', 'access.denied'], 0, 10)).map(
+        (r) => `${r.kind} ${r.exchangeId ?? ''}`,
+      );
+    expect(await written()).toEqual(['exchange.events ex_a', 'exchange.response ex_b', 'access.denied ']);
+    expect((await store.blobs([answerHash])).get(answerHash)?.equals(answer)).toBe(true);
+    expect((await store.search('zanzibar')).items.map((x) => x.exchangeId)).toEqual(['ex_b']);
+    expect(lost).toEqual([[]]);
+    // The bad record is tried again on its own (with what came since), then reported lost, by name.
+    queue.enqueue([record('access.denied')]);
+    await until('a record reported lost', () => (lost.length >= 3 ? true : undefined), 2_000);
+    expect(lost).toEqual([[], [], [poison]]);
+    expect(await written()).toEqual([
+      'exchange.events ex_a',
+      'exchange.response ex_b',
+      'access.denied ',
+      'access.denied ',
+    ]);
+    await done();
+  });
+
+  it('does not try every record on its own when the store itself fails', async () => {
+    const dir = tempDir();
+    const { store, batches } = await countingStore(dir);
+    const append = store.append.bind(store);
+    let fail = true;
+    store.append = (batch) =>
+      fail ? (batches.push(['failed']), Promise.reject(new Error('disk on fire'))) : append(batch);
+    const lost: number[] = [];
+    const queue = new WriteQueue(store, { intervalMs: 5, onError: (_err, n) => lost.push(n.length) });
+    queue.enqueue(Array.from({ length: 1000 }, () => record('exchange.events')));
+    await queue.flush();
+    // The whole batch, then halves of halves until 16 failures in a row: the store is down, not a record bad.
+    expect(batches.length).toBe(16);
+    await until('the records reported lost', () => (lost.length >= 3 ? true : undefined), 2_000);
+    expect(lost).toEqual([0, 0, 1000]);
+    fail = false;
+    await queue.close();
+    await store.close();
+  });
+
   it('gives records nobody waits on a few attempts, then reports them lost', async () => {
     const dir = tempDir();
     const { store, batches } = await countingStore(dir);
@@ -141,7 +251,7 @@ describe('WriteQueue when a write fails', () => {
     let fail = true;
     store.append = (batch) => (fail ? (batches.push(['failed']), Promise.reject(failing)) : append(batch));
     const lost: number[] = [];
-    const queue = new WriteQueue(store, { intervalMs: 5, onError: (_err, n) => lost.push(n) });
+    const queue = new WriteQueue(store, { intervalMs: 5, onError: (_err, n) => lost.push(n.length) });
     queue.enqueue([record('exchange.response')]);
     await until('three losses reported', () => (lost.length >= 3 ? true : undefined), 2_000);
     expect(lost).toEqual([0, 0, 1]);

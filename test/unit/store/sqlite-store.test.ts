@@ -447,7 +447,8 @@ describe('SQLite migration 8: blob refs by row id', () => {
     old.close();
 
     const store = SqliteAuditStore.open({ file });
-    const stored = (await store.append({ records: [{ kind: 'note', at: 1, data: { body: { $blob: h2 } } }] })).at(-1);
+    const response = { kind: 'exchange.response', at: 1, data: { body: { size: 3, parts: [{ $blob: h2 }] } } };
+    const stored = (await store.append({ records: [response] })).at(-1);
     await store.close();
 
     const db = new Database(file, { readonly: true });
