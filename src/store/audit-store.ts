@@ -245,7 +245,15 @@ export interface SignatureReport {
 /** How `verify()` checks signatures: with these Ed25519 public keys (any of them may have signed). */
 export interface VerifyOptions {
   readonly publicKeys?: readonly KeyObject[];
+  /**
+   * Told how many records were checked so far, after every {@link VERIFY_PAGE} of them (a long verify can report
+   * progress). The walk waits for a returned promise.
+   */
+  readonly onProgress?: (records: number) => void | Promise<void>;
 }
+
+/** How many records `verify()` reads at a time. */
+export const VERIFY_PAGE = 1000;
 
 /** The last record of this process's chain, or null before the chain is opened. */
 export interface ChainTip {
@@ -475,7 +483,8 @@ export interface AuditStore {
   /**
    * Walk every chain and every referenced blob; report what was changed, removed or reordered. Gaps left by
    * retention pass when a purge record covers them exactly; with public keys, signed digests and purge records must
-   * verify, so a rewrite with recomputed hashes is caught too.
+   * verify, so a rewrite with recomputed hashes is caught too. The walk reads one consistent snapshot of the store:
+   * what other writers (a purge, a new chain) commit while it runs is not seen, and not mistaken for tampering.
    */
   verify(options?: VerifyOptions): Promise<VerifyReport>;
 

@@ -12,6 +12,7 @@ import type {
   VerifyProblem,
   VerifyReport,
 } from './audit-store.js';
+import { VERIFY_PAGE } from './audit-store.js';
 import type { DigestSignedData } from './digests.js';
 import type { RetentionPurgedData } from './retention.js';
 import { checkSignature, keyIdOf } from './signing-key.js';
@@ -108,7 +109,7 @@ export interface ChainHead {
 }
 
 export interface VerifySource {
-  /** All records ordered by (chain, chainSeq). */
+  /** All records ordered by (chain, chainSeq), from one snapshot of the store (with `blob`). */
   records(): AsyncIterable<StoredRecord>;
   /** Blob content by hash, or undefined when missing. */
   blob(hash: string): Promise<Buffer | undefined>;
@@ -315,6 +316,7 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
     }
     prevHash = r.hash;
     expectedSeq = r.chainSeq + 1;
+    if (options.onProgress && records % VERIFY_PAGE === 0) await options.onProgress(records);
   }
   endChain();
   coverage.seal();

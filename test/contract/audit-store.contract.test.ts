@@ -9,7 +9,15 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { AuditStore, NewRecord, StoredRecord, WriteBatch } from '../../src/store/audit-store.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  VERIFY_PAGE,
+  type AuditStore,
+  type NewRecord,
+  type PurgedRun,
+  type StoredRecord,
+  type WriteBatch,
+} from '../../src/store/audit-store.js';
 import { GENESIS_HASH, recordHash } from '../../src/store/ledger.js';
 import { PostgresAuditStore } from '../../src/store/postgres/postgres-audit-store.js';
 import { appendOnlyGrantsSql } from '../../src/store/postgres/postgres-migrations.js';
@@ -894,6 +902,62 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       const report = await store.verify();
       expect(report.ok).toBe(false);
       expect(report.problems).toEqual([expect.objectContaining({ problem: 'blob_changed', chainSeq: 2 })]);
+    });
+
+    it('does not take a purge that commits while it walks for tampering', async () => {
+      // Went wrong: verify read its pages in separate statements, so a purge committing between two of them removed
+      // records on both sides of the page boundary: the walk had seen the first, not the second, nor (yet) the purge
+      // record — "no valid purge record removed #1001", which the admin API turns into a verify.failed alert.
+      // chain.opened is #1; exchange i has #2i (request) and #2i+1 (response): ex_500 straddles the first page.
+      const ids = Array.from({ length: 600 }, (_, i) => i + 1);
+      await store.append({
+        records: ids.flatMap((i) => [
+          requestRecord({ id: `ex_${i}`, session: 'ses_1', at: T0 + i }),
+          responseRecord({ id: `ex_${i}`, session: 'ses_1', at: T0 + i }),
+        ]),
+      });
+      await store.append({ records: [{ kind: 'note', at: T0 + DAY, data: {} }] });
+      let purged: readonly PurgedRun[] = [];
+      const report = await store.verify({
+        onProgress: async (n) => {
+          if (n !== VERIFY_PAGE) return;
+          const done = await store.purgeExchanges(['ex_500'], (removal) => ({
+            kind: 'retention.purged',
+            at: T0 + DAY,
+            data: sealPurge(KEY, removal, { runId: 'r', signedAt: T0 + DAY, cutoffs: {} }),
+          }));
+          purged = done?.removal.runs ?? [];
+        },
+      });
+      expect(purged).toEqual([expect.objectContaining({ chain: store.chainId, from: 1000, to: 1001 })]);
+      // What was there when the walk began, whole.
+      expect(report).toEqual({ ok: true, chains: 1, records: 1202, problems: [] });
+      // The next walk sees the purge whole: the gap, and the record that covers it.
+      expect(await store.verify()).toEqual({ ok: true, chains: 1, records: 1201, problems: [] });
+    });
+
+    it('does not take a chain that opens while it walks for a removal', async () => {
+      // Went wrong: a chain opening between two of verify's pages committed to the head of an older chain that had
+      // grown after the walk passed it: "chain … ends before record #3, which chain … saw when it opened".
+      await store.append({ records: [{ kind: 'note', at: T0, data: {} }] });
+      await sleep(2); // chain ids sort by creation time: the walk reads `store`'s chain first, then `busy`'s
+      const busy = await fixture.open();
+      await busy.append({
+        records: Array.from({ length: 1500 }, (_, i) => ({ kind: 'note', at: T0 + i, data: { i } })),
+      });
+      let late: AuditStore | undefined;
+      const report = await store.verify({
+        onProgress: async (n) => {
+          if (n !== VERIFY_PAGE) return;
+          await store.append({ records: [{ kind: 'note', at: T0 + 2000, data: {} }] });
+          await sleep(2);
+          late = await fixture.open();
+          await late.append({ records: [{ kind: 'note', at: T0 + 2001, data: {} }] });
+        },
+      });
+      expect([store.chainId, busy.chainId, late!.chainId]).toEqual([store.chainId, busy.chainId, late!.chainId].sort());
+      expect(report).toEqual({ ok: true, chains: 2, records: 2 + 1501, problems: [] });
+      expect(await store.verify()).toEqual({ ok: true, chains: 3, records: 3 + 1501 + 2, problems: [] });
     });
 
     it("detects the removal of an older chain's tail", async () => {

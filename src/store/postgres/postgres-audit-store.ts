@@ -38,6 +38,7 @@ import type {
   VerifyReport,
   WriteBatch,
 } from '../audit-store.js';
+import { VERIFY_PAGE } from '../audit-store.js';
 import {
   callerIndexRow,
   decodeCursor,
@@ -103,7 +104,6 @@ const POOL_TYPES: pg.CustomTypesConfig = {
 
 /** Rows per multi-row INSERT: PostgreSQL takes at most 65535 parameters per statement. */
 const ROWS_PER_INSERT = 1000;
-const VERIFY_PAGE = 1000;
 /** First key of the two-key advisory lock that serialises migrations ("VIGL"); the second is the schema's hash. */
 const MIGRATION_LOCK_CLASS = 0x5649474c;
 
@@ -974,34 +974,54 @@ export class PostgresAuditStore implements AuditStore {
     return {};
   }
 
+  /**
+   * Verify reads one snapshot of the store: a connection of its own in a REPEATABLE READ, READ ONLY transaction for
+   * the whole walk. Paged through the pool (each page its own snapshot), a purge or a new chain committing between two
+   * pages was reported as tampering (a gap no purge record covered, a head some chain committed to but the walk had
+   * passed).
+   */
   async verify(options: VerifyOptions = {}): Promise<VerifyReport> {
-    const pool = this.pool;
-    return verifyLedger(
-      {
-        // Keyset pages over the (chain, chain_seq) unique index: memory stays at one page however large the ledger,
-        // and no cursor holds a connection (or a snapshot) open for the whole walk.
-        async *records() {
-          let after: { chain: string; chainSeq: number } | null = null;
-          for (;;) {
-            const res: pg.QueryResult<RecordRow> = after
-              ? await pool.query<RecordRow>(
-                  'SELECT * FROM records WHERE (chain, chain_seq) > ($1, $2::bigint) ORDER BY chain, chain_seq LIMIT $3',
-                  [after.chain, after.chainSeq, VERIFY_PAGE],
-                )
-              : await pool.query<RecordRow>('SELECT * FROM records ORDER BY chain, chain_seq LIMIT $1', [VERIFY_PAGE]);
-            for (const row of res.rows) yield toStored(row);
-            const last = res.rows.at(-1);
-            if (!last || res.rows.length < VERIFY_PAGE) return;
-            after = { chain: last.chain, chainSeq: last.chain_seq };
-          }
+    const client = await this.pool.connect();
+    let broken = false;
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const report = await verifyLedger(
+        {
+          // Keyset pages over the (chain, chain_seq) unique index: memory stays at one page however large the ledger.
+          async *records() {
+            let after: { chain: string; chainSeq: number } | null = null;
+            for (;;) {
+              const res: pg.QueryResult<RecordRow> = after
+                ? await client.query<RecordRow>(
+                    'SELECT * FROM records WHERE (chain, chain_seq) > ($1, $2::bigint) ORDER BY chain, chain_seq LIMIT $3',
+                    [after.chain, after.chainSeq, VERIFY_PAGE],
+                  )
+                : await client.query<RecordRow>('SELECT * FROM records ORDER BY chain, chain_seq LIMIT $1', [
+                    VERIFY_PAGE,
+                  ]);
+              for (const row of res.rows) yield toStored(row);
+              const last = res.rows.at(-1);
+              if (!last || res.rows.length < VERIFY_PAGE) return;
+              after = { chain: last.chain, chainSeq: last.chain_seq };
+            }
+          },
+          blob: async (hash) => {
+            const res = await client.query<{ data: Buffer }>('SELECT data FROM blobs WHERE hash = $1', [hash]);
+            return res.rows[0]?.data;
+          },
         },
-        blob: async (hash) => {
-          const res = await pool.query<{ data: Buffer }>('SELECT data FROM blobs WHERE hash = $1', [hash]);
-          return res.rows[0]?.data;
-        },
-      },
-      options,
-    );
+        options,
+      );
+      await client.query('COMMIT');
+      return report;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+      throw err;
+    } finally {
+      client.release(broken);
+    }
   }
 
   /** Waits for appends already called to settle, then closes the pool. Safe to call twice. */

@@ -38,6 +38,7 @@ import type {
   VerifyReport,
   WriteBatch,
 } from '../audit-store.js';
+import { VERIFY_PAGE } from '../audit-store.js';
 import {
   callerIndexRow,
   decodeCursor,
@@ -142,6 +143,8 @@ const WAL_TRUNCATE_PAUSE_MS = 200;
 const BUSY_WAIT_MS = 10_000;
 /** The gateway's writer: the most SQLite's busy handler may block its event loop at a time. */
 const GATEWAY_BUSY_TIMEOUT_MS = 20;
+/** How long verify's reader waits to start its snapshot (SQLite blocks this thread meanwhile; it is rare and short). */
+const SNAPSHOT_BUSY_TIMEOUT_MS = 1_000;
 /** WAL size, in frames (4 KiB pages), past which the background checkpointer starts the log over: ~32 MB. */
 const WAL_RESTART_FRAMES = 8192;
 
@@ -162,6 +165,9 @@ export class SqliteAuditStore implements AuditStore {
   private textRetrying = false;
   private checkpointer: WalCheckpointer | null = null;
   private readonly purgeWalWaitMs: number;
+  /** Verifications reading a snapshot of their own now; a window the checkpointer asked for meanwhile waits. */
+  private snapshots = 0;
+  private restartDeferred = false;
   /** Waits for another connection's write lock asynchronously (the gateway's writer), not in SQLite's busy handler. */
   private readonly busyWaitsAsync: boolean;
   /** Closed while the checkpointer starts the WAL over: this process's writes wait (asynchronously) for it. */
@@ -291,9 +297,6 @@ export class SqliteAuditStore implements AuditStore {
         `INSERT INTO sink_cursors (sink, chain, chain_seq) VALUES (?, ?, ?)
          ON CONFLICT (sink, chain) DO UPDATE SET chain_seq = excluded.chain_seq`,
       ),
-      recordsPage: db.prepare(
-        `SELECT * FROM records WHERE chain > ? OR (chain = ? AND chain_seq > ?) ORDER BY chain, chain_seq LIMIT 1000`,
-      ),
     };
     this.appendTx = db.transaction((batch: WriteBatch) => this.appendInTx(batch));
     // What a crash left waiting for the full-text index.
@@ -303,7 +306,12 @@ export class SqliteAuditStore implements AuditStore {
         restartFrames,
         ...(tuning.intervalMs !== undefined ? { intervalMs: tuning.intervalMs } : {}),
         ...(options.onCheckpointError ? { onError: options.onCheckpointError } : {}),
-        onRestartWanted: () => this.closeWriteGate(),
+        // The log cannot start over while a verify reads an old snapshot of it: holding appends for a window would
+        // only stall them. The window waits for the verify.
+        onRestartWanted: () => {
+          if (this.snapshots > 0) this.restartDeferred = true;
+          else this.closeWriteGate();
+        },
         onRestarted: () => this.openWriteGate(),
       });
     }
@@ -892,28 +900,52 @@ export class SqliteAuditStore implements AuditStore {
     }
   }
 
+  /**
+   * Verify reads one snapshot of the store, from a connection of its own held in one read transaction across its
+   * pages: paged on this store's connection (each page its own snapshot), a purge or a new chain committing between
+   * two pages was reported as tampering (a gap no purge record covered, a head some chain committed to but the walk
+   * had passed). Not on this connection: it writes, and a read transaction held here would stop its writes.
+   */
   async verify(options: VerifyOptions = {}): Promise<VerifyReport> {
-    const stmts = this.stmts;
-    return verifyLedger(
-      {
-        // Keyset pages rather than one iterator: an open iterator would keep the connection busy for blob reads.
-        async *records() {
-          let after = { chain: '', seq: 0 };
-          for (;;) {
-            const rows = stmts.recordsPage.all(after.chain, after.chain, after.seq) as RecordRow[];
-            for (const row of rows) yield toStored(row);
-            const last = rows.at(-1);
-            if (!last) return;
-            after = { chain: last.chain, seq: last.chain_seq };
-            // Between pages, back to the event loop: a gateway verifying on an admin's request keeps serving calls
-            // (an async generator alone never leaves the microtask queue, so a large store would stall the proxy).
-            await new Promise((resolve) => setImmediate(resolve));
-          }
+    const reader = new Database(this.file, { readonly: true, fileMustExist: true });
+    this.snapshots++;
+    try {
+      reader.pragma(`busy_timeout = ${SNAPSHOT_BUSY_TIMEOUT_MS}`);
+      const page = reader.prepare(
+        `SELECT * FROM records WHERE chain > ? OR (chain = ? AND chain_seq > ?) ORDER BY chain, chain_seq LIMIT ${VERIFY_PAGE}`,
+      );
+      const blob = reader.prepare('SELECT data FROM blobs WHERE hash = ?').pluck();
+      // Deferred: the snapshot is taken by the first page's read, and kept until COMMIT.
+      reader.exec('BEGIN');
+      const report = await verifyLedger(
+        {
+          async *records() {
+            let after = { chain: '', seq: 0 };
+            for (;;) {
+              const rows = page.all(after.chain, after.chain, after.seq) as RecordRow[];
+              for (const row of rows) yield toStored(row);
+              const last = rows.at(-1);
+              if (!last) return;
+              after = { chain: last.chain, seq: last.chain_seq };
+              // Between pages, back to the event loop: a gateway verifying on an admin's request keeps serving calls
+              // (an async generator alone never leaves the microtask queue, so a large store would stall the proxy).
+              await new Promise((resolve) => setImmediate(resolve));
+            }
+          },
+          blob: async (h) => (blob.get(h) as Buffer | undefined) ?? undefined,
         },
-        blob: async (h) => (stmts.blob.get(h) as Buffer | undefined) ?? undefined,
-      },
-      options,
-    );
+        options,
+      );
+      reader.exec('COMMIT');
+      return report;
+    } finally {
+      reader.close();
+      this.snapshots--;
+      if (this.snapshots === 0 && this.restartDeferred) {
+        this.restartDeferred = false;
+        this.closeWriteGate();
+      }
+    }
   }
 
   async close(): Promise<void> {
