@@ -219,7 +219,13 @@ export interface VerifyProblem {
     /** A signed digest or purge record whose signature does not verify with the public keys given. */
     | 'signature_invalid'
     /** A signed digest that does not follow its chain's previous digest, or names the wrong head. */
-    | 'digest_invalid';
+    | 'digest_invalid'
+    /**
+     * A gateway-key or legal-hold index row that its ledger records do not make (changed, added or removed behind
+     * the ledger's back); `chain` and `chainSeq` name the record it contradicts, or are empty and null for a row no
+     * record made.
+     */
+    | 'index_changed';
   readonly detail: string;
 }
 

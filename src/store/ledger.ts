@@ -7,6 +7,8 @@ import type {
   ChainTip,
   PurgedRun,
   SignatureReport,
+  StoredGatewayKey,
+  StoredHold,
   StoredRecord,
   VerifyOptions,
   VerifyProblem,
@@ -14,6 +16,7 @@ import type {
 } from './audit-store.js';
 import { VERIFY_PAGE } from './audit-store.js';
 import type { DigestSignedData } from './digests.js';
+import { HOLD_RECORD_KINDS, indexProblems, KEY_RECORD_KINDS, type IndexRecord } from './ledger-index.js';
 import type { RetentionPurgedData } from './retention.js';
 import { checkSignature, keyIdOf } from './signing-key.js';
 
@@ -113,6 +116,8 @@ export interface VerifySource {
   records(): AsyncIterable<StoredRecord>;
   /** Blob content by hash, or undefined when missing. */
   blob(hash: string): Promise<Buffer | undefined>;
+  /** The gateway-key and hold index rows, from the same snapshot, read once every record was. */
+  indexes(): Promise<{ readonly keys: readonly StoredGatewayKey[]; readonly holds: readonly StoredHold[] }>;
 }
 
 /** Positions missing from a chain, with the hashes on either side, checked against purge records once all are read. */
@@ -168,6 +173,9 @@ class PurgeCoverage {
  * stated for the last removed one. Signed digests are checked for linkage always, and with `publicKeys` every digest
  * and purge record must carry a valid signature: then even a rewrite that recomputes every later hash is caught, up
  * to each chain's last digest (what follows it is reported as its unsigned tail).
+ *
+ * Last, the gateway-key and hold index rows, which decide who may call and what may be purged, are compared with
+ * what the ledger's key and hold records make of them (see ledger-index.ts).
  */
 export async function verifyLedger(source: VerifySource, options: VerifyOptions = {}): Promise<VerifyReport> {
   const problems: VerifyProblem[] = [];
@@ -178,6 +186,7 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
   const gaps: Gap[] = [];
   const coverage = new PurgeCoverage();
   const unsignedTails: Array<{ chain: string; fromSeq: number; toSeq: number }> = [];
+  const indexRecords: IndexRecord[] = [];
   let digests = 0;
   let purges = 0;
   let chains = 0;
@@ -249,6 +258,7 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
     }
     lastGlobalSeq = r.seq;
     seen.get(r.chain)!.set(r.chainSeq, r.hash);
+    if (INDEX_KINDS.has(r.kind)) indexRecords.push(r);
     if (r.kind === 'chain.opened' || r.kind === 'retention.purged' || r.kind === 'digest.signed') {
       let data: Record<string, unknown> | undefined;
       try {
@@ -340,9 +350,14 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
     }
   }
 
+  problems.push(...indexProblems(indexRecords, await source.indexes()));
+
   const signatures: SignatureReport | undefined = keys && { keys: [...keys.keys()], digests, purges, unsignedTails };
   return { ok: problems.length === 0, chains, records, problems, ...(signatures ? { signatures } : {}) };
 }
+
+/** Records that make the gateway-key and hold indexes, which verify checks against them. */
+const INDEX_KINDS: ReadonlySet<string> = new Set([...KEY_RECORD_KINDS, ...HOLD_RECORD_KINDS]);
 
 /** A gap passes when valid purge runs tile it exactly and the hashes they stated match the records on either side. */
 function judgeGap(gap: Gap, coverage: PurgeCoverage): VerifyProblem[] {

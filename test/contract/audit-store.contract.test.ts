@@ -26,6 +26,8 @@ import { createStoreFixture, POSTGRES_TEST_URL, storeKinds, type StoreFixture } 
 import { until } from '../support/until.js';
 import { Digester, type DigestSignedData } from '../../src/store/digests.js';
 import { addHold, releaseHold } from '../../src/store/holds.js';
+import { gatewayKeyId } from '../../src/identity/gateway-keys.js';
+import { createGatewayKey, revokeGatewayKey } from '../../src/identity/key-admin.js';
 import { purgedRuns } from '../../src/store/purge-runs.js';
 import { runRetention, sealPurge, type RetentionPolicy, type RetentionPurgedData } from '../../src/store/retention.js';
 import { SigningKey } from '../../src/store/signing-key.js';
@@ -973,6 +975,90 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(report.problems).toEqual([
         expect.objectContaining({ problem: 'head_missing', chain: store.chainId, chainSeq: mine.at(-1)!.chainSeq }),
       ]);
+    });
+  });
+
+  describe('the key and hold indexes against the ledger', () => {
+    // Went wrong: gateway_keys and holds decide who may call and what retention may purge, but nothing compared them
+    // with the key and hold records: an UPDATE or INSERT on them (PostgreSQL's append-only gateway role could do
+    // both) un-revoked a key, minted one, or released a legal hold, and verify --public-key still passed.
+    const connections = ['anthropic'];
+
+    it('catches a revoked key made live again in the index', async () => {
+      const { record } = await createGatewayKey(
+        store,
+        { name: 'ci', owner: 'alice', connections, createdBy: 'cli:admin' },
+        connections,
+      );
+      await revokeGatewayKey(store, 'ci', 'cli:admin');
+      expect(await store.verify()).toMatchObject({ ok: true });
+
+      await fixture.tamper(`UPDATE gateway_keys SET revoked_at = NULL`);
+      const report = await store.verify();
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([
+        expect.objectContaining({
+          problem: 'index_changed',
+          chain: store.chainId,
+          chainSeq: 3, // the key.revoked record
+          detail: expect.stringMatching(
+            new RegExp(`gateway key "ci" \\(${gatewayKeyId(record.hash)}\\) .*revokedAt: index null, ledger \\d+`),
+          ),
+        }),
+      ]);
+    });
+
+    it('catches a key row that no key.created record made, and a key whose connections were widened', async () => {
+      const { record } = await createGatewayKey(
+        store,
+        { name: 'ci', owner: 'alice', connections, createdBy: 'cli:admin' },
+        connections,
+      );
+      const minted = 'f'.repeat(64);
+      await fixture.tamper(
+        `INSERT INTO gateway_keys (hash, name, owner, connections, created_at) VALUES ('${minted}', 'mallory', 'x', ${fixture.kind === 'sqlite' ? "'[]'" : "'{}'"}, 0)`,
+      );
+      await fixture.tamper(
+        `UPDATE gateway_keys SET connections = ${fixture.kind === 'sqlite' ? "'[]'" : "'{}'"} WHERE hash = '${record.hash}'`,
+      );
+      const report = await store.verify();
+      expect(report.ok).toBe(false);
+      expect(report.problems).toHaveLength(2);
+      expect(report.problems).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({
+            problem: 'index_changed',
+            chain: '',
+            chainSeq: null,
+            detail: expect.stringContaining(
+              `gateway key "mallory" (${gatewayKeyId(minted)}) is in the gateway_keys index, but no key.created record made it`,
+            ),
+          }),
+          expect.objectContaining({
+            problem: 'index_changed',
+            chainSeq: 2,
+            detail: expect.stringContaining('connections: index [], ledger ["anthropic"]'),
+          }),
+        ]),
+      );
+    });
+
+    it('catches a hold released in the index without a hold.released record', async () => {
+      const hold = await addHold(store, { session: 'ses_1', reason: 'litigation', by: 'cli:legal' }, T0);
+      await fixture.tamper(`UPDATE holds SET released_at = 1, released_by = 'x', release_reason = 'case closed'`);
+      const report = await store.verify();
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([
+        expect.objectContaining({
+          problem: 'index_changed',
+          chain: store.chainId,
+          chainSeq: 2,
+          detail: expect.stringContaining(
+            `hold ${hold.holdId} (session ses_1) in the holds index differs from its records`,
+          ),
+        }),
+      ]);
+      expect(report.problems[0]!.detail).toContain('releasedAt: index 1, ledger null');
     });
   });
 

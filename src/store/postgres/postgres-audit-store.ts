@@ -1009,6 +1009,10 @@ export class PostgresAuditStore implements AuditStore {
             const res = await client.query<{ data: Buffer }>('SELECT data FROM blobs WHERE hash = $1', [hash]);
             return res.rows[0]?.data;
           },
+          indexes: async () => ({
+            keys: (await client.query<KeyRow>('SELECT * FROM gateway_keys')).rows.map(toKey),
+            holds: (await client.query<HoldRow>('SELECT * FROM holds')).rows.map(toHold),
+          }),
         },
         options,
       );

@@ -933,6 +933,10 @@ export class SqliteAuditStore implements AuditStore {
             }
           },
           blob: async (h) => (blob.get(h) as Buffer | undefined) ?? undefined,
+          indexes: async () => ({
+            keys: (reader.prepare('SELECT * FROM gateway_keys').all() as KeyRow[]).map(toKey),
+            holds: (reader.prepare('SELECT * FROM holds').all() as HoldRow[]).map(toHold),
+          }),
         },
         options,
       );
