@@ -419,7 +419,12 @@ export interface AuditStore {
   /** Exchanges that have a request record but no response record (a crash cut them). */
   unfinishedExchanges(): Promise<readonly string[]>;
 
-  /** A gateway key by the SHA-256 of the key, revoked and expired ones included. */
+  /**
+   * A gateway key by the SHA-256 of the key, revoked and expired ones included — as its ledger records make it, not
+   * only as the index row says: undefined when no `key.created` record made it, revoked when a `key.revoked` record
+   * (or the row) says so, with the `key.created` record's name, owner, connections and expiry. Authentication's
+   * lookup: one statement, with the ledger's key records cached (see LedgerKeyCache).
+   */
   findGatewayKey(hash: string): Promise<StoredGatewayKey | undefined>;
   /** All gateway keys, newest first. */
   listGatewayKeys(): Promise<readonly StoredGatewayKey[]>;

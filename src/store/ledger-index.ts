@@ -239,3 +239,69 @@ export function indexProblems(
   }
   return problems;
 }
+
+/**
+ * The last seq of each kind of key record, `created:revoked` (0 for none): a store reads it in the statement that
+ * finds the key's index row (two index seeks), and {@link LedgerKeyCache} reads the key records again when it
+ * changed. See {@link KEY_RECORDS_VERSION_SQL}.
+ */
+export function keyRecordsVersion(records: readonly Pick<IndexRecord, 'seq' | 'kind'>[]): string {
+  const last = (kind: string): number => records.reduce((max, r) => (r.kind === kind ? Math.max(max, r.seq) : max), 0);
+  return `${last('key.created')}:${last('key.revoked')}`;
+}
+
+/**
+ * {@link keyRecordsVersion} in SQL both stores accept, given the predicate (SQLite's partial kind index needs its own
+ * spelled out) that leaves exchange records out.
+ */
+export const keyRecordsVersionSql = (notExchangeKind: string): string =>
+  ['key.created', 'key.revoked']
+    .map((k) => `(SELECT coalesce(max(seq), 0) FROM records WHERE kind = '${k}' AND ${notExchangeKind})`)
+    .join(" || ':' || ");
+
+/**
+ * What the ledger says about gateway keys, for authentication: a key is known only if a `key.created` record made
+ * it, with that record's name, owner, connections and expiry, and revoked if a `key.revoked` record (or its index row)
+ * says so. The ledger's key records are cached, and read again when their version (see {@link keyRecordsVersion}),
+ * which the store reads with the index row in one statement, has changed, or when the index has a live key the cache
+ * does not know: the hot path stays one statement.
+ *
+ * On PostgreSQL, concurrent transactions may commit out of seq order: a key record committed after one with a later
+ * seq does not change the version. A key created so is found by the re-read on a miss; a key revoked so is refused by
+ * its index row, which the same transaction updated — unless someone also changes that row back before the next key
+ * record, which verify then reports.
+ */
+export class LedgerKeyCache {
+  private keys = new Map<string, LedgerKey>();
+  private version: string | null = null;
+
+  /** @param readKeyRecords - every `key.created` and `key.revoked` record (any order). */
+  constructor(private readonly readKeyRecords: () => Promise<readonly IndexRecord[]>) {}
+
+  /**
+   * The key as the ledger makes it, given its index row (undefined: not in the index) and the version of the key
+   * records read with the row. Undefined when the index or the ledger does not know it.
+   */
+  async judge(row: StoredGatewayKey | undefined, version: string): Promise<StoredGatewayKey | undefined> {
+    if (!row) return undefined;
+    let key = version === this.version ? this.keys.get(row.hash) : undefined;
+    if (key === undefined) {
+      // Read after the row: at least as new. Used for this decision whatever another refresh leaves in the cache.
+      const records = await this.readKeyRecords();
+      const keys = ledgerKeys(records);
+      this.keys = keys;
+      this.version = keyRecordsVersion(records);
+      key = keys.get(row.hash);
+    }
+    if (!key) return undefined;
+    return {
+      hash: key.hash,
+      name: key.name,
+      owner: key.owner,
+      connections: key.connections,
+      createdAt: key.createdAt,
+      expiresAt: key.expiresAt,
+      revokedAt: key.revokedAt ?? row.revokedAt,
+    };
+  }
+}

@@ -15,6 +15,7 @@ import {
   type AuditStore,
   type NewRecord,
   type PurgedRun,
+  type StoredGatewayKey,
   type StoredRecord,
   type WriteBatch,
 } from '../../src/store/audit-store.js';
@@ -1041,6 +1042,48 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           }),
         ]),
       );
+    });
+
+    it('finds a key only as the ledger has it: not un-revoked, minted or widened in the index alone', async () => {
+      // Went wrong: authentication read gateway_keys alone, so a key un-revoked or minted there was let in.
+      const create = (name: string) =>
+        createGatewayKey(store, { name, owner: 'alice', connections, createdBy: 'cli:admin' }, connections);
+      const live = (k: StoredGatewayKey): StoredGatewayKey => {
+        const { hash, name, owner, connections, createdAt, expiresAt } = k;
+        return { hash, name, owner, connections, createdAt, expiresAt, revokedAt: null };
+      };
+      const { record: ci } = await create('ci');
+      const { record: laptop } = await create('laptop');
+      await revokeGatewayKey(store, 'ci', 'cli:admin');
+      // Looked up once, so what the ledger says is cached before the index is changed.
+      expect(await store.findGatewayKey(ci.hash)).toMatchObject({ name: 'ci', revokedAt: expect.any(Number) });
+      expect(await store.findGatewayKey(laptop.hash)).toEqual(live(laptop));
+
+      const minted = 'f'.repeat(64);
+      const list = fixture.kind === 'sqlite' ? "'[]'" : "'{}'";
+      await fixture.tamper(`UPDATE gateway_keys SET revoked_at = NULL WHERE hash = '${ci.hash}'`);
+      await fixture.tamper(
+        `UPDATE gateway_keys SET connections = ${list}, expires_at = NULL WHERE hash = '${laptop.hash}'`,
+      );
+      await fixture.tamper(
+        `INSERT INTO gateway_keys (hash, name, owner, connections, created_at) VALUES ('${minted}', 'mallory', 'x', ${list}, 0)`,
+      );
+
+      expect(await store.findGatewayKey(ci.hash)).toMatchObject({ name: 'ci', revokedAt: expect.any(Number) });
+      expect(await store.findGatewayKey(laptop.hash)).toEqual(live(laptop));
+      expect(await store.findGatewayKey(minted)).toBeUndefined();
+      // Another process's key records are seen at once (the cache follows the ledger), the index tamper still not.
+      const other = await fixture.open();
+      const { record: later } = await createGatewayKey(
+        other,
+        { name: 'later', owner: 'bob', connections, createdBy: 'cli:admin' },
+        connections,
+      );
+      expect(await store.findGatewayKey(later.hash)).toEqual(live(later));
+      await revokeGatewayKey(other, 'laptop', 'cli:admin');
+      expect(await store.findGatewayKey(laptop.hash)).toMatchObject({ revokedAt: expect.any(Number) });
+      expect(await store.findGatewayKey(ci.hash)).toMatchObject({ revokedAt: expect.any(Number) });
+      expect(await store.findGatewayKey(minted)).toBeUndefined();
     });
 
     it('catches a hold released in the index without a hold.released record', async () => {

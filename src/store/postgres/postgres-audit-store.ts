@@ -52,6 +52,7 @@ import {
   type ResultIndexRow,
 } from '../exchange-index.js';
 import { indexableText, parseSearchQuery, tsQuery } from '../search-query.js';
+import { keyRecordsVersionSql, LedgerKeyCache } from '../ledger-index.js';
 import { blobRefs, newChainId, newRecordBlobRefs, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
@@ -71,7 +72,9 @@ import {
   type CandidateRow,
   type ExchangeRow,
   type HoldRow,
+  type KeyRecordRow,
   type KeyRow,
+  toIndexRecord,
   type RecordRow,
   type SearchHitRow,
   type SessionRow,
@@ -102,6 +105,8 @@ const POOL_TYPES: pg.CustomTypesConfig = {
       : pg.types.getTypeParser(oid, format ?? 'text')) as pg.CustomTypesConfig['getTypeParser'],
 };
 
+/** See LedgerKeyCache: the version of the ledger's key records, read with a key's index row. */
+const KEY_RECORDS_VERSION = keyRecordsVersionSql('true');
 /** Rows per multi-row INSERT: PostgreSQL takes at most 65535 parameters per statement. */
 const ROWS_PER_INSERT = 1000;
 /** First key of the two-key advisory lock that serialises migrations ("VIGL"); the second is the schema's hash. */
@@ -205,6 +210,13 @@ export class PostgresAuditStore implements AuditStore {
   private readonly closing = new AbortController();
   private readonly leaderships = new Set<string>();
   private readonly appendListeners = new Set<{ prefix: string; listener: () => void }>();
+  /** What the ledger says about gateway keys, for findGatewayKey. */
+  private readonly ledgerKeys = new LedgerKeyCache(async () => {
+    const res = await this.pool.query<KeyRecordRow>(
+      `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('key.created', 'key.revoked')`,
+    );
+    return res.rows.map(toIndexRecord);
+  });
 
   /** Connects, creates the schema if needed and applies pending migrations, then returns a store ready to append. */
   static async open(options: PostgresStoreOptions): Promise<PostgresAuditStore> {
@@ -619,9 +631,15 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async findGatewayKey(hash: string): Promise<StoredGatewayKey | undefined> {
-    const res = await this.pool.query<KeyRow>('SELECT * FROM gateway_keys WHERE hash = $1', [hash]);
+    // The key's index row, and the version of the ledger's key records (see LedgerKeyCache): one statement.
+    // A named statement: planned once per connection (planning its two subqueries cost more than running them).
+    const res = await this.pool.query<KeyRow & { key_records: string }>({
+      name: 'vigil_find_gateway_key',
+      text: `SELECT k.*, ${KEY_RECORDS_VERSION} AS key_records FROM gateway_keys k WHERE k.hash = $1`,
+      values: [hash],
+    });
     const row = res.rows[0];
-    return row && toKey(row);
+    return this.ledgerKeys.judge(row && toKey(row), row?.key_records ?? '');
   }
 
   async listGatewayKeys(): Promise<readonly StoredGatewayKey[]> {

@@ -49,6 +49,7 @@ import {
   resultIndexRow,
 } from '../exchange-index.js';
 import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
+import { keyRecordsVersionSql, LedgerKeyCache } from '../ledger-index.js';
 import { blobRefs, newChainId, newRecordBlobRefs, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
@@ -68,7 +69,9 @@ import {
   type CandidateRow,
   type ExchangeRow,
   type HoldRow,
+  type KeyRecordRow,
   type KeyRow,
+  toIndexRecord,
   type RecordRow,
   type SearchHitRow,
   type SessionRow,
@@ -165,6 +168,10 @@ export class SqliteAuditStore implements AuditStore {
   private textRetrying = false;
   private checkpointer: WalCheckpointer | null = null;
   private readonly purgeWalWaitMs: number;
+  /** What the ledger says about gateway keys, for findGatewayKey. */
+  private readonly ledgerKeys = new LedgerKeyCache(async () =>
+    (this.stmts.keyRecords.all() as KeyRecordRow[]).map(toIndexRecord),
+  );
   /** Verifications reading a snapshot of their own now; a window the checkpointer asked for meanwhile waits. */
   private snapshots = 0;
   private restartDeferred = false;
@@ -258,7 +265,14 @@ export class SqliteAuditStore implements AuditStore {
         `INSERT INTO gateway_keys (hash, name, owner, connections, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
       ),
       revokeKey: db.prepare('UPDATE gateway_keys SET revoked_at = ? WHERE hash = ? AND revoked_at IS NULL'),
-      keyByHash: db.prepare('SELECT * FROM gateway_keys WHERE hash = ?'),
+      // The key's index row, and the version of the ledger's key records (see LedgerKeyCache): one statement.
+      keyByHash: db.prepare(
+        `SELECT k.*, ${keyRecordsVersionSql(NOT_EXCHANGE_KIND_SQL)} AS key_records FROM gateway_keys k WHERE k.hash = ?`,
+      ),
+      keyRecords: db.prepare(
+        `SELECT seq, chain, chain_seq, kind, data FROM records
+         WHERE kind IN ('key.created', 'key.revoked') AND ${NOT_EXCHANGE_KIND_SQL}`,
+      ),
       allKeys: db.prepare('SELECT * FROM gateway_keys ORDER BY created_at DESC, name'),
       heads: db.prepare(CHAIN_HEADS),
       byExchange: db.prepare('SELECT * FROM records WHERE exchange_id = ? ORDER BY seq'),
@@ -691,8 +705,8 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async findGatewayKey(hash: string): Promise<StoredGatewayKey | undefined> {
-    const row = this.stmts.keyByHash.get(hash) as KeyRow | undefined;
-    return row && toKey(row);
+    const row = this.stmts.keyByHash.get(hash) as (KeyRow & { key_records: string }) | undefined;
+    return this.ledgerKeys.judge(row && toKey(row), row?.key_records ?? '');
   }
 
   async listGatewayKeys(): Promise<readonly StoredGatewayKey[]> {
