@@ -475,7 +475,8 @@ export interface AuditStore {
   retentionCandidates(query: RetentionQuery): Promise<readonly PurgeCandidate[]>;
   /**
    * Remove these exchanges in one transaction: their records, index rows and search text, and the blobs no remaining
-   * record refers to; exchanges that came under a hold meanwhile (or are not candidates) are skipped. `seal` then
+   * record refers to; exchanges that came under a hold meanwhile (or are not candidates) are skipped — held as the
+   * holds index says, or as the ledger's hold records say (a hold released in the index alone still holds). `seal` then
    * builds the `retention.purged` record describing the removal, which is appended to this chain in the same
    * transaction. Resolves undefined when nothing was left to remove. The only way records ever leave the ledger.
    * The transaction holds the write lock (SQLite: on this thread) for as long as it runs: callers keep `ids` few.

@@ -145,6 +145,38 @@ export function heldBy(holds: Iterable<StoredHold>, x: HoldSubject): StoredHold 
   return undefined;
 }
 
+/**
+ * The exchanges among `records` (by their `exchange.request` records: the session and the caller as recorded, under
+ * the hash) that an active hold of the ledger covers. A purge takes this, not only the holds index, as the last word.
+ */
+export function heldByLedger(
+  holdRecords: Iterable<IndexRecord>,
+  records: Iterable<Pick<StoredRecord, 'kind' | 'exchangeId' | 'sessionId' | 'data'>>,
+): Set<string> {
+  const held = new Set<string>();
+  const active = [...ledgerHolds(holdRecords).values()].filter((h) => h.releasedAt === null);
+  if (active.length === 0) return held;
+  for (const r of records) {
+    if (r.kind !== 'exchange.request' || r.exchangeId === null) continue;
+    let caller: { subject?: unknown; email?: unknown } | undefined;
+    let session: unknown;
+    try {
+      const d = JSON.parse(r.data) as { caller?: typeof caller; session?: { id?: unknown } };
+      caller = d.caller;
+      session = d.session?.id;
+    } catch {
+      // A changed record: verify reports it; held by its session alone here.
+    }
+    const subject: HoldSubject = {
+      session: r.sessionId ?? (typeof session === 'string' ? session : ''),
+      callerSubject: typeof caller?.subject === 'string' ? caller.subject : '',
+      callerEmail: typeof caller?.email === 'string' ? caller.email : null,
+    };
+    if (heldBy(active, subject)) held.add(r.exchangeId);
+  }
+  return held;
+}
+
 const KEY_FIELDS = ['name', 'owner', 'connections', 'createdAt', 'expiresAt', 'revokedAt'] as const;
 const HOLD_FIELDS = [
   'session',

@@ -1349,6 +1349,21 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.listExchanges('ses_e')).toEqual([]);
     });
 
+    it('keeps held exchanges when their hold was released in the index alone, without a hold.released record', async () => {
+      // Went wrong: a purge read only the holds index, so an UPDATE there released a legal hold without a record, and
+      // the next retention run purged the held session under a valid signed purge record.
+      await history();
+      await fixture.tamper(`UPDATE holds SET released_at = 1, released_by = 'x', release_reason = 'case closed'`);
+      expect(await store.listHolds({ activeOnly: true })).toEqual([]);
+
+      expect(await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({ exchanges: 2 });
+      expect(await store.exchangeRecords('ex_old1')).toEqual([]);
+      expect((await store.listExchanges('ses_held')).map((x) => x.id)).toEqual(['ex_held']);
+      expect((await store.listExchanges('ses_c')).map((x) => x.id)).toEqual(['ex_carol']);
+      const report = await store.verify();
+      expect(report.problems.map((p) => p.problem)).toEqual(['index_changed', 'index_changed']);
+    });
+
     it('takes held exchanges once the hold is released, and verifies across the joined gap', async () => {
       await history();
       await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 });

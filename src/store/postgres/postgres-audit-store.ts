@@ -52,7 +52,7 @@ import {
   type ResultIndexRow,
 } from '../exchange-index.js';
 import { indexableText, parseSearchQuery, tsQuery } from '../search-query.js';
-import { keyRecordsVersionSql, LedgerKeyCache } from '../ledger-index.js';
+import { heldByLedger, keyRecordsVersionSql, LedgerKeyCache } from '../ledger-index.js';
 import { blobRefs, newChainId, newRecordBlobRefs, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
@@ -950,7 +950,20 @@ export class PostgresAuditStore implements AuditStore {
           [[...new Set(ids)]],
         );
         if (due.rows.length === 0) return undefined;
-        const dueIds = due.rows.map((d) => d.id);
+        // The holds index chose `due`; the ledger's hold records have the last word, so a hold released in the index
+        // alone (without a hold.released record) still keeps its exchanges. Hold records cannot commit meanwhile:
+        // their index rows wait for the lock above.
+        const holdRecords = await c.query<KeyRecordRow>(
+          `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('hold.added', 'hold.released')`,
+        );
+        const requests = await c.query<RecordRow>(
+          `SELECT * FROM records WHERE exchange_id = ANY($1::text[]) AND kind = 'exchange.request'`,
+          [due.rows.map((d) => d.id)],
+        );
+        const held = heldByLedger(holdRecords.rows.map(toIndexRecord), requests.rows.map(toStored));
+        const dueRows = due.rows.filter((d) => !held.has(d.id));
+        if (dueRows.length === 0) return undefined;
+        const dueIds = dueRows.map((d) => d.id);
         const removed = await c.query<RecordRow>(
           'DELETE FROM records WHERE exchange_id = ANY($1::text[]) RETURNING *',
           [dueIds],
@@ -980,7 +993,7 @@ export class PostgresAuditStore implements AuditStore {
           [[...new Set(refs.map(([h]) => h))]],
         );
         await c.query(`SET LOCAL vigil.purge = 'off'`);
-        const removal = purgeRemoval(due.rows, records, blobs.rowCount ?? 0, (await this.openingData(c)).heads);
+        const removal = purgeRemoval(dueRows, records, blobs.rowCount ?? 0, (await this.openingData(c)).heads);
         const sealed = seal(removal);
         const record = (await tx.append({ records: [sealed] }, [{ record: sealed, data: serialise(sealed) }])).at(-1)!;
         return { removal, record };

@@ -49,7 +49,7 @@ import {
   resultIndexRow,
 } from '../exchange-index.js';
 import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
-import { keyRecordsVersionSql, LedgerKeyCache } from '../ledger-index.js';
+import { heldByLedger, keyRecordsVersionSql, LedgerKeyCache } from '../ledger-index.js';
 import { blobRefs, newChainId, newRecordBlobRefs, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
@@ -268,6 +268,10 @@ export class SqliteAuditStore implements AuditStore {
       // The key's index row, and the version of the ledger's key records (see LedgerKeyCache): one statement.
       keyByHash: db.prepare(
         `SELECT k.*, ${keyRecordsVersionSql(NOT_EXCHANGE_KIND_SQL)} AS key_records FROM gateway_keys k WHERE k.hash = ?`,
+      ),
+      holdRecords: db.prepare(
+        `SELECT seq, chain, chain_seq, kind, data FROM records
+         WHERE kind IN ('hold.added', 'hold.released') AND ${NOT_EXCHANGE_KIND_SQL}`,
       ),
       keyRecords: db.prepare(
         `SELECT seq, chain, chain_seq, kind, data FROM records
@@ -820,7 +824,7 @@ export class SqliteAuditStore implements AuditStore {
       // Search text still waiting joins the index first, so the purge removes it with the rest.
       this.movePendingText();
       db.prepare('INSERT INTO purge_authorizations (purge_id, at) VALUES (?, ?)').run(randomUUID(), Date.now());
-      const due = db
+      let due = db
         .prepare(
           `SELECT e.id, e.started_at, r.ended_at FROM exchanges e JOIN exchange_results r ON r.exchange_id = e.id
            WHERE e.id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (${HELD}) AND NOT EXISTS (${AT_HEAD})`,
@@ -830,12 +834,26 @@ export class SqliteAuditStore implements AuditStore {
         db.prepare('DELETE FROM purge_authorizations').run();
         return undefined;
       }
-      const dueList = JSON.stringify(due.map((d) => d.id));
-      const records = db
+      let records = db
         .prepare(
           'SELECT * FROM records WHERE exchange_id IN (SELECT value FROM json_each(?)) ORDER BY chain, chain_seq',
         )
-        .all(dueList) as RecordRow[];
+        .all(JSON.stringify(due.map((d) => d.id))) as RecordRow[];
+      // The holds index chose `due`; the ledger's hold records have the last word, so a hold released in the index
+      // alone (without a hold.released record) still keeps its exchanges.
+      const held = heldByLedger(
+        (this.stmts.holdRecords.all() as KeyRecordRow[]).map(toIndexRecord),
+        records.map(toStored),
+      );
+      if (held.size > 0) {
+        due = due.filter((d) => !held.has(d.id));
+        records = records.filter((r) => r.exchange_id === null || !held.has(r.exchange_id));
+        if (due.length === 0) {
+          db.prepare('DELETE FROM purge_authorizations').run();
+          return undefined;
+        }
+      }
+      const dueList = JSON.stringify(due.map((d) => d.id));
       const candidates = new Set<string>();
       const delRef = db.prepare(
         'DELETE FROM blob_refs WHERE blob_id = (SELECT id FROM blobs WHERE hash = ?) AND record_seq = ?',
