@@ -21,7 +21,7 @@ import {
 } from '../../src/store/audit-store.js';
 import { GENESIS_HASH, recordHash } from '../../src/store/ledger.js';
 import { PostgresAuditStore } from '../../src/store/postgres/postgres-audit-store.js';
-import { appendOnlyGrantsSql } from '../../src/store/postgres/postgres-migrations.js';
+import { appendOnlyGrantsSql, POSTGRES_MIGRATIONS } from '../../src/store/postgres/postgres-migrations.js';
 import type { ExchangeEventsData, ExchangeRequestData, ExchangeResponseData } from '../../src/store/record-types.js';
 import { createStoreFixture, POSTGRES_TEST_URL, storeKinds, type StoreFixture } from '../support/stores.js';
 import { until } from '../support/until.js';
@@ -796,6 +796,18 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           const replica = await PostgresAuditStore.open({ url: url.href, schema, poolSize: 2 });
           try {
             await replica.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1, messages: blob('hi') }));
+            // Key and hold records are indexed by the database (a trigger), not by this role.
+            const { record: key } = await createGatewayKey(
+              replica,
+              { name: 'ci', owner: 'alice', connections: [], createdBy: 'cli:admin' },
+              [],
+            );
+            await revokeGatewayKey(replica, 'ci', 'cli:admin');
+            const hold = await addHold(replica, { session: 'ses_1', reason: 'litigation', by: 'cli:legal' });
+            expect(await replica.findGatewayKey(key.hash)).toMatchObject({ name: 'ci', revokedAt: expect.any(Number) });
+            expect(await replica.listHolds({ activeOnly: true })).toEqual([
+              expect.objectContaining({ id: hold.holdId, session: 'ses_1' }),
+            ]);
             expect(await replica.verify()).toMatchObject({ ok: true, chains: 2 });
           } finally {
             await replica.close();
@@ -807,6 +819,11 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
             'DELETE FROM blobs',
             'TRUNCATE exchanges',
             'ALTER TABLE records DISABLE TRIGGER USER',
+            // Went wrong: this role could un-revoke a key, add one no key.created record made, or release a hold.
+            'UPDATE gateway_keys SET revoked_at = NULL',
+            `INSERT INTO gateway_keys (hash, name, owner, connections, created_at) VALUES ('${'f'.repeat(64)}', 'm', 'x', '{}', 0)`,
+            "UPDATE holds SET released_at = 1, released_by = 'x', release_reason = 'x'",
+            "INSERT INTO holds (id, reason, created_by, created_at) VALUES ('h', 'r', 'x', 0)",
           ]) {
             await expect(gateway.query(attempt), attempt).rejects.toThrow(/permission denied|must be owner/);
           }
@@ -814,6 +831,49 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           await gateway.end();
           await fixture.sql(`DROP OWNED BY ${role}`);
           await fixture.sql(`DROP ROLE ${role}`);
+        }
+      });
+
+      it('takes back, on upgrade, the write grants on the key and hold indexes that older grants gave', async () => {
+        // Went wrong: older `vigil store grants` let the gateway role UPDATE and INSERT gateway_keys and holds; a store
+        // upgraded without running the new grants must not keep that.
+        const schema = `vigil_test_old_${randomBytes(4).toString('hex')}`;
+        const role = `vigil_gw_${randomBytes(4).toString('hex')}`;
+        await fixture.sql(`CREATE ROLE ${role} LOGIN`);
+        const old = new pg.Client({ connectionString: POSTGRES_TEST_URL });
+        await old.connect();
+        try {
+          await old.query(`CREATE SCHEMA ${schema}`);
+          await old.query(`SET search_path = ${schema}`);
+          await old.query('CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)');
+          for (const [i, sql] of POSTGRES_MIGRATIONS.slice(0, 5).entries()) {
+            await old.query(sql);
+            await old.query('INSERT INTO schema_migrations VALUES ($1, 0)', [i + 1]);
+          }
+          await old.query(`GRANT USAGE ON SCHEMA ${schema} TO ${role}`);
+          await old.query(`GRANT SELECT, INSERT, UPDATE (revoked_at) ON gateway_keys TO ${role}`);
+          await old.query(
+            `GRANT SELECT, INSERT, UPDATE (released_at, released_by, release_reason) ON holds TO ${role}`,
+          );
+          const may = async (privilege: string): Promise<unknown> =>
+            (
+              await old.query(
+                `SELECT has_any_column_privilege($1, 'gateway_keys', $2) OR has_any_column_privilege($1, 'holds', $2) AS ok`,
+                [role, privilege],
+              )
+            ).rows[0]?.ok;
+          expect(await may('UPDATE')).toBe(true);
+
+          const upgraded = await PostgresAuditStore.open({ url: POSTGRES_TEST_URL, schema, poolSize: 1 });
+          await upgraded.close();
+          expect(await may('UPDATE')).toBe(false);
+          expect(await may('INSERT')).toBe(false);
+          expect(await may('SELECT')).toBe(true);
+        } finally {
+          await old.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+          await old.query(`DROP OWNED BY ${role}`);
+          await old.query(`DROP ROLE ${role}`);
+          await old.end();
         }
       });
     }

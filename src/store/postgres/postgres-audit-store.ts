@@ -12,8 +12,6 @@ import type {
   BlobWrite,
   ChainPosition,
   ChainTip,
-  HoldAddedData,
-  HoldReleasedData,
   PurgeCandidate,
   PurgeRemoval,
   RetentionQuery,
@@ -23,8 +21,6 @@ import type {
   ExchangeListFilter,
   ExchangeListItem,
   ExchangeSummary,
-  KeyCreatedData,
-  KeyRevokedData,
   NewRecord,
   Page,
   PageRequest,
@@ -589,35 +585,8 @@ export class PostgresAuditStore implements AuditStore {
         part.flatMap((m) => [m.type, m.exchangeId, m.count]),
       );
     }
-    // Key records are rare (an administrator's action), so one statement each, in record order: a key created and
-    // revoked in the same batch must be inserted before it is revoked.
-    for (const r of records) {
-      if (r.kind === 'key.created') {
-        const k = r.data as KeyCreatedData;
-        await client.query(
-          `INSERT INTO gateway_keys (hash, name, owner, connections, created_at, expires_at) VALUES ($1, $2, $3, $4::text[], $5, $6)`,
-          [k.hash, k.name, k.owner, [...k.connections], k.createdAt, k.expiresAt],
-        );
-      } else if (r.kind === 'key.revoked') {
-        const k = r.data as KeyRevokedData;
-        await client.query('UPDATE gateway_keys SET revoked_at = $1 WHERE hash = $2 AND revoked_at IS NULL', [
-          k.revokedAt,
-          k.hash,
-        ]);
-      } else if (r.kind === 'hold.added') {
-        const h = r.data as HoldAddedData;
-        await client.query(
-          'INSERT INTO holds (id, session_id, caller_subject, reason, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)',
-          [h.holdId, h.session, h.caller, h.reason, h.by, h.at],
-        );
-      } else if (r.kind === 'hold.released') {
-        const h = r.data as HoldReleasedData;
-        await client.query(
-          'UPDATE holds SET released_at = $1, released_by = $2, release_reason = $3 WHERE id = $4 AND released_at IS NULL',
-          [h.at, h.by, h.reason, h.holdId],
-        );
-      }
-    }
+    // Key and hold records are indexed by the database itself: a trigger on records (migration 6), so the gateway's
+    // role needs no write access to those indexes.
   }
 
   private async insertSearchText(client: pg.PoolClient, texts: readonly SearchText[]): Promise<void> {
