@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { Principal } from '../identity/principal.js';
+import type { ChainHead } from './ledger.js';
 
 /**
  * The one interface every store implements (SQLite embedded, PostgreSQL shared).
@@ -465,9 +466,12 @@ export interface AuditStore {
 
   /**
    * Append one record built from this chain's tip at the moment of appending, in the same transaction (a signed
-   * digest must name the record right before it). `build` returns undefined to append nothing.
+   * digest must name the record right before it), given every chain's head at that moment too (this one's
+   * included; in chain order). `build` returns undefined to append nothing.
    */
-  appendAtTip(build: (tip: ChainTip | null) => NewRecord | undefined): Promise<StoredRecord | undefined>;
+  appendAtTip(
+    build: (tip: ChainTip | null, heads: readonly ChainHead[]) => NewRecord | undefined,
+  ): Promise<StoredRecord | undefined>;
 
   /** Legal holds, newest first; released ones too unless `activeOnly`. */
   listHolds(options?: { activeOnly?: boolean }): Promise<readonly StoredHold[]>;

@@ -164,9 +164,9 @@ class PurgeCoverage {
 
 /**
  * Walk every chain: recompute each hash, require contiguous chain sequence numbers from 1, require that global append
- * order (seq) rises along the chain, check every referenced blob, and check that the heads each `chain.opened` record
- * committed to are still present with the same hash (this catches the removal of an older chain's tail or of a whole
- * chain).
+ * order (seq) rises along the chain, check every referenced blob, and check that the heads each `chain.opened`,
+ * `digest.signed` and `retention.purged` record committed to are still present with the same hash (this catches the
+ * removal of a chain's tail, or of a whole chain, up to the last head another chain's record saw).
  *
  * Retention leaves gaps: a gap passes only when valid `retention.purged` records name exactly those positions, the
  * record before the gap still has the hash the purge stated for it and the record after still links to the hash it
@@ -181,7 +181,8 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
   const problems: VerifyProblem[] = [];
   const keys = options.publicKeys ? new Map(options.publicKeys.map((k) => [keyIdOf(k), k])) : undefined;
   const seen = new Map<string, Map<number, string>>(); // chain → chainSeq → hash
-  const committedHeads: Array<{ by: string; head: ChainHead }> = [];
+  /** Heads records committed to, each with who committed (for messages: "chain X saw when it opened"). */
+  const committedHeads: Array<{ saw: string; head: ChainHead }> = [];
   const checkedBlobs = new Map<string, boolean>();
   const gaps: Gap[] = [];
   const coverage = new PurgeCoverage();
@@ -267,14 +268,16 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
         // A changed record was already reported above.
       }
       if (data && r.kind === 'chain.opened') {
-        for (const head of (data.heads as ChainHead[] | undefined) ?? []) committedHeads.push({ by: r.chain, head });
+        const saw = `chain ${r.chain} saw when it opened`;
+        for (const head of (data.heads as ChainHead[] | undefined) ?? []) committedHeads.push({ saw, head });
       } else if (data && r.kind === 'retention.purged') {
         purges++;
         const d = data as unknown as RetentionPurgedData;
         // A purge record vouches for its gaps only while intact (and, with keys, validly signed).
         if (signatureHolds(r, data, 'purge record') && intact) {
           for (const run of d.removed ?? []) coverage.add(run);
-          for (const head of d.heads ?? []) committedHeads.push({ by: r.chain, head });
+          const saw = `purge record ${r.chain}#${r.chainSeq} saw`;
+          for (const head of d.heads ?? []) committedHeads.push({ saw, head });
         }
       } else if (data && r.kind === 'digest.signed') {
         digests++;
@@ -300,6 +303,11 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
         }
         signatureHolds(r, data, 'digest');
         lastDigest = { toSeq: d.toSeq, signature: d.signature, at: r.chainSeq };
+        // The other chains' heads when it was signed (digests written before they carried heads have none).
+        if (intact) {
+          const saw = `digest ${r.chain}#${r.chainSeq} signed for`;
+          for (const head of d.heads ?? []) committedHeads.push({ saw, head });
+        }
       }
     }
     let refs: string[] = [];
@@ -333,7 +341,7 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
 
   for (const gap of gaps) problems.push(...judgeGap(gap, coverage));
 
-  for (const { by, head } of committedHeads) {
+  for (const { saw, head } of committedHeads) {
     const hash = seen.get(head.chain)?.get(head.chainSeq);
     if (hash === undefined && coverage.at(head.chain, head.chainSeq)) continue; // purged, and a valid purge says so
     if (hash !== head.hash) {
@@ -344,8 +352,8 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
         problem: 'head_missing',
         detail:
           hash === undefined
-            ? `chain ${head.chain} ends before record #${head.chainSeq}, which chain ${by} saw when it opened: records were removed`
-            : `record ${head.chain}#${head.chainSeq} differs from what chain ${by} saw when it opened`,
+            ? `chain ${head.chain} ends before record #${head.chainSeq}, which ${saw}: records were removed`
+            : `record ${head.chain}#${head.chainSeq} differs from what ${saw}`,
       });
     }
   }

@@ -1568,6 +1568,59 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(foreign.problems.map((p) => p.problem)).toEqual(['signature_invalid', 'signature_invalid']);
     });
 
+    it("catches the tail of a chain cut after the newest chain opened, through another chain's later digest", async () => {
+      // Went wrong: only chain.opened committed to other chains' heads, so what a chain gained after the newest chain
+      // opened — its digests included — could be cut off, and verify passed, with the public key too.
+      const other = await fixture.open(); // another replica, or a CLI command: opens now, seeing ex_1 only
+      await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+      await other.append({ records: [{ kind: 'note', at: T0, data: {} }] });
+      const mine = new Digester(store, KEY, { intervalMs: 0 });
+      const theirs = new Digester(other, KEY, { intervalMs: 0 });
+      await mine.digestNow();
+      await store.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1000 }));
+      await mine.digestNow(); // #9: signs #5..#8, and is the tail that gets cut
+      await other.append({ records: [{ kind: 'note', at: T0 + 2000, data: {} }] });
+      const signed = await theirs.digestNow();
+      expect((JSON.parse(signed!.data) as DigestSignedData).heads).toEqual([
+        { chain: store.chainId, chainSeq: 9, hash: (await store.chainRecords(store.chainId, 8, 1))[0]!.hash },
+      ]);
+      // Heads that did not move since its previous digest are not signed for again.
+      await other.append({ records: [{ kind: 'note', at: T0 + 3000, data: {} }] });
+      expect((JSON.parse((await theirs.digestNow())!.data) as DigestSignedData).heads).toEqual([]);
+      expect(await store.verify(withKey)).toMatchObject({ ok: true });
+
+      await fixture.tamper(`DELETE FROM records WHERE chain = '${store.chainId}' AND chain_seq > 5`);
+      await fixture.tamper(`DELETE FROM exchange_results WHERE exchange_id = 'ex_2'`);
+      await fixture.tamper(`DELETE FROM exchanges WHERE id = 'ex_2'`);
+      const report = await store.verify(withKey);
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([
+        expect.objectContaining({
+          problem: 'head_missing',
+          chain: store.chainId,
+          chainSeq: 9,
+          detail: expect.stringContaining(`which digest ${other.chainId}#${signed!.chainSeq} signed for`),
+        }),
+      ]);
+    });
+
+    it('still verifies digests signed before digests carried heads', async () => {
+      await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+      await store.appendAtTip((tip) => ({
+        kind: 'digest.signed',
+        at: T0 + 1,
+        data: KEY.sign({
+          chain: store.chainId,
+          fromSeq: 1,
+          toSeq: tip!.chainSeq,
+          headHash: tip!.hash,
+          previousSignature: null,
+          signedAt: T0 + 1,
+        }),
+      }));
+      expect(await store.verify(withKey)).toMatchObject({ ok: true, problems: [], signatures: { digests: 1 } });
+    });
+
     it('catches a rewrite that recomputes every later hash, with the public key', async () => {
       await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
       await store.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1000 }));

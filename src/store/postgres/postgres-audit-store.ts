@@ -851,10 +851,12 @@ export class PostgresAuditStore implements AuditStore {
     return false;
   }
 
-  appendAtTip(build: (tip: ChainTip | null) => NewRecord | undefined): Promise<StoredRecord | undefined> {
+  appendAtTip(
+    build: (tip: ChainTip | null, heads: readonly ChainHead[]) => NewRecord | undefined,
+  ): Promise<StoredRecord | undefined> {
     return this.enqueue(() =>
       this.transaction(async (tx) => {
-        const r = build(tx.tip());
+        const r = build(tx.tip(), (await this.openingData(tx.client)).heads);
         if (!r) return undefined;
         return (await tx.append({ records: [r] }, [{ record: r, data: serialise(r) }])).at(-1);
       }),

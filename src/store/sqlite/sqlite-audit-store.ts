@@ -756,11 +756,13 @@ export class SqliteAuditStore implements AuditStore {
     return chain === this.chainId;
   }
 
-  async appendAtTip(build: (tip: ChainTip | null) => NewRecord | undefined): Promise<StoredRecord | undefined> {
+  async appendAtTip(
+    build: (tip: ChainTip | null, heads: readonly ChainHead[]) => NewRecord | undefined,
+  ): Promise<StoredRecord | undefined> {
     return this.write(() =>
       this.db
         .transaction(() => {
-          const r = build(this.head);
+          const r = build(this.head, this.openingData().heads);
           return r ? this.appendInTx({ records: [r] }).at(-1) : undefined;
         })
         .immediate(),
