@@ -17,6 +17,7 @@ export type AuditEventType =
   | 'key.revoked'
   | 'recording.read'
   | 'retention.run'
+  | 'ledger.digest'
   | 'verify.failed'
   | 'siem.undeliverable';
 

@@ -257,6 +257,12 @@ export interface VerifyOptions {
    * progress). The walk waits for a returned promise.
    */
   readonly onProgress?: (records: number) => void | Promise<void>;
+  /**
+   * Records known from outside the store to have existed — a `ledger.digest` event's anchor, kept by the SIEM — that
+   * must still be there with this hash. What no record in the store commits to (the newest records of the chain
+   * written last) can be cut off undetected otherwise.
+   */
+  readonly anchors?: readonly ChainHead[];
 }
 
 /** How many records `verify()` reads at a time. */

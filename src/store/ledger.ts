@@ -182,7 +182,10 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
   const keys = options.publicKeys ? new Map(options.publicKeys.map((k) => [keyIdOf(k), k])) : undefined;
   const seen = new Map<string, Map<number, string>>(); // chain → chainSeq → hash
   /** Heads records committed to, each with who committed (for messages: "chain X saw when it opened"). */
-  const committedHeads: Array<{ saw: string; head: ChainHead }> = [];
+  const committedHeads: Array<{ saw: string; head: ChainHead }> = (options.anchors ?? []).map((head) => ({
+    saw: 'the anchor given names',
+    head,
+  }));
   const checkedBlobs = new Map<string, boolean>();
   const gaps: Gap[] = [];
   const coverage = new PurgeCoverage();

@@ -1604,6 +1604,31 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       ]);
     });
 
+    it('catches the newest records cut off with their digest, given the digest as an anchor from outside', async () => {
+      // Went wrong (and still does without an anchor): nothing in the store commits to the newest records of the
+      // chain written last, so they could be cut off with the digests that signed them and verify passed.
+      await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+      const digester = new Digester(store, KEY, { intervalMs: 0 });
+      await digester.digestNow();
+      await store.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1000 }));
+      const last = (await digester.digestNow())!; // what the SIEM received as a ledger.digest event
+      const anchors = [{ chain: last.chain, chainSeq: last.chainSeq, hash: last.hash }];
+      expect(await store.verify({ ...withKey, anchors })).toMatchObject({ ok: true });
+
+      await fixture.tamper(`DELETE FROM records WHERE chain = '${store.chainId}' AND chain_seq > 5`);
+      expect(await store.verify(withKey)).toMatchObject({ ok: true }); // what the store alone can tell
+      const report = await store.verify({ ...withKey, anchors });
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([
+        expect.objectContaining({
+          problem: 'head_missing',
+          chain: store.chainId,
+          chainSeq: last.chainSeq,
+          detail: expect.stringContaining('which the anchor given names: records were removed'),
+        }),
+      ]);
+    });
+
     it('still verifies digests signed before digests carried heads', async () => {
       await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
       await store.appendAtTip((tip) => ({

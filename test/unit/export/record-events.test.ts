@@ -49,3 +49,40 @@ describe('approval records as audit events', () => {
     });
   });
 });
+
+describe('signed digests as audit events', () => {
+  it('go to the SIEM as ledger.digest events carrying the anchor verify --anchor takes', () => {
+    // Went wrong: digest.signed records were no audit event, so nothing outside the store kept what a digest signed,
+    // and the newest records of a chain could be cut off with their digests undetected.
+    const event = auditEventOf(
+      record('digest.signed', {
+        chain: 'ch_1',
+        fromSeq: 1,
+        toSeq: 6,
+        headHash: 'a'.repeat(64),
+        previousSignature: null,
+        signedAt: 1_700_000_000_000,
+        heads: [{ chain: 'ch_0', chainSeq: 3, hash: 'b'.repeat(64) }],
+        keyId: 'k1',
+        signature: 'sig',
+      }),
+      'gw',
+    );
+    expect(event).toMatchObject({
+      id: 'ch_1:7',
+      type: 'ledger.digest',
+      severity: 'info',
+      attributes: {
+        chain: 'ch_1',
+        chain_seq: 7,
+        record_hash: '1'.repeat(64),
+        anchor: `ch_1:7:${'1'.repeat(64)}`,
+        from_seq: 1,
+        to_seq: 6,
+        head_hash: 'a'.repeat(64),
+        key_id: 'k1',
+        heads: 1,
+      },
+    });
+  });
+});
