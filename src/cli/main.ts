@@ -32,6 +32,7 @@ import { readExchange, readSession } from '../recorder/exchange-reader.js';
 import { startReplayServer, type ReplayLog } from '../replay/replay-server.js';
 import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
 import type { AuditStore } from '../store/audit-store.js';
+import { signChain } from '../store/ledger-upkeep.js';
 import { describeStore, openStore } from '../store/open-store.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { approvalsCommand } from './approvals-command.js';
@@ -400,6 +401,7 @@ async function keys(args: string[], out: Out): Promise<number> {
         },
         config.connections.map((c) => c.name),
       );
+      await signChain(config, store, { create: true });
       if (values.json) out.stdout.write(`${JSON.stringify({ key, ...shownKey(record) }, null, 2)}\n`);
       else {
         out.stdout.write(`${key}\n`);
@@ -432,6 +434,7 @@ async function keys(args: string[], out: Out): Promise<number> {
       const name = positionals[0] ?? values.name;
       if (!name) throw new CliError('usage: vigil keys revoke NAME');
       await revokeGatewayKey(store, name, actor);
+      await signChain(config, store, { create: true });
       out.stdout.write(`key "${name}" revoked\n`);
       return 0;
     }

@@ -182,6 +182,25 @@ describe('vigil serve, sessions, verify', () => {
     expect(bad.stderr).toContain('--anchor ch_1:2: expected CHAIN:SEQ:HASH');
   });
 
+  it('signs what CLI commands append (keys, the access log), so verify --public-key finds no unsigned tail', async () => {
+    // Went wrong: the chains `keys create|revoke`, `sessions show` (its recording.read) and `approvals approve|deny`
+    // wrote were never signed, so what they recorded rested on hashes alone.
+    const dir = dataDir();
+    const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
+    await ask(gw.url, 'hello', 'signed');
+    gw.child.kill('SIGTERM');
+    expect(await gw.exited).toBe(0);
+    expect((await vigil(['keys', 'create', '--name', 'ci', '--data-dir', dir])).code).toBe(0);
+    expect((await vigil(['keys', 'revoke', 'ci', '--data-dir', dir])).code).toBe(0);
+    expect((await vigil(['sessions', 'show', 'signed', '--data-dir', dir])).code).toBe(0);
+    const pub = path.join(dir, 'ledger.pub.pem');
+    expect((await vigil(['keys', 'public', '--out', pub, '--data-dir', dir])).code).toBe(0);
+    const verified = await vigil(['verify', '--data-dir', dir, '--public-key', pub]);
+    expect(verified.code, verified.stdout).toBe(0);
+    expect(verified.stdout).toMatch(/^ok: \d+ records in 4 chains, all intact/);
+    expect(verified.stdout).not.toContain('unsigned tail');
+  });
+
   it('on SIGTERM lets an in-flight stream finish, then exits 0', async () => {
     const dir = dataDir();
     const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
