@@ -136,6 +136,21 @@ export function auditEventOf(
           error: data.error as string,
         },
       };
+    case 'hold.added':
+    case 'hold.released':
+      // A released hold lets retention purge what it kept: worth a warning, and worth seeing outside the store.
+      return {
+        ...base,
+        type: r.kind === 'hold.added' ? 'hold.added' : 'hold.released',
+        severity: r.kind === 'hold.released' ? 'warning' : 'info',
+        actor: { method: 'cli', subject: typeof data.by === 'string' ? data.by : 'unknown' },
+        ...(typeof data.session === 'string' ? { session: data.session } : {}),
+        attributes: {
+          hold_id: (data.holdId as string | undefined) ?? null,
+          reason: (data.reason as string | undefined) ?? null,
+          ...(r.kind === 'hold.added' ? { caller: (data.caller as string | null | undefined) ?? null } : {}),
+        },
+      };
     case 'digest.signed':
       // The SIEM keeps what the store cannot vouch for itself: that this digest — and every record and other
       // chain's head it signs for — existed. `vigil verify --anchor <anchor>` checks the store still has it.

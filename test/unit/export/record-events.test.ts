@@ -86,3 +86,29 @@ describe('signed digests as audit events', () => {
     });
   });
 });
+
+describe('legal holds as audit events', () => {
+  it('placing and releasing a hold reach the SIEM, a release as a warning', () => {
+    // Went wrong: holds were on the ledger only, so a hold released by whoever could append records went unseen.
+    const added = auditEventOf(
+      record('hold.added', { holdId: 'hold_1', session: 'ses_9', caller: null, reason: 'litigation', by: 'cli:legal' }),
+      'gw',
+    );
+    expect(added).toMatchObject({
+      type: 'hold.added',
+      severity: 'info',
+      actor: { method: 'cli', subject: 'cli:legal' },
+      session: 'ses_9',
+      attributes: { hold_id: 'hold_1', reason: 'litigation', caller: null },
+    });
+    const released = auditEventOf(
+      record('hold.released', { holdId: 'hold_1', reason: 'case closed', by: 'cli:legal', at: 1 }),
+      'gw',
+    );
+    expect(released).toMatchObject({
+      type: 'hold.released',
+      severity: 'warning',
+      attributes: { hold_id: 'hold_1', reason: 'case closed' },
+    });
+  });
+});
