@@ -247,16 +247,15 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   //  - They decide who may call and what retention may purge, and the append-only gateway role could UPDATE and
   //    INSERT them (to revoke a key, release a hold) — so it could also un-revoke a key, add a working key with no
   //    key.created record, or release a hold with no hold.released record. Now a trigger on records, running as
-  //    the owner of this function (SECURITY DEFINER, search_path fixed to this schema), indexes key.created /
+  //    the owner of this function (SECURITY DEFINER, search_path fixed to this schema, then pg_temp), indexes key.created /
   //    key.revoked / hold.added / hold.released records as they are inserted, by the rules the writer used, and the
   //    gateway role needs only SELECT on them (appendOnlyGrantsSql).
-  //  - Every INSERT and UPDATE granted on the two tables to another role is revoked here, so a store upgraded
-  //    without running `vigil store grants` again is closed too.
+  //  - Every INSERT and UPDATE granted on the two tables to a role other than their owner is revoked here, so a
+  //    store upgraded without running `vigil store grants` again is closed too.
   //  - What the gateway role can still do is append such records, like every writer: they are on the ledger,
   //    hash-chained, and go to the SIEM.
   `
-  CREATE FUNCTION vigil_index_keys_and_holds() RETURNS trigger LANGUAGE plpgsql
-    SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+  CREATE FUNCTION vigil_index_keys_and_holds() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $fn$
   DECLARE
     d jsonb := NEW.data::jsonb;
   BEGIN
@@ -287,10 +286,14 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   DECLARE
     g text;
   BEGIN
+    -- A SECURITY DEFINER function must not resolve names through the caller's search_path: this schema, then the
+    -- session's temporary schema last (not first, where PostgreSQL otherwise looks for tables).
+    EXECUTE format('ALTER FUNCTION vigil_index_keys_and_holds() SET search_path = %I, pg_temp', current_schema());
     FOR g IN
-      SELECT DISTINCT grantee FROM information_schema.column_privileges
-      WHERE table_schema = current_schema() AND table_name IN ('gateway_keys', 'holds')
-        AND privilege_type IN ('INSERT', 'UPDATE') AND grantee <> current_user
+      SELECT DISTINCT p.grantee FROM information_schema.column_privileges p
+      JOIN pg_tables t ON t.schemaname = p.table_schema AND t.tablename = p.table_name
+      WHERE p.table_schema = current_schema() AND p.table_name IN ('gateway_keys', 'holds')
+        AND p.privilege_type IN ('INSERT', 'UPDATE') AND p.grantee NOT IN (current_user, t.tableowner)
     LOOP
       EXECUTE format('REVOKE INSERT, UPDATE ON gateway_keys, holds FROM %s',
                      CASE WHEN g = 'PUBLIC' THEN 'PUBLIC' ELSE quote_ident(g) END);

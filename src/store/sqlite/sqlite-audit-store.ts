@@ -967,10 +967,17 @@ export class SqliteAuditStore implements AuditStore {
             }
           },
           blob: async (h) => (blob.get(h) as Buffer | undefined) ?? undefined,
-          indexes: async () => ({
-            keys: (reader.prepare('SELECT * FROM gateway_keys').all() as KeyRow[]).map(toKey),
-            holds: (reader.prepare('SELECT * FROM holds').all() as HoldRow[]).map(toHold),
-          }),
+          indexes: async () => {
+            // A store written by an older Vigil and opened read-only here may predate either table (and its records).
+            const has = (table: string): boolean =>
+              reader.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) !== undefined;
+            return {
+              keys: has('gateway_keys')
+                ? (reader.prepare('SELECT * FROM gateway_keys').all() as KeyRow[]).map(toKey)
+                : [],
+              holds: has('holds') ? (reader.prepare('SELECT * FROM holds').all() as HoldRow[]).map(toHold) : [],
+            };
+          },
         },
         options,
       );
