@@ -191,9 +191,9 @@ export interface KeyRow {
 }
 
 /** A key or hold record, as much of it as ledger-index.ts replays. */
-export type KeyRecordRow = Pick<RecordRow, 'seq' | 'chain' | 'chain_seq' | 'kind' | 'data'>;
+export type IndexRecordRow = Pick<RecordRow, 'seq' | 'chain' | 'chain_seq' | 'kind' | 'data'>;
 
-export const toIndexRecord = (r: KeyRecordRow): IndexRecord => ({
+export const toIndexRecord = (r: IndexRecordRow): IndexRecord => ({
   seq: r.seq,
   chain: r.chain,
   chainSeq: r.chain_seq,

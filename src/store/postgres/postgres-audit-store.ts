@@ -68,7 +68,7 @@ import {
   type CandidateRow,
   type ExchangeRow,
   type HoldRow,
-  type KeyRecordRow,
+  type IndexRecordRow,
   type KeyRow,
   toIndexRecord,
   type RecordRow,
@@ -208,7 +208,7 @@ export class PostgresAuditStore implements AuditStore {
   private readonly appendListeners = new Set<{ prefix: string; listener: () => void }>();
   /** What the ledger says about gateway keys, for findGatewayKey. */
   private readonly ledgerKeys = new LedgerKeyCache(async () => {
-    const res = await this.pool.query<KeyRecordRow>(
+    const res = await this.pool.query<IndexRecordRow>(
       `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('key.created', 'key.revoked')`,
     );
     return res.rows.map(toIndexRecord);
@@ -924,7 +924,7 @@ export class PostgresAuditStore implements AuditStore {
         // The holds index chose `due`; the ledger's hold records have the last word, so a hold released in the index
         // alone (without a hold.released record) still keeps its exchanges. Hold records cannot commit meanwhile:
         // their index rows wait for the lock above.
-        const holdRecords = await c.query<KeyRecordRow>(
+        const holdRecords = await c.query<IndexRecordRow>(
           `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('hold.added', 'hold.released')`,
         );
         const requests = await c.query<RecordRow>(

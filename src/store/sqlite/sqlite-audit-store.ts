@@ -69,7 +69,7 @@ import {
   type CandidateRow,
   type ExchangeRow,
   type HoldRow,
-  type KeyRecordRow,
+  type IndexRecordRow,
   type KeyRow,
   toIndexRecord,
   type RecordRow,
@@ -170,7 +170,7 @@ export class SqliteAuditStore implements AuditStore {
   private readonly purgeWalWaitMs: number;
   /** What the ledger says about gateway keys, for findGatewayKey. */
   private readonly ledgerKeys = new LedgerKeyCache(async () =>
-    (this.stmts.keyRecords.all() as KeyRecordRow[]).map(toIndexRecord),
+    (this.stmts.keyRecords.all() as IndexRecordRow[]).map(toIndexRecord),
   );
   /** Verifications reading a snapshot of their own now; a window the checkpointer asked for meanwhile waits. */
   private snapshots = 0;
@@ -844,7 +844,7 @@ export class SqliteAuditStore implements AuditStore {
       // The holds index chose `due`; the ledger's hold records have the last word, so a hold released in the index
       // alone (without a hold.released record) still keeps its exchanges.
       const held = heldByLedger(
-        (this.stmts.holdRecords.all() as KeyRecordRow[]).map(toIndexRecord),
+        (this.stmts.holdRecords.all() as IndexRecordRow[]).map(toIndexRecord),
         records.map(toStored),
       );
       if (held.size > 0) {
