@@ -182,7 +182,12 @@ async function refreshVerify() {
     if (first)
       verifyEl.append(
         ' ',
-        h('span', { class: 'verify-message' }, `${first.problem} in ${first.chain}: ${first.detail}`),
+        // An index row no record made (index_changed) is in no chain.
+        h(
+          'span',
+          { class: 'verify-message' },
+          `${first.problem}${first.chain ? ` in ${first.chain}` : ''}: ${first.detail}`,
+        ),
       );
   } catch (err) {
     clear(verifyEl);
