@@ -113,11 +113,13 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
   const release = async (outboxGraceMs?: number): Promise<void> => {
     await admin?.close();
+    // The chain's final digest first, so the outbox's last pass takes it to the SIEM: kept there, it pins down
+    // everything this gateway recorded, which nothing left in the store commits to (see `vigil verify --anchor`).
+    await upkeep.close();
     await outbox.close(outboxGraceMs);
     metrics.close();
     otlpRejectedChannel.unsubscribe(onOtlpRejected);
     await connections.close();
-    await upkeep.close();
     await store.close();
   };
   let url: string;

@@ -473,10 +473,22 @@ export const OPENAPI_DOCUMENT = {
       VerifyProblem: {
         type: 'object',
         properties: {
-          chain: { type: 'string' },
+          chain: { type: 'string', description: 'Empty for an index row that no record made.' },
           chainSeq: { type: ['integer', 'null'] },
           seq: { type: ['integer', 'null'] },
-          problem: { enum: ['changed', 'missing', 'reordered', 'blob_changed', 'blob_missing', 'head_missing'] },
+          problem: {
+            enum: [
+              'changed',
+              'missing',
+              'reordered',
+              'blob_changed',
+              'blob_missing',
+              'head_missing',
+              'signature_invalid',
+              'digest_invalid',
+              'index_changed',
+            ],
+          },
           detail: { type: 'string' },
         },
       },

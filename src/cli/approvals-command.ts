@@ -15,6 +15,7 @@ import type { VigilConfig } from '../config/config-schema.js';
 import { VigilError } from '../errors.js';
 import { OidcVerifier } from '../identity/oidc-verifier.js';
 import { ApprovalCoordinator, ApprovalRefused, type Approver, type ApprovalView } from '../policy/approvals.js';
+import { signChain } from '../store/ledger-upkeep.js';
 import { openStore } from '../store/open-store.js';
 import { recordCliRead } from './cli-reads.js';
 
@@ -133,6 +134,7 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
       verb === 'approve'
         ? await approvals.approve(id!, approver!, { reason: values.reason, grantMinutes })
         : await approvals.deny(id!, approver!, values.reason!);
+    await signChain(config, store, { create: false });
     if (values.json) out.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
     else if (v.status === 'approved') {
       out.stdout.write(

@@ -5,6 +5,7 @@
  */
 import { loadConfig } from '../config/load-config.js';
 import type { RecordingReadData } from '../store/audit-store.js';
+import { signChain } from '../store/ledger-upkeep.js';
 import { openStore } from '../store/open-store.js';
 
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
@@ -30,6 +31,12 @@ export async function recordCliRead(
     const store = await openStore(config);
     try {
       await store.append({ records: [{ kind: 'recording.read', at: Date.now(), data }] });
+      // Signed when this machine has the signing key (a reader's machine may not: the read stays an unsigned tail).
+      await signChain(config, store, { create: false }).catch((err: unknown) =>
+        out.stderr.write(
+          `vigil: warning: this read was recorded but could not be signed (${(err as Error).message})\n`,
+        ),
+      );
     } finally {
       await store.close();
     }

@@ -13,9 +13,8 @@ import { loadConfig } from '../config/load-config.js';
 import type { VigilConfig } from '../config/config-schema.js';
 import { VigilError } from '../errors.js';
 import type { AuditStore } from '../store/audit-store.js';
-import { Digester } from '../store/digests.js';
 import { addHold, releaseHold } from '../store/holds.js';
-import { loadSigningKey, signingKeyFile } from '../store/ledger-upkeep.js';
+import { loadSigningKey, signChain, signingKeyFile } from '../store/ledger-upkeep.js';
 import { openStore } from '../store/open-store.js';
 import { retentionPolicy, retentionQuery, runRetention, WAL_KEPT_WARNING } from '../store/retention.js';
 
@@ -41,7 +40,7 @@ async function withWritableStore<T>(config: VigilConfig, fn: (store: AuditStore)
   const store = await openStore(config);
   try {
     const result = await fn(store);
-    await new Digester(store, loadSigningKey(config), { intervalMs: 0 }).close();
+    await signChain(config, store, { create: true });
     return result;
   } finally {
     await store.close();

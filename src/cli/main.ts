@@ -5,7 +5,7 @@
  *   vigil sessions show <session-id> [--config FILE | --data-dir DIR] [--json]
  *   vigil sessions export [<session-id>] [--format jsonl|markdown] [--out FILE] [filters…]
  *   vigil search <query> [--json] [--limit N] [filters…]
- *   vigil verify [--config FILE | --data-dir DIR] [--json]
+ *   vigil verify [--config FILE | --data-dir DIR] [--json] [--public-key FILE]… [--anchor CHAIN:SEQ:HASH]…
  *   vigil sandbox [--listen HOST:PORT]      a fake Anthropic API for offline tries and tests
  */
 import { createWriteStream } from 'node:fs';
@@ -32,6 +32,7 @@ import { readExchange, readSession } from '../recorder/exchange-reader.js';
 import { startReplayServer, type ReplayLog } from '../replay/replay-server.js';
 import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
 import type { AuditStore } from '../store/audit-store.js';
+import { signChain } from '../store/ledger-upkeep.js';
 import { describeStore, openStore } from '../store/open-store.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { approvalsCommand } from './approvals-command.js';
@@ -50,9 +51,10 @@ commands:
                              export a session, or every exchange matching the filters (JSONL: one exchange a line)
   search <query> [--limit N] [--cursor C] [filters as for export]
                              full-text search of prompts, responses and tool calls ("phrases", prefix*)
-  verify [--public-key FILE]…
+  verify [--public-key FILE]… [--anchor CHAIN:SEQ:HASH]…
                              check the store's hash chains; exit 1 naming any changed, removed or reordered record;
-                             with the public key, also every signed digest and purge record
+                             with the public key, also every signed digest and purge record; with an anchor (a
+                             ledger.digest event's, from the SIEM), also that the store still holds that record
   retention run [--dry-run]  purge exchanges past their connection's retention window (holds excepted)
   holds add --session ID | --caller SUBJECT|EMAIL --reason "…"
                              keep a session's or a caller's exchanges out of every purge
@@ -323,8 +325,14 @@ async function search(args: string[], out: Out): Promise<number> {
   });
 }
 
+/** `--anchor`: a record's chain, position and hash (a `ledger.digest` event's `anchor` attribute). */
+const ANCHOR = /^(ch_[A-Za-z0-9_]+):([1-9]\d*):([0-9a-fA-F]{64})$/;
+
 async function verify(args: string[], out: Out): Promise<number> {
-  const { values } = parse(args, { 'public-key': { type: 'string', multiple: true } });
+  const { values } = parse(args, {
+    'public-key': { type: 'string', multiple: true },
+    anchor: { type: 'string', multiple: true },
+  });
   const publicKeys = (values['public-key'] ?? []).map((file) => {
     try {
       return readPublicKey(file);
@@ -332,8 +340,20 @@ async function verify(args: string[], out: Out): Promise<number> {
       throw new CliError(`--public-key ${file}: ${(err as Error).message}`);
     }
   });
+  const anchors = (values.anchor ?? []).map((text) => {
+    const m = ANCHOR.exec(text.trim());
+    if (!m) {
+      throw new CliError(
+        `--anchor ${text}: expected CHAIN:SEQ:HASH, as a ledger.digest event's "anchor" attribute (ch_…:12:<64 hex digits>)`,
+      );
+    }
+    return { chain: m[1]!, chainSeq: Number(m[2]), hash: m[3]!.toLowerCase() };
+  });
   return withStore(values, async (store) => {
-    const report = await store.verify(publicKeys.length ? { publicKeys } : {});
+    const report = await store.verify({
+      ...(publicKeys.length ? { publicKeys } : {}),
+      ...(anchors.length ? { anchors } : {}),
+    });
     const s = report.signatures;
     if (values.json) out.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else if (report.ok) {
@@ -345,6 +365,7 @@ async function verify(args: string[], out: Out): Promise<number> {
         for (const t of s.unsignedTails)
           out.stdout.write(`  unsigned tail: ${t.chain} #${t.fromSeq}..#${t.toSeq} (after its last digest)\n`);
       } else out.stdout.write('signatures not checked: pass --public-key FILE (from vigil keys public)\n');
+      if (anchors.length) out.stdout.write(`anchors: ${anchors.length} found, with the hashes given\n`);
     } else {
       out.stdout.write(`FAILED: ${report.problems.length} problem(s) in ${report.records} records:\n`);
       for (const p of report.problems) out.stdout.write(`  ${p.problem}: ${p.detail}\n`);
@@ -386,6 +407,7 @@ async function keys(args: string[], out: Out): Promise<number> {
           `vigil: warning: no --owner: the key's owner is "${actor}", which matches no OIDC identity, so its owner could ` +
             'approve its held calls; give --owner <e-mail> (revoke and create again)\n',
         );
+      await signChain(config, store, { create: true });
       if (values.json) out.stdout.write(`${JSON.stringify({ key, ...shownKey(record) }, null, 2)}\n`);
       else {
         out.stdout.write(`${key}\n`);
@@ -418,6 +440,7 @@ async function keys(args: string[], out: Out): Promise<number> {
       const name = positionals[0] ?? values.name;
       if (!name) throw new CliError('usage: vigil keys revoke NAME');
       await revokeGatewayKey(store, name, actor);
+      await signChain(config, store, { create: true });
       out.stdout.write(`key "${name}" revoked\n`);
       return 0;
     }

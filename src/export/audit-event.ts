@@ -17,6 +17,9 @@ export type AuditEventType =
   | 'key.revoked'
   | 'recording.read'
   | 'retention.run'
+  | 'hold.added'
+  | 'hold.released'
+  | 'ledger.digest'
   | 'verify.failed'
   | 'siem.undeliverable';
 

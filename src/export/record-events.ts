@@ -136,6 +136,40 @@ export function auditEventOf(
           error: data.error as string,
         },
       };
+    case 'hold.added':
+    case 'hold.released':
+      // A released hold lets retention purge what it kept: worth a warning, and worth seeing outside the store.
+      return {
+        ...base,
+        type: r.kind === 'hold.added' ? 'hold.added' : 'hold.released',
+        severity: r.kind === 'hold.released' ? 'warning' : 'info',
+        actor: { method: 'cli', subject: typeof data.by === 'string' ? data.by : 'unknown' },
+        ...(typeof data.session === 'string' ? { session: data.session } : {}),
+        attributes: {
+          hold_id: (data.holdId as string | undefined) ?? null,
+          reason: (data.reason as string | undefined) ?? null,
+          ...(r.kind === 'hold.added' ? { caller: (data.caller as string | null | undefined) ?? null } : {}),
+        },
+      };
+    case 'digest.signed':
+      // The SIEM keeps what the store cannot vouch for itself: that this digest — and every record and other
+      // chain's head it signs for — existed. `vigil verify --anchor <anchor>` checks the store still has it.
+      return {
+        ...base,
+        type: 'ledger.digest',
+        severity: 'info',
+        attributes: {
+          chain: r.chain,
+          chain_seq: r.chainSeq,
+          record_hash: r.hash,
+          anchor: `${r.chain}:${r.chainSeq}:${r.hash}`,
+          from_seq: (data.fromSeq as number | undefined) ?? null,
+          to_seq: (data.toSeq as number | undefined) ?? null,
+          head_hash: (data.headHash as string | undefined) ?? null,
+          key_id: (data.keyId as string | undefined) ?? null,
+          heads: Array.isArray(data.heads) ? data.heads.length : 0,
+        },
+      };
     case 'retention.purged':
       return {
         ...base,

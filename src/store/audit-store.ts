@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import type { Principal } from '../identity/principal.js';
+import type { ChainHead } from './ledger.js';
 
 /**
  * The one interface every store implements (SQLite embedded, PostgreSQL shared).
@@ -219,7 +220,13 @@ export interface VerifyProblem {
     /** A signed digest or purge record whose signature does not verify with the public keys given. */
     | 'signature_invalid'
     /** A signed digest that does not follow its chain's previous digest, or names the wrong head. */
-    | 'digest_invalid';
+    | 'digest_invalid'
+    /**
+     * A gateway-key or legal-hold index row that its ledger records do not make (changed, added or removed behind
+     * the ledger's back); `chain` and `chainSeq` name the record it contradicts, or are empty and null for a row no
+     * record made.
+     */
+    | 'index_changed';
   readonly detail: string;
 }
 
@@ -245,7 +252,21 @@ export interface SignatureReport {
 /** How `verify()` checks signatures: with these Ed25519 public keys (any of them may have signed). */
 export interface VerifyOptions {
   readonly publicKeys?: readonly KeyObject[];
+  /**
+   * Told how many records were checked so far, after every {@link VERIFY_PAGE} of them (a long verify can report
+   * progress). The walk waits for a returned promise.
+   */
+  readonly onProgress?: (records: number) => void | Promise<void>;
+  /**
+   * Records known from outside the store to have existed — a `ledger.digest` event's anchor, kept by the SIEM — that
+   * must still be there with this hash. What no record in the store commits to (the newest records of the chain
+   * written last) can be cut off undetected otherwise.
+   */
+  readonly anchors?: readonly ChainHead[];
 }
+
+/** How many records `verify()` reads at a time. */
+export const VERIFY_PAGE = 1000;
 
 /** The last record of this process's chain, or null before the chain is opened. */
 export interface ChainTip {
@@ -405,7 +426,12 @@ export interface AuditStore {
   /** Exchanges that have a request record but no response record (a crash cut them). */
   unfinishedExchanges(): Promise<readonly string[]>;
 
-  /** A gateway key by the SHA-256 of the key, revoked and expired ones included. */
+  /**
+   * A gateway key by the SHA-256 of the key, revoked and expired ones included — as its ledger records make it, not
+   * only as the index row says: undefined when no `key.created` record made it, revoked when a `key.revoked` record
+   * (or the row) says so, with the `key.created` record's name, owner, connections and expiry. Authentication's
+   * lookup: one statement, with the ledger's key records cached (see LedgerKeyCache).
+   */
   findGatewayKey(hash: string): Promise<StoredGatewayKey | undefined>;
   /** All gateway keys, newest first. */
   listGatewayKeys(): Promise<readonly StoredGatewayKey[]>;
@@ -446,9 +472,12 @@ export interface AuditStore {
 
   /**
    * Append one record built from this chain's tip at the moment of appending, in the same transaction (a signed
-   * digest must name the record right before it). `build` returns undefined to append nothing.
+   * digest must name the record right before it), given every chain's head at that moment too (this one's
+   * included; in chain order). `build` returns undefined to append nothing.
    */
-  appendAtTip(build: (tip: ChainTip | null) => NewRecord | undefined): Promise<StoredRecord | undefined>;
+  appendAtTip(
+    build: (tip: ChainTip | null, heads: readonly ChainHead[]) => NewRecord | undefined,
+  ): Promise<StoredRecord | undefined>;
 
   /** Legal holds, newest first; released ones too unless `activeOnly`. */
   listHolds(options?: { activeOnly?: boolean }): Promise<readonly StoredHold[]>;
@@ -456,7 +485,8 @@ export interface AuditStore {
   retentionCandidates(query: RetentionQuery): Promise<readonly PurgeCandidate[]>;
   /**
    * Remove these exchanges in one transaction: their records, index rows and search text, and the blobs no remaining
-   * record refers to; exchanges that came under a hold meanwhile (or are not candidates) are skipped. `seal` then
+   * record refers to; exchanges that came under a hold meanwhile (or are not candidates) are skipped — held as the
+   * holds index says, or as the ledger's hold records say (a hold released in the index alone still holds). `seal` then
    * builds the `retention.purged` record describing the removal, which is appended to this chain in the same
    * transaction. Resolves undefined when nothing was left to remove. The only way records ever leave the ledger.
    * The transaction holds the write lock (SQLite: on this thread) for as long as it runs: callers keep `ids` few.
@@ -475,7 +505,8 @@ export interface AuditStore {
   /**
    * Walk every chain and every referenced blob; report what was changed, removed or reordered. Gaps left by
    * retention pass when a purge record covers them exactly; with public keys, signed digests and purge records must
-   * verify, so a rewrite with recomputed hashes is caught too.
+   * verify, so a rewrite with recomputed hashes is caught too. The walk reads one consistent snapshot of the store:
+   * what other writers (a purge, a new chain) commit while it runs is not seen, and not mistaken for tampering.
    */
   verify(options?: VerifyOptions): Promise<VerifyReport>;
 

@@ -1,6 +1,7 @@
 /**
  * Legal holds: `hold.added` and `hold.released` records on the ledger, indexed by the store, which every purge
  * consults (inside its transaction) so a held session's or caller's exchanges are never removed while the hold lasts.
+ * The purge checks the records themselves too, so a hold released in the index alone still holds.
  */
 import { randomBytes } from 'node:crypto';
 import { VigilError } from '../errors.js';

@@ -2,6 +2,7 @@
  * What a gateway does for its ledger besides appending: sign digests of its chain on an interval and at shutdown, and
  * purge expired exchanges on the retention schedule. Both use the signing key from `signing.key.file`.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { VigilConfig } from '../config/config-schema.js';
 import { ConfigError } from '../errors.js';
@@ -27,6 +28,17 @@ export function loadSigningKey(config: VigilConfig): SigningKey {
   } catch (err) {
     throw new ConfigError([`signing.key.file: ${(err as Error).message}`]);
   }
+}
+
+/**
+ * Signs what this process appended to its chain — a final digest, as a gateway signs at shutdown — before a command
+ * that wrote records closes the store. With `create: false` no signing key is generated: without one (a reader's copy
+ * of the config, say), the records stay an unsigned tail, which `verify --public-key` reports.
+ */
+export async function signChain(config: VigilConfig, store: AuditStore, options: { create: boolean }): Promise<void> {
+  const file = signingKeyFile(config);
+  if (!options.create && !existsSync(file)) return;
+  await new Digester(store, loadSigningKey(config), { intervalMs: 0 }).close();
 }
 
 export interface LedgerUpkeep {

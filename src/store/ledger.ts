@@ -7,13 +7,17 @@ import type {
   ChainTip,
   PurgedRun,
   SignatureReport,
+  StoredGatewayKey,
+  StoredHold,
   StoredRecord,
   VerifyOptions,
   VerifyProblem,
   VerifyReport,
 } from './audit-store.js';
 import { blobRefs } from './blob-refs.js';
+import { VERIFY_PAGE } from './audit-store.js';
 import type { DigestSignedData } from './digests.js';
+import { HOLD_RECORD_KINDS, indexProblems, KEY_RECORD_KINDS, type IndexRecord } from './ledger-index.js';
 import type { RetentionPurgedData } from './retention.js';
 import { checkSignature, keyIdOf } from './signing-key.js';
 
@@ -80,10 +84,12 @@ export interface ChainHead {
 }
 
 export interface VerifySource {
-  /** All records ordered by (chain, chainSeq). */
+  /** All records ordered by (chain, chainSeq), from one snapshot of the store (with `blob`). */
   records(): AsyncIterable<StoredRecord>;
   /** Blob content by hash, or undefined when missing. */
   blob(hash: string): Promise<Buffer | undefined>;
+  /** The gateway-key and hold index rows, from the same snapshot, read once every record was. */
+  indexes(): Promise<{ readonly keys: readonly StoredGatewayKey[]; readonly holds: readonly StoredHold[] }>;
 }
 
 /** Positions missing from a chain, with the hashes on either side, checked against purge records once all are read. */
@@ -130,25 +136,33 @@ class PurgeCoverage {
 
 /**
  * Walk every chain: recompute each hash, require contiguous chain sequence numbers from 1, require that global append
- * order (seq) rises along the chain, check every referenced blob, and check that the heads each `chain.opened` record
- * committed to are still present with the same hash (this catches the removal of an older chain's tail or of a whole
- * chain).
+ * order (seq) rises along the chain, check every referenced blob, and check that the heads each `chain.opened`,
+ * `digest.signed` and `retention.purged` record committed to are still present with the same hash (this catches the
+ * removal of a chain's tail, or of a whole chain, up to the last head another chain's record saw).
  *
  * Retention leaves gaps: a gap passes only when valid `retention.purged` records name exactly those positions, the
  * record before the gap still has the hash the purge stated for it and the record after still links to the hash it
  * stated for the last removed one. Signed digests are checked for linkage always, and with `publicKeys` every digest
  * and purge record must carry a valid signature: then even a rewrite that recomputes every later hash is caught, up
  * to each chain's last digest (what follows it is reported as its unsigned tail).
+ *
+ * Last, the gateway-key and hold index rows, which decide who may call and what may be purged, are compared with
+ * what the ledger's key and hold records make of them (see ledger-index.ts).
  */
 export async function verifyLedger(source: VerifySource, options: VerifyOptions = {}): Promise<VerifyReport> {
   const problems: VerifyProblem[] = [];
   const keys = options.publicKeys ? new Map(options.publicKeys.map((k) => [keyIdOf(k), k])) : undefined;
   const seen = new Map<string, Map<number, string>>(); // chain → chainSeq → hash
-  const committedHeads: Array<{ by: string; head: ChainHead }> = [];
+  /** Heads records committed to, each with who committed (for messages: "chain X saw when it opened"). */
+  const committedHeads: Array<{ saw: string; head: ChainHead }> = (options.anchors ?? []).map((head) => ({
+    saw: 'the anchor given names',
+    head,
+  }));
   const checkedBlobs = new Map<string, boolean>();
   const gaps: Gap[] = [];
   const coverage = new PurgeCoverage();
   const unsignedTails: Array<{ chain: string; fromSeq: number; toSeq: number }> = [];
+  const indexRecords: IndexRecord[] = [];
   let digests = 0;
   let purges = 0;
   let chains = 0;
@@ -220,6 +234,7 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
     }
     lastGlobalSeq = r.seq;
     seen.get(r.chain)!.set(r.chainSeq, r.hash);
+    if (INDEX_KINDS.has(r.kind)) indexRecords.push(r);
     if (r.kind === 'chain.opened' || r.kind === 'retention.purged' || r.kind === 'digest.signed') {
       let data: Record<string, unknown> | undefined;
       try {
@@ -228,14 +243,16 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
         // A changed record was already reported above.
       }
       if (data && r.kind === 'chain.opened') {
-        for (const head of (data.heads as ChainHead[] | undefined) ?? []) committedHeads.push({ by: r.chain, head });
+        const saw = `chain ${r.chain} saw when it opened`;
+        for (const head of (data.heads as ChainHead[] | undefined) ?? []) committedHeads.push({ saw, head });
       } else if (data && r.kind === 'retention.purged') {
         purges++;
         const d = data as unknown as RetentionPurgedData;
         // A purge record vouches for its gaps only while intact (and, with keys, validly signed).
         if (signatureHolds(r, data, 'purge record') && intact) {
           for (const run of d.removed ?? []) coverage.add(run);
-          for (const head of d.heads ?? []) committedHeads.push({ by: r.chain, head });
+          const saw = `purge record ${r.chain}#${r.chainSeq} saw`;
+          for (const head of d.heads ?? []) committedHeads.push({ saw, head });
         }
       } else if (data && r.kind === 'digest.signed') {
         digests++;
@@ -261,6 +278,11 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
         }
         signatureHolds(r, data, 'digest');
         lastDigest = { toSeq: d.toSeq, signature: d.signature, at: r.chainSeq };
+        // The other chains' heads when it was signed (digests written before they carried heads have none).
+        if (intact) {
+          const saw = `digest ${r.chain}#${r.chainSeq} signed for`;
+          for (const head of d.heads ?? []) committedHeads.push({ saw, head });
+        }
       }
     }
     let refs: string[] = [];
@@ -287,13 +309,14 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
     }
     prevHash = r.hash;
     expectedSeq = r.chainSeq + 1;
+    if (options.onProgress && records % VERIFY_PAGE === 0) await options.onProgress(records);
   }
   endChain();
   coverage.seal();
 
   for (const gap of gaps) problems.push(...judgeGap(gap, coverage));
 
-  for (const { by, head } of committedHeads) {
+  for (const { saw, head } of committedHeads) {
     const hash = seen.get(head.chain)?.get(head.chainSeq);
     if (hash === undefined && coverage.at(head.chain, head.chainSeq)) continue; // purged, and a valid purge says so
     if (hash !== head.hash) {
@@ -304,15 +327,20 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
         problem: 'head_missing',
         detail:
           hash === undefined
-            ? `chain ${head.chain} ends before record #${head.chainSeq}, which chain ${by} saw when it opened: records were removed`
-            : `record ${head.chain}#${head.chainSeq} differs from what chain ${by} saw when it opened`,
+            ? `chain ${head.chain} ends before record #${head.chainSeq}, which ${saw}: records were removed`
+            : `record ${head.chain}#${head.chainSeq} differs from what ${saw}`,
       });
     }
   }
 
+  problems.push(...indexProblems(indexRecords, await source.indexes()));
+
   const signatures: SignatureReport | undefined = keys && { keys: [...keys.keys()], digests, purges, unsignedTails };
   return { ok: problems.length === 0, chains, records, problems, ...(signatures ? { signatures } : {}) };
 }
+
+/** Records that make the gateway-key and hold indexes, which verify checks against them. */
+const INDEX_KINDS: ReadonlySet<string> = new Set([...KEY_RECORD_KINDS, ...HOLD_RECORD_KINDS]);
 
 /** A gap passes when valid purge runs tile it exactly and the hashes they stated match the records on either side. */
 function judgeGap(gap: Gap, coverage: PurgeCoverage): VerifyProblem[] {

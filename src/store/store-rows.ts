@@ -15,6 +15,7 @@ import type {
   StoredRecord,
 } from './audit-store.js';
 import type { ChainHead } from './ledger.js';
+import type { IndexRecord } from './ledger-index.js';
 
 /** An exchange row joined with its result, as the list queries select it. */
 export interface ExchangeRow {
@@ -188,6 +189,17 @@ export interface KeyRow {
   expires_at: number | null;
   revoked_at: number | null;
 }
+
+/** A key or hold record, as much of it as ledger-index.ts replays. */
+export type IndexRecordRow = Pick<RecordRow, 'seq' | 'chain' | 'chain_seq' | 'kind' | 'data'>;
+
+export const toIndexRecord = (r: IndexRecordRow): IndexRecord => ({
+  seq: r.seq,
+  chain: r.chain,
+  chainSeq: r.chain_seq,
+  kind: r.kind,
+  data: r.data,
+});
 
 export const toKey = (r: KeyRow): StoredGatewayKey => ({
   hash: r.hash,

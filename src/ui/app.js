@@ -206,7 +206,12 @@ async function refreshVerify() {
     if (first)
       verifyEl.append(
         ' ',
-        h('span', { class: 'verify-message' }, `${first.problem} in ${first.chain}: ${first.detail}`),
+        // An index row no record made (index_changed) is in no chain.
+        h(
+          'span',
+          { class: 'verify-message' },
+          `${first.problem}${first.chain ? ` in ${first.chain}` : ''}: ${first.detail}`,
+        ),
       );
   } catch (err) {
     if (controller.signal.aborted) return;

@@ -9,15 +9,26 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { AuditStore, NewRecord, StoredRecord, WriteBatch } from '../../src/store/audit-store.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  VERIFY_PAGE,
+  type AuditStore,
+  type NewRecord,
+  type PurgedRun,
+  type StoredGatewayKey,
+  type StoredRecord,
+  type WriteBatch,
+} from '../../src/store/audit-store.js';
 import { GENESIS_HASH, recordHash } from '../../src/store/ledger.js';
 import { PostgresAuditStore } from '../../src/store/postgres/postgres-audit-store.js';
-import { appendOnlyGrantsSql } from '../../src/store/postgres/postgres-migrations.js';
+import { appendOnlyGrantsSql, POSTGRES_MIGRATIONS } from '../../src/store/postgres/postgres-migrations.js';
 import type { ExchangeEventsData, ExchangeRequestData, ExchangeResponseData } from '../../src/store/record-types.js';
 import { createStoreFixture, POSTGRES_TEST_URL, storeKinds, type StoreFixture } from '../support/stores.js';
 import { until } from '../support/until.js';
 import { Digester, type DigestSignedData } from '../../src/store/digests.js';
 import { addHold, releaseHold } from '../../src/store/holds.js';
+import { gatewayKeyId } from '../../src/identity/gateway-keys.js';
+import { createGatewayKey, revokeGatewayKey } from '../../src/identity/key-admin.js';
 import { purgedRuns } from '../../src/store/purge-runs.js';
 import { runRetention, sealPurge, type RetentionPolicy, type RetentionPurgedData } from '../../src/store/retention.js';
 import { SigningKey } from '../../src/store/signing-key.js';
@@ -833,6 +844,18 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           const replica = await PostgresAuditStore.open({ url: url.href, schema, poolSize: 2 });
           try {
             await replica.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1, messages: blob('hi') }));
+            // Key and hold records are indexed by the database (a trigger), not by this role.
+            const { record: key } = await createGatewayKey(
+              replica,
+              { name: 'ci', owner: 'alice', connections: [], createdBy: 'cli:admin' },
+              [],
+            );
+            await revokeGatewayKey(replica, 'ci', 'cli:admin');
+            const hold = await addHold(replica, { session: 'ses_1', reason: 'litigation', by: 'cli:legal' });
+            expect(await replica.findGatewayKey(key.hash)).toMatchObject({ name: 'ci', revokedAt: expect.any(Number) });
+            expect(await replica.listHolds({ activeOnly: true })).toEqual([
+              expect.objectContaining({ id: hold.holdId, session: 'ses_1' }),
+            ]);
             expect(await replica.verify()).toMatchObject({ ok: true, chains: 2 });
           } finally {
             await replica.close();
@@ -844,6 +867,11 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
             'DELETE FROM blobs',
             'TRUNCATE exchanges',
             'ALTER TABLE records DISABLE TRIGGER USER',
+            // Went wrong: this role could un-revoke a key, add one no key.created record made, or release a hold.
+            'UPDATE gateway_keys SET revoked_at = NULL',
+            `INSERT INTO gateway_keys (hash, name, owner, connections, created_at) VALUES ('${'f'.repeat(64)}', 'm', 'x', '{}', 0)`,
+            "UPDATE holds SET released_at = 1, released_by = 'x', release_reason = 'x'",
+            "INSERT INTO holds (id, reason, created_by, created_at) VALUES ('h', 'r', 'x', 0)",
           ]) {
             await expect(gateway.query(attempt), attempt).rejects.toThrow(/permission denied|must be owner/);
           }
@@ -851,6 +879,49 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           await gateway.end();
           await fixture.sql(`DROP OWNED BY ${role}`);
           await fixture.sql(`DROP ROLE ${role}`);
+        }
+      });
+
+      it('takes back, on upgrade, the write grants on the key and hold indexes that older grants gave', async () => {
+        // Went wrong: older `vigil store grants` let the gateway role UPDATE and INSERT gateway_keys and holds; a store
+        // upgraded without running the new grants must not keep that.
+        const schema = `vigil_test_old_${randomBytes(4).toString('hex')}`;
+        const role = `vigil_gw_${randomBytes(4).toString('hex')}`;
+        await fixture.sql(`CREATE ROLE ${role} LOGIN`);
+        const old = new pg.Client({ connectionString: POSTGRES_TEST_URL });
+        await old.connect();
+        try {
+          await old.query(`CREATE SCHEMA ${schema}`);
+          await old.query(`SET search_path = ${schema}`);
+          await old.query('CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)');
+          for (const [i, sql] of POSTGRES_MIGRATIONS.slice(0, 5).entries()) {
+            await old.query(sql);
+            await old.query('INSERT INTO schema_migrations VALUES ($1, 0)', [i + 1]);
+          }
+          await old.query(`GRANT USAGE ON SCHEMA ${schema} TO ${role}`);
+          await old.query(`GRANT SELECT, INSERT, UPDATE (revoked_at) ON gateway_keys TO ${role}`);
+          await old.query(
+            `GRANT SELECT, INSERT, UPDATE (released_at, released_by, release_reason) ON holds TO ${role}`,
+          );
+          const may = async (privilege: string): Promise<unknown> =>
+            (
+              await old.query(
+                `SELECT has_any_column_privilege($1, 'gateway_keys', $2) OR has_any_column_privilege($1, 'holds', $2) AS ok`,
+                [role, privilege],
+              )
+            ).rows[0]?.ok;
+          expect(await may('UPDATE')).toBe(true);
+
+          const upgraded = await PostgresAuditStore.open({ url: POSTGRES_TEST_URL, schema, poolSize: 1 });
+          await upgraded.close();
+          expect(await may('UPDATE')).toBe(false);
+          expect(await may('INSERT')).toBe(false);
+          expect(await may('SELECT')).toBe(true);
+        } finally {
+          await old.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+          await old.query(`DROP OWNED BY ${role}`);
+          await old.query(`DROP ROLE ${role}`);
+          await old.end();
         }
       });
     }
@@ -944,6 +1015,62 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(report.problems).toEqual([expect.objectContaining({ problem: 'blob_changed', chainSeq: 2 })]);
     });
 
+    it('does not take a purge that commits while it walks for tampering', async () => {
+      // Went wrong: verify read its pages in separate statements, so a purge committing between two of them removed
+      // records on both sides of the page boundary: the walk had seen the first, not the second, nor (yet) the purge
+      // record — "no valid purge record removed #1001", which the admin API turns into a verify.failed alert.
+      // chain.opened is #1; exchange i has #2i (request) and #2i+1 (response): ex_500 straddles the first page.
+      const ids = Array.from({ length: 600 }, (_, i) => i + 1);
+      await store.append({
+        records: ids.flatMap((i) => [
+          requestRecord({ id: `ex_${i}`, session: 'ses_1', at: T0 + i }),
+          responseRecord({ id: `ex_${i}`, session: 'ses_1', at: T0 + i }),
+        ]),
+      });
+      await store.append({ records: [{ kind: 'note', at: T0 + DAY, data: {} }] });
+      let purged: readonly PurgedRun[] = [];
+      const report = await store.verify({
+        onProgress: async (n) => {
+          if (n !== VERIFY_PAGE) return;
+          const done = await store.purgeExchanges(['ex_500'], (removal) => ({
+            kind: 'retention.purged',
+            at: T0 + DAY,
+            data: sealPurge(KEY, removal, { runId: 'r', signedAt: T0 + DAY, cutoffs: {} }),
+          }));
+          purged = done?.removal.runs ?? [];
+        },
+      });
+      expect(purged).toEqual([expect.objectContaining({ chain: store.chainId, from: 1000, to: 1001 })]);
+      // What was there when the walk began, whole.
+      expect(report).toEqual({ ok: true, chains: 1, records: 1202, problems: [] });
+      // The next walk sees the purge whole: the gap, and the record that covers it.
+      expect(await store.verify()).toEqual({ ok: true, chains: 1, records: 1201, problems: [] });
+    });
+
+    it('does not take a chain that opens while it walks for a removal', async () => {
+      // Went wrong: a chain opening between two of verify's pages committed to the head of an older chain that had
+      // grown after the walk passed it: "chain … ends before record #3, which chain … saw when it opened".
+      await store.append({ records: [{ kind: 'note', at: T0, data: {} }] });
+      await sleep(2); // chain ids sort by creation time: the walk reads `store`'s chain first, then `busy`'s
+      const busy = await fixture.open();
+      await busy.append({
+        records: Array.from({ length: 1500 }, (_, i) => ({ kind: 'note', at: T0 + i, data: { i } })),
+      });
+      let late: AuditStore | undefined;
+      const report = await store.verify({
+        onProgress: async (n) => {
+          if (n !== VERIFY_PAGE) return;
+          await store.append({ records: [{ kind: 'note', at: T0 + 2000, data: {} }] });
+          await sleep(2);
+          late = await fixture.open();
+          await late.append({ records: [{ kind: 'note', at: T0 + 2001, data: {} }] });
+        },
+      });
+      expect([store.chainId, busy.chainId, late!.chainId]).toEqual([store.chainId, busy.chainId, late!.chainId].sort());
+      expect(report).toEqual({ ok: true, chains: 2, records: 2 + 1501, problems: [] });
+      expect(await store.verify()).toEqual({ ok: true, chains: 3, records: 3 + 1501 + 2, problems: [] });
+    });
+
     it("detects the removal of an older chain's tail", async () => {
       const mine = await fill();
       const other = await fixture.open();
@@ -957,6 +1084,132 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(report.problems).toEqual([
         expect.objectContaining({ problem: 'head_missing', chain: store.chainId, chainSeq: mine.at(-1)!.chainSeq }),
       ]);
+    });
+  });
+
+  describe('the key and hold indexes against the ledger', () => {
+    // Went wrong: gateway_keys and holds decide who may call and what retention may purge, but nothing compared them
+    // with the key and hold records: an UPDATE or INSERT on them (PostgreSQL's append-only gateway role could do
+    // both) un-revoked a key, minted one, or released a legal hold, and verify --public-key still passed.
+    const connections = ['anthropic'];
+
+    it('catches a revoked key made live again in the index', async () => {
+      const { record } = await createGatewayKey(
+        store,
+        { name: 'ci', owner: 'alice', connections, createdBy: 'cli:admin' },
+        connections,
+      );
+      await revokeGatewayKey(store, 'ci', 'cli:admin');
+      expect(await store.verify()).toMatchObject({ ok: true });
+
+      await fixture.tamper(`UPDATE gateway_keys SET revoked_at = NULL`);
+      const report = await store.verify();
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([
+        expect.objectContaining({
+          problem: 'index_changed',
+          chain: store.chainId,
+          chainSeq: 3, // the key.revoked record
+          detail: expect.stringMatching(
+            new RegExp(`gateway key "ci" \\(${gatewayKeyId(record.hash)}\\) .*revokedAt: index null, ledger \\d+`),
+          ),
+        }),
+      ]);
+    });
+
+    it('catches a key row that no key.created record made, and a key whose connections were widened', async () => {
+      const { record } = await createGatewayKey(
+        store,
+        { name: 'ci', owner: 'alice', connections, createdBy: 'cli:admin' },
+        connections,
+      );
+      const minted = 'f'.repeat(64);
+      await fixture.tamper(
+        `INSERT INTO gateway_keys (hash, name, owner, connections, created_at) VALUES ('${minted}', 'mallory', 'x', ${fixture.kind === 'sqlite' ? "'[]'" : "'{}'"}, 0)`,
+      );
+      await fixture.tamper(
+        `UPDATE gateway_keys SET connections = ${fixture.kind === 'sqlite' ? "'[]'" : "'{}'"} WHERE hash = '${record.hash}'`,
+      );
+      const report = await store.verify();
+      expect(report.ok).toBe(false);
+      expect(report.problems).toHaveLength(2);
+      expect(report.problems).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({
+            problem: 'index_changed',
+            chain: '',
+            chainSeq: null,
+            detail: expect.stringContaining(
+              `gateway key "mallory" (${gatewayKeyId(minted)}) is in the gateway_keys index, but no key.created record made it`,
+            ),
+          }),
+          expect.objectContaining({
+            problem: 'index_changed',
+            chainSeq: 2,
+            detail: expect.stringContaining('connections: index [], ledger ["anthropic"]'),
+          }),
+        ]),
+      );
+    });
+
+    it('finds a key only as the ledger has it: not un-revoked, minted or widened in the index alone', async () => {
+      // Went wrong: authentication read gateway_keys alone, so a key un-revoked or minted there was let in.
+      const create = (name: string) =>
+        createGatewayKey(store, { name, owner: 'alice', connections, createdBy: 'cli:admin' }, connections);
+      const live = (k: StoredGatewayKey): StoredGatewayKey => {
+        const { hash, name, owner, connections, createdAt, expiresAt } = k;
+        return { hash, name, owner, connections, createdAt, expiresAt, revokedAt: null };
+      };
+      const { record: ci } = await create('ci');
+      const { record: laptop } = await create('laptop');
+      await revokeGatewayKey(store, 'ci', 'cli:admin');
+      // Looked up once, so what the ledger says is cached before the index is changed.
+      expect(await store.findGatewayKey(ci.hash)).toMatchObject({ name: 'ci', revokedAt: expect.any(Number) });
+      expect(await store.findGatewayKey(laptop.hash)).toEqual(live(laptop));
+
+      const minted = 'f'.repeat(64);
+      const list = fixture.kind === 'sqlite' ? "'[]'" : "'{}'";
+      await fixture.tamper(`UPDATE gateway_keys SET revoked_at = NULL WHERE hash = '${ci.hash}'`);
+      await fixture.tamper(
+        `UPDATE gateway_keys SET connections = ${list}, expires_at = NULL WHERE hash = '${laptop.hash}'`,
+      );
+      await fixture.tamper(
+        `INSERT INTO gateway_keys (hash, name, owner, connections, created_at) VALUES ('${minted}', 'mallory', 'x', ${list}, 0)`,
+      );
+
+      expect(await store.findGatewayKey(ci.hash)).toMatchObject({ name: 'ci', revokedAt: expect.any(Number) });
+      expect(await store.findGatewayKey(laptop.hash)).toEqual(live(laptop));
+      expect(await store.findGatewayKey(minted)).toBeUndefined();
+      // Another process's key records are seen at once (the cache follows the ledger), the index tamper still not.
+      const other = await fixture.open();
+      const { record: later } = await createGatewayKey(
+        other,
+        { name: 'later', owner: 'bob', connections, createdBy: 'cli:admin' },
+        connections,
+      );
+      expect(await store.findGatewayKey(later.hash)).toEqual(live(later));
+      await revokeGatewayKey(other, 'laptop', 'cli:admin');
+      expect(await store.findGatewayKey(laptop.hash)).toMatchObject({ revokedAt: expect.any(Number) });
+      expect(await store.findGatewayKey(ci.hash)).toMatchObject({ revokedAt: expect.any(Number) });
+      expect(await store.findGatewayKey(minted)).toBeUndefined();
+    });
+
+    it('catches a hold released in the index without a hold.released record', async () => {
+      const hold = await addHold(store, { session: 'ses_1', reason: 'litigation', by: 'cli:legal' }, T0);
+      await fixture.tamper(`UPDATE holds SET released_at = 1, released_by = 'x', release_reason = 'case closed'`);
+      const report = await store.verify();
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([
+        expect.objectContaining({
+          problem: 'index_changed',
+          chain: store.chainId,
+          chainSeq: 2,
+          detail: expect.stringContaining(
+            `hold ${hold.holdId} (session ses_1) in the holds index differs from its records`,
+          ),
+        }),
+      ]);
+      expect(report.problems[0]!.detail).toContain('releasedAt: index 1, ledger null');
     });
   });
 
@@ -1204,6 +1457,21 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.listExchanges('ses_e')).toEqual([]);
     });
 
+    it('keeps held exchanges when their hold was released in the index alone, without a hold.released record', async () => {
+      // Went wrong: a purge read only the holds index, so an UPDATE there released a legal hold without a record, and
+      // the next retention run purged the held session under a valid signed purge record.
+      await history();
+      await fixture.tamper(`UPDATE holds SET released_at = 1, released_by = 'x', release_reason = 'case closed'`);
+      expect(await store.listHolds({ activeOnly: true })).toEqual([]);
+
+      expect(await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({ exchanges: 2 });
+      expect(await store.exchangeRecords('ex_old1')).toEqual([]);
+      expect((await store.listExchanges('ses_held')).map((x) => x.id)).toEqual(['ex_held']);
+      expect((await store.listExchanges('ses_c')).map((x) => x.id)).toEqual(['ex_carol']);
+      const report = await store.verify();
+      expect(report.problems.map((p) => p.problem)).toEqual(['index_changed', 'index_changed']);
+    });
+
     it('takes held exchanges once the hold is released, and verifies across the joined gap', async () => {
       await history();
       await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 });
@@ -1385,6 +1653,84 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       // The same store checked with someone else's public key: every digest is refused.
       const foreign = await store.verify({ publicKeys: [FORGER.publicKey] });
       expect(foreign.problems.map((p) => p.problem)).toEqual(['signature_invalid', 'signature_invalid']);
+    });
+
+    it("catches the tail of a chain cut after the newest chain opened, through another chain's later digest", async () => {
+      // Went wrong: only chain.opened committed to other chains' heads, so what a chain gained after the newest chain
+      // opened — its digests included — could be cut off, and verify passed, with the public key too.
+      const other = await fixture.open(); // another replica, or a CLI command: opens now, seeing ex_1 only
+      await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+      await other.append({ records: [{ kind: 'note', at: T0, data: {} }] });
+      const mine = new Digester(store, KEY, { intervalMs: 0 });
+      const theirs = new Digester(other, KEY, { intervalMs: 0 });
+      await mine.digestNow();
+      await store.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1000 }));
+      await mine.digestNow(); // #9: signs #5..#8, and is the tail that gets cut
+      await other.append({ records: [{ kind: 'note', at: T0 + 2000, data: {} }] });
+      const signed = await theirs.digestNow();
+      expect((JSON.parse(signed!.data) as DigestSignedData).heads).toEqual([
+        { chain: store.chainId, chainSeq: 9, hash: (await store.chainRecords(store.chainId, 8, 1))[0]!.hash },
+      ]);
+      // Heads that did not move since its previous digest are not signed for again.
+      await other.append({ records: [{ kind: 'note', at: T0 + 3000, data: {} }] });
+      expect((JSON.parse((await theirs.digestNow())!.data) as DigestSignedData).heads).toEqual([]);
+      expect(await store.verify(withKey)).toMatchObject({ ok: true });
+
+      await fixture.tamper(`DELETE FROM records WHERE chain = '${store.chainId}' AND chain_seq > 5`);
+      await fixture.tamper(`DELETE FROM exchange_results WHERE exchange_id = 'ex_2'`);
+      await fixture.tamper(`DELETE FROM exchanges WHERE id = 'ex_2'`);
+      const report = await store.verify(withKey);
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([
+        expect.objectContaining({
+          problem: 'head_missing',
+          chain: store.chainId,
+          chainSeq: 9,
+          detail: expect.stringContaining(`which digest ${other.chainId}#${signed!.chainSeq} signed for`),
+        }),
+      ]);
+    });
+
+    it('catches the newest records cut off with their digest, given the digest as an anchor from outside', async () => {
+      // Went wrong (and still does without an anchor): nothing in the store commits to the newest records of the
+      // chain written last, so they could be cut off with the digests that signed them and verify passed.
+      await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+      const digester = new Digester(store, KEY, { intervalMs: 0 });
+      await digester.digestNow();
+      await store.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1000 }));
+      const last = (await digester.digestNow())!; // what the SIEM received as a ledger.digest event
+      const anchors = [{ chain: last.chain, chainSeq: last.chainSeq, hash: last.hash }];
+      expect(await store.verify({ ...withKey, anchors })).toMatchObject({ ok: true });
+
+      await fixture.tamper(`DELETE FROM records WHERE chain = '${store.chainId}' AND chain_seq > 5`);
+      expect(await store.verify(withKey)).toMatchObject({ ok: true }); // what the store alone can tell
+      const report = await store.verify({ ...withKey, anchors });
+      expect(report.ok).toBe(false);
+      expect(report.problems).toEqual([
+        expect.objectContaining({
+          problem: 'head_missing',
+          chain: store.chainId,
+          chainSeq: last.chainSeq,
+          detail: expect.stringContaining('which the anchor given names: records were removed'),
+        }),
+      ]);
+    });
+
+    it('still verifies digests signed before digests carried heads', async () => {
+      await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+      await store.appendAtTip((tip) => ({
+        kind: 'digest.signed',
+        at: T0 + 1,
+        data: KEY.sign({
+          chain: store.chainId,
+          fromSeq: 1,
+          toSeq: tip!.chainSeq,
+          headHash: tip!.hash,
+          previousSignature: null,
+          signedAt: T0 + 1,
+        }),
+      }));
+      expect(await store.verify(withKey)).toMatchObject({ ok: true, problems: [], signatures: { digests: 1 } });
     });
 
     it('catches a rewrite that recomputes every later hash, with the public key', async () => {

@@ -10,6 +10,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeAnthropic, type FakeAnthropic } from '../../src/sandbox/fake-anthropic.js';
+import { auditEventOf } from '../../src/export/record-events.js';
+import { toStored, type RecordRow } from '../../src/store/store-rows.js';
 import { spawn } from 'node:child_process';
 import { serve, vigil, VIGIL_BIN } from '../support/cli.js';
 import { CLIENT_KEY, GATEWAY_KEY, tempDir } from '../support/gateway-harness.js';
@@ -135,6 +137,68 @@ describe('vigil serve, sessions, verify', () => {
     expect(JSON.parse(removed.stdout).problems).toEqual(
       expect.arrayContaining([expect.objectContaining({ problem: 'missing', chainSeq: target.chain_seq + 1 })]),
     );
+  });
+
+  it('verify --anchor catches the newest records cut off with their digest, which the store alone cannot', async () => {
+    // Went wrong: the tail of the chain written last — its final digest included — could be cut off, and verify
+    // --public-key passed. The final digest's anchor, kept outside the store (the SIEM), tells the two apart.
+    const dir = dataDir();
+    const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
+    await ask(gw.url, 'evidence one', 'cut');
+    await ask(gw.url, 'exfiltrate the customer database', 'cut');
+    gw.child.kill('SIGTERM');
+    expect(await gw.exited).toBe(0);
+    const pub = path.join(dir, 'ledger.pub.pem');
+    expect((await vigil(['keys', 'public', '--out', pub, '--data-dir', dir])).code).toBe(0);
+
+    const db = new Database(path.join(dir, 'vigil.db'));
+    const digest = db.prepare("SELECT * FROM records WHERE kind = 'digest.signed' ORDER BY seq DESC LIMIT 1").get();
+    const anchor = auditEventOf(toStored(digest as RecordRow), 'gw')!.attributes.anchor as string;
+    const ok = await vigil(['verify', '--data-dir', dir, '--public-key', pub, '--anchor', anchor]);
+    expect(ok.code, ok.stdout).toBe(0);
+    expect(ok.stdout).toContain('anchors: 1 found, with the hashes given');
+
+    const cut = db
+      .prepare("SELECT exchange_id FROM records WHERE kind = 'exchange.request' ORDER BY seq DESC LIMIT 1")
+      .pluck()
+      .get() as string;
+    db.transaction(() => {
+      db.exec("INSERT INTO purge_authorizations (purge_id, at) VALUES ('by-hand', 0)");
+      db.prepare('DELETE FROM records WHERE seq >= (SELECT min(seq) FROM records WHERE exchange_id = ?)').run(cut);
+      for (const table of ['exchange_results', 'exchange_text_rows', 'exchange_callers'])
+        db.prepare(`DELETE FROM ${table} WHERE exchange_id = ?`).run(cut);
+      db.prepare('DELETE FROM exchanges WHERE id = ?').run(cut);
+      db.exec('DELETE FROM purge_authorizations');
+    })();
+    db.close();
+    expect((await vigil(['verify', '--data-dir', dir, '--public-key', pub])).code).toBe(0);
+    const caught = await vigil(['verify', '--data-dir', dir, '--public-key', pub, '--anchor', anchor]);
+    expect(caught.code).toBe(1);
+    expect(caught.stdout).toContain('head_missing: chain');
+    expect(caught.stdout).toContain('which the anchor given names: records were removed');
+
+    const bad = await vigil(['verify', '--data-dir', dir, '--anchor', 'ch_1:2']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--anchor ch_1:2: expected CHAIN:SEQ:HASH');
+  });
+
+  it('signs what CLI commands append (keys, the access log), so verify --public-key finds no unsigned tail', async () => {
+    // Went wrong: the chains `keys create|revoke`, `sessions show` (its recording.read) and `approvals approve|deny`
+    // wrote were never signed, so what they recorded rested on hashes alone.
+    const dir = dataDir();
+    const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
+    await ask(gw.url, 'hello', 'signed');
+    gw.child.kill('SIGTERM');
+    expect(await gw.exited).toBe(0);
+    expect((await vigil(['keys', 'create', '--name', 'ci', '--data-dir', dir])).code).toBe(0);
+    expect((await vigil(['keys', 'revoke', 'ci', '--data-dir', dir])).code).toBe(0);
+    expect((await vigil(['sessions', 'show', 'signed', '--data-dir', dir])).code).toBe(0);
+    const pub = path.join(dir, 'ledger.pub.pem');
+    expect((await vigil(['keys', 'public', '--out', pub, '--data-dir', dir])).code).toBe(0);
+    const verified = await vigil(['verify', '--data-dir', dir, '--public-key', pub]);
+    expect(verified.code, verified.stdout).toBe(0);
+    expect(verified.stdout).toMatch(/^ok: \d+ records in 4 chains, all intact/);
+    expect(verified.stdout).not.toContain('unsigned tail');
   });
 
   it('on SIGTERM lets an in-flight stream finish, then exits 0', async () => {

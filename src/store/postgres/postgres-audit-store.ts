@@ -12,8 +12,6 @@ import type {
   BlobWrite,
   ChainPosition,
   ChainTip,
-  HoldAddedData,
-  HoldReleasedData,
   PurgeCandidate,
   PurgeRemoval,
   RetentionQuery,
@@ -23,8 +21,6 @@ import type {
   ExchangeListFilter,
   ExchangeListItem,
   ExchangeSummary,
-  KeyCreatedData,
-  KeyRevokedData,
   NewRecord,
   Page,
   PageRequest,
@@ -38,6 +34,7 @@ import type {
   VerifyReport,
   WriteBatch,
 } from '../audit-store.js';
+import { VERIFY_PAGE } from '../audit-store.js';
 import {
   callerIndexRow,
   decodeCursor,
@@ -52,6 +49,7 @@ import {
 } from '../exchange-index.js';
 import { indexableText, parseSearchQuery, tsQuery } from '../search-query.js';
 import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
+import { heldByLedger, keyRecordsVersionSql, LedgerKeyCache } from '../ledger-index.js';
 import { newChainId, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
@@ -71,7 +69,9 @@ import {
   type CandidateRow,
   type ExchangeRow,
   type HoldRow,
+  type IndexRecordRow,
   type KeyRow,
+  toIndexRecord,
   type RecordRow,
   type SearchHitRow,
   type SessionRow,
@@ -102,9 +102,10 @@ const POOL_TYPES: pg.CustomTypesConfig = {
       : pg.types.getTypeParser(oid, format ?? 'text')) as pg.CustomTypesConfig['getTypeParser'],
 };
 
+/** See LedgerKeyCache: the version of the ledger's key records, read with a key's index row. */
+const KEY_RECORDS_VERSION = keyRecordsVersionSql('true');
 /** Rows per multi-row INSERT: PostgreSQL takes at most 65535 parameters per statement. */
 const ROWS_PER_INSERT = 1000;
-const VERIFY_PAGE = 1000;
 /** First key of the two-key advisory lock that serialises migrations ("VIGL"); the second is the schema's hash. */
 const MIGRATION_LOCK_CLASS = 0x5649474c;
 
@@ -206,6 +207,13 @@ export class PostgresAuditStore implements AuditStore {
   private readonly closing = new AbortController();
   private readonly leaderships = new Set<string>();
   private readonly appendListeners = new Set<{ prefix: string; listener: () => void }>();
+  /** What the ledger says about gateway keys, for findGatewayKey. */
+  private readonly ledgerKeys = new LedgerKeyCache(async () => {
+    const res = await this.pool.query<IndexRecordRow>(
+      `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('key.created', 'key.revoked')`,
+    );
+    return res.rows.map(toIndexRecord);
+  });
 
   /** Connects, creates the schema if needed and applies pending migrations, then returns a store ready to append. */
   static async open(options: PostgresStoreOptions): Promise<PostgresAuditStore> {
@@ -578,35 +586,8 @@ export class PostgresAuditStore implements AuditStore {
         part.flatMap((m) => [m.type, m.exchangeId, m.count]),
       );
     }
-    // Key records are rare (an administrator's action), so one statement each, in record order: a key created and
-    // revoked in the same batch must be inserted before it is revoked.
-    for (const r of records) {
-      if (r.kind === 'key.created') {
-        const k = r.data as KeyCreatedData;
-        await client.query(
-          `INSERT INTO gateway_keys (hash, name, owner, connections, created_at, expires_at) VALUES ($1, $2, $3, $4::text[], $5, $6)`,
-          [k.hash, k.name, k.owner, [...k.connections], k.createdAt, k.expiresAt],
-        );
-      } else if (r.kind === 'key.revoked') {
-        const k = r.data as KeyRevokedData;
-        await client.query('UPDATE gateway_keys SET revoked_at = $1 WHERE hash = $2 AND revoked_at IS NULL', [
-          k.revokedAt,
-          k.hash,
-        ]);
-      } else if (r.kind === 'hold.added') {
-        const h = r.data as HoldAddedData;
-        await client.query(
-          'INSERT INTO holds (id, session_id, caller_subject, reason, created_by, created_at) VALUES ($1, $2, $3, $4, $5, $6)',
-          [h.holdId, h.session, h.caller, h.reason, h.by, h.at],
-        );
-      } else if (r.kind === 'hold.released') {
-        const h = r.data as HoldReleasedData;
-        await client.query(
-          'UPDATE holds SET released_at = $1, released_by = $2, release_reason = $3 WHERE id = $4 AND released_at IS NULL',
-          [h.at, h.by, h.reason, h.holdId],
-        );
-      }
-    }
+    // Key and hold records are indexed by the database itself: a trigger on records (migration 6), so the gateway's
+    // role needs no write access to those indexes.
   }
 
   private async insertSearchText(client: pg.PoolClient, texts: readonly SearchText[]): Promise<void> {
@@ -620,9 +601,15 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async findGatewayKey(hash: string): Promise<StoredGatewayKey | undefined> {
-    const res = await this.pool.query<KeyRow>('SELECT * FROM gateway_keys WHERE hash = $1', [hash]);
+    // The key's index row, and the version of the ledger's key records (see LedgerKeyCache): one statement.
+    // A named statement: planned once per connection (planning its two subqueries cost more than running them).
+    const res = await this.pool.query<KeyRow & { key_records: string }>({
+      name: 'vigil_find_gateway_key',
+      text: `SELECT k.*, ${KEY_RECORDS_VERSION} AS key_records FROM gateway_keys k WHERE k.hash = $1`,
+      values: [hash],
+    });
     const row = res.rows[0];
-    return row && toKey(row);
+    return this.ledgerKeys.judge(row && toKey(row), row?.key_records ?? '');
   }
 
   async listGatewayKeys(): Promise<readonly StoredGatewayKey[]> {
@@ -865,10 +852,12 @@ export class PostgresAuditStore implements AuditStore {
     return false;
   }
 
-  appendAtTip(build: (tip: ChainTip | null) => NewRecord | undefined): Promise<StoredRecord | undefined> {
+  appendAtTip(
+    build: (tip: ChainTip | null, heads: readonly ChainHead[]) => NewRecord | undefined,
+  ): Promise<StoredRecord | undefined> {
     return this.enqueue(() =>
       this.transaction(async (tx) => {
-        const r = build(tx.tip());
+        const r = build(tx.tip(), (await this.openingData(tx.client)).heads);
         if (!r) return undefined;
         return (await tx.append({ records: [r] }, [{ record: r, data: serialise(r) }])).at(-1);
       }),
@@ -933,7 +922,20 @@ export class PostgresAuditStore implements AuditStore {
           [[...new Set(ids)]],
         );
         if (due.rows.length === 0) return undefined;
-        const dueIds = due.rows.map((d) => d.id);
+        // The holds index chose `due`; the ledger's hold records have the last word, so a hold released in the index
+        // alone (without a hold.released record) still keeps its exchanges. Hold records cannot commit meanwhile:
+        // their index rows wait for the lock above.
+        const holdRecords = await c.query<IndexRecordRow>(
+          `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('hold.added', 'hold.released')`,
+        );
+        const requests = await c.query<RecordRow>(
+          `SELECT * FROM records WHERE exchange_id = ANY($1::text[]) AND kind = 'exchange.request'`,
+          [due.rows.map((d) => d.id)],
+        );
+        const held = heldByLedger(holdRecords.rows.map(toIndexRecord), requests.rows.map(toStored));
+        const dueRows = due.rows.filter((d) => !held.has(d.id));
+        if (dueRows.length === 0) return undefined;
+        const dueIds = dueRows.map((d) => d.id);
         const removed = await c.query<RecordRow>(
           'DELETE FROM records WHERE exchange_id = ANY($1::text[]) RETURNING *',
           [dueIds],
@@ -963,7 +965,7 @@ export class PostgresAuditStore implements AuditStore {
           [[...new Set(refs.map(([h]) => h))]],
         );
         await c.query(`SET LOCAL vigil.purge = 'off'`);
-        const removal = purgeRemoval(due.rows, records, blobs.rowCount ?? 0, (await this.openingData(c)).heads);
+        const removal = purgeRemoval(dueRows, records, blobs.rowCount ?? 0, (await this.openingData(c)).heads);
         const sealed = seal(removal);
         const record = (await tx.append({ records: [sealed] }, [{ record: sealed, data: serialise(sealed) }])).at(-1)!;
         return { removal, record };
@@ -975,34 +977,58 @@ export class PostgresAuditStore implements AuditStore {
     return {};
   }
 
+  /**
+   * Verify reads one snapshot of the store: a connection of its own in a REPEATABLE READ, READ ONLY transaction for
+   * the whole walk. Paged through the pool (each page its own snapshot), a purge or a new chain committing between two
+   * pages was reported as tampering (a gap no purge record covered, a head some chain committed to but the walk had
+   * passed).
+   */
   async verify(options: VerifyOptions = {}): Promise<VerifyReport> {
-    const pool = this.pool;
-    return verifyLedger(
-      {
-        // Keyset pages over the (chain, chain_seq) unique index: memory stays at one page however large the ledger,
-        // and no cursor holds a connection (or a snapshot) open for the whole walk.
-        async *records() {
-          let after: { chain: string; chainSeq: number } | null = null;
-          for (;;) {
-            const res: pg.QueryResult<RecordRow> = after
-              ? await pool.query<RecordRow>(
-                  'SELECT * FROM records WHERE (chain, chain_seq) > ($1, $2::bigint) ORDER BY chain, chain_seq LIMIT $3',
-                  [after.chain, after.chainSeq, VERIFY_PAGE],
-                )
-              : await pool.query<RecordRow>('SELECT * FROM records ORDER BY chain, chain_seq LIMIT $1', [VERIFY_PAGE]);
-            for (const row of res.rows) yield toStored(row);
-            const last = res.rows.at(-1);
-            if (!last || res.rows.length < VERIFY_PAGE) return;
-            after = { chain: last.chain, chainSeq: last.chain_seq };
-          }
+    const client = await this.pool.connect();
+    let broken = false;
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const report = await verifyLedger(
+        {
+          // Keyset pages over the (chain, chain_seq) unique index: memory stays at one page however large the ledger.
+          async *records() {
+            let after: { chain: string; chainSeq: number } | null = null;
+            for (;;) {
+              const res: pg.QueryResult<RecordRow> = after
+                ? await client.query<RecordRow>(
+                    'SELECT * FROM records WHERE (chain, chain_seq) > ($1, $2::bigint) ORDER BY chain, chain_seq LIMIT $3',
+                    [after.chain, after.chainSeq, VERIFY_PAGE],
+                  )
+                : await client.query<RecordRow>('SELECT * FROM records ORDER BY chain, chain_seq LIMIT $1', [
+                    VERIFY_PAGE,
+                  ]);
+              for (const row of res.rows) yield toStored(row);
+              const last = res.rows.at(-1);
+              if (!last || res.rows.length < VERIFY_PAGE) return;
+              after = { chain: last.chain, chainSeq: last.chain_seq };
+            }
+          },
+          blob: async (hash) => {
+            const res = await client.query<{ data: Buffer }>('SELECT data FROM blobs WHERE hash = $1', [hash]);
+            return res.rows[0]?.data;
+          },
+          indexes: async () => ({
+            keys: (await client.query<KeyRow>('SELECT * FROM gateway_keys')).rows.map(toKey),
+            holds: (await client.query<HoldRow>('SELECT * FROM holds')).rows.map(toHold),
+          }),
         },
-        blob: async (hash) => {
-          const res = await pool.query<{ data: Buffer }>('SELECT data FROM blobs WHERE hash = $1', [hash]);
-          return res.rows[0]?.data;
-        },
-      },
-      options,
-    );
+        options,
+      );
+      await client.query('COMMIT');
+      return report;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+      throw err;
+    } finally {
+      client.release(broken);
+    }
   }
 
   /** Waits for appends already called to settle, then closes the pool. Safe to call twice. */

@@ -243,6 +243,64 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
 
   CREATE INDEX exchange_results_ended ON exchange_results (ended_at);
   `,
+  // 6: the gateway-key and hold indexes are written by the database from the records, no longer by the writer.
+  //  - They decide who may call and what retention may purge, and the append-only gateway role could UPDATE and
+  //    INSERT them (to revoke a key, release a hold) — so it could also un-revoke a key, add a working key with no
+  //    key.created record, or release a hold with no hold.released record. Now a trigger on records, running as
+  //    the owner of this function (SECURITY DEFINER, search_path fixed to this schema, then pg_temp), indexes key.created /
+  //    key.revoked / hold.added / hold.released records as they are inserted, by the rules the writer used, and the
+  //    gateway role needs only SELECT on them (appendOnlyGrantsSql).
+  //  - Every INSERT and UPDATE granted on the two tables to a role other than their owner is revoked here, so a
+  //    store upgraded without running `vigil store grants` again is closed too.
+  //  - What the gateway role can still do is append such records, like every writer: they are on the ledger,
+  //    hash-chained, and go to the SIEM.
+  `
+  CREATE FUNCTION vigil_index_keys_and_holds() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $fn$
+  DECLARE
+    d jsonb := NEW.data::jsonb;
+  BEGIN
+    IF NEW.kind = 'key.created' THEN
+      INSERT INTO gateway_keys (hash, name, owner, connections, created_at, expires_at)
+        VALUES (d->>'hash', d->>'name', d->>'owner',
+                ARRAY(SELECT c FROM jsonb_array_elements_text(d->'connections') WITH ORDINALITY AS t(c, i) ORDER BY i),
+                (d->>'createdAt')::bigint, (d->>'expiresAt')::bigint);
+    ELSIF NEW.kind = 'key.revoked' THEN
+      UPDATE gateway_keys SET revoked_at = (d->>'revokedAt')::bigint WHERE hash = d->>'hash' AND revoked_at IS NULL;
+    ELSIF NEW.kind = 'hold.added' THEN
+      INSERT INTO holds (id, session_id, caller_subject, reason, created_by, created_at)
+        VALUES (d->>'holdId', d->>'session', d->>'caller', d->>'reason', d->>'by', (d->>'at')::bigint);
+    ELSIF NEW.kind = 'hold.released' THEN
+      UPDATE holds SET released_at = (d->>'at')::bigint, released_by = d->>'by', release_reason = d->>'reason'
+        WHERE id = d->>'holdId' AND released_at IS NULL;
+    END IF;
+    RETURN NULL;
+  END
+  $fn$;
+  -- Row by row, in insertion order, at the end of the INSERT: a key created and revoked in one batch is indexed, then
+  -- revoked. Other records do not fire it (WHEN is checked as each row is inserted).
+  CREATE TRIGGER records_index_keys_and_holds AFTER INSERT ON records FOR EACH ROW
+    WHEN (NEW.kind IN ('key.created', 'key.revoked', 'hold.added', 'hold.released'))
+    EXECUTE FUNCTION vigil_index_keys_and_holds();
+
+  DO $do$
+  DECLARE
+    g text;
+  BEGIN
+    -- A SECURITY DEFINER function must not resolve names through the caller's search_path: this schema, then the
+    -- session's temporary schema last (not first, where PostgreSQL otherwise looks for tables).
+    EXECUTE format('ALTER FUNCTION vigil_index_keys_and_holds() SET search_path = %I, pg_temp', current_schema());
+    FOR g IN
+      SELECT DISTINCT p.grantee FROM information_schema.column_privileges p
+      JOIN pg_tables t ON t.schemaname = p.table_schema AND t.tablename = p.table_name
+      WHERE p.table_schema = current_schema() AND p.table_name IN ('gateway_keys', 'holds')
+        AND p.privilege_type IN ('INSERT', 'UPDATE') AND p.grantee NOT IN (current_user, t.tableowner)
+    LOOP
+      EXECUTE format('REVOKE INSERT, UPDATE ON gateway_keys, holds FROM %s',
+                     CASE WHEN g = 'PUBLIC' THEN 'PUBLIC' ELSE quote_ident(g) END);
+    END LOOP;
+  END
+  $do$;
+  `,
 ];
 
 /** Tables the store appends to; the ones role-based enforcement covers. */
@@ -293,15 +351,13 @@ export function appendOnlyGrantsSql(schema: string, gatewayRole: string): string
     `GRANT SELECT, INSERT ON ${tables} TO ${r};`,
     `REVOKE UPDATE, DELETE, TRUNCATE ON ${tables} FROM ${r};`,
     `GRANT USAGE ON SEQUENCE ${s}.records_seq_seq TO ${r};`,
-    // Revoking a key sets revoked_at on the key index; nothing else in it may change.
-    `REVOKE ALL ON ${s}.gateway_keys FROM ${r};`,
-    `GRANT SELECT, INSERT, UPDATE (revoked_at) ON ${s}.gateway_keys TO ${r};`,
+    // The key and hold indexes are written by a trigger on records (migration 6), as the schema owner: reading is
+    // all this role does with them. Retention purges need DELETE, which this role never gets: they run as the schema
+    // owner (vigil retention run --config …).
+    `REVOKE ALL ON ${s}.gateway_keys, ${s}.holds FROM ${r};`,
+    `GRANT SELECT ON ${s}.gateway_keys, ${s}.holds TO ${r};`,
     // Delivery cursors move as events reach the SIEM.
     `GRANT SELECT, INSERT, UPDATE ON ${s}.sink_cursors TO ${r};`,
-    // Releasing a legal hold sets its released_* columns; nothing else in the hold index may change. Retention
-    // purges need DELETE, which this role never gets: they run as the schema owner (vigil retention run --config …).
-    `REVOKE ALL ON ${s}.holds FROM ${r};`,
-    `GRANT SELECT, INSERT, UPDATE (released_at, released_by, release_reason) ON ${s}.holds TO ${r};`,
     // The gateway still takes the migration lock on open; with nothing to migrate it only reads schema_migrations.
   ].join('\n');
 }

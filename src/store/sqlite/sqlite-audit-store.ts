@@ -38,6 +38,7 @@ import type {
   VerifyReport,
   WriteBatch,
 } from '../audit-store.js';
+import { VERIFY_PAGE } from '../audit-store.js';
 import {
   callerIndexRow,
   decodeCursor,
@@ -49,6 +50,7 @@ import {
 } from '../exchange-index.js';
 import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
 import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
+import { heldByLedger, keyRecordsVersionSql, LedgerKeyCache } from '../ledger-index.js';
 import { newChainId, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
@@ -68,7 +70,9 @@ import {
   type CandidateRow,
   type ExchangeRow,
   type HoldRow,
+  type IndexRecordRow,
   type KeyRow,
+  toIndexRecord,
   type RecordRow,
   type SearchHitRow,
   type SessionRow,
@@ -143,6 +147,8 @@ const WAL_TRUNCATE_PAUSE_MS = 200;
 const BUSY_WAIT_MS = 10_000;
 /** The gateway's writer: the most SQLite's busy handler may block its event loop at a time. */
 const GATEWAY_BUSY_TIMEOUT_MS = 20;
+/** How long verify's reader waits to start its snapshot (SQLite blocks this thread meanwhile; it is rare and short). */
+const SNAPSHOT_BUSY_TIMEOUT_MS = 1_000;
 /** WAL size, in frames (4 KiB pages), past which the background checkpointer starts the log over: ~32 MB. */
 const WAL_RESTART_FRAMES = 8192;
 
@@ -163,6 +169,13 @@ export class SqliteAuditStore implements AuditStore {
   private textRetrying = false;
   private checkpointer: WalCheckpointer | null = null;
   private readonly purgeWalWaitMs: number;
+  /** What the ledger says about gateway keys, for findGatewayKey. */
+  private readonly ledgerKeys = new LedgerKeyCache(async () =>
+    (this.stmts.keyRecords.all() as IndexRecordRow[]).map(toIndexRecord),
+  );
+  /** Verifications reading a snapshot of their own now; a window the checkpointer asked for meanwhile waits. */
+  private snapshots = 0;
+  private restartDeferred = false;
   /** Waits for another connection's write lock asynchronously (the gateway's writer), not in SQLite's busy handler. */
   private readonly busyWaitsAsync: boolean;
   /** Closed while the checkpointer starts the WAL over: this process's writes wait (asynchronously) for it. */
@@ -253,7 +266,18 @@ export class SqliteAuditStore implements AuditStore {
         `INSERT INTO gateway_keys (hash, name, owner, connections, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
       ),
       revokeKey: db.prepare('UPDATE gateway_keys SET revoked_at = ? WHERE hash = ? AND revoked_at IS NULL'),
-      keyByHash: db.prepare('SELECT * FROM gateway_keys WHERE hash = ?'),
+      // The key's index row, and the version of the ledger's key records (see LedgerKeyCache): one statement.
+      keyByHash: db.prepare(
+        `SELECT k.*, ${keyRecordsVersionSql(NOT_EXCHANGE_KIND_SQL)} AS key_records FROM gateway_keys k WHERE k.hash = ?`,
+      ),
+      holdRecords: db.prepare(
+        `SELECT seq, chain, chain_seq, kind, data FROM records
+         WHERE kind IN ('hold.added', 'hold.released') AND ${NOT_EXCHANGE_KIND_SQL}`,
+      ),
+      keyRecords: db.prepare(
+        `SELECT seq, chain, chain_seq, kind, data FROM records
+         WHERE kind IN ('key.created', 'key.revoked') AND ${NOT_EXCHANGE_KIND_SQL}`,
+      ),
       allKeys: db.prepare('SELECT * FROM gateway_keys ORDER BY created_at DESC, name'),
       heads: db.prepare(CHAIN_HEADS),
       byExchange: db.prepare('SELECT * FROM records WHERE exchange_id = ? ORDER BY seq'),
@@ -292,9 +316,6 @@ export class SqliteAuditStore implements AuditStore {
         `INSERT INTO sink_cursors (sink, chain, chain_seq) VALUES (?, ?, ?)
          ON CONFLICT (sink, chain) DO UPDATE SET chain_seq = excluded.chain_seq`,
       ),
-      recordsPage: db.prepare(
-        `SELECT * FROM records WHERE chain > ? OR (chain = ? AND chain_seq > ?) ORDER BY chain, chain_seq LIMIT 1000`,
-      ),
     };
     this.appendTx = db.transaction((batch: WriteBatch) => this.appendInTx(batch));
     // What a crash left waiting for the full-text index.
@@ -304,7 +325,12 @@ export class SqliteAuditStore implements AuditStore {
         restartFrames,
         ...(tuning.intervalMs !== undefined ? { intervalMs: tuning.intervalMs } : {}),
         ...(options.onCheckpointError ? { onError: options.onCheckpointError } : {}),
-        onRestartWanted: () => this.closeWriteGate(),
+        // The log cannot start over while a verify reads an old snapshot of it: holding appends for a window would
+        // only stall them. The window waits for the verify.
+        onRestartWanted: () => {
+          if (this.snapshots > 0) this.restartDeferred = true;
+          else this.closeWriteGate();
+        },
         onRestarted: () => this.openWriteGate(),
       });
     }
@@ -684,8 +710,8 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   async findGatewayKey(hash: string): Promise<StoredGatewayKey | undefined> {
-    const row = this.stmts.keyByHash.get(hash) as KeyRow | undefined;
-    return row && toKey(row);
+    const row = this.stmts.keyByHash.get(hash) as (KeyRow & { key_records: string }) | undefined;
+    return this.ledgerKeys.judge(row && toKey(row), row?.key_records ?? '');
   }
 
   async listGatewayKeys(): Promise<readonly StoredGatewayKey[]> {
@@ -731,11 +757,13 @@ export class SqliteAuditStore implements AuditStore {
     return chain === this.chainId;
   }
 
-  async appendAtTip(build: (tip: ChainTip | null) => NewRecord | undefined): Promise<StoredRecord | undefined> {
+  async appendAtTip(
+    build: (tip: ChainTip | null, heads: readonly ChainHead[]) => NewRecord | undefined,
+  ): Promise<StoredRecord | undefined> {
     return this.write(() =>
       this.db
         .transaction(() => {
-          const r = build(this.head);
+          const r = build(this.head, this.openingData().heads);
           return r ? this.appendInTx({ records: [r] }).at(-1) : undefined;
         })
         .immediate(),
@@ -799,7 +827,7 @@ export class SqliteAuditStore implements AuditStore {
       // Search text still waiting joins the index first, so the purge removes it with the rest.
       this.movePendingText();
       db.prepare('INSERT INTO purge_authorizations (purge_id, at) VALUES (?, ?)').run(randomUUID(), Date.now());
-      const due = db
+      let due = db
         .prepare(
           `SELECT e.id, e.started_at, r.ended_at FROM exchanges e JOIN exchange_results r ON r.exchange_id = e.id
            WHERE e.id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (${HELD}) AND NOT EXISTS (${AT_HEAD})`,
@@ -809,12 +837,26 @@ export class SqliteAuditStore implements AuditStore {
         db.prepare('DELETE FROM purge_authorizations').run();
         return undefined;
       }
-      const dueList = JSON.stringify(due.map((d) => d.id));
-      const records = db
+      let records = db
         .prepare(
           'SELECT * FROM records WHERE exchange_id IN (SELECT value FROM json_each(?)) ORDER BY chain, chain_seq',
         )
-        .all(dueList) as RecordRow[];
+        .all(JSON.stringify(due.map((d) => d.id))) as RecordRow[];
+      // The holds index chose `due`; the ledger's hold records have the last word, so a hold released in the index
+      // alone (without a hold.released record) still keeps its exchanges.
+      const held = heldByLedger(
+        (this.stmts.holdRecords.all() as IndexRecordRow[]).map(toIndexRecord),
+        records.map(toStored),
+      );
+      if (held.size > 0) {
+        due = due.filter((d) => !held.has(d.id));
+        records = records.filter((r) => r.exchange_id === null || !held.has(r.exchange_id));
+        if (due.length === 0) {
+          db.prepare('DELETE FROM purge_authorizations').run();
+          return undefined;
+        }
+      }
+      const dueList = JSON.stringify(due.map((d) => d.id));
       const candidates = new Set<string>();
       const delRef = db.prepare(
         'DELETE FROM blob_refs WHERE blob_id = (SELECT id FROM blobs WHERE hash = ?) AND record_seq = ?',
@@ -893,28 +935,63 @@ export class SqliteAuditStore implements AuditStore {
     }
   }
 
+  /**
+   * Verify reads one snapshot of the store, from a connection of its own held in one read transaction across its
+   * pages: paged on this store's connection (each page its own snapshot), a purge or a new chain committing between
+   * two pages was reported as tampering (a gap no purge record covered, a head some chain committed to but the walk
+   * had passed). Not on this connection: it writes, and a read transaction held here would stop its writes.
+   */
   async verify(options: VerifyOptions = {}): Promise<VerifyReport> {
-    const stmts = this.stmts;
-    return verifyLedger(
-      {
-        // Keyset pages rather than one iterator: an open iterator would keep the connection busy for blob reads.
-        async *records() {
-          let after = { chain: '', seq: 0 };
-          for (;;) {
-            const rows = stmts.recordsPage.all(after.chain, after.chain, after.seq) as RecordRow[];
-            for (const row of rows) yield toStored(row);
-            const last = rows.at(-1);
-            if (!last) return;
-            after = { chain: last.chain, seq: last.chain_seq };
-            // Between pages, back to the event loop: a gateway verifying on an admin's request keeps serving calls
-            // (an async generator alone never leaves the microtask queue, so a large store would stall the proxy).
-            await new Promise((resolve) => setImmediate(resolve));
-          }
+    const reader = new Database(this.file, { readonly: true, fileMustExist: true });
+    this.snapshots++;
+    try {
+      reader.pragma(`busy_timeout = ${SNAPSHOT_BUSY_TIMEOUT_MS}`);
+      const page = reader.prepare(
+        `SELECT * FROM records WHERE chain > ? OR (chain = ? AND chain_seq > ?) ORDER BY chain, chain_seq LIMIT ${VERIFY_PAGE}`,
+      );
+      const blob = reader.prepare('SELECT data FROM blobs WHERE hash = ?').pluck();
+      // Deferred: the snapshot is taken by the first page's read, and kept until COMMIT.
+      reader.exec('BEGIN');
+      const report = await verifyLedger(
+        {
+          async *records() {
+            let after = { chain: '', seq: 0 };
+            for (;;) {
+              const rows = page.all(after.chain, after.chain, after.seq) as RecordRow[];
+              for (const row of rows) yield toStored(row);
+              const last = rows.at(-1);
+              if (!last) return;
+              after = { chain: last.chain, seq: last.chain_seq };
+              // Between pages, back to the event loop: a gateway verifying on an admin's request keeps serving calls
+              // (an async generator alone never leaves the microtask queue, so a large store would stall the proxy).
+              await new Promise((resolve) => setImmediate(resolve));
+            }
+          },
+          blob: async (h) => (blob.get(h) as Buffer | undefined) ?? undefined,
+          indexes: async () => {
+            // A store written by an older Vigil and opened read-only here may predate either table (and its records).
+            const has = (table: string): boolean =>
+              reader.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?").get(table) !== undefined;
+            return {
+              keys: has('gateway_keys')
+                ? (reader.prepare('SELECT * FROM gateway_keys').all() as KeyRow[]).map(toKey)
+                : [],
+              holds: has('holds') ? (reader.prepare('SELECT * FROM holds').all() as HoldRow[]).map(toHold) : [],
+            };
+          },
         },
-        blob: async (h) => (stmts.blob.get(h) as Buffer | undefined) ?? undefined,
-      },
-      options,
-    );
+        options,
+      );
+      reader.exec('COMMIT');
+      return report;
+    } finally {
+      reader.close();
+      this.snapshots--;
+      if (this.snapshots === 0 && this.restartDeferred) {
+        this.restartDeferred = false;
+        this.closeWriteGate();
+      }
+    }
   }
 
   async close(): Promise<void> {

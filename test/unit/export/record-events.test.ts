@@ -49,3 +49,66 @@ describe('approval records as audit events', () => {
     });
   });
 });
+
+describe('signed digests as audit events', () => {
+  it('go to the SIEM as ledger.digest events carrying the anchor verify --anchor takes', () => {
+    // Went wrong: digest.signed records were no audit event, so nothing outside the store kept what a digest signed,
+    // and the newest records of a chain could be cut off with their digests undetected.
+    const event = auditEventOf(
+      record('digest.signed', {
+        chain: 'ch_1',
+        fromSeq: 1,
+        toSeq: 6,
+        headHash: 'a'.repeat(64),
+        previousSignature: null,
+        signedAt: 1_700_000_000_000,
+        heads: [{ chain: 'ch_0', chainSeq: 3, hash: 'b'.repeat(64) }],
+        keyId: 'k1',
+        signature: 'sig',
+      }),
+      'gw',
+    );
+    expect(event).toMatchObject({
+      id: 'ch_1:7',
+      type: 'ledger.digest',
+      severity: 'info',
+      attributes: {
+        chain: 'ch_1',
+        chain_seq: 7,
+        record_hash: '1'.repeat(64),
+        anchor: `ch_1:7:${'1'.repeat(64)}`,
+        from_seq: 1,
+        to_seq: 6,
+        head_hash: 'a'.repeat(64),
+        key_id: 'k1',
+        heads: 1,
+      },
+    });
+  });
+});
+
+describe('legal holds as audit events', () => {
+  it('placing and releasing a hold reach the SIEM, a release as a warning', () => {
+    // Went wrong: holds were on the ledger only, so a hold released by whoever could append records went unseen.
+    const added = auditEventOf(
+      record('hold.added', { holdId: 'hold_1', session: 'ses_9', caller: null, reason: 'litigation', by: 'cli:legal' }),
+      'gw',
+    );
+    expect(added).toMatchObject({
+      type: 'hold.added',
+      severity: 'info',
+      actor: { method: 'cli', subject: 'cli:legal' },
+      session: 'ses_9',
+      attributes: { hold_id: 'hold_1', reason: 'litigation', caller: null },
+    });
+    const released = auditEventOf(
+      record('hold.released', { holdId: 'hold_1', reason: 'case closed', by: 'cli:legal', at: 1 }),
+      'gw',
+    );
+    expect(released).toMatchObject({
+      type: 'hold.released',
+      severity: 'warning',
+      attributes: { hold_id: 'hold_1', reason: 'case closed' },
+    });
+  });
+});

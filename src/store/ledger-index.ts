@@ -1,0 +1,339 @@
+/**
+ * The gateway-key and legal-hold indexes as the ledger says they are: replayed from `key.created`/`key.revoked` and
+ * `hold.added`/`hold.released` records in append order, by the same rules the stores apply when they append them.
+ *
+ * Those two indexes decide who may call (authentication reads `gateway_keys`) and what retention may purge (a purge
+ * skips what `holds` says is held), yet they are tables someone with database access can change without a record:
+ * un-revoke a key, add a key row nobody created, release a hold. So `verify` compares them with what the ledger says
+ * (see {@link indexProblems}), authentication trusts a key only as far as the ledger does, and a purge re-checks
+ * holds from the ledger inside its transaction.
+ */
+import type {
+  HoldAddedData,
+  HoldReleasedData,
+  KeyCreatedData,
+  KeyRevokedData,
+  StoredGatewayKey,
+  StoredHold,
+  StoredRecord,
+  VerifyProblem,
+} from './audit-store.js';
+import { gatewayKeyId } from '../identity/gateway-keys.js';
+
+/** The record kinds that make the gateway-key index. */
+export const KEY_RECORD_KINDS = ['key.created', 'key.revoked'] as const;
+/** The record kinds that make the hold index. */
+export const HOLD_RECORD_KINDS = ['hold.added', 'hold.released'] as const;
+
+/** A record that makes an index row, as much of it as replaying needs. */
+export type IndexRecord = Pick<StoredRecord, 'seq' | 'chain' | 'chainSeq' | 'kind' | 'data'>;
+
+/** Where a record sits, for messages: `ch_…#12`. */
+type Position = Pick<StoredRecord, 'chain' | 'chainSeq'>;
+const at = (p: Position): string => `${p.chain}#${p.chainSeq}`;
+
+/** A key index row as the ledger makes it, with the records that made it. */
+export interface LedgerKey extends StoredGatewayKey {
+  readonly created: Position;
+  readonly revoked: Position | null;
+}
+
+/** A hold index row as the ledger makes it, with the records that made it. */
+export interface LedgerHold extends StoredHold {
+  readonly added: Position;
+  readonly released: Position | null;
+}
+
+function parse<T>(r: IndexRecord): T | undefined {
+  try {
+    return JSON.parse(r.data) as T;
+  } catch {
+    return undefined; // a changed record: verify reports it by its hash
+  }
+}
+
+const bySeq = (records: Iterable<IndexRecord>): IndexRecord[] => [...records].sort((a, b) => a.seq - b.seq);
+
+/**
+ * The key index the ledger makes, by key hash: a `key.created` adds a row, the first `key.revoked` naming its hash
+ * sets `revokedAt` (later ones change nothing), as the stores' `revoked_at IS NULL` update does.
+ */
+export function ledgerKeys(records: Iterable<IndexRecord>): Map<string, LedgerKey> {
+  const keys = new Map<string, LedgerKey>();
+  for (const r of bySeq(records)) {
+    if (r.kind === 'key.created') {
+      const d = parse<KeyCreatedData>(r);
+      if (!d || keys.has(d.hash)) continue;
+      keys.set(d.hash, {
+        hash: d.hash,
+        name: d.name,
+        owner: d.owner,
+        connections: d.connections,
+        createdAt: d.createdAt,
+        expiresAt: d.expiresAt,
+        revokedAt: null,
+        created: { chain: r.chain, chainSeq: r.chainSeq },
+        revoked: null,
+      });
+    } else if (r.kind === 'key.revoked') {
+      const d = parse<KeyRevokedData>(r);
+      const key = d && keys.get(d.hash);
+      if (!d || !key || key.revokedAt !== null) continue;
+      keys.set(d.hash, { ...key, revokedAt: d.revokedAt, revoked: { chain: r.chain, chainSeq: r.chainSeq } });
+    }
+  }
+  return keys;
+}
+
+/**
+ * The hold index the ledger makes, by hold id: a `hold.added` adds a row, the first `hold.released` naming it
+ * releases it (later ones change nothing), as the stores' `released_at IS NULL` update does.
+ */
+export function ledgerHolds(records: Iterable<IndexRecord>): Map<string, LedgerHold> {
+  const holds = new Map<string, LedgerHold>();
+  for (const r of bySeq(records)) {
+    if (r.kind === 'hold.added') {
+      const d = parse<HoldAddedData>(r);
+      if (!d || holds.has(d.holdId)) continue;
+      holds.set(d.holdId, {
+        id: d.holdId,
+        session: d.session,
+        caller: d.caller,
+        reason: d.reason,
+        createdBy: d.by,
+        createdAt: d.at,
+        releasedAt: null,
+        releasedBy: null,
+        releaseReason: null,
+        added: { chain: r.chain, chainSeq: r.chainSeq },
+        released: null,
+      });
+    } else if (r.kind === 'hold.released') {
+      const d = parse<HoldReleasedData>(r);
+      const hold = d && holds.get(d.holdId);
+      if (!d || !hold || hold.releasedAt !== null) continue;
+      holds.set(d.holdId, {
+        ...hold,
+        releasedAt: d.at,
+        releasedBy: d.by,
+        releaseReason: d.reason,
+        released: { chain: r.chain, chainSeq: r.chainSeq },
+      });
+    }
+  }
+  return holds;
+}
+
+/** Who an exchange's request record says called, for matching holds. */
+export interface HoldSubject {
+  readonly session: string;
+  readonly callerSubject: string;
+  readonly callerEmail: string | null;
+}
+
+/**
+ * The active hold that covers an exchange, if any: by its session, or its caller — the subject, or the e-mail in
+ * any case (the same test as the stores' HELD query).
+ */
+export function heldBy(holds: Iterable<StoredHold>, x: HoldSubject): StoredHold | undefined {
+  const email = x.callerEmail?.toLowerCase();
+  for (const h of holds) {
+    if (h.releasedAt !== null) continue;
+    if (h.session !== null && h.session === x.session) return h;
+    if (h.caller !== null && (h.caller === x.callerSubject || h.caller.toLowerCase() === email)) return h;
+  }
+  return undefined;
+}
+
+/**
+ * The exchanges among `records` (by their `exchange.request` records: the session and the caller as recorded, under
+ * the hash) that an active hold of the ledger covers. A purge takes this, not only the holds index, as the last word.
+ */
+export function heldByLedger(
+  holdRecords: Iterable<IndexRecord>,
+  records: Iterable<Pick<StoredRecord, 'kind' | 'exchangeId' | 'sessionId' | 'data'>>,
+): Set<string> {
+  const held = new Set<string>();
+  const active = [...ledgerHolds(holdRecords).values()].filter((h) => h.releasedAt === null);
+  if (active.length === 0) return held;
+  for (const r of records) {
+    if (r.kind !== 'exchange.request' || r.exchangeId === null) continue;
+    let caller: { subject?: unknown; email?: unknown } | undefined;
+    let session: unknown;
+    try {
+      const d = JSON.parse(r.data) as { caller?: typeof caller; session?: { id?: unknown } };
+      caller = d.caller;
+      session = d.session?.id;
+    } catch {
+      // A changed record: verify reports it; held by its session alone here.
+    }
+    const subject: HoldSubject = {
+      session: r.sessionId ?? (typeof session === 'string' ? session : ''),
+      callerSubject: typeof caller?.subject === 'string' ? caller.subject : '',
+      callerEmail: typeof caller?.email === 'string' ? caller.email : null,
+    };
+    if (heldBy(active, subject)) held.add(r.exchangeId);
+  }
+  return held;
+}
+
+const KEY_FIELDS = ['name', 'owner', 'connections', 'createdAt', 'expiresAt', 'revokedAt'] as const;
+const HOLD_FIELDS = [
+  'session',
+  'caller',
+  'reason',
+  'createdBy',
+  'createdAt',
+  'releasedAt',
+  'releasedBy',
+  'releaseReason',
+] as const;
+
+/** The fields of `row` that differ from `want`, as `field: index X, ledger Y`. */
+function differences<T>(row: T, want: T, fields: ReadonlyArray<keyof T>): string[] {
+  return fields
+    .filter((f) => JSON.stringify(row[f]) !== JSON.stringify(want[f]))
+    .map((f) => `${String(f)}: index ${JSON.stringify(row[f])}, ledger ${JSON.stringify(want[f])}`);
+}
+
+/**
+ * Every way the gateway-key and hold index rows differ from what the ledger's records make of them: a row no record
+ * made, a row whose fields the records contradict (a revoked key live again, a hold released without a record), a
+ * record's row missing. Each problem names the row and, where there is one, the record.
+ */
+export function indexProblems(
+  records: Iterable<IndexRecord>,
+  rows: { readonly keys: readonly StoredGatewayKey[]; readonly holds: readonly StoredHold[] },
+): VerifyProblem[] {
+  const all = [...records];
+  const problems: VerifyProblem[] = [];
+  const problem = (where: Position | null, detail: string): void => {
+    problems.push({
+      chain: where?.chain ?? '',
+      chainSeq: where?.chainSeq ?? null,
+      seq: null,
+      problem: 'index_changed',
+      detail,
+    });
+  };
+
+  const keys = ledgerKeys(all);
+  for (const row of rows.keys) {
+    const key = `gateway key "${row.name}" (${gatewayKeyId(row.hash)})`;
+    const want = keys.get(row.hash);
+    keys.delete(row.hash);
+    if (!want) {
+      problem(null, `${key} is in the gateway_keys index, but no key.created record made it: the index was changed`);
+      continue;
+    }
+    const diff = differences<StoredGatewayKey>(row, want, KEY_FIELDS);
+    if (diff.length) {
+      const records = [`key.created ${at(want.created)}`, ...(want.revoked ? [`key.revoked ${at(want.revoked)}`] : [])];
+      problem(
+        want.revoked ?? want.created,
+        `${key} in the gateway_keys index differs from its records (${records.join(', ')}): ${diff.join('; ')}: the index was changed`,
+      );
+    }
+  }
+  for (const want of keys.values()) {
+    problem(
+      want.created,
+      `gateway key "${want.name}" (${gatewayKeyId(want.hash)}) of key.created ${at(want.created)} is missing from the gateway_keys index: the index was changed`,
+    );
+  }
+
+  const holds = ledgerHolds(all);
+  for (const row of rows.holds) {
+    const hold = `hold ${row.id} (${row.session !== null ? `session ${row.session}` : `caller ${row.caller}`})`;
+    const want = holds.get(row.id);
+    holds.delete(row.id);
+    if (!want) {
+      problem(null, `${hold} is in the holds index, but no hold.added record made it: the index was changed`);
+      continue;
+    }
+    const diff = differences<StoredHold>(row, want, HOLD_FIELDS);
+    if (diff.length) {
+      const records = [
+        `hold.added ${at(want.added)}`,
+        ...(want.released ? [`hold.released ${at(want.released)}`] : []),
+      ];
+      problem(
+        want.released ?? want.added,
+        `${hold} in the holds index differs from its records (${records.join(', ')}): ${diff.join('; ')}: the index was changed`,
+      );
+    }
+  }
+  for (const want of holds.values()) {
+    problem(
+      want.added,
+      `hold ${want.id} of hold.added ${at(want.added)} is missing from the holds index: the index was changed`,
+    );
+  }
+  return problems;
+}
+
+/**
+ * The last seq of each kind of key record, `created:revoked` (0 for none): a store reads it in the statement that
+ * finds the key's index row (two index seeks), and {@link LedgerKeyCache} reads the key records again when it
+ * changed. See {@link KEY_RECORDS_VERSION_SQL}.
+ */
+export function keyRecordsVersion(records: readonly Pick<IndexRecord, 'seq' | 'kind'>[]): string {
+  const last = (kind: string): number => records.reduce((max, r) => (r.kind === kind ? Math.max(max, r.seq) : max), 0);
+  return `${last('key.created')}:${last('key.revoked')}`;
+}
+
+/**
+ * {@link keyRecordsVersion} in SQL both stores accept, given the predicate (SQLite's partial kind index needs its own
+ * spelled out) that leaves exchange records out.
+ */
+export const keyRecordsVersionSql = (notExchangeKind: string): string =>
+  ['key.created', 'key.revoked']
+    .map((k) => `(SELECT coalesce(max(seq), 0) FROM records WHERE kind = '${k}' AND ${notExchangeKind})`)
+    .join(" || ':' || ");
+
+/**
+ * What the ledger says about gateway keys, for authentication: a key is known only if a `key.created` record made
+ * it, with that record's name, owner, connections and expiry, and revoked if a `key.revoked` record (or its index row)
+ * says so. The ledger's key records are cached, and read again when their version (see {@link keyRecordsVersion}),
+ * which the store reads with the index row in one statement, has changed, or when the index has a live key the cache
+ * does not know: the hot path stays one statement.
+ *
+ * On PostgreSQL, concurrent transactions may commit out of seq order: a key record committed after one with a later
+ * seq does not change the version. A key created so is found by the re-read on a miss; a key revoked so is refused by
+ * its index row, which the same transaction updated — unless someone also changes that row back before the next key
+ * record, which verify then reports.
+ */
+export class LedgerKeyCache {
+  private keys = new Map<string, LedgerKey>();
+  private version: string | null = null;
+
+  /** @param readKeyRecords - every `key.created` and `key.revoked` record (any order). */
+  constructor(private readonly readKeyRecords: () => Promise<readonly IndexRecord[]>) {}
+
+  /**
+   * The key as the ledger makes it, given its index row (undefined: not in the index) and the version of the key
+   * records read with the row. Undefined when the index or the ledger does not know it.
+   */
+  async judge(row: StoredGatewayKey | undefined, version: string): Promise<StoredGatewayKey | undefined> {
+    if (!row) return undefined;
+    let key = version === this.version ? this.keys.get(row.hash) : undefined;
+    if (key === undefined) {
+      // Read after the row: at least as new. Used for this decision whatever another refresh leaves in the cache.
+      const records = await this.readKeyRecords();
+      const keys = ledgerKeys(records);
+      this.keys = keys;
+      this.version = keyRecordsVersion(records);
+      key = keys.get(row.hash);
+    }
+    if (!key) return undefined;
+    return {
+      hash: key.hash,
+      name: key.name,
+      owner: key.owner,
+      connections: key.connections,
+      createdAt: key.createdAt,
+      expiresAt: key.expiresAt,
+      revokedAt: key.revokedAt ?? row.revokedAt,
+    };
+  }
+}
