@@ -25,9 +25,21 @@ export interface SessionVerifyReport {
 
 const key = (p: ChainPosition): string => `${p.chain}#${p.chainSeq}`;
 
-/** Every run of positions that `retention.purged` records say they removed. */
-async function purgedRuns(store: AuditStore): Promise<PurgedRun[]> {
-  const records = await store.recordsOfKinds(['retention.purged'], 0, 100_000);
+/** Purge records read per query. */
+const PURGE_PAGE = 10_000;
+
+/**
+ * Every run of positions that `retention.purged` records say they removed — all of them, a page at a time: purges run
+ * in batches of ~20 ms, each with its own record, so a store collects many.
+ */
+export async function purgedRuns(store: AuditStore, pageSize = PURGE_PAGE): Promise<PurgedRun[]> {
+  const records: StoredRecord[] = [];
+  for (let after = 0; ;) {
+    const page = await store.recordsOfKinds(['retention.purged'], 0, pageSize, after);
+    records.push(...page);
+    if (page.length < pageSize) break;
+    after = page.at(-1)!.seq;
+  }
   return records.flatMap((r) => {
     try {
       return ((JSON.parse(r.data) as { removed?: PurgedRun[] }).removed ?? []) as PurgedRun[];

@@ -443,8 +443,14 @@ export interface AuditStore {
   /**
    * Records of the given kinds appended at or after `since` (epoch ms), in append order. Used to follow decisions made
    * by other processes (approvals); callers de-duplicate by position, since concurrent writers may commit out of order.
+   * `afterSeq`: only records after this store position (to page through all of them: the last page's last `seq`).
    */
-  recordsOfKinds(kinds: readonly string[], since: number, limit: number): Promise<readonly StoredRecord[]>;
+  recordsOfKinds(
+    kinds: readonly string[],
+    since: number,
+    limit: number,
+    afterSeq?: number,
+  ): Promise<readonly StoredRecord[]>;
   /** A SIEM sink's delivery cursor per chain (last delivered chain_seq). Not evidence: a mutable index. */
   sinkCursors(sink: string): Promise<ReadonlyMap<string, number>>;
   setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void>;

@@ -785,10 +785,15 @@ export class PostgresAuditStore implements AuditStore {
     return res.rows.map(toStored);
   }
 
-  async recordsOfKinds(kinds: readonly string[], since: number, limit: number): Promise<readonly StoredRecord[]> {
+  async recordsOfKinds(
+    kinds: readonly string[],
+    since: number,
+    limit: number,
+    afterSeq = 0,
+  ): Promise<readonly StoredRecord[]> {
     const res = await this.pool.query<RecordRow>(
-      'SELECT * FROM records WHERE kind = ANY($1::text[]) AND at >= $2 ORDER BY seq LIMIT $3',
-      [kinds, since, limit],
+      'SELECT * FROM records WHERE kind = ANY($1::text[]) AND at >= $2 AND seq > $4 ORDER BY seq LIMIT $3',
+      [kinds, since, limit, afterSeq],
     );
     return res.rows.map(toStored);
   }

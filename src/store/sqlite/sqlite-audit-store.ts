@@ -305,11 +305,11 @@ export class SqliteAuditStore implements AuditStore {
       chainRecords: db.prepare('SELECT * FROM records WHERE chain = ? AND chain_seq > ? ORDER BY chain_seq LIMIT ?'),
       recordsOfKinds: db.prepare(
         `SELECT * FROM records WHERE kind IN (SELECT value FROM json_each(?)) AND ${NOT_EXCHANGE_KIND_SQL}
-         AND at >= ? ORDER BY seq LIMIT ?`,
+         AND at >= ? AND seq > ? ORDER BY seq LIMIT ?`,
       ),
       // Exchange kinds are not in records_kind: read in order (nothing asks for them but tests and tools).
       recordsOfAnyKinds: db.prepare(
-        'SELECT * FROM records WHERE kind IN (SELECT value FROM json_each(?)) AND at >= ? ORDER BY seq LIMIT ?',
+        'SELECT * FROM records WHERE kind IN (SELECT value FROM json_each(?)) AND at >= ? AND seq > ? ORDER BY seq LIMIT ?',
       ),
       sinkCursors: db.prepare('SELECT chain, chain_seq FROM sink_cursors WHERE sink = ?'),
       setSinkCursor: db.prepare(
@@ -727,12 +727,17 @@ export class SqliteAuditStore implements AuditStore {
     return (this.stmts.chainRecords.all(chain, afterChainSeq, limit) as RecordRow[]).map(toStored);
   }
 
-  async recordsOfKinds(kinds: readonly string[], since: number, limit: number): Promise<readonly StoredRecord[]> {
+  async recordsOfKinds(
+    kinds: readonly string[],
+    since: number,
+    limit: number,
+    afterSeq = 0,
+  ): Promise<readonly StoredRecord[]> {
     if (kinds.length === 0) return [];
     const stmt = kinds.some((k) => (EXCHANGE_KINDS as readonly string[]).includes(k))
       ? this.stmts.recordsOfAnyKinds
       : this.stmts.recordsOfKinds;
-    return (stmt.all(JSON.stringify(kinds), since, limit) as RecordRow[]).map(toStored);
+    return (stmt.all(JSON.stringify(kinds), since, afterSeq, limit) as RecordRow[]).map(toStored);
   }
 
   async sinkCursors(sink: string): Promise<ReadonlyMap<string, number>> {

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { verifySession } from '../../../src/admin/session-verify.js';
+import { purgedRuns, verifySession } from '../../../src/admin/session-verify.js';
 import type { AuditStore, NewRecord } from '../../../src/store/audit-store.js';
 import { recordHash } from '../../../src/store/ledger.js';
 import { createStoreFixture, storeKinds, type StoreFixture } from '../../support/stores.js';
@@ -68,6 +68,18 @@ describe.each(storeKinds())('verifySession: %s', (kind) => {
   });
   afterEach(async () => {
     await fixture?.dispose();
+  });
+
+  it('reads every purge record, however many, a page at a time', async () => {
+    // Went wrong: at most 100,000 purge records were read, and purges now write one per ~20 ms batch: past that, the
+    // later purges' gaps were reported as removals.
+    const purge = (from: number) => ({
+      kind: 'retention.purged',
+      at: T0 + from,
+      data: { removed: [{ chain: 'ch_x', from, to: from }] },
+    });
+    await store.append({ records: [purge(1), purge(2), purge(3), purge(4), purge(5)] });
+    expect((await purgedRuns(store, 2)).map((r) => r.from)).toEqual([1, 2, 3, 4, 5]);
   });
 
   it('reports an intact session as ok', async () => {
