@@ -202,6 +202,21 @@ export class ProxyServer {
       }
     }
 
+    // The request target is no body to rewrite: a secret in the path or query string is refused, in either mode.
+    if (inFlight !== 'off' && dlp === null) {
+      const findings = [
+        ...connection.redactor.requestPart('path', route.path).findings,
+        ...connection.redactor.requestPart('query', route.query).findings,
+      ];
+      if (findings.length) {
+        const types = [...new Set(findings.map((f) => f.type))].sort().join(', ');
+        dlp = new VigilError(
+          'BAD_REQUEST',
+          `request refused by data-loss prevention: its path or query string contains ${types}`,
+        );
+      }
+    }
+
     // Approval rules, only when the connection has some: judged on what would be sent upstream.
     const verdict: Evaluation | null = connection.approvalRules.rules.length
       ? evaluate(connection.approvalRules, principal, request)

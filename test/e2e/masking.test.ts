@@ -257,6 +257,23 @@ describe('in-flight masking (data-loss prevention)', () => {
     expect(sent).toContain('[REDACTED:aws_access_key_id]');
   });
 
+  it('mask or block: a secret in the path or query string refuses the call; nothing is forwarded', async () => {
+    // Went wrong: in-flight DLP read JSON bodies only, so a secret in the request target went upstream as it was.
+    const before = h.fake.requests.length;
+    for (const path of ['/c/dlp-block', '/c/dlp-mask']) {
+      const res = await fetch(`${h.url}${path}/v1/messages?token=${PLANTED.github}`, {
+        method: 'POST',
+        headers: { 'x-api-key': CLIENT_KEY, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'm', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] }),
+      });
+      expect(res.status).toBe(400);
+      const text = await res.text();
+      expect(text).toContain('path or query string contains');
+      expect(text).not.toContain(PLANTED.github);
+    }
+    expect(h.fake.requests.length).toBe(before);
+  });
+
   it('block: 400 invalid_request_error naming the types found, never the values', async () => {
     const before = h.fake.requests.length;
     const err = (await client('/c/dlp-block')
