@@ -128,7 +128,9 @@ export async function renderSession({ root, params, signal }) {
               'div',
               { class: r.ok ? 'ok-box' : 'error', role: 'status' },
               r.ok
-                ? `Verified: ${r.records} records of ${r.exchanges} exchanges are intact.`
+                ? `Verified: ${r.records} records of ${r.exchanges} exchanges are intact${
+                    r.scope === 'caller' ? ' (your own exchanges: other callers’ are not checked for you)' : ''
+                  }.`
                 : `BROKEN: ${r.problems.length} problem(s) in ${r.records} records.`,
             ),
             r.problems.length

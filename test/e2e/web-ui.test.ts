@@ -842,6 +842,23 @@ describe('signing in with the OpenID provider (authorization code + PKCE)', () =
     await page.getByRole('button', { name: 'Sign in with Example SSO' }).waitFor();
   });
 
+  it('tells a user that verifying a session checked their own exchanges only', async () => {
+    // The API verifies a user's own exchanges of a shared session (scope: caller); the page said nothing of it.
+    const carol = await idp.mintToken({}, { subject: 'carol' });
+    await new Anthropic({ baseURL: sso.url, apiKey: carol, maxRetries: 0 }).messages.create(
+      { model: 'claude-haiku-4-5', max_tokens: 20, messages: [{ role: 'user', content: 'mine to verify' }] },
+      inSession('carol-shared'),
+    );
+    const page = await newPage();
+    await page.goto(`${admin}/ui/#/sessions/carol-shared`);
+    await page.getByLabel('Token').fill(carol);
+    await page.getByRole('button', { name: 'Sign in', exact: true }).click();
+    await page.getByRole('button', { name: 'Verify session' }).click();
+    await expect
+      .poll(() => page.locator('.verify-result').textContent())
+      .toMatch(/^Verified: \d+ records of 1 exchanges are intact \(your own exchanges/);
+  });
+
   it('still takes a pasted token', async () => {
     const page = await newPage();
     await page.goto(`${admin}/ui/`);
