@@ -830,6 +830,30 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         expect(await store.verify()).toMatchObject({ ok: true, records: 4 });
       });
 
+      it('verifies on a connection of its own: a walk leaves the pool to appends', async () => {
+        // Went wrong: verify held one of the pool's connections for its whole walk (minutes on a large store); as many
+        // verifies as the pool size stalled every append and key lookup.
+        const [{ schema }] = (await fixture.sql('SELECT current_schema() AS schema')) as [{ schema: string }];
+        // The smallest pool appends work with: one verify holding one of its connections stalled them.
+        const one = await PostgresAuditStore.open({ url: POSTGRES_TEST_URL, schema, poolSize: 2 });
+        try {
+          await one.append({
+            records: Array.from({ length: 1100 }, (_, i) => ({ kind: 'note', at: T0 + i, data: {} })),
+          });
+          let appendedMidWalk = false;
+          const report = await one.verify({
+            onProgress: async () => {
+              await one.append({ records: [{ kind: 'note', at: T0 + 5000, data: { mid: 'walk' } }] });
+              appendedMidWalk = true;
+            },
+          });
+          expect(appendedMidWalk).toBe(true);
+          expect(report.ok).toBe(true);
+        } finally {
+          await one.close();
+        }
+      }, 20_000);
+
       it('lets a gateway role with the append-only grants append, and nothing more', async () => {
         await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
         const [{ schema }] = (await fixture.sql('SELECT current_schema() AS schema')) as [{ schema: string }];

@@ -185,6 +185,8 @@ export class PostgresAuditStore implements AuditStore {
   readonly chainId = newChainId();
   readonly schema: string;
   private readonly pool: pg.Pool;
+  /** How a connection of the store's own is made: the pool's, and verify's outside it. */
+  private readonly connection: pg.ClientConfig;
   /**
    * The last record of this process's chain: null before the first append (which then opens the chain), undefined
    * after a failed append, when the outcome of COMMIT may be unknown (a lost connection), so the next append reads the
@@ -306,14 +308,14 @@ export class PostgresAuditStore implements AuditStore {
 
   private constructor(options: PostgresStoreOptions) {
     this.schema = options.schema ?? 'public';
-    this.pool = new pg.Pool({
+    this.connection = {
       connectionString: options.url,
-      max: options.poolSize ?? 10,
       // Unqualified SQL everywhere, one schema per store: the startup packet sets it, so no connection ever runs a
       // query with another search_path. `$user` and `public` are left out so nothing resolves outside the schema.
       options: `-c search_path=${quoteIdentifier(this.schema)}`,
       types: POOL_TYPES,
-    });
+    };
+    this.pool = new pg.Pool({ ...this.connection, max: options.poolSize ?? 10 });
     // An idle connection the server drops (restart, idle timeout) emits 'error' on the pool; unhandled, that would
     // crash the process. The pool has already discarded the connection, and the next query either gets a fresh one
     // or rejects to its caller, who decides; so there is nothing to do here.
@@ -989,8 +991,11 @@ export class PostgresAuditStore implements AuditStore {
    * passed).
    */
   async verify(options: VerifyOptions = {}): Promise<VerifyReport> {
-    const client = await this.pool.connect();
-    let broken = false;
+    // Not one of the pool's: a walk holds its connection for minutes on a large store, and a few verifies at once
+    // would leave nothing for appends and key lookups.
+    const client = new pg.Client(this.connection);
+    client.on('error', () => {}); // a dropped connection fails the walk's next query, which reports it
+    await client.connect();
     try {
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       const report = await verifyLedger(
@@ -1027,12 +1032,10 @@ export class PostgresAuditStore implements AuditStore {
       await client.query('COMMIT');
       return report;
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
+      await client.query('ROLLBACK').catch(() => {});
       throw err;
     } finally {
-      client.release(broken);
+      await client.end().catch(() => {});
     }
   }
 
