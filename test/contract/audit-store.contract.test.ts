@@ -896,6 +896,8 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
             `INSERT INTO gateway_keys (hash, name, owner, connections, created_at) VALUES ('${'f'.repeat(64)}', 'm', 'x', '{}', 0)`,
             "UPDATE holds SET released_at = 1, released_by = 'x', release_reason = 'x'",
             "INSERT INTO holds (id, reason, created_by, created_at) VALUES ('h', 'r', 'x', 0)",
+            // Went wrong: a version inserted by this role made an upgrade skip a migration, or stopped every gateway.
+            'INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)',
           ]) {
             await expect(gateway.query(attempt), attempt).rejects.toThrow(/permission denied|must be owner/);
           }
@@ -904,6 +906,15 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           await fixture.sql(`DROP OWNED BY ${role}`);
           await fixture.sql(`DROP ROLE ${role}`);
         }
+      });
+
+      it('refuses to open a store whose migration table says more than its schema holds', async () => {
+        // Someone marked migration 6 done without running it: its trigger keeps the key and hold indexes.
+        const [{ schema }] = (await fixture.sql('SELECT current_schema() AS schema')) as [{ schema: string }];
+        await fixture.sql('DROP TRIGGER records_index_keys_and_holds ON records');
+        await expect(PostgresAuditStore.open({ url: POSTGRES_TEST_URL, schema, poolSize: 2 })).rejects.toThrow(
+          /says migration 6 ran, but its trigger records_index_keys_and_holds is missing/,
+        );
       });
 
       it('takes back, on upgrade, the write grants on the key and hold indexes that older grants gave', async () => {

@@ -77,7 +77,7 @@ import {
   type SessionRow,
 } from '../store-rows.js';
 import { purgeRemoval, type DueExchange } from '../purge-runs.js';
-import { POSTGRES_MIGRATIONS, quoteIdentifier } from './postgres-migrations.js';
+import { INDEX_TRIGGER, POSTGRES_MIGRATIONS, quoteIdentifier } from './postgres-migrations.js';
 
 export interface PostgresStoreOptions {
   /** `postgres://user@host:port/database`. A `?options=` parameter in the URL would override the schema setting. */
@@ -350,6 +350,20 @@ export class PostgresAuditStore implements AuditStore {
       for (let v = current + 1; v <= POSTGRES_MIGRATIONS.length; v++) {
         await client.query(POSTGRES_MIGRATIONS[v - 1]!);
         await client.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [v, Date.now()]);
+      }
+      // Trust the version numbers only as far as what they stand for exists.
+      const trigger = await client.query<{ ok: boolean }>(
+        `SELECT EXISTS (SELECT 1 FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+           WHERE c.relname = 'records' AND t.tgname = $2
+             AND c.relnamespace = (SELECT n.oid FROM pg_namespace n WHERE n.nspname = $1)) AS ok`,
+        [this.schema, INDEX_TRIGGER],
+      );
+      if (trigger.rows[0]?.ok !== true) {
+        throw new Error(
+          `schema "${this.schema}" says migration 6 ran, but its trigger ${INDEX_TRIGGER} is missing: someone wrote ` +
+            "schema_migrations (versions are the owner's to write). As the owner, delete the versions from 6 on and " +
+            'start Vigil again so they run, then re-run `vigil store grants`',
+        );
       }
       await client.query('COMMIT');
     } catch (err) {

@@ -301,7 +301,30 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   END
   $do$;
   `,
+  // 7: which migrations ran is the owner's to write. A gateway role that could insert a version made an upgrade skip
+  // the migration (6: the trigger that keeps the key and hold indexes) or stopped every gateway from starting.
+  `
+  DO $do$
+  DECLARE
+    g text;
+  BEGIN
+    FOR g IN
+      SELECT DISTINCT p.grantee FROM information_schema.table_privileges p
+      JOIN pg_tables t ON t.schemaname = p.table_schema AND t.tablename = p.table_name
+      WHERE p.table_schema = current_schema() AND p.table_name = 'schema_migrations'
+        AND p.privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')
+        AND p.grantee NOT IN (current_user, t.tableowner)
+    LOOP
+      EXECUTE format('REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON schema_migrations FROM %s',
+                     CASE WHEN g = 'PUBLIC' THEN 'PUBLIC' ELSE quote_ident(g) END);
+    END LOOP;
+  END
+  $do$;
+  `,
 ];
+
+/** What migration 6 made, which the key and hold indexes depend on: a store that says it ran 6 must have it. */
+export const INDEX_TRIGGER = 'records_index_keys_and_holds';
 
 /** Tables the store appends to; the ones role-based enforcement covers. */
 const LEDGER_TABLES = [
@@ -314,7 +337,6 @@ const LEDGER_TABLES = [
   'exchange_masking',
   'exchange_text',
   'blob_refs',
-  'schema_migrations',
 ] as const;
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
@@ -358,6 +380,9 @@ export function appendOnlyGrantsSql(schema: string, gatewayRole: string): string
     `GRANT SELECT ON ${s}.gateway_keys, ${s}.holds TO ${r};`,
     // Delivery cursors move as events reach the SIEM.
     `GRANT SELECT, INSERT, UPDATE ON ${s}.sink_cursors TO ${r};`,
-    // The gateway still takes the migration lock on open; with nothing to migrate it only reads schema_migrations.
+    // The gateway still takes the migration lock on open; with nothing to migrate it only reads schema_migrations,
+    // which only the owner writes (a version inserted by this role would make an upgrade skip a migration).
+    `REVOKE ALL ON ${s}.schema_migrations FROM ${r};`,
+    `GRANT SELECT ON ${s}.schema_migrations TO ${r};`,
   ].join('\n');
 }
