@@ -487,6 +487,7 @@ export const OPENAPI_DOCUMENT = {
               'signature_invalid',
               'digest_invalid',
               'index_changed',
+              'index_unsigned',
             ],
           },
           detail: { type: 'string' },

@@ -226,7 +226,13 @@ export interface VerifyProblem {
      * the ledger's back); `chain` and `chainSeq` name the record it contradicts, or are empty and null for a row no
      * record made.
      */
-    | 'index_changed';
+    | 'index_changed'
+    /**
+     * With public keys only: a `key.*` or `hold.*` record that no validly signed digest of its chain covers. Such a
+     * record decides who may call or what may be purged, and every writer that appends one signs its chain before it
+     * exits; one outside every signature was appended by someone without the signing key.
+     */
+    | 'index_unsigned';
   readonly detail: string;
 }
 

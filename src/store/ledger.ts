@@ -172,6 +172,8 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
   let expectedSeq = 1;
   let lastGlobalSeq = -Infinity;
   let lastDigest: { toSeq: number; signature: string; at: number } | null = null;
+  /** The chain's key and hold records no validly signed digest covers yet (with keys only). */
+  let unsignedIndex: StoredRecord[] = [];
 
   const problem = (r: StoredRecord, kind: VerifyProblem['problem'], detail: string): void => {
     problems.push({ chain: r.chain, chainSeq: r.chainSeq, seq: r.seq, problem: kind, detail });
@@ -195,6 +197,17 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
     const last = expectedSeq - 1;
     const from = lastDigest ? lastDigest.at + 1 : 1;
     if (keys && from <= last) unsignedTails.push({ chain: current, fromSeq: from, toSeq: last });
+    // Every writer of key and hold records (the CLI) signs its chain before it exits: one outside every valid
+    // signature was appended by someone without the signing key — the gateway role can append a well-formed chain.
+    for (const r of unsignedIndex) {
+      problem(
+        r,
+        'index_unsigned',
+        `${r.kind} record ${r.chain}#${r.chainSeq} is not covered by a validly signed digest of its chain: ` +
+          'it was appended without the signing key',
+      );
+    }
+    unsignedIndex = [];
   };
 
   for await (const r of source.records()) {
@@ -234,7 +247,10 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
     }
     lastGlobalSeq = r.seq;
     seen.get(r.chain)!.set(r.chainSeq, r.hash);
-    if (INDEX_KINDS.has(r.kind)) indexRecords.push(r);
+    if (INDEX_KINDS.has(r.kind)) {
+      indexRecords.push(r);
+      if (keys) unsignedIndex.push(r);
+    }
     if (r.kind === 'chain.opened' || r.kind === 'retention.purged' || r.kind === 'digest.signed') {
       let data: Record<string, unknown> | undefined;
       try {
@@ -261,7 +277,8 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
           fromSeq: lastDigest ? lastDigest.toSeq + 1 : 1,
           previousSignature: lastDigest?.signature ?? null,
         };
-        if (d.chain !== r.chain || d.toSeq !== r.chainSeq - 1 || d.headHash !== r.prevHash) {
+        const signsHead = d.chain === r.chain && d.toSeq === r.chainSeq - 1 && d.headHash === r.prevHash;
+        if (!signsHead) {
           problem(
             r,
             'digest_invalid',
@@ -276,7 +293,8 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
               `expected #${wanted.fromSeq}): a digest was removed or replaced`,
           );
         }
-        signatureHolds(r, data, 'digest');
+        // Signing the hash of the record before it, it covers every record before it that links up to that one.
+        if (signatureHolds(r, data, 'digest') && signsHead && intact && r.prevHash === prevHash) unsignedIndex = [];
         lastDigest = { toSeq: d.toSeq, signature: d.signature, at: r.chainSeq };
         // The other chains' heads when it was signed (digests written before they carried heads have none).
         if (intact) {

@@ -1406,7 +1406,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
     const onlyOld = blob('[{"role":"user","content":"said once, long ago"}]');
     const withKey = { publicKeys: [KEY.publicKey] };
 
-    /** chain.opened, then: ex_old1 #2-4, ex_old2 #5-7, ex_held #8-10, ex_carol #11-13, two holds #14-15, ex_new #16-18. */
+    /** chain.opened, then: ex_old1 #2-4, ex_old2 #5-7, ex_held #8-10, ex_carol #11-13, two holds #14-15, ex_new #16-18, a digest #19. */
     async function history(): Promise<void> {
       await store.append(exchangeBatch({ id: 'ex_old1', session: 'ses_old', at: T0, messages: shared }));
       await store.append({
@@ -1418,6 +1418,8 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       await addHold(store, { session: 'ses_held', reason: 'litigation 2025-17', by: 'cli:legal' }, T0 + 4000);
       await addHold(store, { caller: 'carol', reason: 'investigation', by: 'cli:legal' }, T0 + 4000);
       await store.append(exchangeBatch({ id: 'ex_new', session: 'ses_new', at: NOW - DAY, messages: shared }));
+      // What places holds (the CLI) signs its chain before it exits: #19.
+      await new Digester(store, KEY, { intervalMs: 0 }).close();
     }
 
     it('purges what is past the window, keeps held exchanges and blobs still referenced, and verifies', async () => {
@@ -1452,10 +1454,10 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         removed: [{ chain: store.chainId, from: 2, to: 7 }],
         keyId: KEY.keyId,
       });
-      expect(data.heads).toContainEqual(expect.objectContaining({ chain: store.chainId, chainSeq: 18 }));
+      expect(data.heads).toContainEqual(expect.objectContaining({ chain: store.chainId, chainSeq: 19 }));
 
-      expect(await store.verify()).toEqual({ ok: true, chains: 1, records: 13, problems: [] });
-      expect(await store.verify(withKey)).toMatchObject({ ok: true, signatures: { purges: 1, digests: 0 } });
+      expect(await store.verify()).toEqual({ ok: true, chains: 1, records: 14, problems: [] });
+      expect(await store.verify(withKey)).toMatchObject({ ok: true, signatures: { purges: 1, digests: 1 } });
       const other = await fixture.open();
       expect(await other.verify(withKey)).toMatchObject({ ok: true });
     });
@@ -1513,7 +1515,10 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       const [hold] = await store
         .listHolds({ activeOnly: true })
         .then((hs) => hs.filter((h) => h.session === 'ses_held'));
-      await releaseHold(store, hold!.id, { reason: 'case closed', by: 'cli:legal' });
+      // Released as the CLI does: a writer of its own, which signs its chain before it exits.
+      const cli = await fixture.open();
+      await releaseHold(cli, hold!.id, { reason: 'case closed', by: 'cli:legal' });
+      await new Digester(cli, KEY, { intervalMs: 0 }).close();
       expect((await store.listHolds({ activeOnly: true })).map((h) => h.caller)).toEqual(['carol']);
 
       expect(await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({
@@ -1794,6 +1799,123 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       const report = await store.verify(withKey);
       expect(report.ok).toBe(false);
       expect(report.problems).toEqual([expect.objectContaining({ problem: 'signature_invalid', chainSeq: 8 })]);
+    });
+  });
+  describe('key and hold records appended without the signing key', () => {
+    // Went wrong: PostgreSQL's append-only gateway role appended a well-formed one-record chain holding a key.created
+    // (or a record at chain_seq 0): the database indexed it, authentication took the key, and verify --public-key
+    // passed with only an "unsigned tail" for that chain.
+    const withKey = { publicKeys: [KEY.publicKey] };
+    const forgedKey = {
+      hash: 'e'.repeat(64),
+      name: 'nightly-2',
+      owner: 'ops',
+      connections: [],
+      createdAt: T0,
+      expiresAt: null,
+      createdBy: 'cli:ops',
+    };
+
+    /** A record linked as a writer would, inserted with plain SQL; `raw` runs it (as the gateway role could). */
+    async function insert(
+      raw: (text: string) => Promise<unknown>,
+      r: { chain: string; chainSeq: number; prevHash: string; kind: string; data: unknown },
+    ): Promise<string> {
+      const input = { ...r, exchangeId: null, sessionId: null, at: T0, data: JSON.stringify(r.data) };
+      const hash = recordHash(r.prevHash, input);
+      const q = (v: string): string => `'${v.replaceAll("'", "''")}'`;
+      await raw(
+        `INSERT INTO records (chain, chain_seq, kind, exchange_id, session_id, at, data, prev_hash, hash) VALUES ` +
+          `(${q(r.chain)}, ${r.chainSeq}, ${q(r.kind)}, NULL, NULL, ${T0}, ${q(input.data)}, ${q(r.prevHash)}, ${q(hash)})`,
+      );
+      return hash;
+    }
+    /** On PostgreSQL the triggers stay on (what the gateway role meets); SQLite has no roles to stop anyone. */
+    const raw = (text: string): Promise<unknown> => (kind === 'postgres' ? fixture.sql(text) : fixture.tamper(text));
+
+    it('verify --public-key fails on a key.created in a well-formed chain no signed digest covers', async () => {
+      // Legitimate key records are covered: their writer signs its chain before it exits.
+      await createGatewayKey(store, { name: 'ci', owner: 'alice', connections: [], createdBy: 'cli:admin' }, []);
+      await new Digester(store, KEY, { intervalMs: 0 }).close();
+      expect(await store.verify(withKey)).toMatchObject({ ok: true });
+
+      await insert(raw, {
+        chain: 'ch_zz_forged',
+        chainSeq: 1,
+        prevHash: GENESIS_HASH,
+        kind: 'key.created',
+        data: forgedKey,
+      });
+      const report = await store.verify(withKey);
+      expect(report.ok).toBe(false);
+      expect(report.problems).toContainEqual(
+        expect.objectContaining({ problem: 'index_unsigned', chain: 'ch_zz_forged', chainSeq: 1 }),
+      );
+      // A digest signed with another key covers nothing either.
+      const other = await fixture.open();
+      await createGatewayKey(other, { name: 'cd', owner: 'bob', connections: [], createdBy: 'cli:admin' }, []);
+      await new Digester(other, FORGER, { intervalMs: 0 }).close();
+      expect((await store.verify(withKey)).problems).toContainEqual(
+        expect.objectContaining({ problem: 'index_unsigned', chain: other.chainId, chainSeq: 2 }),
+      );
+    });
+
+    it('does not take a key record at chain_seq 0 for a key', async () => {
+      if (kind === 'postgres') {
+        // The database refuses it, and any record that does not continue its chain.
+        await expect(
+          insert(raw, {
+            chain: 'ch_zz_forged',
+            chainSeq: 0,
+            prevHash: GENESIS_HASH,
+            kind: 'key.created',
+            data: forgedKey,
+          }),
+        ).rejects.toThrow(/does not continue its chain/);
+        await expect(
+          insert(raw, {
+            chain: 'ch_zz_forged',
+            chainSeq: 2,
+            prevHash: GENESIS_HASH,
+            kind: 'key.created',
+            data: forgedKey,
+          }),
+        ).rejects.toThrow(/does not continue its chain/);
+        await expect(
+          insert(raw, {
+            chain: 'ch_zz_forged',
+            chainSeq: 1,
+            prevHash: 'a'.repeat(64),
+            kind: 'key.created',
+            data: forgedKey,
+          }),
+        ).rejects.toThrow(/does not continue its chain/);
+        // The store's own appends, several rows in one statement, go in.
+        await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+        expect(await store.verify()).toMatchObject({ ok: true, records: 4 });
+        const [head] = (await fixture.sql(
+          `SELECT chain_seq, hash FROM records WHERE chain = '${store.chainId}' ORDER BY chain_seq DESC LIMIT 1`,
+        )) as [{ chain_seq: number | string; hash: string }];
+        const next = {
+          chain: store.chainId,
+          chainSeq: Number(head.chain_seq) + 1,
+          kind: 'key.created',
+          data: forgedKey,
+        };
+        await expect(insert(raw, { ...next, prevHash: GENESIS_HASH })).rejects.toThrow(/does not continue its chain/);
+        await expect(insert(raw, { ...next, chainSeq: next.chainSeq + 1, prevHash: head.hash })).rejects.toThrow(
+          /does not continue its chain/,
+        );
+        // The owner can still switch the triggers off: the replay does not take the record's word.
+      }
+      await fixture.tamper(
+        `INSERT INTO records (chain, chain_seq, kind, exchange_id, session_id, at, data, prev_hash, hash) VALUES ` +
+          `('ch_zz_forged', 0, 'key.created', NULL, NULL, ${T0}, '${JSON.stringify(forgedKey)}', '${GENESIS_HASH}', '${'0'.repeat(64)}')`,
+      );
+      await fixture.tamper(
+        `INSERT INTO gateway_keys (hash, name, owner, connections, created_at) VALUES ('${forgedKey.hash}', 'nightly-2', 'ops', ${kind === 'sqlite' ? "'[]'" : "'{}'"}, ${T0})`,
+      );
+      expect(await store.findGatewayKey(forgedKey.hash)).toBeUndefined();
     });
   });
 });

@@ -321,6 +321,46 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   END
   $do$;
   `,
+  // 8: a record is appended only where its chain continues: chain_seq one past the chain's head (1 for a new chain) and
+  //    prev_hash the head's hash (GENESIS for the first record). The append-only gateway role could insert a
+  //    record anywhere — at chain_seq 0 or below, or after a gap — and the key and hold index trigger indexed it.
+  //  - Each process appends to its own chain, one transaction at a time, so the head a row is checked against is its
+  //    own last append. A row sees the rows inserted before it in the same statement (a BEFORE ROW trigger function is
+  //    volatile). Two transactions racing on one chain both pass the check, and the unique (chain, chain_seq) index
+  //    lets one of them commit.
+  //  - The head is never purged (retention skips exchanges at a chain's head), so it is there to check against.
+  //  - SECURITY DEFINER with search_path fixed (as migration 6): the caller's search_path (a temporary `records`
+  //    first) must not decide which table the head is read from.
+  //  - What it does not refuse: a well-formed new chain (chain_seq 1, GENESIS). `verify --public-key` reports a key or
+  //    hold record no signed digest covers (index_unsigned).
+  `
+  CREATE FUNCTION vigil_records_continue_chain() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $fn$
+  DECLARE
+    head_seq bigint;
+    head_hash text;
+  BEGIN
+    SELECT chain_seq, hash INTO head_seq, head_hash FROM records WHERE chain = NEW.chain
+      ORDER BY chain_seq DESC LIMIT 1;
+    IF NOT FOUND THEN
+      head_seq := 0;
+      head_hash := repeat('0', 64); -- GENESIS_HASH
+    END IF;
+    IF NEW.chain_seq IS DISTINCT FROM head_seq + 1 OR NEW.prev_hash IS DISTINCT FROM head_hash THEN
+      RAISE EXCEPTION 'record %#% does not continue its chain (head #%)', NEW.chain, NEW.chain_seq, head_seq
+        USING ERRCODE = 'integrity_constraint_violation',
+              HINT = 'a record goes right after its chain''s head and links to its hash';
+    END IF;
+    RETURN NEW;
+  END
+  $fn$;
+  CREATE TRIGGER records_continue_chain BEFORE INSERT ON records FOR EACH ROW
+    EXECUTE FUNCTION vigil_records_continue_chain();
+  DO $do$
+  BEGIN
+    EXECUTE format('ALTER FUNCTION vigil_records_continue_chain() SET search_path = %I, pg_temp', current_schema());
+  END
+  $do$;
+  `,
 ];
 
 /** What migration 6 made, which the key and hold indexes depend on: a store that says it ran 6 must have it. */

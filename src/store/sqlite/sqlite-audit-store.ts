@@ -168,6 +168,8 @@ export class SqliteAuditStore implements AuditStore {
   /** Indexing failed; it is tried again on a timer. */
   private textRetrying = false;
   private checkpointer: WalCheckpointer | null = null;
+  /** A truncation asked of the checkpointer and not answered yet (its window may wait for a verify to end). */
+  private pendingTruncation: Promise<boolean> | null = null;
   private readonly purgeWalWaitMs: number;
   /** What the ledger says about gateway keys, for findGatewayKey. */
   private readonly ledgerKeys = new LedgerKeyCache(async () =>
@@ -910,7 +912,8 @@ export class SqliteAuditStore implements AuditStore {
    * Checkpoint the WAL and truncate it to nothing, so no copy of purged pages stays in it. Another connection in the
    * way — checkpointing (a gateway's background checkpointer, when the CLI purges: SQLite then gives up at once) or
    * still reading old pages (SQLite waits on its busy handler, which blocks this thread) — is waited out in short
-   * attempts with pauses between them, for up to `purgeWalWaitMs`. Returns whether the WAL was emptied.
+   * attempts with pauses between them, for up to `purgeWalWaitMs` — a verify reading an old snapshot included, which
+   * the gateway's checkpointer waits out whole. Returns whether the WAL was emptied by then.
    *
    * The gateway's store has the checkpointer thread do it, in a window like the ones it starts the WAL over in: the
    * checkpoint's sync (tens of milliseconds, more on a slow disk) then stops no stream, and appends wait for it
@@ -920,8 +923,19 @@ export class SqliteAuditStore implements AuditStore {
     const deadline = Date.now() + this.purgeWalWaitMs;
     if (this.checkpointer !== null) {
       for (;;) {
-        if (await this.checkpointer.truncate(WAL_TRUNCATE_ATTEMPT_MS)) return true;
-        if (this.checkpointer === null || Date.now() >= deadline) return false;
+        // The window waits for every verify holding a snapshot to end, which may take far longer than the deadline:
+        // past it, the log is reported kept (and is emptied when the window comes, answered to the next caller).
+        this.pendingTruncation ??= this.checkpointer
+          .truncate(WAL_TRUNCATE_ATTEMPT_MS)
+          .finally(() => (this.pendingTruncation = null));
+        const timer = new AbortController();
+        const emptied = await Promise.race([
+          this.pendingTruncation,
+          sleep(Math.max(0, deadline - Date.now()), undefined, { signal: timer.signal }).catch(() => undefined),
+        ]);
+        timer.abort();
+        if (emptied === true) return true;
+        if (emptied === undefined || this.checkpointer === null || Date.now() >= deadline) return false;
         await sleep(WAL_TRUNCATE_PAUSE_MS);
       }
     }

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { NewRecord } from '../../../src/store/audit-store.js';
+import { VERIFY_PAGE, type NewRecord } from '../../../src/store/audit-store.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
 import { SQLITE_MIGRATIONS } from '../../../src/store/sqlite/sqlite-migrations.js';
 import { useTempDir } from '../../support/temp-dir.js';
@@ -382,6 +382,43 @@ describe('SQLite purge and the write-ahead log', () => {
     expect(await store.finishPurges()).toEqual({ walKept: true });
     reader.prepare('COMMIT').run();
     reader.close();
+    await store.close();
+  });
+
+  it('gives up on the gateway checkpointer at purgeWalWaitMs while a verify holds its snapshot', async () => {
+    // Went wrong: the checkpointer's truncation window waits for every verify to end, and finishPurges waited for
+    // it with no deadline: a retention run (and the gateway's shutdown) waited for the whole verify.
+    const file = path.join(tempDir(), 'vigil.db');
+    const store = SqliteAuditStore.open({ file, backgroundCheckpoints: true, purgeWalWaitMs: 300 });
+    const notes = Array.from({ length: VERIFY_PAGE + 100 }, (_, i): NewRecord => ({
+      kind: 'note',
+      at: i,
+      data: { i },
+    }));
+    await store.append({ records: notes });
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let paused!: () => void;
+    const verifying = new Promise<void>((resolve) => (paused = resolve));
+    const verify = store.verify({
+      onProgress: async () => {
+        paused();
+        await released;
+      },
+    });
+    await verifying;
+
+    const started = Date.now();
+    expect(await store.finishPurges()).toEqual({ walKept: true });
+    expect(Date.now() - started).toBeLessThan(2_000);
+    // Asked again while the first truncation still waits for its window: the same deadline, no error.
+    expect(await store.finishPurges()).toEqual({ walKept: true });
+
+    release();
+    expect(await verify).toMatchObject({ ok: true });
+    // The window comes once the verify ends: the log is emptied.
+    expect(await store.finishPurges()).toEqual({});
+    expect(statSync(`${file}-wal`).size).toBe(0);
     await store.close();
   });
 });
