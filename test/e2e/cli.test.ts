@@ -320,9 +320,25 @@ describe('operator errors say what to fix', () => {
   it('exits when the proxy port is taken, its admin API and store released', async () => {
     // A regression: only a failed admin start released what start-up had opened, so with the proxy port taken the
     // process stayed up with its admin API listening.
-    const busy = createServer();
-    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
-    const port = (busy.address() as AddressInfo).port;
+    // A taken port whose next one is free: the admin API defaults to the proxy's port + 1, and another test's server
+    // there would fail start-up for the wrong reason.
+    let busy = createServer();
+    let port = 0;
+    for (let attempt = 0; attempt < 20; attempt++) {
+      await new Promise<void>((r) => busy.listen(0, '127.0.0.1', () => r()));
+      port = (busy.address() as AddressInfo).port;
+      const next = createServer();
+      const nextFree = await new Promise<boolean>((r) => {
+        next.once('error', () => r(false));
+        next.listen(port + 1, '127.0.0.1', () => r(true));
+      });
+      if (nextFree) {
+        await new Promise((r) => next.close(r));
+        break;
+      }
+      await new Promise((r) => busy.close(r));
+      busy = createServer();
+    }
     try {
       const r = await vigil(['serve', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir()], env);
       expect(r.code).toBe(2);
