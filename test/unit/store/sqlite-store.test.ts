@@ -140,8 +140,9 @@ describe('SQLite background WAL checkpoints', () => {
     const { store, errors, windows } = await storeWithWindows(file);
     const frames = (): number => Math.max(0, statSync(`${file}-wal`).size - 32) / (4096 + 24);
     let largest = 0;
-    // ~1,000 frames in all, a few per append, one append per turn of the event loop as a gateway's requests come.
-    for (let i = 0; i < 200; i++) {
+    // A few frames per append, one append per turn of the event loop as a gateway's requests come: enough of them
+    // that the thread's passes (every 20 ms) find the log past its threshold several times whatever the host's pace.
+    for (let i = 0; i < 400; i++) {
       const blob = { hash: `b${i}`, data: randomBytes(8 * 1024) };
       await store.append({ records: [{ kind: 'test.blob', at: Date.now(), data: { i } }], blobs: [blob] });
       largest = Math.max(largest, frames());
