@@ -243,6 +243,21 @@ describe('WriteQueue when a write fails', () => {
     await store.close();
   });
 
+  it('does not write a batch apart when the store says it is down: one failed write per flush, not one per part', async () => {
+    // Went wrong: a closed or unreachable store cost up to 16 failed writes per flush (halves of halves).
+    const dir = tempDir();
+    const { store, batches } = await countingStore(dir);
+    await store.close(); // gone: every write fails as the store's own ("The database connection is not open")
+    const lost: number[] = [];
+    const queue = new WriteQueue(store, { intervalMs: 5, onError: (_err, n) => lost.push(n.length) });
+    queue.enqueue(Array.from({ length: 100 }, () => record('exchange.events')));
+    await queue.flush();
+    expect(batches).toHaveLength(1);
+    await until('the records reported lost', () => (lost.length >= 3 ? true : undefined), 2_000);
+    expect(lost).toEqual([0, 0, 100]);
+    expect(batches).toHaveLength(3);
+  });
+
   it('gives records nobody waits on a few attempts, then reports them lost', async () => {
     const dir = tempDir();
     const { store, batches } = await countingStore(dir);
