@@ -63,7 +63,14 @@ export interface OutboxOptions {
   readonly batchSize?: number;
   readonly pollMs?: number;
   readonly maxBackoffMs?: number;
+  /**
+   * For sinks that take content: a batch ends once its events carry this many bytes of recorded bodies (it always
+   * holds one). Default 64 MiB. A batch of 200 exchanges each with a 30 MB PDF would otherwise be read whole.
+   */
+  readonly contentBudgetBytes?: number;
 }
+
+const CONTENT_BUDGET_BYTES = 64 * 1024 * 1024;
 
 /** Thrown inside a pass when this gateway no longer delivers for the sink: another one took over. */
 class LeadershipLost extends Error {}
@@ -145,7 +152,7 @@ export class Outbox {
         while (cursor < head && !this.stopped) {
           const records = await this.store.chainRecords(chain, cursor, batchSize);
           if (records.length === 0) break;
-          const events = await this.eventsOf(records, sink.includeContent === true);
+          const { events, used } = await this.eventsOf(records, sink.includeContent === true);
           try {
             if (events.length) {
               await this.stillLeader(sink);
@@ -161,7 +168,7 @@ export class Outbox {
               return this.store.setSinkCursor(sink.name, chain, seq);
             });
           }
-          cursor = records.at(-1)!.chainSeq;
+          cursor = records[used - 1]!.chainSeq;
           await this.store.setSinkCursor(sink.name, chain, cursor);
           cursors.set(chain, cursor);
           status.lastDeliveryAt = Date.now();
@@ -259,17 +266,28 @@ export class Outbox {
     }
   }
 
-  /** The audit events `records` stand for; with `withContent`, exchange events carry their masked content. */
-  private async eventsOf(records: readonly StoredRecord[], withContent: boolean): Promise<AuditEvent[]> {
-    // First each exchange's request, then (for sinks that want content) the bodies of the whole batch in one read.
-    const items: Array<{ r: StoredRecord; request?: ExchangeRequestData; response?: ExchangeResponseData }> = [];
-    for (const r of records) {
+  /**
+   * The audit events `records` stand for; with `withContent`, exchange events carry their masked content, and the
+   * batch ends early once that content passes the budget: `used` says how many of `records` the events cover.
+   */
+  private async eventsOf(
+    records: readonly StoredRecord[],
+    withContent: boolean,
+  ): Promise<{ events: AuditEvent[]; used: number }> {
+    // First each exchange's request, then (for sinks that want content) the bodies, an exchange at a time.
+    const items: Array<{
+      r: StoredRecord;
+      index: number;
+      request?: ExchangeRequestData;
+      response?: ExchangeResponseData;
+    }> = [];
+    for (const [index, r] of records.entries()) {
       if (r.kind === 'exchange.request' && r.exchangeId) {
         this.remember(r.exchangeId, JSON.parse(r.data) as ExchangeRequestData);
         continue;
       }
       if (r.kind !== 'exchange.response' || !r.exchangeId) {
-        items.push({ r });
+        items.push({ r, index });
         continue;
       }
       let request = this.requests.get(r.exchangeId);
@@ -280,18 +298,21 @@ export class Outbox {
       this.requests.delete(r.exchangeId);
       items.push({
         r,
+        index,
         ...(request ? { request } : {}),
         ...(withContent ? { response: JSON.parse(r.data) as ExchangeResponseData } : {}),
       });
     }
-    const blobs = withContent
-      ? await this.store.blobs(items.flatMap((i) => (i.response ? contentBlobHashes(i.request, i.response) : [])))
-      : new Map<string, Buffer>();
+    const budget = this.options.contentBudgetBytes ?? CONTENT_BUDGET_BYTES;
+    let carried = 0;
     const events: AuditEvent[] = [];
-    for (const { r, request, response } of items) {
+    for (const { r, index, request, response } of items) {
       let content: AuditEvent['content'];
       if (response) {
+        if (carried >= budget && events.length > 0) return { events, used: index };
         try {
+          const blobs = await this.store.blobs(contentBlobHashes(request, response));
+          for (const b of blobs.values()) carried += b.length;
           content = exchangeContent(request, response, blobs);
         } catch (err) {
           // A body's blobs gone (retention purged the exchange since it was read): the event goes without it.
@@ -301,7 +322,7 @@ export class Outbox {
       const e = auditEventOf(r, this.options.gateway, request, content);
       if (e) events.push(e);
     }
-    return events;
+    return { events, used: records.length };
   }
 
   private remember(id: string, req: ExchangeRequestData): void {

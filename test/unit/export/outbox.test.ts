@@ -184,7 +184,7 @@ describe('outbox and sinks that take content', () => {
   }
 
   /** An outbox with one HTTP sink that takes content, at the test receiver's `/dlp`. */
-  const contentOutbox = (store: SqliteAuditStore): Outbox =>
+  const contentOutbox = (store: SqliteAuditStore, options: { contentBudgetBytes?: number } = {}): Outbox =>
     new Outbox(
       store,
       [
@@ -192,7 +192,7 @@ describe('outbox and sinks that take content', () => {
           sinkConfigSchema.parse({ type: 'http', name: 'dlp', url: `${server.url}/dlp`, include_content: true }),
         ),
       ],
-      { gateway: 'test', log: pino({ level: 'silent' }) },
+      { gateway: 'test', log: pino({ level: 'silent' }), ...options },
     );
 
   const completed = (): AuditEvent[] =>
@@ -200,6 +200,31 @@ describe('outbox and sinks that take content', () => {
       .filter((r) => r.url === '/dlp' && acceptedIndexes.has(server.requests.indexOf(r)))
       .flatMap((r) => (JSON.parse(r.body) as { events: AuditEvent[] }).events)
       .filter((e) => e.type === 'exchange.completed');
+
+  it('ends a content batch once its bodies pass the budget, and delivers the rest after it, in order', async () => {
+    // Went wrong: a content sink read the bodies of a whole 200-record batch at once (gigabytes of PDFs).
+    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
+    for (const id of ['ex_1', 'ex_2', 'ex_3']) await recordExchange(store, id, `${id}: ${'y'.repeat(2_000)}`);
+    acceptedIndexes.clear();
+    server.reply = () => {
+      acceptedIndexes.add(server.requests.length - 1);
+      return { status: 200 };
+    };
+    const before = server.requests.filter((r) => r.url === '/dlp').length;
+    const outbox = contentOutbox(store, { contentBudgetBytes: 1_000 });
+    await outbox.runOnce();
+    const posts = server.requests.filter((r) => r.url === '/dlp').slice(before);
+    const perPost = posts.map(
+      (r) =>
+        (JSON.parse(r.body) as { events: AuditEvent[] }).events.filter((e) => e.type === 'exchange.completed').length,
+    );
+    expect(perPost.filter((n) => n > 0)).toEqual([1, 1, 1]);
+    expect(completed().map((e) => e.exchange)).toEqual(['ex_1', 'ex_2', 'ex_3']);
+    expect(completed().every((e) => e.content && !('omitted' in e.content))).toBe(true);
+    expect(outbox.statuses()[0]).toMatchObject({ lag: 0 });
+    await outbox.close();
+    await store.close();
+  });
 
   it('sends an event the receiver refuses with its content again without it, and the others with theirs', async () => {
     const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
