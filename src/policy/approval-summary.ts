@@ -6,7 +6,7 @@
  * Masking runs over the whole request before anything is cut, so an excerpt never ends in the middle of a secret
  * that the masker would no longer recognise.
  */
-import type { Masker } from '../recorder/masking/masker.js';
+import { findingTypes, type Masker } from '../recorder/masking/masker.js';
 import { requestContent } from './approval-rules.js';
 
 /** The masked summary of a held request, as stored in `approval.held` and sent to webhooks. */
@@ -83,6 +83,6 @@ export function summarizeRequest(
     toolsUsed: [...new Set(content.toolsUsed)].slice(0, MAX_TOOLS),
     lastTurn: clip(lastUserTurn(value), LAST_TURN_CHARS),
     excerpts,
-    masked: [...new Set(findings.map((f) => f.type))].sort(),
+    masked: findingTypes(findings),
   };
 }

@@ -14,6 +14,7 @@ import { asVigilError, isStackOverflow, tooDeeplyNested, VigilError } from '../e
 import type { Authentication } from '../identity/authenticator.js';
 import type { Principal } from '../identity/principal.js';
 import { evaluate, type Evaluation } from '../policy/approval-rules.js';
+import { findingTypes } from '../recorder/masking/masker.js';
 import { summarizeRequest } from '../policy/approval-summary.js';
 import type { ApprovalCoordinator, HoldOutcome } from '../policy/approvals.js';
 import type { PolicyDecision } from '../policy/policy.js';
@@ -194,8 +195,10 @@ export class ProxyServer {
       }
       if (r.changed) {
         if (inFlight === 'block') {
-          const types = [...new Set(r.findings.map((f) => f.type))].sort().join(', ');
-          dlp = new VigilError('BAD_REQUEST', `request refused by data-loss prevention: it contains ${types}`);
+          dlp = new VigilError(
+            'BAD_REQUEST',
+            `request refused by data-loss prevention: it contains ${findingTypes(r.findings).join(', ')}`,
+          );
         } else {
           request = RequestBody.fromValue(r.value);
         }
@@ -204,12 +207,10 @@ export class ProxyServer {
 
     // The request target is no body to rewrite: a secret in the path or query string is refused, in either mode.
     if (inFlight !== 'off' && dlp === null) {
-      const findings = [
-        ...connection.redactor.requestPart('path', route.path).findings,
-        ...connection.redactor.requestPart('query', route.query).findings,
-      ];
-      if (findings.length) {
-        const types = [...new Set(findings.map((f) => f.type))].sort().join(', ');
+      const path = connection.redactor.requestPart('path', route.path);
+      const query = connection.redactor.requestPart('query', route.query);
+      if (path.findings.length > 0 || query.findings.length > 0) {
+        const types = findingTypes([...path.findings, ...query.findings]).join(', ');
         dlp = new VigilError(
           'BAD_REQUEST',
           `request refused by data-loss prevention: its path or query string contains ${types}`,

@@ -203,9 +203,13 @@ export class Redactor {
       this.pieces,
       this.headerMemo,
       this.lastHeaders,
-      (part, value) => this.requestPart(part, value),
+      this.maskRequestPart,
     );
   }
+
+  /** {@link requestPart}, bound once for the exchanges' redactions. */
+  private readonly maskRequestPart = (part: RequestPart, value: string): MaskResult<string> =>
+    this.requestPart(part, value);
 
   /** A request's path, query string (parameter by parameter) or user agent, masked. */
   requestPart(part: RequestPart, value: string): MaskResult<string> {
@@ -270,6 +274,7 @@ export class ExchangeRedaction {
 
   /** The request's path, query string or user agent as it is recorded; `where` names its findings. */
   requestPart(part: RequestPart, value: string, where: string): string {
+    if (!this.enabled) return value;
     const r = this.maskRequestPart(part, value);
     if (r.changed) this.note(r.findings, where);
     return r.value;

@@ -24,6 +24,11 @@ export interface MaskFinding {
   count: number;
 }
 
+/** The kinds of thing found, each once, sorted: what an error or a summary names (never the values). */
+export function findingTypes(findings: readonly MaskFinding[]): string[] {
+  return [...new Set(findings.map((f) => f.type))].sort();
+}
+
 export interface MaskResult<T> {
   value: T;
   findings: MaskFinding[];
