@@ -25,6 +25,7 @@ const CODINGS: Readonly<Record<string, Coding>> = {
   br: { whole: brotliDecompressSync, stream: createBrotliDecompress },
 };
 
+/** The codings above, as an error message names them (`x-gzip` is gzip's old name). */
 export const SUPPORTED_CODINGS = 'gzip, deflate, br';
 
 /** The codings a `content-encoding` header lists, in the order they were applied, without `identity`. */
@@ -36,14 +37,14 @@ export function contentCodings(header: string | undefined): string[] {
     .filter((c) => c !== '' && c !== 'identity');
 }
 
-/** Whether the gateway can undo every one of `codings`. */
-export function canDecode(codings: readonly string[]): boolean {
-  return codings.every((c) => Object.hasOwn(CODINGS, c));
+/** The first of `codings` the gateway cannot undo, or undefined when it can undo them all. */
+export function unsupportedCoding(codings: readonly string[]): string | undefined {
+  return codings.find((c) => !Object.hasOwn(CODINGS, c));
 }
 
 /**
  * Undo one coding of a whole body, output limited as `options` says.
- * @throws when `coding` is not one {@link canDecode} accepts, or the bytes do not decode.
+ * @throws when `coding` is an {@link unsupportedCoding}, or the bytes do not decode.
  */
 export function decodeWhole(coding: string, body: Buffer, options: ZlibOptions): Buffer {
   const c = Object.hasOwn(CODINGS, coding) ? CODINGS[coding] : undefined;
@@ -62,7 +63,7 @@ export interface StreamDecoder {
  * not one the gateway knows (the bytes are then kept as they came). An error in any stage ends `output` with it.
  */
 export function streamDecoder(codings: readonly string[]): StreamDecoder | null {
-  if (codings.length === 0 || !canDecode(codings)) return null;
+  if (codings.length === 0 || unsupportedCoding(codings) !== undefined) return null;
   const stages = [...codings].reverse().map((c) => CODINGS[c]!.stream());
   for (let i = 1; i < stages.length; i++) {
     const next = stages[i]!;

@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { VigilError } from '../errors.js';
-import { canDecode, contentCodings, decodeWhole, SUPPORTED_CODINGS } from '../net/content-coding.js';
+import { contentCodings, decodeWhole, SUPPORTED_CODINGS, unsupportedCoding } from '../net/content-coding.js';
 
 export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
@@ -43,7 +43,7 @@ export function decodeBody(body: Buffer, encoding: string | undefined, limit: nu
   if (encoding === undefined) return null; // the usual request: no allocation on the hot path
   const codings = contentCodings(encoding);
   if (codings.length === 0) return null;
-  const unknown = codings.find((c) => !canDecode([c]));
+  const unknown = unsupportedCoding(codings);
   if (unknown !== undefined) {
     throw new VigilError(
       'BAD_REQUEST',

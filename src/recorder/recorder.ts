@@ -171,8 +171,9 @@ export class Recorder {
     const modelField = body.field('model');
     const model = typeof modelField === 'string' ? modelField : null;
     let redaction = input.redactor.begin(session.id);
-    const recording = (lastRequestMessage: unknown): ExchangeRecording =>
-      new ExchangeRecording(
+    // In flight from here, whatever is kept of it (even nothing, `off`): shutdown waits for it.
+    const recording = (lastRequestMessage: unknown): ExchangeRecording => {
+      const rec = new ExchangeRecording(
         this,
         input.exchangeId,
         session.id,
@@ -184,12 +185,10 @@ export class Recorder {
         input.level,
         lastRequestMessage,
       );
-    if (input.level === 'off') {
-      // Nothing is kept, but it is in flight all the same: shutdown waits for it.
-      const rec = recording(undefined);
       this.active.add(rec);
       return rec;
-    }
+    };
+    if (input.level === 'off') return recording(undefined);
     const full = input.level === 'full';
     const agent = resolveAgent(input.headers);
     let stored = full ? storedRequest(redaction, body, this.known) : undefined;
@@ -248,9 +247,7 @@ export class Recorder {
         'recording failed; forwarding anyway (best_effort)',
       );
     }
-    const rec = recording(stored?.lastMessage);
-    this.active.add(rec);
-    return rec;
+    return recording(stored?.lastMessage);
   }
 
   /**

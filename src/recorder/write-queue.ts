@@ -48,7 +48,7 @@ const MAX_FAILURES_IN_A_ROW = 16;
  * Whether `err` says the store itself cannot write now — locked, full, gone, its connection lost — rather than that
  * something in the batch is bad: then writing the batch apart would only fail again, once per part.
  */
-export function storeIsDown(err: unknown): boolean {
+function storeIsDown(err: unknown): boolean {
   const code = String((err as { code?: unknown } | null)?.code ?? '');
   if (/^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|NOMEM|PROTOCOL)/.test(code)) return true;
   if (/^(ECONN|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)/.test(code)) return true;

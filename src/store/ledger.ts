@@ -14,8 +14,8 @@ import type {
   VerifyProblem,
   VerifyReport,
 } from './audit-store.js';
-import { blobRefs } from './blob-refs.js';
 import { VERIFY_PAGE } from './audit-store.js';
+import { blobRefs } from './blob-refs.js';
 import type { DigestSignedData } from './digests.js';
 import { HOLD_RECORD_KINDS, indexProblems, KEY_RECORD_KINDS, type IndexRecord } from './ledger-index.js';
 import type { RetentionPurgedData } from './retention.js';

@@ -239,6 +239,13 @@ export const toChainHead = (r: ChainHeadRow): ChainHead => ({ chain: r.chain, ch
 export const HELD = `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND (h.session_id = e.session_id
   OR h.caller_subject = e.caller_subject
   OR lower(h.caller_subject) = (SELECT lower(c.email) FROM exchange_callers c WHERE c.exchange_id = e.id))`;
+/**
+ * Exchange `e` has a record some SIEM sink has not received: past that sink's cursor on its chain (none yet: 0).
+ * `sinks` is a table expression of the sinks' names as column `name` (SQLite `json_each`, PostgreSQL `unnest`).
+ */
+export const UNDELIVERED = (sinks: string): string => `SELECT 1 FROM records x, ${sinks} WHERE x.exchange_id = e.id
+  AND x.chain_seq > coalesce((SELECT c.chain_seq FROM sink_cursors c WHERE c.sink = s.name AND c.chain = x.chain), 0)`;
+
 /** Exchange `e` has the last record of a chain: kept, so every chain keeps its head. */
 export const AT_HEAD = `SELECT 1 FROM records x WHERE x.exchange_id = e.id
   AND x.chain_seq = (SELECT max(y.chain_seq) FROM records y WHERE y.chain = x.chain)`;

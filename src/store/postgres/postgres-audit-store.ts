@@ -55,6 +55,7 @@ import {
   AT_HEAD,
   CHAIN_HEADS,
   HELD,
+  UNDELIVERED,
   toChainHead,
   type ChainHeadRow,
   toHold,
@@ -904,11 +905,8 @@ export class PostgresAuditStore implements AuditStore {
     const after = query.after
       ? `AND (r.ended_at > ${param(query.after.endedAt)}::bigint OR (r.ended_at = ${param(query.after.endedAt)}::bigint AND e.id COLLATE "C" > ${param(query.after.id)}))`
       : '';
-    // A record past a sink's cursor on its chain (none yet: 0) is one that sink has not received.
     const undelivered = query.deliveredTo?.length
-      ? `AND NOT EXISTS (SELECT 1 FROM records x, unnest(${param([...query.deliveredTo])}::text[]) s(name)
-           WHERE x.exchange_id = e.id AND x.chain_seq > coalesce(
-             (SELECT c.chain_seq FROM sink_cursors c WHERE c.sink = s.name AND c.chain = x.chain), 0))`
+      ? `AND NOT EXISTS (${UNDELIVERED(`unnest(${param([...query.deliveredTo])}::text[]) s(name)`)})`
       : '';
     const res = await this.pool.query<CandidateRow>(
       `SELECT e.id, e.session_id, e.connection, e.caller_subject, e.started_at, r.ended_at,

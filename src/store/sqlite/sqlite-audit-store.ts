@@ -56,6 +56,7 @@ import {
   AT_HEAD,
   CHAIN_HEADS,
   HELD,
+  UNDELIVERED,
   toChainHead,
   type ChainHeadRow,
   toHold,
@@ -802,9 +803,7 @@ export class SqliteAuditStore implements AuditStore {
     }
     let undelivered = '';
     if (query.deliveredTo?.length) {
-      // A record past a sink's cursor on its chain (none yet: 0) is one that sink has not received.
-      undelivered = `AND NOT EXISTS (SELECT 1 FROM records x, json_each(?) s WHERE x.exchange_id = e.id
-        AND x.chain_seq > coalesce((SELECT c.chain_seq FROM sink_cursors c WHERE c.sink = s.value AND c.chain = x.chain), 0))`;
+      undelivered = `AND NOT EXISTS (${UNDELIVERED('(SELECT value AS name FROM json_each(?)) s')})`;
       params.push(JSON.stringify(query.deliveredTo));
     }
     params.push(query.limit);

@@ -235,7 +235,7 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   // 9: two record indexes without the exchanges' records, which are most of them and are found by exchange instead:
   // each was one more page written by every commit of an exchange (the request's before it is forwarded).
   //  - by kind: asked for approvals, purges, reads, deliveries (the predicate is repeated in those queries, so
-  //    SQLite can use it; see EXCHANGE_KINDS_SQL);
+  //    SQLite can use it; see NOT_EXCHANGE_KIND_SQL);
   //  - by session: an exchange's own records are found through exchanges.session_id, the rest (approvals…) here.
   `
   DROP INDEX records_kind;
@@ -250,4 +250,4 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
 /** The records left out of `records_kind` (migration 9), as its predicate spells them. */
 export const EXCHANGE_KINDS = ['exchange.request', 'exchange.events', 'exchange.response'] as const;
 /** That predicate, repeated word for word in a query so that SQLite may use the index. */
-export const NOT_EXCHANGE_KIND_SQL = "kind NOT IN ('exchange.request', 'exchange.events', 'exchange.response')";
+export const NOT_EXCHANGE_KIND_SQL = `kind NOT IN (${EXCHANGE_KINDS.map((k) => `'${k}'`).join(', ')})`;
