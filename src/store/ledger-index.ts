@@ -201,6 +201,54 @@ function differences<T>(row: T, want: T, fields: ReadonlyArray<keyof T>): string
     .map((f) => `${String(f)}: index ${JSON.stringify(row[f])}, ledger ${JSON.stringify(want[f])}`);
 }
 
+/** One index (keys or holds) against the rows the ledger's records make of it. */
+interface IndexComparison<Row, Made extends Row> {
+  readonly rows: readonly Row[];
+  /** The ledger's rows by id; those the index lacks are left in it. */
+  readonly ledger: Map<string, Made>;
+  readonly idOf: (row: Row) => string;
+  readonly rowLabel: (row: Row) => string;
+  readonly ledgerLabel: (row: Made) => string;
+  readonly table: string;
+  /** The record kinds that make a row and that end it (revoke, release). */
+  readonly made: string;
+  readonly ended: string;
+  readonly madeAt: (row: Made) => Position;
+  readonly endedAt: (row: Made) => Position | null;
+  readonly fields: ReadonlyArray<keyof Row>;
+}
+
+function compareIndex<Row, Made extends Row>(
+  c: IndexComparison<Row, Made>,
+  problem: (where: Position | null, detail: string) => void,
+): void {
+  for (const row of c.rows) {
+    const label = c.rowLabel(row);
+    const want = c.ledger.get(c.idOf(row));
+    c.ledger.delete(c.idOf(row));
+    if (!want) {
+      problem(null, `${label} is in the ${c.table} index, but no ${c.made} record made it: the index was changed`);
+      continue;
+    }
+    const diff = differences<Row>(row, want, c.fields);
+    if (diff.length) {
+      const made = c.madeAt(want);
+      const ended = c.endedAt(want);
+      const records = [`${c.made} ${at(made)}`, ...(ended ? [`${c.ended} ${at(ended)}`] : [])];
+      problem(
+        ended ?? made,
+        `${label} in the ${c.table} index differs from its records (${records.join(', ')}): ${diff.join('; ')}: the index was changed`,
+      );
+    }
+  }
+  for (const want of c.ledger.values()) {
+    problem(
+      c.madeAt(want),
+      `${c.ledgerLabel(want)} of ${c.made} ${at(c.madeAt(want))} is missing from the ${c.table} index: the index was changed`,
+    );
+  }
+}
+
 /**
  * Every way the gateway-key and hold index rows differ from what the ledger's records make of them: a row no record
  * made, a row whose fields the records contradict (a revoked key live again, a hold released without a record), a
@@ -222,58 +270,38 @@ export function indexProblems(
     });
   };
 
-  const keys = ledgerKeys(all);
-  for (const row of rows.keys) {
-    const key = `gateway key "${row.name}" (${gatewayKeyId(row.hash)})`;
-    const want = keys.get(row.hash);
-    keys.delete(row.hash);
-    if (!want) {
-      problem(null, `${key} is in the gateway_keys index, but no key.created record made it: the index was changed`);
-      continue;
-    }
-    const diff = differences<StoredGatewayKey>(row, want, KEY_FIELDS);
-    if (diff.length) {
-      const records = [`key.created ${at(want.created)}`, ...(want.revoked ? [`key.revoked ${at(want.revoked)}`] : [])];
-      problem(
-        want.revoked ?? want.created,
-        `${key} in the gateway_keys index differs from its records (${records.join(', ')}): ${diff.join('; ')}: the index was changed`,
-      );
-    }
-  }
-  for (const want of keys.values()) {
-    problem(
-      want.created,
-      `gateway key "${want.name}" (${gatewayKeyId(want.hash)}) of key.created ${at(want.created)} is missing from the gateway_keys index: the index was changed`,
-    );
-  }
-
-  const holds = ledgerHolds(all);
-  for (const row of rows.holds) {
-    const hold = `hold ${row.id} (${row.session !== null ? `session ${row.session}` : `caller ${row.caller}`})`;
-    const want = holds.get(row.id);
-    holds.delete(row.id);
-    if (!want) {
-      problem(null, `${hold} is in the holds index, but no hold.added record made it: the index was changed`);
-      continue;
-    }
-    const diff = differences<StoredHold>(row, want, HOLD_FIELDS);
-    if (diff.length) {
-      const records = [
-        `hold.added ${at(want.added)}`,
-        ...(want.released ? [`hold.released ${at(want.released)}`] : []),
-      ];
-      problem(
-        want.released ?? want.added,
-        `${hold} in the holds index differs from its records (${records.join(', ')}): ${diff.join('; ')}: the index was changed`,
-      );
-    }
-  }
-  for (const want of holds.values()) {
-    problem(
-      want.added,
-      `hold ${want.id} of hold.added ${at(want.added)} is missing from the holds index: the index was changed`,
-    );
-  }
+  compareIndex(
+    {
+      rows: rows.keys,
+      ledger: ledgerKeys(all),
+      idOf: (k) => k.hash,
+      rowLabel: (k) => `gateway key "${k.name}" (${gatewayKeyId(k.hash)})`,
+      ledgerLabel: (k) => `gateway key "${k.name}" (${gatewayKeyId(k.hash)})`,
+      table: 'gateway_keys',
+      made: 'key.created',
+      ended: 'key.revoked',
+      madeAt: (k) => k.created,
+      endedAt: (k) => k.revoked,
+      fields: KEY_FIELDS,
+    },
+    problem,
+  );
+  compareIndex(
+    {
+      rows: rows.holds,
+      ledger: ledgerHolds(all),
+      idOf: (h) => h.id,
+      rowLabel: (h) => `hold ${h.id} (${h.session !== null ? `session ${h.session}` : `caller ${h.caller}`})`,
+      ledgerLabel: (h) => `hold ${h.id}`,
+      table: 'holds',
+      made: 'hold.added',
+      ended: 'hold.released',
+      madeAt: (h) => h.added,
+      endedAt: (h) => h.released,
+      fields: HOLD_FIELDS,
+    },
+    problem,
+  );
   return problems;
 }
 
