@@ -2,6 +2,7 @@
  * The admin API described as OpenAPI 3.1, served at `/api/v1/openapi.json`. Written by hand, next to the routes; a
  * test checks that every route served is described here.
  */
+import { VERIFY_PROBLEMS } from '../store/audit-store.js';
 import { EXPORT_FORMATS } from './exchange-export.js';
 import { FILTER_PARAMS, OUTCOMES, SESSION_PAGE } from './query-params.js';
 import { RECENT_LIMIT } from './session-list.js';
@@ -476,20 +477,7 @@ export const OPENAPI_DOCUMENT = {
           chain: { type: 'string', description: 'Empty for an index row that no record made.' },
           chainSeq: { type: ['integer', 'null'] },
           seq: { type: ['integer', 'null'] },
-          problem: {
-            enum: [
-              'changed',
-              'missing',
-              'reordered',
-              'blob_changed',
-              'blob_missing',
-              'head_missing',
-              'signature_invalid',
-              'digest_invalid',
-              'index_changed',
-              'index_unsigned',
-            ],
-          },
+          problem: { enum: VERIFY_PROBLEMS },
           detail: { type: 'string' },
         },
       },

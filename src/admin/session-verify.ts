@@ -12,6 +12,7 @@
 import type { AuditStore, ChainPosition, StoredRecord, VerifyProblem, PurgedRun } from '../store/audit-store.js';
 import { blobRefs } from '../store/blob-refs.js';
 import { recordHash, sha256Hex } from '../store/ledger.js';
+import type { RetentionPurgedData } from '../store/retention.js';
 
 export interface SessionVerifyReport {
   readonly ok: boolean;
@@ -32,7 +33,7 @@ const PURGE_PAGE = 10_000;
  * Every run of positions that `retention.purged` records say they removed — all of them, a page at a time: purges run
  * in batches of ~20 ms, each with its own record, so a store collects many.
  */
-export async function purgedRuns(store: AuditStore, pageSize = PURGE_PAGE): Promise<PurgedRun[]> {
+export async function recordedPurgeRuns(store: AuditStore, pageSize = PURGE_PAGE): Promise<PurgedRun[]> {
   const records: StoredRecord[] = [];
   for (let after = 0; ;) {
     const page = await store.recordsOfKinds(['retention.purged'], 0, pageSize, after);
@@ -42,7 +43,8 @@ export async function purgedRuns(store: AuditStore, pageSize = PURGE_PAGE): Prom
   }
   return records.flatMap((r) => {
     try {
-      return ((JSON.parse(r.data) as { removed?: PurgedRun[] }).removed ?? []) as PurgedRun[];
+      // `?? []`: a record written without `removed` (malformed, or by hand) removed nothing here.
+      return (JSON.parse(r.data) as RetentionPurgedData).removed ?? [];
     } catch {
       return [];
     }
@@ -76,7 +78,7 @@ export async function verifySession(
   for (const r of records) byPosition.set(key(r), r);
   const inSession = new Set(records.map(key));
   // Positions retention removed (the store-wide verify checks the purge records themselves, signatures included).
-  const purged = await purgedRuns(store);
+  const purged = await recordedPurgeRuns(store);
   const wasPurged = (p: ChainPosition): PurgedRun | undefined =>
     purged.find((run) => run.chain === p.chain && run.from <= p.chainSeq && p.chainSeq <= run.to);
 

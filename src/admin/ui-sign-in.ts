@@ -10,7 +10,7 @@
  * requests), OpenID Connect Core §3.1 (nonce) and Discovery §4.
  */
 import { z } from 'zod';
-import type { OidcIssuerConfig } from '../identity/identity-config.js';
+import { audienceList, type OidcIssuerConfig } from '../identity/identity-config.js';
 import type { ClientAudience } from '../identity/oidc-verifier.js';
 
 /** `admin.ui.oidc`. */
@@ -104,7 +104,7 @@ export function uiSignInWarnings(
   if (!client) return [];
   const index = issuers.findIndex((i) => i.issuer === client.issuer);
   const audience = issuers[index]?.audience;
-  const audiences = typeof audience === 'string' ? [audience] : (audience ?? []);
+  const audiences = audienceList(audience);
   if (!audiences.includes(client.clientId)) return [];
   return [
     `identity.oidc[${index}].audience includes admin.ui.oidc.client_id "${client.clientId}": every ID token the web ` +

@@ -35,6 +35,9 @@ export const secretRef = z.union([
 ]);
 export type SecretRef = z.output<typeof secretRef>;
 
+/** A valid HTTP header name (an RFC 9110 token). */
+export const HTTP_HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+
 /** Whether `url` has a user name or password in it. */
 export function hasCredentials(url: URL): boolean {
   return url.username !== '' || url.password !== '';

@@ -15,7 +15,7 @@ import { createHmac } from 'node:crypto';
 import type { AuditEvent } from './audit-event.js';
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
-import { outgoingEvent } from './internal/outgoing-event.js';
+import { outgoingEvent, withoutContent } from './internal/outgoing-event.js';
 import { serialiseBatch } from './internal/serialise-batch.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
 import { readHeaders } from './internal/read-secret.js';
@@ -107,7 +107,7 @@ export class HttpSink implements Sink {
       why = `the event with its content could not be serialised: ${describeError(err)}`;
     }
     try {
-      const json = JSON.stringify({ ...outgoing, content: { omitted: why } });
+      const json = JSON.stringify(withoutContent(outgoing, why));
       return { json, bytes: Buffer.byteLength(json) };
     } catch (err) {
       throw new SinkDeliveryError(this.name, `event ${event.id} could not be serialised: ${describeError(err)}`, {

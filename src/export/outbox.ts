@@ -20,6 +20,7 @@ import type { Logger } from 'pino';
 import type { StoredRecord, WriteBatch } from '../store/audit-store.js';
 import type { ExchangeRequestData, ExchangeResponseData } from '../store/record-types.js';
 import type { AuditEvent } from './audit-event.js';
+import { withoutContent } from './internal/outgoing-event.js';
 import { auditEventOf, contentBlobHashes, exchangeContent } from './record-events.js';
 import type { Sink } from './sink.js';
 import { SinkDeliveryError } from './sink-delivery-error.js';
@@ -224,7 +225,7 @@ export class Outbox {
         if (!(err instanceof SinkDeliveryError && err.rejected)) throw err;
         if (e.content && !e.content.omitted) {
           // Refused with its content (too large for the receiver, say): the event itself is sent again without it.
-          queue[i] = { ...e, content: { omitted: `refused by the receiver with its content (${err.message})` } };
+          queue[i] = withoutContent(e, `refused by the receiver with its content (${err.message})`);
           i--;
           continue;
         }
@@ -241,7 +242,7 @@ export class Outbox {
         } catch (probeErr) {
           const withContent = probe.content !== undefined && !probe.content.omitted;
           if (!(probeErr instanceof SinkDeliveryError && probeErr.rejected) || !withContent) throw err;
-          probe = { ...probe, content: { omitted: `refused by the receiver with its content (${probeErr.message})` } };
+          probe = withoutContent(probe, `refused by the receiver with its content (${probeErr.message})`);
           await sink.deliver([probe]);
         }
         await this.store.append({

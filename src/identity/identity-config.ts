@@ -105,6 +105,11 @@ export const oidcIssuerSchema = z
   .strict();
 export type OidcIssuerConfig = z.output<typeof oidcIssuerSchema>;
 
+/** Audiences written as one string or a list (an issuer's `audience`, a token's `aud` claim), as a list; none when absent. */
+export function audienceList(audience: string | readonly string[] | undefined): string[] {
+  return typeof audience === 'string' ? [audience] : [...(audience ?? [])];
+}
+
 /** The `identity` section. Gateway keys need no configuration: they live in the store. */
 export const identityConfigSchema = z
   .object({

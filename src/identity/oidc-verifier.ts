@@ -20,7 +20,7 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import { VigilError } from '../errors.js';
-import { ASYMMETRIC_ALGORITHMS, type OidcIssuerConfig } from './identity-config.js';
+import { ASYMMETRIC_ALGORITHMS, audienceList, type OidcIssuerConfig } from './identity-config.js';
 import type { Principal } from './principal.js';
 
 export interface OidcVerifierOptions {
@@ -153,7 +153,7 @@ export class OidcVerifier {
       );
     }
 
-    const own = typeof config.audience === 'string' ? [config.audience] : [...config.audience];
+    const own = audienceList(config.audience);
     const client = options.client?.issuer === config.issuer ? options.client.clientId : undefined;
     const audience = client === undefined || own.includes(client) ? own : [...own, client];
 
@@ -384,7 +384,7 @@ async function fromCache(
  * @throws VigilError `UNAUTHENTICATED` naming the audiences and the authorized party.
  */
 function checkAuthorizedParty(payload: JWTPayload, own: readonly string[], client: string): void {
-  const aud = typeof payload.aud === 'string' ? [payload.aud] : (payload.aud ?? []);
+  const aud = audienceList(payload.aud);
   if (aud.some((a) => own.includes(a))) return;
   const azp = payload['azp'];
   if ((aud.length > 1 || azp !== undefined) && azp !== client) {

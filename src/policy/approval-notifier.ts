@@ -10,10 +10,17 @@
  * The timestamp is inside the MAC so a captured notification cannot be replayed later as a fresh one.
  */
 import { z } from 'zod';
-import { hasCredentials, httpUrlWithout, positiveDuration, secretRef } from '../config/common-schemas.js';
+import {
+  HTTP_HEADER_NAME,
+  hasCredentials,
+  httpUrlWithout,
+  positiveDuration,
+  secretRef,
+} from '../config/common-schemas.js';
 import { ConfigError } from '../errors.js';
 import { readSecret } from '../config/read-secret.js';
 import { vigilSignature } from '../export/http-sink.js';
+import { readHeaders } from '../export/internal/read-secret.js';
 import type { ApprovalView, HeldNotifier, NotifiedData } from './approvals.js';
 
 const webhookName = z
@@ -40,7 +47,7 @@ const OWN_HEADERS = new Set(['content-type', 'content-length', 'host', 'x-vigil-
  */
 const extraHeaders = z.record(z.string(), z.union([z.string(), secretRef])).superRefine((headers, ctx) => {
   for (const name of Object.keys(headers)) {
-    if (!/^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(name))
+    if (!HTTP_HEADER_NAME.test(name))
       ctx.addIssue({ code: 'custom', path: [name], message: 'must be a valid HTTP header name' });
     else if (OWN_HEADERS.has(name.toLowerCase()))
       ctx.addIssue({ code: 'custom', path: [name], message: 'is set by Vigil itself and cannot be replaced' });
@@ -240,14 +247,6 @@ function targetUrl(w: WebhookConfig, where: string): string {
   return url;
 }
 
-function targetHeaders(w: WebhookConfig, where: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(w.headers ?? {})) {
-    out[name.toLowerCase()] = typeof value === 'string' ? value : readSecret(value, `${where}.headers.${name}`);
-  }
-  return out;
-}
-
 export interface ApprovalNotifierOptions {
   readonly log?: { warn(obj: object, msg: string): void } | undefined;
   /** Milliseconds before the first retry; doubled each time. Default 500. */
@@ -270,7 +269,7 @@ export class ApprovalNotifier implements HeldNotifier {
       return {
         config: w,
         url: targetUrl(w, where),
-        headers: targetHeaders(w, where),
+        headers: readHeaders(w.headers, where),
         secret: w.secret ? readSecret(w.secret, `${where}.secret`) : undefined,
       };
     });

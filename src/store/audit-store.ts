@@ -206,33 +206,37 @@ export interface Page<T> {
   readonly nextCursor: string | null;
 }
 
+/** What `verify` can find wrong, in the order the OpenAPI document lists them. */
+export const VERIFY_PROBLEMS = [
+  'changed',
+  'missing',
+  'reordered',
+  'blob_changed',
+  'blob_missing',
+  'head_missing',
+  /** A signed digest or purge record whose signature does not verify with the public keys given. */
+  'signature_invalid',
+  /** A signed digest that does not follow its chain's previous digest, or names the wrong head. */
+  'digest_invalid',
+  /**
+   * A gateway-key or legal-hold index row that its ledger records do not make (changed, added or removed behind
+   * the ledger's back); `chain` and `chainSeq` name the record it contradicts, or are empty and null for a row no
+   * record made.
+   */
+  'index_changed',
+  /**
+   * With public keys only: a `key.*` or `hold.*` record that no validly signed digest of its chain covers. Such a
+   * record decides who may call or what may be purged, and every writer that appends one signs its chain before it
+   * exits; one outside every signature was appended by someone without the signing key.
+   */
+  'index_unsigned',
+] as const;
+
 export interface VerifyProblem {
   readonly chain: string;
   readonly chainSeq: number | null;
   readonly seq: number | null;
-  readonly problem:
-    | 'changed'
-    | 'missing'
-    | 'reordered'
-    | 'blob_changed'
-    | 'blob_missing'
-    | 'head_missing'
-    /** A signed digest or purge record whose signature does not verify with the public keys given. */
-    | 'signature_invalid'
-    /** A signed digest that does not follow its chain's previous digest, or names the wrong head. */
-    | 'digest_invalid'
-    /**
-     * A gateway-key or legal-hold index row that its ledger records do not make (changed, added or removed behind
-     * the ledger's back); `chain` and `chainSeq` name the record it contradicts, or are empty and null for a row no
-     * record made.
-     */
-    | 'index_changed'
-    /**
-     * With public keys only: a `key.*` or `hold.*` record that no validly signed digest of its chain covers. Such a
-     * record decides who may call or what may be purged, and every writer that appends one signs its chain before it
-     * exits; one outside every signature was appended by someone without the signing key.
-     */
-    | 'index_unsigned';
+  readonly problem: (typeof VERIFY_PROBLEMS)[number];
   readonly detail: string;
 }
 

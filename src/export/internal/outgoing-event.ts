@@ -6,3 +6,8 @@ export function outgoingEvent(event: AuditEvent, includeContent: boolean): Audit
   const { content: _content, ...rest } = event;
   return rest;
 }
+
+/** The event sent without its content, `content.omitted` saying why (too large for a body, refused by the receiver, …). */
+export function withoutContent(event: AuditEvent, why: string): AuditEvent {
+  return { ...event, content: { omitted: why } };
+}

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { purgedRuns, verifySession } from '../../../src/admin/session-verify.js';
+import { recordedPurgeRuns, verifySession } from '../../../src/admin/session-verify.js';
 import type { AuditStore, NewRecord } from '../../../src/store/audit-store.js';
 import { recordHash } from '../../../src/store/ledger.js';
 import { createStoreFixture, storeKinds, type StoreFixture } from '../../support/stores.js';
@@ -79,7 +79,7 @@ describe.each(storeKinds())('verifySession: %s', (kind) => {
       data: { removed: [{ chain: 'ch_x', from, to: from }] },
     });
     await store.append({ records: [purge(1), purge(2), purge(3), purge(4), purge(5)] });
-    expect((await purgedRuns(store, 2)).map((r) => r.from)).toEqual([1, 2, 3, 4, 5]);
+    expect((await recordedPurgeRuns(store, 2)).map((r) => r.from)).toEqual([1, 2, 3, 4, 5]);
   });
 
   it('reports an intact session as ok', async () => {
