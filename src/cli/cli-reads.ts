@@ -7,6 +7,7 @@ import { loadConfig } from '../config/load-config.js';
 import type { RecordingReadData } from '../store/audit-store.js';
 import { signChain } from '../store/ledger-upkeep.js';
 import { openStore } from '../store/open-store.js';
+import { cliActor } from './ledger-commands.js';
 
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -17,9 +18,8 @@ export async function recordCliRead(
   out: Out,
   query?: string,
 ): Promise<void> {
-  const user = process.env.USER ?? process.env.LOGNAME ?? 'unknown';
   const data: RecordingReadData = {
-    actor: { method: 'anonymous', subject: `cli:${user}` },
+    actor: { method: 'anonymous', subject: cliActor() },
     role: 'admin',
     what,
     ids,

@@ -31,7 +31,7 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[]
 }
 
 /** Who ran the command, as recorded on the ledger. */
-const actor = (): string => `cli:${process.env.USER ?? process.env.LOGNAME ?? 'unknown'}`;
+export const cliActor = (): string => `cli:${process.env.USER ?? process.env.LOGNAME ?? 'unknown'}`;
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
@@ -141,7 +141,7 @@ export async function holdsCommand(args: string[], out: Out): Promise<number> {
       if (values.reason === undefined)
         return fail(out, 'usage: vigil holds add --session ID | --caller SUBJECT|EMAIL --reason "…"');
       const hold = await withWritableStore(config, (store) =>
-        addHold(store, { session: values.session, caller: values.caller, reason: values.reason!, by: actor() }),
+        addHold(store, { session: values.session, caller: values.caller, reason: values.reason!, by: cliActor() }),
       );
       if (values.json) out.stdout.write(`${JSON.stringify(hold, null, 2)}\n`);
       else out.stdout.write(`${hold.holdId}\n`);
@@ -174,7 +174,7 @@ export async function holdsCommand(args: string[], out: Out): Promise<number> {
     if (verb === 'release') {
       const id = positionals[0];
       if (!id || values.reason === undefined) return fail(out, 'usage: vigil holds release HOLD-ID --reason "…"');
-      await withWritableStore(config, (store) => releaseHold(store, id, { reason: values.reason!, by: actor() }));
+      await withWritableStore(config, (store) => releaseHold(store, id, { reason: values.reason!, by: cliActor() }));
       out.stdout.write(`hold ${id} released: its exchanges fall under retention again\n`);
       return 0;
     }

@@ -37,7 +37,7 @@ import { describeStore, openStore } from '../store/open-store.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { approvalsCommand } from './approvals-command.js';
 import { renderTranscript } from './transcript.js';
-import { holdsCommand, publicKeyCommand, retentionCommand } from './ledger-commands.js';
+import { cliActor, holdsCommand, publicKeyCommand, retentionCommand } from './ledger-commands.js';
 import { readPublicKey } from '../store/signing-key.js';
 
 const USAGE = `usage: vigil <command> [options]
@@ -385,7 +385,7 @@ async function keys(args: string[], out: Out): Promise<number> {
   });
   const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
   const store = await openStore(config);
-  const actor = `cli:${process.env.USER ?? process.env.LOGNAME ?? 'unknown'}`;
+  const actor = cliActor();
   try {
     if (verb === 'create') {
       if (!values.name)
