@@ -316,7 +316,9 @@ export class PostgresAuditStore implements AuditStore {
       options: `-c search_path=${quoteIdentifier(this.schema)}`,
       types: POOL_TYPES,
     };
-    this.pool = new pg.Pool({ ...this.connection, max: options.poolSize ?? 10 });
+    // A query that cannot get a connection fails after this, rather than waiting forever: a caller (a request, the
+    // approvals poll) errs and tries again instead of hanging with the connection it waits behind.
+    this.pool = new pg.Pool({ ...this.connection, max: options.poolSize ?? 10, connectionTimeoutMillis: 10_000 });
     // An idle connection the server drops (restart, idle timeout) emits 'error' on the pool; unhandled, that would
     // crash the process. The pool has already discarded the connection, and the next query either gets a fresh one
     // or rejects to its caller, who decides; so there is nothing to do here.
