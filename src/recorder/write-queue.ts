@@ -33,6 +33,10 @@ interface Pending {
   readonly searchText: SearchText[];
 }
 
+function emptyPending(): Pending {
+  return { records: [], blobs: [], searchText: [] };
+}
+
 /** Attempts at writing a record nobody waits on (events, responses, refusals) before it is reported lost. */
 const MAX_ATTEMPTS = 3;
 
@@ -62,11 +66,9 @@ function storeIsDown(err: unknown): boolean {
 
 export class WriteQueue {
   /** Requests waited on (appendDurably). */
-  private durable: { records: NewRecord[]; blobs: BlobWrite[] } = { records: [], blobs: [] };
-  /** Everything else (enqueue). */
-  private records: NewRecord[] = [];
-  private blobs: BlobWrite[] = [];
-  private searchText: SearchText[] = [];
+  private durable: Pending = emptyPending();
+  /** Everything else (enqueue): it lingers until the next flush. */
+  private pending: Pending = emptyPending();
   private timer: NodeJS.Timeout | null = null;
   private immediate: NodeJS.Immediate | null = null;
   private linger: NodeJS.Timeout | null = null;
@@ -127,9 +129,9 @@ export class WriteQueue {
     blobs: readonly BlobWrite[] = [],
     searchText: readonly SearchText[] = [],
   ): void {
-    this.records.push(...records);
-    this.blobs.push(...blobs);
-    this.searchText.push(...searchText);
+    this.pending.records.push(...records);
+    this.pending.blobs.push(...blobs);
+    this.pending.searchText.push(...searchText);
     this.scheduleLinger();
   }
 
@@ -143,7 +145,7 @@ export class WriteQueue {
 
   /** Records waiting to be written. */
   get backlog(): number {
-    return this.records.length + this.durable.records.length;
+    return this.pending.records.length + this.durable.records.length;
   }
 
   /** Write everything pending now; resolves when it is durable (or failed and was reported). */
@@ -154,18 +156,16 @@ export class WriteQueue {
 
   private async writePending(): Promise<void> {
     const durable = this.durable;
-    this.durable = { records: [], blobs: [] };
+    this.durable = emptyPending();
     const waiters = this.waiters;
     this.waiters = [];
     // A request waiting alone goes first, by itself; what lingers follows on the next turn.
-    const alone = durable.records.length === 1 && this.records.length + this.pullers.size > 0;
-    let records: NewRecord[];
-    let blobs: BlobWrite[];
-    let searchText: SearchText[] = [];
+    const alone = durable.records.length === 1 && this.pending.records.length + this.pullers.size > 0;
+    let batch: Pending;
     /** What lingered (nobody waits on it): kept for another attempt if this write fails. */
     let lingering: Pending | null = null;
     if (alone) {
-      ({ records, blobs } = durable);
+      batch = durable;
       // Two turns later: the forwarding this write unblocks is sent upstream first (undici writes on a later turn).
       this.immediate ??= setImmediate(() => {
         this.immediate = setImmediate(() => {
@@ -180,27 +180,27 @@ export class WriteQueue {
       }
       for (const pull of this.pullers) {
         const r = pull();
-        if (r) this.records.push(r);
+        if (r) this.pending.records.push(r);
       }
-      lingering = { records: this.records, blobs: this.blobs, searchText: this.searchText };
-      records = this.records.concat(durable.records);
-      blobs = this.blobs.concat(durable.blobs);
-      searchText = this.searchText;
-      this.records = [];
-      this.blobs = [];
-      this.searchText = [];
+      lingering = this.pending;
+      this.pending = emptyPending();
+      batch = {
+        records: lingering.records.concat(durable.records),
+        blobs: lingering.blobs.concat(durable.blobs),
+        searchText: lingering.searchText,
+      };
     }
-    if (records.length === 0 && blobs.length === 0) {
+    if (batch.records.length === 0 && batch.blobs.length === 0) {
       for (const w of waiters) w.resolve();
       return;
     }
-    const err = await this.tryAppend(records, blobs, searchText);
+    const err = await this.tryAppend(batch);
     if (err === null) {
       for (const w of waiters) w.resolve();
       return;
     }
     if (lingering === null || lingering.records.length === 0) {
-      this.options.onError(err, records);
+      this.options.onError(err, batch.records);
       // Those waiting decide what a failed write means for them (fail closed, or best effort; a request that
       // refers to a blob retention removed is written again with its pieces).
       for (const w of waiters) w.reject(err);
@@ -209,15 +209,14 @@ export class WriteQueue {
     // When what lingered and requests shared the failed transaction, each part is tried alone now, so that neither
     // takes the other down (a record that cannot be written must not refuse requests, nor a request lose others).
     if (durable.records.length > 0) {
-      const again = await this.tryAppend(durable.records, durable.blobs, []);
+      const again = await this.tryAppend(durable);
       if (again === null) for (const w of waiters) w.resolve();
       else {
         this.options.onError(again, durable.records);
         for (const w of waiters) w.reject(again);
       }
     }
-    const failed =
-      durable.records.length > 0 ? await this.tryAppend(lingering.records, lingering.blobs, lingering.searchText) : err;
+    const failed = durable.records.length > 0 ? await this.tryAppend(lingering) : err;
     if (failed !== null) await this.writeApart(lingering, failed);
   }
 
@@ -243,9 +242,12 @@ export class WriteQueue {
     for (const r of lost) this.attempts.delete(r);
     this.options.onError(run.err, lost);
     if (kept.length === 0) return;
-    this.records = kept.flatMap((p) => p.records).concat(this.records);
-    this.blobs = kept.flatMap((p) => p.blobs).concat(this.blobs);
-    this.searchText = kept.flatMap((p) => p.searchText).concat(this.searchText);
+    const later = this.pending;
+    this.pending = {
+      records: kept.flatMap((p) => p.records).concat(later.records),
+      blobs: kept.flatMap((p) => p.blobs).concat(later.blobs),
+      searchText: kept.flatMap((p) => p.searchText).concat(later.searchText),
+    };
     this.scheduleLinger();
   }
 
@@ -258,7 +260,7 @@ export class WriteQueue {
         failed.push(half);
         continue;
       }
-      const err = await this.tryAppend(half.records, half.blobs, half.searchText);
+      const err = await this.tryAppend(half);
       if (err === null) {
         run.failuresInARow = 0;
         continue;
@@ -272,7 +274,7 @@ export class WriteQueue {
   }
 
   /** One append; the error when it failed, else null (blobs written are reported to `onWritten`). */
-  private async tryAppend(records: NewRecord[], blobs: BlobWrite[], searchText: SearchText[]): Promise<unknown> {
+  private async tryAppend({ records, blobs, searchText }: Pending): Promise<unknown> {
     try {
       await this.store.append({ records, blobs, ...(searchText.length ? { searchText } : {}) });
     } catch (err) {
@@ -304,10 +306,7 @@ export class WriteQueue {
  * last); anything that belongs to no record goes with the first part.
  */
 function split(p: Pending, first: (r: NewRecord, i: number) => boolean): [Pending, Pending] {
-  const parts: [Pending, Pending] = [
-    { records: [], blobs: [], searchText: [] },
-    { records: [], blobs: [], searchText: [] },
-  ];
+  const parts: [Pending, Pending] = [emptyPending(), emptyPending()];
   const refs = [new Set<string>(), new Set<string>()] as const;
   const exchanges = [new Set<string>(), new Set<string>()] as const;
   p.records.forEach((r, i) => {
