@@ -868,19 +868,30 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           const replica = await PostgresAuditStore.open({ url: url.href, schema, poolSize: 2 });
           try {
             await replica.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1, messages: blob('hi') }));
-            // Key and hold records are indexed by the database (a trigger), not by this role.
+            // Key and hold records are the owner's to write (the CLI, run as the owner), and the database indexes them
+            // (a trigger); this role reads what they say.
             const { record: key } = await createGatewayKey(
-              replica,
+              store,
               { name: 'ci', owner: 'alice', connections: [], createdBy: 'cli:admin' },
               [],
             );
-            await revokeGatewayKey(replica, 'ci', 'cli:admin');
-            const hold = await addHold(replica, { session: 'ses_1', reason: 'litigation', by: 'cli:legal' });
+            await revokeGatewayKey(store, 'ci', 'cli:admin');
+            const hold = await addHold(store, { session: 'ses_1', reason: 'litigation', by: 'cli:legal' });
             expect(await replica.findGatewayKey(key.hash)).toMatchObject({ name: 'ci', revokedAt: expect.any(Number) });
             expect(await replica.listHolds({ activeOnly: true })).toEqual([
               expect.objectContaining({ id: hold.holdId, session: 'ses_1' }),
             ]);
-            expect(await replica.verify()).toMatchObject({ ok: true, chains: 2 });
+            // Went wrong: this role could write a key.created (a working key) or a hold.released (sessions purged
+            // despite a legal hold) — on its own chain, or on a new well-formed one — and the indexes obeyed.
+            const refused = /records are written by the owner of schema .* not by role/;
+            await expect(
+              createGatewayKey(replica, { name: 'mine', owner: 'mallory', connections: [], createdBy: 'x' }, []),
+            ).rejects.toThrow(refused);
+            await expect(releaseHold(replica, hold.holdId, { by: 'x', reason: 'x' })).rejects.toThrow(refused);
+            await expect(addHold(replica, { session: 'ses_1', reason: 'r', by: 'x' })).rejects.toThrow(refused);
+            expect(await replica.listHolds({ activeOnly: true })).toHaveLength(1);
+            expect((await replica.listGatewayKeys()).map((k) => k.name)).toEqual(['ci']);
+            expect(await replica.verify()).toMatchObject({ ok: true });
           } finally {
             await replica.close();
           }
@@ -901,6 +912,15 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           ]) {
             await expect(gateway.query(attempt), attempt).rejects.toThrow(/permission denied|must be owner/);
           }
+          // A well-formed chain of its own, written by hand, is refused too (before migration 9 it was indexed).
+          const forged = JSON.stringify({ hash: 'e'.repeat(64), name: 'x', owner: 'x', connections: [], createdAt: 0 });
+          await expect(
+            gateway.query(
+              `INSERT INTO records (chain, chain_seq, kind, at, data, prev_hash, hash)
+               VALUES ('ch_zz_forged', 1, 'key.created', 0, $1, $2, $3)`,
+              [forged, '0'.repeat(64), 'e'.repeat(64)],
+            ),
+          ).rejects.toThrow(/key\.created records are written by the owner of schema/);
         } finally {
           await gateway.end();
           await fixture.sql(`DROP OWNED BY ${role}`);

@@ -331,8 +331,8 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   //  - The head is never purged (retention skips exchanges at a chain's head), so it is there to check against.
   //  - SECURITY DEFINER with search_path fixed (as migration 6): the caller's search_path (a temporary `records`
   //    first) must not decide which table the head is read from.
-  //  - What it does not refuse: a well-formed new chain (chain_seq 1, GENESIS). `verify --public-key` reports a key or
-  //    hold record no signed digest covers (index_unsigned).
+  //  - What it does not refuse: a well-formed new chain (chain_seq 1, GENESIS). A key or hold record in one is refused
+  //    by migration 9 unless the owner writes it; `verify --public-key` reports one no signed digest covers.
   `
   CREATE FUNCTION vigil_records_continue_chain() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $fn$
   DECLARE
@@ -360,6 +360,33 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     EXECUTE format('ALTER FUNCTION vigil_records_continue_chain() SET search_path = %I, pg_temp', current_schema());
   END
   $do$;
+  `,
+  // 9: key and hold records are the schema owner's to write. The append-only gateway role could start a well-formed
+  //    chain of its own holding a key.created (a working key) or a hold.released (a purge of held sessions) — detected
+  //    by `verify --public-key`, not prevented. Only the CLI writes such records (`vigil keys`, `vigil holds`), and it
+  //    now does so as the owner, as retention purges already do; the gateway itself never writes them.
+  //  - Not SECURITY DEFINER: current_user is the role that inserts. Allowed: the owner of `records`, and any role
+  //    that has its privileges (a member, pg_has_role … USAGE; superusers). Every name is schema-qualified and the
+  //    search_path fixed, so the inserting role cannot substitute a function of its own.
+  `
+  CREATE FUNCTION vigil_records_key_hold_writer() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  DECLARE
+    owner name;
+  BEGIN
+    SELECT t.tableowner INTO owner FROM pg_catalog.pg_tables t
+      WHERE t.schemaname = TG_TABLE_SCHEMA AND t.tablename = TG_TABLE_NAME;
+    IF NOT pg_catalog.pg_has_role(current_user, owner, 'USAGE') THEN
+      RAISE EXCEPTION '% records are written by the owner of schema % (%), not by role %: run vigil keys / vigil holds '
+          'with a config whose store.postgres.url logs in as the owner', NEW.kind, TG_TABLE_SCHEMA, owner, current_user
+        USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    RETURN NEW;
+  END
+  $fn$;
+  ALTER FUNCTION vigil_records_key_hold_writer() SET search_path = pg_catalog, pg_temp;
+  CREATE TRIGGER records_key_hold_writer BEFORE INSERT ON records FOR EACH ROW
+    WHEN (NEW.kind IN ('key.created', 'key.revoked', 'hold.added', 'hold.released'))
+    EXECUTE FUNCTION vigil_records_key_hold_writer();
   `,
 ];
 
