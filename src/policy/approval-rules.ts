@@ -12,6 +12,7 @@
 import { z } from 'zod';
 import { positiveDuration } from '../config/common-schemas.js';
 import type { Principal } from '../identity/principal.js';
+import { isOpaque } from '../recorder/masking/masker.js';
 import { RequestBody } from '../recorder/request-body.js';
 
 /** `pattern` or `/pattern/flags`; checked by compiling it, so a bad pattern is a config error, not a runtime one. */
@@ -392,20 +393,11 @@ function evaluateOne(rules: CompiledRules, principal: Principal, body: RequestBo
 }
 
 /**
- * Block fields whose strings are identifiers, not text anyone wrote or read (the masker leaves the same ones alone,
- * see `maskJson`), or labels: `type` (`text`, `document`) and `media_type`, which would make `prompt_matches: [text]`
- * hit every request.
+ * Labels, not text anyone wrote or read: `type` (`text`, `document`) and `media_type` would make
+ * `prompt_matches: [text]` hit every request. Identifiers, signatures and binary data are left out by the masker's own
+ * rule (`isOpaque`), so rules and masking agree on what is text.
  */
-const NOT_TEXT = new Set([
-  'type',
-  'media_type',
-  'id',
-  'tool_use_id',
-  'signature',
-  'file_id',
-  'encrypted_content',
-  'encrypted_index',
-]);
+const LABELS = new Set(['type', 'media_type']);
 
 function isToolResult(type: unknown): boolean {
   return type === 'tool_result' || (typeof type === 'string' && type.endsWith('_tool_result'));
@@ -456,12 +448,10 @@ function collectText(root: unknown, text: string[], toolResults: string[], used:
       const name = obj['name'];
       if ((type === 'tool_use' || type === 'server_tool_use') && typeof name === 'string') used.push(name);
       const inner = mode | (isToolResult(type) ? IN_RESULT : 0);
-      // Base64 media and redacted thinking carry `data` that is not text (the masker skips it too).
-      const binary = type === 'base64' || type === 'redacted_thinking';
       for (let i = keys.length - 1; i >= 0; i--) {
         const k = keys[i]!;
         const v = obj[k];
-        if (k === 'cache_control' || (typeof v === 'string' && (NOT_TEXT.has(k) || (k === 'data' && binary)))) continue;
+        if (k === 'cache_control' || (typeof v === 'string' && (LABELS.has(k) || isOpaque(k, obj, v)))) continue;
         values.push(v);
         modes.push(k === 'input' ? inner | DATA : inner);
       }

@@ -85,11 +85,11 @@ const ENCRYPTED_CONTENT_TYPES = new Set([
 
 /**
  * Values the API needs back byte for byte, by field name and the `type` of the object holding them (see the
- * Messages, Files, Models and Batches API references). Anywhere else these names are ordinary field names — a tool's
+ * Messages, Files, Models and Batches API references); approval rules do not read them either. Anywhere else these names are ordinary field names — a tool's
  * input may well have a `signature` or an `id` — and are masked like any other. (A switch, not a map of predicates:
  * this runs for every string in a body, and a map lookup plus a call cost ~5% of a memoised turn.)
  */
-function isOpaque(key: string, obj: Record<string, unknown>, v: unknown): boolean {
+export function isOpaque(key: string, obj: Record<string, unknown>, v: unknown): boolean {
   if (typeof v !== 'string') return false;
   switch (key) {
     case 'id':
