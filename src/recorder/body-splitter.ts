@@ -20,7 +20,13 @@ export const MAX_GROUP = 64 * 1024;
 /** Message groups recur on every later turn, so even small ones are worth a blob. */
 export const MIN_GROUP_BLOB = 64;
 
-/** On average one message in four ends a group: FNV-1a over the message's last 64 characters. */
+/**
+ * Bytes at the end of a message that hold its last 64 characters whatever they are: a character is at most 3 bytes
+ * per UTF-16 code unit, so 256 bytes decode to at least 84 code units after a character cut at the window's start.
+ */
+export const GROUP_TAIL_BYTES = 256;
+
+/** On average one message in four ends a group: FNV-1a over the message's last 64 characters (UTF-16 code units). */
 export function endsGroup(s: string): boolean {
   let h = 0x811c9dc5;
   for (let i = Math.max(0, s.length - 64); i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);

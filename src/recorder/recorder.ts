@@ -165,9 +165,21 @@ export class Recorder {
     const body = input.body;
     const session = resolveSession(
       input.headers,
-      { metadata: body.field('metadata') },
+      // Read only when no header names the session: the body is best scanned once it follows the previous one.
+      {
+        get metadata() {
+          return body.field('metadata');
+        },
+      },
       `ses_${input.exchangeId.slice(3)}`,
     );
+    const agent = resolveAgent(input.headers);
+    // The conversation this body continues: what it shares with the previous body is neither scanned nor hashed again.
+    const conversation = `${session.id}\0${agent?.id ?? ''}`;
+    if (input.level !== 'off') {
+      const previous = input.redactor.previousBody(conversation);
+      if (previous) body.follow(previous);
+    }
     const modelField = body.field('model');
     const model = typeof modelField === 'string' ? modelField : null;
     let redaction = input.redactor.begin(session.id);
@@ -190,8 +202,8 @@ export class Recorder {
     };
     if (input.level === 'off') return recording(undefined);
     const full = input.level === 'full';
-    const agent = resolveAgent(input.headers);
     let stored = full ? storedRequest(redaction, body, this.known) : undefined;
+    input.redactor.rememberBody(conversation, body.layout());
     const userAgent = input.headers['user-agent'];
     // Session and agent ids are kept as the client chose them: they are the keys a session is found by (README).
     const requestData = (): ExchangeRequestData => ({

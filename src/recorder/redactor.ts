@@ -24,6 +24,7 @@ import type { BlobWrite } from '../store/audit-store.js';
 import type { HeaderMap, MaskingSummary, RecordedEvent, StoredBody } from '../store/record-types.js';
 import {
   endsGroup,
+  GROUP_TAIL_BYTES,
   LARGE_MESSAGE,
   MAX_GROUP,
   MIN_BLOB,
@@ -32,7 +33,7 @@ import {
   splitBody,
   type KnownBlobs,
 } from './body-splitter.js';
-import type { RequestBody } from './request-body.js';
+import type { BodyLayout, RequestBody } from './request-body.js';
 import { sha256Hex } from '../store/ledger.js';
 import type { SseEvent } from './sse-decoder.js';
 
@@ -131,6 +132,9 @@ const MAX_SESSION_MEMOS = 256;
 const SESSION_MEMO_CHARS = 8 * 1024 * 1024;
 /** Characters all sessions' memos together may keep alive (per connection). */
 const MEMO_BUDGET_CHARS = 32 * 1024 * 1024;
+/** Conversations whose last request body is kept, and the bytes those bodies may keep alive (per connection). */
+const MAX_BODIES = 1024;
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
 
 export class Redactor {
   readonly masker: Masker;
@@ -159,8 +163,35 @@ export class Redactor {
    */
   private readonly requestParts = new Lru<MaskResult<string>>(1024);
 
+  /**
+   * The last request body of each conversation (session and agent), most recently used last: the next one shares most
+   * of its bytes (see `RequestBody.follow`). Bounded by count and by the bytes the bodies keep alive.
+   */
+  private readonly bodies = new Map<string, BodyLayout>();
+  private bodyBytes = 0;
+
   constructor(config: MaskingConfig) {
     this.masker = compileMasker(config);
+  }
+
+  previousBody(conversation: string): BodyLayout | undefined {
+    return this.bodies.get(conversation);
+  }
+
+  rememberBody(conversation: string, layout: BodyLayout): void {
+    const old = this.bodies.get(conversation);
+    if (old !== undefined) {
+      this.bodies.delete(conversation);
+      this.bodyBytes -= old.raw.length;
+    }
+    if (layout.members === null || layout.raw.length > MAX_BODY_BYTES) return;
+    this.bodies.set(conversation, layout);
+    this.bodyBytes += layout.raw.length;
+    for (const [k, v] of this.bodies) {
+      if (this.bodyBytes <= MAX_BODY_BYTES && this.bodies.size <= MAX_BODIES) break;
+      this.bodies.delete(k);
+      this.bodyBytes -= v.raw.length;
+    }
   }
 
   get enabled(): boolean {
@@ -317,7 +348,8 @@ export class ExchangeRedaction {
   /**
    * A request body to store. A JSON object is stored piece by piece — each top-level value, and the messages in
    * content-defined groups — as exact slices of what the client sent, each masked on its own; a piece seen before
-   * (Claude Code resends the conversation every turn) costs one hash. Anything else goes through `body()`.
+   * (Claude Code resends the conversation every turn) costs one hash, or nothing when it lies in the bytes this body
+   * shares with the previous one of its conversation (`RequestBody.follow`). Anything else goes through `body()`.
    * Returns also the last message as stored (masked), for the search index.
    */
   requestBody(
@@ -325,18 +357,16 @@ export class ExchangeRedaction {
     known: KnownBlobs,
   ): { body: StoredBody; blobs: readonly BlobWrite[]; lastMessage: unknown } {
     const members = req.members;
-    const text = req.text;
-    if (!members || text === undefined) {
+    if (!members) {
       const r = this.body(req.raw, req.json(), 'request.body', { known });
       const messages = (r.json as { messages?: unknown[] } | undefined)?.messages;
       return { body: r.body, blobs: r.blobs, lastMessage: Array.isArray(messages) ? messages.at(-1) : undefined };
     }
     const b = new PartsBuilder(known);
-    const bytes = req.asciiBytes;
     let lastMessage: unknown;
     let cursor = 0;
     const literal = (to: number): void => {
-      if (to > cursor) b.text(this.text(text.slice(cursor, to), 'request.body'));
+      if (to > cursor) b.text(this.text(req.slice(cursor, to), 'request.body'));
       cursor = to;
     };
     for (const m of members) {
@@ -344,35 +374,35 @@ export class ExchangeRedaction {
       if (m.elements) {
         literal(m.elements[0]?.[0] ?? m.start + 1);
         let groupStart = 0;
-        let groupChars = 0;
+        let groupBytes = 0;
         m.elements.forEach(([start, end], i) => {
           const size = end - start;
-          groupChars += size;
+          groupBytes += size;
           const last = i === m.elements!.length - 1;
           if (
             last ||
             size >= LARGE_MESSAGE ||
-            groupChars >= MAX_GROUP ||
-            endsGroup(text.slice(start, end)) ||
+            groupBytes >= MAX_GROUP ||
+            endsGroup(req.slice(Math.max(start, end - GROUP_TAIL_BYTES), end)) ||
             m.elements![i + 1]![1] - m.elements![i + 1]![0] >= LARGE_MESSAGE
           ) {
             const els = m.elements!.slice(groupStart, i + 1);
             literal(els[0]![0]);
-            this.piece(b, text, bytes, els[0]![0], end, MIN_GROUP_BLOB, els, groupStart);
+            this.piece(b, req, els[0]![0], end, MIN_GROUP_BLOB, els, groupStart);
             cursor = end;
             groupStart = i + 1;
-            groupChars = 0;
+            groupBytes = 0;
           }
         });
         const lastEl = m.elements.at(-1);
-        if (lastEl) lastMessage = this.lastMessageOf(text.slice(lastEl[0], lastEl[1]), m.elements.length - 1);
+        if (lastEl) lastMessage = this.lastMessageOf(req.slice(lastEl[0], lastEl[1]), m.elements.length - 1);
         literal(m.end);
       } else {
-        this.piece(b, text, bytes, m.start, m.end, MIN_BLOB, undefined, 0, [m.key]);
+        this.piece(b, req, m.start, m.end, MIN_BLOB, undefined, 0, [m.key]);
         cursor = m.end;
       }
     }
-    literal(text.length);
+    literal(req.raw.length);
     const out = b.done(req.raw.length);
     return { body: out.body, blobs: out.blobs, lastMessage };
   }
@@ -388,14 +418,12 @@ export class ExchangeRedaction {
   }
 
   /**
-   * One piece: [start, end) of `text`, either one value (`path`) or a group of messages (`elements`, the first being
-   * messages[firstIndex]). Stored inline when short, else as a blob of its masked text. `bytes`: the body's bytes
-   * when they are all ASCII (offsets in `text` are then offsets in `bytes`), hashed as they are.
+   * One piece: bytes [start, end) of the body, either one value (`path`) or a group of messages (`elements`, the first
+   * being messages[firstIndex]). Stored inline when short, else as a blob of its masked text.
    */
   private piece(
     b: PartsBuilder,
-    text: string,
-    bytes: Buffer | undefined,
+    req: RequestBody,
     start: number,
     end: number,
     minBlob: number,
@@ -403,49 +431,55 @@ export class ExchangeRedaction {
     firstIndex: number,
     path: readonly (string | number)[] = [],
   ): void {
-    const original = text.slice(start, end);
-    if (original.length < minBlob) {
-      b.text(this.maskPiece(text, start, end, elements, firstIndex, path).text);
+    if (end - start < minBlob) {
+      b.text(this.maskPiece(req, start, end, elements, firstIndex, path).text);
       return;
     }
-    const key = sha256Hex(bytes ? bytes.subarray(start, end) : original);
+    const key = req.pieceKey(start, end);
     const seen = this.pieces.get(key);
     if (seen && b.isKnown(seen.hash)) {
       this.note(seen.findings, 'request.body');
       b.ref(seen.hash);
       return;
     }
-    const { text: masked, findings } = this.maskPiece(text, start, end, elements, firstIndex, path);
-    const hash = masked === original ? key : sha256Hex(masked);
+    const { text: masked, findings, changed } = this.maskPiece(req, start, end, elements, firstIndex, path);
+    const hash = changed ? sha256Hex(masked) : key;
     this.pieces.set(key, { hash, findings });
-    b.ref(hash, Buffer.from(masked));
+    b.ref(hash, changed ? Buffer.from(masked) : req.raw.subarray(start, end));
   }
 
-  /** The masked text of a piece (its findings noted), keeping the original bytes of everything unchanged. */
+  /**
+   * The masked text of a piece (its findings noted), keeping the original bytes of everything unchanged; `changed`
+   * when masking changed anything.
+   */
   private maskPiece(
-    text: string,
+    req: RequestBody,
     start: number,
     end: number,
     elements: ReadonlyArray<readonly [number, number]> | undefined,
     firstIndex: number,
     path: readonly (string | number)[],
-  ): { text: string; findings: MaskFinding[] } {
-    if (!this.enabled) return { text: text.slice(start, end), findings: [] };
+  ): { text: string; findings: MaskFinding[]; changed: boolean } {
+    if (!this.enabled) return { text: req.slice(start, end), findings: [], changed: false };
     const findings: MaskFinding[] = [];
+    let changed = false;
     // Each piece is masked at its place in the whole body, so `paths` rules and secret-sounding keys apply to it.
     const one = (s: number, e: number, at: readonly (string | number)[]): string => {
-      const slice = text.slice(s, e);
+      const slice = req.slice(s, e);
       let value: unknown;
       try {
         value = JSON.parse(slice);
       } catch {
         const r = this.masker.maskText(slice, formatJsonPath('$', at));
         findings.push(...r.findings);
+        if (r.value !== slice) changed = true;
         return r.value;
       }
       const r = this.masker.maskJson(value, at, this.memo);
       findings.push(...r.findings);
-      return r.changed ? JSON.stringify(r.value) : slice;
+      if (!r.changed) return slice;
+      changed = true;
+      return JSON.stringify(r.value);
     };
     let out: string;
     if (!elements) out = one(start, end, path);
@@ -453,14 +487,14 @@ export class ExchangeRedaction {
       out = '';
       let cursor = start;
       elements.forEach(([s, e], i) => {
-        const between = text.slice(cursor, s);
+        const between = req.slice(cursor, s);
         out += between + one(s, e, ['messages', firstIndex + i]);
         cursor = e;
       });
-      out += text.slice(cursor, end);
+      out += req.slice(cursor, end);
     }
     this.note(findings, 'request.body');
-    return { text: out, findings };
+    return { text: out, findings, changed };
   }
 
   /**

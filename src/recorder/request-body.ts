@@ -1,11 +1,12 @@
-import { isAscii, isUtf8 } from 'node:buffer';
+import { isUtf8 } from 'node:buffer';
 
 /**
  * A request body as the gateway sees it: the exact bytes, and — only when someone asks — its structure, single
  * top-level fields, or the whole parsed value. The hot path asks for `model`, `stream` and `metadata`, which costs a
  * structural scan and three small parses, not a parse of ~40 KB.
  */
-import { scanObject, type Member } from './json-scan.js';
+import { sha256Hex } from '../store/ledger.js';
+import { commonPrefixLength, commonSuffixLength, scanObject, type EarlierScan, type Member } from './json-scan.js';
 
 /** Whether `body` starts like a JSON object or array (after whitespace): worth a structural scan whatever its label. */
 function looksLikeJson(body: Buffer): boolean {
@@ -17,11 +18,24 @@ function looksLikeJson(body: Buffer): boolean {
   return false;
 }
 
+/**
+ * What is kept of a request body to read the next one of its conversation: its bytes, its members, and the keys of
+ * its pieces (the SHA-256 of their bytes) by start offset.
+ */
+export interface BodyLayout {
+  readonly raw: Buffer;
+  readonly members: readonly Member[] | null;
+  readonly pieceKeys: ReadonlyMap<number, { readonly end: number; readonly key: string }>;
+}
+
 export class RequestBody {
   private text_: string | undefined;
-  private ascii_: boolean | undefined;
+  private utf8_: boolean | undefined;
   private members_: Member[] | null | undefined;
   private json_: { value: unknown } | undefined;
+  /** The previous body of the same conversation, and how many bytes at its start and end this one shares. */
+  private earlier: (EarlierScan & { readonly pieceKeys: BodyLayout['pieceKeys'] }) | undefined;
+  private readonly pieceKeys = new Map<number, { end: number; key: string }>();
 
   constructor(
     readonly raw: Buffer,
@@ -31,26 +45,66 @@ export class RequestBody {
 
   /** The body as UTF-8 text, or undefined when it is not valid UTF-8 (a binary upload). */
   get text(): string | undefined {
-    this.text_ ??= isUtf8(this.raw) ? this.raw.toString('utf8') : '';
-    return this.text_ === '' && this.raw.length ? undefined : this.text_;
+    if (!this.isUtf8) return undefined;
+    this.text_ ??= this.raw.toString('utf8');
+    return this.text_;
+  }
+
+  /** Whether the body is valid UTF-8 text. */
+  get isUtf8(): boolean {
+    this.utf8_ ??= isUtf8(this.raw);
+    return this.utf8_;
   }
 
   /**
-   * The raw bytes when every one is ASCII: then an offset into `text` is the same offset into the bytes, and a slice
-   * can be hashed without encoding it again. Undefined otherwise.
+   * Read this body as the next of the conversation `previous` was part of (Claude Code resends it every turn, with a
+   * turn added): what lies in the bytes the two share at their start and end is taken from it rather than scanned and
+   * hashed again (its structure is scanned from the previous one's only when it was not asked for yet).
    */
-  get asciiBytes(): Buffer | undefined {
-    this.ascii_ ??= isAscii(this.raw);
-    return this.ascii_ ? this.raw : undefined;
+  follow(previous: BodyLayout): void {
+    if (previous.members === null || !this.isJson) return;
+    const prefix = commonPrefixLength(this.raw, previous.raw);
+    if (prefix === 0) return;
+    const suffix = commonSuffixLength(this.raw, previous.raw, Math.min(this.raw.length, previous.raw.length) - prefix);
+    this.earlier = { raw: previous.raw, members: previous.members, prefix, suffix, pieceKeys: previous.pieceKeys };
   }
 
-  /** The top-level members of a JSON object body, as slices of `text`; null when it is not one. */
+  /** The top-level members of a JSON object body, as byte ranges of `raw`; null when it is not one. */
   get members(): Member[] | null {
     if (this.members_ === undefined) {
-      const text = this.isJson ? this.text : undefined;
-      this.members_ = text ? scanObject(text) : null;
+      this.members_ = this.isJson && this.raw.length && this.isUtf8 ? scanObject(this.raw, this.earlier) : null;
     }
     return this.members_;
+  }
+
+  /** The text of bytes [start, end), which begin and end on character boundaries (as members and elements do). */
+  slice(start: number, end: number): string {
+    return this.raw.toString('utf8', start, end);
+  }
+
+  /**
+   * The SHA-256 of bytes [start, end): taken from the previous body when they lie in the bytes the two share and it
+   * hashed the same piece, else computed. Remembered for the next body.
+   */
+  pieceKey(start: number, end: number): string {
+    let key: string | undefined;
+    const e = this.earlier;
+    if (e) {
+      // Where the same bytes were in the previous body: the same place in the shared start, shifted in the shared end.
+      let shift: number | undefined;
+      if (end <= e.prefix) shift = 0;
+      else if (e.suffix > 0 && start >= this.raw.length - e.suffix) shift = this.raw.length - e.raw.length;
+      const known = shift === undefined ? undefined : e.pieceKeys.get(start - shift);
+      if (known && known.end === end - shift!) key = known.key;
+    }
+    key ??= sha256Hex(this.raw.subarray(start, end));
+    this.pieceKeys.set(start, { end, key });
+    return key;
+  }
+
+  /** What the next body of the conversation can take from this one (see follow). */
+  layout(): BodyLayout {
+    return { raw: this.raw, members: this.members, pieceKeys: this.pieceKeys };
   }
 
   /** One top-level field, parsed; undefined when absent or unreadable. */
@@ -63,7 +117,7 @@ export class RequestBody {
       const m = members[i]!;
       if (m.key !== key) continue;
       try {
-        return JSON.parse(this.text!.slice(m.start, m.end));
+        return JSON.parse(this.slice(m.start, m.end));
       } catch {
         return undefined;
       }

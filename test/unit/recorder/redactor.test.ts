@@ -246,3 +246,79 @@ describe('ExchangeRedaction.requestBody', () => {
     );
   });
 });
+
+describe('ExchangeRedaction.requestBody of a conversation, following its previous body', () => {
+  /** Each turn's stored body, blobs written, last message and findings, with or without following the previous body. */
+  function turns(bodies: Buffer[], follow: boolean): unknown[] {
+    const redactor = new Redactor(maskingConfigSchema.parse({}));
+    const known = new KnownBlobs();
+    const out: unknown[] = [];
+    for (const raw of bodies) {
+      const req = new RequestBody(raw, true);
+      const previous = redactor.previousBody('conversation');
+      if (follow && previous) req.follow(previous);
+      const r = redactor.begin('s');
+      const stored = r.requestBody(req, known);
+      redactor.rememberBody('conversation', req.layout());
+      for (const b of stored.blobs) known.add(b.hash);
+      out.push({
+        body: stored.body,
+        blobs: stored.blobs.map((b) => [b.hash, b.data.toString('base64')]),
+        lastMessage: stored.lastMessage,
+        findings: r.summary()?.findings ?? [],
+      });
+    }
+    return out;
+  }
+
+  it.each([
+    ['messages first (Claude Code)', true],
+    ['messages last', false],
+  ])('stores exactly what reading each body on its own stores: %s', (_order, messagesFirst) => {
+    // What following saves is the scan and the hashing of what the bodies share; what it must never do is store a
+    // piece under the wrong hash or miss a secret in a changed piece.
+    const base = `You are Claude Code. ${'Use the tools. '.repeat(400)}`;
+    let system: unknown = [{ type: 'text', text: base }];
+    const messages: unknown[] = [{ role: 'user', content: 'fix the test — please 🙂' }];
+    const bodies: Buffer[] = [];
+    const push = (): void => {
+      const body = messagesFirst
+        ? { model: 'm', messages, system, metadata: { user_id: 'u' }, stream: true }
+        : { model: 'm', max_tokens: 100, system, metadata: { user_id: 'u' }, stream: true, messages };
+      bodies.push(Buffer.from(JSON.stringify(body)));
+    };
+    push();
+    for (let turn = 1; turn <= 30; turn++) {
+      const id = `toolu_${turn}`;
+      messages.push(
+        {
+          role: 'assistant',
+          content: [{ type: 'tool_use', id, name: 'Read', input: { file_path: `/src/${turn}.ts` } }],
+        },
+        {
+          role: 'user',
+          content: [
+            {
+              type: 'tool_result',
+              tool_use_id: id,
+              // A secret now and then, in a turn of its own and in a resent one (turn 12 is rewritten below).
+              content: `${'const x = 1; // é\n'.repeat(turn * 20)}${turn % 6 === 0 ? SECRET : ''}`,
+            },
+          ],
+        },
+      );
+      if (turn === 20) messages[23] = { role: 'user', content: `changed in the middle ${SECRET}` };
+      // The previous body's last message rewritten as a large one: the group before it now ends before it, at the
+      // same start as the previous body's last group, which went on to the end.
+      if (turn === 3) messages[4] = { role: 'user', content: 'y'.repeat(5000) };
+      // The system prompt: the same length, changed near its end (`Turn 10.` → `Turn 15.`), then at its start.
+      if (turn % 5 === 0 && turn <= 20) system = [{ type: 'text', text: `${base} Turn ${turn}.` }];
+      if (turn > 25) system = `${turn % 2 === 0 ? 'A' : 'B'}${base}`;
+      push();
+      if (turn % 7 === 0) push(); // the same body again (a retry)
+    }
+    const followed = turns(bodies, true);
+    expect(followed).toEqual(turns(bodies, false));
+    expect(JSON.stringify(followed)).not.toContain(SECRET);
+  });
+});
