@@ -912,6 +912,16 @@ describe('long, shared and malformed sessions', () => {
       );
       await ask(new Anthropic({ baseURL: busy.url, apiKey: key, maxRetries: 0 }), `hello from ${name}`, 'ui-shared');
     }
+    // More callers of one session than its header names.
+    for (let i = 0; i < 12; i++) {
+      const name = `crowd-${String(i).padStart(2, '0')}`;
+      const { key } = await createGatewayKey(
+        busy.gateway.store,
+        { name, owner: 'platform', connections: [], createdBy: 'web-ui test' },
+        ['anthropic'],
+      );
+      await ask(new Anthropic({ baseURL: busy.url, apiKey: key, maxRetries: 0 }), `hello from ${name}`, 'ui-crowd');
+    }
     // A session with a normal exchange between recordings the transcript cannot draw as usual.
     await raw('{"model":"x","max_tokens":10,"messages":[null]}', 'ui-malformed');
     await ask(client, 'a perfectly normal question', 'ui-malformed');
@@ -931,6 +941,7 @@ describe('long, shared and malformed sessions', () => {
     await Promise.all([
       busy.session('ui-long', 22),
       busy.session('ui-shared', 2),
+      busy.session('ui-crowd', 12),
       busy.session('ui-malformed', 3),
       busy.session('ui-odd-keys', 2),
       busy.session('ui-pangolin', 30),
@@ -989,6 +1000,20 @@ describe('long, shared and malformed sessions', () => {
     expect(await cards.nth(0).locator('.turn.user').textContent()).toContain('hello from build-bot');
     expect(await cards.nth(1).locator('header .caller').textContent()).toBe('review-bot');
     expect(await cards.nth(1).locator('.turn.user').textContent()).toContain('hello from review-bot');
+  });
+
+  it('names the first ten callers of a crowded session in its header, and how many more there are', async () => {
+    // The header counted callers from the summaries of every exchange, which each page carried; a page now carries
+    // the session's totals, with the first ten callers named.
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-crowd`);
+    const cards = page.locator('article.exchange-card');
+    await expect.poll(() => cards.count()).toBe(12);
+    const named = Array.from({ length: 10 }, (_, i) => `crowd-${String(i).padStart(2, '0')}`).join(', ');
+    const header = page.locator('dl.facts').first();
+    expect(await header.textContent()).toContain(`Callers12 callers: ${named} and 2 more`);
+    expect(await header.textContent()).toContain('Exchanges12');
+    expect(await cards.nth(11).locator('header .caller').textContent()).toBe('crowd-11');
+    expect(await cards.nth(11).locator('.index').textContent()).toBe('#12');
   });
 
   it('draws the rest of a session when one recorded request is malformed', async () => {
