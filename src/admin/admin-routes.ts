@@ -15,7 +15,13 @@ import { VigilError } from '../errors.js';
 import { readExchange, type ExchangeView } from '../recorder/exchange-reader.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
 import { recordVerifyFailure } from '../store/verify-alert.js';
-import type { AuditStore, ExchangeFilter, ExchangeListItem, RecordingReadData } from '../store/audit-store.js';
+import type {
+  AuditStore,
+  ExchangeFilter,
+  ExchangeListItem,
+  RecordingReadData,
+  SessionTotalsRequest,
+} from '../store/audit-store.js';
 import type { ExchangeRequestData } from '../store/record-types.js';
 import { maySee, visibleTo, type AdminCaller } from './admin-caller.js';
 import { recordedEvents, sseEvent } from './event-stream.js';
@@ -72,7 +78,6 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 }
 
 const notFound = (what: string): VigilError => new VigilError('NOT_FOUND', what);
-const badRequest = (what: string): VigilError => new VigilError('BAD_REQUEST', what);
 
 function requireRole(caller: AdminCaller, ...roles: AdminCaller['role'][]): void {
   if (!roles.includes(caller.role)) {
@@ -210,24 +215,30 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       const id = ctx.params.id!;
-      // Always a page of exchanges in full (never the whole of a long session in one answer); the summaries of all of
-      // them come with every page.
-      const paging = pageFrom((n) => ctx.query.get(n), SESSION_PAGE.max);
-      const summaries = await visibleSummaries(ctx, id);
-      if (summaries.length === 0) throw notFound(`no session "${id}"`);
-      // The exchanges after the one the cursor names (the last of the previous page).
-      const start = paging.cursor === undefined ? 0 : summaries.findIndex((x) => x.id === paging.cursor) + 1;
-      if (start === 0 && paging.cursor !== undefined)
-        throw badRequest(`cursor: "${paging.cursor}" is not an exchange of session "${id}"`);
-      const slice = summaries.slice(start, start + (paging.limit ?? SESSION_PAGE.default));
+      // A page of exchanges in full, their summaries, and what the whole session adds up to (SQL aggregates in the
+      // store): every page is as large as its exchanges, however long the session, and no other page's exchange is
+      // loaded. (Every page used to carry the summaries of all the session's exchanges: reading a long session page by
+      // page loaded and sent O(n²) summaries.)
+      const { limit = SESSION_PAGE.default, cursor } = pageFrom((n) => ctx.query.get(n), SESSION_PAGE.max);
+      const totals = await ctx.store.sessionTotals(
+        id,
+        visibleTo<SessionTotalsRequest>(ctx.caller, { offsetOf: cursor }),
+      );
+      if (!totals) throw notFound(`no session "${id}"`);
+      const page = await ctx.store.listExchangesFiltered(
+        visibleTo(ctx.caller, { session: id, oldestFirst: true, limit, cursor }),
+      );
+      const summaries: ExchangeListItem[] = [];
       const exchanges: ExchangeView[] = [];
-      for (const s of slice) {
-        const view = await readExchange(ctx.store, s.id);
-        if (view && maySee(ctx.caller, view.caller)) exchanges.push(view);
+      for (const summary of page.items) {
+        const view = await readExchange(ctx.store, summary.id);
+        if (!view || !maySee(ctx.caller, view.caller)) continue;
+        summaries.push(summary);
+        exchanges.push(view);
       }
       await recordRead(ctx, 'session', [id]);
-      const next = start + slice.length < summaries.length ? slice.at(-1)!.id : null;
-      sendJson(ctx.res, 200, { id, summaries, exchanges, next_cursor: next });
+      const { offset, ...session } = totals;
+      sendJson(ctx.res, 200, { id, session, offset, summaries, exchanges, next_cursor: page.nextCursor });
     },
   },
   {

@@ -2,7 +2,7 @@
  * The admin API described as OpenAPI 3.1, served at `/api/v1/openapi.json`. Written by hand, next to the routes; a
  * test checks that every route served is described here.
  */
-import { VERIFY_PROBLEMS } from '../store/audit-store.js';
+import { SESSION_TOTALS_NAMES, VERIFY_PROBLEMS } from '../store/audit-store.js';
 import { EXPORT_FORMATS } from './exchange-export.js';
 import { FILTER_PARAMS, OUTCOMES, SESSION_PAGE } from './query-params.js';
 import { RECENT_LIMIT } from './session-list.js';
@@ -134,9 +134,13 @@ export const OPENAPI_DOCUMENT = {
     },
     '/sessions/{id}': {
       get: {
-        summary:
-          'One session: summaries of all its exchanges, in order, and full views of them a page at a time ' +
-          `(${SESSION_PAGE.default} by default, at most ${SESSION_PAGE.max}; next_cursor names the next page, null after the last)`,
+        summary: 'One session, a page of its exchanges at a time, oldest first',
+        description:
+          `Each page carries up to \`limit\` exchanges (${SESSION_PAGE.default} by default, at most ${SESSION_PAGE.max}) in ` +
+          'full, with their summaries, and `session`: what all the session’s exchanges add up to (counts, tokens, times, ' +
+          `outcomes, the first ${SESSION_TOTALS_NAMES} callers, connections and models). A page’s size does not grow ` +
+          'with the session. Pass `next_cursor` as `cursor` for the next page; it is null after the last. A `user` sees ' +
+          'their own exchanges of the session, and totals of those only. Every page read is recorded in the access log.',
         parameters: [
           param('id'),
           {
@@ -150,15 +154,27 @@ export const OPENAPI_DOCUMENT = {
           '200': json(
             {
               type: 'object',
-              required: ['id', 'summaries', 'exchanges', 'next_cursor'],
+              required: ['id', 'session', 'offset', 'summaries', 'exchanges', 'next_cursor'],
               properties: {
                 id: { type: 'string' },
-                summaries: { type: 'array', items: ref('ExchangeListItem') },
+                session: ref('SessionTotals'),
+                offset: {
+                  type: 'integer',
+                  description: 'How many of the session’s exchanges come before this page (0 on the first).',
+                },
+                summaries: {
+                  type: 'array',
+                  description: 'The summaries of this page’s exchanges, in the same order as `exchanges`.',
+                  items: ref('ExchangeListItem'),
+                },
                 exchanges: { type: 'array', items: ref('ExchangeView') },
-                next_cursor: { type: ['string', 'null'] },
+                next_cursor: {
+                  type: ['string', 'null'],
+                  description: 'Pass as `cursor` for the next page; null on the last page.',
+                },
               },
             },
-            'The session (recorded as a read).',
+            'A page of the session (recorded as a read).',
           ),
           ...readErrors,
         },
@@ -400,14 +416,7 @@ export const OPENAPI_DOCUMENT = {
               callers: {
                 type: 'array',
                 description: 'Distinct callers (clients choose session ids, so callers can share one).',
-                items: {
-                  type: 'object',
-                  properties: {
-                    callerSubject: { type: 'string' },
-                    callerMethod: { type: 'string' },
-                    callerIssuer: { type: ['string', 'null'] },
-                  },
-                },
+                items: ref('ExchangeCaller'),
               },
               models: { type: 'array', items: { type: 'string' } },
               outcomes: {
@@ -417,6 +426,48 @@ export const OPENAPI_DOCUMENT = {
               },
             },
           },
+        },
+      },
+      ExchangeCaller: {
+        type: 'object',
+        description: 'Who made an exchange: subjects are unique per method and issuer only.',
+        properties: {
+          callerSubject: { type: 'string' },
+          callerMethod: { type: 'string' },
+          callerIssuer: { type: ['string', 'null'] },
+        },
+      },
+      SessionTotals: {
+        type: 'object',
+        description:
+          'What a session’s exchanges (those the caller may see) add up to. Its size does not grow with the session: ' +
+          `callers, connections and models name the first ${SESSION_TOTALS_NAMES} in order of first use, and the ` +
+          'counts say how many there are in all.',
+        properties: {
+          id: { type: 'string' },
+          connection: { type: 'string', description: 'The first connection, bytewise (as in `GET /sessions`).' },
+          callerSubject: { type: 'string', description: 'The first caller subject, bytewise (as in `GET /sessions`).' },
+          firstAt: { type: 'integer', description: 'When the first exchange started, epoch ms' },
+          lastAt: { type: 'integer', description: 'When the last exchange started, epoch ms' },
+          endedAt: { type: ['integer', 'null'], description: 'When the last finished exchange ended, epoch ms' },
+          exchanges: { type: 'integer' },
+          inputTokens: { type: 'integer' },
+          outputTokens: { type: 'integer' },
+          outcomes: {
+            type: 'object',
+            description: 'Outcome → count; `in_progress` for exchanges without a response yet.',
+            additionalProperties: { type: 'integer' },
+          },
+          callers: { type: 'array', items: ref('ExchangeCaller') },
+          callerCount: { type: 'integer' },
+          connections: { type: 'array', items: { type: 'string' } },
+          connectionCount: { type: 'integer' },
+          models: {
+            type: 'array',
+            description: 'The model that answered, else the one asked for.',
+            items: { type: 'string' },
+          },
+          modelCount: { type: 'integer' },
         },
       },
       ExchangeListItem: {

@@ -4,25 +4,18 @@
  * a session id is the client's choice, so callers may share one; a client that needs the rest would otherwise ask
  * for every row's exchanges (one more request per row).
  */
-import type { AuditStore, ExchangeFilter, Page, SessionSummary } from '../store/audit-store.js';
+import type { AuditStore, ExchangeCaller, ExchangeFilter, Page, SessionSummary } from '../store/audit-store.js';
 
 /** At most this many exchanges, the newest, are read per session for its summary. */
 export const RECENT_LIMIT = 100;
 /** Sessions summarised at once (PostgreSQL's pool is shared with the proxy). */
 const CONCURRENCY = 4;
 
-/** One caller of a session, named as exchange lists name them. */
-export interface SessionCaller {
-  readonly callerSubject: string;
-  readonly callerMethod: string;
-  readonly callerIssuer: string | null;
-}
-
 /** What the session's newest (up to {@link RECENT_LIMIT}) matching exchanges say. */
 export interface RecentExchanges {
   /** How many exchanges this covers: fewer than the session's `exchanges` when it has more than the limit. */
   readonly exchanges: number;
-  readonly callers: readonly SessionCaller[];
+  readonly callers: readonly ExchangeCaller[];
   /** Distinct models, in order of first appearance (newest first). */
   readonly models: readonly string[];
   /** Outcome → count; `in_progress` for exchanges without a response yet. */
@@ -33,7 +26,7 @@ export type SessionListItem = SessionSummary & { readonly recent: RecentExchange
 
 async function recentOf(store: AuditStore, filter: ExchangeFilter, id: string): Promise<RecentExchanges> {
   const { items } = await store.listExchangesFiltered({ ...filter, session: id, limit: RECENT_LIMIT });
-  const callers = new Map<string, SessionCaller>();
+  const callers = new Map<string, ExchangeCaller>();
   const models = new Set<string>();
   // A Map, not an object: the counts are keyed by data, and an object would have keys of its own (`__proto__`).
   const outcomes = new Map<string, number>();

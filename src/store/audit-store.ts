@@ -149,7 +149,10 @@ export interface PageRequest {
 export interface SessionFilter extends Omit<ExchangeFilter, 'session'>, PageRequest {}
 
 /** Exchanges matching the filter, newest first. */
-export interface ExchangeListFilter extends ExchangeFilter, PageRequest {}
+export interface ExchangeListFilter extends ExchangeFilter, PageRequest {
+  /** Oldest first instead (started_at, then id): a session read in order. The cursor then continues after its item. */
+  readonly oldestFirst?: boolean | undefined;
+}
 
 /** An exchange as lists show it: the summary plus who-and-what columns filters use. */
 export interface ExchangeListItem extends ExchangeSummary {
@@ -157,6 +160,49 @@ export interface ExchangeListItem extends ExchangeSummary {
   readonly callerGroups: readonly string[];
   /** Masking detector type → values replaced (from the response record's masking summary). */
   readonly masking: Readonly<Record<string, number>>;
+}
+
+/** Who made an exchange, as exchange lists name them: subjects are unique per method and issuer only. */
+export interface ExchangeCaller {
+  readonly callerSubject: string;
+  readonly callerMethod: string;
+  readonly callerIssuer: string | null;
+}
+
+/** At most this many callers, connections and models are named in {@link SessionTotals}; their counts cover all. */
+export const SESSION_TOTALS_NAMES = 10;
+
+/** Which of a session's exchanges {@link AuditStore.sessionTotals} adds up, and where a reader is in them. */
+export interface SessionTotalsRequest extends Omit<ExchangeFilter, 'session'> {
+  /**
+   * A cursor of the session's exchanges listed oldest first (`oldestFirst`): `offset` then counts the matching
+   * exchanges up to and including its position, which is where the page after it starts.
+   */
+  readonly offsetOf?: string | undefined;
+}
+
+/**
+ * What one session's matching exchanges add up to, computed by the database without reading them out: the same
+ * fields as a session list row, and bounded lists of who, where and which model. Its size does not grow with the
+ * session.
+ */
+export interface SessionTotals extends SessionSummary {
+  /** When the last finished exchange ended (epoch ms); null while none has. */
+  readonly endedAt: number | null;
+  /** Outcome → count; `in_progress` for exchanges without a response yet. */
+  readonly outcomes: Readonly<Record<string, number>>;
+  /** Distinct callers in order of their first exchange, the first {@link SESSION_TOTALS_NAMES}. */
+  readonly callers: readonly ExchangeCaller[];
+  /** How many distinct callers there are in all. */
+  readonly callerCount: number;
+  /** Distinct connections in order of first use, the first {@link SESSION_TOTALS_NAMES}. */
+  readonly connections: readonly string[];
+  readonly connectionCount: number;
+  /** Distinct models (the one that answered, else the one asked for) in order of first use, the first few. */
+  readonly models: readonly string[];
+  readonly modelCount: number;
+  /** Matching exchanges up to `offsetOf`'s position, oldest first; 0 without it. */
+  readonly offset: number;
 }
 
 export interface SearchOptions extends PageRequest {
@@ -421,8 +467,16 @@ export interface AuditStore {
 
   listSessions(filter?: SessionFilter): Promise<Page<SessionSummary>>;
   listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]>;
-  /** Exchanges matching `filter`, newest first (started_at, then id), with cursor pagination. */
+  /**
+   * Exchanges matching `filter`, newest first (started_at, then id) or oldest first (`oldestFirst`), with cursor
+   * pagination.
+   */
   listExchangesFiltered(filter?: ExchangeListFilter): Promise<Page<ExchangeListItem>>;
+  /**
+   * What the session's exchanges matching `request` add up to (counts, tokens, times, outcomes, the first few callers,
+   * connections and models), by SQL aggregates over the exchange index; undefined when none match.
+   */
+  sessionTotals(sessionId: string, request?: SessionTotalsRequest): Promise<SessionTotals | undefined>;
   /**
    * Full-text search over the search text written with each exchange (`WriteBatch.searchText`). The query is words
    * and "quoted phrases", all of which must match (case-insensitive, whole words; `word*` matches a prefix); no other

@@ -194,8 +194,18 @@ export function distinctCallers(items) {
     .sort();
 }
 
-/** Callers as one line: the caller, or "2 callers: a, b" when they differ. */
-export function callersText(callers) {
+/**
+ * Callers as one line: the caller, or "2 callers: a, b" when they differ; `total` when only the first few are named
+ * ("12 callers: a, b, … and 2 more").
+ */
+export function callersText(callers, total = callers.length) {
   if (callers.length === 0) return '—';
-  return callers.length === 1 ? callers[0] : `${callers.length} callers: ${callers.join(', ')}`;
+  if (total === 1) return callers[0];
+  return `${total} callers: ${namesText(callers, total)}`;
+}
+
+/** Names as one line, saying how many more there are when only the first few are given. */
+export function namesText(names, total = names.length) {
+  if (names.length === 0) return '—';
+  return total > names.length ? `${names.join(', ')} and ${total - names.length} more` : names.join(', ');
 }

@@ -12,6 +12,7 @@ import {
   link,
   loadMoreButton,
   loading,
+  namesText,
   outcomeBadge,
   time,
   who,
@@ -74,20 +75,28 @@ function safeCard(x, summary, index) {
   }
 }
 
-/** The session's facts, from its first page: callers and connections from the summaries of all its exchanges. */
+/**
+ * The session's facts, from its first page: what the API adds up for the whole session (counts, the first few callers
+ * and connections), and the client of its first exchange.
+ */
 function sessionFacts(page) {
+  const { session } = page;
   const first = page.exchanges[0];
-  const callers = distinctCallers(page.summaries);
+  const callers = distinctCallers(session.callers);
   return facts([
-    [callers.length > 1 ? 'Callers' : 'Caller', callersText(callers)],
-    ['Connection', [...new Set(page.summaries.map((s) => s.connection))].join(', ')],
+    [session.callerCount > 1 ? 'Callers' : 'Caller', callersText(callers, session.callerCount)],
+    [
+      session.connectionCount > 1 ? 'Connections' : 'Connection',
+      namesText(session.connections, session.connectionCount),
+    ],
     [
       'Client',
       first &&
         [first.client && first.client.address, first.client && first.client.userAgent].filter(Boolean).join(' · '),
     ],
     ['Agent', first && first.agent ? JSON.stringify(first.agent) : null],
-    ['Exchanges', String(page.summaries.length)],
+    ['Exchanges', String(session.exchanges)],
+    ['Tokens', `in ${session.inputTokens} · out ${session.outputTokens}`],
   ]);
 }
 
@@ -171,19 +180,16 @@ export async function renderSession({ root, params, signal }) {
     more,
   );
 
-  // A page of full exchanges at a time (the whole session at once can be tens of MB); every page also carries the
-  // summaries of all the session's exchanges, oldest first.
+  // A page of full exchanges at a time, oldest first (the whole session at once can be tens of MB), each page with
+  // its exchanges' summaries, where it starts in the session, and what the whole session adds up to.
   let cursor = null;
   let firstPage = true;
   const loadPage = async () => {
     const page = await api(`/sessions/${encodeURIComponent(id)}${query({ limit: PAGE, cursor })}`, { signal });
-    const summaries = new Map(page.summaries.map((s, i) => [s.id, { summary: s, index: i }]));
+    const summaries = new Map(page.summaries.map((s) => [s.id, s]));
     if (firstPage) status.replaceChildren(sessionFacts(page));
     firstPage = false;
-    for (const x of page.exchanges) {
-      const at = summaries.get(x.id);
-      transcript.append(safeCard(x, at && at.summary, at ? at.index : transcript.childElementCount));
-    }
+    page.exchanges.forEach((x, i) => transcript.append(safeCard(x, summaries.get(x.id), page.offset + i)));
     cursor = page.next_cursor;
     clear(more);
     if (cursor) loadMoreButton(more, loadPage, signal);

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  SESSION_TOTALS_NAMES,
   VERIFY_PAGE,
   type AuditStore,
   type NewRecord,
@@ -589,6 +590,111 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         cursor = page.nextCursor ?? undefined;
       } while (cursor !== undefined);
       expect(pages).toEqual([['ex_6', 'ex_5', 'ex_4'], ['ex_3', 'ex_2', 'ex_1'], ['ex_0']]);
+    });
+
+    it('pages through a session oldest first with a cursor, ties broken by id', async () => {
+      for (let i = 6; i >= 0; i--) {
+        await store.append(exchangeBatch({ id: `ex_${i}`, session: 'ses_1', at: T0 + Math.floor(i / 2) * 1000 }));
+      }
+      await store.append(exchangeBatch({ id: 'ex_other', session: 'ses_2', at: T0 + 1500 }));
+      const pages: string[][] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await store.listExchangesFiltered({ session: 'ses_1', oldestFirst: true, limit: 3, cursor });
+        pages.push(page.items.map((x) => x.id));
+        cursor = page.nextCursor ?? undefined;
+      } while (cursor !== undefined);
+      expect(pages).toEqual([['ex_0', 'ex_1', 'ex_2'], ['ex_3', 'ex_4', 'ex_5'], ['ex_6']]);
+    });
+
+    it("adds up a session's matching exchanges: counts, tokens, times, outcomes, callers, connections, models", async () => {
+      await fillVaried();
+      // Same subject at another issuer, and a third caller, in ses_b.
+      await store.append(
+        exchangeBatch({
+          id: 'ex_7',
+          session: 'ses_b',
+          at: T0 + 7000,
+          caller: 'bob',
+          issuer: 'https://other-idp.example',
+          connection: 'bedrock',
+          model: 'claude-haiku-4-5',
+          inputTokens: 100,
+          outputTokens: 50,
+        }),
+      );
+      const b = await store.sessionTotals('ses_b');
+      expect(b).toEqual({
+        id: 'ses_b',
+        connection: 'anthropic',
+        callerSubject: 'bob',
+        firstAt: T0 + 3000,
+        lastAt: T0 + 7000,
+        endedAt: T0 + 7200,
+        exchanges: 4,
+        // ex_3 and ex_5 (10 + 5 cache reads, 7 each), ex_6 unanswered, ex_7 (100 + 5, 50).
+        inputTokens: 135,
+        outputTokens: 64,
+        outcomes: { upstream_error: 1, ok: 2, in_progress: 1 },
+        callers: [
+          { callerSubject: 'bob', callerMethod: 'oidc', callerIssuer: 'https://idp.example' },
+          { callerSubject: 'bob', callerMethod: 'oidc', callerIssuer: 'https://other-idp.example' },
+        ],
+        callerCount: 2,
+        connections: ['anthropic', 'bedrock'],
+        connectionCount: 2,
+        // The model that answered, else the one asked for (ex_6 has no answer yet).
+        models: ['claude-sonnet-4-5-20250929', 'claude-sonnet-4-5', 'claude-haiku-4-5-20250929'],
+        modelCount: 3,
+        offset: 0,
+      });
+      // Narrowed like a list: one caller's exchanges only (what a `user` sees), or one outcome.
+      expect(
+        await store.sessionTotals('ses_b', { caller: 'bob', callerIssuer: 'https://other-idp.example' }),
+      ).toMatchObject({
+        exchanges: 1,
+        callers: [expect.objectContaining({ callerIssuer: 'https://other-idp.example' })],
+      });
+      expect(await store.sessionTotals('ses_b', { outcome: 'in_progress' })).toMatchObject({
+        exchanges: 1,
+        endedAt: null,
+        inputTokens: 0,
+        outcomes: { in_progress: 1 },
+      });
+      expect(await store.sessionTotals('ses_b', { caller: 'alice' })).toBeUndefined();
+      expect(await store.sessionTotals('ses_unknown')).toBeUndefined();
+
+      // The offset of the page after a cursor of the session's oldest-first list.
+      const first = await store.listExchangesFiltered({ session: 'ses_b', oldestFirst: true, limit: 3 });
+      expect(first.items.map((x) => x.id)).toEqual(['ex_3', 'ex_5', 'ex_6']);
+      expect((await store.sessionTotals('ses_b', { offsetOf: first.nextCursor! }))?.offset).toBe(3);
+      await expect(store.sessionTotals('ses_b', { offsetOf: 'not-a-cursor' })).rejects.toMatchObject({
+        code: 'BAD_REQUEST',
+      });
+    });
+
+    it('names at most the first few callers, connections and models of a session, and counts them all', async () => {
+      for (let i = 0; i < SESSION_TOTALS_NAMES + 2; i++) {
+        const n = String(i).padStart(2, '0');
+        await store.append(
+          exchangeBatch({
+            id: `ex_${n}`,
+            session: 'ses_crowd',
+            at: T0 + i * 1000,
+            caller: `caller-${n}`,
+            connection: `conn-${n}`,
+            model: `model-${n}`,
+          }),
+        );
+      }
+      const totals = (await store.sessionTotals('ses_crowd'))!;
+      const first = Array.from({ length: SESSION_TOTALS_NAMES }, (_, i) => String(i).padStart(2, '0'));
+      expect(totals.callers.map((c) => c.callerSubject)).toEqual(first.map((n) => `caller-${n}`));
+      expect(totals.connections).toEqual(first.map((n) => `conn-${n}`));
+      expect(totals.models).toEqual(first.map((n) => `model-${n}-20250929`));
+      expect([totals.callerCount, totals.connectionCount, totals.modelCount, totals.exchanges]).toEqual(
+        Array(4).fill(SESSION_TOTALS_NAMES + 2),
+      );
     });
 
     it('filters sessions by group, model, outcome, masking and issuer', async () => {

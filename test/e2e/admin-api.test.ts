@@ -22,6 +22,7 @@ import type {
   SearchHit,
   SearchText,
   SessionSummary,
+  SessionTotals,
 } from '../../src/store/audit-store.js';
 import type { ExchangeRequestData, ExchangeResponseData } from '../../src/store/record-types.js';
 import { until } from '../support/until.js';
@@ -62,9 +63,12 @@ interface Paged<T> {
   next_cursor: string | null;
 }
 
-/** `GET /sessions/{id}`: every summary, and a page of exchanges in full. */
+/** `GET /sessions/{id}`: what the session adds up to, and a page of exchanges in full with their summaries. */
 interface SessionPage {
-  summaries: Array<{ id: string }>;
+  id: string;
+  session: SessionTotals;
+  offset: number;
+  summaries: ExchangeListItem[];
   exchanges: ExchangeView[];
   next_cursor: string | null;
 }
@@ -74,19 +78,29 @@ const client = (token: string): Anthropic =>
 
 /** `n` exchanges written straight into the store, shaped as the recorder writes them, one containing the needle. */
 async function bulkRecord(n: number, needleAt: number): Promise<void> {
+  await recordDirectly(n, (i) => ({
+    id: `ex_bulk_${String(i).padStart(4, '0')}`,
+    session: `bulk-${Math.floor(i / 10)}`,
+    prompt: i === needleAt ? `Tell me about the ${NEEDLE} please` : `Routine question number ${i} about deployments`,
+  }));
+}
+
+/** Exchanges `from`…`from + n - 1`, written straight into the store as the recorder writes them, a second apart. */
+async function recordDirectly(
+  n: number,
+  exchange: (i: number) => { id: string; session: string; prompt: string; caller?: string; group?: string },
+  from = 0,
+): Promise<void> {
   const t0 = Date.UTC(2024, 5, 1);
-  for (let start = 0; start < n; start += 100) {
+  for (let start = from; start < from + n; start += 100) {
     const records: NewRecord[] = [];
     const searchText: SearchText[] = [];
-    for (let i = start; i < Math.min(n, start + 100); i++) {
-      const id = `ex_bulk_${String(i).padStart(4, '0')}`;
-      const session = `bulk-${Math.floor(i / 10)}`;
+    for (let i = start; i < Math.min(from + n, start + 100); i++) {
+      const { id, session, prompt, caller = 'batch-bot', group = 'robots' } = exchange(i);
       const at = t0 + i * 1000;
-      const prompt =
-        i === needleAt ? `Tell me about the ${NEEDLE} please` : `Routine question number ${i} about deployments`;
       const request: ExchangeRequestData = {
         connection: 'anthropic',
-        caller: { method: 'oidc', subject: 'batch-bot', issuer: idp.issuer, groups: ['robots'] },
+        caller: { method: 'oidc', subject: caller, issuer: idp.issuer, groups: [group] },
         client: { address: '127.0.0.1', userAgent: 'bulk' },
         session: { id: session, source: 'header' },
         request: {
@@ -227,13 +241,14 @@ describe('who may see what', () => {
       ),
     ).toEqual(['alice', 'alice']);
 
-    const own = await api<{ id: string; summaries: ExchangeListItem[]; exchanges: ExchangeView[] }>(
-      '/sessions/alice-1',
-      tokens.alice,
-    );
+    const own = await api<SessionPage>('/sessions/alice-1', tokens.alice);
     expect(own.status).toBe(200);
     expect(own.json.exchanges).toHaveLength(2);
     expect(own.json.summaries.map((s) => s.id)).toEqual(own.json.exchanges.map((x) => x.id));
+    expect(own.json.session).toMatchObject({
+      exchanges: 2,
+      callers: [{ callerSubject: 'alice', callerMethod: 'oidc', callerIssuer: idp.issuer }],
+    });
 
     const [bobs] = await h.session('bob-1', 1);
     for (const p of [
@@ -262,21 +277,24 @@ describe('who may see what', () => {
     expect((await api('/access-log', tokens.carol)).status).toBe(403);
   });
 
-  it('pages a session’s full exchanges on request (limit, cursor), with every summary each time', async () => {
+  it('pages a session’s full exchanges on request (limit, cursor), with the session’s totals each time', async () => {
     // A long agent session in full is a very large answer, built in one go; the web UI asks for pages.
     const all = await api<SessionPage>('/sessions/alice-1', tokens.carol);
     expect(all.json.exchanges).toHaveLength(2);
     expect(all.json.next_cursor).toBeNull();
     const first = await api<SessionPage>('/sessions/alice-1?limit=1', tokens.carol);
-    expect(first.json.summaries.map((x) => x.id)).toEqual(all.json.exchanges.map((x) => x.id));
+    expect(first.json.summaries.map((x) => x.id)).toEqual([all.json.exchanges[0]!.id]);
     expect(first.json.exchanges.map((x) => x.id)).toEqual([all.json.exchanges[0]!.id]);
     expect(first.json.exchanges[0]).toEqual(all.json.exchanges[0]);
+    expect(first.json.session).toEqual(all.json.session);
+    expect(first.json.session).toMatchObject({ id: 'alice-1', exchanges: 2, outcomes: { ok: 2 } });
     const second = await api<SessionPage>(`/sessions/alice-1?limit=1&cursor=${first.json.next_cursor}`, tokens.carol);
     expect(second.json.exchanges.map((x) => x.id)).toEqual([all.json.exchanges[1]!.id]);
+    expect([second.json.offset, second.json.session.exchanges]).toEqual([1, 2]);
     expect(second.json.next_cursor).toBeNull();
     const wrong = await api<{ error: { message: string } }>('/sessions/alice-1?cursor=ex_not_here', tokens.carol);
     expect(wrong.status).toBe(400);
-    expect(wrong.json.error.message).toContain('is not an exchange of session "alice-1"');
+    expect(wrong.json.error.message).toBe('cursor: not a cursor from this list (pass next_cursor as it was given)');
     expect((await api('/sessions/alice-1?limit=1', tokens.bob)).status).toBe(404); // still only one's own
   });
 
@@ -293,9 +311,9 @@ describe('who may see what', () => {
     const recorded = (await h.session('erin-long', 23)).map((x) => x.id);
 
     const first = await api<SessionPage>('/sessions/erin-long', tokens.carol);
-    expect(first.json.summaries.map((x) => x.id)).toEqual(recorded);
+    expect(first.json.summaries.map((x) => x.id)).toEqual(recorded.slice(0, 20));
     expect(first.json.exchanges.map((x) => x.id)).toEqual(recorded.slice(0, 20));
-    expect(first.json.next_cursor).toBe(recorded[19]);
+    expect(first.json.session.exchanges).toBe(23);
     const rest = await api<SessionPage>(`/sessions/erin-long?cursor=${first.json.next_cursor}`, tokens.carol);
     expect(rest.json.exchanges.map((x) => x.id)).toEqual(recorded.slice(20));
     expect(rest.json.next_cursor).toBeNull();
@@ -305,6 +323,73 @@ describe('who may see what', () => {
     expect(tooMany.status).toBe(400);
     expect(tooMany.json.error.message).toBe('limit: expected an integer from 1 to 100, got "101"');
   });
+
+  it('answers every page of a long session at the same size, and pages to the end through every exchange once', async () => {
+    // Went wrong: every page carried the summaries of all the session's exchanges, so a page grew with the session
+    // and reading a session of n exchanges page by page cost O(n²).
+    const session = 'agent-250';
+    const exchange = (i: number) => ({
+      id: `ex_agent_${String(i).padStart(4, '0')}`,
+      session,
+      prompt: `Step ${i} of the migration plan`,
+      caller: 'agent-bot',
+      group: 'agents',
+    });
+    const pageBytes = async (q: string): Promise<number> =>
+      Buffer.byteLength((await api(`/sessions/${session}${q}`, tokens.carol)).text);
+    await recordDirectly(50, exchange, 20_000);
+    const firstOf50 = await pageBytes('?limit=20');
+    await recordDirectly(200, exchange, 20_050);
+    const firstOf250 = await pageBytes('?limit=20');
+    // The same page, 200 exchanges later: only the totals' numbers changed.
+    expect(Math.abs(firstOf250 - firstOf50)).toBeLessThan(100);
+
+    const readsBefore = (await api<Paged<AccessLogEntry>>('/access-log?limit=1000', tokens.dave)).json.items.length;
+    const seen: string[] = [];
+    const sizes: number[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const r: Answer<SessionPage> = await api(
+        `/sessions/${session}?limit=20${cursor ? `&cursor=${cursor}` : ''}`,
+        tokens.carol,
+      );
+      expect(r.status).toBe(200);
+      const p = r.json;
+      expect(p.exchanges.length).toBeLessThanOrEqual(20);
+      expect(p.summaries.map((x) => x.id)).toEqual(p.exchanges.map((x) => x.id));
+      expect(p.offset).toBe(seen.length);
+      expect(p.session).toMatchObject({
+        id: session,
+        exchanges: 250,
+        inputTokens: 1250,
+        outputTokens: 500,
+        outcomes: { ok: 250 },
+        callers: [{ callerSubject: 'agent-bot', callerMethod: 'oidc', callerIssuer: idp.issuer }],
+        callerCount: 1,
+        connections: ['anthropic'],
+        models: ['claude-haiku-4-5-20251001'],
+      });
+      // Nothing in the answer but the page's exchanges and the session's totals.
+      expect(Object.keys(p).sort()).toEqual(['exchanges', 'id', 'next_cursor', 'offset', 'session', 'summaries']);
+      seen.push(...p.exchanges.map((x) => x.id));
+      sizes.push(Buffer.byteLength(r.text) / Math.max(p.exchanges.length, 1));
+      cursor = p.next_cursor;
+      pages++;
+    } while (cursor !== null);
+    expect(seen).toEqual(Array.from({ length: 250 }, (_, i) => exchange(20_000 + i).id));
+    expect(pages).toBe(13);
+    // The last page (10 exchanges) costs per exchange what the first one does.
+    expect(Math.max(...sizes) / Math.min(...sizes)).toBeLessThan(1.5);
+
+    // Each page read is a read of the session's content, recorded as one.
+    const log = (await api<Paged<AccessLogEntry>>('/access-log?limit=1000', tokens.dave)).json.items;
+    const reads = log.slice(0, log.length - readsBefore);
+    expect(reads).toHaveLength(pages);
+    expect(reads.map((e) => [e.data.actor.subject, e.data.role, e.data.what, e.data.ids])).toEqual(
+      Array(pages).fill(['carol', 'auditor', 'session', [session]]),
+    );
+  }, 30_000);
 
   it('accepts an admin API token for automation, with its role', async () => {
     const r = await api<Paged<SessionSummary>>('/sessions?limit=1000', ADMIN_TOKEN);
@@ -529,6 +614,14 @@ describe('verify', () => {
       exchanges: 3,
     });
     expect((await api('/sessions/shared-1/verify', tokens.dave)).json).toMatchObject({ exchanges: 3 });
+    // Reading the session, too: her exchange, and totals of hers alone.
+    const page = (await api<SessionPage>('/sessions/shared-1', tokens.alice)).json;
+    expect(page.exchanges.map((x) => x.id)).toEqual([mine!.id]);
+    expect(page.session).toMatchObject({ exchanges: 1, callerCount: 1, callers: [{ callerSubject: 'alice' }] });
+    expect((await api<SessionPage>('/sessions/shared-1', tokens.carol)).json.session).toMatchObject({
+      exchanges: 3,
+      callerCount: 2,
+    });
   });
 });
 

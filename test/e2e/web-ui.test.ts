@@ -912,6 +912,16 @@ describe('long, shared and malformed sessions', () => {
       );
       await ask(new Anthropic({ baseURL: busy.url, apiKey: key, maxRetries: 0 }), `hello from ${name}`, 'ui-shared');
     }
+    // More callers of one session than its header names.
+    for (let i = 0; i < 12; i++) {
+      const name = `crowd-${String(i).padStart(2, '0')}`;
+      const { key } = await createGatewayKey(
+        busy.gateway.store,
+        { name, owner: 'platform', connections: [], createdBy: 'web-ui test' },
+        ['anthropic'],
+      );
+      await ask(new Anthropic({ baseURL: busy.url, apiKey: key, maxRetries: 0 }), `hello from ${name}`, 'ui-crowd');
+    }
     // A session with a normal exchange between recordings the transcript cannot draw as usual.
     await raw('{"model":"x","max_tokens":10,"messages":[null]}', 'ui-malformed');
     await ask(client, 'a perfectly normal question', 'ui-malformed');
@@ -931,6 +941,7 @@ describe('long, shared and malformed sessions', () => {
     await Promise.all([
       busy.session('ui-long', 22),
       busy.session('ui-shared', 2),
+      busy.session('ui-crowd', 12),
       busy.session('ui-malformed', 3),
       busy.session('ui-odd-keys', 2),
       busy.session('ui-pangolin', 30),
@@ -948,6 +959,11 @@ describe('long, shared and malformed sessions', () => {
     page.on('request', (r) => {
       if (r.url().includes('/api/v1/sessions/ui-long')) asked.push(new URL(r.url()).search);
     });
+    // What each page answered: its own exchanges' summaries (no longer every summary of the session on every page).
+    const answered: Array<Promise<{ summaries: unknown[]; offset: number; session: { exchanges: number } }>> = [];
+    page.on('response', (r) => {
+      if (r.url().includes('/api/v1/sessions/ui-long')) answered.push(r.json());
+    });
     await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-long`);
     const cards = page.locator('article.exchange-card');
     await expect.poll(() => cards.count()).toBe(20);
@@ -961,7 +977,12 @@ describe('long, shared and malformed sessions', () => {
     expect(await page.getByRole('button', { name: 'Load more' }).count()).toBe(0);
     expect(asked).toHaveLength(2);
     expect(asked[0]).toBe('?limit=20');
-    expect(asked[1]).toMatch(/^\?limit=20&cursor=ex_/);
+    expect(asked[1]).toMatch(/^\?limit=20&cursor=[\w-]+$/);
+    const pages = await Promise.all(answered);
+    expect(pages.map((p) => [p.summaries.length, p.offset, p.session.exchanges])).toEqual([
+      [20, 0, 22],
+      [2, 20, 22],
+    ]);
   });
 
   it('names every caller of a shared session: in the list, the header and each exchange', async () => {
@@ -979,6 +1000,20 @@ describe('long, shared and malformed sessions', () => {
     expect(await cards.nth(0).locator('.turn.user').textContent()).toContain('hello from build-bot');
     expect(await cards.nth(1).locator('header .caller').textContent()).toBe('review-bot');
     expect(await cards.nth(1).locator('.turn.user').textContent()).toContain('hello from review-bot');
+  });
+
+  it('names the first ten callers of a crowded session in its header, and how many more there are', async () => {
+    // The header counted callers from the summaries of every exchange, which each page carried; a page now carries
+    // the session's totals, with the first ten callers named.
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-crowd`);
+    const cards = page.locator('article.exchange-card');
+    await expect.poll(() => cards.count()).toBe(12);
+    const named = Array.from({ length: 10 }, (_, i) => `crowd-${String(i).padStart(2, '0')}`).join(', ');
+    const header = page.locator('dl.facts').first();
+    expect(await header.textContent()).toContain(`Callers12 callers: ${named} and 2 more`);
+    expect(await header.textContent()).toContain('Exchanges12');
+    expect(await cards.nth(11).locator('header .caller').textContent()).toBe('crowd-11');
+    expect(await cards.nth(11).locator('.index').textContent()).toBe('#12');
   });
 
   it('draws the rest of a session when one recorded request is malformed', async () => {

@@ -29,12 +29,22 @@ import type {
   SearchText,
   SessionFilter,
   SessionSummary,
+  SessionTotals,
+  SessionTotalsRequest,
   StoredGatewayKey,
   StoredRecord,
   VerifyReport,
   WriteBatch,
 } from '../audit-store.js';
 import { VERIFY_PAGE } from '../audit-store.js';
+import {
+  namesStatement,
+  toSessionTotals,
+  totalsStatement,
+  type NameRow,
+  type TotalsDialect,
+  type TotalsRow,
+} from '../session-totals.js';
 import {
   callerIndexRow,
   decodeCursor,
@@ -173,12 +183,18 @@ function exchangeConditions(f: ExchangeFilter, param: Param): string[] {
   return where;
 }
 
-/** `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages (ids bytewise). */
-function beforeCursor(cursor: string | undefined, param: Param): string[] {
+/**
+ * `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages (after: oldest-first;
+ * ids bytewise).
+ */
+function beforeCursor(cursor: string | undefined, param: Param, after = false): string[] {
   const c = cursor !== undefined ? decodeCursor(cursor) : undefined;
   if (!c) return [];
   const at = param(c.lastAt);
-  return [`(e.started_at < ${at}::bigint OR (e.started_at = ${at}::bigint AND e.id COLLATE "C" < ${param(c.id)}))`];
+  const cmp = after ? '>' : '<';
+  return [
+    `(e.started_at ${cmp} ${at}::bigint OR (e.started_at = ${at}::bigint AND e.id COLLATE "C" ${cmp} ${param(c.id)}))`,
+  ];
 }
 
 export class PostgresAuditStore implements AuditStore {
@@ -705,8 +721,9 @@ export class PostgresAuditStore implements AuditStore {
   async listExchangesFiltered(filter: ExchangeListFilter = {}): Promise<Page<ExchangeListItem>> {
     const params: unknown[] = [];
     const param: Param = (v) => `$${params.push(v)}`;
-    const where = [...exchangeConditions(filter, param), ...beforeCursor(filter.cursor, param)];
+    const where = [...exchangeConditions(filter, param), ...beforeCursor(filter.cursor, param, filter.oldestFirst)];
     const limit = pageSize(filter.limit);
+    const order = filter.oldestFirst ? 'ASC' : 'DESC';
     const res = await this.pool.query<
       ExchangeRow & { caller_issuer: string | null; groups: string[]; masking: Record<string, number> }
     >(
@@ -718,7 +735,7 @@ export class PostgresAuditStore implements AuditStore {
        LEFT JOIN exchange_results r ON r.exchange_id = e.id
        LEFT JOIN exchange_callers c ON c.exchange_id = e.id
        ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-       ORDER BY e.started_at DESC, e.id COLLATE "C" DESC LIMIT ${param(limit + 1)}`,
+       ORDER BY e.started_at ${order}, e.id COLLATE "C" ${order} LIMIT ${param(limit + 1)}`,
       params,
     );
     return pageOf(
@@ -732,6 +749,27 @@ export class PostgresAuditStore implements AuditStore {
       }),
       (i) => [i.startedAt, i.id],
     );
+  }
+
+  async sessionTotals(sessionId: string, request: SessionTotalsRequest = {}): Promise<SessionTotals | undefined> {
+    const filter = { ...request, session: sessionId };
+    const statement = (build: (d: TotalsDialect) => string): { text: string; values: unknown[] } => {
+      const values: unknown[] = [];
+      const param: Param = (v) => `$${values.push(v)}`;
+      const text = build({
+        where: () => exchangeConditions(filter, param),
+        param,
+        bytewise: ' COLLATE "C"',
+        int: '::bigint',
+      });
+      return { text, values };
+    };
+    const offsetOf = request.offsetOf !== undefined ? decodeCursor(request.offsetOf) : undefined;
+    const totals = await this.pool.query<TotalsRow>(statement((d) => totalsStatement(d, offsetOf)));
+    const row = totals.rows[0];
+    if (!row || row.n === 0) return undefined;
+    const names = await this.pool.query<NameRow>(statement(namesStatement));
+    return toSessionTotals(sessionId, row, names.rows);
   }
 
   async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {

@@ -33,12 +33,22 @@ import type {
   SearchOptions,
   SessionFilter,
   SessionSummary,
+  SessionTotals,
+  SessionTotalsRequest,
   StoredGatewayKey,
   StoredRecord,
   VerifyReport,
   WriteBatch,
 } from '../audit-store.js';
 import { VERIFY_PAGE } from '../audit-store.js';
+import {
+  namesStatement,
+  toSessionTotals,
+  totalsStatement,
+  type NameRow,
+  type TotalsDialect,
+  type TotalsRow,
+} from '../session-totals.js';
 import {
   callerIndexRow,
   decodeCursor,
@@ -128,12 +138,13 @@ function exchangeConditions(f: ExchangeFilter, params: unknown[]): string[] {
   return where;
 }
 
-/** `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages. */
-function beforeCursor(cursor: string | undefined, params: unknown[]): string[] {
+/** `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages (after: oldest-first). */
+function beforeCursor(cursor: string | undefined, params: unknown[], after = false): string[] {
   const c = cursor !== undefined ? decodeCursor(cursor) : undefined;
   if (!c) return [];
   params.push(c.lastAt, c.lastAt, c.id);
-  return ['(e.started_at < ? OR (e.started_at = ? AND e.id < ?))'];
+  const cmp = after ? '>' : '<';
+  return [`(e.started_at ${cmp} ? OR (e.started_at = ? AND e.id ${cmp} ?))`];
 }
 
 /** Search text entries that are indexed at once rather than after {@link TEXT_LAG_MS}. */
@@ -634,8 +645,9 @@ export class SqliteAuditStore implements AuditStore {
 
   async listExchangesFiltered(filter: ExchangeListFilter = {}): Promise<Page<ExchangeListItem>> {
     const params: unknown[] = [];
-    const where = [...exchangeConditions(filter, params), ...beforeCursor(filter.cursor, params)];
+    const where = [...exchangeConditions(filter, params), ...beforeCursor(filter.cursor, params, filter.oldestFirst)];
     const limit = pageSize(filter.limit);
+    const order = filter.oldestFirst ? 'ASC' : 'DESC';
     const rows = this.db
       .prepare(
         `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model,
@@ -646,7 +658,7 @@ export class SqliteAuditStore implements AuditStore {
          LEFT JOIN exchange_results r ON r.exchange_id = e.id
          LEFT JOIN exchange_callers c ON c.exchange_id = e.id
          ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-         ORDER BY e.started_at DESC, e.id DESC LIMIT ?`,
+         ORDER BY e.started_at ${order}, e.id ${order} LIMIT ?`,
       )
       .all(...params, limit + 1) as Array<
       ExchangeRow & { caller_issuer: string | null; groups_json: string | null; masking_json: string | null }
@@ -662,6 +674,26 @@ export class SqliteAuditStore implements AuditStore {
       }),
       (i) => [i.startedAt, i.id],
     );
+  }
+
+  async sessionTotals(sessionId: string, request: SessionTotalsRequest = {}): Promise<SessionTotals | undefined> {
+    const filter = { ...request, session: sessionId };
+    const statement = (build: (d: TotalsDialect) => string): { sql: string; params: unknown[] } => {
+      const params: unknown[] = [];
+      const sql = build({
+        where: () => exchangeConditions(filter, params),
+        param: (value) => (params.push(value), '?'),
+        bytewise: '',
+        int: '',
+      });
+      return { sql, params };
+    };
+    const offsetOf = request.offsetOf !== undefined ? decodeCursor(request.offsetOf) : undefined;
+    const totals = statement((d) => totalsStatement(d, offsetOf));
+    const names = statement(namesStatement);
+    const row = this.db.prepare(totals.sql).get(...totals.params) as TotalsRow | undefined;
+    if (!row || row.n === 0) return undefined;
+    return toSessionTotals(sessionId, row, this.db.prepare(names.sql).all(...names.params) as NameRow[]);
   }
 
   async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {

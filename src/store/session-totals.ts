@@ -1,0 +1,132 @@
+/**
+ * What a session adds up to (`AuditStore.sessionTotals`), in SQL both SQLite and PostgreSQL accept: two statements of
+ * aggregates over the exchange index, whose answer has the same few rows however long the session is. The database
+ * still goes over the session's index rows each time (about the work of listing their summaries: ~3 ms per thousand
+ * exchanges on SQLite), but none is read out into the process or sent.
+ */
+import { SESSION_TOTALS_NAMES, type ExchangeCaller, type SessionTotals } from './audit-store.js';
+
+/** What differs between the two stores' SQL; one per statement (SQLite binds `?` in the order they are placed). */
+export interface TotalsDialect {
+  /** The filter's conditions over `exchanges e LEFT JOIN exchange_results r`, binding their values (once per place). */
+  readonly where: () => readonly string[];
+  /** A placeholder bound to `value`. */
+  readonly param: (value: unknown) => string;
+  /** PostgreSQL: ` COLLATE "C"`, so text orders bytewise, as in SQLite. */
+  readonly bytewise: string;
+  /** PostgreSQL: `::bigint` (a sum of bigints is numeric there, which pg hands out as a string). */
+  readonly int: string;
+}
+
+const FROM = 'FROM exchanges e LEFT JOIN exchange_results r ON r.exchange_id = e.id';
+
+/**
+ * One row: counts, tokens and times of the matching exchanges, and how many of them are at or before `offsetOf` (a
+ * position, oldest first: started_at, then id).
+ */
+export function totalsStatement(d: TotalsDialect, offsetOf: { lastAt: number; id: string } | undefined): string {
+  const before = offsetOf
+    ? `sum(CASE WHEN e.started_at < ${d.param(offsetOf.lastAt)}${d.int} OR (e.started_at = ${d.param(offsetOf.lastAt)}${d.int}` +
+      ` AND e.id${d.bytewise} <= ${d.param(offsetOf.id)}) THEN 1 ELSE 0 END)${d.int}`
+    : '0';
+  return `SELECT count(*)${d.int} AS n, min(e.started_at) AS first_at, max(e.started_at) AS last_at,
+            max(r.ended_at) AS ended_at, coalesce(sum(r.input_tokens), 0)${d.int} AS input_tokens,
+            coalesce(sum(r.output_tokens), 0)${d.int} AS output_tokens,
+            min(e.connection${d.bytewise}) AS connection, min(e.caller_subject${d.bytewise}) AS caller,
+            coalesce(${before}, 0)${d.int} AS before_n
+     ${FROM} WHERE ${d.where().join(' AND ')}`;
+}
+
+/**
+ * Rows of names: the first {@link SESSION_TOTALS_NAMES} distinct callers, connections and models (`total`: how many
+ * distinct in all; `pos`: order of first use), and each outcome (`total`: its count).
+ */
+export function namesStatement(d: TotalsDialect): string {
+  const limit = SESSION_TOTALS_NAMES;
+  const model = `nullif(coalesce(r.model, e.model), '')`;
+  /** Distinct values of `name` (callers: with their method and issuer), in order of first use. */
+  const distinct = (
+    kind: string,
+    name: string,
+    { method = 'NULL', issuer = 'NULL', join = '', also = [] as string[] } = {},
+  ): string => {
+    const grouped = [method, issuer, name].filter((c) => c !== 'NULL');
+    const order = grouped.map((c) => `coalesce(${c}, '')${d.bytewise}`).join(', ');
+    return `SELECT * FROM (
+      SELECT '${kind}' AS kind, ${method} AS method, ${issuer} AS issuer, ${name} AS name,
+             count(*) OVER ()${d.int} AS total, row_number() OVER (ORDER BY min(e.started_at), ${order})${d.int} AS pos
+      ${FROM} ${join} WHERE ${[...d.where(), ...also].join(' AND ')}
+      GROUP BY ${grouped.join(', ')} ORDER BY pos LIMIT ${limit}) ${kind}s`;
+  };
+  return [
+    distinct('caller', 'e.caller_subject', {
+      method: 'e.caller_method',
+      issuer: 'c.issuer',
+      join: 'LEFT JOIN exchange_callers c ON c.exchange_id = e.id',
+    }),
+    distinct('connection', 'e.connection'),
+    distinct('model', model, { also: [`${model} IS NOT NULL`] }),
+    `SELECT 'outcome' AS kind, NULL AS method, NULL AS issuer, coalesce(r.outcome, 'in_progress') AS name,
+            count(*)${d.int} AS total, 0${d.int} AS pos
+     ${FROM} WHERE ${d.where().join(' AND ')} GROUP BY coalesce(r.outcome, 'in_progress')`,
+  ].join('\nUNION ALL\n');
+}
+
+/** The row of {@link totalsStatement}. */
+export interface TotalsRow {
+  n: number;
+  first_at: number | null;
+  last_at: number | null;
+  ended_at: number | null;
+  input_tokens: number;
+  output_tokens: number;
+  connection: string | null;
+  caller: string | null;
+  before_n: number;
+}
+
+/** A row of {@link namesStatement}. */
+export interface NameRow {
+  kind: string;
+  method: string | null;
+  issuer: string | null;
+  name: string;
+  total: number;
+  pos: number;
+}
+
+/** The session's totals from both statements' rows; undefined when no exchange matched. */
+export function toSessionTotals(
+  id: string,
+  row: TotalsRow | undefined,
+  names: readonly NameRow[],
+): SessionTotals | undefined {
+  if (!row || row.n === 0) return undefined;
+  const of = (kind: string): NameRow[] => names.filter((r) => r.kind === kind).sort((a, b) => a.pos - b.pos);
+  const count = (kind: string): number => of(kind)[0]?.total ?? 0;
+  // A Map, not an object: outcomes are data, and an object would have keys of its own (`__proto__`).
+  const outcomes = new Map(of('outcome').map((r) => [r.name, r.total]));
+  return {
+    id,
+    connection: row.connection ?? '',
+    callerSubject: row.caller ?? '',
+    firstAt: row.first_at!,
+    lastAt: row.last_at!,
+    endedAt: row.ended_at ?? null,
+    exchanges: row.n,
+    inputTokens: row.input_tokens,
+    outputTokens: row.output_tokens,
+    outcomes: Object.fromEntries(outcomes),
+    callers: of('caller').map((r): ExchangeCaller => ({
+      callerSubject: r.name,
+      callerMethod: r.method ?? '',
+      callerIssuer: r.issuer,
+    })),
+    callerCount: count('caller'),
+    connections: of('connection').map((r) => r.name),
+    connectionCount: count('connection'),
+    models: of('model').map((r) => r.name),
+    modelCount: count('model'),
+    offset: row.before_n,
+  };
+}
