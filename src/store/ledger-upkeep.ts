@@ -41,6 +41,24 @@ export async function signChain(config: VigilConfig, store: AuditStore, options:
   await new Digester(store, loadSigningKey(config), { intervalMs: 0 }).close();
 }
 
+/**
+ * Runs `fn` — a command that writes, which may run long (a retention run purging a backlog) — signing this process's
+ * chain every `signing.interval` while it runs, as a gateway does, and its final digest once `fn` succeeds: a long
+ * run's records do not go unsigned past `signing.overdue_after`. A periodic digest that fails is tried again by the
+ * next one, and by the final digest, which throws.
+ */
+export async function whileSigning<T>(config: VigilConfig, store: AuditStore, fn: () => Promise<T>): Promise<T> {
+  const digester = new Digester(store, loadSigningKey(config), { intervalMs: config.signing.interval });
+  digester.start();
+  try {
+    const result = await fn();
+    await digester.close();
+    return result;
+  } finally {
+    await digester.stop();
+  }
+}
+
 export interface LedgerUpkeep {
   readonly key: SigningKey;
   /** Stops the schedules, waits for a running purge, and signs the chain's final digest. Call before closing the store. */
