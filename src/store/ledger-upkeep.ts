@@ -42,6 +42,15 @@ export async function signChain(config: VigilConfig, store: AuditStore, options:
 }
 
 /**
+ * `signing.overdue_after` in ms: how long a chain's records may go without a digest of their chain. Default three
+ * `signing.interval`s (a digest is due once per interval; the rest is slack for a slow store and clocks that differ
+ * between gateways); 0 — or no interval, when digests are signed at shutdown only — turns the check off.
+ */
+export function digestsOverdueAfterMs(config: VigilConfig): number {
+  return config.signing.overdue_after ?? 3 * config.signing.interval;
+}
+
+/**
  * Runs `fn` — a command that writes, which may run long (a retention run purging a backlog) — signing this process's
  * chain every `signing.interval` while it runs, as a gateway does, and its final digest once `fn` succeeds: a long
  * run's records do not go unsigned past `signing.overdue_after`. A periodic digest that fails is tried again by the
