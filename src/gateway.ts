@@ -108,6 +108,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     recordingFailures: () => recorder.failures,
     recordingBacklog: () => recorder.queue.backlog,
     sinks: () => outbox.statuses(),
+    digests: () => upkeep.digests(),
   });
   // What close() and a failed start both release, in this order.
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;

@@ -52,6 +52,8 @@ export interface RouteContext {
   readonly approvals?: ApprovalCoordinator | undefined;
   /** The web UI's OIDC sign-in (`admin.ui.oidc`), as the UI is told it. */
   readonly signIn?: PublicSignIn | undefined;
+  /** `signing.overdue_after` in ms (0: off): `/verify` reports chains whose digests are overdue. */
+  readonly digestsOverdueAfterMs?: number | undefined;
 }
 
 export interface AdminRoute {
@@ -360,7 +362,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       requireRole(ctx.caller, 'admin', 'auditor');
-      const report = await ctx.store.verify();
+      const report = await ctx.store.verify({ digestsOverdueAfterMs: ctx.digestsOverdueAfterMs ?? 0 });
       await recordVerifyFailure(ctx.store, report, {
         method: ctx.caller.reader.method,
         subject: ctx.caller.reader.subject,

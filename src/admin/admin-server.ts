@@ -13,6 +13,7 @@ import type { OidcVerifier } from '../identity/oidc-verifier.js';
 import { ANONYMOUS } from '../identity/principal.js';
 import { listenOn } from '../net/listen.js';
 import type { AuditStore } from '../store/audit-store.js';
+import { digestsOverdueAfterMs } from '../store/ledger-upkeep.js';
 import { AdminAuthenticator, loadAdminTokens } from './admin-auth.js';
 import { ADMIN_ROUTES, COMMON_HEADERS, sendJson, type AdminRoute } from './admin-routes.js';
 import { APPROVAL_ROUTES } from './approval-routes.js';
@@ -110,6 +111,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   if (!ui.ok) log.warn({ problem: ui.problem }, 'the web UI is not available');
   const uiHeaders = uiSecurityHeaders(signInConnectSources(config.admin.ui.oidc));
   const signIn = config.admin.ui.oidc ? publicSignIn(config.admin.ui.oidc) : undefined;
+  const overdueAfterMs = digestsOverdueAfterMs(config);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://admin.invalid');
@@ -168,6 +170,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       log,
       approvals: options.approvals,
       signIn,
+      digestsOverdueAfterMs: overdueAfterMs,
     });
   };
 

@@ -539,7 +539,28 @@ export const OPENAPI_DOCUMENT = {
           chains: { type: 'integer' },
           records: { type: 'integer' },
           problems: { type: 'array', items: ref('VerifyProblem') },
+          digestsOverdue: {
+            type: 'array',
+            items: ref('OverdueDigest'),
+            description:
+              'A warning (`ok` does not depend on it), present unless `signing.overdue_after` is 0: chains whose ' +
+              'records went on for longer than that after their last digest.',
+          },
         },
+      },
+      OverdueDigest: {
+        type: 'object',
+        properties: {
+          chain: { type: 'string' },
+          lastDigest: { oneOf: [ref('ChainPoint'), { type: 'null' }] },
+          from: { ...ref('ChainPoint'), description: 'The oldest record after the last digest.' },
+          to: { ...ref('ChainPoint'), description: "The chain's last record." },
+          undigestedMs: { type: 'integer', description: 'From `from.at` to `to.at`.' },
+        },
+      },
+      ChainPoint: {
+        type: 'object',
+        properties: { chainSeq: { type: 'integer' }, at: { type: 'integer', description: 'Epoch milliseconds.' } },
       },
       SessionVerifyReport: {
         type: 'object',

@@ -14,7 +14,7 @@ import type { VigilConfig } from '../config/config-schema.js';
 import { VigilError } from '../errors.js';
 import type { AuditStore } from '../store/audit-store.js';
 import { addHold, releaseHold } from '../store/holds.js';
-import { loadSigningKey, signChain, signingKeyFile } from '../store/ledger-upkeep.js';
+import { loadSigningKey, signingKeyFile, whileSigning } from '../store/ledger-upkeep.js';
 import { openStore } from '../store/open-store.js';
 import { retentionPolicy, retentionQuery, runRetention, WAL_KEPT_WARNING } from '../store/retention.js';
 
@@ -39,9 +39,8 @@ const iso = (ms: number): string => new Date(ms).toISOString();
 async function withWritableStore<T>(config: VigilConfig, fn: (store: AuditStore) => Promise<T>): Promise<T> {
   const store = await openStore(config);
   try {
-    const result = await fn(store);
-    await signChain(config, store, { create: true });
-    return result;
+    // Signed every signing.interval while it runs (a long retention run), and once more at the end.
+    return await whileSigning(config, store, () => fn(store));
   } finally {
     await store.close();
   }

@@ -20,7 +20,7 @@ import {
   type ExportFormat,
 } from '../admin/exchange-export.js';
 import { filterFrom, FILTER_PARAMS, pageFrom } from '../admin/query-params.js';
-import { listenAddress, type ListenAddress } from '../config/config-schema.js';
+import { listenAddress, type ListenAddress, type VigilConfig } from '../config/config-schema.js';
 import { loadConfig } from '../config/load-config.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { startGateway } from '../gateway.js';
@@ -32,7 +32,8 @@ import { readExchange, readSession } from '../recorder/exchange-reader.js';
 import { startReplayServer, type ReplayLog } from '../replay/replay-server.js';
 import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
 import type { AuditStore } from '../store/audit-store.js';
-import { signChain } from '../store/ledger-upkeep.js';
+import { describeOverdue } from '../store/digest-overdue.js';
+import { digestsOverdueAfterMs, signChain } from '../store/ledger-upkeep.js';
 import { describeStore, openStore } from '../store/open-store.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { approvalsCommand } from './approvals-command.js';
@@ -54,7 +55,8 @@ commands:
   verify [--public-key FILE]… [--anchor CHAIN:SEQ:HASH]…
                              check the store's hash chains; exit 1 naming any changed, removed or reordered record;
                              with the public key, also every signed digest and purge record; with an anchor (a
-                             ledger.digest event's, from the SIEM), also that the store still holds that record
+                             ledger.digest event's, from the SIEM), also that the store still holds that record;
+                             warns of chains whose records went on unsigned past signing.overdue_after
   retention run [--dry-run]  purge exchanges past their connection's retention window (holds excepted)
   holds add --session ID | --caller SUBJECT|EMAIL --reason "…"
                              keep a session's or a caller's exchanges out of every purge
@@ -102,14 +104,14 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[]
 
 async function withStore<T>(
   values: { config?: string; 'data-dir'?: string },
-  fn: (store: AuditStore) => Promise<T>,
+  fn: (store: AuditStore, config: VigilConfig) => Promise<T>,
 ): Promise<T> {
   const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
   const store = await openStore(config, { readonly: true }).catch((err: unknown) => {
     throw new CliError(`cannot open the store (${(err as Error).message}); is --data-dir or --config right?`);
   });
   try {
-    return await fn(store);
+    return await fn(store, config);
   } finally {
     await store.close();
   }
@@ -349,10 +351,12 @@ async function verify(args: string[], out: Out): Promise<number> {
     }
     return { chain: m[1]!, chainSeq: Number(m[2]), hash: m[3]!.toLowerCase() };
   });
-  return withStore(values, async (store) => {
+  return withStore(values, async (store, config) => {
+    const overdueAfterMs = digestsOverdueAfterMs(config);
     const report = await store.verify({
       ...(publicKeys.length ? { publicKeys } : {}),
       ...(anchors.length ? { anchors } : {}),
+      digestsOverdueAfterMs: overdueAfterMs,
     });
     const s = report.signatures;
     if (values.json) out.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -369,6 +373,15 @@ async function verify(args: string[], out: Out): Promise<number> {
     } else {
       out.stdout.write(`FAILED: ${report.problems.length} problem(s) in ${report.records} records:\n`);
       for (const p of report.problems) out.stdout.write(`  ${p.problem}: ${p.detail}\n`);
+    }
+    // A warning, whatever the verdict: no evidence of tampering, but records their writer stopped signing.
+    const overdue = report.digestsOverdue ?? [];
+    if (!values.json && overdue.length) {
+      out.stdout.write(
+        `warning: digests overdue on ${overdue.length} chain(s): their writer stopped signing (a stuck gateway, ` +
+          'failing digest writes, or a writer without the signing key; see its log):\n',
+      );
+      for (const o of overdue) out.stdout.write(`  digest_overdue: ${describeOverdue(o, overdueAfterMs)}\n`);
     }
     return report.ok ? 0 : 1;
   });

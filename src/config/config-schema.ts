@@ -277,6 +277,12 @@ export const configSchema = z
           .optional(),
         /** How often each gateway signs what its chain gained (also at shutdown); 0: at shutdown only. */
         interval: duration.default(60_000),
+        /**
+         * Records of a chain that go without a digest of their chain for longer than this are reported: by
+         * `vigil verify` (a warning) and by every running gateway (a `ledger.digest_overdue` event and metrics).
+         * Default three intervals; 0, or no interval: not checked. See digestsOverdueAfterMs().
+         */
+        overdue_after: duration.optional(),
       })
       .strict()
       .prefault({}),
@@ -302,6 +308,16 @@ export const configSchema = z
     });
     for (const problem of uiSignInProblems(c.admin.ui.oidc, c.identity.oidc))
       ctx.addIssue({ code: 'custom', ...problem });
+    const { interval, overdue_after: overdueAfter } = c.signing;
+    if (overdueAfter !== undefined && overdueAfter > 0 && interval > 0 && overdueAfter <= interval) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['signing', 'overdue_after'],
+        message:
+          `must be longer than signing.interval (${interval} ms): a chain is signed once per interval, so its records ` +
+          'would be overdue before their digest is due (the default is three intervals; 0 turns the check off)',
+      });
+    }
     if (c.default_connection !== undefined && !seen.has(c.default_connection)) {
       ctx.addIssue({
         code: 'custom',

@@ -20,6 +20,7 @@ export type AuditEventType =
   | 'hold.added'
   | 'hold.released'
   | 'ledger.digest'
+  | 'ledger.digest_overdue'
   | 'verify.failed'
   | 'siem.undeliverable';
 
@@ -43,7 +44,7 @@ export interface AuditEvent {
   readonly connection?: string;
   readonly session?: string;
   readonly exchange?: string;
-  /** `info`, `warning` (denials, timeouts) or `alert` (verify failures). */
+  /** `info`, `warning` (denials, timeouts) or `alert` (verify failures, overdue digests, undeliverable events). */
   readonly severity: 'info' | 'warning' | 'alert';
   /**
    * Type-specific facts. For `exchange.completed`: model, input_tokens, output_tokens, cache_read_input_tokens,

@@ -8,6 +8,7 @@ import type { KeyCreatedData, KeyRevokedData, StoredRecord } from '../store/audi
 import { bodyValue } from '../recorder/exchange-reader.js';
 import { blobHashes } from '../recorder/body-splitter.js';
 import type { ExchangeRequestData, ExchangeResponseData } from '../store/record-types.js';
+import type { DigestOverdueData } from '../store/digest-overdue.js';
 import type { AuditActor, AuditEvent, AuditEventType } from './audit-event.js';
 
 function actor(p: Principal | undefined): AuditActor | undefined {
@@ -170,6 +171,27 @@ export function auditEventOf(
           heads: Array.isArray(data.heads) ? data.heads.length : 0,
         },
       };
+    case 'digest.overdue': {
+      // A writer stopped signing its chain (see store/digest-overdue.ts): what it records meanwhile nothing in the
+      // SIEM vouches for, and a stopped gateway shows as no more ledger.digest events only to a rule that looks.
+      const d = data as Partial<DigestOverdueData>;
+      return {
+        ...base,
+        type: 'ledger.digest_overdue',
+        severity: 'alert',
+        attributes: {
+          chain: d.chain ?? null,
+          from_seq: d.fromSeq ?? null,
+          to_seq: d.toSeq ?? null,
+          since: typeof d.since === 'number' ? new Date(d.since).toISOString() : null,
+          undigested_seconds: typeof d.undigestedMs === 'number' ? Math.round(d.undigestedMs / 1000) : null,
+          overdue_after_seconds: typeof d.overdueAfterMs === 'number' ? Math.round(d.overdueAfterMs / 1000) : null,
+          last_digest_seq: d.lastDigest?.chainSeq ?? null,
+          last_digest_at: d.lastDigest ? new Date(d.lastDigest.at).toISOString() : null,
+          writer_running: d.writerRunning ?? null,
+        },
+      };
+    }
     case 'retention.purged':
       return {
         ...base,

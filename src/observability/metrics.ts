@@ -1,7 +1,7 @@
 /**
  * Prometheus metrics (`GET /metrics` on the admin listener): requests, latency and time to first byte, tokens,
- * refusals, recording failures, and SIEM outbox lag and failures. Fed from the data path's diagnostics channels, so
- * the proxy knows nothing about them.
+ * refusals, recording failures, SIEM outbox lag and failures, and chains whose digests are overdue. Fed from the data
+ * path's diagnostics channels, so the proxy knows nothing about them.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { otlpRejectedChannel } from '../export/otlp-sink.js';
@@ -21,6 +21,14 @@ export interface MetricsSources {
   recordingBacklog(): number;
   /** Per SIEM sink. */
   sinks(): ReadonlyArray<{ sink: string; lag: number; failures: number; delivered: number; undeliverable: number }>;
+  /**
+   * What the last check for overdue digests found (store/digest-watch.ts): how many chains are overdue, and per chain
+   * with records not yet under a digest of its own (whose writer runs, or which is overdue) how long the oldest waited.
+   */
+  digests?(): {
+    readonly overdue: readonly unknown[];
+    readonly undigested: ReadonlyArray<{ readonly chain: string; readonly ms: number }>;
+  };
 }
 
 export class Metrics {
@@ -109,6 +117,31 @@ export class Metrics {
       'Audit events a SIEM sink kept refusing, set aside as siem.undeliverable records, since start',
       'undeliverable',
     );
+
+    const digests = sources.digests?.bind(sources);
+    if (digests) {
+      new Gauge({
+        name: 'vigil_ledger_digests_overdue',
+        help: 'Chains whose records went without a digest of their chain for longer than signing.overdue_after',
+        registers: [r],
+        collect() {
+          this.set(digests().overdue.length);
+        },
+      });
+      new Gauge({
+        name: 'vigil_ledger_undigested_seconds',
+        help:
+          'Per chain with records no digest of its own covers yet (whose writer runs, or which is overdue): ' +
+          'how long the oldest of them has waited, as of the last check',
+        labelNames: ['chain'],
+        registers: [r],
+        collect() {
+          // Only the chains the last check found: one that was signed since is gone, not left at its last value.
+          this.reset();
+          for (const u of digests().undigested) this.set({ chain: u.chain }, u.ms / 1000);
+        },
+      });
+    }
 
     this.onExchange = (m) => {
       const e = m as ExchangeCompleted;

@@ -293,6 +293,41 @@ export interface VerifyReport {
   readonly problems: readonly VerifyProblem[];
   /** Present when verified with public keys: what the signatures cover. */
   readonly signatures?: SignatureReport;
+  /**
+   * Present when verified with `digestsOverdueAfterMs`: the chains whose records went on without a digest of their
+   * chain for longer than that. A warning, not a problem: `ok` does not depend on it (see digest-overdue.ts).
+   */
+  readonly digestsOverdue?: readonly OverdueDigest[];
+}
+
+/** A record's position on its chain and when it was written. */
+export interface ChainPoint {
+  readonly chainSeq: number;
+  /** Epoch milliseconds (the record's `at`). */
+  readonly at: number;
+}
+
+/**
+ * A chain whose last record is not a signed digest: what comes after its last `digest.signed` record (the whole chain
+ * when it has none), which no digest of its own chain covers yet.
+ */
+export interface UndigestedTail {
+  readonly chain: string;
+  /** The chain's last `digest.signed` record, or null when it has none. */
+  readonly lastDigest: ChainPoint | null;
+  /** The oldest record after it (that retention left). */
+  readonly from: ChainPoint;
+  /** The chain's last record. */
+  readonly to: ChainPoint;
+}
+
+/** An undigested tail that has gone without a digest of its chain for longer than allowed. */
+export interface OverdueDigest extends UndigestedTail {
+  /**
+   * How long its oldest record has gone without a digest, in ms: up to the chain's last record, or (the running
+   * gateway's check, for a chain whose writer is still running) up to now.
+   */
+  readonly undigestedMs: number;
 }
 
 /** What signed digests and purge records vouched for, when a store is verified with public keys. */
@@ -319,6 +354,11 @@ export interface VerifyOptions {
    * written last) can be cut off undetected otherwise.
    */
   readonly anchors?: readonly ChainHead[];
+  /**
+   * Report every chain whose records went on for longer than this (ms) after its last digest, judged from the records
+   * alone (so a copy verifies as the store did): `VerifyReport.digestsOverdue`. Absent or 0: not checked.
+   */
+  readonly digestsOverdueAfterMs?: number;
 }
 
 /** How many records `verify()` reads at a time. */
@@ -502,6 +542,12 @@ export interface AuditStore {
 
   /** Every chain and its last chain_seq. */
   chainHeads(): Promise<ReadonlyArray<{ chain: string; chainSeq: number }>>;
+  /**
+   * Every chain whose last record is not a `digest.signed` record, with what follows its last digest, in chain order.
+   * A few index seeks per chain (the last digest through a partial index of digests), so the running gateway can ask
+   * on every check.
+   */
+  undigestedTails(): Promise<readonly UndigestedTail[]>;
   /** Records of one chain after `afterChainSeq`, in chain order. */
   chainRecords(chain: string, afterChainSeq: number, limit: number): Promise<readonly StoredRecord[]>;
   /**

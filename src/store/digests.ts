@@ -105,10 +105,16 @@ export class Digester {
     return { kind: 'digest.signed', at: now, data };
   }
 
-  /** Stops the timer and signs what is left (the final digest of this process's chain). */
-  async close(): Promise<void> {
+  /** Stops the timer without signing, once a digest under way has landed (or failed). */
+  async stop(): Promise<void> {
     clearInterval(this.timer);
     this.timer = undefined;
+    await this.running;
+  }
+
+  /** Stops the timer and signs what is left (the final digest of this process's chain). */
+  async close(): Promise<void> {
+    await this.stop();
     await this.digestNow();
   }
 }

@@ -1,12 +1,14 @@
 /**
- * What a gateway does for its ledger besides appending: sign digests of its chain on an interval and at shutdown, and
- * purge expired exchanges on the retention schedule. Both use the signing key from `signing.key.file`.
+ * What a gateway does for its ledger besides appending: sign digests of its chain on an interval and at shutdown,
+ * watch every chain for digests that are overdue, and purge expired exchanges on the retention schedule. Signing and
+ * purging use the signing key from `signing.key.file`.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { VigilConfig } from '../config/config-schema.js';
 import { ConfigError } from '../errors.js';
 import type { AuditStore } from './audit-store.js';
+import { DigestWatch, type DigestWatchStatus } from './digest-watch.js';
 import { Digester } from './digests.js';
 import { RetentionScheduler, retentionPolicy } from './retention.js';
 import { SigningKey } from './signing-key.js';
@@ -41,9 +43,41 @@ export async function signChain(config: VigilConfig, store: AuditStore, options:
   await new Digester(store, loadSigningKey(config), { intervalMs: 0 }).close();
 }
 
+/**
+ * `signing.overdue_after` in ms: how long a chain's records may go without a digest of their chain. Default three
+ * `signing.interval`s (a digest is due once per interval; the rest is slack for a slow store and clocks that differ
+ * between gateways); 0 — or no interval, when digests are signed at shutdown only — turns the check off.
+ */
+export function digestsOverdueAfterMs(config: VigilConfig): number {
+  return config.signing.overdue_after ?? 3 * config.signing.interval;
+}
+
+/**
+ * Runs `fn` — a command that writes, which may run long (a retention run purging a backlog) — signing this process's
+ * chain every `signing.interval` while it runs, as a gateway does, and its final digest once `fn` succeeds: a long
+ * run's records do not go unsigned past `signing.overdue_after`. A periodic digest that fails is tried again by the
+ * next one, and by the final digest, which throws.
+ */
+export async function whileSigning<T>(config: VigilConfig, store: AuditStore, fn: () => Promise<T>): Promise<T> {
+  const digester = new Digester(store, loadSigningKey(config), { intervalMs: config.signing.interval });
+  digester.start();
+  try {
+    const result = await fn();
+    await digester.close();
+    return result;
+  } finally {
+    await digester.stop();
+  }
+}
+
 export interface LedgerUpkeep {
   readonly key: SigningKey;
-  /** Stops the schedules, waits for a running purge, and signs the chain's final digest. Call before closing the store. */
+  /** What the last check for overdue digests found (nothing overdue when the check is off). */
+  digests(): DigestWatchStatus;
+  /**
+   * Stops the schedules, waits for a running purge and check, and signs the chain's final digest. Call before closing
+   * the store.
+   */
   close(): Promise<void>;
 }
 
@@ -59,9 +93,15 @@ export function startLedgerUpkeep(config: VigilConfig, store: AuditStore, log: U
     log,
   });
   retention.start();
+  const overdueAfterMs = digestsOverdueAfterMs(config);
+  const watch = overdueAfterMs > 0 ? new DigestWatch(store, { overdueAfterMs, log }) : undefined;
+  watch?.start();
   return {
     key,
+    digests: () => watch?.status() ?? { checkedAt: null, overdue: [], undigested: [] },
     async close() {
+      // An alert it appends goes under the final digest below.
+      await watch?.close();
       await retention.close();
       // A final digest that cannot be written (the store already failed) is reported, not thrown: shutdown goes on,
       // and verify reports the chain's unsigned tail.

@@ -4,7 +4,9 @@
  */
 import { createHash, hash, randomBytes } from 'node:crypto';
 import type {
+  ChainPoint,
   ChainTip,
+  OverdueDigest,
   PurgedRun,
   SignatureReport,
   StoredGatewayKey,
@@ -16,6 +18,7 @@ import type {
 } from './audit-store.js';
 import { VERIFY_PAGE } from './audit-store.js';
 import { blobRefs } from './blob-refs.js';
+import { judgeTail } from './digest-overdue.js';
 import type { DigestSignedData } from './digests.js';
 import { HOLD_RECORD_KINDS, indexProblems, KEY_RECORD_KINDS, type IndexRecord } from './ledger-index.js';
 import type { RetentionPurgedData } from './retention.js';
@@ -148,6 +151,9 @@ class PurgeCoverage {
  *
  * Last, the gateway-key and hold index rows, which decide who may call and what may be purged, are compared with
  * what the ledger's key and hold records make of them (see ledger-index.ts).
+ *
+ * With `digestsOverdueAfterMs`, each chain whose records went on for longer than that after its last digest is
+ * reported too (a warning: see digest-overdue.ts), judged as `undigestedTails()` finds tails, from this snapshot.
  */
 export async function verifyLedger(source: VerifySource, options: VerifyOptions = {}): Promise<VerifyReport> {
   const problems: VerifyProblem[] = [];
@@ -163,6 +169,8 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
   const coverage = new PurgeCoverage();
   const unsignedTails: Array<{ chain: string; fromSeq: number; toSeq: number }> = [];
   const indexRecords: IndexRecord[] = [];
+  const overdueAfter = options.digestsOverdueAfterMs ?? 0;
+  const digestsOverdue: OverdueDigest[] = [];
   let digests = 0;
   let purges = 0;
   let chains = 0;
@@ -174,6 +182,10 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
   let lastDigest: { toSeq: number; signature: string; at: number } | null = null;
   /** The chain's key and hold records no validly signed digest covers yet (with keys only). */
   let unsignedIndex: StoredRecord[] = [];
+  /** The chain's last `digest.signed` record (valid or not: as undigestedTails() takes it), and the first after it. */
+  let digestPoint: ChainPoint | null = null;
+  let undigestedFrom: ChainPoint | null = null;
+  let head: ChainPoint = { chainSeq: 0, at: 0 };
 
   const problem = (r: StoredRecord, kind: VerifyProblem['problem'], detail: string): void => {
     problems.push({ chain: r.chain, chainSeq: r.chainSeq, seq: r.seq, problem: kind, detail });
@@ -197,6 +209,11 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
     const last = expectedSeq - 1;
     const from = lastDigest ? lastDigest.at + 1 : 1;
     if (keys && from <= last) unsignedTails.push({ chain: current, fromSeq: from, toSeq: last });
+    if (undigestedFrom) {
+      const tail = { chain: current, lastDigest: digestPoint, from: undigestedFrom, to: head };
+      const late = judgeTail(tail, head.at, overdueAfter);
+      if (late) digestsOverdue.push(late);
+    }
     // Every writer of key and hold records (the CLI) signs its chain before it exits: one outside every valid
     // signature was appended by someone without the signing key — the gateway role can append a well-formed chain.
     for (const r of unsignedIndex) {
@@ -220,8 +237,15 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
       expectedSeq = 1;
       lastGlobalSeq = -Infinity;
       lastDigest = null;
+      digestPoint = null;
+      undigestedFrom = null;
       seen.set(r.chain, new Map());
     }
+    head = { chainSeq: r.chainSeq, at: r.at };
+    if (r.kind === 'digest.signed') {
+      digestPoint = head;
+      undigestedFrom = null;
+    } else undigestedFrom ??= head;
     if (r.chainSeq !== expectedSeq) {
       // Judged once every purge record has been read (they may sit on chains read later).
       gaps.push({ chain: r.chain, from: expectedSeq, to: r.chainSeq - 1, before: prevHash, after: r.prevHash });
@@ -354,7 +378,14 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
   problems.push(...indexProblems(indexRecords, await source.indexes()));
 
   const signatures: SignatureReport | undefined = keys && { keys: [...keys.keys()], digests, purges, unsignedTails };
-  return { ok: problems.length === 0, chains, records, problems, ...(signatures ? { signatures } : {}) };
+  return {
+    ok: problems.length === 0,
+    chains,
+    records,
+    problems,
+    ...(signatures ? { signatures } : {}),
+    ...(overdueAfter > 0 ? { digestsOverdue } : {}),
+  };
 }
 
 /** Records that make the gateway-key and hold indexes, which verify checks against them. */

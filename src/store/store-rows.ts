@@ -4,6 +4,7 @@
  */
 import type {
   AccessLogEntry,
+  UndigestedTail,
   ExchangeSummary,
   Outcome,
   PurgeCandidate,
@@ -217,14 +218,19 @@ export const toKey = (r: KeyRow): StoredGatewayKey => ({
  * read every index entry (0.36 s for 1.5 M records), and the SIEM outbox asks every 500 ms, a purge once per batch
  * while it holds the write lock.
  */
-export const CHAIN_HEADS = `WITH RECURSIVE chains(chain) AS (
-    SELECT (SELECT min(chain) FROM records)
-    UNION ALL
-    SELECT (SELECT min(chain) FROM records WHERE chain > chains.chain) FROM chains WHERE chains.chain IS NOT NULL
-  )
+export const CHAIN_HEADS = `WITH RECURSIVE ${chainsCte()}
   SELECT r.chain, r.chain_seq, r.hash FROM chains
   JOIN records r ON r.chain = chains.chain AND r.chain_seq = (SELECT max(chain_seq) FROM records WHERE chain = chains.chain)
   ORDER BY r.chain`;
+
+/** The recursive `chains(chain)` expression: every chain id, one index seek each (see CHAIN_HEADS). */
+function chainsCte(): string {
+  return `chains(chain) AS (
+    SELECT (SELECT min(chain) FROM records)
+    UNION ALL
+    SELECT (SELECT min(chain) FROM records WHERE chain > chains.chain) FROM chains WHERE chains.chain IS NOT NULL
+  )`;
+}
 
 /** A row of {@link CHAIN_HEADS}. */
 export interface ChainHeadRow {
@@ -234,6 +240,50 @@ export interface ChainHeadRow {
 }
 
 export const toChainHead = (r: ChainHeadRow): ChainHead => ({ chain: r.chain, chainSeq: r.chain_seq, hash: r.hash });
+
+/**
+ * Every chain whose last record is not a signed digest, with its last digest (the `records_digests` partial index: one
+ * entry per digest, so this does not walk a chain that stopped signing), the oldest record after it (the
+ * (chain, chain_seq) index) and its head. A chain ending in a digest costs the two head seeks CHAIN_HEADS makes.
+ */
+export const UNDIGESTED_TAILS = `WITH RECURSIVE ${chainsCte()},
+  heads AS (
+    SELECT r.chain, r.chain_seq, r.at, r.kind FROM chains
+    JOIN records r ON r.chain = chains.chain AND r.chain_seq = (SELECT max(chain_seq) FROM records WHERE chain = chains.chain)
+  ),
+  tails AS (
+    SELECT h.chain, h.chain_seq AS to_seq, h.at AS to_at,
+      (SELECT max(d.chain_seq) FROM records d WHERE d.chain = h.chain AND d.kind = 'digest.signed') AS digest_seq
+    FROM heads h WHERE h.kind <> 'digest.signed'
+  )
+  SELECT t.chain, t.to_seq, t.to_at, t.digest_seq, d.at AS digest_at, f.chain_seq AS from_seq, f.at AS from_at
+  FROM tails t
+  LEFT JOIN records d ON d.chain = t.chain AND d.chain_seq = t.digest_seq
+  JOIN records f ON f.chain = t.chain
+    AND f.chain_seq = (SELECT min(chain_seq) FROM records WHERE chain = t.chain AND chain_seq > coalesce(t.digest_seq, 0))`;
+
+/** A row of {@link UNDIGESTED_TAILS}. */
+export interface UndigestedTailRow {
+  chain: string;
+  to_seq: number;
+  to_at: number;
+  digest_seq: number | null;
+  digest_at: number | null;
+  from_seq: number;
+  from_at: number;
+}
+
+/** The rows as tails, in chain order (by code point: PostgreSQL's collation may order ids differently from SQLite). */
+export function toUndigestedTails(rows: readonly UndigestedTailRow[]): UndigestedTail[] {
+  return rows
+    .map((r): UndigestedTail => ({
+      chain: r.chain,
+      lastDigest: r.digest_seq === null || r.digest_at === null ? null : { chainSeq: r.digest_seq, at: r.digest_at },
+      from: { chainSeq: r.from_seq, at: r.from_at },
+      to: { chainSeq: r.to_seq, at: r.to_at },
+    }))
+    .sort((a, b) => (a.chain < b.chain ? -1 : a.chain > b.chain ? 1 : 0));
+}
 
 /** An active hold covers exchange `e`: by its session, or its caller — the subject, or the e-mail (any case). */
 export const HELD = `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND (h.session_id = e.session_id

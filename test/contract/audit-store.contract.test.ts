@@ -1927,6 +1927,78 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(report.problems).toEqual([expect.objectContaining({ problem: 'signature_invalid', chainSeq: 8 })]);
     });
   });
+  describe('digests overdue', () => {
+    // Went wrong: the newest records of a chain after its last digest were covered by nothing until the next digest,
+    // and nothing told a writer that stopped signing (a stuck or tampered gateway, failing digest writes) from one
+    // that simply had nothing new: verify passed and no alert was raised however long its records went unsigned.
+    const MIN = 60_000;
+
+    it("finds each chain's records after its own last digest, as verify does, and verify reports those that went on too long", async () => {
+      const base = Date.now();
+      // A writer that signed, then went on recording for ten minutes without signing again: #4..#5.
+      await store.append({ records: [{ kind: 'note', at: base, data: { n: 1 } }] });
+      const digester = new Digester(store, KEY, { intervalMs: 0 });
+      const digest = (await digester.digestNow(base + 1))!;
+      await store.append({ records: [{ kind: 'note', at: base + 2000, data: { n: 2 } }] });
+      await store.append({ records: [{ kind: 'note', at: base + 10 * MIN, data: { n: 3 } }] });
+      // One with no digest at all, whose records span no time; and one that stopped cleanly, on a final digest —
+      // signed after the others' records, so it names their heads: another chain's digest does not count.
+      const unsigned = await fixture.open();
+      await unsigned.append({ records: [{ kind: 'recording.read', at: base, data: {} }] });
+      const clean = await fixture.open();
+      await clean.append({ records: [{ kind: 'note', at: base, data: {} }] });
+      await new Digester(clean, KEY, { intervalMs: 0 }).close();
+
+      const opened = (await unsigned.chainRecords(unsigned.chainId, 0, 1))[0]!;
+      const late = {
+        chain: store.chainId,
+        lastDigest: { chainSeq: digest.chainSeq, at: base + 1 },
+        from: { chainSeq: 4, at: base + 2000 },
+        to: { chainSeq: 5, at: base + 10 * MIN },
+      };
+      const tails = await store.undigestedTails();
+      expect(tails).toEqual(
+        [
+          late,
+          {
+            chain: unsigned.chainId,
+            lastDigest: null,
+            from: { chainSeq: 1, at: opened.at },
+            to: { chainSeq: 2, at: base },
+          },
+        ].sort((a, b) => (a.chain < b.chain ? -1 : 1)),
+      );
+
+      const report = await store.verify({ digestsOverdueAfterMs: 3 * MIN });
+      expect(report).toMatchObject({ ok: true, problems: [] });
+      expect(report.digestsOverdue).toEqual([{ ...late, undigestedMs: 10 * MIN - 2000 }]);
+      expect(await store.verify({ digestsOverdueAfterMs: 10 * MIN })).toMatchObject({ digestsOverdue: [] });
+      expect(await store.verify()).not.toHaveProperty('digestsOverdue');
+
+      // Signed at last: nothing is undigested any more.
+      await digester.digestNow(base + 10 * MIN + 1);
+      expect((await store.undigestedTails()).map((t) => t.chain)).toEqual([unsigned.chainId]);
+      expect(await store.verify({ digestsOverdueAfterMs: 3 * MIN })).toMatchObject({ ok: true, digestsOverdue: [] });
+    });
+
+    it('starts a tail at the oldest record left after the last digest', async () => {
+      const base = Date.now();
+      await store.append({ records: [{ kind: 'note', at: base, data: {} }] });
+      await new Digester(store, KEY, { intervalMs: 0 }).digestNow(base + 1); // #3
+      for (const n of [4, 5, 6]) await store.append({ records: [{ kind: 'note', at: base + n, data: { n } }] });
+      // Removed (as retention removes an exchange's records): the tail starts at the next one that is there.
+      await fixture.tamper(`DELETE FROM records WHERE chain = '${store.chainId}' AND chain_seq = 4`);
+      expect(await store.undigestedTails()).toEqual([
+        {
+          chain: store.chainId,
+          lastDigest: { chainSeq: 3, at: base + 1 },
+          from: { chainSeq: 5, at: base + 5 },
+          to: { chainSeq: 6, at: base + 6 },
+        },
+      ]);
+    });
+  });
+
   describe('key and hold records appended without the signing key', () => {
     // Went wrong: PostgreSQL's append-only gateway role appended a well-formed one-record chain holding a key.created
     // (or a record at chain_seq 0): the database indexed it, authentication took the key, and verify --public-key

@@ -33,6 +33,7 @@ import type {
   SessionTotalsRequest,
   StoredGatewayKey,
   StoredRecord,
+  UndigestedTail,
   VerifyReport,
   WriteBatch,
 } from '../audit-store.js';
@@ -66,8 +67,11 @@ import {
   CHAIN_HEADS,
   HELD,
   UNDELIVERED,
+  UNDIGESTED_TAILS,
   toChainHead,
+  toUndigestedTails,
   type ChainHeadRow,
+  type UndigestedTailRow,
   toHold,
   toAccessLogEntry,
   toCandidate,
@@ -832,6 +836,10 @@ export class PostgresAuditStore implements AuditStore {
 
   async chainHeads(): Promise<ReadonlyArray<{ chain: string; chainSeq: number }>> {
     return (await this.pool.query<ChainHeadRow>(CHAIN_HEADS)).rows.map(toChainHead);
+  }
+
+  async undigestedTails(): Promise<readonly UndigestedTail[]> {
+    return toUndigestedTails((await this.pool.query<UndigestedTailRow>(UNDIGESTED_TAILS)).rows);
   }
 
   async chainRecords(chain: string, afterChainSeq: number, limit: number): Promise<readonly StoredRecord[]> {

@@ -388,6 +388,12 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     WHEN (NEW.kind IN ('key.created', 'key.revoked', 'hold.added', 'hold.released'))
     EXECUTE FUNCTION vigil_records_key_hold_writer();
   `,
+  // 10: each chain's last digest, found without walking the chain back to it: every gateway asks for every chain's on
+  //     each check of overdue digests (UNDIGESTED_TAILS), and a chain that stopped signing can be long since. One entry
+  //     per digest. (Built in the migration's transaction, which blocks appends while it reads `records` once.)
+  `
+  CREATE INDEX records_digests ON records (chain, chain_seq) WHERE kind = 'digest.signed';
+  `,
 ];
 
 /** What migration 6 made, which the key and hold indexes depend on: a store that says it ran 6 must have it. */

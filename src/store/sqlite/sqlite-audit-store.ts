@@ -37,6 +37,7 @@ import type {
   SessionTotalsRequest,
   StoredGatewayKey,
   StoredRecord,
+  UndigestedTail,
   VerifyReport,
   WriteBatch,
 } from '../audit-store.js';
@@ -67,8 +68,11 @@ import {
   CHAIN_HEADS,
   HELD,
   UNDELIVERED,
+  UNDIGESTED_TAILS,
   toChainHead,
+  toUndigestedTails,
   type ChainHeadRow,
+  type UndigestedTailRow,
   toHold,
   toAccessLogEntry,
   toCandidate,
@@ -294,6 +298,7 @@ export class SqliteAuditStore implements AuditStore {
       ),
       allKeys: db.prepare('SELECT * FROM gateway_keys ORDER BY created_at DESC, name'),
       heads: db.prepare(CHAIN_HEADS),
+      undigestedTails: db.prepare(UNDIGESTED_TAILS),
       byExchange: db.prepare('SELECT * FROM records WHERE exchange_id = ? ORDER BY seq'),
       // An exchange's own records through its index row (written with its request); the rest by records_session. The
       // session is the record's own (hashed), not only the index row's (which nothing hashes).
@@ -756,6 +761,10 @@ export class SqliteAuditStore implements AuditStore {
   // The outbox and the approvals poll these several times a second: statements prepared once.
   async chainHeads(): Promise<ReadonlyArray<{ chain: string; chainSeq: number }>> {
     return (this.stmts.heads.all() as ChainHeadRow[]).map(toChainHead);
+  }
+
+  async undigestedTails(): Promise<readonly UndigestedTail[]> {
+    return toUndigestedTails(this.stmts.undigestedTails.all() as UndigestedTailRow[]);
   }
 
   async chainRecords(chain: string, afterChainSeq: number, limit: number): Promise<readonly StoredRecord[]> {

@@ -245,6 +245,11 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX records_session ON records (session_id)
     WHERE session_id IS NOT NULL AND kind NOT IN ('exchange.request', 'exchange.events', 'exchange.response');
   `,
+  // 10: each chain's last digest, found without walking the chain back to it: the running gateway asks for every
+  // chain's on each check of overdue digests (UNDIGESTED_TAILS), and a chain that stopped signing can be long since.
+  `
+  CREATE INDEX records_digests ON records (chain, chain_seq) WHERE kind = 'digest.signed';
+  `,
 ];
 
 /** The records left out of `records_kind` (migration 9), as its predicate spells them. */

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, validateConfig } from '../../../src/config/load-config.js';
 import { ConfigError } from '../../../src/errors.js';
+import { digestsOverdueAfterMs } from '../../../src/store/ledger-upkeep.js';
 import { useTempDir } from '../../support/temp-dir.js';
 
 function problems(input: unknown): string[] {
@@ -30,6 +31,21 @@ describe('config', () => {
       }),
     ]);
     expect(Object.isFrozen(c.connections[0])).toBe(true);
+  });
+
+  it('signing.overdue_after: three intervals by default, off without an interval, longer than the interval', () => {
+    const conn = { connections: [{ name: 'a' }] };
+    expect(digestsOverdueAfterMs(validateConfig(conn))).toBe(180_000);
+    expect(digestsOverdueAfterMs(validateConfig({ ...conn, signing: { interval: '10s' } }))).toBe(30_000);
+    expect(digestsOverdueAfterMs(validateConfig({ ...conn, signing: { interval: 0 } }))).toBe(0);
+    expect(digestsOverdueAfterMs(validateConfig({ ...conn, signing: { overdue_after: '1h' } }))).toBe(3_600_000);
+    expect(digestsOverdueAfterMs(validateConfig({ ...conn, signing: { overdue_after: 0 } }))).toBe(0);
+    expect(digestsOverdueAfterMs(validateConfig({ ...conn, signing: { interval: 0, overdue_after: '5m' } }))).toBe(
+      300_000,
+    );
+    expect(problems({ ...conn, signing: { interval: '1m', overdue_after: '60s' } })).toEqual([
+      expect.stringMatching(/^signing\.overdue_after: must be longer than signing\.interval/),
+    ]);
   });
 
   it('flags override the default connection and listener', () => {

@@ -1,0 +1,222 @@
+/**
+ * The running gateway's watch on every chain's digests, on real stores of both kinds: a chain whose writer stopped
+ * signing is found, alerted once (a `digest.overdue` record, which goes to the SIEM as `ledger.digest_overdue`) and
+ * shown in the metrics; chains that digest on time, or stopped on a final digest, are not. The clock is the watch's
+ * own and is moved, never waited for.
+ *
+ * Went wrong: nothing told a gateway that stopped writing `ledger.digest` records (stuck, tampered, its digest writes
+ * failing) from one with nothing new to sign, and what it recorded meanwhile was covered by nothing.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { auditEventOf } from '../../../src/export/record-events.js';
+import { Metrics } from '../../../src/observability/metrics.js';
+import type { AuditStore } from '../../../src/store/audit-store.js';
+import type { DigestOverdueData } from '../../../src/store/digest-overdue.js';
+import { DigestWatch } from '../../../src/store/digest-watch.js';
+import { Digester } from '../../../src/store/digests.js';
+import { SigningKey } from '../../../src/store/signing-key.js';
+import { createStoreFixture, storeKinds, type StoreFixture } from '../../support/stores.js';
+
+const MIN = 60_000;
+const AFTER = 3 * MIN;
+const KEY = SigningKey.load(path.join(mkdtempSync(path.join(tmpdir(), 'vigil-key-')), 'key.pem'), { create: true });
+const warnings: string[] = [];
+const log = { warn: (_o: object, msg: string) => void warnings.push(msg) };
+
+const note = (store: AuditStore, at: number) => store.append({ records: [{ kind: 'note', at, data: {} }] });
+const alertsIn = async (store: AuditStore) =>
+  (await store.recordsOfKinds(['digest.overdue'], 0, 100)).map((r) => ({
+    record: r,
+    data: JSON.parse(r.data) as DigestOverdueData,
+  }));
+
+function metricsOf(watch: DigestWatch): Metrics {
+  return new Metrics({
+    recordingFailures: () => 0,
+    recordingBacklog: () => 0,
+    sinks: () => [],
+    digests: () => watch.status(),
+  });
+}
+
+describe.each(storeKinds())('DigestWatch on %s', (kind) => {
+  let fixture: StoreFixture;
+  let gateway: AuditStore;
+  let t0: number;
+  let now: number;
+
+  beforeEach(async () => {
+    fixture = await createStoreFixture(kind);
+    gateway = await fixture.open();
+    warnings.length = 0;
+    t0 = Date.now();
+    now = t0;
+  });
+  afterEach(async () => {
+    await fixture?.dispose();
+  });
+
+  const watch = (): DigestWatch => new DigestWatch(gateway, { overdueAfterMs: AFTER, now: () => now, log });
+
+  it('alerts once for a chain that went on recording without signing, and shows it in the metrics', async () => {
+    // The gateway itself and a peer that stopped on its final digest both sign on time.
+    const digester = new Digester(gateway, KEY, { intervalMs: 0 });
+    await note(gateway, t0);
+    await digester.digestNow(t0 + 1);
+    const clean = await fixture.open();
+    await note(clean, t0);
+    await new Digester(clean, KEY, { intervalMs: 0 }).close();
+    // A writer that signed once, then recorded for five minutes without signing again.
+    const stuck = await fixture.open();
+    const stuckDigester = new Digester(stuck, KEY, { intervalMs: 0 });
+    await note(stuck, t0);
+    await stuckDigester.digestNow(t0 + 1);
+    await note(stuck, t0 + 1000);
+    await note(stuck, t0 + 5 * MIN);
+    now = t0 + 5 * MIN + 1000;
+
+    const w = watch();
+    const metrics = metricsOf(w);
+    try {
+      const found = await w.check();
+      expect(found.overdue.map((o) => o.chain)).toEqual([stuck.chainId]);
+      // A writer still running is judged against the clock (PostgreSQL can tell; on SQLite only the gateway's own).
+      const undigestedMs = kind === 'postgres' ? 5 * MIN : 5 * MIN - 1000;
+      expect(found.overdue[0]).toEqual({
+        chain: stuck.chainId,
+        lastDigest: { chainSeq: 3, at: t0 + 1 },
+        from: { chainSeq: 4, at: t0 + 1000 },
+        to: { chainSeq: 5, at: t0 + 5 * MIN },
+        undigestedMs,
+      });
+
+      const alerts = await alertsIn(gateway);
+      expect(alerts.map((a) => a.data)).toEqual([
+        {
+          chain: stuck.chainId,
+          fromSeq: 4,
+          toSeq: 5,
+          since: t0 + 1000,
+          lastDigest: { chainSeq: 3, at: t0 + 1 },
+          undigestedMs,
+          overdueAfterMs: AFTER,
+          writerRunning: kind === 'postgres',
+        },
+      ]);
+      expect(alerts[0]!.record.chain).toBe(gateway.chainId);
+      expect(warnings).toEqual([expect.stringContaining(`digests overdue: chain ${stuck.chainId}: records #4..#5`)]);
+      // What the outbox sends the SIEM.
+      expect(auditEventOf(alerts[0]!.record, 'gw-1')).toMatchObject({
+        type: 'ledger.digest_overdue',
+        severity: 'alert',
+        gateway: `gw-1/${gateway.chainId}`,
+        attributes: {
+          chain: stuck.chainId,
+          from_seq: 4,
+          to_seq: 5,
+          since: new Date(t0 + 1000).toISOString(),
+          undigested_seconds: undigestedMs / 1000,
+          overdue_after_seconds: 180,
+          last_digest_seq: 3,
+          writer_running: kind === 'postgres',
+        },
+      });
+
+      const text = await metrics.text();
+      expect(text).toContain('vigil_ledger_digests_overdue 1');
+      expect(text).toContain(`vigil_ledger_undigested_seconds{chain="${stuck.chainId}"} ${undigestedMs / 1000}`);
+      expect(text).not.toContain(gateway.chainId);
+      expect(text).not.toContain(clean.chainId);
+
+      // Found again later, and by a gateway started since: still one alert, as the ledger says.
+      now += MIN;
+      expect((await w.check()).overdue).toHaveLength(1);
+      // The gateway's own chain has the alert waiting for its next digest since: shown, not overdue.
+      expect(await metrics.text()).toContain(`vigil_ledger_undigested_seconds{chain="${gateway.chainId}"} 60`);
+      expect((await watch().check()).overdue).toHaveLength(1);
+      expect(await alertsIn(gateway)).toHaveLength(1);
+
+      // Signed at last: nothing overdue, and its series is gone.
+      await stuckDigester.digestNow(now);
+      await digester.digestNow(now);
+      expect((await w.check()).overdue).toEqual([]);
+      const after = await metrics.text();
+      expect(after).toContain('vigil_ledger_digests_overdue 0');
+      expect(after).not.toContain(stuck.chainId);
+    } finally {
+      metrics.close();
+    }
+  });
+
+  it('finds nothing while every chain signs within the bound', async () => {
+    const digester = new Digester(gateway, KEY, { intervalMs: 0 });
+    const peer = await fixture.open();
+    const peerDigester = new Digester(peer, KEY, { intervalMs: 0 });
+    const w = watch();
+    // A minute's records, then a digest, every minute for ten minutes, on both chains.
+    for (let m = 0; m < 10; m++) {
+      now = t0 + m * MIN;
+      await note(gateway, now);
+      await note(peer, now + 1000);
+      now += 59_000;
+      expect((await w.check()).overdue).toEqual([]);
+      await digester.digestNow(now);
+      await peerDigester.digestNow(now);
+    }
+    expect(await alertsIn(gateway)).toEqual([]);
+    expect(warnings).toEqual([]);
+  });
+
+  it('judges its own chain against the clock: a gateway whose digests stopped is found even if it records little', async () => {
+    await note(gateway, t0); // and no digest ever follows
+    // Undigested since its chain.opened record, written by the store's own clock as the chain began.
+    const opened = (await gateway.chainRecords(gateway.chainId, 0, 1))[0]!;
+    const w = watch();
+    now = opened.at + AFTER;
+    expect((await w.check()).overdue).toEqual([]);
+    now = opened.at + AFTER + 1;
+    expect((await w.check()).overdue).toEqual([
+      {
+        chain: gateway.chainId,
+        lastDigest: null,
+        from: { chainSeq: 1, at: opened.at },
+        to: { chainSeq: 2, at: t0 },
+        undigestedMs: AFTER + 1,
+      },
+    ]);
+    expect((await alertsIn(gateway)).map((a) => a.data.writerRunning)).toEqual([true]);
+  });
+
+  it('does not take a writer that stopped without a final digest (a crash) for one that stopped signing', async () => {
+    // Its records went unsigned for less than the bound before it stopped: it stopped, it did not stop signing. A
+    // chain whose writer is gone is judged by its records alone, however long ago that was.
+    const crashed = await fixture.open();
+    const digester = new Digester(crashed, KEY, { intervalMs: 0 });
+    await note(crashed, t0);
+    await digester.digestNow(t0 + 1);
+    await note(crashed, t0 + 30_000);
+    await note(crashed, t0 + 50_000);
+    await crashed.close();
+    now = t0 + 60 * MIN;
+    const found = await watch().check();
+    expect(found.overdue).toEqual([]);
+    expect(found.undigested).toEqual([]);
+    expect(await alertsIn(gateway)).toEqual([]);
+  });
+
+  if (kind === 'postgres') {
+    it('judges a peer whose writer still runs against the clock, as the store tells whether it does', async () => {
+      const peer = await fixture.open();
+      await note(peer, t0);
+      await new Digester(peer, KEY, { intervalMs: 0 }).digestNow(t0 + 1);
+      await note(peer, t0 + 1000); // one record, then nothing: its records alone span no time
+      now = t0 + 1000 + AFTER + 1;
+      const w = watch();
+      expect((await w.check()).overdue.map((o) => [o.chain, o.undigestedMs])).toEqual([[peer.chainId, AFTER + 1]]);
+      expect((await alertsIn(gateway)).map((a) => a.data.writerRunning)).toEqual([true]);
+    });
+  }
+});
