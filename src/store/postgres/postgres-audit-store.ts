@@ -103,6 +103,9 @@ const POOL_TYPES: pg.CustomTypesConfig = {
       : pg.types.getTypeParser(oid, format ?? 'text')) as pg.CustomTypesConfig['getTypeParser'],
 };
 
+/** The records that make the gateway-key index, and those that make the hold index (see ledger-index.ts). */
+const KEY_RECORDS = `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('key.created', 'key.revoked')`;
+const HOLD_RECORDS = `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('hold.added', 'hold.released')`;
 /** See LedgerKeyCache: the version of the ledger's key records, read with a key's index row. */
 const KEY_RECORDS_VERSION = keyRecordsVersionSql('true');
 /** Rows per multi-row INSERT: PostgreSQL takes at most 65535 parameters per statement. */
@@ -212,9 +215,7 @@ export class PostgresAuditStore implements AuditStore {
   private readonly appendListeners = new Set<{ prefix: string; listener: () => void }>();
   /** What the ledger says about gateway keys, for findGatewayKey. */
   private readonly ledgerKeys = new LedgerKeyCache(async () => {
-    const res = await this.pool.query<IndexRecordRow>(
-      `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('key.created', 'key.revoked')`,
-    );
+    const res = await this.pool.query<IndexRecordRow>(KEY_RECORDS);
     return res.rows.map(toIndexRecord);
   });
 
@@ -935,27 +936,24 @@ export class PostgresAuditStore implements AuditStore {
         // Holds placed and blob references appended while the purge runs wait for it: otherwise a hold committed
         // a moment after the purge looked, or a new reference to a blob it is removing, could be missed.
         await c.query('LOCK TABLE holds, blob_refs IN SHARE MODE');
-        // The append-only triggers let deletions through in this transaction only (see migration 5).
-        await c.query(`SET LOCAL vigil.purge = 'on'`);
-        const due = await c.query<DueExchange>(
+        const chosen = await c.query<DueExchange>(
           `SELECT e.id, e.started_at, r.ended_at FROM exchanges e JOIN exchange_results r ON r.exchange_id = e.id
            WHERE e.id = ANY($1::text[]) AND NOT EXISTS (${HELD}) AND NOT EXISTS (${AT_HEAD})`,
           [[...new Set(ids)]],
         );
-        if (due.rows.length === 0) return undefined;
-        // The holds index chose `due`; the ledger's hold records have the last word, so a hold released in the index
+        // The holds index chose these; the ledger's hold records have the last word, so a hold released in the index
         // alone (without a hold.released record) still keeps its exchanges. Hold records cannot commit meanwhile:
         // their index rows wait for the lock above.
-        const holdRecords = await c.query<IndexRecordRow>(
-          `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('hold.added', 'hold.released')`,
-        );
+        const holdRecords = await c.query<IndexRecordRow>(HOLD_RECORDS);
         const requests = await c.query<RecordRow>(
           `SELECT * FROM records WHERE exchange_id = ANY($1::text[]) AND kind = 'exchange.request'`,
-          [due.rows.map((d) => d.id)],
+          [chosen.rows.map((d) => d.id)],
         );
         const held = heldByLedger(holdRecords.rows.map(toIndexRecord), requests.rows.map(toStored));
-        const dueRows = due.rows.filter((d) => !held.has(d.id));
+        const dueRows = chosen.rows.filter((d) => !held.has(d.id));
         if (dueRows.length === 0) return undefined;
+        // The append-only triggers let deletions through in this transaction only (see migration 5).
+        await c.query(`SET LOCAL vigil.purge = 'on'`);
         const dueIds = dueRows.map((d) => d.id);
         const removed = await c.query<RecordRow>(
           'DELETE FROM records WHERE exchange_id = ANY($1::text[]) RETURNING *',

@@ -832,36 +832,27 @@ export class SqliteAuditStore implements AuditStore {
       const db = this.db;
       // Search text still waiting joins the index first, so the purge removes it with the rest.
       this.movePendingText();
-      db.prepare('INSERT INTO purge_authorizations (purge_id, at) VALUES (?, ?)').run(randomUUID(), Date.now());
-      let due = db
+      const chosen = db
         .prepare(
           `SELECT e.id, e.started_at, r.ended_at FROM exchanges e JOIN exchange_results r ON r.exchange_id = e.id
            WHERE e.id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (${HELD}) AND NOT EXISTS (${AT_HEAD})`,
         )
         .all(idList) as DueExchange[];
-      if (due.length === 0) {
-        db.prepare('DELETE FROM purge_authorizations').run();
-        return undefined;
-      }
-      let records = db
+      const chosenRecords = db
         .prepare(
           'SELECT * FROM records WHERE exchange_id IN (SELECT value FROM json_each(?)) ORDER BY chain, chain_seq',
         )
-        .all(JSON.stringify(due.map((d) => d.id))) as RecordRow[];
-      // The holds index chose `due`; the ledger's hold records have the last word, so a hold released in the index
+        .all(JSON.stringify(chosen.map((d) => d.id))) as RecordRow[];
+      // The holds index chose these; the ledger's hold records have the last word, so a hold released in the index
       // alone (without a hold.released record) still keeps its exchanges.
       const held = heldByLedger(
         (this.stmts.holdRecords.all() as IndexRecordRow[]).map(toIndexRecord),
-        records.map(toStored),
+        chosenRecords.map(toStored),
       );
-      if (held.size > 0) {
-        due = due.filter((d) => !held.has(d.id));
-        records = records.filter((r) => r.exchange_id === null || !held.has(r.exchange_id));
-        if (due.length === 0) {
-          db.prepare('DELETE FROM purge_authorizations').run();
-          return undefined;
-        }
-      }
+      const due = chosen.filter((d) => !held.has(d.id));
+      if (due.length === 0) return undefined;
+      const records = chosenRecords.filter((r) => r.exchange_id === null || !held.has(r.exchange_id));
+      db.prepare('INSERT INTO purge_authorizations (purge_id, at) VALUES (?, ?)').run(randomUUID(), Date.now());
       const dueList = JSON.stringify(due.map((d) => d.id));
       const candidates = new Set<string>();
       const delRef = db.prepare(
