@@ -13,6 +13,8 @@ import type {
   HoldReleasedData,
   KeyCreatedData,
   KeyRevokedData,
+  ListedGatewayKey,
+  ListedHold,
   StoredGatewayKey,
   StoredHold,
   StoredRecord,
@@ -322,6 +324,84 @@ export function indexProblems(
   compareIndex(KEYS, rows.keys, ledgerKeys(all), problem);
   compareIndex(HOLDS, rows.holds, ledgerHolds(all), problem);
   return problems;
+}
+
+/** An index's rows beside the ledger's, by id (each id once, the index's first), with how they disagree. */
+function sideBySide<Row, Made extends Row, MadeData, EndedData>(
+  index: LedgerIndex<Row, Made, MadeData, EndedData>,
+  records: Iterable<IndexRecord>,
+  rows: readonly Row[],
+): Array<{ row: Row | null; made: Made | null; ledgerMismatch: string[] }> {
+  const ledger = replay(records, index);
+  const mismatch = new Map<string, string[]>();
+  compareIndex(index, rows, ledger, (_, detail, id) => mismatch.set(id, [...(mismatch.get(id) ?? []), detail]));
+  const byId = new Map(rows.map((r) => [index.idOf(r), r]));
+  return [...new Set([...byId.keys(), ...ledger.keys()])].map((id) => ({
+    row: byId.get(id) ?? null,
+    made: ledger.get(id) ?? null,
+    ledgerMismatch: mismatch.get(id) ?? [],
+  }));
+}
+
+/** Newest first; then by `tie` (ascending), as the stores' `ORDER BY created_at DESC, …` did. */
+const newestFirst =
+  <T extends { createdAt: number }>(tie: (a: T, b: T) => number) =>
+  (a: T, b: T): number =>
+    b.createdAt - a.createdAt || tie(a, b);
+const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * The gateway keys as listings show them (see {@link ListedGatewayKey}): as authentication has them — the
+ * `key.created` record's fields, revoked when a `key.revoked` record or the index row says so (the rule of
+ * {@link LedgerKeyCache}) — beside the `gateway_keys` rows, given every key record and every row read as of one
+ * moment. Newest first, then by name.
+ */
+export function listedKeys(records: Iterable<IndexRecord>, rows: readonly StoredGatewayKey[]): ListedGatewayKey[] {
+  return sideBySide(KEYS, records, rows)
+    .map(({ row, made, ledgerMismatch }): ListedGatewayKey => {
+      const shown = made ?? row!;
+      return {
+        hash: shown.hash,
+        name: shown.name,
+        owner: shown.owner,
+        connections: shown.connections,
+        createdAt: shown.createdAt,
+        expiresAt: shown.expiresAt,
+        revokedAt: made?.revokedAt ?? row?.revokedAt ?? null,
+        index: row,
+        inLedger: made !== null,
+        ledgerMismatch,
+      };
+    })
+    .sort(newestFirst((a, b) => byText(a.name, b.name)));
+}
+
+/**
+ * The legal holds as listings show them (see {@link ListedHold}): as purges have them — the `hold.added` record's
+ * fields, active while the index row or the ledger's records say so (a purge keeps what either holds) — beside the
+ * `holds` rows, given every hold record and every row read as of one moment. Newest first, then by id, descending.
+ */
+export function listedHolds(records: Iterable<IndexRecord>, rows: readonly StoredHold[]): ListedHold[] {
+  return sideBySide(HOLDS, records, rows)
+    .map(({ row, made, ledgerMismatch }): ListedHold => {
+      const shown = made ?? row!;
+      const active = made?.releasedAt === null || row?.releasedAt === null;
+      return {
+        id: shown.id,
+        session: shown.session,
+        caller: shown.caller,
+        reason: shown.reason,
+        createdBy: shown.createdBy,
+        createdAt: shown.createdAt,
+        releasedAt: active ? null : shown.releasedAt,
+        releasedBy: active ? null : shown.releasedBy,
+        releaseReason: active ? null : shown.releaseReason,
+        index: row,
+        inLedger: made !== null,
+        ledgerMismatch,
+      };
+    })
+    .sort(newestFirst((a, b) => byText(b.id, a.id)));
 }
 
 /**

@@ -15,7 +15,6 @@ import type {
   PurgeCandidate,
   PurgeRemoval,
   RetentionQuery,
-  StoredHold,
   VerifyOptions,
   ExchangeFilter,
   ExchangeListFilter,
@@ -29,6 +28,8 @@ import type {
   SearchText,
   SessionFilter,
   SessionSummary,
+  ListedGatewayKey,
+  ListedHold,
   StoredGatewayKey,
   StoredRecord,
   VerifyReport,
@@ -49,7 +50,7 @@ import {
 } from '../exchange-index.js';
 import { indexableText, parseSearchQuery, tsQuery } from '../search-query.js';
 import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
-import { heldByLedger, keyRecordsVersionSql, LedgerKeyCache } from '../ledger-index.js';
+import { heldByLedger, keyRecordsVersionSql, LedgerKeyCache, listedHolds, listedKeys } from '../ledger-index.js';
 import { newChainId, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
@@ -401,6 +402,25 @@ export class PostgresAuditStore implements AuditStore {
     return run;
   }
 
+  /** Reads in one snapshot (a REPEATABLE READ, READ ONLY transaction): what commits meanwhile is not half seen. */
+  private async snapshot<T>(read: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken = false;
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const result = await read(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
   /** One transaction in which records may be appended to this chain; the tip moves only if it commits. */
   private async transaction<T>(work: (tx: ChainTransaction) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
@@ -632,9 +652,14 @@ export class PostgresAuditStore implements AuditStore {
     return this.ledgerKeys.judge(row && toKey(row), row?.key_records ?? '');
   }
 
-  async listGatewayKeys(): Promise<readonly StoredGatewayKey[]> {
-    const res = await this.pool.query<KeyRow>('SELECT * FROM gateway_keys ORDER BY created_at DESC, name COLLATE "C"');
-    return res.rows.map(toKey);
+  async listGatewayKeys(): Promise<readonly ListedGatewayKey[]> {
+    // In one snapshot: a key created meanwhile (its record and its row) is seen whole or not at all.
+    return this.snapshot(async (c) =>
+      listedKeys(
+        (await c.query<IndexRecordRow>(KEY_RECORDS)).rows.map(toIndexRecord),
+        (await c.query<KeyRow>('SELECT * FROM gateway_keys')).rows.map(toKey),
+      ),
+    );
   }
 
   async exchangeRecords(exchangeId: string): Promise<readonly StoredRecord[]> {
@@ -889,11 +914,14 @@ export class PostgresAuditStore implements AuditStore {
     );
   }
 
-  async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly StoredHold[]> {
-    const res = await this.pool.query<HoldRow>(
-      `SELECT * FROM holds ${options.activeOnly ? 'WHERE released_at IS NULL' : ''} ORDER BY created_at DESC, id COLLATE "C" DESC`,
+  async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly ListedHold[]> {
+    const holds = await this.snapshot(async (c) =>
+      listedHolds(
+        (await c.query<IndexRecordRow>(HOLD_RECORDS)).rows.map(toIndexRecord),
+        (await c.query<HoldRow>('SELECT * FROM holds')).rows.map(toHold),
+      ),
     );
-    return res.rows.map(toHold);
+    return options.activeOnly ? holds.filter((h) => h.releasedAt === null) : holds;
   }
 
   async retentionCandidates(query: RetentionQuery): Promise<readonly PurgeCandidate[]> {

@@ -19,7 +19,6 @@ import type {
   PurgeCandidate,
   PurgeRemoval,
   RetentionQuery,
-  StoredHold,
   VerifyOptions,
   ExchangeFilter,
   ExchangeListFilter,
@@ -27,6 +26,8 @@ import type {
   ExchangeSummary,
   KeyCreatedData,
   KeyRevokedData,
+  ListedGatewayKey,
+  ListedHold,
   Page,
   PageRequest,
   SearchHit,
@@ -50,7 +51,7 @@ import {
 } from '../exchange-index.js';
 import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
 import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
-import { heldByLedger, keyRecordsVersionSql, LedgerKeyCache } from '../ledger-index.js';
+import { heldByLedger, keyRecordsVersionSql, LedgerKeyCache, listedHolds, listedKeys } from '../ledger-index.js';
 import { newChainId, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
@@ -281,7 +282,8 @@ export class SqliteAuditStore implements AuditStore {
         `SELECT seq, chain, chain_seq, kind, data FROM records
          WHERE kind IN ('key.created', 'key.revoked') AND ${NOT_EXCHANGE_KIND_SQL}`,
       ),
-      allKeys: db.prepare('SELECT * FROM gateway_keys ORDER BY created_at DESC, name'),
+      allKeys: db.prepare('SELECT * FROM gateway_keys'),
+      allHolds: db.prepare('SELECT * FROM holds'),
       heads: db.prepare(CHAIN_HEADS),
       byExchange: db.prepare('SELECT * FROM records WHERE exchange_id = ? ORDER BY seq'),
       // An exchange's own records through its index row (written with its request); the rest by records_session. The
@@ -717,8 +719,14 @@ export class SqliteAuditStore implements AuditStore {
     return this.ledgerKeys.judge(row && toKey(row), row?.key_records ?? '');
   }
 
-  async listGatewayKeys(): Promise<readonly StoredGatewayKey[]> {
-    return (this.stmts.allKeys.all() as KeyRow[]).map(toKey);
+  async listGatewayKeys(): Promise<readonly ListedGatewayKey[]> {
+    // In one read transaction: a key created meanwhile (its record and its row) is seen whole or not at all.
+    return this.db.transaction(() =>
+      listedKeys(
+        (this.stmts.keyRecords.all() as IndexRecordRow[]).map(toIndexRecord),
+        (this.stmts.allKeys.all() as KeyRow[]).map(toKey),
+      ),
+    )();
   }
 
   // The outbox and the approvals poll these several times a second: statements prepared once.
@@ -778,13 +786,14 @@ export class SqliteAuditStore implements AuditStore {
     );
   }
 
-  async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly StoredHold[]> {
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM holds ${options.activeOnly ? 'WHERE released_at IS NULL' : ''} ORDER BY created_at DESC, id DESC`,
-      )
-      .all() as HoldRow[];
-    return rows.map(toHold);
+  async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly ListedHold[]> {
+    const holds = this.db.transaction(() =>
+      listedHolds(
+        (this.stmts.holdRecords.all() as IndexRecordRow[]).map(toIndexRecord),
+        (this.stmts.allHolds.all() as HoldRow[]).map(toHold),
+      ),
+    )();
+    return options.activeOnly ? holds.filter((h) => h.releasedAt === null) : holds;
   }
 
   async retentionCandidates(query: RetentionQuery): Promise<readonly PurgeCandidate[]> {
