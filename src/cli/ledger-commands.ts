@@ -92,10 +92,25 @@ export async function retentionCommand(args: string[], out: Out): Promise<number
         out.stderr.write(`… ${dryRun ? 'would remove' : 'removed'} ${b.exchanges} exchanges (${b.records} records)\n`),
     });
     if (result.walKept) out.stderr.write(`vigil: warning: ${WAL_KEPT_WARNING}\n`);
+    const mismatched = (await store.listHolds()).filter((h) => h.ledgerMismatch.length > 0);
+    const holdsLedgerMismatch = mismatched.flatMap((h) => h.ledgerMismatch);
+    if (mismatched.length > 0) {
+      out.stderr.write(
+        mismatchWarning(
+          'holds',
+          mismatched.length,
+          `Purges keep what the index or the hold records hold, and so ${dryRun ? 'does this count' : 'did this run'} (see \`vigil holds list\`)`,
+        ),
+      );
+    }
     if (values.json) {
       const { purgeRecords, ...rest } = result;
       out.stdout.write(
-        `${JSON.stringify({ ...rest, purgeRecords: purgeRecords.map((r) => `${r.chain}:${r.chainSeq}`) }, null, 2)}\n`,
+        `${JSON.stringify(
+          { ...rest, purgeRecords: purgeRecords.map((r) => `${r.chain}:${r.chainSeq}`), holdsLedgerMismatch },
+          null,
+          2,
+        )}\n`,
       );
       return 0;
     }

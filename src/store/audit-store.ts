@@ -534,7 +534,11 @@ export interface AuditStore {
    * (see ListedHold); released ones too unless `activeOnly`. Both are read as of one moment.
    */
   listHolds(options?: { activeOnly?: boolean }): Promise<readonly ListedHold[]>;
-  /** Exchanges due for purging, oldest end first. */
+  /**
+   * Exchanges due for purging, oldest end first: none that a hold covers, as the holds index or the ledger's hold
+   * records have it (matched against the exchange index's session, caller and e-mail; the purge checks again against
+   * the exchange's own request record).
+   */
   retentionCandidates(query: RetentionQuery): Promise<readonly PurgeCandidate[]>;
   /**
    * Remove these exchanges in one transaction: their records, index rows and search text, and the blobs no remaining

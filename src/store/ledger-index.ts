@@ -195,6 +195,10 @@ export const ledgerKeys = (records: Iterable<IndexRecord>): Map<string, LedgerKe
 /** The hold index the ledger makes, by hold id. */
 export const ledgerHolds = (records: Iterable<IndexRecord>): Map<string, LedgerHold> => replay(records, HOLDS);
 
+/** The holds the ledger's records leave active. */
+export const activeLedgerHolds = (records: Iterable<IndexRecord>): LedgerHold[] =>
+  [...ledgerHolds(records).values()].filter((h) => h.releasedAt === null);
+
 /** Who an exchange's request record says called, for matching holds. */
 export interface HoldSubject {
   readonly session: string;
@@ -225,7 +229,7 @@ export function heldByLedger(
   records: Iterable<Pick<StoredRecord, 'kind' | 'exchangeId' | 'sessionId' | 'data'>>,
 ): Set<string> {
   const held = new Set<string>();
-  const active = [...ledgerHolds(holdRecords).values()].filter((h) => h.releasedAt === null);
+  const active = activeLedgerHolds(holdRecords);
   if (active.length === 0) return held;
   for (const r of records) {
     if (r.kind !== 'exchange.request' || r.exchangeId === null) continue;

@@ -50,12 +50,20 @@ import {
 } from '../exchange-index.js';
 import { indexableText, parseSearchQuery, tsQuery } from '../search-query.js';
 import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
-import { heldByLedger, keyRecordsVersionSql, LedgerKeyCache, listedHolds, listedKeys } from '../ledger-index.js';
+import {
+  activeLedgerHolds,
+  heldByLedger,
+  keyRecordsVersionSql,
+  LedgerKeyCache,
+  listedHolds,
+  listedKeys,
+} from '../ledger-index.js';
 import { newChainId, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
   CHAIN_HEADS,
   HELD,
+  HELD_BY,
   UNDELIVERED,
   toChainHead,
   type ChainHeadRow,
@@ -933,6 +941,13 @@ export class PostgresAuditStore implements AuditStore {
     const cutoff = entries.length
       ? `CASE e.connection ${entries.map(([name, c]) => `WHEN ${param(name)} THEN ${param(c)}::bigint`).join(' ')} ELSE ${param(other)}::bigint END`
       : `${param(other)}::bigint`;
+    // Held by the ledger's hold records too, as a purge checks them: a hold released in the index alone still holds.
+    const active = activeLedgerHolds((await this.pool.query<IndexRecordRow>(HOLD_RECORDS)).rows.map(toIndexRecord));
+    const ledgerHeld = active.length
+      ? `AND NOT EXISTS (${HELD_BY(
+          `unnest(${param(active.map((h) => h.session))}::text[], ${param(active.map((h) => h.caller))}::text[]) AS h(session_id, caller_subject)`,
+        )})`
+      : '';
     const after = query.after
       ? `AND (r.ended_at > ${param(query.after.endedAt)}::bigint OR (r.ended_at = ${param(query.after.endedAt)}::bigint AND e.id COLLATE "C" > ${param(query.after.id)}))`
       : '';
@@ -945,6 +960,7 @@ export class PostgresAuditStore implements AuditStore {
        FROM exchange_results r JOIN exchanges e ON e.id = r.exchange_id
        WHERE r.ended_at < ${param(maxCutoff)}::bigint AND r.ended_at < ${cutoff}
          AND NOT EXISTS (${HELD})
+         ${ledgerHeld}
          AND NOT EXISTS (${AT_HEAD})
          ${after}
          ${undelivered}

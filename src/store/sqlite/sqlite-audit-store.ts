@@ -51,12 +51,20 @@ import {
 } from '../exchange-index.js';
 import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
 import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
-import { heldByLedger, keyRecordsVersionSql, LedgerKeyCache, listedHolds, listedKeys } from '../ledger-index.js';
+import {
+  activeLedgerHolds,
+  heldByLedger,
+  keyRecordsVersionSql,
+  LedgerKeyCache,
+  listedHolds,
+  listedKeys,
+} from '../ledger-index.js';
 import { newChainId, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
   CHAIN_HEADS,
   HELD,
+  HELD_BY,
   UNDELIVERED,
   toChainHead,
   type ChainHeadRow,
@@ -805,6 +813,16 @@ export class SqliteAuditStore implements AuditStore {
       ? `CASE e.connection ${entries.map(() => 'WHEN ? THEN ?').join(' ')} ELSE ? END`
       : '?';
     params.push(maxCutoff, ...entries.flat(), other);
+    // Held by the ledger's hold records too, as a purge checks them: a hold released in the index alone still holds.
+    let ledgerHeld = '';
+    const active = activeLedgerHolds((this.stmts.holdRecords.all() as IndexRecordRow[]).map(toIndexRecord));
+    if (active.length) {
+      ledgerHeld = `AND NOT EXISTS (${HELD_BY(
+        `(SELECT json_extract(value, '$[0]') AS session_id, json_extract(value, '$[1]') AS caller_subject
+          FROM json_each(?)) h`,
+      )})`;
+      params.push(JSON.stringify(active.map((h) => [h.session, h.caller])));
+    }
     let after = '';
     if (query.after) {
       after = 'AND (r.ended_at > ? OR (r.ended_at = ? AND e.id > ?))';
@@ -823,6 +841,7 @@ export class SqliteAuditStore implements AuditStore {
          FROM exchange_results r JOIN exchanges e ON e.id = r.exchange_id
          WHERE r.ended_at < ? AND r.ended_at < ${cutoff}
            AND NOT EXISTS (${HELD})
+           ${ledgerHeld}
            AND NOT EXISTS (${AT_HEAD})
            ${after}
            ${undelivered}
