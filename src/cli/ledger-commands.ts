@@ -12,7 +12,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadConfig } from '../config/load-config.js';
 import type { VigilConfig } from '../config/config-schema.js';
 import { VigilError } from '../errors.js';
-import type { AuditStore } from '../store/audit-store.js';
+import type { AuditStore, ListedHold, StoredHold } from '../store/audit-store.js';
 import { addHold, releaseHold } from '../store/holds.js';
 import { loadSigningKey, signingKeyFile, whileSigning } from '../store/ledger-upkeep.js';
 import { openStore } from '../store/open-store.js';
@@ -34,6 +34,20 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[]
 export const cliActor = (): string => `cli:${process.env.USER ?? process.env.LOGNAME ?? 'unknown'}`;
 
 const iso = (ms: number): string => new Date(ms).toISOString();
+
+/** What a listing appends to a key or hold whose index row disagrees with the ledger's records. */
+export const MISMATCH_MARK = '(index disagrees with ledger)';
+
+/** The lines under a listed key or hold that say how its index row disagrees with the ledger (verify's words). */
+export const mismatchLines = (details: readonly string[]): string => details.map((d) => `  - ${d}\n`).join('');
+
+/** What to tell an operator when `count` keys or holds of the `table` index disagree with the ledger: `shown`, how. */
+export function mismatchWarning(table: 'gateway_keys' | 'holds', count: number, shown: string): string {
+  return (
+    `vigil: warning: the ${table} index disagrees with the ledger on ${count} ${table === 'holds' ? 'hold' : 'key'}(s): ` +
+    `the table was changed without a record. ${shown}. Run \`vigil verify\` to see every change\n`
+  );
+}
 
 /** Opens the store for writing, runs `fn`, signs what this process appended, closes. */
 async function withWritableStore<T>(config: VigilConfig, fn: (store: AuditStore) => Promise<T>): Promise<T> {
@@ -77,10 +91,25 @@ export async function retentionCommand(args: string[], out: Out): Promise<number
         out.stderr.write(`… ${dryRun ? 'would remove' : 'removed'} ${b.exchanges} exchanges (${b.records} records)\n`),
     });
     if (result.walKept) out.stderr.write(`vigil: warning: ${WAL_KEPT_WARNING}\n`);
+    const mismatched = (await store.listHolds()).filter((h) => h.ledgerMismatch.length > 0);
+    const holdsLedgerMismatch = mismatched.flatMap((h) => h.ledgerMismatch);
+    if (mismatched.length > 0) {
+      out.stderr.write(
+        mismatchWarning(
+          'holds',
+          mismatched.length,
+          `Purges keep what the index or the hold records hold, and so ${dryRun ? 'does this count' : 'did this run'} (see \`vigil holds list\`)`,
+        ),
+      );
+    }
     if (values.json) {
       const { purgeRecords, ...rest } = result;
       out.stdout.write(
-        `${JSON.stringify({ ...rest, purgeRecords: purgeRecords.map((r) => `${r.chain}:${r.chainSeq}`) }, null, 2)}\n`,
+        `${JSON.stringify(
+          { ...rest, purgeRecords: purgeRecords.map((r) => `${r.chain}:${r.chainSeq}`), holdsLedgerMismatch },
+          null,
+          2,
+        )}\n`,
       );
       return 0;
     }
@@ -154,16 +183,27 @@ export async function holdsCommand(args: string[], out: Out): Promise<number> {
       const store = await openStore(config, { readonly: true });
       try {
         const holds = await store.listHolds({ activeOnly: values.active });
-        if (values.json) out.stdout.write(`${JSON.stringify({ holds }, null, 2)}\n`);
+        if (values.json) out.stdout.write(`${JSON.stringify({ holds: holds.map(shownHold) }, null, 2)}\n`);
         else if (holds.length === 0) out.stdout.write('no holds\n');
         else {
           for (const h of holds) {
             out.stdout.write(
               `${h.id}  ${h.releasedAt === null ? 'active' : `released ${iso(h.releasedAt)} by ${h.releasedBy}`}  ` +
                 `${h.session ? `session ${h.session}` : `caller ${h.caller}`}  placed ${iso(h.createdAt)} by ${h.createdBy}  ` +
-                `reason: ${h.reason}\n`,
+                `reason: ${h.reason}${h.ledgerMismatch.length ? `  ${MISMATCH_MARK}` : ''}\n${mismatchLines(h.ledgerMismatch)}`,
             );
           }
+        }
+        const mismatched = holds.filter((h) => h.ledgerMismatch.length > 0).length;
+        if (mismatched > 0) {
+          out.stderr.write(
+            mismatchWarning(
+              'holds',
+              mismatched,
+              'They are marked above, and shown as purges have them: active while the index or the hold.added and ' +
+                'hold.released records say so',
+            ),
+          );
         }
         return 0;
       } finally {
@@ -182,6 +222,23 @@ export async function holdsCommand(args: string[], out: Out): Promise<number> {
     if (err instanceof VigilError) return fail(out, err.message, 1);
     throw err;
   }
+}
+
+/** A hold as `holds list --json` shows it: as purges have it, and how its index row disagrees with the ledger. */
+function shownHold(h: ListedHold): StoredHold & { ledgerMismatch: readonly string[] } {
+  const { id, session, caller, reason, createdBy, createdAt, releasedAt, releasedBy, releaseReason } = h;
+  return {
+    id,
+    session,
+    caller,
+    reason,
+    createdBy,
+    createdAt,
+    releasedAt,
+    releasedBy,
+    releaseReason,
+    ledgerMismatch: h.ledgerMismatch,
+  };
 }
 
 /** `vigil keys public [--out FILE]`: the PEM public key that `vigil verify --public-key` takes. */

@@ -31,14 +31,22 @@ import { recordCliRead } from './cli-reads.js';
 import { readExchange, readSession } from '../recorder/exchange-reader.js';
 import { startReplayServer, type ReplayLog } from '../replay/replay-server.js';
 import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
-import type { AuditStore } from '../store/audit-store.js';
+import type { AuditStore, ListedGatewayKey, StoredGatewayKey } from '../store/audit-store.js';
 import { describeOverdue } from '../store/digest-overdue.js';
 import { digestsOverdueAfterMs, signChain } from '../store/ledger-upkeep.js';
 import { describeStore, openStore } from '../store/open-store.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { approvalsCommand } from './approvals-command.js';
 import { renderTranscript } from './transcript.js';
-import { cliActor, holdsCommand, publicKeyCommand, retentionCommand } from './ledger-commands.js';
+import {
+  cliActor,
+  holdsCommand,
+  MISMATCH_MARK,
+  mismatchLines,
+  mismatchWarning,
+  publicKeyCommand,
+  retentionCommand,
+} from './ledger-commands.js';
 import { readPublicKey } from '../store/signing-key.js';
 
 const USAGE = `usage: vigil <command> [options]
@@ -433,19 +441,29 @@ async function keys(args: string[], out: Out): Promise<number> {
       return 0;
     }
     if (verb === 'list') {
-      const all = (await store.listGatewayKeys()).map(shownKey);
+      const now = Date.now();
+      const all = (await store.listGatewayKeys()).map((k) => ({ ...shownKey(listedKey(k)), state: keyState(k, now) }));
       if (values.json) out.stdout.write(`${JSON.stringify({ keys: all }, null, 2)}\n`);
       else if (all.length === 0) out.stdout.write('no gateway keys\n');
       else {
-        const now = Date.now();
         for (const k of all) {
-          const state = k.revokedAt ? 'revoked' : k.expiresAt !== null && k.expiresAt <= now ? 'expired' : 'live';
           out.stdout.write(
-            `${k.name}  ${state}  owner ${k.owner}  connections ${k.connections.length ? k.connections.join(',') : '*'}  ` +
+            `${k.name}  ${k.state}  owner ${k.owner}  connections ${k.connections.length ? k.connections.join(',') : '*'}  ` +
               `created ${new Date(k.createdAt).toISOString()}  expires ${k.expiresAt ? new Date(k.expiresAt).toISOString() : 'never'}  ` +
-              `id ${k.id}\n`,
+              `id ${k.id}${k.ledgerMismatch.length ? `  ${MISMATCH_MARK}` : ''}\n${mismatchLines(k.ledgerMismatch)}`,
           );
         }
+      }
+      const mismatched = all.filter((k) => k.ledgerMismatch.length > 0).length;
+      if (mismatched > 0) {
+        out.stderr.write(
+          mismatchWarning(
+            'gateway_keys',
+            mismatched,
+            'They are marked above, and shown as authentication has them: from their key.created and key.revoked ' +
+              'records, "refused" when the index or the ledger lacks the key',
+          ),
+        );
       }
       return 0;
     }
@@ -464,6 +482,20 @@ async function keys(args: string[], out: Out): Promise<number> {
   } finally {
     await store.close();
   }
+}
+
+/** What authentication would make of a listed key now. */
+function keyState(k: ListedGatewayKey, now: number): 'live' | 'revoked' | 'refused' | 'expired' {
+  if (k.revokedAt !== null) return 'revoked';
+  // No index row, or no key.created record: authentication does not know the key.
+  if (k.index === null || !k.inLedger) return 'refused';
+  return k.expiresAt !== null && k.expiresAt <= now ? 'expired' : 'live';
+}
+
+/** A listed key as `keys list` shows it: as authentication has it, and how its index row disagrees with the ledger. */
+function listedKey(k: ListedGatewayKey): StoredGatewayKey & { ledgerMismatch: readonly string[] } {
+  const { hash, name, owner, connections, createdAt, expiresAt, revokedAt } = k;
+  return { hash, name, owner, connections, createdAt, expiresAt, revokedAt, ledgerMismatch: k.ledgerMismatch };
 }
 
 /** A key as the CLI shows it: its id (as callers are recorded with it) in place of its hash. */

@@ -19,6 +19,15 @@ export interface CreateKeyInput {
   readonly createdBy: string;
 }
 
+/**
+ * The live `gateway_keys` row of this name, if any: the index, not the ledger, since it keeps a name unique among its
+ * live rows (a new key's row would be refused) and a revocation is what takes a row out of the way.
+ */
+async function liveIndexRow(store: AuditStore, name: string): Promise<StoredGatewayKey | undefined> {
+  const rows = (await store.listGatewayKeys()).flatMap((k) => (k.index ? [k.index] : []));
+  return rows.find((r) => r.name === name && r.revokedAt === null);
+}
+
 export async function createGatewayKey(
   store: AuditStore,
   input: CreateKeyInput,
@@ -40,8 +49,7 @@ export async function createGatewayKey(
       throw new VigilError('BAD_REQUEST', `no connection named "${c}" (configured: ${knownConnections.join(', ')})`);
     }
   }
-  const live = (await store.listGatewayKeys()).find((k) => k.name === input.name && k.revokedAt === null);
-  if (live)
+  if (await liveIndexRow(store, input.name))
     throw new VigilError(
       'BAD_REQUEST',
       `a live key named "${input.name}" exists: revoke it first (vigil keys revoke ${input.name})`,
@@ -66,7 +74,7 @@ export async function revokeGatewayKey(
   revokedBy: string,
   now = Date.now(),
 ): Promise<StoredGatewayKey> {
-  const live = (await store.listGatewayKeys()).find((k) => k.name === name && k.revokedAt === null);
+  const live = await liveIndexRow(store, name);
   if (!live) throw new VigilError('NOT_FOUND', `no live key named "${name}" (see: vigil keys list)`);
   const data: KeyRevokedData = { name, hash: live.hash, revokedAt: now, revokedBy };
   await store.append({ records: [{ kind: 'key.revoked', at: now, data }] });

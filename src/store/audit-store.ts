@@ -383,6 +383,21 @@ export interface StoredHold {
   readonly releaseReason: string | null;
 }
 
+/**
+ * A legal hold as listings show it: as purges have it, with where the `holds` index and the ledger disagree. Where a
+ * `hold.added` record made the hold, its session, caller, reason and who placed it when are the record's; a hold no
+ * record made shows its index row. It is active while the index row or the ledger's records say so — a purge keeps
+ * what either holds — and released (with the `hold.released` record's who, when and why) once both say so.
+ */
+export interface ListedHold extends StoredHold {
+  /** The hold's `holds` row as the index has it; null when the index has none. */
+  readonly index: StoredHold | null;
+  /** Whether a `hold.added` record made the hold. */
+  readonly inLedger: boolean;
+  /** How the index disagrees with the ledger's records, in verify's words (`index_changed`); empty when they agree. */
+  readonly ledgerMismatch: readonly string[];
+}
+
 /** Payload of a `hold.added` record. Exactly one of `session` and `caller` is set. */
 export interface HoldAddedData {
   readonly holdId: string;
@@ -467,6 +482,22 @@ export interface StoredGatewayKey {
   readonly revokedAt: number | null;
 }
 
+/**
+ * A gateway key as listings show it: as authentication has it, with where the `gateway_keys` index and the ledger
+ * disagree. Where a `key.created` record made the key, its name, owner, connections, creation and expiry are the
+ * record's, and it is revoked when a `key.revoked` record or the index row says so; a key no record made shows its
+ * index row. Authentication refuses a key the index or the ledger lacks (`index` null, `inLedger` false), whatever
+ * the rest says.
+ */
+export interface ListedGatewayKey extends StoredGatewayKey {
+  /** The key's `gateway_keys` row as the index has it; null when the index has none. */
+  readonly index: StoredGatewayKey | null;
+  /** Whether a `key.created` record made the key. */
+  readonly inLedger: boolean;
+  /** How the index disagrees with the ledger's records, in verify's words (`index_changed`); empty when they agree. */
+  readonly ledgerMismatch: readonly string[];
+}
+
 /** Payload of a `key.created` record. */
 export interface KeyCreatedData {
   readonly hash: string;
@@ -537,8 +568,11 @@ export interface AuditStore {
    * lookup: one statement, with the ledger's key records cached (see LedgerKeyCache).
    */
   findGatewayKey(hash: string): Promise<StoredGatewayKey | undefined>;
-  /** All gateway keys, newest first. */
-  listGatewayKeys(): Promise<readonly StoredGatewayKey[]>;
+  /**
+   * Every gateway key the index or the ledger has, newest first, as authentication has it and with where the two
+   * disagree (see ListedGatewayKey). Both are read as of one moment.
+   */
+  listGatewayKeys(): Promise<readonly ListedGatewayKey[]>;
 
   /** Every chain and its last chain_seq. */
   chainHeads(): Promise<ReadonlyArray<{ chain: string; chainSeq: number }>>;
@@ -595,9 +629,16 @@ export interface AuditStore {
     build: (tip: ChainTip | null, heads: readonly ChainHead[]) => NewRecord | undefined,
   ): Promise<StoredRecord | undefined>;
 
-  /** Legal holds, newest first; released ones too unless `activeOnly`. */
-  listHolds(options?: { activeOnly?: boolean }): Promise<readonly StoredHold[]>;
-  /** Exchanges due for purging, oldest end first. */
+  /**
+   * Every legal hold the index or the ledger has, newest first, as purges have it and with where the two disagree
+   * (see ListedHold); released ones too unless `activeOnly`. Both are read as of one moment.
+   */
+  listHolds(options?: { activeOnly?: boolean }): Promise<readonly ListedHold[]>;
+  /**
+   * Exchanges due for purging, oldest end first: none that a hold covers, as the holds index or the ledger's hold
+   * records have it (matched against the exchange index's session, caller and e-mail; the purge checks again against
+   * the exchange's own request record).
+   */
   retentionCandidates(query: RetentionQuery): Promise<readonly PurgeCandidate[]>;
   /**
    * Remove these exchanges in one transaction: their records, index rows and search text, and the blobs no remaining

@@ -44,7 +44,11 @@ export async function addHold(store: AuditStore, input: AddHoldInput, now = Date
   return data;
 }
 
-/** Releases an active hold; its exchanges fall under retention again from the next purge. */
+/**
+ * Releases an active hold — active as purges have it (see `AuditStore.listHolds`): a hold released in the index alone
+ * is still active, and is released by a record here — after which its exchanges fall under retention again from the
+ * next purge.
+ */
 export async function releaseHold(
   store: AuditStore,
   holdId: string,
@@ -63,5 +67,16 @@ export async function releaseHold(
   if (!reason) throw new VigilError('BAD_REQUEST', 'releasing a hold needs a reason (--reason "…")');
   const data: HoldReleasedData = { holdId, reason, by: input.by, at: now };
   await store.append({ records: [{ kind: 'hold.released', at: now, data }] });
-  return { ...hold, releasedAt: now, releasedBy: input.by, releaseReason: reason };
+  const { id, session, caller, createdBy, createdAt } = hold;
+  return {
+    id,
+    session,
+    caller,
+    reason: hold.reason,
+    createdBy,
+    createdAt,
+    releasedAt: now,
+    releasedBy: input.by,
+    releaseReason: reason,
+  };
 }

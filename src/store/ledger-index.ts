@@ -13,6 +13,8 @@ import type {
   HoldReleasedData,
   KeyCreatedData,
   KeyRevokedData,
+  ListedGatewayKey,
+  ListedHold,
   StoredGatewayKey,
   StoredHold,
   StoredRecord,
@@ -60,74 +62,142 @@ const bySeq = (records: Iterable<IndexRecord>): IndexRecord[] =>
   [...records].filter((r) => r.chainSeq >= 1).sort((a, b) => a.seq - b.seq);
 
 /**
- * The key index the ledger makes, by key hash: a `key.created` adds a row, the first `key.revoked` naming its hash
- * sets `revokedAt` (later ones change nothing), as the stores' `revoked_at IS NULL` update does.
+ * One index the ledger makes (gateway keys, holds): the record kind that makes a row and the one that ends it (a
+ * revocation, a release), what each does to the row, and how the index table's rows compare with the ledger's.
  */
-export function ledgerKeys(records: Iterable<IndexRecord>): Map<string, LedgerKey> {
-  const keys = new Map<string, LedgerKey>();
-  for (const r of bySeq(records)) {
-    if (r.kind === 'key.created') {
-      const d = parse<KeyCreatedData>(r);
-      if (!d || keys.has(d.hash)) continue;
-      keys.set(d.hash, {
-        hash: d.hash,
-        name: d.name,
-        owner: d.owner,
-        connections: d.connections,
-        createdAt: d.createdAt,
-        expiresAt: d.expiresAt,
-        revokedAt: null,
-        created: { chain: r.chain, chainSeq: r.chainSeq },
-        revoked: null,
-      });
-    } else if (r.kind === 'key.revoked') {
-      const d = parse<KeyRevokedData>(r);
-      const key = d && keys.get(d.hash);
-      if (!d || !key || key.revokedAt !== null) continue;
-      keys.set(d.hash, { ...key, revokedAt: d.revokedAt, revoked: { chain: r.chain, chainSeq: r.chainSeq } });
-    }
-  }
-  return keys;
+interface LedgerIndex<Row, Made extends Row, MadeData, EndedData> {
+  /** The index table. */
+  readonly table: string;
+  readonly made: string;
+  readonly ended: string;
+  /** The id of the row a record of either kind names. */
+  readonly recordId: (d: MadeData | EndedData) => string;
+  readonly make: (d: MadeData, at: Position) => Made;
+  readonly end: (row: Made, d: EndedData, at: Position) => Made;
+  /** Whether the row has ended, by its field (`revokedAt`, `releasedAt`), as the stores' `… IS NULL` updates test. */
+  readonly hasEnded: (row: Made) => boolean;
+  readonly madeAt: (row: Made) => Position;
+  /** The record that ended the row; null while none has. */
+  readonly endedAt: (row: Made) => Position | null;
+  readonly idOf: (row: Row) => string;
+  readonly rowLabel: (row: Row) => string;
+  readonly ledgerLabel: (row: Made) => string;
+  /** The fields verify compares. */
+  readonly fields: ReadonlyArray<keyof Row>;
 }
 
+const position = (r: IndexRecord): Position => ({ chain: r.chain, chainSeq: r.chainSeq });
+
 /**
- * The hold index the ledger makes, by hold id: a `hold.added` adds a row, the first `hold.released` naming it
- * releases it (later ones change nothing), as the stores' `released_at IS NULL` update does.
+ * The rows `records` make of an index, by id, in append order: a `made` record adds a row (another for the same id
+ * changes nothing), the first `ended` record naming an existing row ends it (later ones, and one before the row
+ * existed, change nothing), as the stores' `… IS NULL` updates do.
  */
-export function ledgerHolds(records: Iterable<IndexRecord>): Map<string, LedgerHold> {
-  const holds = new Map<string, LedgerHold>();
+function replay<Row, Made extends Row, MadeData, EndedData>(
+  records: Iterable<IndexRecord>,
+  index: LedgerIndex<Row, Made, MadeData, EndedData>,
+): Map<string, Made> {
+  const rows = new Map<string, Made>();
   for (const r of bySeq(records)) {
-    if (r.kind === 'hold.added') {
-      const d = parse<HoldAddedData>(r);
-      if (!d || holds.has(d.holdId)) continue;
-      holds.set(d.holdId, {
-        id: d.holdId,
-        session: d.session,
-        caller: d.caller,
-        reason: d.reason,
-        createdBy: d.by,
-        createdAt: d.at,
-        releasedAt: null,
-        releasedBy: null,
-        releaseReason: null,
-        added: { chain: r.chain, chainSeq: r.chainSeq },
-        released: null,
-      });
-    } else if (r.kind === 'hold.released') {
-      const d = parse<HoldReleasedData>(r);
-      const hold = d && holds.get(d.holdId);
-      if (!d || !hold || hold.releasedAt !== null) continue;
-      holds.set(d.holdId, {
-        ...hold,
-        releasedAt: d.at,
-        releasedBy: d.by,
-        releaseReason: d.reason,
-        released: { chain: r.chain, chainSeq: r.chainSeq },
-      });
+    if (r.kind === index.made) {
+      const d = parse<MadeData>(r);
+      if (!d || rows.has(index.recordId(d))) continue;
+      rows.set(index.recordId(d), index.make(d, position(r)));
+    } else if (r.kind === index.ended) {
+      const d = parse<EndedData>(r);
+      const row = d && rows.get(index.recordId(d));
+      if (!d || !row || index.hasEnded(row)) continue;
+      rows.set(index.recordId(d), index.end(row, d, position(r)));
     }
   }
-  return holds;
+  return rows;
 }
+
+const KEY_FIELDS = ['name', 'owner', 'connections', 'createdAt', 'expiresAt', 'revokedAt'] as const;
+const HOLD_FIELDS = [
+  'session',
+  'caller',
+  'reason',
+  'createdBy',
+  'createdAt',
+  'releasedAt',
+  'releasedBy',
+  'releaseReason',
+] as const;
+
+const keyLabel = (k: StoredGatewayKey): string => `gateway key "${k.name}" (${gatewayKeyId(k.hash)})`;
+
+/** The gateway-key index: `key.created` adds a key, `key.revoked` sets its `revokedAt`. */
+const KEYS: LedgerIndex<StoredGatewayKey, LedgerKey, KeyCreatedData, KeyRevokedData> = {
+  table: 'gateway_keys',
+  made: 'key.created',
+  ended: 'key.revoked',
+  recordId: (d) => d.hash,
+  make: (d, created) => ({
+    hash: d.hash,
+    name: d.name,
+    owner: d.owner,
+    connections: d.connections,
+    createdAt: d.createdAt,
+    expiresAt: d.expiresAt,
+    revokedAt: null,
+    created,
+    revoked: null,
+  }),
+  end: (key, d, revoked) => ({ ...key, revokedAt: d.revokedAt, revoked }),
+  hasEnded: (k) => k.revokedAt !== null,
+  madeAt: (k) => k.created,
+  endedAt: (k) => k.revoked,
+  idOf: (k) => k.hash,
+  rowLabel: keyLabel,
+  ledgerLabel: keyLabel,
+  fields: KEY_FIELDS,
+};
+
+/** The hold index: `hold.added` adds a hold, `hold.released` releases it. */
+const HOLDS: LedgerIndex<StoredHold, LedgerHold, HoldAddedData, HoldReleasedData> = {
+  table: 'holds',
+  made: 'hold.added',
+  ended: 'hold.released',
+  recordId: (d) => d.holdId,
+  make: (d, added) => ({
+    id: d.holdId,
+    session: d.session,
+    caller: d.caller,
+    reason: d.reason,
+    createdBy: d.by,
+    createdAt: d.at,
+    releasedAt: null,
+    releasedBy: null,
+    releaseReason: null,
+    added,
+    released: null,
+  }),
+  end: (hold, d, released) => ({
+    ...hold,
+    releasedAt: d.at,
+    releasedBy: d.by,
+    releaseReason: d.reason,
+    released,
+  }),
+  hasEnded: (h) => h.releasedAt !== null,
+  madeAt: (h) => h.added,
+  endedAt: (h) => h.released,
+  idOf: (h) => h.id,
+  rowLabel: (h) => `hold ${h.id} (${h.session !== null ? `session ${h.session}` : `caller ${h.caller}`})`,
+  ledgerLabel: (h) => `hold ${h.id}`,
+  fields: HOLD_FIELDS,
+};
+
+/** The key index the ledger makes, by key hash. */
+export const ledgerKeys = (records: Iterable<IndexRecord>): Map<string, LedgerKey> => replay(records, KEYS);
+
+/** The hold index the ledger makes, by hold id. */
+export const ledgerHolds = (records: Iterable<IndexRecord>): Map<string, LedgerHold> => replay(records, HOLDS);
+
+/** The holds the ledger's records leave active. */
+export const activeLedgerHolds = (records: Iterable<IndexRecord>): LedgerHold[] =>
+  [...ledgerHolds(records).values()].filter((h) => h.releasedAt === null);
 
 /** Who an exchange's request record says called, for matching holds. */
 export interface HoldSubject {
@@ -159,7 +229,7 @@ export function heldByLedger(
   records: Iterable<Pick<StoredRecord, 'kind' | 'exchangeId' | 'sessionId' | 'data'>>,
 ): Set<string> {
   const held = new Set<string>();
-  const active = [...ledgerHolds(holdRecords).values()].filter((h) => h.releasedAt === null);
+  const active = activeLedgerHolds(holdRecords);
   if (active.length === 0) return held;
   for (const r of records) {
     if (r.kind !== 'exchange.request' || r.exchangeId === null) continue;
@@ -182,18 +252,6 @@ export function heldByLedger(
   return held;
 }
 
-const KEY_FIELDS = ['name', 'owner', 'connections', 'createdAt', 'expiresAt', 'revokedAt'] as const;
-const HOLD_FIELDS = [
-  'session',
-  'caller',
-  'reason',
-  'createdBy',
-  'createdAt',
-  'releasedAt',
-  'releasedBy',
-  'releaseReason',
-] as const;
-
 /** The fields of `row` that differ from `want`, as `field: index X, ledger Y`. */
 function differences<T>(row: T, want: T, fields: ReadonlyArray<keyof T>): string[] {
   return fields
@@ -201,50 +259,48 @@ function differences<T>(row: T, want: T, fields: ReadonlyArray<keyof T>): string
     .map((f) => `${String(f)}: index ${JSON.stringify(row[f])}, ledger ${JSON.stringify(want[f])}`);
 }
 
-/** One index (keys or holds) against the rows the ledger's records make of it. */
-interface IndexComparison<Row, Made extends Row> {
-  readonly rows: readonly Row[];
-  /** The ledger's rows by id; those the index lacks are left in it. */
-  readonly ledger: Map<string, Made>;
-  readonly idOf: (row: Row) => string;
-  readonly rowLabel: (row: Row) => string;
-  readonly ledgerLabel: (row: Made) => string;
-  readonly table: string;
-  /** The record kinds that make a row and that end it (revoke, release). */
-  readonly made: string;
-  readonly ended: string;
-  readonly madeAt: (row: Made) => Position;
-  readonly endedAt: (row: Made) => Position | null;
-  readonly fields: ReadonlyArray<keyof Row>;
-}
-
-function compareIndex<Row, Made extends Row>(
-  c: IndexComparison<Row, Made>,
-  problem: (where: Position | null, detail: string) => void,
+/**
+ * Every way an index's rows differ from the rows `ledger` (its records replayed) makes of it, told to `problem` with
+ * the record it contradicts (null: none) and the id of the row.
+ */
+function compareIndex<Row, Made extends Row, MadeData, EndedData>(
+  index: LedgerIndex<Row, Made, MadeData, EndedData>,
+  rows: readonly Row[],
+  ledger: ReadonlyMap<string, Made>,
+  problem: (where: Position | null, detail: string, id: string) => void,
 ): void {
-  for (const row of c.rows) {
-    const label = c.rowLabel(row);
-    const want = c.ledger.get(c.idOf(row));
-    c.ledger.delete(c.idOf(row));
+  const seen = new Set<string>();
+  for (const row of rows) {
+    const id = index.idOf(row);
+    const label = index.rowLabel(row);
+    const want = ledger.get(id);
+    seen.add(id);
     if (!want) {
-      problem(null, `${label} is in the ${c.table} index, but no ${c.made} record made it: the index was changed`);
+      problem(
+        null,
+        `${label} is in the ${index.table} index, but no ${index.made} record made it: the index was changed`,
+        id,
+      );
       continue;
     }
-    const diff = differences<Row>(row, want, c.fields);
+    const diff = differences<Row>(row, want, index.fields);
     if (diff.length) {
-      const made = c.madeAt(want);
-      const ended = c.endedAt(want);
-      const records = [`${c.made} ${at(made)}`, ...(ended ? [`${c.ended} ${at(ended)}`] : [])];
+      const made = index.madeAt(want);
+      const ended = index.endedAt(want);
+      const records = [`${index.made} ${at(made)}`, ...(ended ? [`${index.ended} ${at(ended)}`] : [])];
       problem(
         ended ?? made,
-        `${label} in the ${c.table} index differs from its records (${records.join(', ')}): ${diff.join('; ')}: the index was changed`,
+        `${label} in the ${index.table} index differs from its records (${records.join(', ')}): ${diff.join('; ')}: the index was changed`,
+        id,
       );
     }
   }
-  for (const want of c.ledger.values()) {
+  for (const [id, want] of ledger) {
+    if (seen.has(id)) continue;
     problem(
-      c.madeAt(want),
-      `${c.ledgerLabel(want)} of ${c.made} ${at(c.madeAt(want))} is missing from the ${c.table} index: the index was changed`,
+      index.madeAt(want),
+      `${index.ledgerLabel(want)} of ${index.made} ${at(index.madeAt(want))} is missing from the ${index.table} index: the index was changed`,
+      id,
     );
   }
 }
@@ -269,40 +325,87 @@ export function indexProblems(
       detail,
     });
   };
-
-  compareIndex(
-    {
-      rows: rows.keys,
-      ledger: ledgerKeys(all),
-      idOf: (k) => k.hash,
-      rowLabel: (k) => `gateway key "${k.name}" (${gatewayKeyId(k.hash)})`,
-      ledgerLabel: (k) => `gateway key "${k.name}" (${gatewayKeyId(k.hash)})`,
-      table: 'gateway_keys',
-      made: 'key.created',
-      ended: 'key.revoked',
-      madeAt: (k) => k.created,
-      endedAt: (k) => k.revoked,
-      fields: KEY_FIELDS,
-    },
-    problem,
-  );
-  compareIndex(
-    {
-      rows: rows.holds,
-      ledger: ledgerHolds(all),
-      idOf: (h) => h.id,
-      rowLabel: (h) => `hold ${h.id} (${h.session !== null ? `session ${h.session}` : `caller ${h.caller}`})`,
-      ledgerLabel: (h) => `hold ${h.id}`,
-      table: 'holds',
-      made: 'hold.added',
-      ended: 'hold.released',
-      madeAt: (h) => h.added,
-      endedAt: (h) => h.released,
-      fields: HOLD_FIELDS,
-    },
-    problem,
-  );
+  compareIndex(KEYS, rows.keys, ledgerKeys(all), problem);
+  compareIndex(HOLDS, rows.holds, ledgerHolds(all), problem);
   return problems;
+}
+
+/** An index's rows beside the ledger's, by id (each id once, the index's first), with how they disagree. */
+function sideBySide<Row, Made extends Row, MadeData, EndedData>(
+  index: LedgerIndex<Row, Made, MadeData, EndedData>,
+  records: Iterable<IndexRecord>,
+  rows: readonly Row[],
+): Array<{ row: Row | null; made: Made | null; ledgerMismatch: string[] }> {
+  const ledger = replay(records, index);
+  const mismatch = new Map<string, string[]>();
+  compareIndex(index, rows, ledger, (_, detail, id) => mismatch.set(id, [...(mismatch.get(id) ?? []), detail]));
+  const byId = new Map(rows.map((r) => [index.idOf(r), r]));
+  return [...new Set([...byId.keys(), ...ledger.keys()])].map((id) => ({
+    row: byId.get(id) ?? null,
+    made: ledger.get(id) ?? null,
+    ledgerMismatch: mismatch.get(id) ?? [],
+  }));
+}
+
+/** Newest first; then by `tie` (ascending), as the stores' `ORDER BY created_at DESC, …` did. */
+const newestFirst =
+  <T extends { createdAt: number }>(tie: (a: T, b: T) => number) =>
+  (a: T, b: T): number =>
+    b.createdAt - a.createdAt || tie(a, b);
+const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * The gateway keys as listings show them (see {@link ListedGatewayKey}): as authentication has them — the
+ * `key.created` record's fields, revoked when a `key.revoked` record or the index row says so (the rule of
+ * {@link LedgerKeyCache}) — beside the `gateway_keys` rows, given every key record and every row read as of one
+ * moment. Newest first, then by name.
+ */
+export function listedKeys(records: Iterable<IndexRecord>, rows: readonly StoredGatewayKey[]): ListedGatewayKey[] {
+  return sideBySide(KEYS, records, rows)
+    .map(({ row, made, ledgerMismatch }): ListedGatewayKey => {
+      const shown = made ?? row!;
+      return {
+        hash: shown.hash,
+        name: shown.name,
+        owner: shown.owner,
+        connections: shown.connections,
+        createdAt: shown.createdAt,
+        expiresAt: shown.expiresAt,
+        revokedAt: made?.revokedAt ?? row?.revokedAt ?? null,
+        index: row,
+        inLedger: made !== null,
+        ledgerMismatch,
+      };
+    })
+    .sort(newestFirst((a, b) => byText(a.name, b.name)));
+}
+
+/**
+ * The legal holds as listings show them (see {@link ListedHold}): as purges have them — the `hold.added` record's
+ * fields, active while the index row or the ledger's records say so (a purge keeps what either holds) — beside the
+ * `holds` rows, given every hold record and every row read as of one moment. Newest first, then by id, descending.
+ */
+export function listedHolds(records: Iterable<IndexRecord>, rows: readonly StoredHold[]): ListedHold[] {
+  return sideBySide(HOLDS, records, rows)
+    .map(({ row, made, ledgerMismatch }): ListedHold => {
+      const shown = made ?? row!;
+      const active = made?.releasedAt === null || row?.releasedAt === null;
+      return {
+        id: shown.id,
+        session: shown.session,
+        caller: shown.caller,
+        reason: shown.reason,
+        createdBy: shown.createdBy,
+        createdAt: shown.createdAt,
+        releasedAt: active ? null : shown.releasedAt,
+        releasedBy: active ? null : shown.releasedBy,
+        releaseReason: active ? null : shown.releaseReason,
+        index: row,
+        inLedger: made !== null,
+        ledgerMismatch,
+      };
+    })
+    .sort(newestFirst((a, b) => byText(b.id, a.id)));
 }
 
 /**

@@ -285,10 +285,17 @@ export function toUndigestedTails(rows: readonly UndigestedTailRow[]): Undigeste
     .sort((a, b) => (a.chain < b.chain ? -1 : a.chain > b.chain ? 1 : 0));
 }
 
-/** An active hold covers exchange `e`: by its session, or its caller — the subject, or the e-mail (any case). */
-export const HELD = `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND (h.session_id = e.session_id
+/** Hold `h` covers exchange `e`: by its session, or its caller — the subject, or the e-mail (any case). */
+const COVERS = `(h.session_id = e.session_id
   OR h.caller_subject = e.caller_subject
   OR lower(h.caller_subject) = (SELECT lower(c.email) FROM exchange_callers c WHERE c.exchange_id = e.id))`;
+/** An active hold of the holds index covers exchange `e`. */
+export const HELD = `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND ${COVERS}`;
+/**
+ * One of `holds` covers exchange `e`: a table expression `h` with columns `session_id` and `caller_subject` (the
+ * ledger's active holds, as SQLite `json_each` or PostgreSQL `unnest` of parameters).
+ */
+export const HELD_BY = (holds: string): string => `SELECT 1 FROM ${holds} WHERE ${COVERS}`;
 /**
  * Exchange `e` has a record some SIEM sink has not received: past that sink's cursor on its chain (none yet: 0).
  * `sinks` is a table expression of the sinks' names as column `name` (SQLite `json_each`, PostgreSQL `unnest`).

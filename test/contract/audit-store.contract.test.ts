@@ -1372,6 +1372,117 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       ]);
       expect(report.problems[0]!.detail).toContain('releasedAt: index 1, ledger null');
     });
+
+    it('lists keys as authentication has them, and says where the index disagrees with the ledger', async () => {
+      // Went wrong: `vigil keys list` showed the gateway_keys index alone, so a key un-revoked or minted there was
+      // listed live — though authentication, which follows the ledger, refuses it — and nothing said the index was off.
+      const create = (name: string) =>
+        createGatewayKey(store, { name, owner: 'alice', connections, createdBy: 'cli:admin' }, connections);
+      const { record: ci } = await create('ci');
+      const { record: laptop } = await create('laptop');
+      const { record: gone } = await create('gone');
+      const { record: fine } = await create('fine');
+      await revokeGatewayKey(store, 'ci', 'cli:admin');
+      expect((await store.listGatewayKeys()).map((k) => k.ledgerMismatch)).toEqual([[], [], [], []]);
+
+      const minted = 'f'.repeat(64);
+      const list = fixture.kind === 'sqlite' ? "'[]'" : "'{}'";
+      await fixture.tamper(`UPDATE gateway_keys SET revoked_at = NULL WHERE hash = '${ci.hash}'`);
+      await fixture.tamper(`UPDATE gateway_keys SET connections = ${list} WHERE hash = '${laptop.hash}'`);
+      await fixture.tamper(
+        `INSERT INTO gateway_keys (hash, name, owner, connections, created_at) VALUES ('${minted}', 'mallory', 'x', ${list}, ${T0})`,
+      );
+      await fixture.tamper(`DELETE FROM gateway_keys WHERE hash = '${gone.hash}'`);
+
+      const keys = new Map((await store.listGatewayKeys()).map((k) => [k.name, k]));
+      expect([...keys.keys()].sort()).toEqual(['ci', 'fine', 'gone', 'laptop', 'mallory']);
+      expect(keys.get('ci')).toMatchObject({
+        revokedAt: expect.any(Number),
+        index: expect.objectContaining({ revokedAt: null }),
+        inLedger: true,
+        ledgerMismatch: [
+          expect.stringMatching(/^gateway key "ci" .*revokedAt: index null, ledger \d+: the index was changed$/),
+        ],
+      });
+      expect(keys.get('laptop')).toMatchObject({
+        connections: ['anthropic'],
+        index: expect.objectContaining({ connections: [] }),
+        ledgerMismatch: [expect.stringContaining('connections: index [], ledger ["anthropic"]')],
+      });
+      expect(keys.get('mallory')).toMatchObject({
+        hash: minted,
+        revokedAt: null,
+        index: expect.objectContaining({ name: 'mallory' }),
+        inLedger: false,
+        ledgerMismatch: [expect.stringContaining('is in the gateway_keys index, but no key.created record made it')],
+      });
+      expect(keys.get('gone')).toMatchObject({
+        hash: gone.hash,
+        revokedAt: null,
+        index: null,
+        inLedger: true,
+        ledgerMismatch: [expect.stringContaining('is missing from the gateway_keys index')],
+      });
+      const { hash, name, owner, createdAt, expiresAt } = fine;
+      const stored: StoredGatewayKey = {
+        hash,
+        name,
+        owner,
+        connections: fine.connections,
+        createdAt,
+        expiresAt,
+        revokedAt: null,
+      };
+      expect(keys.get('fine')).toEqual({ ...stored, index: stored, inLedger: true, ledgerMismatch: [] });
+      // The same keys verify reports, in the same words.
+      const report = await store.verify();
+      expect(report.problems.map((p) => p.detail).sort()).toEqual(
+        [...keys.values()].flatMap((k) => k.ledgerMismatch).sort(),
+      );
+    });
+
+    it('lists holds as purges have them: a hold released in the index alone is still active', async () => {
+      // Went wrong: `vigil holds list` showed the holds index alone, so a hold released there without a record was
+      // listed released, though every purge still keeps its exchanges.
+      const held = await addHold(store, { session: 'ses_1', reason: 'litigation', by: 'cli:legal' }, T0);
+      const done = await addHold(store, { caller: 'bob', reason: 'audit', by: 'cli:legal' }, T0 + 1);
+      await releaseHold(store, done.holdId, { reason: 'closed', by: 'cli:legal' }, T0 + 2);
+      await fixture.tamper(
+        `UPDATE holds SET released_at = 1, released_by = 'x', release_reason = 'case closed' WHERE id = '${held.holdId}'`,
+      );
+      await fixture.tamper(
+        `INSERT INTO holds (id, session_id, reason, created_by, created_at) VALUES ('hold_forged', 'ses_9', 'r', 'x', ${T0 + 3})`,
+      );
+
+      const active = await store.listHolds({ activeOnly: true });
+      expect(active.map((h) => h.id)).toEqual(['hold_forged', held.holdId]);
+      expect(active[0]).toMatchObject({
+        inLedger: false,
+        ledgerMismatch: [expect.stringContaining('is in the holds index, but no hold.added record made it')],
+      });
+      expect(active[1]).toMatchObject({
+        session: 'ses_1',
+        releasedAt: null,
+        releasedBy: null,
+        releaseReason: null,
+        index: expect.objectContaining({ releasedAt: 1, releaseReason: 'case closed' }),
+        inLedger: true,
+        ledgerMismatch: [expect.stringContaining('releasedAt: index 1, ledger null')],
+      });
+      expect((await store.listHolds()).find((h) => h.id === done.holdId)).toMatchObject({
+        releasedAt: T0 + 2,
+        releasedBy: 'cli:legal',
+        ledgerMismatch: [],
+      });
+
+      // Active as the listing says, so it can be released — by a record, which the ledger then has too.
+      await releaseHold(store, held.holdId, { reason: 'case closed', by: 'cli:legal' }, T0 + 4);
+      expect((await store.listHolds()).find((h) => h.id === held.holdId)).toMatchObject({
+        releasedAt: T0 + 4,
+        releaseReason: 'case closed',
+      });
+      expect((await store.listHolds({ activeOnly: true })).map((h) => h.id)).toEqual(['hold_forged']);
+    });
   });
 
   describe('following the ledger', () => {
@@ -1625,7 +1736,9 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       // the next retention run purged the held session under a valid signed purge record.
       await history();
       await fixture.tamper(`UPDATE holds SET released_at = 1, released_by = 'x', release_reason = 'case closed'`);
-      expect(await store.listHolds({ activeOnly: true })).toEqual([]);
+      // Listed active as the ledger has them, and left out of a dry run's count (which counted them before).
+      expect(await store.listHolds({ activeOnly: true })).toHaveLength(2);
+      expect(await runRetention(store, keep30d, KEY, { now: NOW, dryRun: true })).toMatchObject({ exchanges: 2 });
 
       expect(await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({ exchanges: 2 });
       expect(await store.exchangeRecords('ex_old1')).toEqual([]);

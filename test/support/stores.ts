@@ -39,6 +39,10 @@ export interface StoreFixture {
   tamper(text: string): Promise<void>;
   /** A literal of these bytes in the fixture's SQL dialect. */
   bytes(data: Buffer): string;
+  /** The `store:` section of a config that opens this database (with {@link env}), for the `vigil` CLI. */
+  readonly storeYaml: string;
+  /** What the CLI's environment needs for {@link storeYaml}. */
+  readonly env: NodeJS.ProcessEnv;
   /** Closes every store this fixture opened and removes the database. */
   dispose(): Promise<void>;
 }
@@ -81,6 +85,8 @@ async function sqliteFixture(): Promise<StoreFixture> {
       })();
     },
     bytes: (data) => `X'${data.toString('hex')}'`,
+    storeYaml: `store:\n  sqlite:\n    path: ${file}\n`,
+    env: {},
     async dispose() {
       for (const s of stores) await s.close();
       raw?.close();
@@ -131,6 +137,8 @@ async function postgresFixture(): Promise<StoreFixture> {
       }
     },
     bytes: (data) => `'\\x${data.toString('hex')}'::bytea`,
+    storeYaml: `store:\n  postgres:\n    url: { env: VIGIL_TEST_DATABASE_URL }\n    schema: ${schema}\n`,
+    env: { VIGIL_TEST_DATABASE_URL: POSTGRES_TEST_URL },
     async dispose() {
       for (const s of stores) await s.close();
       try {

@@ -15,7 +15,6 @@ import type {
   PurgeCandidate,
   PurgeRemoval,
   RetentionQuery,
-  StoredHold,
   VerifyOptions,
   ExchangeFilter,
   ExchangeListFilter,
@@ -31,6 +30,8 @@ import type {
   SessionSummary,
   SessionTotals,
   SessionTotalsRequest,
+  ListedGatewayKey,
+  ListedHold,
   StoredGatewayKey,
   StoredRecord,
   UndigestedTail,
@@ -60,12 +61,20 @@ import {
 } from '../exchange-index.js';
 import { indexableText, parseSearchQuery, tsQuery } from '../search-query.js';
 import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
-import { heldByLedger, keyRecordsVersionSql, LedgerKeyCache } from '../ledger-index.js';
+import {
+  activeLedgerHolds,
+  heldByLedger,
+  keyRecordsVersionSql,
+  LedgerKeyCache,
+  listedHolds,
+  listedKeys,
+} from '../ledger-index.js';
 import { newChainId, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
   CHAIN_HEADS,
   HELD,
+  HELD_BY,
   UNDELIVERED,
   UNDIGESTED_TAILS,
   toChainHead,
@@ -117,6 +126,9 @@ const POOL_TYPES: pg.CustomTypesConfig = {
       : pg.types.getTypeParser(oid, format ?? 'text')) as pg.CustomTypesConfig['getTypeParser'],
 };
 
+/** The records that make the gateway-key index, and those that make the hold index (see ledger-index.ts). */
+const KEY_RECORDS = `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('key.created', 'key.revoked')`;
+const HOLD_RECORDS = `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('hold.added', 'hold.released')`;
 /** See LedgerKeyCache: the version of the ledger's key records, read with a key's index row. */
 const KEY_RECORDS_VERSION = keyRecordsVersionSql('true');
 /** Rows per multi-row INSERT: PostgreSQL takes at most 65535 parameters per statement. */
@@ -232,9 +244,7 @@ export class PostgresAuditStore implements AuditStore {
   private readonly appendListeners = new Set<{ prefix: string; listener: () => void }>();
   /** What the ledger says about gateway keys, for findGatewayKey. */
   private readonly ledgerKeys = new LedgerKeyCache(async () => {
-    const res = await this.pool.query<IndexRecordRow>(
-      `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('key.created', 'key.revoked')`,
-    );
+    const res = await this.pool.query<IndexRecordRow>(KEY_RECORDS);
     return res.rows.map(toIndexRecord);
   });
 
@@ -418,6 +428,25 @@ export class PostgresAuditStore implements AuditStore {
       // The caller of this append gets the rejection; the queue only keeps order.
     });
     return run;
+  }
+
+  /** Reads in one snapshot (a REPEATABLE READ, READ ONLY transaction): what commits meanwhile is not half seen. */
+  private async snapshot<T>(read: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken = false;
+    try {
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const result = await read(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+      throw err;
+    } finally {
+      client.release(broken);
+    }
   }
 
   /** One transaction in which records may be appended to this chain; the tip moves only if it commits. */
@@ -651,9 +680,14 @@ export class PostgresAuditStore implements AuditStore {
     return this.ledgerKeys.judge(row && toKey(row), row?.key_records ?? '');
   }
 
-  async listGatewayKeys(): Promise<readonly StoredGatewayKey[]> {
-    const res = await this.pool.query<KeyRow>('SELECT * FROM gateway_keys ORDER BY created_at DESC, name COLLATE "C"');
-    return res.rows.map(toKey);
+  async listGatewayKeys(): Promise<readonly ListedGatewayKey[]> {
+    // In one snapshot: a key created meanwhile (its record and its row) is seen whole or not at all.
+    return this.snapshot(async (c) =>
+      listedKeys(
+        (await c.query<IndexRecordRow>(KEY_RECORDS)).rows.map(toIndexRecord),
+        (await c.query<KeyRow>('SELECT * FROM gateway_keys')).rows.map(toKey),
+      ),
+    );
   }
 
   async exchangeRecords(exchangeId: string): Promise<readonly StoredRecord[]> {
@@ -934,11 +968,14 @@ export class PostgresAuditStore implements AuditStore {
     );
   }
 
-  async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly StoredHold[]> {
-    const res = await this.pool.query<HoldRow>(
-      `SELECT * FROM holds ${options.activeOnly ? 'WHERE released_at IS NULL' : ''} ORDER BY created_at DESC, id COLLATE "C" DESC`,
+  async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly ListedHold[]> {
+    const holds = await this.snapshot(async (c) =>
+      listedHolds(
+        (await c.query<IndexRecordRow>(HOLD_RECORDS)).rows.map(toIndexRecord),
+        (await c.query<HoldRow>('SELECT * FROM holds')).rows.map(toHold),
+      ),
     );
-    return res.rows.map(toHold);
+    return options.activeOnly ? holds.filter((h) => h.releasedAt === null) : holds;
   }
 
   async retentionCandidates(query: RetentionQuery): Promise<readonly PurgeCandidate[]> {
@@ -950,6 +987,13 @@ export class PostgresAuditStore implements AuditStore {
     const cutoff = entries.length
       ? `CASE e.connection ${entries.map(([name, c]) => `WHEN ${param(name)} THEN ${param(c)}::bigint`).join(' ')} ELSE ${param(other)}::bigint END`
       : `${param(other)}::bigint`;
+    // Held by the ledger's hold records too, as a purge checks them: a hold released in the index alone still holds.
+    const active = activeLedgerHolds((await this.pool.query<IndexRecordRow>(HOLD_RECORDS)).rows.map(toIndexRecord));
+    const ledgerHeld = active.length
+      ? `AND NOT EXISTS (${HELD_BY(
+          `unnest(${param(active.map((h) => h.session))}::text[], ${param(active.map((h) => h.caller))}::text[]) AS h(session_id, caller_subject)`,
+        )})`
+      : '';
     const after = query.after
       ? `AND (r.ended_at > ${param(query.after.endedAt)}::bigint OR (r.ended_at = ${param(query.after.endedAt)}::bigint AND e.id COLLATE "C" > ${param(query.after.id)}))`
       : '';
@@ -962,6 +1006,7 @@ export class PostgresAuditStore implements AuditStore {
        FROM exchange_results r JOIN exchanges e ON e.id = r.exchange_id
        WHERE r.ended_at < ${param(maxCutoff)}::bigint AND r.ended_at < ${cutoff}
          AND NOT EXISTS (${HELD})
+         ${ledgerHeld}
          AND NOT EXISTS (${AT_HEAD})
          ${after}
          ${undelivered}
@@ -981,27 +1026,24 @@ export class PostgresAuditStore implements AuditStore {
         // Holds placed and blob references appended while the purge runs wait for it: otherwise a hold committed
         // a moment after the purge looked, or a new reference to a blob it is removing, could be missed.
         await c.query('LOCK TABLE holds, blob_refs IN SHARE MODE');
-        // The append-only triggers let deletions through in this transaction only (see migration 5).
-        await c.query(`SET LOCAL vigil.purge = 'on'`);
-        const due = await c.query<DueExchange>(
+        const chosen = await c.query<DueExchange>(
           `SELECT e.id, e.started_at, r.ended_at FROM exchanges e JOIN exchange_results r ON r.exchange_id = e.id
            WHERE e.id = ANY($1::text[]) AND NOT EXISTS (${HELD}) AND NOT EXISTS (${AT_HEAD})`,
           [[...new Set(ids)]],
         );
-        if (due.rows.length === 0) return undefined;
-        // The holds index chose `due`; the ledger's hold records have the last word, so a hold released in the index
+        // The holds index chose these; the ledger's hold records have the last word, so a hold released in the index
         // alone (without a hold.released record) still keeps its exchanges. Hold records cannot commit meanwhile:
         // their index rows wait for the lock above.
-        const holdRecords = await c.query<IndexRecordRow>(
-          `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('hold.added', 'hold.released')`,
-        );
+        const holdRecords = await c.query<IndexRecordRow>(HOLD_RECORDS);
         const requests = await c.query<RecordRow>(
           `SELECT * FROM records WHERE exchange_id = ANY($1::text[]) AND kind = 'exchange.request'`,
-          [due.rows.map((d) => d.id)],
+          [chosen.rows.map((d) => d.id)],
         );
         const held = heldByLedger(holdRecords.rows.map(toIndexRecord), requests.rows.map(toStored));
-        const dueRows = due.rows.filter((d) => !held.has(d.id));
+        const dueRows = chosen.rows.filter((d) => !held.has(d.id));
         if (dueRows.length === 0) return undefined;
+        // The append-only triggers let deletions through in this transaction only (see migration 5).
+        await c.query(`SET LOCAL vigil.purge = 'on'`);
         const dueIds = dueRows.map((d) => d.id);
         const removed = await c.query<RecordRow>(
           'DELETE FROM records WHERE exchange_id = ANY($1::text[]) RETURNING *',

@@ -19,7 +19,6 @@ import type {
   PurgeCandidate,
   PurgeRemoval,
   RetentionQuery,
-  StoredHold,
   VerifyOptions,
   ExchangeFilter,
   ExchangeListFilter,
@@ -27,6 +26,8 @@ import type {
   ExchangeSummary,
   KeyCreatedData,
   KeyRevokedData,
+  ListedGatewayKey,
+  ListedHold,
   Page,
   PageRequest,
   SearchHit,
@@ -61,12 +62,20 @@ import {
 } from '../exchange-index.js';
 import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
 import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
-import { heldByLedger, keyRecordsVersionSql, LedgerKeyCache } from '../ledger-index.js';
+import {
+  activeLedgerHolds,
+  heldByLedger,
+  keyRecordsVersionSql,
+  LedgerKeyCache,
+  listedHolds,
+  listedKeys,
+} from '../ledger-index.js';
 import { newChainId, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
   CHAIN_HEADS,
   HELD,
+  HELD_BY,
   UNDELIVERED,
   UNDIGESTED_TAILS,
   toChainHead,
@@ -296,7 +305,8 @@ export class SqliteAuditStore implements AuditStore {
         `SELECT seq, chain, chain_seq, kind, data FROM records
          WHERE kind IN ('key.created', 'key.revoked') AND ${NOT_EXCHANGE_KIND_SQL}`,
       ),
-      allKeys: db.prepare('SELECT * FROM gateway_keys ORDER BY created_at DESC, name'),
+      allKeys: db.prepare('SELECT * FROM gateway_keys'),
+      allHolds: db.prepare('SELECT * FROM holds'),
       heads: db.prepare(CHAIN_HEADS),
       undigestedTails: db.prepare(UNDIGESTED_TAILS),
       byExchange: db.prepare('SELECT * FROM records WHERE exchange_id = ? ORDER BY seq'),
@@ -754,8 +764,14 @@ export class SqliteAuditStore implements AuditStore {
     return this.ledgerKeys.judge(row && toKey(row), row?.key_records ?? '');
   }
 
-  async listGatewayKeys(): Promise<readonly StoredGatewayKey[]> {
-    return (this.stmts.allKeys.all() as KeyRow[]).map(toKey);
+  async listGatewayKeys(): Promise<readonly ListedGatewayKey[]> {
+    // In one read transaction: a key created meanwhile (its record and its row) is seen whole or not at all.
+    return this.db.transaction(() =>
+      listedKeys(
+        (this.stmts.keyRecords.all() as IndexRecordRow[]).map(toIndexRecord),
+        (this.stmts.allKeys.all() as KeyRow[]).map(toKey),
+      ),
+    )();
   }
 
   // The outbox and the approvals poll these several times a second: statements prepared once.
@@ -819,13 +835,14 @@ export class SqliteAuditStore implements AuditStore {
     );
   }
 
-  async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly StoredHold[]> {
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM holds ${options.activeOnly ? 'WHERE released_at IS NULL' : ''} ORDER BY created_at DESC, id DESC`,
-      )
-      .all() as HoldRow[];
-    return rows.map(toHold);
+  async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly ListedHold[]> {
+    const holds = this.db.transaction(() =>
+      listedHolds(
+        (this.stmts.holdRecords.all() as IndexRecordRow[]).map(toIndexRecord),
+        (this.stmts.allHolds.all() as HoldRow[]).map(toHold),
+      ),
+    )();
+    return options.activeOnly ? holds.filter((h) => h.releasedAt === null) : holds;
   }
 
   async retentionCandidates(query: RetentionQuery): Promise<readonly PurgeCandidate[]> {
@@ -837,6 +854,16 @@ export class SqliteAuditStore implements AuditStore {
       ? `CASE e.connection ${entries.map(() => 'WHEN ? THEN ?').join(' ')} ELSE ? END`
       : '?';
     params.push(maxCutoff, ...entries.flat(), other);
+    // Held by the ledger's hold records too, as a purge checks them: a hold released in the index alone still holds.
+    let ledgerHeld = '';
+    const active = activeLedgerHolds((this.stmts.holdRecords.all() as IndexRecordRow[]).map(toIndexRecord));
+    if (active.length) {
+      ledgerHeld = `AND NOT EXISTS (${HELD_BY(
+        `(SELECT json_extract(value, '$[0]') AS session_id, json_extract(value, '$[1]') AS caller_subject
+          FROM json_each(?)) h`,
+      )})`;
+      params.push(JSON.stringify(active.map((h) => [h.session, h.caller])));
+    }
     let after = '';
     if (query.after) {
       after = 'AND (r.ended_at > ? OR (r.ended_at = ? AND e.id > ?))';
@@ -855,6 +882,7 @@ export class SqliteAuditStore implements AuditStore {
          FROM exchange_results r JOIN exchanges e ON e.id = r.exchange_id
          WHERE r.ended_at < ? AND r.ended_at < ${cutoff}
            AND NOT EXISTS (${HELD})
+           ${ledgerHeld}
            AND NOT EXISTS (${AT_HEAD})
            ${after}
            ${undelivered}
@@ -873,36 +901,27 @@ export class SqliteAuditStore implements AuditStore {
       const db = this.db;
       // Search text still waiting joins the index first, so the purge removes it with the rest.
       this.movePendingText();
-      db.prepare('INSERT INTO purge_authorizations (purge_id, at) VALUES (?, ?)').run(randomUUID(), Date.now());
-      let due = db
+      const chosen = db
         .prepare(
           `SELECT e.id, e.started_at, r.ended_at FROM exchanges e JOIN exchange_results r ON r.exchange_id = e.id
            WHERE e.id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (${HELD}) AND NOT EXISTS (${AT_HEAD})`,
         )
         .all(idList) as DueExchange[];
-      if (due.length === 0) {
-        db.prepare('DELETE FROM purge_authorizations').run();
-        return undefined;
-      }
-      let records = db
+      const chosenRecords = db
         .prepare(
           'SELECT * FROM records WHERE exchange_id IN (SELECT value FROM json_each(?)) ORDER BY chain, chain_seq',
         )
-        .all(JSON.stringify(due.map((d) => d.id))) as RecordRow[];
-      // The holds index chose `due`; the ledger's hold records have the last word, so a hold released in the index
+        .all(JSON.stringify(chosen.map((d) => d.id))) as RecordRow[];
+      // The holds index chose these; the ledger's hold records have the last word, so a hold released in the index
       // alone (without a hold.released record) still keeps its exchanges.
       const held = heldByLedger(
         (this.stmts.holdRecords.all() as IndexRecordRow[]).map(toIndexRecord),
-        records.map(toStored),
+        chosenRecords.map(toStored),
       );
-      if (held.size > 0) {
-        due = due.filter((d) => !held.has(d.id));
-        records = records.filter((r) => r.exchange_id === null || !held.has(r.exchange_id));
-        if (due.length === 0) {
-          db.prepare('DELETE FROM purge_authorizations').run();
-          return undefined;
-        }
-      }
+      const due = chosen.filter((d) => !held.has(d.id));
+      if (due.length === 0) return undefined;
+      const records = chosenRecords.filter((r) => r.exchange_id === null || !held.has(r.exchange_id));
+      db.prepare('INSERT INTO purge_authorizations (purge_id, at) VALUES (?, ?)').run(randomUUID(), Date.now());
       const dueList = JSON.stringify(due.map((d) => d.id));
       const candidates = new Set<string>();
       const delRef = db.prepare(

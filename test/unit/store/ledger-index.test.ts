@@ -1,11 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import type { StoredGatewayKey } from '../../../src/store/audit-store.js';
+import type { StoredGatewayKey, StoredHold } from '../../../src/store/audit-store.js';
 import {
   heldBy,
   keyRecordsVersion,
   LedgerKeyCache,
   ledgerHolds,
   ledgerKeys,
+  listedHolds,
+  listedKeys,
   type IndexRecord,
 } from '../../../src/store/ledger-index.js';
 
@@ -78,5 +80,42 @@ describe('ledger-index', () => {
     // The index saying revoked is enough to refuse, whatever the cache says.
     expect(await cache.judge(row('b', 7), keyRecordsVersion(records))).toMatchObject({ revokedAt: 7 });
     expect(reads).toBe(3);
+  });
+
+  it('lists keys as authentication has them: revoked when the ledger or the index says so, refused when either lacks it', () => {
+    const records = [created('a', 'ci'), created('b', 'laptop'), revoked('b', 9), created('c', 'gone')];
+    const keys = new Map(listedKeys(records, [row('a', 7), row('b'), row('z')]).map((k) => [k.hash, k]));
+    // Revoked in the index alone: revoked (authentication refuses it), with the ledger's fields.
+    expect(keys.get('a')).toMatchObject({ name: 'ci', connections: ['c'], revokedAt: 7, inLedger: true });
+    expect(keys.get('a')!.ledgerMismatch).toEqual([expect.stringContaining('revokedAt: index 7, ledger null')]);
+    // Un-revoked in the index: the ledger's revocation stands.
+    expect(keys.get('b')).toMatchObject({ revokedAt: 9, index: { revokedAt: null } });
+    expect(keys.get('z')).toMatchObject({ name: 'tampered', inLedger: false, index: { hash: 'z' } });
+    expect(keys.get('c')).toMatchObject({ name: 'gone', index: null, inLedger: true, revokedAt: null });
+    expect(keys.get('c')!.ledgerMismatch).toEqual([expect.stringContaining('missing from the gateway_keys index')]);
+  });
+
+  it('lists holds as purges have them: active while the ledger or the index says so', () => {
+    const added = (holdId: string, at: number) =>
+      rec('hold.added', { holdId, session: 's', caller: null, reason: 'r', by: 'b', at });
+    const released = (holdId: string, at: number) => rec('hold.released', { holdId, reason: 'done', by: 'c', at });
+    const hold = (id: string, createdAt: number, releasedAt: number | null): StoredHold => ({
+      id,
+      session: 's',
+      caller: null,
+      reason: 'r',
+      createdBy: 'b',
+      createdAt,
+      releasedAt,
+      releasedBy: releasedAt === null ? null : 'c',
+      releaseReason: releasedAt === null ? null : 'done',
+    });
+    const records = [added('h1', 1), added('h2', 2), released('h2', 5), added('h3', 3), released('h3', 6)];
+    const holds = listedHolds(records, [hold('h1', 1, 4), hold('h2', 2, null), hold('h3', 3, 6)]);
+    expect(holds.map((h) => [h.id, h.releasedAt, h.ledgerMismatch.length])).toEqual([
+      ['h3', 6, 0],
+      ['h2', null, 1], // released by a record, un-released in the index: purges still skip it
+      ['h1', null, 1], // released in the index alone
+    ]);
   });
 });
