@@ -33,7 +33,7 @@ import {
   splitBody,
   type KnownBlobs,
 } from './body-splitter.js';
-import type { BodyLayout, RequestBody } from './request-body.js';
+import type { BodyLayout, PieceEntry, RequestBody } from './request-body.js';
 import { sha256Hex } from '../store/ledger.js';
 import type { SseEvent } from './sse-decoder.js';
 
@@ -85,12 +85,8 @@ function commonSuffix(a: string, b: string): number {
   return i;
 }
 
-/** Per connection: the compiled masker, and a memo per session so resent history is not scanned again. */
 /** What masking made of a piece of a request seen before: the stored blob's hash and what was found in it. */
-interface PieceOutcome {
-  readonly hash: string;
-  readonly findings: readonly MaskFinding[];
-}
+type PieceOutcome = NonNullable<PieceEntry['outcome']>;
 
 /** A bounded map, least recently used first out. */
 class Lru<V> {
@@ -435,17 +431,20 @@ export class ExchangeRedaction {
       b.text(this.maskPiece(req, start, end, elements, firstIndex, path).text);
       return;
     }
-    const key = req.pieceKey(start, end);
-    const seen = this.pieces.get(key);
+    // Resent history: the previous body's entry knows what masking made of it; else a piece seen in another body.
+    const entry = req.piece(start, end);
+    const seen = entry.outcome ?? this.pieces.get(entry.key);
     if (seen && b.isKnown(seen.hash)) {
       this.note(seen.findings, 'request.body');
       b.ref(seen.hash);
+      entry.outcome = seen;
       return;
     }
     const { text: masked, findings, changed } = this.maskPiece(req, start, end, elements, firstIndex, path);
-    const hash = changed ? sha256Hex(masked) : key;
-    this.pieces.set(key, { hash, findings });
-    b.ref(hash, changed ? Buffer.from(masked) : req.raw.subarray(start, end));
+    const outcome = { hash: changed ? sha256Hex(masked) : entry.key, findings };
+    this.pieces.set(entry.key, outcome);
+    entry.outcome = outcome;
+    b.ref(outcome.hash, changed ? Buffer.from(masked) : req.raw.subarray(start, end));
   }
 
   /**

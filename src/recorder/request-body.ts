@@ -6,6 +6,7 @@ import { isUtf8 } from 'node:buffer';
  * structural scan and three small parses, not a parse of ~40 KB.
  */
 import { sha256Hex } from '../store/ledger.js';
+import type { MaskFinding } from './masking/masker.js';
 import { commonPrefixLength, commonSuffixLength, scanObject, type EarlierScan, type Member } from './json-scan.js';
 
 /** Whether `body` starts like a JSON object or array (after whitespace): worth a structural scan whatever its label. */
@@ -19,13 +20,23 @@ function looksLikeJson(body: Buffer): boolean {
 }
 
 /**
- * What is kept of a request body to read the next one of its conversation: its bytes, its members, and the keys of
- * its pieces (the SHA-256 of their bytes) by start offset.
+ * A piece of a body the recorder stored: its length, the SHA-256 of its bytes, and what masking made of it (the stored
+ * blob's hash and what was found), once known. The same entry goes on to the next body that holds the same bytes.
+ */
+export interface PieceEntry {
+  readonly length: number;
+  readonly key: string;
+  outcome?: { readonly hash: string; readonly findings: readonly MaskFinding[] };
+}
+
+/**
+ * What is kept of a request body to read the next one of its conversation: its bytes, its members, and its pieces by
+ * start offset.
  */
 export interface BodyLayout {
   readonly raw: Buffer;
   readonly members: readonly Member[] | null;
-  readonly pieceKeys: ReadonlyMap<number, { readonly end: number; readonly key: string }>;
+  readonly pieces: ReadonlyMap<number, PieceEntry>;
 }
 
 export class RequestBody {
@@ -34,8 +45,8 @@ export class RequestBody {
   private members_: Member[] | null | undefined;
   private json_: { value: unknown } | undefined;
   /** The previous body of the same conversation, and how many bytes at its start and end this one shares. */
-  private earlier: (EarlierScan & { readonly pieceKeys: BodyLayout['pieceKeys'] }) | undefined;
-  private readonly pieceKeys = new Map<number, { end: number; key: string }>();
+  private earlier: (EarlierScan & { readonly pieces: BodyLayout['pieces'] }) | undefined;
+  private readonly pieces = new Map<number, PieceEntry>();
 
   constructor(
     readonly raw: Buffer,
@@ -66,7 +77,7 @@ export class RequestBody {
     const prefix = commonPrefixLength(this.raw, previous.raw);
     if (prefix === 0) return;
     const suffix = commonSuffixLength(this.raw, previous.raw, Math.min(this.raw.length, previous.raw.length) - prefix);
-    this.earlier = { raw: previous.raw, members: previous.members, prefix, suffix, pieceKeys: previous.pieceKeys };
+    this.earlier = { raw: previous.raw, members: previous.members, prefix, suffix, pieces: previous.pieces };
   }
 
   /** The top-level members of a JSON object body, as byte ranges of `raw`; null when it is not one. */
@@ -83,28 +94,28 @@ export class RequestBody {
   }
 
   /**
-   * The SHA-256 of bytes [start, end): taken from the previous body when they lie in the bytes the two share and it
-   * hashed the same piece, else computed. Remembered for the next body.
+   * The piece of bytes [start, end): the previous body's entry when they lie in the bytes the two share and it stored
+   * the same piece (its key and masking outcome come with it), else a new entry, hashed. Remembered for the next body.
    */
-  pieceKey(start: number, end: number): string {
-    let key: string | undefined;
+  piece(start: number, end: number): PieceEntry {
+    let entry: PieceEntry | undefined;
     const e = this.earlier;
     if (e) {
       // Where the same bytes were in the previous body: the same place in the shared start, shifted in the shared end.
       let shift: number | undefined;
       if (end <= e.prefix) shift = 0;
       else if (e.suffix > 0 && start >= this.raw.length - e.suffix) shift = this.raw.length - e.raw.length;
-      const known = shift === undefined ? undefined : e.pieceKeys.get(start - shift);
-      if (known && known.end === end - shift!) key = known.key;
+      const known = shift === undefined ? undefined : e.pieces.get(start - shift);
+      if (known?.length === end - start) entry = known;
     }
-    key ??= sha256Hex(this.raw.subarray(start, end));
-    this.pieceKeys.set(start, { end, key });
-    return key;
+    entry ??= { length: end - start, key: sha256Hex(this.raw.subarray(start, end)) };
+    this.pieces.set(start, entry);
+    return entry;
   }
 
   /** What the next body of the conversation can take from this one (see follow). */
   layout(): BodyLayout {
-    return { raw: this.raw, members: this.members, pieceKeys: this.pieceKeys };
+    return { raw: this.raw, members: this.members, pieces: this.pieces };
   }
 
   /** One top-level field, parsed; undefined when absent or unreadable. */
