@@ -13,6 +13,7 @@ import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import {
+  drained,
   filteredExchanges,
   sessionExchanges,
   writeExport,
@@ -28,7 +29,7 @@ import { gatewayKeyId } from '../identity/gateway-keys.js';
 import { createGatewayKey, revokeGatewayKey } from '../identity/key-admin.js';
 import { isLoopbackHost } from '../identity/loopback.js';
 import { recordCliRead } from './cli-reads.js';
-import { readExchange, readSession } from '../recorder/exchange-reader.js';
+import { readExchange, readSession, type ExchangeView } from '../recorder/exchange-reader.js';
 import { startReplayServer, type ReplayLog } from '../replay/replay-server.js';
 import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
 import type { AuditStore, ListedGatewayKey, StoredGatewayKey } from '../store/audit-store.js';
@@ -37,7 +38,7 @@ import { digestsOverdueAfterMs, signChain } from '../store/ledger-upkeep.js';
 import { describeStore, openStore } from '../store/open-store.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { approvalsCommand } from './approvals-command.js';
-import { renderTranscript } from './transcript.js';
+import { renderExchange } from './transcript.js';
 import {
   cliActor,
   holdsCommand,
@@ -209,11 +210,24 @@ async function sessions(args: string[], out: Out): Promise<number> {
     const id = positionals[0];
     if (!id) throw new CliError('usage: vigil sessions show <session-id> [--json]');
     return withStore(values, async (store) => {
-      const exchanges = await readSession(store, id);
-      if (exchanges.length === 0) throw new CliError(`no session "${id}" in this store (see: vigil sessions list)`, 1);
+      // Written an exchange at a time: a long agent session can be far larger than one string may hold.
+      const exchanges = sessionExchanges(store, id);
+      const first = await exchanges.next();
+      if (first.done) throw new CliError(`no session "${id}" in this store (see: vigil sessions list)`, 1);
       await recordCliRead(values, 'session', [id], out);
-      if (values.json) out.stdout.write(`${JSON.stringify({ session_id: id, exchanges }, null, 2)}\n`);
-      else out.stdout.write(renderTranscript(exchanges));
+      const write = (s: string): Promise<void> | undefined =>
+        out.stdout.write(s) ? undefined : drained(out.stdout as Writable);
+      let i = 0;
+      for (let x: IteratorResult<ExchangeView> = first; !x.done; x = await exchanges.next(), i++) {
+        // The same text as JSON.stringify({ session_id, exchanges }, null, 2), one exchange at a time.
+        if (values.json) {
+          const item = JSON.stringify(x.value, null, 2).replaceAll('\n', '\n    ');
+          await write(
+            `${i === 0 ? `{\n  "session_id": ${JSON.stringify(id)},\n  "exchanges": [\n` : ',\n'}    ${item}`,
+          );
+        } else await write(`${i === 0 ? '' : '\n'}${renderExchange(x.value, i)}`);
+      }
+      if (values.json) await write('\n  ]\n}\n');
       return 0;
     });
   }

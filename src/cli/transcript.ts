@@ -36,22 +36,25 @@ function indent(s: string): string {
 }
 
 export function renderTranscript(exchanges: readonly ExchangeView[]): string {
+  return exchanges.map((x, i) => renderExchange(x, i)).join('\n');
+}
+
+/** One exchange of a transcript, the `i`-th (from 0): blocks of a transcript are joined with a newline. */
+export function renderExchange(x: ExchangeView, i: number): string {
   const out: string[] = [];
-  exchanges.forEach((x, i) => {
-    const usage = x.usage
-      ? ` · in ${x.usage.input_tokens ?? 0} out ${x.usage.output_tokens ?? 0}` +
-        (x.usage.cache_read_input_tokens ? ` cache-read ${x.usage.cache_read_input_tokens}` : '')
-      : '';
-    const dur = x.response.duration_ms !== null ? ` · ${x.response.duration_ms} ms` : '';
-    out.push(
-      `── #${i + 1} ${x.id} · ${x.started_at} · ${x.caller.subject} · ${x.request.method} ${x.request.path}` +
-        `${x.model ? ` · ${x.model}` : ''} → ${x.response.status ?? '-'} ${x.outcome}${usage}${dur}`,
-    );
-    const turn = exchangeTurn(x);
-    if (turn.input) out.push(`  ${turn.input.role}:`, indent(turn.input.blocks.map(renderBlock).join('\n')));
-    if (turn.output) out.push('  assistant:', indent(turn.output.map(renderBlock).join('\n')));
-    if (x.response.error) out.push(`  ! ${x.response.error.type}: ${x.response.error.message}`);
-    out.push('');
-  });
+  const usage = x.usage
+    ? ` · in ${x.usage.input_tokens ?? 0} out ${x.usage.output_tokens ?? 0}` +
+      (x.usage.cache_read_input_tokens ? ` cache-read ${x.usage.cache_read_input_tokens}` : '')
+    : '';
+  const dur = x.response.duration_ms !== null ? ` · ${x.response.duration_ms} ms` : '';
+  out.push(
+    `── #${i + 1} ${x.id} · ${x.started_at} · ${x.caller.subject} · ${x.request.method} ${x.request.path}` +
+      `${x.model ? ` · ${x.model}` : ''} → ${x.response.status ?? '-'} ${x.outcome}${usage}${dur}`,
+  );
+  const turn = exchangeTurn(x);
+  if (turn.input) out.push(`  ${turn.input.role}:`, indent(turn.input.blocks.map(renderBlock).join('\n')));
+  if (turn.output) out.push('  assistant:', indent(turn.output.map(renderBlock).join('\n')));
+  if (x.response.error) out.push(`  ! ${x.response.error.type}: ${x.response.error.message}`);
+  out.push('');
   return out.join('\n');
 }

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_ROUTES } from '../../src/admin/admin-routes.js';
 import { APPROVAL_ROUTES } from '../../src/admin/approval-routes.js';
 import { run } from '../../src/cli/main.js';
+import { renderTranscript } from '../../src/cli/transcript.js';
 import { readExchange, type ExchangeView } from '../../src/recorder/exchange-reader.js';
 import type {
   AccessLogEntry,
@@ -726,9 +727,13 @@ describe('CLI', () => {
     expect(json.code).toBe(0);
     const shown = JSON.parse(json.stdout) as { session_id: string; exchanges: ExchangeView[] };
     expect(shown.exchanges.map((x) => x.id)).toEqual(recorded);
+    // Written an exchange at a time (a long session may not fit one string), as the whole document would be.
+    const views = await Promise.all(recorded.map(async (id) => (await readExchange(h.gateway.store, id))!));
+    expect(json.stdout).toBe(`${JSON.stringify({ session_id: 'erin-long', exchanges: views }, null, 2)}\n`);
     const transcript = await cli('sessions', 'show', 'erin-long', '--data-dir', h.dataDir);
     expect(transcript.stdout).toContain('turn 0');
     expect(transcript.stdout).toContain('turn 22');
+    expect(transcript.stdout).toBe(renderTranscript(views));
   });
 
   it('vigil sessions export writes a session, or a filtered set, with progress on long exports', async () => {
