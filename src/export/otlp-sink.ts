@@ -1,5 +1,6 @@
 /**
- * OpenTelemetry sink: audit events as OTLP/HTTP JSON logs, `POST <endpoint>/v1/logs`, one request per batch.
+ * OpenTelemetry sink: audit events as OTLP/HTTP JSON logs, `POST <endpoint>/v1/logs`, a batch cut into requests of at
+ * most `max_body_size` bytes (see internal/bounded-bodies.ts), each one ExportLogsServiceRequest.
  * https://opentelemetry.io/docs/specs/otlp/#otlphttp
  *
  * A 2xx is delivered. A `partialSuccess` with rejected records is delivered too: the spec says those must not be
@@ -9,10 +10,9 @@
 import { channel } from 'node:diagnostics_channel';
 import { hostname as osHostname } from 'node:os';
 import type { AuditEvent } from './audit-event.js';
+import { postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
-import { outgoingEvent } from './internal/outgoing-event.js';
-import { serialiseBatch } from './internal/serialise-batch.js';
 import { readConfigFile } from '../config/read-secret.js';
 import { readHeaders } from './internal/read-secret.js';
 import { otlpLogRecord } from './otlp-log-record.js';
@@ -26,6 +26,9 @@ export const otlpRejectedChannel = channel('vigil:export:otlp-rejected');
 /** The instrumentation scope every record is under. */
 export const OTLP_SCOPE_NAME = 'vigil.audit';
 
+/** Closes what the head of a body opens: logRecords, the scopeLogs entry and list, the resourceLogs entry and list. */
+const BODY_TAIL = ']}]}]}';
+
 export class OtlpSink implements Sink {
   readonly name: string;
   get includeContent(): boolean {
@@ -35,13 +38,30 @@ export class OtlpSink implements Sink {
   readonly #target: HttpTarget;
   readonly #path: string;
   readonly #headers: Record<string, string>;
-  readonly #host: string;
+  readonly #bounds: BodyBounds;
+  /** What goes before a request's log records: the resource (this gateway) and the instrumentation scope. */
+  readonly #head: string;
 
   constructor(config: OtlpSinkConfig, opts: { hostname?: string } = {}) {
     const where = `siem.sinks (${config.name})`;
     this.name = config.name;
     this.#config = config;
-    this.#host = opts.hostname ?? osHostname();
+    this.#bounds = {
+      sink: config.name,
+      includeContent: config.include_content,
+      maxEvents: Infinity,
+      maxBytes: config.max_body_size,
+    };
+    const resource = {
+      attributes: [
+        { key: 'service.name', value: { stringValue: 'vigil' } },
+        { key: 'host.name', value: { stringValue: opts.hostname ?? osHostname() } },
+      ],
+    };
+    const scope = { name: OTLP_SCOPE_NAME };
+    this.#head =
+      `{"resourceLogs":[{"resource":${JSON.stringify(resource)},` +
+      `"scopeLogs":[{"scope":${JSON.stringify(scope)},"logRecords":[`;
     const url = new URL(config.endpoint);
     this.#path = `${url.pathname.replace(/\/+$/, '')}/v1/logs`;
     this.#headers = { ...readHeaders(config.headers, where), 'content-type': 'application/json' };
@@ -51,31 +71,22 @@ export class OtlpSink implements Sink {
     });
   }
 
+  /**
+   * POSTs the events in order, in requests of at most `max_body_size` bytes; resolves once every one got a 2xx. A body
+   * is exactly JSON.stringify of `{ resourceLogs: [{ resource, scopeLogs: [{ scope, logRecords }] }] }`.
+   */
   async deliver(events: readonly AuditEvent[]): Promise<void> {
-    if (events.length === 0) return;
     const observedAt = new Date();
-    const body = serialiseBatch(this.name, () =>
-      JSON.stringify({
-        resourceLogs: [
-          {
-            resource: {
-              attributes: [
-                { key: 'service.name', value: { stringValue: 'vigil' } },
-                { key: 'host.name', value: { stringValue: this.#host } },
-              ],
-            },
-            scopeLogs: [
-              {
-                scope: { name: OTLP_SCOPE_NAME },
-                logRecords: events.map((e) =>
-                  otlpLogRecord(outgoingEvent(e, this.#config.include_content), observedAt),
-                ),
-              },
-            ],
-          },
-        ],
-      }),
-    );
+    const body: BodyFormat = {
+      head: this.#head,
+      separator: ',',
+      tail: BODY_TAIL,
+      item: (event) => otlpLogRecord(event, observedAt),
+    };
+    await postInBodies(events, body, this.#bounds, (b) => this.#post(b));
+  }
+
+  async #post(body: string): Promise<void> {
     const where = `POST ${new URL(this.#path, this.#config.endpoint).href}`;
     let res;
     try {

@@ -66,12 +66,23 @@ export interface OutboxOptions {
   readonly maxBackoffMs?: number;
   /**
    * For sinks that take content: a batch ends once its events carry this many bytes of recorded bodies (it always
-   * holds one). Default 64 MiB. A batch of 200 exchanges each with a 30 MB PDF would otherwise be read whole.
+   * holds one), counting the batches still in flight to the sink. Default 64 MiB. A batch of 200 exchanges each with
+   * a 30 MB PDF would otherwise be read whole.
    */
   readonly contentBudgetBytes?: number;
 }
 
 const CONTENT_BUDGET_BYTES = 64 * 1024 * 1024;
+
+/** A batch handed to a sink whose delivery the outbox has not yet waited for (see Sink.inFlightBatches). */
+interface InFlight {
+  readonly events: readonly AuditEvent[];
+  /** The chain position the cursor moves to once the batch is delivered. */
+  readonly upTo: number;
+  /** Bytes of recorded bodies the events carry. */
+  readonly contentBytes: number;
+  readonly delivered: Promise<void>;
+}
 
 /** Thrown inside a pass when this gateway no longer delivers for the sink: another one took over. */
 class LeadershipLost extends Error {}
@@ -147,32 +158,69 @@ export class Outbox {
     // Read after taking (or confirming) the leadership: a previous leader may have moved them.
     const cursors = new Map(await this.store.sinkCursors(sink.name));
     const batchSize = this.options.batchSize ?? 200;
+    const depth = Math.max(1, sink.inFlightBatches ?? 1);
+    const budget = this.options.contentBudgetBytes ?? CONTENT_BUDGET_BYTES;
     try {
       for (const { chain, chainSeq: head } of heads) {
-        let cursor = cursors.get(chain) ?? 0;
-        while (cursor < head && !this.stopped) {
-          const records = await this.store.chainRecords(chain, cursor, batchSize);
-          if (records.length === 0) break;
-          const { events, used } = await this.eventsOf(records, sink.includeContent === true);
+        /** Where the next batch starts: past the batches in flight, whose events the cursor does not cover yet. */
+        let next = cursors.get(chain) ?? 0;
+        const inFlight: InFlight[] = [];
+        const carried = (): number => inFlight.reduce((n, b) => n + b.contentBytes, 0);
+        const moveCursor = async (chainSeq: number): Promise<void> => {
+          cursors.set(chain, chainSeq);
+          await this.store.setSinkCursor(sink.name, chain, chainSeq);
+        };
+        /** Waits for the oldest batch in flight and moves the cursor past it. */
+        const settleOldest = async (): Promise<void> => {
+          const batch = inFlight.shift()!;
           try {
-            if (events.length) {
-              await this.stillLeader(sink);
-              await sink.deliver(events);
-            }
-            status.delivered += events.length;
+            await batch.delivered;
+            status.delivered += batch.events.length;
           } catch (err) {
+            // Neither it nor, as far as the cursor goes, anything handed over after it is delivered: sent again.
+            await Promise.allSettled(inFlight.splice(0).map((b) => b.delivered));
+            next = batch.upTo;
             if (!(err instanceof SinkDeliveryError && err.rejected)) throw err;
             // The receiver refuses something in this batch: find what, one event at a time.
-            await this.deliverOneByOne(sink, chain, events, (seq) => {
-              cursor = seq;
-              cursors.set(chain, seq);
-              return this.store.setSinkCursor(sink.name, chain, seq);
-            });
+            await this.deliverOneByOne(sink, chain, batch.events, moveCursor);
           }
-          cursor = records[used - 1]!.chainSeq;
-          await this.store.setSinkCursor(sink.name, chain, cursor);
-          cursors.set(chain, cursor);
+          await moveCursor(batch.upTo);
           status.lastDeliveryAt = Date.now();
+        };
+        let readAll = false;
+        try {
+          // Hand over batches while there is room in flight, else wait for the oldest; a refused batch (settleOldest)
+          // moves `next` back, and reading goes on from there.
+          for (;;) {
+            // The content budget bounds what is in memory: the batches in flight and the next one together.
+            const room = inFlight.length < depth && (inFlight.length === 0 || carried() < budget);
+            if (room && !readAll && next < head && !this.stopped) {
+              const records = await this.store.chainRecords(chain, next, batchSize);
+              if (records.length === 0) {
+                readAll = true;
+                continue;
+              }
+              const { events, used, contentBytes } = await this.eventsOf(
+                records,
+                sink.includeContent === true,
+                budget - carried(),
+              );
+              let delivered: Promise<void> = Promise.resolve();
+              if (events.length) {
+                await this.stillLeader(sink);
+                delivered = sink.deliver(events);
+                delivered.catch(() => undefined); // awaited, in order, by settleOldest
+              }
+              next = records[used - 1]!.chainSeq;
+              inFlight.push({ events, upTo: next, contentBytes, delivered });
+              continue;
+            }
+            if (inFlight.length === 0) break;
+            await settleOldest();
+          }
+        } finally {
+          // Leadership lost, or a failure: what is still in flight does not move the cursor; the pass ends after it.
+          await Promise.allSettled(inFlight.splice(0).map((b) => b.delivered));
         }
       }
       this.backoff.delete(sink.name);
@@ -269,12 +317,14 @@ export class Outbox {
 
   /**
    * The audit events `records` stand for; with `withContent`, exchange events carry their masked content, and the
-   * batch ends early once that content passes the budget: `used` says how many of `records` the events cover.
+   * batch ends early once that content passes `budget` bytes (it always holds one event): `used` says how many of
+   * `records` the events cover, `contentBytes` how many bytes of recorded bodies they carry.
    */
   private async eventsOf(
     records: readonly StoredRecord[],
     withContent: boolean,
-  ): Promise<{ events: AuditEvent[]; used: number }> {
+    budget: number,
+  ): Promise<{ events: AuditEvent[]; used: number; contentBytes: number }> {
     // First each exchange's request, then (for sinks that want content) the bodies, an exchange at a time.
     const items: Array<{
       r: StoredRecord;
@@ -304,13 +354,12 @@ export class Outbox {
         ...(withContent ? { response: JSON.parse(r.data) as ExchangeResponseData } : {}),
       });
     }
-    const budget = this.options.contentBudgetBytes ?? CONTENT_BUDGET_BYTES;
     let carried = 0;
     const events: AuditEvent[] = [];
     for (const { r, index, request, response } of items) {
       let content: AuditEvent['content'];
       if (response) {
-        if (carried >= budget && events.length > 0) return { events, used: index };
+        if (carried >= budget && events.length > 0) return { events, used: index, contentBytes: carried };
         try {
           const blobs = await this.store.blobs(contentBlobHashes(request, response));
           for (const b of blobs.values()) carried += b.length;
@@ -323,7 +372,7 @@ export class Outbox {
       const e = auditEventOf(r, this.options.gateway, request, content);
       if (e) events.push(e);
     }
-    return { events, used: records.length };
+    return { events, used: records.length, contentBytes: carried };
   }
 
   private remember(id: string, req: ExchangeRequestData): void {

@@ -16,6 +16,13 @@ export interface Sink {
   /** Whether events carry masked request/response content (`include_content: true`); default false. */
   readonly includeContent?: boolean;
   /**
+   * How many batches the outbox may hand over before the first one's `deliver` settles; default 1, one at a time.
+   * A sink that takes more (syslog over UDP, which confirms a batch only once a refusal had time to come back) must
+   * send overlapping batches in the order it got them; the outbox moves its cursor as they are confirmed, in order,
+   * and after a failure sends again from the failed batch, whatever became of the ones handed over after it.
+   */
+  readonly inFlightBatches?: number;
+  /**
    * Sends the events, in order. Resolves only when all were delivered (a 2xx or HEC success; for syslog, written to
    * the connection or socket without error); otherwise rejects with a SinkDeliveryError and the batch is retried whole.
    */

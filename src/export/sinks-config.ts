@@ -32,6 +32,19 @@ const extraHeaders = z.record(
 /** Masked request/response content leaves the gateway only where a sink asks for it. */
 const includeContent = z.boolean().default(false);
 
+/**
+ * Largest request body of an http, splunk_hec or otlp sink, in bytes: a batch is cut into requests that stay under it,
+ * and an event too large alone is sent without its content. At most 256 MiB, so a body stays well within what a
+ * JavaScript string can hold.
+ */
+const maxBodySize = (defaultBytes: number) =>
+  z
+    .number()
+    .int()
+    .min(16 * 1024)
+    .max(256 * 1024 * 1024)
+    .default(defaultBytes);
+
 /** RFC 5424 §6.2.1 facility codes a security team would route audit events by. */
 export const SYSLOG_FACILITIES = {
   auth: 4,
@@ -119,16 +132,7 @@ const httpSinkSchema = z
     secret: secretRef.optional(),
     /** Most events in one POST; a larger batch is sent as several POSTs in order. */
     batch_size: z.number().int().min(1).max(10_000).default(100),
-    /**
-     * Largest POST body, in bytes: a batch is cut into POSTs that stay under it, and an event too large alone is sent
-     * without its content. At most 256 MiB, so a body stays well within what a JavaScript string can hold.
-     */
-    max_body_size: z
-      .number()
-      .int()
-      .min(16 * 1024)
-      .max(256 * 1024 * 1024)
-      .default(64 * 1024 * 1024),
+    max_body_size: maxBodySize(64 * 1024 * 1024),
     /** Time allowed for one POST, from connecting to the end of the response. */
     timeout: timeout.default(10_000),
     headers: extraHeaders.optional(),
@@ -149,6 +153,8 @@ const splunkHecSinkSchema = z
     index: z.string().min(1).optional(),
     source: z.string().min(1).default('vigil'),
     sourcetype: z.string().min(1).default('vigil:audit'),
+    /** Splunk Enterprise takes 800 MiB (limits.conf [http_input] max_content_length); Splunk Cloud far less. */
+    max_body_size: maxBodySize(64 * 1024 * 1024),
     timeout: timeout.default(10_000),
     ca: fileRef.optional(),
     include_content: includeContent,
@@ -163,6 +169,8 @@ const otlpSinkSchema = z
     /** The collector's OTLP/HTTP base URL, e.g. http://collector:4318 (`/v1/logs` is appended). */
     endpoint: httpUrl,
     headers: extraHeaders.optional(),
+    /** The OpenTelemetry Collector's OTLP/HTTP receiver takes 20 MiB by default (confighttp max_request_body_size). */
+    max_body_size: maxBodySize(20 * 1024 * 1024),
     timeout: timeout.default(10_000),
     ca: fileRef.optional(),
     include_content: includeContent,

@@ -1,6 +1,7 @@
 /**
- * Splunk HTTP Event Collector: one POST to `/services/collector/event` per batch, the body being the events as
- * concatenated JSON objects (HEC's batch format), each `{ time, host, source, sourcetype, index?, event }`.
+ * Splunk HTTP Event Collector: POSTs to `/services/collector/event`, the body being the events as concatenated JSON
+ * objects (HEC's batch format), each `{ time, host, source, sourcetype, index?, event }`; a batch is cut into POSTs of
+ * at most `max_body_size` bytes (see internal/bounded-bodies.ts).
  * https://docs.splunk.com/Documentation/Splunk/latest/Data/FormateventsforHTTPEventCollector
  *
  * HEC answers `{"text":"Success","code":0}`; any other code (bad token, disabled token, unknown index, …) is a
@@ -9,10 +10,9 @@
 import { randomUUID } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import type { AuditEvent } from './audit-event.js';
+import { postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
-import { outgoingEvent } from './internal/outgoing-event.js';
-import { serialiseBatch } from './internal/serialise-batch.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
 import type { Sink } from './sink.js';
 import { rejectsContent, SinkDeliveryError } from './sink-delivery-error.js';
@@ -30,11 +30,20 @@ export class SplunkHecSink implements Sink {
   readonly #eventUrl: string;
   readonly #headers: Record<string, string>;
   readonly #host: string;
+  readonly #bounds: BodyBounds;
+  /** HEC objects one after another; a newline between them keeps the body readable. */
+  readonly #body: BodyFormat = { head: '', separator: '\n', tail: '', item: (event) => this.#hecEvent(event) };
 
   constructor(config: SplunkHecSinkConfig, opts: { hostname?: string } = {}) {
     const where = `siem.sinks (${config.name})`;
     this.name = config.name;
     this.#config = config;
+    this.#bounds = {
+      sink: config.name,
+      includeContent: config.include_content,
+      maxEvents: Infinity,
+      maxBytes: config.max_body_size,
+    };
     this.#host = opts.hostname ?? osHostname();
     const url = new URL(config.url);
     this.#path = `${url.pathname.replace(/\/+$/, '')}/services/collector/event`;
@@ -51,9 +60,12 @@ export class SplunkHecSink implements Sink {
     });
   }
 
+  /** POSTs the events in order, in bodies of at most `max_body_size` bytes; resolves once HEC accepted every one. */
   async deliver(events: readonly AuditEvent[]): Promise<void> {
-    if (events.length === 0) return;
-    const body = serialiseBatch(this.name, () => events.map((e) => JSON.stringify(this.#hecEvent(e))).join('\n'));
+    await postInBodies(events, this.#body, this.#bounds, (body) => this.#post(body));
+  }
+
+  async #post(body: string): Promise<void> {
     const where = `POST ${this.#eventUrl}`;
     let res;
     try {
@@ -76,6 +88,7 @@ export class SplunkHecSink implements Sink {
     });
   }
 
+  /** The HEC object around an event as it goes out (without content unless the sink takes it: see postInBodies). */
   #hecEvent(event: AuditEvent): Record<string, unknown> {
     const ms = Date.parse(event.time);
     return {
@@ -85,7 +98,7 @@ export class SplunkHecSink implements Sink {
       source: this.#config.source,
       sourcetype: this.#config.sourcetype,
       ...(this.#config.index !== undefined ? { index: this.#config.index } : {}),
-      event: outgoingEvent(event, this.#config.include_content),
+      event,
     };
   }
 

@@ -1,6 +1,7 @@
 /**
  * The syslog sink: RFC 5424 messages over UDP (one datagram each), TCP or TLS (octet-counted frames on a persistent
  * connection that is reopened after a failure). A batch is written as one buffer, so it reaches the receiver in order.
+ * Over UDP the outbox may hand over the next batches before the first is confirmed (see syslog-udp-transport.ts).
  */
 import { hostname as osHostname } from 'node:os';
 import type { ConnectionOptions } from 'node:tls';
@@ -13,18 +14,21 @@ import { SinkDeliveryError } from './sink-delivery-error.js';
 import type { SyslogSinkConfig } from './sinks-config.js';
 import { formatSyslogMessage, octetCountedFrame, type SyslogMessageOptions } from './syslog-message.js';
 import { SyslogStreamTransport } from './syslog-stream-transport.js';
-import { SyslogUdpTransport } from './syslog-udp-transport.js';
+import { SyslogUdpTransport, UDP_IN_FLIGHT_BATCHES } from './syslog-udp-transport.js';
 
 export class SyslogSink implements Sink {
   readonly name: string;
   get includeContent(): boolean {
     return this.#config.include_content;
   }
+  get inFlightBatches(): number {
+    return this.#udp ? UDP_IN_FLIGHT_BATCHES : 1;
+  }
   readonly #config: SyslogSinkConfig;
   readonly #format: SyslogMessageOptions;
   readonly #udp: SyslogUdpTransport | undefined;
   readonly #stream: SyslogStreamTransport | undefined;
-  /** Deliveries run one after another so batches cannot interleave on the connection. */
+  /** TCP/TLS deliveries run one after another so batches cannot interleave on the connection. */
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
 
@@ -61,14 +65,18 @@ export class SyslogSink implements Sink {
     }
   }
 
-  /** Resolves once every message of the batch was handed to the kernel without error; otherwise throws. */
+  /**
+   * Resolves once every message of the batch was handed to the kernel without error (over UDP: and no refusal came
+   * back within the wait); otherwise throws. Over UDP the transport orders the datagrams of overlapping calls itself.
+   */
   deliver(events: readonly AuditEvent[]): Promise<void> {
-    const run = this.#queue.then(() => this.#deliver(events));
+    if (this.#udp) return this.#deliver(events, this.#udp);
+    const run = this.#queue.then(() => this.#deliver(events, this.#stream!));
     this.#queue = run.catch(() => undefined);
     return run;
   }
 
-  async #deliver(events: readonly AuditEvent[]): Promise<void> {
+  async #deliver(events: readonly AuditEvent[], transport: SyslogUdpTransport | SyslogStreamTransport): Promise<void> {
     if (this.#closed) throw new SinkDeliveryError(this.name, 'sink is closed');
     if (events.length === 0) return;
     const messages = events.map((e) =>
@@ -76,14 +84,14 @@ export class SyslogSink implements Sink {
     );
     const target = `${this.#config.transport}://${this.#config.host}:${this.#config.port}`;
     try {
-      if (this.#udp) await this.#udp.send(messages);
-      else await this.#stream!.send(Buffer.concat(messages.map(octetCountedFrame)));
+      if (transport instanceof SyslogUdpTransport) await transport.send(messages);
+      else await transport.send(Buffer.concat(messages.map(octetCountedFrame)));
     } catch (err) {
       throw new SinkDeliveryError(this.name, `syslog to ${target} failed: ${describeError(err)}`, { cause: err });
     }
   }
 
-  /** Waits for the delivery in progress, then closes the connection. */
+  /** Waits for the deliveries in progress (over UDP, for their confirmation), then closes the connection. */
   async close(): Promise<void> {
     this.#closed = true;
     await this.#queue;

@@ -2,14 +2,20 @@
  * The syslog sink against a real rsyslogd: what the security team's collector receives and how it parses it, over
  * UDP, TCP and TLS; and what happens when the collector goes away and comes back.
  */
+import path from 'node:path';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/export/audit-event.js';
+import { Outbox } from '../../src/export/outbox.js';
 import { createSink, type Sink } from '../../src/export/sink.js';
 import { SinkDeliveryError } from '../../src/export/sink-delivery-error.js';
 import { sinkConfigSchema } from '../../src/export/sinks-config.js';
 import { VIGIL_SD_ID } from '../../src/export/syslog-message.js';
+import { UDP_REFUSAL_WAIT_MS } from '../../src/export/syslog-udp-transport.js';
+import { SqliteAuditStore } from '../../src/store/sqlite/sqlite-audit-store.js';
 import { parseStructuredData, RsyslogServer, type SyslogInput } from '../support/rsyslog.js';
 import { deniedEvent, exchangeEvent, verifyFailedEvent } from '../support/sample-audit-events.js';
+import { useTempDir } from '../support/temp-dir.js';
 
 let rsyslog: RsyslogServer;
 const sinks: Sink[] = [];
@@ -110,6 +116,44 @@ describe.each(['udp', 'tcp', 'tls'] as const)('syslog over %s when rsyslog resta
     const got = (await rsyslog.waitFor(transport, start + 3)).slice(start);
     expect(got.map((r) => (JSON.parse(r.msg) as AuditEvent).id)).toEqual(['evt-0010', 'evt-0011', 'evt-0012']);
   });
+});
+
+describe('syslog over udp with a backlog', () => {
+  const tempDir = useTempDir('vigil-udp-backlog');
+
+  it('delivers it much faster than one batch per refusal wait', async () => {
+    // What was slow: each batch waited 50 ms for a refusal before the next was sent, so a backlog of 120 batches took
+    // at least 6 s however healthy the collector. Now the next batches go out while earlier ones wait.
+    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
+    const reasons = Array.from({ length: 6000 }, (_, i) => `backlog ${i}`);
+    await store.append({
+      records: reasons.map((reason) => ({
+        kind: 'access.denied',
+        at: Date.now(),
+        data: { connection: 'anthropic', status: 403, reason, path: '/v1/messages', clientAddress: '127.0.0.1' },
+      })),
+    });
+    const batchSize = 50;
+    const sink = syslogSink('udp', 'udp-backlog');
+    const outbox = new Outbox(store, [sink], { gateway: 'test', log: pino({ level: 'silent' }), batchSize });
+    const before = (await rsyslog.received('udp')).length;
+    try {
+      const started = performance.now();
+      await outbox.runOnce();
+      const elapsed = performance.now() - started;
+      expect(outbox.statuses()[0]).toMatchObject({ lag: 0, failures: 0, delivered: reasons.length });
+
+      const got = (await rsyslog.waitFor('udp', before + reasons.length, 15_000)).slice(before);
+      const received = got.map((r) => (JSON.parse(r.msg) as AuditEvent).attributes.reason);
+      expect(new Set(received)).toEqual(new Set(reasons));
+      // The old floor, waits alone, is 6 s; half of it leaves room for a busy machine (this takes about 1 s).
+      const oldFloor = (reasons.length / batchSize) * UDP_REFUSAL_WAIT_MS;
+      expect(elapsed).toBeLessThan(oldFloor / 2);
+    } finally {
+      await outbox.close(0);
+      await store.close();
+    }
+  }, 30_000);
 });
 
 describe('syslog over tls certificate checks', () => {

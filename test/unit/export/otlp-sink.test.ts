@@ -1,5 +1,6 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { AuditEvent } from '../../../src/export/audit-event.js';
 import { OTLP_SCOPE_NAME } from '../../../src/export/otlp-sink.js';
 import { Metrics } from '../../../src/observability/metrics.js';
 import { createSink, type Sink } from '../../../src/export/sink.js';
@@ -151,6 +152,38 @@ describe('otlp sink', () => {
     expect(a['vigil.retry']).toEqual({ boolValue: false });
     expect(a['vigil.reason']).toEqual({ stringValue: 'not in allow list: “prod”' });
     expect('vigil.note' in a).toBe(false);
+  });
+
+  it('cuts a batch into requests of at most max_body_size bytes, each a whole ExportLogsServiceRequest', async () => {
+    // What went wrong: only the outbox's 64 MiB content budget bounded a request; a collector takes 20 MiB by default.
+    const withContent = (i: number, size: number) =>
+      exchangeEvent(i, { content: { request: { messages: [{ role: 'user', content: 'é'.repeat(size / 2) }] } } });
+    const batch = [withContent(1, 6000), withContent(2, 6000), withContent(3, 6000), withContent(4, 40_000)];
+    batch.push(exchangeEvent(5, { content: { request: { text: 'after' } } }));
+    await otlpSink({ include_content: true, max_body_size: 24 * 1024 }).deliver(batch);
+
+    const bodies = server.requests.map((r) => JSON.parse(r.body) as ExportLogsRequest);
+    for (const r of server.requests) expect(Buffer.byteLength(r.body)).toBeLessThanOrEqual(24 * 1024);
+    for (const b of bodies) {
+      expect(attrs(b.resourceLogs[0]!.resource.attributes)['host.name']).toEqual({ stringValue: 'gw-host-1' });
+      expect(b.resourceLogs[0]!.scopeLogs[0]!.scope).toEqual({ name: OTLP_SCOPE_NAME });
+    }
+    const posted = bodies.map((b) =>
+      b.resourceLogs[0]!.scopeLogs[0]!.logRecords.map((r) => JSON.parse(r.body.stringValue) as AuditEvent),
+    );
+    // Two records of 9 KB fit; a third would not. The 40 KB one goes without its content, so it fits after the third.
+    expect(posted.map((events) => events.map((e) => e.id))).toEqual([
+      ['evt-0001', 'evt-0002'],
+      ['evt-0003', 'evt-0004', 'evt-0005'],
+    ]);
+    expect(posted[0]![0]).toEqual(batch[0]);
+    expect(posted[1]![1]).toEqual({
+      ...batch[3],
+      content: {
+        omitted: expect.stringMatching(/^the event with its content is \d+ bytes, over max_body_size \(24576\)$/),
+      },
+    });
+    expect(posted[1]![2]).toEqual(batch[4]);
   });
 
   it('throws on a non-2xx answer, a timeout and a refused connection', async () => {

@@ -8,7 +8,7 @@ import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../../src/export/audit-event.js';
 import { MAX_REJECTIONS, Outbox } from '../../../src/export/outbox.js';
-import { createSink } from '../../../src/export/sink.js';
+import { createSink, type Sink } from '../../../src/export/sink.js';
 import { sinkConfigSchema } from '../../../src/export/sinks-config.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
 import { startRecordingHttpServer, type RecordingHttpServer } from '../../support/recording-http-server.js';
@@ -44,6 +44,30 @@ function receiverRefusing(refuse: (e: AuditEvent) => boolean): void {
     acceptedIndexes.add(server.requests.length - 1);
     return { status: 200 };
   };
+}
+
+/**
+ * The sink, handed up to `inFlightBatches` batches before the first is delivered (as the outbox does for syslog over
+ * UDP) and sending them in order; `inFlight()` says how many it holds now, `most` the most it held at once.
+ */
+function pipelined(sink: Sink, inFlightBatches: number): Sink & { most: number; inFlight: () => Sink[] } {
+  let queue: Promise<unknown> = Promise.resolve();
+  let holding = 0;
+  const wrapper = {
+    name: sink.name,
+    includeContent: sink.includeContent === true,
+    inFlightBatches,
+    most: 0,
+    inFlight: () => Array.from({ length: holding }, () => sink),
+    deliver(events: Parameters<Sink['deliver']>[0]): Promise<void> {
+      wrapper.most = Math.max(wrapper.most, ++holding);
+      const run = queue.then(() => sink.deliver(events)).finally(() => holding--);
+      queue = run.catch(() => undefined);
+      return run;
+    },
+    close: () => sink.close(),
+  };
+  return wrapper;
 }
 
 const denied = (reason: string) => ({
@@ -109,6 +133,32 @@ describe('outbox and a receiver that refuses content', () => {
     receiverRefusing(() => false);
     await pass();
     expect(acceptedEvents().map((e) => e.attributes.reason)).toEqual(['one', 'two', 'three']);
+    await outbox.close();
+    await store.close();
+  });
+
+  it('with several batches in flight, sends again those after a refused one and sets the refused event aside', async () => {
+    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
+    await store.append({ records: ['first', 'poison', 'second', 'third', 'fourth'].map(denied) });
+    receiverRefusing((e) => e.attributes.reason === 'poison');
+    const sink = pipelined(
+      createSink(sinkConfigSchema.parse({ type: 'http', name: 'webhook', url: `${server.url}/events` })),
+      3,
+    );
+    // Batches of two records: [chain opening, first], [poison, second], [third, fourth], all handed over at once.
+    const outbox = new Outbox(store, [sink], { gateway: 'test', log: pino({ level: 'silent' }), batchSize: 2 });
+    let clock = Date.now();
+    for (let i = 0; i < MAX_REJECTIONS; i++) await outbox.runOnce((clock += 3_600_000));
+
+    expect(sink.most).toBe(3);
+    // The batch after the refused one reached the receiver, but the cursor stayed before it: it came again, and last
+    // in cursor order, after the refused event was set aside and the one next to it delivered alone.
+    const reasons = acceptedEvents().map((e) => e.attributes.reason);
+    expect(new Set(reasons)).toEqual(new Set(['first', 'second', 'third', 'fourth']));
+    expect(reasons.slice(-3)).toEqual(['second', 'third', 'fourth']);
+    const [undeliverable] = await store.recordsOfKinds(['siem.undeliverable'], 0, 10);
+    expect(JSON.parse(undeliverable!.data)).toMatchObject({ sink: 'webhook', attempts: MAX_REJECTIONS });
+    expect(outbox.statuses()[0]).toMatchObject({ undeliverable: 1, lag: 0 });
     await outbox.close();
     await store.close();
   });
@@ -221,6 +271,30 @@ describe('outbox and sinks that take content', () => {
     expect(perPost.filter((n) => n > 0)).toEqual([1, 1, 1]);
     expect(completed().map((e) => e.exchange)).toEqual(['ex_1', 'ex_2', 'ex_3']);
     expect(completed().every((e) => e.content && !('omitted' in e.content))).toBe(true);
+    expect(outbox.statuses()[0]).toMatchObject({ lag: 0 });
+    await outbox.close();
+    await store.close();
+  });
+
+  it('counts the content of the batches in flight against the budget', async () => {
+    // A sink that takes several batches at once must not make the outbox hold several budgets of bodies.
+    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
+    for (const id of ['ex_1', 'ex_2', 'ex_3', 'ex_4']) await recordExchange(store, id, `${id}: ${'y'.repeat(2_000)}`);
+    receiverRefusing(() => false);
+    const sink = pipelined(
+      createSink(
+        sinkConfigSchema.parse({ type: 'http', name: 'dlp', url: `${server.url}/dlp`, include_content: true }),
+      ),
+      4,
+    );
+    const outbox = new Outbox(store, [sink], {
+      gateway: 'test',
+      log: pino({ level: 'silent' }),
+      contentBudgetBytes: 1_000,
+    });
+    await outbox.runOnce();
+    expect(completed().map((e) => e.exchange)).toEqual(['ex_1', 'ex_2', 'ex_3', 'ex_4']);
+    expect(sink.most).toBe(1); // each exchange's body alone passes the budget
     expect(outbox.statuses()[0]).toMatchObject({ lag: 0 });
     await outbox.close();
     await store.close();
