@@ -227,6 +227,14 @@ async function main() {
   const masking = spawnSync(process.execPath, [path.join(REPO_ROOT, 'bench', 'masking.mjs')], { encoding: 'utf8' });
   process.stdout.write(`\nMasking throughput (bench/masking.mjs):\n${masking.stdout}${masking.stderr}`);
   run.masking = masking.stdout;
+  // Recording on its own as a conversation grows: CPU per exchange at ~100 KB to ~650 KB requests.
+  const recording = spawnSync(process.execPath, ['--expose-gc', path.join(REPO_ROOT, 'bench', 'recording.mjs')], {
+    encoding: 'utf8',
+  });
+  process.stdout.write(
+    `\nRecording as a conversation grows (bench/recording.mjs):\n${recording.stdout}${recording.stderr}`,
+  );
+  run.recording = recording.stdout;
   mkdirSync(path.dirname(OUT), { recursive: true });
   writeFileSync(OUT, `${JSON.stringify(run, null, 2)}\n`);
   log(`\nwrote ${OUT}`);
