@@ -58,7 +58,7 @@ export function recordHash(prevHash: string, r: HashInput): string {
 }
 
 /** A record linked after `tip` (null: the chain's first): its position, its predecessor's hash and its own. */
-type LinkedRecord = HashInput & { readonly prevHash: string; readonly hash: string };
+export type LinkedRecord = HashInput & { readonly prevHash: string; readonly hash: string };
 
 /** Link a record into `chain` after `tip`; the caller stores it and makes it the new tip. */
 export function linkRecord(

@@ -2,14 +2,14 @@
  * The shared store: one PostgreSQL database that several gateway replicas write to at once. Each process writes its
  * own chain, so replicas never contend for a chain head; the database only serialises them on the unique
  * (chain, chain_seq) index and the identity sequence. Records, blobs and index rows of one `append` go in one
- * transaction, and `append` resolves after COMMIT, i.e. once PostgreSQL reports the data durable.
+ * transaction — one statement, in one round trip (postgres-append.ts) — and `append` resolves after it commits, i.e.
+ * once PostgreSQL reports the data durable.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type {
   AccessLogEntry,
   AuditStore,
-  BlobWrite,
   ChainPosition,
   ChainTip,
   PurgeCandidate,
@@ -25,7 +25,6 @@ import type {
   PageRequest,
   SearchHit,
   SearchOptions,
-  SearchText,
   SessionFilter,
   SessionSummary,
   SessionTotals,
@@ -47,20 +46,9 @@ import {
   type TotalsDialect,
   type TotalsRow,
 } from '../session-totals.js';
-import {
-  callerIndexRow,
-  decodeCursor,
-  pageOf,
-  exchangeIndexRow,
-  maskingIndexRows,
-  pageSize,
-  resultIndexRow,
-  type CallerIndexRow,
-  type ExchangeIndexRow,
-  type ResultIndexRow,
-} from '../exchange-index.js';
-import { indexableText, parseSearchQuery, tsQuery } from '../search-query.js';
-import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
+import { decodeCursor, pageOf, pageSize } from '../exchange-index.js';
+import { parseSearchQuery, tsQuery } from '../search-query.js';
+import { indexedBlobRefs } from '../blob-refs.js';
 import {
   activeLedgerHolds,
   heldByLedger,
@@ -101,6 +89,7 @@ import {
   type SessionRow,
 } from '../store-rows.js';
 import { purgeRemoval, type DueExchange } from '../purge-runs.js';
+import { appendStatements, chunks, ROWS_PER_INSERT, runAppend, type PendingRecord } from './postgres-append.js';
 import { INDEX_TRIGGER, POSTGRES_MIGRATIONS, quoteIdentifier } from './postgres-migrations.js';
 
 export interface PostgresStoreOptions {
@@ -131,12 +120,8 @@ const KEY_RECORDS = `SELECT seq, chain, chain_seq, kind, data FROM records WHERE
 const HOLD_RECORDS = `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('hold.added', 'hold.released')`;
 /** See LedgerKeyCache: the version of the ledger's key records, read with a key's index row. */
 const KEY_RECORDS_VERSION = keyRecordsVersionSql('true');
-/** Rows per multi-row INSERT: PostgreSQL takes at most 65535 parameters per statement. */
-const ROWS_PER_INSERT = 1000;
 /** First key of the two-key advisory lock that serialises migrations ("VIGL"); the second is the schema's hash. */
 const MIGRATION_LOCK_CLASS = 0x5649474c;
-
-const RECORD_COLUMNS = '(chain, chain_seq, kind, exchange_id, session_id, at, data, prev_hash, hash)';
 
 /** `($1, $2, …), ($n+1, …)` for `rows` rows of `width` parameters, with optional casts per column. */
 function valuesList(rows: number, casts: readonly string[]): string {
@@ -159,12 +144,6 @@ async function answerWithin<T>(ms: number, query: Promise<T>): Promise<T> {
   } finally {
     timer.abort();
   }
-}
-
-function chunks<T>(items: readonly T[], size: number): T[][] {
-  const out: T[][] = [];
-  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
-  return out;
 }
 
 type Param = (value: unknown) => string;
@@ -417,7 +396,83 @@ export class PostgresAuditStore implements AuditStore {
     } catch (err) {
       return Promise.reject(err as Error);
     }
-    return this.enqueue(() => this.transaction((tx) => tx.append(batch, payloads)));
+    return this.enqueue(() => this.appendNow(batch, payloads));
+  }
+
+  /**
+   * The append of a batch on its own: one statement, which is its own transaction (see postgres-append.ts), or, for a
+   * batch too large for one, its statements in one transaction. Resolves once PostgreSQL reports it committed.
+   */
+  private async appendNow(batch: WriteBatch, payloads: readonly Payload[]): Promise<StoredRecord[]> {
+    const client = await this.pool.connect();
+    let broken = false;
+    let inTransaction = false;
+    try {
+      const from = this.tip === undefined ? await this.readTip(client) : this.tip;
+      const { pending, tip } = await this.link(client, from, payloads);
+      const statements = this.statements(batch, pending);
+      inTransaction = statements.length > 1;
+      if (inTransaction) await client.query('BEGIN');
+      const stored = await runAppend(client, statements, pending);
+      if (inTransaction) await client.query('COMMIT');
+      this.tip = tip;
+      return stored;
+    } catch (err) {
+      // Failed, or unknown if the connection died before the answer (the statement may have committed): the tip in
+      // memory may no longer match the database, so the next append reads it back.
+      this.tip = undefined;
+      if (inTransaction) {
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+      }
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  /** The records linked after `tip`, opening the chain first when it has none yet; and the tip they make. */
+  private async link(
+    client: pg.PoolClient,
+    tip: ChainTip | null,
+    payloads: readonly Payload[],
+  ): Promise<{ pending: PendingRecord[]; tip: ChainTip | null }> {
+    const pending: PendingRecord[] = [];
+    const chain = (r: Parameters<typeof linkRecord>[2], source?: NewRecord): void => {
+      const linked = linkRecord(this.chainId, tip, r);
+      pending.push(source ? { linked, source } : { linked });
+      tip = { chainSeq: linked.chainSeq, hash: linked.hash };
+    };
+    if (tip === null) {
+      chain({
+        kind: 'chain.opened',
+        exchangeId: null,
+        sessionId: null,
+        at: Date.now(),
+        data: JSON.stringify(await this.openingData(client)),
+      });
+    }
+    for (const { record, data } of payloads) {
+      chain(
+        {
+          kind: record.kind,
+          exchangeId: record.exchangeId ?? null,
+          sessionId: record.sessionId ?? null,
+          at: record.at,
+          data,
+        },
+        record,
+      );
+    }
+    return { pending, tip };
+  }
+
+  private statements(batch: WriteBatch, pending: readonly PendingRecord[]): ReturnType<typeof appendStatements> {
+    return appendStatements(this.chainId, pending, batch.blobs ?? [], batch.searchText ?? [], {
+      channel: NOTIFY_CHANNEL,
+      kinds: [...new Set(batch.records.map((r) => r.kind).filter((k) => NOTIFIED_KINDS.test(k)))],
+    });
   }
 
   /** Runs `work` after every append already called, so each starts from the tip the previous one committed. */
@@ -449,7 +504,10 @@ export class PostgresAuditStore implements AuditStore {
     }
   }
 
-  /** One transaction in which records may be appended to this chain; the tip moves only if it commits. */
+  /**
+   * One transaction in which records may be appended to this chain (after reading or changing other tables first); the
+   * tip moves only if it commits.
+   */
   private async transaction<T>(work: (tx: ChainTransaction) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken = false;
@@ -460,38 +518,9 @@ export class PostgresAuditStore implements AuditStore {
         client,
         tip: () => tip,
         append: async (batch, payloads) => {
-          const pending: Array<Omit<StoredRecord, 'seq'>> = [];
-          const chain = (r: Parameters<typeof linkRecord>[2]): void => {
-            const linked = linkRecord(this.chainId, tip, r);
-            pending.push(linked);
-            tip = { chainSeq: linked.chainSeq, hash: linked.hash };
-          };
-          if (tip === null)
-            chain({
-              kind: 'chain.opened',
-              exchangeId: null,
-              sessionId: null,
-              at: Date.now(),
-              data: JSON.stringify(await this.openingData(client)),
-            });
-          for (const { record, data } of payloads) {
-            chain({
-              kind: record.kind,
-              exchangeId: record.exchangeId ?? null,
-              sessionId: record.sessionId ?? null,
-              at: record.at,
-              data,
-            });
-          }
-          await this.insertBlobs(client, batch.blobs ?? []);
-          const stored = await this.insertRecords(client, pending);
-          await this.insertBlobRefs(client, payloads, stored);
-          await this.insertIndexRows(client, batch.records);
-          await this.insertSearchText(client, batch.searchText ?? []);
-          // Delivered at COMMIT, only if it commits.
-          for (const kind of new Set(batch.records.map((r) => r.kind).filter((k) => NOTIFIED_KINDS.test(k)))) {
-            await client.query('SELECT pg_notify($1, $2)', [NOTIFY_CHANNEL, kind]);
-          }
+          const linked = await this.link(client, tip, payloads);
+          const stored = await runAppend(client, this.statements(batch, linked.pending), linked.pending);
+          tip = linked.tip;
           return stored;
         },
       };
@@ -512,38 +541,6 @@ export class PostgresAuditStore implements AuditStore {
     }
   }
 
-  /**
-   * Which records refer to which blob, for retention. A record may only refer to a blob the store holds: one removed
-   * by retention (whose hash a writer still remembers as stored) must be written again, so the append fails.
-   */
-  private async insertBlobRefs(
-    client: pg.PoolClient,
-    payloads: readonly Payload[],
-    stored: readonly StoredRecord[],
-  ): Promise<void> {
-    const rows: Array<readonly [string, number]> = [];
-    payloads.forEach((p, i) => {
-      const seq = stored[stored.length - payloads.length + i]!.seq;
-      for (const h of newRecordBlobRefs(p.record)) rows.push([h, seq]);
-    });
-    for (const part of chunks(rows, ROWS_PER_INSERT)) {
-      const res = await client.query<{ blob_hash: string }>(
-        `INSERT INTO blob_refs (blob_hash, record_seq)
-         SELECT v.h, v.s FROM (VALUES ${valuesList(part.length, ['', '::bigint'])}) AS v(h, s)
-         WHERE EXISTS (SELECT 1 FROM blobs b WHERE b.hash = v.h)
-         ON CONFLICT DO NOTHING RETURNING blob_hash`,
-        part.flat(),
-      );
-      if (res.rows.length < part.length) {
-        const found = new Set(res.rows.map((r) => r.blob_hash));
-        const missing = part.find(([h]) => !found.has(h));
-        throw new Error(
-          `a record refers to blob ${missing?.[0]}, which the store does not hold (removed by retention?): write it again`,
-        );
-      }
-    }
-  }
-
   /** This chain's last committed record, or null when the chain has none yet (then the next append opens it). */
   private async readTip(client: pg.PoolClient): Promise<ChainTip | null> {
     const res = await client.query<{ chain_seq: number; hash: string }>(
@@ -557,115 +554,6 @@ export class PostgresAuditStore implements AuditStore {
   private async openingData(client: pg.PoolClient): Promise<{ heads: ChainHead[]; store: string }> {
     const heads = (await client.query<ChainHeadRow>(CHAIN_HEADS)).rows.map(toChainHead);
     return { heads, store: 'postgres' };
-  }
-
-  private async insertBlobs(client: pg.PoolClient, blobs: readonly BlobWrite[]): Promise<void> {
-    // Deduplicated here as well as by ON CONFLICT: a request often carries the same message twice, and sending the
-    // bytes once is cheaper than having the server discard them.
-    const unique = [...new Map(blobs.map((b) => [b.hash, b])).values()];
-    for (const part of chunks(unique, ROWS_PER_INSERT)) {
-      await client.query(
-        `INSERT INTO blobs (hash, data) VALUES ${valuesList(part.length, ['', ''])} ON CONFLICT (hash) DO NOTHING`,
-        part.flatMap((b) => [b.hash, b.data]),
-      );
-    }
-  }
-
-  private async insertRecords(
-    client: pg.PoolClient,
-    pending: ReadonlyArray<Omit<StoredRecord, 'seq'>>,
-  ): Promise<StoredRecord[]> {
-    const out: StoredRecord[] = [];
-    for (const part of chunks(pending, ROWS_PER_INSERT)) {
-      // One statement per chunk; identity values are drawn in VALUES order, so seq rises along the chain as
-      // verifyLedger requires. RETURNING order is not guaranteed, hence the match on chain_seq.
-      const res = await client.query<{ seq: number; chain_seq: number }>(
-        `INSERT INTO records ${RECORD_COLUMNS}
-         VALUES ${valuesList(part.length, ['', '::bigint', '', '', '', '::bigint', '', '', ''])}
-         RETURNING seq, chain_seq`,
-        part.flatMap((r) => [r.chain, r.chainSeq, r.kind, r.exchangeId, r.sessionId, r.at, r.data, r.prevHash, r.hash]),
-      );
-      const seqOf = new Map(res.rows.map((row) => [row.chain_seq, row.seq]));
-      for (const r of part) out.push({ seq: seqOf.get(r.chainSeq)!, ...r });
-    }
-    return out;
-  }
-
-  private async insertIndexRows(client: pg.PoolClient, records: readonly NewRecord[]): Promise<void> {
-    const exchanges: ExchangeIndexRow[] = [];
-    const results: ResultIndexRow[] = [];
-    const callers: CallerIndexRow[] = [];
-    const masking: Array<{ exchangeId: string; type: string; count: number }> = [];
-    for (const r of records) {
-      const ex = exchangeIndexRow(r);
-      if (ex) exchanges.push(ex);
-      const res = resultIndexRow(r);
-      if (res) results.push(res);
-      const caller = callerIndexRow(r);
-      if (caller) callers.push(caller);
-      masking.push(...maskingIndexRows(r));
-    }
-    for (const part of chunks(exchanges, ROWS_PER_INSERT)) {
-      // A second request record for the same exchange id fails the append, as in SQLite: ids are unique per exchange.
-      await client.query(
-        `INSERT INTO exchanges (id, session_id, connection, caller_subject, caller_method, method, path, model, stream, started_at)
-         VALUES ${valuesList(part.length, ['', '', '', '', '', '', '', '', '::boolean', '::bigint'])}`,
-        part.flatMap((e) => [
-          e.id,
-          e.sessionId,
-          e.connection,
-          e.callerSubject,
-          e.callerMethod,
-          e.method,
-          e.path,
-          e.model,
-          e.stream,
-          e.startedAt,
-        ]),
-      );
-    }
-    for (const part of chunks(results, ROWS_PER_INSERT)) {
-      // The first result recorded for an exchange is the one indexed, as with SQLite's INSERT OR IGNORE.
-      await client.query(
-        `INSERT INTO exchange_results (exchange_id, ended_at, status, outcome, input_tokens, output_tokens, model)
-         VALUES ${valuesList(part.length, ['', '::bigint', '::integer', '', '::bigint', '::bigint', ''])}
-         ON CONFLICT (exchange_id) DO NOTHING`,
-        part.flatMap((r) => [r.exchangeId, r.endedAt, r.status, r.outcome, r.inputTokens, r.outputTokens, r.model]),
-      );
-    }
-    for (const part of chunks(callers, ROWS_PER_INSERT)) {
-      await client.query(
-        `INSERT INTO exchange_callers (exchange_id, issuer, email) VALUES ${valuesList(part.length, ['', '', ''])}
-         ON CONFLICT (exchange_id) DO NOTHING`,
-        part.flatMap((c) => [c.exchangeId, c.issuer, c.email]),
-      );
-    }
-    const groups = callers.flatMap((c) => c.groups.map((g) => [g, c.exchangeId] as const));
-    for (const part of chunks(groups, ROWS_PER_INSERT)) {
-      await client.query(
-        `INSERT INTO exchange_groups (group_name, exchange_id) VALUES ${valuesList(part.length, ['', ''])} ON CONFLICT DO NOTHING`,
-        part.flat(),
-      );
-    }
-    for (const part of chunks(masking, ROWS_PER_INSERT)) {
-      await client.query(
-        `INSERT INTO exchange_masking (type, exchange_id, count) VALUES ${valuesList(part.length, ['', '', '::bigint'])}
-         ON CONFLICT DO NOTHING`,
-        part.flatMap((m) => [m.type, m.exchangeId, m.count]),
-      );
-    }
-    // Key and hold records are indexed by the database itself: a trigger on records (migration 6), so the gateway's
-    // role needs no write access to those indexes.
-  }
-
-  private async insertSearchText(client: pg.PoolClient, texts: readonly SearchText[]): Promise<void> {
-    // Fewer rows per statement than elsewhere: each text may be tens of kilobytes.
-    for (const part of chunks(texts, 100)) {
-      await client.query(
-        `INSERT INTO exchange_text (exchange_id, text) VALUES ${valuesList(part.length, ['', ''])} ON CONFLICT DO NOTHING`,
-        part.flatMap((t) => [t.exchangeId, indexableText(t.text)]),
-      );
-    }
   }
 
   async findGatewayKey(hash: string): Promise<StoredGatewayKey | undefined> {

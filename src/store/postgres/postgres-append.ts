@@ -1,0 +1,357 @@
+/**
+ * What one `append` sends to PostgreSQL: a single statement that writes everything at once — blobs, records, blob
+ * references, index rows, search text, NOTIFYs — as data-modifying CTEs. One statement is one round trip and, run on
+ * its own, its own transaction: no BEGIN and COMMIT round trips, and nothing of it is visible (nor a NOTIFY delivered)
+ * before all of it commits. A request's append is on the client's time to first byte, and this was a dozen round trips,
+ * each with its parse and plan.
+ *
+ * Each statement is a named (prepared) statement: its text depends only on which parts the append has (records only;
+ * records, blobs and references; …), so each connection parses and plans each shape once and then only binds values.
+ * Rows travel as one array per column (`unnest`), blobs as one bytea cut by offsets, so the text does not grow with the
+ * batch. Parts a batch does not have are left out of the text altogether: an append without blob references does not
+ * lock blob_refs, so it does not wait for a retention purge (which holds that table's lock while it removes blobs).
+ *
+ * A batch of more than {@link ROWS_PER_INSERT} rows of a kind goes in several such statements, in one transaction
+ * (the caller's BEGIN … COMMIT): blobs first, so a record refers only to blobs written by then or in its statement.
+ */
+import type pg from 'pg';
+import type { BlobWrite, NewRecord, SearchText, StoredRecord } from '../audit-store.js';
+import { newRecordBlobRefs } from '../blob-refs.js';
+import {
+  callerIndexRow,
+  exchangeIndexRow,
+  maskingIndexRows,
+  resultIndexRow,
+  type CallerIndexRow,
+  type ExchangeIndexRow,
+  type ResultIndexRow,
+} from '../exchange-index.js';
+import type { LinkedRecord } from '../ledger.js';
+import { indexableText } from '../search-query.js';
+
+/**
+ * Rows of a kind per statement. An append's arrays carry no parameter limit, so this only bounds the size of one
+ * statement; elsewhere (multi-row VALUES) it keeps within PostgreSQL's 65535 parameters per statement.
+ */
+export const ROWS_PER_INSERT = 1000;
+/** Search texts per statement: fewer, as each may be tens of kilobytes. */
+const TEXTS_PER_INSERT = 100;
+
+export function chunks<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
+
+/** A record linked into this process's chain, and what it was made from (none for the `chain.opened` it begins with). */
+export interface PendingRecord {
+  readonly linked: LinkedRecord;
+  readonly source?: NewRecord;
+}
+
+/** What one statement writes. */
+interface Part {
+  readonly blobs: readonly BlobWrite[];
+  readonly records: readonly PendingRecord[];
+  readonly texts: readonly SearchText[];
+  /** Record kinds to NOTIFY other processes of (delivered when the transaction commits). */
+  readonly notify: readonly string[];
+}
+
+/** What an append statement answers: the records' seqs in chain order, and the referred blobs the store lacks. */
+interface AppendRow {
+  readonly seqs?: ReadonlyArray<number | string>;
+  readonly missing?: readonly string[];
+}
+
+/**
+ * The statements that append these records (in chain order) with their blobs, index rows and search text; notifying
+ * `channel` of `notify` kinds. One statement unless the batch is larger than {@link ROWS_PER_INSERT} rows of a kind;
+ * several must run in one transaction, in order.
+ */
+export function appendStatements(
+  chain: string,
+  records: readonly PendingRecord[],
+  blobs: readonly BlobWrite[],
+  texts: readonly SearchText[],
+  notify: { readonly channel: string; readonly kinds: readonly string[] },
+): Array<pg.QueryConfig & { name: string }> {
+  // Deduplicated here as well as by ON CONFLICT: a request often carries the same message twice, and sending the
+  // bytes once is cheaper than having the server discard them.
+  const unique = [...new Map(blobs.map((b) => [b.hash, b])).values()];
+  const blobParts = chunks(unique, ROWS_PER_INSERT);
+  const recordParts = chunks(records, ROWS_PER_INSERT);
+  const textParts = chunks(texts, TEXTS_PER_INSERT);
+  // All but the last chunk of blobs alone, first: every record then refers to blobs written before or with it.
+  const parts: Part[] = blobParts.slice(0, -1).map((b) => ({ blobs: b, records: [], texts: [], notify: [] }));
+  for (let i = 0; i < Math.max(recordParts.length, textParts.length, 1); i++) {
+    parts.push({
+      blobs: i === 0 ? (blobParts.at(-1) ?? []) : [],
+      records: recordParts[i] ?? [],
+      texts: textParts[i] ?? [],
+      notify: i === 0 ? notify.kinds : [],
+    });
+  }
+  return parts
+    .filter((p) => p.blobs.length || p.records.length || p.texts.length || p.notify.length)
+    .map((p) => statement(chain, notify.channel, p));
+}
+
+/**
+ * Runs the statements of one append on `client` in order and returns the records as stored. Throws, naming the blob,
+ * when a record refers to a blob the store does not hold and the append does not write: one removed by retention
+ * (whose hash a writer still remembers as stored) must be written again (the recorder does, once). The statement that
+ * finds it writes nothing; earlier ones are the caller's to roll back.
+ */
+export async function runAppend(
+  client: pg.ClientBase,
+  statements: ReadonlyArray<pg.QueryConfig & { name: string }>,
+  records: readonly PendingRecord[],
+): Promise<StoredRecord[]> {
+  const seqs: number[] = [];
+  for (const s of statements) {
+    const row = (await client.query<AppendRow>(s)).rows[0];
+    const missing = row?.missing?.[0];
+    if (missing !== undefined) {
+      throw new Error(
+        `a record refers to blob ${missing}, which the store does not hold (removed by retention?): write it again`,
+      );
+    }
+    // int8[] comes back as strings (the pool parses only plain int8).
+    for (const seq of row?.seqs ?? []) seqs.push(Number(seq));
+  }
+  if (seqs.length !== records.length) {
+    throw new Error(`the append stored ${seqs.length} of ${records.length} records`);
+  }
+  return records.map((r, i) => ({ seq: seqs[i]!, ...r.linked }));
+}
+
+/**
+ * The statement writing one part. Its text (and name) depends only on which kinds of rows the part has, never on how
+ * many, so each connection prepares each shape once.
+ */
+function statement(chain: string, channel: string, part: Part): pg.QueryConfig & { name: string } {
+  const values: unknown[] = [];
+  const param = (value: unknown, type: string): string => `$${values.push(value)}::${type}`;
+  /** Column arrays of `rows`, as `unnest(…)` arguments. */
+  const columns = <R>(rows: readonly R[], cols: ReadonlyArray<readonly [type: string, get: (row: R) => unknown]>) =>
+    cols.map(([type, get]) => param(rows.map(get), `${type}[]`)).join(', ');
+  const ctes: string[] = [];
+  const answers: string[] = [];
+  let shape = '';
+
+  const refs: Array<readonly [hash: string, chainSeq: number]> = [];
+  const exchanges: ExchangeIndexRow[] = [];
+  const results: ResultIndexRow[] = [];
+  const callers: CallerIndexRow[] = [];
+  const masking: Array<{ exchangeId: string; type: string; count: number }> = [];
+  for (const { linked, source } of part.records) {
+    if (!source) continue;
+    for (const h of newRecordBlobRefs(source)) refs.push([h, linked.chainSeq]);
+    const ex = exchangeIndexRow(source);
+    if (ex) exchanges.push(ex);
+    const res = resultIndexRow(source);
+    if (res) results.push(res);
+    const caller = callerIndexRow(source);
+    if (caller) callers.push(caller);
+    masking.push(...maskingIndexRows(source));
+  }
+  const groups = callers.flatMap((c) => c.groups.map((g) => [g, c.exchangeId] as const));
+
+  // Bound when first used: the numbering, hence the text, still depends on the shape alone.
+  let hashes: string | undefined;
+  const blobHashes = (): string =>
+    (hashes ??= param(
+      part.blobs.map((b) => b.hash),
+      'text[]',
+    ));
+  // A record may only refer to a blob the store holds. Nothing is written when one is missing: every part below is
+  // conditional on this. It reads the statement's snapshot, which lacks the blobs the statement inserts itself (and one
+  // another writer committed while ON CONFLICT waited on its row), so the part's own blobs count as held: they are
+  // there once it is done. Nor can a purge remove one meanwhile: it locks blob_refs, as this statement does before
+  // taking its snapshot, so one waits for the other (a purge that commits first is seen here).
+  let written = '';
+  if (refs.length) {
+    shape += 'r';
+    const referred = param(
+      refs.map(([h]) => h),
+      'text[]',
+    );
+    ctes.push(
+      `missing AS (
+         SELECT DISTINCT f.h FROM unnest(${referred}) AS f(h)
+         WHERE f.h <> ALL (${blobHashes()}) AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = f.h))`,
+    );
+    answers.push('ARRAY(SELECT h FROM missing) AS missing');
+    written = 'WHERE NOT EXISTS (SELECT 1 FROM missing)';
+  }
+  if (part.blobs.length) {
+    shape += 'b';
+    // One bytea and each blob's place in it: sent as binary, where an array of bytea would go as hex text.
+    const offsets: number[] = [];
+    let offset = 1;
+    for (const b of part.blobs) {
+      offsets.push(offset);
+      offset += b.data.length;
+    }
+    const data = param(Buffer.concat(part.blobs.map((b) => b.data)), 'bytea');
+    const places = `${param(offsets, 'int4[]')}, ${param(
+      part.blobs.map((b) => b.data.length),
+      'int4[]',
+    )}`;
+    ctes.push(
+      `new_blobs AS (
+         INSERT INTO blobs (hash, data)
+         SELECT b.h, substring(${data} FROM b.o FOR b.l) FROM unnest(${blobHashes()}, ${places}) AS b(h, o, l)
+         ${written}
+         ON CONFLICT (hash) DO NOTHING)`,
+    );
+  }
+  if (part.records.length) {
+    shape += 'c';
+    const r = part.records.map((p) => p.linked);
+    // Inserted in chain order (ORDER BY the array position): identity values are drawn in that order, so seq rises
+    // along the chain as verifyLedger requires, and each row passes the continuity trigger (migration 8), which sees
+    // the rows inserted before it in the statement.
+    ctes.push(
+      `new_records AS (
+         INSERT INTO records (chain, chain_seq, kind, exchange_id, session_id, at, data, prev_hash, hash)
+         SELECT ${param(chain, 'text')}, r.chain_seq, r.kind, r.exchange_id, r.session_id, r.at, r.data, r.prev_hash, r.hash
+         FROM unnest(${columns(r, [
+           ['int8', (x) => x.chainSeq],
+           ['text', (x) => x.kind],
+           ['text', (x) => x.exchangeId],
+           ['text', (x) => x.sessionId],
+           ['int8', (x) => x.at],
+           ['text', (x) => x.data],
+           ['text', (x) => x.prevHash],
+           ['text', (x) => x.hash],
+         ])}) WITH ORDINALITY AS r(chain_seq, kind, exchange_id, session_id, at, data, prev_hash, hash, n)
+         ${written}
+         ORDER BY r.n
+         RETURNING seq, chain_seq)`,
+    );
+    answers.push('ARRAY(SELECT seq FROM new_records ORDER BY chain_seq) AS seqs');
+  }
+  if (refs.length) {
+    // Which records refer to which blob, for retention.
+    ctes.push(
+      `new_refs AS (
+         INSERT INTO blob_refs (blob_hash, record_seq)
+         SELECT f.h, r.seq FROM unnest(${columns(refs, [
+           ['text', (x) => x[0]],
+           ['int8', (x) => x[1]],
+         ])}) AS f(h, chain_seq)
+         JOIN new_records r ON r.chain_seq = f.chain_seq
+         ON CONFLICT DO NOTHING)`,
+    );
+  }
+  if (exchanges.length) {
+    shape += 'e';
+    // A second request record for the same exchange id fails the append, as in SQLite: ids are unique per exchange.
+    ctes.push(
+      `new_exchanges AS (
+         INSERT INTO exchanges (id, session_id, connection, caller_subject, caller_method, method, path, model, stream, started_at)
+         SELECT * FROM unnest(${columns(exchanges, [
+           ['text', (e) => e.id],
+           ['text', (e) => e.sessionId],
+           ['text', (e) => e.connection],
+           ['text', (e) => e.callerSubject],
+           ['text', (e) => e.callerMethod],
+           ['text', (e) => e.method],
+           ['text', (e) => e.path],
+           ['text', (e) => e.model],
+           ['bool', (e) => e.stream],
+           ['int8', (e) => e.startedAt],
+         ])})
+         ${written})`,
+    );
+  }
+  if (results.length) {
+    shape += 'x';
+    // The first result recorded for an exchange is the one indexed, as with SQLite's INSERT OR IGNORE.
+    ctes.push(
+      `new_results AS (
+         INSERT INTO exchange_results (exchange_id, ended_at, status, outcome, input_tokens, output_tokens, model)
+         SELECT x.exchange_id, x.ended_at, x.status, x.outcome, x.input_tokens, x.output_tokens, x.model
+         FROM unnest(${columns(results, [
+           ['text', (x) => x.exchangeId],
+           ['int8', (x) => x.endedAt],
+           ['int4', (x) => x.status],
+           ['text', (x) => x.outcome],
+           ['int8', (x) => x.inputTokens],
+           ['int8', (x) => x.outputTokens],
+           ['text', (x) => x.model],
+         ])}) WITH ORDINALITY AS x(exchange_id, ended_at, status, outcome, input_tokens, output_tokens, model, n)
+         ${written}
+         ORDER BY x.n
+         ON CONFLICT (exchange_id) DO NOTHING)`,
+    );
+  }
+  if (callers.length) {
+    shape += 'i';
+    ctes.push(
+      `new_callers AS (
+         INSERT INTO exchange_callers (exchange_id, issuer, email)
+         SELECT c.exchange_id, c.issuer, c.email
+         FROM unnest(${columns(callers, [
+           ['text', (c) => c.exchangeId],
+           ['text', (c) => c.issuer],
+           ['text', (c) => c.email],
+         ])}) WITH ORDINALITY AS c(exchange_id, issuer, email, n)
+         ${written}
+         ORDER BY c.n
+         ON CONFLICT (exchange_id) DO NOTHING)`,
+    );
+  }
+  if (groups.length) {
+    shape += 'g';
+    ctes.push(
+      `new_groups AS (
+         INSERT INTO exchange_groups (group_name, exchange_id)
+         SELECT * FROM unnest(${columns(groups, [
+           ['text', (g) => g[0]],
+           ['text', (g) => g[1]],
+         ])})
+         ${written}
+         ON CONFLICT DO NOTHING)`,
+    );
+  }
+  if (masking.length) {
+    shape += 'm';
+    ctes.push(
+      `new_masking AS (
+         INSERT INTO exchange_masking (type, exchange_id, count)
+         SELECT * FROM unnest(${columns(masking, [
+           ['text', (m) => m.type],
+           ['text', (m) => m.exchangeId],
+           ['int8', (m) => m.count],
+         ])})
+         ${written}
+         ON CONFLICT DO NOTHING)`,
+    );
+  }
+  if (part.texts.length) {
+    shape += 't';
+    ctes.push(
+      `new_text AS (
+         INSERT INTO exchange_text (exchange_id, text)
+         SELECT * FROM unnest(${columns(part.texts, [
+           ['text', (t) => t.exchangeId],
+           ['text', (t) => indexableText(t.text)],
+         ])})
+         ${written}
+         ON CONFLICT DO NOTHING)`,
+    );
+  }
+  if (part.notify.length) {
+    shape += 'n';
+    // Delivered at COMMIT, only if it commits. A subquery of the answer, so it runs (an unused CTE would not).
+    answers.push(
+      `(SELECT count(pg_notify(${param(channel, 'text')}, k)) FROM unnest(${param(part.notify, 'text[]')}) AS k
+        ${written}) AS notified`,
+    );
+  }
+  const text = `${ctes.length ? `WITH ${ctes.join(',\n')}\n` : ''}SELECT ${answers.length ? answers.join(', ') : 'true AS ok'}`;
+  return { name: `vigil_append_${shape}`, text, values };
+}
