@@ -135,7 +135,7 @@ const MAX_BODY_BYTES = 64 * 1024 * 1024;
 export class Redactor {
   readonly masker: Masker;
   private readonly memos = new Map<string, MaskingMemo>();
-  /** Request pieces by the hash of their original text: resent history is hashed, never parsed or scanned again. */
+  /** Request pieces by their place and the hash of their bytes: resent history is never parsed or scanned again. */
   readonly pieces = new Lru<PieceOutcome>(50_000);
   /**
    * Header names and values, whatever their length: nearly all of them repeat on every request of every session
@@ -431,9 +431,13 @@ export class ExchangeRedaction {
       b.text(this.maskPiece(req, start, end, elements, firstIndex, path).text);
       return;
     }
-    // Resent history: the previous body's entry knows what masking made of it; else a piece seen in another body.
-    const entry = req.piece(start, end);
-    const seen = entry.outcome ?? this.pieces.get(entry.key);
+    // Resent history: the previous body's entry knows what masking made of it; else a piece seen in another body at
+    // the same place (masking depends on the place as well as the bytes: `paths` rules, a member's key, the paths of
+    // findings).
+    const place = elements ? `messages[${firstIndex}+${elements.length}]` : JSON.stringify(path);
+    const entry = req.piece(start, end, place);
+    const cacheKey = `${place}\0${entry.key}`;
+    const seen = entry.outcome ?? this.pieces.get(cacheKey);
     if (seen && b.isKnown(seen.hash)) {
       this.note(seen.findings, 'request.body');
       b.ref(seen.hash);
@@ -442,7 +446,7 @@ export class ExchangeRedaction {
     }
     const { text: masked, findings, changed } = this.maskPiece(req, start, end, elements, firstIndex, path);
     const outcome = { hash: changed ? sha256Hex(masked) : entry.key, findings };
-    this.pieces.set(entry.key, outcome);
+    this.pieces.set(cacheKey, outcome);
     entry.outcome = outcome;
     b.ref(outcome.hash, changed ? Buffer.from(masked) : req.raw.subarray(start, end));
   }

@@ -25,6 +25,8 @@ function looksLikeJson(body: Buffer): boolean {
  */
 export interface PieceEntry {
   readonly length: number;
+  /** Where in the body it is (a member's key, a range of messages): masking depends on it (`paths` rules, keys). */
+  readonly place: string;
   readonly key: string;
   outcome?: { readonly hash: string; readonly findings: readonly MaskFinding[] };
 }
@@ -94,10 +96,11 @@ export class RequestBody {
   }
 
   /**
-   * The piece of bytes [start, end): the previous body's entry when they lie in the bytes the two share and it stored
-   * the same piece (its key and masking outcome come with it), else a new entry, hashed. Remembered for the next body.
+   * The piece of bytes [start, end) at `place`: the previous body's entry when they lie in the bytes the two share and
+   * it stored the same piece at the same place (its key and masking outcome come with it), else a new entry, hashed.
+   * Remembered for the next body.
    */
-  piece(start: number, end: number): PieceEntry {
+  piece(start: number, end: number, place: string): PieceEntry {
     let entry: PieceEntry | undefined;
     const e = this.earlier;
     if (e) {
@@ -106,9 +109,9 @@ export class RequestBody {
       if (end <= e.prefix) shift = 0;
       else if (e.suffix > 0 && start >= this.raw.length - e.suffix) shift = this.raw.length - e.raw.length;
       const known = shift === undefined ? undefined : e.pieces.get(start - shift);
-      if (known?.length === end - start) entry = known;
+      if (known?.length === end - start && known.place === place) entry = known;
     }
-    entry ??= { length: end - start, key: sha256Hex(this.raw.subarray(start, end)) };
+    entry ??= { length: end - start, place, key: sha256Hex(this.raw.subarray(start, end)) };
     this.pieces.set(start, entry);
     return entry;
   }

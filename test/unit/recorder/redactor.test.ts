@@ -322,3 +322,66 @@ describe('ExchangeRedaction.requestBody of a conversation, following its previou
     expect(JSON.stringify(followed)).not.toContain(SECRET);
   });
 });
+
+describe('ExchangeRedaction.requestBody of a piece seen before at another place', () => {
+  /** The stored text and findings of `bodies` in turn, as one conversation (or each in a session of its own). */
+  function storedTurns(
+    config: object,
+    bodies: object[],
+    conversation: boolean,
+  ): Array<{ text: string; paths: string[] }> {
+    const redactor = new Redactor(maskingConfigSchema.parse(config));
+    const known = new KnownBlobs();
+    const blobs = new Map<string, string>();
+    return bodies.map((body, i) => {
+      const req = new RequestBody(Buffer.from(JSON.stringify(body)), true);
+      const key = conversation ? 'one' : `session-${i}`;
+      const previous = redactor.previousBody(key);
+      if (previous) req.follow(previous);
+      const r = redactor.begin(key);
+      const out = r.requestBody(req, known);
+      redactor.rememberBody(key, req.layout());
+      for (const b of out.blobs) {
+        known.add(b.hash);
+        blobs.set(b.hash, b.data.toString());
+      }
+      const text = out.body.parts.map((p) => (typeof p === 'string' ? p : blobs.get(p.$blob)!)).join('');
+      return { text, paths: (r.summary()?.findings ?? []).map((f) => `${f.type} ${f.path}`) };
+    });
+  }
+
+  const LONG = `internal system prompt: confidential ${'x'.repeat(400)}`;
+
+  it.each([true, false])(
+    'masks a value under a masked path, though seen unmasked elsewhere (one conversation: %s)',
+    (one) => {
+      // Went wrong: what masking made of a piece was remembered by its bytes alone, so the same text first seen under an
+      // unmasked key was later stored unmasked under a `paths` rule's key, with no finding.
+      const [, second] = storedTurns(
+        { paths: ['$.system'] },
+        [
+          { model: 'm', note: LONG, messages: [{ role: 'user', content: 'hi' }] },
+          { model: 'm', system: LONG, messages: [{ role: 'user', content: 'hi' }] },
+        ],
+        one,
+      );
+      expect(JSON.parse(second!.text).system).toBe('[REDACTED:path]');
+      expect(second!.paths).toEqual(['path request.body.system']);
+    },
+  );
+
+  it('masks a message under a path rule for its index, though seen at another index before', () => {
+    const big = { role: 'user', content: `the plan: ${'y'.repeat(5000)}` };
+    const [first, second] = storedTurns(
+      { paths: ['$.messages[2].content'] },
+      [
+        { model: 'm', messages: [{ role: 'user', content: 'a' }, big] },
+        { model: 'm', messages: [{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }, big] },
+      ],
+      true,
+    );
+    expect(JSON.parse(first!.text).messages[1].content).toBe(big.content);
+    expect(JSON.parse(second!.text).messages[2].content).toBe('[REDACTED:path]');
+    expect(second!.paths).toEqual(['path request.body.messages[2].content']);
+  });
+});
