@@ -119,7 +119,7 @@ export function decodeCursor(cursor: string): { lastAt: number; id: string } {
   const text = Buffer.from(cursor, 'base64url').toString();
   const i = text.indexOf(':');
   const lastAt = Number(text.slice(0, i));
-  if (i <= 0 || !Number.isFinite(lastAt) || encodeCursor(lastAt, text.slice(i + 1)) !== cursor) {
+  if (i <= 0 || !Number.isSafeInteger(lastAt) || encodeCursor(lastAt, text.slice(i + 1)) !== cursor) {
     throw new VigilError('BAD_REQUEST', 'cursor: not a cursor from this list (pass next_cursor as it was given)');
   }
   return { lastAt, id: text.slice(i + 1) };
