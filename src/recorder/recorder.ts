@@ -318,8 +318,9 @@ export class Recorder {
       const request = records.find((r) => r.kind === 'exchange.request');
       if (!request) continue;
       // Another gateway sharing the store may be serving this exchange right now: only a dead writer's are cut.
+      // (A store that cannot tell now, answering undefined, is taken to mean it may be: nothing is cut.)
       let alive = live.get(request.chain);
-      if (alive === undefined) live.set(request.chain, (alive = await this.store.chainIsLive(request.chain)));
+      if (alive === undefined) live.set(request.chain, (alive = (await this.store.chainIsLive(request.chain)) ?? true));
       if (alive) continue;
       recovered++;
       const req = JSON.parse(request.data) as ExchangeRequestData;

@@ -617,8 +617,11 @@ export interface AuditStore {
    * signal only shortens the wait. Returns the unsubscribe function.
    */
   onAppended?(kindPrefix: string, listener: () => void): () => void;
-  /** Whether the process that writes `chain` is still running (so its open exchanges are not interrupted). */
-  chainIsLive(chain: string): Promise<boolean>;
+  /**
+   * Whether the process that writes `chain` is still running (so its open exchanges are not interrupted); undefined
+   * when the store cannot tell now (PostgreSQL, while its lock connection is being made again).
+   */
+  chainIsLive(chain: string): Promise<boolean | undefined>;
 
   /**
    * Append one record built from this chain's tip at the moment of appending, in the same transaction (a signed

@@ -41,11 +41,11 @@ export class DigestWatch {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> = Promise.resolve();
   /**
-   * Chains whose writer was seen stopped. A chain's writer never comes back (each process writes a chain of its own),
-   * so this is asked once per chain — and a chain seen stopped is not taken for running while the store cannot tell
-   * (PostgreSQL answers "running" while its lock connection is being made again).
+   * Chains whose writer was seen stopped, and when. A stopped writer never comes back (each process writes a chain of
+   * its own), but a running one can look stopped for a moment (its lock connection being made again): so the answer
+   * is asked again once it is `overdueAfterMs` old, which bounds how late a writer that then stops signing is found.
    */
-  private readonly stopped = new Set<string>();
+  private readonly stopped = new Map<string, number>();
   /** Runs already alerted: `<chain>#<first undigested chain_seq>`. */
   private readonly alerted = new Set<string>();
   private last: DigestWatchStatus = { checkedAt: null, overdue: [], undigested: [] };
@@ -94,7 +94,7 @@ export class DigestWatch {
     const found: Array<{ readonly overdue: OverdueDigest; readonly writerRunning: boolean }> = [];
     const undigested: Array<{ chain: string; ms: number }> = [];
     for (const tail of await this.store.undigestedTails()) {
-      const writerRunning = await this.writerRunning(tail.chain);
+      const writerRunning = await this.writerRunning(tail.chain, now);
       const end = writerRunning ? Math.max(now, tail.to.at) : tail.to.at;
       const overdue = judgeTail(tail, end, afterMs);
       if (overdue) found.push({ overdue, writerRunning });
@@ -110,12 +110,18 @@ export class DigestWatch {
     return this.last;
   }
 
-  private async writerRunning(chain: string): Promise<boolean> {
+  /**
+   * Whether `chain`'s writer runs. When the store cannot tell now, it is judged by its records alone (as a stopped
+   * one): a chain that stopped long ago must not be measured up to now and raise a false alarm meanwhile.
+   */
+  private async writerRunning(chain: string, now: number): Promise<boolean> {
     if (chain === this.store.chainId) return true;
-    if (this.stopped.has(chain)) return false;
+    const seen = this.stopped.get(chain);
+    if (seen !== undefined && now - seen < this.options.overdueAfterMs) return false;
     const live = await this.store.chainIsLive(chain);
-    if (!live) this.stopped.add(chain);
-    return live;
+    if (live === false) this.stopped.set(chain, now);
+    else this.stopped.delete(chain);
+    return live === true;
   }
 
   /** Appends a `digest.overdue` record for each run not yet alerted, here or (as the ledger says) elsewhere. */

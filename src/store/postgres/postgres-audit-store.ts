@@ -832,9 +832,10 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   /** A chain's writer holds an advisory lock on it while it runs; if we can take the lock, the writer is gone. */
-  async chainIsLive(chain: string): Promise<boolean> {
+  async chainIsLive(chain: string): Promise<boolean | undefined> {
     if (chain === this.chainId) return true;
-    if (!this.locks) return true;
+    // The lock connection is being made again: which chains' writers run cannot be told until it is back.
+    if (!this.locks) return undefined;
     const res = await this.locks.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', [
       CHAIN_LOCK_CLASS,
       chain,

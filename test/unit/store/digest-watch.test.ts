@@ -10,6 +10,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { auditEventOf } from '../../../src/export/record-events.js';
 import { Metrics } from '../../../src/observability/metrics.js';
@@ -18,7 +19,7 @@ import type { DigestOverdueData } from '../../../src/store/digest-overdue.js';
 import { DigestWatch } from '../../../src/store/digest-watch.js';
 import { Digester } from '../../../src/store/digests.js';
 import { SigningKey } from '../../../src/store/signing-key.js';
-import { createStoreFixture, storeKinds, type StoreFixture } from '../../support/stores.js';
+import { createStoreFixture, POSTGRES_TEST_URL, storeKinds, type StoreFixture } from '../../support/stores.js';
 
 const MIN = 60_000;
 const AFTER = 3 * MIN;
@@ -217,6 +218,65 @@ describe.each(storeKinds())('DigestWatch on %s', (kind) => {
       const w = watch();
       expect((await w.check()).overdue.map((o) => [o.chain, o.undigestedMs])).toEqual([[peer.chainId, AFTER + 1]]);
       expect((await alertsIn(gateway)).map((a) => a.data.writerRunning)).toEqual([true]);
+    });
+
+    /** The chain-lock key PostgreSQL writers hold while they run (postgres-audit-store.ts CHAIN_LOCK_CLASS). */
+    const CHAIN_LOCK = 0x56474c31;
+    const lockBackend = async (chain: string): Promise<number | undefined> =>
+      (
+        await fixture.sql(
+          `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid = ${CHAIN_LOCK}::int4::oid
+             AND objid = hashtext('${chain}')::oid AND granted`,
+        )
+      )[0]?.pid as number | undefined;
+
+    it('raises no alarm while it cannot tell which writers run (its lock connection being made again)', async () => {
+      // Went wrong: while this gateway's lock connection was being made again, every chain was taken for running, so
+      // one that stopped an hour ago was measured up to now and alerted (writerRunning: true).
+      const old = await fixture.open();
+      await note(old, t0 - 60 * MIN);
+      await note(old, t0 - 60 * MIN + 10_000);
+      await old.close();
+      // This gateway's lock session is cut, and someone else takes its chain lock first: it cannot take it back.
+      const taker = new pg.Client({ connectionString: POSTGRES_TEST_URL });
+      await taker.connect();
+      try {
+        const pid = await lockBackend(gateway.chainId);
+        const taken = taker.query('SELECT pg_advisory_lock($1, hashtext($2))', [CHAIN_LOCK, gateway.chainId]);
+        await new Promise((r) => setTimeout(r, 200));
+        await fixture.sql(`SELECT pg_terminate_backend(${pid})`);
+        await taken;
+        await new Promise((r) => setTimeout(r, 300));
+        expect(await gateway.chainIsLive(old.chainId)).toBeUndefined();
+        const found = await watch().check();
+        expect(found.overdue).toEqual([]);
+        expect(await alertsIn(gateway)).toEqual([]);
+      } finally {
+        await taker.end();
+      }
+    });
+
+    it('asks again whether a writer seen stopped runs, and then finds it overdue', async () => {
+      // Went wrong: one look that found a running writer's lock free (its connection being made again) counted it as
+      // stopped for good; when it then stopped signing, no peer ever raised the alarm. Here the writer's lock is free
+      // at the first look, and held again (as a writer whose connection came back holds it) at the next.
+      const peer = await fixture.open();
+      await note(peer, t0);
+      await peer.close();
+      const w = watch();
+      now = t0 + 1000;
+      expect((await w.check()).overdue).toEqual([]);
+      const writer = new pg.Client({ connectionString: POSTGRES_TEST_URL });
+      await writer.connect();
+      try {
+        await writer.query('SELECT pg_advisory_lock($1, hashtext($2))', [CHAIN_LOCK, peer.chainId]);
+        now = t0 + AFTER + 2000;
+        const later = await w.check();
+        expect(later.overdue.map((o) => o.chain)).toContain(peer.chainId);
+        expect((await alertsIn(gateway)).find((x) => x.data.chain === peer.chainId)?.data.writerRunning).toBe(true);
+      } finally {
+        await writer.end();
+      }
     });
   }
 });
