@@ -8,7 +8,6 @@
  * proxy verifies callers, so groups and self-approval are judged on a proven identity. Without identity configured
  * (a single-machine setup, reachable on loopback only) the approver is the local OS user, `cli:<user>`.
  */
-import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load-config.js';
 import type { VigilConfig } from '../config/config-schema.js';
@@ -18,6 +17,7 @@ import { ApprovalCoordinator, ApprovalRefused, type Approver, type ApprovalView 
 import { signChain } from '../store/ledger-upkeep.js';
 import { openStore } from '../store/open-store.js';
 import { recordCliRead } from './cli-reads.js';
+import { cliActor } from './ledger-commands.js';
 
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -35,8 +35,7 @@ function usage(): never {
 /** The approver: a verified OIDC token when identity is configured, else the local OS user. */
 async function approverFor(config: VigilConfig, token: string | undefined): Promise<Approver> {
   if (config.identity.oidc.length === 0) {
-    const name = process.env.USER ?? process.env.LOGNAME ?? userInfo().username;
-    return { method: 'local_user', subject: `cli:${name}` };
+    return { method: 'local_user', subject: cliActor() };
   }
   if (!token) {
     throw new VigilError(

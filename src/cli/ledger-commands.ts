@@ -7,6 +7,7 @@
  *   vigil keys public [--out FILE]                           the public half of the ledger signing key
  * Each takes --config FILE or --data-dir DIR. Commands that write sign their chain (a digest) before they exit.
  */
+import { userInfo } from 'node:os';
 import { writeFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { loadConfig } from '../config/load-config.js';
@@ -31,7 +32,21 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[]
 }
 
 /** Who ran the command, as recorded on the ledger. */
-export const cliActor = (): string => `cli:${process.env.USER ?? process.env.LOGNAME ?? 'unknown'}`;
+/**
+ * Who runs a CLI command, as `cli:<user>`: the same for every command (a key's owner is compared with its approvers),
+ * from USER or LOGNAME, else the OS account (cron, containers and systemd units often set neither).
+ */
+export function cliActor(): string {
+  let name = process.env.USER ?? process.env.LOGNAME;
+  if (!name) {
+    try {
+      name = userInfo().username;
+    } catch {
+      name = `uid-${process.getuid?.() ?? 'unknown'}`;
+    }
+  }
+  return `cli:${name}`;
+}
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 

@@ -5,7 +5,7 @@
  * runs from dist/, as users run it).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
 import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -200,6 +200,45 @@ describe('approvals through a running gateway', () => {
     });
     const byBob = await vigil(['approvals', 'approve', held.id, '--data-dir', h.dataDir], { USER: 'bob' });
     expect(byBob).toMatchObject({ code: 0 });
+    expect((await call).status).toBe(200);
+  }, 60_000);
+
+  it('with neither USER nor LOGNAME set (cron, containers), the key’s owner still cannot approve its calls', async () => {
+    // Went wrong: `keys create` fell back to cli:unknown, `approvals approve` to the OS account, so the owner did not
+    // match and approved the calls of their own key.
+    const noUser = { USER: undefined, LOGNAME: undefined };
+    const created = await vigil(['keys', 'create', '--name', 'cron-agent', '--data-dir', h.dataDir], noUser);
+    expect(created.code).toBe(0);
+    const call = fetch(`${h.url}/c/review/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+        'x-api-key': created.stdout.trim(),
+      },
+      body: JSON.stringify({
+        model: 'claude-haiku-4-5',
+        max_tokens: 50,
+        tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
+        messages: [{ role: 'user', content: 'clean up the release branch' }],
+      }),
+    });
+    let held: ListedApproval | undefined;
+    while (!held) {
+      const r = await vigil(['approvals', 'list', '--json', '--data-dir', h.dataDir]);
+      held = (JSON.parse(r.stdout) as { approvals: ListedApproval[] }).approvals.find(
+        (a) => a.caller.subject === 'cron-agent',
+      );
+      if (!held) await new Promise((res) => setTimeout(res, 100));
+    }
+    const byOwner = await vigil(['approvals', 'approve', held.id, '--data-dir', h.dataDir], noUser);
+    expect(byOwner).toMatchObject({
+      code: 1,
+      stderr: `vigil: cli:${userInfo().username} made this call and cannot approve it: someone else must\n`,
+    });
+    expect(await vigil(['approvals', 'approve', held.id, '--data-dir', h.dataDir], { USER: 'bob' })).toMatchObject({
+      code: 0,
+    });
     expect((await call).status).toBe(200);
   }, 60_000);
 
