@@ -24,8 +24,8 @@ type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 const USAGE = `usage:
   vigil approvals list [--all] [--json]                 held calls waiting for a decision (--all: the last 24 h)
   vigil approvals show <id> [--json]
-  vigil approvals approve <id> [--reason TEXT] [--grant MINUTES]
-  vigil approvals deny <id> --reason TEXT
+  vigil approvals approve <id> [--reason TEXT] [--grant MINUTES] [--json]
+  vigil approvals deny <id> --reason TEXT [--json]
 options: --config FILE | --data-dir DIR; --token JWT (or VIGIL_TOKEN) when identity.oidc is configured`;
 
 function usage(): never {

@@ -77,11 +77,14 @@ commands:
   keys list                  list gateway keys
   keys revoke NAME           revoke a key (takes effect on the next request)
   approvals list [--all]     calls held for approval (see README, "Approvals")
+  approvals show ID          one held call, waiting or decided: caller, rule, why, prompt excerpt, decisions
   approvals approve ID [--reason TEXT] [--grant MINUTES]
   approvals deny ID --reason TEXT
                              decide a held call (--token or VIGIL_TOKEN: your OIDC token when identity is configured)
   keys public [--out FILE]   print the public half of the ledger signing key (for verify --public-key)
-  store grants --role ROLE   print the SQL that lets a PostgreSQL role append and read, never change or delete
+  store grants --role ROLE [--schema NAME | --config FILE]
+                             print the SQL that lets a PostgreSQL role append and read, never change or delete
+                             (schema: --schema, else the config's store.postgres.schema, else public)
   replay serve --session ID [--listen HOST:PORT] [--speed 1|0]
                              answer a client from a recorded session, without calling Claude (default 127.0.0.1:8090)
   replay resend EXCHANGE-ID --connection NAME
