@@ -67,7 +67,8 @@ export function loadConfig(overrides: ConfigOverrides = {}): VigilConfig {
   }
 
   if (overrides.listen !== undefined) input.listen = overrides.listen;
-  if (overrides.dataDir !== undefined) input.data_dir = overrides.dataDir;
+  // A path given on the command line is relative to where the command runs, not to the config file's folder.
+  if (overrides.dataDir !== undefined) input.data_dir = path.resolve(overrides.dataDir);
   if (overrides.upstream !== undefined) {
     const conns = Array.isArray(input.connections) ? (input.connections as Array<Record<string, unknown>>) : [];
     if (conns.length === 0) {

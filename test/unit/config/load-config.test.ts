@@ -55,6 +55,15 @@ describe('config', () => {
     expect(c.data_dir).toBe('/tmp/x');
   });
 
+  it('--data-dir is relative to where the command runs; data_dir in a file, to the file', () => {
+    // Went wrong: `--data-dir ./x --config /etc/vigil.yaml` opened /etc/x.
+    const dir = tempDir();
+    const file = path.join(dir, 'vigil.yaml');
+    writeFileSync(file, 'data_dir: ./from-file\nconnections:\n  - name: a\n    credential: { env: K }\n');
+    expect(loadConfig({ configFile: file }).data_dir).toBe(path.join(dir, 'from-file'));
+    expect(loadConfig({ configFile: file, dataDir: './from-flag' }).data_dir).toBe(path.resolve('from-flag'));
+  });
+
   it('reports every problem with its path, naming the connection, with hints for renamed keys', () => {
     expect(
       problems({
