@@ -184,7 +184,7 @@ export class Recorder {
     const model = typeof modelField === 'string' ? modelField : null;
     let redaction = input.redactor.begin(session.id);
     // In flight from here, whatever is kept of it (even nothing, `off`): shutdown waits for it.
-    const recording = (lastRequestMessage: unknown): ExchangeRecording => {
+    const recording = (turnMessages: readonly unknown[]): ExchangeRecording => {
       const rec = new ExchangeRecording(
         this,
         input.exchangeId,
@@ -195,12 +195,12 @@ export class Recorder {
         input.connection,
         redaction,
         input.level,
-        lastRequestMessage,
+        turnMessages,
       );
       this.active.add(rec);
       return rec;
     };
-    if (input.level === 'off') return recording(undefined);
+    if (input.level === 'off') return recording([]);
     const full = input.level === 'full';
     let stored = full ? storedRequest(redaction, body, this.known) : undefined;
     input.redactor.rememberBody(conversation, body.layout());
@@ -259,7 +259,7 @@ export class Recorder {
         'recording failed; forwarding anyway (best_effort)',
       );
     }
-    return recording(stored?.lastMessage);
+    return recording(stored?.turnMessages ?? []);
   }
 
   /**
@@ -389,8 +389,8 @@ export class ExchangeRecording {
     private readonly connection: string,
     private readonly redaction: ExchangeRedaction,
     readonly level: RecordingLevel,
-    /** The request's last message as stored (masked), for the search index. */
-    private readonly lastRequestMessage: unknown,
+    /** The turn's new messages as stored (masked), for the search index. */
+    private readonly turnMessages: readonly unknown[],
   ) {}
 
   responseStarted(status: number, headers: Record<string, string | string[] | undefined>): void {
@@ -620,7 +620,7 @@ export class ExchangeRecording {
     this.announce(outcome, model, data.timing.durationMs, usage);
     const searchText: SearchText[] = [];
     if (full) {
-      const text = searchTextOf(this.lastRequestMessage, message);
+      const text = searchTextOf(this.turnMessages, message);
       if (text) searchText.push({ exchangeId: this.id, text });
     }
     this.recorder.queue.enqueue(records, blobs, searchText);
