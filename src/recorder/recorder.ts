@@ -500,9 +500,13 @@ export class ExchangeRecording {
     this.end(outcome, error);
   }
 
-  /** The exchange ended abnormally. */
-  fail(outcome: Outcome, error: { type: string; message: string }): void {
-    this.end(outcome, error);
+  /**
+   * The exchange ended abnormally. `sentStatus`: the status the gateway answered the client with itself, when it
+   * refused or failed the call before upstream answered (a deny rule's 403, an unreachable upstream's 502); recorded as
+   * the response's status, since that is what the client received. None when the client received nothing (it left).
+   */
+  fail(outcome: Outcome, error: { type: string; message: string }, sentStatus: number | null = null): void {
+    this.end(outcome, error, sentStatus);
   }
 
   /**
@@ -533,7 +537,7 @@ export class ExchangeRecording {
     } satisfies ExchangeCompleted);
   }
 
-  private end(outcome: Outcome, upstreamError: ExchangeResponseData['error']): void {
+  private end(outcome: Outcome, upstreamError: ExchangeResponseData['error'], sentStatus: number | null = null): void {
     if (this.done) return;
     this.done = true;
     this.detach?.();
@@ -598,7 +602,7 @@ export class ExchangeRecording {
     if (error) error = { type: error.type, message: this.redaction.text(error.message, 'response.error') };
     const masking = this.redaction.summary();
     const data: ExchangeResponseData = {
-      status: this.status,
+      status: this.status ?? sentStatus,
       headers: full ? this.headers : null,
       body,
       message: full ? message : null,
