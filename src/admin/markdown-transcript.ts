@@ -1,7 +1,7 @@
 /**
  * A session (or any set of exchanges) as a Markdown transcript: one section per exchange, with what the turn added
- * (the request's last message) and the answer (text, thinking, tool calls). Rendered one exchange at a time so an
- * export can stream.
+ * (the messages after the request's last assistant message) and the answer (text, thinking, tool calls). Rendered one
+ * exchange at a time so an export can stream.
  */
 import type { ExchangeView } from '../recorder/exchange-reader.js';
 import { contentBlocks as blocks, exchangeTurn, type ContentBlock as Block } from '../recorder/exchange-turn.js';
@@ -81,7 +81,7 @@ export function markdownExchange(x: ExchangeView, n: number): string {
       `${x.model ? ` · ${x.model}` : ''} → ${x.response.status ?? '–'} ${x.outcome}${usage}${duration}`,
   );
   const turn = exchangeTurn(x);
-  if (turn.input) out.push(`**${turn.input.role}:**`, turn.input.blocks.map(renderBlock).join('\n\n'));
+  for (const m of turn.input) out.push(`**${oneLine(m.role)}:**`, m.blocks.map(renderBlock).join('\n\n'));
   if (turn.output) out.push('**assistant:**', turn.output.map(renderBlock).join('\n\n'));
   if (x.response.error) out.push(`**Error** ${code(x.response.error.type)}: ${oneLine(x.response.error.message)}`);
   return `${out.join('\n\n')}\n\n`;

@@ -136,8 +136,11 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
     await signChain(config, store, { create: false });
     if (values.json) out.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
     else if (v.status === 'approved') {
+      // What a grant covers (README, "Approvals"): this caller on this connection's rule; an anonymous caller only in
+      // this session, since everyone on the machine is `anonymous`.
+      const scope = v.caller.method === 'anonymous' ? ` in session ${v.sessionId}` : ` on connection ${v.connection}`;
       out.stdout.write(
-        `approved ${v.id}: the call goes ahead${grantMinutes ? `; ${who(v.caller)} is not held on rule "${v.rule.name}" for ${grantMinutes} min` : ''}\n`,
+        `approved ${v.id}: the call goes ahead${grantMinutes ? `; ${who(v.caller)} is not held on rule "${v.rule.name}"${scope} for ${grantMinutes} min` : ''}\n`,
       );
     } else if (v.status === 'denied') out.stdout.write(`denied ${v.id}: the caller is told "${values.reason}"\n`);
     else

@@ -52,7 +52,7 @@ export function renderExchange(x: ExchangeView, i: number): string {
       `${x.model ? ` · ${x.model}` : ''} → ${x.response.status ?? '-'} ${x.outcome}${usage}${dur}`,
   );
   const turn = exchangeTurn(x);
-  if (turn.input) out.push(`  ${turn.input.role}:`, indent(turn.input.blocks.map(renderBlock).join('\n')));
+  for (const m of turn.input) out.push(`  ${m.role}:`, indent(m.blocks.map(renderBlock).join('\n')));
   if (turn.output) out.push('  assistant:', indent(turn.output.map(renderBlock).join('\n')));
   if (x.response.error) out.push(`  ! ${x.response.error.type}: ${x.response.error.message}`);
   out.push('');

@@ -252,20 +252,22 @@ export class ProxyServer {
       return;
     }
     if (dlp !== null) {
-      rec.fail('gateway_error', { type: 'dlp_blocked', message: dlp.message });
+      rec.fail('gateway_error', { type: 'dlp_blocked', message: dlp.message }, dlp.status);
       return this.sendError(res, rec.id, dlp);
     }
     if (connection.credentialProblem !== null) {
       const err = new VigilError('NO_CREDENTIAL', connection.credentialProblem);
-      rec.fail('gateway_error', { type: err.type, message: err.message });
+      rec.fail('gateway_error', { type: err.type, message: err.message }, err.status);
       return this.sendError(res, exchangeId, err);
     }
     if (verdict?.action === 'deny') {
-      rec.fail('gateway_error', {
-        type: 'approval_rule_denied',
-        message: `rule "${verdict.rule.name}": ${verdict.message}`,
-      });
-      return this.sendError(res, rec.id, new VigilError('NOT_ALLOWED', verdict.message));
+      const err = new VigilError('NOT_ALLOWED', verdict.message);
+      rec.fail(
+        'gateway_error',
+        { type: 'approval_rule_denied', message: `rule "${verdict.rule.name}": ${verdict.message}` },
+        err.status,
+      );
+      return this.sendError(res, rec.id, err);
     }
     res.off('close', onEarlyClose);
     if (verdict?.action === 'hold' && !(await this.awaitApproval(res, connection, principal, request, rec, verdict)))
@@ -288,7 +290,7 @@ export class ProxyServer {
   ): Promise<boolean> {
     const rule = verdict.rule.name;
     const refuse = (type: string, err: VigilError): false => {
-      rec.fail('gateway_error', { type, message: err.message });
+      rec.fail('gateway_error', { type, message: err.message }, err.status);
       this.sendError(res, rec.id, err);
       return false;
     };
@@ -349,7 +351,7 @@ export class ProxyServer {
           ),
         );
       }
-      case 'cancelled':
+      case 'cancelled': {
         if (clientGone.signal.aborted) {
           rec.fail('client_aborted', {
             type: 'client_aborted',
@@ -358,12 +360,15 @@ export class ProxyServer {
           return false;
         }
         // The gateway is stopping: a retry (the SDKs retry 503) lands on a gateway that is not.
-        rec.fail('interrupted', {
-          type: 'interrupted',
-          message: 'the gateway shut down while the call was held for approval',
-        });
-        this.sendError(res, rec.id, new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry'));
+        const err = new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry');
+        rec.fail(
+          'interrupted',
+          { type: 'interrupted', message: 'the gateway shut down while the call was held for approval' },
+          err.status,
+        );
+        this.sendError(res, rec.id, err);
         return false;
+      }
     }
   }
 
@@ -407,7 +412,7 @@ export class ProxyServer {
       if (finished) return;
       finished = true;
       const e = upstreamError(err, connection.name);
-      rec.fail('gateway_error', { type: e.type, message: e.message });
+      rec.fail('gateway_error', { type: e.type, message: e.message }, e.status);
       this.deps.log.warn({ err, exchangeId: rec.id, connection: connection.name }, 'upstream request failed');
       return this.sendError(res, rec.id, e);
     }

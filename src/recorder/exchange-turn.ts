@@ -1,6 +1,7 @@
 /**
- * What one exchange added to a conversation, for transcripts: the turn's new input (the request's last message) and
- * the answer's content blocks. Shared by the CLI's plain transcript and the admin API's Markdown export.
+ * What one exchange added to a conversation, for transcripts: the turn's new input (every message after the request's
+ * last assistant message) and the answer's content blocks. Shared by the CLI's plain transcript and the admin API's
+ * Markdown export.
  */
 import type { ExchangeView } from './exchange-reader.js';
 
@@ -20,18 +21,47 @@ export function contentBlocks(content: unknown): ContentBlock[] {
   return Array.isArray(content) ? (content as ContentBlock[]) : [];
 }
 
+export interface TurnMessage {
+  readonly role: string;
+  readonly blocks: ContentBlock[];
+}
+
 export interface ExchangeTurn {
-  readonly input: { readonly role: string; readonly blocks: ContentBlock[] } | null;
+  /**
+   * The messages this turn added, in order: those after the last assistant message (all of them when there is none).
+   * More than one on a first turn shaped like Claude Code's, where the user's prompt is followed by a message carrying
+   * the environment; the tool results sent back after an assistant's tool calls otherwise; a prefill the client wrote
+   * comes last. Empty when the request carries no messages.
+   */
+  readonly input: readonly TurnMessage[];
   /** The answer's blocks; null when there is no message (an error, or metadata-only recording). */
   readonly output: ContentBlock[] | null;
 }
 
+/**
+ * The messages a request added to its conversation: those after its last assistant message, or all of them when it
+ * has none. (The last message alone is not the turn: Claude Code's first request puts the environment after the
+ * user's prompt.) An assistant message that ends the request is a prefill the client wrote, part of its turn: the
+ * turn then starts after the assistant message before it.
+ */
+export function newMessages<M>(messages: readonly M[], roleOf: (m: M) => unknown): M[] {
+  let end = messages.length;
+  while (end > 0 && roleOf(messages[end - 1]!) === 'assistant') end--;
+  let start = end;
+  while (start > 0 && roleOf(messages[start - 1]!) !== 'assistant') start--;
+  return messages.slice(start);
+}
+
 export function exchangeTurn(x: ExchangeView): ExchangeTurn {
-  const body = x.request.body as { messages?: Array<{ role?: string; content?: unknown }> } | null;
-  const last = body?.messages?.at(-1);
+  const body = x.request.body as { messages?: unknown } | null;
+  const messages = Array.isArray(body?.messages) ? (body.messages as unknown[]) : [];
+  const input = newMessages(messages, (m) => (m as { role?: unknown } | null)?.role).map((m) => {
+    const msg = (typeof m === 'object' && m !== null ? m : {}) as { role?: unknown; content?: unknown };
+    return { role: typeof msg.role === 'string' ? msg.role : 'user', blocks: contentBlocks(msg.content) };
+  });
   const message = (x.response.message ?? x.response.body) as { content?: unknown; type?: string } | null;
   return {
-    input: last ? { role: last.role ?? 'user', blocks: contentBlocks(last.content) } : null,
+    input,
     output:
       message && message.type !== 'error' && message.content !== undefined ? contentBlocks(message.content) : null,
   };

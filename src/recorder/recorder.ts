@@ -184,7 +184,7 @@ export class Recorder {
     const model = typeof modelField === 'string' ? modelField : null;
     let redaction = input.redactor.begin(session.id);
     // In flight from here, whatever is kept of it (even nothing, `off`): shutdown waits for it.
-    const recording = (lastRequestMessage: unknown): ExchangeRecording => {
+    const recording = (turnMessages: readonly unknown[]): ExchangeRecording => {
       const rec = new ExchangeRecording(
         this,
         input.exchangeId,
@@ -195,12 +195,12 @@ export class Recorder {
         input.connection,
         redaction,
         input.level,
-        lastRequestMessage,
+        turnMessages,
       );
       this.active.add(rec);
       return rec;
     };
-    if (input.level === 'off') return recording(undefined);
+    if (input.level === 'off') return recording([]);
     const full = input.level === 'full';
     let stored = full ? storedRequest(redaction, body, this.known) : undefined;
     input.redactor.rememberBody(conversation, body.layout());
@@ -259,7 +259,7 @@ export class Recorder {
         'recording failed; forwarding anyway (best_effort)',
       );
     }
-    return recording(stored?.lastMessage);
+    return recording(stored?.turnMessages ?? []);
   }
 
   /**
@@ -390,8 +390,8 @@ export class ExchangeRecording {
     private readonly connection: string,
     private readonly redaction: ExchangeRedaction,
     readonly level: RecordingLevel,
-    /** The request's last message as stored (masked), for the search index. */
-    private readonly lastRequestMessage: unknown,
+    /** The turn's new messages as stored (masked), for the search index. */
+    private readonly turnMessages: readonly unknown[],
   ) {}
 
   responseStarted(status: number, headers: Record<string, string | string[] | undefined>): void {
@@ -501,9 +501,13 @@ export class ExchangeRecording {
     this.end(outcome, error);
   }
 
-  /** The exchange ended abnormally. */
-  fail(outcome: Outcome, error: { type: string; message: string }): void {
-    this.end(outcome, error);
+  /**
+   * The exchange ended abnormally. `sentStatus`: the status the gateway answered the client with itself, when it
+   * refused or failed the call before upstream answered (a deny rule's 403, an unreachable upstream's 502); recorded as
+   * the response's status, since that is what the client received. None when the client received nothing (it left).
+   */
+  fail(outcome: Outcome, error: { type: string; message: string }, sentStatus: number | null = null): void {
+    this.end(outcome, error, sentStatus);
   }
 
   /**
@@ -534,7 +538,7 @@ export class ExchangeRecording {
     } satisfies ExchangeCompleted);
   }
 
-  private end(outcome: Outcome, upstreamError: ExchangeResponseData['error']): void {
+  private end(outcome: Outcome, upstreamError: ExchangeResponseData['error'], sentStatus: number | null = null): void {
     if (this.done) return;
     this.done = true;
     this.detach?.();
@@ -599,7 +603,7 @@ export class ExchangeRecording {
     if (error) error = { type: error.type, message: this.redaction.text(error.message, 'response.error') };
     const masking = this.redaction.summary();
     const data: ExchangeResponseData = {
-      status: this.status,
+      status: this.status ?? sentStatus,
       headers: full ? this.headers : null,
       body,
       message: full ? message : null,
@@ -621,7 +625,7 @@ export class ExchangeRecording {
     this.announce(outcome, model, data.timing.durationMs, usage);
     const searchText: SearchText[] = [];
     if (full) {
-      const text = searchTextOf(this.lastRequestMessage, message);
+      const text = searchTextOf(this.turnMessages, message);
       if (text) searchText.push({ exchangeId: this.id, text });
     }
     this.recorder.queue.enqueue(records, blobs, searchText);

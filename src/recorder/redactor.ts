@@ -34,6 +34,7 @@ import {
   type KnownBlobs,
 } from './body-splitter.js';
 import type { BodyLayout, PieceEntry, RequestBody } from './request-body.js';
+import { newMessages } from './exchange-turn.js';
 import { sha256Hex } from '../store/ledger.js';
 import type { SseEvent } from './sse-decoder.js';
 
@@ -346,20 +347,25 @@ export class ExchangeRedaction {
    * content-defined groups — as exact slices of what the client sent, each masked on its own; a piece seen before
    * (Claude Code resends the conversation every turn) costs one hash, or nothing when it lies in the bytes this body
    * shares with the previous one of its conversation (`RequestBody.follow`). Anything else goes through `body()`.
-   * Returns also the last message as stored (masked), for the search index.
+   * Returns also the turn's new messages as stored (masked), for the search index: those after the last assistant
+   * message (`newMessages`).
    */
   requestBody(
     req: RequestBody,
     known: KnownBlobs,
-  ): { body: StoredBody; blobs: readonly BlobWrite[]; lastMessage: unknown } {
+  ): { body: StoredBody; blobs: readonly BlobWrite[]; turnMessages: readonly unknown[] } {
     const members = req.members;
     if (!members) {
       const r = this.body(req.raw, req.json(), 'request.body', { known });
-      const messages = (r.json as { messages?: unknown[] } | undefined)?.messages;
-      return { body: r.body, blobs: r.blobs, lastMessage: Array.isArray(messages) ? messages.at(-1) : undefined };
+      const messages = (r.json as { messages?: unknown } | undefined)?.messages;
+      return {
+        body: r.body,
+        blobs: r.blobs,
+        turnMessages: Array.isArray(messages) ? newMessages(messages, roleOf) : [],
+      };
     }
     const b = new PartsBuilder(known);
-    let lastMessage: unknown;
+    let turnMessages: readonly unknown[] = [];
     let cursor = 0;
     const literal = (to: number): void => {
       if (to > cursor) b.text(this.text(req.slice(cursor, to), 'request.body'));
@@ -390,8 +396,7 @@ export class ExchangeRedaction {
             groupBytes = 0;
           }
         });
-        const lastEl = m.elements.at(-1);
-        if (lastEl) lastMessage = this.lastMessageOf(req.slice(lastEl[0], lastEl[1]), m.elements.length - 1);
+        turnMessages = this.turnMessagesOf(req, m.elements);
         literal(m.end);
       } else {
         this.piece(b, req, m.start, m.end, MIN_BLOB, undefined, 0, [m.key]);
@@ -400,11 +405,27 @@ export class ExchangeRedaction {
     }
     literal(req.raw.length);
     const out = b.done(req.raw.length);
-    return { body: out.body, blobs: out.blobs, lastMessage };
+    return { body: out.body, blobs: out.blobs, turnMessages };
   }
 
-  /** The last message as stored (masked), for the search index; its findings were noted with its piece. */
-  private lastMessageOf(elementText: string, index: number): unknown {
+  /**
+   * The turn's new messages as stored (masked), for the search index; their findings were noted with their pieces.
+   * Parsed from the end, only as far back as the assistant message the turn follows: the resent history is not.
+   */
+  private turnMessagesOf(req: RequestBody, elements: ReadonlyArray<readonly [number, number]>): unknown[] {
+    const parsed: unknown[] = [];
+    const at = (i: number): unknown => (parsed[i] ??= this.messageOf(req.slice(elements[i]![0], elements[i]![1]), i));
+    let end = elements.length;
+    while (end > 0 && roleOf(at(end - 1)) === 'assistant') end--;
+    let start = end;
+    while (start > 0 && roleOf(at(start - 1)) !== 'assistant') start--;
+    const out: unknown[] = [];
+    for (let i = start; i < elements.length; i++) out.push(at(i));
+    return out;
+  }
+
+  /** A message of the request as stored (masked); undefined when its text is no JSON. */
+  private messageOf(elementText: string, index: number): unknown {
     try {
       const value = JSON.parse(elementText) as unknown;
       return this.enabled ? this.masker.maskJson(value, ['messages', index], this.memo).value : value;
@@ -688,4 +709,8 @@ export function parseEventData(e: SseEvent): unknown {
   } catch {
     return undefined;
   }
+}
+
+function roleOf(message: unknown): unknown {
+  return typeof message === 'object' && message !== null ? (message as { role?: unknown }).role : undefined;
 }

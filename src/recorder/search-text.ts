@@ -1,6 +1,6 @@
 /**
- * What of an exchange goes into the full-text index: the turn's new input (the request's last message: the user's
- * prompt or the tool results sent back) and the response (text, thinking, tool calls). The resent history is left
+ * What of an exchange goes into the full-text index: the turn's new input (the messages after the request's last
+ * assistant message: the user's prompt, with the environment Claude Code sends after it, or the tool results sent back) and the response (text, thinking, tool calls). The resent history is left
  * out: it was indexed with the turn that added it. Input is already masked.
  */
 
@@ -30,11 +30,12 @@ function contentText(content: unknown, out: string[]): void {
   else blockText(content, out);
 }
 
-/** `lastRequestMessage`: the request's last message (the turn's new input), as stored. */
-export function searchTextOf(lastRequestMessage: unknown, responseMessage: unknown): string {
+/** `turnMessages`: the turn's new messages (`newMessages` of the request's), as stored. */
+export function searchTextOf(turnMessages: readonly unknown[], responseMessage: unknown): string {
   const out: string[] = [];
-  const last = lastRequestMessage as { content?: unknown } | null | undefined;
-  if (last && typeof last === 'object') contentText(last.content, out);
+  for (const m of turnMessages) {
+    if (m && typeof m === 'object') contentText((m as { content?: unknown }).content, out);
+  }
   const content = (responseMessage as { content?: unknown } | null | undefined)?.content;
   if (content !== undefined) contentText(content, out);
   const text = out.join('\n');

@@ -239,11 +239,13 @@ async function sendRecorded(
   }
 
   if (!(await wait(x.response.first_byte_ms ?? x.response.duration_ms))) return;
-  if (x.response.status === null) {
-    // The gateway answered itself (upstream unreachable, no credential …): give the recorded error back.
+  if (x.response.status === null || x.response.first_byte_ms === null) {
+    // The gateway answered itself (a deny rule, upstream unreachable, no credential …): give the recorded error back,
+    // with the status the client received (recordings made before that was kept have none).
     const type = (x.response.error?.type ?? 'api_error') as AnthropicErrorType;
     const message = x.response.error?.message ?? `the recorded exchange ended without a response (${x.outcome})`;
-    sendJson(res, ERROR_STATUS[type] ?? 502, anthropicErrorBody(type, message), { 'x-vigil-replay-of': x.id });
+    const status = x.response.status ?? ERROR_STATUS[type] ?? 502;
+    sendJson(res, status, anthropicErrorBody(type, message), { 'x-vigil-replay-of': x.id });
     return;
   }
   const body = x.response.body;

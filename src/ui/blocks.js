@@ -72,29 +72,43 @@ export function content(value) {
   return value == null ? h('p', { class: 'muted' }, 'No content.') : jsonBlock(value);
 }
 
-/** The turn a request added to the conversation: its last message (a user prompt or tool results). */
+/**
+ * The turn a request added to the conversation: every message after its last assistant message (all of them when
+ * there is none), in order — a user prompt, tool results, or (Claude Code's first turn) the prompt followed by a
+ * message carrying the environment. Mirrors `newMessages` in src/recorder/exchange-turn.ts.
+ */
 export function lastTurn(requestBody) {
   const messages = requestBody && typeof requestBody === 'object' ? requestBody.messages : undefined;
   if (!Array.isArray(messages) || messages.length === 0) {
     return h('p', { class: 'muted' }, 'This request carries no messages (see the exchange for its body).');
   }
-  const last = messages[messages.length - 1];
-  // The body is what the client sent, recorded as is: the last "message" may be null, a string, a list.
-  if (last == null || typeof last !== 'object' || Array.isArray(last)) {
+  // An assistant message that ends the request is a prefill the client wrote: part of the turn, as is what precedes it.
+  const isAssistant = (m) => Boolean(m) && m.role === 'assistant';
+  let end = messages.length;
+  while (end > 0 && isAssistant(messages[end - 1])) end--;
+  let first = end;
+  while (first > 0 && !isAssistant(messages[first - 1])) first--;
+  return messages.slice(first).map((m, i) => turnMessage(m, first + i + 1));
+}
+
+/** One message of a turn; `n` is its place in the request's messages, from 1. */
+function turnMessage(m, n) {
+  // The body is what the client sent, recorded as is: a "message" may be null, a string, a list.
+  if (m == null || typeof m !== 'object' || Array.isArray(m)) {
     return h(
       'div',
       { class: 'turn user' },
-      h('div', { class: 'role' }, `message ${messages.length}`),
+      h('div', { class: 'role' }, `message ${n}`),
       h('p', { class: 'muted' }, 'Not a message object: '),
-      jsonBlock(JSON.stringify(last) ?? String(last)),
+      jsonBlock(JSON.stringify(m) ?? String(m)),
     );
   }
-  const role = typeof last.role === 'string' ? last.role : 'user';
+  const role = typeof m.role === 'string' ? m.role : 'user';
   return h(
     'div',
     { class: `turn ${role === 'assistant' ? 'assistant' : 'user'}` },
-    h('div', { class: 'role' }, `${role} (message ${messages.length})`),
-    content(last.content),
+    h('div', { class: 'role' }, `${role} (message ${n})`),
+    content(m.content),
   );
 }
 

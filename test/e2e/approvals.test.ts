@@ -40,7 +40,9 @@ beforeAll(async () => {
         name: 'review',
         upstream,
         credential,
-        approvals: [{ name: 'shell access', action: 'hold', when: { tools_offered: ['Bash'] }, timeout: '60s' }],
+        approvals: [
+          { name: 'shell access', action: 'hold', when: { tools_offered: ['Bash'] }, timeout: '60s', grant: '30m' },
+        ],
       },
       {
         name: 'night',
@@ -127,7 +129,11 @@ describe('approvals through a running gateway', () => {
     ]);
     expect(approved.stderr).toBe('');
     expect(approved.code).toBe(0);
-    expect(approved.stdout).toContain(`approved ${held.id}: the call goes ahead`);
+    // A grant to an anonymous caller covers only the session it was given in: the message says so (it used to read
+    // as if every anonymous call were let through).
+    expect(approved.stdout).toBe(
+      `approved ${held.id}: the call goes ahead; anonymous is not held on rule "shell access" in session ${held.sessionId} for 10 min\n`,
+    );
 
     const messages = await run;
     expect(resultOf(messages)).toMatchObject({ subtype: 'success' });
@@ -198,8 +204,14 @@ describe('approvals through a running gateway', () => {
       code: 1,
       stderr: 'vigil: cli:alice made this call and cannot approve it: someone else must\n',
     });
-    const byBob = await vigil(['approvals', 'approve', held.id, '--data-dir', h.dataDir], { USER: 'bob' });
-    expect(byBob).toMatchObject({ code: 0 });
+    const byBob = await vigil(['approvals', 'approve', held.id, '--grant', '5', '--data-dir', h.dataDir], {
+      USER: 'bob',
+    });
+    expect(byBob, byBob.stderr).toMatchObject({ code: 0 });
+    // A key's grant is not limited to a session, but to the key on this connection's rule.
+    expect(byBob.stdout).toBe(
+      `approved ${held.id}: the call goes ahead; key:alice-agent is not held on rule "shell access" on connection review for 5 min\n`,
+    );
     expect((await call).status).toBe(200);
   }, 60_000);
 

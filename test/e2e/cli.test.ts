@@ -101,6 +101,79 @@ describe('vigil serve, sessions, verify', () => {
     expect(verified.stdout).toMatch(/^ok: \d+ records/);
   });
 
+  it('shows the whole first turn of a Claude Code session: the prompt, then the environment sent after it', async () => {
+    // Went wrong: a transcript showed only a request's last message as its turn. Claude Code's first request carries
+    // the user's prompt followed by a message with the environment, so `claude -p "say hi"` read as the environment
+    // text and then "Echo: say hi", the prompt itself missing (in `sessions show`, the Markdown export, the search
+    // index). Tool results sent back after a tool call must still read as their turn.
+    const dir = dataDir();
+    const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
+    const post = (messages: unknown[]) =>
+      fetch(`${gw.url}/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'x-api-key': CLIENT_KEY,
+          'anthropic-version': '2023-06-01',
+          'x-vigil-session': 'claude-code',
+        },
+        body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 100, messages }),
+      });
+    const environment = '# Environment\nWorking directory: /home/zanzibar/project';
+    const firstTurn = [
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'say hi' },
+          { type: 'text', text: '<system-reminder>The project is codenamed wombat.</system-reminder>' },
+        ],
+      },
+      { role: 'system', content: environment },
+    ];
+    const toolUse = { type: 'tool_use', id: 'toolu_1', name: 'Bash', input: { command: 'ls' } };
+    try {
+      expect((await post(firstTurn)).status).toBe(200);
+      const second = await post([
+        ...firstTurn,
+        { role: 'assistant', content: [toolUse] },
+        { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'README.md quokka.ts' }] },
+      ]);
+      expect(second.status).toBe(200);
+    } finally {
+      gw.child.kill('SIGTERM');
+      expect(await gw.exited).toBe(0);
+    }
+
+    const transcript = (await vigil(['sessions', 'show', 'claude-code', '--data-dir', dir])).stdout;
+    const [first, next] = transcript.split(/^── #2 /m);
+    expect(first).toMatch(
+      / {2}user:\n {4}say hi\n {4}<system-reminder>The project is codenamed wombat.<\/system-reminder>\n {2}system:\n {4}# Environment\n {4}Working directory: \/home\/zanzibar\/project\n {2}assistant:\n {4}Echo: say hi/,
+    );
+    // The second exchange's turn is the tool results alone: the history resent before them is not repeated.
+    expect(next).toMatch(/ {2}user:\n {4}← result README.md quokka.ts\n {2}assistant:/);
+    expect(next).not.toContain('say hi');
+
+    const md = (await vigil(['sessions', 'export', 'claude-code', '--format', 'markdown', '--data-dir', dir])).stdout;
+    const [mdFirst, mdNext] = md.split(/^## 2\. /m);
+    expect(mdFirst).toContain(
+      `**user:**\n\n> say hi\n\n> &lt;system-reminder&gt;The project is codenamed wombat.&lt;/system-reminder&gt;\n\n**system:**\n\n> # Environment\n> Working directory`,
+    );
+    expect(mdFirst).toContain('**assistant:**\n\n> Echo: say hi');
+    expect(mdNext).toContain('**user:**\n\n*Tool result*\n\n```\nREADME.md quokka.ts\n```');
+    expect(mdNext).not.toContain('say hi');
+
+    // The search index holds the turn's every new message, and not the history resent with later turns.
+    const hits = async (q: string) =>
+      (
+        JSON.parse((await vigil(['search', q, '--data-dir', dir, '--json'])).stdout) as {
+          items: Array<{ exchangeId: string }>;
+        }
+      ).items.length;
+    expect(await hits('wombat')).toBe(1);
+    expect(await hits('zanzibar')).toBe(1);
+    expect(await hits('quokka')).toBe(1);
+  });
+
   it('verify fails, naming the record, when a record is changed or removed behind the gateway’s back', async () => {
     const dir = dataDir();
     const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);

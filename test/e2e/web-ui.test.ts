@@ -929,6 +929,25 @@ describe('long, shared and malformed sessions', () => {
       '{"model":"x","max_tokens":10,"messages":[{"role":"user","content":[{"type":"text","text":{"toString":1}}]}]}',
       'ui-malformed',
     );
+    // A first turn shaped like Claude Code's: the user's prompt, then a message carrying the environment; then the
+    // tool results sent back after a tool call.
+    const firstTurn = [
+      { role: 'user', content: [{ type: 'text', text: 'say hi' }] },
+      { role: 'system', content: '# Environment\nWorking directory: /home/dev/project' },
+    ];
+    await raw(JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 20, messages: firstTurn }), 'ui-claude-code');
+    await raw(
+      JSON.stringify({
+        model: 'claude-haiku-4-5',
+        max_tokens: 20,
+        messages: [
+          ...firstTurn,
+          { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'Bash', input: { command: 'ls' } }] },
+          { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'README.md' }] },
+        ],
+      }),
+      'ui-claude-code',
+    );
     // More hits than a page of search results (25).
     for (let i = 1; i <= 30; i++) await ask(client, `pangolin report ${i}`, 'ui-pangolin');
     // Objects where text belongs, in the request's last turn and in the answer; and an error typed with one.
@@ -945,6 +964,7 @@ describe('long, shared and malformed sessions', () => {
       busy.session('ui-malformed', 3),
       busy.session('ui-odd-keys', 2),
       busy.session('ui-pangolin', 30),
+      busy.session('ui-claude-code', 2),
     ]);
     page = await newPage();
   });
@@ -1045,6 +1065,23 @@ describe('long, shared and malformed sessions', () => {
     expect(await cards.nth(2).getByRole('link', { name: 'Exchange details' }).count()).toBe(1);
     expect(await cards.nth(1).locator('.turn.user').textContent()).toContain('a perfectly normal question');
     await page.unroute(isPage);
+  });
+
+  it('shows every message a turn added: Claude Code’s prompt before its environment, then the tool results', async () => {
+    // Went wrong: a card showed only the request's last message as its turn, so Claude Code's first exchange read as
+    // the environment text and then "Echo: say hi", the prompt itself missing.
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-claude-code`);
+    const cards = page.locator('article.exchange-card');
+    await expect.poll(() => cards.count()).toBe(2);
+    const turn = cards.nth(0).locator('.turn.user');
+    expect(await turn.locator('.role').allTextContents()).toEqual(['user (message 1)', 'system (message 2)']);
+    expect(await turn.nth(0).textContent()).toContain('say hi');
+    expect(await turn.nth(1).textContent()).toContain('# Environment');
+    expect(await cards.nth(0).locator('.turn.assistant').textContent()).toContain('Echo: say hi');
+    // The second turn is the tool results alone, not the history resent before them.
+    const next = cards.nth(1).locator('.turn.user');
+    expect(await next.locator('.role').allTextContents()).toEqual(['user (message 4)']);
+    expect(await next.locator('.tool-result').textContent()).toContain('README.md');
   });
 
   it('pages search results with Load more: every hit once, newest first', async () => {

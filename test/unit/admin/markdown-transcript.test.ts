@@ -37,6 +37,7 @@ describe('markdownExchange', () => {
         {
           messages: [
             { role: 'user', content: 'old turn' },
+            { role: 'assistant', content: 'old answer' },
             { role: 'user', content: [{ type: 'text', text: 'List the files' }] },
           ],
         },
@@ -53,6 +54,7 @@ describe('markdownExchange', () => {
     expect(md).toContain('## 3. 2025-01-15T09:00:00.000Z · Alice &lt;alice@example.com&gt;');
     expect(md).toContain('**user:**\n\n> List the files');
     expect(md).not.toContain('old turn');
+    expect(md).not.toContain('old answer');
     expect(md).toContain('> I should use ls');
     expect(md).toContain('**assistant:**');
     expect(md).toContain('*Tool call* `Bash`\n\n```json\n{\n  "command": "ls"\n}\n```');

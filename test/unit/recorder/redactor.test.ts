@@ -248,7 +248,7 @@ describe('ExchangeRedaction.requestBody', () => {
 });
 
 describe('ExchangeRedaction.requestBody of a conversation, following its previous body', () => {
-  /** Each turn's stored body, blobs written, last message and findings, with or without following the previous body. */
+  /** Each turn's stored body, blobs written, new messages and findings, with or without following the previous body. */
   function turns(bodies: Buffer[], follow: boolean): unknown[] {
     const redactor = new Redactor(maskingConfigSchema.parse({}));
     const known = new KnownBlobs();
@@ -264,7 +264,7 @@ describe('ExchangeRedaction.requestBody of a conversation, following its previou
       out.push({
         body: stored.body,
         blobs: stored.blobs.map((b) => [b.hash, b.data.toString('base64')]),
-        lastMessage: stored.lastMessage,
+        turnMessages: stored.turnMessages,
         findings: r.summary()?.findings ?? [],
       });
     }

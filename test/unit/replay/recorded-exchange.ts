@@ -13,7 +13,7 @@ export interface RecordedShape {
   readonly events?: readonly EventView[];
   readonly outcome?: ExchangeView['outcome'];
   readonly error?: ExchangeView['response']['error'];
-  readonly firstByteMs?: number;
+  readonly firstByteMs?: number | null;
 }
 
 let n = 0;
@@ -50,7 +50,7 @@ export function recorded(shape: RecordedShape): ExchangeView {
       message: null,
       stop_reason: null,
       error: shape.error ?? null,
-      first_byte_ms: shape.firstByteMs ?? 0,
+      first_byte_ms: shape.firstByteMs === undefined ? 0 : shape.firstByteMs,
       duration_ms: 0,
     },
   };

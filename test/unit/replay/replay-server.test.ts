@@ -118,6 +118,25 @@ describe('replay server', () => {
     });
   });
 
+  it('gives back a refusal the gateway recorded with the status the client received', async () => {
+    // Went wrong (once refusals recorded their status): a recorded 403 without an upstream response replayed as an
+    // empty 403, not the recorded error.
+    const s = await serve({
+      body: messages('hi'),
+      status: 403,
+      headers: {},
+      firstByteMs: null,
+      outcome: 'gateway_error',
+      error: { type: 'approval_rule_denied', message: 'rule "prod": production credentials must not be sent' },
+    });
+    const res = await post(s.url, messages('hi'));
+    expect(res.status).toBe(403);
+    expect(await res.json()).toEqual({
+      type: 'error',
+      error: { type: 'approval_rule_denied', message: 'rule "prod": production credentials must not be sent' },
+    });
+  });
+
   it('answers count_tokens and models with defaults when the session did not record them, and diverges otherwise', async () => {
     const s = await serve({ id: 'ex_only', body: messages('hi'), responseBody: reply });
     const count = await post(s.url, messages('something else'), '/v1/messages/count_tokens');

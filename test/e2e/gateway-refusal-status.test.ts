@@ -1,0 +1,94 @@
+/**
+ * What a call the gateway refused or failed itself records as its response's status: the status the client received
+ * (a deny rule's 403, an in-flight DLP block's 400, an unreachable upstream's 502, an upstream timeout's 504), in the
+ * exchange, its index row, and `vigil sessions show` — on each store.
+ */
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { vigil } from '../support/cli.js';
+import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+import { POSTGRES_TEST_URL, storeKinds } from '../support/stores.js';
+
+describe.each(storeKinds())('on %s', (kind) => {
+  // Went wrong: these were recorded with `response.status: null`, and the transcript read `→ - gateway_error`,
+  // though the client had received a 403, 400, 502 or 504 from the gateway.
+  const schema = `vigil_refusals_${process.pid}_${Date.now().toString(36)}`;
+  let h: Harness;
+  let configFile: string;
+
+  beforeAll(async () => {
+    const store = kind === 'postgres' ? { store: { postgres: { url: POSTGRES_TEST_URL, schema } } } : {};
+    const credential = { env: 'VIGIL_TEST_UPSTREAM_KEY' };
+    h = await startHarness((upstream) => ({
+      ...store,
+      connections: [
+        {
+          name: 'anthropic',
+          upstream,
+          credential,
+          upstream_timeout: '500ms',
+          approvals: [
+            {
+              name: 'production credentials',
+              action: 'deny',
+              message: 'production credentials must not be sent to Claude',
+              when: { prompt_matches: ['/prod-db\\.internal/i'] },
+            },
+          ],
+        },
+        { name: 'dlp-block', upstream, credential, masking: { in_flight: 'block' } },
+        { name: 'nowhere', upstream: 'http://127.0.0.1:1', credential },
+      ],
+    }));
+    configFile = path.join(h.dataDir, 'cli.yaml');
+    writeFileSync(
+      configFile,
+      JSON.stringify({ data_dir: h.dataDir, ...store, connections: [{ name: 'anthropic', upstream: h.fake.url }] }),
+    );
+  });
+  afterAll(async () => {
+    await h?.close();
+    if (kind === 'postgres') {
+      const admin = new pg.Client({ connectionString: POSTGRES_TEST_URL });
+      await admin.connect();
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      await admin.end();
+    }
+  });
+
+  const post = (prefix: string, text: string, session: string, headers: Record<string, string> = {}) =>
+    fetch(`${h.url}${prefix}/v1/messages`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'anthropic-version': '2023-06-01',
+        'x-api-key': CLIENT_KEY,
+        'x-vigil-session': session,
+        ...headers,
+      },
+      body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 20, messages: [{ role: 'user', content: text }] }),
+    });
+
+  it.each([
+    ['a deny rule', '', 'connect to prod-db.internal', {}, 403, 'approval_rule_denied'],
+    ['an in-flight DLP block', '/c/dlp-block', 'my key is AKIAIOSFODNN7EXAMPLE', {}, 400, 'dlp_blocked'],
+    ['an unreachable upstream', '/c/nowhere', 'hello', {}, 502, 'api_error'],
+    ['an upstream timeout', '', 'hello', { 'x-fake-scenario': 'hang' }, 504, 'timeout_error'],
+  ])('records %s with the status the client received', async (_what, prefix, text, headers, status, type) => {
+    const session = `refused-${status}`;
+    const res = await post(prefix, text, session, headers);
+    expect(res.status).toBe(status);
+    const [x] = await h.session(session, 1);
+    expect(x!.outcome).toBe('gateway_error');
+    expect(x!.response.status).toBe(status);
+    expect(x!.response.error?.type).toBe(type);
+    // The index row the lists read.
+    expect(await h.gateway.store.listExchanges(session)).toEqual([expect.objectContaining({ status })]);
+
+    const shown = await vigil(['sessions', 'show', session, '--config', configFile]);
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toContain(`→ ${status} gateway_error`);
+  });
+});
