@@ -88,6 +88,25 @@ describe('config', () => {
     );
   });
 
+  it('a secret written in the file says to give it as { env } or { file }, and never echoes it', () => {
+    // A regression: `credential: sk-ant-…` was reported as "credential: Invalid input", which says nothing of what to
+    // write instead.
+    const secretRef =
+      'a secret is never written in the config file: give it as { env: NAME } (an environment variable holding it) ' +
+      'or { file: PATH } (a file holding it)';
+    const found = problems({
+      connections: [{ name: 'a', credential: 'sk-ant-inline-secret' }],
+      admin: { tokens: [{ name: 't', role: 'admin', token: 'inline-admin-token-0123456789abcdef' }] },
+      approvals: { webhooks: [{ name: 'oncall', url: 'https://hooks.example', secret: 'inline-hook-secret' }] },
+    });
+    expect(found).toEqual([
+      `connections[0] (a).credential: ${secretRef}`,
+      `approvals.webhooks[0] (oncall).secret: ${secretRef}`,
+      `admin.tokens[0] (t).token: ${secretRef}`,
+    ]);
+    expect(found.join('\n')).not.toMatch(/inline/);
+  });
+
   it('checks the web UI’s sign-in against the trusted issuers, naming the key to fix', () => {
     const issuer = 'https://idp.example.com/realms/main';
     const withSignIn = (oidc: Record<string, unknown>, audience: string | string[] = 'vigil') =>
