@@ -107,6 +107,35 @@ describe('config', () => {
     expect(found.join('\n')).not.toMatch(/inline/);
   });
 
+  it('a misspelt key names the known key closest to it, and a missing key the misspelling that stands for it', () => {
+    // A regression: `credentail` was only an "unknown key", and `connection:` for `connections:` said
+    // "connections: Invalid input: expected array, received undefined".
+    expect(problems({ connections: [{ name: 'a', credentail: { env: 'KEY' } }] })).toEqual([
+      'connections[0] (a).credentail: unknown key (did you mean "credential"?)',
+    ]);
+    expect(problems({ connection: [{ name: 'a' }] })).toEqual([
+      'connections: required, but missing (the file has "connection": did you mean "connections"?)',
+      'connection: unknown key (did you mean "connections"?)',
+    ]);
+    expect(
+      problems({
+        connections: [{ name: 'a', zzzzzz: 1 }],
+        admin: { tokns: [], enable: true },
+        store: { postgres: { uri: 'postgres://db/vigil' } },
+        siem: { sinks: [{ name: 'h', type: 'http', url: 'https://siem.example', secrett: { env: 'S' } }] },
+      }),
+    ).toEqual(
+      expect.arrayContaining([
+        'connections[0] (a).zzzzzz: unknown key',
+        'admin.tokns: unknown key (did you mean "tokens"?)',
+        'admin.enable: unknown key (did you mean "enabled"?)',
+        'store.postgres.url: required, but missing (the file has "uri": did you mean "url"?)',
+        'store.postgres.uri: unknown key (did you mean "url"?)',
+        'siem.sinks[0] (h).secrett: unknown key (did you mean "secret"?)',
+      ]),
+    );
+  });
+
   it('checks the web UI’s sign-in against the trusted issuers, naming the key to fix', () => {
     const issuer = 'https://idp.example.com/realms/main';
     const withSignIn = (oidc: Record<string, unknown>, audience: string | string[] = 'vigil') =>
