@@ -9,6 +9,7 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { resolveFileRefs } from './file-refs.js';
 import { configSchema, type VigilConfig } from './config-schema.js';
+import { formatPath } from './config-path.js';
 import { closestKey, knownKeysAt } from './key-hints.js';
 
 export interface ConfigOverrides {
@@ -125,24 +126,6 @@ function valueAt(input: unknown, p: readonly PropertyKey[]): unknown {
 /** The keys of a mapping in the input (none for anything else). */
 const keysOf = (v: unknown): string[] =>
   v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.keys(v) : [];
-
-/** `connections[1].upstream`, naming the connection when it has a name: `connections[1] (prod).upstream`. */
-function formatPath(p: readonly PropertyKey[], input: unknown): string {
-  let out = '';
-  let node: unknown = input;
-  for (const key of p) {
-    if (typeof key === 'number') {
-      out += `[${key}]`;
-      node = Array.isArray(node) ? node[key] : undefined;
-      const name = (node as { name?: unknown } | undefined)?.name;
-      if (typeof name === 'string') out += ` (${name})`;
-    } else {
-      out += out ? `.${String(key)}` : String(key);
-      node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[String(key)] : undefined;
-    }
-  }
-  return out;
-}
 
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object') {
