@@ -8,10 +8,11 @@
  *   vigil verify [--config FILE | --data-dir DIR] [--json] [--public-key FILE]… [--anchor CHAIN:SEQ:HASH]…
  *   vigil sandbox [--listen HOST:PORT]      a fake Anthropic API for offline tries and tests
  */
+import { parseOptions, UnknownOptionError } from './parse-options.js';
 import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import {
   drained,
   filteredExchanges,
@@ -108,7 +109,7 @@ const COMMON = {
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
 function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O) {
-  return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
+  return parseOptions(args, { ...COMMON, ...options });
 }
 
 async function withStore<T>(
@@ -646,6 +647,9 @@ async function sandbox(args: string[], out: Out): Promise<number> {
   });
 }
 
+/** Commands whose first argument is a verb (`vigil keys create`), named with it when an option is unknown. */
+const SUBCOMMANDS = new Set(['sessions', 'retention', 'holds', 'keys', 'store', 'approvals']);
+
 export async function run(
   argv: string[],
   out: Out = { stdout: process.stdout, stderr: process.stderr },
@@ -689,7 +693,12 @@ export async function run(
       out.stderr.write(`vigil: ${err.message}\n`);
       return err instanceof CliError ? err.exitCode : 2;
     }
-    if (err instanceof VigilError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    if (err instanceof UnknownOptionError) {
+      const sub = SUBCOMMANDS.has(command!) && args[0] && !args[0].startsWith('-') ? ` ${args[0]}` : '';
+      out.stderr.write(`vigil: ${err.describe(`vigil ${command}${sub}`)}\n`);
+      return 2;
+    }
+    if (err instanceof VigilError) {
       out.stderr.write(`vigil: ${(err as Error).message}\n`);
       return 2;
     }

@@ -370,4 +370,17 @@ describe('operator errors say what to fix', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('no session "nope"');
   });
+
+  it('names an unknown option, the command, the option meant and the options there are', async () => {
+    // A regression: `--limt` gave Node's "Unknown option '--limt'. To specify a positional argument starting with a
+    // '-', place it at the end of the command after '--'", which names neither the command nor its options.
+    const r = await vigil(['sessions', 'list', '--limt', '5', '--data-dir', dataDir()]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^vigil: unknown option --limt for `vigil sessions list` \(did you mean --limit\?\); options: --config, --data-dir, --json, -h\/--help, .*--limit/,
+    );
+    const s = await vigil(['serve', '--lisen', '127.0.0.1:0']);
+    expect(s.code).toBe(2);
+    expect(s.stderr).toContain('unknown option --lisen for `vigil serve` (did you mean --listen?); options: ');
+  });
 });
