@@ -1,5 +1,5 @@
 /** Opens the store the config names. The rest of Vigil sees only the AuditStore interface. */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { VigilConfig } from '../config/config-schema.js';
 import { ConfigError } from '../errors.js';
@@ -58,10 +58,42 @@ export async function openStore(config: VigilConfig, options: OpenStoreOptions =
       ]);
     }
   }
-  return SqliteAuditStore.open({
-    file: sqlitePath(config),
-    synchronous: config.store.sqlite.synchronous,
-    readonly: options.readonly ?? false,
-    ...(options.gateway ? { backgroundCheckpoints: true, onCheckpointError: options.gateway.onCheckpointError } : {}),
-  });
+  const file = sqlitePath(config);
+  try {
+    return SqliteAuditStore.open({
+      file,
+      synchronous: config.store.sqlite.synchronous,
+      readonly: options.readonly ?? false,
+      ...(options.gateway ? { backgroundCheckpoints: true, onCheckpointError: options.gateway.onCheckpointError } : {}),
+    });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (options.readonly && !existsSync(path.dirname(file))) {
+      // better-sqlite3 says only "Cannot open database because the directory does not exist" (a TypeError, no code).
+      const key = config.store.sqlite.path !== undefined ? 'store.sqlite.path' : 'data_dir (--data-dir)';
+      throw new ConfigError(
+        [`${key}: no store at ${file}, its folder does not exist; name the folder vigil serve records into`],
+        { cause: err },
+      );
+    }
+    if (code === undefined || !UNWRITABLE.has(code)) throw err;
+    throw new ConfigError([unwritableStoreProblem(config, file, err as Error)], { cause: err });
+  }
+}
+
+/** Errors that mean the store's folder or file cannot be created or written (fs errno codes, SQLite result codes). */
+const UNWRITABLE = new Set(['EACCES', 'EPERM', 'ENOTDIR', 'EROFS', 'EEXIST', 'SQLITE_CANTOPEN', 'SQLITE_READONLY']);
+
+function unwritableStoreProblem(config: VigilConfig, file: string, err: Error): string {
+  const reason = err.message.split('\n')[0];
+  if (config.store.sqlite.path !== undefined) {
+    return (
+      `store.sqlite.path ${file}: cannot create or write the store there (${reason}); its folder must be a ` +
+      'writable directory: create it, or give store.sqlite.path another place'
+    );
+  }
+  return (
+    `data_dir (--data-dir) ${config.data_dir}: must be a writable directory (${reason}); create it with write permission for ` +
+    'this user, or choose another with --data-dir or data_dir in the config'
+  );
 }

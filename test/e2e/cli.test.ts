@@ -383,4 +383,27 @@ describe('operator errors say what to fix', () => {
     expect(s.code).toBe(2);
     expect(s.stderr).toContain('unknown option --lisen for `vigil serve` (did you mean --listen?); options: ');
   });
+
+  it('names data_dir when it is not a writable directory, without a stack trace', async () => {
+    // A regression: `vigil serve` and CLI commands died with "vigil: unexpected error: Error: ENOTDIR … mkdir" and a
+    // stack trace. (Tests run as root here, so a file in the way stands for a folder without write permission.)
+    const file = path.join(dataDir(), 'not-a-folder');
+    writeFileSync(file, '');
+    for (const args of [
+      ['serve', '--listen', '127.0.0.1:0', '--data-dir', path.join(file, 'data')],
+      ['keys', 'create', '--name', 'ci', '--data-dir', path.join(file, 'data')],
+    ]) {
+      const r = await vigil(args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        `data_dir (--data-dir) ${path.join(file, 'data')}: must be a writable directory (ENOTDIR`,
+      );
+      expect(r.stderr).toContain('or choose another with --data-dir or data_dir in the config');
+      expect(r.stderr).not.toMatch(/unexpected error|\n\s+at /);
+    }
+    const missing = await vigil(['holds', 'list', '--data-dir', path.join(file, 'data')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('data_dir (--data-dir): no store at');
+    expect(missing.stderr).not.toMatch(/unexpected error|\n\s+at /);
+  });
 });
