@@ -647,6 +647,11 @@ async function sandbox(args: string[], out: Out): Promise<number> {
   });
 }
 
+/** A PostgreSQL error with SQLSTATE insufficient_privilege (42501), as node-postgres reports it (`severity` set). */
+function isPrivilegeRefusal(err: unknown): err is Error & { hint?: string } {
+  return err instanceof Error && (err as { code?: unknown }).code === '42501' && 'severity' in err;
+}
+
 /** Commands whose first argument is a verb (`vigil keys create`), named with it when an option is unknown. */
 const SUBCOMMANDS = new Set(['sessions', 'retention', 'holds', 'keys', 'store', 'approvals']);
 
@@ -700,6 +705,11 @@ export async function run(
     }
     if (err instanceof VigilError) {
       out.stderr.write(`vigil: ${(err as Error).message}\n`);
+      return 2;
+    }
+    if (isPrivilegeRefusal(err)) {
+      // The store's own refusals (the append-only ledger; key and hold records are the schema owner's) say what to do.
+      out.stderr.write(`vigil: ${err.message}${err.hint ? ` (${err.hint})` : ''}\n`);
       return 2;
     }
     if ((err as { code?: string }).code === 'EADDRINUSE') {

@@ -51,11 +51,18 @@ export async function openStore(config: VigilConfig, options: OpenStoreOptions =
         poolSize: config.store.postgres?.pool_size ?? 10,
       });
     } catch (err) {
-      const reason = (err as { code?: string }).code ?? (err as Error).message;
+      const code = (err as { code?: string }).code;
       const where = config.store.postgres ? 'store.postgres.url' : 'DATABASE_URL';
-      throw new ConfigError([
-        `cannot open the PostgreSQL store at ${describeStore(config)} (${reason}): is it running, and is ${where} right?`,
-      ]);
+      if (code === INSUFFICIENT_PRIVILEGE) {
+        throw new ConfigError([insufficientPrivilegeProblem(config, url, where, err as Error)], { cause: err });
+      }
+      throw new ConfigError(
+        [
+          `cannot open the PostgreSQL store at ${describeStore(config)} (${code ?? (err as Error).message}): ` +
+            `is it running, and is ${where} right?`,
+        ],
+        { cause: err },
+      );
     }
   }
   const file = sqlitePath(config);
@@ -79,6 +86,23 @@ export async function openStore(config: VigilConfig, options: OpenStoreOptions =
     if (code === undefined || !UNWRITABLE.has(code)) throw err;
     throw new ConfigError([unwritableStoreProblem(config, file, err as Error)], { cause: err });
   }
+}
+
+/** SQLSTATE insufficient_privilege: the server is up and the login worked, but the role may not do this. */
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+/**
+ * Opening creates the schema and runs its migrations, which the append-only gateway role may not do: on a first start
+ * with that role, or with DATABASE_URL and the default `public` schema on PostgreSQL 15+ (no CREATE on it for others).
+ */
+function insufficientPrivilegeProblem(config: VigilConfig, url: string, where: string, err: Error): string {
+  const schema = config.store.postgres?.schema ?? 'public';
+  const role = new URL(url).username || `the role ${where} logs in as`;
+  return (
+    `${where}: role ${role} may not create or migrate schema ${schema} (42501: ${err.message}); the schema owner must ` +
+    'start Vigil (or run a CLI command such as vigil keys list) once first, with a URL that logs in as the owner, which ' +
+    `creates and migrates the schema; then give this role access with vigil store grants --role ${role}`
+  );
 }
 
 /** Errors that mean the store's folder or file cannot be created or written (fs errno codes, SQLite result codes). */
