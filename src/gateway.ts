@@ -9,7 +9,7 @@ import type { VigilConfig } from './config/config-schema.js';
 import { ConfigError, VigilError } from './errors.js';
 import { formatPath } from './config/config-path.js';
 import { secretProblems } from './config/secret-problems.js';
-import { isLocalRequest, isLoopbackAddress, isLoopbackHost } from './identity/loopback.js';
+import { isLocalRequest, isLoopbackAddress, isLoopbackHost, localRequestRefusal } from './identity/loopback.js';
 import { Authenticator, type Authentication } from './identity/authenticator.js';
 import { OidcVerifier } from './identity/oidc-verifier.js';
 import { ApprovalNotifier } from './policy/approval-notifier.js';
@@ -85,6 +85,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     // From this machine, and not a page from elsewhere acting through a browser here (see isLocalRequest).
     anonymousAllowed:
       anonymous === 'loopback' ? (address, headers) => isLoopbackAddress(address) && isLocalRequest(headers) : false,
+    anonymousRefusal: (address, headers) =>
+      anonymous === 'loopback' && isLoopbackAddress(address) ? localRequestRefusal(headers) : null,
   });
   const identify = (req: IncomingMessage): Promise<Authentication> =>
     authenticator.authenticate(req.headers, req.socket.remoteAddress);
