@@ -177,6 +177,17 @@ describe('vigil serve, sessions, verify', () => {
     expect(caught.stdout).toContain('head_missing: chain');
     expect(caught.stdout).toContain('which the anchor given names: records were removed');
 
+    // A regression: an anchor from another store was reported as "chain … ends before record #4 …: records were
+    // removed", which accuses this store of something it never held.
+    const elsewhere = `ch_elsewhere:4:${'a'.repeat(64)}`;
+    const foreign = await vigil(['verify', '--data-dir', dir, '--public-key', pub, '--anchor', elsewhere]);
+    expect(foreign.code).toBe(1);
+    expect(foreign.stdout).toContain(
+      'no chain ch_elsewhere in this store, which the anchor given names (record #4): is this the store the anchor ' +
+        'was taken from (--config, --data-dir)?',
+    );
+    expect(foreign.stdout).not.toContain('ch_elsewhere ends before record');
+
     const bad = await vigil(['verify', '--data-dir', dir, '--anchor', 'ch_1:2']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--anchor ch_1:2: expected CHAIN:SEQ:HASH');
