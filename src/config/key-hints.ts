@@ -86,15 +86,17 @@ const normalise = (key: string): string => key.replace(/[-_]/g, '').toLowerCase(
 
 /**
  * The known key `key` was most likely meant to be: a habitual rename when it is one of `known`, else the closest key
- * within a small edit distance (1 for short keys, 2 from five characters), ignoring case, `-` and `_`.
+ * within a small edit distance (1 for short keys, 2 from five characters), ignoring case, `-` and `_`, among the keys
+ * not `present` already (a key that is there was not misspelt).
  */
-export function closestKey(key: string, known: readonly string[]): string | undefined {
+export function closestKey(key: string, known: readonly string[], present: readonly string[] = []): string | undefined {
   const renamed = RENAMED[key];
   if (renamed !== undefined && (known.length === 0 || known.includes(renamed))) return renamed;
   const limit = key.length >= 5 ? 2 : 1;
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const candidate of known) {
+    if (present.includes(candidate)) continue;
     const distance = editDistance(normalise(key), normalise(candidate));
     if (distance <= limit && distance < bestDistance) {
       best = candidate;

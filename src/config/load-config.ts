@@ -90,9 +90,9 @@ function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown): stri
     const where = formatPath(issue.path, input);
     if (issue.code === 'unrecognized_keys') {
       const present = keysOf(valueAt(input, issue.path));
-      const known = knownKeysAt(configSchema, issue.path).filter((k) => !present.includes(k));
+      const known = knownKeysAt(configSchema, issue.path);
       return issue.keys.map((k) => {
-        const meant = closestKey(k, known);
+        const meant = closestKey(k, known, present);
         const hint = meant ? ` (did you mean "${meant}"?)` : '';
         return `${where ? `${where}.` : ''}${k}: unknown key${hint}`;
       });

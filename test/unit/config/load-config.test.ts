@@ -61,7 +61,7 @@ describe('config', () => {
         listen: 'bad',
         connections: [
           { name: 'ok', upstream: 'https://a.example' },
-          { name: 'ok', upstream: 'http://remote.example', recording: 'sometimes', apiKey: 'x' },
+          { name: 'ok', upstream: 'http://remote.example', recording: 'sometimes', apiKey: 'x', upstream_url: 'x' },
         ],
         default_connection: 'missing',
       }),
@@ -70,6 +70,8 @@ describe('config', () => {
         'listen: must be HOST:PORT, e.g. 127.0.0.1:8080 (got "bad")',
         expect.stringMatching(/^connections\[1\] \(ok\)\.recording: /),
         'connections[1] (ok).apiKey: unknown key (did you mean "credential"?)',
+        // A habitual rename is named even when the key it stands for is there too.
+        'connections[1] (ok).upstream_url: unknown key (did you mean "upstream"?)',
       ]),
     );
     expect(problems({ connections: [{ name: 'a', upstream: 'http://remote.example' }] })).toEqual([
