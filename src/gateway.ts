@@ -6,8 +6,10 @@ import type { IncomingMessage } from 'node:http';
 import { pino, type Logger } from 'pino';
 import { checkAdminExposure, startAdminServer } from './admin/admin-server.js';
 import type { VigilConfig } from './config/config-schema.js';
-import { VigilError } from './errors.js';
-import { isLocalRequest, isLoopbackAddress, isLoopbackHost } from './identity/loopback.js';
+import { ConfigError, VigilError } from './errors.js';
+import { formatPath } from './config/config-path.js';
+import { secretProblems } from './config/secret-problems.js';
+import { isLocalRequest, isLoopbackAddress, isLoopbackHost, localRequestRefusal } from './identity/loopback.js';
 import { Authenticator, type Authentication } from './identity/authenticator.js';
 import { OidcVerifier } from './identity/oidc-verifier.js';
 import { ApprovalNotifier } from './policy/approval-notifier.js';
@@ -54,6 +56,9 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     );
   }
   checkAdminExposure(config);
+  // Every secret the gateway reads at start-up, checked together so that each missing one is reported at once.
+  const secretsMissing = secretProblems(config);
+  if (secretsMissing.length) throw new ConfigError(secretsMissing);
   // Webhook URLs and secrets are read now: one that is missing or refused stops start-up before anything is opened.
   const notifier = config.approvals.webhooks.length ? new ApprovalNotifier(config.approvals, { log }) : undefined;
   const store = await openStore(config, {
@@ -80,6 +85,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     // From this machine, and not a page from elsewhere acting through a browser here (see isLocalRequest).
     anonymousAllowed:
       anonymous === 'loopback' ? (address, headers) => isLoopbackAddress(address) && isLocalRequest(headers) : false,
+    anonymousRefusal: (address, headers) =>
+      anonymous === 'loopback' && isLoopbackAddress(address) ? localRequestRefusal(headers) : null,
   });
   const identify = (req: IncomingMessage): Promise<Authentication> =>
     authenticator.authenticate(req.headers, req.socket.remoteAddress);
@@ -95,7 +102,9 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     decide,
     approvals,
   });
-  const sinks = config.siem.sinks.map((c) => createSink(c, { hostname: hostname() }));
+  const sinks = config.siem.sinks.map((c, i) =>
+    createSink(c, { hostname: hostname(), where: formatPath(['siem', 'sinks', i], config) }),
+  );
   const outbox = new Outbox(store, sinks, { gateway: hostname(), log });
   // OTLP partial success: the collector took the batch but dropped some records, which the spec says not to resend.
   const onOtlpRejected = (m: unknown): void => {

@@ -29,13 +29,13 @@ const digest = (secret: string): Buffer => createHash('sha256').update(secret).d
 /**
  * Read the configured tokens' secrets from their env variables or files.
  *
- * @throws ConfigError naming `admin.tokens[i].token` for a secret that is missing or too short.
+ * @throws ConfigError naming `admin.tokens[i] (name).token` for a secret that is missing or too short.
  */
 export function loadAdminTokens(tokens: AdminConfig['tokens'], env: NodeJS.ProcessEnv = process.env): AdminToken[] {
   const problems: string[] = [];
   const out: AdminToken[] = [];
   tokens.forEach((t, i) => {
-    const where = `admin.tokens[${i}].token`;
+    const where = `admin.tokens[${i}] (${t.name}).token`;
     let secret: string;
     try {
       secret = readSecret(t.token, where, env);

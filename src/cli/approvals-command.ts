@@ -8,7 +8,7 @@
  * proxy verifies callers, so groups and self-approval are judged on a proven identity. Without identity configured
  * (a single-machine setup, reachable on loopback only) the approver is the local OS user, `cli:<user>`.
  */
-import { parseArgs } from 'node:util';
+import { parseOptions } from './parse-options.js';
 import { loadConfig } from '../config/load-config.js';
 import type { VigilConfig } from '../config/config-schema.js';
 import { VigilError } from '../errors.js';
@@ -75,19 +75,14 @@ function describe(v: ApprovalView, now: number): string {
 /** Runs `vigil approvals …`; returns the exit code (1 when a decision is refused). */
 export async function approvalsCommand(args: string[], out: Out): Promise<number> {
   const [verb, ...rest] = args;
-  const { values, positionals } = parseArgs({
-    args: rest,
-    allowPositionals: true,
-    strict: true,
-    options: {
-      config: { type: 'string' },
-      'data-dir': { type: 'string' },
-      json: { type: 'boolean', default: false },
-      all: { type: 'boolean', default: false },
-      reason: { type: 'string' },
-      grant: { type: 'string' },
-      token: { type: 'string' },
-    },
+  const { values, positionals } = parseOptions(rest, {
+    config: { type: 'string' },
+    'data-dir': { type: 'string' },
+    json: { type: 'boolean', default: false },
+    all: { type: 'boolean', default: false },
+    reason: { type: 'string' },
+    grant: { type: 'string' },
+    token: { type: 'string' },
   });
   if (verb !== 'list' && verb !== 'show' && verb !== 'approve' && verb !== 'deny') usage();
   const id = positionals[0];

@@ -8,8 +8,9 @@
  * Each takes --config FILE or --data-dir DIR. Commands that write sign their chain (a digest) before they exit.
  */
 import { userInfo } from 'node:os';
+import { parseOptions } from './parse-options.js';
 import { writeFileSync } from 'node:fs';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import { loadConfig } from '../config/load-config.js';
 import type { VigilConfig } from '../config/config-schema.js';
 import { VigilError } from '../errors.js';
@@ -28,7 +29,7 @@ const COMMON = {
 } as const satisfies ParseArgsConfig['options'];
 
 function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O) {
-  return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
+  return parseOptions(args, { ...COMMON, ...options });
 }
 
 /** Who ran the command, as recorded on the ledger. */

@@ -8,10 +8,11 @@
  *   vigil verify [--config FILE | --data-dir DIR] [--json] [--public-key FILE]… [--anchor CHAIN:SEQ:HASH]…
  *   vigil sandbox [--listen HOST:PORT]      a fake Anthropic API for offline tries and tests
  */
+import { parseOptions, UnknownOptionError } from './parse-options.js';
 import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
 import {
   drained,
   filteredExchanges,
@@ -111,7 +112,7 @@ const COMMON = {
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
 function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O) {
-  return parseArgs({ args, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
+  return parseOptions(args, { ...COMMON, ...options });
 }
 
 async function withStore<T>(
@@ -649,6 +650,14 @@ async function sandbox(args: string[], out: Out): Promise<number> {
   });
 }
 
+/** A PostgreSQL error with SQLSTATE insufficient_privilege (42501), as node-postgres reports it (`severity` set). */
+function isPrivilegeRefusal(err: unknown): err is Error & { hint?: string } {
+  return err instanceof Error && (err as { code?: unknown }).code === '42501' && 'severity' in err;
+}
+
+/** Commands whose first argument is a verb (`vigil keys create`), named with it when an option is unknown. */
+const SUBCOMMANDS = new Set(['sessions', 'retention', 'holds', 'keys', 'store', 'approvals']);
+
 export async function run(
   argv: string[],
   out: Out = { stdout: process.stdout, stderr: process.stderr },
@@ -692,8 +701,18 @@ export async function run(
       out.stderr.write(`vigil: ${err.message}\n`);
       return err instanceof CliError ? err.exitCode : 2;
     }
-    if (err instanceof VigilError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+    if (err instanceof UnknownOptionError) {
+      const sub = SUBCOMMANDS.has(command!) && args[0] && !args[0].startsWith('-') ? ` ${args[0]}` : '';
+      out.stderr.write(`vigil: ${err.describe(`vigil ${command}${sub}`)}\n`);
+      return 2;
+    }
+    if (err instanceof VigilError) {
       out.stderr.write(`vigil: ${(err as Error).message}\n`);
+      return 2;
+    }
+    if (isPrivilegeRefusal(err)) {
+      // The store's own refusals (the append-only ledger; key and hold records are the schema owner's) say what to do.
+      out.stderr.write(`vigil: ${err.message}${err.hint ? ` (${err.hint})` : ''}\n`);
       return 2;
     }
     if ((err as { code?: string }).code === 'EADDRINUSE') {

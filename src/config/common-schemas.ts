@@ -28,11 +28,17 @@ export const positiveDuration = z
   .union([z.number().int().positive(), z.string()])
   .transform((v, ctx) => parseDuration(v, ctx, true));
 
+/** What a secret reference must look like; the message never quotes the value, which may be the secret itself. */
+export const SECRET_REF_FORMAT =
+  'a secret is never written in the config file: give it as { env: NAME } (an environment variable holding it) or ' +
+  '{ file: PATH } (a file holding it)';
+
 /** A secret is never written in the config itself: it is read from an environment variable or a file. */
-export const secretRef = z.union([
-  z.object({ env: z.string().min(1) }).strict(),
-  z.object({ file: z.string().min(1) }).strict(),
-]);
+export const secretRef = z.union(
+  [z.object({ env: z.string().min(1) }).strict(), z.object({ file: z.string().min(1) }).strict()],
+  // zod's own message for a union is "Invalid input", which does not say what to write instead.
+  { error: (issue) => (issue.code === 'invalid_union' ? SECRET_REF_FORMAT : undefined) },
+);
 export type SecretRef = z.output<typeof secretRef>;
 
 /** A valid HTTP header name (an RFC 9110 token). */

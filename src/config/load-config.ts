@@ -9,6 +9,8 @@ import type { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { resolveFileRefs } from './file-refs.js';
 import { configSchema, type VigilConfig } from './config-schema.js';
+import { formatPath } from './config-path.js';
+import { closestKey, knownKeysAt } from './key-hints.js';
 
 export interface ConfigOverrides {
   readonly configFile?: string | undefined;
@@ -16,21 +18,6 @@ export interface ConfigOverrides {
   readonly upstream?: string | undefined;
   readonly dataDir?: string | undefined;
 }
-
-/** Keys people write by habit, mapped to the key this schema uses. */
-const RENAMED: Record<string, string> = {
-  dataDir: 'data_dir',
-  datadir: 'data_dir',
-  upstream_url: 'upstream',
-  upstreamUrl: 'upstream',
-  url: 'upstream',
-  api_key: 'credential',
-  apiKey: 'credential',
-  key: 'credential',
-  defaultConnection: 'default_connection',
-  listener: 'listen',
-  port: 'listen',
-};
 
 /** The embedded default: one connection to Anthropic with the gateway's own ANTHROPIC_API_KEY. */
 function defaultConfigInput(): Record<string, unknown> {
@@ -100,37 +87,46 @@ export function validateConfig(input: unknown, baseDir: string = process.cwd()):
 }
 
 function formatIssues(issues: readonly z.core.$ZodIssue[], input: unknown): string[] {
-  return issues.map((issue) => {
+  return issues.flatMap((issue) => {
     const where = formatPath(issue.path, input);
     if (issue.code === 'unrecognized_keys') {
-      return issue.keys
-        .map((k) => {
-          const hint = RENAMED[k] ? ` (did you mean "${RENAMED[k]}"?)` : '';
-          return `${where ? `${where}.` : ''}${k}: unknown key${hint}`;
-        })
-        .join('\n  - ');
+      const present = keysOf(valueAt(input, issue.path));
+      const known = knownKeysAt(configSchema, issue.path);
+      return issue.keys.map((k) => {
+        const meant = closestKey(k, known, present);
+        const hint = meant ? ` (did you mean "${meant}"?)` : '';
+        return `${where ? `${where}.` : ''}${k}: unknown key${hint}`;
+      });
+    }
+    if (
+      (issue.code === 'invalid_type' || issue.code === 'invalid_union') &&
+      issue.path.length &&
+      valueAt(input, issue.path) === undefined
+    ) {
+      // A required key that is missing, often because it is misspelt: zod would say "expected array, received undefined".
+      const key = String(issue.path.at(-1));
+      const siblings = keysOf(valueAt(input, issue.path.slice(0, -1)));
+      const misspelt = siblings.find((s) => closestKey(s, [key]) === key);
+      const hint = misspelt ? ` (the file has "${misspelt}": did you mean "${key}"?)` : '';
+      return `${where}: required, but missing${hint}`;
     }
     return `${where || '(top level)'}: ${issue.message}`;
   });
 }
 
-/** `connections[1].upstream`, naming the connection when it has a name: `connections[1] (prod).upstream`. */
-function formatPath(p: readonly PropertyKey[], input: unknown): string {
-  let out = '';
+/** The input's value at `p`, or undefined. */
+function valueAt(input: unknown, p: readonly PropertyKey[]): unknown {
   let node: unknown = input;
   for (const key of p) {
-    if (typeof key === 'number') {
-      out += `[${key}]`;
-      node = Array.isArray(node) ? node[key] : undefined;
-      const name = (node as { name?: unknown } | undefined)?.name;
-      if (typeof name === 'string') out += ` (${name})`;
-    } else {
-      out += out ? `.${String(key)}` : String(key);
-      node = node !== null && typeof node === 'object' ? (node as Record<string, unknown>)[String(key)] : undefined;
-    }
+    if (node === null || typeof node !== 'object') return undefined;
+    node = (node as Record<PropertyKey, unknown>)[key];
   }
-  return out;
+  return node;
 }
+
+/** The keys of a mapping in the input (none for anything else). */
+const keysOf = (v: unknown): string[] =>
+  v !== null && typeof v === 'object' && !Array.isArray(v) ? Object.keys(v) : [];
 
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object') {

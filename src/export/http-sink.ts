@@ -42,8 +42,8 @@ export class HttpSink implements Sink {
   readonly #bounds: BodyBounds;
 
   /** Reads the secret and CA now: a missing one is a start-up error naming the config key. */
-  constructor(config: HttpSinkConfig) {
-    const where = `siem.sinks (${config.name})`;
+  constructor(config: HttpSinkConfig, opts: { where?: string } = {}) {
+    const where = opts.where ?? `siem.sinks[] (${config.name})`;
     this.name = config.name;
     this.#config = config;
     this.#bounds = {

@@ -42,8 +42,8 @@ export class OtlpSink implements Sink {
   /** What goes before a request's log records: the resource (this gateway) and the instrumentation scope. */
   readonly #head: string;
 
-  constructor(config: OtlpSinkConfig, opts: { hostname?: string } = {}) {
-    const where = `siem.sinks (${config.name})`;
+  constructor(config: OtlpSinkConfig, opts: { hostname?: string; where?: string } = {}) {
+    const where = opts.where ?? `siem.sinks[] (${config.name})`;
     this.name = config.name;
     this.#config = config;
     this.#bounds = {

@@ -34,6 +34,8 @@ export interface Sink {
 export interface CreateSinkOptions {
   /** This gateway's host name as SIEMs should see it (syslog HOSTNAME, HEC host, OTLP host.name); default os.hostname(). */
   readonly hostname?: string;
+  /** How problems name this sink's config, `siem.sinks[2] (splunk)`; default `siem.sinks[] (splunk)`. */
+  readonly where?: string;
 }
 
 /**
@@ -45,7 +47,7 @@ export function createSink(config: SinkConfig, opts: CreateSinkOptions = {}): Si
     case 'syslog':
       return new SyslogSink(config, opts);
     case 'http':
-      return new HttpSink(config);
+      return new HttpSink(config, opts);
     case 'splunk_hec':
       return new SplunkHecSink(config, opts);
     case 'otlp':

@@ -34,8 +34,8 @@ export class SplunkHecSink implements Sink {
   /** HEC objects one after another; a newline between them keeps the body readable. */
   readonly #body: BodyFormat = { head: '', separator: '\n', tail: '', item: (event) => this.#hecEvent(event) };
 
-  constructor(config: SplunkHecSinkConfig, opts: { hostname?: string } = {}) {
-    const where = `siem.sinks (${config.name})`;
+  constructor(config: SplunkHecSinkConfig, opts: { hostname?: string; where?: string } = {}) {
+    const where = opts.where ?? `siem.sinks[] (${config.name})`;
     this.name = config.name;
     this.#config = config;
     this.#bounds = {

@@ -33,8 +33,8 @@ export class SyslogSink implements Sink {
   #closed = false;
 
   /** Reads the TLS files now: a missing one is a start-up error naming the config key. */
-  constructor(config: SyslogSinkConfig, opts: { hostname?: string } = {}) {
-    const where = `siem.sinks (${config.name})`;
+  constructor(config: SyslogSinkConfig, opts: { hostname?: string; where?: string } = {}) {
+    const where = opts.where ?? `siem.sinks[] (${config.name})`;
     this.name = config.name;
     this.#config = config;
     this.#format = {

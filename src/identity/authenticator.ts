@@ -69,6 +69,11 @@ export interface AuthenticatorOptions {
    * A function decides per request from the caller's address and headers (e.g. anonymous from loopback only).
    */
   readonly anonymousAllowed: boolean | ((remoteAddress: string | undefined, headers: RequestHeaders) => boolean);
+  /**
+   * Why an anonymous caller was refused when the reason is not simply a missing credential (a loopback caller whose
+   * Host or Origin header is not this machine's); null or absent: the missing-credential message.
+   */
+  readonly anonymousRefusal?: (remoteAddress: string | undefined, headers: RequestHeaders) => string | null;
   /** Clock for gateway-key expiry, epoch milliseconds. */
   readonly now?: () => number;
 }
@@ -78,6 +83,7 @@ export class Authenticator {
   private readonly oidc: OidcVerifier | undefined;
   private readonly keyLookup: GatewayKeyLookup | undefined;
   private readonly anonymousAllowed: (remoteAddress: string | undefined, headers: RequestHeaders) => boolean;
+  private readonly anonymousRefusal: (remoteAddress: string | undefined, headers: RequestHeaders) => string | null;
   private readonly now: () => number;
 
   constructor(opts: AuthenticatorOptions) {
@@ -85,6 +91,7 @@ export class Authenticator {
     this.keyLookup = opts.keyLookup;
     const anonymous = opts.anonymousAllowed;
     this.anonymousAllowed = typeof anonymous === 'function' ? anonymous : () => anonymous;
+    this.anonymousRefusal = opts.anonymousRefusal ?? (() => null);
     this.now = opts.now ?? Date.now;
   }
 
@@ -113,7 +120,7 @@ export class Authenticator {
     const credential = extractCredential(headers);
     if (!credential) {
       if (anonymousAllowed) return { principal: ANONYMOUS };
-      throw new VigilError('UNAUTHENTICATED', MISSING_CREDENTIAL);
+      throw new VigilError('UNAUTHENTICATED', this.anonymousRefusal(remoteAddress, headers) ?? MISSING_CREDENTIAL);
     }
     const { token } = credential;
 
@@ -134,6 +141,9 @@ export class Authenticator {
     }
 
     if (anonymousAllowed) return { principal: ANONYMOUS };
+    // A placeholder key (an SDK insists on one) from a caller that was refused only for its Host or Origin.
+    const refusal = this.anonymousRefusal(remoteAddress, headers);
+    if (refusal !== null && !token.startsWith('sk-ant-')) throw new VigilError('UNAUTHENTICATED', refusal);
     const hint = token.startsWith('sk-ant-')
       ? ' (an Anthropic API key is not a gateway credential: the gateway holds its own)'
       : '';

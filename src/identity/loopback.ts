@@ -44,3 +44,25 @@ function isLoopbackOrigin(origin: string): boolean {
     return false;
   }
 }
+
+/**
+ * Why an anonymous caller on this machine was not taken as local (its Host or Origin header), and what to do; null when
+ * the request is local. The headers are the caller's own, so naming them tells it nothing it did not send.
+ */
+export function localRequestRefusal(headers: {
+  readonly host?: string | undefined;
+  readonly origin?: string | undefined;
+}): string | null {
+  const why = !isLoopbackHostHeader(headers.host)
+    ? `this request has Host ${JSON.stringify(headers.host)}`
+    : headers.origin !== undefined && !isLoopbackOrigin(headers.origin)
+      ? `this request has Origin ${JSON.stringify(headers.origin)}`
+      : null;
+  if (why === null) return null;
+  return (
+    'anonymous calls are accepted only for requests addressed to this machine (Host 127.0.0.1, localhost or [::1]) ' +
+    `with no Origin from elsewhere, and ${why}: call the gateway as http://127.0.0.1:PORT (not by another host ` +
+    'name) and not from a web page, or send a gateway key (vigil keys create) as x-api-key or an OIDC token as ' +
+    'Authorization: Bearer …'
+  );
+}

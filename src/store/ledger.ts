@@ -120,6 +120,11 @@ class PurgeCoverage {
     for (const runs of this.byChain.values()) runs.sort((a, b) => a.from - b.from);
   }
 
+  /** Whether a valid purge removed any record of this chain. */
+  has(chain: string): boolean {
+    return this.byChain.has(chain);
+  }
+
   /** The run covering this position, if a valid purge removed it. */
   at(chain: string, chainSeq: number): PurgedRun | undefined {
     const runs = this.byChain.get(chain);
@@ -160,10 +165,9 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
   const keys = options.publicKeys ? new Map(options.publicKeys.map((k) => [keyIdOf(k), k])) : undefined;
   const seen = new Map<string, Map<number, string>>(); // chain → chainSeq → hash
   /** Heads records committed to, each with who committed (for messages: "chain X saw when it opened"). */
-  const committedHeads: Array<{ saw: string; head: ChainHead }> = (options.anchors ?? []).map((head) => ({
-    saw: 'the anchor given names',
-    head,
-  }));
+  const committedHeads: Array<{ saw: string; head: ChainHead; anchor?: true }> = (options.anchors ?? []).map(
+    (head) => ({ saw: 'the anchor given names', head, anchor: true }),
+  );
   const checkedBlobs = new Map<string, boolean>();
   const gaps: Gap[] = [];
   const coverage = new PurgeCoverage();
@@ -358,17 +362,24 @@ export async function verifyLedger(source: VerifySource, options: VerifyOptions 
 
   for (const gap of gaps) problems.push(...judgeGap(gap, coverage));
 
-  for (const { saw, head } of committedHeads) {
+  for (const { saw, head, anchor } of committedHeads) {
     const hash = seen.get(head.chain)?.get(head.chainSeq);
     if (hash === undefined && coverage.at(head.chain, head.chainSeq)) continue; // purged, and a valid purge says so
     if (hash !== head.hash) {
+      // An anchor is given from outside (the SIEM): one naming a chain this store never had, not even as purged
+      // records, most likely comes from another store. A chain whose records were all purged by valid purge records
+      // passed above; one whose records were removed without them is told apart only by the operator's knowledge.
+      const unknownChain = anchor && !seen.has(head.chain) && !coverage.has(head.chain);
       problems.push({
         chain: head.chain,
         chainSeq: head.chainSeq,
         seq: null,
         problem: 'head_missing',
-        detail:
-          hash === undefined
+        detail: unknownChain
+          ? `no chain ${head.chain} in this store, which the anchor given names (record #${head.chainSeq}): is this ` +
+            'the store the anchor was taken from (--config, --data-dir)? If it is, every record of that chain was ' +
+            'removed, and no purge record says so'
+          : hash === undefined
             ? `chain ${head.chain} ends before record #${head.chainSeq}, which ${saw}: records were removed`
             : `record ${head.chain}#${head.chainSeq} differs from what ${saw}`,
       });

@@ -1,5 +1,5 @@
 /** Opens the store the config names. The rest of Vigil sees only the AuditStore interface. */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { VigilConfig } from '../config/config-schema.js';
 import { ConfigError } from '../errors.js';
@@ -51,17 +51,73 @@ export async function openStore(config: VigilConfig, options: OpenStoreOptions =
         poolSize: config.store.postgres?.pool_size ?? 10,
       });
     } catch (err) {
-      const reason = (err as { code?: string }).code ?? (err as Error).message;
+      const code = (err as { code?: string }).code;
       const where = config.store.postgres ? 'store.postgres.url' : 'DATABASE_URL';
-      throw new ConfigError([
-        `cannot open the PostgreSQL store at ${describeStore(config)} (${reason}): is it running, and is ${where} right?`,
-      ]);
+      if (code === INSUFFICIENT_PRIVILEGE) {
+        throw new ConfigError([insufficientPrivilegeProblem(config, url, where, err as Error)], { cause: err });
+      }
+      throw new ConfigError(
+        [
+          `cannot open the PostgreSQL store at ${describeStore(config)} (${code ?? (err as Error).message}): ` +
+            `is it running, and is ${where} right?`,
+        ],
+        { cause: err },
+      );
     }
   }
-  return SqliteAuditStore.open({
-    file: sqlitePath(config),
-    synchronous: config.store.sqlite.synchronous,
-    readonly: options.readonly ?? false,
-    ...(options.gateway ? { backgroundCheckpoints: true, onCheckpointError: options.gateway.onCheckpointError } : {}),
-  });
+  const file = sqlitePath(config);
+  try {
+    return SqliteAuditStore.open({
+      file,
+      synchronous: config.store.sqlite.synchronous,
+      readonly: options.readonly ?? false,
+      ...(options.gateway ? { backgroundCheckpoints: true, onCheckpointError: options.gateway.onCheckpointError } : {}),
+    });
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (options.readonly && !existsSync(path.dirname(file))) {
+      // better-sqlite3 says only "Cannot open database because the directory does not exist" (a TypeError, no code).
+      const key = config.store.sqlite.path !== undefined ? 'store.sqlite.path' : 'data_dir (--data-dir)';
+      throw new ConfigError(
+        [`${key}: no store at ${file}, its folder does not exist; name the folder vigil serve records into`],
+        { cause: err },
+      );
+    }
+    if (code === undefined || !UNWRITABLE.has(code)) throw err;
+    throw new ConfigError([unwritableStoreProblem(config, file, err as Error)], { cause: err });
+  }
+}
+
+/** SQLSTATE insufficient_privilege: the server is up and the login worked, but the role may not do this. */
+const INSUFFICIENT_PRIVILEGE = '42501';
+
+/**
+ * Opening creates the schema and runs its migrations, which the append-only gateway role may not do: on a first start
+ * with that role, or with DATABASE_URL and the default `public` schema on PostgreSQL 15+ (no CREATE on it for others).
+ */
+function insufficientPrivilegeProblem(config: VigilConfig, url: string, where: string, err: Error): string {
+  const schema = config.store.postgres?.schema ?? 'public';
+  const role = new URL(url).username || `the role ${where} logs in as`;
+  return (
+    `${where}: role ${role} may not create or migrate schema ${schema} (42501: ${err.message}); the schema owner must ` +
+    'start Vigil (or run a CLI command such as vigil keys list) once first, with a URL that logs in as the owner, which ' +
+    `creates and migrates the schema; then give this role access with vigil store grants --role ${role}`
+  );
+}
+
+/** Errors that mean the store's folder or file cannot be created or written (fs errno codes, SQLite result codes). */
+const UNWRITABLE = new Set(['EACCES', 'EPERM', 'ENOTDIR', 'EROFS', 'EEXIST', 'SQLITE_CANTOPEN', 'SQLITE_READONLY']);
+
+function unwritableStoreProblem(config: VigilConfig, file: string, err: Error): string {
+  const reason = err.message.split('\n')[0];
+  if (config.store.sqlite.path !== undefined) {
+    return (
+      `store.sqlite.path ${file}: cannot create or write the store there (${reason}); its folder must be a ` +
+      'writable directory: create it, or give store.sqlite.path another place'
+    );
+  }
+  return (
+    `data_dir (--data-dir) ${config.data_dir}: must be a writable directory (${reason}); create it with write permission for ` +
+    'this user, or choose another with --data-dir or data_dir in the config'
+  );
 }

@@ -360,17 +360,38 @@ describe('gateway errors in Anthropic’s shape', () => {
     const { port } = new URL(h.url);
     const json = { 'content-type': 'application/json' };
     const sent = h.fake.requests.length;
-    for (const headers of [
-      { ...json, host: `attacker.example:${port}` },
-      { ...json, host: `127.0.0.1:${port}`, origin: 'https://attacker.example' },
+    for (const [headers, which] of [
+      [{ ...json, host: `attacker.example:${port}` }, `Host "attacker.example:${port}"`],
+      [{ ...json, host: `127.0.0.1:${port}`, origin: 'https://attacker.example' }, 'Origin "https://attacker.example"'],
       // Names of its own that merely start like a loopback address.
-      { ...json, host: `127.0.0.1.attacker.example:${port}`, origin: `http://127.0.0.1.attacker.example:${port}` },
-      { ...json, host: `127.0.0.1:${port}`, origin: 'http://127.x.attacker.example' },
-    ]) {
+      [
+        { ...json, host: `127.0.0.1.attacker.example:${port}`, origin: `http://127.0.0.1.attacker.example:${port}` },
+        `Host "127.0.0.1.attacker.example:${port}"`,
+      ],
+      [
+        { ...json, host: `127.0.0.1:${port}`, origin: 'http://127.x.attacker.example' },
+        'Origin "http://127.x.attacker.example"',
+      ],
+    ] as const) {
       const res = await call(headers);
       expect(res.status).toBe(401);
-      expect(JSON.parse(res.body)).toMatchObject({ error: { type: 'authentication_error' } });
+      // A regression: this said "missing credential: send an OIDC token … or a gateway key", although the call was
+      // refused only for its Host or Origin.
+      expect(JSON.parse(res.body)).toMatchObject({
+        type: 'error',
+        error: {
+          type: 'authentication_error',
+          message: expect.stringMatching(
+            /^anonymous calls are accepted only for requests addressed to this machine \(Host 127\.0\.0\.1, localhost or \[::1\]\) with no Origin from elsewhere, and this request has .*: call the gateway as http:\/\/127\.0\.0\.1:PORT/,
+          ),
+        },
+      });
+      expect(JSON.parse(res.body).error.message).toContain(`this request has ${which}`);
     }
+    // With an SDK's placeholder key too (it is no credential, so the call would have been anonymous).
+    const placeholder = await call({ ...json, host: `attacker.example:${port}`, 'x-api-key': 'placeholder' });
+    expect(placeholder.status).toBe(401);
+    expect(JSON.parse(placeholder.body).error.message).toMatch(/^anonymous calls are accepted only/);
     expect(h.fake.requests.length).toBe(sent);
     expect((await call({ ...json, host: `localhost:${port}` })).status).toBe(200);
   });

@@ -250,6 +250,17 @@ describe('vigil serve, sessions, verify', () => {
     expect(caught.stdout).toContain('head_missing: chain');
     expect(caught.stdout).toContain('which the anchor given names: records were removed');
 
+    // A regression: an anchor from another store was reported as "chain … ends before record #4 …: records were
+    // removed", which accuses this store of something it never held.
+    const elsewhere = `ch_elsewhere:4:${'a'.repeat(64)}`;
+    const foreign = await vigil(['verify', '--data-dir', dir, '--public-key', pub, '--anchor', elsewhere]);
+    expect(foreign.code).toBe(1);
+    expect(foreign.stdout).toContain(
+      'no chain ch_elsewhere in this store, which the anchor given names (record #4): is this the store the anchor ' +
+        'was taken from (--config, --data-dir)?',
+    );
+    expect(foreign.stdout).not.toContain('ch_elsewhere ends before record');
+
     const bad = await vigil(['verify', '--data-dir', dir, '--anchor', 'ch_1:2']);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--anchor ch_1:2: expected CHAIN:SEQ:HASH');
@@ -442,5 +453,41 @@ describe('operator errors say what to fix', () => {
     const r = await vigil(['sessions', 'show', 'nope', '--data-dir', dir]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('no session "nope"');
+  });
+
+  it('names an unknown option, the command, the option meant and the options there are', async () => {
+    // A regression: `--limt` gave Node's "Unknown option '--limt'. To specify a positional argument starting with a
+    // '-', place it at the end of the command after '--'", which names neither the command nor its options.
+    const r = await vigil(['sessions', 'list', '--limt', '5', '--data-dir', dataDir()]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(
+      /^vigil: unknown option --limt for `vigil sessions list` \(did you mean --limit\?\); options: --config, --data-dir, --json, -h\/--help, .*--limit/,
+    );
+    const s = await vigil(['serve', '--lisen', '127.0.0.1:0']);
+    expect(s.code).toBe(2);
+    expect(s.stderr).toContain('unknown option --lisen for `vigil serve` (did you mean --listen?); options: ');
+  });
+
+  it('names data_dir when it is not a writable directory, without a stack trace', async () => {
+    // A regression: `vigil serve` and CLI commands died with "vigil: unexpected error: Error: ENOTDIR … mkdir" and a
+    // stack trace. (Tests run as root here, so a file in the way stands for a folder without write permission.)
+    const file = path.join(dataDir(), 'not-a-folder');
+    writeFileSync(file, '');
+    for (const args of [
+      ['serve', '--listen', '127.0.0.1:0', '--data-dir', path.join(file, 'data')],
+      ['keys', 'create', '--name', 'ci', '--data-dir', path.join(file, 'data')],
+    ]) {
+      const r = await vigil(args);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        `data_dir (--data-dir) ${path.join(file, 'data')}: must be a writable directory (ENOTDIR`,
+      );
+      expect(r.stderr).toContain('or choose another with --data-dir or data_dir in the config');
+      expect(r.stderr).not.toMatch(/unexpected error|\n\s+at /);
+    }
+    const missing = await vigil(['holds', 'list', '--data-dir', path.join(file, 'data')]);
+    expect(missing.code).toBe(2);
+    expect(missing.stderr).toContain('data_dir (--data-dir): no store at');
+    expect(missing.stderr).not.toMatch(/unexpected error|\n\s+at /);
   });
 });

@@ -51,9 +51,9 @@ describe('admin tokens', () => {
     }
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).problems).toEqual([
-      expect.stringContaining('admin.tokens[0].token: environment variable UNSET_VAR is not set'),
-      expect.stringContaining('admin.tokens[1].token'),
-      expect.stringContaining('admin.tokens[2].token: cannot read /nonexistent/token'),
+      expect.stringContaining('admin.tokens[0] (a).token: environment variable UNSET_VAR is not set'),
+      expect.stringContaining('admin.tokens[1] (b).token'),
+      expect.stringContaining('admin.tokens[2] (c).token: cannot read /nonexistent/token'),
     ]);
   });
 

@@ -70,7 +70,7 @@ describe('config', () => {
         listen: 'bad',
         connections: [
           { name: 'ok', upstream: 'https://a.example' },
-          { name: 'ok', upstream: 'http://remote.example', recording: 'sometimes', apiKey: 'x' },
+          { name: 'ok', upstream: 'http://remote.example', recording: 'sometimes', apiKey: 'x', upstream_url: 'x' },
         ],
         default_connection: 'missing',
       }),
@@ -79,6 +79,8 @@ describe('config', () => {
         'listen: must be HOST:PORT, e.g. 127.0.0.1:8080 (got "bad")',
         expect.stringMatching(/^connections\[1\] \(ok\)\.recording: /),
         'connections[1] (ok).apiKey: unknown key (did you mean "credential"?)',
+        // A habitual rename is named even when the key it stands for is there too.
+        'connections[1] (ok).upstream_url: unknown key (did you mean "upstream"?)',
       ]),
     );
     expect(problems({ connections: [{ name: 'a', upstream: 'http://remote.example' }] })).toEqual([
@@ -94,6 +96,54 @@ describe('config', () => {
     ]);
     expect(problems({ connections: [{ name: 'a', credential: 'sk-ant-inline' }] })[0]).toMatch(
       /^connections\[0\] \(a\)\.credential/,
+    );
+  });
+
+  it('a secret written in the file says to give it as { env } or { file }, and never echoes it', () => {
+    // A regression: `credential: sk-ant-…` was reported as "credential: Invalid input", which says nothing of what to
+    // write instead.
+    const secretRef =
+      'a secret is never written in the config file: give it as { env: NAME } (an environment variable holding it) ' +
+      'or { file: PATH } (a file holding it)';
+    const found = problems({
+      connections: [{ name: 'a', credential: 'sk-ant-inline-secret' }],
+      admin: { tokens: [{ name: 't', role: 'admin', token: 'inline-admin-token-0123456789abcdef' }] },
+      approvals: { webhooks: [{ name: 'oncall', url: 'https://hooks.example', secret: 'inline-hook-secret' }] },
+    });
+    expect(found).toEqual([
+      `connections[0] (a).credential: ${secretRef}`,
+      `approvals.webhooks[0] (oncall).secret: ${secretRef}`,
+      `admin.tokens[0] (t).token: ${secretRef}`,
+    ]);
+    expect(found.join('\n')).not.toMatch(/inline/);
+  });
+
+  it('a misspelt key names the known key closest to it, and a missing key the misspelling that stands for it', () => {
+    // A regression: `credentail` was only an "unknown key", and `connection:` for `connections:` said
+    // "connections: Invalid input: expected array, received undefined".
+    expect(problems({ connections: [{ name: 'a', credentail: { env: 'KEY' } }] })).toEqual([
+      'connections[0] (a).credentail: unknown key (did you mean "credential"?)',
+    ]);
+    expect(problems({ connection: [{ name: 'a' }] })).toEqual([
+      'connections: required, but missing (the file has "connection": did you mean "connections"?)',
+      'connection: unknown key (did you mean "connections"?)',
+    ]);
+    expect(
+      problems({
+        connections: [{ name: 'a', zzzzzz: 1 }],
+        admin: { tokns: [], enable: true },
+        store: { postgres: { uri: 'postgres://db/vigil' } },
+        siem: { sinks: [{ name: 'h', type: 'http', url: 'https://siem.example', secrett: { env: 'S' } }] },
+      }),
+    ).toEqual(
+      expect.arrayContaining([
+        'connections[0] (a).zzzzzz: unknown key',
+        'admin.tokns: unknown key (did you mean "tokens"?)',
+        'admin.enable: unknown key (did you mean "enabled"?)',
+        'store.postgres.url: required, but missing (the file has "uri": did you mean "url"?)',
+        'store.postgres.uri: unknown key (did you mean "url"?)',
+        'siem.sinks[0] (h).secrett: unknown key (did you mean "secret"?)',
+      ]),
     );
   });
 

@@ -125,7 +125,7 @@ describe('http sink', () => {
   it('refuses to start when the secret is missing, naming the config key', () => {
     expect(() => httpSink({ secret: { env: 'VIGIL_TEST_NOT_SET' } })).toThrow(ConfigError);
     expect(() => httpSink({ secret: { env: 'VIGIL_TEST_NOT_SET' } })).toThrow(
-      /siem.sinks \(webhook\).secret.*VIGIL_TEST_NOT_SET/,
+      /siem\.sinks\[\] \(webhook\)\.secret.*VIGIL_TEST_NOT_SET/,
     );
   });
 });
