@@ -644,6 +644,13 @@ export interface AuditStore {
    */
   retentionCandidates(query: RetentionQuery): Promise<readonly PurgeCandidate[]>;
   /**
+   * Which of these exchanges an active hold of the ledger's hold records covers, matched against each exchange's own
+   * request record: the test {@link purgeExchanges} makes last. A dry run drops these from its candidates, so that it
+   * counts what a run purges even where the candidate query's SQL `lower()` folds an e-mail's case differently from
+   * JavaScript (SQLite's folds ASCII letters only).
+   */
+  ledgerHeldExchanges(ids: readonly string[]): Promise<ReadonlySet<string>>;
+  /**
    * Remove these exchanges in one transaction: their records, index rows and search text, and the blobs no remaining
    * record refers to; exchanges that came under a hold meanwhile (or are not candidates) are skipped — held as the
    * holds index says, or as the ledger's hold records say (a hold released in the index alone still holds). `seal` then

@@ -1881,6 +1881,25 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.listExchanges('ses_e')).toEqual([]);
     });
 
+    it('a dry run counts what the run purges when a hold’s e-mail differs in the case of non-ASCII letters', async () => {
+      // Went wrong: the dry run took the candidate query's word, whose SQL lower() folds ASCII only on SQLite, so it
+      // counted ÉMILE@example.com's exchange as purgeable while the run (checking holds in JavaScript) kept it.
+      const at = (id: string, session: string, caller: string, email: string, n: number) =>
+        exchangeBatch({ id, session, caller, email, at: T0 + n * 1000 });
+      await store.append(at('ex_a', 'ses_a', 'ann', 'ann@example.com', 0));
+      await store.append(at('ex_emile', 'ses_e', '0oa9emile', 'émile@example.com', 1));
+      await store.append(at('ex_b', 'ses_b', 'bea', 'bea@example.com', 2));
+      await store.append(at('ex_c', 'ses_c', 'cy', 'cy@example.com', 3));
+      await store.append(at('ex_tail', 'ses_t', 'tod', 'tod@example.com', 4));
+      await addHold(store, { caller: 'ÉMILE@example.com', reason: 'HR investigation', by: 'cli:legal' }, T0 + 5000);
+
+      const dry = await runRetention(store, keep30d, KEY, { now: NOW, dryRun: true });
+      expect(dry).toMatchObject({ exchanges: 4, records: 12, byConnection: { anthropic: 4 } });
+      const run = await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 });
+      expect(run).toMatchObject({ exchanges: dry.exchanges, records: dry.records, byConnection: dry.byConnection });
+      expect((await store.listExchanges('ses_e')).map((x) => x.id)).toEqual(['ex_emile']);
+    });
+
     it('keeps held exchanges when their hold was released in the index alone, without a hold.released record', async () => {
       // Went wrong: a purge read only the holds index, so an UPDATE there released a legal hold without a record, and
       // the next retention run purged the held session under a valid signed purge record.

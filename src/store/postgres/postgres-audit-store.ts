@@ -905,6 +905,20 @@ export class PostgresAuditStore implements AuditStore {
     return res.rows.map(toCandidate);
   }
 
+  async ledgerHeldExchanges(ids: readonly string[]): Promise<ReadonlySet<string>> {
+    return this.snapshot(async (c) =>
+      heldByLedger(
+        (await c.query<IndexRecordRow>(HOLD_RECORDS)).rows.map(toIndexRecord),
+        (
+          await c.query<RecordRow>(
+            `SELECT * FROM records WHERE exchange_id = ANY($1::text[]) AND kind = 'exchange.request'`,
+            [[...new Set(ids)]],
+          )
+        ).rows.map(toStored),
+      ),
+    );
+  }
+
   purgeExchanges(
     ids: readonly string[],
     seal: (removal: PurgeRemoval) => NewRecord,

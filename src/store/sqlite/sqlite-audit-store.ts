@@ -892,6 +892,22 @@ export class SqliteAuditStore implements AuditStore {
     return rows.map(toCandidate);
   }
 
+  async ledgerHeldExchanges(ids: readonly string[]): Promise<ReadonlySet<string>> {
+    return this.db.transaction(() =>
+      heldByLedger(
+        (this.stmts.holdRecords.all() as IndexRecordRow[]).map(toIndexRecord),
+        (
+          this.db
+            .prepare(
+              `SELECT * FROM records
+               WHERE exchange_id IN (SELECT value FROM json_each(?)) AND kind = 'exchange.request'`,
+            )
+            .all(JSON.stringify([...new Set(ids)])) as RecordRow[]
+        ).map(toStored),
+      ),
+    )();
+  }
+
   async purgeExchanges(
     ids: readonly string[],
     seal: (removal: PurgeRemoval) => NewRecord,
