@@ -91,6 +91,13 @@ describe.each(storeKinds())('on %s', (kind) => {
     const shown = await vigil(['sessions', 'show', session, '--config', configFile]);
     expect(shown.code, shown.stderr).toBe(0);
     expect(shown.stdout).toContain(`→ ${status} gateway_error`);
+
+    // Went wrong: /metrics labelled these `status="none"`, though the recording carried the status.
+    const metrics = await (await fetch(`${h.gateway.adminUrl}/metrics`)).text();
+    const connection = prefix ? prefix.slice('/c/'.length) : 'anthropic';
+    expect(metrics).toContain(
+      `vigil_requests_total{connection="${connection}",outcome="gateway_error",status="${status}"}`,
+    );
   });
 
   it.each([
