@@ -6,16 +6,24 @@
  * https://docs.anthropic.com/en/api/errors
  */
 
-export type AnthropicErrorType =
-  | 'invalid_request_error'
-  | 'authentication_error'
-  | 'permission_error'
-  | 'not_found_error'
-  | 'request_too_large'
-  | 'rate_limit_error'
-  | 'api_error'
-  | 'overloaded_error'
-  | 'timeout_error';
+const ANTHROPIC_ERROR_TYPES = [
+  'invalid_request_error',
+  'authentication_error',
+  'permission_error',
+  'not_found_error',
+  'request_too_large',
+  'rate_limit_error',
+  'api_error',
+  'overloaded_error',
+  'timeout_error',
+] as const;
+
+export type AnthropicErrorType = (typeof ANTHROPIC_ERROR_TYPES)[number];
+
+/** Whether `type` is one of Anthropic's error types (not one of Vigil's internal reasons, such as `dlp_blocked`). */
+export function isAnthropicErrorType(type: string): type is AnthropicErrorType {
+  return (ANTHROPIC_ERROR_TYPES as readonly string[]).includes(type);
+}
 
 const REGISTRY = {
   BAD_REQUEST: { status: 400, type: 'invalid_request_error' },
@@ -59,6 +67,19 @@ export class VigilError extends Error {
 
 export function anthropicErrorBody(type: AnthropicErrorType, message: string): string {
   return JSON.stringify({ type: 'error', error: { type, message } });
+}
+
+/**
+ * The Anthropic error type of the gateway's own answers with `status` (the registry above), or null for a status the
+ * gateway never answers with itself. What a client received when the gateway refused or failed its call, whose
+ * recording keeps the status and Vigil's internal reason (`approval_rule_denied`, `dlp_blocked` …) instead.
+ *
+ * 503 is both STORE_UNAVAILABLE (`api_error`) and SHUTTING_DOWN (`overloaded_error`): the first, since a call is refused
+ * for a shutdown before it is recorded, so no recording holds that one.
+ */
+export function anthropicErrorTypeOf(status: number): AnthropicErrorType | null {
+  for (const entry of Object.values(REGISTRY)) if (entry.status === status) return entry.type;
+  return null;
 }
 
 /** Coerce anything thrown into a VigilError without losing the original as `cause`. */

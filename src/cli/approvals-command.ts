@@ -124,23 +124,34 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
       out.stdout.write(values.json ? `${JSON.stringify(v, null, 2)}\n` : describe(v, now));
       return 0;
     }
-    const v =
-      verb === 'approve'
-        ? await approvals.approve(id!, approver!, { reason: values.reason, grantMinutes })
-        : await approvals.deny(id!, approver!, values.reason!);
+    let v: ApprovalView;
+    let grantMs: number | null = null;
+    if (verb === 'approve') {
+      ({ grantMs, ...v } = await approvals.approve(id!, approver!, { reason: values.reason, grantMinutes }));
+    } else v = await approvals.deny(id!, approver!, values.reason!);
     await signChain(config, store, { create: false });
+    // With approvals_required > 1, a grant is made only when the last approval comes and every approver asked for one
+    // (for the shortest asked): say what this approval did, not what was asked.
     if (values.json) out.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
     else if (v.status === 'approved') {
       // What a grant covers (README, "Approvals"): this caller on this connection's rule; an anonymous caller only in
       // this session, since everyone on the machine is `anonymous`.
       const scope = v.caller.method === 'anonymous' ? ` in session ${v.sessionId}` : ` on connection ${v.connection}`;
-      out.stdout.write(
-        `approved ${v.id}: the call goes ahead${grantMinutes ? `; ${who(v.caller)} is not held on rule "${v.rule.name}"${scope} for ${grantMinutes} min` : ''}\n`,
-      );
+      const grant =
+        grantMs !== null
+          ? `; ${who(v.caller)} is not held on rule "${v.rule.name}"${scope} for ${minutes(grantMs)} min`
+          : grantMinutes
+            ? `; no grant was made: rule "${v.rule.name}" needs ${v.rule.approvalsRequired} approvals, and a grant is made only when every approver asks for one`
+            : '';
+      out.stdout.write(`approved ${v.id}: the call goes ahead${grant}\n`);
     } else if (v.status === 'denied') out.stdout.write(`denied ${v.id}: the caller is told "${values.reason}"\n`);
     else
       out.stdout.write(
-        `${v.id}: ${v.approvals.length} of ${v.rule.approvalsRequired} approvals; waiting for another approver\n`,
+        `${v.id}: ${v.approvals.length} of ${v.rule.approvalsRequired} approvals; waiting for another approver` +
+          (grantMinutes
+            ? `; no grant yet: one is made when the last approval comes, if every approver asked for one (for the shortest asked)`
+            : '') +
+          '\n',
       );
     return 0;
   } catch (err) {
@@ -153,4 +164,9 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
     await approvals.close();
     await store.close();
   }
+}
+
+/** A grant's length in minutes, as an approver would have typed it. */
+function minutes(ms: number): number {
+  return Math.round((ms / 60_000) * 100) / 100;
 }

@@ -18,15 +18,26 @@ function parseDuration(v: number | string, ctx: z.core.$RefinementCtx, positive:
   return ms;
 }
 
+/**
+ * A union that, when no option fits (a number where a string or `{ env }` goes, say), says `expected` rather than
+ * zod's "Invalid input", which does not say what to write instead. An input one option fits the type of is reported
+ * with that option's own message (a URL with a password, an empty string), as zod does anyway.
+ */
+export function unionOf<const T extends readonly [z.ZodType, ...z.ZodType[]]>(options: T, expected: string) {
+  return z.union(options, { error: (issue) => (issue.code === 'invalid_union' ? expected : undefined) });
+}
+
+const DURATION_FORMAT = 'must be a duration such as 500ms, 30s, 5m, 2h or 30d, or a number of milliseconds';
+
 /** `30s`, `5m`, `2h`, `30d`, `250ms`, or a number of milliseconds. */
-export const duration = z
-  .union([z.number().int().nonnegative(), z.string()])
-  .transform((v, ctx) => parseDuration(v, ctx, false));
+export const duration = unionOf([z.number().int().nonnegative(), z.string()], DURATION_FORMAT).transform((v, ctx) =>
+  parseDuration(v, ctx, false),
+);
 
 /** A duration of at least 1 ms (timeouts). */
-export const positiveDuration = z
-  .union([z.number().int().positive(), z.string()])
-  .transform((v, ctx) => parseDuration(v, ctx, true));
+export const positiveDuration = unionOf([z.number().int().positive(), z.string()], DURATION_FORMAT).transform(
+  (v, ctx) => parseDuration(v, ctx, true),
+);
 
 /** What a secret reference must look like; the message never quotes the value, which may be the secret itself. */
 export const SECRET_REF_FORMAT =
@@ -34,12 +45,19 @@ export const SECRET_REF_FORMAT =
   '{ file: PATH } (a file holding it)';
 
 /** A secret is never written in the config itself: it is read from an environment variable or a file. */
-export const secretRef = z.union(
+export const secretRef = unionOf(
   [z.object({ env: z.string().min(1) }).strict(), z.object({ file: z.string().min(1) }).strict()],
-  // zod's own message for a union is "Invalid input", which does not say what to write instead.
-  { error: (issue) => (issue.code === 'invalid_union' ? SECRET_REF_FORMAT : undefined) },
+  SECRET_REF_FORMAT,
 );
 export type SecretRef = z.output<typeof secretRef>;
+
+/**
+ * `value` (e.g. a URL without a password, a header value) or a reference to where it is kept. `what` says what `value`
+ * is, for the message when the input is neither, e.g. "a string". The message never quotes the input.
+ */
+export function orSecretRef<T extends z.ZodType>(value: T, what: string) {
+  return unionOf([value, secretRef], `must be ${what}, or { env: NAME } or { file: PATH } holding it`);
+}
 
 /** A valid HTTP header name (an RFC 9110 token). */
 export const HTTP_HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;

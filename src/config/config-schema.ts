@@ -3,7 +3,7 @@
  * Every key is documented in the README's config reference; keep the two in step.
  */
 import { z } from 'zod';
-import { duration, secretRef } from './common-schemas.js';
+import { duration, orSecretRef, secretRef } from './common-schemas.js';
 import { allowListSchema, identityConfigSchema } from '../identity/identity-config.js';
 import { isLoopbackHost } from '../identity/loopback.js';
 import { siemConfigSchema } from '../export/sinks-config.js';
@@ -178,7 +178,10 @@ export const configSchema = z
          */
         postgres: z
           .object({
-            url: z.union([secretRef, z.string().min(1)]).superRefine((v, ctx) => {
+            url: orSecretRef(
+              z.string().min(1),
+              'a PostgreSQL URL without a password (postgres://user@host/db)',
+            ).superRefine((v, ctx) => {
               if (typeof v === 'string' && /^[a-z]+:\/\/[^/@:]*:[^/@]+@/i.test(v)) {
                 ctx.addIssue({
                   code: 'custom',

@@ -2,7 +2,13 @@
  * The `siem` config section: where audit events are streamed, as a list of sinks under `siem.sinks`.
  */
 import { z } from 'zod';
-import { HTTP_HEADER_NAME, httpUrlWithout, positiveDuration, secretRef } from '../config/common-schemas.js';
+import {
+  HTTP_HEADER_NAME,
+  httpUrlWithout,
+  orSecretRef,
+  positiveDuration,
+  secretRef,
+} from '../config/common-schemas.js';
 
 const timeout = positiveDuration;
 export type SinkSecretRef = z.output<typeof secretRef>;
@@ -26,7 +32,7 @@ const httpUrl = httpUrlWithout(
 /** Extra request headers; values that carry credentials go by reference like any other secret. */
 const extraHeaders = z.record(
   z.string().regex(HTTP_HEADER_NAME, 'must be a valid HTTP header name'),
-  z.union([z.string(), secretRef]),
+  orSecretRef(z.string(), 'a string'),
 );
 
 /** Masked request/response content leaves the gateway only where a sink asks for it. */

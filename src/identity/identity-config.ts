@@ -3,6 +3,7 @@
  * use a connection), with the one function that applies an allow list to a caller.
  */
 import { z } from 'zod';
+import { unionOf } from '../config/common-schemas.js';
 import type { Principal } from './principal.js';
 
 /**
@@ -45,7 +46,10 @@ const UNIT_SECONDS = { s: 1, m: 60, h: 3600 } as const;
  * A short duration as a number of seconds, or `30s`, `2m`, `1h`. Parsed to **seconds** (what JWT clock-skew is
  * counted in), unlike the millisecond `duration` of the main config.
  */
-export const secondsDuration = z.union([z.number().nonnegative(), z.string()]).transform((v, ctx) => {
+export const secondsDuration = unionOf(
+  [z.number().nonnegative(), z.string()],
+  'must be a number of seconds or a duration such as 30s, 2m or 1h',
+).transform((v, ctx) => {
   if (typeof v === 'number') return v;
   const m = SECONDS_DURATION.exec(v.trim());
   if (!m) {
@@ -79,7 +83,7 @@ export const oidcIssuerSchema = z
     /** Discovery is fetched from `<issuer>/.well-known/openid-configuration`; tokens must carry this exact `iss`. */
     issuer: issuerUrl,
     /** The `aud` a token must carry (one of, when a list). */
-    audience: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+    audience: unionOf([z.string().min(1), z.array(z.string().min(1)).min(1)], 'must be a string or a list of strings'),
     /** Claim holding the caller's groups: an array or a space-separated string. A dotted path reaches nested claims. */
     groups_claim: z.string().min(1).default('groups'),
     /** Allow-list of signature algorithms; only asymmetric algorithms can be listed. */

@@ -42,7 +42,7 @@ export class Metrics {
     collectDefaultMetrics({ register: r, prefix: 'vigil_process_' });
     const requests = new Counter({
       name: 'vigil_requests_total',
-      help: 'Exchanges completed, by connection, outcome and upstream status',
+      help: "Exchanges completed, by connection, outcome and the status the client received (upstream's, or the gateway's own when it refused or failed the call; none when the client received none)",
       labelNames: ['connection', 'outcome', 'status'],
       registers: [r],
     });

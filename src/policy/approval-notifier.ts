@@ -14,6 +14,7 @@ import {
   HTTP_HEADER_NAME,
   hasCredentials,
   httpUrlWithout,
+  orSecretRef,
   positiveDuration,
   secretRef,
 } from '../config/common-schemas.js';
@@ -45,7 +46,7 @@ const OWN_HEADERS = new Set(['content-type', 'content-length', 'host', 'x-vigil-
  * Extra request headers; values that carry credentials go by reference like any other secret. Names are checked here
  * rather than by a key schema, whose failures zod reports only as "Invalid key in record".
  */
-const extraHeaders = z.record(z.string(), z.union([z.string(), secretRef])).superRefine((headers, ctx) => {
+const extraHeaders = z.record(z.string(), orSecretRef(z.string(), 'a string')).superRefine((headers, ctx) => {
   for (const name of Object.keys(headers)) {
     if (!HTTP_HEADER_NAME.test(name))
       ctx.addIssue({ code: 'custom', path: [name], message: 'must be a valid HTTP header name' });
@@ -61,7 +62,7 @@ const webhookSchema = z
      * Where to POST. A Slack webhook URL is itself a credential: give it as `{ env }` or `{ file }`. Never with
      * `user:password@` in it (see `headers`).
      */
-    url: z.union([httpUrlWithout(CREDENTIALS_IN_URL), secretRef]),
+    url: orSecretRef(httpUrlWithout(CREDENTIALS_IN_URL), 'an absolute http(s) URL'),
     /** Extra headers, e.g. `authorization: { env: HOOK_AUTH }` for a receiver behind basic or bearer auth. */
     headers: extraHeaders.optional(),
     /** `json` (default): the generic payload, signed when `secret` is set. `slack`: `{ text, blocks }`. */

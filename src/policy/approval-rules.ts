@@ -393,6 +393,20 @@ function evaluateOne(rules: CompiledRules, principal: Principal, body: RequestBo
 }
 
 /**
+ * The error message recorded for a call a deny rule refused: the message the client received, after the rule's name
+ * (quoted as a JSON string, so that deniedClientMessage can take it off again whatever the name holds).
+ */
+export function deniedRecordMessage(rule: string, message: string): string {
+  return `rule ${JSON.stringify(rule)}: ${message}`;
+}
+
+/** The message the client received for a call recorded as refused by a deny rule: deniedRecordMessage undone. */
+export function deniedClientMessage(recorded: string): string {
+  const name = /^rule "(?:[^"\\]|\\.)*": /.exec(recorded);
+  return name ? recorded.slice(name[0].length) : recorded;
+}
+
+/**
  * Labels, not text anyone wrote or read: `type` (`text`, `document`) and `media_type` would make
  * `prompt_matches: [text]` hit every request. Identifiers, signatures and binary data are left out by the masker's own
  * rule (`isOpaque`), so rules and masking agree on what is text.

@@ -146,6 +146,9 @@ export interface ApprovalView extends HeldData {
   readonly endReason: string | null;
 }
 
+/** What an approval did: the approval as it now stands, and how long a grant it made, in ms (null: it made none). */
+export type ApprovalDecided = ApprovalView & { readonly grantMs: number | null };
+
 /** How a held call ended, for the proxy. */
 export type HoldOutcome =
   | { readonly outcome: 'approved'; readonly approvalId: string; readonly by: readonly Approver[] }
@@ -512,7 +515,8 @@ export class ApprovalCoordinator {
   /**
    * Approve a held call. With `grantMinutes`, also let later calls by the same caller that match the same rule on the
    * same connection through without a hold, for that long (at most the rule's `grant`); with `approvals_required` > 1,
-   * a grant is made when every approval asked for one, for the shortest asked.
+   * a grant is made when every approval asked for one, for the shortest asked (so not by an approval that leaves the
+   * call pending). The result's `grantMs` says whether this approval made one.
    *
    * @throws ApprovalRefused
    */
@@ -520,7 +524,7 @@ export class ApprovalCoordinator {
     id: string,
     approver: Approver,
     opts: { reason?: string | undefined; grantMinutes?: number | undefined } = {},
-  ): Promise<ApprovalView> {
+  ): Promise<ApprovalDecided> {
     const s = await this.pending(id);
     const { held } = s;
     if (isSameActor(held.caller, approver)) {
@@ -558,6 +562,7 @@ export class ApprovalCoordinator {
     await this.decide(s, { approvalId: id, decision: 'approve', approver, reason: opts.reason ?? null, grantMs });
     const now = this.clock();
     const after = tally(s, now);
+    let granted: number | null = null;
     if (after.status === 'approved' && !s.ended) {
       const asked = s.decisions
         .filter(
@@ -583,9 +588,10 @@ export class ApprovalCoordinator {
         };
         await this.append(APPROVAL_KINDS.granted, held.exchangeId, held.sessionId, grant);
         this.grants.set(grant.grantId, grant);
+        granted = grant.expiresAt - now;
       }
     }
-    return this.viewOf(s, now);
+    return { ...this.viewOf(s, now), grantMs: granted };
   }
 
   /** Deny a held call; the client receives 403 with `reason`. The caller may withdraw their own call this way. */

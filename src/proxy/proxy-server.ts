@@ -13,7 +13,7 @@ import type { Dispatcher } from 'undici';
 import { asVigilError, isStackOverflow, tooDeeplyNested, VigilError } from '../errors.js';
 import type { Authentication } from '../identity/authenticator.js';
 import type { Principal } from '../identity/principal.js';
-import { evaluate, type Evaluation } from '../policy/approval-rules.js';
+import { deniedRecordMessage, evaluate, type Evaluation } from '../policy/approval-rules.js';
 import { findingTypes } from '../recorder/masking/masker.js';
 import { summarizeRequest } from '../policy/approval-summary.js';
 import type { ApprovalCoordinator, HoldOutcome } from '../policy/approvals.js';
@@ -264,7 +264,7 @@ export class ProxyServer {
       const err = new VigilError('NOT_ALLOWED', verdict.message);
       rec.fail(
         'gateway_error',
-        { type: 'approval_rule_denied', message: `rule "${verdict.rule.name}": ${verdict.message}` },
+        { type: 'approval_rule_denied', message: deniedRecordMessage(verdict.rule.name, verdict.message) },
         err.status,
       );
       return this.sendError(res, rec.id, err);

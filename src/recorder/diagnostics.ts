@@ -7,6 +7,8 @@ import diagnostics from 'node:diagnostics_channel';
 export interface ExchangeCompleted {
   readonly connection: string;
   readonly outcome: string;
+  /** The status the client received: upstream's, or the gateway's own when it refused or failed the call; null when
+   * the client received none (it left, or the gateway shut down first). */
   readonly status: number | null;
   readonly model: string | null;
   readonly durationMs: number;

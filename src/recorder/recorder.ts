@@ -521,13 +521,22 @@ export class ExchangeRecording {
     await finished(d.output).catch(() => undefined);
   }
 
-  /** Tell metrics (and any other subscriber) that the exchange completed; free when nobody listens. */
-  private announce(outcome: Outcome, model: string | null, durationMs: number, usage: Usage | null): void {
+  /**
+   * Tell metrics (and any other subscriber) that the exchange completed; free when nobody listens. `status`: the one
+   * the client received, upstream's or the gateway's own (a refusal's 403), as recorded.
+   */
+  private announce(
+    outcome: Outcome,
+    status: number | null,
+    model: string | null,
+    durationMs: number,
+    usage: Usage | null,
+  ): void {
     if (!exchangeCompletedChannel.hasSubscribers) return;
     exchangeCompletedChannel.publish({
       connection: this.connection,
       outcome,
-      status: this.status,
+      status,
       model,
       durationMs,
       firstByteMs: this.firstByteMs,
@@ -544,7 +553,7 @@ export class ExchangeRecording {
     this.detach?.();
     this.recorder.ended(this);
     if (this.level === 'off') {
-      this.announce(outcome, this.model, Date.now() - this.startedAt, null);
+      this.announce(outcome, this.status ?? sentStatus, this.model, Date.now() - this.startedAt, null);
       return;
     }
     const full = this.level === 'full';
@@ -622,7 +631,7 @@ export class ExchangeRecording {
       },
     };
     records.push({ kind: 'exchange.response', exchangeId: this.id, sessionId: this.sessionId, at: endedAt, data });
-    this.announce(outcome, model, data.timing.durationMs, usage);
+    this.announce(outcome, data.status, model, data.timing.durationMs, usage);
     const searchText: SearchText[] = [];
     if (full) {
       const text = searchTextOf(this.turnMessages, message);

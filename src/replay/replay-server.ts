@@ -17,8 +17,9 @@ import { listenOn } from '../net/listen.js';
 import { isUtf8 } from 'node:buffer';
 import { createServer, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { anthropicErrorBody, type AnthropicErrorType } from '../errors.js';
+import { anthropicErrorBody, anthropicErrorTypeOf, isAnthropicErrorType } from '../errors.js';
 import { isLocalRequest } from '../identity/loopback.js';
+import { deniedClientMessage } from '../policy/approval-rules.js';
 import type { EventView, ExchangeView } from '../recorder/exchange-reader.js';
 import { RequestMatcher } from './request-matcher.js';
 
@@ -240,11 +241,20 @@ async function sendRecorded(
 
   if (!(await wait(x.response.first_byte_ms ?? x.response.duration_ms))) return;
   if (x.response.status === null || x.response.first_byte_ms === null) {
-    // The gateway answered itself (a deny rule, upstream unreachable, no credential …): give the recorded error back,
-    // with the status the client received (recordings made before that was kept have none).
-    const type = (x.response.error?.type ?? 'api_error') as AnthropicErrorType;
-    const message = x.response.error?.message ?? `the recorded exchange ended without a response (${x.outcome})`;
-    const status = x.response.status ?? ERROR_STATUS[type] ?? 502;
+    // The gateway answered itself (a deny rule, upstream unreachable, no credential …): give back what the client
+    // received, with the status recorded (recordings made before that was kept have none). The recorded error's type
+    // may be Vigil's internal reason (`approval_rule_denied`, `dlp_blocked` …); the client got the Anthropic type the
+    // gateway answers that status with, and a deny rule's message without the rule's name the record adds.
+    const recorded = x.response.error;
+    const status = x.response.status ?? ERROR_STATUS[recorded?.type ?? ''] ?? 502;
+    const type =
+      recorded && isAnthropicErrorType(recorded.type) ? recorded.type : (anthropicErrorTypeOf(status) ?? 'api_error');
+    const message =
+      recorded === null || recorded === undefined
+        ? `the recorded exchange ended without a response (${x.outcome})`
+        : recorded.type === 'approval_rule_denied'
+          ? deniedClientMessage(recorded.message)
+          : recorded.message;
     sendJson(res, status, anthropicErrorBody(type, message), { 'x-vigil-replay-of': x.id });
     return;
   }

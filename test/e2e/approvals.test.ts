@@ -45,6 +45,21 @@ beforeAll(async () => {
         ],
       },
       {
+        name: 'pair',
+        upstream,
+        credential,
+        approvals: [
+          {
+            name: 'shell access',
+            action: 'hold',
+            when: { tools_offered: ['Bash'] },
+            timeout: '60s',
+            grant: '30m',
+            approvals_required: 2,
+          },
+        ],
+      },
+      {
         name: 'night',
         upstream,
         credential,
@@ -213,6 +228,65 @@ describe('approvals through a running gateway', () => {
       `approved ${held.id}: the call goes ahead; key:alice-agent is not held on rule "shell access" on connection review for 5 min\n`,
     );
     expect((await call).status).toBe(200);
+  }, 60_000);
+
+  it('with two approvers required, `approve --grant` says whether a grant was made, and for how long', async () => {
+    // Went wrong: each `approve --grant N` printed that the caller was not held for N min, though with
+    // approvals_required 2 a grant is made only by the last approval, only if every approver asked for one, and for the
+    // shortest asked.
+    const call = () =>
+      fetch(`${h.url}/c/pair/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'anthropic-version': '2023-06-01',
+          'x-api-key': CLIENT_KEY,
+          // One session: an anonymous caller's grant covers the session it was given in.
+          'x-vigil-session': 'pair-grants',
+        },
+        body: JSON.stringify({
+          model: 'claude-haiku-4-5',
+          max_tokens: 50,
+          tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
+          messages: [{ role: 'user', content: 'tidy the build directory' }],
+        }),
+      });
+    const approve = (id: string, user: string, grant?: string) =>
+      vigil(['approvals', 'approve', id, ...(grant ? ['--grant', grant] : []), '--data-dir', h.dataDir], {
+        USER: user,
+      });
+
+    // Bob asks for no grant, Carol for 10 min: the call goes ahead, no grant is made.
+    const first = call();
+    let held = await waitForHeld('pair');
+    expect(await approve(held.id, 'bob')).toMatchObject({
+      code: 0,
+      stdout: `${held.id}: 1 of 2 approvals; waiting for another approver\n`,
+    });
+    expect(await approve(held.id, 'carol', '10')).toMatchObject({
+      code: 0,
+      stdout:
+        `approved ${held.id}: the call goes ahead; no grant was made: rule "shell access" needs 2 approvals, and a ` +
+        'grant is made only when every approver asks for one\n',
+    });
+    expect((await first).status).toBe(200);
+
+    // Bob asks for 5 min, Carol for 10: the grant is made by Carol's approval, for 5.
+    const second = call();
+    held = await waitForHeld('pair');
+    expect(await approve(held.id, 'bob', '5')).toMatchObject({
+      code: 0,
+      stdout:
+        `${held.id}: 1 of 2 approvals; waiting for another approver; no grant yet: one is made when the last ` +
+        'approval comes, if every approver asked for one (for the shortest asked)\n',
+    });
+    expect(await approve(held.id, 'carol', '10')).toMatchObject({
+      code: 0,
+      stdout: `approved ${held.id}: the call goes ahead; anonymous is not held on rule "shell access" in session ${held.sessionId} for 5 min\n`,
+    });
+    expect((await second).status).toBe(200);
+    // The grant covers the next call: it is not held.
+    expect((await call()).status).toBe(200);
   }, 60_000);
 
   it('with neither USER nor LOGNAME set (cron, containers), the key’s owner still cannot approve its calls', async () => {

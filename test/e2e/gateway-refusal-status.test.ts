@@ -1,12 +1,13 @@
 /**
  * What a call the gateway refused or failed itself records as its response's status: the status the client received
  * (a deny rule's 403, an in-flight DLP block's 400, an unreachable upstream's 502, an upstream timeout's 504), in the
- * exchange, its index row, and `vigil sessions show` — on each store.
+ * exchange, its index row, and `vigil sessions show` — on each store; and replaying it answers what the client received.
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startReplayServer } from '../../src/replay/replay-server.js';
 import { vigil } from '../support/cli.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
 import { POSTGRES_TEST_URL, storeKinds } from '../support/stores.js';
@@ -90,5 +91,41 @@ describe.each(storeKinds())('on %s', (kind) => {
     const shown = await vigil(['sessions', 'show', session, '--config', configFile]);
     expect(shown.code, shown.stderr).toBe(0);
     expect(shown.stdout).toContain(`→ ${status} gateway_error`);
+
+    // Went wrong: /metrics labelled these `status="none"`, though the recording carried the status.
+    const metrics = await (await fetch(`${h.gateway.adminUrl}/metrics`)).text();
+    const connection = prefix ? prefix.slice('/c/'.length) : 'anthropic';
+    expect(metrics).toContain(
+      `vigil_requests_total{connection="${connection}",outcome="gateway_error",status="${status}"}`,
+    );
+  });
+
+  it.each([
+    ['a deny rule', '', 'connect to prod-db.internal', {}],
+    ['an in-flight DLP block', '/c/dlp-block', 'my key is AKIAIOSFODNN7EXAMPLE', {}],
+    ['an unreachable upstream', '/c/nowhere', 'hello', {}],
+    ['an upstream timeout', '', 'hello', { 'x-fake-scenario': 'hang' }],
+  ])('replays %s as the client received it', async (_what, prefix, text, headers) => {
+    // Went wrong: a replayed refusal had the recorded status but Vigil's internal reason as its error type
+    // (`approval_rule_denied`, `dlp_blocked`) and a deny rule's message with the rule's name the record adds, where
+    // the client had received `permission_error` / `invalid_request_error` and the rule's message.
+    const session = `replayed-${prefix || 'anthropic'}-${text.length}-${Object.keys(headers).length}`;
+    const res = await post(prefix, text, session, headers);
+    const received = { status: res.status, body: (await res.json()) as unknown };
+    const replay = await startReplayServer({ exchanges: await h.session(session, 1), speed: 0 });
+    try {
+      const again = await fetch(`${replay.url}/v1/messages`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01' },
+        body: JSON.stringify({
+          model: 'claude-haiku-4-5',
+          max_tokens: 20,
+          messages: [{ role: 'user', content: text }],
+        }),
+      });
+      expect({ status: again.status, body: (await again.json()) as unknown }).toEqual(received);
+    } finally {
+      await replay.close();
+    }
   });
 });

@@ -147,6 +147,29 @@ describe('config', () => {
     );
   });
 
+  it('a value of the wrong type where a string or a secret reference goes says what is expected', () => {
+    // A regression: a number for store.postgres.url, a SIEM sink's or an approval webhook's header value, a webhook
+    // URL, a duration or an audience was reported as "Invalid input", which says nothing of what to write instead.
+    const held = (what: string) => `must be ${what}, or { env: NAME } or { file: PATH } holding it`;
+    expect(
+      problems({
+        store: { postgres: { url: 5432 } },
+        connections: [{ name: 'a', upstream: 'https://api.anthropic.com', upstream_timeout: true }],
+        identity: { oidc: [{ issuer: 'https://idp.example.com', audience: 5 }] },
+        siem: { sinks: [{ type: 'http', name: 'w', url: 'https://siem.example', headers: { 'x-tenant': 7 } }] },
+        approvals: { webhooks: [{ name: 'oncall', url: 42, headers: { 'x-team': { env: 5 } } }] },
+      }),
+    ).toEqual([
+      `store.postgres.url: ${held('a PostgreSQL URL without a password (postgres://user@host/db)')}`,
+      'identity.oidc[0].audience: must be a string or a list of strings',
+      'connections[0] (a).upstream_timeout: must be a duration such as 500ms, 30s, 5m, 2h or 30d, or a number of ' +
+        'milliseconds',
+      `siem.sinks[0] (w).headers.x-tenant: ${held('a string')}`,
+      `approvals.webhooks[0] (oncall).url: ${held('an absolute http(s) URL')}`,
+      `approvals.webhooks[0] (oncall).headers.x-team: ${held('a string')}`,
+    ]);
+  });
+
   it('checks the web UI’s sign-in against the trusted issuers, naming the key to fix', () => {
     const issuer = 'https://idp.example.com/realms/main';
     const withSignIn = (oidc: Record<string, unknown>, audience: string | string[] = 'vigil') =>

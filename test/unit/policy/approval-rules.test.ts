@@ -3,6 +3,8 @@ import type { Principal } from '../../../src/identity/principal.js';
 import {
   approvalRulesSchema,
   compileApprovalRules,
+  deniedClientMessage,
+  deniedRecordMessage,
   evaluate,
   type ApprovalRulesInput,
 } from '../../../src/policy/approval-rules.js';
@@ -440,5 +442,16 @@ describe('Message Batches', () => {
 
   it('judges a body that only looks like a batch as a Messages request', () => {
     expect(evaluate(set, alice, body({ requests: 'not a list', ...clean }), NOON)).toEqual({ action: 'allow' });
+  });
+});
+
+describe('the recorded message of a deny rule', () => {
+  it('gives back the message the client received, whatever the rule is called', () => {
+    for (const name of ['prod', 'say "no": never', 'back\\slash']) {
+      const recorded = deniedRecordMessage(name, 'production credentials must not be sent');
+      expect(recorded.startsWith('rule "')).toBe(true);
+      expect(deniedClientMessage(recorded)).toBe('production credentials must not be sent');
+    }
+    expect(deniedClientMessage('rule "prod": not sent')).toBe('not sent');
   });
 });

@@ -131,9 +131,11 @@ describe('replay server', () => {
     });
     const res = await post(s.url, messages('hi'));
     expect(res.status).toBe(403);
+    // Went wrong: the replay answered with Vigil's internal reason as the type and the recorded message, rule name
+    // and all; the client had received `permission_error` and the rule's message.
     expect(await res.json()).toEqual({
       type: 'error',
-      error: { type: 'approval_rule_denied', message: 'rule "prod": production credentials must not be sent' },
+      error: { type: 'permission_error', message: 'production credentials must not be sent' },
     });
   });
 
