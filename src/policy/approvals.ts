@@ -470,6 +470,8 @@ export class ApprovalCoordinator {
       });
     });
     if (req.signal?.aborted) void this.end(held.id, 'cancelled', 'the client closed the connection');
+    // Closed while the call was being held (close() ended only the waiters there were): end this one too.
+    else if (this.closed) void this.end(held.id, 'cancelled', 'the gateway is shutting down');
     this.schedulePoll();
     if (this.options.notifier) void this.notify(state);
     return outcome;

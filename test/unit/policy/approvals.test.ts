@@ -532,4 +532,12 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
     await gateway.close();
     expect(await held).toMatchObject({ outcome: 'cancelled', reason: 'the gateway is shutting down' });
   });
+
+  it('a call being held as the gateway closes ends as cancelled too, not never', async () => {
+    // Went wrong (a CI run on PostgreSQL timed out here): close() ended the calls it found waiting; a call whose held
+    // record was still being written registered its waiter after that, and nothing ever answered it.
+    const held = gateway.hold(call(rule()));
+    await gateway.close();
+    expect(await held).toMatchObject({ outcome: 'cancelled', reason: 'the gateway is shutting down' });
+  }, 10_000);
 });
