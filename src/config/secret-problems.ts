@@ -28,7 +28,12 @@ export function secretProblems(config: VigilConfig, env: NodeJS.ProcessEnv = pro
     if (value === null || typeof value !== 'object') return;
     const obj = value as Record<string, unknown>;
     const keys = Object.keys(obj);
-    const isRef = keys.length === 1 && (keys[0] === 'env' || keys[0] === 'file') && typeof obj[keys[0]] === 'string';
+    // A `headers` map is name → value (a value may be a reference): a header named `env` or `file` is no reference.
+    const isRef =
+      path.at(-1) !== 'headers' &&
+      keys.length === 1 &&
+      (keys[0] === 'env' || keys[0] === 'file') &&
+      typeof obj[keys[0]] === 'string';
     if (!isRef) {
       for (const k of keys) visit(obj[k], [...path, k]);
       return;

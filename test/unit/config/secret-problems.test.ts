@@ -55,4 +55,14 @@ describe('secret references read at start-up', () => {
     expect(err).toBeInstanceOf(ConfigError);
     expect([...(err as ConfigError).problems].sort()).toEqual(expected);
   });
+
+  it('a header named env or file is a header, not a secret reference', () => {
+    // Went wrong: `headers: { env: 'production' }` was read as { env: NAME } and refused start-up.
+    const headers = validateConfig({
+      connections: [{ name: 'a' }],
+      siem: { sinks: [{ name: 'hec', type: 'http', url: 'https://siem.example/in', headers: { env: 'production' } }] },
+      approvals: { webhooks: [{ name: 'oncall', url: 'https://hooks.example/x', headers: { file: 'audit' } }] },
+    });
+    expect(secretProblems(headers, {})).toEqual([]);
+  });
 });
