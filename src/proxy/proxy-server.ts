@@ -360,12 +360,9 @@ export class ProxyServer {
           return false;
         }
         // The gateway is stopping: a retry (the SDKs retry 503) lands on a gateway that is not.
+        // Recorded as the client received it (the approval's own records say it was cancelled by the shutdown).
         const err = new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry');
-        rec.fail(
-          'interrupted',
-          { type: 'interrupted', message: 'the gateway shut down while the call was held for approval' },
-          err.status,
-        );
+        rec.fail('interrupted', { type: err.type, message: err.message }, err.status);
         this.sendError(res, rec.id, err);
         return false;
       }

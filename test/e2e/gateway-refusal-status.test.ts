@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ExchangeView } from '../../src/recorder/exchange-reader.js';
 import { startReplayServer } from '../../src/replay/replay-server.js';
 import { vigil } from '../support/cli.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
@@ -128,4 +129,61 @@ describe.each(storeKinds())('on %s', (kind) => {
       await replay.close();
     }
   });
+});
+
+describe('a call held for approval when the gateway shuts down', () => {
+  it('is recorded, and replayed, as the 503 the client received', async () => {
+    // Went wrong: it was recorded as `interrupted` with a message of its own, and replayed as 503 `api_error` with
+    // that message; the client had received 503 `overloaded_error` "the gateway is shutting down; retry".
+    const h = await startHarness((upstream) => ({
+      connections: [
+        {
+          name: 'anthropic',
+          upstream,
+          credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+          approvals: [{ name: 'deploys', action: 'hold', when: { prompt_matches: ['/deploy/'] }, timeout: '5m' }],
+        },
+      ],
+    }));
+    let closed = false;
+    try {
+      const request = {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': CLIENT_KEY },
+        body: JSON.stringify({
+          model: 'claude-haiku-4-5',
+          max_tokens: 20,
+          messages: [{ role: 'user', content: 'deploy' }],
+        }),
+      };
+      const answer = fetch(`${h.url}/v1/messages`, {
+        ...request,
+        headers: { ...request.headers, 'x-vigil-session': 'shutdown-held' },
+      });
+      for (let i = 0; i < 100; i++) {
+        const listed = await vigil(['approvals', 'list', '--json', '--data-dir', h.dataDir]);
+        if ((JSON.parse(listed.stdout) as { approvals: unknown[] }).approvals.length > 0) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      await h.gateway.close(1000);
+      closed = true;
+      const res = await answer;
+      const received = { status: res.status, body: (await res.json()) as { error: { type: string; message: string } } };
+      expect(received).toMatchObject({ status: 503, body: { error: { type: 'overloaded_error' } } });
+      const shown = JSON.parse(
+        (await vigil(['sessions', 'show', 'shutdown-held', '--json', '--data-dir', h.dataDir])).stdout,
+      ) as { exchanges: ExchangeView[] };
+      expect(shown.exchanges[0]!.response).toMatchObject({ status: 503, error: received.body.error });
+      const replay = await startReplayServer({ exchanges: shown.exchanges, speed: 0 });
+      try {
+        const again = await fetch(`${replay.url}/v1/messages`, request);
+        expect({ status: again.status, body: (await again.json()) as unknown }).toEqual(received);
+      } finally {
+        await replay.close();
+      }
+    } finally {
+      if (!closed) await h.gateway.close(1000);
+      await h.fake.close();
+    }
+  }, 30_000);
 });
