@@ -19,6 +19,7 @@ import { summarizeRequest } from '../policy/approval-summary.js';
 import type { ApprovalCoordinator, HoldOutcome } from '../policy/approvals.js';
 import type { PolicyDecision } from '../policy/policy.js';
 import type { ExchangeRecording, Recorder } from '../recorder/recorder.js';
+import type { Outcome } from '../store/audit-store.js';
 import { listenOn } from '../net/listen.js';
 import { newExchangeId } from '../recorder/ids.js';
 import { RequestBody } from '../recorder/request-body.js';
@@ -251,23 +252,15 @@ export class ProxyServer {
       });
       return;
     }
-    if (dlp !== null) {
-      rec.fail('gateway_error', { type: 'dlp_blocked', message: dlp.message }, dlp.status);
-      return this.sendError(res, rec.id, dlp);
-    }
+    if (dlp !== null) return this.refuse(res, rec, dlp, { type: 'dlp_blocked' });
     if (connection.credentialProblem !== null) {
-      const err = new VigilError('NO_CREDENTIAL', connection.credentialProblem);
-      rec.fail('gateway_error', { type: err.type, message: err.message }, err.status);
-      return this.sendError(res, exchangeId, err);
+      return this.refuse(res, rec, new VigilError('NO_CREDENTIAL', connection.credentialProblem));
     }
     if (verdict?.action === 'deny') {
-      const err = new VigilError('NOT_ALLOWED', verdict.message);
-      rec.fail(
-        'gateway_error',
-        { type: 'approval_rule_denied', message: deniedRecordMessage(verdict.rule.name, verdict.message) },
-        err.status,
-      );
-      return this.sendError(res, rec.id, err);
+      return this.refuse(res, rec, new VigilError('NOT_ALLOWED', verdict.message), {
+        type: 'approval_rule_denied',
+        message: deniedRecordMessage(verdict.rule.name, verdict.message),
+      });
     }
     res.off('close', onEarlyClose);
     if (verdict?.action === 'hold' && !(await this.awaitApproval(res, connection, principal, request, rec, verdict)))
@@ -290,8 +283,7 @@ export class ProxyServer {
   ): Promise<boolean> {
     const rule = verdict.rule.name;
     const refuse = (type: string, err: VigilError): false => {
-      rec.fail('gateway_error', { type, message: err.message }, err.status);
-      this.sendError(res, rec.id, err);
+      this.refuse(res, rec, err, { type });
       return false;
     };
     if (!this.deps.approvals) {
@@ -361,9 +353,9 @@ export class ProxyServer {
         }
         // The gateway is stopping: a retry (the SDKs retry 503) lands on a gateway that is not.
         // Recorded as the client received it (the approval's own records say it was cancelled by the shutdown).
-        const err = new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry');
-        rec.fail('interrupted', { type: err.type, message: err.message }, err.status);
-        this.sendError(res, rec.id, err);
+        this.refuse(res, rec, new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry'), {
+          outcome: 'interrupted',
+        });
         return false;
       }
     }
@@ -408,10 +400,8 @@ export class ProxyServer {
     } catch (err) {
       if (finished) return;
       finished = true;
-      const e = upstreamError(err, connection.name);
-      rec.fail('gateway_error', { type: e.type, message: e.message }, e.status);
       this.deps.log.warn({ err, exchangeId: rec.id, connection: connection.name }, 'upstream request failed');
-      return this.sendError(res, rec.id, e);
+      return this.refuse(res, rec, upstreamError(err, connection.name));
     }
     if (finished) {
       upstream.body.destroy();
@@ -516,6 +506,24 @@ export class ProxyServer {
     const ok = !this.draining;
     res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ status: ok ? 'ok' : 'draining', recording_failures: this.deps.recorder.failures }));
+  }
+
+  /**
+   * Answer `err` to the client and end the exchange's record with it: as the client received it (status, type and
+   * message), unless `recorded` names the reason the record keeps instead.
+   */
+  private refuse(
+    res: ServerResponse,
+    rec: ExchangeRecording,
+    err: VigilError,
+    recorded: { readonly outcome?: Outcome; readonly type?: string; readonly message?: string } = {},
+  ): void {
+    rec.fail(
+      recorded.outcome ?? 'gateway_error',
+      { type: recorded.type ?? err.type, message: recorded.message ?? err.message },
+      err.status,
+    );
+    this.sendError(res, rec.id, err);
   }
 
   private sendError(res: ServerResponse, exchangeId: string, err: VigilError, close = false): void {
