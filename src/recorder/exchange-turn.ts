@@ -44,18 +44,31 @@ export interface ExchangeTurn {
  * user's prompt.) An assistant message that ends the request is a prefill the client wrote, part of its turn: the
  * turn then starts after the assistant message before it.
  */
-export function newMessages<M>(messages: readonly M[], roleOf: (m: M) => unknown): M[] {
-  let end = messages.length;
-  while (end > 0 && roleOf(messages[end - 1]!) === 'assistant') end--;
+export function newMessages<M>(messages: readonly M[], role: (m: M) => unknown = roleOf): M[] {
+  return messages.slice(turnStart(messages.length, (i) => role(messages[i]!)));
+}
+
+/**
+ * Where the turn starts among `count` messages ({@link newMessages}), reading roles from the end, only as far back as
+ * the assistant message the turn follows: `roleAt` may parse a message when asked (the recorder does).
+ */
+export function turnStart(count: number, roleAt: (i: number) => unknown): number {
+  let end = count;
+  while (end > 0 && roleAt(end - 1) === 'assistant') end--;
   let start = end;
-  while (start > 0 && roleOf(messages[start - 1]!) !== 'assistant') start--;
-  return messages.slice(start);
+  while (start > 0 && roleAt(start - 1) !== 'assistant') start--;
+  return start;
+}
+
+/** A message's `role`, if it is an object that has one. */
+export function roleOf(message: unknown): unknown {
+  return typeof message === 'object' && message !== null ? (message as { role?: unknown }).role : undefined;
 }
 
 export function exchangeTurn(x: ExchangeView): ExchangeTurn {
   const body = x.request.body as { messages?: unknown } | null;
   const messages = Array.isArray(body?.messages) ? (body.messages as unknown[]) : [];
-  const input = newMessages(messages, (m) => (m as { role?: unknown } | null)?.role).map((m) => {
+  const input = newMessages(messages).map((m) => {
     const msg = (typeof m === 'object' && m !== null ? m : {}) as { role?: unknown; content?: unknown };
     return { role: typeof msg.role === 'string' ? msg.role : 'user', blocks: contentBlocks(msg.content) };
   });

@@ -34,7 +34,7 @@ import {
   type KnownBlobs,
 } from './body-splitter.js';
 import type { BodyLayout, PieceEntry, RequestBody } from './request-body.js';
-import { newMessages } from './exchange-turn.js';
+import { newMessages, roleOf, turnStart } from './exchange-turn.js';
 import { sha256Hex } from '../store/ledger.js';
 import type { SseEvent } from './sse-decoder.js';
 
@@ -361,7 +361,7 @@ export class ExchangeRedaction {
       return {
         body: r.body,
         blobs: r.blobs,
-        turnMessages: Array.isArray(messages) ? newMessages(messages, roleOf) : [],
+        turnMessages: Array.isArray(messages) ? newMessages(messages) : [],
       };
     }
     const b = new PartsBuilder(known);
@@ -415,12 +415,8 @@ export class ExchangeRedaction {
   private turnMessagesOf(req: RequestBody, elements: ReadonlyArray<readonly [number, number]>): unknown[] {
     const parsed: unknown[] = [];
     const at = (i: number): unknown => (parsed[i] ??= this.messageOf(req.slice(elements[i]![0], elements[i]![1]), i));
-    let end = elements.length;
-    while (end > 0 && roleOf(at(end - 1)) === 'assistant') end--;
-    let start = end;
-    while (start > 0 && roleOf(at(start - 1)) !== 'assistant') start--;
     const out: unknown[] = [];
-    for (let i = start; i < elements.length; i++) out.push(at(i));
+    for (let i = turnStart(elements.length, (j) => roleOf(at(j))); i < elements.length; i++) out.push(at(i));
     return out;
   }
 
@@ -709,8 +705,4 @@ export function parseEventData(e: SseEvent): unknown {
   } catch {
     return undefined;
   }
-}
-
-function roleOf(message: unknown): unknown {
-  return typeof message === 'object' && message !== null ? (message as { role?: unknown }).role : undefined;
 }
