@@ -2295,6 +2295,8 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expiresAt: null,
       createdBy: 'cli:ops',
     };
+    /** A key.created record for `forgedKey` on a chain of its own, as the gateway role could append it. */
+    const forged = { chain: 'ch_zz_forged', kind: 'key.created', data: forgedKey };
 
     /** A record linked as a writer would, inserted with plain SQL; `raw` runs it (as the gateway role could). */
     async function insert(
@@ -2319,13 +2321,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       await new Digester(store, KEY, { intervalMs: 0 }).close();
       expect(await store.verify(withKey)).toMatchObject({ ok: true });
 
-      await insert(raw, {
-        chain: 'ch_zz_forged',
-        chainSeq: 1,
-        prevHash: GENESIS_HASH,
-        kind: 'key.created',
-        data: forgedKey,
-      });
+      await insert(raw, { ...forged, chainSeq: 1, prevHash: GENESIS_HASH });
       const report = await store.verify(withKey);
       expect(report.ok).toBe(false);
       expect(report.problems).toContainEqual(
@@ -2343,33 +2339,15 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
     it('does not take a key record at chain_seq 0 for a key', async () => {
       if (kind === 'postgres') {
         // The database refuses it, and any record that does not continue its chain.
-        await expect(
-          insert(raw, {
-            chain: 'ch_zz_forged',
-            chainSeq: 0,
-            prevHash: GENESIS_HASH,
-            kind: 'key.created',
-            data: forgedKey,
-          }),
-        ).rejects.toThrow(/does not continue its chain/);
-        await expect(
-          insert(raw, {
-            chain: 'ch_zz_forged',
-            chainSeq: 2,
-            prevHash: GENESIS_HASH,
-            kind: 'key.created',
-            data: forgedKey,
-          }),
-        ).rejects.toThrow(/does not continue its chain/);
-        await expect(
-          insert(raw, {
-            chain: 'ch_zz_forged',
-            chainSeq: 1,
-            prevHash: 'a'.repeat(64),
-            kind: 'key.created',
-            data: forgedKey,
-          }),
-        ).rejects.toThrow(/does not continue its chain/);
+        await expect(insert(raw, { ...forged, chainSeq: 0, prevHash: GENESIS_HASH })).rejects.toThrow(
+          /does not continue its chain/,
+        );
+        await expect(insert(raw, { ...forged, chainSeq: 2, prevHash: GENESIS_HASH })).rejects.toThrow(
+          /does not continue its chain/,
+        );
+        await expect(insert(raw, { ...forged, chainSeq: 1, prevHash: 'a'.repeat(64) })).rejects.toThrow(
+          /does not continue its chain/,
+        );
         // The store's own appends, several rows in one statement, go in.
         await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
         expect(await store.verify()).toMatchObject({ ok: true, records: 4 });

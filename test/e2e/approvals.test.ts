@@ -107,6 +107,39 @@ async function waitForHeld(connection: string): Promise<ListedApproval> {
   throw new Error(`no call held on ${connection}`);
 }
 
+/**
+ * Makes a gateway key named `name` with `vigil keys create` (run with `env`, which says who its owner is), sends a call
+ * with it on `review` that is held, and returns the call (pending until decided) and its approval, found by the key.
+ */
+async function holdCallWithKey(
+  name: string,
+  env: NodeJS.ProcessEnv,
+): Promise<{ call: Promise<Response>; held: ListedApproval }> {
+  const created = await vigil(['keys', 'create', '--name', name, '--data-dir', h.dataDir], env);
+  expect(created.code).toBe(0);
+  const call = fetch(`${h.url}/c/review/v1/messages`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'anthropic-version': '2023-06-01',
+      'x-api-key': created.stdout.trim(),
+    },
+    body: JSON.stringify({
+      model: 'claude-haiku-4-5',
+      max_tokens: 50,
+      tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
+      messages: [{ role: 'user', content: 'clean up the release branch' }],
+    }),
+  });
+  let held: ListedApproval | undefined;
+  while (!held) {
+    const r = await vigil(['approvals', 'list', '--json', '--data-dir', h.dataDir]);
+    held = (JSON.parse(r.stdout) as { approvals: ListedApproval[] }).approvals.find((a) => a.caller.subject === name);
+    if (!held) await new Promise((res) => setTimeout(res, 100));
+  }
+  return { call, held };
+}
+
 function resultOf(messages: SDKMessage[]): { subtype: string; result?: string; is_error?: boolean } {
   return messages.find((m) => m.type === 'result') as { subtype: string; result?: string; is_error?: boolean };
 }
@@ -188,32 +221,7 @@ describe('approvals through a running gateway', () => {
   it('the owner of a gateway key made with the CLI cannot approve its calls with the CLI; someone else can', async () => {
     // Went wrong: `vigil keys create` recorded the owner as cli:<USER>, `vigil approvals approve` decided as
     // cli:<USER>, and the owner was compared with OIDC approvers only: alice approved the calls of her own key.
-    const created = await vigil(['keys', 'create', '--name', 'alice-agent', '--data-dir', h.dataDir], {
-      USER: 'alice',
-    });
-    expect(created.code).toBe(0);
-    const call = fetch(`${h.url}/c/review/v1/messages`, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'anthropic-version': '2023-06-01',
-        'x-api-key': created.stdout.trim(),
-      },
-      body: JSON.stringify({
-        model: 'claude-haiku-4-5',
-        max_tokens: 50,
-        tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
-        messages: [{ role: 'user', content: 'clean up the release branch' }],
-      }),
-    });
-    let held: ListedApproval | undefined;
-    while (!held) {
-      const r = await vigil(['approvals', 'list', '--json', '--data-dir', h.dataDir]);
-      held = (JSON.parse(r.stdout) as { approvals: ListedApproval[] }).approvals.find(
-        (a) => a.caller.subject === 'alice-agent',
-      );
-      if (!held) await new Promise((res) => setTimeout(res, 100));
-    }
+    const { call, held } = await holdCallWithKey('alice-agent', { USER: 'alice' });
     const byAlice = await vigil(['approvals', 'approve', held.id, '--data-dir', h.dataDir], { USER: 'alice' });
     expect(byAlice).toMatchObject({
       code: 1,
@@ -293,30 +301,7 @@ describe('approvals through a running gateway', () => {
     // Went wrong: `keys create` fell back to cli:unknown, `approvals approve` to the OS account, so the owner did not
     // match and approved the calls of their own key.
     const noUser = { USER: undefined, LOGNAME: undefined };
-    const created = await vigil(['keys', 'create', '--name', 'cron-agent', '--data-dir', h.dataDir], noUser);
-    expect(created.code).toBe(0);
-    const call = fetch(`${h.url}/c/review/v1/messages`, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'anthropic-version': '2023-06-01',
-        'x-api-key': created.stdout.trim(),
-      },
-      body: JSON.stringify({
-        model: 'claude-haiku-4-5',
-        max_tokens: 50,
-        tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
-        messages: [{ role: 'user', content: 'clean up the release branch' }],
-      }),
-    });
-    let held: ListedApproval | undefined;
-    while (!held) {
-      const r = await vigil(['approvals', 'list', '--json', '--data-dir', h.dataDir]);
-      held = (JSON.parse(r.stdout) as { approvals: ListedApproval[] }).approvals.find(
-        (a) => a.caller.subject === 'cron-agent',
-      );
-      if (!held) await new Promise((res) => setTimeout(res, 100));
-    }
+    const { call, held } = await holdCallWithKey('cron-agent', noUser);
     const byOwner = await vigil(['approvals', 'approve', held.id, '--data-dir', h.dataDir], noUser);
     expect(byOwner).toMatchObject({
       code: 1,

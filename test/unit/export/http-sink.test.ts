@@ -9,6 +9,7 @@ import { SinkDeliveryError } from '../../../src/export/sink-delivery-error.js';
 import { sinkConfigSchema, type SinkConfigInput } from '../../../src/export/sinks-config.js';
 import { closedPort, startRecordingHttpServer, type RecordingHttpServer } from '../../support/recording-http-server.js';
 import { deniedEvent, exchangeEvent, unserialisable, verifyFailedEvent } from '../../support/sample-audit-events.js';
+import { batchOverMaxBodySize, expectCutAtMaxBodySize } from '../../support/sink-body-size.js';
 
 let server: RecordingHttpServer;
 const sinks: Sink[] = [];
@@ -171,28 +172,13 @@ describe('http sink with large content', () => {
   }, 60_000);
 
   it('cuts a batch into POSTs of at most max_body_size bytes, and sends an event too large alone without content', async () => {
-    const withContent = (i: number, size: number) =>
-      exchangeEvent(i, { content: { request: { messages: [{ role: 'user', content: 'é'.repeat(size / 2) }] } } });
-    const batch = [withContent(1, 6000), withContent(2, 6000), withContent(3, 6000), withContent(4, 40_000)];
-    batch.push(exchangeEvent(5, { content: { request: { text: 'after' } } }));
+    const batch = batchOverMaxBodySize();
     await httpSink({ include_content: true, max_body_size: 16 * 1024 }).deliver(batch);
 
     const bodies = server.requests.map((r) => r.body);
     for (const b of bodies) expect(Buffer.byteLength(b)).toBeLessThanOrEqual(16 * 1024);
     const posted = bodies.map((b) => (JSON.parse(b) as { events: AuditEvent[] }).events);
-    // Two events of 7 KB fit; a third would not. The 40 KB one goes without its content, so it fits after the third.
-    expect(posted.map((events) => events.map((e) => e.id))).toEqual([
-      ['evt-0001', 'evt-0002'],
-      ['evt-0003', 'evt-0004', 'evt-0005'],
-    ]);
-    expect(posted[0]![0]).toEqual(batch[0]); // content intact, UTF-8 counted in bytes
-    expect(posted[1]![1]).toEqual({
-      ...batch[3],
-      content: {
-        omitted: expect.stringMatching(/^the event with its content is \d+ bytes, over max_body_size \(16384\)$/),
-      },
-    });
-    expect(posted[1]![2]).toEqual(batch[4]);
+    expectCutAtMaxBodySize(posted, batch, 16 * 1024);
   });
 
   it('sends an event whose content cannot be serialised without it, and the rest of the batch with theirs', async () => {

@@ -8,6 +8,7 @@ import { SinkDeliveryError } from '../../../src/export/sink-delivery-error.js';
 import { sinkConfigSchema, type SinkConfigInput } from '../../../src/export/sinks-config.js';
 import { closedPort, startRecordingHttpServer, type RecordingHttpServer } from '../../support/recording-http-server.js';
 import { deniedEvent, exchangeEvent, verifyFailedEvent } from '../../support/sample-audit-events.js';
+import { batchOverMaxBodySize, expectCutAtMaxBodySize } from '../../support/sink-body-size.js';
 
 interface KeyValue {
   key: string;
@@ -156,10 +157,7 @@ describe('otlp sink', () => {
 
   it('cuts a batch into requests of at most max_body_size bytes, each a whole ExportLogsServiceRequest', async () => {
     // What went wrong: only the outbox's 64 MiB content budget bounded a request; a collector takes 20 MiB by default.
-    const withContent = (i: number, size: number) =>
-      exchangeEvent(i, { content: { request: { messages: [{ role: 'user', content: 'é'.repeat(size / 2) }] } } });
-    const batch = [withContent(1, 6000), withContent(2, 6000), withContent(3, 6000), withContent(4, 40_000)];
-    batch.push(exchangeEvent(5, { content: { request: { text: 'after' } } }));
+    const batch = batchOverMaxBodySize();
     await otlpSink({ include_content: true, max_body_size: 24 * 1024 }).deliver(batch);
 
     const bodies = server.requests.map((r) => JSON.parse(r.body) as ExportLogsRequest);
@@ -171,19 +169,8 @@ describe('otlp sink', () => {
     const posted = bodies.map((b) =>
       b.resourceLogs[0]!.scopeLogs[0]!.logRecords.map((r) => JSON.parse(r.body.stringValue) as AuditEvent),
     );
-    // Two records of 9 KB fit; a third would not. The 40 KB one goes without its content, so it fits after the third.
-    expect(posted.map((events) => events.map((e) => e.id))).toEqual([
-      ['evt-0001', 'evt-0002'],
-      ['evt-0003', 'evt-0004', 'evt-0005'],
-    ]);
-    expect(posted[0]![0]).toEqual(batch[0]);
-    expect(posted[1]![1]).toEqual({
-      ...batch[3],
-      content: {
-        omitted: expect.stringMatching(/^the event with its content is \d+ bytes, over max_body_size \(24576\)$/),
-      },
-    });
-    expect(posted[1]![2]).toEqual(batch[4]);
+    // Records of 9 KB here: two fit in 24 KB, a third would not.
+    expectCutAtMaxBodySize(posted, batch, 24 * 1024);
   });
 
   it('throws on a non-2xx answer, a timeout and a refused connection', async () => {

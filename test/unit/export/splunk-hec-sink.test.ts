@@ -8,6 +8,7 @@ import { SinkDeliveryError } from '../../../src/export/sink-delivery-error.js';
 import { sinkConfigSchema, type SinkConfigInput } from '../../../src/export/sinks-config.js';
 import { closedPort, startRecordingHttpServer, type RecordingHttpServer } from '../../support/recording-http-server.js';
 import { deniedEvent, exchangeEvent } from '../../support/sample-audit-events.js';
+import { batchOverMaxBodySize, expectCutAtMaxBodySize } from '../../support/sink-body-size.js';
 
 const SUCCESS = JSON.stringify({ text: 'Success', code: 0 });
 
@@ -93,28 +94,13 @@ describe('splunk_hec sink', () => {
   it('cuts a batch into POSTs of at most max_body_size bytes, and sends an event too large alone without content', async () => {
     // What went wrong: only the outbox's 64 MiB content budget bounded a HEC POST, whatever the collector accepts.
     server.reply = () => ({ status: 200, body: SUCCESS });
-    const withContent = (i: number, size: number) =>
-      exchangeEvent(i, { content: { request: { messages: [{ role: 'user', content: 'é'.repeat(size / 2) }] } } });
-    const batch = [withContent(1, 6000), withContent(2, 6000), withContent(3, 6000), withContent(4, 40_000)];
-    batch.push(exchangeEvent(5, { content: { request: { text: 'after' } } }));
+    const batch = batchOverMaxBodySize();
     await hecSink({ include_content: true, max_body_size: 16 * 1024 }).deliver(batch);
 
     const bodies = server.requests.map((r) => r.body);
     for (const b of bodies) expect(Buffer.byteLength(b)).toBeLessThanOrEqual(16 * 1024);
     const posted = bodies.map((b) => hecObjects(b).map((o) => o.event as AuditEvent));
-    // Two events of 7 KB fit; a third would not. The 40 KB one goes without its content, so it fits after the third.
-    expect(posted.map((events) => events.map((e) => e.id))).toEqual([
-      ['evt-0001', 'evt-0002'],
-      ['evt-0003', 'evt-0004', 'evt-0005'],
-    ]);
-    expect(posted[0]![0]).toEqual(batch[0]); // content intact, UTF-8 counted in bytes
-    expect(posted[1]![1]).toEqual({
-      ...batch[3],
-      content: {
-        omitted: expect.stringMatching(/^the event with its content is \d+ bytes, over max_body_size \(16384\)$/),
-      },
-    });
-    expect(posted[1]![2]).toEqual(batch[4]);
+    expectCutAtMaxBodySize(posted, batch, 16 * 1024);
   });
 
   it('throws with HEC text and code when HEC refuses the token', async () => {

@@ -6,18 +6,7 @@ import {
   type EarlierScan,
   type Member,
 } from '../../../src/recorder/json-scan.js';
-
-/** A small deterministic PRNG (mulberry32), so a failure names a seed that reproduces it. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../../support/prng.js';
 
 const WORDS = ['read', 'the', 'file', 'é', '日本語', '🙂', 'a"quote', 'back\\slash', '[', '}', ',', ':', '\n', 'done'];
 
@@ -75,7 +64,7 @@ describe('scanObject', () => {
     // Went wrong would be silent: a piece cut at the wrong byte is stored and masked as the wrong text. So every
     // kind of change a client makes between turns is tried against a scan of the whole body.
     for (let seed = 1; seed <= 60; seed++) {
-      const rand = prng(seed);
+      const rand = mulberry32(seed);
       const order =
         seed % 3 === 0
           ? ['model', 'messages', 'system', 'tools', 'metadata', 'max_tokens', 'stream']

@@ -427,19 +427,25 @@ describe('SQLite purge and the write-ahead log', () => {
   });
 });
 
+/** A SQLite store as migration `version` left it, open for the test to add the rows a store of that age had. */
+function storeAtVersion(file: string, version: number): Database.Database {
+  const old = new Database(file);
+  old.pragma('journal_mode = WAL');
+  old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+  SQLITE_MIGRATIONS.slice(0, version).forEach((sql, i) => {
+    old.exec(sql);
+    old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(i + 1, Date.now());
+  });
+  return old;
+}
+
 describe('SQLite migration 7: which full-text rows are whose', () => {
   const tempDir = useTempDir('vigil-migrate-7');
 
   it('maps the full-text rows a store already had, and numbers new ones after them', async () => {
     const file = path.join(tempDir(), 'vigil.db');
     // A store as version 6 left it, with search text already indexed.
-    const old = new Database(file);
-    old.pragma('journal_mode = WAL');
-    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
-    SQLITE_MIGRATIONS.slice(0, 6).forEach((sql, i) => {
-      old.exec(sql);
-      old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(i + 1, Date.now());
-    });
+    const old = storeAtVersion(file, 6);
     old.prepare('INSERT INTO exchange_text (exchange_id, text) VALUES (?, ?)').run('ex_a', 'alpha words');
     old.prepare('INSERT INTO exchange_text (exchange_id, text) VALUES (?, ?)').run('ex_b', 'beta words');
     old.close();
@@ -471,13 +477,7 @@ describe('SQLite migration 8: blob refs by row id', () => {
   it('carries every ref over to the blob’s row id, and refers new records the same way', async () => {
     const file = path.join(tempDir(), 'vigil.db');
     // A store as version 7 left it: two blobs, refs by hash from two records.
-    const old = new Database(file);
-    old.pragma('journal_mode = WAL');
-    old.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
-    SQLITE_MIGRATIONS.slice(0, 7).forEach((sql, i) => {
-      old.exec(sql);
-      old.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(i + 1, Date.now());
-    });
+    const old = storeAtVersion(file, 7);
     const [h1, h2] = ['a'.repeat(64), 'b'.repeat(64)];
     old.prepare('INSERT INTO blobs (id, hash, data) VALUES (?, ?, ?)').run(7, h1, Buffer.from('one'));
     old.prepare('INSERT INTO blobs (id, hash, data) VALUES (?, ?, ?)').run(9, h2, Buffer.from('two'));
