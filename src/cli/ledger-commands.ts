@@ -8,6 +8,7 @@
  * Each takes --config FILE or --data-dir DIR. Commands that write sign their chain (a digest) before they exit.
  */
 import { userInfo } from 'node:os';
+import { CliError } from './cli-error.js';
 import { parseOptions } from './parse-options.js';
 import { writeFileSync } from 'node:fs';
 import type { ParseArgsConfig } from 'node:util';
@@ -76,17 +77,11 @@ async function withWritableStore<T>(config: VigilConfig, fn: (store: AuditStore)
   }
 }
 
-/** A usage error: printed, exit code 2. A refused action (no such hold, permission): exit code 1. */
-function fail(out: Out, message: string, code = 2): number {
-  out.stderr.write(`vigil: ${message}\n`);
-  return code;
-}
-
 /** `vigil retention run [--dry-run]`. */
 export async function retentionCommand(args: string[], out: Out): Promise<number> {
   const [verb, ...rest] = args;
   if (verb !== 'run')
-    return fail(out, 'usage: vigil retention run [--dry-run] [--json] [--config FILE | --data-dir DIR]');
+    throw new CliError('usage: vigil retention run [--dry-run] [--json] [--config FILE | --data-dir DIR]');
   const { values } = parse(rest, { 'dry-run': { type: 'boolean', default: false } });
   const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
   const policy = retentionPolicy(config);
@@ -159,8 +154,7 @@ export async function retentionCommand(args: string[], out: Out): Promise<number
     return await withWritableStore(config, run);
   } catch (err) {
     if ((err as { code?: string }).code === '42501') {
-      return fail(
-        out,
+      throw new CliError(
         `the database role may not delete (${(err as Error).message}): retention purges run as the schema owner ` +
           '(vigil retention run --config <a config whose store.postgres.url names the owner>)',
         1,
@@ -183,7 +177,7 @@ export async function holdsCommand(args: string[], out: Out): Promise<number> {
   try {
     if (verb === 'add') {
       if (values.reason === undefined)
-        return fail(out, 'usage: vigil holds add --session ID | --caller SUBJECT|EMAIL --reason "…"');
+        throw new CliError('usage: vigil holds add --session ID | --caller SUBJECT|EMAIL --reason "…"');
       const hold = await withWritableStore(config, (store) =>
         addHold(store, { session: values.session, caller: values.caller, reason: values.reason!, by: cliActor() }),
       );
@@ -228,14 +222,14 @@ export async function holdsCommand(args: string[], out: Out): Promise<number> {
     }
     if (verb === 'release') {
       const id = positionals[0];
-      if (!id || values.reason === undefined) return fail(out, 'usage: vigil holds release HOLD-ID --reason "…"');
+      if (!id || values.reason === undefined) throw new CliError('usage: vigil holds release HOLD-ID --reason "…"');
       await withWritableStore(config, (store) => releaseHold(store, id, { reason: values.reason!, by: cliActor() }));
       out.stdout.write(`hold ${id} released: its exchanges fall under retention again\n`);
       return 0;
     }
-    return fail(out, 'usage: vigil holds add|list|release …');
+    throw new CliError('usage: vigil holds add|list|release …');
   } catch (err) {
-    if (err instanceof VigilError) return fail(out, err.message, 1);
+    if (err instanceof VigilError) throw new CliError(err.message, 1);
     throw err;
   }
 }

@@ -8,6 +8,7 @@
  *   vigil verify [--config FILE | --data-dir DIR] [--json] [--public-key FILE]… [--anchor CHAIN:SEQ:HASH]…
  *   vigil sandbox [--listen HOST:PORT]      a fake Anthropic API for offline tries and tests
  */
+import { CliError } from './cli-error.js';
 import { parseOptions, UnknownOptionError } from './parse-options.js';
 import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
@@ -127,15 +128,6 @@ async function withStore<T>(
     return await fn(store, config);
   } finally {
     await store.close();
-  }
-}
-
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 2,
-  ) {
-    super(message);
   }
 }
 
