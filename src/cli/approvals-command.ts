@@ -18,7 +18,7 @@ import { signChain } from '../store/ledger-upkeep.js';
 import { openStore } from '../store/open-store.js';
 import { CliError } from './cli-error.js';
 import { recordCliRead } from './cli-reads.js';
-import { cliActor } from './ledger-commands.js';
+import { cliActor } from './cli-actor.js';
 
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 

@@ -7,7 +7,7 @@
  *   vigil keys public [--out FILE]                           the public half of the ledger signing key
  * Each takes --config FILE or --data-dir DIR. Commands that write sign their chain (a digest) before they exit.
  */
-import { userInfo } from 'node:os';
+import { cliActor } from './cli-actor.js';
 import { CliError } from './cli-error.js';
 import { parseOptions } from './parse-options.js';
 import { writeFileSync } from 'node:fs';
@@ -31,23 +31,6 @@ const COMMON = {
 
 function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: O) {
   return parseOptions(args, { ...COMMON, ...options });
-}
-
-/** Who ran the command, as recorded on the ledger. */
-/**
- * Who runs a CLI command, as `cli:<user>`: the same for every command (a key's owner is compared with its approvers),
- * from USER or LOGNAME, else the OS account (cron, containers and systemd units often set neither).
- */
-export function cliActor(): string {
-  let name = process.env.USER ?? process.env.LOGNAME;
-  if (!name) {
-    try {
-      name = userInfo().username;
-    } catch {
-      name = `uid-${process.getuid?.() ?? 'unknown'}`;
-    }
-  }
-  return `cli:${name}`;
 }
 
 const iso = (ms: number): string => new Date(ms).toISOString();

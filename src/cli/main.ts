@@ -41,8 +41,8 @@ import { describeStore, openStore } from '../store/open-store.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { approvalsCommand } from './approvals-command.js';
 import { renderExchange } from './transcript.js';
+import { cliActor } from './cli-actor.js';
 import {
-  cliActor,
   holdsCommand,
   MISMATCH_MARK,
   mismatchLines,
