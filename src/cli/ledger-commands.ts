@@ -35,17 +35,28 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[]
 
 const iso = (ms: number): string => new Date(ms).toISOString();
 
-/** What a listing appends to a key or hold whose index row disagrees with the ledger's records. */
-export const MISMATCH_MARK = '(index disagrees with ledger)';
+/**
+ * What a listing appends to a key's or hold's line: a mark when its index row disagrees with the ledger, then the
+ * lines that say how (verify's words).
+ */
+export const mismatchMarked = (details: readonly string[]): string =>
+  `${details.length ? '  (index disagrees with ledger)' : ''}\n${details.map((d) => `  - ${d}\n`).join('')}`;
 
-/** The lines under a listed key or hold that say how its index row disagrees with the ledger (verify's words). */
-export const mismatchLines = (details: readonly string[]): string => details.map((d) => `  - ${d}\n`).join('');
-
-/** What to tell an operator when `count` keys or holds of the `table` index disagree with the ledger: `shown`, how. */
-export function mismatchWarning(table: 'gateway_keys' | 'holds', count: number, shown: string): string {
-  return (
+/**
+ * Warns an operator when keys or holds of the `table` index disagree with the ledger (`items`, those listed or
+ * counted), saying how they were `shown`; nothing when none do.
+ */
+export function warnLedgerMismatch(
+  out: Out,
+  table: 'gateway_keys' | 'holds',
+  items: readonly { ledgerMismatch: readonly string[] }[],
+  shown: string,
+): void {
+  const count = items.filter((i) => i.ledgerMismatch.length > 0).length;
+  if (count === 0) return;
+  out.stderr.write(
     `vigil: warning: the ${table} index disagrees with the ledger on ${count} ${table === 'holds' ? 'hold' : 'key'}(s): ` +
-    `the table was changed without a record. ${shown}. Run \`vigil verify\` to see every change\n`
+      `the table was changed without a record. ${shown}. Run \`vigil verify\` to see every change\n`,
   );
 }
 
@@ -85,17 +96,14 @@ export async function retentionCommand(args: string[], out: Out): Promise<number
         out.stderr.write(`… ${dryRun ? 'would remove' : 'removed'} ${b.exchanges} exchanges (${b.records} records)\n`),
     });
     if (result.walKept) out.stderr.write(`vigil: warning: ${WAL_KEPT_WARNING}\n`);
-    const mismatched = (await store.listHolds()).filter((h) => h.ledgerMismatch.length > 0);
-    const holdsLedgerMismatch = mismatched.flatMap((h) => h.ledgerMismatch);
-    if (mismatched.length > 0) {
-      out.stderr.write(
-        mismatchWarning(
-          'holds',
-          mismatched.length,
-          `Purges keep what the index or the hold records hold, and so ${dryRun ? 'does this count' : 'did this run'} (see \`vigil holds list\`)`,
-        ),
-      );
-    }
+    const holds = await store.listHolds();
+    const holdsLedgerMismatch = holds.flatMap((h) => h.ledgerMismatch);
+    warnLedgerMismatch(
+      out,
+      'holds',
+      holds,
+      `Purges keep what the index or the hold records hold, and so ${dryRun ? 'does this count' : 'did this run'} (see \`vigil holds list\`)`,
+    );
     if (values.json) {
       const { purgeRecords, ...rest } = result;
       out.stdout.write(
@@ -183,21 +191,17 @@ export async function holdsCommand(args: string[], out: Out): Promise<number> {
             out.stdout.write(
               `${h.id}  ${h.releasedAt === null ? 'active' : `released ${iso(h.releasedAt)} by ${h.releasedBy}`}  ` +
                 `${h.session ? `session ${h.session}` : `caller ${h.caller}`}  placed ${iso(h.createdAt)} by ${h.createdBy}  ` +
-                `reason: ${h.reason}${h.ledgerMismatch.length ? `  ${MISMATCH_MARK}` : ''}\n${mismatchLines(h.ledgerMismatch)}`,
+                `reason: ${h.reason}${mismatchMarked(h.ledgerMismatch)}`,
             );
           }
         }
-        const mismatched = holds.filter((h) => h.ledgerMismatch.length > 0).length;
-        if (mismatched > 0) {
-          out.stderr.write(
-            mismatchWarning(
-              'holds',
-              mismatched,
-              'They are marked above, and shown as purges have them: active while the index or the hold.added and ' +
-                'hold.released records say so',
-            ),
-          );
-        }
+        warnLedgerMismatch(
+          out,
+          'holds',
+          holds,
+          'They are marked above, and shown as purges have them: active while the index or the hold.added and ' +
+            'hold.released records say so',
+        );
         return 0;
       } finally {
         await store.close();

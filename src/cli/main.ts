@@ -44,11 +44,10 @@ import { renderExchange } from './transcript.js';
 import { cliActor } from './cli-actor.js';
 import {
   holdsCommand,
-  MISMATCH_MARK,
-  mismatchLines,
-  mismatchWarning,
+  mismatchMarked,
   publicKeyCommand,
   retentionCommand,
+  warnLedgerMismatch,
 } from './ledger-commands.js';
 import { readPublicKey } from '../store/signing-key.js';
 
@@ -460,21 +459,17 @@ async function keys(args: string[], out: Out): Promise<number> {
           out.stdout.write(
             `${k.name}  ${k.state}  owner ${k.owner}  connections ${k.connections.length ? k.connections.join(',') : '*'}  ` +
               `created ${new Date(k.createdAt).toISOString()}  expires ${k.expiresAt ? new Date(k.expiresAt).toISOString() : 'never'}  ` +
-              `id ${k.id}${k.ledgerMismatch.length ? `  ${MISMATCH_MARK}` : ''}\n${mismatchLines(k.ledgerMismatch)}`,
+              `id ${k.id}${mismatchMarked(k.ledgerMismatch)}`,
           );
         }
       }
-      const mismatched = all.filter((k) => k.ledgerMismatch.length > 0).length;
-      if (mismatched > 0) {
-        out.stderr.write(
-          mismatchWarning(
-            'gateway_keys',
-            mismatched,
-            'They are marked above, and shown as authentication has them: from their key.created and key.revoked ' +
-              'records, "refused" when the index or the ledger lacks the key',
-          ),
-        );
-      }
+      warnLedgerMismatch(
+        out,
+        'gateway_keys',
+        all,
+        'They are marked above, and shown as authentication has them: from their key.created and key.revoked ' +
+          'records, "refused" when the index or the ledger lacks the key',
+      );
       return 0;
     }
     if (verb === 'revoke') {
