@@ -16,8 +16,9 @@ import { OidcVerifier } from '../identity/oidc-verifier.js';
 import { ApprovalCoordinator, ApprovalRefused, type Approver, type ApprovalView } from '../policy/approvals.js';
 import { signChain } from '../store/ledger-upkeep.js';
 import { openStore } from '../store/open-store.js';
+import { CliError } from './cli-error.js';
 import { recordCliRead } from './cli-reads.js';
-import { cliActor } from './ledger-commands.js';
+import { cliActor } from './cli-actor.js';
 
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -29,7 +30,7 @@ const USAGE = `usage:
 options: --config FILE | --data-dir DIR; --token JWT (or VIGIL_TOKEN) when identity.oidc is configured`;
 
 function usage(): never {
-  throw new VigilError('BAD_REQUEST', USAGE);
+  throw new CliError(USAGE);
 }
 
 /** The approver: a verified OIDC token when identity is configured, else the local OS user. */
@@ -88,10 +89,10 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
   const id = positionals[0];
   if (verb !== 'list' && !id) usage();
   if (verb === 'deny' && !values.reason?.trim())
-    throw new VigilError('BAD_REQUEST', 'vigil approvals deny: --reason is required (the caller is told it)');
+    throw new CliError('vigil approvals deny: --reason is required (the caller is told it)');
   const grantMinutes = values.grant !== undefined ? Number(values.grant) : undefined;
   if (grantMinutes !== undefined && !(grantMinutes > 0))
-    throw new VigilError('BAD_REQUEST', `--grant: a number of minutes (got "${values.grant}")`);
+    throw new CliError(`--grant: a number of minutes (got "${values.grant}")`);
 
   const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
   const deciding = verb === 'approve' || verb === 'deny';
@@ -155,10 +156,7 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
       );
     return 0;
   } catch (err) {
-    if (err instanceof ApprovalRefused) {
-      out.stderr.write(`vigil: ${err.message}\n`);
-      return 1;
-    }
+    if (err instanceof ApprovalRefused) throw new CliError(err.message, 1);
     throw err;
   } finally {
     await approvals.close();

@@ -7,7 +7,7 @@ import { loadConfig } from '../config/load-config.js';
 import type { RecordingReadData } from '../store/audit-store.js';
 import { signChain } from '../store/ledger-upkeep.js';
 import { openStore } from '../store/open-store.js';
-import { cliActor } from './ledger-commands.js';
+import { cliActor } from './cli-actor.js';
 
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 

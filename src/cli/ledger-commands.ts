@@ -7,7 +7,8 @@
  *   vigil keys public [--out FILE]                           the public half of the ledger signing key
  * Each takes --config FILE or --data-dir DIR. Commands that write sign their chain (a digest) before they exit.
  */
-import { userInfo } from 'node:os';
+import { cliActor } from './cli-actor.js';
+import { CliError } from './cli-error.js';
 import { parseOptions } from './parse-options.js';
 import { writeFileSync } from 'node:fs';
 import type { ParseArgsConfig } from 'node:util';
@@ -32,36 +33,30 @@ function parse<O extends NonNullable<ParseArgsConfig['options']>>(args: string[]
   return parseOptions(args, { ...COMMON, ...options });
 }
 
-/** Who ran the command, as recorded on the ledger. */
-/**
- * Who runs a CLI command, as `cli:<user>`: the same for every command (a key's owner is compared with its approvers),
- * from USER or LOGNAME, else the OS account (cron, containers and systemd units often set neither).
- */
-export function cliActor(): string {
-  let name = process.env.USER ?? process.env.LOGNAME;
-  if (!name) {
-    try {
-      name = userInfo().username;
-    } catch {
-      name = `uid-${process.getuid?.() ?? 'unknown'}`;
-    }
-  }
-  return `cli:${name}`;
-}
-
 const iso = (ms: number): string => new Date(ms).toISOString();
 
-/** What a listing appends to a key or hold whose index row disagrees with the ledger's records. */
-export const MISMATCH_MARK = '(index disagrees with ledger)';
+/**
+ * What a listing appends to a key's or hold's line: a mark when its index row disagrees with the ledger, then the
+ * lines that say how (verify's words).
+ */
+export const mismatchMarked = (details: readonly string[]): string =>
+  `${details.length ? '  (index disagrees with ledger)' : ''}\n${details.map((d) => `  - ${d}\n`).join('')}`;
 
-/** The lines under a listed key or hold that say how its index row disagrees with the ledger (verify's words). */
-export const mismatchLines = (details: readonly string[]): string => details.map((d) => `  - ${d}\n`).join('');
-
-/** What to tell an operator when `count` keys or holds of the `table` index disagree with the ledger: `shown`, how. */
-export function mismatchWarning(table: 'gateway_keys' | 'holds', count: number, shown: string): string {
-  return (
+/**
+ * Warns an operator when keys or holds of the `table` index disagree with the ledger (`items`, those listed or
+ * counted), saying how they were `shown`; nothing when none do.
+ */
+export function warnLedgerMismatch(
+  out: Out,
+  table: 'gateway_keys' | 'holds',
+  items: readonly { ledgerMismatch: readonly string[] }[],
+  shown: string,
+): void {
+  const count = items.filter((i) => i.ledgerMismatch.length > 0).length;
+  if (count === 0) return;
+  out.stderr.write(
     `vigil: warning: the ${table} index disagrees with the ledger on ${count} ${table === 'holds' ? 'hold' : 'key'}(s): ` +
-    `the table was changed without a record. ${shown}. Run \`vigil verify\` to see every change\n`
+      `the table was changed without a record. ${shown}. Run \`vigil verify\` to see every change\n`,
   );
 }
 
@@ -76,17 +71,11 @@ async function withWritableStore<T>(config: VigilConfig, fn: (store: AuditStore)
   }
 }
 
-/** A usage error: printed, exit code 2. A refused action (no such hold, permission): exit code 1. */
-function fail(out: Out, message: string, code = 2): number {
-  out.stderr.write(`vigil: ${message}\n`);
-  return code;
-}
-
 /** `vigil retention run [--dry-run]`. */
 export async function retentionCommand(args: string[], out: Out): Promise<number> {
   const [verb, ...rest] = args;
   if (verb !== 'run')
-    return fail(out, 'usage: vigil retention run [--dry-run] [--json] [--config FILE | --data-dir DIR]');
+    throw new CliError('usage: vigil retention run [--dry-run] [--json] [--config FILE | --data-dir DIR]');
   const { values } = parse(rest, { 'dry-run': { type: 'boolean', default: false } });
   const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
   const policy = retentionPolicy(config);
@@ -107,17 +96,14 @@ export async function retentionCommand(args: string[], out: Out): Promise<number
         out.stderr.write(`… ${dryRun ? 'would remove' : 'removed'} ${b.exchanges} exchanges (${b.records} records)\n`),
     });
     if (result.walKept) out.stderr.write(`vigil: warning: ${WAL_KEPT_WARNING}\n`);
-    const mismatched = (await store.listHolds()).filter((h) => h.ledgerMismatch.length > 0);
-    const holdsLedgerMismatch = mismatched.flatMap((h) => h.ledgerMismatch);
-    if (mismatched.length > 0) {
-      out.stderr.write(
-        mismatchWarning(
-          'holds',
-          mismatched.length,
-          `Purges keep what the index or the hold records hold, and so ${dryRun ? 'does this count' : 'did this run'} (see \`vigil holds list\`)`,
-        ),
-      );
-    }
+    const holds = await store.listHolds();
+    const holdsLedgerMismatch = holds.flatMap((h) => h.ledgerMismatch);
+    warnLedgerMismatch(
+      out,
+      'holds',
+      holds,
+      `Purges keep what the index or the hold records hold, and so ${dryRun ? 'does this count' : 'did this run'} (see \`vigil holds list\`)`,
+    );
     if (values.json) {
       const { purgeRecords, ...rest } = result;
       out.stdout.write(
@@ -159,8 +145,7 @@ export async function retentionCommand(args: string[], out: Out): Promise<number
     return await withWritableStore(config, run);
   } catch (err) {
     if ((err as { code?: string }).code === '42501') {
-      return fail(
-        out,
+      throw new CliError(
         `the database role may not delete (${(err as Error).message}): retention purges run as the schema owner ` +
           '(vigil retention run --config <a config whose store.postgres.url names the owner>)',
         1,
@@ -183,7 +168,7 @@ export async function holdsCommand(args: string[], out: Out): Promise<number> {
   try {
     if (verb === 'add') {
       if (values.reason === undefined)
-        return fail(out, 'usage: vigil holds add --session ID | --caller SUBJECT|EMAIL --reason "…"');
+        throw new CliError('usage: vigil holds add --session ID | --caller SUBJECT|EMAIL --reason "…"');
       const hold = await withWritableStore(config, (store) =>
         addHold(store, { session: values.session, caller: values.caller, reason: values.reason!, by: cliActor() }),
       );
@@ -206,21 +191,17 @@ export async function holdsCommand(args: string[], out: Out): Promise<number> {
             out.stdout.write(
               `${h.id}  ${h.releasedAt === null ? 'active' : `released ${iso(h.releasedAt)} by ${h.releasedBy}`}  ` +
                 `${h.session ? `session ${h.session}` : `caller ${h.caller}`}  placed ${iso(h.createdAt)} by ${h.createdBy}  ` +
-                `reason: ${h.reason}${h.ledgerMismatch.length ? `  ${MISMATCH_MARK}` : ''}\n${mismatchLines(h.ledgerMismatch)}`,
+                `reason: ${h.reason}${mismatchMarked(h.ledgerMismatch)}`,
             );
           }
         }
-        const mismatched = holds.filter((h) => h.ledgerMismatch.length > 0).length;
-        if (mismatched > 0) {
-          out.stderr.write(
-            mismatchWarning(
-              'holds',
-              mismatched,
-              'They are marked above, and shown as purges have them: active while the index or the hold.added and ' +
-                'hold.released records say so',
-            ),
-          );
-        }
+        warnLedgerMismatch(
+          out,
+          'holds',
+          holds,
+          'They are marked above, and shown as purges have them: active while the index or the hold.added and ' +
+            'hold.released records say so',
+        );
         return 0;
       } finally {
         await store.close();
@@ -228,14 +209,14 @@ export async function holdsCommand(args: string[], out: Out): Promise<number> {
     }
     if (verb === 'release') {
       const id = positionals[0];
-      if (!id || values.reason === undefined) return fail(out, 'usage: vigil holds release HOLD-ID --reason "…"');
+      if (!id || values.reason === undefined) throw new CliError('usage: vigil holds release HOLD-ID --reason "…"');
       await withWritableStore(config, (store) => releaseHold(store, id, { reason: values.reason!, by: cliActor() }));
       out.stdout.write(`hold ${id} released: its exchanges fall under retention again\n`);
       return 0;
     }
-    return fail(out, 'usage: vigil holds add|list|release …');
+    throw new CliError('usage: vigil holds add|list|release …');
   } catch (err) {
-    if (err instanceof VigilError) return fail(out, err.message, 1);
+    if (err instanceof VigilError) throw new CliError(err.message, 1);
     throw err;
   }
 }

@@ -8,6 +8,7 @@
  *   vigil verify [--config FILE | --data-dir DIR] [--json] [--public-key FILE]… [--anchor CHAIN:SEQ:HASH]…
  *   vigil sandbox [--listen HOST:PORT]      a fake Anthropic API for offline tries and tests
  */
+import { CliError } from './cli-error.js';
 import { parseOptions, UnknownOptionError } from './parse-options.js';
 import { createWriteStream } from 'node:fs';
 import type { Writable } from 'node:stream';
@@ -40,14 +41,13 @@ import { describeStore, openStore } from '../store/open-store.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { approvalsCommand } from './approvals-command.js';
 import { renderExchange } from './transcript.js';
+import { cliActor } from './cli-actor.js';
 import {
-  cliActor,
   holdsCommand,
-  MISMATCH_MARK,
-  mismatchLines,
-  mismatchWarning,
+  mismatchMarked,
   publicKeyCommand,
   retentionCommand,
+  warnLedgerMismatch,
 } from './ledger-commands.js';
 import { readPublicKey } from '../store/signing-key.js';
 
@@ -127,15 +127,6 @@ async function withStore<T>(
     return await fn(store, config);
   } finally {
     await store.close();
-  }
-}
-
-export class CliError extends Error {
-  constructor(
-    message: string,
-    readonly exitCode = 2,
-  ) {
-    super(message);
   }
 }
 
@@ -468,21 +459,17 @@ async function keys(args: string[], out: Out): Promise<number> {
           out.stdout.write(
             `${k.name}  ${k.state}  owner ${k.owner}  connections ${k.connections.length ? k.connections.join(',') : '*'}  ` +
               `created ${new Date(k.createdAt).toISOString()}  expires ${k.expiresAt ? new Date(k.expiresAt).toISOString() : 'never'}  ` +
-              `id ${k.id}${k.ledgerMismatch.length ? `  ${MISMATCH_MARK}` : ''}\n${mismatchLines(k.ledgerMismatch)}`,
+              `id ${k.id}${mismatchMarked(k.ledgerMismatch)}`,
           );
         }
       }
-      const mismatched = all.filter((k) => k.ledgerMismatch.length > 0).length;
-      if (mismatched > 0) {
-        out.stderr.write(
-          mismatchWarning(
-            'gateway_keys',
-            mismatched,
-            'They are marked above, and shown as authentication has them: from their key.created and key.revoked ' +
-              'records, "refused" when the index or the ledger lacks the key',
-          ),
-        );
-      }
+      warnLedgerMismatch(
+        out,
+        'gateway_keys',
+        all,
+        'They are marked above, and shown as authentication has them: from their key.created and key.revoked ' +
+          'records, "refused" when the index or the ledger lacks the key',
+      );
       return 0;
     }
     if (verb === 'revoke') {

@@ -44,12 +44,41 @@ export const SECRET_REF_FORMAT =
   'a secret is never written in the config file: give it as { env: NAME } (an environment variable holding it) or ' +
   '{ file: PATH } (a file holding it)';
 
+/**
+ * The objects the schema parsed as a secret reference or a certificate file, so that start-up can find the ones to read
+ * by what the schema says they are, not by their shape: `headers: { env: production }` is a header, not `{ env: NAME }`.
+ */
+const parsedSecretRefs = new WeakSet<object>();
+const parsedCertificateFiles = new WeakSet<object>();
+
+/** Whether the config parser read `value` as a secret reference (`secretRef`, or the reference of `orSecretRef`). */
+export function isSecretRef(value: object): value is SecretRef {
+  return parsedSecretRefs.has(value);
+}
+
+/** Whether the config parser read `value` as a certificate file (`certificateFile`). */
+export function isCertificateFile(value: object): value is { file: string } {
+  return parsedCertificateFiles.has(value);
+}
+
 /** A secret is never written in the config itself: it is read from an environment variable or a file. */
 export const secretRef = unionOf(
   [z.object({ env: z.string().min(1) }).strict(), z.object({ file: z.string().min(1) }).strict()],
   SECRET_REF_FORMAT,
-);
+).transform((ref) => {
+  parsedSecretRefs.add(ref);
+  return ref;
+});
 export type SecretRef = z.output<typeof secretRef>;
+
+/** A certificate (a CA, a client certificate): not secret, but long, so only as a file. */
+export const certificateFile = z
+  .object({ file: z.string().min(1) })
+  .strict()
+  .transform((ref) => {
+    parsedCertificateFiles.add(ref);
+    return ref;
+  });
 
 /**
  * `value` (e.g. a URL without a password, a header value) or a reference to where it is kept. `what` says what `value`

@@ -1,18 +1,17 @@
 /** Relative `{ file }` references in the config resolve against the config file's folder. */
 import path from 'node:path';
+import { isCertificateFile, isSecretRef } from './common-schemas.js';
 
-/** Resolve, in place, the path of every `{ file: PATH }` object under `value` against `baseDir`. */
+/**
+ * Resolve, in place, the path of every `{ file: PATH }` reference under `value` (a section the schema parsed) against
+ * `baseDir`. A reference is what the schema parsed as one, not whatever has that shape: `headers: { file: audit }` is a
+ * header named `file`.
+ */
 export function resolveFileRefs(value: unknown, baseDir: string): void {
-  if (Array.isArray(value)) {
-    for (const v of value) resolveFileRefs(v, baseDir);
-    return;
-  }
   if (value === null || typeof value !== 'object') return;
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj);
-  if (keys.length === 1 && keys[0] === 'file' && typeof obj.file === 'string') {
-    obj.file = path.resolve(baseDir, obj.file);
+  if (isSecretRef(value) || isCertificateFile(value)) {
+    if ('file' in value) (value as { file: string }).file = path.resolve(baseDir, value.file);
     return;
   }
-  for (const k of keys) resolveFileRefs(obj[k], baseDir);
+  for (const v of Object.values(value)) resolveFileRefs(v, baseDir);
 }

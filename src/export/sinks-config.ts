@@ -3,6 +3,7 @@
  */
 import { z } from 'zod';
 import {
+  certificateFile,
   HTTP_HEADER_NAME,
   httpUrlWithout,
   orSecretRef,
@@ -12,9 +13,6 @@ import {
 
 const timeout = positiveDuration;
 export type SinkSecretRef = z.output<typeof secretRef>;
-
-/** Certificates are not secret but are long: only as a file. */
-const fileRef = z.object({ file: z.string().min(1) }).strict();
 
 /** The sink's name keys its delivery cursor in the outbox, so it must stay stable across restarts. */
 const sinkName = z
@@ -77,9 +75,9 @@ const syslogSinkSchema = z
     host: z.string().min(1),
     port: z.number().int().min(1).max(65535),
     /** CA bundle to verify the server's certificate (TLS); default: Node's bundled CAs. */
-    ca: fileRef.optional(),
+    ca: certificateFile.optional(),
     /** Client certificate and key for mutual TLS. */
-    cert: fileRef.optional(),
+    cert: certificateFile.optional(),
     key: secretRef.optional(),
     /** Verify the server's certificate and name (TLS). Turning this off lets anyone on the path read the events. */
     reject_unauthorized: z.boolean().default(true),
@@ -143,7 +141,7 @@ const httpSinkSchema = z
     timeout: timeout.default(10_000),
     headers: extraHeaders.optional(),
     /** CA bundle to verify the receiver's certificate; default: Node's bundled CAs. */
-    ca: fileRef.optional(),
+    ca: certificateFile.optional(),
     include_content: includeContent,
   })
   .strict();
@@ -162,7 +160,7 @@ const splunkHecSinkSchema = z
     /** Splunk Enterprise takes 800 MiB (limits.conf [http_input] max_content_length); Splunk Cloud far less. */
     max_body_size: maxBodySize(64 * 1024 * 1024),
     timeout: timeout.default(10_000),
-    ca: fileRef.optional(),
+    ca: certificateFile.optional(),
     include_content: includeContent,
   })
   .strict();
@@ -178,7 +176,7 @@ const otlpSinkSchema = z
     /** The OpenTelemetry Collector's OTLP/HTTP receiver takes 20 MiB by default (confighttp max_request_body_size). */
     max_body_size: maxBodySize(20 * 1024 * 1024),
     timeout: timeout.default(10_000),
-    ca: fileRef.optional(),
+    ca: certificateFile.optional(),
     include_content: includeContent,
   })
   .strict();

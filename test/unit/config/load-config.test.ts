@@ -239,4 +239,26 @@ describe('config', () => {
     });
     expect(c.signing.key).toEqual({ file: 'keys/signing.pem' });
   });
+
+  it('a header named file is a header: its value is not resolved as a path', () => {
+    // Went wrong: `headers: { file: audit }` was taken for a { file } reference, and the sink and the webhook sent
+    // `file: /etc/vigil/audit`.
+    const c = validateConfig(
+      {
+        connections: [{ name: 'a' }],
+        siem: { sinks: [{ name: 'hec', type: 'http', url: 'https://siem.example/in', headers: { file: 'audit' } }] },
+        approvals: {
+          webhooks: [
+            { name: 'oncall', url: 'https://hooks.example/x', headers: { file: 'audit', 'x-k': { file: 'k' } } },
+          ],
+        },
+      },
+      '/etc/vigil',
+    );
+    expect(c.siem.sinks[0]).toMatchObject({ headers: { file: 'audit' } });
+    expect(c.approvals.webhooks[0]!.headers).toEqual({
+      file: 'audit',
+      'x-k': { file: path.resolve('/etc/vigil', 'k') },
+    });
+  });
 });
