@@ -485,13 +485,16 @@ export class PostgresAuditStore implements AuditStore {
     return run;
   }
 
-  /** Reads in one snapshot (a REPEATABLE READ, READ ONLY transaction): what commits meanwhile is not half seen. */
-  private async snapshot<T>(read: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` on a connection of the pool inside a transaction begun by `begin`: committed when it resolves, rolled
+   * back when it throws. A connection whose ROLLBACK fails is broken, and is closed rather than returned to the pool.
+   */
+  private async inTransaction<T>(begin: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken = false;
     try {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const result = await read(client);
+      await client.query(begin);
+      const result = await work(client);
       await client.query('COMMIT');
       return result;
     } catch (err) {
@@ -504,40 +507,38 @@ export class PostgresAuditStore implements AuditStore {
     }
   }
 
+  /** Reads in one snapshot (a REPEATABLE READ, READ ONLY transaction): what commits meanwhile is not half seen. */
+  private snapshot<T>(read: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.inTransaction('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', read);
+  }
+
   /**
    * One transaction in which records may be appended to this chain (after reading or changing other tables first); the
    * tip moves only if it commits.
    */
   private async transaction<T>(work: (tx: ChainTransaction) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken = false;
+    let tip: ChainTip | null = null;
     try {
-      await client.query('BEGIN');
-      let tip = this.tip === undefined ? await this.readTip(client) : this.tip;
-      const tx: ChainTransaction = {
-        client,
-        tip: () => tip,
-        append: async (batch, payloads) => {
-          const linked = await this.link(client, tip, payloads);
-          const stored = await runAppend(client, this.statements(batch, linked.pending), linked.pending);
-          tip = linked.tip;
-          return stored;
-        },
-      };
-      const result = await work(tx);
-      await client.query('COMMIT');
+      const result = await this.inTransaction('BEGIN', async (client) => {
+        tip = this.tip === undefined ? await this.readTip(client) : this.tip;
+        return work({
+          client,
+          tip: () => tip,
+          append: async (batch, payloads) => {
+            const linked = await this.link(client, tip, payloads);
+            const stored = await runAppend(client, this.statements(batch, linked.pending), linked.pending);
+            tip = linked.tip;
+            return stored;
+          },
+        });
+      });
       this.tip = tip;
       return result;
     } catch (err) {
       // Rolled back (or unknown, if the connection died mid-COMMIT): the tip in memory may no longer match the
       // database, so the next append reads it back.
       this.tip = undefined;
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
       throw err;
-    } finally {
-      client.release(broken);
     }
   }
 
