@@ -52,6 +52,9 @@ import { indexedBlobRefs } from '../blob-refs.js';
 import {
   activeLedgerHolds,
   heldByLedger,
+  HOLD_RECORD_KINDS,
+  indexRecordsSql,
+  KEY_RECORD_KINDS,
   keyRecordsVersionSql,
   LedgerKeyCache,
   listedHolds,
@@ -116,8 +119,8 @@ const POOL_TYPES: pg.CustomTypesConfig = {
 };
 
 /** The records that make the gateway-key index, and those that make the hold index (see ledger-index.ts). */
-const KEY_RECORDS = `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('key.created', 'key.revoked')`;
-const HOLD_RECORDS = `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('hold.added', 'hold.released')`;
+const KEY_RECORDS = indexRecordsSql(KEY_RECORD_KINDS);
+const HOLD_RECORDS = indexRecordsSql(HOLD_RECORD_KINDS);
 /** See LedgerKeyCache: the version of the ledger's key records, read with a key's index row. */
 const KEY_RECORDS_VERSION = keyRecordsVersionSql('true');
 /** First key of the two-key advisory lock that serialises migrations ("VIGL"); the second is the schema's hash. */

@@ -65,6 +65,9 @@ import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
 import {
   activeLedgerHolds,
   heldByLedger,
+  HOLD_RECORD_KINDS,
+  indexRecordsSql,
+  KEY_RECORD_KINDS,
   keyRecordsVersionSql,
   LedgerKeyCache,
   listedHolds,
@@ -297,14 +300,8 @@ export class SqliteAuditStore implements AuditStore {
       keyByHash: db.prepare(
         `SELECT k.*, ${keyRecordsVersionSql(NOT_EXCHANGE_KIND_SQL)} AS key_records FROM gateway_keys k WHERE k.hash = ?`,
       ),
-      holdRecords: db.prepare(
-        `SELECT seq, chain, chain_seq, kind, data FROM records
-         WHERE kind IN ('hold.added', 'hold.released') AND ${NOT_EXCHANGE_KIND_SQL}`,
-      ),
-      keyRecords: db.prepare(
-        `SELECT seq, chain, chain_seq, kind, data FROM records
-         WHERE kind IN ('key.created', 'key.revoked') AND ${NOT_EXCHANGE_KIND_SQL}`,
-      ),
+      holdRecords: db.prepare(indexRecordsSql(HOLD_RECORD_KINDS, NOT_EXCHANGE_KIND_SQL)),
+      keyRecords: db.prepare(indexRecordsSql(KEY_RECORD_KINDS, NOT_EXCHANGE_KIND_SQL)),
       allKeys: db.prepare('SELECT * FROM gateway_keys'),
       allHolds: db.prepare('SELECT * FROM holds'),
       heads: db.prepare(CHAIN_HEADS),
