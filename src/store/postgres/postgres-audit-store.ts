@@ -57,6 +57,7 @@ import {
   KEY_RECORD_KINDS,
   keyRecordsVersionSql,
   LedgerKeyCache,
+  type IndexRecord,
   listedHolds,
   listedKeys,
 } from '../ledger-index.js';
@@ -125,6 +126,24 @@ const HOLD_RECORDS = indexRecordsSql(HOLD_RECORD_KINDS);
 const KEY_RECORDS_VERSION = keyRecordsVersionSql('true');
 /** First key of the two-key advisory lock that serialises migrations ("VIGL"); the second is the schema's hash. */
 const MIGRATION_LOCK_CLASS = 0x5649474c;
+
+/** The ledger's key or hold records (KEY_RECORDS, HOLD_RECORDS), read through the pool or in a transaction. */
+async function indexRecords(db: pg.Pool | pg.PoolClient, sql: string): Promise<IndexRecord[]> {
+  return (await db.query<IndexRecordRow>(sql)).rows.map(toIndexRecord);
+}
+
+/**
+ * Which of the exchanges `ids` (each once) an active hold of the ledger's hold records covers, matched against their
+ * own request records (see heldByLedger): a dry run's last test, and a purge's.
+ */
+async function ledgerHeld(c: pg.PoolClient, ids: readonly string[]): Promise<Set<string>> {
+  const holdRecords = await indexRecords(c, HOLD_RECORDS);
+  const requests = await c.query<RecordRow>(
+    `SELECT * FROM records WHERE exchange_id = ANY($1::text[]) AND kind = 'exchange.request'`,
+    [ids],
+  );
+  return heldByLedger(holdRecords, requests.rows.map(toStored));
+}
 
 /** `($1, $2, …), ($n+1, …)` for `rows` rows of `width` parameters, with optional casts per column. */
 function valuesList(rows: number, casts: readonly string[]): string {
@@ -225,10 +244,7 @@ export class PostgresAuditStore implements AuditStore {
   private readonly leaderships = new Set<string>();
   private readonly appendListeners = new Set<{ prefix: string; listener: () => void }>();
   /** What the ledger says about gateway keys, for findGatewayKey. */
-  private readonly ledgerKeys = new LedgerKeyCache(async () => {
-    const res = await this.pool.query<IndexRecordRow>(KEY_RECORDS);
-    return res.rows.map(toIndexRecord);
-  });
+  private readonly ledgerKeys = new LedgerKeyCache(() => indexRecords(this.pool, KEY_RECORDS));
 
   /** Connects, creates the schema if needed and applies pending migrations, then returns a store ready to append. */
   static async open(options: PostgresStoreOptions): Promise<PostgresAuditStore> {
@@ -576,7 +592,7 @@ export class PostgresAuditStore implements AuditStore {
     // In one snapshot: a key created meanwhile (its record and its row) is seen whole or not at all.
     return this.snapshot(async (c) =>
       listedKeys(
-        (await c.query<IndexRecordRow>(KEY_RECORDS)).rows.map(toIndexRecord),
+        await indexRecords(c, KEY_RECORDS),
         (await c.query<KeyRow>('SELECT * FROM gateway_keys')).rows.map(toKey),
       ),
     );
@@ -864,7 +880,7 @@ export class PostgresAuditStore implements AuditStore {
   async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly ListedHold[]> {
     const holds = await this.snapshot(async (c) =>
       listedHolds(
-        (await c.query<IndexRecordRow>(HOLD_RECORDS)).rows.map(toIndexRecord),
+        await indexRecords(c, HOLD_RECORDS),
         (await c.query<HoldRow>('SELECT * FROM holds')).rows.map(toHold),
       ),
     );
@@ -881,7 +897,7 @@ export class PostgresAuditStore implements AuditStore {
       ? `CASE e.connection ${entries.map(([name, c]) => `WHEN ${param(name)} THEN ${param(c)}::bigint`).join(' ')} ELSE ${param(other)}::bigint END`
       : `${param(other)}::bigint`;
     // Held by the ledger's hold records too, as a purge checks them: a hold released in the index alone still holds.
-    const active = activeLedgerHolds((await this.pool.query<IndexRecordRow>(HOLD_RECORDS)).rows.map(toIndexRecord));
+    const active = activeLedgerHolds(await indexRecords(this.pool, HOLD_RECORDS));
     const ledgerHeld = active.length
       ? `AND NOT EXISTS (${HELD_BY(
           `unnest(${param(active.map((h) => h.session))}::text[], ${param(active.map((h) => h.caller))}::text[]) AS h(session_id, caller_subject)`,
@@ -910,17 +926,7 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async ledgerHeldExchanges(ids: readonly string[]): Promise<ReadonlySet<string>> {
-    return this.snapshot(async (c) =>
-      heldByLedger(
-        (await c.query<IndexRecordRow>(HOLD_RECORDS)).rows.map(toIndexRecord),
-        (
-          await c.query<RecordRow>(
-            `SELECT * FROM records WHERE exchange_id = ANY($1::text[]) AND kind = 'exchange.request'`,
-            [[...new Set(ids)]],
-          )
-        ).rows.map(toStored),
-      ),
-    );
+    return this.snapshot((c) => ledgerHeld(c, [...new Set(ids)]));
   }
 
   purgeExchanges(
@@ -941,12 +947,10 @@ export class PostgresAuditStore implements AuditStore {
         // The holds index chose these; the ledger's hold records have the last word, so a hold released in the index
         // alone (without a hold.released record) still keeps its exchanges. Hold records cannot commit meanwhile:
         // their index rows wait for the lock above.
-        const holdRecords = await c.query<IndexRecordRow>(HOLD_RECORDS);
-        const requests = await c.query<RecordRow>(
-          `SELECT * FROM records WHERE exchange_id = ANY($1::text[]) AND kind = 'exchange.request'`,
-          [chosen.rows.map((d) => d.id)],
+        const held = await ledgerHeld(
+          c,
+          chosen.rows.map((d) => d.id),
         );
-        const held = heldByLedger(holdRecords.rows.map(toIndexRecord), requests.rows.map(toStored));
         const dueRows = chosen.rows.filter((d) => !held.has(d.id));
         if (dueRows.length === 0) return undefined;
         // The append-only triggers let deletions through in this transaction only (see migration 5).
