@@ -12,7 +12,7 @@
  * after a digest leaves a tail shorter than an interval, and is not flagged); by the running gateway, for a chain
  * whose writer is still running, up to now (so one that stopped signing is flagged even if it records little).
  */
-import type { OverdueDigest, UndigestedTail } from './audit-store.js';
+import type { ChainPoint, OverdueDigest, UndigestedTail } from './audit-store.js';
 
 /** Record kind of the running gateway's alert, streamed to the SIEM as a `ledger.digest_overdue` event. */
 export const DIGEST_OVERDUE_KIND = 'digest.overdue';
@@ -27,7 +27,7 @@ export interface DigestOverdueData {
   /** When the record `fromSeq` was written (epoch ms). */
   readonly since: number;
   /** The chain's last digest, or null when it has none. */
-  readonly lastDigest: { readonly chainSeq: number; readonly at: number } | null;
+  readonly lastDigest: ChainPoint | null;
   readonly undigestedMs: number;
   /** `signing.overdue_after`, in ms. */
   readonly overdueAfterMs: number;

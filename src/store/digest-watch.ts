@@ -36,6 +36,9 @@ export interface DigestWatchStatus {
   readonly undigested: ReadonlyArray<{ readonly chain: string; readonly ms: number }>;
 }
 
+/** The status before the first check, and while the check is off. */
+export const NOT_CHECKED: DigestWatchStatus = { checkedAt: null, overdue: [], undigested: [] };
+
 export class DigestWatch {
   private readonly now: () => number;
   private timer: NodeJS.Timeout | undefined;
@@ -48,7 +51,7 @@ export class DigestWatch {
   private readonly stopped = new Map<string, number>();
   /** Runs already alerted: `<chain>#<first undigested chain_seq>`. */
   private readonly alerted = new Set<string>();
-  private last: DigestWatchStatus = { checkedAt: null, overdue: [], undigested: [] };
+  private last: DigestWatchStatus = NOT_CHECKED;
 
   constructor(
     private readonly store: AuditStore,

@@ -423,9 +423,17 @@ export function keyRecordsVersion(records: readonly Pick<IndexRecord, 'seq' | 'k
  * spelled out) that leaves exchange records out.
  */
 export const keyRecordsVersionSql = (notExchangeKind: string): string =>
-  ['key.created', 'key.revoked']
-    .map((k) => `(SELECT coalesce(max(seq), 0) FROM records WHERE kind = '${k}' AND ${notExchangeKind})`)
-    .join(" || ':' || ");
+  KEY_RECORD_KINDS.map(
+    (k) => `(SELECT coalesce(max(seq), 0) FROM records WHERE kind = '${k}' AND ${notExchangeKind})`,
+  ).join(" || ':' || ");
+
+/**
+ * The records of `kinds` ({@link KEY_RECORD_KINDS}, {@link HOLD_RECORD_KINDS}) as {@link IndexRecord} rows, in SQL both
+ * stores accept; `also`: a further condition (SQLite's partial kind index needs its predicate spelled out).
+ */
+export const indexRecordsSql = (kinds: readonly string[], also?: string): string =>
+  `SELECT seq, chain, chain_seq, kind, data FROM records
+   WHERE kind IN (${kinds.map((k) => `'${k}'`).join(', ')})${also !== undefined ? ` AND ${also}` : ''}`;
 
 /**
  * What the ledger says about gateway keys, for authentication: a key is known only if a `key.created` record made

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { VigilConfig } from '../config/config-schema.js';
 import { ConfigError } from '../errors.js';
 import type { AuditStore } from './audit-store.js';
-import { DigestWatch, type DigestWatchStatus } from './digest-watch.js';
+import { DigestWatch, NOT_CHECKED, type DigestWatchStatus } from './digest-watch.js';
 import { Digester } from './digests.js';
 import { RetentionScheduler, retentionPolicy } from './retention.js';
 import { SigningKey } from './signing-key.js';
@@ -98,7 +98,7 @@ export function startLedgerUpkeep(config: VigilConfig, store: AuditStore, log: U
   watch?.start();
   return {
     key,
-    digests: () => watch?.status() ?? { checkedAt: null, overdue: [], undigested: [] },
+    digests: () => watch?.status() ?? NOT_CHECKED,
     async close() {
       // An alert it appends goes under the final digest below.
       await watch?.close();

@@ -12,14 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { VigilConfig } from '../config/config-schema.js';
-import type {
-  AuditStore,
-  PurgeCandidate,
-  PurgedRun,
-  PurgeRemoval,
-  RetentionQuery,
-  StoredRecord,
-} from './audit-store.js';
+import type { AuditStore, PurgedRun, PurgeRemoval, RetentionQuery, StoredRecord } from './audit-store.js';
 import type { SignedFields, SigningKey } from './signing-key.js';
 
 /** Payload of a `retention.purged` record. */
@@ -145,6 +138,15 @@ export async function runRetention(
   const widen = (from: number, to: number): void => {
     timeRange = timeRange ? { from: Math.min(timeRange.from, from), to: Math.max(timeRange.to, to) } : { from, to };
   };
+  /** Counts one batch (removed, or for a dry run due) by its exchanges' connections, and tells `onBatch`. */
+  const tally = (connections: readonly string[], records: number, blobs: number): void => {
+    for (const c of connections) byConnection[c] = (byConnection[c] ?? 0) + 1;
+    totals.exchanges += connections.length;
+    totals.records += records;
+    totals.blobs += blobs;
+    totals.batches++;
+    options.onBatch?.({ exchanges: connections.length, records, blobs });
+  };
   const purgeRecords: StoredRecord[] = [];
   // Each query goes on after the last candidate seen, so exchanges a batch skipped (held meanwhile) are not read
   // again by every later query. Nothing new falls due during a run: the cutoffs are fixed at `now`.
@@ -164,13 +166,12 @@ export async function runRetention(
       const held = await store.ledgerHeldExchanges(candidates.map((c) => c.id));
       const due = candidates.filter((c) => !held.has(c.id));
       if (due.length === 0) continue;
-      const records = due.reduce((n, c) => n + c.records, 0);
-      count(due, byConnection);
       for (const c of due) widen(c.startedAt, c.endedAt);
-      totals.exchanges += due.length;
-      totals.records += records;
-      totals.batches++;
-      options.onBatch?.({ exchanges: due.length, records, blobs: 0 });
+      tally(
+        due.map((c) => c.connection),
+        due.reduce((n, c) => n + c.records, 0),
+        0,
+      );
       continue;
     }
     const connectionOf = new Map(candidates.map((c) => [c.id, c.connection]));
@@ -189,25 +190,17 @@ export async function runRetention(
     if (result) {
       const { removal } = result;
       purgeRecords.push(result.record);
-      for (const id of removal.exchanges) {
-        const c = connectionOf.get(id) ?? '?';
-        byConnection[c] = (byConnection[c] ?? 0) + 1;
-      }
       widen(removal.timeRange.from, removal.timeRange.to);
-      totals.exchanges += removal.exchanges.length;
-      totals.records += removal.records;
-      totals.blobs += removal.blobs;
-      totals.batches++;
-      options.onBatch?.({ exchanges: removal.exchanges.length, records: removal.records, blobs: removal.blobs });
+      tally(
+        removal.exchanges.map((id) => connectionOf.get(id) ?? '?'),
+        removal.records,
+        removal.blobs,
+      );
     }
     await new Promise((r) => setTimeout(r, options.pauseMs ?? 10));
   }
   const walKept = purgeRecords.length > 0 && (await store.finishPurges()).walKept === true;
   return { dryRun: options.dryRun ?? false, ...totals, timeRange, byConnection, purgeRecords, walKept };
-}
-
-function count(candidates: readonly PurgeCandidate[], into: Record<string, number>): void {
-  for (const c of candidates) into[c.connection] = (into[c.connection] ?? 0) + 1;
 }
 
 function cutoffsOf(query: RetentionQuery): Record<string, number> {

@@ -52,8 +52,12 @@ import { indexedBlobRefs } from '../blob-refs.js';
 import {
   activeLedgerHolds,
   heldByLedger,
+  HOLD_RECORD_KINDS,
+  indexRecordsSql,
+  KEY_RECORD_KINDS,
   keyRecordsVersionSql,
   LedgerKeyCache,
+  type IndexRecord,
   listedHolds,
   listedKeys,
 } from '../ledger-index.js';
@@ -116,12 +120,30 @@ const POOL_TYPES: pg.CustomTypesConfig = {
 };
 
 /** The records that make the gateway-key index, and those that make the hold index (see ledger-index.ts). */
-const KEY_RECORDS = `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('key.created', 'key.revoked')`;
-const HOLD_RECORDS = `SELECT seq, chain, chain_seq, kind, data FROM records WHERE kind IN ('hold.added', 'hold.released')`;
+const KEY_RECORDS = indexRecordsSql(KEY_RECORD_KINDS);
+const HOLD_RECORDS = indexRecordsSql(HOLD_RECORD_KINDS);
 /** See LedgerKeyCache: the version of the ledger's key records, read with a key's index row. */
 const KEY_RECORDS_VERSION = keyRecordsVersionSql('true');
 /** First key of the two-key advisory lock that serialises migrations ("VIGL"); the second is the schema's hash. */
 const MIGRATION_LOCK_CLASS = 0x5649474c;
+
+/** The ledger's key or hold records (KEY_RECORDS, HOLD_RECORDS), read through the pool or in a transaction. */
+async function indexRecords(db: pg.Pool | pg.PoolClient, sql: string): Promise<IndexRecord[]> {
+  return (await db.query<IndexRecordRow>(sql)).rows.map(toIndexRecord);
+}
+
+/**
+ * Which of the exchanges `ids` (each once) an active hold of the ledger's hold records covers, matched against their
+ * own request records (see heldByLedger): a dry run's last test, and a purge's.
+ */
+async function ledgerHeld(c: pg.PoolClient, ids: readonly string[]): Promise<Set<string>> {
+  const holdRecords = await indexRecords(c, HOLD_RECORDS);
+  const requests = await c.query<RecordRow>(
+    `SELECT * FROM records WHERE exchange_id = ANY($1::text[]) AND kind = 'exchange.request'`,
+    [ids],
+  );
+  return heldByLedger(holdRecords, requests.rows.map(toStored));
+}
 
 /** `($1, $2, …), ($n+1, …)` for `rows` rows of `width` parameters, with optional casts per column. */
 function valuesList(rows: number, casts: readonly string[]): string {
@@ -222,10 +244,7 @@ export class PostgresAuditStore implements AuditStore {
   private readonly leaderships = new Set<string>();
   private readonly appendListeners = new Set<{ prefix: string; listener: () => void }>();
   /** What the ledger says about gateway keys, for findGatewayKey. */
-  private readonly ledgerKeys = new LedgerKeyCache(async () => {
-    const res = await this.pool.query<IndexRecordRow>(KEY_RECORDS);
-    return res.rows.map(toIndexRecord);
-  });
+  private readonly ledgerKeys = new LedgerKeyCache(() => indexRecords(this.pool, KEY_RECORDS));
 
   /** Connects, creates the schema if needed and applies pending migrations, then returns a store ready to append. */
   static async open(options: PostgresStoreOptions): Promise<PostgresAuditStore> {
@@ -485,13 +504,16 @@ export class PostgresAuditStore implements AuditStore {
     return run;
   }
 
-  /** Reads in one snapshot (a REPEATABLE READ, READ ONLY transaction): what commits meanwhile is not half seen. */
-  private async snapshot<T>(read: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  /**
+   * Runs `work` on a connection of the pool inside a transaction begun by `begin`: committed when it resolves, rolled
+   * back when it throws. A connection whose ROLLBACK fails is broken, and is closed rather than returned to the pool.
+   */
+  private async inTransaction<T>(begin: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken = false;
     try {
-      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-      const result = await read(client);
+      await client.query(begin);
+      const result = await work(client);
       await client.query('COMMIT');
       return result;
     } catch (err) {
@@ -504,40 +526,38 @@ export class PostgresAuditStore implements AuditStore {
     }
   }
 
+  /** Reads in one snapshot (a REPEATABLE READ, READ ONLY transaction): what commits meanwhile is not half seen. */
+  private snapshot<T>(read: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return this.inTransaction('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY', read);
+  }
+
   /**
    * One transaction in which records may be appended to this chain (after reading or changing other tables first); the
    * tip moves only if it commits.
    */
   private async transaction<T>(work: (tx: ChainTransaction) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken = false;
+    let tip: ChainTip | null = null;
     try {
-      await client.query('BEGIN');
-      let tip = this.tip === undefined ? await this.readTip(client) : this.tip;
-      const tx: ChainTransaction = {
-        client,
-        tip: () => tip,
-        append: async (batch, payloads) => {
-          const linked = await this.link(client, tip, payloads);
-          const stored = await runAppend(client, this.statements(batch, linked.pending), linked.pending);
-          tip = linked.tip;
-          return stored;
-        },
-      };
-      const result = await work(tx);
-      await client.query('COMMIT');
+      const result = await this.inTransaction('BEGIN', async (client) => {
+        tip = this.tip === undefined ? await this.readTip(client) : this.tip;
+        return work({
+          client,
+          tip: () => tip,
+          append: async (batch, payloads) => {
+            const linked = await this.link(client, tip, payloads);
+            const stored = await runAppend(client, this.statements(batch, linked.pending), linked.pending);
+            tip = linked.tip;
+            return stored;
+          },
+        });
+      });
       this.tip = tip;
       return result;
     } catch (err) {
       // Rolled back (or unknown, if the connection died mid-COMMIT): the tip in memory may no longer match the
       // database, so the next append reads it back.
       this.tip = undefined;
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
       throw err;
-    } finally {
-      client.release(broken);
     }
   }
 
@@ -572,7 +592,7 @@ export class PostgresAuditStore implements AuditStore {
     // In one snapshot: a key created meanwhile (its record and its row) is seen whole or not at all.
     return this.snapshot(async (c) =>
       listedKeys(
-        (await c.query<IndexRecordRow>(KEY_RECORDS)).rows.map(toIndexRecord),
+        await indexRecords(c, KEY_RECORDS),
         (await c.query<KeyRow>('SELECT * FROM gateway_keys')).rows.map(toKey),
       ),
     );
@@ -860,7 +880,7 @@ export class PostgresAuditStore implements AuditStore {
   async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly ListedHold[]> {
     const holds = await this.snapshot(async (c) =>
       listedHolds(
-        (await c.query<IndexRecordRow>(HOLD_RECORDS)).rows.map(toIndexRecord),
+        await indexRecords(c, HOLD_RECORDS),
         (await c.query<HoldRow>('SELECT * FROM holds')).rows.map(toHold),
       ),
     );
@@ -877,7 +897,7 @@ export class PostgresAuditStore implements AuditStore {
       ? `CASE e.connection ${entries.map(([name, c]) => `WHEN ${param(name)} THEN ${param(c)}::bigint`).join(' ')} ELSE ${param(other)}::bigint END`
       : `${param(other)}::bigint`;
     // Held by the ledger's hold records too, as a purge checks them: a hold released in the index alone still holds.
-    const active = activeLedgerHolds((await this.pool.query<IndexRecordRow>(HOLD_RECORDS)).rows.map(toIndexRecord));
+    const active = activeLedgerHolds(await indexRecords(this.pool, HOLD_RECORDS));
     const ledgerHeld = active.length
       ? `AND NOT EXISTS (${HELD_BY(
           `unnest(${param(active.map((h) => h.session))}::text[], ${param(active.map((h) => h.caller))}::text[]) AS h(session_id, caller_subject)`,
@@ -906,17 +926,7 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async ledgerHeldExchanges(ids: readonly string[]): Promise<ReadonlySet<string>> {
-    return this.snapshot(async (c) =>
-      heldByLedger(
-        (await c.query<IndexRecordRow>(HOLD_RECORDS)).rows.map(toIndexRecord),
-        (
-          await c.query<RecordRow>(
-            `SELECT * FROM records WHERE exchange_id = ANY($1::text[]) AND kind = 'exchange.request'`,
-            [[...new Set(ids)]],
-          )
-        ).rows.map(toStored),
-      ),
-    );
+    return this.snapshot((c) => ledgerHeld(c, [...new Set(ids)]));
   }
 
   purgeExchanges(
@@ -937,12 +947,10 @@ export class PostgresAuditStore implements AuditStore {
         // The holds index chose these; the ledger's hold records have the last word, so a hold released in the index
         // alone (without a hold.released record) still keeps its exchanges. Hold records cannot commit meanwhile:
         // their index rows wait for the lock above.
-        const holdRecords = await c.query<IndexRecordRow>(HOLD_RECORDS);
-        const requests = await c.query<RecordRow>(
-          `SELECT * FROM records WHERE exchange_id = ANY($1::text[]) AND kind = 'exchange.request'`,
-          [chosen.rows.map((d) => d.id)],
+        const held = await ledgerHeld(
+          c,
+          chosen.rows.map((d) => d.id),
         );
-        const held = heldByLedger(holdRecords.rows.map(toIndexRecord), requests.rows.map(toStored));
         const dueRows = chosen.rows.filter((d) => !held.has(d.id));
         if (dueRows.length === 0) return undefined;
         // The append-only triggers let deletions through in this transaction only (see migration 5).

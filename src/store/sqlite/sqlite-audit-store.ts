@@ -65,8 +65,12 @@ import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
 import {
   activeLedgerHolds,
   heldByLedger,
+  HOLD_RECORD_KINDS,
+  indexRecordsSql,
+  KEY_RECORD_KINDS,
   keyRecordsVersionSql,
   LedgerKeyCache,
+  type IndexRecord,
   listedHolds,
   listedKeys,
 } from '../ledger-index.js';
@@ -197,9 +201,7 @@ export class SqliteAuditStore implements AuditStore {
   private pendingTruncation: Promise<boolean> | null = null;
   private readonly purgeWalWaitMs: number;
   /** What the ledger says about gateway keys, for findGatewayKey. */
-  private readonly ledgerKeys = new LedgerKeyCache(async () =>
-    (this.stmts.keyRecords.all() as IndexRecordRow[]).map(toIndexRecord),
-  );
+  private readonly ledgerKeys = new LedgerKeyCache(async () => this.indexRecords('keyRecords'));
   /** Verifications reading a snapshot of their own now; a window the checkpointer asked for meanwhile waits. */
   private snapshots = 0;
   private restartDeferred = false;
@@ -297,14 +299,8 @@ export class SqliteAuditStore implements AuditStore {
       keyByHash: db.prepare(
         `SELECT k.*, ${keyRecordsVersionSql(NOT_EXCHANGE_KIND_SQL)} AS key_records FROM gateway_keys k WHERE k.hash = ?`,
       ),
-      holdRecords: db.prepare(
-        `SELECT seq, chain, chain_seq, kind, data FROM records
-         WHERE kind IN ('hold.added', 'hold.released') AND ${NOT_EXCHANGE_KIND_SQL}`,
-      ),
-      keyRecords: db.prepare(
-        `SELECT seq, chain, chain_seq, kind, data FROM records
-         WHERE kind IN ('key.created', 'key.revoked') AND ${NOT_EXCHANGE_KIND_SQL}`,
-      ),
+      holdRecords: db.prepare(indexRecordsSql(HOLD_RECORD_KINDS, NOT_EXCHANGE_KIND_SQL)),
+      keyRecords: db.prepare(indexRecordsSql(KEY_RECORD_KINDS, NOT_EXCHANGE_KIND_SQL)),
       allKeys: db.prepare('SELECT * FROM gateway_keys'),
       allHolds: db.prepare('SELECT * FROM holds'),
       heads: db.prepare(CHAIN_HEADS),
@@ -759,6 +755,11 @@ export class SqliteAuditStore implements AuditStore {
     return this.stmts.unfinished.all() as string[];
   }
 
+  /** The ledger's key or hold records (see ledger-index.ts). */
+  private indexRecords(which: 'keyRecords' | 'holdRecords'): IndexRecord[] {
+    return (this.stmts[which].all() as IndexRecordRow[]).map(toIndexRecord);
+  }
+
   async findGatewayKey(hash: string): Promise<StoredGatewayKey | undefined> {
     const row = this.stmts.keyByHash.get(hash) as (KeyRow & { key_records: string }) | undefined;
     return this.ledgerKeys.judge(row && toKey(row), row?.key_records ?? '');
@@ -767,10 +768,7 @@ export class SqliteAuditStore implements AuditStore {
   async listGatewayKeys(): Promise<readonly ListedGatewayKey[]> {
     // In one read transaction: a key created meanwhile (its record and its row) is seen whole or not at all.
     return this.db.transaction(() =>
-      listedKeys(
-        (this.stmts.keyRecords.all() as IndexRecordRow[]).map(toIndexRecord),
-        (this.stmts.allKeys.all() as KeyRow[]).map(toKey),
-      ),
+      listedKeys(this.indexRecords('keyRecords'), (this.stmts.allKeys.all() as KeyRow[]).map(toKey)),
     )();
   }
 
@@ -837,10 +835,7 @@ export class SqliteAuditStore implements AuditStore {
 
   async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly ListedHold[]> {
     const holds = this.db.transaction(() =>
-      listedHolds(
-        (this.stmts.holdRecords.all() as IndexRecordRow[]).map(toIndexRecord),
-        (this.stmts.allHolds.all() as HoldRow[]).map(toHold),
-      ),
+      listedHolds(this.indexRecords('holdRecords'), (this.stmts.allHolds.all() as HoldRow[]).map(toHold)),
     )();
     return options.activeOnly ? holds.filter((h) => h.releasedAt === null) : holds;
   }
@@ -856,7 +851,7 @@ export class SqliteAuditStore implements AuditStore {
     params.push(maxCutoff, ...entries.flat(), other);
     // Held by the ledger's hold records too, as a purge checks them: a hold released in the index alone still holds.
     let ledgerHeld = '';
-    const active = activeLedgerHolds((this.stmts.holdRecords.all() as IndexRecordRow[]).map(toIndexRecord));
+    const active = activeLedgerHolds(this.indexRecords('holdRecords'));
     if (active.length) {
       ledgerHeld = `AND NOT EXISTS (${HELD_BY(
         `(SELECT json_extract(value, '$[0]') AS session_id, json_extract(value, '$[1]') AS caller_subject
@@ -895,7 +890,7 @@ export class SqliteAuditStore implements AuditStore {
   async ledgerHeldExchanges(ids: readonly string[]): Promise<ReadonlySet<string>> {
     return this.db.transaction(() =>
       heldByLedger(
-        (this.stmts.holdRecords.all() as IndexRecordRow[]).map(toIndexRecord),
+        this.indexRecords('holdRecords'),
         (
           this.db
             .prepare(
@@ -930,10 +925,7 @@ export class SqliteAuditStore implements AuditStore {
         .all(JSON.stringify(chosen.map((d) => d.id))) as RecordRow[];
       // The holds index chose these; the ledger's hold records have the last word, so a hold released in the index
       // alone (without a hold.released record) still keeps its exchanges.
-      const held = heldByLedger(
-        (this.stmts.holdRecords.all() as IndexRecordRow[]).map(toIndexRecord),
-        chosenRecords.map(toStored),
-      );
+      const held = heldByLedger(this.indexRecords('holdRecords'), chosenRecords.map(toStored));
       const due = chosen.filter((d) => !held.has(d.id));
       if (due.length === 0) return undefined;
       const records = chosenRecords.filter((r) => r.exchange_id === null || !held.has(r.exchange_id));
