@@ -631,6 +631,18 @@ export interface AuditStore {
   appendAtTip(
     build: (tip: ChainTip | null, heads: readonly ChainHead[]) => NewRecord | undefined,
   ): Promise<StoredRecord | undefined>;
+  /**
+   * Appends to this chain the records `build` makes of the records of `kinds` already appended at or after `since`
+   * (epoch ms, by any process; given in append order), in one transaction: a record that two processes would both
+   * append is appended once, since calls for the same kinds run one at a time across processes (PostgreSQL: a
+   * transaction-level advisory lock on the kinds; SQLite: the write lock) and each reads what those before it
+   * appended. `build` may be called more than once (a retried transaction). Resolves with what was appended.
+   */
+  appendIfNew(
+    kinds: readonly string[],
+    since: number,
+    build: (existing: readonly StoredRecord[]) => readonly NewRecord[],
+  ): Promise<readonly StoredRecord[]>;
 
   /**
    * Every legal hold the index or the ledger has, newest first, as purges have it and with where the two disagree

@@ -5,10 +5,10 @@
  * each chain newly overdue, which the outbox streams to the SIEM as a `ledger.digest_overdue` alert.
  *
  * One alert per undigested run of a chain (its first undigested record), whichever gateway raises it and however often
- * they restart: before raising one, the watch reads the alerts the ledger already holds. (Two gateways that find the
- * same run in the same instant may both raise it.) Every gateway watches every chain, its own included: a gateway
- * whose digests fail to append most likely fails to append the alert too, and then its peers raise it — and its own
- * metrics still show it.
+ * they restart: the watch reads the alerts the ledger already holds and appends its own in one `appendIfNew`, which
+ * two gateways that find the same run at the same moment take one after the other. Every gateway watches every chain,
+ * its own included: a gateway whose digests fail to append most likely fails to append the alert too, and then its
+ * peers raise it — and its own metrics still show it.
  */
 import type { AuditStore, OverdueDigest } from './audit-store.js';
 import { describeOverdue, DIGEST_OVERDUE_KIND, judgeTail, type DigestOverdueData } from './digest-overdue.js';
@@ -127,30 +127,30 @@ export class DigestWatch {
     return live === true;
   }
 
-  /** Appends a `digest.overdue` record for each run not yet alerted, here or (as the ledger says) elsewhere. */
+  /**
+   * Appends a `digest.overdue` record for each run not yet alerted, here or (as the ledger says) elsewhere: the
+   * ledger's alerts are read and the new ones appended in one `appendIfNew`, so two gateways that find the same run at
+   * the same moment raise it once.
+   */
   private async alert(
     found: ReadonlyArray<{ readonly overdue: OverdueDigest; readonly writerRunning: boolean }>,
     now: number,
   ): Promise<void> {
     const key = (chain: string, fromSeq: number): string => `${chain}#${fromSeq}`;
-    let fresh = found.filter((f) => !this.alerted.has(key(f.overdue.chain, f.overdue.from.chainSeq)));
-    if (fresh.length === 0) return;
+    const fresh = (): typeof found =>
+      found.filter((f) => !this.alerted.has(key(f.overdue.chain, f.overdue.from.chainSeq)));
+    if (fresh().length === 0) return;
     // An alert is raised after the run's oldest record was written: those since then are all that can name it.
-    const since = Math.min(...fresh.map((f) => f.overdue.from.at));
-    for (let afterSeq = 0; ;) {
-      const page = await this.store.recordsOfKinds([DIGEST_OVERDUE_KIND], since, ALERT_PAGE, afterSeq);
-      for (const r of page) {
+    const since = Math.min(...fresh().map((f) => f.overdue.from.at));
+    const afterMs = this.options.overdueAfterMs;
+    let raised: typeof found = [];
+    await this.store.appendIfNew([DIGEST_OVERDUE_KIND], since, (existing) => {
+      for (const r of existing) {
         const d = parseAlert(r.data);
         if (d) this.alerted.add(key(d.chain, d.fromSeq));
       }
-      if (page.length < ALERT_PAGE) break;
-      afterSeq = page.at(-1)!.seq;
-    }
-    fresh = fresh.filter((f) => !this.alerted.has(key(f.overdue.chain, f.overdue.from.chainSeq)));
-    if (fresh.length === 0) return;
-    const afterMs = this.options.overdueAfterMs;
-    await this.store.append({
-      records: fresh.map(({ overdue: o, writerRunning }) => {
+      raised = fresh();
+      return raised.map(({ overdue: o, writerRunning }) => {
         const data: DigestOverdueData = {
           chain: o.chain,
           fromSeq: o.from.chainSeq,
@@ -162,9 +162,9 @@ export class DigestWatch {
           writerRunning,
         };
         return { kind: DIGEST_OVERDUE_KIND, at: now, data };
-      }),
+      });
     });
-    for (const { overdue: o, writerRunning } of fresh) {
+    for (const { overdue: o, writerRunning } of raised) {
       this.alerted.add(key(o.chain, o.from.chainSeq));
       this.options.log.warn(
         { chain: o.chain, fromSeq: o.from.chainSeq, toSeq: o.to.chainSeq, writerRunning },
@@ -173,8 +173,6 @@ export class DigestWatch {
     }
   }
 }
-
-const ALERT_PAGE = 1000;
 
 function parseAlert(text: string): Pick<DigestOverdueData, 'chain' | 'fromSeq'> | undefined {
   try {

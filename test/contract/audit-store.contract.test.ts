@@ -1784,6 +1784,31 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       ]);
       expect(await store.unfinishedExchanges()).toEqual([]);
     });
+    it('appends a record several writers would each append once, when they append it if new at the same moment', async () => {
+      // What two gateways alerting about the same overdue chain rely on: each reads what the others appended first.
+      const writers = [store, await fixture.open(), await fixture.open()];
+      const once = (s: AuditStore, name: string) =>
+        s.appendIfNew(['claim'], T0, (existing) =>
+          existing.some((r) => (JSON.parse(r.data) as { name: string }).name === name)
+            ? []
+            : [{ kind: 'claim', at: T0 + 1, data: { name } }],
+        );
+      const results = await Promise.all(writers.flatMap((s) => ['a', 'b'].map((n) => once(s, n))));
+      // (A writer's first append opens its chain: its chain.opened record is among what it appended.)
+      const claims = results.flat().filter((r) => r.kind === 'claim');
+      expect(claims.map((r) => r.data).sort()).toEqual(['{"name":"a"}', '{"name":"b"}']);
+      expect((await store.recordsOfKinds(['claim'], 0, 10)).map((r) => r.data).sort()).toEqual([
+        '{"name":"a"}',
+        '{"name":"b"}',
+      ]);
+      // Records from before `since` are not read: the builder is told only of those at or after it.
+      expect(await once(store, 'a')).toEqual([]);
+      const later = await store.appendIfNew(['claim'], T0 + 2, (existing) =>
+        existing.length ? [] : [{ kind: 'claim', at: T0 + 3, data: {} }],
+      );
+      expect(later.filter((r) => r.kind === 'claim')).toHaveLength(1);
+      expect(await store.verify()).toMatchObject({ ok: true, problems: [] });
+    });
   });
 
   describe('retention, holds and signed digests', () => {

@@ -877,6 +877,33 @@ export class PostgresAuditStore implements AuditStore {
     );
   }
 
+  appendIfNew(
+    kinds: readonly string[],
+    since: number,
+    build: (existing: readonly StoredRecord[]) => readonly NewRecord[],
+  ): Promise<readonly StoredRecord[]> {
+    return this.enqueue(() =>
+      this.transaction(async (tx) => {
+        // Held until this transaction ends: another process's call for these kinds waits here, and its read below
+        // (a statement begun after the lock was granted: READ COMMITTED) sees what this one committed.
+        await tx.client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [
+          APPEND_IF_NEW_LOCK_CLASS,
+          [...new Set(kinds)].sort().join(' '),
+        ]);
+        const existing = await tx.client.query<RecordRow>(
+          'SELECT * FROM records WHERE kind = ANY($1::text[]) AND at >= $2 ORDER BY seq',
+          [kinds, since],
+        );
+        const records = build(existing.rows.map(toStored));
+        if (records.length === 0) return [];
+        return tx.append(
+          { records },
+          records.map((r) => ({ record: r, data: serialise(r) })),
+        );
+      }),
+    );
+  }
+
   async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly ListedHold[]> {
     const holds = await this.snapshot(async (c) =>
       listedHolds(
@@ -1074,6 +1101,7 @@ const NOTIFY_CHANNEL = 'vigil_ledger';
 const NOTIFIED_KINDS = /^approval\./;
 const CHAIN_LOCK_CLASS = 0x56474c31; // 'VGL1': "the writer of this chain is alive"
 const LEADER_LOCK_CLASS = 0x56474c32; // 'VGL2': "this process does that singleton job"
+const APPEND_IF_NEW_LOCK_CLASS = 0x56474c33; // 'VGL3': "this process appends records of these kinds if new"
 /** A lock connection that does not answer a check within this long is taken for lost. */
 const LOCK_CHECK_TIMEOUT_MS = 5_000;
 

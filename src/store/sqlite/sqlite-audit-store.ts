@@ -791,6 +791,10 @@ export class SqliteAuditStore implements AuditStore {
     limit: number,
     afterSeq = 0,
   ): Promise<readonly StoredRecord[]> {
+    return this.recordsOfKindsNow(kinds, since, limit, afterSeq);
+  }
+
+  private recordsOfKindsNow(kinds: readonly string[], since: number, limit: number, afterSeq = 0): StoredRecord[] {
     if (kinds.length === 0) return [];
     const stmt = kinds.some((k) => (EXCHANGE_KINDS as readonly string[]).includes(k))
       ? this.stmts.recordsOfAnyKinds
@@ -828,6 +832,22 @@ export class SqliteAuditStore implements AuditStore {
         .transaction(() => {
           const r = build(this.head, this.openingData().heads);
           return r ? this.appendInTx({ records: [r] }).at(-1) : undefined;
+        })
+        .immediate(),
+    );
+  }
+
+  async appendIfNew(
+    kinds: readonly string[],
+    since: number,
+    build: (existing: readonly StoredRecord[]) => readonly NewRecord[],
+  ): Promise<readonly StoredRecord[]> {
+    // BEGIN IMMEDIATE takes the write lock first: another process's call waits for it, then reads what this one wrote.
+    return this.write(() =>
+      this.db
+        .transaction(() => {
+          const records = build(this.recordsOfKindsNow(kinds, since, -1));
+          return records.length ? this.appendInTx({ records }) : [];
         })
         .immediate(),
     );

@@ -220,6 +220,24 @@ describe.each(storeKinds())('DigestWatch on %s', (kind) => {
       expect((await alertsIn(gateway)).map((a) => a.data.writerRunning)).toEqual([true]);
     });
 
+    it('raises one alert when two gateways find the same overdue chain at the same moment', async () => {
+      // Went wrong: each gateway read the ledger's alerts, found none, and appended its own, so a chain found by two
+      // gateways checking at once was streamed to the SIEM twice. Several rounds, each a new run of the chain.
+      const other = await fixture.open();
+      const watches = [watch(), new DigestWatch(other, { overdueAfterMs: AFTER, now: () => now, log })];
+      const stuck = await fixture.open();
+      const digester = new Digester(stuck, KEY, { intervalMs: 0 });
+      for (let round = 0; round < 5; round++) {
+        await note(stuck, now); // a run no digest covers, signed after both gateways found it overdue
+        now += AFTER + 1000;
+        const found = await Promise.all(watches.map((w) => w.check()));
+        for (const f of found) expect(f.overdue.map((o) => o.chain)).toContain(stuck.chainId);
+        await digester.digestNow(now);
+      }
+      const alerts = (await alertsIn(gateway)).filter((a) => a.data.chain === stuck.chainId);
+      expect(alerts.map((a) => a.data.fromSeq)).toEqual([1, 4, 6, 8, 10]);
+    });
+
     /** The chain-lock key PostgreSQL writers hold while they run (postgres-audit-store.ts CHAIN_LOCK_CLASS). */
     const CHAIN_LOCK = 0x56474c31;
     const lockBackend = async (chain: string): Promise<number | undefined> =>
