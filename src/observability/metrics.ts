@@ -22,11 +22,13 @@ export interface MetricsSources {
   /** Per SIEM sink. */
   sinks(): ReadonlyArray<{ sink: string; lag: number; failures: number; delivered: number; undeliverable: number }>;
   /**
-   * What the last check for overdue digests found (store/digest-watch.ts): how many chains are overdue, and per chain
-   * with records not yet under a digest of its own (whose writer runs, or which is overdue) how long the oldest waited.
+   * What the last check for overdue digests found (store/digest-watch.ts): how many chains are overdue, how many
+   * stopped overdue (their writer gone, alerted), and per chain with records not yet under a digest of its own (whose
+   * writer runs, or which is overdue and not stopped) how long the oldest waited.
    */
   digests?(): {
     readonly overdue: readonly unknown[];
+    readonly stopped: readonly unknown[];
     readonly undigested: ReadonlyArray<{ readonly chain: string; readonly ms: number }>;
   };
 }
@@ -126,6 +128,16 @@ export class Metrics {
         registers: [r],
         collect() {
           this.set(digests().overdue.length);
+        },
+      });
+      new Gauge({
+        name: 'vigil_ledger_chains_stopped_undigested',
+        help:
+          'Chains whose writer is gone, and whose last records went without a digest of their chain for longer than ' +
+          'signing.overdue_after: each alerted once (ledger.digest_overdue), then counted here and no longer as overdue',
+        registers: [r],
+        collect() {
+          this.set(digests().stopped.length);
         },
       });
       new Gauge({

@@ -631,6 +631,18 @@ export interface AuditStore {
   appendAtTip(
     build: (tip: ChainTip | null, heads: readonly ChainHead[]) => NewRecord | undefined,
   ): Promise<StoredRecord | undefined>;
+  /**
+   * Appends to this chain the records `build` makes of the records of `kinds` already appended at or after `since`
+   * (epoch ms, by any process; given in append order), in one transaction: a record that two processes would both
+   * append is appended once, since calls for the same kinds run one at a time across processes (PostgreSQL: a
+   * transaction-level advisory lock on the kinds; SQLite: the write lock) and each reads what those before it
+   * appended. `build` may be called more than once (a retried transaction). Resolves with what was appended.
+   */
+  appendIfNew(
+    kinds: readonly string[],
+    since: number,
+    build: (existing: readonly StoredRecord[]) => readonly NewRecord[],
+  ): Promise<readonly StoredRecord[]>;
 
   /**
    * Every legal hold the index or the ledger has, newest first, as purges have it and with where the two disagree
@@ -639,15 +651,15 @@ export interface AuditStore {
   listHolds(options?: { activeOnly?: boolean }): Promise<readonly ListedHold[]>;
   /**
    * Exchanges due for purging, oldest end first: none that a hold covers, as the holds index or the ledger's hold
-   * records have it (matched against the exchange index's session, caller and e-mail; the purge checks again against
-   * the exchange's own request record).
+   * records have it (matched against the exchange index's session, caller and e-mail, its case folded as case-fold.ts
+   * folds it; the purge checks again against the exchange's own request record).
    */
   retentionCandidates(query: RetentionQuery): Promise<readonly PurgeCandidate[]>;
   /**
    * Which of these exchanges an active hold of the ledger's hold records covers, matched against each exchange's own
    * request record: the test {@link purgeExchanges} makes last. A dry run drops these from its candidates, so that it
-   * counts what a run purges even where the candidate query's SQL `lower()` folds an e-mail's case differently from
-   * JavaScript (SQLite's folds ASCII letters only).
+   * counts what a run purges even where the candidate query, which matches holds against the exchange index, was told
+   * otherwise (an index row changed behind the store's back).
    */
   ledgerHeldExchanges(ids: readonly string[]): Promise<ReadonlySet<string>>;
   /**

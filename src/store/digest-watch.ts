@@ -5,12 +5,19 @@
  * each chain newly overdue, which the outbox streams to the SIEM as a `ledger.digest_overdue` alert.
  *
  * One alert per undigested run of a chain (its first undigested record), whichever gateway raises it and however often
- * they restart: before raising one, the watch reads the alerts the ledger already holds. (Two gateways that find the
- * same run in the same instant may both raise it.) Every gateway watches every chain, its own included: a gateway
- * whose digests fail to append most likely fails to append the alert too, and then its peers raise it — and its own
- * metrics still show it.
+ * they restart: the watch reads the alerts the ledger already holds and appends its own in one `appendIfNew`, which
+ * two gateways that find the same run at the same moment take one after the other. Every gateway watches every chain,
+ * its own included: a gateway whose digests fail to append most likely fails to append the alert too, and then its
+ * peers raise it — and its own metrics still show it.
+ *
+ * A chain whose writer is gone never signs again: overdue, it would stay overdue for good, and an alarm that never
+ * clears hides the next one. So once its writer is known gone and an alert of the run names the chain's last record
+ * (one raised while the writer ran and named an earlier record does not: then one more alert says it stopped), the
+ * chain is counted as `stopped` instead — still an undigested tail to `vigil verify`, which warns about it for good.
+ * Its records stay tamper-evident: the alert is a new record on the raising gateway's chain, whose next digest commits
+ * to every other chain's head that moved (see digests.ts), so cutting or rewriting that tail fails verify.
  */
-import type { AuditStore, OverdueDigest } from './audit-store.js';
+import type { AuditStore, OverdueDigest, UndigestedTail } from './audit-store.js';
 import { describeOverdue, DIGEST_OVERDUE_KIND, judgeTail, type DigestOverdueData } from './digest-overdue.js';
 
 export interface DigestWatchOptions {
@@ -27,17 +34,37 @@ export interface DigestWatchOptions {
 export interface DigestWatchStatus {
   /** When it ran (epoch ms); null before the first check. */
   readonly checkedAt: number | null;
-  /** The chains whose digests are overdue. */
+  /** The chains whose digests are overdue, but for those in `stopped`: an alarm. */
   readonly overdue: readonly OverdueDigest[];
   /**
-   * Every chain with records no digest of its own covers yet whose writer is running, or which is overdue: how long the
-   * oldest of them has waited (ms). A chain that ended on a digest, or whose writer stopped in time, is not here.
+   * The overdue chains whose writer is gone, each alerted by an alert that names its last record: what `vigil verify`
+   * warns about for good, no longer an alarm.
+   */
+  readonly stopped: readonly OverdueDigest[];
+  /**
+   * Every chain with records no digest of its own covers yet whose writer is running, or which is overdue and not
+   * stopped: how long the oldest of them has waited (ms). A chain that ended on a digest, or whose writer stopped in
+   * time, is not here.
    */
   readonly undigested: ReadonlyArray<{ readonly chain: string; readonly ms: number }>;
 }
 
 /** The status before the first check, and while the check is off. */
-export const NOT_CHECKED: DigestWatchStatus = { checkedAt: null, overdue: [], undigested: [] };
+export const NOT_CHECKED: DigestWatchStatus = { checkedAt: null, overdue: [], stopped: [], undigested: [] };
+
+/** Whether a chain's writer runs, is gone, or cannot be told now (PostgreSQL, its lock connection being made again). */
+type Writer = 'running' | 'gone' | 'unknown';
+
+/** One undigested tail as a check judged it. */
+interface Judged {
+  readonly tail: UndigestedTail;
+  readonly writer: Writer;
+  /** Up to when it was measured: now, when its writer runs; else its last record. */
+  readonly end: number;
+  readonly overdue: OverdueDigest | undefined;
+}
+
+type Overdue = Judged & { readonly overdue: OverdueDigest };
 
 export class DigestWatch {
   private readonly now: () => number;
@@ -49,8 +76,11 @@ export class DigestWatch {
    * is asked again once it is `overdueAfterMs` old, which bounds how late a writer that then stops signing is found.
    */
   private readonly stopped = new Map<string, number>();
-  /** Runs already alerted: `<chain>#<first undigested chain_seq>`. */
-  private readonly alerted = new Set<string>();
+  /**
+   * Runs already alerted, here or (as the ledger said) elsewhere: `<chain>#<first undigested chain_seq>` → the last
+   * record an alert of it named (the largest `toSeq`). Only runs still undigested are kept.
+   */
+  private readonly alerted = new Map<string, number>();
   private last: DigestWatchStatus = NOT_CHECKED;
 
   constructor(
@@ -94,63 +124,84 @@ export class DigestWatch {
   private async run(): Promise<DigestWatchStatus> {
     const now = this.now();
     const afterMs = this.options.overdueAfterMs;
-    const found: Array<{ readonly overdue: OverdueDigest; readonly writerRunning: boolean }> = [];
-    const undigested: Array<{ chain: string; ms: number }> = [];
+    const judged: Judged[] = [];
     for (const tail of await this.store.undigestedTails()) {
-      const writerRunning = await this.writerRunning(tail.chain, now);
-      const end = writerRunning ? Math.max(now, tail.to.at) : tail.to.at;
-      const overdue = judgeTail(tail, end, afterMs);
-      if (overdue) found.push({ overdue, writerRunning });
-      if (overdue || writerRunning) undigested.push({ chain: tail.chain, ms: Math.max(0, end - tail.from.at) });
+      const writer = await this.writer(tail.chain, now);
+      const end = writer === 'running' ? Math.max(now, tail.to.at) : tail.to.at;
+      judged.push({ tail, writer, end, overdue: judgeTail(tail, end, afterMs) });
     }
-    this.last = { checkedAt: now, overdue: found.map((f) => f.overdue), undigested };
-    await this.alert(found, now).catch((err: unknown) =>
+    this.forgetAllBut(judged.map((j) => j.tail));
+    const due = judged.filter((j): j is Overdue => j.overdue !== undefined && !this.alertedAsItIs(j));
+    await this.alert(due, now).catch((err: unknown) =>
       this.options.log.warn(
-        { err, chains: found.map((f) => f.overdue.chain) },
+        { err, chains: due.map((j) => j.tail.chain) },
         'could not record the overdue digest alert; retrying at the next check',
       ),
     );
+    const overdue: OverdueDigest[] = [];
+    const stopped: OverdueDigest[] = [];
+    const undigested: Array<{ chain: string; ms: number }> = [];
+    for (const j of judged) {
+      const isStopped = j.overdue !== undefined && j.writer === 'gone' && this.alertedAsItIs(j);
+      if (j.overdue) (isStopped ? stopped : overdue).push(j.overdue);
+      if ((j.overdue && !isStopped) || j.writer === 'running') {
+        undigested.push({ chain: j.tail.chain, ms: Math.max(0, j.end - j.tail.from.at) });
+      }
+    }
+    this.last = { checkedAt: now, overdue, stopped, undigested };
     return this.last;
   }
 
   /**
    * Whether `chain`'s writer runs. When the store cannot tell now, it is judged by its records alone (as a stopped
-   * one): a chain that stopped long ago must not be measured up to now and raise a false alarm meanwhile.
+   * one): a chain that stopped long ago must not be measured up to now and raise a false alarm meanwhile. But it is
+   * not taken for gone either: only a writer known gone leaves the alarm.
    */
-  private async writerRunning(chain: string, now: number): Promise<boolean> {
-    if (chain === this.store.chainId) return true;
+  private async writer(chain: string, now: number): Promise<Writer> {
+    if (chain === this.store.chainId) return 'running';
     const seen = this.stopped.get(chain);
-    if (seen !== undefined && now - seen < this.options.overdueAfterMs) return false;
+    if (seen !== undefined && now - seen < this.options.overdueAfterMs) return 'gone';
     const live = await this.store.chainIsLive(chain);
     if (live === false) this.stopped.set(chain, now);
     else this.stopped.delete(chain);
-    return live === true;
+    return live === undefined ? 'unknown' : live ? 'running' : 'gone';
   }
 
-  /** Appends a `digest.overdue` record for each run not yet alerted, here or (as the ledger says) elsewhere. */
-  private async alert(
-    found: ReadonlyArray<{ readonly overdue: OverdueDigest; readonly writerRunning: boolean }>,
-    now: number,
-  ): Promise<void> {
-    const key = (chain: string, fromSeq: number): string => `${chain}#${fromSeq}`;
-    let fresh = found.filter((f) => !this.alerted.has(key(f.overdue.chain, f.overdue.from.chainSeq)));
-    if (fresh.length === 0) return;
+  /**
+   * Whether the run has the alert it calls for: any, while its writer runs (or may); one naming its last record, once
+   * its writer is gone — the last word on a chain that will not sign again.
+   */
+  private alertedAsItIs(j: Judged): boolean {
+    const named = this.alerted.get(runKey(j.tail.chain, j.tail.from.chainSeq));
+    return named !== undefined && (j.writer !== 'gone' || named >= j.tail.to.chainSeq);
+  }
+
+  /** Drops what is remembered of chains and runs no longer undigested: signed since, they are over. */
+  private forgetAllBut(tails: readonly UndigestedTail[]): void {
+    const chains = new Set(tails.map((t) => t.chain));
+    const runs = new Set(tails.map((t) => runKey(t.chain, t.from.chainSeq)));
+    for (const chain of this.stopped.keys()) if (!chains.has(chain)) this.stopped.delete(chain);
+    for (const run of this.alerted.keys()) if (!runs.has(run)) this.alerted.delete(run);
+  }
+
+  /**
+   * Appends a `digest.overdue` record for each of `due` the ledger has no such alert of yet, here or elsewhere: the
+   * ledger's alerts are read and the new ones appended in one `appendIfNew`, so two gateways that find the same run at
+   * the same moment raise it once.
+   */
+  private async alert(due: readonly Overdue[], now: number): Promise<void> {
+    if (due.length === 0) return;
     // An alert is raised after the run's oldest record was written: those since then are all that can name it.
-    const since = Math.min(...fresh.map((f) => f.overdue.from.at));
-    for (let afterSeq = 0; ;) {
-      const page = await this.store.recordsOfKinds([DIGEST_OVERDUE_KIND], since, ALERT_PAGE, afterSeq);
-      for (const r of page) {
-        const d = parseAlert(r.data);
-        if (d) this.alerted.add(key(d.chain, d.fromSeq));
-      }
-      if (page.length < ALERT_PAGE) break;
-      afterSeq = page.at(-1)!.seq;
-    }
-    fresh = fresh.filter((f) => !this.alerted.has(key(f.overdue.chain, f.overdue.from.chainSeq)));
-    if (fresh.length === 0) return;
+    const since = Math.min(...due.map((j) => j.tail.from.at));
     const afterMs = this.options.overdueAfterMs;
-    await this.store.append({
-      records: fresh.map(({ overdue: o, writerRunning }) => {
+    let raised: Overdue[] = [];
+    await this.store.appendIfNew([DIGEST_OVERDUE_KIND], since, (existing) => {
+      for (const r of existing) {
+        const d = parseAlert(r.data);
+        if (d) this.noteAlert(d);
+      }
+      raised = due.filter((j) => !this.alertedAsItIs(j));
+      return raised.map(({ overdue: o, writer }) => {
         const data: DigestOverdueData = {
           chain: o.chain,
           fromSeq: o.from.chainSeq,
@@ -159,28 +210,35 @@ export class DigestWatch {
           lastDigest: o.lastDigest,
           undigestedMs: o.undigestedMs,
           overdueAfterMs: afterMs,
-          writerRunning,
+          writerRunning: writer === 'running',
         };
         return { kind: DIGEST_OVERDUE_KIND, at: now, data };
-      }),
+      });
     });
-    for (const { overdue: o, writerRunning } of fresh) {
-      this.alerted.add(key(o.chain, o.from.chainSeq));
+    for (const { overdue: o, writer } of raised) {
+      this.noteAlert({ chain: o.chain, fromSeq: o.from.chainSeq, toSeq: o.to.chainSeq });
       this.options.log.warn(
-        { chain: o.chain, fromSeq: o.from.chainSeq, toSeq: o.to.chainSeq, writerRunning },
-        `digests overdue: ${describeOverdue(o, afterMs)}`,
+        { chain: o.chain, fromSeq: o.from.chainSeq, toSeq: o.to.chainSeq, writerRunning: writer === 'running' },
+        `digests overdue${writer === 'gone' ? ', and its writer is gone' : ''}: ${describeOverdue(o, afterMs)}`,
       );
     }
   }
+
+  private noteAlert(d: AlertedRun): void {
+    const key = runKey(d.chain, d.fromSeq);
+    this.alerted.set(key, Math.max(this.alerted.get(key) ?? 0, d.toSeq));
+  }
 }
 
-const ALERT_PAGE = 1000;
+const runKey = (chain: string, fromSeq: number): string => `${chain}#${fromSeq}`;
 
-function parseAlert(text: string): Pick<DigestOverdueData, 'chain' | 'fromSeq'> | undefined {
+type AlertedRun = Pick<DigestOverdueData, 'chain' | 'fromSeq' | 'toSeq'>;
+
+function parseAlert(text: string): AlertedRun | undefined {
   try {
     const d = JSON.parse(text) as Partial<DigestOverdueData>;
-    return typeof d.chain === 'string' && typeof d.fromSeq === 'number'
-      ? { chain: d.chain, fromSeq: d.fromSeq }
+    return typeof d.chain === 'string' && typeof d.fromSeq === 'number' && typeof d.toSeq === 'number'
+      ? { chain: d.chain, fromSeq: d.fromSeq, toSeq: d.toSeq }
       : undefined;
   } catch {
     return undefined; // a changed record: verify reports it

@@ -21,6 +21,7 @@ import type {
   VerifyProblem,
 } from './audit-store.js';
 import { gatewayKeyId } from '../identity/gateway-keys.js';
+import { foldCase } from './case-fold.js';
 
 /** The record kinds that make the gateway-key index. */
 export const KEY_RECORD_KINDS = ['key.created', 'key.revoked'] as const;
@@ -208,14 +209,14 @@ export interface HoldSubject {
 
 /**
  * The active hold that covers an exchange, if any: by its session, or its caller — the subject, or the e-mail in
- * any case (the same test as the stores' HELD query).
+ * any case, folded as the stores' HELD query folds it (see case-fold.ts).
  */
 export function heldBy(holds: Iterable<StoredHold>, x: HoldSubject): StoredHold | undefined {
-  const email = x.callerEmail?.toLowerCase();
+  const email = x.callerEmail === null ? undefined : foldCase(x.callerEmail);
   for (const h of holds) {
     if (h.releasedAt !== null) continue;
     if (h.session !== null && h.session === x.session) return h;
-    if (h.caller !== null && (h.caller === x.callerSubject || h.caller.toLowerCase() === email)) return h;
+    if (h.caller !== null && (h.caller === x.callerSubject || foldCase(h.caller) === email)) return h;
   }
   return undefined;
 }

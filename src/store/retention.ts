@@ -161,8 +161,8 @@ export async function runRetention(
     const last = candidates.at(-1)!;
     after = { endedAt: last.endedAt, id: last.id };
     if (options.dryRun) {
-      // What the purge would keep, by the ledger's holds as it checks them: the candidate query matches e-mails with
-      // SQL lower(), which on SQLite folds ASCII letters only. The page goes on after the last candidate all the same.
+      // What the purge would keep, by the ledger's holds as it checks them, against each exchange's own request record
+      // (the candidate query goes by the exchange index). The page goes on after the last candidate all the same.
       const held = await store.ledgerHeldExchanges(candidates.map((c) => c.id));
       const due = candidates.filter((c) => !held.has(c.id));
       if (due.length === 0) continue;

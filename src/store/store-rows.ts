@@ -285,17 +285,19 @@ export function toUndigestedTails(rows: readonly UndigestedTailRow[]): Undigeste
     .sort((a, b) => (a.chain < b.chain ? -1 : a.chain > b.chain ? 1 : 0));
 }
 
+/** A store's SQL for a text expression with its case folded as `foldCase` folds it (see case-fold.ts). */
+export type FoldSql = (text: string) => string;
 /** Hold `h` covers exchange `e`: by its session, or its caller — the subject, or the e-mail (any case). */
-const COVERS = `(h.session_id = e.session_id
+const COVERS = (fold: FoldSql): string => `(h.session_id = e.session_id
   OR h.caller_subject = e.caller_subject
-  OR lower(h.caller_subject) = (SELECT lower(c.email) FROM exchange_callers c WHERE c.exchange_id = e.id))`;
+  OR ${fold('h.caller_subject')} = (SELECT ${fold('c.email')} FROM exchange_callers c WHERE c.exchange_id = e.id))`;
 /** An active hold of the holds index covers exchange `e`. */
-export const HELD = `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND ${COVERS}`;
+export const HELD = (fold: FoldSql): string => `SELECT 1 FROM holds h WHERE h.released_at IS NULL AND ${COVERS(fold)}`;
 /**
  * One of `holds` covers exchange `e`: a table expression `h` with columns `session_id` and `caller_subject` (the
  * ledger's active holds, as SQLite `json_each` or PostgreSQL `unnest` of parameters).
  */
-export const HELD_BY = (holds: string): string => `SELECT 1 FROM ${holds} WHERE ${COVERS}`;
+export const HELD_BY = (holds: string, fold: FoldSql): string => `SELECT 1 FROM ${holds} WHERE ${COVERS(fold)}`;
 /**
  * Exchange `e` has a record some SIEM sink has not received: past that sink's cursor on its chain (none yet: 0).
  * `sinks` is a table expression of the sinks' names as column `name` (SQLite `json_each`, PostgreSQL `unnest`).

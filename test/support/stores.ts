@@ -47,9 +47,17 @@ export interface StoreFixture {
   dispose(): Promise<void>;
 }
 
+export interface StoreFixtureOptions {
+  /**
+   * PostgreSQL: a database of its own whose LC_CTYPE (and LC_COLLATE) is this, instead of a schema in the `test`
+   * database — `C` for one whose `lower()` folds ASCII letters only, as `initdb --locale=C` makes.
+   */
+  readonly postgresLocale?: string;
+}
+
 /** A fixture on an empty database of the given kind. */
-export function createStoreFixture(kind: StoreKind): Promise<StoreFixture> {
-  return kind === 'sqlite' ? sqliteFixture() : postgresFixture();
+export function createStoreFixture(kind: StoreKind, options: StoreFixtureOptions = {}): Promise<StoreFixture> {
+  return kind === 'sqlite' ? sqliteFixture() : postgresFixture(options.postgresLocale);
 }
 
 async function sqliteFixture(): Promise<StoreFixture> {
@@ -95,9 +103,10 @@ async function sqliteFixture(): Promise<StoreFixture> {
   };
 }
 
-async function postgresFixture(): Promise<StoreFixture> {
+async function postgresFixture(locale?: string): Promise<StoreFixture> {
   const schema = `vigil_test_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: POSTGRES_TEST_URL });
+  const url = locale === undefined ? POSTGRES_TEST_URL : await createDatabase(schema, locale);
+  const admin = new pg.Client({ connectionString: url });
   try {
     await admin.connect();
   } catch (err) {
@@ -115,7 +124,7 @@ async function postgresFixture(): Promise<StoreFixture> {
   return {
     kind: 'postgres',
     async open() {
-      const store = await PostgresAuditStore.open({ url: POSTGRES_TEST_URL, schema, poolSize: 4 });
+      const store = await PostgresAuditStore.open({ url, schema, poolSize: 4 });
       stores.push(store);
       return store;
     },
@@ -138,7 +147,7 @@ async function postgresFixture(): Promise<StoreFixture> {
     },
     bytes: (data) => `'\\x${data.toString('hex')}'::bytea`,
     storeYaml: `store:\n  postgres:\n    url: { env: VIGIL_TEST_DATABASE_URL }\n    schema: ${schema}\n`,
-    env: { VIGIL_TEST_DATABASE_URL: POSTGRES_TEST_URL },
+    env: { VIGIL_TEST_DATABASE_URL: url },
     async dispose() {
       for (const s of stores) await s.close();
       try {
@@ -146,6 +155,27 @@ async function postgresFixture(): Promise<StoreFixture> {
       } finally {
         await admin.end();
       }
+      if (locale !== undefined) await onTestServer(`DROP DATABASE IF EXISTS "${schema}"`);
     },
   };
+}
+
+/** Creates a database named `name` with this locale on the test server; resolves with its URL. */
+async function createDatabase(name: string, locale: string): Promise<string> {
+  await onTestServer(
+    `CREATE DATABASE "${name}" TEMPLATE template0 ENCODING 'UTF8' LC_COLLATE '${locale}' LC_CTYPE '${locale}'`,
+  );
+  const url = new URL(POSTGRES_TEST_URL);
+  url.pathname = `/${name}`;
+  return url.toString();
+}
+
+async function onTestServer(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: POSTGRES_TEST_URL });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
 }

@@ -32,6 +32,7 @@ import type {
   ListedGatewayKey,
   ListedHold,
   StoredGatewayKey,
+  StoredHold,
   StoredRecord,
   UndigestedTail,
   VerifyReport,
@@ -49,6 +50,7 @@ import {
 import { decodeCursor, pageOf, pageSize } from '../exchange-index.js';
 import { parseSearchQuery, tsQuery } from '../search-query.js';
 import { indexedBlobRefs } from '../blob-refs.js';
+import { foldTable } from '../case-fold.js';
 import {
   activeLedgerHolds,
   heldByLedger,
@@ -68,6 +70,7 @@ import {
   HELD,
   HELD_BY,
   UNDELIVERED,
+  type FoldSql,
   UNDIGESTED_TAILS,
   toChainHead,
   toUndigestedTails,
@@ -143,6 +146,22 @@ async function ledgerHeld(c: pg.PoolClient, ids: readonly string[]): Promise<Set
     [ids],
   );
   return heldByLedger(holdRecords, requests.rows.map(toStored));
+}
+
+/**
+ * SQL that folds the case of a text as foldCase does, for the callers of the holds index's active holds (read through
+ * `db`) and of `more`, and the e-mails they may match: translate() with a table made for them (see foldTable), since
+ * lower() folds as the database's LC_CTYPE says — ASCII letters only under C.
+ */
+async function holdsFold(db: pg.Pool | pg.PoolClient, more: readonly StoredHold[], param: Param): Promise<FoldSql> {
+  const index = await db.query<{ caller_subject: string }>(
+    'SELECT caller_subject FROM holds WHERE released_at IS NULL AND caller_subject IS NOT NULL',
+  );
+  const callers = [...index.rows.map((r) => r.caller_subject), ...more.flatMap((h) => h.caller ?? [])];
+  const table = foldTable(callers);
+  const from = param(table.from);
+  const to = param(table.to);
+  return (text) => `translate(${text}, ${from}::text, ${to}::text)`;
 }
 
 /** `($1, $2, …), ($n+1, …)` for `rows` rows of `width` parameters, with optional casts per column. */
@@ -877,6 +896,33 @@ export class PostgresAuditStore implements AuditStore {
     );
   }
 
+  appendIfNew(
+    kinds: readonly string[],
+    since: number,
+    build: (existing: readonly StoredRecord[]) => readonly NewRecord[],
+  ): Promise<readonly StoredRecord[]> {
+    return this.enqueue(() =>
+      this.transaction(async (tx) => {
+        // Held until this transaction ends: another process's call for these kinds waits here, and its read below
+        // (a statement begun after the lock was granted: READ COMMITTED) sees what this one committed.
+        await tx.client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [
+          APPEND_IF_NEW_LOCK_CLASS,
+          [...new Set(kinds)].sort().join(' '),
+        ]);
+        const existing = await tx.client.query<RecordRow>(
+          'SELECT * FROM records WHERE kind = ANY($1::text[]) AND at >= $2 ORDER BY seq',
+          [kinds, since],
+        );
+        const records = build(existing.rows.map(toStored));
+        if (records.length === 0) return [];
+        return tx.append(
+          { records },
+          records.map((r) => ({ record: r, data: serialise(r) })),
+        );
+      }),
+    );
+  }
+
   async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly ListedHold[]> {
     const holds = await this.snapshot(async (c) =>
       listedHolds(
@@ -898,9 +944,11 @@ export class PostgresAuditStore implements AuditStore {
       : `${param(other)}::bigint`;
     // Held by the ledger's hold records too, as a purge checks them: a hold released in the index alone still holds.
     const active = activeLedgerHolds(await indexRecords(this.pool, HOLD_RECORDS));
+    const fold = await holdsFold(this.pool, active, param);
     const ledgerHeld = active.length
       ? `AND NOT EXISTS (${HELD_BY(
           `unnest(${param(active.map((h) => h.session))}::text[], ${param(active.map((h) => h.caller))}::text[]) AS h(session_id, caller_subject)`,
+          fold,
         )})`
       : '';
     const after = query.after
@@ -914,7 +962,7 @@ export class PostgresAuditStore implements AuditStore {
               (SELECT count(*) FROM records x WHERE x.exchange_id = e.id) AS records
        FROM exchange_results r JOIN exchanges e ON e.id = r.exchange_id
        WHERE r.ended_at < ${param(maxCutoff)}::bigint AND r.ended_at < ${cutoff}
-         AND NOT EXISTS (${HELD})
+         AND NOT EXISTS (${HELD(fold)})
          ${ledgerHeld}
          AND NOT EXISTS (${AT_HEAD})
          ${after}
@@ -939,10 +987,12 @@ export class PostgresAuditStore implements AuditStore {
         // Holds placed and blob references appended while the purge runs wait for it: otherwise a hold committed
         // a moment after the purge looked, or a new reference to a blob it is removing, could be missed.
         await c.query('LOCK TABLE holds, blob_refs IN SHARE MODE');
+        const params: unknown[] = [[...new Set(ids)]];
+        const fold = await holdsFold(c, [], (v) => `$${params.push(v)}`);
         const chosen = await c.query<DueExchange>(
           `SELECT e.id, e.started_at, r.ended_at FROM exchanges e JOIN exchange_results r ON r.exchange_id = e.id
-           WHERE e.id = ANY($1::text[]) AND NOT EXISTS (${HELD}) AND NOT EXISTS (${AT_HEAD})`,
-          [[...new Set(ids)]],
+           WHERE e.id = ANY($1::text[]) AND NOT EXISTS (${HELD(fold)}) AND NOT EXISTS (${AT_HEAD})`,
+          params,
         );
         // The holds index chose these; the ledger's hold records have the last word, so a hold released in the index
         // alone (without a hold.released record) still keeps its exchanges. Hold records cannot commit meanwhile:
@@ -1074,6 +1124,7 @@ const NOTIFY_CHANNEL = 'vigil_ledger';
 const NOTIFIED_KINDS = /^approval\./;
 const CHAIN_LOCK_CLASS = 0x56474c31; // 'VGL1': "the writer of this chain is alive"
 const LEADER_LOCK_CLASS = 0x56474c32; // 'VGL2': "this process does that singleton job"
+const APPEND_IF_NEW_LOCK_CLASS = 0x56474c33; // 'VGL3': "this process appends records of these kinds if new"
 /** A lock connection that does not answer a check within this long is taken for lost. */
 const LOCK_CHECK_TIMEOUT_MS = 5_000;
 

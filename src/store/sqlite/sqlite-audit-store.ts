@@ -61,6 +61,7 @@ import {
   resultIndexRow,
 } from '../exchange-index.js';
 import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
+import { foldCase } from '../case-fold.js';
 import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
 import {
   activeLedgerHolds,
@@ -80,6 +81,7 @@ import {
   CHAIN_HEADS,
   HELD,
   HELD_BY,
+  type FoldSql,
   UNDELIVERED,
   UNDIGESTED_TAILS,
   toChainHead,
@@ -181,6 +183,11 @@ const SNAPSHOT_BUSY_TIMEOUT_MS = 1_000;
 /** WAL size, in frames (4 KiB pages), past which the background checkpointer starts the log over: ~32 MB. */
 const WAL_RESTART_FRAMES = 8192;
 
+/** The SQL function `foldCase` is registered as on each connection. */
+const FOLD_FUNCTION = 'vigil_fold_case';
+/** A text expression's case folded in SQL (see case-fold.ts). */
+const fold: FoldSql = (text) => `${FOLD_FUNCTION}(${text})`;
+
 export class SqliteAuditStore implements AuditStore {
   readonly kind = 'sqlite' as const;
   readonly chainId = newChainId();
@@ -232,6 +239,10 @@ export class SqliteAuditStore implements AuditStore {
       fileMustExist: options.readonly ?? false,
     });
     this.db.pragma('busy_timeout = 10000');
+    // Holds match e-mails folded as JavaScript folds them, not by lower(), which folds ASCII letters only here.
+    this.db.function(FOLD_FUNCTION, { deterministic: true }, (text: unknown) =>
+      typeof text === 'string' ? foldCase(text) : text,
+    );
     if (!options.readonly) {
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
@@ -791,6 +802,10 @@ export class SqliteAuditStore implements AuditStore {
     limit: number,
     afterSeq = 0,
   ): Promise<readonly StoredRecord[]> {
+    return this.recordsOfKindsNow(kinds, since, limit, afterSeq);
+  }
+
+  private recordsOfKindsNow(kinds: readonly string[], since: number, limit: number, afterSeq = 0): StoredRecord[] {
     if (kinds.length === 0) return [];
     const stmt = kinds.some((k) => (EXCHANGE_KINDS as readonly string[]).includes(k))
       ? this.stmts.recordsOfAnyKinds
@@ -833,6 +848,22 @@ export class SqliteAuditStore implements AuditStore {
     );
   }
 
+  async appendIfNew(
+    kinds: readonly string[],
+    since: number,
+    build: (existing: readonly StoredRecord[]) => readonly NewRecord[],
+  ): Promise<readonly StoredRecord[]> {
+    // BEGIN IMMEDIATE takes the write lock first: another process's call waits for it, then reads what this one wrote.
+    return this.write(() =>
+      this.db
+        .transaction(() => {
+          const records = build(this.recordsOfKindsNow(kinds, since, -1));
+          return records.length ? this.appendInTx({ records }) : [];
+        })
+        .immediate(),
+    );
+  }
+
   async listHolds(options: { activeOnly?: boolean } = {}): Promise<readonly ListedHold[]> {
     const holds = this.db.transaction(() =>
       listedHolds(this.indexRecords('holdRecords'), (this.stmts.allHolds.all() as HoldRow[]).map(toHold)),
@@ -856,6 +887,7 @@ export class SqliteAuditStore implements AuditStore {
       ledgerHeld = `AND NOT EXISTS (${HELD_BY(
         `(SELECT json_extract(value, '$[0]') AS session_id, json_extract(value, '$[1]') AS caller_subject
           FROM json_each(?)) h`,
+        fold,
       )})`;
       params.push(JSON.stringify(active.map((h) => [h.session, h.caller])));
     }
@@ -876,7 +908,7 @@ export class SqliteAuditStore implements AuditStore {
                 (SELECT count(*) FROM records x WHERE x.exchange_id = e.id) AS records
          FROM exchange_results r JOIN exchanges e ON e.id = r.exchange_id
          WHERE r.ended_at < ? AND r.ended_at < ${cutoff}
-           AND NOT EXISTS (${HELD})
+           AND NOT EXISTS (${HELD(fold)})
            ${ledgerHeld}
            AND NOT EXISTS (${AT_HEAD})
            ${after}
@@ -915,7 +947,7 @@ export class SqliteAuditStore implements AuditStore {
       const chosen = db
         .prepare(
           `SELECT e.id, e.started_at, r.ended_at FROM exchanges e JOIN exchange_results r ON r.exchange_id = e.id
-           WHERE e.id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (${HELD}) AND NOT EXISTS (${AT_HEAD})`,
+           WHERE e.id IN (SELECT value FROM json_each(?)) AND NOT EXISTS (${HELD(fold)}) AND NOT EXISTS (${AT_HEAD})`,
         )
         .all(idList) as DueExchange[];
       const chosenRecords = db

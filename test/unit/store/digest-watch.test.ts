@@ -16,7 +16,7 @@ import { auditEventOf } from '../../../src/export/record-events.js';
 import { Metrics } from '../../../src/observability/metrics.js';
 import type { AuditStore } from '../../../src/store/audit-store.js';
 import type { DigestOverdueData } from '../../../src/store/digest-overdue.js';
-import { DigestWatch } from '../../../src/store/digest-watch.js';
+import { DigestWatch, type DigestWatchStatus } from '../../../src/store/digest-watch.js';
 import { Digester } from '../../../src/store/digests.js';
 import { SigningKey } from '../../../src/store/signing-key.js';
 import { createStoreFixture, POSTGRES_TEST_URL, storeKinds, type StoreFixture } from '../../support/stores.js';
@@ -81,12 +81,17 @@ describe.each(storeKinds())('DigestWatch on %s', (kind) => {
 
     const w = watch();
     const metrics = metricsOf(w);
+    // PostgreSQL tells that the writer still runs: an alarm until it signs. On SQLite only the gateway's own writer is
+    // taken for running (one gateway per file): a peer is gone, and once alerted it is counted as stopped instead.
+    const alarm = kind === 'postgres';
+    const both = (s: DigestWatchStatus) => [...s.overdue, ...s.stopped];
     try {
       const found = await w.check();
-      expect(found.overdue.map((o) => o.chain)).toEqual([stuck.chainId]);
+      expect(found.overdue.map((o) => o.chain)).toEqual(alarm ? [stuck.chainId] : []);
+      expect(found.stopped.map((o) => o.chain)).toEqual(alarm ? [] : [stuck.chainId]);
       // A writer still running is judged against the clock (PostgreSQL can tell; on SQLite only the gateway's own).
       const undigestedMs = kind === 'postgres' ? 5 * MIN : 5 * MIN - 1000;
-      expect(found.overdue[0]).toEqual({
+      expect(both(found)[0]).toEqual({
         chain: stuck.chainId,
         lastDigest: { chainSeq: 3, at: t0 + 1 },
         from: { chainSeq: 4, at: t0 + 1000 },
@@ -108,7 +113,7 @@ describe.each(storeKinds())('DigestWatch on %s', (kind) => {
         },
       ]);
       expect(alerts[0]!.record.chain).toBe(gateway.chainId);
-      expect(warnings).toEqual([expect.stringContaining(`digests overdue: chain ${stuck.chainId}: records #4..#5`)]);
+      expect(warnings).toEqual([expect.stringContaining(`: chain ${stuck.chainId}: records #4..#5`)]);
       // What the outbox sends the SIEM.
       expect(auditEventOf(alerts[0]!.record, 'gw-1')).toMatchObject({
         type: 'ledger.digest_overdue',
@@ -127,25 +132,29 @@ describe.each(storeKinds())('DigestWatch on %s', (kind) => {
       });
 
       const text = await metrics.text();
-      expect(text).toContain('vigil_ledger_digests_overdue 1');
-      expect(text).toContain(`vigil_ledger_undigested_seconds{chain="${stuck.chainId}"} ${undigestedMs / 1000}`);
+      expect(text).toContain(`vigil_ledger_digests_overdue ${alarm ? 1 : 0}`);
+      expect(text).toContain(`vigil_ledger_chains_stopped_undigested ${alarm ? 0 : 1}`);
+      if (alarm) {
+        expect(text).toContain(`vigil_ledger_undigested_seconds{chain="${stuck.chainId}"} ${undigestedMs / 1000}`);
+      } else expect(text).not.toContain(stuck.chainId);
       expect(text).not.toContain(gateway.chainId);
       expect(text).not.toContain(clean.chainId);
 
       // Found again later, and by a gateway started since: still one alert, as the ledger says.
       now += MIN;
-      expect((await w.check()).overdue).toHaveLength(1);
+      expect(both(await w.check())).toHaveLength(1);
       // The gateway's own chain has the alert waiting for its next digest since: shown, not overdue.
       expect(await metrics.text()).toContain(`vigil_ledger_undigested_seconds{chain="${gateway.chainId}"} 60`);
-      expect((await watch().check()).overdue).toHaveLength(1);
+      expect(both(await watch().check())).toHaveLength(1);
       expect(await alertsIn(gateway)).toHaveLength(1);
 
       // Signed at last: nothing overdue, and its series is gone.
       await stuckDigester.digestNow(now);
       await digester.digestNow(now);
-      expect((await w.check()).overdue).toEqual([]);
+      expect(both(await w.check())).toEqual([]);
       const after = await metrics.text();
       expect(after).toContain('vigil_ledger_digests_overdue 0');
+      expect(after).toContain('vigil_ledger_chains_stopped_undigested 0');
       expect(after).not.toContain(stuck.chainId);
     } finally {
       metrics.close();
@@ -208,6 +217,66 @@ describe.each(storeKinds())('DigestWatch on %s', (kind) => {
     expect(await alertsIn(gateway)).toEqual([]);
   });
 
+  it('alerts once that a chain stopped with records no digest covers, then counts it as stopped, not overdue', async () => {
+    // Went wrong: a chain whose writer stopped signing and then died was overdue for good — it never signs again — so
+    // vigil_ledger_digests_overdue and its vigil_ledger_undigested_seconds series stayed raised, and hid the next one.
+    const digester = new Digester(gateway, KEY, { intervalMs: 0 });
+    await note(gateway, t0);
+    await digester.digestNow(t0 + 1);
+    const dead = await fixture.open();
+    await note(dead, t0);
+    await new Digester(dead, KEY, { intervalMs: 0 }).digestNow(t0 + 1);
+    await note(dead, t0 + 1000);
+    await note(dead, t0 + 5 * MIN); // five minutes of records without a digest, then the writer is gone
+    await dead.close();
+    now = t0 + 10 * MIN;
+    const w = watch();
+    const metrics = metricsOf(w);
+    try {
+      const found = await w.check();
+      expect(found.overdue).toEqual([]);
+      expect(found.stopped).toEqual([
+        {
+          chain: dead.chainId,
+          lastDigest: { chainSeq: 3, at: t0 + 1 },
+          from: { chainSeq: 4, at: t0 + 1000 },
+          to: { chainSeq: 5, at: t0 + 5 * MIN },
+          undigestedMs: 5 * MIN - 1000,
+        },
+      ]);
+      expect((await alertsIn(gateway)).map((a) => a.data)).toEqual([
+        expect.objectContaining({ chain: dead.chainId, fromSeq: 4, toSeq: 5, writerRunning: false }),
+      ]);
+      expect(warnings).toEqual([expect.stringContaining(`its writer is gone: chain ${dead.chainId}: records #4..#5`)]);
+      await digester.digestNow(now); // the gateway's own chain, which the alert went on, stays signed
+      const text = await metrics.text();
+      expect(text).toContain('vigil_ledger_digests_overdue 0');
+      expect(text).toContain('vigil_ledger_chains_stopped_undigested 1');
+      expect(text).not.toContain(dead.chainId);
+
+      // An hour later, and from a gateway started since: no other alert, and still no alarm.
+      now += 60 * MIN;
+      expect(await w.check()).toMatchObject({ overdue: [], stopped: [{ chain: dead.chainId }] });
+      expect(await watch().check()).toMatchObject({ overdue: [], stopped: [{ chain: dead.chainId }] });
+      expect(await alertsIn(gateway)).toHaveLength(1);
+
+      // verify still warns about it, and its tail stays tamper-evident: the alert was new on the gateway's chain, whose
+      // next digest committed to the dead chain's head, so cutting the dead chain's last record fails verify.
+      const options = { publicKeys: [KEY.publicKey], digestsOverdueAfterMs: AFTER };
+      const report = await gateway.verify(options);
+      expect(report).toMatchObject({ ok: true, problems: [] });
+      expect(report.digestsOverdue?.map((o) => o.chain)).toEqual([dead.chainId]);
+      await fixture.tamper(`DELETE FROM records WHERE chain = '${dead.chainId}' AND chain_seq = 5`);
+      const cut = await gateway.verify(options);
+      expect(cut.ok).toBe(false);
+      expect(cut.problems).toContainEqual(
+        expect.objectContaining({ chain: dead.chainId, chainSeq: 5, problem: 'head_missing' }),
+      );
+    } finally {
+      metrics.close();
+    }
+  });
+
   if (kind === 'postgres') {
     it('judges a peer whose writer still runs against the clock, as the store tells whether it does', async () => {
       const peer = await fixture.open();
@@ -218,6 +287,60 @@ describe.each(storeKinds())('DigestWatch on %s', (kind) => {
       const w = watch();
       expect((await w.check()).overdue.map((o) => [o.chain, o.undigestedMs])).toEqual([[peer.chainId, AFTER + 1]]);
       expect((await alertsIn(gateway)).map((a) => a.data.writerRunning)).toEqual([true]);
+    });
+
+    it('raises one alert when two gateways find the same overdue chain at the same moment', async () => {
+      // Went wrong: each gateway read the ledger's alerts, found none, and appended its own, so a chain found by two
+      // gateways checking at once was streamed to the SIEM twice. Several rounds, each a new run of the chain.
+      const other = await fixture.open();
+      const watches = [watch(), new DigestWatch(other, { overdueAfterMs: AFTER, now: () => now, log })];
+      const stuck = await fixture.open();
+      const digester = new Digester(stuck, KEY, { intervalMs: 0 });
+      for (let round = 0; round < 5; round++) {
+        await note(stuck, now); // a run no digest covers, signed after both gateways found it overdue
+        now += AFTER + 1000;
+        const found = await Promise.all(watches.map((w) => w.check()));
+        for (const f of found) expect(f.overdue.map((o) => o.chain)).toContain(stuck.chainId);
+        await digester.digestNow(now);
+      }
+      const alerts = (await alertsIn(gateway)).filter((a) => a.data.chain === stuck.chainId);
+      expect(alerts.map((a) => a.data.fromSeq)).toEqual([1, 4, 6, 8, 10]);
+    });
+
+    it('says once more that a chain stopped when its writer, alerted while running, is gone', async () => {
+      // One peer records on after its alert and then stops: a second alert names its last record, as the first did
+      // not. The other stops right after its alert: that alert named its last record already, and is the only one.
+      const digester = new Digester(gateway, KEY, { intervalMs: 0 });
+      const [goesOn, stopsAtOnce] = [await fixture.open(), await fixture.open()];
+      // Records spanning more than the bound, found while both writers run.
+      await note(goesOn, t0);
+      await note(stopsAtOnce, t0);
+      const late = Date.now() + AFTER + 1; // after both chains opened (with their first record)
+      await note(goesOn, late);
+      await note(stopsAtOnce, late);
+      now = late + 1000;
+      const w = watch();
+      const first = await w.check();
+      expect(first.overdue.map((o) => o.chain).sort()).toEqual([goesOn.chainId, stopsAtOnce.chainId].sort());
+      await digester.digestNow(now); // the gateway's own chain, which the alerts opened, stays signed
+      await note(goesOn, now + 1000);
+      await goesOn.close();
+      await stopsAtOnce.close();
+      now += MIN;
+      const later = await w.check();
+      await digester.digestNow(now);
+      expect(later.overdue).toEqual([]);
+      expect(later.stopped.map((o) => o.chain).sort()).toEqual([goesOn.chainId, stopsAtOnce.chainId].sort());
+      now += MIN;
+      expect((await w.check()).overdue).toEqual([]);
+      const alerts = (await alertsIn(gateway)).map((a) => a.data);
+      const of = (chain: string) =>
+        alerts.filter((a) => a.chain === chain).map((a) => [a.fromSeq, a.toSeq, a.writerRunning]);
+      expect(of(goesOn.chainId)).toEqual([
+        [1, 3, true],
+        [1, 4, false],
+      ]);
+      expect(of(stopsAtOnce.chainId)).toEqual([[1, 3, true]]);
     });
 
     /** The chain-lock key PostgreSQL writers hold while they run (postgres-audit-store.ts CHAIN_LOCK_CLASS). */
