@@ -328,6 +328,22 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.verify()).toMatchObject({ ok: true, records: 3, problems: [] });
     });
 
+    it('tells a store that cannot write from a batch that is bad', async () => {
+      // The write queue writes a failed batch apart only when the batch may be at fault: an outage must not cost a
+      // failed write per record. Each store knows its own errors.
+      const x = { id: 'ex_1', session: 'ses_1', at: T0 };
+      const gone = sha256(Buffer.from('a message retention removed'));
+      const bad = await store.append({ records: [requestReferring(x, [gone])] }).catch((err: unknown) => err);
+      expect(bad).toBeInstanceOf(Error);
+      expect(store.isUnavailable(bad)).toBe(false);
+
+      const closed = await fixture.open();
+      await closed.close();
+      const down = await closed.append({ records: [{ kind: 'note', at: T0, data: {} }] }).catch((err: unknown) => err);
+      expect(down).toBeInstanceOf(Error);
+      expect(closed.isUnavailable(down)).toBe(true);
+    });
+
     it('appends a batch too large for one statement whole and in order, referring to blobs anywhere in it', async () => {
       // PostgreSQL writes at most 1000 rows of a kind per statement: this batch takes several, in one transaction.
       // Each record refers to its own blob and to one 1500 places on, in another statement's share of the blobs.

@@ -429,6 +429,12 @@ export class SqliteAuditStore implements AuditStore {
     }
   }
 
+  isUnavailable(err: unknown): boolean {
+    if (!this.db.open) return true;
+    const code = String((err as { code?: unknown } | null)?.code ?? '');
+    return /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|NOMEM|PROTOCOL)/.test(code);
+  }
+
   async append(batch: WriteBatch): Promise<readonly StoredRecord[]> {
     // `immediate` takes the write lock at BEGIN, so two processes never deadlock upgrading a read lock.
     const stored = await this.write(() => this.appendTx.immediate(batch));
