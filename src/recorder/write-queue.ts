@@ -48,22 +48,6 @@ const MAX_ATTEMPTS = 3;
  */
 const MAX_FAILURES_IN_A_ROW = 16;
 
-/**
- * Whether `err` says the store itself cannot write now — locked, full, gone, its connection lost — rather than that
- * something in the batch is bad: then writing the batch apart would only fail again, once per part.
- */
-function storeIsDown(err: unknown): boolean {
-  const code = String((err as { code?: unknown } | null)?.code ?? '');
-  if (/^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|NOMEM|PROTOCOL)/.test(code)) return true;
-  if (/^(ECONN|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)/.test(code)) return true;
-  // PostgreSQL SQLSTATE classes: 08 connection exception, 53 insufficient resources, 57 operator intervention.
-  if (/^(08|53|57)[0-9A-Z]{3}$/.test(code)) return true;
-  const message = String((err as { message?: unknown } | null)?.message ?? '');
-  return /database connection is not open|Connection terminated|connection error|timeout exceeded when trying to connect/i.test(
-    message,
-  );
-}
-
 export class WriteQueue {
   /** Requests waited on (appendDurably). */
   private durable: Pending = emptyPending();
@@ -227,7 +211,7 @@ export class WriteQueue {
    */
   private async writeApart(batch: Pending, err: unknown): Promise<void> {
     const run = { err, failuresInARow: 1 };
-    const failed = batch.records.length > 1 && !storeIsDown(err) ? await this.bisect(batch, run) : [batch];
+    const failed = batch.records.length > 1 && !this.store.isUnavailable(err) ? await this.bisect(batch, run) : [batch];
     const lost: NewRecord[] = [];
     const kept: Pending[] = [];
     for (const part of failed) {
@@ -266,7 +250,7 @@ export class WriteQueue {
         continue;
       }
       run.err = err;
-      run.failuresInARow = storeIsDown(err) ? MAX_FAILURES_IN_A_ROW : run.failuresInARow + 1;
+      run.failuresInARow = this.store.isUnavailable(err) ? MAX_FAILURES_IN_A_ROW : run.failuresInARow + 1;
       if (half.records.length > 1) failed.push(...(await this.bisect(half, run)));
       else failed.push(half);
     }

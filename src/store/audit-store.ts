@@ -529,6 +529,12 @@ export interface AuditStore {
    */
   append(batch: WriteBatch): Promise<readonly StoredRecord[]>;
 
+  /**
+   * Whether `err`, thrown by this store, says the store itself cannot write now — locked, full, gone, its connection
+   * lost — rather than that something in the batch was bad: then writing the batch apart would only fail again.
+   */
+  isUnavailable(err: unknown): boolean;
+
   /** Records of one exchange, in append order. */
   exchangeRecords(exchangeId: string): Promise<readonly StoredRecord[]>;
   /** Records of one session, in append order. */

@@ -367,6 +367,22 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.verify()).toMatchObject({ ok: true, records: 3, problems: [] });
     });
 
+    it('tells a store that cannot write from a batch that is bad', async () => {
+      // The write queue writes a failed batch apart only when the batch may be at fault: an outage must not cost a
+      // failed write per record. Each store knows its own errors.
+      const x = { id: 'ex_1', session: 'ses_1', at: T0 };
+      const gone = sha256(Buffer.from('a message retention removed'));
+      const bad = await store.append({ records: [requestReferring(x, [gone])] }).catch((err: unknown) => err);
+      expect(bad).toBeInstanceOf(Error);
+      expect(store.isUnavailable(bad)).toBe(false);
+
+      const closed = await fixture.open();
+      await closed.close();
+      const down = await closed.append({ records: [{ kind: 'note', at: T0, data: {} }] }).catch((err: unknown) => err);
+      expect(down).toBeInstanceOf(Error);
+      expect(closed.isUnavailable(down)).toBe(true);
+    });
+
     it('appends a batch too large for one statement whole and in order, referring to blobs anywhere in it', async () => {
       // PostgreSQL writes at most 1000 rows of a kind per statement: this batch takes several, in one transaction.
       // Each record refers to its own blob and to one 1500 places on, in another statement's share of the blobs.
@@ -2057,6 +2073,44 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       await store.append(exchangeBatch({ id: 'ex_last', session: 'ses_1', at: T0 }));
       expect(await runRetention(store, keep30d, KEY, { now: NOW })).toMatchObject({ exchanges: 0 });
       expect(await store.exchangeRecords('ex_last')).toHaveLength(3);
+    });
+
+    it('keeps what the kept turns of a conversation refer to, and removes what only its purged turns did', async () => {
+      // Each request of a conversation resends the ones before it, and the SQLite store indexes only what a request
+      // adds to the one before (ref-bases.ts). Purging the early turns must keep every blob a later turn refers to —
+      // though only an early turn's rows named it — and remove what no kept turn refers to: here a message the
+      // conversation dropped (compacted away) after turn 2.
+      const messages = Array.from({ length: 7 }, (_, i) => blob(`[{"role":"user","content":"turn ${i}"}]`));
+      const dropped = blob('[{"role":"user","content":"compacted away after turn 2"}]');
+      const turn = (t: number, at: number): WriteBatch => {
+        const x = { id: `ex_${t}`, session: 'ses_long', at };
+        const refs = [...messages.slice(0, t + 1).map((b) => b.hash), ...(t <= 2 ? [dropped.hash] : [])];
+        return {
+          blobs: [messages[t]!, ...(t === 0 ? [dropped] : [])],
+          records: [requestReferring(x, refs), eventsRecord(x), responseRecord(x)],
+        };
+      };
+      for (let t = 0; t < 4; t++) await store.append(turn(t, T0 + t * 1000)); // past the window
+      for (let t = 4; t < 7; t++) await store.append(turn(t, NOW - DAY + t * 1000));
+
+      expect(await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({
+        exchanges: 4,
+        blobs: 1,
+      });
+      expect((await store.blobs([dropped.hash])).size).toBe(0);
+      const kept = await store.blobs(messages.map((b) => b.hash));
+      expect([...kept.keys()].sort()).toEqual(messages.map((b) => b.hash).sort());
+      expect(await store.verify(withKey)).toMatchObject({ ok: true, problems: [] });
+
+      // Its last turns are purged in turn (another session's exchange keeps the head of the chain): nothing is left.
+      await store.append(exchangeBatch({ id: 'ex_other', session: 'ses_other', at: NOW + 39 * DAY }));
+      expect(await runRetention(store, keep30d, KEY, { now: NOW + 40 * DAY, pauseMs: 0 })).toMatchObject({
+        exchanges: 3,
+        blobs: messages.length,
+      });
+      expect((await store.blobs(messages.map((b) => b.hash))).size).toBe(0);
+      expect(await count(fixture, 'blob_refs')).toBe(0);
+      expect(await store.verify(withKey)).toMatchObject({ ok: true, problems: [] });
     });
 
     it('removes a blob that only JSON in a kept record names, and verifies', async () => {

@@ -426,6 +426,18 @@ export class PostgresAuditStore implements AuditStore {
     }
   }
 
+  isUnavailable(err: unknown): boolean {
+    if (this.closed) return true;
+    const code = String((err as { code?: unknown } | null)?.code ?? '');
+    if (/^(ECONN|ETIMEDOUT|EPIPE|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)/.test(code)) return true;
+    // SQLSTATE classes: 08 connection exception, 53 insufficient resources, 57 operator intervention.
+    if (/^(08|53|57)[0-9A-Z]{3}$/.test(code)) return true;
+    // What pg and pg-pool throw when the connection is lost or cannot be made (no code).
+    return /Connection terminated|connection error|timeout exceeded when trying to connect/i.test(
+      String((err as { message?: unknown } | null)?.message ?? ''),
+    );
+  }
+
   append(batch: WriteBatch): Promise<readonly StoredRecord[]> {
     // Serialise before touching the database, so a payload that cannot be serialised costs no round trip.
     let payloads: Payload[];

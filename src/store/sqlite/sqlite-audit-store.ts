@@ -62,7 +62,8 @@ import {
 } from '../exchange-index.js';
 import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
 import { foldCase } from '../case-fold.js';
-import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
+import { blobRefs, indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
+import { conversationOf, RefBases, type RefBase } from '../ref-bases.js';
 import {
   activeLedgerHolds,
   heldByLedger,
@@ -197,6 +198,10 @@ export class SqliteAuditStore implements AuditStore {
   private readonly stmts;
   private readonly appendTx: Database.Transaction<(batch: WriteBatch) => StoredRecord[]>;
   private readonly readonly: boolean;
+  /** The last request record of each conversation, as the base of its next one (ref-bases.ts). */
+  private readonly refBases = new RefBases();
+  /** Bases the transaction in progress wrote, remembered once it commits. */
+  private basesWritten: Array<[string, RefBase]> = [];
   /** Search text entries written since the last indexing (by this process). */
   private pendingText = 0;
   private textTimer: NodeJS.Timeout | null = null;
@@ -295,6 +300,8 @@ export class SqliteAuditStore implements AuditStore {
         'INSERT OR IGNORE INTO blob_refs (blob_id, record_seq) SELECT id, ? FROM blobs WHERE hash = ?',
       ),
       blobExists: db.prepare('SELECT 1 FROM blobs WHERE hash = ?').pluck(),
+      recordHashAt: db.prepare('SELECT hash FROM records WHERE seq = ?').pluck(),
+      insertRefBase: db.prepare('INSERT INTO blob_ref_bases (record_seq, base_seq) VALUES (?, ?)'),
       insertHold: db.prepare(
         'INSERT INTO holds (id, session_id, caller_subject, reason, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?)',
       ),
@@ -440,9 +447,21 @@ export class SqliteAuditStore implements AuditStore {
     }
   }
 
+  isUnavailable(err: unknown): boolean {
+    if (!this.db.open) return true;
+    const code = String((err as { code?: unknown } | null)?.code ?? '');
+    return /^SQLITE_(BUSY|LOCKED|IOERR|FULL|CANTOPEN|READONLY|NOMEM|PROTOCOL)/.test(code);
+  }
+
   async append(batch: WriteBatch): Promise<readonly StoredRecord[]> {
     // `immediate` takes the write lock at BEGIN, so two processes never deadlock upgrading a read lock.
-    const stored = await this.write(() => this.appendTx.immediate(batch));
+    const stored = await this.write(() => {
+      this.basesWritten = [];
+      const out = this.appendTx.immediate(batch);
+      // Only what committed may be a base: a rolled-back record's position may go to another.
+      for (const [conversation, base] of this.basesWritten) this.refBases.set(conversation, base);
+      return out;
+    });
     if (this.pendingText > 0) this.scheduleTextIndexing();
     return stored;
   }
@@ -529,13 +548,7 @@ export class SqliteAuditStore implements AuditStore {
     for (const r of batch.records) {
       const stored = this.writeRecord(r);
       out.push(stored);
-      for (const h of newRecordBlobRefs(r)) {
-        if (s.insertBlobRef.run(stored.seq, h).changes === 0 && s.blobExists.get(h) === undefined) {
-          throw new Error(
-            `record ${r.kind} refers to blob ${h}, which the store does not hold (removed by retention?): write it again`,
-          );
-        }
-      }
+      this.indexBlobRefs(r, stored);
       const ex = exchangeIndexRow(r);
       if (ex) {
         s.insertExchange.run(
@@ -588,6 +601,33 @@ export class SqliteAuditStore implements AuditStore {
       this.pendingText += batch.searchText.length;
     }
     return out;
+  }
+
+  /**
+   * A record's blob references into blob_refs: for a request record with a base (ref-bases.ts), only those its base
+   * does not have. A reference to a blob the store does not hold fails the append: a base's blobs are held while it is.
+   */
+  private indexBlobRefs(r: NewRecord, stored: StoredRecord): void {
+    const refs = newRecordBlobRefs(r);
+    if (refs.length === 0) return;
+    const s = this.stmts;
+    let own: readonly string[] = refs;
+    const conversation = conversationOf(r);
+    if (conversation !== undefined) {
+      const base = this.refBases.get(conversation);
+      if (base !== undefined && s.recordHashAt.get(base.seq) === base.hash) {
+        own = refs.filter((h) => !base.refs.has(h));
+        s.insertRefBase.run(stored.seq, base.seq);
+      }
+      this.basesWritten.push([conversation, { seq: stored.seq, hash: stored.hash, refs: new Set(refs) }]);
+    }
+    for (const h of own) {
+      if (s.insertBlobRef.run(stored.seq, h).changes === 0 && s.blobExists.get(h) === undefined) {
+        throw new Error(
+          `record ${r.kind} refers to blob ${h}, which the store does not hold (removed by retention?): write it again`,
+        );
+      }
+    }
   }
 
   private openingData(): { heads: ChainHead[]; store: string } {
@@ -963,6 +1003,19 @@ export class SqliteAuditStore implements AuditStore {
       const records = chosenRecords.filter((r) => r.exchange_id === null || !held.has(r.exchange_id));
       db.prepare('INSERT INTO purge_authorizations (purge_id, at) VALUES (?, ?)').run(randomUUID(), Date.now());
       const dueList = JSON.stringify(due.map((d) => d.id));
+      // A live record built on one this purge removes gets rows for all of its references first (ref-bases.ts).
+      const removed = JSON.stringify(records.map((r) => r.seq));
+      const dependants = db
+        .prepare(
+          `SELECT r.seq, r.kind, r.data FROM blob_ref_bases b JOIN records r ON r.seq = b.record_seq
+           WHERE b.base_seq IN (SELECT value FROM json_each(?)) AND b.record_seq NOT IN (SELECT value FROM json_each(?))`,
+        )
+        .all(removed, removed) as Array<{ seq: number; kind: string; data: string }>;
+      for (const d of dependants) for (const h of blobRefs(d)) this.stmts.insertBlobRef.run(d.seq, h);
+      db.prepare(
+        `DELETE FROM blob_ref_bases
+         WHERE base_seq IN (SELECT value FROM json_each(?)) OR record_seq IN (SELECT value FROM json_each(?))`,
+      ).run(removed, removed);
       const candidates = new Set<string>();
       const delRef = db.prepare(
         'DELETE FROM blob_refs WHERE blob_id = (SELECT id FROM blobs WHERE hash = ?) AND record_seq = ?',

@@ -250,6 +250,20 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX records_digests ON records (chain, chain_seq) WHERE kind = 'digest.signed';
   `,
+  // 11: a request record's references are indexed in blob_refs only where its base — the previous request of its
+  // conversation, still in the store — has none (see ref-bases.ts): a long session's request refers to hundreds of
+  // message groups, and a row for each was a page written by every commit. A purge that removes a base gives the
+  // records built on it rows of their own first.
+  `
+  CREATE TABLE blob_ref_bases (
+    record_seq INTEGER PRIMARY KEY,
+    base_seq   INTEGER NOT NULL
+  );
+  CREATE INDEX blob_ref_bases_base ON blob_ref_bases (base_seq);
+  CREATE TRIGGER blob_ref_bases_append_only_u BEFORE UPDATE ON blob_ref_bases BEGIN SELECT RAISE(ABORT, 'blob ref bases are append-only'); END;
+  CREATE TRIGGER blob_ref_bases_append_only_d BEFORE DELETE ON blob_ref_bases WHEN NOT EXISTS (SELECT 1 FROM purge_authorizations)
+    BEGIN SELECT RAISE(ABORT, 'blob ref bases are append-only'); END;
+  `,
 ];
 
 /** The records left out of `records_kind` (migration 9), as its predicate spells them. */

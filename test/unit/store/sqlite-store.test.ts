@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -501,5 +501,68 @@ describe('SQLite migration 8: blob refs by row id', () => {
       { blob_id: 9, record_seq: 1001 },
       { blob_id: 9, record_seq: 1002 },
     ]);
+  });
+});
+
+describe('SQLite blob refs of a conversation (ref-bases.ts)', () => {
+  const tempDir = useTempDir('vigil-ref-bases');
+  const hashOf = (text: string): string => createHash('sha256').update(text).digest('hex');
+  const blob = (text: string): { hash: string; data: Buffer } => ({ hash: hashOf(text), data: Buffer.from(text) });
+  const a = blob('message a');
+  const b = blob('message b');
+  const c = blob('message c');
+  const d = blob('message d');
+  const missing = blob('a message never written');
+  const request = (id: string, refs: readonly { hash: string }[], session = 'ses_1'): NewRecord => ({
+    kind: 'exchange.request',
+    exchangeId: id,
+    sessionId: session,
+    at: 1,
+    data: {
+      connection: 'anthropic',
+      caller: { method: 'anonymous', subject: 'anonymous' },
+      client: { address: '127.0.0.1', userAgent: null },
+      session: { id: session, source: 'header' },
+      request: {
+        method: 'POST',
+        path: '/v1/messages',
+        query: '',
+        headers: {},
+        body: { size: 2, parts: ['[', ...refs.map((r) => ({ $blob: r.hash })), ']'] },
+      },
+      model: null,
+      stream: false,
+      startedAt: 1,
+    },
+  });
+  const rowsOf = (file: string, seq: number): number => {
+    const db = new Database(file, { readonly: true });
+    const n = db.prepare('SELECT count(*) FROM blob_refs WHERE record_seq = ?').pluck().get(seq) as number;
+    db.close();
+    return n;
+  };
+
+  it('indexes only what a request adds to the one before it, and never takes a rolled-back one for a base', async () => {
+    // A long session's request refers to hundreds of message groups it resent; one blob_refs row each was a page
+    // written by every commit. Went wrong in the first draft: a base remembered before its transaction committed was
+    // a position a later record could take.
+    const file = path.join(tempDir(), 'vigil.db');
+    const store = SqliteAuditStore.open({ file });
+    const first = (await store.append({ blobs: [a, b, c], records: [request('ex_1', [a, b, c])] })).at(-1)!;
+    await expect(store.append({ blobs: [d], records: [request('ex_2', [a, b, c, d, missing])] })).rejects.toThrow(
+      /does not hold/,
+    );
+    const third = (await store.append({ blobs: [d], records: [request('ex_3', [a, b, c, d])] })).at(-1)!;
+    const other = (await store.append({ records: [request('ex_4', [a, b], 'ses_2')] })).at(-1)!;
+    await store.close();
+
+    expect(rowsOf(file, first.seq)).toBe(3);
+    expect(rowsOf(file, third.seq)).toBe(1); // d: a, b and c are ex_1's
+    expect(rowsOf(file, other.seq)).toBe(2); // another conversation: no base
+    const db = new Database(file, { readonly: true });
+    expect(db.prepare('SELECT record_seq, base_seq FROM blob_ref_bases').all()).toEqual([
+      { record_seq: third.seq, base_seq: first.seq },
+    ]);
+    db.close();
   });
 });

@@ -1,0 +1,72 @@
+/**
+ * Which blob references of a request the store must index, and which it may leave to the request before it.
+ *
+ * Claude Code resends its whole conversation on every turn: a request of a long session refers to hundreds of message
+ * groups, nearly all of which the previous request of its conversation referred to as well. The `blob_refs` index
+ * (blob → the records that refer to it) is what lets a purge remove exactly the blobs nothing refers to any more; one
+ * row per reference per request made every request's commit grow with its conversation, each row landing beside the
+ * rows of the same blob for earlier turns, on a page of its own (~2 ms per request at ~300 groups).
+ *
+ * So a request record may have a *base*: an earlier record that is still in the store, whose references this process
+ * knows. The record's own rows are then only the references its base does not have. The invariant a purge relies on:
+ * every blob a live record refers to has a row from some live record — its own, or its base's (and so on down). A
+ * purge that removes a base first gives each live record built on it rows for all of its references
+ * (SqliteAuditStore.purgeExchanges), so a base is never gone while a record relies on it.
+ *
+ * The base is the last request this store wrote for the same conversation (session and Claude Code agent), checked
+ * inside the append's transaction to still be in the store unchanged (its hash at its position): a purge, or a write
+ * that was rolled back and whose position was taken by another record, makes it no base.
+ */
+import type { NewRecord } from './audit-store.js';
+import type { ExchangeRequestData } from './record-types.js';
+
+/** A request record this process wrote, as a possible base. */
+export interface RefBase {
+  readonly seq: number;
+  readonly hash: string;
+  readonly refs: ReadonlySet<string>;
+}
+
+/** References remembered across all conversations: ~130 bytes each, so ~13 MB at most. */
+const MAX_REFS = 100_000;
+
+/** The conversation a request record belongs to, or undefined for records that have no base. */
+export function conversationOf(r: NewRecord): string | undefined {
+  if (r.kind !== 'exchange.request' || r.data === null || typeof r.data !== 'object') return undefined;
+  const d = r.data as Partial<ExchangeRequestData>;
+  const session = d.session?.id;
+  return typeof session === 'string' ? `${session}\0${d.agent?.id ?? ''}` : undefined;
+}
+
+export class RefBases {
+  /** By conversation, oldest first. */
+  private readonly last = new Map<string, RefBase>();
+  private refs = 0;
+
+  constructor(private readonly maxRefs = MAX_REFS) {}
+
+  /** The last request record written for `conversation`, if any is remembered. */
+  get(conversation: string): RefBase | undefined {
+    return this.last.get(conversation);
+  }
+
+  /** `base` is now the last request record of `conversation` (call once it is committed). */
+  set(conversation: string, base: RefBase): void {
+    this.delete(conversation);
+    if (base.refs.size > this.maxRefs) return;
+    this.last.set(conversation, base);
+    this.refs += base.refs.size;
+    for (const [key, old] of this.last) {
+      if (this.refs <= this.maxRefs) break;
+      this.last.delete(key);
+      this.refs -= old.refs.size;
+    }
+  }
+
+  delete(conversation: string): void {
+    const old = this.last.get(conversation);
+    if (old === undefined) return;
+    this.last.delete(conversation);
+    this.refs -= old.refs.size;
+  }
+}
