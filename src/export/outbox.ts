@@ -37,6 +37,7 @@ export interface OutboxStore {
   /** For sinks that want content: the blobs of recorded bodies. */
   blobs(hashes: readonly string[]): Promise<ReadonlyMap<string, Buffer>>;
   sinkCursors(sink: string): Promise<ReadonlyMap<string, number>>;
+  /** Moves the cursor forward (never back: a late confirmation by a former leader changes nothing). */
   setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void>;
   /** Whether this process should deliver for `name` now (PostgreSQL: an advisory lock; SQLite: always). */
   tryLeadership(name: string): Promise<boolean>;

@@ -597,6 +597,11 @@ export interface AuditStore {
   ): Promise<readonly StoredRecord[]>;
   /** A SIEM sink's delivery cursor per chain (last delivered chain_seq). Not evidence: a mutable index. */
   sinkCursors(sink: string): Promise<ReadonlyMap<string, number>>;
+  /**
+   * Moves a sink's cursor forward to `chainSeq`; never back (a position at or behind the cursor changes nothing), so a
+   * leader that lost its leadership and confirms a batch late cannot undo what the new leader delivered. PostgreSQL
+   * also refuses, for a role without the schema owner's privileges, a position past the chain's last record.
+   */
   setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void>;
   /**
    * Whether this process should do a singleton job now (deliver to a sink): takes the leadership, or confirms it is

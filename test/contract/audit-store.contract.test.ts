@@ -1159,6 +1159,59 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         }
       });
 
+      it('lets the gateway role move a delivery cursor only forward, up to its chain’s last record', async () => {
+        // Went wrong: the append-only role could write sink_cursors at will — past records a SIEM never received
+        // (hiding them from it, and letting retention purge them), or back (sending old events again).
+        await store.append({ records: ['a', 'b', 'c'].map((n) => ({ kind: 'note', at: T0, data: { n } })) });
+        const chain = store.chainId;
+        const head = (await store.chainHeads()).find((h) => h.chain === chain)!.chainSeq;
+        const [{ schema }] = (await fixture.sql('SELECT current_schema() AS schema')) as [{ schema: string }];
+        const role = `vigil_gw_${randomBytes(4).toString('hex')}`;
+        await fixture.sql(`CREATE ROLE ${role} LOGIN`);
+        const url = new URL(POSTGRES_TEST_URL);
+        url.username = role;
+        const gateway = new pg.Client({ connectionString: url.href });
+        try {
+          await fixture.sql(appendOnlyGrantsSql(schema, role));
+          const replica = await PostgresAuditStore.open({ url: url.href, schema, poolSize: 2 });
+          try {
+            await replica.setSinkCursor('siem', chain, head - 2);
+            await replica.setSinkCursor('siem', chain, head);
+            await replica.setSinkCursor('siem', chain, 1); // what a leader that lost its lock may still write
+            expect(await replica.sinkCursors('siem')).toEqual(new Map([[chain, head]]));
+            const pastHead = /may not move past its chain's last record/;
+            await expect(replica.setSinkCursor('siem', chain, head + 1)).rejects.toThrow(pastHead);
+            await expect(replica.setSinkCursor('other', chain, head + 1000)).rejects.toThrow(pastHead);
+            await expect(replica.setSinkCursor('siem', 'ch_zz_no_records', 1)).rejects.toThrow(pastHead);
+          } finally {
+            await replica.close();
+          }
+          await gateway.connect();
+          await gateway.query(`SET search_path = ${schema}`);
+          for (const [attempt, refused] of [
+            ['UPDATE sink_cursors SET chain_seq = 0', /may not move back/],
+            [`UPDATE sink_cursors SET chain_seq = ${head + 1}`, /may not move past its chain's last record/],
+            [`UPDATE sink_cursors SET chain = 'ch_zz_other'`, /may not move to another sink or chain/],
+            [`UPDATE sink_cursors SET sink = 'other'`, /may not move to another sink or chain/],
+            ['DELETE FROM sink_cursors', /permission denied/],
+          ] as const) {
+            await expect(gateway.query(attempt), attempt).rejects.toThrow(refused);
+          }
+          expect(await store.sinkCursors('siem')).toEqual(new Map([[chain, head]]));
+          // The owner (operator tooling) may still put a cursor anywhere: back, to send events again, or forward.
+          await fixture.sql(`UPDATE sink_cursors SET chain_seq = 0 WHERE sink = 'siem'`);
+          expect(await store.sinkCursors('siem')).toEqual(new Map([[chain, 0]]));
+          await fixture.sql(`UPDATE sink_cursors SET chain_seq = ${head + 5} WHERE sink = 'siem'`);
+          expect(await store.sinkCursors('siem')).toEqual(new Map([[chain, head + 5]]));
+          await fixture.sql(`DELETE FROM sink_cursors WHERE sink = 'siem'`);
+          expect(await store.sinkCursors('siem')).toEqual(new Map());
+        } finally {
+          await gateway.end();
+          await fixture.sql(`DROP OWNED BY ${role}`);
+          await fixture.sql(`DROP ROLE ${role}`);
+        }
+      });
+
       it('refuses to open a store whose migration table says more than its schema holds', async () => {
         // Someone marked migration 6 done without running it: its trigger keeps the key and hold indexes.
         const [{ schema }] = (await fixture.sql('SELECT current_schema() AS schema')) as [{ schema: string }];
@@ -1677,6 +1730,14 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           ['ch_b', 1],
         ]),
       );
+    });
+
+    it('never moves a delivery cursor back', async () => {
+      // Went wrong: a leader that had lost its lock, confirming a batch late, wrote its older position over the one
+      // the new leader had reached, and everything in between was sent again.
+      await store.setSinkCursor('siem', 'ch_a', 7);
+      await store.setSinkCursor('siem', 'ch_a', 3);
+      expect(await store.sinkCursors('siem')).toEqual(new Map([['ch_a', 7]]));
     });
 
     it('knows its own chain is live', async () => {

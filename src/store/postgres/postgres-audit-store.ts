@@ -816,7 +816,8 @@ export class PostgresAuditStore implements AuditStore {
   async setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void> {
     await this.pool.query(
       `INSERT INTO sink_cursors (sink, chain, chain_seq) VALUES ($1, $2, $3)
-       ON CONFLICT (sink, chain) DO UPDATE SET chain_seq = excluded.chain_seq`,
+       ON CONFLICT (sink, chain) DO UPDATE SET chain_seq = excluded.chain_seq
+         WHERE sink_cursors.chain_seq < excluded.chain_seq`,
       [sink, chain, chainSeq],
     );
   }
