@@ -10,11 +10,14 @@
  * lock session ended) stops after the batch in flight, so another gateway that took over does not receive the same
  * events twice from both — and the new leader starts from the cursors the old one left.
  *
- * A receiver that is down, overloaded or misconfigured is waited for, however long. A receiver that refuses the
- * content of a batch (SinkDeliveryError.rejected: HTTP 400/413/422) gets its events one at a time, so the rest
- * still flows; an event refused {@link MAX_REJECTIONS} times in a row is set aside only if the next event is then
- * accepted (so a receiver that refuses everything — a wrong index, say — is waited for, not drained): a
- * `siem.undeliverable` record on the ledger names the sink, the event and the error, and is itself an audit event.
+ * A receiver that is down, overloaded or misconfigured is waited for, however long, backing off between passes — except
+ * that a batch which fails while one handed over after it (Sink.inFlightBatches) is delivered is sent again at once,
+ * with the ones after it: the receiver is up (a collector back from a restart), so only a second failure at the same
+ * position waits for the back-off. A receiver that refuses the content of a batch (SinkDeliveryError.rejected: HTTP
+ * 400/413/422) gets its events one at a time, so the rest still flows; an event refused {@link MAX_REJECTIONS} times in
+ * a row is set aside only if the next event is then accepted (so a receiver that refuses everything — a wrong index,
+ * say — is waited for, not drained): a `siem.undeliverable` record on the ledger names the sink, the event and the
+ * error, and is itself an audit event.
  */
 import type { Logger } from 'pino';
 import type { StoredRecord, WriteBatch } from '../store/audit-store.js';
@@ -171,6 +174,8 @@ export class Outbox {
           cursors.set(chain, chainSeq);
           await this.store.setSinkCursor(sink.name, chain, chainSeq);
         };
+        /** The cursor when a failed batch was last sent again at once (see settleOldest). */
+        let resentFrom: number | undefined;
         /** Waits for the oldest batch in flight and moves the cursor past it. */
         const settleOldest = async (): Promise<void> => {
           const batch = inFlight.shift()!;
@@ -179,9 +184,21 @@ export class Outbox {
             status.delivered += batch.events.length;
           } catch (err) {
             // Neither it nor, as far as the cursor goes, anything handed over after it is delivered: sent again.
-            await Promise.allSettled(inFlight.splice(0).map((b) => b.delivered));
+            const later = inFlight.splice(0);
+            const settled = await Promise.allSettled(later.map((b) => b.delivered));
+            if (!(err instanceof SinkDeliveryError && err.rejected)) {
+              // The receiver took a batch handed over after this one, so it is up (a collector back from a restart,
+              // a late refusal): this batch and the ones after it go again at once, not after a back-off. Once per
+              // position, so a receiver that takes everything but this batch is backed off from like one that is down.
+              const from = cursors.get(chain) ?? 0;
+              const tookLater = later.some((b, i) => b.events.length > 0 && settled[i]!.status === 'fulfilled');
+              if (!tookLater || resentFrom === from) throw err;
+              resentFrom = from;
+              next = from;
+              this.failed(sink, err, 0);
+              return;
+            }
             next = batch.upTo;
-            if (!(err instanceof SinkDeliveryError && err.rejected)) throw err;
             // The receiver refuses something in this batch: find what, one event at a time.
             await this.deliverOneByOne(sink, chain, batch.events, moveCursor);
           }
@@ -234,18 +251,21 @@ export class Outbox {
         );
         return;
       }
-      status.failures++;
-      status.lastError = (err as Error).message;
       const wait = Math.min((this.backoff.get(sink.name) ?? 500) * 2, this.options.maxBackoffMs ?? 60_000);
       this.backoff.set(sink.name, wait);
       this.backoffUntil.set(sink.name, Date.now() + wait);
-      this.options.log.warn(
-        { sink: sink.name, err, retryInMs: wait },
-        'SIEM sink delivery failed; events wait in the outbox',
-      );
+      this.failed(sink, err, wait);
     } finally {
       status.lag = heads.reduce((n, h) => n + Math.max(0, h.chainSeq - (cursors.get(h.chain) ?? 0)), 0);
     }
+  }
+
+  /** Counts and logs a failed delivery, retried in `retryInMs` (0: at once). */
+  private failed(sink: Sink, err: unknown, retryInMs: number): void {
+    const status = this.status.get(sink.name)!;
+    status.failures++;
+    status.lastError = (err as Error).message;
+    this.options.log.warn({ sink: sink.name, err, retryInMs }, 'SIEM sink delivery failed; events wait in the outbox');
   }
 
   /**

@@ -163,6 +163,69 @@ describe('outbox and a receiver that refuses content', () => {
     await store.close();
   });
 
+  it('with several batches in flight, sends a batch that failed again at once when a later one was delivered', async () => {
+    // Went wrong: one batch in the middle of the pipeline failed (a collector restarting, a receiver overloaded for a
+    // moment) while the ones after it were delivered; the pass ended on the failure and everything from that batch on
+    // waited for the back-off (a second at first, up to a minute), though the receiver had just taken a later batch.
+    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
+    await store.append({ records: ['first', 'unlucky', 'second', 'third', 'fourth', 'fifth'].map(denied) });
+    let failOnce = true;
+    acceptedIndexes.clear();
+    server.reply = (req) => {
+      const events = (JSON.parse(req.body) as { events: AuditEvent[] }).events;
+      if (failOnce && events.some((e) => e.attributes.reason === 'unlucky')) {
+        failOnce = false;
+        return { status: 503, body: 'restarting' };
+      }
+      acceptedIndexes.add(server.requests.length - 1);
+      return { status: 200 };
+    };
+    const sink = pipelined(
+      createSink(sinkConfigSchema.parse({ type: 'http', name: 'webhook', url: `${server.url}/events` })),
+      3,
+    );
+    // Batches of two records: [chain opening, first], [unlucky, second], [third, fourth], … three at a time.
+    const outbox = new Outbox(store, [sink], { gateway: 'test', log: pino({ level: 'silent' }), batchSize: 2 });
+    await outbox.runOnce();
+
+    // All of it in the one pass: the failed batch and the ones after it were sent again, in order, right away.
+    const reasons = acceptedEvents().map((e) => e.attributes.reason);
+    expect(new Set(reasons)).toEqual(new Set(['first', 'unlucky', 'second', 'third', 'fourth', 'fifth']));
+    expect(reasons.slice(reasons.indexOf('unlucky'))).toEqual(['unlucky', 'second', 'third', 'fourth', 'fifth']);
+    expect(outbox.statuses()[0]).toMatchObject({ lag: 0, failures: 1, lastError: null });
+    await outbox.close();
+    await store.close();
+  });
+
+  it('backs off from a batch that fails again although later ones are delivered', async () => {
+    // The prompt resend above is once per position: a receiver that takes every batch but one is not hammered.
+    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
+    await store.append({ records: ['first', 'stuck', 'second', 'third', 'fourth', 'fifth'].map(denied) });
+    acceptedIndexes.clear();
+    let refusals = 0;
+    server.reply = (req) => {
+      const events = (JSON.parse(req.body) as { events: AuditEvent[] }).events;
+      if (events.some((e) => e.attributes.reason === 'stuck')) {
+        refusals++;
+        return { status: 503, body: 'busy' };
+      }
+      acceptedIndexes.add(server.requests.length - 1);
+      return { status: 200 };
+    };
+    const sink = pipelined(
+      createSink(sinkConfigSchema.parse({ type: 'http', name: 'webhook', url: `${server.url}/events` })),
+      3,
+    );
+    const outbox = new Outbox(store, [sink], { gateway: 'test', log: pino({ level: 'silent' }), batchSize: 2 });
+    await outbox.runOnce();
+
+    expect(refusals).toBe(2);
+    // The cursor stays before the batch that failed: everything from it on (opening record and `first` delivered).
+    expect(outbox.statuses()[0]).toMatchObject({ lag: 5, failures: 2, lastError: expect.stringContaining('503') });
+    await outbox.close();
+    await store.close();
+  });
+
   it('never sets aside events for a receiver that is down (503)', async () => {
     const { store, outbox, pass } = await setup();
     await store.append({ records: ['one', 'two'].map(denied) });
