@@ -617,6 +617,12 @@ export interface AuditStore {
    */
   holdsLeadership(name: string): Promise<boolean>;
   /**
+   * Where leadership can be lost (PostgreSQL): `listener` is called as soon as the store learns that this process lost
+   * every leadership it held (its lock session ended), so a job can call off what it handed over and not yet sent
+   * rather than wait for its next `holdsLeadership`. Returns the unsubscribe function.
+   */
+  onLeadershipLost?(listener: () => void): () => void;
+  /**
    * A fast signal, where the store has one (PostgreSQL: LISTEN/NOTIFY): `listener` is called soon after any process
    * appends a record whose kind starts with `kindPrefix`. Absent or silent, callers poll (`recordsOfKinds`); the
    * signal only shortens the wait. Returns the unsubscribe function.

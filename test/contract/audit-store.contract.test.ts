@@ -1771,6 +1771,9 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         // alongside the one that took the lock over (and the lost connection's 'error' went unhandled).
         const other = await fixture.open();
         expect(await store.tryLeadership('outbox:x')).toBe(true);
+        // Told at once, not at its next check: a job can call off what it handed over and has not yet sent.
+        let told = 0;
+        store.onLeadershipLost!(() => told++);
         const [lock] = await fixture.sql(
           `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
              AND classid = ${0x56474c32}::int4::oid AND objid = hashtext('outbox:x')::oid AND objsubid = 2`,
@@ -1781,7 +1784,9 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
             ? true
             : undefined,
         );
+        await until('the loss told', () => (told > 0 ? true : undefined));
         expect(await store.holdsLeadership('outbox:x')).toBe(false);
+        expect(told).toBe(1);
         expect(await other.tryLeadership('outbox:x')).toBe(true);
         expect(await store.tryLeadership('outbox:x')).toBe(false);
         // It connects again and retakes its chain's lock, so other processes still see it as running.
