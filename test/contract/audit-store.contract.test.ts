@@ -1085,8 +1085,13 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         }
       }, 20_000);
 
-      it('lets a gateway role with the append-only grants append, and nothing more', async () => {
-        await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+      /**
+       * Runs `use` as a fresh login role holding the append-only grants on the fixture's schema (what `vigil store
+       * grants` gives gateways): `url` logs in as it, and so will `gateway` once connected. Dropped afterwards.
+       */
+      async function asGatewayRole(
+        use: (role: { schema: string; url: string; gateway: pg.Client }) => Promise<void>,
+      ): Promise<void> {
         const [{ schema }] = (await fixture.sql('SELECT current_schema() AS schema')) as [{ schema: string }];
         const role = `vigil_gw_${randomBytes(4).toString('hex')}`;
         await fixture.sql(`CREATE ROLE ${role} LOGIN`);
@@ -1095,8 +1100,19 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         const gateway = new pg.Client({ connectionString: url.href });
         try {
           await fixture.sql(appendOnlyGrantsSql(schema, role));
+          await use({ schema, url: url.href, gateway });
+        } finally {
+          await gateway.end();
+          await fixture.sql(`DROP OWNED BY ${role}`);
+          await fixture.sql(`DROP ROLE ${role}`);
+        }
+      }
+
+      it('lets a gateway role with the append-only grants append, and nothing more', async () => {
+        await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+        await asGatewayRole(async ({ schema, url, gateway }) => {
           // Opening checks migrations without needing CREATE on the database or schema.
-          const replica = await PostgresAuditStore.open({ url: url.href, schema, poolSize: 2 });
+          const replica = await PostgresAuditStore.open({ url, schema, poolSize: 2 });
           try {
             await replica.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1, messages: blob('hi') }));
             // Key and hold records are the owner's to write (the CLI, run as the owner), and the database indexes them
@@ -1152,11 +1168,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
               [forged, '0'.repeat(64), 'e'.repeat(64)],
             ),
           ).rejects.toThrow(/key\.created records are written by the owner of schema/);
-        } finally {
-          await gateway.end();
-          await fixture.sql(`DROP OWNED BY ${role}`);
-          await fixture.sql(`DROP ROLE ${role}`);
-        }
+        });
       });
 
       it('lets the gateway role move a delivery cursor only forward, up to its chain’s last record', async () => {
@@ -1165,15 +1177,8 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         await store.append({ records: ['a', 'b', 'c'].map((n) => ({ kind: 'note', at: T0, data: { n } })) });
         const chain = store.chainId;
         const head = (await store.chainHeads()).find((h) => h.chain === chain)!.chainSeq;
-        const [{ schema }] = (await fixture.sql('SELECT current_schema() AS schema')) as [{ schema: string }];
-        const role = `vigil_gw_${randomBytes(4).toString('hex')}`;
-        await fixture.sql(`CREATE ROLE ${role} LOGIN`);
-        const url = new URL(POSTGRES_TEST_URL);
-        url.username = role;
-        const gateway = new pg.Client({ connectionString: url.href });
-        try {
-          await fixture.sql(appendOnlyGrantsSql(schema, role));
-          const replica = await PostgresAuditStore.open({ url: url.href, schema, poolSize: 2 });
+        await asGatewayRole(async ({ schema, url, gateway }) => {
+          const replica = await PostgresAuditStore.open({ url, schema, poolSize: 2 });
           try {
             await replica.setSinkCursor('siem', chain, head - 2);
             await replica.setSinkCursor('siem', chain, head);
@@ -1197,6 +1202,14 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           ] as const) {
             await expect(gateway.query(attempt), attempt).rejects.toThrow(refused);
           }
+          // A `records` of its own, made longer, is not where the trigger looks for the chain's last record.
+          await gateway.query(
+            `CREATE TEMP TABLE records AS SELECT '${chain}'::text AS chain, 1000000::bigint AS chain_seq`,
+          );
+          await gateway.query('SET search_path = pg_temp, ' + schema);
+          await expect(gateway.query(`UPDATE sink_cursors SET chain_seq = ${head + 1}`)).rejects.toThrow(
+            /may not move past its chain's last record/,
+          );
           expect(await store.sinkCursors('siem')).toEqual(new Map([[chain, head]]));
           // The owner (operator tooling) may still put a cursor anywhere: back, to send events again, or forward.
           await fixture.sql(`UPDATE sink_cursors SET chain_seq = 0 WHERE sink = 'siem'`);
@@ -1205,11 +1218,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           expect(await store.sinkCursors('siem')).toEqual(new Map([[chain, head + 5]]));
           await fixture.sql(`DELETE FROM sink_cursors WHERE sink = 'siem'`);
           expect(await store.sinkCursors('siem')).toEqual(new Map());
-        } finally {
-          await gateway.end();
-          await fixture.sql(`DROP OWNED BY ${role}`);
-          await fixture.sql(`DROP ROLE ${role}`);
-        }
+        });
       });
 
       it('refuses to open a store whose migration table says more than its schema holds', async () => {
