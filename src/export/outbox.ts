@@ -8,13 +8,18 @@
  * With several gateways on one store, one of them delivers for each sink at a time (`tryLeadership`), and checks
  * that it still does before each batch it sends (`holdsLeadership`): a leader that lost its lock (PostgreSQL: its
  * lock session ended) stops after the batch in flight, so another gateway that took over does not receive the same
- * events twice from both — and the new leader starts from the cursors the old one left.
+ * events twice from both — and the new leader starts from the cursors the old one left. The store says at once when
+ * the lock is lost (`onLeadershipLost`), and batches handed to the sink but not yet written are then dropped (the
+ * signal passed to Sink.deliver aborts).
  *
- * A receiver that is down, overloaded or misconfigured is waited for, however long. A receiver that refuses the
- * content of a batch (SinkDeliveryError.rejected: HTTP 400/413/422) gets its events one at a time, so the rest
- * still flows; an event refused {@link MAX_REJECTIONS} times in a row is set aside only if the next event is then
- * accepted (so a receiver that refuses everything — a wrong index, say — is waited for, not drained): a
- * `siem.undeliverable` record on the ledger names the sink, the event and the error, and is itself an audit event.
+ * A receiver that is down, overloaded or misconfigured is waited for, however long, backing off between passes — except
+ * that a batch which fails while one handed over after it (Sink.inFlightBatches) is delivered is sent again at once,
+ * with the ones after it: the receiver is up (a collector back from a restart), so only a second failure at the same
+ * position waits for the back-off. A receiver that refuses the content of a batch (SinkDeliveryError.rejected: HTTP
+ * 400/413/422) gets its events one at a time, so the rest still flows; an event refused {@link MAX_REJECTIONS} times in
+ * a row is set aside only if the next event is then accepted (so a receiver that refuses everything — a wrong index,
+ * say — is waited for, not drained): a `siem.undeliverable` record on the ledger names the sink, the event and the
+ * error, and is itself an audit event.
  */
 import type { Logger } from 'pino';
 import type { StoredRecord, WriteBatch } from '../store/audit-store.js';
@@ -37,11 +42,14 @@ export interface OutboxStore {
   /** For sinks that want content: the blobs of recorded bodies. */
   blobs(hashes: readonly string[]): Promise<ReadonlyMap<string, Buffer>>;
   sinkCursors(sink: string): Promise<ReadonlyMap<string, number>>;
+  /** Moves the cursor forward (never back: a late confirmation by a former leader changes nothing). */
   setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void>;
   /** Whether this process should deliver for `name` now (PostgreSQL: an advisory lock; SQLite: always). */
   tryLeadership(name: string): Promise<boolean>;
   /** Whether this process still holds the leadership `tryLeadership` gave it (asked of the store, not remembered). */
   holdsLeadership(name: string): Promise<boolean>;
+  /** Where leadership can be lost (PostgreSQL): calls `listener` as soon as the store knows it was. */
+  onLeadershipLost?(listener: () => void): () => void;
   /** Where an event set aside is recorded (`siem.undeliverable`). */
   append(batch: WriteBatch): Promise<readonly StoredRecord[]>;
 }
@@ -85,7 +93,11 @@ interface InFlight {
 }
 
 /** Thrown inside a pass when this gateway no longer delivers for the sink: another one took over. */
-class LeadershipLost extends Error {}
+class LeadershipLost extends Error {
+  constructor() {
+    super('this gateway no longer delivers for the sink: another one took over');
+  }
+}
 
 export class Outbox {
   private readonly status = new Map<string, SinkStatus>();
@@ -148,9 +160,12 @@ export class Outbox {
     }
   }
 
-  /** Before each send: stop the pass if another gateway delivers for `sink` now. */
-  private async stillLeader(sink: Sink): Promise<void> {
-    if (!(await this.store.holdsLeadership(leadership(sink)))) throw new LeadershipLost();
+  /** Before each send: stop the pass, and call off what the sink holds, if another gateway delivers for `sink` now. */
+  private async stillLeader(sink: Sink, lost: AbortController): Promise<void> {
+    if (lost.signal.aborted || !(await this.store.holdsLeadership(leadership(sink)))) {
+      lost.abort(new LeadershipLost());
+      throw new LeadershipLost();
+    }
   }
 
   private async deliverTo(sink: Sink, heads: ReadonlyArray<{ chain: string; chainSeq: number }>): Promise<void> {
@@ -160,6 +175,9 @@ export class Outbox {
     const batchSize = this.options.batchSize ?? 200;
     const depth = Math.max(1, sink.inFlightBatches ?? 1);
     const budget = this.options.contentBudgetBytes ?? CONTENT_BUDGET_BYTES;
+    // Aborted once this gateway no longer delivers for the sink: what the sink has not yet written is not written.
+    const lost = new AbortController();
+    const unsubscribe = this.store.onLeadershipLost?.(() => lost.abort(new LeadershipLost()));
     try {
       for (const { chain, chainSeq: head } of heads) {
         /** Where the next batch starts: past the batches in flight, whose events the cursor does not cover yet. */
@@ -170,6 +188,8 @@ export class Outbox {
           cursors.set(chain, chainSeq);
           await this.store.setSinkCursor(sink.name, chain, chainSeq);
         };
+        /** The cursor when a failed batch was last sent again at once (see settleOldest). */
+        let resentFrom: number | undefined;
         /** Waits for the oldest batch in flight and moves the cursor past it. */
         const settleOldest = async (): Promise<void> => {
           const batch = inFlight.shift()!;
@@ -178,11 +198,24 @@ export class Outbox {
             status.delivered += batch.events.length;
           } catch (err) {
             // Neither it nor, as far as the cursor goes, anything handed over after it is delivered: sent again.
-            await Promise.allSettled(inFlight.splice(0).map((b) => b.delivered));
+            const later = inFlight.splice(0);
+            const settled = await Promise.allSettled(later.map((b) => b.delivered));
+            if (lost.signal.aborted) throw new LeadershipLost();
+            if (!(err instanceof SinkDeliveryError && err.rejected)) {
+              // The receiver took a batch handed over after this one, so it is up (a collector back from a restart,
+              // a late refusal): this batch and the ones after it go again at once, not after a back-off. Once per
+              // position, so a receiver that takes everything but this batch is backed off from like one that is down.
+              const from = cursors.get(chain) ?? 0;
+              const tookLater = later.some((b, i) => b.events.length > 0 && settled[i]!.status === 'fulfilled');
+              if (!tookLater || resentFrom === from) throw err;
+              resentFrom = from;
+              next = from;
+              this.failed(sink, err, 0);
+              return;
+            }
             next = batch.upTo;
-            if (!(err instanceof SinkDeliveryError && err.rejected)) throw err;
             // The receiver refuses something in this batch: find what, one event at a time.
-            await this.deliverOneByOne(sink, chain, batch.events, moveCursor);
+            await this.deliverOneByOne(sink, chain, batch.events, moveCursor, lost);
           }
           await moveCursor(batch.upTo);
           status.lastDeliveryAt = Date.now();
@@ -207,8 +240,8 @@ export class Outbox {
               );
               let delivered: Promise<void> = Promise.resolve();
               if (events.length) {
-                await this.stillLeader(sink);
-                delivered = sink.deliver(events);
+                await this.stillLeader(sink, lost);
+                delivered = sink.deliver(events, lost.signal);
                 delivered.catch(() => undefined); // awaited, in order, by settleOldest
               }
               next = records[used - 1]!.chainSeq;
@@ -226,25 +259,29 @@ export class Outbox {
       this.backoff.delete(sink.name);
       status.lastError = null;
     } catch (err) {
-      if (err instanceof LeadershipLost) {
+      if (err instanceof LeadershipLost || lost.signal.aborted) {
         this.options.log.info(
           { sink: sink.name },
           'no longer the SIEM outbox leader for this sink; another gateway delivers',
         );
         return;
       }
-      status.failures++;
-      status.lastError = (err as Error).message;
       const wait = Math.min((this.backoff.get(sink.name) ?? 500) * 2, this.options.maxBackoffMs ?? 60_000);
       this.backoff.set(sink.name, wait);
       this.backoffUntil.set(sink.name, Date.now() + wait);
-      this.options.log.warn(
-        { sink: sink.name, err, retryInMs: wait },
-        'SIEM sink delivery failed; events wait in the outbox',
-      );
+      this.failed(sink, err, wait);
     } finally {
+      unsubscribe?.();
       status.lag = heads.reduce((n, h) => n + Math.max(0, h.chainSeq - (cursors.get(h.chain) ?? 0)), 0);
     }
+  }
+
+  /** Counts and logs a failed delivery, retried in `retryInMs` (0: at once). */
+  private failed(sink: Sink, err: unknown, retryInMs: number): void {
+    const status = this.status.get(sink.name)!;
+    status.failures++;
+    status.lastError = (err as Error).message;
+    this.options.log.warn({ sink: sink.name, err, retryInMs }, 'SIEM sink delivery failed; events wait in the outbox');
   }
 
   /**
@@ -256,15 +293,16 @@ export class Outbox {
     chain: string,
     events: readonly AuditEvent[],
     moveCursor: (chainSeq: number) => Promise<void>,
+    lost: AbortController,
   ): Promise<void> {
     const status = this.status.get(sink.name)!;
     const seqOf = (e: AuditEvent): number => Number(e.id.slice(e.id.lastIndexOf(':') + 1));
     const queue = [...events];
     for (let i = 0; i < queue.length; i++) {
       const e = queue[i]!;
-      await this.stillLeader(sink);
+      await this.stillLeader(sink, lost);
       try {
-        await sink.deliver([e]);
+        await sink.deliver([e], lost.signal);
         status.delivered++;
         this.refused.delete(sink.name);
         await moveCursor(seqOf(e));
@@ -286,12 +324,12 @@ export class Outbox {
         // The next one, too, may be refused only for its content (too large): then it goes without.
         let probe = next;
         try {
-          await sink.deliver([probe]);
+          await sink.deliver([probe], lost.signal);
         } catch (probeErr) {
           const withContent = probe.content !== undefined && !probe.content.omitted;
           if (!(probeErr instanceof SinkDeliveryError && probeErr.rejected) || !withContent) throw err;
           probe = withoutContent(probe, `refused by the receiver with its content (${probeErr.message})`);
-          await sink.deliver([probe]);
+          await sink.deliver([probe], lost.signal);
         }
         await this.store.append({
           records: [

@@ -25,8 +25,12 @@ export interface Sink {
   /**
    * Sends the events, in order. Resolves only when all were delivered (a 2xx or HEC success; for syslog, written to
    * the connection or socket without error); otherwise rejects with a SinkDeliveryError and the batch is retried whole.
+   *
+   * `signal` aborts once this gateway no longer delivers for the sink (another one took over and sends from the
+   * cursor): a sink that holds batches before writing them (syslog over UDP) writes nothing more of them, and their
+   * deliveries reject. What was written stays written.
    */
-  deliver(events: readonly AuditEvent[]): Promise<void>;
+  deliver(events: readonly AuditEvent[], signal?: AbortSignal): Promise<void>;
   /** Lets an in-progress delivery finish, then releases connections. */
   close(): Promise<void>;
 }

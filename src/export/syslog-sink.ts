@@ -69,14 +69,18 @@ export class SyslogSink implements Sink {
    * Resolves once every message of the batch was handed to the kernel without error (over UDP: and no refusal came
    * back within the wait); otherwise throws. Over UDP the transport orders the datagrams of overlapping calls itself.
    */
-  deliver(events: readonly AuditEvent[]): Promise<void> {
-    if (this.#udp) return this.#deliver(events, this.#udp);
-    const run = this.#queue.then(() => this.#deliver(events, this.#stream!));
+  deliver(events: readonly AuditEvent[], signal?: AbortSignal): Promise<void> {
+    if (this.#udp) return this.#deliver(events, this.#udp, signal);
+    const run = this.#queue.then(() => this.#deliver(events, this.#stream!, signal));
     this.#queue = run.catch(() => undefined);
     return run;
   }
 
-  async #deliver(events: readonly AuditEvent[], transport: SyslogUdpTransport | SyslogStreamTransport): Promise<void> {
+  async #deliver(
+    events: readonly AuditEvent[],
+    transport: SyslogUdpTransport | SyslogStreamTransport,
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
     if (this.#closed) throw new SinkDeliveryError(this.name, 'sink is closed');
     if (events.length === 0) return;
     const messages = events.map((e) =>
@@ -84,8 +88,12 @@ export class SyslogSink implements Sink {
     );
     const target = `${this.#config.transport}://${this.#config.host}:${this.#config.port}`;
     try {
-      if (transport instanceof SyslogUdpTransport) await transport.send(messages);
-      else await transport.send(Buffer.concat(messages.map(octetCountedFrame)));
+      if (transport instanceof SyslogUdpTransport) await transport.send(messages, signal);
+      else {
+        // Waited behind the batches before it: not written if this gateway no longer delivers for the sink.
+        signal?.throwIfAborted();
+        await transport.send(Buffer.concat(messages.map(octetCountedFrame)));
+      }
     } catch (err) {
       throw new SinkDeliveryError(this.name, `syslog to ${target} failed: ${describeError(err)}`, { cause: err });
     }

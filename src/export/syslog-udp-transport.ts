@@ -11,6 +11,10 @@
  * previous one waits. Batches are confirmed in order, and an error condemns every batch still waiting on the socket —
  * the refusal cannot be pinned on one of them — so the outbox resends from the first one.
  *
+ * A batch's datagrams go out only after those of the batches handed over before it; a batch whose signal aborts
+ * meanwhile (this gateway no longer delivers for the sink: another one sends from the cursor) is not written, or not
+ * the rest of it, and fails.
+ *
  * What this cannot see: a receiver host that is down or unreachable, a firewall that drops without answering, a
  * receiver that is up but overloaded (its socket buffer full), a refusal slower than the window (that one fails the
  * batches still waiting instead, so it is reported and they are resent, but the batches confirmed before it are gone),
@@ -58,10 +62,11 @@ export class SyslogUdpTransport {
    * Sends each message as its own datagram, in order and after the batches handed over before, then waits for a
    * refusal; rejects on the first error the socket reports — during the batch, in the window after it, or since an
    * earlier batch was confirmed (a late refusal) — and forgets the socket, so the next batch starts on a new one
-   * (resolving the host again). May be called again before the returned promise settles.
+   * (resolving the host again). May be called again before the returned promise settles. Once `signal` aborts, no
+   * more of the batch is written, and it rejects with the signal's reason.
    */
-  send(messages: readonly Buffer[]): Promise<void> {
-    const sent = this.#sending.then(() => this.#sendAll(messages));
+  send(messages: readonly Buffer[], signal?: AbortSignal): Promise<void> {
+    const sent = this.#sending.then(() => this.#sendAll(messages, signal));
     this.#sending = sent.catch(() => undefined);
     const confirmed = sent.then(({ c, pending }) =>
       waitForRefusal(c, this.#refusalWaitMs).catch((err: unknown) => {
@@ -76,15 +81,20 @@ export class SyslogUdpTransport {
   }
 
   /** Hands the batch's datagrams to the kernel, one after another; on an error, forgets the socket. */
-  async #sendAll(messages: readonly Buffer[]): Promise<{ c: Connected; pending: Promise<Connected> }> {
+  async #sendAll(
+    messages: readonly Buffer[],
+    signal: AbortSignal | undefined,
+  ): Promise<{ c: Connected; pending: Promise<Connected> }> {
     // A send the kernel takes at once calls back on the next tick, so batches handed over together would go out in
     // one run without the event loop turning: the gateway's requests would wait behind it, and so would a refusal
     // reported on the receive side. Let it turn before each batch.
     await new Promise<void>((resolve) => setImmediate(resolve));
+    signal?.throwIfAborted();
     const pending = (this.#connected ??= this.#open());
     try {
       const c = await pending;
       for (const m of messages) {
+        signal?.throwIfAborted();
         if (c.error) throw c.error;
         await new Promise<void>((resolve, reject) =>
           c.socket.send(m, (err) => (err ? reject(condemn(c, err)) : resolve())),
@@ -92,7 +102,8 @@ export class SyslogUdpTransport {
       }
       return { c, pending };
     } catch (err) {
-      this.#drop(pending);
+      // Called off, the socket is still good for the batches of the next leadership.
+      if (!signal?.aborted || err !== signal.reason) this.#drop(pending);
       throw err;
     }
   }

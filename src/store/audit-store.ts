@@ -603,6 +603,11 @@ export interface AuditStore {
   ): Promise<readonly StoredRecord[]>;
   /** A SIEM sink's delivery cursor per chain (last delivered chain_seq). Not evidence: a mutable index. */
   sinkCursors(sink: string): Promise<ReadonlyMap<string, number>>;
+  /**
+   * Moves a sink's cursor forward to `chainSeq`; never back (a position at or behind the cursor changes nothing), so a
+   * leader that lost its leadership and confirms a batch late cannot undo what the new leader delivered. PostgreSQL
+   * also refuses, for a role without the schema owner's privileges, a position past the chain's last record.
+   */
   setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void>;
   /**
    * Whether this process should do a singleton job now (deliver to a sink): takes the leadership, or confirms it is
@@ -617,6 +622,12 @@ export interface AuditStore {
    * it no longer holds it, since another process may have taken over. Never takes a leadership.
    */
   holdsLeadership(name: string): Promise<boolean>;
+  /**
+   * Where leadership can be lost (PostgreSQL): `listener` is called as soon as the store learns that this process lost
+   * every leadership it held (its lock session ended), so a job can call off what it handed over and not yet sent
+   * rather than wait for its next `holdsLeadership`. Returns the unsubscribe function.
+   */
+  onLeadershipLost?(listener: () => void): () => void;
   /**
    * A fast signal, where the store has one (PostgreSQL: LISTEN/NOTIFY): `listener` is called soon after any process
    * appends a record whose kind starts with `kindPrefix`. Absent or silent, callers poll (`recordsOfKinds`); the

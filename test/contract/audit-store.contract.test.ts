@@ -1140,8 +1140,13 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         }
       }, 20_000);
 
-      it('lets a gateway role with the append-only grants append, and nothing more', async () => {
-        await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+      /**
+       * Runs `use` as a fresh login role holding the append-only grants on the fixture's schema (what `vigil store
+       * grants` gives gateways): `url` logs in as it, and so will `gateway` once connected. Dropped afterwards.
+       */
+      async function asGatewayRole(
+        use: (role: { schema: string; url: string; gateway: pg.Client }) => Promise<void>,
+      ): Promise<void> {
         const [{ schema }] = (await fixture.sql('SELECT current_schema() AS schema')) as [{ schema: string }];
         const role = `vigil_gw_${randomBytes(4).toString('hex')}`;
         await fixture.sql(`CREATE ROLE ${role} LOGIN`);
@@ -1150,8 +1155,19 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         const gateway = new pg.Client({ connectionString: url.href });
         try {
           await fixture.sql(appendOnlyGrantsSql(schema, role));
+          await use({ schema, url: url.href, gateway });
+        } finally {
+          await gateway.end();
+          await fixture.sql(`DROP OWNED BY ${role}`);
+          await fixture.sql(`DROP ROLE ${role}`);
+        }
+      }
+
+      it('lets a gateway role with the append-only grants append, and nothing more', async () => {
+        await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+        await asGatewayRole(async ({ schema, url, gateway }) => {
           // Opening checks migrations without needing CREATE on the database or schema.
-          const replica = await PostgresAuditStore.open({ url: url.href, schema, poolSize: 2 });
+          const replica = await PostgresAuditStore.open({ url, schema, poolSize: 2 });
           try {
             await replica.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1, messages: blob('hi') }));
             // Key and hold records are the owner's to write (the CLI, run as the owner), and the database indexes them
@@ -1207,11 +1223,57 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
               [forged, '0'.repeat(64), 'e'.repeat(64)],
             ),
           ).rejects.toThrow(/key\.created records are written by the owner of schema/);
-        } finally {
-          await gateway.end();
-          await fixture.sql(`DROP OWNED BY ${role}`);
-          await fixture.sql(`DROP ROLE ${role}`);
-        }
+        });
+      });
+
+      it('lets the gateway role move a delivery cursor only forward, up to its chain’s last record', async () => {
+        // Went wrong: the append-only role could write sink_cursors at will — past records a SIEM never received
+        // (hiding them from it, and letting retention purge them), or back (sending old events again).
+        await store.append({ records: ['a', 'b', 'c'].map((n) => ({ kind: 'note', at: T0, data: { n } })) });
+        const chain = store.chainId;
+        const head = (await store.chainHeads()).find((h) => h.chain === chain)!.chainSeq;
+        await asGatewayRole(async ({ schema, url, gateway }) => {
+          const replica = await PostgresAuditStore.open({ url, schema, poolSize: 2 });
+          try {
+            await replica.setSinkCursor('siem', chain, head - 2);
+            await replica.setSinkCursor('siem', chain, head);
+            await replica.setSinkCursor('siem', chain, 1); // what a leader that lost its lock may still write
+            expect(await replica.sinkCursors('siem')).toEqual(new Map([[chain, head]]));
+            const pastHead = /may not move past its chain's last record/;
+            await expect(replica.setSinkCursor('siem', chain, head + 1)).rejects.toThrow(pastHead);
+            await expect(replica.setSinkCursor('other', chain, head + 1000)).rejects.toThrow(pastHead);
+            await expect(replica.setSinkCursor('siem', 'ch_zz_no_records', 1)).rejects.toThrow(pastHead);
+          } finally {
+            await replica.close();
+          }
+          await gateway.connect();
+          await gateway.query(`SET search_path = ${schema}`);
+          for (const [attempt, refused] of [
+            ['UPDATE sink_cursors SET chain_seq = 0', /may not move back/],
+            [`UPDATE sink_cursors SET chain_seq = ${head + 1}`, /may not move past its chain's last record/],
+            [`UPDATE sink_cursors SET chain = 'ch_zz_other'`, /may not move to another sink or chain/],
+            [`UPDATE sink_cursors SET sink = 'other'`, /may not move to another sink or chain/],
+            ['DELETE FROM sink_cursors', /permission denied/],
+          ] as const) {
+            await expect(gateway.query(attempt), attempt).rejects.toThrow(refused);
+          }
+          // A `records` of its own, made longer, is not where the trigger looks for the chain's last record.
+          await gateway.query(
+            `CREATE TEMP TABLE records AS SELECT '${chain}'::text AS chain, 1000000::bigint AS chain_seq`,
+          );
+          await gateway.query('SET search_path = pg_temp, ' + schema);
+          await expect(gateway.query(`UPDATE sink_cursors SET chain_seq = ${head + 1}`)).rejects.toThrow(
+            /may not move past its chain's last record/,
+          );
+          expect(await store.sinkCursors('siem')).toEqual(new Map([[chain, head]]));
+          // The owner (operator tooling) may still put a cursor anywhere: back, to send events again, or forward.
+          await fixture.sql(`UPDATE sink_cursors SET chain_seq = 0 WHERE sink = 'siem'`);
+          expect(await store.sinkCursors('siem')).toEqual(new Map([[chain, 0]]));
+          await fixture.sql(`UPDATE sink_cursors SET chain_seq = ${head + 5} WHERE sink = 'siem'`);
+          expect(await store.sinkCursors('siem')).toEqual(new Map([[chain, head + 5]]));
+          await fixture.sql(`DELETE FROM sink_cursors WHERE sink = 'siem'`);
+          expect(await store.sinkCursors('siem')).toEqual(new Map());
+        });
       });
 
       it('refuses to open a store whose migration table says more than its schema holds', async () => {
@@ -1734,6 +1796,14 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       );
     });
 
+    it('never moves a delivery cursor back', async () => {
+      // Went wrong: a leader that had lost its lock, confirming a batch late, wrote its older position over the one
+      // the new leader had reached, and everything in between was sent again.
+      await store.setSinkCursor('siem', 'ch_a', 7);
+      await store.setSinkCursor('siem', 'ch_a', 3);
+      expect(await store.sinkCursors('siem')).toEqual(new Map([['ch_a', 7]]));
+    });
+
     it('knows its own chain is live', async () => {
       await store.append({ records: [{ kind: 'note', at: T0, data: {} }] });
       expect(await store.chainIsLive(store.chainId)).toBe(true);
@@ -1765,6 +1835,9 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         // alongside the one that took the lock over (and the lost connection's 'error' went unhandled).
         const other = await fixture.open();
         expect(await store.tryLeadership('outbox:x')).toBe(true);
+        // Told at once, not at its next check: a job can call off what it handed over and has not yet sent.
+        let told = 0;
+        store.onLeadershipLost!(() => told++);
         const [lock] = await fixture.sql(
           `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
              AND classid = ${0x56474c32}::int4::oid AND objid = hashtext('outbox:x')::oid AND objsubid = 2`,
@@ -1775,7 +1848,9 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
             ? true
             : undefined,
         );
+        await until('the loss told', () => (told > 0 ? true : undefined));
         expect(await store.holdsLeadership('outbox:x')).toBe(false);
+        expect(told).toBe(1);
         expect(await other.tryLeadership('outbox:x')).toBe(true);
         expect(await store.tryLeadership('outbox:x')).toBe(false);
         // It connects again and retakes its chain's lock, so other processes still see it as running.

@@ -262,6 +262,7 @@ export class PostgresAuditStore implements AuditStore {
   private readonly closing = new AbortController();
   private readonly leaderships = new Set<string>();
   private readonly appendListeners = new Set<{ prefix: string; listener: () => void }>();
+  private readonly leadershipListeners = new Set<() => void>();
   /** What the ledger says about gateway keys, for findGatewayKey. */
   private readonly ledgerKeys = new LedgerKeyCache(() => indexRecords(this.pool, KEY_RECORDS));
 
@@ -319,6 +320,7 @@ export class PostgresAuditStore implements AuditStore {
     if (this.locks !== client) return;
     this.locks = null;
     this.leaderships.clear();
+    for (const listener of this.leadershipListeners) listener();
     client.release(err); // closes it rather than returning it to the pool
     this.reconnecting ??= this.reconnectLocks().finally(() => (this.reconnecting = null));
   }
@@ -847,7 +849,8 @@ export class PostgresAuditStore implements AuditStore {
   async setSinkCursor(sink: string, chain: string, chainSeq: number): Promise<void> {
     await this.pool.query(
       `INSERT INTO sink_cursors (sink, chain, chain_seq) VALUES ($1, $2, $3)
-       ON CONFLICT (sink, chain) DO UPDATE SET chain_seq = excluded.chain_seq`,
+       ON CONFLICT (sink, chain) DO UPDATE SET chain_seq = excluded.chain_seq
+         WHERE sink_cursors.chain_seq < excluded.chain_seq`,
       [sink, chain, chainSeq],
     );
   }
@@ -856,6 +859,11 @@ export class PostgresAuditStore implements AuditStore {
     const entry = { prefix: kindPrefix, listener };
     this.appendListeners.add(entry);
     return () => this.appendListeners.delete(entry);
+  }
+
+  onLeadershipLost(listener: () => void): () => void {
+    this.leadershipListeners.add(listener);
+    return () => this.leadershipListeners.delete(listener);
   }
 
   async tryLeadership(name: string): Promise<boolean> {

@@ -394,6 +394,62 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX records_digests ON records (chain, chain_seq) WHERE kind = 'digest.signed';
   `,
+  // 11: a SIEM delivery cursor moves forward only, and no further than its chain's last record, unless the schema owner
+  //     moves it. The append-only gateway role needs to write sink_cursors (a cursor moves as events are delivered),
+  //     and could move one anywhere: past records a SIEM never received (hiding them from it, and letting retention
+  //     purge them) or back (sending old events again). The gateway only ever moves a cursor forward over records it
+  //     delivered; the owner (operator tooling) may still reset one either way.
+  //  - As migration 9: not SECURITY DEFINER (current_user is the role that writes), allowed for any role with the
+  //    owner's privileges. Unlike it, it runs once per delivered batch, so the owner is found by the table's oid
+  //    (not through the pg_tables view) and the chain's last record by a static query (one index seek on UNIQUE
+  //    (chain, chain_seq), planned once per connection), with the search_path fixed to this schema, then pg_temp
+  //    (as migration 8), so the writing role cannot put a `records` of its own in the way: ~0.1 ms per cursor move
+  //    where the view and dynamic SQL took ~1 ms. The owner's writes skip the lookup.
+  //  - Deleting a cursor moves it back to the start: refused too (the gateway role has no DELETE grant anyway), and a
+  //    cursor does not change sink or chain.
+  `
+  CREATE FUNCTION vigil_sink_cursor_forward() RETURNS trigger LANGUAGE plpgsql AS $fn$
+  DECLARE
+    owner oid;
+    head bigint;
+  BEGIN
+    SELECT c.relowner INTO owner FROM pg_catalog.pg_class c WHERE c.oid = TG_RELID;
+    IF pg_catalog.pg_has_role(current_user, owner, 'USAGE') THEN
+      RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    IF TG_OP IN ('DELETE', 'TRUNCATE') THEN
+      RAISE EXCEPTION 'sink cursors may not be deleted by role %: only the owner of schema % (%) resets a cursor',
+          current_user, TG_TABLE_SCHEMA, owner::regrole
+        USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF TG_OP = 'UPDATE' AND (NEW.sink IS DISTINCT FROM OLD.sink OR NEW.chain IS DISTINCT FROM OLD.chain) THEN
+      RAISE EXCEPTION 'sink cursor %/% may not move to another sink or chain (role %)', OLD.sink, OLD.chain, current_user
+        USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF TG_OP = 'UPDATE' AND NEW.chain_seq < OLD.chain_seq THEN
+      RAISE EXCEPTION 'sink cursor %/% may not move back (from % to %) as role %: only the owner of schema % (%) resets a '
+          'cursor', NEW.sink, NEW.chain, OLD.chain_seq, NEW.chain_seq, current_user, TG_TABLE_SCHEMA, owner::regrole
+        USING ERRCODE = 'insufficient_privilege', HINT = 'a cursor moves forward as events are delivered';
+    END IF;
+    SELECT r.chain_seq INTO head FROM records r WHERE r.chain = NEW.chain ORDER BY r.chain_seq DESC LIMIT 1;
+    IF NEW.chain_seq > coalesce(head, 0) THEN
+      RAISE EXCEPTION 'sink cursor %/% may not move past its chain''s last record (#%) to #% as role %: events a SIEM '
+          'never received would be skipped', NEW.sink, NEW.chain, coalesce(head, 0), NEW.chain_seq, current_user
+        USING ERRCODE = 'insufficient_privilege', HINT = 'only the owner of the schema may move a cursor there';
+    END IF;
+    RETURN NEW;
+  END
+  $fn$;
+  DO $do$
+  BEGIN
+    EXECUTE format('ALTER FUNCTION vigil_sink_cursor_forward() SET search_path = %I, pg_temp', current_schema());
+  END
+  $do$;
+  CREATE TRIGGER sink_cursors_forward BEFORE INSERT OR UPDATE OR DELETE ON sink_cursors FOR EACH ROW
+    EXECUTE FUNCTION vigil_sink_cursor_forward();
+  CREATE TRIGGER sink_cursors_no_truncate BEFORE TRUNCATE ON sink_cursors FOR EACH STATEMENT
+    EXECUTE FUNCTION vigil_sink_cursor_forward();
+  `,
 ];
 
 /** What migration 6 made, which the key and hold indexes depend on: a store that says it ran 6 must have it. */

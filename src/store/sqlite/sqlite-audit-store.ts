@@ -357,7 +357,8 @@ export class SqliteAuditStore implements AuditStore {
       sinkCursors: db.prepare('SELECT chain, chain_seq FROM sink_cursors WHERE sink = ?'),
       setSinkCursor: db.prepare(
         `INSERT INTO sink_cursors (sink, chain, chain_seq) VALUES (?, ?, ?)
-         ON CONFLICT (sink, chain) DO UPDATE SET chain_seq = excluded.chain_seq`,
+         ON CONFLICT (sink, chain) DO UPDATE SET chain_seq = excluded.chain_seq
+         WHERE sink_cursors.chain_seq < excluded.chain_seq`,
       ),
     };
     this.appendTx = db.transaction((batch: WriteBatch) => this.appendInTx(batch));

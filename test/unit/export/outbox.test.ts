@@ -35,12 +35,18 @@ function acceptedEvents(): AuditEvent[] {
 }
 const acceptedIndexes = new Set<number>();
 
-/** The receiver refuses any batch holding an event that `refuse` picks (400, as a SIEM rejecting a field would). */
-function receiverRefusing(refuse: (e: AuditEvent) => boolean): void {
+/**
+ * The receiver refuses any batch holding an event that `refuse` picks: with 400, as a SIEM rejecting a field would,
+ * unless `answer` says otherwise (503: down for a moment).
+ */
+function receiverRefusing(
+  refuse: (e: AuditEvent) => boolean,
+  answer = { status: 400, body: '{"error":"field too long"}' },
+): void {
   acceptedIndexes.clear();
   server.reply = (req) => {
     const events = (JSON.parse(req.body) as { events: AuditEvent[] }).events;
-    if (events.some(refuse)) return { status: 400, body: '{"error":"field too long"}' };
+    if (events.some(refuse)) return answer;
     acceptedIndexes.add(server.requests.length - 1);
     return { status: 200 };
   };
@@ -68,6 +74,18 @@ function pipelined(sink: Sink, inFlightBatches: number): Sink & { most: number; 
     close: () => sink.close(),
   };
   return wrapper;
+}
+
+/**
+ * An outbox whose http sink at `/events` is handed three batches before the first is delivered, of two records each:
+ * [chain opening, 1st], [2nd, 3rd], [4th, 5th], …
+ */
+function pipelinedOutbox(store: SqliteAuditStore): { sink: ReturnType<typeof pipelined>; outbox: Outbox } {
+  const sink = pipelined(
+    createSink(sinkConfigSchema.parse({ type: 'http', name: 'webhook', url: `${server.url}/events` })),
+    3,
+  );
+  return { sink, outbox: new Outbox(store, [sink], { gateway: 'test', log: pino({ level: 'silent' }), batchSize: 2 }) };
 }
 
 const denied = (reason: string) => ({
@@ -141,12 +159,8 @@ describe('outbox and a receiver that refuses content', () => {
     const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
     await store.append({ records: ['first', 'poison', 'second', 'third', 'fourth'].map(denied) });
     receiverRefusing((e) => e.attributes.reason === 'poison');
-    const sink = pipelined(
-      createSink(sinkConfigSchema.parse({ type: 'http', name: 'webhook', url: `${server.url}/events` })),
-      3,
-    );
-    // Batches of two records: [chain opening, first], [poison, second], [third, fourth], all handed over at once.
-    const outbox = new Outbox(store, [sink], { gateway: 'test', log: pino({ level: 'silent' }), batchSize: 2 });
+    // Batches [chain opening, first], [poison, second], [third, fourth], all handed over at once.
+    const { sink, outbox } = pipelinedOutbox(store);
     let clock = Date.now();
     for (let i = 0; i < MAX_REJECTIONS; i++) await outbox.runOnce((clock += 3_600_000));
 
@@ -159,6 +173,44 @@ describe('outbox and a receiver that refuses content', () => {
     const [undeliverable] = await store.recordsOfKinds(['siem.undeliverable'], 0, 10);
     expect(JSON.parse(undeliverable!.data)).toMatchObject({ sink: 'webhook', attempts: MAX_REJECTIONS });
     expect(outbox.statuses()[0]).toMatchObject({ undeliverable: 1, lag: 0 });
+    await outbox.close();
+    await store.close();
+  });
+
+  it('with several batches in flight, sends a batch that failed again at once when a later one was delivered', async () => {
+    // Went wrong: one batch in the middle of the pipeline failed (a collector restarting, a receiver overloaded for a
+    // moment) while the ones after it were delivered; the pass ended on the failure and everything from that batch on
+    // waited for the back-off (a second at first, up to a minute), though the receiver had just taken a later batch.
+    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
+    await store.append({ records: ['first', 'unlucky', 'second', 'third', 'fourth', 'fifth'].map(denied) });
+    let failed = false;
+    const once = (e: AuditEvent): boolean => !failed && e.attributes.reason === 'unlucky' && (failed = true);
+    receiverRefusing(once, { status: 503, body: 'restarting' });
+    // Batches [chain opening, first], [unlucky, second], [third, fourth], … three at a time.
+    const { outbox } = pipelinedOutbox(store);
+    await outbox.runOnce();
+
+    // All of it in the one pass: the failed batch and the ones after it were sent again, in order, right away.
+    const reasons = acceptedEvents().map((e) => e.attributes.reason);
+    expect(new Set(reasons)).toEqual(new Set(['first', 'unlucky', 'second', 'third', 'fourth', 'fifth']));
+    expect(reasons.slice(reasons.indexOf('unlucky'))).toEqual(['unlucky', 'second', 'third', 'fourth', 'fifth']);
+    expect(outbox.statuses()[0]).toMatchObject({ lag: 0, failures: 1, lastError: null });
+    await outbox.close();
+    await store.close();
+  });
+
+  it('backs off from a batch that fails again although later ones are delivered', async () => {
+    // The prompt resend above is once per position: a receiver that takes every batch but one is not hammered.
+    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
+    await store.append({ records: ['first', 'stuck', 'second', 'third', 'fourth', 'fifth'].map(denied) });
+    let refusals = 0;
+    receiverRefusing((e) => e.attributes.reason === 'stuck' && ++refusals > 0, { status: 503, body: 'busy' });
+    const { outbox } = pipelinedOutbox(store);
+    await outbox.runOnce();
+
+    expect(refusals).toBe(2);
+    // The cursor stays before the batch that failed: everything from it on (opening record and `first` delivered).
+    expect(outbox.statuses()[0]).toMatchObject({ lag: 5, failures: 2, lastError: expect.stringContaining('503') });
     await outbox.close();
     await store.close();
   });

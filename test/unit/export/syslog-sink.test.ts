@@ -191,6 +191,27 @@ describe('syslog sink over udp', () => {
     await expect(transport.send([Buffer.from('<14>1 - - - - - - two')])).rejects.toThrow(/ECONNREFUSED/);
   });
 
+  it('writes nothing more of the batches it holds once their signal aborts (another gateway delivers now)', async () => {
+    // Went wrong: batches handed over before this gateway lost its leadership for the sink were still written after
+    // it knew — and the new leader sent the same events again, from the cursor.
+    const { port, got } = await udpReceiver();
+    const sink = syslogSink('udp', port);
+    const lost = new AbortController();
+    await sink.deliver([exchangeEvent(1)], lost.signal);
+    await until(() => got.length === 1);
+    const held = [
+      sink.deliver([exchangeEvent(2), exchangeEvent(3)], lost.signal),
+      sink.deliver([exchangeEvent(4)], lost.signal),
+    ];
+    lost.abort(new Error('another gateway delivers for this sink now'));
+    for (const d of held) await expect(d).rejects.toThrow(/another gateway delivers for this sink now/);
+    // The socket is still good for the next batches, under a leadership held again.
+    await sink.deliver([exchangeEvent(5)], new AbortController().signal);
+    await until(() => got.length === 2);
+    await sleep(50);
+    expect(got.map((m) => idOf(m.toString('utf8')))).toEqual(['evt-0001', 'evt-0005']);
+  });
+
   it('rejects a udp max_message_size larger than a datagram can carry', () => {
     expect(() =>
       sinkConfigSchema.parse({
