@@ -150,6 +150,10 @@ describe('http sink with large content', () => {
         res.end();
       });
     });
+    // Serialising the next 64 MiB body can take longer than Node's 5 s keep-alive on a loaded host: the receiver then
+    // closes the idle connection as the sink reuses it (ECONNRESET; the outbox would send the batch again). Here,
+    // where deliver() is called once, the receiver keeps it open.
+    receiver.keepAliveTimeout = 60_000;
     await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
     try {
       const { port } = receiver.address() as AddressInfo;
