@@ -365,6 +365,8 @@ export class ApprovalCoordinator {
   /** Records already read (chain:chainSeq → at), so that overlapping reads count each once. */
   private readonly seen = new Map<string, number>();
   private readonly waiters = new Map<string, Waiter>();
+  /** Calls in {@link hold}, from the start until their outcome: what close() waits for. */
+  private readonly holds = new Set<Promise<HoldOutcome>>();
   /** Gateway keys already warned about (see {@link ApprovalCoordinatorOptions.oidcApprovers}), once per process. */
   private readonly warnedOwners = new Set<string>();
   private lastReadStart: number | null = null;
@@ -405,11 +407,22 @@ export class ApprovalCoordinator {
 
   /**
    * Hold a call until it is decided. Resolves at once with `granted` when an active grant covers the caller and rule.
-   * Rejects only when the held call cannot be recorded (the proxy then fails closed).
+   * Rejects only when the held call cannot be recorded (the proxy then fails closed). Resolves with `cancelled` and no
+   * `approvalId` when the call was never held: the gateway closed first.
    */
-  async hold(req: HoldRequest): Promise<HoldOutcome> {
+  hold(req: HoldRequest): Promise<HoldOutcome> {
+    const holding = this.holdCall(req);
+    // Until it ends, close() waits for it (see there). Only held calls pay for this.
+    this.holds.add(holding);
+    const forget = (): void => void this.holds.delete(holding);
+    holding.then(forget, forget);
+    return holding;
+  }
+
+  private async holdCall(req: HoldRequest): Promise<HoldOutcome> {
     if (this.closed) return { outcome: 'cancelled', approvalId: '', reason: 'the gateway is shutting down' };
     await this.refresh();
+    if (this.closed) return { outcome: 'cancelled', approvalId: '', reason: 'the gateway is shutting down' };
     const now = this.clock();
     const grant = this.activeGrant(req.caller, req.connection, req.rule.name, now, req.sessionId);
     if (grant) {
@@ -610,13 +623,19 @@ export class ApprovalCoordinator {
     return this.viewOf(s, this.clock());
   }
 
-  /** Stop following the ledger; calls still held end as cancelled (the gateway is going away). */
+  /**
+   * Stop following the ledger; calls still held end as cancelled (the gateway is going away). Resolves once every call
+   * this coordinator was holding has ended and its end is recorded, including a call whose hold was still being
+   * recorded (it ends as soon as it is): the store may close next. A caller awaiting {@link hold} has had its outcome
+   * by then, since it was waiting on the same promise first (the proxy answers such a call at once, without waiting).
+   */
   async close(): Promise<void> {
     this.closed = true;
     this.unsubscribe?.();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    await Promise.all([...this.waiters.keys()].map((id) => this.end(id, 'cancelled', 'the gateway is shutting down')));
+    for (const id of [...this.waiters.keys()]) void this.end(id, 'cancelled', 'the gateway is shutting down');
+    await Promise.allSettled([...this.holds]);
     await this.reading?.catch(() => undefined);
   }
 
