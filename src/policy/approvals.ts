@@ -155,6 +155,7 @@ export type HoldOutcome =
   | { readonly outcome: 'granted'; readonly grant: GrantedData }
   | { readonly outcome: 'denied'; readonly approvalId: string; readonly by: Approver; readonly reason: string | null }
   | { readonly outcome: 'timed_out'; readonly approvalId: string; readonly timeoutMs: number }
+  /** `approvalId` is '' when the call was never held (nothing was recorded of it). */
   | { readonly outcome: 'cancelled'; readonly approvalId: string; readonly reason: string };
 
 export interface HoldRequest {
@@ -303,7 +304,8 @@ export function inGroups(a: Approver, groups: readonly string[]): boolean {
   return groups.length === 0 || groupsOf(a).some((g) => groups.includes(g));
 }
 
-function describeActor(a: Approver): string {
+/** An approver as messages name them: the e-mail when there is one, else the subject. */
+export function describeActor(a: Approver): string {
   return 'email' in a && a.email ? a.email : a.subject;
 }
 
@@ -408,7 +410,7 @@ export class ApprovalCoordinator {
   /**
    * Hold a call until it is decided. Resolves at once with `granted` when an active grant covers the caller and rule.
    * Rejects only when the held call cannot be recorded (the proxy then fails closed). Resolves with `cancelled` and no
-   * `approvalId` when the call was never held: the gateway closed first.
+   * `approvalId` when the call was never held: the gateway is closing, or the client left first.
    */
   hold(req: HoldRequest): Promise<HoldOutcome> {
     const holding = this.holdCall(req);
@@ -422,6 +424,10 @@ export class ApprovalCoordinator {
   private async holdCall(req: HoldRequest): Promise<HoldOutcome> {
     if (this.closed) return { outcome: 'cancelled', approvalId: '', reason: 'the gateway is shutting down' };
     await this.refresh();
+    // Checked again after the read: a call whose client has gone is neither let through by a grant (whose use would
+    // be recorded for a call never sent) nor held.
+    if (req.signal?.aborted)
+      return { outcome: 'cancelled', approvalId: '', reason: 'the client closed the connection' };
     if (this.closed) return { outcome: 'cancelled', approvalId: '', reason: 'the gateway is shutting down' };
     const now = this.clock();
     const grant = this.activeGrant(req.caller, req.connection, req.rule.name, now, req.sessionId);
@@ -453,7 +459,7 @@ export class ApprovalCoordinator {
       expiresAt: now + req.rule.timeoutMs,
     };
     if (req.signal?.aborted)
-      return { outcome: 'cancelled', approvalId: held.id, reason: 'the client closed the connection' };
+      return { outcome: 'cancelled', approvalId: '', reason: 'the client closed the connection' };
     this.warnOfUnmatchableOwner(req.caller);
     const stored = ownRecord(
       await this.ledger.append({

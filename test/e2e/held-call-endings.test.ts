@@ -140,4 +140,50 @@ describe.runIf(storeKinds().includes('postgres'))('a held call on PostgreSQL', (
       endReason: 'the gateway is shutting down',
     });
   });
+
+  it('a client that leaves while its grant is being used is not forwarded, and is recorded as having left', async () => {
+    // Went wrong: the grant let the call through after its client had gone; forward() waited for a `close` that had
+    // already happened, sent the request to Claude for nobody, and recorded upstream's 200 as if the client had it.
+    // An anonymous caller's grant covers the session it was given in.
+    const first = send('grant');
+    const [held] = await until('the first call to be held', async () => {
+      const l = await gateway!.approvals.list({ pending: true });
+      return l.length ? l : undefined;
+    });
+    await gateway!.approvals.approve(held!.id, { method: 'local_user', subject: 'cli:ops' }, { grantMinutes: 30 });
+    expect(await first).toMatchObject({ status: 200 });
+    const forwarded = fake.requests.length;
+
+    await stall('approval.grant_used');
+    const client = new AbortController();
+    const answer = send('grant', client.signal);
+    await stalled();
+    client.abort();
+    await new Promise((r) => setTimeout(r, 200));
+    await release();
+    expect(await answer).toBe('aborted');
+    const x = await exchangeOf(gateway!, 'grant', 1);
+    expect(x.outcome).toBe('client_aborted');
+    expect(x.response.status).toBeNull();
+    expect(x.response.error?.message).toMatch(/not forwarded/);
+    expect(fake.requests.length).toBe(forwarded);
+  });
+
+  it('a client that leaves while its timeout is being recorded is recorded as having left, not as refused', async () => {
+    // Went wrong: recorded as `gateway_error` with the 403 the client never received (it had gone).
+    await stall('approval.timed_out');
+    const client = new AbortController();
+    const answer = send('timeout-gone', client.signal);
+    await stalled();
+    client.abort();
+    await new Promise((r) => setTimeout(r, 200));
+    await release();
+    expect(await answer).toBe('aborted');
+    const x = await exchangeOf(gateway!, 'timeout-gone');
+    expect(x.outcome).toBe('client_aborted');
+    expect(x.response.status).toBeNull();
+    expect(x.response.error?.message).toMatch(/timed out.*not forwarded|not forwarded.*timed out/);
+    const [approval] = await gateway!.approvals.list();
+    expect(approval).toMatchObject({ status: 'timed_out' });
+  });
 });

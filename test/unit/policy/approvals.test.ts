@@ -577,4 +577,23 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
       await restarted.close();
     }
   });
+
+  it('a grant does not let through a call whose client has already gone, nor records its use', async () => {
+    // Went wrong: the grant was checked without looking at the client, and its use was recorded for a call that was
+    // then sent upstream for nobody.
+    const r = rule({ grant: '1h' });
+    const first = gateway.hold(call(r));
+    await gateway.approve(await pendingId(gateway), bob, { grantMinutes: 30 });
+    await first;
+    const gone = new AbortController();
+    gone.abort();
+    expect(await gateway.hold(call(r, { signal: gone.signal }))).toEqual({
+      outcome: 'cancelled',
+      approvalId: '',
+      reason: 'the client closed the connection',
+    });
+    expect((await store.recordsOfKinds(['approval.grant_used', 'approval.held'], 0, 100)).map((x) => x.kind)).toEqual([
+      'approval.held',
+    ]);
+  });
 });
