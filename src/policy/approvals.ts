@@ -146,8 +146,8 @@ export interface ApprovalView extends HeldData {
   readonly endReason: string | null;
 }
 
-/** What an approval did: the approval as it now stands, and how long a grant it made, in ms (null: it made none). */
-export type ApprovalDecided = ApprovalView & { readonly grantMs: number | null };
+/** What an approval did: the approval as it now stands, and the grant it made with its length in ms (null: none). */
+export type ApprovalDecided = ApprovalView & { readonly grant: (GrantedData & { readonly ms: number }) | null };
 
 /** How a held call ended, for the proxy. */
 export type HoldOutcome =
@@ -537,7 +537,7 @@ export class ApprovalCoordinator {
    * Approve a held call. With `grantMinutes`, also let later calls by the same caller that match the same rule on the
    * same connection through without a hold, for that long (at most the rule's `grant`); with `approvals_required` > 1,
    * a grant is made when every approval asked for one, for the shortest asked (so not by an approval that leaves the
-   * call pending). The result's `grantMs` says whether this approval made one.
+   * call pending). The result's `grant` says whether this approval made one.
    *
    * @throws ApprovalRefused
    */
@@ -583,7 +583,7 @@ export class ApprovalCoordinator {
     await this.decide(s, { approvalId: id, decision: 'approve', approver, reason: opts.reason ?? null, grantMs });
     const now = this.clock();
     const after = tally(s, now);
-    let granted: number | null = null;
+    let granted: ApprovalDecided['grant'] = null;
     if (after.status === 'approved' && !s.ended) {
       const asked = s.decisions
         .filter(
@@ -609,10 +609,10 @@ export class ApprovalCoordinator {
         };
         await this.append(APPROVAL_KINDS.granted, held.exchangeId, held.sessionId, grant);
         this.grants.set(grant.grantId, grant);
-        granted = grant.expiresAt - now;
+        granted = { ...grant, ms: grant.expiresAt - now };
       }
     }
-    return { ...this.viewOf(s, now), grantMs: granted };
+    return { ...this.viewOf(s, now), grant: granted };
   }
 
   /** Deny a held call; the client receives 403 with `reason`. The caller may withdraw their own call this way. */

@@ -297,6 +297,78 @@ describe('approvals through a running gateway', () => {
     expect((await call()).status).toBe(200);
   }, 60_000);
 
+  it('`approve --json` says, as the words do, whether the call was released and what grant was made', async () => {
+    // Went wrong: `approve --json` printed the approval only: with two approvers required, nothing in it said whether
+    // this approval released the call or made a grant (one asked for is made only by the last approval, if every
+    // approver asked for one), nor what a grant covered.
+    const call = (session = 'pair-grants-json') =>
+      fetch(`${h.url}/c/pair/v1/messages`, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'anthropic-version': '2023-06-01',
+          'x-api-key': CLIENT_KEY,
+          'x-vigil-session': session,
+        },
+        body: JSON.stringify({
+          model: 'claude-haiku-4-5',
+          max_tokens: 50,
+          tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
+          messages: [{ role: 'user', content: 'tidy the build directory' }],
+        }),
+      });
+    const approve = async (id: string, user: string, grant?: string) => {
+      const r = await vigil(
+        ['approvals', 'approve', id, '--json', ...(grant ? ['--grant', grant] : []), '--data-dir', h.dataDir],
+        { USER: user },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as Record<string, unknown>;
+    };
+
+    // Bob asks for no grant, Carol for 10 min: Carol's approval releases the call, and makes no grant.
+    const first = call();
+    let held = await waitForHeld('pair');
+    expect(await approve(held.id, 'bob')).toMatchObject({
+      id: held.id,
+      status: 'pending',
+      released: false,
+      grant: null,
+    });
+    expect(await approve(held.id, 'carol', '10')).toMatchObject({ status: 'approved', released: true, grant: null });
+    expect((await first).status).toBe(200);
+
+    // Bob asks for 5 min, Carol for 10: Carol's approval releases the call and makes the grant, for 5.
+    const second = call();
+    held = await waitForHeld('pair');
+    expect(await approve(held.id, 'bob', '5')).toMatchObject({ status: 'pending', released: false, grant: null });
+    const last = await approve(held.id, 'carol', '10');
+    expect(last).toMatchObject({
+      status: 'approved',
+      released: true,
+      grant: {
+        id: expect.stringMatching(/^grt_/) as unknown,
+        minutes: 5,
+        expiresAt: expect.any(Number) as unknown,
+        caller: { method: 'anonymous', subject: 'anonymous' },
+        connection: 'pair',
+        rule: 'shell access',
+        session: held.sessionId,
+      },
+    });
+    expect((await second).status).toBe(200);
+
+    // A denial releases nothing either (in another session: the grant covers this one).
+    const third = call('pair-denied-json');
+    held = await waitForHeld('pair');
+    const denied = await vigil(
+      ['approvals', 'deny', held.id, '--reason', 'not now', '--json', '--data-dir', h.dataDir],
+      { USER: 'bob' },
+    );
+    expect(JSON.parse(denied.stdout)).toMatchObject({ status: 'denied', released: false, grant: null });
+    expect((await third).status).toBe(403);
+  }, 60_000);
+
   it('with neither USER nor LOGNAME set (cron, containers), the key’s owner still cannot approve its calls', async () => {
     // Went wrong: `keys create` fell back to cli:unknown, `approvals approve` to the OS account, so the owner did not
     // match and approved the calls of their own key.
