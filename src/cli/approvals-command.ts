@@ -24,7 +24,7 @@ import { signChain } from '../store/ledger-upkeep.js';
 import { openStore } from '../store/open-store.js';
 import { CliError } from './cli-error.js';
 import { recordCliRead } from './cli-reads.js';
-import { cliActor } from './cli-actor.js';
+import { cliLocalUser } from './cli-actor.js';
 
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -42,7 +42,7 @@ function usage(): never {
 /** The approver: a verified OIDC token when identity is configured, else the local OS user. */
 async function approverFor(config: VigilConfig, token: string | undefined): Promise<Approver> {
   if (config.identity.oidc.length === 0) {
-    return { method: 'local_user', subject: cliActor() };
+    return cliLocalUser();
   }
   if (!token) {
     throw new VigilError(

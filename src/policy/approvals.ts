@@ -17,7 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import { VigilError } from '../errors.js';
 import { gatewayKeyId } from '../identity/gateway-keys.js';
-import type { Principal } from '../identity/principal.js';
+import type { LocalUser, Principal } from '../identity/principal.js';
 import type { AuditStore, KeyRevokedData, StoredRecord } from '../store/audit-store.js';
 import type { CompiledRule } from './approval-rules.js';
 import type { ApprovalRequestSummary } from './approval-summary.js';
@@ -26,10 +26,7 @@ import type { ApprovalRequestSummary } from './approval-summary.js';
 export type ApprovalLedger = Pick<AuditStore, 'append' | 'recordsOfKinds'> & Partial<Pick<AuditStore, 'onAppended'>>;
 
 /** Who decides: a person or service with an OIDC token, an admin API token, or the local OS user of the CLI. */
-export type Approver =
-  | Principal
-  | { readonly method: 'admin_token'; readonly subject: string }
-  | { readonly method: 'local_user'; readonly subject: string };
+export type Approver = Principal | { readonly method: 'admin_token'; readonly subject: string } | LocalUser;
 
 /** The rule as recorded with the held call: all a decider (maybe another process, without this config) checks. */
 export interface HeldRule {

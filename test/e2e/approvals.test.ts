@@ -369,6 +369,49 @@ describe('approvals through a running gateway', () => {
     expect((await third).status).toBe(403);
   }, 60_000);
 
+  it('the CLI names its local user the same way when it reads and when it decides, in the access log too', async () => {
+    // Went wrong: `vigil approvals list` (and every CLI read) recorded its reader as `anonymous cli:<user>`, while
+    // `vigil approvals approve` recorded the same person as `local_user cli:<user>`: one user, two identities.
+    // Reads recorded that way before stay in the access log as they were written.
+    await h.gateway.store.append({
+      records: [
+        {
+          kind: 'recording.read',
+          at: Date.now(),
+          data: { actor: { method: 'anonymous', subject: 'cli:olddana' }, role: 'admin', what: 'session', ids: ['s1'] },
+        },
+      ],
+    });
+    const call = fetch(`${h.url}/c/review/v1/messages`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': CLIENT_KEY },
+      body: JSON.stringify({
+        model: 'claude-haiku-4-5',
+        max_tokens: 50,
+        tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
+        messages: [{ role: 'user', content: 'who reads this?' }],
+      }),
+    });
+    const held = await waitForHeld('review');
+    const dana = { USER: 'dana' };
+    expect(await vigil(['approvals', 'show', held.id, '--json', '--data-dir', h.dataDir], dana)).toMatchObject({
+      code: 0,
+    });
+    const approved = await vigil(['approvals', 'approve', held.id, '--json', '--data-dir', h.dataDir], dana);
+    const decidedBy = (JSON.parse(approved.stdout) as { approvals: Array<{ by: unknown }> }).approvals[0]!.by;
+    expect(decidedBy).toEqual({ method: 'local_user', subject: 'cli:dana' });
+    expect((await call).status).toBe(200);
+
+    const log = (await (await fetch(`${h.gateway.adminUrl}/api/v1/access-log?limit=1000`)).json()) as {
+      items: Array<{ data: { actor: unknown; what: string; ids: string[] } }>;
+    };
+    const reads = log.items.map((e) => e.data);
+    expect(reads).toContainEqual(expect.objectContaining({ what: 'approval', ids: [held.id], actor: decidedBy }));
+    expect(reads).toContainEqual(
+      expect.objectContaining({ what: 'session', ids: ['s1'], actor: { method: 'anonymous', subject: 'cli:olddana' } }),
+    );
+  }, 60_000);
+
   it('with neither USER nor LOGNAME set (cron, containers), the key’s owner still cannot approve its calls', async () => {
     // Went wrong: `keys create` fell back to cli:unknown, `approvals approve` to the OS account, so the owner did not
     // match and approved the calls of their own key.
