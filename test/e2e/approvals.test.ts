@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SDKMessage } from '@anthropic-ai/claude-agent-sdk';
 import { runAgent } from '../support/agent.js';
 import { vigil } from '../support/cli.js';
-import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+import { CLIENT_KEY, postMessages, startHarness, type Harness } from '../support/gateway-harness.js';
 
 let h: Harness;
 let workDir: string;
@@ -140,6 +140,15 @@ async function holdCallWithKey(
   return { call, held };
 }
 
+/** A call offering the Bash tool (held on every connection here but `night`), from this machine, in `session`. */
+function callWithBash(connection: string, session: string, content = 'tidy the build directory'): Promise<Response> {
+  return postMessages(`${h.url}/c/${connection}`, session, {
+    max_tokens: 50,
+    tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
+    messages: [{ role: 'user', content }],
+  });
+}
+
 function resultOf(messages: SDKMessage[]): { subtype: string; result?: string; is_error?: boolean } {
   return messages.find((m) => m.type === 'result') as { subtype: string; result?: string; is_error?: boolean };
 }
@@ -242,23 +251,8 @@ describe('approvals through a running gateway', () => {
     // Went wrong: each `approve --grant N` printed that the caller was not held for N min, though with
     // approvals_required 2 a grant is made only by the last approval, only if every approver asked for one, and for the
     // shortest asked.
-    const call = () =>
-      fetch(`${h.url}/c/pair/v1/messages`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'anthropic-version': '2023-06-01',
-          'x-api-key': CLIENT_KEY,
-          // One session: an anonymous caller's grant covers the session it was given in.
-          'x-vigil-session': 'pair-grants',
-        },
-        body: JSON.stringify({
-          model: 'claude-haiku-4-5',
-          max_tokens: 50,
-          tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
-          messages: [{ role: 'user', content: 'tidy the build directory' }],
-        }),
-      });
+    // One session: an anonymous caller's grant covers the session it was given in.
+    const call = () => callWithBash('pair', 'pair-grants');
     const approve = (id: string, user: string, grant?: string) =>
       vigil(['approvals', 'approve', id, ...(grant ? ['--grant', grant] : []), '--data-dir', h.dataDir], {
         USER: user,
@@ -301,22 +295,7 @@ describe('approvals through a running gateway', () => {
     // Went wrong: `approve --json` printed the approval only: with two approvers required, nothing in it said whether
     // this approval released the call or made a grant (one asked for is made only by the last approval, if every
     // approver asked for one), nor what a grant covered.
-    const call = (session = 'pair-grants-json') =>
-      fetch(`${h.url}/c/pair/v1/messages`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'anthropic-version': '2023-06-01',
-          'x-api-key': CLIENT_KEY,
-          'x-vigil-session': session,
-        },
-        body: JSON.stringify({
-          model: 'claude-haiku-4-5',
-          max_tokens: 50,
-          tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
-          messages: [{ role: 'user', content: 'tidy the build directory' }],
-        }),
-      });
+    const call = (session = 'pair-grants-json') => callWithBash('pair', session);
     const approve = async (id: string, user: string, grant?: string) => {
       const r = await vigil(
         ['approvals', 'approve', id, '--json', ...(grant ? ['--grant', grant] : []), '--data-dir', h.dataDir],
@@ -382,16 +361,7 @@ describe('approvals through a running gateway', () => {
         },
       ],
     });
-    const call = fetch(`${h.url}/c/review/v1/messages`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'anthropic-version': '2023-06-01', 'x-api-key': CLIENT_KEY },
-      body: JSON.stringify({
-        model: 'claude-haiku-4-5',
-        max_tokens: 50,
-        tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
-        messages: [{ role: 'user', content: 'who reads this?' }],
-      }),
-    });
+    const call = callWithBash('review', 'local-user-reads', 'who reads this?');
     const held = await waitForHeld('review');
     const dana = { USER: 'dana' };
     expect(await vigil(['approvals', 'show', held.id, '--json', '--data-dir', h.dataDir], dana)).toMatchObject({

@@ -4,19 +4,23 @@
  * test can make one kind of record wait (a trigger that takes an advisory lock the test holds): a slow store, made
  * deterministic.
  */
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import type { Socket } from 'node:net';
 import pg from 'pg';
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load-config.js';
 import type { VigilConfigInput } from '../../src/config/config-schema.js';
 import { startGateway, type Gateway } from '../../src/gateway.js';
 import { readSession, type ExchangeView } from '../../src/recorder/exchange-reader.js';
 import { startFakeAnthropic, type FakeAnthropic } from '../../src/sandbox/fake-anthropic.js';
-import { CLIENT_KEY, GATEWAY_KEY } from '../support/gateway-harness.js';
+import { GATEWAY_KEY, postMessages } from '../support/gateway-harness.js';
 import { POSTGRES_TEST_URL, storeKinds } from '../support/stores.js';
 import { until } from '../support/until.js';
 
-const STALL_LOCK = 7_310_001;
+/** This run's advisory lock (two keys): advisory locks are the whole database's, and other runs may stall too. */
+const STALL_LOCK = [7310, process.pid] as const;
+const LOCK_ARGS = STALL_LOCK.join(', ');
 
 describe.runIf(storeKinds().includes('postgres'))('a held call on PostgreSQL', () => {
   const schema = `vigil_held_${process.pid}_${Date.now().toString(36)}`;
@@ -42,6 +46,16 @@ describe.runIf(storeKinds().includes('postgres'))('a held call on PostgreSQL', (
     } as VigilConfigInput);
   const start = (): Promise<Gateway> => startGateway(config(), { log: pino({ level: 'silent' }) });
 
+  // Connections accepted in this process (the gateway's, the fake upstream's), to know when the gateway has seen a
+  // client leave.
+  const serverSockets = new Set<Socket>();
+  const onSocket = ({ socket }: { socket: Socket }): void => {
+    serverSockets.add(socket);
+    socket.once('close', () => serverSockets.delete(socket));
+  };
+  beforeAll(() => subscribe('net.server.socket', onSocket as (m: unknown) => void));
+  afterAll(() => unsubscribe('net.server.socket', onSocket as (m: unknown) => void));
+
   beforeEach(async () => {
     process.env.VIGIL_TEST_UPSTREAM_KEY = GATEWAY_KEY;
     fake = await startFakeAnthropic({ apiKey: GATEWAY_KEY });
@@ -54,7 +68,7 @@ describe.runIf(storeKinds().includes('postgres'))('a held call on PostgreSQL', (
     await sql.query(`CREATE FUNCTION vigil_test_stall() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
         IF EXISTS (SELECT 1 FROM vigil_test_stall s WHERE s.kind = NEW.kind) THEN
-          PERFORM pg_advisory_xact_lock_shared(${STALL_LOCK});
+          PERFORM pg_advisory_xact_lock_shared(${LOCK_ARGS});
         END IF;
         RETURN NEW;
       END $$`);
@@ -73,37 +87,38 @@ describe.runIf(storeKinds().includes('postgres'))('a held call on PostgreSQL', (
 
   /** Inserts of `kind` wait from now until {@link release}. */
   async function stall(kind: string): Promise<void> {
-    await sql.query(`SELECT pg_advisory_lock(${STALL_LOCK})`);
+    await sql.query(`SELECT pg_advisory_lock(${LOCK_ARGS})`);
     await sql.query(`INSERT INTO vigil_test_stall VALUES ($1)`, [kind]);
   }
   async function release(): Promise<void> {
     await sql.query(`DELETE FROM vigil_test_stall`);
-    await sql.query(`SELECT pg_advisory_unlock(${STALL_LOCK})`);
+    await sql.query(`SELECT pg_advisory_unlock(${LOCK_ARGS})`);
   }
   /** Resolves once an insert is waiting on the stall. */
   function stalled(): Promise<unknown> {
     return until('an insert to wait on the stall', async () => {
-      const r = await sql.query(`SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted`);
+      const r = await sql.query(
+        `SELECT 1 FROM pg_locks
+         WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2 AND NOT granted`,
+        [...STALL_LOCK],
+      );
       return r.rowCount ? true : undefined;
     });
   }
 
+  /** Aborts the client's call and waits until the gateway has seen its connection close. */
+  async function hangUp(client: AbortController): Promise<void> {
+    const port = Number(new URL(gateway!.url).port);
+    const clients = (): number => [...serverSockets].filter((s) => s.localPort === port).length;
+    const open = clients();
+    client.abort();
+    await until('the gateway to see the client leave', () => (clients() < open ? true : undefined));
+    await new Promise((r) => setImmediate(r));
+  }
+
   function send(session: string, signal?: AbortSignal): Promise<{ status: number; body: unknown } | 'aborted'> {
-    return fetch(`${gateway!.url}/v1/messages`, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'anthropic-version': '2023-06-01',
-        'x-api-key': CLIENT_KEY,
-        'x-vigil-session': session,
-      },
-      body: JSON.stringify({
-        model: 'claude-haiku-4-5',
-        max_tokens: 20,
-        messages: [{ role: 'user', content: 'deploy' }],
-      }),
-      ...(signal ? { signal } : {}),
-    }).then(
+    const deploy = { messages: [{ role: 'user', content: 'deploy' }] };
+    return postMessages(gateway!.url, session, deploy, signal ? { signal } : {}).then(
       async (r) => ({ status: r.status, body: (await r.json()) as unknown }),
       () => 'aborted' as const,
     );
@@ -158,8 +173,7 @@ describe.runIf(storeKinds().includes('postgres'))('a held call on PostgreSQL', (
     const client = new AbortController();
     const answer = send('grant', client.signal);
     await stalled();
-    client.abort();
-    await new Promise((r) => setTimeout(r, 200));
+    await hangUp(client);
     await release();
     expect(await answer).toBe('aborted');
     const x = await exchangeOf(gateway!, 'grant', 1);
@@ -175,8 +189,7 @@ describe.runIf(storeKinds().includes('postgres'))('a held call on PostgreSQL', (
     const client = new AbortController();
     const answer = send('timeout-gone', client.signal);
     await stalled();
-    client.abort();
-    await new Promise((r) => setTimeout(r, 200));
+    await hangUp(client);
     await release();
     expect(await answer).toBe('aborted');
     const x = await exchangeOf(gateway!, 'timeout-gone');
