@@ -152,7 +152,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const close = (graceMs = config.shutdown.grace): Promise<void> => {
     closing ??= (async () => {
       const stopped = proxy.stopAccepting();
-      // Calls still held are answered 503 now, so clients retry on a gateway that stays up.
+      // Calls still held (or still being held) are answered 503 now, so clients retry on a gateway that stays up; this
+      // returns once each has its answer and its cancellation is recorded, whatever the grace.
       await approvals.close();
       const deadline = Date.now() + graceMs;
       while (recorder.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));

@@ -123,7 +123,7 @@ export const APPROVAL_ROUTES: readonly AdminRoute[] = [
       const grant = body.grant_minutes;
       if (grant !== undefined && typeof grant !== 'number')
         throw new VigilError('BAD_REQUEST', 'grant_minutes must be a number');
-      const { grantMs: _made, ...approval } = await coordinator(ctx).approve(ctx.params.id!, approverOf(ctx.caller), {
+      const { grant: _made, ...approval } = await coordinator(ctx).approve(ctx.params.id!, approverOf(ctx.caller), {
         reason: optionalString(body, 'reason'),
         grantMinutes: grant,
       });

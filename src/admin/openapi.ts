@@ -586,10 +586,12 @@ export const OPENAPI_DOCUMENT = {
             properties: {
               actor: {
                 type: 'object',
-                description: 'Who read: the OIDC principal, an admin token, or anonymous (loopback).',
+                description:
+                  'Who read: the OIDC principal, an admin token, anonymous (loopback), or the CLI’s local user ' +
+                  '(`local_user`, `cli:<user>`; reads the CLI recorded before it named its user so say `anonymous`).',
               },
               role: { enum: ['admin', 'auditor', 'user'] },
-              what: { enum: ['session', 'exchange', 'events', 'search', 'export'] },
+              what: { enum: ['session', 'exchange', 'events', 'search', 'export', 'approval'] },
               ids: { type: 'array', items: { type: 'string' } },
               query: { type: 'string' },
               address: { type: ['string', 'null'] },

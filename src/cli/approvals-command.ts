@@ -13,12 +13,18 @@ import { loadConfig } from '../config/load-config.js';
 import type { VigilConfig } from '../config/config-schema.js';
 import { VigilError } from '../errors.js';
 import { OidcVerifier } from '../identity/oidc-verifier.js';
-import { ApprovalCoordinator, ApprovalRefused, type Approver, type ApprovalView } from '../policy/approvals.js';
+import {
+  ApprovalCoordinator,
+  ApprovalRefused,
+  type ApprovalDecided,
+  type Approver,
+  type ApprovalView,
+} from '../policy/approvals.js';
 import { signChain } from '../store/ledger-upkeep.js';
 import { openStore } from '../store/open-store.js';
 import { CliError } from './cli-error.js';
 import { recordCliRead } from './cli-reads.js';
-import { cliActor } from './cli-actor.js';
+import { cliLocalUser } from './cli-actor.js';
 
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -36,7 +42,7 @@ function usage(): never {
 /** The approver: a verified OIDC token when identity is configured, else the local OS user. */
 async function approverFor(config: VigilConfig, token: string | undefined): Promise<Approver> {
   if (config.identity.oidc.length === 0) {
-    return { method: 'local_user', subject: cliActor() };
+    return cliLocalUser();
   }
   if (!token) {
     throw new VigilError(
@@ -126,25 +132,25 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
       return 0;
     }
     let v: ApprovalView;
-    let grantMs: number | null = null;
+    let grant: ApprovalDecided['grant'] = null;
     if (verb === 'approve') {
-      ({ grantMs, ...v } = await approvals.approve(id!, approver!, { reason: values.reason, grantMinutes }));
+      ({ grant, ...v } = await approvals.approve(id!, approver!, { reason: values.reason, grantMinutes }));
     } else v = await approvals.deny(id!, approver!, values.reason!);
     await signChain(config, store, { create: false });
     // With approvals_required > 1, a grant is made only when the last approval comes and every approver asked for one
-    // (for the shortest asked): say what this approval did, not what was asked.
-    if (values.json) out.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+    // (for the shortest asked): say what this approval did, not what was asked, in JSON as in words.
+    if (values.json) out.stdout.write(`${JSON.stringify(decisionJson(v, grant), null, 2)}\n`);
     else if (v.status === 'approved') {
       // What a grant covers (README, "Approvals"): this caller on this connection's rule; an anonymous caller only in
       // this session, since everyone on the machine is `anonymous`.
-      const scope = v.caller.method === 'anonymous' ? ` in session ${v.sessionId}` : ` on connection ${v.connection}`;
-      const grant =
-        grantMs !== null
-          ? `; ${who(v.caller)} is not held on rule "${v.rule.name}"${scope} for ${minutes(grantMs)} min`
+      const scope = grant?.session !== undefined ? ` in session ${grant.session}` : ` on connection ${v.connection}`;
+      const made =
+        grant !== null
+          ? `; ${who(v.caller)} is not held on rule "${grant.rule}"${scope} for ${minutes(grant.ms)} min`
           : grantMinutes
             ? `; no grant was made: rule "${v.rule.name}" needs ${v.rule.approvalsRequired} approvals, and a grant is made only when every approver asks for one`
             : '';
-      out.stdout.write(`approved ${v.id}: the call goes ahead${grant}\n`);
+      out.stdout.write(`approved ${v.id}: the call goes ahead${made}\n`);
     } else if (v.status === 'denied') out.stdout.write(`denied ${v.id}: the caller is told "${values.reason}"\n`);
     else
       out.stdout.write(
@@ -162,6 +168,31 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
     await approvals.close();
     await store.close();
   }
+}
+
+/**
+ * What `approve --json` and `deny --json` print (README, "Approvals"): the approval as it now stands, whether this
+ * decision released the call (every approval it needs is in: the gateway holding it sends it on), and the grant this
+ * approval made, with what it covers, or null.
+ */
+function decisionJson(v: ApprovalView, grant: ApprovalDecided['grant']): object {
+  return {
+    ...v,
+    released: v.status === 'approved',
+    grant:
+      grant === null
+        ? null
+        : {
+            id: grant.grantId,
+            minutes: minutes(grant.ms),
+            expiresAt: grant.expiresAt,
+            caller: grant.caller,
+            connection: grant.connection,
+            rule: grant.rule,
+            // An anonymous caller's grant covers only this session; null: every session.
+            session: grant.session ?? null,
+          },
+  };
 }
 
 /** A grant's length in minutes, as an approver would have typed it. */

@@ -1,4 +1,5 @@
 import { userInfo } from 'node:os';
+import type { LocalUser } from '../identity/principal.js';
 
 /**
  * Who runs a CLI command, as `cli:<user>`: the same for every command (a key's owner is compared with its approvers),
@@ -14,4 +15,12 @@ export function cliActor(): string {
     }
   }
   return `cli:${name}`;
+}
+
+/**
+ * Who runs a CLI command as an actor, the same wherever the CLI acts: reading recordings (the access log) and deciding
+ * held calls (which compare it with a key's owner, see `isSameActor`).
+ */
+export function cliLocalUser(): LocalUser {
+  return { method: 'local_user', subject: cliActor() };
 }

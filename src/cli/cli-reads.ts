@@ -7,7 +7,7 @@ import { loadConfig } from '../config/load-config.js';
 import type { RecordingReadData } from '../store/audit-store.js';
 import { signChain } from '../store/ledger-upkeep.js';
 import { openStore } from '../store/open-store.js';
-import { cliActor } from './cli-actor.js';
+import { cliLocalUser } from './cli-actor.js';
 
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -19,7 +19,7 @@ export async function recordCliRead(
   query?: string,
 ): Promise<void> {
   const data: RecordingReadData = {
-    actor: { method: 'anonymous', subject: cliActor() },
+    actor: cliLocalUser(),
     role: 'admin',
     what,
     ids,

@@ -19,4 +19,13 @@ export interface Principal {
   readonly keyId?: string;
 }
 
+/**
+ * A person known by their account on this machine, not by a credential: the CLI's OS user (`cli:<user>`), or the admin
+ * API's local admin without identity (`admin-api:localhost`). How they read and decide is recorded with this method.
+ */
+export interface LocalUser {
+  readonly method: 'local_user';
+  readonly subject: string;
+}
+
 export const ANONYMOUS: Principal = Object.freeze({ method: 'anonymous', subject: 'anonymous' });

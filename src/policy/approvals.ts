@@ -17,7 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import { VigilError } from '../errors.js';
 import { gatewayKeyId } from '../identity/gateway-keys.js';
-import type { Principal } from '../identity/principal.js';
+import type { LocalUser, Principal } from '../identity/principal.js';
 import type { AuditStore, KeyRevokedData, StoredRecord } from '../store/audit-store.js';
 import type { CompiledRule } from './approval-rules.js';
 import type { ApprovalRequestSummary } from './approval-summary.js';
@@ -26,10 +26,7 @@ import type { ApprovalRequestSummary } from './approval-summary.js';
 export type ApprovalLedger = Pick<AuditStore, 'append' | 'recordsOfKinds'> & Partial<Pick<AuditStore, 'onAppended'>>;
 
 /** Who decides: a person or service with an OIDC token, an admin API token, or the local OS user of the CLI. */
-export type Approver =
-  | Principal
-  | { readonly method: 'admin_token'; readonly subject: string }
-  | { readonly method: 'local_user'; readonly subject: string };
+export type Approver = Principal | { readonly method: 'admin_token'; readonly subject: string } | LocalUser;
 
 /** The rule as recorded with the held call: all a decider (maybe another process, without this config) checks. */
 export interface HeldRule {
@@ -146,8 +143,8 @@ export interface ApprovalView extends HeldData {
   readonly endReason: string | null;
 }
 
-/** What an approval did: the approval as it now stands, and how long a grant it made, in ms (null: it made none). */
-export type ApprovalDecided = ApprovalView & { readonly grantMs: number | null };
+/** What an approval did: the approval as it now stands, and the grant it made with its length in ms (null: none). */
+export type ApprovalDecided = ApprovalView & { readonly grant: (GrantedData & { readonly ms: number }) | null };
 
 /** How a held call ended, for the proxy. */
 export type HoldOutcome =
@@ -155,6 +152,7 @@ export type HoldOutcome =
   | { readonly outcome: 'granted'; readonly grant: GrantedData }
   | { readonly outcome: 'denied'; readonly approvalId: string; readonly by: Approver; readonly reason: string | null }
   | { readonly outcome: 'timed_out'; readonly approvalId: string; readonly timeoutMs: number }
+  /** `approvalId` is '' when the call was never held (nothing was recorded of it). */
   | { readonly outcome: 'cancelled'; readonly approvalId: string; readonly reason: string };
 
 export interface HoldRequest {
@@ -303,7 +301,8 @@ export function inGroups(a: Approver, groups: readonly string[]): boolean {
   return groups.length === 0 || groupsOf(a).some((g) => groups.includes(g));
 }
 
-function describeActor(a: Approver): string {
+/** An approver as messages name them: the e-mail when there is one, else the subject. */
+export function describeActor(a: Approver): string {
   return 'email' in a && a.email ? a.email : a.subject;
 }
 
@@ -365,6 +364,8 @@ export class ApprovalCoordinator {
   /** Records already read (chain:chainSeq → at), so that overlapping reads count each once. */
   private readonly seen = new Map<string, number>();
   private readonly waiters = new Map<string, Waiter>();
+  /** Calls in {@link hold}, from the start until their outcome: what close() waits for. */
+  private readonly holds = new Set<Promise<HoldOutcome>>();
   /** Gateway keys already warned about (see {@link ApprovalCoordinatorOptions.oidcApprovers}), once per process. */
   private readonly warnedOwners = new Set<string>();
   private lastReadStart: number | null = null;
@@ -405,11 +406,26 @@ export class ApprovalCoordinator {
 
   /**
    * Hold a call until it is decided. Resolves at once with `granted` when an active grant covers the caller and rule.
-   * Rejects only when the held call cannot be recorded (the proxy then fails closed).
+   * Rejects only when the held call cannot be recorded (the proxy then fails closed). Resolves with `cancelled` and no
+   * `approvalId` when the call was never held: the gateway is closing, or the client left first.
    */
-  async hold(req: HoldRequest): Promise<HoldOutcome> {
+  hold(req: HoldRequest): Promise<HoldOutcome> {
+    const holding = this.holdCall(req);
+    // Until it ends, close() waits for it (see there). Only held calls pay for this.
+    this.holds.add(holding);
+    const forget = (): void => void this.holds.delete(holding);
+    holding.then(forget, forget);
+    return holding;
+  }
+
+  private async holdCall(req: HoldRequest): Promise<HoldOutcome> {
     if (this.closed) return { outcome: 'cancelled', approvalId: '', reason: 'the gateway is shutting down' };
     await this.refresh();
+    // Checked again after the read: a call whose client has gone is neither let through by a grant (whose use would
+    // be recorded for a call never sent) nor held.
+    if (req.signal?.aborted)
+      return { outcome: 'cancelled', approvalId: '', reason: 'the client closed the connection' };
+    if (this.closed) return { outcome: 'cancelled', approvalId: '', reason: 'the gateway is shutting down' };
     const now = this.clock();
     const grant = this.activeGrant(req.caller, req.connection, req.rule.name, now, req.sessionId);
     if (grant) {
@@ -440,7 +456,7 @@ export class ApprovalCoordinator {
       expiresAt: now + req.rule.timeoutMs,
     };
     if (req.signal?.aborted)
-      return { outcome: 'cancelled', approvalId: held.id, reason: 'the client closed the connection' };
+      return { outcome: 'cancelled', approvalId: '', reason: 'the client closed the connection' };
     this.warnOfUnmatchableOwner(req.caller);
     const stored = ownRecord(
       await this.ledger.append({
@@ -518,7 +534,7 @@ export class ApprovalCoordinator {
    * Approve a held call. With `grantMinutes`, also let later calls by the same caller that match the same rule on the
    * same connection through without a hold, for that long (at most the rule's `grant`); with `approvals_required` > 1,
    * a grant is made when every approval asked for one, for the shortest asked (so not by an approval that leaves the
-   * call pending). The result's `grantMs` says whether this approval made one.
+   * call pending). The result's `grant` says whether this approval made one.
    *
    * @throws ApprovalRefused
    */
@@ -564,7 +580,7 @@ export class ApprovalCoordinator {
     await this.decide(s, { approvalId: id, decision: 'approve', approver, reason: opts.reason ?? null, grantMs });
     const now = this.clock();
     const after = tally(s, now);
-    let granted: number | null = null;
+    let granted: ApprovalDecided['grant'] = null;
     if (after.status === 'approved' && !s.ended) {
       const asked = s.decisions
         .filter(
@@ -590,10 +606,10 @@ export class ApprovalCoordinator {
         };
         await this.append(APPROVAL_KINDS.granted, held.exchangeId, held.sessionId, grant);
         this.grants.set(grant.grantId, grant);
-        granted = grant.expiresAt - now;
+        granted = { ...grant, ms: grant.expiresAt - now };
       }
     }
-    return { ...this.viewOf(s, now), grantMs: granted };
+    return { ...this.viewOf(s, now), grant: granted };
   }
 
   /** Deny a held call; the client receives 403 with `reason`. The caller may withdraw their own call this way. */
@@ -610,13 +626,19 @@ export class ApprovalCoordinator {
     return this.viewOf(s, this.clock());
   }
 
-  /** Stop following the ledger; calls still held end as cancelled (the gateway is going away). */
+  /**
+   * Stop following the ledger; calls still held end as cancelled (the gateway is going away). Resolves once every call
+   * this coordinator was holding has ended and its end is recorded, including a call whose hold was still being
+   * recorded (it ends as soon as it is): the store may close next. A caller awaiting {@link hold} has had its outcome
+   * by then, since it was waiting on the same promise first (the proxy answers such a call at once, without waiting).
+   */
   async close(): Promise<void> {
     this.closed = true;
     this.unsubscribe?.();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    await Promise.all([...this.waiters.keys()].map((id) => this.end(id, 'cancelled', 'the gateway is shutting down')));
+    for (const id of [...this.waiters.keys()]) void this.end(id, 'cancelled', 'the gateway is shutting down');
+    await Promise.allSettled([...this.holds]);
     await this.reading?.catch(() => undefined);
   }
 

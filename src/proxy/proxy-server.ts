@@ -16,7 +16,7 @@ import type { Principal } from '../identity/principal.js';
 import { deniedRecordMessage, evaluate, type Evaluation } from '../policy/approval-rules.js';
 import { findingTypes } from '../recorder/masking/masker.js';
 import { summarizeRequest } from '../policy/approval-summary.js';
-import type { ApprovalCoordinator, HoldOutcome } from '../policy/approvals.js';
+import { describeActor, type ApprovalCoordinator, type HoldOutcome } from '../policy/approvals.js';
 import type { PolicyDecision } from '../policy/policy.js';
 import type { ExchangeRecording, Recorder } from '../recorder/recorder.js';
 import type { Outcome } from '../store/audit-store.js';
@@ -320,16 +320,25 @@ export class ProxyServer {
     } finally {
       res.off('close', onClose);
     }
+    // The client may have left while the hold was ending (a grant or a timeout being recorded, a decision landing): it
+    // received nothing, so nothing goes upstream, and the exchange is recorded as the client's leaving, with what became
+    // of the hold, not with a status nobody received. Once forward() starts, its own `close` listener takes over.
+    if (clientGone.signal.aborted) {
+      rec.fail('client_aborted', { type: 'client_aborted', message: leftWhileHeld(outcome) });
+      return false;
+    }
     switch (outcome.outcome) {
       case 'approved':
       case 'granted':
         return true;
       case 'denied': {
-        const by = 'email' in outcome.by && outcome.by.email ? outcome.by.email : outcome.by.subject;
         const why = outcome.reason ? `: ${outcome.reason}` : '';
         return refuse(
           'approval_denied',
-          new VigilError('NOT_ALLOWED', `denied by ${by} (approval ${outcome.approvalId}, rule "${rule}")${why}`),
+          new VigilError(
+            'NOT_ALLOWED',
+            `denied by ${describeActor(outcome.by)} (approval ${outcome.approvalId}, rule "${rule}")${why}`,
+          ),
         );
       }
       case 'timed_out': {
@@ -344,13 +353,6 @@ export class ProxyServer {
         );
       }
       case 'cancelled': {
-        if (clientGone.signal.aborted) {
-          rec.fail('client_aborted', {
-            type: 'client_aborted',
-            message: `the client gave up while the call was held for approval (${outcome.approvalId})`,
-          });
-          return false;
-        }
         // The gateway is stopping: a retry (the SDKs retry 503) lands on a gateway that is not.
         // Recorded as the client received it (the approval's own records say it was cancelled by the shutdown).
         this.refuse(res, rec, new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry'), {
@@ -564,6 +566,25 @@ export function pathProblem(path: string): string | null {
     if (decoded.includes('/') || decoded.includes('\\')) return 'must not contain an encoded slash or backslash';
   }
   return null;
+}
+
+/** What the record of a held call keeps when its client left before it was answered: what became of the hold. */
+function leftWhileHeld(o: HoldOutcome): string {
+  if (o.outcome === 'granted') {
+    return `the client closed the connection while grant ${o.grant.grantId} was letting the call through; it was not forwarded`;
+  }
+  if (o.approvalId === '') return 'the client closed the connection before the call was held; it was not forwarded';
+  const held = `the client closed the connection while the call was held for approval (${o.approvalId})`;
+  switch (o.outcome) {
+    case 'approved':
+      return `${held}; it was then approved by ${o.by.map(describeActor).join(', ')}, but not forwarded`;
+    case 'denied':
+      return `${held}; it was then denied by ${describeActor(o.by)}, and not forwarded`;
+    case 'timed_out':
+      return `${held}; it then timed out, and was not forwarded`;
+    case 'cancelled':
+      return `${held}; it was not forwarded`;
+  }
 }
 
 function isTimeout(err: unknown): boolean {

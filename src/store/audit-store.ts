@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import type { Principal } from '../identity/principal.js';
+import type { LocalUser, Principal } from '../identity/principal.js';
 import type { ChainHead } from './ledger.js';
 
 /**
@@ -225,8 +225,11 @@ export interface ChainPosition {
   readonly chainSeq: number;
 }
 
-/** Who read a recording: an authenticated person or service, or an admin API token. */
-export type RecordingReader = Principal | { readonly method: 'admin_token'; readonly subject: string };
+/**
+ * Who read a recording: an authenticated person or service, an admin API token, or the CLI's local user. Reads by the
+ * CLI recorded before it named its user `local_user` say `anonymous`, with the same `cli:<user>` subject.
+ */
+export type RecordingReader = Principal | { readonly method: 'admin_token'; readonly subject: string } | LocalUser;
 
 /** Payload of a `recording.read` record: every read of recorded content through the admin API is itself recorded. */
 export interface RecordingReadData {

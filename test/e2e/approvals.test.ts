@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SDKMessage } from '@anthropic-ai/claude-agent-sdk';
 import { runAgent } from '../support/agent.js';
 import { vigil } from '../support/cli.js';
-import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+import { CLIENT_KEY, postMessages, startHarness, type Harness } from '../support/gateway-harness.js';
 
 let h: Harness;
 let workDir: string;
@@ -140,6 +140,15 @@ async function holdCallWithKey(
   return { call, held };
 }
 
+/** A call offering the Bash tool (held on every connection here but `night`), from this machine, in `session`. */
+function callWithBash(connection: string, session: string, content = 'tidy the build directory'): Promise<Response> {
+  return postMessages(`${h.url}/c/${connection}`, session, {
+    max_tokens: 50,
+    tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
+    messages: [{ role: 'user', content }],
+  });
+}
+
 function resultOf(messages: SDKMessage[]): { subtype: string; result?: string; is_error?: boolean } {
   return messages.find((m) => m.type === 'result') as { subtype: string; result?: string; is_error?: boolean };
 }
@@ -242,23 +251,8 @@ describe('approvals through a running gateway', () => {
     // Went wrong: each `approve --grant N` printed that the caller was not held for N min, though with
     // approvals_required 2 a grant is made only by the last approval, only if every approver asked for one, and for the
     // shortest asked.
-    const call = () =>
-      fetch(`${h.url}/c/pair/v1/messages`, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'anthropic-version': '2023-06-01',
-          'x-api-key': CLIENT_KEY,
-          // One session: an anonymous caller's grant covers the session it was given in.
-          'x-vigil-session': 'pair-grants',
-        },
-        body: JSON.stringify({
-          model: 'claude-haiku-4-5',
-          max_tokens: 50,
-          tools: [{ name: 'Bash', input_schema: { type: 'object' } }],
-          messages: [{ role: 'user', content: 'tidy the build directory' }],
-        }),
-      });
+    // One session: an anonymous caller's grant covers the session it was given in.
+    const call = () => callWithBash('pair', 'pair-grants');
     const approve = (id: string, user: string, grant?: string) =>
       vigil(['approvals', 'approve', id, ...(grant ? ['--grant', grant] : []), '--data-dir', h.dataDir], {
         USER: user,
@@ -295,6 +289,97 @@ describe('approvals through a running gateway', () => {
     expect((await second).status).toBe(200);
     // The grant covers the next call: it is not held.
     expect((await call()).status).toBe(200);
+  }, 60_000);
+
+  it('`approve --json` says, as the words do, whether the call was released and what grant was made', async () => {
+    // Went wrong: `approve --json` printed the approval only: with two approvers required, nothing in it said whether
+    // this approval released the call or made a grant (one asked for is made only by the last approval, if every
+    // approver asked for one), nor what a grant covered.
+    const call = (session = 'pair-grants-json') => callWithBash('pair', session);
+    const approve = async (id: string, user: string, grant?: string) => {
+      const r = await vigil(
+        ['approvals', 'approve', id, '--json', ...(grant ? ['--grant', grant] : []), '--data-dir', h.dataDir],
+        { USER: user },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      return JSON.parse(r.stdout) as Record<string, unknown>;
+    };
+
+    // Bob asks for no grant, Carol for 10 min: Carol's approval releases the call, and makes no grant.
+    const first = call();
+    let held = await waitForHeld('pair');
+    expect(await approve(held.id, 'bob')).toMatchObject({
+      id: held.id,
+      status: 'pending',
+      released: false,
+      grant: null,
+    });
+    expect(await approve(held.id, 'carol', '10')).toMatchObject({ status: 'approved', released: true, grant: null });
+    expect((await first).status).toBe(200);
+
+    // Bob asks for 5 min, Carol for 10: Carol's approval releases the call and makes the grant, for 5.
+    const second = call();
+    held = await waitForHeld('pair');
+    expect(await approve(held.id, 'bob', '5')).toMatchObject({ status: 'pending', released: false, grant: null });
+    const last = await approve(held.id, 'carol', '10');
+    expect(last).toMatchObject({
+      status: 'approved',
+      released: true,
+      grant: {
+        id: expect.stringMatching(/^grt_/) as unknown,
+        minutes: 5,
+        expiresAt: expect.any(Number) as unknown,
+        caller: { method: 'anonymous', subject: 'anonymous' },
+        connection: 'pair',
+        rule: 'shell access',
+        session: held.sessionId,
+      },
+    });
+    expect((await second).status).toBe(200);
+
+    // A denial releases nothing either (in another session: the grant covers this one).
+    const third = call('pair-denied-json');
+    held = await waitForHeld('pair');
+    const denied = await vigil(
+      ['approvals', 'deny', held.id, '--reason', 'not now', '--json', '--data-dir', h.dataDir],
+      { USER: 'bob' },
+    );
+    expect(JSON.parse(denied.stdout)).toMatchObject({ status: 'denied', released: false, grant: null });
+    expect((await third).status).toBe(403);
+  }, 60_000);
+
+  it('the CLI names its local user the same way when it reads and when it decides, in the access log too', async () => {
+    // Went wrong: `vigil approvals list` (and every CLI read) recorded its reader as `anonymous cli:<user>`, while
+    // `vigil approvals approve` recorded the same person as `local_user cli:<user>`: one user, two identities.
+    // Reads recorded that way before stay in the access log as they were written.
+    await h.gateway.store.append({
+      records: [
+        {
+          kind: 'recording.read',
+          at: Date.now(),
+          data: { actor: { method: 'anonymous', subject: 'cli:olddana' }, role: 'admin', what: 'session', ids: ['s1'] },
+        },
+      ],
+    });
+    const call = callWithBash('review', 'local-user-reads', 'who reads this?');
+    const held = await waitForHeld('review');
+    const dana = { USER: 'dana' };
+    expect(await vigil(['approvals', 'show', held.id, '--json', '--data-dir', h.dataDir], dana)).toMatchObject({
+      code: 0,
+    });
+    const approved = await vigil(['approvals', 'approve', held.id, '--json', '--data-dir', h.dataDir], dana);
+    const decidedBy = (JSON.parse(approved.stdout) as { approvals: Array<{ by: unknown }> }).approvals[0]!.by;
+    expect(decidedBy).toEqual({ method: 'local_user', subject: 'cli:dana' });
+    expect((await call).status).toBe(200);
+
+    const log = (await (await fetch(`${h.gateway.adminUrl}/api/v1/access-log?limit=1000`)).json()) as {
+      items: Array<{ data: { actor: unknown; what: string; ids: string[] } }>;
+    };
+    const reads = log.items.map((e) => e.data);
+    expect(reads).toContainEqual(expect.objectContaining({ what: 'approval', ids: [held.id], actor: decidedBy }));
+    expect(reads).toContainEqual(
+      expect.objectContaining({ what: 'session', ids: ['s1'], actor: { method: 'anonymous', subject: 'cli:olddana' } }),
+    );
   }, 60_000);
 
   it('with neither USER nor LOGNAME set (cron, containers), the key’s owner still cannot approve its calls', async () => {

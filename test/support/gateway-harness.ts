@@ -81,6 +81,29 @@ export async function startHarness(
   };
 }
 
+/**
+ * POSTs a Messages API request to `${base}/v1/messages` with the client's key, in `session`: `request` is added to a
+ * small default body (a model, max_tokens 20, no messages).
+ */
+export function postMessages(
+  base: string,
+  session: string,
+  request: Record<string, unknown>,
+  init: { signal?: AbortSignal } = {},
+): Promise<Response> {
+  return fetch(`${base}/v1/messages`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      'anthropic-version': '2023-06-01',
+      'x-api-key': CLIENT_KEY,
+      'x-vigil-session': session,
+    },
+    body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 20, messages: [], ...request }),
+    ...init,
+  });
+}
+
 /** Every file under `dir`, read as bytes, searched for `needle`: returns the files that contain it. */
 export function filesContaining(dir: string, needle: string): string[] {
   const hits: string[] = [];

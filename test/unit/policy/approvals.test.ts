@@ -540,4 +540,60 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
     await gateway.close();
     expect(await held).toMatchObject({ outcome: 'cancelled', reason: 'the gateway is shutting down' });
   }, 10_000);
+
+  it('close() returns once every call it was holding has its outcome and its end is recorded', async () => {
+    // Went wrong: close() returned while a call's held record was still being written; the call was cancelled (and its
+    // cancellation written) only after, when the gateway had gone on to cut its client and close the store: the client
+    // never had its 503, and the exchange was recorded as interrupted.
+    const outcomes = new Map<string, HoldOutcome['outcome']>();
+    const track = (name: string, p: Promise<HoldOutcome>): void => void p.then((o) => outcomes.set(name, o.outcome));
+    const abort = new AbortController();
+    track('left', gateway.hold(call(rule(), { signal: abort.signal })));
+    const leftId = await pendingId(gateway);
+    track('waiting', gateway.hold(call(rule())));
+    const waitingId = await pendingId(gateway, [leftId]);
+    abort.abort();
+    track('arriving', gateway.hold(call(rule())));
+    await gateway.close();
+    expect(outcomes).toEqual(
+      new Map([
+        ['left', 'cancelled'],
+        ['waiting', 'cancelled'],
+        ['arriving', 'cancelled'],
+      ]),
+    );
+    await store.close(); // what the gateway does next
+    const restarted = new ApprovalCoordinator(await fixture.open());
+    try {
+      // The call arriving as the gateway closed was never held: nothing of it is pending.
+      const ended = (await restarted.list()).map((a) => [a.id, a.status, a.endReason]);
+      expect(ended.sort()).toEqual(
+        [
+          [leftId, 'cancelled', 'the client closed the connection'],
+          [waitingId, 'cancelled', 'the gateway is shutting down'],
+        ].sort(),
+      );
+    } finally {
+      await restarted.close();
+    }
+  });
+
+  it('a grant does not let through a call whose client has already gone, nor records its use', async () => {
+    // Went wrong: the grant was checked without looking at the client, and its use was recorded for a call that was
+    // then sent upstream for nobody.
+    const r = rule({ grant: '1h' });
+    const first = gateway.hold(call(r));
+    await gateway.approve(await pendingId(gateway), bob, { grantMinutes: 30 });
+    await first;
+    const gone = new AbortController();
+    gone.abort();
+    expect(await gateway.hold(call(r, { signal: gone.signal }))).toEqual({
+      outcome: 'cancelled',
+      approvalId: '',
+      reason: 'the client closed the connection',
+    });
+    expect((await store.recordsOfKinds(['approval.grant_used', 'approval.held'], 0, 100)).map((x) => x.kind)).toEqual([
+      'approval.held',
+    ]);
+  });
 });
