@@ -35,7 +35,6 @@ import {
 } from './exchange-export.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import { describeFilter, filterFrom, OUTCOMES, pageFrom, SESSION_PAGE } from './query-params.js';
-import { withRecentExchanges } from './session-list.js';
 import { verifySession } from './session-verify.js';
 import type { PublicSignIn } from './ui-sign-in.js';
 
@@ -206,9 +205,10 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     path: '/sessions',
     authenticated: true,
     async handle(ctx) {
-      const filter = requestedFilter(ctx, false);
-      const sessions = await ctx.store.listSessions({ ...filter, ...pageFrom((n) => ctx.query.get(n)) });
-      sendJson(ctx.res, 200, page(await withRecentExchanges(ctx.store, filter, sessions)));
+      // Each row's `recent` (callers, models, outcomes) comes from the same filter as the list, in the store's one
+      // statement per page: a row summarises the exchanges that made its session match, and a user's only their own.
+      const filter = { ...requestedFilter(ctx, false), ...pageFrom((n) => ctx.query.get(n)) };
+      sendJson(ctx.res, 200, page(await ctx.store.listSessions(filter)));
     },
   },
   {

@@ -2,10 +2,9 @@
  * The admin API described as OpenAPI 3.1, served at `/api/v1/openapi.json`. Written by hand, next to the routes; a
  * test checks that every route served is described here.
  */
-import { SESSION_TOTALS_NAMES, VERIFY_PROBLEMS } from '../store/audit-store.js';
+import { SESSION_RECENT_LIMIT, SESSION_TOTALS_NAMES, VERIFY_PROBLEMS } from '../store/audit-store.js';
 import { EXPORT_FORMATS } from './exchange-export.js';
 import { FILTER_PARAMS, OUTCOMES, SESSION_PAGE } from './query-params.js';
-import { RECENT_LIMIT } from './session-list.js';
 
 const ref = (name: string): { $ref: string } => ({ $ref: `#/components/schemas/${name}` });
 const param = (name: string): { $ref: string } => ({ $ref: `#/components/parameters/${name}` });
@@ -126,7 +125,7 @@ export const OPENAPI_DOCUMENT = {
         summary: 'List sessions, newest activity first',
         description:
           'Sessions with at least one exchange matching the filters; counts and times cover the matching exchanges. ' +
-          `\`recent\` summarises the newest (up to ${RECENT_LIMIT}) matching exchanges of each: callers, models, outcomes. ` +
+          `\`recent\` summarises the newest (up to ${SESSION_RECENT_LIMIT}) matching exchanges of each: callers, models, outcomes. ` +
           'Not recorded in the access log (summaries only).',
         parameters: [...FILTERS, ...PAGING],
         responses: { '200': json(pageOf('SessionSummary'), 'A page of sessions.'), ...errors(400, 401) },
@@ -410,7 +409,7 @@ export const OPENAPI_DOCUMENT = {
           outputTokens: { type: 'integer' },
           recent: {
             type: 'object',
-            description: `The newest (up to ${RECENT_LIMIT}) matching exchanges of the session, summarised.`,
+            description: `The newest (up to ${SESSION_RECENT_LIMIT}) matching exchanges of the session, summarised.`,
             properties: {
               exchanges: { type: 'integer', description: 'How many exchanges this covers.' },
               callers: {
