@@ -240,7 +240,9 @@ function aggregate(
 
 /**
  * `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages (after: oldest-first;
- * ids bytewise).
+ * ids bytewise). The bound on started_at alone is implied by the other, and is there for the planner: an index range
+ * on started_at starts at the cursor, where the OR alone made it read every index entry before it (or after it) and
+ * sort them, so that a page deep into a long session cost O(position).
  */
 function beforeCursor(cursor: string | undefined, param: Param, after = false): string[] {
   const c = cursor !== undefined ? decodeCursor(cursor) : undefined;
@@ -248,6 +250,7 @@ function beforeCursor(cursor: string | undefined, param: Param, after = false): 
   const at = param(c.lastAt);
   const cmp = after ? '>' : '<';
   return [
+    `e.started_at ${cmp}= ${at}::bigint`,
     `(e.started_at ${cmp} ${at}::bigint OR (e.started_at = ${at}::bigint AND e.id COLLATE "C" ${cmp} ${param(c.id)}))`,
   ];
 }

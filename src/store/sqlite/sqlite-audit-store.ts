@@ -158,13 +158,17 @@ function exchangeConditions(f: ExchangeFilter, params: unknown[]): string[] {
   return where;
 }
 
-/** `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages (after: oldest-first). */
+/**
+ * `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages (after: oldest-first).
+ * The bound on started_at alone is implied by the other, and is there for the planner: the (session_id, started_at)
+ * index is then searched from the cursor on, where the OR alone made SQLite read the session's entries from its start.
+ */
 function beforeCursor(cursor: string | undefined, params: unknown[], after = false): string[] {
   const c = cursor !== undefined ? decodeCursor(cursor) : undefined;
   if (!c) return [];
-  params.push(c.lastAt, c.lastAt, c.id);
+  params.push(c.lastAt, c.lastAt, c.lastAt, c.id);
   const cmp = after ? '>' : '<';
-  return [`(e.started_at ${cmp} ? OR (e.started_at = ? AND e.id ${cmp} ?))`];
+  return [`e.started_at ${cmp}= ?`, `(e.started_at ${cmp} ? OR (e.started_at = ? AND e.id ${cmp} ?))`];
 }
 
 /** Search text entries that are indexed at once rather than after {@link TEXT_LAG_MS}. */
