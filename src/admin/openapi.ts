@@ -136,10 +136,13 @@ export const OPENAPI_DOCUMENT = {
         summary: 'One session, a page of its exchanges at a time, oldest first',
         description:
           `Each page carries up to \`limit\` exchanges (${SESSION_PAGE.default} by default, at most ${SESSION_PAGE.max}) in ` +
-          'full, with their summaries, and `session`: what all the session’s exchanges add up to (counts, tokens, times, ' +
-          `outcomes, the first ${SESSION_TOTALS_NAMES} callers, connections and models). A page’s size does not grow ` +
-          'with the session. Pass `next_cursor` as `cursor` for the next page; it is null after the last. A `user` sees ' +
-          'their own exchanges of the session, and totals of those only. Every page read is recorded in the access log.',
+          'full, with their summaries and `offset`, where the page starts. The first page also carries `session`: what ' +
+          'all the session’s exchanges add up to (counts, tokens, times, outcomes, the first ' +
+          `${SESSION_TOTALS_NAMES} callers, connections and models); later pages carry \`session: null\` unless asked ` +
+          'with `totals=true`, since adding up goes over every exchange of the session (every page used to carry it). ' +
+          'A page’s size and cost do not grow with the session. Pass `next_cursor` as `cursor` for the next page; ' +
+          'it is null after the last. A `user` sees their own exchanges of the session, and totals of those only. ' +
+          'Every page read is recorded in the access log.',
         parameters: [
           param('id'),
           {
@@ -148,6 +151,14 @@ export const OPENAPI_DOCUMENT = {
             schema: { type: 'integer', minimum: 1, maximum: SESSION_PAGE.max, default: SESSION_PAGE.default },
           },
           param('cursor'),
+          {
+            name: 'totals',
+            in: 'query',
+            description:
+              'Whether the page carries `session`, the session’s totals: by default on the first page (no `cursor`) ' +
+              'and not after it. Each time costs the database a pass over the session’s exchanges.',
+            schema: { type: 'boolean' },
+          },
         ],
         responses: {
           '200': json(
@@ -156,10 +167,15 @@ export const OPENAPI_DOCUMENT = {
               required: ['id', 'session', 'offset', 'summaries', 'exchanges', 'next_cursor'],
               properties: {
                 id: { type: 'string' },
-                session: ref('SessionTotals'),
+                session: {
+                  oneOf: [ref('SessionTotals'), { type: 'null' }],
+                  description: 'The session’s totals; null on pages after the first unless `totals=true`.',
+                },
                 offset: {
                   type: 'integer',
-                  description: 'How many of the session’s exchanges come before this page (0 on the first).',
+                  description:
+                    'How many of the session’s exchanges come before this page (0 on the first), as the pages before ' +
+                    'it were read (the cursor carries it).',
                 },
                 summaries: {
                   type: 'array',

@@ -195,14 +195,8 @@ export interface SessionListItem extends SessionSummary {
 /** At most this many callers, connections and models are named in {@link SessionTotals}; their counts cover all. */
 export const SESSION_TOTALS_NAMES = 10;
 
-/** Which of a session's exchanges {@link AuditStore.sessionTotals} adds up, and where a reader is in them. */
-export interface SessionTotalsRequest extends Omit<ExchangeFilter, 'session'> {
-  /**
-   * A cursor of the session's exchanges listed oldest first (`oldestFirst`): `offset` then counts the matching
-   * exchanges up to and including its position, which is where the page after it starts.
-   */
-  readonly offsetOf?: string | undefined;
-}
+/** Which of a session's exchanges {@link AuditStore.sessionTotals} adds up. */
+export type SessionTotalsRequest = Omit<ExchangeFilter, 'session'>;
 
 /**
  * What one session's matching exchanges add up to, computed by the database without reading them out: the same
@@ -224,8 +218,6 @@ export interface SessionTotals extends SessionSummary {
   /** Distinct models (the one that answered, else the one asked for) in order of first use, the first few. */
   readonly models: readonly string[];
   readonly modelCount: number;
-  /** Matching exchanges up to `offsetOf`'s position, oldest first; 0 without it. */
-  readonly offset: number;
 }
 
 export interface SearchOptions extends PageRequest {

@@ -27,20 +27,12 @@ export const FROM = 'FROM exchanges e LEFT JOIN exchange_results r ON r.exchange
 /** The model an exchange is listed with: the one that answered, else the one asked for; NULL when neither is known. */
 export const MODEL = `nullif(coalesce(r.model, e.model), '')`;
 
-/**
- * One row: counts, tokens and times of the matching exchanges, and how many of them are at or before `offsetOf` (a
- * position, oldest first: started_at, then id).
- */
-export function totalsStatement(d: AggregateDialect, offsetOf: { lastAt: number; id: string } | undefined): string {
-  const before = offsetOf
-    ? `sum(CASE WHEN e.started_at < ${d.param(offsetOf.lastAt)}${d.int} OR (e.started_at = ${d.param(offsetOf.lastAt)}${d.int}` +
-      ` AND e.id${d.bytewise} <= ${d.param(offsetOf.id)}) THEN 1 ELSE 0 END)${d.int}`
-    : '0';
+/** One row: counts, tokens and times of the matching exchanges. */
+export function totalsStatement(d: AggregateDialect): string {
   return `SELECT count(*)${d.int} AS n, min(e.started_at) AS first_at, max(e.started_at) AS last_at,
             max(r.ended_at) AS ended_at, coalesce(sum(r.input_tokens), 0)${d.int} AS input_tokens,
             coalesce(sum(r.output_tokens), 0)${d.int} AS output_tokens,
-            min(e.connection${d.bytewise}) AS connection, min(e.caller_subject${d.bytewise}) AS caller,
-            coalesce(${before}, 0)${d.int} AS before_n
+            min(e.connection${d.bytewise}) AS connection, min(e.caller_subject${d.bytewise}) AS caller
      ${FROM} WHERE ${d.where().join(' AND ')}`;
 }
 
@@ -88,7 +80,6 @@ export interface TotalsRow {
   output_tokens: number;
   connection: string | null;
   caller: string | null;
-  before_n: number;
 }
 
 /** A row of {@link namesStatement}. */
@@ -133,6 +124,5 @@ export function toSessionTotals(
     connectionCount: count('connection'),
     models: of('model').map((r) => r.name),
     modelCount: count('model'),
-    offset: row.before_n,
   };
 }

@@ -732,8 +732,7 @@ export class PostgresAuditStore implements AuditStore {
 
   async sessionTotals(sessionId: string, request: SessionTotalsRequest = {}): Promise<SessionTotals | undefined> {
     const filter = { ...request, session: sessionId };
-    const offsetOf = request.offsetOf !== undefined ? decodeCursor(request.offsetOf) : undefined;
-    const totals = await this.pool.query<TotalsRow>(aggregate((d) => totalsStatement(d, offsetOf), filter));
+    const totals = await this.pool.query<TotalsRow>(aggregate(totalsStatement, filter));
     const row = totals.rows[0];
     if (!row || row.n === 0) return undefined;
     const names = await this.pool.query<NameRow>(aggregate(namesStatement, filter));

@@ -727,8 +727,7 @@ export class SqliteAuditStore implements AuditStore {
 
   async sessionTotals(sessionId: string, request: SessionTotalsRequest = {}): Promise<SessionTotals | undefined> {
     const filter = { ...request, session: sessionId };
-    const offsetOf = request.offsetOf !== undefined ? decodeCursor(request.offsetOf) : undefined;
-    const totals = this.aggregate((d) => totalsStatement(d, offsetOf), filter);
+    const totals = this.aggregate(totalsStatement, filter);
     const names = this.aggregate(namesStatement, filter);
     const row = this.db.prepare(totals.sql).get(...totals.params) as TotalsRow | undefined;
     if (!row || row.n === 0) return undefined;
