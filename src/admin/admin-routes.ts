@@ -33,6 +33,7 @@ import {
   writeExport,
   type ExportFormat,
 } from './exchange-export.js';
+import { listBody } from './list-body.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
 import {
   booleanParam,
@@ -165,14 +166,6 @@ function startExport(res: ServerResponse, format: ExportFormat, name: string): v
   });
 }
 
-const page = <T>(p: {
-  items: readonly T[];
-  nextCursor: string | null;
-}): { items: readonly T[]; next_cursor: string | null } => ({
-  items: p.items,
-  next_cursor: p.nextCursor,
-});
-
 /** Every route the admin listener serves; `openapi.ts` describes each (a test holds the two together). */
 export const ADMIN_ROUTES: readonly AdminRoute[] = [
   {
@@ -217,7 +210,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
       // Each row's `recent` (callers, models, outcomes) comes from the same filter as the list, in the store's one
       // statement per page: a row summarises the exchanges that made its session match, and a user's only their own.
       const filter = { ...requestedFilter(ctx, false), ...pageFrom((n) => ctx.query.get(n)) };
-      sendJson(ctx.res, 200, page(await ctx.store.listSessions(filter)));
+      sendJson(ctx.res, 200, listBody(await ctx.store.listSessions(filter)));
     },
   },
   {
@@ -300,7 +293,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       const filter = { ...requestedFilter(ctx, true), ...pageFrom((n) => ctx.query.get(n)) };
-      sendJson(ctx.res, 200, page(await ctx.store.listExchangesFiltered(filter)));
+      sendJson(ctx.res, 200, listBody(await ctx.store.listExchangesFiltered(filter)));
     },
   },
   {
@@ -358,7 +351,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
         result.items.map((h) => h.exchangeId),
         q,
       );
-      sendJson(ctx.res, 200, page(result));
+      sendJson(ctx.res, 200, listBody(result));
     },
   },
   {
@@ -394,7 +387,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       requireRole(ctx.caller, 'admin');
-      sendJson(ctx.res, 200, page(await ctx.store.listAccessLog(pageFrom((n) => ctx.query.get(n)))));
+      sendJson(ctx.res, 200, listBody(await ctx.store.listAccessLog(pageFrom((n) => ctx.query.get(n)))));
     },
   },
 ];

@@ -273,10 +273,7 @@ export const OPENAPI_DOCUMENT = {
           { name: 'connection', in: 'query', schema: { type: 'string' } },
         ],
         responses: {
-          '200': json(
-            { type: 'object', properties: { items: { type: 'array', items: ref('Approval') } } },
-            'Held calls.',
-          ),
+          '200': json(pageOf('Approval'), 'Held calls, the whole list (`next_cursor` is null: it is not paged).'),
           ...errors(400, 401),
         },
       },
