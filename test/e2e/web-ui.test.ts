@@ -936,34 +936,20 @@ describe('long, shared and malformed sessions', () => {
       { role: 'user', content: [{ type: 'text', text: 'say hi' }] },
       { role: 'system', content: '# Environment\nWorking directory: /home/dev/project' },
     ];
-    await raw(JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 20, messages: firstTurn }), 'ui-claude-code');
-    await raw(
-      JSON.stringify({
-        model: 'claude-haiku-4-5',
-        max_tokens: 20,
-        messages: [
-          ...firstTurn,
-          { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'Bash', input: { command: 'ls' } }] },
-          { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'README.md' }] },
-        ],
-      }),
-      'ui-claude-code',
-    );
-    await raw(
-      JSON.stringify({
-        model: 'claude-haiku-4-5',
-        max_tokens: 20,
-        messages: [
-          ...firstTurn,
-          { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'Bash', input: { command: 'ls' } }] },
-          { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'README.md' }] },
-          { role: 'assistant', content: [{ type: 'text', text: 'There is a README.md.' }] },
-          { role: 'user', content: [{ type: 'text', text: 'summarise it in one line' }] },
-          { role: 'assistant', content: 'Summary:' },
-        ],
-      }),
-      'ui-claude-code',
-    );
+    const toolResults = [
+      ...firstTurn,
+      { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'Bash', input: { command: 'ls' } }] },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'README.md' }] },
+    ];
+    const prefilled = [
+      ...toolResults,
+      { role: 'assistant', content: [{ type: 'text', text: 'There is a README.md.' }] },
+      { role: 'user', content: [{ type: 'text', text: 'summarise it in one line' }] },
+      { role: 'assistant', content: 'Summary:' },
+    ];
+    for (const messages of [firstTurn, toolResults, prefilled]) {
+      await raw(JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 20, messages }), 'ui-claude-code');
+    }
     // More hits than a page of search results (25).
     for (let i = 1; i <= 30; i++) await ask(client, `pangolin report ${i}`, 'ui-pangolin');
     // Objects where text belongs, in the request's last turn and in the answer; and an error typed with one.
