@@ -9,7 +9,8 @@
  *                   dist/ to compare two versions on the same data
  * --stores LIST     sqlite, postgres or both (default both)
  * --exchanges N     exchanges in 400 short sessions (default 10000), the store the session list pages through
- * --long N          exchanges in one long session besides (default 10000), the session read page by page
+ * --long N          exchanges in one long session besides (default 10000), the session read page by page; 0: none,
+ *                   and only the session list is measured
  * --runs N          timed requests per measurement (default 20), after 3 of warm-up; the median is reported
  * --url URL         PostgreSQL (default VIGIL_TEST_POSTGRES_URL, or postgres://postgres@127.0.0.1:5432/test)
  *
@@ -181,6 +182,7 @@ async function run(kind) {
     const { body: first } = await timed(`${api}/sessions?limit=50`);
     results.sessionsPage2 = await measure(() => `${api}/sessions?limit=50&cursor=${first.next_cursor}`);
 
+    if (LONG === 0) return report(kind, results);
     // The long session, 20 exchanges a page: its first page, and pages deep into it, each with the cursor of the page
     // before (collected once, untimed).
     const session = `${api}/sessions/${LONG_SESSION}`;
@@ -196,14 +198,18 @@ async function run(kind) {
     results.sessionLaterPageWithTotals = await measure(
       (i) => `${session}?limit=20&totals=true&cursor=${cursors[i % cursors.length]}`,
     );
-    for (const [name, ms] of Object.entries(results)) console.log(`${kind}: ${name.padEnd(28)} ${ms.toFixed(1)} ms`);
-    return results;
+    return report(kind, results);
   } finally {
     await admin?.close();
     await store.close();
     await cleanup();
     rmSync(dataDir, { recursive: true, force: true });
   }
+}
+
+function report(kind, results) {
+  for (const [name, ms] of Object.entries(results)) console.log(`${kind}: ${name.padEnd(28)} ${ms.toFixed(1)} ms`);
+  return results;
 }
 
 const out = { dist, exchanges: SHORT, long: LONG, runs: RUNS };
