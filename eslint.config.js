@@ -42,6 +42,27 @@ export default tseslint.config(
     },
   },
   {
+    // Served to the web UI as it compiles (ui-assets.ts, SHARED_MODULES): a browser module, so types only from
+    // elsewhere, and nothing of Node's.
+    files: ['src/recorder/exchange-turn.ts'],
+    rules: {
+      'no-restricted-imports': 'off',
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['*'],
+              allowTypeImports: true,
+              message: 'The web UI loads this module alone (ui-assets.ts): import types only.',
+            },
+          ],
+        },
+      ],
+      'no-restricted-globals': ['error', 'process', 'Buffer', 'require', '__dirname', 'global'],
+    },
+  },
+  {
     // The store itself, and the factory and the CLI's grants verb, may name implementations.
     files: ['src/store/**/*.ts', 'src/cli/main.ts'],
     rules: { 'no-restricted-imports': 'off' },

@@ -33,9 +33,18 @@ import {
   writeExport,
   type ExportFormat,
 } from './exchange-export.js';
+import { listBody } from './list-body.js';
 import { OPENAPI_DOCUMENT } from './openapi.js';
-import { describeFilter, filterFrom, OUTCOMES, pageFrom, SESSION_PAGE } from './query-params.js';
-import { withRecentExchanges } from './session-list.js';
+import {
+  booleanParam,
+  describeFilter,
+  filterFrom,
+  OUTCOMES,
+  pageFrom,
+  readSessionPageCursor,
+  SESSION_PAGE,
+  sessionPageCursor,
+} from './query-params.js';
 import { verifySession } from './session-verify.js';
 import type { PublicSignIn } from './ui-sign-in.js';
 
@@ -157,14 +166,6 @@ function startExport(res: ServerResponse, format: ExportFormat, name: string): v
   });
 }
 
-const page = <T>(p: {
-  items: readonly T[];
-  nextCursor: string | null;
-}): { items: readonly T[]; next_cursor: string | null } => ({
-  items: p.items,
-  next_cursor: p.nextCursor,
-});
-
 /** Every route the admin listener serves; `openapi.ts` describes each (a test holds the two together). */
 export const ADMIN_ROUTES: readonly AdminRoute[] = [
   {
@@ -206,9 +207,10 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     path: '/sessions',
     authenticated: true,
     async handle(ctx) {
-      const filter = requestedFilter(ctx, false);
-      const sessions = await ctx.store.listSessions({ ...filter, ...pageFrom((n) => ctx.query.get(n)) });
-      sendJson(ctx.res, 200, page(await withRecentExchanges(ctx.store, filter, sessions)));
+      // Each row's `recent` (callers, models, outcomes) comes from the same filter as the list, in the store's one
+      // statement per page: a row summarises the exchanges that made its session match, and a user's only their own.
+      const filter = { ...requestedFilter(ctx, false), ...pageFrom((n) => ctx.query.get(n)) };
+      sendJson(ctx.res, 200, listBody(await ctx.store.listSessions(filter)));
     },
   },
   {
@@ -217,19 +219,22 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       const id = ctx.params.id!;
-      // A page of exchanges in full, their summaries, and what the whole session adds up to (SQL aggregates in the
-      // store): every page is as large as its exchanges, however long the session, and no other page's exchange is
-      // loaded. (Every page used to carry the summaries of all the session's exchanges: reading a long session page by
-      // page loaded and sent O(n²) summaries.)
-      const { limit = SESSION_PAGE.default, cursor } = pageFrom((n) => ctx.query.get(n), SESSION_PAGE.max);
-      const totals = await ctx.store.sessionTotals(
-        id,
-        visibleTo<SessionTotalsRequest>(ctx.caller, { offsetOf: cursor }),
-      );
-      if (!totals) throw notFound(`no session "${id}"`);
+      // A page of exchanges in full and their summaries, oldest first, with where it starts in the session (`offset`,
+      // carried in the cursor), and on the first page (or with totals=true) what the whole session adds up to: SQL
+      // aggregates over all the session's exchanges, O(n) in the database, so not on every page. Every page is as
+      // large as its exchanges, and no other page's exchange is read.
+      const get = (n: string): string | null => ctx.query.get(n);
+      const { limit = SESSION_PAGE.default, cursor } = pageFrom(get, SESSION_PAGE.max);
+      const at = cursor === undefined ? { cursor: undefined, offset: 0 } : readSessionPageCursor(cursor);
+      const totals =
+        (booleanParam(get, 'totals') ?? cursor === undefined)
+          ? await ctx.store.sessionTotals(id, visibleTo<SessionTotalsRequest>(ctx.caller, {}))
+          : null;
+      if (totals === undefined) throw notFound(`no session "${id}"`);
       const page = await ctx.store.listExchangesFiltered(
-        visibleTo(ctx.caller, { session: id, oldestFirst: true, limit, cursor }),
+        visibleTo(ctx.caller, { session: id, oldestFirst: true, limit, cursor: at.cursor }),
       );
+      if (totals === null && page.items.length === 0) await visibleSession(ctx, id);
       const summaries: ExchangeListItem[] = [];
       const exchanges: ExchangeView[] = [];
       for (const summary of page.items) {
@@ -239,8 +244,14 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
         exchanges.push(view);
       }
       await recordRead(ctx, 'session', [id]);
-      const { offset, ...session } = totals;
-      sendJson(ctx.res, 200, { id, session, offset, summaries, exchanges, next_cursor: page.nextCursor });
+      sendJson(ctx.res, 200, {
+        id,
+        session: totals,
+        offset: at.offset,
+        summaries,
+        exchanges,
+        next_cursor: page.nextCursor && sessionPageCursor(page.nextCursor, at.offset + page.items.length),
+      });
     },
   },
   {
@@ -282,7 +293,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       const filter = { ...requestedFilter(ctx, true), ...pageFrom((n) => ctx.query.get(n)) };
-      sendJson(ctx.res, 200, page(await ctx.store.listExchangesFiltered(filter)));
+      sendJson(ctx.res, 200, listBody(await ctx.store.listExchangesFiltered(filter)));
     },
   },
   {
@@ -340,7 +351,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
         result.items.map((h) => h.exchangeId),
         q,
       );
-      sendJson(ctx.res, 200, page(result));
+      sendJson(ctx.res, 200, listBody(result));
     },
   },
   {
@@ -376,7 +387,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       requireRole(ctx.caller, 'admin');
-      sendJson(ctx.res, 200, page(await ctx.store.listAccessLog(pageFrom((n) => ctx.query.get(n)))));
+      sendJson(ctx.res, 200, listBody(await ctx.store.listAccessLog(pageFrom((n) => ctx.query.get(n)))));
     },
   },
 ];

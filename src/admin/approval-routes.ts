@@ -16,6 +16,7 @@ import {
 } from '../policy/approvals.js';
 import type { AdminCaller } from './admin-caller.js';
 import { recordRead, sendJson, type AdminRoute, type RouteContext } from './admin-routes.js';
+import { listBody } from './list-body.js';
 
 const MAX_BODY = 16 * 1024;
 
@@ -99,7 +100,7 @@ export const APPROVAL_ROUTES: readonly AdminRoute[] = [
         ctx,
         items.map((a) => a.id),
       );
-      sendJson(ctx.res, 200, { items });
+      sendJson(ctx.res, 200, listBody({ items }));
     },
   },
   {

@@ -2,10 +2,9 @@
  * The admin API described as OpenAPI 3.1, served at `/api/v1/openapi.json`. Written by hand, next to the routes; a
  * test checks that every route served is described here.
  */
-import { SESSION_TOTALS_NAMES, VERIFY_PROBLEMS } from '../store/audit-store.js';
+import { SESSION_RECENT_LIMIT, SESSION_TOTALS_NAMES, VERIFY_PROBLEMS } from '../store/audit-store.js';
 import { EXPORT_FORMATS } from './exchange-export.js';
 import { FILTER_PARAMS, OUTCOMES, SESSION_PAGE } from './query-params.js';
-import { RECENT_LIMIT } from './session-list.js';
 
 const ref = (name: string): { $ref: string } => ({ $ref: `#/components/schemas/${name}` });
 const param = (name: string): { $ref: string } => ({ $ref: `#/components/parameters/${name}` });
@@ -126,7 +125,7 @@ export const OPENAPI_DOCUMENT = {
         summary: 'List sessions, newest activity first',
         description:
           'Sessions with at least one exchange matching the filters; counts and times cover the matching exchanges. ' +
-          `\`recent\` summarises the newest (up to ${RECENT_LIMIT}) matching exchanges of each: callers, models, outcomes. ` +
+          `\`recent\` summarises the newest (up to ${SESSION_RECENT_LIMIT}) matching exchanges of each: callers, models, outcomes. ` +
           'Not recorded in the access log (summaries only).',
         parameters: [...FILTERS, ...PAGING],
         responses: { '200': json(pageOf('SessionSummary'), 'A page of sessions.'), ...errors(400, 401) },
@@ -137,10 +136,13 @@ export const OPENAPI_DOCUMENT = {
         summary: 'One session, a page of its exchanges at a time, oldest first',
         description:
           `Each page carries up to \`limit\` exchanges (${SESSION_PAGE.default} by default, at most ${SESSION_PAGE.max}) in ` +
-          'full, with their summaries, and `session`: what all the session’s exchanges add up to (counts, tokens, times, ' +
-          `outcomes, the first ${SESSION_TOTALS_NAMES} callers, connections and models). A page’s size does not grow ` +
-          'with the session. Pass `next_cursor` as `cursor` for the next page; it is null after the last. A `user` sees ' +
-          'their own exchanges of the session, and totals of those only. Every page read is recorded in the access log.',
+          'full, with their summaries and `offset`, where the page starts. The first page also carries `session`: what ' +
+          'all the session’s exchanges add up to (counts, tokens, times, outcomes, the first ' +
+          `${SESSION_TOTALS_NAMES} callers, connections and models); later pages carry \`session: null\` unless asked ` +
+          'with `totals=true`, since adding up goes over every exchange of the session (every page used to carry it). ' +
+          'A page’s size and cost do not grow with the session. Pass `next_cursor` as `cursor` for the next page; ' +
+          'it is null after the last. A `user` sees their own exchanges of the session, and totals of those only. ' +
+          'Every page read is recorded in the access log.',
         parameters: [
           param('id'),
           {
@@ -149,6 +151,14 @@ export const OPENAPI_DOCUMENT = {
             schema: { type: 'integer', minimum: 1, maximum: SESSION_PAGE.max, default: SESSION_PAGE.default },
           },
           param('cursor'),
+          {
+            name: 'totals',
+            in: 'query',
+            description:
+              'Whether the page carries `session`, the session’s totals: by default on the first page (no `cursor`) ' +
+              'and not after it. Each time costs the database a pass over the session’s exchanges.',
+            schema: { type: 'boolean' },
+          },
         ],
         responses: {
           '200': json(
@@ -157,10 +167,15 @@ export const OPENAPI_DOCUMENT = {
               required: ['id', 'session', 'offset', 'summaries', 'exchanges', 'next_cursor'],
               properties: {
                 id: { type: 'string' },
-                session: ref('SessionTotals'),
+                session: {
+                  oneOf: [ref('SessionTotals'), { type: 'null' }],
+                  description: 'The session’s totals; null on pages after the first unless `totals=true`.',
+                },
                 offset: {
                   type: 'integer',
-                  description: 'How many of the session’s exchanges come before this page (0 on the first).',
+                  description:
+                    'How many of the session’s exchanges come before this page (0 on the first), as the pages before ' +
+                    'it were read (the cursor carries it).',
                 },
                 summaries: {
                   type: 'array',
@@ -258,10 +273,7 @@ export const OPENAPI_DOCUMENT = {
           { name: 'connection', in: 'query', schema: { type: 'string' } },
         ],
         responses: {
-          '200': json(
-            { type: 'object', properties: { items: { type: 'array', items: ref('Approval') } } },
-            'Held calls.',
-          ),
+          '200': json(pageOf('Approval'), 'Held calls, the whole list (`next_cursor` is null: it is not paged).'),
           ...errors(400, 401),
         },
       },
@@ -410,7 +422,7 @@ export const OPENAPI_DOCUMENT = {
           outputTokens: { type: 'integer' },
           recent: {
             type: 'object',
-            description: `The newest (up to ${RECENT_LIMIT}) matching exchanges of the session, summarised.`,
+            description: `The newest (up to ${SESSION_RECENT_LIMIT}) matching exchanges of the session, summarised.`,
             properties: {
               exchanges: { type: 'integer', description: 'How many exchanges this covers.' },
               callers: {

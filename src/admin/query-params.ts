@@ -85,6 +85,39 @@ export function pageFrom(get: ParamSource, max = 1000): PageRequest {
   return { limit: n, cursor: cursor === null || cursor === undefined || cursor === '' ? undefined : cursor };
 }
 
+/** A yes/no parameter (`true` or `false`); undefined when absent. */
+export function booleanParam(get: ParamSource, name: string): boolean | undefined {
+  const v = get(name);
+  if (v === null || v === undefined || v === '') return undefined;
+  if (v === 'true' || v === 'false') return v === 'true';
+  throw badRequest(`${name}: expected true or false, got "${v}"`);
+}
+
+/**
+ * The cursor of a `GET /sessions/{id}` page: the store's cursor of the session's exchanges, oldest first, with how
+ * many of them come before the page it opens (`offset`), counted as the reader paged. The offset rides in the cursor
+ * because counting it again on every page went over every exchange before the page: O(n) a page for a long session.
+ */
+export function sessionPageCursor(storeCursor: string, offset: number): string {
+  return Buffer.from(`${offset}:${storeCursor}`).toString('base64url');
+}
+
+/**
+ * What a {@link sessionPageCursor} holds.
+ *
+ * @throws VigilError 400 for anything else (the store checks the cursor inside it in turn).
+ */
+export function readSessionPageCursor(cursor: string): { cursor: string; offset: number } {
+  const text = Buffer.from(cursor, 'base64url').toString();
+  const i = text.indexOf(':');
+  const offset = Number(text.slice(0, i));
+  const inner = text.slice(i + 1);
+  if (i <= 0 || !Number.isSafeInteger(offset) || offset < 0 || sessionPageCursor(inner, offset) !== cursor) {
+    throw badRequest('cursor: not a cursor from this list (pass next_cursor as it was given)');
+  }
+  return { cursor: inner, offset };
+}
+
 /** The filter as a query string, for the access log of an export. */
 export function describeFilter(filter: ExchangeFilter): string {
   const params = new URLSearchParams();

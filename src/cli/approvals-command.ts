@@ -25,6 +25,7 @@ import { openStore } from '../store/open-store.js';
 import { CliError } from './cli-error.js';
 import { recordCliRead } from './cli-reads.js';
 import { cliLocalUser } from './cli-actor.js';
+import { listJson } from './list-json.js';
 
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -118,7 +119,7 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
           list.map((v) => v.id),
           out,
         );
-      if (values.json) out.stdout.write(`${JSON.stringify({ approvals: list }, null, 2)}\n`);
+      if (values.json) out.stdout.write(listJson({ items: list }, 'approvals'));
       else if (list.length === 0)
         out.stdout.write(values.all ? 'no held calls in the last 24 hours\n' : 'no calls waiting for approval\n');
       else for (const v of list) out.stdout.write(describe(v, now));

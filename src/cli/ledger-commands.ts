@@ -10,6 +10,7 @@
 import { cliActor } from './cli-actor.js';
 import { CliError } from './cli-error.js';
 import { parseOptions } from './parse-options.js';
+import { listJson } from './list-json.js';
 import { writeFileSync } from 'node:fs';
 import type { ParseArgsConfig } from 'node:util';
 import { loadConfig } from '../config/load-config.js';
@@ -184,7 +185,7 @@ export async function holdsCommand(args: string[], out: Out): Promise<number> {
       const store = await openStore(config, { readonly: true });
       try {
         const holds = await store.listHolds({ activeOnly: values.active });
-        if (values.json) out.stdout.write(`${JSON.stringify({ holds: holds.map(shownHold) }, null, 2)}\n`);
+        if (values.json) out.stdout.write(listJson({ items: holds.map(shownHold) }, 'holds'));
         else if (holds.length === 0) out.stdout.write('no holds\n');
         else {
           for (const h of holds) {

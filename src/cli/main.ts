@@ -31,6 +31,8 @@ import { gatewayKeyId } from '../identity/gateway-keys.js';
 import { createGatewayKey, revokeGatewayKey } from '../identity/key-admin.js';
 import { isLoopbackHost } from '../identity/loopback.js';
 import { recordCliRead } from './cli-reads.js';
+import { listJson } from './list-json.js';
+import { listBody } from '../admin/list-body.js';
 import { readExchange, readSession, type ExchangeView } from '../recorder/exchange-reader.js';
 import { startReplayServer, type ReplayLog } from '../replay/replay-server.js';
 import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
@@ -186,7 +188,7 @@ async function sessions(args: string[], out: Out): Promise<number> {
         ...(cursor !== undefined ? { cursor } : {}),
       });
       if (values.json) {
-        out.stdout.write(`${JSON.stringify({ sessions: page.items, next_cursor: page.nextCursor }, null, 2)}\n`);
+        out.stdout.write(listJson(page, 'sessions'));
         return 0;
       }
       if (page.items.length === 0) out.stdout.write('no sessions recorded\n');
@@ -329,7 +331,7 @@ async function search(args: string[], out: Out): Promise<number> {
       query,
     );
     if (values.json) {
-      out.stdout.write(`${JSON.stringify({ items: page.items, next_cursor: page.nextCursor }, null, 2)}\n`);
+      out.stdout.write(`${JSON.stringify(listBody(page), null, 2)}\n`);
       return 0;
     }
     if (page.items.length === 0) out.stdout.write('no matches\n');
@@ -452,7 +454,7 @@ async function keys(args: string[], out: Out): Promise<number> {
     if (verb === 'list') {
       const now = Date.now();
       const all = (await store.listGatewayKeys()).map((k) => ({ ...shownKey(listedKey(k)), state: keyState(k, now) }));
-      if (values.json) out.stdout.write(`${JSON.stringify({ keys: all }, null, 2)}\n`);
+      if (values.json) out.stdout.write(listJson({ items: all }, 'keys'));
       else if (all.length === 0) out.stdout.write('no gateway keys\n');
       else {
         for (const k of all) {

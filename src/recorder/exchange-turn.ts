@@ -1,7 +1,9 @@
 /**
  * What one exchange added to a conversation, for transcripts: the turn's new input (every message after the request's
- * last assistant message) and the answer's content blocks. Shared by the CLI's plain transcript and the admin API's
- * Markdown export.
+ * last assistant message) and the answer's content blocks. Shared by the CLI's plain transcript, the admin API's
+ * Markdown export, the recorder's redactor, and the web UI: the admin listener serves this module, compiled, as
+ * `/ui/exchange-turn.js` (ui-assets.ts), so the UI draws a turn by this rule and no copy of it. Hence it imports
+ * types only and uses no Node API (its eslint rule says so).
  */
 import type { ExchangeView } from './exchange-reader.js';
 

@@ -169,17 +169,34 @@ export interface ExchangeCaller {
   readonly callerIssuer: string | null;
 }
 
+/** How many of a session's newest matching exchanges a session list row summarises ({@link RecentExchanges}). */
+export const SESSION_RECENT_LIMIT = 100;
+
+/** What a session's newest (up to {@link SESSION_RECENT_LIMIT}) matching exchanges say, for a session list row. */
+export interface RecentExchanges {
+  /** How many exchanges this covers: fewer than the session's `exchanges` when it has more than the limit. */
+  readonly exchanges: number;
+  /** Distinct callers, in order of first appearance, newest first (clients choose session ids: callers can share one). */
+  readonly callers: readonly ExchangeCaller[];
+  /** Distinct models (the one that answered, else the one asked for), in order of first appearance, newest first. */
+  readonly models: readonly string[];
+  /** Outcome → count; `in_progress` for exchanges without a response yet. */
+  readonly outcomes: Readonly<Record<string, number>>;
+}
+
+/**
+ * A session as session lists show it: its matching exchanges' counts and times, and who called, which models and how
+ * the newest of them ended (a list row would otherwise need a request for its exchanges).
+ */
+export interface SessionListItem extends SessionSummary {
+  readonly recent: RecentExchanges;
+}
+
 /** At most this many callers, connections and models are named in {@link SessionTotals}; their counts cover all. */
 export const SESSION_TOTALS_NAMES = 10;
 
-/** Which of a session's exchanges {@link AuditStore.sessionTotals} adds up, and where a reader is in them. */
-export interface SessionTotalsRequest extends Omit<ExchangeFilter, 'session'> {
-  /**
-   * A cursor of the session's exchanges listed oldest first (`oldestFirst`): `offset` then counts the matching
-   * exchanges up to and including its position, which is where the page after it starts.
-   */
-  readonly offsetOf?: string | undefined;
-}
+/** Which of a session's exchanges {@link AuditStore.sessionTotals} adds up. */
+export type SessionTotalsRequest = Omit<ExchangeFilter, 'session'>;
 
 /**
  * What one session's matching exchanges add up to, computed by the database without reading them out: the same
@@ -201,8 +218,6 @@ export interface SessionTotals extends SessionSummary {
   /** Distinct models (the one that answered, else the one asked for) in order of first use, the first few. */
   readonly models: readonly string[];
   readonly modelCount: number;
-  /** Matching exchanges up to `offsetOf`'s position, oldest first; 0 without it. */
-  readonly offset: number;
 }
 
 export interface SearchOptions extends PageRequest {
@@ -545,7 +560,12 @@ export interface AuditStore {
   /** Blob contents by hash; unknown hashes are absent from the map. */
   blobs(hashes: readonly string[]): Promise<ReadonlyMap<string, Buffer>>;
 
-  listSessions(filter?: SessionFilter): Promise<Page<SessionSummary>>;
+  /**
+   * Sessions with an exchange matching `filter`, newest activity first, each with its {@link RecentExchanges}: one
+   * statement per page, whose work per session is bounded by {@link SESSION_RECENT_LIMIT} (beyond the grouping of
+   * the matching exchanges that orders the sessions).
+   */
+  listSessions(filter?: SessionFilter): Promise<Page<SessionListItem>>;
   listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]>;
   /**
    * Exchanges matching `filter`, newest first (started_at, then id) or oldest first (`oldestFirst`), with cursor

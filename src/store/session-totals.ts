@@ -6,8 +6,11 @@
  */
 import { SESSION_TOTALS_NAMES, type ExchangeCaller, type SessionTotals } from './audit-store.js';
 
-/** What differs between the two stores' SQL; one per statement (SQLite binds `?` in the order they are placed). */
-export interface TotalsDialect {
+/**
+ * What differs between the two stores' SQL; one per statement (SQLite binds `?` in the order they are placed, so a
+ * statement calls `where` and `param` in the order their text appears).
+ */
+export interface AggregateDialect {
   /** The filter's conditions over `exchanges e LEFT JOIN exchange_results r`, binding their values (once per place). */
   readonly where: () => readonly string[];
   /** A placeholder bound to `value`. */
@@ -18,22 +21,18 @@ export interface TotalsDialect {
   readonly int: string;
 }
 
-const FROM = 'FROM exchanges e LEFT JOIN exchange_results r ON r.exchange_id = e.id';
+/** The exchanges a filter's conditions (`AggregateDialect.where`) are written over. */
+export const FROM = 'FROM exchanges e LEFT JOIN exchange_results r ON r.exchange_id = e.id';
 
-/**
- * One row: counts, tokens and times of the matching exchanges, and how many of them are at or before `offsetOf` (a
- * position, oldest first: started_at, then id).
- */
-export function totalsStatement(d: TotalsDialect, offsetOf: { lastAt: number; id: string } | undefined): string {
-  const before = offsetOf
-    ? `sum(CASE WHEN e.started_at < ${d.param(offsetOf.lastAt)}${d.int} OR (e.started_at = ${d.param(offsetOf.lastAt)}${d.int}` +
-      ` AND e.id${d.bytewise} <= ${d.param(offsetOf.id)}) THEN 1 ELSE 0 END)${d.int}`
-    : '0';
+/** The model an exchange is listed with: the one that answered, else the one asked for; NULL when neither is known. */
+export const MODEL = `nullif(coalesce(r.model, e.model), '')`;
+
+/** One row: counts, tokens and times of the matching exchanges. */
+export function totalsStatement(d: AggregateDialect): string {
   return `SELECT count(*)${d.int} AS n, min(e.started_at) AS first_at, max(e.started_at) AS last_at,
             max(r.ended_at) AS ended_at, coalesce(sum(r.input_tokens), 0)${d.int} AS input_tokens,
             coalesce(sum(r.output_tokens), 0)${d.int} AS output_tokens,
-            min(e.connection${d.bytewise}) AS connection, min(e.caller_subject${d.bytewise}) AS caller,
-            coalesce(${before}, 0)${d.int} AS before_n
+            min(e.connection${d.bytewise}) AS connection, min(e.caller_subject${d.bytewise}) AS caller
      ${FROM} WHERE ${d.where().join(' AND ')}`;
 }
 
@@ -41,9 +40,8 @@ export function totalsStatement(d: TotalsDialect, offsetOf: { lastAt: number; id
  * Rows of names: the first {@link SESSION_TOTALS_NAMES} distinct callers, connections and models (`total`: how many
  * distinct in all; `pos`: order of first use), and each outcome (`total`: its count).
  */
-export function namesStatement(d: TotalsDialect): string {
+export function namesStatement(d: AggregateDialect): string {
   const limit = SESSION_TOTALS_NAMES;
-  const model = `nullif(coalesce(r.model, e.model), '')`;
   /** Distinct values of `name` (callers: with their method and issuer), in order of first use. */
   const distinct = (
     kind: string,
@@ -65,7 +63,7 @@ export function namesStatement(d: TotalsDialect): string {
       join: 'LEFT JOIN exchange_callers c ON c.exchange_id = e.id',
     }),
     distinct('connection', 'e.connection'),
-    distinct('model', model, { also: [`${model} IS NOT NULL`] }),
+    distinct('model', MODEL, { also: [`${MODEL} IS NOT NULL`] }),
     `SELECT 'outcome' AS kind, NULL AS method, NULL AS issuer, coalesce(r.outcome, 'in_progress') AS name,
             count(*)${d.int} AS total, 0${d.int} AS pos
      ${FROM} WHERE ${d.where().join(' AND ')} GROUP BY coalesce(r.outcome, 'in_progress')`,
@@ -82,7 +80,6 @@ export interface TotalsRow {
   output_tokens: number;
   connection: string | null;
   caller: string | null;
-  before_n: number;
 }
 
 /** A row of {@link namesStatement}. */
@@ -127,6 +124,5 @@ export function toSessionTotals(
     connectionCount: count('connection'),
     models: of('model').map((r) => r.name),
     modelCount: count('model'),
-    offset: row.before_n,
   };
 }

@@ -1,6 +1,8 @@
 // Rendering Messages API content (user turns, assistant messages) as readable, inert DOM.
 
 import { details, h, jsonBlock, text } from './dom.js';
+// The server's own rule (src/recorder/exchange-turn.ts, served compiled): the UI and every transcript agree on it.
+import { roleOf, turnStart } from './exchange-turn.js';
 
 function textOf(content) {
   if (typeof content === 'string') return content;
@@ -73,21 +75,16 @@ export function content(value) {
 }
 
 /**
- * The turn a request added to the conversation: every message after its last assistant message (all of them when
- * there is none), in order — a user prompt, tool results, or (Claude Code's first turn) the prompt followed by a
- * message carrying the environment. Mirrors `newMessages` in src/recorder/exchange-turn.ts.
+ * The turn a request added to the conversation, as the server's `newMessages` has it: every message after its last
+ * assistant message (all of them when there is none), in order — a user prompt, tool results, or (Claude Code's first
+ * turn) the prompt followed by a message carrying the environment; a prefill the client wrote comes last.
  */
 export function lastTurn(requestBody) {
   const messages = requestBody && typeof requestBody === 'object' ? requestBody.messages : undefined;
   if (!Array.isArray(messages) || messages.length === 0) {
     return h('p', { class: 'muted' }, 'This request carries no messages (see the exchange for its body).');
   }
-  // An assistant message that ends the request is a prefill the client wrote: part of the turn, as is what precedes it.
-  const isAssistant = (m) => Boolean(m) && m.role === 'assistant';
-  let end = messages.length;
-  while (end > 0 && isAssistant(messages[end - 1])) end--;
-  let first = end;
-  while (first > 0 && !isAssistant(messages[first - 1])) first--;
+  const first = turnStart(messages.length, (i) => roleOf(messages[i]));
   return messages.slice(first).map((m, i) => turnMessage(m, first + i + 1));
 }
 

@@ -181,7 +181,8 @@ export async function renderSession({ root, params, signal }) {
   );
 
   // A page of full exchanges at a time, oldest first (the whole session at once can be tens of MB), each page with
-  // its exchanges' summaries, where it starts in the session, and what the whole session adds up to.
+  // its exchanges' summaries and where it starts in the session; the first also with what the whole session adds up
+  // to (the API leaves that off later pages: it goes over every exchange of the session).
   let cursor = null;
   let firstPage = true;
   const loadPage = async () => {

@@ -44,6 +44,7 @@ const api = async (path: string, init: RequestInit = {}) => {
 async function held(): Promise<{ id: string; rule: { name: string } }> {
   for (let i = 0; i < 200; i++) {
     const { json } = await api('/approvals');
+    expect(json.next_cursor).toBeNull(); // every list's shape; this one is never paged
     const items = json.items as Array<{ id: string; rule: { name: string } }>;
     if (items.length) return items[0]!;
     await new Promise((r) => setTimeout(r, 50));

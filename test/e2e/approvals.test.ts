@@ -98,9 +98,10 @@ async function waitForHeld(connection: string): Promise<ListedApproval> {
   while (Date.now() < deadline) {
     const r = await vigil(['approvals', 'list', '--json', '--data-dir', h.dataDir]);
     expect(r.stderr).toBe('');
-    const held = (JSON.parse(r.stdout) as { approvals: ListedApproval[] }).approvals.find(
-      (a) => a.connection === connection,
-    );
+    const list = JSON.parse(r.stdout) as { items: ListedApproval[]; next_cursor: null; approvals: ListedApproval[] };
+    // Every list's shape (`next_cursor` null: not paged), with the old key for one release (deprecated).
+    expect([list.next_cursor, list.approvals]).toEqual([null, list.items]);
+    const held = list.items.find((a) => a.connection === connection);
     if (held) return held;
     await new Promise((res) => setTimeout(res, 200));
   }
@@ -134,7 +135,7 @@ async function holdCallWithKey(
   let held: ListedApproval | undefined;
   while (!held) {
     const r = await vigil(['approvals', 'list', '--json', '--data-dir', h.dataDir]);
-    held = (JSON.parse(r.stdout) as { approvals: ListedApproval[] }).approvals.find((a) => a.caller.subject === name);
+    held = (JSON.parse(r.stdout) as { items: ListedApproval[] }).items.find((a) => a.caller.subject === name);
     if (!held) await new Promise((res) => setTimeout(res, 100));
   }
   return { call, held };

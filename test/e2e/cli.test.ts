@@ -55,9 +55,20 @@ describe('vigil serve, sessions, verify', () => {
     }
     const list = await vigil(['sessions', 'list', '--data-dir', dir, '--json']);
     expect(list.code).toBe(0);
-    expect(JSON.parse(list.stdout).sessions).toEqual([
-      expect.objectContaining({ id: 'cli-session', exchanges: 2, connection: 'anthropic', callerSubject: 'anonymous' }),
+    const listed = JSON.parse(list.stdout) as { items: unknown[]; next_cursor: string | null; sessions: unknown[] };
+    // The admin API's list shape, its rows included (`recent`, as GET /sessions has them).
+    expect(listed).toMatchObject({ next_cursor: null });
+    expect(listed.items).toEqual([
+      expect.objectContaining({
+        id: 'cli-session',
+        exchanges: 2,
+        connection: 'anthropic',
+        callerSubject: 'anonymous',
+        recent: expect.objectContaining({ exchanges: 2, outcomes: { ok: 2 } }),
+      }),
     ]);
+    // The list's old key answers the same for one release (deprecated), so scripts reading it keep working.
+    expect(listed.sessions).toEqual(listed.items);
 
     // A bad --limit or --cursor is an error saying what to fix, not silently ignored (or read as "from the top").
     const badLimit = await vigil(['sessions', 'list', '--data-dir', dir, '--limit', 'abc']);

@@ -162,7 +162,7 @@ describe('a call held for approval when the gateway shuts down', () => {
       });
       for (let i = 0; i < 100; i++) {
         const listed = await vigil(['approvals', 'list', '--json', '--data-dir', h.dataDir]);
-        if ((JSON.parse(listed.stdout) as { approvals: unknown[] }).approvals.length > 0) break;
+        if ((JSON.parse(listed.stdout) as { items: unknown[] }).items.length > 0) break;
         await new Promise((r) => setTimeout(r, 100));
       }
       await h.gateway.close(1000);

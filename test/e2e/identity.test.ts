@@ -203,7 +203,10 @@ describe('gateway keys', () => {
       expect(key).toMatch(/^vgk_[A-Za-z0-9_-]{43}$/);
       expect(created.stderr).toContain('shown once');
       const listed = JSON.parse((await vigil(['keys', 'list', '--json', '--data-dir', dir])).stdout);
-      expect(listed.keys).toEqual([
+      // Every list's shape (`next_cursor` null: not paged), with the old key for one release (deprecated).
+      expect(listed.next_cursor).toBeNull();
+      expect(listed.keys).toEqual(listed.items);
+      expect(listed.items).toEqual([
         expect.objectContaining({
           id: expect.stringMatching(/^key_[0-9a-f]{16}$/),
           name: 'deploy-bot',
@@ -218,7 +221,7 @@ describe('gateway keys', () => {
       expect(dup.stderr).toContain('revoke it first');
       expect((await vigil(['keys', 'revoke', 'deploy-bot', '--data-dir', dir])).code).toBe(0);
       const after = JSON.parse((await vigil(['keys', 'list', '--json', '--data-dir', dir])).stdout);
-      expect(after.keys[0].revokedAt).toEqual(expect.any(Number));
+      expect(after.items[0].revokedAt).toEqual(expect.any(Number));
       expect((await vigil(['verify', '--data-dir', dir])).code).toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });

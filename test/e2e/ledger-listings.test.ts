@@ -70,9 +70,9 @@ describe.each(storeKinds())('listings that follow the ledger: %s', (kind) => {
     expect(text.stderr).toContain('Run `vigil verify`');
 
     const json = JSON.parse((await cli('keys', 'list', '--json')).stdout) as {
-      keys: Array<{ name: string; state: string; revokedAt: number | null; ledgerMismatch: string[] }>;
+      items: Array<{ name: string; state: string; revokedAt: number | null; ledgerMismatch: string[] }>;
     };
-    const byName = new Map(json.keys.map((k) => [k.name, k]));
+    const byName = new Map(json.items.map((k) => [k.name, k]));
     expect(byName.get('ci')).toMatchObject({ state: 'revoked', revokedAt: expect.any(Number) });
     expect(byName.get('ci')!.ledgerMismatch).toHaveLength(1);
     expect(byName.get('mallory')).toMatchObject({ state: 'refused', ledgerMismatch: [expect.any(String)] });
@@ -103,10 +103,14 @@ describe.each(storeKinds())('listings that follow the ledger: %s', (kind) => {
     );
     expect(text.stderr).toMatch(/warning: the holds index disagrees with the ledger on 1 hold\(s\)/);
     const active = JSON.parse((await cli('holds', 'list', '--active', '--json')).stdout) as {
-      holds: Array<{ id: string; releasedAt: number | null; ledgerMismatch: string[] }>;
+      items: Array<{ id: string; releasedAt: number | null; ledgerMismatch: string[] }>;
+      next_cursor: string | null;
+      holds: unknown[];
     };
-    expect(active.holds.map((h) => h.id)).toContain(held);
-    expect(active.holds.find((h) => h.id === held)).toMatchObject({
+    // Every list's shape (`next_cursor` null: not paged), with the old key for one release (deprecated).
+    expect([active.next_cursor, active.holds]).toEqual([null, active.items]);
+    expect(active.items.map((h) => h.id)).toContain(held);
+    expect(active.items.find((h) => h.id === held)).toMatchObject({
       releasedAt: null,
       ledgerMismatch: [expect.any(String)],
     });

@@ -103,9 +103,9 @@ describe('two gateways on one PostgreSQL', () => {
     expect(chains.rowCount).toBe(2);
 
     const list = JSON.parse((await cli('sessions', 'list', '--json', '--limit', '100')).stdout) as {
-      sessions: unknown[];
+      items: unknown[];
     };
-    expect(list.sessions).toHaveLength(1 + 16);
+    expect(list.items).toHaveLength(1 + 16);
 
     const verified = await cli('verify');
     // One chain per replica, and one for the CLI process whose `sessions show` was recorded in the access log.

@@ -68,10 +68,10 @@ describe('vigil retention run, holds and verify --public-key', () => {
     expect(run.stdout).toMatch(/^purged 2 exchanges \(\d+ records, \d+ blobs\)/);
 
     const sessions = JSON.parse((await vigil(['sessions', 'list', '--json', '--config', config])).stdout) as {
-      sessions: Array<{ id: string }>;
+      items: Array<{ id: string }>;
     };
     // ses_keep is held; ses_tail's exchange holds the head of the gateway's chain, which is always kept.
-    expect(sessions.sessions.map((s) => s.id).sort()).toEqual(['ses_keep', 'ses_tail']);
+    expect(sessions.items.map((s) => s.id).sort()).toEqual(['ses_keep', 'ses_tail']);
     // Gone from the data directory, not only from the lists: rows, blobs, search index and write-ahead log.
     expect(filesContaining(h.dataDir, 'Zanzibar')).toEqual([]);
     expect(filesContaining(h.dataDir, 'zanzibar')).toEqual([]);

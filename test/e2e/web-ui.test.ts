@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OUTCOMES } from '../../src/admin/query-params.js';
 import { UI_SECURITY_HEADERS } from '../../src/admin/ui-assets.js';
 import { createGatewayKey } from '../../src/identity/key-admin.js';
+import { roleOf, turnStart } from '../../src/recorder/exchange-turn.js';
 import type { AccessLogEntry } from '../../src/store/audit-store.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
 import { startOidcProvider, type OidcTestProvider } from '../support/oidc-provider.js';
@@ -930,24 +931,25 @@ describe('long, shared and malformed sessions', () => {
       'ui-malformed',
     );
     // A first turn shaped like Claude Code's: the user's prompt, then a message carrying the environment; then the
-    // tool results sent back after a tool call.
+    // tool results sent back after a tool call; then a prompt with a prefill the client wrote.
     const firstTurn = [
       { role: 'user', content: [{ type: 'text', text: 'say hi' }] },
       { role: 'system', content: '# Environment\nWorking directory: /home/dev/project' },
     ];
-    await raw(JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 20, messages: firstTurn }), 'ui-claude-code');
-    await raw(
-      JSON.stringify({
-        model: 'claude-haiku-4-5',
-        max_tokens: 20,
-        messages: [
-          ...firstTurn,
-          { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'Bash', input: { command: 'ls' } }] },
-          { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'README.md' }] },
-        ],
-      }),
-      'ui-claude-code',
-    );
+    const toolResults = [
+      ...firstTurn,
+      { role: 'assistant', content: [{ type: 'tool_use', id: 'toolu_1', name: 'Bash', input: { command: 'ls' } }] },
+      { role: 'user', content: [{ type: 'tool_result', tool_use_id: 'toolu_1', content: 'README.md' }] },
+    ];
+    const prefilled = [
+      ...toolResults,
+      { role: 'assistant', content: [{ type: 'text', text: 'There is a README.md.' }] },
+      { role: 'user', content: [{ type: 'text', text: 'summarise it in one line' }] },
+      { role: 'assistant', content: 'Summary:' },
+    ];
+    for (const messages of [firstTurn, toolResults, prefilled]) {
+      await raw(JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 20, messages }), 'ui-claude-code');
+    }
     // More hits than a page of search results (25).
     for (let i = 1; i <= 30; i++) await ask(client, `pangolin report ${i}`, 'ui-pangolin');
     // Objects where text belongs, in the request's last turn and in the answer; and an error typed with one.
@@ -964,7 +966,7 @@ describe('long, shared and malformed sessions', () => {
       busy.session('ui-malformed', 3),
       busy.session('ui-odd-keys', 2),
       busy.session('ui-pangolin', 30),
-      busy.session('ui-claude-code', 2),
+      busy.session('ui-claude-code', 3),
     ]);
     page = await newPage();
   });
@@ -980,7 +982,8 @@ describe('long, shared and malformed sessions', () => {
       if (r.url().includes('/api/v1/sessions/ui-long')) asked.push(new URL(r.url()).search);
     });
     // What each page answered: its own exchanges' summaries (no longer every summary of the session on every page).
-    const answered: Array<Promise<{ summaries: unknown[]; offset: number; session: { exchanges: number } }>> = [];
+    const answered: Array<Promise<{ summaries: unknown[]; offset: number; session: { exchanges: number } | null }>> =
+      [];
     page.on('response', (r) => {
       if (r.url().includes('/api/v1/sessions/ui-long')) answered.push(r.json());
     });
@@ -999,9 +1002,10 @@ describe('long, shared and malformed sessions', () => {
     expect(asked[0]).toBe('?limit=20');
     expect(asked[1]).toMatch(/^\?limit=20&cursor=[\w-]+$/);
     const pages = await Promise.all(answered);
-    expect(pages.map((p) => [p.summaries.length, p.offset, p.session.exchanges])).toEqual([
+    // The session's totals (aggregates over all its exchanges) with the first page only.
+    expect(pages.map((p) => [p.summaries.length, p.offset, p.session?.exchanges ?? null])).toEqual([
       [20, 0, 22],
-      [2, 20, 22],
+      [2, 20, null],
     ]);
   });
 
@@ -1072,7 +1076,7 @@ describe('long, shared and malformed sessions', () => {
     // the environment text and then "Echo: say hi", the prompt itself missing.
     await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-claude-code`);
     const cards = page.locator('article.exchange-card');
-    await expect.poll(() => cards.count()).toBe(2);
+    await expect.poll(() => cards.count()).toBe(3);
     const turn = cards.nth(0).locator('.turn.user');
     expect(await turn.locator('.role').allTextContents()).toEqual(['user (message 1)', 'system (message 2)']);
     expect(await turn.nth(0).textContent()).toContain('say hi');
@@ -1082,6 +1086,38 @@ describe('long, shared and malformed sessions', () => {
     const next = cards.nth(1).locator('.turn.user');
     expect(await next.locator('.role').allTextContents()).toEqual(['user (message 4)']);
     expect(await next.locator('.tool-result').textContent()).toContain('README.md');
+  });
+
+  it('draws each turn by the server’s own rule: the UI and the server agree on a Claude Code conversation', async () => {
+    // Went wrong: the UI kept its own copy of "which messages did this request add" (blocks.js), free to drift from
+    // the server's (src/recorder/exchange-turn.ts: the CLI's transcript, the Markdown export). It now imports the
+    // server's module, served compiled as /ui/exchange-turn.js.
+    const fresh = await newPage();
+    const shared: number[] = [];
+    fresh.on('response', (r) => {
+      if (new URL(r.url()).pathname === '/ui/exchange-turn.js') shared.push(r.status());
+    });
+    await fresh.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-claude-code`);
+    const cards = fresh.locator('article.exchange-card');
+    await expect.poll(() => cards.count()).toBe(3);
+    expect(shared).toEqual([200]);
+    const recorded = await busy.session('ui-claude-code', 3);
+    const shown: string[][] = [];
+    const server: string[][] = [];
+    for (const [i, x] of recorded.entries()) {
+      const { messages } = x.request.body as { messages: Array<{ role: string }> };
+      const start = turnStart(messages.length, (k) => roleOf(messages[k]));
+      server.push(messages.slice(start).map((m, k) => `${m.role} (message ${start + k + 1})`));
+      const labels = await cards.nth(i).locator('.role').allTextContents();
+      shown.push(labels.filter((l) => l.includes('(message ')));
+    }
+    expect(shown).toEqual(server);
+    // The prompt before the environment; the tool results alone; the prompt with the prefill that ends it.
+    expect(server).toEqual([
+      ['user (message 1)', 'system (message 2)'],
+      ['user (message 4)'],
+      ['user (message 6)', 'assistant (message 7)'],
+    ]);
   });
 
   it('pages search results with Load more: every hit once, newest first', async () => {

@@ -26,7 +26,7 @@ import type {
   SearchHit,
   SearchOptions,
   SessionFilter,
-  SessionSummary,
+  SessionListItem,
   SessionTotals,
   SessionTotalsRequest,
   ListedGatewayKey,
@@ -44,9 +44,10 @@ import {
   toSessionTotals,
   totalsStatement,
   type NameRow,
-  type TotalsDialect,
+  type AggregateDialect,
   type TotalsRow,
 } from '../session-totals.js';
+import { sessionListStatement, toSessionListPage, type ListNameRow } from '../session-list.js';
 import { decodeCursor, pageOf, pageSize } from '../exchange-index.js';
 import { parseSearchQuery, tsQuery } from '../search-query.js';
 import { indexedBlobRefs } from '../blob-refs.js';
@@ -81,7 +82,6 @@ import {
   toCandidate,
   toKey,
   toSearchHit,
-  toSessionSummary,
   toStored,
   toSummary,
   type AccessLogRow,
@@ -220,8 +220,29 @@ function exchangeConditions(f: ExchangeFilter, param: Param): string[] {
 }
 
 /**
+ * A statement of session-totals.ts or session-list.ts in PostgreSQL's dialect (bytewise text order, as SQLite's; sums
+ * cast back to bigint), with `filter`'s conditions.
+ */
+function aggregate(
+  build: (d: AggregateDialect) => string,
+  filter: ExchangeFilter,
+): { text: string; values: unknown[] } {
+  const values: unknown[] = [];
+  const param: Param = (v) => `$${values.push(v)}`;
+  const text = build({
+    where: () => exchangeConditions(filter, param),
+    param,
+    bytewise: ' COLLATE "C"',
+    int: '::bigint',
+  });
+  return { text, values };
+}
+
+/**
  * `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages (after: oldest-first;
- * ids bytewise).
+ * ids bytewise). The bound on started_at alone is implied by the other, and is there for the planner: an index range
+ * on started_at starts at the cursor, where the OR alone made it read every index entry before it (or after it) and
+ * sort them, so that a page deep into a long session cost O(position).
  */
 function beforeCursor(cursor: string | undefined, param: Param, after = false): string[] {
   const c = cursor !== undefined ? decodeCursor(cursor) : undefined;
@@ -229,6 +250,7 @@ function beforeCursor(cursor: string | undefined, param: Param, after = false): 
   const at = param(c.lastAt);
   const cmp = after ? '>' : '<';
   return [
+    `e.started_at ${cmp}= ${at}::bigint`,
     `(e.started_at ${cmp} ${at}::bigint OR (e.started_at = ${at}::bigint AND e.id COLLATE "C" ${cmp} ${param(c.id)}))`,
   ];
 }
@@ -656,35 +678,13 @@ export class PostgresAuditStore implements AuditStore {
     return out;
   }
 
-  async listSessions(filter: SessionFilter = {}): Promise<Page<SessionSummary>> {
-    const params: unknown[] = [];
-    const param = (v: unknown): string => `$${params.push(v)}`;
-    const where = exchangeConditions(filter, param);
-    const having: string[] = [];
-    const cursor = filter.cursor !== undefined ? decodeCursor(filter.cursor) : undefined;
-    if (cursor) {
-      const at = param(cursor.lastAt);
-      const id = param(cursor.id);
-      having.push(
-        `(max(e.started_at) < ${at}::bigint OR (max(e.started_at) = ${at}::bigint AND e.session_id COLLATE "C" < ${id}))`,
-      );
-    }
+  async listSessions(filter: SessionFilter = {}): Promise<Page<SessionListItem>> {
     const limit = pageSize(filter.limit);
-    // Session ids compare bytewise (COLLATE "C"), as in SQLite, so both stores page in the same order whatever the
-    // database's default collation.
-    const res = await this.pool.query<SessionRow>(
-      `SELECT e.session_id AS id, min(e.connection COLLATE "C") AS connection, min(e.caller_subject COLLATE "C") AS caller,
-              min(e.started_at) AS first_at, max(e.started_at) AS last_at, count(*)::bigint AS n,
-              coalesce(sum(r.input_tokens), 0)::bigint AS input_tokens,
-              coalesce(sum(r.output_tokens), 0)::bigint AS output_tokens
-       FROM exchanges e LEFT JOIN exchange_results r ON r.exchange_id = e.id
-       ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-       GROUP BY e.session_id
-       ${having.length ? `HAVING ${having.join(' AND ')}` : ''}
-       ORDER BY last_at DESC, e.session_id COLLATE "C" DESC LIMIT ${param(limit + 1)}`,
-      params,
+    const cursor = filter.cursor !== undefined ? decodeCursor(filter.cursor) : undefined;
+    const res = await this.pool.query<SessionRow & ListNameRow>(
+      aggregate((d) => sessionListStatement(d, cursor, limit), filter),
     );
-    return pageOf(res.rows, limit, toSessionSummary, (i) => [i.lastAt, i.id]);
+    return toSessionListPage(res.rows, limit);
   }
 
   async listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]> {
@@ -732,22 +732,10 @@ export class PostgresAuditStore implements AuditStore {
 
   async sessionTotals(sessionId: string, request: SessionTotalsRequest = {}): Promise<SessionTotals | undefined> {
     const filter = { ...request, session: sessionId };
-    const statement = (build: (d: TotalsDialect) => string): { text: string; values: unknown[] } => {
-      const values: unknown[] = [];
-      const param: Param = (v) => `$${values.push(v)}`;
-      const text = build({
-        where: () => exchangeConditions(filter, param),
-        param,
-        bytewise: ' COLLATE "C"',
-        int: '::bigint',
-      });
-      return { text, values };
-    };
-    const offsetOf = request.offsetOf !== undefined ? decodeCursor(request.offsetOf) : undefined;
-    const totals = await this.pool.query<TotalsRow>(statement((d) => totalsStatement(d, offsetOf)));
+    const totals = await this.pool.query<TotalsRow>(aggregate(totalsStatement, filter));
     const row = totals.rows[0];
     if (!row || row.n === 0) return undefined;
-    const names = await this.pool.query<NameRow>(statement(namesStatement));
+    const names = await this.pool.query<NameRow>(aggregate(namesStatement, filter));
     return toSessionTotals(sessionId, row, names.rows);
   }
 

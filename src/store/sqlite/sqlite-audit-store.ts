@@ -33,7 +33,7 @@ import type {
   SearchHit,
   SearchOptions,
   SessionFilter,
-  SessionSummary,
+  SessionListItem,
   SessionTotals,
   SessionTotalsRequest,
   StoredGatewayKey,
@@ -48,9 +48,10 @@ import {
   toSessionTotals,
   totalsStatement,
   type NameRow,
-  type TotalsDialect,
+  type AggregateDialect,
   type TotalsRow,
 } from '../session-totals.js';
+import { sessionListStatement, toSessionListPage, type ListNameRow } from '../session-list.js';
 import {
   callerIndexRow,
   decodeCursor,
@@ -94,7 +95,6 @@ import {
   toCandidate,
   toKey,
   toSearchHit,
-  toSessionSummary,
   toStored,
   toSummary,
   type AccessLogRow,
@@ -158,13 +158,17 @@ function exchangeConditions(f: ExchangeFilter, params: unknown[]): string[] {
   return where;
 }
 
-/** `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages (after: oldest-first). */
+/**
+ * `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages (after: oldest-first).
+ * The bound on started_at alone is implied by the other, and is there for the planner: the (session_id, started_at)
+ * index is then searched from the cursor on, where the OR alone made SQLite read the session's entries from its start.
+ */
 function beforeCursor(cursor: string | undefined, params: unknown[], after = false): string[] {
   const c = cursor !== undefined ? decodeCursor(cursor) : undefined;
   if (!c) return [];
-  params.push(c.lastAt, c.lastAt, c.id);
+  params.push(c.lastAt, c.lastAt, c.lastAt, c.id);
   const cmp = after ? '>' : '<';
-  return [`(e.started_at ${cmp} ? OR (e.started_at = ? AND e.id ${cmp} ?))`];
+  return [`e.started_at ${cmp}= ?`, `(e.started_at ${cmp} ? OR (e.started_at = ? AND e.id ${cmp} ?))`];
 }
 
 /** Search text entries that are indexed at once rather than after {@link TEXT_LAG_MS}. */
@@ -677,29 +681,11 @@ export class SqliteAuditStore implements AuditStore {
     return out;
   }
 
-  async listSessions(filter: SessionFilter = {}): Promise<Page<SessionSummary>> {
-    const params: unknown[] = [];
-    const where = exchangeConditions(filter, params);
-    const having: string[] = [];
-    const cursor = filter.cursor !== undefined ? decodeCursor(filter.cursor) : undefined;
-    if (cursor) {
-      having.push('(last_at < ? OR (last_at = ? AND e.session_id < ?))');
-      params.push(cursor.lastAt, cursor.lastAt, cursor.id);
-    }
+  async listSessions(filter: SessionFilter = {}): Promise<Page<SessionListItem>> {
     const limit = pageSize(filter.limit);
-    const rows = this.db
-      .prepare(
-        `SELECT e.session_id AS id, min(e.connection) AS connection, min(e.caller_subject) AS caller,
-                min(e.started_at) AS first_at, max(e.started_at) AS last_at, count(*) AS n,
-                coalesce(sum(r.input_tokens), 0) AS input_tokens, coalesce(sum(r.output_tokens), 0) AS output_tokens
-         FROM exchanges e LEFT JOIN exchange_results r ON r.exchange_id = e.id
-         ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-         GROUP BY e.session_id
-         ${having.length ? `HAVING ${having.join(' AND ')}` : ''}
-         ORDER BY last_at DESC, id DESC LIMIT ?`,
-      )
-      .all(...params, limit + 1) as SessionRow[];
-    return pageOf(rows, limit, toSessionSummary, (i) => [i.lastAt, i.id]);
+    const cursor = filter.cursor !== undefined ? decodeCursor(filter.cursor) : undefined;
+    const { sql, params } = this.aggregate((d) => sessionListStatement(d, cursor, limit), filter);
+    return toSessionListPage(this.db.prepare(sql).all(...params) as Array<SessionRow & ListNameRow>, limit);
   }
 
   async listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]> {
@@ -741,22 +727,26 @@ export class SqliteAuditStore implements AuditStore {
 
   async sessionTotals(sessionId: string, request: SessionTotalsRequest = {}): Promise<SessionTotals | undefined> {
     const filter = { ...request, session: sessionId };
-    const statement = (build: (d: TotalsDialect) => string): { sql: string; params: unknown[] } => {
-      const params: unknown[] = [];
-      const sql = build({
-        where: () => exchangeConditions(filter, params),
-        param: (value) => (params.push(value), '?'),
-        bytewise: '',
-        int: '',
-      });
-      return { sql, params };
-    };
-    const offsetOf = request.offsetOf !== undefined ? decodeCursor(request.offsetOf) : undefined;
-    const totals = statement((d) => totalsStatement(d, offsetOf));
-    const names = statement(namesStatement);
+    const totals = this.aggregate(totalsStatement, filter);
+    const names = this.aggregate(namesStatement, filter);
     const row = this.db.prepare(totals.sql).get(...totals.params) as TotalsRow | undefined;
     if (!row || row.n === 0) return undefined;
     return toSessionTotals(sessionId, row, this.db.prepare(names.sql).all(...names.params) as NameRow[]);
+  }
+
+  /** A statement of session-totals.ts or session-list.ts in SQLite's dialect, with `filter`'s conditions. */
+  private aggregate(
+    build: (d: AggregateDialect) => string,
+    filter: ExchangeFilter,
+  ): { sql: string; params: unknown[] } {
+    const params: unknown[] = [];
+    const sql = build({
+      where: () => exchangeConditions(filter, params),
+      param: (value) => (params.push(value), '?'),
+      bytewise: '',
+      int: '',
+    });
+    return { sql, params };
   }
 
   async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {
