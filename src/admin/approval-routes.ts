@@ -17,6 +17,7 @@ import {
 import type { AdminCaller } from './admin-caller.js';
 import { recordRead, sendJson, type AdminRoute, type RouteContext } from './admin-routes.js';
 import { listBody } from './list-body.js';
+import { decisionBody } from '../policy/approval-decision.js';
 
 const MAX_BODY = 16 * 1024;
 
@@ -124,11 +125,11 @@ export const APPROVAL_ROUTES: readonly AdminRoute[] = [
       const grant = body.grant_minutes;
       if (grant !== undefined && typeof grant !== 'number')
         throw new VigilError('BAD_REQUEST', 'grant_minutes must be a number');
-      const { grant: _made, ...approval } = await coordinator(ctx).approve(ctx.params.id!, approverOf(ctx.caller), {
+      const { grant: made, ...approval } = await coordinator(ctx).approve(ctx.params.id!, approverOf(ctx.caller), {
         reason: optionalString(body, 'reason'),
         grantMinutes: grant,
       });
-      sendJson(ctx.res, 200, approval);
+      sendJson(ctx.res, 200, decisionBody(approval, made));
     },
   },
   {
@@ -139,7 +140,11 @@ export const APPROVAL_ROUTES: readonly AdminRoute[] = [
       const body = await jsonBody(ctx.req);
       const reason = optionalString(body, 'reason');
       if (!reason) throw new VigilError('BAD_REQUEST', 'a denial needs a reason: {"reason": "…"}');
-      sendJson(ctx.res, 200, await coordinator(ctx).deny(ctx.params.id!, approverOf(ctx.caller), reason));
+      sendJson(
+        ctx.res,
+        200,
+        decisionBody(await coordinator(ctx).deny(ctx.params.id!, approverOf(ctx.caller), reason), null),
+      );
     },
   },
 ];

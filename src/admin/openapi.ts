@@ -296,7 +296,10 @@ export const OPENAPI_DOCUMENT = {
             },
           },
         },
-        responses: { '200': json(ref('Approval'), 'The approval after this decision.'), ...errors(400, 401, 403, 404) },
+        responses: {
+          '200': json(ref('ApprovalDecision'), 'The approval after this decision.'),
+          ...errors(400, 401, 403, 404),
+        },
       },
     },
     '/approvals/{id}/deny': {
@@ -311,7 +314,10 @@ export const OPENAPI_DOCUMENT = {
             },
           },
         },
-        responses: { '200': json(ref('Approval'), 'The approval after this decision.'), ...errors(400, 401, 403, 404) },
+        responses: {
+          '200': json(ref('ApprovalDecision'), 'The approval after this decision.'),
+          ...errors(400, 401, 403, 404),
+        },
       },
     },
     '/access-log': {
@@ -397,6 +403,42 @@ export const OPENAPI_DOCUMENT = {
         type: 'object',
         description: 'A held call: id, status, caller, connection, rule, masked request summary, decisions, expiry.',
         additionalProperties: true,
+      },
+      ApprovalDecision: {
+        allOf: [
+          ref('Approval'),
+          {
+            type: 'object',
+            required: ['released', 'grant'],
+            properties: {
+              released: {
+                type: 'boolean',
+                description: 'Every approval the rule needs is in: the gateway holding the call sends it on.',
+              },
+              grant: {
+                description: 'The grant this approval made (null: none, e.g. not every approver asked for one yet).',
+                oneOf: [
+                  { type: 'null' },
+                  {
+                    type: 'object',
+                    properties: {
+                      id: { type: 'string' },
+                      minutes: { type: 'number' },
+                      expiresAt: { type: 'integer', description: 'epoch ms' },
+                      caller: { type: 'object', additionalProperties: true },
+                      connection: { type: 'string' },
+                      rule: { type: 'string' },
+                      session: {
+                        type: ['string', 'null'],
+                        description: 'An anonymous caller’s grant covers only this session; null: every session.',
+                      },
+                    },
+                  },
+                ],
+              },
+            },
+          },
+        ],
       },
       Error: {
         type: 'object',

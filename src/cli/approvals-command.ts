@@ -26,6 +26,7 @@ import { CliError } from './cli-error.js';
 import { recordCliRead } from './cli-reads.js';
 import { cliLocalUser } from './cli-actor.js';
 import { listJson } from './list-json.js';
+import { decisionBody, grantMinutes as minutesOf } from '../policy/approval-decision.js';
 
 type Out = { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream };
 
@@ -140,14 +141,14 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
     await signChain(config, store, { create: false });
     // With approvals_required > 1, a grant is made only when the last approval comes and every approver asked for one
     // (for the shortest asked): say what this approval did, not what was asked, in JSON as in words.
-    if (values.json) out.stdout.write(`${JSON.stringify(decisionJson(v, grant), null, 2)}\n`);
+    if (values.json) out.stdout.write(`${JSON.stringify(decisionBody(v, grant), null, 2)}\n`);
     else if (v.status === 'approved') {
       // What a grant covers (README, "Approvals"): this caller on this connection's rule; an anonymous caller only in
       // this session, since everyone on the machine is `anonymous`.
       const scope = grant?.session !== undefined ? ` in session ${grant.session}` : ` on connection ${v.connection}`;
       const made =
         grant !== null
-          ? `; ${who(v.caller)} is not held on rule "${grant.rule}"${scope} for ${minutes(grant.ms)} min`
+          ? `; ${who(v.caller)} is not held on rule "${grant.rule}"${scope} for ${minutesOf(grant.ms)} min`
           : grantMinutes
             ? `; no grant was made: rule "${v.rule.name}" needs ${v.rule.approvalsRequired} approvals, and a grant is made only when every approver asks for one`
             : '';
@@ -169,34 +170,4 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
     await approvals.close();
     await store.close();
   }
-}
-
-/**
- * What `approve --json` and `deny --json` print (README, "Approvals"): the approval as it now stands, whether this
- * decision released the call (every approval it needs is in: the gateway holding it sends it on), and the grant this
- * approval made, with what it covers, or null.
- */
-function decisionJson(v: ApprovalView, grant: ApprovalDecided['grant']): object {
-  return {
-    ...v,
-    released: v.status === 'approved',
-    grant:
-      grant === null
-        ? null
-        : {
-            id: grant.grantId,
-            minutes: minutes(grant.ms),
-            expiresAt: grant.expiresAt,
-            caller: grant.caller,
-            connection: grant.connection,
-            rule: grant.rule,
-            // An anonymous caller's grant covers only this session; null: every session.
-            session: grant.session ?? null,
-          },
-  };
-}
-
-/** A grant's length in minutes, as an approver would have typed it. */
-function minutes(ms: number): number {
-  return Math.round((ms / 60_000) * 100) / 100;
 }

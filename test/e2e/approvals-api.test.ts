@@ -77,10 +77,11 @@ it('deny through the API: the client gets 403 with the reason; a denial needs on
   const call = bigAsk('please deny me').catch((e: unknown) => e);
   const approval = await held();
   expect((await api(`/approvals/${approval.id}/deny`, { method: 'POST', body: '{}' })).status).toBe(400);
-  expect(
-    (await api(`/approvals/${approval.id}/deny`, { method: 'POST', body: JSON.stringify({ reason: 'not today' }) }))
-      .status,
-  ).toBe(200);
+  const denied = await api(`/approvals/${approval.id}/deny`, {
+    method: 'POST',
+    body: JSON.stringify({ reason: 'not today' }),
+  });
+  expect(denied).toMatchObject({ status: 200, json: { status: 'denied', released: false, grant: null } });
   const err = (await call) as APIError;
   expect(err).toBeInstanceOf(Anthropic.PermissionDeniedError);
   expect(err.message).toContain('not today');
@@ -106,6 +107,13 @@ it('a grant to a gateway key does not carry over to a new key given its name aft
     body: JSON.stringify({ reason: 'for this deploy', grant_minutes: 30 }),
   });
   expect(approved.status).toBe(200);
+  // The API says what the approval did, as `vigil approvals approve --json` does (it used to drop the grant).
+  expect(approved.json).toMatchObject({
+    id: approval.id,
+    status: 'approved',
+    released: true,
+    grant: { minutes: 30, connection: 'anthropic', caller: { subject: 'deploy-bot' }, session: null },
+  });
   await call;
   // The grant spares the same key the next hold.
   expect((await bigAsk('first key, second call', first)).content[0]).toMatchObject({
