@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ExchangeView } from '../../src/recorder/exchange-reader.js';
 import { startReplayServer } from '../../src/replay/replay-server.js';
 import { vigil } from '../support/cli.js';
-import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+import { CLIENT_KEY, clientHeaders, startHarness, type Harness } from '../support/gateway-harness.js';
 import { POSTGRES_TEST_URL, storeKinds } from '../support/stores.js';
 
 describe.each(storeKinds())('on %s', (kind) => {
@@ -63,13 +63,7 @@ describe.each(storeKinds())('on %s', (kind) => {
   const post = (prefix: string, text: string, session: string, headers: Record<string, string> = {}) =>
     fetch(`${h.url}${prefix}/v1/messages`, {
       method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'anthropic-version': '2023-06-01',
-        'x-api-key': CLIENT_KEY,
-        'x-vigil-session': session,
-        ...headers,
-      },
+      headers: { ...clientHeaders(session), ...headers },
       body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 20, messages: [{ role: 'user', content: text }] }),
     });
 

@@ -16,7 +16,7 @@ import { UI_SECURITY_HEADERS } from '../../src/admin/ui-assets.js';
 import { createGatewayKey } from '../../src/identity/key-admin.js';
 import { roleOf, turnStart } from '../../src/recorder/exchange-turn.js';
 import type { AccessLogEntry } from '../../src/store/audit-store.js';
-import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+import { CLIENT_KEY, clientHeaders, startHarness, type Harness } from '../support/gateway-harness.js';
 import { startOidcProvider, type OidcTestProvider } from '../support/oidc-provider.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -883,13 +883,7 @@ describe('long, shared and malformed sessions', () => {
   const raw = (body: string, session: string, { path = '/v1/messages', headers = {} } = {}) =>
     fetch(`${busy.url}${path}`, {
       method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        'anthropic-version': '2023-06-01',
-        'x-api-key': CLIENT_KEY,
-        'x-vigil-session': session,
-        ...headers,
-      },
+      headers: { ...clientHeaders(session), ...headers },
       body,
     });
 

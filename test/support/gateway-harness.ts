@@ -81,6 +81,16 @@ export async function startHarness(
   };
 }
 
+/** The headers a client of the harness sends a Messages API request with: JSON, its key, in `session`. */
+export function clientHeaders(session: string): Record<string, string> {
+  return {
+    'content-type': 'application/json',
+    'anthropic-version': '2023-06-01',
+    'x-api-key': CLIENT_KEY,
+    'x-vigil-session': session,
+  };
+}
+
 /**
  * POSTs a Messages API request to `${base}/v1/messages` with the client's key, in `session`: `request` is added to a
  * small default body (a model, max_tokens 20, no messages).
@@ -93,12 +103,7 @@ export function postMessages(
 ): Promise<Response> {
   return fetch(`${base}/v1/messages`, {
     method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      'anthropic-version': '2023-06-01',
-      'x-api-key': CLIENT_KEY,
-      'x-vigil-session': session,
-    },
+    headers: clientHeaders(session),
     body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 20, messages: [], ...request }),
     ...init,
   });
