@@ -69,7 +69,8 @@ commands:
                              with the public key, also every signed digest and purge record; with an anchor (a
                              ledger.digest event's, from the SIEM), also that the store still holds that record;
                              warns of chains whose records went on unsigned past signing.overdue_after
-  retention run [--dry-run]  purge exchanges past their connection's retention window (holds excepted)
+  retention run [--dry-run] [--json]
+                             purge exchanges past their connection's retention window (holds excepted)
   holds add --session ID | --caller SUBJECT|EMAIL --reason "…"
                              keep a session's or a caller's exchanges out of every purge
   holds list [--active]      list legal holds
@@ -79,10 +80,11 @@ commands:
                              issue a gateway key for a service (printed once; only its hash is stored)
   keys list                  list gateway keys
   keys revoke NAME           revoke a key (takes effect on the next request)
-  approvals list [--all]     calls held for approval (see README, "Approvals")
-  approvals show ID          one held call, waiting or decided: caller, rule, why, prompt excerpt, decisions
-  approvals approve ID [--reason TEXT] [--grant MINUTES]
-  approvals deny ID --reason TEXT
+  approvals list [--all] [--json]
+                             calls held for approval (see README, "Approvals")
+  approvals show ID [--json] one held call, waiting or decided: caller, rule, why, prompt excerpt, decisions
+  approvals approve ID [--reason TEXT] [--grant MINUTES] [--json]
+  approvals deny ID --reason TEXT [--json]
                              decide a held call (--token or VIGIL_TOKEN: your OIDC token when identity is configured)
   keys public [--out FILE]   print the public half of the ledger signing key (for verify --public-key)
   store grants --role ROLE [--schema NAME | --config FILE]
