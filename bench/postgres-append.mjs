@@ -20,6 +20,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { percentile } from './stats.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -100,10 +101,6 @@ function requestBatch() {
       },
     ],
   };
-}
-
-function percentile(sorted, p) {
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 }
 
 /** `count` appends, `concurrency` in flight at a time; the latency of each. */

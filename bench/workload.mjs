@@ -12,21 +12,10 @@
  * and tool-use ids (fixed-length) are random.
  */
 import { randomUUID, createHash } from 'node:crypto';
+import { mulberry32 } from './prng.mjs';
 
 /** Requests per agent session before it starts a new one (bounds how far a body grows). */
 export const TURNS_PER_SESSION = 20;
-
-/** `mulberry32`: a tiny deterministic PRNG, so the corpus is the same on every run. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const WORDS = (
   'the a to of and in is for that you use when with tool file this be not or if are on should user code it ' +
@@ -66,7 +55,7 @@ const TOOL_NAMES = [
 
 /** The part every request of every session shares, up to the messages. Built once. */
 function buildPrefix() {
-  const rand = prng(0x5eed);
+  const rand = mulberry32(0x5eed);
   const cache = { type: 'ephemeral' };
   const system = [
     { type: 'text', text: "You are Claude Code, Anthropic's official CLI for Claude.", cache_control: cache },
@@ -158,7 +147,7 @@ export class AgentSession {
    */
   constructor(opts) {
     this.stream = opts.stream;
-    this.rand = prng(opts.seed);
+    this.rand = mulberry32(opts.seed);
     this.#begin();
   }
 

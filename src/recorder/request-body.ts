@@ -42,7 +42,6 @@ export interface BodyLayout {
 }
 
 export class RequestBody {
-  private text_: string | undefined;
   private utf8_: boolean | undefined;
   private members_: Member[] | null | undefined;
   private json_: { value: unknown } | undefined;
@@ -55,13 +54,6 @@ export class RequestBody {
     /** Whether it is to be read as JSON (its content type says so, or it looks like it). */
     readonly isJson: boolean,
   ) {}
-
-  /** The body as UTF-8 text, or undefined when it is not valid UTF-8 (a binary upload). */
-  get text(): string | undefined {
-    if (!this.isUtf8) return undefined;
-    this.text_ ??= this.raw.toString('utf8');
-    return this.text_;
-  }
 
   /** Whether the body is valid UTF-8 text. */
   get isUtf8(): boolean {
@@ -143,9 +135,9 @@ export class RequestBody {
   json(): unknown {
     if (this.json_ === undefined) {
       let value: unknown;
-      if (this.isJson && this.raw.length) {
+      if (this.isJson && this.raw.length && this.isUtf8) {
         try {
-          value = JSON.parse(this.text ?? '');
+          value = JSON.parse(this.raw.toString('utf8'));
         } catch {
           value = undefined;
         }

@@ -6,7 +6,7 @@ import {
   type EarlierScan,
   type Member,
 } from '../../../src/recorder/json-scan.js';
-import { mulberry32 } from '../../support/prng.js';
+import { mulberry32 } from '../../../bench/prng.mjs';
 
 const WORDS = ['read', 'the', 'file', 'é', '日本語', '🙂', 'a"quote', 'back\\slash', '[', '}', ',', ':', '\n', 'done'];
 

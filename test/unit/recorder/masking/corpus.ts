@@ -5,7 +5,7 @@
  * check digits.
  */
 
-import { mulberry32 } from '../../../support/prng.js';
+import { mulberry32 } from '../../../../bench/prng.mjs';
 
 const rnd = mulberry32(20240611);
 
