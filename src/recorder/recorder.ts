@@ -16,7 +16,7 @@ import { isStackOverflow, tooDeeplyNested, VigilError } from '../errors.js';
 import type { Principal } from '../identity/principal.js';
 import { contentCodings, streamDecoder, type StreamDecoder } from '../net/content-coding.js';
 import type { AuditStore, BlobWrite, NewRecord, Outcome, SearchText } from '../store/audit-store.js';
-import { eventDataText } from '../store/record-types.js';
+import { conversationKey, eventDataText } from '../store/record-types.js';
 import type {
   ExchangeRequestData,
   ExchangeResponseData,
@@ -175,7 +175,7 @@ export class Recorder {
     );
     const agent = resolveAgent(input.headers);
     // The conversation this body continues: what it shares with the previous body is neither scanned nor hashed again.
-    const conversation = `${session.id}\0${agent?.id ?? ''}`;
+    const conversation = conversationKey(session.id, agent?.id);
     if (input.level !== 'off') {
       const previous = input.redactor.previousBody(conversation);
       if (previous) body.follow(previous);

@@ -21,6 +21,15 @@ export interface StoredBody {
 
 export type HeaderMap = Readonly<Record<string, string | readonly string[]>>;
 
+/**
+ * The conversation an exchange belongs to: its session and, for a Claude Code subagent, the agent. Each request of a
+ * conversation resends the one before it, which the recorder (scan and hash only what changed) and the SQLite store
+ * (index only the blob refs the previous request lacked, ref-bases.ts) both build on.
+ */
+export function conversationKey(sessionId: string, agentId: string | undefined): string {
+  return `${sessionId}\0${agentId ?? ''}`;
+}
+
 export interface ExchangeRequestData {
   readonly connection: string;
   readonly caller: Principal;

@@ -18,7 +18,7 @@
  * that was rolled back and whose position was taken by another record, makes it no base.
  */
 import type { NewRecord } from './audit-store.js';
-import type { ExchangeRequestData } from './record-types.js';
+import { conversationKey, type ExchangeRequestData } from './record-types.js';
 
 /** A request record this process wrote, as a possible base. */
 export interface RefBase {
@@ -35,7 +35,7 @@ export function conversationOf(r: NewRecord): string | undefined {
   if (r.kind !== 'exchange.request' || r.data === null || typeof r.data !== 'object') return undefined;
   const d = r.data as Partial<ExchangeRequestData>;
   const session = d.session?.id;
-  return typeof session === 'string' ? `${session}\0${d.agent?.id ?? ''}` : undefined;
+  return typeof session === 'string' ? conversationKey(session, d.agent?.id) : undefined;
 }
 
 export class RefBases {
