@@ -92,13 +92,11 @@ export interface NameRow {
   pos: number;
 }
 
-/** The session's totals from both statements' rows; undefined when no exchange matched. */
-export function toSessionTotals(
-  id: string,
-  row: TotalsRow | undefined,
-  names: readonly NameRow[],
-): SessionTotals | undefined {
-  if (!row || row.n === 0) return undefined;
+/**
+ * The session's totals from both statements' rows. Only for a `row` that counts an exchange: with none the session
+ * has no totals, and the store asks no names.
+ */
+export function toSessionTotals(id: string, row: TotalsRow, names: readonly NameRow[]): SessionTotals {
   const of = (kind: string): NameRow[] => names.filter((r) => r.kind === kind).sort((a, b) => a.pos - b.pos);
   const count = (kind: string): number => of(kind)[0]?.total ?? 0;
   // A Map, not an object: outcomes are data, and an object would have keys of its own (`__proto__`).

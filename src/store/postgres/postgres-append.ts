@@ -246,104 +246,97 @@ function statement(chain: string, channel: string, part: Part): pg.QueryConfig &
          ON CONFLICT DO NOTHING)`,
     );
   }
-  if (exchanges.length) {
-    shape += 'e';
-    // A second request record for the same exchange id fails the append, as in SQLite: ids are unique per exchange.
-    ctes.push(
-      `new_exchanges AS (
-         INSERT INTO exchanges (id, session_id, connection, caller_subject, caller_method, method, path, model, stream, started_at)
-         SELECT * FROM unnest(${columns(exchanges, [
-           ['text', (e) => e.id],
-           ['text', (e) => e.sessionId],
-           ['text', (e) => e.connection],
-           ['text', (e) => e.callerSubject],
-           ['text', (e) => e.callerMethod],
-           ['text', (e) => e.method],
-           ['text', (e) => e.path],
-           ['text', (e) => e.model],
-           ['bool', (e) => e.stream],
-           ['int8', (e) => e.startedAt],
-         ])})
-         ${written})`,
+  /**
+   * A CTE inserting `rows` into `table`'s columns (name, SQL type, value), unless a referred blob is missing. `first`:
+   * in the order given, so of two rows for one exchange the first is kept (ON CONFLICT skips the later).
+   */
+  const insert = <R>(
+    letter: string,
+    table: string,
+    rows: readonly R[],
+    cols: ReadonlyArray<readonly [column: string, type: string, get: (row: R) => unknown]>,
+    { conflict = 'ON CONFLICT DO NOTHING', first = false } = {},
+  ): void => {
+    if (!rows.length) return;
+    shape += letter;
+    const names = cols.map(([column]) => column);
+    const arrays = columns(
+      rows,
+      cols.map(([, type, get]) => [type, get] as const),
     );
-  }
-  if (results.length) {
-    shape += 'x';
-    // The first result recorded for an exchange is the one indexed, as with SQLite's INSERT OR IGNORE.
-    ctes.push(
-      `new_results AS (
-         INSERT INTO exchange_results (exchange_id, ended_at, status, outcome, input_tokens, output_tokens, model)
-         SELECT x.exchange_id, x.ended_at, x.status, x.outcome, x.input_tokens, x.output_tokens, x.model
-         FROM unnest(${columns(results, [
-           ['text', (x) => x.exchangeId],
-           ['int8', (x) => x.endedAt],
-           ['int4', (x) => x.status],
-           ['text', (x) => x.outcome],
-           ['int8', (x) => x.inputTokens],
-           ['int8', (x) => x.outputTokens],
-           ['text', (x) => x.model],
-         ])}) WITH ORDINALITY AS x(exchange_id, ended_at, status, outcome, input_tokens, output_tokens, model, n)
+    const from = first
+      ? `SELECT ${names.map((c) => `x.${c}`).join(', ')}
+         FROM unnest(${arrays}) WITH ORDINALITY AS x(${names.join(', ')}, n)
          ${written}
-         ORDER BY x.n
-         ON CONFLICT (exchange_id) DO NOTHING)`,
-    );
-  }
-  if (callers.length) {
-    shape += 'i';
+         ORDER BY x.n`
+      : `SELECT * FROM unnest(${arrays})
+         ${written}`;
     ctes.push(
-      `new_callers AS (
-         INSERT INTO exchange_callers (exchange_id, issuer, email)
-         SELECT c.exchange_id, c.issuer, c.email
-         FROM unnest(${columns(callers, [
-           ['text', (c) => c.exchangeId],
-           ['text', (c) => c.issuer],
-           ['text', (c) => c.email],
-         ])}) WITH ORDINALITY AS c(exchange_id, issuer, email, n)
-         ${written}
-         ORDER BY c.n
-         ON CONFLICT (exchange_id) DO NOTHING)`,
+      `new_${table} AS (
+         INSERT INTO ${table} (${names.join(', ')})
+         ${from}
+         ${conflict})`,
     );
-  }
-  if (groups.length) {
-    shape += 'g';
-    ctes.push(
-      `new_groups AS (
-         INSERT INTO exchange_groups (group_name, exchange_id)
-         SELECT * FROM unnest(${columns(groups, [
-           ['text', (g) => g[0]],
-           ['text', (g) => g[1]],
-         ])})
-         ${written}
-         ON CONFLICT DO NOTHING)`,
-    );
-  }
-  if (masking.length) {
-    shape += 'm';
-    ctes.push(
-      `new_masking AS (
-         INSERT INTO exchange_masking (type, exchange_id, count)
-         SELECT * FROM unnest(${columns(masking, [
-           ['text', (m) => m.type],
-           ['text', (m) => m.exchangeId],
-           ['int8', (m) => m.count],
-         ])})
-         ${written}
-         ON CONFLICT DO NOTHING)`,
-    );
-  }
-  if (part.texts.length) {
-    shape += 't';
-    ctes.push(
-      `new_text AS (
-         INSERT INTO exchange_text (exchange_id, text)
-         SELECT * FROM unnest(${columns(part.texts, [
-           ['text', (t) => t.exchangeId],
-           ['text', (t) => indexableText(t.text)],
-         ])})
-         ${written}
-         ON CONFLICT DO NOTHING)`,
-    );
-  }
+  };
+  // A second request record for the same exchange id fails the append, as in SQLite: ids are unique per exchange.
+  insert(
+    'e',
+    'exchanges',
+    exchanges,
+    [
+      ['id', 'text', (e) => e.id],
+      ['session_id', 'text', (e) => e.sessionId],
+      ['connection', 'text', (e) => e.connection],
+      ['caller_subject', 'text', (e) => e.callerSubject],
+      ['caller_method', 'text', (e) => e.callerMethod],
+      ['method', 'text', (e) => e.method],
+      ['path', 'text', (e) => e.path],
+      ['model', 'text', (e) => e.model],
+      ['stream', 'bool', (e) => e.stream],
+      ['started_at', 'int8', (e) => e.startedAt],
+    ],
+    { conflict: '' },
+  );
+  // The first result recorded for an exchange is the one indexed, as with SQLite's INSERT OR IGNORE.
+  insert(
+    'x',
+    'exchange_results',
+    results,
+    [
+      ['exchange_id', 'text', (x) => x.exchangeId],
+      ['ended_at', 'int8', (x) => x.endedAt],
+      ['status', 'int4', (x) => x.status],
+      ['outcome', 'text', (x) => x.outcome],
+      ['input_tokens', 'int8', (x) => x.inputTokens],
+      ['output_tokens', 'int8', (x) => x.outputTokens],
+      ['model', 'text', (x) => x.model],
+    ],
+    { conflict: 'ON CONFLICT (exchange_id) DO NOTHING', first: true },
+  );
+  insert(
+    'i',
+    'exchange_callers',
+    callers,
+    [
+      ['exchange_id', 'text', (c) => c.exchangeId],
+      ['issuer', 'text', (c) => c.issuer],
+      ['email', 'text', (c) => c.email],
+    ],
+    { conflict: 'ON CONFLICT (exchange_id) DO NOTHING', first: true },
+  );
+  insert('g', 'exchange_groups', groups, [
+    ['group_name', 'text', (g) => g[0]],
+    ['exchange_id', 'text', (g) => g[1]],
+  ]);
+  insert('m', 'exchange_masking', masking, [
+    ['type', 'text', (m) => m.type],
+    ['exchange_id', 'text', (m) => m.exchangeId],
+    ['count', 'int8', (m) => m.count],
+  ]);
+  insert('t', 'exchange_text', part.texts, [
+    ['exchange_id', 'text', (t) => t.exchangeId],
+    ['text', 'text', (t) => indexableText(t.text)],
+  ]);
   if (part.notify.length) {
     shape += 'n';
     // Delivered at COMMIT, only if it commits. A subquery of the answer, so it runs (an unused CTE would not).

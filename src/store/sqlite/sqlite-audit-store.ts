@@ -728,9 +728,9 @@ export class SqliteAuditStore implements AuditStore {
   async sessionTotals(sessionId: string, request: SessionTotalsRequest = {}): Promise<SessionTotals | undefined> {
     const filter = { ...request, session: sessionId };
     const totals = this.aggregate(totalsStatement, filter);
-    const names = this.aggregate(namesStatement, filter);
     const row = this.db.prepare(totals.sql).get(...totals.params) as TotalsRow | undefined;
     if (!row || row.n === 0) return undefined;
+    const names = this.aggregate(namesStatement, filter);
     return toSessionTotals(sessionId, row, this.db.prepare(names.sql).all(...names.params) as NameRow[]);
   }
 
