@@ -11,7 +11,7 @@
  */
 import { createHmac } from 'node:crypto';
 import type { AuditEvent } from './audit-event.js';
-import { postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
+import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
@@ -46,12 +46,7 @@ export class HttpSink implements Sink {
     const where = opts.where ?? `siem.sinks[] (${config.name})`;
     this.name = config.name;
     this.#config = config;
-    this.#bounds = {
-      sink: config.name,
-      includeContent: config.include_content,
-      maxEvents: config.batch_size,
-      maxBytes: config.max_body_size,
-    };
+    this.#bounds = bodyBounds(config, config.batch_size);
     const url = new URL(config.url);
     this.#path = url.pathname + url.search;
     this.#secret = config.secret ? readSecret(config.secret, `${where}.secret`) : undefined;

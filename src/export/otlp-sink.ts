@@ -10,7 +10,7 @@
 import { channel } from 'node:diagnostics_channel';
 import { hostname as osHostname } from 'node:os';
 import type { AuditEvent } from './audit-event.js';
-import { postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
+import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
 import { readConfigFile } from '../config/read-secret.js';
@@ -46,12 +46,7 @@ export class OtlpSink implements Sink {
     const where = opts.where ?? `siem.sinks[] (${config.name})`;
     this.name = config.name;
     this.#config = config;
-    this.#bounds = {
-      sink: config.name,
-      includeContent: config.include_content,
-      maxEvents: Infinity,
-      maxBytes: config.max_body_size,
-    };
+    this.#bounds = bodyBounds(config);
     const resource = {
       attributes: [
         { key: 'service.name', value: { stringValue: 'vigil' } },

@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import type { AuditEvent } from './audit-event.js';
-import { postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
+import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
@@ -38,12 +38,7 @@ export class SplunkHecSink implements Sink {
     const where = opts.where ?? `siem.sinks[] (${config.name})`;
     this.name = config.name;
     this.#config = config;
-    this.#bounds = {
-      sink: config.name,
-      includeContent: config.include_content,
-      maxEvents: Infinity,
-      maxBytes: config.max_body_size,
-    };
+    this.#bounds = bodyBounds(config);
     this.#host = opts.hostname ?? osHostname();
     const url = new URL(config.url);
     this.#path = `${url.pathname.replace(/\/+$/, '')}/services/collector/event`;
