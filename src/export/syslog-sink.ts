@@ -70,17 +70,22 @@ export class SyslogSink implements Sink {
    * back within the wait); otherwise throws. Over UDP the transport orders the datagrams of overlapping calls itself.
    */
   deliver(events: readonly AuditEvent[], signal?: AbortSignal): Promise<void> {
-    if (this.#udp) return this.#deliver(events, this.#udp, signal);
-    const run = this.#queue.then(() => this.#deliver(events, this.#stream!, signal));
+    const udp = this.#udp;
+    if (udp) return this.#deliver(events, (messages) => udp.send(messages, signal));
+    const stream = this.#stream!;
+    const run = this.#queue.then(() =>
+      this.#deliver(events, (messages) => {
+        // Waited behind the batches before it: not written if this gateway no longer delivers for the sink.
+        signal?.throwIfAborted();
+        return stream.send(Buffer.concat(messages.map(octetCountedFrame)));
+      }),
+    );
     this.#queue = run.catch(() => undefined);
     return run;
   }
 
-  async #deliver(
-    events: readonly AuditEvent[],
-    transport: SyslogUdpTransport | SyslogStreamTransport,
-    signal: AbortSignal | undefined,
-  ): Promise<void> {
+  /** Formats the batch and hands its messages to `send` (the transport's); a failure is a SinkDeliveryError. */
+  async #deliver(events: readonly AuditEvent[], send: (messages: Buffer[]) => Promise<void>): Promise<void> {
     if (this.#closed) throw new SinkDeliveryError(this.name, 'sink is closed');
     if (events.length === 0) return;
     const messages = events.map((e) =>
@@ -88,12 +93,7 @@ export class SyslogSink implements Sink {
     );
     const target = `${this.#config.transport}://${this.#config.host}:${this.#config.port}`;
     try {
-      if (transport instanceof SyslogUdpTransport) await transport.send(messages, signal);
-      else {
-        // Waited behind the batches before it: not written if this gateway no longer delivers for the sink.
-        signal?.throwIfAborted();
-        await transport.send(Buffer.concat(messages.map(octetCountedFrame)));
-      }
+      await send(messages);
     } catch (err) {
       throw new SinkDeliveryError(this.name, `syslog to ${target} failed: ${describeError(err)}`, { cause: err });
     }
