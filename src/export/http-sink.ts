@@ -15,7 +15,7 @@ import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './in
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
-import { readHeaders } from './internal/read-secret.js';
+import { readHeaders, sinkConfigPath } from './internal/read-secret.js';
 import type { Sink } from './sink.js';
 import { rejectsContent, SinkDeliveryError } from './sink-delivery-error.js';
 import type { HttpSinkConfig } from './sinks-config.js';
@@ -43,7 +43,7 @@ export class HttpSink implements Sink {
 
   /** Reads the secret and CA now: a missing one is a start-up error naming the config key. */
   constructor(config: HttpSinkConfig, opts: { where?: string } = {}) {
-    const where = opts.where ?? `siem.sinks[] (${config.name})`;
+    const where = sinkConfigPath(config.name, opts.where);
     this.name = config.name;
     this.#config = config;
     this.#bounds = bodyBounds(config, config.batch_size);

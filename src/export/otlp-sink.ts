@@ -14,7 +14,7 @@ import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './in
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
 import { readConfigFile } from '../config/read-secret.js';
-import { readHeaders } from './internal/read-secret.js';
+import { readHeaders, sinkConfigPath } from './internal/read-secret.js';
 import { otlpLogRecord } from './otlp-log-record.js';
 import type { Sink } from './sink.js';
 import { rejectsContent, SinkDeliveryError } from './sink-delivery-error.js';
@@ -43,7 +43,7 @@ export class OtlpSink implements Sink {
   readonly #head: string;
 
   constructor(config: OtlpSinkConfig, opts: { hostname?: string; where?: string } = {}) {
-    const where = opts.where ?? `siem.sinks[] (${config.name})`;
+    const where = sinkConfigPath(config.name, opts.where);
     this.name = config.name;
     this.#config = config;
     this.#bounds = bodyBounds(config);

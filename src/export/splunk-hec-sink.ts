@@ -14,6 +14,7 @@ import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './in
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
+import { sinkConfigPath } from './internal/read-secret.js';
 import type { Sink } from './sink.js';
 import { rejectsContent, SinkDeliveryError } from './sink-delivery-error.js';
 import type { SplunkHecSinkConfig } from './sinks-config.js';
@@ -35,7 +36,7 @@ export class SplunkHecSink implements Sink {
   readonly #body: BodyFormat = { head: '', separator: '\n', tail: '', item: (event) => this.#hecEvent(event) };
 
   constructor(config: SplunkHecSinkConfig, opts: { hostname?: string; where?: string } = {}) {
-    const where = opts.where ?? `siem.sinks[] (${config.name})`;
+    const where = sinkConfigPath(config.name, opts.where);
     this.name = config.name;
     this.#config = config;
     this.#bounds = bodyBounds(config);

@@ -9,6 +9,7 @@ import type { AuditEvent } from './audit-event.js';
 import { describeError } from './internal/describe-error.js';
 import { outgoingEvent } from './internal/outgoing-event.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
+import { sinkConfigPath } from './internal/read-secret.js';
 import type { Sink } from './sink.js';
 import { SinkDeliveryError } from './sink-delivery-error.js';
 import type { SyslogSinkConfig } from './sinks-config.js';
@@ -34,7 +35,7 @@ export class SyslogSink implements Sink {
 
   /** Reads the TLS files now: a missing one is a start-up error naming the config key. */
   constructor(config: SyslogSinkConfig, opts: { hostname?: string; where?: string } = {}) {
-    const where = opts.where ?? `siem.sinks[] (${config.name})`;
+    const where = sinkConfigPath(config.name, opts.where);
     this.name = config.name;
     this.#config = config;
     this.#format = {
