@@ -11,11 +11,11 @@
  */
 import { createHmac } from 'node:crypto';
 import type { AuditEvent } from './audit-event.js';
-import { postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
+import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
-import { readHeaders } from './internal/read-secret.js';
+import { readHeaders, sinkConfigPath } from './internal/read-secret.js';
 import type { Sink } from './sink.js';
 import { rejectsContent, SinkDeliveryError } from './sink-delivery-error.js';
 import type { HttpSinkConfig } from './sinks-config.js';
@@ -43,15 +43,10 @@ export class HttpSink implements Sink {
 
   /** Reads the secret and CA now: a missing one is a start-up error naming the config key. */
   constructor(config: HttpSinkConfig, opts: { where?: string } = {}) {
-    const where = opts.where ?? `siem.sinks[] (${config.name})`;
+    const where = sinkConfigPath(config.name, opts.where);
     this.name = config.name;
     this.#config = config;
-    this.#bounds = {
-      sink: config.name,
-      includeContent: config.include_content,
-      maxEvents: config.batch_size,
-      maxBytes: config.max_body_size,
-    };
+    this.#bounds = bodyBounds(config, config.batch_size);
     const url = new URL(config.url);
     this.#path = url.pathname + url.search;
     this.#secret = config.secret ? readSecret(config.secret, `${where}.secret`) : undefined;

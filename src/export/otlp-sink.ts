@@ -10,11 +10,11 @@
 import { channel } from 'node:diagnostics_channel';
 import { hostname as osHostname } from 'node:os';
 import type { AuditEvent } from './audit-event.js';
-import { postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
+import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
 import { readConfigFile } from '../config/read-secret.js';
-import { readHeaders } from './internal/read-secret.js';
+import { readHeaders, sinkConfigPath } from './internal/read-secret.js';
 import { otlpLogRecord } from './otlp-log-record.js';
 import type { Sink } from './sink.js';
 import { rejectsContent, SinkDeliveryError } from './sink-delivery-error.js';
@@ -43,15 +43,10 @@ export class OtlpSink implements Sink {
   readonly #head: string;
 
   constructor(config: OtlpSinkConfig, opts: { hostname?: string; where?: string } = {}) {
-    const where = opts.where ?? `siem.sinks[] (${config.name})`;
+    const where = sinkConfigPath(config.name, opts.where);
     this.name = config.name;
     this.#config = config;
-    this.#bounds = {
-      sink: config.name,
-      includeContent: config.include_content,
-      maxEvents: Infinity,
-      maxBytes: config.max_body_size,
-    };
+    this.#bounds = bodyBounds(config);
     const resource = {
       attributes: [
         { key: 'service.name', value: { stringValue: 'vigil' } },

@@ -10,10 +10,11 @@
 import { randomUUID } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import type { AuditEvent } from './audit-event.js';
-import { postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
+import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
 import { describeError } from './internal/describe-error.js';
 import { HttpTarget } from './internal/http-target.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
+import { sinkConfigPath } from './internal/read-secret.js';
 import type { Sink } from './sink.js';
 import { rejectsContent, SinkDeliveryError } from './sink-delivery-error.js';
 import type { SplunkHecSinkConfig } from './sinks-config.js';
@@ -35,15 +36,10 @@ export class SplunkHecSink implements Sink {
   readonly #body: BodyFormat = { head: '', separator: '\n', tail: '', item: (event) => this.#hecEvent(event) };
 
   constructor(config: SplunkHecSinkConfig, opts: { hostname?: string; where?: string } = {}) {
-    const where = opts.where ?? `siem.sinks[] (${config.name})`;
+    const where = sinkConfigPath(config.name, opts.where);
     this.name = config.name;
     this.#config = config;
-    this.#bounds = {
-      sink: config.name,
-      includeContent: config.include_content,
-      maxEvents: Infinity,
-      maxBytes: config.max_body_size,
-    };
+    this.#bounds = bodyBounds(config);
     this.#host = opts.hostname ?? osHostname();
     const url = new URL(config.url);
     this.#path = `${url.pathname.replace(/\/+$/, '')}/services/collector/event`;

@@ -9,6 +9,7 @@ import type { AuditEvent } from './audit-event.js';
 import { describeError } from './internal/describe-error.js';
 import { outgoingEvent } from './internal/outgoing-event.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
+import { sinkConfigPath } from './internal/read-secret.js';
 import type { Sink } from './sink.js';
 import { SinkDeliveryError } from './sink-delivery-error.js';
 import type { SyslogSinkConfig } from './sinks-config.js';
@@ -34,7 +35,7 @@ export class SyslogSink implements Sink {
 
   /** Reads the TLS files now: a missing one is a start-up error naming the config key. */
   constructor(config: SyslogSinkConfig, opts: { hostname?: string; where?: string } = {}) {
-    const where = opts.where ?? `siem.sinks[] (${config.name})`;
+    const where = sinkConfigPath(config.name, opts.where);
     this.name = config.name;
     this.#config = config;
     this.#format = {
@@ -70,17 +71,22 @@ export class SyslogSink implements Sink {
    * back within the wait); otherwise throws. Over UDP the transport orders the datagrams of overlapping calls itself.
    */
   deliver(events: readonly AuditEvent[], signal?: AbortSignal): Promise<void> {
-    if (this.#udp) return this.#deliver(events, this.#udp, signal);
-    const run = this.#queue.then(() => this.#deliver(events, this.#stream!, signal));
+    const udp = this.#udp;
+    if (udp) return this.#deliver(events, (messages) => udp.send(messages, signal));
+    const stream = this.#stream!;
+    const run = this.#queue.then(() =>
+      this.#deliver(events, (messages) => {
+        // Waited behind the batches before it: not written if this gateway no longer delivers for the sink.
+        signal?.throwIfAborted();
+        return stream.send(Buffer.concat(messages.map(octetCountedFrame)));
+      }),
+    );
     this.#queue = run.catch(() => undefined);
     return run;
   }
 
-  async #deliver(
-    events: readonly AuditEvent[],
-    transport: SyslogUdpTransport | SyslogStreamTransport,
-    signal: AbortSignal | undefined,
-  ): Promise<void> {
+  /** Formats the batch and hands its messages to `send` (the transport's); a failure is a SinkDeliveryError. */
+  async #deliver(events: readonly AuditEvent[], send: (messages: Buffer[]) => Promise<void>): Promise<void> {
     if (this.#closed) throw new SinkDeliveryError(this.name, 'sink is closed');
     if (events.length === 0) return;
     const messages = events.map((e) =>
@@ -88,12 +94,7 @@ export class SyslogSink implements Sink {
     );
     const target = `${this.#config.transport}://${this.#config.host}:${this.#config.port}`;
     try {
-      if (transport instanceof SyslogUdpTransport) await transport.send(messages, signal);
-      else {
-        // Waited behind the batches before it: not written if this gateway no longer delivers for the sink.
-        signal?.throwIfAborted();
-        await transport.send(Buffer.concat(messages.map(octetCountedFrame)));
-      }
+      await send(messages);
     } catch (err) {
       throw new SinkDeliveryError(this.name, `syslog to ${target} failed: ${describeError(err)}`, { cause: err });
     }

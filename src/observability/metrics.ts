@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { otlpRejectedChannel } from '../export/otlp-sink.js';
+import type { DigestWatchStatus } from '../store/digest-watch.js';
 import {
   accessDeniedChannel,
   exchangeCompletedChannel,
@@ -21,16 +22,8 @@ export interface MetricsSources {
   recordingBacklog(): number;
   /** Per SIEM sink. */
   sinks(): ReadonlyArray<{ sink: string; lag: number; failures: number; delivered: number; undeliverable: number }>;
-  /**
-   * What the last check for overdue digests found (store/digest-watch.ts): how many chains are overdue, how many
-   * stopped overdue (their writer gone, alerted), and per chain with records not yet under a digest of its own (whose
-   * writer runs, or which is overdue and not stopped) how long the oldest waited.
-   */
-  digests?(): {
-    readonly overdue: readonly unknown[];
-    readonly stopped: readonly unknown[];
-    readonly undigested: ReadonlyArray<{ readonly chain: string; readonly ms: number }>;
-  };
+  /** What the last check for overdue digests found (see DigestWatchStatus). */
+  digests?(): DigestWatchStatus;
 }
 
 export class Metrics {

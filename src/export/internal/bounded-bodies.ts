@@ -30,6 +30,14 @@ export interface BodyBounds {
   readonly maxBytes: number;
 }
 
+/** The bounds of a sink with `max_body_size` (and, for http, `batch_size`: `maxEvents`) as its config gives them. */
+export function bodyBounds(
+  config: { readonly name: string; readonly include_content: boolean; readonly max_body_size: number },
+  maxEvents = Infinity,
+): BodyBounds {
+  return { sink: config.name, includeContent: config.include_content, maxEvents, maxBytes: config.max_body_size };
+}
+
 /** One event as it goes out: its item's JSON and that JSON's size in bytes. */
 interface Serialised {
   readonly json: string;
