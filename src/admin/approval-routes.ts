@@ -125,11 +125,11 @@ export const APPROVAL_ROUTES: readonly AdminRoute[] = [
       const grant = body.grant_minutes;
       if (grant !== undefined && typeof grant !== 'number')
         throw new VigilError('BAD_REQUEST', 'grant_minutes must be a number');
-      const { grant: made, ...approval } = await coordinator(ctx).approve(ctx.params.id!, approverOf(ctx.caller), {
+      const decided = await coordinator(ctx).approve(ctx.params.id!, approverOf(ctx.caller), {
         reason: optionalString(body, 'reason'),
         grantMinutes: grant,
       });
-      sendJson(ctx.res, 200, decisionBody(approval, made));
+      sendJson(ctx.res, 200, decisionBody(decided));
     },
   },
   {
@@ -143,7 +143,7 @@ export const APPROVAL_ROUTES: readonly AdminRoute[] = [
       sendJson(
         ctx.res,
         200,
-        decisionBody(await coordinator(ctx).deny(ctx.params.id!, approverOf(ctx.caller), reason), null),
+        decisionBody({ ...(await coordinator(ctx).deny(ctx.params.id!, approverOf(ctx.caller), reason)), grant: null }),
       );
     },
   },

@@ -17,15 +17,25 @@ const json = (schema: unknown, description: string): unknown => ({
   content: { 'application/json': { schema } },
 });
 
+/** The cursor of a list's next page, as every paged answer carries it. */
+const NEXT_CURSOR = {
+  type: ['string', 'null'],
+  description: 'Pass as `cursor` for the next page; null on the last page.',
+};
+
+/** How many exchanges had each outcome, as session summaries and totals count them. */
+const OUTCOME_COUNTS = {
+  type: 'object',
+  description: 'Outcome → count; `in_progress` for exchanges without a response yet.',
+  additionalProperties: { type: 'integer' },
+};
+
 const pageOf = (item: string): unknown => ({
   type: 'object',
   required: ['items', 'next_cursor'],
   properties: {
     items: { type: 'array', items: ref(item) },
-    next_cursor: {
-      type: ['string', 'null'],
-      description: 'Pass as `cursor` for the next page; null on the last page.',
-    },
+    next_cursor: NEXT_CURSOR,
   },
 });
 
@@ -183,10 +193,7 @@ export const OPENAPI_DOCUMENT = {
                   items: ref('ExchangeListItem'),
                 },
                 exchanges: { type: 'array', items: ref('ExchangeView') },
-                next_cursor: {
-                  type: ['string', 'null'],
-                  description: 'Pass as `cursor` for the next page; null on the last page.',
-                },
+                next_cursor: NEXT_CURSOR,
               },
             },
             'A page of the session (recorded as a read).',
@@ -473,11 +480,7 @@ export const OPENAPI_DOCUMENT = {
                 items: ref('ExchangeCaller'),
               },
               models: { type: 'array', items: { type: 'string' } },
-              outcomes: {
-                type: 'object',
-                description: 'Outcome → count; `in_progress` for exchanges without a response yet.',
-                additionalProperties: { type: 'integer' },
-              },
+              outcomes: OUTCOME_COUNTS,
             },
           },
         },
@@ -507,11 +510,7 @@ export const OPENAPI_DOCUMENT = {
           exchanges: { type: 'integer' },
           inputTokens: { type: 'integer' },
           outputTokens: { type: 'integer' },
-          outcomes: {
-            type: 'object',
-            description: 'Outcome → count; `in_progress` for exchanges without a response yet.',
-            additionalProperties: { type: 'integer' },
-          },
+          outcomes: OUTCOME_COUNTS,
           callers: { type: 'array', items: ref('ExchangeCaller') },
           callerCount: { type: 'integer' },
           connections: { type: 'array', items: { type: 'string' } },

@@ -133,15 +133,15 @@ export async function approvalsCommand(args: string[], out: Out): Promise<number
       out.stdout.write(values.json ? `${JSON.stringify(v, null, 2)}\n` : describe(v, now));
       return 0;
     }
-    let v: ApprovalView;
-    let grant: ApprovalDecided['grant'] = null;
-    if (verb === 'approve') {
-      ({ grant, ...v } = await approvals.approve(id!, approver!, { reason: values.reason, grantMinutes }));
-    } else v = await approvals.deny(id!, approver!, values.reason!);
+    const decided: ApprovalDecided =
+      verb === 'approve'
+        ? await approvals.approve(id!, approver!, { reason: values.reason, grantMinutes })
+        : { ...(await approvals.deny(id!, approver!, values.reason!)), grant: null };
+    const { grant, ...v } = decided;
     await signChain(config, store, { create: false });
     // With approvals_required > 1, a grant is made only when the last approval comes and every approver asked for one
     // (for the shortest asked): say what this approval did, not what was asked, in JSON as in words.
-    if (values.json) out.stdout.write(`${JSON.stringify(decisionBody(v, grant), null, 2)}\n`);
+    if (values.json) out.stdout.write(`${JSON.stringify(decisionBody(decided), null, 2)}\n`);
     else if (v.status === 'approved') {
       // What a grant covers (README, "Approvals"): this caller on this connection's rule; an anonymous caller only in
       // this session, since everyone on the machine is `anonymous`.

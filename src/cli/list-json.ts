@@ -5,10 +5,11 @@
  */
 import { listBody } from '../admin/list-body.js';
 
-/** The JSON text of a list with its next-page cursor, and its deprecated old key. */
+/** The JSON text of a list with its next-page cursor, and its deprecated old key when the command had one. */
 export function listJson<T>(
   list: { readonly items: readonly T[]; readonly nextCursor?: string | null },
-  deprecatedKey: 'sessions' | 'keys' | 'holds' | 'approvals',
+  deprecatedKey?: 'sessions' | 'keys' | 'holds' | 'approvals',
 ): string {
-  return `${JSON.stringify({ ...listBody(list), [deprecatedKey]: list.items }, null, 2)}\n`;
+  const body = deprecatedKey === undefined ? listBody(list) : { ...listBody(list), [deprecatedKey]: list.items };
+  return `${JSON.stringify(body, null, 2)}\n`;
 }

@@ -32,7 +32,6 @@ import { createGatewayKey, revokeGatewayKey } from '../identity/key-admin.js';
 import { isLoopbackHost } from '../identity/loopback.js';
 import { recordCliRead } from './cli-reads.js';
 import { listJson } from './list-json.js';
-import { listBody } from '../admin/list-body.js';
 import { readExchange, readSession, type ExchangeView } from '../recorder/exchange-reader.js';
 import { startReplayServer, type ReplayLog } from '../replay/replay-server.js';
 import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
@@ -333,7 +332,7 @@ async function search(args: string[], out: Out): Promise<number> {
       query,
     );
     if (values.json) {
-      out.stdout.write(`${JSON.stringify(listBody(page), null, 2)}\n`);
+      out.stdout.write(listJson(page));
       return 0;
     }
     if (page.items.length === 0) out.stdout.write('no matches\n');

@@ -61,6 +61,23 @@ export function isCertificateFile(value: object): value is { file: string } {
   return parsedCertificateFiles.has(value);
 }
 
+/** What start-up reads from outside the config: a secret reference or a certificate file. */
+export type ConfigRef = SecretRef | { file: string };
+
+/**
+ * Calls `fn` with every secret reference and certificate file the schema parsed under `value`, and its path from
+ * `path`: what start-up reads is found by what the schema says it is, not by its shape (a header named `env`).
+ */
+export function forEachConfigRef(
+  value: unknown,
+  path: readonly PropertyKey[],
+  fn: (ref: ConfigRef, path: readonly PropertyKey[]) => void,
+): void {
+  if (value === null || typeof value !== 'object') return;
+  if (isSecretRef(value) || isCertificateFile(value)) return fn(value, path);
+  for (const [k, v] of Object.entries(value)) forEachConfigRef(v, [...path, Array.isArray(value) ? Number(k) : k], fn);
+}
+
 /** A secret is never written in the config itself: it is read from an environment variable or a file. */
 export const secretRef = unionOf(
   [z.object({ env: z.string().min(1) }).strict(), z.object({ file: z.string().min(1) }).strict()],

@@ -20,7 +20,8 @@ export interface DecisionBody extends ApprovalView {
   } | null;
 }
 
-export function decisionBody(v: ApprovalView, grant: ApprovalDecided['grant']): DecisionBody {
+/** The answer to a decision: an approval's result, or a denial's view with `grant: null`. */
+export function decisionBody({ grant, ...v }: ApprovalDecided): DecisionBody {
   return {
     ...v,
     released: v.status === 'approved',

@@ -183,14 +183,12 @@ export async function renderSession({ root, params, signal }) {
   // A page of full exchanges at a time, oldest first (the whole session at once can be tens of MB), each page with
   // its exchanges' summaries and where it starts in the session; the first also with what the whole session adds up
   // to (the API leaves that off later pages: it goes over every exchange of the session).
+  // The first page is the one read without a cursor; a page's summaries are its exchanges', in the same order.
   let cursor = null;
-  let firstPage = true;
   const loadPage = async () => {
     const page = await api(`/sessions/${encodeURIComponent(id)}${query({ limit: PAGE, cursor })}`, { signal });
-    const summaries = new Map(page.summaries.map((s) => [s.id, s]));
-    if (firstPage) status.replaceChildren(sessionFacts(page));
-    firstPage = false;
-    page.exchanges.forEach((x, i) => transcript.append(safeCard(x, summaries.get(x.id), page.offset + i)));
+    if (cursor === null) status.replaceChildren(sessionFacts(page));
+    page.exchanges.forEach((x, i) => transcript.append(safeCard(x, page.summaries[i], page.offset + i)));
     cursor = page.next_cursor;
     clear(more);
     if (cursor) loadMoreButton(more, loadPage, signal);
