@@ -322,7 +322,10 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     });
     await fresh.goto(`${open.gateway.adminUrl}/ui/#/sessions`);
     const options = fresh.locator('select[name="outcome"] option');
-    await expect.poll(() => options.allTextContents()).toEqual(['any', ...OUTCOMES, 'a_new_outcome']);
+    // A fresh page loads every asset cold: under a full suite that can take longer than poll's 1 s default.
+    await expect
+      .poll(() => options.allTextContents(), { timeout: 10_000 })
+      .toEqual(['any', ...OUTCOMES, 'a_new_outcome']);
   });
 
   it('filters the session list through the API', async () => {
