@@ -5,6 +5,7 @@
  * transaction — one statement, in one round trip (postgres-append.ts) — and `append` resolves after it commits, i.e.
  * once PostgreSQL reports the data durable.
  */
+import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type {
@@ -259,6 +260,8 @@ export class PostgresAuditStore implements AuditStore {
   readonly kind = 'postgres' as const;
   readonly chainId = newChainId();
   readonly schema: string;
+  /** Where this store's appends are announced (see notifyChannel). */
+  private readonly notifyChannel: string;
   private readonly pool: pg.Pool;
   /** How a connection of the store's own is made: the pool's, and verify's outside it. */
   private readonly connection: pg.ClientConfig;
@@ -323,7 +326,7 @@ export class PostgresAuditStore implements AuditStore {
       client.on('notification', (msg) => {
         for (const l of this.appendListeners) if (msg.payload?.startsWith(l.prefix)) l.listener();
       });
-      await client.query(`LISTEN ${NOTIFY_CHANNEL}`);
+      await client.query(`LISTEN ${this.notifyChannel}`);
     } catch (err) {
       client.release(err as Error);
       throw err;
@@ -380,6 +383,7 @@ export class PostgresAuditStore implements AuditStore {
 
   private constructor(options: PostgresStoreOptions) {
     this.schema = options.schema ?? 'public';
+    this.notifyChannel = notifyChannel(this.schema);
     this.connection = {
       connectionString: options.url,
       // Unqualified SQL everywhere, one schema per store: the startup packet sets it, so no connection ever runs a
@@ -544,7 +548,7 @@ export class PostgresAuditStore implements AuditStore {
 
   private statements(batch: WriteBatch, pending: readonly PendingRecord[]): ReturnType<typeof appendStatements> {
     return appendStatements(this.chainId, pending, batch.blobs ?? [], batch.searchText ?? [], {
-      channel: NOTIFY_CHANNEL,
+      channel: this.notifyChannel,
       kinds: [...new Set(batch.records.map((r) => r.kind).filter((k) => NOTIFIED_KINDS.test(k)))],
     });
   }
@@ -1126,8 +1130,14 @@ export class PostgresAuditStore implements AuditStore {
 }
 
 /** Advisory lock classes (the first key of the two-key form): one per kind of lock Vigil takes. */
-/** NOTIFY channel for appends others may be waiting for (approval decisions); payload: the record kind. */
-const NOTIFY_CHANNEL = 'vigil_ledger';
+/**
+ * NOTIFY channel for appends others may be waiting for (approval decisions); payload: the record kind. One per
+ * schema: a channel is the whole database's, and stores in other schemas (other Vigil deployments, tests running side
+ * by side) must not wake this one's waiters with their records. A hash keeps it a short plain identifier.
+ */
+function notifyChannel(schema: string): string {
+  return `vigil_ledger_${createHash('sha256').update(schema).digest('hex').slice(0, 16)}`;
+}
 /** Kinds worth a NOTIFY: someone may be holding a call for them. Exchange records never are (the hot path). */
 const NOTIFIED_KINDS = /^approval\./;
 const CHAIN_LOCK_CLASS = 0x56474c31; // 'VGL1': "the writer of this chain is alive"
