@@ -467,8 +467,13 @@ export class ApprovalCoordinator {
       APPROVAL_KINDS.held,
     );
     if (stored) this.seen.set(`${stored.chain}:${stored.chainSeq}`, stored.at);
-    const state: State = { held, decisions: [], ended: null };
-    this.approvals.set(held.id, state);
+    // A read may have listed the held record (and a decision on it) before this append's answer arrived: keep the
+    // approval it made, so that nothing decided meanwhile is lost to a fresh, empty one.
+    let state = this.approvals.get(held.id);
+    if (!state) {
+      state = { held, decisions: [], ended: null };
+      this.approvals.set(held.id, state);
+    }
 
     const outcome = new Promise<HoldOutcome>((resolve) => {
       const onAbort = (): void => void this.end(held.id, 'cancelled', 'the client closed the connection');
@@ -488,6 +493,8 @@ export class ApprovalCoordinator {
     if (req.signal?.aborted) void this.end(held.id, 'cancelled', 'the client closed the connection');
     // Closed while the call was being held (close() ended only the waiters there were): end this one too.
     else if (this.closed) void this.end(held.id, 'cancelled', 'the gateway is shutting down');
+    // Decided while its record was being appended (see above): answer now, not at the next poll.
+    else if (state.decisions.length > 0) this.settleAll();
     this.schedulePoll();
     if (this.options.notifier) void this.notify(state);
     return outcome;

@@ -16,6 +16,7 @@ import { summarizeRequest } from '../../../src/policy/approval-summary.js';
 import {
   ApprovalCoordinator,
   ApprovalRefused,
+  type ApprovalLedger,
   type Approver,
   type HoldOutcome,
   type HoldRequest,
@@ -575,6 +576,42 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
       );
     } finally {
       await restarted.close();
+    }
+  });
+
+  it('a hold read back from the ledger before its own append answers is one approval: decisions made meanwhile count', async () => {
+    // Went wrong (about 1 run in 12 on PostgreSQL, under load): the held record committed and another read listed it
+    // before this connection's answer arrived; the hold then replaced the approval it had read with a new empty one.
+    // A decision made in between went to the replaced one: its grant was never made, or the call was held forever.
+    let answer!: () => void;
+    const answered = new Promise<void>((resolve) => (answer = resolve));
+    let slowHeld = true;
+    const ledger: ApprovalLedger = {
+      append: async (batch) => {
+        const stored = await store.append(batch);
+        if (slowHeld && batch.records[0]!.kind === 'approval.held') {
+          slowHeld = false;
+          await answered;
+        }
+        return stored;
+      },
+      recordsOfKinds: (kinds, since, limit) => store.recordsOfKinds(kinds, since, limit),
+    };
+    const c = new ApprovalCoordinator(ledger, { pollMs: 50 });
+    try {
+      const r = rule({ grant: '10m' });
+      const first = c.hold(call(r));
+      const id = await pendingId(c);
+      const decided = await c.approve(id, bob, { grantMinutes: 5 });
+      expect(decided).toMatchObject({ status: 'approved', grant: { approvalId: id } });
+      answer();
+      expect(
+        await Promise.race([first, new Promise((r) => setTimeout(() => r('still held after 5 s'), 5000))]),
+      ).toEqual({ outcome: 'approved', approvalId: id, by: [bob] });
+      expect(await c.hold(call(r))).toMatchObject({ outcome: 'granted', grant: { approvalId: id } });
+    } finally {
+      answer();
+      await c.close();
     }
   });
 
