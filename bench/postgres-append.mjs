@@ -2,18 +2,20 @@
  * How long one `append` of a request takes on the PostgreSQL store: the time every proxied call waits before it is
  * forwarded (the request record is durable first).
  *
- *   npm run build && node bench/postgres-append.mjs [--dist DIR] [--appends N] [--concurrency 1,16] [--url URL]
+ *   npm run build && node bench/postgres-append.mjs [--dist DIR] [--appends N] [--concurrency 1,16] [--refs N] [--url URL]
  *
  * --dist DIR        the compiled store to measure (default: this checkout's dist/); point it at another build's dist/
  *                   to compare two versions on the same database, run alternately
  * --appends N       appends per concurrency level (default 2000), after 200 of warm-up
  * --concurrency L   comma-separated numbers of appends in flight at once (default 1,16)
+ * --refs N          blob references per request (default 3); a long Claude Code session's request has hundreds
  * --url URL         PostgreSQL (default VIGIL_TEST_POSTGRES_URL, or postgres://postgres@127.0.0.1:5432/test)
  *
  * Each append is what the recorder writes for a request: one `exchange.request` record shaped like the recorder's
- * (an OIDC caller with groups, a stored body of inline parts and three blob references) and one new ~1 KB blob; the
- * other two referred blobs were written before, as a conversation's earlier messages are. Runs in a fresh schema,
- * dropped at the end. Prints mean, p50, p99 and appends/s per concurrency level, and one JSON line.
+ * (an OIDC caller with groups, a stored body of inline parts and --refs blob references) and one new ~1 KB blob; the
+ * other referred blobs were written before, as a conversation's earlier messages are. Requests go to 50 sessions in
+ * turn, each resending what the one before it in its session did (ref-bases.ts). Runs in a fresh schema, dropped at the
+ * end. Prints mean, p50, p99 and appends/s per concurrency level, and one JSON line.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -27,6 +29,7 @@ const { values: args } = parseArgs({
     dist: { type: 'string', default: path.join(import.meta.dirname, '..', 'dist') },
     appends: { type: 'string', default: '2000' },
     concurrency: { type: 'string', default: '1,16' },
+    refs: { type: 'string', default: '3' },
     url: { type: 'string', default: process.env.VIGIL_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test' },
   },
 });
@@ -41,8 +44,15 @@ const LEVELS = args.concurrency.split(',').map(Number);
 const sha256 = (data) => createHash('sha256').update(data).digest('hex');
 const blob = (data) => ({ hash: sha256(data), data });
 
-/** Two earlier messages of the conversation, stored once. */
-const earlier = [blob(Buffer.from(JSON.stringify({ role: 'user', content: 'x'.repeat(900) }))), blob(randomBytes(700))];
+const REFS = Number(args.refs);
+/** The earlier messages of the conversation, stored once. */
+const earlier = [
+  blob(Buffer.from(JSON.stringify({ role: 'user', content: 'x'.repeat(900) }))),
+  blob(randomBytes(700)),
+  ...Array.from({ length: Math.max(0, REFS - 3) }, (_, i) =>
+    blob(Buffer.from(JSON.stringify({ role: i % 2 ? 'assistant' : 'user', content: `${i} ${'z'.repeat(1000)}` }))),
+  ),
+].slice(0, Math.max(0, REFS - 1));
 
 let n = 0;
 /** One request as the recorder writes it: its record, and the one message no earlier request carried. */
@@ -82,16 +92,8 @@ function requestBatch() {
               'x-api-key': '[masked]',
             },
             body: {
-              size: 3200,
-              parts: [
-                head,
-                { $blob: earlier[0].hash },
-                ',',
-                { $blob: earlier[1].hash },
-                ',',
-                { $blob: fresh.hash },
-                ']}',
-              ],
+              size: 3200 + 1000 * Math.max(0, earlier.length - 2),
+              parts: [head, ...[...earlier, fresh].flatMap((b, j) => [...(j ? [','] : []), { $blob: b.hash }]), ']}'],
             },
           },
           model: 'claude-sonnet-4-5',
@@ -154,4 +156,4 @@ try {
   await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   await admin.end();
 }
-console.log(JSON.stringify({ dist: path.resolve(args.dist), appends: APPENDS, results }));
+console.log(JSON.stringify({ dist: path.resolve(args.dist), appends: APPENDS, refs: REFS, results }));

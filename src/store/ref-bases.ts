@@ -11,13 +11,16 @@
  * knows. The record's own rows are then only the references its base does not have. The invariant a purge relies on:
  * every blob a live record refers to has a row from some live record — its own, or its base's (and so on down). A
  * purge that removes a base first gives each live record built on it rows for all of its references
- * (SqliteAuditStore.purgeExchanges), so a base is never gone while a record relies on it.
+ * ({@link dependantRefs}; SqliteAuditStore and PostgresAuditStore.purgeExchanges), so a base is never gone while a
+ * record relies on it.
  *
  * The base is the last request this store wrote for the same conversation (session and Claude Code agent), checked
  * inside the append's transaction to still be in the store unchanged (its hash at its position): a purge, or a write
- * that was rolled back and whose position was taken by another record, makes it no base.
+ * that was rolled back and whose position was taken by another record, makes it no base. On PostgreSQL the check is
+ * part of the append's one statement (postgres-append.ts), which indexes every reference when it fails.
  */
 import type { NewRecord } from './audit-store.js';
+import { blobRefs } from './blob-refs.js';
 import { conversationKey, type ExchangeRequestData } from './record-types.js';
 
 /** A request record this process wrote, as a possible base. */
@@ -38,16 +41,34 @@ export function conversationOf(r: NewRecord): string | undefined {
   return typeof session === 'string' ? conversationKey(session, d.agent?.id) : undefined;
 }
 
+/**
+ * The index rows a purge gives the live records built on the ones it removes (`dependants`, as stored): one per
+ * reference, as [blob hash, record seq].
+ */
+export function dependantRefs(
+  dependants: ReadonlyArray<{ readonly seq: number; readonly kind: string; readonly data: string }>,
+): Array<readonly [hash: string, seq: number]> {
+  return dependants.flatMap((d) => blobRefs(d).map((h) => [h, d.seq] as const));
+}
+
 export class RefBases {
   /** By conversation, oldest first. */
   private readonly last = new Map<string, RefBase>();
   private refs = 0;
+  /** Written by the transaction in progress: bases once it commits ({@link commit}). */
+  private pending: Array<[string, RefBase]> = [];
 
   constructor(private readonly maxRefs = MAX_REFS) {}
 
   /** The last request record written for `conversation`, if any is remembered. */
   get(conversation: string): RefBase | undefined {
     return this.last.get(conversation);
+  }
+
+  /** The base request record `r` may leave references to, if one is remembered (still to be checked in the store). */
+  baseOf(r: NewRecord): RefBase | undefined {
+    const conversation = conversationOf(r);
+    return conversation === undefined ? undefined : this.last.get(conversation);
   }
 
   /** `base` is now the last request record of `conversation` (call once it is committed). */
@@ -61,6 +82,27 @@ export class RefBases {
       this.last.delete(key);
       this.refs -= old.refs.size;
     }
+  }
+
+  /**
+   * `r`, stored as `stored` with these blob references, is the last request of its conversation once the transaction
+   * in progress commits. Records of no conversation, or with no references, are no base.
+   */
+  written(r: NewRecord, stored: { readonly seq: number; readonly hash: string }, refs: readonly string[]): void {
+    const conversation = conversationOf(r);
+    if (conversation === undefined || refs.length === 0) return;
+    this.pending.push([conversation, { seq: stored.seq, hash: stored.hash, refs: new Set(refs) }]);
+  }
+
+  /** The transaction in progress committed: what it wrote are bases now. Only what committed may be one. */
+  commit(): void {
+    for (const [conversation, base] of this.pending) this.set(conversation, base);
+    this.pending = [];
+  }
+
+  /** The transaction in progress rolled back, or may have: a position it wrote may go to another record. */
+  rollback(): void {
+    this.pending = [];
   }
 
   delete(conversation: string): void {

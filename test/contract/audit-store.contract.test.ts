@@ -1365,9 +1365,14 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         );
       });
 
-      it('takes back, on upgrade, the write grants on the key and hold indexes that older grants gave', async () => {
-        // Went wrong: older `vigil store grants` let the gateway role UPDATE and INSERT gateway_keys and holds; a store
-        // upgraded without running the new grants must not keep that.
+      /**
+       * Runs `use` on a fresh schema migrated as far as `version` (as an older Vigil left it), with a fresh login role
+       * `role`, and a connection `old` of the owner's in that schema. Dropped afterwards.
+       */
+      async function withOldSchema(
+        version: number,
+        use: (old: { schema: string; role: string; old: pg.Client }) => Promise<void>,
+      ): Promise<void> {
         const schema = `vigil_test_old_${randomBytes(4).toString('hex')}`;
         const role = `vigil_gw_${randomBytes(4).toString('hex')}`;
         await fixture.sql(`CREATE ROLE ${role} LOGIN`);
@@ -1377,10 +1382,49 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           await old.query(`CREATE SCHEMA ${schema}`);
           await old.query(`SET search_path = ${schema}`);
           await old.query('CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)');
-          for (const [i, sql] of POSTGRES_MIGRATIONS.slice(0, 5).entries()) {
+          for (const [i, sql] of POSTGRES_MIGRATIONS.slice(0, version).entries()) {
             await old.query(sql);
             await old.query('INSERT INTO schema_migrations VALUES ($1, 0)', [i + 1]);
           }
+          await use({ schema, role, old });
+        } finally {
+          await old.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+          await old.query(`DROP OWNED BY ${role}`);
+          await old.query(`DROP ROLE ${role}`);
+          await old.end();
+        }
+      }
+
+      it('lets a gateway role granted before migration 12 append the bases of its requests (blob_ref_bases)', async () => {
+        // An upgrade that added blob_ref_bases without granting it would fail a conversation's second request on every
+        // gateway whose role had the grants of an older `vigil store grants`, until someone ran the new ones.
+        await withOldSchema(11, async ({ schema, role, old }) => {
+          // What appendOnlyGrantsSql gave before migration 12.
+          await old.query(appendOnlyGrantsSql(schema, role).replaceAll(`, "${schema}".blob_ref_bases`, ''));
+          await (await PostgresAuditStore.open({ url: POSTGRES_TEST_URL, schema, poolSize: 1 })).close(); // upgrades
+
+          const url = new URL(POSTGRES_TEST_URL);
+          url.username = role;
+          const gateway = await PostgresAuditStore.open({ url: url.href, schema, poolSize: 2 });
+          try {
+            const messages = [blob('[{"role":"user","content":"one"}]'), blob('[{"role":"user","content":"two"}]')];
+            for (const t of [1, 2]) {
+              const x = { id: `ex_${t}`, session: 'ses_1', at: T0 + t };
+              const refs = messages.slice(0, t).map((b) => b.hash);
+              await gateway.append({ blobs: messages.slice(0, t), records: [requestReferring(x, refs)] });
+            }
+          } finally {
+            await gateway.close();
+          }
+          expect((await old.query('SELECT count(*)::int AS n FROM blob_refs')).rows[0]).toEqual({ n: 2 });
+          expect((await old.query('SELECT count(*)::int AS n FROM blob_ref_bases')).rows[0]).toEqual({ n: 1 });
+        });
+      });
+
+      it('takes back, on upgrade, the write grants on the key and hold indexes that older grants gave', async () => {
+        // Went wrong: older `vigil store grants` let the gateway role UPDATE and INSERT gateway_keys and holds; a store
+        // upgraded without running the new grants must not keep that.
+        await withOldSchema(5, async ({ schema, role, old }) => {
           await old.query(`GRANT USAGE ON SCHEMA ${schema} TO ${role}`);
           await old.query(`GRANT SELECT, INSERT, UPDATE (revoked_at) ON gateway_keys TO ${role}`);
           await old.query(
@@ -1400,12 +1444,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           expect(await may('UPDATE')).toBe(false);
           expect(await may('INSERT')).toBe(false);
           expect(await may('SELECT')).toBe(true);
-        } finally {
-          await old.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-          await old.query(`DROP OWNED BY ${role}`);
-          await old.query(`DROP ROLE ${role}`);
-          await old.end();
-        }
+        });
       });
     }
   });
@@ -2265,6 +2304,68 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       });
       expect((await store.blobs(messages.map((b) => b.hash))).size).toBe(0);
       expect(await count(fixture, 'blob_refs')).toBe(0);
+      expect(await store.verify(withKey)).toMatchObject({ ok: true, problems: [] });
+    });
+
+    it('indexes only what a request adds to its base, and all of it where it has none still stored', async () => {
+      // Went wrong (PostgreSQL): every request of a conversation got a blob_refs row for each piece it resent, so a
+      // long session's append wrote hundreds of rows, O(n²) over the session. A request leaves to its base (the last
+      // request of its conversation this writer committed, still stored) the references that one has (ref-bases.ts).
+      const messages = Array.from({ length: 6 }, (_, i) => blob(`[{"role":"user","content":"turn ${i}"}]`));
+      const turn = (t: number, at: number, extra: readonly string[] = []): WriteBatch => {
+        const x = { id: `ex_${t}`, session: 'ses_long', at };
+        const refs = [...messages.slice(0, t + 1).map((b) => b.hash), ...extra];
+        // Every message of the conversation, as the recorder writes again what retention removed.
+        return {
+          blobs: messages.slice(0, t + 1),
+          records: [requestReferring(x, refs), eventsRecord(x), responseRecord(x)],
+        };
+      };
+      const rowsOf = async (id: string): Promise<number> =>
+        Number(
+          (
+            await fixture.sql(
+              `SELECT count(*) AS n FROM blob_refs WHERE record_seq =
+                 (SELECT seq FROM records WHERE exchange_id = '${id}' AND kind = 'exchange.request')`,
+            )
+          )[0]!.n,
+        );
+      const bases = async (): Promise<Array<Record<string, unknown>>> =>
+        fixture.sql(
+          `SELECT r.exchange_id AS record, b.exchange_id AS base FROM blob_ref_bases x
+           JOIN records r ON r.seq = x.record_seq JOIN records b ON b.seq = x.base_seq ORDER BY r.seq`,
+        );
+
+      await store.append(turn(0, T0));
+      await store.append(turn(1, T0 + 1000));
+      expect([await rowsOf('ex_0'), await rowsOf('ex_1')]).toEqual([1, 1]);
+      // Rolled back (a blob it refers to is missing): no base for the next.
+      await expect(store.append(turn(9, T0 + 1500, ['f'.repeat(64)]))).rejects.toThrow(/does not hold/);
+      // Another writer (another gateway: a chain of its own) knows no base for the conversation: all of them.
+      const other = await fixture.open();
+      await other.append(turn(2, T0 + 2000));
+      expect(await rowsOf('ex_2')).toBe(3);
+      // This writer's base is its own last request of the conversation: 2 and 3 are what ex_1 lacks.
+      await store.append(turn(3, T0 + 3000));
+      expect(await rowsOf('ex_3')).toBe(2);
+      expect(await bases()).toEqual([
+        { record: 'ex_1', base: 'ex_0' },
+        { record: 'ex_3', base: 'ex_1' },
+      ]);
+
+      // The base is purged (by another process, on PostgreSQL, as likely as by this one): the next request has none.
+      await store.append(exchangeBatch({ id: 'ex_a', session: 'ses_a', at: NOW - DAY }));
+      await other.append(exchangeBatch({ id: 'ex_b', session: 'ses_b', at: NOW - DAY }));
+      expect(await runRetention(store, keep30d, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({
+        exchanges: 4,
+        blobs: 4,
+      });
+      expect(await bases()).toEqual([]);
+      await store.append(turn(4, NOW));
+      expect(await rowsOf('ex_4')).toBe(5);
+      await store.append(turn(5, NOW + 1000));
+      expect(await rowsOf('ex_5')).toBe(1);
+      expect(await bases()).toEqual([{ record: 'ex_5', base: 'ex_4' }]);
       expect(await store.verify(withKey)).toMatchObject({ ok: true, problems: [] });
     });
 

@@ -27,6 +27,7 @@ import {
   type ResultIndexRow,
 } from '../exchange-index.js';
 import type { LinkedRecord } from '../ledger.js';
+import type { RefBase } from '../ref-bases.js';
 import { indexableText } from '../search-query.js';
 
 /**
@@ -47,6 +48,8 @@ export function chunks<T>(items: readonly T[], size: number): T[][] {
 export interface PendingRecord {
   readonly linked: LinkedRecord;
   readonly source?: NewRecord;
+  /** The request record whose references this one leaves to it in blob_refs, if it is still stored (ref-bases.ts). */
+  readonly base?: RefBase;
 }
 
 /** What one statement writes. */
@@ -140,14 +143,17 @@ function statement(chain: string, channel: string, part: Part): pg.QueryConfig &
   const answers: string[] = [];
   let shape = '';
 
-  const refs: Array<readonly [hash: string, chainSeq: number]> = [];
+  const refs: Array<readonly [hash: string, chainSeq: number, inBase: boolean]> = [];
+  const bases: Array<readonly [chainSeq: number, base: RefBase]> = [];
   const exchanges: ExchangeIndexRow[] = [];
   const results: ResultIndexRow[] = [];
   const callers: CallerIndexRow[] = [];
   const masking: Array<{ exchangeId: string; type: string; count: number }> = [];
-  for (const { linked, source } of part.records) {
+  for (const { linked, source, base } of part.records) {
     if (!source) continue;
-    for (const h of newRecordBlobRefs(source)) refs.push([h, linked.chainSeq]);
+    const referred = newRecordBlobRefs(source);
+    if (base && referred.length) bases.push([linked.chainSeq, base]);
+    for (const h of referred) refs.push([h, linked.chainSeq, base?.refs.has(h) ?? false]);
     const ex = exchangeIndexRow(source);
     if (ex) exchanges.push(ex);
     const res = resultIndexRow(source);
@@ -171,15 +177,41 @@ function statement(chain: string, channel: string, part: Part): pg.QueryConfig &
   // there once it is done. Nor can a purge remove one meanwhile: it locks blob_refs, as this statement does before
   // taking its snapshot, so one waits for the other (a purge that commits first is seen here).
   let written = '';
+  if (bases.length) {
+    shape += 'a';
+    // The bases still stored as this process wrote them (ref-bases.ts), read in the statement's snapshot: a purge that
+    // removed one either committed before it (it locks blob_refs, which this statement waits for) and is seen here,
+    // or waits for this statement, and then gives the records built on it rows of their own.
+    ctes.push(
+      `bases AS (
+         SELECT b.chain_seq, b.base_seq FROM unnest(${columns(bases, [
+           ['int8', (x) => x[0]],
+           ['int8', (x) => x[1].seq],
+           ['text', (x) => x[1].hash],
+         ])}) AS b(chain_seq, base_seq, base_hash)
+         WHERE EXISTS (SELECT 1 FROM records r WHERE r.seq = b.base_seq AND r.hash = b.base_hash))`,
+    );
+  }
   if (refs.length) {
     shape += 'r';
-    const referred = param(
-      refs.map(([h]) => h),
-      'text[]',
-    );
+    // The rows to index: every reference, but those a record's base has when the base is still stored. Those blobs
+    // need no check either: a stored base's blobs are held (each has a row of a live record).
     ctes.push(
+      bases.length
+        ? `refs AS (
+             SELECT f.h, f.chain_seq FROM unnest(${columns(refs, [
+               ['text', (x) => x[0]],
+               ['int8', (x) => x[1]],
+               ['bool', (x) => x[2]],
+             ])}) AS f(h, chain_seq, in_base)
+             WHERE NOT (f.in_base AND f.chain_seq IN (SELECT chain_seq FROM bases)))`
+        : `refs AS (
+             SELECT * FROM unnest(${columns(refs, [
+               ['text', (x) => x[0]],
+               ['int8', (x) => x[1]],
+             ])}) AS f(h, chain_seq))`,
       `missing AS (
-         SELECT DISTINCT f.h FROM unnest(${referred}) AS f(h)
+         SELECT DISTINCT f.h FROM refs f
          WHERE f.h <> ALL (${blobHashes()}) AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = f.h))`,
     );
     answers.push('ARRAY(SELECT h FROM missing) AS missing');
@@ -238,12 +270,16 @@ function statement(chain: string, channel: string, part: Part): pg.QueryConfig &
     ctes.push(
       `new_refs AS (
          INSERT INTO blob_refs (blob_hash, record_seq)
-         SELECT f.h, r.seq FROM unnest(${columns(refs, [
-           ['text', (x) => x[0]],
-           ['int8', (x) => x[1]],
-         ])}) AS f(h, chain_seq)
-         JOIN new_records r ON r.chain_seq = f.chain_seq
+         SELECT f.h, r.seq FROM refs f JOIN new_records r ON r.chain_seq = f.chain_seq
          ON CONFLICT DO NOTHING)`,
+    );
+  }
+  if (bases.length) {
+    // Which record each one's references were left to, for a purge that removes it.
+    ctes.push(
+      `new_ref_bases AS (
+         INSERT INTO blob_ref_bases (record_seq, base_seq)
+         SELECT r.seq, b.base_seq FROM bases b JOIN new_records r ON r.chain_seq = b.chain_seq)`,
     );
   }
   /**

@@ -51,7 +51,8 @@ import {
 import { sessionListStatement, toSessionListPage, type ListNameRow } from '../session-list.js';
 import { decodeCursor, pageOf, pageSize } from '../exchange-index.js';
 import { parseSearchQuery, tsQuery } from '../search-query.js';
-import { indexedBlobRefs } from '../blob-refs.js';
+import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
+import { dependantRefs, RefBases } from '../ref-bases.js';
 import { foldTable } from '../case-fold.js';
 import {
   activeLedgerHolds,
@@ -288,6 +289,8 @@ export class PostgresAuditStore implements AuditStore {
   private readonly leaderships = new Set<string>();
   private readonly appendListeners = new Set<{ prefix: string; listener: () => void }>();
   private readonly leadershipListeners = new Set<() => void>();
+  /** The last request record of each conversation, as the base of its next one (ref-bases.ts). */
+  private readonly refBases = new RefBases();
   /** What the ledger says about gateway keys, for findGatewayKey. */
   private readonly ledgerKeys = new LedgerKeyCache(() => indexRecords(this.pool, KEY_RECORDS));
 
@@ -491,14 +494,16 @@ export class PostgresAuditStore implements AuditStore {
       const statements = this.statements(batch, pending);
       inTransaction = statements.length > 1;
       if (inTransaction) await client.query('BEGIN');
-      const stored = await runAppend(client, statements, pending);
+      const stored = await this.runAppend(client, statements, pending);
       if (inTransaction) await client.query('COMMIT');
       this.tip = tip;
+      this.refBases.commit();
       return stored;
     } catch (err) {
       // Failed, or unknown if the connection died before the answer (the statement may have committed): the tip in
-      // memory may no longer match the database, so the next append reads it back.
+      // memory may no longer match the database, so the next append reads it back; what it wrote is no base.
       this.tip = undefined;
+      this.refBases.rollback();
       if (inTransaction) {
         await client.query('ROLLBACK').catch(() => {
           broken = true;
@@ -519,7 +524,8 @@ export class PostgresAuditStore implements AuditStore {
     const pending: PendingRecord[] = [];
     const chain = (r: Parameters<typeof linkRecord>[2], source?: NewRecord): void => {
       const linked = linkRecord(this.chainId, tip, r);
-      pending.push(source ? { linked, source } : { linked });
+      const base = source && this.refBases.baseOf(source);
+      pending.push(source ? { linked, source, ...(base && { base }) } : { linked });
       tip = { chainSeq: linked.chainSeq, hash: linked.hash };
     };
     if (tip === null) {
@@ -544,6 +550,19 @@ export class PostgresAuditStore implements AuditStore {
       );
     }
     return { pending, tip };
+  }
+
+  /** {@link runAppend}, noting the request records it wrote as bases of their conversations' next (once committed). */
+  private async runAppend(
+    client: pg.ClientBase,
+    statements: ReturnType<typeof appendStatements>,
+    pending: readonly PendingRecord[],
+  ): Promise<StoredRecord[]> {
+    const stored = await runAppend(client, statements, pending);
+    for (const [i, { source }] of pending.entries()) {
+      if (source?.kind === 'exchange.request') this.refBases.written(source, stored[i]!, newRecordBlobRefs(source));
+    }
+    return stored;
   }
 
   private statements(batch: WriteBatch, pending: readonly PendingRecord[]): ReturnType<typeof appendStatements> {
@@ -604,18 +623,20 @@ export class PostgresAuditStore implements AuditStore {
           tip: () => tip,
           append: async (batch, payloads) => {
             const linked = await this.link(client, tip, payloads);
-            const stored = await runAppend(client, this.statements(batch, linked.pending), linked.pending);
+            const stored = await this.runAppend(client, this.statements(batch, linked.pending), linked.pending);
             tip = linked.tip;
             return stored;
           },
         });
       });
       this.tip = tip;
+      this.refBases.commit();
       return result;
     } catch (err) {
       // Rolled back (or unknown, if the connection died mid-COMMIT): the tip in memory may no longer match the
-      // database, so the next append reads it back.
+      // database, so the next append reads it back; what it wrote is no base.
       this.tip = undefined;
+      this.refBases.rollback();
       throw err;
     }
   }
@@ -1023,6 +1044,24 @@ export class PostgresAuditStore implements AuditStore {
           [dueIds],
         );
         const records = removed.rows.map(toStored);
+        // A live record built on one removed here gets rows for all of its references first (ref-bases.ts). New ones
+        // cannot commit meanwhile: their statements write blob_refs, which waits for the lock above.
+        const removedSeqs = records.map((r) => r.seq);
+        const dependants = await c.query<{ seq: number; kind: string; data: string }>(
+          `SELECT r.seq, r.kind, r.data FROM blob_ref_bases b JOIN records r ON r.seq = b.record_seq
+           WHERE b.base_seq = ANY($1::int8[])`,
+          [removedSeqs],
+        );
+        for (const part of chunks(dependantRefs(dependants.rows), ROWS_PER_INSERT)) {
+          await c.query(
+            `INSERT INTO blob_refs (blob_hash, record_seq)
+             SELECT * FROM unnest($1::text[], $2::int8[]) ON CONFLICT DO NOTHING`,
+            [part.map(([h]) => h), part.map(([, seq]) => seq)],
+          );
+        }
+        await c.query('DELETE FROM blob_ref_bases WHERE base_seq = ANY($1::int8[]) OR record_seq = ANY($1::int8[])', [
+          removedSeqs,
+        ]);
         const refs: Array<readonly [string, number]> = [];
         for (const r of records) for (const h of indexedBlobRefs(r.data)) refs.push([h, r.seq]);
         for (const part of chunks(refs, ROWS_PER_INSERT)) {

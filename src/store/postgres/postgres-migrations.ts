@@ -450,6 +450,36 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   CREATE TRIGGER sink_cursors_no_truncate BEFORE TRUNCATE ON sink_cursors FOR EACH STATEMENT
     EXECUTE FUNCTION vigil_sink_cursor_forward();
   `,
+  // 12: a request record's references are indexed in blob_refs only where its base — the previous request of its
+  //     conversation, still in the store — has none (see ref-bases.ts; SQLite's migration 11): a long session's request
+  //     refers to hundreds of message groups, and a row for each was written by every append. A purge that removes a
+  //     base gives the records built on it rows of their own first. Roles that may append blob references (the
+  //     append-only gateway role of `vigil store grants`) may append bases too: otherwise a gateway upgraded without
+  //     the new grants would fail the second request of every conversation.
+  `
+  CREATE TABLE blob_ref_bases (
+    record_seq bigint PRIMARY KEY,
+    base_seq   bigint NOT NULL
+  );
+  CREATE INDEX blob_ref_bases_base ON blob_ref_bases (base_seq);
+  CREATE TRIGGER blob_ref_bases_append_only BEFORE UPDATE OR DELETE ON blob_ref_bases
+    FOR EACH ROW EXECUTE FUNCTION vigil_append_only();
+  CREATE TRIGGER blob_ref_bases_no_truncate BEFORE TRUNCATE ON blob_ref_bases
+    FOR EACH STATEMENT EXECUTE FUNCTION vigil_append_only();
+  DO $do$
+  DECLARE
+    g oid;
+  BEGIN
+    FOR g IN
+      SELECT DISTINCT a.grantee FROM pg_class c, aclexplode(c.relacl) a
+      WHERE c.oid = 'blob_refs'::regclass AND a.privilege_type = 'INSERT' AND a.grantee <> c.relowner
+    LOOP
+      -- A regrole's text is the role's name, quoted where it needs to be.
+      EXECUTE format('GRANT SELECT, INSERT ON blob_ref_bases TO %s', CASE WHEN g = 0 THEN 'PUBLIC' ELSE g::regrole::text END);
+    END LOOP;
+  END
+  $do$;
+  `,
 ];
 
 /** What migration 6 made, which the key and hold indexes depend on: a store that says it ran 6 must have it. */
@@ -466,6 +496,7 @@ const LEDGER_TABLES = [
   'exchange_masking',
   'exchange_text',
   'blob_refs',
+  'blob_ref_bases',
 ] as const;
 
 const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;

@@ -63,8 +63,8 @@ import {
 } from '../exchange-index.js';
 import { fts5Match, indexableText, parseSearchQuery } from '../search-query.js';
 import { foldCase } from '../case-fold.js';
-import { blobRefs, indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
-import { conversationOf, RefBases, type RefBase } from '../ref-bases.js';
+import { indexedBlobRefs, newRecordBlobRefs } from '../blob-refs.js';
+import { dependantRefs, RefBases } from '../ref-bases.js';
 import {
   activeLedgerHolds,
   heldByLedger,
@@ -204,8 +204,6 @@ export class SqliteAuditStore implements AuditStore {
   private readonly readonly: boolean;
   /** The last request record of each conversation, as the base of its next one (ref-bases.ts). */
   private readonly refBases = new RefBases();
-  /** Bases the transaction in progress wrote, remembered once it commits. */
-  private basesWritten: Array<[string, RefBase]> = [];
   /** Search text entries written since the last indexing (by this process). */
   private pendingText = 0;
   private textTimer: NodeJS.Timeout | null = null;
@@ -461,10 +459,10 @@ export class SqliteAuditStore implements AuditStore {
   async append(batch: WriteBatch): Promise<readonly StoredRecord[]> {
     // `immediate` takes the write lock at BEGIN, so two processes never deadlock upgrading a read lock.
     const stored = await this.write(() => {
-      this.basesWritten = [];
+      // What another transaction left (one rolled back) is no base: its positions may have gone to other records.
+      this.refBases.rollback();
       const out = this.appendTx.immediate(batch);
-      // Only what committed may be a base: a rolled-back record's position may go to another.
-      for (const [conversation, base] of this.basesWritten) this.refBases.set(conversation, base);
+      this.refBases.commit();
       return out;
     });
     if (this.pendingText > 0) this.scheduleTextIndexing();
@@ -617,15 +615,12 @@ export class SqliteAuditStore implements AuditStore {
     if (refs.length === 0) return;
     const s = this.stmts;
     let own: readonly string[] = refs;
-    const conversation = conversationOf(r);
-    if (conversation !== undefined) {
-      const base = this.refBases.get(conversation);
-      if (base !== undefined && s.recordHashAt.get(base.seq) === base.hash) {
-        own = refs.filter((h) => !base.refs.has(h));
-        s.insertRefBase.run(stored.seq, base.seq);
-      }
-      this.basesWritten.push([conversation, { seq: stored.seq, hash: stored.hash, refs: new Set(refs) }]);
+    const base = this.refBases.baseOf(r);
+    if (base !== undefined && s.recordHashAt.get(base.seq) === base.hash) {
+      own = refs.filter((h) => !base.refs.has(h));
+      s.insertRefBase.run(stored.seq, base.seq);
     }
+    this.refBases.written(r, stored, refs);
     for (const h of own) {
       if (s.insertBlobRef.run(stored.seq, h).changes === 0 && s.blobExists.get(h) === undefined) {
         throw new Error(
@@ -1002,7 +997,7 @@ export class SqliteAuditStore implements AuditStore {
            WHERE b.base_seq IN (SELECT value FROM json_each(?)) AND b.record_seq NOT IN (SELECT value FROM json_each(?))`,
         )
         .all(removed, removed) as Array<{ seq: number; kind: string; data: string }>;
-      for (const d of dependants) for (const h of blobRefs(d)) this.stmts.insertBlobRef.run(d.seq, h);
+      for (const [h, seq] of dependantRefs(dependants)) this.stmts.insertBlobRef.run(seq, h);
       db.prepare(
         `DELETE FROM blob_ref_bases
          WHERE base_seq IN (SELECT value FROM json_each(?)) OR record_seq IN (SELECT value FROM json_each(?))`,
