@@ -8,7 +8,8 @@
  * --dist DIR        the compiled gateway to measure (default: this checkout's dist/); point it at another build's
  *                   dist/ to compare two versions on the same data
  * --stores LIST     sqlite, postgres or both (default both)
- * --exchanges N     exchanges in 400 short sessions (default 10000), the store the session list pages through
+ * --exchanges N     exchanges in short sessions (default 10000), the store the session list pages through
+ * --sessions N      how many short sessions they make, round-robin (default 400)
  * --long N          exchanges in one long session besides (default 10000), the session read page by page; 0: none,
  *                   and only the session list is measured
  * --runs N          timed requests per measurement (default 20), after 3 of warm-up; the median is reported
@@ -31,6 +32,7 @@ const { values: args } = parseArgs({
     dist: { type: 'string', default: path.join(import.meta.dirname, '..', 'dist') },
     stores: { type: 'string', default: 'sqlite,postgres' },
     exchanges: { type: 'string', default: '10000' },
+    sessions: { type: 'string', default: '400' },
     long: { type: 'string', default: '10000' },
     runs: { type: 'string', default: '20' },
     url: { type: 'string', default: process.env.VIGIL_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test' },
@@ -48,7 +50,7 @@ const SHORT = Number(args.exchanges);
 const LONG = Number(args.long);
 const RUNS = Number(args.runs);
 const WARMUP = 3;
-const SHORT_SESSIONS = 400;
+const SHORT_SESSIONS = Number(args.sessions);
 const LONG_SESSION = 'ses_long';
 const T0 = Date.UTC(2025, 0, 15, 9, 0, 0);
 const CALLERS = ['alice', 'bob', 'carol', 'dave', 'erin'];
@@ -114,7 +116,7 @@ async function fill(store) {
   for (let i = 0; i < SHORT + LONG; i++) {
     // Alternately, while both have exchanges left.
     const inLong = long < LONG && (short >= SHORT || i % 2 === 1);
-    const session = inLong ? LONG_SESSION : `ses_${String(short % SHORT_SESSIONS).padStart(3, '0')}`;
+    const session = inLong ? LONG_SESSION : `ses_${String(short % SHORT_SESSIONS).padStart(6, '0')}`;
     if (inLong) long++;
     else short++;
     batch.push(...exchangeRecords(i, session));
@@ -124,6 +126,17 @@ async function fill(store) {
     }
   }
   if (batch.length) await store.append({ records: batch });
+}
+
+async function analyze(schema) {
+  const client = new pg.Client({ connectionString: args.url });
+  await client.connect();
+  try {
+    await client.query(`SET search_path TO "${schema}"`);
+    await client.query('ANALYZE');
+  } finally {
+    await client.end();
+  }
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -173,6 +186,8 @@ async function run(kind) {
     const filled = performance.now();
     await fill(store);
     console.log(`${kind}: ${SHORT} + ${LONG} exchanges written in ${Math.round(performance.now() - filled)} ms`);
+    // The planner's statistics, as autovacuum keeps them on a live store (a fresh table has none for a while).
+    if (kind === 'postgres') await analyze(`vigil_bench_${process.pid}`);
     admin = await startAdminServer({ config, store, log: pino({ level: 'silent' }) });
     const api = `${admin.url}/api/v1`;
     const results = {};
@@ -181,6 +196,12 @@ async function run(kind) {
     // The second page of sessions, as "Load more" asks for it.
     const { body: first } = await timed(`${api}/sessions?limit=50`);
     results.sessionsPage2 = await measure(() => `${api}/sessions?limit=50&cursor=${first.next_cursor}`);
+    // Filtered: one caller's sessions (a fifth of the exchanges), first page and the next.
+    results.sessionsPageByCaller = await measure(() => `${api}/sessions?limit=50&caller=alice`);
+    const { body: byCaller } = await timed(`${api}/sessions?limit=50&caller=alice`);
+    results.sessionsPageByCaller2 = await measure(
+      () => `${api}/sessions?limit=50&caller=alice&cursor=${byCaller.next_cursor}`,
+    );
 
     if (LONG === 0) return report(kind, results);
     // The long session, 20 exchanges a page: its first page, and pages deep into it, each with the cursor of the page
@@ -212,6 +233,6 @@ function report(kind, results) {
   return results;
 }
 
-const out = { dist, exchanges: SHORT, long: LONG, runs: RUNS };
+const out = { dist, exchanges: SHORT, sessions: SHORT_SESSIONS, long: LONG, runs: RUNS };
 for (const kind of args.stores.split(',')) out[kind] = await run(kind.trim());
 console.log(JSON.stringify(out));

@@ -3,10 +3,11 @@
  * sessions with a matching exchange, newest activity first, and for each the callers, models and outcomes of its
  * newest {@link SESSION_RECENT_LIMIT} matching exchanges ({@link RecentExchanges}).
  *
- * Ordering the sessions groups every matching exchange (as the list always did). Beyond that, the work is bounded per
- * session of the page: the time of its 100th newest matching exchange is found by walking the (session_id,
- * started_at) index back from the newest, and only exchanges from then on are read. (The admin API used to ask for
- * each row's newest exchanges with one more query per row.)
+ * The work is bounded by the page, not the store: its sessions are found by walking the exchanges newest first (see
+ * `newest`), their totals read through the (session_id, started_at) index, and the time of each one's 100th newest
+ * matching exchange found by walking that index back from the newest, so that only exchanges from then on are read.
+ * (Ordering the sessions used to group every matching exchange of the store; the admin API used to ask for each
+ * row's newest exchanges with one more query per row.)
  */
 import {
   SESSION_RECENT_LIMIT,
@@ -35,28 +36,40 @@ export function sessionListStatement(
     const all = [...also, ...d.where()];
     return all.length ? `WHERE ${all.join(' AND ')}` : '';
   };
+  /** The filter's exchanges of one session, read through the (session_id, started_at) index (see `bySession`). */
+  const ofSession = `FROM exchanges e${d.bySession} LEFT JOIN exchange_results r ON r.exchange_id = e.id`;
+  // The sessions of the page, found from their newest matching exchanges: walking the exchanges newest first (the
+  // started_at index), an exchange counts when its session has no newer matching one, until the page is full. That
+  // newest exchange's start is the session's last activity, so the cursor condition applies to it as it stands; and
+  // the walk reads the exchanges of the page's time span, not the store's.
+  const newest = `SELECT w.sid AS id, w.at AS last_at
+    FROM (SELECT e.id AS xid, e.session_id AS sid, e.started_at AS at ${FROM} ${where()}) w
+    WHERE NOT EXISTS (SELECT 1 ${ofSession} ${where(
+      'e.session_id = w.sid',
+      'e.started_at >= w.at',
+      `(e.started_at > w.at OR e.id${b} > w.xid${b})`,
+    )})${
+      cursor
+        ? ` AND (w.at < ${d.param(cursor.lastAt)}${d.int} OR (w.at = ${d.param(cursor.lastAt)}${d.int}` +
+          ` AND w.sid${b} < ${d.param(cursor.id)}))`
+        : ''
+    }
+    ORDER BY w.at DESC, w.sid${b} DESC LIMIT ${d.param(limit + 1)}`;
+  // Their rows, from every matching exchange of each (CROSS JOIN: SQLite joins in the order written).
   const page = `SELECT e.session_id AS id, min(e.connection${b}) AS connection, min(e.caller_subject${b}) AS caller,
            min(e.started_at) AS first_at, max(e.started_at) AS last_at, count(*)${d.int} AS n,
            coalesce(sum(r.input_tokens), 0)${d.int} AS input_tokens,
            coalesce(sum(r.output_tokens), 0)${d.int} AS output_tokens
-    ${FROM} ${where()}
-    GROUP BY e.session_id
-    ${
-      cursor
-        ? `HAVING max(e.started_at) < ${d.param(cursor.lastAt)}${d.int} OR (max(e.started_at) = ${d.param(cursor.lastAt)}${d.int}` +
-          ` AND e.session_id${b} < ${d.param(cursor.id)})`
-        : ''
-    }
-    ORDER BY last_at DESC, e.session_id${b} DESC LIMIT ${d.param(limit + 1)}`;
+    FROM newest s CROSS JOIN ${ofSession.slice('FROM '.length)} ${where('e.session_id = s.id')}
+    GROUP BY e.session_id`;
   // When the newest SESSION_RECENT_LIMIT matching exchanges began: the start time of the last of them (ties included
   // here; row_number below keeps exactly the limit), or the session's first when it has fewer.
-  const since = `coalesce((SELECT e.started_at ${FROM} ${where('e.session_id = p.id')}
+  const since = `coalesce((SELECT e.started_at ${ofSession} ${where('e.session_id = p.id')}
       ORDER BY e.started_at DESC LIMIT 1 OFFSET ${SESSION_RECENT_LIMIT - 1}), p.first_at)`;
   const recent = `SELECT e.session_id, e.caller_method AS method, c.issuer, e.caller_subject AS subject,
            ${MODEL} AS model, coalesce(r.outcome, 'in_progress') AS outcome,
            row_number() OVER (PARTITION BY e.session_id ORDER BY e.started_at DESC, e.id${b} DESC)${d.int} AS rn
-    FROM bounds s CROSS JOIN exchanges e
-    LEFT JOIN exchange_results r ON r.exchange_id = e.id
+    FROM bounds s CROSS JOIN ${ofSession.slice('FROM '.length)}
     LEFT JOIN exchange_callers c ON c.exchange_id = e.id
     ${where('e.session_id = s.id', 'e.started_at >= s.since')}`;
   /** Distinct values of `columns` among the kept exchanges, in order of first appearance (newest first), counted. */
@@ -67,7 +80,8 @@ export function sessionListStatement(
            count(*)${d.int} AS total, min(rn)${d.int} AS pos
       FROM recent WHERE rn <= ${SESSION_RECENT_LIMIT}${also} GROUP BY ${grouped.join(', ')}`;
   };
-  return `WITH page AS MATERIALIZED (${page}),
+  return `WITH newest AS MATERIALIZED (${newest}),
+  page AS MATERIALIZED (${page}),
   bounds AS MATERIALIZED (SELECT p.id, ${since} AS since FROM page p),
   recent AS MATERIALIZED (${recent}),
   names AS (

@@ -19,6 +19,12 @@ export interface AggregateDialect {
   readonly bytewise: string;
   /** PostgreSQL: `::bigint` (a sum of bigints is numeric there, which pg hands out as a string). */
   readonly int: string;
+  /**
+   * SQLite: ` INDEXED BY exchanges_session`, for reading one session's exchanges. SQLite has no statistics (Vigil does
+   * not ANALYZE), and under a caller or connection filter it took that filter's index instead, reading all of the
+   * filter's exchanges once per session. PostgreSQL's planner has statistics and no hints: empty.
+   */
+  readonly bySession: string;
 }
 
 /** The exchanges a filter's conditions (`AggregateDialect.where`) are written over. */

@@ -897,6 +897,62 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await sessions({ caller: 'alice', callerIssuer: 'https://other-idp.example' })).toEqual([['ses_c', 1]]);
     });
 
+    it('orders sessions by their newest matching exchange, ties by id, and pages through each once', async () => {
+      // The list finds a page's sessions by walking the exchanges newest first and counting each session at its newest
+      // matching exchange: a session's older exchanges met further down (A's at 1) must not list it again, and under a
+      // filter a session whose newest exchange does not match is listed at its newest that does.
+      const spec: Array<[session: string, at: number, caller: string]> = [
+        ['ses_a', 1, 'alice'],
+        ['ses_a', 9, 'bob'],
+        ['ses_b', 5, 'alice'],
+        ['ses_b', 7, 'alice'],
+        ['ses_c', 7, 'bob'],
+        ['ses_c', 3, 'alice'],
+        ['ses_d', 8, 'alice'],
+        ['ses_e', 2, 'bob'],
+        ['ses_e', 2, 'bob'],
+      ];
+      for (const [i, [session, at, caller]] of spec.entries()) {
+        await store.append(exchangeBatch({ id: `ex_${i}`, session, at: T0 + at * 1000, caller }));
+      }
+      const all = async (filter: Parameters<AuditStore['listSessions']>[0]): Promise<Array<[string, number]>> => {
+        const out: Array<[string, number]> = [];
+        let cursor: string | undefined;
+        do {
+          const page = await store.listSessions({ ...filter, limit: 2, ...(cursor !== undefined ? { cursor } : {}) });
+          out.push(...page.items.map((x): [string, number] => [x.id, (x.lastAt - T0) / 1000]));
+          cursor = page.nextCursor ?? undefined;
+        } while (cursor !== undefined);
+        return out;
+      };
+      const expected: Array<[string, number]> = [
+        ['ses_a', 9],
+        ['ses_d', 8],
+        ['ses_c', 7],
+        ['ses_b', 7],
+        ['ses_e', 2],
+      ];
+      expect(await all({})).toEqual(expected);
+      expect((await store.listSessions({})).items.map((x) => [x.id, x.exchanges])).toEqual([
+        ['ses_a', 2],
+        ['ses_d', 1],
+        ['ses_c', 2],
+        ['ses_b', 2],
+        ['ses_e', 2],
+      ]);
+      expect(await all({ caller: 'alice' })).toEqual([
+        ['ses_d', 8],
+        ['ses_b', 7],
+        ['ses_c', 3],
+        ['ses_a', 1],
+      ]);
+      expect((await store.listSessions({ caller: 'bob' })).items.map((x) => [x.id, x.exchanges])).toEqual([
+        ['ses_a', 1],
+        ['ses_c', 1],
+        ['ses_e', 2],
+      ]);
+    });
+
     it("summarises each listed session's newest matching exchanges, as its exchange list has them", async () => {
       // The admin API derived each row's callers, models and outcomes from one more exchange list per row; the store
       // now answers them in its page's statement, and must give what those lists gave.

@@ -236,6 +236,7 @@ function aggregate(
     param,
     bytewise: ' COLLATE "C"',
     int: '::bigint',
+    bySession: '',
   });
   return { text, values };
 }
@@ -391,7 +392,9 @@ export class PostgresAuditStore implements AuditStore {
       connectionString: options.url,
       // Unqualified SQL everywhere, one schema per store: the startup packet sets it, so no connection ever runs a
       // query with another search_path. `$user` and `public` are left out so nothing resolves outside the schema.
-      options: `-c search_path=${quoteIdentifier(this.schema)}`,
+      // No JIT: the store's statements read index ranges, and where the planner overestimates one (correlated
+      // subqueries, tables not yet analysed) compiling it took 50–500 ms, many times the query itself.
+      options: `-c search_path=${quoteIdentifier(this.schema)} -c jit=off`,
       types: POOL_TYPES,
     };
     // A query that cannot get a connection fails after this, rather than waiting forever: a caller (a request, the

@@ -740,6 +740,7 @@ export class SqliteAuditStore implements AuditStore {
       param: (value) => (params.push(value), '?'),
       bytewise: '',
       int: '',
+      bySession: ' INDEXED BY exchanges_session',
     });
     return { sql, params };
   }
