@@ -13,7 +13,7 @@ import { isLocalRequest, isLoopbackAddress, isLoopbackHost, localRequestRefusal 
 import { Authenticator, type Authentication } from './identity/authenticator.js';
 import { OidcVerifier } from './identity/oidc-verifier.js';
 import { ApprovalNotifier } from './policy/approval-notifier.js';
-import { ApprovalCoordinator } from './policy/approvals.js';
+import { ApprovalCoordinator, NOTIFY_CLOSE_WAIT_MS } from './policy/approvals.js';
 import { decide } from './policy/policy.js';
 import { Connections } from './proxy/connections.js';
 import { ProxyServer } from './proxy/proxy-server.js';
@@ -153,8 +153,9 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     closing ??= (async () => {
       const stopped = proxy.stopAccepting();
       // Calls still held (or still being held) are answered 503 now, so clients retry on a gateway that stays up; this
-      // returns once each has its answer and its cancellation is recorded, whatever the grace.
-      await approvals.close();
+      // returns once each has its answer and its cancellation is recorded, whatever the grace. Webhooks still being
+      // notified get up to 5 s (the grace if shorter) to answer, and their outcome is recorded either way.
+      await approvals.close(Math.min(graceMs, NOTIFY_CLOSE_WAIT_MS));
       const deadline = Date.now() + graceMs;
       while (recorder.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
       if (recorder.inFlight > 0)

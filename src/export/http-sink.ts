@@ -60,13 +60,13 @@ export class HttpSink implements Sink {
   /**
    * POSTs the events in order, each POST holding at most `batch_size` events and `max_body_size` bytes; resolves once
    * every POST got a 2xx. An event that cannot be serialised even without its content is a rejected delivery, like a
-   * 413 (see postInBodies).
+   * 413 (see postInBodies). Once `signal` aborts, the POST in flight is cut, no other is sent, and this rejects.
    */
-  async deliver(events: readonly AuditEvent[]): Promise<void> {
-    await postInBodies(events, BODY, this.#bounds, (body) => this.#post(body));
+  async deliver(events: readonly AuditEvent[], signal?: AbortSignal): Promise<void> {
+    await postInBodies(events, BODY, this.#bounds, (body) => this.#post(body, signal), signal);
   }
 
-  async #post(body: string): Promise<void> {
+  async #post(body: string, signal: AbortSignal | undefined): Promise<void> {
     const headers: Record<string, string> = { ...this.#headers, 'content-type': 'application/json' };
     if (this.#secret !== undefined) {
       const timestamp = String(Math.floor(Date.now() / 1000));
@@ -75,8 +75,9 @@ export class HttpSink implements Sink {
     }
     let res;
     try {
-      res = await this.#target.post(this.#path, body, headers);
+      res = await this.#target.post(this.#path, body, headers, signal);
     } catch (err) {
+      if (signal?.aborted && err === signal.reason) throw err;
       throw new SinkDeliveryError(this.name, `POST ${this.#config.url} failed: ${describeError(err)}`, { cause: err });
     }
     if (res.status < 200 || res.status > 299) {

@@ -68,9 +68,10 @@ export class OtlpSink implements Sink {
 
   /**
    * POSTs the events in order, in requests of at most `max_body_size` bytes; resolves once every one got a 2xx. A body
-   * is exactly JSON.stringify of `{ resourceLogs: [{ resource, scopeLogs: [{ scope, logRecords }] }] }`.
+   * is exactly JSON.stringify of `{ resourceLogs: [{ resource, scopeLogs: [{ scope, logRecords }] }] }`. Once `signal`
+   * aborts, the request in flight is cut, no other is sent, and this rejects.
    */
-  async deliver(events: readonly AuditEvent[]): Promise<void> {
+  async deliver(events: readonly AuditEvent[], signal?: AbortSignal): Promise<void> {
     const observedAt = new Date();
     const body: BodyFormat = {
       head: this.#head,
@@ -78,15 +79,16 @@ export class OtlpSink implements Sink {
       tail: BODY_TAIL,
       item: (event) => otlpLogRecord(event, observedAt),
     };
-    await postInBodies(events, body, this.#bounds, (b) => this.#post(b));
+    await postInBodies(events, body, this.#bounds, (b) => this.#post(b, signal), signal);
   }
 
-  async #post(body: string): Promise<void> {
+  async #post(body: string, signal: AbortSignal | undefined): Promise<void> {
     const where = `POST ${new URL(this.#path, this.#config.endpoint).href}`;
     let res;
     try {
-      res = await this.#target.post(this.#path, body, this.#headers);
+      res = await this.#target.post(this.#path, body, this.#headers, signal);
     } catch (err) {
+      if (signal?.aborted && err === signal.reason) throw err;
       throw new SinkDeliveryError(this.name, `${where} failed: ${describeError(err)}`, { cause: err });
     }
     if (res.status < 200 || res.status > 299) {

@@ -9,8 +9,9 @@
  * that it still does before each batch it sends (`holdsLeadership`): a leader that lost its lock (PostgreSQL: its
  * lock session ended) stops after the batch in flight, so another gateway that took over does not receive the same
  * events twice from both — and the new leader starts from the cursors the old one left. The store says at once when
- * the lock is lost (`onLeadershipLost`), and batches handed to the sink but not yet written are then dropped (the
- * signal passed to Sink.deliver aborts).
+ * the lock is lost (`onLeadershipLost`), and the signal passed to Sink.deliver aborts: batches handed to the sink but
+ * not yet written are dropped, an HTTP request in flight is cut and no further request of its batch sent, and the
+ * cursor does not move past them (the new leader sends them; what the receiver had already may arrive twice).
  *
  * A receiver that is down, overloaded or misconfigured is waited for, however long, backing off between passes — except
  * that a batch which fails while one handed over after it (Sink.inFlightBatches) is delivered is sent again at once,

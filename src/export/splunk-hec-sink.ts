@@ -56,17 +56,21 @@ export class SplunkHecSink implements Sink {
     });
   }
 
-  /** POSTs the events in order, in bodies of at most `max_body_size` bytes; resolves once HEC accepted every one. */
-  async deliver(events: readonly AuditEvent[]): Promise<void> {
-    await postInBodies(events, this.#body, this.#bounds, (body) => this.#post(body));
+  /**
+   * POSTs the events in order, in bodies of at most `max_body_size` bytes; resolves once HEC accepted every one. Once
+   * `signal` aborts, the POST in flight is cut, no other is sent, and this rejects.
+   */
+  async deliver(events: readonly AuditEvent[], signal?: AbortSignal): Promise<void> {
+    await postInBodies(events, this.#body, this.#bounds, (body) => this.#post(body, signal), signal);
   }
 
-  async #post(body: string): Promise<void> {
+  async #post(body: string, signal: AbortSignal | undefined): Promise<void> {
     const where = `POST ${this.#eventUrl}`;
     let res;
     try {
-      res = await this.#target.post(this.#path, body, this.#headers);
+      res = await this.#target.post(this.#path, body, this.#headers, signal);
     } catch (err) {
+      if (signal?.aborted && err === signal.reason) throw err;
       throw new SinkDeliveryError(this.name, `${where} failed: ${describeError(err)}`, { cause: err });
     }
     let answer: { text?: unknown; code?: unknown } | undefined;

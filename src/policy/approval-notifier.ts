@@ -2,13 +2,15 @@
  * Tells approvers a call is waiting: a POST to each configured webhook, as generic JSON signed with HMAC-SHA256 or as
  * a Slack incoming-webhook message.
  *
- * Notifications never hold anything up: the coordinator starts them after the held call is recorded and does not
+ * Notifications never hold a call up: the coordinator starts them after the held call is recorded and does not
  * wait; each webhook gets a few tries with backoff, and what happened is recorded (`approval.notified`) and logged.
+ * Only the coordinator's close() waits for them, for a bounded time, then stops them (see `ApprovalCoordinator.close`).
  *
  * The generic signature is the one the SIEM HTTP sink uses, so a receiver verifies both the same way:
  * `x-vigil-timestamp: <unix seconds>` and `x-vigil-signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
  * The timestamp is inside the MAC so a captured notification cannot be replayed later as a fresh one.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import {
   HTTP_HEADER_NAME,
@@ -38,6 +40,9 @@ const webhookName = z
 const CREDENTIALS_IN_URL =
   'must not carry credentials (user:password@): send them in a header instead, e.g. headers: { authorization: ' +
   '{ env: HOOK_AUTH } } with HOOK_AUTH set to "Basic <base64 of user:password>" or "Bearer <token>"';
+
+/** What is recorded for a webhook the gateway stopped waiting for (it was shutting down). */
+const STOPPED = 'stopped: the gateway shut down before the webhook answered';
 
 /** Headers Vigil sets itself on every notification. */
 const OWN_HEADERS = new Set(['content-type', 'content-length', 'host', 'x-vigil-timestamp', 'x-vigil-signature']);
@@ -280,14 +285,18 @@ export class ApprovalNotifier implements HeldNotifier {
     return this.targets.length;
   }
 
-  async notify(approval: ApprovalView): Promise<Array<Omit<NotifiedData, 'approvalId'>>> {
+  async notify(approval: ApprovalView, stop?: AbortSignal): Promise<Array<Omit<NotifiedData, 'approvalId'>>> {
     const targets = this.targets.filter(
       (t) => !t.config.connections || t.config.connections.includes(approval.connection),
     );
-    return Promise.all(targets.map((t) => this.send(t, approval)));
+    return Promise.all(targets.map((t) => this.send(t, approval, stop)));
   }
 
-  private async send(t: Target, approval: ApprovalView): Promise<Omit<NotifiedData, 'approvalId'>> {
+  private async send(
+    t: Target,
+    approval: ApprovalView,
+    stop: AbortSignal | undefined,
+  ): Promise<Omit<NotifiedData, 'approvalId'>> {
     const payload =
       t.config.format === 'slack' ? slackPayload(approval, this.adminUrl) : genericPayload(approval, this.adminUrl);
     const body = JSON.stringify(payload);
@@ -306,11 +315,12 @@ export class ApprovalNotifier implements HeldNotifier {
         headers['x-vigil-signature'] = `sha256=${vigilSignature(t.secret, timestamp, body)}`;
       }
       try {
+        const timeout = AbortSignal.timeout(t.config.timeout);
         const res = await fetch(t.url, {
           method: 'POST',
           headers,
           body,
-          signal: AbortSignal.timeout(t.config.timeout),
+          signal: stop ? AbortSignal.any([timeout, stop]) : timeout,
         });
         status = res.status;
         await res.arrayBuffer().catch(() => undefined);
@@ -321,13 +331,25 @@ export class ApprovalNotifier implements HeldNotifier {
           return { webhook: t.config.name, ok: false, attempts: attempt, status, error };
       } catch (err) {
         status = null;
+        if (stop?.aborted) return { webhook: t.config.name, ok: false, attempts: attempt, status, error: STOPPED };
         error =
           (err as Error).name === 'TimeoutError'
             ? `no answer within ${t.config.timeout} ms`
             : redactUrl((err as { cause?: Error }).cause?.message ?? (err as Error).message, t.url, t.config.name);
       }
-      if (attempt < attempts)
-        await new Promise((r) => setTimeout(r, (this.options.backoffMs ?? 500) * 2 ** (attempt - 1)));
+      if (attempt < attempts) {
+        const backoff = (this.options.backoffMs ?? 500) * 2 ** (attempt - 1);
+        const stopped = await sleep(backoff, false, { signal: stop }).catch(() => true);
+        // Stopped between tries: the last answer is what happened, and no other try was made.
+        if (stopped)
+          return {
+            webhook: t.config.name,
+            ok: false,
+            attempts: attempt,
+            status,
+            error: `${error}; not tried again: the gateway shut down`,
+          };
+      }
     }
     this.options.log?.warn({ webhook: t.config.name, approvalId: approval.id, error }, 'approval notification failed');
     return { webhook: t.config.name, ok: false, attempts, status, error };

@@ -15,6 +15,7 @@
  * Code wait 10 minutes by default, so rule timeouts should stay under that (see README, "Approvals").
  */
 import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { VigilError } from '../errors.js';
 import { gatewayKeyId } from '../identity/gateway-keys.js';
 import type { LocalUser, Principal } from '../identity/principal.js';
@@ -170,8 +171,15 @@ export interface HoldRequest {
 
 /** Sends notifications of a held call (webhooks); results are recorded as `approval.notified`. */
 export interface HeldNotifier {
-  notify(approval: ApprovalView): Promise<ReadonlyArray<Omit<NotifiedData, 'approvalId'>>>;
+  /**
+   * `stop` is aborted when the gateway will not wait any longer (see {@link ApprovalCoordinator.close}): the notifier
+   * then ends what is in flight, tries no more, and resolves at once with what happened (one result per webhook).
+   */
+  notify(approval: ApprovalView, stop?: AbortSignal): Promise<ReadonlyArray<Omit<NotifiedData, 'approvalId'>>>;
 }
+
+/** How long {@link ApprovalCoordinator.close} waits for webhooks by default: one attempt at a webhook's default timeout. */
+export const NOTIFY_CLOSE_WAIT_MS = 5000;
 
 export interface ApprovalCoordinatorOptions {
   readonly notifier?: HeldNotifier | undefined;
@@ -366,6 +374,10 @@ export class ApprovalCoordinator {
   private readonly waiters = new Map<string, Waiter>();
   /** Calls in {@link hold}, from the start until their outcome: what close() waits for. */
   private readonly holds = new Set<Promise<HoldOutcome>>();
+  /** Notifications in flight, until their `approval.notified` records are written: close() waits for them too. */
+  private readonly notifications = new Set<Promise<void>>();
+  /** Aborted by close() once it has waited for notifications as long as it will. */
+  private readonly stopNotifying = new AbortController();
   /** Gateway keys already warned about (see {@link ApprovalCoordinatorOptions.oidcApprovers}), once per process. */
   private readonly warnedOwners = new Set<string>();
   private lastReadStart: number | null = null;
@@ -496,7 +508,11 @@ export class ApprovalCoordinator {
     // Decided while its record was being appended (see above): answer now, not at the next poll.
     else if (state.decisions.length > 0) this.settleAll();
     this.schedulePoll();
-    if (this.options.notifier) void this.notify(state);
+    if (this.options.notifier) {
+      const notifying = this.notify(state);
+      this.notifications.add(notifying);
+      void notifying.then(() => this.notifications.delete(notifying));
+    }
     return outcome;
   }
 
@@ -638,14 +654,27 @@ export class ApprovalCoordinator {
    * this coordinator was holding has ended and its end is recorded, including a call whose hold was still being
    * recorded (it ends as soon as it is): the store may close next. A caller awaiting {@link hold} has had its outcome
    * by then, since it was waiting on the same promise first (the proxy answers such a call at once, without waiting).
+   *
+   * Webhook notifications still in flight get up to `notifyWaitMs` (retries included) to be answered; those that are
+   * not are stopped then. Either way their `approval.notified` records are written before this resolves, a stopped one
+   * saying it was stopped, so the bound is what a webhook that never answers can add to a shutdown.
    */
-  async close(): Promise<void> {
+  async close(notifyWaitMs = NOTIFY_CLOSE_WAIT_MS): Promise<void> {
     this.closed = true;
     this.unsubscribe?.();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     for (const id of [...this.waiters.keys()]) void this.end(id, 'cancelled', 'the gateway is shutting down');
     await Promise.allSettled([...this.holds]);
+    // Every notification has started by now: a hold starts its own before its outcome can settle.
+    if (this.notifications.size > 0) {
+      const waited = new AbortController();
+      const bound = sleep(notifyWaitMs, undefined, { signal: waited.signal }).catch(() => undefined);
+      await Promise.race([Promise.allSettled([...this.notifications]), bound]);
+      waited.abort();
+      this.stopNotifying.abort();
+      await Promise.allSettled([...this.notifications]);
+    }
     await this.reading?.catch(() => undefined);
   }
 
@@ -879,7 +908,7 @@ export class ApprovalCoordinator {
   private async notify(s: State): Promise<void> {
     const { held } = s;
     try {
-      const results = await this.options.notifier!.notify(this.viewOf(s, this.clock()));
+      const results = await this.options.notifier!.notify(this.viewOf(s, this.clock()), this.stopNotifying.signal);
       if (results.length === 0) return;
       await this.ledger.append({
         records: results.map((r) => ({

@@ -241,8 +241,12 @@ export class ProxyServer {
         redactor: connection.redactor,
       });
     } catch (err) {
-      this.deps.log.error({ err, exchangeId }, 'request refused: it could not be recorded');
-      return this.sendError(res, exchangeId, asVigilError(err));
+      const refusal = asVigilError(err);
+      // Shutting down: the recorder closed while (or before) the request was recorded, and has recorded its end.
+      if (refusal.code === 'SHUTTING_DOWN')
+        this.deps.log.warn({ exchangeId }, 'request refused: the gateway is stopping');
+      else this.deps.log.error({ err, exchangeId }, 'request refused: it could not be recorded');
+      return this.sendError(res, exchangeId, refusal);
     }
 
     if (clientGone) {

@@ -125,10 +125,19 @@ function storedRequest(
   }
 }
 
+/** What a request the recorder will not forward, the gateway shutting down, is answered with. */
+function shuttingDown(): VigilError {
+  return new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry');
+}
+
 export class Recorder {
   readonly queue: WriteQueue;
   private readonly known = new KnownBlobs();
   private readonly active = new Set<ExchangeRecording>();
+  /** Requests whose record is being written ({@link begin}): in flight already, and what close() waits for. */
+  private readonly beginning = new Set<Promise<unknown>>();
+  /** Set by close(): a request written from then on is not forwarded (see {@link begin}). */
+  private closing = false;
   /** Recording failures since start: surfaced by health and metrics. */
   failures = 0;
 
@@ -158,8 +167,22 @@ export class Recorder {
     });
   }
 
-  /** Record the request durably. Throws STORE_UNAVAILABLE when it cannot and the connection requires recording. */
-  async begin(input: BeginInput): Promise<ExchangeRecording> {
+  /**
+   * Record the request durably. Throws STORE_UNAVAILABLE when it cannot and the connection requires recording, and
+   * SHUTTING_DOWN (answer it: a 503 the client retries) when the recorder closed before the request was recorded: the
+   * exchange has then ended recorded as `interrupted` with that 503, or, closed before it began, was never recorded.
+   */
+  begin(input: BeginInput): Promise<ExchangeRecording> {
+    if (this.closing) return Promise.reject(shuttingDown());
+    const beginning = this.record(input);
+    // In flight while its request is written, not only once it is: shutdown's grace waits for it, and close() too.
+    this.beginning.add(beginning);
+    const forget = (): void => void this.beginning.delete(beginning);
+    beginning.then(forget, forget);
+    return beginning;
+  }
+
+  private async record(input: BeginInput): Promise<ExchangeRecording> {
     const startedAt = Date.now();
     const t0 = performance.now();
     const body = input.body;
@@ -259,7 +282,15 @@ export class Recorder {
         'recording failed; forwarding anyway (best_effort)',
       );
     }
-    return recording(stored?.turnMessages ?? []);
+    const rec = recording(stored?.turnMessages ?? []);
+    // Closed while the request was being written (shutdown with no grace left): it is not forwarded now, and its end
+    // is queued before close() writes the last records, so nothing is left in progress.
+    if (this.closing) {
+      const err = shuttingDown();
+      rec.fail('interrupted', { type: err.type, message: err.message }, err.status);
+      throw err;
+    }
+    return rec;
   }
 
   /**
@@ -294,14 +325,19 @@ export class Recorder {
     this.active.delete(rec);
   }
 
-  /** Exchanges still open (for shutdown). */
+  /** Exchanges still open, including requests still being recorded (for shutdown). */
   get inFlight(): number {
-    return this.active.size;
+    return this.active.size + this.beginning.size;
   }
 
-  /** Close every open recording as `interrupted` (shutdown deadline passed) and write everything. */
+  /**
+   * Close every open recording as `interrupted` (shutdown deadline passed) and write everything. A request still being
+   * recorded ends too, once its record is written (see {@link begin}); one that arrives after is refused.
+   */
   async close(): Promise<void> {
+    this.closing = true;
     for (const rec of [...this.active]) rec.fail('interrupted', { type: 'interrupted', message: 'gateway shut down' });
+    await Promise.allSettled([...this.beginning]);
     await this.queue.close();
   }
 

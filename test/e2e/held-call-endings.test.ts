@@ -6,7 +6,6 @@
  */
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import type { Socket } from 'node:net';
-import pg from 'pg';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { validateConfig } from '../../src/config/load-config.js';
@@ -15,18 +14,18 @@ import { startGateway, type Gateway } from '../../src/gateway.js';
 import { readSession, type ExchangeView } from '../../src/recorder/exchange-reader.js';
 import { startFakeAnthropic, type FakeAnthropic } from '../../src/sandbox/fake-anthropic.js';
 import { GATEWAY_KEY, postMessages } from '../support/gateway-harness.js';
+import { installStall, type Stall } from '../support/postgres-stall.js';
 import { POSTGRES_TEST_URL, storeKinds } from '../support/stores.js';
 import { until } from '../support/until.js';
-
-/** This run's advisory lock (two keys): advisory locks are the whole database's, and other runs may stall too. */
-const STALL_LOCK = [7310, process.pid] as const;
-const LOCK_ARGS = STALL_LOCK.join(', ');
 
 describe.runIf(storeKinds().includes('postgres'))('a held call on PostgreSQL', () => {
   const schema = `vigil_held_${process.pid}_${Date.now().toString(36)}`;
   let fake: FakeAnthropic;
-  let sql: pg.Client;
+  let stalls: Stall;
   let gateway: Gateway | undefined;
+  let stall: Stall['stall'];
+  let release: Stall['release'];
+  let stalled: Stall['stalled'];
 
   const config = (extra: Record<string, unknown> = {}): ReturnType<typeof validateConfig> =>
     validateConfig({
@@ -60,51 +59,16 @@ describe.runIf(storeKinds().includes('postgres'))('a held call on PostgreSQL', (
     process.env.VIGIL_TEST_UPSTREAM_KEY = GATEWAY_KEY;
     fake = await startFakeAnthropic({ apiKey: GATEWAY_KEY });
     gateway = await start();
-    sql = new pg.Client({ connectionString: POSTGRES_TEST_URL });
-    await sql.connect();
-    await sql.query(`SET search_path = "${schema}"`);
-    // Inserts of the kind named in vigil_test_stall wait while this session holds the advisory lock.
-    await sql.query(`CREATE TABLE vigil_test_stall (kind text)`);
-    await sql.query(`CREATE FUNCTION vigil_test_stall() RETURNS trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF EXISTS (SELECT 1 FROM vigil_test_stall s WHERE s.kind = NEW.kind) THEN
-          PERFORM pg_advisory_xact_lock_shared(${LOCK_ARGS});
-        END IF;
-        RETURN NEW;
-      END $$`);
-    await sql.query(
-      `CREATE TRIGGER vigil_test_stall BEFORE INSERT ON records FOR EACH ROW EXECUTE FUNCTION vigil_test_stall()`,
-    );
+    stalls = await installStall(schema);
+    ({ stall, release, stalled } = stalls);
   });
   afterEach(async () => {
-    await sql.query(`SELECT pg_advisory_unlock_all()`);
-    await gateway?.close(0);
-    gateway = undefined;
-    await sql.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-    await sql.end();
+    await stalls.dispose(async () => {
+      await gateway?.close(0);
+      gateway = undefined;
+    });
     await fake.close();
   });
-
-  /** Inserts of `kind` wait from now until {@link release}. */
-  async function stall(kind: string): Promise<void> {
-    await sql.query(`SELECT pg_advisory_lock(${LOCK_ARGS})`);
-    await sql.query(`INSERT INTO vigil_test_stall VALUES ($1)`, [kind]);
-  }
-  async function release(): Promise<void> {
-    await sql.query(`DELETE FROM vigil_test_stall`);
-    await sql.query(`SELECT pg_advisory_unlock(${LOCK_ARGS})`);
-  }
-  /** Resolves once an insert is waiting on the stall. */
-  function stalled(): Promise<unknown> {
-    return until('an insert to wait on the stall', async () => {
-      const r = await sql.query(
-        `SELECT 1 FROM pg_locks
-         WHERE locktype = 'advisory' AND classid = $1 AND objid = $2 AND objsubid = 2 AND NOT granted`,
-        [...STALL_LOCK],
-      );
-      return r.rowCount ? true : undefined;
-    });
-  }
 
   /** Aborts the client's call and waits until the gateway has seen its connection close. */
   async function hangUp(client: AbortController): Promise<void> {

@@ -48,21 +48,25 @@ interface Serialised {
  * Calls `post` with each body, in order, waiting for each; resolves once every body was posted. Throws what `post`
  * throws, or, for an event that cannot be serialised even without its content or a body that cannot be built, a
  * rejected delivery (like a 413: the same events would fail the same way on every retry, so the outbox sends them
- * one at a time and drops the content of the one that fails).
+ * one at a time and drops the content of the one that fails). Once `stop` aborts (this gateway no longer delivers
+ * for the sink, see Sink.deliver), no further body is posted, and this throws `stop`'s reason.
  */
 export async function postInBodies(
   events: readonly AuditEvent[],
   format: BodyFormat,
   bounds: BodyBounds,
   post: (body: string) => Promise<void>,
+  stop?: AbortSignal,
 ): Promise<void> {
   const envelope = Buffer.byteLength(format.head) + Buffer.byteLength(format.tail);
   const separator = Buffer.byteLength(format.separator);
-  const send = (chunk: readonly Serialised[]): Promise<void> =>
+  const send = (chunk: readonly Serialised[]): Promise<void> => {
+    stop?.throwIfAborted();
     // Not expected to fail within max_body_size; if it does, it is a rejected delivery (see serialiseBatch).
-    post(
+    return post(
       serialiseBatch(bounds.sink, () => format.head + chunk.map((s) => s.json).join(format.separator) + format.tail),
     );
+  };
   let chunk: Serialised[] = [];
   let bytes = envelope; // of the body `chunk` makes
   for (const event of events) {

@@ -33,14 +33,27 @@ export class HttpTarget {
 
   /**
    * POSTs `body` to `path` (with its query, if any) and returns the response. Throws on connection failure and when
-   * the whole attempt, response body included, takes longer than the timeout.
+   * the whole attempt, response body included, takes longer than the timeout. Once `stop` aborts, the request is cut
+   * and this throws `stop`'s reason.
    */
-  async post(path: string, body: string, headers: Record<string, string>): Promise<HttpTargetResponse> {
-    const signal = AbortSignal.timeout(this.#timeoutMs);
-    const res = await this.#pool.request({ path, method: 'POST', headers, body, signal });
-    const text = await readBounded(res.body, MAX_RESPONSE_BYTES);
-    const type = res.headers['content-type'];
-    return { status: res.statusCode, contentType: (Array.isArray(type) ? type[0] : type) ?? '', text };
+  async post(
+    path: string,
+    body: string,
+    headers: Record<string, string>,
+    stop?: AbortSignal,
+  ): Promise<HttpTargetResponse> {
+    const timeout = AbortSignal.timeout(this.#timeoutMs);
+    const signal = stop ? AbortSignal.any([timeout, stop]) : timeout;
+    try {
+      const res = await this.#pool.request({ path, method: 'POST', headers, body, signal });
+      const text = await readBounded(res.body, MAX_RESPONSE_BYTES);
+      const type = res.headers['content-type'];
+      return { status: res.statusCode, contentType: (Array.isArray(type) ? type[0] : type) ?? '', text };
+    } catch (err) {
+      // Cut because this gateway no longer delivers (see Sink.deliver): say so, not what undici made of it.
+      stop?.throwIfAborted();
+      throw err;
+    }
   }
 
   /** Closes idle connections and waits for in-flight requests. */

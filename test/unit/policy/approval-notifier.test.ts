@@ -181,6 +181,28 @@ describe('approval webhooks', () => {
     expect(server.requests).toHaveLength(1);
   });
 
+  it('stopped (the gateway shutting down) between tries, tries no more and says so', async () => {
+    server.reply = () => ({ status: 503 });
+    const notifier = new ApprovalNotifier(config({ webhooks: [{ name: 'flaky', url: server.url, retries: 3 }] }), {
+      backoffMs: 60_000,
+    });
+    const stop = new AbortController();
+    const notifying = notifier.notify(approval, stop.signal);
+    while (server.requests.length === 0) await new Promise((r) => setTimeout(r, 5));
+    await new Promise((r) => setTimeout(r, 50)); // the 503 is in: waiting to try again
+    stop.abort();
+    expect(await notifying).toEqual([
+      {
+        webhook: 'flaky',
+        ok: false,
+        attempts: 1,
+        status: 503,
+        error: 'answered 503; not tried again: the gateway shut down',
+      },
+    ]);
+    expect(server.requests).toHaveLength(1);
+  });
+
   it("only notifies webhooks for the held call's connection", async () => {
     const notifier = new ApprovalNotifier(
       config({

@@ -12,6 +12,7 @@ import {
   type ApprovalRulesInput,
   type CompiledRule,
 } from '../../../src/policy/approval-rules.js';
+import { ApprovalNotifier, approvalsConfigSchema } from '../../../src/policy/approval-notifier.js';
 import { summarizeRequest } from '../../../src/policy/approval-summary.js';
 import {
   ApprovalCoordinator,
@@ -24,6 +25,7 @@ import {
 import { compileMasker } from '../../../src/recorder/masking/masker.js';
 import { maskingConfigSchema } from '../../../src/recorder/masking/masking-config.js';
 import type { AuditStore } from '../../../src/store/audit-store.js';
+import { startRecordingHttpServer, type RecordingHttpServer } from '../../support/recording-http-server.js';
 import { createStoreFixture, storeKinds, type StoreFixture } from '../../support/stores.js';
 
 const alice: Principal = {
@@ -632,5 +634,67 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
     expect((await store.recordsOfKinds(['approval.grant_used', 'approval.held'], 0, 100)).map((x) => x.kind)).toEqual([
       'approval.held',
     ]);
+  });
+
+  describe('webhook notifications at close()', () => {
+    let hook: RecordingHttpServer;
+    beforeEach(async () => {
+      hook = await startRecordingHttpServer();
+    });
+    afterEach(async () => {
+      await hook.close();
+    });
+
+    /** The `approval.notified` records a gateway started on the same database reads after this one closed. */
+    async function notifiedAfterRestart(): Promise<unknown[]> {
+      const restarted = await fixture.open();
+      return (await restarted.recordsOfKinds(['approval.notified'], 0, 100)).map((r) => JSON.parse(r.data) as unknown);
+    }
+
+    it('close() waits for a slow webhook and records its answer before the store closes', async () => {
+      // Went wrong: close() did not wait for notifications; the webhook's answer came after the gateway had closed the
+      // store, and its `approval.notified` record was lost (only logged).
+      hook.reply = async () => (await new Promise((r) => setTimeout(r, 400)), { status: 200 });
+      const notifier = new ApprovalNotifier(
+        approvalsConfigSchema.parse({ webhooks: [{ name: 'ops', url: hook.url }] }),
+      );
+      const c = new ApprovalCoordinator(store, { pollMs: 50, notifier });
+      const held = c.hold(call(rule()));
+      const id = await pendingId(c);
+      while (hook.requests.length === 0) await new Promise((r) => setTimeout(r, 5));
+      await c.close();
+      expect(await held).toMatchObject({ outcome: 'cancelled' });
+      await store.close(); // what the gateway does next
+      expect(await notifiedAfterRestart()).toEqual([
+        { approvalId: id, webhook: 'ops', ok: true, attempts: 1, status: 200, error: null },
+      ]);
+    });
+
+    it('close() stops a webhook that does not answer within its bound, and records that it was stopped', async () => {
+      hook.reply = () => ({ status: 200, hang: true });
+      const notifier = new ApprovalNotifier(
+        approvalsConfigSchema.parse({ webhooks: [{ name: 'ops', url: hook.url, timeout: '1m' }] }),
+      );
+      const c = new ApprovalCoordinator(store, { pollMs: 50, notifier });
+      c.hold(call(rule())).catch(() => undefined);
+      const id = await pendingId(c);
+      while (hook.requests.length === 0) await new Promise((r) => setTimeout(r, 5));
+      const started = Date.now();
+      await c.close(300);
+      const took = Date.now() - started;
+      expect(took).toBeGreaterThanOrEqual(250);
+      expect(took).toBeLessThan(3000);
+      await store.close();
+      expect(await notifiedAfterRestart()).toEqual([
+        {
+          approvalId: id,
+          webhook: 'ops',
+          ok: false,
+          attempts: 1,
+          status: null,
+          error: 'stopped: the gateway shut down before the webhook answered',
+        },
+      ]);
+    });
   });
 });
