@@ -2,7 +2,7 @@
  * Authenticates admin API callers: admin API tokens (automation), OIDC tokens verified by the proxy's own
  * {@link OidcVerifier} (people, whose groups give their role) plus the ID tokens of the web UI's sign-in, and, when
  * neither is configured, callers on this machine as `admin` (the embedded default, where whoever can reach 127.0.0.1
- * can read the store file anyway).
+ * can read the store file anyway), known as {@link LOCAL_ADMIN}.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { AdminConfig } from '../config/config-schema.js';
@@ -11,8 +11,16 @@ import { ConfigError, VigilError } from '../errors.js';
 import { extractCredential, type RequestHeaders } from '../identity/authenticator.js';
 import { isLocalRequest, isLoopbackAddress } from '../identity/loopback.js';
 import type { ClientAudience, OidcVerifier } from '../identity/oidc-verifier.js';
-import { ANONYMOUS } from '../identity/principal.js';
+import type { LocalUser } from '../identity/principal.js';
 import { roleOf, type AdminCaller, type RoleGroups } from './admin-caller.js';
+
+/**
+ * The admin API's caller on this machine when no identity is configured: one person of its own, under one name in
+ * every audit trail — what it reads (the access log), decides (approvals) and verifies. Not `anonymous`: that is every
+ * local caller of the proxy, so an approval by `anonymous` would be taken for the caller's own (no self-approval), and
+ * its reads would be told apart from its decisions. The CLI's local user is `cli:<user>` likewise.
+ */
+export const LOCAL_ADMIN: LocalUser = Object.freeze({ method: 'local_user', subject: 'admin-api:localhost' });
 
 /** An admin API token with its secret read; only the secret's digest is kept. */
 export interface AdminToken {
@@ -108,7 +116,7 @@ export class AdminAuthenticator {
             'serve it under another name',
         );
       }
-      return { reader: ANONYMOUS, role: 'admin', address };
+      return { reader: LOCAL_ADMIN, role: 'admin', address };
     }
     const credential = extractCredential(headers);
     if (!credential) {

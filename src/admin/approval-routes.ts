@@ -6,14 +6,7 @@
 import type { IncomingMessage } from 'node:http';
 import { VigilError } from '../errors.js';
 import { readBody } from '../proxy/request-body.js';
-import {
-  actorKey,
-  inGroups,
-  isSameActor,
-  type ApprovalCoordinator,
-  type ApprovalView,
-  type Approver,
-} from '../policy/approvals.js';
+import { actorKey, inGroups, isSameActor, type ApprovalCoordinator, type ApprovalView } from '../policy/approvals.js';
 import type { AdminCaller } from './admin-caller.js';
 import { recordRead, sendJson, type AdminRoute, type RouteContext } from './admin-routes.js';
 import { listBody } from './list-body.js';
@@ -39,23 +32,12 @@ function coordinator(ctx: RouteContext): ApprovalCoordinator {
 }
 
 /**
- * Who decides. Without identity the admin API's caller is the anonymous loopback admin — and so is every local caller
- * of the proxy, so as `anonymous` an approver would be taken for the caller and refused (no self-approval). Like the
- * CLI's local user, the API's local admin decides as a person of its own.
- */
-export function approverOf(caller: AdminCaller): Approver {
-  if (caller.reader.method === 'anonymous') return { method: 'local_user', subject: 'admin-api:localhost' };
-  return caller.reader as Approver;
-}
-
-/**
  * Whether `caller` may see a held call (its prompt excerpts are recorded content): admins and auditors all of them,
  * a user only their own calls and the ones they may decide.
  */
 function mayView(caller: AdminCaller, a: ApprovalView): boolean {
   if (caller.role !== 'user') return true;
-  const r = caller.reader as Approver;
-  return isSameActor(a.caller, r) || inGroups(r, a.rule.approverGroups);
+  return isSameActor(a.caller, caller.reader) || inGroups(caller.reader, a.rule.approverGroups);
 }
 
 /**
@@ -65,7 +47,7 @@ function mayView(caller: AdminCaller, a: ApprovalView): boolean {
 const lastSeen = new Map<string, string>();
 async function recordApprovalRead(ctx: RouteContext, ids: readonly string[]): Promise<void> {
   if (ids.length === 0) return;
-  const key = actorKey(ctx.caller.reader as Approver);
+  const key = actorKey(ctx.caller.reader);
   const seen = ids.join(',');
   if (lastSeen.get(key) === seen) return;
   await recordRead(ctx, 'approval', ids);
@@ -125,7 +107,7 @@ export const APPROVAL_ROUTES: readonly AdminRoute[] = [
       const grant = body.grant_minutes;
       if (grant !== undefined && typeof grant !== 'number')
         throw new VigilError('BAD_REQUEST', 'grant_minutes must be a number');
-      const decided = await coordinator(ctx).approve(ctx.params.id!, approverOf(ctx.caller), {
+      const decided = await coordinator(ctx).approve(ctx.params.id!, ctx.caller.reader, {
         reason: optionalString(body, 'reason'),
         grantMinutes: grant,
       });
@@ -143,7 +125,7 @@ export const APPROVAL_ROUTES: readonly AdminRoute[] = [
       sendJson(
         ctx.res,
         200,
-        decisionBody({ ...(await coordinator(ctx).deny(ctx.params.id!, approverOf(ctx.caller), reason)), grant: null }),
+        decisionBody({ ...(await coordinator(ctx).deny(ctx.params.id!, ctx.caller.reader, reason)), grant: null }),
       );
     },
   },

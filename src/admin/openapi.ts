@@ -109,7 +109,8 @@ export const OPENAPI_DOCUMENT = {
       get: {
         summary: 'The caller: their role and identity as the API sees them',
         description:
-          'Without identity configured, callers on this machine are `{"method": "anonymous"}` admins. Not recorded in ' +
+          'Without identity configured, callers on this machine are admins, as the local user ' +
+          '`{"method": "local_user", "subject": "admin-api:localhost"}` (before this release: `anonymous`). Not recorded in ' +
           'the access log (no recorded content).',
         responses: {
           '200': json(
@@ -120,7 +121,9 @@ export const OPENAPI_DOCUMENT = {
                 role: { enum: ['admin', 'auditor', 'user'] },
                 reader: {
                   type: 'object',
-                  description: 'The OIDC principal (subject, issuer, email, groups), an admin token, or anonymous.',
+                  description:
+                    'The OIDC principal (subject, issuer, email, groups), an admin token, or the local admin ' +
+                    '(`local_user`, `admin-api:localhost`) when no identity is configured.',
                 },
               },
             },
@@ -640,8 +643,9 @@ export const OPENAPI_DOCUMENT = {
               actor: {
                 type: 'object',
                 description:
-                  'Who read: the OIDC principal, an admin token, anonymous (loopback), or the CLI’s local user ' +
-                  '(`local_user`, `cli:<user>`; reads the CLI recorded before it named its user so say `anonymous`).',
+                  'Who read: the OIDC principal, an admin token, or a local user (`local_user`): the CLI’s ' +
+                  '(`cli:<user>`) or, without identity configured, the admin API’s local admin (`admin-api:localhost`). ' +
+                  'Entries recorded before this release say `anonymous` for both, and are listed as recorded.',
               },
               role: { enum: ['admin', 'auditor', 'user'] },
               what: { enum: ['session', 'exchange', 'events', 'search', 'export', 'approval'] },

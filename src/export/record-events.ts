@@ -22,6 +22,14 @@ function actor(p: Principal | undefined): AuditActor | undefined {
   };
 }
 
+/**
+ * The CLI's user, who creates and revokes keys and places and releases holds (recorded by name only, `cli:<user>`): as
+ * the access log and approvals name them, `local_user` (see cliLocalUser). Until this release these events said `cli`.
+ */
+function localUser(subject: unknown): AuditActor {
+  return { method: 'local_user', subject: typeof subject === 'string' ? subject : 'unknown' };
+}
+
 function eventId(r: Pick<StoredRecord, 'chain' | 'chainSeq'>): string {
   return `${r.chain}:${r.chainSeq}`;
 }
@@ -90,7 +98,7 @@ export function auditEventOf(
         ...base,
         type: r.kind === 'key.created' ? 'key.created' : 'key.revoked',
         severity: 'info',
-        actor: { method: 'cli', subject: (r.kind === 'key.created' ? d.createdBy : d.revokedBy) ?? 'unknown' },
+        actor: localUser(r.kind === 'key.created' ? d.createdBy : d.revokedBy),
         attributes: {
           key_name: d.name,
           ...(r.kind === 'key.created'
@@ -144,7 +152,7 @@ export function auditEventOf(
         ...base,
         type: r.kind === 'hold.added' ? 'hold.added' : 'hold.released',
         severity: r.kind === 'hold.released' ? 'warning' : 'info',
-        actor: { method: 'cli', subject: typeof data.by === 'string' ? data.by : 'unknown' },
+        actor: localUser(data.by),
         ...(typeof data.session === 'string' ? { session: data.session } : {}),
         attributes: {
           hold_id: (data.holdId as string | undefined) ?? null,

@@ -241,8 +241,10 @@ export interface ChainPosition {
 }
 
 /**
- * Who read a recording: an authenticated person or service, an admin API token, or the CLI's local user. Reads by the
- * CLI recorded before it named its user `local_user` say `anonymous`, with the same `cli:<user>` subject.
+ * Who read a recording: an authenticated person or service, an admin API token, or a local user (the CLI's
+ * `cli:<user>`, the admin API's `admin-api:localhost` without identity). Reads by the CLI recorded before it named its
+ * user `local_user` say `anonymous`, with the same `cli:<user>` subject; reads through the admin API's local admin
+ * recorded before it did say `anonymous` `anonymous`. Old entries keep what they say.
  */
 export type RecordingReader = Principal | { readonly method: 'admin_token'; readonly subject: string } | LocalUser;
 

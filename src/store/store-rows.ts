@@ -219,9 +219,19 @@ export const toKey = (r: KeyRow): StoredGatewayKey => ({
  * while it holds the write lock.
  */
 export const CHAIN_HEADS = `WITH RECURSIVE ${chainsCte()}
-  SELECT r.chain, r.chain_seq, r.hash FROM chains
-  JOIN records r ON r.chain = chains.chain AND r.chain_seq = (SELECT max(chain_seq) FROM records WHERE chain = chains.chain)
+  SELECT r.chain, r.chain_seq, r.hash FROM ${headRecords()}
   ORDER BY r.chain`;
+
+/** The exchanges that have the last record of a chain (see AT_HEAD): one index seek per chain. */
+export const CHAIN_HEAD_EXCHANGES = `WITH RECURSIVE ${chainsCte()}
+  SELECT r.exchange_id FROM ${headRecords()}
+  WHERE r.exchange_id IS NOT NULL`;
+
+/** Each chain's last record as `r`, over the `chains` of {@link chainsCte}. */
+function headRecords(): string {
+  return `chains
+  JOIN records r ON r.chain = chains.chain AND r.chain_seq = (SELECT max(chain_seq) FROM records WHERE chain = chains.chain)`;
+}
 
 /** The recursive `chains(chain)` expression: every chain id, one index seek each (see CHAIN_HEADS). */
 function chainsCte(): string {

@@ -138,12 +138,13 @@ async function showSignIn(err) {
 function renderWho(me) {
   clear(whoEl);
   if (!me) return;
-  const anonymous = me.reader.method === 'anonymous';
+  // The admin API's local admin when no identity is configured (LOCAL_ADMIN in admin-auth.ts).
+  const localAdmin = me.reader.method === 'local_user' && me.reader.subject === 'admin-api:localhost';
   whoEl.append(
     h(
       'span',
       { class: 'who-name', title: JSON.stringify(me.reader) },
-      anonymous ? 'local admin (no identity configured)' : who(me.reader),
+      localAdmin ? 'local admin (no identity configured)' : who(me.reader),
     ),
     ' ',
     h('span', { class: `badge role-${me.role}` }, me.role),

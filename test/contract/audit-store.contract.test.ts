@@ -22,6 +22,7 @@ import {
   type SessionListItem,
   type NewRecord,
   type PurgedRun,
+  type RetentionQuery,
   type StoredGatewayKey,
   type StoredRecord,
   type WriteBatch,
@@ -2194,6 +2195,44 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await runRetention(store, withSinks, KEY, { now: NOW, pauseMs: 0 })).toMatchObject({ exchanges: 1 });
       expect(await store.exchangeRecords('ex_old2')).toEqual([]);
       expect(await store.verify()).toMatchObject({ ok: true });
+    });
+
+    it('finds what is due past a long run of held exchanges, in ended-at then id order, a page at a time', async () => {
+      // The PostgreSQL store tests the first due exchanges on its own, then (when too many of them are kept) the rest
+      // in one statement: it used to test every due exchange in one, and took 1–2 s at 20k exchanges. Each page must
+      // be what that statement found, across the seam and across exchanges that ended at the same instant.
+      const kept = Array.from({ length: 150 }, (_, i) =>
+        exchangeBatch({ id: `ex_a${String(i).padStart(3, '0')}`, session: 'ses_kept', at: T0 }),
+      );
+      await store.append({ records: kept.flatMap((b) => b.records) });
+      for (const id of ['ex_0', 'ex_b1', 'ex_b2', 'ex_b3'])
+        await store.append(exchangeBatch({ id, session: 'ses_free', at: T0 }));
+      await store.append(exchangeBatch({ id: 'ex_c', session: 'ses_free', at: T0 + 1000 }));
+      await store.append(exchangeBatch({ id: 'ex_new', session: 'ses_new', at: NOW - DAY }));
+      await addHold(store, { session: 'ses_kept', reason: 'litigation 2025-17', by: 'cli:legal' }, T0 + 4000);
+
+      const pages: string[][] = [];
+      let after: RetentionQuery['after'];
+      for (;;) {
+        const page = await store.retentionCandidates(retentionQuery(keep30d, NOW, after, 3)!);
+        if (page.length === 0) break;
+        pages.push(page.map((c) => c.id));
+        after = { endedAt: page.at(-1)!.endedAt, id: page.at(-1)!.id };
+      }
+      expect(pages).toEqual([
+        ['ex_0', 'ex_b1', 'ex_b2'],
+        ['ex_b3', 'ex_c'],
+      ]);
+      const [first] = await store.retentionCandidates(retentionQuery(keep30d, NOW, undefined, 1)!);
+      expect(first).toEqual({
+        id: 'ex_0',
+        sessionId: 'ses_free',
+        connection: 'anthropic',
+        callerSubject: 'alice',
+        startedAt: T0,
+        endedAt: T0 + 200,
+        records: 3,
+      });
     });
 
     it('a caller hold by e-mail keeps that caller’s exchanges, whatever their subject and the e-mail’s case', async () => {

@@ -802,7 +802,7 @@ describe('CLI', () => {
 });
 
 describe('without identity', () => {
-  it('answers callers on this machine as admins, and logs their reads as anonymous', async () => {
+  it('answers callers on this machine as admins, and logs their reads as the local admin they decide as', async () => {
     const local = await startHarness(() => ({ admin: { listen: '127.0.0.1:0' } }));
     try {
       await new Anthropic({ baseURL: local.url, apiKey: 'unused', maxRetries: 0 }).messages.create(
@@ -814,7 +814,7 @@ describe('without identity', () => {
       expect((await fetch(`${base}/sessions/local-1`)).status).toBe(200);
       const log = (await (await fetch(`${base}/access-log`)).json()) as Paged<AccessLogEntry>;
       expect(log.items[0]!.data).toMatchObject({
-        actor: { method: 'anonymous' },
+        actor: { method: 'local_user', subject: 'admin-api:localhost' },
         role: 'admin',
         what: 'session',
         address: expect.stringMatching(/127\.0\.0\.1/),

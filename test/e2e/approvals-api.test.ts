@@ -161,6 +161,21 @@ it('without identity, the local admin approves through the API (it is not taken 
       approvals: [{ by: { method: 'local_user', subject: 'admin-api:localhost' } }],
     });
     expect((await call).content[0]).toMatchObject({ text: 'Echo: approve me locally' });
+
+    // Went wrong: the same local admin's reads were logged as `anonymous` (the proxy's local callers' name) while
+    // its decisions said `local_user admin-api:localhost`, so one person went by two names in the audit trail.
+    const session = await until('the approved call recorded', async () => {
+      const { items } = (await (await fetch(`${adminApi}/sessions`)).json()) as { items: Array<{ id: string }> };
+      return items[0]?.id;
+    });
+    expect((await fetch(`${adminApi}/sessions/${session}`)).status).toBe(200);
+    const log = (await (await fetch(`${adminApi}/access-log`)).json()) as {
+      items: Array<{ data: { what: string; actor: unknown } }>;
+    };
+    expect(new Set(log.items.map((e) => e.data.what))).toEqual(new Set(['approval', 'session']));
+    for (const e of log.items) expect(e.data.actor).toEqual({ method: 'local_user', subject: 'admin-api:localhost' });
+    const me = (await (await fetch(`${adminApi}/whoami`)).json()) as { reader: unknown };
+    expect(me.reader).toEqual({ method: 'local_user', subject: 'admin-api:localhost' });
   } finally {
     await local.close();
   }

@@ -247,7 +247,10 @@ describe('serving /ui/', () => {
     const me = await fetch(`${admin}/api/v1/whoami`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
     expect(await me.json()).toEqual({ role: 'admin', reader: { method: 'admin_token', subject: 'oncall' } });
     const local = await fetch(`${open.gateway.adminUrl}/api/v1/whoami`);
-    expect(await local.json()).toEqual({ role: 'admin', reader: { method: 'anonymous', subject: 'anonymous' } });
+    expect(await local.json()).toEqual({
+      role: 'admin',
+      reader: { method: 'local_user', subject: 'admin-api:localhost' },
+    });
   });
 });
 
@@ -433,7 +436,8 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     await expect.poll(() => rows.count()).toBeGreaterThan(3);
     const whats = await rows.locator('td:nth-child(4)').allTextContents();
     expect(whats).toEqual(expect.arrayContaining(['session', 'exchange', 'search', 'export']));
-    expect(await rows.first().locator('td:nth-child(2)').textContent()).toBe('anonymous');
+    // The local admin, as it decides approvals (it used to read as `anonymous`, the proxy's local callers).
+    expect(await rows.first().locator('td:nth-child(2)').textContent()).toBe('admin-api:localhost');
   });
 
   it('shows the API’s message when something is not there, and empty states', async () => {

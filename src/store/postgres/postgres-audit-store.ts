@@ -69,6 +69,7 @@ import {
 import { newChainId, linkRecord, verifyLedger, type ChainHead } from '../ledger.js';
 import {
   AT_HEAD,
+  CHAIN_HEAD_EXCHANGES,
   CHAIN_HEADS,
   HELD,
   HELD_BY,
@@ -190,6 +191,9 @@ async function answerWithin<T>(ms: number, query: Promise<T>): Promise<T> {
 }
 
 type Param = (value: unknown) => string;
+
+/** How many due exchanges retentionCandidates tests on their own first, at least (see there). */
+const CANDIDATE_CHUNK = 64;
 
 /** SQL conditions for an exchange filter over `exchanges e LEFT JOIN exchange_results r`. */
 function exchangeConditions(f: ExchangeFilter, param: Param): string[] {
@@ -970,43 +974,90 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async retentionCandidates(query: RetentionQuery): Promise<readonly PurgeCandidate[]> {
-    const params: unknown[] = [];
-    const param: Param = (v) => `$${params.push(v)}`;
-    const entries = Object.entries(query.cutoffs);
-    const other = query.otherCutoff ?? -1;
-    const maxCutoff = Math.max(other, ...entries.map(([, c]) => c));
-    const cutoff = entries.length
-      ? `CASE e.connection ${entries.map(([name, c]) => `WHEN ${param(name)} THEN ${param(c)}::bigint`).join(' ')} ELSE ${param(other)}::bigint END`
-      : `${param(other)}::bigint`;
-    // Held by the ledger's hold records too, as a purge checks them: a hold released in the index alone still holds.
-    const active = activeLedgerHolds(await indexRecords(this.pool, HOLD_RECORDS));
-    const fold = await holdsFold(this.pool, active, param);
-    const ledgerHeld = active.length
-      ? `AND NOT EXISTS (${HELD_BY(
-          `unnest(${param(active.map((h) => h.session))}::text[], ${param(active.map((h) => h.caller))}::text[]) AS h(session_id, caller_subject)`,
-          fold,
-        )})`
-      : '';
-    const after = query.after
-      ? `AND (r.ended_at > ${param(query.after.endedAt)}::bigint OR (r.ended_at = ${param(query.after.endedAt)}::bigint AND e.id COLLATE "C" > ${param(query.after.id)}))`
-      : '';
-    const undelivered = query.deliveredTo?.length
-      ? `AND NOT EXISTS (${UNDELIVERED(`unnest(${param([...query.deliveredTo])}::text[]) s(name)`)})`
-      : '';
-    const res = await this.pool.query<CandidateRow>(
-      `SELECT e.id, e.session_id, e.connection, e.caller_subject, e.started_at, r.ended_at,
-              (SELECT count(*) FROM records x WHERE x.exchange_id = e.id) AS records
-       FROM exchange_results r JOIN exchanges e ON e.id = r.exchange_id
-       WHERE r.ended_at < ${param(maxCutoff)}::bigint AND r.ended_at < ${cutoff}
-         AND NOT EXISTS (${HELD(fold)})
-         ${ledgerHeld}
-         AND NOT EXISTS (${AT_HEAD})
-         ${after}
-         ${undelivered}
-       ORDER BY r.ended_at, e.id COLLATE "C" LIMIT ${param(query.limit)}`,
-      params,
-    );
-    return res.rows.map(toCandidate);
+    // In one statement (the second step below), the planner cannot tell how many due exchanges the tests of what a
+    // purge keeps let through. It guesses few, so it tests every due exchange and sorts them all for the first
+    // `limit`: 0.7 s for 20k exchanges with a SIEM sink caught up (a minute before the tables were first analysed),
+    // where the first `limit` off the ended-at index would do. So first the first due exchanges alone, in order off
+    // the index, then tested; only if too many of them are kept does the one statement take the rest, as it did.
+    return this.snapshot(async (c) => {
+      const entries = Object.entries(query.cutoffs);
+      const other = query.otherCutoff ?? -1;
+      const maxCutoff = Math.max(other, ...entries.map(([, cut]) => cut));
+      // Held by the ledger's hold records too, as a purge checks them: a hold released in the index alone still holds.
+      const active = activeLedgerHolds(await indexRecords(c, HOLD_RECORDS));
+      // Chain heads stay (AT_HEAD): their few exchanges found once, not the head of a chain looked up per record.
+      const heads = (await c.query<{ exchange_id: string }>(CHAIN_HEAD_EXCHANGES)).rows.map((r) => r.exchange_id);
+      /** Exchanges `e` (joined with `r`, their results) due at the cutoffs, after `from`. */
+      const due = (param: Param, from: RetentionQuery['after']): string => {
+        const cutoff = entries.length
+          ? `CASE e.connection ${entries.map(([name, cut]) => `WHEN ${param(name)} THEN ${param(cut)}::bigint`).join(' ')} ELSE ${param(other)}::bigint END`
+          : `${param(other)}::bigint`;
+        // `>=` on its own, so a range scan starts there (an OR of `>` and `=` made a bitmap scan of all the rest).
+        const after = from
+          ? `AND r.ended_at >= ${param(from.endedAt)}::bigint
+             AND (r.ended_at > ${param(from.endedAt)}::bigint OR e.id COLLATE "C" > ${param(from.id)})`
+          : '';
+        return `r.ended_at < ${param(maxCutoff)}::bigint AND r.ended_at < ${cutoff} ${after}`;
+      };
+      /** Exchange `e` (id, session_id, caller_subject) is one a purge may take. */
+      const purgeable = async (param: Param): Promise<string> => {
+        const fold = await holdsFold(c, active, param);
+        const ledgerHeld = active.length
+          ? `AND NOT EXISTS (${HELD_BY(
+              `unnest(${param(active.map((h) => h.session))}::text[], ${param(active.map((h) => h.caller))}::text[]) AS h(session_id, caller_subject)`,
+              fold,
+            )})`
+          : '';
+        const undelivered = query.deliveredTo?.length
+          ? `AND NOT EXISTS (${UNDELIVERED(`unnest(${param([...query.deliveredTo])}::text[]) s(name)`)})`
+          : '';
+        return `NOT (e.id = ANY(${param(heads)}::text[])) AND NOT EXISTS (${HELD(fold)}) ${ledgerHeld} ${undelivered}`;
+      };
+      const records = '(SELECT count(*) FROM records x WHERE x.exchange_id = e.id) AS records';
+
+      // 1. The first due exchanges (a range scan of exchange_results_ended that stops there), then those of them a
+      //    purge may take.
+      const chunk = Math.max(2 * query.limit, CANDIDATE_CHUNK);
+      const firstParams: unknown[] = [];
+      const firstParam: Param = (v) => `$${firstParams.push(v)}`;
+      const first = (
+        await c.query<CandidateRow>(
+          `SELECT e.id, e.session_id, e.connection, e.caller_subject, e.started_at, r.ended_at, 0 AS records
+           FROM exchange_results r JOIN exchanges e ON e.id = r.exchange_id
+           WHERE ${due(firstParam, query.after)}
+           ORDER BY r.ended_at, e.id COLLATE "C" LIMIT ${firstParam(chunk)}`,
+          firstParams,
+        )
+      ).rows;
+      if (first.length === 0) return [];
+      const params: unknown[] = [];
+      const param: Param = (v) => `$${params.push(v)}`;
+      const taken = await c.query<{ id: string; records: number }>(
+        `SELECT e.id, ${records}
+         FROM unnest(${param(first.map((r) => r.id))}::text[], ${param(first.map((r) => r.session_id))}::text[],
+           ${param(first.map((r) => r.caller_subject))}::text[]) WITH ORDINALITY AS e(id, session_id, caller_subject, n)
+         WHERE ${await purgeable(param)}
+         ORDER BY e.n LIMIT ${param(query.limit)}`,
+        params,
+      );
+      const byId = new Map(first.map((r) => [r.id, r]));
+      const found = taken.rows.map((t) => toCandidate({ ...byId.get(t.id)!, records: t.records }));
+      if (found.length >= query.limit || first.length < chunk) return found;
+
+      // 2. Most of those were kept (held, not yet at a SIEM sink): the rest in one statement, where the planner's guess
+      //    is right.
+      const last = first.at(-1)!;
+      const restParams: unknown[] = [];
+      const restParam: Param = (v) => `$${restParams.push(v)}`;
+      const rest = await c.query<CandidateRow>(
+        `SELECT e.id, e.session_id, e.connection, e.caller_subject, e.started_at, r.ended_at, ${records}
+         FROM exchange_results r JOIN exchanges e ON e.id = r.exchange_id
+         WHERE ${due(restParam, { endedAt: last.ended_at, id: last.id })} AND ${await purgeable(restParam)}
+         ORDER BY r.ended_at, e.id COLLATE "C" LIMIT ${restParam(query.limit - found.length)}`,
+        restParams,
+      );
+      return [...found, ...rest.rows.map(toCandidate)];
+    });
   }
 
   async ledgerHeldExchanges(ids: readonly string[]): Promise<ReadonlySet<string>> {

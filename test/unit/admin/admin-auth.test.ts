@@ -153,7 +153,10 @@ describe('the web UI’s sign-in (admin.ui.oidc)', () => {
 describe('without identity', () => {
   it('admits loopback callers as admin, and nobody else', async () => {
     const auth = new AdminAuthenticator({ tokens: [], roles });
-    expect(await auth.authenticate({}, '127.0.0.1')).toMatchObject({ reader: { method: 'anonymous' }, role: 'admin' });
+    expect(await auth.authenticate({}, '127.0.0.1')).toMatchObject({
+      reader: { method: 'local_user', subject: 'admin-api:localhost' },
+      role: 'admin',
+    });
     expect(await auth.authenticate({}, '::ffff:127.0.0.1')).toMatchObject({ role: 'admin' });
     expect((await refusal(auth.authenticate({}, '192.168.1.20'))).code).toBe('UNAUTHENTICATED');
   });

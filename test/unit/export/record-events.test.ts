@@ -97,7 +97,7 @@ describe('legal holds as audit events', () => {
     expect(added).toMatchObject({
       type: 'hold.added',
       severity: 'info',
-      actor: { method: 'cli', subject: 'cli:legal' },
+      actor: { method: 'local_user', subject: 'cli:legal' },
       session: 'ses_9',
       attributes: { hold_id: 'hold_1', reason: 'litigation', caller: null },
     });
