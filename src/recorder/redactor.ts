@@ -148,8 +148,8 @@ export class Redactor {
   private readonly requestParts = lru<MaskResult<string>>(1024);
 
   /**
-   * The last request body of each conversation (session and agent), most recently used last: the next one shares most
-   * of its bytes (see `RequestBody.follow`). Bounded by count and by the bytes the bodies keep alive.
+   * The last request body of each conversation (session and agent), most recently remembered last: the next one shares
+   * most of its bytes (see `RequestBody.follow`). Bounded by count and by the bytes the bodies keep alive.
    */
   private readonly bodies = new CappedMap<string, BodyLayout>(
     MAX_BODIES,
