@@ -156,6 +156,15 @@ export type HoldOutcome =
   /** `approvalId` is '' when the call was never held (nothing was recorded of it). */
   | { readonly outcome: 'cancelled'; readonly approvalId: string; readonly reason: string };
 
+/** Why a call is cancelled when nobody decided it: its client left, or the gateway is closing. */
+const CLIENT_GONE = 'the client closed the connection';
+const SHUTTING_DOWN = 'the gateway is shutting down';
+
+/** A call cancelled, for the proxy; `approvalId` is '' when the call was never held. */
+function cancelled(reason: string, approvalId = ''): HoldOutcome {
+  return { outcome: 'cancelled', approvalId, reason };
+}
+
 export interface HoldRequest {
   readonly exchangeId: string;
   readonly sessionId: string;
@@ -431,13 +440,12 @@ export class ApprovalCoordinator {
   }
 
   private async holdCall(req: HoldRequest): Promise<HoldOutcome> {
-    if (this.closed) return { outcome: 'cancelled', approvalId: '', reason: 'the gateway is shutting down' };
+    if (this.closed) return cancelled(SHUTTING_DOWN);
     await this.refresh();
     // Checked again after the read: a call whose client has gone is neither let through by a grant (whose use would
     // be recorded for a call never sent) nor held.
-    if (req.signal?.aborted)
-      return { outcome: 'cancelled', approvalId: '', reason: 'the client closed the connection' };
-    if (this.closed) return { outcome: 'cancelled', approvalId: '', reason: 'the gateway is shutting down' };
+    if (req.signal?.aborted) return cancelled(CLIENT_GONE);
+    if (this.closed) return cancelled(SHUTTING_DOWN);
     const now = this.clock();
     const grant = this.activeGrant(req.caller, req.connection, req.rule.name, now, req.sessionId);
     if (grant) {
@@ -467,8 +475,7 @@ export class ApprovalCoordinator {
       heldAt: now,
       expiresAt: now + req.rule.timeoutMs,
     };
-    if (req.signal?.aborted)
-      return { outcome: 'cancelled', approvalId: '', reason: 'the client closed the connection' };
+    if (req.signal?.aborted) return cancelled(CLIENT_GONE);
     this.warnOfUnmatchableOwner(req.caller);
     const stored = ownRecord(
       await this.ledger.append({
@@ -488,7 +495,7 @@ export class ApprovalCoordinator {
     }
 
     const outcome = new Promise<HoldOutcome>((resolve) => {
-      const onAbort = (): void => void this.end(held.id, 'cancelled', 'the client closed the connection');
+      const onAbort = (): void => void this.end(held.id, 'cancelled', CLIENT_GONE);
       const timeout = setTimeout(() => void this.expire(held.id), Math.max(0, held.expiresAt - this.clock()));
       timeout.unref();
       req.signal?.addEventListener('abort', onAbort, { once: true });
@@ -502,9 +509,9 @@ export class ApprovalCoordinator {
         },
       });
     });
-    if (req.signal?.aborted) void this.end(held.id, 'cancelled', 'the client closed the connection');
+    if (req.signal?.aborted) void this.end(held.id, 'cancelled', CLIENT_GONE);
     // Closed while the call was being held (close() ended only the waiters there were): end this one too.
-    else if (this.closed) void this.end(held.id, 'cancelled', 'the gateway is shutting down');
+    else if (this.closed) void this.end(held.id, 'cancelled', SHUTTING_DOWN);
     // Decided while its record was being appended (see above): answer now, not at the next poll.
     else if (state.decisions.length > 0) this.settleAll();
     this.schedulePoll();
@@ -664,7 +671,7 @@ export class ApprovalCoordinator {
     this.unsubscribe?.();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    for (const id of [...this.waiters.keys()]) void this.end(id, 'cancelled', 'the gateway is shutting down');
+    for (const id of [...this.waiters.keys()]) void this.end(id, 'cancelled', SHUTTING_DOWN);
     await Promise.allSettled([...this.holds]);
     // Every notification has started by now: a hold starts its own before its outcome can settle.
     if (this.notifications.size > 0) {
@@ -901,7 +908,7 @@ export class ApprovalCoordinator {
     w.resolve(
       status === 'timed_out'
         ? { outcome: 'timed_out', approvalId: id, timeoutMs: w.held.expiresAt - w.held.heldAt }
-        : { outcome: 'cancelled', approvalId: id, reason },
+        : cancelled(reason, id),
     );
   }
 

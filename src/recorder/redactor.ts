@@ -13,6 +13,7 @@
  * the received order.
  */
 import { isUtf8 } from 'node:buffer';
+import { CappedMap } from '../capped-map.js';
 import type { MaskingConfig } from './masking/masking-config.js';
 import { compileMasker } from './masking/masker.js';
 import type { Masker, MaskFinding, MaskResult } from './masking/masker.js';
@@ -89,25 +90,6 @@ function commonSuffix(a: string, b: string): number {
 /** What masking made of a piece of a request seen before: the stored blob's hash and what was found in it. */
 type PieceOutcome = NonNullable<PieceEntry['outcome']>;
 
-/** A bounded map, least recently used first out. */
-class Lru<V> {
-  private readonly map = new Map<string, V>();
-  constructor(private readonly max: number) {}
-  get(k: string): V | undefined {
-    const v = this.map.get(k);
-    if (v !== undefined) {
-      this.map.delete(k);
-      this.map.set(k, v);
-    }
-    return v;
-  }
-  set(k: string, v: V): void {
-    this.map.delete(k);
-    if (this.map.size >= this.max) this.map.delete(this.map.keys().next().value!);
-    this.map.set(k, v);
-  }
-}
-
 interface MaskedHeader {
   readonly original: string | readonly string[];
   readonly name: string;
@@ -118,6 +100,11 @@ interface MaskedHeader {
 function sameHeaderValue(a: string | readonly string[], b: string | readonly string[]): boolean {
   if (typeof a === 'string' || typeof b === 'string') return a === b;
   return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** A map of at most `max` entries, least recently used first out: read it with `use`. */
+function lru<V extends NonNullable<unknown>>(max: number): CappedMap<string, V> {
+  return new CappedMap<string, V>(max, Infinity, () => 0);
 }
 
 /** Parts of a request recorded even at `record: metadata`. */
@@ -137,7 +124,7 @@ export class Redactor {
   readonly masker: Masker;
   private readonly memos = new Map<string, MaskingMemo>();
   /** Request pieces by their place and the hash of their bytes: resent history is never parsed or scanned again. */
-  readonly pieces = new Lru<PieceOutcome>(50_000);
+  readonly pieces = lru<PieceOutcome>(50_000);
   /**
    * Header names and values, whatever their length: nearly all of them repeat on every request of every session
    * (user agent, beta flags, SDK versions), and short ones like dates and version numbers pass the detectors' cheap
@@ -158,14 +145,17 @@ export class Redactor {
    * Paths, query strings and user agents, and what masking made of them: nearly all repeat on every request
    * (`/v1/messages`, `beta=true`, the client's user agent), so a lookup replaces the parse and the scan.
    */
-  private readonly requestParts = new Lru<MaskResult<string>>(1024);
+  private readonly requestParts = lru<MaskResult<string>>(1024);
 
   /**
-   * The last request body of each conversation (session and agent), most recently used last: the next one shares most
-   * of its bytes (see `RequestBody.follow`). Bounded by count and by the bytes the bodies keep alive.
+   * The last request body of each conversation (session and agent), most recently remembered last: the next one shares
+   * most of its bytes (see `RequestBody.follow`). Bounded by count and by the bytes the bodies keep alive.
    */
-  private readonly bodies = new Map<string, BodyLayout>();
-  private bodyBytes = 0;
+  private readonly bodies = new CappedMap<string, BodyLayout>(
+    MAX_BODIES,
+    MAX_BODY_BYTES,
+    (layout) => layout.raw.length,
+  );
 
   constructor(config: MaskingConfig) {
     this.masker = compileMasker(config);
@@ -176,19 +166,9 @@ export class Redactor {
   }
 
   rememberBody(conversation: string, layout: BodyLayout): void {
-    const old = this.bodies.get(conversation);
-    if (old !== undefined) {
-      this.bodies.delete(conversation);
-      this.bodyBytes -= old.raw.length;
-    }
-    if (layout.members === null || layout.raw.length > MAX_BODY_BYTES) return;
-    this.bodies.set(conversation, layout);
-    this.bodyBytes += layout.raw.length;
-    for (const [k, v] of this.bodies) {
-      if (this.bodyBytes <= MAX_BODY_BYTES && this.bodies.size <= MAX_BODIES) break;
-      this.bodies.delete(k);
-      this.bodyBytes -= v.raw.length;
-    }
+    // A body that cannot be followed, or larger than all may hold, is not kept; nor is the conversation's earlier one.
+    if (layout.members === null || layout.raw.length > MAX_BODY_BYTES) this.bodies.delete(conversation);
+    else this.bodies.set(conversation, layout);
   }
 
   get enabled(): boolean {
@@ -243,7 +223,7 @@ export class Redactor {
   requestPart(part: RequestPart, value: string): MaskResult<string> {
     if (!this.enabled || value === '') return { value, findings: [], changed: false };
     const key = `${part}\0${value}`;
-    let r = this.requestParts.get(key);
+    let r = this.requestParts.use(key);
     if (r === undefined) {
       if (part === 'query') r = maskQuery(this.masker, value, this.headerMemo);
       else if (part === 'path') r = maskPath(this.masker, value, this.headerMemo);
@@ -263,7 +243,7 @@ export class ExchangeRedaction {
   constructor(
     private readonly masker: Masker,
     private readonly memo: MaskingMemo | undefined,
-    private readonly pieces: Lru<PieceOutcome>,
+    private readonly pieces: CappedMap<string, PieceOutcome>,
     private readonly headerMemo: MaskingMemo,
     private readonly lastHeaders: Map<string, MaskedHeader>,
     private readonly maskRequestPart: (part: RequestPart, value: string) => MaskResult<string>,
@@ -454,7 +434,7 @@ export class ExchangeRedaction {
     const place = elements ? `messages[${firstIndex}+${elements.length}]` : JSON.stringify(path);
     const entry = req.piece(start, end, place);
     const cacheKey = `${place}\0${entry.key}`;
-    const seen = entry.outcome ?? this.pieces.get(cacheKey);
+    const seen = entry.outcome ?? this.pieces.use(cacheKey);
     if (seen && b.isKnown(seen.hash)) {
       this.note(seen.findings, 'request.body');
       b.ref(seen.hash);

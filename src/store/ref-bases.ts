@@ -19,6 +19,7 @@
  * that was rolled back and whose position was taken by another record, makes it no base. On PostgreSQL the check is
  * part of the append's one statement (postgres-append.ts), which indexes every reference when it fails.
  */
+import { CappedMap } from '../capped-map.js';
 import type { NewRecord } from './audit-store.js';
 import { blobRefs } from './blob-refs.js';
 import { conversationKey, type ExchangeRequestData } from './record-types.js';
@@ -51,14 +52,20 @@ export function dependantRefs(
   return dependants.flatMap((d) => blobRefs(d).map((h) => [h, d.seq] as const));
 }
 
+/** References a base keeps alive. */
+function weight(base: RefBase): number {
+  return base.refs.size;
+}
+
 export class RefBases {
-  /** By conversation, oldest first. */
-  private readonly last = new Map<string, RefBase>();
-  private refs = 0;
+  /** By conversation, oldest first; bounded by the references they hold together, not by count. */
+  private readonly last: CappedMap<string, RefBase>;
   /** Written by the transaction in progress: bases once it commits ({@link commit}). */
   private pending: Array<[string, RefBase]> = [];
 
-  constructor(private readonly maxRefs = MAX_REFS) {}
+  constructor(maxRefs = MAX_REFS) {
+    this.last = new CappedMap<string, RefBase>(Infinity, maxRefs, weight);
+  }
 
   /** The last request record written for `conversation`, if any is remembered. */
   get(conversation: string): RefBase | undefined {
@@ -73,15 +80,9 @@ export class RefBases {
 
   /** `base` is now the last request record of `conversation` (call once it is committed). */
   set(conversation: string, base: RefBase): void {
-    this.delete(conversation);
-    if (base.refs.size > this.maxRefs) return;
-    this.last.set(conversation, base);
-    this.refs += base.refs.size;
-    for (const [key, old] of this.last) {
-      if (this.refs <= this.maxRefs) break;
-      this.last.delete(key);
-      this.refs -= old.refs.size;
-    }
+    // One with more references than all may hold is no base, and the conversation's earlier one is no longer its last.
+    if (base.refs.size > this.last.maxWeight) this.last.delete(conversation);
+    else this.last.set(conversation, base);
   }
 
   /**
@@ -106,9 +107,6 @@ export class RefBases {
   }
 
   delete(conversation: string): void {
-    const old = this.last.get(conversation);
-    if (old === undefined) return;
     this.last.delete(conversation);
-    this.refs -= old.refs.size;
   }
 }

@@ -8,6 +8,7 @@
  * oldest first, by count and by the characters of masked text they hold.
  */
 import { hash } from 'node:crypto';
+import { CappedMap } from '../../capped-map.js';
 
 /** Strings longer than this are keyed by hash. */
 export const HASH_THRESHOLD = 2048;
@@ -26,9 +27,13 @@ export interface MemoEntry {
   readonly counts: readonly (readonly [string, number])[];
 }
 
+/** Characters an entry keeps alive beyond what the caller holds: the key, and the masked copy when it differs. */
+function weight(e: MemoEntry, key: string): number {
+  return key.length + (e.value !== null ? e.value.length : 0);
+}
+
 export class MaskingMemo {
-  private readonly entries = new Map<string, MemoEntry>();
-  private chars = 0;
+  private readonly entries: CappedMap<string, MemoEntry>;
   /** The masker the entries belong to: a memo shared by two configurations would hand out the wrong masks. */
   owner: object | undefined;
   hits = 0;
@@ -39,11 +44,14 @@ export class MaskingMemo {
     readonly maxChars: number,
     /** Shorter strings are scanned every time, not remembered. */
     readonly minLength: number = MIN_MEMO_LENGTH,
-  ) {}
+  ) {
+    // Evicted oldest first, by count and by the characters held; one entry heavier than maxChars is kept alone.
+    this.entries = new CappedMap<string, MemoEntry>(maxEntries, maxChars, weight);
+  }
 
   /** Characters this memo keeps alive (keys, and masked copies where they differ). */
   get heldChars(): number {
-    return this.chars;
+    return this.entries.weight;
   }
 
   get size(): number {
@@ -54,7 +62,6 @@ export class MaskingMemo {
   bind(owner: object): void {
     if (this.owner !== owner) {
       this.entries.clear();
-      this.chars = 0;
       this.owner = owner;
     }
   }
@@ -78,30 +85,11 @@ export class MaskingMemo {
   }
 
   set(key: string, entry: MemoEntry): void {
-    const old = this.entries.get(key);
-    if (old !== undefined) {
-      this.entries.delete(key);
-      this.chars -= this.weight(key, old);
-    }
     this.entries.set(key, entry);
-    this.chars += this.weight(key, entry);
-    while (this.entries.size > this.maxEntries || (this.chars > this.maxChars && this.entries.size > 1)) {
-      const oldest = this.entries.keys().next();
-      if (oldest.done === true) break;
-      const e = this.entries.get(oldest.value)!;
-      this.entries.delete(oldest.value);
-      this.chars -= this.weight(oldest.value, e);
-    }
   }
 
   clear(): void {
     this.entries.clear();
-    this.chars = 0;
-  }
-
-  /** Characters the entry keeps alive beyond what the caller holds: the masked copy when it differs, and the key. */
-  private weight(key: string, e: MemoEntry): number {
-    return key.length + (e.value !== null ? e.value.length : 0);
   }
 }
 
