@@ -16,13 +16,13 @@
  * A receiver that is down, overloaded or misconfigured is waited for, however long, backing off between passes — except
  * that a batch which fails while one handed over after it (Sink.inFlightBatches) is delivered is sent again at once,
  * with the ones after it: the receiver is up (a collector back from a restart), so only a second failure at the same
- * position waits for the back-off. A receiver whose host says nothing listens on its port (SinkDeliveryError
- * .portUnreachable: a UDP collector restarting, most often, back within milliseconds) is tried once more
- * {@link PROMPT_RETRY_MS} later, then backed off from as usual until a pass delivers. A receiver that refuses the content of a batch (SinkDeliveryError.rejected: HTTP
- * 400/413/422) gets its events one at a time, so the rest still flows; an event refused {@link MAX_REJECTIONS} times in
- * a row is set aside only if the next event is then accepted (so a receiver that refuses everything — a wrong index,
- * say — is waited for, not drained): a `siem.undeliverable` record on the ledger names the sink, the event and the
- * error, and is itself an audit event.
+ * position waits for the back-off. A receiver whose host says nothing listens on its port
+ * (SinkDeliveryError.portUnreachable: most often a UDP collector restarting, back within milliseconds) is tried once
+ * more {@link PROMPT_RETRY_MS} later, then backed off from as usual until a pass delivers. A receiver that refuses the
+ * content of a batch (SinkDeliveryError.rejected: HTTP 400/413/422) gets its events one at a time, so the rest still
+ * flows; an event refused {@link MAX_REJECTIONS} times in a row is set aside only if the next event is then accepted
+ * (so a receiver that refuses everything — a wrong index, say — is waited for, not drained): a `siem.undeliverable`
+ * record on the ledger names the sink, the event and the error, and is itself an audit event.
  */
 import type { Logger } from 'pino';
 import type { StoredRecord, WriteBatch } from '../store/audit-store.js';
