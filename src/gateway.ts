@@ -156,10 +156,11 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
       // returns once each has its answer and its cancellation is recorded, whatever the grace. Webhooks still being
       // notified get up to 5 s (the grace if shorter) to answer, and their outcome is recorded either way.
       await approvals.close(Math.min(graceMs, NOTIFY_CLOSE_WAIT_MS));
+      // Calls still being identified or read count too: a refusal among them is recorded before the recorder closes.
+      const inFlight = (): number => recorder.inFlight + proxy.admitting;
       const deadline = Date.now() + graceMs;
-      while (recorder.inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
-      if (recorder.inFlight > 0)
-        log.warn({ inFlight: recorder.inFlight }, 'shutdown deadline passed: cutting open streams');
+      while (inFlight() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+      if (inFlight() > 0) log.warn({ inFlight: inFlight() }, 'shutdown deadline passed: cutting open streams');
       await recorder.close();
       proxy.destroyAll();
       await stopped;

@@ -16,11 +16,13 @@
  * A receiver that is down, overloaded or misconfigured is waited for, however long, backing off between passes — except
  * that a batch which fails while one handed over after it (Sink.inFlightBatches) is delivered is sent again at once,
  * with the ones after it: the receiver is up (a collector back from a restart), so only a second failure at the same
- * position waits for the back-off. A receiver that refuses the content of a batch (SinkDeliveryError.rejected: HTTP
- * 400/413/422) gets its events one at a time, so the rest still flows; an event refused {@link MAX_REJECTIONS} times in
- * a row is set aside only if the next event is then accepted (so a receiver that refuses everything — a wrong index,
- * say — is waited for, not drained): a `siem.undeliverable` record on the ledger names the sink, the event and the
- * error, and is itself an audit event.
+ * position waits for the back-off. A receiver whose host says nothing listens on its port
+ * (SinkDeliveryError.portUnreachable: most often a UDP collector restarting, back within milliseconds) is tried once
+ * more {@link PROMPT_RETRY_MS} later, then backed off from as usual until a pass delivers. A receiver that refuses the
+ * content of a batch (SinkDeliveryError.rejected: HTTP 400/413/422) gets its events one at a time, so the rest still
+ * flows; an event refused {@link MAX_REJECTIONS} times in a row is set aside only if the next event is then accepted
+ * (so a receiver that refuses everything — a wrong index, say — is waited for, not drained): a `siem.undeliverable`
+ * record on the ledger names the sink, the event and the error, and is itself an audit event.
  */
 import type { Logger } from 'pino';
 import type { StoredRecord, WriteBatch } from '../store/audit-store.js';
@@ -33,6 +35,12 @@ import { SinkDeliveryError } from './sink-delivery-error.js';
 
 /** Refusals in a row of one event before it may be set aside. */
 export const MAX_REJECTIONS = 3;
+
+/**
+ * The pause before the one prompt retry of a receiver whose port was unreachable: long enough for a collector that
+ * restarts to listen again, short next to the first back-off (1 s).
+ */
+export const PROMPT_RETRY_MS = 100;
 
 export interface OutboxStore {
   /** Every chain and its last chain_seq. */
@@ -107,6 +115,8 @@ export class Outbox {
   private running: Promise<void> | null = null;
   private readonly backoffUntil = new Map<string, number>();
   private readonly backoff = new Map<string, number>();
+  /** Sinks whose one prompt retry (see PROMPT_RETRY_MS) was spent since a pass last delivered to them. */
+  private readonly retriedPromptly = new Set<string>();
   /** Per sink: the event it keeps refusing, and how many times in a row. */
   private readonly refused = new Map<string, { id: string; count: number }>();
   private stopped = false;
@@ -141,10 +151,18 @@ export class Outbox {
       );
       this.running = pass.finally(() => {
         this.running = null;
-        if (!this.stopped && !this.closing) this.timer = setTimeout(tick, this.options.pollMs ?? 500).unref();
+        if (!this.stopped && !this.closing) this.timer = setTimeout(tick, this.nextPassIn()).unref();
       });
     };
     tick();
+  }
+
+  /** Until the next poll, or sooner when a sink's back-off ends before it (a prompt retry, say). */
+  private nextPassIn(): number {
+    const now = Date.now();
+    let wait = this.options.pollMs ?? 500;
+    for (const until of this.backoffUntil.values()) if (until > now) wait = Math.min(wait, until - now);
+    return wait;
   }
 
   statuses(): SinkStatus[] {
@@ -258,6 +276,7 @@ export class Outbox {
         }
       }
       this.backoff.delete(sink.name);
+      this.retriedPromptly.delete(sink.name);
       status.lastError = null;
     } catch (err) {
       if (err instanceof LeadershipLost || lost.signal.aborted) {
@@ -265,6 +284,12 @@ export class Outbox {
           { sink: sink.name },
           'no longer the SIEM outbox leader for this sink; another gateway delivers',
         );
+        return;
+      }
+      if (err instanceof SinkDeliveryError && err.portUnreachable && !this.retriedPromptly.has(sink.name)) {
+        this.retriedPromptly.add(sink.name);
+        this.backoffUntil.set(sink.name, Date.now() + PROMPT_RETRY_MS);
+        this.failed(sink, err, PROMPT_RETRY_MS);
         return;
       }
       const wait = Math.min((this.backoff.get(sink.name) ?? 500) * 2, this.options.maxBackoffMs ?? 60_000);

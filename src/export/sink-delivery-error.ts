@@ -13,10 +13,21 @@ export class SinkDeliveryError extends Error {
    */
   readonly rejected: boolean;
 
-  constructor(sink: string, message: string, options?: { cause?: unknown; rejected?: boolean }) {
+  /**
+   * The receiver's host answered that nothing listens on the port (a UDP collector's ICMP port unreachable): most
+   * often a collector restarting, back within milliseconds, so the outbox tries once more shortly before it backs off.
+   */
+  readonly portUnreachable: boolean;
+
+  constructor(
+    sink: string,
+    message: string,
+    options?: { cause?: unknown; rejected?: boolean; portUnreachable?: boolean },
+  ) {
     super(`siem sink "${sink}": ${message}`, options?.cause !== undefined ? { cause: options.cause } : undefined);
     this.sink = sink;
     this.rejected = options?.rejected ?? false;
+    this.portUnreachable = options?.portUnreachable ?? false;
   }
 }
 

@@ -96,7 +96,12 @@ export class SyslogSink implements Sink {
     try {
       await send(messages);
     } catch (err) {
-      throw new SinkDeliveryError(this.name, `syslog to ${target} failed: ${describeError(err)}`, { cause: err });
+      // Over UDP, ECONNREFUSED is the receiver host's ICMP port unreachable (see syslog-udp-transport.ts).
+      const portUnreachable = this.#udp !== undefined && (err as NodeJS.ErrnoException).code === 'ECONNREFUSED';
+      throw new SinkDeliveryError(this.name, `syslog to ${target} failed: ${describeError(err)}`, {
+        cause: err,
+        portUnreachable,
+      });
     }
   }
 

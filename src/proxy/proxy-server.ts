@@ -57,6 +57,7 @@ interface Route {
 export class ProxyServer {
   readonly server: http.Server;
   private draining = false;
+  private admittingCount = 0;
 
   constructor(private readonly deps: ProxyDeps) {
     this.server = http.createServer({ noDelay: true, keepAliveTimeout: 65_000 }, (req, res) => {
@@ -80,6 +81,15 @@ export class ProxyServer {
       this.server.close(() => resolve());
       this.server.closeIdleConnections();
     });
+  }
+
+  /**
+   * Calls accepted and not yet handed to the recorder: being identified, read or checked. In flight for shutdown as
+   * much as the exchanges the recorder holds: its grace waits for them, so that a refusal among them (a 401 or 403) is
+   * answered and recorded before the recorder closes, and a call let through is forwarded rather than answered 503.
+   */
+  get admitting(): number {
+    return this.admittingCount;
   }
 
   /** Cut whatever is still open (after the shutdown deadline). */
@@ -139,6 +149,16 @@ export class ProxyServer {
       return this.sendError(res, exchangeId, route);
     }
     const { connection } = route;
+    // Counted until the request is handed to the recorder, or the call is answered without it (or cut).
+    let admitting = true;
+    this.admittingCount++;
+    const admitted = (): void => {
+      if (!admitting) return;
+      admitting = false;
+      this.admittingCount--;
+      res.off('close', admitted);
+    };
+    res.once('close', admitted);
     // A client may hang up while its call is authenticated, read or recorded: it must then not be forwarded (nobody
     // would read the answer, and a paused, unread upstream stream would never end). Until forward() takes over, a
     // `close` means exactly that: nothing has been answered yet.
@@ -226,6 +246,8 @@ export class ProxyServer {
 
     let rec: ExchangeRecording;
     try {
+      // begin() counts it as in flight from now.
+      admitted();
       rec = await this.deps.recorder.begin({
         exchangeId,
         connection: connection.name,

@@ -295,7 +295,9 @@ export class Recorder {
 
   /**
    * A caller was refused before anything was forwarded (401/403): an audit event on the chain. Not awaited: a flood of
-   * bad credentials must not slow the gateway down, and nothing was forwarded that needs a record first.
+   * bad credentials must not slow the gateway down, and nothing was forwarded that needs a record first. Once the
+   * recorder is closing (shutdown's grace is over) it is not queued, as no request would be (see {@link begin}): its
+   * last records are being written and the store closes after; what was refused is logged instead.
    */
   accessDenied(info: {
     connection: string;
@@ -315,7 +317,8 @@ export class Recorder {
     // (nor cost a scan of more than it keeps — the first clip bounds the masking, the second what is kept).
     data.path = clip(redactor.requestPart('path', clip(data.path, 4 * DENIED_PATH_KEPT)).value, DENIED_PATH_KEPT);
     data.reason = clip(redactor.masker.maskText(clip(data.reason, 4 * DENIED_REASON_KEPT)).value, DENIED_REASON_KEPT);
-    this.queue.enqueue([{ kind: 'access.denied', at: Date.now(), data }]);
+    if (this.closing) this.options.log.warn(data, 'refusal not recorded: the gateway is stopping');
+    else this.queue.enqueue([{ kind: 'access.denied', at: Date.now(), data }]);
     if (accessDeniedChannel.hasSubscribers)
       accessDeniedChannel.publish({ connection: info.connection, status: info.status } satisfies AccessDenied);
   }

@@ -61,6 +61,8 @@ export class WriteQueue {
   /** Failed attempts at writing a record nobody waits on, for those that failed on their own (see MAX_ATTEMPTS). */
   private readonly attempts = new WeakMap<NewRecord, number>();
   private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
+  /** Set once close() has written what it could: the store closes next, so nothing is written after. */
+  private closed = false;
 
   constructor(
     private readonly store: AuditStore,
@@ -72,6 +74,7 @@ export class WriteQueue {
    * to add, and may return undefined when it has nothing new.
    */
   addPuller(pull: () => NewRecord | undefined): () => void {
+    if (this.closed) return () => undefined;
     this.pullers.add(pull);
     if (this.timer === null) {
       this.timer = setInterval(() => void this.flush(), this.options.intervalMs);
@@ -91,6 +94,11 @@ export class WriteQueue {
    * requests that arrive together share one transaction). Resolves when written; rejects if the write failed.
    */
   appendDurably(records: readonly NewRecord[], blobs: readonly BlobWrite[]): Promise<void> {
+    if (this.closed) {
+      const err = closedError();
+      this.options.onError(err, records);
+      return Promise.reject(err);
+    }
     return new Promise<void>((resolve, reject) => {
       this.waiters.push({ resolve, reject });
       this.durable.records.push(...records);
@@ -113,6 +121,10 @@ export class WriteQueue {
     blobs: readonly BlobWrite[] = [],
     searchText: readonly SearchText[] = [],
   ): void {
+    if (this.closed) {
+      this.options.onError(closedError(), records);
+      return;
+    }
     this.pending.records.push(...records);
     this.pending.blobs.push(...blobs);
     this.pending.searchText.push(...searchText);
@@ -139,6 +151,7 @@ export class WriteQueue {
   }
 
   private async writePending(): Promise<void> {
+    if (this.closed) return;
     const durable = this.durable;
     this.durable = emptyPending();
     const waiters = this.waiters;
@@ -268,7 +281,10 @@ export class WriteQueue {
     return null;
   }
 
-  /** Stop the timer and write what is pending. */
+  /**
+   * Stop the timer and write what is pending. Nothing is written after: what is enqueued from then on is reported lost
+   * at once (the caller closes the store next), and so is what close() kept for another try and could not write.
+   */
   async close(): Promise<void> {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
@@ -279,9 +295,22 @@ export class WriteQueue {
     await this.flush();
     // A request written alone leaves what lingers for one more flush.
     if (this.backlog > 0) await this.flush();
+    this.closed = true;
     if (this.immediate !== null) clearImmediate(this.immediate);
     this.immediate = null;
+    if (this.linger !== null) clearTimeout(this.linger);
+    this.linger = null;
+    const left = this.pending.records.concat(this.durable.records);
+    this.pending = emptyPending();
+    this.durable = emptyPending();
+    if (left.length > 0) this.options.onError(closedError(), left);
+    const err = closedError();
+    for (const w of this.waiters.splice(0)) w.reject(err);
   }
+}
+
+function closedError(): Error {
+  return new Error('the write queue has closed (the gateway is stopping): nothing more is written');
 }
 
 /**

@@ -86,6 +86,26 @@ describe('WriteQueue', () => {
     expect(batches).toEqual([['exchange.response']]);
     await store.close();
   });
+
+  it('writes nothing once closed: a record that comes after is reported lost, not written to the closed store', async () => {
+    // Went wrong: a record enqueued after close() (a refusal arriving during shutdown) was written when its linger
+    // ended, after the store had closed: the write failed ("The database connection is not open"), was retried, and
+    // only then reported lost, as if the store had failed.
+    const reported: Array<{ message: string; lost: string[] }> = [];
+    const { store, batches, queue } = await setup(tempDir(), 10, (err, lost) =>
+      reported.push({ message: (err as Error).message, lost: lost.map((r) => r.kind) }),
+    );
+    await queue.close();
+    await store.close();
+    queue.enqueue([record('access.denied')]);
+    await expect(queue.appendDurably([record('exchange.request')], [])).rejects.toThrow(/closed/);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(batches).toEqual([]);
+    expect(reported).toEqual([
+      { message: expect.stringMatching(/write queue has closed/) as unknown, lost: ['access.denied'] },
+      { message: expect.stringMatching(/write queue has closed/) as unknown, lost: ['exchange.request'] },
+    ]);
+  });
 });
 
 describe('WriteQueue when a write fails', () => {
