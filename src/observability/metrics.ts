@@ -14,6 +14,8 @@ import {
 } from '../recorder/diagnostics.js';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300];
+/** Recording before forwarding takes about a millisecond; a store that is busy or failing, up to its 10 s busy wait. */
+const RECORDING_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5, 10];
 
 export interface MetricsSources {
   /** Recording failures since start. */
@@ -53,6 +55,13 @@ export class Metrics {
       help: 'Time from request to upstream’s first response byte',
       labelNames: ['connection'],
       buckets: LATENCY_BUCKETS,
+      registers: [r],
+    });
+    const recording = new Histogram({
+      name: 'vigil_request_recording_seconds',
+      help: 'Time the request was held to be recorded before it was forwarded: masking, splitting, hashing and the commit',
+      labelNames: ['connection'],
+      buckets: RECORDING_BUCKETS,
       registers: [r],
     });
     const tokens = new Counter({
@@ -153,6 +162,7 @@ export class Metrics {
       requests.inc({ connection: e.connection, outcome: e.outcome, status: String(e.status ?? 'none') });
       duration.observe({ connection: e.connection }, e.durationMs / 1000);
       if (e.firstByteMs !== null) ttfb.observe({ connection: e.connection }, e.firstByteMs / 1000);
+      if (e.recordedMs !== null) recording.observe({ connection: e.connection }, e.recordedMs / 1000);
       const model = e.model ?? 'unknown';
       if (e.inputTokens) tokens.inc({ connection: e.connection, model, kind: 'input' }, e.inputTokens);
       if (e.outputTokens) tokens.inc({ connection: e.connection, model, kind: 'output' }, e.outputTokens);

@@ -13,6 +13,12 @@ export interface ExchangeCompleted {
   readonly model: string | null;
   readonly durationMs: number;
   readonly firstByteMs: number | null;
+  /**
+   * How long recording held the request before it was forwarded: from the start of recording (the body read) until
+   * its record was durable — masking, splitting, hashing and the commit. Null when nothing was written first (`record:
+   * off`, or `best_effort` after the write failed).
+   */
+  readonly recordedMs: number | null;
   readonly inputTokens: number;
   readonly outputTokens: number;
   readonly cacheReadTokens: number;

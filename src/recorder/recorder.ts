@@ -207,7 +207,7 @@ export class Recorder {
     const model = typeof modelField === 'string' ? modelField : null;
     let redaction = input.redactor.begin(session.id);
     // In flight from here, whatever is kept of it (even nothing, `off`): shutdown waits for it.
-    const recording = (turnMessages: readonly unknown[]): ExchangeRecording => {
+    const recording = (turnMessages: readonly unknown[], recordedMs: number | null = null): ExchangeRecording => {
       const rec = new ExchangeRecording(
         this,
         input.exchangeId,
@@ -219,6 +219,7 @@ export class Recorder {
         redaction,
         input.level,
         turnMessages,
+        recordedMs,
       );
       this.active.add(rec);
       return rec;
@@ -256,6 +257,7 @@ export class Recorder {
       at: startedAt,
       data: requestData(),
     };
+    let recordedMs: number | null = null;
     try {
       // Durable before forwarding; requests arriving together share one transaction.
       try {
@@ -271,6 +273,7 @@ export class Recorder {
         record = { ...record, data: requestData() };
         await this.queue.appendDurably([record], stored.blobs);
       }
+      recordedMs = performance.now() - t0;
     } catch (err) {
       if (!input.bestEffort) {
         throw new VigilError('STORE_UNAVAILABLE', 'the gateway cannot record this request, so it was not forwarded', {
@@ -282,7 +285,7 @@ export class Recorder {
         'recording failed; forwarding anyway (best_effort)',
       );
     }
-    const rec = recording(stored?.turnMessages ?? []);
+    const rec = recording(stored?.turnMessages ?? [], recordedMs);
     // Closed while the request was being written (shutdown with no grace left): it is not forwarded now, and its end
     // is queued before close() writes the last records, so nothing is left in progress.
     if (this.closing) {
@@ -431,6 +434,8 @@ export class ExchangeRecording {
     readonly level: RecordingLevel,
     /** The turn's new messages as stored (masked), for the search index. */
     private readonly turnMessages: readonly unknown[],
+    /** How long recording held the request before it could be forwarded (see {@link ExchangeCompleted}). */
+    private readonly recordedMs: number | null = null,
   ) {}
 
   responseStarted(status: number, headers: Record<string, string | string[] | undefined>): void {
@@ -579,6 +584,7 @@ export class ExchangeRecording {
       model,
       durationMs,
       firstByteMs: this.firstByteMs,
+      recordedMs: this.recordedMs,
       inputTokens: usage?.input_tokens ?? 0,
       outputTokens: usage?.output_tokens ?? 0,
       cacheReadTokens: usage?.cache_read_input_tokens ?? 0,
