@@ -17,7 +17,7 @@
  * that a batch which fails while one handed over after it (Sink.inFlightBatches) is delivered is sent again at once,
  * with the ones after it: the receiver is up (a collector back from a restart), so only a second failure at the same
  * position waits for the back-off. A receiver whose host says nothing listens on its port
- * (SinkDeliveryError.portUnreachable: most often a UDP collector restarting, back within milliseconds) is tried once
+ * (SinkDeliveryError.portUnreachable: most often a syslog collector restarting, back within milliseconds) is tried once
  * more {@link PROMPT_RETRY_MS} later, then backed off from as usual until a pass delivers. A receiver that refuses the
  * content of a batch (SinkDeliveryError.rejected: HTTP 400/413/422) gets its events one at a time, so the rest still
  * flows; an event refused {@link MAX_REJECTIONS} times in a row is set aside only if the next event is then accepted

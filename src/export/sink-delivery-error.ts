@@ -14,8 +14,9 @@ export class SinkDeliveryError extends Error {
   readonly rejected: boolean;
 
   /**
-   * The receiver's host answered that nothing listens on the port (a UDP collector's ICMP port unreachable): most
-   * often a collector restarting, back within milliseconds, so the outbox tries once more shortly before it backs off.
+   * The receiver's host answered that nothing listens on the port (a UDP collector's ICMP port unreachable, a TCP
+   * collector's refused connect): most often a collector restarting, back within milliseconds, so the outbox tries
+   * once more shortly before it backs off.
    */
   readonly portUnreachable: boolean;
 

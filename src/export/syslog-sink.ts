@@ -96,8 +96,9 @@ export class SyslogSink implements Sink {
     try {
       await send(messages);
     } catch (err) {
-      // Over UDP, ECONNREFUSED is the receiver host's ICMP port unreachable (see syslog-udp-transport.ts).
-      const portUnreachable = this.#udp !== undefined && (err as NodeJS.ErrnoException).code === 'ECONNREFUSED';
+      // Nothing listens on the port: over UDP, the receiver host's ICMP port unreachable (see syslog-udp-transport.ts);
+      // over TCP (and TLS), a refused connect.
+      const portUnreachable = (err as NodeJS.ErrnoException).code === 'ECONNREFUSED';
       throw new SinkDeliveryError(this.name, `syslog to ${target} failed: ${describeError(err)}`, {
         cause: err,
         portUnreachable,
