@@ -156,15 +156,15 @@ export class ProxyServer {
       if (!admitting) return;
       admitting = false;
       this.admittingCount--;
-      res.off('close', admitted);
     };
-    res.once('close', admitted);
     // A client may hang up while its call is authenticated, read or recorded: it must then not be forwarded (nobody
     // would read the answer, and a paused, unread upstream stream would never end). Until forward() takes over, a
-    // `close` means exactly that: nothing has been answered yet.
+    // `close` means exactly that: nothing has been answered yet. The same listener ends the count above when the call
+    // is answered (or cut) before it reaches the recorder.
     let clientGone = false;
     const onEarlyClose = (): void => {
       clientGone = true;
+      admitted();
     };
     res.once('close', onEarlyClose);
 
