@@ -12,7 +12,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import { isStackOverflow, tooDeeplyNested, VigilError } from '../errors.js';
+import { isStackOverflow, shuttingDown, tooDeeplyNested, VigilError } from '../errors.js';
 import { PendingPromises } from '../pending-promises.js';
 import type { Principal } from '../identity/principal.js';
 import { contentCodings, streamDecoder, type StreamDecoder } from '../net/content-coding.js';
@@ -124,11 +124,6 @@ function storedRequest(
   } catch (err) {
     throw isStackOverflow(err) ? tooDeeplyNested() : err;
   }
-}
-
-/** What a request the recorder will not forward, the gateway shutting down, is answered with. */
-function shuttingDown(): VigilError {
-  return new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry');
 }
 
 export class Recorder {
