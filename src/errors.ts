@@ -107,3 +107,6 @@ export function isStackOverflow(err: unknown): boolean {
 /** The caller's error for a body nested too deeply to walk (mask, judge, record). */
 export const tooDeeplyNested = (): VigilError =>
   new VigilError('BAD_REQUEST', 'request body is nested too deeply to be masked and recorded');
+
+/** What a call the gateway will not forward because it is stopping is answered with: a 503 the SDKs retry. */
+export const shuttingDown = (): VigilError => new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry');

@@ -10,7 +10,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
-import { asVigilError, isStackOverflow, tooDeeplyNested, VigilError } from '../errors.js';
+import { asVigilError, isStackOverflow, shuttingDown, tooDeeplyNested, VigilError } from '../errors.js';
 import type { Authentication } from '../identity/authenticator.js';
 import type { Principal } from '../identity/principal.js';
 import { deniedRecordMessage, evaluate, type Evaluation } from '../policy/approval-rules.js';
@@ -141,7 +141,7 @@ export class ProxyServer {
       return this.sendError(res, exchangeId, new VigilError('BAD_REQUEST', 'request target must be a path'));
     }
     if (this.draining) {
-      return this.sendError(res, exchangeId, new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry'));
+      return this.sendError(res, exchangeId, shuttingDown());
     }
     const route = this.route(url);
     if (route instanceof VigilError) {
@@ -156,15 +156,15 @@ export class ProxyServer {
       if (!admitting) return;
       admitting = false;
       this.admittingCount--;
-      res.off('close', admitted);
     };
-    res.once('close', admitted);
     // A client may hang up while its call is authenticated, read or recorded: it must then not be forwarded (nobody
     // would read the answer, and a paused, unread upstream stream would never end). Until forward() takes over, a
-    // `close` means exactly that: nothing has been answered yet.
+    // `close` means exactly that: nothing has been answered yet. The same listener ends the count above when the call
+    // is answered (or cut) before it reaches the recorder.
     let clientGone = false;
     const onEarlyClose = (): void => {
       clientGone = true;
+      admitted();
     };
     res.once('close', onEarlyClose);
 
@@ -381,7 +381,7 @@ export class ProxyServer {
       case 'cancelled': {
         // The gateway is stopping: a retry (the SDKs retry 503) lands on a gateway that is not.
         // Recorded as the client received it (the approval's own records say it was cancelled by the shutdown).
-        this.refuse(res, rec, new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry'), {
+        this.refuse(res, rec, shuttingDown(), {
           outcome: 'interrupted',
         });
         return false;

@@ -12,7 +12,8 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import { isStackOverflow, tooDeeplyNested, VigilError } from '../errors.js';
+import { isStackOverflow, shuttingDown, tooDeeplyNested, VigilError } from '../errors.js';
+import { PendingPromises } from '../pending-promises.js';
 import type { Principal } from '../identity/principal.js';
 import { contentCodings, streamDecoder, type StreamDecoder } from '../net/content-coding.js';
 import type { AuditStore, BlobWrite, NewRecord, Outcome, SearchText } from '../store/audit-store.js';
@@ -125,17 +126,12 @@ function storedRequest(
   }
 }
 
-/** What a request the recorder will not forward, the gateway shutting down, is answered with. */
-function shuttingDown(): VigilError {
-  return new VigilError('SHUTTING_DOWN', 'the gateway is shutting down; retry');
-}
-
 export class Recorder {
   readonly queue: WriteQueue;
   private readonly known = new KnownBlobs();
   private readonly active = new Set<ExchangeRecording>();
   /** Requests whose record is being written ({@link begin}): in flight already, and what close() waits for. */
-  private readonly beginning = new Set<Promise<unknown>>();
+  private readonly beginning = new PendingPromises();
   /** Set by close(): a request written from then on is not forwarded (see {@link begin}). */
   private closing = false;
   /** Recording failures since start: surfaced by health and metrics. */
@@ -174,12 +170,8 @@ export class Recorder {
    */
   begin(input: BeginInput): Promise<ExchangeRecording> {
     if (this.closing) return Promise.reject(shuttingDown());
-    const beginning = this.record(input);
     // In flight while its request is written, not only once it is: shutdown's grace waits for it, and close() too.
-    this.beginning.add(beginning);
-    const forget = (): void => void this.beginning.delete(beginning);
-    beginning.then(forget, forget);
-    return beginning;
+    return this.beginning.track(this.record(input));
   }
 
   private async record(input: BeginInput): Promise<ExchangeRecording> {
@@ -343,7 +335,7 @@ export class Recorder {
   async close(): Promise<void> {
     this.closing = true;
     for (const rec of [...this.active]) rec.fail('interrupted', { type: 'interrupted', message: 'gateway shut down' });
-    await Promise.allSettled([...this.beginning]);
+    await this.beginning.settled();
     await this.queue.close();
   }
 
