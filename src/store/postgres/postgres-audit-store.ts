@@ -531,8 +531,12 @@ export class PostgresAuditStore implements AuditStore {
     const pending: PendingRecord[] = [];
     const chain = (r: Parameters<typeof linkRecord>[2], source?: NewRecord): void => {
       const linked = linkRecord(this.chainId, tip, r);
-      const base = source && this.refBases.baseOf(source);
-      pending.push(source ? { linked, source, ...(base && { base }) } : { linked });
+      if (source) {
+        const base = this.refBases.baseOf(source);
+        pending.push({ linked, source, refs: newRecordBlobRefs(source), ...(base && { base }) });
+      } else {
+        pending.push({ linked });
+      }
       tip = { chainSeq: linked.chainSeq, hash: linked.hash };
     };
     if (tip === null) {
@@ -566,8 +570,8 @@ export class PostgresAuditStore implements AuditStore {
     pending: readonly PendingRecord[],
   ): Promise<StoredRecord[]> {
     const stored = await runAppend(client, statements, pending);
-    for (const [i, { source }] of pending.entries()) {
-      if (source?.kind === 'exchange.request') this.refBases.written(source, stored[i]!, newRecordBlobRefs(source));
+    for (const [i, { source, refs }] of pending.entries()) {
+      if (source?.kind === 'exchange.request' && refs) this.refBases.written(source, stored[i]!, refs);
     }
     return stored;
   }
