@@ -37,7 +37,8 @@ export function sessionListStatement(
     return all.length ? `WHERE ${all.join(' AND ')}` : '';
   };
   /** The filter's exchanges of one session, read through the (session_id, started_at) index (see `bySession`). */
-  const ofSession = `FROM exchanges e${d.bySession} LEFT JOIN exchange_results r ON r.exchange_id = e.id`;
+  const sessionExchanges = `exchanges e${d.bySession} LEFT JOIN exchange_results r ON r.exchange_id = e.id`;
+  const ofSession = `FROM ${sessionExchanges}`;
   // The sessions of the page, found from their newest matching exchanges: walking the exchanges newest first (the
   // started_at index), an exchange counts when its session has no newer matching one, until the page is full. That
   // newest exchange's start is the session's last activity, so the cursor condition applies to it as it stands; and
@@ -60,7 +61,7 @@ export function sessionListStatement(
            min(e.started_at) AS first_at, max(e.started_at) AS last_at, count(*)${d.int} AS n,
            coalesce(sum(r.input_tokens), 0)${d.int} AS input_tokens,
            coalesce(sum(r.output_tokens), 0)${d.int} AS output_tokens
-    FROM newest s CROSS JOIN ${ofSession.slice('FROM '.length)} ${where('e.session_id = s.id')}
+    FROM newest s CROSS JOIN ${sessionExchanges} ${where('e.session_id = s.id')}
     GROUP BY e.session_id`;
   // When the newest SESSION_RECENT_LIMIT matching exchanges began: the start time of the last of them (ties included
   // here; row_number below keeps exactly the limit), or the session's first when it has fewer.
@@ -69,7 +70,7 @@ export function sessionListStatement(
   const recent = `SELECT e.session_id, e.caller_method AS method, c.issuer, e.caller_subject AS subject,
            ${MODEL} AS model, coalesce(r.outcome, 'in_progress') AS outcome,
            row_number() OVER (PARTITION BY e.session_id ORDER BY e.started_at DESC, e.id${b} DESC)${d.int} AS rn
-    FROM bounds s CROSS JOIN ${ofSession.slice('FROM '.length)}
+    FROM bounds s CROSS JOIN ${sessionExchanges}
     LEFT JOIN exchange_callers c ON c.exchange_id = e.id
     ${where('e.session_id = s.id', 'e.started_at >= s.since')}`;
   /** Distinct values of `columns` among the kept exchanges, in order of first appearance (newest first), counted. */

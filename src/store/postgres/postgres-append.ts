@@ -16,7 +16,6 @@
  */
 import type pg from 'pg';
 import type { BlobWrite, NewRecord, SearchText, StoredRecord } from '../audit-store.js';
-import { newRecordBlobRefs } from '../blob-refs.js';
 import {
   callerIndexRow,
   exchangeIndexRow,
@@ -48,6 +47,8 @@ export function chunks<T>(items: readonly T[], size: number): T[][] {
 export interface PendingRecord {
   readonly linked: LinkedRecord;
   readonly source?: NewRecord;
+  /** The blob references of `source` (newRecordBlobRefs), worked out once: the append and the caller both need them. */
+  readonly refs?: readonly string[];
   /** The request record whose references this one leaves to it in blob_refs, if it is still stored (ref-bases.ts). */
   readonly base?: RefBase;
 }
@@ -149,9 +150,8 @@ function statement(chain: string, channel: string, part: Part): pg.QueryConfig &
   const results: ResultIndexRow[] = [];
   const callers: CallerIndexRow[] = [];
   const masking: Array<{ exchangeId: string; type: string; count: number }> = [];
-  for (const { linked, source, base } of part.records) {
+  for (const { linked, source, refs: referred = [], base } of part.records) {
     if (!source) continue;
-    const referred = newRecordBlobRefs(source);
     if (base && referred.length) bases.push([linked.chainSeq, base]);
     for (const h of referred) refs.push([h, linked.chainSeq, base?.refs.has(h) ?? false]);
     const ex = exchangeIndexRow(source);

@@ -154,17 +154,20 @@ async function ledgerHeld(c: pg.PoolClient, ids: readonly string[]): Promise<Set
 /**
  * SQL that folds the case of a text as foldCase does, for the callers of the holds index's active holds (read through
  * `db`) and of `more`, and the e-mails they may match: translate() with a table made for them (see foldTable), since
- * lower() folds as the database's LC_CTYPE says — ASCII letters only under C.
+ * lower() folds as the database's LC_CTYPE says — ASCII letters only under C. The holds are read once; the table is
+ * bound through `param` for each statement that folds with it.
  */
-async function holdsFold(db: pg.Pool | pg.PoolClient, more: readonly StoredHold[], param: Param): Promise<FoldSql> {
+async function holdsFold(db: pg.Pool | pg.PoolClient, more: readonly StoredHold[]): Promise<(param: Param) => FoldSql> {
   const index = await db.query<{ caller_subject: string }>(
     'SELECT caller_subject FROM holds WHERE released_at IS NULL AND caller_subject IS NOT NULL',
   );
   const callers = [...index.rows.map((r) => r.caller_subject), ...more.flatMap((h) => h.caller ?? [])];
   const table = foldTable(callers);
-  const from = param(table.from);
-  const to = param(table.to);
-  return (text) => `translate(${text}, ${from}::text, ${to}::text)`;
+  return (param) => {
+    const from = param(table.from);
+    const to = param(table.to);
+    return (text) => `translate(${text}, ${from}::text, ${to}::text)`;
+  };
 }
 
 /** `($1, $2, …), ($n+1, …)` for `rows` rows of `width` parameters, with optional casts per column. */
@@ -531,8 +534,12 @@ export class PostgresAuditStore implements AuditStore {
     const pending: PendingRecord[] = [];
     const chain = (r: Parameters<typeof linkRecord>[2], source?: NewRecord): void => {
       const linked = linkRecord(this.chainId, tip, r);
-      const base = source && this.refBases.baseOf(source);
-      pending.push(source ? { linked, source, ...(base && { base }) } : { linked });
+      if (source) {
+        const base = this.refBases.baseOf(source);
+        pending.push({ linked, source, refs: newRecordBlobRefs(source), ...(base && { base }) });
+      } else {
+        pending.push({ linked });
+      }
       tip = { chainSeq: linked.chainSeq, hash: linked.hash };
     };
     if (tip === null) {
@@ -566,8 +573,8 @@ export class PostgresAuditStore implements AuditStore {
     pending: readonly PendingRecord[],
   ): Promise<StoredRecord[]> {
     const stored = await runAppend(client, statements, pending);
-    for (const [i, { source }] of pending.entries()) {
-      if (source?.kind === 'exchange.request') this.refBases.written(source, stored[i]!, newRecordBlobRefs(source));
+    for (const [i, { source, refs }] of pending.entries()) {
+      if (source?.kind === 'exchange.request' && refs) this.refBases.written(source, stored[i]!, refs);
     }
     return stored;
   }
@@ -999,9 +1006,9 @@ export class PostgresAuditStore implements AuditStore {
           : '';
         return `r.ended_at < ${param(maxCutoff)}::bigint AND r.ended_at < ${cutoff} ${after}`;
       };
-      /** Exchange `e` (id, session_id, caller_subject) is one a purge may take. */
-      const purgeable = async (param: Param): Promise<string> => {
-        const fold = await holdsFold(c, active, param);
+      /** Exchange `e` (id, session_id, caller_subject) is one a purge may take, with `foldWith` (holdsFold). */
+      const purgeable = (param: Param, foldWith: (param: Param) => FoldSql): string => {
+        const fold = foldWith(param);
         const ledgerHeld = active.length
           ? `AND NOT EXISTS (${HELD_BY(
               `unnest(${param(active.map((h) => h.session))}::text[], ${param(active.map((h) => h.caller))}::text[]) AS h(session_id, caller_subject)`,
@@ -1030,13 +1037,14 @@ export class PostgresAuditStore implements AuditStore {
         )
       ).rows;
       if (first.length === 0) return [];
+      const foldWith = await holdsFold(c, active);
       const params: unknown[] = [];
       const param: Param = (v) => `$${params.push(v)}`;
       const taken = await c.query<{ id: string; records: number }>(
         `SELECT e.id, ${records}
          FROM unnest(${param(first.map((r) => r.id))}::text[], ${param(first.map((r) => r.session_id))}::text[],
            ${param(first.map((r) => r.caller_subject))}::text[]) WITH ORDINALITY AS e(id, session_id, caller_subject, n)
-         WHERE ${await purgeable(param)}
+         WHERE ${purgeable(param, foldWith)}
          ORDER BY e.n LIMIT ${param(query.limit)}`,
         params,
       );
@@ -1052,7 +1060,7 @@ export class PostgresAuditStore implements AuditStore {
       const rest = await c.query<CandidateRow>(
         `SELECT e.id, e.session_id, e.connection, e.caller_subject, e.started_at, r.ended_at, ${records}
          FROM exchange_results r JOIN exchanges e ON e.id = r.exchange_id
-         WHERE ${due(restParam, { endedAt: last.ended_at, id: last.id })} AND ${await purgeable(restParam)}
+         WHERE ${due(restParam, { endedAt: last.ended_at, id: last.id })} AND ${purgeable(restParam, foldWith)}
          ORDER BY r.ended_at, e.id COLLATE "C" LIMIT ${restParam(query.limit - found.length)}`,
         restParams,
       );
@@ -1075,7 +1083,7 @@ export class PostgresAuditStore implements AuditStore {
         // a moment after the purge looked, or a new reference to a blob it is removing, could be missed.
         await c.query('LOCK TABLE holds, blob_refs IN SHARE MODE');
         const params: unknown[] = [[...new Set(ids)]];
-        const fold = await holdsFold(c, [], (v) => `$${params.push(v)}`);
+        const fold = (await holdsFold(c, []))((v) => `$${params.push(v)}`);
         const chosen = await c.query<DueExchange>(
           `SELECT e.id, e.started_at, r.ended_at FROM exchanges e JOIN exchange_results r ON r.exchange_id = e.id
            WHERE e.id = ANY($1::text[]) AND NOT EXISTS (${HELD(fold)}) AND NOT EXISTS (${AT_HEAD})`,
