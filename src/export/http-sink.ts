@@ -12,8 +12,7 @@
 import { createHmac } from 'node:crypto';
 import type { AuditEvent } from './audit-event.js';
 import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
-import { describeError } from './internal/describe-error.js';
-import { HttpTarget } from './internal/http-target.js';
+import { HttpTarget, postFailure } from './internal/http-target.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
 import { readHeaders, sinkConfigPath } from './internal/read-secret.js';
 import type { Sink } from './sink.js';
@@ -77,8 +76,7 @@ export class HttpSink implements Sink {
     try {
       res = await this.#target.post(this.#path, body, headers, signal);
     } catch (err) {
-      if (signal?.aborted && err === signal.reason) throw err;
-      throw new SinkDeliveryError(this.name, `POST ${this.#config.url} failed: ${describeError(err)}`, { cause: err });
+      throw postFailure(this.name, `POST ${this.#config.url}`, err, signal);
     }
     if (res.status < 200 || res.status > 299) {
       throw new SinkDeliveryError(

@@ -11,8 +11,7 @@ import { channel } from 'node:diagnostics_channel';
 import { hostname as osHostname } from 'node:os';
 import type { AuditEvent } from './audit-event.js';
 import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
-import { describeError } from './internal/describe-error.js';
-import { HttpTarget } from './internal/http-target.js';
+import { HttpTarget, postFailure } from './internal/http-target.js';
 import { readConfigFile } from '../config/read-secret.js';
 import { readHeaders, sinkConfigPath } from './internal/read-secret.js';
 import { otlpLogRecord } from './otlp-log-record.js';
@@ -88,8 +87,7 @@ export class OtlpSink implements Sink {
     try {
       res = await this.#target.post(this.#path, body, this.#headers, signal);
     } catch (err) {
-      if (signal?.aborted && err === signal.reason) throw err;
-      throw new SinkDeliveryError(this.name, `${where} failed: ${describeError(err)}`, { cause: err });
+      throw postFailure(this.name, where, err, signal);
     }
     if (res.status < 200 || res.status > 299) {
       throw new SinkDeliveryError(this.name, `${where} answered ${res.status}: ${res.text.slice(0, 300)}`, {

@@ -11,8 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname as osHostname } from 'node:os';
 import type { AuditEvent } from './audit-event.js';
 import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
-import { describeError } from './internal/describe-error.js';
-import { HttpTarget } from './internal/http-target.js';
+import { HttpTarget, postFailure } from './internal/http-target.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
 import { sinkConfigPath } from './internal/read-secret.js';
 import type { Sink } from './sink.js';
@@ -70,8 +69,7 @@ export class SplunkHecSink implements Sink {
     try {
       res = await this.#target.post(this.#path, body, this.#headers, signal);
     } catch (err) {
-      if (signal?.aborted && err === signal.reason) throw err;
-      throw new SinkDeliveryError(this.name, `${where} failed: ${describeError(err)}`, { cause: err });
+      throw postFailure(this.name, where, err, signal);
     }
     let answer: { text?: unknown; code?: unknown } | undefined;
     try {

@@ -303,6 +303,14 @@ export class ApprovalNotifier implements HeldNotifier {
     let status: number | null = null;
     let error: string | null = null;
     const attempts = t.config.retries + 1;
+    /** A notification that failed after `tries` tries, with the last status (null: no answer) and `reason`. */
+    const failed = (tries: number, reason: string | null): Omit<NotifiedData, 'approvalId'> => ({
+      webhook: t.config.name,
+      ok: false,
+      attempts: tries,
+      status,
+      error: reason,
+    });
     for (let attempt = 1; attempt <= attempts; attempt++) {
       const headers: Record<string, string> = {
         'user-agent': 'vigil-approvals',
@@ -327,11 +335,10 @@ export class ApprovalNotifier implements HeldNotifier {
         if (res.ok) return { webhook: t.config.name, ok: true, attempts: attempt, status, error: null };
         error = `answered ${res.status}`;
         // A 4xx other than 408/429 will not get better by asking again.
-        if (res.status < 500 && res.status !== 408 && res.status !== 429)
-          return { webhook: t.config.name, ok: false, attempts: attempt, status, error };
+        if (res.status < 500 && res.status !== 408 && res.status !== 429) return failed(attempt, error);
       } catch (err) {
         status = null;
-        if (stop?.aborted) return { webhook: t.config.name, ok: false, attempts: attempt, status, error: STOPPED };
+        if (stop?.aborted) return failed(attempt, STOPPED);
         error =
           (err as Error).name === 'TimeoutError'
             ? `no answer within ${t.config.timeout} ms`
@@ -341,17 +348,10 @@ export class ApprovalNotifier implements HeldNotifier {
         const backoff = (this.options.backoffMs ?? 500) * 2 ** (attempt - 1);
         const stopped = await sleep(backoff, false, { signal: stop }).catch(() => true);
         // Stopped between tries: the last answer is what happened, and no other try was made.
-        if (stopped)
-          return {
-            webhook: t.config.name,
-            ok: false,
-            attempts: attempt,
-            status,
-            error: `${error}; not tried again: the gateway shut down`,
-          };
+        if (stopped) return failed(attempt, `${error}; not tried again: the gateway shut down`);
       }
     }
     this.options.log?.warn({ webhook: t.config.name, approvalId: approval.id, error }, 'approval notification failed');
-    return { webhook: t.config.name, ok: false, attempts, status, error };
+    return failed(attempts, error);
   }
 }

@@ -17,6 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VigilError } from '../errors.js';
+import { track } from '../track.js';
 import { gatewayKeyId } from '../identity/gateway-keys.js';
 import type { LocalUser, Principal } from '../identity/principal.js';
 import type { AuditStore, KeyRevokedData, StoredRecord } from '../store/audit-store.js';
@@ -431,12 +432,8 @@ export class ApprovalCoordinator {
    * `approvalId` when the call was never held: the gateway is closing, or the client left first.
    */
   hold(req: HoldRequest): Promise<HoldOutcome> {
-    const holding = this.holdCall(req);
     // Until it ends, close() waits for it (see there). Only held calls pay for this.
-    this.holds.add(holding);
-    const forget = (): void => void this.holds.delete(holding);
-    holding.then(forget, forget);
-    return holding;
+    return track(this.holds, this.holdCall(req));
   }
 
   private async holdCall(req: HoldRequest): Promise<HoldOutcome> {
@@ -515,11 +512,7 @@ export class ApprovalCoordinator {
     // Decided while its record was being appended (see above): answer now, not at the next poll.
     else if (state.decisions.length > 0) this.settleAll();
     this.schedulePoll();
-    if (this.options.notifier) {
-      const notifying = this.notify(state);
-      this.notifications.add(notifying);
-      void notifying.then(() => this.notifications.delete(notifying));
-    }
+    if (this.options.notifier) void track(this.notifications, this.notify(state));
     return outcome;
   }
 

@@ -4,6 +4,8 @@
  */
 import { Pool } from 'undici';
 import type { Dispatcher } from 'undici';
+import { SinkDeliveryError } from '../sink-delivery-error.js';
+import { describeError } from './describe-error.js';
 
 /** How much of a response body is kept: enough for an error message or a HEC status, never a runaway body. */
 const MAX_RESPONSE_BYTES = 64 * 1024;
@@ -13,6 +15,15 @@ export interface HttpTargetResponse {
   readonly contentType: string;
   /** The first 64 KiB of the body, as text. */
   readonly text: string;
+}
+
+/**
+ * What a sink throws when its {@link HttpTarget.post} to `where` (`POST <url>`) threw `err`: `stop`'s reason as it is
+ * (the sink's deliver was called off, see Sink.deliver), else a delivery error naming the sink.
+ */
+export function postFailure(sink: string, where: string, err: unknown, stop: AbortSignal | undefined): Error {
+  if (stop?.aborted && err === stop.reason) return err as Error;
+  return new SinkDeliveryError(sink, `${where} failed: ${describeError(err)}`, { cause: err });
 }
 
 export class HttpTarget {

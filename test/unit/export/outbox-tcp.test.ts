@@ -3,14 +3,9 @@
  * the collector coming back within milliseconds, as for UDP (outbox-udp.test.ts): one prompt retry, then the back-off.
  */
 import net from 'node:net';
-import path from 'node:path';
-import pino from 'pino';
 import { afterEach, expect, it } from 'vitest';
 import type { AuditEvent } from '../../../src/export/audit-event.js';
-import { Outbox } from '../../../src/export/outbox.js';
-import { createSink } from '../../../src/export/sink.js';
-import { sinkConfigSchema } from '../../../src/export/sinks-config.js';
-import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
+import { streamingOutbox } from '../../support/streaming-outbox.js';
 import { useTempDir } from '../../support/temp-dir.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -65,25 +60,17 @@ it('delivers promptly to a TCP collector that refused a connect and is back, not
   const seen = new Set<unknown>();
   let refusedAt = 0;
   let restarted: Promise<net.Server> | undefined;
-  const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
-  cleanups.push(() => store.close());
-  const sink = createSink(
-    sinkConfigSchema.parse({ type: 'syslog', name: 'tcp', transport: 'tcp', host: '127.0.0.1', port }),
-  );
-  const log = pino(
-    { level: 'warn' },
-    {
-      write: (line: string) => {
-        if (!(JSON.parse(line) as { msg: string }).msg.startsWith('SIEM sink delivery failed')) return;
-        // The collector is back as soon as the refusal is known: what is measured is what the outbox does then.
-        refusedAt ||= Date.now();
-        restarted ??= collector(port, seen);
-      },
+  const { store, outbox } = streamingOutbox({
+    dir: tempDir(),
+    transport: 'tcp',
+    port,
+    onFailure: ({ at }) => {
+      // The collector is back as soon as the refusal is known: what is measured is what the outbox does then.
+      refusedAt ||= at;
+      restarted ??= collector(port, seen);
     },
-  );
-  const outbox = new Outbox(store, [sink], { gateway: 'test', log });
-  cleanups.push(() => outbox.close(0));
-  outbox.start();
+    cleanups,
+  });
   const reasons = Array.from({ length: 20 }, (_, i) => `r${i}`);
   await store.append({ records: reasons.map(denied) });
 

@@ -13,6 +13,7 @@ import { Outbox } from '../../../src/export/outbox.js';
 import { createSink } from '../../../src/export/sink.js';
 import { sinkConfigSchema } from '../../../src/export/sinks-config.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
+import { streamingOutbox, type DeliveryFailure } from '../../support/streaming-outbox.js';
 import { useTempDir } from '../../support/temp-dir.js';
 
 const cleanups: Array<() => Promise<void> | void> = [];
@@ -108,31 +109,9 @@ describe('outbox and a syslog/UDP collector that goes away mid-backlog', () => {
 describe('outbox and a syslog/UDP collector that restarts', () => {
   const tempDir = useTempDir('vigil-outbox-udp-restart');
 
-  /** A running outbox (its own timer, default poll) to a UDP sink on `port`; `onFailure` hears each failed delivery. */
-  async function streaming(
-    port: number,
-    onFailure: (failure: { at: number; retryInMs: number }) => void,
-  ): Promise<{ store: SqliteAuditStore; outbox: Outbox }> {
-    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
-    cleanups.push(() => store.close());
-    const sink = createSink(
-      sinkConfigSchema.parse({ type: 'syslog', name: 'udp', transport: 'udp', host: '127.0.0.1', port }),
-    );
-    const log = pino(
-      { level: 'warn' },
-      {
-        write: (line: string) => {
-          const l = JSON.parse(line) as { msg: string; retryInMs?: number };
-          if (l.msg.startsWith('SIEM sink delivery failed'))
-            onFailure({ at: Date.now(), retryInMs: l.retryInMs ?? -1 });
-        },
-      },
-    );
-    const outbox = new Outbox(store, [sink], { gateway: 'test', log });
-    cleanups.push(() => outbox.close(0));
-    outbox.start();
-    return { store, outbox };
-  }
+  /** A running outbox to a UDP sink on `port` (see streamingOutbox). */
+  const streaming = (port: number, onFailure: (failure: DeliveryFailure) => void) =>
+    streamingOutbox({ dir: tempDir(), transport: 'udp', port, onFailure, cleanups });
 
   it('delivers the refused batch promptly once the collector is back, not after a back-off', async () => {
     // Went wrong: the batch sent while the collector restarted was refused (ICMP port unreachable), and the outbox
@@ -142,7 +121,7 @@ describe('outbox and a syslog/UDP collector that restarts', () => {
     const port = before.address().port;
     let restarted: Promise<dgram.Socket> | undefined;
     let refusedAt = 0;
-    const { store, outbox } = await streaming(port, ({ at }) => {
+    const { store, outbox } = streaming(port, ({ at }) => {
       // The collector is back as soon as its refusal is known: what is measured is what the outbox does then.
       refusedAt ||= at;
       restarted ??= collector(port, seen);
@@ -166,7 +145,7 @@ describe('outbox and a syslog/UDP collector that restarts', () => {
     const port = probe.address().port;
     await new Promise<void>((resolve) => probe.close(() => resolve()));
     const failures: Array<{ at: number; retryInMs: number }> = [];
-    const { store } = await streaming(port, (f) => failures.push(f));
+    const { store } = streaming(port, (f) => failures.push(f));
     await store.append({ records: [denied('nobody listens')] });
 
     await expect.poll(() => failures.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(3);
