@@ -17,7 +17,7 @@
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VigilError } from '../errors.js';
-import { track } from '../track.js';
+import { PendingPromises } from '../pending-promises.js';
 import { gatewayKeyId } from '../identity/gateway-keys.js';
 import type { LocalUser, Principal } from '../identity/principal.js';
 import type { AuditStore, KeyRevokedData, StoredRecord } from '../store/audit-store.js';
@@ -383,9 +383,9 @@ export class ApprovalCoordinator {
   private readonly seen = new Map<string, number>();
   private readonly waiters = new Map<string, Waiter>();
   /** Calls in {@link hold}, from the start until their outcome: what close() waits for. */
-  private readonly holds = new Set<Promise<HoldOutcome>>();
+  private readonly holds = new PendingPromises();
   /** Notifications in flight, until their `approval.notified` records are written: close() waits for them too. */
-  private readonly notifications = new Set<Promise<void>>();
+  private readonly notifications = new PendingPromises();
   /** Aborted by close() once it has waited for notifications as long as it will. */
   private readonly stopNotifying = new AbortController();
   /** Gateway keys already warned about (see {@link ApprovalCoordinatorOptions.oidcApprovers}), once per process. */
@@ -433,7 +433,7 @@ export class ApprovalCoordinator {
    */
   hold(req: HoldRequest): Promise<HoldOutcome> {
     // Until it ends, close() waits for it (see there). Only held calls pay for this.
-    return track(this.holds, this.holdCall(req));
+    return this.holds.track(this.holdCall(req));
   }
 
   private async holdCall(req: HoldRequest): Promise<HoldOutcome> {
@@ -512,7 +512,7 @@ export class ApprovalCoordinator {
     // Decided while its record was being appended (see above): answer now, not at the next poll.
     else if (state.decisions.length > 0) this.settleAll();
     this.schedulePoll();
-    if (this.options.notifier) void track(this.notifications, this.notify(state));
+    if (this.options.notifier) void this.notifications.track(this.notify(state));
     return outcome;
   }
 
@@ -665,15 +665,15 @@ export class ApprovalCoordinator {
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
     for (const id of [...this.waiters.keys()]) void this.end(id, 'cancelled', SHUTTING_DOWN);
-    await Promise.allSettled([...this.holds]);
+    await this.holds.settled();
     // Every notification has started by now: a hold starts its own before its outcome can settle.
     if (this.notifications.size > 0) {
       const waited = new AbortController();
       const bound = sleep(notifyWaitMs, undefined, { signal: waited.signal }).catch(() => undefined);
-      await Promise.race([Promise.allSettled([...this.notifications]), bound]);
+      await Promise.race([this.notifications.settled(), bound]);
       waited.abort();
       this.stopNotifying.abort();
-      await Promise.allSettled([...this.notifications]);
+      await this.notifications.settled();
     }
     await this.reading?.catch(() => undefined);
   }
