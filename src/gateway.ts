@@ -154,7 +154,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
       const stopped = proxy.stopAccepting();
       // Calls still held (or still being held) are answered 503 now, so clients retry on a gateway that stays up; this
       // returns once each has its answer and its cancellation is recorded, whatever the grace. Webhooks still being
-      // notified get up to NOTIFY_CLOSE_WAIT_MS (the grace if shorter) to answer, and their outcome is recorded either way.
+      // notified get up to NOTIFY_CLOSE_WAIT_MS (the grace if shorter) to answer, and their outcome is recorded either
+      // way.
       await approvals.close(Math.min(graceMs, NOTIFY_CLOSE_WAIT_MS));
       // Calls still being identified or read count too: a refusal among them is recorded before the recorder closes.
       const inFlight = (): number => recorder.inFlight + proxy.admitting;
