@@ -218,19 +218,30 @@ export const toKey = (r: KeyRow): StoredGatewayKey => ({
  * read every index entry (0.36 s for 1.5 M records), and the SIEM outbox asks every 500 ms, a purge once per batch
  * while it holds the write lock.
  */
-export const CHAIN_HEADS = `WITH RECURSIVE ${chainsCte()}
-  SELECT r.chain, r.chain_seq, r.hash FROM ${headRecords()}
-  ORDER BY r.chain`;
+export const CHAIN_HEADS = `WITH RECURSIVE ${chainsCte()}, ${headsCte()}
+  SELECT h.chain, h.chain_seq, ${headColumn('hash')} AS hash FROM heads h
+  ORDER BY h.chain`;
 
 /** The exchanges that have the last record of a chain (see AT_HEAD): one index seek per chain. */
-export const CHAIN_HEAD_EXCHANGES = `WITH RECURSIVE ${chainsCte()}
-  SELECT r.exchange_id FROM ${headRecords()}
-  WHERE r.exchange_id IS NOT NULL`;
+export const CHAIN_HEAD_EXCHANGES = `WITH RECURSIVE ${chainsCte()}, ${headsCte()}
+  SELECT exchange_id FROM (SELECT ${headColumn('exchange_id')} AS exchange_id FROM heads h) x
+  WHERE exchange_id IS NOT NULL`;
 
-/** Each chain's last record as `r`, over the `chains` of {@link chainsCte}. */
-function headRecords(): string {
-  return `chains
-  JOIN records r ON r.chain = chains.chain AND r.chain_seq = (SELECT max(chain_seq) FROM records WHERE chain = chains.chain)`;
+/**
+ * `heads(chain, chain_seq)`: each chain of {@link chainsCte} with its highest position. Every record of a head is then
+ * read by its key in a subquery of the select list (headColumn), never joined: a join let PostgreSQL hash the whole
+ * ledger for a few heads whenever it took the table for small (a store not yet analysed, or of some ten thousand
+ * records), on every check the SIEM outbox makes and on a gateway's first append.
+ */
+function headsCte(): string {
+  return `heads(chain, chain_seq) AS (
+    SELECT chain, (SELECT max(chain_seq) FROM records WHERE chain = chains.chain) FROM chains WHERE chain IS NOT NULL
+  )`;
+}
+
+/** One column of the record at `h.chain`, `h.chain_seq`, sought by its key. */
+function headColumn(column: string, at = 'h.chain_seq'): string {
+  return `(SELECT ${column} FROM records WHERE chain = h.chain AND chain_seq = ${at})`;
 }
 
 /** The recursive `chains(chain)` expression: every chain id, one index seek each (see CHAIN_HEADS). */
@@ -256,21 +267,20 @@ export const toChainHead = (r: ChainHeadRow): ChainHead => ({ chain: r.chain, ch
  * entry per digest, so this does not walk a chain that stopped signing), the oldest record after it (the
  * (chain, chain_seq) index) and its head. A chain ending in a digest costs the two head seeks CHAIN_HEADS makes.
  */
-export const UNDIGESTED_TAILS = `WITH RECURSIVE ${chainsCte()},
-  heads AS (
-    SELECT r.chain, r.chain_seq, r.at, r.kind FROM chains
-    JOIN records r ON r.chain = chains.chain AND r.chain_seq = (SELECT max(chain_seq) FROM records WHERE chain = chains.chain)
-  ),
+export const UNDIGESTED_TAILS = `WITH RECURSIVE ${chainsCte()}, ${headsCte()},
   tails AS (
-    SELECT h.chain, h.chain_seq AS to_seq, h.at AS to_at,
+    SELECT h.chain, h.chain_seq AS to_seq, ${headColumn('at')} AS to_at,
       (SELECT max(d.chain_seq) FROM records d WHERE d.chain = h.chain AND d.kind = 'digest.signed') AS digest_seq
-    FROM heads h WHERE h.kind <> 'digest.signed'
+    FROM heads h WHERE ${headColumn('kind')} <> 'digest.signed'
+  ),
+  spans AS (
+    SELECT t.*, (SELECT min(chain_seq) FROM records WHERE chain = t.chain AND chain_seq > coalesce(t.digest_seq, 0))
+      AS from_seq
+    FROM tails t
   )
-  SELECT t.chain, t.to_seq, t.to_at, t.digest_seq, d.at AS digest_at, f.chain_seq AS from_seq, f.at AS from_at
-  FROM tails t
-  LEFT JOIN records d ON d.chain = t.chain AND d.chain_seq = t.digest_seq
-  JOIN records f ON f.chain = t.chain
-    AND f.chain_seq = (SELECT min(chain_seq) FROM records WHERE chain = t.chain AND chain_seq > coalesce(t.digest_seq, 0))`;
+  SELECT h.chain, h.to_seq, h.to_at, h.digest_seq, ${headColumn('at', 'h.digest_seq')} AS digest_at, h.from_seq,
+    ${headColumn('at', 'h.from_seq')} AS from_at
+  FROM spans h WHERE h.from_seq IS NOT NULL`;
 
 /** A row of {@link UNDIGESTED_TAILS}. */
 export interface UndigestedTailRow {

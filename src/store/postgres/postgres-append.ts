@@ -181,7 +181,9 @@ function statement(chain: string, channel: string, part: Part): pg.QueryConfig &
     shape += 'a';
     // The bases still stored as this process wrote them (ref-bases.ts), read in the statement's snapshot: a purge that
     // removed one either committed before it (it locks blob_refs, which this statement waits for) and is seen here,
-    // or waits for this statement, and then gives the records built on it rows of their own.
+    // or waits for this statement, and then gives the records built on it rows of their own. Each base is looked up by
+    // its key, one subquery per row: as a join (EXISTS), a store not yet analysed had the whole ledger hashed for it on
+    // every request.
     ctes.push(
       `bases AS (
          SELECT b.chain_seq, b.base_seq FROM unnest(${columns(bases, [
@@ -189,7 +191,7 @@ function statement(chain: string, channel: string, part: Part): pg.QueryConfig &
            ['int8', (x) => x[1].seq],
            ['text', (x) => x[1].hash],
          ])}) AS b(chain_seq, base_seq, base_hash)
-         WHERE EXISTS (SELECT 1 FROM records r WHERE r.seq = b.base_seq AND r.hash = b.base_hash))`,
+         WHERE (SELECT r.hash FROM records r WHERE r.seq = b.base_seq) = b.base_hash)`,
     );
   }
   if (refs.length) {
