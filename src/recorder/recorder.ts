@@ -675,9 +675,11 @@ export class ExchangeRecording {
       if (text) searchText.push({ exchangeId: this.id, text });
     }
     this.recorder.queue.enqueue(records, blobs, searchText);
-    // The last exchange in flight ended: nothing will join its records in a group commit, so write them now, while
-    // the client reads the answer, rather than after the linger — when the client's next call would be waiting on
-    // upstream, and its answer on this write.
-    if (this.recorder.inFlight === 0) this.recorder.queue.flushSoon();
+    // The last exchange in flight ended: nothing will join its records in a group commit. A store that writes on this
+    // thread writes them now, while the client reads the answer, rather than after the linger — when the client's next
+    // call would be waiting on upstream, and its answer on this write. A database server's write holds nothing here:
+    // they linger, so that the client's next request, if it comes within the linger, is written first (alone) and
+    // these right after it, while that call is on its way upstream; written now, the next request would wait for them.
+    if (this.recorder.inFlight === 0 && this.recorder.store.writesOnCallingThread) this.recorder.queue.flushSoon();
   }
 }

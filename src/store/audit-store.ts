@@ -539,6 +539,11 @@ export interface KeyRevokedData {
 
 export interface AuditStore {
   readonly kind: 'sqlite' | 'postgres';
+  /**
+   * Whether append() does its work on the calling thread (SQLite, synchronously), holding the event loop while it
+   * writes, rather than in a database server while this process goes on (PostgreSQL).
+   */
+  readonly writesOnCallingThread: boolean;
   /** This process's chain id. */
   readonly chainId: string;
 

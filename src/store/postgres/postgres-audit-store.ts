@@ -267,6 +267,7 @@ function beforeCursor(cursor: string | undefined, param: Param, after = false): 
 
 export class PostgresAuditStore implements AuditStore {
   readonly kind = 'postgres' as const;
+  readonly writesOnCallingThread = false;
   readonly chainId = newChainId();
   readonly schema: string;
   /** Where this store's appends are announced (see notifyChannel). */

@@ -195,6 +195,7 @@ const fold: FoldSql = (text) => `${FOLD_FUNCTION}(${text})`;
 
 export class SqliteAuditStore implements AuditStore {
   readonly kind = 'sqlite' as const;
+  readonly writesOnCallingThread = true;
   readonly chainId = newChainId();
   readonly file: string;
   private readonly db: Database.Database;

@@ -1,75 +1,120 @@
-import path from 'node:path';
 import { pino } from 'pino';
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ANONYMOUS } from '../../../src/identity/principal.js';
 import { maskingConfigSchema } from '../../../src/recorder/masking/masking-config.js';
 import { Recorder } from '../../../src/recorder/recorder.js';
 import { Redactor } from '../../../src/recorder/redactor.js';
 import { RequestBody } from '../../../src/recorder/request-body.js';
-import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
-import { useTempDir } from '../../support/temp-dir.js';
+import { createStoreFixture, type StoreFixture, type StoreKind } from '../../support/stores.js';
+import { until } from '../../support/until.js';
 
 const turns = (n: number): Promise<void> =>
   n === 0 ? Promise.resolve() : new Promise((r) => setImmediate(() => void turns(n - 1).then(r)));
 
-describe('Recorder', () => {
-  const tempDir = useTempDir('vigil-recorder');
+/** A store fixture of `kind` for each test of the enclosing describe. */
+function storeFixture(kind: StoreKind): () => StoreFixture {
+  let fixture: StoreFixture;
+  beforeEach(async () => {
+    fixture = await createStoreFixture(kind);
+  });
+  afterEach(() => fixture.dispose());
+  return () => fixture;
+}
 
-  /** A recorder on a real store whose linger is far longer than any test: only an explicit flush writes. */
-  function setup() {
-    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
-    const recorder = new Recorder(store, {
-      log: pino({ level: 'silent' }),
-      maxRecordedResponseBody: 1 << 20,
-      eventFlushMs: 60_000,
+/** A recorder on a real store whose linger is far longer than any test: only an explicit flush writes. */
+async function setup(fixture: StoreFixture) {
+  const store = await fixture.open();
+  const recorder = new Recorder(store, {
+    log: pino({ level: 'silent' }),
+    maxRecordedResponseBody: 1 << 20,
+    eventFlushMs: 60_000,
+  });
+  const redactor = new Redactor(maskingConfigSchema.parse({}));
+  const begin = (exchangeId: string) =>
+    recorder.begin({
+      exchangeId,
+      connection: 'anthropic',
+      principal: ANONYMOUS,
+      clientAddress: '127.0.0.1',
+      method: 'POST',
+      path: '/v1/messages',
+      query: '',
+      headers: { 'content-type': 'application/json' },
+      body: RequestBody.received(Buffer.from('{"model":"claude-x","messages":[]}'), 'application/json'),
+      bestEffort: false,
+      level: 'full',
+      redactor,
     });
-    const redactor = new Redactor(maskingConfigSchema.parse({}));
-    const begin = (exchangeId: string) =>
-      recorder.begin({
-        exchangeId,
-        connection: 'anthropic',
-        principal: ANONYMOUS,
-        clientAddress: '127.0.0.1',
-        method: 'POST',
-        path: '/v1/messages',
-        query: '',
-        headers: { 'content-type': 'application/json' },
-        body: RequestBody.received(Buffer.from('{"model":"claude-x","messages":[]}'), 'application/json'),
-        bestEffort: false,
-        level: 'full',
-        redactor,
-      });
-    const respond = async (rec: Awaited<ReturnType<typeof begin>>): Promise<void> => {
-      rec.responseStarted(200, { 'content-type': 'application/json' });
-      rec.chunk(Buffer.from('{"type":"message","content":[]}'));
-      await rec.finish();
-    };
-    const responses = async (): Promise<string[]> =>
-      (await store.recordsOfKinds(['exchange.response'], 0, 10)).map((r) => r.exchangeId ?? '');
-    const done = async (): Promise<void> => {
-      await recorder.close();
-      await store.close();
-    };
-    return { begin, respond, responses, done };
-  }
+  const respond = async (rec: Awaited<ReturnType<typeof begin>>): Promise<void> => {
+    rec.responseStarted(200, { 'content-type': 'application/json' });
+    rec.chunk(Buffer.from('{"type":"message","content":[]}'));
+    await rec.finish();
+  };
+  const responses = async (): Promise<string[]> =>
+    (await store.recordsOfKinds(['exchange.response'], 0, 10)).map((r) => r.exchangeId ?? '');
+  /** The exchange records on the chain, in chain order. */
+  const chained = async (): Promise<string[]> =>
+    [...(await store.recordsOfKinds(['exchange.request', 'exchange.response'], 0, 10))]
+      .sort((a, b) => a.chainSeq - b.chainSeq)
+      .map((r) => `${r.kind} ${r.exchangeId}`);
+  const done = async (): Promise<void> => {
+    await recorder.close();
+    await store.close();
+  };
+  return { store, begin, respond, responses, chained, flush: () => recorder.queue.flush(), done };
+}
+
+describe('Recorder on sqlite, which writes on the event loop', () => {
+  const fixture = storeFixture('sqlite');
 
   it('writes the last exchange in flight as soon as it ends, not after the linger', async () => {
-    // Left to the linger, it would be written while the client's next call waits on upstream (and its answer on it).
-    const { begin, respond, responses, done } = setup();
+    // SQLite writes on the event loop: left to the linger, it would be written while the client's next call waits on
+    // upstream (and its answer on it).
+    const { store, begin, respond, responses, done } = await setup(fixture());
+    expect(store.writesOnCallingThread).toBe(true);
     await respond(await begin('ex_a'));
     await turns(3);
     expect(await responses()).toEqual(['ex_a']);
     await done();
   });
+});
+
+describe('Recorder on postgres, which writes in the database server', () => {
+  const fixture = storeFixture('postgres');
+
+  it('writes the next request before the last exchange that ended, not after it', async () => {
+    // A database server's write holds nothing in this process, but the next request's would wait for it: the ended
+    // exchange lingers, and the next request, coming within the linger, is written first.
+    const { store, begin, respond, responses, chained, done } = await setup(fixture());
+    expect(store.writesOnCallingThread).toBe(false);
+    await respond(await begin('ex_a'));
+    await turns(3);
+    expect(await responses()).toEqual([]);
+    await begin('ex_b');
+    await until('the lingering exchange written after the request', async () =>
+      (await responses()).length > 0 ? true : undefined,
+    );
+    expect(await chained()).toEqual(['exchange.request ex_a', 'exchange.request ex_b', 'exchange.response ex_a']);
+    await done();
+  });
+});
+
+describe.each(['sqlite', 'postgres'] as const)('Recorder on %s', (kind) => {
+  const fixture = storeFixture(kind);
 
   it('lets an exchange that ends while others are in flight linger, to share their commit', async () => {
-    const { begin, respond, responses, done } = setup();
+    const { begin, respond, responses, flush, done } = await setup(fixture());
     const [a, b] = await Promise.all([begin('ex_a'), begin('ex_b')]);
     await respond(a);
     await turns(3);
     expect(await responses()).toEqual([]);
     await respond(b);
     await turns(3);
+    // The last one in flight ended: SQLite writes both at once; PostgreSQL leaves them to the linger (above).
+    if (kind === 'postgres') {
+      expect(await responses()).toEqual([]);
+      await flush();
+    }
     expect(await responses()).toEqual(['ex_a', 'ex_b']);
     await done();
   });
