@@ -175,7 +175,9 @@ function statement(chain: string, channel: string, part: Part): pg.QueryConfig &
   // conditional on this. It reads the statement's snapshot, which lacks the blobs the statement inserts itself (and one
   // another writer committed while ON CONFLICT waited on its row), so the part's own blobs count as held: they are
   // there once it is done. Nor can a purge remove one meanwhile: it locks blob_refs, as this statement does before
-  // taking its snapshot, so one waits for the other (a purge that commits first is seen here).
+  // taking its snapshot, so one waits for the other (a purge that commits first is seen here). Each blob is looked up by
+  // its key, a subquery per reference (as with the bases below): as an anti join, a table not yet analysed, or a
+  // request naming many blobs, had blobs read whole and hashed for it.
   let written = '';
   if (bases.length) {
     shape += 'a';
@@ -214,7 +216,7 @@ function statement(chain: string, channel: string, part: Part): pg.QueryConfig &
              ])}) AS f(h, chain_seq))`,
       `missing AS (
          SELECT DISTINCT f.h FROM refs f
-         WHERE f.h <> ALL (${blobHashes()}) AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.hash = f.h))`,
+         WHERE f.h <> ALL (${blobHashes()}) AND (SELECT 1 FROM blobs b WHERE b.hash = f.h) IS NULL)`,
     );
     answers.push('ARRAY(SELECT h FROM missing) AS missing');
     written = 'WHERE NOT EXISTS (SELECT 1 FROM missing)';

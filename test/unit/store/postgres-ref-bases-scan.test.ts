@@ -8,7 +8,9 @@
  *   `records` (CHAIN_HEADS);
  * - every request continuing a conversation joined its base (the previous request of its conversation, ref-bases.ts)
  *   to `records`, to check it is still stored: the append statement is prepared, and its plan, made while the table
- *   was tiny, was kept as it grew (~1 ms at 3,700 records, on the client's time to first byte).
+ *   was tiny, was kept as it grew (~1 ms at 3,700 records, on the client's time to first byte);
+ * - a request referring to blobs it does not write (a conversation's first request, whose system prompt and tools
+ *   earlier sessions stored) checked them against `blobs` with a hash anti join, reading the whole table.
  */
 import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, expect, it } from 'vitest';
@@ -88,6 +90,21 @@ it('opens on a ledger not yet analysed and appends a conversation to it reading 
   expect(after.read - before.read).toBeLessThan(200);
 }, 60_000);
 
+/** The plan PostgreSQL makes for `statement` as a prepared statement, under `mode` (plan_cache_mode). */
+async function planOf(statement: { text: string; values?: unknown[] }, mode: string): Promise<string> {
+  await fixture.sql(`SET plan_cache_mode = ${mode}`);
+  await fixture.sql(`PREPARE planned AS ${statement.text}`);
+  try {
+    const plan = await fixture.sql(
+      `EXPLAIN (COSTS OFF) EXECUTE planned(${(statement.values ?? []).map(literal).join(', ')})`,
+    );
+    return plan.map((r) => String(r['QUERY PLAN'])).join('\n');
+  } finally {
+    await fixture.sql('DEALLOCATE planned');
+    await fixture.sql('RESET plan_cache_mode');
+  }
+}
+
 /** A SQL literal of a parameter value, for EXECUTE. */
 function literal(v: unknown): string {
   if (v === null || v === undefined) return 'NULL';
@@ -132,14 +149,33 @@ it('looks a request’s base up by its key, in a plan kept for the statement fro
   expect(statement!.text).toMatch(/^WITH bases AS/);
 
   // The plan PostgreSQL keeps for a prepared statement once it has run a few times: one for any values.
-  await fixture.sql('SET plan_cache_mode = force_generic_plan');
-  await fixture.sql(`PREPARE append_with_base AS ${statement!.text}`);
-  const plan = await fixture.sql(
-    `EXPLAIN (COSTS OFF) EXECUTE append_with_base(${(statement!.values ?? []).map(literal).join(', ')})`,
-  );
-  await fixture.sql('DEALLOCATE append_with_base');
-  await fixture.sql('RESET plan_cache_mode');
-  const text = plan.map((r) => String(r['QUERY PLAN'])).join('\n');
+  const text = await planOf(statement!, 'force_generic_plan');
   expect(text).toMatch(/Index Scan using records_pkey on records/);
   expect(text).not.toMatch(/Seq Scan on records/);
+});
+
+it('looks up by key each blob a request refers to without writing it, however many', async () => {
+  // Went wrong like the base: a conversation's first request names every piece of a ~40 KB body (its system prompt
+  // and tools already stored by earlier sessions), and their check against blobs was planned as a hash anti join over
+  // the whole table.
+  const pieces = Array.from({ length: 100 }, (_, i) => blob(`[{"role":"user","content":"piece ${i}"}]`));
+  await store.append({ records: [], blobs: pieces });
+  const request = { ...turn(pieces.length - 1, pieces).records[0]!, sessionId: 'ses_new' };
+  const linked = linkRecord('ch_test', null, {
+    ...request,
+    exchangeId: request.exchangeId ?? null,
+    sessionId: request.sessionId ?? null,
+    data: JSON.stringify(request.data),
+  });
+  const refs = newRecordBlobRefs(request);
+  expect(refs).toHaveLength(pieces.length);
+  const [statement] = appendStatements('ch_test', [{ linked, source: request, refs }], [], [], {
+    channel: 'vigil',
+    kinds: [],
+  });
+  expect(statement!.text).toMatch(/missing AS/);
+
+  const text = await planOf(statement!, 'force_custom_plan');
+  expect(text).toMatch(/Index Only Scan using blobs_pkey on blobs/);
+  expect(text).not.toMatch(/Seq Scan on blobs/);
 });
