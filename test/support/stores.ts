@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import { afterEach, beforeEach } from 'vitest';
 import type { AuditStore } from '../../src/store/audit-store.js';
 import { PostgresAuditStore } from '../../src/store/postgres/postgres-audit-store.js';
 import { SqliteAuditStore } from '../../src/store/sqlite/sqlite-audit-store.js';
@@ -56,6 +57,31 @@ export interface StoreFixtureOptions {
 }
 
 /** A fixture on an empty database of the given kind. */
+/** A fresh store fixture of `kind` for each test of the enclosing describe (or file), disposed after it. */
+export function useStoreFixture(kind: StoreKind): () => StoreFixture {
+  let fixture: StoreFixture;
+  beforeEach(async () => {
+    fixture = await createStoreFixture(kind);
+  });
+  afterEach(() => fixture.dispose());
+  return () => fixture;
+}
+
+/**
+ * Rows of `table` read so far (by sequential and index scans) and inserted, as PostgreSQL's statistics have them. A
+ * connection reports its part when it ends (or every second or so while it lives).
+ */
+export async function postgresTableStats(
+  fixture: StoreFixture,
+  table: string,
+): Promise<{ read: number; inserted: number }> {
+  const [row] = await fixture.sql(
+    `SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS read, n_tup_ins AS inserted
+     FROM pg_stat_user_tables WHERE relid = '${table}'::regclass`,
+  );
+  return { read: Number(row!.read), inserted: Number(row!.inserted) };
+}
+
 export function createStoreFixture(kind: StoreKind, options: StoreFixtureOptions = {}): Promise<StoreFixture> {
   return kind === 'sqlite' ? sqliteFixture() : postgresFixture(options.postgresLocale);
 }

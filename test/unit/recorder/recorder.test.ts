@@ -1,25 +1,15 @@
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ANONYMOUS } from '../../../src/identity/principal.js';
 import { maskingConfigSchema } from '../../../src/recorder/masking/masking-config.js';
 import { Recorder } from '../../../src/recorder/recorder.js';
 import { Redactor } from '../../../src/recorder/redactor.js';
 import { RequestBody } from '../../../src/recorder/request-body.js';
-import { createStoreFixture, type StoreFixture, type StoreKind } from '../../support/stores.js';
+import { useStoreFixture, type StoreFixture } from '../../support/stores.js';
 import { until } from '../../support/until.js';
 
 const turns = (n: number): Promise<void> =>
   n === 0 ? Promise.resolve() : new Promise((r) => setImmediate(() => void turns(n - 1).then(r)));
-
-/** A store fixture of `kind` for each test of the enclosing describe. */
-function storeFixture(kind: StoreKind): () => StoreFixture {
-  let fixture: StoreFixture;
-  beforeEach(async () => {
-    fixture = await createStoreFixture(kind);
-  });
-  afterEach(() => fixture.dispose());
-  return () => fixture;
-}
 
 /** A recorder on a real store whose linger is far longer than any test: only an explicit flush writes. */
 async function setup(fixture: StoreFixture) {
@@ -65,7 +55,7 @@ async function setup(fixture: StoreFixture) {
 }
 
 describe('Recorder on sqlite, which writes on the event loop', () => {
-  const fixture = storeFixture('sqlite');
+  const fixture = useStoreFixture('sqlite');
 
   it('writes the last exchange in flight as soon as it ends, not after the linger', async () => {
     // SQLite writes on the event loop: left to the linger, it would be written while the client's next call waits on
@@ -80,7 +70,7 @@ describe('Recorder on sqlite, which writes on the event loop', () => {
 });
 
 describe('Recorder on postgres, which writes in the database server', () => {
-  const fixture = storeFixture('postgres');
+  const fixture = useStoreFixture('postgres');
 
   it('writes the next request before the last exchange that ended, not after it', async () => {
     // A database server's write holds nothing in this process, but the next request's would wait for it: the ended
@@ -100,7 +90,7 @@ describe('Recorder on postgres, which writes in the database server', () => {
 });
 
 describe.each(['sqlite', 'postgres'] as const)('Recorder on %s', (kind) => {
-  const fixture = storeFixture(kind);
+  const fixture = useStoreFixture(kind);
 
   it('lets an exchange that ends while others are in flight linger, to share their commit', async () => {
     const { begin, respond, responses, flush, done } = await setup(fixture());

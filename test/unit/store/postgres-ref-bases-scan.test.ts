@@ -13,35 +13,27 @@
  *   earlier sessions stored) checked them against `blobs` with a hash anti join, reading the whole table.
  */
 import { createHash } from 'node:crypto';
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { beforeEach, expect, it } from 'vitest';
 import { smallExchange } from '../../../bench/small-exchange.mjs';
 import type { AuditStore, BlobWrite, NewRecord } from '../../../src/store/audit-store.js';
 import { newRecordBlobRefs } from '../../../src/store/blob-refs.js';
 import { linkRecord } from '../../../src/store/ledger.js';
 import { appendStatements } from '../../../src/store/postgres/postgres-append.js';
-import { createStoreFixture, type StoreFixture } from '../../support/stores.js';
+import { postgresTableStats, useStoreFixture } from '../../support/stores.js';
 import { until } from '../../support/until.js';
 
 const T0 = Date.UTC(2025, 0, 15, 9, 0, 0);
 const FILL = 3000; // exchanges, three records each
 
-let fixture: StoreFixture;
+const fixture = useStoreFixture('postgres');
 let store: AuditStore;
 
 beforeEach(async () => {
-  fixture = await createStoreFixture('postgres');
-  store = await fixture.open();
+  store = await fixture().open();
 });
-afterEach(() => fixture.dispose());
 
-/** Reads of `records` (sequential and by index) and rows inserted into it, as the server's statistics have them. */
-async function recordsStats(): Promise<{ read: number; inserted: number }> {
-  const [row] = await fixture.sql(
-    `SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS read, n_tup_ins AS inserted
-     FROM pg_stat_user_tables WHERE relid = 'records'::regclass`,
-  );
-  return { read: Number(row!.read), inserted: Number(row!.inserted) };
-}
+/** Reads of `records` and rows inserted into it, as the server's statistics have them. */
+const recordsStats = () => postgresTableStats(fixture(), 'records');
 
 /** Statistics once every closed connection has reported its part (a connection reports when it ends). */
 const reported = (inserted: number) =>
@@ -76,13 +68,13 @@ it('opens on a ledger not yet analysed and appends a conversation to it reading 
   await store.close();
   const before = await reported(FILL * 3);
 
-  const writer = await fixture.open();
+  const writer = await fixture().open();
   const messages = Array.from({ length: 4 }, (_, i) => blob(`[{"role":"user","content":"turn ${i}"}]`));
   for (let t = 0; t < messages.length; t++) await writer.append(turn(t, messages));
   // Each request after the first had a base: only the references it adds were indexed.
-  const [refs] = await fixture.sql('SELECT count(*) AS n FROM blob_refs');
+  const [refs] = await fixture().sql('SELECT count(*) AS n FROM blob_refs');
   expect(Number(refs!.n)).toBe(messages.length);
-  const [bases] = await fixture.sql('SELECT count(*) AS n FROM blob_ref_bases');
+  const [bases] = await fixture().sql('SELECT count(*) AS n FROM blob_ref_bases');
   expect(Number(bases!.n)).toBe(messages.length - 1);
   await writer.close();
 
@@ -92,16 +84,16 @@ it('opens on a ledger not yet analysed and appends a conversation to it reading 
 
 /** The plan PostgreSQL makes for `statement` as a prepared statement, under `mode` (plan_cache_mode). */
 async function planOf(statement: { text: string; values?: unknown[] }, mode: string): Promise<string> {
-  await fixture.sql(`SET plan_cache_mode = ${mode}`);
-  await fixture.sql(`PREPARE planned AS ${statement.text}`);
+  await fixture().sql(`SET plan_cache_mode = ${mode}`);
+  await fixture().sql(`PREPARE planned AS ${statement.text}`);
   try {
-    const plan = await fixture.sql(
+    const plan = await fixture().sql(
       `EXPLAIN (COSTS OFF) EXECUTE planned(${(statement.values ?? []).map(literal).join(', ')})`,
     );
     return plan.map((r) => String(r['QUERY PLAN'])).join('\n');
   } finally {
-    await fixture.sql('DEALLOCATE planned');
-    await fixture.sql('RESET plan_cache_mode');
+    await fixture().sql('DEALLOCATE planned');
+    await fixture().sql('RESET plan_cache_mode');
   }
 }
 
@@ -117,7 +109,7 @@ function literal(v: unknown): string {
 it('looks a request’s base up by its key, in a plan kept for the statement from when the ledger was small', async () => {
   const messages = Array.from({ length: 2 }, (_, i) => blob(`[{"role":"user","content":"turn ${i}"}]`));
   await store.append(turn(0, messages));
-  const [base] = await fixture.sql(`SELECT seq, chain, chain_seq, hash FROM records WHERE kind = 'exchange.request'`);
+  const [base] = await fixture().sql(`SELECT seq, chain, chain_seq, hash FROM records WHERE kind = 'exchange.request'`);
   // The next turn's request, linked after it, as the store would send it with its base.
   const next = turn(1, messages).records[0]!;
   const linked = linkRecord(

@@ -7,47 +7,34 @@
  * exchanges, every batch of every retention run, the more the longer retention had not run. (The planner could not
  * tell how many due exchanges the tests let through, and guessed few.)
  */
-import { afterEach, beforeEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { smallExchange } from '../../../bench/small-exchange.mjs';
-import type { AuditStore } from '../../../src/store/audit-store.js';
 import { retentionQuery } from '../../../src/store/retention.js';
-import { createStoreFixture, type StoreFixture } from '../../support/stores.js';
+import { postgresTableStats, useStoreFixture } from '../../support/stores.js';
 import { until } from '../../support/until.js';
 
 const DAY = 86_400_000;
 const T0 = Date.UTC(2025, 0, 15, 9, 0, 0);
 const DUE = 3000;
 
-let fixture: StoreFixture;
-let store: AuditStore;
+const fixture = useStoreFixture('postgres');
 
-beforeEach(async () => {
-  fixture = await createStoreFixture('postgres');
-  store = await fixture.open();
-});
-afterEach(() => fixture.dispose());
-
-/** Rows of exchange_results read so far, by sequential and index scans, once every closed connection has reported. */
-async function resultRowsRead(): Promise<number> {
-  const [row] = await fixture.sql(
-    `SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS n FROM pg_stat_user_tables
-     WHERE relid = 'exchange_results'::regclass`,
-  );
-  return Number(row!.n);
-}
+/** Rows of exchange_results read so far, by sequential and index scans. */
+const resultRowsRead = async (): Promise<number> => (await postgresTableStats(fixture(), 'exchange_results')).read;
 
 it('reads a batch’s worth of due exchanges to find a batch, not every due exchange', async () => {
+  const store = await fixture().open();
   for (let i = 0; i < DUE; i += 500) {
     await store.append({ records: Array.from({ length: 500 }, (_, k) => smallExchange(i + k, T0)).flat() });
   }
   // The SIEM has every record: all but the chain's head (kept) can go.
-  const [head] = await fixture.sql(`SELECT chain, max(chain_seq) AS seq FROM records GROUP BY chain`);
+  const [head] = await fixture().sql(`SELECT chain, max(chain_seq) AS seq FROM records GROUP BY chain`);
   await store.setSinkCursor('soc', String(head!.chain), Number(head!.seq));
-  await fixture.sql('ANALYZE'); // as autovacuum would have by now
+  await fixture().sql('ANALYZE'); // as autovacuum would have by now
   await store.close();
   const before = await resultRowsRead();
 
-  const reader = await fixture.open();
+  const reader = await fixture().open();
   const policy = { windows: { anthropic: 30 * DAY }, defaultWindow: null, batch: 8, sinks: ['soc'] };
   const batch = await reader.retentionCandidates(retentionQuery(policy, T0 + 400 * DAY)!);
   expect(batch.map((c) => c.id)).toEqual(['ex_0', 'ex_1', 'ex_2', 'ex_3', 'ex_4', 'ex_5', 'ex_6', 'ex_7']);
