@@ -2,7 +2,7 @@
  * A Map that remembers recent entries within two bounds: how many entries it holds, and their total weight (the bytes
  * or characters they keep alive, as the caller weighs them). Setting an entry makes it the newest and then evicts the
  * oldest ones until both bounds hold again; the entry just set is never evicted, so one heavier than `maxWeight` on
- * its own is kept alone until the next `set` (callers that would rather not keep it check its weight first).
+ * its own is kept alone until the next `set` (callers that would rather not keep it use `offer`).
  *
  * Recency is by when an entry was last set. `get` leaves it where it is, so a hit costs one lookup: for a conversation,
  * where what was seen on turn 1 is resent on every turn, oldest first keeps what least-recently-used would while there
@@ -63,6 +63,19 @@ export class CappedMap<K, V extends NonNullable<unknown>> {
       this.map.delete(k);
       this.total -= this.weigh(v, k);
     }
+  }
+
+  /**
+   * {@link set}, unless the entry alone outweighs `maxWeight`: then it is not kept, and neither is what `key` held
+   * before (it is no longer the latest for `key`). Returns whether it was kept.
+   */
+  offer(key: K, value: V): boolean {
+    if (this.weigh(value, key) > this.maxWeight) {
+      this.delete(key);
+      return false;
+    }
+    this.set(key, value);
+    return true;
   }
 
   delete(key: K): boolean {

@@ -167,8 +167,8 @@ export class Redactor {
 
   rememberBody(conversation: string, layout: BodyLayout): void {
     // A body that cannot be followed, or larger than all may hold, is not kept; nor is the conversation's earlier one.
-    if (layout.members === null || layout.raw.length > MAX_BODY_BYTES) this.bodies.delete(conversation);
-    else this.bodies.set(conversation, layout);
+    if (layout.members === null) this.bodies.delete(conversation);
+    else this.bodies.offer(conversation, layout);
   }
 
   get enabled(): boolean {

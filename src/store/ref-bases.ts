@@ -81,8 +81,7 @@ export class RefBases {
   /** `base` is now the last request record of `conversation` (call once it is committed). */
   set(conversation: string, base: RefBase): void {
     // One with more references than all may hold is no base, and the conversation's earlier one is no longer its last.
-    if (base.refs.size > this.last.maxWeight) this.last.delete(conversation);
-    else this.last.set(conversation, base);
+    this.last.offer(conversation, base);
   }
 
   /**

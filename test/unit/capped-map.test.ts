@@ -90,6 +90,14 @@ describe('CappedMap', () => {
     expect([m.size, m.weight]).toEqual([0, 0]);
   });
 
+  it('offer keeps an entry that fits, and forgets the key for one heavier than maxWeight on its own', () => {
+    const m = new CappedMap<string, string>(Infinity, 5, byLength);
+    expect(m.offer('a', 'xxx')).toBe(true);
+    m.set('b', 'x');
+    expect(m.offer('a', 'xxxxxx')).toBe(false);
+    expect([m.get('a'), m.get('b'), m.weight]).toEqual([undefined, 'x', 1]);
+  });
+
   it('refuses a bound by count below one', () => {
     expect(() => new CappedMap<string, string>(0, 10, byLength)).toThrow(RangeError);
     expect(() => new CappedMap<string, string>(Number.NaN, 10, byLength)).toThrow(RangeError);
