@@ -195,6 +195,12 @@ async function answerWithin<T>(ms: number, query: Promise<T>): Promise<T> {
 
 type Param = (value: unknown) => string;
 
+/** A statement's parameter values (starting with `first`), and `param`, which adds one and returns its `$n`. */
+function parameters(...first: unknown[]): { values: unknown[]; param: Param } {
+  const values = [...first];
+  return { values, param: (v) => `$${values.push(v)}` };
+}
+
 /** How many due exchanges retentionCandidates tests on their own first, at least (see there). */
 const CANDIDATE_CHUNK = 64;
 
@@ -236,8 +242,7 @@ function aggregate(
   build: (d: AggregateDialect) => string,
   filter: ExchangeFilter,
 ): { text: string; values: unknown[] } {
-  const values: unknown[] = [];
-  const param: Param = (v) => `$${values.push(v)}`;
+  const { values, param } = parameters();
   const text = build({
     where: () => exchangeConditions(filter, param),
     param,
@@ -574,9 +579,8 @@ export class PostgresAuditStore implements AuditStore {
     pending: readonly PendingRecord[],
   ): Promise<StoredRecord[]> {
     const stored = await runAppend(client, statements, pending);
-    for (const [i, { source, refs }] of pending.entries()) {
-      if (source?.kind === 'exchange.request' && refs) this.refBases.written(source, stored[i]!, refs);
-    }
+    for (const [i, { source, refs }] of pending.entries())
+      if (source && refs) this.refBases.written(source, stored[i]!, refs);
     return stored;
   }
 
@@ -738,8 +742,7 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   async listExchangesFiltered(filter: ExchangeListFilter = {}): Promise<Page<ExchangeListItem>> {
-    const params: unknown[] = [];
-    const param: Param = (v) => `$${params.push(v)}`;
+    const { values: params, param } = parameters();
     const where = [...exchangeConditions(filter, param), ...beforeCursor(filter.cursor, param, filter.oldestFirst)];
     const limit = pageSize(filter.limit);
     const order = filter.oldestFirst ? 'ASC' : 'DESC';
@@ -782,8 +785,7 @@ export class PostgresAuditStore implements AuditStore {
   async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {
     const terms = parseSearchQuery(query);
     if (terms.length === 0) return { items: [], nextCursor: null };
-    const params: unknown[] = [];
-    const param: Param = (v) => `$${params.push(v)}`;
+    const { values: params, param } = parameters();
     const q = tsQuery(terms, 'simple', param);
     const where = [...exchangeConditions(options.filter ?? {}, param), ...beforeCursor(options.cursor, param)];
     const limit = pageSize(options.limit);
@@ -1026,8 +1028,7 @@ export class PostgresAuditStore implements AuditStore {
       // 1. The first due exchanges (a range scan of exchange_results_ended that stops there), then those of them a
       //    purge may take.
       const chunk = Math.max(2 * query.limit, CANDIDATE_CHUNK);
-      const firstParams: unknown[] = [];
-      const firstParam: Param = (v) => `$${firstParams.push(v)}`;
+      const { values: firstParams, param: firstParam } = parameters();
       const first = (
         await c.query<CandidateRow>(
           `SELECT e.id, e.session_id, e.connection, e.caller_subject, e.started_at, r.ended_at, 0 AS records
@@ -1039,8 +1040,7 @@ export class PostgresAuditStore implements AuditStore {
       ).rows;
       if (first.length === 0) return [];
       const foldWith = await holdsFold(c, active);
-      const params: unknown[] = [];
-      const param: Param = (v) => `$${params.push(v)}`;
+      const { values: params, param } = parameters();
       const taken = await c.query<{ id: string; records: number }>(
         `SELECT e.id, ${records}
          FROM unnest(${param(first.map((r) => r.id))}::text[], ${param(first.map((r) => r.session_id))}::text[],
@@ -1056,8 +1056,7 @@ export class PostgresAuditStore implements AuditStore {
       // 2. Most of those were kept (held, not yet at a SIEM sink): the rest in one statement, where the planner's guess
       //    is right.
       const last = first.at(-1)!;
-      const restParams: unknown[] = [];
-      const restParam: Param = (v) => `$${restParams.push(v)}`;
+      const { values: restParams, param: restParam } = parameters();
       const rest = await c.query<CandidateRow>(
         `SELECT e.id, e.session_id, e.connection, e.caller_subject, e.started_at, r.ended_at, ${records}
          FROM exchange_results r JOIN exchanges e ON e.id = r.exchange_id
@@ -1083,8 +1082,8 @@ export class PostgresAuditStore implements AuditStore {
         // Holds placed and blob references appended while the purge runs wait for it: otherwise a hold committed
         // a moment after the purge looked, or a new reference to a blob it is removing, could be missed.
         await c.query('LOCK TABLE holds, blob_refs IN SHARE MODE');
-        const params: unknown[] = [[...new Set(ids)]];
-        const fold = (await holdsFold(c, []))((v) => `$${params.push(v)}`);
+        const { values: params, param } = parameters([...new Set(ids)]);
+        const fold = (await holdsFold(c, []))(param);
         const chosen = await c.query<DueExchange>(
           `SELECT e.id, e.started_at, r.ended_at FROM exchanges e JOIN exchange_results r ON r.exchange_id = e.id
            WHERE e.id = ANY($1::text[]) AND NOT EXISTS (${HELD(fold)}) AND NOT EXISTS (${AT_HEAD})`,
