@@ -15,7 +15,7 @@ import type { VerifyReport } from '../../src/store/audit-store.js';
 import { SqliteAuditStore } from '../../src/store/sqlite/sqlite-audit-store.js';
 import { vigil } from '../support/cli.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
-import { startRecordingHttpServer, type RecordingHttpServer } from '../support/recording-http-server.js';
+import { startRecordingHttpServer, type RecordingHttpServer, postedEvents } from '../support/recording-http-server.js';
 import { until } from '../support/until.js';
 
 let h: Harness;
@@ -36,8 +36,7 @@ afterAll(async () => {
   await siem?.close();
 });
 
-const events = (): AuditEvent[] =>
-  siem.requests.flatMap((r) => (JSON.parse(r.body) as { events: AuditEvent[] }).events);
+const events = (): AuditEvent[] => postedEvents(siem.requests);
 
 it('streams ledger.digest_overdue for a chain whose writer stopped signing, shows it in /metrics, and verify warns', async () => {
   const client = new Anthropic({ baseURL: h.url, apiKey: CLIENT_KEY, maxRetries: 0 });

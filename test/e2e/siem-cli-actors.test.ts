@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/export/audit-event.js';
 import { vigil } from '../support/cli.js';
 import { startHarness, type Harness } from '../support/gateway-harness.js';
-import { startRecordingHttpServer, type RecordingHttpServer } from '../support/recording-http-server.js';
+import { startRecordingHttpServer, type RecordingHttpServer, postedEvents } from '../support/recording-http-server.js';
 import { until } from '../support/until.js';
 
 let h: Harness;
@@ -34,8 +34,7 @@ afterAll(async () => {
   await receiver?.close();
 });
 
-const received = (): AuditEvent[] =>
-  receiver.requests.flatMap((r) => (JSON.parse(r.body) as { events: AuditEvent[] }).events);
+const received = (): AuditEvent[] => postedEvents(receiver.requests);
 
 it('keys, legal holds and approvals done with the CLI reach the SIEM as the local_user the access log names', async () => {
   // Went wrong: key and hold events named the CLI's user with method `cli`, approvals and the access log with

@@ -6,7 +6,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/export/audit-event.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
-import { startRecordingHttpServer, type RecordingHttpServer } from '../support/recording-http-server.js';
+import { startRecordingHttpServer, type RecordingHttpServer, postedEvents } from '../support/recording-http-server.js';
 import { until } from '../support/until.js';
 
 const AWS_KEY = 'AKIAIOSFODNN7EXAMPLE';
@@ -34,10 +34,7 @@ afterAll(async () => {
 
 /** The exchange.completed events one receiver path has taken so far. */
 function completedAt(path: string): AuditEvent[] {
-  return receiver.requests
-    .filter((r) => r.url === path)
-    .flatMap((r) => (JSON.parse(r.body) as { events: AuditEvent[] }).events)
-    .filter((e) => e.type === 'exchange.completed');
+  return postedEvents(receiver.requests.filter((r) => r.url === path)).filter((e) => e.type === 'exchange.completed');
 }
 
 describe('SIEM sinks with include_content', () => {

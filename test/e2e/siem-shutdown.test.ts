@@ -6,7 +6,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/export/audit-event.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
-import { startRecordingHttpServer, type RecordingHttpServer } from '../support/recording-http-server.js';
+import { startRecordingHttpServer, type RecordingHttpServer, postedEvents } from '../support/recording-http-server.js';
 import { until } from '../support/until.js';
 
 let h: Harness;
@@ -24,8 +24,7 @@ afterAll(async () => {
   await receiver?.close();
 });
 
-const events = (): AuditEvent[] =>
-  receiver.requests.flatMap((r) => (JSON.parse(r.body) as { events: AuditEvent[] }).events);
+const events = (): AuditEvent[] => postedEvents(receiver.requests);
 
 it('delivers the exchanges recorded since the last pass when it stops', async () => {
   // Went wrong: close() stopped the delivery loop first and ran no final pass, so these waited for a next start.

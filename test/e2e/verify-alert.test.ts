@@ -7,7 +7,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { AuditEvent } from '../../src/export/audit-event.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
-import { startRecordingHttpServer, type RecordingHttpServer } from '../support/recording-http-server.js';
+import { startRecordingHttpServer, type RecordingHttpServer, postedEvents } from '../support/recording-http-server.js';
 
 let h: Harness;
 let siem: RecordingHttpServer;
@@ -49,9 +49,7 @@ it('records verify.failed and streams it to the SIEM as an alert', async () => {
   const deadline = Date.now() + 10_000;
   let alert: AuditEvent | undefined;
   while (!alert && Date.now() < deadline) {
-    alert = siem.requests
-      .flatMap((r) => (JSON.parse(r.body) as { events: AuditEvent[] }).events)
-      .find((e) => e.type === 'verify.failed');
+    alert = postedEvents(siem.requests).find((e) => e.type === 'verify.failed');
     if (!alert) await new Promise((r) => setTimeout(r, 50));
   }
   expect(alert).toMatchObject({

@@ -4,6 +4,7 @@
  */
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { AuditEvent } from '../../src/export/audit-event.js';
 
 export interface RecordedRequest {
   readonly method: string;
@@ -26,6 +27,11 @@ export interface RecordingHttpServer {
   /** What the next requests get; default 200 with an empty body. A promise: the answer waits for it. */
   reply: (req: RecordedRequest) => Reply | Promise<Reply>;
   close(): Promise<void>;
+}
+
+/** The audit events an HTTP SIEM sink POSTed in `requests` (bodies `{"events": [...]}`), in the order received. */
+export function postedEvents(requests: readonly RecordedRequest[]): AuditEvent[] {
+  return requests.flatMap((r) => (JSON.parse(r.body) as { events: AuditEvent[] }).events);
 }
 
 export async function startRecordingHttpServer(): Promise<RecordingHttpServer> {

@@ -11,7 +11,11 @@ import { MAX_REJECTIONS, Outbox } from '../../../src/export/outbox.js';
 import { createSink, type Sink } from '../../../src/export/sink.js';
 import { sinkConfigSchema } from '../../../src/export/sinks-config.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
-import { startRecordingHttpServer, type RecordingHttpServer } from '../../support/recording-http-server.js';
+import {
+  startRecordingHttpServer,
+  type RecordingHttpServer,
+  postedEvents,
+} from '../../support/recording-http-server.js';
 import { useTempDir } from '../../support/temp-dir.js';
 import { until } from '../../support/until.js';
 
@@ -29,9 +33,7 @@ afterAll(async () => {
 
 /** Accepted events, in the order the receiver took them. */
 function acceptedEvents(): AuditEvent[] {
-  return server.requests
-    .filter((_, i) => acceptedIndexes.has(i))
-    .flatMap((r) => (JSON.parse(r.body) as { events: AuditEvent[] }).events);
+  return postedEvents(server.requests.filter((_, i) => acceptedIndexes.has(i)));
 }
 const acceptedIndexes = new Set<number>();
 
@@ -298,10 +300,9 @@ describe('outbox and sinks that take content', () => {
     );
 
   const completed = (): AuditEvent[] =>
-    server.requests
-      .filter((r) => r.url === '/dlp' && acceptedIndexes.has(server.requests.indexOf(r)))
-      .flatMap((r) => (JSON.parse(r.body) as { events: AuditEvent[] }).events)
-      .filter((e) => e.type === 'exchange.completed');
+    postedEvents(
+      server.requests.filter((r) => r.url === '/dlp' && acceptedIndexes.has(server.requests.indexOf(r))),
+    ).filter((e) => e.type === 'exchange.completed');
 
   it('ends a content batch once its bodies pass the budget, and delivers the rest after it, in order', async () => {
     // Went wrong: a content sink read the bodies of a whole 200-record batch at once (gigabytes of PDFs).
