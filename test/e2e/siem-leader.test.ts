@@ -130,16 +130,20 @@ describe('SIEM outbox leadership on PostgreSQL', () => {
     await record(stores[from!], 23); // five batches of five
     // The leader's first batch is not answered: its lock session ends meanwhile, and the leader gives the batch up at
     // once, not at the sink's 2 s timeout.
-    let terminated = false;
+    let termination: Promise<void> | undefined;
     receiver.reply = async () => {
-      if (terminated) return { status: 200 };
-      terminated = true;
-      await terminateLeaderLockSession();
+      if (termination) return { status: 200 };
+      termination = terminateLeaderLockSession();
+      await termination;
       return { status: 200, hang: true };
     };
     const started = Date.now();
     await outboxes[from!].runOnce();
     expect(Date.now() - started).toBeLessThan(1500);
+    // The leader may give up before the administrator's poll sees the lock session gone: wait for that poll, so it
+    // does not outlive the test (and its client).
+    expect(termination, 'the receiver never got the first batch').toBeDefined();
+    await termination;
     receiver.reply = () => ({ status: 200 });
     const pass = received().slice(before);
     // The receiver had the batch (its request was cut, unanswered); nothing after it was sent.
