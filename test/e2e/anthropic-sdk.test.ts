@@ -181,6 +181,20 @@ describe('streaming messages', () => {
     expect(x!.response.events[0]?.type).toBe('message_start');
   });
 
+  it('cuts a stream whose upstream stops sending for longer than upstream_timeout, recorded as upstream_aborted', async () => {
+    // upstream_timeout is 2 s here; the fake waits 2.5 s between events, after sending the headers at once.
+    const stream = client.messages.stream(
+      { model: 'claude-haiku-4-5', max_tokens: 100, messages: user('a stream that stalls') },
+      { headers: { 'x-fake-scenario': 'slow:2500', 'x-vigil-session': 'stalled-up' } },
+    );
+    stream.on('error', () => {}); // the cut rejects the stream; that is the point
+    await expect(stream.finalMessage()).rejects.toThrow();
+    const [x] = await h.session('stalled-up', 1);
+    expect(x!.outcome).toBe('upstream_aborted');
+    expect(x!.response.status).toBe(200);
+    expect(x!.response.error).toMatchObject({ message: 'upstream stopped sending before the response ended' });
+  });
+
   it('records a stream the client gave up on as client_aborted', async () => {
     const stream = client.messages.stream(
       { model: 'claude-haiku-4-5', max_tokens: 100, messages: user('a slow answer that the client abandons midway') },
@@ -446,6 +460,38 @@ describe('other API paths pass through faithfully', () => {
     ]);
     const file = await client.beta.files.upload({ file: await Anthropic.toFile(Buffer.from('file body'), 'a.txt') });
     expect(file.filename).toBe('a.txt');
+    // A download larger than the sockets' buffers, read by a client that stops reading for a while: the gateway waits
+    // for it (upstream paused, not buffered) and then sends the rest, byte for byte.
+    const big = Buffer.alloc(24 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const bigFile = await client.beta.files.upload({ file: await Anthropic.toFile(big, 'big.bin') });
+    const downloaded = await new Promise<{ body: Buffer; exchange: string }>((resolve, reject) => {
+      const req = http.get(
+        `${h.url}/v1/files/${bigFile.id}/content`,
+        {
+          headers: {
+            'x-api-key': CLIENT_KEY,
+            'anthropic-version': '2023-06-01',
+            'anthropic-beta': 'files-api-2025-04-14',
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.once('data', () => {
+            res.pause();
+            setTimeout(() => res.resume(), 500);
+          });
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ body: Buffer.concat(chunks), exchange: String(res.headers['x-vigil-exchange-id']) }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+    });
+    expect(downloaded.body.equals(big)).toBe(true);
+    expect((await h.exchange(downloaded.exchange)).outcome).toBe('ok');
     const paths = h.fake.requests.map((r) => `${r.method} ${r.path}`);
     expect(paths).toEqual(
       expect.arrayContaining([
