@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
+import { storeConnectionConfig } from './connection-config.js';
 import type {
   AccessLogEntry,
   AuditStore,
@@ -402,12 +403,11 @@ export class PostgresAuditStore implements AuditStore {
     this.schema = options.schema ?? 'public';
     this.notifyChannel = notifyChannel(this.schema);
     this.connection = {
-      connectionString: options.url,
       // Unqualified SQL everywhere, one schema per store: the startup packet sets it, so no connection ever runs a
       // query with another search_path. `$user` and `public` are left out so nothing resolves outside the schema.
       // No JIT: the store's statements read index ranges, and where the planner overestimates one (correlated
       // subqueries, tables not yet analysed) compiling it took 50–500 ms, many times the query itself.
-      options: `-c search_path=${quoteIdentifier(this.schema)} -c jit=off`,
+      ...storeConnectionConfig(options.url, `-c search_path=${quoteIdentifier(this.schema)} -c jit=off`),
       types: POOL_TYPES,
     };
     // A query that cannot get a connection fails after this, rather than waiting forever: a caller (a request, the
