@@ -210,6 +210,9 @@ describe('approvals through a running gateway', () => {
 
   it('a denial reaches the agent as a clean error carrying the reason', async () => {
     const run = runAgent(`${h.url}/c/review`, 'Run this [[tool:Bash {"command":"rm -rf build"}]]', workDir);
+    // Its rejection is asserted below; it can come while the CLI that denies the call is still exiting, before the
+    // assertion is attached, which would count as an unhandled rejection.
+    run.catch(() => {});
     const held = await waitForHeld('review');
     const denied = await vigil([
       'approvals',

@@ -204,7 +204,8 @@ describe('syslog sink over udp', () => {
       sink.deliver([exchangeEvent(4)], lost.signal),
     ];
     lost.abort(new Error('another gateway delivers for this sink now'));
-    for (const d of held) await expect(d).rejects.toThrow(/another gateway delivers for this sink now/);
+    // Both at once: awaited one after the other, the second could reject before its expectation is attached.
+    await Promise.all(held.map((d) => expect(d).rejects.toThrow(/another gateway delivers for this sink now/)));
     // The socket is still good for the next batches, under a leadership held again.
     await sink.deliver([exchangeEvent(5)], new AbortController().signal);
     await until(() => got.length === 2);
