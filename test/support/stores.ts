@@ -56,7 +56,6 @@ export interface StoreFixtureOptions {
   readonly postgresLocale?: string;
 }
 
-/** A fixture on an empty database of the given kind. */
 /** A fresh store fixture of `kind` for each test of the enclosing describe (or file), disposed after it. */
 export function useStoreFixture(kind: StoreKind): () => StoreFixture {
   let fixture: StoreFixture;
@@ -82,6 +81,7 @@ export async function postgresTableStats(
   return { read: Number(row!.read), inserted: Number(row!.inserted) };
 }
 
+/** A fixture on an empty database of the given kind. */
 export function createStoreFixture(kind: StoreKind, options: StoreFixtureOptions = {}): Promise<StoreFixture> {
   return kind === 'sqlite' ? sqliteFixture() : postgresFixture(options.postgresLocale);
 }
