@@ -219,17 +219,17 @@ export const toKey = (r: KeyRow): StoredGatewayKey => ({
  * while it holds the write lock.
  */
 export const CHAIN_HEADS = `WITH RECURSIVE ${chainsCte()}, ${headsCte()}
-  SELECT h.chain, h.chain_seq, ${headColumn('hash')} AS hash FROM heads h
+  SELECT h.chain, h.chain_seq, ${columnAt('hash')} AS hash FROM heads h
   ORDER BY h.chain`;
 
 /** The exchanges that have the last record of a chain (see AT_HEAD): one index seek per chain. */
 export const CHAIN_HEAD_EXCHANGES = `WITH RECURSIVE ${chainsCte()}, ${headsCte()}
-  SELECT exchange_id FROM (SELECT ${headColumn('exchange_id')} AS exchange_id FROM heads h) x
+  SELECT exchange_id FROM (SELECT ${columnAt('exchange_id')} AS exchange_id FROM heads h) x
   WHERE exchange_id IS NOT NULL`;
 
 /**
  * `heads(chain, chain_seq)`: each chain of {@link chainsCte} with its highest position. Every record of a head is then
- * read by its key in a subquery of the select list (headColumn), never joined: a join let PostgreSQL hash the whole
+ * read by its key in a subquery of the select list (columnAt), never joined: a join let PostgreSQL hash the whole
  * ledger for a few heads whenever it took the table for small (a store not yet analysed, or of some ten thousand
  * records), on every check the SIEM outbox makes and on a gateway's first append.
  */
@@ -239,8 +239,8 @@ function headsCte(): string {
   )`;
 }
 
-/** One column of the record at `h.chain`, `h.chain_seq`, sought by its key. */
-function headColumn(column: string, at = 'h.chain_seq'): string {
+/** One column of the record of chain `h.chain` at position `at` (the head's, unless named), sought by its key. */
+function columnAt(column: string, at = 'h.chain_seq'): string {
   return `(SELECT ${column} FROM records WHERE chain = h.chain AND chain_seq = ${at})`;
 }
 
@@ -269,17 +269,17 @@ export const toChainHead = (r: ChainHeadRow): ChainHead => ({ chain: r.chain, ch
  */
 export const UNDIGESTED_TAILS = `WITH RECURSIVE ${chainsCte()}, ${headsCte()},
   tails AS (
-    SELECT h.chain, h.chain_seq AS to_seq, ${headColumn('at')} AS to_at,
+    SELECT h.chain, h.chain_seq AS to_seq, ${columnAt('at')} AS to_at,
       (SELECT max(d.chain_seq) FROM records d WHERE d.chain = h.chain AND d.kind = 'digest.signed') AS digest_seq
-    FROM heads h WHERE ${headColumn('kind')} <> 'digest.signed'
+    FROM heads h WHERE ${columnAt('kind')} <> 'digest.signed'
   ),
   spans AS (
     SELECT t.*, (SELECT min(chain_seq) FROM records WHERE chain = t.chain AND chain_seq > coalesce(t.digest_seq, 0))
       AS from_seq
     FROM tails t
   )
-  SELECT h.chain, h.to_seq, h.to_at, h.digest_seq, ${headColumn('at', 'h.digest_seq')} AS digest_at, h.from_seq,
-    ${headColumn('at', 'h.from_seq')} AS from_at
+  SELECT h.chain, h.to_seq, h.to_at, h.digest_seq, ${columnAt('at', 'h.digest_seq')} AS digest_at, h.from_seq,
+    ${columnAt('at', 'h.from_seq')} AS from_at
   FROM spans h WHERE h.from_seq IS NOT NULL`;
 
 /** A row of {@link UNDIGESTED_TAILS}. */
