@@ -410,22 +410,23 @@ export class ProxyServer {
     return new Promise<void>((started, failed) => {
       let finished = false;
       let controller: Dispatcher.DispatchController | undefined;
-      res.once('close', () => {
-        if (finished) return;
-        finished = true;
-        controller?.abort(new Error('the client closed the connection'));
-        rec.fail('client_aborted', {
-          type: 'client_aborted',
-          message: 'the client closed the connection before the response ended',
-        });
-        started();
-      });
       let streaming = false;
       let wrote = false;
       /** A batch response's chunks, buffered (see finishBatch), or null for a response streamed through. */
       let batchChunks: Buffer[] | null = null;
       let status = 0;
       let headers: Record<string, string | string[] | undefined> = {};
+
+      res.once('close', () => {
+        if (finished) return;
+        finished = true;
+        controller?.abort(clientClosed());
+        rec.fail('client_aborted', {
+          type: 'client_aborted',
+          message: 'the client closed the connection before the response ended',
+        });
+        started();
+      });
       /** Our own code threw inside undici's callbacks: cut the call, and let handle() answer and log it. */
       const unexpected = (err: unknown): void => {
         finished = true;
@@ -433,12 +434,34 @@ export class ProxyServer {
         if (streaming) res.destroy();
         failed(err);
       };
+      const upstreamFailed = (err: Error): void => {
+        if (finished) return;
+        finished = true;
+        if (!streaming && batchChunks === null) {
+          // No answer yet: the client gets the gateway's error.
+          this.deps.log.warn({ err, exchangeId: rec.id, connection: connection.name }, 'upstream request failed');
+          this.refuse(res, rec, upstreamError(err, connection.name));
+          started();
+          return;
+        }
+        // The client has the status and part of the body (or, for a batch, nothing yet): all we can do is cut it,
+        // as upstream cut us.
+        res.destroy(streaming ? err : undefined);
+        const message =
+          streaming && isTimeout(err)
+            ? 'upstream stopped sending before the response ended'
+            : 'upstream closed the connection before the response ended';
+        rec.fail('upstream_aborted', { type: 'upstream_aborted', message });
+        this.deps.log.warn({ err, exchangeId: rec.id }, 'upstream response cut');
+        started();
+      };
+
       const handler: Dispatcher.DispatchHandler = {
         onRequestStart: (c) => {
           controller = c;
-          if (finished) c.abort(new Error('the client closed the connection'));
+          if (finished) c.abort(clientClosed());
         },
-        onResponseStart: (c, statusCode, responseHeaders) => {
+        onResponseStart: (_c, statusCode, responseHeaders) => {
           if (statusCode < 200 || finished) return; // 1xx: informational, the answer follows
           try {
             status = statusCode;
@@ -490,27 +513,7 @@ export class ProxyServer {
           res.end();
           void rec.finish();
         },
-        onResponseError: (c, err) => upstreamFailed(err),
-      };
-      const upstreamFailed = (err: Error): void => {
-        if (finished) return;
-        finished = true;
-        if (!streaming && batchChunks === null) {
-          this.deps.log.warn({ err, exchangeId: rec.id, connection: connection.name }, 'upstream request failed');
-          this.refuse(res, rec, upstreamError(err, connection.name));
-          started();
-          return;
-        }
-        // The client has the status and part of the body (or, for a batch, nothing yet): all we can do is cut it,
-        // as upstream cut us.
-        res.destroy(streaming ? err : undefined);
-        const message =
-          streaming && isTimeout(err)
-            ? 'upstream stopped sending before the response ended'
-            : 'upstream closed the connection before the response ended';
-        rec.fail('upstream_aborted', { type: 'upstream_aborted', message });
-        this.deps.log.warn({ err, exchangeId: rec.id }, 'upstream response cut');
-        started();
+        onResponseError: (_c, err) => upstreamFailed(err),
       };
       try {
         connection.pool.dispatch(
@@ -638,6 +641,9 @@ function leftWhileHeld(o: HoldOutcome): string {
       return `${held}; it was not forwarded`;
   }
 }
+
+/** The reason an upstream call is aborted with when its client left. */
+const clientClosed = (): Error => new Error('the client closed the connection');
 
 function isTimeout(err: unknown): boolean {
   const code = (err as { code?: string }).code;
