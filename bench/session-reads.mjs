@@ -1,7 +1,8 @@
 /**
  * How long the admin API's session reads take over a store of ~10,000 exchanges, on SQLite and PostgreSQL: a page of
- * `GET /sessions` (50 sessions with their `recent` summaries), and pages of one long session (`GET /sessions/{id}`:
- * the first page, and pages deep into it, as "Load more" reads them).
+ * `GET /sessions` (50 sessions with their `recent` summaries), unfiltered, by caller, and by filters few exchanges
+ * match (a group, in progress) with the same filters' page of `GET /exchanges`; and pages of one long session
+ * (`GET /sessions/{id}`: the first page, and pages deep into it, as "Load more" reads them).
  *
  *   npm run build && node bench/session-reads.mjs [--dist DIR] [--stores sqlite,postgres] [--exchanges N] [--runs N]
  *
@@ -55,6 +56,9 @@ const LONG_SESSION = 'ses_long';
 const T0 = Date.UTC(2025, 0, 15, 9, 0, 0);
 const CALLERS = ['alice', 'bob', 'carol', 'dave', 'erin'];
 const MODELS = ['claude-sonnet-4-5', 'claude-haiku-4-5', 'claude-opus-4-1'];
+/** One exchange in RARE is in RARE_GROUP (the rest in `engineering`): a filter that matches few of a big store. */
+const RARE = 1000;
+const RARE_GROUP = 'auditors';
 
 /** Exchange `i` of session `session`, as the recorder writes it: request and (mostly) response. */
 function exchangeRecords(i, session) {
@@ -69,7 +73,13 @@ function exchangeRecords(i, session) {
     at,
     data: {
       connection: 'anthropic',
-      caller: { method: 'oidc', subject: caller, issuer: 'https://idp.example', email: `${caller}@example.com` },
+      caller: {
+        method: 'oidc',
+        subject: caller,
+        issuer: 'https://idp.example',
+        email: `${caller}@example.com`,
+        groups: [i % RARE === 0 ? RARE_GROUP : 'engineering'],
+      },
       client: { address: '127.0.0.1', userAgent: 'claude-cli/2.0.0 (external, cli)' },
       session: { id: session, source: 'header' },
       request: {
@@ -202,6 +212,13 @@ async function run(kind) {
     results.sessionsPageByCaller2 = await measure(
       () => `${api}/sessions?limit=50&caller=alice&cursor=${byCaller.next_cursor}`,
     );
+
+    // Filters that match few exchanges, which no index of the exchanges' own serves: an exchange's group (1 in
+    // RARE), and exchanges still in progress (1 in 97). The session list and the exchange list, first pages.
+    results.sessionsPageRareGroup = await measure(() => `${api}/sessions?limit=50&group=${RARE_GROUP}`);
+    results.sessionsPageInProgress = await measure(() => `${api}/sessions?limit=50&outcome=in_progress`);
+    results.exchangesPageRareGroup = await measure(() => `${api}/exchanges?limit=50&group=${RARE_GROUP}`);
+    results.exchangesPageInProgress = await measure(() => `${api}/exchanges?limit=50&outcome=in_progress`);
 
     if (LONG === 0) return report(kind, results);
     // The long session, 20 exchanges a page: its first page, and pages deep into it, each with the cursor of the page

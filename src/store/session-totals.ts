@@ -25,6 +25,12 @@ export interface AggregateDialect {
    * filter's exchanges once per session. PostgreSQL's planner has statistics and no hints: empty.
    */
   readonly bySession: string;
+  /**
+   * What keeps an ordered subquery a loop of its own, its conditions all applied before the query around it looks at
+   * a row: SQLite: ` LIMIT -1` (no limit; a subquery with a LIMIT is not merged into its query); PostgreSQL: empty (a
+   * subquery with an ORDER BY is not merged there).
+   */
+  readonly unflattened: string;
 }
 
 /** The exchanges a filter's conditions (`AggregateDialect.where`) are written over. */

@@ -250,6 +250,7 @@ function aggregate(
     bytewise: ' COLLATE "C"',
     int: '::bigint',
     bySession: '',
+    unflattened: '',
   });
   return { text, values };
 }

@@ -158,6 +158,23 @@ function exchangeConditions(f: ExchangeFilter, params: unknown[]): string[] {
   return where;
 }
 
+/** A statement of session-totals.ts or session-list.ts in SQLite's dialect, with `filter`'s conditions. */
+export function sqliteAggregate(
+  build: (d: AggregateDialect) => string,
+  filter: ExchangeFilter,
+): { sql: string; params: unknown[] } {
+  const params: unknown[] = [];
+  const sql = build({
+    where: () => exchangeConditions(filter, params),
+    param: (value) => (params.push(value), '?'),
+    bytewise: '',
+    int: '',
+    bySession: ' INDEXED BY exchanges_session',
+    unflattened: ' LIMIT -1',
+  });
+  return { sql, params };
+}
+
 /**
  * `(e.started_at, e.id)` strictly before the cursor's position, for newest-first keyset pages (after: oldest-first).
  * The bound on started_at alone is implied by the other, and is there for the planner: the (session_id, started_at)
@@ -680,7 +697,7 @@ export class SqliteAuditStore implements AuditStore {
   async listSessions(filter: SessionFilter = {}): Promise<Page<SessionListItem>> {
     const limit = pageSize(filter.limit);
     const cursor = filter.cursor !== undefined ? decodeCursor(filter.cursor) : undefined;
-    const { sql, params } = this.aggregate((d) => sessionListStatement(d, cursor, limit), filter);
+    const { sql, params } = sqliteAggregate((d) => sessionListStatement(d, cursor, limit), filter);
     return toSessionListPage(this.db.prepare(sql).all(...params) as Array<SessionRow & ListNameRow>, limit);
   }
 
@@ -723,27 +740,11 @@ export class SqliteAuditStore implements AuditStore {
 
   async sessionTotals(sessionId: string, request: SessionTotalsRequest = {}): Promise<SessionTotals | undefined> {
     const filter = { ...request, session: sessionId };
-    const totals = this.aggregate(totalsStatement, filter);
+    const totals = sqliteAggregate(totalsStatement, filter);
     const row = this.db.prepare(totals.sql).get(...totals.params) as TotalsRow | undefined;
     if (!row || row.n === 0) return undefined;
-    const names = this.aggregate(namesStatement, filter);
+    const names = sqliteAggregate(namesStatement, filter);
     return toSessionTotals(sessionId, row, this.db.prepare(names.sql).all(...names.params) as NameRow[]);
-  }
-
-  /** A statement of session-totals.ts or session-list.ts in SQLite's dialect, with `filter`'s conditions. */
-  private aggregate(
-    build: (d: AggregateDialect) => string,
-    filter: ExchangeFilter,
-  ): { sql: string; params: unknown[] } {
-    const params: unknown[] = [];
-    const sql = build({
-      where: () => exchangeConditions(filter, params),
-      param: (value) => (params.push(value), '?'),
-      bytewise: '',
-      int: '',
-      bySession: ' INDEXED BY exchanges_session',
-    });
-    return { sql, params };
   }
 
   async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {

@@ -5,8 +5,10 @@ import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { smallExchange } from '../../../bench/small-exchange.mjs';
 import { VERIFY_PAGE, type NewRecord } from '../../../src/store/audit-store.js';
-import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
+import { sessionListStatement } from '../../../src/store/session-list.js';
+import { SqliteAuditStore, sqliteAggregate } from '../../../src/store/sqlite/sqlite-audit-store.js';
 import { SQLITE_MIGRATIONS } from '../../../src/store/sqlite/sqlite-migrations.js';
 import { useTempDir } from '../../support/temp-dir.js';
 import { until } from '../../support/until.js';
@@ -564,5 +566,55 @@ describe('SQLite blob refs of a conversation (ref-bases.ts)', () => {
       { record_seq: third.seq, base_seq: first.seq },
     ]);
     db.close();
+  });
+});
+
+describe('SQLite session list under a filter few exchanges match', () => {
+  const tempDir = useTempDir('vigil-session-list');
+
+  it('applies the filter to each exchange of its walk before looking for a newer one in its session', async () => {
+    // Went wrong: merged into the walk's loop, the look for a newer matching exchange of the same session (a
+    // correlated subquery) ran for every exchange of the store, before the filter: a group that few exchanges are in
+    // took 67 s over a million exchanges in sessions of 200 (`bench/session-reads.mjs`). Its time is the bench's to
+    // measure; the shape of the plan, which decides it, is checked here.
+    const file = path.join(tempDir(), 'vigil.db');
+    const store = SqliteAuditStore.open({ file });
+    const T0 = Date.UTC(2025, 0, 15, 9, 0, 0);
+    const records = Array.from({ length: 200 }, (_, i) => smallExchange(i, T0)).flat();
+    const rare = records.find((r) => r.kind === 'exchange.request' && r.exchangeId === 'ex_42')!;
+    (rare.data as { caller: Record<string, unknown> }).caller.groups = ['auditors'];
+    await store.append({ records });
+    expect((await store.listSessions({ group: 'auditors' })).items.map((s) => [s.id, s.exchanges])).toEqual([
+      ['s-2', 1],
+    ]);
+    await store.close();
+
+    const db = new Database(file, { readonly: true });
+    try {
+      const filter = { group: 'auditors' };
+      const cursor = { lastAt: T0 + 150 * 60_000, id: 's-7' };
+      for (const c of [undefined, cursor]) {
+        const { sql, params } = sqliteAggregate((d) => sessionListStatement(d, c, 50), filter);
+        const plan = db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as Array<{
+          id: number;
+          parent: number;
+          detail: string;
+        }>;
+        const node = (detail: RegExp) => plan.find((p) => detail.test(p.detail));
+        const newest = node(/^MATERIALIZE newest$/)!;
+        const walk = node(/^CO-ROUTINE w$/);
+        // The walk is a loop of its own inside `newest`, the filter joined in it; the look for a newer exchange is
+        // made on the rows it hands out.
+        expect(walk?.parent).toBe(newest.id);
+        const under = (p: { parent: number }, ancestor: number): boolean =>
+          p.parent === ancestor || plan.some((q) => q.id === p.parent && under(q, ancestor));
+        expect(under(node(/^SCAN e USING INDEX exchanges_started/)!, walk!.id)).toBe(true);
+        expect(under(node(/^SEARCH g EXISTS/)!, walk!.id)).toBe(true);
+        const look = plan.find((p) => /^CORRELATED SCALAR SUBQUERY/.test(p.detail) && under(p, newest.id))!;
+        expect(under(look, walk!.id)).toBe(false);
+      }
+    } finally {
+      db.close();
+    }
   });
 });
