@@ -1,7 +1,8 @@
 /**
  * How long the admin API's session reads take over a store of ~10,000 exchanges, on SQLite and PostgreSQL: a page of
  * `GET /sessions` (50 sessions with their `recent` summaries), unfiltered, by caller, and by filters few exchanges
- * match (a group, in progress) with the same filters' page of `GET /exchanges`; and pages of one long session
+ * match (a group, in progress) with the same filters' page of `GET /exchanges`; `GET /search` for a common word and a
+ * rare one; and pages of one long session
  * (`GET /sessions/{id}`: the first page, and pages deep into it, as "Load more" reads them).
  *
  *   npm run build && node bench/session-reads.mjs [--dist DIR] [--stores sqlite,postgres] [--exchanges N] [--runs N]
@@ -118,9 +119,23 @@ function exchangeRecords(i, session) {
   return [request, response];
 }
 
+/**
+ * Exchange `i`'s search text: 200 words, a few common ones (`the` in nearly every exchange, as in prose and code) and
+ * the rest drawn from 5,000 rarer ones.
+ */
+function searchText(i) {
+  const words = [];
+  for (let k = 0; k < 200; k++) {
+    const r = (i * 7919 + k * 104729) % 9973;
+    words.push(r % 10 === 0 ? 'the' : r % 17 === 0 ? 'error' : `w${r % 5000}`);
+  }
+  return words.join(' ');
+}
+
 /** The short sessions' exchanges round-robin, interleaved in time with the long session's. */
 async function fill(store) {
   let batch = [];
+  let texts = [];
   let short = 0;
   let long = 0;
   for (let i = 0; i < SHORT + LONG; i++) {
@@ -130,12 +145,14 @@ async function fill(store) {
     if (inLong) long++;
     else short++;
     batch.push(...exchangeRecords(i, session));
+    texts.push({ exchangeId: exchangeRecords(i, session)[0].exchangeId, text: searchText(i) });
     if (batch.length >= 400) {
-      await store.append({ records: batch });
+      await store.append({ records: batch, searchText: texts });
       batch = [];
+      texts = [];
     }
   }
-  if (batch.length) await store.append({ records: batch });
+  if (batch.length) await store.append({ records: batch, searchText: texts });
 }
 
 async function analyze(schema) {
@@ -219,6 +236,9 @@ async function run(kind) {
     results.sessionsPageInProgress = await measure(() => `${api}/sessions?limit=50&outcome=in_progress`);
     results.exchangesPageRareGroup = await measure(() => `${api}/exchanges?limit=50&group=${RARE_GROUP}`);
     results.exchangesPageInProgress = await measure(() => `${api}/exchanges?limit=50&outcome=in_progress`);
+    // Full-text search, first page: a word nearly every exchange holds, and one that 4% do.
+    results.searchCommonWord = await measure(() => `${api}/search?q=the&limit=50`);
+    results.searchRareWord = await measure(() => `${api}/search?q=w4321&limit=50`);
 
     if (LONG === 0) return report(kind, results);
     // The long session, 20 exchanges a page: its first page, and pages deep into it, each with the cursor of the page

@@ -1075,7 +1075,11 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       const first = await store.search('xylophone', { limit: 1 });
       expect(first.items.map((h) => h.exchangeId)).toEqual(['ex_2']);
       const rest = await store.search('xylophone', { limit: 1, cursor: first.nextCursor! });
-      expect(rest).toEqual({ items: [expect.objectContaining({ exchangeId: 'ex_1' })], nextCursor: null });
+      expect(rest).toEqual({
+        items: [expect.objectContaining({ exchangeId: 'ex_1', snippet: expect.stringContaining('«Xylophone»') })],
+        nextCursor: null,
+      });
+      expect(first.items[0]!.snippet).toContain('deployment');
     });
 
     it("finds a writer's search text at once from another store, exactly once, and after the writer stopped", async () => {

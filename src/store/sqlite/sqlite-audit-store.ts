@@ -305,6 +305,10 @@ export class SqliteAuditStore implements AuditStore {
       insertText: db.prepare('INSERT INTO exchange_text_pending (exchange_id, text) VALUES (?, ?)'),
       // Full-text rows get explicit rowids, numbered on from the last mapped one (`?`), so exchange_text_rows can say
       // whose they are.
+      snippets: db.prepare(
+        `SELECT rowid, snippet(exchange_text, 1, '«', '»', '…', 16) AS snippet FROM exchange_text
+         WHERE exchange_text MATCH ? AND rowid IN (SELECT value FROM json_each(?))`,
+      ),
       lastTextRow: db.prepare('SELECT coalesce(max(text_rowid), 0) FROM exchange_text_rows').pluck(),
       indexPending: db.prepare(
         `INSERT INTO exchange_text (rowid, exchange_id, text)
@@ -752,21 +756,39 @@ export class SqliteAuditStore implements AuditStore {
     if (terms.length === 0) return { items: [], nextCursor: null };
     // Search text still waiting is indexed first; if that cannot be done now, the search runs on what is indexed.
     this.indexPendingTextQuietly();
-    const params: unknown[] = [fts5Match(terms)];
+    const match = fts5Match(terms);
+    const params: unknown[] = [match];
     const where = [...exchangeConditions(options.filter ?? {}, params), ...beforeCursor(options.cursor, params)];
     const limit = pageSize(options.limit);
+    // The page first, its snippets after: every match is read and ordered to find the page, but a snippet is made
+    // only for the page's rows (made for every match, before the sort, they were ~90% of a search for a common word:
+    // 1.1 s of 1.2 s over 100,000 exchanges). The exchange of a match comes from exchange_text_rows, not from the
+    // full-text row's own column, which would read each match's text.
     const rows = this.db
       .prepare(
-        `SELECT e.id, e.session_id, e.started_at, e.caller_subject,
-                snippet(exchange_text, 1, '«', '»', '…', 16) AS snippet
-         FROM exchange_text
-         JOIN exchanges e ON e.id = exchange_text.exchange_id
+        `SELECT t.rowid AS text_rowid, e.id, e.session_id, e.started_at, e.caller_subject
+         FROM exchange_text t
+         JOIN exchange_text_rows x ON x.text_rowid = t.rowid
+         JOIN exchanges e ON e.id = x.exchange_id
          LEFT JOIN exchange_results r ON r.exchange_id = e.id
          WHERE exchange_text MATCH ? ${where.length ? `AND ${where.join(' AND ')}` : ''}
          ORDER BY e.started_at DESC, e.id DESC LIMIT ?`,
       )
-      .all(...params, limit + 1) as SearchHitRow[];
-    return pageOf(rows, limit, toSearchHit, (i) => [i.startedAt, i.exchangeId]);
+      .all(...params, limit + 1) as Array<Omit<SearchHitRow, 'snippet'> & { text_rowid: number }>;
+    const snippets = new Map(
+      (
+        this.stmts.snippets.all(match, JSON.stringify(rows.slice(0, limit).map((r) => r.text_rowid))) as Array<{
+          rowid: number;
+          snippet: string;
+        }>
+      ).map((r) => [r.rowid, r.snippet]),
+    );
+    return pageOf(
+      rows,
+      limit,
+      (r) => toSearchHit({ ...r, snippet: snippets.get(r.text_rowid) ?? '' }),
+      (i) => [i.startedAt, i.exchangeId],
+    );
   }
 
   async listAccessLog(page: PageRequest = {}): Promise<Page<AccessLogEntry>> {
