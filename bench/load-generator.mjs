@@ -22,8 +22,9 @@ import { AgentSession, MESSAGES_PATH } from './workload.mjs';
  */
 
 /**
- * @param {{ url: string, concurrency: number, requests: number, warmup: number, timeCapMs: number,
+ * @param {{ url: string, prefix?: string, concurrency: number, requests: number, warmup: number, timeCapMs: number,
  *           stream: boolean, seed: number, onMeasureStart?: () => void }} opts
+ *   `prefix`: put before the API path, e.g. `/c/<connection>` for one of Vigil's named connections.
  *   `onMeasureStart` runs synchronously between warm-up and measurement (CPU snapshots).
  * @returns {Promise<RunSamples>}
  */
@@ -40,6 +41,7 @@ export async function runScenario(opts) {
     (_, i) => new AgentSession({ stream: opts.stream, seed: opts.seed + i }),
   );
   const sent = { requestBytes: 0, responseBytes: 0, requests: 0 };
+  const prefix = opts.prefix ?? '';
 
   /** One request; returns its timings or the error text. */
   const one = async (agent) => {
@@ -50,7 +52,7 @@ export async function runScenario(opts) {
     let first = 0;
     let bytes = 0;
     try {
-      const res = await pool.request({ method: 'POST', path: MESSAGES_PATH, headers, body });
+      const res = await pool.request({ method: 'POST', path: prefix + MESSAGES_PATH, headers, body });
       for await (const chunk of res.body) {
         if (first === 0) first = performance.now();
         bytes += chunk.length;

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Pool } from 'undici';
 import type { ConnectionConfig, VigilConfig } from '../config/config-schema.js';
 import { compileApprovalRules, type CompiledRules } from '../policy/approval-rules.js';
-import { Redactor } from '../recorder/redactor.js';
+import { Redactor, RedactorMemory } from '../recorder/redactor.js';
 
 export interface Credential {
   readonly header: 'x-api-key' | 'authorization';
@@ -58,6 +58,8 @@ export class Connections {
   readonly defaultName: string;
 
   constructor(config: VigilConfig) {
+    // One memory for all connections' redactors: several busy connections hold what one would (README, "Memory").
+    const memory = new RedactorMemory();
     for (const c of config.connections) {
       const url = new URL(c.upstream);
       const { credential, problem } = readCredential(c);
@@ -74,7 +76,7 @@ export class Connections {
         basePath: url.pathname === '/' ? '' : url.pathname,
         credential,
         credentialProblem: problem,
-        redactor: new Redactor(c.masking),
+        redactor: new Redactor(c.masking, memory),
         approvalRules: compileApprovalRules(c.approvals),
       });
     }

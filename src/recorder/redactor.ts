@@ -114,17 +114,46 @@ export type RequestPart = 'path' | 'query' | 'userAgent';
 const MAX_SESSION_MEMOS = 256;
 /** Characters one session's memo may keep alive. */
 const SESSION_MEMO_CHARS = 8 * 1024 * 1024;
-/** Characters all sessions' memos together may keep alive (per connection). */
+/** Characters all sessions' memos together may keep alive. */
 const MEMO_BUDGET_CHARS = 32 * 1024 * 1024;
-/** Conversations whose last request body is kept, and the bytes those bodies may keep alive (per connection). */
+/** Conversations whose last request body is kept, and the bytes those bodies may keep alive. */
 const MAX_BODIES = 1024;
 const MAX_BODY_BYTES = 64 * 1024 * 1024;
+/** Request pieces whose masking outcome is remembered. */
+const MAX_PIECES = 50_000;
+
+/**
+ * What redactors remember between requests that grows with traffic — the session memos, the last request body of
+ * each conversation, the masking outcomes of request pieces — under one set of bounds for all the redactors that
+ * share it: the gateway's connections share one, so several busy connections hold what one busy connection would
+ * (they held that much each). Each redactor keys its entries with a scope of its own: connections mask differently,
+ * and never see each other's.
+ */
+export class RedactorMemory {
+  private scopes = 0;
+  /** Session memos by scope and session, most recently used last. */
+  readonly memos = new Map<string, MaskingMemo>();
+  /** The last request body of each conversation by scope and conversation, most recently remembered last. */
+  readonly bodies = new CappedMap<string, BodyLayout>(MAX_BODIES, MAX_BODY_BYTES, (layout) => layout.raw.length);
+  /** Request pieces by scope, place and the hash of their bytes: resent history is never parsed or scanned again. */
+  readonly pieces = lru<PieceOutcome>(MAX_PIECES);
+
+  /** A key prefix no other redactor of this memory has. */
+  newScope(): string {
+    return `${this.scopes++}\0`;
+  }
+
+  /** Characters the session memos keep alive together (at most MEMO_BUDGET_CHARS plus the session in use). */
+  get memoHeldChars(): number {
+    let held = 0;
+    for (const memo of this.memos.values()) held += memo.heldChars;
+    return held;
+  }
+}
 
 export class Redactor {
   readonly masker: Masker;
-  private readonly memos = new Map<string, MaskingMemo>();
-  /** Request pieces by their place and the hash of their bytes: resent history is never parsed or scanned again. */
-  readonly pieces = lru<PieceOutcome>(50_000);
+  private readonly scope: string;
   /**
    * Header names and values, whatever their length: nearly all of them repeat on every request of every session
    * (user agent, beta flags, SDK versions), and short ones like dates and version numbers pass the detectors' cheap
@@ -148,27 +177,30 @@ export class Redactor {
   private readonly requestParts = lru<MaskResult<string>>(1024);
 
   /**
-   * The last request body of each conversation (session and agent), most recently remembered last: the next one shares
-   * most of its bytes (see `RequestBody.follow`). Bounded by count and by the bytes the bodies keep alive.
+   * @param memory - what grows with traffic, under bounds shared with the other redactors given the same memory (the
+   *   gateway's connections); by default a memory of its own.
    */
-  private readonly bodies = new CappedMap<string, BodyLayout>(
-    MAX_BODIES,
-    MAX_BODY_BYTES,
-    (layout) => layout.raw.length,
-  );
-
-  constructor(config: MaskingConfig) {
+  constructor(
+    config: MaskingConfig,
+    private readonly memory: RedactorMemory = new RedactorMemory(),
+  ) {
     this.masker = compileMasker(config);
+    this.scope = memory.newScope();
   }
 
+  /**
+   * The last request body of a conversation (session and agent): the next one shares most of its bytes (see
+   * `RequestBody.follow`).
+   */
   previousBody(conversation: string): BodyLayout | undefined {
-    return this.bodies.get(conversation);
+    return this.memory.bodies.get(this.scope + conversation);
   }
 
   rememberBody(conversation: string, layout: BodyLayout): void {
     // A body that cannot be followed, or larger than all may hold, is not kept; nor is the conversation's earlier one.
-    if (layout.members === null) this.bodies.delete(conversation);
-    else this.bodies.offer(conversation, layout);
+    const key = this.scope + conversation;
+    if (layout.members === null) this.memory.bodies.delete(key);
+    else this.memory.bodies.offer(key, layout);
   }
 
   get enabled(): boolean {
@@ -176,39 +208,40 @@ export class Redactor {
   }
 
   memo(sessionId: string): MaskingMemo {
-    let m = this.memos.get(sessionId);
+    const { memos } = this.memory;
+    const key = this.scope + sessionId;
+    let m = memos.get(key);
     if (m) {
       // Most recently used last: the map's first entry is the one to evict.
-      this.memos.delete(sessionId);
+      memos.delete(key);
     } else {
       m = createMaskingMemo(20_000, SESSION_MEMO_CHARS);
-      if (this.memos.size >= MAX_SESSION_MEMOS) this.memos.delete(this.memos.keys().next().value!);
+      if (memos.size >= MAX_SESSION_MEMOS) memos.delete(memos.keys().next().value!);
     }
-    this.memos.set(sessionId, m);
+    memos.set(key, m);
     // One budget over all sessions: a gateway serving many long sessions at once would otherwise hold up to
     // MAX_SESSION_MEMOS × SESSION_MEMO_CHARS. The least recently used sessions go first (their next turn is scanned
     // once more).
-    let held = this.memoHeldChars;
-    for (const [id, memo] of this.memos) {
+    let held = this.memory.memoHeldChars;
+    for (const [id, memo] of memos) {
       if (held <= MEMO_BUDGET_CHARS || memo === m) break;
       held -= memo.heldChars;
-      this.memos.delete(id);
+      memos.delete(id);
     }
     return m;
   }
 
-  /** Characters the session memos keep alive together (at most MEMO_BUDGET_CHARS plus the session in use). */
+  /** Characters the session memos of this redactor's memory keep alive together (see {@link RedactorMemory}). */
   get memoHeldChars(): number {
-    let held = 0;
-    for (const memo of this.memos.values()) held += memo.heldChars;
-    return held;
+    return this.memory.memoHeldChars;
   }
 
   begin(sessionId: string): ExchangeRedaction {
     return new ExchangeRedaction(
       this.masker,
       this.enabled ? this.memo(sessionId) : undefined,
-      this.pieces,
+      this.memory.pieces,
+      this.scope,
       this.headerMemo,
       this.lastHeaders,
       this.maskRequestPart,
@@ -244,6 +277,8 @@ export class ExchangeRedaction {
     private readonly masker: Masker,
     private readonly memo: MaskingMemo | undefined,
     private readonly pieces: CappedMap<string, PieceOutcome>,
+    /** The redactor's key prefix in `pieces`. */
+    private readonly scope: string,
     private readonly headerMemo: MaskingMemo,
     private readonly lastHeaders: Map<string, MaskedHeader>,
     private readonly maskRequestPart: (part: RequestPart, value: string) => MaskResult<string>,
@@ -433,7 +468,7 @@ export class ExchangeRedaction {
     // findings).
     const place = elements ? `messages[${firstIndex}+${elements.length}]` : JSON.stringify(path);
     const entry = req.piece(start, end, place);
-    const cacheKey = `${place}\0${entry.key}`;
+    const cacheKey = `${this.scope}${place}\0${entry.key}`;
     const seen = entry.outcome ?? this.pieces.use(cacheKey);
     if (seen && b.isKnown(seen.hash)) {
       this.note(seen.findings, 'request.body');

@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { maskingConfigSchema } from '../../../src/recorder/masking/masking-config.js';
 import { KnownBlobs } from '../../../src/recorder/body-splitter.js';
-import { Redactor } from '../../../src/recorder/redactor.js';
+import { Redactor, RedactorMemory } from '../../../src/recorder/redactor.js';
 import { RequestBody } from '../../../src/recorder/request-body.js';
 import type { RecordedEvent } from '../../../src/store/record-types.js';
 
@@ -198,6 +198,81 @@ describe('Redactor session memos', () => {
     const misses = memo.misses;
     r.begin('session-39').json({ messages: [{ role: 'user', content: `39/0 ${'x'.repeat(1990)}` }] }, 'request.body');
     expect(memo.misses).toBe(misses);
+  });
+});
+
+describe('RedactorMemory shared by the connections of a gateway', () => {
+  /** A request body whose layout can be followed, of about `kib` KiB. */
+  const layoutOf = (kib: number, tag: string) =>
+    new RequestBody(
+      Buffer.from(
+        JSON.stringify({ model: 'm', messages: [{ role: 'user', content: `${tag} ${'y'.repeat(kib * 1024)}` }] }),
+      ),
+      true,
+    ).layout();
+
+  it('keeps one budget for all connections’ last bodies, each connection seeing only its own', () => {
+    const memory = new RedactorMemory();
+    const a = new Redactor(maskingConfigSchema.parse({}), memory);
+    const b = new Redactor(maskingConfigSchema.parse({}), memory);
+    const mine = layoutOf(1, 'a');
+    a.rememberBody('conversation', mine);
+    expect(a.previousBody('conversation')).toBe(mine);
+    expect(b.previousBody('conversation')).toBeUndefined();
+    // The other connection's conversations fill the budget (64 MiB): the oldest body, the first connection's, goes.
+    for (let i = 0; i < 70; i++) b.rememberBody(`conversation-${i}`, layoutOf(1024, `b${i}`));
+    expect(memory.bodies.weight).toBeLessThanOrEqual(64 * 1024 * 1024);
+    expect(memory.bodies.weight).toBeGreaterThan(60 * 1024 * 1024);
+    expect(a.previousBody('conversation')).toBeUndefined();
+    expect(b.previousBody('conversation-69')).toBeDefined();
+    expect(a.previousBody('conversation-69')).toBeUndefined();
+  });
+
+  it('keeps one budget for all connections’ session memos, a session of each connection its own memo', () => {
+    const memory = new RedactorMemory();
+    const a = new Redactor(maskingConfigSchema.parse({}), memory);
+    const b = new Redactor(maskingConfigSchema.parse({}), memory);
+    expect(a.memo('same-session')).not.toBe(b.memo('same-session'));
+    for (let s = 0; s < 40; s++) {
+      const messages = Array.from({ length: 500 }, (_, i) => ({
+        role: 'user',
+        content: `${s}/${i} ${'x'.repeat(1990)}`,
+      }));
+      (s % 2 ? a : b).begin(`session-${s}`).json({ messages }, 'request.body');
+    }
+    // Each connection alone would have held up to the budget (32 Mi characters).
+    expect(memory.memoHeldChars).toBeGreaterThan(30 * 1024 * 1024);
+    expect(memory.memoHeldChars).toBeLessThanOrEqual(32 * 1024 * 1024 + 1_100_000);
+    expect(a.memoHeldChars).toBe(memory.memoHeldChars);
+  });
+
+  it('never gives one connection what another’s masking made of the same piece', () => {
+    // The pieces' outcomes are shared under one bound; a connection that masks an address must not lend its outcome
+    // to one that does not (or the other way round).
+    const memory = new RedactorMemory();
+    const masking = new Redactor(maskingConfigSchema.parse({}), memory);
+    const plain = new Redactor(maskingConfigSchema.parse({ detectors: { email: false } }), memory);
+    const body = {
+      model: 'm',
+      system: `Write to jane@example.com ${'z'.repeat(4096)}`,
+      messages: [{ role: 'user', content: 'hello' }],
+    };
+    // One store's blobs, as the recorder knows them for every connection.
+    const known = new KnownBlobs();
+    const blobs = new Map<string, string>();
+    const storedText = (r: Redactor): string => {
+      const out = r.begin('s').requestBody(new RequestBody(Buffer.from(JSON.stringify(body)), true), known);
+      for (const x of out.blobs) {
+        known.add(x.hash);
+        blobs.set(x.hash, x.data.toString());
+      }
+      return out.body.parts.map((p) => (typeof p === 'string' ? p : blobs.get(p.$blob)!)).join('');
+    };
+    expect(storedText(masking)).toContain('[REDACTED:email]');
+    expect(storedText(plain)).toContain('jane@example.com');
+    expect(storedText(masking)).toContain('[REDACTED:email]');
+    expect(storedText(plain)).toContain('jane@example.com');
+    expect(memory.pieces.size).toBeGreaterThan(0);
   });
 });
 
