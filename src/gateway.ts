@@ -19,7 +19,7 @@ import { Connections } from './proxy/connections.js';
 import { ProxyServer } from './proxy/proxy-server.js';
 import { Recorder } from './recorder/recorder.js';
 import type { AuditStore } from './store/audit-store.js';
-import { describeStore, openStore } from './store/open-store.js';
+import { adminReads, describeStore, openStore, type AdminReads } from './store/open-store.js';
 import { hostname } from 'node:os';
 import { otlpRejectedChannel } from './export/otlp-sink.js';
 import { Outbox } from './export/outbox.js';
@@ -121,8 +121,11 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   });
   // What close() and a failed start both release, in this order.
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
+  // On SQLite, the admin API's searches and listings run on a thread of their own, not on the proxy's event loop.
+  let reads: AdminReads | undefined;
   const release = async (outboxGraceMs?: number): Promise<void> => {
     await admin?.close();
+    await reads?.close();
     // The chain's final digest first, so the outbox's last pass takes it to the SIEM: kept there, it pins down
     // everything this gateway recorded, which nothing left in the store commits to (see `vigil verify --anchor`).
     await upkeep.close();
@@ -134,7 +137,10 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   };
   let url: string;
   try {
-    if (config.admin.enabled) admin = await startAdminServer({ config, store, oidc, log, metrics, approvals });
+    if (config.admin.enabled) {
+      reads = adminReads(store);
+      admin = await startAdminServer({ config, store: reads.store, oidc, log, metrics, approvals });
+    }
     ({ url } = await proxy.listen(config.listen.host, config.listen.port));
   } catch (err) {
     // Nothing may outlive a start that failed (a port in use, say): the process must be free to exit.

@@ -6,6 +6,7 @@ import { ConfigError } from '../errors.js';
 import type { AuditStore } from './audit-store.js';
 import { PostgresAuditStore } from './postgres/postgres-audit-store.js';
 import { SqliteAuditStore } from './sqlite/sqlite-audit-store.js';
+import { readsOffThread, SqliteReadWorker } from './sqlite/sqlite-read-worker.js';
 
 function sqlitePath(config: VigilConfig): string {
   return config.store.sqlite.path ?? path.join(config.data_dir, 'vigil.db');
@@ -39,6 +40,23 @@ export interface OpenStoreOptions {
   readonly readonly?: boolean;
   /** The gateway's long-lived store: SQLite checkpoints its WAL from a worker thread, errors go here. */
   readonly gateway?: { readonly onCheckpointError: (message: string) => void };
+}
+
+/** The store as the admin API reads it, and what to close when the gateway stops. */
+export interface AdminReads {
+  readonly store: AuditStore;
+  close(): Promise<void>;
+}
+
+/**
+ * The gateway's store for its admin API: on SQLite, its searches and listings on a read-only connection in a thread
+ * of their own (see sqlite-read-worker.ts), so that they never hold the proxy's event loop; PostgreSQL's reads hold
+ * nothing there already.
+ */
+export function adminReads(store: AuditStore): AdminReads {
+  if (!(store instanceof SqliteAuditStore)) return { store, close: async () => undefined };
+  const worker = new SqliteReadWorker(store.file);
+  return { store: readsOffThread(store, worker), close: () => worker.close() };
 }
 
 export async function openStore(config: VigilConfig, options: OpenStoreOptions = {}): Promise<AuditStore> {

@@ -518,7 +518,7 @@ export class SqliteAuditStore implements AuditStore {
    * Index what waits; when that fails (the database busy past its timeout, the disk full), the text stays waiting and
    * is tried again after TEXT_LAG_MS. Returns whether it was indexed: a search goes on either way.
    */
-  private indexPendingTextQuietly(): boolean {
+  indexPendingTextQuietly(): boolean {
     if (this.writeGate !== null) {
       // The checkpointer is starting the WAL over: index once it is done, rather than wait for it here.
       void this.writeGate.opened.then(() => this.scheduleTextIndexing());

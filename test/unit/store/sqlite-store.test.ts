@@ -10,24 +10,9 @@ import { VERIFY_PAGE, type NewRecord } from '../../../src/store/audit-store.js';
 import { sessionListStatement } from '../../../src/store/session-list.js';
 import { SqliteAuditStore, sqliteAggregate } from '../../../src/store/sqlite/sqlite-audit-store.js';
 import { SQLITE_MIGRATIONS } from '../../../src/store/sqlite/sqlite-migrations.js';
+import { eventLoopLag } from '../../support/event-loop-lag.js';
 import { useTempDir } from '../../support/temp-dir.js';
 import { until } from '../../support/until.js';
-
-/** Measures how late a 10 ms timer runs until `stop()`, which returns the worst delay between two ticks (ms). */
-function eventLoopLag(): { stop: () => number } {
-  let worst = 0;
-  let last = Date.now();
-  const ticker = setInterval(() => {
-    worst = Math.max(worst, Date.now() - last);
-    last = Date.now();
-  }, 10);
-  return {
-    stop: () => {
-      clearInterval(ticker);
-      return worst;
-    },
-  };
-}
 
 /** The SQLite store writes search text to a waiting table and indexes it in batches, off the exchange's commit. */
 describe('SQLite search index batching', () => {

@@ -1,0 +1,182 @@
+/**
+ * The admin API's reads of a SQLite store, on a thread of their own. better-sqlite3 runs a statement on the thread
+ * that calls it, so a read on the gateway's own connection held its event loop — every call being forwarded, every
+ * stream — for as long as the read took: a search or a filtered list over a large store takes tens to hundreds of
+ * milliseconds (README, "Reading recordings back"). Here they run on a read-only connection in a worker thread;
+ * writes, and the reads the data path makes, stay on the gateway's connection.
+ *
+ * The worker runs the compiled store (`dist/`): from the TypeScript sources (the tests), the build next to them, which
+ * `npm test` makes first, as it does for the CLI the tests run.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { VigilError, type VigilErrorCode } from '../../errors.js';
+import type { AuditStore } from '../audit-store.js';
+
+/** The store's reads that the admin API makes and that may take long over a large store: these go to the thread. */
+export const THREAD_READS = [
+  'listSessions',
+  'listExchanges',
+  'listExchangesFiltered',
+  'sessionTotals',
+  'search',
+  'listAccessLog',
+  'exchangeRecords',
+  'sessionRecords',
+  'recordsAt',
+  'recordsOfKinds',
+  'blobs',
+] as const satisfies ReadonlyArray<keyof AuditStore>;
+type ThreadRead = (typeof THREAD_READS)[number];
+
+/** Runs in the worker (CommonJS, evaluated from a string: see compiledStoreModule). */
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+import(workerData.module).then(({ SqliteAuditStore }) => {
+  const store = SqliteAuditStore.open({ file: workerData.file, readonly: true });
+  parentPort.on('message', async ({ id, method, args }) => {
+    if (method === 'close') {
+      await store.close();
+      parentPort.postMessage({ id });
+      return;
+    }
+    try {
+      parentPort.postMessage({ id, value: await store[method](...args) });
+    } catch (err) {
+      parentPort.postMessage({ id, error: { message: String(err && err.message), code: err && err.code, vigil: err && err.name === 'VigilError' } });
+    }
+  });
+  parentPort.postMessage({ ready: true });
+}, (err) => parentPort.postMessage({ failed: String(err && err.stack || err) }));
+`;
+
+/** The compiled store module the worker imports. */
+function compiledStoreModule(): string {
+  const here = fileURLToPath(import.meta.url);
+  if (here.endsWith('.js')) return new URL('./sqlite-audit-store.js', import.meta.url).href;
+  // src/store/sqlite/*.ts → dist/store/sqlite/sqlite-audit-store.js
+  const built = fileURLToPath(new URL('../../../dist/store/sqlite/sqlite-audit-store.js', import.meta.url));
+  if (!existsSync(built)) throw new Error(`${built} is missing: run \`npm run build\` first`);
+  return pathToFileURL(built).href;
+}
+
+interface Reply {
+  readonly id: number;
+  readonly value?: unknown;
+  readonly error?: { message: string; code?: string; vigil: boolean };
+}
+
+/** One thread and the calls it has not answered yet. */
+interface Thread {
+  readonly worker: Worker;
+  readonly ready: Promise<void>;
+  readonly calls: Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>;
+}
+
+export class SqliteReadWorker {
+  private thread: Thread | null = null;
+  private nextId = 0;
+  private closed = false;
+  private readonly module: string;
+
+  constructor(private readonly file: string) {
+    this.module = compiledStoreModule();
+    this.thread = this.start();
+  }
+
+  /** A thread with its own read-only connection; one that fails or stops is replaced at the next call. */
+  private start(): Thread {
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { file: this.file, module: this.module } });
+    // While it has nothing to answer, the thread keeps nothing alive.
+    worker.unref();
+    const calls: Thread['calls'] = new Map();
+    const thread: Thread = {
+      worker,
+      calls,
+      ready: new Promise((resolve, reject) => {
+        worker.on('message', (m: Reply & { ready?: true; failed?: string }) => {
+          if (m.ready) return resolve();
+          if (m.failed !== undefined) return reject(new Error(`the store's read thread did not start: ${m.failed}`));
+          const call = calls.get(m.id);
+          if (!call) return;
+          calls.delete(m.id);
+          if (calls.size === 0) worker.unref();
+          if (m.error) call.reject(toError(m.error));
+          else call.resolve(m.value);
+        });
+      }),
+    };
+    thread.ready.catch(() => undefined);
+    const fail = (err: Error): void => {
+      if (this.thread === thread) this.thread = null;
+      for (const call of calls.values()) call.reject(err);
+      calls.clear();
+    };
+    worker.on('error', (err) => fail(new Error(`the store's read thread failed: ${err.message}`)));
+    worker.on('exit', () => fail(new Error("the store's read thread stopped")));
+    return thread;
+  }
+
+  /** Call a read of the store in the thread. Buffers come back as Uint8Arrays (see {@link readsOffThread}). */
+  async call(method: ThreadRead, args: readonly unknown[]): Promise<unknown> {
+    if (this.closed) throw new Error("the store's read thread is closed");
+    const thread = (this.thread ??= this.start());
+    await thread.ready;
+    return this.send(thread, method, args);
+  }
+
+  private send(thread: Thread, method: ThreadRead | 'close', args: readonly unknown[]): Promise<unknown> {
+    const id = this.nextId++;
+    thread.worker.ref();
+    return new Promise((resolve, reject) => {
+      thread.calls.set(id, { resolve, reject });
+      thread.worker.postMessage({ id, method, args });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const thread = this.thread;
+    if (!thread) return;
+    await thread.ready.then(() => this.send(thread, 'close', [])).catch(() => undefined);
+    await thread.worker.terminate();
+  }
+}
+
+function toError(e: NonNullable<Reply['error']>): Error {
+  return e.vigil && e.code ? new VigilError(e.code as VigilErrorCode, e.message) : new Error(e.message);
+}
+
+/**
+ * `store` with its {@link THREAD_READS} made by `reader` on its thread; everything else (writes, and what the admin
+ * API asks that is not a search or a listing) is the store's own.
+ */
+export function readsOffThread(store: AuditStore, reader: SqliteReadWorker): AuditStore {
+  const reads = new Set<PropertyKey>(THREAD_READS);
+  return new Proxy(store, {
+    get(target, property, receiver) {
+      if (!reads.has(property)) {
+        const value = Reflect.get(target, property, receiver) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      }
+      if (property === 'blobs') {
+        // Blob contents cross the thread as Uint8Arrays: Buffers again, as the store's own read gives them.
+        return async (...args: unknown[]) => {
+          const found = (await reader.call('blobs', args)) as Map<string, Uint8Array>;
+          return new Map(
+            [...found].map(([hash, data]) => [hash, Buffer.from(data.buffer, data.byteOffset, data.length)]),
+          );
+        };
+      }
+      if (property === 'search') {
+        // What the writer has not put in the full-text index yet is indexed first, as the store's own search does.
+        return async (...args: unknown[]) => {
+          (target as { indexPendingTextQuietly?: () => boolean }).indexPendingTextQuietly?.();
+          return reader.call('search', args);
+        };
+      }
+      return (...args: unknown[]) => reader.call(property as ThreadRead, args);
+    },
+  });
+}
