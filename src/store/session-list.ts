@@ -46,13 +46,14 @@ export function sessionListStatement(
   // (`d.unflattened`) so that the filter is applied to an exchange before the look for a newer one: merged into one
   // loop, SQLite looked first, for every exchange of the store, and a filter that few exchanges match (a group, or
   // `in_progress`) read each session's exchanges once per exchange — a minute for a million exchanges.
-  const walked = where();
-  const cursorCondition = cursor
-    ? `(e.started_at < ${d.param(cursor.lastAt)}${d.int} OR (e.started_at = ${d.param(cursor.lastAt)}${d.int}` +
-      ` AND e.session_id${b} < ${d.param(cursor.id)}))`
-    : '';
-  const walk = `SELECT e.id AS xid, e.session_id AS sid, e.started_at AS at ${FROM}
-      ${cursorCondition ? `${walked ? `${walked} AND` : 'WHERE'} ${cursorCondition}` : walked}
+  // (Built before `where` runs, so that its values are bound before the filter's, as its text comes first.)
+  const afterCursor = cursor
+    ? [
+        `(e.started_at < ${d.param(cursor.lastAt)}${d.int} OR (e.started_at = ${d.param(cursor.lastAt)}${d.int}` +
+          ` AND e.session_id${b} < ${d.param(cursor.id)}))`,
+      ]
+    : [];
+  const walk = `SELECT e.id AS xid, e.session_id AS sid, e.started_at AS at ${FROM} ${where(...afterCursor)}
       ORDER BY e.started_at DESC, e.session_id${b} DESC${d.unflattened}`;
   const newest = `SELECT w.sid AS id, w.at AS last_at
     FROM (${walk}) w
