@@ -48,7 +48,7 @@ import(workerData.module).then(({ SqliteAuditStore }) => {
     }
   });
   parentPort.postMessage({ ready: true });
-}, (err) => parentPort.postMessage({ failed: String(err && err.stack || err) }));
+}).catch((err) => parentPort.postMessage({ failed: String((err && err.message) || err) }));
 `;
 
 /** The compiled store module the worker imports. */
@@ -91,28 +91,34 @@ export class SqliteReadWorker {
     // While it has nothing to answer, the thread keeps nothing alive.
     worker.unref();
     const calls: Thread['calls'] = new Map();
+    let started!: { resolve: () => void; reject: (err: Error) => void };
     const thread: Thread = {
       worker,
       calls,
-      ready: new Promise((resolve, reject) => {
-        worker.on('message', (m: Reply & { ready?: true; failed?: string }) => {
-          if (m.ready) return resolve();
-          if (m.failed !== undefined) return reject(new Error(`the store's read thread did not start: ${m.failed}`));
-          const call = calls.get(m.id);
-          if (!call) return;
-          calls.delete(m.id);
-          if (calls.size === 0) worker.unref();
-          if (m.error) call.reject(toError(m.error));
-          else call.resolve(m.value);
-        });
-      }),
+      ready: new Promise((resolve, reject) => (started = { resolve, reject })),
     };
     thread.ready.catch(() => undefined);
     const fail = (err: Error): void => {
       if (this.thread === thread) this.thread = null;
+      started.reject(err); // a thread that stops before it is ready fails the calls waiting for it too
       for (const call of calls.values()) call.reject(err);
       calls.clear();
     };
+    worker.on('message', (m: Reply & { ready?: true; failed?: string }) => {
+      if (m.ready) return started.resolve();
+      if (m.failed !== undefined) {
+        // The next call starts another.
+        fail(new Error(`the store's read thread did not start: ${m.failed}`));
+        void worker.terminate();
+        return;
+      }
+      const call = calls.get(m.id);
+      if (!call) return;
+      calls.delete(m.id);
+      if (calls.size === 0) worker.unref();
+      if (m.error) call.reject(toError(m.error));
+      else call.resolve(m.value);
+    });
     worker.on('error', (err) => fail(new Error(`the store's read thread failed: ${err.message}`)));
     worker.on('exit', () => fail(new Error("the store's read thread stopped")));
     return thread;

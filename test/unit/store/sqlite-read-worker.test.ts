@@ -93,6 +93,19 @@ describe('SQLite reads on a thread of their own', () => {
     await expect(reader.call('exchangeRecords', ['ex_1'])).rejects.toThrow(/closed/);
   });
 
+  it('fails the calls of a thread that cannot open the store, and tries again at the next call', async () => {
+    const file = path.join(tempDir(), 'not-yet.db');
+    const reader = new SqliteReadWorker(file);
+    try {
+      await expect(reader.call('listSessions', [{}])).rejects.toThrow(/read thread did not start: .*/);
+      store = SqliteAuditStore.open({ file });
+      await store.append({ records: smallExchange(1, T0) });
+      expect((await reader.call('exchangeRecords', ['ex_1'])) as unknown[]).toHaveLength(3);
+    } finally {
+      await reader.close();
+    }
+  });
+
   it('leaves the event loop free while a long read runs', async () => {
     // Half a million exchanges, straight into the tables, and a filter none of them matches: the listing reads them
     // all. On the store's own connection that holds this thread for its whole length; from the read thread, timers
