@@ -2,7 +2,7 @@
  * How long the admin API's session reads take over a store of ~10,000 exchanges, on SQLite and PostgreSQL: a page of
  * `GET /sessions` (50 sessions with their `recent` summaries), unfiltered, by caller, and by filters few exchanges
  * match (a group, in progress) with the same filters' page of `GET /exchanges`; `GET /search` for a common word and a
- * rare one; and pages of one long session
+ * rare one; an export of one caller's hour; and pages of one long session
  * (`GET /sessions/{id}`: the first page, and pages deep into it, as "Load more" reads them).
  *
  *   npm run build && node bench/session-reads.mjs [--dist DIR] [--stores sqlite,postgres] [--exchanges N] [--runs N]
@@ -47,6 +47,8 @@ const { SqliteAuditStore } = await load('store/sqlite/sqlite-audit-store.js');
 const { PostgresAuditStore } = await load('store/postgres/postgres-audit-store.js');
 const { startAdminServer } = await load('admin/admin-server.js');
 const { validateConfig } = await load('config/load-config.js');
+// As the gateway gives its admin API the store (SQLite's reads on a thread of their own); builds before that, as is.
+const { adminReads = (store) => ({ store, close: async () => undefined }) } = await load('store/open-store.js');
 
 const SHORT = Number(args.exchanges);
 const LONG = Number(args.long);
@@ -168,19 +170,19 @@ async function analyze(schema) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-async function timed(url) {
+async function timed(url, as = 'json') {
   const started = performance.now();
   const res = await fetch(url);
-  const body = await res.json();
+  const body = as === 'json' ? await res.json() : await res.text();
   if (!res.ok) throw new Error(`${url}: ${res.status} ${JSON.stringify(body)}`);
   return { ms: performance.now() - started, body };
 }
 
 /** Median ms over RUNS requests of `url()` (a function: each run may ask for another page). */
-async function measure(url) {
-  for (let i = 0; i < WARMUP; i++) await timed(url(i));
+async function measure(url, as = 'json') {
+  for (let i = 0; i < WARMUP; i++) await timed(url(i), as);
   const times = [];
-  for (let i = 0; i < RUNS; i++) times.push((await timed(url(i))).ms);
+  for (let i = 0; i < RUNS; i++) times.push((await timed(url(i), as)).ms);
   return median(times);
 }
 
@@ -209,13 +211,15 @@ async function run(kind) {
     admin: { listen: '127.0.0.1:0' },
   });
   let admin;
+  let reads;
   try {
     const filled = performance.now();
     await fill(store);
     console.log(`${kind}: ${SHORT} + ${LONG} exchanges written in ${Math.round(performance.now() - filled)} ms`);
     // The planner's statistics, as autovacuum keeps them on a live store (a fresh table has none for a while).
     if (kind === 'postgres') await analyze(`vigil_bench_${process.pid}`);
-    admin = await startAdminServer({ config, store, log: pino({ level: 'silent' }) });
+    reads = adminReads(store);
+    admin = await startAdminServer({ config, store: reads.store, log: pino({ level: 'silent' }) });
     const api = `${admin.url}/api/v1`;
     const results = {};
 
@@ -239,6 +243,9 @@ async function run(kind) {
     // Full-text search, first page: a word nearly every exchange holds, and one that 4% do.
     results.searchCommonWord = await measure(() => `${api}/search?q=the&limit=50`);
     results.searchRareWord = await measure(() => `${api}/search?q=w4321&limit=50`);
+    // An export of one caller's exchanges over an hour (~720 of them), each read in full.
+    const hour = `since=${new Date(T0).toISOString()}&until=${new Date(T0 + 3_600_000).toISOString()}`;
+    results.exportCallerHour = await measure(() => `${api}/export?format=jsonl&caller=alice&${hour}`, 'text');
 
     if (LONG === 0) return report(kind, results);
     // The long session, 20 exchanges a page: its first page, and pages deep into it, each with the cursor of the page
@@ -259,6 +266,7 @@ async function run(kind) {
     return report(kind, results);
   } finally {
     await admin?.close();
+    await reads?.close();
     await store.close();
     await cleanup();
     rmSync(dataDir, { recursive: true, force: true });

@@ -33,28 +33,22 @@ describe('SQLite reads on a thread of their own', () => {
     return { store, threaded: reads.store };
   }
 
-  it("answers as the store's own reads do: listings, records, blobs as Buffers, errors as VigilErrors", async () => {
+  it("answers as the store's own reads do: listings, totals, a session's records, errors as VigilErrors", async () => {
     const { store, threaded } = open();
-    const blob = { hash: 'a'.repeat(64), data: Buffer.from('the blob’s bytes') };
-    await store.append({ records: Array.from({ length: 30 }, (_, i) => smallExchange(i, T0)).flat(), blobs: [blob] });
+    await store.append({ records: Array.from({ length: 30 }, (_, i) => smallExchange(i, T0)).flat() });
 
     for (const [name, call] of [
       ['listSessions', (s: AuditStore) => s.listSessions({ limit: 5 })],
       ['listExchangesFiltered', (s: AuditStore) => s.listExchangesFiltered({ caller: 'u3' })],
       ['listExchanges', (s: AuditStore) => s.listExchanges('s-1')],
       ['sessionTotals', (s: AuditStore) => s.sessionTotals('s-0')],
-      ['exchangeRecords', (s: AuditStore) => s.exchangeRecords('ex_7')],
+      ['listAccessLog', (s: AuditStore) => s.listAccessLog({})],
       ['sessionRecords', (s: AuditStore) => s.sessionRecords('s-1')],
     ] as const) {
       const own = await call(store);
       expect(own, name).toBeTruthy();
       expect(await call(threaded), name).toEqual(own);
     }
-    const blobs = await threaded.blobs([blob.hash, 'b'.repeat(64)]);
-    expect([...blobs.keys()]).toEqual([blob.hash]);
-    expect(Buffer.isBuffer(blobs.get(blob.hash))).toBe(true);
-    expect(blobs.get(blob.hash)!.toString()).toBe('the blob’s bytes');
-
     const refused = await threaded.listSessions({ cursor: 'not-a-cursor' }).catch((e: unknown) => e);
     expect(refused).toBeInstanceOf(VigilError);
     expect(refused).toMatchObject({ code: 'BAD_REQUEST', message: expect.stringContaining('cursor') });
@@ -80,17 +74,17 @@ describe('SQLite reads on a thread of their own', () => {
     await store.append({ records: smallExchange(1, T0) });
     const reader = new SqliteReadWorker(store.file);
     try {
-      expect((await reader.call('exchangeRecords', ['ex_1'])) as unknown[]).toHaveLength(3);
+      expect((await reader.call('sessionRecords', ['s-0'])) as unknown[]).toHaveLength(3);
       // As if the thread had died (out of memory, say).
       const { worker } = (reader as unknown as { thread: { worker: { terminate(): Promise<number> } } }).thread;
-      const cut = reader.call('exchangeRecords', ['ex_1']);
+      const cut = reader.call('sessionRecords', ['s-0']);
       await worker.terminate();
       await expect(cut).rejects.toThrow(/read thread stopped/);
-      expect((await reader.call('exchangeRecords', ['ex_1'])) as unknown[]).toHaveLength(3);
+      expect((await reader.call('sessionRecords', ['s-0'])) as unknown[]).toHaveLength(3);
     } finally {
       await reader.close();
     }
-    await expect(reader.call('exchangeRecords', ['ex_1'])).rejects.toThrow(/closed/);
+    await expect(reader.call('sessionRecords', ['s-0'])).rejects.toThrow(/closed/);
   });
 
   it('fails the calls of a thread that cannot open the store, and tries again at the next call', async () => {
@@ -100,7 +94,7 @@ describe('SQLite reads on a thread of their own', () => {
       await expect(reader.call('listSessions', [{}])).rejects.toThrow(/read thread did not start: .*/);
       store = SqliteAuditStore.open({ file });
       await store.append({ records: smallExchange(1, T0) });
-      expect((await reader.call('exchangeRecords', ['ex_1'])) as unknown[]).toHaveLength(3);
+      expect((await reader.call('sessionRecords', ['s-0'])) as unknown[]).toHaveLength(3);
     } finally {
       await reader.close();
     }
