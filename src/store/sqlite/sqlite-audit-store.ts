@@ -129,30 +129,55 @@ export interface SqliteStoreOptions {
 }
 
 /**
- * SQL conditions for an exchange filter over `exchanges e LEFT JOIN exchange_results r`, their values appended to
- * `params` in order.
+ * The filters whose values live in a table of their own (an exchange's groups, its caller's issuer, its masking
+ * types), and that table's rows for a value, in the order of an index led by it.
  */
-function exchangeConditions(f: ExchangeFilter, params: unknown[]): string[] {
+const OWN_TABLE_FILTERS = {
+  group: { table: 'exchange_groups', column: 'group_name' },
+  callerIssuer: { table: 'exchange_callers', column: 'issuer' },
+  masking: { table: 'exchange_masking', column: 'type' },
+} as const;
+type OwnTableFilter = keyof typeof OWN_TABLE_FILTERS;
+
+/**
+ * Matches past which such a filter is tested on each exchange of the walk newest first, rather than read from its
+ * own index and sorted. SQLite has no statistics to choose by (Vigil does not ANALYZE): the store counts, up to this.
+ */
+const FEW_MATCHES = 2000;
+
+/** Whether a filter of its own table matches at most {@link FEW_MATCHES} exchanges (see `SqliteAuditStore.fewMatch`). */
+type FewMatches = (filter: OwnTableFilter, value: string) => boolean;
+
+/**
+ * SQL conditions for an exchange filter over `exchanges e LEFT JOIN exchange_results r`, their values appended to
+ * `params` in order. A group, issuer or masking type that few exchanges have (`few`) is read from its own index:
+ * tested on each exchange instead, a filter that matches almost nothing read the whole store to fill a page (~0.5 s
+ * per million exchanges); one that matches many is tested on each exchange, which finds a page after a few.
+ */
+function exchangeConditions(f: ExchangeFilter, params: unknown[], few?: FewMatches): string[] {
   const where: string[] = [];
   const add = (sql: string, ...values: unknown[]): void => {
     where.push(sql);
     params.push(...values);
   };
+  const ownTable = (filter: OwnTableFilter, value: string, alias: string): void => {
+    const { table, column } = OWN_TABLE_FILTERS[filter];
+    if (few?.(filter, value)) add(`e.id IN (SELECT exchange_id FROM ${table} WHERE ${column} = ?)`, value);
+    else
+      add(
+        `EXISTS (SELECT 1 FROM ${table} ${alias} WHERE ${alias}.${column} = ? AND ${alias}.exchange_id = e.id)`,
+        value,
+      );
+  };
   if (f.session !== undefined) add('e.session_id = ?', f.session);
   if (f.connection !== undefined) add('e.connection = ?', f.connection);
   if (f.caller !== undefined) add('e.caller_subject = ?', f.caller);
-  if (f.callerIssuer !== undefined) {
-    add('EXISTS (SELECT 1 FROM exchange_callers c WHERE c.exchange_id = e.id AND c.issuer = ?)', f.callerIssuer);
-  }
-  if (f.group !== undefined) {
-    add('EXISTS (SELECT 1 FROM exchange_groups g WHERE g.group_name = ? AND g.exchange_id = e.id)', f.group);
-  }
+  if (f.callerIssuer !== undefined) ownTable('callerIssuer', f.callerIssuer, 'c');
+  if (f.group !== undefined) ownTable('group', f.group, 'g');
   if (f.model !== undefined) add('(e.model = ? OR r.model = ?)', f.model, f.model);
   if (f.outcome === 'in_progress') add('r.exchange_id IS NULL');
   else if (f.outcome !== undefined) add('r.outcome = ?', f.outcome);
-  if (f.masking !== undefined) {
-    add('EXISTS (SELECT 1 FROM exchange_masking m WHERE m.type = ? AND m.exchange_id = e.id)', f.masking);
-  }
+  if (f.masking !== undefined) ownTable('masking', f.masking, 'm');
   if (f.since !== undefined) add('e.started_at >= ?', f.since);
   if (f.until !== undefined) add('e.started_at < ?', f.until);
   return where;
@@ -162,10 +187,11 @@ function exchangeConditions(f: ExchangeFilter, params: unknown[]): string[] {
 export function sqliteAggregate(
   build: (d: AggregateDialect) => string,
   filter: ExchangeFilter,
+  few?: FewMatches,
 ): { sql: string; params: unknown[] } {
   const params: unknown[] = [];
   const sql = build({
-    where: () => exchangeConditions(filter, params),
+    where: () => exchangeConditions(filter, params, few),
     param: (value) => (params.push(value), '?'),
     bytewise: '',
     int: '',
@@ -218,6 +244,9 @@ export class SqliteAuditStore implements AuditStore {
   private readonly db: Database.Database;
   private head: ChainTip | null = null;
   private readonly stmts;
+  /** Whether a group, issuer or masking type has few exchanges (see exchangeConditions). */
+  private readonly fewMatch: FewMatches = (filter, value) =>
+    (this.stmts.ownTableCounts[filter].get(value) as number) <= FEW_MATCHES;
   private readonly appendTx: Database.Transaction<(batch: WriteBatch) => StoredRecord[]>;
   private readonly readonly: boolean;
   /** The last request record of each conversation, as the base of its next one (ref-bases.ts). */
@@ -305,6 +334,15 @@ export class SqliteAuditStore implements AuditStore {
       insertText: db.prepare('INSERT INTO exchange_text_pending (exchange_id, text) VALUES (?, ?)'),
       // Full-text rows get explicit rowids, numbered on from the last mapped one (`?`), so exchange_text_rows can say
       // whose they are.
+      // How many exchanges a group, issuer or masking type has, counted up to past FEW_MATCHES on its own index.
+      ownTableCounts: Object.fromEntries(
+        Object.entries(OWN_TABLE_FILTERS).map(([filter, { table, column }]) => [
+          filter,
+          db
+            .prepare(`SELECT count(*) FROM (SELECT 1 FROM ${table} WHERE ${column} = ? LIMIT ${FEW_MATCHES + 1})`)
+            .pluck(),
+        ]),
+      ) as Record<OwnTableFilter, Database.Statement>,
       snippets: db.prepare(
         `SELECT rowid, snippet(exchange_text, 1, '«', '»', '…', 16) AS snippet FROM exchange_text
          WHERE exchange_text MATCH ? AND rowid IN (SELECT value FROM json_each(?))`,
@@ -701,7 +739,7 @@ export class SqliteAuditStore implements AuditStore {
   async listSessions(filter: SessionFilter = {}): Promise<Page<SessionListItem>> {
     const limit = pageSize(filter.limit);
     const cursor = filter.cursor !== undefined ? decodeCursor(filter.cursor) : undefined;
-    const { sql, params } = sqliteAggregate((d) => sessionListStatement(d, cursor, limit), filter);
+    const { sql, params } = sqliteAggregate((d) => sessionListStatement(d, cursor, limit), filter, this.fewMatch);
     return toSessionListPage(this.db.prepare(sql).all(...params) as Array<SessionRow & ListNameRow>, limit);
   }
 
@@ -711,7 +749,10 @@ export class SqliteAuditStore implements AuditStore {
 
   async listExchangesFiltered(filter: ExchangeListFilter = {}): Promise<Page<ExchangeListItem>> {
     const params: unknown[] = [];
-    const where = [...exchangeConditions(filter, params), ...beforeCursor(filter.cursor, params, filter.oldestFirst)];
+    const where = [
+      ...exchangeConditions(filter, params, this.fewMatch),
+      ...beforeCursor(filter.cursor, params, filter.oldestFirst),
+    ];
     const limit = pageSize(filter.limit);
     const order = filter.oldestFirst ? 'ASC' : 'DESC';
     const rows = this.db
@@ -744,10 +785,10 @@ export class SqliteAuditStore implements AuditStore {
 
   async sessionTotals(sessionId: string, request: SessionTotalsRequest = {}): Promise<SessionTotals | undefined> {
     const filter = { ...request, session: sessionId };
-    const totals = sqliteAggregate(totalsStatement, filter);
+    const totals = sqliteAggregate(totalsStatement, filter, this.fewMatch);
     const row = this.db.prepare(totals.sql).get(...totals.params) as TotalsRow | undefined;
     if (!row || row.n === 0) return undefined;
-    const names = sqliteAggregate(namesStatement, filter);
+    const names = sqliteAggregate(namesStatement, filter, this.fewMatch);
     return toSessionTotals(sessionId, row, this.db.prepare(names.sql).all(...names.params) as NameRow[]);
   }
 
@@ -758,7 +799,10 @@ export class SqliteAuditStore implements AuditStore {
     this.indexPendingTextQuietly();
     const match = fts5Match(terms);
     const params: unknown[] = [match];
-    const where = [...exchangeConditions(options.filter ?? {}, params), ...beforeCursor(options.cursor, params)];
+    const where = [
+      ...exchangeConditions(options.filter ?? {}, params, this.fewMatch),
+      ...beforeCursor(options.cursor, params),
+    ];
     const limit = pageSize(options.limit);
     // The page first, its snippets after: every match is read and ordered to find the page, but a snippet is made
     // only for the page's rows (made for every match, before the sort, they were ~90% of a search for a common word:

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { smallExchange } from '../../../bench/small-exchange.mjs';
 import { VERIFY_PAGE, type NewRecord } from '../../../src/store/audit-store.js';
 import { sessionListStatement } from '../../../src/store/session-list.js';
@@ -554,21 +554,32 @@ describe('SQLite blob refs of a conversation (ref-bases.ts)', () => {
   });
 });
 
-describe('SQLite session list under a filter few exchanges match', () => {
-  const tempDir = useTempDir('vigil-session-list');
+describe('SQLite listings under filters few exchanges match', () => {
+  const tempDir = useTempDir('vigil-filters');
+  const T0 = Date.UTC(2025, 0, 15, 9, 0, 0);
 
-  it('applies the filter to each exchange of its walk before looking for a newer one in its session', async () => {
+  /** A store of `n` small exchanges (see small-exchange.mjs), exchange i's caller in the groups `groupsOf(i)`. */
+  async function storeOf(
+    n: number,
+    groupsOf: (i: number) => string[],
+  ): Promise<{ file: string; store: SqliteAuditStore }> {
+    const file = path.join(tempDir(), 'vigil.db');
+    const store = SqliteAuditStore.open({ file });
+    const records = Array.from({ length: n }, (_, i) => {
+      const exchange = smallExchange(i, T0);
+      (exchange[0]!.data as { caller: Record<string, unknown> }).caller.groups = groupsOf(i);
+      return exchange;
+    }).flat();
+    await store.append({ records });
+    return { file, store };
+  }
+
+  it('session list: applies the filter to each exchange of its walk before looking for a newer one in its session', async () => {
     // Went wrong: merged into the walk's loop, the look for a newer matching exchange of the same session (a
     // correlated subquery) ran for every exchange of the store, before the filter: a group that few exchanges are in
     // took 67 s over a million exchanges in sessions of 200 (`bench/session-reads.mjs`). Its time is the bench's to
     // measure; the shape of the plan, which decides it, is checked here.
-    const file = path.join(tempDir(), 'vigil.db');
-    const store = SqliteAuditStore.open({ file });
-    const T0 = Date.UTC(2025, 0, 15, 9, 0, 0);
-    const records = Array.from({ length: 200 }, (_, i) => smallExchange(i, T0)).flat();
-    const rare = records.find((r) => r.kind === 'exchange.request' && r.exchangeId === 'ex_42')!;
-    (rare.data as { caller: Record<string, unknown> }).caller.groups = ['auditors'];
-    await store.append({ records });
+    const { file, store } = await storeOf(200, (i) => (i === 42 ? ['auditors'] : []));
     expect((await store.listSessions({ group: 'auditors' })).items.map((s) => [s.id, s.exchanges])).toEqual([
       ['s-2', 1],
     ]);
@@ -601,5 +612,34 @@ describe('SQLite session list under a filter few exchanges match', () => {
     } finally {
       db.close();
     }
+  });
+
+  it('group, issuer, masking type: reads one few exchanges match from its own index, tests one many match on each exchange', async () => {
+    // Went wrong: tested on each exchange walked newest first, a group almost nobody is in read the whole store to
+    // fill a page (~0.5 s per million exchanges); read from its index, a group everybody is in read all of it and
+    // sorted it. SQLite has no statistics to choose by: the store counts the filter's rows, up to 2,000.
+    const { file, store } = await storeOf(2100, (i) => ['engineering', ...(i % 500 === 7 ? ['auditors'] : [])]);
+    const plans = new Map<string, string[]>();
+    for (const group of ['auditors', 'engineering']) {
+      const spy = vi.spyOn(Database.prototype, 'prepare');
+      const page = await store.listExchangesFiltered({ group, limit: 50 });
+      const sql = spy.mock.calls.map(([s]) => s).find((s) => s.includes('FROM exchanges e'))!;
+      spy.mockRestore();
+      const db = new Database(file, { readonly: true });
+      plans.set(
+        group,
+        (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(group, 51) as Array<{ detail: string }>).map((r) => r.detail),
+      );
+      db.close();
+      if (group === 'auditors') {
+        expect(page.items.map((x) => x.id)).toEqual(['ex_2007', 'ex_1507', 'ex_1007', 'ex_507', 'ex_7']);
+      } else {
+        expect(page.items.map((x) => x.id)).toEqual(Array.from({ length: 50 }, (_, k) => `ex_${2099 - k}`));
+      }
+    }
+    await store.close();
+    expect(plans.get('auditors')).toContain('SEARCH exchange_groups USING PRIMARY KEY (group_name=?)');
+    expect(plans.get('auditors')!.some((d) => d.startsWith('SCAN e'))).toBe(false);
+    expect(plans.get('engineering')!.some((d) => d.startsWith('SCAN e USING INDEX exchanges_started'))).toBe(true);
   });
 });
