@@ -12,7 +12,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { VigilError } from '../errors.js';
-import { readExchange, type ExchangeView } from '../recorder/exchange-reader.js';
+import { readExchange, readExchanges, type ExchangeView } from '../recorder/exchange-reader.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
 import { recordVerifyFailure } from '../store/verify-alert.js';
 import type {
@@ -237,8 +237,16 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
       if (totals === null && page.items.length === 0) await visibleSession(ctx, id);
       const summaries: ExchangeListItem[] = [];
       const exchanges: ExchangeView[] = [];
+      const views = new Map(
+        (
+          await readExchanges(
+            ctx.store,
+            page.items.map((x) => x.id),
+          )
+        ).map((v) => [v.id, v] as const),
+      );
       for (const summary of page.items) {
-        const view = await readExchange(ctx.store, summary.id);
+        const view = views.get(summary.id);
         if (!view || !maySee(ctx.caller, view.caller)) continue;
         summaries.push(summary);
         exchanges.push(view);

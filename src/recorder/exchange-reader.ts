@@ -145,3 +145,14 @@ export async function readSession(store: AuditStore, sessionId: string): Promise
 export async function readExchange(store: AuditStore, exchangeId: string): Promise<ExchangeView | undefined> {
   return (await viewExchanges(store, await store.exchangeRecords(exchangeId)))[0];
 }
+
+/**
+ * Several exchanges, read together (one read of their records, one of their blobs), in the order of `exchangeIds`;
+ * ids with no request record are left out.
+ */
+export async function readExchanges(store: AuditStore, exchangeIds: readonly string[]): Promise<ExchangeView[]> {
+  const views = new Map(
+    (await viewExchanges(store, await store.recordsOfExchanges(exchangeIds))).map((v) => [v.id, v] as const),
+  );
+  return exchangeIds.flatMap((id) => views.get(id) ?? []);
+}

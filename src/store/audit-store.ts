@@ -562,6 +562,8 @@ export interface AuditStore {
 
   /** Records of one exchange, in append order. */
   exchangeRecords(exchangeId: string): Promise<readonly StoredRecord[]>;
+  /** Records of these exchanges, in append order: one read for a page of exchanges (exports, a session's page). */
+  recordsOfExchanges(exchangeIds: readonly string[]): Promise<readonly StoredRecord[]>;
   /** Records of one session, in append order. */
   sessionRecords(sessionId: string): Promise<readonly StoredRecord[]>;
   /** Blob contents by hash; unknown hashes are absent from the map. */

@@ -287,6 +287,20 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await store.exchangeRecords('ex_unknown')).toEqual([]);
     });
 
+    it('reads the records of several exchanges at once, in append order, and only theirs', async () => {
+      const x1 = { id: 'ex_1', session: 'ses_1', at: T0 };
+      const x2 = { id: 'ex_2', session: 'ses_2', at: T0 + 1 };
+      const x3 = { id: 'ex_3', session: 'ses_1', at: T0 + 2 };
+      // Interleaved, as concurrent exchanges are recorded.
+      const written = await store.append({
+        records: [requestRecord(x1), requestRecord(x2), requestRecord(x3), responseRecord(x2), responseRecord(x1)],
+      });
+      const ofExchanges = written.filter((r) => r.exchangeId === 'ex_1' || r.exchangeId === 'ex_2');
+      expect(await store.recordsOfExchanges(['ex_2', 'ex_1', 'ex_unknown'])).toEqual(ofExchanges);
+      expect((await store.recordsOfExchanges(['ex_3'])).map((r) => r.kind)).toEqual(['exchange.request']);
+      expect(await store.recordsOfExchanges([])).toEqual([]);
+    });
+
     it('commits a new chain to the heads of the chains already there', async () => {
       const mine = await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
       const other = await fixture.open();

@@ -719,6 +719,15 @@ export class PostgresAuditStore implements AuditStore {
     return res.rows.map(toStored);
   }
 
+  async recordsOfExchanges(exchangeIds: readonly string[]): Promise<readonly StoredRecord[]> {
+    if (exchangeIds.length === 0) return [];
+    const res = await this.pool.query<RecordRow>(
+      'SELECT * FROM records WHERE exchange_id = ANY($1::text[]) ORDER BY seq',
+      [exchangeIds],
+    );
+    return res.rows.map(toStored);
+  }
+
   async sessionRecords(sessionId: string): Promise<readonly StoredRecord[]> {
     const res = await this.pool.query<RecordRow>('SELECT * FROM records WHERE session_id = $1 ORDER BY seq', [
       sessionId,

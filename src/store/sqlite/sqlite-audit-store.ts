@@ -386,6 +386,9 @@ export class SqliteAuditStore implements AuditStore {
       heads: db.prepare(CHAIN_HEADS),
       undigestedTails: db.prepare(UNDIGESTED_TAILS),
       byExchange: db.prepare('SELECT * FROM records WHERE exchange_id = ? ORDER BY seq'),
+      byExchanges: db.prepare(
+        'SELECT * FROM records WHERE exchange_id IN (SELECT value FROM json_each(?)) ORDER BY seq',
+      ),
       // An exchange's own records through its index row (written with its request); the rest by records_session. The
       // session is the record's own (hashed), not only the index row's (which nothing hashes).
       bySession: db.prepare(
@@ -720,6 +723,11 @@ export class SqliteAuditStore implements AuditStore {
 
   async exchangeRecords(exchangeId: string): Promise<readonly StoredRecord[]> {
     return (this.stmts.byExchange.all(exchangeId) as RecordRow[]).map(toStored);
+  }
+
+  async recordsOfExchanges(exchangeIds: readonly string[]): Promise<readonly StoredRecord[]> {
+    if (exchangeIds.length === 0) return [];
+    return (this.stmts.byExchanges.all(JSON.stringify(exchangeIds)) as RecordRow[]).map(toStored);
   }
 
   async sessionRecords(sessionId: string): Promise<readonly StoredRecord[]> {
