@@ -31,6 +31,9 @@ export const THREAD_READS = [
 ] as const satisfies ReadonlyArray<keyof AuditStore>;
 type ThreadRead = (typeof THREAD_READS)[number];
 
+/** How long closing waits for a read still running in the thread (a gateway stopping). */
+const CLOSE_WAIT_MS = 2_000;
+
 /** Runs in the worker (CommonJS, evaluated from a string: see compiledStoreModule). */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
@@ -81,7 +84,11 @@ export class SqliteReadWorker {
   private closed = false;
   private readonly module: string;
 
-  constructor(private readonly file: string) {
+  constructor(
+    private readonly file: string,
+    /** How long {@link close} waits for a read still running (tests shorten it). */
+    private readonly closeWaitMs = CLOSE_WAIT_MS,
+  ) {
     this.module = compiledStoreModule();
     this.thread = this.start();
   }
@@ -142,11 +149,18 @@ export class SqliteReadWorker {
     });
   }
 
+  /**
+   * Close the thread's connection and stop it. A read still running may finish first, for up to `closeWaitMs`; then
+   * the thread is stopped wherever it is (a read-only connection loses nothing) and the read fails.
+   */
   async close(): Promise<void> {
     this.closed = true;
     const thread = this.thread;
     if (!thread) return;
-    await thread.ready.then(() => this.send(thread, 'close', [])).catch(() => undefined);
+    const closed = thread.ready.then(() => this.send(thread, 'close', [])).catch(() => undefined);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([closed, new Promise((resolve) => (timer = setTimeout(resolve, this.closeWaitMs)))]);
+    clearTimeout(timer);
     await thread.worker.terminate();
   }
 }

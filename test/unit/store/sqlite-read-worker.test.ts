@@ -130,5 +130,19 @@ describe('SQLite reads on a thread of their own', () => {
     const worst = lag.stop();
     expect(took).toBeGreaterThan(held / 2); // the same work, done elsewhere
     expect(worst).toBeLessThan(held / 2);
+
+    // A gateway stopping: a read still running may finish, for a while; then the thread is stopped under it.
+    const patient = new SqliteReadWorker(store.file);
+    const finishing = patient.call('listExchangesFiltered', [filter]);
+    await new Promise((resolve) => setTimeout(resolve, 20)); // under way
+    await patient.close();
+    expect(((await finishing) as { items: unknown[] }).items).toEqual([]);
+    const hasty = new SqliteReadWorker(store.file, 5);
+    const cut = hasty.call('listExchangesFiltered', [filter]);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    started = performance.now();
+    await hasty.close();
+    expect(performance.now() - started).toBeLessThan(held);
+    await expect(cut).rejects.toThrow(/read thread stopped/);
   }, 60_000);
 });
