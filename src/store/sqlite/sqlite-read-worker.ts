@@ -137,6 +137,8 @@ export class SqliteReadWorker {
     if (this.closed) throw new Error("the store's read thread is closed");
     const thread = (this.thread ??= this.start());
     await thread.ready;
+    // It may have stopped since it became ready: its calls were failed then, and this one would wait forever.
+    if (this.thread !== thread) throw new Error("the store's read thread stopped");
     return this.send(thread, method, args);
   }
 
@@ -176,9 +178,9 @@ function toError(e: NonNullable<Reply['error']>): Error {
 export function readsOffThread(store: AuditStore, reader: SqliteReadWorker): AuditStore {
   const reads = new Set<PropertyKey>(THREAD_READS);
   return new Proxy(store, {
-    get(target, property, receiver) {
+    get(target, property) {
       if (!reads.has(property)) {
-        const value = Reflect.get(target, property, receiver) as unknown;
+        const value = Reflect.get(target, property, target) as unknown;
         return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
       }
       if (property === 'search') {
