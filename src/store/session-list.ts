@@ -63,13 +63,16 @@ export function sessionListStatement(
       `(e.started_at > w.at OR e.id${b} > w.xid${b})`,
     )})
     ORDER BY w.at DESC, w.sid${b} DESC LIMIT ${d.param(limit + 1)}`;
-  // Their rows, from every matching exchange of each (CROSS JOIN: SQLite joins in the order written).
-  const page = `SELECT e.session_id AS id, min(e.connection${b}) AS connection, min(e.caller_subject${b}) AS caller,
+  // Their rows, from every matching exchange of each (CROSS JOIN: SQLite joins in the order written). Grouped by the
+  // page's own column, not exchanges.session_id: PostgreSQL estimates the groups from the grouped column's statistics,
+  // and took the page for as many sessions as the store holds (4,999 over a million exchanges), planning the page's
+  // recent exchanges below by scanning whole tables.
+  const page = `SELECT s.id AS id, min(e.connection${b}) AS connection, min(e.caller_subject${b}) AS caller,
            min(e.started_at) AS first_at, max(e.started_at) AS last_at, count(*)${d.int} AS n,
            coalesce(sum(r.input_tokens), 0)${d.int} AS input_tokens,
            coalesce(sum(r.output_tokens), 0)${d.int} AS output_tokens
     FROM newest s CROSS JOIN ${sessionExchanges} ${where('e.session_id = s.id')}
-    GROUP BY e.session_id`;
+    GROUP BY s.id`;
   // When the newest SESSION_RECENT_LIMIT matching exchanges began: the start time of the last of them (ties included
   // here; row_number below keeps exactly the limit), or the session's first when it has fewer.
   const since = `coalesce((SELECT e.started_at ${ofSession} ${where('e.session_id = p.id')}

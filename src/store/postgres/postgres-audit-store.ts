@@ -410,7 +410,14 @@ export class PostgresAuditStore implements AuditStore {
       // query with another search_path. `$user` and `public` are left out so nothing resolves outside the schema.
       // No JIT: the store's statements read index ranges, and where the planner overestimates one (correlated
       // subqueries, tables not yet analysed) compiling it took 50–500 ms, many times the query itself.
-      ...storeConnectionConfig(options.url, `-c search_path=${quoteIdentifier(this.schema)} -c jit=off`),
+      // random_page_cost 1.1, unless the URL says otherwise: the default (4) prices a random read as on a spinning
+      // disk, and the planner scanned whole tables rather than look up a page of sessions' exchanges by index — a
+      // second per page of the session list over a million exchanges, where the lookups take tens of ms.
+      ...storeConnectionConfig(
+        options.url,
+        `-c search_path=${quoteIdentifier(this.schema)} -c jit=off`,
+        '-c random_page_cost=1.1',
+      ),
       types: POOL_TYPES,
     };
     // A query that cannot get a connection fails after this, rather than waiting forever: a caller (a request, the

@@ -61,5 +61,30 @@ describe('PostgreSQL store URL with its own startup options', () => {
       options: '-c statement_timeout=5000 -c search_path="s" -c jit=off',
     });
     expect(storeConnectionConfig('postgres://db.example/audit', '-c jit=off').options).toBe('-c jit=off');
+    // The store's defaults go first: a URL that sets the same setting wins (PostgreSQL keeps the last).
+    expect(
+      storeConnectionConfig(
+        'postgres://db.example/audit?options=-c%20random_page_cost%3D2',
+        '-c jit=off',
+        '-c random_page_cost=1.1',
+      ).options,
+    ).toBe('-c random_page_cost=1.1 -c random_page_cost=2 -c jit=off');
+  });
+
+  it('gives the store’s connections random_page_cost 1.1, unless the URL sets it', async () => {
+    const setting = async (url: string): Promise<string> => {
+      const store = await PostgresAuditStore.open({ url, schema, poolSize: 2 });
+      try {
+        // Another session's settings cannot be read from outside: asked on the store's own pool.
+        const { rows } = await (store as unknown as { pool: pg.Pool }).pool.query<{ cost: string }>(
+          "SELECT current_setting('random_page_cost') AS cost",
+        );
+        return rows[0]!.cost;
+      } finally {
+        await store.close();
+      }
+    };
+    expect(await setting(POSTGRES_TEST_URL)).toBe('1.1');
+    expect(await setting(`${POSTGRES_TEST_URL}?options=${encodeURIComponent('-c random_page_cost=3')}`)).toBe('3');
   });
 });
