@@ -643,3 +643,63 @@ describe('SQLite listings under filters few exchanges match', () => {
     expect(plans.get('engineering')!.some((d) => d.startsWith('SCAN e USING INDEX exchanges_started'))).toBe(true);
   });
 });
+
+describe('SQLite search for a word many exchanges hold', () => {
+  const tempDir = useTempDir('vigil-search-walk');
+
+  it('walks the exchanges newest first, and pages, filters and snippets as a search of few matches does', async () => {
+    const file = path.join(tempDir(), 'vigil.db');
+    const store = SqliteAuditStore.open({ file });
+    const T0 = Date.UTC(2025, 0, 15, 9, 0, 0);
+    // 2,400 exchanges; every one but each seventh says "the" (more than 2,000 matches: the walk), every 500th
+    // "marmalade" (few: read from the index).
+    const n = 2400;
+    const says = (i: number): boolean => i % 7 !== 0;
+    await store.append({
+      records: Array.from({ length: n }, (_, i) => smallExchange(i, T0)).flat(),
+      searchText: Array.from({ length: n }, (_, i) => ({
+        exchangeId: `ex_${i}`,
+        text: `${says(i) ? 'the ' : ''}build ${i}${i % 500 === 3 ? ' marmalade' : ''}`,
+      })),
+    });
+    const newestSaying = (from: number, count: number, keep = (_i: number) => true): string[] => {
+      const out: string[] = [];
+      for (let i = from; i >= 0 && out.length < count; i--) if (says(i) && keep(i)) out.push(`ex_${i}`);
+      return out;
+    };
+
+    const prepare = vi.spyOn(Database.prototype, 'prepare');
+    const first = await store.search('the', { limit: 50 });
+    const walked = prepare.mock.calls.some(([sql]) =>
+      sql.includes('CROSS JOIN exchange_text_rows x ON x.exchange_id = e.id'),
+    );
+    prepare.mockRestore();
+    expect(walked).toBe(true);
+    expect(first.items.map((h) => h.exchangeId)).toEqual(newestSaying(n - 1, 50));
+    expect(first.items[0]!.snippet).toBe('«the» build 2399');
+    expect(first.items.every((h) => h.snippet.startsWith('«the» build '))).toBe(true);
+    const second = await store.search('the', { limit: 50, cursor: first.nextCursor! });
+    const last = Number(first.items.at(-1)!.exchangeId.slice(3));
+    expect(second.items.map((h) => h.exchangeId)).toEqual(newestSaying(last - 1, 50));
+    // A filter (one caller of 50: small-exchange.mjs's u<i % 50>) over the walk, past several of its steps.
+    const mine = await store.search('the', { limit: 20, filter: { caller: 'u3' } });
+    expect(mine.items.map((h) => h.exchangeId)).toEqual(newestSaying(n - 1, 20, (i) => i % 50 === 3));
+    // Every match, page by page: the walk reaches the oldest exchange and says there is no next page.
+    const all: string[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await store.search('the', { limit: 1000, ...(cursor ? { cursor } : {}) });
+      all.push(...page.items.map((h) => h.exchangeId));
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor);
+    expect(all).toEqual(newestSaying(n - 1, n));
+    expect((await store.search('marmalade')).items.map((h) => h.exchangeId)).toEqual([
+      'ex_2003',
+      'ex_1503',
+      'ex_1003',
+      'ex_503',
+      'ex_3',
+    ]);
+    await store.close();
+  });
+});
