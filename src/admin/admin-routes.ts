@@ -237,13 +237,9 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
       if (totals === null && page.items.length === 0) await visibleSession(ctx, id);
       const summaries: ExchangeListItem[] = [];
       const exchanges: ExchangeView[] = [];
-      const views = new Map(
-        (
-          await readExchanges(
-            ctx.store,
-            page.items.map((x) => x.id),
-          )
-        ).map((v) => [v.id, v] as const),
+      const views = await readExchanges(
+        ctx.store,
+        page.items.map((x) => x.id),
       );
       for (const summary of page.items) {
         const view = views.get(summary.id);

@@ -22,7 +22,14 @@ const READ_BATCH = 25;
 
 /** The exchanges `ids` names, in that order, read {@link READ_BATCH} at a time. */
 async function* readInBatches(store: AuditStore, ids: readonly string[]): AsyncGenerator<ExchangeView> {
-  for (let i = 0; i < ids.length; i += READ_BATCH) yield* await readExchanges(store, ids.slice(i, i + READ_BATCH));
+  for (let i = 0; i < ids.length; i += READ_BATCH) {
+    const batch = ids.slice(i, i + READ_BATCH);
+    const views = await readExchanges(store, batch);
+    for (const id of batch) {
+      const view = views.get(id);
+      if (view) yield view;
+    }
+  }
 }
 
 /** A session's exchanges in the order they started; `keep` drops the ones the reader may not see. */

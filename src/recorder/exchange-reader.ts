@@ -143,16 +143,16 @@ export async function readSession(store: AuditStore, sessionId: string): Promise
 }
 
 export async function readExchange(store: AuditStore, exchangeId: string): Promise<ExchangeView | undefined> {
-  return (await viewExchanges(store, await store.exchangeRecords(exchangeId)))[0];
+  return (await readExchanges(store, [exchangeId])).get(exchangeId);
 }
 
 /**
- * Several exchanges, read together (one read of their records, one of their blobs), in the order of `exchangeIds`;
- * ids with no request record are left out.
+ * Several exchanges by id, read together: one read of their records, one of their blobs. Ids with no request record
+ * are absent.
  */
-export async function readExchanges(store: AuditStore, exchangeIds: readonly string[]): Promise<ExchangeView[]> {
-  const views = new Map(
-    (await viewExchanges(store, await store.recordsOfExchanges(exchangeIds))).map((v) => [v.id, v] as const),
-  );
-  return exchangeIds.flatMap((id) => views.get(id) ?? []);
+export async function readExchanges(
+  store: AuditStore,
+  exchangeIds: readonly string[],
+): Promise<ReadonlyMap<string, ExchangeView>> {
+  return new Map((await viewExchanges(store, await store.recordsOfExchanges(exchangeIds))).map((v) => [v.id, v]));
 }
