@@ -105,7 +105,7 @@ export function maskingIndexRows(r: NewRecord): Array<{ exchangeId: string; type
 }
 
 /** List cursors (sessions, exchanges, search hits, access log): opaque to callers, `<time or seq>:<id>` inside. */
-export function encodeCursor(lastAt: number, id: string): string {
+function encodeCursor(lastAt: number, id: string): string {
   return Buffer.from(`${lastAt}:${id}`).toString('base64url');
 }
 

@@ -55,7 +55,6 @@ import { sessionListStatement, toSessionListPage, type ListNameRow } from '../se
 import {
   callerIndexRow,
   decodeCursor,
-  encodeCursor,
   pageOf,
   exchangeIndexRow,
   maskingIndexRows,
@@ -142,7 +141,8 @@ type OwnTableFilter = keyof typeof OWN_TABLE_FILTERS;
 
 /**
  * Matches past which such a filter is tested on each exchange of the walk newest first, rather than read from its
- * own index and sorted. SQLite has no statistics to choose by (Vigil does not ANALYZE): the store counts, up to this.
+ * own index and sorted; and past which a search walks the exchanges newest first rather than order every match (see
+ * matchesNewestFirst). SQLite has no statistics to choose by (Vigil does not ANALYZE): the store counts, up to this.
  */
 const FEW_MATCHES = 2000;
 
@@ -208,8 +208,11 @@ export function sqliteAggregate(
  * index is then searched from the cursor on, where the OR alone made SQLite read the session's entries from its start.
  */
 function beforeCursor(cursor: string | undefined, params: unknown[], after = false): string[] {
-  const c = cursor !== undefined ? decodeCursor(cursor) : undefined;
-  if (!c) return [];
+  return cursor !== undefined ? beforePosition(decodeCursor(cursor), params, after) : [];
+}
+
+/** {@link beforeCursor} at a position already decoded (a search's walk, step by step). */
+function beforePosition(c: { lastAt: number; id: string }, params: unknown[], after = false): string[] {
   params.push(c.lastAt, c.lastAt, c.lastAt, c.id);
   const cmp = after ? '>' : '<';
   return [`e.started_at ${cmp}= ?`, `(e.started_at ${cmp} ? OR (e.started_at = ? AND e.id ${cmp} ?))`];
@@ -338,8 +341,6 @@ export class SqliteAuditStore implements AuditStore {
       insertGroup: db.prepare('INSERT OR IGNORE INTO exchange_groups (group_name, exchange_id) VALUES (?, ?)'),
       insertMasking: db.prepare('INSERT OR IGNORE INTO exchange_masking (type, exchange_id, count) VALUES (?, ?, ?)'),
       insertText: db.prepare('INSERT INTO exchange_text_pending (exchange_id, text) VALUES (?, ?)'),
-      // Full-text rows get explicit rowids, numbered on from the last mapped one (`?`), so exchange_text_rows can say
-      // whose they are.
       // How many exchanges a group, issuer or masking type has, counted up to past FEW_MATCHES on its own index.
       ownTableCounts: Object.fromEntries(
         Object.entries(OWN_TABLE_FILTERS).map(([filter, { table, column }]) => [
@@ -362,6 +363,8 @@ export class SqliteAuditStore implements AuditStore {
         `SELECT rowid, snippet(exchange_text, 1, '«', '»', '…', 16) AS snippet FROM exchange_text
          WHERE exchange_text MATCH ? AND rowid IN (SELECT value FROM json_each(?))`,
       ),
+      // Full-text rows get explicit rowids, numbered on from the last mapped one (`?`), so exchange_text_rows can say
+      // whose they are.
       lastTextRow: db.prepare('SELECT coalesce(max(text_rowid), 0) FROM exchange_text_rows').pluck(),
       indexPending: db.prepare(
         `INSERT INTO exchange_text (rowid, exchange_id, text)
@@ -843,6 +846,7 @@ export class SqliteAuditStore implements AuditStore {
       (i) => [i.startedAt, i.exchangeId],
     );
   }
+
   /**
    * A search's first `limit + 1` matches in list order, for a search few exchanges match: every match is read and
    * ordered. The exchange of a match comes from exchange_text_rows, not from the full-text row's own column, which
@@ -876,12 +880,12 @@ export class SqliteAuditStore implements AuditStore {
    */
   private matchesNewestFirst(match: string, options: SearchOptions, limit: number): SearchMatchRow[] {
     const found: SearchMatchRow[] = [];
-    let cursor = options.cursor;
+    let position = options.cursor !== undefined ? decodeCursor(options.cursor) : undefined;
     for (;;) {
       const params: unknown[] = [];
       const where = [
         ...exchangeConditions(options.filter ?? {}, params, this.fewMatch),
-        ...beforeCursor(cursor, params),
+        ...(position ? beforePosition(position, params) : []),
       ];
       const step = this.db
         .prepare(
@@ -909,7 +913,7 @@ export class SqliteAuditStore implements AuditStore {
       }
       const last = step.at(-1);
       if (step.length < SEARCH_WALK_STEP || last === undefined) return found;
-      cursor = encodeCursor(last.started_at, last.id);
+      position = { lastAt: last.started_at, id: last.id };
     }
   }
 
