@@ -132,7 +132,7 @@ const MAX_PIECES = 50_000;
 export class RedactorMemory {
   private scopes = 0;
   /** Session memos by scope and session, most recently used last. */
-  readonly memos = new Map<string, MaskingMemo>();
+  private readonly memos = new Map<string, MaskingMemo>();
   /** The last request body of each conversation by scope and conversation, most recently remembered last. */
   readonly bodies = new CappedMap<string, BodyLayout>(MAX_BODIES, MAX_BODY_BYTES, (layout) => layout.raw.length);
   /** Request pieces by scope, place and the hash of their bytes: resent history is never parsed or scanned again. */
@@ -141,6 +141,30 @@ export class RedactorMemory {
   /** A key prefix no other redactor of this memory has. */
   newScope(): string {
     return `${this.scopes++}\0`;
+  }
+
+  /** The memo of a session (`key`: scope and session), made the most recently used; a new one when there is none. */
+  sessionMemo(key: string): MaskingMemo {
+    const { memos } = this;
+    let m = memos.get(key);
+    if (m) {
+      // Most recently used last: the map's first entry is the one to evict.
+      memos.delete(key);
+    } else {
+      m = createMaskingMemo(20_000, SESSION_MEMO_CHARS);
+      if (memos.size >= MAX_SESSION_MEMOS) memos.delete(memos.keys().next().value!);
+    }
+    memos.set(key, m);
+    // One budget over all sessions: a gateway serving many long sessions at once would otherwise hold up to
+    // MAX_SESSION_MEMOS × SESSION_MEMO_CHARS. The least recently used sessions go first (their next turn is scanned
+    // once more). Not a CappedMap: a memo's weight grows while it is held.
+    let held = this.memoHeldChars;
+    for (const [id, memo] of memos) {
+      if (held <= MEMO_BUDGET_CHARS || memo === m) break;
+      held -= memo.heldChars;
+      memos.delete(id);
+    }
+    return m;
   }
 
   /** Characters the session memos keep alive together (at most MEMO_BUDGET_CHARS plus the session in use). */
@@ -208,27 +232,7 @@ export class Redactor {
   }
 
   memo(sessionId: string): MaskingMemo {
-    const { memos } = this.memory;
-    const key = this.scope + sessionId;
-    let m = memos.get(key);
-    if (m) {
-      // Most recently used last: the map's first entry is the one to evict.
-      memos.delete(key);
-    } else {
-      m = createMaskingMemo(20_000, SESSION_MEMO_CHARS);
-      if (memos.size >= MAX_SESSION_MEMOS) memos.delete(memos.keys().next().value!);
-    }
-    memos.set(key, m);
-    // One budget over all sessions: a gateway serving many long sessions at once would otherwise hold up to
-    // MAX_SESSION_MEMOS × SESSION_MEMO_CHARS. The least recently used sessions go first (their next turn is scanned
-    // once more).
-    let held = this.memory.memoHeldChars;
-    for (const [id, memo] of memos) {
-      if (held <= MEMO_BUDGET_CHARS || memo === m) break;
-      held -= memo.heldChars;
-      memos.delete(id);
-    }
-    return m;
+    return this.memory.sessionMemo(this.scope + sessionId);
   }
 
   /** Characters the session memos of this redactor's memory keep alive together (see {@link RedactorMemory}). */
