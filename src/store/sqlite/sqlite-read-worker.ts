@@ -13,6 +13,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { VigilError, type VigilErrorCode } from '../../errors.js';
 import type { AuditStore } from '../audit-store.js';
+import type { SqliteAuditStore } from './sqlite-audit-store.js';
 
 /**
  * The store's reads that the admin API makes and whose time grows with the store, or with a session: these go to the
@@ -175,7 +176,7 @@ function toError(e: NonNullable<Reply['error']>): Error {
  * `store` with its {@link THREAD_READS} made by `reader` on its thread; everything else (writes, and the short reads)
  * is the store's own.
  */
-export function readsOffThread(store: AuditStore, reader: SqliteReadWorker): AuditStore {
+export function readsOffThread(store: SqliteAuditStore, reader: SqliteReadWorker): AuditStore {
   const reads = new Set<PropertyKey>(THREAD_READS);
   return new Proxy(store, {
     get(target, property) {
@@ -186,7 +187,7 @@ export function readsOffThread(store: AuditStore, reader: SqliteReadWorker): Aud
       if (property === 'search') {
         // What the writer has not put in the full-text index yet is indexed first, as the store's own search does.
         return async (...args: unknown[]) => {
-          (target as { indexPendingTextQuietly?: () => boolean }).indexPendingTextQuietly?.();
+          target.indexPendingTextQuietly();
           return reader.call('search', args);
         };
       }
