@@ -10,15 +10,16 @@
  *                     here; each agent starts a new conversation every 20 turns, so this is 6,000 conversations)
  *
  * Each run starts the fake upstream and a Vigil configured with that many connections to it (`/c/c0`, `/c/c1`, …),
- * then drives 32 agents split evenly over the connections, and prints the gateway's peak and final RSS as one JSON line.
+ * then drives 32 agents split evenly over the connections, and prints the gateway's peak and final RSS and whether
+ * `vigil verify` passed, as one JSON line.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { runScenario } from './load-generator.mjs';
-import { peakRssMiB, startChild, stopChild } from './processes.mjs';
-import { REPO_ROOT } from './targets.mjs';
+import { stopChild } from './processes.mjs';
+import { startUpstream, vigilTarget } from './targets.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -29,49 +30,32 @@ const { values: args } = parseArgs({
 const TOTAL = Number(args.requests);
 const CONCURRENCY = 32;
 
+/** A config of `n` connections, c0…, to `upstream`. */
+const configText = (n, upstream) =>
+  [
+    'connections:',
+    ...Array.from({ length: n }, (_, i) => [
+      `  - name: c${i}`,
+      `    upstream: ${upstream}`,
+      '    credential: { env: ANTHROPIC_API_KEY }',
+    ]).flat(),
+    '',
+  ].join('\n');
+
 async function run(connections) {
-  const tmp = mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-memory-'));
-  const children = [];
+  const workDir = mkdtempSync(path.join(os.tmpdir(), 'vigil-bench-memory-'));
+  const upstream = await startUpstream(workDir);
   try {
-    const upstream = await startChild(process.execPath, [path.join(REPO_ROOT, 'bench', 'upstream.mjs')], {
-      ready: /fake upstream on (\S+)/,
-      logFile: path.join(tmp, 'upstream.log'),
+    const target = vigilTarget({
+      name: `vigil (${connections} connections)`,
+      configText: (ctx) => configText(connections, ctx.upstreamUrl),
     });
-    children.push(upstream.child);
-    const config = [
-      'connections:',
-      ...Array.from({ length: connections }, (_, i) => [
-        `  - name: c${i}`,
-        `    upstream: ${upstream.match[1]}`,
-        '    credential: { env: ANTHROPIC_API_KEY }',
-      ]).flat(),
-      '',
-    ].join('\n');
-    writeFileSync(path.join(tmp, 'vigil.yaml'), config);
-    const vigil = await startChild(
-      process.execPath,
-      [
-        path.join(REPO_ROOT, 'dist', 'cli', 'bin.js'),
-        'serve',
-        '--config',
-        path.join(tmp, 'vigil.yaml'),
-        '--listen',
-        '127.0.0.1:0',
-        '--data-dir',
-        path.join(tmp, 'data'),
-      ],
-      {
-        ready: /vigil listening on (http:\/\/\S+)/,
-        env: { ...process.env, ANTHROPIC_API_KEY: 'bench-key' },
-        logFile: path.join(tmp, 'vigil.log'),
-      },
-    );
-    children.push(vigil.child);
+    const vigil = await target.start({ workDir, upstreamUrl: upstream.url });
     const started = performance.now();
     const runs = await Promise.all(
       Array.from({ length: connections }, (_, i) =>
         runScenario({
-          url: vigil.match[1],
+          url: vigil.url,
           prefix: `/c/c${i}`,
           concurrency: Math.max(1, Math.floor(CONCURRENCY / connections)),
           requests: Math.ceil(TOTAL / connections),
@@ -82,24 +66,34 @@ async function run(connections) {
         }),
       ),
     );
-    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${vigil.child.pid}/status`, 'utf8'));
+    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${vigil.pid}/status`, 'utf8'));
+    const sum = (key) => runs.reduce((n, r) => n + r[key], 0);
+    const finished = await vigil.finish({
+      requests: sum('requests'),
+      requestBytes: sum('requestBytes'),
+      responseBytes: sum('responseBytes'),
+    });
     const result = {
       connections,
-      requests: runs.reduce((n, r) => n + r.requests, 0),
-      errors: runs.reduce((n, r) => n + r.errors, 0),
+      requests: sum('requests'),
+      errors: sum('errors'),
       firstError: runs.find((r) => r.firstError)?.firstError ?? null,
       seconds: Math.round((performance.now() - started) / 1000),
-      peakRssMiB: Math.round(peakRssMiB(vigil.child.pid)),
+      peakRssMiB: Math.round(finished.peakRssMiB),
       rssMiB: rss ? Math.round(Number(rss[1]) / 1024) : null,
+      verified: finished.verify.ok,
     };
     console.log(JSON.stringify(result));
     return result;
   } finally {
-    for (const child of children.reverse()) await stopChild(child, 60_000);
-    rmSync(tmp, { recursive: true, force: true });
+    await stopChild(upstream.child);
+    rmSync(workDir, { recursive: true, force: true });
   }
 }
 
 let failed = false;
-for (const n of args.connections.split(',').map(Number)) failed = (await run(n)).errors > 0 || failed;
+for (const n of args.connections.split(',').map(Number)) {
+  const r = await run(n);
+  failed = r.errors > 0 || !r.verified || failed;
+}
 process.exitCode = failed ? 1 : 0;

@@ -21,10 +21,10 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { runScenario } from './load-generator.mjs';
-import { CLK_TCK, cpuTime, startChild, stopChild, tail } from './processes.mjs';
+import { CLK_TCK, cpuTime, stopChild, tail } from './processes.mjs';
 import { evaluate, markdownReport, SCENARIOS, textReport } from './report.mjs';
 import { summarizeRuns } from './stats.mjs';
-import { benchTargets, REPO_ROOT } from './targets.mjs';
+import { benchTargets, REPO_ROOT, startUpstream } from './targets.mjs';
 import { TURNS_PER_SESSION } from './workload.mjs';
 
 const { values: args } = parseArgs({
@@ -88,11 +88,8 @@ async function main() {
     targets = targets.filter((t) => t.role === 'direct' || wanted.some((w) => t.name.includes(w)));
   }
 
-  const upstream = await startChild(process.execPath, [path.join(REPO_ROOT, 'bench', 'upstream.mjs')], {
-    ready: /fake upstream on (\S+)/,
-    logFile: path.join(tmp, 'upstream.log'),
-  });
-  const upstreamUrl = upstream.match[1];
+  const upstream = await startUpstream(tmp);
+  const upstreamUrl = upstream.url;
   /** @type {Array<{ target: import('./targets.mjs').Target, running?: import('./targets.mjs').RunningTarget,
    *   skipped?: string, traffic: import('./targets.mjs').Traffic, runs: Record<string, any[]>, findings?: object }>} */
   const entries = targets.map((target) => ({

@@ -123,6 +123,19 @@ function storeFiles(dir) {
 const sum = (files) => Object.values(files).reduce((a, b) => a + b, 0);
 
 /**
+ * The fake Anthropic upstream (upstream.mjs) in a process of its own, its log in `workDir`.
+ *
+ * @returns {Promise<{ child: import('node:child_process').ChildProcess, url: string }>}
+ */
+export async function startUpstream(workDir) {
+  const { child, match } = await startChild(process.execPath, [path.join(BENCH_DIR, 'upstream.mjs')], {
+    ready: /fake upstream on (\S+)/,
+    logFile: path.join(workDir, 'upstream.log'),
+  });
+  return { child, url: match[1] };
+}
+
+/**
  * Vigil, as `vigil serve` runs it. With `configFile`, Vigil reads that config (store, limits, …) and the
  * benchmark overrides only its listener, upstream and data dir.
  *
