@@ -407,7 +407,7 @@ export class ProxyServer {
   ): Promise<void> {
     const { connection } = route;
     const batch = isBatchPath(route.path);
-    return new Promise<void>((started, failed) => {
+    return new Promise<void>((started) => {
       let finished = false;
       let controller: Dispatcher.DispatchController | undefined;
       let streaming = false;
@@ -427,12 +427,17 @@ export class ProxyServer {
         });
         started();
       });
-      /** Our own code threw inside undici's callbacks: cut the call, and let handle() answer and log it. */
+      /**
+       * Our own code threw inside undici's callbacks (a bug): cut the call upstream, answer the client with a 500 if it
+       * has no status yet (else cut its response), and end the exchange as a gateway error, so that it is not left in
+       * progress until the next start.
+       */
       const unexpected = (err: unknown): void => {
         finished = true;
         controller?.abort(err instanceof Error ? err : new Error(String(err)));
-        if (streaming) res.destroy();
-        failed(err);
+        this.deps.log.error({ err, exchangeId: rec.id, connection: connection.name }, 'forwarding failed unexpectedly');
+        this.refuse(res, rec, asVigilError(err));
+        started();
       };
       const upstreamFailed = (err: Error): void => {
         if (finished) return;
@@ -507,7 +512,10 @@ export class ProxyServer {
           if (finished) return;
           finished = true;
           if (batchChunks !== null) {
-            this.finishBatch(req, res, route, status, headers, Buffer.concat(batchChunks), rec).then(started, failed);
+            this.finishBatch(req, res, route, status, headers, Buffer.concat(batchChunks), rec).then(
+              started,
+              unexpected,
+            );
             return;
           }
           res.end();

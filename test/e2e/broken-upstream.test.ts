@@ -3,8 +3,9 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, expect, it } from 'vitest';
-import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
+import { ExchangeRecording } from '../../src/recorder/recorder.js';
+import { CLIENT_KEY, postMessages, startHarness, type Harness } from '../support/gateway-harness.js';
 
 let h: Harness;
 let broken: http.Server;
@@ -32,6 +33,9 @@ afterAll(async () => {
   await h?.close();
   broken?.close();
 });
+afterEach(() => {
+  vi.restoreAllMocks();
+});
 
 it('a response body that does not decode as its content-encoding says still ends the exchange', async () => {
   // Went wrong: the decoder failed before the end of the body, the recorder then waited for an `end` that never
@@ -53,4 +57,32 @@ it('a response body that does not decode as its content-encoding says still ends
   const x = await h.exchange(id);
   expect(x.outcome).toBe('ok');
   expect(h.gateway.recorder.inFlight).toBe(0);
+});
+
+it('a fault of the gateway’s own while the answer starts ends the exchange as a gateway error, answered in Anthropic’s shape', async () => {
+  // Went wrong: an exception thrown by the gateway's own code inside undici's callbacks was answered with a 500 under
+  // a new exchange id, and the exchange itself stayed in progress until the next start. A fault injected into the
+  // recorder stands for such a bug: no upstream or client behaviour is known to cause one.
+  const spy = vi.spyOn(ExchangeRecording.prototype, 'responseStarted').mockImplementationOnce(() => {
+    throw new Error('injected fault');
+  });
+  const res = await postMessages(h.url, 'own-fault', { messages: [{ role: 'user', content: 'hi' }] });
+  expect(spy).toHaveBeenCalledTimes(1);
+  expect(res.status).toBe(500);
+  const id = res.headers.get('x-vigil-exchange-id')!;
+  expect(res.headers.get('request-id')).toBe(`vigil_${id}`);
+  expect(await res.json()).toEqual({
+    type: 'error',
+    error: { type: 'api_error', message: 'internal gateway error' },
+  });
+  const x = await h.exchange(id);
+  expect(x.outcome).toBe('gateway_error');
+  expect(x.response.status).toBe(500);
+  expect(x.response.error).toEqual({ type: 'api_error', message: 'internal gateway error' });
+  expect(h.gateway.recorder.inFlight).toBe(0);
+
+  // The next call goes through as usual.
+  const next = await postMessages(h.url, 'own-fault', { messages: [{ role: 'user', content: 'hi again' }] });
+  expect(next.status).toBe(200);
+  expect((await h.exchange(next.headers.get('x-vigil-exchange-id')!)).outcome).toBe('ok');
 });
