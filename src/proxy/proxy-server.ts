@@ -570,7 +570,16 @@ export class ProxyServer {
   private health(res: ServerResponse): void {
     const ok = !this.draining;
     res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ status: ok ? 'ok' : 'draining', recording_failures: this.deps.recorder.failures }));
+    const queue = this.deps.recorder.queue;
+    res.end(
+      JSON.stringify({
+        status: ok ? 'ok' : 'draining',
+        recording_failures: this.deps.recorder.failures,
+        // Ready still: calls whose connection records best effort go through, and the held records need this process.
+        store: queue.storeRefusing ? 'refusing_writes' : 'ok',
+        recording_backlog: queue.backlog,
+      }),
+    );
   }
 
   /**

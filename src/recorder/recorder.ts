@@ -43,6 +43,8 @@ import { WriteQueue } from './write-queue.js';
 /** Characters of a refused call's path and of the reason it was refused kept in its `access.denied` record. */
 const DENIED_PATH_KEPT = 256;
 const DENIED_REASON_KEPT = 512;
+/** Lost records a log line names (it counts them all). */
+const LOST_RECORDS_NAMED = 100;
 
 /** At most `max` characters of `s`, marked when cut. */
 function clip(s: string, max: number): string {
@@ -153,9 +155,29 @@ export class Recorder {
           return;
         }
         options.log.error(
-          { err, lost: lost.length, records: lost.map((r) => ({ kind: r.kind, exchangeId: r.exchangeId ?? null })) },
+          {
+            err,
+            lost: lost.length,
+            // Named, up to a point: an outage that held more than it may gives up many at once.
+            records: lost.slice(0, LOST_RECORDS_NAMED).map((r) => ({ kind: r.kind, exchangeId: r.exchangeId ?? null })),
+          },
           'recording failed: records could not be written to the store',
         );
+      },
+      onOutage: (change) => {
+        if (change.began) {
+          this.failures++;
+          options.log.error(
+            { err: change.err },
+            'the store refuses writes: records of calls already forwarded are held in memory and written once it ' +
+              'accepts them again; calls that must be recorded are refused meanwhile (503)',
+          );
+        } else {
+          options.log.warn(
+            { outageMs: change.ms, failedWrites: change.failedWrites, written: change.written },
+            'the store accepts writes again; the records held meanwhile are being written',
+          );
+        }
       },
       onWritten: (blobs) => {
         for (const b of blobs) this.known.add(b.hash);

@@ -15,6 +15,13 @@
  * When records nobody waits on fail to be written together, they are written in ever smaller parts, so that one
  * record that cannot be written (whatever the reason) takes no other down: only those that fail on their own are tried
  * again, then reported lost by name. While writes succeed this costs nothing: group commit is unchanged.
+ *
+ * When the store itself refuses writes (its `isUnavailable`: a full disk, a lost PostgreSQL connection, a closed
+ * store), that is an outage, not a bad record: the records of calls already forwarded — events, responses, refusals —
+ * are held in memory, in order, and tried again with a growing pause (up to {@link MAX_RETRY_MS}), until the store
+ * takes them or the gateway stops; only past {@link MAX_HELD_RECORDS} records or {@link MAX_HELD_BLOB_BYTES} of blobs
+ * are the oldest given up and reported lost. Requests that must be recorded are refused meanwhile (their waiters
+ * are rejected at once), and each one arriving tries the store, so the first write it accepts ends the outage.
  */
 import type { AuditStore, BlobWrite, NewRecord, SearchText } from '../store/audit-store.js';
 import { newRecordBlobRefs } from '../store/blob-refs.js';
@@ -24,7 +31,16 @@ export interface WriteQueueOptions {
   /** A write failed; `lost`: the records given up on (none when they were written apart or are kept for another try). */
   readonly onError: (err: unknown, lost: readonly NewRecord[]) => void;
   readonly onWritten?: (blobs: readonly BlobWrite[]) => void;
+  /**
+   * The store began refusing writes (`began`, with its error), or took a write again after refusing them: `ms` since
+   * the first refusal, `failedWrites` in between, and `written`, the records of that first accepted write.
+   */
+  readonly onOutage?: (change: OutageChange) => void;
 }
+
+export type OutageChange =
+  | { readonly began: true; readonly err: unknown }
+  | { readonly began: false; readonly ms: number; readonly failedWrites: number; readonly written: number };
 
 /** Records, with the blobs and search text written with them. */
 interface Pending {
@@ -48,6 +64,23 @@ const MAX_ATTEMPTS = 3;
  */
 const MAX_FAILURES_IN_A_ROW = 16;
 
+/** The longest pause between attempts while the store refuses writes (the pause doubles from `intervalMs`). */
+export const MAX_RETRY_MS = 1_000;
+/**
+ * What an outage may hold in memory: records (a stream in flight adds one every `intervalMs`), and bytes of blobs
+ * (response bodies). Past either, the oldest held records are given up and reported lost.
+ */
+export const MAX_HELD_RECORDS = 100_000;
+export const MAX_HELD_BLOB_BYTES = 256 * 1024 * 1024;
+
+interface Outage {
+  readonly since: number;
+  failedWrites: number;
+  /** The pause before the next attempt that no request asks for. */
+  pauseMs: number;
+  retryAt: number;
+}
+
 export class WriteQueue {
   /** Requests waited on (appendDurably). */
   private durable: Pending = emptyPending();
@@ -63,6 +96,8 @@ export class WriteQueue {
   private waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }> = [];
   /** Set once close() has written what it could: the store closes next, so nothing is written after. */
   private closed = false;
+  /** Set while the store refuses writes (see the module's comment). */
+  private outage: Outage | null = null;
 
   constructor(
     private readonly store: AuditStore,
@@ -133,10 +168,18 @@ export class WriteQueue {
 
   private scheduleLinger(): void {
     // Not unref'd: a process must not exit with records it has accepted still unwritten.
-    this.linger ??= setTimeout(() => {
-      this.linger = null;
-      void this.flush();
-    }, this.options.intervalMs);
+    this.linger ??= setTimeout(
+      () => {
+        this.linger = null;
+        void this.flush();
+      },
+      this.outage === null ? this.options.intervalMs : Math.max(0, this.outage.retryAt - Date.now()),
+    );
+  }
+
+  /** True while the store refuses writes and records are held for it. */
+  get storeRefusing(): boolean {
+    return this.outage !== null;
   }
 
   /** Records waiting to be written. */
@@ -152,6 +195,12 @@ export class WriteQueue {
 
   private async writePending(): Promise<void> {
     if (this.closed) return;
+    // While the store refuses writes, only a request, or the pause running out, tries it again (streams in flight ask
+    // for a flush every intervalMs: their events stay with them meanwhile).
+    if (this.outage !== null && this.durable.records.length === 0 && Date.now() < this.outage.retryAt) {
+      this.scheduleLinger();
+      return;
+    }
     const durable = this.durable;
     this.durable = emptyPending();
     const waiters = this.waiters;
@@ -196,11 +245,16 @@ export class WriteQueue {
       for (const w of waiters) w.resolve();
       return;
     }
-    if (lingering === null || lingering.records.length === 0) {
-      this.options.onError(err, batch.records);
-      // Those waiting decide what a failed write means for them (fail closed, or best effort; a request that
-      // refers to a blob retention removed is written again with its pieces).
-      for (const w of waiters) w.reject(err);
+    const down = this.store.isUnavailable(err);
+    if (lingering === null || lingering.records.length === 0 || (down && durable.records.length > 0)) {
+      if (durable.records.length > 0) {
+        this.options.onError(err, durable.records);
+        // Those waiting decide what a failed write means for them (fail closed, or best effort; a request that
+        // refers to a blob retention removed is written again with its pieces).
+        for (const w of waiters) w.reject(err);
+      }
+      if (lingering !== null && lingering.records.length > 0) this.hold(lingering, err);
+      else if (down) this.hold(emptyPending(), err);
       return;
     }
     // When what lingered and requests shared the failed transaction, each part is tried alone now, so that neither
@@ -223,8 +277,11 @@ export class WriteQueue {
    * when the store itself fails) are tried again after `intervalMs`, a few times, before they are reported lost.
    */
   private async writeApart(batch: Pending, err: unknown): Promise<void> {
+    if (this.store.isUnavailable(err)) return this.hold(batch, err);
     const run = { err, failuresInARow: 1 };
-    const failed = batch.records.length > 1 && !this.store.isUnavailable(err) ? await this.bisect(batch, run) : [batch];
+    const failed = batch.records.length > 1 ? await this.bisect(batch, run) : [batch];
+    // The store went down while the parts were written: what failed is held for it, not counted against the records.
+    if (this.store.isUnavailable(run.err)) return this.hold(concat(failed), run.err);
     const lost: NewRecord[] = [];
     const kept: Pending[] = [];
     for (const part of failed) {
@@ -239,13 +296,63 @@ export class WriteQueue {
     for (const r of lost) this.attempts.delete(r);
     this.options.onError(run.err, lost);
     if (kept.length === 0) return;
-    const later = this.pending;
-    this.pending = {
-      records: kept.flatMap((p) => p.records).concat(later.records),
-      blobs: kept.flatMap((p) => p.blobs).concat(later.blobs),
-      searchText: kept.flatMap((p) => p.searchText).concat(later.searchText),
-    };
+    this.pending = concat([...kept, this.pending]);
     this.scheduleLinger();
+  }
+
+  /**
+   * The store refuses writes: `batch` (records nobody waits on, in order) goes back in front of what is pending, to be
+   * tried again after a pause that doubles with each refusal. The first refusal begins the outage.
+   */
+  private hold(batch: Pending, err: unknown): void {
+    const now = Date.now();
+    if (this.outage === null) {
+      this.outage = { since: now, failedWrites: 0, pauseMs: this.options.intervalMs, retryAt: now };
+      this.options.onOutage?.({ began: true, err });
+    } else this.outage.pauseMs = Math.min(this.outage.pauseMs * 2, MAX_RETRY_MS);
+    this.outage.failedWrites++;
+    this.outage.retryAt = now + this.outage.pauseMs;
+    this.pending = concat([batch, this.pending]);
+    this.giveUpOldest(err);
+    if (this.linger !== null) {
+      clearTimeout(this.linger);
+      this.linger = null;
+    }
+    if (this.pending.records.length > 0 || this.pullers.size > 0) this.scheduleLinger();
+  }
+
+  /** Past what an outage may hold, the oldest records are given up (with the blobs only they referred to). */
+  private giveUpOldest(err: unknown): void {
+    const p = this.pending;
+    let blobBytes = 0;
+    for (const b of p.blobs) blobBytes += b.data.length;
+    if (p.records.length <= MAX_HELD_RECORDS && blobBytes <= MAX_HELD_BLOB_BYTES) return;
+    // Keep the newest records within both bounds, counting each blob with the newest record that refers to it.
+    const blobSize = new Map(p.blobs.map((b) => [b.hash, b.data.length]));
+    const counted = new Set<string>();
+    let keep = 0;
+    let bytes = 0;
+    for (let i = p.records.length - 1; i >= 0 && keep < MAX_HELD_RECORDS; i--) {
+      let add = 0;
+      for (const h of newRecordBlobRefs(p.records[i]!)) if (!counted.has(h)) add += blobSize.get(h) ?? 0;
+      if (bytes + add > MAX_HELD_BLOB_BYTES && keep > 0) break;
+      for (const h of newRecordBlobRefs(p.records[i]!)) counted.add(h);
+      bytes += add;
+      keep++;
+    }
+    const cut = p.records.length - keep;
+    const [given, kept] = split(p, (_r, i) => i < cut);
+    // Blobs no kept record refers to go with the given-up ones (split gives a blob referred to by neither to the first).
+    this.pending = kept;
+    this.options.onError(err, given.records);
+  }
+
+  /** A write went through: an outage, if there was one, is over. */
+  private storeAccepted(written: number): void {
+    const o = this.outage;
+    if (o === null) return;
+    this.outage = null;
+    this.options.onOutage?.({ began: false, ms: Date.now() - o.since, failedWrites: o.failedWrites, written });
   }
 
   /** Write `batch`, which failed as a whole, half by half; returns the parts that could not be written. */
@@ -278,6 +385,7 @@ export class WriteQueue {
       return err ?? new Error('append failed');
     }
     if (blobs.length) this.options.onWritten?.(blobs);
+    this.storeAccepted(records.length);
     return null;
   }
 
@@ -292,6 +400,8 @@ export class WriteQueue {
     this.immediate = null;
     if (this.linger !== null) clearTimeout(this.linger);
     this.linger = null;
+    // One last attempt, whatever pause a store refusing writes has asked for.
+    if (this.outage !== null) this.outage.retryAt = 0;
     await this.flush();
     // A request written alone leaves what lingers for one more flush.
     if (this.backlog > 0) await this.flush();
@@ -311,6 +421,15 @@ export class WriteQueue {
 
 function closedError(): Error {
   return new Error('the write queue has closed (the gateway is stopping): nothing more is written');
+}
+
+/** Parts of records, in order, as one. */
+function concat(parts: readonly Pending[]): Pending {
+  return {
+    records: parts.flatMap((p) => p.records),
+    blobs: parts.flatMap((p) => p.blobs),
+    searchText: parts.flatMap((p) => p.searchText),
+  };
 }
 
 /**

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { WriteQueue } from '../../../src/recorder/write-queue.js';
+import { MAX_HELD_RECORDS, type OutageChange, WriteQueue } from '../../../src/recorder/write-queue.js';
 import type { AuditStore, NewRecord, WriteBatch } from '../../../src/store/audit-store.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
 import { useTempDir } from '../../support/temp-dir.js';
@@ -263,19 +263,95 @@ describe('WriteQueue when a write fails', () => {
     await store.close();
   });
 
-  it('does not write a batch apart when the store says it is down: one failed write per flush, not one per part', async () => {
-    // Went wrong: a closed or unreachable store cost up to 16 failed writes per flush (halves of halves).
+  it('holds what it cannot write while the store says it is down, trying less and less often, and names it lost only when closed', async () => {
+    // Went wrong: a store refusing writes cost records nobody waits on three attempts in 15 ms, then they were
+    // reported lost — the responses of calls already forwarded, gone after an outage of a fraction of a second.
     const dir = tempDir();
     const { store, batches } = await countingStore(dir);
     await store.close(); // gone: every write fails as the store's own ("The database connection is not open")
-    const lost: number[] = [];
-    const queue = new WriteQueue(store, { intervalMs: 5, onError: (_err, n) => lost.push(n.length) });
+    const lost: Array<{ err: string; n: number }> = [];
+    const outages: OutageChange[] = [];
+    const queue = new WriteQueue(store, {
+      intervalMs: 5,
+      onError: (err, n) => lost.push({ err: String(err), n: n.length }),
+      onOutage: (c) => outages.push(c),
+    });
     queue.enqueue(Array.from({ length: 100 }, () => record('exchange.events')));
     await queue.flush();
-    expect(batches).toHaveLength(1);
-    await until('the records reported lost', () => (lost.length >= 3 ? true : undefined), 2_000);
-    expect(lost).toEqual([0, 0, 100]);
-    expect(batches).toHaveLength(3);
+    expect(batches).toHaveLength(1); // not written apart: one failed write per attempt
+    expect(queue.storeRefusing).toBe(true);
+    expect(outages).toMatchObject([{ began: true }]);
+    // Pauses of 10, 20, 40, 80, 160 ms…: a few attempts in 400 ms, not one every 5 ms.
+    await new Promise((r) => setTimeout(r, 400));
+    expect(batches.length).toBeGreaterThanOrEqual(4);
+    expect(batches.length).toBeLessThanOrEqual(8);
+    expect(lost).toEqual([]);
+    expect(queue.backlog).toBe(100);
+    await queue.close();
+    expect(lost).toEqual([{ err: expect.stringMatching(/write queue has closed/), n: 100 }]);
+  });
+
+  it('writes what it held, in order and complete, once the store takes writes again', async () => {
+    // A real refusal: SQLite's own "database or disk is full" (SQLITE_FULL), the database held at its size.
+    const dir = tempDir();
+    const { store, batches } = await countingStore(dir);
+    const db = (store as unknown as { db: { pragma(s: string, o?: object): unknown } }).db;
+    const outages: OutageChange[] = [];
+    const refused: number[] = [];
+    const queue = new WriteQueue(store, {
+      intervalMs: 5,
+      onError: (err, n) => refused.push(n.length),
+      onOutage: (c) => outages.push(c),
+    });
+    await queue.appendDurably([record('chain.note')], []);
+    const pages = db.pragma('page_count', { simple: true }) as number;
+    db.pragma(`max_page_count = ${pages}`);
+    const big = (i: number) => ({ kind: 'exchange.events', at: Date.now(), data: { i, pad: 'x'.repeat(20_000) } });
+    for (let i = 0; i < 30; i++) queue.enqueue([big(i)]);
+    await queue.flush();
+    expect(queue.storeRefusing).toBe(true);
+    expect(outages).toEqual([{ began: true, err: expect.objectContaining({ code: 'SQLITE_FULL' }) }]);
+    // A request that must be recorded meanwhile is refused at once, and what is held stays held.
+    await expect(queue.appendDurably([{ ...big(-1), kind: 'exchange.request' }], [])).rejects.toMatchObject({
+      code: 'SQLITE_FULL',
+    });
+    expect(refused).toEqual([1]);
+    for (let i = 30; i < 40; i++) queue.enqueue([big(i)]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(queue.backlog).toBe(40);
+
+    db.pragma('max_page_count = 1073741823'); // the disk has room again
+    await until('the held records written', () => (queue.backlog === 0 ? true : undefined), 5_000);
+    expect(queue.storeRefusing).toBe(false);
+    expect(outages).toHaveLength(2);
+    expect(outages[1]).toMatchObject({ began: false, written: 40 });
+    expect((outages[1] as { failedWrites: number }).failedWrites).toBeGreaterThanOrEqual(2);
+    const written = await store.recordsOfKinds(['exchange.events'], 0, 100);
+    expect(written.map((r) => (JSON.parse(r.data) as { i: number }).i)).toEqual(
+      Array.from({ length: 40 }, (_, i) => i),
+    );
+    expect(refused).toEqual([1]); // nothing else was refused or lost
+    expect(batches.filter((b) => b.length > 0).length).toBeGreaterThan(2);
+    expect((await store.verify()).ok).toBe(true);
+    await queue.close();
+    await store.close();
+  });
+
+  it('gives up the oldest held records, and names them, past what an outage may hold', async () => {
+    const dir = tempDir();
+    const { store } = await countingStore(dir);
+    await store.close();
+    const lost: number[][] = [];
+    const queue = new WriteQueue(store, {
+      intervalMs: 5,
+      onError: (_err, n) => lost.push(n.map((r) => (r.data as { i: number }).i)),
+    });
+    const n = MAX_HELD_RECORDS + 3;
+    queue.enqueue(Array.from({ length: n }, (_, i) => ({ kind: 'exchange.events', at: 0, data: { i } })));
+    await queue.flush();
+    expect(lost).toEqual([[0, 1, 2]]);
+    expect(queue.backlog).toBe(MAX_HELD_RECORDS);
+    await queue.close();
   });
 
   it('gives records nobody waits on a few attempts, then reports them lost', async () => {

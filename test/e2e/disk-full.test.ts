@@ -1,0 +1,147 @@
+/**
+ * The disk under the store fills up, for real: the data directory is on a small tmpfs this test mounts (it needs root,
+ * as CI has; where it may not mount, the test is skipped and CI's skipped count shows it). While the disk is full,
+ * calls that must be recorded are refused (503, so SDKs retry); the records of a stream already forwarded are held,
+ * and written — complete, in order — once there is room again; the chain verifies.
+ */
+import { execFileSync } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clientHeaders, postMessages, startHarness, type Harness } from '../support/gateway-harness.js';
+import { until } from '../support/until.js';
+
+const mountDir = mkdtempSync(path.join(tmpdir(), 'vigil-disk-full-'));
+const mounted = (() => {
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', mountDir], { stdio: 'ignore' });
+    return true;
+  } catch {
+    rmSync(mountDir, { recursive: true, force: true });
+    return false;
+  }
+})();
+
+/** Writes zeros to `file` until the disk is full; returns the bytes written. */
+function fillDisk(file: string): number {
+  const fd = openSync(file, 'w');
+  const chunk = Buffer.alloc(64 * 1024);
+  let written = 0;
+  try {
+    for (;;) {
+      try {
+        written += writeSync(fd, chunk.subarray(0, chunk.length));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+        if (chunk.length === 1) return written;
+        return written + fillRest(fd);
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The last bytes a 64 KiB write no longer fits in, a byte at a time up to 64 KiB. */
+function fillRest(fd: number): number {
+  let n = 0;
+  const one = Buffer.alloc(4096);
+  for (;;) {
+    try {
+      n += writeSync(fd, one);
+    } catch {
+      return n;
+    }
+  }
+}
+
+async function health(h: Harness): Promise<{ store: string; recording_backlog: number }> {
+  return (await (await fetch(`${h.url}/healthz`)).json()) as { store: string; recording_backlog: number };
+}
+
+describe.skipIf(!mounted)('a full disk under the embedded store', () => {
+  let h: Harness;
+  const dataDir = path.join(mountDir, 'data');
+  const filler = path.join(mountDir, 'filler');
+
+  beforeAll(async () => {
+    mkdirSync(dataDir);
+    h = await startHarness(() => ({ data_dir: dataDir }));
+  });
+  afterAll(async () => {
+    try {
+      await h?.close();
+    } finally {
+      execFileSync('umount', [mountDir]);
+      rmSync(mountDir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses calls while full, keeps the records of a stream in flight, and writes them once there is room', async () => {
+    // A stream forwarded before the disk fills: one event every 40 ms.
+    const res = await fetch(`${h.url}/v1/messages`, {
+      method: 'POST',
+      headers: { ...clientHeaders('disk-full'), 'x-fake-scenario': 'slow:40' },
+      body: JSON.stringify({
+        model: 'claude-haiku-4-5',
+        max_tokens: 200,
+        stream: true,
+        messages: [{ role: 'user', content: 'tell me a long story about a lighthouse keeper and the sea' }],
+      }),
+    });
+    expect(res.status).toBe(200);
+    const streamId = res.headers.get('x-vigil-exchange-id')!;
+    const reader = res.body!.getReader();
+    const received: string[] = [];
+    const first = await reader.read();
+    received.push(Buffer.from(first.value!).toString());
+    const rest = (async () => {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        received.push(Buffer.from(value).toString());
+      }
+    })();
+
+    expect(fillDisk(filler)).toBeGreaterThan(0);
+    // Calls until one is refused: the log may still have room for a few.
+    const statuses: number[] = [];
+    for (let i = 0; i < 100 && !statuses.includes(503); i++) {
+      const r = await postMessages(h.url, 'disk-full-others', { messages: [{ role: 'user', content: `call ${i}` }] });
+      statuses.push(r.status);
+      if (r.status === 503) {
+        expect(r.headers.get('retry-after')).toBe('1');
+        expect(await r.json()).toEqual({
+          type: 'error',
+          error: { type: 'api_error', message: 'the gateway cannot record this request, so it was not forwarded' },
+        });
+      } else await r.arrayBuffer();
+    }
+    expect(statuses.at(-1)).toBe(503);
+    await until(
+      'the store to refuse writes',
+      async () => ((await health(h)).store === 'refusing_writes' ? true : undefined),
+      3_000,
+    );
+
+    unlinkSync(filler); // room again
+    await rest;
+    const stream = await h.exchange(streamId);
+    expect(stream.outcome).toBe('ok');
+    const sent = received.join('').match(/^event: /gm)!.length;
+    expect(stream.response.events).toHaveLength(sent);
+    expect(stream.response.events.at(-1)?.type).toBe('message_stop');
+    expect(stream.response.stop_reason).toBe('end_turn');
+
+    await until(
+      'the store to take writes again',
+      async () => ((await health(h)).store === 'ok' ? true : undefined),
+      5_000,
+    );
+    const after = await postMessages(h.url, 'disk-full-others', { messages: [{ role: 'user', content: 'after' }] });
+    expect(after.status).toBe(200);
+    expect((await h.exchange(after.headers.get('x-vigil-exchange-id')!)).outcome).toBe('ok');
+    expect((await h.gateway.store.verify()).ok).toBe(true);
+  });
+});
