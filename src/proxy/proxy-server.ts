@@ -267,7 +267,14 @@ export class ProxyServer {
       // Shutting down: the recorder closed while (or before) the request was recorded, and has recorded its end.
       if (refusal.code === 'SHUTTING_DOWN')
         this.deps.log.warn({ exchangeId }, 'request refused: the gateway is stopping');
-      else this.deps.log.error({ err, exchangeId }, 'request refused: it could not be recorded');
+      else if (this.deps.recorder.queue.storeRefusing) {
+        // The outage was logged when it began, with its error: one short line for each call refused meanwhile.
+        const cause = (refusal.cause as { message?: unknown } | undefined)?.message;
+        this.deps.log.warn(
+          { exchangeId, connection: connection.name, cause },
+          'request refused: the store refuses writes, so it could not be recorded',
+        );
+      } else this.deps.log.error({ err, exchangeId }, 'request refused: it could not be recorded');
       return this.sendError(res, exchangeId, refusal);
     }
 

@@ -147,6 +147,9 @@ export class Recorder {
       intervalMs: options.eventFlushMs ?? 20,
       onError: (err, lost) => {
         this.failures++;
+        // Requests refused while the store refuses writes: the outage's first line has the error, and whoever waited
+        // on each request logs what became of it.
+        if (lost.length > 0 && this.queue.storeRefusing && lost.every((r) => r.kind === 'exchange.request')) return;
         if (lost.length === 0) {
           options.log.error(
             { err },
@@ -294,10 +297,17 @@ export class Recorder {
           cause: err,
         });
       }
-      this.options.log.error(
-        { err, exchangeId: input.exchangeId },
-        'recording failed; forwarding anyway (best_effort)',
-      );
+      if (this.queue.storeRefusing) {
+        // The outage's first line has the error: one short line for each call let through meanwhile.
+        this.options.log.warn(
+          { exchangeId: input.exchangeId, cause: (err as { message?: unknown } | null)?.message },
+          'recording failed: the store refuses writes; forwarding anyway (best_effort)',
+        );
+      } else
+        this.options.log.error(
+          { err, exchangeId: input.exchangeId },
+          'recording failed; forwarding anyway (best_effort)',
+        );
     }
     const rec = recording(stored?.turnMessages ?? [], recordedMs);
     // Closed while the request was being written (shutdown with no grace left): it is not forwarded now, and its end

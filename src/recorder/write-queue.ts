@@ -247,14 +247,15 @@ export class WriteQueue {
     }
     const down = this.store.isUnavailable(err);
     if (lingering === null || lingering.records.length === 0 || (down && durable.records.length > 0)) {
+      // The outage (if this is one) begins before the requests' failure is reported: it is what their report says.
+      if (lingering !== null && lingering.records.length > 0) this.hold(lingering, err);
+      else if (down) this.hold(emptyPending(), err);
       if (durable.records.length > 0) {
         this.options.onError(err, durable.records);
         // Those waiting decide what a failed write means for them (fail closed, or best effort; a request that
         // refers to a blob retention removed is written again with its pieces).
         for (const w of waiters) w.reject(err);
       }
-      if (lingering !== null && lingering.records.length > 0) this.hold(lingering, err);
-      else if (down) this.hold(emptyPending(), err);
       return;
     }
     // When what lingered and requests shared the failed transaction, each part is tried alone now, so that neither

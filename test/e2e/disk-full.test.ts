@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { clientHeaders, postMessages, startHarness, type Harness } from '../support/gateway-harness.js';
 import { until } from '../support/until.js';
@@ -56,6 +57,14 @@ function fillRest(fd: number): number {
   }
 }
 
+interface LogLine {
+  level: number;
+  msg: string;
+  err?: { stack?: string };
+  cause?: string;
+  outageMs?: number;
+}
+
 async function health(h: Harness): Promise<{ store: string; recording_backlog: number }> {
   return (await (await fetch(`${h.url}/healthz`)).json()) as { store: string; recording_backlog: number };
 }
@@ -64,10 +73,12 @@ describe.skipIf(!mounted)('a full disk under the embedded store', () => {
   let h: Harness;
   const dataDir = path.join(mountDir, 'data');
   const filler = path.join(mountDir, 'filler');
+  const logs: LogLine[] = [];
 
   beforeAll(async () => {
     mkdirSync(dataDir);
-    h = await startHarness(() => ({ data_dir: dataDir }));
+    const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
+    h = await startHarness(() => ({ data_dir: dataDir }), {}, { log });
   });
   afterAll(async () => {
     try {
@@ -143,5 +154,21 @@ describe.skipIf(!mounted)('a full disk under the embedded store', () => {
     expect(after.status).toBe(200);
     expect((await h.exchange(after.headers.get('x-vigil-exchange-id')!)).outcome).toBe('ok');
     expect((await h.gateway.store.verify()).ok).toBe(true);
+
+    // The log: the outage's beginning with its error, a short line per call refused meanwhile, its end.
+    const refusedCalls = statuses.filter((s) => s === 503).length;
+    const began = logs.filter((l) => l.msg.startsWith('the store refuses writes'));
+    expect(began).toHaveLength(1);
+    expect(began[0]!.err?.stack).toMatch(/database or disk is full/);
+    const refused = logs.filter((l) => l.msg.startsWith('request refused'));
+    expect(refused).toHaveLength(refusedCalls);
+    for (const l of refused) {
+      expect(l).toMatchObject({ level: 40, cause: 'database or disk is full' });
+      expect(l.err).toBeUndefined();
+    }
+    expect(logs.filter((l) => l.msg.startsWith('recording failed'))).toEqual([]);
+    const ended = logs.filter((l) => l.msg.startsWith('the store accepts writes again'));
+    expect(ended).toHaveLength(1);
+    expect(ended[0]!.outageMs).toBeGreaterThan(0);
   });
 });

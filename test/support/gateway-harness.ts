@@ -34,6 +34,8 @@ export function tempDir(prefix = 'vigil-test-'): string {
 export async function startHarness(
   overrides: (upstream: string) => Partial<VigilConfigInput> = () => ({}),
   fakeOptions: Parameters<typeof startFakeAnthropic>[0] = {},
+  /** `log`: the gateway's logger (default: silent). */
+  options: { log?: pino.Logger } = {},
 ): Promise<Harness> {
   process.env.VIGIL_TEST_UPSTREAM_KEY = GATEWAY_KEY;
   const fake = await startFakeAnthropic({ apiKey: GATEWAY_KEY, ...fakeOptions });
@@ -46,7 +48,7 @@ export async function startHarness(
     ],
     ...overrides(fake.url),
   });
-  const gateway = await startGateway(config, { log: pino({ level: 'silent' }) });
+  const gateway = await startGateway(config, { log: options.log ?? pino({ level: 'silent' }) });
 
   async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
     const deadline = Date.now() + 5000;
