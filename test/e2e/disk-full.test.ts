@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clientHeaders, postMessages, startHarness, type Harness } from '../support/gateway-harness.js';
+import { postMessages, postSlowStream, startHarness, type Harness } from '../support/gateway-harness.js';
 import { until } from '../support/until.js';
 
 const mountDir = mkdtempSync(path.join(tmpdir(), 'vigil-disk-full-'));
@@ -91,16 +91,7 @@ describe.skipIf(!mounted)('a full disk under the embedded store', () => {
 
   it('refuses calls while full, keeps the records of a stream in flight, and writes them once there is room', async () => {
     // A stream forwarded before the disk fills: one event every 40 ms.
-    const res = await fetch(`${h.url}/v1/messages`, {
-      method: 'POST',
-      headers: { ...clientHeaders('disk-full'), 'x-fake-scenario': 'slow:40' },
-      body: JSON.stringify({
-        model: 'claude-haiku-4-5',
-        max_tokens: 200,
-        stream: true,
-        messages: [{ role: 'user', content: 'tell me a long story about a lighthouse keeper and the sea' }],
-      }),
-    });
+    const res = await postSlowStream(h.url, 'disk-full');
     expect(res.status).toBe(200);
     const streamId = res.headers.get('x-vigil-exchange-id')!;
     const reader = res.body!.getReader();

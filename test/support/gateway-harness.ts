@@ -111,6 +111,20 @@ export function postMessages(
   });
 }
 
+/** A streamed Messages API call in `session` whose answer takes a while: one event every 40 ms, 11 events. */
+export function postSlowStream(base: string, session: string): Promise<Response> {
+  return fetch(`${base}/v1/messages`, {
+    method: 'POST',
+    headers: { ...clientHeaders(session), 'x-fake-scenario': 'slow:40' },
+    body: JSON.stringify({
+      model: 'claude-haiku-4-5',
+      max_tokens: 200,
+      stream: true,
+      messages: [{ role: 'user', content: 'tell me a long story about a lighthouse keeper and the sea' }],
+    }),
+  });
+}
+
 /** Every file under `dir`, read as bytes, searched for `needle`: returns the files that contain it. */
 export function filesContaining(dir: string, needle: string): string[] {
   const hits: string[] = [];
