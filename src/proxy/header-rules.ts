@@ -1,6 +1,6 @@
 /**
  * Which headers cross the gateway. RFC 9110 §7.6.1: hop-by-hop headers (and any named in `Connection`) belong to one
- * connection and are never forwarded. The caller's credentials are removed and replaced by the connection's own;
+ * connection and are never forwarded. The caller's credentials (and cookies) are removed and replaced by the connection's own;
  * Vigil's own `x-vigil-*` headers are for the gateway. Everything else — anthropic-version, anthropic-beta, unknown
  * headers — passes unchanged.
  */
@@ -20,7 +20,12 @@ const HOP_BY_HOP = new Set([
 
 /** Set by the HTTP client for the upstream connection, not copied from the caller. */
 const REQUEST_ONLY_LOCAL = new Set(['host', 'content-length', 'expect']);
-const CALLER_CREDENTIALS = new Set(['authorization', 'x-api-key']);
+/**
+ * The caller's credentials, never sent upstream. `cookie` too: the Anthropic API takes none, and a browser sends the
+ * gateway host's cookies (other applications' sessions, whatever their port) with every call (the recorder keeps
+ * none of these either).
+ */
+const CALLER_CREDENTIALS = new Set(['authorization', 'x-api-key', 'cookie']);
 
 function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
   if (value === undefined) return undefined;

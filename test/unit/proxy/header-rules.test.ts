@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { clientResponseHeaders, upstreamRequestHeaders } from '../../../src/proxy/header-rules.js';
 
 describe('upstreamRequestHeaders', () => {
-  it('drops hop-by-hop headers, those named in Connection, the caller’s credentials and x-vigil-*', () => {
+  it('drops hop-by-hop headers, those named in Connection, the caller’s credentials and cookies, and x-vigil-*', () => {
     const out = upstreamRequestHeaders(
       {
         host: 'gw',
@@ -13,6 +13,7 @@ describe('upstreamRequestHeaders', () => {
         'content-length': '10',
         authorization: 'Bearer caller-token',
         'x-api-key': 'caller-key',
+        cookie: 'intranet_session=caller-session',
         'x-vigil-session': 's',
         'anthropic-version': '2023-06-01',
         'anthropic-beta': 'a,b',
