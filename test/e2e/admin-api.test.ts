@@ -184,7 +184,7 @@ beforeAll(async () => {
   const alice = client(tokens.alice);
   await alice.messages.create(
     {
-      model: 'claude-sonnet-4-5',
+      model: 'claude-opus-4-5',
       max_tokens: 50,
       messages: [{ role: 'user', content: 'Summarise the pelican migration report' }],
     },
@@ -192,7 +192,7 @@ beforeAll(async () => {
   );
   const stream = alice.messages.stream(
     {
-      model: 'claude-sonnet-4-5',
+      model: 'claude-opus-4-5',
       max_tokens: 50,
       messages: [
         { role: 'user', content: 'Summarise the pelican migration report' },
@@ -580,7 +580,7 @@ describe('raw events', () => {
         'x-vigil-session': 'bob-stream',
       },
       body: JSON.stringify({
-        model: 'claude-sonnet-4-5',
+        model: 'claude-opus-4-5',
         max_tokens: 30,
         stream: true,
         messages: [{ role: 'user', content: 'stream me' }],
@@ -806,7 +806,7 @@ describe('without identity', () => {
     const local = await startHarness(() => ({ admin: { listen: '127.0.0.1:0' } }));
     try {
       await new Anthropic({ baseURL: local.url, apiKey: 'unused', maxRetries: 0 }).messages.create(
-        { model: 'claude-sonnet-4-5', max_tokens: 20, messages: [{ role: 'user', content: 'hi' }] },
+        { model: 'claude-opus-4-5', max_tokens: 20, messages: [{ role: 'user', content: 'hi' }] },
         { headers: { 'x-vigil-session': 'local-1' } },
       );
       await local.session('local-1', 1);
