@@ -72,6 +72,8 @@ export const MAX_RETRY_MS = 1_000;
  */
 export const MAX_HELD_RECORDS = 100_000;
 export const MAX_HELD_BLOB_BYTES = 256 * 1024 * 1024;
+/** Held records an attempt tries the store with while it refuses writes (the oldest); the rest follow once it takes them. */
+export const PROBE_RECORDS = 64;
 
 interface Outage {
   readonly since: number;
@@ -197,6 +199,7 @@ export class WriteQueue {
     if (this.closed) return;
     // While the store refuses writes, only a request, or the pause running out, tries it again (streams in flight ask
     // for a flush every intervalMs: their events stay with them meanwhile).
+    const probing = this.outage !== null;
     if (this.outage !== null && this.durable.records.length === 0 && Date.now() < this.outage.retryAt) {
       this.scheduleLinger();
       return;
@@ -205,8 +208,11 @@ export class WriteQueue {
     this.durable = emptyPending();
     const waiters = this.waiters;
     this.waiters = [];
-    // A request waiting alone goes first, by itself; what lingers follows on the next turn.
-    const alone = durable.records.length === 1 && this.pending.records.length + this.pullers.size > 0;
+    // A request waiting alone goes first, by itself; what lingers follows on the next turn. While the store refuses
+    // writes, requests always go by themselves: an attempt must not cost a transaction of everything held.
+    const alone =
+      durable.records.length > 0 &&
+      (probing || (durable.records.length === 1 && this.pending.records.length + this.pullers.size > 0));
     let batch: Pending;
     /** What lingered (nobody waits on it): kept for another attempt if this write fails. */
     let lingering: Pending | null = null;
@@ -228,8 +234,13 @@ export class WriteQueue {
         const r = pull();
         if (r) this.pending.records.push(r);
       }
-      lingering = this.pending;
-      this.pending = emptyPending();
+      if (probing) {
+        // The oldest few held records try the store; the rest follow once it takes them.
+        [lingering, this.pending] = split(this.pending, (_r, i) => i < PROBE_RECORDS);
+      } else {
+        lingering = this.pending;
+        this.pending = emptyPending();
+      }
       batch = {
         records: lingering.records.concat(durable.records),
         blobs: lingering.blobs.concat(durable.blobs),
@@ -243,6 +254,7 @@ export class WriteQueue {
     const err = await this.tryAppend(batch);
     if (err === null) {
       for (const w of waiters) w.resolve();
+      if (probing && this.pending.records.length > 0) this.flushSoon();
       return;
     }
     const down = this.store.isUnavailable(err);

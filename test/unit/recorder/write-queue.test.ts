@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MAX_HELD_RECORDS, type OutageChange, WriteQueue } from '../../../src/recorder/write-queue.js';
+import { MAX_HELD_RECORDS, PROBE_RECORDS, type OutageChange, WriteQueue } from '../../../src/recorder/write-queue.js';
 import type { AuditStore, NewRecord, WriteBatch } from '../../../src/store/audit-store.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
 import { useTempDir } from '../../support/temp-dir.js';
@@ -333,6 +333,40 @@ describe('WriteQueue when a write fails', () => {
     expect(refused).toEqual([1]); // nothing else was refused or lost
     expect(batches.filter((b) => b.length > 0).length).toBeGreaterThan(2);
     expect((await store.verify()).ok).toBe(true);
+    await queue.close();
+    await store.close();
+  });
+
+  it('tries a store that refuses writes with a request alone, or the oldest few held records, never everything held', async () => {
+    // An attempt with everything held (up to 100,000 records) would cost a transaction's worth of work each time a
+    // request arrives while the disk is full.
+    const dir = tempDir();
+    const { store, batches } = await countingStore(dir);
+    const db = (store as unknown as { db: { pragma(s: string, o?: object): unknown } }).db;
+    const queue = new WriteQueue(store, { intervalMs: 5, onError: () => undefined });
+    await queue.appendDurably([record('chain.note')], []);
+    db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
+    const big = (i: number) => ({ kind: 'exchange.events', at: Date.now(), data: { i, pad: 'x'.repeat(5_000) } });
+    queue.enqueue(Array.from({ length: 200 }, (_, i) => big(i)));
+    await queue.flush();
+    expect(queue.storeRefusing).toBe(true);
+    batches.length = 0;
+    await expect(queue.appendDurably([{ ...big(-1), kind: 'exchange.request' }], [])).rejects.toMatchObject({
+      code: 'SQLITE_FULL',
+    });
+    await new Promise((r) => setTimeout(r, 100)); // a few retries of what is held
+    expect(batches[0]).toEqual(['exchange.request']);
+    expect(batches.length).toBeGreaterThan(1);
+    for (const b of batches.slice(1)) expect(b.length).toBeLessThanOrEqual(PROBE_RECORDS);
+
+    db.pragma('max_page_count = 1073741823');
+    batches.length = 0;
+    await until('the held records written', () => (queue.backlog === 0 ? true : undefined), 5_000);
+    expect(batches.map((b) => b.length)).toEqual([PROBE_RECORDS, 200 - PROBE_RECORDS]);
+    const written = await store.recordsOfKinds(['exchange.events'], 0, 1000);
+    expect(written.map((r) => (JSON.parse(r.data) as { i: number }).i)).toEqual(
+      Array.from({ length: 200 }, (_, i) => i),
+    );
     await queue.close();
     await store.close();
   });
