@@ -286,8 +286,9 @@ export class WriteQueue {
 
   /**
    * Records nobody waits on failed to be written together (with `err`): they are written in halves, in order, and a
-   * half that fails in halves again, down to single records. Those that fail on their own (or that were not tried,
-   * when the store itself fails) are tried again after `intervalMs`, a few times, before they are reported lost.
+   * half that fails in halves again, down to single records. Those that fail on their own are tried again after
+   * `intervalMs`, a few times, before they are reported lost. When the store itself refuses writes (at once, or while
+   * the halves are written), what is left is held for it instead (see hold).
    */
   private async writeApart(batch: Pending, err: unknown): Promise<void> {
     if (this.store.isUnavailable(err)) return this.hold(batch, err);
