@@ -9,6 +9,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postMessages, postSlowStream, startHarness, type Harness } from '../support/gateway-harness.js';
+import { installStall } from '../support/postgres-stall.js';
 import { POSTGRES_TEST_URL, storeKinds } from '../support/stores.js';
 import { until } from '../support/until.js';
 
@@ -120,5 +121,38 @@ describe.runIf(storeKinds().includes('postgres'))('PostgreSQL out of reach for a
     expect((await h.gateway.store.verify()).ok).toBe(true);
     expect(logs.filter((l) => l.msg.startsWith('the store refuses writes'))).toHaveLength(1);
     expect(logs.filter((l) => l.msg.startsWith('the store accepts writes again'))).toHaveLength(1);
+  });
+
+  it('goes on when the connection of an append in progress drops', async () => {
+    // Went wrong: a connection lost while checked out of the pool emitted 'error' with nobody listening, and that
+    // stopped the process (here an uncaught exception, which vitest reports as an error of this file). The append's
+    // insert is held on a lock, the relay cut under it, and its backend ended on the server before the lock is let go,
+    // so that nothing of it commits.
+    const stall = await installStall(schema);
+    const admin = new pg.Client({ connectionString: POSTGRES_TEST_URL });
+    await admin.connect();
+    try {
+      await stall.stall('exchange.request');
+      const pending = postMessages(h.url, 'pg-lost', { messages: [{ role: 'user', content: 'stalled' }] });
+      await stall.stalled();
+      relay.cut();
+      const ended = await admin.query<{ ok: boolean }>(
+        `SELECT pg_terminate_backend(l.pid) AS ok FROM pg_locks l
+         WHERE l.locktype = 'advisory' AND NOT l.granted AND l.classid = 7310 AND l.objid = $1`,
+        [process.pid],
+      );
+      expect(ended.rows).toEqual([{ ok: true }]);
+      const refused = await pending;
+      expect(refused.status).toBe(503);
+      await refused.arrayBuffer();
+    } finally {
+      await stall.release();
+      await admin.end();
+      relay.restore();
+    }
+    const after = await postMessages(h.url, 'pg-lost', { messages: [{ role: 'user', content: 'and after?' }] });
+    expect(after.status).toBe(200);
+    expect((await h.exchange(after.headers.get('x-vigil-exchange-id')!)).outcome).toBe('ok');
+    expect((await h.gateway.store.verify()).ok).toBe(true);
   });
 });

@@ -131,6 +131,17 @@ const KEY_RECORDS = indexRecordsSql(KEY_RECORD_KINDS);
 const HOLD_RECORDS = indexRecordsSql(HOLD_RECORD_KINDS);
 /** See LedgerKeyCache: the version of the ledger's key records, read with a key's index row. */
 const KEY_RECORDS_VERSION = keyRecordsVersionSql('true');
+/**
+ * Given to every connection a pool makes. A connection lost while checked out (a transaction between two statements,
+ * or a statement waiting: the server restarted, the network dropped, an operator ended the backend) emits 'error',
+ * and pg-pool listens only while a connection is idle: unhandled, that error stopped the process — every stream in
+ * flight cut, and the records held for the store lost. The same loss fails the connection's current or next query,
+ * whose caller reports it, and pg-pool discards a connection that can no longer be queried when it is released.
+ */
+function keepLostConnectionQuiet(client: pg.PoolClient): void {
+  client.on('error', () => {});
+}
+
 /** First key of the two-key advisory lock that serialises migrations ("VIGL"); the second is the schema's hash. */
 const MIGRATION_LOCK_CLASS = 0x5649474c;
 
@@ -427,6 +438,7 @@ export class PostgresAuditStore implements AuditStore {
     // crash the process. The pool has already discarded the connection, and the next query either gets a fresh one
     // or rejects to its caller, who decides; so there is nothing to do here.
     this.pool.on('error', () => {});
+    this.pool.on('connect', keepLostConnectionQuiet);
     // Appends (serialised by enqueue, so one connection) run where their prepared statements keep one generic plan.
     // Left to choose, PostgreSQL planned the append anew at every execution — its estimate of the generic plan being
     // higher — and that bind took as long as the execution: ~0.3 ms of the wait of every request before it is
@@ -439,6 +451,7 @@ export class PostgresAuditStore implements AuditStore {
       connectionTimeoutMillis: 10_000,
     });
     this.appendPool.on('error', () => {});
+    this.appendPool.on('connect', keepLostConnectionQuiet);
   }
 
   private async migrate(): Promise<void> {
