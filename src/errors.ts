@@ -27,6 +27,8 @@ export function isAnthropicErrorType(type: string): type is AnthropicErrorType {
 
 const REGISTRY = {
   BAD_REQUEST: { status: 400, type: 'invalid_request_error' },
+  REQUEST_TIMEOUT: { status: 408, type: 'timeout_error' },
+  HEADERS_TOO_LARGE: { status: 431, type: 'invalid_request_error' },
   UNAUTHENTICATED: { status: 401, type: 'authentication_error' },
   NOT_ALLOWED: { status: 403, type: 'permission_error' },
   UNKNOWN_CONNECTION: { status: 404, type: 'not_found_error' },
