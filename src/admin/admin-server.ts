@@ -4,6 +4,7 @@
  * Errors are JSON `{ error: { type, message } }`.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { answerParserRefusals, MAX_HEADER_BYTES } from '../net/parser-refusals.js';
 import { once } from 'node:events';
 import type { Logger } from 'pino';
 import type { VigilConfig } from '../config/config-schema.js';
@@ -174,7 +175,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     });
   };
 
-  const server: Server = createServer((req, res) => {
+  const server: Server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
     handle(req, res).catch((err: unknown) => {
       if (res.headersSent) {
         // A stream (export, events) failed half-way: cutting the connection is the only honest signal left.
@@ -195,6 +196,9 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       sendError(res, new VigilError('INTERNAL', 'internal error', { cause: err }));
     });
   });
+  answerParserRefusals(server, log, (refusal) =>
+    JSON.stringify({ error: { type: refusal.type, message: refusal.message } }),
+  );
   const { host, port } = adminListenAddress(config);
   const { url } = await listenOn(server, host, port).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'EADDRINUSE') {

@@ -8,7 +8,6 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
 import { asVigilError, isStackOverflow, shuttingDown, tooDeeplyNested, VigilError } from '../errors.js';
@@ -22,6 +21,7 @@ import type { PolicyDecision } from '../policy/policy.js';
 import type { ExchangeRecording, Recorder } from '../recorder/recorder.js';
 import type { Outcome } from '../store/audit-store.js';
 import { listenOn } from '../net/listen.js';
+import { answerParserRefusals, MAX_HEADER_BYTES } from '../net/parser-refusals.js';
 import { newExchangeId } from '../recorder/ids.js';
 import { RequestBody } from '../recorder/request-body.js';
 import type { Connection, Connections } from './connections.js';
@@ -55,12 +55,6 @@ interface Route {
   readonly query: string;
 }
 
-/**
- * The most a request's headers may hold in all (Node's default is 16 KiB): an identity provider's access token with
- * many group claims runs to several, and it is the caller's only way in.
- */
-export const MAX_HEADER_BYTES = 64 * 1024;
-
 export class ProxyServer {
   readonly server: http.Server;
   private draining = false;
@@ -78,44 +72,7 @@ export class ProxyServer {
         });
       },
     );
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
-  }
-
-  /**
-   * A request Node's HTTP parser refused before it reached handle(): headers over {@link MAX_HEADER_BYTES}, a request
-   * too slow to arrive, or one that is not HTTP. Node's own answer has no body; this one is in Anthropic's shape, so
-   * the SDKs say what went wrong. Nothing was forwarded or recorded.
-   */
-  private clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-    // As Node's own handler does: no answer on a socket whose current response has begun (it would corrupt it).
-    const current = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-    if (err.code === 'ECONNRESET' || !socket.writable || current?.headersSent) {
-      socket.destroy();
-      return;
-    }
-    const refusal =
-      err.code === 'HPE_HEADER_OVERFLOW'
-        ? new VigilError(
-            'HEADERS_TOO_LARGE',
-            `the request's headers are larger than the gateway accepts (${MAX_HEADER_BYTES / 1024} KiB in all)`,
-          )
-        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-          ? new VigilError('REQUEST_TIMEOUT', 'the request did not arrive in time')
-          : new VigilError('BAD_REQUEST', `the request is not valid HTTP/1.1 (${err.code ?? err.message})`);
-    const id = newExchangeId();
-    this.deps.log.warn(
-      { requestId: `vigil_${id}`, code: err.code, status: refusal.status },
-      'request refused before it was read: it is not valid HTTP, or too large or slow',
-    );
-    const body = refusal.toAnthropicBody();
-    socket.end(
-      `HTTP/1.1 ${refusal.status} ${http.STATUS_CODES[refusal.status]}\r\n` +
-        'content-type: application/json\r\n' +
-        `content-length: ${Buffer.byteLength(body)}\r\n` +
-        `request-id: vigil_${id}\r\n` +
-        'connection: close\r\n\r\n' +
-        body,
-    );
+    answerParserRefusals(this.server, deps.log, (refusal) => refusal.toAnthropicBody());
   }
 
   listen(host: string, port: number): Promise<{ url: string; address: AddressInfo }> {

@@ -1,12 +1,12 @@
 /**
  * Requests Node's HTTP parser refuses before the gateway reads them — headers too large, not HTTP — are answered in
- * Anthropic's error shape like every other gateway error (Node's own answers have no body), and headers of the size
- * a large identity-provider token makes are accepted.
+ * Anthropic's error shape like every other gateway error (the admin API: in its own), where Node's own answers have
+ * no body; and headers of the size a large identity-provider token makes are accepted.
  */
 import net from 'node:net';
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { MAX_HEADER_BYTES } from '../../src/proxy/proxy-server.js';
+import { MAX_HEADER_BYTES } from '../../src/net/parser-refusals.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
 
 let h: Harness;
@@ -15,9 +15,11 @@ beforeAll(async () => {
 });
 afterAll(() => h?.close());
 
-/** What the gateway answers to `text` sent as is on a new connection, split into status line, headers and body. */
-function raw(text: string): Promise<{ status: number; headers: Map<string, string>; body: string }> {
-  const { port } = new URL(h.url);
+/** What a listener (the proxy's by default) answers to `text` sent as is on a new connection, split up. */
+function raw(
+  text: string,
+  port = new URL(h.url).port,
+): Promise<{ status: number; headers: Map<string, string>; body: string }> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(Number(port), '127.0.0.1', () => socket.end(text));
     let out = '';
@@ -75,5 +77,26 @@ it('answers a request that is not valid HTTP with 400 in Anthropic’s shape', a
   expect(JSON.parse(r.body)).toEqual({
     type: 'error',
     error: { type: 'invalid_request_error', message: 'the request is not valid HTTP/1.1 (HPE_INVALID_CONTENT_LENGTH)' },
+  });
+});
+
+it('answers the admin API’s callers the same way, in its own error shape', async () => {
+  // An admin signs in with the identity provider's token too.
+  const ok = await fetch(`${h.gateway.adminUrl}/api/v1/sessions`, {
+    headers: { 'x-large-claims': 'g'.repeat(32 * 1024) },
+  });
+  expect(ok.status).toBe(200);
+  await ok.arrayBuffer();
+  const { port } = new URL(h.gateway.adminUrl!);
+  const r = await raw(
+    `GET /api/v1/sessions HTTP/1.1\r\nHost: gw\r\nX-Large: ${'g'.repeat(MAX_HEADER_BYTES)}\r\n\r\n`,
+    port,
+  );
+  expect(r.status).toBe(431);
+  expect(JSON.parse(r.body)).toEqual({
+    error: {
+      type: 'invalid_request_error',
+      message: "the request's headers are larger than the gateway accepts (64 KiB in all)",
+    },
   });
 });
