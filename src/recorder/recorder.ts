@@ -301,13 +301,16 @@ export class Recorder {
         // The outage's first line has the error: one short line for each call let through meanwhile.
         this.options.log.warn(
           { exchangeId: input.exchangeId, cause: (err as { message?: unknown } | null)?.message },
-          'recording failed: the store refuses writes; forwarding anyway (best_effort)',
+          'recording failed: the store refuses writes; forwarding anyway (best_effort), the request held for it',
         );
       } else
         this.options.log.error(
           { err, exchangeId: input.exchangeId },
-          'recording failed; forwarding anyway (best_effort)',
+          'recording failed; forwarding anyway (best_effort), the request kept for another try',
         );
+      // Not durable before forwarding, but not given up: written with (before) the rest of the exchange's records as
+      // soon as the store takes them, as what lingers is.
+      this.queue.enqueue([record], stored?.blobs ?? []);
     }
     const rec = recording(stored?.turnMessages ?? [], recordedMs);
     // Closed while the request was being written (shutdown with no grace left): it is not forwarded now, and its end

@@ -78,7 +78,17 @@ describe.skipIf(!mounted)('a full disk under the embedded store', () => {
   beforeAll(async () => {
     mkdirSync(dataDir);
     const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
-    h = await startHarness(() => ({ data_dir: dataDir }), {}, { log });
+    h = await startHarness(
+      (upstream) => ({
+        data_dir: dataDir,
+        connections: [
+          { name: 'anthropic', upstream, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' } },
+          { name: 'lenient', upstream, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' }, recording: 'best_effort' },
+        ],
+      }),
+      {},
+      { log },
+    );
   });
   afterAll(async () => {
     try {
@@ -127,6 +137,14 @@ describe.skipIf(!mounted)('a full disk under the embedded store', () => {
       3_000,
     );
 
+    // A connection that records best effort forwards meanwhile; its request is held with the rest of its records.
+    const lenient = await postMessages(`${h.url}/c/lenient`, 'disk-full-lenient', {
+      messages: [{ role: 'user', content: 'recorded later' }],
+    });
+    expect(lenient.status).toBe(200);
+    await lenient.arrayBuffer();
+    const lenientId = lenient.headers.get('x-vigil-exchange-id')!;
+
     unlinkSync(filler); // room again
     await rest;
     const stream = await h.exchange(streamId);
@@ -135,6 +153,10 @@ describe.skipIf(!mounted)('a full disk under the embedded store', () => {
     expect(stream.response.events).toHaveLength(sent);
     expect(stream.response.events.at(-1)?.type).toBe('message_stop');
     expect(stream.response.stop_reason).toBe('end_turn');
+
+    const late = await h.exchange(lenientId);
+    expect(late).toMatchObject({ outcome: 'ok', connection: 'lenient', response: { status: 200 } });
+    expect(late.request.body).toMatchObject({ messages: [{ role: 'user', content: 'recorded later' }] });
 
     await until(
       'the store to take writes again',
@@ -157,7 +179,9 @@ describe.skipIf(!mounted)('a full disk under the embedded store', () => {
       expect(l).toMatchObject({ level: 40, cause: 'database or disk is full' });
       expect(l.err).toBeUndefined();
     }
-    expect(logs.filter((l) => l.msg.startsWith('recording failed'))).toEqual([]);
+    expect(logs.filter((l) => l.msg.startsWith('recording failed'))).toMatchObject([
+      { level: 40, msg: expect.stringMatching(/forwarding anyway \(best_effort\), the request held for it$/) },
+    ]);
     const ended = logs.filter((l) => l.msg.startsWith('the store accepts writes again'));
     expect(ended).toHaveLength(1);
     expect(ended[0]!.outageMs).toBeGreaterThan(0);
