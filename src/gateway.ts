@@ -116,6 +116,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const metrics = new Metrics({
     recordingFailures: () => recorder.failures,
     recordingBacklog: () => recorder.queue.backlog,
+    storeRefusingWrites: () => recorder.queue.storeRefusing,
     sinks: () => outbox.statuses(),
     digests: () => upkeep.digests(),
   });

@@ -22,6 +22,8 @@ export interface MetricsSources {
   recordingFailures(): number;
   /** Records waiting to be written. */
   recordingBacklog(): number;
+  /** Whether the store refuses writes now (its last write failed as the store's own fault; see WriteQueue). */
+  storeRefusingWrites(): boolean;
   /** Per SIEM sink. */
   sinks(): ReadonlyArray<{ sink: string; lag: number; failures: number; delivered: number; undeliverable: number }>;
   /** What the last check for overdue digests found (see DigestWatchStatus). */
@@ -100,6 +102,14 @@ export class Metrics {
       registers: [r],
       collect() {
         this.set(sources.recordingBacklog());
+      },
+    });
+    new Gauge({
+      name: 'vigil_store_refusing_writes',
+      help: '1 while the store refuses writes (calls that must be recorded are refused; records are held), else 0',
+      registers: [r],
+      collect() {
+        this.set(sources.storeRefusingWrites() ? 1 : 0);
       },
     });
     // One gauge per figure of the SIEM outbox, each labelled by sink, read when scraped.

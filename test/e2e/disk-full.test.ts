@@ -65,6 +65,12 @@ interface LogLine {
   outageMs?: number;
 }
 
+/** `vigil_store_refusing_writes` as /metrics reads it. */
+async function refusingGauge(h: Harness): Promise<string | undefined> {
+  const text = await (await fetch(`${h.gateway.adminUrl}/metrics`)).text();
+  return /^vigil_store_refusing_writes (\d+)$/m.exec(text)?.[1];
+}
+
 async function health(h: Harness): Promise<{ store: string; recording_backlog: number }> {
   return (await (await fetch(`${h.url}/healthz`)).json()) as { store: string; recording_backlog: number };
 }
@@ -136,6 +142,7 @@ describe.skipIf(!mounted)('a full disk under the embedded store', () => {
       async () => ((await health(h)).store === 'refusing_writes' ? true : undefined),
       3_000,
     );
+    expect(await refusingGauge(h)).toBe('1');
 
     // A connection that records best effort forwards meanwhile; its request is held with the rest of its records.
     const lenient = await postMessages(`${h.url}/c/lenient`, 'disk-full-lenient', {
@@ -163,6 +170,7 @@ describe.skipIf(!mounted)('a full disk under the embedded store', () => {
       async () => ((await health(h)).store === 'ok' ? true : undefined),
       5_000,
     );
+    expect(await refusingGauge(h)).toBe('0');
     const after = await postMessages(h.url, 'disk-full-others', { messages: [{ role: 'user', content: 'after' }] });
     expect(after.status).toBe(200);
     expect((await h.exchange(after.headers.get('x-vigil-exchange-id')!)).outcome).toBe('ok');

@@ -211,7 +211,12 @@ describe('otlp sink', () => {
       status: 200,
       body: JSON.stringify({ partialSuccess: { rejectedLogRecords: '2', errorMessage: 'attribute too long' } }),
     });
-    const metrics = new Metrics({ recordingFailures: () => 0, recordingBacklog: () => 0, sinks: () => [] });
+    const metrics = new Metrics({
+      recordingFailures: () => 0,
+      recordingBacklog: () => 0,
+      storeRefusingWrites: () => false,
+      sinks: () => [],
+    });
     try {
       await otlpSink().deliver([deniedEvent(), deniedEvent(2)]);
       expect(await metrics.text()).toMatch(/vigil_sink_rejected_records_total\{sink="otel"\} 2/);

@@ -38,6 +38,7 @@ function metricsOf(watch: DigestWatch): Metrics {
   return new Metrics({
     recordingFailures: () => 0,
     recordingBacklog: () => 0,
+    storeRefusingWrites: () => false,
     sinks: () => [],
     digests: () => watch.status(),
   });
