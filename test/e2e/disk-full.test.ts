@@ -4,58 +4,15 @@
  * calls that must be recorded are refused (503, so SDKs retry); the records of a stream already forwarded are held,
  * and written — complete, in order — once there is room again; the chain verifies.
  */
-import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, unlinkSync } from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postMessages, postSlowStream, startHarness, type Harness } from '../support/gateway-harness.js';
+import { fillDisk, mountTmpfs, unmountTmpfs } from '../support/tmpfs.js';
 import { until } from '../support/until.js';
 
-const mountDir = mkdtempSync(path.join(tmpdir(), 'vigil-disk-full-'));
-const mounted = (() => {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', mountDir], { stdio: 'ignore' });
-    return true;
-  } catch {
-    rmSync(mountDir, { recursive: true, force: true });
-    return false;
-  }
-})();
-
-/** Writes zeros to `file` until the disk is full; returns the bytes written. */
-function fillDisk(file: string): number {
-  const fd = openSync(file, 'w');
-  const chunk = Buffer.alloc(64 * 1024);
-  let written = 0;
-  try {
-    for (;;) {
-      try {
-        written += writeSync(fd, chunk.subarray(0, chunk.length));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-        if (chunk.length === 1) return written;
-        return written + fillRest(fd);
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** The last bytes a 64 KiB write no longer fits in, a byte at a time up to 64 KiB. */
-function fillRest(fd: number): number {
-  let n = 0;
-  const one = Buffer.alloc(4096);
-  for (;;) {
-    try {
-      n += writeSync(fd, one);
-    } catch {
-      return n;
-    }
-  }
-}
+const mountDir = mountTmpfs('6m');
 
 interface LogLine {
   level: number;
@@ -75,10 +32,10 @@ async function health(h: Harness): Promise<{ store: string; recording_backlog: n
   return (await (await fetch(`${h.url}/healthz`)).json()) as { store: string; recording_backlog: number };
 }
 
-describe.skipIf(!mounted)('a full disk under the embedded store', () => {
+describe.skipIf(mountDir === null)('a full disk under the embedded store', () => {
   let h: Harness;
-  const dataDir = path.join(mountDir, 'data');
-  const filler = path.join(mountDir, 'filler');
+  const dataDir = path.join(mountDir!, 'data');
+  const filler = path.join(mountDir!, 'filler');
   const logs: LogLine[] = [];
 
   beforeAll(async () => {
@@ -100,8 +57,7 @@ describe.skipIf(!mounted)('a full disk under the embedded store', () => {
     try {
       await h?.close();
     } finally {
-      execFileSync('umount', [mountDir]);
-      rmSync(mountDir, { recursive: true, force: true });
+      unmountTmpfs(mountDir!);
     }
   });
 

@@ -47,12 +47,19 @@ const askForWindow = () => {
   waitingForWindow = true;
   parentPort.postMessage({ restartWanted: true });
 };
+// A checkpoint that failed (a full disk: the database file cannot grow) is tried again after a pause that doubles up
+// to a minute, rather than every interval: each failure is reported, and an hour of full disk was 14,400 of them.
+let failedUntil = 0;
+let failPauseMs = 0;
 const checkpoint = () => {
-  if (waitingForWindow) return;
+  if (waitingForWindow || Date.now() < failedUntil) return;
   try {
     const [r] = db.pragma('wal_checkpoint(PASSIVE)');
+    failPauseMs = 0;
     if (r.log > workerData.restartFrames && r.log !== restartedAt && Date.now() >= retryAt) askForWindow();
   } catch (err) {
+    failPauseMs = Math.min(Math.max(failPauseMs * 2, 1000), 60000);
+    failedUntil = Date.now() + failPauseMs;
     fail(err);
   }
 };
