@@ -101,6 +101,9 @@ export async function openStore(config: VigilConfig, options: OpenStoreOptions =
         { cause: err },
       );
     }
+    if (code === 'SQLITE_FULL' || code === 'ENOSPC') {
+      throw new ConfigError([diskFullProblem(config, file, err as Error)], { cause: err });
+    }
     if (code === undefined || !UNWRITABLE.has(code)) throw err;
     throw new ConfigError([unwritableStoreProblem(config, file, err as Error)], { cause: err });
   }
@@ -125,6 +128,15 @@ function insufficientPrivilegeProblem(config: VigilConfig, url: string, where: s
 
 /** Errors that mean the store's folder or file cannot be created or written (fs errno codes, SQLite result codes). */
 const UNWRITABLE = new Set(['EACCES', 'EPERM', 'ENOTDIR', 'EROFS', 'EEXIST', 'SQLITE_CANTOPEN', 'SQLITE_READONLY']);
+
+/** Opening writes (the log, migrations): on a full disk it cannot. */
+function diskFullProblem(config: VigilConfig, file: string, err: Error): string {
+  const key = config.store.sqlite.path !== undefined ? 'store.sqlite.path' : 'data_dir (--data-dir)';
+  return (
+    `${key}: the disk holding ${file} is full (${err.message.split('\n')[0]}); free space on it, or give ` +
+    `${config.store.sqlite.path !== undefined ? 'store.sqlite.path' : '--data-dir or data_dir'} another place`
+  );
+}
 
 function unwritableStoreProblem(config: VigilConfig, file: string, err: Error): string {
   const reason = err.message.split('\n')[0];

@@ -15,6 +15,7 @@ import { toStored, type RecordRow } from '../../src/store/store-rows.js';
 import { spawn } from 'node:child_process';
 import { serve, vigil, VIGIL_BIN } from '../support/cli.js';
 import { CLIENT_KEY, GATEWAY_KEY, tempDir } from '../support/gateway-harness.js';
+import { fillDisk, mountTmpfs, unmountTmpfs } from '../support/tmpfs.js';
 
 let fake: FakeAnthropic;
 const dirs: string[] = [];
@@ -500,5 +501,22 @@ describe('operator errors say what to fix', () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('data_dir (--data-dir): no store at');
     expect(missing.stderr).not.toMatch(/unexpected error|\n\s+at /);
+  });
+
+  const fullDisk = mountTmpfs('1m');
+  afterAll(() => {
+    if (fullDisk !== null) unmountTmpfs(fullDisk);
+  });
+  it.skipIf(fullDisk === null)('says the disk is full when the store cannot be created for want of space', async () => {
+    // A regression: "vigil: unexpected error: SqliteError: database or disk is full" and a stack trace.
+    fillDisk(path.join(fullDisk!, 'filler'));
+    const data = path.join(fullDisk!, 'data');
+    const r = await vigil(['serve', '--listen', '127.0.0.1:0', '--data-dir', data]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(
+      `data_dir (--data-dir): the disk holding ${path.join(data, 'vigil.db')} is full (database or disk is full); ` +
+        'free space on it, or give --data-dir or data_dir another place',
+    );
+    expect(r.stderr).not.toMatch(/unexpected error|\n\s+at /);
   });
 });
