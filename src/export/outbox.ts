@@ -112,6 +112,11 @@ export class Outbox {
   private readonly status = new Map<string, SinkStatus>();
   private readonly requests = new Map<string, ExchangeRequestData>();
   private timer: NodeJS.Timeout | null = null;
+  /**
+   * The pause after a pass that failed before delivering (the store unreachable, or refusing writes), doubling up to
+   * maxBackoffMs: polling every 500 ms meanwhile logged 7,200 failures an hour. Zero while passes succeed.
+   */
+  private failedPassPauseMs = 0;
   private running: Promise<void> | null = null;
   private readonly backoffUntil = new Map<string, number>();
   private readonly backoff = new Map<string, number>();
@@ -145,13 +150,26 @@ export class Outbox {
     if (this.sinks.length === 0) return;
     const tick = (): void => {
       if (this.stopped || this.closing) return;
-      // A pass that fails before delivering (the store unreachable) is tried again at the next poll.
-      const pass = this.runOnce().catch((err: unknown) =>
-        this.options.log.warn({ err }, 'SIEM outbox pass failed; events wait in the outbox'),
+      // A pass that fails before delivering (the store unreachable) is tried again after a pause that grows.
+      const pass = this.runOnce().then(
+        () => {
+          this.failedPassPauseMs = 0;
+        },
+        (err: unknown) => {
+          this.failedPassPauseMs = Math.min(
+            Math.max(this.failedPassPauseMs * 2, this.options.pollMs ?? 500),
+            this.options.maxBackoffMs ?? 60_000,
+          );
+          this.options.log.warn(
+            { err, retryInMs: this.failedPassPauseMs },
+            'SIEM outbox pass failed; events wait in the outbox',
+          );
+        },
       );
       this.running = pass.finally(() => {
         this.running = null;
-        if (!this.stopped && !this.closing) this.timer = setTimeout(tick, this.nextPassIn()).unref();
+        const wait = this.failedPassPauseMs || this.nextPassIn();
+        if (!this.stopped && !this.closing) this.timer = setTimeout(tick, wait).unref();
       });
     };
     tick();

@@ -457,4 +457,37 @@ describe('outbox and a store that fails', () => {
     await outbox.close();
     await store.close();
   });
+
+  it('tries a store that keeps failing less and less often, and at the poll interval again once it answers', async () => {
+    // Went wrong: with the store unreachable, a pass failed and was logged every poll (500 ms): 7,200 lines an hour.
+    const store = SqliteAuditStore.open({ file: path.join(tempDir(), 'vigil.db') });
+    await store.append({ records: [denied('after the outage')] });
+    let down = true;
+    let passes = 0;
+    const flaky = Object.assign(Object.create(store) as SqliteAuditStore, {
+      chainHeads: async () => {
+        passes++;
+        if (down) throw new Error('Connection terminated unexpectedly');
+        return store.chainHeads();
+      },
+    });
+    receiverRefusing(() => false);
+    const warnings: Array<{ retryInMs: number }> = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line)) });
+    const sink = createSink(sinkConfigSchema.parse({ type: 'http', name: 'webhook', url: `${server.url}/events` }));
+    const outbox = new Outbox(flaky, [sink], { gateway: 'test', log, pollMs: 10, maxBackoffMs: 200 });
+    outbox.start();
+    await new Promise((r) => setTimeout(r, 700));
+    // 10, 20, 40, 80, 160, 200, 200 ms…: about 8 passes in 700 ms, where polling every 10 ms made 70.
+    expect(passes).toBeGreaterThanOrEqual(4);
+    expect(passes).toBeLessThanOrEqual(10);
+    expect(warnings.map((w) => w.retryInMs).slice(0, 5)).toEqual([10, 20, 40, 80, 160]);
+    down = false;
+    await until('the event delivered', () => (acceptedEvents().length > 0 ? true : undefined), 2_000);
+    const after = passes;
+    await new Promise((r) => setTimeout(r, 200));
+    expect(passes - after).toBeGreaterThanOrEqual(8); // polling every 10 ms again
+    await outbox.close();
+    await store.close();
+  });
 });
