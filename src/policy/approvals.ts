@@ -25,6 +25,9 @@ import type { CompiledRule } from './approval-rules.js';
 import type { ApprovalRequestSummary } from './approval-summary.js';
 
 /** What the coordinator needs of the store: append, and follow records of some kinds. */
+/** The longest pause between reads of a ledger that keeps failing, while calls are held (a decision waits that long). */
+export const MAX_FAILED_POLL_PAUSE_MS = 5_000;
+
 export type ApprovalLedger = Pick<AuditStore, 'append' | 'recordsOfKinds'> & Partial<Pick<AuditStore, 'onAppended'>>;
 
 /** Who decides: a person or service with an OIDC token, an admin API token, or the local OS user of the CLI. */
@@ -393,6 +396,11 @@ export class ApprovalCoordinator {
   private lastReadStart: number | null = null;
   private reading: Promise<void> | null = null;
   private timer: NodeJS.Timeout | null = null;
+  /**
+   * The pause after a read of the ledger failed (the store unreachable), doubling from pollMs up to
+   * {@link MAX_FAILED_POLL_PAUSE_MS}: polling every 200 ms meanwhile logged 18,000 failures an hour. Zero while reads work.
+   */
+  private failedPollPauseMs = 0;
   private closed = false;
   private readonly pollMs: number;
   private readonly historyMs: number;
@@ -831,10 +839,22 @@ export class ApprovalCoordinator {
       this.timer = null;
       this.refresh()
         .then(
-          () => this.settleAll(),
-          (err: unknown) => this.options.log?.warn({ err }, 'approvals: reading the ledger failed; retrying'),
+          () => {
+            this.failedPollPauseMs = 0;
+            this.settleAll();
+          },
+          (err: unknown) => {
+            this.failedPollPauseMs = Math.min(
+              Math.max(this.failedPollPauseMs * 2, this.pollMs),
+              MAX_FAILED_POLL_PAUSE_MS,
+            );
+            this.options.log?.warn(
+              { err, retryInMs: this.failedPollPauseMs },
+              'approvals: reading the ledger failed; retrying',
+            );
+          },
         )
-        .finally(() => this.schedulePoll());
+        .finally(() => this.schedulePoll(this.failedPollPauseMs || this.pollMs));
     }, delayMs);
     this.timer.unref();
   }

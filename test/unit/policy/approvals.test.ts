@@ -2,6 +2,7 @@
  * The approval coordinator on real stores: SQLite files (a second store instance on the same file is another process)
  * and PostgreSQL (two instances are two gateway replicas). Decisions only ever travel through the ledger.
  */
+import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { authenticateGatewayKey } from '../../../src/identity/gateway-keys.js';
 import { createGatewayKey, revokeGatewayKey } from '../../../src/identity/key-admin.js';
@@ -130,6 +131,41 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
   afterEach(async () => {
     await gateway.close();
     await fixture.dispose();
+  });
+
+  it('reads a ledger that keeps failing less and less often while a call waits, and settles the call once it answers', async () => {
+    // Went wrong: with the store unreachable, every poll (200 ms) failed and was logged: 18,000 lines an hour.
+    let down = false;
+    let failedReads = 0;
+    const flaky: ApprovalLedger = {
+      append: (batch) => store.append(batch),
+      recordsOfKinds: async (...args) => {
+        if (down) {
+          failedReads++;
+          throw new Error('Connection terminated unexpectedly');
+        }
+        return store.recordsOfKinds(...args);
+      },
+    };
+    const warnings: Array<{ retryInMs: number }> = [];
+    const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(JSON.parse(line)) });
+    const waiting = new ApprovalCoordinator(flaky, { pollMs: 10, log });
+    try {
+      const held = waiting.hold(call(rule()));
+      const id = await pendingId(gateway);
+      down = true;
+      await new Promise((r) => setTimeout(r, 700));
+      // 10, 20, 40, 80, 160, 320 ms: about six reads in 700 ms, where polling every 10 ms made seventy.
+      expect(failedReads).toBeGreaterThanOrEqual(3);
+      expect(failedReads).toBeLessThanOrEqual(8);
+      expect(warnings.map((w) => w.retryInMs).slice(0, 4)).toEqual([10, 20, 40, 80]);
+      await gateway.approve(id, bob);
+      down = false;
+      // Within the pause then reached (640 ms at most) and one more poll.
+      expect(await held).toEqual({ outcome: 'approved', approvalId: id, by: [bob] });
+    } finally {
+      await waiting.close();
+    }
   });
 
   it('holds a call until someone else approves it, and records it all on the session', async () => {
