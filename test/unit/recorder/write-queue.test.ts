@@ -1,7 +1,13 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MAX_HELD_RECORDS, PROBE_RECORDS, type OutageChange, WriteQueue } from '../../../src/recorder/write-queue.js';
+import {
+  MAX_BATCH_RECORDS,
+  MAX_HELD_RECORDS,
+  PROBE_RECORDS,
+  type OutageChange,
+  WriteQueue,
+} from '../../../src/recorder/write-queue.js';
 import type { AuditStore, NewRecord, WriteBatch } from '../../../src/store/audit-store.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
 import { useTempDir } from '../../support/temp-dir.js';
@@ -367,6 +373,34 @@ describe('WriteQueue when a write fails', () => {
     expect(written.map((r) => (JSON.parse(r.data) as { i: number }).i)).toEqual(
       Array.from({ length: 200 }, (_, i) => i),
     );
+    await queue.close();
+    await store.close();
+  });
+
+  it('writes a backlog an outage held a part at a time, in order, so that no one write holds the event loop long', async () => {
+    const dir = tempDir();
+    const { store, batches } = await countingStore(dir);
+    const db = (store as unknown as { db: { pragma(s: string, o?: object): unknown } }).db;
+    const queue = new WriteQueue(store, { intervalMs: 5, onError: () => undefined });
+    await queue.appendDurably([record('chain.note')], []);
+    db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
+    const n = 2 * MAX_BATCH_RECORDS + 300;
+    queue.enqueue(
+      Array.from({ length: n }, (_, i) => ({ kind: 'exchange.events', at: 0, data: { i, pad: 'x'.repeat(200) } })),
+    );
+    await queue.flush();
+    expect(queue.storeRefusing).toBe(true);
+    db.pragma('max_page_count = 1073741823');
+    batches.length = 0;
+    await until('the backlog written', () => (queue.backlog === 0 ? true : undefined), 5_000);
+    expect(batches.map((b) => b.length)).toEqual([
+      PROBE_RECORDS,
+      MAX_BATCH_RECORDS,
+      MAX_BATCH_RECORDS,
+      n - PROBE_RECORDS - 2 * MAX_BATCH_RECORDS,
+    ]);
+    const written = await store.recordsOfKinds(['exchange.events'], 0, 10_000);
+    expect(written.map((r) => (JSON.parse(r.data) as { i: number }).i)).toEqual(Array.from({ length: n }, (_, i) => i));
     await queue.close();
     await store.close();
   });
