@@ -27,6 +27,16 @@ async function countingStore(dir: string): Promise<{ store: AuditStore; batches:
 
 const record = (kind: string) => ({ kind, at: Date.now(), data: { kind } });
 
+/**
+ * Holds `store`'s database at its size: from now on a write that needs a new page fails with SQLite's own "database
+ * or disk is full" (SQLITE_FULL), as on a full disk. Returns what gives it room again.
+ */
+function fillUp(store: AuditStore): () => void {
+  const db = (store as unknown as { db: { pragma(s: string, o?: object): unknown } }).db;
+  db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
+  return () => void db.pragma('max_page_count = 1073741823');
+}
+
 /** A queue on a counting store; `done()` closes both. */
 async function setup(
   dir: string,
@@ -301,7 +311,6 @@ describe('WriteQueue when a write fails', () => {
     // A real refusal: SQLite's own "database or disk is full" (SQLITE_FULL), the database held at its size.
     const dir = tempDir();
     const { store, batches } = await countingStore(dir);
-    const db = (store as unknown as { db: { pragma(s: string, o?: object): unknown } }).db;
     const outages: OutageChange[] = [];
     const refused: number[] = [];
     const queue = new WriteQueue(store, {
@@ -310,8 +319,7 @@ describe('WriteQueue when a write fails', () => {
       onOutage: (c) => outages.push(c),
     });
     await queue.appendDurably([record('chain.note')], []);
-    const pages = db.pragma('page_count', { simple: true }) as number;
-    db.pragma(`max_page_count = ${pages}`);
+    const makeRoom = fillUp(store);
     const big = (i: number) => ({ kind: 'exchange.events', at: Date.now(), data: { i, pad: 'x'.repeat(20_000) } });
     for (let i = 0; i < 30; i++) queue.enqueue([big(i)]);
     await queue.flush();
@@ -326,7 +334,7 @@ describe('WriteQueue when a write fails', () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(queue.backlog).toBe(40);
 
-    db.pragma('max_page_count = 1073741823'); // the disk has room again
+    makeRoom(); // the disk has room again
     await until('the held records written', () => (queue.backlog === 0 ? true : undefined), 5_000);
     expect(queue.storeRefusing).toBe(false);
     expect(outages).toHaveLength(2);
@@ -348,10 +356,9 @@ describe('WriteQueue when a write fails', () => {
     // request arrives while the disk is full.
     const dir = tempDir();
     const { store, batches } = await countingStore(dir);
-    const db = (store as unknown as { db: { pragma(s: string, o?: object): unknown } }).db;
     const queue = new WriteQueue(store, { intervalMs: 5, onError: () => undefined });
     await queue.appendDurably([record('chain.note')], []);
-    db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
+    const makeRoom = fillUp(store);
     const big = (i: number) => ({ kind: 'exchange.events', at: Date.now(), data: { i, pad: 'x'.repeat(5_000) } });
     queue.enqueue(Array.from({ length: 200 }, (_, i) => big(i)));
     await queue.flush();
@@ -365,7 +372,7 @@ describe('WriteQueue when a write fails', () => {
     expect(batches.length).toBeGreaterThan(1);
     for (const b of batches.slice(1)) expect(b.length).toBeLessThanOrEqual(PROBE_RECORDS);
 
-    db.pragma('max_page_count = 1073741823');
+    makeRoom();
     batches.length = 0;
     await until('the held records written', () => (queue.backlog === 0 ? true : undefined), 5_000);
     expect(batches.map((b) => b.length)).toEqual([PROBE_RECORDS, 200 - PROBE_RECORDS]);
@@ -380,17 +387,16 @@ describe('WriteQueue when a write fails', () => {
   it('writes a backlog an outage held a part at a time, in order, so that no one write holds the event loop long', async () => {
     const dir = tempDir();
     const { store, batches } = await countingStore(dir);
-    const db = (store as unknown as { db: { pragma(s: string, o?: object): unknown } }).db;
     const queue = new WriteQueue(store, { intervalMs: 5, onError: () => undefined });
     await queue.appendDurably([record('chain.note')], []);
-    db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
+    const makeRoom = fillUp(store);
     const n = 2 * MAX_BATCH_RECORDS + 300;
     queue.enqueue(
       Array.from({ length: n }, (_, i) => ({ kind: 'exchange.events', at: 0, data: { i, pad: 'x'.repeat(200) } })),
     );
     await queue.flush();
     expect(queue.storeRefusing).toBe(true);
-    db.pragma('max_page_count = 1073741823');
+    makeRoom();
     batches.length = 0;
     await until('the backlog written', () => (queue.backlog === 0 ? true : undefined), 5_000);
     expect(batches.map((b) => b.length)).toEqual([
