@@ -486,7 +486,7 @@ describe('outbox and a store that fails', () => {
     await until('the event delivered', () => (acceptedEvents().length > 0 ? true : undefined), 2_000);
     const after = passes;
     await new Promise((r) => setTimeout(r, 200));
-    expect(passes - after).toBeGreaterThanOrEqual(8); // polling every 10 ms again
+    expect(passes - after).toBeGreaterThanOrEqual(4); // polling every 10 ms again (at most 1 at the 200 ms cap)
     await outbox.close();
     await store.close();
   });
