@@ -90,7 +90,7 @@ export class Metrics {
     });
     new Gauge({
       name: 'vigil_recording_failures_total',
-      help: 'Records that could not be written to the store since start',
+      help: 'Failures to record since start: a write that failed, a request refused for it, an outage once',
       registers: [r],
       collect() {
         this.set(sources.recordingFailures());
