@@ -192,6 +192,15 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
         sendError(res, new VigilError('BAD_REQUEST', 'malformed percent-encoding in the path'));
         return;
       }
+      if (store.isUnavailable(err)) {
+        // Not the caller's fault nor a bug: the store is down or refusing (PostgreSQL unreachable, a closed store).
+        log.warn({ err, url: req.url }, 'admin API request failed: the store is unavailable');
+        sendError(
+          res,
+          new VigilError('STORE_UNAVAILABLE', 'the store is unavailable; try again later', { cause: err }),
+        );
+        return;
+      }
       log.error({ err, url: req.url }, 'admin API request failed');
       sendError(res, new VigilError('INTERNAL', 'internal error', { cause: err }));
     });
