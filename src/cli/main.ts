@@ -159,7 +159,14 @@ async function serve(args: string[], out: Out): Promise<number> {
       stopping = true;
       gateway.log.info({ signal, graceMs: config.shutdown.grace }, 'shutting down');
       gateway.close().then(
-        () => resolve(0),
+        () => {
+          // Records the store would not take before the end (it refused writes): logged by kind and exchange above;
+          // a stop that lost records is a failed one, for whoever watches the exit code.
+          const lost = gateway.recorder.queue.lostAtClose;
+          if (lost === 0) return resolve(0);
+          gateway.log.error({ lost }, 'stopped with records not written: the store refused writes to the end');
+          resolve(1);
+        },
         (err: unknown) => {
           gateway.log.error({ err }, 'shutdown failed');
           resolve(1);

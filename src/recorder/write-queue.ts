@@ -105,6 +105,8 @@ export class WriteQueue {
   private closed = false;
   /** Set while the store refuses writes (see the module's comment). */
   private outage: Outage | null = null;
+  /** Records close() could not write (the store refusing writes when the gateway stopped): reported lost. */
+  lostAtClose = 0;
 
   constructor(
     private readonly store: AuditStore,
@@ -438,6 +440,7 @@ export class WriteQueue {
     const left = this.pending.records.concat(this.durable.records);
     this.pending = emptyPending();
     this.durable = emptyPending();
+    this.lostAtClose = left.length;
     if (left.length > 0) this.options.onError(closedError(), left);
     const err = closedError();
     for (const w of this.waiters.splice(0)) w.reject(err);
