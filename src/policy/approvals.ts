@@ -24,10 +24,13 @@ import type { AuditStore, KeyRevokedData, StoredRecord } from '../store/audit-st
 import type { CompiledRule } from './approval-rules.js';
 import type { ApprovalRequestSummary } from './approval-summary.js';
 
-/** What the coordinator needs of the store: append, and follow records of some kinds. */
-/** The longest pause between reads of a ledger that keeps failing, while calls are held (a decision waits that long). */
+/**
+ * The longest pause between reads of a ledger that keeps failing while calls are held (a decision made meanwhile waits
+ * that long).
+ */
 export const MAX_FAILED_POLL_PAUSE_MS = 5_000;
 
+/** What the coordinator needs of the store: append, and follow records of some kinds. */
 export type ApprovalLedger = Pick<AuditStore, 'append' | 'recordsOfKinds'> & Partial<Pick<AuditStore, 'onAppended'>>;
 
 /** Who decides: a person or service with an OIDC token, an admin API token, or the local OS user of the CLI. */
@@ -398,7 +401,8 @@ export class ApprovalCoordinator {
   private timer: NodeJS.Timeout | null = null;
   /**
    * The pause after a read of the ledger failed (the store unreachable), doubling from pollMs up to
-   * {@link MAX_FAILED_POLL_PAUSE_MS}: polling every 200 ms meanwhile logged 18,000 failures an hour. Zero while reads work.
+   * {@link MAX_FAILED_POLL_PAUSE_MS}: polling every 200 ms meanwhile logged 18,000 failures an hour. Zero while reads
+   * work.
    */
   private failedPollPauseMs = 0;
   private closed = false;

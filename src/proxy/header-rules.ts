@@ -1,7 +1,7 @@
 /**
  * Which headers cross the gateway. RFC 9110 §7.6.1: hop-by-hop headers (and any named in `Connection`) belong to one
- * connection and are never forwarded. The caller's credentials (and cookies) are removed and replaced by the connection's own;
- * Vigil's own `x-vigil-*` headers are for the gateway. Everything else — anthropic-version, anthropic-beta, unknown
+ * connection and are never forwarded. The caller's credentials (and cookies) are removed and replaced by the
+ * connection's own; Vigil's own `x-vigil-*` headers are for the gateway. Everything else — anthropic-version, anthropic-beta, unknown
  * headers — passes unchanged.
  */
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';

@@ -72,7 +72,10 @@ export const MAX_RETRY_MS = 1_000;
  */
 export const MAX_HELD_RECORDS = 100_000;
 export const MAX_HELD_BLOB_BYTES = 256 * 1024 * 1024;
-/** Held records an attempt tries the store with while it refuses writes (the oldest); the rest follow once it takes them. */
+/**
+ * Held records an attempt tries the store with while it refuses writes (the oldest); the rest follow once it takes
+ * them.
+ */
 export const PROBE_RECORDS = 64;
 /**
  * The most records one write takes from what lingers; more wait for the next turn of the event loop. Far above what
@@ -369,7 +372,8 @@ export class WriteQueue {
     }
     const cut = p.records.length - keep;
     const [given, kept] = split(p, (_r, i) => i < cut);
-    // Blobs no kept record refers to go with the given-up ones (split gives a blob referred to by neither to the first).
+    // Blobs no kept record refers to go with the given-up ones (split gives a blob that neither part refers to to the
+    // first).
     this.pending = kept;
     this.options.onError(err, given.records);
   }
