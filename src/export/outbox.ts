@@ -25,6 +25,7 @@
  * record on the ledger names the sink, the event and the error, and is itself an audit event.
  */
 import type { Logger } from 'pino';
+import { nextPause } from '../retry-pause.js';
 import type { StoredRecord, WriteBatch } from '../store/audit-store.js';
 import type { ExchangeRequestData, ExchangeResponseData } from '../store/record-types.js';
 import type { AuditEvent } from './audit-event.js';
@@ -156,8 +157,9 @@ export class Outbox {
           this.failedPassPauseMs = 0;
         },
         (err: unknown) => {
-          this.failedPassPauseMs = Math.min(
-            Math.max(this.failedPassPauseMs * 2, this.options.pollMs ?? 500),
+          this.failedPassPauseMs = nextPause(
+            this.failedPassPauseMs,
+            this.options.pollMs ?? 500,
             this.options.maxBackoffMs ?? 60_000,
           );
           this.options.log.warn(
@@ -310,7 +312,7 @@ export class Outbox {
         this.failed(sink, err, PROMPT_RETRY_MS);
         return;
       }
-      const wait = Math.min((this.backoff.get(sink.name) ?? 500) * 2, this.options.maxBackoffMs ?? 60_000);
+      const wait = nextPause(this.backoff.get(sink.name) ?? 0, 1_000, this.options.maxBackoffMs ?? 60_000);
       this.backoff.set(sink.name, wait);
       this.backoffUntil.set(sink.name, Date.now() + wait);
       this.failed(sink, err, wait);

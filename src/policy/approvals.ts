@@ -20,6 +20,7 @@ import { VigilError } from '../errors.js';
 import { PendingPromises } from '../pending-promises.js';
 import { gatewayKeyId } from '../identity/gateway-keys.js';
 import type { LocalUser, Principal } from '../identity/principal.js';
+import { nextPause } from '../retry-pause.js';
 import type { AuditStore, KeyRevokedData, StoredRecord } from '../store/audit-store.js';
 import type { CompiledRule } from './approval-rules.js';
 import type { ApprovalRequestSummary } from './approval-summary.js';
@@ -848,10 +849,7 @@ export class ApprovalCoordinator {
             this.settleAll();
           },
           (err: unknown) => {
-            this.failedPollPauseMs = Math.min(
-              Math.max(this.failedPollPauseMs * 2, this.pollMs),
-              MAX_FAILED_POLL_PAUSE_MS,
-            );
+            this.failedPollPauseMs = nextPause(this.failedPollPauseMs, this.pollMs, MAX_FAILED_POLL_PAUSE_MS);
             this.options.log?.warn(
               { err, retryInMs: this.failedPollPauseMs },
               'approvals: reading the ledger failed; retrying',

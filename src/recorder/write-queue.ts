@@ -24,6 +24,7 @@
  * are rejected at once), and each one arriving tries the store, so the first write it accepts ends the outage.
  */
 import type { AuditStore, BlobWrite, NewRecord, SearchText } from '../store/audit-store.js';
+import { nextPause } from '../retry-pause.js';
 import { newRecordBlobRefs } from '../store/blob-refs.js';
 
 export interface WriteQueueOptions {
@@ -337,9 +338,10 @@ export class WriteQueue {
   private hold(batch: Pending, err: unknown): void {
     const now = Date.now();
     if (this.outage === null) {
-      this.outage = { since: now, failedWrites: 0, pauseMs: this.options.intervalMs, retryAt: now };
+      this.outage = { since: now, failedWrites: 0, pauseMs: 0, retryAt: now };
       this.options.onOutage?.({ began: true, err });
-    } else this.outage.pauseMs = Math.min(this.outage.pauseMs * 2, MAX_RETRY_MS);
+    }
+    this.outage.pauseMs = nextPause(this.outage.pauseMs, this.options.intervalMs, MAX_RETRY_MS);
     this.outage.failedWrites++;
     this.outage.retryAt = now + this.outage.pauseMs;
     this.pending = concat([batch, this.pending]);
