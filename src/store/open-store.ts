@@ -95,9 +95,10 @@ export async function openStore(config: VigilConfig, options: OpenStoreOptions =
     const code = (err as { code?: string }).code;
     if (options.readonly && !existsSync(path.dirname(file))) {
       // better-sqlite3 says only "Cannot open database because the directory does not exist" (a TypeError, no code).
-      const key = config.store.sqlite.path !== undefined ? 'store.sqlite.path' : 'data_dir (--data-dir)';
       throw new ConfigError(
-        [`${key}: no store at ${file}, its folder does not exist; name the folder vigil serve records into`],
+        [
+          `${sqliteKey(config)}: no store at ${file}, its folder does not exist; name the folder vigil serve records into`,
+        ],
         { cause: err },
       );
     }
@@ -129,12 +130,17 @@ function insufficientPrivilegeProblem(config: VigilConfig, url: string, where: s
 /** Errors that mean the store's folder or file cannot be created or written (fs errno codes, SQLite result codes). */
 const UNWRITABLE = new Set(['EACCES', 'EPERM', 'ENOTDIR', 'EROFS', 'EEXIST', 'SQLITE_CANTOPEN', 'SQLITE_READONLY']);
 
+/** The config key that places the SQLite store, as an operator-facing message names it. */
+function sqliteKey(config: VigilConfig): string {
+  return config.store.sqlite.path !== undefined ? 'store.sqlite.path' : 'data_dir (--data-dir)';
+}
+
 /** Opening writes (the log, migrations): on a full disk it cannot. */
 function diskFullProblem(config: VigilConfig, file: string, err: Error): string {
-  const key = config.store.sqlite.path !== undefined ? 'store.sqlite.path' : 'data_dir (--data-dir)';
+  const where = config.store.sqlite.path !== undefined ? 'store.sqlite.path' : '--data-dir or data_dir';
   return (
-    `${key}: the disk holding ${file} is full (${err.message.split('\n')[0]}); free space on it, or give ` +
-    `${config.store.sqlite.path !== undefined ? 'store.sqlite.path' : '--data-dir or data_dir'} another place`
+    `${sqliteKey(config)}: the disk holding ${file} is full (${err.message.split('\n')[0]}); free space on it, or ` +
+    `give ${where} another place`
   );
 }
 
