@@ -110,7 +110,7 @@ export class WriteQueue {
   /** Set while the store refuses writes (see the module's comment). */
   private outage: Outage | null = null;
   /** Records close() could not write (the store refusing writes when the gateway stopped): reported lost. */
-  lostAtClose = 0;
+  private lostWhenClosed = 0;
 
   constructor(
     private readonly store: AuditStore,
@@ -195,6 +195,11 @@ export class WriteQueue {
     return this.outage !== null;
   }
 
+  /** Records close() could not write, and reported lost (0 before it closes). */
+  get lostAtClose(): number {
+    return this.lostWhenClosed;
+  }
+
   /** Records waiting to be written. */
   get backlog(): number {
     return this.pending.records.length + this.durable.records.length;
@@ -210,8 +215,9 @@ export class WriteQueue {
     if (this.closed) return;
     // While the store refuses writes, only a request, or the pause running out, tries it again (streams in flight ask
     // for a flush every intervalMs: their events stay with them meanwhile).
-    const probing = this.outage !== null;
-    if (this.outage !== null && this.durable.records.length === 0 && Date.now() < this.outage.retryAt) {
+    const outage = this.outage;
+    const probing = outage !== null;
+    if (outage !== null && this.durable.records.length === 0 && Date.now() < outage.retryAt) {
       this.scheduleLinger();
       return;
     }
@@ -446,7 +452,7 @@ export class WriteQueue {
     const left = this.pending.records.concat(this.durable.records);
     this.pending = emptyPending();
     this.durable = emptyPending();
-    this.lostAtClose = left.length;
+    this.lostWhenClosed = left.length;
     if (left.length > 0) this.options.onError(closedError(), left);
     const err = closedError();
     for (const w of this.waiters.splice(0)) w.reject(err);
