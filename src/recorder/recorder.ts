@@ -145,11 +145,11 @@ export class Recorder {
   ) {
     this.queue = new WriteQueue(store, {
       intervalMs: options.eventFlushMs ?? 20,
-      onError: (err, lost) => {
+      onError: (err, lost, waited) => {
         this.failures++;
-        // Requests refused while the store refuses writes: the outage's first line has the error, and whoever waited
-        // on each request logs what became of it.
-        if (lost.length > 0 && this.queue.storeRefusing && lost.every((r) => r.kind === 'exchange.request')) return;
+        // A request's own failure is logged by whoever waited on it (record(), then the proxy), with what became of
+        // the call: refused, or forwarded anyway.
+        if (waited) return;
         if (lost.length === 0) {
           options.log.error(
             { err },

@@ -29,8 +29,11 @@ import { newRecordBlobRefs } from '../store/blob-refs.js';
 
 export interface WriteQueueOptions {
   readonly intervalMs: number;
-  /** A write failed; `lost`: the records given up on (none when they were written apart or are kept for another try). */
-  readonly onError: (err: unknown, lost: readonly NewRecord[]) => void;
+  /**
+   * A write failed; `lost`: the records given up on (none when they were written apart or are kept for another try).
+   * `waited`: they are requests someone waits on (appendDurably), who is told as well and decides what it means.
+   */
+  readonly onError: (err: unknown, lost: readonly NewRecord[], waited?: boolean) => void;
   readonly onWritten?: (blobs: readonly BlobWrite[]) => void;
   /**
    * The store began refusing writes (`began`, with its error), or took a write again after refusing them: `ms` since
@@ -144,7 +147,7 @@ export class WriteQueue {
   appendDurably(records: readonly NewRecord[], blobs: readonly BlobWrite[]): Promise<void> {
     if (this.closed) {
       const err = closedError();
-      this.options.onError(err, records);
+      this.options.onError(err, records, true);
       return Promise.reject(err);
     }
     return new Promise<void>((resolve, reject) => {
@@ -286,7 +289,7 @@ export class WriteQueue {
       if (lingering !== null && lingering.records.length > 0) this.hold(lingering, err);
       else if (down) this.hold(emptyPending(), err);
       if (durable.records.length > 0) {
-        this.options.onError(err, durable.records);
+        this.options.onError(err, durable.records, true);
         // Those waiting decide what a failed write means for them (fail closed, or best effort; a request that
         // refers to a blob retention removed is written again with its pieces).
         for (const w of waiters) w.reject(err);
@@ -299,7 +302,7 @@ export class WriteQueue {
       const again = await this.tryAppend(durable);
       if (again === null) for (const w of waiters) w.resolve();
       else {
-        this.options.onError(again, durable.records);
+        this.options.onError(again, durable.records, true);
         for (const w of waiters) w.reject(again);
       }
     }
