@@ -85,6 +85,12 @@ export function anthropicErrorTypeOf(status: number): AnthropicErrorType | null 
 }
 
 /** Coerce anything thrown into a VigilError without losing the original as `cause`. */
+/** The message of whatever was thrown, when it has one (a log line's `cause`). */
+export function messageOf(err: unknown): string | undefined {
+  const message = (err as { message?: unknown } | null | undefined)?.message;
+  return typeof message === 'string' ? message : undefined;
+}
+
 export function asVigilError(err: unknown): VigilError {
   if (err instanceof VigilError) return err;
   return new VigilError('INTERNAL', 'internal gateway error', { cause: err });

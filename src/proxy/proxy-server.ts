@@ -10,7 +10,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
-import { asVigilError, isStackOverflow, shuttingDown, tooDeeplyNested, VigilError } from '../errors.js';
+import { asVigilError, isStackOverflow, messageOf, shuttingDown, tooDeeplyNested, VigilError } from '../errors.js';
 import type { Authentication } from '../identity/authenticator.js';
 import type { Principal } from '../identity/principal.js';
 import { deniedRecordMessage, evaluate, type Evaluation } from '../policy/approval-rules.js';
@@ -274,9 +274,8 @@ export class ProxyServer {
         this.deps.log.warn({ exchangeId }, 'request refused: the gateway is stopping');
       else if (this.deps.recorder.queue.storeRefusing) {
         // The outage was logged when it began, with its error: one short line for each call refused meanwhile.
-        const cause = (refusal.cause as { message?: unknown } | undefined)?.message;
         this.deps.log.warn(
-          { exchangeId, connection: connection.name, cause },
+          { exchangeId, connection: connection.name, cause: messageOf(refusal.cause) },
           'request refused: the store refuses writes, so it could not be recorded',
         );
       } else this.deps.log.error({ err, exchangeId }, 'request refused: it could not be recorded');

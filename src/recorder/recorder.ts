@@ -12,7 +12,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
-import { isStackOverflow, shuttingDown, tooDeeplyNested, VigilError } from '../errors.js';
+import { isStackOverflow, messageOf, shuttingDown, tooDeeplyNested, VigilError } from '../errors.js';
 import { PendingPromises } from '../pending-promises.js';
 import type { Principal } from '../identity/principal.js';
 import { contentCodings, streamDecoder, type StreamDecoder } from '../net/content-coding.js';
@@ -300,7 +300,7 @@ export class Recorder {
       if (this.queue.storeRefusing) {
         // The outage's first line has the error: one short line for each call let through meanwhile.
         this.options.log.warn(
-          { exchangeId: input.exchangeId, cause: (err as { message?: unknown } | null)?.message },
+          { exchangeId: input.exchangeId, cause: messageOf(err) },
           'recording failed: the store refuses writes; forwarding anyway (best_effort), the request held for it',
         );
       } else

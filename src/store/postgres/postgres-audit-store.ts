@@ -40,6 +40,7 @@ import type {
   VerifyReport,
   WriteBatch,
 } from '../audit-store.js';
+import { messageOf } from '../../errors.js';
 import { VERIFY_PAGE } from '../audit-store.js';
 import {
   namesStatement,
@@ -515,9 +516,7 @@ export class PostgresAuditStore implements AuditStore {
     // SQLSTATE classes: 08 connection exception, 53 insufficient resources, 57 operator intervention.
     if (/^(08|53|57)[0-9A-Z]{3}$/.test(code)) return true;
     // What pg and pg-pool throw when the connection is lost or cannot be made (no code).
-    return /Connection terminated|connection error|timeout exceeded when trying to connect/i.test(
-      String((err as { message?: unknown } | null)?.message ?? ''),
-    );
+    return /Connection terminated|connection error|timeout exceeded when trying to connect/i.test(messageOf(err) ?? '');
   }
 
   append(batch: WriteBatch): Promise<readonly StoredRecord[]> {
