@@ -4,10 +4,10 @@
  * Errors are JSON `{ error: { type, message } }`.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { answerParserRefusals, MAX_HEADER_BYTES } from '../net/parser-refusals.js';
 import { once } from 'node:events';
 import type { Logger } from 'pino';
 import type { VigilConfig } from '../config/config-schema.js';
+import { answerParserRefusals, MAX_HEADER_BYTES } from '../net/parser-refusals.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { isLoopbackHost } from '../identity/loopback.js';
 import type { OidcVerifier } from '../identity/oidc-verifier.js';

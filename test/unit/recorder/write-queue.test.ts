@@ -37,6 +37,26 @@ function fillUp(store: AuditStore): () => void {
   return () => void db.pragma('max_page_count = 1073741823');
 }
 
+/**
+ * A queue on a counting store that a first record made, then held at its size (fillUp), given `records` to write: they
+ * are held. `makeRoom` lets the store take writes again.
+ */
+async function heldByFullStore(dir: string, records: NewRecord[]) {
+  const { store, batches } = await countingStore(dir);
+  const queue = new WriteQueue(store, { intervalMs: 5, onError: () => undefined });
+  await queue.appendDurably([record('chain.note')], []);
+  const makeRoom = fillUp(store);
+  queue.enqueue(records);
+  await queue.flush();
+  return { store, batches, queue, makeRoom };
+}
+
+/** The `i` of each `exchange.events` record the store holds, in the order they were appended. */
+async function writtenOrder(store: AuditStore): Promise<number[]> {
+  const written = await store.recordsOfKinds(['exchange.events'], 0, 100_000);
+  return written.map((r) => (JSON.parse(r.data) as { i: number }).i);
+}
+
 /** A queue on a counting store; `done()` closes both. */
 async function setup(
   dir: string,
@@ -340,10 +360,7 @@ describe('WriteQueue when a write fails', () => {
     expect(outages).toHaveLength(2);
     expect(outages[1]).toMatchObject({ began: false, written: 40 });
     expect((outages[1] as { failedWrites: number }).failedWrites).toBeGreaterThanOrEqual(2);
-    const written = await store.recordsOfKinds(['exchange.events'], 0, 100);
-    expect(written.map((r) => (JSON.parse(r.data) as { i: number }).i)).toEqual(
-      Array.from({ length: 40 }, (_, i) => i),
-    );
+    expect(await writtenOrder(store)).toEqual(Array.from({ length: 40 }, (_, i) => i));
     expect(refused).toEqual([1]); // nothing else was refused or lost
     expect(batches.filter((b) => b.length > 0).length).toBeGreaterThan(2);
     expect((await store.verify()).ok).toBe(true);
@@ -354,14 +371,11 @@ describe('WriteQueue when a write fails', () => {
   it('tries a store that refuses writes with a request alone, or the oldest few held records, never everything held', async () => {
     // An attempt with everything held (up to 100,000 records) would cost a transaction's worth of work each time a
     // request arrives while the disk is full.
-    const dir = tempDir();
-    const { store, batches } = await countingStore(dir);
-    const queue = new WriteQueue(store, { intervalMs: 5, onError: () => undefined });
-    await queue.appendDurably([record('chain.note')], []);
-    const makeRoom = fillUp(store);
     const big = (i: number) => ({ kind: 'exchange.events', at: Date.now(), data: { i, pad: 'x'.repeat(5_000) } });
-    queue.enqueue(Array.from({ length: 200 }, (_, i) => big(i)));
-    await queue.flush();
+    const { store, batches, queue, makeRoom } = await heldByFullStore(
+      tempDir(),
+      Array.from({ length: 200 }, (_, i) => big(i)),
+    );
     expect(queue.storeRefusing).toBe(true);
     batches.length = 0;
     await expect(queue.appendDurably([{ ...big(-1), kind: 'exchange.request' }], [])).rejects.toMatchObject({
@@ -376,25 +390,17 @@ describe('WriteQueue when a write fails', () => {
     batches.length = 0;
     await until('the held records written', () => (queue.backlog === 0 ? true : undefined), 5_000);
     expect(batches.map((b) => b.length)).toEqual([PROBE_RECORDS, 200 - PROBE_RECORDS]);
-    const written = await store.recordsOfKinds(['exchange.events'], 0, 1000);
-    expect(written.map((r) => (JSON.parse(r.data) as { i: number }).i)).toEqual(
-      Array.from({ length: 200 }, (_, i) => i),
-    );
+    expect(await writtenOrder(store)).toEqual(Array.from({ length: 200 }, (_, i) => i));
     await queue.close();
     await store.close();
   });
 
   it('writes a backlog an outage held a part at a time, in order, so that no one write holds the event loop long', async () => {
-    const dir = tempDir();
-    const { store, batches } = await countingStore(dir);
-    const queue = new WriteQueue(store, { intervalMs: 5, onError: () => undefined });
-    await queue.appendDurably([record('chain.note')], []);
-    const makeRoom = fillUp(store);
     const n = 2 * MAX_BATCH_RECORDS + 300;
-    queue.enqueue(
+    const { store, batches, queue, makeRoom } = await heldByFullStore(
+      tempDir(),
       Array.from({ length: n }, (_, i) => ({ kind: 'exchange.events', at: 0, data: { i, pad: 'x'.repeat(200) } })),
     );
-    await queue.flush();
     expect(queue.storeRefusing).toBe(true);
     makeRoom();
     batches.length = 0;
@@ -405,8 +411,7 @@ describe('WriteQueue when a write fails', () => {
       MAX_BATCH_RECORDS,
       n - PROBE_RECORDS - 2 * MAX_BATCH_RECORDS,
     ]);
-    const written = await store.recordsOfKinds(['exchange.events'], 0, 10_000);
-    expect(written.map((r) => (JSON.parse(r.data) as { i: number }).i)).toEqual(Array.from({ length: n }, (_, i) => i));
+    expect(await writtenOrder(store)).toEqual(Array.from({ length: n }, (_, i) => i));
     await queue.close();
     await store.close();
   });
