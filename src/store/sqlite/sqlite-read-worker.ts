@@ -168,8 +168,10 @@ export class SqliteReadWorker {
   }
 }
 
+/** The thread's error as the store's own would be: with its code, so a caller can tell a store that is unavailable. */
 function toError(e: NonNullable<Reply['error']>): Error {
-  return e.vigil && e.code ? new VigilError(e.code as VigilErrorCode, e.message) : new Error(e.message);
+  if (e.vigil && e.code) return new VigilError(e.code as VigilErrorCode, e.message);
+  return Object.assign(new Error(e.message), e.code === undefined ? {} : { code: e.code });
 }
 
 /**

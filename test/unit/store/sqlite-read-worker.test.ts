@@ -57,6 +57,17 @@ describe('SQLite reads on a thread of their own', () => {
     expect((await store.exchangeRecords('ex_99')).length).toBe(3);
   });
 
+  it("keeps the code of SQLite's own errors, so that a caller can tell a store that is unavailable", async () => {
+    // Went wrong: an error met on the thread came back as a bare Error, without SQLite's code.
+    const { store, threaded } = open();
+    await threaded.listSessions({ limit: 5 }); // the thread is up, its store open
+    const db = new Database(store.file);
+    db.exec('DROP TABLE exchange_results'); // what a read of the list needs is gone
+    db.close();
+    const err = await threaded.listSessions({ limit: 5 }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ message: 'no such table: exchange_results', code: 'SQLITE_ERROR' });
+  });
+
   it('finds search text the writer has not put in the full-text index yet', async () => {
     const { store, threaded } = open();
     await store.append({
