@@ -6,7 +6,7 @@ import type { IncomingMessage } from 'node:http';
 import { pino, type Logger } from 'pino';
 import { checkAdminExposure, startAdminServer } from './admin/admin-server.js';
 import type { VigilConfig } from './config/config-schema.js';
-import { ConfigError, VigilError } from './errors.js';
+import { ConfigError, messageOf, VigilError } from './errors.js';
 import { formatPath } from './config/config-path.js';
 import { secretProblems } from './config/secret-problems.js';
 import { isLocalRequest, isLoopbackAddress, isLoopbackHost, localRequestRefusal } from './identity/loopback.js';
@@ -65,8 +65,19 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     gateway: { onCheckpointError: (message) => log.warn({ message }, 'background WAL checkpoint failed; retrying') },
   });
   const recorder = new Recorder(store, { log, maxRecordedResponseBody: config.limits.max_recorded_response_body });
-  const recovered = await recorder.recoverInterrupted();
-  if (recovered) log.warn({ recovered }, 'recorded exchanges cut by an earlier stop as interrupted');
+  // Exchanges an earlier stop cut. Another gateway's chain that looks gone is looked at again a while later on
+  // PostgreSQL (see recoverInterrupted): meanwhile this one serves.
+  const recovery = new AbortController();
+  const recovering = recorder.recoverInterrupted({ signal: recovery.signal });
+  const recovered = (count: number): void => {
+    if (count) log.warn({ recovered: count }, 'recorded exchanges cut by an earlier stop as interrupted');
+  };
+  if (store.writerReconnectMs === 0) recovered(await recovering);
+  else {
+    recovering.then(recovered, (err: unknown) =>
+      log.error({ err: messageOf(err) }, 'could not record exchanges cut by an earlier stop as interrupted'),
+    );
+  }
   // Signed digests of this chain, and retention purges on schedule (see README, "Retention and legal holds").
   const upkeep = startLedgerUpkeep(config, store, log);
   const connections = new Connections(config);
@@ -125,6 +136,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   // On SQLite, the admin API's searches and listings run on a thread of their own, not on the proxy's event loop.
   let reads: AdminReads | undefined;
   const release = async (outboxGraceMs?: number): Promise<void> => {
+    recovery.abort();
+    await recovering.catch(() => undefined);
     await admin?.close();
     await reads?.close();
     // The chain's final digest first, so the outbox's last pass takes it to the SIEM: kept there, it pins down

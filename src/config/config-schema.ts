@@ -195,6 +195,11 @@ export const configSchema = z
               .regex(/^[a-z_][a-z0-9_]{0,62}$/)
               .default('public'),
             pool_size: z.number().int().min(1).max(200).default(10),
+            /**
+             * How long a gateway whose database session ended (the server restarted, its connection dropped) is given
+             * to connect again before another gateway records its open exchanges as interrupted.
+             */
+            reconnect_grace: duration.default(15_000),
           })
           .strict()
           .optional(),

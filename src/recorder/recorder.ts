@@ -11,12 +11,13 @@ import { isUtf8 } from 'node:buffer';
 import type { IncomingHttpHeaders } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { finished } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { isStackOverflow, messageOf, shuttingDown, tooDeeplyNested, VigilError } from '../errors.js';
 import { PendingPromises } from '../pending-promises.js';
 import type { Principal } from '../identity/principal.js';
 import { contentCodings, streamDecoder, type StreamDecoder } from '../net/content-coding.js';
-import type { AuditStore, BlobWrite, NewRecord, Outcome, SearchText } from '../store/audit-store.js';
+import type { AuditStore, BlobWrite, NewRecord, Outcome, SearchText, StoredRecord } from '../store/audit-store.js';
 import { conversationKey, eventDataText } from '../store/record-types.js';
 import type {
   ExchangeRequestData,
@@ -376,21 +377,39 @@ export class Recorder {
 
   /**
    * After a crash, exchanges with a request but no response record get one, marked `interrupted`, with the message
-   * assembled from whatever events were recorded before the crash.
+   * assembled from whatever events were recorded before the crash — only those of a writer that is gone. Another
+   * gateway sharing the store may be serving its exchanges right now; one whose database session just ended may be
+   * connecting again, so where the store says a writer may look gone for a while ({@link AuditStore.writerReconnectMs}),
+   * a chain is taken for gone only when it is seen gone again that long after (`signal` ends the wait: nothing more is
+   * recovered). Resolves with the number of exchanges recorded as interrupted.
    */
-  async recoverInterrupted(): Promise<number> {
-    const ids = await this.store.unfinishedExchanges();
-    let recovered = 0;
-    const live = new Map<string, boolean>();
-    for (const id of ids) {
-      const records = await this.store.exchangeRecords(id);
-      const request = records.find((r) => r.kind === 'exchange.request');
+  async recoverInterrupted(options: { signal?: AbortSignal } = {}): Promise<number> {
+    const requests = new Map<string, StoredRecord>();
+    const chains = new Map<string, string[]>();
+    for (const id of await this.store.unfinishedExchanges()) {
+      const request = (await this.store.exchangeRecords(id)).find((r) => r.kind === 'exchange.request');
       if (!request) continue;
-      // Another gateway sharing the store may be serving this exchange right now: only a dead writer's are cut.
-      // (A store that cannot tell now, answering undefined, is taken to mean it may be: nothing is cut.)
-      let alive = live.get(request.chain);
-      if (alive === undefined) live.set(request.chain, (alive = (await this.store.chainIsLive(request.chain)) ?? true));
-      if (alive) continue;
+      requests.set(id, request);
+      chains.set(request.chain, [...(chains.get(request.chain) ?? []), id]);
+    }
+    // A store that cannot tell now (undefined) is taken to mean the writer may run: nothing of it is cut.
+    const gone = async (chain: string): Promise<boolean> => (await this.store.chainIsLive(chain)) === false;
+    let dead: string[] = [];
+    for (const chain of chains.keys()) if (await gone(chain)) dead.push(chain);
+    if (dead.length && this.store.writerReconnectMs > 0) {
+      const waited = await sleep(this.store.writerReconnectMs, true, { signal: options.signal }).catch(() => false);
+      if (!waited) return 0;
+      const still: string[] = [];
+      for (const chain of dead) if (await gone(chain)) still.push(chain);
+      dead = still;
+    }
+    let recovered = 0;
+    for (const id of dead.flatMap((chain) => chains.get(chain) ?? [])) {
+      if (options.signal?.aborted) break;
+      const records = await this.store.exchangeRecords(id);
+      // Its writer finished it after all (it was connecting again when first looked at).
+      if (records.some((r) => r.kind === 'exchange.response')) continue;
+      const request = requests.get(id)!;
       recovered++;
       const req = JSON.parse(request.data) as ExchangeRequestData;
       const assembler = new MessageAssembler();

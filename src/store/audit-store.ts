@@ -671,6 +671,13 @@ export interface AuditStore {
    * when the store cannot tell now (PostgreSQL, while its lock connection is being made again).
    */
   chainIsLive(chain: string): Promise<boolean | undefined>;
+  /**
+   * How long a writer that still runs may be seen as gone by {@link chainIsLive}: 0 where that answer is final
+   * (SQLite: one gateway per file). On PostgreSQL a writer's chain lock is lost with its connection (the server
+   * restarted, the backend was ended) until it connects again, so a chain is taken for gone only when it is seen gone
+   * again this long after.
+   */
+  readonly writerReconnectMs: number;
 
   /**
    * Append one record built from this chain's tip at the moment of appending, in the same transaction (a signed

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { VigilConfig } from '../config/config-schema.js';
 import { ConfigError } from '../errors.js';
 import type { AuditStore } from './audit-store.js';
-import { PostgresAuditStore } from './postgres/postgres-audit-store.js';
+import { PostgresAuditStore, WRITER_RECONNECT_MS } from './postgres/postgres-audit-store.js';
 import { SqliteAuditStore } from './sqlite/sqlite-audit-store.js';
 import { readsOffThread, SqliteReadWorker } from './sqlite/sqlite-read-worker.js';
 
@@ -67,6 +67,7 @@ export async function openStore(config: VigilConfig, options: OpenStoreOptions =
         url,
         schema: config.store.postgres?.schema ?? 'public',
         poolSize: config.store.postgres?.pool_size ?? 10,
+        writerReconnectMs: config.store.postgres?.reconnect_grace ?? WRITER_RECONNECT_MS,
       });
     } catch (err) {
       const code = (err as { code?: string }).code;

@@ -4,61 +4,14 @@
  * it is cut; the records of a stream already forwarded are held and written once the database is back; the chain
  * verifies.
  */
-import net from 'node:net';
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postMessages, postSlowStream, startHarness, type Harness } from '../support/gateway-harness.js';
 import { installStall } from '../support/postgres-stall.js';
 import { POSTGRES_TEST_URL, storeKinds } from '../support/stores.js';
+import { TcpRelay } from '../support/tcp-relay.js';
 import { until } from '../support/until.js';
-
-/** A TCP relay to PostgreSQL that can be cut and restored. */
-class Relay {
-  private readonly server: net.Server;
-  private readonly sockets = new Set<net.Socket>();
-  private open = true;
-
-  constructor(private readonly target: { host: string; port: number }) {
-    this.server = net.createServer((client) => {
-      if (!this.open) {
-        client.destroy();
-        return;
-      }
-      const upstream = net.connect(this.target.port, this.target.host);
-      for (const s of [client, upstream]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => {
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      client.pipe(upstream).pipe(client);
-    });
-  }
-
-  listen(): Promise<number> {
-    return new Promise((resolve) =>
-      this.server.listen(0, '127.0.0.1', () => resolve((this.server.address() as net.AddressInfo).port)),
-    );
-  }
-
-  /** Drops every connection and refuses new ones. */
-  cut(): void {
-    this.open = false;
-    for (const s of this.sockets) s.destroy();
-  }
-
-  restore(): void {
-    this.open = true;
-  }
-
-  close(): Promise<void> {
-    this.cut();
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-}
 
 interface LogLine {
   msg: string;
@@ -68,7 +21,7 @@ interface LogLine {
 describe.runIf(storeKinds().includes('postgres'))('PostgreSQL out of reach for a while', () => {
   const schema = `vigil_outage_${process.pid}_${Date.now().toString(36)}`;
   const target = new URL(POSTGRES_TEST_URL);
-  const relay = new Relay({ host: target.hostname, port: Number(target.port || 5432) });
+  const relay = new TcpRelay({ host: target.hostname, port: Number(target.port || 5432) });
   const logs: LogLine[] = [];
   let h: Harness;
 

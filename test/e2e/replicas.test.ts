@@ -4,7 +4,7 @@
  * changed or removed behind the gateways' backs.
  */
 import Anthropic from '@anthropic-ai/sdk';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -138,6 +138,65 @@ describe('two gateways on one PostgreSQL', () => {
     expect(approved.status).toBe(200);
     const msg = await call;
     expect(msg.content[0]).toMatchObject({ text: 'Echo: held on A, approved on B' });
+  });
+
+  it('a replica killed mid-stream: one started after serves at once, and records the cut exchange once the grace is over', async () => {
+    const outcomes = async (session: string) =>
+      (
+        await admin.query(
+          `SELECT r.outcome FROM ${schema}.exchanges e LEFT JOIN ${schema}.exchange_results r ON r.exchange_id = e.id
+           WHERE e.session_id = $1`,
+          [session],
+        )
+      ).rows.map((r: { outcome: string | null }) => r.outcome);
+    const killed = replicas[0]!;
+    const answer = new Anthropic({ baseURL: killed.url, apiKey: CLIENT_KEY, maxRetries: 0 }).messages
+      .stream(
+        {
+          model: 'claude-haiku-4-5',
+          max_tokens: 300,
+          messages: [{ role: 'user', content: 'one two three four five' }],
+        },
+        { headers: { 'x-vigil-session': 'killed-replica', 'x-fake-scenario': 'slow:40' } },
+      )
+      .finalMessage();
+    answer.catch(() => undefined);
+    for (let i = 0; i < 100 && (await outcomes('killed-replica')).length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    killed.child.kill('SIGKILL');
+    await expect(answer).rejects.toThrow();
+    await killed.exited;
+    expect(await outcomes('killed-replica')).toEqual([null]);
+
+    // The killed replica's chain lock went with its session; its exchange is cut only if the lock is still free a
+    // grace later (a replica whose session merely ended takes it again when it connects again).
+    const graceConfig = path.join(dir, 'vigil-grace.yaml');
+    writeFileSync(
+      graceConfig,
+      readFileSync(config, 'utf8').replace(/( {4}schema: .*\n)/, '$1    reconnect_grace: 2s\n'),
+    );
+    const started = await serve(['--config', graceConfig, '--listen', '127.0.0.1:0'], {
+      ANTHROPIC_API_KEY: GATEWAY_KEY,
+      VIGIL_TEST_DATABASE_URL: POSTGRES_TEST_URL,
+      VIGIL_TEST_ADMIN_TOKEN: ADMIN_TOKEN,
+    });
+    replicas.push(started);
+    expect(await outcomes('killed-replica')).toEqual([null]);
+    const served = await new Anthropic({ baseURL: started.url, apiKey: CLIENT_KEY, maxRetries: 0 }).messages.create({
+      model: 'claude-haiku-4-5',
+      max_tokens: 20,
+      messages: [{ role: 'user', content: 'during the grace' }],
+    });
+    expect(served.content[0]).toMatchObject({ text: 'Echo: during the grace' });
+    expect(await outcomes('killed-replica')).toEqual([null]);
+
+    for (let i = 0; i < 200 && (await outcomes('killed-replica'))[0] === null; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await outcomes('killed-replica')).toEqual(['interrupted']);
+    expect(started.stderr()).toMatch(/"recovered":1,.*recorded exchanges cut by an earlier stop as interrupted/);
   });
 
   it('the database refuses updates and deletes; verify catches them when the triggers are bypassed', async () => {

@@ -33,7 +33,7 @@ export function storeKinds(): StoreKind[] {
 export interface StoreFixture {
   readonly kind: StoreKind;
   /** Opens a store on the fixture's database. Each call is another writer, hence another chain. */
-  open(): Promise<AuditStore>;
+  open(options?: OpenOptions): Promise<AuditStore>;
   /** Runs SQL directly on the database, as someone with access would; returns the rows of a query. */
   sql(text: string): Promise<Array<Record<string, unknown>>>;
   /** Runs SQL with the append-only triggers out of the way, as an attacker who owns the tables would. */
@@ -46,6 +46,13 @@ export interface StoreFixture {
   readonly env: NodeJS.ProcessEnv;
   /** Closes every store this fixture opened and removes the database. */
   dispose(): Promise<void>;
+}
+
+/** How a PostgreSQL store is opened (SQLite ignores them). */
+export interface OpenOptions {
+  /** Reach the server through this port on 127.0.0.1 (a TcpRelay, tcp-relay.ts, say). */
+  readonly port?: number;
+  readonly writerReconnectMs?: number;
 }
 
 export interface StoreFixtureOptions {
@@ -149,8 +156,15 @@ async function postgresFixture(locale?: string): Promise<StoreFixture> {
   await admin.query(`SET search_path = "${schema}"`);
   return {
     kind: 'postgres',
-    async open() {
-      const store = await PostgresAuditStore.open({ url, schema, poolSize: 4 });
+    async open(options = {}) {
+      const via = new URL(url);
+      if (options.port !== undefined) [via.hostname, via.port] = ['127.0.0.1', String(options.port)];
+      const store = await PostgresAuditStore.open({
+        url: via.toString(),
+        schema,
+        poolSize: 4,
+        ...(options.writerReconnectMs === undefined ? {} : { writerReconnectMs: options.writerReconnectMs }),
+      });
       stores.push(store);
       return store;
     },

@@ -111,7 +111,17 @@ export interface PostgresStoreOptions {
   readonly schema?: string;
   /** Connections in the pool. Default 10. */
   readonly poolSize?: number;
+  /** See {@link AuditStore.writerReconnectMs}. Default {@link WRITER_RECONNECT_MS}. */
+  readonly writerReconnectMs?: number;
 }
+
+/** The longest pause between a writer's attempts to connect its lock connection again after losing it. */
+const LOCK_RECONNECT_MAX_PAUSE_MS = 5_000;
+/**
+ * How long another gateway's chain is given to be seen live again (its lock retaken) before its open exchanges are
+ * recorded as interrupted: three of its longest pauses between attempts.
+ */
+export const WRITER_RECONNECT_MS = 3 * LOCK_RECONNECT_MAX_PAUSE_MS;
 
 const INT8_OID = 20;
 
@@ -288,6 +298,7 @@ export class PostgresAuditStore implements AuditStore {
   readonly kind = 'postgres' as const;
   readonly writesOnCallingThread = false;
   readonly chainId = newChainId();
+  readonly writerReconnectMs: number;
   readonly schema: string;
   /** Where this store's appends are announced (see notifyChannel). */
   private readonly notifyChannel: string;
@@ -384,7 +395,7 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   private async reconnectLocks(): Promise<void> {
-    for (let pause = 100; !this.closed; pause = Math.min(pause * 2, 5_000)) {
+    for (let pause = 100; !this.closed; pause = Math.min(pause * 2, LOCK_RECONNECT_MAX_PAUSE_MS)) {
       // Not waiting for the chain's lock: if the lost session lingers on the server, it still holds it.
       const ok = await this.connectLocks('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok').catch(() => false);
       if (ok) return;
@@ -416,6 +427,7 @@ export class PostgresAuditStore implements AuditStore {
 
   private constructor(options: PostgresStoreOptions) {
     this.schema = options.schema ?? 'public';
+    this.writerReconnectMs = options.writerReconnectMs ?? WRITER_RECONNECT_MS;
     this.notifyChannel = notifyChannel(this.schema);
     this.connection = {
       // Unqualified SQL everywhere, one schema per store: the startup packet sets it, so no connection ever runs a

@@ -1012,6 +1012,8 @@ export class SqliteAuditStore implements AuditStore {
     return chain === this.chainId;
   }
 
+  readonly writerReconnectMs = 0;
+
   async appendAtTip(
     build: (tip: ChainTip | null, heads: readonly ChainHead[]) => NewRecord | undefined,
   ): Promise<StoredRecord | undefined> {

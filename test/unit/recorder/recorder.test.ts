@@ -1,10 +1,9 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { ANONYMOUS } from '../../../src/identity/principal.js';
 import { maskingConfigSchema } from '../../../src/recorder/masking/masking-config.js';
 import { Recorder } from '../../../src/recorder/recorder.js';
 import { Redactor } from '../../../src/recorder/redactor.js';
-import { RequestBody } from '../../../src/recorder/request-body.js';
+import { beginCall } from '../../support/recorder-begin.js';
 import { useStoreFixture, type StoreFixture } from '../../support/stores.js';
 import { until } from '../../support/until.js';
 
@@ -20,21 +19,7 @@ async function setup(fixture: StoreFixture) {
     eventFlushMs: 60_000,
   });
   const redactor = new Redactor(maskingConfigSchema.parse({}));
-  const begin = (exchangeId: string) =>
-    recorder.begin({
-      exchangeId,
-      connection: 'anthropic',
-      principal: ANONYMOUS,
-      clientAddress: '127.0.0.1',
-      method: 'POST',
-      path: '/v1/messages',
-      query: '',
-      headers: { 'content-type': 'application/json' },
-      body: RequestBody.received(Buffer.from('{"model":"claude-x","messages":[]}'), 'application/json'),
-      bestEffort: false,
-      level: 'full',
-      redactor,
-    });
+  const begin = (exchangeId: string) => beginCall(recorder, exchangeId, redactor);
   const respond = async (rec: Awaited<ReturnType<typeof begin>>): Promise<void> => {
     rec.responseStarted(200, { 'content-type': 'application/json' });
     rec.chunk(Buffer.from('{"type":"message","content":[]}'));
