@@ -175,6 +175,18 @@ async function serve(args: string[], out: Out): Promise<number> {
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    // A fault of the gateway's own that nothing caught leaves it in a state no one can vouch for: it stops, as Node
+    // would, but says so in the log's own shape (one JSON line, not a bare stack among them) with what is lost.
+    const fatal = (kind: string) => (err: unknown) => {
+      gateway.log.fatal(
+        { err, inFlight: gateway.recorder.inFlight, recordsNotWritten: gateway.recorder.queue.backlog },
+        `${kind}: the gateway stops. Exchanges in flight are recorded as interrupted at the next start; please ` +
+          'report this error',
+      );
+      process.exit(1);
+    };
+    process.once('uncaughtException', fatal('uncaught exception'));
+    process.once('unhandledRejection', fatal('unhandled promise rejection'));
   });
 }
 

@@ -337,6 +337,41 @@ describe('vigil serve, sessions, verify', () => {
     ).toBe(true);
     expect((await vigil(['verify', '--data-dir', dir])).code).toBe(0);
   });
+
+  it('a fault of its own that nothing caught: one JSON fatal line naming what is lost, exit 1, recovered at the next start', async () => {
+    // No input is known to cause one, so one is injected: a preloaded module that throws from a signal handler.
+    const dir = dataDir();
+    const inject = path.join(tempDir(), 'inject-fault.mjs');
+    writeFileSync(inject, "process.on('SIGUSR2', () => { throw new Error('injected fault'); });\n");
+    const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], {
+      ...env,
+      NODE_OPTIONS: `--import=${inject}`,
+    });
+    const answer = ask(gw.url, 'one two three four five six seven eight', 'faulted', 'slow:40');
+    answer.catch(() => {});
+    await new Promise((r) => setTimeout(r, 250));
+    gw.child.kill('SIGUSR2');
+    expect(await gw.exited).toBe(1);
+    await expect(answer).rejects.toThrow();
+    const lines = gw
+      .stderr()
+      .split('\n')
+      .filter((l) => l.trim() !== '');
+    // Every line the gateway wrote is JSON: no bare stack trace among them.
+    const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    const fatal = logged.find((l) => l.level === 60);
+    expect(fatal).toMatchObject({
+      msg: expect.stringMatching(/^uncaught exception: the gateway stops/),
+      err: expect.objectContaining({ message: 'injected fault' }),
+      inFlight: 1,
+    });
+
+    const again = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
+    again.child.kill('SIGTERM');
+    await again.exited;
+    const show = JSON.parse((await vigil(['sessions', 'show', 'faulted', '--data-dir', dir, '--json'])).stdout);
+    expect(show.exchanges[0].outcome).toBe('interrupted');
+  });
 });
 
 describe('helper verbs', () => {
