@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { isStackOverflow, messageOf, shuttingDown, tooDeeplyNested, VigilError } from '../errors.js';
 import { PendingPromises } from '../pending-promises.js';
+import { nextPause } from '../retry-pause.js';
 import type { Principal } from '../identity/principal.js';
 import { contentCodings, streamDecoder, type StreamDecoder } from '../net/content-coding.js';
 import type { AuditStore, BlobWrite, NewRecord, Outcome, SearchText, StoredRecord } from '../store/audit-store.js';
@@ -139,6 +140,8 @@ export class Recorder {
   private closing = false;
   /** Recording failures since start: surfaced by health and metrics. */
   failures = 0;
+  /** Requests refused because their record's write failed with the store unavailable (see UnconfirmedRequests). */
+  private readonly unconfirmed: UnconfirmedRequests;
 
   constructor(
     readonly store: AuditStore,
@@ -187,6 +190,7 @@ export class Recorder {
         for (const b of blobs) this.known.add(b.hash);
       },
     });
+    this.unconfirmed = new UnconfirmedRequests(store, this.queue, options.log);
   }
 
   /**
@@ -294,9 +298,14 @@ export class Recorder {
       recordedMs = performance.now() - t0;
     } catch (err) {
       if (!input.bestEffort) {
-        throw new VigilError('STORE_UNAVAILABLE', 'the gateway cannot record this request, so it was not forwarded', {
-          cause: err,
-        });
+        const refusal = new VigilError(
+          'STORE_UNAVAILABLE',
+          'the gateway cannot record this request, so it was not forwarded',
+          { cause: err },
+        );
+        // A lost connection may have taken the store's answer, not the write: looked up once the store answers.
+        if (this.store.isUnavailable(err)) this.unconfirmed.add(record, refusal);
+        throw refusal;
       }
       if (this.queue.storeRefusing) {
         // The outage's first line has the error: one short line for each call let through meanwhile.
@@ -372,6 +381,7 @@ export class Recorder {
     this.closing = true;
     for (const rec of [...this.active]) rec.fail('interrupted', { type: 'interrupted', message: 'gateway shut down' });
     await this.beginning.settled();
+    await this.unconfirmed.close();
     await this.queue.close();
   }
 
@@ -449,6 +459,91 @@ export class Recorder {
       });
     }
     return recovered;
+  }
+}
+
+/** The most refused requests {@link UnconfirmedRequests} keeps; past it the oldest are left to the next start. */
+const MAX_UNCONFIRMED = 10_000;
+/** The longest pause between lookups while the store does not answer. */
+const MAX_UNCONFIRMED_PAUSE_MS = 5_000;
+
+/**
+ * Requests refused (503) because the write of their record failed with the store unavailable. Such a write may have
+ * committed all the same — PostgreSQL's answer lost with the connection, not the write — which left an exchange with a
+ * request and no end for as long as the gateway ran (its chain is live: no start-up recovery cuts it). Once the store
+ * can tell (AuditStore.appendedDespiteFailure), one that was written is ended as what its client got: 503,
+ * `gateway_error`. One still unknown at stop is ended by the next start, as `interrupted`.
+ */
+class UnconfirmedRequests {
+  private readonly pending = new Map<string, { record: NewRecord; refusal: VigilError; refusedAt: number }>();
+  private looking: Promise<void> | null = null;
+  private readonly stop = new AbortController();
+
+  constructor(
+    private readonly store: AuditStore,
+    private readonly queue: WriteQueue,
+    private readonly log: Logger,
+  ) {}
+
+  add(record: NewRecord, refusal: VigilError): void {
+    if (this.stop.signal.aborted || record.exchangeId === undefined) return;
+    if (this.pending.size >= MAX_UNCONFIRMED) this.pending.delete(this.pending.keys().next().value!);
+    this.pending.set(record.exchangeId, { record, refusal, refusedAt: Date.now() });
+    this.looking ??= this.lookUp().finally(() => (this.looking = null));
+  }
+
+  private async lookUp(): Promise<void> {
+    let pause = 0;
+    while (this.pending.size && !this.stop.signal.aborted) {
+      const [id, refused] = this.pending.entries().next().value!;
+      let appended: boolean;
+      try {
+        appended = await this.store.appendedDespiteFailure(refused.record);
+      } catch {
+        pause = nextPause(pause, 100, MAX_UNCONFIRMED_PAUSE_MS);
+        await sleep(pause, undefined, { ref: false, signal: this.stop.signal }).catch(() => undefined);
+        continue;
+      }
+      pause = 0;
+      this.pending.delete(id);
+      if (appended) this.end(refused.record, refused.refusal, refused.refusedAt);
+    }
+  }
+
+  /** The end of a request recorded after all: refused, as its client was told. */
+  private end(request: NewRecord, refusal: VigilError, refusedAt: number): void {
+    const req = request.data as ExchangeRequestData;
+    const data: ExchangeResponseData = {
+      status: refusal.status,
+      headers: null,
+      body: null,
+      message: null,
+      usage: null,
+      model: req.model,
+      stopReason: null,
+      outcome: 'gateway_error',
+      error: { type: refusal.type, message: refusal.message },
+      eventCount: 0,
+      timing: {
+        startedAt: req.startedAt,
+        firstByteMs: null,
+        endedAt: refusedAt,
+        durationMs: refusedAt - req.startedAt,
+      },
+    };
+    this.log.warn(
+      { exchangeId: request.exchangeId },
+      'a refused request was recorded after all (the store lost its answer, not the write): recording its refusal',
+    );
+    this.queue.enqueue([
+      { kind: 'exchange.response', exchangeId: request.exchangeId, sessionId: request.sessionId, at: Date.now(), data },
+    ]);
+  }
+
+  /** Stops looking (what is left is ended by the next start) once a look in progress has queued what it found. */
+  async close(): Promise<void> {
+    this.stop.abort();
+    await this.looking;
   }
 }
 

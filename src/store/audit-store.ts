@@ -559,6 +559,15 @@ export interface AuditStore {
    * lost — rather than that something in the batch was bad: then writing the batch apart would only fail again.
    */
   isUnavailable(err: unknown): boolean;
+  /**
+   * Whether `record`, from an append that failed, was written all the same. An append whose connection was lost after
+   * what commits it was sent may have committed (PostgreSQL's answer lost, not the write): the store settles that
+   * before its next append — ending the server process that ran it if it still runs, then reading its chain back —
+   * and an append of the same record objects again skips those written, so a batch tried again is never written twice.
+   * SQLite: never (a write on this thread commits or rolls back before it throws). Throws when the store cannot tell
+   * now (unreachable).
+   */
+  appendedDespiteFailure(record: NewRecord): Promise<boolean>;
 
   /** Records of one exchange, in append order. */
   exchangeRecords(exchangeId: string): Promise<readonly StoredRecord[]>;

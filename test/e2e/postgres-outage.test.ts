@@ -8,7 +8,7 @@ import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postMessages, postSlowStream, startHarness, type Harness } from '../support/gateway-harness.js';
-import { installStall } from '../support/postgres-stall.js';
+import { installStall, type Stall } from '../support/postgres-stall.js';
 import { POSTGRES_TEST_URL, storeKinds } from '../support/stores.js';
 import { TcpRelay } from '../support/tcp-relay.js';
 import { until } from '../support/until.js';
@@ -33,9 +33,12 @@ describe.runIf(storeKinds().includes('postgres'))('PostgreSQL out of reach for a
     const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
     h = await startHarness(() => ({ store: { postgres: { url: url.toString(), schema } } }), {}, { log });
   });
+  /** The stall, installed once (its table and trigger are the schema's). */
+  let installed: Stall | undefined;
+  const stallInstalled = async (): Promise<Stall> => (installed ??= await installStall(schema));
   afterAll(async () => {
     try {
-      await h?.close();
+      await (installed ? installed.dispose(async () => h?.close()) : h?.close());
     } finally {
       await relay.close();
       const admin = new pg.Client({ connectionString: POSTGRES_TEST_URL });
@@ -76,36 +79,105 @@ describe.runIf(storeKinds().includes('postgres'))('PostgreSQL out of reach for a
     expect(logs.filter((l) => l.msg.startsWith('the store accepts writes again'))).toHaveLength(1);
   });
 
-  it('goes on when the connection of an append in progress drops', async () => {
+  it('goes on when the connection of an append in progress drops, and ends its server process before appending again', async () => {
     // Went wrong: a connection lost while checked out of the pool emitted 'error' with nobody listening, and that
     // stopped the process (here an uncaught exception, which vitest reports as an error of this file). The append's
-    // insert is held on a lock, the relay cut under it, and its backend ended on the server before the lock is let go,
-    // so that nothing of it commits.
-    const stall = await installStall(schema);
+    // insert is held on a lock and the relay cut under it: the server process still runs it, and would commit it once
+    // the lock is let go. Before its next append the gateway ends that process, so nothing of it commits.
+    const stall = await stallInstalled();
     const admin = new pg.Client({ connectionString: POSTGRES_TEST_URL });
     await admin.connect();
+    let refusedId = '';
+    const stalledBackends = async (): Promise<number> =>
+      (
+        await admin.query(
+          `SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND NOT l.granted AND l.classid = 7310 AND l.objid = $1`,
+          [process.pid],
+        )
+      ).rowCount ?? 0;
     try {
       await stall.stall('exchange.request');
       const pending = postMessages(h.url, 'pg-lost', { messages: [{ role: 'user', content: 'stalled' }] });
       await stall.stalled();
       relay.cut();
-      const ended = await admin.query<{ ok: boolean }>(
-        `SELECT pg_terminate_backend(l.pid) AS ok FROM pg_locks l
-         WHERE l.locktype = 'advisory' AND NOT l.granted AND l.classid = 7310 AND l.objid = $1`,
-        [process.pid],
-      );
-      expect(ended.rows).toEqual([{ ok: true }]);
       const refused = await pending;
       expect(refused.status).toBe(503);
       await refused.arrayBuffer();
+      refusedId = refused.headers.get('x-vigil-exchange-id')!;
+      await stall.stopStalling();
+      relay.restore();
+      const after = await postMessages(h.url, 'pg-lost', { messages: [{ role: 'user', content: 'and after?' }] });
+      expect(after.status).toBe(200);
+      expect((await h.exchange(after.headers.get('x-vigil-exchange-id')!)).outcome).toBe('ok');
+      expect(await stalledBackends()).toBe(0);
     } finally {
       await stall.release();
       await admin.end();
       relay.restore();
     }
-    const after = await postMessages(h.url, 'pg-lost', { messages: [{ role: 'user', content: 'and after?' }] });
-    expect(after.status).toBe(200);
-    expect((await h.exchange(after.headers.get('x-vigil-exchange-id')!)).outcome).toBe('ok');
+    expect((await h.gateway.store.verify()).ok).toBe(true);
+    // Its server process ended before it could commit: nothing of the refused call is in the store.
+    expect(await h.gateway.store.exchangeRecords(refusedId)).toEqual([]);
+  });
+
+  /**
+   * The answer lost, not the write: an insert held on the stall while the relay is cut, then let go, commits with
+   * nobody to tell. Before the gateway appends again it ends any such server process still running and reads its
+   * chain back; what it finds written is not written again.
+   */
+  const lostAnswer = async (kind: string, during: () => Promise<void>): Promise<void> => {
+    const stall = await stallInstalled();
+    const admin = new pg.Client({ connectionString: POSTGRES_TEST_URL });
+    await admin.connect();
+    try {
+      await admin.query(`SET search_path = "${schema}"`);
+      const before = Number((await admin.query(`SELECT count(*) AS n FROM records WHERE kind = $1`, [kind])).rows[0].n);
+      await stall.stall(kind);
+      await during();
+      await stall.stalled();
+      relay.cut();
+      await stall.release();
+      await until('the stalled insert to commit', async () => {
+        const n = Number((await admin.query(`SELECT count(*) AS n FROM records WHERE kind = $1`, [kind])).rows[0].n);
+        return n > before ? true : undefined;
+      });
+    } finally {
+      await stall.release();
+      await admin.end();
+      relay.restore();
+    }
+  };
+
+  it('a request written though its answer was lost is ended as refused, as its client was told', async () => {
+    let pending!: Promise<Response>;
+    await lostAnswer('exchange.request', async () => {
+      pending = postMessages(h.url, 'pg-lost-answer', { messages: [{ role: 'user', content: 'written?' }] });
+    });
+    const refused = await pending;
+    expect(refused.status).toBe(503);
+    await refused.arrayBuffer();
+    const x = await h.exchange(refused.headers.get('x-vigil-exchange-id')!);
+    expect(x).toMatchObject({ outcome: 'gateway_error', response: { status: 503 } });
+    expect((await h.gateway.store.verify()).ok).toBe(true);
+  });
+
+  it('records of a stream written though their answer was lost are not written again', async () => {
+    let text!: Promise<string>;
+    let id!: string;
+    await lostAnswer('exchange.events', async () => {
+      const res = await postSlowStream(h.url, 'pg-lost-events');
+      expect(res.status).toBe(200);
+      id = res.headers.get('x-vigil-exchange-id')!;
+      text = res.text();
+    });
+    const sent = (await text).match(/^event: /gm)!.length;
+    const stream = await h.exchange(id);
+    expect(stream.outcome).toBe('ok');
+    // Each event once, in order: the batch that committed unanswered was not appended a second time.
+    expect(stream.response.events).toHaveLength(sent);
+    expect(stream.response.events.at(-1)?.type).toBe('message_stop');
+    const responses = (await h.gateway.store.exchangeRecords(id)).filter((r) => r.kind === 'exchange.response');
+    expect(responses).toHaveLength(1);
     expect((await h.gateway.store.verify()).ok).toBe(true);
   });
 });

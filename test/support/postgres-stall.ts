@@ -10,6 +10,8 @@ export interface Stall {
   /** Inserts of `kind` wait from now until {@link release}. */
   stall(kind: string): Promise<void>;
   release(): Promise<void>;
+  /** Inserts from now on go through; those already waiting go on waiting until {@link release}. */
+  stopStalling(): Promise<void>;
   /** Resolves once an insert is waiting on the stall. */
   stalled(): Promise<unknown>;
   /** Lets every insert go, runs `stop` (closing what writes to the schema), then drops the schema. */
@@ -41,6 +43,9 @@ export async function installStall(schema: string): Promise<Stall> {
     async stall(kind) {
       await sql.query(`SELECT pg_advisory_lock(${args})`);
       await sql.query(`INSERT INTO vigil_test_stall VALUES ($1)`, [kind]);
+    },
+    async stopStalling() {
+      await sql.query(`DELETE FROM vigil_test_stall`);
     },
     async release() {
       await sql.query(`DELETE FROM vigil_test_stall`);

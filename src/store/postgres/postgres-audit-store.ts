@@ -38,6 +38,7 @@ import type {
   StoredRecord,
   UndigestedTail,
   VerifyReport,
+  SearchText,
   WriteBatch,
 } from '../audit-store.js';
 import { messageOf } from '../../errors.js';
@@ -315,6 +316,24 @@ export class PostgresAuditStore implements AuditStore {
   private tip: ChainTip | null | undefined = null;
   /** Appends run one after another so each starts from the tip the previous one committed. */
   private queue: Promise<unknown> = Promise.resolve();
+  /**
+   * The last append, when its connection was lost after what commits it was sent: it may have committed. Settled
+   * before the next append reads the tip (see tipAfterDoubt).
+   */
+  private inDoubt: {
+    /** The server process that ran it, which may still be running it. */
+    backend: number | null;
+    records: readonly PendingRecord[];
+    searchText: readonly SearchText[];
+  } | null = null;
+  /**
+   * Records of appends found committed after their answer was lost, as stored: the write queue tries again what
+   * failed, with the same objects, and an append skips these (see appendNow), so nothing is written twice.
+   */
+  private readonly appendedInDoubt = new WeakMap<NewRecord, StoredRecord>();
+  private readonly searchTextInDoubt = new WeakSet<SearchText>();
+  /** Whether an append in doubt was ever found written: until then appends need not look for its records. */
+  private foundInDoubt = false;
   private closed = false;
   /**
    * A connection held for the process's lifetime: it holds the advisory lock that says this chain's writer is alive,
@@ -531,6 +550,25 @@ export class PostgresAuditStore implements AuditStore {
     return /Connection terminated|connection error|timeout exceeded when trying to connect/i.test(messageOf(err) ?? '');
   }
 
+  async appendedDespiteFailure(record: NewRecord): Promise<boolean> {
+    if (this.inDoubt !== null) {
+      await this.enqueue(async () => {
+        if (this.inDoubt === null) return;
+        const client = await this.appendPool.connect();
+        let failed: Error | undefined;
+        try {
+          this.tip = await this.tipAfterDoubt(client);
+        } catch (err) {
+          failed = err as Error;
+          throw err;
+        } finally {
+          client.release(failed);
+        }
+      });
+    }
+    return this.appendedInDoubt.has(record);
+  }
+
   append(batch: WriteBatch): Promise<readonly StoredRecord[]> {
     // Serialise before touching the database, so a payload that cannot be serialised costs no round trip.
     let payloads: Payload[];
@@ -550,20 +588,39 @@ export class PostgresAuditStore implements AuditStore {
     const client = await this.appendPool.connect();
     let broken = false;
     let inTransaction = false;
+    /** Set once what commits the append has been sent: from then on, a lost connection leaves it in doubt. */
+    let committing = false;
+    let pending: PendingRecord[] = [];
     try {
-      const from = this.tip === undefined ? await this.readTip(client) : this.tip;
-      const { pending, tip } = await this.link(client, from, payloads);
-      const statements = this.statements(batch, pending);
+      const from = this.tip === undefined ? await this.tipAfterDoubt(client) : this.tip;
+      // Records (and search text) an append whose answer was lost wrote all the same are not written again.
+      const doubted = this.foundInDoubt;
+      const written = doubted ? payloads.filter(({ record }) => this.appendedInDoubt.has(record)) : [];
+      const toWrite = written.length ? payloads.filter(({ record }) => !this.appendedInDoubt.has(record)) : payloads;
+      const searchText = doubted ? batch.searchText?.filter((t) => !this.searchTextInDoubt.has(t)) : batch.searchText;
+      if (written.length && !toWrite.length) return written.map(({ record }) => this.appendedInDoubt.get(record)!);
+      const linked = await this.link(client, from, toWrite);
+      pending = linked.pending;
+      const statements = this.statements({ ...batch, ...(searchText && { searchText }) }, pending);
       inTransaction = statements.length > 1;
       if (inTransaction) await client.query('BEGIN');
+      committing = !inTransaction;
       const stored = await this.runAppend(client, statements, pending);
+      committing = true;
       if (inTransaction) await client.query('COMMIT');
-      this.tip = tip;
+      this.tip = linked.tip;
       this.refBases.commit();
-      return stored;
+      return written.length ? [...written.map(({ record }) => this.appendedInDoubt.get(record)!), ...stored] : stored;
     } catch (err) {
       // Failed, or unknown if the connection died before the answer (the statement may have committed): the tip in
       // memory may no longer match the database, so the next append reads it back; what it wrote is no base.
+      if (committing && pending.length && this.isUnavailable(err)) {
+        this.inDoubt = {
+          backend: (client as unknown as { processID?: number | null }).processID ?? null,
+          records: pending,
+          searchText: batch.searchText ?? [],
+        };
+      }
       this.tip = undefined;
       this.refBases.rollback();
       if (inTransaction) {
@@ -682,7 +739,7 @@ export class PostgresAuditStore implements AuditStore {
     let tip: ChainTip | null = null;
     try {
       const result = await this.inTransaction('BEGIN', async (client) => {
-        tip = this.tip === undefined ? await this.readTip(client) : this.tip;
+        tip = this.tip === undefined ? await this.tipAfterDoubt(client) : this.tip;
         return work({
           client,
           tip: () => tip,
@@ -707,6 +764,47 @@ export class PostgresAuditStore implements AuditStore {
   }
 
   /** This chain's last committed record, or null when the chain has none yet (then the next append opens it). */
+  /**
+   * The chain's tip, read back, once an append in doubt is settled: its server process is ended if it still runs it
+   * (it could otherwise commit after records linked to the tip read now), then its records are looked for. Found, they
+   * are remembered as written (appendedInDoubt); throws, leaving it in doubt, when the server cannot be asked.
+   */
+  private async tipAfterDoubt(client: pg.PoolClient): Promise<ChainTip | null> {
+    const doubt = this.inDoubt;
+    if (doubt !== null) {
+      if (doubt.backend !== null) await this.endBackend(client, doubt.backend);
+      const seqs = doubt.records.map((r) => r.linked.chainSeq);
+      const found = await client.query<RecordRow>('SELECT * FROM records WHERE chain = $1 AND chain_seq = ANY($2)', [
+        this.chainId,
+        seqs,
+      ]);
+      const bySeq = new Map(found.rows.map((row) => [Number(row.chain_seq), toStored(row)]));
+      // Committed whole or not at all: its last record, with the hash it was linked with, tells which.
+      const last = doubt.records.at(-1)!.linked;
+      if (bySeq.get(last.chainSeq)?.hash === last.hash) {
+        this.foundInDoubt = true;
+        for (const { linked, source } of doubt.records)
+          if (source) this.appendedInDoubt.set(source, bySeq.get(linked.chainSeq)!);
+        for (const t of doubt.searchText) this.searchTextInDoubt.add(t);
+      }
+      this.inDoubt = null;
+    }
+    return this.readTip(client);
+  }
+
+  /** Ends server process `pid` if it still runs a statement, and waits until it runs none. */
+  private async endBackend(client: pg.PoolClient, pid: number): Promise<void> {
+    const running = async (): Promise<boolean> =>
+      (await client.query<{ state: string | null }>('SELECT state FROM pg_stat_activity WHERE pid = $1', [pid])).rows[0]
+        ?.state === 'active';
+    if (!(await running())) return;
+    await client.query('SELECT pg_terminate_backend($1)', [pid]);
+    for (let waited = 0; await running(); waited += 20) {
+      if (waited >= BACKEND_END_WAIT_MS) throw new Error(`server process ${pid} of an append in doubt does not end`);
+      await sleep(20);
+    }
+  }
+
   private async readTip(client: pg.PoolClient): Promise<ChainTip | null> {
     const res = await client.query<{ chain_seq: number; hash: string }>(
       'SELECT chain_seq, hash FROM records WHERE chain = $1 ORDER BY chain_seq DESC LIMIT 1',
@@ -1304,6 +1402,8 @@ const LEADER_LOCK_CLASS = 0x56474c32; // 'VGL2': "this process does that singlet
 const APPEND_IF_NEW_LOCK_CLASS = 0x56474c33; // 'VGL3': "this process appends records of these kinds if new"
 /** A lock connection that does not answer a check within this long is taken for lost. */
 const LOCK_CHECK_TIMEOUT_MS = 5_000;
+/** How long an append waits for the server process of an append in doubt to end (see tipAfterDoubt). */
+const BACKEND_END_WAIT_MS = 5_000;
 
 interface Payload {
   readonly record: NewRecord;

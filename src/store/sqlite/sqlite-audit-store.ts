@@ -1014,6 +1014,11 @@ export class SqliteAuditStore implements AuditStore {
 
   readonly writerReconnectMs = 0;
 
+  /** A transaction on this thread commits or rolls back before it throws. */
+  async appendedDespiteFailure(_record: NewRecord): Promise<boolean> {
+    return false;
+  }
+
   async appendAtTip(
     build: (tip: ChainTip | null, heads: readonly ChainHead[]) => NewRecord | undefined,
   ): Promise<StoredRecord | undefined> {
