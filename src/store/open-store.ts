@@ -5,6 +5,7 @@ import type { VigilConfig } from '../config/config-schema.js';
 import { ConfigError } from '../errors.js';
 import type { AuditStore } from './audit-store.js';
 import { PostgresAuditStore, WRITER_RECONNECT_MS } from './postgres/postgres-audit-store.js';
+import { StoreInUseError } from './sqlite/gateway-lock.js';
 import { SqliteAuditStore } from './sqlite/sqlite-audit-store.js';
 import { readsOffThread, SqliteReadWorker } from './sqlite/sqlite-read-worker.js';
 
@@ -90,9 +91,21 @@ export async function openStore(config: VigilConfig, options: OpenStoreOptions =
       file,
       synchronous: config.store.sqlite.synchronous,
       readonly: options.readonly ?? false,
-      ...(options.gateway ? { backgroundCheckpoints: true, onCheckpointError: options.gateway.onCheckpointError } : {}),
+      ...(options.gateway
+        ? { backgroundCheckpoints: true, onCheckpointError: options.gateway.onCheckpointError, gatewayLock: true }
+        : {}),
     });
   } catch (err) {
+    if (err instanceof StoreInUseError) {
+      throw new ConfigError(
+        [
+          `${sqliteKey(config)}: the store ${file} is in use by another vigil serve (it holds ${err.lockFile}); ` +
+            `stop that one first, or give this one another ${sqliteKey(config)}. Several gateways share one store on ` +
+            'PostgreSQL (see README, "Several gateways on PostgreSQL")',
+        ],
+        { cause: err },
+      );
+    }
     const code = (err as { code?: string }).code;
     if (options.readonly && !existsSync(path.dirname(file))) {
       // better-sqlite3 says only "Cannot open database because the directory does not exist" (a TypeError, no code).

@@ -338,6 +338,25 @@ describe('vigil serve, sessions, verify', () => {
     expect((await vigil(['verify', '--data-dir', dir])).code).toBe(0);
   });
 
+  it('refuses a second vigil serve on the same store, naming it; one killed leaves no lock behind', async () => {
+    const dir = dataDir();
+    const args = ['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir];
+    const first = await serve(args, env);
+    const second = await vigil(['serve', ...args], env);
+    expect(second.code).toBe(2);
+    expect(second.stderr).toContain(
+      `data_dir (--data-dir): the store ${path.join(dir, 'vigil.db')} is in use by another vigil serve`,
+    );
+    expect(second.stderr).not.toMatch(/\n\s+at /); // no stack trace
+    // The first goes on, its record its own: the second cut none of its exchanges.
+    expect((await ask(first.url, 'still here', 'lock-first')).content[0]).toMatchObject({ text: 'Echo: still here' });
+    first.child.kill('SIGKILL');
+    await first.exited;
+    const third = await serve(args, env);
+    third.child.kill('SIGTERM');
+    expect(await third.exited).toBe(0);
+  });
+
   it('a fault of its own that nothing caught: one JSON fatal line naming what is lost, exit 1, recovered at the next start', async () => {
     // No input is known to cause one, so one is injected: a preloaded module that throws from a signal handler.
     const dir = dataDir();

@@ -109,6 +109,7 @@ import {
   type SessionRow,
 } from '../store-rows.js';
 import { purgeRemoval, type DueExchange } from '../purge-runs.js';
+import { GatewayLock } from './gateway-lock.js';
 import { RESTART_WINDOW_MAX_MS, WalCheckpointer } from './wal-checkpointer.js';
 import { EXCHANGE_KINDS, NOT_EXCHANGE_KIND_SQL, SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 
@@ -126,6 +127,11 @@ export interface SqliteStoreOptions {
   readonly onCheckpointError?: (message: string) => void;
   /** How long a purge keeps trying to empty the WAL while other connections are in the way. Default 10 s. */
   readonly purgeWalWaitMs?: number;
+  /**
+   * Hold the store's gateway lock (see gateway-lock.ts) while open: for `vigil serve`, one per store. CLI commands,
+   * which read and append beside a running gateway, do not take it. @throws StoreInUseError when another holds it.
+   */
+  readonly gatewayLock?: boolean;
 }
 
 /**
@@ -285,7 +291,17 @@ export class SqliteAuditStore implements AuditStore {
   } | null = null;
 
   static open(options: SqliteStoreOptions): SqliteAuditStore {
-    return new SqliteAuditStore(options);
+    if (!options.gatewayLock) return new SqliteAuditStore(options);
+    mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
+    const lock = GatewayLock.take(options.file);
+    try {
+      const store = new SqliteAuditStore(options);
+      store.gatewayLock = lock;
+      return store;
+    } catch (err) {
+      lock.release();
+      throw err;
+    }
   }
 
   private constructor(options: SqliteStoreOptions) {
@@ -1013,6 +1029,8 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   readonly writerReconnectMs = 0;
+  /** Held while a gateway has the store open (SqliteStoreOptions.gatewayLock). */
+  private gatewayLock: GatewayLock | null = null;
 
   /** A transaction on this thread commits or rolls back before it throws. */
   async appendedDespiteFailure(_record: NewRecord): Promise<boolean> {
@@ -1323,5 +1341,6 @@ export class SqliteAuditStore implements AuditStore {
       this.indexPendingTextQuietly();
       this.db.close();
     }
+    this.gatewayLock?.release();
   }
 }
