@@ -413,8 +413,11 @@ export class Recorder {
       for (const chain of dead) if (await gone(chain)) still.push(chain);
       dead = still;
     }
+    // Gateways starting together would each cut the same exchanges: one of them recovers a chain.
+    const mine: string[] = [];
+    for (const chain of dead) if (await this.store.tryLeadership(`recovery:${chain}`)) mine.push(chain);
     let recovered = 0;
-    for (const id of dead.flatMap((chain) => chains.get(chain) ?? [])) {
+    for (const id of mine.flatMap((chain) => chains.get(chain) ?? [])) {
       if (options.signal?.aborted) break;
       const records = await this.store.exchangeRecords(id);
       // Its writer finished it after all (it was connecting again when first looked at).

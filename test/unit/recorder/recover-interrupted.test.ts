@@ -103,6 +103,17 @@ describe.runIf(storeKinds().includes('postgres'))('recovering interrupted exchan
     expect(await outcomes(b, 'ex_dead')).toEqual(['interrupted']);
   });
 
+  it("two gateways starting together record a gone writer's exchange as interrupted once between them", async () => {
+    const a = await fixture.open();
+    await beginCall(crashingRecorderOn(a), 'ex_both');
+    await a.close();
+
+    const [b, c] = await Promise.all([fixture.open({ writerReconnectMs: 0 }), fixture.open({ writerReconnectMs: 0 })]);
+    const counts = await Promise.all([recorderOn(b).recoverInterrupted(), recorderOn(c).recoverInterrupted()]);
+    expect(counts.sort()).toEqual([0, 1]);
+    expect(await outcomes(b, 'ex_both')).toEqual(['interrupted']);
+  });
+
   it('records nothing when stopped during the grace', async () => {
     const a = await fixture.open();
     await beginCall(crashingRecorderOn(a), 'ex_stopped');
