@@ -15,7 +15,7 @@ import { toStored, type RecordRow } from '../../src/store/store-rows.js';
 import { spawn } from 'node:child_process';
 import { serve, vigil, VIGIL_BIN } from '../support/cli.js';
 import { CLIENT_KEY, GATEWAY_KEY, tempDir } from '../support/gateway-harness.js';
-import { fillDisk, mountTmpfs, unmountTmpfs } from '../support/tmpfs.js';
+import { fillDisk, tmpfsMountable, withTmpfs } from '../support/tmpfs.js';
 
 let fake: FakeAnthropic;
 const dirs: string[] = [];
@@ -557,66 +557,62 @@ describe('operator errors say what to fix', () => {
     expect(missing.stderr).not.toMatch(/unexpected error|\n\s+at /);
   });
 
-  const stopDisk = mountTmpfs('6m');
-  afterAll(() => {
-    if (stopDisk !== null) unmountTmpfs(stopDisk);
-  });
-  it.skipIf(stopDisk === null)('exits 1 when it stops with records the store would not take', async () => {
-    // A stop that lost records (the disk full to the end) exited 0 like any other.
-    const s = await serve(
-      ['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', path.join(stopDisk!, 'data')],
-      env,
-    );
-    const stream = fetch(`${s.url}/v1/messages`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-api-key': CLIENT_KEY, 'x-fake-scenario': 'slow:40' },
-      body: JSON.stringify({
-        model: 'claude-haiku-4-5',
-        max_tokens: 200,
-        stream: true,
-        messages: [{ role: 'user', content: 'tell me a long story about a lighthouse keeper and the sea' }],
-      }),
-    }).then((r) => r.text());
-    await new Promise((r) => setTimeout(r, 100)); // its request recorded, its events on their way
-    fillDisk(path.join(stopDisk!, 'filler'));
-    let status = 0;
-    for (let i = 0; i < 100 && status !== 503; i++) {
-      const r = await fetch(`${s.url}/v1/messages`, {
+  it.skipIf(!tmpfsMountable)('exits 1 when it stops with records the store would not take', () =>
+    withTmpfs('6m', async (stopDisk) => {
+      // A stop that lost records (the disk full to the end) exited 0 like any other.
+      const s = await serve(
+        ['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', path.join(stopDisk, 'data')],
+        env,
+      );
+      const stream = fetch(`${s.url}/v1/messages`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-api-key': CLIENT_KEY },
+        headers: { 'content-type': 'application/json', 'x-api-key': CLIENT_KEY, 'x-fake-scenario': 'slow:40' },
         body: JSON.stringify({
           model: 'claude-haiku-4-5',
-          max_tokens: 5,
-          messages: [{ role: 'user', content: `${i}` }],
+          max_tokens: 200,
+          stream: true,
+          messages: [{ role: 'user', content: 'tell me a long story about a lighthouse keeper and the sea' }],
         }),
-      });
-      await r.arrayBuffer();
-      status = r.status;
-    }
-    expect(status).toBe(503);
-    s.child.kill('SIGTERM');
-    expect(await s.exited).toBe(1);
-    expect(await stream).toContain('event: message_stop'); // the client got its whole answer
-    expect(s.stderr()).toMatch(/"msg":"recording failed: records could not be written to the store"/);
-    expect(s.stderr()).toMatch(
-      /"lost":\d+,"msg":"stopped with records not written: the store refused writes to the end"/,
-    );
-  });
+      }).then((r) => r.text());
+      await new Promise((r) => setTimeout(r, 100)); // its request recorded, its events on their way
+      fillDisk(path.join(stopDisk, 'filler'));
+      let status = 0;
+      for (let i = 0; i < 100 && status !== 503; i++) {
+        const r = await fetch(`${s.url}/v1/messages`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-api-key': CLIENT_KEY },
+          body: JSON.stringify({
+            model: 'claude-haiku-4-5',
+            max_tokens: 5,
+            messages: [{ role: 'user', content: `${i}` }],
+          }),
+        });
+        await r.arrayBuffer();
+        status = r.status;
+      }
+      expect(status).toBe(503);
+      s.child.kill('SIGTERM');
+      expect(await s.exited).toBe(1);
+      expect(await stream).toContain('event: message_stop'); // the client got its whole answer
+      expect(s.stderr()).toMatch(/"msg":"recording failed: records could not be written to the store"/);
+      expect(s.stderr()).toMatch(
+        /"lost":\d+,"msg":"stopped with records not written: the store refused writes to the end"/,
+      );
+    }),
+  );
 
-  const fullDisk = mountTmpfs('1m');
-  afterAll(() => {
-    if (fullDisk !== null) unmountTmpfs(fullDisk);
-  });
-  it.skipIf(fullDisk === null)('says the disk is full when the store cannot be created for want of space', async () => {
-    // A regression: "vigil: unexpected error: SqliteError: database or disk is full" and a stack trace.
-    fillDisk(path.join(fullDisk!, 'filler'));
-    const data = path.join(fullDisk!, 'data');
-    const r = await vigil(['serve', '--listen', '127.0.0.1:0', '--data-dir', data]);
-    expect(r.code).toBe(2);
-    expect(r.stderr).toContain(
-      `data_dir (--data-dir): the disk holding ${path.join(data, 'vigil.db')} is full (database or disk is full); ` +
-        'free space on it, or give --data-dir or data_dir another place',
-    );
-    expect(r.stderr).not.toMatch(/unexpected error|\n\s+at /);
-  });
+  it.skipIf(!tmpfsMountable)('says the disk is full when the store cannot be created for want of space', () =>
+    withTmpfs('1m', async (fullDisk) => {
+      // A regression: "vigil: unexpected error: SqliteError: database or disk is full" and a stack trace.
+      fillDisk(path.join(fullDisk, 'filler'));
+      const data = path.join(fullDisk, 'data');
+      const r = await vigil(['serve', '--listen', '127.0.0.1:0', '--data-dir', data]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        `data_dir (--data-dir): the disk holding ${path.join(data, 'vigil.db')} is full (database or disk is full); ` +
+          'free space on it, or give --data-dir or data_dir another place',
+      );
+      expect(r.stderr).not.toMatch(/unexpected error|\n\s+at /);
+    }),
+  );
 });

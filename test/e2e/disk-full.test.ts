@@ -9,10 +9,8 @@ import path from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postMessages, postSlowStream, startHarness, type Harness } from '../support/gateway-harness.js';
-import { fillDisk, mountTmpfs, unmountTmpfs } from '../support/tmpfs.js';
+import { fillDisk, mountTmpfs, tmpfsMountable, unmountTmpfs } from '../support/tmpfs.js';
 import { until } from '../support/until.js';
-
-const mountDir = mountTmpfs('6m');
 
 interface LogLine {
   level: number;
@@ -32,13 +30,18 @@ async function health(h: Harness): Promise<{ store: string; recording_backlog: n
   return (await (await fetch(`${h.url}/healthz`)).json()) as { store: string; recording_backlog: number };
 }
 
-describe.skipIf(mountDir === null)('a full disk under the embedded store', () => {
+describe.skipIf(!tmpfsMountable)('a full disk under the embedded store', () => {
+  // Mounted when the tests run, not as the file is collected (see tmpfsMountable).
+  let mountDir: string | null = null;
   let h: Harness;
-  const dataDir = path.join(mountDir!, 'data');
-  const filler = path.join(mountDir!, 'filler');
+  let dataDir: string;
+  let filler: string;
   const logs: LogLine[] = [];
 
   beforeAll(async () => {
+    mountDir = mountTmpfs('6m')!;
+    dataDir = path.join(mountDir, 'data');
+    filler = path.join(mountDir, 'filler');
     mkdirSync(dataDir);
     const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
     h = await startHarness(
@@ -57,7 +60,7 @@ describe.skipIf(mountDir === null)('a full disk under the embedded store', () =>
     try {
       await h?.close();
     } finally {
-      unmountTmpfs(mountDir!);
+      if (mountDir !== null) unmountTmpfs(mountDir);
     }
   });
 

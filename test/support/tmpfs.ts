@@ -26,6 +26,29 @@ export function unmountTmpfs(dir: string): void {
 }
 
 /**
+ * Whether this process may mount a tmpfs: tried once, a small one mounted and unmounted at once. Tests decide with it
+ * whether to run, and mount their own when they run — mounted as a file is collected, a tmpfs outlived a run that
+ * filtered its tests out (`vitest -t`), as their hooks did not run.
+ */
+export const tmpfsMountable: boolean = (() => {
+  const dir = mountTmpfs('64k');
+  if (dir === null) return false;
+  unmountTmpfs(dir);
+  return true;
+})();
+
+/** Runs `fn` on a tmpfs of `size` of its own, unmounted after however `fn` ends. */
+export async function withTmpfs<T>(size: string, fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mountTmpfs(size);
+  if (dir === null) throw new Error('cannot mount a tmpfs here: skip the test where tmpfsMountable is false');
+  try {
+    return await fn(dir);
+  } finally {
+    unmountTmpfs(dir);
+  }
+}
+
+/**
  * Writes zeros to `file` until its filesystem has `leave` bytes free at most (0: until it is full); returns the bytes
  * written.
  */

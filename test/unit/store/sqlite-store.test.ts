@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
-import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { smallExchange } from '../../../bench/small-exchange.mjs';
 import { VERIFY_PAGE, type NewRecord } from '../../../src/store/audit-store.js';
 import { sessionListStatement } from '../../../src/store/session-list.js';
@@ -12,7 +12,7 @@ import { SqliteAuditStore, sqliteAggregate } from '../../../src/store/sqlite/sql
 import { SQLITE_MIGRATIONS } from '../../../src/store/sqlite/sqlite-migrations.js';
 import { eventLoopLag } from '../../support/event-loop-lag.js';
 import { useTempDir } from '../../support/temp-dir.js';
-import { fillDisk, mountTmpfs, unmountTmpfs } from '../../support/tmpfs.js';
+import { fillDisk, tmpfsMountable, withTmpfs } from '../../support/tmpfs.js';
 import { until } from '../../support/until.js';
 
 /** The SQLite store writes search text to a waiting table and indexes it in batches, off the exchange's commit. */
@@ -103,45 +103,41 @@ describe('SQLite background WAL checkpoints', () => {
     await store.close();
   });
 
-  const tmpfs = mountTmpfs('16m');
-  afterAll(() => {
-    if (tmpfs !== null) unmountTmpfs(tmpfs);
-  });
-
-  it.skipIf(tmpfs === null)(
+  it.skipIf(!tmpfsMountable)(
     'pauses longer after each failed checkpoint (a full disk), and checkpoints again when there is room',
-    async () => {
-      // Went wrong: a checkpoint the disk had no room for failed, and was reported, every 250 ms while it lasted.
-      const dir = mkdtempSync(path.join(tmpfs!, 'store-'));
-      const file = path.join(dir, 'vigil.db');
-      const errors: string[] = [];
-      const store = SqliteAuditStore.open({
-        file,
-        backgroundCheckpoints: true,
-        onCheckpointError: (m) => errors.push(m),
-      });
-      try {
-        // Room for the log to take ~4 MB, not for the database file to take them over as well.
-        const filler = path.join(dir, 'filler');
-        fillDisk(filler, 6 * 1024 * 1024);
-        const before = statSync(file).size;
-        const blobs = Array.from({ length: 16 }, (_, i) => ({ hash: `h${i}`, data: randomBytes(256 * 1024) }));
-        await store.append({ records: [{ kind: 'test.blobs', at: Date.now(), data: {} }], blobs });
-        await new Promise((r) => setTimeout(r, 3_500));
-        // At 0.25 s, then 1 and 2 s later: three or four, where every 250 ms made fourteen.
-        expect(errors.length).toBeGreaterThanOrEqual(1);
-        expect(errors.length).toBeLessThanOrEqual(4);
-        expect(errors[0]).toMatch(/full/);
-        unlinkSync(filler);
-        await until(
-          'a checkpoint with room',
-          () => (statSync(file).size >= before + 4 * 1024 * 1024 ? true : undefined),
-          10_000,
-        );
-      } finally {
-        await store.close();
-      }
-    },
+    () =>
+      withTmpfs('16m', async (tmpfs) => {
+        // Went wrong: a checkpoint the disk had no room for failed, and was reported, every 250 ms while it lasted.
+        const dir = mkdtempSync(path.join(tmpfs, 'store-'));
+        const file = path.join(dir, 'vigil.db');
+        const errors: string[] = [];
+        const store = SqliteAuditStore.open({
+          file,
+          backgroundCheckpoints: true,
+          onCheckpointError: (m) => errors.push(m),
+        });
+        try {
+          // Room for the log to take ~4 MB, not for the database file to take them over as well.
+          const filler = path.join(dir, 'filler');
+          fillDisk(filler, 6 * 1024 * 1024);
+          const before = statSync(file).size;
+          const blobs = Array.from({ length: 16 }, (_, i) => ({ hash: `h${i}`, data: randomBytes(256 * 1024) }));
+          await store.append({ records: [{ kind: 'test.blobs', at: Date.now(), data: {} }], blobs });
+          await new Promise((r) => setTimeout(r, 3_500));
+          // At 0.25 s, then 1 and 2 s later: three or four, where every 250 ms made fourteen.
+          expect(errors.length).toBeGreaterThanOrEqual(1);
+          expect(errors.length).toBeLessThanOrEqual(4);
+          expect(errors[0]).toMatch(/full/);
+          unlinkSync(filler);
+          await until(
+            'a checkpoint with room',
+            () => (statSync(file).size >= before + 4 * 1024 * 1024 ? true : undefined),
+            10_000,
+          );
+        } finally {
+          await store.close();
+        }
+      }),
     20_000,
   );
 
