@@ -101,8 +101,12 @@ export class ConfigError extends Error {
   override readonly name = 'ConfigError';
   readonly problems: readonly string[];
 
-  constructor(problems: readonly string[], options?: ErrorOptions) {
-    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`, options);
+  /**
+   * @param options.heading - what the list is, when the configuration is right but the place it names cannot be used
+   *   (a full disk, a store in use); default `invalid configuration`
+   */
+  constructor(problems: readonly string[], options?: ErrorOptions & { heading?: string }) {
+    super(`${options?.heading ?? 'invalid configuration'}:\n  - ${problems.join('\n  - ')}`, options);
     this.problems = problems;
   }
 }

@@ -103,7 +103,7 @@ export async function openStore(config: VigilConfig, options: OpenStoreOptions =
             `stop that one first, or give this one another ${sqliteKey(config)}. Several gateways share one store on ` +
             'PostgreSQL (see README, "Several gateways on PostgreSQL")',
         ],
-        { cause: err },
+        { cause: err, heading: 'cannot open the store' },
       );
     }
     const code = (err as { code?: string }).code;
@@ -117,7 +117,10 @@ export async function openStore(config: VigilConfig, options: OpenStoreOptions =
       );
     }
     if (code === 'SQLITE_FULL' || code === 'ENOSPC') {
-      throw new ConfigError([diskFullProblem(config, file, err as Error)], { cause: err });
+      throw new ConfigError([diskFullProblem(config, file, err as Error)], {
+        cause: err,
+        heading: 'cannot open the store',
+      });
     }
     if (code === undefined || !UNWRITABLE.has(code)) throw err;
     throw new ConfigError([unwritableStoreProblem(config, file, err as Error)], { cause: err });

@@ -344,6 +344,7 @@ describe('vigil serve, sessions, verify', () => {
     const first = await serve(args, env);
     const second = await vigil(['serve', ...args], env);
     expect(second.code).toBe(2);
+    expect(second.stderr).toMatch(/^vigil: cannot open the store:\n/);
     expect(second.stderr).toContain(
       `data_dir (--data-dir): the store ${path.join(dir, 'vigil.db')} is in use by another vigil serve`,
     );

@@ -30,9 +30,10 @@ export class GatewayLock {
     const file = `${storeFile}.gateway-lock`;
     const db = new Database(file);
     try {
-      // The lock is the file's: a rollback journal (no WAL, whose readers take no file lock), held by a transaction
-      // that never ends, asked for without waiting.
-      db.pragma('journal_mode = DELETE');
+      // The lock is the file's: a rollback journal (not WAL, whose readers take no file lock) kept in memory (nothing
+      // is ever written, and no journal file is left beside it), held by a transaction that never ends, asked for
+      // without waiting.
+      db.pragma('journal_mode = MEMORY');
       db.pragma('busy_timeout = 0');
       db.exec('BEGIN EXCLUSIVE');
     } catch (err) {

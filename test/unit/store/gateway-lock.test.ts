@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { GatewayLock, StoreInUseError } from '../../../src/store/sqlite/gateway-lock.js';
@@ -12,10 +12,12 @@ describe('the SQLite store’s gateway lock', () => {
   });
 
   it('is held by one at a time, and free again once released', () => {
-    const store = path.join(tempDir(), 'vigil.db');
+    const dir = tempDir();
+    const store = path.join(dir, 'vigil.db');
     const first = GatewayLock.take(store);
     held.push(first);
     expect(first.file).toBe(`${store}.gateway-lock`);
+    expect(readdirSync(dir)).toEqual(['vigil.db.gateway-lock']); // no journal beside it
     expect(() => GatewayLock.take(store)).toThrow(StoreInUseError);
     expect(() => GatewayLock.take(store)).toThrow(`another vigil serve holds ${store}.gateway-lock`);
     first.release();
