@@ -10,7 +10,8 @@
  */
 import { CliError } from './cli-error.js';
 import { parseOptions, UnknownOptionError } from './parse-options.js';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { ParseArgsConfig } from 'node:util';
@@ -38,8 +39,9 @@ import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
 import type { AuditStore, ListedGatewayKey, StoredGatewayKey } from '../store/audit-store.js';
 import { describeOverdue } from '../store/digest-overdue.js';
 import { digestsOverdueAfterMs, signChain } from '../store/ledger-upkeep.js';
-import { describeStore, openStore } from '../store/open-store.js';
+import { describeStore, openStore, usesPostgres } from '../store/open-store.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
+import { SqliteAuditStore } from '../store/sqlite/sqlite-audit-store.js';
 import { approvalsCommand } from './approvals-command.js';
 import { renderExchange } from './transcript.js';
 import { cliActor } from './cli-actor.js';
@@ -89,6 +91,8 @@ commands:
   store grants --role ROLE [--schema NAME | --config FILE]
                              print the SQL that lets a PostgreSQL role append and read, never change or delete
                              (schema: --schema, else the config's store.postgres.schema, else public)
+  store backup --out DIR     a consistent copy of the embedded SQLite store, taken while the gateway runs, as a data
+                             directory of its own (DIR/vigil.db: vigil verify --data-dir DIR checks it)
   replay serve --session ID [--listen HOST:PORT] [--speed 1|0]
                              answer a client from a recorded session, without calling Claude (default 127.0.0.1:8090)
   replay resend EXCHANGE-ID --connection NAME
@@ -531,15 +535,63 @@ function shownKey<T extends { hash: string }>(k: T): Omit<T, 'hash'> & { id: str
   return { id: gatewayKeyId(hash), ...rest };
 }
 
+const STORE_USAGE =
+  'usage: vigil store grants --role ROLE [--schema NAME | --config FILE]\n' +
+  '       vigil store backup --out DIR [--config FILE | --data-dir DIR]';
+
 async function storeCommand(args: string[], out: Out): Promise<number> {
   const [verb, ...rest] = args;
+  if (verb === 'backup') return storeBackup(rest, out);
   const { values } = parse(rest, { role: { type: 'string' }, schema: { type: 'string' } });
-  if (verb !== 'grants' || !values.role)
-    throw new CliError('usage: vigil store grants --role ROLE [--schema NAME | --config FILE]');
+  if (verb !== 'grants' || !values.role) throw new CliError(STORE_USAGE);
   const config = values.config ? loadConfig({ configFile: values.config }) : undefined;
   const schema = values.schema ?? config?.store.postgres?.schema ?? 'public';
   out.stdout.write(`${appendOnlyGrantsSql(schema, values.role)}\n`);
   return 0;
+}
+
+/**
+ * `vigil store backup --out DIR`: a consistent copy of the embedded store, taken while the gateway runs, as a data
+ * directory of its own (DIR/vigil.db) that `vigil verify --data-dir DIR` checks and `vigil serve --data-dir DIR` serves
+ * from. Written to a partial file first, renamed once complete. The making of the copy is in the access log (and in
+ * the copy): it holds everything recorded.
+ */
+async function storeBackup(args: string[], out: Out): Promise<number> {
+  const { values } = parse(args, { out: { type: 'string' } });
+  if (!values.out) throw new CliError(STORE_USAGE);
+  const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
+  if (usesPostgres(config)) {
+    throw new CliError(
+      'store backup copies the embedded SQLite store; this config uses PostgreSQL: back it up with pg_dump ' +
+        `(schema ${config.store.postgres?.schema ?? 'public'}) or your database's own backups`,
+    );
+  }
+  const dir = path.resolve(values.out);
+  if (existsSync(dir) && readdirSync(dir).length > 0) {
+    throw new CliError(`--out ${dir} is not empty: give a new or empty directory, so no backup is written over`);
+  }
+  await recordCliRead(values, 'export', [], out, `store backup to ${dir}`);
+  return withStore(values, async (store) => {
+    if (!(store instanceof SqliteAuditStore)) throw new CliError('store backup copies the embedded SQLite store only');
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const target = path.join(dir, 'vigil.db');
+    const partial = `${target}.partial`;
+    const started = Date.now();
+    try {
+      store.backupTo(partial);
+      renameSync(partial, target);
+    } catch (err) {
+      rmSync(partial, { force: true });
+      throw new CliError(`the backup failed (${(err as Error).message}); nothing was written to ${dir}`);
+    }
+    const mib = (statSync(target).size / (1 << 20)).toFixed(1);
+    out.stdout.write(
+      `wrote ${target} (${mib} MiB): the store as it was at ${new Date(started).toISOString()}\n` +
+        `check it with: vigil verify --data-dir ${dir} (add --public-key FILE to check its signatures)\n` +
+        `the signing key is not in it: keep ${path.join(config.data_dir, 'signing-key.pem')} apart, as the secret it is\n`,
+    );
+    return 0;
+  });
 }
 
 /** Replay log lines for a person at a terminal: what was served, and why a request diverged. */

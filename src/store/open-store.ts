@@ -30,6 +30,11 @@ function postgresUrl(config: VigilConfig, env: NodeJS.ProcessEnv = process.env):
   }
 }
 
+/** Whether the config selects PostgreSQL (a `store.postgres` section, or DATABASE_URL) rather than SQLite. */
+export function usesPostgres(config: VigilConfig): boolean {
+  return config.store.postgres !== undefined || Boolean(process.env.DATABASE_URL?.trim());
+}
+
 export function describeStore(config: VigilConfig): string {
   const url = postgresUrl(config);
   if (url === undefined) return `sqlite ${sqlitePath(config)}`;

@@ -4,7 +4,7 @@
  */
 import Anthropic from '@anthropic-ai/sdk';
 import Database from 'better-sqlite3';
-import { rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -424,6 +424,64 @@ describe('helper verbs', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('GRANT SELECT, INSERT ON "vigil".records');
     expect(r.stdout).toContain('REVOKE UPDATE, DELETE, TRUNCATE');
+  });
+
+  it('vigil store backup copies the store while the gateway records, into a data dir that verifies and serves', async () => {
+    const dir = dataDir();
+    const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
+    const copy = path.join(dataDir(), 'backup');
+    try {
+      await ask(gw.url, 'kept in the copy', 'backed-up');
+      // A stream in flight while the copy is made: the copy has what was committed when it began.
+      const streaming = ask(gw.url, 'one two three four five six seven eight', 'in-flight', 'slow:40');
+      await new Promise((r) => setTimeout(r, 150));
+      const r = await vigil(['store', 'backup', '--data-dir', dir, '--out', copy]);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`wrote ${path.join(copy, 'vigil.db')}`);
+      expect(r.stdout).toContain(`vigil verify --data-dir ${copy}`);
+      await streaming;
+    } finally {
+      gw.child.kill('SIGTERM');
+      await gw.exited;
+    }
+    expect(readdirSync(copy)).toEqual(['vigil.db']); // no partial file, and not the signing key
+    const verified = await vigil(['verify', '--data-dir', copy]);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toMatch(/^ok: \d+ records in \d+ chains?, all intact/);
+    const show = JSON.parse((await vigil(['sessions', 'show', 'backed-up', '--data-dir', copy, '--json'])).stdout);
+    expect(show.exchanges[0].response.message.content[0].text).toBe('Echo: kept in the copy');
+    // The copy holds the record of its own making (and so does the store).
+    const db = new Database(path.join(copy, 'vigil.db'), { readonly: true });
+    const backups = db
+      .prepare(`SELECT data FROM records WHERE kind = 'recording.read' AND data LIKE '%store backup to%'`)
+      .all();
+    db.close();
+    expect(backups).toHaveLength(1);
+
+    const again = await vigil(['store', 'backup', '--data-dir', dir, '--out', copy]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain(`--out ${copy} is not empty: give a new or empty directory`);
+    const pgConfig = path.join(dataDir(), 'pg.yaml');
+    writeFileSync(
+      pgConfig,
+      'store:\n  postgres:\n    url: postgres://vigil@127.0.0.1/vigil\n' +
+        'connections:\n  - name: anthropic\n    credential: { env: ANTHROPIC_API_KEY }\n',
+    );
+    const onPostgres = await vigil(['store', 'backup', '--config', pgConfig, '--out', path.join(dataDir(), 'x')]);
+    expect(onPostgres.code).toBe(2);
+    expect(onPostgres.stderr).toContain('back it up with pg_dump');
+
+    // What the copy is for: a gateway serves from it (the in-flight exchange, cut in the copy, ends interrupted).
+    const restored = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', copy], env);
+    try {
+      expect((await ask(restored.url, 'after the restore', 'backed-up')).content[0]).toMatchObject({
+        text: 'Echo: after the restore',
+      });
+    } finally {
+      restored.child.kill('SIGTERM');
+      await restored.exited;
+    }
+    expect((await vigil(['verify', '--data-dir', copy])).code).toBe(0);
   });
 });
 
