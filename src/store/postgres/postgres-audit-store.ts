@@ -799,12 +799,20 @@ export class PostgresAuditStore implements AuditStore {
    * refuses either it or the append linked after the tip read meanwhile, and that append is tried again.
    */
   private async endBackend(pid: number): Promise<void> {
-    const running = async (): Promise<boolean> =>
-      (await this.pool.query<{ state: string | null }>('SELECT state FROM pg_stat_activity WHERE pid = $1', [pid]))
-        .rows[0]?.state === 'active';
-    if (!(await running())) return;
-    await this.pool.query('SELECT pg_terminate_backend($1)', [pid]).catch(() => undefined);
-    for (let waited = 0; waited < BACKEND_END_WAIT_MS && (await running()); waited += 20) await sleep(20);
+    // A connection of its own, not the pool's: the caller may hold the pool's last (a transaction, pool_size 1).
+    const client = new pg.Client(this.connection);
+    client.on('error', () => {}); // a dropped connection fails the next query, which the caller sees
+    await client.connect();
+    try {
+      const running = async (): Promise<boolean> =>
+        (await client.query<{ state: string | null }>('SELECT state FROM pg_stat_activity WHERE pid = $1', [pid]))
+          .rows[0]?.state === 'active';
+      if (!(await running())) return;
+      await client.query('SELECT pg_terminate_backend($1)', [pid]).catch(() => undefined);
+      for (let waited = 0; waited < BACKEND_END_WAIT_MS && (await running()); waited += 20) await sleep(20);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
 
   private async readTip(client: pg.PoolClient): Promise<ChainTip | null> {
