@@ -10,7 +10,16 @@
  */
 import { CliError } from './cli-error.js';
 import { parseOptions, UnknownOptionError } from './parse-options.js';
-import { createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  chmodSync,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -579,6 +588,8 @@ async function storeBackup(args: string[], out: Out): Promise<number> {
     const started = Date.now();
     try {
       store.backupTo(partial);
+      // Everything recorded, readable by its owner alone, whatever the directory it was put in lets others do.
+      chmodSync(partial, 0o600);
       renameSync(partial, target);
     } catch (err) {
       rmSync(partial, { force: true });

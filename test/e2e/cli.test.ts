@@ -4,7 +4,7 @@
  */
 import Anthropic from '@anthropic-ai/sdk';
 import Database from 'better-sqlite3';
-import { readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -445,6 +445,7 @@ describe('helper verbs', () => {
       await gw.exited;
     }
     expect(readdirSync(copy)).toEqual(['vigil.db']); // no partial file, and not the signing key
+    expect(statSync(path.join(copy, 'vigil.db')).mode & 0o777).toBe(0o600);
     const verified = await vigil(['verify', '--data-dir', copy]);
     expect(verified.code).toBe(0);
     expect(verified.stdout).toMatch(/^ok: \d+ records in \d+ chains?, all intact/);
