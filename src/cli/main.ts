@@ -314,7 +314,8 @@ async function exportSessions(args: string[], out: Out): Promise<number> {
         new URLSearchParams(described as Array<[string, string]>).toString(),
       );
     }
-    const file = values.out !== undefined ? createWriteStream(values.out) : undefined;
+    // Recorded content, readable by its owner alone (when the file is new), whatever directory it is written to.
+    const file = values.out !== undefined ? createWriteStream(values.out, { mode: 0o600 }) : undefined;
     const dest = (file ?? out.stdout) as Writable;
     const started = Date.now();
     const n = await writeExport(

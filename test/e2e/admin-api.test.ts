@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import Anthropic from '@anthropic-ai/sdk';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -791,6 +791,7 @@ describe('CLI', () => {
       expect(bulk.code).toBe(0);
       expect(bulk.stderr).toContain('100 exchanges');
       expect(bulk.stderr).toMatch(/1000 exchanges written/);
+      expect(statSync(out).mode & 0o777).toBe(0o600);
       const md = readFileSync(out, 'utf8');
       expect(md.match(/^## \d+\. /gm)).toHaveLength(1000);
       expect(md).toContain(NEEDLE);
