@@ -4,7 +4,7 @@
  * CLI command): each writes its own chain, and writes take SQLite's write lock with a busy timeout.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
@@ -312,7 +312,12 @@ export class SqliteAuditStore implements AuditStore {
       !this.readonly && options.backgroundCheckpoints !== undefined && options.backgroundCheckpoints !== false;
     const tuning = typeof options.backgroundCheckpoints === 'object' ? options.backgroundCheckpoints : {};
     const restartFrames = tuning.restartFrames ?? WAL_RESTART_FRAMES;
-    if (!options.readonly) mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
+    if (!options.readonly) {
+      mkdirSync(path.dirname(options.file), { recursive: true, mode: 0o700 });
+      // A new store is its owner's alone, whatever the directory it is put in lets others do: SQLite gives its WAL and
+      // shared-memory files the database file's mode. (One that exists keeps the mode its operator gave it.)
+      closeSync(openSync(options.file, 'a', 0o600));
+    }
     this.db = new Database(options.file, {
       readonly: options.readonly ?? false,
       fileMustExist: options.readonly ?? false,

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, statSync, unlinkSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -14,6 +14,23 @@ import { eventLoopLag } from '../../support/event-loop-lag.js';
 import { useTempDir } from '../../support/temp-dir.js';
 import { fillDisk, tmpfsMountable, withTmpfs } from '../../support/tmpfs.js';
 import { until } from '../../support/until.js';
+
+describe('SQLite store files', () => {
+  const tempDir = useTempDir('vigil-modes');
+
+  it('makes a new store readable by its owner alone, in a directory others may read; an existing one keeps its mode', async () => {
+    const dir = tempDir();
+    chmodSync(dir, 0o755);
+    const file = path.join(dir, 'vigil.db');
+    const store = SqliteAuditStore.open({ file });
+    await store.append({ records: [{ kind: 'note', at: 1, data: {} }] });
+    for (const f of [file, `${file}-wal`, `${file}-shm`]) expect(statSync(f).mode & 0o777, f).toBe(0o600);
+    await store.close();
+    chmodSync(file, 0o640); // as an operator may set it, for a group of readers
+    await SqliteAuditStore.open({ file }).close();
+    expect(statSync(file).mode & 0o777).toBe(0o640);
+  });
+});
 
 /** The SQLite store writes search text to a waiting table and indexes it in batches, off the exchange's commit. */
 describe('SQLite search index batching', () => {
