@@ -17,6 +17,7 @@ import { ApprovalCoordinator, NOTIFY_CLOSE_WAIT_MS } from './policy/approvals.js
 import { decide } from './policy/policy.js';
 import { Connections } from './proxy/connections.js';
 import { ProxyServer } from './proxy/proxy-server.js';
+import { egressProxyProblems } from './proxy/egress-proxy.js';
 import { Recorder } from './recorder/recorder.js';
 import type { AuditStore } from './store/audit-store.js';
 import { adminReads, describeStore, openStore, type AdminReads } from './store/open-store.js';
@@ -57,7 +58,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   }
   checkAdminExposure(config);
   // Every secret the gateway reads at start-up, checked together so that each missing one is reported at once.
-  const secretsMissing = secretProblems(config);
+  const secretsMissing = [...secretProblems(config), ...egressProxyProblems(config)];
   if (secretsMissing.length) throw new ConfigError(secretsMissing);
   // Webhook URLs and secrets are read now: one that is missing or refused stops start-up before anything is opened.
   const notifier = config.approvals.webhooks.length ? new ApprovalNotifier(config.approvals, { log }) : undefined;
@@ -83,6 +84,9 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const connections = new Connections(config);
   for (const c of connections.all()) {
     if (c.credentialProblem) log.warn({ connection: c.name }, c.credentialProblem);
+    if (c.proxy) {
+      log.info({ connection: c.name, proxy: c.proxy.shown, from: c.proxy.from }, 'upstream reached through a proxy');
+    }
   }
 
   let oidc: OidcVerifier | undefined;

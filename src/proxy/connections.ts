@@ -3,8 +3,10 @@
  * for that upstream. The upstream origin is fixed by config; nothing a caller sends can change it.
  */
 import { readFileSync } from 'node:fs';
-import { Pool } from 'undici';
+import { Pool, ProxyAgent, type Dispatcher } from 'undici';
 import type { ConnectionConfig, VigilConfig } from '../config/config-schema.js';
+import { formatPath } from '../config/config-path.js';
+import { egressProxy, type EgressProxy } from './egress-proxy.js';
 import { compileApprovalRules, type CompiledRules } from '../policy/approval-rules.js';
 import { Redactor, RedactorMemory } from '../recorder/redactor.js';
 
@@ -16,7 +18,12 @@ export interface Credential {
 export interface Connection {
   readonly name: string;
   readonly config: ConnectionConfig;
-  readonly pool: Pool;
+  /** Where calls go: a pool of kept-alive connections to the upstream, or through its proxy (see egress-proxy.ts). */
+  readonly dispatcher: Dispatcher;
+  /** The upstream's origin (`https://api.anthropic.com`). */
+  readonly origin: string;
+  /** The proxy it is reached through, or null for a direct connection. */
+  readonly proxy: EgressProxy | null;
   /** Path prefix of the upstream URL (e.g. `/anthropic` for https://proxy.example.com/anthropic), or ''. */
   readonly basePath: string;
   /** null when the connection declares no credential. */
@@ -60,26 +67,33 @@ export class Connections {
   constructor(config: VigilConfig) {
     // One memory for all connections' redactors: several busy connections hold what one would (README, "Memory").
     const memory = new RedactorMemory();
-    for (const c of config.connections) {
+    config.connections.forEach((c, i) => {
       const url = new URL(c.upstream);
       const { credential, problem } = readCredential(c);
+      const proxy = egressProxy(c, formatPath(['connections', i, 'proxy'], config));
+      const options = {
+        connections: 256,
+        keepAliveTimeout: 30_000,
+        headersTimeout: c.upstream_timeout,
+        bodyTimeout: c.upstream_timeout,
+        connectTimeout: 10_000,
+      };
       this.byName.set(c.name, {
         name: c.name,
         config: c,
-        pool: new Pool(url.origin, {
-          connections: 256,
-          keepAliveTimeout: 30_000,
-          headersTimeout: c.upstream_timeout,
-          bodyTimeout: c.upstream_timeout,
-          connectTimeout: 10_000,
-        }),
+        // Through the proxy, always as a tunnel (CONNECT), an http upstream too: the proxy sees where, never what.
+        dispatcher: proxy
+          ? new ProxyAgent({ ...options, uri: proxy.uri, proxyTunnel: true })
+          : new Pool(url.origin, options),
+        origin: url.origin,
+        proxy,
         basePath: url.pathname === '/' ? '' : url.pathname,
         credential,
         credentialProblem: problem,
         redactor: new Redactor(c.masking, memory),
         approvalRules: compileApprovalRules(c.approvals),
       });
-    }
+    });
     this.defaultName = config.default_connection ?? config.connections[0]!.name;
   }
 
@@ -96,6 +110,6 @@ export class Connections {
   }
 
   async close(): Promise<void> {
-    await Promise.all(this.all().map((c) => c.pool.close()));
+    await Promise.all(this.all().map((c) => c.dispatcher.close()));
   }
 }

@@ -455,7 +455,15 @@ export class ProxyServer {
         finished = true;
         if (!streaming && batchChunks === null) {
           // No answer yet: the client gets the gateway's error.
-          this.deps.log.warn({ err, exchangeId: rec.id, connection: connection.name }, 'upstream request failed');
+          this.deps.log.warn(
+            {
+              err,
+              exchangeId: rec.id,
+              connection: connection.name,
+              ...(connection.proxy && { proxy: connection.proxy.shown }),
+            },
+            'upstream request failed',
+          );
           this.refuse(res, rec, upstreamError(err, connection.name));
           started();
           return;
@@ -535,8 +543,9 @@ export class ProxyServer {
         onResponseError: (_c, err) => upstreamFailed(err),
       };
       try {
-        connection.pool.dispatch(
+        connection.dispatcher.dispatch(
           {
+            origin: connection.origin,
             method: (req.method ?? 'GET') as Dispatcher.HttpMethod,
             path: connection.basePath + route.path + (route.query ? `?${route.query}` : ''),
             headers: upstreamRequestHeaders(

@@ -1,0 +1,99 @@
+/**
+ * The HTTP proxy a connection reaches its upstream through, where the network allows no direct way out (a company's
+ * egress proxy, as Claude Code itself honours). Chosen by the operator, never by a caller:
+ *   - `proxy:` on the connection: a URL (`http://proxy.example:3128`; one holding a password only as `{ env }` or
+ *     `{ file }`), or `none`;
+ *   - else the gateway's environment, as curl reads it: `https_proxy`/`HTTPS_PROXY` for an https upstream,
+ *     `http_proxy`/`HTTP_PROXY` for an http one, unless `no_proxy`/`NO_PROXY` names the upstream's host; never for a
+ *     loopback upstream.
+ * The upstream is reached through a CONNECT tunnel, so the proxy sees the upstream's host and port, not the calls
+ * (TLS runs inside it, end to end).
+ */
+import { isLoopbackHost } from '../identity/loopback.js';
+import type { ConnectionConfig, VigilConfig } from '../config/config-schema.js';
+import { formatPath } from '../config/config-path.js';
+import { readSecret } from '../config/read-secret.js';
+import { ConfigError } from '../errors.js';
+
+export interface EgressProxy {
+  /** The proxy's URL as undici is given it, credentials included. */
+  readonly uri: string;
+  /** The proxy's origin, without credentials: what logs and start-up name. */
+  readonly shown: string;
+  /** Where it was chosen: `connections[0].proxy`, `HTTPS_PROXY`, …. */
+  readonly from: string;
+}
+
+/**
+ * The proxy of connection `c` (at `where` in the config), or null to go direct.
+ *
+ * @throws ConfigError when `proxy:` names a secret that cannot be read, or a value that is not an http(s) URL: going
+ *   direct instead would bypass the proxy the operator named.
+ */
+export function egressProxy(
+  c: ConnectionConfig,
+  where: string,
+  env: NodeJS.ProcessEnv = process.env,
+): EgressProxy | null {
+  const upstream = new URL(c.upstream);
+  if (c.proxy === 'none') return null;
+  if (c.proxy !== undefined) {
+    const value = typeof c.proxy === 'string' ? c.proxy : readSecret(c.proxy, where, env);
+    return { ...parseProxy(value, where), from: where };
+  }
+  if (isLoopbackHost(upstream.hostname)) return null;
+  const names = upstream.protocol === 'https:' ? ['https_proxy', 'HTTPS_PROXY'] : ['http_proxy', 'HTTP_PROXY'];
+  const name = names.find((n) => env[n]?.trim());
+  if (name === undefined) return null;
+  const noProxy = env.no_proxy ?? env.NO_PROXY ?? '';
+  if (noProxyMatches(upstream, noProxy)) return null;
+  return { ...parseProxy(env[name]!.trim(), `${name} (the gateway's environment)`), from: name };
+}
+
+/** Every connection's proxy problem, each named by its config path (for start-up, which reports them all at once). */
+export function egressProxyProblems(config: VigilConfig, env: NodeJS.ProcessEnv = process.env): string[] {
+  const problems: string[] = [];
+  config.connections.forEach((c, i) => {
+    try {
+      egressProxy(c, formatPath(['connections', i, 'proxy'], config), env);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(...err.problems);
+    }
+  });
+  return problems;
+}
+
+function parseProxy(value: string, where: string): Omit<EgressProxy, 'from'> {
+  let url: URL;
+  try {
+    // `proxy.example:3128`, as environments often give it, is read as curl reads it: http.
+    url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`);
+  } catch {
+    throw new ConfigError([`${where}: not a URL; give the proxy as http://host:port (or https://)`]);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError([`${where}: a ${url.protocol} proxy is not supported; give an http:// or https:// proxy`]);
+  }
+  return { uri: url.href, shown: url.origin };
+}
+
+/**
+ * Whether `no_proxy` exempts `upstream`, as curl reads it: a comma- or space-separated list of `*` (everything), host
+ * names (which match the host and every host below it: `example.com` and `.example.com` both match
+ * `api.example.com`), and IP addresses, each optionally with `:port`. CIDR ranges are not read.
+ */
+export function noProxyMatches(upstream: URL, noProxy: string): boolean {
+  const host = upstream.hostname.toLowerCase().replace(/^\[|\]$/g, '');
+  const port = upstream.port || (upstream.protocol === 'https:' ? '443' : '80');
+  for (const raw of noProxy.split(/[\s,]+/)) {
+    const entry = raw.trim().toLowerCase();
+    if (entry === '') continue;
+    if (entry === '*') return true;
+    const m = /^(\[[^\]]+\]|[^:]+|[0-9a-f:]+)(?::(\d+))?$/.exec(entry);
+    const name = (m?.[1] ?? entry).replace(/^\[|\]$/g, '').replace(/^\*?\./, '');
+    if (m?.[2] !== undefined && m[2] !== port) continue;
+    if (host === name || host.endsWith(`.${name}`)) return true;
+  }
+  return false;
+}

@@ -1,0 +1,111 @@
+import { describe, expect, it } from 'vitest';
+import { validateConfig } from '../../../src/config/load-config.js';
+import { ConfigError } from '../../../src/errors.js';
+import { egressProxy, egressProxyProblems, noProxyMatches } from '../../../src/proxy/egress-proxy.js';
+
+/** The first connection of a config with these connection fields. */
+const connection = (fields: Record<string, unknown>) =>
+  validateConfig({ connections: [{ name: 'anthropic', credential: { env: 'K' }, ...fields }] }).connections[0]!;
+
+const WHERE = 'connections[0].proxy';
+
+describe('which proxy a connection goes through', () => {
+  it('takes the one its config names, reading it from the environment when it holds a password', () => {
+    expect(egressProxy(connection({ proxy: 'http://proxy.example:3128' }), WHERE, {})).toEqual({
+      uri: 'http://proxy.example:3128/',
+      shown: 'http://proxy.example:3128',
+      from: WHERE,
+    });
+    const fromEnv = egressProxy(connection({ proxy: { env: 'CORP_PROXY' } }), WHERE, {
+      CORP_PROXY: 'http://svc:pw@proxy.example:3128',
+    });
+    expect(fromEnv).toEqual({
+      uri: 'http://svc:pw@proxy.example:3128/',
+      shown: 'http://proxy.example:3128',
+      from: WHERE,
+    });
+    // Named, even for a loopback upstream, and whatever the environment's proxies say.
+    expect(
+      egressProxy(connection({ upstream: 'http://127.0.0.1:9090', proxy: 'http://p:1' }), WHERE, { NO_PROXY: '*' })
+        ?.shown,
+    ).toBe('http://p:1');
+  });
+
+  it('reads https_proxy for an https upstream unless no_proxy names its host; none for a loopback upstream or proxy: none', () => {
+    const c = connection({});
+    expect(egressProxy(c, WHERE, {})).toBeNull();
+    expect(egressProxy(c, WHERE, { HTTPS_PROXY: 'http://proxy:3128' })).toMatchObject({
+      shown: 'http://proxy:3128',
+      from: 'HTTPS_PROXY',
+    });
+    expect(egressProxy(c, WHERE, { https_proxy: 'http://lower:1', HTTPS_PROXY: 'http://upper:2' })?.from).toBe(
+      'https_proxy',
+    );
+    expect(egressProxy(c, WHERE, { HTTP_PROXY: 'http://proxy:3128' })).toBeNull(); // http_proxy is for http upstreams
+    // Without a scheme, as environments often give it: http, as curl reads it.
+    expect(egressProxy(c, WHERE, { HTTPS_PROXY: 'proxy.corp:3128' })?.uri).toBe('http://proxy.corp:3128/');
+    expect(
+      egressProxy(c, WHERE, { HTTPS_PROXY: 'http://proxy:3128', NO_PROXY: 'localhost,.anthropic.com' }),
+    ).toBeNull();
+    expect(egressProxy(connection({ proxy: 'none' }), WHERE, { HTTPS_PROXY: 'http://proxy:3128' })).toBeNull();
+    const loopback = connection({ upstream: 'http://127.0.0.1:9090' });
+    expect(
+      egressProxy(loopback, WHERE, { HTTP_PROXY: 'http://proxy:3128', http_proxy: 'http://proxy:3128' }),
+    ).toBeNull();
+  });
+
+  it('names what to fix rather than go direct when the proxy it was given cannot be used', () => {
+    expect(() => egressProxy(connection({ proxy: { env: 'UNSET_PROXY' } }), WHERE, {})).toThrow(ConfigError);
+    const config = validateConfig({
+      connections: [
+        { name: 'a', credential: { env: 'K' }, proxy: { env: 'UNSET_PROXY' } },
+        { name: 'b', credential: { env: 'K' } },
+      ],
+    });
+    expect(egressProxyProblems(config, { HTTPS_PROXY: 'socks5://proxy:1080' })).toEqual([
+      'connections[0] (a).proxy: environment variable UNSET_PROXY is not set or empty',
+      "HTTPS_PROXY (the gateway's environment): a socks5: proxy is not supported; give an http:// or https:// proxy",
+    ]);
+  });
+
+  it('refuses a proxy URL with a password written in the config, or not http(s)', () => {
+    const problems = (proxy: unknown): string[] => {
+      try {
+        connection({ proxy });
+        return [];
+      } catch (err) {
+        return [...(err as ConfigError).problems];
+      }
+    };
+    expect(problems('http://svc:pw@proxy.example:3128')).toEqual([
+      expect.stringContaining('must not contain a user or password: give a proxy URL with one as { env: NAME }'),
+    ]);
+    expect(problems('socks5://proxy:1080')).toEqual([expect.stringContaining('must be an http:// or https:// proxy')]);
+    expect(problems('proxy.example:3128')).toEqual([expect.stringContaining('http(s) proxy URL')]);
+    expect(problems('none')).toEqual([]);
+  });
+});
+
+describe('no_proxy', () => {
+  const api = new URL('https://api.anthropic.com');
+  it.each([
+    ['*', true],
+    ['anthropic.com', true],
+    ['.anthropic.com', true],
+    ['*.anthropic.com', true],
+    ['api.anthropic.com:443', true],
+    ['api.anthropic.com:8443', false],
+    ['thropic.com', false],
+    ['localhost, 10.0.0.1  api.anthropic.com', true],
+    ['', false],
+  ])('%j exempts https://api.anthropic.com: %s', (list, exempt) => {
+    expect(noProxyMatches(api, list)).toBe(exempt);
+  });
+
+  it('matches IP addresses exactly, v6 with or without brackets', () => {
+    expect(noProxyMatches(new URL('http://10.1.2.3:8080'), '10.1.2.3')).toBe(true);
+    expect(noProxyMatches(new URL('http://10.1.2.30:8080'), '10.1.2.3')).toBe(false);
+    expect(noProxyMatches(new URL('http://[fd00::1]:8080'), '[fd00::1]')).toBe(true);
+    expect(noProxyMatches(new URL('http://[fd00::1]:8080'), 'fd00::1')).toBe(true);
+  });
+});
