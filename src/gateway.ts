@@ -45,10 +45,20 @@ export interface StartOptions {
   readonly log?: Logger;
 }
 
-export async function startGateway(config: VigilConfig, options: StartOptions = {}): Promise<Gateway> {
-  const log = options.log ?? pino({ level: config.log.level, base: { service: 'vigil' } }, pino.destination(2));
-  const anonymous = config.identity.anonymous ?? (config.identity.oidc.length ? 'never' : 'loopback');
-  if (!isLoopbackHost(config.listen.host) && anonymous !== 'never') {
+/** Who is admitted without credentials: the config's choice, else loopback callers unless OIDC is configured. */
+function anonymousPolicy(config: VigilConfig): 'never' | 'loopback' {
+  return config.identity.anonymous ?? (config.identity.oidc.length ? 'never' : 'loopback');
+}
+
+/**
+ * What start-up refuses before it opens anything, checked alone (`vigil config check` runs it too): a listener beyond
+ * loopback with no identity, an admin API exposed without one, and every secret, proxy and webhook it reads — the
+ * missing ones reported together.
+ *
+ * @throws VigilError or ConfigError naming what to fix
+ */
+export function checkStartable(config: VigilConfig): void {
+  if (!isLoopbackHost(config.listen.host) && anonymousPolicy(config) !== 'never') {
     throw new VigilError(
       'INTERNAL',
       `refusing to listen on ${config.listen.host}: no identity is configured, so anyone who can reach the gateway ` +
@@ -61,7 +71,14 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const secretsMissing = [...secretProblems(config), ...egressProxyProblems(config)];
   if (secretsMissing.length) throw new ConfigError(secretsMissing);
   // Webhook URLs and secrets are read now: one that is missing or refused stops start-up before anything is opened.
+  if (config.approvals.webhooks.length) new ApprovalNotifier(config.approvals);
+}
+
+export async function startGateway(config: VigilConfig, options: StartOptions = {}): Promise<Gateway> {
+  const log = options.log ?? pino({ level: config.log.level, base: { service: 'vigil' } }, pino.destination(2));
+  checkStartable(config);
   const notifier = config.approvals.webhooks.length ? new ApprovalNotifier(config.approvals, { log }) : undefined;
+  const anonymous = anonymousPolicy(config);
   const store = await openStore(config, {
     gateway: { onCheckpointError: (message) => log.warn({ message }, 'background WAL checkpoint failed; retrying') },
   });

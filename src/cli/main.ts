@@ -35,8 +35,9 @@ import {
 import { filterFrom, FILTER_PARAMS, pageFrom } from '../admin/query-params.js';
 import { listenAddress, type ListenAddress, type VigilConfig } from '../config/config-schema.js';
 import { loadConfig } from '../config/load-config.js';
+import { formatPath } from '../config/config-path.js';
 import { ConfigError, VigilError } from '../errors.js';
-import { startGateway } from '../gateway.js';
+import { checkStartable, startGateway } from '../gateway.js';
 import { gatewayKeyId } from '../identity/gateway-keys.js';
 import { createGatewayKey, revokeGatewayKey } from '../identity/key-admin.js';
 import { isLoopbackHost } from '../identity/loopback.js';
@@ -49,6 +50,9 @@ import type { AuditStore, ListedGatewayKey, StoredGatewayKey } from '../store/au
 import { describeOverdue } from '../store/digest-overdue.js';
 import { digestsOverdueAfterMs, signChain } from '../store/ledger-upkeep.js';
 import { describeStore, openStore, usesPostgres } from '../store/open-store.js';
+import { readCredential } from '../proxy/connections.js';
+import { egressProxy } from '../proxy/egress-proxy.js';
+import { adminListenAddress } from '../admin/admin-server.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { SqliteAuditStore } from '../store/sqlite/sqlite-audit-store.js';
 import { approvalsCommand } from './approvals-command.js';
@@ -67,6 +71,9 @@ const USAGE = `usage: vigil <command> [options]
 
 commands:
   serve                      run the gateway (default: 127.0.0.1:8080 → https://api.anthropic.com, data in ./vigil-data)
+  config check [serve's options]
+                             what serve would refuse before opening anything (exit 2, each problem by its path), else
+                             what it would run; opens no store and no port
   sessions list              list recorded sessions, newest first
   sessions show <id>         one session as a transcript (or --json)
   sessions export [<id>] [--format jsonl|markdown] [--out FILE] [--caller S] [--group G] [--connection C]
@@ -146,15 +153,23 @@ async function withStore<T>(
   }
 }
 
-async function serve(args: string[], out: Out): Promise<number> {
+/** The config `vigil serve` runs with these arguments (its flags over the file); null when it was asked for help. */
+function serveConfig(args: string[], out: Out): { config: VigilConfig; file: string | undefined } | null {
   const { values } = parse(args, { listen: { type: 'string' }, upstream: { type: 'string' } });
-  if (values.help) return (out.stdout.write(USAGE), 0);
+  if (values.help) return (out.stdout.write(USAGE), null);
   const config = loadConfig({
     configFile: values.config,
     listen: values.listen,
     upstream: values.upstream,
     dataDir: values['data-dir'],
   });
+  return { config, file: values.config };
+}
+
+async function serve(args: string[], out: Out): Promise<number> {
+  const serving = serveConfig(args, out);
+  if (serving === null) return 0;
+  const { config } = serving;
   const gateway = await startGateway(config);
   out.stdout.write(`vigil listening on ${gateway.url} (store: ${describeStore(config)})\n`);
   out.stdout.write(
@@ -201,6 +216,36 @@ async function serve(args: string[], out: Out): Promise<number> {
     process.once('uncaughtException', fatal('uncaught exception'));
     process.once('unhandledRejection', fatal('unhandled promise rejection'));
   });
+}
+
+/**
+ * `vigil config check`: what `vigil serve` with the same options would refuse before opening anything (every problem
+ * named by its path, exit 2), else what it would run — listeners, store, each connection's upstream and proxy — and
+ * what it would warn of (a connection whose credential cannot be read refuses its calls). Opens no store and no port:
+ * for CI, before a deployment.
+ */
+async function configCheck(args: string[], out: Out): Promise<number> {
+  const serving = serveConfig(args, out);
+  if (serving === null) return 0;
+  const { config } = serving;
+  checkStartable(config);
+  const admin = config.admin.enabled ? adminListenAddress(config) : null;
+  const lines = [
+    `config ok: ${serving.file ?? 'the embedded default'}`,
+    `  listen ${config.listen.host}:${config.listen.port}${admin ? ` (admin API ${admin.host}:${admin.port})` : ' (admin API off)'}`,
+    `  store ${describeStore(config)}`,
+    `  identity ${config.identity.oidc.length ? config.identity.oidc.map((o) => o.issuer).join(', ') : 'none (loopback callers only)'}`,
+  ];
+  const warnings: string[] = [];
+  config.connections.forEach((c, i) => {
+    const proxy = egressProxy(c, formatPath(['connections', i, 'proxy'], config));
+    lines.push(`  connection ${c.name} → ${c.upstream}${proxy ? ` through ${proxy.shown} (${proxy.from})` : ''}`);
+    const { problem } = readCredential(c);
+    if (problem) warnings.push(`${problem}; its calls are refused until it is`);
+  });
+  out.stdout.write(`${lines.join('\n')}\n`);
+  for (const w of warnings) out.stderr.write(`vigil: warning: ${w}\n`);
+  return 0;
 }
 
 async function sessions(args: string[], out: Out): Promise<number> {
@@ -729,7 +774,7 @@ function isPrivilegeRefusal(err: unknown): err is Error & { hint?: string } {
 }
 
 /** Commands whose first argument is a verb (`vigil keys create`), named with it when an option is unknown. */
-const SUBCOMMANDS = new Set(['sessions', 'retention', 'holds', 'keys', 'store', 'approvals']);
+const SUBCOMMANDS = new Set(['sessions', 'retention', 'holds', 'keys', 'store', 'approvals', 'config']);
 
 export async function run(
   argv: string[],
@@ -754,6 +799,9 @@ export async function run(
         return await keys(args, out);
       case 'store':
         return await storeCommand(args, out);
+      case 'config':
+        if (args[0] !== 'check') throw new CliError('usage: vigil config check [--config FILE] [serve options]');
+        return await configCheck(args.slice(1), out);
       case 'approvals':
         return await approvalsCommand(args, out);
       case 'replay':

@@ -36,7 +36,7 @@ export interface Connection {
   readonly approvalRules: CompiledRules;
 }
 
-function readCredential(c: ConnectionConfig): { credential: Credential | null; problem: string | null } {
+export function readCredential(c: ConnectionConfig): { credential: Credential | null; problem: string | null } {
   if (!c.credential) return { credential: null, problem: null };
   if ('env' in c.credential) {
     const value = process.env[c.credential.env]?.trim();

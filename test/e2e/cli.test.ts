@@ -4,7 +4,7 @@
  */
 import Anthropic from '@anthropic-ai/sdk';
 import Database from 'better-sqlite3';
-import { readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -487,6 +487,68 @@ describe('helper verbs', () => {
 });
 
 describe('operator errors say what to fix', () => {
+  it('vigil config check says what serve would run, or every problem that would stop it, and opens nothing', async () => {
+    const dir = dataDir();
+    const config = path.join(dir, 'vigil.yaml');
+    const data = path.join(dir, 'data');
+    writeFileSync(
+      config,
+      [
+        `data_dir: ${data}`,
+        'connections:',
+        '  - name: anthropic',
+        '    credential: { env: VIGIL_TEST_UNSET_KEY }',
+        '    proxy: http://proxy.example:3128',
+        '',
+      ].join('\n'),
+    );
+    const ok = await vigil(['config', 'check', '--config', config]);
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain(`config ok: ${config}`);
+    expect(ok.stdout).toContain('listen 127.0.0.1:8080 (admin API 127.0.0.1:8081)');
+    expect(ok.stdout).toContain(`store sqlite ${path.join(data, 'vigil.db')}`);
+    expect(ok.stdout).toContain(
+      'connection anthropic → https://api.anthropic.com through http://proxy.example:3128 (connections[0] (anthropic).proxy)',
+    );
+    expect(ok.stderr).toContain('vigil: warning: connection "anthropic" has no credential: set VIGIL_TEST_UNSET_KEY');
+    expect(existsSync(data)).toBe(false); // no store opened
+
+    writeFileSync(
+      config,
+      [
+        'listen: 0.0.0.0:8080',
+        'connections:',
+        '  - name: anthropic',
+        '    credential: { env: VIGIL_TEST_UNSET_KEY }',
+        '',
+      ].join('\n'),
+    );
+    const exposed = await vigil(['config', 'check', '--config', config]);
+    expect(exposed.code).toBe(2);
+    expect(exposed.stderr).toContain('refusing to listen on 0.0.0.0: no identity is configured');
+
+    writeFileSync(
+      config,
+      [
+        'connections:',
+        '  - name: anthropic',
+        '    proxy: { env: VIGIL_TEST_UNSET_PROXY }',
+        '    upstream_timeout: soon',
+        '',
+      ].join('\n'),
+    );
+    const schema = await vigil(['config', 'check', '--config', config]);
+    expect(schema.code).toBe(2);
+    expect(schema.stderr).toMatch(/connections\[0\] \(anthropic\)\.upstream_timeout/);
+    writeFileSync(
+      config,
+      ['connections:', '  - name: anthropic', '    proxy: { env: VIGIL_TEST_UNSET_PROXY }', ''].join('\n'),
+    );
+    const proxy = await vigil(['config', 'check', '--config', config]);
+    expect(proxy.code).toBe(2);
+    expect(proxy.stderr).toContain('connections[0] (anthropic).proxy: environment variable VIGIL_TEST_UNSET_PROXY');
+  });
+
   it('reports every config problem with its path', async () => {
     const dir = dataDir();
     const file = path.join(dir, 'vigil.yaml');
