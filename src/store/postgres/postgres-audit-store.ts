@@ -763,7 +763,6 @@ export class PostgresAuditStore implements AuditStore {
     }
   }
 
-  /** This chain's last committed record, or null when the chain has none yet (then the next append opens it). */
   /**
    * The chain's tip, read back, once an append in doubt is settled: its server process is ended if it still runs it
    * (it could otherwise commit after records linked to the tip read now), then its records are looked for. Found, they
@@ -815,6 +814,7 @@ export class PostgresAuditStore implements AuditStore {
     }
   }
 
+  /** This chain's last committed record, or null when the chain has none yet (then the next append opens it). */
   private async readTip(client: pg.PoolClient): Promise<ChainTip | null> {
     const res = await client.query<{ chain_seq: number; hash: string }>(
       'SELECT chain_seq, hash FROM records WHERE chain = $1 ORDER BY chain_seq DESC LIMIT 1',
