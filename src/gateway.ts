@@ -17,7 +17,7 @@ import { ApprovalCoordinator, NOTIFY_CLOSE_WAIT_MS } from './policy/approvals.js
 import { decide } from './policy/policy.js';
 import { Connections } from './proxy/connections.js';
 import { ProxyServer } from './proxy/proxy-server.js';
-import { egressProxyProblems } from './proxy/egress-proxy.js';
+import { egressProxyProblems } from './net/egress-proxy.js';
 import { Recorder } from './recorder/recorder.js';
 import type { AuditStore } from './store/audit-store.js';
 import { adminReads, describeStore, openStore, type AdminReads } from './store/open-store.js';

@@ -51,7 +51,7 @@ import { describeOverdue } from '../store/digest-overdue.js';
 import { digestsOverdueAfterMs, signChain } from '../store/ledger-upkeep.js';
 import { describeStore, openStore, usesPostgres } from '../store/open-store.js';
 import { readCredential } from '../proxy/connections.js';
-import { egressProxy } from '../proxy/egress-proxy.js';
+import { egressProxy } from '../net/egress-proxy.js';
 import { adminListenAddress } from '../admin/admin-server.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { SqliteAuditStore } from '../store/sqlite/sqlite-audit-store.js';
@@ -238,7 +238,7 @@ async function configCheck(args: string[], out: Out): Promise<number> {
   ];
   const warnings: string[] = [];
   config.connections.forEach((c, i) => {
-    const proxy = egressProxy(c, formatPath(['connections', i, 'proxy'], config));
+    const proxy = egressProxy(c.upstream, c.proxy, formatPath(['connections', i, 'proxy'], config));
     lines.push(`  connection ${c.name} → ${c.upstream}${proxy ? ` through ${proxy.shown} (${proxy.from})` : ''}`);
     const { problem } = readCredential(c);
     if (problem) warnings.push(`${problem}; its calls are refused until it is`);

@@ -123,3 +123,29 @@ const absoluteHttpUrl = z.url({ protocol: /^https?$/, error: 'must be an absolut
 export function httpUrlWithout(message: string) {
   return absoluteHttpUrl.refine((v) => !URL.canParse(v) || !hasCredentials(new URL(v)), message);
 }
+
+/**
+ * An HTTP proxy to reach something outside through (see proxy/egress-proxy.ts): `http://proxy.example:3128`,
+ * `{ env: NAME }` or `{ file: PATH }` for one with a password in it, or `none`.
+ */
+export const proxySetting = orSecretRef(
+  z.union([z.literal('none'), z.string().min(1)]).superRefine((v, ctx) => {
+    if (v === 'none') return;
+    const url = /^[a-z][a-z0-9+.-]*:\/\//i.test(v) && URL.canParse(v) ? new URL(v) : null;
+    if (url === null) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must be an http(s) proxy URL such as http://proxy.example:3128, or none',
+      });
+    } else if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+      ctx.addIssue({ code: 'custom', message: `must be an http:// or https:// proxy (got ${url.protocol})` });
+    } else if (hasCredentials(url)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'must not contain a user or password: give a proxy URL with one as { env: NAME } or { file: PATH }',
+      });
+    }
+  }),
+  'an http(s) proxy URL or none',
+);
+export type ProxySetting = z.output<typeof proxySetting>;

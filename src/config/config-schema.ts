@@ -3,7 +3,7 @@
  * Every key is documented in the README's config reference; keep the two in step.
  */
 import { z } from 'zod';
-import { duration, hasCredentials, orSecretRef, secretRef } from './common-schemas.js';
+import { duration, orSecretRef, proxySetting, secretRef } from './common-schemas.js';
 import { allowListSchema, identityConfigSchema } from '../identity/identity-config.js';
 import { isLoopbackHost } from '../identity/loopback.js';
 import { siemConfigSchema } from '../export/sinks-config.js';
@@ -96,27 +96,7 @@ const connectionSchema = z
      * or `{ file: PATH }` (one with a password in it), or `none`. Absent: the gateway's `https_proxy`/`HTTPS_PROXY`
      * (`http_proxy` for an http upstream) unless `no_proxy` names the upstream's host; never for a loopback upstream.
      */
-    proxy: orSecretRef(
-      z.union([z.literal('none'), z.string().min(1)]).superRefine((v, ctx) => {
-        if (v === 'none') return;
-        const url = /^[a-z][a-z0-9+.-]*:\/\//i.test(v) && URL.canParse(v) ? new URL(v) : null;
-        if (url === null) {
-          ctx.addIssue({
-            code: 'custom',
-            message: 'must be an http(s) proxy URL such as http://proxy.example:3128, or none',
-          });
-        } else if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-          ctx.addIssue({ code: 'custom', message: `must be an http:// or https:// proxy (got ${url.protocol})` });
-        } else if (hasCredentials(url)) {
-          ctx.addIssue({
-            code: 'custom',
-            message:
-              'must not contain a user or password: give a proxy URL with one as { env: NAME } or { file: PATH }',
-          });
-        }
-      }),
-      'an http(s) proxy URL or none',
-    ).optional(),
+    proxy: proxySetting.optional(),
     /**
      * Who may use this connection: `[{subject}, {group}, {email}, {key}]`; any match allows. Absent: every caller the
      * gateway authenticates (including anonymous loopback callers when identity is not configured).

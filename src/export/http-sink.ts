@@ -13,6 +13,7 @@ import { createHmac } from 'node:crypto';
 import type { AuditEvent } from './audit-event.js';
 import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
 import { HttpTarget, postFailure } from './internal/http-target.js';
+import { egressProxy } from '../net/egress-proxy.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
 import { readHeaders, sinkConfigPath } from './internal/read-secret.js';
 import type { Sink } from './sink.js';
@@ -53,6 +54,7 @@ export class HttpSink implements Sink {
     this.#target = new HttpTarget(url.origin, {
       timeoutMs: config.timeout,
       ca: config.ca ? readConfigFile(config.ca, `${where}.ca`) : undefined,
+      proxy: egressProxy(config.url, config.proxy, `${where}.proxy`),
     });
   }
 

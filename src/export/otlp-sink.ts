@@ -12,6 +12,7 @@ import { hostname as osHostname } from 'node:os';
 import type { AuditEvent } from './audit-event.js';
 import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
 import { HttpTarget, postFailure } from './internal/http-target.js';
+import { egressProxy } from '../net/egress-proxy.js';
 import { readConfigFile } from '../config/read-secret.js';
 import { readHeaders, sinkConfigPath } from './internal/read-secret.js';
 import { otlpLogRecord } from './otlp-log-record.js';
@@ -62,6 +63,7 @@ export class OtlpSink implements Sink {
     this.#target = new HttpTarget(url.origin, {
       timeoutMs: config.timeout,
       ca: config.ca ? readConfigFile(config.ca, `${where}.ca`) : undefined,
+      proxy: egressProxy(config.endpoint, config.proxy, `${where}.proxy`),
     });
   }
 

@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import {
   certificateFile,
+  proxySetting,
   HTTP_HEADER_NAME,
   httpUrlWithout,
   orSecretRef,
@@ -142,6 +143,8 @@ const httpSinkSchema = z
     headers: extraHeaders.optional(),
     /** CA bundle to verify the receiver's certificate; default: Node's bundled CAs. */
     ca: certificateFile.optional(),
+    /** The HTTP proxy the receiver is reached through; default: the environment's (see connections[].proxy). */
+    proxy: proxySetting.optional(),
     include_content: includeContent,
   })
   .strict();
@@ -161,6 +164,8 @@ const splunkHecSinkSchema = z
     max_body_size: maxBodySize(64 * 1024 * 1024),
     timeout: timeout.default(10_000),
     ca: certificateFile.optional(),
+    /** The HTTP proxy the receiver is reached through; default: the environment's (see connections[].proxy). */
+    proxy: proxySetting.optional(),
     include_content: includeContent,
   })
   .strict();
@@ -177,6 +182,8 @@ const otlpSinkSchema = z
     max_body_size: maxBodySize(20 * 1024 * 1024),
     timeout: timeout.default(10_000),
     ca: certificateFile.optional(),
+    /** The HTTP proxy the receiver is reached through; default: the environment's (see connections[].proxy). */
+    proxy: proxySetting.optional(),
     include_content: includeContent,
   })
   .strict();

@@ -12,6 +12,7 @@ import { hostname as osHostname } from 'node:os';
 import type { AuditEvent } from './audit-event.js';
 import { bodyBounds, postInBodies, type BodyBounds, type BodyFormat } from './internal/bounded-bodies.js';
 import { HttpTarget, postFailure } from './internal/http-target.js';
+import { egressProxy } from '../net/egress-proxy.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
 import { sinkConfigPath } from './internal/read-secret.js';
 import type { Sink } from './sink.js';
@@ -52,6 +53,7 @@ export class SplunkHecSink implements Sink {
     this.#target = new HttpTarget(url.origin, {
       timeoutMs: config.timeout,
       ca: config.ca ? readConfigFile(config.ca, `${where}.ca`) : undefined,
+      proxy: egressProxy(config.url, config.proxy, `${where}.proxy`),
     });
   }
 

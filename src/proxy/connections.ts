@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { Pool, ProxyAgent, type Dispatcher } from 'undici';
 import type { ConnectionConfig, VigilConfig } from '../config/config-schema.js';
 import { formatPath } from '../config/config-path.js';
-import { egressProxy, type EgressProxy } from './egress-proxy.js';
+import { egressProxy, type EgressProxy } from '../net/egress-proxy.js';
 import { compileApprovalRules, type CompiledRules } from '../policy/approval-rules.js';
 import { Redactor, RedactorMemory } from '../recorder/redactor.js';
 
@@ -70,7 +70,7 @@ export class Connections {
     config.connections.forEach((c, i) => {
       const url = new URL(c.upstream);
       const { credential, problem } = readCredential(c);
-      const proxy = egressProxy(c, formatPath(['connections', i, 'proxy'], config));
+      const proxy = egressProxy(c.upstream, c.proxy, formatPath(['connections', i, 'proxy'], config));
       const options = {
         connections: 256,
         keepAliveTimeout: 30_000,

@@ -2,8 +2,9 @@
  * One HTTP receiver of audit events (a webhook, Splunk HEC, an OpenTelemetry collector): a keep-alive undici Pool to
  * its origin and a POST with one deadline per attempt. Retrying is the outbox's job, not this one's.
  */
-import { Pool } from 'undici';
+import { Pool, ProxyAgent } from 'undici';
 import type { Dispatcher } from 'undici';
+import type { EgressProxy } from '../../net/egress-proxy.js';
 import { SinkDeliveryError } from '../sink-delivery-error.js';
 import { describeError } from './describe-error.js';
 
@@ -27,19 +28,36 @@ export function postFailure(sink: string, where: string, err: unknown, stop: Abo
 }
 
 export class HttpTarget {
-  readonly #pool: Pool;
+  readonly #pool: Dispatcher;
+  readonly #origin: string;
   readonly #timeoutMs: number;
 
-  /** `ca`: PEM bundle replacing Node's bundled CAs for this origin. */
-  constructor(origin: string, options: { timeoutMs: number; ca?: string | undefined }) {
+  /**
+   * `ca`: PEM bundle replacing Node's bundled CAs for this origin. `proxy`: the HTTP proxy the receiver is reached
+   * through, as a CONNECT tunnel (see proxy/egress-proxy.ts).
+   */
+  constructor(
+    origin: string,
+    options: { timeoutMs: number; ca?: string | undefined; proxy?: EgressProxy | null | undefined },
+  ) {
+    this.#origin = origin;
     this.#timeoutMs = options.timeoutMs;
-    this.#pool = new Pool(origin, {
+    const tls = { timeout: options.timeoutMs, ...(options.ca !== undefined ? { ca: options.ca } : {}) };
+    const common = {
       // Deliveries to one receiver are sequential; a second connection only helps a close racing a new batch.
       connections: 2,
-      connect: { timeout: options.timeoutMs, ...(options.ca !== undefined ? { ca: options.ca } : {}) },
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
-    });
+    };
+    this.#pool = options.proxy
+      ? new ProxyAgent({
+          ...common,
+          uri: options.proxy.uri,
+          proxyTunnel: true,
+          requestTls: tls,
+          proxyTls: { timeout: options.timeoutMs },
+        })
+      : new Pool(origin, { ...common, connect: tls });
   }
 
   /**
@@ -56,7 +74,7 @@ export class HttpTarget {
     const timeout = AbortSignal.timeout(this.#timeoutMs);
     const signal = stop ? AbortSignal.any([timeout, stop]) : timeout;
     try {
-      const res = await this.#pool.request({ path, method: 'POST', headers, body, signal });
+      const res = await this.#pool.request({ origin: this.#origin, path, method: 'POST', headers, body, signal });
       const text = await readBounded(res.body, MAX_RESPONSE_BYTES);
       const type = res.headers['content-type'];
       return { status: res.statusCode, contentType: (Array.isArray(type) ? type[0] : type) ?? '', text };

@@ -7,6 +7,7 @@ import type { AuditEvent } from '../../../src/export/audit-event.js';
 import { createSink, type Sink } from '../../../src/export/sink.js';
 import { SinkDeliveryError } from '../../../src/export/sink-delivery-error.js';
 import { sinkConfigSchema, type SinkConfigInput } from '../../../src/export/sinks-config.js';
+import { ConnectProxy } from '../../support/connect-proxy.js';
 import { closedPort, startRecordingHttpServer, type RecordingHttpServer } from '../../support/recording-http-server.js';
 import { deniedEvent, exchangeEvent, unserialisable, verifyFailedEvent } from '../../support/sample-audit-events.js';
 import { batchOverMaxBodySize, expectCutAtMaxBodySize } from '../../support/sink-body-size.js';
@@ -44,6 +45,31 @@ function signatureVerifies(secret: string, timestamp: string, body: string, head
 }
 
 describe('http sink', () => {
+  it('reaches its receiver through the proxy it is given, a tunnel with the proxy credentials', async () => {
+    const proxy = new ConnectProxy('siem:proxy-pw');
+    const port = await proxy.listen();
+    process.env.VIGIL_TEST_SINK_PROXY = `http://siem:proxy-pw@127.0.0.1:${port}`;
+    try {
+      await httpSink({ proxy: { env: 'VIGIL_TEST_SINK_PROXY' } }).deliver([deniedEvent(1)]);
+      expect(server.requests).toHaveLength(1);
+      expect(server.requests[0]!.url).toBe('/hooks/vigil?src=gw');
+      const receiver = new URL(server.url);
+      expect(proxy.tunnels).toEqual([
+        { target: `${receiver.hostname}:${receiver.port}`, credentials: 'siem:proxy-pw', allowed: true },
+      ]);
+      // A proxy that refuses: a delivery error naming the sink, retried by the outbox like any.
+      process.env.VIGIL_TEST_SINK_PROXY = `http://siem:wrong@127.0.0.1:${port}`;
+      await expect(httpSink({ proxy: { env: 'VIGIL_TEST_SINK_PROXY' } }).deliver([deniedEvent(2)])).rejects.toThrow(
+        SinkDeliveryError,
+      );
+      expect(server.requests).toHaveLength(1);
+    } finally {
+      delete process.env.VIGIL_TEST_SINK_PROXY;
+      await Promise.all(sinks.splice(0).map((s) => s.close()));
+      await proxy.close();
+    }
+  });
+
   it('POSTs {events:[…]} as JSON to the configured URL, without content unless opted in', async () => {
     const batch = [exchangeEvent(1, { content: { request: { secret: 'masked' } } }), deniedEvent(2)];
     await httpSink({ headers: { 'X-Team': 'sec', authorization: { env: 'VIGIL_TEST_WEBHOOK_TOKEN' } } }).deliver(batch);

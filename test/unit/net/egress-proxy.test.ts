@@ -1,22 +1,24 @@
 import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../../src/config/load-config.js';
 import { ConfigError } from '../../../src/errors.js';
-import { egressProxy, egressProxyProblems, noProxyMatches } from '../../../src/proxy/egress-proxy.js';
+import { egressProxy, egressProxyProblems, noProxyMatches } from '../../../src/net/egress-proxy.js';
 
 /** The first connection of a config with these connection fields. */
 const connection = (fields: Record<string, unknown>) =>
   validateConfig({ connections: [{ name: 'anthropic', credential: { env: 'K' }, ...fields }] }).connections[0]!;
 
 const WHERE = 'connections[0].proxy';
+/** The proxy of a connection, as the gateway chooses it. */
+const via = (c: ReturnType<typeof connection>, env: NodeJS.ProcessEnv) => egressProxy(c.upstream, c.proxy, WHERE, env);
 
 describe('which proxy a connection goes through', () => {
   it('takes the one its config names, reading it from the environment when it holds a password', () => {
-    expect(egressProxy(connection({ proxy: 'http://proxy.example:3128' }), WHERE, {})).toEqual({
+    expect(via(connection({ proxy: 'http://proxy.example:3128' }), {})).toEqual({
       uri: 'http://proxy.example:3128/',
       shown: 'http://proxy.example:3128',
       from: WHERE,
     });
-    const fromEnv = egressProxy(connection({ proxy: { env: 'CORP_PROXY' } }), WHERE, {
+    const fromEnv = via(connection({ proxy: { env: 'CORP_PROXY' } }), {
       CORP_PROXY: 'http://svc:pw@proxy.example:3128',
     });
     expect(fromEnv).toEqual({
@@ -25,46 +27,46 @@ describe('which proxy a connection goes through', () => {
       from: WHERE,
     });
     // Named, even for a loopback upstream, and whatever the environment's proxies say.
-    expect(
-      egressProxy(connection({ upstream: 'http://127.0.0.1:9090', proxy: 'http://p:1' }), WHERE, { NO_PROXY: '*' })
-        ?.shown,
-    ).toBe('http://p:1');
+    expect(via(connection({ upstream: 'http://127.0.0.1:9090', proxy: 'http://p:1' }), { NO_PROXY: '*' })?.shown).toBe(
+      'http://p:1',
+    );
   });
 
   it('reads https_proxy for an https upstream unless no_proxy names its host; none for a loopback upstream or proxy: none', () => {
     const c = connection({});
-    expect(egressProxy(c, WHERE, {})).toBeNull();
-    expect(egressProxy(c, WHERE, { HTTPS_PROXY: 'http://proxy:3128' })).toMatchObject({
+    expect(via(c, {})).toBeNull();
+    expect(via(c, { HTTPS_PROXY: 'http://proxy:3128' })).toMatchObject({
       shown: 'http://proxy:3128',
       from: 'HTTPS_PROXY',
     });
-    expect(egressProxy(c, WHERE, { https_proxy: 'http://lower:1', HTTPS_PROXY: 'http://upper:2' })?.from).toBe(
-      'https_proxy',
-    );
-    expect(egressProxy(c, WHERE, { HTTP_PROXY: 'http://proxy:3128' })).toBeNull(); // http_proxy is for http upstreams
+    expect(via(c, { https_proxy: 'http://lower:1', HTTPS_PROXY: 'http://upper:2' })?.from).toBe('https_proxy');
+    expect(via(c, { HTTP_PROXY: 'http://proxy:3128' })).toBeNull(); // http_proxy is for http upstreams
     // Without a scheme, as environments often give it: http, as curl reads it.
-    expect(egressProxy(c, WHERE, { HTTPS_PROXY: 'proxy.corp:3128' })?.uri).toBe('http://proxy.corp:3128/');
-    expect(
-      egressProxy(c, WHERE, { HTTPS_PROXY: 'http://proxy:3128', NO_PROXY: 'localhost,.anthropic.com' }),
-    ).toBeNull();
-    expect(egressProxy(connection({ proxy: 'none' }), WHERE, { HTTPS_PROXY: 'http://proxy:3128' })).toBeNull();
+    expect(via(c, { HTTPS_PROXY: 'proxy.corp:3128' })?.uri).toBe('http://proxy.corp:3128/');
+    expect(via(c, { HTTPS_PROXY: 'http://proxy:3128', NO_PROXY: 'localhost,.anthropic.com' })).toBeNull();
+    expect(via(connection({ proxy: 'none' }), { HTTPS_PROXY: 'http://proxy:3128' })).toBeNull();
     const loopback = connection({ upstream: 'http://127.0.0.1:9090' });
-    expect(
-      egressProxy(loopback, WHERE, { HTTP_PROXY: 'http://proxy:3128', http_proxy: 'http://proxy:3128' }),
-    ).toBeNull();
+    expect(via(loopback, { HTTP_PROXY: 'http://proxy:3128', http_proxy: 'http://proxy:3128' })).toBeNull();
   });
 
   it('names what to fix rather than go direct when the proxy it was given cannot be used', () => {
-    expect(() => egressProxy(connection({ proxy: { env: 'UNSET_PROXY' } }), WHERE, {})).toThrow(ConfigError);
+    expect(() => via(connection({ proxy: { env: 'UNSET_PROXY' } }), {})).toThrow(ConfigError);
     const config = validateConfig({
       connections: [
         { name: 'a', credential: { env: 'K' }, proxy: { env: 'UNSET_PROXY' } },
         { name: 'b', credential: { env: 'K' } },
       ],
+      siem: {
+        sinks: [
+          { type: 'syslog', name: 'local', transport: 'udp', host: '127.0.0.1', port: 514 },
+          { type: 'http', name: 'soc', url: 'http://127.0.0.1:9000/events', proxy: { env: 'UNSET_SINK_PROXY' } },
+        ],
+      },
     });
     expect(egressProxyProblems(config, { HTTPS_PROXY: 'socks5://proxy:1080' })).toEqual([
       'connections[0] (a).proxy: environment variable UNSET_PROXY is not set or empty',
       "HTTPS_PROXY (the gateway's environment): a socks5: proxy is not supported; give an http:// or https:// proxy",
+      'siem.sinks[1] (soc).proxy: environment variable UNSET_SINK_PROXY is not set or empty',
     ]);
   });
 

@@ -1,7 +1,8 @@
 /**
- * The HTTP proxy a connection reaches its upstream through, where the network allows no direct way out (a company's
- * egress proxy, as Claude Code itself honours). Chosen by the operator, never by a caller:
- *   - `proxy:` on the connection: a URL (`http://proxy.example:3128`; one holding a password only as `{ env }` or
+ * The HTTP proxy a connection reaches its upstream through (and an HTTP SIEM sink its receiver), where the network
+ * allows no direct way out (a company's egress proxy, as Claude Code itself honours). Chosen by the operator, never by
+ * a caller:
+ *   - `proxy:` on the connection (or sink): a URL (`http://proxy.example:3128`; one holding a password only as `{ env }` or
  *     `{ file }`), or `none`;
  *   - else the gateway's environment, as curl reads it: `https_proxy`/`HTTPS_PROXY` for an https upstream,
  *     `http_proxy`/`HTTP_PROXY` for an http one, unless `no_proxy`/`NO_PROXY` names the upstream's host; never for a
@@ -10,7 +11,9 @@
  * (TLS runs inside it, end to end).
  */
 import { isLoopbackHost } from '../identity/loopback.js';
-import type { ConnectionConfig, VigilConfig } from '../config/config-schema.js';
+import type { ProxySetting } from '../config/common-schemas.js';
+import type { VigilConfig } from '../config/config-schema.js';
+import type { SinkConfig } from '../export/sinks-config.js';
 import { formatPath } from '../config/config-path.js';
 import { readSecret } from '../config/read-secret.js';
 import { ConfigError } from '../errors.js';
@@ -25,43 +28,59 @@ export interface EgressProxy {
 }
 
 /**
- * The proxy of connection `c` (at `where` in the config), or null to go direct.
+ * The proxy a call to `target` goes through, given its `proxy:` setting (at `where` in the config), or null to go
+ * direct. A connection's upstream and an HTTP SIEM sink's receiver are chosen the same way.
  *
  * @throws ConfigError when `proxy:` names a secret that cannot be read, or a value that is not an http(s) URL: going
  *   direct instead would bypass the proxy the operator named.
  */
 export function egressProxy(
-  c: ConnectionConfig,
+  target: string,
+  setting: ProxySetting | undefined,
   where: string,
   env: NodeJS.ProcessEnv = process.env,
 ): EgressProxy | null {
-  const upstream = new URL(c.upstream);
-  if (c.proxy === 'none') return null;
-  if (c.proxy !== undefined) {
-    const value = typeof c.proxy === 'string' ? c.proxy : readSecret(c.proxy, where, env);
+  const url = new URL(target);
+  if (setting === 'none') return null;
+  if (setting !== undefined) {
+    const value = typeof setting === 'string' ? setting : readSecret(setting, where, env);
     return { ...parseProxy(value, where), from: where };
   }
-  if (isLoopbackHost(upstream.hostname)) return null;
-  const names = upstream.protocol === 'https:' ? ['https_proxy', 'HTTPS_PROXY'] : ['http_proxy', 'HTTP_PROXY'];
+  if (isLoopbackHost(url.hostname)) return null;
+  const names = url.protocol === 'https:' ? ['https_proxy', 'HTTPS_PROXY'] : ['http_proxy', 'HTTP_PROXY'];
   const name = names.find((n) => env[n]?.trim());
   if (name === undefined) return null;
   const noProxy = env.no_proxy ?? env.NO_PROXY ?? '';
-  if (noProxyMatches(upstream, noProxy)) return null;
+  if (noProxyMatches(url, noProxy)) return null;
   return { ...parseProxy(env[name]!.trim(), `${name} (the gateway's environment)`), from: name };
 }
 
-/** Every connection's proxy problem, each named by its config path (for start-up, which reports them all at once). */
+/**
+ * Every proxy problem of the config — each connection's, each HTTP SIEM sink's — named by its config path (for
+ * start-up, which reports them all at once).
+ */
 export function egressProxyProblems(config: VigilConfig, env: NodeJS.ProcessEnv = process.env): string[] {
   const problems: string[] = [];
-  config.connections.forEach((c, i) => {
+  const check = (target: string, setting: ProxySetting | undefined, path: Array<string | number>): void => {
     try {
-      egressProxy(c, formatPath(['connections', i, 'proxy'], config), env);
+      egressProxy(target, setting, formatPath(path, config), env);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       problems.push(...err.problems);
     }
+  };
+  config.connections.forEach((c, i) => check(c.upstream, c.proxy, ['connections', i, 'proxy']));
+  config.siem.sinks.forEach((sink, i) => {
+    const http = sinkTarget(sink);
+    if (http !== null) check(http.url, http.proxy, ['siem', 'sinks', i, 'proxy']);
   });
   return problems;
+}
+
+/** Where an HTTP SIEM sink sends, and its proxy setting (null for syslog, which is not HTTP). */
+export function sinkTarget(sink: SinkConfig): { url: string; proxy: ProxySetting | undefined } | null {
+  if (sink.type === 'syslog') return null;
+  return { url: sink.type === 'otlp' ? sink.endpoint : sink.url, proxy: sink.proxy };
 }
 
 function parseProxy(value: string, where: string): Omit<EgressProxy, 'from'> {
