@@ -12,6 +12,7 @@ import { startFakeAnthropic, type FakeAnthropic } from '../../src/sandbox/fake-a
 import { serve, vigil, type ServeProcess } from '../support/cli.js';
 import { CLIENT_KEY, GATEWAY_KEY, tempDir } from '../support/gateway-harness.js';
 import { POSTGRES_TEST_URL } from '../support/stores.js';
+import { until } from '../support/until.js';
 
 const ADMIN_TOKEN = 'replica-admin-token-0123456789abcdefghij';
 const schema = `vigil_replicas_${process.pid}_${Date.now().toString(36)}`;
@@ -175,7 +176,7 @@ describe('two gateways on one PostgreSQL', () => {
     const graceConfig = path.join(dir, 'vigil-grace.yaml');
     writeFileSync(
       graceConfig,
-      readFileSync(config, 'utf8').replace(/( {4}schema: .*\n)/, '$1    reconnect_grace: 2s\n'),
+      readFileSync(config, 'utf8').replace(/( {4}schema: .*\n)/, '$1    reconnect_grace: 5s\n'),
     );
     const started = await serve(['--config', graceConfig, '--listen', '127.0.0.1:0'], {
       ANTHROPIC_API_KEY: GATEWAY_KEY,
@@ -196,7 +197,9 @@ describe('two gateways on one PostgreSQL', () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect(await outcomes('killed-replica')).toEqual(['interrupted']);
-    expect(started.stderr()).toMatch(/"recovered":1,.*recorded exchanges cut by an earlier stop as interrupted/);
+    // Logged once the recovery is over, a moment after its record commits (and through the process's stderr pipe).
+    const said = /"recovered":1,.*recorded exchanges cut by an earlier stop as interrupted/;
+    await until('the recovery logged', () => (said.test(started.stderr()) ? true : undefined), 10_000);
   });
 
   it('the database refuses updates and deletes; verify catches them when the triggers are bypassed', async () => {

@@ -64,7 +64,7 @@ describe.runIf(storeKinds().includes('postgres'))('recovering interrupted exchan
       (await lockHeld(a.chainId)) ? undefined : true,
     );
 
-    const b = await fixture.open({ writerReconnectMs: 2_000 });
+    const b = await fixture.open({ writerReconnectMs: 4_000 });
     const writer = recorders[0]!;
     const recovering = recorderOn(b).recoverInterrupted();
     await new Promise((r) => setTimeout(r, 200));
@@ -88,7 +88,7 @@ describe.runIf(storeKinds().includes('postgres'))('recovering interrupted exchan
     // The writer's process ends with the exchange open: its session, hence its chain lock, with it.
     await a.close();
 
-    const b = await fixture.open({ writerReconnectMs: 600 });
+    const b = await fixture.open({ writerReconnectMs: 2_000 });
     const started = Date.now();
     let recovered: number | undefined;
     const recovering = recorderOn(b)
@@ -99,7 +99,7 @@ describe.runIf(storeKinds().includes('postgres'))('recovering interrupted exchan
     expect(await outcomes(b, 'ex_dead')).toEqual([]);
     await recovering;
     expect(recovered).toBe(1);
-    expect(Date.now() - started).toBeGreaterThanOrEqual(600);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2_000);
     expect(await outcomes(b, 'ex_dead')).toEqual(['interrupted']);
   });
 
