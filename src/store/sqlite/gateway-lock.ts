@@ -28,13 +28,12 @@ export class GatewayLock {
   /** The lock of the store at `storeFile`, taken without waiting. @throws StoreInUseError when it is held. */
   static take(storeFile: string): GatewayLock {
     const file = `${storeFile}.gateway-lock`;
-    const db = new Database(file);
+    // Asked for without waiting: a second gateway is told at once (better-sqlite3 waits 5 s by default).
+    const db = new Database(file, { timeout: 0 });
     try {
       // The lock is the file's: a rollback journal (not WAL, whose readers take no file lock) kept in memory (nothing
-      // is ever written, and no journal file is left beside it), held by a transaction that never ends, asked for
-      // without waiting.
+      // is ever written, and no journal file is left beside it), held by a transaction that never ends.
       db.pragma('journal_mode = MEMORY');
-      db.pragma('busy_timeout = 0');
       db.exec('BEGIN EXCLUSIVE');
     } catch (err) {
       db.close();

@@ -18,7 +18,10 @@ describe('the SQLite store’s gateway lock', () => {
     held.push(first);
     expect(first.file).toBe(`${store}.gateway-lock`);
     expect(readdirSync(dir)).toEqual(['vigil.db.gateway-lock']); // no journal beside it
+    const asked = Date.now();
     expect(() => GatewayLock.take(store)).toThrow(StoreInUseError);
+    // Refused at once, not after SQLite's busy wait (better-sqlite3's default is 5 s): a property, not a speed goal.
+    expect(Date.now() - asked).toBeLessThan(2_000);
     expect(() => GatewayLock.take(store)).toThrow(`another vigil serve holds ${store}.gateway-lock`);
     first.release();
     const again = GatewayLock.take(store);
