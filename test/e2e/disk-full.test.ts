@@ -137,9 +137,16 @@ describe.skipIf(!tmpfsMountable)('a full disk under the embedded store', () => {
 
     // The log: the outage's beginning with its error, a short line per call refused meanwhile, its end.
     const refusedCalls = statuses.filter((s) => s === 503).length;
+    // Once when an outage began and once when it ended. Usually one outage; on a loaded host the WAL can be started
+    // over (the background checkpointer) and take a write while the disk is still full, ending it early: then a second
+    // outage begins and ends, and is logged the same way — never two beginnings in a row.
     const began = logs.filter((l) => l.msg.startsWith('the store refuses writes'));
-    expect(began).toHaveLength(1);
+    expect(began.length).toBeGreaterThanOrEqual(1);
     expect(began[0]!.err?.stack).toMatch(/database or disk is full/);
+    const outageLines = logs
+      .filter((l) => began.includes(l) || l.msg.startsWith('the store accepts writes again'))
+      .map((l) => (began.includes(l) ? 'began' : 'ended'));
+    expect(outageLines).toEqual(began.flatMap(() => ['began', 'ended']));
     const refused = logs.filter((l) => l.msg.startsWith('request refused'));
     expect(refused).toHaveLength(refusedCalls);
     for (const l of refused) {
@@ -150,7 +157,6 @@ describe.skipIf(!tmpfsMountable)('a full disk under the embedded store', () => {
       { level: 40, msg: expect.stringMatching(/forwarding anyway \(best_effort\), the request held for it$/) },
     ]);
     const ended = logs.filter((l) => l.msg.startsWith('the store accepts writes again'));
-    expect(ended).toHaveLength(1);
-    expect(ended[0]!.outageMs).toBeGreaterThan(0);
+    for (const l of ended) expect(l.outageMs).toBeGreaterThan(0);
   });
 });
