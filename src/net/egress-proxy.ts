@@ -10,6 +10,7 @@
  * The upstream is reached through a CONNECT tunnel, so the proxy sees the upstream's host and port, not the calls
  * (TLS runs inside it, end to end).
  */
+import { Pool, ProxyAgent, type Dispatcher } from 'undici';
 import { isLoopbackHost } from '../identity/loopback.js';
 import type { ProxySetting } from '../config/common-schemas.js';
 import type { VigilConfig } from '../config/config-schema.js';
@@ -78,9 +79,31 @@ export function egressProxyProblems(config: VigilConfig, env: NodeJS.ProcessEnv 
 }
 
 /** Where an HTTP SIEM sink sends, and its proxy setting (null for syslog, which is not HTTP). */
-export function sinkTarget(sink: SinkConfig): { url: string; proxy: ProxySetting | undefined } | null {
+function sinkTarget(sink: SinkConfig): { url: string; proxy: ProxySetting | undefined } | null {
   if (sink.type === 'syslog') return null;
   return { url: sink.type === 'otlp' ? sink.endpoint : sink.url, proxy: sink.proxy };
+}
+
+/**
+ * What calls to `origin` go through: a pool of kept-alive connections to it, or, with a proxy, undici's ProxyAgent —
+ * always a CONNECT tunnel, for an http origin too, so the proxy sees where, never what. `connectTimeoutMs` bounds
+ * connecting (to the proxy, and through it); `ca` replaces Node's bundled CAs for the origin's certificate.
+ */
+export function egressDispatcher(
+  origin: string,
+  proxy: EgressProxy | null | undefined,
+  options: Omit<Pool.Options, 'connect' | 'connectTimeout'> & { connectTimeoutMs: number; ca?: string | undefined },
+): Dispatcher {
+  const { connectTimeoutMs, ca, ...pool } = options;
+  const tls = { timeout: connectTimeoutMs, ...(ca !== undefined ? { ca } : {}) };
+  if (!proxy) return new Pool(origin, { ...pool, connect: tls });
+  return new ProxyAgent({
+    ...pool,
+    uri: proxy.uri,
+    proxyTunnel: true,
+    requestTls: tls,
+    proxyTls: { timeout: connectTimeoutMs },
+  });
 }
 
 function parseProxy(value: string, where: string): Omit<EgressProxy, 'from'> {

@@ -3,10 +3,10 @@
  * for that upstream. The upstream origin is fixed by config; nothing a caller sends can change it.
  */
 import { readFileSync } from 'node:fs';
-import { Pool, ProxyAgent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { ConnectionConfig, VigilConfig } from '../config/config-schema.js';
 import { formatPath } from '../config/config-path.js';
-import { egressProxy, type EgressProxy } from '../net/egress-proxy.js';
+import { egressDispatcher, egressProxy, type EgressProxy } from '../net/egress-proxy.js';
 import { compileApprovalRules, type CompiledRules } from '../policy/approval-rules.js';
 import { Redactor, RedactorMemory } from '../recorder/redactor.js';
 
@@ -71,20 +71,16 @@ export class Connections {
       const url = new URL(c.upstream);
       const { credential, problem } = readCredential(c);
       const proxy = egressProxy(c.upstream, c.proxy, formatPath(['connections', i, 'proxy'], config));
-      const options = {
-        connections: 256,
-        keepAliveTimeout: 30_000,
-        headersTimeout: c.upstream_timeout,
-        bodyTimeout: c.upstream_timeout,
-        connectTimeout: 10_000,
-      };
       this.byName.set(c.name, {
         name: c.name,
         config: c,
-        // Through the proxy, always as a tunnel (CONNECT), an http upstream too: the proxy sees where, never what.
-        dispatcher: proxy
-          ? new ProxyAgent({ ...options, uri: proxy.uri, proxyTunnel: true })
-          : new Pool(url.origin, options),
+        dispatcher: egressDispatcher(url.origin, proxy, {
+          connections: 256,
+          keepAliveTimeout: 30_000,
+          headersTimeout: c.upstream_timeout,
+          bodyTimeout: c.upstream_timeout,
+          connectTimeoutMs: 10_000,
+        }),
         origin: url.origin,
         proxy,
         basePath: url.pathname === '/' ? '' : url.pathname,

@@ -2,9 +2,8 @@
  * One HTTP receiver of audit events (a webhook, Splunk HEC, an OpenTelemetry collector): a keep-alive undici Pool to
  * its origin and a POST with one deadline per attempt. Retrying is the outbox's job, not this one's.
  */
-import { Pool, ProxyAgent } from 'undici';
 import type { Dispatcher } from 'undici';
-import type { EgressProxy } from '../../net/egress-proxy.js';
+import { egressDispatcher, type EgressProxy } from '../../net/egress-proxy.js';
 import { SinkDeliveryError } from '../sink-delivery-error.js';
 import { describeError } from './describe-error.js';
 
@@ -34,7 +33,7 @@ export class HttpTarget {
 
   /**
    * `ca`: PEM bundle replacing Node's bundled CAs for this origin. `proxy`: the HTTP proxy the receiver is reached
-   * through, as a CONNECT tunnel (see proxy/egress-proxy.ts).
+   * through, as a CONNECT tunnel (see net/egress-proxy.ts).
    */
   constructor(
     origin: string,
@@ -42,22 +41,14 @@ export class HttpTarget {
   ) {
     this.#origin = origin;
     this.#timeoutMs = options.timeoutMs;
-    const tls = { timeout: options.timeoutMs, ...(options.ca !== undefined ? { ca: options.ca } : {}) };
-    const common = {
+    this.#pool = egressDispatcher(origin, options.proxy, {
       // Deliveries to one receiver are sequential; a second connection only helps a close racing a new batch.
       connections: 2,
       headersTimeout: options.timeoutMs,
       bodyTimeout: options.timeoutMs,
-    };
-    this.#pool = options.proxy
-      ? new ProxyAgent({
-          ...common,
-          uri: options.proxy.uri,
-          proxyTunnel: true,
-          requestTls: tls,
-          proxyTls: { timeout: options.timeoutMs },
-        })
-      : new Pool(origin, { ...common, connect: tls });
+      connectTimeoutMs: options.timeoutMs,
+      ca: options.ca,
+    });
   }
 
   /**
