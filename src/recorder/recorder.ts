@@ -436,19 +436,15 @@ export class Recorder {
           eventCount++;
         }
       }
-      const data: ExchangeResponseData = {
-        status: null,
-        headers: null,
-        body: null,
-        message: assembler.message(),
-        usage: (assembler.usage as Usage | null) ?? null,
-        model: req.model,
-        stopReason: assembler.stopReason,
+      const data = endingWithoutResponse(req, {
         outcome: 'interrupted',
         error: { type: 'interrupted', message: 'the gateway stopped before this exchange finished' },
+        endedAt: lastAt,
+        message: assembler.message(),
+        usage: (assembler.usage as Usage | null) ?? null,
+        stopReason: assembler.stopReason,
         eventCount,
-        timing: { startedAt: req.startedAt, firstByteMs: null, endedAt: lastAt, durationMs: lastAt - req.startedAt },
-      };
+      });
       await this.store.append({
         records: [
           {
@@ -463,6 +459,43 @@ export class Recorder {
     }
     return recovered;
   }
+}
+
+/**
+ * The response record of an exchange that got no answer from upstream to record: cut by a stop (recovered at the next
+ * start), or refused by the gateway itself. `status`: what the client was sent, if anything.
+ */
+function endingWithoutResponse(
+  req: ExchangeRequestData,
+  end: {
+    outcome: Outcome;
+    error: { type: string; message: string };
+    endedAt: number;
+    status?: number;
+    message?: unknown;
+    usage?: Usage | null;
+    stopReason?: string | null;
+    eventCount?: number;
+  },
+): ExchangeResponseData {
+  return {
+    status: end.status ?? null,
+    headers: null,
+    body: null,
+    message: end.message ?? null,
+    usage: end.usage ?? null,
+    model: req.model,
+    stopReason: end.stopReason ?? null,
+    outcome: end.outcome,
+    error: end.error,
+    eventCount: end.eventCount ?? 0,
+    timing: {
+      startedAt: req.startedAt,
+      firstByteMs: null,
+      endedAt: end.endedAt,
+      durationMs: end.endedAt - req.startedAt,
+    },
+  };
 }
 
 /** The most refused requests {@link UnconfirmedRequests} keeps; past it the oldest are left to the next start. */
@@ -516,24 +549,12 @@ class UnconfirmedRequests {
   /** The end of a request recorded after all: refused, as its client was told. */
   private end(request: NewRecord, refusal: VigilError, refusedAt: number): void {
     const req = request.data as ExchangeRequestData;
-    const data: ExchangeResponseData = {
-      status: refusal.status,
-      headers: null,
-      body: null,
-      message: null,
-      usage: null,
-      model: req.model,
-      stopReason: null,
+    const data = endingWithoutResponse(req, {
       outcome: 'gateway_error',
       error: { type: refusal.type, message: refusal.message },
-      eventCount: 0,
-      timing: {
-        startedAt: req.startedAt,
-        firstByteMs: null,
-        endedAt: refusedAt,
-        durationMs: refusedAt - req.startedAt,
-      },
-    };
+      endedAt: refusedAt,
+      status: refusal.status,
+    });
     this.log.warn(
       { exchangeId: request.exchangeId },
       'a refused request was recorded after all (the store lost its answer, not the write): recording its refusal',
