@@ -491,18 +491,18 @@ describe('operator errors say what to fix', () => {
     const dir = dataDir();
     const config = path.join(dir, 'vigil.yaml');
     const data = path.join(dir, 'data');
-    writeFileSync(
-      config,
-      [
-        `data_dir: ${data}`,
-        'connections:',
-        '  - name: anthropic',
-        '    credential: { env: VIGIL_TEST_UNSET_KEY }',
-        '    proxy: http://proxy.example:3128',
-        '',
-      ].join('\n'),
-    );
-    const ok = await vigil(['config', 'check', '--config', config]);
+    /** `vigil config check` of a config file of these lines. */
+    const check = (lines: string[]) => {
+      writeFileSync(config, `${lines.join('\n')}\n`);
+      return vigil(['config', 'check', '--config', config]);
+    };
+    const ok = await check([
+      `data_dir: ${data}`,
+      'connections:',
+      '  - name: anthropic',
+      '    credential: { env: VIGIL_TEST_UNSET_KEY }',
+      '    proxy: http://proxy.example:3128',
+    ]);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toContain(`config ok: ${config}`);
     expect(ok.stdout).toContain('listen 127.0.0.1:8080 (admin API 127.0.0.1:8081)');
@@ -513,38 +513,24 @@ describe('operator errors say what to fix', () => {
     expect(ok.stderr).toContain('vigil: warning: connection "anthropic" has no credential: set VIGIL_TEST_UNSET_KEY');
     expect(existsSync(data)).toBe(false); // no store opened
 
-    writeFileSync(
-      config,
-      [
-        'listen: 0.0.0.0:8080',
-        'connections:',
-        '  - name: anthropic',
-        '    credential: { env: VIGIL_TEST_UNSET_KEY }',
-        '',
-      ].join('\n'),
-    );
-    const exposed = await vigil(['config', 'check', '--config', config]);
+    const exposed = await check([
+      'listen: 0.0.0.0:8080',
+      'connections:',
+      '  - name: anthropic',
+      '    credential: { env: VIGIL_TEST_UNSET_KEY }',
+    ]);
     expect(exposed.code).toBe(2);
     expect(exposed.stderr).toContain('refusing to listen on 0.0.0.0: no identity is configured');
 
-    writeFileSync(
-      config,
-      [
-        'connections:',
-        '  - name: anthropic',
-        '    proxy: { env: VIGIL_TEST_UNSET_PROXY }',
-        '    upstream_timeout: soon',
-        '',
-      ].join('\n'),
-    );
-    const schema = await vigil(['config', 'check', '--config', config]);
+    const schema = await check([
+      'connections:',
+      '  - name: anthropic',
+      '    proxy: { env: VIGIL_TEST_UNSET_PROXY }',
+      '    upstream_timeout: soon',
+    ]);
     expect(schema.code).toBe(2);
     expect(schema.stderr).toMatch(/connections\[0\] \(anthropic\)\.upstream_timeout/);
-    writeFileSync(
-      config,
-      ['connections:', '  - name: anthropic', '    proxy: { env: VIGIL_TEST_UNSET_PROXY }', ''].join('\n'),
-    );
-    const proxy = await vigil(['config', 'check', '--config', config]);
+    const proxy = await check(['connections:', '  - name: anthropic', '    proxy: { env: VIGIL_TEST_UNSET_PROXY }']);
     expect(proxy.code).toBe(2);
     expect(proxy.stderr).toContain('connections[0] (anthropic).proxy: environment variable VIGIL_TEST_UNSET_PROXY');
   });
