@@ -171,12 +171,6 @@ async function serve(args: string[], out: Out): Promise<number> {
   if (serving === null) return 0;
   const { config } = serving;
   const gateway = await startGateway(config);
-  out.stdout.write(`vigil listening on ${gateway.url} (store: ${describeStore(config)})\n`);
-  out.stdout.write(
-    gateway.adminUrl
-      ? `admin API on ${gateway.adminUrl}/api/v1\nweb UI on ${gateway.adminUrl}/ui/\n`
-      : 'admin API off (admin.enabled: false)\n',
-  );
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
@@ -215,6 +209,14 @@ async function serve(args: string[], out: Out): Promise<number> {
     };
     process.once('uncaughtException', fatal('uncaught exception'));
     process.once('unhandledRejection', fatal('unhandled promise rejection'));
+    // Said once the signals are handled: a supervisor that stops the gateway as soon as it reads this line gets a
+    // graceful stop. (Printed before, a SIGTERM sent at once could arrive first and kill it: seen, one start in three.)
+    out.stdout.write(`vigil listening on ${gateway.url} (store: ${describeStore(config)})\n`);
+    out.stdout.write(
+      gateway.adminUrl
+        ? `admin API on ${gateway.adminUrl}/api/v1\nweb UI on ${gateway.adminUrl}/ui/\n`
+        : 'admin API off (admin.enabled: false)\n',
+    );
   });
 }
 
@@ -694,8 +696,6 @@ async function replay(args: string[], out: Out): Promise<number> {
       speed,
       log: replayLog(out),
     });
-    out.stdout.write(`replaying session ${session} (${exchanges.length} exchanges) on ${server.url}\n`);
-    out.stdout.write(`point the client at it: ANTHROPIC_BASE_URL=${server.url}\n`);
     return new Promise<number>((resolve) => {
       const stop = (): void =>
         void server.close().then(() => {
@@ -704,6 +704,9 @@ async function replay(args: string[], out: Out): Promise<number> {
         });
       process.once('SIGTERM', stop);
       process.once('SIGINT', stop);
+      // Said once the signals are handled (see serve).
+      out.stdout.write(`replaying session ${session} (${exchanges.length} exchanges) on ${server.url}\n`);
+      out.stdout.write(`point the client at it: ANTHROPIC_BASE_URL=${server.url}\n`);
     });
   }
   if (verb === 'resend') {
@@ -760,11 +763,12 @@ async function sandbox(args: string[], out: Out): Promise<number> {
   const { host, port } = listenOption(values.listen, '127.0.0.1:9090');
   const { startFakeAnthropic } = await import('../sandbox/fake-anthropic.js');
   const fake = await startFakeAnthropic({ host, port });
-  out.stdout.write(`fake Anthropic API on ${fake.url} — point a connection's upstream at it\n`);
   return new Promise((resolve) => {
     const stop = (): void => void fake.close().then(() => resolve(0));
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
+    // Said once the signals are handled (see serve).
+    out.stdout.write(`fake Anthropic API on ${fake.url} — point a connection's upstream at it\n`);
   });
 }
 
