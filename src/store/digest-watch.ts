@@ -14,9 +14,12 @@
  * clears hides the next one. So once its writer is known gone and an alert of the run names the chain's last record
  * (one raised while the writer ran and named an earlier record does not: then one more alert says it stopped), the
  * chain is counted as `stopped` instead — still an undigested tail to `vigil verify`, which warns about it for good.
+ * Known gone means, on PostgreSQL, its chain lock seen free at checks at least `store.postgres.reconnect_grace` apart:
+ * a writer whose lock connection was lost (the server restarted) holds it again within that grace.
  * Its records stay tamper-evident: the alert is a new record on the raising gateway's chain, whose next digest commits
  * to every other chain's head that moved (see digests.ts), so cutting or rewriting that tail fails verify.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import type { AuditStore, OverdueDigest, UndigestedTail } from './audit-store.js';
 import { describeOverdue, DIGEST_OVERDUE_KIND, judgeTail, type DigestOverdueData } from './digest-overdue.js';
 
@@ -52,8 +55,11 @@ export interface DigestWatchStatus {
 /** The status before the first check, and while the check is off. */
 export const NOT_CHECKED: DigestWatchStatus = { checkedAt: null, overdue: [], stopped: [], undigested: [] };
 
-/** Whether a chain's writer runs, is gone, or cannot be told now (PostgreSQL, its lock connection being made again). */
-type Writer = 'running' | 'gone' | 'unknown';
+/**
+ * Whether a chain's writer runs, is gone, or cannot be told now (PostgreSQL, its lock connection being made again);
+ * `free` while a check settles it: its lock was seen free, for less than a writer takes to connect again.
+ */
+type Writer = 'running' | 'gone' | 'unknown' | 'free';
 
 /** One undigested tail as a check judged it. */
 interface Judged {
@@ -77,11 +83,18 @@ export class DigestWatch {
    */
   private readonly stopped = new Map<string, number>();
   /**
+   * Chains whose writer's lock was seen free, and since when, while it may still be connecting again
+   * ({@link AuditStore.writerReconnectMs}): the writer counts as gone only once its lock has been free this long.
+   */
+  private readonly freeSince = new Map<string, number>();
+  /**
    * Runs already alerted, here or (as the ledger said) elsewhere: `<chain>#<first undigested chain_seq>` → the last
    * record an alert of it named (the largest `toSeq`). Only runs still undigested are kept.
    */
   private readonly alerted = new Map<string, number>();
   private last: DigestWatchStatus = NOT_CHECKED;
+  /** Aborted by close(): a check waiting out a reconnect grace stops waiting. */
+  private readonly closing = new AbortController();
 
   constructor(
     private readonly store: AuditStore,
@@ -116,6 +129,7 @@ export class DigestWatch {
 
   /** Stops the timer and waits for a check under way. */
   async close(): Promise<void> {
+    this.closing.abort();
     clearInterval(this.timer);
     this.timer = undefined;
     await this.running;
@@ -123,13 +137,12 @@ export class DigestWatch {
 
   private async run(): Promise<DigestWatchStatus> {
     const now = this.now();
-    const afterMs = this.options.overdueAfterMs;
     const judged: Judged[] = [];
     for (const tail of await this.store.undigestedTails()) {
-      const writer = await this.writer(tail.chain, now);
-      const end = writer === 'running' ? Math.max(now, tail.to.at) : tail.to.at;
-      judged.push({ tail, writer, end, overdue: judgeTail(tail, end, afterMs) });
+      judged.push(this.judge(tail, await this.writer(tail.chain, now), now));
     }
+    await this.confirmFree(judged, now);
+    if (this.closing.signal.aborted) return this.last;
     this.forgetAllBut(judged.map((j) => j.tail));
     const due = judged.filter((j): j is Overdue => j.overdue !== undefined && !this.alertedAsItIs(j));
     await this.alert(due, now).catch((err: unknown) =>
@@ -162,9 +175,48 @@ export class DigestWatch {
     const seen = this.stopped.get(chain);
     if (seen !== undefined && now - seen < this.options.overdueAfterMs) return 'gone';
     const live = await this.store.chainIsLive(chain);
-    if (live === false) this.stopped.set(chain, now);
-    else this.stopped.delete(chain);
-    return live === undefined ? 'unknown' : live ? 'running' : 'gone';
+    if (live === undefined) return 'unknown';
+    if (live) {
+      this.stopped.delete(chain);
+      this.freeSince.delete(chain);
+      return 'running';
+    }
+    // A lock seen free may be a running writer's, lost with its connection (PostgreSQL restarted): it is gone only
+    // once its lock has been free this long (see confirmFree).
+    const free = this.freeSince.get(chain) ?? now;
+    this.freeSince.set(chain, free);
+    if (now - free < this.store.writerReconnectMs) return 'free';
+    this.stopped.set(chain, now);
+    return 'gone';
+  }
+
+  /**
+   * Settles the writers seen free for less than the store's reconnect grace. Where it changes nothing (a tail its
+   * records alone do not make overdue) such a writer is judged by its records, as one that cannot be told. Where it
+   * does, the check waits out the rest of the grace and looks again, as recovery does (recorder.ts): a writer whose
+   * lock connection came back holds its lock again by then, and one still free is gone.
+   */
+  private async confirmFree(judged: Judged[], now: number): Promise<void> {
+    const grace = this.store.writerReconnectMs;
+    const matters = (j: Judged) => j.writer === 'free' && j.overdue !== undefined;
+    const waits = judged.filter(matters).map((j) => grace - (now - (this.freeSince.get(j.tail.chain) ?? now)));
+    if (waits.length > 0 && !(await sleep(Math.max(...waits), this.closing.signal))) return;
+    for (const [i, j] of judged.entries()) {
+      if (j.writer !== 'free') continue;
+      let writer: Writer = 'unknown';
+      if (matters(j)) {
+        const live = await this.store.chainIsLive(j.tail.chain);
+        writer = live === undefined ? 'unknown' : live ? 'running' : 'gone';
+        if (live) this.freeSince.delete(j.tail.chain);
+        if (live === false) this.stopped.set(j.tail.chain, now);
+      }
+      judged[i] = this.judge(j.tail, writer, now);
+    }
+  }
+
+  private judge(tail: UndigestedTail, writer: Writer, now: number): Judged {
+    const end = writer === 'running' ? Math.max(now, tail.to.at) : tail.to.at;
+    return { tail, writer, end, overdue: judgeTail(tail, end, this.options.overdueAfterMs) };
   }
 
   /**
@@ -181,6 +233,7 @@ export class DigestWatch {
     const chains = new Set(tails.map((t) => t.chain));
     const runs = new Set(tails.map((t) => runKey(t.chain, t.from.chainSeq)));
     for (const chain of this.stopped.keys()) if (!chains.has(chain)) this.stopped.delete(chain);
+    for (const chain of this.freeSince.keys()) if (!chains.has(chain)) this.freeSince.delete(chain);
     for (const run of this.alerted.keys()) if (!runs.has(run)) this.alerted.delete(run);
   }
 
@@ -228,6 +281,11 @@ export class DigestWatch {
     const key = runKey(d.chain, d.fromSeq);
     this.alerted.set(key, Math.max(this.alerted.get(key) ?? 0, d.toSeq));
   }
+}
+
+/** Waits `ms`; false when `signal` aborted it. */
+async function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  return delay(ms, true, { signal, ref: false }).catch(() => false);
 }
 
 const runKey = (chain: string, fromSeq: number): string => `${chain}#${fromSeq}`;

@@ -23,6 +23,7 @@ import { createStoreFixture, POSTGRES_TEST_URL, storeKinds, type StoreFixture } 
 
 const MIN = 60_000;
 const AFTER = 3 * MIN;
+const GRACE = 1500;
 const KEY = SigningKey.load(path.join(mkdtempSync(path.join(tmpdir(), 'vigil-key-')), 'key.pem'), { create: true });
 const warnings: string[] = [];
 const log = { warn: (_o: object, msg: string) => void warnings.push(msg) };
@@ -52,7 +53,8 @@ describe.each(storeKinds())('DigestWatch on %s', (kind) => {
 
   beforeEach(async () => {
     fixture = await createStoreFixture(kind);
-    gateway = await fixture.open();
+    // A writer's lock seen free is confirmed this long after (PostgreSQL; 15 s by default).
+    gateway = await fixture.open({ writerReconnectMs: GRACE });
     warnings.length = 0;
     t0 = Date.now();
     now = t0;
@@ -377,6 +379,54 @@ describe.each(storeKinds())('DigestWatch on %s', (kind) => {
         expect(await alertsIn(gateway)).toEqual([]);
       } finally {
         await taker.end();
+      }
+    });
+
+    it('does not take a running writer for gone while its lock connection is made again (PostgreSQL restarted)', async () => {
+      // Went wrong: one look at a free lock made a running writer gone. A peer overdue while it ran, whose lock
+      // connection was then lost for a moment, was alerted as gone and counted as stopped — the alarm cleared while
+      // the peer went on recording unsigned. Now a free lock is looked at again once the store's grace is over. The
+      // writer here is a connection holding the chain's lock, as a writer does (its records were appended before).
+      const peer = await fixture.open();
+      await note(peer, t0);
+      await note(peer, t0 + AFTER + 1000);
+      await peer.close();
+      const writer = new pg.Client({ connectionString: POSTGRES_TEST_URL });
+      await writer.connect();
+      const lock = (fn: 'pg_advisory_lock' | 'pg_advisory_unlock') =>
+        writer.query(`SELECT ${fn}($1, hashtext($2))`, [CHAIN_LOCK, peer.chainId]);
+      try {
+        await lock('pg_advisory_lock');
+        now = t0 + AFTER + 2000;
+        const w = watch();
+        expect((await w.check()).overdue.map((o) => o.chain)).toEqual([peer.chainId]);
+        await new Digester(gateway, KEY, { intervalMs: 0 }).digestNow(now); // the gateway's chain, which the alert opened
+        warnings.length = 0;
+
+        // Its lock free for a moment, then held again (its lock connection made again).
+        await lock('pg_advisory_unlock');
+        const back = new Promise((r) => setTimeout(r, 300)).then(() => lock('pg_advisory_lock'));
+        now += 1000;
+        const started = Date.now();
+        const found = await w.check();
+        await back;
+        expect(Date.now() - started).toBeGreaterThanOrEqual(GRACE - 50); // it waited, and looked again
+        expect(found).toMatchObject({ overdue: [{ chain: peer.chainId }], stopped: [] });
+        expect(warnings).toEqual([]);
+        expect((await alertsIn(gateway)).map((a) => [a.data.chain, a.data.writerRunning])).toEqual([
+          [peer.chainId, true],
+        ]);
+
+        // Stopped for good: its lock is still free a grace later, and it is gone — stopped, as the alert raised while
+        // it ran named its last record already.
+        await lock('pg_advisory_unlock');
+        now += MIN;
+        const gone = await w.check();
+        expect(gone.overdue.map((o) => o.chain)).not.toContain(peer.chainId);
+        expect(gone.stopped.map((o) => o.chain)).toEqual([peer.chainId]);
+        expect((await alertsIn(gateway)).filter((a) => a.data.chain === peer.chainId)).toHaveLength(1);
+      } finally {
+        await writer.end();
       }
     });
 
