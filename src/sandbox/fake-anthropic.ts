@@ -71,7 +71,7 @@ const KEEP_ALIVE_MS = 30_000;
  * @example
  * const fake = await startFakeAnthropic();
  * const client = new Anthropic({ baseURL: fake.url, apiKey: 'k' });
- * await client.messages.create({ model: 'claude-opus-4-5', max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] });
+ * await client.messages.create({ model: 'claude-sonnet-5-5', max_tokens: 64, messages: [{ role: 'user', content: 'hi' }] });
  * // → content: [{ type: 'text', text: 'Echo: hi' }]
  * await fake.close();
  */

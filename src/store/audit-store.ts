@@ -123,7 +123,7 @@ export interface ExchangeFilter {
   readonly callerIssuer?: string | undefined;
   /** A group the caller belonged to when the exchange was recorded. */
   readonly group?: string | undefined;
-  /** The model asked for or the one that answered (`claude-sonnet-4-5` or `claude-sonnet-4-5-20250929`). */
+  /** The model asked for or the one that answered (`claude-haiku-4-5` or `claude-haiku-4-5-20251001`). */
   readonly model?: string | undefined;
   /** How the exchange ended; `in_progress` for exchanges without a response record yet. */
   readonly outcome?: Outcome | 'in_progress' | undefined;

@@ -7,7 +7,7 @@ import { callersText, clear, distinctCallers, errorBox, h, link, loading, outcom
 const FILTERS = [
   ['caller', 'Caller', 'subject'],
   ['connection', 'Connection', 'anthropic'],
-  ['model', 'Model', 'claude-sonnet-4-5'],
+  ['model', 'Model', 'claude-sonnet-5-5'],
   ['masking', 'Masking type', 'aws_access_key'],
   ['since', 'Since', '2025-01-15T09:00:00Z'],
   ['until', 'Until', 'ISO time or epoch ms'],

@@ -1,5 +1,5 @@
 /**
- * The Models API: a short, fixed catalogue of current Claude models, newest first as the real API lists them.
+ * The Models API: a fixed catalogue of the Claude models the API serves, newest first as the real API lists them.
  * https://docs.anthropic.com/en/api/models-list
  */
 import type { Exchange } from './exchange.js';
@@ -14,24 +14,34 @@ interface ModelInfo {
   max_tokens: number;
 }
 
-const model = (id: string, display_name: string, created_at: string, max_tokens: number): ModelInfo => ({
-  type: 'model',
-  id,
-  display_name,
-  created_at,
-  max_input_tokens: 200_000,
-  max_tokens,
-});
+const model = (
+  id: string,
+  display_name: string,
+  created_at: string,
+  max_input_tokens: number,
+  max_tokens: number,
+): ModelInfo => ({ type: 'model', id, display_name, created_at, max_input_tokens, max_tokens });
 
+/**
+ * The models the API serves on 2026-12-07, as Anthropic's model pages give them: the current lineup (Fable 5.1,
+ * Opus 5.5, Sonnet 5.5, Haiku 4.5) and the legacy models still available. Retired models are not listed and not
+ * found, as on the real API (Claude Sonnet 4.5 reached its end of life on 2026-11-30). The 5.5 models' release days are
+ * as third-party catalogues reported them; the pages give none.
+ */
 const MODELS: readonly ModelInfo[] = [
-  model('claude-opus-4-5-20251101', 'Claude Opus 4.5', '2025-11-24T00:00:00Z', 64_000),
-  model('claude-haiku-4-5-20251001', 'Claude Haiku 4.5', '2025-10-15T00:00:00Z', 64_000),
-  model('claude-sonnet-4-5-20250929', 'Claude Sonnet 4.5', '2025-09-29T00:00:00Z', 64_000),
-  model('claude-opus-4-1-20250805', 'Claude Opus 4.1', '2025-08-05T00:00:00Z', 32_000),
-  model('claude-sonnet-4-20250514', 'Claude Sonnet 4', '2025-05-22T00:00:00Z', 64_000),
+  model('claude-sonnet-5-5', 'Claude Sonnet 5.5', '2026-09-29T00:00:00Z', 1_000_000, 128_000),
+  model('claude-opus-5-5', 'Claude Opus 5.5', '2026-09-22T00:00:00Z', 1_000_000, 128_000),
+  model('claude-fable-5-1', 'Claude Fable 5.1', '2026-09-01T00:00:00Z', 1_000_000, 128_000),
+  model('claude-opus-5', 'Claude Opus 5', '2026-07-24T00:00:00Z', 1_000_000, 128_000),
+  model('claude-sonnet-5', 'Claude Sonnet 5', '2026-06-30T00:00:00Z', 1_000_000, 128_000),
+  model('claude-fable-5', 'Claude Fable 5', '2026-06-09T00:00:00Z', 1_000_000, 128_000),
+  model('claude-sonnet-4-6', 'Claude Sonnet 4.6', '2026-02-17T00:00:00Z', 1_000_000, 128_000),
+  model('claude-opus-4-6', 'Claude Opus 4.6', '2026-02-05T00:00:00Z', 1_000_000, 128_000),
+  model('claude-opus-4-5-20251101', 'Claude Opus 4.5', '2025-11-24T00:00:00Z', 200_000, 64_000),
+  model('claude-haiku-4-5-20251001', 'Claude Haiku 4.5', '2025-10-15T00:00:00Z', 200_000, 64_000),
 ];
 
-/** The real API also resolves aliases such as `claude-sonnet-4-5` to the dated id. */
+/** The real API also resolves aliases such as `claude-haiku-4-5` to the dated id. */
 function findModel(idOrAlias: string): ModelInfo | undefined {
   return MODELS.find((m) => m.id === idOrAlias || m.id.replace(/-\d{8}$/, '') === idOrAlias);
 }

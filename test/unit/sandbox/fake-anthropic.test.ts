@@ -313,8 +313,12 @@ describe('other endpoints', () => {
     expect(page.data.every((m) => m.id.startsWith('claude-'))).toBe(true);
     const first = page.data[0]!;
     expect(await client.models.retrieve(first.id)).toMatchObject({ id: first.id, type: 'model' });
-    expect(await client.models.retrieve('claude-sonnet-4-5')).toMatchObject({ id: 'claude-sonnet-4-5-20250929' });
+    expect(first).toMatchObject({ id: 'claude-sonnet-5-5', max_input_tokens: 1_000_000, max_tokens: 128_000 });
+    expect(await client.models.retrieve('claude-haiku-4-5')).toMatchObject({ id: 'claude-haiku-4-5-20251001' });
     await expect(client.models.retrieve('gpt-4')).rejects.toBeInstanceOf(Anthropic.NotFoundError);
+    // Retired (2026-11-30): neither listed nor found.
+    expect(page.data.map((m) => m.id)).not.toContain('claude-sonnet-4-5-20250929');
+    await expect(client.models.retrieve('claude-sonnet-4-5')).rejects.toBeInstanceOf(Anthropic.NotFoundError);
   });
 
   it('creates a message batch that has ended, with JSONL results per custom_id', async () => {
