@@ -236,8 +236,12 @@ async function configCheck(args: string[], out: Out): Promise<number> {
     `config ok: ${serving.file ?? 'the embedded default'}`,
     `  listen ${config.listen.host}:${config.listen.port}${admin ? ` (admin API ${admin.host}:${admin.port})` : ' (admin API off)'}`,
     `  store ${describeStore(config)}`,
-    `  identity ${config.identity.oidc.length ? config.identity.oidc.map((o) => o.issuer).join(', ') : 'none (loopback callers only)'}`,
+    `  identity ${config.identity.oidc.length ? '' : 'none (loopback callers only)'}`.trimEnd(),
   ];
+  config.identity.oidc.forEach((o, i) => {
+    const proxy = egressProxy(o.issuer, o.proxy, formatPath(['identity', 'oidc', i, 'proxy'], config));
+    lines.push(`    issuer ${o.issuer}${proxy ? ` through ${proxy.shown} (${proxy.from})` : ''}`);
+  });
   const warnings: string[] = [];
   config.connections.forEach((c, i) => {
     const proxy = egressProxy(c.upstream, c.proxy, formatPath(['connections', i, 'proxy'], config));

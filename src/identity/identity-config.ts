@@ -3,7 +3,7 @@
  * use a connection), with the one function that applies an allow list to a caller.
  */
 import { z } from 'zod';
-import { unionOf } from '../config/common-schemas.js';
+import { proxySetting, unionOf } from '../config/common-schemas.js';
 import type { Principal } from './principal.js';
 
 /**
@@ -105,6 +105,11 @@ export const oidcIssuerSchema = z
      * the keys already known keep verifying tokens; keys it has since withdrawn stop doing so after this long.
      */
     jwks_max_age: secondsDuration.default(600),
+    /**
+     * The HTTP proxy discovery and the key set are fetched through (see net/egress-proxy.ts); absent: the
+     * environment's `https_proxy`, as connections.
+     */
+    proxy: proxySetting.optional(),
   })
   .strict();
 export type OidcIssuerConfig = z.output<typeof oidcIssuerSchema>;

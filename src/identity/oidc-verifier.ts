@@ -20,11 +20,15 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import { VigilError } from '../errors.js';
+import { egressFetch, egressProxy } from '../net/egress-proxy.js';
 import { ASYMMETRIC_ALGORITHMS, audienceList, type OidcIssuerConfig } from './identity-config.js';
 import type { Principal } from './principal.js';
 
 export interface OidcVerifierOptions {
-  /** The fetch used for discovery and JWKS requests; default: the global fetch. */
+  /**
+   * The fetch used for discovery and JWKS requests; default: each issuer's own, direct or through the proxy its
+   * `proxy` (or the environment) names.
+   */
   readonly fetch?: typeof fetch;
   /** Time allowed for one discovery or JWKS request, in milliseconds; default 5000. */
   readonly timeoutMs?: number;
@@ -35,7 +39,7 @@ export type OidcVerifierIssuer = Pick<
   OidcIssuerConfig,
   'issuer' | 'audience' | 'groups_claim' | 'algorithms' | 'clock_skew' | 'jwks_cooldown'
 > &
-  Partial<Pick<OidcIssuerConfig, 'jwks_max_age'>>;
+  Partial<Pick<OidcIssuerConfig, 'jwks_max_age' | 'proxy'>>;
 
 /**
  * A client of one issuer whose ID tokens a caller of {@link OidcVerifier.verify} accepts besides the issuer's own
@@ -58,6 +62,8 @@ type RemoteJwks = ReturnType<typeof createRemoteJWKSet>;
 /** What Vigil knows about one trusted issuer. */
 interface IssuerState {
   readonly config: OidcVerifierIssuer;
+  /** Fetches its discovery document and key set. */
+  readonly fetch: typeof fetch;
   jwks?: RemoteJwks | undefined;
   /** A discovery in flight, shared by every request that needs it. */
   discovering?: Promise<RemoteJwks> | undefined;
@@ -90,12 +96,15 @@ function describe(err: unknown): string {
 /** Verifies JWTs from the configured issuers. */
 export class OidcVerifier {
   private readonly issuers = new Map<string, IssuerState>();
-  private readonly fetchImpl: typeof fetch;
   private readonly timeoutMs: number;
 
+  /** @throws ConfigError when an issuer's proxy cannot be read (going direct would bypass it). */
   constructor(configs: readonly OidcVerifierIssuer[], opts: OidcVerifierOptions = {}) {
-    for (const config of configs) this.issuers.set(config.issuer, { config });
-    this.fetchImpl = opts.fetch ?? globalThis.fetch;
+    configs.forEach((config, i) => {
+      const where = `identity.oidc[${i}].proxy`;
+      egressProxy(config.issuer, config.proxy, where);
+      this.issuers.set(config.issuer, { config, fetch: opts.fetch ?? egressFetch(config.proxy, where) });
+    });
     this.timeoutMs = opts.timeoutMs ?? 5000;
   }
 
@@ -233,7 +242,7 @@ export class OidcVerifier {
     state.discovering ??= (async () => {
       const { issuer } = state.config;
       const url = `${issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
-      const res = await this.fetchImpl(url, {
+      const res = await state.fetch(url, {
         headers: { accept: 'application/json' },
         redirect: 'error',
         signal: AbortSignal.timeout(this.timeoutMs),
@@ -254,7 +263,7 @@ export class OidcVerifier {
         timeoutDuration: this.timeoutMs,
         cooldownDuration: state.config.jwks_cooldown * 1000,
         cacheMaxAge: (state.config.jwks_max_age ?? 600) * 1000,
-        [customFetch]: this.fetchImpl as FetchImplementation,
+        [customFetch]: state.fetch as FetchImplementation,
       });
       state.jwks = jwks;
       state.failedAt = undefined;

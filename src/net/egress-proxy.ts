@@ -1,5 +1,6 @@
 /**
- * The HTTP proxy a connection reaches its upstream through (and an HTTP SIEM sink its receiver), where the network
+ * The HTTP proxy a connection reaches its upstream through (an HTTP SIEM sink its receiver, the gateway its OIDC
+ * providers and approval webhooks), where the network
  * allows no direct way out (a company's egress proxy, as Claude Code itself honours). Chosen by the operator, never by
  * a caller:
  *   - `proxy:` on the connection (or sink): a URL (`http://proxy.example:3128`; one holding a password only as `{ env }` or
@@ -10,7 +11,8 @@
  * The upstream is reached through a CONNECT tunnel, so the proxy sees the upstream's host and port, not the calls
  * (TLS runs inside it, end to end).
  */
-import { Pool, ProxyAgent, type Dispatcher } from 'undici';
+import { BlockList, isIP } from 'node:net';
+import { fetch as undiciFetch, Pool, ProxyAgent, type Dispatcher } from 'undici';
 import { isLoopbackHost } from '../identity/loopback.js';
 import type { ProxySetting } from '../config/common-schemas.js';
 import type { VigilConfig } from '../config/config-schema.js';
@@ -57,8 +59,8 @@ export function egressProxy(
 }
 
 /**
- * Every proxy problem of the config — each connection's, each HTTP SIEM sink's — named by its config path (for
- * start-up, which reports them all at once).
+ * Every proxy problem of the config — each connection's, each OIDC issuer's, each HTTP SIEM sink's — named by its
+ * config path (for start-up, which reports them all at once; approval webhooks' are checked with their URLs).
  */
 export function egressProxyProblems(config: VigilConfig, env: NodeJS.ProcessEnv = process.env): string[] {
   const problems: string[] = [];
@@ -71,6 +73,7 @@ export function egressProxyProblems(config: VigilConfig, env: NodeJS.ProcessEnv 
     }
   };
   config.connections.forEach((c, i) => check(c.upstream, c.proxy, ['connections', i, 'proxy']));
+  config.identity.oidc.forEach((o, i) => check(o.issuer, o.proxy, ['identity', 'oidc', i, 'proxy']));
   config.siem.sinks.forEach((sink, i) => {
     const http = sinkTarget(sink);
     if (http !== null) check(http.url, http.proxy, ['siem', 'sinks', i, 'proxy']);
@@ -123,7 +126,8 @@ function parseProxy(value: string, where: string): Omit<EgressProxy, 'from'> {
 /**
  * Whether `no_proxy` exempts `upstream`, as curl reads it: a comma- or space-separated list of `*` (everything), host
  * names (which match the host and every host below it: `example.com` and `.example.com` both match
- * `api.example.com`), and IP addresses, each optionally with `:port`. CIDR ranges are not read.
+ * `api.example.com`), IP addresses, each optionally with `:port`, and CIDR ranges (`10.0.0.0/8`, `fd00::/8`), which
+ * match a target given as an IP address (a host name is not resolved to be matched).
  */
 export function noProxyMatches(upstream: URL, noProxy: string): boolean {
   const host = upstream.hostname.toLowerCase().replace(/^\[|\]$/g, '');
@@ -132,10 +136,53 @@ export function noProxyMatches(upstream: URL, noProxy: string): boolean {
     const entry = raw.trim().toLowerCase();
     if (entry === '') continue;
     if (entry === '*') return true;
+    if (entry.includes('/')) {
+      if (inCidr(host, entry)) return true;
+      continue;
+    }
     const m = /^(\[[^\]]+\]|[^:]+|[0-9a-f:]+)(?::(\d+))?$/.exec(entry);
     const name = (m?.[1] ?? entry).replace(/^\[|\]$/g, '').replace(/^\*?\./, '');
     if (m?.[2] !== undefined && m[2] !== port) continue;
     if (host === name || host.endsWith(`.${name}`)) return true;
   }
   return false;
+}
+
+/** Whether `host` is an IP address within `cidr` (`10.0.0.0/8`, `fd00::/8`); false for a name or a malformed range. */
+function inCidr(host: string, cidr: string): boolean {
+  const family = isIP(host);
+  const m = /^\[?([0-9a-f.:]+)\]?\/(\d{1,3})$/.exec(cidr);
+  if (family === 0 || !m || isIP(m[1]!) !== family) return false;
+  const prefix = Number(m[2]);
+  if (prefix > (family === 4 ? 32 : 128)) return false;
+  const type = family === 4 ? 'ipv4' : 'ipv6';
+  const range = new BlockList();
+  range.addSubnet(m[1]!, prefix, type);
+  return range.check(host, type);
+}
+
+/**
+ * The fetch the gateway's own calls use — OIDC discovery and key sets, approval webhooks: each URL goes through the
+ * proxy {@link egressProxy} chooses for it with this `proxy:` setting (so the environment's `https_proxy` and
+ * `no_proxy` too), or direct. Decided per URL, as a provider's key set may be on another host than its discovery
+ * document. A proxy that cannot be read fails the call, never goes direct.
+ */
+export function egressFetch(
+  setting: ProxySetting | undefined,
+  where: string,
+  env: NodeJS.ProcessEnv = process.env,
+): typeof fetch {
+  const agents = new Map<string, ProxyAgent>();
+  return ((input: string | URL | Request, init?: RequestInit) => {
+    const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
+    const proxy = egressProxy(url, setting, where, env);
+    if (proxy === null) return fetch(input, init);
+    let agent = agents.get(proxy.uri);
+    if (agent === undefined) {
+      agent = new ProxyAgent({ uri: proxy.uri, proxyTunnel: true });
+      agents.set(proxy.uri, agent);
+    }
+    // undici's own fetch with its own agent: Node's global fetch bundles another undici.
+    return undiciFetch(url, { ...(init as object), dispatcher: agent }) as unknown as Promise<Response>;
+  }) as typeof fetch;
 }

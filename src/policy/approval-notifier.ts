@@ -18,9 +18,11 @@ import {
   httpUrlWithout,
   orSecretRef,
   positiveDuration,
+  proxySetting,
   secretRef,
 } from '../config/common-schemas.js';
 import { ConfigError } from '../errors.js';
+import { egressFetch, egressProxy } from '../net/egress-proxy.js';
 import { readSecret } from '../config/read-secret.js';
 import { vigilSignature } from '../export/http-sink.js';
 import { readHeaders } from '../export/internal/read-secret.js';
@@ -80,6 +82,8 @@ const webhookSchema = z
     timeout: positiveDuration.default(5000),
     /** Attempts after the first, with backoff (0.5 s, 1 s, 2 s, …). */
     retries: z.number().int().min(0).max(10).default(3),
+    /** The HTTP proxy it is reached through (see net/egress-proxy.ts); absent: the environment's, as connections. */
+    proxy: proxySetting.optional(),
   })
   .strict();
 
@@ -218,6 +222,8 @@ function slackPayload(a: ApprovalView, adminUrl?: string): { text: string; block
 interface Target {
   readonly config: WebhookConfig;
   readonly url: string;
+  /** Direct, or through the proxy chosen for it. */
+  readonly fetch: typeof fetch;
   readonly headers: Readonly<Record<string, string>>;
   readonly secret: string | undefined;
 }
@@ -272,9 +278,13 @@ export class ApprovalNotifier implements HeldNotifier {
     this.adminUrl = config.admin_url;
     this.targets = config.webhooks.map((w, i) => {
       const where = `approvals.webhooks[${i}] (${w.name})`;
+      const url = targetUrl(w, where);
+      // A proxy that cannot be read stops start-up here, naming its key, rather than failing each notification.
+      egressProxy(url, w.proxy, `${where}.proxy`);
       return {
         config: w,
-        url: targetUrl(w, where),
+        url,
+        fetch: egressFetch(w.proxy, `${where}.proxy`),
         headers: readHeaders(w.headers, where),
         secret: w.secret ? readSecret(w.secret, `${where}.secret`) : undefined,
       };
@@ -324,7 +334,7 @@ export class ApprovalNotifier implements HeldNotifier {
       }
       try {
         const timeout = AbortSignal.timeout(t.config.timeout);
-        const res = await fetch(t.url, {
+        const res = await t.fetch(t.url, {
           method: 'POST',
           headers,
           body,

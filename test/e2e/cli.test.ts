@@ -505,9 +505,9 @@ describe('operator errors say what to fix', () => {
     const config = path.join(dir, 'vigil.yaml');
     const data = path.join(dir, 'data');
     /** `vigil config check` of a config file of these lines. */
-    const check = (lines: string[]) => {
+    const check = (lines: string[], env: NodeJS.ProcessEnv = {}) => {
       writeFileSync(config, `${lines.join('\n')}\n`);
-      return vigil(['config', 'check', '--config', config]);
+      return vigil(['config', 'check', '--config', config], env);
     };
     const ok = await check([
       `data_dir: ${data}`,
@@ -525,6 +525,27 @@ describe('operator errors say what to fix', () => {
     );
     expect(ok.stderr).toContain('vigil: warning: connection "anthropic" has no credential: set VIGIL_TEST_UNSET_KEY');
     expect(existsSync(data)).toBe(false); // no store opened
+
+    // The environment's egress proxy, for the upstream and the identity provider alike.
+    const egress = await check(
+      [
+        `data_dir: ${data}`,
+        'identity:',
+        '  oidc:',
+        '    - { issuer: https://idp.example.com, audience: vigil }',
+        '    - { issuer: https://idp.internal.example, audience: vigil }',
+        'connections:',
+        '  - name: anthropic',
+        '    credential: { env: VIGIL_TEST_UNSET_KEY }',
+      ],
+      { HTTPS_PROXY: 'egress.example:3128', NO_PROXY: '.internal.example' },
+    );
+    expect(egress.code).toBe(0);
+    expect(egress.stdout).toContain(
+      'connection anthropic → https://api.anthropic.com through http://egress.example:3128 (HTTPS_PROXY)',
+    );
+    expect(egress.stdout).toContain('issuer https://idp.example.com through http://egress.example:3128 (HTTPS_PROXY)');
+    expect(egress.stdout).toMatch(/issuer https:\/\/idp\.internal\.example\n/); // no_proxy: direct
 
     const exposed = await check([
       'listen: 0.0.0.0:8080',

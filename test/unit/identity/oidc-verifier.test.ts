@@ -4,6 +4,7 @@ import { createLocalJWKSet, jwtVerify, SignJWT, type JSONWebKeySet } from 'jose'
 import { VigilError } from '../../../src/errors.js';
 import { oidcIssuerSchema } from '../../../src/identity/identity-config.js';
 import { OidcVerifier, type VerifyOptions } from '../../../src/identity/oidc-verifier.js';
+import { ConnectProxy } from '../../support/connect-proxy.js';
 import { startOidcProvider, TEST_CLIENT, type OidcTestProvider } from '../../support/oidc-provider.js';
 
 /** An issuer entry as the config loader would hand it over. */
@@ -388,6 +389,43 @@ describe('OidcVerifier key rotation and provider outages', () => {
       await a.mintToken({}, { issuer: b.issuer, audience: 'vigil-b' }),
       /^unknown signing key/,
     );
+  });
+
+  it('reaches the provider through the egress proxy named for it (discovery and keys), with its credentials', async () => {
+    // Went wrong: discovery and the key set were fetched with Node's fetch, which ignores HTTPS_PROXY unless the
+    // gateway runs with NODE_USE_ENV_PROXY=1: where the way out is an egress proxy, every token was refused.
+    const idp = await provider();
+    const proxy = new ConnectProxy('vigil:proxy-pass');
+    const port = await proxy.listen();
+    process.env.VIGIL_TEST_IDP_PROXY = `http://vigil:proxy-pass@127.0.0.1:${port}`;
+    process.env.VIGIL_TEST_IDP_BAD_PROXY = `http://vigil:wrong@127.0.0.1:${port}`;
+    try {
+      const verifier = new OidcVerifier([issuerConfig(idp.issuer, { proxy: { env: 'VIGIL_TEST_IDP_PROXY' } })]);
+      expect(await verifier.start()).toEqual([]);
+      expect(await verifier.verify(await idp.clientCredentialsToken('vigil'))).toMatchObject({
+        subject: TEST_CLIENT.id,
+      });
+      const target = new URL(idp.issuer).host;
+      expect(proxy.tunnels.length).toBeGreaterThan(0);
+      expect(proxy.tunnels).toEqual(
+        proxy.tunnels.map(() => ({ target, credentials: 'vigil:proxy-pass', allowed: true })),
+      );
+
+      // A proxy that refuses (wrong credentials): the provider is unreachable, never tried directly.
+      const refused = new OidcVerifier([issuerConfig(idp.issuer, { proxy: { env: 'VIGIL_TEST_IDP_BAD_PROXY' } })]);
+      const [warning] = await refused.start();
+      expect(warning).toMatch(/is unreachable/);
+      expect(proxy.tunnels.at(-1)).toMatchObject({ target, allowed: false });
+      await expectRejected(
+        refused,
+        await idp.clientCredentialsToken('vigil'),
+        /^cannot verify token: identity provider/,
+      );
+    } finally {
+      await proxy.close();
+      delete process.env.VIGIL_TEST_IDP_PROXY;
+      delete process.env.VIGIL_TEST_IDP_BAD_PROXY;
+    }
   });
 
   it('warns at start about a provider whose discovery names another issuer', async () => {

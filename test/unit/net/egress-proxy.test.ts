@@ -110,4 +110,23 @@ describe('no_proxy', () => {
     expect(noProxyMatches(new URL('http://[fd00::1]:8080'), '[fd00::1]')).toBe(true);
     expect(noProxyMatches(new URL('http://[fd00::1]:8080'), 'fd00::1')).toBe(true);
   });
+
+  it('matches IP addresses within CIDR ranges, and never a host name by its range', () => {
+    // Went wrong: `NO_PROXY=10.0.0.0/8`, as clusters set it, was read as a host name, so internal upstreams given by
+    // address went through the egress proxy.
+    const list = 'localhost, 10.0.0.0/8, 192.168.10.0/24, fd00::/8';
+    expect(noProxyMatches(new URL('http://10.200.3.4:8080'), list)).toBe(true);
+    expect(noProxyMatches(new URL('https://192.168.10.77'), list)).toBe(true);
+    expect(noProxyMatches(new URL('https://192.168.11.77'), list)).toBe(false);
+    expect(noProxyMatches(new URL('https://11.0.0.1'), list)).toBe(false);
+    expect(noProxyMatches(new URL('http://[fd12::7]:8080'), list)).toBe(true);
+    expect(noProxyMatches(new URL('http://[fe80::1]:8080'), list)).toBe(false);
+    expect(noProxyMatches(new URL('https://api.anthropic.com'), list)).toBe(false); // not resolved
+    expect(noProxyMatches(new URL('https://10.1.1.1'), '10.0.0.0/33, 10.0.0.0/x, ::/0')).toBe(false); // malformed, or v6
+    expect(noProxyMatches(new URL('https://10.1.1.1'), '0.0.0.0/0')).toBe(true);
+    // From the environment, as the gateway reads it.
+    const env = { HTTPS_PROXY: 'http://egress.example:3128', NO_PROXY: list };
+    expect(egressProxy('https://10.9.9.9/', undefined, WHERE, env)).toBeNull();
+    expect(egressProxy('https://api.anthropic.com/', undefined, WHERE, env)?.from).toBe('HTTPS_PROXY');
+  });
 });

@@ -16,6 +16,7 @@ import { ApprovalCoordinator, type ApprovalView } from '../../../src/policy/appr
 import { compileMasker } from '../../../src/recorder/masking/masker.js';
 import { maskingConfigSchema } from '../../../src/recorder/masking/masking-config.js';
 import { SqliteAuditStore } from '../../../src/store/sqlite/sqlite-audit-store.js';
+import { ConnectProxy } from '../../support/connect-proxy.js';
 import { startRecordingHttpServer, type RecordingHttpServer } from '../../support/recording-http-server.js';
 
 const SECRET = 'AKIAIOSFODNN7EXAMPLE';
@@ -213,6 +214,48 @@ describe('approval webhooks', () => {
       }),
     );
     expect((await notifier.notify(approval)).map((r) => r.webhook)).toEqual(['all']);
+  });
+
+  it('posts through the egress proxy named for it, with its credentials; a proxy that refuses is a failed try', async () => {
+    // Went wrong: webhooks were posted with Node's fetch, which ignores HTTPS_PROXY unless the gateway runs with
+    // NODE_USE_ENV_PROXY=1: a Slack webhook behind the company's egress proxy was never reached.
+    const proxy = new ConnectProxy('vigil:proxy-pass');
+    const port = await proxy.listen();
+    process.env.TEST_HOOK_PROXY = `http://vigil:proxy-pass@127.0.0.1:${port}`;
+    process.env.TEST_HOOK_BAD_PROXY = `http://vigil:wrong@127.0.0.1:${port}`;
+    try {
+      const notifier = new ApprovalNotifier(
+        config({
+          webhooks: [
+            { name: 'slack', format: 'slack', url: { env: 'TEST_SLACK_URL' }, proxy: { env: 'TEST_HOOK_PROXY' } },
+            { name: 'refused', url: server.url, proxy: { env: 'TEST_HOOK_BAD_PROXY' }, retries: 0 },
+          ],
+        }),
+        { backoffMs: 1 },
+      );
+      const [slack, refused] = await notifier.notify(approval);
+      expect(slack).toEqual({ webhook: 'slack', ok: true, attempts: 1, status: 200, error: null });
+      expect(server.requests).toHaveLength(1);
+      expect(server.requests[0]).toMatchObject({ method: 'POST', url: '/services/T000/B000/XXXX' });
+      expect(refused).toMatchObject({ webhook: 'refused', ok: false, attempts: 1, status: null });
+      expect(refused?.error).not.toContain('wrong'); // the proxy's password is never in what is recorded
+      const target = new URL(server.url).host;
+      expect(proxy.tunnels).toEqual([
+        { target, credentials: 'vigil:proxy-pass', allowed: true },
+        { target, credentials: 'vigil:wrong', allowed: false },
+      ]);
+      // A proxy that cannot be read stops start-up, naming its key.
+      expect(
+        () =>
+          new ApprovalNotifier(
+            config({ webhooks: [{ name: 'ops', url: server.url, proxy: { env: 'NOT_SET_ANYWHERE' } }] }),
+          ),
+      ).toThrow('approvals.webhooks[0] (ops).proxy: environment variable NOT_SET_ANYWHERE');
+    } finally {
+      await proxy.close();
+      delete process.env.TEST_HOOK_PROXY;
+      delete process.env.TEST_HOOK_BAD_PROXY;
+    }
   });
 
   it('refuses a missing secret at start-up, naming the config key', () => {

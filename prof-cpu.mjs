@@ -1,0 +1,42 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { runScenario } from './bench/load-generator.mjs';
+import { startUpstream } from './bench/targets.mjs';
+import { cpuTime } from './bench/processes.mjs';
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'prof-'));
+const up = await startUpstream(tmp);
+const profDir = path.join(tmp, 'prof'); mkdirSync(profDir);
+const extra = process.env.PROF === '1' ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, '--cpu-prof-interval', '200'] : [];
+const cfg = process.env.CFG ? ['--config', process.env.CFG] : [];
+const child = spawn(process.execPath, [...extra, 'dist/cli/bin.js', 'serve', ...cfg, '--listen', '127.0.0.1:0', '--upstream', up.url, '--data-dir', path.join(tmp, 'data')], { env: { ...process.env, ANTHROPIC_API_KEY: 'k' }, stdio: ['ignore', 'pipe', 'inherit'] });
+const url = await new Promise((r) => { let o = ''; child.stdout.on('data', (c) => { o += c; const m = /listening on (\S+)/.exec(o); if (m) r(m[1]); }); });
+const N = Number(process.env.N ?? 6000);
+const stream = process.env.JSON !== '1';
+await runScenario({ url, concurrency: 32, requests: 500, warmup: 100, timeCapMs: 60000, stream, seed: 7 });
+const c0 = cpuTime(child.pid);
+const t0 = performance.now();
+const r = await runScenario({ url, concurrency: 32, requests: N, warmup: 0, timeCapMs: 120000, stream, seed: 99 });
+await new Promise((res) => setTimeout(res, 500));
+const c1 = cpuTime(child.pid);
+const el = performance.now() - t0;
+console.log(JSON.stringify({ rps: (N / el * 1000).toFixed(0), cpuMsPerReq: ((c1.ticks - c0.ticks) * 10 / N).toFixed(3), errors: r.errors?.length ?? r.errors }));
+child.kill('SIGTERM');
+await new Promise((r) => child.once('exit', r));
+up.child.kill('SIGTERM');
+if (process.env.PROF === '1') {
+  const f = readdirSync(profDir)[0];
+  const prof = JSON.parse(readFileSync(path.join(profDir, f)));
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  const dt = prof.timeDeltas; let total = 0;
+  const counts = new Map();
+  for (let i = 0; i < prof.samples.length; i++) counts.set(prof.samples[i], (counts.get(prof.samples[i]) ?? 0) + (dt[i] ?? 0));
+  const byFile = new Map();
+  for (const [id, t] of counts) { const n = byId.get(id); const cf = n.callFrame; const key = `${cf.functionName || '(anon)'} ${cf.url.replace(/.*\/(src|dist|node_modules)\//, '$1/')}:${cf.lineNumber}`; self.set(key, (self.get(key) ?? 0) + t); total += t; const fk = cf.url.replace(/.*\/(dist|node_modules)\//, '$1/').replace(/^node:.*/, 'node:*') || cf.functionName; byFile.set(fk, (byFile.get(fk) ?? 0) + t); }
+  const top = [...self].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.TOP ?? 45));
+  for (const [k, t] of top) console.log((100 * t / total).toFixed(1).padStart(5), k);
+  console.log('--- by file');
+  for (const [k, t] of [...byFile].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log((100 * t / total).toFixed(1).padStart(5), k);
+}
