@@ -372,6 +372,12 @@ export const OPENAPI_DOCUMENT = {
         schema: { type: 'string' },
         description: 'A masking detector type that was found.',
       },
+      stop_reason: {
+        name: 'stop_reason',
+        in: 'query',
+        schema: { type: 'string', pattern: '^[a-z][a-z0-9_]{0,63}$' },
+        description: 'Why the answer stopped, as the response said: end_turn, tool_use, max_tokens, refusal, …',
+      },
       since: {
         name: 'since',
         in: 'query',
@@ -546,6 +552,7 @@ export const OPENAPI_DOCUMENT = {
           outcome: { type: ['string', 'null'] },
           inputTokens: { type: ['integer', 'null'] },
           outputTokens: { type: ['integer', 'null'] },
+          stopReason: { type: ['string', 'null'] },
           masking: { type: 'object', additionalProperties: { type: 'integer' } },
         },
       },

@@ -23,6 +23,7 @@ export const FILTER_PARAMS = [
   'model',
   'outcome',
   'masking',
+  'stop_reason',
   'since',
   'until',
 ] as const;
@@ -52,6 +53,12 @@ export function filterFrom(get: ParamSource): ExchangeFilter {
   if (outcome !== undefined && !(OUTCOMES as readonly string[]).includes(outcome)) {
     throw badRequest(`outcome: expected one of ${OUTCOMES.join(', ')}, got "${outcome}"`);
   }
+  const stopReason = str('stop_reason');
+  if (stopReason !== undefined && !/^[a-z][a-z0-9_]{0,63}$/.test(stopReason)) {
+    throw badRequest(
+      `stop_reason: expected a stop reason such as end_turn, tool_use, max_tokens or refusal, got "${stopReason}"`,
+    );
+  }
   const since = str('since');
   const until = str('until');
   return {
@@ -61,6 +68,7 @@ export function filterFrom(get: ParamSource): ExchangeFilter {
     model: str('model'),
     outcome: outcome as ExchangeFilter['outcome'],
     masking: str('masking'),
+    stopReason,
     since: since === undefined ? undefined : parseInstant('since', since),
     until: until === undefined ? undefined : parseInstant('until', until),
   };

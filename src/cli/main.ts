@@ -77,7 +77,7 @@ commands:
   sessions list              list recorded sessions, newest first
   sessions show <id>         one session as a transcript (or --json)
   sessions export [<id>] [--format jsonl|markdown] [--out FILE] [--caller S] [--group G] [--connection C]
-                  [--model M] [--outcome O] [--masking TYPE] [--since T] [--until T]
+                  [--model M] [--outcome O] [--masking TYPE] [--stop-reason R] [--since T] [--until T]
                              export a session, or every exchange matching the filters (JSONL: one exchange a line)
   search <query> [--limit N] [--cursor C] [filters as for export]
                              full-text search of prompts, responses and tool calls ("phrases", prefix*)
@@ -316,17 +316,21 @@ async function sessions(args: string[], out: Out): Promise<number> {
   throw new CliError('usage: vigil sessions list|show|export …');
 }
 
+/** A filter parameter as a CLI option (`stop_reason` → `--stop-reason`). */
+const cliOption = (param: string): string => param.replaceAll('_', '-');
+
 /** Options of the filters shared by `search` and `sessions export` (the admin API's query parameters). */
-const FILTER_OPTIONS = Object.fromEntries(FILTER_PARAMS.map((p) => [p, { type: 'string' }])) as Record<
-  (typeof FILTER_PARAMS)[number],
+const FILTER_OPTIONS = Object.fromEntries(FILTER_PARAMS.map((p) => [cliOption(p), { type: 'string' }])) as Record<
+  string,
   { type: 'string' }
 >;
 
 function cliFilter(values: Partial<Record<string, unknown>>): ReturnType<typeof filterFrom> {
   try {
-    return filterFrom((n) => values[n] as string | undefined);
+    return filterFrom((n) => values[cliOption(n)] as string | undefined);
   } catch (err) {
-    throw new CliError(`--${(err as Error).message}`);
+    // The message names the parameter (`stop_reason: …`): named here as its option.
+    throw new CliError(`--${(err as Error).message.replace(/^[a-z_]+/, cliOption)}`);
   }
 }
 
@@ -354,15 +358,16 @@ async function exportSessions(args: string[], out: Out): Promise<number> {
       throw new CliError(`no session "${id}" in this store (see: vigil sessions list)`, 1);
     }
     {
-      const described = Object.entries(values).filter(
-        ([k, v]) => (FILTER_PARAMS as readonly string[]).includes(k) && v !== undefined,
-      );
+      const described = FILTER_PARAMS.flatMap((p) => {
+        const v = (values as Record<string, unknown>)[cliOption(p)];
+        return typeof v === 'string' ? [[p, v] as [string, string]] : [];
+      });
       await recordCliRead(
         values,
         'export',
         id !== undefined ? [id] : [],
         out,
-        new URLSearchParams(described as Array<[string, string]>).toString(),
+        new URLSearchParams(described).toString(),
       );
     }
     // Recorded content, readable by its owner alone (when the file is new), whatever directory it is written to.

@@ -97,6 +97,8 @@ export interface ExchangeSummary {
   readonly outcome: Outcome | null;
   readonly inputTokens: number | null;
   readonly outputTokens: number | null;
+  /** Why the answer stopped (`end_turn`, `tool_use`, `max_tokens`, `refusal`, …); null while in progress or unsaid. */
+  readonly stopReason: string | null;
 }
 
 export interface SessionSummary {
@@ -129,6 +131,8 @@ export interface ExchangeFilter {
   readonly outcome?: Outcome | 'in_progress' | undefined;
   /** A masking detector type that replaced at least one value in the exchange (`anthropic_api_key`, `email`, …). */
   readonly masking?: string | undefined;
+  /** Why the answer stopped, as the response said (`end_turn`, `tool_use`, `max_tokens`, `refusal`, …). */
+  readonly stopReason?: string | undefined;
   /** Started at or after, epoch milliseconds. */
   readonly since?: number | undefined;
   /** Started before (exclusive), epoch milliseconds. */

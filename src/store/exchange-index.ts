@@ -29,6 +29,8 @@ export interface ResultIndexRow {
   readonly inputTokens: number | null;
   readonly outputTokens: number | null;
   readonly model: string | null;
+  /** Why the answer stopped (`end_turn`, `tool_use`, `max_tokens`, `refusal`, …); null when it did not say. */
+  readonly stopReason: string | null;
 }
 
 export function exchangeIndexRow(r: NewRecord): ExchangeIndexRow | undefined {
@@ -65,6 +67,8 @@ export function resultIndexRow(r: NewRecord): ResultIndexRow | undefined {
     inputTokens: input,
     outputTokens: d.usage?.output_tokens ?? null,
     model: d.model,
+    // A string, or nothing (records from before it was recorded; a value that is not a string is not indexed).
+    stopReason: typeof d.stopReason === 'string' ? d.stopReason : null,
   };
 }
 

@@ -37,6 +37,7 @@ export interface ExchangeRow {
   input_tokens: number | null;
   output_tokens: number | null;
   result_model: string | null;
+  stop_reason: string | null;
 }
 
 export const toSummary = (r: ExchangeRow): ExchangeSummary => ({
@@ -56,6 +57,7 @@ export const toSummary = (r: ExchangeRow): ExchangeSummary => ({
   outcome: r.outcome ?? null,
   inputTokens: r.input_tokens ?? null,
   outputTokens: r.output_tokens ?? null,
+  stopReason: r.stop_reason ?? null,
 });
 
 export interface RecordRow {

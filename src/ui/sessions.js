@@ -9,6 +9,7 @@ const FILTERS = [
   ['connection', 'Connection', 'anthropic'],
   ['model', 'Model', 'claude-sonnet-5-5'],
   ['masking', 'Masking type', 'aws_access_key'],
+  ['stop_reason', 'Stop reason', 'refusal, max_tokens'],
   ['since', 'Since', '2025-01-15T09:00:00Z'],
   ['until', 'Until', 'ISO time or epoch ms'],
 ];

@@ -81,6 +81,8 @@ interface ExchangeSpec {
   readonly outcome?: ExchangeResponseData['outcome'];
   /** Masking counts per detector type, as the recorder's masking summary. */
   readonly masking?: Record<string, number>;
+  /** Why the answer stopped (default end_turn). */
+  readonly stopReason?: string;
   /** A blob holding the request's messages, referred to from the request body. */
   readonly messages?: { hash: string; data: Buffer };
 }
@@ -145,7 +147,7 @@ function responseRecord(x: ExchangeSpec): NewRecord {
       output_tokens: x.outputTokens ?? 7,
     },
     model: `${x.model ?? 'claude-sonnet-4-5'}-20250929`,
-    stopReason: 'end_turn',
+    stopReason: x.stopReason ?? 'end_turn',
     outcome: x.outcome ?? 'ok',
     error: null,
     eventCount: 3,
@@ -527,6 +529,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           outcome: 'ok',
           inputTokens: 105,
           outputTokens: 20,
+          stopReason: 'end_turn',
         },
         expect.objectContaining({ id: 'ex_b', stream: false, inputTokens: 205, outputTokens: 30, outcome: 'ok' }),
         expect.objectContaining({
@@ -734,6 +737,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
           caller: 'bob',
           groups: ['sales'],
           masking: { anthropic_api_key: 1, email: 0 },
+          stopReason: 'refusal',
         },
       ];
       for (const x of specs) await store.append(exchangeBatch(x));
@@ -767,6 +771,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         outcome: 'ok',
         inputTokens: 15,
         outputTokens: 7,
+        stopReason: 'end_turn',
         masking: { email: 2 },
       });
       expect(all.items.find((x) => x.id === 'ex_5')!.masking).toEqual({ anthropic_api_key: 1 });
@@ -784,6 +789,12 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(await ids({ outcome: 'in_progress' })).toEqual(['ex_6']);
       expect(await ids({ masking: 'email' })).toEqual(['ex_1']);
       expect(await ids({ masking: 'anthropic_api_key' })).toEqual(['ex_5']);
+      // Why the answer stopped: a refusal (a model's safety classifiers declined), or the usual end of a turn.
+      expect(await ids({ stopReason: 'refusal' })).toEqual(['ex_5']);
+      expect(await ids({ stopReason: 'end_turn' })).toEqual(['ex_4', 'ex_3', 'ex_2', 'ex_1']);
+      expect(await ids({ stopReason: 'refusal', caller: 'alice' })).toEqual([]);
+      expect(all.items.find((x) => x.id === 'ex_5')!.stopReason).toBe('refusal');
+      expect(all.items.find((x) => x.id === 'ex_6')!.stopReason).toBeNull();
       expect(await ids({ since: T0 + 2000, until: T0 + 5000 })).toEqual(['ex_4', 'ex_3', 'ex_2']);
       expect(await ids({ session: 'ses_b', outcome: 'ok' })).toEqual(['ex_5']);
       expect(await ids({ group: 'nobody' })).toEqual([]);
@@ -899,7 +910,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       );
     });
 
-    it('filters sessions by group, model, outcome, masking and issuer', async () => {
+    it('filters sessions by group, model, outcome, masking, stop reason and issuer', async () => {
       await fillVaried();
       const sessions = async (filter: Parameters<AuditStore['listSessions']>[0]): Promise<Array<[string, number]>> =>
         (await store.listSessions(filter)).items.map((x) => [x.id, x.exchanges]);
@@ -912,6 +923,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       ]);
       expect(await sessions({ outcome: 'in_progress' })).toEqual([['ses_b', 1]]);
       expect(await sessions({ masking: 'email' })).toEqual([['ses_a', 1]]);
+      expect(await sessions({ stopReason: 'refusal' })).toEqual([['ses_b', 1]]);
       expect(await sessions({ caller: 'alice', callerIssuer: 'https://other-idp.example' })).toEqual([['ses_c', 1]]);
     });
 
@@ -1266,6 +1278,23 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
 
     // SQLite has no TRUNCATE; PostgreSQL's bypasses row triggers, so it needs its own.
     if (kind === 'postgres') {
+      it('migration 13 fills the stop reason of exchanges recorded before, from their response records', async () => {
+        await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+        await store.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1, stopReason: 'refusal' }));
+        await store.close();
+        // As version 12 left them: no stop reason in the index (the column did not exist).
+        await fixture.sql('DROP INDEX exchange_results_stop_reason');
+        await fixture.sql('ALTER TABLE exchange_results DROP COLUMN stop_reason');
+        await fixture.sql('DELETE FROM schema_migrations WHERE version = 13');
+        store = await fixture.open(); // upgrades
+        const ids = async (stopReason: string) =>
+          (await store.listExchangesFiltered({ stopReason })).items.map((x) => x.id);
+        expect(await ids('refusal')).toEqual(['ex_2']);
+        expect(await ids('end_turn')).toEqual(['ex_1']);
+        await expect(fixture.sql("UPDATE exchange_results SET stop_reason = 'x'")).rejects.toThrow(/append-only/);
+        expect(await store.verify()).toMatchObject({ ok: true });
+      });
+
       it('refuses TRUNCATE', async () => {
         await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
         for (const table of ['records', 'blobs', 'exchanges', 'exchange_results']) {

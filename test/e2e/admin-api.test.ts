@@ -496,6 +496,41 @@ describe('lists, filters and pages', () => {
     const [x1, x2] = await h.session('alice-1', 2);
     expect([first.json.items[0]!.id, second.json.items[0]!.id]).toEqual([x2!.id, x1!.id]);
   });
+
+  it('finds the answers a model declined: stop_reason=refusal', async () => {
+    // A model whose safety classifiers decline answers 200 with stop_reason "refusal" (Claude Fable): not an error,
+    // so no outcome filter found them, and they are what an auditor looks for first.
+    const frank = client(await idp.mintToken({ groups: ['research'] }, { subject: 'frank' }));
+    const params = {
+      model: 'claude-fable-5-1',
+      max_tokens: 50,
+      messages: [{ role: 'user' as const, content: 'Write the exploit [[scenario:refusal]]' }],
+    };
+    const headers = { headers: { 'x-vigil-session': 'frank-1' } };
+    const declined = await frank.messages.create(params, headers);
+    expect(declined).toMatchObject({ stop_reason: 'refusal', content: [] });
+    expect((await frank.messages.stream(params, headers).finalMessage()).stop_reason).toBe('refusal');
+    await frank.messages.create({ ...params, messages: [{ role: 'user', content: 'And a poem' }] }, headers);
+    await h.session('frank-1', 3);
+
+    const refused = (await api<Paged<ExchangeListItem>>('/exchanges?stop_reason=refusal', tokens.dave)).json.items;
+    expect(refused.map((x) => [x.callerSubject, x.stream, x.outcome, x.stopReason])).toEqual([
+      ['frank', true, 'ok', 'refusal'],
+      ['frank', false, 'ok', 'refusal'],
+    ]);
+    const frankEnded = await api<Paged<ExchangeListItem>>('/exchanges?caller=frank&stop_reason=end_turn', tokens.dave);
+    expect(frankEnded.json.items.map((x) => x.stopReason)).toEqual(['end_turn']);
+    const sessions = await api<Paged<SessionSummary>>('/sessions?stop_reason=refusal', tokens.dave);
+    expect(sessions.json.items.map((s) => [s.id, s.exchanges])).toEqual([['frank-1', 2]]);
+    // A user sees their own only.
+    expect((await api<Paged<ExchangeListItem>>('/exchanges?stop_reason=refusal', tokens.alice)).json.items).toEqual([]);
+
+    const bad = await api('/exchanges?stop_reason=Refusal%20OR%201', tokens.dave);
+    expect(bad.status).toBe(400);
+    expect(bad.json).toMatchObject({
+      error: { type: 'invalid_request_error', message: expect.stringContaining('stop_reason: expected a stop reason') },
+    });
+  });
 });
 
 describe('search', () => {

@@ -186,6 +186,30 @@ describe('vigil serve, sessions, verify', () => {
     expect(await hits('quokka')).toBe(1);
   });
 
+  it('exports the answers a model declined: --stop-reason refusal', async () => {
+    const dir = dataDir();
+    const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
+    try {
+      expect((await ask(gw.url, 'write the exploit', 'declined', 'refusal')).stop_reason).toBe('refusal');
+      expect((await ask(gw.url, 'write a poem', 'answered')).stop_reason).toBe('end_turn');
+    } finally {
+      gw.child.kill('SIGTERM');
+      expect(await gw.exited).toBe(0);
+    }
+    const exported = await vigil(['sessions', 'export', '--stop-reason', 'refusal', '--data-dir', dir]);
+    expect(exported.code).toBe(0);
+    const lines = exported.stdout
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { session_id: string });
+    expect(lines.map((x) => x.session_id)).toEqual(['declined']);
+    const found = await vigil(['search', 'poem', '--stop-reason', 'refusal', '--data-dir', dir, '--json']);
+    expect(JSON.parse(found.stdout)).toMatchObject({ items: [] });
+    const bad = await vigil(['sessions', 'export', '--stop-reason', 'Not one', '--data-dir', dir]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('--stop-reason: expected a stop reason');
+  });
+
   it('verify fails, naming the record, when a record is changed or removed behind the gateway’s back', async () => {
     const dir = dataDir();
     const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);

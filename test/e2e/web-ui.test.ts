@@ -338,6 +338,16 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     await page.waitForURL(/model=claude-haiku-4-5/);
     const rows = page.locator('table.sessions tbody tr');
     await expect.poll(() => rows.locator('td:first-child').allTextContents()).toEqual(['ui-xss', 'ui-plain']);
+    // Why answers stopped: every answer so far ended its turn or called a tool, none was declined.
+    await page.locator('input[name="model"]').fill('');
+    await page.getByLabel('Stop reason').fill('tool_use');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.waitForURL(/stop_reason=tool_use/);
+    await expect.poll(() => rows.locator('td:first-child').allTextContents()).toEqual(['ui-tools']);
+    await page.getByLabel('Stop reason').fill('refusal');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    await page.getByText('No sessions match these filters.').waitFor();
+    await page.getByLabel('Stop reason').fill('');
     await page.locator('input[name="caller"]').fill('nobody-at-all');
     await page.getByRole('button', { name: 'Filter' }).click();
     await page.getByText('No sessions match these filters.').waitFor();

@@ -7,7 +7,7 @@ import { lastUserMessage, messageText, scenarioDirective } from './directives.js
 import type { Exchange } from './exchange.js';
 import { sendError, sendJson } from './exchange.js';
 import { messageEvents, sseEvent, type SseEvent } from './message-events.js';
-import { inputUsage, messageBody, parseJsonBody, parseMessagesRequest, planReply } from './reply.js';
+import { inputUsage, messageBody, parseJsonBody, parseMessagesRequest, planReply, refused } from './reply.js';
 import { answerFailure, parseScenario, type Scenario } from './scenarios.js';
 
 /** State and settings the endpoint shares with the rest of the fake. */
@@ -52,7 +52,8 @@ export async function createMessage(
   scenario ??= {};
   ex.gzip = scenario.gzip === true;
 
-  const reply = planReply(request, ex.body.length, ex.body.includes(CACHE_CONTROL));
+  const planned = planReply(request, ex.body.length, ex.body.includes(CACHE_CONTROL));
+  const reply = scenario.refusal ? refused(planned) : planned;
   if (!request.stream) {
     const body = JSON.stringify(messageBody(reply));
     if (scenario.earlyEnd === 'cut_stream') return cutBody(ex, body);

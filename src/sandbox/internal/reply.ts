@@ -33,7 +33,7 @@ export type ReplyBlock =
   | { type: 'text'; text: string }
   | { type: 'tool_use'; id: string; name: string; input: Record<string, unknown> };
 
-export type StopReason = 'end_turn' | 'tool_use' | 'max_tokens';
+export type StopReason = 'end_turn' | 'tool_use' | 'max_tokens' | 'refusal';
 
 export interface Usage {
   input_tokens: number;
@@ -144,6 +144,11 @@ export function planReply(request: MessagesRequest, bodyBytes: number, cacheCont
     stopReason,
     usage: { ...inputUsage(bodyBytes, cacheControlled), output_tokens: outputTokens(content) },
   };
+}
+
+/** `reply` declined before any output: no content, `stop_reason: refusal` (a 200, not an error). */
+export function refused(reply: Reply): Reply {
+  return { ...reply, content: [], stopReason: 'refusal', usage: { ...reply.usage, output_tokens: 0 } };
 }
 
 /** The reply as the non-streaming API returns it. https://docs.anthropic.com/en/api/messages */

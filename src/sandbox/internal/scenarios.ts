@@ -18,6 +18,11 @@ export interface Scenario {
   /** Milliseconds between a stream's headers (sent at once) and its first event, as a model slow to start does. */
   startDelayMs?: number;
   gzip?: boolean;
+  /**
+   * The model declines before any output, as a model's safety classifiers do (Claude Fable): a 200 whose
+   * `stop_reason` is `refusal`, with no content.
+   */
+  refusal?: boolean;
 }
 
 /** Delay of `slow` without a number. */
@@ -35,6 +40,7 @@ const NAMES = [
   'slow_start[:<ms>]',
   'gzip',
   'hang',
+  'refusal',
 ].join(', ');
 
 /**
@@ -76,6 +82,9 @@ export function parseScenario(names: string): { ok: true; value: Scenario } | { 
       }
       case 'gzip':
         scenario.gzip = true;
+        break;
+      case 'refusal':
+        scenario.refusal = true;
         break;
       default:
         return { ok: false, message: `unknown fake scenario '${name}'; known: ${NAMES}` };

@@ -350,6 +350,7 @@ function statement(chain: string, channel: string, part: Part): pg.QueryConfig &
       ['input_tokens', 'int8', (x) => x.inputTokens],
       ['output_tokens', 'int8', (x) => x.outputTokens],
       ['model', 'text', (x) => x.model],
+      ['stop_reason', 'text', (x) => x.stopReason],
     ],
     { conflict: 'ON CONFLICT (exchange_id) DO NOTHING', first: true },
   );

@@ -250,6 +250,7 @@ function exchangeConditions(f: ExchangeFilter, param: Param): string[] {
   }
   if (f.outcome === 'in_progress') where.push('r.exchange_id IS NULL');
   else if (f.outcome !== undefined) where.push(`r.outcome = ${param(f.outcome)}`);
+  if (f.stopReason !== undefined) where.push(`r.stop_reason = ${param(f.stopReason)}`);
   if (f.masking !== undefined) {
     where.push(`EXISTS (SELECT 1 FROM exchange_masking m WHERE m.type = ${param(f.masking)} AND m.exchange_id = e.id)`);
   }
@@ -896,7 +897,7 @@ export class PostgresAuditStore implements AuditStore {
 
   async listExchanges(sessionId: string): Promise<readonly ExchangeSummary[]> {
     const res = await this.pool.query<ExchangeRow>(
-      `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model
+      `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model, r.stop_reason
        FROM exchanges e LEFT JOIN exchange_results r ON r.exchange_id = e.id
        WHERE e.session_id = $1 ORDER BY e.started_at, e.id COLLATE "C"`,
       [sessionId],
@@ -912,7 +913,7 @@ export class PostgresAuditStore implements AuditStore {
     const res = await this.pool.query<
       ExchangeRow & { caller_issuer: string | null; groups: string[]; masking: Record<string, number> }
     >(
-      `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model,
+      `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model, r.stop_reason,
               c.issuer AS caller_issuer,
               ARRAY(SELECT g.group_name FROM exchange_groups g WHERE g.exchange_id = e.id ORDER BY g.group_name COLLATE "C") AS groups,
               (SELECT coalesce(json_object_agg(m.type, m.count), '{}'::json) FROM exchange_masking m WHERE m.exchange_id = e.id) AS masking

@@ -480,6 +480,25 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   END
   $do$;
   `,
+  // 13: why each exchange's answer stopped, for the `stop_reason` filter (SQLite's migration 12). Exchanges recorded
+  //     before are filled from their first response record, with the append-only trigger set aside for that update in
+  //     this migration's transaction (migrations run as the schema owner). Gateways of the previous version, still
+  //     running during an upgrade, name their columns and leave it null.
+  `
+  ALTER TABLE exchange_results ADD COLUMN stop_reason text;
+  ALTER TABLE exchange_results DISABLE TRIGGER exchange_results_append_only;
+  CREATE OR REPLACE FUNCTION pg_temp.vigil_json(data text) RETURNS json LANGUAGE sql IMMUTABLE
+    AS $fn$ SELECT replace(data, '\\u0000', '\\u0020')::json $fn$;
+  UPDATE exchange_results x SET stop_reason = f.stop_reason
+    FROM (
+      SELECT DISTINCT ON (r.exchange_id) r.exchange_id, pg_temp.vigil_json(r.data) ->> 'stopReason' AS stop_reason
+      FROM records r WHERE r.kind = 'exchange.response' AND r.exchange_id IS NOT NULL
+      ORDER BY r.exchange_id, r.seq
+    ) f
+    WHERE f.exchange_id = x.exchange_id AND f.stop_reason IS NOT NULL;
+  ALTER TABLE exchange_results ENABLE TRIGGER exchange_results_append_only;
+  CREATE INDEX exchange_results_stop_reason ON exchange_results (stop_reason, ended_at) WHERE stop_reason IS NOT NULL;
+  `,
 ];
 
 /** What migration 6 made, which the key and hold indexes depend on: a store that says it ran 6 must have it. */

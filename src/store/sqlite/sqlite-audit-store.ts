@@ -142,6 +142,7 @@ const OWN_TABLE_FILTERS = {
   group: { table: 'exchange_groups', column: 'group_name' },
   callerIssuer: { table: 'exchange_callers', column: 'issuer' },
   masking: { table: 'exchange_masking', column: 'type' },
+  stopReason: { table: 'exchange_results', column: 'stop_reason' },
 } as const;
 type OwnTableFilter = keyof typeof OWN_TABLE_FILTERS;
 
@@ -185,6 +186,7 @@ function exchangeConditions(f: ExchangeFilter, params: unknown[], few?: FewMatch
   if (f.outcome === 'in_progress') add('r.exchange_id IS NULL');
   else if (f.outcome !== undefined) add('r.outcome = ?', f.outcome);
   if (f.masking !== undefined) ownTable('masking', f.masking, 'm');
+  if (f.stopReason !== undefined) ownTable('stopReason', f.stopReason, 's');
   if (f.since !== undefined) add('e.started_at >= ?', f.since);
   if (f.until !== undefined) add('e.started_at < ?', f.until);
   return where;
@@ -355,8 +357,8 @@ export class SqliteAuditStore implements AuditStore {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       insertResult: db.prepare(
-        `INSERT OR IGNORE INTO exchange_results (exchange_id, ended_at, status, outcome, input_tokens, output_tokens, model)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO exchange_results (exchange_id, ended_at, status, outcome, input_tokens, output_tokens, model, stop_reason)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       insertCaller: db.prepare('INSERT OR IGNORE INTO exchange_callers (exchange_id, issuer, email) VALUES (?, ?, ?)'),
       insertGroup: db.prepare('INSERT OR IGNORE INTO exchange_groups (group_name, exchange_id) VALUES (?, ?)'),
@@ -439,7 +441,7 @@ export class SqliteAuditStore implements AuditStore {
       ),
       blob: db.prepare('SELECT data FROM blobs WHERE hash = ?').pluck(),
       exchangesOfSession: db.prepare(
-        `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model
+        `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model, r.stop_reason
          FROM exchanges e LEFT JOIN exchange_results r ON r.exchange_id = e.id
          WHERE e.session_id = ? ORDER BY e.started_at, e.id`,
       ),
@@ -684,6 +686,7 @@ export class SqliteAuditStore implements AuditStore {
           res.inputTokens,
           res.outputTokens,
           res.model,
+          res.stopReason,
         );
       }
       for (const m of maskingIndexRows(r)) s.insertMasking.run(m.type, m.exchangeId, m.count);
@@ -804,7 +807,7 @@ export class SqliteAuditStore implements AuditStore {
     const order = filter.oldestFirst ? 'ASC' : 'DESC';
     const rows = this.db
       .prepare(
-        `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model,
+        `SELECT e.*, r.ended_at, r.status, r.outcome, r.input_tokens, r.output_tokens, r.model AS result_model, r.stop_reason,
                 c.issuer AS caller_issuer,
                 (SELECT json_group_array(g.group_name) FROM exchange_groups g WHERE g.exchange_id = e.id) AS groups_json,
                 (SELECT json_group_object(m.type, m.count) FROM exchange_masking m WHERE m.exchange_id = e.id) AS masking_json

@@ -264,6 +264,21 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE TRIGGER blob_ref_bases_append_only_d BEFORE DELETE ON blob_ref_bases WHEN NOT EXISTS (SELECT 1 FROM purge_authorizations)
     BEGIN SELECT RAISE(ABORT, 'blob ref bases are append-only'); END;
   `,
+  // 12: why each exchange's answer stopped (`stop_reason`: end_turn, tool_use, max_tokens, refusal, …), as the
+  // response record has it, for the `stop_reason` filter: a refusal by a model's safety classifiers is one to find.
+  // Exchanges recorded before are filled from their response records (the first, as the index keeps); the row
+  // cannot be changed otherwise, so the update runs with the append-only trigger set aside, in this migration's
+  // transaction. Indexed by value alone: few values, each one's rows appended at its end.
+  `
+  ALTER TABLE exchange_results ADD COLUMN stop_reason TEXT;
+  DROP TRIGGER results_append_only_u;
+  UPDATE exchange_results SET stop_reason = (
+    SELECT CASE WHEN json_valid(r.data) THEN json_extract(r.data, '$.stopReason') END FROM records r
+    WHERE r.exchange_id = exchange_results.exchange_id AND r.kind = 'exchange.response' ORDER BY r.seq LIMIT 1
+  );
+  CREATE TRIGGER results_append_only_u BEFORE UPDATE ON exchange_results BEGIN SELECT RAISE(ABORT, 'exchange results are append-only'); END;
+  CREATE INDEX exchange_results_stop_reason ON exchange_results (stop_reason) WHERE stop_reason IS NOT NULL;
+  `,
 ];
 
 /** The records left out of `records_kind` (migration 9), as its predicate spells them. */

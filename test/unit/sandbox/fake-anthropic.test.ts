@@ -307,6 +307,15 @@ describe('other endpoints', () => {
     expect(count.input_tokens).toBeGreaterThan(0);
   });
 
+  it('declines with stop_reason refusal and no content when asked (scenario refusal), JSON and streamed', async () => {
+    const client = clientWithScenario('refusal');
+    const params = { model: 'claude-fable-5-1', max_tokens: 50, messages: [{ role: 'user' as const, content: 'hi' }] };
+    const message = await client.messages.create(params);
+    expect(message).toMatchObject({ stop_reason: 'refusal', content: [], usage: { output_tokens: 0 } });
+    const streamed = await client.messages.stream(params).finalMessage();
+    expect(streamed).toMatchObject({ stop_reason: 'refusal', content: [] });
+  });
+
   it('lists models and retrieves one by id or alias', async () => {
     const page = await client.models.list();
     expect(page.data.length).toBeGreaterThanOrEqual(3);

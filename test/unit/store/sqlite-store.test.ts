@@ -482,6 +482,49 @@ function storeAtVersion(file: string, version: number): Database.Database {
   return old;
 }
 
+/** `n` small exchanges from `t0` on (bench/small-exchange.mjs), the answers of those `refused` picks declined. */
+function exchangesRefusing(n: number, t0: number, refused: (i: number) => boolean): NewRecord[] {
+  return Array.from({ length: n }, (_, i) => {
+    const exchange = smallExchange(i, t0);
+    if (refused(i)) (exchange[2]!.data as { stopReason: string }).stopReason = 'refusal';
+    return exchange;
+  }).flat();
+}
+
+describe('SQLite migration 12: why each answer stopped', () => {
+  const tempDir = useTempDir('vigil-migrate-12');
+
+  it('fills the stop reason of exchanges recorded before, from their response records', async () => {
+    const file = path.join(tempDir(), 'vigil.db');
+    const store = SqliteAuditStore.open({ file });
+    await store.append({ records: exchangesRefusing(3, Date.UTC(2025, 0, 15, 9), (i) => i === 1) });
+    await store.close();
+    // As version 11 left them: no stop reason in the index (the column did not exist), and version 11 recorded.
+    const old = new Database(file);
+    old.exec(`
+      DROP INDEX exchange_results_stop_reason;
+      ALTER TABLE exchange_results DROP COLUMN stop_reason;
+      DELETE FROM schema_migrations WHERE version = 12;
+    `);
+    old.close();
+
+    const upgraded = SqliteAuditStore.open({ file });
+    try {
+      const ids = async (stopReason: string) =>
+        (await upgraded.listExchangesFiltered({ stopReason })).items.map((x) => x.id);
+      expect(await ids('refusal')).toEqual(['ex_1']);
+      expect(await ids('end_turn')).toEqual(['ex_2', 'ex_0']);
+      // Still append-only once filled.
+      const raw = new Database(file);
+      expect(() => raw.exec("UPDATE exchange_results SET stop_reason = 'x'")).toThrow(/append-only/);
+      raw.close();
+      expect((await upgraded.verify()).ok).toBe(true);
+    } finally {
+      await upgraded.close();
+    }
+  });
+});
+
 describe('SQLite migration 7: which full-text rows are whose', () => {
   const tempDir = useTempDir('vigil-migrate-7');
 
@@ -670,33 +713,61 @@ describe('SQLite listings under filters few exchanges match', () => {
     }
   });
 
+  /**
+   * The first page of exchanges matching `filter` (one key, one value), and the query plan of the statement that read
+   * it, as SQLite plans it for that value.
+   */
+  async function pageAndPlan(
+    file: string,
+    store: SqliteAuditStore,
+    filter: { group: string } | { stopReason: string },
+  ): Promise<{ ids: string[]; plan: string[] }> {
+    const spy = vi.spyOn(Database.prototype, 'prepare');
+    const page = await store.listExchangesFiltered({ ...filter, limit: 50 });
+    const sql = spy.mock.calls.map(([s]) => s).find((s) => s.includes('FROM exchanges e'))!;
+    spy.mockRestore();
+    const db = new Database(file, { readonly: true });
+    try {
+      const plan = db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(Object.values(filter)[0], 51) as Array<{
+        detail: string;
+      }>;
+      return { ids: page.items.map((x) => x.id), plan: plan.map((r) => r.detail) };
+    } finally {
+      db.close();
+    }
+  }
+
   it('group, issuer, masking type: reads one few exchanges match from its own index, tests one many match on each exchange', async () => {
     // Went wrong: tested on each exchange walked newest first, a group almost nobody is in read the whole store to
     // fill a page (~0.5 s per million exchanges); read from its index, a group everybody is in read all of it and
     // sorted it. SQLite has no statistics to choose by: the store counts the filter's rows, up to 2,000.
     const { file, store } = await storeOf(2100, (i) => ['engineering', ...(i % 500 === 7 ? ['auditors'] : [])]);
-    const plans = new Map<string, string[]>();
-    for (const group of ['auditors', 'engineering']) {
-      const spy = vi.spyOn(Database.prototype, 'prepare');
-      const page = await store.listExchangesFiltered({ group, limit: 50 });
-      const sql = spy.mock.calls.map(([s]) => s).find((s) => s.includes('FROM exchanges e'))!;
-      spy.mockRestore();
-      const db = new Database(file, { readonly: true });
-      plans.set(
-        group,
-        (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(group, 51) as Array<{ detail: string }>).map((r) => r.detail),
-      );
-      db.close();
-      if (group === 'auditors') {
-        expect(page.items.map((x) => x.id)).toEqual(['ex_2007', 'ex_1507', 'ex_1007', 'ex_507', 'ex_7']);
-      } else {
-        expect(page.items.map((x) => x.id)).toEqual(Array.from({ length: 50 }, (_, k) => `ex_${2099 - k}`));
-      }
-    }
+    const few = await pageAndPlan(file, store, { group: 'auditors' });
+    const many = await pageAndPlan(file, store, { group: 'engineering' });
     await store.close();
-    expect(plans.get('auditors')).toContain('SEARCH exchange_groups USING PRIMARY KEY (group_name=?)');
-    expect(plans.get('auditors')!.some((d) => d.startsWith('SCAN e'))).toBe(false);
-    expect(plans.get('engineering')!.some((d) => d.startsWith('SCAN e USING INDEX exchanges_started'))).toBe(true);
+    expect(few.ids).toEqual(['ex_2007', 'ex_1507', 'ex_1007', 'ex_507', 'ex_7']);
+    expect(many.ids).toEqual(Array.from({ length: 50 }, (_, k) => `ex_${2099 - k}`));
+    expect(few.plan).toContain('SEARCH exchange_groups USING PRIMARY KEY (group_name=?)');
+    expect(few.plan.some((d) => d.startsWith('SCAN e'))).toBe(false);
+    expect(many.plan.some((d) => d.startsWith('SCAN e USING INDEX exchanges_started'))).toBe(true);
+  });
+
+  it('stop reason: reads a rare one (refusal) from its index, tests a common one (end_turn) on each exchange', async () => {
+    // Refusals are what an auditor looks for and few answers are: tested on each exchange, finding them would read
+    // the whole store.
+    const file = path.join(tempDir(), 'vigil.db');
+    const store = SqliteAuditStore.open({ file });
+    const refused = (i: number): boolean => i % 500 === 7;
+    await store.append({ records: exchangesRefusing(2100, T0, refused) });
+    const few = await pageAndPlan(file, store, { stopReason: 'refusal' });
+    const many = await pageAndPlan(file, store, { stopReason: 'end_turn' });
+    await store.close();
+    expect(few.ids).toEqual(['ex_2007', 'ex_1507', 'ex_1007', 'ex_507', 'ex_7']);
+    const newest = Array.from({ length: 2100 }, (_, k) => 2099 - k).filter((i) => !refused(i));
+    expect(many.ids).toEqual(newest.slice(0, 50).map((i) => `ex_${i}`));
+    expect(few.plan.join('\n')).toContain('USING INDEX exchange_results_stop_reason (stop_reason=?)');
+    expect(few.plan.some((d) => d.startsWith('SCAN e'))).toBe(false);
+    expect(many.plan.some((d) => d.startsWith('SCAN e USING INDEX exchanges_started'))).toBe(true);
   });
 });
 
