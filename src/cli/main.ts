@@ -74,7 +74,8 @@ commands:
   config check [serve's options]
                              what serve would refuse before opening anything (exit 2, each problem by its path), else
                              what it would run; opens no store and no port
-  sessions list              list recorded sessions, newest first
+  sessions list [filters as for export] [--limit N] [--cursor C]
+                             list recorded sessions, newest first
   sessions show <id>         one session as a transcript (or --json)
   sessions export [<id>] [--format jsonl|markdown] [--out FILE] [--caller S] [--group G] [--connection C]
                   [--model M] [--outcome O] [--masking TYPE] [--stop-reason R] [--since T] [--until T]
@@ -259,18 +260,14 @@ async function sessions(args: string[], out: Out): Promise<number> {
   if (verb === 'list') {
     const { values } = parse(rest, {
       limit: { type: 'string' },
-      connection: { type: 'string' },
-      caller: { type: 'string' },
       cursor: { type: 'string' },
+      ...FILTER_OPTIONS,
     });
+    // Every filter the admin API's session list takes (`--model`, `--outcome`, `--stop-reason`, …).
+    const filter = cliFilter(values);
     return withStore(values, async (store) => {
       const { limit, cursor } = cliPage(values);
-      const page = await store.listSessions({
-        ...(limit !== undefined ? { limit } : {}),
-        ...(values.connection !== undefined ? { connection: values.connection } : {}),
-        ...(values.caller !== undefined ? { caller: values.caller } : {}),
-        ...(cursor !== undefined ? { cursor } : {}),
-      });
+      const page = await store.listSessions({ ...filter, limit, cursor });
       if (values.json) {
         out.stdout.write(listJson(page, 'sessions'));
         return 0;

@@ -186,7 +186,7 @@ describe('vigil serve, sessions, verify', () => {
     expect(await hits('quokka')).toBe(1);
   });
 
-  it('exports the answers a model declined: --stop-reason refusal', async () => {
+  it('lists and exports the answers a model declined: --stop-reason refusal', async () => {
     const dir = dataDir();
     const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
     try {
@@ -203,6 +203,16 @@ describe('vigil serve, sessions, verify', () => {
       .split('\n')
       .map((l) => JSON.parse(l) as { session_id: string });
     expect(lines.map((x) => x.session_id)).toEqual(['declined']);
+    // Every filter the admin API's session list takes, sessions list takes too.
+    const listed = async (...filters: string[]) =>
+      (
+        JSON.parse((await vigil(['sessions', 'list', ...filters, '--data-dir', dir, '--json'])).stdout) as {
+          items: Array<{ id: string }>;
+        }
+      ).items.map((x) => x.id);
+    expect(await listed('--stop-reason', 'refusal')).toEqual(['declined']);
+    expect(await listed('--stop-reason', 'end_turn', '--model', 'claude-haiku-4-5')).toEqual(['answered']);
+    expect(await listed('--outcome', 'ok')).toEqual(['answered', 'declined']);
     const found = await vigil(['search', 'poem', '--stop-reason', 'refusal', '--data-dir', dir, '--json']);
     expect(JSON.parse(found.stdout)).toMatchObject({ items: [] });
     const bad = await vigil(['sessions', 'export', '--stop-reason', 'Not one', '--data-dir', dir]);
