@@ -136,13 +136,15 @@ export interface SqliteStoreOptions {
 
 /**
  * The filters whose values live in a table of their own (an exchange's groups, its caller's issuer, its masking
- * types), and that table's rows for a value, in the order of an index led by it.
+ * types) or in its result (why it stopped, how it ended), and that table's rows for a value, in the order of an index
+ * led by it.
  */
 const OWN_TABLE_FILTERS = {
   group: { table: 'exchange_groups', column: 'group_name' },
   callerIssuer: { table: 'exchange_callers', column: 'issuer' },
   masking: { table: 'exchange_masking', column: 'type' },
   stopReason: { table: 'exchange_results', column: 'stop_reason' },
+  outcome: { table: 'exchange_results', column: 'outcome' },
 } as const;
 type OwnTableFilter = keyof typeof OWN_TABLE_FILTERS;
 
@@ -158,7 +160,8 @@ type FewMatches = (filter: OwnTableFilter, value: string) => boolean;
 
 /**
  * SQL conditions for an exchange filter over `exchanges e LEFT JOIN exchange_results r`, their values appended to
- * `params` in order. A group, issuer or masking type that few exchanges have (`few`) is read from its own index:
+ * `params` in order. A group, issuer, masking type, stop reason or outcome that few exchanges have (`few`) is read
+ * from its own index:
  * tested on each exchange instead, a filter that matches almost nothing read the whole store to fill a page (~0.5 s
  * per million exchanges); one that matches many is tested on each exchange, which finds a page after a few.
  */
@@ -184,7 +187,7 @@ function exchangeConditions(f: ExchangeFilter, params: unknown[], few?: FewMatch
   if (f.group !== undefined) ownTable('group', f.group, 'g');
   if (f.model !== undefined) add('(e.model = ? OR r.model = ?)', f.model, f.model);
   if (f.outcome === 'in_progress') add('r.exchange_id IS NULL');
-  else if (f.outcome !== undefined) add('r.outcome = ?', f.outcome);
+  else if (f.outcome !== undefined) ownTable('outcome', f.outcome, 'o');
   if (f.masking !== undefined) ownTable('masking', f.masking, 'm');
   if (f.stopReason !== undefined) ownTable('stopReason', f.stopReason, 's');
   if (f.since !== undefined) add('e.started_at >= ?', f.since);

@@ -482,11 +482,15 @@ function storeAtVersion(file: string, version: number): Database.Database {
   return old;
 }
 
-/** `n` small exchanges from `t0` on (bench/small-exchange.mjs), the answers of those `refused` picks declined. */
-function exchangesRefusing(n: number, t0: number, refused: (i: number) => boolean): NewRecord[] {
+/** `n` small exchanges from `t0` on (bench/small-exchange.mjs), each response's data changed by `edit`. */
+function smallExchanges(
+  n: number,
+  t0: number,
+  edit: (i: number, response: Record<string, unknown>) => void,
+): NewRecord[] {
   return Array.from({ length: n }, (_, i) => {
     const exchange = smallExchange(i, t0);
-    if (refused(i)) (exchange[2]!.data as { stopReason: string }).stopReason = 'refusal';
+    edit(i, exchange[2]!.data as Record<string, unknown>);
     return exchange;
   }).flat();
 }
@@ -497,7 +501,10 @@ describe('SQLite migration 12: why each answer stopped', () => {
   it('fills the stop reason of exchanges recorded before, from their response records', async () => {
     const file = path.join(tempDir(), 'vigil.db');
     const store = SqliteAuditStore.open({ file });
-    await store.append({ records: exchangesRefusing(3, Date.UTC(2025, 0, 15, 9), (i) => i === 1) });
+    const records = smallExchanges(3, Date.UTC(2025, 0, 15, 9), (i, response) => {
+      if (i === 1) response.stopReason = 'refusal';
+    });
+    await store.append({ records });
     await store.close();
     // As version 11 left them: no stop reason in the index (the column did not exist), and version 11 recorded.
     const old = new Database(file);
@@ -720,7 +727,7 @@ describe('SQLite listings under filters few exchanges match', () => {
   async function pageAndPlan(
     file: string,
     store: SqliteAuditStore,
-    filter: { group: string } | { stopReason: string },
+    filter: { group: string } | { stopReason: string } | { outcome: 'ok' | 'upstream_error' },
   ): Promise<{ ids: string[]; plan: string[] }> {
     const spy = vi.spyOn(Database.prototype, 'prepare');
     const page = await store.listExchangesFiltered({ ...filter, limit: 50 });
@@ -752,23 +759,45 @@ describe('SQLite listings under filters few exchanges match', () => {
     expect(many.plan.some((d) => d.startsWith('SCAN e USING INDEX exchanges_started'))).toBe(true);
   });
 
-  it('stop reason: reads a rare one (refusal) from its index, tests a common one (end_turn) on each exchange', async () => {
-    // Refusals are what an auditor looks for and few answers are: tested on each exchange, finding them would read
-    // the whole store.
-    const file = path.join(tempDir(), 'vigil.db');
-    const store = SqliteAuditStore.open({ file });
-    const refused = (i: number): boolean => i % 500 === 7;
-    await store.append({ records: exchangesRefusing(2100, T0, refused) });
-    const few = await pageAndPlan(file, store, { stopReason: 'refusal' });
-    const many = await pageAndPlan(file, store, { stopReason: 'end_turn' });
-    await store.close();
-    expect(few.ids).toEqual(['ex_2007', 'ex_1507', 'ex_1007', 'ex_507', 'ex_7']);
-    const newest = Array.from({ length: 2100 }, (_, k) => 2099 - k).filter((i) => !refused(i));
-    expect(many.ids).toEqual(newest.slice(0, 50).map((i) => `ex_${i}`));
-    expect(few.plan.join('\n')).toContain('USING INDEX exchange_results_stop_reason (stop_reason=?)');
-    expect(few.plan.some((d) => d.startsWith('SCAN e'))).toBe(false);
-    expect(many.plan.some((d) => d.startsWith('SCAN e USING INDEX exchanges_started'))).toBe(true);
-  });
+  // Refusals and failures are what an auditor looks for, and few answers are: tested on each exchange walked newest
+  // first, finding them read the whole store (an outcome: 5–15 ms at 200,000 exchanges, bench/session-reads.mjs).
+  it.each([
+    {
+      what: 'stop reason',
+      few: { stopReason: 'refusal' },
+      many: { stopReason: 'end_turn' },
+      rare: { stopReason: 'refusal' },
+      index: 'exchange_results_stop_reason (stop_reason=?)',
+    },
+    {
+      what: 'outcome',
+      few: { outcome: 'upstream_error' as const },
+      many: { outcome: 'ok' as const },
+      rare: { outcome: 'upstream_error', status: 529 },
+      index: 'exchange_results_outcome (outcome=?)',
+    },
+  ])(
+    '$what: reads a rare value from its index, tests a common one on each exchange',
+    async ({ few, many, rare, index }) => {
+      const file = path.join(tempDir(), 'vigil.db');
+      const store = SqliteAuditStore.open({ file });
+      const isRare = (i: number): boolean => i % 500 === 7;
+      await store.append({
+        records: smallExchanges(2100, T0, (i, response) => {
+          if (isRare(i)) Object.assign(response, rare);
+        }),
+      });
+      const fewPage = await pageAndPlan(file, store, few);
+      const manyPage = await pageAndPlan(file, store, many);
+      await store.close();
+      expect(fewPage.ids).toEqual(['ex_2007', 'ex_1507', 'ex_1007', 'ex_507', 'ex_7']);
+      const newest = Array.from({ length: 2100 }, (_, k) => 2099 - k).filter((i) => !isRare(i));
+      expect(manyPage.ids).toEqual(newest.slice(0, 50).map((i) => `ex_${i}`));
+      expect(fewPage.plan.join('\n')).toContain(`USING INDEX ${index}`);
+      expect(fewPage.plan.some((d) => d.startsWith('SCAN e'))).toBe(false);
+      expect(manyPage.plan.some((d) => d.startsWith('SCAN e USING INDEX exchanges_started'))).toBe(true);
+    },
+  );
 });
 
 describe('SQLite search for a word many exchanges hold', () => {
