@@ -53,7 +53,9 @@ export function auditEventOf(
       return {
         ...base,
         type: 'exchange.completed',
-        severity: d.outcome === 'ok' ? 'info' : 'warning',
+        // A failed exchange, or an answer the model declined (its safety classifiers: stop_reason refusal), is a
+        // warning: what a SIEM alerting on severity should see.
+        severity: d.outcome === 'ok' && d.stopReason !== 'refusal' ? 'info' : 'warning',
         ...(a ? { actor: a } : {}),
         ...(request ? { connection: request.connection } : {}),
         ...(r.sessionId ? { session: r.sessionId } : {}),

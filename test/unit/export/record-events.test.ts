@@ -50,6 +50,29 @@ describe('approval records as audit events', () => {
   });
 });
 
+describe('exchanges as audit events', () => {
+  it('an answer the model declined (stop_reason refusal) is a warning, as a failed exchange is', () => {
+    // A model's safety classifiers declining an agent's request is what a SIEM alerting on severity should see; it
+    // is a 200, so the outcome alone made it `info`.
+    const response = (outcome: string, stopReason: string | null) =>
+      record('exchange.response', {
+        status: outcome === 'ok' ? 200 : 529,
+        model: 'claude-fable-5-1',
+        stopReason,
+        outcome,
+        usage: null,
+        timing: { startedAt: 1, firstByteMs: 1, endedAt: 2, durationMs: 1 },
+      });
+    const seen = (outcome: string, stopReason: string | null) => {
+      const e = auditEventOf(response(outcome, stopReason), 'gw');
+      return [e?.type, e?.severity, e?.attributes.stop_reason];
+    };
+    expect(seen('ok', 'end_turn')).toEqual(['exchange.completed', 'info', 'end_turn']);
+    expect(seen('ok', 'refusal')).toEqual(['exchange.completed', 'warning', 'refusal']);
+    expect(seen('upstream_error', null)).toEqual(['exchange.completed', 'warning', null]);
+  });
+});
+
 describe('signed digests as audit events', () => {
   it('go to the SIEM as ledger.digest events carrying the anchor verify --anchor takes', () => {
     // Went wrong: digest.signed records were no audit event, so nothing outside the store kept what a digest signed,
