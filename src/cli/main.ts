@@ -272,7 +272,10 @@ async function sessions(args: string[], out: Out): Promise<number> {
         out.stdout.write(listJson(page, 'sessions'));
         return 0;
       }
-      if (page.items.length === 0) out.stdout.write('no sessions recorded\n');
+      const filtered = Object.values(filter).some((v) => v !== undefined);
+      if (page.items.length === 0) {
+        out.stdout.write(filtered ? 'no sessions match these filters\n' : 'no sessions recorded\n');
+      }
       for (const s of page.items) {
         out.stdout.write(
           `${s.id}  ${new Date(s.lastAt).toISOString()}  ${s.connection}  ${s.callerSubject}  ` +

@@ -213,6 +213,8 @@ describe('vigil serve, sessions, verify', () => {
     expect(await listed('--stop-reason', 'refusal')).toEqual(['declined']);
     expect(await listed('--stop-reason', 'end_turn', '--model', 'claude-haiku-4-5')).toEqual(['answered']);
     expect(await listed('--outcome', 'ok')).toEqual(['answered', 'declined']);
+    const none = await vigil(['sessions', 'list', '--outcome', 'interrupted', '--data-dir', dir]);
+    expect(none.stdout).toBe('no sessions match these filters\n'); // not "no sessions recorded": there are some
     const found = await vigil(['search', 'poem', '--stop-reason', 'refusal', '--data-dir', dir, '--json']);
     expect(JSON.parse(found.stdout)).toMatchObject({ items: [] });
     const bad = await vigil(['sessions', 'export', '--stop-reason', 'Not one', '--data-dir', dir]);
