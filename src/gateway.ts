@@ -78,6 +78,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const log = options.log ?? pino({ level: config.log.level, base: { service: 'vigil' } }, pino.destination(2));
   checkStartable(config);
   const notifier = config.approvals.webhooks.length ? new ApprovalNotifier(config.approvals, { log }) : undefined;
+  for (const p of notifier?.proxies ?? []) log.info(p, 'approval webhook reached through a proxy');
   const anonymous = anonymousPolicy(config);
   const store = await openStore(config, {
     gateway: { onCheckpointError: (message) => log.warn({ message }, 'background WAL checkpoint failed; retrying') },

@@ -22,7 +22,7 @@ import {
   secretRef,
 } from '../config/common-schemas.js';
 import { ConfigError } from '../errors.js';
-import { egressFetch, egressProxy } from '../net/egress-proxy.js';
+import { egressFetch, egressProxy, type EgressProxy } from '../net/egress-proxy.js';
 import { readSecret } from '../config/read-secret.js';
 import { vigilSignature } from '../export/http-sink.js';
 import { readHeaders } from '../export/internal/read-secret.js';
@@ -222,7 +222,9 @@ function slackPayload(a: ApprovalView, adminUrl?: string): { text: string; block
 interface Target {
   readonly config: WebhookConfig;
   readonly url: string;
-  /** Direct, or through the proxy chosen for it. */
+  /** The proxy chosen for it, or null: direct. */
+  readonly proxy: EgressProxy | null;
+  /** Direct, or through that proxy. */
   readonly fetch: typeof fetch;
   readonly headers: Readonly<Record<string, string>>;
   readonly secret: string | undefined;
@@ -279,11 +281,11 @@ export class ApprovalNotifier implements HeldNotifier {
     this.targets = config.webhooks.map((w, i) => {
       const where = `approvals.webhooks[${i}] (${w.name})`;
       const url = targetUrl(w, where);
-      // A proxy that cannot be read stops start-up here, naming its key, rather than failing each notification.
-      egressProxy(url, w.proxy, `${where}.proxy`);
       return {
         config: w,
         url,
+        // A proxy that cannot be read stops start-up here, naming its key, rather than failing each notification.
+        proxy: egressProxy(url, w.proxy, `${where}.proxy`),
         fetch: egressFetch(w.proxy, `${where}.proxy`),
         headers: readHeaders(w.headers, where),
         secret: w.secret ? readSecret(w.secret, `${where}.secret`) : undefined,
@@ -293,6 +295,13 @@ export class ApprovalNotifier implements HeldNotifier {
 
   get size(): number {
     return this.targets.length;
+  }
+
+  /** Each webhook reached through a proxy, by name, and the proxy (without its password): for start-up to log. */
+  get proxies(): ReadonlyArray<{ readonly webhook: string; readonly proxy: string; readonly from: string }> {
+    return this.targets.flatMap((t) =>
+      t.proxy ? [{ webhook: t.config.name, proxy: t.proxy.shown, from: t.proxy.from }] : [],
+    );
   }
 
   async notify(approval: ApprovalView, stop?: AbortSignal): Promise<Array<Omit<NotifiedData, 'approvalId'>>> {

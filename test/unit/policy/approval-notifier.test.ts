@@ -233,6 +233,11 @@ describe('approval webhooks', () => {
         }),
         { backoffMs: 1 },
       );
+      // What start-up logs: the proxy without its password.
+      expect(notifier.proxies).toEqual([
+        { webhook: 'slack', proxy: `http://127.0.0.1:${port}`, from: 'approvals.webhooks[0] (slack).proxy' },
+        { webhook: 'refused', proxy: `http://127.0.0.1:${port}`, from: 'approvals.webhooks[1] (refused).proxy' },
+      ]);
       const [slack, refused] = await notifier.notify(approval);
       expect(slack).toEqual({ webhook: 'slack', ok: true, attempts: 1, status: 200, error: null });
       expect(server.requests).toHaveLength(1);
