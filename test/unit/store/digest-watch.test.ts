@@ -430,6 +430,22 @@ describe.each(storeKinds())('DigestWatch on %s', (kind) => {
       }
     });
 
+    it('stops waiting out a reconnect grace when closed: a gateway stopping is not held up by it', async () => {
+      const peer = await fixture.open();
+      await note(peer, t0);
+      await note(peer, t0 + AFTER + 1000);
+      await peer.close(); // its lock free, and its tail overdue by its records: the check waits to look again
+      now = t0 + AFTER + 2000;
+      const w = watch();
+      const started = Date.now();
+      const checking = w.check();
+      await new Promise((r) => setTimeout(r, 200));
+      await w.close();
+      await checking;
+      expect(Date.now() - started).toBeLessThan(GRACE);
+      expect(await alertsIn(gateway)).toEqual([]); // nothing judged on a look cut short
+    });
+
     it('asks again whether a writer seen stopped runs, and then finds it overdue', async () => {
       // Went wrong: one look that found a running writer's lock free (its connection being made again) counted it as
       // stopped for good; when it then stopped signing, no peer ever raised the alarm. Here the writer's lock is free
