@@ -39,6 +39,7 @@ import { formatPath } from '../config/config-path.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { checkStartable, startGateway } from '../gateway.js';
 import { gatewayKeyId } from '../identity/gateway-keys.js';
+import { ApprovalNotifier } from '../policy/approval-notifier.js';
 import { createGatewayKey, revokeGatewayKey } from '../identity/key-admin.js';
 import { isLoopbackHost } from '../identity/loopback.js';
 import { recordCliRead } from './cli-reads.js';
@@ -250,6 +251,12 @@ async function configCheck(args: string[], out: Out): Promise<number> {
     const { problem } = readCredential(c);
     if (problem) warnings.push(`${problem}; its calls are refused until it is`);
   });
+  // Webhooks by name only: a URL can be a credential (Slack's is).
+  const through = new Map(new ApprovalNotifier(config.approvals).proxies.map((p) => [p.webhook, p]));
+  for (const w of config.approvals.webhooks) {
+    const p = through.get(w.name);
+    lines.push(`  approval webhook ${w.name}${p ? ` through ${p.proxy} (${p.from})` : ''}`);
+  }
   out.stdout.write(`${lines.join('\n')}\n`);
   for (const w of warnings) out.stderr.write(`vigil: warning: ${w}\n`);
   return 0;

@@ -570,11 +570,19 @@ describe('operator errors say what to fix', () => {
         '  oidc:',
         '    - { issuer: https://idp.example.com, audience: vigil }',
         '    - { issuer: https://idp.internal.example, audience: vigil }',
+        'approvals:',
+        '  webhooks:',
+        '    - { name: oncall, url: { env: VIGIL_TEST_HOOK_URL }, format: slack }',
+        '    - { name: chatops, url: "https://chat.internal.example/hook" }',
         'connections:',
         '  - name: anthropic',
         '    credential: { env: VIGIL_TEST_UNSET_KEY }',
       ],
-      { HTTPS_PROXY: 'egress.example:3128', NO_PROXY: '.internal.example' },
+      {
+        HTTPS_PROXY: 'egress.example:3128',
+        NO_PROXY: '.internal.example',
+        VIGIL_TEST_HOOK_URL: 'https://hooks.slack.com/services/T0/B0/secret-part',
+      },
     );
     expect(egress.code).toBe(0);
     expect(egress.stdout).toContain(
@@ -582,6 +590,9 @@ describe('operator errors say what to fix', () => {
     );
     expect(egress.stdout).toContain('issuer https://idp.example.com through http://egress.example:3128 (HTTPS_PROXY)');
     expect(egress.stdout).toMatch(/issuer https:\/\/idp\.internal\.example\n/); // no_proxy: direct
+    expect(egress.stdout).toContain('approval webhook oncall through http://egress.example:3128 (HTTPS_PROXY)');
+    expect(egress.stdout).toMatch(/approval webhook chatops\n/);
+    expect(egress.stdout).not.toContain('secret-part'); // a webhook's URL can be a credential
 
     const exposed = await check([
       'listen: 0.0.0.0:8080',
