@@ -44,6 +44,7 @@ import {
   readSessionPageCursor,
   SESSION_PAGE,
   sessionPageCursor,
+  usageFrom,
 } from './query-params.js';
 import { verifySession } from './session-verify.js';
 import type { PublicSignIn } from './ui-sign-in.js';
@@ -298,6 +299,16 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     async handle(ctx) {
       const filter = { ...requestedFilter(ctx, true), ...pageFrom((n) => ctx.query.get(n)) };
       sendJson(ctx.res, 200, listBody(await ctx.store.listExchangesFiltered(filter)));
+    },
+  },
+  {
+    method: 'GET',
+    path: '/usage',
+    authenticated: true,
+    async handle(ctx) {
+      // Counts and tokens, never content: not a read of recordings for the access log. A user's report is their own.
+      const request = { ...requestedFilter(ctx, false), ...usageFrom((n) => ctx.query.get(n)) };
+      sendJson(ctx.res, 200, await ctx.store.usage(request));
     },
   },
   {

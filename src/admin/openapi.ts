@@ -2,7 +2,8 @@
  * The admin API described as OpenAPI 3.1, served at `/api/v1/openapi.json`. Written by hand, next to the routes; a
  * test checks that every route served is described here.
  */
-import { SESSION_RECENT_LIMIT, SESSION_TOTALS_NAMES, VERIFY_PROBLEMS } from '../store/audit-store.js';
+import { SESSION_RECENT_LIMIT, SESSION_TOTALS_NAMES, USAGE_BY, VERIFY_PROBLEMS } from '../store/audit-store.js';
+import { USAGE_DEFAULT_ROWS, USAGE_MAX_ROWS } from '../store/usage-report.js';
 import { EXPORT_FORMATS } from './exchange-export.js';
 import { FILTER_PARAMS, OUTCOMES, SESSION_PAGE } from './query-params.js';
 
@@ -229,6 +230,24 @@ export const OPENAPI_DOCUMENT = {
         summary: 'List exchanges, newest first',
         parameters: [param('session'), ...FILTERS, ...PAGING],
         responses: { '200': json(pageOf('ExchangeListItem'), 'A page of exchanges.'), ...errors(400, 401) },
+      },
+    },
+    '/usage': {
+      get: {
+        summary: 'Usage: exchanges, tokens, failures and refusals, grouped by caller, connection, model or day',
+        description:
+          'Aggregates over the exchange index (no content is read, so it is not recorded in the access log). A user ' +
+          'gets their own. Rows are the largest by tokens first, or the days in order; `truncated` says more matched.',
+        parameters: [
+          { name: 'by', in: 'query', schema: { enum: USAGE_BY, default: 'caller' } },
+          {
+            name: 'limit',
+            in: 'query',
+            schema: { type: 'integer', minimum: 1, maximum: USAGE_MAX_ROWS, default: USAGE_DEFAULT_ROWS },
+          },
+          ...FILTERS,
+        ],
+        responses: { '200': json(ref('UsageReport'), 'The report.'), ...errors(400, 401) },
       },
     },
     '/exchanges/{id}': {
@@ -573,6 +592,29 @@ export const OPENAPI_DOCUMENT = {
           usage: { type: ['object', 'null'] },
           request: { type: 'object' },
           response: { type: 'object' },
+        },
+      },
+      UsageReport: {
+        type: 'object',
+        required: ['by', 'items', 'truncated'],
+        properties: {
+          by: { enum: USAGE_BY },
+          truncated: { type: 'boolean' },
+          items: {
+            type: 'array',
+            items: {
+              type: 'object',
+              properties: {
+                key: { type: ['string', 'null'], description: 'Caller subject, connection, model, or UTC day.' },
+                exchanges: { type: 'integer' },
+                inputTokens: { type: 'integer' },
+                outputTokens: { type: 'integer' },
+                failed: { type: 'integer' },
+                refused: { type: 'integer' },
+                inProgress: { type: 'integer' },
+              },
+            },
+          },
         },
       },
       SearchHit: {

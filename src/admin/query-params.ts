@@ -2,7 +2,8 @@
  * Query-string parameters of the admin API (and the CLI's filter options) turned into store filters, refusing what
  * does not parse with a message naming the parameter.
  */
-import type { ExchangeFilter, Outcome, PageRequest } from '../store/audit-store.js';
+import { USAGE_BY, type ExchangeFilter, type Outcome, type PageRequest, type UsageBy } from '../store/audit-store.js';
+import { USAGE_MAX_ROWS } from '../store/usage-report.js';
 import { VigilError } from '../errors.js';
 
 export const OUTCOMES: ReadonlyArray<Outcome | 'in_progress'> = [
@@ -72,6 +73,15 @@ export function filterFrom(get: ParamSource): ExchangeFilter {
     since: since === undefined ? undefined : parseInstant('since', since),
     until: until === undefined ? undefined : parseInstant('until', until),
   };
+}
+
+/** `by` and `limit` of a usage report (`GET /usage`, `vigil usage`): by caller and 100 rows unless asked. */
+export function usageFrom(get: ParamSource): { by: UsageBy; limit: number | undefined } {
+  const by = get('by') || 'caller';
+  if (!(USAGE_BY as readonly string[]).includes(by)) {
+    throw badRequest(`by: expected one of ${USAGE_BY.join(', ')}, got "${by}"`);
+  }
+  return { by: by as UsageBy, limit: pageFrom(get, USAGE_MAX_ROWS).limit };
 }
 
 /**

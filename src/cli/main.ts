@@ -32,7 +32,8 @@ import {
   EXPORT_FORMATS,
   type ExportFormat,
 } from '../admin/exchange-export.js';
-import { filterFrom, FILTER_PARAMS, pageFrom } from '../admin/query-params.js';
+import { filterFrom, FILTER_PARAMS, pageFrom, usageFrom } from '../admin/query-params.js';
+import { USAGE_MAX_ROWS } from '../store/usage-report.js';
 import { listenAddress, type ListenAddress, type VigilConfig } from '../config/config-schema.js';
 import { loadConfig } from '../config/load-config.js';
 import { formatPath } from '../config/config-path.js';
@@ -81,6 +82,8 @@ commands:
   sessions export [<id>] [--format jsonl|markdown] [--out FILE] [--caller S] [--group G] [--connection C]
                   [--model M] [--outcome O] [--masking TYPE] [--stop-reason R] [--since T] [--until T]
                              export a session, or every exchange matching the filters (JSONL: one exchange a line)
+  usage [--by caller|connection|model|day] [--limit N] [filters as for export] [--json]
+                             exchanges, tokens, failures and refusals per caller, connection, model or day
   search <query> [--limit N] [--cursor C] [filters as for export]
                              full-text search of prompts, responses and tool calls ("phrases", prefix*)
   verify [--public-key FILE]… [--anchor CHAIN:SEQ:HASH]…
@@ -439,6 +442,48 @@ async function search(args: string[], out: Out): Promise<number> {
       );
     }
     if (page.nextCursor) out.stdout.write(`more: --cursor ${page.nextCursor}\n`);
+    return 0;
+  });
+}
+
+/** `vigil usage`: the admin API's usage report (`GET /usage`), from the store. */
+async function usage(args: string[], out: Out): Promise<number> {
+  const { values } = parse(args, { by: { type: 'string' }, limit: { type: 'string' }, ...FILTER_OPTIONS });
+  const filter = cliFilter(values);
+  let asked: ReturnType<typeof usageFrom>;
+  try {
+    asked = usageFrom((n) => values[n as 'by' | 'limit']);
+  } catch (err) {
+    throw new CliError(`--${(err as Error).message}`);
+  }
+  return withStore(values, async (store) => {
+    const report = await store.usage({ ...filter, ...asked });
+    if (values.json) {
+      out.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      return 0;
+    }
+    const head = [report.by, 'exchanges', 'input tokens', 'output tokens', 'failed', 'refused', 'in progress'];
+    const rows = report.items.map((r) => [
+      r.key ?? '(unknown)',
+      ...[r.exchanges, r.inputTokens, r.outputTokens, r.failed, r.refused, r.inProgress].map(String),
+    ]);
+    if (rows.length === 0) {
+      out.stdout.write(
+        Object.values(filter).some((v) => v !== undefined)
+          ? 'no exchanges match these filters\n'
+          : 'no exchanges recorded\n',
+      );
+      return 0;
+    }
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    // The key left-aligned, the counts right-aligned.
+    const line = (cells: string[]) =>
+      cells
+        .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+        .join('  ')
+        .trimEnd();
+    out.stdout.write(`${[head, ...rows].map(line).join('\n')}\n`);
+    if (report.truncated) out.stdout.write(`… more rows matched (--limit up to ${USAGE_MAX_ROWS})\n`);
     return 0;
   });
 }
@@ -811,6 +856,8 @@ export async function run(
         return await verify(args, out);
       case 'search':
         return await search(args, out);
+      case 'usage':
+        return await usage(args, out);
       case 'retention':
         return await retentionCommand(args, out);
       case 'holds':

@@ -199,6 +199,44 @@ export interface SessionListItem extends SessionSummary {
 /** At most this many callers, connections and models are named in {@link SessionTotals}; their counts cover all. */
 export const SESSION_TOTALS_NAMES = 10;
 
+/** What a usage report ({@link AuditStore.usage}) groups exchanges by. */
+export const USAGE_BY = ['caller', 'connection', 'model', 'day'] as const;
+export type UsageBy = (typeof USAGE_BY)[number];
+
+/** A usage report: the exchanges matching the filter, grouped `by` one of {@link USAGE_BY}. */
+export interface UsageRequest extends Omit<ExchangeFilter, 'session'> {
+  readonly by: UsageBy;
+  /** The most rows (1..1000; default 100): the largest by tokens, or the first days. */
+  readonly limit?: number | undefined;
+}
+
+/** One row of a usage report. */
+export interface UsageRow {
+  /**
+   * The caller's subject (the same subject at two issuers is one row: filter by `callerIssuer` to tell them apart),
+   * the connection, the model (the one that answered, else the one asked for; null when neither is known), or the
+   * day the exchanges started (UTC, `2026-12-07`).
+   */
+  readonly key: string | null;
+  readonly exchanges: number;
+  /** Input tokens, cache reads and writes included, as the exchange lists count them. */
+  readonly inputTokens: number;
+  readonly outputTokens: number;
+  /** Exchanges that ended other than `ok`. */
+  readonly failed: number;
+  /** Answers the model declined (`stop_reason: refusal`). */
+  readonly refused: number;
+  /** Exchanges without an ending yet. */
+  readonly inProgress: number;
+}
+
+export interface UsageReport {
+  readonly by: UsageBy;
+  readonly items: readonly UsageRow[];
+  /** More rows matched than `limit`: the smallest (or the latest days) are left out. */
+  readonly truncated: boolean;
+}
+
 /** Which of a session's exchanges {@link AuditStore.sessionTotals} adds up. */
 export type SessionTotalsRequest = Omit<ExchangeFilter, 'session'>;
 
@@ -599,6 +637,11 @@ export interface AuditStore {
    * connections and models), by SQL aggregates over the exchange index; undefined when none match.
    */
   sessionTotals(sessionId: string, request?: SessionTotalsRequest): Promise<SessionTotals | undefined>;
+  /**
+   * Exchanges, tokens, failures and refusals matching the filter, grouped by caller, connection, model or day: who
+   * used what (by SQL aggregates over the exchange index; the bodies are not read).
+   */
+  usage(request: UsageRequest): Promise<UsageReport>;
   /**
    * Full-text search over the search text written with each exchange (`WriteBatch.searchText`). The query is words
    * and "quoted phrases", all of which must match (case-insensitive, whole words; `word*` matches a prefix); no other

@@ -31,6 +31,8 @@ export interface AggregateDialect {
    * subquery with an ORDER BY is not merged there).
    */
   readonly unflattened: string;
+  /** The UTC day (`2026-12-07`) of a time in epoch milliseconds, as text. */
+  readonly dayOf: (ms: string) => string;
 }
 
 /** The exchanges a filter's conditions (`AggregateDialect.where`) are written over. */

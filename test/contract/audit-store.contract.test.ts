@@ -910,6 +910,69 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       );
     });
 
+    it('reports usage by caller, connection, model and day, filtered, largest first, cut at the limit', async () => {
+      await fillVaried();
+      // A day later, one more of bob's.
+      await store.append(exchangeBatch({ id: 'ex_7', session: 'ses_d', at: T0 + 86_400_000, caller: 'bob' }));
+      const row = (
+        key: string | null,
+        n: number,
+        input: number,
+        output: number,
+        failed = 0,
+        refused = 0,
+        open = 0,
+      ) => ({
+        key,
+        exchanges: n,
+        inputTokens: input,
+        outputTokens: output,
+        failed,
+        refused,
+        inProgress: open,
+      });
+      // Each answered exchange: 15 input tokens (10, and 5 read from the cache) and 7 output.
+      expect(await store.usage({ by: 'caller' })).toEqual({
+        by: 'caller',
+        items: [row('alice', 3, 45, 21), row('bob', 4, 45, 21, 1, 1, 1)], // as many tokens: by name
+        truncated: false,
+      });
+      expect((await store.usage({ by: 'connection' })).items).toEqual([
+        row('anthropic', 6, 75, 35, 1, 1, 1),
+        row('bedrock', 1, 15, 7),
+      ]);
+      // The model that answered, else the one asked for (ex_6 is still running).
+      expect((await store.usage({ by: 'model' })).items.map((r) => [r.key, r.exchanges])).toEqual([
+        ['claude-sonnet-4-5-20250929', 5],
+        ['claude-haiku-4-5-20250929', 1],
+        ['claude-sonnet-4-5', 1],
+      ]);
+      expect((await store.usage({ by: 'day' })).items.map((r) => [r.key, r.exchanges])).toEqual([
+        ['2025-01-15', 6],
+        ['2025-01-16', 1],
+      ]);
+      // Filtered as lists are; cut at the limit, saying so.
+      expect((await store.usage({ by: 'caller', group: 'sales' })).items).toEqual([row('bob', 2, 30, 14, 1, 1)]);
+      expect((await store.usage({ by: 'caller', stopReason: 'refusal' })).items).toEqual([row('bob', 1, 15, 7, 0, 1)]);
+      expect(await store.usage({ by: 'caller', limit: 1 })).toMatchObject({
+        items: [{ key: 'alice' }],
+        truncated: true,
+      });
+      expect((await store.usage({ by: 'caller', connection: 'anthropic' })).items.map((r) => r.key)).toEqual([
+        'bob', // 45 + 21 tokens on this connection, alice 30 + 14
+        'alice',
+      ]);
+      expect(await store.usage({ by: 'day', since: T0 + 86_400_000 })).toMatchObject({
+        items: [{ key: '2025-01-16', exchanges: 1 }],
+        truncated: false,
+      });
+      expect(await store.usage({ by: 'caller', caller: 'nobody' })).toEqual({
+        by: 'caller',
+        items: [],
+        truncated: false,
+      });
+    });
+
     it('filters sessions by group, model, outcome, masking, stop reason and issuer', async () => {
       await fillVaried();
       const sessions = async (filter: Parameters<AuditStore['listSessions']>[0]): Promise<Array<[string, number]>> =>

@@ -497,6 +497,32 @@ describe('lists, filters and pages', () => {
     expect([first.json.items[0]!.id, second.json.items[0]!.id]).toEqual([x2!.id, x1!.id]);
   });
 
+  it('reports usage by caller, model or day: everyone’s to an admin, a user’s own to that user', async () => {
+    type Usage = { by: string; items: Array<{ key: string | null; exchanges: number; outputTokens: number }> };
+    const byCaller = await api<Usage>('/usage?by=caller', tokens.dave);
+    expect(byCaller.status).toBe(200);
+    const keys = byCaller.json.items.map((r) => r.key);
+    expect(keys).toEqual(expect.arrayContaining(['alice', 'bob']));
+    expect(byCaller.json.items.find((r) => r.key === 'bob')).toMatchObject({ exchanges: 1 });
+    // Largest by tokens first.
+    const sizes = byCaller.json.items.map((r) => r.outputTokens);
+    expect(sizes).toEqual([...sizes].sort((a, b) => b - a));
+    const models = await api<Usage>('/usage?by=model&group=sales', tokens.dave);
+    expect(models.json.items.map((r) => [r.key, r.exchanges])).toEqual([['claude-haiku-4-5', 1]]);
+    const days = await api<Usage>('/usage?by=day&caller=alice', tokens.dave);
+    expect(days.json.items.map((r) => r.key)).toEqual([new Date().toISOString().slice(0, 10)]);
+    // A user: their own row only, whatever they ask.
+    const own = await api<Usage>('/usage?by=caller', tokens.alice);
+    expect(own.json.items.map((r) => r.key)).toEqual(['alice']);
+    expect((await api<Usage>('/usage?caller=bob', tokens.alice)).json.items.map((r) => r.key)).toEqual(['alice']);
+    const bad = await api('/usage?by=team', tokens.dave);
+    expect(bad.status).toBe(400);
+    expect(bad.json).toMatchObject({
+      error: { type: 'invalid_request_error', message: expect.stringContaining('by: expected one of caller') },
+    });
+    expect((await api('/usage')).status).toBe(401);
+  });
+
   it('finds the answers a model declined: stop_reason=refusal', async () => {
     // A model whose safety classifiers decline answers 200 with stop_reason "refusal" (Claude Fable): not an error,
     // so no outcome filter found them, and they are what an auditor looks for first.

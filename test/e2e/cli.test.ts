@@ -215,6 +215,19 @@ describe('vigil serve, sessions, verify', () => {
     expect(await listed('--outcome', 'ok')).toEqual(['answered', 'declined']);
     const none = await vigil(['sessions', 'list', '--outcome', 'interrupted', '--data-dir', dir]);
     expect(none.stdout).toBe('no sessions match these filters\n'); // not "no sessions recorded": there are some
+    // Usage, as a table and as JSON: one refusal, among two exchanges of one caller.
+    const table = await vigil(['usage', '--by', 'model', '--data-dir', dir]);
+    expect(table.code).toBe(0);
+    expect(table.stdout.split('\n')[0]).toMatch(
+      /^model\s+exchanges\s+input tokens\s+output tokens\s+failed\s+refused\s+in progress$/,
+    );
+    expect(table.stdout).toMatch(/^claude-haiku-4-5\s+2\s+\d+\s+\d+\s+0\s+1\s+0$/m);
+    const report = JSON.parse((await vigil(['usage', '--stop-reason', 'refusal', '--json', '--data-dir', dir])).stdout);
+    expect(report).toMatchObject({ by: 'caller', items: [{ key: 'anonymous', exchanges: 1, refused: 1 }] });
+    expect((await vigil(['usage', '--by', 'team', '--data-dir', dir])).stderr).toContain('--by: expected one of');
+    expect((await vigil(['usage', '--caller', 'nobody', '--data-dir', dir])).stdout).toBe(
+      'no exchanges match these filters\n',
+    );
     const found = await vigil(['search', 'poem', '--stop-reason', 'refusal', '--data-dir', dir, '--json']);
     expect(JSON.parse(found.stdout)).toMatchObject({ items: [] });
     const bad = await vigil(['sessions', 'export', '--stop-reason', 'Not one', '--data-dir', dir]);

@@ -40,6 +40,8 @@ import type {
   VerifyReport,
   SearchText,
   WriteBatch,
+  UsageReport,
+  UsageRequest,
 } from '../audit-store.js';
 import { messageOf } from '../../errors.js';
 import { VERIFY_PAGE } from '../audit-store.js';
@@ -51,6 +53,7 @@ import {
   type AggregateDialect,
   type TotalsRow,
 } from '../session-totals.js';
+import { toUsageReport, usageRows, usageStatement, type UsageSqlRow } from '../usage-report.js';
 import { sessionListStatement, toSessionListPage, type ListNameRow } from '../session-list.js';
 import { decodeCursor, pageOf, pageSize } from '../exchange-index.js';
 import { parseSearchQuery, tsQuery } from '../search-query.js';
@@ -275,6 +278,7 @@ function aggregate(
     int: '::bigint',
     bySession: '',
     unflattened: '',
+    dayOf: (ms) => `to_char(to_timestamp(${ms} / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
   });
   return { text, values };
 }
@@ -944,6 +948,12 @@ export class PostgresAuditStore implements AuditStore {
     if (!row || row.n === 0) return undefined;
     const names = await this.pool.query<NameRow>(aggregate(namesStatement, filter));
     return toSessionTotals(sessionId, row, names.rows);
+  }
+
+  async usage(request: UsageRequest): Promise<UsageReport> {
+    const rows = usageRows(request);
+    const { text, values } = aggregate((d) => usageStatement(d, request.by, rows), request);
+    return toUsageReport(request.by, rows, (await this.pool.query<UsageSqlRow>(text, values)).rows);
   }
 
   async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {

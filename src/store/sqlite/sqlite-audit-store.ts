@@ -41,6 +41,8 @@ import type {
   UndigestedTail,
   VerifyReport,
   WriteBatch,
+  UsageReport,
+  UsageRequest,
 } from '../audit-store.js';
 import { VERIFY_PAGE } from '../audit-store.js';
 import {
@@ -51,6 +53,7 @@ import {
   type AggregateDialect,
   type TotalsRow,
 } from '../session-totals.js';
+import { toUsageReport, usageRows, usageStatement, type UsageSqlRow } from '../usage-report.js';
 import { sessionListStatement, toSessionListPage, type ListNameRow } from '../session-list.js';
 import {
   callerIndexRow,
@@ -209,6 +212,7 @@ export function sqliteAggregate(
     int: '',
     bySession: ' INDEXED BY exchanges_session',
     unflattened: ' LIMIT -1',
+    dayOf: (ms) => `strftime('%Y-%m-%d', ${ms} / 1000, 'unixepoch')`,
   });
   return { sql, params };
 }
@@ -843,6 +847,12 @@ export class SqliteAuditStore implements AuditStore {
     if (!row || row.n === 0) return undefined;
     const names = sqliteAggregate(namesStatement, filter, this.fewMatch);
     return toSessionTotals(sessionId, row, this.db.prepare(names.sql).all(...names.params) as NameRow[]);
+  }
+
+  async usage(request: UsageRequest): Promise<UsageReport> {
+    const rows = usageRows(request);
+    const { sql, params } = sqliteAggregate((d) => usageStatement(d, request.by, rows), request, this.fewMatch);
+    return toUsageReport(request.by, rows, this.db.prepare(sql).all(...params) as UsageSqlRow[]);
   }
 
   async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {

@@ -26,6 +26,7 @@ export const THREAD_READS = [
   'listExchanges',
   'listExchangesFiltered',
   'sessionTotals',
+  'usage',
   'search',
   'listAccessLog',
   'sessionRecords',

@@ -1,0 +1,67 @@
+/**
+ * A usage report (`AuditStore.usage`), in SQL both SQLite and PostgreSQL accept: one statement of aggregates over the
+ * exchange index, grouped by caller, connection, model or day. Each matching exchange's index row is read once; no
+ * body is.
+ */
+import type { UsageBy, UsageReport, UsageRequest, UsageRow } from './audit-store.js';
+import { FROM, MODEL, type AggregateDialect } from './session-totals.js';
+
+/** The most rows a report gives, and how many when not asked. */
+export const USAGE_MAX_ROWS = 1000;
+export const USAGE_DEFAULT_ROWS = 100;
+
+/** The rows of a report, as the statement selects them (PostgreSQL hands bigints out as strings). */
+export interface UsageSqlRow {
+  key: string | null;
+  exchanges: number | string;
+  input_tokens: number | string;
+  output_tokens: number | string;
+  failed: number | string;
+  refused: number | string;
+  in_progress: number | string;
+}
+
+/** How many rows a request asks for, within bounds. */
+export function usageRows(request: UsageRequest): number {
+  const limit = request.limit ?? USAGE_DEFAULT_ROWS;
+  return Math.min(Math.max(Math.trunc(limit), 1), USAGE_MAX_ROWS);
+}
+
+/**
+ * The statement: at most `rows + 1` groups (the extra one says the report was cut), the largest by tokens first — or,
+ * by day, the days in order.
+ */
+export function usageStatement(d: AggregateDialect, by: UsageBy, rows: number): string {
+  const key = {
+    caller: 'e.caller_subject',
+    connection: 'e.connection',
+    model: MODEL,
+    day: d.dayOf('e.started_at'),
+  }[by];
+  const where = d.where();
+  const tokens = 'coalesce(sum(r.input_tokens), 0) + coalesce(sum(r.output_tokens), 0)';
+  // Ties in name order, bytewise on both stores (the key is selected with that collation).
+  const order = by === 'day' ? '1' : `${tokens} DESC, 1`;
+  return `SELECT ${key}${d.bytewise} AS key, count(*)${d.int} AS exchanges,
+            coalesce(sum(r.input_tokens), 0)${d.int} AS input_tokens,
+            coalesce(sum(r.output_tokens), 0)${d.int} AS output_tokens,
+            sum(CASE WHEN r.outcome <> 'ok' THEN 1 ELSE 0 END)${d.int} AS failed,
+            sum(CASE WHEN r.stop_reason = 'refusal' THEN 1 ELSE 0 END)${d.int} AS refused,
+            sum(CASE WHEN r.exchange_id IS NULL THEN 1 ELSE 0 END)${d.int} AS in_progress
+     ${FROM} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+     GROUP BY 1 ORDER BY ${order} LIMIT ${d.param(rows + 1)}`;
+}
+
+/** The report from the statement's rows. */
+export function toUsageReport(by: UsageBy, rows: number, found: readonly UsageSqlRow[]): UsageReport {
+  const items = found.slice(0, rows).map((r): UsageRow => ({
+    key: r.key,
+    exchanges: Number(r.exchanges),
+    inputTokens: Number(r.input_tokens),
+    outputTokens: Number(r.output_tokens),
+    failed: Number(r.failed),
+    refused: Number(r.refused),
+    inProgress: Number(r.in_progress),
+  }));
+  return { by, items, truncated: found.length > rows };
+}
