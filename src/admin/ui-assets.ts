@@ -31,6 +31,7 @@ export const UI_FILES = [
   'session.js',
   'exchange.js',
   'search.js',
+  'usage.js',
   'approvals.js',
   'access-log.js',
 ] as const;

@@ -9,6 +9,7 @@ import { renderExchange } from './exchange.js';
 import { renderSearch } from './search.js';
 import { renderSession } from './session.js';
 import { renderSessions } from './sessions.js';
+import { renderUsage } from './usage.js';
 import { finishSignIn, takeSignInAnswer } from './oidc-sign-in.js';
 import { renderSignIn } from './sign-in.js';
 
@@ -17,6 +18,7 @@ const ROUTES = [
   { pattern: /^\/sessions\/([^/]+)$/, view: renderSession, nav: 'sessions' },
   { pattern: /^\/exchanges\/([^/]+)$/, view: renderExchange, nav: 'sessions' },
   { pattern: /^\/search$/, view: renderSearch, nav: 'search' },
+  { pattern: /^\/usage$/, view: renderUsage, nav: 'usage' },
   { pattern: /^\/approvals$/, view: renderApprovals, nav: 'approvals' },
   { pattern: /^\/access-log$/, view: renderAccessLog, nav: 'access-log' },
 ];
@@ -24,6 +26,7 @@ const ROUTES = [
 const NAV = [
   ['sessions', 'Sessions'],
   ['search', 'Search'],
+  ['usage', 'Usage'],
   ['approvals', 'Approvals'],
   ['access-log', 'Access log'],
 ];

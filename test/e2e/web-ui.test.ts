@@ -353,6 +353,34 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     await page.getByText('No sessions match these filters.').waitFor();
   });
 
+  it('shows usage by model and by day, each row leading to the sessions it adds up', async () => {
+    await page.goto(`${open.gateway.adminUrl}/ui/#/usage`);
+    await page.getByRole('heading', { name: 'Usage' }).waitFor();
+    const rows = page.locator('table.usage tbody tr');
+    // By caller (no identity configured: every call is anonymous's).
+    await expect.poll(() => rows.locator('td:first-child').allTextContents()).toEqual(['anonymous']);
+    await page.getByLabel('By').selectOption('model');
+    await page.getByRole('button', { name: 'Show' }).click();
+    await page.waitForURL(/by=model/);
+    const api = (await (await fetch(`${open.gateway.adminUrl}/api/v1/usage?by=model`)).json()) as {
+      items: Array<{ key: string; exchanges: number }>;
+    };
+    await expect.poll(() => rows.locator('td:first-child').allTextContents()).toEqual(api.items.map((r) => r.key));
+    expect(await rows.first().locator('td:nth-child(2)').textContent()).toBe(String(api.items[0]!.exchanges));
+    await page.getByLabel('By').selectOption('day');
+    await page.getByRole('button', { name: 'Show' }).click();
+    // The days as the API has them (a run across midnight UTC has two).
+    const days = (await (await fetch(`${open.gateway.adminUrl}/api/v1/usage?by=day`)).json()) as {
+      items: Array<{ key: string }>;
+    };
+    await expect.poll(() => rows.locator('td:first-child').allTextContents()).toEqual(days.items.map((r) => r.key));
+    const today = days.items[0]!.key;
+    // A day's row leads to that day's sessions.
+    await rows.first().getByRole('link', { name: today }).click();
+    await page.waitForURL(new RegExp(`#/sessions\\?since=${today}`));
+    await expect.poll(() => page.locator('table.sessions tbody tr').count()).toBeGreaterThan(0);
+  });
+
   it('shows an exchange with its request, response and the recorded stream events', async () => {
     const [streamed] = await open.session('ui-tools', 2);
     await page.goto(`${open.gateway.adminUrl}/ui/#/sessions/ui-tools`);
