@@ -149,6 +149,7 @@ async function withStore<T>(
 ): Promise<T> {
   const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
   const store = await openStore(config, { readonly: true }).catch((err: unknown) => {
+    if (err instanceof ConfigError) throw err; // says what to fix already
     throw new CliError(`cannot open the store (${(err as Error).message}); is --data-dir or --config right?`);
   });
   try {

@@ -6,7 +6,7 @@ import { ConfigError } from '../errors.js';
 import type { AuditStore } from './audit-store.js';
 import { PostgresAuditStore, WRITER_RECONNECT_MS } from './postgres/postgres-audit-store.js';
 import { StoreInUseError } from './sqlite/gateway-lock.js';
-import { SqliteAuditStore } from './sqlite/sqlite-audit-store.js';
+import { SqliteAuditStore, StoreOutdatedError } from './sqlite/sqlite-audit-store.js';
 import { readsOffThread, SqliteReadWorker } from './sqlite/sqlite-read-worker.js';
 
 function sqlitePath(config: VigilConfig): string {
@@ -101,6 +101,15 @@ export async function openStore(config: VigilConfig, options: OpenStoreOptions =
         : {}),
     });
   } catch (err) {
+    if (err instanceof StoreOutdatedError) {
+      throw new ConfigError(
+        [
+          `${sqliteKey(config)}: ${err.message}. Start this version's vigil serve on it once (it upgrades the store as ` +
+            'it opens it), or read it with the vigil that records into it now',
+        ],
+        { cause: err, heading: 'cannot open the store' },
+      );
+    }
     if (err instanceof StoreInUseError) {
       throw new ConfigError(
         [

@@ -137,6 +137,19 @@ export interface SqliteStoreOptions {
   readonly gatewayLock?: boolean;
 }
 
+/** A store an older Vigil made, opened to read only: it cannot be upgraded by a reader. */
+export class StoreOutdatedError extends Error {
+  readonly code = 'VIGIL_STORE_OUTDATED';
+
+  constructor(
+    readonly file: string,
+    readonly version: number,
+    readonly expected: number,
+  ) {
+    super(`the store ${file} is at schema version ${version}; this Vigil reads version ${expected}`);
+  }
+}
+
 /**
  * The filters whose values live in a table of their own (an exchange's groups, its caller's issuer, its masking
  * types) or in its result (why it stopped, how it ended), and that table's rows for a value, in the order of an index
@@ -351,6 +364,13 @@ export class SqliteAuditStore implements AuditStore {
       this.migrate();
       // Migrations may wait for another process; from here on the gateway's writer waits asynchronously (see write).
       if (this.busyWaitsAsync) this.db.pragma(`busy_timeout = ${GATEWAY_BUSY_TIMEOUT_MS}`);
+    } else {
+      // A reader cannot migrate: on a store an older Vigil still records into, its statements name what is not there.
+      const version = this.schemaVersion();
+      if (version < SQLITE_MIGRATIONS.length) {
+        this.db.close();
+        throw new StoreOutdatedError(options.file, version, SQLITE_MIGRATIONS.length);
+      }
     }
     const db = this.db;
     this.stmts = {
@@ -491,6 +511,13 @@ export class SqliteAuditStore implements AuditStore {
         onRestarted: () => this.openWriteGate(),
       });
     }
+  }
+
+  /** The last migration the store ran (0 for one no Vigil made). */
+  private schemaVersion(): number {
+    const table = this.db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'");
+    if (table.get() === undefined) return 0;
+    return (this.db.prepare('SELECT max(version) FROM schema_migrations').pluck().get() as number | null) ?? 0;
   }
 
   private migrate(): void {

@@ -515,6 +515,10 @@ describe('SQLite migration 12: why each answer stopped', () => {
     `);
     old.close();
 
+    // A reader cannot upgrade it, and says so rather than failing on a column it does not find.
+    expect(() => SqliteAuditStore.open({ file, readonly: true })).toThrow(
+      /is at schema version 11; this Vigil reads version 12/,
+    );
     const upgraded = SqliteAuditStore.open({ file });
     try {
       const ids = async (stopReason: string) =>
