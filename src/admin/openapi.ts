@@ -606,6 +606,7 @@ export const OPENAPI_DOCUMENT = {
               type: 'object',
               properties: {
                 key: { type: ['string', 'null'], description: 'Caller subject, connection, model, or UTC day.' },
+                email: { type: ['string', 'null'], description: 'By caller: the e-mail of their identity token.' },
                 exchanges: { type: 'integer' },
                 inputTokens: { type: 'integer' },
                 outputTokens: { type: 'integer' },

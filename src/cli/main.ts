@@ -82,7 +82,7 @@ commands:
   sessions export [<id>] [--format jsonl|markdown] [--out FILE] [--caller S] [--group G] [--connection C]
                   [--model M] [--outcome O] [--masking TYPE] [--stop-reason R] [--since T] [--until T]
                              export a session, or every exchange matching the filters (JSONL: one exchange a line)
-  usage [--by caller|connection|model|day] [--limit N] [filters as for export] [--json]
+  usage [--by caller|connection|model|day] [--limit N] [filters as for export] [--json | --csv]
                              exchanges, tokens, failures and refusals per caller, connection, model or day
   search <query> [--limit N] [--cursor C] [filters as for export]
                              full-text search of prompts, responses and tool calls ("phrases", prefix*)
@@ -449,7 +449,12 @@ async function search(args: string[], out: Out): Promise<number> {
 
 /** `vigil usage`: the admin API's usage report (`GET /usage`), from the store. */
 async function usage(args: string[], out: Out): Promise<number> {
-  const { values } = parse(args, { by: { type: 'string' }, limit: { type: 'string' }, ...FILTER_OPTIONS });
+  const { values } = parse(args, {
+    by: { type: 'string' },
+    limit: { type: 'string' },
+    csv: { type: 'boolean', default: false },
+    ...FILTER_OPTIONS,
+  });
   const filter = cliFilter(values);
   let asked: ReturnType<typeof usageFrom>;
   try {
@@ -463,11 +468,23 @@ async function usage(args: string[], out: Out): Promise<number> {
       out.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       return 0;
     }
-    const head = [report.by, 'exchanges', 'input tokens', 'output tokens', 'failed', 'refused', 'in progress'];
+    const byCaller = report.by === 'caller';
+    const head = [
+      report.by,
+      ...(byCaller ? ['email'] : []),
+      ...['exchanges', 'input tokens', 'output tokens', 'failed', 'refused', 'in progress'],
+    ];
     const rows = report.items.map((r) => [
-      r.key ?? '(unknown)',
+      r.key ?? '',
+      ...(byCaller ? [r.email ?? ''] : []),
       ...[r.exchanges, r.inputTokens, r.outputTokens, r.failed, r.refused, r.inProgress].map(String),
     ]);
+    if (values.csv) {
+      // RFC 4180: every field quoted, quotes doubled; for spreadsheets and chargeback scripts.
+      const csv = (cells: string[]) => cells.map((c) => `"${c.replaceAll('"', '""')}"`).join(',');
+      out.stdout.write([head, ...rows].map((r) => `${csv(r)}\r\n`).join(''));
+      return 0;
+    }
     if (rows.length === 0) {
       out.stdout.write(
         Object.values(filter).some((v) => v !== undefined)
@@ -476,14 +493,16 @@ async function usage(args: string[], out: Out): Promise<number> {
       );
       return 0;
     }
-    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-    // The key left-aligned, the counts right-aligned.
+    const texts = rows.map(([key, ...rest]) => [key || '(unknown)', ...rest]);
+    const widths = head.map((h, i) => Math.max(h.length, ...texts.map((r) => r[i]!.length)));
+    // The key (and e-mail) left-aligned, the counts right-aligned.
+    const counts = head.length - 6;
     const line = (cells: string[]) =>
       cells
-        .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+        .map((c, i) => (i < counts ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
         .join('  ')
         .trimEnd();
-    out.stdout.write(`${[head, ...rows].map(line).join('\n')}\n`);
+    out.stdout.write(`${[head, ...texts].map(line).join('\n')}\n`);
     if (report.truncated) out.stdout.write(`… more rows matched (--limit up to ${USAGE_MAX_ROWS})\n`);
     return 0;
   });

@@ -218,6 +218,8 @@ export interface UsageRow {
    * day the exchanges started (UTC, `2026-12-07`).
    */
   readonly key: string | null;
+  /** By caller: the caller's e-mail as their identity token gave it (null without one, and by anything else). */
+  readonly email: string | null;
   readonly exchanges: number;
   /** Input tokens, cache reads and writes included, as the exchange lists count them. */
   readonly inputTokens: number;

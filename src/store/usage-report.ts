@@ -13,6 +13,7 @@ export const USAGE_DEFAULT_ROWS = 100;
 /** The rows of a report, as the statement selects them (PostgreSQL hands bigints out as strings). */
 export interface UsageSqlRow {
   key: string | null;
+  email: string | null;
   exchanges: number | string;
   input_tokens: number | string;
   output_tokens: number | string;
@@ -39,16 +40,19 @@ export function usageStatement(d: AggregateDialect, by: UsageBy, rows: number): 
     day: d.dayOf('e.started_at'),
   }[by];
   const where = d.where();
+  // By caller, the e-mail the identity token gave (the greatest, should it have changed): subjects are often opaque.
+  const email = by === 'caller' ? 'max(c.email)' : 'NULL';
+  const callers = by === 'caller' ? 'LEFT JOIN exchange_callers c ON c.exchange_id = e.id' : '';
   const tokens = 'coalesce(sum(r.input_tokens), 0) + coalesce(sum(r.output_tokens), 0)';
   // Ties in name order, bytewise on both stores (the key is selected with that collation).
   const order = by === 'day' ? '1' : `${tokens} DESC, 1`;
-  return `SELECT ${key}${d.bytewise} AS key, count(*)${d.int} AS exchanges,
+  return `SELECT ${key}${d.bytewise} AS key, ${email} AS email, count(*)${d.int} AS exchanges,
             coalesce(sum(r.input_tokens), 0)${d.int} AS input_tokens,
             coalesce(sum(r.output_tokens), 0)${d.int} AS output_tokens,
             sum(CASE WHEN r.outcome <> 'ok' THEN 1 ELSE 0 END)${d.int} AS failed,
             sum(CASE WHEN r.stop_reason = 'refusal' THEN 1 ELSE 0 END)${d.int} AS refused,
             sum(CASE WHEN r.exchange_id IS NULL THEN 1 ELSE 0 END)${d.int} AS in_progress
-     ${FROM} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+     ${FROM} ${callers} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
      GROUP BY 1 ORDER BY ${order} LIMIT ${d.param(rows + 1)}`;
 }
 
@@ -56,6 +60,7 @@ export function usageStatement(d: AggregateDialect, by: UsageBy, rows: number): 
 export function toUsageReport(by: UsageBy, rows: number, found: readonly UsageSqlRow[]): UsageReport {
   const items = found.slice(0, rows).map((r): UsageRow => ({
     key: r.key,
+    email: r.email,
     exchanges: Number(r.exchanges),
     inputTokens: Number(r.input_tokens),
     outputTokens: Number(r.output_tokens),

@@ -76,7 +76,17 @@ export async function renderUsage({ root, query: q, signal }) {
     return;
   }
   const label = GROUPINGS.find(([value]) => value === by)?.[1] ?? by;
-  const heads = [label, 'Exchanges', 'Input tokens', 'Output tokens', 'Failed', 'Refused', 'In progress'];
+  const byCaller = by === 'caller';
+  const heads = [
+    label,
+    ...(byCaller ? ['E-mail'] : []),
+    'Exchanges',
+    'Input tokens',
+    'Output tokens',
+    'Failed',
+    'Refused',
+    'In progress',
+  ];
   root.append(
     h(
       'table',
@@ -102,6 +112,7 @@ export async function renderUsage({ root, query: q, signal }) {
               {},
               r.key === null ? h('span', { class: 'muted' }, 'unknown') : link(sessionsOf(by, r.key, q), r.key),
             ),
+            byCaller ? h('td', {}, r.email ?? '') : null,
             [r.exchanges, r.inputTokens, r.outputTokens, r.failed, r.refused, r.inProgress].map((n) =>
               h('td', { class: 'num' }, String(n)),
             ),

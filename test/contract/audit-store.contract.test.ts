@@ -924,6 +924,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         open = 0,
       ) => ({
         key,
+        email: null as string | null,
         exchanges: n,
         inputTokens: input,
         outputTokens: output,
@@ -932,9 +933,11 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         inProgress: open,
       });
       // Each answered exchange: 15 input tokens (10, and 5 read from the cache) and 7 output.
+      // By caller, with the e-mail their identity token gave (every caller here was given alice's).
+      const withEmail = (r: ReturnType<typeof row>) => ({ ...r, email: 'alice@example.com' });
       expect(await store.usage({ by: 'caller' })).toEqual({
         by: 'caller',
-        items: [row('alice', 3, 45, 21), row('bob', 4, 45, 21, 1, 1, 1)], // as many tokens: by name
+        items: [withEmail(row('alice', 3, 45, 21)), withEmail(row('bob', 4, 45, 21, 1, 1, 1))], // as many tokens: by name
         truncated: false,
       });
       expect((await store.usage({ by: 'connection' })).items).toEqual([
@@ -952,8 +955,16 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         ['2025-01-16', 1],
       ]);
       // Filtered as lists are; cut at the limit, saying so.
-      expect((await store.usage({ by: 'caller', group: 'sales' })).items).toEqual([row('bob', 2, 30, 14, 1, 1)]);
-      expect((await store.usage({ by: 'caller', stopReason: 'refusal' })).items).toEqual([row('bob', 1, 15, 7, 0, 1)]);
+      expect((await store.usage({ by: 'caller', group: 'sales' })).items).toEqual([
+        withEmail(row('bob', 2, 30, 14, 1, 1)),
+      ]);
+      expect((await store.usage({ by: 'caller', stopReason: 'refusal' })).items).toEqual([
+        withEmail(row('bob', 1, 15, 7, 0, 1)),
+      ]);
+      // Filtered by issuer as lists are (its own table, beside the one the e-mails come from).
+      expect((await store.usage({ by: 'caller', callerIssuer: 'https://other-idp.example' })).items).toEqual([
+        withEmail(row('alice', 1, 15, 7)),
+      ]);
       expect(await store.usage({ by: 'caller', limit: 1 })).toMatchObject({
         items: [{ key: 'alice' }],
         truncated: true,
