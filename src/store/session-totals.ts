@@ -31,6 +31,13 @@ export interface AggregateDialect {
    * subquery with an ORDER BY is not merged there).
    */
   readonly unflattened: string;
+  /**
+   * SQLite: ` INDEXED BY exchanges_started`, for reading every exchange of a time span in time order. Without it, a
+   * report over the whole store grouped by caller walked the caller index and looked each result up out of order:
+   * 1.1 s for 200,000 exchanges where the time order took 0.2 s, and 15 ms where 1.6 ms would do for a recent span.
+   * PostgreSQL: empty (its planner has statistics).
+   */
+  readonly byTime: string;
   /** The UTC day (`2026-12-07`) of a time in epoch milliseconds, as text. */
   readonly dayOf: (ms: string) => string;
 }

@@ -4,7 +4,7 @@
  * body is.
  */
 import type { UsageBy, UsageReport, UsageRequest, UsageRow } from './audit-store.js';
-import { FROM, MODEL, type AggregateDialect } from './session-totals.js';
+import { MODEL, type AggregateDialect } from './session-totals.js';
 
 /** The most rows a report gives, and how many when not asked. */
 export const USAGE_MAX_ROWS = 1000;
@@ -32,7 +32,8 @@ export function usageRows(request: UsageRequest): number {
  * The statement: at most `rows + 1` groups (the extra one says the report was cut), the largest by tokens first — or,
  * by day, the days in order.
  */
-export function usageStatement(d: AggregateDialect, by: UsageBy, rows: number): string {
+export function usageStatement(d: AggregateDialect, request: UsageRequest, rows: number): string {
+  const { by } = request;
   const key = {
     caller: 'e.caller_subject',
     connection: 'e.connection',
@@ -52,8 +53,17 @@ export function usageStatement(d: AggregateDialect, by: UsageBy, rows: number): 
             sum(CASE WHEN r.outcome <> 'ok' THEN 1 ELSE 0 END)${d.int} AS failed,
             sum(CASE WHEN r.stop_reason = 'refusal' THEN 1 ELSE 0 END)${d.int} AS refused,
             sum(CASE WHEN r.exchange_id IS NULL THEN 1 ELSE 0 END)${d.int} AS in_progress
-     ${FROM} ${callers} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+     FROM exchanges e${timeOnly(request) ? d.byTime : ''} LEFT JOIN exchange_results r ON r.exchange_id = e.id
+     ${callers} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
      GROUP BY 1 ORDER BY ${order} LIMIT ${d.param(rows + 1)}`;
+}
+
+/**
+ * Whether the request narrows the exchanges by time alone (or not at all): they are then read in time order (see
+ * `AggregateDialect.byTime`). Any other filter has an index of its own, or one of its own table, for the planner.
+ */
+function timeOnly(request: UsageRequest): boolean {
+  return Object.entries(request).every(([k, v]) => v === undefined || ['by', 'limit', 'since', 'until'].includes(k));
 }
 
 /** The report from the statement's rows. */

@@ -278,6 +278,7 @@ function aggregate(
     int: '::bigint',
     bySession: '',
     unflattened: '',
+    byTime: '',
     dayOf: (ms) => `to_char(to_timestamp(${ms} / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD')`,
   });
   return { text, values };
@@ -952,7 +953,7 @@ export class PostgresAuditStore implements AuditStore {
 
   async usage(request: UsageRequest): Promise<UsageReport> {
     const rows = usageRows(request);
-    const { text, values } = aggregate((d) => usageStatement(d, request.by, rows), request);
+    const { text, values } = aggregate((d) => usageStatement(d, request, rows), request);
     return toUsageReport(request.by, rows, (await this.pool.query<UsageSqlRow>(text, values)).rows);
   }
 

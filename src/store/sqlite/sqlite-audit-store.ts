@@ -225,6 +225,7 @@ export function sqliteAggregate(
     int: '',
     bySession: ' INDEXED BY exchanges_session',
     unflattened: ' LIMIT -1',
+    byTime: ' INDEXED BY exchanges_started',
     dayOf: (ms) => `strftime('%Y-%m-%d', ${ms} / 1000, 'unixepoch')`,
   });
   return { sql, params };
@@ -878,7 +879,7 @@ export class SqliteAuditStore implements AuditStore {
 
   async usage(request: UsageRequest): Promise<UsageReport> {
     const rows = usageRows(request);
-    const { sql, params } = sqliteAggregate((d) => usageStatement(d, request.by, rows), request, this.fewMatch);
+    const { sql, params } = sqliteAggregate((d) => usageStatement(d, request, rows), request, this.fewMatch);
     return toUsageReport(request.by, rows, this.db.prepare(sql).all(...params) as UsageSqlRow[]);
   }
 
