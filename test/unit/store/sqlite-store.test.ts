@@ -482,6 +482,29 @@ function storeAtVersion(file: string, version: number): Database.Database {
   return old;
 }
 
+/**
+ * What `run` answers, and the query plan of the statement it prepared whose text holds `marker`, as SQLite plans it
+ * for `values` (on a connection of its own to `file`).
+ */
+async function withPlan<T>(
+  file: string,
+  marker: string,
+  values: unknown[],
+  run: () => Promise<T>,
+): Promise<{ answer: T; plan: string[] }> {
+  const spy = vi.spyOn(Database.prototype, 'prepare');
+  const answer = await run();
+  const sql = spy.mock.calls.map(([s]) => s).find((s) => s.includes(marker))!;
+  spy.mockRestore();
+  const db = new Database(file, { readonly: true });
+  try {
+    const plan = db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...values) as Array<{ detail: string }>;
+    return { answer, plan: plan.map((r) => r.detail) };
+  } finally {
+    db.close();
+  }
+}
+
 /** `n` small exchanges from `t0` on (bench/small-exchange.mjs), each response's data changed by `edit`. */
 function smallExchanges(
   n: number,
@@ -733,19 +756,10 @@ describe('SQLite listings under filters few exchanges match', () => {
     store: SqliteAuditStore,
     filter: { group: string } | { stopReason: string } | { outcome: 'ok' | 'upstream_error' },
   ): Promise<{ ids: string[]; plan: string[] }> {
-    const spy = vi.spyOn(Database.prototype, 'prepare');
-    const page = await store.listExchangesFiltered({ ...filter, limit: 50 });
-    const sql = spy.mock.calls.map(([s]) => s).find((s) => s.includes('FROM exchanges e'))!;
-    spy.mockRestore();
-    const db = new Database(file, { readonly: true });
-    try {
-      const plan = db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(Object.values(filter)[0], 51) as Array<{
-        detail: string;
-      }>;
-      return { ids: page.items.map((x) => x.id), plan: plan.map((r) => r.detail) };
-    } finally {
-      db.close();
-    }
+    const { answer, plan } = await withPlan(file, 'FROM exchanges e', [Object.values(filter)[0], 51], () =>
+      store.listExchangesFiltered({ ...filter, limit: 50 }),
+    );
+    return { ids: answer.items.map((x) => x.id), plan };
   }
 
   it('group, issuer, masking type: reads one few exchanges match from its own index, tests one many match on each exchange', async () => {
@@ -816,19 +830,11 @@ describe('SQLite usage report', () => {
     const T0 = Date.UTC(2025, 0, 15, 9, 0, 0);
     await store.append({ records: smallExchanges(300, T0, () => {}) });
     const planOf = async (request: Parameters<SqliteAuditStore['usage']>[0]) => {
-      const spy = vi.spyOn(Database.prototype, 'prepare');
-      const report = await store.usage(request);
-      const call = spy.mock.calls.map(([s]) => s).find((s) => s.includes('AS in_progress'))!;
-      spy.mockRestore();
-      const db = new Database(file, { readonly: true });
-      try {
-        const values = [request.since, request.caller, (request.limit ?? 100) + 1].filter((v) => v !== undefined);
-        const plan = db.prepare(`EXPLAIN QUERY PLAN ${call}`).all(...values) as Array<{ detail: string }>;
-        return { report, plan: plan.map((r) => r.detail).join(' | ') };
-      } finally {
-        db.close();
-      }
+      const values = [request.since, request.caller, (request.limit ?? 100) + 1].filter((v) => v !== undefined);
+      const { answer, plan } = await withPlan(file, 'AS in_progress', values, () => store.usage(request));
+      return { report: answer, plan: plan.join(' | ') };
     };
+
     const whole = await planOf({ by: 'caller' });
     expect(whole.plan).toContain('SCAN e USING INDEX exchanges_started');
     expect(whole.report.items.reduce((n, r) => n + r.exchanges, 0)).toBe(300);
