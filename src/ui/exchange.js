@@ -86,7 +86,18 @@ export async function renderExchange({ root, params, signal }) {
       ' / ',
       h('code', {}, x.id),
     ),
-    h('h1', {}, 'Exchange ', h('code', {}, x.id), ' ', outcomeBadge(x.outcome)),
+    h(
+      'h1',
+      {},
+      'Exchange ',
+      h('code', {}, x.id),
+      ' ',
+      outcomeBadge(x.outcome),
+      // A 200 whose answer the model declined (its safety classifiers): see session.js.
+      x.response.stop_reason === 'refusal'
+        ? [' ', h('span', { class: 'badge bad', title: 'stop_reason: refusal' }, 'refused')]
+        : null,
+    ),
     facts([
       ['Session', link(`/sessions/${encodeURIComponent(x.session_id)}`, x.session_id)],
       ['Connection', x.connection],

@@ -22,11 +22,17 @@ import { answer, lastTurn, maskingText, timingText, usageText } from './blocks.j
 /** Exchanges per page: a long agent session has thousands, each resending the conversation so far. */
 const PAGE = 20;
 
+/** Whether the model declined to answer (`stop_reason: refusal`). */
+const refused = (x) => x.response.stop_reason === 'refusal';
+
 function exchangeCard(x, summary, index) {
   const masking = maskingText(summary && summary.masking);
   return h(
     'article',
-    { class: `exchange-card${x.outcome !== 'ok' ? ' not-ok' : ''}`, 'data-exchange': x.id },
+    {
+      class: `exchange-card${x.outcome !== 'ok' || refused(x) ? ' not-ok' : ''}`,
+      'data-exchange': x.id,
+    },
     h(
       'header',
       {},
@@ -40,6 +46,8 @@ function exchangeCard(x, summary, index) {
       ' ',
       outcomeBadge(x.outcome),
       ' ',
+      // A 200 whose answer the model declined (its safety classifiers): what an auditor reads a session for.
+      refused(x) ? [h('span', { class: 'badge bad', title: 'stop_reason: refusal' }, 'refused'), ' '] : null,
       link(`/exchanges/${encodeURIComponent(x.id)}`, 'Exchange details'),
     ),
     lastTurn(x.request.body),

@@ -1079,6 +1079,22 @@ describe('long, shared and malformed sessions', () => {
     expect(await cards.nth(11).locator('.index').textContent()).toBe('#12');
   });
 
+  it('marks an answer the model declined in the transcript and on the exchange’s page', async () => {
+    const client = sdk(busy);
+    await ask(client, 'Write the exploit [[scenario:refusal]]', 'ui-refused');
+    await ask(client, 'Then a poem', 'ui-refused');
+    const [declined] = await busy.session('ui-refused', 2);
+    await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-refused`);
+    const cards = page.locator('article.exchange-card');
+    await expect.poll(() => cards.count()).toBe(2);
+    expect(await cards.nth(0).locator('header .badge.bad').allTextContents()).toEqual(['refused']);
+    expect(await cards.nth(0).getAttribute('class')).toContain('not-ok');
+    expect(await cards.nth(1).locator('header .badge.bad').count()).toBe(0);
+    await cards.nth(0).getByRole('link', { name: 'Exchange details' }).click();
+    await page.waitForURL(new RegExp(`#/exchanges/${declined!.id}$`));
+    await expect.poll(() => page.locator('h1 .badge.bad').allTextContents()).toEqual(['refused']);
+  });
+
   it('draws the rest of a session when one recorded request is malformed', async () => {
     // A recorded `messages: [null]` made the transcript throw, and the page showed nothing of the session.
     await page.goto(`${busy.gateway.adminUrl}/ui/#/sessions/ui-malformed`);
