@@ -72,6 +72,12 @@ export class Metrics {
       labelNames: ['connection', 'model', 'kind'],
       registers: [r],
     });
+    const refusals = new Counter({
+      name: 'vigil_refusals_total',
+      help: 'Answers a model declined (stop_reason refusal: its safety classifiers), by connection and model',
+      labelNames: ['connection', 'model'],
+      registers: [r],
+    });
     const rejectedRecords = new Counter({
       name: 'vigil_sink_rejected_records_total',
       help: 'Audit events a SIEM accepted a batch of but rejected one by one (OTLP partial success), since start',
@@ -179,6 +185,7 @@ export class Metrics {
       if (e.cacheReadTokens) tokens.inc({ connection: e.connection, model, kind: 'cache_read' }, e.cacheReadTokens);
       if (e.cacheCreationTokens)
         tokens.inc({ connection: e.connection, model, kind: 'cache_creation' }, e.cacheCreationTokens);
+      if (e.stopReason === 'refusal') refusals.inc({ connection: e.connection, model });
     };
     this.onDenied = (m) => {
       const d = m as AccessDenied;

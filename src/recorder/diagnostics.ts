@@ -23,6 +23,8 @@ export interface ExchangeCompleted {
   readonly outputTokens: number;
   readonly cacheReadTokens: number;
   readonly cacheCreationTokens: number;
+  /** Why the answer stopped (`refusal`: the model declined it); null when unknown. */
+  readonly stopReason: string | null;
 }
 
 export interface AccessDenied {

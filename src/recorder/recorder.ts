@@ -740,6 +740,7 @@ export class ExchangeRecording {
     model: string | null,
     durationMs: number,
     usage: Usage | null,
+    stopReason: string | null,
   ): void {
     if (!exchangeCompletedChannel.hasSubscribers) return;
     exchangeCompletedChannel.publish({
@@ -754,6 +755,7 @@ export class ExchangeRecording {
       outputTokens: usage?.output_tokens ?? 0,
       cacheReadTokens: usage?.cache_read_input_tokens ?? 0,
       cacheCreationTokens: usage?.cache_creation_input_tokens ?? 0,
+      stopReason,
     } satisfies ExchangeCompleted);
   }
 
@@ -763,7 +765,7 @@ export class ExchangeRecording {
     this.detach?.();
     this.recorder.ended(this);
     if (this.level === 'off') {
-      this.announce(outcome, this.status ?? sentStatus, this.model, Date.now() - this.startedAt, null);
+      this.announce(outcome, this.status ?? sentStatus, this.model, Date.now() - this.startedAt, null, null);
       return;
     }
     const full = this.level === 'full';
@@ -841,7 +843,7 @@ export class ExchangeRecording {
       },
     };
     records.push({ kind: 'exchange.response', exchangeId: this.id, sessionId: this.sessionId, at: endedAt, data });
-    this.announce(outcome, data.status, model, data.timing.durationMs, usage);
+    this.announce(outcome, data.status, model, data.timing.durationMs, usage, stopReason);
     const searchText: SearchText[] = [];
     if (full) {
       const text = searchTextOf(this.turnMessages, message);

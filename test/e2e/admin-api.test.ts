@@ -551,6 +551,12 @@ describe('lists, filters and pages', () => {
     // A user sees their own only.
     expect((await api<Paged<ExchangeListItem>>('/exchanges?stop_reason=refusal', tokens.alice)).json.items).toEqual([]);
 
+    // Counted for Prometheus, by connection and model, to alert on.
+    const metrics = await (
+      await fetch(`${admin}/metrics`, { headers: { authorization: `Bearer ${tokens.dave}` } })
+    ).text();
+    expect(metrics).toMatch(/^vigil_refusals_total\{connection="anthropic",model="claude-fable-5-1"\} 2$/m);
+
     const bad = await api('/exchanges?stop_reason=Refusal%20OR%201', tokens.dave);
     expect(bad.status).toBe(400);
     expect(bad.json).toMatchObject({
