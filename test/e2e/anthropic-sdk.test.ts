@@ -170,6 +170,21 @@ describe('streaming messages', () => {
     expect(x!.response.events.some((e) => e.type === 'error')).toBe(true);
   });
 
+  it('records an answer the model declined midway: what it said before, stop_reason refusal, outcome ok', async () => {
+    const stream = client.messages.stream(
+      { model: 'claude-fable-5-1', max_tokens: 100, messages: user('one two three four five six') },
+      { headers: { 'x-fake-scenario': 'refusal_mid_stream', 'x-vigil-session': 'declined-midway' } },
+    );
+    const received = await stream.finalMessage();
+    expect(received).toMatchObject({ stop_reason: 'refusal', content: [{ type: 'text', text: 'Echo: one two thr' }] });
+    const [x] = await h.session('declined-midway', 1);
+    expect(x!.outcome).toBe('ok'); // a 200: the model's answer, not a failure
+    expect(x!.response.stop_reason).toBe('refusal');
+    expect(x!.response.message).toMatchObject({ stop_reason: 'refusal', content: received.content });
+    const delta = x!.response.events.find((e) => e.type === 'message_delta');
+    expect(JSON.stringify(delta?.data)).toContain('"stop_reason":"refusal"');
+  });
+
   it('records a stream cut by upstream up to the cut, as upstream_aborted', async () => {
     const stream = client.messages.stream(
       { model: 'claude-haiku-4-5', max_tokens: 100, messages: user('cut me off') },

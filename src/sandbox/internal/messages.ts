@@ -53,7 +53,7 @@ export async function createMessage(
   ex.gzip = scenario.gzip === true;
 
   const planned = planReply(request, ex.body.length, ex.body.includes(CACHE_CONTROL));
-  const reply = scenario.refusal ? refused(planned) : planned;
+  const reply = scenario.refusal ? refused(planned, scenario.refusal) : planned;
   if (!request.stream) {
     const body = JSON.stringify(messageBody(reply));
     if (scenario.earlyEnd === 'cut_stream') return cutBody(ex, body);

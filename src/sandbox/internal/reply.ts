@@ -146,9 +146,16 @@ export function planReply(request: MessagesRequest, bodyBytes: number, cacheCont
   };
 }
 
-/** `reply` declined before any output: no content, `stop_reason: refusal` (a 200, not an error). */
-export function refused(reply: Reply): Reply {
-  return { ...reply, content: [], stopReason: 'refusal', usage: { ...reply.usage, output_tokens: 0 } };
+/**
+ * `reply` declined (`stop_reason: refusal`, a 200, not an error): `before` any output, with no content; or
+ * `mid_stream`, after the first half of its first text block, its other blocks dropped.
+ */
+export function refused(reply: Reply, when: 'before' | 'mid_stream'): Reply {
+  const text = reply.content.find((b) => b.type === 'text');
+  const content: ReplyBlock[] =
+    when === 'mid_stream' && text ? [{ ...text, text: text.text.slice(0, Math.ceil(text.text.length / 2)) }] : [];
+  const output = content.length ? outputTokens(content) : 0; // declined before any output: nothing billed
+  return { ...reply, content, stopReason: 'refusal', usage: { ...reply.usage, output_tokens: output } };
 }
 
 /** The reply as the non-streaming API returns it. https://docs.anthropic.com/en/api/messages */

@@ -19,10 +19,10 @@ export interface Scenario {
   startDelayMs?: number;
   gzip?: boolean;
   /**
-   * The model declines before any output, as a model's safety classifiers do (Claude Fable): a 200 whose
-   * `stop_reason` is `refusal`, with no content.
+   * The model declines, as a model's safety classifiers do (Claude Fable): a 200 whose `stop_reason` is `refusal` —
+   * `before` any output (no content), or `mid_stream`, after the first half of its text.
    */
-  refusal?: boolean;
+  refusal?: 'before' | 'mid_stream';
 }
 
 /** Delay of `slow` without a number. */
@@ -41,6 +41,7 @@ const NAMES = [
   'gzip',
   'hang',
   'refusal',
+  'refusal_mid_stream',
 ].join(', ');
 
 /**
@@ -84,7 +85,10 @@ export function parseScenario(names: string): { ok: true; value: Scenario } | { 
         scenario.gzip = true;
         break;
       case 'refusal':
-        scenario.refusal = true;
+        scenario.refusal = 'before';
+        break;
+      case 'refusal_mid_stream':
+        scenario.refusal = 'mid_stream';
         break;
       default:
         return { ok: false, message: `unknown fake scenario '${name}'; known: ${NAMES}` };

@@ -322,6 +322,14 @@ describe('other endpoints', () => {
     expect(message).toMatchObject({ stop_reason: 'refusal', content: [], usage: { output_tokens: 0 } });
     const streamed = await client.messages.stream(params).finalMessage();
     expect(streamed).toMatchObject({ stop_reason: 'refusal', content: [] });
+
+    // Declined after some output: the first half of the answer, then the refusal.
+    const midway = clientWithScenario('refusal_mid_stream');
+    const long = { ...params, messages: [{ role: 'user' as const, content: 'one two three four five six' }] };
+    const partial = await midway.messages.stream(long).finalMessage();
+    expect(partial.stop_reason).toBe('refusal');
+    expect(partial.content).toEqual([{ type: 'text', text: 'Echo: one two thr' }]); // half of 'Echo: one two … six'
+    expect((await midway.messages.create(long)).content).toEqual(partial.content);
   });
 
   it('lists models and retrieves one by id or alias', async () => {
