@@ -3,8 +3,13 @@
  * (the messages after the request's last assistant message) and the answer (text, thinking, tool calls). Rendered one
  * exchange at a time so an export can stream.
  */
-import { declined, type ExchangeView } from '../recorder/exchange-reader.js';
-import { contentBlocks as blocks, exchangeTurn, type ContentBlock as Block } from '../recorder/exchange-turn.js';
+import type { ExchangeView } from '../recorder/exchange-reader.js';
+import {
+  contentBlocks as blocks,
+  exchangeTurn,
+  isRefusal,
+  type ContentBlock as Block,
+} from '../recorder/exchange-turn.js';
 
 /** A fenced block whose fence is longer than any run of backticks inside, so recorded text cannot close it. */
 function fenced(text: string, lang = ''): string {
@@ -78,7 +83,7 @@ export function markdownExchange(x: ExchangeView, n: number): string {
   const duration = x.response.duration_ms !== null ? ` · ${x.response.duration_ms} ms` : '';
   out.push(
     `\`${x.id}\` · session \`${x.session_id}\` · ${x.connection} · ${x.request.method} ${x.request.path}` +
-      `${x.model ? ` · ${x.model}` : ''} → ${x.response.status ?? '–'} ${x.outcome}${declined(x) ? ' · refused' : ''}${usage}${duration}`,
+      `${x.model ? ` · ${x.model}` : ''} → ${x.response.status ?? '–'} ${x.outcome}${isRefusal(x.response.stop_reason) ? ' · refused' : ''}${usage}${duration}`,
   );
   const turn = exchangeTurn(x);
   for (const m of turn.input) out.push(`**${oneLine(m.role)}:**`, m.blocks.map(renderBlock).join('\n\n'));

@@ -1,6 +1,11 @@
 /** The human form of a session: a readable transcript, one block per exchange, showing what each turn added. */
-import { declined, type ExchangeView } from '../recorder/exchange-reader.js';
-import { contentBlocks as blocks, exchangeTurn, type ContentBlock as Block } from '../recorder/exchange-turn.js';
+import type { ExchangeView } from '../recorder/exchange-reader.js';
+import {
+  contentBlocks as blocks,
+  exchangeTurn,
+  isRefusal,
+  type ContentBlock as Block,
+} from '../recorder/exchange-turn.js';
 
 function clip(s: string, max = 2000): string {
   return s.length > max ? `${s.slice(0, max)}… (${s.length - max} more characters)` : s;
@@ -49,7 +54,7 @@ export function renderExchange(x: ExchangeView, i: number): string {
   const dur = x.response.duration_ms !== null ? ` · ${x.response.duration_ms} ms` : '';
   out.push(
     `── #${i + 1} ${x.id} · ${x.started_at} · ${x.caller.subject} · ${x.request.method} ${x.request.path}` +
-      `${x.model ? ` · ${x.model}` : ''} → ${x.response.status ?? '-'} ${x.outcome}${declined(x) ? ' · refused' : ''}${usage}${dur}`,
+      `${x.model ? ` · ${x.model}` : ''} → ${x.response.status ?? '-'} ${x.outcome}${isRefusal(x.response.stop_reason) ? ' · refused' : ''}${usage}${dur}`,
   );
   const turn = exchangeTurn(x);
   for (const m of turn.input) out.push(`  ${m.role}:`, indent(m.blocks.map(renderBlock).join('\n')));

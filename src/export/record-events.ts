@@ -7,6 +7,7 @@ import type { Principal } from '../identity/principal.js';
 import type { KeyCreatedData, KeyRevokedData, StoredRecord } from '../store/audit-store.js';
 import { bodyValue } from '../recorder/exchange-reader.js';
 import { blobHashes } from '../recorder/body-splitter.js';
+import { isRefusal } from '../recorder/exchange-turn.js';
 import type { ExchangeRequestData, ExchangeResponseData } from '../store/record-types.js';
 import type { DigestOverdueData } from '../store/digest-overdue.js';
 import type { AuditActor, AuditEvent, AuditEventType } from './audit-event.js';
@@ -55,7 +56,7 @@ export function auditEventOf(
         type: 'exchange.completed',
         // A failed exchange, or an answer the model declined (its safety classifiers: stop_reason refusal), is a
         // warning: what a SIEM alerting on severity should see.
-        severity: d.outcome === 'ok' && d.stopReason !== 'refusal' ? 'info' : 'warning',
+        severity: d.outcome === 'ok' && !isRefusal(d.stopReason) ? 'info' : 'warning',
         ...(a ? { actor: a } : {}),
         ...(request ? { connection: request.connection } : {}),
         ...(r.sessionId ? { session: r.sessionId } : {}),

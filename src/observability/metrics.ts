@@ -5,6 +5,7 @@
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { otlpRejectedChannel } from '../export/otlp-sink.js';
+import { isRefusal } from '../recorder/exchange-turn.js';
 import type { DigestWatchStatus } from '../store/digest-watch.js';
 import {
   accessDeniedChannel,
@@ -185,7 +186,7 @@ export class Metrics {
       if (e.cacheReadTokens) tokens.inc({ connection: e.connection, model, kind: 'cache_read' }, e.cacheReadTokens);
       if (e.cacheCreationTokens)
         tokens.inc({ connection: e.connection, model, kind: 'cache_creation' }, e.cacheCreationTokens);
-      if (e.stopReason === 'refusal') refusals.inc({ connection: e.connection, model });
+      if (isRefusal(e.stopReason)) refusals.inc({ connection: e.connection, model });
     };
     this.onDenied = (m) => {
       const d = m as AccessDenied;

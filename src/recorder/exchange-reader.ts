@@ -20,11 +20,6 @@ export interface EventView {
   readonly offset_ms: number;
 }
 
-/** Whether the model declined to answer (`stop_reason: refusal`: a 200 its safety classifiers ended). */
-export function declined(x: { readonly response: { readonly stop_reason: string | null } }): boolean {
-  return x.response.stop_reason === 'refusal';
-}
-
 export interface ExchangeView {
   readonly id: string;
   readonly session_id: string;

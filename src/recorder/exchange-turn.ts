@@ -7,6 +7,14 @@
  */
 import type { ExchangeView } from './exchange-reader.js';
 
+/** The stop reason of an answer the model declined (its safety classifiers): a 200, outcome `ok`. */
+export const REFUSAL = 'refusal';
+
+/** Whether the model declined to answer: the one rule transcripts, the UI, the SIEM and the metrics mark it by. */
+export function isRefusal(stopReason: string | null | undefined): boolean {
+  return stopReason === REFUSAL;
+}
+
 export interface ContentBlock {
   type?: string;
   text?: string;

@@ -4,6 +4,7 @@
  * body is.
  */
 import type { UsageBy, UsageReport, UsageRequest, UsageRow } from './audit-store.js';
+import { REFUSAL } from '../recorder/exchange-turn.js';
 import { MODEL, type AggregateDialect } from './session-totals.js';
 
 /** The most rows a report gives, and how many when not asked. */
@@ -51,7 +52,7 @@ export function usageStatement(d: AggregateDialect, request: UsageRequest, rows:
             coalesce(sum(r.input_tokens), 0)${d.int} AS input_tokens,
             coalesce(sum(r.output_tokens), 0)${d.int} AS output_tokens,
             sum(CASE WHEN r.outcome <> 'ok' THEN 1 ELSE 0 END)${d.int} AS failed,
-            sum(CASE WHEN r.stop_reason = 'refusal' THEN 1 ELSE 0 END)${d.int} AS refused,
+            sum(CASE WHEN r.stop_reason = '${REFUSAL}' THEN 1 ELSE 0 END)${d.int} AS refused,
             sum(CASE WHEN r.exchange_id IS NULL THEN 1 ELSE 0 END)${d.int} AS in_progress
      FROM exchanges e${timeOnly(request) ? d.byTime : ''} LEFT JOIN exchange_results r ON r.exchange_id = e.id
      ${callers} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}

@@ -4,6 +4,7 @@
 import { api } from './api.js';
 import { append, clear, details, facts, h, headerTable, jsonBlock, link, outcomeBadge, time, who } from './dom.js';
 import { content, errorNote, timingText, usageText } from './blocks.js';
+import { isRefusal } from './exchange-turn.js';
 
 /** Events shown before "Show all": long streams have thousands. */
 const EVENTS_SHOWN = 100;
@@ -94,7 +95,7 @@ export async function renderExchange({ root, params, signal }) {
       ' ',
       outcomeBadge(x.outcome),
       // A 200 whose answer the model declined (its safety classifiers): see session.js.
-      x.response.stop_reason === 'refusal'
+      isRefusal(x.response.stop_reason)
         ? [' ', h('span', { class: 'badge bad', title: 'stop_reason: refusal' }, 'refused')]
         : null,
     ),

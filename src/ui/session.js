@@ -18,12 +18,13 @@ import {
   who,
 } from './dom.js';
 import { answer, lastTurn, maskingText, timingText, usageText } from './blocks.js';
+import { isRefusal } from './exchange-turn.js';
 
 /** Exchanges per page: a long agent session has thousands, each resending the conversation so far. */
 const PAGE = 20;
 
-/** Whether the model declined to answer (`stop_reason: refusal`). */
-const refused = (x) => x.response.stop_reason === 'refusal';
+/** Whether the model declined to answer, by the server's own rule (exchange-turn.ts). */
+const refused = (x) => isRefusal(x.response.stop_reason);
 
 function exchangeCard(x, summary, index) {
   const masking = maskingText(summary && summary.masking);
