@@ -32,7 +32,7 @@ import {
   EXPORT_FORMATS,
   type ExportFormat,
 } from '../admin/exchange-export.js';
-import { filterFrom, FILTER_PARAMS, pageFrom, usageFrom } from '../admin/query-params.js';
+import { filterFrom, FILTER_PARAMS, pageFrom, usageFrom, type ParamSource } from '../admin/query-params.js';
 import { USAGE_MAX_ROWS } from '../store/usage-report.js';
 import { listenAddress, type ListenAddress, type VigilConfig } from '../config/config-schema.js';
 import { loadConfig } from '../config/load-config.js';
@@ -48,7 +48,7 @@ import { listJson } from './list-json.js';
 import { readExchange, readSession, type ExchangeView } from '../recorder/exchange-reader.js';
 import { startReplayServer, type ReplayLog } from '../replay/replay-server.js';
 import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
-import type { AuditStore, ListedGatewayKey, StoredGatewayKey } from '../store/audit-store.js';
+import type { AuditStore, ExchangeFilter, ListedGatewayKey, StoredGatewayKey } from '../store/audit-store.js';
 import { describeOverdue } from '../store/digest-overdue.js';
 import { digestsOverdueAfterMs, signChain } from '../store/ledger-upkeep.js';
 import { describeStore, openStore, usesPostgres } from '../store/open-store.js';
@@ -283,9 +283,8 @@ async function sessions(args: string[], out: Out): Promise<number> {
         out.stdout.write(listJson(page, 'sessions'));
         return 0;
       }
-      const filtered = Object.values(filter).some((v) => v !== undefined);
       if (page.items.length === 0) {
-        out.stdout.write(filtered ? 'no sessions match these filters\n' : 'no sessions recorded\n');
+        out.stdout.write(filtered(filter) ? 'no sessions match these filters\n' : 'no sessions recorded\n');
       }
       for (const s of page.items) {
         out.stdout.write(
@@ -336,23 +335,26 @@ const FILTER_OPTIONS = Object.fromEntries(FILTER_PARAMS.map((p) => [cliOption(p)
   { type: 'string' }
 >;
 
-function cliFilter(values: Partial<Record<string, unknown>>): ReturnType<typeof filterFrom> {
+/**
+ * Parameters read as the admin API reads them (`read`: filterFrom, pageFrom, usageFrom), from the CLI's options
+ * (`stop_reason` is `--stop-reason`); a parameter the API would refuse is refused naming its option.
+ */
+function cliParams<T>(values: Partial<Record<string, unknown>>, read: (get: ParamSource) => T): T {
   try {
-    return filterFrom((n) => values[cliOption(n)] as string | undefined);
+    return read((n) => values[cliOption(n)] as string | undefined);
   } catch (err) {
     // The message names the parameter (`stop_reason: …`): named here as its option.
     throw new CliError(`--${(err as Error).message.replace(/^[a-z_]+/, cliOption)}`);
   }
 }
 
+/** The filters shared by `search`, `sessions list`, `sessions export` and `usage`. */
+const cliFilter = (values: Partial<Record<string, unknown>>) => cliParams(values, filterFrom);
 /** `--limit` and `--cursor`, checked as the admin API checks them. */
-function cliPage(values: Partial<Record<string, unknown>>): ReturnType<typeof pageFrom> {
-  try {
-    return pageFrom((n) => values[n] as string | undefined);
-  } catch (err) {
-    throw new CliError(`--${(err as Error).message}`);
-  }
-}
+const cliPage = (values: Partial<Record<string, unknown>>) => cliParams(values, (get) => pageFrom(get));
+
+/** Whether a filter narrows anything: an empty answer then says "match these filters", not "recorded". */
+const filtered = (filter: ExchangeFilter): boolean => Object.values(filter).some((v) => v !== undefined);
 
 async function exportSessions(args: string[], out: Out): Promise<number> {
   const { values, positionals } = parse(args, {
@@ -456,12 +458,7 @@ async function usage(args: string[], out: Out): Promise<number> {
     ...FILTER_OPTIONS,
   });
   const filter = cliFilter(values);
-  let asked: ReturnType<typeof usageFrom>;
-  try {
-    asked = usageFrom((n) => values[n as 'by' | 'limit']);
-  } catch (err) {
-    throw new CliError(`--${(err as Error).message}`);
-  }
+  const asked = cliParams(values, usageFrom);
   return withStore(values, async (store) => {
     const report = await store.usage({ ...filter, ...asked });
     if (values.json) {
@@ -486,11 +483,7 @@ async function usage(args: string[], out: Out): Promise<number> {
       return 0;
     }
     if (rows.length === 0) {
-      out.stdout.write(
-        Object.values(filter).some((v) => v !== undefined)
-          ? 'no exchanges match these filters\n'
-          : 'no exchanges recorded\n',
-      );
+      out.stdout.write(filtered(filter) ? 'no exchanges match these filters\n' : 'no exchanges recorded\n');
       return 0;
     }
     const texts = rows.map(([key, ...rest]) => [key || '(unknown)', ...rest]);
