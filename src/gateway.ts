@@ -17,7 +17,7 @@ import { ApprovalCoordinator, NOTIFY_CLOSE_WAIT_MS } from './policy/approvals.js
 import { decide } from './policy/policy.js';
 import { Connections } from './proxy/connections.js';
 import { ProxyServer } from './proxy/proxy-server.js';
-import { egressProxy, egressProxyProblems } from './net/egress-proxy.js';
+import { egressProxyProblems } from './net/egress-proxy.js';
 import { Recorder } from './recorder/recorder.js';
 import type { AuditStore } from './store/audit-store.js';
 import { adminReads, describeStore, openStore, type AdminReads } from './store/open-store.js';
@@ -110,14 +110,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   let oidc: OidcVerifier | undefined;
   if (config.identity.oidc.length) {
     oidc = new OidcVerifier(config.identity.oidc);
-    config.identity.oidc.forEach((o, i) => {
-      const through = egressProxy(o.issuer, o.proxy, `identity.oidc[${i}].proxy`);
-      if (through)
-        log.info(
-          { issuer: o.issuer, proxy: through.shown, from: through.from },
-          'identity provider reached through a proxy',
-        );
-    });
+    for (const p of oidc.proxies) log.info(p, 'identity provider reached through a proxy');
     for (const warning of await oidc.start()) log.warn(warning);
   }
   const authenticator = new Authenticator({

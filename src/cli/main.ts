@@ -40,6 +40,7 @@ import { formatPath } from '../config/config-path.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { checkStartable, startGateway } from '../gateway.js';
 import { gatewayKeyId } from '../identity/gateway-keys.js';
+import { OidcVerifier } from '../identity/oidc-verifier.js';
 import { ApprovalNotifier } from '../policy/approval-notifier.js';
 import { createGatewayKey, revokeGatewayKey } from '../identity/key-admin.js';
 import { isLoopbackHost } from '../identity/loopback.js';
@@ -232,6 +233,10 @@ async function serve(args: string[], out: Out): Promise<number> {
  * what it would warn of (a connection whose credential cannot be read refuses its calls). Opens no store and no port:
  * for CI, before a deployment.
  */
+/** ` through PROXY (where it was chosen)` for an issuer or webhook reached through a proxy, else nothing. */
+const through = (p: { readonly proxy: string; readonly from: string } | undefined): string =>
+  p ? ` through ${p.proxy} (${p.from})` : '';
+
 async function configCheck(args: string[], out: Out): Promise<number> {
   const serving = serveConfig(args, out);
   if (serving === null) return 0;
@@ -244,10 +249,8 @@ async function configCheck(args: string[], out: Out): Promise<number> {
     `  store ${describeStore(config)}`,
     `  identity ${config.identity.oidc.length ? '' : 'none (loopback callers only)'}`.trimEnd(),
   ];
-  config.identity.oidc.forEach((o, i) => {
-    const proxy = egressProxy(o.issuer, o.proxy, formatPath(['identity', 'oidc', i, 'proxy'], config));
-    lines.push(`    issuer ${o.issuer}${proxy ? ` through ${proxy.shown} (${proxy.from})` : ''}`);
-  });
+  const issuers = new Map(new OidcVerifier(config.identity.oidc).proxies.map((p) => [p.issuer, p]));
+  for (const o of config.identity.oidc) lines.push(`    issuer ${o.issuer}${through(issuers.get(o.issuer))}`);
   const warnings: string[] = [];
   config.connections.forEach((c, i) => {
     const proxy = egressProxy(c.upstream, c.proxy, formatPath(['connections', i, 'proxy'], config));
@@ -256,11 +259,8 @@ async function configCheck(args: string[], out: Out): Promise<number> {
     if (problem) warnings.push(`${problem}; its calls are refused until it is`);
   });
   // Webhooks by name only: a URL can be a credential (Slack's is).
-  const through = new Map(new ApprovalNotifier(config.approvals).proxies.map((p) => [p.webhook, p]));
-  for (const w of config.approvals.webhooks) {
-    const p = through.get(w.name);
-    lines.push(`  approval webhook ${w.name}${p ? ` through ${p.proxy} (${p.from})` : ''}`);
-  }
+  const webhooks = new Map(new ApprovalNotifier(config.approvals).proxies.map((p) => [p.webhook, p]));
+  for (const w of config.approvals.webhooks) lines.push(`  approval webhook ${w.name}${through(webhooks.get(w.name))}`);
   out.stdout.write(`${lines.join('\n')}\n`);
   for (const w of warnings) out.stderr.write(`vigil: warning: ${w}\n`);
   return 0;

@@ -20,7 +20,7 @@ import {
   type JWTVerifyGetKey,
 } from 'jose';
 import { VigilError } from '../errors.js';
-import { egressFetch, egressProxy } from '../net/egress-proxy.js';
+import { egressFetch, egressProxy, type EgressProxy } from '../net/egress-proxy.js';
 import { ASYMMETRIC_ALGORITHMS, audienceList, type OidcIssuerConfig } from './identity-config.js';
 import type { Principal } from './principal.js';
 
@@ -62,6 +62,8 @@ type RemoteJwks = ReturnType<typeof createRemoteJWKSet>;
 /** What Vigil knows about one trusted issuer. */
 interface IssuerState {
   readonly config: OidcVerifierIssuer;
+  /** The proxy its discovery document is fetched through, or null: direct (its key set may go another way). */
+  readonly proxy: EgressProxy | null;
   /** Fetches its discovery document and key set. */
   readonly fetch: typeof fetch;
   jwks?: RemoteJwks | undefined;
@@ -102,10 +104,17 @@ export class OidcVerifier {
   constructor(configs: readonly OidcVerifierIssuer[], opts: OidcVerifierOptions = {}) {
     configs.forEach((config, i) => {
       const where = `identity.oidc[${i}].proxy`;
-      egressProxy(config.issuer, config.proxy, where);
-      this.issuers.set(config.issuer, { config, fetch: opts.fetch ?? egressFetch(config.proxy, where) });
+      const proxy = egressProxy(config.issuer, config.proxy, where);
+      this.issuers.set(config.issuer, { config, proxy, fetch: opts.fetch ?? egressFetch(config.proxy, where) });
     });
     this.timeoutMs = opts.timeoutMs ?? 5000;
+  }
+
+  /** Each issuer reached through a proxy, and the proxy (without its password): for start-up and config check. */
+  get proxies(): ReadonlyArray<{ readonly issuer: string; readonly proxy: string; readonly from: string }> {
+    return [...this.issuers.values()].flatMap((s) =>
+      s.proxy ? [{ issuer: s.config.issuer, proxy: s.proxy.shown, from: s.proxy.from }] : [],
+    );
   }
 
   /** The issuers this verifier trusts. */

@@ -173,9 +173,13 @@ export function egressFetch(
   env: NodeJS.ProcessEnv = process.env,
 ): typeof fetch {
   const agents = new Map<string, ProxyAgent>();
+  /** The proxy chosen for each origin asked for: chosen once, as a connection's is (a secret is read once). */
+  const chosen = new Map<string, EgressProxy | null>();
   return ((input: string | URL | Request, init?: RequestInit) => {
     const url = typeof input === 'string' ? input : input instanceof URL ? input.href : input.url;
-    const proxy = egressProxy(url, setting, where, env);
+    const origin = new URL(url).origin;
+    let proxy = chosen.get(origin);
+    if (proxy === undefined) chosen.set(origin, (proxy = egressProxy(url, setting, where, env)));
     if (proxy === null) return fetch(input, init);
     let agent = agents.get(proxy.uri);
     if (agent === undefined) {
