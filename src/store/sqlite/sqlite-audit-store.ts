@@ -526,8 +526,7 @@ export class SqliteAuditStore implements AuditStore {
       'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)',
     );
     const run = this.db.transaction(() => {
-      const current =
-        (this.db.prepare('SELECT max(version) FROM schema_migrations').pluck().get() as number | null) ?? 0;
+      const current = this.schemaVersion();
       if (current > SQLITE_MIGRATIONS.length) {
         throw new Error(
           `store schema version ${current} is newer than this Vigil (${SQLITE_MIGRATIONS.length}): upgrade Vigil, or point data_dir at another store`,
