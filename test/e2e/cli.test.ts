@@ -572,13 +572,9 @@ describe('operator errors say what to fix', () => {
       writeFileSync(config, `${lines.join('\n')}\n`);
       return vigil(['config', 'check', '--config', config], env);
     };
-    const ok = await check([
-      `data_dir: ${data}`,
-      'connections:',
-      '  - name: anthropic',
-      '    credential: { env: VIGIL_TEST_UNSET_KEY }',
-      '    proxy: http://proxy.example:3128',
-    ]);
+    /** One connection, whose credential's variable is not set (serve starts, and refuses its calls). */
+    const unkeyed = ['connections:', '  - name: anthropic', '    credential: { env: VIGIL_TEST_UNSET_KEY }'];
+    const ok = await check([`data_dir: ${data}`, ...unkeyed, '    proxy: http://proxy.example:3128']);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toContain(`config ok: ${config}`);
     expect(ok.stdout).toContain('listen 127.0.0.1:8080 (admin API 127.0.0.1:8081)');
@@ -601,9 +597,7 @@ describe('operator errors say what to fix', () => {
         '  webhooks:',
         '    - { name: oncall, url: { env: VIGIL_TEST_HOOK_URL }, format: slack }',
         '    - { name: chatops, url: "https://chat.internal.example/hook" }',
-        'connections:',
-        '  - name: anthropic',
-        '    credential: { env: VIGIL_TEST_UNSET_KEY }',
+        ...unkeyed,
       ],
       {
         HTTPS_PROXY: 'egress.example:3128',
@@ -621,12 +615,7 @@ describe('operator errors say what to fix', () => {
     expect(egress.stdout).toMatch(/approval webhook chatops\n/);
     expect(egress.stdout).not.toContain('secret-part'); // a webhook's URL can be a credential
 
-    const exposed = await check([
-      'listen: 0.0.0.0:8080',
-      'connections:',
-      '  - name: anthropic',
-      '    credential: { env: VIGIL_TEST_UNSET_KEY }',
-    ]);
+    const exposed = await check(['listen: 0.0.0.0:8080', ...unkeyed]);
     expect(exposed.code).toBe(2);
     expect(exposed.stderr).toContain('refusing to listen on 0.0.0.0: no identity is configured');
 

@@ -382,15 +382,21 @@ describe.each(storeKinds())('DigestWatch on %s', (kind) => {
       }
     });
 
+    /** A peer whose records span more than the bound without a digest, closed (its chain lock free). */
+    const stoppedOverdue = async (): Promise<AuditStore> => {
+      const peer = await fixture.open();
+      await note(peer, t0);
+      await note(peer, t0 + AFTER + 1000);
+      await peer.close();
+      return peer;
+    };
+
     it('does not take a running writer for gone while its lock connection is made again (PostgreSQL restarted)', async () => {
       // Went wrong: one look at a free lock made a running writer gone. A peer overdue while it ran, whose lock
       // connection was then lost for a moment, was alerted as gone and counted as stopped — the alarm cleared while
       // the peer went on recording unsigned. Now a free lock is looked at again once the store's grace is over. The
       // writer here is a connection holding the chain's lock, as a writer does (its records were appended before).
-      const peer = await fixture.open();
-      await note(peer, t0);
-      await note(peer, t0 + AFTER + 1000);
-      await peer.close();
+      const peer = await stoppedOverdue();
       const writer = new pg.Client({ connectionString: POSTGRES_TEST_URL });
       await writer.connect();
       const lock = (fn: 'pg_advisory_lock' | 'pg_advisory_unlock') =>
@@ -431,10 +437,7 @@ describe.each(storeKinds())('DigestWatch on %s', (kind) => {
     });
 
     it('stops waiting out a reconnect grace when closed: a gateway stopping is not held up by it', async () => {
-      const peer = await fixture.open();
-      await note(peer, t0);
-      await note(peer, t0 + AFTER + 1000);
-      await peer.close(); // its lock free, and its tail overdue by its records: the check waits to look again
+      await stoppedOverdue(); // its lock free, and its tail overdue by its records: the check waits to look again
       now = t0 + AFTER + 2000;
       const w = watch();
       const started = Date.now();
