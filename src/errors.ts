@@ -34,6 +34,7 @@ const REGISTRY = {
   UNKNOWN_CONNECTION: { status: 404, type: 'not_found_error' },
   NOT_FOUND: { status: 404, type: 'not_found_error' },
   BODY_TOO_LARGE: { status: 413, type: 'request_too_large' },
+  LIMIT_REACHED: { status: 429, type: 'rate_limit_error' },
   NO_CREDENTIAL: { status: 500, type: 'api_error' },
   UPSTREAM_UNREACHABLE: { status: 502, type: 'api_error' },
   STORE_UNAVAILABLE: { status: 503, type: 'api_error' },
@@ -47,10 +48,13 @@ export type VigilErrorCode = keyof typeof REGISTRY;
 export class VigilError extends Error {
   override readonly name = 'VigilError';
   readonly code: VigilErrorCode;
+  /** How long the client should wait before it tries again (`retry-after`), when the gateway knows. */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(code: VigilErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: VigilErrorCode, message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
     super(message, options);
     this.code = code;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 
   get status(): number {

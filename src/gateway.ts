@@ -15,6 +15,7 @@ import { OidcVerifier } from './identity/oidc-verifier.js';
 import { ApprovalNotifier } from './policy/approval-notifier.js';
 import { ApprovalCoordinator, NOTIFY_CLOSE_WAIT_MS } from './policy/approvals.js';
 import { decide } from './policy/policy.js';
+import { UsageLimits } from './policy/usage-limits.js';
 import { Connections } from './proxy/connections.js';
 import { ProxyServer } from './proxy/proxy-server.js';
 import { egressProxyProblems } from './net/egress-proxy.js';
@@ -83,7 +84,17 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const store = await openStore(config, {
     gateway: { onCheckpointError: (message) => log.warn({ message }, 'background WAL checkpoint failed; retrying') },
   });
-  const recorder = new Recorder(store, { log, maxRecordedResponseBody: config.limits.max_recorded_response_body });
+  const limits = new UsageLimits({
+    limits: new Map(config.connections.map((c) => [c.name, c.limits])),
+    store,
+    onReadBackError: (err) =>
+      log.warn({ err: messageOf(err) }, 'usage limits: could not read what other gateways served; trying again'),
+  });
+  const recorder = new Recorder(store, {
+    log,
+    maxRecordedResponseBody: config.limits.max_recorded_response_body,
+    onCompleted: limits.configured ? (e) => limits.completed(e) : undefined,
+  });
   // Exchanges an earlier stop cut. Another gateway's chain that looks gone is looked at again a while later on
   // PostgreSQL (see recoverInterrupted): meanwhile this one serves.
   const recovery = new AbortController();
@@ -135,6 +146,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     identify,
     decide,
     approvals,
+    limits: limits.configured ? limits : undefined,
   });
   const sinks = config.siem.sinks.map((c, i) =>
     createSink(c, { hostname: hostname(), where: formatPath(['siem', 'sinks', i], config) }),
@@ -170,6 +182,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     metrics.close();
     otlpRejectedChannel.unsubscribe(onOtlpRejected);
     await connections.close();
+    await limits.close();
     await store.close();
   };
   let url: string;
@@ -178,6 +191,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
       reads = adminReads(store);
       admin = await startAdminServer({ config, store: reads.store, oidc, log, metrics, approvals });
     }
+    // What callers used of each limit's window before this start (and, on PostgreSQL, through other gateways).
+    await limits.start();
     ({ url } = await proxy.listen(config.listen.host, config.listen.port));
   } catch (err) {
     // Nothing may outlive a start that failed (a port in use, say): the process must be free to exit.

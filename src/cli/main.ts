@@ -59,6 +59,7 @@ import { adminListenAddress } from '../admin/admin-server.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { SqliteAuditStore } from '../store/sqlite/sqlite-audit-store.js';
 import { approvalsCommand } from './approvals-command.js';
+import { describeLimit } from '../policy/usage-limits.js';
 import { renderExchange } from './transcript.js';
 import { cliActor } from './cli-actor.js';
 import {
@@ -255,6 +256,7 @@ async function configCheck(args: string[], out: Out): Promise<number> {
   config.connections.forEach((c, i) => {
     const proxy = egressProxy(c.upstream, c.proxy, formatPath(['connections', i, 'proxy'], config));
     lines.push(`  connection ${c.name} → ${c.upstream}${proxy ? ` through ${proxy.shown} (${proxy.from})` : ''}`);
+    for (const l of c.limits) lines.push(`    limit ${describeLimit(l)}`);
     const { problem } = readCredential(c);
     if (problem) warnings.push(`${problem}; its calls are refused until it is`);
   });

@@ -9,6 +9,7 @@ import { isLoopbackHost } from '../identity/loopback.js';
 import { siemConfigSchema } from '../export/sinks-config.js';
 import { maskingConfigSchema } from '../recorder/masking/masking-config.js';
 import { approvalsConfigSchema } from '../policy/approval-notifier.js';
+import { limitsSchema } from '../policy/usage-limits.js';
 import { approvalRulesSchema } from '../policy/approval-rules.js';
 import { uiSignInProblems, uiSignInSchema } from '../admin/ui-sign-in.js';
 
@@ -108,9 +109,22 @@ const connectionSchema = z
     approvals: approvalRulesSchema.default([]),
     /** How long this connection's exchanges are kept after they end (`30d`, `forever`); default: `retention.default`. */
     retention: retentionWindow.optional(),
+    /** Calls or tokens a caller (or the connection) may use in a rolling window; see README, "Usage limits". */
+    limits: limitsSchema.default([]),
   })
   .strict()
   .superRefine((c, ctx) => {
+    if (c.record === 'off') {
+      c.limits.forEach((l, i) => {
+        if (l.tokens !== undefined)
+          ctx.addIssue({
+            code: 'custom',
+            path: ['limits', i, 'tokens'],
+            message:
+              'a token limit needs the usage a recording reads: set record: metadata (or full), or limit requests only',
+          });
+      });
+    }
     const host = new URL(c.upstream).hostname;
     const loopback = isLoopbackHost(host);
     if (c.upstream.startsWith('http:') && !loopback && !c.allow_insecure_upstream) {

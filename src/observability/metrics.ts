@@ -91,7 +91,7 @@ export class Metrics {
     };
     const denied = new Counter({
       name: 'vigil_access_denied_total',
-      help: 'Callers refused before forwarding (401, 403)',
+      help: 'Callers refused before forwarding (401, 403; 429 over a usage limit)',
       labelNames: ['connection', 'status'],
       registers: [r],
     });

@@ -18,6 +18,7 @@ import { findingTypes } from '../recorder/masking/masker.js';
 import { summarizeRequest } from '../policy/approval-summary.js';
 import { describeActor, type ApprovalCoordinator, type HoldOutcome } from '../policy/approvals.js';
 import type { PolicyDecision } from '../policy/policy.js';
+import { SDK_RETRY_WAIT_MS, type UsageLimits } from '../policy/usage-limits.js';
 import type { ExchangeRecording, Recorder } from '../recorder/recorder.js';
 import type { Outcome } from '../store/audit-store.js';
 import { listenOn } from '../net/listen.js';
@@ -42,6 +43,8 @@ export interface ProxyDeps {
   readonly decide: (auth: Authentication, connection: Connection, req: IncomingMessage) => PolicyDecision;
   /** Holds calls that approval rules say need a person's yes; absent: such calls are refused (fail closed). */
   readonly approvals?: Pick<ApprovalCoordinator, 'hold'> | undefined;
+  /** Usage limits (429 once a caller's, or the connection's, is reached); absent: none. */
+  readonly limits?: Pick<UsageLimits, 'check'> | undefined;
 }
 
 export const EXCHANGE_ID_HEADER = 'x-vigil-exchange-id';
@@ -179,10 +182,16 @@ export class ProxyServer {
       principal = auth.principal;
       const decision = this.deps.decide(auth, connection, req);
       if (decision.action === 'deny') throw new VigilError('NOT_ALLOWED', decision.message);
+      // Usage limits last: a call refused for who makes it is not counted against what they may use.
+      const limited = this.deps.limits?.check(connection.name, principal);
+      if (limited)
+        throw new VigilError('LIMIT_REACHED', limited.message, {
+          retryAfterMs: Math.max(0, limited.retryAt - Date.now()),
+        });
     } catch (err) {
       req.resume();
       const e = asVigilError(err);
-      if (e.code === 'UNAUTHENTICATED' || e.code === 'NOT_ALLOWED') {
+      if (e.code === 'UNAUTHENTICATED' || e.code === 'NOT_ALLOWED' || e.code === 'LIMIT_REACHED') {
         this.deps.recorder.accessDenied({
           connection: connection.name,
           status: e.status,
@@ -632,6 +641,12 @@ export class ProxyServer {
     };
     // 503s from the gateway itself are transient: the SDKs retry them, after this hint.
     if (err.code === 'SHUTTING_DOWN' || err.code === 'STORE_UNAVAILABLE') headers['retry-after'] = '1';
+    if (err.retryAfterMs !== undefined) {
+      headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
+      // The SDKs retry a 429 within a minute or so whatever the hint says: a limit that frees later would only be
+      // asked again, and refused again, to no purpose.
+      if (err.retryAfterMs > SDK_RETRY_WAIT_MS) headers['x-should-retry'] = 'false';
+    }
     if (close) headers.connection = 'close';
     res.writeHead(err.status, headers);
     res.end(err.toAnthropicBody());

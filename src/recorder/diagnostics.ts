@@ -6,6 +6,8 @@ import diagnostics from 'node:diagnostics_channel';
 
 export interface ExchangeCompleted {
   readonly connection: string;
+  /** The caller's subject (OIDC `sub`, the gateway key's name, or `anonymous`), as usage is grouped by caller. */
+  readonly caller: string;
   readonly outcome: string;
   /** The status the client received: upstream's, or the gateway's own when it refused or failed the call; null when
    * the client received none (it left, or the gateway shut down first). */

@@ -84,6 +84,8 @@ export interface RecorderOptions {
   readonly maxRecordedResponseBody: number;
   /** How often buffered stream events are written. */
   readonly eventFlushMs?: number;
+  /** Told of each exchange as it ends (this gateway's own, unlike `vigil:exchange.completed`): usage limits count it. */
+  readonly onCompleted?: ((e: ExchangeCompleted) => void) | undefined;
 }
 
 /**
@@ -238,6 +240,7 @@ export class Recorder {
         t0,
         model,
         input.connection,
+        input.principal.subject,
         redaction,
         input.level,
         turnMessages,
@@ -595,6 +598,7 @@ export class ExchangeRecording {
     private readonly t0: number,
     private readonly model: string | null,
     private readonly connection: string,
+    private readonly caller: string,
     private readonly redaction: ExchangeRedaction,
     readonly level: RecordingLevel,
     /** The turn's new messages as stored (masked), for the search index. */
@@ -742,9 +746,11 @@ export class ExchangeRecording {
     usage: Usage | null,
     stopReason: string | null,
   ): void {
-    if (!exchangeCompletedChannel.hasSubscribers) return;
-    exchangeCompletedChannel.publish({
+    const onCompleted = this.recorder.options.onCompleted;
+    if (!exchangeCompletedChannel.hasSubscribers && !onCompleted) return;
+    const completed: ExchangeCompleted = {
       connection: this.connection,
+      caller: this.caller,
       outcome,
       status,
       model,
@@ -756,7 +762,9 @@ export class ExchangeRecording {
       cacheReadTokens: usage?.cache_read_input_tokens ?? 0,
       cacheCreationTokens: usage?.cache_creation_input_tokens ?? 0,
       stopReason,
-    } satisfies ExchangeCompleted);
+    };
+    onCompleted?.(completed);
+    if (exchangeCompletedChannel.hasSubscribers) exchangeCompletedChannel.publish(completed);
   }
 
   private end(outcome: Outcome, upstreamError: ExchangeResponseData['error'], sentStatus: number | null = null): void {

@@ -574,13 +574,24 @@ describe('operator errors say what to fix', () => {
     };
     /** One connection, whose credential's variable is not set (serve starts, and refuses its calls). */
     const unkeyed = ['connections:', '  - name: anthropic', '    credential: { env: VIGIL_TEST_UNSET_KEY }'];
-    const ok = await check([`data_dir: ${data}`, ...unkeyed, '    proxy: http://proxy.example:3128']);
+    const ok = await check([
+      `data_dir: ${data}`,
+      ...unkeyed,
+      '    proxy: http://proxy.example:3128',
+      '    limits:',
+      '      - { name: ci-daily, window: 1d, tokens: 2000000, requests: 500, for: [{ group: ci }, { key: nightly }] }',
+      '      - { name: team, per: connection, window: 30d, tokens: 90000000 }',
+    ]);
     expect(ok.code).toBe(0);
     expect(ok.stdout).toContain(`config ok: ${config}`);
     expect(ok.stdout).toContain('listen 127.0.0.1:8080 (admin API 127.0.0.1:8081)');
     expect(ok.stdout).toContain(`store sqlite ${path.join(data, 'vigil.db')}`);
     expect(ok.stdout).toContain(
       'connection anthropic → https://api.anthropic.com through http://proxy.example:3128 (connections[0] (anthropic).proxy)',
+    );
+    expect(ok.stdout).toContain(
+      '    limit ci-daily: 2,000,000 tokens, 500 calls per caller in 1d (for group ci, key nightly)\n' +
+        '    limit team: 90,000,000 tokens per connection in 30d\n',
     );
     expect(ok.stderr).toContain('vigil: warning: connection "anthropic" has no credential: set VIGIL_TEST_UNSET_KEY');
     expect(existsSync(data)).toBe(false); // no store opened

@@ -1,0 +1,363 @@
+/**
+ * Usage limits: how many calls, or tokens, a caller (or a whole connection) may use in a rolling window, before the
+ * gateway refuses further calls with 429 `rate_limit_error` until the window frees enough (README, "Usage limits").
+ *
+ * Counted in memory, in 60 steps of each window: a call when it is admitted, its tokens when it ends (in the step it
+ * started in). At start the counts are read back from the store, so a restart forgets nothing; on a shared store
+ * (PostgreSQL) each step is read again once it is over, so that what other gateways served is counted too.
+ */
+import { z } from 'zod';
+import { positiveDuration } from '../config/common-schemas.js';
+import { allowListSchema, isAllowed } from '../identity/identity-config.js';
+import type { Principal } from '../identity/principal.js';
+import type { ExchangeCompleted } from '../recorder/diagnostics.js';
+import type { AuditStore, UsageRow } from '../store/audit-store.js';
+
+/** Steps a window is counted in: a call's tokens free up at most 1/STEPS of the window late. */
+export const STEPS = 60;
+/** The shortest and longest windows. */
+const MIN_WINDOW_MS = 60_000;
+const MAX_WINDOW_MS = 90 * 86_400_000;
+/** A refusal whose window frees later than this tells the SDKs not to retry (`x-should-retry: false`). */
+export const SDK_RETRY_WAIT_MS = 60_000;
+/** The most callers one step's read-back names (the store's usage report caps it). */
+const READ_BACK_CALLERS = 1_000;
+
+const limitSchema = z
+  .object({
+    /** Named in refusals and in the record of each; unique per connection. */
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1-63 letters, digits, ".", "_" or "-", starting with one'),
+    /** `caller` (default): each caller has the whole limit; `connection`: all callers of the connection share it. */
+    per: z.enum(['caller', 'connection']).default('caller'),
+    /** The rolling window: `1h`, `1d`, `30d` (1 minute to 90 days). */
+    window: positiveDuration.refine((ms) => ms >= MIN_WINDOW_MS && ms <= MAX_WINDOW_MS, {
+      message: 'must be between 1m and 90d',
+    }),
+    /** Input tokens (cache reads and writes included) plus output tokens, as the usage report counts them. */
+    tokens: z.number().int().positive().optional(),
+    /** Calls admitted. */
+    requests: z.number().int().positive().optional(),
+    /** Whose calls it refuses (`[{subject}, {group}, {email}, {key}]`, any match); absent: every caller's. */
+    for: allowListSchema.optional(),
+  })
+  .strict()
+  .refine((l) => l.tokens !== undefined || l.requests !== undefined, {
+    message: 'a limit needs tokens, requests or both',
+  });
+export type LimitConfig = z.output<typeof limitSchema>;
+
+/** A connection's `limits:` list. */
+export const limitsSchema = z.array(limitSchema).superRefine((limits, ctx) => {
+  const seen = new Set<string>();
+  limits.forEach((l, i) => {
+    if (seen.has(l.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `duplicate limit "${l.name}"` });
+    seen.add(l.name);
+  });
+});
+
+/** What a call was refused for: the client gets 429 with this message and `retry-after`. */
+export interface LimitRefusal {
+  readonly limit: string;
+  readonly message: string;
+  /** When enough of the window has passed for a call to be admitted again (epoch ms). */
+  readonly retryAt: number;
+}
+
+/** One window's counts, in STEPS steps; step n covers [n·stepMs, (n+1)·stepMs). */
+class Steps {
+  private readonly step = new Array<number>(STEPS).fill(-1);
+  private readonly tokens = new Array<number>(STEPS).fill(0);
+  private readonly calls = new Array<number>(STEPS).fill(0);
+
+  /** The counts of step `n` (0 when it is not held: older than the window, or never counted). */
+  private slot(n: number, create: boolean): number | null {
+    const i = n % STEPS;
+    if (this.step[i] === n) return i;
+    if (!create) return null;
+    this.step[i] = n;
+    this.tokens[i] = 0;
+    this.calls[i] = 0;
+    return i;
+  }
+
+  add(n: number, now: number, tokens: number, calls: number): void {
+    if (n <= now - STEPS || n > now) return; // out of the window (a call that outlived it), or from the future
+    const i = this.slot(n, true)!;
+    this.tokens[i]! += tokens;
+    this.calls[i]! += calls;
+  }
+
+  /** Step `n`'s counts become at least what the store says (it holds other gateways' calls; this one's may lag). */
+  atLeast(n: number, now: number, tokens: number, calls: number): void {
+    if (n <= now - STEPS || n > now) return;
+    const i = this.slot(n, true)!;
+    this.tokens[i] = Math.max(this.tokens[i]!, tokens);
+    this.calls[i] = Math.max(this.calls[i]!, calls);
+  }
+
+  /** Totals over the window ending with step `now`, oldest step first. */
+  window(now: number): Array<{ n: number; tokens: number; calls: number }> {
+    const out: Array<{ n: number; tokens: number; calls: number }> = [];
+    for (let n = now - STEPS + 1; n <= now; n++) {
+      const i = this.slot(n, false);
+      if (i !== null && (this.tokens[i]! > 0 || this.calls[i]! > 0))
+        out.push({ n, tokens: this.tokens[i]!, calls: this.calls[i]! });
+    }
+    return out;
+  }
+
+  /** Nothing counted in the window ending with step `now`: may be forgotten. */
+  empty(now: number): boolean {
+    return this.window(now).length === 0;
+  }
+}
+
+/** The key a caller is counted under: the subject, as the store's usage report groups callers. */
+function callerKey(p: Principal | string): string {
+  return typeof p === 'string' ? p : p.subject;
+}
+
+function describe(p: Principal): string {
+  if (p.method === 'gateway_key') return `gateway key "${p.keyName ?? p.subject}"`;
+  if (p.method === 'anonymous') return 'anonymous callers';
+  return `"${p.email ?? p.subject}"`;
+}
+
+const number = new Intl.NumberFormat('en-US');
+
+/** `1d`, `12h`, `90m`: the window as configured, near enough. */
+function showWindow(ms: number): string {
+  if (ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return `${Math.round(ms / 1000)}s`;
+}
+
+/** `daily: 2,000,000 tokens, 500 calls per caller in 1d (for group ci)`, as `vigil config check` prints it. */
+export function describeLimit(l: LimitConfig): string {
+  const what = [
+    ...(l.tokens !== undefined ? [`${number.format(l.tokens)} tokens`] : []),
+    ...(l.requests !== undefined ? [`${number.format(l.requests)} calls`] : []),
+  ].join(', ');
+  const who = l.for
+    ?.map((r) =>
+      Object.entries(r)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(' '),
+    )
+    .join(', ');
+  return `${l.name}: ${what} per ${l.per} in ${showWindow(l.window)}${who ? ` (for ${who})` : ''}`;
+}
+
+class Limit {
+  readonly stepMs: number;
+  private readonly counts = new Map<string, Steps>();
+  /** The last step read back from the store (see readBack). */
+  readBackThrough: number;
+
+  constructor(
+    readonly connection: string,
+    readonly config: LimitConfig,
+    now: number,
+  ) {
+    this.stepMs = Math.ceil(config.window / STEPS);
+    this.readBackThrough = this.stepOf(now) - STEPS;
+  }
+
+  stepOf(t: number): number {
+    return Math.floor(t / this.stepMs);
+  }
+
+  applies(p: Principal): boolean {
+    return this.config.for === undefined || isAllowed(p, this.config.for);
+  }
+
+  keyOf(caller: Principal | string): string {
+    return this.config.per === 'connection' ? '' : callerKey(caller);
+  }
+
+  steps(key: string): Steps {
+    let s = this.counts.get(key);
+    if (!s) this.counts.set(key, (s = new Steps()));
+    return s;
+  }
+
+  /** Why `p` may not make a call now, or null. */
+  refusal(p: Principal, now: number): LimitRefusal | null {
+    const s = this.counts.get(this.keyOf(p));
+    if (!s) return null;
+    const current = this.stepOf(now);
+    const steps = s.window(current);
+    const used = { tokens: 0, calls: 0 };
+    for (const st of steps) {
+      used.tokens += st.tokens;
+      used.calls += st.calls;
+    }
+    const { tokens, requests } = this.config;
+    const over =
+      tokens !== undefined && used.tokens >= tokens
+        ? { what: 'tokens', used: used.tokens, of: tokens, field: 'tokens' as const, max: tokens }
+        : requests !== undefined && used.calls >= requests
+          ? { what: 'calls', used: used.calls, of: requests, field: 'calls' as const, max: requests }
+          : null;
+    if (!over) return null;
+    // Admitted again once enough of the oldest steps have left the window for the count to fall below the limit.
+    let left = over.used;
+    let retryAt = (current + 1) * this.stepMs;
+    for (const st of steps) {
+      left -= st[over.field];
+      retryAt = (st.n + STEPS) * this.stepMs;
+      if (left < over.max) break;
+    }
+    const who = this.config.per === 'connection' ? `the callers of connection "${this.connection}"` : describe(p);
+    return {
+      limit: this.config.name,
+      retryAt,
+      message:
+        `usage limit "${this.config.name}" reached: ${who} used ${number.format(over.used)} of ` +
+        `${number.format(over.of)} ${over.what} in the last ${showWindow(this.config.window)}; ` +
+        `calls are admitted again from ${new Date(retryAt).toISOString()}`,
+    };
+  }
+
+  /** Forget callers with nothing in their window (bounded memory however many callers came and went). */
+  sweep(now: number): void {
+    const current = this.stepOf(now);
+    for (const [key, s] of this.counts) if (s.empty(current)) this.counts.delete(key);
+  }
+}
+
+export interface UsageLimitsOptions {
+  /** Every connection's limits, by connection name. */
+  readonly limits: ReadonlyMap<string, readonly LimitConfig[]>;
+  readonly store: AuditStore;
+  readonly now?: () => number;
+  /** Told when a read-back from the store fails (it is tried again on the next step). */
+  readonly onReadBackError?: (err: unknown) => void;
+}
+
+/**
+ * The gateway's usage limits. check() admits or refuses a call (synchronously, on the hot path); the tokens of each
+ * exchange are counted when it ends (completed(), told by the recorder).
+ */
+export class UsageLimits {
+  private readonly byConnection = new Map<string, Limit[]>();
+  private readonly now: () => number;
+  private timer: NodeJS.Timeout | null = null;
+  private reading: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  constructor(private readonly options: UsageLimitsOptions) {
+    this.now = options.now ?? Date.now;
+    const now = this.now();
+    for (const [connection, configs] of options.limits) {
+      if (configs.length)
+        this.byConnection.set(
+          connection,
+          configs.map((c) => new Limit(connection, c, now)),
+        );
+    }
+  }
+
+  get configured(): boolean {
+    return this.byConnection.size > 0;
+  }
+
+  /**
+   * Read each window's counts back from the store, then (on a store several gateways share) every step again once it
+   * is over. Resolves once the first read-back is done: until then, calls are checked against this gateway's counts.
+   */
+  async start(): Promise<void> {
+    if (!this.configured) return;
+    await this.readBack();
+    if (this.closed) return;
+    const shared = this.options.store.kind === 'postgres';
+    const shortest = Math.min(...[...this.byConnection.values()].flat().map((l) => l.stepMs));
+    this.timer = setInterval(
+      () => {
+        this.reading = this.reading
+          .then(() => (shared ? this.readBack() : undefined))
+          .catch((err: unknown) => this.options.onReadBackError?.(err))
+          .finally(() => this.sweep());
+      },
+      Math.max(1_000, shortest),
+    );
+    this.timer.unref();
+  }
+
+  /** Forget callers with nothing left in a window. */
+  private sweep(): void {
+    const now = this.now();
+    for (const limits of this.byConnection.values()) for (const limit of limits) limit.sweep(now);
+  }
+
+  /**
+   * The steps of each limit's window that are over and not yet read back from the store; at start, the whole window
+   * (the current step too, and again once it is over).
+   */
+  private async readBack(): Promise<void> {
+    for (const limits of this.byConnection.values()) {
+      for (const limit of limits) {
+        const current = limit.stepOf(this.now());
+        const last = limit.readBackThrough < current - STEPS + 1 ? current : current - 1;
+        for (let n = Math.max(limit.readBackThrough + 1, current - STEPS + 1); n <= last; n++) {
+          if (this.closed) return;
+          const report = await this.options.store.usage({
+            by: limit.config.per === 'connection' ? 'connection' : 'caller',
+            connection: limit.connection,
+            since: n * limit.stepMs,
+            until: (n + 1) * limit.stepMs,
+            limit: READ_BACK_CALLERS,
+          });
+          const at = limit.stepOf(this.now());
+          for (const row of report.items) this.readRow(limit, n, at, row);
+          limit.readBackThrough = Math.min(n, current - 1);
+        }
+      }
+    }
+  }
+
+  private readRow(limit: Limit, n: number, current: number, row: UsageRow): void {
+    if (row.key === null) return;
+    const key = limit.config.per === 'connection' ? '' : row.key;
+    limit.steps(key).atLeast(n, current, row.inputTokens + row.outputTokens, row.exchanges);
+  }
+
+  /** Why `principal` may not call through `connection` now, or null; a call admitted is counted at once. */
+  check(connection: string, principal: Principal): LimitRefusal | null {
+    const limits = this.byConnection.get(connection);
+    if (!limits) return null;
+    const now = this.now();
+    for (const limit of limits) {
+      if (!limit.applies(principal)) continue;
+      const refusal = limit.refusal(principal, now);
+      if (refusal) return refusal;
+    }
+    for (const limit of limits) {
+      const n = limit.stepOf(now);
+      limit.steps(limit.keyOf(principal)).add(n, n, 0, 1);
+    }
+    return null;
+  }
+
+  /** An exchange ended: its tokens count in the step it started in. */
+  completed(e: ExchangeCompleted): void {
+    const limits = this.byConnection.get(e.connection);
+    if (!limits) return;
+    const tokens = e.inputTokens + e.outputTokens + e.cacheReadTokens + e.cacheCreationTokens;
+    if (tokens === 0) return;
+    const now = this.now();
+    for (const limit of limits) {
+      if (limit.config.tokens === undefined) continue;
+      limit.steps(limit.keyOf(e.caller)).add(limit.stepOf(now - e.durationMs), limit.stepOf(now), tokens, 0);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await this.reading.catch(() => undefined);
+  }
+}

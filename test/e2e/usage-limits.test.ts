@@ -1,0 +1,121 @@
+/**
+ * Usage limits through the gateway, with the official SDK: a caller over a limit gets 429 `rate_limit_error` with
+ * `retry-after` (and, for a window that frees only much later, `x-should-retry: false`, so the SDK does not ask again
+ * in vain); each refusal is an `access.denied` record; and a restarted gateway remembers what was used.
+ */
+import Anthropic, { type APIError } from '@anthropic-ai/sdk';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { VigilConfigInput } from '../../src/config/config-schema.js';
+import { validateConfig } from '../../src/config/load-config.js';
+import { startGateway } from '../../src/gateway.js';
+import type { AuditStore } from '../../src/store/audit-store.js';
+import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
+import { until } from '../support/until.js';
+
+let h: Harness;
+const connections = (upstream: string): VigilConfigInput['connections'] => [
+  {
+    name: 'anthropic',
+    upstream,
+    credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+    limits: [{ name: 'burst', window: '1m', requests: 2 }],
+  },
+  {
+    name: 'budget',
+    upstream,
+    credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+    limits: [{ name: 'daily', window: '1d', tokens: 1 }],
+  },
+];
+
+beforeAll(async () => {
+  h = await startHarness((upstream) => ({ connections: connections(upstream) }));
+});
+afterAll(() => h?.close());
+
+const ask = (client: Anthropic, session: string): Promise<unknown> =>
+  client.messages.create(
+    { model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'hello' }] },
+    { headers: { 'x-vigil-session': session } },
+  );
+
+async function denied(store: AuditStore): Promise<Array<Record<string, unknown>>> {
+  const records = await store.recordsOfKinds(['access.denied'], 0, 100);
+  return records.map((r) => JSON.parse(r.data) as Record<string, unknown>);
+}
+
+describe('usage limits', () => {
+  it('refuses a call over a limit with 429 rate_limit_error and when to come back', async () => {
+    const client = new Anthropic({ baseURL: h.url, apiKey: CLIENT_KEY, maxRetries: 0 });
+    await ask(client, 'burst-1');
+    await ask(client, 'burst-2');
+    const err = (await ask(client, 'burst-3').catch((e: unknown) => e)) as APIError;
+    expect(err).toBeInstanceOf(Anthropic.RateLimitError);
+    expect(err.status).toBe(429);
+    expect(err.error).toMatchObject({ type: 'error', error: { type: 'rate_limit_error' } });
+    expect(err.message).toMatch(
+      /usage limit "burst" reached: anonymous callers used 2 of 2 calls in the last 1m; calls are admitted again from \d{4}-/,
+    );
+    const retryAfter = Number(err.headers?.get('retry-after'));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+    // Soon enough for the SDK's own retries to be worth it.
+    expect(err.headers?.get('x-should-retry')).toBeNull();
+    expect(err.headers?.get('request-id')).toMatch(/^vigil_ex_/);
+    // Two exchanges recorded, the third refused before anything was read or forwarded.
+    expect((await h.session('burst-1', 1)).length).toBe(1);
+    expect((await h.session('burst-2', 1)).length).toBe(1);
+    expect(h.fake.requests.filter((r) => r.headers['x-vigil-session'] === 'burst-3')).toHaveLength(0);
+    // Queued, not awaited (a flood of refusals must not slow the gateway): written within the queue's linger.
+    const refusals = await until('the refusal to be recorded', async () => {
+      const found = (await denied(h.gateway.store)).filter((d) => d.connection === 'anthropic');
+      return found.length ? found : undefined;
+    });
+    expect(refusals).toEqual([
+      expect.objectContaining({
+        status: 429,
+        path: '/v1/messages',
+        reason: expect.stringMatching(/^usage limit "burst" reached/),
+        caller: expect.objectContaining({ method: 'anonymous' }),
+      }),
+    ]);
+    const metrics = await (await fetch(`${h.gateway.adminUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^vigil_access_denied_total\{connection="anthropic",status="429"\} 1$/m);
+  });
+
+  it('tells the SDK not to retry when the window frees only much later, and remembers across a restart', async () => {
+    // The SDK's default: two retries. A day's budget spent, none of them is sent.
+    const client = new Anthropic({ baseURL: `${h.url}/c/budget`, apiKey: CLIENT_KEY });
+    await ask(client, 'budget-1');
+    await h.session('budget-1', 1);
+    const err = (await ask(client, 'budget-2').catch((e: unknown) => e)) as APIError;
+    expect(err).toBeInstanceOf(Anthropic.RateLimitError);
+    expect(err.message).toMatch(/usage limit "daily" reached: anonymous callers used \d+ of 1 tokens in the last 1d/);
+    expect(err.headers?.get('x-should-retry')).toBe('false');
+    // A day, less at most the 60th of it the window is counted in.
+    expect(Number(err.headers?.get('retry-after'))).toBeGreaterThan(86_400 - 1_440);
+    const budgetRefusals = async (store: AuditStore): Promise<number> =>
+      (await denied(store)).filter((d) => d.connection === 'budget').length;
+    await until('the refusal to be recorded', async () => ((await budgetRefusals(h.gateway.store)) ? true : undefined));
+    expect(await budgetRefusals(h.gateway.store)).toBe(1);
+
+    // Another gateway on the same data, after this one stops: it reads back what the day used.
+    await h.gateway.close(1000);
+    const again = await startGateway(
+      validateConfig({ listen: '127.0.0.1:0', data_dir: h.dataDir, connections: connections(h.fake.url) }),
+      { log: pino({ level: 'silent' }) },
+    );
+    try {
+      const restarted = new Anthropic({ baseURL: `${again.url}/c/budget`, apiKey: CLIENT_KEY, maxRetries: 0 });
+      const after = (await ask(restarted, 'budget-3').catch((e: unknown) => e)) as APIError;
+      expect(after).toBeInstanceOf(Anthropic.RateLimitError);
+      expect(after.message).toMatch(/usage limit "daily" reached/);
+      await until('the refusal to be recorded', async () =>
+        (await budgetRefusals(again.store)) === 2 ? true : undefined,
+      );
+    } finally {
+      await again.close(1000);
+    }
+  });
+});

@@ -1,0 +1,255 @@
+/**
+ * Usage limits on each store: what callers used is read back from the store at start, calls and tokens are counted
+ * from then on, a caller over a limit is refused until enough of the window has passed, and on a shared PostgreSQL
+ * store what another gateway served counts too.
+ */
+import { describe, expect, it } from 'vitest';
+import { validateConfig } from '../../../src/config/load-config.js';
+import type { Principal } from '../../../src/identity/principal.js';
+import { UsageLimits, type LimitConfig } from '../../../src/policy/usage-limits.js';
+import type { ExchangeCompleted } from '../../../src/recorder/diagnostics.js';
+import type { AuditStore } from '../../../src/store/audit-store.js';
+import type { ExchangeRequestData, ExchangeResponseData } from '../../../src/store/record-types.js';
+import { storeKinds, useStoreFixture } from '../../support/stores.js';
+import { until } from '../../support/until.js';
+
+const HOUR = 3_600_000;
+const alice: Principal = {
+  method: 'oidc',
+  subject: 'alice',
+  issuer: 'https://idp.example',
+  email: 'alice@example.com',
+};
+const bob: Principal = { method: 'oidc', subject: 'bob', issuer: 'https://idp.example', groups: ['ci'] };
+const carol: Principal = { method: 'gateway_key', subject: 'nightly', keyName: 'nightly' };
+
+let counter = 0;
+/** An exchange of `caller` on `connection` that started at `at` and used these tokens, appended to the store. */
+async function recorded(
+  store: AuditStore,
+  caller: Principal,
+  at: number,
+  tokens: { input: number; output: number },
+  connection = 'anthropic',
+): Promise<void> {
+  const id = `ex_limit_${++counter}_${at}`;
+  const request: ExchangeRequestData = {
+    connection,
+    caller,
+    client: { address: '127.0.0.1', userAgent: null },
+    session: { id: `ses_${id}`, source: 'header' },
+    request: { method: 'POST', path: '/v1/messages', query: '', headers: {}, body: null },
+    model: 'claude-haiku-4-5',
+    stream: false,
+    startedAt: at,
+  };
+  const response: ExchangeResponseData = {
+    status: 200,
+    headers: null,
+    body: null,
+    message: null,
+    usage: { input_tokens: tokens.input, output_tokens: tokens.output },
+    model: 'claude-haiku-4-5',
+    stopReason: 'end_turn',
+    outcome: 'ok',
+    error: null,
+    eventCount: 0,
+    timing: { startedAt: at, firstByteMs: 10, endedAt: at + 20, durationMs: 20 },
+  };
+  await store.append({
+    records: [
+      { kind: 'exchange.request', exchangeId: id, sessionId: `ses_${id}`, at, data: request },
+      { kind: 'exchange.response', exchangeId: id, sessionId: `ses_${id}`, at: at + 20, data: response },
+    ],
+  });
+}
+
+/** Limits as the config gives them (validated, defaults filled). */
+function limitsOf(limits: unknown[], connection = 'anthropic'): LimitConfig[] {
+  return validateConfig({ connections: [{ name: connection, limits }] }).connections[0]!.limits;
+}
+
+function ended(caller: string, tokens: number, durationMs = 20, connection = 'anthropic'): ExchangeCompleted {
+  return {
+    connection,
+    caller,
+    outcome: 'ok',
+    status: 200,
+    model: 'claude-haiku-4-5',
+    durationMs,
+    firstByteMs: 5,
+    recordedMs: 1,
+    inputTokens: tokens,
+    outputTokens: 0,
+    cacheReadTokens: 0,
+    cacheCreationTokens: 0,
+    stopReason: 'end_turn',
+  };
+}
+
+describe.each(storeKinds())('usage limits on %s', (kind) => {
+  const fixture = useStoreFixture(kind);
+
+  it('reads back what each caller used in the window, and refuses until enough of it has passed', async () => {
+    const store = await fixture().open();
+    let now = Date.UTC(2026, 11, 7, 12, 0, 0);
+    // Before the window (not counted), then 4,500 tokens of alice's 30 minutes ago, and some of bob's.
+    await recorded(store, alice, now - 2 * HOUR, { input: 9000, output: 9000 });
+    for (let i = 0; i < 3; i++) await recorded(store, alice, now - HOUR / 2 + i, { input: 1000, output: 500 });
+    await recorded(store, bob, now - 10 * 60_000, { input: 4000, output: 900 });
+    // Another connection's calls are not this one's.
+    await recorded(store, alice, now - 60_000, { input: 9000, output: 9000 }, 'other');
+    const limits = new UsageLimits({
+      limits: new Map([['anthropic', limitsOf([{ name: 'hourly', window: '1h', tokens: 5000 }])]]),
+      store,
+      now: () => now,
+    });
+    await limits.start();
+    try {
+      expect(limits.check('anthropic', alice)).toBeNull(); // 4,500 of 5,000
+      expect(limits.check('anthropic', bob)).toBeNull(); // 4,900
+      limits.completed(ended('alice', 600));
+      const refusal = limits.check('anthropic', alice);
+      expect(refusal).toMatchObject({ limit: 'hourly' });
+      expect(refusal!.message).toBe(
+        'usage limit "hourly" reached: "alice@example.com" used 5,100 of 5,000 tokens in the last 1h; calls are ' +
+          `admitted again from ${new Date(refusal!.retryAt).toISOString()}`,
+      );
+      // The 4,500 of half an hour ago leave the window in its 60th of an hour after that; then 600 are left.
+      const step = HOUR / 60;
+      expect(refusal!.retryAt).toBe((Math.floor((now - HOUR / 2) / step) + 60) * step);
+      expect(limits.check('anthropic', bob)).toBeNull();
+      expect(limits.check('other', alice)).toBeNull(); // no limits there
+
+      now = refusal!.retryAt - 1;
+      expect(limits.check('anthropic', alice)).not.toBeNull();
+      now = refusal!.retryAt;
+      expect(limits.check('anthropic', alice)).toBeNull();
+    } finally {
+      await limits.close();
+    }
+  });
+
+  it('counts calls per connection when asked, and refuses only the callers a limit is for', async () => {
+    const store = await fixture().open();
+    let now = Date.UTC(2026, 11, 7, 9, 30, 0);
+    await recorded(store, alice, now - 5_000, { input: 10, output: 10 });
+    const limits = new UsageLimits({
+      limits: new Map([
+        [
+          'anthropic',
+          limitsOf([
+            { name: 'shared', per: 'connection', window: '1m', requests: 3 },
+            { name: 'ci-tokens', window: '1d', tokens: 100, for: [{ group: 'ci' }] },
+          ]),
+        ],
+      ]),
+      store,
+      now: () => now,
+    });
+    await limits.start();
+    try {
+      expect(limits.check('anthropic', bob)).toBeNull(); // alice's call (read back), bob's
+      limits.completed(ended('bob', 150));
+      // Over ci-tokens: bob is in ci, carol (a gateway key) is not.
+      expect(limits.check('anthropic', bob)?.limit).toBe('ci-tokens');
+      expect(limits.check('anthropic', carol)).toBeNull(); // the third call of the minute
+      const shared = limits.check('anthropic', alice);
+      expect(shared?.limit).toBe('shared');
+      expect(shared?.message).toMatch(
+        /^usage limit "shared" reached: the callers of connection "anthropic" used 3 of 3 calls in the last 1m;/,
+      );
+      expect(limits.check('anthropic', carol)?.limit).toBe('shared');
+      now += 60_000;
+      expect(limits.check('anthropic', carol)).toBeNull();
+      expect(limits.check('anthropic', bob)?.limit).toBe('ci-tokens');
+    } finally {
+      await limits.close();
+    }
+  });
+
+  it("counts a long call's tokens in the step it started in, and none of a call that outlived the window", async () => {
+    const store = await fixture().open();
+    let now = Date.UTC(2026, 11, 7, 9, 0, 0);
+    const limits = new UsageLimits({
+      limits: new Map([['anthropic', limitsOf([{ name: 'minute', window: '1m', tokens: 100 }])]]),
+      store,
+      now: () => now,
+    });
+    await limits.start();
+    try {
+      expect(limits.check('anthropic', alice)).toBeNull();
+      now += 30_000;
+      limits.completed(ended('alice', 100, 30_000)); // started 30 s ago: frees 30 s from now
+      const refusal = limits.check('anthropic', alice);
+      expect(refusal?.retryAt).toBe(now + 30_000);
+      limits.completed(ended('alice', 500, 90_000)); // started before the window: not counted
+      now += 30_000;
+      expect(limits.check('anthropic', alice)).toBeNull();
+    } finally {
+      await limits.close();
+    }
+  });
+});
+
+describe.runIf(storeKinds().includes('postgres'))('usage limits on a shared PostgreSQL store', () => {
+  const fixture = useStoreFixture('postgres');
+
+  it('counts what another gateway served once the step it was served in is over', async () => {
+    const mine = await fixture().open();
+    const theirs = await fixture().open();
+    const limits = new UsageLimits({
+      limits: new Map([['anthropic', limitsOf([{ name: 'minute', window: '1m', tokens: 1000 }])]]),
+      store: mine,
+    });
+    await limits.start();
+    try {
+      expect(limits.check('anthropic', alice)).toBeNull();
+      // Another gateway records alice's call: counted here once its second (a 60th of the window) is over.
+      await recorded(theirs, alice, Date.now(), { input: 700, output: 400 });
+      await until(
+        "the other gateway's call to count",
+        async () => (limits.check('anthropic', alice) ? true : undefined),
+        5_000,
+      );
+      expect(limits.check('anthropic', bob)).toBeNull();
+    } finally {
+      await limits.close();
+    }
+  });
+});
+
+describe('usage limits in the config', () => {
+  const problems = (connection: Record<string, unknown>): string => {
+    try {
+      validateConfig({ connections: [{ name: 'anthropic', ...connection }] });
+      return '';
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+
+  it('says what is wrong with a limit, by its path', () => {
+    expect(problems({ limits: [{ name: 'a', window: '1h' }] })).toContain(
+      'connections[0] (anthropic).limits[0] (a): a limit needs tokens, requests or both',
+    );
+    expect(problems({ limits: [{ name: 'a', window: '10s', requests: 5 }] })).toContain(
+      'connections[0] (anthropic).limits[0] (a).window: must be between 1m and 90d',
+    );
+    expect(
+      problems({
+        limits: [
+          { name: 'a', window: '1h', requests: 5 },
+          { name: 'a', window: '1d', tokens: 5 },
+        ],
+      }),
+    ).toContain('connections[0] (anthropic).limits[1] (a).name: duplicate limit "a"');
+    expect(problems({ record: 'off', limits: [{ name: 'a', window: '1h', tokens: 5 }] })).toContain(
+      'connections[0] (anthropic).limits[0] (a).tokens: a token limit needs the usage a recording reads',
+    );
+    expect(problems({ record: 'off', limits: [{ name: 'a', window: '1h', requests: 5 }] })).toBe('');
+    expect(problems({ limits: [{ name: 'a', window: '1h', requests: 5, per: 'group' }] })).toContain(
+      'connections[0] (anthropic).limits[0] (a).per:',
+    );
+  });
+});
