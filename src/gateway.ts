@@ -189,7 +189,15 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   try {
     if (config.admin.enabled) {
       reads = adminReads(store);
-      admin = await startAdminServer({ config, store: reads.store, oidc, log, metrics, approvals });
+      admin = await startAdminServer({
+        config,
+        store: reads.store,
+        oidc,
+        log,
+        metrics,
+        approvals,
+        limits: limits.configured ? limits : undefined,
+      });
     }
     // What callers used of each limit's window before this start (and, on PostgreSQL, through other gateways).
     await limits.start();

@@ -13,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { VigilError } from '../errors.js';
 import { readExchange, readExchanges, type ExchangeView } from '../recorder/exchange-reader.js';
+import type { UsageLimits } from '../policy/usage-limits.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
 import { recordVerifyFailure } from '../store/verify-alert.js';
 import type {
@@ -60,6 +61,8 @@ export interface RouteContext {
   readonly log: Logger;
   /** Held calls, when the gateway has approval rules. */
   readonly approvals?: ApprovalCoordinator | undefined;
+  /** The proxy's usage limits (absent: none are configured). */
+  readonly limits?: Pick<UsageLimits, 'status'> | undefined;
   /** The web UI's OIDC sign-in (`admin.ui.oidc`), as the UI is told it. */
   readonly signIn?: PublicSignIn | undefined;
   /** `signing.overdue_after` in ms (0: off): `/verify` reports chains whose digests are overdue. */
@@ -309,6 +312,16 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
       // Counts and tokens, never content: not a read of recordings for the access log. A user's report is their own.
       const request = { ...requestedFilter(ctx, false), ...usageFrom((n) => ctx.query.get(n)) };
       sendJson(ctx.res, 200, await ctx.store.usage(request));
+    },
+  },
+  {
+    method: 'GET',
+    path: '/limits',
+    authenticated: true,
+    async handle(ctx) {
+      // Counts, never content. A user sees what they used of each limit (and what a connection's callers share).
+      const caller = ctx.caller.role === 'user' ? ctx.caller.reader.subject : undefined;
+      sendJson(ctx.res, 200, { items: ctx.limits?.status(caller === undefined ? {} : { caller }) ?? [] });
     },
   },
   {

@@ -19,6 +19,7 @@ import { AdminAuthenticator, loadAdminTokens } from './admin-auth.js';
 import { ADMIN_ROUTES, COMMON_HEADERS, sendJson, type AdminRoute } from './admin-routes.js';
 import { APPROVAL_ROUTES } from './approval-routes.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
+import type { UsageLimits } from '../policy/usage-limits.js';
 import { loadUiAssets, sendUiFile, UI_PREFIX, uiFileFor, uiSecurityHeaders } from './ui-assets.js';
 import { publicSignIn, signInConnectSources, uiClientAudience, uiSignInWarnings } from './ui-sign-in.js';
 
@@ -87,6 +88,8 @@ export interface AdminServerOptions {
   readonly log: Logger;
   /** Held calls: the /approvals routes act on them. */
   readonly approvals?: ApprovalCoordinator | undefined;
+  /** The proxy's usage limits: `GET /limits` shows what is used of them. */
+  readonly limits?: Pick<UsageLimits, 'status'> | undefined;
   /** Prometheus metrics, served at `GET /metrics` to admins and auditors (and admin tokens). */
   readonly metrics?: { text(): Promise<string>; readonly contentType: string } | undefined;
 }
@@ -170,6 +173,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       res,
       log,
       approvals: options.approvals,
+      limits: options.limits,
       signIn,
       digestsOverdueAfterMs: overdueAfterMs,
     });

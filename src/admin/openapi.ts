@@ -250,6 +250,26 @@ export const OPENAPI_DOCUMENT = {
         responses: { '200': json(ref('UsageReport'), 'The report.'), ...errors(400, 401) },
       },
     },
+    '/limits': {
+      get: {
+        summary: 'Usage limits, and what is used of each in its window now',
+        description:
+          "The connections' `limits`, as this gateway counts them (what it admits or refuses by): per caller with " +
+          "something in the window, the most used first (at most 1,000), or one row for a limit the connection's " +
+          'callers share. A user gets their own row of each. Counts, never content.',
+        responses: {
+          '200': json(
+            {
+              type: 'object',
+              required: ['items'],
+              properties: { items: { type: 'array', items: ref('LimitStatus') } },
+            },
+            'The limits.',
+          ),
+          ...errors(401),
+        },
+      },
+    },
     '/exchanges/{id}': {
       get: {
         summary: 'One exchange in full',
@@ -613,6 +633,35 @@ export const OPENAPI_DOCUMENT = {
                 failed: { type: 'integer' },
                 refused: { type: 'integer' },
                 inProgress: { type: 'integer' },
+              },
+            },
+          },
+        },
+      },
+      LimitStatus: {
+        type: 'object',
+        required: ['connection', 'name', 'per', 'windowMs', 'tokens', 'requests', 'for', 'usage', 'truncated'],
+        properties: {
+          connection: { type: 'string' },
+          name: { type: 'string' },
+          per: { enum: ['caller', 'connection'] },
+          windowMs: { type: 'integer', description: 'The rolling window.' },
+          tokens: { type: ['integer', 'null'], description: 'Tokens allowed in the window (null: not limited).' },
+          requests: { type: ['integer', 'null'], description: 'Calls allowed in the window (null: not limited).' },
+          for: { type: ['array', 'null'], description: "Whose calls it refuses (null: everyone's)." },
+          truncated: { type: 'boolean' },
+          usage: {
+            type: 'array',
+            items: {
+              type: 'object',
+              properties: {
+                caller: { type: ['string', 'null'], description: "The caller's subject; null for the connection." },
+                tokens: { type: 'integer' },
+                requests: { type: 'integer' },
+                refusedUntil: {
+                  type: ['string', 'null'],
+                  description: 'At the limit: when calls are admitted again (ISO time); else null.',
+                },
               },
             },
           },

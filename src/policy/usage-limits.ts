@@ -65,6 +65,28 @@ export interface LimitRefusal {
   readonly retryAt: number;
 }
 
+/** A limit as `GET /limits` shows it, with what is used of it. */
+export interface LimitStatus {
+  readonly connection: string;
+  readonly name: string;
+  readonly per: 'caller' | 'connection';
+  readonly windowMs: number;
+  /** The limit's tokens and calls (null: not limited). */
+  readonly tokens: number | null;
+  readonly requests: number | null;
+  readonly for: LimitConfig['for'] | null;
+  /** Per caller (their subject), or one row for the connection (caller null): used in the window now. */
+  readonly usage: ReadonlyArray<{
+    readonly caller: string | null;
+    readonly tokens: number;
+    readonly requests: number;
+    /** At the limit: when calls are admitted again (ISO time); else null. */
+    readonly refusedUntil: string | null;
+  }>;
+  /** More callers used it than are listed. */
+  readonly truncated: boolean;
+}
+
 /** One window's counts, in STEPS steps; step n covers [n·stepMs, (n+1)·stepMs). */
 class Steps {
   private readonly step = new Array<number>(STEPS).fill(-1);
@@ -184,42 +206,62 @@ class Limit {
     return s;
   }
 
-  /** Why `p` may not make a call now, or null. */
-  refusal(p: Principal, now: number): LimitRefusal | null {
-    const s = this.counts.get(this.keyOf(p));
-    if (!s) return null;
+  /** What `key` used in the window, and when it may call again if it is at the limit (else null). */
+  usage(
+    key: string,
+    now: number,
+  ): { tokens: number; calls: number; over: 'tokens' | 'calls' | null; until: number | null } {
+    const s = this.counts.get(key);
+    if (!s) return { tokens: 0, calls: 0, over: null, until: null };
     const current = this.stepOf(now);
     const steps = s.window(current);
-    const used = { tokens: 0, calls: 0 };
+    let tokens = 0;
+    let calls = 0;
     for (const st of steps) {
-      used.tokens += st.tokens;
-      used.calls += st.calls;
+      tokens += st.tokens;
+      calls += st.calls;
     }
-    const { tokens, requests } = this.config;
+    const max = this.config;
     const over =
-      tokens !== undefined && used.tokens >= tokens
-        ? { what: 'tokens', used: used.tokens, of: tokens, field: 'tokens' as const, max: tokens }
-        : requests !== undefined && used.calls >= requests
-          ? { what: 'calls', used: used.calls, of: requests, field: 'calls' as const, max: requests }
+      max.tokens !== undefined && tokens >= max.tokens
+        ? 'tokens'
+        : max.requests !== undefined && calls >= max.requests
+          ? 'calls'
           : null;
-    if (!over) return null;
+    if (over === null) return { tokens, calls, over, until: null };
     // Admitted again once enough of the oldest steps have left the window for the count to fall below the limit.
-    let left = over.used;
-    let retryAt = (current + 1) * this.stepMs;
+    const limit = over === 'tokens' ? max.tokens! : max.requests!;
+    let left = over === 'tokens' ? tokens : calls;
+    let until = (current + 1) * this.stepMs;
     for (const st of steps) {
-      left -= st[over.field];
-      retryAt = (st.n + STEPS) * this.stepMs;
-      if (left < over.max) break;
+      left -= st[over];
+      until = (st.n + STEPS) * this.stepMs;
+      if (left < limit) break;
     }
+    return { tokens, calls, over, until };
+  }
+
+  /** Why `p` may not make a call now, or null. */
+  refusal(p: Principal, now: number): LimitRefusal | null {
+    const used = this.usage(this.keyOf(p), now);
+    if (used.over === null) return null;
+    const [count, of] =
+      used.over === 'tokens' ? [used.tokens, this.config.tokens!] : [used.calls, this.config.requests!];
     const who = this.config.per === 'connection' ? `the callers of connection "${this.connection}"` : describe(p);
+    const retryAt = used.until!;
     return {
       limit: this.config.name,
       retryAt,
       message:
-        `usage limit "${this.config.name}" reached: ${who} used ${number.format(over.used)} of ` +
-        `${number.format(over.of)} ${over.what} in the last ${showWindow(this.config.window)}; ` +
+        `usage limit "${this.config.name}" reached: ${who} used ${number.format(count)} of ` +
+        `${number.format(of)} ${used.over} in the last ${showWindow(this.config.window)}; ` +
         `calls are admitted again from ${new Date(retryAt).toISOString()}`,
     };
+  }
+
+  /** Every key with something in the window (`''` for the connection as a whole). */
+  keys(): IterableIterator<string> {
+    return this.counts.keys();
   }
 
   /** Forget callers with nothing in their window (bounded memory however many callers came and went). */
@@ -353,6 +395,47 @@ export class UsageLimits {
       if (limit.config.tokens === undefined) continue;
       limit.steps(limit.keyOf(e.caller)).add(limit.stepOf(now - e.durationMs), limit.stepOf(now), tokens, 0);
     }
+  }
+
+  /**
+   * Each limit with what is used of it now: by every caller with something in its window (the most used first, at
+   * most `max` of them), or, with `caller`, by that caller alone (and the connection, for limits it shares).
+   */
+  status(options: { caller?: string; max?: number } = {}): LimitStatus[] {
+    const now = this.now();
+    const out: LimitStatus[] = [];
+    for (const limits of this.byConnection.values()) {
+      for (const limit of limits) {
+        const c = limit.config;
+        const keys =
+          c.per === 'connection' ? [''] : options.caller !== undefined ? [options.caller] : [...limit.keys()];
+        const usage = keys
+          .map((key) => {
+            const u = limit.usage(key, now);
+            return {
+              caller: c.per === 'connection' ? null : key,
+              tokens: u.tokens,
+              requests: u.calls,
+              refusedUntil: u.until === null ? null : new Date(u.until).toISOString(),
+            };
+          })
+          .filter((u) => u.tokens > 0 || u.requests > 0 || options.caller !== undefined || c.per === 'connection')
+          .sort((a, b) => b.tokens - a.tokens || b.requests - a.requests);
+        const max = options.max ?? 1_000;
+        out.push({
+          connection: limit.connection,
+          name: c.name,
+          per: c.per,
+          windowMs: c.window,
+          tokens: c.tokens ?? null,
+          requests: c.requests ?? null,
+          for: c.for ?? null,
+          usage: usage.slice(0, max),
+          truncated: usage.length > max,
+        });
+      }
+    }
+    return out;
   }
 
   async close(): Promise<void> {

@@ -1,5 +1,6 @@
 // Who used what: exchanges, tokens, failures and refusals per caller, connection, model or day (GET /api/v1/usage),
-// with the list filters; each row links to the sessions it adds up.
+// with the list filters; each row links to the sessions it adds up. Above it, the connections' usage limits and what
+// is used of each (GET /api/v1/limits), when there are any.
 
 import { api, query } from './api.js';
 import { clear, h, link, loading } from './dom.js';
@@ -58,6 +59,64 @@ function sessionsOf(by, key, values) {
   return `/sessions${query(filters)}`;
 }
 
+const count = new Intl.NumberFormat('en-US');
+
+/** `1,234 of 2,000,000`, or a dash where the limit does not count it. */
+function usedOf(used, max) {
+  return max === null ? '—' : `${count.format(used)} of ${count.format(max)}`;
+}
+
+function windowOf(ms) {
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+  ])
+    if (ms % size === 0) return `${ms / size}${unit}`;
+  return `${Math.round(ms / 1000)}s`;
+}
+
+/** The connections' usage limits (GET /api/v1/limits): what each caller used of each, and who is refused until when. */
+function limitsTable(items) {
+  const rows = [];
+  for (const l of items) {
+    const name = `${l.connection} · ${l.name} (${windowOf(l.windowMs)}${l.per === 'connection' ? ', shared' : ''})`;
+    const usage = l.usage.length ? l.usage : [{ caller: null, tokens: 0, requests: 0, refusedUntil: null }];
+    for (const u of usage) {
+      rows.push(
+        h(
+          'tr',
+          { class: u.refusedUntil ? 'refused' : '' },
+          h('td', {}, name),
+          h('td', {}, u.caller ?? h('span', { class: 'muted' }, l.per === 'connection' ? 'all callers' : 'nobody yet')),
+          h('td', { class: 'num' }, usedOf(u.tokens, l.tokens)),
+          h('td', { class: 'num' }, usedOf(u.requests, l.requests)),
+          h('td', {}, u.refusedUntil ? `refused until ${new Date(u.refusedUntil).toLocaleString()}` : ''),
+        ),
+      );
+    }
+  }
+  return h(
+    'section',
+    { class: 'limits' },
+    h('h2', {}, 'Usage limits'),
+    h(
+      'table',
+      { class: 'list limits' },
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          ['Limit', 'Caller', 'Tokens', 'Calls', ''].map((t) => h('th', {}, t)),
+        ),
+      ),
+      h('tbody', {}, rows),
+    ),
+  );
+}
+
 export async function renderUsage({ root, query: q, signal }) {
   const by = q.get('by') || 'caller';
   const status = h('div', { class: 'status' }, loading());
@@ -69,8 +128,9 @@ export async function renderUsage({ root, query: q, signal }) {
   );
   const params = { by };
   for (const [name] of FILTERS) params[name] = q.get(name) ?? '';
-  const report = await api(`/usage${query(params)}`, { signal });
+  const [report, limits] = await Promise.all([api(`/usage${query(params)}`, { signal }), api('/limits', { signal })]);
   clear(status);
+  if (limits.items.length) root.insertBefore(limitsTable(limits.items), status);
   if (report.items.length === 0) {
     status.append(h('p', { class: 'empty' }, 'No exchanges match.'));
     return;

@@ -162,6 +162,10 @@ beforeAll(async () => {
             approver_groups: ['security'],
           },
         ],
+        limits: [
+          { name: 'daily', window: '1d', tokens: 10_000_000 },
+          { name: 'shared', per: 'connection', window: '1h', requests: 100_000 },
+        ],
       },
     ],
     identity: { oidc: [{ issuer: idp.issuer, audience: 'vigil' }] },
@@ -521,6 +525,38 @@ describe('lists, filters and pages', () => {
       error: { type: 'invalid_request_error', message: expect.stringContaining('by: expected one of caller') },
     });
     expect((await api('/usage')).status).toBe(401);
+  });
+
+  it('shows the usage limits and what is used of them: every caller’s to an admin, a user’s own to that user', async () => {
+    type Limits = {
+      items: Array<{
+        name: string;
+        per: string;
+        usage: Array<{ caller: string | null; tokens: number; requests: number }>;
+      }>;
+    };
+    const all = await api<Limits>('/limits', tokens.dave);
+    expect(all.status).toBe(200);
+    expect(all.json.items.map((l) => [l.name, l.per])).toEqual([
+      ['daily', 'caller'],
+      ['shared', 'connection'],
+    ]);
+    const daily = all.json.items[0]!.usage;
+    expect(daily.map((u) => u.caller)).toEqual(expect.arrayContaining(['alice', 'bob']));
+    // As the usage report counts them: input (cache included) and output tokens of each caller's exchanges.
+    type Usage = { items: Array<{ key: string; inputTokens: number; outputTokens: number; exchanges: number }> };
+    const report = (await api<Usage>('/usage?by=caller', tokens.dave)).json.items.find((r) => r.key === 'bob')!;
+    expect(daily.find((u) => u.caller === 'bob')).toMatchObject({
+      tokens: report.inputTokens + report.outputTokens,
+      requests: report.exchanges,
+    });
+    const [shared] = all.json.items[1]!.usage;
+    expect(shared!.caller).toBeNull();
+    expect(shared!.requests).toBe(daily.reduce((n, u) => n + u.requests, 0));
+
+    const own = await api<Limits>('/limits', tokens.alice);
+    expect(own.json.items.map((l) => l.usage.map((u) => u.caller))).toEqual([['alice'], [null]]);
+    expect((await api('/limits')).status).toBe(401);
   });
 
   it('finds the answers a model declined: stop_reason=refusal', async () => {

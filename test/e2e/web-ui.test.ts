@@ -109,7 +109,17 @@ beforeAll(async () => {
         '--disable-sync',
       ],
     }),
-    startHarness(() => ({ admin: { listen: '127.0.0.1:0' } })),
+    startHarness((upstream) => ({
+      connections: [
+        {
+          name: 'anthropic',
+          upstream,
+          credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+          limits: [{ name: 'hourly', window: '1h', tokens: 1_000_000, requests: 1_000 }],
+        },
+      ],
+      admin: { listen: '127.0.0.1:0' },
+    })),
     startHarness((upstream) => ({
       connections: [
         {
@@ -359,6 +369,21 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     const rows = page.locator('table.usage tbody tr');
     // By caller (no identity configured: every call is anonymous's).
     await expect.poll(() => rows.locator('td:first-child').allTextContents()).toEqual(['anonymous']);
+    // Above the report, the connection's limit and what is used of it, as the gateway counts it.
+    const limits = (await (await fetch(`${open.gateway.adminUrl}/api/v1/limits`)).json()) as {
+      items: Array<{ name: string; usage: Array<{ caller: string; tokens: number; requests: number }> }>;
+    };
+    expect(limits.items).toMatchObject([{ name: 'hourly', usage: [{ caller: 'anonymous' }] }]);
+    const used = limits.items[0]!.usage[0]!;
+    expect(used.requests).toBeGreaterThan(0);
+    const limitRow = page.locator('table.limits tbody tr');
+    expect(await limitRow.locator('td').allTextContents()).toEqual([
+      'anthropic · hourly (1h)',
+      'anonymous',
+      `${used.tokens.toLocaleString('en-US')} of 1,000,000`,
+      `${used.requests.toLocaleString('en-US')} of 1,000`,
+      '',
+    ]);
     await page.getByLabel('By').selectOption('model');
     await page.getByRole('button', { name: 'Show' }).click();
     await page.waitForURL(/by=model/);

@@ -120,6 +120,27 @@ describe.each(storeKinds())('usage limits on %s', (kind) => {
       expect(refusal!.retryAt).toBe((Math.floor((now - HOUR / 2) / step) + 60) * step);
       expect(limits.check('anthropic', bob)).toBeNull();
       expect(limits.check('other', alice)).toBeNull(); // no limits there
+      // As GET /limits shows it: the most used first, and when a caller at the limit may call again.
+      expect(limits.status()).toEqual([
+        {
+          connection: 'anthropic',
+          name: 'hourly',
+          per: 'caller',
+          windowMs: HOUR,
+          tokens: 5000,
+          requests: null,
+          for: null,
+          usage: [
+            { caller: 'alice', tokens: 5100, requests: 4, refusedUntil: new Date(refusal!.retryAt).toISOString() },
+            { caller: 'bob', tokens: 4900, requests: 3, refusedUntil: null },
+          ],
+          truncated: false,
+        },
+      ]);
+      expect(limits.status({ caller: 'carol' })[0]!.usage).toEqual([
+        { caller: 'carol', tokens: 0, requests: 0, refusedUntil: null },
+      ]);
+      expect(limits.status({ max: 1 })[0]).toMatchObject({ usage: [{ caller: 'alice' }], truncated: true });
 
       now = refusal!.retryAt - 1;
       expect(limits.check('anthropic', alice)).not.toBeNull();
