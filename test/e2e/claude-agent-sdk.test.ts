@@ -63,4 +63,31 @@ describe('Claude Agent SDK through the gateway', () => {
     expect(filesContaining(h.dataDir, GATEWAY_KEY)).toEqual([]);
     expect((await h.gateway.store.verify()).ok).toBe(true);
   }, 120_000);
+
+  it('stops an agent over its usage limit at once, with the gateway’s reason, asking no more', async () => {
+    // One call a day: the agent's first turn (which asks for the tool) goes through, the second is refused.
+    const limited = await startHarness((upstream) => ({
+      connections: [
+        {
+          name: 'anthropic',
+          upstream,
+          credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+          limits: [{ name: 'daily', window: '1d', requests: 1 }],
+        },
+      ],
+    }));
+    try {
+      const run = runAgent(limited.url, 'Run this for me [[tool:Bash {"command":"echo over-the-limit"}]]', workDir);
+      await expect(run).rejects.toThrow(
+        /429.*usage limit "daily" reached: anonymous callers used 1 of 1 calls in the last 1d; calls are admitted again from /,
+      );
+      expect(limited.fake.requests.filter((r) => r.path === '/v1/messages')).toHaveLength(1);
+      // Claude Code asked once and stopped: no retries for the rest of the day, each refused and recorded.
+      await limited.gateway.recorder.queue.flush();
+      const refused = await limited.gateway.store.recordsOfKinds(['access.denied'], 0, 100);
+      expect(refused.map((r) => (JSON.parse(r.data) as { status: number }).status)).toEqual([429]);
+    } finally {
+      await limited.close();
+    }
+  }, 120_000);
 });
