@@ -59,7 +59,7 @@ import { adminListenAddress } from '../admin/admin-server.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { SqliteAuditStore } from '../store/sqlite/sqlite-audit-store.js';
 import { approvalsCommand } from './approvals-command.js';
-import { describeLimit } from '../policy/usage-limits.js';
+import { describeLimit, UsageLimits, type LimitStatus } from '../policy/usage-limits.js';
 import { renderExchange } from './transcript.js';
 import { cliActor } from './cli-actor.js';
 import {
@@ -86,6 +86,8 @@ commands:
                              export a session, or every exchange matching the filters (JSONL: one exchange a line)
   usage [--by caller|connection|model|day] [--limit N] [filters as for export] [--json | --csv]
                              exchanges, tokens, failures and refusals per caller, connection, model or day
+  limits [--caller SUBJECT] [--json]
+                             the connections' usage limits and what each caller used of each, read from the store
   search <query> [--limit N] [--cursor C] [filters as for export]
                              full-text search of prompts, responses and tool calls ("phrases", prefix*)
   verify [--public-key FILE]… [--anchor CHAIN:SEQ:HASH]…
@@ -503,6 +505,56 @@ async function usage(args: string[], out: Out): Promise<number> {
   });
 }
 
+/**
+ * `vigil limits`: each usage limit of the config, and what is used of it, as a gateway starting now would count it (read
+ * back from the store, in the same steps): calls the gateway admitted but has not yet recorded are not in it.
+ */
+async function limitsCommand(args: string[], out: Out): Promise<number> {
+  const { values } = parse(args, { caller: { type: 'string' } });
+  return withStore(values, async (store, config) => {
+    const limits = new UsageLimits({ limits: new Map(config.connections.map((c) => [c.name, c.limits])), store });
+    if (!limits.configured) {
+      out.stdout.write('no usage limits configured (connections[].limits in the config; see README, "Usage limits")\n');
+      return 0;
+    }
+    let items: LimitStatus[];
+    try {
+      await limits.start();
+      items = limits.status(values.caller === undefined ? {} : { caller: values.caller });
+    } finally {
+      await limits.close();
+    }
+    if (values.json) {
+      out.stdout.write(`${JSON.stringify({ items }, null, 2)}\n`);
+      return 0;
+    }
+    const count = new Intl.NumberFormat('en-US');
+    const lines: string[] = [];
+    for (const l of items) {
+      const configured = config.connections
+        .find((c) => c.name === l.connection)!
+        .limits.find((c) => c.name === l.name)!;
+      lines.push(`${l.connection} · ${describeLimit(configured)}`);
+      // The caller, then what the limit counts (right-aligned), then when a caller at it may call again.
+      const rows = l.usage.map((u) => [
+        u.caller ?? '(all callers)',
+        ...(l.tokens === null ? [] : [`${count.format(u.tokens)} tokens`]),
+        ...(l.requests === null ? [] : [`${count.format(u.requests)} calls`]),
+        u.refusedUntil === null ? '' : `refused until ${u.refusedUntil}`,
+      ]);
+      if (rows.length === 0) lines.push('  nothing used in the window');
+      const columns = rows[0]?.length ?? 0;
+      const widths = Array.from({ length: columns }, (_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+      const aligned = (c: string, i: number): string =>
+        i === 0 || i === columns - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!);
+      for (const r of rows) lines.push(`  ${r.map(aligned).join('  ').trimEnd()}`);
+      if (l.truncated) lines.push(`  … the ${l.usage.length} most used are listed`);
+    }
+    out.stdout.write(`${lines.join('\n')}\n`);
+    return 0;
+  });
+}
+
 /** `--anchor`: a record's chain, position and hash (a `ledger.digest` event's `anchor` attribute). */
 const ANCHOR = /^(ch_[A-Za-z0-9_]+):([1-9]\d*):([0-9a-fA-F]{64})$/;
 
@@ -873,6 +925,8 @@ export async function run(
         return await search(args, out);
       case 'usage':
         return await usage(args, out);
+      case 'limits':
+        return await limitsCommand(args, out);
       case 'retention':
         return await retentionCommand(args, out);
       case 'holds':

@@ -4,6 +4,8 @@
  * in vain); each refusal is an `access.denied` record; and a restarted gateway remembers what was used.
  */
 import Anthropic, { type APIError } from '@anthropic-ai/sdk';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VigilConfigInput } from '../../src/config/config-schema.js';
@@ -12,6 +14,7 @@ import { startGateway } from '../../src/gateway.js';
 import type { AuditStore } from '../../src/store/audit-store.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
 import { until } from '../support/until.js';
+import { vigil } from '../support/cli.js';
 
 let h: Harness;
 const connections = (upstream: string): VigilConfigInput['connections'] => [
@@ -82,6 +85,43 @@ describe('usage limits', () => {
     ]);
     const metrics = await (await fetch(`${h.gateway.adminUrl}/metrics`)).text();
     expect(metrics).toMatch(/^vigil_access_denied_total\{connection="anthropic",status="429"\} 1$/m);
+  });
+
+  it('vigil limits prints each limit and what each caller used of it, read from the store', async () => {
+    const config = path.join(h.dataDir, 'vigil.yaml');
+    writeFileSync(
+      config,
+      [
+        `data_dir: ${h.dataDir}`,
+        'connections:',
+        '  - name: anthropic',
+        '    limits: [{ name: burst, window: 1m, requests: 2 }]',
+        '  - name: budget',
+        '    limits: [{ name: daily, window: 1d, tokens: 1 }]',
+        '',
+      ].join('\n'),
+    );
+    const text = await vigil(['limits', '--config', config]);
+    expect(text.code).toBe(0);
+    // The two calls of the previous test; the refused third is not counted.
+    expect(text.stdout).toMatch(
+      /^anthropic · burst: 2 calls per caller in 1m\n {2}anonymous {2}2 calls {2}refused until \d{4}-\S+Z\nbudget · daily: 1 tokens per caller in 1d\n {2}nothing used in the window\n$/,
+    );
+    const json = await vigil(['limits', '--config', config, '--json', '--caller', 'someone-else']);
+    expect(JSON.parse(json.stdout)).toMatchObject({
+      items: [
+        {
+          connection: 'anthropic',
+          name: 'burst',
+          usage: [{ caller: 'someone-else', requests: 0, refusedUntil: null }],
+        },
+        { connection: 'budget', name: 'daily', usage: [{ caller: 'someone-else', tokens: 0 }] },
+      ],
+    });
+    const none = await vigil(['limits', '--data-dir', h.dataDir]);
+    expect(none.stdout).toBe(
+      'no usage limits configured (connections[].limits in the config; see README, "Usage limits")\n',
+    );
   });
 
   it('tells the SDK not to retry when the window frees only much later, and remembers across a restart', async () => {
