@@ -88,7 +88,11 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     limits: new Map(config.connections.map((c) => [c.name, c.limits])),
     store,
     onReadBackError: (err) =>
-      log.warn({ err: messageOf(err) }, 'usage limits: could not read what other gateways served; trying again'),
+      log.warn(
+        { err: messageOf(err) },
+        'usage limits: cannot read what other gateways served (trying again each step); counting this gateway’s calls',
+      ),
+    onReadBackRecovered: () => log.info('usage limits: reading what other gateways served again'),
   });
   const recorder = new Recorder(store, {
     log,

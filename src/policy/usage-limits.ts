@@ -276,8 +276,9 @@ export interface UsageLimitsOptions {
   readonly limits: ReadonlyMap<string, readonly LimitConfig[]>;
   readonly store: AuditStore;
   readonly now?: () => number;
-  /** Told when a read-back from the store fails (it is tried again on the next step). */
+  /** Told when read-backs from the store start failing (they are tried again each step), and when one succeeds again. */
   readonly onReadBackError?: (err: unknown) => void;
+  readonly onReadBackRecovered?: () => void;
 }
 
 /**
@@ -317,12 +318,29 @@ export class UsageLimits {
     if (this.closed) return;
     const shared = this.options.store.kind === 'postgres';
     const shortest = Math.min(...[...this.byConnection.values()].flat().map((l) => l.stepMs));
+    let busy = false;
+    let failing = false;
     this.timer = setInterval(
       () => {
-        this.reading = this.reading
-          .then(() => (shared ? this.readBack() : undefined))
-          .catch((err: unknown) => this.options.onReadBackError?.(err))
-          .finally(() => this.sweep());
+        // One read-back at a time: a store slow to answer is not asked again meanwhile.
+        if (busy) return;
+        busy = true;
+        this.reading = (shared ? this.readBack() : Promise.resolve())
+          .then(
+            () => {
+              if (failing) this.options.onReadBackRecovered?.();
+              failing = false;
+            },
+            (err: unknown) => {
+              // Told once, when read-backs start failing, not every step until the store answers again.
+              if (!failing) this.options.onReadBackError?.(err);
+              failing = true;
+            },
+          )
+          .finally(() => {
+            busy = false;
+            this.sweep();
+          });
       },
       Math.max(1_000, shortest),
     );

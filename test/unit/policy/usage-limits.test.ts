@@ -240,6 +240,55 @@ describe.runIf(storeKinds().includes('postgres'))('usage limits on a shared Post
   });
 });
 
+describe.runIf(storeKinds().includes('postgres'))('usage limits while the shared store does not answer', () => {
+  const fixture = useStoreFixture('postgres');
+
+  it('says so once, counts its own calls meanwhile, and reads what it missed once the store answers', async () => {
+    const real = await fixture().open();
+    const theirs = await fixture().open();
+    let down = false;
+    // The store as the limits see it: its usage reads fail while `down`.
+    const store = new Proxy(real, {
+      get(target, key, receiver) {
+        if (key === 'usage' && down) return () => Promise.reject(new Error('connection terminated unexpectedly'));
+        return Reflect.get(target, key, receiver) as unknown;
+      },
+    });
+    const told: string[] = [];
+    const limits = new UsageLimits({
+      limits: new Map([['anthropic', limitsOf([{ name: 'minute', window: '1m', tokens: 1000, requests: 5 }])]]),
+      store,
+      onReadBackError: (err) => told.push(`failing: ${(err as Error).message}`),
+      onReadBackRecovered: () => told.push('recovered'),
+    });
+    await limits.start();
+    try {
+      down = true;
+      await recorded(theirs, alice, Date.now(), { input: 700, output: 400 });
+      for (let i = 0; i < 4; i++) expect(limits.check('anthropic', bob)).toBeNull();
+      await new Promise((r) => setTimeout(r, 2_500)); // a few steps' read-backs fail
+      expect(told).toEqual(['failing: connection terminated unexpectedly']);
+      expect(limits.check('anthropic', alice)).toBeNull(); // the other gateway's call is not known yet
+      expect(limits.check('anthropic', bob)).toBeNull(); // bob's fifth call of the minute
+      expect(limits.check('anthropic', bob)?.limit).toBe('minute');
+      down = false;
+      await until(
+        'the read-backs to succeed again',
+        async () => (told.includes('recovered') ? true : undefined),
+        5_000,
+      );
+      await until(
+        'the missed steps to be read',
+        async () => (limits.check('anthropic', alice) ? true : undefined),
+        5_000,
+      );
+      expect(told).toEqual(['failing: connection terminated unexpectedly', 'recovered']);
+    } finally {
+      await limits.close();
+    }
+  });
+});
+
 describe('usage limits in the config', () => {
   const problems = (connection: Record<string, unknown>): string => {
     try {
