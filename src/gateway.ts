@@ -3,6 +3,8 @@
  * Used by `vigil serve` and by tests that run a gateway in-process.
  */
 import type { IncomingMessage } from 'node:http';
+import type { Server as HttpsServer } from 'node:https';
+import { reloadOnRenewal, tlsOptions } from './net/tls-listener.js';
 import { pino, type Logger } from 'pino';
 import { checkAdminExposure, startAdminServer } from './admin/admin-server.js';
 import type { VigilConfig } from './config/config-schema.js';
@@ -71,8 +73,34 @@ export function checkStartable(config: VigilConfig): void {
   // Every secret the gateway reads at start-up, checked together so that each missing one is reported at once.
   const secretsMissing = [...secretProblems(config), ...egressProxyProblems(config)];
   if (secretsMissing.length) throw new ConfigError(secretsMissing);
+  // A certificate and a key that do not belong together, each listener's at once.
+  const unusable: string[] = [];
+  for (const [tls, where] of [
+    [config.tls, 'tls'],
+    [config.admin.tls, 'admin.tls'],
+  ] as const) {
+    try {
+      if (tls) tlsOptions(tls, where);
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      unusable.push(...err.problems);
+    }
+  }
+  if (unusable.length) throw new ConfigError(unusable);
   // Webhook URLs and secrets are read now: one that is missing or refused stops start-up before anything is opened.
   if (config.approvals.webhooks.length) new ApprovalNotifier(config.approvals);
+}
+
+/**
+ * What start-up warns of when callers' credentials would cross a network in clear: a proxy listener beyond loopback
+ * without `tls`, unless `public_url` says TLS is terminated in front of it. Null when there is nothing to say.
+ */
+export function plainHttpWarning(config: VigilConfig): string | null {
+  if (config.tls || isLoopbackHost(config.listen.host) || config.public_url?.startsWith('https:')) return null;
+  return (
+    'the proxy listens beyond loopback over plain HTTP: callers’ tokens and keys cross the network in clear. Set tls ' +
+    '(a certificate and key), or terminate TLS in front of the gateway and set public_url to its https:// URL'
+  );
 }
 
 export async function startGateway(config: VigilConfig, options: StartOptions = {}): Promise<Gateway> {
@@ -142,6 +170,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
 
   const approvals = new ApprovalCoordinator(store, { log, notifier, oidcApprovers: config.identity.oidc.length > 0 });
   const proxy = new ProxyServer({
+    tls: config.tls ? tlsOptions(config.tls, 'tls') : undefined,
     connections,
     recorder,
     log,
@@ -176,6 +205,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   let reads: AdminReads | undefined;
   const release = async (outboxGraceMs?: number): Promise<void> => {
     recovery.abort();
+    stopReloading();
     await recovering.catch(() => undefined);
     await admin?.close();
     await reads?.close();
@@ -190,6 +220,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     await store.close();
   };
   let url: string;
+  let stopReloading = (): void => {};
   try {
     if (config.admin.enabled) {
       reads = adminReads(store);
@@ -206,6 +237,11 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     // What callers used of each limit's window before this start (and, on PostgreSQL, through other gateways).
     await limits.start();
     ({ url } = await proxy.listen(config.listen.host, config.listen.port));
+    if (config.tls) stopReloading = reloadOnRenewal(proxy.server as HttpsServer, config.tls, 'tls', log);
+    else {
+      const warning = plainHttpWarning(config);
+      if (warning) log.warn({ url }, warning);
+    }
   } catch (err) {
     // Nothing may outlive a start that failed (a port in use, say): the process must be free to exit.
     await approvals.close();

@@ -4,6 +4,8 @@
  * Errors are JSON `{ error: { type, message } }`.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { reloadOnRenewal, tlsOptions } from '../net/tls-listener.js';
 import { once } from 'node:events';
 import type { Logger } from 'pino';
 import type { VigilConfig } from '../config/config-schema.js';
@@ -179,7 +181,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     });
   };
 
-  const server: Server = createServer({ maxHeaderSize: MAX_HEADER_BYTES }, (req, res) => {
+  const tls = config.admin.tls ? tlsOptions(config.admin.tls, 'admin.tls') : undefined;
+  const serve = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
       if (res.headersSent) {
         // A stream (export, events) failed half-way: cutting the connection is the only honest signal left.
@@ -208,12 +211,15 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       log.error({ err, url: req.url }, 'admin API request failed');
       sendError(res, new VigilError('INTERNAL', 'internal error', { cause: err }));
     });
-  });
+  };
+  const server: Server | HttpsServer = tls
+    ? createHttpsServer({ maxHeaderSize: MAX_HEADER_BYTES, ...tls }, serve)
+    : createServer({ maxHeaderSize: MAX_HEADER_BYTES }, serve);
   answerParserRefusals(server, log, (refusal) =>
     JSON.stringify({ error: { type: refusal.type, message: refusal.message } }),
   );
   const { host, port } = adminListenAddress(config);
-  const { url } = await listenOn(server, host, port).catch((err: NodeJS.ErrnoException) => {
+  const { url } = await listenOn(server, host, port, tls ? 'https' : 'http').catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'EADDRINUSE') {
       throw new ConfigError([
         `admin.listen: ${host}:${port} is already in use (the admin API listens on the proxy's port + 1 unless ` +
@@ -225,9 +231,12 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   if (!auth.identityConfigured) log.warn({ url }, 'admin API without identity: callers on this machine are admins');
   log.info({ url: `${url}${API_PREFIX}` }, 'vigil admin API listening');
 
+  const stopReloading =
+    tls && config.admin.tls ? reloadOnRenewal(server as HttpsServer, config.admin.tls, 'admin.tls', log) : () => {};
   return {
     url,
     async close() {
+      stopReloading();
       const closed = once(server, 'close');
       server.close();
       // Exports in progress are cut: the store they read is about to close.

@@ -38,7 +38,7 @@ import { listenAddress, type ListenAddress, type VigilConfig } from '../config/c
 import { loadConfig } from '../config/load-config.js';
 import { formatPath } from '../config/config-path.js';
 import { ConfigError, VigilError } from '../errors.js';
-import { checkStartable, startGateway } from '../gateway.js';
+import { checkStartable, plainHttpWarning, startGateway } from '../gateway.js';
 import { gatewayKeyId } from '../identity/gateway-keys.js';
 import { OidcVerifier } from '../identity/oidc-verifier.js';
 import { ApprovalNotifier } from '../policy/approval-notifier.js';
@@ -248,13 +248,15 @@ async function configCheck(args: string[], out: Out): Promise<number> {
   const admin = config.admin.enabled ? adminListenAddress(config) : null;
   const lines = [
     `config ok: ${serving.file ?? 'the embedded default'}`,
-    `  listen ${config.listen.host}:${config.listen.port}${admin ? ` (admin API ${admin.host}:${admin.port})` : ' (admin API off)'}`,
+    `  listen ${config.listen.host}:${config.listen.port}${config.tls ? ' over TLS' : ''}${admin ? ` (admin API ${admin.host}:${admin.port}${config.admin.tls ? ' over TLS' : ''})` : ' (admin API off)'}`,
     `  store ${describeStore(config)}`,
     `  identity ${config.identity.oidc.length ? '' : 'none (loopback callers only)'}`.trimEnd(),
   ];
   const issuers = new Map(new OidcVerifier(config.identity.oidc).proxies.map((p) => [p.issuer, p]));
   for (const o of config.identity.oidc) lines.push(`    issuer ${o.issuer}${through(issuers.get(o.issuer))}`);
   const warnings: string[] = [];
+  const clear = plainHttpWarning(config);
+  if (clear) warnings.push(clear);
   config.connections.forEach((c, i) => {
     const proxy = egressProxy(c.upstream, c.proxy, formatPath(['connections', i, 'proxy'], config));
     lines.push(`  connection ${c.name} → ${c.upstream}${proxy ? ` through ${proxy.shown} (${proxy.from})` : ''}`);

@@ -10,6 +10,7 @@ import { siemConfigSchema } from '../export/sinks-config.js';
 import { maskingConfigSchema } from '../recorder/masking/masking-config.js';
 import { approvalsConfigSchema } from '../policy/approval-notifier.js';
 import { limitsSchema } from '../policy/usage-limits.js';
+import { tlsListenerSchema } from '../net/tls-listener.js';
 import { approvalRulesSchema } from '../policy/approval-rules.js';
 import { uiSignInProblems, uiSignInSchema } from '../admin/ui-sign-in.js';
 
@@ -144,6 +145,8 @@ const adminConfigSchema = z
     enabled: z.boolean().default(true),
     /** Default: 127.0.0.1 on the proxy's port + 1 (127.0.0.1:8081 by default; a free port when listen's port is 0). */
     listen: listenAddress.optional(),
+    /** Serve the admin API (and web UI) over HTTPS with this certificate and key. */
+    tls: tlsListenerSchema.optional(),
     /** OIDC groups whose members get a role; any other authenticated caller is a `user` (sees own sessions only). */
     roles: z
       .object({
@@ -183,9 +186,12 @@ export const configSchema = z
   .object({
     /** The proxy listener clients use as ANTHROPIC_BASE_URL. */
     listen: listenAddress.default({ host: '127.0.0.1', port: 8080 }),
+    /** Serve the proxy listener over HTTPS with this certificate and key (README, "TLS"). */
+    tls: tlsListenerSchema.optional(),
     /**
      * The gateway's base URL as clients reach it (e.g. behind a TLS load balancer: https://claude-gw.example.com).
-     * Used where a response names the gateway's own address (batch results_url). Default: http:// + the Host header.
+     * Used where a response names the gateway's own address (batch results_url). Default: http:// (https:// with
+     * `tls`) + the Host header.
      */
     public_url: z.url({ protocol: /^https?$/ }).optional(),
     /** Where the embedded store and generated keys live. */

@@ -13,7 +13,7 @@ import { readConfigFile, readSecret } from './read-secret.js';
  * connection without its credential is reported and refuses its requests), `store` (opened on its own) or `signing`
  * (the key is generated when absent).
  */
-const CHECKED_SECTIONS = ['admin', 'approvals', 'siem'] as const;
+const CHECKED_SECTIONS = ['tls', 'admin', 'approvals', 'siem'] as const;
 
 /** The problems with every secret reference and certificate file in the checked sections, each named by its config path. */
 export function secretProblems(config: VigilConfig, env: NodeJS.ProcessEnv = process.env): string[] {

@@ -4,6 +4,7 @@
  * carry the server's JSON error body, naming what was wrong, with a `request-id` to find the log line by.
  */
 import http from 'node:http';
+import type https from 'node:https';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { newExchangeId } from '../recorder/ids.js';
@@ -20,7 +21,7 @@ export const MAX_HEADER_BYTES = 64 * 1024;
 export type RefusalBody = (refusal: VigilError) => string;
 
 /** Answer what `server`'s parser refuses with `body`'s JSON instead of Node's empty answer. */
-export function answerParserRefusals(server: http.Server, log: Logger, body: RefusalBody): void {
+export function answerParserRefusals(server: http.Server | https.Server, log: Logger, body: RefusalBody): void {
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     // As Node's own handler does: no answer on a socket whose current response has begun (it would corrupt it).
     const current = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;

@@ -28,7 +28,8 @@ export function gatewayBaseUrl(
   publicUrl: string | undefined,
   host: string | undefined,
   connectionPrefix: string,
+  scheme: 'http' | 'https' = 'http',
 ): string {
-  const base = publicUrl ?? `http://${host ?? 'localhost'}`;
+  const base = publicUrl ?? `${scheme}://${host ?? 'localhost'}`;
   return base.replace(/\/+$/, '') + connectionPrefix;
 }

@@ -7,6 +7,8 @@
  * "recorded before forwarded" means.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
+import type { SecureContextOptions } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
@@ -43,6 +45,8 @@ export interface ProxyDeps {
   readonly decide: (auth: Authentication, connection: Connection, req: IncomingMessage) => PolicyDecision;
   /** Holds calls that approval rules say need a person's yes; absent: such calls are refused (fail closed). */
   readonly approvals?: Pick<ApprovalCoordinator, 'hold'> | undefined;
+  /** The listener's certificate and key: HTTPS (absent: plain HTTP). */
+  readonly tls?: SecureContextOptions | undefined;
   /** Usage limits (429 once a caller's, or the connection's, is reached); absent: none. */
   readonly limits?: Pick<UsageLimits, 'check'> | undefined;
 }
@@ -59,27 +63,30 @@ interface Route {
 }
 
 export class ProxyServer {
-  readonly server: http.Server;
+  readonly server: http.Server | https.Server;
+  private readonly scheme: 'http' | 'https';
   private draining = false;
   private admittingCount = 0;
 
   constructor(private readonly deps: ProxyDeps) {
-    this.server = http.createServer(
-      { noDelay: true, keepAliveTimeout: 65_000, maxHeaderSize: MAX_HEADER_BYTES },
-      (req, res) => {
-        // handle() answers every failure it expects; anything else still gets an answer, never an unhandled rejection
-        // (which would stop the process).
-        this.handle(req, res).catch((err: unknown) => {
-          this.deps.log.error({ err }, 'request failed unexpectedly');
-          this.sendError(res, newExchangeId(), asVigilError(err));
-        });
-      },
-    );
+    const options = { noDelay: true, keepAliveTimeout: 65_000, maxHeaderSize: MAX_HEADER_BYTES };
+    const handler = (req: IncomingMessage, res: ServerResponse): void => {
+      // handle() answers every failure it expects; anything else still gets an answer, never an unhandled rejection
+      // (which would stop the process).
+      this.handle(req, res).catch((err: unknown) => {
+        this.deps.log.error({ err }, 'request failed unexpectedly');
+        this.sendError(res, newExchangeId(), asVigilError(err));
+      });
+    };
+    this.scheme = deps.tls ? 'https' : 'http';
+    this.server = deps.tls
+      ? https.createServer({ ...options, ...deps.tls }, handler)
+      : http.createServer(options, handler);
     answerParserRefusals(this.server, deps.log, (refusal) => refusal.toAnthropicBody());
   }
 
   listen(host: string, port: number): Promise<{ url: string; address: AddressInfo }> {
-    return listenOn(this.server, host, port);
+    return listenOn(this.server, host, port, this.scheme);
   }
 
   /** Stop accepting; idle keep-alive connections are closed, in-flight requests continue. */
@@ -584,7 +591,7 @@ export class ProxyServer {
   ): Promise<void> {
     const { connection } = route;
     const upstreamBase = new URL(connection.config.upstream).origin + connection.basePath;
-    const gatewayBase = gatewayBaseUrl(this.deps.publicUrl, req.headers.host, route.prefix);
+    const gatewayBase = gatewayBaseUrl(this.deps.publicUrl, req.headers.host, route.prefix, this.scheme);
     const out = rewriteResultsUrls(body, upstreamBase, gatewayBase);
     rec.responseStarted(status, headers);
     const clientHeaders = clientResponseHeaders(headers);

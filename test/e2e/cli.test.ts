@@ -13,6 +13,7 @@ import { startFakeAnthropic, type FakeAnthropic } from '../../src/sandbox/fake-a
 import { auditEventOf } from '../../src/export/record-events.js';
 import { toStored, type RecordRow } from '../../src/store/store-rows.js';
 import { spawn } from 'node:child_process';
+import { selfSigned } from '../support/self-signed.js';
 import { serve, vigil, VIGIL_BIN } from '../support/cli.js';
 import { CLIENT_KEY, GATEWAY_KEY, tempDir } from '../support/gateway-harness.js';
 import { fillDisk, tmpfsMountable, withTmpfs } from '../support/tmpfs.js';
@@ -629,6 +630,21 @@ describe('operator errors say what to fix', () => {
     const exposed = await check(['listen: 0.0.0.0:8080', ...unkeyed]);
     expect(exposed.code).toBe(2);
     expect(exposed.stderr).toContain('refusing to listen on 0.0.0.0: no identity is configured');
+    // Keys only, over plain HTTP beyond loopback: it would start, and says what crosses the network in clear.
+    const clear = await check(['listen: 0.0.0.0:8080', 'identity: { anonymous: never }', ...unkeyed]);
+    expect(clear.code).toBe(0);
+    expect(clear.stderr).toContain('vigil: warning: the proxy listens beyond loopback over plain HTTP');
+    const certs = await selfSigned(dir, 'gw');
+    const tls = `{ cert: { file: ${certs.certFile} }, key: { file: ${certs.keyFile} } }`;
+    const https = await check([
+      'listen: 0.0.0.0:8443',
+      'identity: { anonymous: never }',
+      `tls: ${tls}`,
+      `admin: { tls: ${tls} }`,
+      ...unkeyed,
+    ]);
+    expect(https.stdout).toContain('listen 0.0.0.0:8443 over TLS (admin API 127.0.0.1:8444 over TLS)');
+    expect(https.stderr).not.toContain('plain HTTP');
 
     const schema = await check([
       'connections:',

@@ -9,6 +9,8 @@ export async function runAgent(
   cwd: string,
   token = CLIENT_KEY,
   as: 'ANTHROPIC_API_KEY' | 'ANTHROPIC_AUTH_TOKEN' = 'ANTHROPIC_API_KEY',
+  /** More of Claude Code's environment (NODE_EXTRA_CA_CERTS, say). */
+  env: Record<string, string> = {},
 ): Promise<SDKMessage[]> {
   const messages: SDKMessage[] = [];
   for await (const m of query({
@@ -26,6 +28,7 @@ export async function runAgent(
         [as]: token,
         CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
         DISABLE_AUTOUPDATER: '1',
+        ...env,
       },
     },
   })) {

@@ -6,14 +6,14 @@
  *
  * Needs the Debian packages `rsyslog` and `rsyslog-gnutls`, and `openssl`.
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
+import { selfSigned } from './self-signed.js';
 
 export const RSYSLOGD = '/usr/sbin/rsyslogd';
 
@@ -81,25 +81,7 @@ export class RsyslogServer {
       tcp: await freeTcpPort(),
       tls: await freeTcpPort(),
     });
-    await promisify(execFile)('openssl', [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      path.join(dir, 'key.pem'),
-      '-out',
-      server.caFile,
-      '-days',
-      '2',
-      '-subj',
-      '/CN=localhost',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1,DNS:localhost',
-    ]);
+    await selfSigned(dir, 'localhost', { certFile: server.caFile, keyFile: path.join(dir, 'key.pem') });
     await writeFile(path.join(dir, 'rsyslog.conf'), server.#config());
     await server.restart();
     return server;
