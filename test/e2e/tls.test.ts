@@ -129,7 +129,10 @@ describe('TLS on the listeners', () => {
     await until('the renewed certificate to be served', async () =>
       (await servedName(h.url)) === 'renewed' ? true : undefined,
     );
-    expect(await servedName(h.gateway.adminUrl!)).toBe('renewed');
+    // The admin listener looks at the files on its own timer.
+    await until('the admin listener to serve it too', async () =>
+      (await servedName(h.gateway.adminUrl!)) === 'renewed' ? true : undefined,
+    );
     const models = await kept.models.list();
     expect(models.data.length).toBeGreaterThan(0);
   });
