@@ -145,6 +145,17 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const connections = new Connections(config);
   for (const c of connections.all()) {
     if (c.credentialProblem) log.warn({ connection: c.name }, c.credentialProblem);
+  }
+  const stopWatchingCredentials = connections.watchCredentials({
+    renewed: (connection, file) =>
+      log.info({ connection, file }, 'upstream credential renewed: calls from now on are sent with the new one'),
+    unreadable: (connection, problem, kept) =>
+      log.error(
+        { connection },
+        kept ? `${problem}; calls go on with the credential read before` : `${problem}; its calls are refused`,
+      ),
+  });
+  for (const c of connections.all()) {
     if (c.proxy) {
       log.info({ connection: c.name, proxy: c.proxy.shown, from: c.proxy.from }, 'upstream reached through a proxy');
     }
@@ -206,6 +217,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const release = async (outboxGraceMs?: number): Promise<void> => {
     recovery.abort();
     stopReloading();
+    stopWatchingCredentials();
     await recovering.catch(() => undefined);
     await admin?.close();
     await reads?.close();

@@ -3,7 +3,7 @@
  * Every key is documented in the README's config reference; keep the two in step.
  */
 import { z } from 'zod';
-import { duration, orSecretRef, proxySetting, secretRef } from './common-schemas.js';
+import { duration, orSecretRef, positiveDuration, proxySetting, secretRef } from './common-schemas.js';
 import { allowListSchema, identityConfigSchema } from '../identity/identity-config.js';
 import { isLoopbackHost } from '../identity/loopback.js';
 import { siemConfigSchema } from '../export/sinks-config.js';
@@ -74,6 +74,8 @@ const connectionSchema = z
     upstream: upstreamUrl.default('https://api.anthropic.com'),
     /** The gateway's own credential for this upstream; callers never see it. Absent: nothing is sent upstream. */
     credential: secretRef.optional(),
+    /** How often a `{ file }` credential's file is looked at for a rotated key (read again when it changed). */
+    credential_reload: positiveDuration.default(10_000),
     /** How the credential is sent: Anthropic API keys as x-api-key, OAuth-style tokens as Authorization: Bearer. */
     credential_header: z.enum(['x-api-key', 'authorization']).default('x-api-key'),
     /**

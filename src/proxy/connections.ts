@@ -2,7 +2,7 @@
  * Runtime connections: each named connection owns a pooled, kept-alive upstream client and the gateway's credential
  * for that upstream. The upstream origin is fixed by config; nothing a caller sends can change it.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { Dispatcher } from 'undici';
 import type { ConnectionConfig, VigilConfig } from '../config/config-schema.js';
 import { formatPath } from '../config/config-path.js';
@@ -26,10 +26,10 @@ export interface Connection {
   readonly proxy: EgressProxy | null;
   /** Path prefix of the upstream URL (e.g. `/anthropic` for https://proxy.example.com/anthropic), or ''. */
   readonly basePath: string;
-  /** null when the connection declares no credential. */
-  readonly credential: Credential | null;
+  /** null when the connection declares no credential. A `{ file }` one is read again when the file changes. */
+  credential: Credential | null;
   /** Set when a credential is declared but could not be read: requests are refused with this message. */
-  readonly credentialProblem: string | null;
+  credentialProblem: string | null;
   /** This connection's masking stage (compiled once, with a memo per session). */
   readonly redactor: Redactor;
   /** The connection's approval rules, compiled once (empty: nothing is evaluated). */
@@ -105,7 +105,51 @@ export class Connections {
     return [...this.byName.values()];
   }
 
+  /**
+   * Read `{ file }` credentials again whenever their file changes (a secret manager rotating the key): calls from
+   * then on are sent with the new one. A file that cannot be read any more (removed, empty) keeps the one read before,
+   * and says so; one that becomes readable gives a connection that had none its credential. Each connection's file is
+   * looked at every `credential_reload`. Returns what stops it.
+   */
+  watchCredentials(events: {
+    renewed: (connection: string, file: string) => void;
+    unreadable: (connection: string, problem: string, kept: boolean) => void;
+  }): () => void {
+    const timers = this.all().flatMap((c) => {
+      const ref = c.config.credential;
+      if (!ref || !('file' in ref)) return [];
+      let last = fileStamp(ref.file);
+      const timer = setInterval(() => {
+        const now = fileStamp(ref.file);
+        if (now === last) return;
+        last = now;
+        const { credential, problem } = readCredential(c.config);
+        if (credential) {
+          if (credential.value === c.credential?.value) return; // touched, not changed
+          c.credential = credential;
+          c.credentialProblem = null;
+          events.renewed(c.name, ref.file);
+        } else if (problem) events.unreadable(c.name, problem, c.credential !== null);
+      }, c.config.credential_reload);
+      timer.unref();
+      return [timer];
+    });
+    return () => {
+      for (const t of timers) clearInterval(t);
+    };
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.all().map((c) => c.dispatcher.close()));
+  }
+}
+
+/** When a file last changed, to tell a new version (empty when it cannot be read). */
+function fileStamp(file: string): string {
+  try {
+    const s = statSync(file);
+    return `${s.mtimeMs}:${s.size}:${s.ino}`;
+  } catch {
+    return '';
   }
 }

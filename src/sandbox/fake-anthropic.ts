@@ -27,9 +27,10 @@ export interface FakeAnthropicOptions {
   port?: number;
   /**
    * When set, every request must carry the key, or gets a 401 `authentication_error`. Accepted as
-   * `x-api-key: <apiKey>` or as `authorization: Bearer <apiKey>`, which is how current SDKs send API keys.
+   * `x-api-key: <apiKey>` or as `authorization: Bearer <apiKey>`, which is how current SDKs send API keys. Unset (or
+   * undefined): any key, or none, is taken.
    */
-  apiKey?: string;
+  apiKey?: string | undefined;
   /** Pause between stream events, in milliseconds; default 0 (the whole stream in one write). */
   eventDelayMs?: number;
   /**
