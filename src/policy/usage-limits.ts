@@ -119,8 +119,22 @@ class Steps {
     this.calls[i] = Math.max(this.calls[i]!, calls);
   }
 
-  /** Totals over the window ending with step `now`, oldest step first. */
-  window(now: number): Array<{ n: number; tokens: number; calls: number }> {
+  /** What the window ending with step `now` adds up to (on every call: no step list is built). */
+  sum(now: number): { tokens: number; calls: number } {
+    let tokens = 0;
+    let calls = 0;
+    for (let i = 0; i < STEPS; i++) {
+      const n = this.step[i]!;
+      if (n > now - STEPS && n <= now) {
+        tokens += this.tokens[i]!;
+        calls += this.calls[i]!;
+      }
+    }
+    return { tokens, calls };
+  }
+
+  /** The steps of the window ending with step `now` that counted something, oldest first. */
+  stepsIn(now: number): Array<{ n: number; tokens: number; calls: number }> {
     const out: Array<{ n: number; tokens: number; calls: number }> = [];
     for (let n = now - STEPS + 1; n <= now; n++) {
       const i = this.slot(n, false);
@@ -132,7 +146,8 @@ class Steps {
 
   /** Nothing counted in the window ending with step `now`: may be forgotten. */
   empty(now: number): boolean {
-    return this.window(now).length === 0;
+    const { tokens, calls } = this.sum(now);
+    return tokens === 0 && calls === 0;
   }
 }
 
@@ -214,13 +229,7 @@ class Limit {
     const s = this.counts.get(key);
     if (!s) return { tokens: 0, calls: 0, over: null, until: null };
     const current = this.stepOf(now);
-    const steps = s.window(current);
-    let tokens = 0;
-    let calls = 0;
-    for (const st of steps) {
-      tokens += st.tokens;
-      calls += st.calls;
-    }
+    const { tokens, calls } = s.sum(current);
     const max = this.config;
     const over =
       max.tokens !== undefined && tokens >= max.tokens
@@ -233,7 +242,7 @@ class Limit {
     const limit = over === 'tokens' ? max.tokens! : max.requests!;
     let left = over === 'tokens' ? tokens : calls;
     let until = (current + 1) * this.stepMs;
-    for (const st of steps) {
+    for (const st of s.stepsIn(current)) {
       left -= st[over];
       until = (st.n + STEPS) * this.stepMs;
       if (left < limit) break;
