@@ -2,9 +2,11 @@
  * Creating and revoking gateway keys: both are ledger records (`key.created`, `key.revoked`), so every key's life is
  * on the tamper-evident chain. The key itself is shown once and never stored; only its SHA-256 is.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { VigilError } from '../errors.js';
+import { nextPause } from '../retry-pause.js';
 import { ANONYMOUS } from './principal.js';
-import type { AuditStore, KeyCreatedData, KeyRevokedData, StoredGatewayKey } from '../store/audit-store.js';
+import type { AuditStore, KeyCreatedData, KeyRevokedData, NewRecord, StoredGatewayKey } from '../store/audit-store.js';
 import { generateGatewayKey, parseKeyLifetime } from './gateway-keys.js';
 
 const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -64,8 +66,42 @@ export async function createGatewayKey(
     expiresAt: input.expires ? now + parseKeyLifetime(input.expires) : null,
     createdBy: input.createdBy,
   };
-  await store.append({ records: [{ kind: 'key.created', at: now, data }] });
+  const record: NewRecord = { kind: 'key.created', at: now, data };
+  try {
+    await store.append({ records: [record] });
+  } catch (err) {
+    // PostgreSQL's answer to the commit can be lost with the connection while the record was written: then the key
+    // exists, and this is the only time it can be shown.
+    if (!store.isUnavailable(err) || !(await createdAfterAll(store, record, input.name, err))) throw err;
+  }
   return { key, record: { ...data, revokedAt: null } };
+}
+
+/** How long key creation waits for the store to say whether a key whose answer was lost was written. */
+const LOST_ANSWER_WAIT_MS = 15_000;
+
+/**
+ * Whether `record`, whose append failed with the store unavailable, was written all the same: asked until the store
+ * can tell (up to {@link LOST_ANSWER_WAIT_MS}). When it never can, what to do is said: the key may exist unseen.
+ */
+async function createdAfterAll(store: AuditStore, record: NewRecord, name: string, cause: unknown): Promise<boolean> {
+  const deadline = Date.now() + LOST_ANSWER_WAIT_MS;
+  for (let pause = 0; ;) {
+    try {
+      return await store.appendedDespiteFailure(record);
+    } catch {
+      pause = nextPause(pause, 250, 2_000);
+      if (Date.now() + pause > deadline) {
+        throw new VigilError(
+          'STORE_UNAVAILABLE',
+          `the store stopped answering while key "${name}" was being created, and cannot say whether it was: if ` +
+            `vigil keys list shows it, revoke it (its key was never shown) and create another`,
+          { cause },
+        );
+      }
+      await sleep(pause);
+    }
+  }
 }
 
 export async function revokeGatewayKey(

@@ -7,7 +7,8 @@
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postMessages, postSlowStream, startHarness, type Harness } from '../support/gateway-harness.js';
+import { createGatewayKey } from '../../src/identity/key-admin.js';
+import { clientHeaders, postMessages, postSlowStream, startHarness, type Harness } from '../support/gateway-harness.js';
 import { installStall, type Stall } from '../support/postgres-stall.js';
 import { POSTGRES_TEST_URL, storeKinds } from '../support/stores.js';
 import { TcpRelay } from '../support/tcp-relay.js';
@@ -159,6 +160,31 @@ describe.runIf(storeKinds().includes('postgres'))('PostgreSQL out of reach for a
     const x = await h.exchange(refused.headers.get('x-vigil-exchange-id')!);
     expect(x).toMatchObject({ outcome: 'gateway_error', response: { status: 503 } });
     expect((await h.gateway.store.verify()).ok).toBe(true);
+  });
+
+  it('a gateway key written though its answer was lost is given to whoever created it', async () => {
+    // Went wrong: creating a key failed when PostgreSQL's answer to the commit was lost with the connection, while
+    // the key had been written: its name taken, and the key, shown only once, never shown.
+    let pending!: ReturnType<typeof createGatewayKey>;
+    await lostAnswer('key.created', async () => {
+      pending = createGatewayKey(
+        h.gateway.store,
+        { name: 'lost-answer', owner: 'platform-team', connections: [], createdBy: 'test' },
+        ['anthropic'],
+      );
+    });
+    const { key } = await pending;
+    const res = await fetch(`${h.url}/v1/messages`, {
+      method: 'POST',
+      headers: { ...clientHeaders('pg-lost-key'), 'x-api-key': key },
+      body: JSON.stringify({ model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(res.status).toBe(200);
+    const x = await h.exchange(res.headers.get('x-vigil-exchange-id')!);
+    expect(x.caller).toMatchObject({ method: 'gateway_key', keyName: 'lost-answer' });
+    // Written once.
+    const created = await h.gateway.store.recordsOfKinds(['key.created'], 0, 100);
+    expect(created.filter((r) => (JSON.parse(r.data) as { name: string }).name === 'lost-answer')).toHaveLength(1);
   });
 
   it('records of a stream written though their answer was lost are not written again', async () => {
