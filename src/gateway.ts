@@ -209,6 +209,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     storeRefusingWrites: () => recorder.queue.storeRefusing,
     sinks: () => outbox.statuses(),
     digests: () => upkeep.digests(),
+    ...(limits.configured ? { limits: () => limits.status({ max: Number.MAX_SAFE_INTEGER }) } : {}),
   });
   // What close() and a failed start both release, in this order.
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;

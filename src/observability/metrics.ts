@@ -6,6 +6,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { otlpRejectedChannel } from '../export/otlp-sink.js';
 import { isRefusal } from '../recorder/exchange-turn.js';
+import type { LimitStatus } from '../policy/usage-limits.js';
 import type { DigestWatchStatus } from '../store/digest-watch.js';
 import {
   accessDeniedChannel,
@@ -29,6 +30,8 @@ export interface MetricsSources {
   sinks(): ReadonlyArray<{ sink: string; lag: number; failures: number; delivered: number; undeliverable: number }>;
   /** What the last check for overdue digests found (see DigestWatchStatus). */
   digests?(): DigestWatchStatus;
+  /** The connections' usage limits and what is used of them now (see UsageLimits.status). */
+  limits?(): readonly LimitStatus[];
 }
 
 export class Metrics {
@@ -119,6 +122,53 @@ export class Metrics {
         this.set(sources.storeRefusingWrites() ? 1 : 0);
       },
     });
+    // Usage limits, read when scraped: for a limit the connection shares, what is used of it (alert before it is
+    // reached); for every limit, how many callers it refuses now. Per-caller usage is not a label (unbounded).
+    if (sources.limits) {
+      const limits = sources.limits;
+      new Gauge({
+        name: 'vigil_usage_limit',
+        help: 'A usage limit: the tokens or calls it allows in its window',
+        labelNames: ['connection', 'limit', 'unit'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const l of limits()) {
+            if (l.tokens !== null) this.set({ connection: l.connection, limit: l.name, unit: 'tokens' }, l.tokens);
+            if (l.requests !== null) this.set({ connection: l.connection, limit: l.name, unit: 'calls' }, l.requests);
+          }
+        },
+      });
+      new Gauge({
+        name: 'vigil_usage_limit_used',
+        help: 'What the callers of a connection used of a limit they share, in its window now',
+        labelNames: ['connection', 'limit', 'unit'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const l of limits()) {
+            const used = l.per === 'connection' ? l.usage[0] : undefined;
+            if (!used) continue;
+            if (l.tokens !== null) this.set({ connection: l.connection, limit: l.name, unit: 'tokens' }, used.tokens);
+            if (l.requests !== null)
+              this.set({ connection: l.connection, limit: l.name, unit: 'calls' }, used.requests);
+          }
+        },
+      });
+      new Gauge({
+        name: 'vigil_usage_limit_refusing',
+        help: 'Callers a usage limit refuses now (for a limit the connection shares: 1 while it refuses everyone)',
+        labelNames: ['connection', 'limit'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const l of limits()) {
+            const refusing = l.usage.filter((u) => u.refusedUntil !== null).length;
+            this.set({ connection: l.connection, limit: l.name }, refusing);
+          }
+        },
+      });
+    }
     // One gauge per figure of the SIEM outbox, each labelled by sink, read when scraped.
     const sinkGauge = (name: string, help: string, figure: 'lag' | 'failures' | 'delivered' | 'undeliverable') =>
       new Gauge({

@@ -22,7 +22,10 @@ const connections = (upstream: string): VigilConfigInput['connections'] => [
     name: 'anthropic',
     upstream,
     credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
-    limits: [{ name: 'burst', window: '1m', requests: 2 }],
+    limits: [
+      { name: 'burst', window: '1m', requests: 2 },
+      { name: 'all', per: 'connection', window: '1h', requests: 100 },
+    ],
   },
   {
     name: 'budget',
@@ -85,6 +88,12 @@ describe('usage limits', () => {
     ]);
     const metrics = await (await fetch(`${h.gateway.adminUrl}/metrics`)).text();
     expect(metrics).toMatch(/^vigil_access_denied_total\{connection="anthropic",status="429"\} 1$/m);
+    // Each limit, what the connection's callers used of the one they share, and whom each refuses now.
+    expect(metrics).toMatch(/^vigil_usage_limit\{connection="anthropic",limit="burst",unit="calls"\} 2$/m);
+    expect(metrics).toMatch(/^vigil_usage_limit\{connection="budget",limit="daily",unit="tokens"\} 1$/m);
+    expect(metrics).toMatch(/^vigil_usage_limit_used\{connection="anthropic",limit="all",unit="calls"\} 2$/m);
+    expect(metrics).toMatch(/^vigil_usage_limit_refusing\{connection="anthropic",limit="burst"\} 1$/m);
+    expect(metrics).toMatch(/^vigil_usage_limit_refusing\{connection="anthropic",limit="all"\} 0$/m);
   });
 
   it('vigil limits prints each limit and what each caller used of it, read from the store', async () => {
@@ -95,7 +104,7 @@ describe('usage limits', () => {
         `data_dir: ${h.dataDir}`,
         'connections:',
         '  - name: anthropic',
-        '    limits: [{ name: burst, window: 1m, requests: 2 }]',
+        '    limits: [{ name: burst, window: 1m, requests: 2 }, { name: all, per: connection, window: 1h, requests: 100 }]',
         '  - name: budget',
         '    limits: [{ name: daily, window: 1d, tokens: 1 }]',
         '',
@@ -105,7 +114,7 @@ describe('usage limits', () => {
     expect(text.code).toBe(0);
     // The two calls of the previous test; the refused third is not counted.
     expect(text.stdout).toMatch(
-      /^anthropic · burst: 2 calls per caller in 1m\n {2}anonymous {2}2 calls {2}refused until \d{4}-\S+Z\nbudget · daily: 1 tokens per caller in 1d\n {2}nothing used in the window\n$/,
+      /^anthropic · burst: 2 calls per caller in 1m\n {2}anonymous {2}2 calls {2}refused until \d{4}-\S+Z\nanthropic · all: 100 calls per connection in 1h\n {2}\(all callers\) {2}2 calls\nbudget · daily: 1 tokens per caller in 1d\n {2}nothing used in the window\n$/,
     );
     const json = await vigil(['limits', '--config', config, '--json', '--caller', 'someone-else']);
     expect(JSON.parse(json.stdout)).toMatchObject({
@@ -115,6 +124,7 @@ describe('usage limits', () => {
           name: 'burst',
           usage: [{ caller: 'someone-else', requests: 0, refusedUntil: null }],
         },
+        { connection: 'anthropic', name: 'all', usage: [{ caller: null, requests: 2 }] },
         { connection: 'budget', name: 'daily', usage: [{ caller: 'someone-else', tokens: 0 }] },
       ],
     });

@@ -365,7 +365,7 @@ describe('reading recordings (no identity configured: this machine is admin)', (
 
   it('shows usage by model and by day, each row leading to the sessions it adds up', async () => {
     await page.goto(`${open.gateway.adminUrl}/ui/#/usage`);
-    await page.getByRole('heading', { name: 'Usage' }).waitFor();
+    await page.getByRole('heading', { name: 'Usage', exact: true }).waitFor();
     const rows = page.locator('table.usage tbody tr');
     // By caller (no identity configured: every call is anonymous's).
     await expect.poll(() => rows.locator('td:first-child').allTextContents()).toEqual(['anonymous']);
