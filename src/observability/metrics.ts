@@ -126,35 +126,39 @@ export class Metrics {
     // reached); for every limit, how many callers it refuses now. Per-caller usage is not a label (unbounded).
     if (sources.limits) {
       const limits = sources.limits;
-      new Gauge({
-        name: 'vigil_usage_limit',
-        help: 'A usage limit: the tokens or calls it allows in its window',
-        labelNames: ['connection', 'limit', 'unit'],
-        registers: [r],
-        collect() {
-          this.reset();
-          for (const l of limits()) {
-            if (l.tokens !== null) this.set({ connection: l.connection, limit: l.name, unit: 'tokens' }, l.tokens);
-            if (l.requests !== null) this.set({ connection: l.connection, limit: l.name, unit: 'calls' }, l.requests);
-          }
+      /** A gauge of a figure per limit, in the units the limit counts (tokens, calls or both). */
+      const perUnit = (
+        name: string,
+        help: string,
+        figure: (l: LimitStatus) => { tokens: number; calls: number } | null,
+      ) =>
+        new Gauge({
+          name,
+          help,
+          labelNames: ['connection', 'limit', 'unit'],
+          registers: [r],
+          collect() {
+            this.reset();
+            for (const l of limits()) {
+              const f = figure(l);
+              if (!f) continue;
+              if (l.tokens !== null) this.set({ connection: l.connection, limit: l.name, unit: 'tokens' }, f.tokens);
+              if (l.requests !== null) this.set({ connection: l.connection, limit: l.name, unit: 'calls' }, f.calls);
+            }
+          },
+        });
+      perUnit('vigil_usage_limit', 'A usage limit: the tokens or calls it allows in its window', (l) => ({
+        tokens: l.tokens ?? 0,
+        calls: l.requests ?? 0,
+      }));
+      perUnit(
+        'vigil_usage_limit_used',
+        'What the callers of a connection used of a limit they share, in its window now',
+        (l) => {
+          const used = l.per === 'connection' ? l.usage[0] : undefined;
+          return used ? { tokens: used.tokens, calls: used.requests } : null;
         },
-      });
-      new Gauge({
-        name: 'vigil_usage_limit_used',
-        help: 'What the callers of a connection used of a limit they share, in its window now',
-        labelNames: ['connection', 'limit', 'unit'],
-        registers: [r],
-        collect() {
-          this.reset();
-          for (const l of limits()) {
-            const used = l.per === 'connection' ? l.usage[0] : undefined;
-            if (!used) continue;
-            if (l.tokens !== null) this.set({ connection: l.connection, limit: l.name, unit: 'tokens' }, used.tokens);
-            if (l.requests !== null)
-              this.set({ connection: l.connection, limit: l.name, unit: 'calls' }, used.requests);
-          }
-        },
-      });
+      );
       new Gauge({
         name: 'vigil_usage_limit_refusing',
         help: 'Callers a usage limit refuses now (for a limit the connection shares: 1 while it refuses everyone)',
