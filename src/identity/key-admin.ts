@@ -19,6 +19,11 @@ export interface CreateKeyInput {
   readonly expires?: string | undefined;
   /** Who ran the command, for the record. */
   readonly createdBy: string;
+  /**
+   * How long to wait for the store to say whether the key was written when its answer was lost (default
+   * {@link LOST_ANSWER_WAIT_MS}).
+   */
+  readonly lostAnswerWaitMs?: number | undefined;
 }
 
 /**
@@ -72,7 +77,8 @@ export async function createGatewayKey(
   } catch (err) {
     // PostgreSQL's answer to the commit can be lost with the connection while the record was written: then the key
     // exists, and this is the only time it can be shown.
-    if (!store.isUnavailable(err) || !(await createdAfterAll(store, record, input.name, err))) throw err;
+    const waitMs = input.lostAnswerWaitMs ?? LOST_ANSWER_WAIT_MS;
+    if (!store.isUnavailable(err) || !(await createdAfterAll(store, record, input.name, waitMs, err))) throw err;
   }
   return { key, record: { ...data, revokedAt: null } };
 }
@@ -82,10 +88,16 @@ const LOST_ANSWER_WAIT_MS = 15_000;
 
 /**
  * Whether `record`, whose append failed with the store unavailable, was written all the same: asked until the store
- * can tell (up to {@link LOST_ANSWER_WAIT_MS}). When it never can, what to do is said: the key may exist unseen.
+ * can tell (up to `waitMs`). When it never can, what to do is said: the key may exist unseen.
  */
-async function createdAfterAll(store: AuditStore, record: NewRecord, name: string, cause: unknown): Promise<boolean> {
-  const deadline = Date.now() + LOST_ANSWER_WAIT_MS;
+async function createdAfterAll(
+  store: AuditStore,
+  record: NewRecord,
+  name: string,
+  waitMs: number,
+  cause: unknown,
+): Promise<boolean> {
+  const deadline = Date.now() + waitMs;
   for (let pause = 0; ;) {
     try {
       return await store.appendedDespiteFailure(record);

@@ -187,6 +187,29 @@ describe.runIf(storeKinds().includes('postgres'))('PostgreSQL out of reach for a
     expect(created.filter((r) => (JSON.parse(r.data) as { name: string }).name === 'lost-answer')).toHaveLength(1);
   });
 
+  it('a gateway key whose answer was lost, the store not answering since, is reported as unknown, saying what to do', async () => {
+    const stall = await stallInstalled();
+    try {
+      await stall.stall('key.created');
+      const pending = createGatewayKey(
+        h.gateway.store,
+        { name: 'never-told', owner: 'platform-team', connections: [], createdBy: 'test', lostAnswerWaitMs: 1_000 },
+        ['anthropic'],
+      ).catch((e: unknown) => e as Error);
+      await stall.stalled();
+      relay.cut(); // and not restored while the key's creation waits for an answer
+      const err = (await pending) as Error;
+      expect(err).toBeInstanceOf(Error);
+      expect(err.message).toBe(
+        'the store stopped answering while key "never-told" was being created, and cannot say whether it was: if ' +
+          'vigil keys list shows it, revoke it (its key was never shown) and create another',
+      );
+    } finally {
+      await stall.release();
+      relay.restore();
+    }
+  });
+
   it('records of a stream written though their answer was lost are not written again', async () => {
     let text!: Promise<string>;
     let id!: string;
