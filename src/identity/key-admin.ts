@@ -77,8 +77,11 @@ export async function createGatewayKey(
   } catch (err) {
     // PostgreSQL's answer to the commit can be lost with the connection while the record was written: then the key
     // exists, and this is the only time it can be shown.
+    const unknown =
+      `the store stopped answering while key "${input.name}" was being created, and cannot say whether it was: if ` +
+      'vigil keys list shows it, revoke it (its key was never shown) and create another';
     const waitMs = input.lostAnswerWaitMs ?? LOST_ANSWER_WAIT_MS;
-    if (!store.isUnavailable(err) || !(await createdAfterAll(store, record, input.name, waitMs, err))) throw err;
+    if (!store.isUnavailable(err) || !(await writtenAfterAll(store, record, waitMs, unknown, err))) throw err;
   }
   return { key, record: { ...data, revokedAt: null } };
 }
@@ -88,13 +91,13 @@ const LOST_ANSWER_WAIT_MS = 15_000;
 
 /**
  * Whether `record`, whose append failed with the store unavailable, was written all the same: asked until the store
- * can tell (up to `waitMs`). When it never can, what to do is said: the key may exist unseen.
+ * can tell (up to `waitMs`). When it never can, throws `unknown`, which says what to do.
  */
-async function createdAfterAll(
+async function writtenAfterAll(
   store: AuditStore,
   record: NewRecord,
-  name: string,
   waitMs: number,
+  unknown: string,
   cause: unknown,
 ): Promise<boolean> {
   const deadline = Date.now() + waitMs;
@@ -103,14 +106,7 @@ async function createdAfterAll(
       return await store.appendedDespiteFailure(record);
     } catch {
       pause = nextPause(pause, 250, 2_000);
-      if (Date.now() + pause > deadline) {
-        throw new VigilError(
-          'STORE_UNAVAILABLE',
-          `the store stopped answering while key "${name}" was being created, and cannot say whether it was: if ` +
-            `vigil keys list shows it, revoke it (its key was never shown) and create another`,
-          { cause },
-        );
-      }
+      if (Date.now() + pause > deadline) throw new VigilError('STORE_UNAVAILABLE', unknown, { cause });
       await sleep(pause);
     }
   }
@@ -121,10 +117,21 @@ export async function revokeGatewayKey(
   name: string,
   revokedBy: string,
   now = Date.now(),
+  options: { lostAnswerWaitMs: number } = { lostAnswerWaitMs: LOST_ANSWER_WAIT_MS },
 ): Promise<StoredGatewayKey> {
   const live = await liveIndexRow(store, name);
   if (!live) throw new VigilError('NOT_FOUND', `no live key named "${name}" (see: vigil keys list)`);
   const data: KeyRevokedData = { name, hash: live.hash, revokedAt: now, revokedBy };
-  await store.append({ records: [{ kind: 'key.revoked', at: now, data }] });
+  const record: NewRecord = { kind: 'key.revoked', at: now, data };
+  try {
+    await store.append({ records: [record] });
+  } catch (err) {
+    // As for creation: revoked though the answer was lost is revoked, and a second try would say "no live key".
+    const unknown =
+      `the store stopped answering while key "${name}" was being revoked, and cannot say whether it was: ` +
+      'vigil keys list says; revoke it again if it is still live';
+    if (!store.isUnavailable(err) || !(await writtenAfterAll(store, record, options.lostAnswerWaitMs, unknown, err)))
+      throw err;
+  }
   return { ...live, revokedAt: now };
 }

@@ -7,7 +7,7 @@
 import pg from 'pg';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createGatewayKey } from '../../src/identity/key-admin.js';
+import { createGatewayKey, revokeGatewayKey } from '../../src/identity/key-admin.js';
 import { clientHeaders, postMessages, postSlowStream, startHarness, type Harness } from '../support/gateway-harness.js';
 import { installStall, type Stall } from '../support/postgres-stall.js';
 import { POSTGRES_TEST_URL, storeKinds } from '../support/stores.js';
@@ -185,6 +185,21 @@ describe.runIf(storeKinds().includes('postgres'))('PostgreSQL out of reach for a
     // Written once.
     const created = await h.gateway.store.recordsOfKinds(['key.created'], 0, 100);
     expect(created.filter((r) => (JSON.parse(r.data) as { name: string }).name === 'lost-answer')).toHaveLength(1);
+  });
+
+  it('a gateway key revoked though the answer was lost is reported revoked, and refused', async () => {
+    const { key } = await createGatewayKey(
+      h.gateway.store,
+      { name: 'revoked-unanswered', owner: 'platform-team', connections: [], createdBy: 'test' },
+      ['anthropic'],
+    );
+    let pending!: ReturnType<typeof revokeGatewayKey>;
+    await lostAnswer('key.revoked', async () => {
+      pending = revokeGatewayKey(h.gateway.store, 'revoked-unanswered', 'test');
+    });
+    expect((await pending).revokedAt).not.toBeNull();
+    const res = await fetch(`${h.url}/v1/models`, { headers: { ...clientHeaders('pg-revoked'), 'x-api-key': key } });
+    expect(res.status).toBe(401);
   });
 
   it('a gateway key whose answer was lost, the store not answering since, is reported as unknown, saying what to do', async () => {
