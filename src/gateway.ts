@@ -3,8 +3,7 @@
  * Used by `vigil serve` and by tests that run a gateway in-process.
  */
 import type { IncomingMessage } from 'node:http';
-import type { Server as HttpsServer } from 'node:https';
-import { reloadOnRenewal, tlsOptions } from './net/tls-listener.js';
+import { tlsOptions } from './net/tls-listener.js';
 import { pino, type Logger } from 'pino';
 import { checkAdminExposure, startAdminServer } from './admin/admin-server.js';
 import type { VigilConfig } from './config/config-schema.js';
@@ -181,7 +180,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
 
   const approvals = new ApprovalCoordinator(store, { log, notifier, oidcApprovers: config.identity.oidc.length > 0 });
   const proxy = new ProxyServer({
-    tls: config.tls ? tlsOptions(config.tls, 'tls') : undefined,
+    tls: config.tls && { config: config.tls, where: 'tls' },
     connections,
     recorder,
     log,
@@ -217,7 +216,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   let reads: AdminReads | undefined;
   const release = async (outboxGraceMs?: number): Promise<void> => {
     recovery.abort();
-    stopReloading();
+    proxy.stopRenewals();
     stopWatchingCredentials();
     await recovering.catch(() => undefined);
     await admin?.close();
@@ -233,7 +232,6 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     await store.close();
   };
   let url: string;
-  let stopReloading = (): void => {};
   try {
     if (config.admin.enabled) {
       reads = adminReads(store);
@@ -250,11 +248,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     // What callers used of each limit's window before this start (and, on PostgreSQL, through other gateways).
     await limits.start();
     ({ url } = await proxy.listen(config.listen.host, config.listen.port));
-    if (config.tls) stopReloading = reloadOnRenewal(proxy.server as HttpsServer, config.tls, 'tls', log);
-    else {
-      const warning = plainHttpWarning(config);
-      if (warning) log.warn({ url }, warning);
-    }
+    const warning = plainHttpWarning(config);
+    if (warning) log.warn({ url }, warning);
   } catch (err) {
     // Nothing may outlive a start that failed (a port in use, say): the process must be free to exit.
     await approvals.close();

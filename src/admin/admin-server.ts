@@ -3,9 +3,8 @@
  * `/api/v1/` (routes in admin-routes.ts) and the web UI's static files under `/ui/` (ui-assets.ts; `/` redirects there).
  * Errors are JSON `{ error: { type, message } }`.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import { reloadOnRenewal, tlsOptions } from '../net/tls-listener.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createListener } from '../net/tls-listener.js';
 import { once } from 'node:events';
 import type { Logger } from 'pino';
 import type { VigilConfig } from '../config/config-schema.js';
@@ -181,7 +180,6 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     });
   };
 
-  const tls = config.admin.tls ? tlsOptions(config.admin.tls, 'admin.tls') : undefined;
   const serve = (req: IncomingMessage, res: ServerResponse): void => {
     handle(req, res).catch((err: unknown) => {
       if (res.headersSent) {
@@ -212,14 +210,16 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       sendError(res, new VigilError('INTERNAL', 'internal error', { cause: err }));
     });
   };
-  const server: Server | HttpsServer = tls
-    ? createHttpsServer({ maxHeaderSize: MAX_HEADER_BYTES, ...tls }, serve)
-    : createServer({ maxHeaderSize: MAX_HEADER_BYTES }, serve);
+  const { server, scheme, stopRenewals } = createListener(
+    { maxHeaderSize: MAX_HEADER_BYTES },
+    serve,
+    config.admin.tls && { config: config.admin.tls, where: 'admin.tls', log },
+  );
   answerParserRefusals(server, log, (refusal) =>
     JSON.stringify({ error: { type: refusal.type, message: refusal.message } }),
   );
   const { host, port } = adminListenAddress(config);
-  const { url } = await listenOn(server, host, port, tls ? 'https' : 'http').catch((err: NodeJS.ErrnoException) => {
+  const { url } = await listenOn(server, host, port, scheme).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'EADDRINUSE') {
       throw new ConfigError([
         `admin.listen: ${host}:${port} is already in use (the admin API listens on the proxy's port + 1 unless ` +
@@ -231,12 +231,10 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   if (!auth.identityConfigured) log.warn({ url }, 'admin API without identity: callers on this machine are admins');
   log.info({ url: `${url}${API_PREFIX}` }, 'vigil admin API listening');
 
-  const stopReloading =
-    tls && config.admin.tls ? reloadOnRenewal(server as HttpsServer, config.admin.tls, 'admin.tls', log) : () => {};
   return {
     url,
     async close() {
-      stopReloading();
+      stopRenewals();
       const closed = once(server, 'close');
       server.close();
       // Exports in progress are cut: the store they read is about to close.

@@ -4,13 +4,14 @@
  * match stops it, naming the keys), and read again when their files change, so a renewed certificate (cert-manager,
  * certbot) is served to new connections without a restart.
  */
-import { statSync } from 'node:fs';
-import type { Server as HttpsServer } from 'node:https';
+import http from 'node:http';
+import https from 'node:https';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { certificateFile, positiveDuration, secretRef } from '../config/common-schemas.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
+import { onFilesChanged } from '../config/watch-files.js';
 import { ConfigError } from '../errors.js';
 
 export const tlsListenerSchema = z
@@ -42,49 +43,35 @@ export function tlsOptions(config: TlsListenerConfig, where: string): SecureCont
   return options;
 }
 
-/** When each of the files was last changed (0: cannot be read), to tell a renewal. */
-function stamp(config: TlsListenerConfig): string {
-  const files = [config.cert.file, ...('file' in config.key ? [config.key.file] : [])];
-  return files
-    .map((f) => {
-      try {
-        const s = statSync(f);
-        return `${s.mtimeMs}:${s.size}:${s.ino}`;
-      } catch {
-        return '0';
-      }
-    })
-    .join('|');
+/** A listener's server: HTTPS when `tls` is given (its certificate renewed as its files change), else HTTP. */
+export interface Listener {
+  readonly server: http.Server | https.Server;
+  readonly scheme: 'http' | 'https';
+  /** Stop looking for a renewed certificate. */
+  stopRenewals(): void;
 }
 
-/**
- * Serve a renewed certificate to new connections once its files change; connections already open keep theirs. A
- * renewal that cannot be used (a key that does not match, a file half written) is logged and the old one kept.
- * Returns what stops the watch.
- */
-export function reloadOnRenewal(
-  server: HttpsServer,
-  config: TlsListenerConfig,
-  where: string,
-  log: Logger,
-): () => void {
-  let last = stamp(config);
-  const timer = setInterval(() => {
-    const now = stamp(config);
-    if (now === last) return;
+export function createListener(
+  options: http.ServerOptions,
+  handler: (req: http.IncomingMessage, res: http.ServerResponse) => void,
+  tls: { readonly config: TlsListenerConfig; readonly where: string; readonly log: Logger } | undefined,
+): Listener {
+  if (!tls) return { server: http.createServer(options, handler), scheme: 'http', stopRenewals: () => {} };
+  const { config, where, log } = tls;
+  const server = https.createServer({ ...options, ...tlsOptions(config, where) }, handler);
+  // New connections get a renewed certificate; open ones keep theirs. One that cannot be used (a key that does not
+  // match, a file caught half written) is logged and the previous one kept until the files change again.
+  const files = [config.cert.file, ...('file' in config.key ? [config.key.file] : [])];
+  const stopRenewals = onFilesChanged(files, config.reload, () => {
     try {
       server.setSecureContext(tlsOptions(config, where));
-      last = now;
       log.info({ listener: where }, 'TLS certificate renewed: new connections get the new one');
     } catch (err) {
-      // Not tried again until the files change again (a file caught half written changes once it is complete).
       log.error(
         { listener: where, err: err instanceof ConfigError ? err.problems.join('; ') : (err as Error).message },
         'TLS certificate changed but cannot be used: the previous one is still served',
       );
-      last = now;
     }
-  }, config.reload);
-  timer.unref();
-  return () => clearInterval(timer);
+  });
+  return { server, scheme: 'https', stopRenewals };
 }

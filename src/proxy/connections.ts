@@ -2,10 +2,11 @@
  * Runtime connections: each named connection owns a pooled, kept-alive upstream client and the gateway's credential
  * for that upstream. The upstream origin is fixed by config; nothing a caller sends can change it.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { Dispatcher } from 'undici';
 import type { ConnectionConfig, VigilConfig } from '../config/config-schema.js';
 import { formatPath } from '../config/config-path.js';
+import { onFilesChanged } from '../config/watch-files.js';
 import { egressDispatcher, egressProxy, type EgressProxy } from '../net/egress-proxy.js';
 import { compileApprovalRules, type CompiledRules } from '../policy/approval-rules.js';
 import { Redactor, RedactorMemory } from '../recorder/redactor.js';
@@ -115,14 +116,10 @@ export class Connections {
     renewed: (connection: string, file: string) => void;
     unreadable: (connection: string, problem: string, kept: boolean) => void;
   }): () => void {
-    const timers = this.all().flatMap((c) => {
+    const stops = this.all().flatMap((c) => {
       const ref = c.config.credential;
       if (!ref || !('file' in ref)) return [];
-      let last = fileStamp(ref.file);
-      const timer = setInterval(() => {
-        const now = fileStamp(ref.file);
-        if (now === last) return;
-        last = now;
+      const stop = onFilesChanged([ref.file], c.config.credential_reload, () => {
         const { credential, problem } = readCredential(c.config);
         if (credential) {
           if (credential.value === c.credential?.value) return; // touched, not changed
@@ -130,26 +127,15 @@ export class Connections {
           c.credentialProblem = null;
           events.renewed(c.name, ref.file);
         } else if (problem) events.unreadable(c.name, problem, c.credential !== null);
-      }, c.config.credential_reload);
-      timer.unref();
-      return [timer];
+      });
+      return [stop];
     });
     return () => {
-      for (const t of timers) clearInterval(t);
+      for (const stop of stops) stop();
     };
   }
 
   async close(): Promise<void> {
     await Promise.all(this.all().map((c) => c.dispatcher.close()));
-  }
-}
-
-/** When a file last changed, to tell a new version (empty when it cannot be read). */
-function fileStamp(file: string): string {
-  try {
-    const s = statSync(file);
-    return `${s.mtimeMs}:${s.size}:${s.ino}`;
-  } catch {
-    return '';
   }
 }

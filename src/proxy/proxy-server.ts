@@ -7,8 +7,6 @@
  * "recorded before forwarded" means.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import https from 'node:https';
-import type { SecureContextOptions } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { Dispatcher } from 'undici';
@@ -24,6 +22,7 @@ import { SDK_RETRY_WAIT_MS, type UsageLimits } from '../policy/usage-limits.js';
 import type { ExchangeRecording, Recorder } from '../recorder/recorder.js';
 import type { Outcome } from '../store/audit-store.js';
 import { listenOn } from '../net/listen.js';
+import { createListener, type Listener, type TlsListenerConfig } from '../net/tls-listener.js';
 import { answerParserRefusals, MAX_HEADER_BYTES } from '../net/parser-refusals.js';
 import { newExchangeId } from '../recorder/ids.js';
 import { RequestBody } from '../recorder/request-body.js';
@@ -45,8 +44,8 @@ export interface ProxyDeps {
   readonly decide: (auth: Authentication, connection: Connection, req: IncomingMessage) => PolicyDecision;
   /** Holds calls that approval rules say need a person's yes; absent: such calls are refused (fail closed). */
   readonly approvals?: Pick<ApprovalCoordinator, 'hold'> | undefined;
-  /** The listener's certificate and key: HTTPS (absent: plain HTTP). */
-  readonly tls?: SecureContextOptions | undefined;
+  /** The listener's certificate and key (`tls`): HTTPS (absent: plain HTTP). */
+  readonly tls?: { readonly config: TlsListenerConfig; readonly where: string } | undefined;
   /** Usage limits (429 once a caller's, or the connection's, is reached); absent: none. */
   readonly limits?: Pick<UsageLimits, 'check'> | undefined;
 }
@@ -63,8 +62,8 @@ interface Route {
 }
 
 export class ProxyServer {
-  readonly server: http.Server | https.Server;
-  private readonly scheme: 'http' | 'https';
+  readonly server: Listener['server'];
+  private readonly listener: Listener;
   private draining = false;
   private admittingCount = 0;
 
@@ -78,15 +77,18 @@ export class ProxyServer {
         this.sendError(res, newExchangeId(), asVigilError(err));
       });
     };
-    this.scheme = deps.tls ? 'https' : 'http';
-    this.server = deps.tls
-      ? https.createServer({ ...options, ...deps.tls }, handler)
-      : http.createServer(options, handler);
+    this.listener = createListener(options, handler, deps.tls && { ...deps.tls, log: deps.log });
+    this.server = this.listener.server;
     answerParserRefusals(this.server, deps.log, (refusal) => refusal.toAnthropicBody());
   }
 
   listen(host: string, port: number): Promise<{ url: string; address: AddressInfo }> {
-    return listenOn(this.server, host, port, this.scheme);
+    return listenOn(this.server, host, port, this.listener.scheme);
+  }
+
+  /** Stop looking for a renewed TLS certificate (when the gateway stops, or fails to start). */
+  stopRenewals(): void {
+    this.listener.stopRenewals();
   }
 
   /** Stop accepting; idle keep-alive connections are closed, in-flight requests continue. */
@@ -591,7 +593,7 @@ export class ProxyServer {
   ): Promise<void> {
     const { connection } = route;
     const upstreamBase = new URL(connection.config.upstream).origin + connection.basePath;
-    const gatewayBase = gatewayBaseUrl(this.deps.publicUrl, req.headers.host, route.prefix, this.scheme);
+    const gatewayBase = gatewayBaseUrl(this.deps.publicUrl, req.headers.host, route.prefix, this.listener.scheme);
     const out = rewriteResultsUrls(body, upstreamBase, gatewayBase);
     rec.responseStarted(status, headers);
     const clientHeaders = clientResponseHeaders(headers);
