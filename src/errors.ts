@@ -48,13 +48,17 @@ export type VigilErrorCode = keyof typeof REGISTRY;
 export class VigilError extends Error {
   override readonly name = 'VigilError';
   readonly code: VigilErrorCode;
-  /** How long the client should wait before it tries again (`retry-after`), when the gateway knows. */
+  /**
+   * How long the client should wait before it tries again (`retry-after`), when the gateway knows: given (a usage
+   * limit's window), or a second for the gateway's own transient 503s, which the SDKs retry.
+   */
   readonly retryAfterMs: number | undefined;
 
   constructor(code: VigilErrorCode, message: string, options?: { cause?: unknown; retryAfterMs?: number }) {
     super(message, options);
     this.code = code;
-    this.retryAfterMs = options?.retryAfterMs;
+    this.retryAfterMs =
+      options?.retryAfterMs ?? (code === 'SHUTTING_DOWN' || code === 'STORE_UNAVAILABLE' ? 1000 : undefined);
   }
 
   get status(): number {

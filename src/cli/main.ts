@@ -59,7 +59,7 @@ import { adminListenAddress } from '../admin/admin-server.js';
 import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { SqliteAuditStore } from '../store/sqlite/sqlite-audit-store.js';
 import { approvalsCommand } from './approvals-command.js';
-import { describeLimit, UsageLimits, type LimitStatus } from '../policy/usage-limits.js';
+import { describeLimit, formatCount, UsageLimits, type LimitStatus } from '../policy/usage-limits.js';
 import { renderExchange } from './transcript.js';
 import { cliActor } from './cli-actor.js';
 import {
@@ -530,7 +530,6 @@ async function limitsCommand(args: string[], out: Out): Promise<number> {
       out.stdout.write(`${JSON.stringify({ items }, null, 2)}\n`);
       return 0;
     }
-    const count = new Intl.NumberFormat('en-US');
     const lines: string[] = [];
     for (const l of items) {
       const configured = config.connections
@@ -540,8 +539,8 @@ async function limitsCommand(args: string[], out: Out): Promise<number> {
       // The caller, then what the limit counts (right-aligned), then when a caller at it may call again.
       const rows = l.usage.map((u) => [
         u.caller ?? '(all callers)',
-        ...(l.tokens === null ? [] : [`${count.format(u.tokens)} tokens`]),
-        ...(l.requests === null ? [] : [`${count.format(u.requests)} calls`]),
+        ...(l.tokens === null ? [] : [`${formatCount(u.tokens)} tokens`]),
+        ...(l.requests === null ? [] : [`${formatCount(u.requests)} calls`]),
         u.refusedUntil === null ? '' : `refused until ${u.refusedUntil}`,
       ]);
       if (rows.length === 0) lines.push('  nothing used in the window');

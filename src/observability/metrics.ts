@@ -39,6 +39,8 @@ export class Metrics {
   private readonly onExchange: (m: unknown) => void;
   private readonly onDenied: (m: unknown) => void;
   private readonly onRejected: (m: unknown) => void;
+  /** The usage limits as the scrape in progress read them (see text()). */
+  private limitsScraped: readonly LimitStatus[] | undefined;
 
   constructor(sources: MetricsSources) {
     const r = this.registry;
@@ -125,7 +127,9 @@ export class Metrics {
     // Usage limits, read when scraped: for a limit the connection shares, what is used of it (alert before it is
     // reached); for every limit, how many callers it refuses now. Per-caller usage is not a label (unbounded).
     if (sources.limits) {
-      const limits = sources.limits;
+      const read = sources.limits;
+      // The limits' figures are worked out once per scrape (for every caller), whichever gauge asks first.
+      const limits = (): readonly LimitStatus[] => (this.limitsScraped ??= read());
       /** A gauge of a figure per limit, in the units the limit counts (tokens, calls or both). */
       const perUnit = (
         name: string,
@@ -251,8 +255,13 @@ export class Metrics {
     otlpRejectedChannel.subscribe(this.onRejected);
   }
 
-  text(): Promise<string> {
-    return this.registry.metrics();
+  async text(): Promise<string> {
+    this.limitsScraped = undefined;
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.limitsScraped = undefined;
+    }
   }
 
   get contentType(): string {

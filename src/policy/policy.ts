@@ -13,7 +13,8 @@ export type PolicyDecision = { readonly action: 'allow' } | { readonly action: '
 
 const ALLOW: PolicyDecision = Object.freeze({ action: 'allow' });
 
-function describe(p: Principal): string {
+/** A caller as refusals name them: `gateway key "ci"`, `"alice@example.com"`, `an anonymous caller`. */
+export function describeCaller(p: Principal): string {
   if (p.method === 'gateway_key') return `gateway key "${p.keyName ?? p.subject}"`;
   if (p.method === 'anonymous') return 'an anonymous caller';
   return `"${p.email ?? p.subject}"`;
@@ -23,11 +24,14 @@ function describe(p: Principal): string {
 export function decide(auth: Authentication, connection: Connection, _req: IncomingMessage): PolicyDecision {
   const { principal, keyConnections } = auth;
   if (keyConnections?.length && !keyConnections.includes(connection.name)) {
-    return { action: 'deny', message: `${describe(principal)} may not use connection "${connection.name}"` };
+    return { action: 'deny', message: `${describeCaller(principal)} may not use connection "${connection.name}"` };
   }
   const allow = connection.config.allow;
   if (allow !== undefined && !isAllowed(principal, allow)) {
-    return { action: 'deny', message: `${describe(principal)} is not allowed to use connection "${connection.name}"` };
+    return {
+      action: 'deny',
+      message: `${describeCaller(principal)} is not allowed to use connection "${connection.name}"`,
+    };
   }
   return ALLOW;
 }

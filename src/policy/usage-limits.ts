@@ -10,6 +10,8 @@ import { z } from 'zod';
 import { positiveDuration } from '../config/common-schemas.js';
 import { allowListSchema, isAllowed } from '../identity/identity-config.js';
 import type { Principal } from '../identity/principal.js';
+import { describeCaller } from './policy.js';
+import { formatDuration } from '../store/digest-overdue.js';
 import type { ExchangeCompleted } from '../recorder/diagnostics.js';
 import type { AuditStore, UsageRow } from '../store/audit-store.js';
 
@@ -18,8 +20,6 @@ export const STEPS = 60;
 /** The shortest and longest windows. */
 const MIN_WINDOW_MS = 60_000;
 const MAX_WINDOW_MS = 90 * 86_400_000;
-/** A refusal whose window frees later than this tells the SDKs not to retry (`x-should-retry: false`). */
-export const SDK_RETRY_WAIT_MS = 60_000;
 /** The most callers one step's read-back names (the store's usage report caps it). */
 const READ_BACK_CALLERS = 1_000;
 
@@ -151,32 +151,15 @@ class Steps {
   }
 }
 
-/** The key a caller is counted under: the subject, as the store's usage report groups callers. */
-function callerKey(p: Principal | string): string {
-  return typeof p === 'string' ? p : p.subject;
-}
-
-function describe(p: Principal): string {
-  if (p.method === 'gateway_key') return `gateway key "${p.keyName ?? p.subject}"`;
-  if (p.method === 'anonymous') return 'anonymous callers';
-  return `"${p.email ?? p.subject}"`;
-}
-
-const number = new Intl.NumberFormat('en-US');
-
-/** `1d`, `12h`, `90m`: the window as configured, near enough. */
-function showWindow(ms: number): string {
-  if (ms % 86_400_000 === 0) return `${ms / 86_400_000}d`;
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  return `${Math.round(ms / 1000)}s`;
-}
+const COUNT = new Intl.NumberFormat('en-US');
+/** Counts as people read them: `2,000,000`. */
+export const formatCount = (n: number): string => COUNT.format(n);
 
 /** `daily: 2,000,000 tokens, 500 calls per caller in 1d (for group ci)`, as `vigil config check` prints it. */
 export function describeLimit(l: LimitConfig): string {
   const what = [
-    ...(l.tokens !== undefined ? [`${number.format(l.tokens)} tokens`] : []),
-    ...(l.requests !== undefined ? [`${number.format(l.requests)} calls`] : []),
+    ...(l.tokens !== undefined ? [`${formatCount(l.tokens)} tokens`] : []),
+    ...(l.requests !== undefined ? [`${formatCount(l.requests)} calls`] : []),
   ].join(', ');
   const who = l.for
     ?.map((r) =>
@@ -185,7 +168,7 @@ export function describeLimit(l: LimitConfig): string {
         .join(' '),
     )
     .join(', ');
-  return `${l.name}: ${what} per ${l.per} in ${showWindow(l.window)}${who ? ` (for ${who})` : ''}`;
+  return `${l.name}: ${what} per ${l.per} in ${formatDuration(l.window)}${who ? ` (for ${who})` : ''}`;
 }
 
 class Limit {
@@ -211,8 +194,9 @@ class Limit {
     return this.config.for === undefined || isAllowed(p, this.config.for);
   }
 
+  /** The key a caller is counted under: their subject (as the store's usage report groups callers), or the connection. */
   keyOf(caller: Principal | string): string {
-    return this.config.per === 'connection' ? '' : callerKey(caller);
+    return this.config.per === 'connection' ? '' : typeof caller === 'string' ? caller : caller.subject;
   }
 
   steps(key: string): Steps {
@@ -256,14 +240,19 @@ class Limit {
     if (used.over === null) return null;
     const [count, of] =
       used.over === 'tokens' ? [used.tokens, this.config.tokens!] : [used.calls, this.config.requests!];
-    const who = this.config.per === 'connection' ? `the callers of connection "${this.connection}"` : describe(p);
+    const who =
+      this.config.per === 'connection'
+        ? `the callers of connection "${this.connection}"`
+        : p.method === 'anonymous'
+          ? 'anonymous callers'
+          : describeCaller(p);
     const retryAt = used.until!;
     return {
       limit: this.config.name,
       retryAt,
       message:
-        `usage limit "${this.config.name}" reached: ${who} used ${number.format(count)} of ` +
-        `${number.format(of)} ${used.over} in the last ${showWindow(this.config.window)}; ` +
+        `usage limit "${this.config.name}" reached: ${who} used ${formatCount(count)} of ` +
+        `${formatCount(of)} ${used.over} in the last ${formatDuration(this.config.window)}; ` +
         `calls are admitted again from ${new Date(retryAt).toISOString()}`,
     };
   }

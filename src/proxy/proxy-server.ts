@@ -18,7 +18,7 @@ import { findingTypes } from '../recorder/masking/masker.js';
 import { summarizeRequest } from '../policy/approval-summary.js';
 import { describeActor, type ApprovalCoordinator, type HoldOutcome } from '../policy/approvals.js';
 import type { PolicyDecision } from '../policy/policy.js';
-import { SDK_RETRY_WAIT_MS, type UsageLimits } from '../policy/usage-limits.js';
+import type { UsageLimits } from '../policy/usage-limits.js';
 import type { ExchangeRecording, Recorder } from '../recorder/recorder.js';
 import type { Outcome } from '../store/audit-store.js';
 import { listenOn } from '../net/listen.js';
@@ -51,6 +51,8 @@ export interface ProxyDeps {
 }
 
 export const EXCHANGE_ID_HEADER = 'x-vigil-exchange-id';
+/** A refusal whose `retry-after` is further away than this tells the SDKs not to retry (`x-should-retry: false`). */
+const SDK_RETRY_WAIT_MS = 60_000;
 
 interface Route {
   readonly connection: Connection;
@@ -648,8 +650,6 @@ export class ProxyServer {
       'request-id': `vigil_${exchangeId}`,
       [EXCHANGE_ID_HEADER]: exchangeId,
     };
-    // 503s from the gateway itself are transient: the SDKs retry them, after this hint.
-    if (err.code === 'SHUTTING_DOWN' || err.code === 'STORE_UNAVAILABLE') headers['retry-after'] = '1';
     if (err.retryAfterMs !== undefined) {
       headers['retry-after'] = String(Math.max(1, Math.ceil(err.retryAfterMs / 1000)));
       // The SDKs retry a 429 within a minute or so whatever the hint says: a limit that frees later would only be
