@@ -2,9 +2,8 @@
  * Creating and revoking gateway keys: both are ledger records (`key.created`, `key.revoked`), so every key's life is
  * on the tamper-evident chain. The key itself is shown once and never stored; only its SHA-256 is.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
 import { VigilError } from '../errors.js';
-import { nextPause } from '../retry-pause.js';
+import { appendConfirmed } from '../store/append-confirmed.js';
 import { ANONYMOUS } from './principal.js';
 import type { AuditStore, KeyCreatedData, KeyRevokedData, NewRecord, StoredGatewayKey } from '../store/audit-store.js';
 import { generateGatewayKey, parseKeyLifetime } from './gateway-keys.js';
@@ -71,46 +70,19 @@ export async function createGatewayKey(
     expiresAt: input.expires ? now + parseKeyLifetime(input.expires) : null,
     createdBy: input.createdBy,
   };
-  const record: NewRecord = { kind: 'key.created', at: now, data };
-  try {
-    await store.append({ records: [record] });
-  } catch (err) {
-    // PostgreSQL's answer to the commit can be lost with the connection while the record was written: then the key
-    // exists, and this is the only time it can be shown.
-    const unknown =
+  // PostgreSQL's answer to the commit can be lost with the connection while the record was written: then the key
+  // exists, and this is the only time it can be shown.
+  await appendConfirmed(store, { kind: 'key.created', at: now, data } satisfies NewRecord, {
+    waitMs: input.lostAnswerWaitMs ?? LOST_ANSWER_WAIT_MS,
+    unknown:
       `the store stopped answering while key "${input.name}" was being created, and cannot say whether it was: if ` +
-      'vigil keys list shows it, revoke it (its key was never shown) and create another';
-    const waitMs = input.lostAnswerWaitMs ?? LOST_ANSWER_WAIT_MS;
-    if (!store.isUnavailable(err) || !(await writtenAfterAll(store, record, waitMs, unknown, err))) throw err;
-  }
+      'vigil keys list shows it, revoke it (its key was never shown) and create another',
+  });
   return { key, record: { ...data, revokedAt: null } };
 }
 
 /** How long key creation waits for the store to say whether a key whose answer was lost was written. */
 const LOST_ANSWER_WAIT_MS = 15_000;
-
-/**
- * Whether `record`, whose append failed with the store unavailable, was written all the same: asked until the store
- * can tell (up to `waitMs`). When it never can, throws `unknown`, which says what to do.
- */
-async function writtenAfterAll(
-  store: AuditStore,
-  record: NewRecord,
-  waitMs: number,
-  unknown: string,
-  cause: unknown,
-): Promise<boolean> {
-  const deadline = Date.now() + waitMs;
-  for (let pause = 0; ;) {
-    try {
-      return await store.appendedDespiteFailure(record);
-    } catch {
-      pause = nextPause(pause, 250, 2_000);
-      if (Date.now() + pause > deadline) throw new VigilError('STORE_UNAVAILABLE', unknown, { cause });
-      await sleep(pause);
-    }
-  }
-}
 
 export async function revokeGatewayKey(
   store: AuditStore,
@@ -122,16 +94,12 @@ export async function revokeGatewayKey(
   const live = await liveIndexRow(store, name);
   if (!live) throw new VigilError('NOT_FOUND', `no live key named "${name}" (see: vigil keys list)`);
   const data: KeyRevokedData = { name, hash: live.hash, revokedAt: now, revokedBy };
-  const record: NewRecord = { kind: 'key.revoked', at: now, data };
-  try {
-    await store.append({ records: [record] });
-  } catch (err) {
-    // As for creation: revoked though the answer was lost is revoked, and a second try would say "no live key".
-    const unknown =
+  // As for creation: revoked though the answer was lost is revoked, and a second try would say "no live key".
+  await appendConfirmed(store, { kind: 'key.revoked', at: now, data } satisfies NewRecord, {
+    waitMs: options.lostAnswerWaitMs,
+    unknown:
       `the store stopped answering while key "${name}" was being revoked, and cannot say whether it was: ` +
-      'vigil keys list says; revoke it again if it is still live';
-    if (!store.isUnavailable(err) || !(await writtenAfterAll(store, record, options.lostAnswerWaitMs, unknown, err)))
-      throw err;
-  }
+      'vigil keys list says; revoke it again if it is still live',
+  });
   return { ...live, revokedAt: now };
 }
