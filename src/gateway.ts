@@ -28,6 +28,16 @@ import { otlpRejectedChannel } from './export/otlp-sink.js';
 import { Outbox } from './export/outbox.js';
 import { createSink } from './export/sink.js';
 import { Metrics } from './observability/metrics.js';
+import {
+  configChanges,
+  configReloadedData,
+  nothingChanged,
+  SIGHUP_ACTOR,
+  type ConfigChanges,
+  type ReloadActor,
+} from './config/config-changes.js';
+import { retentionPolicy } from './store/retention.js';
+import { appendConfirmed } from './store/append-confirmed.js';
 import { startLedgerUpkeep } from './store/ledger-upkeep.js';
 
 export interface Gateway {
@@ -39,12 +49,29 @@ export interface Gateway {
   /** Held calls and their decisions (the admin API's approval routes use it). */
   readonly approvals: ApprovalCoordinator;
   readonly log: Logger;
+  /**
+   * Apply a config read again (SIGHUP; README, "Reloading the config"): connections, the default connection,
+   * retention windows and the log level change for calls from now on, and the ledger records what changed. Refused
+   * whole, with nothing applied, when the config would not start or changes what only a restart applies (ConfigError
+   * naming each path). Reloads run one at a time.
+   */
+  reload(next: VigilConfig, by?: ReloadActor): Promise<ConfigChanges>;
+  /**
+   * Read the config again from where it came from (StartOptions.readConfig: the file and flags `vigil serve` was
+   * given) and reload it. Throws NOT_FOUND when the gateway was given no way to read it again.
+   */
+  reloadFromSource(by: ReloadActor): Promise<ConfigChanges>;
   /** Stop accepting, let in-flight exchanges finish up to `graceMs`, cut the rest, flush and close the store. */
   close(graceMs?: number): Promise<void>;
 }
 
+/** How long a reload asks a store that lost the answer to its `config.reloaded` append whether it was written. */
+const RELOAD_RECORD_WAIT_MS = 3_000;
+
 export interface StartOptions {
   readonly log?: Logger;
+  /** Reads the config again for a reload (`vigil serve`: its file, with its flags over it); may throw ConfigError. */
+  readonly readConfig?: () => VigilConfig;
 }
 
 /** Who is admitted without credentials: the config's choice, else loopback callers unless OIDC is configured. */
@@ -124,7 +151,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const recorder = new Recorder(store, {
     log,
     maxRecordedResponseBody: config.limits.max_recorded_response_body,
-    onCompleted: limits.configured ? (e) => limits.completed(e) : undefined,
+    // Always told, even with no limits yet: a reload may set some.
+    onCompleted: (e) => limits.completed(e),
   });
   // Exchanges an earlier stop cut. Another gateway's chain that looks gone is looked at again a while later on
   // PostgreSQL (see recoverInterrupted): meanwhile this one serves.
@@ -189,7 +217,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     identify,
     decide,
     approvals,
-    limits: limits.configured ? limits : undefined,
+    limits,
   });
   const sinks = config.siem.sinks.map((c, i) =>
     createSink(c, { hostname: hostname(), where: formatPath(['siem', 'sinks', i], config) }),
@@ -202,14 +230,106 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   };
   otlpRejectedChannel.subscribe(onOtlpRejected);
   outbox.start();
+  /** What `vigil_config_last_reload_successful` and its timestamp say: the start-up config counts as a success. */
+  let reloadState = { successful: true, lastSuccessAt: Date.now() };
   const metrics = new Metrics({
     recordingFailures: () => recorder.failures,
     recordingBacklog: () => recorder.queue.backlog,
     storeRefusingWrites: () => recorder.queue.storeRefusing,
     sinks: () => outbox.statuses(),
     digests: () => upkeep.digests(),
-    ...(limits.configured ? { limits: () => limits.status({ max: Number.MAX_SAFE_INTEGER }) } : {}),
+    limits: () => limits.status({ max: Number.MAX_SAFE_INTEGER }),
+    configReload: () => reloadState,
   });
+  // Reloads (SIGHUP, the admin API): defined before the admin API listens, which may ask for one.
+  let closing: Promise<void> | null = null;
+  let running = config;
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reload = (next: VigilConfig, by: ReloadActor = SIGHUP_ACTOR): Promise<ConfigChanges> => {
+    const applied = reloading.then(() => applyConfig(next, by));
+    reloading = applied.then(
+      () => (reloadState = { successful: true, lastSuccessAt: Date.now() }),
+      () => (reloadState = { ...reloadState, successful: false }),
+    );
+    return applied;
+  };
+  const reloadFromSource = async (by: ReloadActor): Promise<ConfigChanges> => {
+    const read = options.readConfig;
+    if (!read) throw new VigilError('NOT_FOUND', 'this gateway was started without a config it can read again');
+    let next: VigilConfig;
+    try {
+      next = read();
+    } catch (err) {
+      // Counted as a failed reload: the file pushed is not what runs.
+      reloading = reloading.then(() => (reloadState = { ...reloadState, successful: false }));
+      throw err;
+    }
+    return reload(next, by);
+  };
+  const applyConfig = async (next: VigilConfig, by: ReloadActor): Promise<ConfigChanges> => {
+    if (closing !== null) throw new VigilError('SHUTTING_DOWN', 'the gateway is stopping: the config was not reloaded');
+    const changes = configChanges(running, next);
+    if (changes.restartNeeded.length) {
+      throw new ConfigError(
+        changes.restartNeeded.map(
+          (p) => `${p}: changed, and only a restart applies it (the gateway runs on with the config it had)`,
+        ),
+        { heading: 'config not reloaded' },
+      );
+    }
+    checkStartable(next);
+    if (nothingChanged(changes)) {
+      running = next;
+      log.info({}, 'config reloaded: nothing a running gateway applies changed');
+      return changes;
+    }
+    // On the ledger (and so to the SIEM) before it applies: a change of who may call that the audit trail cannot show
+    // is not made.
+    try {
+      // A commit whose answer was lost (PostgreSQL) is asked after: a record of a change never made would mislead.
+      await appendConfirmed(
+        store,
+        { kind: 'config.reloaded', at: Date.now(), data: configReloadedData(changes, next, by) },
+        { waitMs: RELOAD_RECORD_WAIT_MS, unknown: 'the store does not answer' },
+      );
+    } catch (err) {
+      throw new VigilError(
+        'STORE_UNAVAILABLE',
+        `config not reloaded: the ledger could not record the change (${messageOf(err) ?? 'unknown error'}); ` +
+          'nothing was applied, send SIGHUP again once the store takes writes',
+        { cause: err },
+      );
+    }
+    for (const c of connections.reconfigure(next, changes)) {
+      if (c.credentialProblem) log.warn({ connection: c.name }, c.credentialProblem);
+      if (c.proxy)
+        log.info({ connection: c.name, proxy: c.proxy.shown, from: c.proxy.from }, 'upstream reached through a proxy');
+    }
+    // The limits change with the connections; what callers used of new ones is read back after.
+    const counted = limits.reconfigure(new Map(next.connections.map((c) => [c.name, c.limits])));
+    upkeep.setRetention(retentionPolicy(next));
+    if (changes.logLevel) log.level = changes.logLevel.to;
+    running = next;
+    log.warn(
+      {
+        added: changes.connections.added,
+        changed: changes.connections.changed.map((c) => `${c.name} (${c.keys.join(', ')})`),
+        removed: changes.connections.removed,
+        ...(changes.defaultConnection ? { defaultConnection: changes.defaultConnection.to } : {}),
+        ...(changes.retention ? { retention: 'changed' } : {}),
+        ...(changes.logLevel ? { logLevel: changes.logLevel.to } : {}),
+      },
+      'config reloaded: calls from now on follow it',
+    );
+    await counted.catch((err: unknown) =>
+      log.warn(
+        { err: messageOf(err) },
+        'usage limits: cannot read back what callers used of the reloaded limits; counting from now',
+      ),
+    );
+    return changes;
+  };
+
   // What close() and a failed start both release, in this order.
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
   // On SQLite, the admin API's searches and listings run on a thread of their own, not on the proxy's event loop.
@@ -242,7 +362,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         log,
         metrics,
         approvals,
-        limits: limits.configured ? limits : undefined,
+        limits,
+        reloadConfig: options.readConfig ? reloadFromSource : undefined,
       });
     }
     // What callers used of each limit's window before this start (and, on PostgreSQL, through other gateways).
@@ -262,7 +383,6 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     'vigil gateway listening',
   );
 
-  let closing: Promise<void> | null = null;
   const close = (graceMs = config.shutdown.grace): Promise<void> => {
     closing ??= (async () => {
       const stopped = proxy.stopAccepting();
@@ -285,5 +405,5 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     return closing;
   };
 
-  return { url, adminUrl: admin?.url ?? null, store, recorder, approvals, log, close };
+  return { url, adminUrl: admin?.url ?? null, store, recorder, approvals, log, reload, reloadFromSource, close };
 }

@@ -11,7 +11,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { VigilError } from '../errors.js';
+import { ConfigError, VigilError } from '../errors.js';
+import type { ConfigChanges, ReloadActor } from '../config/config-changes.js';
 import { readExchange, readExchanges, type ExchangeView } from '../recorder/exchange-reader.js';
 import type { UsageLimits } from '../policy/usage-limits.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
@@ -63,6 +64,8 @@ export interface RouteContext {
   readonly approvals?: ApprovalCoordinator | undefined;
   /** The proxy's usage limits (absent: none are configured). */
   readonly limits?: Pick<UsageLimits, 'status'> | undefined;
+  /** Reads the config again and applies it (Gateway.reloadFromSource); absent: the gateway cannot. */
+  readonly reloadConfig?: ((by: ReloadActor) => Promise<ConfigChanges>) | undefined;
   /** The web UI's OIDC sign-in (`admin.ui.oidc`), as the UI is told it. */
   readonly signIn?: PublicSignIn | undefined;
   /** `signing.overdue_after` in ms (0: off): `/verify` reports chains whose digests are overdue. */
@@ -322,6 +325,22 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
       // Counts, never content. A user sees what they used of each limit (and what a connection's callers share).
       const caller = ctx.caller.role === 'user' ? ctx.caller.reader.subject : undefined;
       sendJson(ctx.res, 200, { items: ctx.limits?.status(caller === undefined ? {} : { caller }) ?? [] });
+    },
+  },
+  {
+    method: 'POST',
+    path: '/config/reload',
+    authenticated: true,
+    async handle(ctx) {
+      requireRole(ctx.caller, 'admin');
+      if (!ctx.reloadConfig) throw notFound('this gateway was started without a config it can read again');
+      try {
+        sendJson(ctx.res, 200, await ctx.reloadConfig(ctx.caller.reader));
+      } catch (err) {
+        // Not valid, would not start, or needs a restart: what to fix, by path.
+        if (err instanceof ConfigError) throw new VigilError('BAD_REQUEST', err.message, { cause: err });
+        throw err;
+      }
     },
   },
   {

@@ -21,6 +21,7 @@ import { ADMIN_ROUTES, COMMON_HEADERS, sendJson, type AdminRoute } from './admin
 import { APPROVAL_ROUTES } from './approval-routes.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
 import type { UsageLimits } from '../policy/usage-limits.js';
+import type { ConfigChanges, ReloadActor } from '../config/config-changes.js';
 import { loadUiAssets, sendUiFile, UI_PREFIX, uiFileFor, uiSecurityHeaders } from './ui-assets.js';
 import { publicSignIn, signInConnectSources, uiClientAudience, uiSignInWarnings } from './ui-sign-in.js';
 
@@ -91,6 +92,8 @@ export interface AdminServerOptions {
   readonly approvals?: ApprovalCoordinator | undefined;
   /** The proxy's usage limits: `GET /limits` shows what is used of them. */
   readonly limits?: Pick<UsageLimits, 'status'> | undefined;
+  /** Reads the config again and applies it: `POST /config/reload` (admins). */
+  readonly reloadConfig?: ((by: ReloadActor) => Promise<ConfigChanges>) | undefined;
   /** Prometheus metrics, served at `GET /metrics` to admins and auditors (and admin tokens). */
   readonly metrics?: { text(): Promise<string>; readonly contentType: string } | undefined;
 }
@@ -175,6 +178,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       log,
       approvals: options.approvals,
       limits: options.limits,
+      reloadConfig: options.reloadConfig,
       signIn,
       digestsOverdueAfterMs: overdueAfterMs,
     });

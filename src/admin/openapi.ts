@@ -369,6 +369,22 @@ export const OPENAPI_DOCUMENT = {
         },
       },
     },
+    '/config/reload': {
+      post: {
+        summary: 'Read the config again and apply it, as SIGHUP does (admin)',
+        description:
+          "Reads `vigil serve`'s config file again (with its flags over it) and applies what a running gateway takes: " +
+          'connections, `default_connection`, retention windows, `log.level`. Recorded on the ledger first, with who ' +
+          'asked (a `config.reloaded` record, streamed to the SIEM). A config that is not valid, that would not start, ' +
+          'or that changes what only a restart applies changes nothing (400, every problem in the message); a store ' +
+          'that does not take the record changes nothing either (503). 404 for a gateway started without a config it ' +
+          'can read again.',
+        responses: {
+          '200': json(ref('ConfigChanges'), 'What changed (nothing, when the config is the same).'),
+          ...errors(400, 401, 403, 404, 503),
+        },
+      },
+    },
     '/access-log': {
       get: {
         summary: 'Who read which recording, newest first (admin)',
@@ -636,6 +652,35 @@ export const OPENAPI_DOCUMENT = {
               },
             },
           },
+        },
+      },
+      ConfigChanges: {
+        type: 'object',
+        required: ['restartNeeded', 'connections', 'defaultConnection', 'retention', 'logLevel'],
+        properties: {
+          restartNeeded: { type: 'array', items: { type: 'string' }, description: 'Always empty when applied.' },
+          connections: {
+            type: 'object',
+            required: ['added', 'changed', 'removed'],
+            properties: {
+              added: { type: 'array', items: { type: 'string' } },
+              changed: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  required: ['name', 'keys'],
+                  properties: { name: { type: 'string' }, keys: { type: 'array', items: { type: 'string' } } },
+                },
+              },
+              removed: { type: 'array', items: { type: 'string' } },
+            },
+          },
+          defaultConnection: {
+            type: ['object', 'null'],
+            properties: { from: { type: 'string' }, to: { type: 'string' } },
+          },
+          retention: { type: 'boolean', description: '`retention.default` or `retention.batch` changed.' },
+          logLevel: { type: ['object', 'null'], properties: { from: { type: 'string' }, to: { type: 'string' } } },
         },
       },
       LimitStatus: {

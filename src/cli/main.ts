@@ -38,6 +38,7 @@ import { listenAddress, type ListenAddress, type VigilConfig } from '../config/c
 import { loadConfig } from '../config/load-config.js';
 import { formatPath } from '../config/config-path.js';
 import { ConfigError, VigilError } from '../errors.js';
+import { SIGHUP_ACTOR } from '../config/config-changes.js';
 import { checkStartable, plainHttpWarning, startGateway } from '../gateway.js';
 import { gatewayKeyId } from '../identity/gateway-keys.js';
 import { OidcVerifier } from '../identity/oidc-verifier.js';
@@ -180,7 +181,8 @@ async function serve(args: string[], out: Out): Promise<number> {
   const serving = serveConfig(args, out);
   if (serving === null) return 0;
   const { config } = serving;
-  const gateway = await startGateway(config);
+  // Read again, with the same flags over the file, for a reload (SIGHUP, or POST /api/v1/config/reload).
+  const gateway = await startGateway(config, { readConfig: () => serveConfig(args, out)!.config });
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (signal: string): void => {
@@ -207,6 +209,20 @@ async function serve(args: string[], out: Out): Promise<number> {
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    // SIGHUP: read the config again, with the same flags over it, and apply what a running gateway can (README,
+    // "Reloading the config"). A config that is invalid, or that changes what needs a restart, changes nothing.
+    const reload = (): void => {
+      if (stopping) return;
+      gateway.log.info({ signal: 'SIGHUP', file: serving.file ?? null }, 'reloading the config');
+      gateway.reloadFromSource(SIGHUP_ACTOR).catch((err: unknown) => {
+        const message = (err as Error).message;
+        gateway.log.error(
+          { problems: err instanceof ConfigError ? err.problems : undefined },
+          message.startsWith('config not reloaded') ? message : `config not reloaded: ${message}`,
+        );
+      });
+    };
+    process.on('SIGHUP', reload);
     // A fault of the gateway's own that nothing caught leaves it in a state no one can vouch for: it stops, as Node
     // would, but says so in the log's own shape (one JSON line, not a bare stack among them) with what is lost.
     const fatal = (kind: string) => (err: unknown) => {

@@ -17,6 +17,7 @@ export type AuditEventType =
   | 'key.revoked'
   | 'recording.read'
   | 'retention.run'
+  | 'config.reloaded'
   | 'hold.added'
   | 'hold.released'
   | 'ledger.digest'

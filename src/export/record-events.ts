@@ -10,6 +10,7 @@ import { blobHashes } from '../recorder/body-splitter.js';
 import { isRefusal } from '../recorder/exchange-turn.js';
 import type { ExchangeRequestData, ExchangeResponseData } from '../store/record-types.js';
 import type { DigestOverdueData } from '../store/digest-overdue.js';
+import type { ConfigReloadedData } from '../config/config-changes.js';
 import type { AuditActor, AuditEvent, AuditEventType } from './audit-event.js';
 
 function actor(p: Principal | undefined): AuditActor | undefined {
@@ -214,6 +215,25 @@ export function auditEventOf(
           blobs: (data.blobs as number | undefined) ?? null,
         },
       };
+    case 'config.reloaded': {
+      // Who may call, what is held for approval, what is masked: a change an auditor must see, as a warning.
+      const d = data as unknown as ConfigReloadedData;
+      const by = d.by.method === 'signal' ? undefined : actor(d.by as Principal);
+      return {
+        ...base,
+        type: 'config.reloaded',
+        severity: 'warning',
+        ...(by ? { actor: by } : {}),
+        attributes: {
+          added: d.connections.added.join(',') || null,
+          changed: d.connections.changed.map((c) => `${c.name}(${c.keys.join('+')})`).join(',') || null,
+          removed: d.connections.removed.join(',') || null,
+          default_connection: d.defaultConnection?.to ?? null,
+          config_sha256: d.configSha256,
+          by: d.by.method === 'signal' ? d.by.subject : d.by.method,
+        },
+      };
+    }
     default:
       const approval = APPROVAL_EVENTS[r.kind];
       if (approval) {

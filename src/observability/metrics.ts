@@ -32,6 +32,8 @@ export interface MetricsSources {
   digests?(): DigestWatchStatus;
   /** The connections' usage limits and what is used of them now (see UsageLimits.status). */
   limits?(): readonly LimitStatus[];
+  /** Whether the last config reload was applied (true before any), and when one last was (ms since the epoch). */
+  configReload?(): { readonly successful: boolean; readonly lastSuccessAt: number };
 }
 
 export class Metrics {
@@ -108,6 +110,26 @@ export class Metrics {
         this.set(sources.recordingFailures());
       },
     });
+    if (sources.configReload) {
+      const reload = sources.configReload;
+      // As Prometheus names its own: alert on `vigil_config_last_reload_successful == 0` (a policy pushed, not applied).
+      new Gauge({
+        name: 'vigil_config_last_reload_successful',
+        help: 'Whether the last config reload (SIGHUP) was applied: 1, or 1 before any; 0 when it was refused',
+        registers: [r],
+        collect() {
+          this.set(reload().successful ? 1 : 0);
+        },
+      });
+      new Gauge({
+        name: 'vigil_config_last_reload_success_timestamp_seconds',
+        help: 'When the config running now was applied: the last reload that succeeded, else start-up',
+        registers: [r],
+        collect() {
+          this.set(reload().lastSuccessAt / 1000);
+        },
+      });
+    }
     new Gauge({
       name: 'vigil_recording_backlog',
       help: 'Records waiting to be written to the store',

@@ -179,7 +179,8 @@ class Limit {
 
   constructor(
     readonly connection: string,
-    readonly config: LimitConfig,
+    /** Replaced by a reload that keeps the limit (its name, window and `per`): its amounts and `for` may change. */
+    public config: LimitConfig,
     now: number,
   ) {
     this.stepMs = Math.ceil(config.window / STEPS);
@@ -284,9 +285,12 @@ export interface UsageLimitsOptions {
  * exchange are counted when it ends (completed(), told by the recorder).
  */
 export class UsageLimits {
-  private readonly byConnection = new Map<string, Limit[]>();
+  private byConnection = new Map<string, Limit[]>();
   private readonly now: () => number;
   private timer: NodeJS.Timeout | null = null;
+  /** The step of the read-back schedule (the shortest limit's step), while it runs. */
+  private timerStepMs = 0;
+  private started = false;
   private reading: Promise<void> = Promise.resolve();
   private closed = false;
 
@@ -311,11 +315,52 @@ export class UsageLimits {
    * is over. Resolves once the first read-back is done: until then, calls are checked against this gateway's counts.
    */
   async start(): Promise<void> {
+    this.started = true;
     if (!this.configured) return;
     await this.readBack();
     if (this.closed) return;
+    this.schedule();
+  }
+
+  /**
+   * Take the limits of a reloaded config. A limit that keeps its connection, name, window and `per` keeps what was
+   * counted of it (its amounts and `for` take effect at once); any other limit is new, and what its callers used in
+   * its window is read back from the store before this resolves. Limits no longer configured are forgotten.
+   */
+  async reconfigure(limits: ReadonlyMap<string, readonly LimitConfig[]>): Promise<void> {
+    const now = this.now();
+    const next = new Map<string, Limit[]>();
+    for (const [connection, configs] of limits) {
+      if (!configs.length) continue;
+      const old = this.byConnection.get(connection) ?? [];
+      next.set(
+        connection,
+        configs.map((c) => {
+          const kept = old.find(
+            (l) => l.config.name === c.name && l.config.window === c.window && l.config.per === c.per,
+          );
+          if (kept === undefined) return new Limit(connection, c, now);
+          kept.config = c;
+          return kept;
+        }),
+      );
+    }
+    this.byConnection = next;
+    if (!this.started || this.closed) return;
+    // New limits read their whole window; kept ones only what they had not read yet (read-backs take the larger count).
+    await this.readBack();
+    if (!this.closed) this.schedule();
+  }
+
+  /** The periodic read-back and sweep, every step of the shortest limit (at least a second); none without limits. */
+  private schedule(): void {
+    const shortest = this.configured ? Math.min(...[...this.byConnection.values()].flat().map((l) => l.stepMs)) : 0;
+    if (this.timer !== null && shortest === this.timerStepMs) return;
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+    this.timerStepMs = shortest;
+    if (!this.configured) return;
     const shared = this.options.store.kind === 'postgres';
-    const shortest = Math.min(...[...this.byConnection.values()].flat().map((l) => l.stepMs));
     let busy = false;
     let failing = false;
     this.timer = setInterval(

@@ -10,7 +10,7 @@ import { ConfigError } from '../errors.js';
 import type { AuditStore } from './audit-store.js';
 import { DigestWatch, NOT_CHECKED, type DigestWatchStatus } from './digest-watch.js';
 import { Digester } from './digests.js';
-import { RetentionScheduler, retentionPolicy } from './retention.js';
+import { RetentionScheduler, retentionPolicy, type RetentionPolicy } from './retention.js';
 import { SigningKey } from './signing-key.js';
 
 interface UpkeepLog {
@@ -74,6 +74,8 @@ export interface LedgerUpkeep {
   readonly key: SigningKey;
   /** What the last check for overdue digests found (nothing overdue when the check is off). */
   digests(): DigestWatchStatus;
+  /** The retention windows of a reloaded config (see RetentionScheduler.setPolicy). */
+  setRetention(policy: RetentionPolicy): void;
   /**
    * Stops the schedules, waits for a running purge and check, and signs the chain's final digest. Call before closing
    * the store.
@@ -99,6 +101,7 @@ export function startLedgerUpkeep(config: VigilConfig, store: AuditStore, log: U
   return {
     key,
     digests: () => watch?.status() ?? NOT_CHECKED,
+    setRetention: (policy) => retention.setPolicy(policy),
     async close() {
       // An alert it appends goes under the final digest below.
       await watch?.close();

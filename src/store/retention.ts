@@ -244,15 +244,25 @@ export class RetentionScheduler {
 
   constructor(
     private readonly store: AuditStore,
-    private readonly policy: RetentionPolicy,
+    private policy: RetentionPolicy,
     private readonly key: SigningKey,
     private readonly options: RetentionSchedulerOptions,
   ) {}
 
   start(): void {
+    if (this.timer !== undefined || this.stopping.signal.aborted) return;
     if (this.options.everyMs <= 0 || retentionQuery(this.policy, Date.now()) === undefined) return;
     this.timer = setInterval(() => void this.tick(), this.options.everyMs);
     this.timer.unref();
+  }
+
+  /**
+   * The windows of a reloaded config, from the next run on (one under way finishes with those it began with). A
+   * schedule that had nothing to purge (every window `forever`) starts when one is set.
+   */
+  setPolicy(policy: RetentionPolicy): void {
+    this.policy = policy;
+    this.start();
   }
 
   /** One scheduled pass (also callable directly); never rejects: failures are logged and retried next time. */

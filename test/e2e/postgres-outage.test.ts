@@ -12,6 +12,8 @@ import { clientHeaders, postMessages, postSlowStream, startHarness, type Harness
 import { installStall, type Stall } from '../support/postgres-stall.js';
 import { POSTGRES_TEST_URL, storeKinds } from '../support/stores.js';
 import { TcpRelay } from '../support/tcp-relay.js';
+import type { VigilConfigInput } from '../../src/config/config-schema.js';
+import { validateConfig } from '../../src/config/load-config.js';
 import { until } from '../support/until.js';
 
 interface LogLine {
@@ -25,6 +27,8 @@ describe.runIf(storeKinds().includes('postgres'))('PostgreSQL out of reach for a
   const relay = new TcpRelay({ host: target.hostname, port: Number(target.port || 5432) });
   const logs: LogLine[] = [];
   let h: Harness;
+  /** The config the gateway runs, but for its connections. */
+  let storeConfig: VigilConfigInput['store'];
 
   beforeAll(async () => {
     const port = await relay.listen();
@@ -32,7 +36,8 @@ describe.runIf(storeKinds().includes('postgres'))('PostgreSQL out of reach for a
     url.hostname = '127.0.0.1';
     url.port = String(port);
     const log = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line) as LogLine) });
-    h = await startHarness(() => ({ store: { postgres: { url: url.toString(), schema } } }), {}, { log });
+    storeConfig = { postgres: { url: url.toString(), schema } };
+    h = await startHarness(() => ({ store: storeConfig }), {}, { log });
   });
   /** The stall, installed once (its table and trigger are the schema's). */
   let installed: Stall | undefined;
@@ -223,6 +228,51 @@ describe.runIf(storeKinds().includes('postgres'))('PostgreSQL out of reach for a
       await stall.release();
       relay.restore();
     }
+  });
+
+  it('refuses a config reload the ledger cannot record, and applies nothing of it', async () => {
+    const next = validateConfig({
+      listen: '127.0.0.1:0',
+      data_dir: h.dataDir,
+      store: storeConfig,
+      connections: [
+        {
+          name: 'anthropic',
+          upstream: h.fake.url,
+          credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+          upstream_timeout: '5s',
+        },
+        { name: 'team', upstream: h.fake.url, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' } },
+      ],
+    });
+    const team = () =>
+      postMessages(`${h.url}/c/team`, 'reload-outage', { messages: [{ role: 'user', content: 'hi' }] });
+    relay.cut();
+    try {
+      const err = (await h.gateway.reload(next).catch((e: unknown) => e)) as Error;
+      expect(err.message).toMatch(
+        /^config not reloaded: the ledger could not record the change \(.+\); nothing was applied, send SIGHUP again once the store takes writes$/,
+      );
+      const refused = await team();
+      expect(refused.status).toBe(404);
+      await refused.arrayBuffer();
+    } finally {
+      relay.restore();
+    }
+    // Once the store takes writes, the same reload goes through.
+    await until(
+      'the reload to be applied',
+      () =>
+        h.gateway.reload(next).then(
+          () => true,
+          () => undefined,
+        ),
+      10_000,
+    );
+    const served = await team();
+    expect(served.status).toBe(200);
+    await served.arrayBuffer();
+    expect(await h.gateway.store.recordsOfKinds(['config.reloaded'], 0, 10)).toHaveLength(1);
   });
 
   it('records of a stream written though their answer was lost are not written again', async () => {

@@ -34,21 +34,33 @@ export function tempDir(prefix = 'vigil-test-'): string {
 export async function startHarness(
   overrides: (upstream: string) => Partial<VigilConfigInput> = () => ({}),
   fakeOptions: Parameters<typeof startFakeAnthropic>[0] = {},
-  /** `log`: the gateway's logger (default: silent). */
-  options: { log?: pino.Logger } = {},
+  /**
+   * `log`: the gateway's logger (default: silent). `reloadable`: the gateway reads its config again for a reload (as
+   * `vigil serve` does its file) by calling `overrides` again.
+   */
+  options: { log?: pino.Logger; reloadable?: boolean } = {},
 ): Promise<Harness> {
   process.env.VIGIL_TEST_UPSTREAM_KEY = GATEWAY_KEY;
   const fake = await startFakeAnthropic({ apiKey: GATEWAY_KEY, ...fakeOptions });
   const dataDir = tempDir();
-  const config = validateConfig({
-    listen: '127.0.0.1:0',
-    data_dir: dataDir,
-    connections: [
-      { name: 'anthropic', upstream: fake.url, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' }, upstream_timeout: '5s' },
-    ],
-    ...overrides(fake.url),
+  const readConfig = () =>
+    validateConfig({
+      listen: '127.0.0.1:0',
+      data_dir: dataDir,
+      connections: [
+        {
+          name: 'anthropic',
+          upstream: fake.url,
+          credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+          upstream_timeout: '5s',
+        },
+      ],
+      ...overrides(fake.url),
+    });
+  const gateway = await startGateway(readConfig(), {
+    log: options.log ?? pino({ level: 'silent' }),
+    ...(options.reloadable ? { readConfig } : {}),
   });
-  const gateway = await startGateway(config, { log: options.log ?? pino({ level: 'silent' }) });
 
   async function waitFor<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
     const deadline = Date.now() + 5000;

@@ -1,0 +1,142 @@
+/**
+ * What changed between the config a gateway runs and the one it is asked to reload (SIGHUP), and whether it can take
+ * it without a restart. Connections (upstreams, credentials, who may call, approvals, masking, recording, usage
+ * limits, retention), `default_connection`, `retention.default` and `retention.batch`, and `log.level` are applied to
+ * a running gateway; anything else (listeners, TLS, the store, identity, the admin API, SIEM sinks, approval webhooks,
+ * signing, limits on sizes, shutdown) is opened once at start-up, so a change to it needs a restart and the reload is
+ * refused whole: a gateway never runs half of one config and half of another.
+ */
+import { createHash } from 'node:crypto';
+import { canonicalJson } from '../canonical-json.js';
+import type { ConnectionConfig, VigilConfig } from './config-schema.js';
+
+/** The top-level keys a running gateway takes on reload; `retention` only in part (see RELOADABLE_RETENTION). */
+const RELOADABLE = new Set<string>(['connections', 'default_connection', 'log']);
+/** `retention.schedule` sets a timer's period at start-up; the windows and the batch size are read on each run. */
+const RELOADABLE_RETENTION = new Set<string>(['default', 'batch']);
+
+export interface ConnectionChange {
+  readonly name: string;
+  /** The connection's keys that differ (`allow`, `approvals`, `limits`, …). */
+  readonly keys: readonly string[];
+}
+
+export interface ConfigChanges {
+  /** Config paths whose change needs a restart (`listen`, `identity`, `retention.schedule`); empty when none. */
+  readonly restartNeeded: readonly string[];
+  readonly connections: {
+    readonly added: readonly string[];
+    readonly changed: readonly ConnectionChange[];
+    readonly removed: readonly string[];
+  };
+  /** The default connection, when it changed (it is the first connection unless `default_connection` names one). */
+  readonly defaultConnection: { readonly from: string; readonly to: string } | null;
+  /** `retention.default` or `retention.batch` changed. */
+  readonly retention: boolean;
+  readonly logLevel: { readonly from: string; readonly to: string } | null;
+}
+
+const same = (a: unknown, b: unknown): boolean => canonicalJson(a) === canonicalJson(b);
+
+function differingKeys(a: object, b: object): string[] {
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  return [...keys].filter((k) => !same((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])).sort();
+}
+
+export function defaultConnectionOf(config: VigilConfig): string {
+  return config.default_connection ?? config.connections[0]!.name;
+}
+
+export function configChanges(running: VigilConfig, next: VigilConfig): ConfigChanges {
+  const restartNeeded: string[] = [];
+  for (const key of differingKeys(running, next)) {
+    if (key === 'retention') {
+      for (const k of differingKeys(running.retention, next.retention))
+        if (!RELOADABLE_RETENTION.has(k)) restartNeeded.push(`retention.${k}`);
+    } else if (!RELOADABLE.has(key)) restartNeeded.push(key);
+  }
+  const before = new Map<string, ConnectionConfig>(running.connections.map((c) => [c.name, c]));
+  const after = new Map<string, ConnectionConfig>(next.connections.map((c) => [c.name, c]));
+  const changed: ConnectionChange[] = [];
+  for (const [name, c] of after) {
+    const old = before.get(name);
+    if (old === undefined) continue;
+    const keys = differingKeys(old, c);
+    if (keys.length) changed.push({ name, keys });
+  }
+  const from = defaultConnectionOf(running);
+  const to = defaultConnectionOf(next);
+  return {
+    restartNeeded,
+    connections: {
+      added: [...after.keys()].filter((n) => !before.has(n)),
+      changed,
+      removed: [...before.keys()].filter((n) => !after.has(n)),
+    },
+    defaultConnection: from === to ? null : { from, to },
+    retention: ['default', 'batch'].some(
+      (k) => !same(running.retention[k as 'default'], next.retention[k as 'default']),
+    ),
+    logLevel: running.log.level === next.log.level ? null : { from: running.log.level, to: next.log.level },
+  };
+}
+
+/** True when nothing a running gateway applies differs. */
+export function nothingChanged(c: ConfigChanges): boolean {
+  return (
+    c.connections.added.length === 0 &&
+    c.connections.changed.length === 0 &&
+    c.connections.removed.length === 0 &&
+    c.defaultConnection === null &&
+    !c.retention &&
+    c.logLevel === null
+  );
+}
+
+/**
+ * Who asked for a reload: the signal (`{ method: 'signal', subject: 'SIGHUP' }`), or the admin API's caller as it
+ * authenticated (an OIDC user, an admin token, a local admin).
+ */
+export interface ReloadActor {
+  readonly method: string;
+  readonly subject: string;
+}
+
+export const SIGHUP_ACTOR: ReloadActor = { method: 'signal', subject: 'SIGHUP' };
+
+/** What a `config.reloaded` ledger record says. */
+export interface ConfigReloadedData {
+  readonly by: ReloadActor;
+  readonly connections: {
+    readonly added: readonly string[];
+    /** Each changed connection, its changed keys and what they are now (secrets are references, never values). */
+    readonly changed: ReadonlyArray<ConnectionChange & { readonly now: Readonly<Record<string, unknown>> }>;
+    readonly removed: readonly string[];
+  };
+  readonly defaultConnection?: { readonly from: string; readonly to: string };
+  readonly retention?: { readonly default: unknown; readonly batch: number };
+  readonly logLevel?: { readonly from: string; readonly to: string };
+  /** SHA-256 of the reloaded config (canonical JSON, as validated): which version of the file this was. */
+  readonly configSha256: string;
+}
+
+export function configReloadedData(changes: ConfigChanges, next: VigilConfig, by: ReloadActor): ConfigReloadedData {
+  const byName = new Map(next.connections.map((c) => [c.name, c as unknown as Record<string, unknown>]));
+  return {
+    by,
+    connections: {
+      added: changes.connections.added,
+      changed: changes.connections.changed.map((c) => ({
+        ...c,
+        now: Object.fromEntries(c.keys.map((k) => [k, byName.get(c.name)?.[k] ?? null])),
+      })),
+      removed: changes.connections.removed,
+    },
+    ...(changes.defaultConnection ? { defaultConnection: changes.defaultConnection } : {}),
+    ...(changes.retention
+      ? { retention: { default: next.retention.default ?? null, batch: next.retention.batch } }
+      : {}),
+    ...(changes.logLevel ? { logLevel: changes.logLevel } : {}),
+    configSha256: createHash('sha256').update(canonicalJson(next)).digest('hex'),
+  };
+}

@@ -1,0 +1,110 @@
+/**
+ * What a reload may apply to a running gateway, and what needs a restart (config-changes.ts).
+ */
+import { describe, expect, it } from 'vitest';
+import type { VigilConfigInput } from '../../../src/config/config-schema.js';
+import { validateConfig } from '../../../src/config/load-config.js';
+import { configChanges, configReloadedData, nothingChanged, SIGHUP_ACTOR } from '../../../src/config/config-changes.js';
+
+const base: VigilConfigInput = {
+  listen: '127.0.0.1:8080',
+  data_dir: '/tmp/vigil-config-changes',
+  connections: [
+    { name: 'anthropic', upstream: 'https://api.anthropic.com', credential: { env: 'K' } },
+    { name: 'team', upstream: 'https://api.anthropic.com', credential: { env: 'K' }, record: 'metadata' },
+  ],
+};
+const config = (over: Partial<VigilConfigInput> = {}) => validateConfig({ ...base, ...over });
+
+describe('configChanges', () => {
+  it('finds nothing to do in the same config', () => {
+    const c = configChanges(config(), config());
+    expect(c.restartNeeded).toEqual([]);
+    expect(nothingChanged(c)).toBe(true);
+  });
+
+  it('names the connections added, removed and changed, with the keys that changed', () => {
+    const c = configChanges(
+      config(),
+      config({
+        connections: [
+          {
+            name: 'anthropic',
+            upstream: 'https://api.anthropic.com',
+            credential: { env: 'K2' },
+            allow: [{ group: 'ml' }],
+          },
+          { name: 'ci', upstream: 'https://api.anthropic.com', credential: { env: 'K' } },
+        ],
+      }),
+    );
+    expect(c.restartNeeded).toEqual([]);
+    expect(c.connections).toEqual({
+      added: ['ci'],
+      changed: [{ name: 'anthropic', keys: ['allow', 'credential'] }],
+      removed: ['team'],
+    });
+    expect(nothingChanged(c)).toBe(false);
+  });
+
+  it('says when the default connection changes, by default_connection or by the order of connections', () => {
+    expect(configChanges(config(), config({ default_connection: 'team' })).defaultConnection).toEqual({
+      from: 'anthropic',
+      to: 'team',
+    });
+    const reordered = config({ connections: [...base.connections!].reverse() });
+    expect(configChanges(config(), reordered).defaultConnection).toEqual({ from: 'anthropic', to: 'team' });
+  });
+
+  it('takes retention windows, the batch size and the log level, but not the retention schedule', () => {
+    const c = configChanges(
+      config(),
+      config({ retention: { default: '30d', batch: 10, schedule: '5m' }, log: { level: 'debug' } }),
+    );
+    expect(c.retention).toBe(true);
+    expect(c.logLevel).toEqual({ from: 'info', to: 'debug' });
+    expect(c.restartNeeded).toEqual(['retention.schedule']);
+  });
+
+  it('needs a restart for what is opened at start-up: listeners, the store, identity, admin, SIEM, signing, sizes', () => {
+    const c = configChanges(
+      config(),
+      config({
+        listen: '127.0.0.1:8081',
+        store: { sqlite: { synchronous: 'full' } },
+        identity: { anonymous: 'never' },
+        admin: { enabled: false },
+        siem: { sinks: [{ name: 'local', type: 'syslog', transport: 'udp', host: '127.0.0.1', port: 514 }] },
+        signing: { interval: '5m' },
+        limits: { max_request_body: 1024 },
+        shutdown: { grace: '1s' },
+      }),
+    );
+    expect(c.restartNeeded).toEqual(['admin', 'identity', 'limits', 'listen', 'shutdown', 'siem', 'signing', 'store']);
+  });
+});
+
+describe('configReloadedData', () => {
+  it('records the new values of what changed and a digest of the whole config', () => {
+    const next = config({
+      connections: [
+        {
+          name: 'anthropic',
+          upstream: 'https://api.anthropic.com',
+          credential: { env: 'K' },
+          allow: [{ group: 'ml' }],
+        },
+      ],
+    });
+    const d = configReloadedData(configChanges(config(), next), next, SIGHUP_ACTOR);
+    expect(d.by).toEqual({ method: 'signal', subject: 'SIGHUP' });
+    expect(d.connections).toEqual({
+      added: [],
+      changed: [{ name: 'anthropic', keys: ['allow'], now: { allow: [{ group: 'ml' }] } }],
+      removed: ['team'],
+    });
+    expect(d.configSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(configReloadedData(configChanges(config(), next), next, SIGHUP_ACTOR).configSha256).toBe(d.configSha256);
+    expect(d).not.toHaveProperty('retention');
+  });
+});
