@@ -364,6 +364,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         approvals,
         limits,
         reloadConfig: options.readConfig ? reloadFromSource : undefined,
+        connectionNames: () => connections.all().map((c) => c.name),
       });
     }
     // What callers used of each limit's window before this start (and, on PostgreSQL, through other gateways).

@@ -64,6 +64,8 @@ export interface RouteContext {
   readonly approvals?: ApprovalCoordinator | undefined;
   /** The proxy's usage limits (absent: none are configured). */
   readonly limits?: Pick<UsageLimits, 'status'> | undefined;
+  /** The connections a gateway key may name (the running config's); absent: this admin API manages no keys. */
+  readonly connectionNames?: (() => readonly string[]) | undefined;
   /** Reads the config again and applies it (Gateway.reloadFromSource); absent: the gateway cannot. */
   readonly reloadConfig?: ((by: ReloadActor) => Promise<ConfigChanges>) | undefined;
   /** The web UI's OIDC sign-in (`admin.ui.oidc`), as the UI is told it. */
@@ -97,7 +99,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
 
 const notFound = (what: string): VigilError => new VigilError('NOT_FOUND', what);
 
-function requireRole(caller: AdminCaller, ...roles: AdminCaller['role'][]): void {
+export function requireRole(caller: AdminCaller, ...roles: AdminCaller['role'][]): void {
   if (!roles.includes(caller.role)) {
     throw new VigilError(
       'NOT_ALLOWED',

@@ -19,6 +19,7 @@ import { digestsOverdueAfterMs } from '../store/ledger-upkeep.js';
 import { AdminAuthenticator, loadAdminTokens } from './admin-auth.js';
 import { ADMIN_ROUTES, COMMON_HEADERS, sendJson, type AdminRoute } from './admin-routes.js';
 import { APPROVAL_ROUTES } from './approval-routes.js';
+import { KEY_ROUTES } from './key-routes.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
 import type { UsageLimits } from '../policy/usage-limits.js';
 import type { ConfigChanges, ReloadActor } from '../config/config-changes.js';
@@ -92,6 +93,8 @@ export interface AdminServerOptions {
   readonly approvals?: ApprovalCoordinator | undefined;
   /** The proxy's usage limits: `GET /limits` shows what is used of them. */
   readonly limits?: Pick<UsageLimits, 'status'> | undefined;
+  /** The connections gateway keys may name: the `/keys` routes manage keys (admins). */
+  readonly connectionNames?: (() => readonly string[]) | undefined;
   /** Reads the config again and applies it: `POST /config/reload` (admins). */
   readonly reloadConfig?: ((by: ReloadActor) => Promise<ConfigChanges>) | undefined;
   /** Prometheus metrics, served at `GET /metrics` to admins and auditors (and admin tokens). */
@@ -114,7 +117,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     roles: config.admin.roles,
   });
   for (const warning of uiSignInWarnings(config.admin.ui.oidc, config.identity.oidc)) log.warn(warning);
-  const routes = [...ADMIN_ROUTES, ...APPROVAL_ROUTES].map(compile);
+  const routes = [...ADMIN_ROUTES, ...APPROVAL_ROUTES, ...KEY_ROUTES].map(compile);
   const ui = loadUiAssets();
   if (!ui.ok) log.warn({ problem: ui.problem }, 'the web UI is not available');
   const uiHeaders = uiSecurityHeaders(signInConnectSources(config.admin.ui.oidc));
@@ -179,6 +182,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       approvals: options.approvals,
       limits: options.limits,
       reloadConfig: options.reloadConfig,
+      connectionNames: options.connectionNames,
       signIn,
       digestsOverdueAfterMs: overdueAfterMs,
     });

@@ -3,28 +3,13 @@
  * window), deny with a reason. Eligibility (approver groups, no self-approval, N distinct approvers) is the
  * coordinator's, checked again by the gateway that holds the call.
  */
-import type { IncomingMessage } from 'node:http';
 import { VigilError } from '../errors.js';
-import { readBody } from '../proxy/request-body.js';
 import { actorKey, inGroups, isSameActor, type ApprovalCoordinator, type ApprovalView } from '../policy/approvals.js';
 import type { AdminCaller } from './admin-caller.js';
 import { recordRead, sendJson, type AdminRoute, type RouteContext } from './admin-routes.js';
+import { jsonBody, optionalString } from './json-body.js';
 import { listBody } from './list-body.js';
 import { decisionBody } from '../policy/approval-decision.js';
-
-const MAX_BODY = 16 * 1024;
-
-async function jsonBody(req: IncomingMessage): Promise<Record<string, unknown>> {
-  const raw = await readBody(req, MAX_BODY);
-  if (raw.length === 0) return {};
-  try {
-    const v = JSON.parse(raw.toString('utf8')) as unknown;
-    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not an object');
-    return v as Record<string, unknown>;
-  } catch {
-    throw new VigilError('BAD_REQUEST', 'the body must be a JSON object, e.g. {"reason": "…"}');
-  }
-}
 
 function coordinator(ctx: RouteContext): ApprovalCoordinator {
   if (!ctx.approvals) throw new VigilError('NOT_FOUND', 'approvals are not enabled on this gateway');
@@ -53,14 +38,6 @@ async function recordApprovalRead(ctx: RouteContext, ids: readonly string[]): Pr
   await recordRead(ctx, 'approval', ids);
   if (lastSeen.size >= 1000) lastSeen.clear();
   lastSeen.set(key, seen);
-}
-
-function optionalString(body: Record<string, unknown>, key: string): string | undefined {
-  const v = body[key];
-  if (v === undefined) return undefined;
-  if (typeof v !== 'string' || v.length > 2000)
-    throw new VigilError('BAD_REQUEST', `${key} must be a string of at most 2000 characters`);
-  return v;
 }
 
 export const APPROVAL_ROUTES: readonly AdminRoute[] = [

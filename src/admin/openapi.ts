@@ -369,6 +369,64 @@ export const OPENAPI_DOCUMENT = {
         },
       },
     },
+    '/keys': {
+      get: {
+        summary: 'Gateway keys, as authentication has them (admin)',
+        description:
+          'The same as `vigil keys list --json`: by id (the SHA-256 prefix callers are recorded with), never the key ' +
+          'or its hash; `state` is live, expired, revoked or refused, and `ledgerMismatch` says how the index ' +
+          "disagrees with the key's records.",
+        responses: {
+          '200': json(
+            { type: 'object', required: ['items'], properties: { items: { type: 'array', items: ref('GatewayKey') } } },
+            'Every key.',
+          ),
+          ...errors(401, 403, 404),
+        },
+      },
+      post: {
+        summary: 'Create a gateway key for a service (admin); the key is in this answer only',
+        description:
+          'A `key.created` record naming who asked. `owner` defaults to the caller (an e-mail, `admin-token:<name>`, ' +
+          '`admin-api:localhost`); `connections` empty or absent: every connection; `expires`: `90m`, `12h`, `30d`.',
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                required: ['name'],
+                properties: {
+                  name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$' },
+                  owner: { type: 'string' },
+                  connections: { type: 'array', items: { type: 'string' } },
+                  expires: { type: 'string' },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          '201': json(
+            {
+              allOf: [
+                ref('GatewayKey'),
+                { type: 'object', required: ['key'], properties: { key: { type: 'string' } } },
+              ],
+            },
+            'The key (shown once: store it now) and its record.',
+          ),
+          ...errors(400, 401, 403, 404, 503),
+        },
+      },
+    },
+    '/keys/{name}/revoke': {
+      post: {
+        summary: 'Revoke a live gateway key by name (admin); refused from the next call on',
+        parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }],
+        responses: { '200': json(ref('GatewayKey'), 'The key, revoked.'), ...errors(401, 403, 404, 503) },
+      },
+    },
     '/config/reload': {
       post: {
         summary: 'Read the config again and apply it, as SIGHUP does (admin)',
@@ -652,6 +710,21 @@ export const OPENAPI_DOCUMENT = {
               },
             },
           },
+        },
+      },
+      GatewayKey: {
+        type: 'object',
+        required: ['id', 'name', 'owner', 'connections', 'createdAt', 'expiresAt', 'revokedAt'],
+        properties: {
+          id: { type: 'string' },
+          name: { type: 'string' },
+          owner: { type: 'string' },
+          connections: { type: 'array', items: { type: 'string' }, description: 'Empty: every connection.' },
+          createdAt: { type: 'integer', description: 'ms since the epoch' },
+          expiresAt: { type: ['integer', 'null'] },
+          revokedAt: { type: ['integer', 'null'] },
+          state: { enum: ['live', 'expired', 'revoked', 'refused'], description: 'In listings.' },
+          ledgerMismatch: { type: 'array', items: { type: 'string' }, description: 'In listings.' },
         },
       },
       ConfigChanges: {

@@ -40,17 +40,16 @@ import { formatPath } from '../config/config-path.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { SIGHUP_ACTOR } from '../config/config-changes.js';
 import { checkStartable, plainHttpWarning, startGateway } from '../gateway.js';
-import { gatewayKeyId } from '../identity/gateway-keys.js';
 import { OidcVerifier } from '../identity/oidc-verifier.js';
 import { ApprovalNotifier } from '../policy/approval-notifier.js';
-import { createGatewayKey, revokeGatewayKey } from '../identity/key-admin.js';
+import { createGatewayKey, listedKeyView, revokeGatewayKey, shownKey } from '../identity/key-admin.js';
 import { isLoopbackHost } from '../identity/loopback.js';
 import { recordCliRead } from './cli-reads.js';
 import { listJson } from './list-json.js';
 import { readExchange, readSession, type ExchangeView } from '../recorder/exchange-reader.js';
 import { startReplayServer, type ReplayLog } from '../replay/replay-server.js';
 import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
-import type { AuditStore, ExchangeFilter, ListedGatewayKey, StoredGatewayKey } from '../store/audit-store.js';
+import type { AuditStore, ExchangeFilter } from '../store/audit-store.js';
 import { describeOverdue } from '../store/digest-overdue.js';
 import { digestsOverdueAfterMs, signChain } from '../store/ledger-upkeep.js';
 import { describeStore, openStore, usesPostgres } from '../store/open-store.js';
@@ -679,7 +678,7 @@ async function keys(args: string[], out: Out): Promise<number> {
     }
     if (verb === 'list') {
       const now = Date.now();
-      const all = (await store.listGatewayKeys()).map((k) => ({ ...shownKey(listedKey(k)), state: keyState(k, now) }));
+      const all = (await store.listGatewayKeys()).map((k) => listedKeyView(k, now));
       if (values.json) out.stdout.write(listJson({ items: all }, 'keys'));
       else if (all.length === 0) out.stdout.write('no gateway keys\n');
       else {
@@ -715,26 +714,6 @@ async function keys(args: string[], out: Out): Promise<number> {
   } finally {
     await store.close();
   }
-}
-
-/** What authentication would make of a listed key now. */
-function keyState(k: ListedGatewayKey, now: number): 'live' | 'revoked' | 'refused' | 'expired' {
-  if (k.revokedAt !== null) return 'revoked';
-  // No index row, or no key.created record: authentication does not know the key.
-  if (k.index === null || !k.inLedger) return 'refused';
-  return k.expiresAt !== null && k.expiresAt <= now ? 'expired' : 'live';
-}
-
-/** A listed key as `keys list` shows it: as authentication has it, and how its index row disagrees with the ledger. */
-function listedKey(k: ListedGatewayKey): StoredGatewayKey & { ledgerMismatch: readonly string[] } {
-  const { hash, name, owner, connections, createdAt, expiresAt, revokedAt } = k;
-  return { hash, name, owner, connections, createdAt, expiresAt, revokedAt, ledgerMismatch: k.ledgerMismatch };
-}
-
-/** A key as the CLI shows it: its id (as callers are recorded with it) in place of its hash. */
-function shownKey<T extends { hash: string }>(k: T): Omit<T, 'hash'> & { id: string } {
-  const { hash, ...rest } = k;
-  return { id: gatewayKeyId(hash), ...rest };
 }
 
 const STORE_USAGE =

@@ -102,7 +102,7 @@ export function auditEventOf(
         ...base,
         type: r.kind === 'key.created' ? 'key.created' : 'key.revoked',
         severity: 'info',
-        actor: localUser(r.kind === 'key.created' ? d.createdBy : d.revokedBy),
+        actor: d.actor ? actor(d.actor as Principal)! : localUser(r.kind === 'key.created' ? d.createdBy : d.revokedBy),
         attributes: {
           key_name: d.name,
           ...(r.kind === 'key.created'

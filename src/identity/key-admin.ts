@@ -5,8 +5,16 @@
 import { VigilError } from '../errors.js';
 import { appendConfirmed } from '../store/append-confirmed.js';
 import { ANONYMOUS } from './principal.js';
-import type { AuditStore, KeyCreatedData, KeyRevokedData, NewRecord, StoredGatewayKey } from '../store/audit-store.js';
-import { generateGatewayKey, parseKeyLifetime } from './gateway-keys.js';
+import type {
+  AuditStore,
+  KeyCreatedData,
+  KeyRevokedData,
+  ListedGatewayKey,
+  NewRecord,
+  RecordingReader,
+  StoredGatewayKey,
+} from '../store/audit-store.js';
+import { gatewayKeyId, generateGatewayKey, parseKeyLifetime } from './gateway-keys.js';
 
 const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
@@ -18,6 +26,8 @@ export interface CreateKeyInput {
   readonly expires?: string | undefined;
   /** Who ran the command, for the record. */
   readonly createdBy: string;
+  /** Who asked through the admin API, as they authenticated. */
+  readonly actor?: RecordingReader | undefined;
   /**
    * How long to wait for the store to say whether the key was written when its answer was lost (default
    * {@link LOST_ANSWER_WAIT_MS}).
@@ -69,6 +79,7 @@ export async function createGatewayKey(
     createdAt: now,
     expiresAt: input.expires ? now + parseKeyLifetime(input.expires) : null,
     createdBy: input.createdBy,
+    ...(input.actor ? { actor: input.actor } : {}),
   };
   // PostgreSQL's answer to the commit can be lost with the connection while the record was written: then the key
   // exists, and this is the only time it can be shown.
@@ -89,17 +100,54 @@ export async function revokeGatewayKey(
   name: string,
   revokedBy: string,
   now = Date.now(),
-  options: { lostAnswerWaitMs: number } = { lostAnswerWaitMs: LOST_ANSWER_WAIT_MS },
+  options: { lostAnswerWaitMs?: number; actor?: RecordingReader } = {},
 ): Promise<StoredGatewayKey> {
   const live = await liveIndexRow(store, name);
   if (!live) throw new VigilError('NOT_FOUND', `no live key named "${name}" (see: vigil keys list)`);
-  const data: KeyRevokedData = { name, hash: live.hash, revokedAt: now, revokedBy };
+  const data: KeyRevokedData = {
+    name,
+    hash: live.hash,
+    revokedAt: now,
+    revokedBy,
+    ...(options.actor ? { actor: options.actor } : {}),
+  };
   // As for creation: revoked though the answer was lost is revoked, and a second try would say "no live key".
   await appendConfirmed(store, { kind: 'key.revoked', at: now, data } satisfies NewRecord, {
-    waitMs: options.lostAnswerWaitMs,
+    waitMs: options.lostAnswerWaitMs ?? LOST_ANSWER_WAIT_MS,
     unknown:
       `the store stopped answering while key "${name}" was being revoked, and cannot say whether it was: ` +
       'vigil keys list says; revoke it again if it is still live',
   });
   return { ...live, revokedAt: now };
+}
+
+/** What authentication would make of a listed key now. */
+export function keyState(k: ListedGatewayKey, now: number): 'live' | 'revoked' | 'refused' | 'expired' {
+  if (k.revokedAt !== null) return 'revoked';
+  // No index row, or no key.created record: authentication does not know the key.
+  if (k.index === null || !k.inLedger) return 'refused';
+  return k.expiresAt !== null && k.expiresAt <= now ? 'expired' : 'live';
+}
+
+/** A listed key as `keys list` shows it: as authentication has it, and how its index row disagrees with the ledger. */
+export function listedKey(k: ListedGatewayKey): StoredGatewayKey & { ledgerMismatch: readonly string[] } {
+  const { hash, name, owner, connections, createdAt, expiresAt, revokedAt } = k;
+  return { hash, name, owner, connections, createdAt, expiresAt, revokedAt, ledgerMismatch: k.ledgerMismatch };
+}
+
+/** A key as the CLI shows it: its id (as callers are recorded with it) in place of its hash. */
+export function shownKey<T extends { hash: string }>(k: T): Omit<T, 'hash'> & { id: string } {
+  const { hash, ...rest } = k;
+  return { id: gatewayKeyId(hash), ...rest };
+}
+
+/** A key as listings show it (`vigil keys list --json`, `GET /api/v1/keys`): by id, never by hash, with its state. */
+export interface GatewayKeyView extends Omit<StoredGatewayKey, 'hash'> {
+  readonly id: string;
+  readonly ledgerMismatch: readonly string[];
+  readonly state: 'live' | 'revoked' | 'refused' | 'expired';
+}
+
+export function listedKeyView(k: ListedGatewayKey, now: number): GatewayKeyView {
+  return { ...shownKey(listedKey(k)), state: keyState(k, now) };
 }

@@ -571,6 +571,8 @@ export interface KeyCreatedData {
   readonly createdAt: number;
   readonly expiresAt: number | null;
   readonly createdBy: string;
+  /** Who created it through the admin API, as they authenticated (absent: the CLI's local user, `createdBy`). */
+  readonly actor?: RecordingReader;
 }
 
 /** Payload of a `key.revoked` record. */
@@ -579,6 +581,8 @@ export interface KeyRevokedData {
   readonly hash: string;
   readonly revokedAt: number;
   readonly revokedBy: string;
+  /** Who revoked it through the admin API, as they authenticated (absent: the CLI's local user, `revokedBy`). */
+  readonly actor?: RecordingReader;
 }
 
 export interface AuditStore {

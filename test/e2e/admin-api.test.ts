@@ -13,6 +13,7 @@ import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_ROUTES } from '../../src/admin/admin-routes.js';
 import { APPROVAL_ROUTES } from '../../src/admin/approval-routes.js';
+import { KEY_ROUTES } from '../../src/admin/key-routes.js';
 import { run } from '../../src/cli/main.js';
 import { renderTranscript } from '../../src/cli/transcript.js';
 import { readExchange, type ExchangeView } from '../../src/recorder/exchange-reader.js';
@@ -799,7 +800,7 @@ describe('openapi', () => {
   it('describes every route served, and serves every route it describes', async () => {
     const doc = (await api<{ openapi: string; paths: Record<string, Record<string, unknown>> }>('/openapi.json')).json;
     expect(doc.openapi).toBe('3.1.0');
-    const served = [...ADMIN_ROUTES, ...APPROVAL_ROUTES];
+    const served = [...ADMIN_ROUTES, ...APPROVAL_ROUTES, ...KEY_ROUTES];
     for (const route of served) {
       expect(doc.paths[route.path], route.path).toBeDefined();
       expect(doc.paths[route.path]![route.method.toLowerCase()], `${route.method} ${route.path}`).toBeDefined();
