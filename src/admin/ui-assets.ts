@@ -33,6 +33,7 @@ export const UI_FILES = [
   'search.js',
   'usage.js',
   'approvals.js',
+  'keys.js',
   'access-log.js',
 ] as const;
 

@@ -5,6 +5,7 @@ import { api, clearToken, getToken, isAbort, setToken, setUnauthenticatedHandler
 import { clear, errorBox, h, who } from './dom.js';
 import { renderAccessLog } from './access-log.js';
 import { renderApprovals } from './approvals.js';
+import { renderKeys } from './keys.js';
 import { renderExchange } from './exchange.js';
 import { renderSearch } from './search.js';
 import { renderSession } from './session.js';
@@ -20,6 +21,7 @@ const ROUTES = [
   { pattern: /^\/search$/, view: renderSearch, nav: 'search' },
   { pattern: /^\/usage$/, view: renderUsage, nav: 'usage' },
   { pattern: /^\/approvals$/, view: renderApprovals, nav: 'approvals' },
+  { pattern: /^\/keys$/, view: renderKeys, nav: 'keys' },
   { pattern: /^\/access-log$/, view: renderAccessLog, nav: 'access-log' },
 ];
 
@@ -28,6 +30,7 @@ const NAV = [
   ['search', 'Search'],
   ['usage', 'Usage'],
   ['approvals', 'Approvals'],
+  ['keys', 'Keys'],
   ['access-log', 'Access log'],
 ];
 

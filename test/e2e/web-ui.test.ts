@@ -652,6 +652,44 @@ describe('with identity configured', () => {
       .toMatch(/^Store OK · \d+ records$/);
   });
 
+  it('creates a gateway key, shows it once, and revokes it: the key works, then is refused', async () => {
+    const page = await newPage();
+    await page.goto(`${guarded.gateway.adminUrl}/ui/#/keys`);
+    await page.getByLabel('Token').fill(ADMIN_TOKEN);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Gateway keys' }).waitFor();
+    await page.getByLabel('Name').fill('ui-made');
+    await page.getByLabel('Connections').fill('anthropic');
+    await page.getByLabel('Expires').fill('1d');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    const shown = page.getByLabel('New key');
+    await shown.waitFor();
+    const key = (await shown.textContent())!;
+    expect(key).toMatch(/^vgk_/);
+    const row = page.locator('tr[data-key="ui-made"]');
+    await row.waitFor();
+    expect(await row.locator('td').allTextContents()).toEqual(
+      expect.arrayContaining(['ui-made', 'live', 'admin-token:oncall', 'anthropic']),
+    );
+    // The service calls with it.
+    await new Anthropic({ baseURL: guarded.url, apiKey: key, maxRetries: 0 }).messages.create(
+      { model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] },
+      inSession('ui-key'),
+    );
+    // A second key by the same name is refused with the API's message.
+    await page.getByLabel('Name').fill('ui-made');
+    await page.getByRole('button', { name: 'Create key' }).click();
+    await expect.poll(() => page.getByRole('alert').textContent()).toContain('a live key named "ui-made" exists');
+    // Revoke, confirming the browser's question.
+    page.once('dialog', (d) => void d.accept());
+    await row.getByRole('button', { name: 'Revoke' }).click();
+    await expect.poll(() => row.locator('td:nth-child(2)').textContent()).toBe('revoked');
+    const refused = await new Anthropic({ baseURL: guarded.url, apiKey: key, maxRetries: 0 }).messages
+      .create({ model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] })
+      .catch((e: unknown) => e);
+    expect(refused).toBeInstanceOf(Anthropic.AuthenticationError);
+  });
+
   it('shows an auditor only the access log’s refusal, no empty table', async () => {
     // The 403 used to sit under the header of an empty table.
     const auditor = await newPage();
