@@ -325,8 +325,10 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     authenticated: true,
     async handle(ctx) {
       // Counts, never content. A user sees what they used of each limit (and what a connection's callers share).
-      const caller = ctx.caller.role === 'user' ? ctx.caller.reader.subject : undefined;
-      sendJson(ctx.res, 200, { items: ctx.limits?.status(caller === undefined ? {} : { caller }) ?? [] });
+      const reader = ctx.caller.reader;
+      const own =
+        ctx.caller.role === 'user' ? { caller: reader.subject, groups: 'groups' in reader ? reader.groups : [] } : {};
+      sendJson(ctx.res, 200, { items: ctx.limits?.status(own) ?? [] });
     },
   },
   {

@@ -762,7 +762,7 @@ export const OPENAPI_DOCUMENT = {
         properties: {
           connection: { type: 'string' },
           name: { type: 'string' },
-          per: { enum: ['caller', 'connection'] },
+          per: { enum: ['caller', 'group', 'connection'] },
           windowMs: { type: 'integer', description: 'The rolling window.' },
           tokens: { type: ['integer', 'null'], description: 'Tokens allowed in the window (null: not limited).' },
           requests: { type: ['integer', 'null'], description: 'Calls allowed in the window (null: not limited).' },
@@ -773,7 +773,11 @@ export const OPENAPI_DOCUMENT = {
             items: {
               type: 'object',
               properties: {
-                caller: { type: ['string', 'null'], description: "The caller's subject; null for the connection." },
+                caller: {
+                  type: ['string', 'null'],
+                  description: "The caller's subject; null for a group or the connection.",
+                },
+                group: { type: 'string', description: 'With `per: group`: the group.' },
                 tokens: { type: 'integer' },
                 requests: { type: 'integer' },
                 refusedUntil: {

@@ -84,7 +84,7 @@ commands:
   sessions export [<id>] [--format jsonl|markdown] [--out FILE] [--caller S] [--group G] [--connection C]
                   [--model M] [--outcome O] [--masking TYPE] [--stop-reason R] [--since T] [--until T]
                              export a session, or every exchange matching the filters (JSONL: one exchange a line)
-  usage [--by caller|connection|model|day] [--limit N] [filters as for export] [--json | --csv]
+  usage [--by caller|connection|model|day|group] [--limit N] [filters as for export] [--json | --csv]
                              exchanges, tokens, failures and refusals per caller, connection, model or day
   limits [--caller SUBJECT] [--json]
                              the connections' usage limits and what each caller used of each, read from the store
@@ -507,7 +507,7 @@ async function usage(args: string[], out: Out): Promise<number> {
       out.stdout.write(filtered(filter) ? 'no exchanges match these filters\n' : 'no exchanges recorded\n');
       return 0;
     }
-    const texts = rows.map(([key, ...rest]) => [key || '(unknown)', ...rest]);
+    const texts = rows.map(([key, ...rest]) => [key || (report.by === 'group' ? '(no group)' : '(unknown)'), ...rest]);
     const widths = head.map((h, i) => Math.max(h.length, ...texts.map((r) => r[i]!.length)));
     // The key (and e-mail) left-aligned, the counts right-aligned.
     const counts = head.length - 6;
@@ -553,7 +553,7 @@ async function limitsCommand(args: string[], out: Out): Promise<number> {
       lines.push(`${l.connection} · ${describeLimit(configured)}`);
       // The caller, then what the limit counts (right-aligned), then when a caller at it may call again.
       const rows = l.usage.map((u) => [
-        u.caller ?? '(all callers)',
+        u.group !== undefined ? `group ${u.group}` : (u.caller ?? '(all callers)'),
         ...(l.tokens === null ? [] : [`${formatCount(u.tokens)} tokens`]),
         ...(l.requests === null ? [] : [`${formatCount(u.requests)} calls`]),
         u.refusedUntil === null ? '' : `refused until ${u.refusedUntil}`,

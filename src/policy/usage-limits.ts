@@ -15,6 +15,15 @@ import { formatDuration } from '../store/digest-overdue.js';
 import type { ExchangeCompleted } from '../recorder/diagnostics.js';
 import type { AuditStore, UsageRow } from '../store/audit-store.js';
 
+/** Who a call is counted for: the caller's subject and groups. */
+interface Counted {
+  readonly subject: string;
+  readonly groups?: readonly string[] | undefined;
+}
+
+/** The one key a limit the connection's callers share counts under. */
+const CONNECTION_KEY: readonly string[] = [''];
+
 /** Steps a window is counted in: a call's tokens free up at most 1/STEPS of the window late. */
 export const STEPS = 60;
 /** The shortest and longest windows. */
@@ -29,8 +38,12 @@ const limitSchema = z
     name: z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1-63 letters, digits, ".", "_" or "-", starting with one'),
-    /** `caller` (default): each caller has the whole limit; `connection`: all callers of the connection share it. */
-    per: z.enum(['caller', 'connection']).default('caller'),
+    /**
+     * `caller` (default): each caller has the whole limit; `group`: each of the callers' OIDC groups has it, shared by
+     * its members (a call counts in each of its caller's groups, or only those `for` names; callers without a group
+     * are not counted by it); `connection`: all callers of the connection share it.
+     */
+    per: z.enum(['caller', 'group', 'connection']).default('caller'),
     /** The rolling window: `1h`, `1d`, `30d` (1 minute to 90 days). */
     window: positiveDuration.refine((ms) => ms >= MIN_WINDOW_MS && ms <= MAX_WINDOW_MS, {
       message: 'must be between 1m and 90d',
@@ -69,15 +82,17 @@ export interface LimitRefusal {
 export interface LimitStatus {
   readonly connection: string;
   readonly name: string;
-  readonly per: 'caller' | 'connection';
+  readonly per: 'caller' | 'group' | 'connection';
   readonly windowMs: number;
   /** The limit's tokens and calls (null: not limited). */
   readonly tokens: number | null;
   readonly requests: number | null;
   readonly for: LimitConfig['for'] | null;
-  /** Per caller (their subject), or one row for the connection (caller null): used in the window now. */
+  /** Per caller (their subject) or group, or one row for the connection (both null): used in the window now. */
   readonly usage: ReadonlyArray<{
     readonly caller: string | null;
+    /** With `per: group`: the group. */
+    readonly group?: string;
     readonly tokens: number;
     readonly requests: number;
     /** At the limit: when calls are admitted again (ISO time); else null. */
@@ -195,9 +210,26 @@ class Limit {
     return this.config.for === undefined || isAllowed(p, this.config.for);
   }
 
-  /** The key a caller is counted under: their subject (as the store's usage report groups callers), or the connection. */
-  keyOf(caller: Principal | string): string {
-    return this.config.per === 'connection' ? '' : typeof caller === 'string' ? caller : caller.subject;
+  /**
+   * The keys a caller is counted under: their subject (as the store's usage report groups callers), their groups (those
+   * `for` names, when it names groups), or the connection's one (`''`).
+   */
+  keysOf(caller: Counted): readonly string[] {
+    if (this.config.per === 'connection') return CONNECTION_KEY;
+    if (this.config.per === 'caller') return [caller.subject];
+    return (caller.groups ?? []).filter((g) => this.countsUnder(g));
+  }
+
+  /** Whether this limit counts under `key`: with `per: group`, a group `for` names, when it names groups. */
+  countsUnder(key: string): boolean {
+    if (this.config.per !== 'group') return true;
+    const named = this.namedGroups;
+    return named.length === 0 || named.includes(key);
+  }
+
+  /** The groups `for` names (none: every group counts). */
+  private get namedGroups(): readonly string[] {
+    return (this.config.for ?? []).flatMap((r) => ('group' in r && r.group !== undefined ? [r.group] : []));
   }
 
   steps(key: string): Steps {
@@ -235,18 +267,20 @@ class Limit {
     return { tokens, calls, over, until };
   }
 
-  /** Why `p` may not make a call now, or null. */
-  refusal(p: Principal, now: number): LimitRefusal | null {
-    const used = this.usage(this.keyOf(p), now);
+  /** Why `p` may not make a call now (as counted under `key`, one of keysOf(p)), or null. */
+  refusal(p: Principal, key: string, now: number): LimitRefusal | null {
+    const used = this.usage(key, now);
     if (used.over === null) return null;
     const [count, of] =
       used.over === 'tokens' ? [used.tokens, this.config.tokens!] : [used.calls, this.config.requests!];
     const who =
       this.config.per === 'connection'
         ? `the callers of connection "${this.connection}"`
-        : p.method === 'anonymous'
-          ? 'anonymous callers'
-          : describeCaller(p);
+        : this.config.per === 'group'
+          ? `group "${key}"`
+          : p.method === 'anonymous'
+            ? 'anonymous callers'
+            : describeCaller(p);
     const retryAt = used.until!;
     return {
       limit: this.config.name,
@@ -408,7 +442,7 @@ export class UsageLimits {
         for (let n = Math.max(limit.readBackThrough + 1, current - STEPS + 1); n <= last; n++) {
           if (this.closed) return;
           const report = await this.options.store.usage({
-            by: limit.config.per === 'connection' ? 'connection' : 'caller',
+            by: limit.config.per,
             connection: limit.connection,
             since: n * limit.stepMs,
             until: (n + 1) * limit.stepMs,
@@ -423,7 +457,8 @@ export class UsageLimits {
   }
 
   private readRow(limit: Limit, n: number, current: number, row: UsageRow): void {
-    if (row.key === null) return;
+    // By group, the row of callers in no group counts against nothing, nor do groups the limit does not name.
+    if (row.key === null || !limit.countsUnder(row.key)) return;
     const key = limit.config.per === 'connection' ? '' : row.key;
     limit.steps(key).atLeast(n, current, row.inputTokens + row.outputTokens, row.exchanges);
   }
@@ -435,12 +470,14 @@ export class UsageLimits {
     const now = this.now();
     for (const limit of limits) {
       if (!limit.applies(principal)) continue;
-      const refusal = limit.refusal(principal, now);
-      if (refusal) return refusal;
+      for (const key of limit.keysOf(principal)) {
+        const refusal = limit.refusal(principal, key, now);
+        if (refusal) return refusal;
+      }
     }
     for (const limit of limits) {
       const n = limit.stepOf(now);
-      limit.steps(limit.keyOf(principal)).add(n, n, 0, 1);
+      for (const key of limit.keysOf(principal)) limit.steps(key).add(n, n, 0, 1);
     }
     return null;
   }
@@ -452,29 +489,37 @@ export class UsageLimits {
     const tokens = e.inputTokens + e.outputTokens + e.cacheReadTokens + e.cacheCreationTokens;
     if (tokens === 0) return;
     const now = this.now();
+    const caller: Counted = { subject: e.caller, groups: e.callerGroups };
     for (const limit of limits) {
       if (limit.config.tokens === undefined) continue;
-      limit.steps(limit.keyOf(e.caller)).add(limit.stepOf(now - e.durationMs), limit.stepOf(now), tokens, 0);
+      for (const key of limit.keysOf(caller))
+        limit.steps(key).add(limit.stepOf(now - e.durationMs), limit.stepOf(now), tokens, 0);
     }
   }
 
   /**
    * Each limit with what is used of it now: by every caller with something in its window (the most used first, at
-   * most `max` of them), or, with `caller`, by that caller alone (and the connection, for limits it shares).
+   * most `max` of them), or, with `caller`, by that caller alone (and the connection, for limits it shares; and, with
+   * `groups`, the caller's groups, for per-group limits).
    */
-  status(options: { caller?: string; max?: number } = {}): LimitStatus[] {
+  status(options: { caller?: string; groups?: readonly string[] | undefined; max?: number } = {}): LimitStatus[] {
     const now = this.now();
     const out: LimitStatus[] = [];
     for (const limits of this.byConnection.values()) {
       for (const limit of limits) {
         const c = limit.config;
         const keys =
-          c.per === 'connection' ? [''] : options.caller !== undefined ? [options.caller] : [...limit.keys()];
+          c.per === 'connection'
+            ? ['']
+            : options.caller !== undefined
+              ? limit.keysOf({ subject: options.caller, groups: options.groups })
+              : [...limit.keys()];
         const usage = keys
           .map((key) => {
             const u = limit.usage(key, now);
             return {
-              caller: c.per === 'connection' ? null : key,
+              caller: c.per === 'caller' ? key : null,
+              ...(c.per === 'group' ? { group: key } : {}),
               tokens: u.tokens,
               requests: u.calls,
               refusedUntil: u.until === null ? null : new Date(u.until).toISOString(),

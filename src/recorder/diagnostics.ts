@@ -8,6 +8,8 @@ export interface ExchangeCompleted {
   readonly connection: string;
   /** The caller's subject (OIDC `sub`, the gateway key's name, or `anonymous`), as usage is grouped by caller. */
   readonly caller: string;
+  /** The caller's OIDC groups (none for gateway keys and anonymous callers), as usage is grouped by group. */
+  readonly callerGroups: readonly string[];
   readonly outcome: string;
   /** The status the client received: upstream's, or the gateway's own when it refused or failed the call; null when
    * the client received none (it left, or the gateway shut down first). */

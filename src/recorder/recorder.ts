@@ -240,7 +240,7 @@ export class Recorder {
         t0,
         model,
         input.connection,
-        input.principal.subject,
+        input.principal,
         redaction,
         input.level,
         turnMessages,
@@ -574,6 +574,8 @@ class UnconfirmedRequests {
   }
 }
 
+const NO_GROUPS: readonly string[] = [];
+
 export class ExchangeRecording {
   private status: number | null = null;
   private headers: HeaderMap | null = null;
@@ -598,7 +600,7 @@ export class ExchangeRecording {
     private readonly t0: number,
     private readonly model: string | null,
     private readonly connection: string,
-    private readonly caller: string,
+    private readonly caller: Principal,
     private readonly redaction: ExchangeRedaction,
     readonly level: RecordingLevel,
     /** The turn's new messages as stored (masked), for the search index. */
@@ -750,7 +752,8 @@ export class ExchangeRecording {
     if (!exchangeCompletedChannel.hasSubscribers && !onCompleted) return;
     const completed: ExchangeCompleted = {
       connection: this.connection,
-      caller: this.caller,
+      caller: this.caller.subject,
+      callerGroups: this.caller.groups ?? NO_GROUPS,
       outcome,
       status,
       model,

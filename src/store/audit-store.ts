@@ -200,7 +200,7 @@ export interface SessionListItem extends SessionSummary {
 export const SESSION_TOTALS_NAMES = 10;
 
 /** What a usage report ({@link AuditStore.usage}) groups exchanges by. */
-export const USAGE_BY = ['caller', 'connection', 'model', 'day'] as const;
+export const USAGE_BY = ['caller', 'connection', 'model', 'day', 'group'] as const;
 export type UsageBy = (typeof USAGE_BY)[number];
 
 /** A usage report: the exchanges matching the filter, grouped `by` one of {@link USAGE_BY}. */

@@ -1,7 +1,8 @@
 /**
  * A usage report (`AuditStore.usage`), in SQL both SQLite and PostgreSQL accept: one statement of aggregates over the
- * exchange index, grouped by caller, connection, model or day. Each matching exchange's index row is read once; no
- * body is.
+ * exchange index, grouped by caller, connection, model, day or group. Each matching exchange's index row is read
+ * once; no body is. By group, an exchange counts in each of its caller's groups (so the rows may add up to more than
+ * the exchanges), and in a row of its own (key null) when the caller had none.
  */
 import type { UsageBy, UsageReport, UsageRequest, UsageRow } from './audit-store.js';
 import { REFUSAL } from '../recorder/exchange-turn.js';
@@ -40,14 +41,21 @@ export function usageStatement(d: AggregateDialect, request: UsageRequest, rows:
     connection: 'e.connection',
     model: MODEL,
     day: d.dayOf('e.started_at'),
+    group: 'eg.group_name',
   }[by];
   const where = d.where();
   // By caller, the e-mail the identity token gave (the greatest, should it have changed): subjects are often opaque.
   const email = by === 'caller' ? 'max(c.email)' : 'NULL';
-  const callers = by === 'caller' ? 'LEFT JOIN exchange_callers c ON c.exchange_id = e.id' : '';
+  const callers =
+    by === 'caller'
+      ? 'LEFT JOIN exchange_callers c ON c.exchange_id = e.id'
+      : by === 'group'
+        ? 'LEFT JOIN exchange_groups eg ON eg.exchange_id = e.id'
+        : '';
   const tokens = 'coalesce(sum(r.input_tokens), 0) + coalesce(sum(r.output_tokens), 0)';
-  // Ties in name order, bytewise on both stores (the key is selected with that collation).
-  const order = by === 'day' ? '1' : `${tokens} DESC, 1`;
+  // Ties in name order, bytewise on both stores (the key is selected with that collation); a null key (no group, no
+  // model) last on both (SQLite would put it first, PostgreSQL last).
+  const order = by === 'day' ? '1' : `${tokens} DESC, 1 NULLS LAST`;
   return `SELECT ${key}${d.bytewise} AS key, ${email} AS email, count(*)${d.int} AS exchanges,
             coalesce(sum(r.input_tokens), 0)${d.int} AS input_tokens,
             coalesce(sum(r.output_tokens), 0)${d.int} AS output_tokens,

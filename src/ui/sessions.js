@@ -6,6 +6,7 @@ import { callersText, clear, distinctCallers, errorBox, h, link, loading, outcom
 
 const FILTERS = [
   ['caller', 'Caller', 'subject'],
+  ['group', 'Group', 'ml-team'],
   ['connection', 'Connection', 'anthropic'],
   ['model', 'Model', 'claude-sonnet-5-5'],
   ['masking', 'Masking type', 'aws_access_key'],

@@ -10,6 +10,7 @@ const GROUPINGS = [
   ['connection', 'Connection'],
   ['model', 'Model'],
   ['day', 'Day (UTC)'],
+  ['group', 'Group'],
 ];
 const FILTERS = [
   ['since', 'Since', '2026-11-01'],
@@ -88,7 +89,13 @@ function limitsTable(items) {
           'tr',
           { class: u.refusedUntil ? 'refused' : '' },
           h('td', {}, name),
-          h('td', {}, u.caller ?? h('span', { class: 'muted' }, l.per === 'connection' ? 'all callers' : 'nobody yet')),
+          h(
+            'td',
+            {},
+            u.group !== undefined
+              ? `group ${u.group}`
+              : (u.caller ?? h('span', { class: 'muted' }, l.per === 'connection' ? 'all callers' : 'nobody yet')),
+          ),
           h('td', { class: 'num' }, usedOf(u.tokens, l.tokens)),
           h('td', { class: 'num' }, usedOf(u.requests, l.requests)),
           h('td', {}, u.refusedUntil ? `refused until ${new Date(u.refusedUntil).toLocaleString()}` : ''),
@@ -170,7 +177,9 @@ export async function renderUsage({ root, query: q, signal }) {
             h(
               'td',
               {},
-              r.key === null ? h('span', { class: 'muted' }, 'unknown') : link(sessionsOf(by, r.key, q), r.key),
+              r.key === null
+                ? h('span', { class: 'muted' }, by === 'group' ? 'no group' : 'unknown')
+                : link(sessionsOf(by, r.key, q), r.key),
             ),
             byCaller ? h('td', {}, r.email ?? '') : null,
             [r.exchanges, r.inputTokens, r.outputTokens, r.failed, r.refused, r.inProgress].map((n) =>

@@ -954,6 +954,20 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         ['2025-01-15', 6],
         ['2025-01-16', 1],
       ]);
+      // By group: an exchange counts in each of its caller's groups, and those of callers without one in a row of
+      // their own (key null); largest by tokens first, ties by name.
+      expect((await store.usage({ by: 'group' })).items.map((r) => [r.key, r.exchanges, r.inputTokens])).toEqual([
+        ['eng', 2, 30],
+        ['ml-team', 2, 30],
+        ['sales', 2, 30],
+        [null, 3, 30], // alice at the other issuer, and bob's two without groups (one still running)
+      ]);
+      expect((await store.usage({ by: 'group', connection: 'anthropic' })).items.map((r) => r.key)).toEqual([
+        'eng',
+        'ml-team',
+        'sales',
+        null,
+      ]);
       // Filtered as lists are; cut at the limit, saying so.
       expect((await store.usage({ by: 'caller', group: 'sales' })).items).toEqual([
         withEmail(row('bob', 2, 30, 14, 1, 1)),

@@ -15,6 +15,7 @@ import type { AuditStore } from '../../src/store/audit-store.js';
 import { CLIENT_KEY, startHarness, type Harness } from '../support/gateway-harness.js';
 import { until } from '../support/until.js';
 import { vigil } from '../support/cli.js';
+import { startOidcProvider } from '../support/oidc-provider.js';
 
 let h: Harness;
 const connections = (upstream: string): VigilConfigInput['connections'] => [
@@ -166,6 +167,55 @@ describe('usage limits', () => {
       );
     } finally {
       await again.close(1000);
+    }
+  });
+});
+
+describe('a usage limit per group (OIDC)', () => {
+  it('is shared by the members of a group: one member’s tokens count for the other, not for other groups', async () => {
+    const idp = await startOidcProvider();
+    const g = await startHarness((upstream) => ({
+      identity: { oidc: [{ issuer: idp.issuer, audience: 'vigil', groups_claim: 'groups' }] },
+      connections: [
+        {
+          name: 'anthropic',
+          upstream,
+          credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+          limits: [{ name: 'team-daily', per: 'group', window: '1d', tokens: 20 }],
+        },
+      ],
+      admin: { roles: { admin: ['vigil-admins'] } },
+    }));
+    try {
+      const as = async (sub: string, groups: string[]) =>
+        new Anthropic({
+          baseURL: g.url,
+          apiKey: null,
+          authToken: await idp.mintToken({ sub, email: `${sub}@example.com`, groups }),
+          maxRetries: 0,
+        });
+      const [dana, erin, finn] = await Promise.all([as('dana', ['ml']), as('erin', ['ml']), as('finn', ['sales'])]);
+      // The fake answers each call with more than 20 tokens in all: dana's call takes ml over its budget.
+      await ask(dana, 'ml-1');
+      await g.session('ml-1', 1);
+      const refused = (await ask(erin, 'ml-2').catch((e: unknown) => e)) as APIError;
+      expect(refused).toBeInstanceOf(Anthropic.RateLimitError);
+      expect(refused.message).toMatch(
+        /usage limit "team-daily" reached: group "ml" used \d+ of 20 tokens in the last 1d/,
+      );
+      // Another team's budget is its own.
+      await ask(finn, 'sales-1');
+      const admin = await idp.mintToken({ sub: 'root', groups: ['vigil-admins'] });
+      const limits = (await (
+        await fetch(`${g.gateway.adminUrl}/api/v1/limits`, { headers: { authorization: `Bearer ${admin}` } })
+      ).json()) as {
+        items: Array<{ per: string; usage: Array<{ group?: string; tokens: number }> }>;
+      };
+      expect(limits.items[0]!.per).toBe('group');
+      expect(limits.items[0]!.usage.map((u) => u.group).sort()).toEqual(['ml', 'sales']);
+    } finally {
+      await g.close();
+      await idp.close();
     }
   });
 });

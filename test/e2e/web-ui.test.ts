@@ -392,6 +392,11 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     };
     await expect.poll(() => rows.locator('td:first-child').allTextContents()).toEqual(api.items.map((r) => r.key));
     expect(await rows.first().locator('td:nth-child(2)').textContent()).toBe(String(api.items[0]!.exchanges));
+    // By group: every caller here is anonymous, in no group: one row, said so.
+    await page.getByLabel('By').selectOption('group');
+    await page.getByRole('button', { name: 'Show' }).click();
+    await page.waitForURL(/by=group/);
+    await expect.poll(() => rows.locator('td:first-child').allTextContents()).toEqual(['no group']);
     await page.getByLabel('By').selectOption('day');
     await page.getByRole('button', { name: 'Show' }).click();
     // The days as the API has them (a run across midnight UTC has two).

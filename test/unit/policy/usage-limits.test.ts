@@ -69,10 +69,17 @@ function limitsOf(limits: unknown[], connection = 'anthropic'): LimitConfig[] {
   return validateConfig({ connections: [{ name: connection, limits }] }).connections[0]!.limits;
 }
 
-function ended(caller: string, tokens: number, durationMs = 20, connection = 'anthropic'): ExchangeCompleted {
+function ended(
+  caller: string,
+  tokens: number,
+  durationMs = 20,
+  connection = 'anthropic',
+  callerGroups: readonly string[] = [],
+): ExchangeCompleted {
   return {
     connection,
     caller,
+    callerGroups,
     outcome: 'ok',
     status: 200,
     model: 'claude-haiku-4-5',
@@ -184,6 +191,59 @@ describe.each(storeKinds())('usage limits on %s', (kind) => {
       now += 60_000;
       expect(limits.check('anthropic', carol)).toBeNull();
       expect(limits.check('anthropic', bob)?.limit).toBe('ci-tokens');
+    } finally {
+      await limits.close();
+    }
+  });
+
+  it('counts a per-group limit for each of the caller’s groups (those `for` names), shared by their members', async () => {
+    const store = await fixture().open();
+    const now = Date.UTC(2026, 11, 7, 15, 0, 0);
+    const dana: Principal = { method: 'oidc', subject: 'dana', issuer: 'https://idp.example', groups: ['ml', 'ci'] };
+    const erin: Principal = { method: 'oidc', subject: 'erin', issuer: 'https://idp.example', groups: ['ml'] };
+    // Read back by group: 700 tokens of ml's (dana's, who is in ci too), 200 of ci's (bob's); carol is in no group.
+    await recorded(store, dana, now - HOUR, { input: 500, output: 200 });
+    await recorded(store, bob, now - HOUR, { input: 100, output: 100 });
+    await recorded(store, carol, now - HOUR, { input: 5000, output: 5000 });
+    const limits = new UsageLimits({
+      limits: new Map([
+        [
+          'anthropic',
+          limitsOf([
+            { name: 'team-daily', per: 'group', window: '1d', tokens: 1000 },
+            { name: 'ml-calls', per: 'group', window: '1d', requests: 2, for: [{ group: 'ml' }] },
+          ]),
+        ],
+      ]),
+      store,
+      now: () => now,
+    });
+    await limits.start();
+    try {
+      // A member's call counts for the whole group: erin's 400 tokens take ml over its 1,000.
+      expect(limits.check('anthropic', erin)).toBeNull();
+      limits.completed(ended('erin', 400, 20, 'anthropic', ['ml']));
+      const refusal = limits.check('anthropic', dana);
+      expect(refusal?.message).toMatch(
+        /^usage limit "team-daily" reached: group "ml" used 1,100 of 1,000 tokens in the last 1d;/,
+      );
+      // bob's group, ci, has 900 left (dana's call counted in ci too); carol, in no group, is not counted by either.
+      expect(limits.check('anthropic', bob)).toBeNull();
+      expect(limits.check('anthropic', carol)).toBeNull();
+      // ml-calls counts ml only (what `for` names): dana's call an hour ago (read back) and erin's; dana's refused one
+      // was not counted. At 2 of 2, ml is refused until dana's leaves the window.
+      const ml = limits.status().find((l) => l.name === 'ml-calls')!;
+      expect(ml.usage).toEqual([
+        // Tokens as read back too (it limits calls only); ci's calls are not this limit's.
+        { caller: null, group: 'ml', tokens: 700, requests: 2, refusedUntil: expect.stringMatching(/^2026-12-08T/) },
+      ]);
+      const team = limits.status().find((l) => l.name === 'team-daily')!;
+      expect(team).toMatchObject({ per: 'group' });
+      expect(Object.fromEntries(team.usage.map((u) => [u.group, u.tokens]))).toEqual({ ml: 1100, ci: 700 + 200 });
+      // A user sees the rows of their own groups.
+      expect(limits.status({ caller: 'bob', groups: ['ci'] }).find((l) => l.name === 'team-daily')!.usage).toEqual([
+        expect.objectContaining({ group: 'ci', tokens: 900 }),
+      ]);
     } finally {
       await limits.close();
     }
@@ -318,8 +378,8 @@ describe('usage limits in the config', () => {
       'connections[0] (anthropic).limits[0] (a).tokens: a token limit needs the usage a recording reads',
     );
     expect(problems({ record: 'off', limits: [{ name: 'a', window: '1h', requests: 5 }] })).toBe('');
-    expect(problems({ limits: [{ name: 'a', window: '1h', requests: 5, per: 'group' }] })).toContain(
-      'connections[0] (anthropic).limits[0] (a).per:',
+    expect(problems({ limits: [{ name: 'a', window: '1h', requests: 5, per: 'team' }] })).toContain(
+      'connections[0] (anthropic).limits[0] (a).per: Invalid option: expected one of "caller"|"group"|"connection"',
     );
   });
 });
