@@ -185,6 +185,26 @@ export class Metrics {
           return used ? { tokens: used.tokens, calls: used.requests } : null;
         },
       );
+      // Per group, for the groups a per-group limit names (its `for`): labels the config bounds, not callers' claims.
+      new Gauge({
+        name: 'vigil_usage_limit_group_used',
+        help: 'What the members of a group used of a per-group limit that names the group, in its window now',
+        labelNames: ['connection', 'limit', 'unit', 'group'],
+        registers: [r],
+        collect() {
+          this.reset();
+          for (const l of limits()) {
+            if (l.per !== 'group') continue;
+            const named = (l.for ?? []).flatMap((f) => ('group' in f && f.group !== undefined ? [f.group] : []));
+            for (const group of named) {
+              const used = l.usage.find((u) => u.group === group);
+              const labels = { connection: l.connection, limit: l.name, group };
+              if (l.tokens !== null) this.set({ ...labels, unit: 'tokens' }, used?.tokens ?? 0);
+              if (l.requests !== null) this.set({ ...labels, unit: 'calls' }, used?.requests ?? 0);
+            }
+          }
+        },
+      });
       new Gauge({
         name: 'vigil_usage_limit_refusing',
         help: 'Callers a usage limit refuses now (for a limit the connection shares: 1 while it refuses everyone)',

@@ -181,7 +181,10 @@ describe('a usage limit per group (OIDC)', () => {
           name: 'anthropic',
           upstream,
           credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
-          limits: [{ name: 'team-daily', per: 'group', window: '1d', tokens: 20 }],
+          limits: [
+            { name: 'team-daily', per: 'group', window: '1d', tokens: 20 },
+            { name: 'ml-calls', per: 'group', window: '1h', requests: 100, for: [{ group: 'ml' }] },
+          ],
         },
       ],
       admin: { roles: { admin: ['vigil-admins'] } },
@@ -213,6 +216,14 @@ describe('a usage limit per group (OIDC)', () => {
       };
       expect(limits.items[0]!.per).toBe('group');
       expect(limits.items[0]!.usage.map((u) => u.group).sort()).toEqual(['ml', 'sales']);
+      // For alerting on a team's budget: the groups a limit names, as metrics (dana's call; erin's was refused).
+      const metrics = await (
+        await fetch(`${g.gateway.adminUrl}/metrics`, { headers: { authorization: `Bearer ${admin}` } })
+      ).text();
+      expect(metrics).toMatch(
+        /^vigil_usage_limit_group_used\{connection="anthropic",limit="ml-calls",group="ml",unit="calls"\} 1$/m,
+      );
+      expect(metrics).not.toMatch(/^vigil_usage_limit_group_used\{[^}]*limit="team-daily"/m);
     } finally {
       await g.close();
       await idp.close();
