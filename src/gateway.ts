@@ -308,6 +308,12 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     // The limits change with the connections; what callers used of new ones is read back after.
     const counted = limits.reconfigure(new Map(next.connections.map((c) => [c.name, c.limits])));
     upkeep.setRetention(retentionPolicy(next));
+    if (changes.approvals) {
+      // Calls held from now on are announced to these webhooks; those already announced keep theirs.
+      const notifier = next.approvals.webhooks.length ? new ApprovalNotifier(next.approvals, { log }) : undefined;
+      for (const p of notifier?.proxies ?? []) log.info(p, 'approval webhook reached through a proxy');
+      approvals.setNotifier(notifier);
+    }
     if (changes.logLevel) log.level = changes.logLevel.to;
     running = next;
     log.warn(
@@ -317,6 +323,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         removed: changes.connections.removed,
         ...(changes.defaultConnection ? { defaultConnection: changes.defaultConnection.to } : {}),
         ...(changes.retention ? { retention: 'changed' } : {}),
+        ...(changes.approvals ? { approvalWebhooks: next.approvals.webhooks.map((w) => w.name) } : {}),
         ...(changes.logLevel ? { logLevel: changes.logLevel.to } : {}),
       },
       'config reloaded: calls from now on follow it',

@@ -729,7 +729,7 @@ export const OPENAPI_DOCUMENT = {
       },
       ConfigChanges: {
         type: 'object',
-        required: ['restartNeeded', 'connections', 'defaultConnection', 'retention', 'logLevel'],
+        required: ['restartNeeded', 'connections', 'defaultConnection', 'retention', 'approvals', 'logLevel'],
         properties: {
           restartNeeded: { type: 'array', items: { type: 'string' }, description: 'Always empty when applied.' },
           connections: {
@@ -753,6 +753,7 @@ export const OPENAPI_DOCUMENT = {
             properties: { from: { type: 'string' }, to: { type: 'string' } },
           },
           retention: { type: 'boolean', description: '`retention.default` or `retention.batch` changed.' },
+          approvals: { type: 'boolean', description: '`approvals` (webhooks, admin URL) changed.' },
           logLevel: { type: ['object', 'null'], properties: { from: { type: 'string' }, to: { type: 'string' } } },
         },
       },

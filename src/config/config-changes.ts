@@ -1,9 +1,9 @@
 /**
  * What changed between the config a gateway runs and the one it is asked to reload (SIGHUP), and whether it can take
  * it without a restart. Connections (upstreams, credentials, who may call, approvals, masking, recording, usage
- * limits, retention), `default_connection`, `retention.default` and `retention.batch`, and `log.level` are applied to
- * a running gateway; anything else (listeners, TLS, the store, identity, the admin API, SIEM sinks, approval webhooks,
- * signing, limits on sizes, shutdown) is opened once at start-up, so a change to it needs a restart and the reload is
+ * limits, retention), `default_connection`, `retention.default` and `retention.batch`, `approvals` (webhooks and
+ * the admin URL their links use) and `log.level` are applied to a running gateway; anything else (listeners, TLS, the
+ * store, identity, the admin API, SIEM sinks, signing, limits on sizes, shutdown) is opened once at start-up, so a change to it needs a restart and the reload is
  * refused whole: a gateway never runs half of one config and half of another.
  */
 import { createHash } from 'node:crypto';
@@ -11,7 +11,7 @@ import { canonicalJson } from '../canonical-json.js';
 import type { ConnectionConfig, VigilConfig } from './config-schema.js';
 
 /** The top-level keys a running gateway takes on reload; `retention` only in part (see RELOADABLE_RETENTION). */
-const RELOADABLE = new Set<string>(['connections', 'default_connection', 'log']);
+const RELOADABLE = new Set<string>(['connections', 'default_connection', 'log', 'approvals']);
 /** `retention.schedule` sets a timer's period at start-up; the windows and the batch size are read on each run. */
 const RELOADABLE_RETENTION = new Set<string>(['default', 'batch']);
 
@@ -33,6 +33,8 @@ export interface ConfigChanges {
   readonly defaultConnection: { readonly from: string; readonly to: string } | null;
   /** `retention.default` or `retention.batch` changed. */
   readonly retention: boolean;
+  /** `approvals` (its webhooks, its admin URL) changed. */
+  readonly approvals: boolean;
   readonly logLevel: { readonly from: string; readonly to: string } | null;
 }
 
@@ -77,6 +79,7 @@ export function configChanges(running: VigilConfig, next: VigilConfig): ConfigCh
     retention: ['default', 'batch'].some(
       (k) => !same(running.retention[k as 'default'], next.retention[k as 'default']),
     ),
+    approvals: !same(running.approvals, next.approvals),
     logLevel: running.log.level === next.log.level ? null : { from: running.log.level, to: next.log.level },
   };
 }
@@ -89,6 +92,7 @@ export function nothingChanged(c: ConfigChanges): boolean {
     c.connections.removed.length === 0 &&
     c.defaultConnection === null &&
     !c.retention &&
+    !c.approvals &&
     c.logLevel === null
   );
 }
@@ -115,6 +119,8 @@ export interface ConfigReloadedData {
   };
   readonly defaultConnection?: { readonly from: string; readonly to: string };
   readonly retention?: { readonly default: unknown; readonly batch: number };
+  /** The approval webhooks now, by name (their URLs and secrets may be references to secrets: not recorded). */
+  readonly approvals?: { readonly webhooks: readonly string[] };
   readonly logLevel?: { readonly from: string; readonly to: string };
   /** SHA-256 of the reloaded config (canonical JSON, as validated): which version of the file this was. */
   readonly configSha256: string;
@@ -136,6 +142,7 @@ export function configReloadedData(changes: ConfigChanges, next: VigilConfig, by
     ...(changes.retention
       ? { retention: { default: next.retention.default ?? null, batch: next.retention.batch } }
       : {}),
+    ...(changes.approvals ? { approvals: { webhooks: next.approvals.webhooks.map((w) => w.name) } } : {}),
     ...(changes.logLevel ? { logLevel: changes.logLevel } : {}),
     configSha256: createHash('sha256').update(canonicalJson(next)).digest('hex'),
   };

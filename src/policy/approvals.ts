@@ -412,11 +412,14 @@ export class ApprovalCoordinator {
   private readonly overlapMs: number;
   private readonly clock: () => number;
   private readonly unsubscribe: (() => void) | undefined;
+  /** Where held calls are announced (see setNotifier). */
+  private notifier: HeldNotifier | undefined;
 
   constructor(
     private readonly ledger: ApprovalLedger,
     private readonly options: ApprovalCoordinatorOptions = {},
   ) {
+    this.notifier = options.notifier;
     this.pollMs = options.pollMs ?? 200;
     this.historyMs = options.historyMs ?? 24 * 3_600_000;
     this.overlapMs = options.overlapMs ?? 30_000;
@@ -525,7 +528,8 @@ export class ApprovalCoordinator {
     // Decided while its record was being appended (see above): answer now, not at the next poll.
     else if (state.decisions.length > 0) this.settleAll();
     this.schedulePoll();
-    if (this.options.notifier) void this.notifications.track(this.notify(state));
+    const notifier = this.notifier;
+    if (notifier) void this.notifications.track(this.notify(state, notifier));
     return outcome;
   }
 
@@ -927,10 +931,18 @@ export class ApprovalCoordinator {
     );
   }
 
-  private async notify(s: State): Promise<void> {
+  /**
+   * Where calls held from now on are announced (a config reload changed `approvals`); those already announced keep
+   * the webhooks they were sent to.
+   */
+  setNotifier(notifier: HeldNotifier | undefined): void {
+    this.notifier = notifier;
+  }
+
+  private async notify(s: State, notifier: HeldNotifier): Promise<void> {
     const { held } = s;
     try {
-      const results = await this.options.notifier!.notify(this.viewOf(s, this.clock()), this.stopNotifying.signal);
+      const results = await notifier.notify(this.viewOf(s, this.clock()), this.stopNotifying.signal);
       if (results.length === 0) return;
       await this.ledger.append({
         records: results.map((r) => ({

@@ -18,12 +18,14 @@ import { appendOldExchanges } from '../support/old-exchanges.js';
 import {
   CLIENT_KEY,
   GATEWAY_KEY,
+  postMessages,
   postSlowStream,
   startHarness,
   tempDir,
   type Harness,
 } from '../support/gateway-harness.js';
 import { serve } from '../support/cli.js';
+import { startRecordingHttpServer } from '../support/recording-http-server.js';
 import { until } from '../support/until.js';
 
 type Connection = NonNullable<VigilConfigInput['connections']>[number];
@@ -217,6 +219,38 @@ describe('reloading the config', () => {
     // Removed: calls are admitted again.
     await reload({ connections: [connection('anthropic', up)] });
     await ask(client, 'u7');
+  });
+
+  it('announces calls held after a reload to the webhooks it adds', async () => {
+    const hook = await startRecordingHttpServer();
+    try {
+      const hold = { name: 'deploys', action: 'hold' as const, when: { prompt_matches: ['/deploy/'] }, timeout: '2s' };
+      const { h, reload } = await gatewayWith((up) => ({
+        connections: [connection('anthropic', up, { approvals: [hold] })],
+      }));
+      const held = (session: string) =>
+        postMessages(h.url, session, { messages: [{ role: 'user', content: 'deploy it' }] }).then((r) =>
+          r.arrayBuffer(),
+        );
+      // No webhook yet: held (and timed out), nobody told.
+      await held('before');
+      expect(hook.requests).toEqual([]);
+      const changes = await reload({
+        connections: [connection('anthropic', h.fake.url, { approvals: [hold] })],
+        approvals: { webhooks: [{ name: 'oncall', url: hook.url, retries: 0 }] },
+      });
+      expect(changes.approvals).toBe(true);
+      const call = held('after');
+      await until('the webhook to be told', async () => (hook.requests.length ? true : undefined));
+      expect(JSON.parse(hook.requests[0]!.body)).toMatchObject({
+        type: 'approval.held',
+        approval: { connection: 'anthropic' },
+      });
+      await call;
+      expect((await reloadRecords(h))[0]).toMatchObject({ approvals: { webhooks: ['oncall'] } });
+    } finally {
+      await hook.close();
+    }
   });
 
   it('purges on the retention window a reload sets', async () => {

@@ -56,6 +56,16 @@ describe('configChanges', () => {
     expect(configChanges(config(), reordered).defaultConnection).toEqual({ from: 'anthropic', to: 'team' });
   });
 
+  it('takes approval webhooks', () => {
+    const c = configChanges(
+      config(),
+      config({ approvals: { webhooks: [{ name: 'oncall', url: 'https://hooks.example/x' }] } }),
+    );
+    expect(c.approvals).toBe(true);
+    expect(c.restartNeeded).toEqual([]);
+    expect(nothingChanged(c)).toBe(false);
+  });
+
   it('takes retention windows, the batch size and the log level, but not the retention schedule', () => {
     const c = configChanges(
       config(),
