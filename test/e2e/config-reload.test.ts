@@ -153,6 +153,54 @@ describe('reloading the config', () => {
     expect((await h.session('moved', 1))[0]!.outcome).toBe('ok');
   });
 
+  it('loses no call when reloads come while calls are under way', async () => {
+    const second = await startFakeAnthropic({ apiKey: GATEWAY_KEY });
+    others.push(second);
+    const { h, reload } = await gatewayWith((up) => ({ connections: [connection('anthropic', up)] }));
+    const ups = [h.fake.url, second.url];
+    const client = new Anthropic({ baseURL: h.url, apiKey: CLIENT_KEY, maxRetries: 0 });
+    const never = {
+      name: 'never',
+      action: 'deny' as const,
+      message: 'no',
+      when: { prompt_matches: ['/launch code/'] },
+    };
+    // 8 agents, 6 streamed calls each, while the connection's upstream and approval rules change 6 times.
+    const agents = Array.from({ length: 8 }, async (_, a) => {
+      for (let i = 0; i < 6; i++) {
+        const text = await client.messages
+          .stream(
+            {
+              model: 'claude-haiku-4-5',
+              max_tokens: 30,
+              messages: [{ role: 'user', content: `agent ${a} turn ${i}` }],
+            },
+            { headers: { 'x-vigil-session': `busy-${a}` } },
+          )
+          .finalText();
+        expect(text.length).toBeGreaterThan(0);
+      }
+    });
+    const done = Promise.all(agents);
+    done.catch(() => undefined); // awaited below, after the reloads
+    for (let r = 1; r <= 6; r++) {
+      await new Promise((resolve) => setTimeout(resolve, 15));
+      await reload({
+        connections: [connection('anthropic', ups[r % 2]!, r % 2 ? { approvals: [never] } : {})],
+      });
+    }
+    await done;
+    for (let a = 0; a < 8; a++) {
+      const xs = await h.session(`busy-${a}`, 6);
+      expect(xs.map((x) => x.outcome)).toEqual(Array(6).fill('ok'));
+    }
+    // Both upstreams served some; every call went to one of them.
+    expect(h.fake.requests.length + second.requests.length).toBe(48);
+    expect(Math.min(h.fake.requests.length, second.requests.length)).toBeGreaterThan(0);
+    expect(await reloadRecords(h)).toHaveLength(6);
+    expect(await h.gateway.store.verify()).toMatchObject({ ok: true });
+  });
+
   it('refuses a reload that changes what only a restart applies, or that would not start, and applies none of it', async () => {
     const { h, reload } = await gatewayWith((up) => ({ connections: [connection('anthropic', up)] }));
     const up = h.fake.url;
