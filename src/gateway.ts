@@ -26,7 +26,8 @@ import { adminReads, describeStore, openStore, type AdminReads } from './store/o
 import { hostname } from 'node:os';
 import { otlpRejectedChannel } from './export/otlp-sink.js';
 import { Outbox } from './export/outbox.js';
-import { createSink } from './export/sink.js';
+import { createSink, type Sink } from './export/sink.js';
+import { canonicalJson } from './canonical-json.js';
 import { Metrics } from './observability/metrics.js';
 import {
   configChanges,
@@ -219,10 +220,28 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     approvals,
     limits,
   });
-  const sinks = config.siem.sinks.map((c, i) =>
-    createSink(c, { hostname: hostname(), where: formatPath(['siem', 'sinks', i], config) }),
+  /** Each SIEM sink by name, with the config it was made from: a reload keeps those whose config stays the same. */
+  const makeSinks = (next: VigilConfig, kept: ReadonlyMap<string, { config: string; sink: Sink }>) =>
+    new Map(
+      next.siem.sinks.map((c, i) => {
+        const made = kept.get(c.name);
+        const text = canonicalJson(c);
+        if (made?.config === text) return [c.name, made] as const;
+        return [
+          c.name,
+          {
+            config: text,
+            sink: createSink(c, { hostname: hostname(), where: formatPath(['siem', 'sinks', i], next) }),
+          },
+        ] as const;
+      }),
+    );
+  let sinks = makeSinks(config, new Map());
+  const outbox = new Outbox(
+    store,
+    [...sinks.values()].map((s) => s.sink),
+    { gateway: hostname(), log },
   );
-  const outbox = new Outbox(store, sinks, { gateway: hostname(), log });
   // OTLP partial success: the collector took the batch but dropped some records, which the spec says not to resend.
   const onOtlpRejected = (m: unknown): void => {
     const d = m as { sink: string; rejected: number; message: string };
@@ -308,6 +327,11 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     // The limits change with the connections; what callers used of new ones is read back after.
     const counted = limits.reconfigure(new Map(next.connections.map((c) => [c.name, c.limits])));
     upkeep.setRetention(retentionPolicy(next));
+    if (changes.siem) {
+      // A sink that keeps its name goes on from its cursor; a new name starts from its own (see Outbox.setSinks).
+      sinks = makeSinks(next, sinks);
+      outbox.setSinks([...sinks.values()].map((s) => s.sink));
+    }
     if (changes.approvals) {
       // Calls held from now on are announced to these webhooks; those already announced keep theirs.
       const notifier = next.approvals.webhooks.length ? new ApprovalNotifier(next.approvals, { log }) : undefined;
@@ -324,6 +348,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         ...(changes.defaultConnection ? { defaultConnection: changes.defaultConnection.to } : {}),
         ...(changes.retention ? { retention: 'changed' } : {}),
         ...(changes.approvals ? { approvalWebhooks: next.approvals.webhooks.map((w) => w.name) } : {}),
+        ...(changes.siem ? { siemSinks: next.siem.sinks.map((k) => k.name) } : {}),
         ...(changes.logLevel ? { logLevel: changes.logLevel.to } : {}),
       },
       'config reloaded: calls from now on follow it',

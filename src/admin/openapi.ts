@@ -729,7 +729,7 @@ export const OPENAPI_DOCUMENT = {
       },
       ConfigChanges: {
         type: 'object',
-        required: ['restartNeeded', 'connections', 'defaultConnection', 'retention', 'approvals', 'logLevel'],
+        required: ['restartNeeded', 'connections', 'defaultConnection', 'retention', 'approvals', 'siem', 'logLevel'],
         properties: {
           restartNeeded: { type: 'array', items: { type: 'string' }, description: 'Always empty when applied.' },
           connections: {
@@ -754,6 +754,7 @@ export const OPENAPI_DOCUMENT = {
           },
           retention: { type: 'boolean', description: '`retention.default` or `retention.batch` changed.' },
           approvals: { type: 'boolean', description: '`approvals` (webhooks, admin URL) changed.' },
+          siem: { type: 'boolean', description: '`siem` (its sinks) changed.' },
           logLevel: { type: ['object', 'null'], properties: { from: { type: 'string' }, to: { type: 'string' } } },
         },
       },

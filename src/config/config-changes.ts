@@ -2,8 +2,8 @@
  * What changed between the config a gateway runs and the one it is asked to reload (SIGHUP), and whether it can take
  * it without a restart. Connections (upstreams, credentials, who may call, approvals, masking, recording, usage
  * limits, retention), `default_connection`, `retention.default` and `retention.batch`, `approvals` (webhooks and
- * the admin URL their links use) and `log.level` are applied to a running gateway; anything else (listeners, TLS, the
- * store, identity, the admin API, SIEM sinks, signing, limits on sizes, shutdown) is opened once at start-up, so a change to it needs a restart and the reload is
+ * the admin URL their links use), `siem` (its sinks) and `log.level` are applied to a running gateway; anything else
+ * (listeners, TLS, the store, identity, the admin API, signing, limits on sizes, shutdown) is opened once at start-up, so a change to it needs a restart and the reload is
  * refused whole: a gateway never runs half of one config and half of another.
  */
 import { createHash } from 'node:crypto';
@@ -11,7 +11,7 @@ import { canonicalJson } from '../canonical-json.js';
 import type { ConnectionConfig, VigilConfig } from './config-schema.js';
 
 /** The top-level keys a running gateway takes on reload; `retention` only in part (see RELOADABLE_RETENTION). */
-const RELOADABLE = new Set<string>(['connections', 'default_connection', 'log', 'approvals']);
+const RELOADABLE = new Set<string>(['connections', 'default_connection', 'log', 'approvals', 'siem']);
 /** `retention.schedule` sets a timer's period at start-up; the windows and the batch size are read on each run. */
 const RELOADABLE_RETENTION = new Set<string>(['default', 'batch']);
 
@@ -35,6 +35,8 @@ export interface ConfigChanges {
   readonly retention: boolean;
   /** `approvals` (its webhooks, its admin URL) changed. */
   readonly approvals: boolean;
+  /** `siem` (its sinks) changed. */
+  readonly siem: boolean;
   readonly logLevel: { readonly from: string; readonly to: string } | null;
 }
 
@@ -80,6 +82,7 @@ export function configChanges(running: VigilConfig, next: VigilConfig): ConfigCh
       (k) => !same(running.retention[k as 'default'], next.retention[k as 'default']),
     ),
     approvals: !same(running.approvals, next.approvals),
+    siem: !same(running.siem, next.siem),
     logLevel: running.log.level === next.log.level ? null : { from: running.log.level, to: next.log.level },
   };
 }
@@ -93,6 +96,7 @@ export function nothingChanged(c: ConfigChanges): boolean {
     c.defaultConnection === null &&
     !c.retention &&
     !c.approvals &&
+    !c.siem &&
     c.logLevel === null
   );
 }
@@ -121,6 +125,8 @@ export interface ConfigReloadedData {
   readonly retention?: { readonly default: unknown; readonly batch: number };
   /** The approval webhooks now, by name (their URLs and secrets may be references to secrets: not recorded). */
   readonly approvals?: { readonly webhooks: readonly string[] };
+  /** The SIEM sinks now, by name. */
+  readonly siem?: { readonly sinks: readonly string[] };
   readonly logLevel?: { readonly from: string; readonly to: string };
   /** SHA-256 of the reloaded config (canonical JSON, as validated): which version of the file this was. */
   readonly configSha256: string;
@@ -143,6 +149,7 @@ export function configReloadedData(changes: ConfigChanges, next: VigilConfig, by
       ? { retention: { default: next.retention.default ?? null, batch: next.retention.batch } }
       : {}),
     ...(changes.approvals ? { approvals: { webhooks: next.approvals.webhooks.map((w) => w.name) } } : {}),
+    ...(changes.siem ? { siem: { sinks: next.siem.sinks.map((k) => k.name) } } : {}),
     ...(changes.logLevel ? { logLevel: changes.logLevel } : {}),
     configSha256: createHash('sha256').update(canonicalJson(next)).digest('hex'),
   };

@@ -129,27 +129,46 @@ export class Outbox {
   /** close() was called: no pass is scheduled any more, but the final one still runs. */
   private closing = false;
 
+  /** start() was called: passes run while there are sinks (see setSinks). */
+  private started = false;
+
   constructor(
     private readonly store: OutboxStore,
-    private readonly sinks: readonly Sink[],
+    private sinks: readonly Sink[],
     private readonly options: OutboxOptions,
   ) {
-    for (const s of sinks) {
-      this.status.set(s.name, {
-        sink: s.name,
-        lag: 0,
-        delivered: 0,
-        failures: 0,
-        undeliverable: 0,
-        lastError: null,
-        lastDeliveryAt: null,
-      });
+    for (const s of sinks) this.status.set(s.name, freshStatus(s.name));
+  }
+
+  /**
+   * The sinks of a reloaded config, from the next pass on (one under way finishes with those it began with). A sink
+   * that keeps its name goes on from its cursor, a new name starts from its own (the ledger's start, for a name never
+   * delivered to), and a sink no longer configured is closed once the pass under way ends.
+   */
+  setSinks(sinks: readonly Sink[]): void {
+    const retired = this.sinks.filter((s) => !sinks.includes(s));
+    this.sinks = sinks;
+    const names = new Set(sinks.map((s) => s.name));
+    for (const s of sinks) if (!this.status.has(s.name)) this.status.set(s.name, freshStatus(s.name));
+    for (const name of [...this.status.keys()]) {
+      if (names.has(name)) continue;
+      this.status.delete(name);
+      this.backoff.delete(name);
+      this.backoffUntil.delete(name);
+      this.refused.delete(name);
     }
+    void (this.running ?? Promise.resolve())
+      .catch(() => undefined)
+      .then(() => Promise.all(retired.map((s) => s.close().catch(() => undefined))));
+    if (this.started) this.start();
   }
 
   start(): void {
-    if (this.sinks.length === 0) return;
+    this.started = true;
+    // One loop: it runs while there are sinks, and setSinks starts it again when a reload adds some.
+    if (this.sinks.length === 0 || this.timer !== null || this.running !== null || this.stopped || this.closing) return;
     const tick = (): void => {
+      this.timer = null;
       if (this.stopped || this.closing) return;
       // A pass that fails before delivering (the store unreachable) is tried again after a pause that grows.
       const pass = this.runOnce().then(
@@ -171,7 +190,7 @@ export class Outbox {
       this.running = pass.finally(() => {
         this.running = null;
         const wait = this.failedPassPauseMs || this.nextPassIn();
-        if (!this.stopped && !this.closing) this.timer = setTimeout(tick, wait).unref();
+        if (!this.stopped && !this.closing && this.sinks.length > 0) this.timer = setTimeout(tick, wait).unref();
       });
     };
     tick();
@@ -481,6 +500,10 @@ export class Outbox {
     this.stopped = true; // a pass still delivering stops after its batch
     await Promise.all(this.sinks.map((s) => s.close().catch(() => undefined)));
   }
+}
+
+function freshStatus(sink: string): SinkStatus {
+  return { sink, lag: 0, delivered: 0, failures: 0, undeliverable: 0, lastError: null, lastDeliveryAt: null };
 }
 
 /** The leadership a gateway holds while it delivers to `sink`. */

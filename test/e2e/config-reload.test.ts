@@ -25,7 +25,7 @@ import {
   type Harness,
 } from '../support/gateway-harness.js';
 import { serve } from '../support/cli.js';
-import { startRecordingHttpServer } from '../support/recording-http-server.js';
+import { postedEvents, startRecordingHttpServer } from '../support/recording-http-server.js';
 import { until } from '../support/until.js';
 
 type Connection = NonNullable<VigilConfigInput['connections']>[number];
@@ -298,6 +298,45 @@ describe('reloading the config', () => {
       expect((await reloadRecords(h))[0]).toMatchObject({ approvals: { webhooks: ['oncall'] } });
     } finally {
       await hook.close();
+    }
+  });
+
+  it('streams to the SIEM sinks a reload adds, goes on from its cursor at a sink’s new address, stops at a removed one', async () => {
+    const [soc, moved] = [await startRecordingHttpServer(), await startRecordingHttpServer()];
+    try {
+      const { h, reload } = await gatewayWith((up) => ({ connections: [connection('anthropic', up)] }));
+      const client = new Anthropic({ baseURL: h.url, apiKey: CLIENT_KEY, maxRetries: 0 });
+      const sink = (url: string) => ({ siem: { sinks: [{ type: 'http' as const, name: 'soc', url }] } });
+      const completed = (requests: typeof soc.requests) =>
+        postedEvents(requests).flatMap((e) => (e.type === 'exchange.completed' ? [e.session] : []));
+      await ask(client, 'before-sink');
+      await h.session('before-sink', 1);
+      // Added: what the ledger holds reaches it, from the start (the call before it too), and the reload itself.
+      const changes = await reload({ connections: [connection('anthropic', h.fake.url)], ...sink(soc.url) });
+      expect(changes.siem).toBe(true);
+      await until('the sink to get the call before it', async () =>
+        completed(soc.requests).includes('before-sink') ? true : undefined,
+      );
+      await until('the sink to get the reload', async () =>
+        postedEvents(soc.requests).some((e) => e.type === 'config.reloaded') ? true : undefined,
+      );
+      // Moved (same name, new address): it goes on from its cursor, nothing sent twice.
+      await reload({ connections: [connection('anthropic', h.fake.url)], ...sink(moved.url) });
+      await ask(client, 'after-move');
+      await until('the moved sink to get the next call', async () =>
+        completed(moved.requests).includes('after-move') ? true : undefined,
+      );
+      expect(completed(moved.requests)).not.toContain('before-sink');
+      expect(completed(soc.requests)).not.toContain('after-move');
+      // Removed: nothing more is sent.
+      await reload({ connections: [connection('anthropic', h.fake.url)] });
+      await ask(client, 'after-removal');
+      await h.session('after-removal', 1);
+      await new Promise((r) => setTimeout(r, 1200));
+      expect(completed(moved.requests)).not.toContain('after-removal');
+    } finally {
+      await soc.close();
+      await moved.close();
     }
   });
 

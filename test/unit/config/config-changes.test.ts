@@ -90,7 +90,8 @@ describe('configChanges', () => {
         shutdown: { grace: '1s' },
       }),
     );
-    expect(c.restartNeeded).toEqual(['admin', 'identity', 'limits', 'listen', 'shutdown', 'siem', 'signing', 'store']);
+    expect(c.restartNeeded).toEqual(['admin', 'identity', 'limits', 'listen', 'shutdown', 'signing', 'store']);
+    expect(c.siem).toBe(true);
   });
 });
 
