@@ -789,49 +789,59 @@ describe('operator errors say what to fix', () => {
     expect(missing.stderr).not.toMatch(/unexpected error|\n\s+at /);
   });
 
-  it.skipIf(!tmpfsMountable)('exits 1 when it stops with records the store would not take', () =>
-    withTmpfs('6m', async (stopDisk) => {
-      // A stop that lost records (the disk full to the end) exited 0 like any other.
-      const s = await serve(
-        ['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', path.join(stopDisk, 'data')],
-        env,
-      );
-      const stream = fetch(`${s.url}/v1/messages`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'x-api-key': CLIENT_KEY, 'x-fake-scenario': 'slow:40' },
-        body: JSON.stringify({
-          model: 'claude-haiku-4-5',
-          max_tokens: 200,
-          stream: true,
-          messages: [{ role: 'user', content: 'tell me a long story about a lighthouse keeper and the sea' }],
-        }),
-      }).then((r) => r.text());
-      await new Promise((r) => setTimeout(r, 100)); // its request recorded, its events on their way
-      fillDisk(path.join(stopDisk, 'filler'));
-      let status = 0;
-      for (let i = 0; i < 100 && status !== 503; i++) {
-        const r = await fetch(`${s.url}/v1/messages`, {
+  it.skipIf(!tmpfsMountable)('exits 1 when it stops with records the store would not take', async () => {
+    // A stop that lost records (the disk full to the end) exited 0 like any other. Whether the store takes the last
+    // records is the disk's to say: once a checkpoint has copied the write-ahead log back, SQLite writes the log again
+    // from its start, in blocks it already has, and the records fit (seen under load in CI). So the scenario runs
+    // until a stop loses records (at most three times); a stop that lost none must then say so, and exit 0.
+    for (let attempt = 1; ; attempt++) {
+      const stop = await withTmpfs('6m', async (stopDisk) => {
+        const s = await serve(
+          ['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', path.join(stopDisk, 'data')],
+          env,
+        );
+        const stream = fetch(`${s.url}/v1/messages`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-api-key': CLIENT_KEY },
+          headers: { 'content-type': 'application/json', 'x-api-key': CLIENT_KEY, 'x-fake-scenario': 'slow:40' },
           body: JSON.stringify({
             model: 'claude-haiku-4-5',
-            max_tokens: 5,
-            messages: [{ role: 'user', content: `${i}` }],
+            max_tokens: 200,
+            stream: true,
+            messages: [{ role: 'user', content: 'tell me a long story about a lighthouse keeper and the sea' }],
           }),
-        });
-        await r.arrayBuffer();
-        status = r.status;
+        }).then((r) => r.text());
+        await new Promise((r) => setTimeout(r, 100)); // its request recorded, its events on their way
+        fillDisk(path.join(stopDisk, 'filler'));
+        let status = 0;
+        for (let i = 0; i < 100 && status !== 503; i++) {
+          const r = await fetch(`${s.url}/v1/messages`, {
+            method: 'POST',
+            headers: { 'content-type': 'application/json', 'x-api-key': CLIENT_KEY },
+            body: JSON.stringify({
+              model: 'claude-haiku-4-5',
+              max_tokens: 5,
+              messages: [{ role: 'user', content: `${i}` }],
+            }),
+          });
+          await r.arrayBuffer();
+          status = r.status;
+        }
+        expect(status).toBe(503);
+        s.child.kill('SIGTERM');
+        const exit = await s.exited;
+        expect(await stream).toContain('event: message_stop'); // the client got its whole answer
+        expect(s.stderr()).toMatch(/"msg":"recording failed: records could not be written to the store"/);
+        return { exit, stderr: s.stderr() };
+      });
+      const lost = /"lost":\d+,"msg":"stopped with records not written: the store refused writes to the end"/;
+      if (lost.test(stop.stderr)) {
+        expect(stop.exit).toBe(1);
+        return;
       }
-      expect(status).toBe(503);
-      s.child.kill('SIGTERM');
-      expect(await s.exited).toBe(1);
-      expect(await stream).toContain('event: message_stop'); // the client got its whole answer
-      expect(s.stderr()).toMatch(/"msg":"recording failed: records could not be written to the store"/);
-      expect(s.stderr()).toMatch(
-        /"lost":\d+,"msg":"stopped with records not written: the store refused writes to the end"/,
-      );
-    }),
-  );
+      expect(stop.exit).toBe(0);
+      if (attempt === 3) throw new Error('three stops in a row lost no records: the disk never stayed full to the end');
+    }
+  });
 
   it.skipIf(!tmpfsMountable)('says the disk is full when the store cannot be created for want of space', () =>
     withTmpfs('1m', async (fullDisk) => {
