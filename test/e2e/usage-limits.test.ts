@@ -224,6 +224,24 @@ describe('a usage limit per group (OIDC)', () => {
         /^vigil_usage_limit_group_used\{connection="anthropic",limit="ml-calls",group="ml",unit="calls"\} 1$/m,
       );
       expect(metrics).not.toMatch(/^vigil_usage_limit_group_used\{[^}]*limit="team-daily"/m);
+      // The CLI reads the same back from the store, by group.
+      await g.session('sales-1', 1);
+      const config = path.join(g.dataDir, 'limits.yaml');
+      writeFileSync(
+        config,
+        [
+          `data_dir: ${g.dataDir}`,
+          'connections:',
+          '  - name: anthropic',
+          '    limits:',
+          '      - { name: team-daily, per: group, window: 1d, tokens: 20 }',
+          '',
+        ].join('\n'),
+      );
+      const text = await vigil(['limits', '--config', config]);
+      expect(text.stdout).toMatch(
+        /^anthropic · team-daily: 20 tokens per group in 1d\n {2}group (ml|sales) +\d+ tokens {2}refused until \S+\n {2}group (ml|sales) +\d+ tokens {2}refused until \S+\n$/,
+      );
     } finally {
       await g.close();
       await idp.close();
