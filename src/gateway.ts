@@ -31,6 +31,7 @@ import { canonicalJson } from './canonical-json.js';
 import { Metrics } from './observability/metrics.js';
 import {
   configChanges,
+  configDigest,
   configReloadedData,
   nothingChanged,
   SIGHUP_ACTOR,
@@ -250,7 +251,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   otlpRejectedChannel.subscribe(onOtlpRejected);
   outbox.start();
   /** What `vigil_config_last_reload_successful` and its timestamp say: the start-up config counts as a success. */
-  let reloadState = { successful: true, lastSuccessAt: Date.now() };
+  let reloadState = { successful: true, lastSuccessAt: Date.now(), sha256: configDigest(config) };
   const metrics = new Metrics({
     recordingFailures: () => recorder.failures,
     recordingBacklog: () => recorder.queue.backlog,
@@ -267,7 +268,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const reload = (next: VigilConfig, by: ReloadActor = SIGHUP_ACTOR): Promise<ConfigChanges> => {
     const applied = reloading.then(() => applyConfig(next, by));
     reloading = applied.then(
-      () => (reloadState = { successful: true, lastSuccessAt: Date.now() }),
+      () => (reloadState = { successful: true, lastSuccessAt: Date.now(), sha256: configDigest(next) }),
       () => (reloadState = { ...reloadState, successful: false }),
     );
     return applied;

@@ -38,7 +38,7 @@ import { listenAddress, type ListenAddress, type VigilConfig } from '../config/c
 import { loadConfig } from '../config/load-config.js';
 import { formatPath } from '../config/config-path.js';
 import { ConfigError, VigilError } from '../errors.js';
-import { SIGHUP_ACTOR } from '../config/config-changes.js';
+import { configDigest, SIGHUP_ACTOR } from '../config/config-changes.js';
 import { checkStartable, plainHttpWarning, startGateway } from '../gateway.js';
 import { OidcVerifier } from '../identity/oidc-verifier.js';
 import { ApprovalNotifier } from '../policy/approval-notifier.js';
@@ -267,6 +267,8 @@ async function configCheck(args: string[], out: Out): Promise<number> {
     `  store ${describeStore(config)}`,
     `  identity ${config.identity.oidc.length ? '' : 'none (loopback callers only)'}`.trimEnd(),
   ];
+  // Last, after the connections: the digest a gateway running this config reports as vigil_config_info.
+  const digest = `  sha256 ${configDigest(config)}`;
   const issuers = new Map(new OidcVerifier(config.identity.oidc).proxies.map((p) => [p.issuer, p]));
   for (const o of config.identity.oidc) lines.push(`    issuer ${o.issuer}${through(issuers.get(o.issuer))}`);
   const warnings: string[] = [];
@@ -282,6 +284,7 @@ async function configCheck(args: string[], out: Out): Promise<number> {
   // Webhooks by name only: a URL can be a credential (Slack's is).
   const webhooks = new Map(new ApprovalNotifier(config.approvals).proxies.map((p) => [p.webhook, p]));
   for (const w of config.approvals.webhooks) lines.push(`  approval webhook ${w.name}${through(webhooks.get(w.name))}`);
+  lines.push(digest);
   out.stdout.write(`${lines.join('\n')}\n`);
   for (const w of warnings) out.stderr.write(`vigil: warning: ${w}\n`);
   return 0;

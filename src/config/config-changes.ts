@@ -87,6 +87,15 @@ export function configChanges(running: VigilConfig, next: VigilConfig): ConfigCh
   };
 }
 
+/**
+ * SHA-256 of a config as validated (canonical JSON): what `vigil config check` prints, `vigil_config_info` says of
+ * the config a gateway runs, and a `config.reloaded` record holds — so a config pushed can be told from the one
+ * running. The same file read with the same flags gives the same digest.
+ */
+export function configDigest(config: VigilConfig): string {
+  return createHash('sha256').update(canonicalJson(config)).digest('hex');
+}
+
 /** True when nothing a running gateway applies differs. */
 export function nothingChanged(c: ConfigChanges): boolean {
   return (
@@ -151,6 +160,6 @@ export function configReloadedData(changes: ConfigChanges, next: VigilConfig, by
     ...(changes.approvals ? { approvals: { webhooks: next.approvals.webhooks.map((w) => w.name) } } : {}),
     ...(changes.siem ? { siem: { sinks: next.siem.sinks.map((k) => k.name) } } : {}),
     ...(changes.logLevel ? { logLevel: changes.logLevel } : {}),
-    configSha256: createHash('sha256').update(canonicalJson(next)).digest('hex'),
+    configSha256: configDigest(next),
   };
 }

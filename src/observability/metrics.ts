@@ -33,7 +33,7 @@ export interface MetricsSources {
   /** The connections' usage limits and what is used of them now (see UsageLimits.status). */
   limits?(): readonly LimitStatus[];
   /** Whether the last config reload was applied (true before any), and when one last was (ms since the epoch). */
-  configReload?(): { readonly successful: boolean; readonly lastSuccessAt: number };
+  configReload?(): { readonly successful: boolean; readonly lastSuccessAt: number; readonly sha256: string };
 }
 
 export class Metrics {
@@ -119,6 +119,16 @@ export class Metrics {
         registers: [r],
         collect() {
           this.set(reload().successful ? 1 : 0);
+        },
+      });
+      new Gauge({
+        name: 'vigil_config_info',
+        help: 'The config running now, by its SHA-256 as `vigil config check` prints it: always 1',
+        labelNames: ['sha256'],
+        registers: [r],
+        collect() {
+          this.reset();
+          this.set({ sha256: reload().sha256 }, 1);
         },
       });
       new Gauge({

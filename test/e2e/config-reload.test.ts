@@ -24,7 +24,7 @@ import {
   tempDir,
   type Harness,
 } from '../support/gateway-harness.js';
-import { serve } from '../support/cli.js';
+import { serve, vigil } from '../support/cli.js';
 import { postedEvents, startRecordingHttpServer } from '../support/recording-http-server.js';
 import { until } from '../support/until.js';
 
@@ -443,11 +443,19 @@ describe('vigil serve on SIGHUP', () => {
       expect(await ask(team, 'before').catch((e: unknown) => e)).toBeInstanceOf(Anthropic.NotFoundError);
 
       writeFileSync(file, yaml(['anthropic', 'team']));
+      // `vigil config check` names the config by a digest, which the running gateway reports once it runs it.
+      const checked = await vigil(['config', 'check', '--config', file], { VIGIL_TEST_KEY: GATEWAY_KEY });
+      const digest = /^ {2}sha256 ([0-9a-f]{64})$/m.exec(checked.stdout)![1]!;
+      const metricsUrl = `${gw.adminUrl!.replace(/\/api\/v1$/, '')}/metrics`;
+      const info = async () =>
+        /^vigil_config_info\{sha256="([0-9a-f]{64})"\} 1$/m.exec(await (await fetch(metricsUrl)).text())?.[1];
+      expect(await info()).not.toBe(digest);
       gw.child.kill('SIGHUP');
       await until('the reload to be logged', async () =>
         /"msg":"config reloaded/.test(gw.stderr()) ? true : undefined,
       );
       await ask(team, 'after');
+      expect(await info()).toBe(digest);
 
       writeFileSync(file, `${yaml(['anthropic', 'team'])}  - name: broken\n    upstream: ftp://nowhere\n`);
       gw.child.kill('SIGHUP');
