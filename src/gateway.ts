@@ -17,7 +17,7 @@ import { ApprovalNotifier } from './policy/approval-notifier.js';
 import { ApprovalCoordinator, NOTIFY_CLOSE_WAIT_MS } from './policy/approvals.js';
 import { decide } from './policy/policy.js';
 import { UsageLimits } from './policy/usage-limits.js';
-import { Connections } from './proxy/connections.js';
+import { Connections, type Connection } from './proxy/connections.js';
 import { ProxyServer } from './proxy/proxy-server.js';
 import { egressProxyProblems } from './net/egress-proxy.js';
 import { Recorder } from './recorder/recorder.js';
@@ -27,7 +27,8 @@ import { hostname } from 'node:os';
 import { otlpRejectedChannel } from './export/otlp-sink.js';
 import { Outbox } from './export/outbox.js';
 import { createSink, type Sink } from './export/sink.js';
-import { canonicalJson } from './canonical-json.js';
+import { sameJson } from './canonical-json.js';
+import type { SinkConfig } from './export/sinks-config.js';
 import { Metrics } from './observability/metrics.js';
 import {
   configChanges,
@@ -172,9 +173,14 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   // Signed digests of this chain, and retention purges on schedule (see README, "Retention and legal holds").
   const upkeep = startLedgerUpkeep(config, store, log);
   const connections = new Connections(config);
-  for (const c of connections.all()) {
+  /** What start-up, and a reload for the connections it makes, says of a connection: no credential, a proxy. */
+  const announce = (c: Connection): void => {
     if (c.credentialProblem) log.warn({ connection: c.name }, c.credentialProblem);
-  }
+    if (c.proxy) {
+      log.info({ connection: c.name, proxy: c.proxy.shown, from: c.proxy.from }, 'upstream reached through a proxy');
+    }
+  };
+  connections.all().forEach(announce);
   const stopWatchingCredentials = connections.watchCredentials({
     renewed: (connection, file) =>
       log.info({ connection, file }, 'upstream credential renewed: calls from now on are sent with the new one'),
@@ -184,11 +190,6 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         kept ? `${problem}; calls go on with the credential read before` : `${problem}; its calls are refused`,
       ),
   });
-  for (const c of connections.all()) {
-    if (c.proxy) {
-      log.info({ connection: c.name, proxy: c.proxy.shown, from: c.proxy.from }, 'upstream reached through a proxy');
-    }
-  }
 
   let oidc: OidcVerifier | undefined;
   if (config.identity.oidc.length) {
@@ -222,19 +223,13 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     limits,
   });
   /** Each SIEM sink by name, with the config it was made from: a reload keeps those whose config stays the same. */
-  const makeSinks = (next: VigilConfig, kept: ReadonlyMap<string, { config: string; sink: Sink }>) =>
+  const makeSinks = (next: VigilConfig, kept: ReadonlyMap<string, { config: SinkConfig; sink: Sink }>) =>
     new Map(
       next.siem.sinks.map((c, i) => {
         const made = kept.get(c.name);
-        const text = canonicalJson(c);
-        if (made?.config === text) return [c.name, made] as const;
-        return [
-          c.name,
-          {
-            config: text,
-            sink: createSink(c, { hostname: hostname(), where: formatPath(['siem', 'sinks', i], next) }),
-          },
-        ] as const;
+        if (made && sameJson(made.config, c)) return [c.name, made] as const;
+        const where = formatPath(['siem', 'sinks', i], next);
+        return [c.name, { config: c, sink: createSink(c, { hostname: hostname(), where }) }] as const;
       }),
     );
   let sinks = makeSinks(config, new Map());
@@ -251,7 +246,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   otlpRejectedChannel.subscribe(onOtlpRejected);
   outbox.start();
   /** What `vigil_config_last_reload_successful` and its timestamp say: the start-up config counts as a success. */
-  let reloadState = { successful: true, lastSuccessAt: Date.now(), sha256: configDigest(config) };
+  let reloadState = { successful: true, lastSuccessAt: Date.now() };
   const metrics = new Metrics({
     recordingFailures: () => recorder.failures,
     recordingBacklog: () => recorder.queue.backlog,
@@ -259,32 +254,29 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     sinks: () => outbox.statuses(),
     digests: () => upkeep.digests(),
     limits: () => limits.status({ max: Number.MAX_SAFE_INTEGER }),
-    configReload: () => reloadState,
+    configReload: () => ({ ...reloadState, sha256: configDigest(running) }),
   });
   // Reloads (SIGHUP, the admin API): defined before the admin API listens, which may ask for one.
   let closing: Promise<void> | null = null;
   let running = config;
   let reloading: Promise<unknown> = Promise.resolve();
-  const reload = (next: VigilConfig, by: ReloadActor = SIGHUP_ACTOR): Promise<ConfigChanges> => {
-    const applied = reloading.then(() => applyConfig(next, by));
+  /** One reload at a time: the config `read` gives (a file that does not read counts as a failed reload). */
+  const reloadWith = (read: () => VigilConfig, by: ReloadActor): Promise<ConfigChanges> => {
+    const applied = reloading.then(() => applyConfig(read(), by));
     reloading = applied.then(
-      () => (reloadState = { successful: true, lastSuccessAt: Date.now(), sha256: configDigest(next) }),
+      () => (reloadState = { successful: true, lastSuccessAt: Date.now() }),
       () => (reloadState = { ...reloadState, successful: false }),
     );
     return applied;
   };
-  const reloadFromSource = async (by: ReloadActor): Promise<ConfigChanges> => {
+  const reload = (next: VigilConfig, by: ReloadActor = SIGHUP_ACTOR): Promise<ConfigChanges> =>
+    reloadWith(() => next, by);
+  const reloadFromSource = (by: ReloadActor): Promise<ConfigChanges> => {
     const read = options.readConfig;
-    if (!read) throw new VigilError('NOT_FOUND', 'this gateway was started without a config it can read again');
-    let next: VigilConfig;
-    try {
-      next = read();
-    } catch (err) {
-      // Counted as a failed reload: the file pushed is not what runs.
-      reloading = reloading.then(() => (reloadState = { ...reloadState, successful: false }));
-      throw err;
+    if (!read) {
+      return Promise.reject(new VigilError('NOT_FOUND', 'this gateway was started without a config it can read again'));
     }
-    return reload(next, by);
+    return reloadWith(read, by);
   };
   const applyConfig = async (next: VigilConfig, by: ReloadActor): Promise<ConfigChanges> => {
     if (closing !== null) throw new VigilError('SHUTTING_DOWN', 'the gateway is stopping: the config was not reloaded');
@@ -320,11 +312,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         { cause: err },
       );
     }
-    for (const c of connections.reconfigure(next, changes)) {
-      if (c.credentialProblem) log.warn({ connection: c.name }, c.credentialProblem);
-      if (c.proxy)
-        log.info({ connection: c.name, proxy: c.proxy.shown, from: c.proxy.from }, 'upstream reached through a proxy');
-    }
+    connections.reconfigure(next, changes).forEach(announce);
     // The limits change with the connections; what callers used of new ones is read back after.
     const counted = limits.reconfigure(new Map(next.connections.map((c) => [c.name, c.limits])));
     upkeep.setRetention(retentionPolicy(next));

@@ -7,7 +7,7 @@
  * refused whole: a gateway never runs half of one config and half of another.
  */
 import { createHash } from 'node:crypto';
-import { canonicalJson } from '../canonical-json.js';
+import { canonicalJson, sameJson as same } from '../canonical-json.js';
 import type { ConnectionConfig, VigilConfig } from './config-schema.js';
 
 /** The top-level keys a running gateway takes on reload; `retention` only in part (see RELOADABLE_RETENTION). */
@@ -39,8 +39,6 @@ export interface ConfigChanges {
   readonly siem: boolean;
   readonly logLevel: { readonly from: string; readonly to: string } | null;
 }
-
-const same = (a: unknown, b: unknown): boolean => canonicalJson(a) === canonicalJson(b);
 
 function differingKeys(a: object, b: object): string[] {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);

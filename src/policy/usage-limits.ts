@@ -192,12 +192,16 @@ class Limit {
   /** The last step read back from the store (see readBack). */
   readBackThrough: number;
 
+  private current!: LimitConfig;
+  /** The groups `for` names, with `per: group` (none: every group counts); worked out when the config is set. */
+  private namedGroups: readonly string[] = [];
+
   constructor(
     readonly connection: string,
-    /** Replaced by a reload that keeps the limit (its name, window and `per`): its amounts and `for` may change. */
-    public config: LimitConfig,
+    config: LimitConfig,
     now: number,
   ) {
+    this.config = config;
     this.stepMs = Math.ceil(config.window / STEPS);
     this.readBackThrough = this.stepOf(now) - STEPS;
   }
@@ -222,14 +226,18 @@ class Limit {
 
   /** Whether this limit counts under `key`: with `per: group`, a group `for` names, when it names groups. */
   countsUnder(key: string): boolean {
-    if (this.config.per !== 'group') return true;
-    const named = this.namedGroups;
-    return named.length === 0 || named.includes(key);
+    return this.namedGroups.length === 0 || this.namedGroups.includes(key);
   }
 
-  /** The groups `for` names (none: every group counts). */
-  private get namedGroups(): readonly string[] {
-    return (this.config.for ?? []).flatMap((r) => ('group' in r && r.group !== undefined ? [r.group] : []));
+  get config(): LimitConfig {
+    return this.current;
+  }
+
+  /** Replaced by a reload that keeps the limit (its name, window and `per`): its amounts and `for` may change. */
+  set config(c: LimitConfig) {
+    this.current = c;
+    this.namedGroups =
+      c.per === 'group' ? (c.for ?? []).flatMap((r) => ('group' in r && r.group !== undefined ? [r.group] : [])) : [];
   }
 
   steps(key: string): Steps {
@@ -330,14 +338,32 @@ export class UsageLimits {
 
   constructor(private readonly options: UsageLimitsOptions) {
     this.now = options.now ?? Date.now;
+    this.byConnection = this.limitsOf(options.limits);
+  }
+
+  /**
+   * Each connection's limits as `limits` configures them. A limit this gateway counts already under the same connection,
+   * name, window and `per` is kept with its counts (its amounts and `for` take the new config's); any other is new.
+   */
+  private limitsOf(limits: ReadonlyMap<string, readonly LimitConfig[]>): Map<string, Limit[]> {
     const now = this.now();
-    for (const [connection, configs] of options.limits) {
-      if (configs.length)
-        this.byConnection.set(
-          connection,
-          configs.map((c) => new Limit(connection, c, now)),
-        );
+    const out = new Map<string, Limit[]>();
+    for (const [connection, configs] of limits) {
+      if (!configs.length) continue;
+      const old = this.byConnection.get(connection) ?? [];
+      out.set(
+        connection,
+        configs.map((c) => {
+          const kept = old.find(
+            (l) => l.config.name === c.name && l.config.window === c.window && l.config.per === c.per,
+          );
+          if (kept === undefined) return new Limit(connection, c, now);
+          kept.config = c;
+          return kept;
+        }),
+      );
     }
+    return out;
   }
 
   get configured(): boolean {
@@ -362,24 +388,7 @@ export class UsageLimits {
    * its window is read back from the store before this resolves. Limits no longer configured are forgotten.
    */
   async reconfigure(limits: ReadonlyMap<string, readonly LimitConfig[]>): Promise<void> {
-    const now = this.now();
-    const next = new Map<string, Limit[]>();
-    for (const [connection, configs] of limits) {
-      if (!configs.length) continue;
-      const old = this.byConnection.get(connection) ?? [];
-      next.set(
-        connection,
-        configs.map((c) => {
-          const kept = old.find(
-            (l) => l.config.name === c.name && l.config.window === c.window && l.config.per === c.per,
-          );
-          if (kept === undefined) return new Limit(connection, c, now);
-          kept.config = c;
-          return kept;
-        }),
-      );
-    }
-    this.byConnection = next;
+    this.byConnection = this.limitsOf(limits);
     if (!this.started || this.closed) return;
     // New limits read their whole window; kept ones only what they had not read yet (read-backs take the larger count).
     await this.readBack();

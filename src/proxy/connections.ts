@@ -10,8 +10,8 @@ import { onFilesChanged } from '../config/watch-files.js';
 import { egressDispatcher, egressProxy, type EgressProxy } from '../net/egress-proxy.js';
 import { compileApprovalRules, type CompiledRules } from '../policy/approval-rules.js';
 import { Redactor, RedactorMemory } from '../recorder/redactor.js';
-import { canonicalJson } from '../canonical-json.js';
-import type { ConfigChanges } from '../config/config-changes.js';
+import { sameJson } from '../canonical-json.js';
+import { defaultConnectionOf, type ConfigChanges } from '../config/config-changes.js';
 
 export interface Credential {
   readonly header: 'x-api-key' | 'authorization';
@@ -88,14 +88,14 @@ export class Connections {
 
   constructor(config: VigilConfig) {
     config.connections.forEach((c, i) => this.byName.set(c.name, this.build(c, i, config)));
-    this.defaultConnection = config.default_connection ?? config.connections[0]!.name;
+    this.defaultConnection = defaultConnectionOf(config);
   }
 
   /** A connection as `c` declares it; with `reuse`, the one it replaces, whose pool and masking memo it keeps if it can. */
   private build(c: ConnectionConfig, i: number, config: VigilConfig, reuse?: Connection): Connection {
     const url = new URL(c.upstream);
     const { credential, problem } = readCredential(c);
-    const samePool = reuse !== undefined && DISPATCHER_KEYS.every((k) => sameValue(reuse.config[k], c[k]));
+    const samePool = reuse !== undefined && DISPATCHER_KEYS.every((k) => sameJson(reuse.config[k], c[k]));
     const proxy = samePool
       ? reuse.proxy
       : egressProxy(c.upstream, c.proxy, formatPath(['connections', i, 'proxy'], config));
@@ -117,7 +117,7 @@ export class Connections {
       credential,
       credentialProblem: problem,
       redactor:
-        reuse !== undefined && sameValue(reuse.config.masking, c.masking)
+        reuse !== undefined && sameJson(reuse.config.masking, c.masking)
           ? reuse.redactor
           : new Redactor(c.masking, this.memory),
       approvalRules: compileApprovalRules(c.approvals),
@@ -165,7 +165,7 @@ export class Connections {
       if (old) this.retired.push(old.dispatcher);
     }
     this.byName = next;
-    this.defaultConnection = config.default_connection ?? config.connections[0]!.name;
+    this.defaultConnection = defaultConnectionOf(config);
     if (this.credentialEvents !== null) {
       for (const name of [...changed, ...changes.connections.removed]) {
         this.watches.get(name)?.();
@@ -212,8 +212,4 @@ export class Connections {
     const dispatchers = new Set([...this.all().map((c) => c.dispatcher), ...this.retired]);
     await Promise.all([...dispatchers].map((d) => d.close()));
   }
-}
-
-function sameValue(a: unknown, b: unknown): boolean {
-  return canonicalJson(a) === canonicalJson(b);
 }

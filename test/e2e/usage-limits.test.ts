@@ -47,6 +47,13 @@ const ask = (client: Anthropic, session: string): Promise<unknown> =>
     { headers: { 'x-vigil-session': session } },
   );
 
+/** A config file for `vigil limits` over the gateway's data: `connections` are its YAML lines. */
+function cliConfig(dataDir: string, connections: readonly string[]): string {
+  const file = path.join(dataDir, 'vigil.yaml');
+  writeFileSync(file, [`data_dir: ${dataDir}`, 'connections:', ...connections, ''].join('\n'));
+  return file;
+}
+
 async function denied(store: AuditStore): Promise<Array<Record<string, unknown>>> {
   const records = await store.recordsOfKinds(['access.denied'], 0, 100);
   return records.map((r) => JSON.parse(r.data) as Record<string, unknown>);
@@ -98,19 +105,12 @@ describe('usage limits', () => {
   });
 
   it('vigil limits prints each limit and what each caller used of it, read from the store', async () => {
-    const config = path.join(h.dataDir, 'vigil.yaml');
-    writeFileSync(
-      config,
-      [
-        `data_dir: ${h.dataDir}`,
-        'connections:',
-        '  - name: anthropic',
-        '    limits: [{ name: burst, window: 1m, requests: 2 }, { name: all, per: connection, window: 1h, requests: 100 }]',
-        '  - name: budget',
-        '    limits: [{ name: daily, window: 1d, tokens: 1 }]',
-        '',
-      ].join('\n'),
-    );
+    const config = cliConfig(h.dataDir, [
+      '  - name: anthropic',
+      '    limits: [{ name: burst, window: 1m, requests: 2 }, { name: all, per: connection, window: 1h, requests: 100 }]',
+      '  - name: budget',
+      '    limits: [{ name: daily, window: 1d, tokens: 1 }]',
+    ]);
     const text = await vigil(['limits', '--config', config]);
     expect(text.code).toBe(0);
     // The two calls of the previous test; the refused third is not counted.
@@ -226,18 +226,11 @@ describe('a usage limit per group (OIDC)', () => {
       expect(metrics).not.toMatch(/^vigil_usage_limit_group_used\{[^}]*limit="team-daily"/m);
       // The CLI reads the same back from the store, by group.
       await g.session('sales-1', 1);
-      const config = path.join(g.dataDir, 'limits.yaml');
-      writeFileSync(
-        config,
-        [
-          `data_dir: ${g.dataDir}`,
-          'connections:',
-          '  - name: anthropic',
-          '    limits:',
-          '      - { name: team-daily, per: group, window: 1d, tokens: 20 }',
-          '',
-        ].join('\n'),
-      );
+      const config = cliConfig(g.dataDir, [
+        '  - name: anthropic',
+        '    limits:',
+        '      - { name: team-daily, per: group, window: 1d, tokens: 20 }',
+      ]);
       const text = await vigil(['limits', '--config', config]);
       expect(text.stdout).toMatch(
         /^anthropic · team-daily: 20 tokens per group in 1d\n {2}group (ml|sales) +\d+ tokens {2}refused until \S+\n {2}group (ml|sales) +\d+ tokens {2}refused until \S+\n$/,
