@@ -32,6 +32,7 @@ import type { SinkConfig } from './export/sinks-config.js';
 import { Metrics } from './observability/metrics.js';
 import {
   configChanges,
+  anonymousPolicy,
   configDigest,
   configReloadedData,
   nothingChanged,
@@ -75,11 +76,6 @@ export interface StartOptions {
   readonly log?: Logger;
   /** Reads the config again for a reload (`vigil serve`: its file, with its flags over it); may throw ConfigError. */
   readonly readConfig?: () => VigilConfig;
-}
-
-/** Who is admitted without credentials: the config's choice, else loopback callers unless OIDC is configured. */
-function anonymousPolicy(config: VigilConfig): 'never' | 'loopback' {
-  return config.identity.anonymous ?? (config.identity.oidc.length ? 'never' : 'loopback');
 }
 
 /**
@@ -137,7 +133,6 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   checkStartable(config);
   const notifier = config.approvals.webhooks.length ? new ApprovalNotifier(config.approvals, { log }) : undefined;
   for (const p of notifier?.proxies ?? []) log.info(p, 'approval webhook reached through a proxy');
-  const anonymous = anonymousPolicy(config);
   const store = await openStore(config, {
     gateway: { onCheckpointError: (message) => log.warn({ message }, 'background WAL checkpoint failed; retrying') },
   });
@@ -191,21 +186,34 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
       ),
   });
 
-  let oidc: OidcVerifier | undefined;
-  if (config.identity.oidc.length) {
-    oidc = new OidcVerifier(config.identity.oidc);
-    for (const p of oidc.proxies) log.info(p, 'identity provider reached through a proxy');
-    for (const warning of await oidc.start()) log.warn(warning);
-  }
-  const authenticator = new Authenticator({
-    oidc,
-    keyLookup: (hash) => store.findGatewayKey(hash),
-    // From this machine, and not a page from elsewhere acting through a browser here (see isLocalRequest).
-    anonymousAllowed:
-      anonymous === 'loopback' ? (address, headers) => isLoopbackAddress(address) && isLocalRequest(headers) : false,
-    anonymousRefusal: (address, headers) =>
-      anonymous === 'loopback' && isLoopbackAddress(address) ? localRequestRefusal(headers) : null,
-  });
+  /**
+   * The OIDC issuers `next` trusts, discovered. A reload keeps the running verifier when they stay the same, and in a
+   * new one each issuer configured as before keeps its keys (see OidcVerifierOptions.replacing).
+   */
+  const verifierFor = async (next: VigilConfig, running?: OidcVerifier): Promise<OidcVerifier | undefined> => {
+    if (next.identity.oidc.length === 0) return undefined;
+    if (running && sameJson(running.issuerConfigs, next.identity.oidc)) return running;
+    const made = new OidcVerifier(next.identity.oidc, { replacing: running });
+    for (const p of made.proxies) log.info(p, 'identity provider reached through a proxy');
+    for (const warning of await made.start()) log.warn(warning);
+    return made;
+  };
+  const authenticatorFor = (next: VigilConfig, verifier: OidcVerifier | undefined): Authenticator => {
+    const anonymous = anonymousPolicy(next);
+    return new Authenticator({
+      oidc: verifier,
+      keyLookup: (hash) => store.findGatewayKey(hash),
+      // From this machine, and not a page from elsewhere acting through a browser here (see isLocalRequest).
+      anonymousAllowed:
+        anonymous === 'loopback' ? (address, headers) => isLoopbackAddress(address) && isLocalRequest(headers) : false,
+      anonymousRefusal: (address, headers) =>
+        anonymous === 'loopback' && isLoopbackAddress(address) ? localRequestRefusal(headers) : null,
+    });
+  };
+  // Both replaced together by a reload that changes `identity`; a call being authenticated finishes with the ones it
+  // began with.
+  let oidc = await verifierFor(config);
+  let authenticator = authenticatorFor(config, oidc);
   const identify = (req: IncomingMessage): Promise<Authentication> =>
     authenticator.authenticate(req.headers, req.socket.remoteAddress);
 
@@ -295,6 +303,16 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
       log.info({}, 'config reloaded: nothing a running gateway applies changed');
       return changes;
     }
+    // Who may call and who may read, made ready before anything is recorded or applied: the admin tokens' secrets are
+    // read (one that is too short refuses the reload), new issuers discovered (one unreachable is warned about and
+    // retried when its tokens arrive, as at start-up). Issuers that stay the same keep their verifier and its keys.
+    let nextOidc = oidc;
+    let nextAuthenticator = authenticator;
+    if (changes.identity) {
+      nextOidc = await verifierFor(next, oidc);
+      nextAuthenticator = authenticatorFor(next, nextOidc);
+    }
+    const applyAdminAccess = changes.identity || changes.adminAccess ? admin?.prepareAccess(next, nextOidc) : undefined;
     // On the ledger (and so to the SIEM) before it applies: a change of who may call that the audit trail cannot show
     // is not made.
     try {
@@ -327,6 +345,12 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
       for (const p of notifier?.proxies ?? []) log.info(p, 'approval webhook reached through a proxy');
       approvals.setNotifier(notifier);
     }
+    if (changes.identity) {
+      oidc = nextOidc;
+      authenticator = nextAuthenticator;
+      approvals.setOidcApprovers(next.identity.oidc.length > 0);
+    }
+    applyAdminAccess?.();
     if (changes.logLevel) log.level = changes.logLevel.to;
     running = next;
     log.warn(
@@ -338,6 +362,12 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         ...(changes.retention ? { retention: 'changed' } : {}),
         ...(changes.approvals ? { approvalWebhooks: next.approvals.webhooks.map((w) => w.name) } : {}),
         ...(changes.siem ? { siemSinks: next.siem.sinks.map((k) => k.name) } : {}),
+        ...(changes.identity
+          ? { identity: { issuers: next.identity.oidc.map((o) => o.issuer), anonymous: anonymousPolicy(next) } }
+          : {}),
+        ...(changes.adminAccess
+          ? { admin: { roles: next.admin.roles, tokens: next.admin.tokens.map((t) => `${t.name} (${t.role})`) } }
+          : {}),
         ...(changes.logLevel ? { logLevel: changes.logLevel.to } : {}),
       },
       'config reloaded: calls from now on follow it',

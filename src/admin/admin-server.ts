@@ -103,19 +103,30 @@ export interface AdminServerOptions {
 
 export interface AdminServer {
   readonly url: string;
+  /**
+   * Who may use the API under `next` (its tokens, its groups per role) and the issuers `oidc` trusts, ready to apply:
+   * the tokens' secrets are read now, so a reload whose tokens cannot be read is refused before anything changes.
+   * Requests authenticated from then on follow it.
+   *
+   * @throws ConfigError naming `admin.tokens[i] (name).token` for a secret that is missing or too short
+   */
+  prepareAccess(next: VigilConfig, oidc: OidcVerifier | undefined): () => void;
   close(): Promise<void>;
 }
 
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const { config, store, log } = options;
   checkAdminExposure(config);
-  const auth = new AdminAuthenticator({
-    oidc: options.oidc,
-    // The UI's ID tokens are for its client id: accepted on this listener only, never by the proxy's.
-    uiClient: uiClientAudience(config.admin.ui.oidc),
-    tokens: loadAdminTokens(config.admin.tokens),
-    roles: config.admin.roles,
-  });
+  const authenticatorFor = (next: VigilConfig, oidc: OidcVerifier | undefined): AdminAuthenticator =>
+    new AdminAuthenticator({
+      oidc,
+      // The UI's ID tokens are for its client id: accepted on this listener only, never by the proxy's.
+      uiClient: uiClientAudience(next.admin.ui.oidc),
+      tokens: loadAdminTokens(next.admin.tokens),
+      roles: next.admin.roles,
+    });
+  // Replaced by a reload that changes who may use the API (prepareAccess).
+  let auth = authenticatorFor(config, options.oidc);
   for (const warning of uiSignInWarnings(config.admin.ui.oidc, config.identity.oidc)) log.warn(warning);
   const routes = [...ADMIN_ROUTES, ...APPROVAL_ROUTES, ...KEY_ROUTES].map(compile);
   const ui = loadUiAssets();
@@ -241,6 +252,15 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
 
   return {
     url,
+    prepareAccess(next, oidc) {
+      const made = authenticatorFor(next, oidc);
+      return () => {
+        for (const warning of uiSignInWarnings(next.admin.ui.oidc, next.identity.oidc)) log.warn(warning);
+        if (auth.identityConfigured && !made.identityConfigured)
+          log.warn({ url }, 'admin API without identity: callers on this machine are admins');
+        auth = made;
+      };
+    },
     async close() {
       stopRenewals();
       const closed = once(server, 'close');

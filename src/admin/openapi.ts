@@ -729,7 +729,17 @@ export const OPENAPI_DOCUMENT = {
       },
       ConfigChanges: {
         type: 'object',
-        required: ['restartNeeded', 'connections', 'defaultConnection', 'retention', 'approvals', 'siem', 'logLevel'],
+        required: [
+          'restartNeeded',
+          'connections',
+          'defaultConnection',
+          'retention',
+          'approvals',
+          'siem',
+          'identity',
+          'adminAccess',
+          'logLevel',
+        ],
         properties: {
           restartNeeded: { type: 'array', items: { type: 'string' }, description: 'Always empty when applied.' },
           connections: {
@@ -755,6 +765,11 @@ export const OPENAPI_DOCUMENT = {
           retention: { type: 'boolean', description: '`retention.default` or `retention.batch` changed.' },
           approvals: { type: 'boolean', description: '`approvals` (webhooks, admin URL) changed.' },
           siem: { type: 'boolean', description: '`siem` (its sinks) changed.' },
+          identity: { type: 'boolean', description: '`identity` (OIDC issuers, anonymous callers) changed.' },
+          adminAccess: {
+            type: 'boolean',
+            description: 'Who may use the admin API (`admin.tokens`, `admin.roles`) changed.',
+          },
           logLevel: { type: ['object', 'null'], properties: { from: { type: 'string' }, to: { type: 'string' } } },
         },
       },

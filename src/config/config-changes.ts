@@ -1,19 +1,28 @@
 /**
  * What changed between the config a gateway runs and the one it is asked to reload (SIGHUP), and whether it can take
  * it without a restart. Connections (upstreams, credentials, who may call, approvals, masking, recording, usage
- * limits, retention), `default_connection`, `retention.default` and `retention.batch`, `approvals` (webhooks and
- * the admin URL their links use), `siem` (its sinks) and `log.level` are applied to a running gateway; anything else
- * (listeners, TLS, the store, identity, the admin API, signing, limits on sizes, shutdown) is opened once at start-up, so a change to it needs a restart and the reload is
- * refused whole: a gateway never runs half of one config and half of another.
+ * limits, retention), `default_connection`, `identity` (OIDC issuers, anonymous callers), who may use the admin API
+ * (`admin.roles`, `admin.tokens`), `retention.default` and `retention.batch`, `approvals` (webhooks and the admin URL
+ * their links use), `siem` (its sinks) and `log.level` are applied to a running gateway; anything else (listeners,
+ * TLS, the store, the admin API's listener and web UI sign-in, signing, limits on sizes, shutdown) is opened once at
+ * start-up, so a change to it needs a restart and the reload is refused whole: a gateway never runs half of one config
+ * and half of another.
  */
 import { createHash } from 'node:crypto';
 import { canonicalJson, sameJson as same } from '../canonical-json.js';
 import type { ConnectionConfig, VigilConfig } from './config-schema.js';
 
 /** The top-level keys a running gateway takes on reload; `retention` only in part (see RELOADABLE_RETENTION). */
-const RELOADABLE = new Set<string>(['connections', 'default_connection', 'log', 'approvals', 'siem']);
-/** `retention.schedule` sets a timer's period at start-up; the windows and the batch size are read on each run. */
-const RELOADABLE_RETENTION = new Set<string>(['default', 'batch']);
+const RELOADABLE = new Set<string>(['connections', 'default_connection', 'identity', 'log', 'approvals', 'siem']);
+/**
+ * The keys of sections a running gateway takes in part: `retention.schedule` sets a timer's period at start-up (the
+ * windows and the batch size are read on each run); `admin`'s listener, TLS and web UI sign-in are opened at start-up,
+ * while who may use it — groups per role, tokens — is looked up on each request.
+ */
+const RELOADABLE_PARTS = {
+  retention: new Set<string>(['default', 'batch']),
+  admin: new Set<string>(['roles', 'tokens']),
+} as const;
 
 export interface ConnectionChange {
   readonly name: string;
@@ -37,12 +46,21 @@ export interface ConfigChanges {
   readonly approvals: boolean;
   /** `siem` (its sinks) changed. */
   readonly siem: boolean;
+  /** `identity` (its OIDC issuers, or who is admitted without a credential) changed. */
+  readonly identity: boolean;
+  /** Who may use the admin API changed: `admin.roles`, `admin.tokens`. */
+  readonly adminAccess: boolean;
   readonly logLevel: { readonly from: string; readonly to: string } | null;
 }
 
 function differingKeys(a: object, b: object): string[] {
   const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
   return [...keys].filter((k) => !same((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])).sort();
+}
+
+/** Who is admitted without credentials: the config's choice, else loopback callers unless OIDC is configured. */
+export function anonymousPolicy(config: VigilConfig): 'never' | 'loopback' {
+  return config.identity.anonymous ?? (config.identity.oidc.length ? 'never' : 'loopback');
 }
 
 export function defaultConnectionOf(config: VigilConfig): string {
@@ -52,9 +70,9 @@ export function defaultConnectionOf(config: VigilConfig): string {
 export function configChanges(running: VigilConfig, next: VigilConfig): ConfigChanges {
   const restartNeeded: string[] = [];
   for (const key of differingKeys(running, next)) {
-    if (key === 'retention') {
-      for (const k of differingKeys(running.retention, next.retention))
-        if (!RELOADABLE_RETENTION.has(k)) restartNeeded.push(`retention.${k}`);
+    if (key === 'retention' || key === 'admin') {
+      for (const k of differingKeys(running[key], next[key]))
+        if (!RELOADABLE_PARTS[key].has(k)) restartNeeded.push(`${key}.${k}`);
     } else if (!RELOADABLE.has(key)) restartNeeded.push(key);
   }
   const before = new Map<string, ConnectionConfig>(running.connections.map((c) => [c.name, c]));
@@ -81,6 +99,8 @@ export function configChanges(running: VigilConfig, next: VigilConfig): ConfigCh
     ),
     approvals: !same(running.approvals, next.approvals),
     siem: !same(running.siem, next.siem),
+    identity: !same(running.identity, next.identity),
+    adminAccess: [...RELOADABLE_PARTS.admin].some((k) => !same(running.admin[k as 'roles'], next.admin[k as 'roles'])),
     logLevel: running.log.level === next.log.level ? null : { from: running.log.level, to: next.log.level },
   };
 }
@@ -104,6 +124,8 @@ export function nothingChanged(c: ConfigChanges): boolean {
     !c.retention &&
     !c.approvals &&
     !c.siem &&
+    !c.identity &&
+    !c.adminAccess &&
     c.logLevel === null
   );
 }
@@ -134,6 +156,16 @@ export interface ConfigReloadedData {
   readonly approvals?: { readonly webhooks: readonly string[] };
   /** The SIEM sinks now, by name. */
   readonly siem?: { readonly sinks: readonly string[] };
+  /** Who is trusted to say who calls, now: the OIDC issuers with their audiences, and anonymous callers. */
+  readonly identity?: {
+    readonly issuers: ReadonlyArray<{ readonly issuer: string; readonly audience: string | readonly string[] }>;
+    readonly anonymous: 'loopback' | 'never';
+  };
+  /** Who may use the admin API now: OIDC groups per role, and the tokens by name and role (never their secrets). */
+  readonly admin?: {
+    readonly roles: { readonly admin: readonly string[]; readonly auditor: readonly string[] };
+    readonly tokens: ReadonlyArray<{ readonly name: string; readonly role: string }>;
+  };
   readonly logLevel?: { readonly from: string; readonly to: string };
   /** SHA-256 of the reloaded config (canonical JSON, as validated): which version of the file this was. */
   readonly configSha256: string;
@@ -157,6 +189,22 @@ export function configReloadedData(changes: ConfigChanges, next: VigilConfig, by
       : {}),
     ...(changes.approvals ? { approvals: { webhooks: next.approvals.webhooks.map((w) => w.name) } } : {}),
     ...(changes.siem ? { siem: { sinks: next.siem.sinks.map((k) => k.name) } } : {}),
+    ...(changes.identity
+      ? {
+          identity: {
+            issuers: next.identity.oidc.map((o) => ({ issuer: o.issuer, audience: o.audience })),
+            anonymous: anonymousPolicy(next),
+          },
+        }
+      : {}),
+    ...(changes.adminAccess
+      ? {
+          admin: {
+            roles: next.admin.roles,
+            tokens: next.admin.tokens.map((t) => ({ name: t.name, role: t.role })),
+          },
+        }
+      : {}),
     ...(changes.logLevel ? { logLevel: changes.logLevel } : {}),
     configSha256: configDigest(next),
   };

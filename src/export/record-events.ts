@@ -229,6 +229,17 @@ export function auditEventOf(
           changed: d.connections.changed.map((c) => `${c.name}(${c.keys.join('+')})`).join(',') || null,
           removed: d.connections.removed.join(',') || null,
           default_connection: d.defaultConnection?.to ?? null,
+          // Who is trusted to say who calls, and who may read every recording: null when the reload left them as
+          // they were, '' when there are none now.
+          identity_issuers: d.identity ? d.identity.issuers.map((i) => i.issuer).join(',') : null,
+          anonymous: d.identity?.anonymous ?? null,
+          admin_tokens: d.admin ? d.admin.tokens.map((t) => `${t.name}:${t.role}`).join(',') : null,
+          admin_roles: d.admin
+            ? [
+                ...d.admin.roles.admin.map((g) => `admin:${g}`),
+                ...d.admin.roles.auditor.map((g) => `auditor:${g}`),
+              ].join(',')
+            : null,
           config_sha256: d.configSha256,
           by: d.by.method === 'signal' ? d.by.subject : d.by.method,
         },

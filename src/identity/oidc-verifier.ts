@@ -19,6 +19,7 @@ import {
   type JWTPayload,
   type JWTVerifyGetKey,
 } from 'jose';
+import { sameJson } from '../canonical-json.js';
 import { VigilError } from '../errors.js';
 import { egressFetch, egressProxy, type EgressProxy } from '../net/egress-proxy.js';
 import { ASYMMETRIC_ALGORITHMS, audienceList, type OidcIssuerConfig } from './identity-config.js';
@@ -32,6 +33,12 @@ export interface OidcVerifierOptions {
   readonly fetch?: typeof fetch;
   /** Time allowed for one discovery or JWKS request, in milliseconds; default 5000. */
   readonly timeoutMs?: number;
+  /**
+   * The verifier this one replaces (a config reload): an issuer configured exactly as there keeps what it knows —
+   * its discovered key set, and the last one fetched, which verifies while the provider cannot be reached — so that
+   * adding an issuer does not lock out the callers of another whose provider is down at that moment.
+   */
+  readonly replacing?: OidcVerifier | undefined;
 }
 
 /** The configuration an issuer needs here: what the `identity.oidc` schema outputs. */
@@ -103,6 +110,11 @@ export class OidcVerifier {
   /** @throws ConfigError when an issuer's proxy cannot be read (going direct would bypass it). */
   constructor(configs: readonly OidcVerifierIssuer[], opts: OidcVerifierOptions = {}) {
     configs.forEach((config, i) => {
+      const kept = opts.replacing?.issuers.get(config.issuer);
+      if (kept && sameJson(kept.config, config)) {
+        this.issuers.set(config.issuer, kept);
+        return;
+      }
       const where = `identity.oidc[${i}].proxy`;
       const proxy = egressProxy(config.issuer, config.proxy, where);
       this.issuers.set(config.issuer, { config, proxy, fetch: opts.fetch ?? egressFetch(config.proxy, where) });
@@ -117,6 +129,11 @@ export class OidcVerifier {
     );
   }
 
+  /** How each issuer is configured, in order. */
+  get issuerConfigs(): readonly OidcVerifierIssuer[] {
+    return [...this.issuers.values()].map((s) => s.config);
+  }
+
   /** The issuers this verifier trusts. */
   get issuerUrls(): readonly string[] {
     return [...this.issuers.keys()];
@@ -126,6 +143,8 @@ export class OidcVerifier {
    * Discover every issuer and fetch its keys, so that the first requests do not wait for it and a provider that goes
    * down soon after start does not lock everyone out.
    *
+   * Issuers kept from the verifier this one replaces, whose keys are already known, are not asked again.
+   *
    * @returns one warning per issuer that could not be reached; those are retried when a token from them arrives.
    *   Never rejects: an identity provider being down must not keep the gateway from starting.
    */
@@ -133,6 +152,7 @@ export class OidcVerifier {
     const warnings: string[] = [];
     await Promise.all(
       [...this.issuers.values()].map(async (state) => {
+        if (state.jwks !== undefined) return;
         try {
           const jwks = await this.discover(state);
           await jwks.reload();

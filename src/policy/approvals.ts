@@ -414,12 +414,15 @@ export class ApprovalCoordinator {
   private readonly unsubscribe: (() => void) | undefined;
   /** Where held calls are announced (see setNotifier). */
   private notifier: HeldNotifier | undefined;
+  /** See {@link ApprovalCoordinatorOptions.oidcApprovers} and setOidcApprovers. */
+  private oidcApprovers: boolean;
 
   constructor(
     private readonly ledger: ApprovalLedger,
     private readonly options: ApprovalCoordinatorOptions = {},
   ) {
     this.notifier = options.notifier;
+    this.oidcApprovers = options.oidcApprovers ?? false;
     this.pollMs = options.pollMs ?? 200;
     this.historyMs = options.historyMs ?? 24 * 3_600_000;
     this.overlapMs = options.overlapMs ?? 30_000;
@@ -538,7 +541,7 @@ export class ApprovalCoordinator {
    * identity, and nothing ties the two names together: say so, once per key, naming the fix.
    */
   private warnOfUnmatchableOwner(caller: Principal): void {
-    if (!this.options.oidcApprovers || caller.method !== 'gateway_key' || !caller.owner?.startsWith('cli:')) return;
+    if (!this.oidcApprovers || caller.method !== 'gateway_key' || !caller.owner?.startsWith('cli:')) return;
     const key = caller.keyId ?? caller.subject;
     if (this.warnedOwners.has(key)) return;
     this.warnedOwners.add(key);
@@ -937,6 +940,11 @@ export class ApprovalCoordinator {
    */
   setNotifier(notifier: HeldNotifier | undefined): void {
     this.notifier = notifier;
+  }
+
+  /** Whether approvers prove who they are with OIDC tokens (a config reload changed `identity`). */
+  setOidcApprovers(oidcApprovers: boolean): void {
+    this.oidcApprovers = oidcApprovers;
   }
 
   private async notify(s: State, notifier: HeldNotifier): Promise<void> {

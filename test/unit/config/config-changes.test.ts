@@ -76,13 +76,30 @@ describe('configChanges', () => {
     expect(c.restartNeeded).toEqual(['retention.schedule']);
   });
 
-  it('needs a restart for what is opened at start-up: listeners, the store, identity, admin, SIEM, signing, sizes', () => {
+  it('takes identity and who may use the admin API, but not its listener or web UI sign-in', () => {
+    const c = configChanges(
+      config(),
+      config({
+        identity: { anonymous: 'never' },
+        admin: { roles: { auditor: ['sec'] }, tokens: [{ name: 'ci', role: 'auditor', token: { env: 'T' } }] },
+      }),
+    );
+    expect(c).toMatchObject({ identity: true, adminAccess: true, restartNeeded: [] });
+    expect(nothingChanged(c)).toBe(false);
+    expect(configChanges(config(), config({ admin: { roles: { admin: ['ops'] } } }))).toMatchObject({
+      identity: false,
+      adminAccess: true,
+    });
+    const listener = configChanges(config(), config({ admin: { listen: '127.0.0.1:9999', tokens: [] } }));
+    expect(listener).toMatchObject({ restartNeeded: ['admin.listen'], adminAccess: false });
+  });
+
+  it('needs a restart for what is opened at start-up: listeners, the store, admin listener, SIEM, signing, sizes', () => {
     const c = configChanges(
       config(),
       config({
         listen: '127.0.0.1:8081',
         store: { sqlite: { synchronous: 'full' } },
-        identity: { anonymous: 'never' },
         admin: { enabled: false },
         siem: { sinks: [{ name: 'local', type: 'syslog', transport: 'udp', host: '127.0.0.1', port: 514 }] },
         signing: { interval: '5m' },
@@ -90,7 +107,7 @@ describe('configChanges', () => {
         shutdown: { grace: '1s' },
       }),
     );
-    expect(c.restartNeeded).toEqual(['admin', 'identity', 'limits', 'listen', 'shutdown', 'signing', 'store']);
+    expect(c.restartNeeded).toEqual(['admin.enabled', 'limits', 'listen', 'shutdown', 'signing', 'store']);
     expect(c.siem).toBe(true);
   });
 });
@@ -117,5 +134,21 @@ describe('configReloadedData', () => {
     expect(d.configSha256).toMatch(/^[0-9a-f]{64}$/);
     expect(configReloadedData(configChanges(config(), next), next, SIGHUP_ACTOR).configSha256).toBe(d.configSha256);
     expect(d).not.toHaveProperty('retention');
+    expect(d).not.toHaveProperty('identity');
+    expect(d).not.toHaveProperty('admin');
+  });
+
+  it('records the issuers and admin tokens by name and role, never a secret', () => {
+    const next = config({
+      identity: { oidc: [{ issuer: 'https://idp.example', audience: 'vigil' }] },
+      admin: {
+        roles: { admin: ['ops'] },
+        tokens: [{ name: 'soc', role: 'auditor', token: { env: 'SOC_TOKEN' } }],
+      },
+    });
+    const d = configReloadedData(configChanges(config(), next), next, SIGHUP_ACTOR);
+    expect(d.identity).toEqual({ issuers: [{ issuer: 'https://idp.example', audience: 'vigil' }], anonymous: 'never' });
+    expect(d.admin).toEqual({ roles: { admin: ['ops'], auditor: [] }, tokens: [{ name: 'soc', role: 'auditor' }] });
+    expect(JSON.stringify(d)).not.toContain('SOC_TOKEN');
   });
 });
