@@ -64,6 +64,14 @@ export function loadAdminTokens(tokens: AdminConfig['tokens'], env: NodeJS.Proce
   return out;
 }
 
+/** Whether two lists hold the same tokens (names, roles and secrets), in the same order. */
+export function sameTokens(a: readonly AdminToken[], b: readonly AdminToken[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((t, i) => t.name === b[i]!.name && t.role === b[i]!.role && t.digest.equals(b[i]!.digest))
+  );
+}
+
 export interface AdminAuthOptions {
   readonly oidc?: OidcVerifier | undefined;
   /**

@@ -16,7 +16,7 @@ import { ANONYMOUS } from '../identity/principal.js';
 import { listenOn } from '../net/listen.js';
 import type { AuditStore } from '../store/audit-store.js';
 import { digestsOverdueAfterMs } from '../store/ledger-upkeep.js';
-import { AdminAuthenticator, loadAdminTokens } from './admin-auth.js';
+import { AdminAccess } from './admin-access.js';
 import { ADMIN_ROUTES, COMMON_HEADERS, sendJson, type AdminRoute } from './admin-routes.js';
 import { APPROVAL_ROUTES } from './approval-routes.js';
 import { KEY_ROUTES } from './key-routes.js';
@@ -24,7 +24,7 @@ import type { ApprovalCoordinator } from '../policy/approvals.js';
 import type { UsageLimits } from '../policy/usage-limits.js';
 import type { ConfigChanges, ReloadActor } from '../config/config-changes.js';
 import { loadUiAssets, sendUiFile, UI_PREFIX, uiFileFor, uiSecurityHeaders } from './ui-assets.js';
-import { publicSignIn, signInConnectSources, uiClientAudience, uiSignInWarnings } from './ui-sign-in.js';
+import { publicSignIn, signInConnectSources, uiSignInWarnings } from './ui-sign-in.js';
 
 const API_PREFIX = '/api/v1';
 
@@ -103,13 +103,7 @@ export interface AdminServerOptions {
 
 export interface AdminServer {
   readonly url: string;
-  /**
-   * Who may use the API under `next` (its tokens, its groups per role) and the issuers `oidc` trusts, ready to apply:
-   * the tokens' secrets are read now, so a reload whose tokens cannot be read is refused before anything changes.
-   * Requests authenticated from then on follow it.
-   *
-   * @throws ConfigError naming `admin.tokens[i] (name).token` for a secret that is missing or too short
-   */
+  /** Who may use the API under `next`, ready to apply (see AdminAccess.prepare). */
   prepareAccess(next: VigilConfig, oidc: OidcVerifier | undefined): () => void;
   close(): Promise<void>;
 }
@@ -117,16 +111,8 @@ export interface AdminServer {
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const { config, store, log } = options;
   checkAdminExposure(config);
-  const authenticatorFor = (next: VigilConfig, oidc: OidcVerifier | undefined): AdminAuthenticator =>
-    new AdminAuthenticator({
-      oidc,
-      // The UI's ID tokens are for its client id: accepted on this listener only, never by the proxy's.
-      uiClient: uiClientAudience(next.admin.ui.oidc),
-      tokens: loadAdminTokens(next.admin.tokens),
-      roles: next.admin.roles,
-    });
-  // Replaced by a reload that changes who may use the API (prepareAccess).
-  let auth = authenticatorFor(config, options.oidc);
+  // Who may use it: changed by a reload, and when a token's file changes.
+  const access = new AdminAccess(config, options.oidc, log);
   for (const warning of uiSignInWarnings(config.admin.ui.oidc, config.identity.oidc)) log.warn(warning);
   const routes = [...ADMIN_ROUTES, ...APPROVAL_ROUTES, ...KEY_ROUTES].map(compile);
   const ui = loadUiAssets();
@@ -156,7 +142,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     }
     if (url.pathname === '/metrics' && options.metrics && req.method === 'GET') {
       // Counts and timings only, no recorded content; still not for every authenticated user.
-      const caller = await auth.authenticate(req.headers, req.socket.remoteAddress);
+      const caller = await access.authenticate(req.headers, req.socket.remoteAddress);
       if (caller.role === 'user') throw new VigilError('NOT_ALLOWED', 'metrics are for admins and auditors');
       const body = await options.metrics.text();
       res.writeHead(200, { ...COMMON_HEADERS, 'content-type': options.metrics.contentType });
@@ -180,7 +166,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     const params: Record<string, string> = {};
     names.forEach((n, i) => (params[n] = decodeURIComponent(found.m![i + 1]!)));
     const caller = route.authenticated
-      ? await auth.authenticate(req.headers, req.socket.remoteAddress)
+      ? await access.authenticate(req.headers, req.socket.remoteAddress)
       : { reader: ANONYMOUS, role: 'user' as const, address: req.socket.remoteAddress ?? null };
     await route.handle({
       store,
@@ -247,22 +233,16 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     }
     throw err;
   });
-  if (!auth.identityConfigured) log.warn({ url }, 'admin API without identity: callers on this machine are admins');
+  if (!access.identityConfigured) log.warn({ url }, 'admin API without identity: callers on this machine are admins');
   log.info({ url: `${url}${API_PREFIX}` }, 'vigil admin API listening');
+  access.watch();
 
   return {
     url,
-    prepareAccess(next, oidc) {
-      const made = authenticatorFor(next, oidc);
-      return () => {
-        for (const warning of uiSignInWarnings(next.admin.ui.oidc, next.identity.oidc)) log.warn(warning);
-        if (auth.identityConfigured && !made.identityConfigured)
-          log.warn({ url }, 'admin API without identity: callers on this machine are admins');
-        auth = made;
-      };
-    },
+    prepareAccess: (next, oidc) => access.prepare(next, oidc),
     async close() {
       stopRenewals();
+      access.close();
       const closed = once(server, 'close');
       server.close();
       // Exports in progress are cut: the store they read is about to close.

@@ -21,7 +21,7 @@ const RELOADABLE = new Set<string>(['connections', 'default_connection', 'identi
  */
 const RELOADABLE_PARTS = {
   retention: new Set<string>(['default', 'batch']),
-  admin: new Set<string>(['roles', 'tokens']),
+  admin: new Set<string>(['roles', 'tokens', 'token_reload']),
 } as const;
 
 export interface ConnectionChange {
@@ -48,7 +48,7 @@ export interface ConfigChanges {
   readonly siem: boolean;
   /** `identity` (its OIDC issuers, or who is admitted without a credential) changed. */
   readonly identity: boolean;
-  /** Who may use the admin API changed: `admin.roles`, `admin.tokens`. */
+  /** Who may use the admin API changed: `admin.roles`, `admin.tokens` (or how often token files are looked at). */
   readonly adminAccess: boolean;
   readonly logLevel: { readonly from: string; readonly to: string } | null;
 }

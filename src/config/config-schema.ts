@@ -169,6 +169,8 @@ const adminConfigSchema = z
           .strict(),
       )
       .default([]),
+    /** How often the files of `{ file }` tokens are looked at for a rotated token (read again when they changed). */
+    token_reload: positiveDuration.default(10_000),
     /** The web UI: `oidc` adds "Sign in with <IdP>" (authorization code + PKCE; see README, "Web UI"). */
     ui: z.object({ oidc: uiSignInSchema.optional() }).strict().prefault({}),
   })

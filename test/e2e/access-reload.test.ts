@@ -4,7 +4,7 @@
  * the auditors must not wait for a restart that cuts every stream. A real OpenID provider, the official SDK.
  */
 import Anthropic, { APIError } from '@anthropic-ai/sdk';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ConfigReloadedData } from '../../src/config/config-changes.js';
@@ -12,8 +12,9 @@ import type { VigilConfigInput } from '../../src/config/config-schema.js';
 import { validateConfig } from '../../src/config/load-config.js';
 import { ConfigError } from '../../src/errors.js';
 import { auditEventOf } from '../../src/export/record-events.js';
-import { startHarness, type Harness } from '../support/gateway-harness.js';
+import { startHarness, tempDir, type Harness } from '../support/gateway-harness.js';
 import { startOidcProvider, type OidcTestProvider } from '../support/oidc-provider.js';
+import { until } from '../support/until.js';
 
 const TOKEN_A = 'admin-token-a-0123456789abcdef0123456789';
 const TOKEN_B = 'admin-token-b-fedcba9876543210fedcba9876';
@@ -196,6 +197,32 @@ describe('reloading who may use the admin API', () => {
       const bytes = readFileSync(path.join(h.dataDir, name));
       expect(bytes.includes(TOKEN_A), name).toBe(false);
       expect(bytes.includes(TOKEN_B), name).toBe(false);
+    }
+  });
+
+  it('a token kept in a file is rotated when the file changes, without a reload; one too short is not taken', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'ops-token');
+    writeFileSync(file, `${TOKEN_A}\n`);
+    try {
+      const { h } = await gatewayWith({
+        admin: { tokens: [{ name: 'ops', role: 'admin', token: { file } }], token_reload: '50ms' },
+      });
+      expect(await whoami(h, TOKEN_A)).toEqual({ status: 200, role: 'admin' });
+      writeFileSync(file, `${TOKEN_B}\n`);
+      await until('the rotated token to be taken', async () =>
+        (await whoami(h, TOKEN_B)).status === 200 ? true : undefined,
+      );
+      expect(await whoami(h, TOKEN_A)).toMatchObject({ status: 401 });
+      // A token too short (a half-written secret, a mistake) is not taken: the one read before stays.
+      writeFileSync(file, 'short\n');
+      await new Promise((r) => setTimeout(r, 300));
+      expect(await whoami(h, TOKEN_B)).toEqual({ status: 200, role: 'admin' });
+      expect(await whoami(h, 'short')).toMatchObject({ status: 401 });
+      // Not a config change: nothing on the ledger.
+      expect(await reloadRecords(h)).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
