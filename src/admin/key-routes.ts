@@ -1,10 +1,16 @@
 /**
- * Gateway keys through the admin API (admins): list them, create one (shown once, in the answer, never again), revoke
- * one. The same as `vigil keys`, for automation and for admins without a shell on the gateway's host: each is a
+ * Gateway keys through the admin API (admins): list them, create one (shown once, in the answer, never again), rotate
+ * one (a new key of the same name, the old one working out an overlap), revoke one. The same as `vigil keys`, for automation and for admins without a shell on the gateway's host: each is a
  * `key.created` or `key.revoked` record naming who asked, as they authenticated.
  */
 import { VigilError } from '../errors.js';
-import { createGatewayKey, listedKeyView, revokeGatewayKey, shownKey } from '../identity/key-admin.js';
+import {
+  createGatewayKey,
+  listedKeyView,
+  revokeGatewayKey,
+  rotateGatewayKey,
+  shownKey,
+} from '../identity/key-admin.js';
 import type { RecordingReader } from '../store/audit-store.js';
 import type { AdminCaller } from './admin-caller.js';
 import { requireRole, sendJson, type AdminRoute, type RouteContext } from './admin-routes.js';
@@ -92,6 +98,24 @@ export const KEY_ROUTES: readonly AdminRoute[] = [
         },
       );
       sendJson(ctx.res, 200, shownKey(revoked));
+    },
+  },
+  {
+    method: 'POST',
+    path: '/keys/{name}/rotate',
+    authenticated: true,
+    async handle(ctx) {
+      admin(ctx.caller);
+      knownConnections(ctx);
+      const body = await jsonBody(ctx.req);
+      const { key, record, replaced } = await rotateGatewayKey(ctx.store, ctx.params.name!, {
+        overlap: optionalString(body, 'overlap'),
+        expires: optionalString(body, 'expires'),
+        rotatedBy: adminActorName(ctx.caller.reader),
+        actor: ctx.caller.reader,
+      });
+      // The only time the new key is shown: nothing may keep the answer.
+      sendJson(ctx.res, 201, { key, ...shownKey(record), replaced });
     },
   },
 ];

@@ -424,7 +424,71 @@ export const OPENAPI_DOCUMENT = {
       post: {
         summary: 'Revoke a live gateway key by name (admin); refused from the next call on',
         parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }],
-        responses: { '200': json(ref('GatewayKey'), 'The key, revoked.'), ...errors(401, 403, 404, 503) },
+        description:
+          'Revokes the live key of this name and any key of the name still working out the overlap of a rotation; ' +
+          '`alsoRevoked` lists the ids of those.',
+        responses: {
+          '200': json(
+            {
+              allOf: [
+                ref('GatewayKey'),
+                {
+                  type: 'object',
+                  required: ['alsoRevoked'],
+                  properties: { alsoRevoked: { type: 'array', items: { type: 'string' } } },
+                },
+              ],
+            },
+            'The key, revoked.',
+          ),
+          ...errors(401, 403, 404, 503),
+        },
+      },
+    },
+    '/keys/{name}/rotate': {
+      post: {
+        summary: 'Replace a live gateway key with a new one of the same name (admin)',
+        description:
+          "The new key has the old one's name, owner and connections, so allow lists, approval rules, usage and limits " +
+          'go on as before. The old key keeps working for `overlap` (default 1h; `0`: revoked now; at most 30d), then ' +
+          "is refused; revoking the name meanwhile revokes both. `expires`: the new key's lifetime (default: the one " +
+          'the old key was given). One append of a `key.revoked` record (`rotatedTo`) and a `key.created` record ' +
+          '(`rotates`).',
+        parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' } }],
+        requestBody: {
+          required: false,
+          content: {
+            'application/json': {
+              schema: {
+                type: 'object',
+                properties: { overlap: { type: 'string', examples: ['1h', '0'] }, expires: { type: 'string' } },
+              },
+            },
+          },
+        },
+        responses: {
+          '201': json(
+            {
+              allOf: [
+                ref('GatewayKey'),
+                {
+                  type: 'object',
+                  required: ['key', 'replaced'],
+                  properties: {
+                    key: { type: 'string' },
+                    replaced: {
+                      type: 'object',
+                      required: ['id', 'revokedAt'],
+                      properties: { id: { type: 'string' }, revokedAt: { type: 'integer' } },
+                    },
+                  },
+                },
+              ],
+            },
+            'The new key (shown once: store it now), its record, and the key it replaces with when it stops working.',
+          ),
+          ...errors(400, 401, 403, 404, 503),
+        },
       },
     },
     '/config/reload': {

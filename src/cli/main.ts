@@ -42,7 +42,13 @@ import { configDigest, SIGHUP_ACTOR } from '../config/config-changes.js';
 import { checkStartable, plainHttpWarning, startGateway } from '../gateway.js';
 import { OidcVerifier } from '../identity/oidc-verifier.js';
 import { ApprovalNotifier } from '../policy/approval-notifier.js';
-import { createGatewayKey, listedKeyView, revokeGatewayKey, shownKey } from '../identity/key-admin.js';
+import {
+  createGatewayKey,
+  listedKeyView,
+  revokeGatewayKey,
+  rotateGatewayKey,
+  shownKey,
+} from '../identity/key-admin.js';
 import { isLoopbackHost } from '../identity/loopback.js';
 import { recordCliRead } from './cli-reads.js';
 import { listJson } from './list-json.js';
@@ -105,6 +111,8 @@ commands:
   keys create --name NAME [--connection C]… [--owner WHO] [--expires 30d]
                              issue a gateway key for a service (printed once; only its hash is stored)
   keys list                  list gateway keys
+  keys rotate NAME [--overlap 1h] [--expires 30d]
+                             replace a key with a new one of the same name; the old one works out the overlap
   keys revoke NAME           revoke a key (takes effect on the next request)
   approvals list [--all] [--json]
                              calls held for approval (see README, "Approvals")
@@ -642,6 +650,7 @@ async function keys(args: string[], out: Out): Promise<number> {
     connection: { type: 'string', multiple: true },
     owner: { type: 'string' },
     expires: { type: 'string' },
+    overlap: { type: 'string' },
   });
   const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
   const store = await openStore(config);
@@ -689,7 +698,10 @@ async function keys(args: string[], out: Out): Promise<number> {
           out.stdout.write(
             `${k.name}  ${k.state}  owner ${k.owner}  connections ${k.connections.length ? k.connections.join(',') : '*'}  ` +
               `created ${new Date(k.createdAt).toISOString()}  expires ${k.expiresAt ? new Date(k.expiresAt).toISOString() : 'never'}  ` +
-              `id ${k.id}${mismatchMarked(k.ledgerMismatch)}`,
+              `id ${k.id}` +
+              // A key rotated with an overlap: live, and refused from then on.
+              `${k.state === 'live' && k.revokedAt !== null ? `  until ${new Date(k.revokedAt).toISOString()} (rotated)` : ''}` +
+              `${mismatchMarked(k.ledgerMismatch)}`,
           );
         }
       }
@@ -705,12 +717,39 @@ async function keys(args: string[], out: Out): Promise<number> {
     if (verb === 'revoke') {
       const name = positionals[0] ?? values.name;
       if (!name) throw new CliError('usage: vigil keys revoke NAME');
-      await revokeGatewayKey(store, name, actor);
+      const revoked = await revokeGatewayKey(store, name, actor);
       await signChain(config, store, { create: true });
-      out.stdout.write(`key "${name}" revoked\n`);
+      const also = revoked.alsoRevoked.length
+        ? ` (and ${revoked.alsoRevoked.join(', ')}, which a rotation left working until its overlap ended)`
+        : '';
+      out.stdout.write(`key "${name}" revoked${also}\n`);
       return 0;
     }
-    throw new CliError('usage: vigil keys create|list|revoke …');
+    if (verb === 'rotate') {
+      const name = positionals[0] ?? values.name;
+      if (!name) throw new CliError('usage: vigil keys rotate NAME [--overlap 1h] [--expires 30d]');
+      const { key, record, replaced } = await rotateGatewayKey(store, name, {
+        overlap: values.overlap,
+        expires: values.expires,
+        rotatedBy: actor,
+      });
+      await signChain(config, store, { create: true });
+      if (values.json) out.stdout.write(`${JSON.stringify({ key, ...shownKey(record), replaced }, null, 2)}\n`);
+      else {
+        out.stdout.write(`${key}\n`);
+        const until =
+          replaced.revokedAt <= record.createdAt
+            ? 'is revoked now'
+            : `keeps working until ${new Date(replaced.revokedAt).toISOString()}, then is refused`;
+        out.stderr.write(
+          `key "${record.name}" rotated: the new key (${shownKey(record).id}) has the same owner and connections` +
+            `${record.expiresAt ? ` and expires ${new Date(record.expiresAt).toISOString()}` : ''}; the old one ` +
+            `(${replaced.id}) ${until}.\nThe new key is shown once: store it now where the old one was.\n`,
+        );
+      }
+      return 0;
+    }
+    throw new CliError('usage: vigil keys create|list|rotate|revoke …');
   } catch (err) {
     if (err instanceof VigilError) throw new CliError(err.message, 1);
     throw err;

@@ -3,6 +3,7 @@
  * place in its chain (`<chain>:<chain_seq>`), stable across retries and replicas, so a SIEM can de-duplicate on it.
  * Bodies leave here only for sinks that opt in (`include_content`), and only as recorded: masked.
  */
+import { gatewayKeyId } from '../identity/gateway-keys.js';
 import type { Principal } from '../identity/principal.js';
 import type { KeyCreatedData, KeyRevokedData, StoredRecord } from '../store/audit-store.js';
 import { bodyValue } from '../recorder/exchange-reader.js';
@@ -105,9 +106,16 @@ export function auditEventOf(
         actor: d.actor ? actor(d.actor as Principal)! : localUser(r.kind === 'key.created' ? d.createdBy : d.revokedBy),
         attributes: {
           key_name: d.name,
+          key_id: gatewayKeyId(d.hash),
           ...(r.kind === 'key.created'
-            ? { owner: d.owner, expires_at: d.expiresAt, connections: d.connections.join(',') }
-            : {}),
+            ? {
+                owner: d.owner,
+                expires_at: d.expiresAt,
+                connections: d.connections.join(','),
+                ...(d.rotates ? { rotates: d.rotates } : {}),
+              }
+            : // A rotated key is revoked for the end of its overlap: until then it still works.
+              { revoked_at: d.revokedAt, ...(d.rotatedTo ? { rotated_to: d.rotatedTo } : {}) }),
         },
       };
     }

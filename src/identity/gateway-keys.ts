@@ -23,7 +23,10 @@ export interface GatewayKeyRow {
   readonly connections: readonly string[];
   /** Epoch milliseconds, or null for a key that does not expire. */
   readonly expiresAt: number | null;
-  /** Epoch milliseconds, or null while the key is live. */
+  /**
+   * Epoch milliseconds, or null while the key is live. A time to come: the key was rotated with an overlap and works
+   * until then.
+   */
   readonly revokedAt: number | null;
 }
 
@@ -103,7 +106,7 @@ export async function authenticateGatewayKey(
   const hash = hashGatewayKey(key);
   const row = await lookup(hash);
   if (!row) throw new VigilError('UNAUTHENTICATED', 'unknown gateway key');
-  if (row.revokedAt !== null) {
+  if (row.revokedAt !== null && row.revokedAt <= now) {
     throw new VigilError(
       'UNAUTHENTICATED',
       `gateway key "${row.name}" was revoked at ${new Date(row.revokedAt).toISOString()}`,

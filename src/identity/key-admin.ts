@@ -40,8 +40,11 @@ export interface CreateKeyInput {
  * live rows (a new key's row would be refused) and a revocation is what takes a row out of the way.
  */
 async function liveIndexRow(store: AuditStore, name: string): Promise<StoredGatewayKey | undefined> {
-  const rows = (await store.listGatewayKeys()).flatMap((k) => (k.index ? [k.index] : []));
-  return rows.find((r) => r.name === name && r.revokedAt === null);
+  return (await indexRows(store, name)).find((r) => r.revokedAt === null);
+}
+
+async function indexRows(store: AuditStore, name: string): Promise<StoredGatewayKey[]> {
+  return (await store.listGatewayKeys()).flatMap((k) => (k.index && k.index.name === name ? [k.index] : []));
 }
 
 export async function createGatewayKey(
@@ -95,35 +98,151 @@ export async function createGatewayKey(
 /** How long key creation waits for the store to say whether a key whose answer was lost was written. */
 const LOST_ANSWER_WAIT_MS = 15_000;
 
+/**
+ * Revoke the key of this name, at once — and with it any key of the name still working out the overlap of a rotation
+ * (`rotateGatewayKey`): a name revoked is a name nobody calls with. One append: all of them or none.
+ *
+ * @returns the name's live key (else the newest rotated one) as revoked, and the ids of the others revoked with it
+ */
 export async function revokeGatewayKey(
   store: AuditStore,
   name: string,
   revokedBy: string,
   now = Date.now(),
   options: { lostAnswerWaitMs?: number; actor?: RecordingReader } = {},
-): Promise<StoredGatewayKey> {
-  const live = await liveIndexRow(store, name);
-  if (!live) throw new VigilError('NOT_FOUND', `no live key named "${name}" (see: vigil keys list)`);
-  const data: KeyRevokedData = {
-    name,
-    hash: live.hash,
-    revokedAt: now,
-    revokedBy,
-    ...(options.actor ? { actor: options.actor } : {}),
-  };
+): Promise<StoredGatewayKey & { readonly alsoRevoked: readonly string[] }> {
+  const working = (await indexRows(store, name))
+    .filter((r) => r.revokedAt === null || r.revokedAt > now)
+    .sort((a, b) => Number(a.revokedAt !== null) - Number(b.revokedAt !== null) || b.createdAt - a.createdAt);
+  const [main, ...others] = working;
+  if (!main) throw new VigilError('NOT_FOUND', `no live key named "${name}" (see: vigil keys list)`);
+  const records = working.map((k): NewRecord => ({
+    kind: 'key.revoked',
+    at: now,
+    data: {
+      name,
+      hash: k.hash,
+      revokedAt: now,
+      revokedBy,
+      ...(options.actor ? { actor: options.actor } : {}),
+    } satisfies KeyRevokedData,
+  }));
   // As for creation: revoked though the answer was lost is revoked, and a second try would say "no live key".
-  await appendConfirmed(store, { kind: 'key.revoked', at: now, data } satisfies NewRecord, {
+  await appendConfirmed(store, records, {
     waitMs: options.lostAnswerWaitMs ?? LOST_ANSWER_WAIT_MS,
     unknown:
       `the store stopped answering while key "${name}" was being revoked, and cannot say whether it was: ` +
       'vigil keys list says; revoke it again if it is still live',
   });
-  return { ...live, revokedAt: now };
+  return { ...main, revokedAt: now, alsoRevoked: others.map((k) => gatewayKeyId(k.hash)) };
+}
+
+/** The longest overlap a rotation allows: the key it replaces works this long at most. */
+const MAX_OVERLAP_MS = 30 * 86_400_000;
+
+export interface RotateKeyInput {
+  /** How long the key replaced keeps working (`0`, `90m`, `12h`, `7d`); default {@link DEFAULT_OVERLAP}. */
+  readonly overlap?: string | undefined;
+  /** The new key's lifetime; default: the one the replaced key was given (none if it had none). */
+  readonly expires?: string | undefined;
+  readonly rotatedBy: string;
+  readonly actor?: RecordingReader | undefined;
+  readonly lostAnswerWaitMs?: number | undefined;
+}
+
+export const DEFAULT_OVERLAP = '1h';
+
+/**
+ * Replace the live key of this name with a new one of the same name, owner and connections — so allow lists, approval
+ * rules, usage and limits, which know callers by key name, go on as before — while the old key keeps working for
+ * `overlap` (the time to put the new key where the jobs read it), then is refused. One append of two records:
+ * `key.revoked` of the old key for the end of the overlap (`rotatedTo`), and `key.created` of the new one (`rotates`).
+ * A revocation of the name during the overlap revokes both at once.
+ */
+export async function rotateGatewayKey(
+  store: AuditStore,
+  name: string,
+  input: RotateKeyInput,
+  now = Date.now(),
+): Promise<{ key: string; record: StoredGatewayKey; replaced: { id: string; revokedAt: number } }> {
+  const overlapMs = input.overlap === undefined ? parseKeyLifetime(DEFAULT_OVERLAP) : parseOverlap(input.overlap);
+  const old = await liveIndexRow(store, name);
+  if (!old) throw new VigilError('NOT_FOUND', `no live key named "${name}" to rotate (see: vigil keys list)`);
+  if (old.expiresAt !== null && old.expiresAt <= now) {
+    throw new VigilError(
+      'BAD_REQUEST',
+      `key "${name}" expired at ${new Date(old.expiresAt).toISOString()}: revoke it and create a new one`,
+    );
+  }
+  const { key, hash } = generateGatewayKey();
+  const lifetimeMs = input.expires
+    ? parseKeyLifetime(input.expires)
+    : old.expiresAt !== null
+      ? old.expiresAt - old.createdAt
+      : null;
+  const actor = input.actor ? { actor: input.actor } : {};
+  const revoked: KeyRevokedData = {
+    name,
+    hash: old.hash,
+    revokedAt: now + overlapMs,
+    revokedBy: input.rotatedBy,
+    rotatedTo: gatewayKeyId(hash),
+    ...actor,
+  };
+  const created: KeyCreatedData = {
+    hash,
+    name,
+    owner: old.owner,
+    connections: [...old.connections],
+    createdAt: now,
+    expiresAt: lifetimeMs === null ? null : now + lifetimeMs,
+    createdBy: input.rotatedBy,
+    rotates: gatewayKeyId(old.hash),
+    ...actor,
+  };
+  // The revocation first: it takes the old key out of the way of the name's one live key.
+  await appendConfirmed(
+    store,
+    [
+      { kind: 'key.revoked', at: now, data: revoked },
+      { kind: 'key.created', at: now, data: created },
+    ],
+    {
+      waitMs: input.lostAnswerWaitMs ?? LOST_ANSWER_WAIT_MS,
+      unknown:
+        `the store stopped answering while key "${name}" was being rotated, and cannot say whether it was: if ` +
+        'vigil keys list shows a new key of that name, revoke the name (its key was never shown) and create another',
+    },
+  );
+  return {
+    key,
+    record: { ...created, revokedAt: null },
+    replaced: { id: gatewayKeyId(old.hash), revokedAt: revoked.revokedAt },
+  };
+}
+
+/** A rotation's overlap: `0` (the old key stops at once) or a lifetime of at most {@link MAX_OVERLAP_MS}. */
+function parseOverlap(text: string): number {
+  if (text.trim() === '0') return 0;
+  let ms: number;
+  try {
+    ms = parseKeyLifetime(text);
+  } catch {
+    throw new VigilError(
+      'BAD_REQUEST',
+      `invalid overlap "${text}": use 0, or a number of minutes, hours or days, e.g. 90m, 12h or 7d`,
+    );
+  }
+  if (ms > MAX_OVERLAP_MS) {
+    throw new VigilError('BAD_REQUEST', `overlap "${text}" is longer than 30d: the old key would outlive the point`);
+  }
+  return ms;
 }
 
 /** What authentication would make of a listed key now. */
 export function keyState(k: ListedGatewayKey, now: number): 'live' | 'revoked' | 'refused' | 'expired' {
-  if (k.revokedAt !== null) return 'revoked';
+  // A revocation to come (a key rotated with an overlap) leaves it live until then.
+  if (k.revokedAt !== null && k.revokedAt <= now) return 'revoked';
   // No index row, or no key.created record: authentication does not know the key.
   if (k.index === null || !k.inLedger) return 'refused';
   return k.expiresAt !== null && k.expiresAt <= now ? 'expired' : 'live';

@@ -737,7 +737,7 @@ export class ApprovalCoordinator {
       // A grant counts only as the approval it came with allowed: that approval was approved, and the grant is no
       // longer than its rule lets approvers give (a record written around the API gets nothing).
       const s = this.approvals.get(g.approvalId);
-      if (!s || !this.covers(g, s.held.heldAt, caller, sessionId)) continue;
+      if (!s || !this.covers(g, s.held.heldAt, caller, sessionId, now)) continue;
       const t = tally(s, now);
       const approvedAt = t.approvals.at(-1)?.at;
       if (t.status !== 'approved' || approvedAt === undefined) continue;
@@ -749,9 +749,10 @@ export class ApprovalCoordinator {
 
   /**
    * Whether grant `g`, given for a call held at `heldAt`, covers this caller: the same subject, issuer and way of
-   * authenticating, the same session for anonymous callers, and for a gateway key the same key, not revoked.
+   * authenticating, the same session for anonymous callers, and for a gateway key the same key, not revoked (a key
+   * rotated with an overlap is revoked when the overlap ends: its grants last as long as it works).
    */
-  private covers(g: GrantedData, heldAt: number, caller: Principal, sessionId: string): boolean {
+  private covers(g: GrantedData, heldAt: number, caller: Principal, sessionId: string, now: number): boolean {
     if (
       g.caller.subject !== caller.subject ||
       g.caller.issuer !== (caller.issuer ?? null) ||
@@ -762,7 +763,10 @@ export class ApprovalCoordinator {
     }
     if (caller.method !== 'gateway_key') return true;
     const { keyId } = g.caller;
-    if (keyId !== undefined) return keyId === caller.keyId && !this.revokedKeys.has(keyId);
+    if (keyId !== undefined) {
+      const revoked = this.revokedKeys.get(keyId);
+      return keyId === caller.keyId && (revoked === undefined || revoked.at > now);
+    }
     // A grant recorded before key ids were kept names the key only: it stands for the key of that name when the call
     // was held, until a key of that name is revoked (the name may then pass to a new key, another caller). Clock
     // slack errs towards holding the call again.
@@ -831,7 +835,12 @@ export class ApprovalCoordinator {
       }
       case KEY_REVOKED: {
         const d = parse<KeyRevokedData>(r);
-        if (d) this.revokedKeys.set(gatewayKeyId(d.hash), { name: d.name, at: d.revokedAt });
+        if (d) {
+          // A revocation may be brought forward (a rotated key revoked at once), never back.
+          const id = gatewayKeyId(d.hash);
+          const at = Math.min(d.revokedAt, this.revokedKeys.get(id)?.at ?? Infinity);
+          this.revokedKeys.set(id, { name: d.name, at });
+        }
         break;
       }
       case APPROVAL_KINDS.timedOut:

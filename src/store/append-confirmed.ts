@@ -9,17 +9,20 @@ import { nextPause } from '../retry-pause.js';
 import type { AuditStore, NewRecord } from './audit-store.js';
 
 /**
- * Appends `record`. A failure with the store unavailable is a failure only if the record was not written after all,
- * asked for up to `waitMs`; when the store cannot tell by then, throws `unknown` (STORE_UNAVAILABLE), which says what
- * to do.
+ * Appends `record` (or several, in one append: all or none). A failure with the store unavailable is a failure only if
+ * the records were not written after all, asked for up to `waitMs`; when the store cannot tell by then, throws
+ * `unknown` (STORE_UNAVAILABLE), which says what to do.
  */
 export async function appendConfirmed(
   store: AuditStore,
-  record: NewRecord,
+  records: NewRecord | readonly NewRecord[],
   opts: { readonly waitMs: number; readonly unknown: string },
 ): Promise<void> {
+  const batch = Array.isArray(records) ? (records as readonly NewRecord[]) : [records as NewRecord];
+  // One transaction: the last record written means all were.
+  const record = batch.at(-1)!;
   try {
-    await store.append({ records: [record] });
+    await store.append({ records: batch });
   } catch (err) {
     if (!store.isUnavailable(err)) throw err;
     const deadline = Date.now() + opts.waitMs;

@@ -573,14 +573,22 @@ export interface KeyCreatedData {
   readonly createdBy: string;
   /** Who created it through the admin API, as they authenticated (absent: the CLI's local user, `createdBy`). */
   readonly actor?: RecordingReader;
+  /** The id of the key of the same name this one replaces (`vigil keys rotate`), revoked in the same append. */
+  readonly rotates?: string;
 }
 
 /** Payload of a `key.revoked` record. */
 export interface KeyRevokedData {
   readonly name: string;
   readonly hash: string;
+  /**
+   * When the key stops working: the record's time, or later for a key rotated with an overlap (`vigil keys rotate`),
+   * which keeps working until then. A later record may bring it forward, never back.
+   */
   readonly revokedAt: number;
   readonly revokedBy: string;
+  /** The id of the key that replaces it (`vigil keys rotate`), created in the same append. */
+  readonly rotatedTo?: string;
   /** Who revoked it through the admin API, as they authenticated (absent: the CLI's local user, `revokedBy`). */
   readonly actor?: RecordingReader;
 }

@@ -75,8 +75,12 @@ interface LedgerIndex<Row, Made extends Row, MadeData, EndedData> {
   readonly recordId: (d: MadeData | EndedData) => string;
   readonly make: (d: MadeData, at: Position) => Made;
   readonly end: (row: Made, d: EndedData, at: Position) => Made;
-  /** Whether the row has ended, by its field (`revokedAt`, `releasedAt`), as the stores' `… IS NULL` updates test. */
-  readonly hasEnded: (row: Made) => boolean;
+  /**
+   * Whether an `ended` record changes the row, as the stores' updates test: a hold is released once (`released_at IS
+   * NULL`); a key's revocation may be brought forward (`revoked_at IS NULL OR revoked_at > $revokedAt`: a key rotated
+   * with an overlap, then revoked at once), never back.
+   */
+  readonly endsNow: (row: Made, d: EndedData) => boolean;
   readonly madeAt: (row: Made) => Position;
   /** The record that ended the row; null while none has. */
   readonly endedAt: (row: Made) => Position | null;
@@ -91,8 +95,8 @@ const position = (r: IndexRecord): Position => ({ chain: r.chain, chainSeq: r.ch
 
 /**
  * The rows `records` make of an index, by id, in append order: a `made` record adds a row (another for the same id
- * changes nothing), the first `ended` record naming an existing row ends it (later ones, and one before the row
- * existed, change nothing), as the stores' `… IS NULL` updates do.
+ * changes nothing), an `ended` record naming an existing row ends it when `endsNow` says so (the first one, or for a
+ * key one that revokes it earlier; one before the row existed changes nothing), as the stores' updates do.
  */
 function replay<Row, Made extends Row, MadeData, EndedData>(
   records: Iterable<IndexRecord>,
@@ -107,7 +111,7 @@ function replay<Row, Made extends Row, MadeData, EndedData>(
     } else if (r.kind === index.ended) {
       const d = parse<EndedData>(r);
       const row = d && rows.get(index.recordId(d));
-      if (!d || !row || index.hasEnded(row)) continue;
+      if (!d || !row || !index.endsNow(row, d)) continue;
       rows.set(index.recordId(d), index.end(row, d, position(r)));
     }
   }
@@ -146,7 +150,7 @@ const KEYS: LedgerIndex<StoredGatewayKey, LedgerKey, KeyCreatedData, KeyRevokedD
     revoked: null,
   }),
   end: (key, d, revoked) => ({ ...key, revokedAt: d.revokedAt, revoked }),
-  hasEnded: (k) => k.revokedAt !== null,
+  endsNow: (k, d) => k.revokedAt === null || d.revokedAt < k.revokedAt,
   madeAt: (k) => k.created,
   endedAt: (k) => k.revoked,
   idOf: (k) => k.hash,
@@ -181,7 +185,7 @@ const HOLDS: LedgerIndex<StoredHold, LedgerHold, HoldAddedData, HoldReleasedData
     releaseReason: d.reason,
     released,
   }),
-  hasEnded: (h) => h.releasedAt !== null,
+  endsNow: (h) => h.releasedAt === null,
   madeAt: (h) => h.added,
   endedAt: (h) => h.released,
   idOf: (h) => h.id,
@@ -478,7 +482,11 @@ export class LedgerKeyCache {
       connections: key.connections,
       createdAt: key.createdAt,
       expiresAt: key.expiresAt,
-      revokedAt: key.revokedAt ?? row.revokedAt,
+      // The earlier of the two: a row revoked without a record is refused, a record the row does not show wins.
+      revokedAt:
+        key.revokedAt === null || row.revokedAt === null
+          ? (key.revokedAt ?? row.revokedAt)
+          : Math.min(key.revokedAt, row.revokedAt),
     };
   }
 }

@@ -1,5 +1,5 @@
 // Gateway keys (admins): create one for a service — shown once, here, with a button to copy it — list them as
-// authentication has them, and revoke one. The API says so when the person is not an admin.
+// authentication has them, rotate one (a new key of the same name; the old one works out an overlap), revoke one. The API says so when the person is not an admin.
 
 import { api } from './api.js';
 import { clear, errorBox, h, time } from './dom.js';
@@ -9,8 +9,8 @@ function field(label, name, placeholder) {
   return { input, row: h('label', {}, h('span', {}, label), input) };
 }
 
-/** The key just created: the only time anyone sees it. */
-function shownOnce(created) {
+/** The key just created (or made by a rotation): the only time anyone sees it. */
+function shownOnce(created, what = `Key "${created.name}" created.`) {
   const code = h('code', { class: 'new-key', 'aria-label': 'New key' }, created.key);
   const copied = h('span', { role: 'status' });
   const copy = h(
@@ -31,11 +31,7 @@ function shownOnce(created) {
   return h(
     'div',
     { class: 'ok-box' },
-    h(
-      'p',
-      {},
-      `Key "${created.name}" created. It is shown once: store it now (e.g. as the service's ANTHROPIC_API_KEY).`,
-    ),
+    h('p', {}, `${what} It is shown once: store it now (e.g. as the service's ANTHROPIC_API_KEY).`),
     h('p', {}, code, ' ', copy, ' ', copied),
   );
 }
@@ -102,8 +98,8 @@ export async function renderKeys({ root, signal }) {
     h(
       'p',
       { class: 'hint' },
-      'Keys for services without an identity-provider token. Only a key’s SHA-256 is stored; creating and revoking ' +
-        'one are ledger records naming who did it.',
+      'Keys for services without an identity-provider token. Only a key’s SHA-256 is stored; creating, rotating and ' +
+        'revoking one are ledger records naming who did it.',
     ),
     form,
     result,
@@ -112,10 +108,40 @@ export async function renderKeys({ root, signal }) {
   );
 
   const revoke = async (k, button, out) => {
-    if (!confirm(`Revoke key "${k.name}"? Its calls are refused from the next one on.`)) return;
+    const also = k.revokedAt !== null ? ' (with the key that replaced it: the whole name is revoked)' : '';
+    if (!confirm(`Revoke key "${k.name}"${also}? Its calls are refused from the next one on.`)) return;
     button.disabled = true;
     try {
       await api(`/keys/${encodeURIComponent(k.name)}/revoke`, { method: 'POST', signal });
+      await load();
+    } catch (err) {
+      out.append(errorBox(err));
+      button.disabled = false;
+    }
+  };
+
+  const rotate = async (k, button, out) => {
+    const overlap = prompt(
+      `Rotate key "${k.name}": a new key of the same name, owner and connections. How long may the old one keep ` +
+        'working, while the new one is put in place? (0: not at all; e.g. 1h, 12h, 7d)',
+      '1h',
+    );
+    if (overlap === null) return;
+    button.disabled = true;
+    try {
+      const rotated = await api(`/keys/${encodeURIComponent(k.name)}/rotate`, {
+        method: 'POST',
+        body: { overlap: overlap.trim() },
+        signal,
+      });
+      const until =
+        rotated.replaced.revokedAt <= rotated.createdAt
+          ? 'is revoked'
+          : `keeps working until ${new Date(rotated.replaced.revokedAt).toLocaleString()}`;
+      clear(result);
+      result.append(
+        shownOnce(rotated, `Key "${rotated.name}" rotated: the old one (${rotated.replaced.id}) ${until}.`),
+      );
       await load();
     } catch (err) {
       out.append(errorBox(err));
@@ -131,6 +157,13 @@ export async function renderKeys({ root, signal }) {
     if (items.length === 0) status.append(h('p', { class: 'empty' }, 'No gateway keys yet.'));
     for (const k of items.sort((a, b) => b.createdAt - a.createdAt)) {
       const cell = h('td');
+      // A key rotated with an overlap is live until its revocation comes; the name's current key is the one to rotate.
+      const rotating = k.state === 'live' && k.revokedAt !== null;
+      if (k.state === 'live' && !rotating) {
+        const button = h('button', { type: 'button' }, 'Rotate');
+        button.onclick = () => rotate(k, button, cell);
+        cell.append(button, ' ');
+      }
       if (k.state === 'live') {
         const button = h('button', { type: 'button', class: 'deny' }, 'Revoke');
         button.onclick = () => revoke(k, button, cell);
@@ -141,7 +174,7 @@ export async function renderKeys({ root, signal }) {
           'tr',
           { 'data-key': k.name, class: k.state === 'live' ? null : 'inactive' },
           h('td', {}, k.name),
-          h('td', {}, k.state),
+          h('td', {}, rotating ? `live until ${time(k.revokedAt)} (rotated)` : k.state),
           h('td', {}, k.owner),
           h('td', {}, k.connections.length ? k.connections.join(', ') : 'every connection'),
           h('td', {}, time(k.createdAt)),

@@ -35,8 +35,8 @@ import { createStoreFixture, POSTGRES_TEST_URL, storeKinds, type StoreFixture } 
 import { until } from '../support/until.js';
 import { Digester, type DigestSignedData } from '../../src/store/digests.js';
 import { addHold, releaseHold } from '../../src/store/holds.js';
-import { gatewayKeyId } from '../../src/identity/gateway-keys.js';
-import { createGatewayKey, revokeGatewayKey } from '../../src/identity/key-admin.js';
+import { authenticateGatewayKey, gatewayKeyId } from '../../src/identity/gateway-keys.js';
+import { createGatewayKey, keyState, revokeGatewayKey, rotateGatewayKey } from '../../src/identity/key-admin.js';
 import { purgedRuns } from '../../src/store/purge-runs.js';
 import {
   retentionQuery,
@@ -1373,7 +1373,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         // As version 12 left them: no stop reason in the index (the column did not exist).
         await fixture.sql('DROP INDEX exchange_results_stop_reason');
         await fixture.sql('ALTER TABLE exchange_results DROP COLUMN stop_reason');
-        await fixture.sql('DELETE FROM schema_migrations WHERE version = 13');
+        await fixture.sql('DELETE FROM schema_migrations WHERE version >= 13');
         store = await fixture.open(); // upgrades
         const ids = async (stopReason: string) =>
           (await store.listExchangesFiltered({ stopReason })).items.map((x) => x.id);
@@ -1801,6 +1801,89 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       expect(report.problems).toEqual([
         expect.objectContaining({ problem: 'head_missing', chain: store.chainId, chainSeq: mine.at(-1)!.chainSeq }),
       ]);
+    });
+  });
+
+  describe('rotating a gateway key', () => {
+    const connections = ['anthropic'];
+    const HOUR = 3_600_000;
+    const ciKey = (at: number, expires?: string) =>
+      createGatewayKey(
+        store,
+        { name: 'ci', owner: 'alice', connections, createdBy: 'cli:admin', expires },
+        connections,
+        at,
+      );
+
+    it('gives the name a new key while the old one works out the overlap, then refuses it; the index matches the ledger', async () => {
+      const t0 = Date.now();
+      const old = await ciKey(t0, '30d');
+      const rotated = await rotateGatewayKey(store, 'ci', { overlap: '1h', rotatedBy: 'cli:admin' }, t0 + 1000);
+      expect(rotated.replaced).toEqual({ id: gatewayKeyId(old.record.hash), revokedAt: t0 + 1000 + HOUR });
+      // Same name, owner and connections; the same lifetime as the old key was given.
+      expect(rotated.record).toMatchObject({ name: 'ci', owner: 'alice', connections, revokedAt: null });
+      expect(rotated.record.expiresAt).toBe(t0 + 1000 + 30 * 24 * HOUR);
+      const lookup = (hash: string) => store.findGatewayKey(hash);
+      // Both work during the overlap, under the one name.
+      for (const [key, at] of [
+        [old.key, t0 + 2000],
+        [rotated.key, t0 + 2000],
+        [rotated.key, t0 + 2 * HOUR],
+      ] as const) {
+        expect((await authenticateGatewayKey(key, lookup, at)).principal).toMatchObject({ subject: 'ci' });
+      }
+      await expect(authenticateGatewayKey(old.key, lookup, t0 + 1000 + HOUR)).rejects.toThrow(/was revoked at/);
+      const listed = await store.listGatewayKeys();
+      expect(listed.map((k) => [k.name, keyState(k, t0 + 2000), k.ledgerMismatch])).toEqual([
+        ['ci', 'live', []],
+        ['ci', 'live', []],
+      ]);
+      expect(await store.verify()).toMatchObject({ ok: true, problems: [] });
+      // Only one key of the name is the live one: it is what a second rotation replaces.
+      await expect(
+        createGatewayKey(store, { name: 'ci', owner: 'x', connections, createdBy: 'cli:admin' }, connections),
+      ).rejects.toThrow(/a live key named "ci" exists/);
+    });
+
+    it('a revocation during the overlap revokes both keys at once, and a later one never moves it back', async () => {
+      const t0 = Date.now();
+      const old = await ciKey(t0);
+      const rotated = await rotateGatewayKey(store, 'ci', { overlap: '7d', rotatedBy: 'cli:admin' }, t0);
+      const revoked = await revokeGatewayKey(store, 'ci', 'cli:admin', t0 + 5000);
+      expect(revoked).toMatchObject({ hash: rotated.record.hash, revokedAt: t0 + 5000 });
+      expect(revoked.alsoRevoked).toEqual([gatewayKeyId(old.record.hash)]);
+      expect(await store.findGatewayKey(old.record.hash)).toMatchObject({ revokedAt: t0 + 5000 });
+      expect(await store.findGatewayKey(rotated.record.hash)).toMatchObject({ revokedAt: t0 + 5000 });
+      // A revocation for a later time, written around the CLI, does not bring a revoked key back for a while.
+      await store.append({
+        records: [
+          {
+            kind: 'key.revoked',
+            at: t0 + 6000,
+            data: { name: 'ci', hash: old.record.hash, revokedAt: t0 + 9 * HOUR, revokedBy: 'x' },
+          },
+        ],
+      });
+      expect(await store.findGatewayKey(old.record.hash)).toMatchObject({ revokedAt: t0 + 5000 });
+      expect(await store.verify()).toMatchObject({ ok: true, problems: [] });
+      await expect(revokeGatewayKey(store, 'ci', 'cli:admin', t0 + 7000)).rejects.toThrow(/no live key named "ci"/);
+    });
+
+    it('an overlap of 0 revokes the old key now; a key without expiry gives one without expiry', async () => {
+      const t0 = Date.now();
+      const old = await ciKey(t0);
+      const rotated = await rotateGatewayKey(store, 'ci', { overlap: '0', rotatedBy: 'cli:admin' }, t0 + 10);
+      expect(rotated.record.expiresAt).toBeNull();
+      await expect(authenticateGatewayKey(old.key, (h) => store.findGatewayKey(h), t0 + 10)).rejects.toThrow(
+        /was revoked at/,
+      );
+      await expect(rotateGatewayKey(store, 'ci', { overlap: '31d', rotatedBy: 'x' })).rejects.toThrow(
+        /longer than 30d/,
+      );
+      await expect(rotateGatewayKey(store, 'ci', { overlap: 'soon', rotatedBy: 'x' })).rejects.toThrow(
+        /invalid overlap "soon"/,
+      );
+      await expect(rotateGatewayKey(store, 'cd', { rotatedBy: 'x' })).rejects.toThrow(/no live key named "cd"/);
     });
   });
 

@@ -20,6 +20,8 @@ beforeAll(async () => {
     connections: [
       { name: 'anthropic', upstream: up, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' } },
       { name: 'restricted', upstream: up, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' } },
+      // Admits one caller, by key name: a rotated key must keep its place on such lists.
+      { name: 'deploys', upstream: up, credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' }, allow: [{ key: 'deployer' }] },
     ],
     admin: {
       tokens: [
@@ -117,7 +119,7 @@ describe('gateway keys through the admin API', () => {
       [
         { name: 'x', connections: ['nowhere'] },
         400,
-        /no connection named "nowhere" \(configured: anthropic, restricted\)/,
+        /no connection named "nowhere" \(configured: anthropic, restricted, deploys\)/,
       ],
       [{ name: 'x', connections: 'anthropic' }, 400, /connections must be an array of connection names/],
       [{ name: 'x', expires: 'soon' }, 400, /invalid key lifetime "soon"/],
@@ -135,11 +137,82 @@ describe('gateway keys through the admin API', () => {
     });
   });
 
+  it('rotates a key: the new one works at once under the same name, the old one through the overlap; revoking the name ends both', async () => {
+    const made = await api('/keys', { method: 'POST', token: ADMIN_TOKEN, body: { name: 'deployer', expires: '7d' } });
+    const old = (await made.json()) as { key: string; id: string; expiresAt: number; createdAt: number };
+    await ask(`${h.url}/c/deploys`, old.key, 'deploy-1');
+
+    const res = await api('/keys/deployer/rotate', { method: 'POST', token: ADMIN_TOKEN, body: { overlap: '2h' } });
+    expect(res.status).toBe(201);
+    const rotated = (await res.json()) as {
+      key: string;
+      id: string;
+      createdAt: number;
+      expiresAt: number;
+      replaced: { id: string; revokedAt: number };
+    };
+    expect(rotated).toMatchObject({ name: 'deployer', owner: 'admin-token:provisioner', revokedAt: null });
+    expect(rotated.key).not.toBe(old.key);
+    expect(rotated.replaced).toEqual({ id: old.id, revokedAt: rotated.createdAt + 2 * 3_600_000 });
+    // The lifetime the old key was given, from now.
+    expect(rotated.expiresAt - rotated.createdAt).toBe(old.expiresAt - old.createdAt);
+
+    // Both keys call, as the same caller on the allow list, each recorded with its own key id.
+    await ask(`${h.url}/c/deploys`, rotated.key, 'deploy-2');
+    await ask(`${h.url}/c/deploys`, old.key, 'deploy-3');
+    const callers = [...(await h.session('deploy-2', 1)), ...(await h.session('deploy-3', 1))].map((x) => x.caller);
+    expect(callers).toEqual([
+      expect.objectContaining({ subject: 'deployer', keyId: rotated.id }),
+      expect.objectContaining({ subject: 'deployer', keyId: old.id }),
+    ]);
+    const listed = (await (await api('/keys', { token: ADMIN_TOKEN })).json()) as {
+      items: Array<{ id: string; state: string; revokedAt: number | null }>;
+    };
+    expect(listed.items.filter((k) => k.id === old.id || k.id === rotated.id)).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ id: old.id, state: 'live', revokedAt: rotated.replaced.revokedAt }),
+        expect.objectContaining({ id: rotated.id, state: 'live', revokedAt: null }),
+      ]),
+    );
+
+    // On the ledger and to the SIEM: which key replaced which.
+    const created = (await h.gateway.store.recordsOfKinds(['key.created'], 0, 100)).at(-1)!;
+    const revokedRecord = (await h.gateway.store.recordsOfKinds(['key.revoked'], 0, 100)).at(-1)!;
+    expect(auditEventOf(created, 'gw')!.attributes).toMatchObject({ key_id: rotated.id, rotates: old.id });
+    expect(auditEventOf(revokedRecord, 'gw')!.attributes).toMatchObject({
+      key_id: old.id,
+      rotated_to: rotated.id,
+      revoked_at: rotated.replaced.revokedAt,
+    });
+
+    const problems: Array<[string, unknown, number, RegExp]> = [
+      ['deployer', { overlap: 'soon' }, 400, /invalid overlap "soon"/],
+      ['deployer', { overlap: '45d' }, 400, /longer than 30d/],
+      ['nobody', {}, 404, /no live key named "nobody" to rotate/],
+    ];
+    for (const [name, body, status, message] of problems) {
+      const r = await api(`/keys/${name}/rotate`, { method: 'POST', token: ADMIN_TOKEN, body });
+      expect(r.status).toBe(status);
+      expect(((await r.json()) as { error: { message: string } }).error.message).toMatch(message);
+    }
+
+    // A leak found during the overlap: revoking the name stops both keys at once.
+    const revoked = await api('/keys/deployer/revoke', { method: 'POST', token: ADMIN_TOKEN });
+    expect(await revoked.json()).toMatchObject({ id: rotated.id, alsoRevoked: [old.id] });
+    for (const key of [old.key, rotated.key]) {
+      const refused = await ask(`${h.url}/c/deploys`, key, 'deploy-after').catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(Anthropic.AuthenticationError);
+    }
+    expect(filesContaining(h.dataDir, rotated.key)).toEqual([]);
+    expect(await h.gateway.store.verify()).toMatchObject({ ok: true, problems: [] });
+  });
+
   it('is for admins only', async () => {
     for (const res of [
       await api('/keys', { token: AUDITOR_TOKEN }),
       await api('/keys', { method: 'POST', token: AUDITOR_TOKEN, body: { name: 'sneaky' } }),
       await api('/keys/local-tool/revoke', { method: 'POST', token: AUDITOR_TOKEN }),
+      await api('/keys/local-tool/rotate', { method: 'POST', token: AUDITOR_TOKEN }),
     ]) {
       expect(res.status).toBe(403);
       expect(await res.json()).toMatchObject({

@@ -187,6 +187,7 @@ describe('vigil serve, sessions, verify', () => {
     expect(await hits('quokka')).toBe(1);
   });
 
+  // Fourteen CLI processes and a gateway, each starting Node (15 s alone here; past 30 s beside the browser tests).
   it('lists and exports the answers a model declined: --stop-reason refusal', async () => {
     const dir = dataDir();
     const gw = await serve(['--listen', '127.0.0.1:0', '--upstream', fake.url, '--data-dir', dir], env);
@@ -248,7 +249,7 @@ describe('vigil serve, sessions, verify', () => {
     const bad = await vigil(['sessions', 'export', '--stop-reason', 'Not one', '--data-dir', dir]);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('--stop-reason: expected a stop reason');
-  });
+  }, 60_000);
 
   it('verify fails, naming the record, when a record is changed or removed behind the gateway’s back', async () => {
     const dir = dataDir();

@@ -183,7 +183,7 @@ describe('gateway keys', () => {
     }
   });
 
-  it('vigil keys create / list / revoke from the command line', async () => {
+  it('vigil keys create / list / rotate / revoke from the command line', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'vigil-keys-'));
     try {
       const created = await vigil([
@@ -219,9 +219,27 @@ describe('gateway keys', () => {
       const dup = await vigil(['keys', 'create', '--name', 'deploy-bot', '--data-dir', dir]);
       expect(dup.code).toBe(1);
       expect(dup.stderr).toContain('revoke it first');
-      expect((await vigil(['keys', 'revoke', 'deploy-bot', '--data-dir', dir])).code).toBe(0);
+      // Rotated: a new key printed once, the old one working out the overlap, both listed as live.
+      const rotated = await vigil(['keys', 'rotate', 'deploy-bot', '--overlap', '90m', '--data-dir', dir]);
+      expect(rotated.code).toBe(0);
+      const next = rotated.stdout.trim();
+      expect(next).toMatch(/^vgk_[A-Za-z0-9_-]{43}$/);
+      expect(next).not.toBe(key);
+      expect(rotated.stderr).toMatch(
+        /key "deploy-bot" rotated: the new key \(key_[0-9a-f]{16}\) has the same owner and connections and expires .*; the old one \(key_[0-9a-f]{16}\) keeps working until .*, then is refused\./,
+      );
+      const text = (await vigil(['keys', 'list', '--data-dir', dir])).stdout;
+      expect(text.split('\n').filter((l) => l.startsWith('deploy-bot  live'))).toHaveLength(2);
+      expect(text).toMatch(/ {2}until \S+ \(rotated\)/);
+      const bad = await vigil(['keys', 'rotate', 'deploy-bot', '--overlap', 'later', '--data-dir', dir]);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toContain('invalid overlap "later"');
+      const revokedBoth = await vigil(['keys', 'revoke', 'deploy-bot', '--data-dir', dir]);
+      expect(revokedBoth.code).toBe(0);
+      expect(revokedBoth.stdout).toMatch(/^key "deploy-bot" revoked \(and key_[0-9a-f]{16}, which a rotation left/);
       const after = JSON.parse((await vigil(['keys', 'list', '--json', '--data-dir', dir])).stdout);
-      expect(after.items[0].revokedAt).toEqual(expect.any(Number));
+      expect(after.items.map((k: { state: string }) => k.state)).toEqual(['revoked', 'revoked']);
+      expect(filesContaining(dir, next)).toEqual([]);
       expect((await vigil(['verify', '--data-dir', dir])).code).toBe(0);
     } finally {
       rmSync(dir, { recursive: true, force: true });

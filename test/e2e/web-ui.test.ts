@@ -657,7 +657,7 @@ describe('with identity configured', () => {
       .toMatch(/^Store OK · \d+ records$/);
   });
 
-  it('creates a gateway key, shows it once, and revokes it: the key works, then is refused', async () => {
+  it('creates a gateway key, shows it once, rotates it and revokes it: the keys work, then are refused', async () => {
     const page = await newPage();
     await page.goto(`${guarded.gateway.adminUrl}/ui/#/keys`);
     await page.getByLabel('Token').fill(ADMIN_TOKEN);
@@ -685,14 +685,39 @@ describe('with identity configured', () => {
     await page.getByLabel('Name').fill('ui-made');
     await page.getByRole('button', { name: 'Create key' }).click();
     await expect.poll(() => page.getByRole('alert').textContent()).toContain('a live key named "ui-made" exists');
-    // Revoke, confirming the browser's question.
+    // Rotate, answering the browser's question with an overlap: a new key, shown once; the old one still works.
+    let asked = '';
+    page.once('dialog', (d) => {
+      asked = d.message();
+      void d.accept('2h');
+    });
+    await row.getByRole('button', { name: 'Rotate' }).click();
+    await expect.poll(() => shown.textContent()).not.toBe(key);
+    expect(asked).toMatch(/^Rotate key "ui-made": a new key of the same name/);
+    const next = (await shown.textContent())!;
+    expect(next).toMatch(/^vgk_/);
+    expect(await page.locator('.key-result').textContent()).toMatch(/Key "ui-made" rotated: the old one \(key_/);
+    const rows = page.locator('tr[data-key="ui-made"]');
+    await expect.poll(() => rows.count()).toBe(2);
+    const old = rows.filter({ hasText: '(rotated)' });
+    expect(await old.locator('td:nth-child(2)').textContent()).toMatch(/^live until .* \(rotated\)$/);
+    expect(await old.getByRole('button', { name: 'Rotate' }).count()).toBe(0);
+    const ask = (apiKey: string) =>
+      new Anthropic({ baseURL: guarded.url, apiKey, maxRetries: 0 }).messages.create({
+        model: 'claude-haiku-4-5',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+    await ask(next);
+    await ask(key);
+    // Revoke the name, confirming the browser's question: both keys are refused.
     page.once('dialog', (d) => void d.accept());
-    await row.getByRole('button', { name: 'Revoke' }).click();
-    await expect.poll(() => row.locator('td:nth-child(2)').textContent()).toBe('revoked');
-    const refused = await new Anthropic({ baseURL: guarded.url, apiKey: key, maxRetries: 0 }).messages
-      .create({ model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'hi' }] })
-      .catch((e: unknown) => e);
-    expect(refused).toBeInstanceOf(Anthropic.AuthenticationError);
+    await rows.filter({ hasNotText: '(rotated)' }).getByRole('button', { name: 'Revoke' }).click();
+    await expect.poll(() => rows.locator('td:nth-child(2)').allTextContents()).toEqual(['revoked', 'revoked']);
+    for (const k of [key, next]) {
+      const refused = await ask(k).catch((e: unknown) => e);
+      expect(refused).toBeInstanceOf(Anthropic.AuthenticationError);
+    }
   });
 
   it('shows an auditor only the access log’s refusal, no empty table', async () => {

@@ -4,6 +4,35 @@
  * Each migration runs unqualified inside the store's schema (the connection's `search_path`), in the one transaction
  * that also holds the migration lock, so a migration either lands whole or not at all.
  */
+/**
+ * The function that indexes key and hold records as they are inserted (migration 6; migration 14 replaces it so that a
+ * key's revocation may be brought forward). `revokes`: which `gateway_keys` rows a `key.revoked` record updates.
+ */
+function indexKeysAndHoldsFunction(create: string, revokes: string): string {
+  return `  ${create} vigil_index_keys_and_holds() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $fn$
+  DECLARE
+    d jsonb := NEW.data::jsonb;
+  BEGIN
+    IF NEW.kind = 'key.created' THEN
+      INSERT INTO gateway_keys (hash, name, owner, connections, created_at, expires_at)
+        VALUES (d->>'hash', d->>'name', d->>'owner',
+                ARRAY(SELECT c FROM jsonb_array_elements_text(d->'connections') WITH ORDINALITY AS t(c, i) ORDER BY i),
+                (d->>'createdAt')::bigint, (d->>'expiresAt')::bigint);
+    ELSIF NEW.kind = 'key.revoked' THEN
+      UPDATE gateway_keys SET revoked_at = (d->>'revokedAt')::bigint WHERE hash = d->>'hash' AND ${revokes};
+    ELSIF NEW.kind = 'hold.added' THEN
+      INSERT INTO holds (id, session_id, caller_subject, reason, created_by, created_at)
+        VALUES (d->>'holdId', d->>'session', d->>'caller', d->>'reason', d->>'by', (d->>'at')::bigint);
+    ELSIF NEW.kind = 'hold.released' THEN
+      UPDATE holds SET released_at = (d->>'at')::bigint, released_by = d->>'by', release_reason = d->>'reason'
+        WHERE id = d->>'holdId' AND released_at IS NULL;
+    END IF;
+    RETURN NULL;
+  END
+  $fn$;
+`;
+}
+
 export const POSTGRES_MIGRATIONS: readonly string[] = [
   // 1: the ledger, blobs, and the exchange indexes; the same tables as SQLite's first migration.
   //
@@ -255,28 +284,7 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   //  - What the gateway role can still do is append such records, like every writer: they are on the ledger,
   //    hash-chained, and go to the SIEM.
   `
-  CREATE FUNCTION vigil_index_keys_and_holds() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $fn$
-  DECLARE
-    d jsonb := NEW.data::jsonb;
-  BEGIN
-    IF NEW.kind = 'key.created' THEN
-      INSERT INTO gateway_keys (hash, name, owner, connections, created_at, expires_at)
-        VALUES (d->>'hash', d->>'name', d->>'owner',
-                ARRAY(SELECT c FROM jsonb_array_elements_text(d->'connections') WITH ORDINALITY AS t(c, i) ORDER BY i),
-                (d->>'createdAt')::bigint, (d->>'expiresAt')::bigint);
-    ELSIF NEW.kind = 'key.revoked' THEN
-      UPDATE gateway_keys SET revoked_at = (d->>'revokedAt')::bigint WHERE hash = d->>'hash' AND revoked_at IS NULL;
-    ELSIF NEW.kind = 'hold.added' THEN
-      INSERT INTO holds (id, session_id, caller_subject, reason, created_by, created_at)
-        VALUES (d->>'holdId', d->>'session', d->>'caller', d->>'reason', d->>'by', (d->>'at')::bigint);
-    ELSIF NEW.kind = 'hold.released' THEN
-      UPDATE holds SET released_at = (d->>'at')::bigint, released_by = d->>'by', release_reason = d->>'reason'
-        WHERE id = d->>'holdId' AND released_at IS NULL;
-    END IF;
-    RETURN NULL;
-  END
-  $fn$;
-  -- Row by row, in insertion order, at the end of the INSERT: a key created and revoked in one batch is indexed, then
+${indexKeysAndHoldsFunction('CREATE FUNCTION', 'revoked_at IS NULL')}  -- Row by row, in insertion order, at the end of the INSERT: a key created and revoked in one batch is indexed, then
   -- revoked. Other records do not fire it (WHEN is checked as each row is inserted).
   CREATE TRIGGER records_index_keys_and_holds AFTER INSERT ON records FOR EACH ROW
     WHEN (NEW.kind IN ('key.created', 'key.revoked', 'hold.added', 'hold.released'))
@@ -498,6 +506,17 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     WHERE f.exchange_id = x.exchange_id AND f.stop_reason IS NOT NULL;
   ALTER TABLE exchange_results ENABLE TRIGGER exchange_results_append_only;
   CREATE INDEX exchange_results_stop_reason ON exchange_results (stop_reason, ended_at) WHERE stop_reason IS NOT NULL;
+  `,
+  // 14: a key's revocation may be brought forward (SQLite's writer does the same). `vigil keys rotate` revokes the key
+  //     it replaces for a time to come (the overlap), and a revocation made meanwhile must take effect at once: the
+  //     trigger of migration 6 set revoked_at only where it was null. Never moved back. The function keeps its owner,
+  //     grants and trigger; its search_path is set again (CREATE OR REPLACE drops it).
+  `
+${indexKeysAndHoldsFunction('CREATE OR REPLACE FUNCTION', "(revoked_at IS NULL OR revoked_at > (d->>'revokedAt')::bigint)")}  DO $do$
+  BEGIN
+    EXECUTE format('ALTER FUNCTION vigil_index_keys_and_holds() SET search_path = %I, pg_temp', current_schema());
+  END
+  $do$;
   `,
 ];
 

@@ -443,7 +443,10 @@ export class SqliteAuditStore implements AuditStore {
       insertKey: db.prepare(
         `INSERT INTO gateway_keys (hash, name, owner, connections, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
       ),
-      revokeKey: db.prepare('UPDATE gateway_keys SET revoked_at = ? WHERE hash = ? AND revoked_at IS NULL'),
+      // Set once, or brought forward (a key rotated with an overlap, then revoked at once): never moved back.
+      revokeKey: db.prepare(
+        'UPDATE gateway_keys SET revoked_at = ? WHERE hash = ? AND (revoked_at IS NULL OR revoked_at > ?)',
+      ),
       // The key's index row, and the version of the ledger's key records (see LedgerKeyCache): one statement.
       keyByHash: db.prepare(
         `SELECT k.*, ${keyRecordsVersionSql(NOT_EXCHANGE_KIND_SQL)} AS key_records FROM gateway_keys k WHERE k.hash = ?`,
@@ -729,7 +732,7 @@ export class SqliteAuditStore implements AuditStore {
         s.insertKey.run(k.hash, k.name, k.owner, JSON.stringify(k.connections), k.createdAt, k.expiresAt);
       } else if (r.kind === 'key.revoked') {
         const k = r.data as KeyRevokedData;
-        s.revokeKey.run(k.revokedAt, k.hash);
+        s.revokeKey.run(k.revokedAt, k.hash, k.revokedAt);
       } else if (r.kind === 'hold.added') {
         const h = r.data as HoldAddedData;
         s.insertHold.run(h.holdId, h.session, h.caller, h.reason, h.by, h.at);

@@ -5,7 +5,7 @@
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { authenticateGatewayKey } from '../../../src/identity/gateway-keys.js';
-import { createGatewayKey, revokeGatewayKey } from '../../../src/identity/key-admin.js';
+import { createGatewayKey, revokeGatewayKey, rotateGatewayKey } from '../../../src/identity/key-admin.js';
 import type { Principal } from '../../../src/identity/principal.js';
 import {
   approvalRulesSchema,
@@ -394,6 +394,23 @@ describe.each(storeKinds())('approval coordinator on %s', (kind) => {
     expect(second.keyId).not.toBe(first.keyId);
     await expectHeld(gateway, call(r, { caller: second }));
     // A call the revoked key made just before its revocation is held too: its grant ended with it.
+    await expectHeld(gateway, call(r, { caller: first }));
+  });
+
+  it('a grant to a rotated key lasts as long as the key works out its overlap, and does not pass to the new key', async () => {
+    const r = rule({ grant: '10m' });
+    const first = await keyCaller(store, 'ci-nightly');
+    const held = gateway.hold(call(r, { caller: first }));
+    await gateway.approve(await pendingId(gateway), bob, { grantMinutes: 5 });
+    expect(await held).toMatchObject({ outcome: 'approved' });
+
+    const rotated = await rotateGatewayKey(store, 'ci-nightly', { overlap: '1h', rotatedBy: 'test' });
+    const second = (await authenticateGatewayKey(rotated.key, (hash) => store.findGatewayKey(hash))).principal;
+    // The old key still works, and so does its grant; the new key is another key: held.
+    expect(await gateway.hold(call(r, { caller: first }))).toMatchObject({ outcome: 'granted' });
+    await expectHeld(gateway, call(r, { caller: second }));
+    // Revoked at once (a leak): its grant ends with it.
+    await revokeGatewayKey(store, 'ci-nightly', 'test');
     await expectHeld(gateway, call(r, { caller: first }));
   });
 

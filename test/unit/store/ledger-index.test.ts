@@ -42,6 +42,11 @@ describe('ledger-index', () => {
     expect(keys.get('b')).toMatchObject({ name: 'late', revokedAt: null });
   });
 
+  it('lets a revocation bring a key’s end forward (a rotated key revoked at once), never move it back', () => {
+    const records = [created('c', 'ci'), revoked('c', 100), revoked('c', 40), revoked('c', 70)];
+    expect(ledgerKeys(records).get('c')).toMatchObject({ revokedAt: 40, revoked: { chainSeq: records[2]!.chainSeq } });
+  });
+
   it('replays holds, and finds the active hold covering an exchange by session, subject or e-mail in any case', () => {
     const holds = ledgerHolds([
       rec('hold.added', { holdId: 'h1', session: 's1', caller: null, reason: 'r', by: 'b', at: 1 }),
