@@ -50,7 +50,7 @@ export function checkAdminExposure(config: VigilConfig): void {
       'INTERNAL',
       `refusing to serve the admin API on ${host}: no identity is configured, so anyone who can reach it could read ` +
         'every recording. Set admin.listen to 127.0.0.1:PORT, or configure identity.oidc issuers (with admin.roles) ' +
-        'or admin.tokens (see README, "Admin API").',
+        'or admin.tokens (see README, "Audit access").',
     );
   }
 }

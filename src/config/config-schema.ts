@@ -328,7 +328,7 @@ export const configSchema = z
       .object({ level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info') })
       .strict()
       .default({ level: 'info' }),
-    /** The admin API (audit access: sessions, search, export, verify): a listener of its own. See README, "Admin API". */
+    /** The admin API (audit access: sessions, search, export, verify): a listener of its own. See README, "Audit access". */
     admin: adminConfigSchema,
   })
   .strict()
