@@ -720,7 +720,7 @@ async function keys(args: string[], out: Out): Promise<number> {
       const revoked = await revokeGatewayKey(store, name, actor);
       await signChain(config, store, { create: true });
       const also = revoked.alsoRevoked.length
-        ? ` (and ${revoked.alsoRevoked.join(', ')}, which a rotation left working until its overlap ended)`
+        ? ` (and ${revoked.alsoRevoked.join(', ')}, still working out a rotation's overlap)`
         : '';
       out.stdout.write(`key "${name}" revoked${also}\n`);
       return 0;
