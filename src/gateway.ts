@@ -54,8 +54,8 @@ export interface Gateway {
   readonly approvals: ApprovalCoordinator;
   readonly log: Logger;
   /**
-   * Apply a config read again (SIGHUP; README, "Reloading the config"): connections, the default connection,
-   * retention windows and the log level change for calls from now on, and the ledger records what changed. Refused
+   * Apply a config read again (SIGHUP; README, "Reloading the config"): everything but the listeners, the store and
+   * signing changes for calls from now on, and the ledger records what changed first (see config-changes.ts). Refused
    * whole, with nothing applied, when the config would not start or changes what only a restart applies (ConfigError
    * naming each path). Reloads run one at a time.
    */
@@ -65,7 +65,12 @@ export interface Gateway {
    * given) and reload it. Throws NOT_FOUND when the gateway was given no way to read it again.
    */
   reloadFromSource(by: ReloadActor): Promise<ConfigChanges>;
-  /** Stop accepting, let in-flight exchanges finish up to `graceMs`, cut the rest, flush and close the store. */
+  /** The config the gateway runs: the one it started with, or the last one a reload applied. */
+  runningConfig(): VigilConfig;
+  /**
+   * Stop accepting, let in-flight exchanges finish up to `graceMs` (default: the running config's `shutdown.grace`),
+   * cut the rest, flush and close the store.
+   */
   close(graceMs?: number): Promise<void>;
 }
 
@@ -333,7 +338,9 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     connections.reconfigure(next, changes).forEach(announce);
     // The limits change with the connections; what callers used of new ones is read back after.
     const counted = limits.reconfigure(new Map(next.connections.map((c) => [c.name, c.limits])));
-    upkeep.setRetention(retentionPolicy(next));
+    upkeep.setRetention(retentionPolicy(next), next.retention.schedule);
+    proxy.setMaxRequestBody(next.limits.max_request_body);
+    recorder.maxRecordedResponseBody = next.limits.max_recorded_response_body;
     if (changes.siem) {
       // A sink that keeps its name goes on from its cursor; a new name starts from its own (see Outbox.setSinks).
       sinks = makeSinks(next, sinks);
@@ -360,6 +367,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         removed: changes.connections.removed,
         ...(changes.defaultConnection ? { defaultConnection: changes.defaultConnection.to } : {}),
         ...(changes.retention ? { retention: 'changed' } : {}),
+        ...(changes.limits ? { limits: next.limits } : {}),
+        ...(changes.shutdown ? { shutdownGraceMs: next.shutdown.grace } : {}),
         ...(changes.approvals ? { approvalWebhooks: next.approvals.webhooks.map((w) => w.name) } : {}),
         ...(changes.siem ? { siemSinks: next.siem.sinks.map((k) => k.name) } : {}),
         ...(changes.identity
@@ -435,7 +444,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     'vigil gateway listening',
   );
 
-  const close = (graceMs = config.shutdown.grace): Promise<void> => {
+  // The grace of the config running: a reload may have changed it.
+  const close = (graceMs = running.shutdown.grace): Promise<void> => {
     closing ??= (async () => {
       const stopped = proxy.stopAccepting();
       // Calls still held (or still being held) are answered 503 now, so clients retry on a gateway that stays up; this
@@ -457,5 +467,16 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     return closing;
   };
 
-  return { url, adminUrl: admin?.url ?? null, store, recorder, approvals, log, reload, reloadFromSource, close };
+  return {
+    url,
+    adminUrl: admin?.url ?? null,
+    store,
+    recorder,
+    approvals,
+    log,
+    reload,
+    reloadFromSource,
+    runningConfig: () => running,
+    close,
+  };
 }

@@ -496,7 +496,8 @@ export const OPENAPI_DOCUMENT = {
         summary: 'Read the config again and apply it, as SIGHUP does (admin)',
         description:
           "Reads `vigil serve`'s config file again (with its flags over it) and applies what a running gateway takes: " +
-          'connections, `default_connection`, retention windows, `log.level`. Recorded on the ledger first, with who ' +
+          'everything but the listeners, the store and signing (connections, identity, admin tokens and roles, ' +
+          'retention, sizes, the shutdown grace, approval webhooks, SIEM sinks, `log.level`). Recorded on the ledger first, with who ' +
           'asked (a `config.reloaded` record, streamed to the SIEM). A config that is not valid, that would not start, ' +
           'or that changes what only a restart applies changes nothing (400, every problem in the message); a store ' +
           'that does not take the record changes nothing either (503). 404 for a gateway started without a config it ' +
@@ -802,6 +803,8 @@ export const OPENAPI_DOCUMENT = {
           'siem',
           'identity',
           'adminAccess',
+          'limits',
+          'shutdown',
           'logLevel',
         ],
         properties: {
@@ -826,7 +829,9 @@ export const OPENAPI_DOCUMENT = {
             type: ['object', 'null'],
             properties: { from: { type: 'string' }, to: { type: 'string' } },
           },
-          retention: { type: 'boolean', description: '`retention.default` or `retention.batch` changed.' },
+          retention: { type: 'boolean', description: '`retention` (windows, batch size, schedule) changed.' },
+          limits: { type: 'boolean', description: '`limits` (request and recorded response sizes) changed.' },
+          shutdown: { type: 'boolean', description: '`shutdown.grace` changed.' },
           approvals: { type: 'boolean', description: '`approvals` (webhooks, admin URL) changed.' },
           siem: { type: 'boolean', description: '`siem` (its sinks) changed.' },
           identity: { type: 'boolean', description: '`identity` (OIDC issuers, anonymous callers) changed.' },

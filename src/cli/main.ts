@@ -198,7 +198,7 @@ async function serve(args: string[], out: Out): Promise<number> {
         process.exit(1);
       }
       stopping = true;
-      gateway.log.info({ signal, graceMs: config.shutdown.grace }, 'shutting down');
+      gateway.log.info({ signal, graceMs: gateway.runningConfig().shutdown.grace }, 'shutting down');
       gateway.close().then(
         () => {
           // Records the store would not take before the end (it refused writes): logged by kind and exchange above;

@@ -2,25 +2,33 @@
  * What changed between the config a gateway runs and the one it is asked to reload (SIGHUP), and whether it can take
  * it without a restart. Connections (upstreams, credentials, who may call, approvals, masking, recording, usage
  * limits, retention), `default_connection`, `identity` (OIDC issuers, anonymous callers), who may use the admin API
- * (`admin.roles`, `admin.tokens`), `retention.default` and `retention.batch`, `approvals` (webhooks and the admin URL
+ * (`admin.roles`, `admin.tokens`), `retention`, `limits` (sizes), `shutdown`, `approvals` (webhooks and the admin URL
  * their links use), `siem` (its sinks) and `log.level` are applied to a running gateway; anything else (listeners,
- * TLS, the store, the admin API's listener and web UI sign-in, signing, limits on sizes, shutdown) is opened once at
- * start-up, so a change to it needs a restart and the reload is refused whole: a gateway never runs half of one config
- * and half of another.
+ * TLS, `public_url`, the data directory and the store, the admin API's listener and web UI sign-in, signing) is opened
+ * once at start-up, so a change to it needs a restart and the reload is refused whole: a gateway never runs half of
+ * one config and half of another.
  */
 import { createHash } from 'node:crypto';
 import { canonicalJson, sameJson as same } from '../canonical-json.js';
 import type { ConnectionConfig, VigilConfig } from './config-schema.js';
 
 /** The top-level keys a running gateway takes on reload; `retention` only in part (see RELOADABLE_RETENTION). */
-const RELOADABLE = new Set<string>(['connections', 'default_connection', 'identity', 'log', 'approvals', 'siem']);
+const RELOADABLE = new Set<string>([
+  'connections',
+  'default_connection',
+  'identity',
+  'log',
+  'approvals',
+  'siem',
+  'limits',
+  'shutdown',
+  'retention',
+]);
 /**
- * The keys of sections a running gateway takes in part: `retention.schedule` sets a timer's period at start-up (the
- * windows and the batch size are read on each run); `admin`'s listener, TLS and web UI sign-in are opened at start-up,
- * while who may use it — groups per role, tokens — is looked up on each request.
+ * The keys of a section a running gateway takes in part: `admin`'s listener, TLS and web UI sign-in are opened at
+ * start-up, while who may use it — groups per role, tokens — is looked up on each request.
  */
 const RELOADABLE_PARTS = {
-  retention: new Set<string>(['default', 'batch']),
   admin: new Set<string>(['roles', 'tokens', 'token_reload']),
 } as const;
 
@@ -40,8 +48,12 @@ export interface ConfigChanges {
   };
   /** The default connection, when it changed (it is the first connection unless `default_connection` names one). */
   readonly defaultConnection: { readonly from: string; readonly to: string } | null;
-  /** `retention.default` or `retention.batch` changed. */
+  /** `retention` (its windows, batch size or schedule) changed. */
   readonly retention: boolean;
+  /** `limits` (the largest request body accepted, and response body recorded) changed. */
+  readonly limits: boolean;
+  /** `shutdown.grace` changed. */
+  readonly shutdown: boolean;
   /** `approvals` (its webhooks, its admin URL) changed. */
   readonly approvals: boolean;
   /** `siem` (its sinks) changed. */
@@ -70,7 +82,7 @@ export function defaultConnectionOf(config: VigilConfig): string {
 export function configChanges(running: VigilConfig, next: VigilConfig): ConfigChanges {
   const restartNeeded: string[] = [];
   for (const key of differingKeys(running, next)) {
-    if (key === 'retention' || key === 'admin') {
+    if (key === 'admin') {
       for (const k of differingKeys(running[key], next[key]))
         if (!RELOADABLE_PARTS[key].has(k)) restartNeeded.push(`${key}.${k}`);
     } else if (!RELOADABLE.has(key)) restartNeeded.push(key);
@@ -94,9 +106,9 @@ export function configChanges(running: VigilConfig, next: VigilConfig): ConfigCh
       removed: [...before.keys()].filter((n) => !after.has(n)),
     },
     defaultConnection: from === to ? null : { from, to },
-    retention: ['default', 'batch'].some(
-      (k) => !same(running.retention[k as 'default'], next.retention[k as 'default']),
-    ),
+    retention: !same(running.retention, next.retention),
+    limits: !same(running.limits, next.limits),
+    shutdown: !same(running.shutdown, next.shutdown),
     approvals: !same(running.approvals, next.approvals),
     siem: !same(running.siem, next.siem),
     identity: !same(running.identity, next.identity),
@@ -122,6 +134,8 @@ export function nothingChanged(c: ConfigChanges): boolean {
     c.connections.removed.length === 0 &&
     c.defaultConnection === null &&
     !c.retention &&
+    !c.limits &&
+    !c.shutdown &&
     !c.approvals &&
     !c.siem &&
     !c.identity &&
@@ -151,7 +165,11 @@ export interface ConfigReloadedData {
     readonly removed: readonly string[];
   };
   readonly defaultConnection?: { readonly from: string; readonly to: string };
-  readonly retention?: { readonly default: unknown; readonly batch: number };
+  readonly retention?: { readonly default: unknown; readonly batch: number; readonly schedule: number };
+  /** Sizes now, in bytes. */
+  readonly limits?: { readonly maxRequestBody: number; readonly maxRecordedResponseBody: number };
+  /** The shutdown grace now, in milliseconds. */
+  readonly shutdown?: { readonly grace: number };
   /** The approval webhooks now, by name (their URLs and secrets may be references to secrets: not recorded). */
   readonly approvals?: { readonly webhooks: readonly string[] };
   /** The SIEM sinks now, by name. */
@@ -185,8 +203,23 @@ export function configReloadedData(changes: ConfigChanges, next: VigilConfig, by
     },
     ...(changes.defaultConnection ? { defaultConnection: changes.defaultConnection } : {}),
     ...(changes.retention
-      ? { retention: { default: next.retention.default ?? null, batch: next.retention.batch } }
+      ? {
+          retention: {
+            default: next.retention.default ?? null,
+            batch: next.retention.batch,
+            schedule: next.retention.schedule,
+          },
+        }
       : {}),
+    ...(changes.limits
+      ? {
+          limits: {
+            maxRequestBody: next.limits.max_request_body,
+            maxRecordedResponseBody: next.limits.max_recorded_response_body,
+          },
+        }
+      : {}),
+    ...(changes.shutdown ? { shutdown: { grace: next.shutdown.grace } } : {}),
     ...(changes.approvals ? { approvals: { webhooks: next.approvals.webhooks.map((w) => w.name) } } : {}),
     ...(changes.siem ? { siem: { sinks: next.siem.sinks.map((k) => k.name) } } : {}),
     ...(changes.identity

@@ -68,8 +68,11 @@ export class ProxyServer {
   private readonly listener: Listener;
   private draining = false;
   private admittingCount = 0;
+  /** `limits.max_request_body`; a reload may change it for requests read after. */
+  private maxRequestBody: number;
 
   constructor(private readonly deps: ProxyDeps) {
+    this.maxRequestBody = deps.maxRequestBody;
     const options = { noDelay: true, keepAliveTimeout: 65_000, maxHeaderSize: MAX_HEADER_BYTES };
     const handler = (req: IncomingMessage, res: ServerResponse): void => {
       // handle() answers every failure it expects; anything else still gets an answer, never an unhandled rejection
@@ -86,6 +89,11 @@ export class ProxyServer {
 
   listen(host: string, port: number): Promise<{ url: string; address: AddressInfo }> {
     return listenOn(this.server, host, port, this.listener.scheme);
+  }
+
+  /** The largest request body accepted from now on (a reload changed `limits.max_request_body`). */
+  setMaxRequestBody(bytes: number): void {
+    this.maxRequestBody = bytes;
   }
 
   /** Stop looking for a renewed TLS certificate (when the gateway stops, or fails to start). */
@@ -219,8 +227,9 @@ export class ProxyServer {
     let body: Buffer;
     let decoded: Buffer | null;
     try {
-      body = await readBody(req, this.deps.maxRequestBody);
-      decoded = decodeBody(body, req.headers['content-encoding'], this.deps.maxRequestBody);
+      const limit = this.maxRequestBody;
+      body = await readBody(req, limit);
+      decoded = decodeBody(body, req.headers['content-encoding'], limit);
     } catch (err) {
       return this.sendError(res, exchangeId, asVigilError(err), true);
     }

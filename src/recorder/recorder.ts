@@ -144,11 +144,17 @@ export class Recorder {
   failures = 0;
   /** Requests refused because their record's write failed with the store unavailable (see UnconfirmedRequests). */
   private readonly unconfirmed: UnconfirmedRequests;
+  /**
+   * Bytes of a non-streamed response kept in the record (`limits.max_recorded_response_body`); a reload may change it
+   * for exchanges that begin after.
+   */
+  maxRecordedResponseBody: number;
 
   constructor(
     readonly store: AuditStore,
     readonly options: RecorderOptions,
   ) {
+    this.maxRecordedResponseBody = options.maxRecordedResponseBody;
     this.queue = new WriteQueue(store, {
       intervalMs: options.eventFlushMs ?? 20,
       onError: (err, lost, waited) => {
@@ -589,6 +595,8 @@ export class ExchangeRecording {
   private bodyChunks: Buffer[] = [];
   private bodyBytes = 0;
   private truncated = false;
+  /** The recorder's limit when the exchange began: a reload does not change it half-way. */
+  private readonly maxBodyBytes: number;
   private detach: (() => void) | null = null;
   private done = false;
 
@@ -607,7 +615,9 @@ export class ExchangeRecording {
     private readonly turnMessages: readonly unknown[],
     /** How long recording held the request before it could be forwarded (see {@link ExchangeCompleted}). */
     private readonly recordedMs: number | null = null,
-  ) {}
+  ) {
+    this.maxBodyBytes = recorder.maxRecordedResponseBody;
+  }
 
   responseStarted(status: number, headers: Record<string, string | string[] | undefined>): void {
     this.firstByteMs = performance.now() - this.t0;
@@ -647,7 +657,7 @@ export class ExchangeRecording {
       for (const e of this.sse.push(chunk)) this.event(e.type, e.data, now);
       return;
     }
-    const room = this.recorder.options.maxRecordedResponseBody - this.bodyBytes;
+    const room = this.maxBodyBytes - this.bodyBytes;
     if (room <= 0) {
       this.truncated = true;
       return;

@@ -75,7 +75,7 @@ export interface LedgerUpkeep {
   /** What the last check for overdue digests found (nothing overdue when the check is off). */
   digests(): DigestWatchStatus;
   /** The retention windows of a reloaded config (see RetentionScheduler.setPolicy). */
-  setRetention(policy: RetentionPolicy): void;
+  setRetention(policy: RetentionPolicy, everyMs: number): void;
   /**
    * Stops the schedules, waits for a running purge and check, and signs the chain's final digest. Call before closing
    * the store.
@@ -101,7 +101,7 @@ export function startLedgerUpkeep(config: VigilConfig, store: AuditStore, log: U
   return {
     key,
     digests: () => watch?.status() ?? NOT_CHECKED,
-    setRetention: (policy) => retention.setPolicy(policy),
+    setRetention: (policy, everyMs) => retention.setPolicy(policy, everyMs),
     async close() {
       // An alert it appends goes under the final digest below.
       await watch?.close();

@@ -239,6 +239,8 @@ export interface RetentionSchedulerOptions {
 export class RetentionScheduler {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> = Promise.resolve();
+  /** How often a pass runs (`retention.schedule`); 0: never. */
+  private everyMs: number;
   /** Aborted by close(): a run in progress stops after its batch, so a long purge does not hold up shutdown. */
   private readonly stopping = new AbortController();
 
@@ -247,21 +249,29 @@ export class RetentionScheduler {
     private policy: RetentionPolicy,
     private readonly key: SigningKey,
     private readonly options: RetentionSchedulerOptions,
-  ) {}
+  ) {
+    this.everyMs = options.everyMs;
+  }
 
   start(): void {
     if (this.timer !== undefined || this.stopping.signal.aborted) return;
-    if (this.options.everyMs <= 0 || retentionQuery(this.policy, Date.now()) === undefined) return;
-    this.timer = setInterval(() => void this.tick(), this.options.everyMs);
+    if (this.everyMs <= 0 || retentionQuery(this.policy, Date.now()) === undefined) return;
+    this.timer = setInterval(() => void this.tick(), this.everyMs);
     this.timer.unref();
   }
 
   /**
-   * The windows of a reloaded config, from the next run on (one under way finishes with those it began with). A
-   * schedule that had nothing to purge (every window `forever`) starts when one is set.
+   * The windows and schedule of a reloaded config, from the next run on (one under way finishes with those it began
+   * with). A schedule that had nothing to purge (every window `forever`) starts when one is set; a new period starts
+   * counting now; `everyMs` 0 stops the schedule.
    */
-  setPolicy(policy: RetentionPolicy): void {
+  setPolicy(policy: RetentionPolicy, everyMs: number = this.everyMs): void {
     this.policy = policy;
+    if (everyMs !== this.everyMs) {
+      this.everyMs = everyMs;
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
     this.start();
   }
 

@@ -207,12 +207,12 @@ describe('reloading the config', () => {
     const err = await reload({
       listen: '127.0.0.1:1',
       connections: [connection('anthropic', up), connection('team', up)],
-      retention: { schedule: '5m' },
+      signing: { interval: '5m' },
     }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as ConfigError).problems).toEqual([
       'listen: changed, and only a restart applies it (the gateway runs on with the config it had)',
-      'retention.schedule: changed, and only a restart applies it (the gateway runs on with the config it had)',
+      'signing: changed, and only a restart applies it (the gateway runs on with the config it had)',
     ]);
     // Bound to 127.0.0.1:1 it would not be: and the connection that came with it was not added either.
     const client = new Anthropic({ baseURL: `${h.url}/c/team`, apiKey: CLIENT_KEY, maxRetries: 0 });
@@ -338,6 +338,60 @@ describe('reloading the config', () => {
       await soc.close();
       await moved.close();
     }
+  });
+
+  it('takes a larger request body, a retention schedule and a shorter shutdown grace without a restart', async () => {
+    const before = {
+      limits: { max_request_body: 4096 },
+      retention: { default: '1d', schedule: 0 },
+      shutdown: { grace: '30s' },
+      signing: { interval: 0 },
+    } as const;
+    const { h, reload } = await gatewayWith((up) => ({ connections: [connection('anthropic', up)], ...before }));
+    const client = new Anthropic({ baseURL: h.url, apiKey: CLIENT_KEY, maxRetries: 0 });
+    const long = (session: string) =>
+      client.messages.create(
+        { model: 'claude-haiku-4-5', max_tokens: 10, messages: [{ role: 'user', content: 'x'.repeat(8000) }] },
+        { headers: { 'x-vigil-session': session } },
+      );
+    const tooLarge = await long('large-before').catch((e: unknown) => e);
+    expect(tooLarge).toBeInstanceOf(Anthropic.APIError);
+    expect((tooLarge as InstanceType<typeof Anthropic.APIError>).status).toBe(413);
+    // Retention has a window but no schedule: nothing is purged.
+    await appendOldExchanges(h.gateway.store, 3, Date.now() - 3 * 86_400_000);
+    await new Promise((r) => setTimeout(r, 400));
+    expect((await h.gateway.store.listSessions({})).items.length).toBeGreaterThan(0);
+
+    const changes = await reload({
+      connections: [connection('anthropic', h.fake.url)],
+      limits: { max_request_body: 1_048_576 },
+      retention: { default: '1d', schedule: '200ms' },
+      shutdown: { grace: '200ms' },
+      signing: { interval: 0 },
+    });
+    expect(changes).toMatchObject({ limits: true, retention: true, shutdown: true, restartNeeded: [] });
+    await long('large-after');
+    await until('the old exchanges to be purged', async () =>
+      (await h.gateway.store.listSessions({})).items.filter((x) => x.id !== 'large-after').length === 0
+        ? true
+        : undefined,
+    );
+    const [record] = await reloadRecords(h);
+    expect(record).toMatchObject({
+      limits: { maxRequestBody: 1_048_576, maxRecordedResponseBody: 67_108_864 },
+      retention: { default: 86_400_000, schedule: 200 },
+      shutdown: { grace: 200 },
+    });
+    expect(h.gateway.runningConfig().shutdown.grace).toBe(200);
+
+    // A stream whose events come 2 s apart (within the connection's 5 s upstream timeout) for far longer than the new
+    // grace: the gateway stops after the new grace, not the old one.
+    const stream = await postSlowStream(h.url, 'cut-by-grace', 'slow:2000');
+    expect(stream.status).toBe(200);
+    const t0 = Date.now();
+    await h.gateway.close();
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    await stream.body?.cancel().catch(() => undefined);
   });
 
   it('purges on the retention window a reload sets', async () => {

@@ -123,11 +123,11 @@ export function postMessages(
   });
 }
 
-/** A streamed Messages API call in `session` whose answer takes a while: one event every 40 ms, 11 events. */
-export function postSlowStream(base: string, session: string): Promise<Response> {
+/** A streamed Messages API call in `session` whose answer takes a while: 11 events, one every 40 ms (or as `scenario` says). */
+export function postSlowStream(base: string, session: string, scenario = 'slow:40'): Promise<Response> {
   return fetch(`${base}/v1/messages`, {
     method: 'POST',
-    headers: { ...clientHeaders(session), 'x-fake-scenario': 'slow:40' },
+    headers: { ...clientHeaders(session), 'x-fake-scenario': scenario },
     body: JSON.stringify({
       model: 'claude-haiku-4-5',
       max_tokens: 200,

@@ -66,14 +66,19 @@ describe('configChanges', () => {
     expect(nothingChanged(c)).toBe(false);
   });
 
-  it('takes retention windows, the batch size and the log level, but not the retention schedule', () => {
+  it('takes retention (windows, batch size, schedule), sizes, the shutdown grace and the log level', () => {
     const c = configChanges(
       config(),
-      config({ retention: { default: '30d', batch: 10, schedule: '5m' }, log: { level: 'debug' } }),
+      config({
+        retention: { default: '30d', batch: 10, schedule: '5m' },
+        limits: { max_request_body: 1024 },
+        shutdown: { grace: '1s' },
+        log: { level: 'debug' },
+      }),
     );
-    expect(c.retention).toBe(true);
+    expect(c).toMatchObject({ retention: true, limits: true, shutdown: true, restartNeeded: [] });
     expect(c.logLevel).toEqual({ from: 'info', to: 'debug' });
-    expect(c.restartNeeded).toEqual(['retention.schedule']);
+    expect(nothingChanged(c)).toBe(false);
   });
 
   it('takes identity and who may use the admin API, but not its listener or web UI sign-in', () => {
@@ -94,7 +99,7 @@ describe('configChanges', () => {
     expect(listener).toMatchObject({ restartNeeded: ['admin.listen'], adminAccess: false });
   });
 
-  it('needs a restart for what is opened at start-up: listeners, the store, admin listener, SIEM, signing, sizes', () => {
+  it('needs a restart for what is opened at start-up: listeners, the store, the admin listener, signing', () => {
     const c = configChanges(
       config(),
       config({
@@ -103,11 +108,9 @@ describe('configChanges', () => {
         admin: { enabled: false },
         siem: { sinks: [{ name: 'local', type: 'syslog', transport: 'udp', host: '127.0.0.1', port: 514 }] },
         signing: { interval: '5m' },
-        limits: { max_request_body: 1024 },
-        shutdown: { grace: '1s' },
       }),
     );
-    expect(c.restartNeeded).toEqual(['admin.enabled', 'limits', 'listen', 'shutdown', 'signing', 'store']);
+    expect(c.restartNeeded).toEqual(['admin.enabled', 'listen', 'signing', 'store']);
     expect(c.siem).toBe(true);
   });
 });
