@@ -339,7 +339,9 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     // The limits change with the connections; what callers used of new ones is read back after.
     const counted = limits.reconfigure(new Map(next.connections.map((c) => [c.name, c.limits])));
     upkeep.setRetention(retentionPolicy(next), next.retention.schedule);
-    proxy.setMaxRequestBody(next.limits.max_request_body);
+    proxy.reconfigure({ maxRequestBody: next.limits.max_request_body, publicUrl: next.public_url });
+    const plainHttp = changes.publicUrl ? plainHttpWarning(next) : null;
+    if (plainHttp) log.warn({ url }, plainHttp);
     recorder.maxRecordedResponseBody = next.limits.max_recorded_response_body;
     if (changes.siem) {
       // A sink that keeps its name goes on from its cursor; a new name starts from its own (see Outbox.setSinks).
@@ -369,6 +371,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         ...(changes.retention ? { retention: 'changed' } : {}),
         ...(changes.limits ? { limits: next.limits } : {}),
         ...(changes.shutdown ? { shutdownGraceMs: next.shutdown.grace } : {}),
+        ...(changes.publicUrl ? { publicUrl: next.public_url ?? null } : {}),
         ...(changes.approvals ? { approvalWebhooks: next.approvals.webhooks.map((w) => w.name) } : {}),
         ...(changes.siem ? { siemSinks: next.siem.sinks.map((k) => k.name) } : {}),
         ...(changes.identity

@@ -1,5 +1,6 @@
 /**
- * Who may use the admin API right now: its tokens and groups per role, and the OIDC issuers it trusts, as the config
+ * Who may use the admin API right now: its tokens and groups per role, the OIDC issuers it trusts, and how the web UI
+ * signs people in (`admin.ui.oidc`: the provider it offers, and the origin its CSP lets it reach), as the config
  * running says. A config reload replaces them (prepare, then apply), and tokens kept in files (a mounted secret) are
  * read again when a file changes, so a rotated token is taken, and the one it replaces refused, without either.
  */
@@ -11,7 +12,14 @@ import type { RequestHeaders } from '../identity/authenticator.js';
 import type { OidcVerifier } from '../identity/oidc-verifier.js';
 import { AdminAuthenticator, loadAdminTokens, sameTokens, type AdminToken } from './admin-auth.js';
 import type { AdminCaller } from './admin-caller.js';
-import { uiClientAudience, uiSignInWarnings } from './ui-sign-in.js';
+import { uiSecurityHeaders } from './ui-assets.js';
+import {
+  publicSignIn,
+  signInConnectSources,
+  uiClientAudience,
+  uiSignInWarnings,
+  type PublicSignIn,
+} from './ui-sign-in.js';
 
 interface Settings {
   readonly config: VigilConfig;
@@ -19,9 +27,21 @@ interface Settings {
   readonly tokens: readonly AdminToken[];
 }
 
+/** What the web UI's pages are served with, and the provider its sign-in page offers. */
+export interface UiSignIn {
+  readonly headers: Readonly<Record<string, string>>;
+  readonly signIn: PublicSignIn | undefined;
+}
+
+function uiSignInOf(config: VigilConfig): UiSignIn {
+  const oidc = config.admin.ui.oidc;
+  return { headers: uiSecurityHeaders(signInConnectSources(oidc)), signIn: oidc ? publicSignIn(oidc) : undefined };
+}
+
 export class AdminAccess {
   private settings: Settings;
   private auth: AdminAuthenticator;
+  private ui: UiSignIn;
   private stopWatching: () => void = () => undefined;
   private watching = false;
 
@@ -33,6 +53,12 @@ export class AdminAccess {
   ) {
     this.settings = { config, oidc, tokens: loadAdminTokens(config.admin.tokens) };
     this.auth = authenticatorOf(this.settings);
+    this.ui = uiSignInOf(config);
+  }
+
+  /** The web UI's headers and sign-in provider, as the running config says. */
+  get uiSignIn(): UiSignIn {
+    return this.ui;
   }
 
   /** Whether callers must prove who they are; without it, loopback callers are admins. */
@@ -53,12 +79,14 @@ export class AdminAccess {
   prepare(next: VigilConfig, oidc: OidcVerifier | undefined): () => void {
     const settings: Settings = { config: next, oidc, tokens: loadAdminTokens(next.admin.tokens) };
     const auth = authenticatorOf(settings);
+    const ui = uiSignInOf(next);
     return () => {
       for (const warning of uiSignInWarnings(next.admin.ui.oidc, next.identity.oidc)) this.log.warn(warning);
       if (this.auth.identityConfigured && !auth.identityConfigured)
         this.log.warn('admin API without identity: callers on this machine are admins');
       this.settings = settings;
       this.auth = auth;
+      this.ui = ui;
       if (this.watching) this.watch();
     };
   }

@@ -23,8 +23,8 @@ import { KEY_ROUTES } from './key-routes.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
 import type { UsageLimits } from '../policy/usage-limits.js';
 import type { ConfigChanges, ReloadActor } from '../config/config-changes.js';
-import { loadUiAssets, sendUiFile, UI_PREFIX, uiFileFor, uiSecurityHeaders } from './ui-assets.js';
-import { publicSignIn, signInConnectSources, uiSignInWarnings } from './ui-sign-in.js';
+import { loadUiAssets, sendUiFile, UI_PREFIX, uiFileFor } from './ui-assets.js';
+import { uiSignInWarnings } from './ui-sign-in.js';
 
 const API_PREFIX = '/api/v1';
 
@@ -117,8 +117,6 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const routes = [...ADMIN_ROUTES, ...APPROVAL_ROUTES, ...KEY_ROUTES].map(compile);
   const ui = loadUiAssets();
   if (!ui.ok) log.warn({ problem: ui.problem }, 'the web UI is not available');
-  const uiHeaders = uiSecurityHeaders(signInConnectSources(config.admin.ui.oidc));
-  const signIn = config.admin.ui.oidc ? publicSignIn(config.admin.ui.oidc) : undefined;
   const overdueAfterMs = digestsOverdueAfterMs(config);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -130,6 +128,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
     }
     if (url.pathname.startsWith(UI_PREFIX)) {
       // Static files only; the data behind them is the API's, with its own authentication.
+      const uiHeaders = access.uiSignIn.headers;
       for (const [name, value] of Object.entries(uiHeaders)) res.setHeader(name, value);
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.setHeader('allow', 'GET, HEAD');
@@ -180,7 +179,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       limits: options.limits,
       reloadConfig: options.reloadConfig,
       connectionNames: options.connectionNames,
-      signIn,
+      signIn: access.uiSignIn.signIn,
       digestsOverdueAfterMs: overdueAfterMs,
     });
   };

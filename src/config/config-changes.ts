@@ -2,11 +2,11 @@
  * What changed between the config a gateway runs and the one it is asked to reload (SIGHUP), and whether it can take
  * it without a restart. Connections (upstreams, credentials, who may call, approvals, masking, recording, usage
  * limits, retention), `default_connection`, `identity` (OIDC issuers, anonymous callers), who may use the admin API
- * (`admin.roles`, `admin.tokens`), `retention`, `limits` (sizes), `shutdown`, `approvals` (webhooks and the admin URL
- * their links use), `siem` (its sinks) and `log.level` are applied to a running gateway; anything else (listeners,
- * TLS, `public_url`, the data directory and the store, the admin API's listener and web UI sign-in, signing) is opened
- * once at start-up, so a change to it needs a restart and the reload is refused whole: a gateway never runs half of
- * one config and half of another.
+ * (`admin.roles`, `admin.tokens`, the web UI's sign-in), `public_url`, `retention`, `limits` (sizes), `shutdown`,
+ * `approvals` (webhooks and the admin URL their links use), `siem` (its sinks) and `log.level` are applied to a running
+ * gateway; anything else (listeners and their TLS, the data directory and the store, signing) is opened once at
+ * start-up, so a change to it needs a restart and the reload is refused whole: a gateway never runs half of one config
+ * and half of another.
  */
 import { createHash } from 'node:crypto';
 import { canonicalJson, sameJson as same } from '../canonical-json.js';
@@ -23,13 +23,14 @@ const RELOADABLE = new Set<string>([
   'limits',
   'shutdown',
   'retention',
+  'public_url',
 ]);
 /**
- * The keys of a section a running gateway takes in part: `admin`'s listener, TLS and web UI sign-in are opened at
- * start-up, while who may use it — groups per role, tokens — is looked up on each request.
+ * The keys of a section a running gateway takes in part: `admin`'s listener and TLS are opened at start-up, while who
+ * may use it — groups per role, tokens, the web UI's sign-in — is looked up on each request.
  */
 const RELOADABLE_PARTS = {
-  admin: new Set<string>(['roles', 'tokens', 'token_reload']),
+  admin: new Set<string>(['roles', 'tokens', 'token_reload', 'ui']),
 } as const;
 
 export interface ConnectionChange {
@@ -60,8 +61,13 @@ export interface ConfigChanges {
   readonly siem: boolean;
   /** `identity` (its OIDC issuers, or who is admitted without a credential) changed. */
   readonly identity: boolean;
-  /** Who may use the admin API changed: `admin.roles`, `admin.tokens` (or how often token files are looked at). */
+  /**
+   * Who may use the admin API changed: `admin.roles`, `admin.tokens` (or how often token files are looked at), the web
+   * UI's sign-in (`admin.ui`).
+   */
   readonly adminAccess: boolean;
+  /** `public_url` changed (the gateway's address in Message Batches' results URLs). */
+  readonly publicUrl: boolean;
   readonly logLevel: { readonly from: string; readonly to: string } | null;
 }
 
@@ -113,6 +119,7 @@ export function configChanges(running: VigilConfig, next: VigilConfig): ConfigCh
     siem: !same(running.siem, next.siem),
     identity: !same(running.identity, next.identity),
     adminAccess: [...RELOADABLE_PARTS.admin].some((k) => !same(running.admin[k as 'roles'], next.admin[k as 'roles'])),
+    publicUrl: running.public_url !== next.public_url,
     logLevel: running.log.level === next.log.level ? null : { from: running.log.level, to: next.log.level },
   };
 }
@@ -140,6 +147,7 @@ export function nothingChanged(c: ConfigChanges): boolean {
     !c.siem &&
     !c.identity &&
     !c.adminAccess &&
+    !c.publicUrl &&
     c.logLevel === null
   );
 }
@@ -183,7 +191,11 @@ export interface ConfigReloadedData {
   readonly admin?: {
     readonly roles: { readonly admin: readonly string[]; readonly auditor: readonly string[] };
     readonly tokens: ReadonlyArray<{ readonly name: string; readonly role: string }>;
+    /** The web UI's sign-in provider and client, or null for none. */
+    readonly uiSignIn: { readonly issuer: string; readonly clientId: string } | null;
   };
+  /** The gateway's address as clients reach it now (null: from each request's Host). */
+  readonly publicUrl?: string | null;
   readonly logLevel?: { readonly from: string; readonly to: string };
   /** SHA-256 of the reloaded config (canonical JSON, as validated): which version of the file this was. */
   readonly configSha256: string;
@@ -235,9 +247,13 @@ export function configReloadedData(changes: ConfigChanges, next: VigilConfig, by
           admin: {
             roles: next.admin.roles,
             tokens: next.admin.tokens.map((t) => ({ name: t.name, role: t.role })),
+            uiSignIn: next.admin.ui.oidc
+              ? { issuer: next.admin.ui.oidc.issuer, clientId: next.admin.ui.oidc.client_id }
+              : null,
           },
         }
       : {}),
+    ...(changes.publicUrl ? { publicUrl: next.public_url ?? null } : {}),
     ...(changes.logLevel ? { logLevel: changes.logLevel } : {}),
     configSha256: configDigest(next),
   };

@@ -68,11 +68,13 @@ export class ProxyServer {
   private readonly listener: Listener;
   private draining = false;
   private admittingCount = 0;
-  /** `limits.max_request_body`; a reload may change it for requests read after. */
+  /** `limits.max_request_body` and `public_url`; a reload may change them for requests read after. */
   private maxRequestBody: number;
+  private publicUrl: string | undefined;
 
   constructor(private readonly deps: ProxyDeps) {
     this.maxRequestBody = deps.maxRequestBody;
+    this.publicUrl = deps.publicUrl;
     const options = { noDelay: true, keepAliveTimeout: 65_000, maxHeaderSize: MAX_HEADER_BYTES };
     const handler = (req: IncomingMessage, res: ServerResponse): void => {
       // handle() answers every failure it expects; anything else still gets an answer, never an unhandled rejection
@@ -91,9 +93,10 @@ export class ProxyServer {
     return listenOn(this.server, host, port, this.listener.scheme);
   }
 
-  /** The largest request body accepted from now on (a reload changed `limits.max_request_body`). */
-  setMaxRequestBody(bytes: number): void {
-    this.maxRequestBody = bytes;
+  /** What a reload changed: the largest request body accepted, and the gateway's address as clients reach it. */
+  reconfigure(next: { readonly maxRequestBody: number; readonly publicUrl: string | undefined }): void {
+    this.maxRequestBody = next.maxRequestBody;
+    this.publicUrl = next.publicUrl;
   }
 
   /** Stop looking for a renewed TLS certificate (when the gateway stops, or fails to start). */
@@ -604,7 +607,7 @@ export class ProxyServer {
   ): Promise<void> {
     const { connection } = route;
     const upstreamBase = new URL(connection.config.upstream).origin + connection.basePath;
-    const gatewayBase = gatewayBaseUrl(this.deps.publicUrl, req.headers.host, route.prefix, this.listener.scheme);
+    const gatewayBase = gatewayBaseUrl(this.publicUrl, req.headers.host, route.prefix, this.listener.scheme);
     const out = rewriteResultsUrls(body, upstreamBase, gatewayBase);
     rec.responseStarted(status, headers);
     const clientHeaders = clientResponseHeaders(headers);

@@ -154,6 +154,45 @@ describe('reloading identity', () => {
   });
 });
 
+describe('reloading the web UI’s sign-in and the gateway’s public address', () => {
+  it('offers the provider a reload names, lets the page reach it, and writes results URLs with the new address', async () => {
+    const { h, reload } = await gatewayWith({ identity: { oidc: [issuerOf(idp)] } });
+    const uiConfig = async () => (await (await fetch(`${h.gateway.adminUrl}/api/v1/ui-config`)).json()) as object;
+    const csp = async () => (await fetch(`${h.gateway.adminUrl}/ui/`)).headers.get('content-security-policy');
+    expect(await uiConfig()).toMatchObject({ sign_in: null });
+    expect(await csp()).not.toContain(idp.issuer);
+    const token = await idp.mintToken({}, { subject: 'batcher' });
+    const client = new Anthropic({ baseURL: h.url, authToken: token, apiKey: null, maxRetries: 0 });
+    const batch = () =>
+      client.messages.batches.create({
+        requests: [
+          {
+            custom_id: 'a',
+            params: { model: 'claude-haiku-4-5', max_tokens: 5, messages: [{ role: 'user', content: 'in a batch' }] },
+          },
+        ],
+      });
+    expect((await batch()).results_url).toMatch(new RegExp(`^${h.url}/v1/messages/batches/`));
+
+    const changes = await reload({
+      identity: { oidc: [issuerOf(idp)] },
+      public_url: 'https://claude-gw.example.com',
+      admin: { ui: { oidc: { issuer: idp.issuer, client_id: 'vigil-ui', name: 'Example SSO' } } },
+    });
+    expect(changes).toMatchObject({ adminAccess: true, publicUrl: true, restartNeeded: [] });
+    expect(await uiConfig()).toMatchObject({
+      sign_in: { name: 'Example SSO', issuer: idp.issuer, client_id: 'vigil-ui' },
+    });
+    expect(await csp()).toContain(`connect-src 'self' ${idp.issuer};`);
+    expect((await batch()).results_url).toMatch(/^https:\/\/claude-gw\.example\.com\/v1\/messages\/batches\//);
+    const [record] = await reloadRecords(h);
+    expect(record).toMatchObject({
+      publicUrl: 'https://claude-gw.example.com',
+      admin: { uiSignIn: { issuer: idp.issuer, clientId: 'vigil-ui' } },
+    });
+  });
+});
+
 describe('reloading who may use the admin API', () => {
   const adminWith = (tokens: Array<{ name: string; role: 'admin' | 'auditor'; env: string }>, auditors: string[]) => ({
     identity: { oidc: [issuerOf(idp)], anonymous: 'loopback' as const },
@@ -185,7 +224,11 @@ describe('reloading who may use the admin API', () => {
 
     // Recorded by name and role; the secrets are nowhere in the data directory.
     const [record] = await reloadRecords(h);
-    expect(record!.admin).toEqual({ roles: { admin: [], auditor: [] }, tokens: [{ name: 'soc', role: 'auditor' }] });
+    expect(record!.admin).toEqual({
+      roles: { admin: [], auditor: [] },
+      tokens: [{ name: 'soc', role: 'auditor' }],
+      uiSignIn: null,
+    });
     const [stored] = await h.gateway.store.recordsOfKinds(['config.reloaded'], 0, 1);
     expect(auditEventOf(stored!, 'gw')!.attributes).toMatchObject({
       admin_tokens: 'soc:auditor',

@@ -151,7 +151,11 @@ describe('configReloadedData', () => {
     });
     const d = configReloadedData(configChanges(config(), next), next, SIGHUP_ACTOR);
     expect(d.identity).toEqual({ issuers: [{ issuer: 'https://idp.example', audience: 'vigil' }], anonymous: 'never' });
-    expect(d.admin).toEqual({ roles: { admin: ['ops'], auditor: [] }, tokens: [{ name: 'soc', role: 'auditor' }] });
+    expect(d.admin).toEqual({
+      roles: { admin: ['ops'], auditor: [] },
+      tokens: [{ name: 'soc', role: 'auditor' }],
+      uiSignIn: null,
+    });
     expect(JSON.stringify(d)).not.toContain('SOC_TOKEN');
   });
 });
