@@ -166,14 +166,22 @@ export async function rotateGatewayKey(
   now = Date.now(),
 ): Promise<{ key: string; record: StoredGatewayKey; replaced: { id: string; revokedAt: number } }> {
   const overlapMs = input.overlap === undefined ? parseKeyLifetime(DEFAULT_OVERLAP) : parseOverlap(input.overlap);
-  const old = await liveIndexRow(store, name);
-  if (!old) throw new VigilError('NOT_FOUND', `no live key named "${name}" to rotate (see: vigil keys list)`);
-  if (old.expiresAt !== null && old.expiresAt <= now) {
+  // The key as authentication has it (the ledger's name, owner, connections and expiry), not as its index row says:
+  // a row changed or added without a record must not pass what it says on to a new, genuine key.
+  const current = (await store.listGatewayKeys()).find(
+    (k) => k.name === name && k.index !== null && k.index.revokedAt === null,
+  );
+  if (!current) throw new VigilError('NOT_FOUND', `no live key named "${name}" to rotate (see: vigil keys list)`);
+  const state = keyState(current, now);
+  if (state !== 'live') {
     throw new VigilError(
       'BAD_REQUEST',
-      `key "${name}" expired at ${new Date(old.expiresAt).toISOString()}: revoke it and create a new one`,
+      state === 'expired'
+        ? `key "${name}" expired at ${new Date(current.expiresAt!).toISOString()}: revoke it and create a new one`
+        : `key "${name}" is ${state} as authentication has it (vigil keys list says why): revoke it, run vigil verify, and create a new one`,
     );
   }
+  const old = current;
   const { key, hash } = generateGatewayKey();
   const lifetimeMs = input.expires
     ? parseKeyLifetime(input.expires)

@@ -1869,6 +1869,22 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       await expect(revokeGatewayKey(store, 'ci', 'cli:admin', t0 + 7000)).rejects.toThrow(/no live key named "ci"/);
     });
 
+    it('passes on what the ledger says of the key, not what its index row was changed to; refuses a row nobody created', async () => {
+      const old = await ciKey(Date.now());
+      await fixture.tamper(
+        `UPDATE gateway_keys SET connections = ${fixture.kind === 'sqlite' ? "'[]'" : "'{}'"}, owner = 'mallory' WHERE hash = '${old.record.hash}'`,
+      );
+      const rotated = await rotateGatewayKey(store, 'ci', { rotatedBy: 'cli:admin' });
+      expect(rotated.record).toMatchObject({ owner: 'alice', connections });
+      const minted = 'e'.repeat(64);
+      await fixture.tamper(
+        `INSERT INTO gateway_keys (hash, name, owner, connections, created_at) VALUES ('${minted}', 'mallory', 'x', ${fixture.kind === 'sqlite' ? "'[]'" : "'{}'"}, 0)`,
+      );
+      await expect(rotateGatewayKey(store, 'mallory', { rotatedBy: 'cli:admin' })).rejects.toThrow(
+        /key "mallory" is refused as authentication has it/,
+      );
+    });
+
     it('an overlap of 0 revokes the old key now; a key without expiry gives one without expiry', async () => {
       const t0 = Date.now();
       const old = await ciKey(t0);
