@@ -91,8 +91,27 @@ export async function createGatewayKey(
     unknown:
       `the store stopped answering while key "${input.name}" was being created, and cannot say whether it was: if ` +
       'vigil keys list shows it, revoke it (its key was never shown) and create another',
-  });
+  }).catch(nameTakenMeanwhile(input.name));
   return { key, record: { ...data, revokedAt: null } };
+}
+
+/**
+ * A live key of this name appeared between the check and the append (another `keys create` or `rotate`, from the
+ * CLI, the admin API or another gateway): the store's unique index on live names refused the append, which wrote
+ * nothing. Said as such, not as a database error.
+ */
+function nameTakenMeanwhile(name: string): (err: unknown) => never {
+  return (err) => {
+    const code = (err as { code?: unknown } | null)?.code;
+    if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === '23505') {
+      throw new VigilError(
+        'BAD_REQUEST',
+        `a live key named "${name}" was created meanwhile (another create or rotate): nothing was written; see vigil keys list`,
+        { cause: err },
+      );
+    }
+    throw err;
+  };
 }
 
 /** How long key creation waits for the store to say whether a key whose answer was lost was written. */
@@ -221,7 +240,7 @@ export async function rotateGatewayKey(
         `the store stopped answering while key "${name}" was being rotated, and cannot say whether it was: if ` +
         'vigil keys list shows a new key of that name, revoke the name (its key was never shown) and create another',
     },
-  );
+  ).catch(nameTakenMeanwhile(name));
   return {
     key,
     record: { ...created, revokedAt: null },

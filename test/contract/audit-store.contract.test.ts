@@ -1885,6 +1885,24 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
       );
     });
 
+    it('a rotation that read the keys before another one wrote writes nothing, and says why', async () => {
+      await ciKey(Date.now());
+      // What a second `keys rotate` read just before the first one appended (another process, another gateway).
+      const before = await store.listGatewayKeys();
+      await rotateGatewayKey(store, 'ci', { rotatedBy: 'a' });
+      const stale = new Proxy(store, {
+        get: (target, p) =>
+          p === 'listGatewayKeys'
+            ? async () => before
+            : ((v: unknown) => (typeof v === 'function' ? v.bind(target) : v))(Reflect.get(target, p)),
+      });
+      await expect(rotateGatewayKey(stale, 'ci', { rotatedBy: 'b' })).rejects.toThrow(
+        /a live key named "ci" was created meanwhile \(another create or rotate\): nothing was written/,
+      );
+      expect((await store.listGatewayKeys()).filter((k) => k.name === 'ci')).toHaveLength(2);
+      expect(await store.verify()).toMatchObject({ ok: true, problems: [] });
+    });
+
     it('an overlap of 0 revokes the old key now; a key without expiry gives one without expiry', async () => {
       const t0 = Date.now();
       const old = await ciKey(t0);
