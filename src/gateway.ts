@@ -38,6 +38,7 @@ import {
   nothingChanged,
   SIGHUP_ACTOR,
   type ConfigChanges,
+  type ConfigStatus,
   type ReloadActor,
 } from './config/config-changes.js';
 import { retentionPolicy } from './store/retention.js';
@@ -260,6 +261,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   outbox.start();
   /** What `vigil_config_last_reload_successful` and its timestamp say: the start-up config counts as a success. */
   let reloadState = { successful: true, lastSuccessAt: Date.now() };
+  const configStatus = (): ConfigStatus => ({ ...reloadState, sha256: configDigest(running) });
   const metrics = new Metrics({
     recordingFailures: () => recorder.failures,
     recordingBacklog: () => recorder.queue.backlog,
@@ -267,7 +269,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     sinks: () => outbox.statuses(),
     digests: () => upkeep.digests(),
     limits: () => limits.status({ max: Number.MAX_SAFE_INTEGER }),
-    configReload: () => ({ ...reloadState, sha256: configDigest(running) }),
+    configReload: () => configStatus(),
   });
   // Reloads (SIGHUP, the admin API): defined before the admin API listens, which may ask for one.
   let closing: Promise<void> | null = null;
@@ -427,6 +429,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         approvals,
         limits,
         reloadConfig: options.readConfig ? reloadFromSource : undefined,
+        configStatus,
         connectionNames: () => connections.all().map((c) => c.name),
       });
     }

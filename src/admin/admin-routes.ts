@@ -11,8 +11,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { ConfigError, VigilError } from '../errors.js';
-import type { ConfigChanges, ReloadActor } from '../config/config-changes.js';
+import { VigilError } from '../errors.js';
+import type { ConfigChanges, ConfigStatus, ReloadActor } from '../config/config-changes.js';
 import { readExchange, readExchanges, type ExchangeView } from '../recorder/exchange-reader.js';
 import type { UsageLimits } from '../policy/usage-limits.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
@@ -68,6 +68,8 @@ export interface RouteContext {
   readonly connectionNames?: (() => readonly string[]) | undefined;
   /** Reads the config again and applies it (Gateway.reloadFromSource); absent: the gateway cannot. */
   readonly reloadConfig?: ((by: ReloadActor) => Promise<ConfigChanges>) | undefined;
+  /** Which config runs, and how the last reload went (absent: not a gateway's admin API). */
+  readonly configStatus?: (() => ConfigStatus) | undefined;
   /** The web UI's OIDC sign-in (`admin.ui.oidc`), as the UI is told it. */
   readonly signIn?: PublicSignIn | undefined;
   /** `signing.overdue_after` in ms (0: off): `/verify` reports chains whose digests are overdue. */
@@ -329,22 +331,6 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
       const own =
         ctx.caller.role === 'user' ? { caller: reader.subject, groups: 'groups' in reader ? reader.groups : [] } : {};
       sendJson(ctx.res, 200, { items: ctx.limits?.status(own) ?? [] });
-    },
-  },
-  {
-    method: 'POST',
-    path: '/config/reload',
-    authenticated: true,
-    async handle(ctx) {
-      requireRole(ctx.caller, 'admin');
-      if (!ctx.reloadConfig) throw notFound('this gateway was started without a config it can read again');
-      try {
-        sendJson(ctx.res, 200, await ctx.reloadConfig(ctx.caller.reader));
-      } catch (err) {
-        // Not valid, would not start, or needs a restart: what to fix, by path.
-        if (err instanceof ConfigError) throw new VigilError('BAD_REQUEST', err.message, { cause: err });
-        throw err;
-      }
     },
   },
   {

@@ -20,9 +20,10 @@ import { AdminAccess } from './admin-access.js';
 import { ADMIN_ROUTES, COMMON_HEADERS, sendJson, type AdminRoute } from './admin-routes.js';
 import { APPROVAL_ROUTES } from './approval-routes.js';
 import { KEY_ROUTES } from './key-routes.js';
+import { CONFIG_ROUTES } from './config-routes.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
 import type { UsageLimits } from '../policy/usage-limits.js';
-import type { ConfigChanges, ReloadActor } from '../config/config-changes.js';
+import type { ConfigChanges, ConfigStatus, ReloadActor } from '../config/config-changes.js';
 import { loadUiAssets, sendUiFile, UI_PREFIX, uiFileFor } from './ui-assets.js';
 import { uiSignInWarnings } from './ui-sign-in.js';
 
@@ -97,9 +98,19 @@ export interface AdminServerOptions {
   readonly connectionNames?: (() => readonly string[]) | undefined;
   /** Reads the config again and applies it: `POST /config/reload` (admins). */
   readonly reloadConfig?: ((by: ReloadActor) => Promise<ConfigChanges>) | undefined;
+  /** Which config runs and how the last reload went: `GET /config` (admins). */
+  readonly configStatus?: (() => ConfigStatus) | undefined;
   /** Prometheus metrics, served at `GET /metrics` to admins and auditors (and admin tokens). */
   readonly metrics?: { text(): Promise<string>; readonly contentType: string } | undefined;
 }
+
+/** Every route the admin API serves under `/api/v1` (its OpenAPI document describes each). */
+export const ADMIN_API_ROUTES: readonly AdminRoute[] = [
+  ...ADMIN_ROUTES,
+  ...APPROVAL_ROUTES,
+  ...KEY_ROUTES,
+  ...CONFIG_ROUTES,
+];
 
 export interface AdminServer {
   readonly url: string;
@@ -114,7 +125,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   // Who may use it: changed by a reload, and when a token's file changes.
   const access = new AdminAccess(config, options.oidc, log);
   for (const warning of uiSignInWarnings(config.admin.ui.oidc, config.identity.oidc)) log.warn(warning);
-  const routes = [...ADMIN_ROUTES, ...APPROVAL_ROUTES, ...KEY_ROUTES].map(compile);
+  const routes = ADMIN_API_ROUTES.map(compile);
   const ui = loadUiAssets();
   if (!ui.ok) log.warn({ problem: ui.problem }, 'the web UI is not available');
   const overdueAfterMs = digestsOverdueAfterMs(config);
@@ -178,6 +189,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       approvals: options.approvals,
       limits: options.limits,
       reloadConfig: options.reloadConfig,
+      configStatus: options.configStatus,
       connectionNames: options.connectionNames,
       signIn: access.uiSignIn.signIn,
       digestsOverdueAfterMs: overdueAfterMs,

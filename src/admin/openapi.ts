@@ -491,6 +491,36 @@ export const OPENAPI_DOCUMENT = {
         },
       },
     },
+    '/config': {
+      get: {
+        summary: 'The config this gateway runs, and the reloads on the ledger (admin)',
+        description:
+          "`sha256`: the running config's digest, as `vigil config check` prints it; `lastReload`: whether the last " +
+          'reload was applied (false: the config pushed is not the one running) and when one last was (or start-up); ' +
+          '`reloadable`: whether `POST /config/reload` can read the config again; `reloads`: the newest 50 ' +
+          '`config.reloaded` records, newest first, each with `at`, `by` and what changed.',
+        responses: {
+          '200': json(
+            {
+              type: 'object',
+              required: ['sha256', 'lastReload', 'reloadable', 'reloads'],
+              properties: {
+                sha256: { type: 'string' },
+                lastReload: {
+                  type: 'object',
+                  required: ['successful', 'lastSuccessAt'],
+                  properties: { successful: { type: 'boolean' }, lastSuccessAt: { type: 'integer' } },
+                },
+                reloadable: { type: 'boolean' },
+                reloads: { type: 'array', items: { type: 'object' } },
+              },
+            },
+            'The running config and its reloads.',
+          ),
+          ...errors(401, 403, 404, 503),
+        },
+      },
+    },
     '/config/reload': {
       post: {
         summary: 'Read the config again and apply it, as SIGHUP does (admin)',

@@ -34,6 +34,7 @@ export const UI_FILES = [
   'usage.js',
   'approvals.js',
   'keys.js',
+  'config.js',
   'access-log.js',
 ] as const;
 

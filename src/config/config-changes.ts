@@ -163,6 +163,19 @@ export interface ReloadActor {
 
 export const SIGHUP_ACTOR: ReloadActor = { method: 'signal', subject: 'SIGHUP' };
 
+/**
+ * Which config a gateway runs and how its last reload went: what `/metrics` says as `vigil_config_info` and
+ * `vigil_config_last_reload_*`, and `GET /api/v1/config` with the reloads on the ledger.
+ */
+export interface ConfigStatus {
+  /** {@link configDigest} of the config running. */
+  readonly sha256: string;
+  /** False after a reload was refused (the config pushed is not the one running), until one is applied. */
+  readonly successful: boolean;
+  /** Start-up, or the last reload applied (epoch ms). */
+  readonly lastSuccessAt: number;
+}
+
 /** What a `config.reloaded` ledger record says. */
 export interface ConfigReloadedData {
   readonly by: ReloadActor;

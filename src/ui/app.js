@@ -6,6 +6,7 @@ import { clear, errorBox, h, who } from './dom.js';
 import { renderAccessLog } from './access-log.js';
 import { renderApprovals } from './approvals.js';
 import { renderKeys } from './keys.js';
+import { renderConfig } from './config.js';
 import { renderExchange } from './exchange.js';
 import { renderSearch } from './search.js';
 import { renderSession } from './session.js';
@@ -22,6 +23,7 @@ const ROUTES = [
   { pattern: /^\/usage$/, view: renderUsage, nav: 'usage' },
   { pattern: /^\/approvals$/, view: renderApprovals, nav: 'approvals' },
   { pattern: /^\/keys$/, view: renderKeys, nav: 'keys' },
+  { pattern: /^\/config$/, view: renderConfig, nav: 'config' },
   { pattern: /^\/access-log$/, view: renderAccessLog, nav: 'access-log' },
 ];
 
@@ -31,6 +33,7 @@ const NAV = [
   ['usage', 'Usage'],
   ['approvals', 'Approvals'],
   ['keys', 'Keys'],
+  ['config', 'Config'],
   ['access-log', 'Access log'],
 ];
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { VigilConfigInput } from '../../src/config/config-schema.js';
 import { validateConfig } from '../../src/config/load-config.js';
-import type { ConfigReloadedData } from '../../src/config/config-changes.js';
+import { configDigest, type ConfigReloadedData } from '../../src/config/config-changes.js';
 import { ConfigError } from '../../src/errors.js';
 import { auditEventOf } from '../../src/export/record-events.js';
 import { startFakeAnthropic, type FakeAnthropic } from '../../src/sandbox/fake-anthropic.js';
@@ -460,6 +460,49 @@ describe('POST /api/v1/config/reload', () => {
     expect(await (await fetch(`${gw.gateway.adminUrl}/metrics`)).text()).toMatch(
       /^vigil_config_last_reload_successful 0$/m,
     );
+  });
+
+  it('GET /config says which config runs, whether the last reload was applied, and the reloads with who asked', async () => {
+    let connections: Connection[] = [];
+    const gw = await startHarness(
+      (up) => ({ connections: connections.length ? connections : [connection('anthropic', up)] }),
+      {},
+      { reloadable: true },
+    );
+    h = gw;
+    const up = gw.fake.url;
+    const status = async () =>
+      (await (await fetch(`${gw.gateway.adminUrl}/api/v1/config`)).json()) as {
+        sha256: string;
+        lastReload: { successful: boolean; lastSuccessAt: number };
+        reloadable: boolean;
+        reloads: Array<ConfigReloadedData & { at: number }>;
+      };
+    const first = await status();
+    expect(first).toMatchObject({ reloadable: true, lastReload: { successful: true }, reloads: [] });
+    expect(first.sha256).toBe(configDigest(gw.gateway.runningConfig()));
+
+    for (const names of [
+      ['anthropic', 'team'],
+      ['anthropic', 'team', 'ci'],
+    ]) {
+      connections = names.map((n) => connection(n, up));
+      expect((await fetch(`${gw.gateway.adminUrl}/api/v1/config/reload`, { method: 'POST' })).status).toBe(200);
+    }
+    connections = [connection('anthropic', 'ftp://nowhere')];
+    expect((await fetch(`${gw.gateway.adminUrl}/api/v1/config/reload`, { method: 'POST' })).status).toBe(400);
+
+    const after = await status();
+    // The config running is the last one applied; the refused one is said, not run.
+    expect(after.sha256).toBe(configDigest(gw.gateway.runningConfig()));
+    expect(after.sha256).not.toBe(first.sha256);
+    expect(after.lastReload.successful).toBe(false);
+    expect(after.reloads.map((r) => r.connections.added)).toEqual([['ci'], ['team']]);
+    expect(after.reloads[0]).toMatchObject({
+      by: { method: 'local_user', subject: 'admin-api:localhost' },
+      configSha256: after.sha256,
+      at: expect.any(Number),
+    });
   });
 
   it('is not there for a gateway that cannot read its config again', async () => {

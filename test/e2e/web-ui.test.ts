@@ -26,7 +26,8 @@ const XSS = '<img src=x onerror="window.__xss=1"> and <script>window.__xss=2</sc
 
 let browser: Browser;
 let open: Harness; // no identity: loopback callers are admins
-let guarded: Harness; // an admin token and an approval rule
+let guarded: Harness; // an admin token and an approval rule; reloadable, with this retention window
+let guardedRetention = 'forever';
 const contexts: BrowserContext[] = [];
 /** Uncaught errors and CSP violations in any page: there must be none. */
 const pageProblems: string[] = [];
@@ -120,23 +121,28 @@ beforeAll(async () => {
       ],
       admin: { listen: '127.0.0.1:0' },
     })),
-    startHarness((upstream) => ({
-      connections: [
-        {
-          name: 'anthropic',
-          upstream,
-          credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
-          approvals: [{ name: 'large answers', action: 'hold', when: { max_tokens_above: 4096 }, timeout: '30s' }],
-        },
-      ],
-      admin: {
-        listen: '127.0.0.1:0',
-        tokens: [
-          { name: 'oncall', role: 'admin', token: { env: 'VIGIL_TEST_UI_ADMIN_TOKEN' } },
-          { name: 'review', role: 'auditor', token: { env: 'VIGIL_TEST_UI_AUDITOR_TOKEN' } },
+    startHarness(
+      (upstream) => ({
+        connections: [
+          {
+            name: 'anthropic',
+            upstream,
+            credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+            approvals: [{ name: 'large answers', action: 'hold', when: { max_tokens_above: 4096 }, timeout: '30s' }],
+          },
         ],
-      },
-    })),
+        admin: {
+          listen: '127.0.0.1:0',
+          tokens: [
+            { name: 'oncall', role: 'admin', token: { env: 'VIGIL_TEST_UI_ADMIN_TOKEN' } },
+            { name: 'review', role: 'auditor', token: { env: 'VIGIL_TEST_UI_AUDITOR_TOKEN' } },
+          ],
+        },
+        retention: { default: guardedRetention },
+      }),
+      {},
+      { reloadable: true },
+    ),
   ]);
 
   const client = sdk(open);
@@ -718,6 +724,37 @@ describe('with identity configured', () => {
       const refused = await ask(k).catch((e: unknown) => e);
       expect(refused).toBeInstanceOf(Anthropic.AuthenticationError);
     }
+  });
+
+  it('shows the config running, reloads it on request, and lists each reload with who asked', async () => {
+    const page = await newPage();
+    await page.goto(`${guarded.gateway.adminUrl}/ui/#/config`);
+    await page.getByLabel('Token').fill(ADMIN_TOKEN);
+    await page.getByRole('button', { name: 'Sign in' }).click();
+    await page.getByRole('heading', { name: 'Config' }).waitFor();
+    const sha = page.getByLabel('Running config SHA-256');
+    await expect.poll(() => sha.textContent()).toMatch(/^[0-9a-f]{64}$/);
+    const before = (await sha.textContent())!;
+    // The config file changes (here: a retention window), and an admin applies it from the page.
+    guardedRetention = '3650d';
+    await page.getByRole('button', { name: 'Reload config' }).click();
+    await expect.poll(() => page.locator('.reload-result').textContent()).toBe('Config reloaded: retention.');
+    await expect.poll(() => sha.textContent()).not.toBe(before);
+    const row = page.locator('table.reloads tbody tr').first();
+    expect(await row.locator('td').allTextContents()).toEqual([
+      expect.any(String),
+      'token oncall',
+      'retention',
+      (await sha.textContent())!.slice(0, 12),
+    ]);
+    // One the gateway refuses: the API's message, and the page says the config pushed is not the one running.
+    guardedRetention = 'someday';
+    await page.getByRole('button', { name: 'Reload config' }).click();
+    await expect
+      .poll(() => page.getByRole('alert').textContent())
+      .toMatch(/^400: invalid configuration:\s+- retention\.default/);
+    await expect.poll(() => page.locator('dl.facts').textContent()).toContain('refused — the config pushed is not');
+    guardedRetention = '3650d';
   });
 
   it('shows an auditor only the access log’s refusal, no empty table', async () => {
