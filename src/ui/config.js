@@ -93,8 +93,14 @@ export async function renderConfig({ root, signal }) {
         [
           'Last reload',
           c.lastReload.successful
-            ? `applied (${time(c.lastReload.lastSuccessAt)})`
-            : `refused — the config pushed is not the one running (last applied ${time(c.lastReload.lastSuccessAt)})`,
+            ? h('span', {}, 'applied (', time(c.lastReload.lastSuccessAt), ')')
+            : h(
+                'span',
+                {},
+                'refused — the config pushed is not the one running (last applied ',
+                time(c.lastReload.lastSuccessAt),
+                ')',
+              ),
         ],
       ]),
     );

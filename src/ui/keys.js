@@ -174,7 +174,7 @@ export async function renderKeys({ root, signal }) {
           'tr',
           { 'data-key': k.name, class: k.state === 'live' ? null : 'inactive' },
           h('td', {}, k.name),
-          h('td', {}, rotating ? `live until ${time(k.revokedAt)} (rotated)` : k.state),
+          h('td', {}, ...(rotating ? ['live until ', time(k.revokedAt), ' (rotated)'] : [k.state])),
           h('td', {}, k.owner),
           h('td', {}, k.connections.length ? k.connections.join(', ') : 'every connection'),
           h('td', {}, time(k.createdAt)),

@@ -706,7 +706,11 @@ describe('with identity configured', () => {
     const rows = page.locator('tr[data-key="ui-made"]');
     await expect.poll(() => rows.count()).toBe(2);
     const old = rows.filter({ hasText: '(rotated)' });
-    expect(await old.locator('td:nth-child(2)').textContent()).toMatch(/^live until .* \(rotated\)$/);
+    // Until when, as a date (a time element whose ISO value is the end of the 2 h overlap), not an object's name.
+    expect(await old.locator('td:nth-child(2)').textContent()).toMatch(/^live until \d.* \(rotated\)$/);
+    const until = Date.parse((await old.locator('td:nth-child(2) time').getAttribute('datetime'))!);
+    expect(until - Date.now()).toBeGreaterThan(115 * 60_000);
+    expect(until - Date.now()).toBeLessThanOrEqual(120 * 60_000);
     expect(await old.getByRole('button', { name: 'Rotate' }).count()).toBe(0);
     const ask = (apiKey: string) =>
       new Anthropic({ baseURL: guarded.url, apiKey, maxRetries: 0 }).messages.create({
@@ -735,6 +739,9 @@ describe('with identity configured', () => {
     const sha = page.getByLabel('Running config SHA-256');
     await expect.poll(() => sha.textContent()).toMatch(/^[0-9a-f]{64}$/);
     const before = (await sha.textContent())!;
+    const lastReload = page.locator('dl.facts dd').nth(1);
+    expect(await lastReload.textContent()).toMatch(/^applied \(\d.*\)$/);
+    expect(await lastReload.locator('time').count()).toBe(1);
     // The config file changes (here: a retention window), and an admin applies it from the page.
     guardedRetention = '3650d';
     await page.getByRole('button', { name: 'Reload config' }).click();
