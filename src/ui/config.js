@@ -90,18 +90,9 @@ export async function renderConfig({ root, signal }) {
     status.append(
       facts([
         ['Running config', h('code', { 'aria-label': 'Running config SHA-256' }, c.sha256)],
-        [
-          'Last reload',
-          c.lastReload.successful
-            ? h('span', {}, 'applied (', time(c.lastReload.lastSuccessAt), ')')
-            : h(
-                'span',
-                {},
-                'refused — the config pushed is not the one running (last applied ',
-                time(c.lastReload.lastSuccessAt),
-                ')',
-              ),
-        ],
+        // Start-up, or the last reload applied.
+        ['Applied', time(c.lastReload.lastSuccessAt)],
+        ['Last reload', c.lastReload.successful ? null : 'refused — the config pushed is not the one running'],
       ]),
     );
     reload.hidden = !c.reloadable;
