@@ -10,6 +10,7 @@ import type { VigilConfig } from './config/config-schema.js';
 import { ConfigError, messageOf, VigilError } from './errors.js';
 import { formatPath } from './config/config-path.js';
 import { secretProblems } from './config/secret-problems.js';
+import { shortAdminTokens } from './admin/admin-auth.js';
 import { isLocalRequest, isLoopbackAddress, isLoopbackHost, localRequestRefusal } from './identity/loopback.js';
 import { Authenticator, type Authentication } from './identity/authenticator.js';
 import { OidcVerifier } from './identity/oidc-verifier.js';
@@ -102,7 +103,11 @@ export function checkStartable(config: VigilConfig): void {
   }
   checkAdminExposure(config);
   // Every secret the gateway reads at start-up, checked together so that each missing one is reported at once.
-  const secretsMissing = [...secretProblems(config), ...egressProxyProblems(config)];
+  const secretsMissing = [
+    ...secretProblems(config),
+    ...egressProxyProblems(config),
+    ...(config.admin.enabled ? shortAdminTokens(config.admin.tokens) : []),
+  ];
   if (secretsMissing.length) throw new ConfigError(secretsMissing);
   // A certificate and a key that do not belong together, each listener's at once.
   const unusable: string[] = [];

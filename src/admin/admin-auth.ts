@@ -40,7 +40,25 @@ const digest = (secret: string): Buffer => createHash('sha256').update(secret).d
  * @throws ConfigError naming `admin.tokens[i] (name).token` for a secret that is missing or too short.
  */
 export function loadAdminTokens(tokens: AdminConfig['tokens'], env: NodeJS.ProcessEnv = process.env): AdminToken[] {
+  const { loaded, problems } = readAdminTokens(tokens, env);
+  if (problems.length) throw new ConfigError(problems);
+  return loaded;
+}
+
+/**
+ * The admin tokens that can be read but are too short, by path: what start-up and a reload would refuse beyond a
+ * missing secret (which `secretProblems` reports), so that `vigil config check` refuses them too.
+ */
+export function shortAdminTokens(tokens: AdminConfig['tokens'], env: NodeJS.ProcessEnv = process.env): string[] {
+  return readAdminTokens(tokens, env).short;
+}
+
+function readAdminTokens(
+  tokens: AdminConfig['tokens'],
+  env: NodeJS.ProcessEnv,
+): { loaded: AdminToken[]; problems: string[]; short: string[] } {
   const problems: string[] = [];
+  const short: string[] = [];
   const out: AdminToken[] = [];
   tokens.forEach((t, i) => {
     const where = `admin.tokens[${i}] (${t.name}).token`;
@@ -53,15 +71,14 @@ export function loadAdminTokens(tokens: AdminConfig['tokens'], env: NodeJS.Proce
       return;
     }
     if (secret.length < MIN_ADMIN_TOKEN_LENGTH) {
-      problems.push(
-        `${where}: the token of "${t.name}" is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters; use e.g. openssl rand -hex 32`,
-      );
+      const problem = `${where}: the token of "${t.name}" is shorter than ${MIN_ADMIN_TOKEN_LENGTH} characters; use e.g. openssl rand -hex 32`;
+      problems.push(problem);
+      short.push(problem);
       return;
     }
     out.push({ name: t.name, role: t.role, digest: digest(secret) });
   });
-  if (problems.length) throw new ConfigError(problems);
-  return out;
+  return { loaded: out, problems, short };
 }
 
 /** Whether two lists hold the same tokens (names, roles and secrets), in the same order. */

@@ -658,6 +658,13 @@ describe('operator errors say what to fix', () => {
     const proxy = await check(['connections:', '  - name: anthropic', '    proxy: { env: VIGIL_TEST_UNSET_PROXY }']);
     expect(proxy.code).toBe(2);
     expect(proxy.stderr).toContain('connections[0] (anthropic).proxy: environment variable VIGIL_TEST_UNSET_PROXY');
+    // Went wrong: an admin token too short passed the check, then stopped serve (and a reload said so only then).
+    const weak = await check(
+      ['admin:', '  tokens:', '    - { name: ops, role: admin, token: { env: VIGIL_TEST_WEAK } }', ...unkeyed],
+      { VIGIL_TEST_WEAK: 'short' },
+    );
+    expect(weak.code).toBe(2);
+    expect(weak.stderr).toContain('admin.tokens[0] (ops).token: the token of "ops" is shorter than 24 characters');
   });
 
   it('reports every config problem with its path', async () => {
