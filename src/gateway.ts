@@ -325,13 +325,14 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
       nextAuthenticator = authenticatorFor(next, nextOidc);
     }
     const applyAdminAccess = changes.identity || changes.adminAccess ? admin?.prepareAccess(next, nextOidc) : undefined;
+    const recorded = configReloadedData(changes, next, by);
     // On the ledger (and so to the SIEM) before it applies: a change of who may call that the audit trail cannot show
     // is not made.
     try {
       // A commit whose answer was lost (PostgreSQL) is asked after: a record of a change never made would mislead.
       await appendConfirmed(
         store,
-        { kind: 'config.reloaded', at: Date.now(), data: configReloadedData(changes, next, by) },
+        { kind: 'config.reloaded', at: Date.now(), data: recorded },
         { waitMs: RELOAD_RECORD_WAIT_MS, unknown: 'the store does not answer' },
       );
     } catch (err) {
@@ -369,28 +370,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     applyAdminAccess?.();
     if (changes.logLevel) log.level = changes.logLevel.to;
     running = next;
-    log.warn(
-      {
-        added: changes.connections.added,
-        changed: changes.connections.changed.map((c) => `${c.name} (${c.keys.join(', ')})`),
-        removed: changes.connections.removed,
-        ...(changes.defaultConnection ? { defaultConnection: changes.defaultConnection.to } : {}),
-        ...(changes.retention ? { retention: 'changed' } : {}),
-        ...(changes.limits ? { limits: next.limits } : {}),
-        ...(changes.shutdown ? { shutdownGraceMs: next.shutdown.grace } : {}),
-        ...(changes.publicUrl ? { publicUrl: next.public_url ?? null } : {}),
-        ...(changes.approvals ? { approvalWebhooks: next.approvals.webhooks.map((w) => w.name) } : {}),
-        ...(changes.siem ? { siemSinks: next.siem.sinks.map((k) => k.name) } : {}),
-        ...(changes.identity
-          ? { identity: { issuers: next.identity.oidc.map((o) => o.issuer), anonymous: anonymousPolicy(next) } }
-          : {}),
-        ...(changes.adminAccess
-          ? { admin: { roles: next.admin.roles, tokens: next.admin.tokens.map((t) => `${t.name} (${t.role})`) } }
-          : {}),
-        ...(changes.logLevel ? { logLevel: changes.logLevel.to } : {}),
-      },
-      'config reloaded: calls from now on follow it',
-    );
+    // What the ledger holds of it, said in the log too.
+    log.warn(recorded, 'config reloaded: calls from now on follow it');
     await counted.catch((err: unknown) =>
       log.warn(
         { err: messageOf(err) },
