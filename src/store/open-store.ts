@@ -130,6 +130,17 @@ export async function openStore(config: VigilConfig, options: OpenStoreOptions =
         { cause: err },
       );
     }
+    if (options.readonly && !existsSync(file)) {
+      // The folder is there but nothing was ever recorded into it: SQLite says only "unable to open database file",
+      // which read as if the folder were not writable.
+      throw new ConfigError(
+        [
+          `${sqliteKey(config)}: no store at ${file}: nothing has been recorded there yet; name the folder vigil ` +
+            'serve records into, or start vigil serve with it first',
+        ],
+        { cause: err },
+      );
+    }
     if (code === 'SQLITE_FULL' || code === 'ENOSPC') {
       throw new ConfigError([diskFullProblem(config, file, err as Error)], {
         cause: err,

@@ -4,7 +4,7 @@
  */
 import Anthropic from '@anthropic-ai/sdk';
 import Database from 'better-sqlite3';
-import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -795,6 +795,17 @@ describe('operator errors say what to fix', () => {
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain('data_dir (--data-dir): no store at');
     expect(missing.stderr).not.toMatch(/unexpected error|\n\s+at /);
+    // A folder that exists but that nothing was recorded into is not an unwritable one.
+    const empty = path.join(dataDir(), 'empty');
+    mkdirSync(empty);
+    for (const args of [['sessions', 'list'], ['verify']]) {
+      const r = await vigil([...args, '--data-dir', empty]);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(
+        `data_dir (--data-dir): no store at ${path.join(empty, 'vigil.db')}: nothing has been recorded there yet`,
+      );
+      expect(r.stderr).not.toContain('writable');
+    }
   });
 
   it.skipIf(!tmpfsMountable)('exits 1 when it stops with records the store would not take', async () => {
