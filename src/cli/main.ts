@@ -39,9 +39,6 @@ import { loadConfig } from '../config/load-config.js';
 import { formatPath } from '../config/config-path.js';
 import { ConfigError, VigilError } from '../errors.js';
 import { configDigest, SIGHUP_ACTOR } from '../config/config-changes.js';
-import { checkStartable, plainHttpWarning, startGateway } from '../gateway.js';
-import { OidcVerifier } from '../identity/oidc-verifier.js';
-import { ApprovalNotifier } from '../policy/approval-notifier.js';
 import {
   createGatewayKey,
   listedKeyView,
@@ -51,20 +48,14 @@ import {
 } from '../identity/key-admin.js';
 import { isLoopbackHost } from '../identity/loopback.js';
 import { recordCliRead } from './cli-reads.js';
+import type { ReplayLog } from '../replay/replay-server.js';
 import { listJson } from './list-json.js';
 import { readExchange, readSession, type ExchangeView } from '../recorder/exchange-reader.js';
-import { startReplayServer, type ReplayLog } from '../replay/replay-server.js';
-import { connectionBaseUrl, resendExchange } from '../replay/resend.js';
 import type { AuditStore, ExchangeFilter } from '../store/audit-store.js';
 import { describeOverdue } from '../store/digest-overdue.js';
 import { digestsOverdueAfterMs, signChain } from '../store/ledger-upkeep.js';
 import { describeStore, openStore, usesPostgres } from '../store/open-store.js';
-import { readCredential } from '../proxy/connections.js';
-import { egressProxy } from '../net/egress-proxy.js';
-import { adminListenAddress } from '../admin/admin-server.js';
-import { appendOnlyGrantsSql } from '../store/postgres/postgres-migrations.js';
 import { SqliteAuditStore } from '../store/sqlite/sqlite-audit-store.js';
-import { approvalsCommand } from './approvals-command.js';
 import { describeLimit, formatCount, UsageLimits, type LimitStatus } from '../policy/usage-limits.js';
 import { renderExchange } from './transcript.js';
 import { cliActor } from './cli-actor.js';
@@ -188,6 +179,7 @@ async function serve(args: string[], out: Out): Promise<number> {
   const serving = serveConfig(args, out);
   if (serving === null) return 0;
   const { config } = serving;
+  const { startGateway } = await import('../gateway.js');
   // Read again, with the same flags over the file, for a reload (SIGHUP, or POST /api/v1/config/reload).
   const gateway = await startGateway(config, { readConfig: () => serveConfig(args, out)!.config });
   return new Promise<number>((resolve) => {
@@ -267,6 +259,18 @@ async function configCheck(args: string[], out: Out): Promise<number> {
   const serving = serveConfig(args, out);
   if (serving === null) return 0;
   const { config } = serving;
+  // Loaded here, not with the CLI: the gateway and its HTTP clients are most of what `vigil` would load otherwise.
+  const [{ checkStartable, plainHttpWarning }, { adminListenAddress }, { OidcVerifier }, { ApprovalNotifier }] =
+    await Promise.all([
+      import('../gateway.js'),
+      import('../admin/admin-server.js'),
+      import('../identity/oidc-verifier.js'),
+      import('../policy/approval-notifier.js'),
+    ]);
+  const [{ egressProxy }, { readCredential }] = await Promise.all([
+    import('../net/egress-proxy.js'),
+    import('../proxy/connections.js'),
+  ]);
   checkStartable(config);
   const admin = config.admin.enabled ? adminListenAddress(config) : null;
   const lines = [
@@ -769,6 +773,7 @@ async function storeCommand(args: string[], out: Out): Promise<number> {
   if (verb !== 'grants' || !values.role) throw new CliError(STORE_USAGE);
   const config = values.config ? loadConfig({ configFile: values.config }) : undefined;
   const schema = values.schema ?? config?.store.postgres?.schema ?? 'public';
+  const { appendOnlyGrantsSql } = await import('../store/postgres/postgres-migrations.js');
   out.stdout.write(`${appendOnlyGrantsSql(schema, values.role)}\n`);
   return 0;
 }
@@ -855,6 +860,7 @@ async function replay(args: string[], out: Out): Promise<number> {
     if (exchanges.length === 0)
       throw new CliError(`no session "${session}" in this store (see: vigil sessions list)`, 1);
     await recordCliRead(values, 'session', [session], out);
+    const { startReplayServer } = await import('../replay/replay-server.js');
     const server = await startReplayServer({
       exchanges,
       host,
@@ -881,6 +887,7 @@ async function replay(args: string[], out: Out): Promise<number> {
     if (!id || !values.connection)
       throw new CliError('usage: vigil replay resend <exchange-id> --connection <name> [--json]');
     const config = loadConfig({ configFile: values.config, dataDir: values['data-dir'] });
+    const { connectionBaseUrl, resendExchange } = await import('../replay/resend.js');
     let connectionUrl: string;
     try {
       connectionUrl = connectionBaseUrl(config, values.connection);
@@ -977,7 +984,7 @@ export async function run(
         if (args[0] !== 'check') throw new CliError('usage: vigil config check [--config FILE] [serve options]');
         return await configCheck(args.slice(1), out);
       case 'approvals':
-        return await approvalsCommand(args, out);
+        return await (await import('./approvals-command.js')).approvalsCommand(args, out);
       case 'replay':
         return await replay(args, out);
       case 'sandbox':

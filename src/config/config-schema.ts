@@ -8,9 +8,9 @@ import { allowListSchema, identityConfigSchema } from '../identity/identity-conf
 import { isLoopbackHost } from '../identity/loopback.js';
 import { siemConfigSchema } from '../export/sinks-config.js';
 import { maskingConfigSchema } from '../recorder/masking/masking-config.js';
-import { approvalsConfigSchema } from '../policy/approval-notifier.js';
+import { approvalsConfigSchema } from '../policy/approvals-config.js';
 import { limitsSchema } from '../policy/usage-limits.js';
-import { tlsListenerSchema } from '../net/tls-listener.js';
+import { tlsListenerSchema } from '../net/tls-config.js';
 import { approvalRulesSchema } from '../policy/approval-rules.js';
 import { uiSignInProblems, uiSignInSchema } from '../admin/ui-sign-in.js';
 

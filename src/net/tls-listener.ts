@@ -8,23 +8,10 @@ import http from 'node:http';
 import https from 'node:https';
 import { createSecureContext, type SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
-import { z } from 'zod';
-import { certificateFile, positiveDuration, secretRef } from '../config/common-schemas.js';
+import type { TlsListenerConfig } from './tls-config.js';
 import { readConfigFile, readSecret } from '../config/read-secret.js';
 import { onFilesChanged } from '../config/watch-files.js';
 import { ConfigError } from '../errors.js';
-
-export const tlsListenerSchema = z
-  .object({
-    /** The certificate chain (PEM): the server's certificate first, then its intermediates. */
-    cert: certificateFile,
-    /** Its private key (PEM): `{ file }` or `{ env }`. */
-    key: secretRef,
-    /** How often the files are looked at for a renewed certificate. */
-    reload: positiveDuration.default(60_000),
-  })
-  .strict();
-export type TlsListenerConfig = z.output<typeof tlsListenerSchema>;
 
 /** The certificate and key as a server takes them; throws a ConfigError naming `where` when they cannot be used. */
 export function tlsOptions(config: TlsListenerConfig, where: string): SecureContextOptions {

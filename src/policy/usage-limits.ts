@@ -166,9 +166,10 @@ class Steps {
   }
 }
 
-const COUNT = new Intl.NumberFormat('en-US');
+/** Made on first use: building a number format loads locale data (~20 ms), which a CLI command may never need. */
+let count: Intl.NumberFormat | undefined;
 /** Counts as people read them: `2,000,000`. */
-export const formatCount = (n: number): string => COUNT.format(n);
+export const formatCount = (n: number): string => (count ??= new Intl.NumberFormat('en-US')).format(n);
 
 /** `daily: 2,000,000 tokens, 500 calls per caller in 1d (for group ci)`, as `vigil config check` prints it. */
 export function describeLimit(l: LimitConfig): string {

@@ -4,7 +4,6 @@ import path from 'node:path';
 import type { VigilConfig } from '../config/config-schema.js';
 import { ConfigError } from '../errors.js';
 import type { AuditStore } from './audit-store.js';
-import { PostgresAuditStore, WRITER_RECONNECT_MS } from './postgres/postgres-audit-store.js';
 import { StoreInUseError } from './sqlite/gateway-lock.js';
 import { SqliteAuditStore, StoreOutdatedError } from './sqlite/sqlite-audit-store.js';
 import { readsOffThread, SqliteReadWorker } from './sqlite/sqlite-read-worker.js';
@@ -68,6 +67,8 @@ export function adminReads(store: AuditStore): AdminReads {
 export async function openStore(config: VigilConfig, options: OpenStoreOptions = {}): Promise<AuditStore> {
   const url = postgresUrl(config);
   if (url !== undefined) {
+    // Loaded only for a PostgreSQL store: a CLI command on the embedded one does not pay for the client.
+    const { PostgresAuditStore, WRITER_RECONNECT_MS } = await import('./postgres/postgres-audit-store.js');
     try {
       return await PostgresAuditStore.open({
         url,

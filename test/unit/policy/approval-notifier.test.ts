@@ -4,12 +4,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  ApprovalNotifier,
-  approvalsConfigSchema,
-  redactUrl,
-  type ApprovalsConfig,
-} from '../../../src/policy/approval-notifier.js';
+import { ApprovalNotifier, redactUrl } from '../../../src/policy/approval-notifier.js';
+import { approvalsConfigSchema, type ApprovalsConfig } from '../../../src/policy/approvals-config.js';
 import { approvalRulesSchema, compileApprovalRules } from '../../../src/policy/approval-rules.js';
 import { summarizeRequest } from '../../../src/policy/approval-summary.js';
 import { ApprovalCoordinator, type ApprovalView } from '../../../src/policy/approvals.js';

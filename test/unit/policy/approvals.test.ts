@@ -13,7 +13,8 @@ import {
   type ApprovalRulesInput,
   type CompiledRule,
 } from '../../../src/policy/approval-rules.js';
-import { ApprovalNotifier, approvalsConfigSchema } from '../../../src/policy/approval-notifier.js';
+import { ApprovalNotifier } from '../../../src/policy/approval-notifier.js';
+import { approvalsConfigSchema } from '../../../src/policy/approvals-config.js';
 import { summarizeRequest } from '../../../src/policy/approval-summary.js';
 import {
   ApprovalCoordinator,
