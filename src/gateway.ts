@@ -23,6 +23,7 @@ import { ProxyServer } from './proxy/proxy-server.js';
 import { egressProxyProblems } from './net/egress-proxy.js';
 import { Recorder } from './recorder/recorder.js';
 import type { AuditStore } from './store/audit-store.js';
+import { pricingFrom } from './store/pricing.js';
 import { adminReads, describeStore, openStore, type AdminReads } from './store/open-store.js';
 import { hostname } from 'node:os';
 import { otlpRejectedChannel } from './export/otlp-sink.js';
@@ -417,6 +418,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         reloadConfig: options.readConfig ? reloadFromSource : undefined,
         configStatus,
         connectionNames: () => connections.all().map((c) => c.name),
+        pricing: () => pricingFrom(running.pricing),
       });
     }
     // What callers used of each limit's window before this start (and, on PostgreSQL, through other gateways).

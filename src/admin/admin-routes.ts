@@ -13,6 +13,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { VigilError } from '../errors.js';
 import type { ConfigChanges, ConfigStatus, ReloadActor } from '../config/config-changes.js';
+import type { Pricing } from '../store/pricing.js';
 import { readExchange, readExchanges, type ExchangeView } from '../recorder/exchange-reader.js';
 import type { UsageLimits } from '../policy/usage-limits.js';
 import type { ApprovalCoordinator } from '../policy/approvals.js';
@@ -68,6 +69,8 @@ export interface RouteContext {
   readonly connectionNames?: (() => readonly string[]) | undefined;
   /** Reads the config again and applies it (Gateway.reloadFromSource); absent: the gateway cannot. */
   readonly reloadConfig?: ((by: ReloadActor) => Promise<ConfigChanges>) | undefined;
+  /** What tokens cost (`pricing` in the config), for usage reports; absent: none is configured. */
+  readonly pricing?: Pricing | undefined;
   /** Which config runs, and how the last reload went (absent: not a gateway's admin API). */
   readonly configStatus?: (() => ConfigStatus) | undefined;
   /** The web UI's OIDC sign-in (`admin.ui.oidc`), as the UI is told it. */
@@ -318,7 +321,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
     async handle(ctx) {
       // Counts and tokens, never content: not a read of recordings for the access log. A user's report is their own.
       const request = { ...requestedFilter(ctx, false), ...usageFrom((n) => ctx.query.get(n)) };
-      sendJson(ctx.res, 200, await ctx.store.usage(request));
+      sendJson(ctx.res, 200, await ctx.store.usage(request, ctx.pricing));
     },
   },
   {

@@ -15,6 +15,7 @@ import type { OidcVerifier } from '../identity/oidc-verifier.js';
 import { ANONYMOUS } from '../identity/principal.js';
 import { listenOn } from '../net/listen.js';
 import type { AuditStore } from '../store/audit-store.js';
+import { pricingFrom, type Pricing } from '../store/pricing.js';
 import { digestsOverdueAfterMs } from '../store/ledger-upkeep.js';
 import { AdminAccess } from './admin-access.js';
 import { ADMIN_ROUTES, COMMON_HEADERS, sendJson, type AdminRoute } from './admin-routes.js';
@@ -100,6 +101,8 @@ export interface AdminServerOptions {
   readonly reloadConfig?: ((by: ReloadActor) => Promise<ConfigChanges>) | undefined;
   /** Which config runs and how the last reload went: `GET /config` (admins). */
   readonly configStatus?: (() => ConfigStatus) | undefined;
+  /** What tokens cost, for `GET /usage` (the running config's, which a reload changes); absent: `config.pricing`. */
+  readonly pricing?: (() => Pricing | undefined) | undefined;
   /** Prometheus metrics, served at `GET /metrics` to admins and auditors (and admin tokens). */
   readonly metrics?: { text(): Promise<string>; readonly contentType: string } | undefined;
 }
@@ -129,6 +132,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
   const ui = loadUiAssets();
   if (!ui.ok) log.warn({ problem: ui.problem }, 'the web UI is not available');
   const overdueAfterMs = digestsOverdueAfterMs(config);
+  const configured = pricingFrom(config.pricing);
+  const pricingNow = options.pricing ?? ((): Pricing | undefined => configured);
 
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://admin.invalid');
@@ -191,6 +196,7 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
       reloadConfig: options.reloadConfig,
       configStatus: options.configStatus,
       connectionNames: options.connectionNames,
+      pricing: pricingNow(),
       signIn: access.uiSignIn.signIn,
       digestsOverdueAfterMs: overdueAfterMs,
     });

@@ -785,10 +785,14 @@ export const OPENAPI_DOCUMENT = {
       },
       UsageReport: {
         type: 'object',
-        required: ['by', 'items', 'truncated'],
+        required: ['by', 'items', 'truncated', 'currency'],
         properties: {
           by: { enum: USAGE_BY },
           truncated: { type: 'boolean' },
+          currency: {
+            type: ['string', 'null'],
+            description: "What `cost` is in (the config's `pricing.currency`); null when no pricing is configured.",
+          },
           items: {
             type: 'array',
             items: {
@@ -797,8 +801,20 @@ export const OPENAPI_DOCUMENT = {
                 key: { type: ['string', 'null'], description: 'Caller subject, connection, model, or UTC day.' },
                 email: { type: ['string', 'null'], description: 'By caller: the e-mail of their identity token.' },
                 exchanges: { type: 'integer' },
-                inputTokens: { type: 'integer' },
+                inputTokens: { type: 'integer', description: 'All input: uncached, cache writes and cache reads.' },
                 outputTokens: { type: 'integer' },
+                cacheReadTokens: { type: 'integer', description: 'Of the input, read from the prompt cache.' },
+                cacheWriteTokens: { type: 'integer', description: 'Of the input, written to the prompt cache.' },
+                cost: {
+                  type: ['number', 'null'],
+                  description:
+                    'What the tokens cost by `pricing` (to a millionth), each exchange priced by its model; ' +
+                    'exchanges of models without a price are left out. Null when no pricing is configured.',
+                },
+                unpriced: {
+                  type: ['integer', 'null'],
+                  description: 'Exchanges with tokens whose model has no price (not in `cost`); null without pricing.',
+                },
                 failed: { type: 'integer' },
                 refused: { type: 'integer' },
                 inProgress: { type: 'integer' },

@@ -34,6 +34,7 @@ import {
 } from '../admin/exchange-export.js';
 import { filterFrom, FILTER_PARAMS, pageFrom, usageFrom, type ParamSource } from '../admin/query-params.js';
 import { USAGE_MAX_ROWS } from '../store/usage-report.js';
+import { pricingFrom } from '../store/pricing.js';
 import { listenAddress, type ListenAddress, type VigilConfig } from '../config/config-schema.js';
 import { loadConfig } from '../config/load-config.js';
 import { formatPath } from '../config/config-path.js';
@@ -495,27 +496,38 @@ async function usage(args: string[], out: Out): Promise<number> {
   });
   const filter = cliFilter(values);
   const asked = cliParams(values, usageFrom);
-  return withStore(values, async (store) => {
-    const report = await store.usage({ ...filter, ...asked });
+  return withStore(values, async (store, config) => {
+    const report = await store.usage({ ...filter, ...asked }, pricingFrom(config.pricing));
     if (values.json) {
       out.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       return 0;
     }
     const byCaller = report.by === 'caller';
+    const priced = report.currency !== null;
+    const csv = values.csv;
     const head = [
       report.by,
       ...(byCaller ? ['email'] : []),
-      ...['exchanges', 'input tokens', 'output tokens', 'failed', 'refused', 'in progress'],
+      ...['exchanges', 'input tokens', 'cache reads', 'cache writes', 'output tokens'],
+      ...(priced ? [`cost ${report.currency}`, ...(csv ? ['unpriced'] : [])] : []),
+      ...['failed', 'refused', 'in progress'],
     ];
     const rows = report.items.map((r) => [
       r.key ?? '',
       ...(byCaller ? [r.email ?? ''] : []),
-      ...[r.exchanges, r.inputTokens, r.outputTokens, r.failed, r.refused, r.inProgress].map(String),
+      ...[r.exchanges, r.inputTokens, r.cacheReadTokens, r.cacheWriteTokens, r.outputTokens].map(String),
+      // The table rounds to a cent and marks a cost that leaves exchanges out; CSV gives it whole, and how many.
+      ...(priced
+        ? csv
+          ? [String(r.cost), String(r.unpriced)]
+          : [`${formatCost(r.cost!)}${r.unpriced ? '*' : ''}`]
+        : []),
+      ...[r.failed, r.refused, r.inProgress].map(String),
     ]);
-    if (values.csv) {
+    if (csv) {
       // RFC 4180: every field quoted, quotes doubled; for spreadsheets and chargeback scripts.
-      const csv = (cells: string[]) => cells.map((c) => `"${c.replaceAll('"', '""')}"`).join(',');
-      out.stdout.write([head, ...rows].map((r) => `${csv(r)}\r\n`).join(''));
+      const line = (cells: string[]) => cells.map((c) => `"${c.replaceAll('"', '""')}"`).join(',');
+      out.stdout.write([head, ...rows].map((r) => `${line(r)}\r\n`).join(''));
       return 0;
     }
     if (rows.length === 0) {
@@ -525,7 +537,7 @@ async function usage(args: string[], out: Out): Promise<number> {
     const texts = rows.map(([key, ...rest]) => [key || (report.by === 'group' ? '(no group)' : '(unknown)'), ...rest]);
     const widths = head.map((h, i) => Math.max(h.length, ...texts.map((r) => r[i]!.length)));
     // The key (and e-mail) left-aligned, the counts right-aligned.
-    const counts = head.length - 6;
+    const counts = byCaller ? 2 : 1;
     const line = (cells: string[]) =>
       cells
         .map((c, i) => (i < counts ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
@@ -533,8 +545,20 @@ async function usage(args: string[], out: Out): Promise<number> {
         .trimEnd();
     out.stdout.write(`${[head, ...texts].map(line).join('\n')}\n`);
     if (report.truncated) out.stdout.write(`… more rows matched (--limit up to ${USAGE_MAX_ROWS})\n`);
+    const unpriced = report.items.reduce((n, r) => n + (r.unpriced ?? 0), 0);
+    if (unpriced > 0) {
+      out.stdout.write(
+        `* leaves out ${formatCount(unpriced)} exchange${unpriced === 1 ? '' : 's'} of models pricing does not price ` +
+          '(see pricing.models in the config)\n',
+      );
+    }
     return 0;
   });
+}
+
+/** A cost to the cent, as a table shows it; under a cent but not nothing: `<0.01`. */
+function formatCost(cost: number): string {
+  return cost > 0 && cost < 0.005 ? '<0.01' : cost.toFixed(2);
 }
 
 /**

@@ -3,7 +3,7 @@
  * it without a restart. Connections (upstreams, credentials, who may call, approvals, masking, recording, usage
  * limits, retention), `default_connection`, `identity` (OIDC issuers, anonymous callers), who may use the admin API
  * (`admin.roles`, `admin.tokens`, the web UI's sign-in), `public_url`, `retention`, `limits` (sizes), `shutdown`,
- * `approvals` (webhooks and the admin URL their links use), `siem` (its sinks) and `log.level` are applied to a running
+ * `approvals` (webhooks and the admin URL their links use), `siem` (its sinks), `pricing` and `log.level` are applied to a running
  * gateway; anything else (listeners and their TLS, the data directory and the store, signing) is opened once at
  * start-up, so a change to it needs a restart and the reload is refused whole: a gateway never runs half of one config
  * and half of another.
@@ -11,6 +11,7 @@
 import { createHash } from 'node:crypto';
 import { canonicalJson, sameJson as same } from '../canonical-json.js';
 import type { ConnectionConfig, VigilConfig } from './config-schema.js';
+import type { PricingConfig } from '../store/pricing.js';
 
 /** The top-level keys a running gateway takes on reload; `retention` only in part (see RELOADABLE_RETENTION). */
 const RELOADABLE = new Set<string>([
@@ -24,6 +25,7 @@ const RELOADABLE = new Set<string>([
   'shutdown',
   'retention',
   'public_url',
+  'pricing',
 ]);
 /**
  * The keys of a section a running gateway takes in part: `admin`'s listener and TLS are opened at start-up, while who
@@ -68,6 +70,8 @@ export interface ConfigChanges {
   readonly adminAccess: boolean;
   /** `public_url` changed (the gateway's address in Message Batches' results URLs). */
   readonly publicUrl: boolean;
+  /** `pricing` (what tokens cost, in usage reports) changed. */
+  readonly pricing: boolean;
   readonly logLevel: { readonly from: string; readonly to: string } | null;
 }
 
@@ -120,6 +124,7 @@ export function configChanges(running: VigilConfig, next: VigilConfig): ConfigCh
     identity: !same(running.identity, next.identity),
     adminAccess: [...RELOADABLE_PARTS.admin].some((k) => !same(running.admin[k as 'roles'], next.admin[k as 'roles'])),
     publicUrl: running.public_url !== next.public_url,
+    pricing: !same(running.pricing, next.pricing),
     logLevel: running.log.level === next.log.level ? null : { from: running.log.level, to: next.log.level },
   };
 }
@@ -148,6 +153,7 @@ export function nothingChanged(c: ConfigChanges): boolean {
     !c.identity &&
     !c.adminAccess &&
     !c.publicUrl &&
+    !c.pricing &&
     c.logLevel === null
   );
 }
@@ -209,6 +215,8 @@ export interface ConfigReloadedData {
   };
   /** The gateway's address as clients reach it now (null: from each request's Host). */
   readonly publicUrl?: string | null;
+  /** What tokens cost now, as configured (null: no pricing); a report's costs change with it, so it is on record. */
+  readonly pricing?: PricingConfig | null;
   readonly logLevel?: { readonly from: string; readonly to: string };
   /** SHA-256 of the reloaded config (canonical JSON, as validated): which version of the file this was. */
   readonly configSha256: string;
@@ -267,6 +275,7 @@ export function configReloadedData(changes: ConfigChanges, next: VigilConfig, by
         }
       : {}),
     ...(changes.publicUrl ? { publicUrl: next.public_url ?? null } : {}),
+    ...(changes.pricing ? { pricing: next.pricing ?? null } : {}),
     ...(changes.logLevel ? { logLevel: changes.logLevel } : {}),
     configSha256: configDigest(next),
   };

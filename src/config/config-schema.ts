@@ -9,6 +9,7 @@ import { isLoopbackHost } from '../identity/loopback.js';
 import { siemConfigSchema } from '../export/sinks-config.js';
 import { maskingConfigSchema } from '../recorder/masking/masking-config.js';
 import { approvalsConfigSchema } from '../policy/approvals-config.js';
+import { pricingSchema } from '../store/pricing.js';
 import { limitsSchema } from '../policy/usage-limits.js';
 import { tlsListenerSchema } from '../net/tls-config.js';
 import { approvalRulesSchema } from '../policy/approval-rules.js';
@@ -289,6 +290,8 @@ export const configSchema = z
     siem: siemConfigSchema.prefault({}),
     /** Where held calls are announced (webhooks) and the admin URL approvers use; rules are per connection. */
     approvals: approvalsConfigSchema,
+    /** What tokens cost per model, for the cost column of usage reports (absent: reports count tokens only). */
+    pricing: pricingSchema.optional(),
     /** Purging exchanges past their connection's window (see README, "Retention and legal holds"). */
     retention: z
       .object({

@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { LocalUser, Principal } from '../identity/principal.js';
 import type { ChainHead } from './ledger.js';
+import type { Pricing } from './pricing.js';
 
 /**
  * The one interface every store implements (SQLite embedded, PostgreSQL shared).
@@ -224,6 +225,17 @@ export interface UsageRow {
   /** Input tokens, cache reads and writes included, as the exchange lists count them. */
   readonly inputTokens: number;
   readonly outputTokens: number;
+  /** Of the input, what was read from the prompt cache (billed at a fraction of input). */
+  readonly cacheReadTokens: number;
+  /** Of the input, what was written to the prompt cache (billed above input). */
+  readonly cacheWriteTokens: number;
+  /**
+   * What the exchanges' tokens cost by the config's `pricing` (in {@link UsageReport.currency}, to a millionth), those
+   * of models it prices; null when no pricing is given.
+   */
+  readonly cost: number | null;
+  /** Exchanges with tokens whose model `pricing` does not price (so `cost` leaves them out); null without pricing. */
+  readonly unpriced: number | null;
   /** Exchanges that ended other than `ok`. */
   readonly failed: number;
   /** Answers the model declined (`stop_reason: refusal`). */
@@ -237,6 +249,8 @@ export interface UsageReport {
   readonly items: readonly UsageRow[];
   /** More rows matched than `limit`: the smallest (or the latest days) are left out. */
   readonly truncated: boolean;
+  /** What `cost` is in (`pricing.currency`); null when no pricing is given. */
+  readonly currency: string | null;
 }
 
 /** Which of a session's exchanges {@link AuditStore.sessionTotals} adds up. */
@@ -655,7 +669,8 @@ export interface AuditStore {
    * Exchanges, tokens, failures and refusals matching the filter, grouped by caller, connection, model or day: who
    * used what (by SQL aggregates over the exchange index; the bodies are not read).
    */
-  usage(request: UsageRequest): Promise<UsageReport>;
+  /** `pricing`: what tokens cost, for each row's `cost`; absent, rows have none. */
+  usage(request: UsageRequest, pricing?: Pricing): Promise<UsageReport>;
   /**
    * Full-text search over the search text written with each exchange (`WriteBatch.searchText`). The query is words
    * and "quoted phrases", all of which must match (case-insensitive, whole words; `word*` matches a prefix); no other

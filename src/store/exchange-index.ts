@@ -26,8 +26,15 @@ export interface ResultIndexRow {
   readonly endedAt: number;
   readonly status: number | null;
   readonly outcome: string;
+  /** All input: uncached, cache writes and cache reads (null: no usage was reported). */
   readonly inputTokens: number | null;
   readonly outputTokens: number | null;
+  /** The part of the input read from the prompt cache. */
+  readonly cacheReadTokens: number | null;
+  /** The part of the input written to the prompt cache, for either lifetime. */
+  readonly cacheWriteTokens: number | null;
+  /** The part of `cacheWriteTokens` written for an hour (billed higher than the default five minutes). */
+  readonly cacheWrite1hTokens: number | null;
   readonly model: string | null;
   /** Why the answer stopped (`end_turn`, `tool_use`, `max_tokens`, `refusal`, …); null when it did not say. */
   readonly stopReason: string | null;
@@ -53,23 +60,38 @@ export function exchangeIndexRow(r: NewRecord): ExchangeIndexRow | undefined {
 export function resultIndexRow(r: NewRecord): ResultIndexRow | undefined {
   if (r.kind !== 'exchange.response' || r.exchangeId === undefined) return undefined;
   const d = r.data as ExchangeResponseData;
-  const input =
-    d.usage === null
-      ? null
-      : (d.usage.input_tokens ?? 0) +
-        (d.usage.cache_creation_input_tokens ?? 0) +
-        (d.usage.cache_read_input_tokens ?? 0);
+  const u = d.usage;
+  const read = u === null ? null : count(u.cache_read_input_tokens);
+  const write = u === null ? null : count(u.cache_creation_input_tokens);
   return {
     exchangeId: r.exchangeId,
     endedAt: d.timing.endedAt,
     status: d.status,
     outcome: d.outcome,
-    inputTokens: input,
-    outputTokens: d.usage?.output_tokens ?? null,
+    inputTokens: u === null ? null : count(u.input_tokens) + write! + read!,
+    outputTokens: u?.output_tokens ?? null,
+    cacheReadTokens: read,
+    cacheWriteTokens: write,
+    // Within the writes whatever the usage says (the breakdown is newer than the total, and a proxy may garble it).
+    cacheWrite1hTokens:
+      u === null
+        ? null
+        : Math.min(
+            count(
+              (u.cache_creation as { ephemeral_1h_input_tokens?: unknown } | null | undefined)
+                ?.ephemeral_1h_input_tokens,
+            ),
+            write!,
+          ),
     model: d.model,
     // A string, or nothing (records from before it was recorded; a value that is not a string is not indexed).
     stopReason: typeof d.stopReason === 'string' ? d.stopReason : null,
   };
+}
+
+/** A token count from upstream's usage: a non-negative integer, else 0 (absent, null, or not a count). */
+function count(n: unknown): number {
+  return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : 0;
 }
 
 /** Who called, beyond the subject: the columns that tell people with the same subject at two issuers apart. */

@@ -7,6 +7,7 @@
 import type { UsageBy, UsageReport, UsageRequest, UsageRow } from './audit-store.js';
 import { REFUSAL } from '../recorder/exchange-turn.js';
 import { MODEL, type AggregateDialect } from './session-totals.js';
+import { costSql, type Pricing } from './pricing.js';
 
 /** The most rows a report gives, and how many when not asked. */
 export const USAGE_MAX_ROWS = 1000;
@@ -19,6 +20,11 @@ export interface UsageSqlRow {
   exchanges: number | string;
   input_tokens: number | string;
   output_tokens: number | string;
+  cache_read_tokens: number | string;
+  cache_write_tokens: number | string;
+  /** The rows' cost times a million (rates are per million tokens); null without pricing, or nothing priced. */
+  cost: number | string | null;
+  unpriced: number | string | null;
   failed: number | string;
   refused: number | string;
   in_progress: number | string;
@@ -34,7 +40,12 @@ export function usageRows(request: UsageRequest): number {
  * The statement: at most `rows + 1` groups (the extra one says the report was cut), the largest by tokens first — or,
  * by day, the days in order.
  */
-export function usageStatement(d: AggregateDialect, request: UsageRequest, rows: number): string {
+export function usageStatement(
+  d: AggregateDialect,
+  request: UsageRequest,
+  rows: number,
+  pricing: Pricing | undefined,
+): string {
   const { by } = request;
   const key = {
     caller: 'e.caller_subject',
@@ -56,9 +67,19 @@ export function usageStatement(d: AggregateDialect, request: UsageRequest, rows:
   // Ties in name order, bytewise on both stores (the key is selected with that collation); a null key (no group, no
   // model) last on both (SQLite would put it first, PostgreSQL last).
   const order = by === 'day' ? '1' : `${tokens} DESC, 1 NULLS LAST`;
+  // Priced by the model each exchange was listed with; exchanges with tokens and no price are counted, not guessed.
+  const priced = pricing ? costSql(pricing, MODEL) : undefined;
+  const cost = priced
+    ? `sum(${priced.cost}) AS cost,
+            sum(CASE WHEN ${priced.priced} = 0 AND coalesce(r.input_tokens, 0) + coalesce(r.output_tokens, 0) > 0
+              THEN 1 ELSE 0 END)${d.int} AS unpriced`
+    : 'NULL AS cost, NULL AS unpriced';
   return `SELECT ${key}${d.bytewise} AS key, ${email} AS email, count(*)${d.int} AS exchanges,
             coalesce(sum(r.input_tokens), 0)${d.int} AS input_tokens,
             coalesce(sum(r.output_tokens), 0)${d.int} AS output_tokens,
+            coalesce(sum(r.cache_read_tokens), 0)${d.int} AS cache_read_tokens,
+            coalesce(sum(r.cache_write_tokens), 0)${d.int} AS cache_write_tokens,
+            ${cost},
             sum(CASE WHEN r.outcome <> 'ok' THEN 1 ELSE 0 END)${d.int} AS failed,
             sum(CASE WHEN r.stop_reason = '${REFUSAL}' THEN 1 ELSE 0 END)${d.int} AS refused,
             sum(CASE WHEN r.exchange_id IS NULL THEN 1 ELSE 0 END)${d.int} AS in_progress
@@ -76,16 +97,26 @@ function timeOnly(request: UsageRequest): boolean {
 }
 
 /** The report from the statement's rows. */
-export function toUsageReport(by: UsageBy, rows: number, found: readonly UsageSqlRow[]): UsageReport {
+export function toUsageReport(
+  by: UsageBy,
+  rows: number,
+  found: readonly UsageSqlRow[],
+  pricing: Pricing | undefined,
+): UsageReport {
   const items = found.slice(0, rows).map((r): UsageRow => ({
     key: r.key,
     email: r.email,
     exchanges: Number(r.exchanges),
     inputTokens: Number(r.input_tokens),
     outputTokens: Number(r.output_tokens),
+    cacheReadTokens: Number(r.cache_read_tokens),
+    cacheWriteTokens: Number(r.cache_write_tokens),
+    // Rounded to a millionth of the currency: below that is float noise, which would tell the two stores apart.
+    cost: pricing ? Math.round(Number(r.cost ?? 0)) / 1e6 : null,
+    unpriced: pricing ? Number(r.unpriced) : null,
     failed: Number(r.failed),
     refused: Number(r.refused),
     inProgress: Number(r.in_progress),
   }));
-  return { by, items, truncated: found.length > rows };
+  return { by, items, truncated: found.length > rows, currency: pricing?.currency ?? null };
 }

@@ -1,4 +1,5 @@
-// Who used what: exchanges, tokens, failures and refusals per caller, connection, model or day (GET /api/v1/usage),
+// Who used what: exchanges, tokens (cache reads and writes apart), their cost when the config prices models, failures
+// and refusals per caller, connection, model or day (GET /api/v1/usage),
 // with the list filters; each row links to the sessions it adds up. Above it, the connections' usage limits and what
 // is used of each (GET /api/v1/limits), when there are any.
 
@@ -144,12 +145,16 @@ export async function renderUsage({ root, query: q, signal }) {
   }
   const label = GROUPINGS.find(([value]) => value === by)?.[1] ?? by;
   const byCaller = by === 'caller';
+  const priced = report.currency !== null;
   const heads = [
     label,
     ...(byCaller ? ['E-mail'] : []),
     'Exchanges',
     'Input tokens',
+    'Cache reads',
+    'Cache writes',
     'Output tokens',
+    ...(priced ? [`Cost (${report.currency})`] : []),
     'Failed',
     'Refused',
     'In progress',
@@ -182,13 +187,31 @@ export async function renderUsage({ root, query: q, signal }) {
                 : link(sessionsOf(by, r.key, q), r.key),
             ),
             byCaller ? h('td', {}, r.email ?? '') : null,
-            [r.exchanges, r.inputTokens, r.outputTokens, r.failed, r.refused, r.inProgress].map((n) =>
-              h('td', { class: 'num' }, String(n)),
+            [r.exchanges, r.inputTokens, r.cacheReadTokens, r.cacheWriteTokens, r.outputTokens].map((n) =>
+              h('td', { class: 'num' }, count.format(n)),
             ),
+            priced ? costCell(r) : null,
+            [r.failed, r.refused, r.inProgress].map((n) => h('td', { class: 'num' }, count.format(n))),
           ),
         ),
       ),
     ),
     report.truncated ? h('p', { class: 'hint' }, `The ${report.items.length} largest; more matched.`) : null,
+    priced && report.items.some((r) => r.unpriced > 0)
+      ? h(
+          'p',
+          { class: 'hint unpriced' },
+          '* Leaves out exchanges of models the config does not price (pricing.models).',
+        )
+      : null,
   );
+}
+
+/** A row's cost to the cent (under a cent but not nothing: <0.01), marked when it leaves unpriced exchanges out. */
+function costCell(r) {
+  const text = r.cost > 0 && r.cost < 0.005 ? '<0.01' : r.cost.toFixed(2);
+  const title = r.unpriced
+    ? `${count.format(r.unpriced)} exchange${r.unpriced === 1 ? '' : 's'} of models without a price not included`
+    : `${r.cost}`;
+  return h('td', { class: 'num cost', title }, `${text}${r.unpriced ? '*' : ''}`);
 }

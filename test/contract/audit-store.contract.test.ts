@@ -46,6 +46,7 @@ import {
   type RetentionPurgedData,
 } from '../../src/store/retention.js';
 import { SigningKey } from '../../src/store/signing-key.js';
+import { pricingFrom, pricingSchema } from '../../src/store/pricing.js';
 
 const DAY = 86_400_000;
 const signingKey = (): SigningKey =>
@@ -63,6 +64,10 @@ function blob(text: string): { hash: string; data: Buffer } {
   return { hash: sha256(data), data };
 }
 
+/** What PostgreSQL migration 15 added: a store of an earlier version has none of it. */
+const DROP_CACHE_COLUMNS =
+  'ALTER TABLE exchange_results DROP COLUMN cache_read_tokens, DROP COLUMN cache_write_tokens, DROP COLUMN cache_write_1h_tokens';
+
 interface ExchangeSpec {
   readonly id: string;
   readonly session: string;
@@ -75,6 +80,11 @@ interface ExchangeSpec {
   readonly stream?: boolean;
   readonly inputTokens?: number;
   readonly outputTokens?: number;
+  /** Cache writes (default none), and of them the ones kept an hour. */
+  readonly cacheWrite?: number;
+  readonly cacheWrite1h?: number;
+  /** Cache reads (default 5). */
+  readonly cacheRead?: number;
   readonly status?: number;
   readonly issuer?: string;
   readonly groups?: readonly string[];
@@ -143,7 +153,16 @@ function responseRecord(x: ExchangeSpec): NewRecord {
     message: { role: 'assistant', content: [{ type: 'text', text: 'Hi "there"\n' }] },
     usage: {
       input_tokens: x.inputTokens ?? 10,
-      cache_read_input_tokens: 5,
+      cache_read_input_tokens: x.cacheRead ?? 5,
+      ...(x.cacheWrite !== undefined
+        ? {
+            cache_creation_input_tokens: x.cacheWrite,
+            cache_creation: {
+              ephemeral_5m_input_tokens: x.cacheWrite - (x.cacheWrite1h ?? 0),
+              ephemeral_1h_input_tokens: x.cacheWrite1h ?? 0,
+            },
+          }
+        : {}),
       output_tokens: x.outputTokens ?? 7,
     },
     model: `${x.model ?? 'claude-sonnet-4-5'}-20250929`,
@@ -928,6 +947,10 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         exchanges: n,
         inputTokens: input,
         outputTokens: output,
+        cacheReadTokens: (input / 15) * 5,
+        cacheWriteTokens: 0,
+        cost: null,
+        unpriced: null,
         failed,
         refused,
         inProgress: open,
@@ -939,6 +962,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         by: 'caller',
         items: [withEmail(row('alice', 3, 45, 21)), withEmail(row('bob', 4, 45, 21, 1, 1, 1))], // as many tokens: by name
         truncated: false,
+        currency: null,
       });
       expect((await store.usage({ by: 'connection' })).items).toEqual([
         row('anthropic', 6, 75, 35, 1, 1, 1),
@@ -995,7 +1019,86 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         by: 'caller',
         items: [],
         truncated: false,
+        currency: null,
       });
+    });
+
+    it('prices usage by model: uncached input, cache writes of 5 minutes and an hour, cache reads and output apart', async () => {
+      const specs: ExchangeSpec[] = [
+        // 1,000 uncached input, 2,000,000 cache reads, 400,000 cache writes (100,000 for an hour), 10,000 output.
+        {
+          id: 'ex_p1',
+          session: 'ses_p',
+          at: T0 + 1000,
+          caller: 'alice',
+          model: 'claude-opus-4-5',
+          inputTokens: 1000,
+          cacheRead: 2_000_000,
+          cacheWrite: 400_000,
+          cacheWrite1h: 100_000,
+          outputTokens: 10_000,
+        },
+        // Priced by the prefix rule (the model that answered is claude-sonnet-4-5-20250929).
+        {
+          id: 'ex_p2',
+          session: 'ses_p',
+          at: T0 + 2000,
+          caller: 'alice',
+          model: 'claude-sonnet-4-5',
+          inputTokens: 500_000,
+          cacheRead: 0,
+          outputTokens: 100_000,
+        },
+        // A model nobody priced: counted apart, not guessed.
+        { id: 'ex_p3', session: 'ses_p', at: T0 + 3000, caller: 'bob', model: 'claude-fable-5' },
+      ];
+      for (const x of specs) await store.append(exchangeBatch(x));
+      const pricing = pricingFrom(
+        pricingSchema.parse({
+          currency: 'EUR',
+          models: [
+            // Exact ids first; the first match wins. Cache rates given for opus, derived for sonnet.
+            {
+              model: 'claude-opus-4-5-20250929',
+              input: 5,
+              output: 25,
+              cache_write: 6.25,
+              cache_write_1h: 10,
+              cache_read: 0.5,
+            },
+            { model: 'claude-sonnet-4-5*', input: 3, output: 15 },
+            { model: 'claude-sonnet*', input: 1000, output: 1000 },
+          ],
+        }),
+      );
+      const opus = (1000 * 5 + 300_000 * 6.25 + 100_000 * 10 + 2_000_000 * 0.5 + 10_000 * 25) / 1e6; // 4.13
+      const sonnet = (500_000 * 3 + 100_000 * 15) / 1e6; // 3.0
+      const byModel = await store.usage({ by: 'model' }, pricing);
+      expect(byModel.currency).toBe('EUR');
+      expect(byModel.items).toEqual([
+        expect.objectContaining({
+          key: 'claude-opus-4-5-20250929',
+          inputTokens: 2_401_000,
+          cacheReadTokens: 2_000_000,
+          cacheWriteTokens: 400_000,
+          cost: opus,
+          unpriced: 0,
+        }),
+        expect.objectContaining({ key: 'claude-sonnet-4-5-20250929', cost: sonnet, unpriced: 0 }),
+        expect.objectContaining({ key: 'claude-fable-5-20250929', cost: 0, unpriced: 1 }),
+      ]);
+      expect(opus).toBeCloseTo(4.13, 10);
+      // By caller: each exchange priced by its own model before they are added up.
+      const byCaller = await store.usage({ by: 'caller' }, pricing);
+      expect(byCaller.items.map((r) => [r.key, r.cost, r.unpriced])).toEqual([
+        ['alice', Math.round((opus + sonnet) * 1e6) / 1e6, 0],
+        ['bob', 0, 1],
+      ]);
+      // Without pricing, no cost at all (not zero).
+      expect((await store.usage({ by: 'caller' })).items.map((r) => [r.cost, r.unpriced])).toEqual([
+        [null, null],
+        [null, null],
+      ]);
     });
 
     it('filters sessions by group, model, outcome, masking, stop reason and issuer', async () => {
@@ -1366,6 +1469,35 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
 
     // SQLite has no TRUNCATE; PostgreSQL's bypasses row triggers, so it needs its own.
     if (kind === 'postgres') {
+      it('migration 15 fills the cache tokens of exchanges recorded before, from their response records', async () => {
+        await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
+        await store.append(
+          exchangeBatch({
+            id: 'ex_2',
+            session: 'ses_1',
+            at: T0 + 1,
+            cacheWrite: 300,
+            cacheWrite1h: 200,
+            cacheRead: 1000,
+          }),
+        );
+        const columns =
+          'SELECT exchange_id, cache_read_tokens::int AS r, cache_write_tokens::int AS w, cache_write_1h_tokens::int AS h FROM exchange_results ORDER BY 1';
+        const now = await fixture.sql(columns);
+        expect(now).toEqual([
+          { exchange_id: 'ex_1', r: 5, w: 0, h: 0 },
+          { exchange_id: 'ex_2', r: 1000, w: 300, h: 200 },
+        ]);
+        await store.close();
+        // As version 14 left them: the columns did not exist.
+        await fixture.sql(DROP_CACHE_COLUMNS);
+        await fixture.sql('DELETE FROM schema_migrations WHERE version >= 15');
+        store = await fixture.open(); // upgrades
+        expect(await fixture.sql(columns)).toEqual(now);
+        await expect(fixture.sql('UPDATE exchange_results SET cache_read_tokens = 1')).rejects.toThrow(/append-only/);
+        expect(await store.verify()).toMatchObject({ ok: true });
+      });
+
       it('migration 13 fills the stop reason of exchanges recorded before, from their response records', async () => {
         await store.append(exchangeBatch({ id: 'ex_1', session: 'ses_1', at: T0 }));
         await store.append(exchangeBatch({ id: 'ex_2', session: 'ses_1', at: T0 + 1, stopReason: 'refusal' }));
@@ -1373,6 +1505,7 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         // As version 12 left them: no stop reason in the index (the column did not exist).
         await fixture.sql('DROP INDEX exchange_results_stop_reason');
         await fixture.sql('ALTER TABLE exchange_results DROP COLUMN stop_reason');
+        await fixture.sql(DROP_CACHE_COLUMNS); // migration 15's, run again with it
         await fixture.sql('DELETE FROM schema_migrations WHERE version >= 13');
         store = await fixture.open(); // upgrades
         const ids = async (stopReason: string) =>

@@ -227,18 +227,20 @@ describe('vigil serve, sessions, verify', () => {
     const table = await vigil(['usage', '--by', 'model', '--data-dir', dir]);
     expect(table.code).toBe(0);
     expect(table.stdout.split('\n')[0]).toMatch(
-      /^model\s+exchanges\s+input tokens\s+output tokens\s+failed\s+refused\s+in progress$/,
+      /^model\s+exchanges\s+input tokens\s+cache reads\s+cache writes\s+output tokens\s+failed\s+refused\s+in progress$/,
     );
-    expect(table.stdout).toMatch(/^claude-haiku-4-5\s+2\s+\d+\s+\d+\s+0\s+1\s+0$/m);
+    expect(table.stdout).toMatch(/^claude-haiku-4-5\s+2\s+\d+\s+\d+\s+\d+\s+\d+\s+0\s+1\s+0$/m);
     const report = JSON.parse((await vigil(['usage', '--stop-reason', 'refusal', '--json', '--data-dir', dir])).stdout);
     expect(report).toMatchObject({ by: 'caller', items: [{ key: 'anonymous', exchanges: 1, refused: 1 }] });
     // By caller, with the e-mail column (none here: anonymous), and as CSV for a spreadsheet.
     const callers = await vigil(['usage', '--data-dir', dir]);
     expect(callers.stdout.split('\n')[0]).toMatch(/^caller\s+email\s+exchanges\s+/);
-    expect(callers.stdout).toMatch(/^anonymous\s+2\s+\d+\s+\d+\s+0\s+1\s+0$/m);
+    expect(callers.stdout).toMatch(/^anonymous\s+2\s+\d+\s+\d+\s+\d+\s+\d+\s+0\s+1\s+0$/m);
     const csv = (await vigil(['usage', '--by', 'model', '--csv', '--data-dir', dir])).stdout.split('\r\n');
-    expect(csv[0]).toBe('"model","exchanges","input tokens","output tokens","failed","refused","in progress"');
-    expect(csv[1]).toMatch(/^"claude-haiku-4-5","2","\d+","\d+","0","1","0"$/);
+    expect(csv[0]).toBe(
+      '"model","exchanges","input tokens","cache reads","cache writes","output tokens","failed","refused","in progress"',
+    );
+    expect(csv[1]).toMatch(/^"claude-haiku-4-5","2","\d+","\d+","\d+","\d+","0","1","0"$/);
     expect(csv[2]).toBe('');
     expect((await vigil(['usage', '--by', 'team', '--data-dir', dir])).stderr).toContain('--by: expected one of');
     expect((await vigil(['usage', '--caller', 'nobody', '--data-dir', dir])).stdout).toBe(

@@ -120,6 +120,8 @@ beforeAll(async () => {
         },
       ],
       admin: { listen: '127.0.0.1:0' },
+      // Priced dearly, so that the few tokens of the fake upstream come to more than a cent.
+      pricing: { currency: 'EUR', models: [{ model: 'claude*', input: 3000, output: 15000 }] },
     })),
     startHarness(
       (upstream) => ({
@@ -394,10 +396,29 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     await page.getByRole('button', { name: 'Show' }).click();
     await page.waitForURL(/by=model/);
     const api = (await (await fetch(`${open.gateway.adminUrl}/api/v1/usage?by=model`)).json()) as {
-      items: Array<{ key: string; exchanges: number }>;
+      items: Array<{ key: string; exchanges: number; cacheReadTokens: number; cost: number }>;
     };
     await expect.poll(() => rows.locator('td:first-child').allTextContents()).toEqual(api.items.map((r) => r.key));
     expect(await rows.first().locator('td:nth-child(2)').textContent()).toBe(String(api.items[0]!.exchanges));
+    // Cache reads and writes apart, and the cost by the config's pricing, to the cent.
+    expect(await page.locator('table.usage thead th').allTextContents()).toEqual([
+      'Model',
+      'Exchanges',
+      'Input tokens',
+      'Cache reads',
+      'Cache writes',
+      'Output tokens',
+      'Cost (EUR)',
+      'Failed',
+      'Refused',
+      'In progress',
+    ]);
+    const first = api.items[0]!;
+    expect(first.cost).toBeGreaterThan(0.01);
+    expect(await rows.first().locator('td:nth-child(4)').textContent()).toBe(
+      first.cacheReadTokens.toLocaleString('en-US'),
+    );
+    expect(await rows.first().locator('td.cost').textContent()).toBe(first.cost.toFixed(2));
     // By group: every caller here is anonymous, in no group: one row, said so.
     await page.getByLabel('By').selectOption('group');
     await page.getByRole('button', { name: 'Show' }).click();

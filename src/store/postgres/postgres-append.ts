@@ -351,6 +351,9 @@ function statement(chain: string, channel: string, part: Part): pg.QueryConfig &
       ['output_tokens', 'int8', (x) => x.outputTokens],
       ['model', 'text', (x) => x.model],
       ['stop_reason', 'text', (x) => x.stopReason],
+      ['cache_read_tokens', 'int8', (x) => x.cacheReadTokens],
+      ['cache_write_tokens', 'int8', (x) => x.cacheWriteTokens],
+      ['cache_write_1h_tokens', 'int8', (x) => x.cacheWrite1hTokens],
     ],
     { conflict: 'ON CONFLICT (exchange_id) DO NOTHING', first: true },
   );

@@ -54,6 +54,7 @@ import {
   type TotalsRow,
 } from '../session-totals.js';
 import { toUsageReport, usageRows, usageStatement, type UsageSqlRow } from '../usage-report.js';
+import type { Pricing } from '../pricing.js';
 import { sessionListStatement, toSessionListPage, type ListNameRow } from '../session-list.js';
 import { decodeCursor, pageOf, pageSize } from '../exchange-index.js';
 import { parseSearchQuery, tsQuery } from '../search-query.js';
@@ -951,10 +952,10 @@ export class PostgresAuditStore implements AuditStore {
     return toSessionTotals(sessionId, row, names.rows);
   }
 
-  async usage(request: UsageRequest): Promise<UsageReport> {
+  async usage(request: UsageRequest, pricing?: Pricing): Promise<UsageReport> {
     const rows = usageRows(request);
-    const { text, values } = aggregate((d) => usageStatement(d, request, rows), request);
-    return toUsageReport(request.by, rows, (await this.pool.query<UsageSqlRow>(text, values)).rows);
+    const { text, values } = aggregate((d) => usageStatement(d, request, rows, pricing), request);
+    return toUsageReport(request.by, rows, (await this.pool.query<UsageSqlRow>(text, values)).rows, pricing);
   }
 
   async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {

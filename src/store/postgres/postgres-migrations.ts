@@ -518,6 +518,30 @@ ${indexKeysAndHoldsFunction('CREATE OR REPLACE FUNCTION', "(revoked_at IS NULL O
   END
   $do$;
   `,
+  // 15: the input an exchange read from the prompt cache and wrote to it (of those writes, the ones kept an hour), for
+  //     usage reports that price them apart (SQLite's migration 13). Exchanges recorded before are filled from their
+  //     first response record, as in migration 13; a count that is not a whole number is 0, as the index takes it.
+  `
+  ALTER TABLE exchange_results ADD COLUMN cache_read_tokens bigint, ADD COLUMN cache_write_tokens bigint,
+    ADD COLUMN cache_write_1h_tokens bigint;
+  ALTER TABLE exchange_results DISABLE TRIGGER exchange_results_append_only;
+  CREATE OR REPLACE FUNCTION pg_temp.vigil_json(data text) RETURNS json LANGUAGE sql IMMUTABLE
+    AS $fn$ SELECT replace(data, '\\u0000', '\\u0020')::json $fn$;
+  CREATE OR REPLACE FUNCTION pg_temp.vigil_count(v json) RETURNS bigint LANGUAGE sql IMMUTABLE
+    AS $fn$ SELECT CASE WHEN json_typeof(v) = 'number' AND v::text ~ '^[0-9]{1,15}$' THEN v::text::bigint ELSE 0 END $fn$;
+  UPDATE exchange_results x SET
+      cache_read_tokens = pg_temp.vigil_count(f.u -> 'cache_read_input_tokens'),
+      cache_write_tokens = pg_temp.vigil_count(f.u -> 'cache_creation_input_tokens'),
+      cache_write_1h_tokens = least(pg_temp.vigil_count(f.u -> 'cache_creation' -> 'ephemeral_1h_input_tokens'),
+        pg_temp.vigil_count(f.u -> 'cache_creation_input_tokens'))
+    FROM (
+      SELECT DISTINCT ON (r.exchange_id) r.exchange_id, pg_temp.vigil_json(r.data) -> 'usage' AS u
+      FROM records r WHERE r.kind = 'exchange.response' AND r.exchange_id IS NOT NULL
+      ORDER BY r.exchange_id, r.seq
+    ) f
+    WHERE f.exchange_id = x.exchange_id AND x.input_tokens IS NOT NULL;
+  ALTER TABLE exchange_results ENABLE TRIGGER exchange_results_append_only;
+  `,
 ];
 
 /** What migration 6 made, which the key and hold indexes depend on: a store that says it ran 6 must have it. */

@@ -54,6 +54,7 @@ import {
   type TotalsRow,
 } from '../session-totals.js';
 import { toUsageReport, usageRows, usageStatement, type UsageSqlRow } from '../usage-report.js';
+import type { Pricing } from '../pricing.js';
 import { sessionListStatement, toSessionListPage, type ListNameRow } from '../session-list.js';
 import {
   callerIndexRow,
@@ -385,8 +386,9 @@ export class SqliteAuditStore implements AuditStore {
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       insertResult: db.prepare(
-        `INSERT OR IGNORE INTO exchange_results (exchange_id, ended_at, status, outcome, input_tokens, output_tokens, model, stop_reason)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT OR IGNORE INTO exchange_results (exchange_id, ended_at, status, outcome, input_tokens, output_tokens, model,
+           stop_reason, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       insertCaller: db.prepare('INSERT OR IGNORE INTO exchange_callers (exchange_id, issuer, email) VALUES (?, ?, ?)'),
       insertGroup: db.prepare('INSERT OR IGNORE INTO exchange_groups (group_name, exchange_id) VALUES (?, ?)'),
@@ -724,6 +726,9 @@ export class SqliteAuditStore implements AuditStore {
           res.outputTokens,
           res.model,
           res.stopReason,
+          res.cacheReadTokens,
+          res.cacheWriteTokens,
+          res.cacheWrite1hTokens,
         );
       }
       for (const m of maskingIndexRows(r)) s.insertMasking.run(m.type, m.exchangeId, m.count);
@@ -879,10 +884,10 @@ export class SqliteAuditStore implements AuditStore {
     return toSessionTotals(sessionId, row, this.db.prepare(names.sql).all(...names.params) as NameRow[]);
   }
 
-  async usage(request: UsageRequest): Promise<UsageReport> {
+  async usage(request: UsageRequest, pricing?: Pricing): Promise<UsageReport> {
     const rows = usageRows(request);
-    const { sql, params } = sqliteAggregate((d) => usageStatement(d, request, rows), request, this.fewMatch);
-    return toUsageReport(request.by, rows, this.db.prepare(sql).all(...params) as UsageSqlRow[]);
+    const { sql, params } = sqliteAggregate((d) => usageStatement(d, request, rows, pricing), request, this.fewMatch);
+    return toUsageReport(request.by, rows, this.db.prepare(sql).all(...params) as UsageSqlRow[], pricing);
   }
 
   async search(query: string, options: SearchOptions = {}): Promise<Page<SearchHit>> {

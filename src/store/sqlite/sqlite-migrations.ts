@@ -1,6 +1,15 @@
 /**
  * Forward-only schema migrations for the SQLite store. Append a new entry; never edit a released one.
  */
+/**
+ * A token count from a response record's usage (`d`, its data), as the exchange index takes it (exchange-index.ts): a
+ * positive integer, else 0.
+ */
+function usageCount(field: string): string {
+  const path = `'$.usage.${field}'`;
+  return `CASE WHEN json_type(d, ${path}) = 'integer' AND json_extract(d, ${path}) > 0 THEN json_extract(d, ${path}) ELSE 0 END`;
+}
+
 export const SQLITE_MIGRATIONS: readonly string[] = [
   // 1: the ledger, blobs, and the exchange indexes.
   `
@@ -278,6 +287,25 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   );
   CREATE TRIGGER results_append_only_u BEFORE UPDATE ON exchange_results BEGIN SELECT RAISE(ABORT, 'exchange results are append-only'); END;
   CREATE INDEX exchange_results_stop_reason ON exchange_results (stop_reason) WHERE stop_reason IS NOT NULL;
+  `,
+  // 13: the input an exchange read from the prompt cache and wrote to it (of those writes, the ones kept an hour), apart
+  // from input_tokens, which counts them all: they are billed at other rates (a cache read at a tenth of input or
+  // less), so a usage report prices them apart (see pricing.ts). Exchanges recorded before are filled from their
+  // first response record, as in migration 12 (null where it reported no usage).
+  `
+  ALTER TABLE exchange_results ADD COLUMN cache_read_tokens INTEGER;
+  ALTER TABLE exchange_results ADD COLUMN cache_write_tokens INTEGER;
+  ALTER TABLE exchange_results ADD COLUMN cache_write_1h_tokens INTEGER;
+  DROP TRIGGER results_append_only_u;
+  UPDATE exchange_results SET (cache_read_tokens, cache_write_tokens, cache_write_1h_tokens) = (
+    SELECT ${usageCount('cache_read_input_tokens')}, ${usageCount('cache_creation_input_tokens')},
+      min(${usageCount('cache_creation.ephemeral_1h_input_tokens')}, ${usageCount('cache_creation_input_tokens')})
+    FROM (
+      SELECT CASE WHEN json_valid(r.data) THEN r.data END AS d FROM records r
+      WHERE r.exchange_id = exchange_results.exchange_id AND r.kind = 'exchange.response' ORDER BY r.seq LIMIT 1
+    )
+  ) WHERE input_tokens IS NOT NULL;
+  CREATE TRIGGER results_append_only_u BEFORE UPDATE ON exchange_results BEGIN SELECT RAISE(ABORT, 'exchange results are append-only'); END;
   `,
 ];
 

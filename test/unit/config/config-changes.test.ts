@@ -56,6 +56,20 @@ describe('configChanges', () => {
     expect(configChanges(config(), reordered).defaultConnection).toEqual({ from: 'anthropic', to: 'team' });
   });
 
+  it('takes pricing, and records the prices now (null once taken out)', () => {
+    const pricing = { currency: 'EUR', models: [{ model: 'claude-opus-4-5*', input: 5, output: 25 }] };
+    const priced = configChanges(config(), config({ pricing }));
+    expect(priced).toMatchObject({ pricing: true, restartNeeded: [] });
+    expect(nothingChanged(priced)).toBe(false);
+    expect(configReloadedData(priced, config({ pricing }), SIGHUP_ACTOR).pricing).toEqual(pricing);
+    const removed = configChanges(config({ pricing }), config());
+    expect(configReloadedData(removed, config(), SIGHUP_ACTOR).pricing).toBeNull();
+    // Unchanged: not in the record at all.
+    const same = configChanges(config({ pricing }), config({ pricing }));
+    expect(same.pricing).toBe(false);
+    expect('pricing' in configReloadedData(same, config({ pricing }), SIGHUP_ACTOR)).toBe(false);
+  });
+
   it('takes approval webhooks', () => {
     const c = configChanges(
       config(),

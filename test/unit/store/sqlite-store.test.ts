@@ -518,6 +518,74 @@ function smallExchanges(
   }).flat();
 }
 
+/** What migration 13 added: a store of an earlier version has none of it. */
+const DROP_CACHE_COLUMNS = `
+  ALTER TABLE exchange_results DROP COLUMN cache_read_tokens;
+  ALTER TABLE exchange_results DROP COLUMN cache_write_tokens;
+  ALTER TABLE exchange_results DROP COLUMN cache_write_1h_tokens;
+`;
+
+/** Each exchange's cache columns, read on a connection of its own. */
+function cacheColumns(file: string): unknown[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return db
+      .prepare(
+        'SELECT exchange_id, cache_read_tokens, cache_write_tokens, cache_write_1h_tokens FROM exchange_results ORDER BY 1',
+      )
+      .all();
+  } finally {
+    db.close();
+  }
+}
+
+describe('SQLite migration 13: cache reads and writes apart', () => {
+  const tempDir = useTempDir('vigil-migrate-13');
+
+  it('fills the cache tokens of exchanges recorded before, from their response records', async () => {
+    const file = path.join(tempDir(), 'vigil.db');
+    const store = SqliteAuditStore.open({ file });
+    const records = smallExchanges(3, Date.UTC(2025, 0, 15, 9), (i, response) => {
+      if (i === 0) response.usage = null; // no usage reported: stays null
+      if (i === 1) {
+        response.usage = {
+          input_tokens: 10,
+          cache_read_input_tokens: 1000,
+          cache_creation_input_tokens: 300,
+          cache_creation: { ephemeral_5m_input_tokens: 100, ephemeral_1h_input_tokens: 200 },
+          output_tokens: 5,
+        };
+      }
+      // A count that is not one is taken as 0, as the index takes it when it is written.
+      if (i === 2) response.usage = { input_tokens: 7, cache_read_input_tokens: 'many', output_tokens: 1 };
+    });
+    await store.append({ records });
+    const rowsNow = cacheColumns(file);
+    await store.close();
+    expect(rowsNow).toEqual([
+      { exchange_id: 'ex_0', cache_read_tokens: null, cache_write_tokens: null, cache_write_1h_tokens: null },
+      { exchange_id: 'ex_1', cache_read_tokens: 1000, cache_write_tokens: 300, cache_write_1h_tokens: 200 },
+      { exchange_id: 'ex_2', cache_read_tokens: 0, cache_write_tokens: 0, cache_write_1h_tokens: 0 },
+    ]);
+    // As version 12 left them: the columns did not exist.
+    const old = new Database(file);
+    old.exec(`${DROP_CACHE_COLUMNS} DELETE FROM schema_migrations WHERE version >= 13;`);
+    old.close();
+
+    const upgraded = SqliteAuditStore.open({ file });
+    try {
+      // Filled from the ledger exactly as the gateway indexes them now.
+      expect(cacheColumns(file)).toEqual(rowsNow);
+      const raw = new Database(file);
+      expect(() => raw.exec('UPDATE exchange_results SET cache_read_tokens = 1')).toThrow(/append-only/);
+      raw.close();
+      expect((await upgraded.verify()).ok).toBe(true);
+    } finally {
+      await upgraded.close();
+    }
+  });
+});
+
 describe('SQLite migration 12: why each answer stopped', () => {
   const tempDir = useTempDir('vigil-migrate-12');
 
@@ -534,13 +602,14 @@ describe('SQLite migration 12: why each answer stopped', () => {
     old.exec(`
       DROP INDEX exchange_results_stop_reason;
       ALTER TABLE exchange_results DROP COLUMN stop_reason;
-      DELETE FROM schema_migrations WHERE version = 12;
+      ${DROP_CACHE_COLUMNS}
+      DELETE FROM schema_migrations WHERE version >= 12;
     `);
     old.close();
 
     // A reader cannot upgrade it, and says so rather than failing on a column it does not find.
     expect(() => SqliteAuditStore.open({ file, readonly: true })).toThrow(
-      /is at schema version 11; this Vigil reads version 12/,
+      /is at schema version 11; this Vigil reads version 13/,
     );
     const upgraded = SqliteAuditStore.open({ file });
     try {
