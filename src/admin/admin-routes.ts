@@ -242,7 +242,7 @@ export const ADMIN_ROUTES: readonly AdminRoute[] = [
       const at = cursor === undefined ? { cursor: undefined, offset: 0 } : readSessionPageCursor(cursor);
       const totals =
         (booleanParam(get, 'totals') ?? cursor === undefined)
-          ? await ctx.store.sessionTotals(id, visibleTo<SessionTotalsRequest>(ctx.caller, {}))
+          ? await ctx.store.sessionTotals(id, visibleTo<SessionTotalsRequest>(ctx.caller, {}), ctx.pricing)
           : null;
       if (totals === undefined) throw notFound(`no session "${id}"`);
       const page = await ctx.store.listExchangesFiltered(

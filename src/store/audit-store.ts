@@ -264,6 +264,14 @@ export type SessionTotalsRequest = Omit<ExchangeFilter, 'session'>;
 export interface SessionTotals extends SessionSummary {
   /** When the last finished exchange ended (epoch ms); null while none has. */
   readonly endedAt: number | null;
+  /** Of the input tokens, what was read from the prompt cache, and what was written to it. */
+  readonly cacheReadTokens: number;
+  readonly cacheWriteTokens: number;
+  /** What the session's tokens cost by the config's `pricing` (in `currency`, to a millionth); null without pricing. */
+  readonly cost: number | null;
+  /** Exchanges with tokens whose model `pricing` does not price (left out of `cost`); null without pricing. */
+  readonly unpriced: number | null;
+  readonly currency: string | null;
   /** Outcome → count; `in_progress` for exchanges without a response yet. */
   readonly outcomes: Readonly<Record<string, number>>;
   /** Distinct callers in order of their first exchange, the first {@link SESSION_TOTALS_NAMES}. */
@@ -664,7 +672,12 @@ export interface AuditStore {
    * What the session's exchanges matching `request` add up to (counts, tokens, times, outcomes, the first few callers,
    * connections and models), by SQL aggregates over the exchange index; undefined when none match.
    */
-  sessionTotals(sessionId: string, request?: SessionTotalsRequest): Promise<SessionTotals | undefined>;
+  /** `pricing`: what tokens cost, for the totals' `cost`; absent, they have none. */
+  sessionTotals(
+    sessionId: string,
+    request?: SessionTotalsRequest,
+    pricing?: Pricing,
+  ): Promise<SessionTotals | undefined>;
   /**
    * Exchanges, tokens, failures and refusals matching the filter, grouped by caller, connection, model or day: who
    * used what (by SQL aggregates over the exchange index; the bodies are not read).

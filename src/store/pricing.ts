@@ -117,7 +117,7 @@ function text(s: string): string {
  * per million tokens), NULL for an exchange of a model with no price; and for whether it has one. Model ids and rates
  * are literals the schema checked, not bound parameters: each appears twice, and SQLite binds by position.
  */
-export function costSql(pricing: Pricing, model: string): { readonly cost: string; readonly priced: string } {
+function costSql(pricing: Pricing, model: string): { readonly cost: string; readonly priced: string } {
   const whens = pricing.models.map((p) => {
     const match = p.model.endsWith('*')
       ? `substr(${model}, 1, ${p.model.length - 1}) = ${text(p.model.slice(0, -1))}`
@@ -138,4 +138,42 @@ export function costSql(pricing: Pricing, model: string): { readonly cost: strin
     .join(' ');
   const priced = whens.map(({ match }) => `WHEN ${match} THEN 1`).join(' ');
   return { cost: `CASE ${cost} END`, priced: `CASE ${priced} ELSE 0 END` };
+}
+
+/** The columns {@link costColumns} selects, as a store hands them out (PostgreSQL's sums of bigints as strings). */
+export interface CostSqlColumns {
+  cache_read_tokens: number | string;
+  cache_write_tokens: number | string;
+  /** The cost times a million (rates are per million tokens); null without pricing, or nothing priced. */
+  cost: number | string | null;
+  unpriced: number | string | null;
+}
+
+/**
+ * Aggregates over `exchanges e LEFT JOIN exchange_results r` (a usage report's group, a session): cache reads and
+ * writes, and with `pricing` what the exchanges cost — each priced by `model`, the model it is listed with — and how
+ * many with tokens had no price (counted, not guessed). `int`: the dialect's cast of a sum to an integer.
+ */
+export function costColumns(pricing: Pricing | undefined, model: string, int: string): string {
+  const cache = `coalesce(sum(r.cache_read_tokens), 0)${int} AS cache_read_tokens,
+            coalesce(sum(r.cache_write_tokens), 0)${int} AS cache_write_tokens`;
+  if (!pricing) return `${cache}, NULL AS cost, NULL AS unpriced`;
+  const priced = costSql(pricing, model);
+  return `${cache}, sum(${priced.cost}) AS cost,
+            sum(CASE WHEN ${priced.priced} = 0 AND coalesce(r.input_tokens, 0) + coalesce(r.output_tokens, 0) > 0
+              THEN 1 ELSE 0 END)${int} AS unpriced`;
+}
+
+/** The figures of {@link costColumns}' columns. */
+export function costOfRow(
+  r: CostSqlColumns,
+  pricing: Pricing | undefined,
+): { cacheReadTokens: number; cacheWriteTokens: number; cost: number | null; unpriced: number | null } {
+  return {
+    cacheReadTokens: Number(r.cache_read_tokens),
+    cacheWriteTokens: Number(r.cache_write_tokens),
+    // Rounded to a millionth of the currency: below that is float noise, which would tell the two stores apart.
+    cost: pricing ? Math.round(Number(r.cost ?? 0)) / 1e6 : null,
+    unpriced: pricing ? Number(r.unpriced ?? 0) : null,
+  };
 }

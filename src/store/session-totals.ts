@@ -5,6 +5,7 @@
  * exchanges on SQLite), but none is read out into the process or sent.
  */
 import { SESSION_TOTALS_NAMES, type ExchangeCaller, type SessionTotals } from './audit-store.js';
+import { costColumns, costOfRow, type CostSqlColumns, type Pricing } from './pricing.js';
 
 /**
  * What differs between the two stores' SQL; one per statement (SQLite binds `?` in the order they are placed, so a
@@ -48,11 +49,12 @@ export const FROM = 'FROM exchanges e LEFT JOIN exchange_results r ON r.exchange
 /** The model an exchange is listed with: the one that answered, else the one asked for; NULL when neither is known. */
 export const MODEL = `nullif(coalesce(r.model, e.model), '')`;
 
-/** One row: counts, tokens and times of the matching exchanges. */
-export function totalsStatement(d: AggregateDialect): string {
+/** One row: counts, tokens (with `pricing`, their cost) and times of the matching exchanges. */
+export function totalsStatement(d: AggregateDialect, pricing?: Pricing): string {
   return `SELECT count(*)${d.int} AS n, min(e.started_at) AS first_at, max(e.started_at) AS last_at,
             max(r.ended_at) AS ended_at, coalesce(sum(r.input_tokens), 0)${d.int} AS input_tokens,
             coalesce(sum(r.output_tokens), 0)${d.int} AS output_tokens,
+            ${costColumns(pricing, MODEL, d.int)},
             min(e.connection${d.bytewise}) AS connection, min(e.caller_subject${d.bytewise}) AS caller
      ${FROM} WHERE ${d.where().join(' AND ')}`;
 }
@@ -92,7 +94,7 @@ export function namesStatement(d: AggregateDialect): string {
 }
 
 /** The row of {@link totalsStatement}. */
-export interface TotalsRow {
+export interface TotalsRow extends CostSqlColumns {
   n: number;
   first_at: number | null;
   last_at: number | null;
@@ -117,7 +119,12 @@ export interface NameRow {
  * The session's totals from both statements' rows. Only for a `row` that counts an exchange: with none the session
  * has no totals, and the store asks no names.
  */
-export function toSessionTotals(id: string, row: TotalsRow, names: readonly NameRow[]): SessionTotals {
+export function toSessionTotals(
+  id: string,
+  row: TotalsRow,
+  names: readonly NameRow[],
+  pricing: Pricing | undefined,
+): SessionTotals {
   const of = (kind: string): NameRow[] => names.filter((r) => r.kind === kind).sort((a, b) => a.pos - b.pos);
   const count = (kind: string): number => of(kind)[0]?.total ?? 0;
   // A Map, not an object: outcomes are data, and an object would have keys of its own (`__proto__`).
@@ -132,6 +139,8 @@ export function toSessionTotals(id: string, row: TotalsRow, names: readonly Name
     exchanges: row.n,
     inputTokens: row.input_tokens,
     outputTokens: row.output_tokens,
+    ...costOfRow(row, pricing),
+    currency: pricing?.currency ?? null,
     outcomes: Object.fromEntries(outcomes),
     callers: of('caller').map((r): ExchangeCaller => ({
       callerSubject: r.name,

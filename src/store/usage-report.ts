@@ -7,24 +7,19 @@
 import type { UsageBy, UsageReport, UsageRequest, UsageRow } from './audit-store.js';
 import { REFUSAL } from '../recorder/exchange-turn.js';
 import { MODEL, type AggregateDialect } from './session-totals.js';
-import { costSql, type Pricing } from './pricing.js';
+import { costColumns, costOfRow, type CostSqlColumns, type Pricing } from './pricing.js';
 
 /** The most rows a report gives, and how many when not asked. */
 export const USAGE_MAX_ROWS = 1000;
 export const USAGE_DEFAULT_ROWS = 100;
 
 /** The rows of a report, as the statement selects them (PostgreSQL hands bigints out as strings). */
-export interface UsageSqlRow {
+export interface UsageSqlRow extends CostSqlColumns {
   key: string | null;
   email: string | null;
   exchanges: number | string;
   input_tokens: number | string;
   output_tokens: number | string;
-  cache_read_tokens: number | string;
-  cache_write_tokens: number | string;
-  /** The rows' cost times a million (rates are per million tokens); null without pricing, or nothing priced. */
-  cost: number | string | null;
-  unpriced: number | string | null;
   failed: number | string;
   refused: number | string;
   in_progress: number | string;
@@ -67,19 +62,10 @@ export function usageStatement(
   // Ties in name order, bytewise on both stores (the key is selected with that collation); a null key (no group, no
   // model) last on both (SQLite would put it first, PostgreSQL last).
   const order = by === 'day' ? '1' : `${tokens} DESC, 1 NULLS LAST`;
-  // Priced by the model each exchange was listed with; exchanges with tokens and no price are counted, not guessed.
-  const priced = pricing ? costSql(pricing, MODEL) : undefined;
-  const cost = priced
-    ? `sum(${priced.cost}) AS cost,
-            sum(CASE WHEN ${priced.priced} = 0 AND coalesce(r.input_tokens, 0) + coalesce(r.output_tokens, 0) > 0
-              THEN 1 ELSE 0 END)${d.int} AS unpriced`
-    : 'NULL AS cost, NULL AS unpriced';
   return `SELECT ${key}${d.bytewise} AS key, ${email} AS email, count(*)${d.int} AS exchanges,
             coalesce(sum(r.input_tokens), 0)${d.int} AS input_tokens,
             coalesce(sum(r.output_tokens), 0)${d.int} AS output_tokens,
-            coalesce(sum(r.cache_read_tokens), 0)${d.int} AS cache_read_tokens,
-            coalesce(sum(r.cache_write_tokens), 0)${d.int} AS cache_write_tokens,
-            ${cost},
+            ${costColumns(pricing, MODEL, d.int)},
             sum(CASE WHEN r.outcome <> 'ok' THEN 1 ELSE 0 END)${d.int} AS failed,
             sum(CASE WHEN r.stop_reason = '${REFUSAL}' THEN 1 ELSE 0 END)${d.int} AS refused,
             sum(CASE WHEN r.exchange_id IS NULL THEN 1 ELSE 0 END)${d.int} AS in_progress
@@ -109,11 +95,7 @@ export function toUsageReport(
     exchanges: Number(r.exchanges),
     inputTokens: Number(r.input_tokens),
     outputTokens: Number(r.output_tokens),
-    cacheReadTokens: Number(r.cache_read_tokens),
-    cacheWriteTokens: Number(r.cache_write_tokens),
-    // Rounded to a millionth of the currency: below that is float noise, which would tell the two stores apart.
-    cost: pricing ? Math.round(Number(r.cost ?? 0)) / 1e6 : null,
-    unpriced: pricing ? Number(r.unpriced) : null,
+    ...costOfRow(r, pricing),
     failed: Number(r.failed),
     refused: Number(r.refused),
     inProgress: Number(r.in_progress),

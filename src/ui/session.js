@@ -92,7 +92,7 @@ function sessionFacts(page) {
   const { session } = page;
   const first = page.exchanges[0];
   const callers = distinctCallers(session.callers);
-  return facts([
+  const dl = facts([
     [session.callerCount > 1 ? 'Callers' : 'Caller', callersText(callers, session.callerCount)],
     [
       session.connectionCount > 1 ? 'Connections' : 'Connection',
@@ -105,8 +105,30 @@ function sessionFacts(page) {
     ],
     ['Agent', first && first.agent ? JSON.stringify(first.agent) : null],
     ['Exchanges', String(session.exchanges)],
-    ['Tokens', `in ${session.inputTokens} · out ${session.outputTokens}`],
+    ['Tokens', tokensText(session)],
+    ['Cost', session.currency === null ? null : costText(session)],
   ]);
+  dl.classList.add('session-facts');
+  return dl;
+}
+
+/** `in 12,345 (of which cache reads 10,000, writes 2,000) · out 678`: the cache's part of the input, when it has one. */
+function tokensText(s) {
+  const n = (x) => x.toLocaleString('en-US');
+  const cache = [
+    s.cacheReadTokens ? `cache reads ${n(s.cacheReadTokens)}` : null,
+    s.cacheWriteTokens ? `writes ${n(s.cacheWriteTokens)}` : null,
+  ].filter(Boolean);
+  return `in ${n(s.inputTokens)}${cache.length ? ` (of which ${cache.join(', ')})` : ''} · out ${n(s.outputTokens)}`;
+}
+
+/** `0.42 USD`, with what it leaves out: exchanges of models the config does not price. */
+function costText(s) {
+  const amount = s.cost > 0 && s.cost < 0.005 ? '<0.01' : s.cost.toFixed(2);
+  const left = s.unpriced
+    ? ` (not counting ${s.unpriced} exchange${s.unpriced === 1 ? '' : 's'} of unpriced models)`
+    : '';
+  return `${amount} ${s.currency}${left}`;
 }
 
 export async function renderSession({ root, params, signal }) {

@@ -4,7 +4,7 @@
 // is used of each (GET /api/v1/limits), when there are any.
 
 import { api, query } from './api.js';
-import { clear, h, link, loading } from './dom.js';
+import { append, clear, h, link, loading } from './dom.js';
 
 const GROUPINGS = [
   ['caller', 'Caller'],
@@ -159,7 +159,8 @@ export async function renderUsage({ root, query: q, signal }) {
     'Refused',
     'In progress',
   ];
-  root.append(
+  // Through append, which leaves out the nulls of hints not given (the DOM's own would print "null").
+  append(root, [
     h(
       'table',
       { class: 'list usage' },
@@ -204,7 +205,7 @@ export async function renderUsage({ root, query: q, signal }) {
           '* Leaves out exchanges of models the config does not price (pricing.models).',
         )
       : null,
-  );
+  ]);
 }
 
 /** A row's cost to the cent (under a cent but not nothing: <0.01), marked when it leaves unpriced exchanges out. */

@@ -876,6 +876,12 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         // ex_3 and ex_5 (10 + 5 cache reads, 7 each), ex_6 unanswered, ex_7 (100 + 5, 50).
         inputTokens: 135,
         outputTokens: 64,
+        cacheReadTokens: 15,
+        cacheWriteTokens: 0,
+        // No pricing asked for: no cost, not 0.
+        cost: null,
+        unpriced: null,
+        currency: null,
         outcomes: { upstream_error: 1, ok: 2, in_progress: 1 },
         callers: [
           { callerSubject: 'bob', callerMethod: 'oidc', callerIssuer: 'https://idp.example' },
@@ -1099,6 +1105,16 @@ describe.each(storeKinds())('AuditStore contract: %s', (kind) => {
         [null, null],
         [null, null],
       ]);
+      // A session's totals add up the same way.
+      expect(await store.sessionTotals('ses_p', {}, pricing)).toMatchObject({
+        cacheReadTokens: 2_000_000 + 0 + 5,
+        cacheWriteTokens: 400_000,
+        cost: Math.round((opus + sonnet) * 1e6) / 1e6,
+        unpriced: 1,
+        currency: 'EUR',
+      });
+      expect(await store.sessionTotals('ses_p', { caller: 'bob' }, pricing)).toMatchObject({ cost: 0, unpriced: 1 });
+      expect(await store.sessionTotals('ses_p')).toMatchObject({ cost: null, unpriced: null, currency: null });
     });
 
     it('filters sessions by group, model, outcome, masking, stop reason and issuer', async () => {

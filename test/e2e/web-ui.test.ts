@@ -306,6 +306,18 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     expect(await second.locator('.tool-result').textContent()).toContain('Sleet, 2 °C');
     expect(await second.locator('.turn.assistant').textContent()).toContain('Tool result received');
     expect(await second.textContent()).toMatch(/in \d+ · out \d+/);
+    // What the session cost, by the config's pricing, as the API adds it up; the cache's part of the input apart.
+    const { session } = (await (await fetch(`${open.gateway.adminUrl}/api/v1/sessions/ui-tools`)).json()) as {
+      session: { cost: number; cacheReadTokens: number; inputTokens: number; outputTokens: number };
+    };
+    expect(session.cost).toBeGreaterThan(0.01);
+    const fact = (label: string) => page.locator(`dl.session-facts dt:text-is("${label}") + dd`);
+    expect(await fact('Cost').textContent()).toBe(`${session.cost.toFixed(2)} EUR`);
+    expect(await fact('Tokens').textContent()).toBe(
+      `in ${session.inputTokens.toLocaleString('en-US')}` +
+        (session.cacheReadTokens ? ` (of which cache reads ${session.cacheReadTokens.toLocaleString('en-US')})` : '') +
+        ` · out ${session.outputTokens.toLocaleString('en-US')}`,
+    );
 
     // Reload keeps the view; back returns to the list.
     await page.reload();
@@ -419,6 +431,8 @@ describe('reading recordings (no identity configured: this machine is admin)', (
       first.cacheReadTokens.toLocaleString('en-US'),
     );
     expect(await rows.first().locator('td.cost').textContent()).toBe(first.cost.toFixed(2));
+    // A hint not given leaves nothing behind (the page printed "null" under the table).
+    expect(await page.locator('#view').textContent()).not.toContain('null');
     // By group: every caller here is anonymous, in no group: one row, said so.
     await page.getByLabel('By').selectOption('group');
     await page.getByRole('button', { name: 'Show' }).click();

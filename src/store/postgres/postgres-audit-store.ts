@@ -943,13 +943,17 @@ export class PostgresAuditStore implements AuditStore {
     );
   }
 
-  async sessionTotals(sessionId: string, request: SessionTotalsRequest = {}): Promise<SessionTotals | undefined> {
+  async sessionTotals(
+    sessionId: string,
+    request: SessionTotalsRequest = {},
+    pricing?: Pricing,
+  ): Promise<SessionTotals | undefined> {
     const filter = { ...request, session: sessionId };
-    const totals = await this.pool.query<TotalsRow>(aggregate(totalsStatement, filter));
+    const totals = await this.pool.query<TotalsRow>(aggregate((d) => totalsStatement(d, pricing), filter));
     const row = totals.rows[0];
     if (!row || row.n === 0) return undefined;
     const names = await this.pool.query<NameRow>(aggregate(namesStatement, filter));
-    return toSessionTotals(sessionId, row, names.rows);
+    return toSessionTotals(sessionId, row, names.rows, pricing);
   }
 
   async usage(request: UsageRequest, pricing?: Pricing): Promise<UsageReport> {

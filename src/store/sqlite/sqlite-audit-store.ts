@@ -875,13 +875,17 @@ export class SqliteAuditStore implements AuditStore {
     );
   }
 
-  async sessionTotals(sessionId: string, request: SessionTotalsRequest = {}): Promise<SessionTotals | undefined> {
+  async sessionTotals(
+    sessionId: string,
+    request: SessionTotalsRequest = {},
+    pricing?: Pricing,
+  ): Promise<SessionTotals | undefined> {
     const filter = { ...request, session: sessionId };
-    const totals = sqliteAggregate(totalsStatement, filter, this.fewMatch);
+    const totals = sqliteAggregate((d) => totalsStatement(d, pricing), filter, this.fewMatch);
     const row = this.db.prepare(totals.sql).get(...totals.params) as TotalsRow | undefined;
     if (!row || row.n === 0) return undefined;
     const names = sqliteAggregate(namesStatement, filter, this.fewMatch);
-    return toSessionTotals(sessionId, row, this.db.prepare(names.sql).all(...names.params) as NameRow[]);
+    return toSessionTotals(sessionId, row, this.db.prepare(names.sql).all(...names.params) as NameRow[], pricing);
   }
 
   async usage(request: UsageRequest, pricing?: Pricing): Promise<UsageReport> {
