@@ -157,6 +157,13 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         'usage limits: cannot read what other gateways served (trying again each step); counting this gateway’s calls',
       ),
     onReadBackRecovered: () => log.info('usage limits: reading what other gateways served again'),
+    pricing: pricingFrom(config.pricing),
+    onUnpriced: (model, connection) =>
+      log.warn(
+        { model, connection },
+        `usage limits: model ${model === null ? '(unknown)' : `"${model}"`} has no price in pricing.models, so cost ` +
+          'limits do not count its calls; price it, or add a catch-all such as claude* last',
+      ),
   });
   const recorder = new Recorder(store, {
     log,
@@ -345,7 +352,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
       );
     }
     connections.reconfigure(next, changes).forEach(announce);
-    // The limits change with the connections; what callers used of new ones is read back after.
+    // The limits change with the connections; what callers used of new ones is read back after (at the new prices).
+    limits.setPricing(pricingFrom(next.pricing));
     const counted = limits.reconfigure(new Map(next.connections.map((c) => [c.name, c.limits])));
     upkeep.setRetention(retentionPolicy(next), next.retention.schedule);
     proxy.reconfigure({ maxRequestBody: next.limits.max_request_body, publicUrl: next.public_url });

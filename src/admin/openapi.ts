@@ -898,7 +898,19 @@ export const OPENAPI_DOCUMENT = {
       },
       LimitStatus: {
         type: 'object',
-        required: ['connection', 'name', 'per', 'windowMs', 'tokens', 'requests', 'for', 'usage', 'truncated'],
+        required: [
+          'connection',
+          'name',
+          'per',
+          'windowMs',
+          'tokens',
+          'requests',
+          'cost',
+          'currency',
+          'for',
+          'usage',
+          'truncated',
+        ],
         properties: {
           connection: { type: 'string' },
           name: { type: 'string' },
@@ -906,6 +918,11 @@ export const OPENAPI_DOCUMENT = {
           windowMs: { type: 'integer', description: 'The rolling window.' },
           tokens: { type: ['integer', 'null'], description: 'Tokens allowed in the window (null: not limited).' },
           requests: { type: ['integer', 'null'], description: 'Calls allowed in the window (null: not limited).' },
+          cost: {
+            type: ['number', 'null'],
+            description: 'What calls may cost in the window, in `currency` (null: not limited).',
+          },
+          currency: { type: ['string', 'null'], description: '`pricing.currency`; null without pricing.' },
           for: { type: ['array', 'null'], description: "Whose calls it refuses (null: everyone's)." },
           truncated: { type: 'boolean' },
           usage: {
@@ -920,6 +937,7 @@ export const OPENAPI_DOCUMENT = {
                 group: { type: 'string', description: 'With `per: group`: the group.' },
                 tokens: { type: 'integer' },
                 requests: { type: 'integer' },
+                cost: { type: 'number', description: 'What the calls cost, priced as usage reports price them.' },
                 refusedUntil: {
                   type: ['string', 'null'],
                   description: 'At the limit: when calls are admitted again (ISO time); else null.',

@@ -57,7 +57,7 @@ import { describeOverdue } from '../store/digest-overdue.js';
 import { digestsOverdueAfterMs, signChain } from '../store/ledger-upkeep.js';
 import { describeStore, openStore, usesPostgres } from '../store/open-store.js';
 import { SqliteAuditStore } from '../store/sqlite/sqlite-audit-store.js';
-import { describeLimit, formatCount, UsageLimits, type LimitStatus } from '../policy/usage-limits.js';
+import { describeLimit, formatCount, formatMoney, UsageLimits, type LimitStatus } from '../policy/usage-limits.js';
 import { renderExchange } from './transcript.js';
 import { cliActor } from './cli-actor.js';
 import {
@@ -290,7 +290,7 @@ async function configCheck(args: string[], out: Out): Promise<number> {
   config.connections.forEach((c, i) => {
     const proxy = egressProxy(c.upstream, c.proxy, formatPath(['connections', i, 'proxy'], config));
     lines.push(`  connection ${c.name} → ${c.upstream}${proxy ? ` through ${proxy.shown} (${proxy.from})` : ''}`);
-    for (const l of c.limits) lines.push(`    limit ${describeLimit(l)}`);
+    for (const l of c.limits) lines.push(`    limit ${describeLimit(l, config.pricing?.currency)}`);
     const { problem } = readCredential(c);
     if (problem) warnings.push(`${problem}; its calls are refused until it is`);
   });
@@ -568,7 +568,12 @@ function formatCost(cost: number): string {
 async function limitsCommand(args: string[], out: Out): Promise<number> {
   const { values } = parse(args, { caller: { type: 'string' } });
   return withStore(values, async (store, config) => {
-    const limits = new UsageLimits({ limits: new Map(config.connections.map((c) => [c.name, c.limits])), store });
+    const pricing = pricingFrom(config.pricing);
+    const limits = new UsageLimits({
+      limits: new Map(config.connections.map((c) => [c.name, c.limits])),
+      store,
+      pricing,
+    });
     if (!limits.configured) {
       out.stdout.write('no usage limits configured (connections[].limits in the config; see README, "Usage limits")\n');
       return 0;
@@ -589,12 +594,13 @@ async function limitsCommand(args: string[], out: Out): Promise<number> {
       const configured = config.connections
         .find((c) => c.name === l.connection)!
         .limits.find((c) => c.name === l.name)!;
-      lines.push(`${l.connection} · ${describeLimit(configured)}`);
+      lines.push(`${l.connection} · ${describeLimit(configured, pricing?.currency)}`);
       // The caller, then what the limit counts (right-aligned), then when a caller at it may call again.
       const rows = l.usage.map((u) => [
         u.group !== undefined ? `group ${u.group}` : (u.caller ?? '(all callers)'),
         ...(l.tokens === null ? [] : [`${formatCount(u.tokens)} tokens`]),
         ...(l.requests === null ? [] : [`${formatCount(u.requests)} calls`]),
+        ...(l.cost === null ? [] : [formatMoney(u.cost, pricing?.currency)]),
         u.refusedUntil === null ? '' : `refused until ${u.refusedUntil}`,
       ]);
       if (rows.length === 0) lines.push('  nothing used in the window');

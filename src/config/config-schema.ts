@@ -120,13 +120,17 @@ const connectionSchema = z
   .superRefine((c, ctx) => {
     if (c.record === 'off') {
       c.limits.forEach((l, i) => {
-        if (l.tokens !== undefined)
+        for (const [key, what] of [
+          ['tokens', 'token'],
+          ['cost', 'cost'],
+        ] as const) {
+          if (l[key] === undefined) continue;
           ctx.addIssue({
             code: 'custom',
-            path: ['limits', i, 'tokens'],
-            message:
-              'a token limit needs the usage a recording reads: set record: metadata (or full), or limit requests only',
+            path: ['limits', i, key],
+            message: `a ${what} limit needs the usage a recording reads: set record: metadata (or full), or limit requests only`,
           });
+        }
       });
     }
     const host = new URL(c.upstream).hostname;
@@ -346,6 +350,18 @@ export const configSchema = z
         });
       }
       seen.add(conn.name);
+      // A budget in money needs to know what tokens cost.
+      conn.limits.forEach((l, j) => {
+        if (l.cost !== undefined && c.pricing === undefined) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['connections', i, 'limits', j, 'cost'],
+            message:
+              'needs pricing: a cost limit counts what calls cost as usage reports price them; add pricing.models ' +
+              '(README, "Cost"), or limit tokens instead',
+          });
+        }
+      });
     });
     for (const problem of uiSignInProblems(c.admin.ui.oidc, c.identity.oidc))
       ctx.addIssue({ code: 'custom', ...problem });

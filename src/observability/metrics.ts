@@ -162,11 +162,14 @@ export class Metrics {
       const read = sources.limits;
       // The limits' figures are worked out once per scrape (for every caller), whichever gauge asks first.
       const limits = (): readonly LimitStatus[] => (this.limitsScraped ??= read());
-      /** A gauge of a figure per limit, in the units the limit counts (tokens, calls or both). */
+      /**
+       * A gauge of a figure per limit, in the units the limit counts: tokens, calls, and cost (unit: the currency, as
+       * `pricing.currency` names it).
+       */
       const perUnit = (
         name: string,
         help: string,
-        figure: (l: LimitStatus) => { tokens: number; calls: number } | null,
+        figure: (l: LimitStatus) => { tokens: number; calls: number; cost: number } | null,
       ) =>
         new Gauge({
           name,
@@ -180,19 +183,22 @@ export class Metrics {
               if (!f) continue;
               if (l.tokens !== null) this.set({ connection: l.connection, limit: l.name, unit: 'tokens' }, f.tokens);
               if (l.requests !== null) this.set({ connection: l.connection, limit: l.name, unit: 'calls' }, f.calls);
+              if (l.cost !== null)
+                this.set({ connection: l.connection, limit: l.name, unit: l.currency ?? 'cost' }, f.cost);
             }
           },
         });
-      perUnit('vigil_usage_limit', 'A usage limit: the tokens or calls it allows in its window', (l) => ({
+      perUnit('vigil_usage_limit', 'A usage limit: the tokens, calls or cost it allows in its window', (l) => ({
         tokens: l.tokens ?? 0,
         calls: l.requests ?? 0,
+        cost: l.cost ?? 0,
       }));
       perUnit(
         'vigil_usage_limit_used',
         'What the callers of a connection used of a limit they share, in its window now',
         (l) => {
           const used = l.per === 'connection' ? l.usage[0] : undefined;
-          return used ? { tokens: used.tokens, calls: used.requests } : null;
+          return used ? { tokens: used.tokens, calls: used.requests, cost: used.cost } : null;
         },
       );
       // Per group, for the groups a per-group limit names (its `for`): labels the config bounds, not callers' claims.
@@ -211,6 +217,7 @@ export class Metrics {
               const labels = { connection: l.connection, limit: l.name, group };
               if (l.tokens !== null) this.set({ ...labels, unit: 'tokens' }, used?.tokens ?? 0);
               if (l.requests !== null) this.set({ ...labels, unit: 'calls' }, used?.requests ?? 0);
+              if (l.cost !== null) this.set({ ...labels, unit: l.currency ?? 'cost' }, used?.cost ?? 0);
             }
           }
         },

@@ -14,6 +14,7 @@ import { describeCaller } from './policy.js';
 import { formatDuration } from '../store/digest-overdue.js';
 import type { ExchangeCompleted } from '../recorder/diagnostics.js';
 import type { AuditStore, UsageRow } from '../store/audit-store.js';
+import { costOf, priceOf, type Pricing } from '../store/pricing.js';
 
 /** Who a call is counted for: the caller's subject and groups. */
 interface Counted {
@@ -52,12 +53,17 @@ const limitSchema = z
     tokens: z.number().int().positive().optional(),
     /** Calls admitted. */
     requests: z.number().int().positive().optional(),
+    /**
+     * What the calls cost, in `pricing.currency`, as usage reports price them (README, "Cost"): a budget. Counts the
+     * models `pricing` prices; needs `pricing`.
+     */
+    cost: z.number().finite().positive().optional(),
     /** Whose calls it refuses (`[{subject}, {group}, {email}, {key}]`, any match); absent: every caller's. */
     for: allowListSchema.optional(),
   })
   .strict()
-  .refine((l) => l.tokens !== undefined || l.requests !== undefined, {
-    message: 'a limit needs tokens, requests or both',
+  .refine((l) => l.tokens !== undefined || l.requests !== undefined || l.cost !== undefined, {
+    message: 'a limit needs tokens, requests or cost (one or more)',
   });
 export type LimitConfig = z.output<typeof limitSchema>;
 
@@ -84,9 +90,12 @@ export interface LimitStatus {
   readonly name: string;
   readonly per: 'caller' | 'group' | 'connection';
   readonly windowMs: number;
-  /** The limit's tokens and calls (null: not limited). */
+  /** The limit's tokens, calls and cost (null: not limited). */
   readonly tokens: number | null;
   readonly requests: number | null;
+  readonly cost: number | null;
+  /** What `cost` is in (`pricing.currency`); null without pricing. */
+  readonly currency: string | null;
   readonly for: LimitConfig['for'] | null;
   /** Per caller (their subject) or group, or one row for the connection (both null): used in the window now. */
   readonly usage: ReadonlyArray<{
@@ -95,6 +104,8 @@ export interface LimitStatus {
     readonly group?: string;
     readonly tokens: number;
     readonly requests: number;
+    /** What the calls cost (to a millionth), with `pricing`; 0 without. */
+    readonly cost: number;
     /** At the limit: when calls are admitted again (ISO time); else null. */
     readonly refusedUntil: string | null;
   }>;
@@ -102,11 +113,20 @@ export interface LimitStatus {
   readonly truncated: boolean;
 }
 
+/** What a window (or one of its steps) counted. */
+interface Used {
+  readonly tokens: number;
+  readonly calls: number;
+  /** In the pricing's currency. */
+  readonly cost: number;
+}
+
 /** One window's counts, in STEPS steps; step n covers [n·stepMs, (n+1)·stepMs). */
 class Steps {
   private readonly step = new Array<number>(STEPS).fill(-1);
   private readonly tokens = new Array<number>(STEPS).fill(0);
   private readonly calls = new Array<number>(STEPS).fill(0);
+  private readonly costs = new Array<number>(STEPS).fill(0);
 
   /** The counts of step `n` (0 when it is not held: older than the window, or never counted). */
   private slot(n: number, create: boolean): number | null {
@@ -116,53 +136,58 @@ class Steps {
     this.step[i] = n;
     this.tokens[i] = 0;
     this.calls[i] = 0;
+    this.costs[i] = 0;
     return i;
   }
 
-  add(n: number, now: number, tokens: number, calls: number): void {
+  add(n: number, now: number, tokens: number, calls: number, cost = 0): void {
     if (n <= now - STEPS || n > now) return; // out of the window (a call that outlived it), or from the future
     const i = this.slot(n, true)!;
     this.tokens[i]! += tokens;
     this.calls[i]! += calls;
+    this.costs[i]! += cost;
   }
 
   /** Step `n`'s counts become at least what the store says (it holds other gateways' calls; this one's may lag). */
-  atLeast(n: number, now: number, tokens: number, calls: number): void {
+  atLeast(n: number, now: number, tokens: number, calls: number, cost = 0): void {
     if (n <= now - STEPS || n > now) return;
     const i = this.slot(n, true)!;
     this.tokens[i] = Math.max(this.tokens[i]!, tokens);
     this.calls[i] = Math.max(this.calls[i]!, calls);
+    this.costs[i] = Math.max(this.costs[i]!, cost);
   }
 
   /** What the window ending with step `now` adds up to (on every call: no step list is built). */
-  sum(now: number): { tokens: number; calls: number } {
+  sum(now: number): Used {
     let tokens = 0;
     let calls = 0;
+    let cost = 0;
     for (let i = 0; i < STEPS; i++) {
       const n = this.step[i]!;
       if (n > now - STEPS && n <= now) {
         tokens += this.tokens[i]!;
         calls += this.calls[i]!;
+        cost += this.costs[i]!;
       }
     }
-    return { tokens, calls };
+    return { tokens, calls, cost };
   }
 
   /** The steps of the window ending with step `now` that counted something, oldest first. */
-  stepsIn(now: number): Array<{ n: number; tokens: number; calls: number }> {
-    const out: Array<{ n: number; tokens: number; calls: number }> = [];
+  stepsIn(now: number): Array<Used & { n: number }> {
+    const out: Array<Used & { n: number }> = [];
     for (let n = now - STEPS + 1; n <= now; n++) {
       const i = this.slot(n, false);
-      if (i !== null && (this.tokens[i]! > 0 || this.calls[i]! > 0))
-        out.push({ n, tokens: this.tokens[i]!, calls: this.calls[i]! });
+      if (i !== null && (this.tokens[i]! > 0 || this.calls[i]! > 0 || this.costs[i]! > 0))
+        out.push({ n, tokens: this.tokens[i]!, calls: this.calls[i]!, cost: this.costs[i]! });
     }
     return out;
   }
 
   /** Nothing counted in the window ending with step `now`: may be forgotten. */
   empty(now: number): boolean {
-    const { tokens, calls } = this.sum(now);
-    return tokens === 0 && calls === 0;
+    const { tokens, calls, cost } = this.sum(now);
+    return tokens === 0 && calls === 0 && cost === 0;
   }
 }
 
@@ -171,11 +196,18 @@ let count: Intl.NumberFormat | undefined;
 /** Counts as people read them: `2,000,000`. */
 export const formatCount = (n: number): string => (count ??= new Intl.NumberFormat('en-US')).format(n);
 
+/** `50.00 USD` (to the cent; a budget under a cent to the millionth). */
+export function formatMoney(amount: number, currency = 'USD'): string {
+  const digits = amount !== 0 && Math.abs(amount) < 0.01 ? 6 : 2;
+  return `${amount.toFixed(digits)} ${currency}`;
+}
+
 /** `daily: 2,000,000 tokens, 500 calls per caller in 1d (for group ci)`, as `vigil config check` prints it. */
-export function describeLimit(l: LimitConfig): string {
+export function describeLimit(l: LimitConfig, currency?: string): string {
   const what = [
     ...(l.tokens !== undefined ? [`${formatCount(l.tokens)} tokens`] : []),
     ...(l.requests !== undefined ? [`${formatCount(l.requests)} calls`] : []),
+    ...(l.cost !== undefined ? [formatMoney(l.cost, currency)] : []),
   ].join(', ');
   const who = l.for
     ?.map((r) =>
@@ -248,40 +280,43 @@ class Limit {
   }
 
   /** What `key` used in the window, and when it may call again if it is at the limit (else null). */
-  usage(
-    key: string,
-    now: number,
-  ): { tokens: number; calls: number; over: 'tokens' | 'calls' | null; until: number | null } {
+  usage(key: string, now: number): Used & { over: keyof Used | null; until: number | null } {
     const s = this.counts.get(key);
-    if (!s) return { tokens: 0, calls: 0, over: null, until: null };
+    if (!s) return { tokens: 0, calls: 0, cost: 0, over: null, until: null };
     const current = this.stepOf(now);
-    const { tokens, calls } = s.sum(current);
+    const used = s.sum(current);
     const max = this.config;
     const over =
-      max.tokens !== undefined && tokens >= max.tokens
+      max.tokens !== undefined && used.tokens >= max.tokens
         ? 'tokens'
-        : max.requests !== undefined && calls >= max.requests
+        : max.requests !== undefined && used.calls >= max.requests
           ? 'calls'
-          : null;
-    if (over === null) return { tokens, calls, over, until: null };
+          : max.cost !== undefined && used.cost >= max.cost
+            ? 'cost'
+            : null;
+    if (over === null) return { ...used, over, until: null };
     // Admitted again once enough of the oldest steps have left the window for the count to fall below the limit.
-    const limit = over === 'tokens' ? max.tokens! : max.requests!;
-    let left = over === 'tokens' ? tokens : calls;
+    const limit = over === 'tokens' ? max.tokens! : over === 'calls' ? max.requests! : max.cost!;
+    let left = used[over];
     let until = (current + 1) * this.stepMs;
     for (const st of s.stepsIn(current)) {
       left -= st[over];
       until = (st.n + STEPS) * this.stepMs;
       if (left < limit) break;
     }
-    return { tokens, calls, over, until };
+    return { ...used, over, until };
   }
 
   /** Why `p` may not make a call now (as counted under `key`, one of keysOf(p)), or null. */
-  refusal(p: Principal, key: string, now: number): LimitRefusal | null {
+  refusal(p: Principal, key: string, now: number, currency: string | undefined): LimitRefusal | null {
     const used = this.usage(key, now);
     if (used.over === null) return null;
-    const [count, of] =
-      used.over === 'tokens' ? [used.tokens, this.config.tokens!] : [used.calls, this.config.requests!];
+    const amounts =
+      used.over === 'cost'
+        ? `${formatMoney(used.cost, currency).split(' ')[0]} of ${formatMoney(this.config.cost!, currency)}`
+        : used.over === 'tokens'
+          ? `${formatCount(used.tokens)} of ${formatCount(this.config.tokens!)} tokens`
+          : `${formatCount(used.calls)} of ${formatCount(this.config.requests!)} calls`;
     const who =
       this.config.per === 'connection'
         ? `the callers of connection "${this.connection}"`
@@ -295,8 +330,8 @@ class Limit {
       limit: this.config.name,
       retryAt,
       message:
-        `usage limit "${this.config.name}" reached: ${who} used ${formatCount(count)} of ` +
-        `${formatCount(of)} ${used.over} in the last ${formatDuration(this.config.window)}; ` +
+        `usage limit "${this.config.name}" reached: ${who} used ${amounts} in the last ` +
+        `${formatDuration(this.config.window)}; ` +
         `calls are admitted again from ${new Date(retryAt).toISOString()}`,
     };
   }
@@ -321,6 +356,13 @@ export interface UsageLimitsOptions {
   /** Told when read-backs from the store start failing (they are tried again each step), and when one succeeds again. */
   readonly onReadBackError?: (err: unknown) => void;
   readonly onReadBackRecovered?: () => void;
+  /** What tokens cost (`pricing`), for limits on `cost`; a reload replaces it (setPricing). */
+  readonly pricing?: Pricing | undefined;
+  /**
+   * An exchange a cost limit would count ended with a model `pricing` does not price: its cost is not counted. Told
+   * once per model (per pricing: a reload that changes it tells again).
+   */
+  readonly onUnpriced?: (model: string | null, connection: string) => void;
 }
 
 /**
@@ -336,10 +378,23 @@ export class UsageLimits {
   private started = false;
   private reading: Promise<void> = Promise.resolve();
   private closed = false;
+  private pricing: Pricing | undefined;
+  /** Models told of as unpriced under the current pricing (see onUnpriced). */
+  private readonly unpricedTold = new Set<string | null>();
 
   constructor(private readonly options: UsageLimitsOptions) {
     this.now = options.now ?? Date.now;
+    this.pricing = options.pricing;
     this.byConnection = this.limitsOf(options.limits);
+  }
+
+  /**
+   * A reload's pricing: exchanges that end from now on are priced by it. What was counted stays as it was priced (a
+   * gateway started now would read the window back at the new prices).
+   */
+  setPricing(pricing: Pricing | undefined): void {
+    this.pricing = pricing;
+    this.unpricedTold.clear();
   }
 
   /**
@@ -451,13 +506,16 @@ export class UsageLimits {
         const last = limit.readBackThrough < current - STEPS + 1 ? current : current - 1;
         for (let n = Math.max(limit.readBackThrough + 1, current - STEPS + 1); n <= last; n++) {
           if (this.closed) return;
-          const report = await this.options.store.usage({
-            by: limit.config.per,
-            connection: limit.connection,
-            since: n * limit.stepMs,
-            until: (n + 1) * limit.stepMs,
-            limit: READ_BACK_CALLERS,
-          });
+          const report = await this.options.store.usage(
+            {
+              by: limit.config.per,
+              connection: limit.connection,
+              since: n * limit.stepMs,
+              until: (n + 1) * limit.stepMs,
+              limit: READ_BACK_CALLERS,
+            },
+            limit.config.cost !== undefined ? this.pricing : undefined,
+          );
           const at = limit.stepOf(this.now());
           for (const row of report.items) this.readRow(limit, n, at, row);
           limit.readBackThrough = Math.min(n, current - 1);
@@ -470,7 +528,7 @@ export class UsageLimits {
     // By group, the row of callers in no group counts against nothing, nor do groups the limit does not name.
     if (row.key === null || !limit.countsUnder(row.key)) return;
     const key = limit.config.per === 'connection' ? '' : row.key;
-    limit.steps(key).atLeast(n, current, row.inputTokens + row.outputTokens, row.exchanges);
+    limit.steps(key).atLeast(n, current, row.inputTokens + row.outputTokens, row.exchanges, row.cost ?? 0);
   }
 
   /** Why `principal` may not call through `connection` now, or null; a call admitted is counted at once. */
@@ -481,7 +539,7 @@ export class UsageLimits {
     for (const limit of limits) {
       if (!limit.applies(principal)) continue;
       for (const key of limit.keysOf(principal)) {
-        const refusal = limit.refusal(principal, key, now);
+        const refusal = limit.refusal(principal, key, now, this.pricing?.currency);
         if (refusal) return refusal;
       }
     }
@@ -500,11 +558,31 @@ export class UsageLimits {
     if (tokens === 0) return;
     const now = this.now();
     const caller: Counted = { subject: e.caller, groups: e.callerGroups };
+    const cost = limits.some((l) => l.config.cost !== undefined) ? this.costOf(e) : 0;
     for (const limit of limits) {
-      if (limit.config.tokens === undefined) continue;
+      if (limit.config.tokens === undefined && limit.config.cost === undefined) continue;
       for (const key of limit.keysOf(caller))
-        limit.steps(key).add(limit.stepOf(now - e.durationMs), limit.stepOf(now), tokens, 0);
+        limit.steps(key).add(limit.stepOf(now - e.durationMs), limit.stepOf(now), tokens, 0, cost);
     }
+  }
+
+  /** What an exchange cost, as reports price it; 0 (and told, once per model) for a model without a price. */
+  private costOf(e: ExchangeCompleted): number {
+    const price = this.pricing ? priceOf(this.pricing, e.model) : undefined;
+    if (price === undefined) {
+      if (!this.unpricedTold.has(e.model)) {
+        this.unpricedTold.add(e.model);
+        this.options.onUnpriced?.(e.model, e.connection);
+      }
+      return 0;
+    }
+    return costOf(price, {
+      input: e.inputTokens,
+      output: e.outputTokens,
+      cacheRead: e.cacheReadTokens,
+      cacheWrite: e.cacheCreationTokens,
+      cacheWrite1h: e.cacheCreation1hTokens,
+    });
   }
 
   /**
@@ -532,11 +610,15 @@ export class UsageLimits {
               ...(c.per === 'group' ? { group: key } : {}),
               tokens: u.tokens,
               requests: u.calls,
+              cost: Math.round(u.cost * 1e6) / 1e6,
               refusedUntil: u.until === null ? null : new Date(u.until).toISOString(),
             };
           })
-          .filter((u) => u.tokens > 0 || u.requests > 0 || options.caller !== undefined || c.per === 'connection')
-          .sort((a, b) => b.tokens - a.tokens || b.requests - a.requests);
+          .filter(
+            (u) =>
+              u.tokens > 0 || u.requests > 0 || u.cost > 0 || options.caller !== undefined || c.per === 'connection',
+          )
+          .sort((a, b) => b.tokens - a.tokens || b.requests - a.requests || b.cost - a.cost);
         const max = options.max ?? 1_000;
         out.push({
           connection: limit.connection,
@@ -545,6 +627,8 @@ export class UsageLimits {
           windowMs: c.window,
           tokens: c.tokens ?? null,
           requests: c.requests ?? null,
+          cost: c.cost ?? null,
+          currency: this.pricing?.currency ?? null,
           for: c.for ?? null,
           usage: usage.slice(0, max),
           truncated: usage.length > max,

@@ -27,6 +27,8 @@ export interface ExchangeCompleted {
   readonly outputTokens: number;
   readonly cacheReadTokens: number;
   readonly cacheCreationTokens: number;
+  /** Of `cacheCreationTokens`, those written for an hour (billed higher). */
+  readonly cacheCreation1hTokens: number;
   /** Why the answer stopped (`refusal`: the model declined it); null when unknown. */
   readonly stopReason: string | null;
 }

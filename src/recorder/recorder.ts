@@ -49,6 +49,13 @@ const DENIED_REASON_KEPT = 512;
 const LOST_RECORDS_NAMED = 100;
 
 /** At most `max` characters of `s`, marked when cut. */
+/** The cache writes `usage` says were kept an hour (`cache_creation.ephemeral_1h_input_tokens`), else 0. */
+function hourLong(usage: Usage | null | undefined): number {
+  const n = (usage?.cache_creation as { ephemeral_1h_input_tokens?: unknown } | null | undefined)
+    ?.ephemeral_1h_input_tokens;
+  return typeof n === 'number' && n > 0 ? n : 0;
+}
+
 function clip(s: string, max: number): string {
   return s.length <= max ? s : `${s.slice(0, max)}…`;
 }
@@ -774,6 +781,7 @@ export class ExchangeRecording {
       outputTokens: usage?.output_tokens ?? 0,
       cacheReadTokens: usage?.cache_read_input_tokens ?? 0,
       cacheCreationTokens: usage?.cache_creation_input_tokens ?? 0,
+      cacheCreation1hTokens: hourLong(usage),
       stopReason,
     };
     onCompleted?.(completed);

@@ -101,6 +101,37 @@ export function pricingFrom(config: PricingConfig | undefined): Pricing | undefi
   };
 }
 
+/** The price of `model` (the first entry that matches, as in SQL), else undefined. */
+export function priceOf(pricing: Pricing, model: string | null): ModelPrice | undefined {
+  if (model === null || model === '') return undefined;
+  return pricing.models.find((p) =>
+    p.model.endsWith('*') ? model.startsWith(p.model.slice(0, -1)) : model === p.model,
+  );
+}
+
+/** One exchange's tokens as upstream's `usage` gives them: `input` is the uncached part. */
+export interface ExchangeTokens {
+  readonly input: number;
+  readonly output: number;
+  readonly cacheRead: number;
+  /** Cache writes of either lifetime, and of those the ones kept an hour. */
+  readonly cacheWrite: number;
+  readonly cacheWrite1h: number;
+}
+
+/** What one exchange's tokens cost at `price`, in currency units: the same sum the reports' SQL makes. */
+export function costOf(price: ModelPrice, t: ExchangeTokens): number {
+  const write1h = Math.min(t.cacheWrite1h, t.cacheWrite);
+  return (
+    (t.input * price.input +
+      (t.cacheWrite - write1h) * price.cacheWrite +
+      write1h * price.cacheWrite1h +
+      t.cacheRead * price.cacheRead +
+      t.output * price.output) /
+    1_000_000
+  );
+}
+
 /** A number as an SQL literal both stores read as that number (validated finite and non-negative). */
 function literal(n: number): string {
   // Never in exponent form, which `String` gives below 1e-6: `0.0000005`.

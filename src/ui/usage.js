@@ -81,9 +81,11 @@ function windowOf(ms) {
 /** The connections' usage limits (GET /api/v1/limits): what each caller used of each, and who is refused until when. */
 function limitsTable(items) {
   const rows = [];
+  // A column for budgets only when some limit is one.
+  const costs = items.some((l) => l.cost !== null);
   for (const l of items) {
     const name = `${l.connection} · ${l.name} (${windowOf(l.windowMs)}${l.per === 'connection' ? ', shared' : ''})`;
-    const usage = l.usage.length ? l.usage : [{ caller: null, tokens: 0, requests: 0, refusedUntil: null }];
+    const usage = l.usage.length ? l.usage : [{ caller: null, tokens: 0, requests: 0, cost: 0, refusedUntil: null }];
     for (const u of usage) {
       rows.push(
         h(
@@ -99,6 +101,13 @@ function limitsTable(items) {
           ),
           h('td', { class: 'num' }, usedOf(u.tokens, l.tokens)),
           h('td', { class: 'num' }, usedOf(u.requests, l.requests)),
+          costs
+            ? h(
+                'td',
+                { class: 'num' },
+                l.cost === null ? '—' : `${u.cost.toFixed(2)} of ${l.cost.toFixed(2)} ${l.currency ?? ''}`.trimEnd(),
+              )
+            : null,
           h('td', {}, u.refusedUntil ? `refused until ${new Date(u.refusedUntil).toLocaleString()}` : ''),
         ),
       );
@@ -117,7 +126,7 @@ function limitsTable(items) {
         h(
           'tr',
           {},
-          ['Limit', 'Caller', 'Tokens', 'Calls', ''].map((t) => h('th', {}, t)),
+          ['Limit', 'Caller', 'Tokens', 'Calls', ...(costs ? ['Cost'] : []), ''].map((t) => h('th', {}, t)),
         ),
       ),
       h('tbody', {}, rows),

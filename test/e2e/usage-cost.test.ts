@@ -26,6 +26,11 @@ interface UsageReport {
   items: UsageRow[];
 }
 
+/** A YAML file of these lines. */
+function writeYaml(file: string, ...lines: string[]): void {
+  writeFileSync(file, [...lines, ''].join('\n'));
+}
+
 let upstream: FakeAnthropic;
 let gateway: ServeProcess;
 let dir: string;
@@ -33,20 +38,17 @@ let configFile: string;
 
 /** The config, with `pricing` lines (YAML, indented under `pricing:`) or none. */
 function writeConfig(pricing: readonly string[] | null): void {
-  writeFileSync(
+  writeYaml(
     configFile,
-    [
-      `data_dir: ${path.join(dir, 'data')}`,
-      'listen: 127.0.0.1:0',
-      'admin:',
-      '  listen: 127.0.0.1:0',
-      'connections:',
-      '  - name: anthropic',
-      `    upstream: ${upstream.url}`,
-      '    credential: { env: VIGIL_TEST_UPSTREAM_KEY }',
-      ...(pricing ? ['pricing:', ...pricing] : []),
-      '',
-    ].join('\n'),
+    `data_dir: ${path.join(dir, 'data')}`,
+    'listen: 127.0.0.1:0',
+    'admin:',
+    '  listen: 127.0.0.1:0',
+    'connections:',
+    '  - name: anthropic',
+    `    upstream: ${upstream.url}`,
+    '    credential: { env: VIGIL_TEST_UPSTREAM_KEY }',
+    ...(pricing ? ['pricing:', ...pricing] : []),
   );
 }
 
@@ -194,19 +196,49 @@ describe('usage cost', () => {
     expect((await usage('caller')).items[0]).toMatchObject({ cost: null, unpriced: null });
   });
 
+  it('shows a budget in money and what is used of it: vigil config check and vigil limits', async () => {
+    // The same store, read with a config that budgets the connection's callers.
+    const budget = path.join(dir, 'budget.yaml');
+    writeYaml(
+      budget,
+      `data_dir: ${path.join(dir, 'data')}`,
+      'connections:',
+      '  - name: anthropic',
+      `    upstream: ${upstream.url}`,
+      '    limits: [{ name: monthly, window: 30d, cost: 50 }]',
+      'pricing:',
+      '  currency: EUR',
+      '  models: [{ model: "claude*", input: 3, output: 15 }]',
+    );
+    const check = await vigil(['config', 'check', '--config', budget]);
+    expect(check.stdout).toContain('    limit monthly: 50.00 EUR per caller in 30d');
+    const limits = JSON.parse((await vigil(['limits', '--json', '--config', budget])).stdout) as {
+      items: Array<{ cost: number; currency: string; usage: Array<{ caller: string; cost: number }> }>;
+    };
+    // What a gateway starting now would count: the callers' calls in the window, priced as the usage report prices them.
+    const report = JSON.parse((await vigil(['usage', '--json', '--config', budget])).stdout) as UsageReport;
+    expect(limits.items[0]).toMatchObject({ cost: 50, currency: 'EUR' });
+    expect(limits.items[0]!.usage).toEqual([
+      expect.objectContaining({ caller: 'anonymous', cost: report.items.find((r) => r.key === 'anonymous')!.cost }),
+    ]);
+    expect(limits.items[0]!.usage[0]!.cost).toBeGreaterThan(0);
+    const text = await vigil(['limits', '--config', budget]);
+    // Under a cent: to the millionth, not 0.00.
+    expect(text.stdout).toBe(
+      `anthropic · monthly: 50.00 EUR per caller in 30d\n  anonymous  ${limits.items[0]!.usage[0]!.cost.toFixed(6)} EUR\n`,
+    );
+  });
+
   it('refuses pricing it cannot apply, naming the key', async () => {
     const bad = path.join(dir, 'bad.yaml');
-    writeFileSync(
+    writeYaml(
       bad,
-      [
-        `data_dir: ${path.join(dir, 'other')}`,
-        'pricing:',
-        '  models:',
-        '    - { model: "claude-*-4-5", input: 3, output: 15 }',
-        '    - { model: "claude-haiku-4-5", input: -1, output: 5 }',
-        '    - { model: "claude-haiku-4-5", input: 1, output: 5 }',
-        '',
-      ].join('\n'),
+      `data_dir: ${path.join(dir, 'other')}`,
+      'pricing:',
+      '  models:',
+      '    - { model: "claude-*-4-5", input: 3, output: 15 }',
+      '    - { model: "claude-haiku-4-5", input: -1, output: 5 }',
+      '    - { model: "claude-haiku-4-5", input: 1, output: 5 }',
     );
     const r = await vigil(['config', 'check', '--config', bad]);
     expect(r.code).toBe(2);

@@ -241,3 +241,52 @@ describe('a usage limit per group (OIDC)', () => {
     }
   });
 });
+
+// Last: its gateway runs in this process too, and a gateway's metrics count every gateway's refusals in the process
+// (diagnostics channels are process-wide), which the metrics test above counts exactly.
+describe('a budget in money', () => {
+  it('refuses a caller once their calls cost the limit, saying how much in which currency', async () => {
+    const priced = await startHarness((upstream) => ({
+      connections: [
+        {
+          name: 'anthropic',
+          upstream,
+          credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
+          limits: [{ name: 'daily-eur', window: '1d', cost: 0.00001 }],
+        },
+      ],
+      // Dear enough that the fake upstream's few hundred tokens cost more than the budget.
+      pricing: { currency: 'EUR', models: [{ model: 'claude-haiku*', input: 1, output: 1 }] },
+    }));
+    try {
+      const client = new Anthropic({ baseURL: priced.url, apiKey: CLIENT_KEY, maxRetries: 0 });
+      const answer = (await ask(client, 'budget-1')) as Anthropic.Message;
+      const spent =
+        (answer.usage.input_tokens + (answer.usage.cache_read_input_tokens ?? 0) * 0.1 + answer.usage.output_tokens) /
+        1e6;
+      expect(spent).toBeGreaterThan(0.00001);
+      await priced.session('budget-1', 1); // counted when it ends
+      const err = (await ask(client, 'budget-2').catch((e: unknown) => e)) as APIError;
+      expect(err).toBeInstanceOf(Anthropic.RateLimitError);
+      expect(err.message).toContain(
+        `usage limit "daily-eur" reached: anonymous callers used ${spent.toFixed(6)} of 0.000010 EUR in the last 1d;`,
+      );
+      // A day's window: not worth the SDK's retries.
+      expect(err.headers?.get('x-should-retry')).toBe('false');
+      // For alerting: the budget in its currency, and the caller it refuses.
+      const metrics = await (await fetch(`${priced.gateway.adminUrl}/metrics`)).text();
+      expect(metrics).toMatch(/^vigil_usage_limit\{connection="anthropic",limit="daily-eur",unit="EUR"\} 0\.00001$/m);
+      expect(metrics).toMatch(/^vigil_usage_limit_refusing\{connection="anthropic",limit="daily-eur"\} 1$/m);
+    } finally {
+      await priced.close();
+    }
+  });
+
+  it('is refused without pricing, by its path', () => {
+    expect(() =>
+      validateConfig({ connections: [{ name: 'anthropic', limits: [{ name: 'budget', window: '1d', cost: 50 }] }] }),
+    ).toThrow(
+      /connections\[0\] \(anthropic\)\.limits\[0\] \(budget\)\.cost: needs pricing: a cost limit counts what calls cost/,
+    );
+  });
+});

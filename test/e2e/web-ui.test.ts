@@ -116,7 +116,7 @@ beforeAll(async () => {
           name: 'anthropic',
           upstream,
           credential: { env: 'VIGIL_TEST_UPSTREAM_KEY' },
-          limits: [{ name: 'hourly', window: '1h', tokens: 1_000_000, requests: 1_000 }],
+          limits: [{ name: 'hourly', window: '1h', tokens: 1_000_000, requests: 1_000, cost: 1_000 }],
         },
       ],
       admin: { listen: '127.0.0.1:0' },
@@ -391,7 +391,7 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     await expect.poll(() => rows.locator('td:first-child').allTextContents()).toEqual(['anonymous']);
     // Above the report, the connection's limit and what is used of it, as the gateway counts it.
     const limits = (await (await fetch(`${open.gateway.adminUrl}/api/v1/limits`)).json()) as {
-      items: Array<{ name: string; usage: Array<{ caller: string; tokens: number; requests: number }> }>;
+      items: Array<{ name: string; usage: Array<{ caller: string; tokens: number; requests: number; cost: number }> }>;
     };
     expect(limits.items).toMatchObject([{ name: 'hourly', usage: [{ caller: 'anonymous' }] }]);
     const used = limits.items[0]!.usage[0]!;
@@ -402,8 +402,10 @@ describe('reading recordings (no identity configured: this machine is admin)', (
       'anonymous',
       `${used.tokens.toLocaleString('en-US')} of 1,000,000`,
       `${used.requests.toLocaleString('en-US')} of 1,000`,
+      `${used.cost.toFixed(2)} of 1000.00 EUR`,
       '',
     ]);
+    expect(used.cost).toBeGreaterThan(0);
     await page.getByLabel('By').selectOption('model');
     await page.getByRole('button', { name: 'Show' }).click();
     await page.waitForURL(/by=model/);

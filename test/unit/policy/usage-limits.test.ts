@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { validateConfig } from '../../../src/config/load-config.js';
 import type { Principal } from '../../../src/identity/principal.js';
 import { UsageLimits, type LimitConfig } from '../../../src/policy/usage-limits.js';
+import { pricingFrom, pricingSchema } from '../../../src/store/pricing.js';
 import type { ExchangeCompleted } from '../../../src/recorder/diagnostics.js';
 import type { AuditStore } from '../../../src/store/audit-store.js';
 import type { ExchangeRequestData, ExchangeResponseData } from '../../../src/store/record-types.js';
@@ -66,7 +67,9 @@ async function recorded(
 
 /** Limits as the config gives them (validated, defaults filled). */
 function limitsOf(limits: unknown[], connection = 'anthropic'): LimitConfig[] {
-  return validateConfig({ connections: [{ name: connection, limits }] }).connections[0]!.limits;
+  // With some pricing, which a limit on cost needs (the UsageLimits under test are given their own).
+  const pricing = { models: [{ model: 'claude*', input: 1, output: 1 }] };
+  return validateConfig({ connections: [{ name: connection, limits }], pricing }).connections[0]!.limits;
 }
 
 function ended(
@@ -90,12 +93,67 @@ function ended(
     outputTokens: 0,
     cacheReadTokens: 0,
     cacheCreationTokens: 0,
+    cacheCreation1hTokens: 0,
     stopReason: 'end_turn',
   };
 }
 
 describe.each(storeKinds())('usage limits on %s', (kind) => {
   const fixture = useStoreFixture(kind);
+
+  it('counts what calls cost against a budget, priced as reports price them, and reads it back at start', async () => {
+    const store = await fixture().open();
+    const now = Date.UTC(2026, 11, 7, 12, 0, 0);
+    const pricing = pricingFrom(
+      pricingSchema.parse({ currency: 'EUR', models: [{ model: 'claude-haiku-4-5*', input: 1, output: 5 }] }),
+    );
+    // 1,000,000 input and 100,000 output tokens half an hour ago: 1.00 + 0.50 EUR.
+    await recorded(store, alice, now - HOUR / 2, { input: 1_000_000, output: 100_000 });
+    const unpriced: Array<string | null> = [];
+    const budget = limitsOf([{ name: 'budget', window: '1d', cost: 2 }]);
+    const limits = new UsageLimits({
+      limits: new Map([['anthropic', budget]]),
+      store,
+      now: () => now,
+      pricing,
+      onUnpriced: (model) => unpriced.push(model),
+    });
+    await limits.start();
+    try {
+      expect(limits.check('anthropic', alice)).toBeNull(); // 1.50 of 2.00
+      // 600,000 uncached input tokens: 0.60 EUR more. A model without a price is not counted, and said once.
+      limits.completed({ ...ended('alice', 600_000), model: 'claude-haiku-4-5-20251001' });
+      limits.completed({ ...ended('alice', 5_000_000), model: 'claude-mystery-1' });
+      limits.completed({ ...ended('alice', 5_000_000), model: 'claude-mystery-1' });
+      expect(unpriced).toEqual(['claude-mystery-1']);
+      const refusal = limits.check('anthropic', alice);
+      expect(refusal!.message).toBe(
+        'usage limit "budget" reached: "alice@example.com" used 2.10 of 2.00 EUR in the last 1d; calls are ' +
+          `admitted again from ${new Date(refusal!.retryAt).toISOString()}`,
+      );
+      expect(limits.check('anthropic', bob)).toBeNull();
+      expect(limits.status()[0]).toMatchObject({
+        cost: 2,
+        currency: 'EUR',
+        tokens: null,
+        usage: [
+          { caller: 'alice', cost: 2.1, refusedUntil: new Date(refusal!.retryAt).toISOString() },
+          { caller: 'bob', cost: 0, tokens: 0, requests: 1 },
+        ],
+      });
+    } finally {
+      await limits.close();
+    }
+    // A gateway started later reads the budget's use back from the store, at the report's prices.
+    await recorded(store, alice, now - 60_000, { input: 600_000, output: 0 });
+    const restarted = new UsageLimits({ limits: new Map([['anthropic', budget]]), store, now: () => now, pricing });
+    await restarted.start();
+    try {
+      expect(restarted.check('anthropic', alice)?.message).toMatch(/used 2\.10 of 2\.00 EUR in the last 1d/);
+    } finally {
+      await restarted.close();
+    }
+  });
 
   it('reads back what each caller used in the window, and refuses until enough of it has passed', async () => {
     const store = await fixture().open();
@@ -136,16 +194,24 @@ describe.each(storeKinds())('usage limits on %s', (kind) => {
           windowMs: HOUR,
           tokens: 5000,
           requests: null,
+          cost: null,
+          currency: null,
           for: null,
           usage: [
-            { caller: 'alice', tokens: 5100, requests: 4, refusedUntil: new Date(refusal!.retryAt).toISOString() },
-            { caller: 'bob', tokens: 4900, requests: 3, refusedUntil: null },
+            {
+              caller: 'alice',
+              tokens: 5100,
+              requests: 4,
+              cost: 0,
+              refusedUntil: new Date(refusal!.retryAt).toISOString(),
+            },
+            { caller: 'bob', tokens: 4900, requests: 3, cost: 0, refusedUntil: null },
           ],
           truncated: false,
         },
       ]);
       expect(limits.status({ caller: 'carol' })[0]!.usage).toEqual([
-        { caller: 'carol', tokens: 0, requests: 0, refusedUntil: null },
+        { caller: 'carol', tokens: 0, requests: 0, cost: 0, refusedUntil: null },
       ]);
       expect(limits.status({ max: 1 })[0]).toMatchObject({ usage: [{ caller: 'alice' }], truncated: true });
 
@@ -235,7 +301,14 @@ describe.each(storeKinds())('usage limits on %s', (kind) => {
       const ml = limits.status().find((l) => l.name === 'ml-calls')!;
       expect(ml.usage).toEqual([
         // Tokens as read back too (it limits calls only); ci's calls are not this limit's.
-        { caller: null, group: 'ml', tokens: 700, requests: 2, refusedUntil: expect.stringMatching(/^2026-12-08T/) },
+        {
+          caller: null,
+          group: 'ml',
+          tokens: 700,
+          requests: 2,
+          cost: 0,
+          refusedUntil: expect.stringMatching(/^2026-12-08T/),
+        },
       ]);
       const team = limits.status().find((l) => l.name === 'team-daily')!;
       expect(team).toMatchObject({ per: 'group' });
@@ -361,7 +434,7 @@ describe('usage limits in the config', () => {
 
   it('says what is wrong with a limit, by its path', () => {
     expect(problems({ limits: [{ name: 'a', window: '1h' }] })).toContain(
-      'connections[0] (anthropic).limits[0] (a): a limit needs tokens, requests or both',
+      'connections[0] (anthropic).limits[0] (a): a limit needs tokens, requests or cost (one or more)',
     );
     expect(problems({ limits: [{ name: 'a', window: '10s', requests: 5 }] })).toContain(
       'connections[0] (anthropic).limits[0] (a).window: must be between 1m and 90d',
@@ -378,6 +451,12 @@ describe('usage limits in the config', () => {
       'connections[0] (anthropic).limits[0] (a).tokens: a token limit needs the usage a recording reads',
     );
     expect(problems({ record: 'off', limits: [{ name: 'a', window: '1h', requests: 5 }] })).toBe('');
+    expect(problems({ record: 'off', limits: [{ name: 'a', window: '1h', cost: 5 }] })).toContain(
+      'connections[0] (anthropic).limits[0] (a).cost: a cost limit needs the usage a recording reads',
+    );
+    expect(problems({ limits: [{ name: 'a', window: '1h', cost: -5 }] })).toContain(
+      'connections[0] (anthropic).limits[0] (a).cost: Too small: expected number to be >0',
+    );
     expect(problems({ limits: [{ name: 'a', window: '1h', requests: 5, per: 'team' }] })).toContain(
       'connections[0] (anthropic).limits[0] (a).per: Invalid option: expected one of "caller"|"group"|"connection"',
     );
