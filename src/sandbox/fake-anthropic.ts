@@ -80,7 +80,11 @@ export async function startFakeAnthropic(opts: FakeAnthropicOptions = {}): Promi
   const requests: ReceivedRequest[] = [];
   let url = '';
   let served = 0;
-  const settings: MessagesSettings = { seenOnceKeys: new Set(), eventDelayMs: opts.eventDelayMs ?? 0 };
+  const settings: MessagesSettings = {
+    seenOnceKeys: new Set(),
+    eventDelayMs: opts.eventDelayMs ?? 0,
+    cachedPrefixes: new Set(),
+  };
   const batches = new BatchStore(() => url);
   const files = new FileStore();
   const record = opts.recordRequests ?? true;

@@ -76,7 +76,7 @@ export class BatchStore {
         const raw = JSON.stringify(params);
         result = {
           type: 'succeeded',
-          message: messageBody(planReply(parsed.value, raw.length, raw.includes('"cache_control"'))),
+          message: messageBody(planReply(parsed.value, raw.length, raw.includes('"cache_control"') ? 'read' : 'none')),
         };
         succeeded++;
       } else {

@@ -7,7 +7,7 @@ import { lastUserMessage, messageText, scenarioDirective } from './directives.js
 import type { Exchange } from './exchange.js';
 import { sendError, sendJson } from './exchange.js';
 import { messageEvents, sseEvent, type SseEvent } from './message-events.js';
-import { inputUsage, messageBody, parseJsonBody, parseMessagesRequest, planReply, refused } from './reply.js';
+import { cacheUse, inputUsage, messageBody, parseJsonBody, parseMessagesRequest, planReply, refused } from './reply.js';
 import { answerFailure, parseScenario, type Scenario } from './scenarios.js';
 
 /** State and settings the endpoint shares with the rest of the fake. */
@@ -16,13 +16,13 @@ export interface MessagesSettings {
   readonly seenOnceKeys: Set<string>;
   /** Pause between stream events unless the `slow` scenario says otherwise. */
   readonly eventDelayMs: number;
+  /** The prompt-cache prefixes already written (see `cacheUse`). */
+  readonly cachedPrefixes: Set<string>;
 }
 
 /** Deltas sent before `error_mid_stream` sends its error event, and before `cut_stream` drops the connection. */
 const DELTAS_BEFORE_ERROR = 2;
 const DELTAS_BEFORE_CUT = 3;
-
-const CACHE_CONTROL = Buffer.from('"cache_control"');
 
 /**
  * Answer `POST /v1/messages`. `headerScenario` is what `x-fake-scenario` asked for, whose failures the caller
@@ -52,7 +52,7 @@ export async function createMessage(
   scenario ??= {};
   ex.gzip = scenario.gzip === true;
 
-  const planned = planReply(request, ex.body.length, ex.body.includes(CACHE_CONTROL));
+  const planned = planReply(request, ex.body.length, cacheUse(ex.body, settings.cachedPrefixes));
   const reply = scenario.refusal ? refused(planned, scenario.refusal) : planned;
   if (!request.stream) {
     const body = JSON.stringify(messageBody(reply));
@@ -68,7 +68,7 @@ export function countTokens(ex: Exchange): void {
   if (!json.ok) return sendError(ex, 400, 'invalid_request_error', json.message);
   const parsed = parseMessagesRequest(json.value, false);
   if (!parsed.ok) return sendError(ex, 400, 'invalid_request_error', parsed.message);
-  sendJson(ex, 200, { input_tokens: inputUsage(ex.body.length, false).input_tokens });
+  sendJson(ex, 200, { input_tokens: inputUsage(ex.body.length, 'none').input_tokens });
 }
 
 async function stream(ex: Exchange, all: SseEvent[], scenario: Scenario, delayMs: number): Promise<void> {

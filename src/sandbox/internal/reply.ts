@@ -40,7 +40,15 @@ export interface Usage {
   cache_creation_input_tokens: number;
   cache_read_input_tokens: number;
   output_tokens: number;
+  /** Of the cache writes, those kept an hour (`cache_control.ttl: "1h"`); reported in `cache_creation`. */
+  cache_creation_1h?: number;
 }
+
+/**
+ * What the prompt cache does for a request: `none` without `cache_control`; else the cached part is `written` the first
+ * time its prefix is seen (for an hour with `ttl: "1h"`) and `read` after.
+ */
+export type CacheUse = 'none' | 'read' | 'written' | 'written_1h';
 
 /** One assistant message, before it is rendered as JSON or as a stream of events. */
 export interface Reply {
@@ -97,17 +105,43 @@ export function parseMessagesRequest(json: unknown, requireMaxTokens = true): Pa
 
 /**
  * Input tokens as the real API roughly counts them: about four bytes of request per token. When the request
- * marks anything with `cache_control`, three quarters are reported as read from the cache, so recorders and
- * cost reports see non-zero cache figures.
+ * marks anything with `cache_control`, three quarters are reported as cached: written to the cache the first time the
+ * fake sees the request's cached prefix, read from it after (see `cacheUse`), so recorders and cost reports see both.
  */
-export function inputUsage(bodyBytes: number, cacheControlled: boolean): Omit<Usage, 'output_tokens'> {
+export function inputUsage(bodyBytes: number, cache: CacheUse): Omit<Usage, 'output_tokens'> {
   const total = Math.max(1, Math.ceil(bodyBytes / 4));
-  const cached = cacheControlled ? Math.floor((total * 3) / 4) : 0;
-  return { input_tokens: total - cached, cache_creation_input_tokens: 0, cache_read_input_tokens: cached };
+  const cached = cache === 'none' ? 0 : Math.floor((total * 3) / 4);
+  const written = cache === 'written' || cache === 'written_1h' ? cached : 0;
+  return {
+    input_tokens: total - cached,
+    cache_creation_input_tokens: written,
+    cache_read_input_tokens: cached - written,
+    ...(cache === 'written_1h' ? { cache_creation_1h: written } : {}),
+  };
+}
+
+const CACHE_CONTROL = Buffer.from('"cache_control"');
+const ONE_HOUR_TTL = /"ttl"\s*:\s*"1h"/;
+/** The most cached prefixes the fake remembers; past it, it forgets them all (and writes them again). */
+const MAX_CACHED_PREFIXES = 10_000;
+
+/**
+ * How the prompt cache treats `body`: its prefix up to the first `cache_control` (the system prompt and tools, where
+ * Claude Code marks them) is written the first time `cached` meets it, and read after — as the real API does within
+ * the cache's lifetime.
+ */
+export function cacheUse(body: Buffer, cached: Set<string>): CacheUse {
+  const at = body.indexOf(CACHE_CONTROL);
+  if (at < 0) return 'none';
+  const key = createHash('sha256').update(body.subarray(0, at)).digest('base64');
+  if (cached.has(key)) return 'read';
+  if (cached.size >= MAX_CACHED_PREFIXES) cached.clear();
+  cached.add(key);
+  return ONE_HOUR_TTL.test(body.subarray(at, at + 200).toString('latin1')) ? 'written_1h' : 'written';
 }
 
 /** Decide the reply to `request`, whose raw body was `bodyBytes` long. */
-export function planReply(request: MessagesRequest, bodyBytes: number, cacheControlled: boolean): Reply {
+export function planReply(request: MessagesRequest, bodyBytes: number, cache: CacheUse): Reply {
   const turn = lastUserMessage(request.messages);
   const text = messageText(turn);
   const content: ReplyBlock[] = [];
@@ -142,7 +176,7 @@ export function planReply(request: MessagesRequest, bodyBytes: number, cacheCont
     model: request.model,
     content,
     stopReason,
-    usage: { ...inputUsage(bodyBytes, cacheControlled), output_tokens: outputTokens(content) },
+    usage: { ...inputUsage(bodyBytes, cache), output_tokens: outputTokens(content) },
   };
 }
 
@@ -178,7 +212,10 @@ export function fullUsage(usage: Usage): Record<string, unknown> {
     input_tokens: usage.input_tokens,
     cache_creation_input_tokens: usage.cache_creation_input_tokens,
     cache_read_input_tokens: usage.cache_read_input_tokens,
-    cache_creation: { ephemeral_5m_input_tokens: usage.cache_creation_input_tokens, ephemeral_1h_input_tokens: 0 },
+    cache_creation: {
+      ephemeral_5m_input_tokens: usage.cache_creation_input_tokens - (usage.cache_creation_1h ?? 0),
+      ephemeral_1h_input_tokens: usage.cache_creation_1h ?? 0,
+    },
     output_tokens: usage.output_tokens,
     service_tier: 'standard',
   };

@@ -160,11 +160,43 @@ describe('messages', () => {
       { query: { beta: 'true' } },
     );
     expect(message.content).toEqual([{ type: 'text', text: 'Echo: What is 2+2?' }]);
-    expect(message.usage.cache_read_input_tokens).toBeGreaterThan(0);
+    // The first time its cached prefix is seen, the cache is written.
+    expect(message.usage.cache_creation_input_tokens).toBeGreaterThan(0);
+    expect(message.usage.cache_read_input_tokens).toBe(0);
     const seen = fake.requests.at(-1);
     expect(seen).toMatchObject({ method: 'POST', path: '/v1/messages', query: 'beta=true' });
     expect(seen?.headers['authorization'] ?? seen?.headers['x-api-key']).toMatch(/^(Bearer )?k$/);
     expect(JSON.parse(seen!.body.toString()).metadata).toEqual({ user_id: 'user_abc' });
+  });
+
+  it('writes the prompt cache the first time a prefix is seen (for an hour when asked), and reads it after', async () => {
+    const ask = (system: string, ttl?: '1h') =>
+      client.messages.create({
+        model: MODEL,
+        max_tokens: 64,
+        system: [
+          { type: 'text', text: system.repeat(300), cache_control: { type: 'ephemeral', ...(ttl ? { ttl } : {}) } },
+        ],
+        messages: [{ role: 'user', content: `turn ${Math.random()}` }],
+      });
+    const first = (await ask('Cache me. ')).usage;
+    const second = (await ask('Cache me. ')).usage;
+    expect(first.cache_creation_input_tokens).toBeGreaterThan(0);
+    expect(first.cache_creation).toEqual({
+      ephemeral_5m_input_tokens: first.cache_creation_input_tokens,
+      ephemeral_1h_input_tokens: 0,
+    });
+    expect(second).toMatchObject({
+      cache_creation_input_tokens: 0,
+      cache_read_input_tokens: first.cache_creation_input_tokens,
+    });
+    // Another prefix, kept an hour: written as such.
+    const hour = (await ask('Keep me an hour. ', '1h')).usage;
+    expect(hour.cache_creation).toEqual({
+      ephemeral_5m_input_tokens: 0,
+      ephemeral_1h_input_tokens: hour.cache_creation_input_tokens,
+    });
+    expect(hour.cache_creation_input_tokens).toBeGreaterThan(0);
   });
 
   it('cuts the answer at max_tokens and says so', async () => {
