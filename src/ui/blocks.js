@@ -131,13 +131,20 @@ export function answer(exchange) {
   return h('div', { class: 'turn assistant' }, parts);
 }
 
-/** Token usage as one line: input, output, cache reads and writes. */
+/**
+ * Token usage as one line, as the session's totals and the usage reports count it: `in` is all input, with the
+ * cache's part of it — `in 1,541 (of which cache reads 1,155) · out 2` (upstream's own `input_tokens` is the uncached
+ * part). A count that is not a number (recorded JSON holds what upstream sent) counts as 0.
+ */
 export function usageText(usage) {
   if (!usage) return '—';
-  const parts = [`in ${text(usage.input_tokens ?? 0)}`, `out ${text(usage.output_tokens ?? 0)}`];
-  if (usage.cache_read_input_tokens) parts.push(`cache read ${text(usage.cache_read_input_tokens)}`);
-  if (usage.cache_creation_input_tokens) parts.push(`cache write ${text(usage.cache_creation_input_tokens)}`);
-  return parts.join(' · ');
+  const n = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+  const f = (v) => v.toLocaleString('en-US');
+  const read = n(usage.cache_read_input_tokens);
+  const write = n(usage.cache_creation_input_tokens);
+  const cache = [read ? `cache reads ${f(read)}` : null, write ? `writes ${f(write)}` : null].filter(Boolean);
+  const input = n(usage.input_tokens) + read + write;
+  return `in ${f(input)}${cache.length ? ` (of which ${cache.join(', ')})` : ''} · out ${f(n(usage.output_tokens))}`;
 }
 
 /** Timing as one line: time to first byte and total duration. */

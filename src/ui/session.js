@@ -112,7 +112,7 @@ function sessionFacts(page) {
   return dl;
 }
 
-/** `in 12,345 (of which cache reads 10,000, writes 2,000) · out 678`: the cache's part of the input, when it has one. */
+/** `in 12,345 (of which cache reads 10,000, writes 2,000) · out 678`, as an exchange's line says it (usageText). */
 function tokensText(s) {
   const n = (x) => x.toLocaleString('en-US');
   const cache = [

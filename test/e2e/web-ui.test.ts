@@ -156,9 +156,17 @@ beforeAll(async () => {
     },
   ];
   const ask = 'What is the weather in Reykjavik? [[tool:get_weather {"city":"Reykjavik"}]]';
+  // Cached as Claude Code caches its system prompt: the first call writes the cache, the second reads it.
+  const system = [
+    {
+      type: 'text' as const,
+      text: 'You answer about the weather. '.repeat(40),
+      cache_control: { type: 'ephemeral' as const },
+    },
+  ];
   const first = await client.messages
     .stream(
-      { model: 'claude-opus-4-5', max_tokens: 300, tools, messages: [{ role: 'user', content: ask }] },
+      { model: 'claude-opus-4-5', max_tokens: 300, system, tools, messages: [{ role: 'user', content: ask }] },
       inSession('ui-tools'),
     )
     .finalMessage();
@@ -167,6 +175,7 @@ beforeAll(async () => {
     {
       model: 'claude-opus-4-5',
       max_tokens: 300,
+      system,
       tools,
       messages: [
         { role: 'user', content: ask },
@@ -305,18 +314,35 @@ describe('reading recordings (no identity configured: this machine is admin)', (
     const second = cards.nth(1);
     expect(await second.locator('.tool-result').textContent()).toContain('Sleet, 2 °C');
     expect(await second.locator('.turn.assistant').textContent()).toContain('Tool result received');
-    expect(await second.textContent()).toMatch(/in \d+ · out \d+/);
+    // The second call read what the first wrote to the cache.
+    expect(await first.textContent()).toMatch(/in [\d,]+ \(of which writes [\d,]+\) · out [\d,]+/);
+    expect(await second.textContent()).toMatch(/in [\d,]+ \(of which cache reads [\d,]+\) · out [\d,]+/);
     // What the session cost, by the config's pricing, as the API adds it up; the cache's part of the input apart.
     const { session } = (await (await fetch(`${open.gateway.adminUrl}/api/v1/sessions/ui-tools`)).json()) as {
-      session: { cost: number; cacheReadTokens: number; inputTokens: number; outputTokens: number };
+      session: {
+        cost: number;
+        cacheReadTokens: number;
+        cacheWriteTokens: number;
+        inputTokens: number;
+        outputTokens: number;
+      };
     };
     expect(session.cost).toBeGreaterThan(0.01);
     const fact = (label: string) => page.locator(`dl.session-facts dt:text-is("${label}") + dd`);
     expect(await fact('Cost').textContent()).toBe(`${session.cost.toFixed(2)} EUR`);
+    // Each exchange's line counts input as the totals do (all of it, the cache's part among it): they add up.
+    const cardInputs = await cards
+      .locator('dl.facts dt:text-is("Tokens") + dd')
+      .evaluateAll((dds) =>
+        dds.map((dd) => Number(/^in ([\d,]+)/.exec(dd.textContent ?? '')![1]!.replaceAll(',', ''))),
+      );
+    expect(cardInputs.reduce((a, b) => a + b, 0)).toBe(session.inputTokens);
+    const n = (x: number) => x.toLocaleString('en-US');
+    expect(session.cacheReadTokens).toBeGreaterThan(0);
+    expect(session.cacheWriteTokens).toBeGreaterThan(0);
     expect(await fact('Tokens').textContent()).toBe(
-      `in ${session.inputTokens.toLocaleString('en-US')}` +
-        (session.cacheReadTokens ? ` (of which cache reads ${session.cacheReadTokens.toLocaleString('en-US')})` : '') +
-        ` · out ${session.outputTokens.toLocaleString('en-US')}`,
+      `in ${n(session.inputTokens)} (of which cache reads ${n(session.cacheReadTokens)}, ` +
+        `writes ${n(session.cacheWriteTokens)}) · out ${n(session.outputTokens)}`,
     );
 
     // Reload keeps the view; back returns to the list.
