@@ -8,6 +8,7 @@ import {
   contentBlocks as blocks,
   exchangeTurn,
   isRefusal,
+  usageLine,
   type ContentBlock as Block,
 } from '../recorder/exchange-turn.js';
 
@@ -79,7 +80,7 @@ export function markdownExchange(x: ExchangeView, n: number): string {
   const out: string[] = [];
   const who = [x.caller.name ?? x.caller.subject, x.caller.email && `<${x.caller.email}>`].filter(Boolean).join(' ');
   out.push(`## ${n}. ${x.started_at} · ${oneLine(who)}`);
-  const usage = x.usage ? ` · ${x.usage.input_tokens ?? 0} in / ${x.usage.output_tokens ?? 0} out tokens` : '';
+  const usage = x.usage ? ` · ${usageLine(x.usage)} tokens` : '';
   const duration = x.response.duration_ms !== null ? ` · ${x.response.duration_ms} ms` : '';
   out.push(
     `\`${x.id}\` · session \`${x.session_id}\` · ${x.connection} · ${x.request.method} ${x.request.path}` +

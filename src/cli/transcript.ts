@@ -4,6 +4,7 @@ import {
   contentBlocks as blocks,
   exchangeTurn,
   isRefusal,
+  usageLine,
   type ContentBlock as Block,
 } from '../recorder/exchange-turn.js';
 
@@ -47,10 +48,7 @@ export function renderTranscript(exchanges: readonly ExchangeView[]): string {
 /** One exchange of a transcript, the `i`-th (from 0): blocks of a transcript are joined with a newline. */
 export function renderExchange(x: ExchangeView, i: number): string {
   const out: string[] = [];
-  const usage = x.usage
-    ? ` · in ${x.usage.input_tokens ?? 0} out ${x.usage.output_tokens ?? 0}` +
-      (x.usage.cache_read_input_tokens ? ` cache-read ${x.usage.cache_read_input_tokens}` : '')
-    : '';
+  const usage = x.usage ? ` · ${usageLine(x.usage)}` : '';
   const dur = x.response.duration_ms !== null ? ` · ${x.response.duration_ms} ms` : '';
   out.push(
     `── #${i + 1} ${x.id} · ${x.started_at} · ${x.caller.subject} · ${x.request.method} ${x.request.path}` +

@@ -15,6 +15,21 @@ export function isRefusal(stopReason: string | null | undefined): boolean {
   return stopReason === REFUSAL;
 }
 
+/**
+ * An exchange's token usage as one line, as the session totals and the usage reports count it: `in` is all input, with
+ * the cache's part of it — `in 1,541 (of which cache reads 1,155, writes 200) · out 2` (upstream's own `input_tokens`
+ * is the uncached part). A count that is not a number (recorded JSON holds what upstream sent) counts as 0.
+ */
+export function usageLine(usage: Readonly<Record<string, unknown>>): string {
+  const n = (v: unknown): number => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+  const f = (v: number): string => v.toLocaleString('en-US');
+  const read = n(usage['cache_read_input_tokens']);
+  const write = n(usage['cache_creation_input_tokens']);
+  const cache = [read ? `cache reads ${f(read)}` : '', write ? `writes ${f(write)}` : ''].filter((p) => p !== '');
+  const input = n(usage['input_tokens']) + read + write;
+  return `in ${f(input)}${cache.length ? ` (of which ${cache.join(', ')})` : ''} · out ${f(n(usage['output_tokens']))}`;
+}
+
 export interface ContentBlock {
   type?: string;
   text?: string;

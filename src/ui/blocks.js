@@ -2,7 +2,7 @@
 
 import { details, h, jsonBlock, text } from './dom.js';
 // The server's own rule (src/recorder/exchange-turn.ts, served compiled): the UI and every transcript agree on it.
-import { roleOf, turnStart } from './exchange-turn.js';
+import { roleOf, turnStart, usageLine } from './exchange-turn.js';
 
 function textOf(content) {
   if (typeof content === 'string') return content;
@@ -131,20 +131,10 @@ export function answer(exchange) {
   return h('div', { class: 'turn assistant' }, parts);
 }
 
-/**
- * Token usage as one line, as the session's totals and the usage reports count it: `in` is all input, with the
- * cache's part of it — `in 1,541 (of which cache reads 1,155) · out 2` (upstream's own `input_tokens` is the uncached
- * part). A count that is not a number (recorded JSON holds what upstream sent) counts as 0.
- */
+/** Token usage as one line, by the server's rule (exchange-turn.ts), as every transcript says it. */
 export function usageText(usage) {
-  if (!usage) return '—';
-  const n = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
-  const f = (v) => v.toLocaleString('en-US');
-  const read = n(usage.cache_read_input_tokens);
-  const write = n(usage.cache_creation_input_tokens);
-  const cache = [read ? `cache reads ${f(read)}` : null, write ? `writes ${f(write)}` : null].filter(Boolean);
-  const input = n(usage.input_tokens) + read + write;
-  return `in ${f(input)}${cache.length ? ` (of which ${cache.join(', ')})` : ''} · out ${f(n(usage.output_tokens))}`;
+  if (!usage || typeof usage !== 'object') return '—';
+  return usageLine(usage);
 }
 
 /** Timing as one line: time to first byte and total duration. */

@@ -200,10 +200,10 @@ describe('vigil serve, sessions, verify', () => {
     }
     // The transcript and the Markdown export say so in the exchange's line.
     const shown = (await vigil(['sessions', 'show', 'declined', '--data-dir', dir])).stdout;
-    expect(shown).toMatch(/^── #1 .* → 200 ok · refused · in \d+ out 0/m);
+    expect(shown).toMatch(/^── #1 .* → 200 ok · refused · in [\d,]+ · out 0/m);
     expect((await vigil(['sessions', 'show', 'answered', '--data-dir', dir])).stdout).not.toContain('refused');
     const md = (await vigil(['sessions', 'export', 'declined', '--format', 'markdown', '--data-dir', dir])).stdout;
-    expect(md).toMatch(/→ 200 ok · refused · \d+ in \/ 0 out tokens/);
+    expect(md).toMatch(/→ 200 ok · refused · in [\d,]+ · out 0 tokens/);
     const exported = await vigil(['sessions', 'export', '--stop-reason', 'refusal', '--data-dir', dir]);
     expect(exported.code).toBe(0);
     const lines = exported.stdout

@@ -58,7 +58,7 @@ describe('markdownExchange', () => {
     expect(md).toContain('> I should use ls');
     expect(md).toContain('**assistant:**');
     expect(md).toContain('*Tool call* `Bash`\n\n```json\n{\n  "command": "ls"\n}\n```');
-    expect(md).toContain('10 in / 5 out tokens');
+    expect(md).toContain('· in 10 · out 5 tokens');
   });
 
   it('fences tool results longer than any backtick run inside them', () => {

@@ -1,6 +1,6 @@
 /** What a transcript shows as the turn an exchange added: every message after the last assistant message. */
 import { describe, expect, it } from 'vitest';
-import { newMessages } from '../../../src/recorder/exchange-turn.js';
+import { newMessages, usageLine } from '../../../src/recorder/exchange-turn.js';
 
 const role = (m: { role: string }) => m.role;
 const msgs = (...roles: string[]) => roles.map((r, i) => ({ role: r, i }));
@@ -23,5 +23,21 @@ describe('newMessages', () => {
 
   it('is nothing for no messages', () => {
     expect(newMessages([], role)).toEqual([]);
+  });
+});
+
+describe('usageLine', () => {
+  it('counts all input, with the cache part of it, as the totals and reports do', () => {
+    expect(
+      usageLine({
+        input_tokens: 386,
+        cache_read_input_tokens: 1155,
+        cache_creation_input_tokens: 2000,
+        output_tokens: 2,
+      }),
+    ).toBe('in 3,541 (of which cache reads 1,155, writes 2,000) · out 2');
+    expect(usageLine({ input_tokens: 10, output_tokens: 5 })).toBe('in 10 · out 5');
+    // Recorded JSON holds what upstream sent: a count that is not a number counts as 0.
+    expect(usageLine({ input_tokens: '7', cache_read_input_tokens: null, output_tokens: 3 })).toBe('in 0 · out 3');
   });
 });
