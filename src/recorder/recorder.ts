@@ -19,7 +19,7 @@ import { nextPause } from '../retry-pause.js';
 import type { Principal } from '../identity/principal.js';
 import { contentCodings, streamDecoder, type StreamDecoder } from '../net/content-coding.js';
 import type { AuditStore, BlobWrite, NewRecord, Outcome, SearchText, StoredRecord } from '../store/audit-store.js';
-import { conversationKey, eventDataText } from '../store/record-types.js';
+import { conversationKey, eventDataText, hourLongCacheWrites } from '../store/record-types.js';
 import type {
   ExchangeRequestData,
   ExchangeResponseData,
@@ -49,13 +49,6 @@ const DENIED_REASON_KEPT = 512;
 const LOST_RECORDS_NAMED = 100;
 
 /** At most `max` characters of `s`, marked when cut. */
-/** The cache writes `usage` says were kept an hour (`cache_creation.ephemeral_1h_input_tokens`), else 0. */
-function hourLong(usage: Usage | null | undefined): number {
-  const n = (usage?.cache_creation as { ephemeral_1h_input_tokens?: unknown } | null | undefined)
-    ?.ephemeral_1h_input_tokens;
-  return typeof n === 'number' && n > 0 ? n : 0;
-}
-
 function clip(s: string, max: number): string {
   return s.length <= max ? s : `${s.slice(0, max)}…`;
 }
@@ -781,7 +774,7 @@ export class ExchangeRecording {
       outputTokens: usage?.output_tokens ?? 0,
       cacheReadTokens: usage?.cache_read_input_tokens ?? 0,
       cacheCreationTokens: usage?.cache_creation_input_tokens ?? 0,
-      cacheCreation1hTokens: hourLong(usage),
+      cacheCreation1hTokens: usage ? hourLongCacheWrites(usage) : 0,
       stopReason,
     };
     onCompleted?.(completed);

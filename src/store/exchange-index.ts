@@ -4,7 +4,12 @@
  */
 import { VigilError } from '../errors.js';
 import type { ExchangeSummary, NewRecord, Page } from './audit-store.js';
-import type { ExchangeRequestData, ExchangeResponseData } from './record-types.js';
+import {
+  hourLongCacheWrites,
+  tokenCount,
+  type ExchangeRequestData,
+  type ExchangeResponseData,
+} from './record-types.js';
 
 /** What the exchange index holds from the request record; the result columns come with the response. */
 export type ExchangeIndexRow = Pick<
@@ -61,37 +66,22 @@ export function resultIndexRow(r: NewRecord): ResultIndexRow | undefined {
   if (r.kind !== 'exchange.response' || r.exchangeId === undefined) return undefined;
   const d = r.data as ExchangeResponseData;
   const u = d.usage;
-  const read = u === null ? null : count(u.cache_read_input_tokens);
-  const write = u === null ? null : count(u.cache_creation_input_tokens);
+  const read = u === null ? null : tokenCount(u.cache_read_input_tokens);
+  const write = u === null ? null : tokenCount(u.cache_creation_input_tokens);
   return {
     exchangeId: r.exchangeId,
     endedAt: d.timing.endedAt,
     status: d.status,
     outcome: d.outcome,
-    inputTokens: u === null ? null : count(u.input_tokens) + write! + read!,
+    inputTokens: u === null ? null : tokenCount(u.input_tokens) + write! + read!,
     outputTokens: u?.output_tokens ?? null,
     cacheReadTokens: read,
     cacheWriteTokens: write,
-    // Within the writes whatever the usage says (the breakdown is newer than the total, and a proxy may garble it).
-    cacheWrite1hTokens:
-      u === null
-        ? null
-        : Math.min(
-            count(
-              (u.cache_creation as { ephemeral_1h_input_tokens?: unknown } | null | undefined)
-                ?.ephemeral_1h_input_tokens,
-            ),
-            write!,
-          ),
+    cacheWrite1hTokens: u === null ? null : hourLongCacheWrites(u),
     model: d.model,
     // A string, or nothing (records from before it was recorded; a value that is not a string is not indexed).
     stopReason: typeof d.stopReason === 'string' ? d.stopReason : null,
   };
-}
-
-/** A token count from upstream's usage: a non-negative integer, else 0 (absent, null, or not a count). */
-function count(n: unknown): number {
-  return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : 0;
 }
 
 /** Who called, beyond the subject: the columns that tell people with the same subject at two issuers apart. */

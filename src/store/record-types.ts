@@ -80,6 +80,21 @@ export interface Usage {
   readonly [k: string]: unknown;
 }
 
+/** A token count from upstream's usage: a positive integer, else 0 (absent, null, or not a count). */
+export function tokenCount(n: unknown): number {
+  return typeof n === 'number' && Number.isSafeInteger(n) && n > 0 ? n : 0;
+}
+
+/**
+ * Of a usage's cache writes, those kept an hour (`cache_creation.ephemeral_1h_input_tokens`, billed higher than the
+ * default five minutes), as a count: at most the writes' total, whatever the breakdown says (it is newer than the
+ * total, and a proxy may garble it).
+ */
+export function hourLongCacheWrites(usage: Usage): number {
+  const breakdown = usage['cache_creation'] as { ephemeral_1h_input_tokens?: unknown } | null | undefined;
+  return Math.min(tokenCount(breakdown?.ephemeral_1h_input_tokens), tokenCount(usage.cache_creation_input_tokens));
+}
+
 export interface MaskingSummary {
   /** Detector type → number of values replaced, over the whole exchange (request and response). */
   readonly counts: Readonly<Record<string, number>>;
