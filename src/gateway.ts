@@ -148,6 +148,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
   const store = await openStore(config, {
     gateway: { onCheckpointError: (message) => log.warn({ message }, 'background WAL checkpoint failed; retrying') },
   });
+  /** What tokens cost as the running config says (usage limits on cost, the admin API's reports); a reload replaces it. */
+  let pricing = pricingFrom(config.pricing);
   const limits = new UsageLimits({
     limits: new Map(config.connections.map((c) => [c.name, c.limits])),
     store,
@@ -157,7 +159,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         'usage limits: cannot read what other gateways served (trying again each step); counting this gateway’s calls',
       ),
     onReadBackRecovered: () => log.info('usage limits: reading what other gateways served again'),
-    pricing: pricingFrom(config.pricing),
+    pricing,
     onUnpriced: (model, connection) =>
       log.warn(
         { model, connection },
@@ -353,7 +355,8 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
     }
     connections.reconfigure(next, changes).forEach(announce);
     // The limits change with the connections; what callers used of new ones is read back after (at the new prices).
-    limits.setPricing(pricingFrom(next.pricing));
+    pricing = pricingFrom(next.pricing);
+    limits.setPricing(pricing);
     const counted = limits.reconfigure(new Map(next.connections.map((c) => [c.name, c.limits])));
     upkeep.setRetention(retentionPolicy(next), next.retention.schedule);
     proxy.reconfigure({ maxRequestBody: next.limits.max_request_body, publicUrl: next.public_url });
@@ -426,7 +429,7 @@ export async function startGateway(config: VigilConfig, options: StartOptions = 
         reloadConfig: options.readConfig ? reloadFromSource : undefined,
         configStatus,
         connectionNames: () => connections.all().map((c) => c.name),
-        pricing: () => pricingFrom(running.pricing),
+        pricing: () => pricing,
       });
     }
     // What callers used of each limit's window before this start (and, on PostgreSQL, through other gateways).
