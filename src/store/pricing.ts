@@ -145,30 +145,25 @@ function text(s: string): string {
 
 /**
  * SQL for the cost of each exchange of `exchanges e LEFT JOIN exchange_results r` (times a million: the rates are
- * per million tokens), NULL for an exchange of a model with no price; and for whether it has one. Model ids and rates
- * are literals the schema checked, not bound parameters: each appears twice, and SQLite binds by position.
+ * per million tokens), NULL for an exchange of a model with no price. Model ids and rates are literals the schema
+ * checked, not bound parameters: the expression appears twice in a statement, and SQLite binds by position.
  */
-function costSql(pricing: Pricing, model: string): { readonly cost: string; readonly priced: string } {
-  const whens = pricing.models.map((p) => {
-    const match = p.model.endsWith('*')
-      ? `substr(${model}, 1, ${p.model.length - 1}) = ${text(p.model.slice(0, -1))}`
-      : `${model} = ${text(p.model)}`;
-    return { match, p };
-  });
+function costSql(pricing: Pricing, model: string): string {
   const read = 'coalesce(r.cache_read_tokens, 0)';
   const write = 'coalesce(r.cache_write_tokens, 0)';
   const write1h = 'coalesce(r.cache_write_1h_tokens, 0)';
   const uncached = `(coalesce(r.input_tokens, 0) - ${read} - ${write})`;
-  const cost = whens
-    .map(
-      ({ match, p }) =>
-        `WHEN ${match} THEN ${uncached} * ${literal(p.input)} + (${write} - ${write1h}) * ${literal(p.cacheWrite)} + ` +
-        `${write1h} * ${literal(p.cacheWrite1h)} + ${read} * ${literal(p.cacheRead)} + ` +
-        `coalesce(r.output_tokens, 0) * ${literal(p.output)}`,
-    )
-    .join(' ');
-  const priced = whens.map(({ match }) => `WHEN ${match} THEN 1`).join(' ');
-  return { cost: `CASE ${cost} END`, priced: `CASE ${priced} ELSE 0 END` };
+  const whens = pricing.models.map((p) => {
+    const match = p.model.endsWith('*')
+      ? `substr(${model}, 1, ${p.model.length - 1}) = ${text(p.model.slice(0, -1))}`
+      : `${model} = ${text(p.model)}`;
+    return (
+      `WHEN ${match} THEN ${uncached} * ${literal(p.input)} + (${write} - ${write1h}) * ${literal(p.cacheWrite)} + ` +
+      `${write1h} * ${literal(p.cacheWrite1h)} + ${read} * ${literal(p.cacheRead)} + ` +
+      `coalesce(r.output_tokens, 0) * ${literal(p.output)}`
+    );
+  });
+  return `CASE ${whens.join(' ')} END`;
 }
 
 /** The columns {@link costColumns} selects, as a store hands them out (PostgreSQL's sums of bigints as strings). */
@@ -189,9 +184,10 @@ export function costColumns(pricing: Pricing | undefined, model: string, int: st
   const cache = `coalesce(sum(r.cache_read_tokens), 0)${int} AS cache_read_tokens,
             coalesce(sum(r.cache_write_tokens), 0)${int} AS cache_write_tokens`;
   if (!pricing) return `${cache}, NULL AS cost, NULL AS unpriced`;
-  const priced = costSql(pricing, model);
-  return `${cache}, sum(${priced.cost}) AS cost,
-            sum(CASE WHEN ${priced.priced} = 0 AND coalesce(r.input_tokens, 0) + coalesce(r.output_tokens, 0) > 0
+  // No price matched: the CASE has no ELSE, so its cost is NULL (every priced branch adds coalesced counts).
+  const cost = costSql(pricing, model);
+  return `${cache}, sum(${cost}) AS cost,
+            sum(CASE WHEN (${cost}) IS NULL AND coalesce(r.input_tokens, 0) + coalesce(r.output_tokens, 0) > 0
               THEN 1 ELSE 0 END)${int} AS unpriced`;
 }
 
