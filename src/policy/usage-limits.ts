@@ -121,6 +121,13 @@ interface Used {
   readonly cost: number;
 }
 
+/** The limit's key for each count, in the order a call over several is said to be over them. */
+const LIMIT_OF = { tokens: 'tokens', calls: 'requests', cost: 'cost' } as const satisfies Record<
+  keyof Used,
+  keyof LimitConfig
+>;
+const COUNTS = Object.keys(LIMIT_OF) as Array<keyof Used>;
+
 /** One window's counts, in STEPS steps; step n covers [n·stepMs, (n+1)·stepMs). */
 class Steps {
   private readonly step = new Array<number>(STEPS).fill(-1);
@@ -196,10 +203,14 @@ let count: Intl.NumberFormat | undefined;
 /** Counts as people read them: `2,000,000`. */
 export const formatCount = (n: number): string => (count ??= new Intl.NumberFormat('en-US')).format(n);
 
-/** `50.00 USD` (to the cent; a budget under a cent to the millionth). */
+/** `50.00` (to the cent; an amount under a cent to the millionth). */
+function formatAmount(amount: number): string {
+  return amount.toFixed(amount !== 0 && Math.abs(amount) < 0.01 ? 6 : 2);
+}
+
+/** `50.00 USD`: an amount as {@link formatAmount} gives it, in its currency. */
 export function formatMoney(amount: number, currency = 'USD'): string {
-  const digits = amount !== 0 && Math.abs(amount) < 0.01 ? 6 : 2;
-  return `${amount.toFixed(digits)} ${currency}`;
+  return `${formatAmount(amount)} ${currency}`;
 }
 
 /** `daily: 2,000,000 tokens, 500 calls per caller in 1d (for group ci)`, as `vigil config check` prints it. */
@@ -285,18 +296,11 @@ class Limit {
     if (!s) return { tokens: 0, calls: 0, cost: 0, over: null, until: null };
     const current = this.stepOf(now);
     const used = s.sum(current);
-    const max = this.config;
-    const over =
-      max.tokens !== undefined && used.tokens >= max.tokens
-        ? 'tokens'
-        : max.requests !== undefined && used.calls >= max.requests
-          ? 'calls'
-          : max.cost !== undefined && used.cost >= max.cost
-            ? 'cost'
-            : null;
+    const max = (k: keyof Used): number | undefined => this.config[LIMIT_OF[k]];
+    const over = COUNTS.find((k) => used[k] >= (max(k) ?? Infinity)) ?? null;
     if (over === null) return { ...used, over, until: null };
     // Admitted again once enough of the oldest steps have left the window for the count to fall below the limit.
-    const limit = over === 'tokens' ? max.tokens! : over === 'calls' ? max.requests! : max.cost!;
+    const limit = max(over)!;
     let left = used[over];
     let until = (current + 1) * this.stepMs;
     for (const st of s.stepsIn(current)) {
@@ -311,12 +315,11 @@ class Limit {
   refusal(p: Principal, key: string, now: number, currency: string | undefined): LimitRefusal | null {
     const used = this.usage(key, now);
     if (used.over === null) return null;
+    const of = this.config[LIMIT_OF[used.over]]!;
     const amounts =
       used.over === 'cost'
-        ? `${formatMoney(used.cost, currency).split(' ')[0]} of ${formatMoney(this.config.cost!, currency)}`
-        : used.over === 'tokens'
-          ? `${formatCount(used.tokens)} of ${formatCount(this.config.tokens!)} tokens`
-          : `${formatCount(used.calls)} of ${formatCount(this.config.requests!)} calls`;
+        ? `${formatAmount(used.cost)} of ${formatMoney(of, currency)}`
+        : `${formatCount(used[used.over])} of ${formatCount(of)} ${used.over}`;
     const who =
       this.config.per === 'connection'
         ? `the callers of connection "${this.connection}"`
