@@ -35,6 +35,7 @@ import {
 import { filterFrom, FILTER_PARAMS, pageFrom, usageFrom, type ParamSource } from '../admin/query-params.js';
 import { USAGE_MAX_ROWS } from '../store/usage-report.js';
 import { pricingFrom } from '../store/pricing.js';
+import { centsText } from '../recorder/exchange-turn.js';
 import { listenAddress, type ListenAddress, type VigilConfig } from '../config/config-schema.js';
 import { loadConfig } from '../config/load-config.js';
 import { formatPath } from '../config/config-path.js';
@@ -520,7 +521,7 @@ async function usage(args: string[], out: Out): Promise<number> {
       ...(priced
         ? csv
           ? [String(r.cost), String(r.unpriced)]
-          : [`${formatCost(r.cost!)}${r.unpriced ? '*' : ''}`]
+          : [`${centsText(r.cost!)}${r.unpriced ? '*' : ''}`]
         : []),
       ...[r.failed, r.refused, r.inProgress].map(String),
     ]);
@@ -554,11 +555,6 @@ async function usage(args: string[], out: Out): Promise<number> {
     }
     return 0;
   });
-}
-
-/** A cost to the cent, as a table shows it; under a cent but not nothing: `<0.01`. */
-function formatCost(cost: number): string {
-  return cost > 0 && cost < 0.005 ? '<0.01' : cost.toFixed(2);
 }
 
 /**

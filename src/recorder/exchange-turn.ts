@@ -30,6 +30,11 @@ export function usageLine(usage: Readonly<Record<string, unknown>>): string {
   return `in ${f(input)}${cache.length ? ` (of which ${cache.join(', ')})` : ''} · out ${f(n(usage['output_tokens']))}`;
 }
 
+/** A cost to the cent, as tables and transcripts show it; under a cent but not nothing: `<0.01`. */
+export function centsText(cost: number): string {
+  return cost > 0 && cost < 0.005 ? '<0.01' : cost.toFixed(2);
+}
+
 export interface ContentBlock {
   type?: string;
   text?: string;

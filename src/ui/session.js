@@ -18,7 +18,7 @@ import {
   who,
 } from './dom.js';
 import { answer, lastTurn, maskingText, timingText, usageText } from './blocks.js';
-import { isRefusal } from './exchange-turn.js';
+import { centsText, isRefusal } from './exchange-turn.js';
 
 /** Exchanges per page: a long agent session has thousands, each resending the conversation so far. */
 const PAGE = 20;
@@ -124,7 +124,7 @@ function tokensText(s) {
 
 /** `0.42 USD`, with what it leaves out: exchanges of models the config does not price. */
 function costText(s) {
-  const amount = s.cost > 0 && s.cost < 0.005 ? '<0.01' : s.cost.toFixed(2);
+  const amount = centsText(s.cost);
   const left = s.unpriced
     ? ` (not counting ${s.unpriced} exchange${s.unpriced === 1 ? '' : 's'} of unpriced models)`
     : '';

@@ -4,6 +4,7 @@
 // is used of each (GET /api/v1/limits), when there are any.
 
 import { api, query } from './api.js';
+import { centsText } from './exchange-turn.js';
 import { append, clear, h, link, loading } from './dom.js';
 
 const GROUPINGS = [
@@ -219,7 +220,7 @@ export async function renderUsage({ root, query: q, signal }) {
 
 /** A row's cost to the cent (under a cent but not nothing: <0.01), marked when it leaves unpriced exchanges out. */
 function costCell(r) {
-  const text = r.cost > 0 && r.cost < 0.005 ? '<0.01' : r.cost.toFixed(2);
+  const text = centsText(r.cost);
   const title = r.unpriced
     ? `${count.format(r.unpriced)} exchange${r.unpriced === 1 ? '' : 's'} of models without a price not included`
     : `${r.cost}`;

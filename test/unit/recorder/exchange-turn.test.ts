@@ -1,6 +1,6 @@
 /** What a transcript shows as the turn an exchange added: every message after the last assistant message. */
 import { describe, expect, it } from 'vitest';
-import { newMessages, usageLine } from '../../../src/recorder/exchange-turn.js';
+import { centsText, newMessages, usageLine } from '../../../src/recorder/exchange-turn.js';
 
 const role = (m: { role: string }) => m.role;
 const msgs = (...roles: string[]) => roles.map((r, i) => ({ role: r, i }));
@@ -39,5 +39,13 @@ describe('usageLine', () => {
     expect(usageLine({ input_tokens: 10, output_tokens: 5 })).toBe('in 10 · out 5');
     // Recorded JSON holds what upstream sent: a count that is not a number counts as 0.
     expect(usageLine({ input_tokens: '7', cache_read_input_tokens: null, output_tokens: 3 })).toBe('in 0 · out 3');
+  });
+});
+
+describe('centsText', () => {
+  it('shows a cost to the cent, and a cost under a cent as such rather than as nothing', () => {
+    expect(centsText(4.129)).toBe('4.13');
+    expect(centsText(0.0049)).toBe('<0.01');
+    expect(centsText(0)).toBe('0.00');
   });
 });
