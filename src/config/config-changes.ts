@@ -13,7 +13,7 @@ import { canonicalJson, sameJson as same } from '../canonical-json.js';
 import type { ConnectionConfig, VigilConfig } from './config-schema.js';
 import type { PricingConfig } from '../store/pricing.js';
 
-/** The top-level keys a running gateway takes on reload; `retention` only in part (see RELOADABLE_RETENTION). */
+/** The top-level keys a running gateway takes on reload whole; `admin` only in part (see RELOADABLE_PARTS). */
 const RELOADABLE = new Set<string>([
   'connections',
   'default_connection',

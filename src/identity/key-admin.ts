@@ -187,20 +187,19 @@ export async function rotateGatewayKey(
   const overlapMs = input.overlap === undefined ? parseKeyLifetime(DEFAULT_OVERLAP) : parseOverlap(input.overlap);
   // The key as authentication has it (the ledger's name, owner, connections and expiry), not as its index row says:
   // a row changed or added without a record must not pass what it says on to a new, genuine key.
-  const current = (await store.listGatewayKeys()).find(
+  const old = (await store.listGatewayKeys()).find(
     (k) => k.name === name && k.index !== null && k.index.revokedAt === null,
   );
-  if (!current) throw new VigilError('NOT_FOUND', `no live key named "${name}" to rotate (see: vigil keys list)`);
-  const state = keyState(current, now);
+  if (!old) throw new VigilError('NOT_FOUND', `no live key named "${name}" to rotate (see: vigil keys list)`);
+  const state = keyState(old, now);
   if (state !== 'live') {
     throw new VigilError(
       'BAD_REQUEST',
       state === 'expired'
-        ? `key "${name}" expired at ${new Date(current.expiresAt!).toISOString()}: revoke it and create a new one`
+        ? `key "${name}" expired at ${new Date(old.expiresAt!).toISOString()}: revoke it and create a new one`
         : `key "${name}" is ${state} as authentication has it (vigil keys list says why): revoke it, run vigil verify, and create a new one`,
     );
   }
-  const old = current;
   const { key, hash } = generateGatewayKey();
   const lifetimeMs = input.expires
     ? parseKeyLifetime(input.expires)
