@@ -298,6 +298,10 @@ async function configCheck(args: string[], out: Out): Promise<number> {
   // Webhooks by name only: a URL can be a credential (Slack's is).
   const webhooks = new Map(new ApprovalNotifier(config.approvals).proxies.map((p) => [p.webhook, p]));
   for (const w of config.approvals.webhooks) lines.push(`  approval webhook ${w.name}${through(webhooks.get(w.name))}`);
+  // What usage reports and cost limits price calls at: the models, in the order the first match is taken.
+  if (config.pricing) {
+    lines.push(`  pricing ${config.pricing.currency}: ${config.pricing.models.map((m) => m.model).join(', ')}`);
+  }
   lines.push(digest);
   out.stdout.write(`${lines.join('\n')}\n`);
   for (const w of warnings) out.stderr.write(`vigil: warning: ${w}\n`);

@@ -215,6 +215,7 @@ describe('usage cost', () => {
     );
     const check = await vigil(['config', 'check', '--config', budget]);
     expect(check.stdout).toContain('    limit monthly: 50.00 EUR per caller in 30d');
+    expect(check.stdout).toContain('  pricing EUR: claude*\n');
     const limits = JSON.parse((await vigil(['limits', '--json', '--config', budget])).stdout) as {
       items: Array<{ cost: number; currency: string; usage: Array<{ caller: string; cost: number }> }>;
     };
